@@ -1,0 +1,199 @@
+/* ISO 8583:1987 codec: profiles, framing, decode into views, encode with
+ * replaced fields, DE48 subelements, BER-TLV, masked formatting.
+ *
+ * Pure: no I/O, no allocation after a profile is loaded, no logging. Error
+ * values never carry field contents; decode reports the failing field
+ * number in msg->err_field.
+ */
+#ifndef TSW_ISO8583_H
+#define TSW_ISO8583_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define TSW_ISO_FIELDS 129          /* index 0 unused, 1..128 */
+#define TSW_ISO_MAX_FRAME_DEFAULT 8192
+#define TSW_ISO_NAME_MAX 48
+
+enum tsw_iso_type {
+	TSW_ISO_N,   /* digits */
+	TSW_ISO_AN,  /* letters and digits (and space, as real networks pad) */
+	TSW_ISO_ANS, /* printable ASCII */
+	TSW_ISO_B,   /* raw bytes (hex text in the hexbitmap profile) */
+	TSW_ISO_Z,   /* track 2: digits, '=' and 'D' */
+	TSW_ISO_TYPE_MAX
+};
+
+enum tsw_iso_len {
+	TSW_ISO_FIXED,
+	TSW_ISO_LL,
+	TSW_ISO_LLL,
+	TSW_ISO_LEN_MAX
+};
+
+enum tsw_iso_header {
+	TSW_ISO_HDR_BIN2,   /* 2-byte big-endian length, excludes itself */
+	TSW_ISO_HDR_ASCII4, /* 4 ASCII digits, excludes itself */
+	TSW_ISO_HDR_NONE,   /* no framing: one message per buffer (vectors) */
+	TSW_ISO_HDR_MAX
+};
+
+enum tsw_iso_bitmap {
+	TSW_ISO_BITMAP_BIN, /* 8 raw bytes per bitmap */
+	TSW_ISO_BITMAP_HEX, /* 16 hex characters per bitmap */
+	TSW_ISO_BITMAP_MAX
+};
+
+struct tsw_iso_field_spec {
+	uint8_t defined;  /* 0: the profile has no such field */
+	uint8_t type;     /* enum tsw_iso_type */
+	uint8_t len_kind; /* enum tsw_iso_len */
+	uint16_t max_len; /* fixed length, or maximum for LL/LLL; for B fields
+			   * counted in bytes (hex profile: twice as many chars) */
+	char name[TSW_ISO_NAME_MAX];
+};
+
+struct tsw_iso_profile {
+	char name[32];
+	uint8_t header;   /* enum tsw_iso_header */
+	uint8_t bitmap;   /* enum tsw_iso_bitmap */
+	uint32_t max_frame; /* bytes after the length header */
+	struct tsw_iso_field_spec fields[TSW_ISO_FIELDS];
+};
+
+/* Loads a field-spec profile file (format documented in config/README and
+ * at the top of config/default.spec). On error returns -TSW_E_BAD_PROFILE
+ * or -errno and, when ret_line is not NULL, the 1-based line of the fault
+ * (0 when the file could not be read). ret_profile is untouched on failure. */
+int tsw_iso_profile_load(const char *path, struct tsw_iso_profile *ret_profile,
+			 unsigned *ret_line);
+
+/* Loads a profile shipped under config/ by name ("default", "hexbitmap",
+ * "ascii4"), from dir (NULL: the build's TSW_CONFIG_DIR). */
+int tsw_iso_profile_load_named(const char *dir, const char *name,
+			       struct tsw_iso_profile *ret_profile);
+
+/* A decoded message. Views point into the buffer passed to decode: valid
+ * as long as that buffer is unchanged. */
+struct tsw_iso_view {
+	uint16_t off; /* offset of the value (after any LL/LLL prefix) */
+	uint16_t len; /* length of the value in the wire bytes */
+};
+
+struct tsw_iso_msg {
+	const uint8_t *buf;
+	uint32_t len;
+	char mti[4];
+	uint64_t bitmap[2];  /* bit for field f: bitmap[(f-1)/64] >> (63-(f-1)%64) & 1 */
+	struct tsw_iso_view f[TSW_ISO_FIELDS];
+	int err_field;       /* on decode failure: field at fault, 0 for MTI/bitmap */
+};
+
+static inline bool tsw_iso_has(const struct tsw_iso_msg *m, unsigned f)
+{
+	return f >= 1 && f <= 128 && ((m->bitmap[(f - 1) / 64] >> (63 - (f - 1) % 64)) & 1);
+}
+
+static inline const uint8_t *tsw_iso_ptr(const struct tsw_iso_msg *m, unsigned f)
+{
+	return m->buf + m->f[f].off;
+}
+
+/* Decodes one message body (no length header) of len bytes. On success
+ * fills *ret_msg (views into buf) and returns 0. On failure returns one of
+ * -TSW_E_NO_MTI, -TSW_E_BAD_BITMAP, -TSW_E_UNDEFINED_FIELD,
+ * -TSW_E_TRUNCATED, -TSW_E_NOT_NUMERIC, -TSW_E_BAD_CHARSET,
+ * -TSW_E_FIELD_TOO_LONG, -TSW_E_TRAILING, -TSW_E_FRAME_TOO_BIG, sets
+ * ret_msg->err_field and leaves the other members unspecified. A secondary
+ * bitmap present but all zero is accepted. Reads nothing past buf+len. */
+int tsw_iso_decode(const struct tsw_iso_profile *p, const uint8_t *buf, size_t len,
+		   struct tsw_iso_msg *ret_msg);
+
+/* A replaced field for encode: data == NULL removes the field; field 0
+ * replaces the MTI (len 4). */
+struct tsw_iso_edit {
+	uint16_t field;
+	uint16_t len;
+	const uint8_t *data;
+};
+
+/* Encodes msg with edits applied (edits may add fields absent from msg;
+ * each field at most once in edits) into out, without length header.
+ * Bit 1 (secondary bitmap) is set iff a field above 64 is present.
+ * Values are validated against the profile like decode does.
+ * Returns the number of bytes written, or -TSW_E_NO_SPACE,
+ * -TSW_E_UNDEFINED_FIELD, -TSW_E_FIELD_TOO_LONG, -TSW_E_NOT_NUMERIC,
+ * -TSW_E_BAD_CHARSET. msg may be NULL to build a message from edits alone. */
+int tsw_iso_encode(const struct tsw_iso_profile *p, const struct tsw_iso_msg *msg,
+		   const struct tsw_iso_edit *edits, size_t n_edits, uint8_t *out, size_t cap);
+
+/* Size of the profile's length header (2, 4 or 0). */
+size_t tsw_iso_header_size(const struct tsw_iso_profile *p);
+
+/* Writes the length header for a body of body_len bytes into out (which
+ * has room for tsw_iso_header_size()). Returns 0, or -TSW_E_FRAME_TOO_BIG. */
+int tsw_iso_header_write(const struct tsw_iso_profile *p, size_t body_len, uint8_t *out);
+
+/* Incremental frame reader. Bytes may arrive split anywhere and several
+ * frames may arrive in one buffer. A frame lying whole inside the caller's
+ * input is returned in place; one split across inputs is assembled in the
+ * reader's own buffer (max_frame bytes, allocated once at init). */
+struct tsw_iso_framer {
+	const struct tsw_iso_profile *p;
+	uint8_t *acc;      /* assembly buffer, p->max_frame + 4 bytes */
+	uint32_t acc_len;  /* bytes held in acc */
+	uint32_t need;     /* body length once the header is known, else 0 */
+	uint8_t have_hdr;
+};
+
+/* Returns 0 or -ENOMEM. */
+int tsw_iso_framer_init(struct tsw_iso_framer *fr, const struct tsw_iso_profile *p);
+void tsw_iso_framer_free(struct tsw_iso_framer *fr);
+
+/* Consumes input starting at *in_off. Returns 1 with *ret_frame/*ret_len
+ * set to a complete body (keep-alive frames are returned with len 0; the
+ * pointer is valid until the next call or until the input changes);
+ * 0 when all input is consumed and no frame is complete;
+ * -TSW_E_FRAME_TOO_BIG or -TSW_E_BAD_HEADER when the stream is broken
+ * (the connection must be closed). Call repeatedly until it returns 0. */
+int tsw_iso_framer_next(struct tsw_iso_framer *fr, const uint8_t *in, size_t in_len,
+			size_t *in_off, const uint8_t **ret_frame, size_t *ret_len);
+
+/* DE48 subelements: 2-digit tag, 2-digit length, value. */
+struct tsw_de48_iter {
+	const uint8_t *p;
+	size_t len, off;
+};
+/* Returns 1 with tag/value set, 0 at the end, -TSW_E_BAD_TLV on malformed
+ * data (a short or non-digit tag/length, a value past the end). */
+int tsw_de48_next(struct tsw_de48_iter *it, unsigned *ret_tag, const uint8_t **ret_val,
+		  size_t *ret_len);
+/* Finds tag; returns 1 found, 0 absent, -TSW_E_BAD_TLV. */
+int tsw_de48_find(const uint8_t *p, size_t len, unsigned tag, const uint8_t **ret_val,
+		  size_t *ret_len);
+/* Appends one subelement at out[*off]; returns 0 or -TSW_E_NO_SPACE /
+ * -TSW_E_BAD_INPUT (tag > 99 or len > 99). */
+int tsw_de48_put(uint8_t *out, size_t cap, size_t *off, unsigned tag, const uint8_t *val,
+		 size_t len);
+
+/* BER-TLV (DE55). Tags up to 4 bytes returned as their big-endian value
+ * (0x9F26), lengths in 1..3-byte definite form. */
+struct tsw_tlv_iter {
+	const uint8_t *p;
+	size_t len, off;
+};
+int tsw_tlv_next(struct tsw_tlv_iter *it, uint32_t *ret_tag, const uint8_t **ret_val,
+		 size_t *ret_len);
+int tsw_tlv_find(const uint8_t *p, size_t len, uint32_t tag, const uint8_t **ret_val,
+		 size_t *ret_len);
+
+/* Formats a decoded message for a log line: "mti=0100 f2=411111******1111
+ * f4=000000001000 ...", masking DE2 and DE35 (first 6, last 4 kept), DE14
+ * fully, DE52/DE55 as their length only, and DE48 subelements 30-36 and 11.
+ * Writes at most cap bytes, NUL-terminated; returns the length written
+ * (truncated output ends in "..."). */
+size_t tsw_iso_format_masked(const struct tsw_iso_profile *p, const struct tsw_iso_msg *m,
+			     char *out, size_t cap);
+
+#endif

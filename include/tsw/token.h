@@ -1,0 +1,82 @@
+/* The token record as the switch sees it after a vault lookup: plain,
+ * caller-owned data (no pointers into the LMDB map), so it stays valid
+ * after the read transaction is reset. The on-disk layout is the vault's
+ * business (src/vault/record.c); this is the decoded form.
+ *
+ * The PAN is not here: it stays encrypted until tsw_vault_decrypt_pan()
+ * writes it into a caller buffer right before the issuer leg is encoded.
+ */
+#ifndef TSW_TOKEN_H
+#define TSW_TOKEN_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#define TSW_TOKEN_MIN_DIGITS 13
+#define TSW_TOKEN_MAX_DIGITS 19
+#define TSW_PAN_MAX_DIGITS 19
+#define TSW_TRID_LEN 11
+#define TSW_PAR_LEN 29
+#define TSW_TOKEN_REF_MAX 32
+#define TSW_MERCHANT_ID_LEN 15   /* DE42 */
+#define TSW_ACQUIRER_ID_MAX 11   /* DE32 */
+#define TSW_TOKEN_MERCHANTS_MAX 8
+#define TSW_DEVICE_REF_MAX 48
+
+enum tsw_token_status {
+	TSW_TOKEN_ACTIVE,
+	TSW_TOKEN_SUSPENDED,
+	TSW_TOKEN_DELETED,
+	TSW_TOKEN_STATUS_MAX
+};
+
+/* Presentment modes, as bits in tsw_token.pos_modes (0 means all). */
+enum tsw_pos_mode {
+	TSW_POS_CONTACTLESS,
+	TSW_POS_CHIP,
+	TSW_POS_ECOMMERCE,
+	TSW_POS_COF,
+	TSW_POS_MANUAL,
+	TSW_POS_MAGSTRIPE,
+	TSW_POS_MODE_MAX
+};
+
+struct tsw_token_merchant {
+	char merchant_id[TSW_MERCHANT_ID_LEN + 1]; /* DE42, space-padded as on the wire */
+	char acquirer_id[TSW_ACQUIRER_ID_MAX + 1]; /* DE32, "" for any */
+	char mcc[5];                               /* DE18, "" for any */
+};
+
+struct tsw_token {
+	char token[TSW_TOKEN_MAX_DIGITS + 1];
+	uint8_t token_len;
+	uint8_t status;            /* enum tsw_token_status */
+	uint8_t card_suspended;    /* the card behind it is suspended */
+	uint8_t assurance_level;   /* 0..99 */
+	char token_expiry[5];      /* YYMM */
+	char pan_expiry[5];        /* YYMM */
+	char trid[TSW_TRID_LEN + 1];
+	char token_ref[TSW_TOKEN_REF_MAX + 1];
+	char par[TSW_PAR_LEN + 1];
+	/* domain restriction controls */
+	uint32_t pos_modes;        /* bit (1u << enum tsw_pos_mode); 0: any */
+	uint8_t n_merchants;       /* 0: any merchant */
+	struct tsw_token_merchant merchants[TSW_TOKEN_MERCHANTS_MAX];
+	uint64_t amount_limit;     /* minor units; 0: none */
+	char currency[4];          /* ISO 4217 numeric, "" for any */
+	uint32_t max_uses;         /* 0: unlimited */
+	uint32_t valid_from;       /* unix seconds; 0: none */
+	uint32_t valid_until;      /* unix seconds; 0: none */
+	uint8_t device_required;
+	/* token-for-token: the original token and its data ("" when none) */
+	char original_token[TSW_TOKEN_MAX_DIGITS + 1];
+	char original_trid[TSW_TRID_LEN + 1];
+	char original_token_ref[TSW_TOKEN_REF_MAX + 1];
+	uint8_t original_assurance_level;
+	/* key id of the encrypted PAN, and a stable id of the card (the first
+	 * 8 bytes of the PAN's HMAC) for card-level state; never the PAN */
+	uint32_t key_id;
+	uint64_t card_id;
+};
+
+#endif

@@ -1,0 +1,44 @@
+#include <string.h>
+
+#include "tsw/error.h"
+
+static const char *const tsw_messages[TSW_E_MAX - TSW_E_BASE] = {
+	[TSW_E_TRUNCATED - TSW_E_BASE] = "truncated",
+	[TSW_E_FRAME_TOO_BIG - TSW_E_BASE] = "frame above the maximum size",
+	[TSW_E_BAD_HEADER - TSW_E_BASE] = "bad length header",
+	[TSW_E_NO_MTI - TSW_E_BASE] = "missing or bad MTI",
+	[TSW_E_BAD_BITMAP - TSW_E_BASE] = "bad bitmap",
+	[TSW_E_UNDEFINED_FIELD - TSW_E_BASE] = "field not defined by the profile",
+	[TSW_E_NOT_NUMERIC - TSW_E_BASE] = "non-digit in a numeric field",
+	[TSW_E_BAD_CHARSET - TSW_E_BASE] = "character outside the field's set",
+	[TSW_E_FIELD_TOO_LONG - TSW_E_BASE] = "field length above its maximum",
+	[TSW_E_TRAILING - TSW_E_BASE] = "trailing bytes after the last field",
+	[TSW_E_NO_SPACE - TSW_E_BASE] = "output buffer too small",
+	[TSW_E_BAD_PROFILE - TSW_E_BASE] = "bad field-spec profile",
+	[TSW_E_BAD_TLV - TSW_E_BASE] = "bad TLV or subelement",
+	[TSW_E_NOT_FOUND - TSW_E_BASE] = "not found",
+	[TSW_E_EXISTS - TSW_E_BASE] = "already exists",
+	[TSW_E_CORRUPT - TSW_E_BASE] = "corrupt record",
+	[TSW_E_BAD_KEY - TSW_E_BASE] = "bad key file",
+	[TSW_E_DECRYPT - TSW_E_BASE] = "decryption failed",
+	[TSW_E_BAD_INPUT - TSW_E_BASE] = "invalid input",
+	[TSW_E_OUT_OF_RANGE - TSW_E_BASE] = "outside every token BIN range",
+	[TSW_E_FULL - TSW_E_BASE] = "full",
+	[TSW_E_VERSION - TSW_E_BASE] = "unsupported format version",
+	[TSW_E_CONFIG - TSW_E_BASE] = "bad configuration",
+};
+
+const char *tsw_strerror(int err)
+{
+	const char *s;
+
+	if (err < 0)
+		err = -err;
+	if (err >= TSW_E_BASE && err < TSW_E_MAX) {
+		s = tsw_messages[err - TSW_E_BASE];
+		return s ? s : "unknown error";
+	}
+	/* strerrordesc_np is thread-safe and never writes a buffer. */
+	s = strerrordesc_np(err);
+	return s ? s : "unknown error";
+}

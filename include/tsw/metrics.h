@@ -1,0 +1,71 @@
+/* Per-worker metrics shards: plain counters written by one worker thread,
+ * read (racy by design, 64-bit aligned loads) by the control plane, which
+ * sums the shards on each scrape. No labels carry tokens or PANs. */
+#ifndef TSW_METRICS_H
+#define TSW_METRICS_H
+
+#include <stdint.h>
+
+#include "tsw/authz.h"
+
+enum tsw_mti_class {
+	TSW_MTI_0100,
+	TSW_MTI_0200,
+	TSW_MTI_0120,
+	TSW_MTI_0400,
+	TSW_MTI_0420,
+	TSW_MTI_0800,
+	TSW_MTI_OTHER,
+	TSW_MTI_CLASS_MAX
+};
+
+/* Response codes counted: index by tsw_metrics_rc_index(). */
+enum { TSW_METRICS_RC_MAX = 16 };
+
+/* Log-linear latency histogram in microseconds: bucket i holds values
+ * below tsw_hist_bound_us[i]; the last bucket is +Inf. */
+enum { TSW_HIST_BUCKETS = 24 };
+extern const uint64_t tsw_hist_bound_us[TSW_HIST_BUCKETS];
+
+struct tsw_hist {
+	uint64_t bucket[TSW_HIST_BUCKETS];
+	uint64_t count;
+	uint64_t sum_us;
+};
+
+static inline void tsw_hist_add(struct tsw_hist *h, uint64_t us)
+{
+	unsigned i = 0;
+
+	while (i < TSW_HIST_BUCKETS - 1 && us >= tsw_hist_bound_us[i])
+		i++;
+	h->bucket[i]++;
+	h->count++;
+	h->sum_us += us;
+}
+
+struct tsw_metrics_shard {
+	uint64_t requests[TSW_MTI_CLASS_MAX][TSW_METRICS_RC_MAX];
+	uint64_t declines[TSW_AUTHZ_REASON_MAX];
+	struct tsw_hist issuer_rtt;       /* issuer round trip */
+	struct tsw_hist internal;         /* frame in -> frame out, minus issuer */
+	uint64_t inflight;                /* gauge */
+	uint64_t pending_full;            /* pending table full (answered 96) */
+	uint64_t timeouts;
+	uint64_t late_answers;
+	uint64_t unmatched_answers;
+	uint64_t conns_open;              /* gauge */
+	uint64_t conns_accepted;
+	uint64_t conns_refused;           /* max_conns reached */
+	uint64_t conns_idle_closed;
+	uint64_t frames_refused;          /* above max frame / broken framing */
+	uint64_t format_errors;
+	uint64_t backpressure_pauses;
+	uint64_t vault_lookups;
+	uint64_t vault_errors;
+	uint64_t link_up[16];             /* gauge per issuer link: 0 down, 1 connecting, 2 up, 3 signed on */
+	uint64_t link_reconnects[16];
+	uint64_t bytes_in, bytes_out;
+} __attribute__((aligned(64)));
+
+#endif

@@ -1,0 +1,153 @@
+/* The switch's own durable state: limited-use counts and the last ATC per
+ * token, in a second LMDB environment (the --state directory), separate
+ * from the vault so a bulk import never stalls an authorization.
+ *
+ * Threads: any number of worker threads call every function below
+ * concurrently (except open/close). Decisions are made in memory under a
+ * short per-shard mutex; one writer thread owned by the state makes them
+ * durable with group commit: it takes every queued update, writes them in
+ * one LMDB transaction, commits (one fsync per batch), then marks the
+ * batch durable and writes 1 to every registered eventfd.
+ *
+ * Limited-use counts. A token's durable count is used + reserved: a
+ * reservation is written as a use, a release writes it back. So after a
+ * crash every reservation that was never resolved counts as used: a use
+ * may be lost to the cardholder (the issuer never approved it), never
+ * double-spent. Flow for one authorization of a limited-use token:
+ *
+ *	tsw_state_reserve()   -> -TSW_E_FULL: decline DOMAIN_USES (65)
+ *	park until tsw_state_durable(ticket) (wake on the eventfd)
+ *	forward; issuer approves -> tsw_state_commit_use(ticket)
+ *	         declines / times out -> tsw_state_release(ticket)
+ *
+ * Keys are token digits; the environment holds no PAN.
+ */
+#ifndef TSW_STATE_H
+#define TSW_STATE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct tsw_state;
+
+/* Defaults for struct tsw_state_config (config keys in tokswitch.conf,
+ * section [state]: queue_size, max_tokens, max_reservations, map_size_mb). */
+#define TSW_STATE_QUEUE_SIZE_DEFAULT 65536u	    /* queued updates */
+#define TSW_STATE_MAX_TOKENS_DEFAULT 262144u	    /* tokens with a count or an ATC */
+#define TSW_STATE_MAX_RESERVATIONS_DEFAULT 65536u   /* outstanding tickets */
+#define TSW_STATE_MAP_SIZE_MB_DEFAULT 256u	    /* LMDB map size */
+#define TSW_STATE_MAX_RESERVATIONS_LIMIT (1u << 24) /* tickets carry a 24-bit slot */
+#define TSW_STATE_WAKERS_MAX 64u		    /* eventfds (one per worker) */
+#define TSW_STATE_RETRY_MS 100u			    /* writer retry after a failed commit */
+
+struct tsw_state_config {
+	uint32_t queue_size;	   /* updates waiting for the writer; 0: default */
+	uint32_t max_tokens;	   /* in-memory table capacity, on top of the
+				    * tokens loaded at open; 0: default */
+	uint32_t max_reservations; /* outstanding tickets; 0: default */
+	uint32_t map_size_mb;	   /* 0: default */
+};
+
+/* Opens (creating when missing) the state environment in dir, loads every
+ * count and ATC into memory and starts the writer thread. cfg may be NULL
+ * (defaults). Returns 0, -TSW_E_VERSION (written by a newer build),
+ * -TSW_E_CORRUPT (a record of the wrong size), -TSW_E_BAD_INPUT
+ * (max_reservations above TSW_STATE_MAX_RESERVATIONS_LIMIT), -ENOSPC
+ * (the file holds more tokens than the table can take), -ENOMEM, or
+ * another -errno (dir missing or unwritable, LMDB errors mapped to
+ * -errno). *ret_state is untouched on failure. */
+int tsw_state_open(const char *dir, const struct tsw_state_config *cfg,
+		   struct tsw_state **ret_state);
+
+/* Writes everything queued, stops the writer thread, closes the
+ * environment and frees st (NULL is fine). Outstanding reservations stay
+ * counted as used. No other call on st may run concurrently or after. */
+void tsw_state_close(struct tsw_state *st);
+
+/* Registers an eventfd the writer writes 1 to after each commit (each
+ * worker registers its own before traffic starts). The state does not
+ * close it; it must stay open until tsw_state_close(). Returns 0, -TSW_E_FULL (TSW_STATE_WAKERS_MAX
+ * reached) or -EBADF (fd < 0). */
+int tsw_state_add_waker(struct tsw_state *st, int eventfd);
+
+/* Reserves one use of token (digits, len 1..19) whose record allows
+ * max_uses (> 0). On success sets *ret_ticket and returns 0: the use
+ * counts from now on, and is durable once tsw_state_durable(ticket).
+ * Returns -TSW_E_FULL when used + reserved >= max_uses (DOMAIN_USES),
+ * -EAGAIN when the writer's queue or the ticket table is full (answer
+ * SYSTEM; counted in the stats), -ENOSPC when the token table is full,
+ * -TSW_E_BAD_INPUT for a bad token length or max_uses 0.
+ * *ret_ticket is untouched on failure. Never waits on I/O. */
+int tsw_state_reserve(struct tsw_state *st, const char *token, size_t len, uint32_t max_uses,
+		      uint64_t *ret_ticket);
+
+/* True once the reservation of ticket is committed to disk (it stays
+ * true after commit_use/release). Lock-free; safe from any thread. */
+bool tsw_state_durable(const struct tsw_state *st, uint64_t ticket);
+
+/* The issuer approved: the reserved use becomes a used one (no write is
+ * needed: the durable count already holds it). Returns 0 or
+ * -TSW_E_NOT_FOUND (ticket unknown or already resolved). */
+int tsw_state_commit_use(struct tsw_state *st, uint64_t ticket);
+
+/* The issuer declined or timed out: the use is given back (and the lower
+ * count queued for the writer). Returns 0 or -TSW_E_NOT_FOUND (ticket
+ * unknown or already resolved). When the queue is full the use is given
+ * back in memory and the disk keeps the higher count until the token's
+ * next update (never a double spend; counted as release_unqueued). */
+int tsw_state_release(struct tsw_state *st, uint64_t ticket);
+
+/* Replay check of an ATC for token: atc_epoch is struct tsw_token's
+ * atc_epoch (bumped by `tokvault repersonalize`). A higher epoch than the
+ * one stored resets the last ATC to 0 first. Returns 0 when atc is above
+ * the last ATC of the same epoch (and records it, queued for the writer),
+ * -TSW_E_EXISTS when it is not, or the epoch is older than the stored one
+ * (replayed: CRYPTOGRAM decline), -EAGAIN (queue full: nothing recorded),
+ * -ENOSPC (token table full), -TSW_E_BAD_INPUT (bad token length). The
+ * last ATC is durable at the next group commit; a crash in between may
+ * forget it (the cryptogram itself still has to verify). */
+int tsw_state_atc_check(struct tsw_state *st, const char *token, size_t len, uint32_t atc_epoch,
+			uint32_t atc);
+
+/* One token's state, for tools and tests. */
+struct tsw_state_token {
+	uint32_t used;	   /* approved uses (and, after a restart, unresolved ones) */
+	uint32_t reserved; /* outstanding reservations */
+	uint32_t atc_epoch;
+	uint32_t last_atc;
+};
+
+/* Returns 0 and fills *ret, or -TSW_E_NOT_FOUND (token never seen),
+ * -TSW_E_BAD_INPUT. */
+int tsw_state_get(struct tsw_state *st, const char *token, size_t len, struct tsw_state_token *ret);
+
+/* Counters for metrics (monotonic unless marked gauge). */
+struct tsw_state_stats {
+	uint64_t queue_len; /* gauge: updates waiting */
+	uint64_t queue_cap;
+	uint64_t queue_full; /* updates refused: queue full */
+	uint64_t tokens;     /* gauge: tokens in the table */
+	uint64_t tokens_cap;
+	uint64_t table_full;   /* refused: token table full */
+	uint64_t reservations; /* gauge: outstanding tickets */
+	uint64_t reservations_cap;
+	uint64_t tickets_full; /* refused: ticket table full */
+	uint64_t reserve_ok;
+	uint64_t reserve_exhausted; /* -TSW_E_FULL: DOMAIN_USES */
+	uint64_t commits;	    /* commit_use */
+	uint64_t releases;
+	uint64_t release_unqueued; /* release with the queue full */
+	uint64_t atc_ok;
+	uint64_t atc_replayed;
+	uint64_t batches;   /* LMDB transactions committed */
+	uint64_t batch_ops; /* updates written */
+	uint64_t batch_max; /* largest batch */
+	uint64_t commit_errors;
+	uint64_t commit_ns_total; /* time in write + commit (fsync) */
+};
+
+/* Snapshot of the counters (each read atomically, not all together). */
+void tsw_state_stats(const struct tsw_state *st, struct tsw_state_stats *ret);
+
+#endif

@@ -1,0 +1,836 @@
+/* The switch's state environment: limited-use counts and last ATC per
+ * token, decided in memory, made durable by one writer thread with group
+ * commit. Contract and crash semantics: include/tsw/state.h. */
+#include <errno.h>
+#include <lmdb.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+#include "tsw/error.h"
+#include "tsw/state.h"
+#include "tsw/token.h"
+
+enum {
+	SHARDS = 64, /* independent locks and tables; a power of two */
+	SHARD_BITS = 6,
+	TICKET_SLOT_BITS = 24, /* ticket = seq << 24 | reservation slot */
+	FORMAT_VERSION = 1,
+	MAX_DBS = 4,
+	DIR_MODE = 0700,
+	FILE_MODE = 0600,
+};
+
+#define DB_COUNTS "counts"
+#define DB_META "meta"
+#define META_VERSION_KEY "version"
+
+/* The on-disk value of a token (native byte order: the file is local to
+ * the host that writes it). */
+struct record {
+	uint32_t uses; /* used + reserved at the time of the write */
+	uint32_t atc_epoch;
+	uint32_t last_atc;
+	uint32_t reserved_zero;
+};
+
+struct entry {
+	char key[TSW_TOKEN_MAX_DIGITS];
+	uint8_t key_len; /* 0: empty slot */
+	uint8_t shard;
+	uint32_t used, reserved, atc_epoch, last_atc; /* under the shard lock */
+	uint64_t written_batch; /* writer thread only: dedupe within a batch */
+};
+
+struct shard {
+	pthread_mutex_t lock;
+	struct entry *slots;
+	uint32_t mask;
+	uint32_t count, max;
+} __attribute__((aligned(64)));
+
+struct reservation {
+	struct entry *e;
+	uint64_t seq;
+	uint32_t next_free;
+	bool live;
+};
+
+struct counters {
+	atomic_uint_fast64_t queue_full, table_full, tickets_full, reserve_ok, reserve_exhausted,
+	    commits, releases, release_unqueued, atc_ok, atc_replayed, batches, batch_ops,
+	    batch_max, commit_errors, commit_ns_total, tokens, reservations, queue_len;
+};
+
+struct tsw_state {
+	MDB_env *env;
+	MDB_dbi dbi_counts;
+	struct shard shards[SHARDS];
+	uint32_t per_shard_max;
+
+	/* the writer's queue: entries whose values must be written */
+	pthread_mutex_t q_lock;
+	pthread_cond_t q_cond;
+	struct entry **q;
+	uint32_t q_cap, q_head, q_count;
+	uint64_t q_seq; /* seq of the last queued update */
+	bool q_stop;
+	atomic_uint_fast64_t committed_seq;
+
+	/* outstanding reservations (tickets) */
+	pthread_mutex_t res_lock;
+	struct reservation *res;
+	uint32_t res_cap, res_free, res_used;
+
+	pthread_mutex_t wakers_lock;
+	int wakers[TSW_STATE_WAKERS_MAX];
+	atomic_uint n_wakers;
+
+	pthread_t writer;
+	struct entry **batch; /* writer thread only, q_cap entries */
+	struct counters c;
+};
+
+static void count(atomic_uint_fast64_t *c)
+{
+	atomic_fetch_add_explicit(c, 1, memory_order_relaxed);
+}
+
+static int map_mdb(int rc)
+{
+	if (rc >= 0)
+		return -rc;
+	switch (rc) {
+	case MDB_MAP_FULL:
+	case MDB_READERS_FULL:
+	case MDB_TXN_FULL:
+	case MDB_DBS_FULL:
+		return -ENOSPC;
+	case MDB_NOTFOUND:
+		return -TSW_E_NOT_FOUND;
+	case MDB_VERSION_MISMATCH:
+		return -TSW_E_VERSION;
+	case MDB_INVALID:
+	case MDB_CORRUPTED:
+	case MDB_PAGE_NOTFOUND:
+	case MDB_BAD_VALSIZE:
+		return -TSW_E_CORRUPT;
+	default:
+		return -EIO;
+	}
+}
+
+static uint64_t mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static int valid_token(const char *token, size_t len)
+{
+	if (token == NULL || len == 0 || len > TSW_TOKEN_MAX_DIGITS)
+		return -TSW_E_BAD_INPUT;
+	return 0;
+}
+
+static struct shard *shard_of(struct tsw_state *st, uint64_t h)
+{
+	return &st->shards[h & (SHARDS - 1)];
+}
+
+/* Finds token in its shard (locked by the caller); inserts it when create
+ * is set. NULL when absent (create unset) or when the shard is full. */
+static struct entry *find(struct tsw_state *st, struct shard *sh, uint64_t h, const char *token,
+			  size_t len, bool create)
+{
+	uint32_t i = (uint32_t)(h >> SHARD_BITS) & sh->mask;
+
+	for (;;) {
+		struct entry *e = &sh->slots[i];
+
+		if (e->key_len == 0) {
+			if (!create || sh->count >= sh->max)
+				return NULL;
+			memcpy(e->key, token, len);
+			e->key_len = (uint8_t)len;
+			e->shard = (uint8_t)(sh - st->shards);
+			sh->count++;
+			count(&st->c.tokens);
+			return e;
+		}
+		if (e->key_len == len && memcmp(e->key, token, len) == 0)
+			return e;
+		i = (i + 1) & sh->mask;
+	}
+}
+
+/* Queues e for the writer; caller holds e's shard lock. Returns the seq of
+ * the update, or 0 when the queue is full. */
+static uint64_t enqueue(struct tsw_state *st, struct entry *e)
+{
+	uint64_t seq = 0;
+
+	pthread_mutex_lock(&st->q_lock);
+	if (st->q_count < st->q_cap) {
+		st->q[(st->q_head + st->q_count) % st->q_cap] = e;
+		st->q_count++;
+		seq = ++st->q_seq;
+		atomic_store_explicit(&st->c.queue_len, st->q_count, memory_order_relaxed);
+		if (st->q_count == 1)
+			pthread_cond_signal(&st->q_cond);
+	}
+	pthread_mutex_unlock(&st->q_lock);
+	if (seq == 0)
+		count(&st->c.queue_full);
+	return seq;
+}
+
+static void wake_all(struct tsw_state *st)
+{
+	unsigned n = atomic_load_explicit(&st->n_wakers, memory_order_acquire);
+	uint64_t one = 1;
+
+	for (unsigned i = 0; i < n; i++) {
+		ssize_t w = write(st->wakers[i], &one, sizeof(one));
+
+		(void)w; /* EAGAIN: the counter is already non-zero, the worker wakes anyway */
+	}
+}
+
+static void entry_record(struct tsw_state *st, struct entry *e, struct record *ret)
+{
+	struct shard *sh = &st->shards[e->shard];
+
+	pthread_mutex_lock(&sh->lock);
+	ret->uses = e->used + e->reserved;
+	ret->atc_epoch = e->atc_epoch;
+	ret->last_atc = e->last_atc;
+	ret->reserved_zero = 0;
+	pthread_mutex_unlock(&sh->lock);
+}
+
+/* One transaction for the whole batch: the latest values of every entry
+ * named (each written once), one commit. */
+static int write_batch(struct tsw_state *st, struct entry **batch, uint32_t n, uint64_t batch_id)
+{
+	MDB_txn *txn;
+	uint32_t written = 0;
+	int rc;
+
+	rc = mdb_txn_begin(st->env, NULL, 0, &txn);
+	if (rc != 0)
+		return map_mdb(rc);
+	for (uint32_t i = 0; i < n; i++) {
+		struct entry *e = batch[i];
+		struct record rec;
+		MDB_val k, v;
+
+		if (e->written_batch == batch_id)
+			continue;
+		e->written_batch = batch_id;
+		entry_record(st, e, &rec);
+		k.mv_data = e->key;
+		k.mv_size = e->key_len;
+		v.mv_data = &rec;
+		v.mv_size = sizeof(rec);
+		rc = mdb_put(txn, st->dbi_counts, &k, &v, 0);
+		if (rc != 0)
+			goto err_abort;
+		written++;
+	}
+	rc = mdb_txn_commit(txn);
+	if (rc != 0)
+		return map_mdb(rc);
+	atomic_fetch_add_explicit(&st->c.batch_ops, written, memory_order_relaxed);
+	return 0;
+
+err_abort:
+	mdb_txn_abort(txn);
+	return map_mdb(rc); /* a retry has a new batch_id: everything is written again */
+}
+
+static void *writer_main(void *arg)
+{
+	struct tsw_state *st = arg;
+	uint64_t batch_id = 0;
+
+	for (;;) {
+		uint32_t n;
+		uint64_t last_seq, t0;
+		bool stopping;
+		int rc;
+
+		pthread_mutex_lock(&st->q_lock);
+		while (st->q_count == 0 && !st->q_stop)
+			pthread_cond_wait(&st->q_cond, &st->q_lock);
+		if (st->q_count == 0) {
+			pthread_mutex_unlock(&st->q_lock);
+			break;
+		}
+		n = st->q_count;
+		for (uint32_t i = 0; i < n; i++)
+			st->batch[i] = st->q[(st->q_head + i) % st->q_cap];
+		st->q_head = (st->q_head + n) % st->q_cap;
+		st->q_count = 0;
+		last_seq = st->q_seq;
+		atomic_store_explicit(&st->c.queue_len, 0, memory_order_relaxed);
+		pthread_mutex_unlock(&st->q_lock);
+
+		for (;;) {
+			t0 = mono_ns();
+			rc = write_batch(st, st->batch, n, ++batch_id);
+			atomic_fetch_add_explicit(&st->c.commit_ns_total, mono_ns() - t0,
+						  memory_order_relaxed);
+			if (rc == 0)
+				break;
+			count(&st->c.commit_errors);
+			/* keep the batch (tickets stay not durable: the engine's
+			 * park timeout answers them) and retry, unless closing */
+			pthread_mutex_lock(&st->q_lock);
+			stopping = st->q_stop;
+			if (!stopping) {
+				struct timespec until;
+
+				clock_gettime(CLOCK_REALTIME, &until);
+				until.tv_nsec += (long)TSW_STATE_RETRY_MS * 1000000L;
+				until.tv_sec += until.tv_nsec / 1000000000L;
+				until.tv_nsec %= 1000000000L;
+				pthread_cond_timedwait(&st->q_cond, &st->q_lock, &until);
+			}
+			pthread_mutex_unlock(&st->q_lock);
+			if (stopping)
+				break;
+		}
+		if (rc != 0)
+			break;
+		atomic_store_explicit(&st->committed_seq, last_seq, memory_order_release);
+		count(&st->c.batches);
+		if (n > atomic_load_explicit(&st->c.batch_max, memory_order_relaxed))
+			atomic_store_explicit(&st->c.batch_max, n, memory_order_relaxed);
+		wake_all(st);
+	}
+	return NULL;
+}
+
+static uint64_t hash_of(const char *token, size_t len)
+{
+	return XXH3_64bits(token, len);
+}
+
+static int check_version(MDB_txn *txn, MDB_dbi meta)
+{
+	uint32_t version = FORMAT_VERSION;
+	MDB_val k = {sizeof(META_VERSION_KEY) - 1, (void *)META_VERSION_KEY};
+	MDB_val v;
+	int rc;
+
+	rc = mdb_get(txn, meta, &k, &v);
+	if (rc == MDB_NOTFOUND) {
+		v.mv_data = &version;
+		v.mv_size = sizeof(version);
+		return map_mdb(mdb_put(txn, meta, &k, &v, 0));
+	}
+	if (rc != 0)
+		return map_mdb(rc);
+	if (v.mv_size != sizeof(version))
+		return -TSW_E_CORRUPT;
+	memcpy(&version, v.mv_data, sizeof(version));
+	if (version > FORMAT_VERSION)
+		return -TSW_E_VERSION;
+	return 0;
+}
+
+static int load_counts(struct tsw_state *st, MDB_txn *txn)
+{
+	MDB_cursor *cur;
+	MDB_val k, v;
+	int rc;
+
+	rc = mdb_cursor_open(txn, st->dbi_counts, &cur);
+	if (rc != 0)
+		return map_mdb(rc);
+	while ((rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) == 0) {
+		struct record rec;
+		struct entry *e;
+		struct shard *sh;
+		uint64_t h;
+
+		if (v.mv_size != sizeof(rec) || k.mv_size == 0 ||
+		    k.mv_size > TSW_TOKEN_MAX_DIGITS) {
+			rc = -TSW_E_CORRUPT;
+			goto out;
+		}
+		memcpy(&rec, v.mv_data, sizeof(rec));
+		h = hash_of(k.mv_data, k.mv_size);
+		sh = shard_of(st, h);
+		e = find(st, sh, h, k.mv_data, k.mv_size, true);
+		if (e == NULL) {
+			rc = -ENOSPC;
+			goto out;
+		}
+		e->used = rec.uses;
+		e->atc_epoch = rec.atc_epoch;
+		e->last_atc = rec.last_atc;
+	}
+	rc = rc == MDB_NOTFOUND ? 0 : map_mdb(rc);
+out:
+	mdb_cursor_close(cur);
+	return rc;
+}
+
+static uint32_t pow2_at_least(uint64_t n)
+{
+	uint32_t p = 1;
+
+	while (p < n)
+		p <<= 1;
+	return p;
+}
+
+static int open_env(struct tsw_state *st, const char *dir, uint32_t map_size_mb,
+		    size_t *ret_entries)
+{
+	MDB_txn *txn;
+	MDB_dbi meta;
+	MDB_stat ms;
+	int rc;
+
+	if (mkdir(dir, DIR_MODE) < 0 && errno != EEXIST)
+		return -errno;
+	rc = mdb_env_create(&st->env);
+	if (rc != 0)
+		return map_mdb(rc);
+	rc = mdb_env_set_maxdbs(st->env, MAX_DBS);
+	if (rc == 0)
+		rc = mdb_env_set_mapsize(st->env, (size_t)map_size_mb << 20);
+	if (rc == 0)
+		rc = mdb_env_open(st->env, dir, MDB_NOTLS, FILE_MODE);
+	if (rc != 0)
+		goto err_close;
+	rc = mdb_txn_begin(st->env, NULL, 0, &txn);
+	if (rc != 0)
+		goto err_close;
+	rc = mdb_dbi_open(txn, DB_META, MDB_CREATE, &meta);
+	if (rc == 0)
+		rc = mdb_dbi_open(txn, DB_COUNTS, MDB_CREATE, &st->dbi_counts);
+	if (rc != 0) {
+		mdb_txn_abort(txn);
+		goto err_close;
+	}
+	rc = check_version(txn, meta);
+	if (rc == 0)
+		rc = map_mdb(mdb_stat(txn, st->dbi_counts, &ms));
+	if (rc != 0) {
+		mdb_txn_abort(txn);
+		mdb_env_close(st->env);
+		st->env = NULL;
+		return rc;
+	}
+	rc = mdb_txn_commit(txn);
+	if (rc != 0)
+		goto err_close;
+	*ret_entries = ms.ms_entries;
+	return 0;
+
+err_close:
+	mdb_env_close(st->env);
+	st->env = NULL;
+	return map_mdb(rc);
+}
+
+static int alloc_tables(struct tsw_state *st, uint64_t tokens, uint32_t queue_size,
+			uint32_t max_res)
+{
+	uint32_t slots;
+
+	/* room for an uneven spread: a quarter more than the mean, plus a margin */
+	st->per_shard_max = (uint32_t)(tokens / SHARDS + tokens / (SHARDS * 4) + 64);
+	slots = pow2_at_least((uint64_t)st->per_shard_max * 4 / 3 + 1);
+	for (unsigned i = 0; i < SHARDS; i++) {
+		struct shard *sh = &st->shards[i];
+
+		sh->slots = calloc(slots, sizeof(*sh->slots));
+		if (sh->slots == NULL)
+			return -ENOMEM;
+		sh->mask = slots - 1;
+		sh->max = st->per_shard_max;
+	}
+	st->q_cap = queue_size;
+	st->q = calloc(queue_size, sizeof(*st->q));
+	st->batch = calloc(queue_size, sizeof(*st->batch));
+	st->res_cap = max_res;
+	st->res = calloc(max_res, sizeof(*st->res));
+	if (st->q == NULL || st->batch == NULL || st->res == NULL)
+		return -ENOMEM;
+	for (uint32_t i = 0; i < max_res; i++)
+		st->res[i].next_free = i + 1;
+	st->res_free = 0;
+	return 0;
+}
+
+static void free_tables(struct tsw_state *st)
+{
+	for (unsigned i = 0; i < SHARDS; i++) {
+		free(st->shards[i].slots);
+		pthread_mutex_destroy(&st->shards[i].lock);
+	}
+	free(st->q);
+	free(st->batch);
+	free(st->res);
+	pthread_mutex_destroy(&st->q_lock);
+	pthread_cond_destroy(&st->q_cond);
+	pthread_mutex_destroy(&st->res_lock);
+	pthread_mutex_destroy(&st->wakers_lock);
+}
+
+int tsw_state_open(const char *dir, const struct tsw_state_config *cfg,
+		   struct tsw_state **ret_state)
+{
+	struct tsw_state_config c = {0};
+	struct tsw_state *st;
+	MDB_txn *txn;
+	size_t loaded = 0;
+	int rc;
+
+	if (cfg != NULL)
+		c = *cfg;
+	if (c.queue_size == 0)
+		c.queue_size = TSW_STATE_QUEUE_SIZE_DEFAULT;
+	if (c.max_tokens == 0)
+		c.max_tokens = TSW_STATE_MAX_TOKENS_DEFAULT;
+	if (c.max_reservations == 0)
+		c.max_reservations = TSW_STATE_MAX_RESERVATIONS_DEFAULT;
+	if (c.map_size_mb == 0)
+		c.map_size_mb = TSW_STATE_MAP_SIZE_MB_DEFAULT;
+	if (c.max_reservations > TSW_STATE_MAX_RESERVATIONS_LIMIT)
+		return -TSW_E_BAD_INPUT;
+
+	st = calloc(1, sizeof(*st));
+	if (st == NULL)
+		return -ENOMEM;
+	for (unsigned i = 0; i < SHARDS; i++)
+		pthread_mutex_init(&st->shards[i].lock, NULL);
+	pthread_mutex_init(&st->q_lock, NULL);
+	pthread_cond_init(&st->q_cond, NULL);
+	pthread_mutex_init(&st->res_lock, NULL);
+	pthread_mutex_init(&st->wakers_lock, NULL);
+
+	rc = open_env(st, dir, c.map_size_mb, &loaded);
+	if (rc < 0)
+		goto err_free;
+	rc = alloc_tables(st, (uint64_t)c.max_tokens + loaded, c.queue_size, c.max_reservations);
+	if (rc < 0)
+		goto err_env;
+	rc = mdb_txn_begin(st->env, NULL, MDB_RDONLY, &txn);
+	if (rc != 0) {
+		rc = map_mdb(rc);
+		goto err_env;
+	}
+	rc = load_counts(st, txn);
+	mdb_txn_abort(txn);
+	if (rc < 0)
+		goto err_env;
+
+	rc = -pthread_create(&st->writer, NULL, writer_main, st);
+	if (rc < 0)
+		goto err_env;
+	*ret_state = st;
+	return 0;
+
+err_env:
+	mdb_env_close(st->env);
+err_free:
+	free_tables(st);
+	free(st);
+	return rc;
+}
+
+void tsw_state_close(struct tsw_state *st)
+{
+	if (st == NULL)
+		return;
+	pthread_mutex_lock(&st->q_lock);
+	st->q_stop = true;
+	pthread_cond_signal(&st->q_cond);
+	pthread_mutex_unlock(&st->q_lock);
+	pthread_join(st->writer, NULL);
+	mdb_env_close(st->env);
+	free_tables(st);
+	free(st);
+}
+
+int tsw_state_add_waker(struct tsw_state *st, int eventfd)
+{
+	unsigned n;
+	int rc = 0;
+
+	if (eventfd < 0)
+		return -EBADF;
+	pthread_mutex_lock(&st->wakers_lock);
+	n = atomic_load_explicit(&st->n_wakers, memory_order_relaxed);
+	if (n >= TSW_STATE_WAKERS_MAX) {
+		rc = -TSW_E_FULL;
+	} else {
+		st->wakers[n] = eventfd;
+		atomic_store_explicit(&st->n_wakers, n + 1, memory_order_release);
+	}
+	pthread_mutex_unlock(&st->wakers_lock);
+	return rc;
+}
+
+static int ticket_alloc(struct tsw_state *st, uint32_t *ret_slot)
+{
+	int rc = 0;
+
+	pthread_mutex_lock(&st->res_lock);
+	if (st->res_free >= st->res_cap) {
+		rc = -EAGAIN;
+	} else {
+		*ret_slot = st->res_free;
+		st->res_free = st->res[*ret_slot].next_free;
+		st->res_used++;
+		count(&st->c.reservations);
+	}
+	pthread_mutex_unlock(&st->res_lock);
+	return rc;
+}
+
+static void ticket_free_locked(struct tsw_state *st, uint32_t slot)
+{
+	st->res[slot].live = false;
+	st->res[slot].e = NULL;
+	st->res[slot].next_free = st->res_free;
+	st->res_free = slot;
+	st->res_used--;
+	atomic_fetch_sub_explicit(&st->c.reservations, 1, memory_order_relaxed);
+}
+
+static void ticket_free(struct tsw_state *st, uint32_t slot)
+{
+	pthread_mutex_lock(&st->res_lock);
+	ticket_free_locked(st, slot);
+	pthread_mutex_unlock(&st->res_lock);
+}
+
+int tsw_state_reserve(struct tsw_state *st, const char *token, size_t len, uint32_t max_uses,
+		      uint64_t *ret_ticket)
+{
+	uint64_t h, seq;
+	struct shard *sh;
+	struct entry *e;
+	uint32_t slot;
+	int rc;
+
+	rc = valid_token(token, len);
+	if (rc < 0 || max_uses == 0)
+		return -TSW_E_BAD_INPUT;
+	rc = ticket_alloc(st, &slot);
+	if (rc < 0) {
+		count(&st->c.tickets_full);
+		return rc;
+	}
+
+	h = hash_of(token, len);
+	sh = shard_of(st, h);
+	pthread_mutex_lock(&sh->lock);
+	e = find(st, sh, h, token, len, true);
+	if (e == NULL) {
+		pthread_mutex_unlock(&sh->lock);
+		count(&st->c.table_full);
+		rc = -ENOSPC;
+		goto err_ticket;
+	}
+	if ((uint64_t)e->used + e->reserved >= max_uses) {
+		pthread_mutex_unlock(&sh->lock);
+		count(&st->c.reserve_exhausted);
+		rc = -TSW_E_FULL;
+		goto err_ticket;
+	}
+	e->reserved++;
+	seq = enqueue(st, e);
+	if (seq == 0) {
+		e->reserved--;
+		pthread_mutex_unlock(&sh->lock);
+		rc = -EAGAIN;
+		goto err_ticket;
+	}
+	pthread_mutex_unlock(&sh->lock);
+
+	pthread_mutex_lock(&st->res_lock);
+	st->res[slot].e = e;
+	st->res[slot].seq = seq;
+	st->res[slot].live = true;
+	pthread_mutex_unlock(&st->res_lock);
+	count(&st->c.reserve_ok);
+	*ret_ticket = seq << TICKET_SLOT_BITS | slot;
+	return 0;
+
+err_ticket:
+	ticket_free(st, slot);
+	return rc;
+}
+
+bool tsw_state_durable(const struct tsw_state *st, uint64_t ticket)
+{
+	uint64_t seq = ticket >> TICKET_SLOT_BITS;
+
+	return seq != 0 && atomic_load_explicit(&st->committed_seq, memory_order_acquire) >= seq;
+}
+
+/* Takes the reservation of ticket out of the table; NULL when the ticket
+ * is unknown or already resolved. */
+static struct entry *ticket_take(struct tsw_state *st, uint64_t ticket)
+{
+	uint32_t slot = (uint32_t)(ticket & ((1u << TICKET_SLOT_BITS) - 1));
+	uint64_t seq = ticket >> TICKET_SLOT_BITS;
+	struct entry *e = NULL;
+
+	if (slot >= st->res_cap)
+		return NULL;
+	pthread_mutex_lock(&st->res_lock);
+	if (st->res[slot].live && st->res[slot].seq == seq) {
+		e = st->res[slot].e;
+		ticket_free_locked(st, slot);
+	}
+	pthread_mutex_unlock(&st->res_lock);
+	return e;
+}
+
+int tsw_state_commit_use(struct tsw_state *st, uint64_t ticket)
+{
+	struct entry *e = ticket_take(st, ticket);
+	struct shard *sh;
+
+	if (e == NULL)
+		return -TSW_E_NOT_FOUND;
+	sh = &st->shards[e->shard];
+	pthread_mutex_lock(&sh->lock);
+	e->reserved--;
+	e->used++;
+	pthread_mutex_unlock(&sh->lock);
+	count(&st->c.commits);
+	return 0;
+}
+
+int tsw_state_release(struct tsw_state *st, uint64_t ticket)
+{
+	struct entry *e = ticket_take(st, ticket);
+	struct shard *sh;
+	uint64_t seq;
+
+	if (e == NULL)
+		return -TSW_E_NOT_FOUND;
+	sh = &st->shards[e->shard];
+	pthread_mutex_lock(&sh->lock);
+	e->reserved--;
+	seq = enqueue(st, e);
+	pthread_mutex_unlock(&sh->lock);
+	if (seq == 0)
+		count(&st->c.release_unqueued);
+	count(&st->c.releases);
+	return 0;
+}
+
+int tsw_state_atc_check(struct tsw_state *st, const char *token, size_t len, uint32_t atc_epoch,
+			uint32_t atc)
+{
+	uint32_t last, old_epoch, old_last;
+	struct shard *sh;
+	struct entry *e;
+	uint64_t h;
+	int rc;
+
+	rc = valid_token(token, len);
+	if (rc < 0)
+		return rc;
+	h = hash_of(token, len);
+	sh = shard_of(st, h);
+	pthread_mutex_lock(&sh->lock);
+	e = find(st, sh, h, token, len, true);
+	if (e == NULL) {
+		pthread_mutex_unlock(&sh->lock);
+		count(&st->c.table_full);
+		return -ENOSPC;
+	}
+	old_epoch = e->atc_epoch;
+	old_last = e->last_atc;
+	/* a newer epoch (repersonalized card) starts again from ATC 0 */
+	last = atc_epoch > old_epoch ? 0 : old_last;
+	if (atc_epoch < old_epoch || atc <= last) {
+		pthread_mutex_unlock(&sh->lock);
+		count(&st->c.atc_replayed);
+		return -TSW_E_EXISTS;
+	}
+	e->atc_epoch = atc_epoch;
+	e->last_atc = atc;
+	if (enqueue(st, e) == 0) {
+		e->atc_epoch = old_epoch;
+		e->last_atc = old_last;
+		pthread_mutex_unlock(&sh->lock);
+		return -EAGAIN;
+	}
+	pthread_mutex_unlock(&sh->lock);
+	count(&st->c.atc_ok);
+	return 0;
+}
+
+int tsw_state_get(struct tsw_state *st, const char *token, size_t len, struct tsw_state_token *ret)
+{
+	struct shard *sh;
+	struct entry *e;
+	uint64_t h;
+	int rc;
+
+	rc = valid_token(token, len);
+	if (rc < 0)
+		return rc;
+	h = hash_of(token, len);
+	sh = shard_of(st, h);
+	pthread_mutex_lock(&sh->lock);
+	e = find(st, sh, h, token, len, false);
+	if (e != NULL) {
+		ret->used = e->used;
+		ret->reserved = e->reserved;
+		ret->atc_epoch = e->atc_epoch;
+		ret->last_atc = e->last_atc;
+	}
+	pthread_mutex_unlock(&sh->lock);
+	return e != NULL ? 0 : -TSW_E_NOT_FOUND;
+}
+
+void tsw_state_stats(const struct tsw_state *st, struct tsw_state_stats *ret)
+{
+	const struct counters *c = &st->c;
+
+	memset(ret, 0, sizeof(*ret));
+#define LOAD(x) atomic_load_explicit(&c->x, memory_order_relaxed)
+	ret->queue_len = LOAD(queue_len);
+	ret->tokens = LOAD(tokens);
+	ret->reservations = LOAD(reservations);
+	ret->queue_cap = st->q_cap;
+	ret->queue_full = LOAD(queue_full);
+	ret->table_full = LOAD(table_full);
+	ret->tickets_full = LOAD(tickets_full);
+	ret->reserve_ok = LOAD(reserve_ok);
+	ret->reserve_exhausted = LOAD(reserve_exhausted);
+	ret->commits = LOAD(commits);
+	ret->releases = LOAD(releases);
+	ret->release_unqueued = LOAD(release_unqueued);
+	ret->atc_ok = LOAD(atc_ok);
+	ret->atc_replayed = LOAD(atc_replayed);
+	ret->batches = LOAD(batches);
+	ret->batch_ops = LOAD(batch_ops);
+	ret->batch_max = LOAD(batch_max);
+	ret->commit_errors = LOAD(commit_errors);
+	ret->commit_ns_total = LOAD(commit_ns_total);
+#undef LOAD
+	ret->tokens_cap = (uint64_t)st->per_shard_max * SHARDS;
+	ret->reservations_cap = st->res_cap;
+}

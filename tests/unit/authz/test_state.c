@@ -1,0 +1,425 @@
+/* The state environment: limited-use counts (race, restart, crash) and
+ * last ATC per token. Each test uses its own temporary directory. */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <lmdb.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "tsw/error.h"
+#include "tsw/state.h"
+
+#define TOKEN "4895370000000015"
+#define TOKEN_LEN 16
+#define DEADLINE_MS 10000
+
+static char dir[64];
+
+static void make_dir(void)
+{
+	strcpy(dir, "/tmp/tsw-state-XXXXXX");
+	cr_assert_not_null(mkdtemp(dir));
+}
+
+static void remove_dir(void)
+{
+	char path[128];
+
+	snprintf(path, sizeof(path), "%s/data.mdb", dir);
+	unlink(path);
+	snprintf(path, sizeof(path), "%s/lock.mdb", dir);
+	unlink(path);
+	rmdir(dir);
+}
+
+TestSuite(state, .init = make_dir, .fini = remove_dir);
+
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Waits on efd until ticket is durable or the deadline passes. */
+static bool wait_durable(struct tsw_state *st, int efd, uint64_t ticket)
+{
+	int64_t deadline = now_ms() + DEADLINE_MS;
+
+	while (!tsw_state_durable(st, ticket)) {
+		struct pollfd p = {.fd = efd, .events = POLLIN};
+		int64_t left = deadline - now_ms();
+		uint64_t v;
+
+		if (left <= 0)
+			return false;
+		if (poll(&p, 1, (int)left) == 1 && read(efd, &v, sizeof(v)) < 0)
+			return false;
+	}
+	return true;
+}
+
+static struct tsw_state *open_state(const struct tsw_state_config *cfg, int *ret_efd)
+{
+	struct tsw_state *st = NULL;
+	int efd;
+
+	cr_assert_eq(tsw_state_open(dir, cfg, &st), 0);
+	efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	cr_assert_geq(efd, 0);
+	cr_assert_eq(tsw_state_add_waker(st, efd), 0);
+	*ret_efd = efd;
+	return st;
+}
+
+static void close_state(struct tsw_state *st, int efd)
+{
+	tsw_state_close(st);
+	close(efd);
+}
+
+static uint32_t used_of(struct tsw_state *st)
+{
+	struct tsw_state_token t;
+
+	cr_assert_eq(tsw_state_get(st, TOKEN, TOKEN_LEN, &t), 0);
+	return t.used;
+}
+
+/* ---- the race ---- */
+
+enum { RACE_THREADS = 8, RACE_TRIES = 64, RACE_MAX_USES = 37 };
+
+struct racer {
+	struct tsw_state *st;
+	pthread_barrier_t *go;
+	unsigned ok, full, other;
+	uint64_t tickets[RACE_TRIES];
+};
+
+static void *race(void *arg)
+{
+	struct racer *r = arg;
+
+	pthread_barrier_wait(r->go);
+	for (unsigned i = 0; i < RACE_TRIES; i++) {
+		uint64_t t;
+		int rc = tsw_state_reserve(r->st, TOKEN, TOKEN_LEN, RACE_MAX_USES, &t);
+
+		if (rc == 0)
+			r->tickets[r->ok++] = t;
+		else if (rc == -TSW_E_FULL)
+			r->full++;
+		else
+			r->other++;
+	}
+	return NULL;
+}
+
+static unsigned run_race(struct tsw_state *st, struct racer *racers)
+{
+	pthread_t th[RACE_THREADS];
+	pthread_barrier_t go;
+	unsigned ok = 0;
+
+	pthread_barrier_init(&go, NULL, RACE_THREADS);
+	for (unsigned i = 0; i < RACE_THREADS; i++) {
+		memset(&racers[i], 0, sizeof(racers[i]));
+		racers[i].st = st;
+		racers[i].go = &go;
+		cr_assert_eq(pthread_create(&th[i], NULL, race, &racers[i]), 0);
+	}
+	for (unsigned i = 0; i < RACE_THREADS; i++) {
+		pthread_join(th[i], NULL);
+		cr_assert_eq(racers[i].other, 0, "no error other than FULL");
+		ok += racers[i].ok;
+	}
+	pthread_barrier_destroy(&go);
+	return ok;
+}
+
+Test(state, racing_reservations_pass_exactly_n_across_restart)
+{
+	struct racer racers[RACE_THREADS];
+	struct tsw_state *st;
+	uint64_t t;
+	int efd;
+
+	st = open_state(NULL, &efd);
+	cr_assert_eq(run_race(st, racers), RACE_MAX_USES, "exactly N of %d tries pass",
+		     RACE_THREADS * RACE_TRIES);
+	for (unsigned i = 0; i < RACE_THREADS; i++)
+		for (unsigned j = 0; j < racers[i].ok; j++)
+			cr_assert(wait_durable(st, efd, racers[i].tickets[j]));
+	/* approve half, leave the rest unresolved: a crash before the issuer
+	 * answered */
+	for (unsigned i = 0; i < RACE_THREADS; i += 2)
+		for (unsigned j = 0; j < racers[i].ok; j++)
+			cr_assert_eq(tsw_state_commit_use(st, racers[i].tickets[j]), 0);
+	close_state(st, efd);
+
+	st = open_state(NULL, &efd);
+	cr_expect_eq(used_of(st), RACE_MAX_USES, "no use forgotten");
+	cr_expect_eq(run_race(st, racers), 0, "no new use beyond N after restart");
+	cr_expect_eq(tsw_state_reserve(st, TOKEN, TOKEN_LEN, RACE_MAX_USES, &t), -TSW_E_FULL);
+	/* a higher limit in the vault record allows more */
+	cr_expect_eq(tsw_state_reserve(st, TOKEN, TOKEN_LEN, RACE_MAX_USES + 1, &t), 0);
+	close_state(st, efd);
+}
+
+Test(state, durable_reservation_survives_a_crash)
+{
+	struct tsw_state *st;
+	struct tsw_state_stats ss;
+	pid_t pid;
+	int status, efd;
+	uint64_t t;
+
+	pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		/* the child takes 2 of 5 uses, approves one and dies without
+		 * closing: only what tsw_state_durable() promised is on disk */
+		struct tsw_state *cst = NULL;
+		uint64_t a, b;
+		int cefd = eventfd(0, EFD_NONBLOCK);
+
+		if (tsw_state_open(dir, NULL, &cst) != 0 || tsw_state_add_waker(cst, cefd) != 0)
+			_exit(10);
+		if (tsw_state_reserve(cst, TOKEN, TOKEN_LEN, 5, &a) != 0 ||
+		    tsw_state_reserve(cst, TOKEN, TOKEN_LEN, 5, &b) != 0)
+			_exit(11);
+		if (!wait_durable(cst, cefd, a) || !wait_durable(cst, cefd, b))
+			_exit(12);
+		if (tsw_state_commit_use(cst, a) != 0)
+			_exit(13);
+		_exit(0);
+	}
+	cr_assert_eq(waitpid(pid, &status, 0), pid);
+	cr_assert(WIFEXITED(status));
+	cr_assert_eq(WEXITSTATUS(status), 0, "child step %d failed", WEXITSTATUS(status));
+
+	st = open_state(NULL, &efd);
+	cr_expect_eq(used_of(st), 2, "the unresolved reservation counts as used");
+	for (int i = 0; i < 3; i++)
+		cr_expect_eq(tsw_state_reserve(st, TOKEN, TOKEN_LEN, 5, &t), 0);
+	cr_expect_eq(tsw_state_reserve(st, TOKEN, TOKEN_LEN, 5, &t), -TSW_E_FULL);
+	tsw_state_stats(st, &ss);
+	cr_expect_eq(ss.reserve_ok, 3);
+	cr_expect_eq(ss.reserve_exhausted, 1);
+	close_state(st, efd);
+}
+
+Test(state, releases_give_uses_back_and_tickets_resolve_once)
+{
+	struct tsw_state *st;
+	struct tsw_state_token tok;
+	uint64_t t[4];
+	int efd;
+
+	st = open_state(NULL, &efd);
+	for (int i = 0; i < 3; i++)
+		cr_assert_eq(tsw_state_reserve(st, TOKEN, TOKEN_LEN, 3, &t[i]), 0);
+	cr_assert_eq(tsw_state_reserve(st, TOKEN, TOKEN_LEN, 3, &t[3]), -TSW_E_FULL);
+	cr_assert_eq(tsw_state_release(st, t[0]), 0);
+	cr_assert_eq(tsw_state_release(st, t[0]), -TSW_E_NOT_FOUND, "resolved once");
+	cr_assert_eq(tsw_state_commit_use(st, t[0]), -TSW_E_NOT_FOUND);
+	cr_assert_eq(tsw_state_reserve(st, TOKEN, TOKEN_LEN, 3, &t[3]), 0, "use given back");
+	cr_assert_eq(tsw_state_commit_use(st, t[1]), 0);
+	cr_assert_eq(tsw_state_commit_use(st, t[1]), -TSW_E_NOT_FOUND);
+	cr_assert_eq(tsw_state_release(st, t[2]), 0);
+	cr_assert_eq(tsw_state_get(st, TOKEN, TOKEN_LEN, &tok), 0);
+	cr_expect_eq(tok.used, 1);
+	cr_expect_eq(tok.reserved, 1);
+	cr_expect_eq(tsw_state_commit_use(st, 12345), -TSW_E_NOT_FOUND, "unknown ticket");
+	cr_expect_eq(tsw_state_commit_use(st, UINT64_MAX), -TSW_E_NOT_FOUND);
+	close_state(st, efd);
+
+	/* used 1 + one unresolved = 2 after the restart; the releases stuck */
+	st = open_state(NULL, &efd);
+	cr_expect_eq(used_of(st), 2);
+	cr_expect_eq(tsw_state_reserve(st, TOKEN, TOKEN_LEN, 3, &t[0]), 0);
+	cr_expect_eq(tsw_state_reserve(st, TOKEN, TOKEN_LEN, 3, &t[0]), -TSW_E_FULL);
+	close_state(st, efd);
+}
+
+Test(state, waker_fires_after_commit)
+{
+	struct tsw_state *st;
+	struct tsw_state_stats ss;
+	uint64_t t;
+	int efd;
+
+	st = open_state(NULL, &efd);
+	cr_assert_eq(tsw_state_reserve(st, TOKEN, TOKEN_LEN, 1, &t), 0);
+	cr_assert(wait_durable(st, efd, t), "durable before the deadline");
+	tsw_state_stats(st, &ss);
+	cr_expect_geq(ss.batches, 1);
+	cr_expect_geq(ss.batch_ops, 1);
+	cr_expect_eq(ss.reservations, 1);
+	cr_expect_eq(ss.tokens, 1);
+	cr_assert_eq(tsw_state_commit_use(st, t), 0);
+	tsw_state_stats(st, &ss);
+	cr_expect_eq(ss.reservations, 0);
+	cr_expect_eq(ss.commits, 1);
+	cr_expect(tsw_state_durable(st, t), "stays durable after commit");
+	cr_expect_not(tsw_state_durable(st, 0), "ticket 0 is never durable");
+	close_state(st, efd);
+}
+
+Test(state, bounded_tickets_and_tokens)
+{
+	struct tsw_state_config cfg = {.max_reservations = 2, .max_tokens = 1};
+	struct tsw_state *st;
+	struct tsw_state_stats ss;
+	uint64_t t[3];
+	int efd, rc = 0;
+	unsigned i;
+
+	st = open_state(&cfg, &efd);
+	cr_assert_eq(tsw_state_reserve(st, TOKEN, TOKEN_LEN, 10, &t[0]), 0);
+	cr_assert_eq(tsw_state_reserve(st, TOKEN, TOKEN_LEN, 10, &t[1]), 0);
+	cr_assert_eq(tsw_state_reserve(st, TOKEN, TOKEN_LEN, 10, &t[2]), -EAGAIN, "tickets full");
+	cr_assert_eq(tsw_state_release(st, t[0]), 0);
+	cr_assert_eq(tsw_state_reserve(st, TOKEN, TOKEN_LEN, 10, &t[2]), 0, "ticket slot reused");
+	cr_assert_eq(tsw_state_release(st, t[0]), -TSW_E_NOT_FOUND, "old ticket of a reused slot");
+
+	/* the token table is bounded: distinct tokens eventually fail */
+	for (i = 0; i < 100000 && rc == 0; i++) {
+		char tok[20];
+
+		snprintf(tok, sizeof(tok), "5%015u", i);
+		rc = tsw_state_atc_check(st, tok, 16, 0, 1);
+	}
+	cr_expect_eq(rc, -ENOSPC);
+	tsw_state_stats(st, &ss);
+	cr_expect_eq(ss.tickets_full, 1);
+	cr_expect_eq(ss.table_full, 1);
+	cr_expect_eq(ss.tokens, 1 + (i - 1),
+		     "tokens gauge: TOKEN and every ATC insert that passed");
+	cr_expect_leq(ss.tokens, ss.tokens_cap);
+	close_state(st, efd);
+}
+
+Test(state, bad_arguments)
+{
+	struct tsw_state *st;
+	struct tsw_state_config cfg = {.max_reservations = TSW_STATE_MAX_RESERVATIONS_LIMIT + 1};
+	struct tsw_state_token tok;
+	uint64_t t = 77;
+	int efd;
+
+	cr_expect_eq(tsw_state_open(dir, &cfg, &st), -TSW_E_BAD_INPUT);
+	st = open_state(NULL, &efd);
+	cr_expect_eq(tsw_state_reserve(st, TOKEN, 0, 1, &t), -TSW_E_BAD_INPUT);
+	cr_expect_eq(tsw_state_reserve(st, TOKEN "0000", 20, 1, &t), -TSW_E_BAD_INPUT);
+	cr_expect_eq(tsw_state_reserve(st, TOKEN, TOKEN_LEN, 0, &t), -TSW_E_BAD_INPUT);
+	cr_expect_eq(t, 77, "ticket untouched on failure");
+	cr_expect_eq(tsw_state_atc_check(st, TOKEN, 0, 0, 1), -TSW_E_BAD_INPUT);
+	cr_expect_eq(tsw_state_get(st, TOKEN, TOKEN_LEN, &tok), -TSW_E_NOT_FOUND);
+	cr_expect_eq(tsw_state_add_waker(st, -1), -EBADF);
+	close_state(st, efd);
+}
+
+Test(state, open_refuses_newer_format_and_bad_dir)
+{
+	struct tsw_state *st = NULL;
+	MDB_env *env;
+	MDB_txn *txn;
+	MDB_dbi dbi;
+	uint32_t version = 99;
+	MDB_val k = {7, (void *)"version"}, v = {sizeof(version), &version};
+	char file[96];
+	int fd;
+
+	cr_assert_eq(mdb_env_create(&env), 0);
+	cr_assert_eq(mdb_env_set_maxdbs(env, 4), 0);
+	cr_assert_eq(mdb_env_open(env, dir, 0, 0600), 0);
+	cr_assert_eq(mdb_txn_begin(env, NULL, 0, &txn), 0);
+	cr_assert_eq(mdb_dbi_open(txn, "meta", MDB_CREATE, &dbi), 0);
+	cr_assert_eq(mdb_put(txn, dbi, &k, &v, 0), 0);
+	cr_assert_eq(mdb_txn_commit(txn), 0);
+	mdb_env_close(env);
+	cr_expect_eq(tsw_state_open(dir, NULL, &st), -TSW_E_VERSION);
+	cr_expect_null(st, "untouched on failure");
+
+	snprintf(file, sizeof(file), "%s/data.mdb/sub", dir);
+	cr_expect_lt(tsw_state_open(file, NULL, &st), 0, "a path under a file");
+	snprintf(file, sizeof(file), "%s/plain", dir);
+	fd = open(file, O_CREAT | O_WRONLY, 0600);
+	cr_assert_geq(fd, 0);
+	close(fd);
+	cr_expect_lt(tsw_state_open(file, NULL, &st), 0, "a file, not a directory");
+	unlink(file);
+	cr_expect_null(st);
+}
+
+/* ---- ATC ---- */
+
+Test(state, atc_replay_detected_and_epoch_bump_resets)
+{
+	static const struct {
+		uint32_t epoch, atc;
+		int want;
+		const char *rule;
+	} steps[] = {
+	    {0, 0, -TSW_E_EXISTS, "ATC 0 is never new"},
+	    {0, 5, 0, "first ATC"},
+	    {0, 5, -TSW_E_EXISTS, "same ATC replayed"},
+	    {0, 4, -TSW_E_EXISTS, "lower ATC replayed"},
+	    {0, 9, 0, "higher ATC"},
+	    {1, 1, 0, "repersonalized: epoch bump resets to 0"},
+	    {0, 100, -TSW_E_EXISTS, "older epoch is a replay"},
+	    {1, 1, -TSW_E_EXISTS, "replay in the new epoch"},
+	    {1, 2, 0, "next in the new epoch"},
+	};
+	struct tsw_state *st;
+	struct tsw_state_token tok;
+	struct tsw_state_stats ss;
+	int efd;
+
+	st = open_state(NULL, &efd);
+	for (size_t i = 0; i < sizeof(steps) / sizeof(steps[0]); i++)
+		cr_expect_eq(
+		    tsw_state_atc_check(st, TOKEN, TOKEN_LEN, steps[i].epoch, steps[i].atc),
+		    steps[i].want, "%s", steps[i].rule);
+	tsw_state_stats(st, &ss);
+	cr_expect_eq(ss.atc_ok, 4);
+	cr_expect_eq(ss.atc_replayed, 5);
+	close_state(st, efd);
+
+	st = open_state(NULL, &efd);
+	cr_assert_eq(tsw_state_get(st, TOKEN, TOKEN_LEN, &tok), 0);
+	cr_expect_eq(tok.atc_epoch, 1);
+	cr_expect_eq(tok.last_atc, 2, "last ATC survives a restart");
+	cr_expect_eq(tsw_state_atc_check(st, TOKEN, TOKEN_LEN, 1, 2), -TSW_E_EXISTS);
+	cr_expect_eq(tsw_state_atc_check(st, TOKEN, TOKEN_LEN, 1, 3), 0);
+	close_state(st, efd);
+}
+
+Test(state, atc_and_uses_share_a_token_without_interference)
+{
+	struct tsw_state *st;
+	uint64_t t;
+	int efd;
+
+	st = open_state(NULL, &efd);
+	cr_assert_eq(tsw_state_atc_check(st, TOKEN, TOKEN_LEN, 0, 7), 0);
+	cr_assert_eq(tsw_state_reserve(st, TOKEN, TOKEN_LEN, 1, &t), 0);
+	cr_assert_eq(tsw_state_commit_use(st, t), 0);
+	close_state(st, efd);
+	st = open_state(NULL, &efd);
+	cr_expect_eq(used_of(st), 1);
+	cr_expect_eq(tsw_state_atc_check(st, TOKEN, TOKEN_LEN, 0, 7), -TSW_E_EXISTS);
+	cr_expect_eq(tsw_state_reserve(st, TOKEN, TOKEN_LEN, 1, &t), -TSW_E_FULL);
+	close_state(st, efd);
+}

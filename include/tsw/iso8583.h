@@ -22,6 +22,7 @@ enum tsw_iso_type {
 	TSW_ISO_ANS, /* printable ASCII */
 	TSW_ISO_B,   /* raw bytes (hex text in the hexbitmap profile) */
 	TSW_ISO_Z,   /* track 2: digits, '=' and 'D' */
+	TSW_ISO_XN,  /* x+n: 'C' or 'D' then digits (the length counts the sign) */
 	TSW_ISO_TYPE_MAX
 };
 
@@ -51,6 +52,10 @@ struct tsw_iso_field_spec {
 	uint8_t len_kind; /* enum tsw_iso_len */
 	uint16_t max_len; /* fixed length, or maximum for LL/LLL; for B fields
 			   * counted in bytes (hex profile: twice as many chars) */
+	/* derived by the loader (tsw_iso_profile_load), read by the codec: */
+	uint8_t prefix;    /* digits of the length prefix: 0, 2 or 3 */
+	uint8_t hex;       /* 1: B field written as hex text (2 chars a byte) */
+	uint16_t wire_max; /* wire bytes of the value: fixed length or maximum */
 	char name[TSW_ISO_NAME_MAX];
 };
 
@@ -62,15 +67,19 @@ struct tsw_iso_profile {
 	struct tsw_iso_field_spec fields[TSW_ISO_FIELDS];
 };
 
-/* Loads a field-spec profile file (format documented in config/README and
- * at the top of config/default.spec). On error returns -TSW_E_BAD_PROFILE
- * or -errno and, when ret_line is not NULL, the 1-based line of the fault
- * (0 when the file could not be read). ret_profile is untouched on failure. */
+/* Loads a field-spec profile file (format documented in config/README.md
+ * and at the top of config/default.spec) and fills the derived members
+ * of each field. Returns 0, or -TSW_E_BAD_PROFILE, -ENOMEM, or the -errno
+ * of opening/reading the file, and, when ret_line is not NULL, the 1-based
+ * line of the fault (0 when the file could not be read). ret_profile is
+ * untouched on failure. The profile holds no pointers: copy it freely. */
 int tsw_iso_profile_load(const char *path, struct tsw_iso_profile *ret_profile,
 			 unsigned *ret_line);
 
 /* Loads a profile shipped under config/ by name ("default", "hexbitmap",
- * "ascii4"), from dir (NULL: the build's TSW_CONFIG_DIR). */
+ * "ascii4"), from dir/NAME.spec (dir NULL: the build's TSW_CONFIG_DIR).
+ * Returns 0, -TSW_E_BAD_INPUT (empty name or one with '/'),
+ * -ENAMETOOLONG, or what tsw_iso_profile_load returns. */
 int tsw_iso_profile_load_named(const char *dir, const char *name,
 			       struct tsw_iso_profile *ret_profile);
 
@@ -101,12 +110,15 @@ static inline const uint8_t *tsw_iso_ptr(const struct tsw_iso_msg *m, unsigned f
 }
 
 /* Decodes one message body (no length header) of len bytes. On success
- * fills *ret_msg (views into buf) and returns 0. On failure returns one of
+ * fills *ret_msg (views into buf) and returns 0; f[] is set only for the
+ * fields present (check tsw_iso_has() first). On failure returns one of
  * -TSW_E_NO_MTI, -TSW_E_BAD_BITMAP, -TSW_E_UNDEFINED_FIELD,
  * -TSW_E_TRUNCATED, -TSW_E_NOT_NUMERIC, -TSW_E_BAD_CHARSET,
  * -TSW_E_FIELD_TOO_LONG, -TSW_E_TRAILING, -TSW_E_FRAME_TOO_BIG, sets
- * ret_msg->err_field and leaves the other members unspecified. A secondary
- * bitmap present but all zero is accepted. Reads nothing past buf+len. */
+ * ret_msg->err_field (the field at fault; 0 for the MTI, the primary
+ * bitmap, trailing bytes and an oversized body; 1 for the secondary
+ * bitmap) and leaves the other members unspecified. A secondary bitmap
+ * present but all zero is accepted. Reads nothing past buf+len. */
 int tsw_iso_decode(const struct tsw_iso_profile *p, const uint8_t *buf, size_t len,
 		   struct tsw_iso_msg *ret_msg);
 
@@ -119,16 +131,25 @@ struct tsw_iso_edit {
 };
 
 /* Encodes msg with edits applied (edits may add fields absent from msg;
- * each field at most once in edits) into out, without length header.
- * Bit 1 (secondary bitmap) is set iff a field above 64 is present.
- * Values are validated against the profile like decode does.
+ * each field at most once in edits, in any order) into out, without
+ * length header. Bit 1 (secondary bitmap) is set iff a field above 64 is
+ * present. Edit data are the value's wire bytes without the LL/LLL prefix
+ * (hex text for b fields of a hex-bitmap profile); they are validated
+ * against the profile like decode does. Fields taken from msg are copied
+ * as decoded (msg must come from tsw_iso_decode with a profile of the
+ * same field table). msg may be NULL to build a message from edits alone.
  * Returns the number of bytes written, or -TSW_E_NO_SPACE,
- * -TSW_E_UNDEFINED_FIELD, -TSW_E_FIELD_TOO_LONG, -TSW_E_NOT_NUMERIC,
- * -TSW_E_BAD_CHARSET. msg may be NULL to build a message from edits alone. */
+ * -TSW_E_UNDEFINED_FIELD (field 1, above 128 or not in the profile),
+ * -TSW_E_FIELD_TOO_LONG, -TSW_E_NOT_NUMERIC, -TSW_E_BAD_CHARSET,
+ * -TSW_E_NO_MTI (no MTI edit without msg, or an MTI edit that is not 4
+ * digits), -TSW_E_BAD_INPUT (a fixed field shorter than its length, an odd
+ * hex length, a field twice in edits), -TSW_E_FRAME_TOO_BIG (result above
+ * p->max_frame). out is unspecified on failure. */
 int tsw_iso_encode(const struct tsw_iso_profile *p, const struct tsw_iso_msg *msg,
 		   const struct tsw_iso_edit *edits, size_t n_edits, uint8_t *out, size_t cap);
 
-/* Size of the profile's length header (2, 4 or 0). */
+/* Size of the profile's length header (2, 4 or 0). With header "none" the
+ * framer returns each input buffer whole as one frame. */
 size_t tsw_iso_header_size(const struct tsw_iso_profile *p);
 
 /* Writes the length header for a body of body_len bytes into out (which
@@ -147,11 +168,13 @@ struct tsw_iso_framer {
 	uint8_t have_hdr;
 };
 
-/* Returns 0 or -ENOMEM. */
+/* Returns 0 or -ENOMEM. p must outlive the framer. */
 int tsw_iso_framer_init(struct tsw_iso_framer *fr, const struct tsw_iso_profile *p);
+/* Frees the assembly buffer and forgets any partial frame; fr may be
+ * initialized again. Safe on a zeroed or already freed framer. */
 void tsw_iso_framer_free(struct tsw_iso_framer *fr);
 
-/* Consumes input starting at *in_off. Returns 1 with *ret_frame/*ret_len
+/* Consumes input starting at *in_off. Returns 1 with *ret_frame and *ret_len
  * set to a complete body (keep-alive frames are returned with len 0; the
  * pointer is valid until the next call or until the input changes);
  * 0 when all input is consumed and no frame is complete;
@@ -165,17 +188,24 @@ struct tsw_de48_iter {
 	const uint8_t *p;
 	size_t len, off;
 };
-/* Returns 1 with tag/value set, 0 at the end, -TSW_E_BAD_TLV on malformed
- * data (a short or non-digit tag/length, a value past the end). */
+/* Returns 1 with tag/value set (the value points into it->p), 0 at the
+ * end, -TSW_E_BAD_TLV on malformed data (a short or non-digit tag/length,
+ * a value past the end). */
 int tsw_de48_next(struct tsw_de48_iter *it, unsigned *ret_tag, const uint8_t **ret_val,
 		  size_t *ret_len);
 /* Finds tag; returns 1 found, 0 absent, -TSW_E_BAD_TLV. */
 int tsw_de48_find(const uint8_t *p, size_t len, unsigned tag, const uint8_t **ret_val,
 		  size_t *ret_len);
 /* Appends one subelement at out[*off]; returns 0 or -TSW_E_NO_SPACE /
- * -TSW_E_BAD_INPUT (tag > 99 or len > 99). */
+ * -TSW_E_BAD_INPUT (tag > 99 or len > 99). *off advances only on success. */
 int tsw_de48_put(uint8_t *out, size_t cap, size_t *off, unsigned tag, const uint8_t *val,
 		 size_t len);
+/* Appends every subelement of p[0..len) whose tag is outside [lo, hi] at
+ * out[*off] (drops tags 30-36 arriving from the acquirer). Returns 0, or
+ * -TSW_E_BAD_TLV / -TSW_E_NO_SPACE with *off unchanged (out may hold
+ * partial bytes past *off). p and out must not overlap. */
+int tsw_de48_copy_except(const uint8_t *p, size_t len, unsigned lo, unsigned hi, uint8_t *out,
+			 size_t cap, size_t *off);
 
 /* BER-TLV (DE55). Tags up to 4 bytes returned as their big-endian value
  * (0x9F26), lengths in 1..3-byte definite form. */
@@ -183,16 +213,24 @@ struct tsw_tlv_iter {
 	const uint8_t *p;
 	size_t len, off;
 };
+/* Returns 1 with the next top-level object (constructed ones are not
+ * entered; 0x00 padding is skipped), 0 at the end, -TSW_E_BAD_TLV on a tag
+ * longer than 4 bytes, a length in indefinite or >3-byte form, or a value
+ * past the end. The value points into p. */
 int tsw_tlv_next(struct tsw_tlv_iter *it, uint32_t *ret_tag, const uint8_t **ret_val,
 		 size_t *ret_len);
+/* Finds a top-level tag; returns 1 found, 0 absent, -TSW_E_BAD_TLV when
+ * the data is malformed before the tag is reached. */
 int tsw_tlv_find(const uint8_t *p, size_t len, uint32_t tag, const uint8_t **ret_val,
 		 size_t *ret_len);
 
-/* Formats a decoded message for a log line: "mti=0100 f2=411111******1111
+/* Formats a decoded message (decoded with p) for a log line: "mti=0100 f2=411111******1111
  * f4=000000001000 ...", masking DE2 and DE35 (first 6, last 4 kept), DE14
  * fully, DE52/DE55 as their length only, and DE48 subelements 30-36 and 11.
+ * Also masked: DE34/DE102/DE103 like DE2, DE36/DE45 (tracks) and every b
+ * field as their length only. docs/wire.md has the table.
  * Writes at most cap bytes, NUL-terminated; returns the length written
- * (truncated output ends in "..."). */
+ * (truncated output ends in "..."; cap 0 writes nothing). */
 size_t tsw_iso_format_masked(const struct tsw_iso_profile *p, const struct tsw_iso_msg *m,
 			     char *out, size_t cap);
 

@@ -56,7 +56,13 @@ struct tsw_engine_config {
 	} issuers[TSW_ISSUERS_MAX];
 	uint32_t n_routes;
 	struct tsw_route routes[TSW_ROUTES_MAX];
-	uint32_t worker_id;               /* stamped into the switch's DE11/DE37 space */
+	uint32_t worker_id;               /* stamped into the switch's DE11 space (high digit) */
+	/* added by the engine; 0 picks the default */
+	uint32_t in_buf_bytes;    /* per connection: input held while paused (64 KiB);
+				   * the backend passes at most this much per acq_input */
+	uint32_t link_buf_bytes;  /* per issuer link output (max(4 * out_buf_bytes, 256 KiB)) */
+	uint32_t saf_max;         /* reversals held in memory per worker (1024) */
+	uint32_t max_parked;      /* limited-use requests awaiting durability (256) */
 };
 
 enum tsw_endpoint_kind {
@@ -71,13 +77,26 @@ struct tsw_endpoint {
 };
 
 /* Creates a worker's engine. vault and state are shared, opened by main;
- * the engine opens its own vault reader. metrics is this worker's shard
- * (owned by the caller, read by the control plane). Returns 0, -ENOMEM,
- * -TSW_E_CONFIG. */
+ * the engine opens its own vault reader. state may be NULL (limited-use
+ * tokens are then declined 96). metrics is this worker's shard (owned by
+ * the caller, read by the control plane; it must outlive the engine).
+ * cfg is copied; its profiles must outlive the engine. Returns 0,
+ * -ENOMEM, -EINVAL (vault or metrics NULL), -TSW_E_CONFIG (no profile, a
+ * profile without a length header, max_conns or max_pending 0, too many
+ * issuers or routes, a route to an unknown issuer), or the error of
+ * tsw_vault_reader_open(). */
 int tsw_engine_new(const struct tsw_engine_config *cfg, struct tsw_vault *vault,
 		   struct tsw_state *state, struct tsw_metrics_shard *metrics,
 		   struct tsw_engine **ret_engine);
 void tsw_engine_free(struct tsw_engine *e);
+
+/* Registers the backend's wake-up eventfd with the state (once, before
+ * traffic): the state's writer writes to it after each commit, so parked
+ * limited-use requests go on at once instead of at the next poll
+ * (TSW_ENGINE_PARK_POLL_NS). Lets io/ avoid tsw/state.h. Returns 0 (also
+ * when the engine has no state), -TSW_E_FULL or -EBADF (from
+ * tsw_state_add_waker). */
+int tsw_engine_add_state_waker(struct tsw_engine *e, int eventfd);
 
 /* Once per loop iteration, before handling completions: renews the vault
  * read transaction. tsw_engine_loop_end() resets it before the backend
@@ -88,8 +107,13 @@ void tsw_engine_loop_end(struct tsw_engine *e);
 /* Acquirer connections. open returns the slot, or -TSW_E_FULL when
  * max_conns is reached (the backend closes the socket; counted). */
 int tsw_engine_acq_open(struct tsw_engine *e, uint64_t now_ns);
-/* Bytes received. Returns 0, or a negative error after which the backend
- * must close the connection (broken framing, unreadable message). */
+/* Bytes received (at most cfg->in_buf_bytes per call). Returns 0, or a
+ * negative error after which the backend must close the connection:
+ * -TSW_E_FRAME_TOO_BIG / -TSW_E_BAD_HEADER (broken framing),
+ * -TSW_E_BAD_INPUT (a message whose MTI or DE11 cannot be read, or a
+ * response MTI from an acquirer), -TSW_E_FULL (input arrived while paused
+ * beyond in_buf_bytes), -EINVAL (slot not open). Input that arrives while
+ * the connection is paused is kept and processed when it resumes. */
 int tsw_engine_acq_input(struct tsw_engine *e, uint32_t slot, const uint8_t *data, size_t len,
 			 uint64_t now_ns);
 /* True while the connection has max_inflight_per_conn requests pending or
@@ -97,7 +121,8 @@ int tsw_engine_acq_input(struct tsw_engine *e, uint32_t slot, const uint8_t *dat
 bool tsw_engine_acq_paused(const struct tsw_engine *e, uint32_t slot);
 /* The peer closed or the socket failed. Pending requests of the
  * connection still complete on the issuer side (answers are dropped and
- * counted); the slot is reused only after that. */
+ * counted in answers_conn_gone); the slot may be handed out again at once
+ * (a generation number keeps old answers away from a new connection). */
 void tsw_engine_acq_close(struct tsw_engine *e, uint32_t slot);
 
 /* Issuer links. */
@@ -121,17 +146,31 @@ void tsw_engine_tick(struct tsw_engine *e, uint64_t now_ns);
 
 /* Output. Returns true and the next endpoint with bytes to send. */
 bool tsw_engine_next_dirty(struct tsw_engine *e, struct tsw_endpoint *ret_ep);
-/* The bytes waiting for ep (valid until the next engine call). */
+/* The bytes waiting for ep; they stay valid and unchanged until
+ * tsw_engine_sent(ep, ...) (more bytes may be appended behind them). */
 void tsw_engine_out(struct tsw_engine *e, struct tsw_endpoint ep, const uint8_t **ret_data,
 		    size_t *ret_len);
-/* n bytes of ep's output went out. */
+/* n bytes of ep's output went out (n may be less than tsw_engine_out
+ * gave: the rest stays, and ep is marked dirty again). The bytes given by
+ * tsw_engine_out stay in place until this call, however many engine calls
+ * happen meanwhile (an async send may still read them); call it with 0
+ * when a send failed. */
 void tsw_engine_sent(struct tsw_engine *e, struct tsw_endpoint ep, size_t n);
 /* Connections the engine wants closed (idle timeout, protocol error after
  * the answer was flushed). Returns true and the slot. */
 bool tsw_engine_next_close(struct tsw_engine *e, uint32_t *ret_slot);
 
-/* Draining (SIGTERM): stop taking new requests (answered 91? no: the
- * backend stops accepting; requests already read are finished). */
+/* Draining (SIGTERM): the backend stops accepting; requests already read
+ * are finished. Returns the requests in flight to issuers (including
+ * store-and-forward reversals) plus those parked for a durable use. */
 uint32_t tsw_engine_inflight(const struct tsw_engine *e);
+
+/* SIGHUP: applies routes, max_inflight_per_conn, issuer_timeout_ms,
+ * idle_timeout_ms, echo_interval_ms and reconnect_min/max_ms from cfg.
+ * Sizes (max_conns, max_pending, buffers, saf_max, max_parked) keep the
+ * values the engine was created with; requests in flight keep their
+ * deadline. Returns 0, or -TSW_E_CONFIG (a route names an unknown issuer,
+ * or the issuer list differs: that needs a restart), leaving e unchanged. */
+int tsw_engine_reconfigure(struct tsw_engine *e, const struct tsw_engine_config *cfg);
 
 #endif

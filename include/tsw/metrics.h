@@ -22,6 +22,17 @@ enum tsw_mti_class {
 /* Response codes counted: index by tsw_metrics_rc_index(). */
 enum { TSW_METRICS_RC_MAX = 16 };
 
+/* Index of a 2-character DE39 response code ("00", "14", "30", "51",
+ * "54", "55", "57", "61", "62", "63", "65", "91", "96", "05", "12"); every
+ * other code (and NULL) is TSW_METRICS_RC_MAX - 1. Pure, never fails. */
+unsigned tsw_metrics_rc_index(const char *rc);
+/* The code counted at index i ("00", ...; "other" for the last one,
+ * NULL for i out of range): the label for the control plane. */
+const char *tsw_metrics_rc_name(unsigned i);
+/* Prometheus names of the MTI classes ("0100", ..., "other"); NULL out of
+ * range. */
+const char *tsw_metrics_mti_name(unsigned cls);
+
 /* Log-linear latency histogram in microseconds: bucket i holds values
  * below tsw_hist_bound_us[i]; the last bucket is +Inf. */
 enum { TSW_HIST_BUCKETS = 24 };
@@ -66,6 +77,24 @@ struct tsw_metrics_shard {
 	uint64_t link_up[16];             /* gauge per issuer link: 0 down, 1 connecting, 2 up, 3 signed on */
 	uint64_t link_reconnects[16];
 	uint64_t bytes_in, bytes_out;
+	/* added by the engine */
+	uint64_t ready;                   /* gauge: 1 when tsw_engine_ready() */
+	uint64_t forwarded;               /* requests sent to an issuer */
+	uint64_t no_route;                /* no route for the PAN's BIN (answered 96) */
+	uint64_t link_out_full;           /* issuer link output full (answered 91) */
+	uint64_t answers_conn_gone;       /* answer for a closed acquirer connection */
+	uint64_t issuer_format_errors;    /* issuer message undecodable or not re-encodable */
+	uint64_t pan_leaks_blocked;       /* issuer answer still held the PAN: sent 96 instead */
+	uint64_t slow_consumer_closes;    /* acquirer output full: connection closed */
+	uint64_t stash_overflows;         /* input beyond in_buf_bytes while paused: closed */
+	uint64_t signon_failures;         /* sign-on refused or not sendable */
+	uint64_t echo_timeouts;           /* echo unanswered: link signs on again */
+	uint64_t parked;                  /* gauge: limited-use requests awaiting durability */
+	uint64_t parked_full;             /* max_parked reached (answered 96) */
+	uint64_t saf_depth;               /* gauge: reversals queued or in flight */
+	uint64_t saf_sent;
+	uint64_t saf_acked;
+	uint64_t saf_dropped;             /* queue full or token gone */
 } __attribute__((aligned(64)));
 
 #endif

@@ -1,0 +1,306 @@
+/* ns per authorization through the engine: acquirer bytes in -> issuer
+ * bytes out -> issuer answer in -> acquirer bytes out, with a vault of
+ * 100 k tokens (random token per request, warm map), batches of 64
+ * pipelined requests on one connection. The fake issuer (decode + encode
+ * of the 0110) runs between the timed parts and is reported separately.
+ *
+ *   bench_engine [--tokens N] [--requests N] [--runs N]
+ * Prints one line per run and the median.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "tsw/engine.h"
+#include "tsw/error.h"
+#include "tsw/iso8583.h"
+#include "tsw/metrics.h"
+#include "tsw/vault.h"
+
+#define BENCH_BATCH 64
+#define BENCH_TOKENS_DEFAULT 100000u
+#define BENCH_REQUESTS_DEFAULT 200000u
+#define BENCH_RUNS_DEFAULT 5u
+#define BENCH_BUF (1u << 20)
+#define BENCH_RUNS_MAX 32u
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static char luhn_digit(const char *d, size_t n)
+{
+	unsigned sum = 0, i;
+
+	for (i = 0; i < n; i++) {
+		unsigned v = (unsigned)(d[n - 1 - i] - '0');
+
+		if (i % 2 == 0) {
+			v *= 2;
+			if (v > 9)
+				v -= 9;
+		}
+		sum += v;
+	}
+	return (char)('0' + (10 - sum % 10) % 10);
+}
+
+static void number(char out[17], const char *prefix, unsigned i)
+{
+	snprintf(out, 17, "%s%0*u", prefix, (int)(15 - strlen(prefix)), i);
+	out[15] = luhn_digit(out, 15);
+	out[16] = 0;
+}
+
+static void die(const char *what, int r)
+{
+	fprintf(stderr, "bench_engine: %s: %s\n", what, tsw_strerror(r));
+	exit(1);
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+static uint64_t rng = 88172645463325252ull;
+
+static uint64_t xorshift(void)
+{
+	rng ^= rng << 13;
+	rng ^= rng >> 7;
+	rng ^= rng << 17;
+	return rng;
+}
+
+/* The fake issuer: every request in buf becomes a 0110 with DE39 00. */
+static size_t issuer_answers(const struct tsw_iso_profile *p, const uint8_t *in, size_t len,
+			     uint8_t *out)
+{
+	size_t off = 0, o = 0;
+
+	while (off + 2 <= len) {
+		size_t fl = (size_t)in[off] << 8 | in[off + 1];
+		struct tsw_iso_msg m;
+		struct tsw_iso_edit ed[4] = {
+		    {0, 4, (const uint8_t *)"0110"},
+		    {39, 2, (const uint8_t *)"00"},
+		    {38, 6, (const uint8_t *)"AB1234"},
+		    {35, 0, NULL},
+		};
+		int n;
+
+		if (tsw_iso_decode(p, in + off + 2, fl, &m) < 0)
+			die("issuer decode", -TSW_E_BAD_INPUT);
+		n = tsw_iso_encode(p, &m, ed, 4, out + o + 2, BENCH_BUF - o - 2);
+		if (n < 0)
+			die("issuer encode", n);
+		out[o] = (uint8_t)(n >> 8);
+		out[o + 1] = (uint8_t)n;
+		o += (size_t)n + 2;
+		off += fl + 2;
+	}
+	return o;
+}
+
+static size_t drain(struct tsw_engine *e, uint8_t kind, uint32_t slot, uint8_t *copy)
+{
+	struct tsw_endpoint ep = {.kind = kind, .slot = slot};
+	const uint8_t *data;
+	size_t len;
+
+	tsw_engine_out(e, ep, &data, &len);
+	if (copy)
+		memcpy(copy, data, len);
+	tsw_engine_sent(e, ep, len);
+	return len;
+}
+
+int main(int argc, char **argv)
+{
+	unsigned n_tokens = BENCH_TOKENS_DEFAULT, n_req = BENCH_REQUESTS_DEFAULT;
+	unsigned runs = BENCH_RUNS_DEFAULT, i, run;
+	char dir[] = "/tmp/tsw-bench-engine-XXXXXX", vdir[64], key[64], cmd[96];
+	static struct tsw_iso_profile prof;
+	static struct tsw_metrics_shard shard;
+	struct tsw_engine_config cfg;
+	struct tsw_vault *v;
+	struct tsw_vault_batch *b;
+	struct tsw_vault_import_stats st;
+	struct tsw_engine *e;
+	uint8_t *linkbuf, *answers, *acqbuf;
+	uint64_t engine_ns[BENCH_RUNS_MAX], total_ns[BENCH_RUNS_MAX];
+	uint64_t t, now;
+	int slot, r;
+
+	for (i = 1; i + 1 < (unsigned)argc; i += 2) {
+		if (!strcmp(argv[i], "--tokens"))
+			n_tokens = (unsigned)strtoul(argv[i + 1], NULL, 10);
+		else if (!strcmp(argv[i], "--requests"))
+			n_req = (unsigned)strtoul(argv[i + 1], NULL, 10);
+		else if (!strcmp(argv[i], "--runs"))
+			runs = (unsigned)strtoul(argv[i + 1], NULL, 10);
+	}
+	if (runs > BENCH_RUNS_MAX)
+		runs = BENCH_RUNS_MAX;
+	n_req -= n_req % BENCH_BATCH;
+
+	if (!mkdtemp(dir))
+		die("mkdtemp", -1);
+	snprintf(vdir, sizeof(vdir), "%s/vault", dir);
+	snprintf(key, sizeof(key), "%s/key", dir);
+	r = tsw_iso_profile_load_named(NULL, "default", &prof);
+	if (r < 0)
+		die("profile", r);
+	r = tsw_vault_open(vdir, key, TSW_VAULT_CREATE, &v);
+	if (r < 0)
+		die("vault open", r);
+	tsw_vault_add_token_bin(v, "4000", 4);
+	r = tsw_vault_batch_begin(v, 0, NULL, NULL, &b);
+	if (r < 0)
+		die("batch", r);
+	for (i = 0; i < n_tokens; i++) {
+		struct tsw_vault_row row;
+
+		memset(&row, 0, sizeof(row));
+		number(row.token.token, "4000", i + 1);
+		row.token.token_len = 16;
+		strcpy(row.token.token_expiry, "3012");
+		strcpy(row.token.pan_expiry, "2911");
+		strcpy(row.token.trid, "12345678901");
+		row.token.assurance_level = 5;
+		number(row.pan, "512345", i + 1);
+		row.pan_len = 16;
+		tsw_vault_batch_add(b, &row, i + 1);
+	}
+	r = tsw_vault_batch_finish(b, &st);
+	if (r < 0 || st.imported != n_tokens)
+		die("import", r);
+
+	memset(&cfg, 0, sizeof(cfg));
+	cfg.acq_profile = cfg.iss_profile = &prof;
+	cfg.max_conns = 4;
+	cfg.max_inflight_per_conn = 256;
+	cfg.max_pending = 4096;
+	cfg.out_buf_bytes = 256 * 1024;
+	cfg.n_issuers = 1;
+	r = tsw_engine_new(&cfg, v, NULL, &shard, &e);
+	if (r < 0)
+		die("engine", r);
+
+	linkbuf = malloc(BENCH_BUF);
+	answers = malloc(BENCH_BUF);
+	acqbuf = malloc(BENCH_BUF);
+	if (!linkbuf || !answers || !acqbuf)
+		die("malloc", -1);
+
+	now = now_ns();
+	slot = tsw_engine_acq_open(e, now);
+	tsw_engine_link_connecting(e, 0, now);
+	tsw_engine_link_up(e, 0, now);
+	{
+		/* sign-on answer */
+		size_t n = drain(e, TSW_EP_LINK, 0, linkbuf);
+
+		n = issuer_answers(&prof, linkbuf, n, answers);
+
+		answers[3] = '8'; /* 0110 -> 0810 */
+		tsw_engine_link_input(e, 0, answers, n, now);
+		if (!tsw_engine_ready(e))
+			die("sign-on", -1);
+	}
+
+	for (run = 0; run < runs; run++) {
+		uint64_t eng = 0, start = now_ns();
+		unsigned done;
+
+		for (done = 0; done < n_req; done += BENCH_BATCH) {
+			uint8_t frames[BENCH_BATCH * 300];
+			size_t off = 0, alen;
+			char stan[7], tok[17], de35[40];
+
+			for (i = 0; i < BENCH_BATCH; i++) {
+				unsigned k = (unsigned)(xorshift() % n_tokens);
+				struct tsw_iso_edit ed[16];
+				int n;
+
+				number(tok, "4000", k + 1);
+				snprintf(stan, sizeof(stan), "%06u", (done + i) % 1000000);
+				snprintf(de35, sizeof(de35), "%s=30121010000012300000", tok);
+				ed[0] = (struct tsw_iso_edit){0, 4, (const uint8_t *)"0100"};
+				ed[1] = (struct tsw_iso_edit){2, 16, (const uint8_t *)tok};
+				ed[2] = (struct tsw_iso_edit){3, 6, (const uint8_t *)"000000"};
+				ed[3] =
+				    (struct tsw_iso_edit){4, 12, (const uint8_t *)"000000000500"};
+				ed[4] = (struct tsw_iso_edit){7, 10, (const uint8_t *)"1123031500"};
+				ed[5] = (struct tsw_iso_edit){11, 6, (const uint8_t *)stan};
+				ed[6] = (struct tsw_iso_edit){12, 6, (const uint8_t *)"031500"};
+				ed[7] = (struct tsw_iso_edit){13, 4, (const uint8_t *)"1123"};
+				ed[8] = (struct tsw_iso_edit){14, 4, (const uint8_t *)"3012"};
+				ed[9] = (struct tsw_iso_edit){22, 3, (const uint8_t *)"051"};
+				ed[10] = (struct tsw_iso_edit){35, (uint16_t)strlen(de35),
+							       (const uint8_t *)de35};
+				ed[11] =
+				    (struct tsw_iso_edit){37, 12, (const uint8_t *)"123456789012"};
+				ed[12] = (struct tsw_iso_edit){41, 8, (const uint8_t *)"TERM0001"};
+				ed[13] = (struct tsw_iso_edit){42, 15,
+							       (const uint8_t *)"MERCHANT0000001"};
+				ed[14] = (struct tsw_iso_edit){49, 3, (const uint8_t *)"840"};
+				n = tsw_iso_encode(&prof, NULL, ed, 15, frames + off + 2,
+						   sizeof(frames) - off - 2);
+				if (n < 0)
+					die("request encode", n);
+				frames[off] = (uint8_t)(n >> 8);
+				frames[off + 1] = (uint8_t)n;
+				off += (size_t)n + 2;
+			}
+			now = now_ns();
+			t = now;
+			tsw_engine_loop_begin(e, now);
+			r = tsw_engine_acq_input(e, (uint32_t)slot, frames, off, now);
+			if (r < 0)
+				die("acq_input", r);
+			alen = drain(e, TSW_EP_LINK, 0, linkbuf);
+			tsw_engine_loop_end(e);
+			eng += now_ns() - t;
+			alen = issuer_answers(&prof, linkbuf, alen, answers);
+			now = now_ns();
+			t = now;
+			tsw_engine_loop_begin(e, now);
+			r = tsw_engine_link_input(e, 0, answers, alen, now);
+			if (r < 0)
+				die("link_input", r);
+			drain(e, TSW_EP_ACQ, (uint32_t)slot, acqbuf);
+			tsw_engine_loop_end(e);
+			eng += now_ns() - t;
+		}
+		engine_ns[run] = eng / n_req;
+		total_ns[run] = (now_ns() - start) / n_req;
+		printf("run %u: engine %llu ns/request, with request building and fake issuer %llu "
+		       "ns\n",
+		       run, (unsigned long long)engine_ns[run], (unsigned long long)total_ns[run]);
+	}
+	qsort(engine_ns, runs, sizeof(engine_ns[0]), cmp_u64);
+	qsort(total_ns, runs, sizeof(total_ns[0]), cmp_u64);
+	printf("median: engine %llu ns/request (vault %u tokens, %u requests/run, batches of %u); "
+	       "approved %llu\n",
+	       (unsigned long long)engine_ns[runs / 2], n_tokens, n_req, BENCH_BATCH,
+	       (unsigned long long)shard.requests[TSW_MTI_0100][0]);
+	tsw_engine_free(e);
+	tsw_vault_close(v);
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	if (system(cmd) != 0)
+		return 1;
+	free(linkbuf);
+	free(answers);
+	free(acqbuf);
+	return 0;
+}

@@ -1,0 +1,234 @@
+/* Engine internals shared by the files of src/engine (not installed). */
+#ifndef TSW_ENGINE_INT_H
+#define TSW_ENGINE_INT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "tsw/engine.h"
+#include "tsw/iso8583.h"
+#include "tsw/metrics.h"
+#include "tsw/token.h"
+
+/* Defaults for the config fields left 0. */
+#define TSW_ENGINE_IN_BUF_DEFAULT (64u * 1024)
+#define TSW_ENGINE_LINK_BUF_MIN (256u * 1024)
+#define TSW_ENGINE_SAF_DEFAULT 1024u
+#define TSW_ENGINE_PARKED_DEFAULT 256u
+#define TSW_ENGINE_ISSUER_TIMEOUT_DEFAULT_MS 2000u
+#define TSW_ENGINE_ECHO_DEFAULT_MS 30000u
+#define TSW_ENGINE_RECONNECT_MIN_DEFAULT_MS 100u
+#define TSW_ENGINE_RECONNECT_MAX_DEFAULT_MS 10000u
+/* Timed-out keys remembered to tell a late answer from an unknown one. */
+#define TSW_ENGINE_EXPIRED_MEMORY 4096u
+/* STAN space per worker: worker_id % 10 is the high digit. */
+#define TSW_ENGINE_STAN_SPAN 100000u
+/* Bytes kept per request for the echo fields of a local answer. */
+#define TSW_ENGINE_ECHO_BYTES 160u
+#define TSW_ENGINE_ECHO_FIELDS 11u
+/* Scratch space for a rewritten DE48 / DE35. */
+#define TSW_ENGINE_DE48_MAX 999u
+#define TSW_ENGINE_DE35_MAX 64u
+
+#define NS_PER_MS 1000000ull
+
+/* Fields a local answer echoes from the request (DESIGN.md: never DE35). */
+extern const uint8_t tsw_engine_echo_fields[TSW_ENGINE_ECHO_FIELDS];
+
+struct echo {
+	uint8_t len[TSW_ENGINE_ECHO_FIELDS]; /* 0: absent */
+	uint8_t off[TSW_ENGINE_ECHO_FIELDS];
+	uint8_t data[TSW_ENGINE_ECHO_BYTES];
+	char mti[4];
+};
+
+/* An output buffer: bytes [head, tail) wait to be sent; [head, head +
+ * busy) are with the backend (a send in flight) and must not move. */
+struct outbuf {
+	uint8_t *data;
+	uint32_t cap, head, tail, busy;
+	bool queued; /* in the dirty queue */
+};
+
+enum acq_state { ACQ_FREE, ACQ_OPEN, ACQ_STATE_MAX };
+
+struct acq_conn {
+	struct tsw_iso_framer fr;
+	struct outbuf out;
+	uint8_t *stash; /* input held back while the connection is paused */
+	uint32_t stash_off, stash_len;
+	uint32_t gen;
+	uint32_t inflight;
+	uint64_t last_active_ns;
+	uint8_t state; /* enum acq_state */
+	bool close_queued;
+	bool feeding;
+	bool was_paused;
+};
+
+enum link_state {
+	LINK_DOWN,
+	LINK_CONNECTING,
+	LINK_UP, /* connected, sign-on sent */
+	LINK_SIGNED_ON,
+	LINK_STATE_MAX
+};
+
+struct issuer_link {
+	struct tsw_iso_framer fr;
+	struct outbuf out;
+	uint8_t state; /* enum link_state */
+	uint32_t backoff_ms;
+	uint64_t retry_at_ns;
+	uint64_t last_tx_ns;
+	uint32_t mgmt_stan; /* outstanding sign-on or echo, 0: none */
+	uint64_t mgmt_deadline_ns;
+	bool mgmt_is_echo;
+	uint32_t pending; /* requests waiting on this link */
+};
+
+enum req_kind {
+	REQ_ACQ, /* forwarded for an acquirer connection */
+	REQ_SAF, /* a reversal sent from the store-and-forward queue */
+	REQ_KIND_MAX
+};
+
+/* A request in flight to an issuer (or parked until its use is durable). */
+struct req {
+	uint64_t key; /* link << 32 | switch STAN */
+	uint64_t start_ns, fwd_ns, deadline_ns;
+	uint64_t ticket;
+	uint32_t acq_slot, acq_gen;
+	uint32_t heap_idx;
+	uint32_t next_free;
+	uint32_t saf_idx; /* REQ_SAF: the queue entry */
+	uint16_t link;
+	uint8_t kind;	   /* enum req_kind */
+	uint8_t mti_class; /* enum tsw_mti_class */
+	bool has_ticket;
+	bool in_use;
+	char token[TSW_TOKEN_MAX_DIGITS];
+	uint8_t token_len;
+	char token_expiry[4];
+	bool has_token_expiry;
+	struct echo echo;
+};
+
+/* A reversal waiting to be sent (in memory, bounded; durable SAF is a
+ * later issue). */
+struct saf_entry {
+	struct echo echo;  /* the original request's echo fields */
+	char orig_stan[6]; /* the switch's STAN on the original */
+	char token[TSW_TOKEN_MAX_DIGITS];
+	uint8_t token_len;
+	uint16_t link;
+	uint16_t attempts;
+	uint8_t state; /* link.c: free, queued, sent */
+};
+
+struct pend_slot {
+	uint64_t key;
+	uint32_t req; /* UINT32_MAX: empty */
+};
+
+struct tsw_engine {
+	struct tsw_engine_config cfg;
+	struct tsw_vault *vault;
+	struct tsw_vault_reader *reader;
+	struct tsw_state *state;
+	struct tsw_metrics_shard *m;
+	uint64_t now_ns;
+	int64_t wall_s; /* unix seconds at the last loop_begin/tick */
+	uint64_t rng;	/* xorshift64 state */
+	bool reader_live;
+
+	/* acquirer connections */
+	struct acq_conn *conns;
+	uint32_t *free_conns;
+	uint32_t n_free_conns;
+	uint32_t *close_q;
+	uint32_t close_head, close_len;
+	uint64_t next_idle_scan_ns;
+
+	/* issuer links */
+	struct issuer_link links[TSW_ISSUERS_MAX];
+	uint32_t n_links;
+
+	/* dirty endpoints (ring of max_conns + n_links) */
+	struct tsw_endpoint *dirty;
+	uint32_t dirty_cap, dirty_head, dirty_len;
+
+	/* requests, pending table, deadline heap */
+	struct req *reqs;
+	uint32_t n_reqs, free_req, reqs_used;
+	struct pend_slot *table;
+	uint32_t table_mask;
+	uint32_t *heap;
+	uint32_t heap_len;
+	uint64_t *expired; /* direct-mapped memory of timed-out keys */
+	uint32_t stan_seq;
+
+	/* store-and-forward reversals */
+	struct saf_entry *saf;
+	uint32_t saf_cap, saf_head, saf_len;
+	bool saf_dirty;
+
+	/* limited-use requests waiting for a durable reservation (use.c) */
+	struct parked *parked;
+	uint32_t *park_list, *park_free;
+	uint32_t n_parked, n_park_free;
+};
+
+/* outbuf.c */
+int outbuf_init(struct outbuf *b, uint32_t cap);
+void outbuf_free(struct outbuf *b);
+void outbuf_reset(struct outbuf *b);
+uint32_t outbuf_pending(const struct outbuf *b);
+/* Reserves room for one frame of up to max_body bytes; returns the body
+ * pointer (header space before it) or NULL when it does not fit. */
+uint8_t *outbuf_frame_begin(struct outbuf *b, const struct tsw_iso_profile *p, size_t max_body,
+			    size_t *ret_cap);
+/* Commits a body of body_len bytes written at the pointer frame_begin gave. */
+int outbuf_frame_commit(struct outbuf *b, const struct tsw_iso_profile *p, size_t body_len);
+void engine_mark_dirty(struct tsw_engine *e, uint8_t kind, uint32_t slot);
+
+/* pending.c */
+int pending_init(struct tsw_engine *e);
+void pending_free(struct tsw_engine *e);
+struct req *req_alloc(struct tsw_engine *e);
+void req_free(struct tsw_engine *e, struct req *r);
+uint32_t req_index(const struct tsw_engine *e, const struct req *r);
+/* Picks an unused switch STAN for link and inserts r under it; returns 0
+ * or -TSW_E_FULL. */
+int pending_insert(struct tsw_engine *e, struct req *r, uint16_t link);
+struct req *pending_find(struct tsw_engine *e, uint64_t key);
+void pending_remove(struct tsw_engine *e, struct req *r);
+void heap_push(struct tsw_engine *e, struct req *r);
+void heap_remove(struct tsw_engine *e, struct req *r);
+struct req *heap_top(const struct tsw_engine *e);
+void expired_remember(struct tsw_engine *e, uint64_t key);
+bool expired_take(struct tsw_engine *e, uint64_t key);
+uint32_t stan_next(struct tsw_engine *e, uint16_t link);
+
+/* link.c */
+void link_tick(struct tsw_engine *e, uint32_t link);
+uint64_t link_next_deadline(const struct tsw_engine *e, uint32_t link);
+int link_send_mgmt(struct tsw_engine *e, uint32_t link, const char *code3, bool echo);
+void saf_push(struct tsw_engine *e, const struct req *r);
+void saf_flush(struct tsw_engine *e);
+void saf_done(struct tsw_engine *e, struct req *r, bool acked);
+int engine_route(const struct tsw_engine *e, const char *pan, size_t pan_len);
+
+/* engine.c */
+void echo_from_msg(struct echo *ec, const struct tsw_iso_msg *m);
+int answer_local(struct tsw_engine *e, uint32_t slot, const struct echo *ec, const char *rc,
+		 const char *reason);
+/* timed_out: 1 for a timeout, 0 for a link that went down */
+void req_fail(struct tsw_engine *e, struct req *r, int timed_out);
+void engine_resume(struct tsw_engine *e, uint32_t slot);
+void engine_issuer_answer(struct tsw_engine *e, uint32_t link, const struct tsw_iso_msg *m);
+void conn_request_done(struct tsw_engine *e, uint32_t slot, uint32_t gen);
+unsigned mti_class(const char mti[4]);
+void count_answer(struct tsw_engine *e, unsigned cls, const char *rc);
+
+#endif

@@ -1,0 +1,529 @@
+/* Issuer links: connection state, sign-on (0800 DE70 001) and echo (0800
+ * DE70 301) on the issuer side, reconnect backoff with jitter, routing by
+ * PAN BIN, and the in-memory store-and-forward queue of reversals for
+ * authorizations whose outcome at the issuer is unknown.
+ */
+#include <errno.h>
+#include <string.h>
+#include <time.h>
+
+#include "engine_int.h"
+#include "rewrite.h"
+#include "use.h"
+#include "tsw/error.h"
+#include "tsw/vault.h"
+
+#define DE70_SIGN_ON "001"
+#define DE70_ECHO "301"
+/* DE90 original data elements: MTI 4, STAN 6, DE7 10, acquirer 11,
+ * forwarding institution 11 */
+#define DE90_LEN 42
+
+enum saf_state { SAF_FREE, SAF_QUEUED, SAF_SENT, SAF_STATE_MAX };
+
+static uint64_t xorshift(struct tsw_engine *e)
+{
+	uint64_t x = e->rng;
+
+	x ^= x << 13;
+	x ^= x >> 7;
+	x ^= x << 17;
+	e->rng = x;
+	return x;
+}
+
+int engine_route(const struct tsw_engine *e, const char *pan, size_t pan_len)
+{
+	int best = -1;
+	size_t best_len = 0;
+	uint32_t i;
+
+	for (i = 0; i < e->cfg.n_routes; i++) {
+		const struct tsw_route *rt = &e->cfg.routes[i];
+		size_t n = strnlen(rt->bin_prefix, sizeof(rt->bin_prefix));
+
+		if (n > pan_len || memcmp(rt->bin_prefix, pan, n) != 0)
+			continue;
+		if (best < 0 || n > best_len) {
+			best = rt->issuer;
+			best_len = n;
+		}
+	}
+	/* no routes configured: everything goes to the first issuer */
+	if (best < 0 && e->cfg.n_routes == 0 && e->n_links > 0)
+		best = 0;
+	return best;
+}
+
+static void fmt_de7(int64_t wall_s, char out[10])
+{
+	struct tm tm;
+	time_t t = (time_t)wall_s;
+
+	gmtime_r(&t, &tm);
+	out[0] = (char)('0' + (tm.tm_mon + 1) / 10);
+	out[1] = (char)('0' + (tm.tm_mon + 1) % 10);
+	out[2] = (char)('0' + tm.tm_mday / 10);
+	out[3] = (char)('0' + tm.tm_mday % 10);
+	out[4] = (char)('0' + tm.tm_hour / 10);
+	out[5] = (char)('0' + tm.tm_hour % 10);
+	out[6] = (char)('0' + tm.tm_min / 10);
+	out[7] = (char)('0' + tm.tm_min % 10);
+	out[8] = (char)('0' + tm.tm_sec / 10);
+	out[9] = (char)('0' + tm.tm_sec % 10);
+}
+
+static void fmt6(uint32_t v, char out[6])
+{
+	int i;
+
+	for (i = 5; i >= 0; i--) {
+		out[i] = (char)('0' + v % 10);
+		v /= 10;
+	}
+}
+
+/* Encodes edits as one frame on the link; returns 0 or a negative error. */
+static int link_write(struct tsw_engine *e, uint32_t link, const struct tsw_iso_msg *base,
+		      const struct tsw_iso_edit *ed, unsigned n)
+{
+	struct issuer_link *l = &e->links[link];
+	const struct tsw_iso_profile *p = e->cfg.iss_profile;
+	size_t cap;
+	uint8_t *body;
+	int r;
+
+	body = outbuf_frame_begin(&l->out, p, p->max_frame, &cap);
+	if (!body) {
+		e->m->link_out_full++;
+		return -TSW_E_NO_SPACE;
+	}
+	r = tsw_iso_encode(p, base, ed, n, body, cap);
+	if (r < 0) {
+		if (r == -TSW_E_NO_SPACE)
+			e->m->link_out_full++;
+		return r;
+	}
+	r = outbuf_frame_commit(&l->out, p, (size_t)r);
+	if (r < 0)
+		return r;
+	l->last_tx_ns = e->now_ns;
+	engine_mark_dirty(e, TSW_EP_LINK, link);
+	return 0;
+}
+
+int link_send_mgmt(struct tsw_engine *e, uint32_t link, const char *code3, bool echo)
+{
+	struct issuer_link *l = &e->links[link];
+	struct tsw_iso_edit ed[4];
+	char de7[10], stan[6];
+	uint32_t s = stan_next(e, (uint16_t)link);
+	int r;
+
+	fmt_de7(e->wall_s, de7);
+	fmt6(s, stan);
+	ed[0] = (struct tsw_iso_edit){.field = 0, .len = 4, .data = (const uint8_t *)"0800"};
+	ed[1] = (struct tsw_iso_edit){.field = 7, .len = 10, .data = (const uint8_t *)de7};
+	ed[2] = (struct tsw_iso_edit){.field = 11, .len = 6, .data = (const uint8_t *)stan};
+	ed[3] = (struct tsw_iso_edit){.field = 70, .len = 3, .data = (const uint8_t *)code3};
+	r = link_write(e, link, NULL, ed, 4);
+	if (r < 0)
+		return r;
+	l->mgmt_stan = s;
+	l->mgmt_is_echo = echo;
+	l->mgmt_deadline_ns = e->now_ns + (uint64_t)e->cfg.issuer_timeout_ms * NS_PER_MS;
+	return 0;
+}
+
+static void set_state(struct tsw_engine *e, uint32_t link, uint8_t st)
+{
+	e->links[link].state = st;
+	e->m->link_up[link] = st;
+	e->m->ready = tsw_engine_ready(e);
+}
+
+uint32_t tsw_engine_n_links(const struct tsw_engine *e)
+{
+	return e->n_links;
+}
+
+bool tsw_engine_link_wants_connect(const struct tsw_engine *e, uint32_t link, uint64_t now_ns)
+{
+	return link < e->n_links && e->links[link].state == LINK_DOWN &&
+	       now_ns >= e->links[link].retry_at_ns;
+}
+
+void tsw_engine_link_connecting(struct tsw_engine *e, uint32_t link, uint64_t now_ns)
+{
+	if (link >= e->n_links)
+		return;
+	e->now_ns = now_ns;
+	e->m->link_reconnects[link]++;
+	set_state(e, link, LINK_CONNECTING);
+}
+
+void tsw_engine_link_up(struct tsw_engine *e, uint32_t link, uint64_t now_ns)
+{
+	struct issuer_link *l;
+
+	if (link >= e->n_links)
+		return;
+	l = &e->links[link];
+	e->now_ns = now_ns;
+	l->fr.acc_len = 0;
+	l->fr.need = 0;
+	l->fr.have_hdr = 0;
+	outbuf_reset(&l->out);
+	set_state(e, link, LINK_UP);
+	if (link_send_mgmt(e, link, DE70_SIGN_ON, false) < 0)
+		e->m->signon_failures++;
+}
+
+void tsw_engine_link_down(struct tsw_engine *e, uint32_t link, uint64_t now_ns)
+{
+	struct issuer_link *l;
+	uint64_t jitter;
+	uint32_t i;
+
+	if (link >= e->n_links)
+		return;
+	l = &e->links[link];
+	e->now_ns = now_ns;
+	/* every request waiting on this link fails now (91) */
+	for (i = 0; i < e->n_reqs && l->pending; i++) {
+		struct req *r = &e->reqs[i];
+
+		if (r->in_use && r->link == link && r->heap_idx != UINT32_MAX)
+			req_fail(e, r, 0);
+	}
+	explicit_bzero(l->out.data, l->out.cap);
+	outbuf_reset(&l->out);
+	l->mgmt_stan = 0;
+	/* full jitter over the upper half: backoff/2 .. backoff */
+	jitter = l->backoff_ms / 2 ? xorshift(e) % (l->backoff_ms / 2 + 1) : 0;
+	l->retry_at_ns = now_ns + (uint64_t)(l->backoff_ms / 2 + jitter) * NS_PER_MS;
+	l->backoff_ms = l->backoff_ms * 2 > e->cfg.reconnect_max_ms ? e->cfg.reconnect_max_ms
+								    : l->backoff_ms * 2;
+	if (l->backoff_ms < e->cfg.reconnect_min_ms)
+		l->backoff_ms = e->cfg.reconnect_min_ms;
+	set_state(e, link, LINK_DOWN);
+}
+
+bool tsw_engine_ready(const struct tsw_engine *e)
+{
+	uint32_t i;
+
+	if (e->n_links == 0)
+		return false;
+	if (e->cfg.n_routes == 0)
+		return e->links[0].state == LINK_SIGNED_ON;
+	for (i = 0; i < e->cfg.n_routes; i++)
+		if (e->links[e->cfg.routes[i].issuer].state != LINK_SIGNED_ON)
+			return false;
+	return true;
+}
+
+static void mgmt_answer(struct tsw_engine *e, uint32_t link, const struct tsw_iso_msg *m)
+{
+	struct issuer_link *l = &e->links[link];
+	uint32_t stan = 0;
+	unsigned i;
+	bool ok;
+
+	if (!tsw_iso_has(m, 11) || m->f[11].len != 6)
+		return;
+	for (i = 0; i < 6; i++)
+		stan = stan * 10 + (uint32_t)(tsw_iso_ptr(m, 11)[i] - '0');
+	if (!l->mgmt_stan || stan != l->mgmt_stan)
+		return;
+	ok = tsw_iso_has(m, 39) && m->f[39].len == 2 && memcmp(tsw_iso_ptr(m, 39), "00", 2) == 0;
+	l->mgmt_stan = 0;
+	if (!ok) {
+		e->m->signon_failures++;
+		/* retried when the deadline would have passed */
+		l->mgmt_deadline_ns = e->now_ns + (uint64_t)e->cfg.issuer_timeout_ms * NS_PER_MS;
+		if (l->state == LINK_SIGNED_ON)
+			set_state(e, link, LINK_UP);
+		return;
+	}
+	if (l->state == LINK_UP) {
+		set_state(e, link, LINK_SIGNED_ON);
+		l->backoff_ms = e->cfg.reconnect_min_ms;
+		saf_flush(e);
+	}
+}
+
+/* An 0800 from the issuer (its own echo): answered 0810 DE39 00. */
+static void mgmt_request(struct tsw_engine *e, uint32_t link, const struct tsw_iso_msg *m)
+{
+	static const uint8_t fields[] = {7, 11, 70};
+	struct tsw_iso_edit ed[5];
+	unsigned i, n = 0;
+
+	ed[n++] = (struct tsw_iso_edit){.field = 0, .len = 4, .data = (const uint8_t *)"0810"};
+	for (i = 0; i < sizeof(fields); i++)
+		if (tsw_iso_has(m, fields[i]))
+			ed[n++] = (struct tsw_iso_edit){.field = fields[i],
+							.len = m->f[fields[i]].len,
+							.data = tsw_iso_ptr(m, fields[i])};
+	ed[n++] = (struct tsw_iso_edit){.field = 39, .len = 2, .data = (const uint8_t *)"00"};
+	link_write(e, link, NULL, ed, n);
+}
+
+void engine_issuer_answer(struct tsw_engine *e, uint32_t link, const struct tsw_iso_msg *m);
+
+int tsw_engine_link_input(struct tsw_engine *e, uint32_t link, const uint8_t *data, size_t len,
+			  uint64_t now_ns)
+{
+	struct issuer_link *l;
+	size_t off = 0;
+	int r;
+
+	if (link >= e->n_links)
+		return -EINVAL;
+	l = &e->links[link];
+	e->now_ns = now_ns;
+	e->m->bytes_in += len;
+	for (;;) {
+		const uint8_t *frame;
+		size_t flen;
+		struct tsw_iso_msg m;
+
+		r = tsw_iso_framer_next(&l->fr, data, len, &off, &frame, &flen);
+		if (r == 0)
+			return 0;
+		if (r < 0) {
+			e->m->frames_refused++;
+			return r;
+		}
+		if (flen == 0)
+			continue;
+		if (tsw_iso_decode(e->cfg.iss_profile, frame, flen, &m) < 0) {
+			e->m->issuer_format_errors++;
+			continue;
+		}
+		if (memcmp(m.mti, "0810", 4) == 0)
+			mgmt_answer(e, link, &m);
+		else if (memcmp(m.mti, "0800", 4) == 0)
+			mgmt_request(e, link, &m);
+		else
+			engine_issuer_answer(e, link, &m);
+	}
+}
+
+void link_tick(struct tsw_engine *e, uint32_t link)
+{
+	struct issuer_link *l = &e->links[link];
+	uint64_t now = e->now_ns;
+
+	switch (l->state) {
+	case LINK_UP:
+		if (now >= l->mgmt_deadline_ns && link_send_mgmt(e, link, DE70_SIGN_ON, false) < 0)
+			e->m->signon_failures++;
+		break;
+	case LINK_SIGNED_ON:
+		if (l->mgmt_stan && now >= l->mgmt_deadline_ns) {
+			/* the echo went unanswered: sign on again before
+			 * sending more traffic */
+			e->m->echo_timeouts++;
+			l->mgmt_stan = 0;
+			set_state(e, link, LINK_UP);
+			if (link_send_mgmt(e, link, DE70_SIGN_ON, false) < 0)
+				e->m->signon_failures++;
+		} else if (!l->mgmt_stan &&
+			   now >= l->last_tx_ns + (uint64_t)e->cfg.echo_interval_ms * NS_PER_MS) {
+			link_send_mgmt(e, link, DE70_ECHO, true);
+		}
+		break;
+	case LINK_DOWN:
+	case LINK_CONNECTING:
+	case LINK_STATE_MAX:
+		break;
+	}
+}
+
+uint64_t link_next_deadline(const struct tsw_engine *e, uint32_t link)
+{
+	const struct issuer_link *l = &e->links[link];
+
+	switch (l->state) {
+	case LINK_DOWN:
+		return l->retry_at_ns;
+	case LINK_UP:
+		return l->mgmt_deadline_ns;
+	case LINK_SIGNED_ON:
+		if (l->mgmt_stan)
+			return l->mgmt_deadline_ns;
+		return l->last_tx_ns + (uint64_t)e->cfg.echo_interval_ms * NS_PER_MS;
+	case LINK_CONNECTING:
+	case LINK_STATE_MAX:
+		break;
+	}
+	return UINT64_MAX;
+}
+
+/* ---- store-and-forward reversals ---- */
+
+void saf_push(struct tsw_engine *e, const struct req *r)
+{
+	struct saf_entry *s;
+
+	if (e->saf_len == e->saf_cap) {
+		e->m->saf_dropped++;
+		return;
+	}
+	s = &e->saf[(e->saf_head + e->saf_len) % e->saf_cap];
+	e->saf_len++;
+	s->echo = r->echo;
+	fmt6((uint32_t)r->key, s->orig_stan);
+	memcpy(s->token, r->token, r->token_len);
+	s->token_len = r->token_len;
+	s->link = r->link;
+	s->attempts = 0;
+	s->state = SAF_QUEUED;
+	e->m->saf_depth = e->saf_len;
+	e->saf_dirty = true;
+}
+
+static void saf_pop_done(struct tsw_engine *e)
+{
+	while (e->saf_len && e->saf[e->saf_head].state == SAF_FREE) {
+		e->saf_head = (e->saf_head + 1) % e->saf_cap;
+		e->saf_len--;
+	}
+	e->m->saf_depth = e->saf_len;
+}
+
+void saf_done(struct tsw_engine *e, struct req *r, bool acked)
+{
+	struct saf_entry *s = &e->saf[r->saf_idx];
+
+	if (acked) {
+		s->state = SAF_FREE;
+		e->m->saf_acked++;
+		saf_pop_done(e);
+		return;
+	}
+	s->state = SAF_QUEUED;
+	e->saf_dirty = true;
+}
+
+/* Builds the 0400 for entry s on its link: the original's echo fields,
+ * the PAN (looked up again: nothing keeps it meanwhile), a new STAN, DE90
+ * naming the original. */
+static int saf_send(struct tsw_engine *e, uint32_t idx)
+{
+	struct saf_entry *s = &e->saf[idx];
+	struct tsw_iso_edit ed[TSW_ENGINE_ECHO_FIELDS + 6];
+	struct tsw_token t;
+	uint8_t de48[TSW_ENGINE_DE48_MAX];
+	char pan[TSW_PAN_MAX_DIGITS];
+	char de90[DE90_LEN], stan[6];
+	size_t de48_len;
+	struct req *r;
+	unsigned i, n = 0;
+	int pan_len, ret;
+
+	ret = tsw_vault_lookup(e->reader, s->token, s->token_len, &t);
+	if (ret < 0)
+		return ret;
+	pan_len = tsw_vault_decrypt_pan(e->reader, &t, pan, sizeof(pan));
+	if (pan_len < 0)
+		return pan_len;
+	r = req_alloc(e);
+	if (!r) {
+		ret = -TSW_E_FULL;
+		goto out_wipe;
+	}
+	ret = pending_insert(e, r, s->link);
+	if (ret < 0) {
+		req_free(e, r);
+		goto out_wipe;
+	}
+	fmt6((uint32_t)r->key, stan);
+	memset(de90, '0', sizeof(de90));
+	memcpy(de90, s->echo.mti, 4);
+	memcpy(de90 + 4, s->orig_stan, 6);
+	for (i = 0; i < TSW_ENGINE_ECHO_FIELDS; i++) {
+		unsigned f = tsw_engine_echo_fields[i];
+
+		if (!s->echo.len[i] || f == 2 || f == 11)
+			continue;
+		if (f == 7 && s->echo.len[i] == 10)
+			memcpy(de90 + 10, s->echo.data + s->echo.off[i], 10);
+		ed[n++] = (struct tsw_iso_edit){.field = (uint16_t)f,
+						.len = s->echo.len[i],
+						.data = s->echo.data + s->echo.off[i]};
+	}
+	ret = de48_for_issuer(NULL, 0, &t, de48, sizeof(de48), &de48_len);
+	if (ret < 0)
+		goto out_remove;
+	ed[n++] = (struct tsw_iso_edit){.field = 0, .len = 4, .data = (const uint8_t *)"0400"};
+	ed[n++] = (struct tsw_iso_edit){
+	    .field = 2, .len = (uint16_t)pan_len, .data = (const uint8_t *)pan};
+	ed[n++] = (struct tsw_iso_edit){.field = 11, .len = 6, .data = (const uint8_t *)stan};
+	if (strlen(t.pan_expiry) == 4)
+		ed[n++] = (struct tsw_iso_edit){
+		    .field = 14, .len = 4, .data = (const uint8_t *)t.pan_expiry};
+	ed[n++] = (struct tsw_iso_edit){.field = 48, .len = (uint16_t)de48_len, .data = de48};
+	ed[n++] =
+	    (struct tsw_iso_edit){.field = 90, .len = DE90_LEN, .data = (const uint8_t *)de90};
+	ret = link_write(e, s->link, NULL, ed, n);
+	if (ret < 0)
+		goto out_remove;
+	r->kind = REQ_SAF;
+	r->saf_idx = idx;
+	r->mti_class = TSW_MTI_0400;
+	r->fwd_ns = r->start_ns = e->now_ns;
+	r->deadline_ns = e->now_ns + (uint64_t)e->cfg.issuer_timeout_ms * NS_PER_MS;
+	heap_push(e, r);
+	e->links[s->link].pending++;
+	s->state = SAF_SENT;
+	s->attempts++;
+	e->m->saf_sent++;
+	ret = 0;
+	goto out_wipe;
+
+out_remove:
+	pending_remove(e, r);
+	req_free(e, r);
+out_wipe:
+	explicit_bzero(pan, sizeof(pan));
+	return ret;
+}
+
+void saf_flush(struct tsw_engine *e)
+{
+	uint32_t i;
+
+	if (!e->saf_dirty || !e->saf_len)
+		return;
+	if (!e->reader_live) {
+		if (tsw_vault_reader_renew(e->reader) < 0)
+			return;
+		e->reader_live = true;
+	}
+	e->saf_dirty = false;
+	for (i = 0; i < e->saf_len; i++) {
+		uint32_t idx = (e->saf_head + i) % e->saf_cap;
+		struct saf_entry *s = &e->saf[idx];
+		int r;
+
+		if (s->state != SAF_QUEUED)
+			continue;
+		if (e->links[s->link].state != LINK_SIGNED_ON) {
+			e->saf_dirty = true; /* retried after the next sign-on */
+			continue;
+		}
+		r = saf_send(e, idx);
+		if (r == -TSW_E_NOT_FOUND) {
+			/* the token was deleted from the vault: nothing to send */
+			s->state = SAF_FREE;
+			e->m->saf_dropped++;
+		} else if (r < 0) {
+			e->saf_dirty = true;
+			break;
+		}
+	}
+	saf_pop_done(e);
+}

@@ -1,0 +1,43 @@
+/* Metric helpers: histogram bounds and response-code indexes. */
+#include <string.h>
+
+#include "tsw/metrics.h"
+
+/* Log-linear: 1-2-5 steps from 10 us to 10 s, then +Inf. */
+const uint64_t tsw_hist_bound_us[TSW_HIST_BUCKETS] = {
+    10,	     20,      50,	100,	  200,	    500,       1000,	  2000,
+    5000,    10000,   20000,	50000,	  100000,   200000,    500000,	  1000000,
+    2000000, 5000000, 10000000, 20000000, 50000000, 100000000, 200000000, UINT64_MAX,
+};
+
+static const char rc_names[TSW_METRICS_RC_MAX][3] = {
+    "00", "14", "30", "51", "54", "55", "57", "61", "62", "63", "65", "91", "96", "05", "12", "",
+};
+
+unsigned tsw_metrics_rc_index(const char *rc)
+{
+	unsigned i;
+
+	if (!rc || !rc[0] || !rc[1])
+		return TSW_METRICS_RC_MAX - 1;
+	for (i = 0; i < TSW_METRICS_RC_MAX - 1; i++)
+		if (rc_names[i][0] == rc[0] && rc_names[i][1] == rc[1])
+			return i;
+	return TSW_METRICS_RC_MAX - 1;
+}
+
+const char *tsw_metrics_rc_name(unsigned i)
+{
+	if (i >= TSW_METRICS_RC_MAX)
+		return NULL;
+	return i == TSW_METRICS_RC_MAX - 1 ? "other" : rc_names[i];
+}
+
+const char *tsw_metrics_mti_name(unsigned cls)
+{
+	static const char *const names[TSW_MTI_CLASS_MAX] = {
+	    "0100", "0200", "0120", "0400", "0420", "0800", "other",
+	};
+
+	return cls < TSW_MTI_CLASS_MAX ? names[cls] : NULL;
+}

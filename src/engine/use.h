@@ -1,0 +1,41 @@
+/* Limited-use reservations (tsw/state.h) and the requests parked until
+ * their reservation is durable (internal to src/engine). */
+#ifndef TSW_ENGINE_USE_H
+#define TSW_ENGINE_USE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "tsw/iso8583.h"
+#include "tsw/token.h"
+
+struct tsw_engine;
+
+/* How often a worker with parked requests looks at their tickets when
+ * nothing else wakes it (the state's eventfd usually does first). */
+#define TSW_ENGINE_PARK_POLL_NS 1000000ull
+
+/* Reserves a use of t. Returns 0 (*ret_durable says whether the request
+ * may go now), -TSW_E_FULL (DOMAIN_USES), or another error (SYSTEM; also
+ * when the engine has no state). */
+int use_reserve(struct tsw_engine *e, const struct tsw_token *t, uint64_t *ret_ticket,
+		bool *ret_durable);
+void use_commit(struct tsw_engine *e, uint64_t ticket);
+void use_release(struct tsw_engine *e, uint64_t ticket);
+
+int park_init(struct tsw_engine *e);
+void park_free(struct tsw_engine *e);
+/* Copies the request (its decoded body) and waits for the ticket to be
+ * durable; counts as in flight on its connection. Returns 0 or
+ * -TSW_E_FULL (max_parked reached). */
+int park(struct tsw_engine *e, uint32_t slot, const struct tsw_iso_msg *m, uint64_t ticket,
+	 uint64_t start_ns);
+/* Sends on the parked requests whose ticket became durable. */
+void park_poll(struct tsw_engine *e);
+uint32_t park_pending(const struct tsw_engine *e);
+
+/* engine.c: runs the pipeline for a request (ticket: already reserved). */
+int engine_request(struct tsw_engine *e, uint32_t slot, const struct tsw_iso_msg *m,
+		   uint64_t start_ns, const uint64_t *ticket);
+
+#endif

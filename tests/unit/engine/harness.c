@@ -1,0 +1,364 @@
+#include <criterion/criterion.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "harness.h"
+#include "tsw/error.h"
+#include "tsw/state.h"
+#include "tsw/vault.h"
+
+struct h_token_info h_tokens[H_TOKEN_MAX];
+
+static char luhn_digit(const char *d, size_t n)
+{
+	unsigned sum = 0, i;
+
+	for (i = 0; i < n; i++) {
+		unsigned v = (unsigned)(d[n - 1 - i] - '0');
+
+		if (i % 2 == 0) {
+			v *= 2;
+			if (v > 9)
+				v -= 9;
+		}
+		sum += v;
+	}
+	return (char)('0' + (10 - sum % 10) % 10);
+}
+
+static void make_number(char *out, const char *prefix, unsigned i)
+{
+	snprintf(out, 20, "%s%0*u", prefix, (int)(15 - strlen(prefix)), i);
+	out[15] = luhn_digit(out, 15);
+	out[16] = 0;
+}
+
+static void reject(void *ctx, unsigned long line, int err, const char *reason)
+{
+	(void)ctx;
+	cr_log_error("vault rejected row %lu: %s (%s)", line, reason, tsw_strerror(err));
+}
+
+static void make_vault(struct h *h)
+{
+	struct tsw_vault_batch *b;
+	struct tsw_vault_import_stats st;
+	char key[128];
+	unsigned i;
+
+	snprintf(key, sizeof(key), "%s/key", h->dir);
+	char vdir[128];
+	snprintf(vdir, sizeof(vdir), "%s/vault", h->dir);
+	cr_assert_eq(tsw_vault_open(vdir, key, TSW_VAULT_CREATE, &h->vault), 0);
+	cr_assert_eq(tsw_vault_add_token_bin(h->vault, "4000", 4), 0);
+	cr_assert_eq(tsw_vault_batch_begin(h->vault, 0, reject, NULL, &b), 0);
+	for (i = 0; i < H_TOKEN_MAX; i++) {
+		struct tsw_vault_row row;
+		struct tsw_token *t = &row.token;
+
+		memset(&row, 0, sizeof(row));
+		make_number(h_tokens[i].token, "4000", i + 1);
+		make_number(h_tokens[i].pan, i == H_ROUTE2 ? "6011" : "512345", i + 1);
+		memcpy(t->token, h_tokens[i].token, 17);
+		t->token_len = 16;
+		t->status = TSW_TOKEN_ACTIVE;
+		strcpy(t->token_expiry, i == H_EXPIRED ? "2001" : "3012");
+		strcpy(t->pan_expiry, "2911");
+		strcpy(t->trid, "12345678901");
+		t->assurance_level = 7;
+		snprintf(t->token_ref, sizeof(t->token_ref), "TREF%u", i);
+		strcpy(t->par, "PAR0000000000000000000000001");
+		strcpy(row.pan, h_tokens[i].pan);
+		row.pan_len = 16;
+		switch (i) {
+		case H_SUSPENDED:
+			t->status = TSW_TOKEN_SUSPENDED;
+			break;
+		case H_DELETED:
+			t->status = TSW_TOKEN_DELETED;
+			break;
+		case H_MERCHANT:
+			t->n_merchants = 1;
+			strcpy(t->merchants[0].merchant_id, "MERCHANT0000001");
+			break;
+		case H_POS:
+			t->pos_modes = 1u << TSW_POS_CHIP;
+			break;
+		case H_DEVICE:
+			t->device_required = 1;
+			strcpy(row.device_ref, "DEV-1");
+			break;
+		case H_AMOUNT:
+			t->amount_limit = 1000;
+			strcpy(t->currency, "840");
+			break;
+		case H_LIMITED:
+			t->max_uses = 1;
+			break;
+		case H_T4T:
+			strcpy(t->original_token, h_tokens[H_OK].token);
+			break;
+		default:
+			break;
+		}
+		cr_assert_eq(tsw_vault_batch_add(b, &row, i + 1), 0);
+	}
+	cr_assert_eq(tsw_vault_batch_finish(b, &st), 0);
+	cr_assert_eq(st.imported, H_TOKEN_MAX, "imported %lu", st.imported);
+}
+
+void h_init(struct h *h)
+{
+	char sdir[128];
+
+	memset(h, 0, sizeof(*h));
+	strcpy(h->dir, "/tmp/tsw-engine-XXXXXX");
+	cr_assert(mkdtemp(h->dir));
+	cr_assert_eq(tsw_iso_profile_load_named(NULL, "default", &h->prof), 0);
+	make_vault(h);
+	snprintf(sdir, sizeof(sdir), "%s/state", h->dir);
+	cr_assert_eq(mkdir(sdir, 0700), 0);
+	cr_assert_eq(tsw_state_open(sdir, NULL, &h->state), 0);
+	h->cfg.acq_profile = &h->prof;
+	h->cfg.iss_profile = &h->prof;
+	h->cfg.max_conns = 4;
+	h->cfg.max_inflight_per_conn = 16;
+	h->cfg.max_pending = 64;
+	h->cfg.out_buf_bytes = 32768;
+	h->cfg.issuer_timeout_ms = 2000;
+	h->cfg.echo_interval_ms = 30000;
+	h->cfg.reconnect_min_ms = 100;
+	h->cfg.reconnect_max_ms = 1000;
+	h->cfg.n_issuers = 1;
+	strcpy(h->cfg.issuers[0].host, "127.0.0.1");
+	h->cfg.issuers[0].port = 1;
+	h->now = 1000000000ull;
+}
+
+void h_sign_on(struct h *h, uint32_t link, const char *rc)
+{
+	struct h_msgs *out = malloc(sizeof(*out));
+
+	cr_assert(tsw_engine_link_wants_connect(h->e, link, h->now));
+	tsw_engine_link_connecting(h->e, link, h->now);
+	tsw_engine_link_up(h->e, link, h->now);
+	h_collect(h, TSW_EP_LINK, link, out);
+	cr_assert_eq(out->n, 1);
+	cr_assert_eq(memcmp(out->m[0].mti, "0800", 4), 0);
+	cr_assert_str_eq(h_field(&out->m[0], 70), "001");
+	cr_assert_eq(h_issuer_answer(h, link, &out->m[0], rc, 0), 0);
+	free(out);
+}
+
+void h_start(struct h *h)
+{
+	uint32_t i;
+
+	cr_assert_eq(tsw_engine_new(&h->cfg, h->vault, h->state, &h->m, &h->e), 0);
+	h->slot = tsw_engine_acq_open(h->e, h->now);
+	cr_assert_geq(h->slot, 0);
+	for (i = 0; i < h->cfg.n_issuers; i++)
+		h_sign_on(h, i, "00");
+	cr_assert(tsw_engine_ready(h->e));
+}
+
+void h_fini(struct h *h)
+{
+	char cmd[128];
+
+	tsw_engine_free(h->e);
+	tsw_state_close(h->state);
+	tsw_vault_close(h->vault);
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", h->dir);
+	(void)!system(cmd);
+}
+
+static size_t encode_edits(struct h *h, uint8_t *out, size_t cap, const struct tsw_iso_edit *ed,
+			   size_t n)
+{
+	int r = tsw_iso_encode(&h->prof, NULL, ed, n, out, cap);
+
+	cr_assert_geq(r, 0, "encode: %s", tsw_strerror(r));
+	return (size_t)r;
+}
+
+size_t h_build(struct h *h, uint8_t *out, size_t cap, const char *mti, ...)
+{
+	struct tsw_iso_edit ed[64];
+	size_t n = 0;
+	va_list ap;
+	int f;
+
+	ed[n++] = (struct tsw_iso_edit){0, 4, (const uint8_t *)mti};
+	va_start(ap, mti);
+	while ((f = va_arg(ap, int)) != 0) {
+		const char *v = va_arg(ap, const char *);
+
+		ed[n++] =
+		    (struct tsw_iso_edit){(uint16_t)f, (uint16_t)strlen(v), (const uint8_t *)v};
+	}
+	va_end(ap);
+	return encode_edits(h, out, cap, ed, n);
+}
+
+static void set_edit(struct tsw_iso_edit *ed, size_t *n, int f, const char *v)
+{
+	size_t i;
+
+	for (i = 0; i < *n; i++)
+		if (ed[i].field == f)
+			break;
+	if (i == *n)
+		(*n)++;
+	ed[i] =
+	    (struct tsw_iso_edit){(uint16_t)f, (uint16_t)(v ? strlen(v) : 0), (const uint8_t *)v};
+}
+
+size_t h_auth(struct h *h, uint8_t *out, size_t cap, enum h_token t, const char *stan, ...)
+{
+	static char de35[64];
+	struct tsw_iso_edit ed[64], fin[64];
+	size_t n = 0, k = 0, i;
+	const char *tok = h_tokens[t].token;
+	va_list ap;
+	int f;
+
+	snprintf(de35, sizeof(de35), "%s=30121010000012300000", tok);
+	set_edit(ed, &n, 0, "0100");
+	set_edit(ed, &n, 2, tok);
+	set_edit(ed, &n, 3, "000000");
+	set_edit(ed, &n, 4, "000000000500");
+	set_edit(ed, &n, 7, "1123031500");
+	set_edit(ed, &n, 11, stan);
+	set_edit(ed, &n, 12, "031500");
+	set_edit(ed, &n, 13, "1123");
+	set_edit(ed, &n, 14, "3012");
+	set_edit(ed, &n, 22, "051");
+	set_edit(ed, &n, 35, de35);
+	set_edit(ed, &n, 37, "123456789012");
+	set_edit(ed, &n, 41, "TERM0001");
+	set_edit(ed, &n, 42, "MERCHANT0000001");
+	set_edit(ed, &n, 49, "840");
+	va_start(ap, stan);
+	while ((f = va_arg(ap, int)) != 0)
+		set_edit(ed, &n, f, va_arg(ap, const char *));
+	va_end(ap);
+	for (i = 0; i < n; i++)
+		if (ed[i].data)
+			fin[k++] = ed[i];
+	return encode_edits(h, out, cap, fin, k);
+}
+
+int h_send_raw(struct h *h, const uint8_t *bytes, size_t len)
+{
+	int r;
+
+	tsw_engine_loop_begin(h->e, h->now);
+	r = tsw_engine_acq_input(h->e, (uint32_t)h->slot, bytes, len, h->now);
+	tsw_engine_loop_end(h->e);
+	return r;
+}
+
+int h_send(struct h *h, const uint8_t *body, size_t len)
+{
+	uint8_t frame[H_BUF];
+
+	frame[0] = (uint8_t)(len >> 8);
+	frame[1] = (uint8_t)len;
+	memcpy(frame + 2, body, len);
+	return h_send_raw(h, frame, len + 2);
+}
+
+void h_collect(struct h *h, uint8_t kind, uint32_t slot, struct h_msgs *out)
+{
+	struct tsw_endpoint ep = {.kind = kind, .slot = slot};
+	const uint8_t *data;
+	size_t len, off = 0;
+
+	tsw_engine_out(h->e, ep, &data, &len);
+	cr_assert_leq(len, sizeof(out->buf));
+	memcpy(out->buf, data, len);
+	out->len = len;
+	tsw_engine_sent(h->e, ep, len);
+	out->n = 0;
+	while (off + 2 <= len) {
+		size_t fl = (size_t)out->buf[off] << 8 | out->buf[off + 1];
+		int r;
+
+		cr_assert_leq(off + 2 + fl, len, "truncated frame in output");
+		cr_assert_lt(out->n, H_MAX_MSGS);
+		r = tsw_iso_decode(&h->prof, out->buf + off + 2, fl, &out->m[out->n]);
+		cr_assert_eq(r, 0, "engine output does not decode: %s field %d", tsw_strerror(r),
+			     out->m[out->n].err_field);
+		out->n++;
+		off += 2 + fl;
+	}
+	cr_assert_eq(off, len);
+}
+
+int h_issuer_answer(struct h *h, uint32_t link, const struct tsw_iso_msg *req, const char *rc, ...)
+{
+	static const unsigned copy[] = {2, 3, 4, 7, 11, 14, 37, 41, 42, 48, 49, 70, 90};
+	struct tsw_iso_edit ed[64];
+	uint8_t frame[H_BUF];
+	char mti[5];
+	size_t n = 0, i, k = 0;
+	va_list ap;
+	int f, r, len;
+
+	memcpy(mti, req->mti, 4);
+	mti[4] = 0;
+	mti[2] = (char)(mti[2] + 1);
+	for (i = 0; i < sizeof(copy) / sizeof(copy[0]); i++)
+		if (tsw_iso_has(req, copy[i]))
+			ed[n++] = (struct tsw_iso_edit){(uint16_t)copy[i], req->f[copy[i]].len,
+							tsw_iso_ptr(req, copy[i])};
+	ed[n++] = (struct tsw_iso_edit){0, 4, (const uint8_t *)mti};
+	ed[n++] = (struct tsw_iso_edit){39, 2, (const uint8_t *)rc};
+	if (mti[1] != '8')
+		ed[n++] = (struct tsw_iso_edit){38, 6, (const uint8_t *)"AB1234"};
+	va_start(ap, rc);
+	while ((f = va_arg(ap, int)) != 0)
+		set_edit(ed, &n, f, va_arg(ap, const char *));
+	va_end(ap);
+	for (i = 0; i < n; i++)
+		if (ed[i].data || ed[i].field == 0)
+			ed[k++] = ed[i];
+	len = tsw_iso_encode(&h->prof, NULL, ed, k, frame + 2, sizeof(frame) - 2);
+	cr_assert_geq(len, 0, "issuer answer encode: %s", tsw_strerror(len));
+	frame[0] = (uint8_t)(len >> 8);
+	frame[1] = (uint8_t)len;
+	tsw_engine_loop_begin(h->e, h->now);
+	r = tsw_engine_link_input(h->e, link, frame, (size_t)len + 2, h->now);
+	tsw_engine_loop_end(h->e);
+	return r;
+}
+
+const char *h_field(const struct tsw_iso_msg *m, unsigned f)
+{
+	static char bufs[8][1024];
+	static unsigned next;
+	char *b = bufs[next++ % 8];
+
+	if (!tsw_iso_has(m, f))
+		return "(absent)";
+	memcpy(b, tsw_iso_ptr(m, f), m->f[f].len);
+	b[m->f[f].len] = 0;
+	return b;
+}
+
+bool h_contains(const uint8_t *hay, size_t n, const char *needle)
+{
+	return memmem(hay, n, needle, strlen(needle)) != NULL;
+}
+
+void h_advance(struct h *h, uint64_t ms)
+{
+	h->now += ms * 1000000ull;
+	tsw_engine_loop_begin(h->e, h->now);
+	tsw_engine_tick(h->e, h->now);
+	tsw_engine_loop_end(h->e);
+}

@@ -1,0 +1,90 @@
+/* Test harness for the engine: a vault in a temp dir, an engine with one
+ * or two issuer links signed on, and helpers that build, frame, send and
+ * collect ISO 8583 messages on both sides (no sockets). */
+#ifndef TSW_TEST_ENGINE_HARNESS_H
+#define TSW_TEST_ENGINE_HARNESS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "tsw/engine.h"
+#include "tsw/iso8583.h"
+#include "tsw/metrics.h"
+#include "tsw/token.h"
+
+#define H_MAX_MSGS 256
+#define H_BUF 65536
+
+/* Tokens of the test vault (token BIN range 4000). */
+enum h_token {
+	H_OK, /* active, any merchant, all modes */
+	H_SUSPENDED,
+	H_DELETED,
+	H_EXPIRED,  /* token expiry 2001 */
+	H_MERCHANT, /* merchant MERCHANT0000001 only */
+	H_POS,	    /* contactless only */
+	H_DEVICE,   /* device-bound, DEV-1 bound */
+	H_AMOUNT,   /* amount limit 1000 */
+	H_LIMITED,  /* max_uses 1 */
+	H_T4T,	    /* token-for-token from H_OK */
+	H_ROUTE2,   /* PAN in BIN 6011: routed to issuer 1 when routes exist */
+	H_TOKEN_MAX
+};
+
+struct h_token_info {
+	char token[20];
+	char pan[20];
+};
+extern struct h_token_info h_tokens[H_TOKEN_MAX];
+
+struct h_msgs {
+	uint8_t buf[H_BUF];
+	size_t len;
+	unsigned n;
+	struct tsw_iso_msg m[H_MAX_MSGS];
+};
+
+struct h {
+	char dir[64];
+	struct tsw_iso_profile prof;
+	struct tsw_vault *vault;
+	struct tsw_state *state;
+	struct tsw_metrics_shard m;
+	struct tsw_engine_config cfg;
+	struct tsw_engine *e;
+	uint64_t now;
+	int slot; /* an open acquirer connection */
+};
+
+/* Creates the vault (once per process), the state, and fills cfg with
+ * small defaults (1 issuer, no routes). */
+void h_init(struct h *h);
+/* Creates the engine from h->cfg, opens one acquirer connection, and signs
+ * every link on. */
+void h_start(struct h *h);
+void h_fini(struct h *h);
+/* Brings link up and answers its sign-on with rc. */
+void h_sign_on(struct h *h, uint32_t link, const char *rc);
+
+/* Request builder: fields given as (field, string) pairs, 0-terminated. */
+size_t h_build(struct h *h, uint8_t *out, size_t cap, const char *mti, ...);
+/* A standard 0100 for token t with acquirer STAN stan, plus extra fields
+ * overriding the defaults (field, value; value NULL removes). */
+size_t h_auth(struct h *h, uint8_t *out, size_t cap, enum h_token t, const char *stan, ...);
+/* Frames and sends a body to the acquirer connection; returns the engine's
+ * result. */
+int h_send(struct h *h, const uint8_t *body, size_t len);
+int h_send_raw(struct h *h, const uint8_t *bytes, size_t len);
+/* Collects and decodes what the engine wrote to an endpoint. */
+void h_collect(struct h *h, uint8_t kind, uint32_t slot, struct h_msgs *out);
+/* Builds the issuer's answer to request m (DE39 rc) and feeds it. extra:
+ * (field, value) pairs, 0-terminated. */
+int h_issuer_answer(struct h *h, uint32_t link, const struct tsw_iso_msg *req, const char *rc, ...);
+/* Field f of m as a NUL-terminated string (static buffer per call slot). */
+const char *h_field(const struct tsw_iso_msg *m, unsigned f);
+bool h_contains(const uint8_t *hay, size_t n, const char *needle);
+/* Advances the clock by ms and ticks. */
+void h_advance(struct h *h, uint64_t ms);
+
+#endif

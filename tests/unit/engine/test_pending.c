@@ -1,0 +1,137 @@
+/* The pending table against a reference model: random inserts, finds and
+ * deletes (backward-shift deletion must keep every other key findable),
+ * STANs never reused while in flight, the deadline heap in order. */
+#include <criterion/criterion.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine_int.h"
+#include "tsw/error.h"
+
+#define N 256
+
+static struct tsw_engine *mk(void)
+{
+	struct tsw_engine *e = calloc(1, sizeof(*e));
+
+	cr_assert(e);
+	e->cfg.max_pending = N;
+	cr_assert_eq(pending_init(e), 0);
+	return e;
+}
+
+Test(pending, random_operations_match_a_reference)
+{
+	struct tsw_engine *e = mk();
+	struct req *live[N];
+	unsigned n_live = 0, step;
+	uint64_t x = 12345;
+
+	for (step = 0; step < 20000; step++) {
+		x ^= x << 13;
+		x ^= x >> 7;
+		x ^= x << 17;
+		if (n_live < N && (x % 3 != 0 || n_live == 0)) {
+			struct req *r = req_alloc(e);
+
+			cr_assert(r);
+			cr_assert_eq(pending_insert(e, r, (uint16_t)(x % 3)), 0);
+			live[n_live++] = r;
+		} else {
+			unsigned k = (unsigned)(x >> 8) % n_live;
+
+			pending_remove(e, live[k]);
+			cr_assert_null(pending_find(e, live[k]->key));
+			req_free(e, live[k]);
+			live[k] = live[--n_live];
+		}
+		if (step % 97 == 0) {
+			unsigned i;
+
+			for (i = 0; i < n_live; i++)
+				cr_assert_eq(pending_find(e, live[i]->key), live[i],
+					     "key lost at step %u", step);
+		}
+	}
+	pending_free(e);
+	free(e);
+}
+
+Test(pending, pool_exhaustion_returns_null)
+{
+	struct tsw_engine *e = mk();
+	unsigned i;
+
+	for (i = 0; i < N; i++)
+		cr_assert(req_alloc(e));
+	cr_assert_null(req_alloc(e));
+	pending_free(e);
+	free(e);
+}
+
+Test(pending, stan_skips_values_in_flight)
+{
+	struct tsw_engine *e = mk();
+	struct req *a = req_alloc(e), *b;
+	uint32_t s;
+
+	cr_assert_eq(pending_insert(e, a, 0), 0);
+	/* wind the generator back so the next STAN would collide */
+	e->stan_seq = (uint32_t)a->key - 1;
+	b = req_alloc(e);
+	cr_assert_eq(pending_insert(e, b, 0), 0);
+	cr_assert_neq(b->key, a->key);
+	/* the same STAN on another link is a different key */
+	e->stan_seq = (uint32_t)a->key - 1;
+	s = stan_next(e, 1);
+	cr_assert_eq(s, (uint32_t)a->key);
+	/* worker id is the high digit */
+	e->cfg.worker_id = 3;
+	s = stan_next(e, 0);
+	cr_assert_eq(s / TSW_ENGINE_STAN_SPAN, 3);
+	pending_free(e);
+	free(e);
+}
+
+Test(pending, heap_pops_in_deadline_order)
+{
+	struct tsw_engine *e = mk();
+	uint64_t last = 0, x = 99;
+	unsigned i;
+	struct req *r, *mid = NULL;
+
+	for (i = 0; i < 100; i++) {
+		x ^= x << 13;
+		x ^= x >> 7;
+		x ^= x << 17;
+		r = req_alloc(e);
+		r->deadline_ns = x % 1000000;
+		heap_push(e, r);
+		if (i == 50)
+			mid = r;
+	}
+	heap_remove(e, mid);
+	for (i = 0; i < 99; i++) {
+		r = heap_top(e);
+		cr_assert(r);
+		cr_assert_neq(r, mid);
+		cr_assert_geq(r->deadline_ns, last);
+		last = r->deadline_ns;
+		heap_remove(e, r);
+	}
+	cr_assert_null(heap_top(e));
+	pending_free(e);
+	free(e);
+}
+
+Test(pending, late_answer_memory)
+{
+	struct tsw_engine *e = mk();
+
+	expired_remember(e, 42);
+	cr_assert(expired_take(e, 42));
+	cr_assert_not(expired_take(e, 42));
+	cr_assert_not(expired_take(e, 43));
+	pending_free(e);
+	free(e);
+}

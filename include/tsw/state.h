@@ -21,6 +21,26 @@
  *	         declines / times out -> tsw_state_release(ticket)
  *
  * Keys are token digits; the environment holds no PAN.
+ *
+ * Store-and-forward (SAF) queue. Reversals the switch owes an issuer
+ * (a request timed out, or the link dropped with requests pending) are
+ * kept in the same environment until the issuer answers 0410, across
+ * restarts. The engine stores each reversal in its TOKEN form (the
+ * acquirer-side 0400 body: DE2 = the token, no PAN anywhere) and rewrites
+ * it to the PAN when it sends it: the SAF, like the rest of the state
+ * environment, holds no PAN. Flow on a worker:
+ *
+ *	tsw_state_saf_put()     -> id; durable once tsw_state_saf_durable(id)
+ *	tsw_state_saf_claim()   -> due items, leased to this worker
+ *	send; 0410 arrives      -> tsw_state_saf_ack(id)   (deleted durably)
+ *	      fails / times out -> tsw_state_saf_retry(id, not_before_ms)
+ *
+ * Claims are in memory only: at open every stored item is pending again,
+ * so an item may be sent twice (a crash between the send and the ack):
+ * the issuer must treat a repeated reversal as a repeat (0420 semantics).
+ * Order: items are handed out in id order, which is put order; within
+ * one route_key that is FIFO (an item waiting for its backoff or leased
+ * to a worker does not hold back the ones behind it).
  */
 #ifndef TSW_STATE_H
 #define TSW_STATE_H
@@ -40,21 +60,40 @@ struct tsw_state;
 #define TSW_STATE_MAX_RESERVATIONS_LIMIT (1u << 24) /* tickets carry a 24-bit slot */
 #define TSW_STATE_WAKERS_MAX 64u		    /* eventfds (one per worker) */
 #define TSW_STATE_RETRY_MS 100u			    /* writer retry after a failed commit */
+#define TSW_STATE_SAF_MAX_ENTRIES_DEFAULT 16384u    /* queued reversals */
+#define TSW_STATE_SAF_MAX_ENTRIES_LIMIT (1u << 22)  /* ids carry a 24-bit slot, 2 per entry */
+#define TSW_STATE_SAF_LEASE_MS_DEFAULT 30000u	    /* a claim's lifetime */
+#define TSW_STATE_SAF_MSG_MAX 8192u		    /* bytes of one message (a frame) */
+
+/* The state's clock for SAF leases and backoff: milliseconds, monotonic.
+ * Default: CLOCK_MONOTONIC. Tests inject their own. Called with a state
+ * lock held: it must not call back into the state. */
+typedef uint64_t (*tsw_state_clock_fn)(void *arg);
 
 struct tsw_state_config {
-	uint32_t queue_size;	   /* updates waiting for the writer; 0: default */
-	uint32_t max_tokens;	   /* in-memory table capacity, on top of the
-				    * tokens loaded at open; 0: default */
-	uint32_t max_reservations; /* outstanding tickets; 0: default */
-	uint32_t map_size_mb;	   /* 0: default */
+	uint32_t queue_size;	     /* updates waiting for the writer; 0: default */
+	uint32_t max_tokens;	     /* in-memory table capacity, on top of the
+				      * tokens loaded at open; 0: default */
+	uint32_t max_reservations;   /* outstanding tickets; 0: default */
+	uint32_t map_size_mb;	     /* 0: default; must hold saf_max_entries
+				      * messages of their size on top of the counts */
+	uint32_t saf_max_entries;    /* SAF items queued at once; 0: default */
+	uint32_t saf_lease_ms;	     /* a claim expires after this; 0: default */
+	tsw_state_clock_fn clock_ms; /* NULL: CLOCK_MONOTONIC in ms */
+	void *clock_arg;	     /* passed to clock_ms */
 };
 
 /* Opens (creating when missing) the state environment in dir, loads every
  * count and ATC into memory and starts the writer thread. cfg may be NULL
- * (defaults). Returns 0, -TSW_E_VERSION (written by a newer build),
- * -TSW_E_CORRUPT (a record of the wrong size), -TSW_E_BAD_INPUT
- * (max_reservations above TSW_STATE_MAX_RESERVATIONS_LIMIT), -ENOSPC
- * (the file holds more tokens than the table can take), -ENOMEM, or
+ * (defaults). Every stored SAF item is loaded, unclaimed and due now
+ * (the file may hold more than saf_max_entries: all are kept, and puts
+ * are refused until the depth is below the limit again). Returns 0,
+ * -TSW_E_VERSION (written by a newer build), -TSW_E_CORRUPT (a record of
+ * the wrong size, a SAF message above TSW_STATE_SAF_MSG_MAX),
+ * -TSW_E_BAD_INPUT (max_reservations above
+ * TSW_STATE_MAX_RESERVATIONS_LIMIT, saf_max_entries above
+ * TSW_STATE_SAF_MAX_ENTRIES_LIMIT), -ENOSPC (the file holds more tokens
+ * than the table can take, or more SAF items than the limit), -ENOMEM, or
  * another -errno (dir missing or unwritable, LMDB errors mapped to
  * -errno). *ret_state is untouched on failure. */
 int tsw_state_open(const char *dir, const struct tsw_state_config *cfg,
@@ -122,6 +161,62 @@ struct tsw_state_token {
  * -TSW_E_BAD_INPUT. */
 int tsw_state_get(struct tsw_state *st, const char *token, size_t len, struct tsw_state_token *ret);
 
+/* ---- store-and-forward queue ---- */
+
+/* One claimed SAF item, filled by tsw_state_saf_claim(). msg is a copy:
+ * the caller owns it and may keep it after ack/retry. */
+struct tsw_saf_item {
+	uint64_t id;	    /* for ack/retry; valid until acked or the state closes */
+	uint32_t route_key; /* as given to put */
+	uint32_t attempts;  /* claims of this item before this one, since open */
+	uint32_t len;	    /* bytes in msg */
+	uint8_t msg[TSW_STATE_SAF_MSG_MAX];
+};
+
+/* Queues msg (len 1..TSW_STATE_SAF_MSG_MAX bytes, the token-form 0400:
+ * never a PAN) for route_key. Never waits on I/O (two short mutexes; the
+ * first put into a slot whose buffer is too small allocates it, later
+ * ones reuse it). The item is claimable at once and durable once
+ * tsw_state_saf_durable(*ret_id) (the writer's next group commit; the
+ * eventfds fire). Returns 0 and sets *ret_id (never 0), -EAGAIN (the
+ * queue holds saf_max_entries items, or the slots of acked items are not
+ * yet freed by a commit: counted as saf_full), -EMSGSIZE (len above the
+ * maximum: counted as saf_too_big), -TSW_E_BAD_INPUT (len 0 or msg NULL),
+ * -ENOMEM. *ret_id is untouched on failure. */
+int tsw_state_saf_put(struct tsw_state *st, uint32_t route_key, const uint8_t *msg, size_t len,
+		      uint64_t *ret_id);
+
+/* True once the put of id is committed to disk (stays true after the ack).
+ * Lock-free; the same sequence as tsw_state_durable(). False for 0. */
+bool tsw_state_saf_durable(const struct tsw_state *st, uint64_t id);
+
+/* Hands worker up to max due items, oldest id first: items nobody holds,
+ * or whose lease expired, and whose retry time has come. Each is leased
+ * for saf_lease_ms and copied into ret_items[0..*ret_n) (worker names the
+ * caller; the lease is not tied to it: ack and retry go by id). Takes
+ * one mutex for a scan of the queue (O(depth)): call it on a schedule,
+ * not per message. Returns 0 (also with *ret_n = 0: nothing due), or
+ * -TSW_E_BAD_INPUT (ret_items or ret_n NULL); *ret_n is untouched on
+ * failure. */
+int tsw_state_saf_claim(struct tsw_state *st, uint32_t worker, uint32_t max,
+			struct tsw_saf_item *ret_items, size_t *ret_n);
+
+/* The issuer answered the reversal id: the item leaves the queue now and
+ * its delete is queued for the writer (durable at the next commit; a
+ * crash before that sends it once more). Never waits on I/O, never
+ * refused for a full queue. Whoever holds the claim, the ack counts.
+ * Returns 0 or -TSW_E_NOT_FOUND (unknown id, or already acked). */
+int tsw_state_saf_ack(struct tsw_state *st, uint64_t id);
+
+/* Sending id failed or timed out: the claim is released and the item is
+ * due again at not_before_ms on the state's clock (tsw_state_now_ms();
+ * a past time: due now). Memory only: a restart makes it due at once.
+ * Returns 0 or -TSW_E_NOT_FOUND (unknown id, or already acked). */
+int tsw_state_saf_retry(struct tsw_state *st, uint64_t id, uint64_t not_before_ms);
+
+/* The state's clock (config clock_ms, or CLOCK_MONOTONIC), in ms. */
+uint64_t tsw_state_now_ms(const struct tsw_state *st);
+
 /* Counters for metrics (monotonic unless marked gauge). */
 struct tsw_state_stats {
 	uint64_t queue_len; /* gauge: updates waiting */
@@ -145,6 +240,16 @@ struct tsw_state_stats {
 	uint64_t batch_max; /* largest batch */
 	uint64_t commit_errors;
 	uint64_t commit_ns_total; /* time in write + commit (fsync) */
+	uint64_t saf_depth;	  /* gauge: SAF items queued (not yet acked) */
+	uint64_t saf_cap;	  /* saf_max_entries */
+	uint64_t saf_puts;
+	uint64_t saf_acks;
+	uint64_t saf_retries;
+	uint64_t saf_claims;	    /* items handed out */
+	uint64_t saf_lease_expired; /* items handed out again after a lease ran out */
+	uint64_t saf_full;	    /* puts refused: -EAGAIN */
+	uint64_t saf_too_big;	    /* puts refused: -EMSGSIZE */
+	uint64_t saf_loaded;	    /* items found at open */
 };
 
 /* Snapshot of the counters (each read atomically, not all together). */

@@ -1,6 +1,7 @@
 /* The switch's state environment: limited-use counts and last ATC per
  * token, decided in memory, made durable by one writer thread with group
- * commit. Contract and crash semantics: include/tsw/state.h. */
+ * commit. The writer also writes the store-and-forward queue (saf.c).
+ * Contract and crash semantics: include/tsw/state.h. */
 #include <errno.h>
 #include <lmdb.h>
 #include <pthread.h>
@@ -12,14 +13,12 @@
 #include <unistd.h>
 #include <xxhash.h>
 
+#include "state_int.h"
 #include "tsw/error.h"
 #include "tsw/state.h"
 #include "tsw/token.h"
 
 enum {
-	SHARDS = 64, /* independent locks and tables; a power of two */
-	SHARD_BITS = 6,
-	TICKET_SLOT_BITS = 24, /* ticket = seq << 24 | reservation slot */
 	FORMAT_VERSION = 1,
 	MAX_DBS = 4,
 	DIR_MODE = 0700,
@@ -27,6 +26,7 @@ enum {
 };
 
 #define DB_COUNTS "counts"
+#define DB_SAF "saf"
 #define DB_META "meta"
 #define META_VERSION_KEY "version"
 
@@ -39,69 +39,7 @@ struct record {
 	uint32_t reserved_zero;
 };
 
-struct entry {
-	char key[TSW_TOKEN_MAX_DIGITS];
-	uint8_t key_len; /* 0: empty slot */
-	uint8_t shard;
-	uint32_t used, reserved, atc_epoch, last_atc; /* under the shard lock */
-	uint64_t written_batch; /* writer thread only: dedupe within a batch */
-};
-
-struct shard {
-	pthread_mutex_t lock;
-	struct entry *slots;
-	uint32_t mask;
-	uint32_t count, max;
-} __attribute__((aligned(64)));
-
-struct reservation {
-	struct entry *e;
-	uint64_t seq;
-	uint32_t next_free;
-	bool live;
-};
-
-struct counters {
-	atomic_uint_fast64_t queue_full, table_full, tickets_full, reserve_ok, reserve_exhausted,
-	    commits, releases, release_unqueued, atc_ok, atc_replayed, batches, batch_ops,
-	    batch_max, commit_errors, commit_ns_total, tokens, reservations, queue_len;
-};
-
-struct tsw_state {
-	MDB_env *env;
-	MDB_dbi dbi_counts;
-	struct shard shards[SHARDS];
-	uint32_t per_shard_max;
-
-	/* the writer's queue: entries whose values must be written */
-	pthread_mutex_t q_lock;
-	pthread_cond_t q_cond;
-	struct entry **q;
-	uint32_t q_cap, q_head, q_count;
-	uint64_t q_seq; /* seq of the last queued update */
-	bool q_stop;
-	atomic_uint_fast64_t committed_seq;
-
-	/* outstanding reservations (tickets) */
-	pthread_mutex_t res_lock;
-	struct reservation *res;
-	uint32_t res_cap, res_free, res_used;
-
-	pthread_mutex_t wakers_lock;
-	int wakers[TSW_STATE_WAKERS_MAX];
-	atomic_uint n_wakers;
-
-	pthread_t writer;
-	struct entry **batch; /* writer thread only, q_cap entries */
-	struct counters c;
-};
-
-static void count(atomic_uint_fast64_t *c)
-{
-	atomic_fetch_add_explicit(c, 1, memory_order_relaxed);
-}
-
-static int map_mdb(int rc)
+int state_map_mdb(int rc)
 {
 	if (rc >= 0)
 		return -rc;
@@ -131,6 +69,17 @@ static uint64_t mono_ns(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static uint64_t mono_ms(void *arg)
+{
+	(void)arg;
+	return mono_ns() / 1000000u;
+}
+
+uint64_t tsw_state_now_ms(const struct tsw_state *st)
+{
+	return st->clock_ms(st->clock_arg);
 }
 
 static int valid_token(const char *token, size_t len)
@@ -171,6 +120,16 @@ static struct entry *find(struct tsw_state *st, struct shard *sh, uint64_t h, co
 	}
 }
 
+/* Appends op to the ring; caller holds q_lock and has checked the room. */
+static uint64_t push_locked(struct tsw_state *st, struct op op)
+{
+	st->q[(st->q_head + st->q_count) % st->q_cap] = op;
+	st->q_count++;
+	if (st->q_count == 1)
+		pthread_cond_signal(&st->q_cond);
+	return ++st->q_seq;
+}
+
 /* Queues e for the writer; caller holds e's shard lock. Returns the seq of
  * the update, or 0 when the queue is full. */
 static uint64_t enqueue(struct tsw_state *st, struct entry *e)
@@ -178,17 +137,27 @@ static uint64_t enqueue(struct tsw_state *st, struct entry *e)
 	uint64_t seq = 0;
 
 	pthread_mutex_lock(&st->q_lock);
-	if (st->q_count < st->q_cap) {
-		st->q[(st->q_head + st->q_count) % st->q_cap] = e;
-		st->q_count++;
-		seq = ++st->q_seq;
-		atomic_store_explicit(&st->c.queue_len, st->q_count, memory_order_relaxed);
-		if (st->q_count == 1)
-			pthread_cond_signal(&st->q_cond);
+	if (st->q_counts < st->counts_cap) {
+		seq = push_locked(st, (struct op){.kind = OP_COUNTS, .e = e});
+		st->q_counts++;
+		atomic_store_explicit(&st->c.queue_len, st->q_counts, memory_order_relaxed);
 	}
 	pthread_mutex_unlock(&st->q_lock);
 	if (seq == 0)
 		count(&st->c.queue_full);
+	return seq;
+}
+
+uint64_t state_enqueue_saf(struct tsw_state *st, enum op_kind kind, uint32_t slot)
+{
+	uint64_t seq;
+
+	pthread_mutex_lock(&st->q_lock);
+	/* room by construction: each slot has at most one put and one delete
+	 * queued or in the writer's batch, and the ring holds 2 per slot on
+	 * top of counts_cap */
+	seq = push_locked(st, (struct op){.kind = (uint8_t)kind, .slot = slot});
+	pthread_mutex_unlock(&st->q_lock);
 	return seq;
 }
 
@@ -218,7 +187,7 @@ static void entry_record(struct tsw_state *st, struct entry *e, struct record *r
 
 /* One transaction for the whole batch: the latest values of every entry
  * named (each written once), one commit. */
-static int write_batch(struct tsw_state *st, struct entry **batch, uint32_t n, uint64_t batch_id)
+static int write_batch(struct tsw_state *st, const struct op *batch, uint32_t n, uint64_t batch_id)
 {
 	MDB_txn *txn;
 	uint32_t written = 0;
@@ -226,12 +195,19 @@ static int write_batch(struct tsw_state *st, struct entry **batch, uint32_t n, u
 
 	rc = mdb_txn_begin(st->env, NULL, 0, &txn);
 	if (rc != 0)
-		return map_mdb(rc);
+		return state_map_mdb(rc);
 	for (uint32_t i = 0; i < n; i++) {
-		struct entry *e = batch[i];
+		struct entry *e = batch[i].e;
 		struct record rec;
 		MDB_val k, v;
 
+		if (batch[i].kind != OP_COUNTS) {
+			rc = saf_write(st, txn, &batch[i]);
+			if (rc != 0)
+				goto err_abort_tsw;
+			written++;
+			continue;
+		}
 		if (e->written_batch == batch_id)
 			continue;
 		e->written_batch = batch_id;
@@ -247,13 +223,15 @@ static int write_batch(struct tsw_state *st, struct entry **batch, uint32_t n, u
 	}
 	rc = mdb_txn_commit(txn);
 	if (rc != 0)
-		return map_mdb(rc);
+		return state_map_mdb(rc);
 	atomic_fetch_add_explicit(&st->c.batch_ops, written, memory_order_relaxed);
 	return 0;
 
 err_abort:
+	rc = state_map_mdb(rc);
+err_abort_tsw:
 	mdb_txn_abort(txn);
-	return map_mdb(rc); /* a retry has a new batch_id: everything is written again */
+	return rc; /* a retry has a new batch_id: everything is written again */
 }
 
 static void *writer_main(void *arg)
@@ -279,6 +257,7 @@ static void *writer_main(void *arg)
 			st->batch[i] = st->q[(st->q_head + i) % st->q_cap];
 		st->q_head = (st->q_head + n) % st->q_cap;
 		st->q_count = 0;
+		st->q_counts = 0;
 		last_seq = st->q_seq;
 		atomic_store_explicit(&st->c.queue_len, 0, memory_order_relaxed);
 		pthread_mutex_unlock(&st->q_lock);
@@ -311,6 +290,7 @@ static void *writer_main(void *arg)
 		if (rc != 0)
 			break;
 		atomic_store_explicit(&st->committed_seq, last_seq, memory_order_release);
+		saf_committed(st, st->batch, n);
 		count(&st->c.batches);
 		if (n > atomic_load_explicit(&st->c.batch_max, memory_order_relaxed))
 			atomic_store_explicit(&st->c.batch_max, n, memory_order_relaxed);
@@ -335,10 +315,10 @@ static int check_version(MDB_txn *txn, MDB_dbi meta)
 	if (rc == MDB_NOTFOUND) {
 		v.mv_data = &version;
 		v.mv_size = sizeof(version);
-		return map_mdb(mdb_put(txn, meta, &k, &v, 0));
+		return state_map_mdb(mdb_put(txn, meta, &k, &v, 0));
 	}
 	if (rc != 0)
-		return map_mdb(rc);
+		return state_map_mdb(rc);
 	if (v.mv_size != sizeof(version))
 		return -TSW_E_CORRUPT;
 	memcpy(&version, v.mv_data, sizeof(version));
@@ -355,7 +335,7 @@ static int load_counts(struct tsw_state *st, MDB_txn *txn)
 
 	rc = mdb_cursor_open(txn, st->dbi_counts, &cur);
 	if (rc != 0)
-		return map_mdb(rc);
+		return state_map_mdb(rc);
 	while ((rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) == 0) {
 		struct record rec;
 		struct entry *e;
@@ -379,7 +359,7 @@ static int load_counts(struct tsw_state *st, MDB_txn *txn)
 		e->atc_epoch = rec.atc_epoch;
 		e->last_atc = rec.last_atc;
 	}
-	rc = rc == MDB_NOTFOUND ? 0 : map_mdb(rc);
+	rc = rc == MDB_NOTFOUND ? 0 : state_map_mdb(rc);
 out:
 	mdb_cursor_close(cur);
 	return rc;
@@ -395,18 +375,18 @@ static uint32_t pow2_at_least(uint64_t n)
 }
 
 static int open_env(struct tsw_state *st, const char *dir, uint32_t map_size_mb,
-		    size_t *ret_entries)
+		    size_t *ret_entries, size_t *ret_saf_entries)
 {
 	MDB_txn *txn;
 	MDB_dbi meta;
-	MDB_stat ms;
+	MDB_stat ms, ms_saf;
 	int rc;
 
 	if (mkdir(dir, DIR_MODE) < 0 && errno != EEXIST)
 		return -errno;
 	rc = mdb_env_create(&st->env);
 	if (rc != 0)
-		return map_mdb(rc);
+		return state_map_mdb(rc);
 	rc = mdb_env_set_maxdbs(st->env, MAX_DBS);
 	if (rc == 0)
 		rc = mdb_env_set_mapsize(st->env, (size_t)map_size_mb << 20);
@@ -420,13 +400,17 @@ static int open_env(struct tsw_state *st, const char *dir, uint32_t map_size_mb,
 	rc = mdb_dbi_open(txn, DB_META, MDB_CREATE, &meta);
 	if (rc == 0)
 		rc = mdb_dbi_open(txn, DB_COUNTS, MDB_CREATE, &st->dbi_counts);
+	if (rc == 0)
+		rc = mdb_dbi_open(txn, DB_SAF, MDB_CREATE, &st->dbi_saf);
 	if (rc != 0) {
 		mdb_txn_abort(txn);
 		goto err_close;
 	}
 	rc = check_version(txn, meta);
 	if (rc == 0)
-		rc = map_mdb(mdb_stat(txn, st->dbi_counts, &ms));
+		rc = state_map_mdb(mdb_stat(txn, st->dbi_counts, &ms));
+	if (rc == 0)
+		rc = state_map_mdb(mdb_stat(txn, st->dbi_saf, &ms_saf));
 	if (rc != 0) {
 		mdb_txn_abort(txn);
 		mdb_env_close(st->env);
@@ -437,16 +421,17 @@ static int open_env(struct tsw_state *st, const char *dir, uint32_t map_size_mb,
 	if (rc != 0)
 		goto err_close;
 	*ret_entries = ms.ms_entries;
+	*ret_saf_entries = ms_saf.ms_entries;
 	return 0;
 
 err_close:
 	mdb_env_close(st->env);
 	st->env = NULL;
-	return map_mdb(rc);
+	return state_map_mdb(rc);
 }
 
 static int alloc_tables(struct tsw_state *st, uint64_t tokens, uint32_t queue_size,
-			uint32_t max_res)
+			uint32_t max_res, uint32_t saf_slots)
 {
 	uint32_t slots;
 
@@ -462,9 +447,10 @@ static int alloc_tables(struct tsw_state *st, uint64_t tokens, uint32_t queue_si
 		sh->mask = slots - 1;
 		sh->max = st->per_shard_max;
 	}
-	st->q_cap = queue_size;
-	st->q = calloc(queue_size, sizeof(*st->q));
-	st->batch = calloc(queue_size, sizeof(*st->batch));
+	st->counts_cap = queue_size;
+	st->q_cap = queue_size + 2 * saf_slots;
+	st->q = calloc(st->q_cap, sizeof(*st->q));
+	st->batch = calloc(st->q_cap, sizeof(*st->batch));
 	st->res_cap = max_res;
 	st->res = calloc(max_res, sizeof(*st->res));
 	if (st->q == NULL || st->batch == NULL || st->res == NULL)
@@ -484,6 +470,7 @@ static void free_tables(struct tsw_state *st)
 	free(st->q);
 	free(st->batch);
 	free(st->res);
+	saf_destroy(st);
 	pthread_mutex_destroy(&st->q_lock);
 	pthread_cond_destroy(&st->q_cond);
 	pthread_mutex_destroy(&st->res_lock);
@@ -496,7 +483,7 @@ int tsw_state_open(const char *dir, const struct tsw_state_config *cfg,
 	struct tsw_state_config c = {0};
 	struct tsw_state *st;
 	MDB_txn *txn;
-	size_t loaded = 0;
+	size_t loaded = 0, saf_loaded = 0;
 	int rc;
 
 	if (cfg != NULL)
@@ -509,7 +496,16 @@ int tsw_state_open(const char *dir, const struct tsw_state_config *cfg,
 		c.max_reservations = TSW_STATE_MAX_RESERVATIONS_DEFAULT;
 	if (c.map_size_mb == 0)
 		c.map_size_mb = TSW_STATE_MAP_SIZE_MB_DEFAULT;
-	if (c.max_reservations > TSW_STATE_MAX_RESERVATIONS_LIMIT)
+	if (c.saf_max_entries == 0)
+		c.saf_max_entries = TSW_STATE_SAF_MAX_ENTRIES_DEFAULT;
+	if (c.saf_lease_ms == 0)
+		c.saf_lease_ms = TSW_STATE_SAF_LEASE_MS_DEFAULT;
+	if (c.clock_ms == NULL) {
+		c.clock_ms = mono_ms;
+		c.clock_arg = NULL;
+	}
+	if (c.max_reservations > TSW_STATE_MAX_RESERVATIONS_LIMIT ||
+	    c.saf_max_entries > TSW_STATE_SAF_MAX_ENTRIES_LIMIT)
 		return -TSW_E_BAD_INPUT;
 
 	st = calloc(1, sizeof(*st));
@@ -521,22 +517,33 @@ int tsw_state_open(const char *dir, const struct tsw_state_config *cfg,
 	pthread_cond_init(&st->q_cond, NULL);
 	pthread_mutex_init(&st->res_lock, NULL);
 	pthread_mutex_init(&st->wakers_lock, NULL);
+	pthread_mutex_init(&st->saf.lock, NULL);
+	st->clock_ms = c.clock_ms;
+	st->clock_arg = c.clock_arg;
 
-	rc = open_env(st, dir, c.map_size_mb, &loaded);
+	rc = open_env(st, dir, c.map_size_mb, &loaded, &saf_loaded);
 	if (rc < 0)
 		goto err_free;
-	rc = alloc_tables(st, (uint64_t)c.max_tokens + loaded, c.queue_size, c.max_reservations);
+	rc = saf_init(st, c.saf_max_entries, c.saf_lease_ms, saf_loaded);
+	if (rc < 0)
+		goto err_env;
+	rc = alloc_tables(st, (uint64_t)c.max_tokens + loaded, c.queue_size, c.max_reservations,
+			  st->saf.n_slots);
 	if (rc < 0)
 		goto err_env;
 	rc = mdb_txn_begin(st->env, NULL, MDB_RDONLY, &txn);
 	if (rc != 0) {
-		rc = map_mdb(rc);
+		rc = state_map_mdb(rc);
 		goto err_env;
 	}
 	rc = load_counts(st, txn);
+	if (rc == 0)
+		rc = saf_load(st, txn);
 	mdb_txn_abort(txn);
 	if (rc < 0)
 		goto err_env;
+	/* what was loaded is on disk: its ids are durable */
+	atomic_store_explicit(&st->committed_seq, st->q_seq, memory_order_release);
 
 	rc = -pthread_create(&st->writer, NULL, writer_main, st);
 	if (rc < 0)
@@ -814,7 +821,8 @@ void tsw_state_stats(const struct tsw_state *st, struct tsw_state_stats *ret)
 	ret->queue_len = LOAD(queue_len);
 	ret->tokens = LOAD(tokens);
 	ret->reservations = LOAD(reservations);
-	ret->queue_cap = st->q_cap;
+	ret->queue_cap = st->counts_cap;
+	ret->saf_cap = st->saf.max_entries;
 	ret->queue_full = LOAD(queue_full);
 	ret->table_full = LOAD(table_full);
 	ret->tickets_full = LOAD(tickets_full);
@@ -830,6 +838,15 @@ void tsw_state_stats(const struct tsw_state *st, struct tsw_state_stats *ret)
 	ret->batch_max = LOAD(batch_max);
 	ret->commit_errors = LOAD(commit_errors);
 	ret->commit_ns_total = LOAD(commit_ns_total);
+	ret->saf_depth = LOAD(saf_depth);
+	ret->saf_puts = LOAD(saf_puts);
+	ret->saf_acks = LOAD(saf_acks);
+	ret->saf_retries = LOAD(saf_retries);
+	ret->saf_claims = LOAD(saf_claims);
+	ret->saf_lease_expired = LOAD(saf_lease_expired);
+	ret->saf_full = LOAD(saf_full);
+	ret->saf_too_big = LOAD(saf_too_big);
+	ret->saf_loaded = LOAD(saf_loaded);
 #undef LOAD
 	ret->tokens_cap = (uint64_t)st->per_shard_max * SHARDS;
 	ret->reservations_cap = st->res_cap;

@@ -1,0 +1,427 @@
+/* The store-and-forward queue of the state environment: reversals owed to
+ * issuers, kept until acked, across restarts. An in-memory index (slots
+ * in one id-ordered list, under one mutex) serves put/claim/ack/retry;
+ * the state's writer thread makes puts and deletes durable in its group
+ * commit. Contract: include/tsw/state.h. */
+#include <errno.h>
+#include <lmdb.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "state_int.h"
+#include "tsw/error.h"
+#include "tsw/state.h"
+
+enum {
+	SAF_KEY_LEN = 8,       /* big-endian disk key: cursor order is put order */
+	SAF_MSG_MIN_CAP = 256, /* smallest slot buffer, bytes */
+};
+
+/* The on-disk value: this header, then len message bytes (native byte
+ * order, like the counts). */
+struct saf_record {
+	uint32_t route_key;
+	uint32_t len;
+};
+
+static void key_of(uint64_t disk_key, uint8_t out[SAF_KEY_LEN])
+{
+	for (int i = SAF_KEY_LEN - 1; i >= 0; i--) {
+		out[i] = (uint8_t)disk_key;
+		disk_key >>= 8;
+	}
+}
+
+static uint64_t key_from(const uint8_t in[SAF_KEY_LEN])
+{
+	uint64_t k = 0;
+
+	for (int i = 0; i < SAF_KEY_LEN; i++)
+		k = k << 8 | in[i];
+	return k;
+}
+
+static uint32_t msg_cap_for(uint32_t len)
+{
+	uint32_t cap = SAF_MSG_MIN_CAP;
+
+	while (cap < len)
+		cap <<= 1;
+	return cap;
+}
+
+static void gauge_depth(struct tsw_state *st)
+{
+	atomic_store_explicit(&st->c.saf_depth, st->saf.depth, memory_order_relaxed);
+}
+
+/* List and free-list helpers; the caller holds saf.lock (or is open). */
+static void link_tail(struct saf_queue *q, uint32_t i)
+{
+	struct saf_slot *s = &q->slots[i];
+
+	s->prev = q->tail;
+	s->next = SAF_NIL;
+	if (q->tail != SAF_NIL)
+		q->slots[q->tail].next = i;
+	else
+		q->head = i;
+	q->tail = i;
+}
+
+static void unlink_slot(struct saf_queue *q, uint32_t i)
+{
+	struct saf_slot *s = &q->slots[i];
+
+	if (s->prev != SAF_NIL)
+		q->slots[s->prev].next = s->next;
+	else
+		q->head = s->next;
+	if (s->next != SAF_NIL)
+		q->slots[s->next].prev = s->prev;
+	else
+		q->tail = s->prev;
+	s->prev = s->next = SAF_NIL;
+}
+
+static uint32_t pop_free(struct saf_queue *q)
+{
+	uint32_t i = q->free_head;
+
+	if (i != SAF_NIL) {
+		q->free_head = q->slots[i].next_free;
+		q->slots[i].state = SAF_SLOT_FILLING;
+	}
+	return i;
+}
+
+static void push_free(struct saf_queue *q, uint32_t i)
+{
+	q->slots[i].state = SAF_SLOT_FREE;
+	q->slots[i].next_free = q->free_head;
+	q->free_head = i;
+}
+
+/* Makes slot i hold len bytes; allocates only when its buffer is too small. */
+static int reserve_buf(struct saf_slot *s, uint32_t len)
+{
+	uint32_t cap;
+	uint8_t *buf;
+
+	if (s->msg_cap >= len)
+		return 0;
+	cap = msg_cap_for(len);
+	buf = malloc(cap);
+	if (buf == NULL)
+		return -ENOMEM;
+	free(s->msg);
+	s->msg = buf;
+	s->msg_cap = cap;
+	return 0;
+}
+
+int saf_init(struct tsw_state *st, uint32_t max_entries, uint32_t lease_ms, size_t loaded)
+{
+	struct saf_queue *q = &st->saf;
+	uint64_t items = loaded > max_entries ? loaded : max_entries;
+
+	if (loaded > TSW_STATE_SAF_MAX_ENTRIES_LIMIT)
+		return -ENOSPC;
+	/* twice the items: acked slots stay taken until their delete commits */
+	q->n_slots = (uint32_t)(2 * items);
+	q->max_entries = max_entries;
+	q->lease_ms = lease_ms;
+	q->head = q->tail = SAF_NIL;
+	q->next_key = 1;
+	q->slots = calloc(q->n_slots, sizeof(*q->slots));
+	if (q->slots == NULL)
+		return -ENOMEM;
+	q->free_head = SAF_NIL;
+	for (uint32_t i = q->n_slots; i-- > 0;)
+		push_free(q, i);
+	return 0;
+}
+
+void saf_destroy(struct tsw_state *st)
+{
+	struct saf_queue *q = &st->saf;
+
+	if (q->slots != NULL) {
+		for (uint32_t i = 0; i < q->n_slots; i++)
+			free(q->slots[i].msg);
+		free(q->slots);
+		q->slots = NULL;
+	}
+	pthread_mutex_destroy(&q->lock);
+}
+
+/* Appends a filled slot to the queue and queues its put; saf.lock held. */
+static uint64_t publish_locked(struct tsw_state *st, uint32_t i, bool queue_put)
+{
+	struct saf_slot *s = &st->saf.slots[i];
+	uint64_t seq;
+
+	link_tail(&st->saf, i);
+	s->state = SAF_SLOT_LIVE;
+	if (queue_put)
+		seq = state_enqueue_saf(st, OP_SAF_PUT, i);
+	else
+		seq = ++st->q_seq; /* loaded at open: already on disk */
+	s->id = seq << TICKET_SLOT_BITS | i;
+	return s->id;
+}
+
+int saf_load(struct tsw_state *st, MDB_txn *txn)
+{
+	struct saf_queue *q = &st->saf;
+	MDB_cursor *cur;
+	MDB_val k, v;
+	int rc;
+
+	rc = mdb_cursor_open(txn, st->dbi_saf, &cur);
+	if (rc != 0)
+		return state_map_mdb(rc);
+	while ((rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) == 0) {
+		struct saf_record rec;
+		struct saf_slot *s;
+		uint32_t i;
+
+		if (k.mv_size != SAF_KEY_LEN || v.mv_size < sizeof(rec)) {
+			rc = -TSW_E_CORRUPT;
+			goto out;
+		}
+		memcpy(&rec, v.mv_data, sizeof(rec));
+		if (rec.len == 0 || rec.len > TSW_STATE_SAF_MSG_MAX ||
+		    v.mv_size != sizeof(rec) + rec.len) {
+			rc = -TSW_E_CORRUPT;
+			goto out;
+		}
+		i = pop_free(q); /* n_slots covers every loaded item */
+		s = &q->slots[i];
+		rc = reserve_buf(s, rec.len);
+		if (rc < 0)
+			goto out;
+		memcpy(s->msg, (const uint8_t *)v.mv_data + sizeof(rec), rec.len);
+		s->len = rec.len;
+		s->route_key = rec.route_key;
+		s->disk_key = key_from(k.mv_data);
+		q->next_key = s->disk_key + 1;
+		publish_locked(st, i, false);
+		q->depth++;
+		count(&st->c.saf_loaded);
+	}
+	rc = rc == MDB_NOTFOUND ? 0 : state_map_mdb(rc);
+out:
+	mdb_cursor_close(cur);
+	gauge_depth(st);
+	return rc;
+}
+
+int saf_write(struct tsw_state *st, MDB_txn *txn, const struct op *op)
+{
+	const struct saf_slot *s = &st->saf.slots[op->slot];
+	uint8_t key[SAF_KEY_LEN];
+	MDB_val k = {sizeof(key), key}, v;
+	struct saf_record rec;
+	int rc;
+
+	key_of(s->disk_key, key);
+	if (op->kind == OP_SAF_DEL) {
+		rc = mdb_del(txn, st->dbi_saf, &k, NULL);
+		return rc == MDB_NOTFOUND ? 0 : state_map_mdb(rc);
+	}
+	rec.route_key = s->route_key;
+	rec.len = s->len;
+	v.mv_size = sizeof(rec) + s->len;
+	v.mv_data = NULL;
+	rc = mdb_put(txn, st->dbi_saf, &k, &v, MDB_RESERVE);
+	if (rc != 0)
+		return state_map_mdb(rc);
+	memcpy(v.mv_data, &rec, sizeof(rec));
+	memcpy((uint8_t *)v.mv_data + sizeof(rec), s->msg, s->len);
+	return 0;
+}
+
+void saf_committed(struct tsw_state *st, const struct op *ops, uint32_t n)
+{
+	bool locked = false;
+
+	for (uint32_t i = 0; i < n; i++) {
+		if (ops[i].kind != OP_SAF_DEL)
+			continue;
+		if (!locked) {
+			pthread_mutex_lock(&st->saf.lock);
+			locked = true;
+		}
+		push_free(&st->saf, ops[i].slot);
+	}
+	if (locked)
+		pthread_mutex_unlock(&st->saf.lock);
+}
+
+int tsw_state_saf_put(struct tsw_state *st, uint32_t route_key, const uint8_t *msg, size_t len,
+		      uint64_t *ret_id)
+{
+	struct saf_queue *q = &st->saf;
+	struct saf_slot *s;
+	uint64_t id;
+	uint32_t i;
+	int rc;
+
+	if (msg == NULL || len == 0)
+		return -TSW_E_BAD_INPUT;
+	if (len > TSW_STATE_SAF_MSG_MAX) {
+		count(&st->c.saf_too_big);
+		return -EMSGSIZE;
+	}
+	pthread_mutex_lock(&q->lock);
+	i = q->depth < q->max_entries ? pop_free(q) : SAF_NIL;
+	if (i != SAF_NIL) {
+		q->depth++; /* the filling slot counts, so the bound holds */
+		gauge_depth(st);
+	}
+	pthread_mutex_unlock(&q->lock);
+	if (i == SAF_NIL) {
+		count(&st->c.saf_full);
+		return -EAGAIN;
+	}
+
+	/* the slot is ours alone until it is published: fill it unlocked */
+	s = &q->slots[i];
+	rc = reserve_buf(s, (uint32_t)len);
+	if (rc < 0)
+		goto err_free_slot;
+	memcpy(s->msg, msg, len);
+	s->len = (uint32_t)len;
+	s->route_key = route_key;
+	s->attempts = 0;
+	s->claimed = false;
+	s->not_before_ms = 0;
+	s->lease_until_ms = 0;
+
+	pthread_mutex_lock(&q->lock);
+	s->disk_key = q->next_key++;
+	q->next_due_ms = 0; /* due now */
+	/* the put is queued under the lock: an ack (and its delete) can only
+	 * follow it */
+	id = publish_locked(st, i, true);
+	pthread_mutex_unlock(&q->lock);
+	count(&st->c.saf_puts);
+	*ret_id = id;
+	return 0;
+
+err_free_slot:
+	pthread_mutex_lock(&q->lock);
+	push_free(q, i);
+	q->depth--;
+	gauge_depth(st);
+	pthread_mutex_unlock(&q->lock);
+	return rc;
+}
+
+bool tsw_state_saf_durable(const struct tsw_state *st, uint64_t id)
+{
+	return tsw_state_durable(st, id);
+}
+
+int tsw_state_saf_claim(struct tsw_state *st, uint32_t worker, uint32_t max,
+			struct tsw_saf_item *ret_items, size_t *ret_n)
+{
+	struct saf_queue *q = &st->saf;
+	uint64_t now, expired = 0, min_due = UINT64_MAX;
+	uint32_t i;
+	size_t n = 0;
+
+	(void)worker; /* leases are not tied to a worker: ack and retry take the id */
+	if (ret_items == NULL || ret_n == NULL)
+		return -TSW_E_BAD_INPUT;
+	pthread_mutex_lock(&q->lock);
+	now = st->clock_ms(st->clock_arg);
+	if (now < q->next_due_ms)
+		goto out; /* nothing due: no scan */
+	for (i = q->head; i != SAF_NIL && n < max; i = q->slots[i].next) {
+		struct saf_slot *s = &q->slots[i];
+		struct tsw_saf_item *it;
+		uint64_t due = s->not_before_ms;
+
+		if (s->claimed && s->lease_until_ms > due)
+			due = s->lease_until_ms;
+		if (due > now) {
+			min_due = due < min_due ? due : min_due;
+			continue;
+		}
+		if (s->claimed)
+			expired++;
+		s->claimed = true;
+		s->lease_until_ms = now + q->lease_ms;
+		min_due = s->lease_until_ms < min_due ? s->lease_until_ms : min_due;
+		it = &ret_items[n++];
+		it->id = s->id;
+		it->route_key = s->route_key;
+		it->attempts = s->attempts++;
+		it->len = s->len;
+		memcpy(it->msg, s->msg, s->len);
+	}
+	/* a full scan knows the next due time; one cut short by max does not */
+	q->next_due_ms = i == SAF_NIL ? min_due : 0;
+out:
+	pthread_mutex_unlock(&q->lock);
+	atomic_fetch_add_explicit(&st->c.saf_claims, n, memory_order_relaxed);
+	atomic_fetch_add_explicit(&st->c.saf_lease_expired, expired, memory_order_relaxed);
+	*ret_n = n;
+	return 0;
+}
+
+/* The live slot of id, or NULL; caller holds saf.lock. */
+static struct saf_slot *live_slot(struct saf_queue *q, uint64_t id)
+{
+	uint32_t i = (uint32_t)(id & ((1u << TICKET_SLOT_BITS) - 1));
+
+	if (i >= q->n_slots || q->slots[i].state != SAF_SLOT_LIVE || q->slots[i].id != id)
+		return NULL;
+	return &q->slots[i];
+}
+
+int tsw_state_saf_ack(struct tsw_state *st, uint64_t id)
+{
+	struct saf_queue *q = &st->saf;
+	struct saf_slot *s;
+
+	pthread_mutex_lock(&q->lock);
+	s = live_slot(q, id);
+	if (s == NULL) {
+		pthread_mutex_unlock(&q->lock);
+		return -TSW_E_NOT_FOUND;
+	}
+	unlink_slot(q, (uint32_t)(s - q->slots));
+	s->state = SAF_SLOT_DELETING;
+	s->claimed = false;
+	q->depth--;
+	gauge_depth(st);
+	state_enqueue_saf(st, OP_SAF_DEL, (uint32_t)(s - q->slots));
+	pthread_mutex_unlock(&q->lock);
+	count(&st->c.saf_acks);
+	return 0;
+}
+
+int tsw_state_saf_retry(struct tsw_state *st, uint64_t id, uint64_t not_before_ms)
+{
+	struct saf_queue *q = &st->saf;
+	struct saf_slot *s;
+
+	pthread_mutex_lock(&q->lock);
+	s = live_slot(q, id);
+	if (s != NULL) {
+		s->claimed = false;
+		s->not_before_ms = not_before_ms;
+		if (not_before_ms < q->next_due_ms)
+			q->next_due_ms = not_before_ms;
+	}
+	pthread_mutex_unlock(&q->lock);
+	if (s == NULL)
+		return -TSW_E_NOT_FOUND;
+	count(&st->c.saf_retries);
+	return 0;
+}

@@ -1,0 +1,162 @@
+/* Inside the state environment: shared by state.c (counts, ATCs, the
+ * writer thread) and saf.c (the store-and-forward queue). Not a public
+ * header: nothing outside src/authz/ includes it. */
+#ifndef TSW_AUTHZ_STATE_INT_H
+#define TSW_AUTHZ_STATE_INT_H
+
+#include <lmdb.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "tsw/state.h"
+#include "tsw/token.h"
+
+enum {
+	SHARDS = 64, /* independent locks and tables; a power of two */
+	SHARD_BITS = 6,
+	TICKET_SLOT_BITS = 24, /* ticket and SAF id = seq << 24 | slot */
+};
+
+/* A token's counts in memory. */
+struct entry {
+	char key[TSW_TOKEN_MAX_DIGITS];
+	uint8_t key_len; /* 0: empty slot */
+	uint8_t shard;
+	uint32_t used, reserved, atc_epoch, last_atc; /* under the shard lock */
+	uint64_t written_batch; /* writer thread only: dedupe within a batch */
+};
+
+struct shard {
+	pthread_mutex_t lock;
+	struct entry *slots;
+	uint32_t mask;
+	uint32_t count, max;
+} __attribute__((aligned(64)));
+
+struct reservation {
+	struct entry *e;
+	uint64_t seq;
+	uint32_t next_free;
+	bool live;
+};
+
+/* What the writer writes: a token's counts, or a SAF put or delete. */
+enum op_kind { OP_COUNTS, OP_SAF_PUT, OP_SAF_DEL, OP_KIND_MAX };
+
+struct op {
+	struct entry *e; /* OP_COUNTS */
+	uint32_t slot;	 /* OP_SAF_*: the slot in st->saf.slots */
+	uint8_t kind;
+};
+
+enum saf_slot_state {
+	SAF_SLOT_FREE,
+	SAF_SLOT_FILLING,
+	SAF_SLOT_LIVE,
+	SAF_SLOT_DELETING,
+	SAF_SLOT_STATE_MAX
+};
+
+/* One SAF item. The message bytes are written once by put (before the
+ * slot is linked) and read by claims and by the writer; the slot is freed
+ * only by the writer after the commit of its delete, so the writer reads
+ * them without the lock. */
+struct saf_slot {
+	uint64_t id;	   /* seq << TICKET_SLOT_BITS | slot index */
+	uint64_t disk_key; /* the LMDB key (grows across restarts) */
+	uint64_t not_before_ms;
+	uint64_t lease_until_ms;
+	uint8_t *msg; /* capacity msg_cap, kept when the slot is freed */
+	uint32_t msg_cap, len;
+	uint32_t route_key;
+	uint32_t attempts;
+	uint32_t prev, next; /* the id-ordered list of live items; SAF_NIL ends */
+	uint32_t next_free;
+	uint8_t state; /* enum saf_slot_state */
+	bool claimed;
+};
+
+#define SAF_NIL UINT32_MAX
+
+struct saf_queue {
+	pthread_mutex_t lock; /* before q_lock when both are taken */
+	struct saf_slot *slots;
+	uint32_t n_slots, max_entries, lease_ms;
+	uint32_t head, tail; /* live items by id */
+	uint32_t free_head;
+	uint32_t depth;	      /* live items */
+	uint64_t next_key;    /* the next disk key */
+	uint64_t next_due_ms; /* no live item is due before this: claims return at
+			       * once until then (0: unknown, scan) */
+};
+
+struct counters {
+	atomic_uint_fast64_t queue_full, table_full, tickets_full, reserve_ok, reserve_exhausted,
+	    commits, releases, release_unqueued, atc_ok, atc_replayed, batches, batch_ops,
+	    batch_max, commit_errors, commit_ns_total, tokens, reservations, queue_len;
+	atomic_uint_fast64_t saf_depth, saf_puts, saf_acks, saf_retries, saf_claims,
+	    saf_lease_expired, saf_full, saf_too_big, saf_loaded;
+};
+
+struct tsw_state {
+	MDB_env *env;
+	MDB_dbi dbi_counts, dbi_saf;
+	struct shard shards[SHARDS];
+	uint32_t per_shard_max;
+	tsw_state_clock_fn clock_ms;
+	void *clock_arg;
+
+	/* the writer's queue: one ring for count updates (at most
+	 * counts_cap of them) and SAF operations (at most 2 per SAF slot:
+	 * a put and a delete, so they never find it full) */
+	pthread_mutex_t q_lock;
+	pthread_cond_t q_cond;
+	struct op *q;
+	uint32_t q_cap, q_head, q_count, q_counts, counts_cap;
+	uint64_t q_seq; /* seq of the last queued update */
+	bool q_stop;
+	atomic_uint_fast64_t committed_seq;
+
+	/* outstanding reservations (tickets) */
+	pthread_mutex_t res_lock;
+	struct reservation *res;
+	uint32_t res_cap, res_free, res_used;
+
+	pthread_mutex_t wakers_lock;
+	int wakers[TSW_STATE_WAKERS_MAX];
+	atomic_uint n_wakers;
+
+	struct saf_queue saf;
+
+	pthread_t writer;
+	struct op *batch; /* writer thread only, q_cap entries */
+	struct counters c;
+};
+
+static inline void count(atomic_uint_fast64_t *c)
+{
+	atomic_fetch_add_explicit(c, 1, memory_order_relaxed);
+}
+
+/* state.c */
+int state_map_mdb(int rc);
+/* Queues a SAF op; the caller holds st->saf.lock. Never fails (the ring
+ * has room for two ops per slot). Returns the op's seq. */
+uint64_t state_enqueue_saf(struct tsw_state *st, enum op_kind kind, uint32_t slot);
+
+/* saf.c */
+/* Allocates the slots for max(max_entries, loaded) items. Returns 0,
+ * -ENOSPC (loaded above the limit) or -ENOMEM. */
+int saf_init(struct tsw_state *st, uint32_t max_entries, uint32_t lease_ms, size_t loaded);
+/* Loads every stored item (in key order), due now. The caller then sets
+ * q_seq and committed_seq to the last id's seq: loaded items are durable. */
+int saf_load(struct tsw_state *st, MDB_txn *txn);
+void saf_destroy(struct tsw_state *st);
+/* Writer thread: applies one SAF op in txn. */
+int saf_write(struct tsw_state *st, MDB_txn *txn, const struct op *op);
+/* Writer thread, after a commit: frees the slots of the deletes in ops. */
+void saf_committed(struct tsw_state *st, const struct op *ops, uint32_t n);
+
+#endif

@@ -1,0 +1,604 @@
+/* The store-and-forward queue of the state environment: durability across
+ * restarts and crashes, leases, backoff, order, bounds. Time is the
+ * test's own clock (struct tsw_state_config.clock_ms): nothing sleeps.
+ * Each test uses its own temporary directory. */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <lmdb.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "tsw/error.h"
+#include "tsw/state.h"
+
+#define DEADLINE_MS 10000
+#define LEASE_MS 1000u
+#define T0_MS 1000000u
+
+static char dir[64];
+static _Atomic uint64_t fake_now_ms;
+
+static uint64_t fake_clock(void *arg)
+{
+	(void)arg;
+	return atomic_load(&fake_now_ms);
+}
+
+static void make_dir(void)
+{
+	strcpy(dir, "/tmp/tsw-saf-XXXXXX");
+	cr_assert_not_null(mkdtemp(dir));
+	atomic_store(&fake_now_ms, T0_MS);
+}
+
+static void remove_dir(void)
+{
+	char path[128];
+
+	snprintf(path, sizeof(path), "%s/data.mdb", dir);
+	unlink(path);
+	snprintf(path, sizeof(path), "%s/lock.mdb", dir);
+	unlink(path);
+	rmdir(dir);
+}
+
+TestSuite(saf, .init = make_dir, .fini = remove_dir);
+
+static int64_t mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Waits on efd until id is durable or the deadline passes. */
+static bool wait_durable(struct tsw_state *st, int efd, uint64_t id)
+{
+	int64_t deadline = mono_ms() + DEADLINE_MS;
+
+	while (!tsw_state_saf_durable(st, id)) {
+		struct pollfd p = {.fd = efd, .events = POLLIN};
+		int64_t left = deadline - mono_ms();
+		uint64_t v;
+
+		if (left <= 0)
+			return false;
+		if (poll(&p, 1, (int)left) == 1 && read(efd, &v, sizeof(v)) < 0)
+			return false;
+	}
+	return true;
+}
+
+static struct tsw_state_config config(uint32_t max_entries)
+{
+	return (struct tsw_state_config){
+	    .saf_max_entries = max_entries,
+	    .saf_lease_ms = LEASE_MS,
+	    .clock_ms = fake_clock,
+	};
+}
+
+static struct tsw_state *open_saf(uint32_t max_entries, int *ret_efd)
+{
+	struct tsw_state_config cfg = config(max_entries);
+	struct tsw_state *st = NULL;
+	int efd;
+
+	cr_assert_eq(tsw_state_open(dir, &cfg, &st), 0);
+	efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	cr_assert_geq(efd, 0);
+	cr_assert_eq(tsw_state_add_waker(st, efd), 0);
+	*ret_efd = efd;
+	return st;
+}
+
+static void close_saf(struct tsw_state *st, int efd)
+{
+	tsw_state_close(st);
+	close(efd);
+}
+
+static uint64_t put_str(struct tsw_state *st, uint32_t route, const char *msg)
+{
+	uint64_t id = 0;
+
+	cr_assert_eq(tsw_state_saf_put(st, route, (const uint8_t *)msg, strlen(msg), &id), 0,
+		     "put %s", msg);
+	cr_assert_neq(id, 0);
+	return id;
+}
+
+static struct tsw_saf_item *items_alloc(size_t n)
+{
+	struct tsw_saf_item *it = calloc(n, sizeof(*it));
+
+	cr_assert_not_null(it);
+	return it;
+}
+
+static size_t claim(struct tsw_state *st, uint32_t worker, uint32_t max, struct tsw_saf_item *items)
+{
+	size_t n = 12345;
+
+	cr_assert_eq(tsw_state_saf_claim(st, worker, max, items, &n), 0);
+	cr_assert_leq(n, max);
+	return n;
+}
+
+static bool item_is(const struct tsw_saf_item *it, uint32_t route, const char *msg)
+{
+	return it->route_key == route && it->len == strlen(msg) &&
+	       memcmp(it->msg, msg, it->len) == 0;
+}
+
+/* A token-form 0400 body as the engine would store it (DE2 is a token). */
+#define REVERSAL_A "0400|2=4895370000000015|4=000000001000|11=000123"
+#define REVERSAL_B "0400|2=4895370000000023|4=000000002500|11=000124"
+
+Test(saf, put_durable_claim_ack_then_gone_after_reopen)
+{
+	struct tsw_saf_item *it = items_alloc(4);
+	struct tsw_state_stats ss;
+	struct tsw_state *st;
+	uint64_t a, b;
+	int efd;
+
+	st = open_saf(0, &efd);
+	a = put_str(st, 7, REVERSAL_A);
+	b = put_str(st, 7, REVERSAL_B);
+	cr_expect_gt(b, a, "ids grow");
+	cr_assert(wait_durable(st, efd, a));
+	cr_assert(wait_durable(st, efd, b));
+	cr_assert_eq(claim(st, 1, 4, it), 2);
+	cr_expect_eq(it[0].id, a);
+	cr_expect(item_is(&it[0], 7, REVERSAL_A));
+	cr_expect(item_is(&it[1], 7, REVERSAL_B));
+	cr_expect_eq(it[0].attempts, 0);
+	cr_assert_eq(tsw_state_saf_ack(st, a), 0);
+	cr_expect(tsw_state_saf_durable(st, a), "stays durable after the ack");
+	tsw_state_stats(st, &ss);
+	cr_expect_eq(ss.saf_depth, 1);
+	cr_expect_eq(ss.saf_puts, 2);
+	cr_expect_eq(ss.saf_acks, 1);
+	cr_expect_eq(ss.saf_claims, 2);
+	cr_expect_eq(ss.saf_cap, TSW_STATE_SAF_MAX_ENTRIES_DEFAULT);
+	close_saf(st, efd);
+
+	/* b was claimed, never acked: pending again after the restart */
+	st = open_saf(0, &efd);
+	tsw_state_stats(st, &ss);
+	cr_expect_eq(ss.saf_loaded, 1);
+	cr_expect_eq(ss.saf_depth, 1);
+	cr_assert_eq(claim(st, 1, 4, it), 1, "the acked item is gone, the other is due");
+	cr_expect(item_is(&it[0], 7, REVERSAL_B));
+	cr_expect_eq(it[0].attempts, 0, "attempts count since open");
+	cr_expect(tsw_state_saf_durable(st, it[0].id), "a loaded item is durable");
+	cr_assert_eq(tsw_state_saf_ack(st, it[0].id), 0);
+	close_saf(st, efd);
+
+	st = open_saf(0, &efd);
+	cr_expect_eq(claim(st, 1, 4, it), 0, "queue empty after both acks");
+	close_saf(st, efd);
+	free(it);
+}
+
+Test(saf, durable_put_and_ack_survive_a_crash)
+{
+	struct tsw_saf_item *it = items_alloc(4);
+	struct tsw_state *st;
+	pid_t pid;
+	int status, efd;
+
+	pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		/* the child puts three, acks the first, and dies without
+		 * closing: only what durable() promised is on disk */
+		struct tsw_state_config cfg = config(0);
+		struct tsw_state *cst = NULL;
+		uint64_t a, b, c;
+		int cefd = eventfd(0, EFD_NONBLOCK);
+
+		if (tsw_state_open(dir, &cfg, &cst) != 0 || tsw_state_add_waker(cst, cefd) != 0)
+			_exit(10);
+		if (tsw_state_saf_put(cst, 1, (const uint8_t *)"first", 5, &a) != 0 ||
+		    tsw_state_saf_put(cst, 2, (const uint8_t *)"second", 6, &b) != 0)
+			_exit(11);
+		if (!wait_durable(cst, cefd, b))
+			_exit(12);
+		if (tsw_state_saf_ack(cst, a) != 0)
+			_exit(13);
+		/* the writer commits in queue order: c durable => the delete too */
+		if (tsw_state_saf_put(cst, 1, (const uint8_t *)"third", 5, &c) != 0)
+			_exit(14);
+		if (!wait_durable(cst, cefd, c))
+			_exit(15);
+		_exit(0);
+	}
+	cr_assert_eq(waitpid(pid, &status, 0), pid);
+	cr_assert(WIFEXITED(status));
+	cr_assert_eq(WEXITSTATUS(status), 0, "child step %d failed", WEXITSTATUS(status));
+
+	st = open_saf(0, &efd);
+	cr_assert_eq(claim(st, 3, 4, it), 2);
+	cr_expect(item_is(&it[0], 2, "second"), "the durable put is there");
+	cr_expect(item_is(&it[1], 1, "third"), "in put order");
+	close_saf(st, efd);
+	free(it);
+}
+
+Test(saf, expired_lease_hands_the_item_to_another_worker)
+{
+	struct tsw_saf_item *it = items_alloc(2);
+	struct tsw_state_stats ss;
+	struct tsw_state *st;
+	uint64_t a, b;
+	int efd;
+
+	st = open_saf(0, &efd);
+	a = put_str(st, 1, REVERSAL_A);
+	cr_assert_eq(claim(st, 1, 2, it), 1);
+	cr_expect_eq(claim(st, 2, 2, it), 0, "leased to worker 1");
+	atomic_store(&fake_now_ms, T0_MS + LEASE_MS - 1);
+	cr_expect_eq(claim(st, 2, 2, it), 0, "lease not yet expired");
+	atomic_store(&fake_now_ms, T0_MS + LEASE_MS);
+	cr_assert_eq(claim(st, 2, 2, it), 1, "expired: worker 2 gets it");
+	cr_expect_eq(it[0].id, a);
+	cr_expect_eq(it[0].attempts, 1);
+	cr_expect_eq(claim(st, 1, 2, it), 0, "now leased to worker 2");
+	b = put_str(st, 1, REVERSAL_B);
+	cr_assert_eq(claim(st, 1, 2, it), 1, "a new put is due at once");
+	cr_expect(item_is(&it[0], 1, REVERSAL_B));
+	cr_assert_eq(tsw_state_saf_ack(st, b), 0);
+	tsw_state_stats(st, &ss);
+	cr_expect_eq(ss.saf_lease_expired, 1);
+	cr_expect_eq(ss.saf_claims, 3);
+	/* worker 1's late answer still counts: the issuer answered */
+	cr_expect_eq(tsw_state_saf_ack(st, a), 0);
+	atomic_store(&fake_now_ms, T0_MS + 10 * LEASE_MS);
+	cr_expect_eq(claim(st, 2, 2, it), 0, "acked: never handed out again");
+	close_saf(st, efd);
+	free(it);
+}
+
+Test(saf, retry_backoff_is_respected)
+{
+	static const struct {
+		uint64_t now_ms;
+		size_t want;
+		const char *rule;
+	} steps[] = {
+	    {T0_MS, 0, "released with a backoff: not due at once"},
+	    {T0_MS + 499, 0, "not due before not_before"},
+	    {T0_MS + 500, 1, "due at not_before"},
+	};
+	struct tsw_saf_item *it = items_alloc(2);
+	struct tsw_state_stats ss;
+	struct tsw_state *st;
+	uint64_t a;
+	int efd;
+
+	st = open_saf(0, &efd);
+	a = put_str(st, 1, REVERSAL_A);
+	cr_assert_eq(claim(st, 1, 2, it), 1);
+	cr_assert_eq(tsw_state_saf_retry(st, a, tsw_state_now_ms(st) + 500), 0);
+	for (size_t i = 0; i < sizeof(steps) / sizeof(steps[0]); i++) {
+		atomic_store(&fake_now_ms, steps[i].now_ms);
+		cr_expect_eq(claim(st, 1, 2, it), steps[i].want, "%s", steps[i].rule);
+	}
+	cr_expect_eq(it[0].attempts, 1);
+	/* a retry time in the past: due at once */
+	cr_assert_eq(tsw_state_saf_retry(st, a, 0), 0);
+	cr_expect_eq(claim(st, 2, 2, it), 1, "released without backoff: due now");
+	tsw_state_stats(st, &ss);
+	cr_expect_eq(ss.saf_retries, 2);
+	close_saf(st, efd);
+
+	/* backoff is memory only: a restart makes the item due at once */
+	st = open_saf(0, &efd);
+	cr_assert_eq(claim(st, 1, 2, it), 1);
+	cr_assert_eq(tsw_state_saf_retry(st, it[0].id, T0_MS + 1000000), 0);
+	close_saf(st, efd);
+	st = open_saf(0, &efd);
+	cr_expect_eq(claim(st, 1, 2, it), 1, "due after reopen");
+	close_saf(st, efd);
+	free(it);
+}
+
+Test(saf, fifo_by_id_per_route_across_restarts)
+{
+	static const struct {
+		uint32_t route;
+		const char *msg;
+	} puts_[] = {
+	    {1, "r1-a"}, {2, "r2-a"}, {1, "r1-b"}, {1, "r1-c"}, {2, "r2-b"},
+	};
+	enum { N = sizeof(puts_) / sizeof(puts_[0]) };
+	struct tsw_saf_item *it = items_alloc(N + 1);
+	struct tsw_state *st;
+	uint64_t ids[N];
+	int efd;
+
+	st = open_saf(0, &efd);
+	for (size_t i = 0; i < 3; i++)
+		ids[i] = put_str(st, puts_[i].route, puts_[i].msg);
+	close_saf(st, efd);
+	/* puts after a restart come after the stored ones */
+	st = open_saf(0, &efd);
+	for (size_t i = 3; i < N; i++)
+		ids[i] = put_str(st, puts_[i].route, puts_[i].msg);
+	cr_assert_eq(claim(st, 1, 2, it), 2, "max respected");
+	cr_expect(item_is(&it[0], puts_[0].route, puts_[0].msg));
+	cr_expect(item_is(&it[1], puts_[1].route, puts_[1].msg));
+	cr_assert_eq(claim(st, 1, N, it), N - 2, "the rest, in order");
+	for (size_t i = 2; i < N; i++)
+		cr_expect(item_is(&it[i - 2], puts_[i].route, puts_[i].msg), "item %zu", i);
+	for (size_t i = 1; i < N - 2; i++)
+		cr_expect_gt(it[i].id, it[i - 1].id, "ids in order");
+	cr_expect_eq(it[N - 3].id, ids[N - 1]);
+	close_saf(st, efd);
+
+	st = open_saf(0, &efd);
+	cr_assert_eq(claim(st, 1, N + 1, it), N);
+	for (size_t i = 0; i < N; i++)
+		cr_expect(item_is(&it[i], puts_[i].route, puts_[i].msg), "reloaded %zu", i);
+	close_saf(st, efd);
+	free(it);
+}
+
+Test(saf, full_queue_refuses_with_eagain_until_an_ack)
+{
+	enum { MAX = 4 };
+	struct tsw_saf_item *it = items_alloc(MAX);
+	struct tsw_state_stats ss;
+	struct tsw_state *st;
+	uint64_t ids[MAX], extra = 99;
+	int efd;
+
+	st = open_saf(MAX, &efd);
+	for (int i = 0; i < MAX; i++)
+		ids[i] = put_str(st, 1, REVERSAL_A);
+	cr_expect_eq(tsw_state_saf_put(st, 1, (const uint8_t *)"x", 1, &extra), -EAGAIN);
+	cr_expect_eq(extra, 99, "id untouched on failure");
+	tsw_state_stats(st, &ss);
+	cr_expect_eq(ss.saf_full, 1);
+	cr_expect_eq(ss.saf_depth, MAX);
+	cr_expect_eq(ss.saf_cap, MAX);
+	cr_assert_eq(tsw_state_saf_ack(st, ids[0]), 0);
+	cr_expect_eq(tsw_state_saf_put(st, 1, (const uint8_t *)"x", 1, &extra), 0,
+		     "room again after an ack");
+	cr_expect_eq(tsw_state_saf_put(st, 1, (const uint8_t *)"y", 1, &extra), -EAGAIN);
+	close_saf(st, efd);
+
+	/* a file holding more than the limit keeps every item */
+	st = open_saf(2, &efd);
+	tsw_state_stats(st, &ss);
+	cr_expect_eq(ss.saf_loaded, MAX);
+	cr_expect_eq(tsw_state_saf_put(st, 1, (const uint8_t *)"z", 1, &extra), -EAGAIN,
+		     "above the limit: puts refused");
+	cr_expect_eq(claim(st, 1, MAX, it), MAX, "nothing dropped");
+	close_saf(st, efd);
+	free(it);
+}
+
+enum { PUT_THREADS = 8, PUTS_PER_THREAD = 250 };
+
+struct putter {
+	struct tsw_state *st;
+	pthread_barrier_t *go;
+	unsigned idx, ok, failed;
+};
+
+static void *put_many(void *arg)
+{
+	struct putter *p = arg;
+
+	pthread_barrier_wait(p->go);
+	for (unsigned i = 0; i < PUTS_PER_THREAD; i++) {
+		char msg[32];
+		int len = snprintf(msg, sizeof(msg), "t%u-m%u", p->idx, i);
+		uint64_t id;
+
+		if (tsw_state_saf_put(p->st, p->idx, (const uint8_t *)msg, (size_t)len, &id) == 0)
+			p->ok++;
+		else
+			p->failed++;
+	}
+	return NULL;
+}
+
+Test(saf, concurrent_puts_lose_nothing)
+{
+	enum { TOTAL = PUT_THREADS * PUTS_PER_THREAD };
+	struct tsw_saf_item *it = items_alloc(TOTAL + 1);
+	struct putter p[PUT_THREADS];
+	pthread_t th[PUT_THREADS];
+	pthread_barrier_t go;
+	unsigned next[PUT_THREADS] = {0};
+	struct tsw_state *st;
+	int efd;
+
+	st = open_saf(TOTAL, &efd);
+	pthread_barrier_init(&go, NULL, PUT_THREADS);
+	for (unsigned i = 0; i < PUT_THREADS; i++) {
+		p[i] = (struct putter){.st = st, .go = &go, .idx = i};
+		cr_assert_eq(pthread_create(&th[i], NULL, put_many, &p[i]), 0);
+	}
+	for (unsigned i = 0; i < PUT_THREADS; i++) {
+		pthread_join(th[i], NULL);
+		cr_expect_eq(p[i].failed, 0);
+	}
+	pthread_barrier_destroy(&go);
+	close_saf(st, efd);
+
+	st = open_saf(TOTAL, &efd);
+	cr_assert_eq(claim(st, 1, TOTAL + 1, it), TOTAL, "every put is on disk");
+	/* each thread's messages come back once each, in its put order */
+	for (size_t i = 0; i < TOTAL; i++) {
+		char want[32];
+		uint32_t r = it[i].route_key;
+
+		cr_assert_lt(r, PUT_THREADS);
+		snprintf(want, sizeof(want), "t%u-m%u", r, next[r]++);
+		cr_assert(item_is(&it[i], r, want), "item %zu of route %u", i, r);
+	}
+	close_saf(st, efd);
+	free(it);
+}
+
+Test(saf, unknown_or_acked_ids_are_not_found)
+{
+	struct tsw_saf_item *it = items_alloc(2);
+	struct tsw_state *st;
+	uint64_t a, b;
+	int efd;
+
+	st = open_saf(1, &efd);
+	a = put_str(st, 1, REVERSAL_A);
+	cr_assert_eq(tsw_state_saf_ack(st, a), 0);
+	/* keep putting until a's slot is reused by a later commit */
+	for (int i = 0; i < 2; i++) {
+		b = put_str(st, 1, REVERSAL_B);
+		cr_assert(wait_durable(st, efd, b));
+		cr_assert_eq(tsw_state_saf_ack(st, b), 0);
+	}
+	b = put_str(st, 1, REVERSAL_B);
+	{
+		const struct {
+			uint64_t id;
+			const char *rule;
+		} cases[] = {
+		    {0, "id 0"},
+		    {UINT64_MAX, "slot out of range"},
+		    {12345, "never issued"},
+		    {a, "acked once already"},
+		    {b + 1, "neighbour of a live id"},
+		    {b ^ (1ull << 40), "live slot, other sequence"},
+		};
+
+		for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+			cr_expect_eq(tsw_state_saf_ack(st, cases[i].id), -TSW_E_NOT_FOUND,
+				     "ack: %s", cases[i].rule);
+			cr_expect_eq(tsw_state_saf_retry(st, cases[i].id, 0), -TSW_E_NOT_FOUND,
+				     "retry: %s", cases[i].rule);
+		}
+	}
+	cr_expect_eq(claim(st, 1, 2, it), 1, "the live item untouched by the failures");
+	cr_expect_eq(it[0].id, b);
+	close_saf(st, efd);
+	free(it);
+}
+
+Test(saf, bad_sizes_and_arguments_refused)
+{
+	static uint8_t big[TSW_STATE_SAF_MSG_MAX + 1];
+	struct tsw_saf_item *it = items_alloc(2);
+	struct tsw_state_config cfg = config(TSW_STATE_SAF_MAX_ENTRIES_LIMIT + 1);
+	struct tsw_state_stats ss;
+	struct tsw_state *st = NULL;
+	uint64_t id = 77;
+	size_t n = 55;
+	int efd;
+
+	cr_expect_eq(tsw_state_open(dir, &cfg, &st), -TSW_E_BAD_INPUT, "limit too high");
+	cr_expect_null(st);
+	st = open_saf(0, &efd);
+	memset(big, '7', sizeof(big));
+	cr_expect_eq(tsw_state_saf_put(st, 1, big, sizeof(big), &id), -EMSGSIZE, "above max");
+	cr_expect_eq(tsw_state_saf_put(st, 1, big, 0, &id), -TSW_E_BAD_INPUT, "empty");
+	cr_expect_eq(tsw_state_saf_put(st, 1, NULL, 5, &id), -TSW_E_BAD_INPUT, "NULL");
+	cr_expect_eq(id, 77, "id untouched on failure");
+	cr_expect_eq(tsw_state_saf_claim(st, 1, 2, NULL, &n), -TSW_E_BAD_INPUT);
+	cr_expect_eq(n, 55, "count untouched on failure");
+	cr_assert_eq(tsw_state_saf_put(st, 1, big, TSW_STATE_SAF_MSG_MAX, &id), 0, "max fits");
+	tsw_state_stats(st, &ss);
+	cr_expect_eq(ss.saf_too_big, 1);
+	close_saf(st, efd);
+
+	st = open_saf(0, &efd);
+	cr_assert_eq(claim(st, 1, 2, it), 1);
+	cr_expect_eq(it[0].len, TSW_STATE_SAF_MSG_MAX);
+	cr_expect_eq(memcmp(it[0].msg, big, TSW_STATE_SAF_MSG_MAX), 0, "a full-size message");
+	close_saf(st, efd);
+	free(it);
+}
+
+/* Writes one raw record into the saf database, as a broken build might. */
+static void write_raw(const void *key, size_t klen, const void *val, size_t vlen)
+{
+	MDB_env *env;
+	MDB_txn *txn;
+	MDB_dbi dbi;
+	MDB_val k = {klen, (void *)key}, v = {vlen, (void *)val};
+
+	cr_assert_eq(mdb_env_create(&env), 0);
+	cr_assert_eq(mdb_env_set_maxdbs(env, 4), 0);
+	cr_assert_eq(mdb_env_open(env, dir, 0, 0600), 0);
+	cr_assert_eq(mdb_txn_begin(env, NULL, 0, &txn), 0);
+	cr_assert_eq(mdb_dbi_open(txn, "saf", MDB_CREATE, &dbi), 0);
+	cr_assert_eq(mdb_put(txn, dbi, &k, &v, 0), 0);
+	cr_assert_eq(mdb_txn_commit(txn), 0);
+	mdb_env_close(env);
+}
+
+Test(saf, corrupt_records_refused_at_open)
+{
+	static const uint8_t key8[8] = {0, 0, 0, 0, 0, 0, 0, 9};
+	static const struct {
+		const uint8_t *key;
+		size_t klen;
+		uint32_t hdr[2]; /* route_key, len */
+		size_t vlen;
+		const char *rule;
+	} cases[] = {
+	    {key8, 8, {1, 10}, 8 + 9, "value shorter than its length"},
+	    {key8, 8, {1, 0}, 8, "empty message"},
+	    {key8, 4, {1, 4}, 8 + 4, "key of the wrong size"},
+	    {key8,
+	     8,
+	     {1, TSW_STATE_SAF_MSG_MAX + 1},
+	     8 + TSW_STATE_SAF_MSG_MAX + 1,
+	     "message above the maximum"},
+	    {key8, 8, {1, 4}, 4, "value shorter than the header"},
+	};
+	static uint8_t val[8 + TSW_STATE_SAF_MSG_MAX + 1];
+	struct tsw_state *st = NULL;
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		remove_dir();
+		cr_assert_not_null(mkdtemp(strcpy(dir, "/tmp/tsw-saf-XXXXXX")));
+		memcpy(val, cases[i].hdr, sizeof(cases[i].hdr));
+		write_raw(cases[i].key, cases[i].klen, val, cases[i].vlen);
+		cr_expect_eq(tsw_state_open(dir, NULL, &st), -TSW_E_CORRUPT, "%s", cases[i].rule);
+		cr_expect_null(st);
+	}
+}
+
+Test(saf, puts_and_reservations_share_one_group_commit)
+{
+	struct tsw_state *st;
+	struct tsw_state_token tok;
+	uint64_t ticket, id;
+	int efd;
+
+	st = open_saf(0, &efd);
+	cr_assert_eq(tsw_state_reserve(st, "4895370000000015", 16, 3, &ticket), 0);
+	id = put_str(st, 1, REVERSAL_A);
+	cr_assert(wait_durable(st, efd, id));
+	cr_expect(tsw_state_durable(st, ticket), "the earlier reservation is durable too");
+	cr_assert_eq(tsw_state_release(st, ticket), 0);
+	close_saf(st, efd);
+	st = open_saf(0, &efd);
+	cr_assert_eq(tsw_state_get(st, "4895370000000015", 16, &tok), 0);
+	cr_expect_eq(tok.used, 0, "the release was written");
+	close_saf(st, efd);
+}

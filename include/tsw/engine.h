@@ -3,8 +3,10 @@
  * The I/O backends (src/io/uring, src/io/uv) move bytes; the engine does
  * everything else: framing, decode, vault lookup, decision, rewrite,
  * pending table, issuer-link protocol (sign-on, echo), timeouts, answers.
- * Nothing here does a syscall, takes a lock, allocates per message, or
- * logs per message. All memory is allocated in tsw_engine_new().
+ * Nothing here does a syscall, allocates per message, or logs per
+ * message; only the state calls (limited uses, store-and-forward
+ * reversals) take the state's short mutexes. All memory is allocated in
+ * tsw_engine_new().
  *
  * Endpoints: acquirer connections are slots 0..max_conns-1 that the
  * backend opens and closes; issuer links are slots 0..n_links-1 fixed at
@@ -61,8 +63,12 @@ struct tsw_engine_config {
 	uint32_t in_buf_bytes;    /* per connection: input held while paused (64 KiB);
 				   * the backend passes at most this much per acq_input */
 	uint32_t link_buf_bytes;  /* per issuer link output (max(4 * out_buf_bytes, 256 KiB)) */
-	uint32_t saf_max;         /* reversals held in memory per worker (1024) */
 	uint32_t max_parked;      /* limited-use requests awaiting durability (256) */
+	/* store-and-forward reversals (the state's SAF queue; docs/engine.md) */
+	uint32_t saf_inflight_max;  /* reversals awaiting an answer per issuer link (64) */
+	uint32_t saf_poll_ms;       /* how often the queue is asked for due reversals (250) */
+	uint32_t saf_retry_min_ms;  /* backoff after an unanswered reversal (1000), doubling */
+	uint32_t saf_retry_max_ms;  /* ... up to this (60000) */
 };
 
 enum tsw_endpoint_kind {
@@ -78,7 +84,13 @@ struct tsw_endpoint {
 
 /* Creates a worker's engine. vault and state are shared, opened by main;
  * the engine opens its own vault reader. state may be NULL (limited-use
- * tokens are then declined 96). metrics is this worker's shard (owned by
+ * tokens are then declined 96, reversals cannot be kept and are counted
+ * in saf_dropped). The state must outlive every call on the engine but
+ * not the engine itself: tsw_engine_free() does not touch it (reversals
+ * claimed and in flight are leased in memory only; a restart makes them
+ * due again). Reversals are stored with route_key = the issuer's index in
+ * cfg->issuers: keep that order across restarts while reversals are
+ * queued (add issuers at the end). metrics is this worker's shard (owned by
  * the caller, read by the control plane; it must outlive the engine).
  * cfg is copied; its profiles must outlive the engine. Returns 0,
  * -ENOMEM, -EINVAL (vault or metrics NULL), -TSW_E_CONFIG (no profile, a
@@ -139,8 +151,10 @@ int tsw_engine_link_input(struct tsw_engine *e, uint32_t link, const uint8_t *da
 bool tsw_engine_ready(const struct tsw_engine *e);
 
 /* Timers: the earliest deadline (monotonic ns) the engine needs a tick
- * for, or UINT64_MAX. tick expires pending requests (answers 91), sends
- * echoes, closes idle connections (reported through next_close). */
+ * for, or UINT64_MAX. tick expires pending requests (answers 91, queues
+ * reversals), sends echoes, closes idle connections (reported through
+ * next_close) and, every saf_poll_ms while a link is signed on, claims
+ * and sends the reversals due for the signed-on links. */
 uint64_t tsw_engine_next_deadline(const struct tsw_engine *e);
 void tsw_engine_tick(struct tsw_engine *e, uint64_t now_ns);
 
@@ -161,13 +175,16 @@ void tsw_engine_sent(struct tsw_engine *e, struct tsw_endpoint ep, size_t n);
 bool tsw_engine_next_close(struct tsw_engine *e, uint32_t *ret_slot);
 
 /* Draining (SIGTERM): the backend stops accepting; requests already read
- * are finished. Returns the requests in flight to issuers (including
- * store-and-forward reversals) plus those parked for a durable use. */
+ * are finished. Returns the acquirer requests in flight to issuers plus
+ * those parked for a durable use. Store-and-forward reversals in flight
+ * are not counted: they are in the state's queue, and one whose answer
+ * does not arrive before the exit is sent again after the restart. */
 uint32_t tsw_engine_inflight(const struct tsw_engine *e);
 
 /* SIGHUP: applies routes, max_inflight_per_conn, issuer_timeout_ms,
  * idle_timeout_ms, echo_interval_ms and reconnect_min/max_ms from cfg.
- * Sizes (max_conns, max_pending, buffers, saf_max, max_parked) keep the
+ * saf_inflight_max, saf_poll_ms and saf_retry_min/max_ms too.
+ * Sizes (max_conns, max_pending, buffers, max_parked) keep the
  * values the engine was created with; requests in flight keep their
  * deadline. Returns 0, or -TSW_E_CONFIG (a route names an unknown issuer,
  * or the issuer list differs: that needs a restart), leaving e unchanged. */

@@ -91,10 +91,16 @@ struct tsw_metrics_shard {
 	uint64_t echo_timeouts;           /* echo unanswered: link signs on again */
 	uint64_t parked;                  /* gauge: limited-use requests awaiting durability */
 	uint64_t parked_full;             /* max_parked reached (answered 96) */
-	uint64_t saf_depth;               /* gauge: reversals queued or in flight */
-	uint64_t saf_sent;
-	uint64_t saf_acked;
-	uint64_t saf_dropped;             /* queue full or token gone */
+	/* store-and-forward reversals. The queue is shared by every worker
+	 * (tsw/state.h): saf_depth is the state's depth, written by worker 0
+	 * only, so the sum over shards is the depth; the others are 0. */
+	uint64_t saf_depth;               /* gauge: reversals queued (not yet acked) */
+	uint64_t saf_sent;                /* reversals sent to an issuer (repeats included) */
+	uint64_t saf_acked;               /* answered by the issuer: removed from the queue */
+	uint64_t saf_dropped;             /* not queued (queue full, no state) or token gone */
+	/* added with the durable queue */
+	uint64_t saf_retried;             /* unanswered, link down or unsendable: due again later */
+	uint64_t saf_inflight;            /* gauge: reversals of this worker awaiting an answer */
 } __attribute__((aligned(64)));
 
 #endif

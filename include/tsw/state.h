@@ -201,6 +201,14 @@ bool tsw_state_saf_durable(const struct tsw_state *st, uint64_t id);
 int tsw_state_saf_claim(struct tsw_state *st, uint32_t worker, uint32_t max,
 			struct tsw_saf_item *ret_items, size_t *ret_n);
 
+/* tsw_state_saf_claim() limited to the items put with route_key (a
+ * worker claims for the issuer links it has signed on). Items of other
+ * routes are skipped, never leased; while one of them is due, every claim
+ * scans (the no-scan shortcut needs nothing due at all). Returns what
+ * tsw_state_saf_claim() returns. */
+int tsw_state_saf_claim_route(struct tsw_state *st, uint32_t worker, uint32_t route_key,
+			      uint32_t max, struct tsw_saf_item *ret_items, size_t *ret_n);
+
 /* The issuer answered the reversal id: the item leaves the queue now and
  * its delete is queued for the writer (durable at the next commit; a
  * crash before that sends it once more). Never waits on I/O, never

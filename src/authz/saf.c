@@ -326,15 +326,16 @@ bool tsw_state_saf_durable(const struct tsw_state *st, uint64_t id)
 	return tsw_state_durable(st, id);
 }
 
-int tsw_state_saf_claim(struct tsw_state *st, uint32_t worker, uint32_t max,
-			struct tsw_saf_item *ret_items, size_t *ret_n)
+/* Claims up to max due items, oldest first; with filter, only those of
+ * route_key (the others still count for the next due time). */
+static int claim(struct tsw_state *st, bool filter, uint32_t route_key, uint32_t max,
+		 struct tsw_saf_item *ret_items, size_t *ret_n)
 {
 	struct saf_queue *q = &st->saf;
 	uint64_t now, expired = 0, min_due = UINT64_MAX;
 	uint32_t i;
 	size_t n = 0;
 
-	(void)worker; /* leases are not tied to a worker: ack and retry take the id */
 	if (ret_items == NULL || ret_n == NULL)
 		return -TSW_E_BAD_INPUT;
 	pthread_mutex_lock(&q->lock);
@@ -348,7 +349,9 @@ int tsw_state_saf_claim(struct tsw_state *st, uint32_t worker, uint32_t max,
 
 		if (s->claimed && s->lease_until_ms > due)
 			due = s->lease_until_ms;
-		if (due > now) {
+		if (due > now || (filter && s->route_key != route_key)) {
+			/* an item of another route that is due keeps the
+			 * next due time at now: the next claim scans */
 			min_due = due < min_due ? due : min_due;
 			continue;
 		}
@@ -372,6 +375,20 @@ out:
 	atomic_fetch_add_explicit(&st->c.saf_lease_expired, expired, memory_order_relaxed);
 	*ret_n = n;
 	return 0;
+}
+
+int tsw_state_saf_claim(struct tsw_state *st, uint32_t worker, uint32_t max,
+			struct tsw_saf_item *ret_items, size_t *ret_n)
+{
+	(void)worker; /* leases are not tied to a worker: ack and retry take the id */
+	return claim(st, false, 0, max, ret_items, ret_n);
+}
+
+int tsw_state_saf_claim_route(struct tsw_state *st, uint32_t worker, uint32_t route_key,
+			      uint32_t max, struct tsw_saf_item *ret_items, size_t *ret_n)
+{
+	(void)worker;
+	return claim(st, true, route_key, max, ret_items, ret_n);
 }
 
 /* The live slot of id, or NULL; caller holds saf.lock. */

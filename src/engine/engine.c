@@ -723,9 +723,9 @@ void req_fail(struct tsw_engine *e, struct req *r, int timed_out)
 	if (l->pending)
 		l->pending--;
 	if (timed_out)
-		expired_remember(e, r->key);
+		expired_remember(e, r->key, r->kind == REQ_SAF ? r->saf_id : 0);
 	if (r->kind == REQ_SAF) {
-		saf_done(e, r, false);
+		saf_failed(e, r);
 		req_free(e, r);
 		return;
 	}
@@ -742,7 +742,7 @@ void req_fail(struct tsw_engine *e, struct req *r, int timed_out)
 		e->m->declines[TSW_AUTHZ_ISSUER_UNAVAILABLE]++;
 	}
 	if (r->mti_class == TSW_MTI_0100 || r->mti_class == TSW_MTI_0200)
-		saf_push(e, r);
+		saf_put(e, r);
 	req_free(e, r);
 }
 
@@ -815,9 +815,15 @@ void engine_issuer_answer(struct tsw_engine *e, uint32_t link, const struct tsw_
 	const char *rc = "96";
 	char rcbuf[3];
 	struct req *r;
+	uint64_t saf_id = 0;
 	uint32_t stan = 0;
 	unsigned i;
 
+	if (tsw_iso_has(m, 39) && m->f[39].len == 2) {
+		memcpy(rcbuf, tsw_iso_ptr(m, 39), 2);
+		rcbuf[2] = 0;
+		rc = rcbuf;
+	}
 	if (!tsw_iso_has(m, 11) || m->f[11].len != 6 || !is_digits(tsw_iso_ptr(m, 11), 6)) {
 		e->m->unmatched_answers++;
 		return;
@@ -826,23 +832,21 @@ void engine_issuer_answer(struct tsw_engine *e, uint32_t link, const struct tsw_
 		stan = stan * 10 + (uint32_t)(tsw_iso_ptr(m, 11)[i] - '0');
 	r = pending_find(e, (uint64_t)link << 32 | stan);
 	if (!r) {
-		if (expired_take(e, (uint64_t)link << 32 | stan))
+		if (expired_take(e, (uint64_t)link << 32 | stan, &saf_id)) {
 			e->m->late_answers++;
-		else
+			if (saf_id)
+				saf_late_answer(e, saf_id, rc);
+		} else {
 			e->m->unmatched_answers++;
+		}
 		return;
 	}
 	pending_remove(e, r);
 	heap_remove(e, r);
 	if (l->pending)
 		l->pending--;
-	if (tsw_iso_has(m, 39) && m->f[39].len == 2) {
-		memcpy(rcbuf, tsw_iso_ptr(m, 39), 2);
-		rcbuf[2] = 0;
-		rc = rcbuf;
-	}
 	if (r->kind == REQ_SAF) {
-		saf_done(e, r, true);
+		saf_answered(e, r, rc);
 		req_free(e, r);
 		return;
 	}
@@ -905,8 +909,13 @@ static void apply_defaults(struct tsw_engine_config *c)
 	if (c->reconnect_max_ms < c->reconnect_min_ms)
 		c->reconnect_max_ms = c->reconnect_min_ms;
 	c->in_buf_bytes = or_default(c->in_buf_bytes, TSW_ENGINE_IN_BUF_DEFAULT);
-	c->saf_max = or_default(c->saf_max, TSW_ENGINE_SAF_DEFAULT);
 	c->max_parked = or_default(c->max_parked, TSW_ENGINE_PARKED_DEFAULT);
+	c->saf_inflight_max = or_default(c->saf_inflight_max, TSW_ENGINE_SAF_INFLIGHT_DEFAULT);
+	c->saf_poll_ms = or_default(c->saf_poll_ms, TSW_ENGINE_SAF_POLL_DEFAULT_MS);
+	c->saf_retry_min_ms = or_default(c->saf_retry_min_ms, TSW_ENGINE_SAF_RETRY_MIN_DEFAULT_MS);
+	c->saf_retry_max_ms = or_default(c->saf_retry_max_ms, TSW_ENGINE_SAF_RETRY_MAX_DEFAULT_MS);
+	if (c->saf_retry_max_ms < c->saf_retry_min_ms)
+		c->saf_retry_max_ms = c->saf_retry_min_ms;
 	/* an answer must always fit: two frames at least */
 	if (c->out_buf_bytes < 2 * frame)
 		c->out_buf_bytes = 2 * frame;
@@ -979,10 +988,8 @@ int tsw_engine_new(const struct tsw_engine_config *cfg, struct tsw_vault *vault,
 	r = pending_init(e);
 	if (r < 0)
 		goto err_free;
-	r = -ENOMEM;
-	e->saf_cap = e->cfg.saf_max;
-	e->saf = calloc(e->saf_cap, sizeof(*e->saf));
-	if (!e->saf)
+	r = saf_buffers_alloc(e);
+	if (r < 0)
 		goto err_free;
 	r = park_init(e);
 	if (r < 0)
@@ -1017,7 +1024,7 @@ void tsw_engine_free(struct tsw_engine *e)
 	}
 	park_free(e);
 	pending_free(e);
-	free(e->saf);
+	saf_buffers_free(e);
 	free(e->conns);
 	free(e->free_conns);
 	free(e->close_q);
@@ -1051,7 +1058,7 @@ void tsw_engine_loop_end(struct tsw_engine *e)
 
 uint64_t tsw_engine_next_deadline(const struct tsw_engine *e)
 {
-	uint64_t d = UINT64_MAX;
+	uint64_t d = UINT64_MAX, sd;
 	const struct req *top = heap_top(e);
 	uint32_t i;
 
@@ -1065,6 +1072,9 @@ uint64_t tsw_engine_next_deadline(const struct tsw_engine *e)
 	}
 	if (e->cfg.idle_timeout_ms && e->next_idle_scan_ns < d && e->m->conns_open)
 		d = e->next_idle_scan_ns;
+	sd = saf_next_deadline(e);
+	if (sd < d)
+		d = sd;
 	if (park_pending(e)) {
 		uint64_t pd = e->now_ns + TSW_ENGINE_PARK_POLL_NS;
 
@@ -1107,14 +1117,16 @@ void tsw_engine_tick(struct tsw_engine *e, uint64_t now_ns)
 		req_fail(e, r, 1);
 	for (i = 0; i < e->n_links; i++)
 		link_tick(e, i);
-	saf_flush(e);
+	if (now_ns >= e->saf_next_poll_ns)
+		saf_poll(e);
 	idle_scan(e, now_ns);
 	park_poll(e);
 }
 
 uint32_t tsw_engine_inflight(const struct tsw_engine *e)
 {
-	return e->reqs_used + park_pending(e);
+	/* reversals in flight are in the state's queue: not waited for */
+	return e->reqs_used - e->saf_inflight + park_pending(e);
 }
 
 int tsw_engine_reconfigure(struct tsw_engine *e, const struct tsw_engine_config *cfg)
@@ -1140,12 +1152,15 @@ int tsw_engine_reconfigure(struct tsw_engine *e, const struct tsw_engine_config 
 	c.echo_interval_ms = cfg->echo_interval_ms;
 	c.reconnect_min_ms = cfg->reconnect_min_ms;
 	c.reconnect_max_ms = cfg->reconnect_max_ms;
+	c.saf_inflight_max = cfg->saf_inflight_max;
+	c.saf_poll_ms = cfg->saf_poll_ms;
+	c.saf_retry_min_ms = cfg->saf_retry_min_ms;
+	c.saf_retry_max_ms = cfg->saf_retry_max_ms;
 	apply_defaults(&c);
 	/* buffer sizes and table capacities stay as allocated */
 	c.out_buf_bytes = e->cfg.out_buf_bytes;
 	c.link_buf_bytes = e->cfg.link_buf_bytes;
 	c.in_buf_bytes = e->cfg.in_buf_bytes;
-	c.saf_max = e->cfg.saf_max;
 	c.max_parked = e->cfg.max_parked;
 	e->cfg = c;
 	return 0;

@@ -8,12 +8,20 @@
 #include "tsw/engine.h"
 #include "tsw/iso8583.h"
 #include "tsw/metrics.h"
+#include "tsw/state.h"
 #include "tsw/token.h"
 
 /* Defaults for the config fields left 0. */
 #define TSW_ENGINE_IN_BUF_DEFAULT (64u * 1024)
 #define TSW_ENGINE_LINK_BUF_MIN (256u * 1024)
-#define TSW_ENGINE_SAF_DEFAULT 1024u
+#define TSW_ENGINE_SAF_INFLIGHT_DEFAULT 64u
+#define TSW_ENGINE_SAF_POLL_DEFAULT_MS 250u
+#define TSW_ENGINE_SAF_RETRY_MIN_DEFAULT_MS 1000u
+#define TSW_ENGINE_SAF_RETRY_MAX_DEFAULT_MS 60000u
+/* Reversals claimed from the state per call (a claim scans the queue). */
+#define TSW_ENGINE_SAF_CLAIM_BATCH 16u
+/* Reversals in flight never take more than 1/N of the pending table. */
+#define TSW_ENGINE_SAF_PENDING_SHARE 2u
 #define TSW_ENGINE_PARKED_DEFAULT 256u
 #define TSW_ENGINE_ISSUER_TIMEOUT_DEFAULT_MS 2000u
 #define TSW_ENGINE_ECHO_DEFAULT_MS 30000u
@@ -84,7 +92,8 @@ struct issuer_link {
 	uint32_t mgmt_stan; /* outstanding sign-on or echo, 0: none */
 	uint64_t mgmt_deadline_ns;
 	bool mgmt_is_echo;
-	uint32_t pending; /* requests waiting on this link */
+	uint32_t pending;      /* requests waiting on this link */
+	uint32_t saf_inflight; /* of which store-and-forward reversals */
 };
 
 enum req_kind {
@@ -101,7 +110,8 @@ struct req {
 	uint32_t acq_slot, acq_gen;
 	uint32_t heap_idx;
 	uint32_t next_free;
-	uint32_t saf_idx; /* REQ_SAF: the queue entry */
+	uint32_t saf_attempts; /* REQ_SAF: earlier claims of the item */
+	uint64_t saf_id;       /* REQ_SAF: the state's SAF id */
 	uint16_t link;
 	uint8_t kind;	   /* enum req_kind */
 	uint8_t mti_class; /* enum tsw_mti_class */
@@ -114,16 +124,9 @@ struct req {
 	struct echo echo;
 };
 
-/* A reversal waiting to be sent (in memory, bounded; durable SAF is a
- * later issue). */
-struct saf_entry {
-	struct echo echo;  /* the original request's echo fields */
-	char orig_stan[6]; /* the switch's STAN on the original */
-	char token[TSW_TOKEN_MAX_DIGITS];
-	uint8_t token_len;
-	uint16_t link;
-	uint16_t attempts;
-	uint8_t state; /* link.c: free, queued, sent */
+/* A timed-out key; saf_id: the reversal it carried (0: a request). */
+struct expired_key {
+	uint64_t key, saf_id;
 };
 
 struct pend_slot {
@@ -165,13 +168,15 @@ struct tsw_engine {
 	uint32_t table_mask;
 	uint32_t *heap;
 	uint32_t heap_len;
-	uint64_t *expired; /* direct-mapped memory of timed-out keys */
+	struct expired_key *expired; /* direct-mapped memory of timed-out keys */
 	uint32_t stan_seq;
 
-	/* store-and-forward reversals */
-	struct saf_entry *saf;
-	uint32_t saf_cap, saf_head, saf_len;
-	bool saf_dirty;
+	/* store-and-forward reversals (saf.c; the queue is the state's) */
+	struct tsw_saf_item *saf_items; /* claim buffer, TSW_ENGINE_SAF_CLAIM_BATCH */
+	uint8_t *saf_buf;		/* a token-form 0400 being built */
+	uint32_t saf_inflight;		/* REQ_SAF requests, every link */
+	uint64_t saf_next_poll_ns;
+	uint64_t saf_last_id; /* the last put (tests wait for its durability) */
 
 	/* limited-use requests waiting for a durable reservation (use.c) */
 	struct parked *parked;
@@ -206,18 +211,39 @@ void pending_remove(struct tsw_engine *e, struct req *r);
 void heap_push(struct tsw_engine *e, struct req *r);
 void heap_remove(struct tsw_engine *e, struct req *r);
 struct req *heap_top(const struct tsw_engine *e);
-void expired_remember(struct tsw_engine *e, uint64_t key);
-bool expired_take(struct tsw_engine *e, uint64_t key);
+void expired_remember(struct tsw_engine *e, uint64_t key, uint64_t saf_id);
+/* True when key timed out recently (once); *ret_saf_id is the reversal
+ * it carried or 0. */
+bool expired_take(struct tsw_engine *e, uint64_t key, uint64_t *ret_saf_id);
 uint32_t stan_next(struct tsw_engine *e, uint16_t link);
 
 /* link.c */
 void link_tick(struct tsw_engine *e, uint32_t link);
 uint64_t link_next_deadline(const struct tsw_engine *e, uint32_t link);
 int link_send_mgmt(struct tsw_engine *e, uint32_t link, const char *code3, bool echo);
-void saf_push(struct tsw_engine *e, const struct req *r);
-void saf_flush(struct tsw_engine *e);
-void saf_done(struct tsw_engine *e, struct req *r, bool acked);
+/* Encodes edits (msg NULL: edits alone) as one frame on the link; 0 or a
+ * negative error (-TSW_E_NO_SPACE: output full, counted). */
+int link_write(struct tsw_engine *e, uint32_t link, const struct tsw_iso_msg *base,
+	       const struct tsw_iso_edit *ed, unsigned n);
 int engine_route(const struct tsw_engine *e, const char *pan, size_t pan_len);
+void fmt_de7(int64_t wall_s, char out[10]);
+void fmt6(uint32_t v, char out[6]);
+
+/* saf.c: store-and-forward reversals in the state's durable queue */
+int saf_buffers_alloc(struct tsw_engine *e);
+void saf_buffers_free(struct tsw_engine *e);
+/* Queues the reversal of r (a 0100/0200 with no answer) in token form. */
+void saf_put(struct tsw_engine *e, const struct req *r);
+/* Claims due reversals for every signed-on link and sends them. */
+void saf_poll(struct tsw_engine *e);
+/* The issuer answered reversal r (DE39 rc) / it timed out or its link
+ * went down. Both end the request's tracking, not r itself. */
+void saf_answered(struct tsw_engine *e, struct req *r, const char *rc);
+void saf_failed(struct tsw_engine *e, struct req *r);
+/* An answer to reversal id after its timeout: settles it all the same. */
+void saf_late_answer(struct tsw_engine *e, uint64_t id, const char *rc);
+/* The next poll (UINT64_MAX: nothing to poll for). */
+uint64_t saf_next_deadline(const struct tsw_engine *e);
 
 /* engine.c */
 void echo_from_msg(struct echo *ec, const struct tsw_iso_msg *m);

@@ -1,25 +1,16 @@
 /* Issuer links: connection state, sign-on (0800 DE70 001) and echo (0800
  * DE70 301) on the issuer side, reconnect backoff with jitter, routing by
- * PAN BIN, and the in-memory store-and-forward queue of reversals for
- * authorizations whose outcome at the issuer is unknown.
+ * PAN BIN. Reversals owed to issuers are in saf.c.
  */
 #include <errno.h>
 #include <string.h>
 #include <time.h>
 
 #include "engine_int.h"
-#include "rewrite.h"
-#include "use.h"
 #include "tsw/error.h"
-#include "tsw/vault.h"
 
 #define DE70_SIGN_ON "001"
 #define DE70_ECHO "301"
-/* DE90 original data elements: MTI 4, STAN 6, DE7 10, acquirer 11,
- * forwarding institution 11 */
-#define DE90_LEN 42
-
-enum saf_state { SAF_FREE, SAF_QUEUED, SAF_SENT, SAF_STATE_MAX };
 
 static uint64_t xorshift(struct tsw_engine *e)
 {
@@ -55,7 +46,7 @@ int engine_route(const struct tsw_engine *e, const char *pan, size_t pan_len)
 	return best;
 }
 
-static void fmt_de7(int64_t wall_s, char out[10])
+void fmt_de7(int64_t wall_s, char out[10])
 {
 	struct tm tm;
 	time_t t = (time_t)wall_s;
@@ -73,7 +64,7 @@ static void fmt_de7(int64_t wall_s, char out[10])
 	out[9] = (char)('0' + tm.tm_sec % 10);
 }
 
-static void fmt6(uint32_t v, char out[6])
+void fmt6(uint32_t v, char out[6])
 {
 	int i;
 
@@ -83,9 +74,8 @@ static void fmt6(uint32_t v, char out[6])
 	}
 }
 
-/* Encodes edits as one frame on the link; returns 0 or a negative error. */
-static int link_write(struct tsw_engine *e, uint32_t link, const struct tsw_iso_msg *base,
-		      const struct tsw_iso_edit *ed, unsigned n)
+int link_write(struct tsw_engine *e, uint32_t link, const struct tsw_iso_msg *base,
+	       const struct tsw_iso_edit *ed, unsigned n)
 {
 	struct issuer_link *l = &e->links[link];
 	const struct tsw_iso_profile *p = e->cfg.iss_profile;
@@ -249,7 +239,7 @@ static void mgmt_answer(struct tsw_engine *e, uint32_t link, const struct tsw_is
 	if (l->state == LINK_UP) {
 		set_state(e, link, LINK_SIGNED_ON);
 		l->backoff_ms = e->cfg.reconnect_min_ms;
-		saf_flush(e);
+		saf_poll(e); /* reversals owed to this issuer go first */
 	}
 }
 
@@ -360,170 +350,4 @@ uint64_t link_next_deadline(const struct tsw_engine *e, uint32_t link)
 		break;
 	}
 	return UINT64_MAX;
-}
-
-/* ---- store-and-forward reversals ---- */
-
-void saf_push(struct tsw_engine *e, const struct req *r)
-{
-	struct saf_entry *s;
-
-	if (e->saf_len == e->saf_cap) {
-		e->m->saf_dropped++;
-		return;
-	}
-	s = &e->saf[(e->saf_head + e->saf_len) % e->saf_cap];
-	e->saf_len++;
-	s->echo = r->echo;
-	fmt6((uint32_t)r->key, s->orig_stan);
-	memcpy(s->token, r->token, r->token_len);
-	s->token_len = r->token_len;
-	s->link = r->link;
-	s->attempts = 0;
-	s->state = SAF_QUEUED;
-	e->m->saf_depth = e->saf_len;
-	e->saf_dirty = true;
-}
-
-static void saf_pop_done(struct tsw_engine *e)
-{
-	while (e->saf_len && e->saf[e->saf_head].state == SAF_FREE) {
-		e->saf_head = (e->saf_head + 1) % e->saf_cap;
-		e->saf_len--;
-	}
-	e->m->saf_depth = e->saf_len;
-}
-
-void saf_done(struct tsw_engine *e, struct req *r, bool acked)
-{
-	struct saf_entry *s = &e->saf[r->saf_idx];
-
-	if (acked) {
-		s->state = SAF_FREE;
-		e->m->saf_acked++;
-		saf_pop_done(e);
-		return;
-	}
-	s->state = SAF_QUEUED;
-	e->saf_dirty = true;
-}
-
-/* Builds the 0400 for entry s on its link: the original's echo fields,
- * the PAN (looked up again: nothing keeps it meanwhile), a new STAN, DE90
- * naming the original. */
-static int saf_send(struct tsw_engine *e, uint32_t idx)
-{
-	struct saf_entry *s = &e->saf[idx];
-	struct tsw_iso_edit ed[TSW_ENGINE_ECHO_FIELDS + 6];
-	struct tsw_token t;
-	uint8_t de48[TSW_ENGINE_DE48_MAX];
-	char pan[TSW_PAN_MAX_DIGITS];
-	char de90[DE90_LEN], stan[6];
-	size_t de48_len;
-	struct req *r;
-	unsigned i, n = 0;
-	int pan_len, ret;
-
-	ret = tsw_vault_lookup(e->reader, s->token, s->token_len, &t);
-	if (ret < 0)
-		return ret;
-	pan_len = tsw_vault_decrypt_pan(e->reader, &t, pan, sizeof(pan));
-	if (pan_len < 0)
-		return pan_len;
-	r = req_alloc(e);
-	if (!r) {
-		ret = -TSW_E_FULL;
-		goto out_wipe;
-	}
-	ret = pending_insert(e, r, s->link);
-	if (ret < 0) {
-		req_free(e, r);
-		goto out_wipe;
-	}
-	fmt6((uint32_t)r->key, stan);
-	memset(de90, '0', sizeof(de90));
-	memcpy(de90, s->echo.mti, 4);
-	memcpy(de90 + 4, s->orig_stan, 6);
-	for (i = 0; i < TSW_ENGINE_ECHO_FIELDS; i++) {
-		unsigned f = tsw_engine_echo_fields[i];
-
-		if (!s->echo.len[i] || f == 2 || f == 11)
-			continue;
-		if (f == 7 && s->echo.len[i] == 10)
-			memcpy(de90 + 10, s->echo.data + s->echo.off[i], 10);
-		ed[n++] = (struct tsw_iso_edit){.field = (uint16_t)f,
-						.len = s->echo.len[i],
-						.data = s->echo.data + s->echo.off[i]};
-	}
-	ret = de48_for_issuer(NULL, 0, &t, de48, sizeof(de48), &de48_len);
-	if (ret < 0)
-		goto out_remove;
-	ed[n++] = (struct tsw_iso_edit){.field = 0, .len = 4, .data = (const uint8_t *)"0400"};
-	ed[n++] = (struct tsw_iso_edit){
-	    .field = 2, .len = (uint16_t)pan_len, .data = (const uint8_t *)pan};
-	ed[n++] = (struct tsw_iso_edit){.field = 11, .len = 6, .data = (const uint8_t *)stan};
-	if (strlen(t.pan_expiry) == 4)
-		ed[n++] = (struct tsw_iso_edit){
-		    .field = 14, .len = 4, .data = (const uint8_t *)t.pan_expiry};
-	ed[n++] = (struct tsw_iso_edit){.field = 48, .len = (uint16_t)de48_len, .data = de48};
-	ed[n++] =
-	    (struct tsw_iso_edit){.field = 90, .len = DE90_LEN, .data = (const uint8_t *)de90};
-	ret = link_write(e, s->link, NULL, ed, n);
-	if (ret < 0)
-		goto out_remove;
-	r->kind = REQ_SAF;
-	r->saf_idx = idx;
-	r->mti_class = TSW_MTI_0400;
-	r->fwd_ns = r->start_ns = e->now_ns;
-	r->deadline_ns = e->now_ns + (uint64_t)e->cfg.issuer_timeout_ms * NS_PER_MS;
-	heap_push(e, r);
-	e->links[s->link].pending++;
-	s->state = SAF_SENT;
-	s->attempts++;
-	e->m->saf_sent++;
-	ret = 0;
-	goto out_wipe;
-
-out_remove:
-	pending_remove(e, r);
-	req_free(e, r);
-out_wipe:
-	explicit_bzero(pan, sizeof(pan));
-	return ret;
-}
-
-void saf_flush(struct tsw_engine *e)
-{
-	uint32_t i;
-
-	if (!e->saf_dirty || !e->saf_len)
-		return;
-	if (!e->reader_live) {
-		if (tsw_vault_reader_renew(e->reader) < 0)
-			return;
-		e->reader_live = true;
-	}
-	e->saf_dirty = false;
-	for (i = 0; i < e->saf_len; i++) {
-		uint32_t idx = (e->saf_head + i) % e->saf_cap;
-		struct saf_entry *s = &e->saf[idx];
-		int r;
-
-		if (s->state != SAF_QUEUED)
-			continue;
-		if (e->links[s->link].state != LINK_SIGNED_ON) {
-			e->saf_dirty = true; /* retried after the next sign-on */
-			continue;
-		}
-		r = saf_send(e, idx);
-		if (r == -TSW_E_NOT_FOUND) {
-			/* the token was deleted from the vault: nothing to send */
-			s->state = SAF_FREE;
-			e->m->saf_dropped++;
-		} else if (r < 0) {
-			e->saf_dirty = true;
-			break;
-		}
-	}
-	saf_pop_done(e);
 }

@@ -251,17 +251,24 @@ struct req *heap_top(const struct tsw_engine *e)
 	return e->heap_len ? &e->reqs[e->heap[0]] : NULL;
 }
 
-void expired_remember(struct tsw_engine *e, uint64_t key)
+void expired_remember(struct tsw_engine *e, uint64_t key, uint64_t saf_id)
 {
-	e->expired[XXH3_64bits(&key, sizeof(key)) % TSW_ENGINE_EXPIRED_MEMORY] = key;
+	struct expired_key *s =
+	    &e->expired[XXH3_64bits(&key, sizeof(key)) % TSW_ENGINE_EXPIRED_MEMORY];
+
+	s->key = key;
+	s->saf_id = saf_id;
 }
 
-bool expired_take(struct tsw_engine *e, uint64_t key)
+bool expired_take(struct tsw_engine *e, uint64_t key, uint64_t *ret_saf_id)
 {
-	uint64_t *s = &e->expired[XXH3_64bits(&key, sizeof(key)) % TSW_ENGINE_EXPIRED_MEMORY];
+	struct expired_key *s =
+	    &e->expired[XXH3_64bits(&key, sizeof(key)) % TSW_ENGINE_EXPIRED_MEMORY];
 
-	if (*s != key || key == 0)
+	if (s->key != key || key == 0)
 		return false;
-	*s = 0;
+	*ret_saf_id = s->saf_id;
+	s->key = 0;
+	s->saf_id = 0;
 	return true;
 }

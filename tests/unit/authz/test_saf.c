@@ -270,6 +270,45 @@ Test(saf, expired_lease_hands_the_item_to_another_worker)
 	free(it);
 }
 
+static size_t claim_route(struct tsw_state *st, uint32_t route, uint32_t max,
+			  struct tsw_saf_item *items)
+{
+	size_t n = 12345;
+
+	cr_assert_eq(tsw_state_saf_claim_route(st, 1, route, max, items, &n), 0);
+	cr_assert_leq(n, max);
+	return n;
+}
+
+Test(saf, route_claim_hands_out_only_that_route_and_leaves_the_rest_due)
+{
+	struct tsw_saf_item *it = items_alloc(4);
+	struct tsw_state *st;
+	size_t n = 0;
+	uint64_t a;
+	int efd;
+
+	st = open_saf(0, &efd);
+	a = put_str(st, 1, "r1-first");
+	put_str(st, 2, "r2-first");
+	put_str(st, 1, "r1-second");
+	cr_assert_eq(claim_route(st, 3, 4, it), 0, "no item of route 3");
+	cr_assert_eq(claim_route(st, 1, 4, it), 2);
+	cr_expect(item_is(&it[0], 1, "r1-first"), "FIFO within the route");
+	cr_expect(item_is(&it[1], 1, "r1-second"));
+	cr_expect_eq(claim_route(st, 1, 4, it), 0, "route 1 is leased");
+	/* the route 2 item was skipped, not leased: still due for anyone */
+	cr_assert_eq(claim_route(st, 2, 4, it), 1, "route 2 still due after a filtered scan");
+	cr_expect(item_is(&it[0], 2, "r2-first"));
+	cr_expect_eq(it[0].attempts, 0, "skipping is not an attempt");
+	cr_assert_eq(tsw_state_saf_retry(st, a, 0), 0);
+	cr_assert_eq(claim_route(st, 1, 1, it), 1, "released: due again for its route");
+	cr_expect(item_is(&it[0], 1, "r1-first"));
+	cr_expect_eq(tsw_state_saf_claim_route(st, 1, 1, 1, NULL, &n), -TSW_E_BAD_INPUT);
+	close_saf(st, efd);
+	free(it);
+}
+
 Test(saf, retry_backoff_is_respected)
 {
 	static const struct {

@@ -110,6 +110,38 @@ static void make_vault(struct h *h)
 	cr_assert_eq(st.imported, H_TOKEN_MAX, "imported %lu", st.imported);
 }
 
+/* The state's clock follows the test's: leases and backoff in ms. */
+static uint64_t h_clock_ms(void *arg)
+{
+	const struct h *h = arg;
+
+	return h->now / 1000000ull;
+}
+
+static void state_open(struct h *h)
+{
+	char sdir[128];
+
+	snprintf(sdir, sizeof(sdir), "%s/state", h->dir);
+	cr_assert_eq(tsw_state_open(sdir, &h->scfg, &h->state), 0);
+}
+
+void h_state_reopen(struct h *h)
+{
+	tsw_state_close(h->state);
+	h->state = NULL;
+	state_open(h);
+}
+
+void h_restart(struct h *h)
+{
+	tsw_engine_free(h->e);
+	h->e = NULL;
+	h_state_reopen(h);
+	memset(&h->m, 0, sizeof(h->m));
+	h_start(h);
+}
+
 void h_init(struct h *h)
 {
 	char sdir[128];
@@ -121,7 +153,9 @@ void h_init(struct h *h)
 	make_vault(h);
 	snprintf(sdir, sizeof(sdir), "%s/state", h->dir);
 	cr_assert_eq(mkdir(sdir, 0700), 0);
-	cr_assert_eq(tsw_state_open(sdir, NULL, &h->state), 0);
+	h->scfg.clock_ms = h_clock_ms;
+	h->scfg.clock_arg = h;
+	state_open(h);
 	h->cfg.acq_profile = &h->prof;
 	h->cfg.iss_profile = &h->prof;
 	h->cfg.max_conns = 4;

@@ -11,6 +11,7 @@
 #include "tsw/engine.h"
 #include "tsw/iso8583.h"
 #include "tsw/metrics.h"
+#include "tsw/state.h"
 #include "tsw/token.h"
 
 #define H_MAX_MSGS 256
@@ -50,6 +51,7 @@ struct h {
 	struct tsw_iso_profile prof;
 	struct tsw_vault *vault;
 	struct tsw_state *state;
+	struct tsw_state_config scfg; /* its clock is h->now */
 	struct tsw_metrics_shard m;
 	struct tsw_engine_config cfg;
 	struct tsw_engine *e;
@@ -64,6 +66,11 @@ void h_init(struct h *h);
  * every link on. */
 void h_start(struct h *h);
 void h_fini(struct h *h);
+/* Closes and reopens the state (h->scfg; the engine must be freed). */
+void h_state_reopen(struct h *h);
+/* A restart: frees the engine, reopens the state, zeroes the metrics
+ * and starts a new engine (h_start). */
+void h_restart(struct h *h);
 /* Brings link up and answers its sign-on with rc. */
 void h_sign_on(struct h *h, uint32_t link, const char *rc);
 

@@ -127,11 +127,16 @@ Test(pending, heap_pops_in_deadline_order)
 Test(pending, late_answer_memory)
 {
 	struct tsw_engine *e = mk();
+	uint64_t saf_id = 1;
 
-	expired_remember(e, 42);
-	cr_assert(expired_take(e, 42));
-	cr_assert_not(expired_take(e, 42));
-	cr_assert_not(expired_take(e, 43));
+	expired_remember(e, 42, 0);
+	cr_assert(expired_take(e, 42, &saf_id));
+	cr_assert_eq(saf_id, 0, "a request, not a reversal");
+	cr_assert_not(expired_take(e, 42, &saf_id));
+	cr_assert_not(expired_take(e, 43, &saf_id));
+	expired_remember(e, 44, 777);
+	cr_assert(expired_take(e, 44, &saf_id));
+	cr_assert_eq(saf_id, 777, "the reversal it carried");
 	pending_free(e);
 	free(e);
 }

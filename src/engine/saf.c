@@ -1,0 +1,375 @@
+/* Store-and-forward reversals. An authorization whose outcome at the
+ * issuer is unknown (it timed out, or its link went down) is owed a
+ * reversal 0400. The engine puts it in TOKEN form into the state's
+ * durable SAF queue (tsw/state.h: no PAN is ever stored), claims due
+ * reversals for the links it has signed on, rewrites each to the PAN as
+ * it sends it (vault lookup and decrypt, as the forward path does), and
+ * acks it at the issuer's 0410 or gives it back with a backoff.
+ * docs/engine.md, "Timeouts and reversals", has the rules.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine_int.h"
+#include "rewrite.h"
+#include "tsw/error.h"
+#include "tsw/state.h"
+#include "tsw/vault.h"
+
+/* DE90 original data elements: MTI 4, STAN 6, DE7 10, acquiring
+ * institution 11, forwarding institution 11 (zeros: not kept). */
+#define DE90_LEN 42
+#define DE90_OFF_STAN 4
+#define DE90_OFF_DE7 10
+/* The doubling of the retry backoff stops here (the max caps it anyway). */
+#define SAF_BACKOFF_SHIFT_MAX 20u
+
+enum saf_outcome {
+	SAF_SENT,
+	SAF_DROP,      /* can never be sent: token gone, stored form unreadable */
+	SAF_RETRY,     /* this one failed: due again after its backoff */
+	SAF_LINK_FULL, /* the link or the pending table has no room: stop for now */
+	SAF_OUTCOME_MAX
+};
+
+int saf_buffers_alloc(struct tsw_engine *e)
+{
+	e->saf_items = calloc(TSW_ENGINE_SAF_CLAIM_BATCH, sizeof(*e->saf_items));
+	e->saf_buf = malloc(TSW_STATE_SAF_MSG_MAX);
+	if (!e->saf_items || !e->saf_buf)
+		return -ENOMEM;
+	return 0;
+}
+
+void saf_buffers_free(struct tsw_engine *e)
+{
+	free(e->saf_items);
+	free(e->saf_buf);
+}
+
+/* The queue is shared by every worker: only worker 0 reports its depth,
+ * so the control plane's sum over shards is right. */
+static void saf_gauge(struct tsw_engine *e)
+{
+	struct tsw_state_stats ss;
+
+	if (!e->state || e->cfg.worker_id != 0)
+		return;
+	tsw_state_stats(e->state, &ss);
+	e->m->saf_depth = ss.saf_depth;
+}
+
+static uint64_t backoff_ms(const struct tsw_engine *e, uint32_t attempts)
+{
+	uint32_t shift = attempts < SAF_BACKOFF_SHIFT_MAX ? attempts : SAF_BACKOFF_SHIFT_MAX;
+	uint64_t d = (uint64_t)e->cfg.saf_retry_min_ms << shift;
+
+	return d < e->cfg.saf_retry_max_ms ? d : e->cfg.saf_retry_max_ms;
+}
+
+static void give_back(struct tsw_engine *e, uint64_t id, uint64_t delay_ms)
+{
+	if (tsw_state_saf_retry(e->state, id, tsw_state_now_ms(e->state) + delay_ms) == 0)
+		e->m->saf_retried++;
+}
+
+static void drop(struct tsw_engine *e, uint64_t id)
+{
+	if (tsw_state_saf_ack(e->state, id) == 0)
+		e->m->saf_dropped++;
+}
+
+void saf_put(struct tsw_engine *e, const struct req *r)
+{
+	const struct echo *ec = &r->echo;
+	struct tsw_iso_edit ed[TSW_ENGINE_ECHO_FIELDS + 4];
+	char de90[DE90_LEN];
+	unsigned i, n = 0;
+	uint64_t id;
+	int len;
+
+	if (!e->state) {
+		e->m->saf_dropped++;
+		return;
+	}
+	/* DE90 names the original as the issuer saw it: the switch's STAN
+	 * and the DE7 that went out with it (forwarded unchanged) */
+	memset(de90, '0', sizeof(de90));
+	memcpy(de90, ec->mti, 4);
+	fmt6((uint32_t)r->key, de90 + DE90_OFF_STAN);
+	for (i = 0; i < TSW_ENGINE_ECHO_FIELDS; i++) {
+		unsigned f = tsw_engine_echo_fields[i];
+
+		if (!ec->len[i] || f == 2)
+			continue;
+		if (f == 7 && ec->len[i] == 10)
+			memcpy(de90 + DE90_OFF_DE7, ec->data + ec->off[i], 10);
+		ed[n++] = (struct tsw_iso_edit){
+		    .field = (uint16_t)f, .len = ec->len[i], .data = ec->data + ec->off[i]};
+	}
+	ed[n++] = (struct tsw_iso_edit){.field = 0, .len = 4, .data = (const uint8_t *)"0400"};
+	ed[n++] = (struct tsw_iso_edit){
+	    .field = 2, .len = r->token_len, .data = (const uint8_t *)r->token};
+	if (r->has_token_expiry)
+		ed[n++] = (struct tsw_iso_edit){
+		    .field = 14, .len = 4, .data = (const uint8_t *)r->token_expiry};
+	ed[n++] =
+	    (struct tsw_iso_edit){.field = 90, .len = DE90_LEN, .data = (const uint8_t *)de90};
+	/* the token form is the acquirer-side 0400, in the acquirer's profile */
+	len = tsw_iso_encode(e->cfg.acq_profile, NULL, ed, n, e->saf_buf, TSW_STATE_SAF_MSG_MAX);
+	if (len <= 0 || tsw_state_saf_put(e->state, r->link, e->saf_buf, (size_t)len, &id) < 0) {
+		/* -EAGAIN: the queue is full (the state counts saf_full) */
+		e->m->saf_dropped++;
+		return;
+	}
+	e->saf_last_id = id;
+	e->saf_next_poll_ns = 0; /* the next tick sends it when its link is up */
+	saf_gauge(e);
+}
+
+/* Rewrites one claimed reversal to the PAN and sends it on link. */
+static enum saf_outcome saf_send(struct tsw_engine *e, uint32_t link, const struct tsw_saf_item *it)
+{
+	struct tsw_iso_edit ed[TSW_ISO_FIELDS + 1];
+	struct tsw_iso_msg m;
+	struct tsw_token t;
+	uint8_t de48[TSW_ENGINE_DE48_MAX];
+	char pan[TSW_PAN_MAX_DIGITS];
+	char de7[10], stan[6];
+	size_t de48_len = 0;
+	enum saf_outcome out;
+	struct req *r;
+	unsigned f, n = 0;
+	int pan_len, ret;
+
+	if (tsw_iso_decode(e->cfg.acq_profile, it->msg, it->len, &m) < 0 || !tsw_iso_has(&m, 2) ||
+	    m.f[2].len == 0 || m.f[2].len > TSW_TOKEN_MAX_DIGITS)
+		return SAF_DROP;
+	e->m->vault_lookups++;
+	ret = tsw_vault_lookup(e->reader, (const char *)tsw_iso_ptr(&m, 2), m.f[2].len, &t);
+	if (ret == -TSW_E_NOT_FOUND)
+		return SAF_DROP;
+	if (ret < 0) {
+		e->m->vault_errors++;
+		return SAF_RETRY;
+	}
+	pan_len = tsw_vault_decrypt_pan(e->reader, &t, pan, sizeof(pan));
+	if (pan_len < 0) {
+		e->m->vault_errors++;
+		out = SAF_RETRY;
+		goto out_wipe;
+	}
+	r = req_alloc(e);
+	if (!r) {
+		out = SAF_LINK_FULL;
+		goto out_wipe;
+	}
+	if (pending_insert(e, r, (uint16_t)link) < 0) {
+		req_free(e, r);
+		out = SAF_LINK_FULL;
+		goto out_wipe;
+	}
+	out = SAF_RETRY;
+	if (tsw_iso_has(&m, 48))
+		ret = de48_for_issuer(tsw_iso_ptr(&m, 48), m.f[48].len, &t, de48, sizeof(de48),
+				      &de48_len);
+	else
+		ret = de48_for_issuer(NULL, 0, &t, de48, sizeof(de48), &de48_len);
+	if (ret < 0)
+		goto out_remove;
+	/* every stored field as it is (the issuer leg is built from edits
+	 * alone: the two profiles may differ in framing and bitmap), then
+	 * the issuer-side values */
+	ed[n++] = (struct tsw_iso_edit){.field = 0, .len = 4, .data = (const uint8_t *)m.mti};
+	for (f = 2; f < TSW_ISO_FIELDS; f++) {
+		if (!tsw_iso_has(&m, f) || f == 2 || f == 7 || f == 11 || f == 14 || f == 35 ||
+		    f == 48)
+			continue;
+		ed[n++] = (struct tsw_iso_edit){
+		    .field = (uint16_t)f, .len = m.f[f].len, .data = tsw_iso_ptr(&m, f)};
+	}
+	fmt6((uint32_t)r->key, stan);
+	fmt_de7(e->wall_s, de7);
+	ed[n++] = (struct tsw_iso_edit){
+	    .field = 2, .len = (uint16_t)pan_len, .data = (const uint8_t *)pan};
+	ed[n++] = (struct tsw_iso_edit){.field = 7, .len = 10, .data = (const uint8_t *)de7};
+	ed[n++] = (struct tsw_iso_edit){.field = 11, .len = 6, .data = (const uint8_t *)stan};
+	if (strlen(t.pan_expiry) == 4)
+		ed[n++] = (struct tsw_iso_edit){
+		    .field = 14, .len = 4, .data = (const uint8_t *)t.pan_expiry};
+	if (de48_len)
+		ed[n++] =
+		    (struct tsw_iso_edit){.field = 48, .len = (uint16_t)de48_len, .data = de48};
+	ret = link_write(e, link, NULL, ed, n);
+	if (ret == -TSW_E_NO_SPACE) {
+		out = SAF_LINK_FULL;
+		goto out_remove;
+	}
+	if (ret < 0) {
+		e->m->issuer_format_errors++;
+		goto out_remove;
+	}
+	r->kind = REQ_SAF;
+	r->saf_id = it->id;
+	r->saf_attempts = it->attempts;
+	r->mti_class = TSW_MTI_0400;
+	r->fwd_ns = r->start_ns = e->now_ns;
+	r->deadline_ns = e->now_ns + (uint64_t)e->cfg.issuer_timeout_ms * NS_PER_MS;
+	heap_push(e, r);
+	e->links[link].pending++;
+	e->links[link].saf_inflight++;
+	e->saf_inflight++;
+	e->m->saf_inflight++;
+	e->m->saf_sent++;
+	out = SAF_SENT;
+	goto out_wipe;
+
+out_remove:
+	pending_remove(e, r);
+	req_free(e, r);
+out_wipe:
+	explicit_bzero(pan, sizeof(pan));
+	explicit_bzero(&t, sizeof(t));
+	return out;
+}
+
+/* Reversals this worker may still send on link now. */
+static uint32_t room(const struct tsw_engine *e, const struct issuer_link *l)
+{
+	uint32_t share = e->n_reqs / TSW_ENGINE_SAF_PENDING_SHARE;
+	uint32_t free_reqs = e->n_reqs - e->reqs_used;
+	uint32_t n;
+
+	if (l->saf_inflight >= e->cfg.saf_inflight_max || e->saf_inflight >= share)
+		return 0;
+	n = e->cfg.saf_inflight_max - l->saf_inflight;
+	if (n > share - e->saf_inflight)
+		n = share - e->saf_inflight;
+	if (n > free_reqs)
+		n = free_reqs;
+	return n < TSW_ENGINE_SAF_CLAIM_BATCH ? n : TSW_ENGINE_SAF_CLAIM_BATCH;
+}
+
+/* Claims and sends the due reversals of one signed-on link. */
+static void poll_link(struct tsw_engine *e, uint32_t link)
+{
+	struct issuer_link *l = &e->links[link];
+	bool full = false;
+
+	while (!full && l->state == LINK_SIGNED_ON) {
+		uint32_t want = room(e, l);
+		size_t k, n = 0;
+
+		if (!want || tsw_state_saf_claim_route(e->state, e->cfg.worker_id, link, want,
+						       e->saf_items, &n) < 0)
+			return;
+		for (k = 0; k < n; k++) {
+			const struct tsw_saf_item *it = &e->saf_items[k];
+
+			switch (full ? SAF_LINK_FULL : saf_send(e, link, it)) {
+			case SAF_SENT:
+				break;
+			case SAF_DROP:
+				drop(e, it->id);
+				break;
+			case SAF_RETRY:
+				give_back(e, it->id, backoff_ms(e, it->attempts));
+				break;
+			case SAF_LINK_FULL:
+			case SAF_OUTCOME_MAX:
+				/* local congestion, not the reversal's fault */
+				full = true;
+				give_back(e, it->id, e->cfg.saf_retry_min_ms);
+				break;
+			}
+		}
+		if (n < want)
+			return;
+	}
+}
+
+void saf_poll(struct tsw_engine *e)
+{
+	uint32_t link;
+
+	if (!e->state)
+		return;
+	e->saf_next_poll_ns = e->now_ns + (uint64_t)e->cfg.saf_poll_ms * NS_PER_MS;
+	for (link = 0; link < e->n_links; link++) {
+		if (e->links[link].state != LINK_SIGNED_ON)
+			continue;
+		if (!e->reader_live) {
+			if (tsw_vault_reader_renew(e->reader) < 0) {
+				e->m->vault_errors++;
+				break;
+			}
+			e->reader_live = true;
+		}
+		poll_link(e, link);
+	}
+	saf_gauge(e);
+}
+
+static void untrack(struct tsw_engine *e, const struct req *r)
+{
+	struct issuer_link *l = &e->links[r->link];
+
+	if (l->saf_inflight)
+		l->saf_inflight--;
+	if (e->saf_inflight)
+		e->saf_inflight--;
+	if (e->m->saf_inflight)
+		e->m->saf_inflight--;
+}
+
+/* 91 / 96 (or no DE39): the issuer could not process the reversal;
+ * anything else (00, 25 original not found, ...) settles it. */
+static bool wants_repeat(const char *rc)
+{
+	return strcmp(rc, "91") == 0 || strcmp(rc, "96") == 0;
+}
+
+void saf_answered(struct tsw_engine *e, struct req *r, const char *rc)
+{
+	untrack(e, r);
+	if (wants_repeat(rc)) {
+		give_back(e, r->saf_id, backoff_ms(e, r->saf_attempts));
+		return;
+	}
+	/* not found: another worker's lease had run out and it got the
+	 * answer first; the reversal is settled either way */
+	if (tsw_state_saf_ack(e->state, r->saf_id) == 0)
+		e->m->saf_acked++;
+	saf_gauge(e);
+}
+
+void saf_late_answer(struct tsw_engine *e, uint64_t id, const char *rc)
+{
+	/* it was given back at its timeout: the issuer has it now, so it
+	 * leaves the queue unless the answer asks for a repeat (whoever
+	 * holds it by now, the ack counts) */
+	if (wants_repeat(rc))
+		return;
+	if (tsw_state_saf_ack(e->state, id) == 0)
+		e->m->saf_acked++;
+	saf_gauge(e);
+}
+
+void saf_failed(struct tsw_engine *e, struct req *r)
+{
+	untrack(e, r);
+	give_back(e, r->saf_id, backoff_ms(e, r->saf_attempts));
+}
+
+uint64_t saf_next_deadline(const struct tsw_engine *e)
+{
+	uint32_t link;
+
+	if (!e->state)
+		return UINT64_MAX;
+	for (link = 0; link < e->n_links; link++)
+		if (e->links[link].state == LINK_SIGNED_ON)
+			return e->saf_next_poll_ns;
+	return UINT64_MAX;
+}

@@ -18,10 +18,12 @@
 #define TSW_TRID_LEN 11
 #define TSW_PAR_LEN 29
 #define TSW_TOKEN_REF_MAX 32
-#define TSW_MERCHANT_ID_LEN 15   /* DE42 */
-#define TSW_ACQUIRER_ID_MAX 11   /* DE32 */
+#define TSW_MERCHANT_ID_LEN 15 /* DE42 */
+#define TSW_ACQUIRER_ID_MAX 11 /* DE32 */
 #define TSW_TOKEN_MERCHANTS_MAX 8
 #define TSW_DEVICE_REF_MAX 48
+/* AES-256-GCM sealed PAN: 12-byte nonce, ciphertext (PAN digits), 16-byte tag */
+#define TSW_SEALED_PAN_MAX (12 + TSW_PAN_MAX_DIGITS + 16)
 
 enum tsw_token_status {
 	TSW_TOKEN_ACTIVE,
@@ -44,29 +46,29 @@ enum tsw_pos_mode {
 struct tsw_token_merchant {
 	char merchant_id[TSW_MERCHANT_ID_LEN + 1]; /* DE42, space-padded as on the wire */
 	char acquirer_id[TSW_ACQUIRER_ID_MAX + 1]; /* DE32, "" for any */
-	char mcc[5];                               /* DE18, "" for any */
+	char mcc[5];				   /* DE18, "" for any */
 };
 
 struct tsw_token {
 	char token[TSW_TOKEN_MAX_DIGITS + 1];
 	uint8_t token_len;
-	uint8_t status;            /* enum tsw_token_status */
-	uint8_t card_suspended;    /* the card behind it is suspended */
-	uint8_t assurance_level;   /* 0..99 */
-	char token_expiry[5];      /* YYMM */
-	char pan_expiry[5];        /* YYMM */
+	uint8_t status;		 /* enum tsw_token_status */
+	uint8_t card_suspended;	 /* the card behind it is suspended */
+	uint8_t assurance_level; /* 0..99 */
+	char token_expiry[5];	 /* YYMM */
+	char pan_expiry[5];	 /* YYMM */
 	char trid[TSW_TRID_LEN + 1];
 	char token_ref[TSW_TOKEN_REF_MAX + 1];
 	char par[TSW_PAR_LEN + 1];
 	/* domain restriction controls */
-	uint32_t pos_modes;        /* bit (1u << enum tsw_pos_mode); 0: any */
-	uint8_t n_merchants;       /* 0: any merchant */
+	uint32_t pos_modes;  /* bit (1u << enum tsw_pos_mode); 0: any */
+	uint8_t n_merchants; /* 0: any merchant */
 	struct tsw_token_merchant merchants[TSW_TOKEN_MERCHANTS_MAX];
-	uint64_t amount_limit;     /* minor units; 0: none */
-	char currency[4];          /* ISO 4217 numeric, "" for any */
-	uint32_t max_uses;         /* 0: unlimited */
-	uint32_t valid_from;       /* unix seconds; 0: none */
-	uint32_t valid_until;      /* unix seconds; 0: none */
+	uint64_t amount_limit; /* minor units; 0: none */
+	char currency[4];      /* ISO 4217 numeric, "" for any */
+	uint32_t max_uses;     /* 0: unlimited */
+	uint32_t valid_from;   /* unix seconds; 0: none */
+	uint32_t valid_until;  /* unix seconds; 0: none */
 	uint8_t device_required;
 	/* token-for-token: the original token and its data ("" when none) */
 	char original_token[TSW_TOKEN_MAX_DIGITS + 1];
@@ -77,6 +79,14 @@ struct tsw_token {
 	 * 8 bytes of the PAN's HMAC) for card-level state; never the PAN */
 	uint32_t key_id;
 	uint64_t card_id;
+	/* the encrypted PAN as stored (opaque; only tsw_vault_decrypt_pan()
+	 * reads it) */
+	uint8_t sealed_pan[TSW_SEALED_PAN_MAX];
+	uint8_t sealed_len;
+	/* bumped by every re-personalization: the switch's state keeps
+	 * (atc_epoch, last ATC) and treats a higher epoch here as "ATC reset
+	 * to 0" */
+	uint32_t atc_epoch;
 };
 
 #endif

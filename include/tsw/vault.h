@@ -12,6 +12,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "tsw/token.h"
 
@@ -23,41 +24,230 @@ enum {
 	TSW_VAULT_CREATE = 1u << 1,
 };
 
+/* Limits of the vault (named so tools and tests can use them). */
+#define TSW_VAULT_MAP_SIZE_BYTES (64ull << 30) /* LMDB map: address space, not disk */
+#define TSW_VAULT_KEYS_MAX 16		       /* PAN key ids in one key file */
+#define TSW_VAULT_BINS_MAX 64		       /* token BIN ranges */
+#define TSW_VAULT_BIN_MIN_DIGITS 1
+#define TSW_VAULT_BIN_MAX_DIGITS 12
+#define TSW_VAULT_CHUNK_ROWS_DEFAULT 50000    /* rows per import transaction */
+#define TSW_VAULT_RUN_ROWS_MIN (1u << 17)     /* first run: the writer starts early */
+#define TSW_VAULT_RUN_ROWS_DEFAULT (1u << 21) /* runs double up to this many rows */
+#define TSW_VAULT_RUN_BYTES_PER_ROW 320	      /* record arena sizing per run row */
+#define TSW_VAULT_REKEY_CHUNK_ROWS 10000      /* records re-encrypted per transaction */
+#define TSW_VAULT_DEVICES_PER_TOKEN_MAX 16    /* bound device refs per token */
+#define TSW_VAULT_PROVISION_TRIES_MAX 1000    /* random draws before -TSW_E_FULL */
+#define TSW_PAN_MIN_DIGITS 12
+
 /* Opens the vault in dir with keys from key_file (mode 0600 or stricter,
  * else -TSW_E_BAD_KEY). Returns 0, -TSW_E_BAD_KEY, -TSW_E_VERSION,
- * -TSW_E_CORRUPT, -ENOENT, or another -errno. */
+ * -TSW_E_CORRUPT, -ENOENT, or another -errno.
+ *
+ * flags: TSW_VAULT_RDONLY for the switch (every write function then
+ * returns -EROFS); TSW_VAULT_CREATE creates dir (0700) and the vault when
+ * absent, and key_file (mode 0600, fresh random keys) when absent and the
+ * vault is new. Without CREATE a dir without a vault is -ENOENT. A key
+ * file that is missing, malformed, too open, does not match the vault's
+ * key check values or lacks the vault's current PAN key is
+ * -TSW_E_BAD_KEY; a dir whose files are not an LMDB environment, or an
+ * environment without vault metadata (another program's), is
+ * -TSW_E_CORRUPT and is never written; a format newer than this build is
+ * -TSW_E_VERSION. Keys live in locked memory excluded from core dumps
+ * (mlock failing under RLIMIT_MEMLOCK is tolerated and reported by
+ * tsw_vault_stats). *ret_vault is valid until tsw_vault_close(); it may
+ * be shared by threads (readers are per thread). */
 int tsw_vault_open(const char *dir, const char *key_file, unsigned flags,
 		   struct tsw_vault **ret_vault);
-/* Closes and wipes the keys. */
+/* Closes the environment and wipes the keys. Readers and batches must be
+ * closed/finished first. NULL is a no-op. */
 void tsw_vault_close(struct tsw_vault *v);
 
 /* True when token (digits, len) lies in one of the vault's token BIN
- * ranges. Lock-free; reads metadata cached at open (and refreshed by
- * tsw_vault_reader_renew). */
+ * ranges. Lock-free, any thread; reads metadata cached at open and
+ * refreshed by tsw_vault_reader_renew when it changed. */
 bool tsw_vault_in_token_range(const struct tsw_vault *v, const char *token, size_t len);
 
-/* A worker's reader. Returns 0 or -ENOMEM / -errno. */
+/* A worker's reader: one LMDB read transaction (MDB_NOTLS: usable from
+ * any one thread at a time) and one cipher context per key. Starts reset.
+ * Returns 0, -ENOMEM, -TSW_E_FULL (LMDB reader slots), -errno. Close
+ * before tsw_vault_close(); NULL is a no-op for close. */
 int tsw_vault_reader_open(struct tsw_vault *v, struct tsw_vault_reader **ret_reader);
 void tsw_vault_reader_close(struct tsw_vault_reader *r);
-/* Renew once per loop iteration (sees every committed change), reset
- * before waiting (so the writer can reuse pages). */
+/* Renew once per loop iteration: the reader then sees every change
+ * committed so far (by any process) until the next renew/reset. When the
+ * vault's metadata changed (token ranges, a rekey) it also refreshes the
+ * cached ranges and loads new keys from the key file (rare, takes a
+ * mutex). Returns 0, -TSW_E_FULL, -TSW_E_CORRUPT, -errno; after an error
+ * the reader is reset. Reset before waiting, so the writer can reuse
+ * pages; lookups on a reset reader return -EINVAL. */
 int tsw_vault_reader_renew(struct tsw_vault_reader *r);
 void tsw_vault_reader_reset(struct tsw_vault_reader *r);
 
 /* Looks token up and copies the decoded record into *ret_token (caller
- * owned; no pointers into the map). Returns 0, -TSW_E_NOT_FOUND,
- * -TSW_E_CORRUPT. Requires a renewed reader. */
+ * owned; no pointers into the map, valid after reset). A token that is
+ * not 13-19 digits is simply not found. Returns 0, -TSW_E_NOT_FOUND,
+ * -TSW_E_CORRUPT (record fails its layout check), -EINVAL (reader not
+ * renewed). */
 int tsw_vault_lookup(struct tsw_vault_reader *r, const char *token, size_t len,
 		     struct tsw_token *ret_token);
 
 /* Decrypts the PAN of a record returned by lookup into out (digits, not
- * NUL-terminated); the caller wipes out when done. Returns the PAN length,
- * or -TSW_E_DECRYPT, -TSW_E_NO_SPACE, -TSW_E_NOT_FOUND (key id unknown). */
+ * NUL-terminated); the caller wipes out when done. Needs no renewed
+ * transaction. Returns the PAN length, or -TSW_E_DECRYPT (tampered record
+ * or token), -TSW_E_NO_SPACE (cap too small), -TSW_E_NOT_FOUND (key id
+ * unknown to this process), -ENOMEM. */
 int tsw_vault_decrypt_pan(struct tsw_vault_reader *r, const struct tsw_token *t, char *out,
 			  size_t cap);
 
-/* 1 when device_ref is bound to token, 0 when not, or a negative error. */
+/* 1 when device_ref is bound to token, 0 when not (also for a malformed
+ * token or ref), -EINVAL when the reader is not renewed, or another
+ * negative error. */
 int tsw_vault_device_bound(struct tsw_vault_reader *r, const char *token, size_t token_len,
 			   const char *device_ref, size_t ref_len);
+
+/* ---- write side (tokvault, tests; never the switch's hot path) ----
+ * Every function below needs a vault opened without TSW_VAULT_RDONLY
+ * (else -EROFS) and runs in its own LMDB write transaction (bulk writes
+ * and rekey: one per chunk), so a failure leaves the vault as it was (bulk
+ * writes and rekey: as of the last committed chunk). Tokens and PANs are
+ * ASCII digits of the given length (no NUL needed). Call from one thread
+ * at a time per vault handle. None of them logs. */
+
+/* Adds a token BIN range (prefix digits); adding an existing one is a
+ * no-op. Returns 0, -TSW_E_BAD_INPUT, -TSW_E_FULL, -EROFS, -errno. */
+int tsw_vault_add_token_bin(struct tsw_vault *v, const char *prefix, size_t len);
+
+/* A token to write: the decoded record plus the card behind it.
+ * token.key_id, card_id, sealed_*, card_suspended, atc_epoch and the
+ * original_trid/ref/assurance fields are computed by the vault (the
+ * original_* data are copied from the original token's record). */
+struct tsw_vault_row {
+	struct tsw_token token;
+	char pan[TSW_PAN_MAX_DIGITS + 1];
+	uint8_t pan_len;
+	char device_ref[TSW_DEVICE_REF_MAX + 1]; /* "" or one device to bind */
+};
+
+/* Called once per rejected row, always on the thread that calls
+ * tsw_vault_batch_add/_finish. reason is a static string without any
+ * field value (never the PAN). */
+typedef void (*tsw_vault_reject_fn)(void *ctx, unsigned long line, int err, const char *reason);
+
+struct tsw_vault_import_stats {
+	unsigned long rows;	/* rows offered */
+	unsigned long imported; /* rows committed */
+	unsigned long rejected; /* rows reported through the reject callback */
+	unsigned long chunks;	/* write transactions committed */
+};
+
+struct tsw_vault_batch;
+
+/* Starts a bulk write: rows are validated and encrypted on the caller's
+ * thread into a run (TSW_VAULT_RUN_ROWS_MIN rows, doubling with each run
+ * up to TSW_VAULT_RUN_ROWS_DEFAULT); a writer
+ * thread sorts each run by token and writes it chunk_rows per
+ * transaction (0: TSW_VAULT_CHUNK_ROWS_DEFAULT), appending where the
+ * tokens come after the vault's last one, while the caller fills the next
+ * run. Sorting whole runs keeps random-order imports from rewriting the
+ * tree once per chunk. A row that fails validation, or whose token exists
+ * already, is rejected (callback) and the others land. Token-for-token
+ * rows are written after all others, so their original may come later in
+ * the same batch. Memory: up to two runs (about 0.9 GiB each at the
+ * default size). Returns 0, -EROFS, -ENOMEM, -errno. */
+int tsw_vault_batch_begin(struct tsw_vault *v, unsigned chunk_rows, tsw_vault_reject_fn on_reject,
+			  void *ctx, struct tsw_vault_batch **ret_batch);
+/* Adds one row (copied; line is what rejects report). Returns 0 (also
+ * when the row was rejected), or a negative error that ends the batch:
+ * call _finish to clean up. */
+int tsw_vault_batch_add(struct tsw_vault_batch *b, const struct tsw_vault_row *row,
+			unsigned long line);
+/* Writes what is left, waits for the writer, frees b. Returns 0 or the
+ * first LMDB/system error (chunks committed before it stay committed). */
+int tsw_vault_batch_finish(struct tsw_vault_batch *b, struct tsw_vault_import_stats *ret_stats);
+
+/* Imports a CSV whose header row names the columns (DESIGN.md "Interfaces
+ * that scripts rely on"; token,pan,pan_expiry,token_expiry are required).
+ * Bad rows are reported as (line, reason) and skipped; good rows land in
+ * chunks. Returns 0 (even with rejected rows), -TSW_E_BAD_INPUT (no or bad
+ * header: nothing written), -EROFS, -errno. */
+int tsw_vault_import_csv(struct tsw_vault *v, FILE *in, tsw_vault_reject_fn on_reject, void *ctx,
+			 struct tsw_vault_import_stats *ret_stats);
+
+/* Sets a token's status; *ret_old gets the previous one (may be NULL).
+ * Returns 0, -TSW_E_NOT_FOUND, -TSW_E_BAD_INPUT, -EROFS, -errno. */
+int tsw_vault_set_status(struct tsw_vault *v, const char *token, size_t len,
+			 enum tsw_token_status status, enum tsw_token_status *ret_old);
+
+/* Suspends or resumes the card behind pan: the card's state is kept and
+ * every token of the card gets card_suspended set or cleared (tokens
+ * imported later inherit it). *ret_tokens: tokens changed or checked.
+ * Returns 0, -TSW_E_NOT_FOUND (no token for that PAN), -TSW_E_BAD_INPUT,
+ * -EROFS, -errno. */
+int tsw_vault_set_card_suspended(struct tsw_vault *v, const char *pan, size_t pan_len,
+				 bool suspended, size_t *ret_tokens);
+
+/* Reissue: relinks every token of old_pan to new_pan with new_expiry
+ * (YYMM), re-encrypting each under the current key. Returns 0,
+ * -TSW_E_NOT_FOUND, -TSW_E_BAD_INPUT, -EROFS, -errno. */
+int tsw_vault_update_pan(struct tsw_vault *v, const char *old_pan, size_t old_len,
+			 const char *new_pan, size_t new_len, const char *new_expiry,
+			 size_t *ret_tokens);
+
+/* Binds / unbinds a device reference (1..TSW_DEVICE_REF_MAX printable
+ * bytes). bind: 0, -TSW_E_EXISTS (already bound), -TSW_E_FULL,
+ * -TSW_E_NOT_FOUND (token), -TSW_E_BAD_INPUT. unbind: 0,
+ * -TSW_E_NOT_FOUND (token, or ref not bound). Both also -EROFS, -errno. */
+int tsw_vault_bind_device(struct tsw_vault *v, const char *token, size_t len, const char *ref,
+			  size_t ref_len);
+int tsw_vault_unbind_device(struct tsw_vault *v, const char *token, size_t len, const char *ref,
+			    size_t ref_len);
+
+/* Resets the token's ATC: increments its atc_epoch (*ret_epoch: the new
+ * one, may be NULL). Returns 0, -TSW_E_NOT_FOUND, -EROFS, -errno. */
+int tsw_vault_repersonalize(struct tsw_vault *v, const char *token, size_t len,
+			    uint32_t *ret_epoch);
+
+/* Provisions a new token for row->pan (or, when row->token.original_token
+ * is set and row->pan_len is 0, for the original token's PAN:
+ * token-for-token). The token is drawn at random from the BIN range bin
+ * (NULL: the first range), token_len digits, Luhn-valid and unused;
+ * row->token.token is ignored. *ret_token gets the record as written.
+ * Returns 0, -TSW_E_OUT_OF_RANGE (bin is no range of the vault),
+ * -TSW_E_FULL (no free token found), -TSW_E_NOT_FOUND (original
+ * unknown), -TSW_E_BAD_INPUT, -EROFS, -errno. */
+int tsw_vault_provision(struct tsw_vault *v, const struct tsw_vault_row *row, const char *bin,
+			size_t bin_len, unsigned token_len, struct tsw_token *ret_token);
+
+struct tsw_vault_stats {
+	uint64_t tokens;
+	uint64_t by_status[TSW_TOKEN_STATUS_MAX];
+	uint64_t card_suspended_tokens;
+	uint64_t cards; /* distinct PANs */
+	uint64_t suspended_cards;
+	uint64_t device_bindings;
+	uint64_t by_key[TSW_VAULT_KEYS_MAX]; /* tokens per key slot below */
+	uint32_t key_ids[TSW_VAULT_KEYS_MAX];
+	unsigned n_keys;
+	uint32_t current_key_id;
+	unsigned n_bins;
+	char bins[TSW_VAULT_BINS_MAX][TSW_VAULT_BIN_MAX_DIGITS + 1];
+	uint64_t map_used_bytes;
+	bool keys_locked; /* keys are in mlock'ed memory */
+};
+
+/* Counts everything (walks every record: seconds at 10 M tokens). Works
+ * on a read-only vault too. Returns 0, -TSW_E_CORRUPT, -errno. */
+int tsw_vault_stats(struct tsw_vault *v, struct tsw_vault_stats *ret_stats);
+
+/* Adds a new PAN key (id = highest + 1) to key_file (rewritten
+ * atomically, mode 0600) and re-encrypts every record under it,
+ * TSW_VAULT_REKEY_CHUNK_ROWS per transaction, so readers never wait long.
+ * Readers pick the new key up at their next tsw_vault_reader_renew.
+ * *ret_key_id and *ret_records may be NULL. Returns 0, -TSW_E_FULL (too
+ * many keys), -EROFS, -errno. */
+int tsw_vault_rekey(struct tsw_vault *v, uint32_t *ret_key_id, uint64_t *ret_records);
+
+/* Luhn check over digits (len >= 2). */
+bool tsw_vault_luhn_valid(const char *digits, size_t len);
 
 #endif

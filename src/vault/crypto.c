@@ -1,0 +1,147 @@
+/* PAN sealing (AES-256-GCM, the token digits as associated data, a fresh
+ * 96-bit random nonce per write) and the keyed PAN hash of the index.
+ * Contexts are keyed once and reused: a seal or open only sets the nonce. */
+#include <errno.h>
+#include <openssl/core_names.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/params.h>
+#include <openssl/rand.h>
+#include <string.h>
+
+#include "internal.h"
+#include "tsw/error.h"
+
+int crypto_init(struct pan_crypto *c, const struct keyring *keys)
+{
+	memset(c, 0, sizeof(*c));
+	c->keys = keys;
+	c->enc_slot = -1;
+	return 0;
+}
+
+void crypto_free(struct pan_crypto *c)
+{
+	for (size_t i = 0; i < TSW_VAULT_KEYS_MAX; i++)
+		EVP_CIPHER_CTX_free(c->dec[i]);
+	EVP_CIPHER_CTX_free(c->enc);
+	EVP_MAC_CTX_free(c->mac);
+	memset(c, 0, sizeof(*c));
+}
+
+static EVP_CIPHER_CTX *keyed_ctx(const uint8_t key[KEY_BYTES], bool enc)
+{
+	EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
+
+	if (!ctx)
+		return NULL;
+	if (EVP_CipherInit_ex(ctx, EVP_aes_256_gcm(), NULL, NULL, NULL, enc) != 1 ||
+	    EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_IVLEN, NONCE_BYTES, NULL) != 1 ||
+	    EVP_CipherInit_ex(ctx, NULL, NULL, key, NULL, enc) != 1) {
+		EVP_CIPHER_CTX_free(ctx);
+		return NULL;
+	}
+	return ctx;
+}
+
+int crypto_seal(struct pan_crypto *c, const char *token, size_t token_len, const char *pan,
+		size_t pan_len, const uint8_t *nonce, uint8_t *out, uint8_t *ret_len,
+		uint32_t *ret_key_id)
+{
+	int slot = (int)__atomic_load_n(&c->keys->current, __ATOMIC_ACQUIRE);
+	int n = 0;
+
+	if (pan_len > TSW_PAN_MAX_DIGITS)
+		return -TSW_E_BAD_INPUT;
+	if (slot != c->enc_slot) {
+		EVP_CIPHER_CTX_free(c->enc);
+		c->enc = keyed_ctx(c->keys->pan[slot].key, true);
+		c->enc_slot = c->enc ? slot : -1;
+		if (!c->enc)
+			return -ENOMEM;
+	}
+	if (nonce)
+		memcpy(out, nonce, NONCE_BYTES);
+	else if (RAND_bytes(out, NONCE_BYTES) != 1)
+		return -EIO;
+	if (EVP_EncryptInit_ex(c->enc, NULL, NULL, NULL, out) != 1 ||
+	    EVP_EncryptUpdate(c->enc, NULL, &n, (const uint8_t *)token, (int)token_len) != 1 ||
+	    EVP_EncryptUpdate(c->enc, out + NONCE_BYTES, &n, (const uint8_t *)pan, (int)pan_len) !=
+		1 ||
+	    EVP_EncryptFinal_ex(c->enc, out + NONCE_BYTES + n, &n) != 1 ||
+	    EVP_CIPHER_CTX_ctrl(c->enc, EVP_CTRL_GCM_GET_TAG, TAG_BYTES,
+				out + NONCE_BYTES + pan_len) != 1)
+		return -EIO;
+	*ret_len = (uint8_t)(NONCE_BYTES + pan_len + TAG_BYTES);
+	*ret_key_id = c->keys->pan[slot].id;
+	return 0;
+}
+
+int crypto_open(struct pan_crypto *c, uint32_t key_id, const char *token, size_t token_len,
+		const uint8_t *sealed, size_t sealed_len, char *out, size_t cap)
+{
+	int slot = keyring_slot(c->keys, key_id);
+	size_t pan_len;
+	int n = 0, r = 0;
+
+	if (slot < 0)
+		return -TSW_E_NOT_FOUND;
+	if (sealed_len < NONCE_BYTES + TAG_BYTES + 1 || sealed_len > TSW_SEALED_PAN_MAX)
+		return -TSW_E_DECRYPT;
+	pan_len = sealed_len - NONCE_BYTES - TAG_BYTES;
+	if (cap < pan_len)
+		return -TSW_E_NO_SPACE;
+	if (!c->dec[slot]) {
+		c->dec[slot] = keyed_ctx(c->keys->pan[slot].key, false);
+		if (!c->dec[slot])
+			return -ENOMEM;
+	}
+	EVP_CIPHER_CTX *ctx = c->dec[slot];
+	if (EVP_DecryptInit_ex(ctx, NULL, NULL, NULL, sealed) != 1 ||
+	    EVP_DecryptUpdate(ctx, NULL, &n, (const uint8_t *)token, (int)token_len) != 1 ||
+	    EVP_DecryptUpdate(ctx, (uint8_t *)out, &n, sealed + NONCE_BYTES, (int)pan_len) != 1 ||
+	    EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, TAG_BYTES,
+				(void *)(sealed + NONCE_BYTES + pan_len)) != 1 ||
+	    EVP_DecryptFinal_ex(ctx, (uint8_t *)out + n, &n) != 1)
+		r = -TSW_E_DECRYPT;
+	if (r < 0) {
+		OPENSSL_cleanse(out, pan_len);
+		return r;
+	}
+	return (int)pan_len;
+}
+
+int crypto_card_key(struct pan_crypto *c, const char *pan, size_t pan_len,
+		    uint8_t out[CARD_KEY_BYTES])
+{
+	uint8_t md[EVP_MAX_MD_SIZE];
+	size_t md_len = 0;
+
+	if (!c->mac) {
+		EVP_MAC *mac = EVP_MAC_fetch(NULL, "HMAC", NULL);
+		OSSL_PARAM params[] = {
+		    OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, (char *)"SHA256", 0),
+		    OSSL_PARAM_construct_end(),
+		};
+
+		if (!mac)
+			return -ENOMEM;
+		c->mac = EVP_MAC_CTX_new(mac);
+		EVP_MAC_free(mac);
+		if (!c->mac)
+			return -ENOMEM;
+		if (EVP_MAC_init(c->mac, c->keys->hmac_key, KEY_BYTES, params) != 1) {
+			EVP_MAC_CTX_free(c->mac);
+			c->mac = NULL;
+			return -EIO;
+		}
+	} else if (EVP_MAC_init(c->mac, NULL, 0, NULL) != 1) {
+		return -EIO;
+	}
+	if (EVP_MAC_update(c->mac, (const uint8_t *)pan, pan_len) != 1 ||
+	    EVP_MAC_final(c->mac, md, &md_len, sizeof(md)) != 1)
+		return -EIO;
+	memcpy(out, md, CARD_KEY_BYTES);
+	OPENSSL_cleanse(md, sizeof(md));
+	return 0;
+}

@@ -1,0 +1,623 @@
+/* Opening the vault, its metadata (format, key check values, token BIN
+ * ranges, a generation counter), and the read side the switch uses. */
+#include <errno.h>
+#include <limits.h>
+#include <openssl/crypto.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "internal.h"
+#include "tsw/error.h"
+
+#define META_FORMAT "format"
+#define META_GEN "gen"
+#define META_BINS "bins"
+#define META_KEY_CURRENT "key:current"
+#define META_KCV_HMAC "kcv:hmac"
+#define META_KCV_PAN "kcv:pan:%u"
+#define META_NAME_MAX 32
+#define VAULT_DIR_MODE 0700
+#define VAULT_FILE_MODE 0600
+
+struct tsw_vault_reader {
+	struct tsw_vault *v;
+	MDB_txn *txn;
+	MDB_cursor *devices;
+	bool active;
+	struct pan_crypto crypto;
+};
+
+int mdb_to_errno(int rc)
+{
+	switch (rc) {
+	case MDB_SUCCESS:
+		return 0;
+	case MDB_NOTFOUND:
+		return -TSW_E_NOT_FOUND;
+	case MDB_KEYEXIST:
+		return -TSW_E_EXISTS;
+	case MDB_MAP_FULL:
+	case MDB_DBS_FULL:
+	case MDB_READERS_FULL:
+	case MDB_TXN_FULL:
+	case MDB_CURSOR_FULL:
+	case MDB_PAGE_FULL:
+		return -TSW_E_FULL;
+	case MDB_VERSION_MISMATCH:
+		return -TSW_E_VERSION;
+	case MDB_INVALID:
+	case MDB_CORRUPTED:
+	case MDB_PAGE_NOTFOUND:
+	case MDB_INCOMPATIBLE:
+	case MDB_BAD_DBI:
+	case MDB_BAD_VALSIZE:
+		return -TSW_E_CORRUPT;
+	default:
+		if (rc > 0)
+			return -rc;
+		return -EIO;
+	}
+}
+
+bool tsw_vault_luhn_valid(const char *digits, size_t len)
+{
+	unsigned sum = 0;
+
+	if (len < 2)
+		return false;
+	for (size_t i = 0; i < len; i++) {
+		unsigned d = (unsigned)(digits[len - 1 - i] - '0');
+
+		if (d > 9)
+			return false;
+		if (i & 1) {
+			d *= 2;
+			if (d > 9)
+				d -= 9;
+		}
+		sum += d;
+	}
+	return sum % 10 == 0;
+}
+
+/* ---- metadata ---- */
+
+static int meta_get(struct tsw_vault *v, MDB_txn *txn, const char *name, MDB_val *ret)
+{
+	MDB_val k = {.mv_size = strlen(name), .mv_data = (void *)name};
+
+	return mdb_to_errno(mdb_get(txn, v->dbi_meta, &k, ret));
+}
+
+static int meta_put(struct tsw_vault *v, MDB_txn *txn, const char *name, const void *data,
+		    size_t len)
+{
+	MDB_val k = {.mv_size = strlen(name), .mv_data = (void *)name};
+	MDB_val d = {.mv_size = len, .mv_data = (void *)data};
+
+	return mdb_to_errno(mdb_put(txn, v->dbi_meta, &k, &d, 0));
+}
+
+int meta_get_u32(struct tsw_vault *v, MDB_txn *txn, const char *name, uint32_t *ret)
+{
+	MDB_val d;
+	int r = meta_get(v, txn, name, &d);
+
+	if (r < 0)
+		return r;
+	if (d.mv_size != sizeof(uint32_t))
+		return -TSW_E_CORRUPT;
+	memcpy(ret, d.mv_data, sizeof(*ret));
+	return 0;
+}
+
+static int meta_get_gen(struct tsw_vault *v, MDB_txn *txn, uint64_t *ret)
+{
+	MDB_val d;
+	int r = meta_get(v, txn, META_GEN, &d);
+
+	if (r < 0)
+		return r;
+	if (d.mv_size != sizeof(uint64_t))
+		return -TSW_E_CORRUPT;
+	memcpy(ret, d.mv_data, sizeof(*ret));
+	return 0;
+}
+
+int meta_bump_gen(struct tsw_vault *v, MDB_txn *txn)
+{
+	uint64_t gen = 0;
+	int r = meta_get_gen(v, txn, &gen);
+
+	if (r < 0 && r != -TSW_E_NOT_FOUND)
+		return r;
+	gen++;
+	return meta_put(v, txn, META_GEN, &gen, sizeof(gen));
+}
+
+int kcv_register(struct tsw_vault *v, MDB_txn *txn, uint32_t id, const uint8_t key[KEY_BYTES])
+{
+	char name[META_NAME_MAX];
+	uint8_t kcv[KCV_BYTES];
+	int r;
+
+	snprintf(name, sizeof(name), META_KCV_PAN, id);
+	keyring_kcv(key, kcv);
+	r = meta_put(v, txn, name, kcv, sizeof(kcv));
+	if (r < 0)
+		return r;
+	return meta_put(v, txn, META_KEY_CURRENT, &id, sizeof(id));
+}
+
+/* Every key the vault has a check value for must match; the vault's
+ * current key must be in the file. */
+static int keys_verify(struct tsw_vault *v, MDB_txn *txn)
+{
+	uint8_t kcv[KCV_BYTES];
+	uint32_t current = 0;
+	MDB_val d;
+	int r;
+
+	r = meta_get(v, txn, META_KCV_HMAC, &d);
+	if (r < 0)
+		return r == -TSW_E_NOT_FOUND ? -TSW_E_CORRUPT : r;
+	keyring_kcv(v->keys->hmac_key, kcv);
+	if (d.mv_size != KCV_BYTES || CRYPTO_memcmp(d.mv_data, kcv, KCV_BYTES) != 0)
+		return -TSW_E_BAD_KEY;
+	for (uint32_t i = 0; i < v->keys->n_pan; i++) {
+		char name[META_NAME_MAX];
+
+		snprintf(name, sizeof(name), META_KCV_PAN, v->keys->pan[i].id);
+		r = meta_get(v, txn, name, &d);
+		if (r == -TSW_E_NOT_FOUND)
+			continue; /* a key the vault never used */
+		if (r < 0)
+			return r;
+		keyring_kcv(v->keys->pan[i].key, kcv);
+		if (d.mv_size != KCV_BYTES || CRYPTO_memcmp(d.mv_data, kcv, KCV_BYTES) != 0)
+			return -TSW_E_BAD_KEY;
+	}
+	r = meta_get_u32(v, txn, META_KEY_CURRENT, &current);
+	if (r < 0)
+		return r == -TSW_E_NOT_FOUND ? -TSW_E_CORRUPT : r;
+	if (keyring_slot(v->keys, current) < 0)
+		return -TSW_E_BAD_KEY;
+	return 0;
+}
+
+static int meta_init(struct tsw_vault *v, MDB_txn *txn)
+{
+	uint32_t format = VAULT_FORMAT;
+	uint8_t kcv[KCV_BYTES];
+	uint32_t slot = v->keys->current;
+	int r;
+
+	r = meta_put(v, txn, META_FORMAT, &format, sizeof(format));
+	if (r < 0)
+		return r;
+	keyring_kcv(v->keys->hmac_key, kcv);
+	r = meta_put(v, txn, META_KCV_HMAC, kcv, sizeof(kcv));
+	if (r < 0)
+		return r;
+	r = kcv_register(v, txn, v->keys->pan[slot].id, v->keys->pan[slot].key);
+	if (r < 0)
+		return r;
+	r = meta_put(v, txn, META_BINS, "", 0);
+	if (r < 0)
+		return r;
+	return meta_bump_gen(v, txn);
+}
+
+static int bins_load(struct tsw_vault *v, MDB_txn *txn, struct bin_set **ret)
+{
+	struct bin_set *b;
+	MDB_val d;
+	int r = meta_get(v, txn, META_BINS, &d);
+
+	if (r < 0)
+		return r == -TSW_E_NOT_FOUND ? -TSW_E_CORRUPT : r;
+	b = calloc(1, sizeof(*b));
+	if (!b)
+		return -ENOMEM;
+	for (size_t off = 0; off < d.mv_size;) {
+		const char *p = (const char *)d.mv_data + off;
+		size_t n = strnlen(p, d.mv_size - off);
+
+		if (n < TSW_VAULT_BIN_MIN_DIGITS || n > TSW_VAULT_BIN_MAX_DIGITS ||
+		    off + n >= d.mv_size || b->n >= TSW_VAULT_BINS_MAX) {
+			free(b);
+			return -TSW_E_CORRUPT;
+		}
+		memcpy(b->prefix[b->n], p, n);
+		b->len[b->n++] = (uint8_t)n;
+		off += n + 1;
+	}
+	*ret = b;
+	return 0;
+}
+
+/* Re-reads bins and keys when the metadata generation moved. */
+static int vault_refresh(struct tsw_vault *v, MDB_txn *txn, uint64_t gen)
+{
+	struct bin_set *b = NULL;
+	int r = 0;
+
+	pthread_mutex_lock(&v->refresh_lock);
+	if (__atomic_load_n(&v->meta_gen, __ATOMIC_ACQUIRE) >= gen)
+		goto out_unlock;
+	r = bins_load(v, txn, &b);
+	if (r < 0)
+		goto out_unlock;
+	b->older = __atomic_load_n(&v->bins, __ATOMIC_ACQUIRE);
+	__atomic_store_n(&v->bins, b, __ATOMIC_RELEASE);
+	{
+		uint32_t current = 0;
+
+		if (meta_get_u32(v, txn, META_KEY_CURRENT, &current) == 0 &&
+		    keyring_slot(v->keys, current) < 0)
+			(void)keyring_reload(v->keys, v->key_file); /* decrypt reports a miss */
+	}
+	__atomic_store_n(&v->meta_gen, gen, __ATOMIC_RELEASE);
+out_unlock:
+	pthread_mutex_unlock(&v->refresh_lock);
+	return r;
+}
+
+static int open_dbis(struct tsw_vault *v, MDB_txn *txn, bool create)
+{
+	unsigned c = create ? MDB_CREATE : 0;
+	int rc;
+
+	rc = mdb_dbi_open(txn, "meta", c, &v->dbi_meta);
+	if (rc == 0)
+		rc = mdb_dbi_open(txn, "tokens", c | MDB_INTEGERKEY, &v->dbi_tokens);
+	if (rc == 0)
+		rc = mdb_dbi_open(txn, "index", c | MDB_DUPSORT | MDB_DUPFIXED | MDB_INTEGERDUP,
+				  &v->dbi_index);
+	if (rc == 0)
+		rc = mdb_dbi_open(txn, "cards", c, &v->dbi_cards);
+	if (rc == 0)
+		rc =
+		    mdb_dbi_open(txn, "devices", c | MDB_INTEGERKEY | MDB_DUPSORT, &v->dbi_devices);
+	if (rc == MDB_NOTFOUND || rc == MDB_INCOMPATIBLE)
+		return -TSW_E_CORRUPT;
+	return mdb_to_errno(rc);
+}
+
+static int env_setup(struct tsw_vault *v, const char *dir, bool create)
+{
+	bool rdonly = v->flags & TSW_VAULT_RDONLY;
+	uint32_t format = 0;
+	uint64_t gen = 0;
+	MDB_txn *txn = NULL;
+	int rc, r;
+
+	rc = mdb_env_create(&v->env);
+	if (rc)
+		return mdb_to_errno(rc);
+	mdb_env_set_maxdbs(v->env, VAULT_MAX_DBS);
+	mdb_env_set_mapsize(v->env, TSW_VAULT_MAP_SIZE_BYTES);
+	rc = mdb_env_open(v->env, dir, MDB_NOTLS | MDB_NORDAHEAD | (rdonly ? MDB_RDONLY : 0),
+			  VAULT_FILE_MODE);
+	if (rc)
+		return rc == ENOENT ? -ENOENT : mdb_to_errno(rc);
+	rc = mdb_txn_begin(v->env, NULL, rdonly ? MDB_RDONLY : 0, &txn);
+	if (rc)
+		return mdb_to_errno(rc);
+	if (create) {
+		/* only an empty environment becomes a vault: never write into
+		 * another program's LMDB files */
+		MDB_dbi main_dbi;
+		MDB_stat st;
+
+		rc = mdb_dbi_open(txn, NULL, 0, &main_dbi);
+		if (rc == 0)
+			rc = mdb_stat(txn, main_dbi, &st);
+		if (rc) {
+			r = mdb_to_errno(rc);
+			goto out_abort;
+		}
+		create = st.ms_entries == 0;
+	}
+	r = open_dbis(v, txn, create);
+	if (r < 0)
+		goto out_abort;
+	r = meta_get_u32(v, txn, META_FORMAT, &format);
+	if (r == -TSW_E_NOT_FOUND && create) {
+		r = meta_init(v, txn);
+		if (r < 0)
+			goto out_abort;
+		format = VAULT_FORMAT;
+	} else if (r == -TSW_E_NOT_FOUND) {
+		r = -TSW_E_CORRUPT;
+		goto out_abort;
+	} else if (r < 0) {
+		goto out_abort;
+	}
+	if (format > VAULT_FORMAT) {
+		r = -TSW_E_VERSION;
+		goto out_abort;
+	}
+	if (format != VAULT_FORMAT) {
+		r = -TSW_E_CORRUPT;
+		goto out_abort;
+	}
+	r = keys_verify(v, txn);
+	if (r < 0)
+		goto out_abort;
+	r = meta_get_gen(v, txn, &gen);
+	if (r < 0)
+		goto out_abort;
+	r = bins_load(v, txn, &v->bins);
+	if (r < 0)
+		goto out_abort;
+	v->meta_gen = gen;
+	return mdb_to_errno(mdb_txn_commit(txn));
+out_abort:
+	mdb_txn_abort(txn);
+	return r;
+}
+
+int tsw_vault_open(const char *dir, const char *key_file, unsigned flags,
+		   struct tsw_vault **ret_vault)
+{
+	bool create = (flags & TSW_VAULT_CREATE) && !(flags & TSW_VAULT_RDONLY);
+	char data_path[PATH_MAX];
+	struct stat st;
+	bool exists;
+	struct tsw_vault *v;
+	int r;
+
+	if (!dir || !key_file || !ret_vault)
+		return -EINVAL;
+	if ((size_t)snprintf(data_path, sizeof(data_path), "%s/data.mdb", dir) >= sizeof(data_path))
+		return -ENAMETOOLONG;
+	if (create && mkdir(dir, VAULT_DIR_MODE) < 0 && errno != EEXIST)
+		return -errno;
+	if (stat(dir, &st) < 0)
+		return -errno;
+	if (!S_ISDIR(st.st_mode))
+		return -ENOTDIR;
+	exists = stat(data_path, &st) == 0;
+	if (!exists && !create)
+		return -ENOENT;
+	if (exists && st.st_size == 0)
+		return -TSW_E_CORRUPT;
+
+	v = calloc(1, sizeof(*v));
+	if (!v)
+		return -ENOMEM;
+	v->flags = flags;
+	pthread_mutex_init(&v->refresh_lock, NULL);
+	v->key_file = strdup(key_file);
+	if (!v->key_file) {
+		r = -ENOMEM;
+		goto out_close;
+	}
+	/* An existing vault never gets a fresh key file: it could not match. */
+	r = keyring_load(key_file, create && !exists, &v->keys, &v->keys_locked);
+	if (r < 0)
+		goto out_close;
+	r = env_setup(v, dir, create);
+	if (r < 0)
+		goto out_close;
+	*ret_vault = v;
+	return 0;
+out_close:
+	tsw_vault_close(v);
+	return r;
+}
+
+void tsw_vault_close(struct tsw_vault *v)
+{
+	struct bin_set *b;
+
+	if (!v)
+		return;
+	if (v->env)
+		mdb_env_close(v->env);
+	keyring_free(v->keys);
+	b = v->bins;
+	while (b) {
+		struct bin_set *older = b->older;
+
+		free(b);
+		b = older;
+	}
+	free(v->key_file);
+	pthread_mutex_destroy(&v->refresh_lock);
+	free(v);
+}
+
+bool tsw_vault_in_token_range(const struct tsw_vault *v, const char *token, size_t len)
+{
+	const struct bin_set *b = __atomic_load_n(&v->bins, __ATOMIC_ACQUIRE);
+
+	if (!b)
+		return false;
+	for (unsigned i = 0; i < b->n; i++)
+		if (b->len[i] <= len && memcmp(b->prefix[i], token, b->len[i]) == 0)
+			return true;
+	return false;
+}
+
+int tsw_vault_add_token_bin(struct tsw_vault *v, const char *prefix, size_t len)
+{
+	char buf[TSW_VAULT_BINS_MAX * (TSW_VAULT_BIN_MAX_DIGITS + 1)];
+	struct bin_set *b = NULL;
+	size_t off = 0;
+	MDB_txn *txn = NULL;
+	int r;
+
+	if (v->flags & TSW_VAULT_RDONLY)
+		return -EROFS;
+	if (len < TSW_VAULT_BIN_MIN_DIGITS || len > TSW_VAULT_BIN_MAX_DIGITS)
+		return -TSW_E_BAD_INPUT;
+	for (size_t i = 0; i < len; i++)
+		if (prefix[i] < '0' || prefix[i] > '9')
+			return -TSW_E_BAD_INPUT;
+	r = mdb_to_errno(mdb_txn_begin(v->env, NULL, 0, &txn));
+	if (r < 0)
+		return r;
+	r = bins_load(v, txn, &b);
+	if (r < 0)
+		goto out_abort;
+	for (unsigned i = 0; i < b->n; i++) {
+		if (b->len[i] == len && memcmp(b->prefix[i], prefix, len) == 0)
+			goto out_abort; /* r == 0: already there */
+		memcpy(buf + off, b->prefix[i], b->len[i]);
+		buf[off + b->len[i]] = '\0';
+		off += b->len[i] + 1u;
+	}
+	if (b->n >= TSW_VAULT_BINS_MAX) {
+		r = -TSW_E_FULL;
+		goto out_abort;
+	}
+	memcpy(buf + off, prefix, len);
+	buf[off + len] = '\0';
+	off += len + 1;
+	r = meta_put(v, txn, META_BINS, buf, off);
+	if (r == 0)
+		r = meta_bump_gen(v, txn);
+	if (r < 0)
+		goto out_abort;
+	free(b);
+	b = NULL;
+	r = mdb_to_errno(mdb_txn_commit(txn));
+	txn = NULL;
+	if (r < 0)
+		return r;
+	/* refresh our own cache */
+	r = mdb_to_errno(mdb_txn_begin(v->env, NULL, MDB_RDONLY, &txn));
+	if (r < 0)
+		return r;
+	{
+		uint64_t gen = 0;
+
+		r = meta_get_gen(v, txn, &gen);
+		if (r == 0)
+			r = vault_refresh(v, txn, gen);
+	}
+out_abort:
+	free(b);
+	if (txn)
+		mdb_txn_abort(txn);
+	return r;
+}
+
+/* ---- readers ---- */
+
+int tsw_vault_reader_open(struct tsw_vault *v, struct tsw_vault_reader **ret_reader)
+{
+	struct tsw_vault_reader *rd = calloc(1, sizeof(*rd));
+	int r;
+
+	if (!rd)
+		return -ENOMEM;
+	rd->v = v;
+	crypto_init(&rd->crypto, v->keys);
+	r = mdb_to_errno(mdb_txn_begin(v->env, NULL, MDB_RDONLY, &rd->txn));
+	if (r < 0)
+		goto out_free;
+	r = mdb_to_errno(mdb_cursor_open(rd->txn, v->dbi_devices, &rd->devices));
+	if (r < 0)
+		goto out_abort;
+	mdb_txn_reset(rd->txn);
+	*ret_reader = rd;
+	return 0;
+out_abort:
+	mdb_txn_abort(rd->txn);
+out_free:
+	crypto_free(&rd->crypto);
+	free(rd);
+	return r;
+}
+
+void tsw_vault_reader_close(struct tsw_vault_reader *r)
+{
+	if (!r)
+		return;
+	mdb_cursor_close(r->devices);
+	mdb_txn_abort(r->txn);
+	crypto_free(&r->crypto);
+	free(r);
+}
+
+int tsw_vault_reader_renew(struct tsw_vault_reader *rd)
+{
+	struct tsw_vault *v = rd->v;
+	uint64_t gen = 0;
+	int r;
+
+	if (rd->active)
+		mdb_txn_reset(rd->txn);
+	rd->active = false;
+	r = mdb_to_errno(mdb_txn_renew(rd->txn));
+	if (r < 0)
+		return r;
+	rd->active = true;
+	r = mdb_to_errno(mdb_cursor_renew(rd->txn, rd->devices));
+	if (r == 0)
+		r = meta_get_gen(v, rd->txn, &gen);
+	if (r == 0 && gen > __atomic_load_n(&v->meta_gen, __ATOMIC_ACQUIRE))
+		r = vault_refresh(v, rd->txn, gen);
+	if (r < 0)
+		tsw_vault_reader_reset(rd);
+	return r;
+}
+
+void tsw_vault_reader_reset(struct tsw_vault_reader *r)
+{
+	if (r->active)
+		mdb_txn_reset(r->txn);
+	r->active = false;
+}
+
+int tsw_vault_lookup(struct tsw_vault_reader *r, const char *token, size_t len,
+		     struct tsw_token *ret_token)
+{
+	uint64_t key;
+	MDB_val k = {.mv_size = sizeof(key), .mv_data = &key}, d;
+	int rc;
+
+	if (!r->active)
+		return -EINVAL;
+	if (token_key(token, len, &key) < 0)
+		return -TSW_E_NOT_FOUND;
+	rc = mdb_get(r->txn, r->v->dbi_tokens, &k, &d);
+	if (rc)
+		return mdb_to_errno(rc);
+	/* start every cache line of the record at once, not one by one */
+	for (size_t off = 0; off < d.mv_size; off += 64)
+		__builtin_prefetch((const char *)d.mv_data + off);
+	if (d.mv_size >= sizeof(struct rec) && ((const struct rec *)d.mv_data)->token_len != len)
+		return -TSW_E_NOT_FOUND; /* same value, other digit count */
+	return rec_decode(d.mv_data, d.mv_size, key, ret_token);
+}
+
+int tsw_vault_decrypt_pan(struct tsw_vault_reader *r, const struct tsw_token *t, char *out,
+			  size_t cap)
+{
+	return crypto_open(&r->crypto, t->key_id, t->token, t->token_len, t->sealed_pan,
+			   t->sealed_len, out, cap);
+}
+
+int tsw_vault_device_bound(struct tsw_vault_reader *r, const char *token, size_t token_len,
+			   const char *device_ref, size_t ref_len)
+{
+	uint64_t key;
+	MDB_val k = {.mv_size = sizeof(key), .mv_data = &key};
+	MDB_val d = {.mv_size = ref_len, .mv_data = (void *)device_ref};
+	int rc;
+
+	if (!r->active)
+		return -EINVAL;
+	if (token_key(token, token_len, &key) < 0 || ref_len == 0 || ref_len > TSW_DEVICE_REF_MAX)
+		return 0;
+	rc = mdb_cursor_get(r->devices, &k, &d, MDB_GET_BOTH);
+	if (rc == MDB_NOTFOUND)
+		return 0;
+	return rc ? mdb_to_errno(rc) : 1;
+}

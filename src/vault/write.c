@@ -1,0 +1,804 @@
+/* Row validation and the lifecycle operations of the write side: status,
+ * card suspension, reissue relink, device bindings, re-personalization,
+ * provisioning, stats and rekey. Each runs in its own write transaction
+ * and leaves the vault unchanged when it fails. */
+#include <errno.h>
+#include <openssl/crypto.h>
+#include <openssl/rand.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+#include "tsw/error.h"
+
+static bool all_digits(const char *s, size_t len)
+{
+	for (size_t i = 0; i < len; i++)
+		if (s[i] < '0' || s[i] > '9')
+			return false;
+	return true;
+}
+
+static bool printable(const char *s, size_t len)
+{
+	for (size_t i = 0; i < len; i++)
+		if (s[i] < 0x20 || s[i] > 0x7e)
+			return false;
+	return true;
+}
+
+static bool yymm_valid(const char *s)
+{
+	size_t n = strnlen(s, 5);
+
+	return n == 4 && all_digits(s, 4) &&
+	       ((s[2] == '0' && s[3] >= '1') || (s[2] == '1' && s[3] <= '2'));
+}
+
+static bool digits_or_empty(const char *s, size_t cap, size_t want)
+{
+	size_t n = strnlen(s, cap);
+
+	return n == 0 || (n == want && all_digits(s, n));
+}
+
+int row_check(const struct tsw_vault *v, const struct tsw_vault_row *row, const char **ret_reason)
+{
+	const struct tsw_token *t = &row->token;
+	size_t tl = strnlen(t->token, sizeof(t->token));
+	const char *why = NULL;
+	int r = -TSW_E_BAD_INPUT;
+
+	if (tl < TSW_TOKEN_MIN_DIGITS || tl > TSW_TOKEN_MAX_DIGITS || !all_digits(t->token, tl))
+		why = "token: not 13-19 digits";
+	else if (!tsw_vault_luhn_valid(t->token, tl))
+		why = "token: Luhn check fails";
+	else if (!tsw_vault_in_token_range(v, t->token, tl))
+		why = "token: outside every token BIN range", r = -TSW_E_OUT_OF_RANGE;
+	else if (row->pan_len < TSW_PAN_MIN_DIGITS || row->pan_len > TSW_PAN_MAX_DIGITS ||
+		 !all_digits(row->pan, row->pan_len))
+		why = "pan: not 12-19 digits";
+	else if (!tsw_vault_luhn_valid(row->pan, row->pan_len))
+		why = "pan: Luhn check fails";
+	else if (!yymm_valid(t->token_expiry))
+		why = "token_expiry: not YYMM";
+	else if (!yymm_valid(t->pan_expiry))
+		why = "pan_expiry: not YYMM";
+	else if (t->status >= TSW_TOKEN_STATUS_MAX)
+		why = "status: unknown";
+	else if (!digits_or_empty(t->trid, sizeof(t->trid), TSW_TRID_LEN))
+		why = "trid: not 11 digits";
+	else if (t->assurance_level > 99)
+		why = "assurance_level: not 0-99";
+	else if (t->pos_modes >= (1u << TSW_POS_MODE_MAX))
+		why = "pos_modes: unknown mode";
+	else if (t->n_merchants > TSW_TOKEN_MERCHANTS_MAX)
+		why = "merchant_ids: too many";
+	else if (!digits_or_empty(t->currency, sizeof(t->currency), 3))
+		why = "currency: not 3 digits";
+	else if (!printable(t->par, strnlen(t->par, sizeof(t->par))))
+		why = "par: not printable";
+	else if (!printable(t->token_ref, strnlen(t->token_ref, sizeof(t->token_ref))))
+		why = "token_ref: not printable";
+	else if (!printable(row->device_ref, strnlen(row->device_ref, sizeof(row->device_ref))))
+		why = "device_ref: not printable";
+	else if (t->valid_from && t->valid_until && t->valid_from > t->valid_until)
+		why = "validity window: from after until";
+	if (!why && t->original_token[0]) {
+		size_t ol = strnlen(t->original_token, sizeof(t->original_token));
+
+		if (ol < TSW_TOKEN_MIN_DIGITS || ol > TSW_TOKEN_MAX_DIGITS ||
+		    !all_digits(t->original_token, ol))
+			why = "original_token: not 13-19 digits";
+		else if (ol == tl && memcmp(t->original_token, t->token, tl) == 0)
+			why = "original_token: same as token";
+	}
+	for (unsigned i = 0; !why && i < t->n_merchants; i++) {
+		const struct tsw_token_merchant *m = &t->merchants[i];
+		size_t ml = strnlen(m->merchant_id, sizeof(m->merchant_id));
+		size_t al = strnlen(m->acquirer_id, sizeof(m->acquirer_id));
+
+		if (ml == 0 || !printable(m->merchant_id, ml))
+			why = "merchant_ids: empty or not printable";
+		else if (!all_digits(m->acquirer_id, al))
+			why = "merchant_ids: acquirer id not digits";
+		else if (!digits_or_empty(m->mcc, sizeof(m->mcc), 4))
+			why = "merchant_ids: mcc not 4 digits";
+	}
+	if (!why)
+		return 0;
+	*ret_reason = why;
+	return r;
+}
+
+static uint64_t card_id_of(const uint8_t card_key[CARD_KEY_BYTES])
+{
+	uint64_t id;
+
+	memcpy(&id, card_key, sizeof(id));
+	return id;
+}
+
+int row_seal(struct pan_crypto *c, const struct tsw_vault_row *row, const uint8_t *nonce,
+	     struct tsw_token *t, uint8_t card_key[CARD_KEY_BYTES])
+{
+	int r;
+
+	t->token_len = (uint8_t)strnlen(t->token, sizeof(t->token));
+	r = crypto_seal(c, t->token, t->token_len, row->pan, row->pan_len, nonce, t->sealed_pan,
+			&t->sealed_len, &t->key_id);
+	if (r < 0)
+		return r;
+	r = crypto_card_key(c, row->pan, row->pan_len, card_key);
+	if (r < 0)
+		return r;
+	t->card_id = card_id_of(card_key);
+	return 0;
+}
+
+int card_flags(struct tsw_vault *v, MDB_txn *txn, const uint8_t card_key[CARD_KEY_BYTES],
+	       uint8_t *ret_flags)
+{
+	MDB_val k = {.mv_size = CARD_KEY_BYTES, .mv_data = (void *)card_key}, d;
+	int rc = mdb_get(txn, v->dbi_cards, &k, &d);
+
+	if (rc == MDB_NOTFOUND) {
+		*ret_flags = 0;
+		return 0;
+	}
+	if (rc)
+		return mdb_to_errno(rc);
+	*ret_flags = d.mv_size ? *(const uint8_t *)d.mv_data : 0;
+	return 0;
+}
+
+int put_rec(struct tsw_vault *v, MDB_txn *txn, uint64_t key, uint8_t *rec, size_t rec_len,
+	    const uint8_t card_key[CARD_KEY_BYTES], const char *device_ref, unsigned put_flags,
+	    const char **ret_reason)
+{
+	MDB_val k = {.mv_size = sizeof(key), .mv_data = &key};
+	MDB_val d = {.mv_size = rec_len, .mv_data = rec};
+	MDB_val ck = {.mv_size = CARD_KEY_BYTES, .mv_data = (void *)card_key};
+	struct rec *r = (struct rec *)rec;
+	uint8_t cflags = 0;
+	int rc, err;
+
+	err = card_flags(v, txn, card_key, &cflags);
+	if (err < 0)
+		return err;
+	if (cflags & CARD_F_SUSPENDED)
+		r->flags |= REC_F_CARD_SUSPENDED;
+	else
+		r->flags &= (uint8_t)~REC_F_CARD_SUSPENDED;
+	rc = mdb_put(txn, v->dbi_tokens, &k, &d, MDB_NOOVERWRITE | put_flags);
+	if (rc == MDB_KEYEXIST) {
+		*ret_reason = "token already in the vault";
+		return -TSW_E_EXISTS;
+	}
+	if (rc)
+		return mdb_to_errno(rc);
+	d.mv_size = sizeof(key);
+	d.mv_data = &key;
+	rc = mdb_put(txn, v->dbi_index, &ck, &d, 0);
+	if (rc)
+		return mdb_to_errno(rc);
+	if (device_ref && device_ref[0]) {
+		d.mv_size = strlen(device_ref);
+		d.mv_data = (void *)device_ref;
+		rc = mdb_put(txn, v->dbi_devices, &k, &d, 0);
+		if (rc)
+			return mdb_to_errno(rc);
+	}
+	return 0;
+}
+
+static int get_token(struct tsw_vault *v, MDB_txn *txn, const char *token, size_t len,
+		     uint64_t *ret_key, struct tsw_token *ret_token)
+{
+	uint64_t key;
+	MDB_val k = {.mv_size = sizeof(key), .mv_data = &key}, d;
+	int rc;
+
+	if (token_key(token, len, &key) < 0)
+		return -TSW_E_NOT_FOUND;
+	rc = mdb_get(txn, v->dbi_tokens, &k, &d);
+	if (rc)
+		return mdb_to_errno(rc);
+	if (d.mv_size >= sizeof(struct rec) && ((const struct rec *)d.mv_data)->token_len != len)
+		return -TSW_E_NOT_FOUND;
+	*ret_key = key;
+	return rec_decode(d.mv_data, d.mv_size, key, ret_token);
+}
+
+static int rewrite_token(struct tsw_vault *v, MDB_txn *txn, uint64_t key, const struct tsw_token *t)
+{
+	uint8_t buf[REC_MAX_BYTES];
+	MDB_val k = {.mv_size = sizeof(key), .mv_data = &key};
+	MDB_val d = {.mv_size = rec_encode(t, buf), .mv_data = buf};
+
+	return mdb_to_errno(mdb_put(txn, v->dbi_tokens, &k, &d, 0));
+}
+
+int link_original(struct tsw_vault *v, MDB_txn *txn, struct tsw_token *t, const char **ret_reason)
+{
+	struct tsw_token o;
+	uint64_t okey;
+	int r;
+
+	if (!t->original_token[0])
+		return 0;
+	r = get_token(v, txn, t->original_token, strlen(t->original_token), &okey, &o);
+	if (r < 0) {
+		*ret_reason = "original_token: not in the vault";
+		return r;
+	}
+	memcpy(t->original_trid, o.trid, sizeof(o.trid));
+	memcpy(t->original_token_ref, o.token_ref, sizeof(o.token_ref));
+	t->original_assurance_level = o.assurance_level;
+	return 0;
+}
+
+static int begin_write(struct tsw_vault *v, MDB_txn **ret_txn)
+{
+	if (v->flags & TSW_VAULT_RDONLY)
+		return -EROFS;
+	return mdb_to_errno(mdb_txn_begin(v->env, NULL, 0, ret_txn));
+}
+
+static int commit_or_abort(MDB_txn *txn, int r)
+{
+	if (r < 0) {
+		mdb_txn_abort(txn);
+		return r;
+	}
+	return mdb_to_errno(mdb_txn_commit(txn));
+}
+
+int tsw_vault_set_status(struct tsw_vault *v, const char *token, size_t len,
+			 enum tsw_token_status status, enum tsw_token_status *ret_old)
+{
+	struct tsw_token t;
+	uint64_t key;
+	MDB_txn *txn;
+	uint8_t old;
+	int r;
+
+	if ((unsigned)status >= TSW_TOKEN_STATUS_MAX)
+		return -TSW_E_BAD_INPUT;
+	r = begin_write(v, &txn);
+	if (r < 0)
+		return r;
+	r = get_token(v, txn, token, len, &key, &t);
+	if (r < 0)
+		return commit_or_abort(txn, r);
+	old = t.status;
+	t.status = (uint8_t)status;
+	r = commit_or_abort(txn, rewrite_token(v, txn, key, &t));
+	if (r == 0 && ret_old)
+		*ret_old = (enum tsw_token_status)old;
+	return r;
+}
+
+int tsw_vault_repersonalize(struct tsw_vault *v, const char *token, size_t len, uint32_t *ret_epoch)
+{
+	struct tsw_token t;
+	uint64_t key;
+	MDB_txn *txn;
+	int r;
+
+	r = begin_write(v, &txn);
+	if (r < 0)
+		return r;
+	r = get_token(v, txn, token, len, &key, &t);
+	if (r < 0)
+		return commit_or_abort(txn, r);
+	t.atc_epoch++;
+	r = commit_or_abort(txn, rewrite_token(v, txn, key, &t));
+	if (r == 0 && ret_epoch)
+		*ret_epoch = t.atc_epoch;
+	return r;
+}
+
+static int device_ref_ok(const char *ref, size_t len)
+{
+	return len > 0 && len <= TSW_DEVICE_REF_MAX && printable(ref, len) ? 0 : -TSW_E_BAD_INPUT;
+}
+
+int tsw_vault_bind_device(struct tsw_vault *v, const char *token, size_t len, const char *ref,
+			  size_t ref_len)
+{
+	struct tsw_token t;
+	uint64_t key;
+	MDB_val k = {.mv_size = sizeof(key), .mv_data = &key};
+	MDB_val d = {.mv_size = ref_len, .mv_data = (void *)ref};
+	MDB_cursor *cur = NULL;
+	size_t count = 0;
+	MDB_txn *txn;
+	int r, rc;
+
+	r = device_ref_ok(ref, ref_len);
+	if (r < 0)
+		return r;
+	r = begin_write(v, &txn);
+	if (r < 0)
+		return r;
+	r = get_token(v, txn, token, len, &key, &t);
+	if (r < 0)
+		goto out;
+	r = mdb_to_errno(mdb_cursor_open(txn, v->dbi_devices, &cur));
+	if (r < 0)
+		goto out;
+	rc = mdb_cursor_get(cur, &k, NULL, MDB_SET);
+	if (rc == 0)
+		mdb_cursor_count(cur, &count);
+	if (count >= TSW_VAULT_DEVICES_PER_TOKEN_MAX) {
+		r = -TSW_E_FULL;
+		goto out;
+	}
+	k.mv_data = &key;
+	k.mv_size = sizeof(key);
+	rc = mdb_put(txn, v->dbi_devices, &k, &d, MDB_NODUPDATA);
+	r = rc == MDB_KEYEXIST ? -TSW_E_EXISTS : mdb_to_errno(rc);
+out:
+	mdb_cursor_close(cur);
+	return commit_or_abort(txn, r);
+}
+
+int tsw_vault_unbind_device(struct tsw_vault *v, const char *token, size_t len, const char *ref,
+			    size_t ref_len)
+{
+	struct tsw_token t;
+	uint64_t key;
+	MDB_val k = {.mv_size = sizeof(key), .mv_data = &key};
+	MDB_val d = {.mv_size = ref_len, .mv_data = (void *)ref};
+	MDB_txn *txn;
+	int r;
+
+	r = device_ref_ok(ref, ref_len);
+	if (r < 0)
+		return r;
+	r = begin_write(v, &txn);
+	if (r < 0)
+		return r;
+	r = get_token(v, txn, token, len, &key, &t);
+	if (r == 0)
+		r = mdb_to_errno(mdb_del(txn, v->dbi_devices, &k, &d));
+	return commit_or_abort(txn, r);
+}
+
+/* The token values indexed under card_key (malloc'ed array). */
+static int card_tokens(struct tsw_vault *v, MDB_txn *txn, const uint8_t card_key[CARD_KEY_BYTES],
+		       uint64_t **ret_keys, size_t *ret_n)
+{
+	MDB_val k = {.mv_size = CARD_KEY_BYTES, .mv_data = (void *)card_key}, d;
+	MDB_cursor *cur = NULL;
+	uint64_t *keys = NULL;
+	size_t count = 0;
+	size_t n = 0;
+	int r, rc;
+
+	r = mdb_to_errno(mdb_cursor_open(txn, v->dbi_index, &cur));
+	if (r < 0)
+		return r;
+	rc = mdb_cursor_get(cur, &k, &d, MDB_SET_KEY);
+	if (rc) {
+		r = mdb_to_errno(rc);
+		goto out;
+	}
+	mdb_cursor_count(cur, &count);
+	keys = calloc(count ? count : 1, sizeof(*keys));
+	if (!keys) {
+		r = -ENOMEM;
+		goto out;
+	}
+	do {
+		if (d.mv_size != sizeof(uint64_t) || n >= count) {
+			r = -TSW_E_CORRUPT;
+			goto out;
+		}
+		memcpy(&keys[n++], d.mv_data, sizeof(uint64_t));
+	} while ((rc = mdb_cursor_get(cur, &k, &d, MDB_NEXT_DUP)) == 0);
+	if (rc != MDB_NOTFOUND) {
+		r = mdb_to_errno(rc);
+		goto out;
+	}
+	*ret_keys = keys;
+	*ret_n = n;
+	keys = NULL;
+out:
+	free(keys);
+	mdb_cursor_close(cur);
+	return r;
+}
+
+static int get_by_key(struct tsw_vault *v, MDB_txn *txn, uint64_t key, struct tsw_token *ret)
+{
+	MDB_val k = {.mv_size = sizeof(key), .mv_data = &key}, d;
+	int rc = mdb_get(txn, v->dbi_tokens, &k, &d);
+
+	if (rc)
+		return rc == MDB_NOTFOUND ? -TSW_E_CORRUPT : mdb_to_errno(rc);
+	return rec_decode(d.mv_data, d.mv_size, key, ret);
+}
+
+static int pan_ok(const char *pan, size_t len)
+{
+	return len >= TSW_PAN_MIN_DIGITS && len <= TSW_PAN_MAX_DIGITS && all_digits(pan, len)
+		   ? 0
+		   : -TSW_E_BAD_INPUT;
+}
+
+int tsw_vault_set_card_suspended(struct tsw_vault *v, const char *pan, size_t pan_len,
+				 bool suspended, size_t *ret_tokens)
+{
+	uint8_t card_key[CARD_KEY_BYTES];
+	struct pan_crypto c;
+	uint64_t *keys = NULL;
+	size_t n = 0;
+	uint8_t flags = suspended ? CARD_F_SUSPENDED : 0;
+	MDB_val k = {.mv_size = CARD_KEY_BYTES, .mv_data = card_key};
+	MDB_val d = {.mv_size = 1, .mv_data = &flags};
+	MDB_txn *txn;
+	int r;
+
+	r = pan_ok(pan, pan_len);
+	if (r < 0)
+		return r;
+	crypto_init(&c, v->keys);
+	r = crypto_card_key(&c, pan, pan_len, card_key);
+	crypto_free(&c);
+	if (r < 0)
+		return r;
+	r = begin_write(v, &txn);
+	if (r < 0)
+		return r;
+	r = card_tokens(v, txn, card_key, &keys, &n);
+	if (r < 0)
+		goto out;
+	r = mdb_to_errno(mdb_put(txn, v->dbi_cards, &k, &d, 0));
+	for (size_t i = 0; r == 0 && i < n; i++) {
+		struct tsw_token t;
+
+		r = get_by_key(v, txn, keys[i], &t);
+		if (r < 0)
+			break;
+		t.card_suspended = suspended;
+		r = rewrite_token(v, txn, keys[i], &t);
+	}
+out:
+	free(keys);
+	OPENSSL_cleanse(card_key, sizeof(card_key));
+	r = commit_or_abort(txn, r);
+	if (r == 0 && ret_tokens)
+		*ret_tokens = n;
+	return r;
+}
+
+int tsw_vault_update_pan(struct tsw_vault *v, const char *old_pan, size_t old_len,
+			 const char *new_pan, size_t new_len, const char *new_expiry,
+			 size_t *ret_tokens)
+{
+	uint8_t old_key[CARD_KEY_BYTES], new_key[CARD_KEY_BYTES];
+	struct tsw_vault_row row;
+	struct pan_crypto c;
+	uint64_t *keys = NULL;
+	uint8_t cflags = 0;
+	size_t n = 0;
+	MDB_txn *txn = NULL;
+	int r;
+
+	if (pan_ok(old_pan, old_len) < 0 || pan_ok(new_pan, new_len) < 0 ||
+	    !tsw_vault_luhn_valid(new_pan, new_len) || !new_expiry || !yymm_valid(new_expiry))
+		return -TSW_E_BAD_INPUT;
+	crypto_init(&c, v->keys);
+	memset(&row, 0, sizeof(row));
+	memcpy(row.pan, new_pan, new_len);
+	row.pan_len = (uint8_t)new_len;
+	r = crypto_card_key(&c, old_pan, old_len, old_key);
+	if (r == 0)
+		r = crypto_card_key(&c, new_pan, new_len, new_key);
+	if (r < 0)
+		goto out_wipe;
+	r = begin_write(v, &txn);
+	if (r < 0)
+		goto out_wipe;
+	r = card_tokens(v, txn, old_key, &keys, &n);
+	if (r == 0)
+		r = card_flags(v, txn, new_key, &cflags);
+	for (size_t i = 0; r == 0 && i < n; i++) {
+		struct tsw_token t;
+		uint8_t ck[CARD_KEY_BYTES];
+
+		r = get_by_key(v, txn, keys[i], &t);
+		if (r < 0)
+			break;
+		r = row_seal(&c, &row, NULL, &t, ck);
+		if (r < 0)
+			break;
+		memcpy(t.pan_expiry, new_expiry, 4);
+		t.pan_expiry[4] = '\0';
+		t.card_suspended = (cflags & CARD_F_SUSPENDED) != 0;
+		r = rewrite_token(v, txn, keys[i], &t);
+	}
+	if (r == 0 && memcmp(old_key, new_key, CARD_KEY_BYTES) != 0) {
+		MDB_val k = {.mv_size = CARD_KEY_BYTES, .mv_data = old_key};
+
+		r = mdb_to_errno(mdb_del(txn, v->dbi_index, &k, NULL));
+		k.mv_data = new_key;
+		for (size_t i = 0; r == 0 && i < n; i++) {
+			MDB_val d = {.mv_size = sizeof(uint64_t), .mv_data = &keys[i]};
+
+			r = mdb_to_errno(mdb_put(txn, v->dbi_index, &k, &d, 0));
+		}
+	}
+	r = commit_or_abort(txn, r);
+	if (r == 0 && ret_tokens)
+		*ret_tokens = n;
+out_wipe:
+	free(keys);
+	OPENSSL_cleanse(&row, sizeof(row));
+	OPENSSL_cleanse(old_key, sizeof(old_key));
+	OPENSSL_cleanse(new_key, sizeof(new_key));
+	crypto_free(&c);
+	return r;
+}
+
+/* Draws a random Luhn-valid token of len digits under prefix. */
+static int draw_token(const char *prefix, size_t plen, unsigned len, char *out)
+{
+	uint8_t rnd[TSW_TOKEN_MAX_DIGITS];
+
+	if (RAND_bytes(rnd, sizeof(rnd)) != 1)
+		return -EIO;
+	memcpy(out, prefix, plen);
+	for (size_t i = plen; i + 1 < len; i++)
+		out[i] = (char)('0' + rnd[i] % 10);
+	for (char d = '0'; d <= '9'; d++) {
+		out[len - 1] = d;
+		if (tsw_vault_luhn_valid(out, len))
+			break;
+	}
+	out[len] = '\0';
+	return 0;
+}
+
+int tsw_vault_provision(struct tsw_vault *v, const struct tsw_vault_row *row, const char *bin,
+			size_t bin_len, unsigned token_len, struct tsw_token *ret_token)
+{
+	const struct bin_set *b = __atomic_load_n(&v->bins, __ATOMIC_ACQUIRE);
+	struct tsw_vault_row w;
+	uint8_t rec[REC_MAX_BYTES];
+	uint8_t card_key[CARD_KEY_BYTES];
+	const char *reason = NULL;
+	struct pan_crypto c;
+	uint64_t key = 0;
+	MDB_txn *txn = NULL;
+	int found = -1, r;
+
+	if (v->flags & TSW_VAULT_RDONLY)
+		return -EROFS;
+	for (unsigned i = 0; b && i < b->n; i++)
+		if (!bin || (b->len[i] == bin_len && memcmp(b->prefix[i], bin, bin_len) == 0)) {
+			found = (int)i;
+			break;
+		}
+	if (found < 0)
+		return -TSW_E_OUT_OF_RANGE;
+	if (token_len < TSW_TOKEN_MIN_DIGITS || token_len > TSW_TOKEN_MAX_DIGITS ||
+	    token_len < b->len[found] + 2u)
+		return -TSW_E_BAD_INPUT;
+	w = *row;
+	crypto_init(&c, v->keys);
+	r = begin_write(v, &txn);
+	if (r < 0)
+		goto out_wipe;
+	if (w.token.original_token[0] && w.pan_len == 0) {
+		struct tsw_token o;
+		uint64_t okey;
+		int n;
+
+		r = get_token(v, txn, w.token.original_token, strlen(w.token.original_token), &okey,
+			      &o);
+		if (r < 0)
+			goto out_abort;
+		n = crypto_open(&c, o.key_id, o.token, o.token_len, o.sealed_pan, o.sealed_len,
+				w.pan, sizeof(w.pan) - 1);
+		if (n < 0) {
+			r = n;
+			goto out_abort;
+		}
+		w.pan_len = (uint8_t)n;
+		if (!w.token.pan_expiry[0])
+			memcpy(w.token.pan_expiry, o.pan_expiry, sizeof(o.pan_expiry));
+	}
+	for (unsigned tries = 0;; tries++) {
+		MDB_val k = {.mv_size = sizeof(key), .mv_data = &key}, d;
+
+		if (tries >= TSW_VAULT_PROVISION_TRIES_MAX) {
+			r = -TSW_E_FULL;
+			goto out_abort;
+		}
+		r = draw_token(b->prefix[found], b->len[found], token_len, w.token.token);
+		if (r < 0)
+			goto out_abort;
+		token_key(w.token.token, token_len, &key);
+		if (mdb_get(txn, v->dbi_tokens, &k, &d) == MDB_NOTFOUND)
+			break;
+	}
+	r = row_check(v, &w, &reason);
+	if (r == 0)
+		r = link_original(v, txn, &w.token, &reason);
+	if (r == 0)
+		r = row_seal(&c, &w, NULL, &w.token, card_key);
+	if (r < 0)
+		goto out_abort;
+	w.token.atc_epoch = 0;
+	r = put_rec(v, txn, key, rec, rec_encode(&w.token, rec), card_key, w.device_ref, 0,
+		    &reason);
+	if (r < 0)
+		goto out_abort;
+	r = mdb_to_errno(mdb_txn_commit(txn));
+	txn = NULL;
+	if (r == 0)
+		r = rec_decode(rec, rec_size((struct rec *)rec), key, ret_token);
+out_abort:
+	if (txn)
+		mdb_txn_abort(txn);
+out_wipe:
+	OPENSSL_cleanse(&w, sizeof(w));
+	crypto_free(&c);
+	return r;
+}
+
+int tsw_vault_stats(struct tsw_vault *v, struct tsw_vault_stats *ret_stats)
+{
+	struct tsw_vault_stats s;
+	const struct bin_set *b = __atomic_load_n(&v->bins, __ATOMIC_ACQUIRE);
+	MDB_cursor *cur = NULL;
+	MDB_val k, d;
+	MDB_envinfo info;
+	MDB_stat st;
+	MDB_txn *txn;
+	int r, rc;
+
+	memset(&s, 0, sizeof(s));
+	r = mdb_to_errno(mdb_txn_begin(v->env, NULL, MDB_RDONLY, &txn));
+	if (r < 0)
+		return r;
+	s.n_keys = __atomic_load_n(&v->keys->n_pan, __ATOMIC_ACQUIRE);
+	for (unsigned i = 0; i < s.n_keys; i++)
+		s.key_ids[i] = v->keys->pan[i].id;
+	r = meta_get_u32(v, txn, "key:current", &s.current_key_id);
+	if (r < 0)
+		goto out;
+	r = mdb_to_errno(mdb_cursor_open(txn, v->dbi_tokens, &cur));
+	while (r == 0 && (rc = mdb_cursor_get(cur, &k, &d, MDB_NEXT)) == 0) {
+		const struct rec *rec = d.mv_data;
+		int slot;
+
+		if (rec_check(d.mv_data, d.mv_size) < 0) {
+			r = -TSW_E_CORRUPT;
+			break;
+		}
+		s.tokens++;
+		s.by_status[rec->status]++;
+		if (rec->flags & REC_F_CARD_SUSPENDED)
+			s.card_suspended_tokens++;
+		slot = keyring_slot(v->keys, rec->key_id);
+		if (slot >= 0)
+			s.by_key[slot]++;
+	}
+	mdb_cursor_close(cur);
+	cur = NULL;
+	if (r < 0)
+		goto out;
+	r = mdb_to_errno(mdb_cursor_open(txn, v->dbi_index, &cur));
+	while (r == 0 && mdb_cursor_get(cur, &k, &d, MDB_NEXT_NODUP) == 0)
+		s.cards++;
+	mdb_cursor_close(cur);
+	cur = NULL;
+	r = mdb_to_errno(mdb_cursor_open(txn, v->dbi_cards, &cur));
+	while (r == 0 && mdb_cursor_get(cur, &k, &d, MDB_NEXT) == 0)
+		if (d.mv_size && (*(const uint8_t *)d.mv_data & CARD_F_SUSPENDED))
+			s.suspended_cards++;
+	mdb_cursor_close(cur);
+	if (r < 0)
+		goto out;
+	mdb_stat(txn, v->dbi_devices, &st);
+	s.device_bindings = st.ms_entries;
+	mdb_env_info(v->env, &info);
+	mdb_env_stat(v->env, &st);
+	s.map_used_bytes = (uint64_t)(info.me_last_pgno + 1) * st.ms_psize;
+	s.keys_locked = v->keys_locked;
+	for (unsigned i = 0; b && i < b->n; i++)
+		memcpy(s.bins[i], b->prefix[i], sizeof(s.bins[i]));
+	s.n_bins = b ? b->n : 0;
+	*ret_stats = s;
+out:
+	mdb_txn_abort(txn);
+	return r;
+}
+
+int tsw_vault_rekey(struct tsw_vault *v, uint32_t *ret_key_id, uint64_t *ret_records)
+{
+	struct pan_crypto c;
+	uint64_t done = 0, next = 0;
+	uint32_t id = 0;
+	MDB_txn *txn = NULL;
+	bool more = true;
+	int slot, r;
+
+	r = begin_write(v, &txn);
+	if (r < 0)
+		return r;
+	r = keyring_add_key(v->keys, v->key_file, &id);
+	if (r < 0)
+		return commit_or_abort(txn, r);
+	slot = keyring_slot(v->keys, id);
+	r = kcv_register(v, txn, id, v->keys->pan[slot].key);
+	if (r == 0)
+		r = meta_bump_gen(v, txn);
+	r = commit_or_abort(txn, r);
+	if (r < 0)
+		return r;
+	crypto_init(&c, v->keys);
+	while (more && r == 0) {
+		MDB_cursor *cur = NULL;
+		MDB_val k = {.mv_size = sizeof(next), .mv_data = &next}, d;
+		unsigned n = 0;
+		int rc;
+
+		r = begin_write(v, &txn);
+		if (r < 0)
+			break;
+		r = mdb_to_errno(mdb_cursor_open(txn, v->dbi_tokens, &cur));
+		rc = r == 0 ? mdb_cursor_get(cur, &k, &d, MDB_SET_RANGE) : 0;
+		for (; r == 0 && rc == 0 && n < TSW_VAULT_REKEY_CHUNK_ROWS;
+		     rc = mdb_cursor_get(cur, &k, &d, MDB_NEXT)) {
+			struct tsw_token t;
+			struct tsw_vault_row row;
+			uint8_t ck[CARD_KEY_BYTES];
+			uint64_t key;
+			int pl;
+
+			memcpy(&key, k.mv_data, sizeof(key));
+			r = rec_decode(d.mv_data, d.mv_size, key, &t);
+			if (r < 0 || t.key_id == id)
+				continue;
+			memset(&row, 0, sizeof(row));
+			pl = crypto_open(&c, t.key_id, t.token, t.token_len, t.sealed_pan,
+					 t.sealed_len, row.pan, sizeof(row.pan) - 1);
+			if (pl < 0) {
+				r = pl;
+				break;
+			}
+			row.pan_len = (uint8_t)pl;
+			r = row_seal(&c, &row, NULL, &t, ck);
+			OPENSSL_cleanse(&row, sizeof(row));
+			if (r == 0) {
+				uint8_t buf[REC_MAX_BYTES];
+				MDB_val nd = {.mv_size = rec_encode(&t, buf), .mv_data = buf};
+
+				/* same PAN length: same size, so MDB_CURRENT */
+				r = mdb_to_errno(mdb_cursor_put(cur, &k, &nd, MDB_CURRENT));
+			}
+			n++;
+			next = key + 1;
+		}
+		if (r == 0 && rc == MDB_NOTFOUND)
+			more = false;
+		else if (r == 0 && rc != 0)
+			r = mdb_to_errno(rc);
+		mdb_cursor_close(cur);
+		r = commit_or_abort(txn, r);
+		done += n;
+	}
+	crypto_free(&c);
+	if (r < 0)
+		return r;
+	if (ret_key_id)
+		*ret_key_id = id;
+	if (ret_records)
+		*ret_records = done;
+	return 0;
+}

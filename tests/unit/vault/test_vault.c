@@ -1,0 +1,1377 @@
+/* The token vault: storage, crypto, lifecycle and the tokvault tool. Each
+ * test works in its own temp directory. */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <lmdb.h>
+#include <openssl/sha.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "tsw/error.h"
+#include "tsw/vault.h"
+
+#define BIN "489537"
+#define PATH_CAP 512
+#define OUT_CAP 65536
+
+extern char **environ;
+
+#define FX_DIR_CAP 64
+#define FX_PATH_CAP 128
+
+struct fixture {
+	char dir[FX_DIR_CAP];
+	char vault[FX_PATH_CAP];
+	char key[FX_PATH_CAP];
+	char csv[FX_PATH_CAP];
+};
+
+static struct fixture fx;
+
+static void fx_setup(void)
+{
+	snprintf(fx.dir, sizeof(fx.dir), "/tmp/tsw-vault-XXXXXX");
+	cr_assert_not_null(mkdtemp(fx.dir));
+	snprintf(fx.vault, sizeof(fx.vault), "%s/vault", fx.dir);
+	snprintf(fx.key, sizeof(fx.key), "%s/keys", fx.dir);
+	snprintf(fx.csv, sizeof(fx.csv), "%s/in.csv", fx.dir);
+}
+
+static void fx_teardown(void)
+{
+	char cmd[FX_DIR_CAP + 16];
+
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", fx.dir);
+	cr_assert_eq(system(cmd), 0);
+}
+
+TestSuite(vault, .init = fx_setup, .fini = fx_teardown);
+
+/* digits: prefix, then n as zero-padded body, then the Luhn digit. */
+static void luhn_number(char *out, const char *prefix, unsigned len, unsigned long n)
+{
+	size_t p = strlen(prefix);
+
+	memcpy(out, prefix, p);
+	for (size_t i = len - 1; i > p; i--) {
+		out[i - 1] = (char)('0' + n % 10);
+		n /= 10;
+	}
+	out[len] = '\0';
+	for (char d = '0'; d <= '9'; d++) {
+		out[len - 1] = d;
+		if (tsw_vault_luhn_valid(out, len))
+			return;
+	}
+}
+
+static struct tsw_vault *open_new(void)
+{
+	struct tsw_vault *v = NULL;
+
+	cr_assert_eq(tsw_vault_open(fx.vault, fx.key, TSW_VAULT_CREATE, &v), 0);
+	cr_assert_eq(tsw_vault_add_token_bin(v, BIN, strlen(BIN)), 0);
+	return v;
+}
+
+static void write_file(const char *path, const char *text)
+{
+	FILE *f = fopen(path, "w");
+
+	cr_assert_not_null(f);
+	fputs(text, f);
+	fclose(f);
+}
+
+struct rejects {
+	unsigned n;
+	unsigned long lines[64];
+	char reasons[64][96];
+};
+
+static void on_reject(void *ctx, unsigned long line, int err, const char *reason)
+{
+	struct rejects *r = ctx;
+
+	(void)err;
+	if (r->n < 64) {
+		r->lines[r->n] = line;
+		snprintf(r->reasons[r->n], sizeof(r->reasons[0]), "%s", reason);
+	}
+	r->n++;
+}
+
+static int import_text(struct tsw_vault *v, const char *text, struct rejects *rj,
+		       struct tsw_vault_import_stats *st)
+{
+	FILE *f;
+	int r;
+
+	write_file(fx.csv, text);
+	f = fopen(fx.csv, "r");
+	cr_assert_not_null(f);
+	r = tsw_vault_import_csv(v, f, on_reject, rj, st);
+	fclose(f);
+	return r;
+}
+
+static int lookup(struct tsw_vault *v, const char *token, struct tsw_token *t)
+{
+	struct tsw_vault_reader *rd = NULL;
+	int r;
+
+	cr_assert_eq(tsw_vault_reader_open(v, &rd), 0);
+	cr_assert_eq(tsw_vault_reader_renew(rd), 0);
+	r = tsw_vault_lookup(rd, token, strlen(token), t);
+	tsw_vault_reader_close(rd);
+	return r;
+}
+
+static void expect_pan(struct tsw_vault *v, const char *token, const char *pan)
+{
+	struct tsw_vault_reader *rd = NULL;
+	struct tsw_token t;
+	char out[TSW_PAN_MAX_DIGITS];
+	int n;
+
+	cr_assert_eq(tsw_vault_reader_open(v, &rd), 0);
+	cr_assert_eq(tsw_vault_reader_renew(rd), 0);
+	cr_assert_eq(tsw_vault_lookup(rd, token, strlen(token), &t), 0);
+	n = tsw_vault_decrypt_pan(rd, &t, out, sizeof(out));
+	cr_assert_eq(n, (int)strlen(pan), "decrypt: %d", n);
+	cr_assert(memcmp(out, pan, (size_t)n) == 0);
+	tsw_vault_reader_close(rd);
+}
+
+/* Runs tokvault with args; stdout+stderr into out. Returns the exit code. */
+static int tokvault(char *out, size_t cap, const char *const *args)
+{
+	const char *root = getenv("TSW_BUILD_ROOT");
+	char exe[PATH_CAP], outpath[PATH_CAP];
+	const char *argv[32] = {"tokvault", "--vault", fx.vault, "--key-file", fx.key};
+	posix_spawn_file_actions_t fa;
+	int n = 5, status = 0;
+	pid_t pid;
+	FILE *f;
+	size_t len;
+
+	cr_assert_not_null(root, "TSW_BUILD_ROOT unset");
+	snprintf(exe, sizeof(exe), "%s/tools/tokvault/tokvault", root);
+	snprintf(outpath, sizeof(outpath), "%s/out.txt", fx.dir);
+	for (int i = 0; args[i]; i++)
+		argv[n++] = args[i];
+	argv[n] = NULL;
+	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_addopen(&fa, 1, outpath, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	posix_spawn_file_actions_adddup2(&fa, 1, 2);
+	cr_assert_eq(posix_spawn(&pid, exe, &fa, NULL, (char *const *)argv, environ), 0);
+	posix_spawn_file_actions_destroy(&fa);
+	cr_assert_eq(waitpid(pid, &status, 0), pid);
+	f = fopen(outpath, "r");
+	cr_assert_not_null(f);
+	len = fread(out, 1, cap - 1, f);
+	out[len] = '\0';
+	fclose(f);
+	cr_assert(WIFEXITED(status));
+	return WEXITSTATUS(status);
+}
+
+/* ---- open, keys, bad directories ---- */
+
+Test(vault, init_creates_key_file_0600_and_reopens)
+{
+	struct tsw_vault *v = open_new();
+	struct stat st;
+
+	tsw_vault_close(v);
+	cr_assert_eq(stat(fx.key, &st), 0);
+	cr_assert_eq(st.st_mode & 0777, 0600);
+	cr_assert_eq(tsw_vault_open(fx.vault, fx.key, 0, &v), 0);
+	cr_assert(tsw_vault_in_token_range(v, "4895370000000001", 16));
+	cr_assert_not(tsw_vault_in_token_range(v, "4111110000000001", 16));
+	tsw_vault_close(v);
+	cr_assert_eq(tsw_vault_open(fx.vault, fx.key, TSW_VAULT_RDONLY, &v), 0);
+	tsw_vault_close(v);
+}
+
+Test(vault, missing_dir_or_vault_is_enoent)
+{
+	struct tsw_vault *v = NULL;
+	char empty[PATH_CAP];
+
+	cr_assert_eq(tsw_vault_open(fx.vault, fx.key, 0, &v), -ENOENT);
+	cr_assert_eq(tsw_vault_open(fx.vault, fx.key, TSW_VAULT_RDONLY, &v), -ENOENT);
+	snprintf(empty, sizeof(empty), "%s/empty", fx.dir);
+	cr_assert_eq(mkdir(empty, 0700), 0);
+	cr_assert_eq(tsw_vault_open(empty, fx.key, 0, &v), -ENOENT);
+	cr_assert_eq(access(fx.key, F_OK), -1, "no key file written on failure");
+	cr_assert_null(v);
+}
+
+Test(vault, corrupt_data_file_is_refused_untouched)
+{
+	struct tsw_vault *v = open_new();
+	char data[PATH_CAP];
+	char junk[8192];
+	struct stat before, after;
+	int fd;
+
+	tsw_vault_close(v);
+	snprintf(data, sizeof(data), "%s/data.mdb", fx.vault);
+	memset(junk, 0x5a, sizeof(junk));
+	fd = open(data, O_WRONLY | O_TRUNC);
+	cr_assert_geq(fd, 0);
+	cr_assert_eq(write(fd, junk, sizeof(junk)), (ssize_t)sizeof(junk));
+	close(fd);
+	stat(data, &before);
+	cr_assert_eq(tsw_vault_open(fx.vault, fx.key, 0, &v), -TSW_E_CORRUPT);
+	cr_assert_eq(tsw_vault_open(fx.vault, fx.key, TSW_VAULT_RDONLY, &v), -TSW_E_CORRUPT);
+	cr_assert_eq(tsw_vault_open(fx.vault, fx.key, TSW_VAULT_CREATE, &v), -TSW_E_CORRUPT);
+	stat(data, &after);
+	cr_assert_eq(before.st_size, after.st_size);
+	/* an empty data file too */
+	fd = open(data, O_WRONLY | O_TRUNC);
+	close(fd);
+	cr_assert_eq(tsw_vault_open(fx.vault, fx.key, 0, &v), -TSW_E_CORRUPT);
+}
+
+Test(vault, another_programs_lmdb_is_never_written)
+{
+	struct tsw_vault *v = NULL;
+	MDB_env *env;
+	MDB_txn *txn;
+	MDB_dbi dbi;
+	MDB_val k = {.mv_size = 3, .mv_data = (void *)"foo"};
+	MDB_val d = {.mv_size = 3, .mv_data = (void *)"bar"};
+	MDB_stat st;
+
+	cr_assert_eq(mkdir(fx.vault, 0700), 0);
+	cr_assert_eq(mdb_env_create(&env), 0);
+	cr_assert_eq(mdb_env_open(env, fx.vault, 0, 0600), 0);
+	cr_assert_eq(mdb_txn_begin(env, NULL, 0, &txn), 0);
+	cr_assert_eq(mdb_dbi_open(txn, NULL, 0, &dbi), 0);
+	cr_assert_eq(mdb_put(txn, dbi, &k, &d, 0), 0);
+	cr_assert_eq(mdb_txn_commit(txn), 0);
+	mdb_env_close(env);
+	/* no key file: refused before anything else, none created */
+	cr_assert_eq(tsw_vault_open(fx.vault, fx.key, TSW_VAULT_CREATE, &v), -TSW_E_BAD_KEY);
+	cr_assert_eq(access(fx.key, F_OK), -1);
+	/* a key file (from a vault elsewhere): the environment is not a vault */
+	{
+		char other[FX_PATH_CAP + 8];
+
+		snprintf(other, sizeof(other), "%s/other", fx.dir);
+		cr_assert_eq(tsw_vault_open(other, fx.key, TSW_VAULT_CREATE, &v), 0);
+		tsw_vault_close(v);
+	}
+	cr_assert_eq(tsw_vault_open(fx.vault, fx.key, TSW_VAULT_CREATE, &v), -TSW_E_CORRUPT);
+	cr_assert_eq(tsw_vault_open(fx.vault, fx.key, 0, &v), -TSW_E_CORRUPT);
+	cr_assert_eq(tsw_vault_open(fx.vault, fx.key, TSW_VAULT_RDONLY, &v), -TSW_E_CORRUPT);
+	cr_assert_eq(mdb_env_create(&env), 0);
+	cr_assert_eq(mdb_env_open(env, fx.vault, MDB_RDONLY, 0600), 0);
+	cr_assert_eq(mdb_txn_begin(env, NULL, MDB_RDONLY, &txn), 0);
+	cr_assert_eq(mdb_dbi_open(txn, NULL, 0, &dbi), 0);
+	cr_assert_eq(mdb_stat(txn, dbi, &st), 0);
+	cr_assert_eq(st.ms_entries, 1, "nothing added to the foreign environment");
+	mdb_txn_abort(txn);
+	mdb_env_close(env);
+}
+
+Test(vault, key_file_readable_by_group_or_other_is_refused)
+{
+	static const mode_t modes[] = {0640, 0604, 0660, 0644, 0700 | 0004};
+	struct tsw_vault *v = open_new();
+
+	tsw_vault_close(v);
+	for (size_t i = 0; i < sizeof(modes) / sizeof(modes[0]); i++) {
+		cr_assert_eq(chmod(fx.key, modes[i]), 0);
+		cr_assert_eq(tsw_vault_open(fx.vault, fx.key, 0, &v), -TSW_E_BAD_KEY, "mode %o",
+			     modes[i]);
+		cr_assert_eq(tsw_vault_open(fx.vault, fx.key, TSW_VAULT_RDONLY, &v),
+			     -TSW_E_BAD_KEY);
+	}
+	cr_assert_eq(chmod(fx.key, 0400), 0);
+	cr_assert_eq(tsw_vault_open(fx.vault, fx.key, TSW_VAULT_RDONLY, &v), 0);
+	tsw_vault_close(v);
+}
+
+Test(vault, wrong_or_malformed_or_missing_key_file_is_refused)
+{
+	static const char *const bad[] = {
+	    "",
+	    "hmac 00\npan 1 00\n",
+	    "pan 1 0000000000000000000000000000000000000000000000000000000000000000\n",
+	    "hmac 0000000000000000000000000000000000000000000000000000000000000000\n",
+	    "hmac zz00000000000000000000000000000000000000000000000000000000000000\n"
+	    "pan 1 0000000000000000000000000000000000000000000000000000000000000000\n",
+	    "garbage\n",
+	};
+	struct tsw_vault *v = open_new();
+	char other_vault[PATH_CAP], other_key[PATH_CAP];
+
+	tsw_vault_close(v);
+	/* another vault's keys */
+	snprintf(other_vault, sizeof(other_vault), "%s/other", fx.dir);
+	snprintf(other_key, sizeof(other_key), "%s/other.keys", fx.dir);
+	cr_assert_eq(tsw_vault_open(other_vault, other_key, TSW_VAULT_CREATE, &v), 0);
+	tsw_vault_close(v);
+	cr_assert_eq(tsw_vault_open(fx.vault, other_key, 0, &v), -TSW_E_BAD_KEY);
+	cr_assert_eq(tsw_vault_open(fx.vault, other_key, TSW_VAULT_RDONLY, &v), -TSW_E_BAD_KEY);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		unlink(other_key);
+		write_file(other_key, bad[i]);
+		chmod(other_key, 0600);
+		cr_assert_eq(tsw_vault_open(fx.vault, other_key, 0, &v), -TSW_E_BAD_KEY, "case %zu",
+			     i);
+	}
+	/* an existing vault never gets a fresh key file */
+	unlink(other_key);
+	cr_assert_eq(tsw_vault_open(fx.vault, other_key, TSW_VAULT_CREATE, &v), -TSW_E_BAD_KEY);
+	cr_assert_eq(access(other_key, F_OK), -1);
+}
+
+/* ---- import, lookup, decrypt ---- */
+
+static const char *const HEADER =
+    "token,pan,pan_expiry,token_expiry,status,trid,assurance_level,pos_modes,merchant_ids,"
+    "max_uses,amount_limit,currency,device_required,original_token,par,token_ref\n";
+
+Test(vault, import_decodes_every_column)
+{
+	struct tsw_vault *v = open_new();
+	struct tsw_vault_import_stats st;
+	struct rejects rj = {0};
+	char text[2048], tok1[20], tok2[20], pan[20];
+	struct tsw_token t;
+
+	luhn_number(tok1, BIN, 16, 1);
+	luhn_number(tok2, BIN, 19, 2);
+	luhn_number(pan, "411111", 16, 42);
+	snprintf(text, sizeof(text),
+		 "%s%s,%s,2912,2811,active,40010030273,25,contactless|ecommerce,"
+		 "MERCH1|MERCH2:123456:5411,3,15000,840,1,,V0010013018000000000000000001,ref-1\n"
+		 "%s,%s,2912,2811,suspended,,,,,,,,,,,\n",
+		 HEADER, tok1, pan, tok2, pan);
+	cr_assert_eq(import_text(v, text, &rj, &st), 0);
+	cr_assert_eq(rj.n, 0, "rejected: %s", rj.n ? rj.reasons[0] : "");
+	cr_assert_eq(st.imported, 2);
+	cr_assert_eq(lookup(v, tok1, &t), 0);
+	cr_assert_str_eq(t.token, tok1);
+	cr_assert_eq(t.token_len, 16);
+	cr_assert_eq(t.status, TSW_TOKEN_ACTIVE);
+	cr_assert_str_eq(t.pan_expiry, "2912");
+	cr_assert_str_eq(t.token_expiry, "2811");
+	cr_assert_str_eq(t.trid, "40010030273");
+	cr_assert_eq(t.assurance_level, 25);
+	cr_assert_eq(t.pos_modes, (1u << TSW_POS_CONTACTLESS) | (1u << TSW_POS_ECOMMERCE));
+	cr_assert_eq(t.n_merchants, 2);
+	cr_assert_str_eq(t.merchants[0].merchant_id, "MERCH1         ");
+	cr_assert_str_eq(t.merchants[0].acquirer_id, "");
+	cr_assert_str_eq(t.merchants[1].merchant_id, "MERCH2         ");
+	cr_assert_str_eq(t.merchants[1].acquirer_id, "123456");
+	cr_assert_str_eq(t.merchants[1].mcc, "5411");
+	cr_assert_eq(t.max_uses, 3);
+	cr_assert_eq(t.amount_limit, 15000);
+	cr_assert_str_eq(t.currency, "840");
+	cr_assert_eq(t.device_required, 1);
+	cr_assert_str_eq(t.par, "V0010013018000000000000000001");
+	cr_assert_str_eq(t.token_ref, "ref-1");
+	cr_assert_eq(t.key_id, 1);
+	cr_assert_eq(t.atc_epoch, 0);
+	cr_assert_neq(t.card_id, 0);
+	expect_pan(v, tok1, pan);
+	cr_assert_eq(lookup(v, tok2, &t), 0);
+	cr_assert_eq(t.token_len, 19);
+	cr_assert_eq(t.status, TSW_TOKEN_SUSPENDED);
+	cr_assert_eq(t.pos_modes, 0);
+	cr_assert_eq(t.n_merchants, 0);
+	expect_pan(v, tok2, pan);
+	tsw_vault_close(v);
+}
+
+struct bad_row {
+	const char *row; /* %s: a good token, %p: a good PAN are substituted */
+	const char *reason;
+};
+
+static const struct bad_row bad_rows[] = {
+    {"4895370000000000,P,2912,2811,,,,,,,,,,,,", "token: Luhn check fails"},
+    {"4111111111111111,P,2912,2811,,,,,,,,,,,,", "token: outside every token BIN range"},
+    {"48953700000,P,2912,2811,,,,,,,,,,,,", "token: not 13-19 digits"},
+    {"T,4111111111111112,2912,2811,,,,,,,,,,,,", "pan: Luhn check fails"},
+    {"T,411111,2912,2811,,,,,,,,,,,,", "pan: not 12-19 digits"},
+    {"T,P,2913,2811,,,,,,,,,,,,", "pan_expiry: not YYMM"},
+    {"T,P,2912,28,,,,,,,,,,,,", "token_expiry: not YYMM"},
+    {"T,P,2912,2811,frozen,,,,,,,,,,,", "status: not active|suspended|deleted"},
+    {"T,P,2912,2811,,4001,,,,,,,,,,", "trid: not 11 digits"},
+    {"T,P,2912,2811,,,,teleport,,,,,,,,", "pos_modes: unknown mode"},
+    {"T,P,2912,2811,,,,,,-1,,,,,,", "max_uses: not a number"},
+    {"T,P,2912,2811,,,,,,,,84,,,,", "currency: not 3 digits"},
+    {"T,P,2912,2811,,,,,,,,,2,,,", "device_required: not 0|1"},
+    {"T,P,2912,2811,,,,,,,,,,", "wrong number of fields"},
+    {"T,P,2912,2811,,,,,,,,,,,,,,", "wrong number of fields"},
+};
+
+Test(vault, import_reports_bad_rows_by_line_and_keeps_good_ones)
+{
+	struct tsw_vault *v = open_new();
+	struct tsw_vault_import_stats st;
+	struct rejects rj = {0};
+	char text[8192], good[20], pan[20], row[256];
+	size_t n_bad = sizeof(bad_rows) / sizeof(bad_rows[0]);
+	size_t off;
+	struct tsw_token t;
+
+	luhn_number(pan, "411111", 16, 7);
+	off = (size_t)snprintf(text, sizeof(text), "%s", HEADER);
+	/* line 2: a good row; then the bad rows; then the good row again (dup) */
+	luhn_number(good, BIN, 16, 100);
+	off += (size_t)snprintf(text + off, sizeof(text) - off, "%s,%s,2912,2811,,,,,,,,,,,,\n",
+				good, pan);
+	for (size_t i = 0; i < n_bad; i++) {
+		char tok[20];
+		const char *src = bad_rows[i].row;
+		size_t o = 0;
+
+		luhn_number(tok, BIN, 16, 200 + i);
+		for (; *src; src++) {
+			if (*src == 'T' && (src == bad_rows[i].row || src[-1] == ','))
+				o += (size_t)snprintf(row + o, sizeof(row) - o, "%s", tok);
+			else if (*src == 'P' && src[-1] == ',' && (src[1] == ',' || !src[1]))
+				o += (size_t)snprintf(row + o, sizeof(row) - o, "%s", pan);
+			else
+				row[o++] = *src;
+		}
+		row[o] = '\0';
+		off += (size_t)snprintf(text + off, sizeof(text) - off, "%s\n", row);
+	}
+	off += (size_t)snprintf(text + off, sizeof(text) - off, "%s,%s,2912,2811,,,,,,,,,,,,\n",
+				good, pan);
+	cr_assert_eq(import_text(v, text, &rj, &st), 0);
+	cr_assert_eq(st.imported, 1);
+	cr_assert_eq(rj.n, n_bad + 1);
+	for (size_t i = 0; i < n_bad; i++) {
+		cr_assert_eq(rj.lines[i], 3 + i, "reject %zu at line %lu", i, rj.lines[i]);
+		cr_assert_str_eq(rj.reasons[i], bad_rows[i].reason, "line %lu", rj.lines[i]);
+		cr_assert_null(strstr(rj.reasons[i], pan));
+	}
+	cr_assert_eq(rj.lines[n_bad], 3 + n_bad);
+	cr_assert_str_eq(rj.reasons[n_bad], "token already in the vault");
+	cr_assert_eq(lookup(v, good, &t), 0);
+	for (size_t i = 0; i < n_bad; i++) {
+		char tok[20];
+
+		luhn_number(tok, BIN, 16, 200 + i);
+		cr_assert_eq(lookup(v, tok, &t), -TSW_E_NOT_FOUND);
+	}
+	tsw_vault_close(v);
+}
+
+Test(vault, import_with_bad_header_writes_nothing)
+{
+	static const char *const headers[] = {
+	    "",
+	    "token,pan,pan_expiry\n",
+	    "token,pan,pan_expiry,token_expiry,colour\n",
+	    "token,pan,pan_expiry,token_expiry,token\n",
+	};
+	struct tsw_vault *v = open_new();
+	struct tsw_vault_stats s;
+	char text[512], tok[20], pan[20];
+
+	luhn_number(tok, BIN, 16, 1);
+	luhn_number(pan, "411111", 16, 1);
+	for (size_t i = 0; i < sizeof(headers) / sizeof(headers[0]); i++) {
+		struct rejects rj = {0};
+
+		snprintf(text, sizeof(text), "%s%s,%s,2912,2811\n", headers[i], tok, pan);
+		cr_assert_eq(import_text(v, text, &rj, NULL), -TSW_E_BAD_INPUT, "case %zu", i);
+	}
+	cr_assert_eq(tsw_vault_stats(v, &s), 0);
+	cr_assert_eq(s.tokens, 0);
+	tsw_vault_close(v);
+}
+
+Test(vault, lookup_of_unknown_or_malformed_token_is_not_found)
+{
+	struct tsw_vault *v = open_new();
+	struct tsw_vault_reader *rd;
+	char text[512], tok[20], pan[20], other[24];
+	struct tsw_token t;
+
+	luhn_number(tok, BIN, 16, 5);
+	luhn_number(pan, "411111", 16, 5);
+	snprintf(text, sizeof(text), "token,pan,pan_expiry,token_expiry\n%s,%s,2912,2811\n", tok,
+		 pan);
+	cr_assert_eq(import_text(v, text, NULL, NULL), 0);
+	cr_assert_eq(tsw_vault_reader_open(v, &rd), 0);
+	cr_assert_eq(tsw_vault_lookup(rd, tok, 16, &t), -EINVAL, "reader not renewed");
+	cr_assert_eq(tsw_vault_reader_renew(rd), 0);
+	cr_assert_eq(tsw_vault_lookup(rd, tok, 16, &t), 0);
+	luhn_number(other, BIN, 16, 6);
+	cr_assert_eq(tsw_vault_lookup(rd, other, 16, &t), -TSW_E_NOT_FOUND);
+	cr_assert_eq(tsw_vault_lookup(rd, "48953700000x0005", 16, &t), -TSW_E_NOT_FOUND);
+	cr_assert_eq(tsw_vault_lookup(rd, "489537", 6, &t), -TSW_E_NOT_FOUND);
+	/* same number with a leading zero: another token */
+	snprintf(other, sizeof(other), "0%s", tok);
+	cr_assert_eq(tsw_vault_lookup(rd, other, 17, &t), -TSW_E_NOT_FOUND);
+	tsw_vault_reader_reset(rd);
+	cr_assert_eq(tsw_vault_lookup(rd, tok, 16, &t), -EINVAL);
+	tsw_vault_reader_close(rd);
+	tsw_vault_close(v);
+}
+
+Test(vault, decrypt_refuses_tampering_small_buffer_and_unknown_key)
+{
+	struct tsw_vault *v = open_new();
+	struct tsw_vault_reader *rd;
+	char text[512], tok[20], pan[20], out[TSW_PAN_MAX_DIGITS];
+	struct tsw_token t, bad;
+
+	luhn_number(tok, BIN, 16, 5);
+	luhn_number(pan, "411111", 16, 5);
+	snprintf(text, sizeof(text), "token,pan,pan_expiry,token_expiry\n%s,%s,2912,2811\n", tok,
+		 pan);
+	cr_assert_eq(import_text(v, text, NULL, NULL), 0);
+	cr_assert_eq(tsw_vault_reader_open(v, &rd), 0);
+	cr_assert_eq(tsw_vault_reader_renew(rd), 0);
+	cr_assert_eq(tsw_vault_lookup(rd, tok, 16, &t), 0);
+	cr_assert_eq(tsw_vault_decrypt_pan(rd, &t, out, sizeof(out)), 16);
+	cr_assert_eq(tsw_vault_decrypt_pan(rd, &t, out, 15), -TSW_E_NO_SPACE);
+	for (unsigned i = 0; i < t.sealed_len; i++) {
+		bad = t;
+		bad.sealed_pan[i] ^= 0x01;
+		cr_assert_eq(tsw_vault_decrypt_pan(rd, &bad, out, sizeof(out)), -TSW_E_DECRYPT,
+			     "byte %u", i);
+	}
+	bad = t; /* the token is the associated data */
+	bad.token[15] = bad.token[15] == '9' ? '0' : (char)(bad.token[15] + 1);
+	cr_assert_eq(tsw_vault_decrypt_pan(rd, &bad, out, sizeof(out)), -TSW_E_DECRYPT);
+	bad = t;
+	bad.key_id = 99;
+	cr_assert_eq(tsw_vault_decrypt_pan(rd, &bad, out, sizeof(out)), -TSW_E_NOT_FOUND);
+	tsw_vault_reader_close(rd);
+	tsw_vault_close(v);
+}
+
+/* ---- lifecycle ---- */
+
+/* Imports n tokens (bodies base..base+n-1) for one PAN. */
+static void import_card(struct tsw_vault *v, const char *pan, unsigned long base, unsigned n,
+			char toks[][20])
+{
+	char text[4096];
+	size_t off = (size_t)snprintf(text, sizeof(text), "token,pan,pan_expiry,token_expiry\n");
+	struct rejects rj = {0};
+	struct tsw_vault_import_stats st;
+
+	for (unsigned i = 0; i < n; i++) {
+		luhn_number(toks[i], BIN, 16, base + i);
+		off += (size_t)snprintf(text + off, sizeof(text) - off, "%s,%s,2912,2811\n",
+					toks[i], pan);
+	}
+	cr_assert_eq(import_text(v, text, &rj, &st), 0);
+	cr_assert_eq(rj.n, 0, "%s", rj.reasons[0]);
+	cr_assert_eq(st.imported, n);
+}
+
+Test(vault, status_changes_and_unknown_token)
+{
+	static const struct {
+		enum tsw_token_status to, was;
+	} steps[] = {
+	    {TSW_TOKEN_SUSPENDED, TSW_TOKEN_ACTIVE},
+	    {TSW_TOKEN_ACTIVE, TSW_TOKEN_SUSPENDED},
+	    {TSW_TOKEN_DELETED, TSW_TOKEN_ACTIVE},
+	};
+	struct tsw_vault *v = open_new();
+	char toks[1][20], pan[20], other[20];
+	struct tsw_token t;
+	enum tsw_token_status old;
+
+	luhn_number(pan, "411111", 16, 9);
+	import_card(v, pan, 10, 1, toks);
+	for (size_t i = 0; i < sizeof(steps) / sizeof(steps[0]); i++) {
+		cr_assert_eq(tsw_vault_set_status(v, toks[0], 16, steps[i].to, &old), 0);
+		cr_assert_eq(old, steps[i].was);
+		cr_assert_eq(lookup(v, toks[0], &t), 0);
+		cr_assert_eq(t.status, steps[i].to);
+	}
+	expect_pan(v, toks[0], pan);
+	luhn_number(other, BIN, 16, 11);
+	cr_assert_eq(tsw_vault_set_status(v, other, 16, TSW_TOKEN_SUSPENDED, &old),
+		     -TSW_E_NOT_FOUND);
+	cr_assert_eq(tsw_vault_set_status(v, toks[0], 16, TSW_TOKEN_STATUS_MAX, &old),
+		     -TSW_E_BAD_INPUT);
+	cr_assert_eq(tsw_vault_repersonalize(v, other, 16, NULL), -TSW_E_NOT_FOUND);
+	tsw_vault_close(v);
+}
+
+Test(vault, card_suspension_covers_every_token_of_the_card)
+{
+	struct tsw_vault *v = open_new();
+	char a[3][20], b[1][20], late[1][20], pan_a[20], pan_b[20];
+	struct tsw_token t;
+	size_t n = 0;
+
+	luhn_number(pan_a, "411111", 16, 1);
+	luhn_number(pan_b, "411111", 16, 2);
+	import_card(v, pan_a, 100, 3, a);
+	import_card(v, pan_b, 200, 1, b);
+	cr_assert_eq(tsw_vault_set_card_suspended(v, pan_a, 16, true, &n), 0);
+	cr_assert_eq(n, 3);
+	for (int i = 0; i < 3; i++) {
+		cr_assert_eq(lookup(v, a[i], &t), 0);
+		cr_assert_eq(t.card_suspended, 1);
+		cr_assert_eq(t.status, TSW_TOKEN_ACTIVE, "token status untouched");
+	}
+	cr_assert_eq(lookup(v, b[0], &t), 0);
+	cr_assert_eq(t.card_suspended, 0, "other card unaffected");
+	/* a token imported for a suspended card inherits the suspension */
+	import_card(v, pan_a, 300, 1, late);
+	cr_assert_eq(lookup(v, late[0], &t), 0);
+	cr_assert_eq(t.card_suspended, 1);
+	cr_assert_eq(tsw_vault_set_card_suspended(v, pan_a, 16, false, &n), 0);
+	cr_assert_eq(n, 4);
+	for (int i = 0; i < 3; i++) {
+		cr_assert_eq(lookup(v, a[i], &t), 0);
+		cr_assert_eq(t.card_suspended, 0);
+	}
+	{
+		char unknown[20];
+
+		luhn_number(unknown, "411111", 16, 3);
+		cr_assert_eq(tsw_vault_set_card_suspended(v, unknown, 16, true, &n),
+			     -TSW_E_NOT_FOUND);
+		cr_assert_eq(tsw_vault_set_card_suspended(v, "41x1", 4, true, &n),
+			     -TSW_E_BAD_INPUT);
+	}
+	tsw_vault_close(v);
+}
+
+Test(vault, reissue_relinks_every_token_of_the_card)
+{
+	struct tsw_vault *v = open_new();
+	char a[3][20], b[1][20], pan_a[20], pan_new[20], pan_b[20];
+	struct tsw_token before, t;
+	size_t n = 0;
+
+	luhn_number(pan_a, "411111", 16, 1);
+	luhn_number(pan_b, "411111", 16, 2);
+	luhn_number(pan_new, "411111", 16, 99);
+	import_card(v, pan_a, 100, 3, a);
+	import_card(v, pan_b, 200, 1, b);
+	cr_assert_eq(lookup(v, a[0], &before), 0);
+	cr_assert_eq(tsw_vault_update_pan(v, pan_a, 16, pan_new, 16, "3107", &n), 0);
+	cr_assert_eq(n, 3);
+	for (int i = 0; i < 3; i++) {
+		cr_assert_eq(lookup(v, a[i], &t), 0);
+		cr_assert_str_eq(t.pan_expiry, "3107");
+		cr_assert_neq(t.card_id, before.card_id);
+		expect_pan(v, a[i], pan_new);
+	}
+	expect_pan(v, b[0], pan_b);
+	/* the old PAN no longer has tokens; the new one has all three */
+	cr_assert_eq(tsw_vault_set_card_suspended(v, pan_a, 16, true, &n), -TSW_E_NOT_FOUND);
+	cr_assert_eq(tsw_vault_set_card_suspended(v, pan_new, 16, true, &n), 0);
+	cr_assert_eq(n, 3);
+	cr_assert_eq(tsw_vault_update_pan(v, pan_a, 16, pan_new, 16, "3107", &n), -TSW_E_NOT_FOUND);
+	cr_assert_eq(tsw_vault_update_pan(v, pan_new, 16, pan_a, 16, "3113", &n), -TSW_E_BAD_INPUT);
+	tsw_vault_close(v);
+}
+
+Test(vault, token_for_token_links_the_original_in_any_row_order)
+{
+	struct tsw_vault *v = open_new();
+	struct tsw_vault_import_stats st;
+	struct rejects rj = {0};
+	char text[2048], orig[20], t4t[20], orphan[20], missing[20], pan[20];
+	struct tsw_token t, made;
+	struct tsw_vault_row row;
+
+	luhn_number(orig, BIN, 16, 1);
+	luhn_number(t4t, BIN, 16, 2);
+	luhn_number(orphan, BIN, 16, 3);
+	luhn_number(missing, BIN, 16, 4);
+	luhn_number(pan, "411111", 16, 1);
+	/* the token-for-token row comes first */
+	snprintf(text, sizeof(text),
+		 "token,pan,pan_expiry,token_expiry,trid,assurance_level,token_ref,original_token\n"
+		 "%s,%s,2912,2811,50110030273,10,cof-ref,%s\n"
+		 "%s,%s,2912,2811,40010030273,30,wallet-ref,\n"
+		 "%s,%s,2912,2811,50110030273,10,x,%s\n",
+		 t4t, pan, orig, orig, pan, orphan, pan, missing);
+	cr_assert_eq(import_text(v, text, &rj, &st), 0);
+	cr_assert_eq(st.imported, 2);
+	cr_assert_eq(rj.n, 1);
+	cr_assert_eq(rj.lines[0], 4);
+	cr_assert_str_eq(rj.reasons[0], "original_token: not in the vault");
+	cr_assert_eq(lookup(v, t4t, &t), 0);
+	cr_assert_str_eq(t.original_token, orig);
+	cr_assert_str_eq(t.original_trid, "40010030273");
+	cr_assert_str_eq(t.original_token_ref, "wallet-ref");
+	cr_assert_eq(t.original_assurance_level, 30);
+	cr_assert_str_eq(t.trid, "50110030273");
+	/* the caller's second lookup reaches the original */
+	cr_assert_eq(lookup(v, t.original_token, &t), 0);
+	cr_assert_str_eq(t.token_ref, "wallet-ref");
+	/* provisioning from a token takes the original's PAN */
+	memset(&row, 0, sizeof(row));
+	memcpy(row.token.original_token, orig, 17);
+	memcpy(row.token.token_expiry, "3001", 5);
+	cr_assert_eq(tsw_vault_provision(v, &row, NULL, 0, 16, &made), 0);
+	cr_assert_str_eq(made.original_token, orig);
+	cr_assert_str_eq(made.original_token_ref, "wallet-ref");
+	cr_assert_str_eq(made.pan_expiry, "2912");
+	expect_pan(v, made.token, pan);
+	memcpy(row.token.original_token, missing, 17);
+	cr_assert_eq(tsw_vault_provision(v, &row, NULL, 0, 16, &made), -TSW_E_NOT_FOUND);
+	tsw_vault_close(v);
+}
+
+Test(vault, device_bindings)
+{
+	struct tsw_vault *v = open_new();
+	struct tsw_vault_reader *rd;
+	char toks[2][20], pan[20];
+
+	luhn_number(pan, "411111", 16, 1);
+	import_card(v, pan, 1, 2, toks);
+	cr_assert_eq(tsw_vault_bind_device(v, toks[0], 16, "dev-1", 5), 0);
+	cr_assert_eq(tsw_vault_bind_device(v, toks[0], 16, "dev-2", 5), 0);
+	cr_assert_eq(tsw_vault_bind_device(v, toks[0], 16, "dev-1", 5), -TSW_E_EXISTS);
+	cr_assert_eq(tsw_vault_bind_device(v, toks[0], 16, "", 0), -TSW_E_BAD_INPUT);
+	cr_assert_eq(tsw_vault_bind_device(v, "4895370000000000", 16, "dev-1", 5),
+		     -TSW_E_NOT_FOUND);
+	cr_assert_eq(tsw_vault_reader_open(v, &rd), 0);
+	cr_assert_eq(tsw_vault_reader_renew(rd), 0);
+	cr_assert_eq(tsw_vault_device_bound(rd, toks[0], 16, "dev-1", 5), 1);
+	cr_assert_eq(tsw_vault_device_bound(rd, toks[0], 16, "dev-2", 5), 1);
+	cr_assert_eq(tsw_vault_device_bound(rd, toks[0], 16, "dev-3", 5), 0);
+	cr_assert_eq(tsw_vault_device_bound(rd, toks[1], 16, "dev-1", 5), 0);
+	cr_assert_eq(tsw_vault_device_bound(rd, toks[0], 16, "dev-", 4), 0);
+	tsw_vault_reader_reset(rd);
+	cr_assert_eq(tsw_vault_unbind_device(v, toks[0], 16, "dev-1", 5), 0);
+	cr_assert_eq(tsw_vault_unbind_device(v, toks[0], 16, "dev-1", 5), -TSW_E_NOT_FOUND);
+	cr_assert_eq(tsw_vault_reader_renew(rd), 0);
+	cr_assert_eq(tsw_vault_device_bound(rd, toks[0], 16, "dev-1", 5), 0);
+	cr_assert_eq(tsw_vault_device_bound(rd, toks[0], 16, "dev-2", 5), 1);
+	tsw_vault_reader_close(rd);
+	tsw_vault_close(v);
+}
+
+Test(vault, repersonalize_bumps_the_atc_epoch)
+{
+	struct tsw_vault *v = open_new();
+	char toks[1][20], pan[20];
+	struct tsw_token t;
+	uint32_t epoch = 0;
+
+	luhn_number(pan, "411111", 16, 1);
+	import_card(v, pan, 1, 1, toks);
+	for (uint32_t want = 1; want <= 3; want++) {
+		cr_assert_eq(tsw_vault_repersonalize(v, toks[0], 16, &epoch), 0);
+		cr_assert_eq(epoch, want);
+		cr_assert_eq(lookup(v, toks[0], &t), 0);
+		cr_assert_eq(t.atc_epoch, want);
+	}
+	expect_pan(v, toks[0], pan);
+	tsw_vault_close(v);
+}
+
+Test(vault, provision_draws_unused_luhn_valid_tokens_in_range)
+{
+	struct tsw_vault *v = open_new();
+	struct tsw_vault_row row;
+	struct tsw_token t, seen[20];
+	char pan[20];
+
+	cr_assert_eq(tsw_vault_add_token_bin(v, "5300", 4), 0);
+	luhn_number(pan, "411111", 16, 1);
+	memset(&row, 0, sizeof(row));
+	memcpy(row.pan, pan, 16);
+	row.pan_len = 16;
+	memcpy(row.token.pan_expiry, "2912", 5);
+	memcpy(row.token.token_expiry, "2811", 5);
+	for (int i = 0; i < 20; i++) {
+		unsigned len = 13 + (unsigned)i % 7;
+		const char *bin = i % 2 ? "5300" : BIN;
+
+		cr_assert_eq(tsw_vault_provision(v, &row, bin, strlen(bin), len, &seen[i]), 0);
+		cr_assert_eq(seen[i].token_len, len);
+		cr_assert(tsw_vault_luhn_valid(seen[i].token, len));
+		cr_assert(strncmp(seen[i].token, bin, strlen(bin)) == 0);
+		for (int j = 0; j < i; j++)
+			cr_assert_str_neq(seen[i].token, seen[j].token);
+		expect_pan(v, seen[i].token, pan);
+	}
+	cr_assert_eq(tsw_vault_provision(v, &row, "777", 3, 16, &t), -TSW_E_OUT_OF_RANGE);
+	cr_assert_eq(tsw_vault_provision(v, &row, BIN, strlen(BIN), 12, &t), -TSW_E_BAD_INPUT);
+	row.pan[3] ^= 1; /* Luhn broken */
+	cr_assert_eq(tsw_vault_provision(v, &row, BIN, strlen(BIN), 16, &t), -TSW_E_BAD_INPUT);
+	tsw_vault_close(v);
+}
+
+Test(vault, read_only_vault_refuses_every_write)
+{
+	struct tsw_vault *v = open_new();
+	struct tsw_vault_batch *b;
+	struct tsw_vault_row row;
+	struct tsw_token t;
+	char toks[1][20], pan[20];
+	size_t n;
+
+	luhn_number(pan, "411111", 16, 1);
+	import_card(v, pan, 1, 1, toks);
+	tsw_vault_close(v);
+	cr_assert_eq(tsw_vault_open(fx.vault, fx.key, TSW_VAULT_RDONLY, &v), 0);
+	memset(&row, 0, sizeof(row));
+	cr_assert_eq(tsw_vault_set_status(v, toks[0], 16, TSW_TOKEN_DELETED, NULL), -EROFS);
+	cr_assert_eq(tsw_vault_set_card_suspended(v, pan, 16, true, &n), -EROFS);
+	cr_assert_eq(tsw_vault_update_pan(v, pan, 16, pan, 16, "3001", &n), -EROFS);
+	cr_assert_eq(tsw_vault_bind_device(v, toks[0], 16, "d", 1), -EROFS);
+	cr_assert_eq(tsw_vault_unbind_device(v, toks[0], 16, "d", 1), -EROFS);
+	cr_assert_eq(tsw_vault_repersonalize(v, toks[0], 16, NULL), -EROFS);
+	cr_assert_eq(tsw_vault_provision(v, &row, NULL, 0, 16, &t), -EROFS);
+	cr_assert_eq(tsw_vault_add_token_bin(v, "4", 1), -EROFS);
+	cr_assert_eq(tsw_vault_batch_begin(v, 0, NULL, NULL, &b), -EROFS);
+	cr_assert_eq(tsw_vault_rekey(v, NULL, NULL), -EROFS);
+	cr_assert_eq(lookup(v, toks[0], &t), 0);
+	cr_assert_eq(t.status, TSW_TOKEN_ACTIVE);
+	tsw_vault_close(v);
+}
+
+Test(vault, rekey_reencrypts_everything_and_readers_follow)
+{
+	struct tsw_vault *v = open_new(), *ro;
+	struct tsw_vault_reader *rd;
+	struct tsw_vault_stats s;
+	char toks[5][20], pan[20], out[TSW_PAN_MAX_DIGITS];
+	struct tsw_token t;
+	uint32_t id = 0;
+	uint64_t n = 0;
+	struct stat st;
+
+	luhn_number(pan, "411111", 16, 1);
+	import_card(v, pan, 1, 5, toks);
+	/* a reader in another handle, opened with the old key file */
+	cr_assert_eq(tsw_vault_open(fx.vault, fx.key, TSW_VAULT_RDONLY, &ro), 0);
+	cr_assert_eq(tsw_vault_reader_open(ro, &rd), 0);
+	cr_assert_eq(tsw_vault_rekey(v, &id, &n), 0);
+	cr_assert_eq(id, 2);
+	cr_assert_eq(n, 5);
+	cr_assert_eq(stat(fx.key, &st), 0);
+	cr_assert_eq(st.st_mode & 0777, 0600);
+	cr_assert_eq(tsw_vault_stats(v, &s), 0);
+	cr_assert_eq(s.current_key_id, 2);
+	cr_assert_eq(s.n_keys, 2);
+	cr_assert_eq(s.by_key[1], 5);
+	for (int i = 0; i < 5; i++)
+		expect_pan(v, toks[i], pan);
+	cr_assert_eq(tsw_vault_reader_renew(rd), 0);
+	cr_assert_eq(tsw_vault_lookup(rd, toks[0], 16, &t), 0);
+	cr_assert_eq(t.key_id, 2);
+	cr_assert_eq(tsw_vault_decrypt_pan(rd, &t, out, sizeof(out)), 16);
+	cr_assert(memcmp(out, pan, 16) == 0);
+	tsw_vault_reader_close(rd);
+	tsw_vault_close(ro);
+	tsw_vault_close(v);
+	/* the rewritten key file still opens the vault */
+	cr_assert_eq(tsw_vault_open(fx.vault, fx.key, 0, &v), 0);
+	expect_pan(v, toks[4], pan);
+	tsw_vault_close(v);
+}
+
+Test(vault, stats_count_tokens_cards_and_bindings)
+{
+	struct tsw_vault *v = open_new();
+	struct tsw_vault_stats s;
+	char a[3][20], b[2][20], pan_a[20], pan_b[20];
+
+	luhn_number(pan_a, "411111", 16, 1);
+	luhn_number(pan_b, "411111", 16, 2);
+	import_card(v, pan_a, 1, 3, a);
+	import_card(v, pan_b, 10, 2, b);
+	cr_assert_eq(tsw_vault_set_status(v, a[0], 16, TSW_TOKEN_DELETED, NULL), 0);
+	cr_assert_eq(tsw_vault_set_card_suspended(v, pan_b, 16, true, NULL), 0);
+	cr_assert_eq(tsw_vault_bind_device(v, a[1], 16, "d1", 2), 0);
+	cr_assert_eq(tsw_vault_stats(v, &s), 0);
+	cr_assert_eq(s.tokens, 5);
+	cr_assert_eq(s.by_status[TSW_TOKEN_ACTIVE], 4);
+	cr_assert_eq(s.by_status[TSW_TOKEN_DELETED], 1);
+	cr_assert_eq(s.cards, 2);
+	cr_assert_eq(s.suspended_cards, 1);
+	cr_assert_eq(s.card_suspended_tokens, 2);
+	cr_assert_eq(s.device_bindings, 1);
+	cr_assert_eq(s.n_bins, 1);
+	cr_assert_str_eq(s.bins[0], BIN);
+	tsw_vault_close(v);
+}
+
+/* ---- security: nothing of a PAN in the files ---- */
+
+static bool file_contains(const char *path, const void *needle, size_t len)
+{
+	FILE *f = fopen(path, "rb");
+	static char buf[1 << 22];
+	size_t n;
+	bool found = false;
+
+	cr_assert_not_null(f);
+	n = fread(buf, 1, sizeof(buf), f);
+	cr_assert(feof(f), "file larger than the scan buffer");
+	fclose(f);
+	for (size_t i = 0; !found && i + len <= n; i++)
+		found = memcmp(buf + i, needle, len) == 0;
+	return found;
+}
+
+Test(vault, no_pan_or_plain_pan_hash_in_the_lmdb_files)
+{
+	enum { N_PANS = 41 }; /* the last one arrives by update-pan */
+	struct tsw_vault *v = open_new();
+	char text[8192], pans[N_PANS][20], tok[20];
+	size_t off = (size_t)snprintf(text, sizeof(text), "token,pan,pan_expiry,token_expiry\n");
+	const char *files[] = {"data.mdb", "lock.mdb"};
+
+	for (int i = 0; i < N_PANS - 1; i++) {
+		luhn_number(pans[i], i % 2 ? "411111" : "5500", 13 + i % 7,
+			    1000003ul * (unsigned)i);
+		luhn_number(tok, BIN, 16, (unsigned long)i);
+		off += (size_t)snprintf(text + off, sizeof(text) - off, "%s,%s,2912,2811\n", tok,
+					pans[i]);
+	}
+	cr_assert_eq(import_text(v, text, NULL, NULL), 0);
+	cr_assert_eq(tsw_vault_set_card_suspended(v, pans[0], strlen(pans[0]), true, NULL), 0);
+	luhn_number(pans[N_PANS - 1], "377777", 15, 123456);
+	cr_assert_eq(
+	    tsw_vault_update_pan(v, pans[1], strlen(pans[1]), pans[N_PANS - 1], 15, "3101", NULL),
+	    0);
+	cr_assert_eq(tsw_vault_rekey(v, NULL, NULL), 0);
+	tsw_vault_close(v);
+	for (size_t f = 0; f < 2; f++) {
+		char path[PATH_CAP];
+
+		snprintf(path, sizeof(path), "%s/%s", fx.vault, files[f]);
+		for (int i = 0; i < N_PANS; i++) {
+			uint8_t md[SHA256_DIGEST_LENGTH];
+			char hex[2 * SHA256_DIGEST_LENGTH + 1];
+			size_t len = strlen(pans[i]);
+
+			SHA256((const uint8_t *)pans[i], len, md);
+			for (int k = 0; k < SHA256_DIGEST_LENGTH; k++) {
+				hex[2 * k] = "0123456789abcdef"[md[k] >> 4];
+				hex[2 * k + 1] = "0123456789abcdef"[md[k] & 15];
+			}
+			hex[2 * SHA256_DIGEST_LENGTH] = '\0';
+			cr_assert_not(file_contains(path, pans[i], len), "PAN %d in %s", i,
+				      files[f]);
+			cr_assert_not(file_contains(path, md, sizeof(md)), "SHA-256 %d", i);
+			cr_assert_not(file_contains(path, md, 8), "SHA-256 prefix %d", i);
+			cr_assert_not(file_contains(path, hex, 16), "SHA-256 hex %d", i);
+			for (int k = 0; hex[k]; k++)
+				hex[k] = (char)(hex[k] >= 'a' ? hex[k] - 32 : hex[k]);
+			cr_assert_not(file_contains(path, hex, 16), "SHA-256 HEX %d", i);
+		}
+	}
+	/* and the scan itself can find things: the token digits are not there
+	 * either (integer keys), but the BIN metadata is */
+	{
+		char path[PATH_CAP];
+
+		snprintf(path, sizeof(path), "%s/data.mdb", fx.vault);
+		cr_assert(file_contains(path, BIN, strlen(BIN)));
+	}
+}
+
+/* ---- concurrency: a reader held open across writes of other processes ---- */
+
+Test(vault, reader_sees_a_write_from_another_process_at_next_renew)
+{
+	struct tsw_vault *v = open_new(), *ro;
+	struct tsw_vault_reader *rd;
+	char toks[2][20], pan[20], out[OUT_CAP];
+	struct tsw_token t;
+	pid_t pid;
+	int status;
+
+	luhn_number(pan, "411111", 16, 1);
+	import_card(v, pan, 1, 2, toks);
+	tsw_vault_close(v);
+	cr_assert_eq(tsw_vault_open(fx.vault, fx.key, TSW_VAULT_RDONLY, &ro), 0);
+	cr_assert_eq(tsw_vault_reader_open(ro, &rd), 0);
+	cr_assert_eq(tsw_vault_reader_renew(rd), 0);
+	cr_assert_eq(tsw_vault_lookup(rd, toks[0], 16, &t), 0);
+	cr_assert_eq(t.status, TSW_TOKEN_ACTIVE);
+	/* the tool suspends while our read transaction is open */
+	const char *args[] = {"suspend", toks[0], NULL};
+	cr_assert_eq(tokvault(out, sizeof(out), args), 0, "%s", out);
+	cr_assert_eq(tsw_vault_lookup(rd, toks[0], 16, &t), 0);
+	cr_assert_eq(t.status, TSW_TOKEN_ACTIVE, "same snapshot until renewed");
+	cr_assert_eq(tsw_vault_reader_renew(rd), 0);
+	cr_assert_eq(tsw_vault_lookup(rd, toks[0], 16, &t), 0);
+	cr_assert_eq(t.status, TSW_TOKEN_SUSPENDED);
+	/* a forked writer with its own handle; also adds a token range */
+	tsw_vault_reader_reset(rd);
+	pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		struct tsw_vault *w = NULL;
+		int r = tsw_vault_open(fx.vault, fx.key, 0, &w);
+
+		if (r == 0)
+			r = tsw_vault_set_card_suspended(w, pan, 16, true, NULL);
+		if (r == 0)
+			r = tsw_vault_add_token_bin(w, "5300", 4);
+		tsw_vault_close(w);
+		_exit(r == 0 ? 0 : 1);
+	}
+	cr_assert_eq(waitpid(pid, &status, 0), pid);
+	cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	cr_assert_not(tsw_vault_in_token_range(ro, "5300000000000001", 16));
+	cr_assert_eq(tsw_vault_reader_renew(rd), 0);
+	cr_assert(tsw_vault_in_token_range(ro, "5300000000000001", 16));
+	cr_assert_eq(tsw_vault_lookup(rd, toks[1], 16, &t), 0);
+	cr_assert_eq(t.card_suspended, 1);
+	tsw_vault_reader_close(rd);
+	tsw_vault_close(ro);
+}
+
+/* ---- the tokvault tool ---- */
+
+Test(vault, tokvault_verbs_print_changes_and_fail_on_unknown_token)
+{
+	char out[OUT_CAP], toks[2][20], pan[20], unknown[20];
+	struct tsw_vault *v;
+
+	{
+		const char *args[] = {"init", "--token-bin", BIN, NULL};
+		cr_assert_eq(tokvault(out, sizeof(out), args), 0, "%s", out);
+	}
+	cr_assert_eq(tsw_vault_open(fx.vault, fx.key, 0, &v), 0);
+	luhn_number(pan, "411111", 16, 77);
+	import_card(v, pan, 1, 2, toks);
+	tsw_vault_close(v);
+	luhn_number(unknown, BIN, 16, 999);
+	struct {
+		const char *args[8];
+		int rc;
+		const char *want;
+	} cases[] = {
+	    {{"show", toks[0]}, 0, "pan=411111******"},
+	    {{"suspend", toks[0]}, 0, "active -> suspended"},
+	    {{"resume", toks[0]}, 0, "suspended -> active"},
+	    {{"delete", toks[1]}, 0, "active -> deleted"},
+	    {{"suspend", unknown}, 1, "not found"},
+	    {{"resume", unknown}, 1, "not found"},
+	    {{"delete", unknown}, 1, "not found"},
+	    {{"show", unknown}, 1, "not found"},
+	    {{"repersonalize", toks[0]}, 0, "atc_epoch=1"},
+	    {{"repersonalize", unknown}, 1, "not found"},
+	    {{"bind-device", toks[0], "phone-1"}, 0, "bound"},
+	    {{"bind-device", unknown, "phone-1"}, 1, "not found"},
+	    {{"unbind-device", toks[0], "phone-1"}, 0, "unbound"},
+	    {{"unbind-device", toks[0], "phone-1"}, 1, "not found"},
+	    {{"suspend-card", "--pan", pan}, 0, "2 tokens follow"},
+	    {{"resume-card", "--pan", pan}, 0, "2 tokens follow"},
+	    {{"suspend-card", "--pan", "4111111111111111"}, 1, "not found"},
+	    {{"update-pan", "--pan", pan, "--new-pan", "4111111111111111", "--new-expiry", "3012"},
+	     0,
+	     "2 tokens relinked"},
+	    {{"update-pan", "--pan", pan, "--new-pan", "4111111111111111", "--new-expiry", "3012"},
+	     1,
+	     "not found"},
+	    {{"provision", "--pan", "4111111111111111", "--pan-expiry", "3012"}, 0, BIN},
+	    {{"provision", "--from-token", unknown}, 1, "not found"},
+	    {{"stats"}, 0, "tokens=3"},
+	    {{"rekey"}, 0, "new key id=2"},
+	    {{"suspend"}, 2, "needs one TOKEN"},
+	    {{"frobnicate"}, 2, "unknown verb"},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		int rc = tokvault(out, sizeof(out), cases[i].args);
+
+		cr_assert_eq(rc, cases[i].rc, "case %zu (%s): rc %d: %s", i, cases[i].args[0], rc,
+			     out);
+		cr_assert_not_null(strstr(out, cases[i].want), "case %zu: %s", i, out);
+		cr_assert_null(strstr(out, pan), "case %zu prints the PAN", i);
+		cr_assert_null(strstr(out, "4111111111111111"), "case %zu prints the PAN", i);
+	}
+}
+
+Test(vault, tokvault_help_on_every_verb)
+{
+	static const char *const verbs[] = {
+	    "init",	     "import",	    "provision",   "show",
+	    "suspend",	     "resume",	    "delete",	   "update-pan",
+	    "suspend-card",  "resume-card", "bind-device", "unbind-device",
+	    "repersonalize", "stats",	    "rekey",	   "demo"};
+	char out[OUT_CAP];
+
+	for (size_t i = 0; i < sizeof(verbs) / sizeof(verbs[0]); i++) {
+		const char *args[] = {verbs[i], "--help", NULL};
+
+		cr_assert_eq(tokvault(out, sizeof(out), args), 0, "%s", verbs[i]);
+		cr_assert_not_null(strstr(out, "usage: tokvault"), "%s: %s", verbs[i], out);
+		cr_assert_not_null(strstr(out, verbs[i]));
+	}
+	{
+		const char *args[] = {"--help", NULL};
+
+		cr_assert_eq(tokvault(out, sizeof(out), args), 0);
+		cr_assert_not_null(strstr(out, "repersonalize"));
+	}
+}
+
+Test(vault, tokvault_import_reports_lines_and_exits_nonzero)
+{
+	char out[OUT_CAP], text[1024], tok[20], pan[20], bad[20];
+
+	{
+		const char *args[] = {"init", "--token-bin", BIN, NULL};
+		cr_assert_eq(tokvault(out, sizeof(out), args), 0, "%s", out);
+	}
+	luhn_number(tok, BIN, 16, 1);
+	luhn_number(bad, BIN, 16, 2);
+	bad[15] = bad[15] == '9' ? '0' : (char)(bad[15] + 1);
+	luhn_number(pan, "411111", 16, 1);
+	snprintf(text, sizeof(text),
+		 "token,pan,pan_expiry,token_expiry\n%s,%s,2912,2811\n"
+		 "%s,%s,2912,2811\n",
+		 tok, pan, bad, pan);
+	write_file(fx.csv, text);
+	{
+		const char *args[] = {"import", fx.csv, NULL};
+
+		cr_assert_eq(tokvault(out, sizeof(out), args), 1, "%s", out);
+		cr_assert_not_null(strstr(out, "line 3: token: Luhn check fails"), "%s", out);
+		cr_assert_not_null(strstr(out, "imported=1 rejected=1"), "%s", out);
+		cr_assert_null(strstr(out, pan));
+	}
+	{
+		const char *args[] = {"show", tok, NULL};
+
+		cr_assert_eq(tokvault(out, sizeof(out), args), 0, "%s", out);
+	}
+	{
+		const char *args[] = {"import", "/nonexistent.csv", NULL};
+
+		cr_assert_eq(tokvault(out, sizeof(out), args), 1, "%s", out);
+	}
+	{
+		char key[PATH_CAP];
+		const char *args[] = {"stats", NULL};
+
+		snprintf(key, sizeof(key), "%s", fx.key);
+		chmod(key, 0644);
+		cr_assert_eq(tokvault(out, sizeof(out), args), 1, "%s", out);
+		cr_assert_not_null(strstr(out, "cannot open vault"), "%s", out);
+	}
+}
+
+Test(vault, tokvault_demo_writes_vault_and_token_list)
+{
+	enum { COUNT = 3000 };
+	char out[OUT_CAP], list[PATH_CAP], line[512], count[16];
+	unsigned rows = 0, plain = 0, limited = 0, suspended = 0, deleted = 0, device = 0;
+	struct tsw_vault *v;
+	FILE *f;
+
+	snprintf(list, sizeof(list), "%s/tokens.csv", fx.dir);
+	snprintf(count, sizeof(count), "%d", COUNT);
+	{
+		const char *args[] = {"demo", "--count", count, "--out", list, NULL};
+		cr_assert_eq(tokvault(out, sizeof(out), args), 0, "%s", out);
+		/* a second demo into the same vault is refused */
+		cr_assert_eq(tokvault(out, sizeof(out), args), 1, "%s", out);
+		cr_assert_not_null(strstr(out, "not empty"));
+	}
+	cr_assert_eq(tsw_vault_open(fx.vault, fx.key, TSW_VAULT_RDONLY, &v), 0);
+	f = fopen(list, "r");
+	cr_assert_not_null(f);
+	cr_assert_not_null(fgets(line, sizeof(line), f));
+	cr_assert_str_eq(line, "token,token_expiry,pos_mode,merchant_id,acquirer_id,mcc,device_ref,"
+			       "trid,amount_limit,currency,expect_rc\n");
+	struct tsw_vault_reader *rd;
+	cr_assert_eq(tsw_vault_reader_open(v, &rd), 0);
+	cr_assert_eq(tsw_vault_reader_renew(rd), 0);
+	while (fgets(line, sizeof(line), f)) {
+		char *fld[11], *save = NULL, *p = line;
+		struct tsw_token t;
+		int n = 0;
+
+		line[strcspn(line, "\n")] = '\0';
+		for (char *c = p;; c++) {
+			if (*c == ',' || *c == '\0') {
+				bool end = *c == '\0';
+
+				*c = '\0';
+				cr_assert_lt(n, 11);
+				fld[n++] = p;
+				p = c + 1;
+				if (end)
+					break;
+			}
+		}
+		(void)save;
+		cr_assert_eq(n, 11);
+		rows++;
+		cr_assert_eq(tsw_vault_lookup(rd, fld[0], strlen(fld[0]), &t), 0, "%s", fld[0]);
+		cr_assert_str_eq(t.token_expiry, fld[1]);
+		cr_assert_str_eq(t.trid, fld[7]);
+		if (fld[6][0]) {
+			device++;
+			cr_assert_eq(t.device_required, 1);
+			cr_assert_eq(tsw_vault_device_bound(rd, fld[0], strlen(fld[0]), fld[6],
+							    strlen(fld[6])),
+				     1);
+		}
+		if (fld[3][0]) {
+			cr_assert_geq(t.n_merchants, 1);
+			cr_assert(strncmp(t.merchants[0].merchant_id, fld[3], strlen(fld[3])) == 0);
+		}
+		if (strcmp(fld[10], "00") == 0) {
+			plain++;
+			cr_assert_eq(t.status, TSW_TOKEN_ACTIVE);
+		} else if (strcmp(fld[10], "00|65") == 0) {
+			limited++;
+			cr_assert_gt(t.max_uses, 0);
+		} else if (strcmp(fld[10], "62") == 0) {
+			suspended++;
+			cr_assert_eq(t.status, TSW_TOKEN_SUSPENDED);
+		} else if (strcmp(fld[10], "14") == 0) {
+			deleted++;
+			cr_assert_eq(t.status, TSW_TOKEN_DELETED);
+		} else {
+			cr_assert_fail("expect_rc %s", fld[10]);
+		}
+	}
+	fclose(f);
+	tsw_vault_reader_close(rd);
+	tsw_vault_close(v);
+	cr_assert_eq(rows, COUNT);
+	cr_assert_gt(plain, COUNT * 8 / 10);
+	cr_assert_gt(limited, 0);
+	cr_assert_gt(suspended, 0);
+	cr_assert_gt(deleted, 0);
+	cr_assert_gt(device, 0);
+}
+
+/* ---- bulk writes ---- */
+
+static void on_reject_count(void *ctx, unsigned long line, int err, const char *reason)
+{
+	on_reject(ctx, line, err, reason);
+}
+
+Test(vault, batch_small_chunks_catch_duplicates_across_chunk_edges)
+{
+	enum { N = 100, CHUNK = 7 };
+	struct tsw_vault *v = open_new();
+	struct tsw_vault_batch *b = NULL;
+	struct tsw_vault_import_stats st;
+	struct tsw_vault_stats s;
+	struct rejects rj = {0};
+	struct tsw_vault_row row;
+	char pan[20];
+	struct tsw_token t;
+	size_t n = 0;
+
+	luhn_number(pan, "411111", 16, 5);
+	/* the card is suspended before its tokens arrive: they inherit it */
+	{
+		char first[1][20];
+
+		import_card(v, pan, 5000, 1, first);
+		cr_assert_eq(tsw_vault_set_card_suspended(v, pan, 16, true, NULL), 0);
+	}
+	cr_assert_eq(tsw_vault_batch_begin(v, CHUNK, on_reject_count, &rj, &b), 0);
+	for (unsigned long i = 0; i < N; i++) {
+		memset(&row, 0, sizeof(row));
+		/* every 10th row repeats the previous token (random order) */
+		luhn_number(row.token.token, BIN, 16, (i % 10 == 9 ? i - 1 : i) * 7919 % 1000);
+		memcpy(row.pan, pan, 16);
+		row.pan_len = 16;
+		memcpy(row.token.pan_expiry, "2912", 5);
+		memcpy(row.token.token_expiry, "2811", 5);
+		if (i == 3)
+			memcpy(row.device_ref, "watch-3", 8);
+		cr_assert_eq(tsw_vault_batch_add(b, &row, i + 1), 0);
+	}
+	cr_assert_eq(tsw_vault_batch_finish(b, &st), 0);
+	cr_assert_eq(st.rows, N);
+	cr_assert_eq(st.imported, N - N / 10);
+	cr_assert_eq(rj.n, N / 10);
+	for (unsigned i = 0; i < rj.n; i++) {
+		cr_assert_eq(rj.lines[i] % 10, 0, "line %lu", rj.lines[i]);
+		cr_assert_str_eq(rj.reasons[i], "token already in the vault");
+	}
+	cr_assert_gt(st.chunks, N / CHUNK);
+	cr_assert_eq(tsw_vault_stats(v, &s), 0);
+	cr_assert_eq(s.tokens, N - N / 10 + 1);
+	cr_assert_eq(s.card_suspended_tokens, s.tokens);
+	cr_assert_eq(s.device_bindings, 1);
+	luhn_number(row.token.token, BIN, 16, 0);
+	cr_assert_eq(lookup(v, row.token.token, &t), 0);
+	cr_assert_eq(t.card_suspended, 1);
+	/* every token reached the index */
+	cr_assert_eq(tsw_vault_set_card_suspended(v, pan, 16, false, &n), 0);
+	cr_assert_eq(n, s.tokens);
+	tsw_vault_close(v);
+}
+
+Test(vault, reimport_rejects_every_row_and_changes_nothing)
+{
+	struct tsw_vault *v = open_new();
+	struct tsw_vault_import_stats st;
+	struct tsw_vault_stats before, after;
+	char toks[4][20], pan[20], text[1024];
+	struct rejects rj = {0};
+	size_t off = (size_t)snprintf(text, sizeof(text),
+				      "token,pan,pan_expiry,token_expiry,device_ref,valid_from,"
+				      "valid_until,amount_limit\n");
+
+	luhn_number(pan, "411111", 16, 8);
+	for (int i = 0; i < 4; i++) {
+		luhn_number(toks[i], BIN, 16, 40u + (unsigned)i);
+		off += (size_t)snprintf(text + off, sizeof(text) - off,
+					"%s,%s,2912,2811,dev-%d,1700000000,1900000000,%s\n",
+					toks[i], pan, i, i == 3 ? "18446744073709551616" : "100");
+	}
+	cr_assert_eq(import_text(v, text, &rj, &st), 0);
+	cr_assert_eq(st.imported, 3);
+	cr_assert_eq(rj.n, 1);
+	cr_assert_str_eq(rj.reasons[0], "amount_limit: not a number");
+	{
+		struct tsw_token t;
+		struct tsw_vault_reader *rd;
+
+		cr_assert_eq(lookup(v, toks[1], &t), 0);
+		cr_assert_eq(t.valid_from, 1700000000u);
+		cr_assert_eq(t.valid_until, 1900000000u);
+		cr_assert_eq(t.amount_limit, 100);
+		cr_assert_eq(tsw_vault_reader_open(v, &rd), 0);
+		cr_assert_eq(tsw_vault_reader_renew(rd), 0);
+		cr_assert_eq(tsw_vault_device_bound(rd, toks[1], 16, "dev-1", 5), 1);
+		cr_assert_eq(tsw_vault_device_bound(rd, toks[1], 16, "dev-2", 5), 0);
+		tsw_vault_reader_close(rd);
+	}
+	cr_assert_eq(tsw_vault_set_status(v, toks[0], 16, TSW_TOKEN_SUSPENDED, NULL), 0);
+	cr_assert_eq(tsw_vault_stats(v, &before), 0);
+	memset(&rj, 0, sizeof(rj));
+	cr_assert_eq(import_text(v, text, &rj, &st), 0);
+	cr_assert_eq(st.imported, 0);
+	cr_assert_eq(rj.n, 4);
+	cr_assert_eq(tsw_vault_stats(v, &after), 0);
+	cr_assert_eq(after.tokens, before.tokens);
+	cr_assert_eq(after.by_status[TSW_TOKEN_SUSPENDED], 1, "existing record untouched");
+	cr_assert_eq(after.cards, 1);
+	cr_assert_eq(after.device_bindings, before.device_bindings);
+	tsw_vault_close(v);
+}

@@ -1,0 +1,280 @@
+/* tokvault demo: a synthetic vault with a realistic mix of tokens and the
+ * CSV the bench client (tokbench) reads, one row per token:
+ *   token,token_expiry,pos_mode,merchant_id,acquirer_id,mcc,device_ref,trid,
+ *   amount_limit,currency,expect_rc
+ * Tokens ascend (stride plus random jitter) so the writer appends. */
+#include <errno.h>
+#include <openssl/crypto.h>
+#include <openssl/rand.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "tokvault.h"
+#include "tsw/error.h"
+
+#define DEMO_BIN_DEFAULT "489537"
+#define DEMO_TOKEN_LEN 16
+#define DEMO_PAN_PREFIX "41111"
+#define DEMO_PAN_LEN 16
+#define DEMO_CURRENCY "840"
+#define DEMO_PER_MILLE_PLAIN 700
+#define DEMO_PER_MILLE_RESTRICTED 800
+#define DEMO_PER_MILLE_DEVICE 880
+#define DEMO_PER_MILLE_AMOUNT 950
+#define DEMO_PER_MILLE_LIMITED 970
+#define DEMO_PER_MILLE_SUSPENDED 990
+#define DEMO_OUT_BUF_BYTES (1u << 20)
+#define DEMO_LINE_MAX 256
+
+static const char *const mode_names[TSW_POS_MODE_MAX] = {"contactless", "chip",	  "ecommerce",
+							 "cof",		"manual", "magstripe"};
+static const char *const trids[] = {"40010030273", "40010075001", "40010043095", "50110030273"};
+static const char *const mccs[] = {"5411", "5812", "5999", "4111"};
+
+struct rng {
+	uint64_t s;
+};
+
+static uint64_t next(struct rng *g)
+{
+	/* xorshift64*: fast and plenty for synthetic data */
+	g->s ^= g->s >> 12;
+	g->s ^= g->s << 25;
+	g->s ^= g->s >> 27;
+	return g->s * 0x2545F4914F6CDD1Dull;
+}
+
+/* Sets the last digit so digits[0..len) passes the Luhn check. */
+static void luhn_complete(char *digits, unsigned len)
+{
+	unsigned sum = 0;
+
+	for (unsigned i = 0; i + 1 < len; i++) {
+		unsigned d = (unsigned)(digits[len - 2 - i] - '0');
+
+		if (!(i & 1)) {
+			d *= 2;
+			if (d > 9)
+				d -= 9;
+		}
+		sum += d;
+	}
+	digits[len - 1] = (char)('0' + (10 - sum % 10) % 10);
+}
+
+static void put_number(char *out, uint64_t v, unsigned width)
+{
+	for (unsigned i = width; i > 0; i--) {
+		out[i - 1] = (char)('0' + v % 10);
+		v /= 10;
+	}
+}
+
+static void put_hex(char *out, uint64_t v, unsigned width)
+{
+	for (unsigned i = width; i > 0; i--) {
+		out[i - 1] = "0123456789abcdef"[v & 15];
+		v >>= 4;
+	}
+}
+
+/* Appends s and a separator to the CSV line at *pos. */
+static void put_field(char *line, size_t *pos, const char *s, char sep)
+{
+	size_t n = strlen(s);
+
+	memcpy(line + *pos, s, n);
+	line[*pos + n] = sep;
+	*pos += n + 1;
+}
+
+static void reject_count(void *ctx, unsigned long line, int err, const char *reason)
+{
+	unsigned long *n = ctx;
+
+	(void)err;
+	if (++*n <= 10)
+		fprintf(stderr, "row %lu: %s\n", line, reason);
+}
+
+int demo_run(struct tsw_vault *v, unsigned long count, const char *out_path, const char *bin)
+{
+	struct tsw_vault_stats st;
+	struct tsw_vault_import_stats is = {0};
+	struct tsw_vault_batch *b = NULL;
+	struct tsw_vault_row row;
+	struct timespec t0, t1;
+	struct rng g;
+	unsigned long rejects = 0;
+	uint64_t space = 1, stride;
+	unsigned blen, body;
+	char *obuf = NULL;
+	FILE *out = NULL;
+	int r;
+
+	if (RAND_bytes((uint8_t *)&g.s, sizeof(g.s)) != 1)
+		return EXIT_FAILURE;
+	g.s |= 1;
+	r = tsw_vault_stats(v, &st);
+	if (r < 0) {
+		fprintf(stderr, "tokvault: demo: %s\n", tsw_strerror(r));
+		return EXIT_FAILURE;
+	}
+	if (st.tokens) {
+		fprintf(stderr, "tokvault: demo: vault is not empty (%llu tokens): use a new dir\n",
+			(unsigned long long)st.tokens);
+		return EXIT_FAILURE;
+	}
+	if (!bin)
+		bin = st.n_bins ? st.bins[0] : DEMO_BIN_DEFAULT;
+	blen = (unsigned)strlen(bin);
+	if (blen + 4 > DEMO_TOKEN_LEN) {
+		fprintf(stderr, "tokvault: demo: --token-bin too long\n");
+		return EXIT_FAILURE;
+	}
+	body = DEMO_TOKEN_LEN - blen - 1;
+	for (unsigned i = 0; i < body; i++)
+		space *= 10;
+	if (count > space / 2) {
+		fprintf(stderr, "tokvault: demo: --count above what the range holds\n");
+		return EXIT_FAILURE;
+	}
+	stride = space / count;
+	r = tsw_vault_add_token_bin(v, bin, blen);
+	if (r < 0) {
+		fprintf(stderr, "tokvault: demo: token bin: %s\n", tsw_strerror(r));
+		return EXIT_FAILURE;
+	}
+	out = fopen(out_path, "w");
+	if (!out) {
+		fprintf(stderr, "tokvault: demo: %s: %s\n", out_path, strerror(errno));
+		return EXIT_FAILURE;
+	}
+	obuf = malloc(DEMO_OUT_BUF_BYTES);
+	if (obuf)
+		setvbuf(out, obuf, _IOFBF, DEMO_OUT_BUF_BYTES);
+	fprintf(out, "token,token_expiry,pos_mode,merchant_id,acquirer_id,mcc,device_ref,trid,"
+		     "amount_limit,currency,expect_rc\n");
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	r = tsw_vault_batch_begin(v, 0, reject_count, &rejects, &b);
+	if (r < 0)
+		goto out;
+	for (unsigned long i = 0; i < count; i++) {
+		struct tsw_token *t = &row.token;
+		unsigned pm = (unsigned)(next(&g) % 1000);
+		uint64_t card = i * 2 / 3; /* about 1.5 tokens per card */
+		const char *mode = mode_names[next(&g) % TSW_POS_MODE_MAX];
+		const char *merchant = "", *acq = "", *mcc = "", *expect = "00";
+		char merchant_buf[TSW_MERCHANT_ID_LEN + 1];
+
+		memset(&row, 0, sizeof(row));
+		memcpy(t->token, bin, blen);
+		put_number(t->token + blen, i * stride + next(&g) % stride, body);
+		luhn_complete(t->token, DEMO_TOKEN_LEN);
+		memcpy(row.pan, DEMO_PAN_PREFIX, strlen(DEMO_PAN_PREFIX));
+		put_number(row.pan + strlen(DEMO_PAN_PREFIX), card,
+			   DEMO_PAN_LEN - (unsigned)strlen(DEMO_PAN_PREFIX) - 1);
+		luhn_complete(row.pan, DEMO_PAN_LEN);
+		row.pan_len = DEMO_PAN_LEN;
+		memcpy(t->pan_expiry, "29", 2);
+		put_number(t->pan_expiry + 2, card % 12 + 1, 2);
+		put_number(t->token_expiry, 28 + i % 4, 2);
+		put_number(t->token_expiry + 2, i % 12 + 1, 2);
+		memcpy(t->trid, trids[i % 4], TSW_TRID_LEN);
+		t->assurance_level = (uint8_t)(20 + i % 4 * 10);
+		memcpy(t->token_ref, "DNITHE", 6);
+		put_hex(t->token_ref + 6, i * 0x9E3779B97F4A7C15ull, 16);
+		memcpy(t->par, "V001", 4);
+		put_number(t->par + 4, card, TSW_PAR_LEN - 4);
+		memcpy(t->currency, DEMO_CURRENCY, 4);
+		if (pm < DEMO_PER_MILLE_PLAIN) {
+			/* any merchant, every mode */
+		} else if (pm < DEMO_PER_MILLE_RESTRICTED) {
+			unsigned m1 = (unsigned)(next(&g) % TSW_POS_MODE_MAX);
+			unsigned m2 = (unsigned)(next(&g) % TSW_POS_MODE_MAX);
+
+			t->pos_modes = (1u << m1) | (1u << m2);
+			mode = mode_names[m1];
+			t->n_merchants = (uint8_t)(1 + next(&g) % 3);
+			for (unsigned k = 0; k < t->n_merchants; k++) {
+				struct tsw_token_merchant *m = &t->merchants[k];
+
+				snprintf(m->merchant_id, sizeof(m->merchant_id), "MERCH%07llu",
+					 (unsigned long long)(next(&g) % 10000000));
+				if (k == 0 && pm % 2) {
+					snprintf(m->acquirer_id, sizeof(m->acquirer_id), "%06llu",
+						 (unsigned long long)(next(&g) % 1000000));
+					memcpy(m->mcc, mccs[pm % 4], 5);
+				}
+			}
+			memcpy(merchant_buf, t->merchants[0].merchant_id, sizeof(merchant_buf));
+			merchant = merchant_buf;
+			acq = t->merchants[0].acquirer_id;
+			mcc = t->merchants[0].mcc;
+		} else if (pm < DEMO_PER_MILLE_DEVICE) {
+			t->device_required = 1;
+			snprintf(row.device_ref, sizeof(row.device_ref), "dev-%016llx",
+				 (unsigned long long)next(&g));
+		} else if (pm < DEMO_PER_MILLE_AMOUNT) {
+			t->amount_limit = 5000 + next(&g) % 45000;
+		} else if (pm < DEMO_PER_MILLE_LIMITED) {
+			t->max_uses = 1 + (uint32_t)(next(&g) % 5);
+			expect = "00|65";
+		} else if (pm < DEMO_PER_MILLE_SUSPENDED) {
+			t->status = TSW_TOKEN_SUSPENDED;
+			expect = "62";
+		} else {
+			t->status = TSW_TOKEN_DELETED;
+			expect = "14";
+		}
+		{
+			char line[DEMO_LINE_MAX], amount[24];
+			size_t pos = 0;
+
+			snprintf(amount, sizeof(amount), "%llu",
+				 (unsigned long long)t->amount_limit);
+			put_field(line, &pos, t->token, ',');
+			put_field(line, &pos, t->token_expiry, ',');
+			put_field(line, &pos, mode, ',');
+			put_field(line, &pos, merchant, ',');
+			put_field(line, &pos, acq, ',');
+			put_field(line, &pos, mcc, ',');
+			put_field(line, &pos, row.device_ref, ',');
+			put_field(line, &pos, t->trid, ',');
+			put_field(line, &pos, t->amount_limit ? amount : "0", ',');
+			put_field(line, &pos, t->currency, ',');
+			put_field(line, &pos, expect, '\n');
+			fwrite(line, 1, pos, out);
+		}
+		r = tsw_vault_batch_add(b, &row, i + 1);
+		if (r < 0)
+			break;
+	}
+	{
+		int fr = tsw_vault_batch_finish(b, &is);
+
+		if (r == 0)
+			r = fr;
+	}
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+out:
+	OPENSSL_cleanse(&row, sizeof(row));
+	if (fclose(out) != 0 && r == 0)
+		r = -errno;
+	free(obuf);
+	if (r < 0) {
+		fprintf(stderr, "tokvault: demo: %s\n", tsw_strerror(r));
+		return EXIT_FAILURE;
+	}
+	{
+		double s =
+		    (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+
+		printf("demo: tokens=%lu rejected=%lu bin=%s seconds=%.2f rate=%.0f/s list=%s\n",
+		       is.imported, is.rejected, bin, s, s > 0 ? (double)is.imported / s : 0,
+		       out_path);
+	}
+	return is.rejected ? EXIT_FAILURE : 0;
+}

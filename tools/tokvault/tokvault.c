@@ -1,0 +1,566 @@
+/* tokvault: administration of the token vault. Every verb takes
+ * --vault DIR --key-file FILE; see usage() and docs/vault.md. Output never
+ * carries a PAN (masked) or a key. Exit: 0 done, 1 failed, 2 usage. */
+#include <errno.h>
+#include <openssl/crypto.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <time.h>
+
+#include "tokvault.h"
+#include "tsw/error.h"
+#include "tsw/log.h"
+#include "tsw/vault.h"
+
+#define EXIT_USAGE 2
+#define ARGS_MAX 64
+#define BINS_ARG_MAX TSW_VAULT_BINS_MAX
+#define TOKEN_LEN_DEFAULT 16
+#define MASK_MAX 32
+#define IMPORT_BUF_BYTES (1u << 16)
+
+struct verb {
+	const char *name;
+	const char *args;
+	const char *help;
+	int (*run)(struct tsw_vault *v, int argc, char **argv);
+	unsigned open_flags;
+};
+
+static const char *g_verb;
+
+static int fail(int err, const char *what)
+{
+	fprintf(stderr, "tokvault: %s: %s: %s\n", g_verb, what, tsw_strerror(err));
+	return EXIT_FAILURE;
+}
+
+static int usage_error(const char *msg)
+{
+	fprintf(stderr, "tokvault: %s: %s (try: tokvault %s --help)\n", g_verb, msg, g_verb);
+	return EXIT_USAGE;
+}
+
+static const char *mask(const char *digits, char *buf)
+{
+	if (tsw_mask_pan(digits, (unsigned)strlen(digits), buf, MASK_MAX) < 0)
+		snprintf(buf, MASK_MAX, "?");
+	return buf;
+}
+
+static const char *status_name(unsigned s)
+{
+	static const char *const names[TSW_TOKEN_STATUS_MAX] = {"active", "suspended", "deleted"};
+
+	return s < TSW_TOKEN_STATUS_MAX ? names[s] : "?";
+}
+
+/* Finds "--name VALUE" in argv (NULL when absent). */
+static const char *opt(int argc, char **argv, const char *name)
+{
+	for (int i = 0; i + 1 < argc; i++)
+		if (strcmp(argv[i], name) == 0)
+			return argv[i + 1];
+	return NULL;
+}
+
+static bool flag(int argc, char **argv, const char *name)
+{
+	for (int i = 0; i < argc; i++)
+		if (strcmp(argv[i], name) == 0)
+			return true;
+	return false;
+}
+
+/* ---- verbs ---- */
+
+static int run_init(struct tsw_vault *v, int argc, char **argv)
+{
+	struct tsw_vault_stats st;
+	int r;
+
+	for (int i = 0; i < argc; i++) {
+		if (strcmp(argv[i], "--token-bin") != 0)
+			return usage_error("unknown argument");
+		if (++i >= argc)
+			return usage_error("--token-bin needs a prefix");
+		r = tsw_vault_add_token_bin(v, argv[i], strlen(argv[i]));
+		if (r < 0)
+			return fail(r, "--token-bin");
+	}
+	r = tsw_vault_stats(v, &st);
+	if (r < 0)
+		return fail(r, "stats");
+	printf("vault ready: tokens=%llu bins=%u key_id=%u\n", (unsigned long long)st.tokens,
+	       st.n_bins, st.current_key_id);
+	return 0;
+}
+
+static void print_reject(void *ctx, unsigned long line, int err, const char *reason)
+{
+	(void)ctx;
+	(void)err;
+	fprintf(stderr, "line %lu: %s\n", line, reason);
+}
+
+static int run_import(struct tsw_vault *v, int argc, char **argv)
+{
+	static char iobuf[IMPORT_BUF_BYTES];
+	struct tsw_vault_import_stats st = {0};
+	struct timespec t0, t1;
+	FILE *in;
+	double s;
+	int r;
+
+	if (argc != 1)
+		return usage_error("import needs one FILE.csv");
+	in = strcmp(argv[0], "-") == 0 ? stdin : fopen(argv[0], "r");
+	if (!in)
+		return fail(-errno, argv[0]);
+	/* our own stdio buffer, so the PANs that pass through it are wiped */
+	setvbuf(in, iobuf, _IOFBF, sizeof(iobuf));
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	r = tsw_vault_import_csv(v, in, print_reject, NULL, &st);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	if (in != stdin)
+		fclose(in);
+	OPENSSL_cleanse(iobuf, sizeof(iobuf));
+	if (r == -TSW_E_BAD_INPUT)
+		return fail(r, "header row (needs token,pan,pan_expiry,token_expiry; known names)");
+	if (r < 0)
+		return fail(r, "import");
+	s = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+	printf("imported=%lu rejected=%lu rows=%lu chunks=%lu seconds=%.2f rate=%.0f/s\n",
+	       st.imported, st.rejected, st.rows, st.chunks, s,
+	       s > 0 ? (double)st.imported / s : 0);
+	return st.rejected ? EXIT_FAILURE : 0;
+}
+
+static int parse_modes(const char *s, uint32_t *ret)
+{
+	static const char *const names[TSW_POS_MODE_MAX] = {"contactless", "chip",   "ecommerce",
+							    "cof",	   "manual", "magstripe"};
+	char buf[128];
+	char *save = NULL;
+	uint32_t m = 0;
+
+	if (strlen(s) >= sizeof(buf))
+		return -TSW_E_BAD_INPUT;
+	strcpy(buf, s);
+	for (char *w = strtok_r(buf, "|,", &save); w; w = strtok_r(NULL, "|,", &save)) {
+		int i;
+
+		for (i = 0; i < TSW_POS_MODE_MAX && strcmp(names[i], w) != 0; i++)
+			;
+		if (i == TSW_POS_MODE_MAX)
+			return -TSW_E_BAD_INPUT;
+		m |= 1u << i;
+	}
+	*ret = m;
+	return 0;
+}
+
+static int copy_arg(char *dst, size_t cap, const char *src)
+{
+	if (!src)
+		return 0;
+	if (strlen(src) >= cap)
+		return -TSW_E_BAD_INPUT;
+	strcpy(dst, src);
+	return 0;
+}
+
+static int run_provision(struct tsw_vault *v, int argc, char **argv)
+{
+	struct tsw_vault_row row;
+	struct tsw_token t;
+	const char *pan = opt(argc, argv, "--pan");
+	const char *from = opt(argc, argv, "--from-token");
+	const char *bin = opt(argc, argv, "--bin");
+	const char *len_s = opt(argc, argv, "--length");
+	const char *s;
+	unsigned len = len_s ? (unsigned)atoi(len_s) : TOKEN_LEN_DEFAULT;
+	char m[MASK_MAX];
+	int r;
+
+	if (!pan && !from)
+		return usage_error("provision needs --pan PAN or --from-token TOKEN");
+	memset(&row, 0, sizeof(row));
+	if (pan) {
+		if (strlen(pan) > TSW_PAN_MAX_DIGITS)
+			return usage_error("--pan too long");
+		row.pan_len = (uint8_t)strlen(pan);
+		memcpy(row.pan, pan, row.pan_len);
+	}
+	if (copy_arg(row.token.original_token, sizeof(row.token.original_token), from) < 0 ||
+	    copy_arg(row.token.pan_expiry, sizeof(row.token.pan_expiry),
+		     opt(argc, argv, "--pan-expiry")) < 0 ||
+	    copy_arg(row.token.token_expiry, sizeof(row.token.token_expiry),
+		     opt(argc, argv, "--token-expiry")) < 0 ||
+	    copy_arg(row.token.trid, sizeof(row.token.trid), opt(argc, argv, "--trid")) < 0 ||
+	    copy_arg(row.token.currency, sizeof(row.token.currency),
+		     opt(argc, argv, "--currency")) < 0 ||
+	    copy_arg(row.token.par, sizeof(row.token.par), opt(argc, argv, "--par")) < 0 ||
+	    copy_arg(row.token.token_ref, sizeof(row.token.token_ref),
+		     opt(argc, argv, "--token-ref")) < 0 ||
+	    copy_arg(row.device_ref, sizeof(row.device_ref), opt(argc, argv, "--device")) < 0)
+		return usage_error("an argument is too long");
+	if (!row.token.token_expiry[0])
+		memcpy(row.token.token_expiry, row.token.pan_expiry, sizeof(row.token.pan_expiry));
+	if ((s = opt(argc, argv, "--pos-modes")) && parse_modes(s, &row.token.pos_modes) < 0)
+		return usage_error("--pos-modes: unknown mode");
+	if ((s = opt(argc, argv, "--merchant-id"))) {
+		if (copy_arg(row.token.merchants[0].merchant_id,
+			     sizeof(row.token.merchants[0].merchant_id), s) < 0)
+			return usage_error("--merchant-id too long");
+		row.token.n_merchants = 1;
+	}
+	if ((s = opt(argc, argv, "--assurance")))
+		row.token.assurance_level = (uint8_t)atoi(s);
+	if ((s = opt(argc, argv, "--max-uses")))
+		row.token.max_uses = (uint32_t)strtoul(s, NULL, 10);
+	if ((s = opt(argc, argv, "--amount-limit")))
+		row.token.amount_limit = strtoull(s, NULL, 10);
+	row.token.device_required = flag(argc, argv, "--device-required");
+	r = tsw_vault_provision(v, &row, bin, bin ? strlen(bin) : 0, len, &t);
+	OPENSSL_cleanse(&row, sizeof(row));
+	if (r < 0)
+		return fail(r, "provision");
+	printf("%s\n", t.token);
+	fprintf(stderr, "provisioned token %s for card %016llx", mask(t.token, m),
+		(unsigned long long)t.card_id);
+	if (t.original_token[0])
+		fprintf(stderr, " from token %s", mask(t.original_token, m));
+	fprintf(stderr, "\n");
+	return 0;
+}
+
+static int one_token(int argc, char **argv, const char **ret)
+{
+	if (argc != 1)
+		return usage_error("needs one TOKEN");
+	*ret = argv[0];
+	return 0;
+}
+
+static int run_show(struct tsw_vault *v, int argc, char **argv)
+{
+	struct tsw_vault_reader *rd = NULL;
+	struct tsw_token t;
+	char pan[TSW_PAN_MAX_DIGITS + 1];
+	char m[MASK_MAX];
+	const char *token;
+	int r, n;
+
+	if ((r = one_token(argc, argv, &token)) != 0)
+		return r;
+	r = tsw_vault_reader_open(v, &rd);
+	if (r == 0)
+		r = tsw_vault_reader_renew(rd);
+	if (r == 0)
+		r = tsw_vault_lookup(rd, token, strlen(token), &t);
+	if (r < 0) {
+		tsw_vault_reader_close(rd);
+		return fail(r, "token");
+	}
+	n = tsw_vault_decrypt_pan(rd, &t, pan, sizeof(pan) - 1);
+	if (n >= 0) {
+		pan[n] = '\0';
+		mask(pan, m);
+		OPENSSL_cleanse(pan, sizeof(pan));
+	} else {
+		snprintf(m, sizeof(m), "(%s)", tsw_strerror(n));
+	}
+	printf("token=%s\nstatus=%s\ncard_suspended=%u\npan=%s\npan_expiry=%s\n"
+	       "token_expiry=%s\ntrid=%s\nassurance_level=%u\ntoken_ref=%s\npar=%s\n",
+	       t.token, status_name(t.status), t.card_suspended, m, t.pan_expiry, t.token_expiry,
+	       t.trid, t.assurance_level, t.token_ref, t.par);
+	printf("pos_modes=0x%02x\nmerchants=", t.pos_modes);
+	for (unsigned i = 0; i < t.n_merchants; i++)
+		printf("%s%s:%s:%s", i ? "|" : "", t.merchants[i].merchant_id,
+		       t.merchants[i].acquirer_id, t.merchants[i].mcc);
+	printf("\namount_limit=%llu\ncurrency=%s\nmax_uses=%u\nvalid_from=%u\nvalid_until=%u\n"
+	       "device_required=%u\noriginal_token=%s\noriginal_trid=%s\noriginal_token_ref=%s\n"
+	       "key_id=%u\ncard_id=%016llx\natc_epoch=%u\n",
+	       (unsigned long long)t.amount_limit, t.currency, t.max_uses, t.valid_from,
+	       t.valid_until, t.device_required, t.original_token, t.original_trid,
+	       t.original_token_ref, t.key_id, (unsigned long long)t.card_id, t.atc_epoch);
+	tsw_vault_reader_close(rd);
+	return 0;
+}
+
+static int set_status(struct tsw_vault *v, int argc, char **argv, enum tsw_token_status s)
+{
+	enum tsw_token_status old = TSW_TOKEN_ACTIVE;
+	const char *token;
+	char m[MASK_MAX];
+	int r;
+
+	if ((r = one_token(argc, argv, &token)) != 0)
+		return r;
+	r = tsw_vault_set_status(v, token, strlen(token), s, &old);
+	if (r < 0)
+		return fail(r, "token");
+	printf("token %s: %s -> %s\n", mask(token, m), status_name(old), status_name(s));
+	return 0;
+}
+
+static int run_suspend(struct tsw_vault *v, int argc, char **argv)
+{
+	return set_status(v, argc, argv, TSW_TOKEN_SUSPENDED);
+}
+
+static int run_resume(struct tsw_vault *v, int argc, char **argv)
+{
+	return set_status(v, argc, argv, TSW_TOKEN_ACTIVE);
+}
+
+static int run_delete(struct tsw_vault *v, int argc, char **argv)
+{
+	return set_status(v, argc, argv, TSW_TOKEN_DELETED);
+}
+
+static int run_update_pan(struct tsw_vault *v, int argc, char **argv)
+{
+	const char *old = opt(argc, argv, "--pan"), *nw = opt(argc, argv, "--new-pan");
+	const char *exp = opt(argc, argv, "--new-expiry");
+	char m1[MASK_MAX], m2[MASK_MAX];
+	size_t n = 0;
+	int r;
+
+	if (!old || !nw || !exp)
+		return usage_error("needs --pan OLD --new-pan NEW --new-expiry YYMM");
+	r = tsw_vault_update_pan(v, old, strlen(old), nw, strlen(nw), exp, &n);
+	if (r < 0)
+		return fail(r, "card");
+	printf("card %s -> %s expiry %s: %zu tokens relinked\n", mask(old, m1), mask(nw, m2), exp,
+	       n);
+	return 0;
+}
+
+static int card_state(struct tsw_vault *v, int argc, char **argv, bool suspend)
+{
+	const char *pan = opt(argc, argv, "--pan");
+	char m[MASK_MAX];
+	size_t n = 0;
+	int r;
+
+	if (!pan)
+		return usage_error("needs --pan PAN");
+	r = tsw_vault_set_card_suspended(v, pan, strlen(pan), suspend, &n);
+	if (r < 0)
+		return fail(r, "card");
+	printf("card %s %s: %zu tokens follow\n", mask(pan, m), suspend ? "suspended" : "resumed",
+	       n);
+	return 0;
+}
+
+static int run_suspend_card(struct tsw_vault *v, int argc, char **argv)
+{
+	return card_state(v, argc, argv, true);
+}
+
+static int run_resume_card(struct tsw_vault *v, int argc, char **argv)
+{
+	return card_state(v, argc, argv, false);
+}
+
+static int device(struct tsw_vault *v, int argc, char **argv, bool bind)
+{
+	char m[MASK_MAX];
+	int r;
+
+	if (argc != 2)
+		return usage_error("needs TOKEN REF");
+	r = bind ? tsw_vault_bind_device(v, argv[0], strlen(argv[0]), argv[1], strlen(argv[1]))
+		 : tsw_vault_unbind_device(v, argv[0], strlen(argv[0]), argv[1], strlen(argv[1]));
+	if (r < 0)
+		return fail(r, bind ? "bind" : "unbind");
+	printf("token %s: device %s %s\n", mask(argv[0], m), argv[1], bind ? "bound" : "unbound");
+	return 0;
+}
+
+static int run_bind(struct tsw_vault *v, int argc, char **argv)
+{
+	return device(v, argc, argv, true);
+}
+
+static int run_unbind(struct tsw_vault *v, int argc, char **argv)
+{
+	return device(v, argc, argv, false);
+}
+
+static int run_repersonalize(struct tsw_vault *v, int argc, char **argv)
+{
+	const char *token;
+	char m[MASK_MAX];
+	uint32_t epoch = 0;
+	int r;
+
+	if ((r = one_token(argc, argv, &token)) != 0)
+		return r;
+	r = tsw_vault_repersonalize(v, token, strlen(token), &epoch);
+	if (r < 0)
+		return fail(r, "token");
+	printf("token %s: ATC reset (atc_epoch=%u)\n", mask(token, m), epoch);
+	return 0;
+}
+
+static int run_stats(struct tsw_vault *v, int argc, char **argv)
+{
+	struct tsw_vault_stats s;
+	int r;
+
+	(void)argv;
+	if (argc)
+		return usage_error("stats takes no argument");
+	r = tsw_vault_stats(v, &s);
+	if (r < 0)
+		return fail(r, "stats");
+	printf("tokens=%llu active=%llu suspended=%llu deleted=%llu card_suspended=%llu\n"
+	       "cards=%llu suspended_cards=%llu device_bindings=%llu\n",
+	       (unsigned long long)s.tokens, (unsigned long long)s.by_status[TSW_TOKEN_ACTIVE],
+	       (unsigned long long)s.by_status[TSW_TOKEN_SUSPENDED],
+	       (unsigned long long)s.by_status[TSW_TOKEN_DELETED],
+	       (unsigned long long)s.card_suspended_tokens, (unsigned long long)s.cards,
+	       (unsigned long long)s.suspended_cards, (unsigned long long)s.device_bindings);
+	printf("current_key_id=%u keys_locked=%s map_used_bytes=%llu\n", s.current_key_id,
+	       s.keys_locked ? "yes" : "no", (unsigned long long)s.map_used_bytes);
+	for (unsigned i = 0; i < s.n_keys; i++)
+		printf("key id=%u tokens=%llu\n", s.key_ids[i], (unsigned long long)s.by_key[i]);
+	for (unsigned i = 0; i < s.n_bins; i++)
+		printf("token_bin=%s\n", s.bins[i]);
+	return 0;
+}
+
+static int run_rekey(struct tsw_vault *v, int argc, char **argv)
+{
+	uint32_t id = 0;
+	uint64_t n = 0;
+	int r;
+
+	(void)argv;
+	if (argc)
+		return usage_error("rekey takes no argument");
+	r = tsw_vault_rekey(v, &id, &n);
+	if (r < 0)
+		return fail(r, "rekey");
+	printf("new key id=%u: %llu records re-encrypted\n", id, (unsigned long long)n);
+	return 0;
+}
+
+static int run_demo(struct tsw_vault *v, int argc, char **argv)
+{
+	const char *count = opt(argc, argv, "--count"), *out = opt(argc, argv, "--out");
+	char *end = NULL;
+	unsigned long n;
+
+	if (!count || !out)
+		return usage_error("needs --count N --out TOKENS.csv");
+	n = strtoul(count, &end, 10);
+	if (*end || n == 0)
+		return usage_error("--count: a positive number");
+	return demo_run(v, n, out, opt(argc, argv, "--token-bin"));
+}
+
+static const struct verb verbs[] = {
+    {"init", "[--token-bin PREFIX]...",
+     "creates the vault (and the key file, mode 0600, when absent); adds token BIN ranges",
+     run_init, TSW_VAULT_CREATE},
+    {"import", "FILE.csv", "imports tokens; bad rows reported as 'line N: reason', good rows land",
+     run_import, 0},
+    {"provision",
+     "--pan PAN --pan-expiry YYMM | --from-token TOKEN  [--token-expiry YYMM] [--bin PREFIX]\n"
+     "            [--length N] [--trid T] [--assurance N] [--pos-modes a|b] [--merchant-id M]\n"
+     "            [--max-uses N] [--amount-limit N] [--currency C] [--device-required]\n"
+     "            [--device REF] [--par P] [--token-ref R]",
+     "draws a random unused Luhn-valid token from a range, prints it", run_provision, 0},
+    {"show", "TOKEN", "prints the token record (PAN masked)", run_show, TSW_VAULT_RDONLY},
+    {"suspend", "TOKEN", "suspends the token", run_suspend, 0},
+    {"resume", "TOKEN", "makes the token active again", run_resume, 0},
+    {"delete", "TOKEN", "deletes the token (kept as a tombstone: declined with 14)", run_delete, 0},
+    {"update-pan", "--pan OLD --new-pan NEW --new-expiry YYMM",
+     "relinks every token of a reissued card", run_update_pan, 0},
+    {"suspend-card", "--pan PAN", "suspends every token of the card", run_suspend_card, 0},
+    {"resume-card", "--pan PAN", "lifts a card suspension", run_resume_card, 0},
+    {"bind-device", "TOKEN REF", "binds a device to the token", run_bind, 0},
+    {"unbind-device", "TOKEN REF", "unbinds a device", run_unbind, 0},
+    {"repersonalize", "TOKEN", "resets the token's ATC to 0 (bumps its atc_epoch)",
+     run_repersonalize, 0},
+    {"stats", "", "counts tokens, cards, bindings, keys and ranges", run_stats, TSW_VAULT_RDONLY},
+    {"rekey", "", "adds a PAN key to the key file and re-encrypts every record under it", run_rekey,
+     0},
+    {"demo", "--count N --out TOKENS.csv [--token-bin PREFIX]",
+     "creates a synthetic vault and the token list for tokbench", run_demo, TSW_VAULT_CREATE},
+};
+
+#define N_VERBS (sizeof(verbs) / sizeof(verbs[0]))
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: tokvault --vault DIR --key-file FILE VERB [ARGS]\n\nverbs:\n");
+	for (size_t i = 0; i < N_VERBS; i++)
+		fprintf(f, "  %-14s %s\n", verbs[i].name, verbs[i].help);
+	fprintf(f, "\ntokvault VERB --help shows a verb's arguments\n");
+}
+
+int main(int argc, char **argv)
+{
+	const char *vault_dir = NULL, *key_file = NULL;
+	char *rest[ARGS_MAX];
+	const struct verb *verb = NULL;
+	struct tsw_vault *v = NULL;
+	bool help = false;
+	int n_rest = 0, r;
+
+	/* PANs pass through this process in clear: no core dumps, no ptrace
+	 * by other users */
+	(void)prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--vault") == 0 && i + 1 < argc) {
+			vault_dir = argv[++i];
+		} else if (strcmp(argv[i], "--key-file") == 0 && i + 1 < argc) {
+			key_file = argv[++i];
+		} else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+			help = true;
+		} else if (!verb) {
+			for (size_t j = 0; j < N_VERBS; j++)
+				if (strcmp(verbs[j].name, argv[i]) == 0)
+					verb = &verbs[j];
+			if (!verb) {
+				fprintf(stderr, "tokvault: unknown verb '%s'\n", argv[i]);
+				usage(stderr);
+				return EXIT_USAGE;
+			}
+		} else if (n_rest < ARGS_MAX) {
+			rest[n_rest++] = argv[i];
+		} else {
+			fprintf(stderr, "tokvault: too many arguments\n");
+			return EXIT_USAGE;
+		}
+	}
+	if (!verb) {
+		usage(help ? stdout : stderr);
+		return help ? 0 : EXIT_USAGE;
+	}
+	g_verb = verb->name;
+	if (help) {
+		printf("usage: tokvault --vault DIR --key-file FILE %s %s\n  %s\n", verb->name,
+		       verb->args, verb->help);
+		return 0;
+	}
+	if (!vault_dir || !key_file)
+		return usage_error("--vault DIR and --key-file FILE are required");
+	r = tsw_vault_open(vault_dir, key_file, verb->open_flags, &v);
+	if (r < 0) {
+		fprintf(stderr, "tokvault: %s: cannot open vault %s: %s\n", verb->name, vault_dir,
+			tsw_strerror(r));
+		return EXIT_FAILURE;
+	}
+	r = verb->run(v, n_rest, rest);
+	tsw_vault_close(v);
+	return r;
+}

@@ -31,7 +31,7 @@ enum {
 #define TSW_VAULT_BIN_MIN_DIGITS 1
 #define TSW_VAULT_BIN_MAX_DIGITS 12
 #define TSW_VAULT_CHUNK_ROWS_DEFAULT 50000    /* rows per import transaction */
-#define TSW_VAULT_RUN_ROWS_MIN (1u << 17)     /* first run: the writer starts early */
+#define TSW_VAULT_RUN_ROWS_MIN (1u << 21)     /* first run: the writer starts early */
 #define TSW_VAULT_RUN_ROWS_DEFAULT (1u << 21) /* runs double up to this many rows */
 #define TSW_VAULT_RUN_BYTES_PER_ROW 320	      /* record arena sizing per run row */
 #define TSW_VAULT_REKEY_CHUNK_ROWS 10000      /* records re-encrypted per transaction */

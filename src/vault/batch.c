@@ -11,6 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <stdio.h>
+#include <time.h>
 
 #include "internal.h"
 #include "tsw/error.h"
@@ -300,9 +302,12 @@ static int write_run(struct tsw_vault *v, struct run *run, unsigned chunk_rows)
 	run->n_rejects = 0;
 	run->imported = 0;
 	run->chunks = 0;
+	struct timespec t0, t1, t2, t3, t4;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
 	for (unsigned i = 0; i < run->n; i++)
 		run->order[i] = &run->slots[i];
 	sort_by_token(run);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
 	for (unsigned i = 0; i < run->n; i += chunk_rows) {
 		unsigned n = run->n - i < chunk_rows ? run->n - i : chunk_rows;
 
@@ -313,7 +318,9 @@ static int write_run(struct tsw_vault *v, struct run *run, unsigned chunk_rows)
 	for (unsigned i = 0; i < run->n; i++)
 		if (run->order[i]->indexed)
 			run->order[n_index++] = run->order[i];
+	clock_gettime(CLOCK_MONOTONIC, &t2);
 	sort_by_card(run, run->order, n_index);
+	clock_gettime(CLOCK_MONOTONIC, &t3);
 	for (unsigned i = 0; i < n_index; i += chunk_rows) {
 		unsigned n = n_index - i < chunk_rows ? n_index - i : chunk_rows;
 
@@ -321,6 +328,9 @@ static int write_run(struct tsw_vault *v, struct run *run, unsigned chunk_rows)
 		if (r < 0)
 			return r;
 	}
+	clock_gettime(CLOCK_MONOTONIC, &t4);
+#define MS(a,b) ((b.tv_sec-a.tv_sec)*1e3+(b.tv_nsec-a.tv_nsec)/1e6)
+	fprintf(stderr, "TRACE run n=%u sort=%.0f tokens=%.0f isort=%.0f index=%.0f ms\n", run->n, MS(t0,t1), MS(t1,t2), MS(t2,t3), MS(t3,t4));
 	return 0;
 }
 

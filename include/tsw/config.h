@@ -1,0 +1,154 @@
+/* tokswitch configuration: an INI file (inih) read at start and on SIGHUP,
+ * with command-line flags applied on top.
+ *
+ * Every limit, timeout and queue of the server is a key here with a
+ * default (tsw_config_defaults()); config/tokswitch.conf documents each
+ * one. Sections and keys:
+ *
+ *   [server]  listen metrics vault state key_file profile issuer_profile
+ *             workers io log_level drain_timeout_ms
+ *   [limits]  max_conns max_inflight_per_conn max_pending out_buf_bytes
+ *             max_frame idle_timeout_ms listen_backlog
+ *   [issuer]  host (repeatable, HOST:PORT; index = order) timeout_ms
+ *             echo_interval_ms reconnect_min_ms reconnect_max_ms
+ *   [route]   BINPREFIX = ISSUER_INDEX, and default = ISSUER_INDEX
+ *   [io]      ring_entries recv_buf_bytes recv_bufs
+ *   [metrics] max_conns max_request_bytes idle_timeout_ms
+ *   [state]   queue_size max_tokens max_reservations map_size_mb (0: the
+ *             state module's defaults)
+ *   [saf]     inflight_max poll_ms retry_min_ms retry_max_ms (reversals)
+ *
+ * This module is plain data: no threads, no logging. Error reasons never
+ * quote a value (a key file path is fine, a value might be a secret).
+ */
+#ifndef TSW_CONFIG_H
+#define TSW_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define TSW_CONFIG_ISSUERS_MAX 16
+#define TSW_CONFIG_ROUTES_MAX 64
+#define TSW_CONFIG_HOST_MAX 64
+#define TSW_CONFIG_PATH_MAX 512
+#define TSW_CONFIG_NAME_MAX 32
+#define TSW_CONFIG_BIN_MAX 11 /* digits of a route's BIN prefix */
+#define TSW_CONFIG_REASON_MAX 160
+
+/* Built-in default addresses (tests and tools/run pass port 0). */
+#define TSW_CONFIG_LISTEN_DEFAULT "127.0.0.1:8583"
+#define TSW_CONFIG_METRICS_DEFAULT "127.0.0.1:9583"
+
+enum tsw_config_io {
+	TSW_CONFIG_IO_AUTO,  /* io_uring, or libuv with a warning when it cannot be set up */
+	TSW_CONFIG_IO_URING, /* io_uring only: start fails when it cannot be set up */
+	TSW_CONFIG_IO_UV,    /* libuv sockets */
+	TSW_CONFIG_IO_MAX
+};
+
+struct tsw_hostport {
+	char host[TSW_CONFIG_HOST_MAX]; /* numeric address or name */
+	uint16_t port;			/* 0: pick a free port (listeners only) */
+};
+
+struct tsw_config_route {
+	char bin_prefix[TSW_CONFIG_BIN_MAX + 1]; /* "" is the default route */
+	uint8_t issuer;				 /* index into issuers */
+};
+
+struct tsw_config {
+	/* [server] */
+	struct tsw_hostport listen;
+	struct tsw_hostport metrics;
+	char vault_dir[TSW_CONFIG_PATH_MAX];
+	char state_dir[TSW_CONFIG_PATH_MAX];
+	char key_file[TSW_CONFIG_PATH_MAX];
+	char profile[TSW_CONFIG_NAME_MAX];	  /* acquirer-side wire profile */
+	char issuer_profile[TSW_CONFIG_NAME_MAX]; /* issuer-side wire profile */
+	uint32_t workers;			  /* 0: one per online CPU */
+	uint8_t io;				  /* enum tsw_config_io */
+	uint8_t log_level;			  /* enum tsw_log_level */
+	uint32_t drain_timeout_ms;
+	/* [limits] (per worker where it says so in tokswitch.conf) */
+	uint32_t max_conns;
+	uint32_t max_inflight_per_conn;
+	uint32_t max_pending;
+	uint32_t out_buf_bytes;
+	uint32_t max_frame;
+	uint32_t idle_timeout_ms;
+	uint32_t listen_backlog;
+	/* [issuer] */
+	uint32_t issuer_timeout_ms;
+	uint32_t echo_interval_ms;
+	uint32_t reconnect_min_ms;
+	uint32_t reconnect_max_ms;
+	uint32_t n_issuers;
+	struct tsw_hostport issuers[TSW_CONFIG_ISSUERS_MAX];
+	/* [route] */
+	uint32_t n_routes;
+	struct tsw_config_route routes[TSW_CONFIG_ROUTES_MAX];
+	/* [io] */
+	uint32_t ring_entries;	 /* io_uring SQ size per worker */
+	uint32_t recv_buf_bytes; /* size of one provided receive buffer */
+	uint32_t recv_bufs;	 /* provided buffers per worker (power of two) */
+	/* [metrics] */
+	uint32_t metrics_max_conns;
+	uint32_t metrics_max_request_bytes;
+	uint32_t metrics_idle_timeout_ms;
+	/* [state] */
+	uint32_t state_queue_size;
+	uint32_t state_max_tokens;
+	uint32_t state_max_reservations;
+	uint32_t state_map_size_mb;
+	/* [saf] store-and-forward reversals */
+	uint32_t saf_inflight_max;
+	uint32_t saf_poll_ms;
+	uint32_t saf_retry_min_ms;
+	uint32_t saf_retry_max_ms;
+};
+
+/* Where and why a configuration was refused. line is 1-based, 0 when the
+ * fault is not on one line (unreadable file, a cross-key check, a flag). */
+struct tsw_config_error {
+	char file[TSW_CONFIG_PATH_MAX];
+	unsigned line;
+	char reason[TSW_CONFIG_REASON_MAX];
+};
+
+/* Fills cfg with the built-in defaults (the values tokswitch.conf shows). */
+void tsw_config_defaults(struct tsw_config *cfg);
+
+/* Applies one setting: section and key as in the file, value as text.
+ * [issuer] host appends; [route] keys add or replace a route. Returns 0, or
+ * -TSW_E_CONFIG with a reason written into reason (cap bytes, may be NULL)
+ * for an unknown section or key, a value out of range, a bad address, or
+ * a full table. cfg may be partly updated only in the field named. */
+int tsw_config_set(struct tsw_config *cfg, const char *section, const char *key, const char *value,
+		   char *reason, size_t cap);
+
+/* Cross-key checks run after the last setting: routes name configured
+ * issuers, reconnect_min_ms <= reconnect_max_ms, recv_bufs a power of two,
+ * paths set when required (vault, key_file). Returns 0 or -TSW_E_CONFIG
+ * with a reason. */
+int tsw_config_check(const struct tsw_config *cfg, char *reason, size_t cap);
+
+/* Reads path over the settings already in *cfg (start from
+ * tsw_config_defaults()). Every line is parsed; the first fault is
+ * reported. On success returns 0 and updates *cfg. On failure returns
+ * -TSW_E_CONFIG (a bad line; ret_err->line set) or -errno (unreadable;
+ * line 0), fills *ret_err (may be NULL) and leaves *cfg untouched. Does
+ * not run tsw_config_check(). */
+int tsw_config_load(const char *path, struct tsw_config *cfg, struct tsw_config_error *ret_err);
+
+/* Parses "HOST:PORT" or "[V6]:PORT". Returns 0 or -TSW_E_CONFIG (empty
+ * host, host too long, port not a number in 0..65535); *ret untouched on
+ * failure. */
+int tsw_hostport_parse(const char *s, struct tsw_hostport *ret);
+
+/* "uring", "uv", "auto" <-> enum tsw_config_io. Parse returns 0 or
+ * -TSW_E_CONFIG; name returns a static string. */
+int tsw_config_io_parse(const char *s, enum tsw_config_io *ret_io);
+const char *tsw_config_io_name(enum tsw_config_io io);
+
+#endif

@@ -1,0 +1,401 @@
+#include <errno.h>
+#include <ini.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tsw/config.h"
+#include "tsw/error.h"
+#include "tsw/log.h"
+
+/* Upper bounds that keep a typo from asking for terabytes. */
+enum {
+	WORKERS_MAX = 256,
+	CONNS_MAX = 1u << 20,
+	PENDING_MAX = 1u << 22,
+	BUF_BYTES_MAX = 64u << 20,
+	FRAME_MAX = 65535,
+	TIMEOUT_MS_MAX = 24u * 3600 * 1000,
+	RING_ENTRIES_MAX = 32768,
+	RECV_BUFS_MAX = 32768,
+	STATE_MAX = 1u << 28,
+};
+
+struct u32_key {
+	const char *section;
+	const char *key;
+	size_t off;
+	uint32_t min, max;
+};
+
+#define U32(sec, k, field, lo, hi)                                                                 \
+	{                                                                                          \
+		sec, k, offsetof(struct tsw_config, field), lo, hi                                 \
+	}
+
+static const struct u32_key u32_keys[] = {
+    U32("server", "workers", workers, 0, WORKERS_MAX),
+    U32("server", "drain_timeout_ms", drain_timeout_ms, 0, TIMEOUT_MS_MAX),
+    U32("limits", "max_conns", max_conns, 1, CONNS_MAX),
+    U32("limits", "max_inflight_per_conn", max_inflight_per_conn, 1, 65535),
+    U32("limits", "max_pending", max_pending, 16, PENDING_MAX),
+    U32("limits", "out_buf_bytes", out_buf_bytes, 1024, BUF_BYTES_MAX),
+    U32("limits", "max_frame", max_frame, 64, FRAME_MAX),
+    U32("limits", "idle_timeout_ms", idle_timeout_ms, 0, TIMEOUT_MS_MAX),
+    U32("limits", "listen_backlog", listen_backlog, 1, 65535),
+    U32("issuer", "timeout_ms", issuer_timeout_ms, 1, TIMEOUT_MS_MAX),
+    U32("issuer", "echo_interval_ms", echo_interval_ms, 0, TIMEOUT_MS_MAX),
+    U32("issuer", "reconnect_min_ms", reconnect_min_ms, 1, TIMEOUT_MS_MAX),
+    U32("issuer", "reconnect_max_ms", reconnect_max_ms, 1, TIMEOUT_MS_MAX),
+    U32("io", "ring_entries", ring_entries, 8, RING_ENTRIES_MAX),
+    U32("io", "recv_buf_bytes", recv_buf_bytes, 512, BUF_BYTES_MAX),
+    U32("io", "recv_bufs", recv_bufs, 8, RECV_BUFS_MAX),
+    U32("metrics", "max_conns", metrics_max_conns, 1, 65535),
+    U32("metrics", "max_request_bytes", metrics_max_request_bytes, 256, 1u << 20),
+    U32("metrics", "idle_timeout_ms", metrics_idle_timeout_ms, 1, TIMEOUT_MS_MAX),
+    U32("state", "queue_size", state_queue_size, 0, STATE_MAX),
+    U32("state", "max_tokens", state_max_tokens, 0, STATE_MAX),
+    U32("state", "max_reservations", state_max_reservations, 0, 1u << 24),
+    U32("state", "map_size_mb", state_map_size_mb, 0, 1u << 20),
+    U32("saf", "inflight_max", saf_inflight_max, 1, 65535),
+    U32("saf", "poll_ms", saf_poll_ms, 1, TIMEOUT_MS_MAX),
+    U32("saf", "retry_min_ms", saf_retry_min_ms, 1, TIMEOUT_MS_MAX),
+    U32("saf", "retry_max_ms", saf_retry_max_ms, 1, TIMEOUT_MS_MAX),
+};
+
+struct str_key {
+	const char *section;
+	const char *key;
+	size_t off;
+	size_t size;
+};
+
+#define STR(sec, k, field)                                                                         \
+	{                                                                                          \
+		sec, k, offsetof(struct tsw_config, field),                                        \
+		    sizeof(((struct tsw_config *)0)->field)                                        \
+	}
+
+static const struct str_key str_keys[] = {
+    STR("server", "vault", vault_dir),
+    STR("server", "state", state_dir),
+    STR("server", "key_file", key_file),
+    STR("server", "profile", profile),
+    STR("server", "issuer_profile", issuer_profile),
+};
+
+static const char *const io_names[TSW_CONFIG_IO_MAX] = {
+    [TSW_CONFIG_IO_AUTO] = "auto",
+    [TSW_CONFIG_IO_URING] = "uring",
+    [TSW_CONFIG_IO_UV] = "uv",
+};
+
+__attribute__((format(printf, 3, 4))) static int fail(char *reason, size_t cap, const char *fmt,
+						      ...)
+{
+	va_list ap;
+
+	if (reason && cap) {
+		va_start(ap, fmt);
+		vsnprintf(reason, cap, fmt, ap);
+		va_end(ap);
+	}
+	return -TSW_E_CONFIG;
+}
+
+void tsw_config_defaults(struct tsw_config *cfg)
+{
+	memset(cfg, 0, sizeof(*cfg));
+	tsw_hostport_parse(TSW_CONFIG_LISTEN_DEFAULT, &cfg->listen);
+	tsw_hostport_parse(TSW_CONFIG_METRICS_DEFAULT, &cfg->metrics);
+	strcpy(cfg->profile, "default");
+	strcpy(cfg->issuer_profile, "default");
+	cfg->workers = 0;
+	cfg->io = TSW_CONFIG_IO_AUTO;
+	cfg->log_level = TSW_LOG_INFO;
+	cfg->drain_timeout_ms = 5000;
+	cfg->max_conns = 1024;
+	cfg->max_inflight_per_conn = 256;
+	cfg->max_pending = 65536;
+	cfg->out_buf_bytes = 256 * 1024;
+	cfg->max_frame = 8192;
+	cfg->idle_timeout_ms = 0;
+	cfg->listen_backlog = 1024;
+	cfg->issuer_timeout_ms = 2000;
+	cfg->echo_interval_ms = 30000;
+	cfg->reconnect_min_ms = 100;
+	cfg->reconnect_max_ms = 5000;
+	cfg->ring_entries = 1024;
+	cfg->recv_buf_bytes = 16384;
+	cfg->recv_bufs = 256;
+	cfg->metrics_max_conns = 64;
+	cfg->metrics_max_request_bytes = 8192;
+	cfg->metrics_idle_timeout_ms = 10000;
+	cfg->saf_inflight_max = 64;
+	cfg->saf_poll_ms = 250;
+	cfg->saf_retry_min_ms = 1000;
+	cfg->saf_retry_max_ms = 60000;
+}
+
+static int parse_u32(const char *s, uint32_t min, uint32_t max, uint32_t *ret)
+{
+	unsigned long long v;
+	char *end;
+
+	if (!s[0] || s[0] == '-' || s[0] == '+')
+		return -TSW_E_CONFIG;
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno || *end || v < min || v > max)
+		return -TSW_E_CONFIG;
+	*ret = (uint32_t)v;
+	return 0;
+}
+
+int tsw_hostport_parse(const char *s, struct tsw_hostport *ret)
+{
+	const char *colon, *host = s;
+	size_t host_len;
+	uint32_t port;
+
+	if (s[0] == '[') {
+		const char *close = strchr(s, ']');
+
+		if (!close || close[1] != ':')
+			return -TSW_E_CONFIG;
+		host = s + 1;
+		host_len = (size_t)(close - host);
+		colon = close + 1;
+	} else {
+		colon = strrchr(s, ':');
+		if (!colon)
+			return -TSW_E_CONFIG;
+		host_len = (size_t)(colon - s);
+	}
+	if (host_len == 0 || host_len >= TSW_CONFIG_HOST_MAX)
+		return -TSW_E_CONFIG;
+	if (parse_u32(colon + 1, 0, 65535, &port) < 0)
+		return -TSW_E_CONFIG;
+	memcpy(ret->host, host, host_len);
+	ret->host[host_len] = '\0';
+	ret->port = (uint16_t)port;
+	return 0;
+}
+
+int tsw_config_io_parse(const char *s, enum tsw_config_io *ret_io)
+{
+	for (int i = 0; i < TSW_CONFIG_IO_MAX; i++) {
+		if (strcmp(s, io_names[i]) == 0) {
+			*ret_io = (enum tsw_config_io)i;
+			return 0;
+		}
+	}
+	return -TSW_E_CONFIG;
+}
+
+const char *tsw_config_io_name(enum tsw_config_io io)
+{
+	return io < TSW_CONFIG_IO_MAX ? io_names[io] : "?";
+}
+
+static int set_route(struct tsw_config *cfg, const char *key, const char *value, char *reason,
+		     size_t cap)
+{
+	struct tsw_config_route *r = NULL;
+	const char *prefix = key;
+	uint32_t issuer;
+	size_t len;
+
+	if (strcmp(key, "default") == 0)
+		prefix = "";
+	len = strlen(prefix);
+	if (len > TSW_CONFIG_BIN_MAX || strspn(prefix, "0123456789") != len)
+		return fail(reason, cap,
+			    "route key must be a BIN prefix of 1-%d digits or 'default'",
+			    TSW_CONFIG_BIN_MAX);
+	if (parse_u32(value, 0, TSW_CONFIG_ISSUERS_MAX - 1, &issuer) < 0)
+		return fail(reason, cap, "route value must be an issuer index 0-%d",
+			    TSW_CONFIG_ISSUERS_MAX - 1);
+	for (uint32_t i = 0; i < cfg->n_routes; i++)
+		if (strcmp(cfg->routes[i].bin_prefix, prefix) == 0)
+			r = &cfg->routes[i];
+	if (!r) {
+		if (cfg->n_routes == TSW_CONFIG_ROUTES_MAX)
+			return fail(reason, cap, "more than %d routes", TSW_CONFIG_ROUTES_MAX);
+		r = &cfg->routes[cfg->n_routes++];
+	}
+	memcpy(r->bin_prefix, prefix, len + 1);
+	r->issuer = (uint8_t)issuer;
+	return 0;
+}
+
+int tsw_config_set(struct tsw_config *cfg, const char *section, const char *key, const char *value,
+		   char *reason, size_t cap)
+{
+	char *base = (char *)cfg;
+
+	for (size_t i = 0; i < sizeof(u32_keys) / sizeof(u32_keys[0]); i++) {
+		const struct u32_key *k = &u32_keys[i];
+
+		if (strcmp(section, k->section) || strcmp(key, k->key))
+			continue;
+		if (parse_u32(value, k->min, k->max, (uint32_t *)(void *)(base + k->off)) < 0)
+			return fail(reason, cap, "%s.%s must be an integer in %u..%u", section, key,
+				    k->min, k->max);
+		return 0;
+	}
+	for (size_t i = 0; i < sizeof(str_keys) / sizeof(str_keys[0]); i++) {
+		const struct str_key *k = &str_keys[i];
+
+		if (strcmp(section, k->section) || strcmp(key, k->key))
+			continue;
+		if (strlen(value) >= k->size)
+			return fail(reason, cap, "%s.%s longer than %zu bytes", section, key,
+				    k->size - 1);
+		strcpy(base + k->off, value);
+		return 0;
+	}
+	if (strcmp(section, "server") == 0) {
+		if (strcmp(key, "listen") == 0 || strcmp(key, "metrics") == 0) {
+			struct tsw_hostport *hp = key[0] == 'l' ? &cfg->listen : &cfg->metrics;
+
+			if (tsw_hostport_parse(value, hp) < 0)
+				return fail(reason, cap, "server.%s must be HOST:PORT", key);
+			return 0;
+		}
+		if (strcmp(key, "io") == 0) {
+			enum tsw_config_io io;
+
+			if (tsw_config_io_parse(value, &io) < 0)
+				return fail(reason, cap, "server.io must be auto, uring or uv");
+			cfg->io = (uint8_t)io;
+			return 0;
+		}
+		if (strcmp(key, "log_level") == 0) {
+			enum tsw_log_level lvl;
+
+			if (tsw_log_level_parse(value, &lvl) < 0)
+				return fail(
+				    reason, cap,
+				    "server.log_level must be debug, info, warn, error or crit");
+			cfg->log_level = (uint8_t)lvl;
+			return 0;
+		}
+	}
+	if (strcmp(section, "issuer") == 0 && strcmp(key, "host") == 0) {
+		if (cfg->n_issuers == TSW_CONFIG_ISSUERS_MAX)
+			return fail(reason, cap, "more than %d issuer hosts",
+				    TSW_CONFIG_ISSUERS_MAX);
+		if (tsw_hostport_parse(value, &cfg->issuers[cfg->n_issuers]) < 0 ||
+		    cfg->issuers[cfg->n_issuers].port == 0)
+			return fail(reason, cap,
+				    "issuer.host must be HOST:PORT with a port above 0");
+		cfg->n_issuers++;
+		return 0;
+	}
+	if (strcmp(section, "route") == 0)
+		return set_route(cfg, key, value, reason, cap);
+	return fail(reason, cap, "unknown key %s.%s", section, key);
+}
+
+int tsw_config_check(const struct tsw_config *cfg, char *reason, size_t cap)
+{
+	if (cfg->reconnect_min_ms > cfg->reconnect_max_ms)
+		return fail(reason, cap, "issuer.reconnect_min_ms above issuer.reconnect_max_ms");
+	if (cfg->saf_retry_min_ms > cfg->saf_retry_max_ms)
+		return fail(reason, cap, "saf.retry_min_ms above saf.retry_max_ms");
+	if (cfg->recv_bufs & (cfg->recv_bufs - 1))
+		return fail(reason, cap, "io.recv_bufs must be a power of two");
+	if (cfg->max_pending & (cfg->max_pending - 1))
+		return fail(reason, cap, "limits.max_pending must be a power of two");
+	if (cfg->out_buf_bytes < 2 * (cfg->max_frame + 4))
+		return fail(reason, cap, "limits.out_buf_bytes must hold two frames of max_frame");
+	for (uint32_t i = 0; i < cfg->n_routes; i++)
+		if (cfg->routes[i].issuer >= cfg->n_issuers)
+			return fail(
+			    reason, cap, "route %s names issuer %u but %u issuer hosts are set",
+			    cfg->routes[i].bin_prefix[0] ? cfg->routes[i].bin_prefix : "default",
+			    cfg->routes[i].issuer, cfg->n_issuers);
+	if (!cfg->vault_dir[0])
+		return fail(reason, cap, "server.vault (--vault) is required");
+	if (!cfg->key_file[0])
+		return fail(reason, cap, "server.key_file (--key-file) is required");
+	return 0;
+}
+
+struct load_ctx {
+	struct tsw_config cfg;
+	FILE *f;
+	unsigned line;	   /* line the reader handed out last */
+	unsigned err_line; /* first faulty line seen by the handler */
+	char reason[TSW_CONFIG_REASON_MAX];
+};
+
+/* Reads one line for inih and counts lines, so the handler knows where it is. */
+static char *read_line(char *str, int num, void *stream)
+{
+	struct load_ctx *ctx = stream;
+	char *r = fgets(str, num, ctx->f);
+
+	if (r)
+		ctx->line++;
+	return r;
+}
+
+static int on_ini(void *user, const char *section, const char *name, const char *value)
+{
+	struct load_ctx *ctx = user;
+	char reason[TSW_CONFIG_REASON_MAX];
+
+	if (tsw_config_set(&ctx->cfg, section, name, value, reason, sizeof(reason)) == 0)
+		return 1;
+	if (!ctx->err_line) {
+		ctx->err_line = ctx->line;
+		memcpy(ctx->reason, reason, sizeof(reason));
+	}
+	return 0;
+}
+
+int tsw_config_load(const char *path, struct tsw_config *cfg, struct tsw_config_error *ret_err)
+{
+	struct load_ctx *ctx;
+	int r, line;
+
+	ctx = calloc(1, sizeof(*ctx));
+	if (!ctx)
+		return -ENOMEM;
+	ctx->cfg = *cfg;
+	ctx->f = fopen(path, "re");
+	if (!ctx->f) {
+		r = -errno;
+		if (ret_err) {
+			snprintf(ret_err->file, sizeof(ret_err->file), "%s", path);
+			ret_err->line = 0;
+			snprintf(ret_err->reason, sizeof(ret_err->reason), "cannot open: %s",
+				 tsw_strerror(r));
+		}
+		goto out_free;
+	}
+	line = ini_parse_stream(read_line, ctx, on_ini, ctx);
+	fclose(ctx->f);
+	if (line == 0) {
+		*cfg = ctx->cfg;
+		r = 0;
+		goto out_free;
+	}
+	r = -TSW_E_CONFIG;
+	if (ret_err) {
+		snprintf(ret_err->file, sizeof(ret_err->file), "%s", path);
+		ret_err->line = line > 0 ? (unsigned)line : 0;
+		if (line > 0 && (unsigned)line == ctx->err_line)
+			snprintf(ret_err->reason, sizeof(ret_err->reason), "%s", ctx->reason);
+		else
+			snprintf(ret_err->reason, sizeof(ret_err->reason),
+				 line > 0 ? "syntax error (expected [section] or key = value)"
+					  : "cannot read file");
+	}
+out_free:
+	free(ctx);
+	return r;
+}

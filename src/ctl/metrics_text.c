@@ -1,0 +1,238 @@
+/* Prometheus text exposition of the summed worker shards. */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tsw/authz.h"
+#include "tsw/ctl.h"
+#include "tsw/metrics.h"
+
+enum { TEXT_INITIAL_BYTES = 32 * 1024 };
+
+struct text {
+	char *p;
+	size_t len, cap;
+	bool failed;
+};
+
+__attribute__((format(printf, 2, 3))) static void put(struct text *t, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	if (t->failed)
+		return;
+	for (;;) {
+		va_start(ap, fmt);
+		n = vsnprintf(t->p + t->len, t->cap - t->len, fmt, ap);
+		va_end(ap);
+		if (n < 0) {
+			t->failed = true;
+			return;
+		}
+		if ((size_t)n < t->cap - t->len) {
+			t->len += (size_t)n;
+			return;
+		}
+		char *np = realloc(t->p, t->cap * 2);
+
+		if (!np) {
+			t->failed = true;
+			return;
+		}
+		t->p = np;
+		t->cap *= 2;
+	}
+}
+
+/* Reads a counter another thread writes: one aligned 64-bit load. */
+static uint64_t rd(const uint64_t *p)
+{
+	return __atomic_load_n(p, __ATOMIC_RELAXED);
+}
+
+static void sum_hist(const struct tsw_ctl_source *src, size_t off, struct tsw_hist *h)
+{
+	memset(h, 0, sizeof(*h));
+	for (uint32_t s = 0; s < src->n_shards; s++) {
+		const struct tsw_hist *x = (const void *)((const char *)src->shards[s] + off);
+
+		for (unsigned i = 0; i < TSW_HIST_BUCKETS; i++)
+			h->bucket[i] += rd(&x->bucket[i]);
+		h->count += rd(&x->count);
+		h->sum_us += rd(&x->sum_us);
+	}
+}
+
+static void put_hist(struct text *t, const char *name, const char *help, const struct tsw_hist *h)
+{
+	uint64_t cum = 0;
+
+	put(t, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name);
+	for (unsigned i = 0; i < TSW_HIST_BUCKETS; i++) {
+		cum += h->bucket[i];
+		if (i == TSW_HIST_BUCKETS - 1)
+			put(t, "%s_bucket{le=\"+Inf\"} %" PRIu64 "\n", name, cum);
+		else
+			put(t, "%s_bucket{le=\"%g\"} %" PRIu64 "\n", name,
+			    (double)tsw_hist_bound_us[i] / 1e6, cum);
+	}
+	put(t, "%s_sum %.6f\n%s_count %" PRIu64 "\n", name, (double)h->sum_us / 1e6, name,
+	    h->count);
+}
+
+#define SUM(field)                                                                                 \
+	({                                                                                         \
+		uint64_t s_ = 0;                                                                   \
+		for (uint32_t i_ = 0; i_ < src->n_shards; i_++)                                    \
+			s_ += rd(&src->shards[i_]->field);                                         \
+		s_;                                                                                \
+	})
+
+struct scalar {
+	const char *name;
+	const char *type;
+	const char *help;
+	size_t off;
+};
+
+#define SC(n, t, h, f)                                                                             \
+	{                                                                                          \
+		n, t, h, offsetof(struct tsw_metrics_shard, f)                                     \
+	}
+
+static const struct scalar scalars[] = {
+    SC("tsw_inflight", "gauge", "Requests waiting on an issuer.", inflight),
+    SC("tsw_pending_full_total", "counter", "Requests refused because the pending table was full.",
+       pending_full),
+    SC("tsw_timeouts_total", "counter", "Issuer requests that timed out (answered 91).", timeouts),
+    SC("tsw_late_answers_total", "counter", "Issuer answers that arrived after their timeout.",
+       late_answers),
+    SC("tsw_unmatched_answers_total", "counter", "Issuer answers matching no request.",
+       unmatched_answers),
+    SC("tsw_connections_open", "gauge", "Open acquirer connections.", conns_open),
+    SC("tsw_connections_accepted_total", "counter", "Acquirer connections accepted.",
+       conns_accepted),
+    SC("tsw_connections_refused_total", "counter",
+       "Acquirer connections closed at once: limits.max_conns reached.", conns_refused),
+    SC("tsw_connections_idle_closed_total", "counter",
+       "Acquirer connections closed by limits.idle_timeout_ms.", conns_idle_closed),
+    SC("tsw_frames_refused_total", "counter",
+       "Frames above limits.max_frame or with a broken length header.", frames_refused),
+    SC("tsw_format_errors_total", "counter", "Messages that could not be decoded.", format_errors),
+    SC("tsw_backpressure_pauses_total", "counter",
+       "Times a connection stopped being read (limits.max_inflight_per_conn).",
+       backpressure_pauses),
+    SC("tsw_vault_lookups_total", "counter", "Vault token lookups.", vault_lookups),
+    SC("tsw_vault_errors_total", "counter", "Vault lookups that failed (corrupt, decrypt).",
+       vault_errors),
+    SC("tsw_bytes_in_total", "counter", "Bytes received on every endpoint.", bytes_in),
+    SC("tsw_bytes_out_total", "counter", "Bytes sent on every endpoint.", bytes_out),
+    SC("tsw_forwarded_total", "counter", "Requests sent to an issuer.", forwarded),
+    SC("tsw_no_route_total", "counter", "Requests with no route for the PAN's BIN (96).", no_route),
+    SC("tsw_link_out_full_total", "counter", "Requests refused: issuer link output full (91).",
+       link_out_full),
+    SC("tsw_answers_conn_gone_total", "counter",
+       "Answers dropped: the acquirer connection had closed.", answers_conn_gone),
+    SC("tsw_issuer_format_errors_total", "counter",
+       "Issuer messages that could not be decoded or re-encoded.", issuer_format_errors),
+    SC("tsw_pan_leaks_blocked_total", "counter",
+       "Issuer answers still holding the PAN after rewrite (sent 96 instead).", pan_leaks_blocked),
+    SC("tsw_slow_consumer_closes_total", "counter",
+       "Acquirer connections closed because their output was full.", slow_consumer_closes),
+    SC("tsw_stash_overflows_total", "counter",
+       "Acquirer connections closed for sending too much while paused.", stash_overflows),
+    SC("tsw_signon_failures_total", "counter", "Issuer sign-ons refused or not sendable.",
+       signon_failures),
+    SC("tsw_echo_timeouts_total", "counter", "Issuer echoes unanswered.", echo_timeouts),
+    SC("tsw_parked", "gauge", "Limited-use requests waiting for a durable use.", parked),
+    SC("tsw_parked_full_total", "counter", "Requests refused: too many parked (96).", parked_full),
+    SC("tsw_saf_depth", "gauge", "Reversals queued (not yet acked).", saf_depth),
+    SC("tsw_saf_sent_total", "counter", "Reversals sent.", saf_sent),
+    SC("tsw_saf_acked_total", "counter", "Reversals answered by the issuer.", saf_acked),
+    SC("tsw_saf_dropped_total", "counter",
+       "Reversals not queued (queue full, no state) or token gone.", saf_dropped),
+    SC("tsw_saf_retried_total", "counter",
+       "Reversals unanswered, link down or unsendable: due again later.", saf_retried),
+    SC("tsw_saf_inflight", "gauge", "Reversals awaiting an issuer answer.", saf_inflight),
+    SC("tsw_workers_ready", "gauge", "Workers whose engine is ready.", ready),
+};
+
+int tsw_ctl_render_metrics(const struct tsw_ctl_source *src, char **ret_text, size_t *ret_len)
+{
+	struct text t = {.cap = TEXT_INITIAL_BYTES};
+	struct tsw_hist h;
+
+	t.p = malloc(t.cap);
+	if (!t.p)
+		return -ENOMEM;
+	t.p[0] = '\0';
+
+	put(&t, "# HELP tsw_requests_total Requests answered, by MTI class and response code.\n"
+		"# TYPE tsw_requests_total counter\n");
+	for (unsigned m = 0; m < TSW_MTI_CLASS_MAX; m++) {
+		for (unsigned r = 0; r < TSW_METRICS_RC_MAX; r++) {
+			uint64_t v = SUM(requests[m][r]);
+
+			if (v)
+				put(&t, "tsw_requests_total{mti=\"%s\",rc=\"%s\"} %" PRIu64 "\n",
+				    tsw_metrics_mti_name(m), tsw_metrics_rc_name(r), v);
+		}
+	}
+	put(&t, "# HELP tsw_declines_total Requests declined by the switch, by reason (DE44).\n"
+		"# TYPE tsw_declines_total counter\n");
+	for (unsigned r = 1; r < TSW_AUTHZ_REASON_MAX; r++)
+		put(&t, "tsw_declines_total{reason=\"%s\"} %" PRIu64 "\n",
+		    tsw_authz_reason_name((enum tsw_authz_reason)r), SUM(declines[r]));
+
+	sum_hist(src, offsetof(struct tsw_metrics_shard, issuer_rtt), &h);
+	put_hist(&t, "tsw_issuer_rtt_seconds", "Issuer round trip.", &h);
+	sum_hist(src, offsetof(struct tsw_metrics_shard, internal), &h);
+	put_hist(&t, "tsw_internal_latency_seconds",
+		 "Time inside the switch per request, issuer round trip excluded.", &h);
+
+	for (size_t i = 0; i < sizeof(scalars) / sizeof(scalars[0]); i++) {
+		const struct scalar *s = &scalars[i];
+		uint64_t v = 0;
+
+		for (uint32_t w = 0; w < src->n_shards; w++)
+			v += rd((const uint64_t *)(const void *)((const char *)src->shards[w] +
+								 s->off));
+		put(&t, "# HELP %s %s\n# TYPE %s %s\n%s %" PRIu64 "\n", s->name, s->help, s->name,
+		    s->type, s->name, v);
+	}
+
+	put(&t, "# HELP tsw_issuer_links_signed_on Workers whose link to the issuer host is signed "
+		"on.\n# TYPE tsw_issuer_links_signed_on gauge\n");
+	for (uint32_t l = 0; l < src->n_links && l < 16; l++) {
+		uint32_t up = 0;
+
+		for (uint32_t w = 0; w < src->n_shards; w++)
+			up += rd(&src->shards[w]->link_up[l]) == 3;
+		put(&t, "tsw_issuer_links_signed_on{link=\"%u\",host=\"%s\"} %u\n", l,
+		    src->link_names[l], up);
+	}
+	put(&t, "# HELP tsw_issuer_link_reconnects_total Issuer link connect attempts after a "
+		"failure.\n# TYPE tsw_issuer_link_reconnects_total counter\n");
+	for (uint32_t l = 0; l < src->n_links && l < 16; l++)
+		put(&t, "tsw_issuer_link_reconnects_total{link=\"%u\",host=\"%s\"} %" PRIu64 "\n",
+		    l, src->link_names[l], SUM(link_reconnects[l]));
+
+	put(&t, "# HELP tsw_workers Worker threads.\n# TYPE tsw_workers gauge\ntsw_workers %u\n",
+	    src->n_shards);
+	put(&t,
+	    "# HELP tsw_ready 1 when every worker is ready (issuer links signed on).\n"
+	    "# TYPE tsw_ready gauge\ntsw_ready %d\n",
+	    src->ready ? src->ready(src->ctx) : 0);
+
+	if (t.failed) {
+		free(t.p);
+		return -ENOMEM;
+	}
+	*ret_text = t.p;
+	*ret_len = t.len;
+	return 0;
+}

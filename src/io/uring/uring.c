@@ -1,0 +1,753 @@
+/* The io_uring backend: one ring per worker (SINGLE_ISSUER|DEFER_TASKRUN
+ * when the kernel has them), multishot accept on the worker's SO_REUSEPORT
+ * listener, multishot recv into a provided-buffer ring registered here,
+ * one send per dirty endpoint per iteration, batched submit-and-wait with
+ * the engine's next deadline.
+ *
+ * user_data packs op | generation | endpoint index. An endpoint is freed
+ * only after its last in-flight operation completed.
+ */
+#include <errno.h>
+#include <liburing.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "../worker_int.h"
+#include "tsw/error.h"
+#include "tsw/log.h"
+
+#define BGID 1
+#define CQ_PER_SQ 4 /* multishot operations post many completions per submission */
+
+enum op { OP_NONE, OP_ACCEPT, OP_RECV, OP_SEND, OP_CONNECT, OP_CANCEL, OP_MAIL, OP_MAX };
+
+#define UD(op, gen, idx)                                                                           \
+	((uint64_t)(op) << 56 | ((uint64_t)(gen)&0xffffffu) << 32 | (uint64_t)(idx))
+#define UD_OP(ud) ((unsigned)((ud) >> 56))
+#define UD_GEN(ud) ((uint32_t)(((ud) >> 32) & 0xffffffu))
+#define UD_IDX(ud) ((uint32_t)(ud))
+#define NO_EP UINT32_MAX
+
+struct uep {
+	int fd;
+	uint32_t gen;
+	uint32_t eslot; /* engine acquirer slot, or link index */
+	uint32_t refs;	/* operations in flight */
+	uint32_t next_free;
+	uint8_t kind; /* enum tsw_endpoint_kind */
+	bool in_use;
+	bool recv_armed;
+	bool recv_cancelling;
+	bool sending;
+	bool closing;
+	bool paused; /* recv stopped for back-pressure or drain */
+	bool listed; /* in uworker.paused (at most once; survives reuse) */
+	bool link_up;
+};
+
+struct uworker {
+	struct tsw_io_worker *w;
+	struct tsw_engine *e;
+	struct io_uring ring;
+	bool ring_ok;
+	struct io_uring_buf_ring *br;
+	size_t br_bytes;
+	uint8_t *bufs;
+	size_t bufs_bytes;
+	uint32_t nbufs, buf_bytes;
+	bool br_registered;
+
+	struct uep *eps; /* links at [0, n_links), connections after */
+	uint32_t n_links, n_eps;
+	uint32_t free_head;
+	uint32_t *slot_ep; /* engine acquirer slot -> endpoint index */
+	uint32_t n_slots;
+	uint32_t *paused; /* endpoints with recv stopped for back-pressure */
+	uint32_t n_paused;
+	uint32_t n_sending;
+
+	int listen_fd;
+	bool accept_armed;
+	uint64_t accept_retry_ns;
+	uint64_t accept_log_ns;
+	uint64_t mail_val;
+	bool mail_armed;
+	bool mail_pending;
+};
+
+static struct io_uring_sqe *get_sqe(struct uworker *u)
+{
+	struct io_uring_sqe *sqe = io_uring_get_sqe(&u->ring);
+
+	while (!sqe) {
+		/* the SQ is full: submit what is there, then retry */
+		int r = io_uring_submit(&u->ring);
+
+		if (r < 0 && r != -EINTR && r != -EAGAIN && r != -EBUSY)
+			return NULL;
+		sqe = io_uring_get_sqe(&u->ring);
+	}
+	return sqe;
+}
+
+static void arm_accept(struct uworker *u)
+{
+	struct io_uring_sqe *sqe;
+
+	if (u->accept_armed || u->listen_fd < 0)
+		return;
+	sqe = get_sqe(u);
+	if (!sqe)
+		return;
+	io_uring_prep_multishot_accept(sqe, u->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+	io_uring_sqe_set_data64(sqe, UD(OP_ACCEPT, 0, 0));
+	u->accept_armed = true;
+}
+
+static void arm_mail(struct uworker *u)
+{
+	struct io_uring_sqe *sqe = get_sqe(u);
+
+	if (!sqe)
+		return;
+	io_uring_prep_read(sqe, u->w->mail_fd, &u->mail_val, sizeof(u->mail_val), 0);
+	io_uring_sqe_set_data64(sqe, UD(OP_MAIL, 0, 0));
+	u->mail_armed = true;
+}
+
+static void arm_recv(struct uworker *u, uint32_t idx)
+{
+	struct uep *ep = &u->eps[idx];
+	struct io_uring_sqe *sqe;
+
+	if (ep->recv_armed || ep->closing || ep->paused)
+		return;
+	sqe = get_sqe(u);
+	if (!sqe)
+		return;
+	io_uring_prep_recv_multishot(sqe, ep->fd, NULL, 0, 0);
+	sqe->flags |= IOSQE_BUFFER_SELECT;
+	sqe->buf_group = BGID;
+	io_uring_sqe_set_data64(sqe, UD(OP_RECV, ep->gen, idx));
+	ep->recv_armed = true;
+	ep->refs++;
+}
+
+static void cancel_recv(struct uworker *u, uint32_t idx)
+{
+	struct uep *ep = &u->eps[idx];
+	struct io_uring_sqe *sqe;
+
+	if (!ep->recv_armed || ep->recv_cancelling)
+		return;
+	sqe = get_sqe(u);
+	if (!sqe)
+		return;
+	io_uring_prep_cancel64(sqe, UD(OP_RECV, ep->gen, idx), 0);
+	io_uring_sqe_set_data64(sqe, UD(OP_CANCEL, 0, 0));
+	ep->recv_cancelling = true;
+}
+
+static void recycle_buf(struct uworker *u, unsigned bid)
+{
+	io_uring_buf_ring_add(u->br, u->bufs + (size_t)bid * u->buf_bytes, u->buf_bytes,
+			      (unsigned short)bid, io_uring_buf_ring_mask(u->nbufs), 0);
+	io_uring_buf_ring_advance(u->br, 1);
+}
+
+static uint32_t ep_alloc(struct uworker *u)
+{
+	uint32_t idx = u->free_head;
+
+	if (idx == NO_EP)
+		return NO_EP;
+	u->free_head = u->eps[idx].next_free;
+	return idx;
+}
+
+/* Releases the endpoint once nothing refers to it any more. */
+static void ep_put(struct uworker *u, uint32_t idx)
+{
+	struct uep *ep = &u->eps[idx];
+
+	if (!ep->closing || ep->refs)
+		return;
+	close(ep->fd);
+	ep->fd = -1;
+	ep->in_use = false;
+	ep->closing = false;
+	ep->recv_cancelling = false;
+	ep->paused = false;
+	ep->gen++;
+	if (ep->kind == TSW_EP_ACQ) {
+		ep->next_free = u->free_head;
+		u->free_head = idx;
+	}
+}
+
+static void ep_close(struct uworker *u, uint32_t idx, uint64_t now_ns)
+{
+	struct uep *ep = &u->eps[idx];
+
+	if (!ep->in_use || ep->closing)
+		return;
+	ep->closing = true;
+	if (ep->kind == TSW_EP_ACQ) {
+		tsw_engine_acq_close(u->e, ep->eslot);
+		if (ep->eslot < u->n_slots)
+			u->slot_ep[ep->eslot] = NO_EP;
+	} else {
+		if (ep->link_up)
+			tsw_log(TSW_LOG_WARN, "issuer_link_down", "worker=%u link=%u issuer=%s:%u",
+				u->w->p.engine.worker_id, ep->eslot,
+				u->w->p.engine.issuers[ep->eslot].host,
+				u->w->p.engine.issuers[ep->eslot].port);
+		ep->link_up = false;
+		tsw_engine_link_down(u->e, ep->eslot, now_ns);
+	}
+	if (ep->recv_armed)
+		cancel_recv(u, idx);
+	/* wakes a pending recv (0) and fails a pending send */
+	shutdown(ep->fd, SHUT_RDWR);
+	ep_put(u, idx);
+}
+
+static void set_nodelay(int fd)
+{
+	int one = 1;
+
+	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+}
+
+static void on_accept(struct uworker *u, struct io_uring_cqe *cqe, uint64_t now_ns)
+{
+	uint32_t idx;
+	int fd = cqe->res, slot;
+
+	if (!(cqe->flags & IORING_CQE_F_MORE))
+		u->accept_armed = false;
+	if (fd < 0) {
+		if (fd == -ECANCELED || fd == -EINTR || fd == -EAGAIN || fd == -ECONNABORTED)
+			return;
+		/* EMFILE, ENFILE, ENOMEM: wait before accepting again */
+		if (now_ns >= u->accept_log_ns) {
+			tsw_log(TSW_LOG_CRIT, "accept_failed", "worker=%u error=\"%s\"",
+				u->w->p.engine.worker_id, tsw_strerror(fd));
+			u->accept_log_ns = now_ns + TSW_IO_ACCEPT_LOG_MS * NS_PER_MS_IO;
+		}
+		if (!u->accept_armed)
+			u->accept_retry_ns = now_ns + TSW_IO_ACCEPT_RETRY_MS * NS_PER_MS_IO;
+		return;
+	}
+	if (u->w->draining) {
+		close(fd);
+		return;
+	}
+	slot = tsw_engine_acq_open(u->e, now_ns);
+	if (slot < 0) {
+		close(fd); /* max_conns: counted by the engine */
+		return;
+	}
+	idx = ep_alloc(u);
+	if (idx == NO_EP || (uint32_t)slot >= u->n_slots) {
+		tsw_engine_acq_close(u->e, (uint32_t)slot);
+		close(fd);
+		return;
+	}
+	set_nodelay(fd);
+	struct uep *ep = &u->eps[idx];
+
+	ep->fd = fd;
+	ep->kind = TSW_EP_ACQ;
+	ep->eslot = (uint32_t)slot;
+	ep->in_use = true;
+	ep->refs = 0;
+	u->slot_ep[slot] = idx;
+	arm_recv(u, idx);
+}
+
+static void pause_if_needed(struct uworker *u, uint32_t idx)
+{
+	struct uep *ep = &u->eps[idx];
+
+	if (ep->paused || ep->closing || !tsw_engine_acq_paused(u->e, ep->eslot))
+		return;
+	ep->paused = true;
+	if (!ep->listed) {
+		ep->listed = true;
+		u->paused[u->n_paused++] = idx;
+	}
+	cancel_recv(u, idx);
+}
+
+static void take_mail(struct uworker *u, uint64_t now_ns);
+
+static void on_recv(struct uworker *u, uint32_t idx, struct io_uring_cqe *cqe, uint64_t now_ns)
+{
+	struct uep *ep = &u->eps[idx];
+	bool more = cqe->flags & IORING_CQE_F_MORE;
+	int r = 0;
+
+	if (cqe->res > 0 && (cqe->flags & IORING_CQE_F_BUFFER)) {
+		unsigned bid = cqe->flags >> IORING_CQE_BUFFER_SHIFT;
+		const uint8_t *data = u->bufs + (size_t)bid * u->buf_bytes;
+
+		if (io_worker_mail_waiting(u->w))
+			take_mail(u, now_ns);
+		if (!ep->closing) {
+			if (ep->kind == TSW_EP_ACQ)
+				r = tsw_engine_acq_input(u->e, ep->eslot, data, (size_t)cqe->res,
+							 now_ns);
+			else
+				r = tsw_engine_link_input(u->e, ep->eslot, data, (size_t)cqe->res,
+							  now_ns);
+		}
+		recycle_buf(u, bid);
+	}
+	if (!more) {
+		ep->recv_armed = false;
+		ep->recv_cancelling = false;
+		ep->refs--;
+	}
+	if (r < 0 || cqe->res == 0 ||
+	    (cqe->res < 0 && cqe->res != -ENOBUFS && cqe->res != -ECANCELED)) {
+		ep_close(u, idx, now_ns);
+	} else if (!ep->closing) {
+		if (ep->kind == TSW_EP_ACQ)
+			pause_if_needed(u, idx);
+		if (!more)
+			arm_recv(u, idx); /* ENOBUFS or a finished multishot: re-arm */
+	}
+	ep_put(u, idx);
+}
+
+static void on_send(struct uworker *u, uint32_t idx, struct io_uring_cqe *cqe, uint64_t now_ns)
+{
+	struct uep *ep = &u->eps[idx];
+	struct tsw_endpoint tep = {.kind = ep->kind, .slot = ep->eslot};
+
+	ep->refs--;
+	ep->sending = false;
+	if (ep->kind == TSW_EP_ACQ)
+		u->n_sending--;
+	if (!ep->closing) {
+		/* after close the engine slot may belong to someone else */
+		tsw_engine_sent(u->e, tep, cqe->res > 0 ? (size_t)cqe->res : 0);
+		if (cqe->res < 0)
+			ep_close(u, idx, now_ns);
+	}
+	ep_put(u, idx);
+}
+
+static void on_connect(struct uworker *u, uint32_t idx, struct io_uring_cqe *cqe, uint64_t now_ns)
+{
+	struct uep *ep = &u->eps[idx];
+
+	ep->refs--;
+	if (cqe->res < 0) {
+		tsw_log(TSW_LOG_DEBUG, "issuer_connect_failed", "worker=%u link=%u error=\"%s\"",
+			u->w->p.engine.worker_id, idx, tsw_strerror(cqe->res));
+		ep_close(u, idx, now_ns);
+		ep_put(u, idx);
+		return;
+	}
+	if (ep->closing) {
+		ep_put(u, idx);
+		return;
+	}
+	ep->link_up = true;
+	tsw_log(TSW_LOG_INFO, "issuer_link_up", "worker=%u link=%u issuer=%s:%u",
+		u->w->p.engine.worker_id, idx, u->w->p.engine.issuers[idx].host,
+		u->w->p.engine.issuers[idx].port);
+	tsw_engine_link_up(u->e, ep->eslot, now_ns);
+	arm_recv(u, idx);
+}
+
+static void connect_links(struct uworker *u, uint64_t now_ns)
+{
+	struct io_uring_sqe *sqe;
+
+	for (uint32_t l = 0; l < u->n_links; l++) {
+		struct uep *ep = &u->eps[l];
+		int fd;
+
+		if (ep->in_use || !tsw_engine_link_wants_connect(u->e, l, now_ns))
+			continue;
+		fd = socket(u->w->link_addr[l].ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		if (fd < 0) {
+			tsw_engine_link_connecting(u->e, l, now_ns);
+			tsw_engine_link_down(u->e, l, now_ns);
+			continue;
+		}
+		set_nodelay(fd);
+		sqe = get_sqe(u);
+		if (!sqe) {
+			close(fd);
+			continue;
+		}
+		ep->fd = fd;
+		ep->in_use = true;
+		ep->kind = TSW_EP_LINK;
+		ep->eslot = l;
+		io_uring_prep_connect(sqe, fd, (struct sockaddr *)&u->w->link_addr[l],
+				      u->w->link_addrlen[l]);
+		io_uring_sqe_set_data64(sqe, UD(OP_CONNECT, ep->gen, l));
+		ep->refs++;
+		tsw_engine_link_connecting(u->e, l, now_ns);
+	}
+}
+
+static uint32_t ep_of(struct uworker *u, struct tsw_endpoint tep)
+{
+	if (tep.kind == TSW_EP_LINK)
+		return tep.slot < u->n_links ? tep.slot : NO_EP;
+	return tep.slot < u->n_slots ? u->slot_ep[tep.slot] : NO_EP;
+}
+
+static void flush(struct uworker *u)
+{
+	struct tsw_endpoint tep;
+
+	while (tsw_engine_next_dirty(u->e, &tep)) {
+		uint32_t idx = ep_of(u, tep);
+		struct io_uring_sqe *sqe;
+		const uint8_t *data;
+		struct uep *ep;
+		size_t len;
+
+		if (idx == NO_EP)
+			continue;
+		ep = &u->eps[idx];
+		if (!ep->in_use || ep->closing || ep->sending ||
+		    (ep->kind == TSW_EP_LINK && !ep->link_up))
+			continue;
+		sqe = get_sqe(u);
+		if (!sqe)
+			return;
+		tsw_engine_out(u->e, tep, &data, &len);
+		if (!len) {
+			tsw_engine_sent(u->e, tep, 0);
+			continue;
+		}
+		io_uring_prep_send(sqe, ep->fd, data, len, MSG_NOSIGNAL);
+		io_uring_sqe_set_data64(sqe, UD(OP_SEND, ep->gen, idx));
+		ep->sending = true;
+		ep->refs++;
+		if (ep->kind == TSW_EP_ACQ)
+			u->n_sending++;
+	}
+}
+
+static void unpause(struct uworker *u)
+{
+	for (uint32_t i = 0; i < u->n_paused;) {
+		uint32_t idx = u->paused[i];
+		struct uep *ep = &u->eps[idx];
+
+		if (ep->in_use && !ep->closing && !u->w->draining &&
+		    tsw_engine_acq_paused(u->e, ep->eslot)) {
+			i++;
+			continue;
+		}
+		u->paused[i] = u->paused[--u->n_paused];
+		ep->listed = false;
+		if (!ep->in_use || ep->closing || u->w->draining)
+			continue;
+		ep->paused = false;
+		arm_recv(u, idx);
+	}
+}
+
+static void start_drain(struct uworker *u)
+{
+	struct io_uring_sqe *sqe;
+
+	if (u->accept_armed) {
+		sqe = get_sqe(u);
+		if (sqe) {
+			io_uring_prep_cancel64(sqe, UD(OP_ACCEPT, 0, 0), 0);
+			io_uring_sqe_set_data64(sqe, UD(OP_CANCEL, 0, 0));
+		}
+	}
+	/* stop reading acquirers: what was read is finished, nothing new starts */
+	for (uint32_t i = u->n_links; i < u->n_eps; i++) {
+		struct uep *ep = &u->eps[i];
+
+		if (ep->in_use && !ep->closing && !ep->paused) {
+			ep->paused = true;
+			cancel_recv(u, i);
+		}
+	}
+}
+
+/* Reads the mailbox: a new engine config, or the start of the drain. */
+static void take_mail(struct uworker *u, uint64_t now_ns)
+{
+	struct tsw_io_worker *w = u->w;
+
+	if (io_worker_take_mail(w, now_ns)) {
+		start_drain(u);
+		close(u->listen_fd);
+		u->listen_fd = -1;
+		w->p.listen_fd = -1;
+	}
+}
+
+static void close_requested(struct uworker *u, uint64_t now_ns)
+{
+	uint32_t slot;
+
+	while (tsw_engine_next_close(u->e, &slot)) {
+		if (slot < u->n_slots && u->slot_ep[slot] != NO_EP)
+			ep_close(u, u->slot_ep[slot], now_ns);
+	}
+}
+
+static void handle_cqes(struct uworker *u, uint64_t now_ns)
+{
+	struct io_uring_cqe *cqe;
+	unsigned head, n = 0;
+
+	io_uring_for_each_cqe(&u->ring, head, cqe)
+	{
+		uint64_t ud = io_uring_cqe_get_data64(cqe);
+		uint32_t idx = UD_IDX(ud);
+
+		n++;
+		switch (UD_OP(ud)) {
+		case OP_ACCEPT:
+			on_accept(u, cqe, now_ns);
+			break;
+		case OP_RECV:
+			if (idx < u->n_eps && u->eps[idx].gen == UD_GEN(ud))
+				on_recv(u, idx, cqe, now_ns);
+			else if (cqe->flags & IORING_CQE_F_BUFFER)
+				recycle_buf(u, cqe->flags >> IORING_CQE_BUFFER_SHIFT);
+			break;
+		case OP_SEND:
+			if (idx < u->n_eps && u->eps[idx].gen == UD_GEN(ud))
+				on_send(u, idx, cqe, now_ns);
+			break;
+		case OP_CONNECT:
+			if (idx < u->n_eps && u->eps[idx].gen == UD_GEN(ud))
+				on_connect(u, idx, cqe, now_ns);
+			break;
+		case OP_MAIL:
+			u->mail_armed = false;
+			u->mail_pending = true;
+			break;
+		case OP_NONE:
+		case OP_CANCEL:
+		case OP_MAX:
+		default:
+			break;
+		}
+	}
+	io_uring_cq_advance(&u->ring, n);
+}
+
+static int setup_ring(struct uworker *u)
+{
+	struct io_uring_params prm;
+	int r;
+
+	memset(&prm, 0, sizeof(prm));
+	prm.flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_CQSIZE;
+	prm.cq_entries = u->w->p.ring_entries * CQ_PER_SQ;
+	r = io_uring_queue_init_params(u->w->p.ring_entries, &u->ring, &prm);
+	if (r == -EINVAL) {
+		/* an older kernel: without the task-run flags */
+		memset(&prm, 0, sizeof(prm));
+		prm.flags = IORING_SETUP_CQSIZE;
+		prm.cq_entries = u->w->p.ring_entries * CQ_PER_SQ;
+		r = io_uring_queue_init_params(u->w->p.ring_entries, &u->ring, &prm);
+	}
+	if (r < 0)
+		return r;
+	u->ring_ok = true;
+	if (!(prm.features & IORING_FEAT_NODROP))
+		return -ENOTSUP;
+	return 0;
+}
+
+static int setup_bufs(struct uworker *u)
+{
+	struct io_uring_buf_reg reg;
+	int r;
+
+	u->nbufs = u->w->p.recv_bufs;
+	u->buf_bytes = u->w->p.recv_buf_bytes;
+	u->br_bytes = (size_t)u->nbufs * sizeof(struct io_uring_buf);
+	u->br = mmap(NULL, u->br_bytes, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
+	if (u->br == MAP_FAILED) {
+		u->br = NULL;
+		return -errno;
+	}
+	u->bufs_bytes = (size_t)u->nbufs * u->buf_bytes;
+	u->bufs =
+	    mmap(NULL, u->bufs_bytes, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
+	if (u->bufs == MAP_FAILED) {
+		u->bufs = NULL;
+		return -errno;
+	}
+	memset(&reg, 0, sizeof(reg));
+	reg.ring_addr = (unsigned long)u->br;
+	reg.ring_entries = u->nbufs;
+	reg.bgid = BGID;
+	r = io_uring_register_buf_ring(&u->ring, &reg, 0);
+	if (r < 0)
+		return r;
+	u->br_registered = true;
+	io_uring_buf_ring_init(u->br);
+	for (uint32_t i = 0; i < u->nbufs; i++)
+		io_uring_buf_ring_add(u->br, u->bufs + (size_t)i * u->buf_bytes, u->buf_bytes,
+				      (unsigned short)i, io_uring_buf_ring_mask(u->nbufs), (int)i);
+	io_uring_buf_ring_advance(u->br, (int)u->nbufs);
+	return 0;
+}
+
+static int setup_eps(struct uworker *u)
+{
+	const struct tsw_engine_config *c = &u->w->p.engine;
+
+	u->n_links = tsw_engine_n_links(u->e);
+	u->n_slots = c->max_conns;
+	/* room for connections still closing while new ones arrive */
+	u->n_eps = u->n_links + 2 * c->max_conns;
+	u->eps = calloc(u->n_eps, sizeof(*u->eps));
+	u->slot_ep = malloc(sizeof(*u->slot_ep) * u->n_slots);
+	u->paused = malloc(sizeof(*u->paused) * u->n_eps);
+	if (!u->eps || !u->slot_ep || !u->paused)
+		return -ENOMEM;
+	for (uint32_t i = 0; i < u->n_slots; i++)
+		u->slot_ep[i] = NO_EP;
+	u->free_head = NO_EP;
+	for (uint32_t i = u->n_eps; i-- > 0;) {
+		u->eps[i].fd = -1;
+		u->eps[i].kind = i < u->n_links ? TSW_EP_LINK : TSW_EP_ACQ;
+		if (i >= u->n_links) {
+			u->eps[i].next_free = u->free_head;
+			u->free_head = i;
+		}
+	}
+	return 0;
+}
+
+static void teardown(struct uworker *u)
+{
+	if (u->eps) {
+		for (uint32_t i = 0; i < u->n_eps; i++)
+			if (u->eps[i].fd >= 0)
+				close(u->eps[i].fd);
+	}
+	if (u->ring_ok) {
+		if (u->br_registered)
+			io_uring_unregister_buf_ring(&u->ring, BGID);
+		io_uring_queue_exit(&u->ring);
+	}
+	if (u->bufs)
+		munmap(u->bufs, u->bufs_bytes);
+	if (u->br)
+		munmap(u->br, u->br_bytes);
+	free(u->eps);
+	free(u->slot_ep);
+	free(u->paused);
+}
+
+static bool drained(const struct uworker *u)
+{
+	return tsw_engine_inflight(u->e) == 0 && u->n_sending == 0;
+}
+
+static int run(struct uworker *u)
+{
+	struct tsw_io_worker *w = u->w;
+	int rc = 0;
+
+	arm_accept(u);
+	arm_mail(u);
+	for (;;) {
+		uint64_t now = io_now_ns();
+		struct __kernel_timespec ts;
+		struct io_uring_cqe *cqe;
+		uint64_t wait;
+		int r;
+
+		tsw_engine_loop_begin(u->e, now);
+		handle_cqes(u, now);
+		if (u->mail_pending) {
+			u->mail_pending = false;
+			take_mail(u, now);
+			if (!u->mail_armed)
+				arm_mail(u);
+		}
+		if (tsw_engine_next_deadline(u->e) <= now)
+			tsw_engine_tick(u->e, now);
+		connect_links(u, now);
+		close_requested(u, now);
+		unpause(u);
+		flush(u);
+		if (!u->accept_armed && u->accept_retry_ns <= now && !w->draining)
+			arm_accept(u);
+		io_worker_publish(w);
+		if (w->draining && drained(u))
+			break;
+		if (w->draining && now >= w->drain_deadline_ns) {
+			rc = -ETIMEDOUT;
+			break;
+		}
+		tsw_engine_loop_end(u->e);
+
+		wait = io_wait_ns(w, now,
+				  u->accept_armed || w->draining ? UINT64_MAX : u->accept_retry_ns);
+		ts.tv_sec = (long long)(wait / 1000000000ull);
+		ts.tv_nsec = (long long)(wait % 1000000000ull);
+		r = io_uring_submit_and_wait_timeout(&u->ring, &cqe, 1, &ts, NULL);
+		if (r < 0 && r != -ETIME && r != -EINTR && r != -EAGAIN && r != -EBUSY) {
+			tsw_log(TSW_LOG_CRIT, "io_uring_wait_failed", "worker=%u error=\"%s\"",
+				w->p.engine.worker_id, tsw_strerror(r));
+			rc = r;
+			tsw_engine_loop_begin(u->e, io_now_ns());
+			break;
+		}
+	}
+	tsw_engine_loop_end(u->e);
+	return rc;
+}
+
+int io_uring_worker_run(struct tsw_io_worker *w)
+{
+	struct uworker *u;
+	int r;
+
+	u = calloc(1, sizeof(*u));
+	if (!u)
+		return -ENOMEM;
+	u->w = w;
+	u->e = w->engine;
+	u->listen_fd = w->p.listen_fd;
+	r = setup_ring(u);
+	if (r == 0)
+		r = setup_bufs(u);
+	if (r == 0)
+		r = setup_eps(u);
+	if (r < 0) {
+		teardown(u);
+		free(u);
+		return r;
+	}
+	io_worker_started(w);
+	r = run(u);
+	if (u->listen_fd >= 0) {
+		close(u->listen_fd);
+		w->p.listen_fd = -1;
+	}
+	teardown(u);
+	free(u);
+	return r;
+}

@@ -1,0 +1,581 @@
+/* tokswitch: the detokenization switch process.
+ *
+ * The main thread is the control plane: a libuv loop with the metrics and
+ * health endpoint (src/ctl), the signals (SIGTERM/SIGINT drain, SIGHUP
+ * reload) and nothing else. The data plane is N worker threads (src/io),
+ * each with its own engine; they hear from here only through
+ * tsw_io_worker_reconfigure() and tsw_io_worker_drain().
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "tsw/config.h"
+#include "tsw/ctl.h"
+#include "tsw/engine.h"
+#include "tsw/error.h"
+#include "tsw/io.h"
+#include "tsw/iso8583.h"
+#include "tsw/log.h"
+#include "tsw/metrics.h"
+#include "tsw/state.h"
+#include "tsw/vault.h"
+
+#define FLAGS_MAX 64 /* command-line settings kept for reloads */
+#define ENGINE_IN_BUF_MIN (64u * 1024)
+
+struct flag_setting {
+	const char *section, *key, *value;
+};
+
+struct server {
+	const char *config_path; /* NULL: built-in defaults */
+	struct flag_setting flags[FLAGS_MAX];
+	unsigned n_flags;
+	struct tsw_config cfg;
+	struct tsw_iso_profile acq_profile, iss_profile;
+	struct tsw_vault *vault;
+	struct tsw_state *state;
+	struct tsw_metrics_shard *shards;
+	struct tsw_metrics_shard **shard_ptrs;
+	struct tsw_io_worker **workers;
+	uint32_t n_workers;
+	char link_names[TSW_CONFIG_ISSUERS_MAX][TSW_CONFIG_HOST_MAX + 8];
+	const char *link_name_ptrs[TSW_CONFIG_ISSUERS_MAX];
+
+	uv_loop_t *loop;
+	struct tsw_ctl *ctl;
+	uv_signal_t sig_term, sig_int, sig_hup;
+	uv_work_t join_req;
+	bool draining;
+	int drain_rc;
+};
+
+static void usage(FILE *f)
+{
+	fprintf(
+	    f,
+	    "usage: tokswitch [-c FILE] [--listen HOST:PORT] [--issuer HOST:PORT]...\n"
+	    "                 [--vault DIR] [--state DIR] [--key-file FILE]\n"
+	    "                 [--metrics HOST:PORT] [--workers N] [--io uring|uv|auto]\n"
+	    "                 [--profile NAME] [--log-level LEVEL]\n"
+	    "Flags override the config file; see config/tokswitch.conf and docs/operations.md.\n");
+}
+
+/* defaults, then the file, then the flags (a first --issuer replaces the
+ * file's issuer list) */
+static int build_config(const struct server *s, struct tsw_config *ret_cfg,
+			struct tsw_config_error *err)
+{
+	struct tsw_config cfg;
+	bool issuers_reset = false;
+	int r;
+
+	memset(err, 0, sizeof(*err));
+	tsw_config_defaults(&cfg);
+	if (s->config_path) {
+		r = tsw_config_load(s->config_path, &cfg, err);
+		if (r < 0)
+			return r;
+	}
+	for (unsigned i = 0; i < s->n_flags; i++) {
+		const struct flag_setting *f = &s->flags[i];
+
+		if (strcmp(f->key, "host") == 0 && !issuers_reset) {
+			cfg.n_issuers = 0;
+			issuers_reset = true;
+		}
+		r = tsw_config_set(&cfg, f->section, f->key, f->value, err->reason,
+				   sizeof(err->reason));
+		if (r < 0) {
+			snprintf(err->file, sizeof(err->file), "command line");
+			return r;
+		}
+	}
+	if (cfg.n_routes == 0 && cfg.n_issuers > 0) {
+		cfg.routes[0].bin_prefix[0] = '\0';
+		cfg.routes[0].issuer = 0;
+		cfg.n_routes = 1;
+	}
+	r = tsw_config_check(&cfg, err->reason, sizeof(err->reason));
+	if (r < 0) {
+		snprintf(err->file, sizeof(err->file), "%s",
+			 s->config_path ? s->config_path : "command line");
+		return r;
+	}
+	*ret_cfg = cfg;
+	return 0;
+}
+
+static void engine_config(const struct server *s, const struct tsw_config *c, uint32_t worker_id,
+			  struct tsw_engine_config *ec)
+{
+	memset(ec, 0, sizeof(*ec));
+	ec->acq_profile = &s->acq_profile;
+	ec->iss_profile = &s->iss_profile;
+	ec->max_conns = c->max_conns;
+	ec->max_inflight_per_conn = c->max_inflight_per_conn;
+	ec->max_pending = c->max_pending;
+	ec->out_buf_bytes = c->out_buf_bytes;
+	ec->issuer_timeout_ms = c->issuer_timeout_ms;
+	ec->idle_timeout_ms = c->idle_timeout_ms;
+	ec->echo_interval_ms = c->echo_interval_ms;
+	ec->reconnect_min_ms = c->reconnect_min_ms;
+	ec->reconnect_max_ms = c->reconnect_max_ms;
+	ec->n_issuers = c->n_issuers;
+	for (uint32_t i = 0; i < c->n_issuers && i < TSW_ISSUERS_MAX; i++) {
+		snprintf(ec->issuers[i].host, sizeof(ec->issuers[i].host), "%s",
+			 c->issuers[i].host);
+		ec->issuers[i].port = c->issuers[i].port;
+	}
+	ec->n_routes = c->n_routes;
+	for (uint32_t i = 0; i < c->n_routes && i < TSW_ROUTES_MAX; i++) {
+		snprintf(ec->routes[i].bin_prefix, sizeof(ec->routes[i].bin_prefix), "%s",
+			 c->routes[i].bin_prefix);
+		ec->routes[i].issuer = c->routes[i].issuer;
+	}
+	ec->saf_inflight_max = c->saf_inflight_max;
+	ec->saf_poll_ms = c->saf_poll_ms;
+	ec->saf_retry_min_ms = c->saf_retry_min_ms;
+	ec->saf_retry_max_ms = c->saf_retry_max_ms;
+	ec->worker_id = worker_id;
+	ec->in_buf_bytes =
+	    c->recv_buf_bytes > ENGINE_IN_BUF_MIN ? c->recv_buf_bytes : ENGINE_IN_BUF_MIN;
+}
+
+static bool all_ready(void *ctx)
+{
+	const struct server *s = ctx;
+
+	for (uint32_t i = 0; i < s->n_workers; i++)
+		if (!s->workers[i] || !tsw_io_worker_ready(s->workers[i]))
+			return false;
+	return s->n_workers > 0 && !s->draining;
+}
+
+static void join_work(uv_work_t *req)
+{
+	struct server *s = req->data;
+	int rc = 0;
+
+	for (uint32_t i = 0; i < s->n_workers; i++) {
+		int r = tsw_io_worker_join(s->workers[i]);
+
+		if (r < 0 && rc == 0)
+			rc = r;
+	}
+	s->drain_rc = rc;
+}
+
+static void close_signals(struct server *s)
+{
+	uv_close((uv_handle_t *)&s->sig_term, NULL);
+	uv_close((uv_handle_t *)&s->sig_int, NULL);
+	uv_close((uv_handle_t *)&s->sig_hup, NULL);
+}
+
+static void joined(uv_work_t *req, int status)
+{
+	struct server *s = req->data;
+
+	(void)status;
+	if (s->drain_rc == -ETIMEDOUT)
+		tsw_log(TSW_LOG_WARN, "drain_timeout", "deadline_ms=%u", s->cfg.drain_timeout_ms);
+	else
+		tsw_log(TSW_LOG_INFO, "drained", NULL);
+	tsw_ctl_stop(s->ctl);
+	close_signals(s);
+}
+
+static void on_term(uv_signal_t *h, int signum)
+{
+	struct server *s = h->data;
+
+	if (s->draining)
+		return;
+	s->draining = true;
+	tsw_log(TSW_LOG_INFO, "draining", "signal=%s deadline_ms=%u",
+		signum == SIGINT ? "SIGINT" : "SIGTERM", s->cfg.drain_timeout_ms);
+	for (uint32_t i = 0; i < s->n_workers; i++)
+		tsw_io_worker_drain(s->workers[i], s->cfg.drain_timeout_ms);
+	s->join_req.data = s;
+	if (uv_queue_work(s->loop, &s->join_req, join_work, joined) < 0) {
+		join_work(&s->join_req);
+		joined(&s->join_req, 0);
+	}
+}
+
+static bool same_issuers(const struct tsw_config *a, const struct tsw_config *b)
+{
+	if (a->n_issuers != b->n_issuers)
+		return false;
+	for (uint32_t i = 0; i < a->n_issuers; i++)
+		if (strcmp(a->issuers[i].host, b->issuers[i].host) ||
+		    a->issuers[i].port != b->issuers[i].port)
+			return false;
+	return true;
+}
+
+static void on_hup(uv_signal_t *h, int signum)
+{
+	struct server *s = h->data;
+	struct tsw_config_error err;
+	struct tsw_config cfg;
+
+	(void)signum;
+	if (s->draining)
+		return;
+	if (build_config(s, &cfg, &err) < 0) {
+		tsw_log(TSW_LOG_ERROR, "reload_refused", "file=\"%s\" line=%u reason=\"%s\"",
+			err.file, err.line, err.reason);
+		return;
+	}
+	if (!same_issuers(&s->cfg, &cfg)) {
+		tsw_log(TSW_LOG_ERROR, "reload_refused",
+			"reason=\"the issuer host list changed: that needs a restart\"");
+		return;
+	}
+	tsw_log_level = (enum tsw_log_level)cfg.log_level;
+	for (uint32_t i = 0; i < s->n_workers; i++) {
+		struct tsw_engine_config ec;
+
+		engine_config(s, &cfg, i, &ec);
+		tsw_io_worker_reconfigure(s->workers[i], &ec);
+	}
+	/* what the engine keeps from creation (sizes) stays as it was */
+	s->cfg.max_inflight_per_conn = cfg.max_inflight_per_conn;
+	s->cfg.issuer_timeout_ms = cfg.issuer_timeout_ms;
+	s->cfg.idle_timeout_ms = cfg.idle_timeout_ms;
+	s->cfg.echo_interval_ms = cfg.echo_interval_ms;
+	s->cfg.reconnect_min_ms = cfg.reconnect_min_ms;
+	s->cfg.reconnect_max_ms = cfg.reconnect_max_ms;
+	s->cfg.n_routes = cfg.n_routes;
+	memcpy(s->cfg.routes, cfg.routes, sizeof(cfg.routes));
+	s->cfg.saf_inflight_max = cfg.saf_inflight_max;
+	s->cfg.saf_poll_ms = cfg.saf_poll_ms;
+	s->cfg.saf_retry_min_ms = cfg.saf_retry_min_ms;
+	s->cfg.saf_retry_max_ms = cfg.saf_retry_max_ms;
+	s->cfg.drain_timeout_ms = cfg.drain_timeout_ms;
+	s->cfg.log_level = cfg.log_level;
+	tsw_log(TSW_LOG_INFO, "config_reloaded", "routes=%u issuer_timeout_ms=%u", cfg.n_routes,
+		cfg.issuer_timeout_ms);
+}
+
+static int parse_args(struct server *s, int argc, char **argv)
+{
+	static const struct option opts[] = {
+	    {"config", required_argument, NULL, 'c'},
+	    {"listen", required_argument, NULL, 'l'},
+	    {"issuer", required_argument, NULL, 'i'},
+	    {"vault", required_argument, NULL, 'v'},
+	    {"state", required_argument, NULL, 's'},
+	    {"key-file", required_argument, NULL, 'k'},
+	    {"metrics", required_argument, NULL, 'm'},
+	    {"workers", required_argument, NULL, 'w'},
+	    {"io", required_argument, NULL, 'o'},
+	    {"profile", required_argument, NULL, 'p'},
+	    {"log-level", required_argument, NULL, 'L'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
+	};
+	int c;
+
+	while ((c = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
+		struct flag_setting f = {.section = "server", .value = optarg};
+
+		switch (c) {
+		case 'c':
+			s->config_path = optarg;
+			continue;
+		case 'h':
+			usage(stdout);
+			exit(0);
+		case 'l':
+			f.key = "listen";
+			break;
+		case 'i':
+			f.section = "issuer";
+			f.key = "host";
+			break;
+		case 'v':
+			f.key = "vault";
+			break;
+		case 's':
+			f.key = "state";
+			break;
+		case 'k':
+			f.key = "key_file";
+			break;
+		case 'm':
+			f.key = "metrics";
+			break;
+		case 'w':
+			f.key = "workers";
+			break;
+		case 'o':
+			f.key = "io";
+			break;
+		case 'p':
+			f.key = "profile";
+			break;
+		case 'L':
+			f.key = "log_level";
+			break;
+		default:
+			usage(stderr);
+			return -EINVAL;
+		}
+		if (s->n_flags == FLAGS_MAX) {
+			fprintf(stderr, "tokswitch: more than %d flags\n", FLAGS_MAX);
+			return -EINVAL;
+		}
+		s->flags[s->n_flags++] = f;
+	}
+	if (optind < argc) {
+		usage(stderr);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static int open_data(struct server *s)
+{
+	const struct tsw_config *c = &s->cfg;
+	int r;
+
+	r = tsw_iso_profile_load_named(NULL, c->profile, &s->acq_profile);
+	if (r < 0) {
+		tsw_log(TSW_LOG_CRIT, "start_failed", "what=profile name=\"%s\" error=\"%s\"",
+			c->profile, tsw_strerror(r));
+		return r;
+	}
+	r = tsw_iso_profile_load_named(NULL, c->issuer_profile, &s->iss_profile);
+	if (r < 0) {
+		tsw_log(TSW_LOG_CRIT, "start_failed",
+			"what=issuer_profile name=\"%s\" error=\"%s\"", c->issuer_profile,
+			tsw_strerror(r));
+		return r;
+	}
+	s->acq_profile.max_frame = c->max_frame;
+	s->iss_profile.max_frame = c->max_frame;
+	r = tsw_vault_open(c->vault_dir, c->key_file, TSW_VAULT_RDONLY, &s->vault);
+	if (r < 0) {
+		tsw_log(TSW_LOG_CRIT, "start_failed", "what=vault dir=\"%s\" error=\"%s\"",
+			c->vault_dir, tsw_strerror(r));
+		return r;
+	}
+	if (c->state_dir[0]) {
+		struct tsw_state_config sc = {
+		    .queue_size = c->state_queue_size,
+		    .max_tokens = c->state_max_tokens,
+		    .max_reservations = c->state_max_reservations,
+		    .map_size_mb = c->state_map_size_mb,
+		};
+
+		r = tsw_state_open(c->state_dir, &sc, &s->state);
+		if (r < 0) {
+			tsw_log(TSW_LOG_CRIT, "start_failed", "what=state dir=\"%s\" error=\"%s\"",
+				c->state_dir, tsw_strerror(r));
+			return r;
+		}
+	} else {
+		tsw_log(TSW_LOG_WARN, "no_state_dir",
+			"effect=\"limited-use tokens are declined 96\" fix=\"--state DIR\"");
+	}
+	return 0;
+}
+
+static int start_workers(struct server *s, uint16_t *ret_port)
+{
+	const struct tsw_config *c = &s->cfg;
+	enum tsw_io_backend backend = c->io == TSW_CONFIG_IO_URING ? TSW_IO_URING
+				      : c->io == TSW_CONFIG_IO_UV  ? TSW_IO_UV
+								   : TSW_IO_AUTO;
+	uint16_t port = c->listen.port;
+	int r;
+
+	for (uint32_t i = 0; i < s->n_workers; i++) {
+		struct tsw_io_params p = {
+		    .backend = backend,
+		    .listen_backlog = c->listen_backlog,
+		    .ring_entries = c->ring_entries,
+		    .recv_buf_bytes = c->recv_buf_bytes,
+		    .recv_bufs = c->recv_bufs,
+		    .vault = s->vault,
+		    .state = s->state,
+		    .metrics = &s->shards[i],
+		};
+
+		/* the state's writer wakes the worker when a limited use is durable */
+		p.wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+		if (p.wake_fd < 0) {
+			r = -errno;
+			tsw_log(TSW_LOG_CRIT, "start_failed", "what=eventfd error=\"%s\"",
+				tsw_strerror(r));
+			return r;
+		}
+		/* worker 0 picks the port (0: any); the others join it with SO_REUSEPORT */
+		r = tsw_io_listen(c->listen.host, port, c->listen_backlog, &p.listen_fd, &port);
+		if (r < 0) {
+			tsw_log(TSW_LOG_CRIT, "start_failed",
+				"what=listen address=%s:%u error=\"%s\"", c->listen.host, port,
+				tsw_strerror(r));
+			close(p.wake_fd);
+			return r;
+		}
+		engine_config(s, c, i, &p.engine);
+		r = tsw_io_worker_start(&p, &s->workers[i]);
+		if (r < 0) {
+			tsw_log(TSW_LOG_CRIT, "start_failed", "what=worker worker=%u error=\"%s\"",
+				i, tsw_strerror(r));
+			return r;
+		}
+		/* registered once the worker owns the fd for good (it outlives the state) */
+		if (s->state) {
+			r = tsw_state_add_waker(s->state, p.wake_fd);
+			if (r < 0) {
+				tsw_log(TSW_LOG_CRIT, "start_failed",
+					"what=state_waker error=\"%s\"", tsw_strerror(r));
+				return r;
+			}
+		}
+	}
+	*ret_port = port;
+	return 0;
+}
+
+static void stop_workers(struct server *s)
+{
+	for (uint32_t i = 0; i < s->n_workers; i++) {
+		if (!s->workers[i])
+			continue;
+		tsw_io_worker_drain(s->workers[i], 0);
+		tsw_io_worker_join(s->workers[i]);
+	}
+}
+
+static void free_workers(struct server *s)
+{
+	for (uint32_t i = 0; i < s->n_workers; i++)
+		tsw_io_worker_free(s->workers[i]);
+}
+
+int main(int argc, char **argv)
+{
+	struct tsw_config_error err;
+	struct server *s;
+	uint16_t acq_port = 0;
+	int r, rc = 1;
+
+	signal(SIGPIPE, SIG_IGN);
+	s = calloc(1, sizeof(*s));
+	if (!s)
+		return 1;
+	if (parse_args(s, argc, argv) < 0) {
+		free(s);
+		return 2;
+	}
+	if (build_config(s, &s->cfg, &err) < 0) {
+		fprintf(stderr, "tokswitch: bad configuration: %s:%u: %s\n", err.file, err.line,
+			err.reason);
+		tsw_log(TSW_LOG_CRIT, "config_refused", "file=\"%s\" line=%u reason=\"%s\"",
+			err.file, err.line, err.reason);
+		free(s);
+		return 2;
+	}
+	tsw_log_level = (enum tsw_log_level)s->cfg.log_level;
+	s->n_workers = s->cfg.workers;
+	if (!s->n_workers) {
+		long n = sysconf(_SC_NPROCESSORS_ONLN);
+
+		s->n_workers = n > 0 ? (uint32_t)n : 1;
+	}
+	s->shards = aligned_alloc(64, sizeof(*s->shards) * s->n_workers);
+	s->shard_ptrs = calloc(s->n_workers, sizeof(*s->shard_ptrs));
+	s->workers = calloc(s->n_workers, sizeof(*s->workers));
+	if (!s->shards || !s->shard_ptrs || !s->workers)
+		goto out_free;
+	memset(s->shards, 0, sizeof(*s->shards) * s->n_workers);
+	for (uint32_t i = 0; i < s->n_workers; i++)
+		s->shard_ptrs[i] = &s->shards[i];
+	for (uint32_t i = 0; i < s->cfg.n_issuers; i++) {
+		snprintf(s->link_names[i], sizeof(s->link_names[i]), "%s:%u",
+			 s->cfg.issuers[i].host, s->cfg.issuers[i].port);
+		s->link_name_ptrs[i] = s->link_names[i];
+	}
+	if (open_data(s) < 0)
+		goto out_close;
+
+	s->loop = uv_default_loop();
+	/* signals are taken here, never by workers (they block them) */
+	uv_signal_init(s->loop, &s->sig_term);
+	uv_signal_init(s->loop, &s->sig_int);
+	uv_signal_init(s->loop, &s->sig_hup);
+	s->sig_term.data = s->sig_int.data = s->sig_hup.data = s;
+	uv_signal_start(&s->sig_term, on_term, SIGTERM);
+	uv_signal_start(&s->sig_int, on_term, SIGINT);
+	uv_signal_start(&s->sig_hup, on_hup, SIGHUP);
+
+	if (start_workers(s, &acq_port) < 0)
+		goto out_stop;
+	struct tsw_ctl_source src = {
+	    .shards = s->shard_ptrs,
+	    .n_shards = s->n_workers,
+	    .link_names = s->link_name_ptrs,
+	    .n_links = s->cfg.n_issuers,
+	    .ready = all_ready,
+	    .ctx = s,
+	};
+	struct tsw_ctl_params cp = {
+	    .host = s->cfg.metrics.host,
+	    .port = s->cfg.metrics.port,
+	    .max_conns = s->cfg.metrics_max_conns,
+	    .max_request_bytes = s->cfg.metrics_max_request_bytes,
+	    .idle_timeout_ms = s->cfg.metrics_idle_timeout_ms,
+	    .backlog = s->cfg.listen_backlog,
+	};
+	r = tsw_ctl_start(s->loop, &cp, &src, &s->ctl);
+	if (r < 0) {
+		tsw_log(TSW_LOG_CRIT, "start_failed", "what=metrics address=%s:%u error=\"%s\"",
+			cp.host, cp.port, tsw_strerror(r));
+		goto out_stop;
+	}
+	tsw_log(TSW_LOG_INFO, "started",
+		"workers=%u io=%s acquirer=%s:%u metrics=%s:%u issuers=%u routes=%u", s->n_workers,
+		tsw_io_backend_name(tsw_io_worker_backend(s->workers[0])), s->cfg.listen.host,
+		acq_port, cp.host, tsw_ctl_port(s->ctl), s->cfg.n_issuers, s->cfg.n_routes);
+	printf("listening acquirer=%s:%u metrics=%s:%u\n", s->cfg.listen.host, acq_port, cp.host,
+	       tsw_ctl_port(s->ctl));
+	fflush(stdout);
+
+	uv_run(s->loop, UV_RUN_DEFAULT);
+	rc = 0;
+	goto out_close;
+
+out_stop:
+	stop_workers(s);
+	close_signals(s);
+	if (s->ctl)
+		tsw_ctl_stop(s->ctl);
+	uv_run(s->loop, UV_RUN_DEFAULT);
+out_close:
+	if (s->loop)
+		uv_loop_close(s->loop);
+	/* the state writes to the workers' eventfds: close it before them */
+	tsw_state_close(s->state);
+	free_workers(s);
+	if (s->vault)
+		tsw_vault_close(s->vault);
+out_free:
+	free(s->shards);
+	free(s->shard_ptrs);
+	free(s->workers);
+	free(s);
+	return rc;
+}

@@ -1,0 +1,640 @@
+#!/usr/bin/env python3
+"""End-to-end tests of tokswitch over loopback, against one I/O backend.
+
+    e2e.py --build BUILD_DIR --source SOURCE_DIR --io uring|uv [NAME...]
+
+Makes a vault with tokvault in a temp dir, runs a test double issuer
+(tests/lib/tswtest.py FakeIssuer), starts tokswitch on port 0, reads its
+listening line and drives it with ISO 8583 messages. Prints TAP.
+"""
+import argparse
+import os
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+import tswtest as T  # noqa: E402
+
+ap = argparse.ArgumentParser()
+ap.add_argument("--build", required=True)
+ap.add_argument("--source", required=True)
+ap.add_argument("--io", required=True, choices=["uring", "uv"])
+ap.add_argument("only", nargs="*")
+args = ap.parse_args()
+
+TOKSWITCH = os.path.join(args.build, "src", "tokswitch")
+TOKVAULT = os.path.join(args.build, "tools", "tokvault", "tokvault")
+PROFILE = T.Profile(os.path.join(args.source, "config", "default.spec"))
+TMP = tempfile.mkdtemp(prefix="tsw-e2e-%s-" % args.io)
+VAULT = os.path.join(TMP, "vault")
+KEY = os.path.join(TMP, "key")
+EXPIRY = "3012"
+
+# token -> (pan, extra CSV columns)
+def _tok(n):
+    return T.luhn_complete("4000%011d" % n)
+
+
+def _pan(n):
+    return T.luhn_complete("5413%011d" % (n * 7919))
+
+
+TOKENS = {
+    "ok": dict(n=1),
+    "suspended": dict(n=2, status="suspended"),
+    "deleted": dict(n=3, status="deleted"),
+    "expired": dict(n=4, token_expiry="2001"),
+    "merchant": dict(n=5, merchant_ids="MERCHANT0000009"),
+    "pos": dict(n=6, pos_modes="chip"),
+    "device": dict(n=7, device_required="1"),
+    "trid": dict(n=8, trid="40010030273"),
+    "amount": dict(n=9, amount_limit="1000"),
+    "uses": dict(n=10, max_uses="1"),
+    "live": dict(n=11),
+    "live2": dict(n=12),
+}
+for name, t in TOKENS.items():
+    t["token"] = _tok(t["n"])
+    t["pan"] = _pan(t["n"])
+
+COLUMNS = ["token", "pan", "pan_expiry", "token_expiry", "status", "trid", "pos_modes",
+           "merchant_ids", "max_uses", "amount_limit", "device_required"]
+
+
+def run(cmd, check=True):
+    p = subprocess.run(cmd, capture_output=True, text=True)
+    if check and p.returncode != 0:
+        raise RuntimeError("%s failed (%d): %s" % (" ".join(cmd), p.returncode, p.stderr))
+    return p
+
+
+def tokvault(*verb):
+    return run([TOKVAULT, "--vault", VAULT, "--key-file", KEY] + list(verb))
+
+
+def make_vault():
+    tokvault("init", "--token-bin", "4000")
+    csv = os.path.join(TMP, "tokens.csv")
+    with open(csv, "w") as f:
+        f.write(",".join(COLUMNS) + "\n")
+        for t in TOKENS.values():
+            row = dict(pan_expiry="2912", token_expiry=EXPIRY, status="active")
+            row.update(t)
+            f.write(",".join(str(row.get(c, "")) for c in COLUMNS) + "\n")
+    tokvault("import", csv)
+    tokvault("bind-device", TOKENS["device"]["token"], "DEVICE-A")
+
+
+STAN = [0]
+
+
+def auth(token, amount="000000001000", stan=None, mti="0100", expiry=EXPIRY, extra=None):
+    if stan is None:
+        STAN[0] = STAN[0] % 999999 + 1
+        stan = STAN[0]
+    f = {2: token, 3: "000000", 4: amount, 7: "1123120000", 11: "%06d" % stan, 14: expiry,
+         22: "071", 37: "RRN%09d" % stan, 41: "TERM0001", 42: "MERCHANT0000001", 49: "840"}
+    if expiry is None:
+        del f[14]
+    if extra:
+        f.update(extra)
+    return mti, f
+
+
+def write_conf(path, text):
+    with open(path, "w") as f:
+        f.write(text)
+    return path
+
+
+BASE_CONF = """[server]
+workers = 2
+drain_timeout_ms = 5000
+[issuer]
+timeout_ms = %(timeout)d
+reconnect_min_ms = 20
+reconnect_max_ms = 200
+echo_interval_ms = 60000
+[limits]
+max_conns = %(max_conns)d
+"""
+
+
+class Env:
+    """One switch (and by default one issuer) for a test."""
+
+    def __init__(self, issuer=True, issuer_port=None, timeout_ms=2000, max_conns=256,
+                 workers=None, state=False, extra_conf="", io=None, preexec_fn=None,
+                 more_issuers=(), issuers_in_file=False):
+        self.dir = tempfile.mkdtemp(dir=TMP)
+        self.issuer = T.FakeIssuer(PROFILE) if issuer else None
+        iss_addr = self.issuer.addr if issuer else "127.0.0.1:%d" % issuer_port
+        hosts = [iss_addr] + list(more_issuers)
+        conf = BASE_CONF % dict(timeout=timeout_ms, max_conns=max_conns)
+        if issuers_in_file:
+            conf += "[issuer]\n" + "".join("host = %s\n" % h for h in hosts)
+        self.conf = write_conf(os.path.join(self.dir, "tokswitch.conf"), conf + extra_conf)
+        argv = ["-c", self.conf, "--vault", VAULT, "--key-file", KEY, "--listen", "127.0.0.1:0",
+                "--metrics", "127.0.0.1:0", "--io", io or args.io]
+        if not issuers_in_file:
+            for h in hosts:
+                argv += ["--issuer", h]
+        if workers:
+            argv += ["--workers", str(workers)]
+        if state:
+            os.mkdir(os.path.join(self.dir, "state"))
+            argv += ["--state", os.path.join(self.dir, "state")]
+        self.sw = T.Switch(TOKSWITCH, argv, os.path.join(self.dir, "stderr.log"),
+                           preexec_fn=preexec_fn)
+        self.conns = []
+        if issuer:
+            self.sw.wait_ready()
+
+    def conn(self):
+        c = T.Conn(self.sw.acq, PROFILE)
+        self.conns.append(c)
+        return c
+
+    def ask(self, conn, mti_fields):
+        conn.request(*mti_fields)
+        return conn.answer()
+
+    def close(self):
+        for c in self.conns:
+            c.close()
+        if self.issuer:
+            self.issuer.release()  # a held reversal would make the drain wait
+        rc = self.sw.stop()
+        if self.issuer:
+            self.issuer.stop()
+        log = self.sw.log()
+        for t in TOKENS.values():
+            if t["pan"] in log or t["token"] in log:
+                raise AssertionError("a PAN or an unmasked token in the switch's log")
+        report = self.sw.sanitizer_report()
+        if report:
+            raise AssertionError("sanitizer: " + report)
+        if rc != 0:
+            raise AssertionError("tokswitch exited %r after SIGTERM: %s" % (rc, self.sw.log()[-1500:]))
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, *exc):
+        try:
+            self.close()
+        except AssertionError:
+            if exc_type is None:  # report the test's own failure first
+                raise
+
+
+def assert_eq(a, b, what=""):
+    if a != b:
+        raise AssertionError("%s: %r != %r" % (what, a, b))
+
+
+def assert_no_pan(conn):
+    for t in TOKENS.values():
+        if t["pan"].encode() in conn.raw:
+            raise AssertionError("a PAN reached the acquirer side")
+
+
+# --- tests -----------------------------------------------------------------
+
+def test_backend_is_the_one_asked_for():
+    with Env() as e:
+        T.wait_for(lambda: "event=started" in e.sw.log(), 5, "started log line")
+        if "io=%s" % args.io not in e.sw.log():
+            raise AssertionError("started line does not say io=%s" % args.io)
+
+
+def test_auto_falls_back_to_uv_when_io_uring_is_blocked():
+    with Env(io="auto", preexec_fn=T.block_io_uring) as e:
+        log = e.sw.log()
+        assert "event=io_uring_unavailable" in log and "fallback=uv" in log, log
+        T.wait_for(lambda: "event=started" in e.sw.log(), 5, "started log line")
+        assert "io=uv" in e.sw.log()
+        _, f = e.ask(e.conn(), auth(TOKENS["ok"]["token"]))
+        assert_eq(f[39], b"00", "served by the fallback")
+    # asked for io_uring explicitly: refused at start instead
+    p = subprocess.run([TOKSWITCH, "--vault", VAULT, "--key-file", KEY, "--listen", "127.0.0.1:0",
+                        "--metrics", "127.0.0.1:0", "--io", "uring"], capture_output=True,
+                       text=True, preexec_fn=T.block_io_uring, timeout=20)
+    assert_eq(p.returncode, 1, "exit status with --io uring")
+    assert "event=start_failed what=worker" in p.stderr, p.stderr
+
+
+def test_approve_pan_to_issuer_token_to_acquirer():
+    with Env() as e:
+        c = e.conn()
+        tok = TOKENS["ok"]
+        mti, f = e.ask(c, auth(tok["token"], stan=4242))
+        assert_eq(mti, "0110", "MTI")
+        assert_eq(f[39], b"00", "DE39")
+        assert_eq(f[2], tok["token"].encode(), "DE2 back to the token")
+        assert_eq(f[11], b"004242", "acquirer's DE11 restored")
+        assert 35 not in f, "DE35 never reaches the acquirer"
+        e.issuer.wait_requests(1)
+        imti, isf = e.issuer.requests[-1]
+        assert_eq(isf[2], tok["pan"].encode(), "issuer sees the PAN")
+        assert_eq(isf[14], b"2912", "issuer sees the PAN expiry")
+        assert_eq(T.de48_parse(isf[48]).get(30), tok["token"], "DE48 tag 30 carries the token")
+        assert_no_pan(c)
+
+
+DECLINES = [
+    # (case, token or literal, request extras, DE39, DE44)
+    ("unknown token", T.luhn_complete("400099999999999"), {}, b"14", b"TOKEN_UNKNOWN"),
+    ("not Luhn-valid", None, {}, b"14", b"TOKEN_UNKNOWN"),
+    ("outside every token BIN range", T.luhn_complete("499912345678901"), {}, b"14",
+     b"TOKEN_UNKNOWN"),
+    ("deleted", "deleted", {}, b"14", b"TOKEN_DELETED"),
+    ("suspended", "suspended", {}, b"62", b"TOKEN_SUSPENDED"),
+    ("expired", "expired", {14: "2001"}, b"54", b"TOKEN_EXPIRED"),
+    ("DE14 not the token expiry", "ok", {14: "2801"}, b"54", b"TOKEN_EXPIRED"),
+    ("merchant outside the domain", "merchant", {}, b"57", b"DOMAIN_MERCHANT"),
+    ("presentment mode not allowed", "pos", {}, b"57", b"DOMAIN_POS_MODE"),
+    ("device not bound", "device", {48: T.de48({10: "DEVICE-B"})}, b"57", b"DOMAIN_DEVICE"),
+    ("token requestor mismatch", "trid", {48: T.de48({12: "40010099999"})}, b"57",
+     b"DOMAIN_REQUESTOR"),
+    ("amount above the limit", "amount", {4: "000000001001"}, b"61", b"DOMAIN_AMOUNT"),
+]
+
+
+def test_every_decline_reason_answered_locally():
+    with Env() as e:
+        c = e.conn()
+        for case, tok, extra, rc, reason in DECLINES:
+            if tok is None:
+                token = TOKENS["ok"]["token"][:-1] + str((int(TOKENS["ok"]["token"][-1]) + 1) % 10)
+            else:
+                token = TOKENS[tok]["token"] if tok in TOKENS else tok
+            mti, f = e.ask(c, auth(token, extra=extra))
+            assert_eq((f.get(39), f.get(44)), (rc, reason), case)
+            assert_eq(mti, "0110", case)
+        # the device case with the bound device goes through
+        mti, f = e.ask(c, auth(TOKENS["device"]["token"], extra={48: T.de48({10: "DEVICE-A"})}))
+        assert_eq(f[39], b"00", "bound device approved")
+        assert_eq(len(e.issuer.requests), 1, "declines never reach the issuer")
+        assert_no_pan(c)
+
+
+def test_no_route_for_the_pan_declined_96():
+    with Env(extra_conf="[route]\n4111 = 0\n") as e:
+        c = e.conn()
+        _, f = e.ask(c, auth(TOKENS["ok"]["token"]))
+        assert_eq((f[39], f.get(44)), (b"96", b"SYSTEM"), "PAN 5413... has no route")
+        assert_eq(len(e.issuer.requests), 0, "nothing forwarded")
+        T.wait_for(lambda: e.sw.metric("tsw_no_route_total") >= 1, 5, "counted")
+        assert_no_pan(c)
+
+
+def test_limited_use_exhausted_declined_65():
+    with Env(state=True) as e:
+        c = e.conn()
+        _, f = e.ask(c, auth(TOKENS["uses"]["token"]))
+        assert_eq(f[39], b"00", "first use")
+        _, f = e.ask(c, auth(TOKENS["uses"]["token"]))
+        assert_eq((f[39], f.get(44)), (b"65", b"DOMAIN_USES"), "second use")
+
+
+def test_issuer_decline_passed_through():
+    with Env() as e:
+        c = e.conn()
+        _, f = e.ask(c, auth(TOKENS["ok"]["token"], amount="000000000051"))
+        assert_eq(f[39], b"51", "issuer's DE39")
+        assert_no_pan(c)
+
+
+def test_pipelined_requests_answered_out_of_order():
+    with Env(workers=1) as e:
+        c = e.conn()
+        e.issuer.hold()
+        n = 8
+        data = b"".join(T.encode(PROFILE, *auth(TOKENS["ok"]["token"], stan=100 + i))
+                        for i in range(n))
+        c.send(data)  # one segment, many requests
+        e.issuer.wait_held(n)
+        e.issuer.release(reverse=True)
+        got = [c.answer() for _ in range(n)]
+        stans = [int(f[11]) for _, f in got]
+        assert_eq(sorted(stans), list(range(100, 100 + n)), "every request answered once")
+        assert_eq(stans, list(reversed(range(100, 100 + n))), "answers in the issuer's order")
+        for _, f in got:
+            assert_eq(f[39], b"00", "DE39")
+            assert_eq(f[2], TOKENS["ok"]["token"].encode(), "token")
+        assert_no_pan(c)
+
+
+def test_backpressure_stops_reading_without_dropping():
+    with Env(workers=1, extra_conf="[limits]\nmax_inflight_per_conn = 2\n") as e:
+        c = e.conn()
+        e.issuer.hold()
+        n = 10
+        c.send(b"".join(T.encode(PROFILE, *auth(TOKENS["ok"]["token"], stan=200 + i))
+                        for i in range(n)))
+        e.issuer.wait_held(2)
+        T.wait_for(lambda: e.sw.metric("tsw_backpressure_pauses_total") >= 1, 5,
+                   "pause counted")
+        assert_eq(len(e.issuer.requests), 2, "requests forwarded while paused")
+        e.issuer.release()
+        got = sorted(int(c.answer()[1][11]) for _ in range(n))
+        assert_eq(got, list(range(200, 200 + n)), "every request answered, none dropped")
+
+
+def test_paused_connection_closed_then_slot_reused():
+    with Env(workers=1, extra_conf="[limits]\nmax_inflight_per_conn = 2\n") as e:
+        a = e.conn()
+        e.issuer.hold()
+        a.send(b"".join(T.encode(PROFILE, *auth(TOKENS["ok"]["token"], stan=300 + i))
+                        for i in range(6)))
+        e.issuer.wait_held(2)
+        T.wait_for(lambda: e.sw.metric("tsw_backpressure_pauses_total") >= 1, 5, "paused")
+        a.close()  # closed while paused, with requests at the issuer
+        e.issuer.release()  # (a paused connection is not read: its close is seen on resume)
+        T.wait_for(lambda: e.sw.metric("tsw_connections_open") == 0, 5, "closed")
+        for i in range(3):  # new connections reuse the endpoint slots
+            b = e.conn()
+            _, f = e.ask(b, auth(TOKENS["ok"]["token"], stan=400 + i))
+            assert_eq((f[39], int(f[11])), (b"00", 400 + i), "new connection %d" % i)
+        T.wait_for(lambda: e.sw.metric("tsw_answers_conn_gone_total") >= 2, 5,
+                   "answers for the closed connection dropped and counted")
+
+
+def test_idle_connection_closed_after_idle_timeout():
+    with Env(extra_conf="[limits]\nidle_timeout_ms = 200\n") as e:
+        busy, idle = e.conn(), e.conn()
+        _, f = e.ask(busy, auth(TOKENS["ok"]["token"]))
+        assert_eq(f[39], b"00", "served")
+        if not idle.closed_by_peer(timeout=5):
+            raise AssertionError("idle connection still open")
+        T.wait_for(lambda: e.sw.metric("tsw_connections_idle_closed_total") >= 1, 5, "counted")
+
+
+def test_many_connections():
+    with Env() as e:
+        conns = [e.conn() for _ in range(64)]
+        for i, c in enumerate(conns):
+            c.request(*auth(TOKENS["ok"]["token"], stan=1000 + i))
+        for i, c in enumerate(conns):
+            _, f = c.answer()
+            assert_eq((f[39], int(f[11])), (b"00", 1000 + i), "connection %d" % i)
+            assert_no_pan(c)
+        T.wait_for(lambda: e.sw.metric("tsw_connections_accepted_total") >= 64, 5,
+                   "64 connections counted")
+
+
+def test_issuer_timeout_91_then_reversal_to_the_issuer():
+    with Env(state=True, timeout_ms=300, extra_conf="[saf]\npoll_ms = 20\n") as e:
+        c = e.conn()
+        e.issuer.hold()
+        _, f = e.ask(c, auth(TOKENS["ok"]["token"], stan=555))
+        assert_eq((f[39], f.get(44), f[11]), (b"91", b"ISSUER_UNAVAILABLE", b"000555"), "timeout")
+        e.issuer.wait_requests(2)
+        mti, rf = e.issuer.requests[1]
+        assert_eq(mti, "0400", "a reversal follows the timed-out request")
+        assert_eq(rf[2], TOKENS["ok"]["pan"].encode(), "reversal carries the PAN to the issuer")
+        e.issuer.release()
+        T.wait_for(lambda: e.sw.metric("tsw_saf_acked_total") >= 1, 10, "reversal acked")
+        assert_no_pan(c)
+
+
+def test_issuer_down_at_start_91_then_recovery():
+    port = T.free_port()
+    with Env(issuer=False, issuer_port=port) as e:
+        c = e.conn()
+        _, f = e.ask(c, auth(TOKENS["ok"]["token"]))
+        assert_eq((f[39], f.get(44)), (b"91", b"ISSUER_UNAVAILABLE"), "issuer down")
+        assert_eq(e.sw.http("/readyz")[0], 503, "not ready without issuer")
+        e.issuer = T.FakeIssuer(PROFILE, port=port)
+        e.sw.wait_ready(15)
+        _, f = e.ask(c, auth(TOKENS["ok"]["token"]))
+        assert_eq(f[39], b"00", "after recovery")
+
+
+def test_issuer_restart_mid_run():
+    with Env() as e:
+        c = e.conn()
+        _, f = e.ask(c, auth(TOKENS["ok"]["token"]))
+        assert_eq(f[39], b"00", "before")
+        port = e.issuer.port
+        e.issuer.stop()
+        T.wait_for(lambda: e.sw.http("/readyz")[0] == 503, 10, "not ready after issuer stop")
+        _, f = e.ask(c, auth(TOKENS["ok"]["token"]))
+        assert_eq(f[39], b"91", "while the issuer is down")
+        e.issuer = T.FakeIssuer(PROFILE, port=port)
+        e.sw.wait_ready(15)
+        _, f = e.ask(c, auth(TOKENS["ok"]["token"]))
+        assert_eq(f[39], b"00", "after the restart")
+        assert_no_pan(c)
+
+
+def test_sigterm_drains_in_flight_and_exits_0():
+    with Env() as e:
+        c = e.conn()
+        e.issuer.hold()
+        c.request(*auth(TOKENS["ok"]["token"], stan=777))
+        e.issuer.wait_held(1)
+        e.sw.signal(signal.SIGTERM)
+        T.wait_for(lambda: "event=draining" in e.sw.log(), 5, "draining log line")
+        # new connections are refused once draining started
+        def refused():
+            host, port = e.sw.acq.rsplit(":", 1)
+            try:
+                s = socket.create_connection((host, int(port)), timeout=1)
+            except OSError:
+                return True
+            s.close()
+            return False
+        T.wait_for(refused, 5, "listener closed")
+        e.issuer.release()
+        _, f = c.answer()
+        assert_eq((f[39], int(f[11])), (b"00", 777), "in-flight request finished")
+        assert_eq(e.sw.wait_exit(10), 0, "exit status")
+        assert "event=drained" in e.sw.log()
+
+
+def test_sigterm_drain_deadline_cuts_off():
+    with Env(extra_conf="[server]\ndrain_timeout_ms = 300\n", timeout_ms=30000) as e:
+        c = e.conn()
+        e.issuer.hold()
+        c.request(*auth(TOKENS["ok"]["token"]))
+        e.issuer.wait_held(1)
+        t0 = time.monotonic()
+        e.sw.signal(signal.SIGTERM)
+        assert_eq(e.sw.wait_exit(10), 0, "exit status")
+        if time.monotonic() - t0 > 5:
+            raise AssertionError("drain deadline not honoured")
+        assert "event=drain_timeout" in e.sw.log()
+
+
+def test_sighup_reloads_limits_and_refuses_a_bad_file():
+    with Env(timeout_ms=30000) as e:
+        c = e.conn()
+        # a bad file is refused with file and line, the switch keeps running
+        good = open(e.conf).read()
+        write_conf(e.conf, good + "[issuer]\ntimeout_ms = soon\n")
+        e.sw.signal(signal.SIGHUP)
+        T.wait_for(lambda: "event=reload_refused" in e.sw.log(), 5, "reload_refused")
+        line = [l for l in e.sw.log().splitlines() if "reload_refused" in l][0]
+        bad_line = len(good.splitlines()) + 2
+        assert "line=%d" % bad_line in line and e.conf in line, line
+        _, f = e.ask(c, auth(TOKENS["ok"]["token"]))
+        assert_eq(f[39], b"00", "still serving")
+        # a good one lowers the issuer timeout for new requests
+        write_conf(e.conf, good.replace("timeout_ms = 30000", "timeout_ms = 200"))
+        e.sw.signal(signal.SIGHUP)
+        T.wait_for(lambda: "event=config_reloaded" in e.sw.log(), 5, "config_reloaded")
+        e.issuer.hold()
+        t0 = time.monotonic()
+        _, f = e.ask(c, auth(TOKENS["ok"]["token"]))
+        assert_eq((f[39], f.get(44)), (b"91", b"ISSUER_UNAVAILABLE"), "timed out")
+        if time.monotonic() - t0 > 5:
+            raise AssertionError("the reloaded timeout was not applied")
+        T.wait_for(lambda: e.sw.metric("tsw_timeouts_total") >= 1, 5, "timeout counted")
+
+
+def test_sighup_reloads_routes():
+    second = T.FakeIssuer(PROFILE)
+    try:
+        with Env(more_issuers=[second.addr], issuers_in_file=True,
+                 extra_conf="[route]\ndefault = 0\n") as e:
+            c = e.conn()
+            _, f = e.ask(c, auth(TOKENS["ok"]["token"]))
+            assert_eq((f[39], len(e.issuer.requests), len(second.requests)), (b"00", 1, 0),
+                      "default route to issuer 0")
+            # PANs of the test vault start 5413: route them to issuer 1
+            with open(e.conf, "a") as conf:
+                conf.write("5413 = 1\n")
+            e.sw.signal(signal.SIGHUP)
+            T.wait_for(lambda: "event=config_reloaded" in e.sw.log(), 5, "config_reloaded")
+            T.wait_for(lambda: second.signons >= 2, 10, "issuer 1 links signed on")
+            _, f = e.ask(c, auth(TOKENS["ok"]["token"]))
+            assert_eq((f[39], len(e.issuer.requests), len(second.requests)), (b"00", 1, 1),
+                      "the BIN route now goes to issuer 1" + e.sw.log())
+            assert_eq(second.requests[0][1][2], TOKENS["ok"]["pan"].encode(), "PAN to issuer 1")
+            # a changed issuer host list needs a restart: refused, old routes stay
+            with open(e.conf, "a") as conf:
+                conf.write("[issuer]\nhost = 127.0.0.1:1\n")
+            e.sw.signal(signal.SIGHUP)
+            T.wait_for(lambda: "issuer host list changed" in e.sw.log(), 5, "reload_refused")
+            _, f = e.ask(c, auth(TOKENS["ok"]["token"]))
+            assert_eq((f[39], len(second.requests)), (b"00", 2), "still routed to issuer 1")
+    finally:
+        second.stop()
+
+
+def test_token_suspended_while_running_declined_next():
+    with Env() as e:
+        c = e.conn()
+        tok = TOKENS["live"]["token"]
+        _, f = e.ask(c, auth(tok))
+        assert_eq(f[39], b"00", "before")
+        tokvault("suspend", tok)
+        _, f = e.ask(c, auth(tok))
+        assert_eq((f[39], f.get(44)), (b"62", b"TOKEN_SUSPENDED"), "after tokvault suspend")
+        tokvault("resume", tok)
+        _, f = e.ask(c, auth(tok))
+        assert_eq(f[39], b"00", "after tokvault resume")
+
+
+def test_max_connections_refused_others_unaffected():
+    with Env(max_conns=4, workers=1) as e:
+        conns = [e.conn() for _ in range(4)]
+        for c in conns:
+            _, f = e.ask(c, auth(TOKENS["ok"]["token"]))
+            assert_eq(f[39], b"00", "within the limit")
+        extra = e.conn()
+        if not extra.closed_by_peer():
+            raise AssertionError("connection above max_conns not closed")
+        _, f = e.ask(conns[0], auth(TOKENS["ok"]["token"]))
+        assert_eq(f[39], b"00", "others unaffected")
+        T.wait_for(lambda: e.sw.metric("tsw_connections_refused_total") >= 1, 5,
+                   "refusal counted")
+
+
+def test_oversized_frame_closes_only_that_connection():
+    with Env() as e:
+        good, bad = e.conn(), e.conn()
+        bad.send(struct.pack(">H", 9000) + b"0100" + b"x" * 100)
+        if not bad.closed_by_peer():
+            raise AssertionError("frame above max_frame did not close the connection")
+        _, f = e.ask(good, auth(TOKENS["ok"]["token"]))
+        assert_eq(f[39], b"00", "other connection unaffected")
+        T.wait_for(lambda: e.sw.metric("tsw_frames_refused_total") >= 1, 5, "counted")
+
+
+def test_malformed_input_30_or_close():
+    with Env() as e:
+        good, fmt, junk = e.conn(), e.conn(), e.conn()
+        # MTI and DE11 readable, DE49 not numeric: answered 30 FORMAT
+        _, f = e.ask(fmt, auth(TOKENS["ok"]["token"], stan=31, extra={49: "ABC"}))
+        assert_eq((f[39], f.get(44), f[11]), (b"30", b"FORMAT", b"000031"), "format error")
+        # no readable MTI: the connection is closed
+        junk.send(struct.pack(">H", 6) + b"\x00\xffxyz!")
+        if not junk.closed_by_peer():
+            raise AssertionError("unreadable message did not close the connection")
+        _, f = e.ask(good, auth(TOKENS["ok"]["token"]))
+        assert_eq(f[39], b"00", "other connections unaffected")
+        _, f = e.ask(fmt, auth(TOKENS["ok"]["token"]))
+        assert_eq(f[39], b"00", "the 30 connection stays usable")
+
+
+def test_network_management_0800_answered_0810():
+    with Env() as e:
+        c = e.conn()
+        c.request("0800", {7: "1123120000", 11: "000099", 70: "301"})
+        mti, f = c.answer()
+        assert_eq((mti, f.get(39), f.get(11)), ("0810", b"00", b"000099"), "echo")
+
+
+def test_metrics_health_and_404():
+    with Env() as e:
+        c = e.conn()
+        e.ask(c, auth(TOKENS["ok"]["token"]))
+        e.ask(c, auth(TOKENS["suspended"]["token"]))
+        assert_eq(e.sw.http("/healthz")[0], 200, "/healthz")
+        assert_eq(e.sw.http("/readyz")[0], 200, "/readyz")
+        assert_eq(e.sw.http("/nope")[0], 404, "unknown path")
+        code, body = e.sw.http("/metrics")
+        assert_eq(code, 200, "/metrics")
+        want = ['tsw_requests_total{mti="0100",rc="00"} ',
+                'tsw_requests_total{mti="0100",rc="62"} ',
+                'tsw_declines_total{reason="TOKEN_SUSPENDED"} 1',
+                'tsw_issuer_rtt_seconds_bucket{le="+Inf"} ',
+                "tsw_issuer_rtt_seconds_count ", "tsw_internal_latency_seconds_sum ",
+                "tsw_connections_open ", "tsw_inflight ", "tsw_ready 1",
+                'tsw_issuer_links_signed_on{link="0",host="%s"} 2' % e.issuer.addr]
+        for w in want:
+            assert w in body, "missing in /metrics: " + w
+        for t in TOKENS.values():
+            assert t["pan"] not in body and t["token"] not in body, "PAN or token in /metrics"
+
+
+def test_bad_config_refused_with_file_and_line():
+    conf = write_conf(os.path.join(TMP, "bad.conf"), "[server]\nworkers = 2\n[limits]\n"
+                      "max_conns = lots\n")
+    p = run([TOKSWITCH, "-c", conf, "--vault", VAULT, "--key-file", KEY, "--io", args.io],
+            check=False)
+    assert_eq(p.returncode, 2, "exit status")
+    assert "%s:4:" % conf in p.stderr and "max_conns" in p.stderr, p.stderr
+    p = run([TOKSWITCH, "--vault", VAULT, "--key-file", KEY, "--io", "nope"], check=False)
+    assert_eq(p.returncode, 2, "bad flag value")
+
+
+TESTS = [(n[len("test_"):], f) for n, f in list(globals().items())
+         if n.startswith("test_") and callable(f)]
+
+if __name__ == "__main__":
+    try:
+        make_vault()
+        rc = T.run_tap(TESTS, args.only)
+    finally:
+        shutil.rmtree(TMP, ignore_errors=True)
+    sys.exit(rc)

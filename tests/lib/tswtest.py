@@ -1,0 +1,474 @@
+"""Helpers for the end-to-end tests of tokswitch: an ISO 8583 codec driven
+by a field-spec profile (config/*.spec), a test double issuer that records
+what it receives and answers on command, process helpers that wait on
+conditions with deadlines (never a bare sleep), and a tiny TAP runner.
+"""
+import os
+import select
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import threading
+import time
+import traceback
+
+
+# --- codec -----------------------------------------------------------------
+
+class Profile:
+    """Field table of a config/*.spec file (bin2 header, binary bitmap)."""
+
+    def __init__(self, path):
+        self.fields = {}
+        for line in open(path):
+            line = line.split("#", 1)[0].strip()
+            parts = line.split()
+            if len(parts) < 4 or not parts[0].isdigit():
+                continue
+            num, typ, kind, size = int(parts[0]), parts[1], parts[2], int(parts[3])
+            self.fields[num] = (typ, kind, size)
+
+
+def _enc_field(spec, value):
+    typ, kind, size = spec
+    raw = value if isinstance(value, bytes) else str(value).encode()
+    if kind == "fixed":
+        if len(raw) != size:
+            raise ValueError("fixed field length %d != %d" % (len(raw), size))
+        return raw
+    width = 2 if kind == "LL" else 3
+    return ("%0*d" % (width, len(raw))).encode() + raw
+
+
+def encode(profile, mti, fields):
+    """mti: 4 chars; fields: {num: str|bytes}. Returns a framed message."""
+    nums = sorted(fields)
+    bitmap = [0, 0]
+    if any(n > 64 for n in nums):
+        bitmap[0] |= 1 << 63
+    for n in nums:
+        bitmap[(n - 1) // 64] |= 1 << (63 - (n - 1) % 64)
+    body = mti.encode() + struct.pack(">Q", bitmap[0])
+    if bitmap[0] >> 63:
+        body += struct.pack(">Q", bitmap[1])
+    for n in nums:
+        body += _enc_field(profile.fields[n], fields[n])
+    return struct.pack(">H", len(body)) + body
+
+
+def decode(profile, body):
+    """body without the length header -> (mti, {num: bytes})."""
+    mti = body[:4].decode()
+    bm = [struct.unpack(">Q", body[4:12])[0], 0]
+    off = 12
+    if bm[0] >> 63:
+        bm[1] = struct.unpack(">Q", body[12:20])[0]
+        off = 20
+    out = {}
+    for n in range(2, 129):
+        if not (bm[(n - 1) // 64] >> (63 - (n - 1) % 64)) & 1:
+            continue
+        typ, kind, size = profile.fields[n]
+        if kind == "fixed":
+            ln = size
+        else:
+            width = 2 if kind == "LL" else 3
+            ln = int(body[off:off + width])
+            off += width
+        out[n] = body[off:off + ln]
+        off += ln
+    if off != len(body):
+        raise ValueError("trailing bytes")
+    return mti, out
+
+
+def de48(subs):
+    """{tag: value} -> DE48 text (2-digit tag, 2-digit length, value)."""
+    return "".join("%02d%02d%s" % (t, len(v), v) for t, v in sorted(subs.items()))
+
+
+def de48_parse(raw):
+    s, out = raw.decode(), {}
+    while s:
+        t, ln = int(s[:2]), int(s[2:4])
+        out[t] = s[4:4 + ln]
+        s = s[4 + ln:]
+    return out
+
+
+def luhn_complete(prefix_digits):
+    """Appends the Luhn check digit."""
+    total = 0
+    for i, ch in enumerate(reversed(prefix_digits)):
+        d = int(ch)
+        if i % 2 == 0:
+            d *= 2
+            if d > 9:
+                d -= 9
+        total += d
+    return prefix_digits + str((10 - total % 10) % 10)
+
+
+class Conn:
+    """A blocking acquirer (or issuer) connection with frame reads."""
+
+    def __init__(self, addr, profile, timeout=10.0):
+        host, port = addr.rsplit(":", 1)
+        self.s = socket.create_connection((host, int(port)), timeout=timeout)
+        self.s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.p = profile
+        self.buf = b""
+        self.raw = b""  # every byte received, for leak scans
+
+    def send(self, data):
+        self.s.sendall(data)
+
+    def request(self, mti, fields):
+        self.send(encode(self.p, mti, fields))
+
+    def read_frame(self, timeout=10.0):
+        """Returns the body of the next frame, or None on EOF."""
+        deadline = time.monotonic() + timeout
+        while True:
+            if len(self.buf) >= 2:
+                ln = struct.unpack(">H", self.buf[:2])[0]
+                if len(self.buf) >= 2 + ln:
+                    body, self.buf = self.buf[2:2 + ln], self.buf[2 + ln:]
+                    if ln == 0:
+                        continue
+                    return body
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError("no frame within %.1f s" % timeout)
+            self.s.settimeout(left)
+            try:
+                chunk = self.s.recv(65536)
+            except ConnectionResetError:
+                return None
+            if not chunk:
+                return None
+            self.buf += chunk
+            self.raw += chunk
+
+    def answer(self, timeout=10.0):
+        body = self.read_frame(timeout)
+        if body is None:
+            raise EOFError("connection closed")
+        return decode(self.p, body)
+
+    def closed_by_peer(self, timeout=5.0):
+        """True when the peer closes (EOF or reset) within timeout."""
+        try:
+            return self.read_frame(timeout) is None
+        except TimeoutError:
+            return False
+
+    def close(self):
+        self.s.close()
+
+
+# --- the test double issuer ------------------------------------------------
+
+class FakeIssuer:
+    """Answers 0800 with 0810 00, authorizations with DE39 by rule (amount
+    ending in 51 -> 51, else 00), echoing DE2 (the PAN, as real issuers do)
+    and DE11. Records every request. hold() keeps answers until release()."""
+
+    def __init__(self, profile, port=0):
+        self.p = profile
+        self.lock = threading.Condition()
+        self.requests = []    # (mti, fields) of every non-0800 request
+        self.signons = 0
+        self.held = []        # (conn, frame) waiting for release
+        self.holding = False
+        self.reverse = False
+        self.conns = []
+        self.stopped = False
+        self.ls = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.ls.bind(("127.0.0.1", port))
+        self.ls.listen(64)
+        self.port = self.ls.getsockname()[1]
+        self.addr = "127.0.0.1:%d" % self.port
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                s, _ = self.ls.accept()
+            except OSError:
+                return
+            with self.lock:
+                if self.stopped:
+                    s.close()
+                    return
+                self.conns.append(s)
+            threading.Thread(target=self._serve, args=(s,), daemon=True).start()
+
+    def _answer_for(self, mti, f):
+        if mti == "0800":
+            out = {7: f.get(7, b"0101000000"), 11: f[11], 39: "00", 70: f.get(70, b"001")}
+            return encode(self.p, "0810", {k: v for k, v in out.items()})
+        rc = "51" if f.get(4, b"").endswith(b"51") else "00"
+        out = {39: rc, 11: f[11]}
+        for k in (2, 3, 4, 7, 14, 37, 41, 42, 49):
+            if k in f:
+                out[k] = f[k]
+        if rc == "00":
+            out[38] = "A1B2C3"
+        resp = "%04d" % (int(mti) + 10)
+        return encode(self.p, resp, out)
+
+    def _serve(self, s):
+        buf = b""
+        while True:
+            try:
+                chunk = s.recv(65536)
+            except OSError:
+                chunk = b""
+            if not chunk:
+                s.close()
+                return
+            buf += chunk
+            while len(buf) >= 2:
+                ln = struct.unpack(">H", buf[:2])[0]
+                if len(buf) < 2 + ln:
+                    break
+                body, buf = buf[2:2 + ln], buf[2 + ln:]
+                if ln == 0:
+                    continue
+                mti, f = decode(self.p, body)
+                frame = self._answer_for(mti, f)
+                with self.lock:
+                    if mti == "0800":
+                        self.signons += 1
+                    else:
+                        self.requests.append((mti, f))
+                    hold = self.holding and mti != "0800"
+                    if hold:
+                        self.held.append((s, frame))
+                    self.lock.notify_all()
+                if not hold:
+                    try:
+                        s.sendall(frame)
+                    except OSError:
+                        return
+
+    def hold(self):
+        with self.lock:
+            self.holding = True
+
+    def release(self, reverse=False):
+        with self.lock:
+            self.holding = False
+            held, self.held = self.held, []
+        if reverse:
+            held.reverse()
+        for s, frame in held:
+            try:
+                s.sendall(frame)
+            except OSError:
+                pass
+
+    def wait_requests(self, n, timeout=10.0):
+        deadline = time.monotonic() + timeout
+        with self.lock:
+            while len(self.requests) < n:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError("issuer saw %d of %d requests" % (len(self.requests), n))
+                self.lock.wait(left)
+
+    def wait_held(self, n, timeout=10.0):
+        deadline = time.monotonic() + timeout
+        with self.lock:
+            while len(self.held) < n:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError("issuer holds %d of %d" % (len(self.held), n))
+                self.lock.wait(left)
+
+    def stop(self):
+        with self.lock:
+            self.stopped = True
+            conns, self.conns = self.conns, []
+        try:
+            self.ls.shutdown(socket.SHUT_RDWR)  # wakes the thread blocked in accept()
+        except OSError:
+            pass
+        self.ls.close()
+        for s in conns:
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            s.close()
+
+
+def free_port():
+    """A port nothing listens on right now (for 'issuer down' tests)."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+# --- processes -------------------------------------------------------------
+
+def wait_for(cond, timeout, what):
+    deadline = time.monotonic() + timeout
+    delay = 0.005
+    while True:
+        v = cond()
+        if v:
+            return v
+        if time.monotonic() >= deadline:
+            raise TimeoutError("timed out waiting for " + what)
+        # back-off between probes of an external condition
+        time.sleep(delay)
+        delay = min(delay * 2, 0.1)
+
+
+def block_io_uring():
+    """preexec_fn: a seccomp filter that fails io_uring_setup with ENOSYS, as
+    container runtimes do. Everything else is allowed."""
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+
+    class SockFilter(ctypes.Structure):
+        _fields_ = [("code", ctypes.c_uint16), ("jt", ctypes.c_uint8), ("jf", ctypes.c_uint8),
+                    ("k", ctypes.c_uint32)]
+
+    class SockFprog(ctypes.Structure):
+        _fields_ = [("len", ctypes.c_uint16), ("filter", ctypes.POINTER(SockFilter))]
+
+    nr_io_uring_setup = 425  # the same on every 64-bit architecture (generic table)
+    prog = (SockFilter * 4)(
+        SockFilter(0x20, 0, 0, 0),                  # ld [nr]
+        SockFilter(0x15, 0, 1, nr_io_uring_setup),  # jeq io_uring_setup
+        SockFilter(0x06, 0, 0, 0x00050000 | 38),    # ret ERRNO(ENOSYS)
+        SockFilter(0x06, 0, 0, 0x7fff0000),         # ret ALLOW
+    )
+    fprog = SockFprog(4, prog)
+    if libc.prctl(38, 1, 0, 0, 0) != 0:  # PR_SET_NO_NEW_PRIVS
+        raise OSError(ctypes.get_errno(), "PR_SET_NO_NEW_PRIVS")
+    if libc.prctl(22, 2, ctypes.byref(fprog), 0, 0) != 0:  # PR_SET_SECCOMP, FILTER
+        raise OSError(ctypes.get_errno(), "PR_SET_SECCOMP")
+
+
+class Switch:
+    """A running tokswitch: reads the listening line with a deadline."""
+
+    def __init__(self, exe, args, stderr_path, timeout=20.0, preexec_fn=None):
+        self.stderr_path = stderr_path
+        self.err = open(stderr_path, "wb")
+        self.proc = subprocess.Popen([exe] + args, stdout=subprocess.PIPE, stderr=self.err,
+                                     preexec_fn=preexec_fn)
+        line = b""
+        deadline = time.monotonic() + timeout
+        while not line.endswith(b"\n"):
+            left = deadline - time.monotonic()
+            if left <= 0 or self.proc.poll() is not None:
+                self.kill()
+                raise RuntimeError("tokswitch did not start: " + self.log()[-2000:])
+            r, _, _ = select.select([self.proc.stdout], [], [], left)
+            if r:
+                ch = os.read(self.proc.stdout.fileno(), 1)
+                if not ch:
+                    continue
+                line += ch
+        parts = dict(kv.split("=", 1) for kv in line.decode().split()[1:])
+        self.acq = parts["acquirer"]
+        self.metrics = parts["metrics"]
+        self.line = line.decode()
+
+    def log(self):
+        if not self.err.closed:
+            self.err.flush()
+        return open(self.stderr_path, "rb").read().decode(errors="replace")
+
+    def http(self, path, timeout=5.0):
+        host, port = self.metrics.rsplit(":", 1)
+        s = socket.create_connection((host, int(port)), timeout=timeout)
+        s.sendall(("GET %s HTTP/1.1\r\nHost: x\r\n\r\n" % path).encode())
+        data = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+        s.close()
+        head, _, body = data.partition(b"\r\n\r\n")
+        return int(head.split()[1]), body.decode()
+
+    def metric(self, name_with_labels):
+        _, body = self.http("/metrics")
+        for line in body.splitlines():
+            if line.startswith(name_with_labels + " "):
+                return float(line.split()[-1])
+        return 0.0
+
+    def wait_ready(self, timeout=10.0):
+        wait_for(lambda: self.http("/readyz")[0] == 200, timeout, "/readyz 200")
+
+    def signal(self, sig):
+        self.proc.send_signal(sig)
+
+    def wait_exit(self, timeout=20.0):
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise
+
+    def kill(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self.err.close()
+
+    def stop(self):
+        """SIGTERM, then the exit status (None when it had to be killed)."""
+        rc = None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                rc = self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                pass
+        else:
+            rc = self.proc.returncode
+        self.kill()
+        return rc
+
+    def sanitizer_report(self):
+        log = self.log()
+        for needle in ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:"):
+            if needle in log:
+                return log[log.index(needle):][:3000]
+        return None
+
+
+# --- TAP -------------------------------------------------------------------
+
+def run_tap(tests, only=None):
+    """tests: [(name, fn)]. Prints TAP; returns the exit status."""
+    if only:
+        tests = [t for t in tests if any(o in t[0] for o in only)]
+    print("1..%d" % len(tests), flush=True)
+    failed = 0
+    for i, (name, fn) in enumerate(tests, 1):
+        t0 = time.monotonic()
+        try:
+            fn()
+            print("ok %d - %s (%.2fs)" % (i, name, time.monotonic() - t0), flush=True)
+        except Exception as e:  # every failure is reported, none stops the run
+            failed += 1
+            print("not ok %d - %s" % (i, name), flush=True)
+            for line in traceback.format_exc().splitlines():
+                print("# " + line, flush=True)
+            sys.stderr.write("%s failed: %s\n" % (name, e))
+    return 1 if failed else 0

@@ -1,0 +1,492 @@
+/* The control plane and its configuration: config parsing (include/tsw/config.h)
+ * and the metrics/health HTTP endpoint (include/tsw/ctl.h). */
+#include <arpa/inet.h>
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "tsw/config.h"
+#include "tsw/ctl.h"
+#include "tsw/error.h"
+#include "tsw/metrics.h"
+
+static char tmpdir[64];
+
+static void mk_tmp(void)
+{
+	strcpy(tmpdir, "/tmp/tsw-ctl-XXXXXX");
+	cr_assert_not_null(mkdtemp(tmpdir));
+}
+
+static void rm_tmp(void)
+{
+	char cmd[128];
+
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", tmpdir);
+	cr_assert_eq(system(cmd), 0);
+}
+
+static const char *write_file(const char *name, const char *text)
+{
+	static char path[128];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/%s", tmpdir, name);
+	f = fopen(path, "w");
+	cr_assert_not_null(f);
+	fputs(text, f);
+	fclose(f);
+	return path;
+}
+
+/* --- config ---------------------------------------------------------- */
+
+TestSuite(config, .init = mk_tmp, .fini = rm_tmp);
+
+Test(config, file_values_override_defaults_and_issuers_append_in_order)
+{
+	struct tsw_config cfg;
+	struct tsw_config_error err;
+	const char *p = write_file("ok.conf", "; comment\n"
+					      "# comment too\n"
+					      "[server]\n"
+					      "listen = 0.0.0.0:0\n"
+					      "workers = 3\n"
+					      "io = uv\n"
+					      "vault = /v\n"
+					      "key_file = /k\n"
+					      "[issuer]\n"
+					      "host = 127.0.0.1:9001\n"
+					      "host = [::1]:9002\n"
+					      "timeout_ms = 1500\n"
+					      "[route]\n"
+					      "4000 = 1\n"
+					      "default = 0\n"
+					      "4000 = 0\n");
+
+	tsw_config_defaults(&cfg);
+	cr_assert_eq(cfg.issuer_timeout_ms, 2000);
+	cr_assert_eq(tsw_config_load(p, &cfg, &err), 0, "%s:%u %s", err.file, err.line, err.reason);
+	cr_assert_str_eq(cfg.listen.host, "0.0.0.0");
+	cr_assert_eq(cfg.listen.port, 0);
+	cr_assert_eq(cfg.workers, 3);
+	cr_assert_eq(cfg.io, TSW_CONFIG_IO_UV);
+	cr_assert_eq(cfg.n_issuers, 2);
+	cr_assert_str_eq(cfg.issuers[1].host, "::1");
+	cr_assert_eq(cfg.issuers[1].port, 9002);
+	cr_assert_eq(cfg.issuer_timeout_ms, 1500);
+	cr_assert_eq(cfg.n_routes, 2, "a repeated prefix replaces its route");
+	cr_assert_str_eq(cfg.routes[0].bin_prefix, "4000");
+	cr_assert_eq(cfg.routes[0].issuer, 0);
+	cr_assert_str_eq(cfg.routes[1].bin_prefix, "");
+	cr_assert_eq(cfg.max_frame, 8192, "untouched keys keep their default");
+	cr_assert_eq(tsw_config_check(&cfg, NULL, 0), 0);
+}
+
+Test(config, shipped_file_states_every_default)
+{
+	struct tsw_config cfg, defaults;
+	struct tsw_config_error err;
+	const char *root = getenv("TSW_SOURCE_ROOT");
+	char path[512];
+
+	cr_assert_not_null(root);
+	snprintf(path, sizeof(path), "%s/config/tokswitch.conf", root);
+	tsw_config_defaults(&defaults);
+	/* start from values that differ from every default: the file must set each key */
+	memset(&cfg, 0, sizeof(cfg));
+	cfg.workers = 77;
+	cfg.io = TSW_CONFIG_IO_UV;
+	cfg.log_level = 3;
+	cr_assert_eq(tsw_config_load(path, &cfg, &err), 0, "%s:%u %s", err.file, err.line,
+		     err.reason);
+	/* the state section's 0 means "module default"; everything else matches */
+	cr_assert_eq(memcmp(&cfg, &defaults, sizeof(cfg)), 0,
+		     "config/tokswitch.conf and tsw_config_defaults() disagree");
+}
+
+struct bad_line {
+	const char *text;
+	unsigned line;
+	const char *reason;
+};
+
+static const struct bad_line bad_lines[] = {
+    {"[server]\nworkers = 2\nwrokers = 3\n", 3, "unknown key server.wrokers"},
+    {"[server]\nworkers = 9999\n", 2, "server.workers must be an integer"},
+    {"[limits]\nmax_conns = -1\n", 2, "limits.max_conns"},
+    {"[limits]\nmax_conns = 12abc\n", 2, "limits.max_conns"},
+    {"[server]\nlisten = nowhere\n", 2, "server.listen must be HOST:PORT"},
+    {"[server]\nlisten = host:99999\n", 2, "HOST:PORT"},
+    {"[server]\nio = epoll\n", 2, "server.io"},
+    {"[server]\nlog_level = loud\n", 2, "log_level"},
+    {"[issuer]\nhost = 10.0.0.1:0\n", 2, "port above 0"},
+    {"[route]\n40x0 = 0\n", 2, "BIN prefix"},
+    {"[route]\n4000 = 16\n", 2, "issuer index"},
+    {"[nosuch]\nkey = 1\n", 2, "unknown key nosuch.key"},
+    {"[server]\n\nthis line has no equals sign\n", 3, "syntax error"},
+    {"[server]\nworkers = 1\n[limits\n", 3, "syntax error"},
+};
+
+Test(config, bad_line_refused_with_line_and_reason_and_config_untouched)
+{
+	for (size_t i = 0; i < sizeof(bad_lines) / sizeof(bad_lines[0]); i++) {
+		const struct bad_line *b = &bad_lines[i];
+		struct tsw_config cfg, before;
+		struct tsw_config_error err;
+		const char *p = write_file("bad.conf", b->text);
+
+		tsw_config_defaults(&cfg);
+		before = cfg;
+		cr_assert_eq(tsw_config_load(p, &cfg, &err), -TSW_E_CONFIG, "case %zu", i);
+		cr_assert_eq(err.line, b->line, "case %zu: line %u", i, err.line);
+		cr_assert_not_null(strstr(err.reason, b->reason), "case %zu: %s", i, err.reason);
+		cr_assert_str_eq(err.file, p);
+		cr_assert_eq(memcmp(&cfg, &before, sizeof(cfg)), 0, "case %zu changed cfg", i);
+	}
+}
+
+Test(config, unreadable_file_is_errno_line_0)
+{
+	struct tsw_config cfg;
+	struct tsw_config_error err;
+
+	tsw_config_defaults(&cfg);
+	cr_assert_eq(tsw_config_load("/nonexistent/tokswitch.conf", &cfg, &err), -ENOENT);
+	cr_assert_eq(err.line, 0);
+}
+
+struct check_case {
+	const char *section, *key, *value;
+	const char *reason;
+};
+
+static const struct check_case check_cases[] = {
+    {"route", "4000", "1", "names issuer 1"},
+    {"issuer", "reconnect_min_ms", "9000", "reconnect_min_ms above"},
+    {"io", "recv_bufs", "100", "power of two"},
+    {"limits", "max_pending", "1000", "power of two"},
+    {"limits", "out_buf_bytes", "4096", "two frames"},
+    {"server", "vault", "", "server.vault"},
+};
+
+Test(config, cross_key_checks)
+{
+	for (size_t i = 0; i < sizeof(check_cases) / sizeof(check_cases[0]); i++) {
+		const struct check_case *c = &check_cases[i];
+		struct tsw_config cfg;
+		char reason[TSW_CONFIG_REASON_MAX];
+
+		tsw_config_defaults(&cfg);
+		cr_assert_eq(tsw_config_set(&cfg, "server", "vault", "/v", NULL, 0), 0);
+		cr_assert_eq(tsw_config_set(&cfg, "server", "key_file", "/k", NULL, 0), 0);
+		cr_assert_eq(tsw_config_set(&cfg, "issuer", "host", "127.0.0.1:1", NULL, 0), 0);
+		cr_assert_eq(tsw_config_check(&cfg, reason, sizeof(reason)), 0, "%s", reason);
+		cr_assert_eq(
+		    tsw_config_set(&cfg, c->section, c->key, c->value, reason, sizeof(reason)), 0,
+		    "case %zu: %s", i, reason);
+		cr_assert_eq(tsw_config_check(&cfg, reason, sizeof(reason)), -TSW_E_CONFIG,
+			     "case %zu", i);
+		cr_assert_not_null(strstr(reason, c->reason), "case %zu: %s", i, reason);
+	}
+}
+
+struct hp_case {
+	const char *in;
+	int rc;
+	const char *host;
+	uint16_t port;
+};
+
+static const struct hp_case hp_cases[] = {
+    {"127.0.0.1:0", 0, "127.0.0.1", 0}, {"localhost:8583", 0, "localhost", 8583},
+    {"[::1]:65535", 0, "::1", 65535},	{"127.0.0.1", -TSW_E_CONFIG, NULL, 0},
+    {":80", -TSW_E_CONFIG, NULL, 0},	{"h:65536", -TSW_E_CONFIG, NULL, 0},
+    {"h:", -TSW_E_CONFIG, NULL, 0},	{"[::1]80", -TSW_E_CONFIG, NULL, 0},
+};
+
+Test(config, hostport_parse)
+{
+	for (size_t i = 0; i < sizeof(hp_cases) / sizeof(hp_cases[0]); i++) {
+		struct tsw_hostport hp = {"untouched", 7};
+
+		cr_assert_eq(tsw_hostport_parse(hp_cases[i].in, &hp), hp_cases[i].rc, "case %zu",
+			     i);
+		if (hp_cases[i].rc == 0) {
+			cr_assert_str_eq(hp.host, hp_cases[i].host);
+			cr_assert_eq(hp.port, hp_cases[i].port);
+		} else {
+			cr_assert_str_eq(hp.host, "untouched", "case %zu", i);
+		}
+	}
+}
+
+/* --- metrics text ------------------------------------------------------ */
+
+static bool ready_value;
+
+static bool ready_hook(void *ctx)
+{
+	(void)ctx;
+	return ready_value;
+}
+
+static struct tsw_metrics_shard shards[2];
+static struct tsw_metrics_shard *shard_ptrs[2] = {&shards[0], &shards[1]};
+static const char *const links[1] = {"10.0.0.1:9100"};
+static const struct tsw_ctl_source src = {
+    .shards = shard_ptrs,
+    .n_shards = 2,
+    .link_names = links,
+    .n_links = 1,
+    .ready = ready_hook,
+};
+
+static void fill_shards(void)
+{
+	memset(shards, 0, sizeof(shards));
+	shards[0].requests[TSW_MTI_0100][tsw_metrics_rc_index("00")] = 3;
+	shards[1].requests[TSW_MTI_0100][tsw_metrics_rc_index("00")] = 4;
+	shards[1].requests[TSW_MTI_0200][tsw_metrics_rc_index("91")] = 2;
+	shards[0].declines[TSW_AUTHZ_TOKEN_SUSPENDED] = 5;
+	tsw_hist_add(&shards[0].issuer_rtt, 10);
+	tsw_hist_add(&shards[1].issuer_rtt, 10);
+	tsw_hist_add(&shards[1].issuer_rtt, 5000000);
+	shards[0].conns_open = 1;
+	shards[1].conns_open = 2;
+	shards[0].link_up[0] = 3;
+	shards[1].link_up[0] = 1;
+}
+
+Test(metrics_text, sums_every_shard_with_labels)
+{
+	static const char *const want[] = {
+	    "tsw_requests_total{mti=\"0100\",rc=\"00\"} 7\n",
+	    "tsw_requests_total{mti=\"0200\",rc=\"91\"} 2\n",
+	    "tsw_declines_total{reason=\"TOKEN_SUSPENDED\"} 5\n",
+	    "tsw_declines_total{reason=\"TOKEN_UNKNOWN\"} 0\n",
+	    "tsw_issuer_rtt_seconds_bucket{le=\"+Inf\"} 3\n",
+	    "tsw_issuer_rtt_seconds_count 3\n",
+	    "tsw_issuer_rtt_seconds_sum 5.000020\n",
+	    "# TYPE tsw_issuer_rtt_seconds histogram\n",
+	    "tsw_connections_open 3\n",
+	    "tsw_issuer_links_signed_on{link=\"0\",host=\"10.0.0.1:9100\"} 1\n",
+	    "tsw_workers 2\n",
+	    "tsw_ready 0\n",
+	};
+	char *text;
+	size_t len;
+
+	fill_shards();
+	ready_value = false;
+	cr_assert_eq(tsw_ctl_render_metrics(&src, &text, &len), 0);
+	cr_assert_eq(strlen(text), len);
+	for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++)
+		cr_assert_not_null(strstr(text, want[i]), "missing: %s", want[i]);
+	cr_assert_null(strstr(text, "rc=\"14\""), "zero request series are left out");
+	free(text);
+}
+
+Test(metrics_text, histogram_buckets_are_cumulative)
+{
+	char *text, *p;
+	size_t len;
+	unsigned long long last = 0, v;
+
+	fill_shards();
+	cr_assert_eq(tsw_ctl_render_metrics(&src, &text, &len), 0);
+	p = text;
+	while ((p = strstr(p, "tsw_issuer_rtt_seconds_bucket{")) != NULL) {
+		p = strchr(p, '}');
+		v = strtoull(p + 2, &p, 10);
+		cr_assert_geq(v, last);
+		last = v;
+	}
+	cr_assert_eq(last, 3);
+	free(text);
+}
+
+/* --- HTTP endpoint ------------------------------------------------------ */
+
+struct server {
+	uv_loop_t loop;
+	uv_async_t stop;
+	struct tsw_ctl *ctl;
+	pthread_t thread;
+};
+
+static void on_stop(uv_async_t *a)
+{
+	struct server *s = a->data;
+
+	tsw_ctl_stop(s->ctl);
+	uv_close((uv_handle_t *)a, NULL);
+}
+
+static void *loop_main(void *arg)
+{
+	struct server *s = arg;
+
+	uv_run(&s->loop, UV_RUN_DEFAULT);
+	return NULL;
+}
+
+static uint16_t start_server(struct server *s, uint32_t max_conns, uint32_t max_req)
+{
+	struct tsw_ctl_params p = {
+	    .host = "127.0.0.1",
+	    .port = 0,
+	    .max_conns = max_conns,
+	    .max_request_bytes = max_req,
+	    .idle_timeout_ms = 5000,
+	    .backlog = 16,
+	};
+
+	cr_assert_eq(uv_loop_init(&s->loop), 0);
+	cr_assert_eq(uv_async_init(&s->loop, &s->stop, on_stop), 0);
+	s->stop.data = s;
+	cr_assert_eq(tsw_ctl_start(&s->loop, &p, &src, &s->ctl), 0);
+	cr_assert_eq(pthread_create(&s->thread, NULL, loop_main, s), 0);
+	return tsw_ctl_port(s->ctl);
+}
+
+static void stop_server(struct server *s)
+{
+	uv_async_send(&s->stop);
+	pthread_join(s->thread, NULL);
+	cr_assert_eq(uv_loop_close(&s->loop), 0, "every handle closed");
+}
+
+static int dial(uint16_t port)
+{
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(port)};
+	struct timeval tv = {.tv_sec = 5};
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+	inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
+	cr_assert_eq(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	return fd;
+}
+
+/* Sends req, reads to EOF; returns the status code (0: closed with no answer). */
+static int http(uint16_t port, const char *req, char *body, size_t cap)
+{
+	char buf[65536];
+	size_t n = 0;
+	ssize_t r;
+	int fd = dial(port), code = 0;
+
+	if (send(fd, req, strlen(req), MSG_NOSIGNAL) < 0) {
+		close(fd);
+		return 0;
+	}
+	while (n < sizeof(buf) - 1 && (r = recv(fd, buf + n, sizeof(buf) - 1 - n, 0)) > 0)
+		n += (size_t)r;
+	buf[n] = '\0';
+	close(fd);
+	if (sscanf(buf, "HTTP/1.1 %d", &code) != 1)
+		return 0;
+	if (body) {
+		char *b = strstr(buf, "\r\n\r\n");
+
+		snprintf(body, cap, "%s", b ? b + 4 : "");
+	}
+	return code;
+}
+
+struct route_case {
+	const char *req;
+	bool ready;
+	int code;
+	const char *body_has;
+};
+
+static const struct route_case routes[] = {
+    {"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n", false, 200, "ok"},
+    {"GET /readyz HTTP/1.1\r\n\r\n", false, 503, "not ready"},
+    {"GET /readyz HTTP/1.1\r\n\r\n", true, 200, "ready"},
+    {"GET /metrics HTTP/1.0\r\n\r\n", true, 200, "tsw_requests_total{mti=\"0100\",rc=\"00\"} 7"},
+    {"GET /metrics?x=1 HTTP/1.1\r\n\r\n", true, 200, "tsw_ready 1"},
+    {"GET /other HTTP/1.1\r\n\r\n", true, 404, "not found"},
+    {"POST /metrics HTTP/1.1\r\n\r\n", true, 405, NULL},
+    {"GARBAGE\r\n\r\n", true, 400, NULL},
+};
+
+Test(http, routes_and_status_codes)
+{
+	struct server s;
+	uint16_t port;
+	char body[65536];
+
+	fill_shards();
+	port = start_server(&s, 8, 1024);
+	for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
+		__atomic_store_n(&ready_value, routes[i].ready, __ATOMIC_SEQ_CST);
+		cr_assert_eq(http(port, routes[i].req, body, sizeof(body)), routes[i].code,
+			     "case %zu", i);
+		if (routes[i].body_has)
+			cr_assert_not_null(strstr(body, routes[i].body_has), "case %zu", i);
+	}
+	stop_server(&s);
+}
+
+Test(http, oversized_request_refused_431)
+{
+	struct server s;
+	char req[2048];
+	uint16_t port;
+
+	port = start_server(&s, 8, 256);
+	memset(req, 'a', sizeof(req) - 1);
+	req[sizeof(req) - 1] = '\0';
+	memcpy(req, "GET /", 5);
+	char body[65536];
+
+	cr_assert_eq(http(port, req, NULL, 0), 431);
+	cr_assert_eq(http(port, "GET /healthz HTTP/1.1\r\n\r\n", NULL, 0), 200, "still serving");
+	cr_assert_eq(http(port, "GET /metrics HTTP/1.1\r\n\r\n", body, sizeof(body)), 200);
+	cr_assert_not_null(strstr(body, "\ntsw_http_too_large_total 1\n"), "counted");
+	stop_server(&s);
+}
+
+Test(http, connections_above_the_limit_are_closed)
+{
+	struct server s;
+	uint16_t port;
+	int held[2];
+	char c;
+
+	port = start_server(&s, 2, 1024);
+	held[0] = dial(port);
+	held[1] = dial(port);
+	/* both held connections count once the server accepted them: a request on
+	 * a third is answered only after one of them closes */
+	send(held[0], "GET /", 5, MSG_NOSIGNAL);
+	send(held[1], "GET /", 5, MSG_NOSIGNAL);
+	int extra = dial(port);
+
+	cr_assert_leq(recv(extra, &c, 1, 0), 0, "third connection closed without an answer");
+	close(extra);
+	close(held[0]);
+	close(held[1]);
+	/* the slots come back: a new request is answered (retry while the server
+	 * sees the closes) */
+	int code = 0;
+
+	char body[65536];
+
+	for (int i = 0; i < 1000 && code != 200; i++)
+		code = http(port, "GET /metrics HTTP/1.1\r\n\r\n", body, sizeof(body));
+	cr_assert_eq(code, 200);
+	cr_assert_null(strstr(body, "\ntsw_http_refused_total 0\n"), "refusal counted");
+	cr_assert_not_null(strstr(body, "\ntsw_http_refused_total "));
+	stop_server(&s);
+}

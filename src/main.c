@@ -13,6 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
 #include <unistd.h>
 #include <uv.h>
 
@@ -466,6 +468,19 @@ static void free_workers(struct server *s)
 		tsw_io_worker_free(s->workers[i]);
 }
 
+/* The process holds vault keys and, briefly, decrypted PANs: it must never
+ * leave them in a core dump, whatever the host's core_pattern says. Not
+ * dumpable also keeps ptrace and /proc/PID/mem away from other users. */
+static void no_core_dumps(void)
+{
+	const struct rlimit zero = {0, 0};
+
+	if (setrlimit(RLIMIT_CORE, &zero) < 0)
+		tsw_log(TSW_LOG_WARN, "no_core_dumps", "step=setrlimit errno=%d", errno);
+	if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
+		tsw_log(TSW_LOG_WARN, "no_core_dumps", "step=prctl errno=%d", errno);
+}
+
 int main(int argc, char **argv)
 {
 	struct tsw_config_error err;
@@ -474,6 +489,7 @@ int main(int argc, char **argv)
 	int r, rc = 1;
 
 	signal(SIGPIPE, SIG_IGN);
+	no_core_dumps();
 	s = calloc(1, sizeof(*s));
 	if (!s)
 		return 1;

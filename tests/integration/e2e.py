@@ -617,6 +617,16 @@ def test_metrics_health_and_404():
             assert t["pan"] not in body and t["token"] not in body, "PAN or token in /metrics"
 
 
+def test_process_never_dumps_core():
+    # keys and decrypted PANs live in this process: no core file may hold them
+    with Env() as e:
+        pid = e.sw.proc.pid
+        with open("/proc/%d/limits" % pid) as f:
+            core = [l for l in f if l.startswith("Max core file size")]
+        assert_eq(len(core), 1, "core limit line")
+        assert_eq(core[0].split()[4:6], ["0", "0"], "RLIMIT_CORE soft and hard")
+
+
 def test_bad_config_refused_with_file_and_line():
     conf = write_conf(os.path.join(TMP, "bad.conf"), "[server]\nworkers = 2\n[limits]\n"
                       "max_conns = lots\n")

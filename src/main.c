@@ -30,7 +30,9 @@
 #include "tsw/vault.h"
 
 #define FLAGS_MAX 64 /* command-line settings kept for reloads */
-#define ENGINE_IN_BUF_MIN (64u * 1024)
+
+_Static_assert(TSW_CONFIG_STATE_WORKERS_MAX == TSW_STATE_WAKERS_MAX,
+	       "config refuses more workers than the state can wake");
 
 struct flag_setting {
 	const char *section, *key, *value;
@@ -147,8 +149,10 @@ static void engine_config(const struct server *s, const struct tsw_config *c, ui
 	ec->saf_retry_min_ms = c->saf_retry_min_ms;
 	ec->saf_retry_max_ms = c->saf_retry_max_ms;
 	ec->worker_id = worker_id;
-	ec->in_buf_bytes =
-	    c->recv_buf_bytes > ENGINE_IN_BUF_MIN ? c->recv_buf_bytes : ENGINE_IN_BUF_MIN;
+	/* tsw_config_check(): at least recv_buf_bytes, what a backend hands over at once */
+	ec->in_buf_bytes = c->in_buf_bytes;
+	ec->link_buf_bytes = c->link_buf_bytes;
+	ec->max_parked = c->max_parked;
 }
 
 static bool all_ready(void *ctx)
@@ -378,6 +382,8 @@ static int open_data(struct server *s)
 		    .max_tokens = c->state_max_tokens,
 		    .max_reservations = c->state_max_reservations,
 		    .map_size_mb = c->state_map_size_mb,
+		    .saf_max_entries = c->state_saf_max_entries,
+		    .saf_lease_ms = c->state_saf_lease_ms,
 		};
 
 		r = tsw_state_open(c->state_dir, &sc, &s->state);
@@ -511,6 +517,14 @@ int main(int argc, char **argv)
 		long n = sysconf(_SC_NPROCESSORS_ONLN);
 
 		s->n_workers = n > 0 ? (uint32_t)n : 1;
+		/* one per CPU, but the state wakes at most TSW_STATE_WAKERS_MAX */
+		if (s->cfg.state_dir[0] && s->n_workers > TSW_STATE_WAKERS_MAX) {
+			tsw_log(TSW_LOG_WARN, "workers_capped",
+				"cpus=%u workers=%u reason=\"a state directory wakes at most %u "
+				"workers\"",
+				s->n_workers, TSW_STATE_WAKERS_MAX, TSW_STATE_WAKERS_MAX);
+			s->n_workers = TSW_STATE_WAKERS_MAX;
+		}
 	}
 	s->shards = aligned_alloc(64, sizeof(*s->shards) * s->n_workers);
 	s->shard_ptrs = calloc(s->n_workers, sizeof(*s->shard_ptrs));
@@ -521,8 +535,12 @@ int main(int argc, char **argv)
 	for (uint32_t i = 0; i < s->n_workers; i++)
 		s->shard_ptrs[i] = &s->shards[i];
 	for (uint32_t i = 0; i < s->cfg.n_issuers; i++) {
-		snprintf(s->link_names[i], sizeof(s->link_names[i]), "%s:%u",
-			 s->cfg.issuers[i].host, s->cfg.issuers[i].port);
+		/* formatted aside: source and destination both live in *s */
+		char name[sizeof(s->link_names[0])];
+
+		snprintf(name, sizeof(name), "%s:%u", s->cfg.issuers[i].host,
+			 s->cfg.issuers[i].port);
+		memcpy(s->link_names[i], name, sizeof(name));
 		s->link_name_ptrs[i] = s->link_names[i];
 	}
 	if (open_data(s) < 0)
@@ -547,6 +565,7 @@ int main(int argc, char **argv)
 	    .n_links = s->cfg.n_issuers,
 	    .ready = all_ready,
 	    .ctx = s,
+	    .state = s->state,
 	};
 	struct tsw_ctl_params cp = {
 	    .host = s->cfg.metrics.host,

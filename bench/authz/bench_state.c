@@ -13,7 +13,7 @@
  *            off, then time a claim that scans the whole queue to find
  *            the last item due (the worst case), and one with nothing due
  *
- *   bench_authz_state DIR [seconds] [threads] [reserve|saf|claim]
+ *   bench_state DIR [seconds] [threads] [reserve|saf|claim]
  */
 #include <poll.h>
 #include <stdbool.h>
@@ -164,7 +164,7 @@ int main(int argc, char **argv)
 	    (argc > 4 && !saf && !claim && strcmp(argv[4], "reserve") != 0)) {
 		fprintf(
 		    stderr,
-		    "usage: bench_authz_state DIR [seconds] [threads<=%d] [reserve|saf|claim]\n",
+		    "usage: bench_state DIR [seconds] [threads<=%d] [reserve|saf|claim]\n",
 		    THREADS_MAX);
 		return 2;
 	}

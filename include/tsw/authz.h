@@ -145,10 +145,6 @@ uint16_t tsw_authz_yymm(int64_t now);
  * false, device_bound -1 (the caller sets both). */
 void tsw_authz_ctx_init(struct tsw_authz_ctx *ctx, int64_t now);
 
-/* True when digits[0..len) are all digits, len >= 2, and the Luhn check
- * digit is right. */
-bool tsw_luhn_valid(const char *digits, size_t len);
-
 /* True when decide will read ctx->device_bound: an authorization of a
  * device-bound token that carries a device id (DE48 tag 10). The engine
  * then asks tsw_vault_device_bound(). */
@@ -168,9 +164,9 @@ bool tsw_authz_needs_use(const struct tsw_token *t, const struct tsw_authz_req *
  *
  * Checks, first failing one wins (docs/decisions.md says why):
  *  0. class NETWORK or OTHER: FORMAT (the engine handles those itself)
- *  1. t NULL, req->token not Luhn-valid, or outside every token BIN range:
- *     TOKEN_UNKNOWN; t names an original token that was not found:
- *     TOKEN_UNKNOWN
+ *  1. t NULL, req->token not Luhn-valid (tsw_luhn_valid(), tsw/luhn.h),
+ *     or outside every token BIN range: TOKEN_UNKNOWN; t names an
+ *     original token that was not found: TOKEN_UNKNOWN
  *  -- ADVICE and REVERSAL stop here: FORWARD --
  *  2. status of t, then of the original: deleted TOKEN_DELETED,
  *     suspended or card suspended TOKEN_SUSPENDED

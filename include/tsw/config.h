@@ -8,14 +8,16 @@
  *   [server]  listen metrics vault state key_file profile issuer_profile
  *             workers io log_level drain_timeout_ms
  *   [limits]  max_conns max_inflight_per_conn max_pending out_buf_bytes
- *             max_frame idle_timeout_ms listen_backlog
+ *             max_frame idle_timeout_ms listen_backlog in_buf_bytes
+ *             link_buf_bytes max_parked
  *   [issuer]  host (repeatable, HOST:PORT; index = order) timeout_ms
  *             echo_interval_ms reconnect_min_ms reconnect_max_ms
  *   [route]   BINPREFIX = ISSUER_INDEX, and default = ISSUER_INDEX
  *   [io]      ring_entries recv_buf_bytes recv_bufs
  *   [metrics] max_conns max_request_bytes idle_timeout_ms
- *   [state]   queue_size max_tokens max_reservations map_size_mb (0: the
- *             state module's defaults)
+ *   [state]   queue_size max_tokens max_reservations map_size_mb
+ *             saf_max_entries saf_lease_ms (defaults: include/tsw/state.h's
+ *             TSW_STATE_*_DEFAULT; tests/unit/ctl checks they agree)
  *   [saf]     inflight_max poll_ms retry_min_ms retry_max_ms (reversals)
  *
  * This module is plain data: no threads, no logging. Error reasons never
@@ -35,6 +37,10 @@
 #define TSW_CONFIG_NAME_MAX 32
 #define TSW_CONFIG_BIN_MAX 11 /* digits of a route's BIN prefix */
 #define TSW_CONFIG_REASON_MAX 160
+/* Workers allowed with a state directory: each registers one eventfd with
+ * the state, which takes TSW_STATE_WAKERS_MAX of them (main.c asserts the
+ * two agree; this header cannot include tsw/state.h). */
+#define TSW_CONFIG_STATE_WORKERS_MAX 64u
 
 /* Built-in default addresses (tests and tools/run pass port 0). */
 #define TSW_CONFIG_LISTEN_DEFAULT "127.0.0.1:8583"
@@ -78,6 +84,9 @@ struct tsw_config {
 	uint32_t max_frame;
 	uint32_t idle_timeout_ms;
 	uint32_t listen_backlog;
+	uint32_t in_buf_bytes;	 /* per acquirer connection: input held while paused */
+	uint32_t link_buf_bytes; /* per issuer link: output buffer */
+	uint32_t max_parked;	 /* per worker: limited-use requests awaiting durability */
 	/* [issuer] */
 	uint32_t issuer_timeout_ms;
 	uint32_t echo_interval_ms;
@@ -101,6 +110,8 @@ struct tsw_config {
 	uint32_t state_max_tokens;
 	uint32_t state_max_reservations;
 	uint32_t state_map_size_mb;
+	uint32_t state_saf_max_entries; /* reversals queued at once */
+	uint32_t state_saf_lease_ms;	/* a claimed reversal's lease */
 	/* [saf] store-and-forward reversals */
 	uint32_t saf_inflight_max;
 	uint32_t saf_poll_ms;
@@ -128,9 +139,15 @@ int tsw_config_set(struct tsw_config *cfg, const char *section, const char *key,
 		   char *reason, size_t cap);
 
 /* Cross-key checks run after the last setting: routes name configured
- * issuers, reconnect_min_ms <= reconnect_max_ms, recv_bufs a power of two,
- * paths set when required (vault, key_file). Returns 0 or -TSW_E_CONFIG
- * with a reason. */
+ * issuers, reconnect_min_ms <= reconnect_max_ms (issuer and saf),
+ * recv_bufs and max_pending powers of two, out_buf_bytes and
+ * link_buf_bytes holding two frames of max_frame, in_buf_bytes holding a
+ * frame and a receive buffer (recv_buf_bytes); with a state directory:
+ * state.saf_lease_ms above issuer.timeout_ms and at most
+ * TSW_CONFIG_STATE_WORKERS_MAX workers; paths set when required (vault,
+ * key_file).
+ * Returns 0 or -TSW_E_CONFIG with a reason (cap bytes; reason may be
+ * NULL). */
 int tsw_config_check(const struct tsw_config *cfg, char *reason, size_t cap);
 
 /* Reads path over the settings already in *cfg (start from

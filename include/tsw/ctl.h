@@ -6,6 +6,8 @@
  *
  * Runs on the caller's uv loop and thread; never touches worker state
  * beyond racy reads of the shards (plain 64-bit loads) and the ready hook.
+ * The state's counters (tsw_state_stats(): atomics, no lock) are read at
+ * each scrape.
  */
 #ifndef TSW_CTL_H
 #define TSW_CTL_H
@@ -17,6 +19,8 @@
 
 #include "tsw/metrics.h"
 
+struct tsw_state;
+
 /* What /metrics and /readyz read. All pointers must outlive the ctl. */
 struct tsw_ctl_source {
 	struct tsw_metrics_shard *const *shards; /* one per worker */
@@ -25,6 +29,10 @@ struct tsw_ctl_source {
 	uint32_t n_links;
 	bool (*ready)(void *ctx); /* true when every worker is ready */
 	void *ctx;
+	/* the state environment (tsw/state.h), or NULL when the switch runs
+	 * without one: then the tsw_state_* series are left out and
+	 * tsw_state_open is 0 */
+	const struct tsw_state *state;
 };
 
 struct tsw_ctl_params {

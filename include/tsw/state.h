@@ -52,7 +52,10 @@
 struct tsw_state;
 
 /* Defaults for struct tsw_state_config (config keys in tokswitch.conf,
- * section [state]: queue_size, max_tokens, max_reservations, map_size_mb). */
+ * section [state]: queue_size, max_tokens, max_reservations, map_size_mb,
+ * saf_max_entries, saf_lease_ms; tsw_config_defaults() states the same
+ * values, tests/unit/ctl checks they agree). The counters of
+ * tsw_state_stats() are on /metrics as tsw_state_* (src/ctl). */
 #define TSW_STATE_QUEUE_SIZE_DEFAULT 65536u	    /* queued updates */
 #define TSW_STATE_MAX_TOKENS_DEFAULT 262144u	    /* tokens with a count or an ATC */
 #define TSW_STATE_MAX_RESERVATIONS_DEFAULT 65536u   /* outstanding tickets */

@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "tsw/authz.h"
+#include "tsw/luhn.h"
 
 /* clang-format off */
 static const char *const reason_rc[TSW_AUTHZ_REASON_MAX] = {
@@ -54,34 +55,6 @@ const char *tsw_authz_reason_name(enum tsw_authz_reason r)
 	if ((unsigned)r >= TSW_AUTHZ_REASON_MAX)
 		return reason_name[TSW_AUTHZ_SYSTEM];
 	return reason_name[r];
-}
-
-bool tsw_luhn_valid(const char *digits, size_t len)
-{
-	/* doubled[d] is 2d with its digits summed */
-	static const uint8_t doubled[10] = {0, 2, 4, 6, 8, 1, 3, 5, 7, 9};
-	const unsigned char *p = (const unsigned char *)digits;
-	unsigned sum = 0, bad = 0;
-	size_t i = len;
-
-	if (len < 2)
-		return false;
-	/* from the check digit leftwards, in pairs: kept, doubled */
-	while (i >= 2) {
-		unsigned keep = (unsigned)p[i - 1] - '0';
-		unsigned dbl = (unsigned)p[i - 2] - '0';
-
-		bad |= (keep > 9) | (dbl > 9);
-		sum += keep + doubled[dbl > 9 ? 0 : dbl];
-		i -= 2;
-	}
-	if (i == 1) {
-		unsigned keep = (unsigned)p[0] - '0';
-
-		bad |= keep > 9;
-		sum += keep;
-	}
-	return !bad && sum % 10 == 0;
 }
 
 uint16_t tsw_authz_yymm(int64_t now)

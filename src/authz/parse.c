@@ -26,8 +26,6 @@ enum {
 	MCC_DIGITS = 4,
 	CURRENCY_DIGITS = 3,
 	ENTRY_MODE_MIN_DIGITS = 2,
-	DE48_TAG_DIGITS = 2,
-	DE48_LEN_DIGITS = 2,
 };
 
 enum tsw_authz_class tsw_authz_class_of(const char mti[4])
@@ -145,42 +143,22 @@ static int parse_entry_mode(struct tsw_authz_str s, uint8_t *ret_mode)
 	return 0;
 }
 
-static int two_digits(const char *p, unsigned *ret)
-{
-	unsigned a = (unsigned)(unsigned char)p[0] - '0';
-	unsigned b = (unsigned)(unsigned char)p[1] - '0';
-
-	if (a > 9 || b > 9)
-		return -TSW_E_BAD_TLV;
-	*ret = a * 10 + b;
-	return 0;
-}
-
-/* DE48 subelements (2-digit tag, 2-digit length, value): picks tags 10,
- * 11 and 12 in one pass. The walk is the one tsw_de48_next() documents;
- * done here in a single pass so the decision module links without the
- * codec library. */
+/* DE48 subelements (2-digit tag, 2-digit length, value), walked with the
+ * codec's tsw_de48_next(): picks tags 10, 11 and 12 in one pass. A later
+ * repeat of a tag wins. */
 static int parse_de48(struct tsw_authz_str s, struct tsw_authz_str *ret_device,
 		      struct tsw_authz_str *ret_cryptogram, struct tsw_authz_str *ret_trid)
 {
 	struct tsw_authz_str dev = {NULL, 0}, cry = {NULL, 0}, trid = {NULL, 0};
-	size_t off = 0;
+	struct tsw_de48_iter it = {.p = (const uint8_t *)s.ptr, .len = s.ptr ? s.len : 0};
+	const uint8_t *val;
+	size_t vlen;
+	unsigned tag;
+	int r;
 
-	while (s.ptr != NULL && off < s.len) {
-		unsigned tag, len;
-		struct tsw_authz_str v;
+	while ((r = tsw_de48_next(&it, &tag, &val, &vlen)) == 1) {
+		struct tsw_authz_str v = {(const char *)val, (uint16_t)vlen};
 
-		if (s.len - off < DE48_TAG_DIGITS + DE48_LEN_DIGITS)
-			return -TSW_E_BAD_TLV;
-		if (two_digits(s.ptr + off, &tag) < 0 ||
-		    two_digits(s.ptr + off + DE48_TAG_DIGITS, &len) < 0)
-			return -TSW_E_BAD_TLV;
-		off += DE48_TAG_DIGITS + DE48_LEN_DIGITS;
-		if (len > s.len - off)
-			return -TSW_E_BAD_TLV;
-		v.ptr = s.ptr + off;
-		v.len = (uint16_t)len;
-		off += len;
 		switch (tag) {
 		case TSW_DE48_DEVICE_ID:
 			dev = v;
@@ -197,6 +175,8 @@ static int parse_de48(struct tsw_authz_str s, struct tsw_authz_str *ret_device,
 			break;
 		}
 	}
+	if (r < 0)
+		return r;
 	*ret_device = dev;
 	*ret_cryptogram = cry;
 	*ret_trid = trid;

@@ -20,6 +20,14 @@ enum {
 	RING_ENTRIES_MAX = 32768,
 	RECV_BUFS_MAX = 32768,
 	STATE_MAX = 1u << 28,
+	/* the state module's own ceilings (tsw/state.h; tests/unit/ctl checks
+	 * they agree): tickets and SAF ids carry a 24-bit slot */
+	STATE_RESERVATIONS_MAX = 1u << 24,
+	STATE_SAF_ENTRIES_MAX = 1u << 22,
+	STATE_MAP_SIZE_MB_MAX = 1u << 20,
+	/* the largest length header a profile has (ascii4): in_buf_bytes and
+	 * link_buf_bytes are checked against frames of max_frame plus this */
+	FRAME_HEADER_MAX = 4,
 };
 
 struct u32_key {
@@ -44,6 +52,9 @@ static const struct u32_key u32_keys[] = {
     U32("limits", "max_frame", max_frame, 64, FRAME_MAX),
     U32("limits", "idle_timeout_ms", idle_timeout_ms, 0, TIMEOUT_MS_MAX),
     U32("limits", "listen_backlog", listen_backlog, 1, 65535),
+    U32("limits", "in_buf_bytes", in_buf_bytes, 1024, BUF_BYTES_MAX),
+    U32("limits", "link_buf_bytes", link_buf_bytes, 1024, BUF_BYTES_MAX),
+    U32("limits", "max_parked", max_parked, 1, PENDING_MAX),
     U32("issuer", "timeout_ms", issuer_timeout_ms, 1, TIMEOUT_MS_MAX),
     U32("issuer", "echo_interval_ms", echo_interval_ms, 0, TIMEOUT_MS_MAX),
     U32("issuer", "reconnect_min_ms", reconnect_min_ms, 1, TIMEOUT_MS_MAX),
@@ -54,10 +65,12 @@ static const struct u32_key u32_keys[] = {
     U32("metrics", "max_conns", metrics_max_conns, 1, 65535),
     U32("metrics", "max_request_bytes", metrics_max_request_bytes, 256, 1u << 20),
     U32("metrics", "idle_timeout_ms", metrics_idle_timeout_ms, 1, TIMEOUT_MS_MAX),
-    U32("state", "queue_size", state_queue_size, 0, STATE_MAX),
-    U32("state", "max_tokens", state_max_tokens, 0, STATE_MAX),
-    U32("state", "max_reservations", state_max_reservations, 0, 1u << 24),
-    U32("state", "map_size_mb", state_map_size_mb, 0, 1u << 20),
+    U32("state", "queue_size", state_queue_size, 1, STATE_MAX),
+    U32("state", "max_tokens", state_max_tokens, 1, STATE_MAX),
+    U32("state", "max_reservations", state_max_reservations, 1, STATE_RESERVATIONS_MAX),
+    U32("state", "map_size_mb", state_map_size_mb, 1, STATE_MAP_SIZE_MB_MAX),
+    U32("state", "saf_max_entries", state_saf_max_entries, 1, STATE_SAF_ENTRIES_MAX),
+    U32("state", "saf_lease_ms", state_saf_lease_ms, 1, TIMEOUT_MS_MAX),
     U32("saf", "inflight_max", saf_inflight_max, 1, 65535),
     U32("saf", "poll_ms", saf_poll_ms, 1, TIMEOUT_MS_MAX),
     U32("saf", "retry_min_ms", saf_retry_min_ms, 1, TIMEOUT_MS_MAX),
@@ -122,6 +135,9 @@ void tsw_config_defaults(struct tsw_config *cfg)
 	cfg->max_frame = 8192;
 	cfg->idle_timeout_ms = 0;
 	cfg->listen_backlog = 1024;
+	cfg->in_buf_bytes = 64 * 1024;
+	cfg->link_buf_bytes = 1024 * 1024;
+	cfg->max_parked = 256;
 	cfg->issuer_timeout_ms = 2000;
 	cfg->echo_interval_ms = 30000;
 	cfg->reconnect_min_ms = 100;
@@ -132,6 +148,13 @@ void tsw_config_defaults(struct tsw_config *cfg)
 	cfg->metrics_max_conns = 64;
 	cfg->metrics_max_request_bytes = 8192;
 	cfg->metrics_idle_timeout_ms = 10000;
+	/* the state module's defaults (TSW_STATE_*_DEFAULT) */
+	cfg->state_queue_size = 65536;
+	cfg->state_max_tokens = 262144;
+	cfg->state_max_reservations = 65536;
+	cfg->state_map_size_mb = 256;
+	cfg->state_saf_max_entries = 16384;
+	cfg->state_saf_lease_ms = 30000;
 	cfg->saf_inflight_max = 64;
 	cfg->saf_poll_ms = 250;
 	cfg->saf_retry_min_ms = 1000;
@@ -309,8 +332,25 @@ int tsw_config_check(const struct tsw_config *cfg, char *reason, size_t cap)
 		return fail(reason, cap, "io.recv_bufs must be a power of two");
 	if (cfg->max_pending & (cfg->max_pending - 1))
 		return fail(reason, cap, "limits.max_pending must be a power of two");
-	if (cfg->out_buf_bytes < 2 * (cfg->max_frame + 4))
+	if (cfg->out_buf_bytes < 2 * (cfg->max_frame + FRAME_HEADER_MAX))
 		return fail(reason, cap, "limits.out_buf_bytes must hold two frames of max_frame");
+	if (cfg->link_buf_bytes < 2 * (cfg->max_frame + FRAME_HEADER_MAX))
+		return fail(reason, cap, "limits.link_buf_bytes must hold two frames of max_frame");
+	if (cfg->in_buf_bytes < cfg->max_frame + FRAME_HEADER_MAX)
+		return fail(reason, cap, "limits.in_buf_bytes must hold a frame of max_frame");
+	if (cfg->in_buf_bytes < cfg->recv_buf_bytes)
+		return fail(reason, cap,
+			    "limits.in_buf_bytes below io.recv_buf_bytes (the engine takes one "
+			    "receive buffer at a time)");
+	if (cfg->state_dir[0] && cfg->state_saf_lease_ms <= cfg->issuer_timeout_ms)
+		return fail(reason, cap,
+			    "state.saf_lease_ms must be above issuer.timeout_ms (a reversal "
+			    "awaiting its answer would be sent again)");
+	if (cfg->state_dir[0] && cfg->workers > TSW_CONFIG_STATE_WORKERS_MAX)
+		return fail(reason, cap,
+			    "server.workers above %u with a state directory (the state wakes "
+			    "at most %u workers): lower workers",
+			    TSW_CONFIG_STATE_WORKERS_MAX, TSW_CONFIG_STATE_WORKERS_MAX);
 	for (uint32_t i = 0; i < cfg->n_routes; i++)
 		if (cfg->routes[i].issuer >= cfg->n_issuers)
 			return fail(

@@ -1,4 +1,5 @@
-/* Prometheus text exposition of the summed worker shards. */
+/* Prometheus text exposition of the summed worker shards and the state's
+ * counters. */
 #include <errno.h>
 #include <inttypes.h>
 #include <stdarg.h>
@@ -9,6 +10,7 @@
 #include "tsw/authz.h"
 #include "tsw/ctl.h"
 #include "tsw/metrics.h"
+#include "tsw/state.h"
 
 enum { TEXT_INITIAL_BYTES = 32 * 1024 };
 
@@ -161,6 +163,84 @@ static const struct scalar scalars[] = {
     SC("tsw_workers_ready", "gauge", "Workers whose engine is ready.", ready),
 };
 
+#define ST(n, t, h, f)                                                                             \
+	{                                                                                          \
+		n, t, h, offsetof(struct tsw_state_stats, f)                                       \
+	}
+
+/* tsw_state_stats(): one environment shared by every worker, read at
+ * scrape time. The _capacity gauges are the configured limits ([state]);
+ * the _full counters show them being hit. */
+static const struct scalar state_scalars[] = {
+    ST("tsw_state_queue_length", "gauge", "Updates waiting for the state's writer thread.",
+       queue_len),
+    ST("tsw_state_queue_capacity", "gauge", "state.queue_size: updates the writer queue holds.",
+       queue_cap),
+    ST("tsw_state_queue_full_total", "counter",
+       "State updates refused: writer queue full (answered 96).", queue_full),
+    ST("tsw_state_tokens", "gauge", "Tokens with a count or an ATC in the state's table.", tokens),
+    ST("tsw_state_tokens_capacity", "gauge", "Token table capacity (state.max_tokens + loaded).",
+       tokens_cap),
+    ST("tsw_state_table_full_total", "counter", "State updates refused: token table full.",
+       table_full),
+    ST("tsw_state_reservations", "gauge", "Outstanding limited-use reservations.", reservations),
+    ST("tsw_state_reservations_capacity", "gauge", "state.max_reservations.", reservations_cap),
+    ST("tsw_state_tickets_full_total", "counter",
+       "Reservations refused: ticket table full (answered 96).", tickets_full),
+    ST("tsw_state_reserve_ok_total", "counter", "Limited uses reserved.", reserve_ok),
+    ST("tsw_state_reserve_exhausted_total", "counter",
+       "Reservations refused: uses exhausted (DOMAIN_USES).", reserve_exhausted),
+    ST("tsw_state_uses_committed_total", "counter", "Reserved uses the issuer approved.", commits),
+    ST("tsw_state_releases_total", "counter", "Reserved uses given back.", releases),
+    ST("tsw_state_release_unqueued_total", "counter",
+       "Uses given back in memory only: writer queue full.", release_unqueued),
+    ST("tsw_state_atc_ok_total", "counter", "ATCs accepted.", atc_ok),
+    ST("tsw_state_atc_replayed_total", "counter", "ATCs refused as replayed (CRYPTOGRAM).",
+       atc_replayed),
+    ST("tsw_state_batches_total", "counter", "Group commits (LMDB transactions).", batches),
+    ST("tsw_state_batch_ops_total", "counter", "Updates written by group commits.", batch_ops),
+    ST("tsw_state_batch_max", "gauge", "Largest group commit so far, in updates.", batch_max),
+    ST("tsw_state_commit_errors_total", "counter", "Group commits that failed (retried).",
+       commit_errors),
+    ST("tsw_state_saf_depth", "gauge", "Reversals in the store-and-forward queue.", saf_depth),
+    ST("tsw_state_saf_capacity", "gauge", "state.saf_max_entries.", saf_cap),
+    ST("tsw_state_saf_full_total", "counter", "Reversals refused: queue full.", saf_full),
+    ST("tsw_state_saf_too_big_total", "counter", "Reversals refused: message too big.",
+       saf_too_big),
+    ST("tsw_state_saf_puts_total", "counter", "Reversals queued.", saf_puts),
+    ST("tsw_state_saf_acks_total", "counter", "Reversals settled and removed.", saf_acks),
+    ST("tsw_state_saf_retries_total", "counter", "Reversals given back for a later retry.",
+       saf_retries),
+    ST("tsw_state_saf_claims_total", "counter", "Reversals handed out to workers.", saf_claims),
+    ST("tsw_state_saf_lease_expired_total", "counter",
+       "Reversals handed out again after state.saf_lease_ms ran out.", saf_lease_expired),
+    ST("tsw_state_saf_loaded", "gauge", "Reversals found in the queue at start.", saf_loaded),
+};
+
+static void put_state(struct text *t, const struct tsw_state *st)
+{
+	struct tsw_state_stats ss;
+
+	put(t,
+	    "# HELP tsw_state_open 1 when the switch runs with a state directory.\n"
+	    "# TYPE tsw_state_open gauge\ntsw_state_open %d\n",
+	    st != NULL);
+	if (!st)
+		return;
+	tsw_state_stats(st, &ss);
+	for (size_t i = 0; i < sizeof(state_scalars) / sizeof(state_scalars[0]); i++) {
+		const struct scalar *s = &state_scalars[i];
+		uint64_t v = *(const uint64_t *)(const void *)((const char *)&ss + s->off);
+
+		put(t, "# HELP %s %s\n# TYPE %s %s\n%s %" PRIu64 "\n", s->name, s->help, s->name,
+		    s->type, s->name, v);
+	}
+	put(t,
+	    "# HELP tsw_state_commit_seconds_total Time in group-commit writes and fsync.\n"
+	    "# TYPE tsw_state_commit_seconds_total counter\ntsw_state_commit_seconds_total %.6f\n",
+	    (double)ss.commit_ns_total / 1e9);
+}
+
 int tsw_ctl_render_metrics(const struct tsw_ctl_source *src, char **ret_text, size_t *ret_len)
 {
 	struct text t = {.cap = TEXT_INITIAL_BYTES};
@@ -227,6 +307,7 @@ int tsw_ctl_render_metrics(const struct tsw_ctl_source *src, char **ret_text, si
 	    "# HELP tsw_ready 1 when every worker is ready (issuer links signed on).\n"
 	    "# TYPE tsw_ready gauge\ntsw_ready %d\n",
 	    src->ready ? src->ready(src->ctx) : 0);
+	put_state(&t, src->state);
 
 	if (t.failed) {
 		free(t.p);

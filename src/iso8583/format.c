@@ -3,10 +3,12 @@
 #include <stdio.h>
 
 #include "tsw/iso8583.h"
+#include "tsw/log.h"
 
-#define PAN_KEEP_HEAD 6
-#define PAN_KEEP_TAIL 4
-#define PAN_MASK_MIN 11 /* shorter numbers are masked whole */
+/* Longest number put_pan masks with tsw_mask_pan(): an LL field's value
+ * (99) and its NUL. Longer values (none in a sane profile) are starred
+ * whole. */
+#define PAN_MASK_BUF 100
 
 struct sink {
 	char *out;
@@ -48,14 +50,18 @@ static void put_stars(struct sink *s, size_t n)
 		put(s, '*');
 }
 
-/* first 6 and last 4 kept when the number is long enough, else all '*' */
+/* tsw_mask_pan(): first 6 and last 4 kept when the number is longer than
+ * 10, else all '*' */
 static void put_pan(struct sink *s, const uint8_t *v, size_t n)
 {
-	for (size_t i = 0; i < n; i++) {
-		bool keep = n >= PAN_MASK_MIN && (i < PAN_KEEP_HEAD || i >= n - PAN_KEEP_TAIL);
+	char masked[PAN_MASK_BUF];
 
-		put(s, keep ? (char)v[i] : '*');
+	if (n >= sizeof(masked) ||
+	    tsw_mask_pan((const char *)v, (unsigned)n, masked, sizeof(masked)) < 0) {
+		put_stars(s, n);
+		return;
 	}
+	put_raw(s, (const uint8_t *)masked, n);
 }
 
 static void put_length_only(struct sink *s, size_t n)

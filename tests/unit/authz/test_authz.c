@@ -589,29 +589,6 @@ Test(reason, codes_and_names_match_design_table)
 	cr_expect_str_eq(tsw_authz_reason_name((enum tsw_authz_reason)200), "SYSTEM");
 }
 
-Test(luhn, valid_invalid_and_non_digits)
-{
-	static const struct {
-		const char *digits;
-		bool valid;
-	} cases[] = {
-	    {"4111111111111111", true},
-	    {"4111111111111112", false},
-	    {"5500000000000004", true},
-	    {"4895370000000015", true},
-	    {"79927398713", true},
-	    {"79927398710", false},
-	    {"4111a11111111111", false},
-	    {"0", false},
-	    {"", false},
-	    {"00", true},
-	};
-
-	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
-		cr_expect_eq(tsw_luhn_valid(cases[i].digits, strlen(cases[i].digits)),
-			     cases[i].valid, "%s", cases[i].digits);
-}
-
 Test(yymm, matches_gmtime_across_month_and_year_edges)
 {
 	static const int64_t times[] = {

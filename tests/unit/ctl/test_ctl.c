@@ -16,6 +16,7 @@
 #include "tsw/ctl.h"
 #include "tsw/error.h"
 #include "tsw/metrics.h"
+#include "tsw/state.h"
 
 static char tmpdir[64];
 
@@ -107,7 +108,6 @@ Test(config, shipped_file_states_every_default)
 	cfg.log_level = 3;
 	cr_assert_eq(tsw_config_load(path, &cfg, &err), 0, "%s:%u %s", err.file, err.line,
 		     err.reason);
-	/* the state section's 0 means "module default"; everything else matches */
 	cr_assert_eq(memcmp(&cfg, &defaults, sizeof(cfg)), 0,
 		     "config/tokswitch.conf and tsw_config_defaults() disagree");
 }
@@ -173,7 +173,10 @@ static const struct check_case check_cases[] = {
     {"issuer", "reconnect_min_ms", "9000", "reconnect_min_ms above"},
     {"io", "recv_bufs", "100", "power of two"},
     {"limits", "max_pending", "1000", "power of two"},
-    {"limits", "out_buf_bytes", "4096", "two frames"},
+    {"limits", "out_buf_bytes", "4096", "out_buf_bytes must hold two frames"},
+    {"limits", "link_buf_bytes", "16384", "link_buf_bytes must hold two frames"},
+    {"limits", "in_buf_bytes", "8192", "in_buf_bytes must hold a frame"},
+    {"io", "recv_buf_bytes", "131072", "in_buf_bytes below io.recv_buf_bytes"},
     {"server", "vault", "", "server.vault"},
 };
 
@@ -196,6 +199,143 @@ Test(config, cross_key_checks)
 			     "case %zu", i);
 		cr_assert_not_null(strstr(reason, c->reason), "case %zu: %s", i, reason);
 	}
+}
+
+/* --- keys for every limit --------------------------------------------- */
+
+Test(config, defaults_match_the_state_module)
+{
+	struct tsw_config cfg;
+
+	tsw_config_defaults(&cfg);
+	cr_expect_eq(cfg.state_queue_size, TSW_STATE_QUEUE_SIZE_DEFAULT);
+	cr_expect_eq(cfg.state_max_tokens, TSW_STATE_MAX_TOKENS_DEFAULT);
+	cr_expect_eq(cfg.state_max_reservations, TSW_STATE_MAX_RESERVATIONS_DEFAULT);
+	cr_expect_eq(cfg.state_map_size_mb, TSW_STATE_MAP_SIZE_MB_DEFAULT);
+	cr_expect_eq(cfg.state_saf_max_entries, TSW_STATE_SAF_MAX_ENTRIES_DEFAULT);
+	cr_expect_eq(cfg.state_saf_lease_ms, TSW_STATE_SAF_LEASE_MS_DEFAULT);
+	cr_expect_eq(TSW_CONFIG_STATE_WORKERS_MAX, TSW_STATE_WAKERS_MAX);
+}
+
+#define FIELD(f) offsetof(struct tsw_config, f)
+
+struct key_case {
+	const char *section, *key, *value;
+	bool ok;
+	size_t off; /* the uint32_t field set when ok */
+	uint32_t want;
+};
+
+static char lim_reservations[16], lim_reservations_1[16], lim_saf[16], lim_saf_1[16];
+
+static const struct key_case key_cases[] = {
+    {"limits", "in_buf_bytes", "131072", true, FIELD(in_buf_bytes), 131072},
+    {"limits", "in_buf_bytes", "1023", false, 0, 0},
+    {"limits", "in_buf_bytes", "67108865", false, 0, 0},
+    {"limits", "link_buf_bytes", "2097152", true, FIELD(link_buf_bytes), 2097152},
+    {"limits", "link_buf_bytes", "0", false, 0, 0},
+    {"limits", "max_parked", "1", true, FIELD(max_parked), 1},
+    {"limits", "max_parked", "0", false, 0, 0},
+    {"limits", "max_parked", "4194305", false, 0, 0},
+    {"state", "queue_size", "1024", true, FIELD(state_queue_size), 1024},
+    {"state", "queue_size", "0", false, 0, 0},
+    {"state", "max_tokens", "1000000", true, FIELD(state_max_tokens), 1000000},
+    {"state", "max_tokens", "268435457", false, 0, 0},
+    {"state", "max_reservations", lim_reservations, true, FIELD(state_max_reservations),
+     TSW_STATE_MAX_RESERVATIONS_LIMIT},
+    {"state", "max_reservations", lim_reservations_1, false, 0, 0},
+    {"state", "map_size_mb", "4096", true, FIELD(state_map_size_mb), 4096},
+    {"state", "map_size_mb", "0", false, 0, 0},
+    {"state", "saf_max_entries", lim_saf, true, FIELD(state_saf_max_entries),
+     TSW_STATE_SAF_MAX_ENTRIES_LIMIT},
+    {"state", "saf_max_entries", lim_saf_1, false, 0, 0},
+    {"state", "saf_max_entries", "-5", false, 0, 0},
+    {"state", "saf_lease_ms", "60000", true, FIELD(state_saf_lease_ms), 60000},
+    {"state", "saf_lease_ms", "0", false, 0, 0},
+    {"state", "saf_lease_ms", "1e4", false, 0, 0},
+};
+
+Test(config, limit_keys_parsed_and_refused_out_of_range)
+{
+	/* the state module's ceilings are accepted, one above them refused */
+	snprintf(lim_reservations, sizeof(lim_reservations), "%u",
+		 TSW_STATE_MAX_RESERVATIONS_LIMIT);
+	snprintf(lim_reservations_1, sizeof(lim_reservations_1), "%u",
+		 TSW_STATE_MAX_RESERVATIONS_LIMIT + 1);
+	snprintf(lim_saf, sizeof(lim_saf), "%u", TSW_STATE_SAF_MAX_ENTRIES_LIMIT);
+	snprintf(lim_saf_1, sizeof(lim_saf_1), "%u", TSW_STATE_SAF_MAX_ENTRIES_LIMIT + 1);
+	for (size_t i = 0; i < sizeof(key_cases) / sizeof(key_cases[0]); i++) {
+		const struct key_case *c = &key_cases[i];
+		struct tsw_config cfg, before;
+		char reason[TSW_CONFIG_REASON_MAX] = "";
+		int r;
+
+		tsw_config_defaults(&cfg);
+		before = cfg;
+		r = tsw_config_set(&cfg, c->section, c->key, c->value, reason, sizeof(reason));
+		if (c->ok) {
+			uint32_t got;
+
+			cr_assert_eq(r, 0, "case %zu: %s", i, reason);
+			memcpy(&got, (const char *)&cfg + c->off, sizeof(got));
+			cr_expect_eq(got, c->want, "case %zu: %u", i, got);
+		} else {
+			char name[64];
+
+			cr_assert_eq(r, -TSW_E_CONFIG, "case %zu accepted", i);
+			snprintf(name, sizeof(name), "%s.%s must be an integer in", c->section,
+				 c->key);
+			cr_expect_not_null(strstr(reason, name), "case %zu: %s", i, reason);
+			cr_expect_eq(memcmp(&cfg, &before, sizeof(cfg)), 0, "case %zu changed cfg",
+				     i);
+		}
+	}
+}
+
+static void checked_base(struct tsw_config *cfg)
+{
+	tsw_config_defaults(cfg);
+	cr_assert_eq(tsw_config_set(cfg, "server", "vault", "/v", NULL, 0), 0);
+	cr_assert_eq(tsw_config_set(cfg, "server", "key_file", "/k", NULL, 0), 0);
+}
+
+Test(config, workers_above_the_state_wakers_refused_with_a_state_dir)
+{
+	struct tsw_config cfg;
+	char reason[TSW_CONFIG_REASON_MAX];
+
+	checked_base(&cfg);
+	cr_assert_eq(tsw_config_set(&cfg, "server", "workers", "200", NULL, 0), 0);
+	cr_assert_eq(tsw_config_check(&cfg, reason, sizeof(reason)), 0,
+		     "without --state 200 workers are fine: %s", reason);
+	cr_assert_eq(tsw_config_set(&cfg, "server", "state", "/s", NULL, 0), 0);
+	cr_assert_eq(tsw_config_check(&cfg, reason, sizeof(reason)), -TSW_E_CONFIG);
+	cr_expect_not_null(strstr(reason, "server.workers above 64 with a state directory"), "%s",
+			   reason);
+	cr_assert_eq(tsw_config_set(&cfg, "server", "workers", "65", NULL, 0), 0);
+	cr_assert_eq(tsw_config_check(&cfg, reason, sizeof(reason)), -TSW_E_CONFIG);
+	cr_assert_eq(tsw_config_set(&cfg, "server", "workers", "64", NULL, 0), 0);
+	cr_assert_eq(tsw_config_check(&cfg, reason, sizeof(reason)), 0, "%s", reason);
+	cr_assert_eq(tsw_config_set(&cfg, "server", "workers", "0", NULL, 0), 0);
+	cr_assert_eq(tsw_config_check(&cfg, reason, sizeof(reason)), 0,
+		     "0 (one per CPU) is capped by main, not refused: %s", reason);
+}
+
+Test(config, saf_lease_must_outlast_the_issuer_timeout_with_a_state_dir)
+{
+	struct tsw_config cfg;
+	char reason[TSW_CONFIG_REASON_MAX];
+
+	checked_base(&cfg);
+	cr_assert_eq(tsw_config_set(&cfg, "issuer", "timeout_ms", "30000", NULL, 0), 0);
+	cr_assert_eq(tsw_config_check(&cfg, reason, sizeof(reason)), 0, "no state, no lease: %s",
+		     reason);
+	cr_assert_eq(tsw_config_set(&cfg, "server", "state", "/s", NULL, 0), 0);
+	cr_assert_eq(tsw_config_check(&cfg, reason, sizeof(reason)), -TSW_E_CONFIG);
+	cr_expect_not_null(strstr(reason, "state.saf_lease_ms must be above issuer.timeout_ms"),
+			   "%s", reason);
+	cr_assert_eq(tsw_config_set(&cfg, "state", "saf_lease_ms", "30001", NULL, 0), 0);
+	cr_assert_eq(tsw_config_check(&cfg, reason, sizeof(reason)), 0, "%s", reason);
 }
 
 struct hp_case {
@@ -311,6 +451,96 @@ Test(metrics_text, histogram_buckets_are_cumulative)
 	}
 	cr_assert_eq(last, 3);
 	free(text);
+}
+
+Test(metrics_text, without_a_state_only_says_so)
+{
+	char *text;
+	size_t len;
+
+	fill_shards();
+	cr_assert_eq(tsw_ctl_render_metrics(&src, &text, &len), 0);
+	cr_assert_not_null(strstr(text, "\ntsw_state_open 0\n"));
+	cr_assert_null(strstr(text, "tsw_state_queue_full_total"));
+	free(text);
+}
+
+#define STATE_TOKEN "4895370000000015"
+
+/* value of the unlabelled series name in text, or -1 when absent */
+static long long series(const char *text, const char *name)
+{
+	char pat[128];
+	const char *p;
+
+	snprintf(pat, sizeof(pat), "\n%s ", name);
+	p = strstr(text, pat);
+	return p ? strtoll(p + strlen(pat), NULL, 10) : -1;
+}
+
+Test(metrics_text, state_counters_and_limits_are_exported, .init = mk_tmp, .fini = rm_tmp)
+{
+	static const char *const gauges[] = {
+	    "tsw_state_queue_length",	 "tsw_state_tokens",	"tsw_state_reservations",
+	    "tsw_state_saf_depth",	 "tsw_state_batch_max", "tsw_state_saf_loaded",
+	    "tsw_state_tokens_capacity",
+	};
+	static const char *const counters[] = {
+	    "tsw_state_queue_full_total",	 "tsw_state_table_full_total",
+	    "tsw_state_reserve_ok_total",	 "tsw_state_reserve_exhausted_total",
+	    "tsw_state_uses_committed_total",	 "tsw_state_releases_total",
+	    "tsw_state_release_unqueued_total",	 "tsw_state_atc_ok_total",
+	    "tsw_state_atc_replayed_total",	 "tsw_state_batches_total",
+	    "tsw_state_batch_ops_total",	 "tsw_state_commit_errors_total",
+	    "tsw_state_saf_puts_total",		 "tsw_state_saf_acks_total",
+	    "tsw_state_saf_retries_total",	 "tsw_state_saf_claims_total",
+	    "tsw_state_saf_lease_expired_total", "tsw_state_saf_too_big_total",
+	};
+	struct tsw_state_config sc = {
+	    .queue_size = 100, .max_reservations = 2, .saf_max_entries = 1};
+	struct tsw_ctl_source with_state = src;
+	struct tsw_state *st;
+	uint64_t t1, t2, t3, saf_id;
+	uint8_t msg[16] = {0};
+	char *text, type[160];
+	size_t len;
+
+	cr_assert_eq(tsw_state_open(tmpdir, &sc, &st), 0);
+	/* hit two limits: the ticket table (2) and the SAF queue (1) */
+	cr_assert_eq(tsw_state_reserve(st, STATE_TOKEN, 16, 10, &t1), 0);
+	cr_assert_eq(tsw_state_reserve(st, STATE_TOKEN, 16, 10, &t2), 0);
+	cr_assert_eq(tsw_state_reserve(st, STATE_TOKEN, 16, 10, &t3), -EAGAIN);
+	cr_assert_eq(tsw_state_saf_put(st, 0, msg, sizeof(msg), &saf_id), 0);
+	cr_assert_eq(tsw_state_saf_put(st, 0, msg, sizeof(msg), &saf_id), -EAGAIN);
+
+	fill_shards();
+	with_state.state = st;
+	cr_assert_eq(tsw_ctl_render_metrics(&with_state, &text, &len), 0);
+	cr_expect_eq(series(text, "tsw_state_open"), 1);
+	cr_expect_eq(series(text, "tsw_state_tickets_full_total"), 1);
+	cr_expect_eq(series(text, "tsw_state_reservations_capacity"), 2);
+	cr_expect_eq(series(text, "tsw_state_saf_full_total"), 1);
+	cr_expect_eq(series(text, "tsw_state_saf_capacity"), 1);
+	cr_expect_eq(series(text, "tsw_state_queue_capacity"), 100);
+	cr_expect_eq(series(text, "tsw_state_reserve_ok_total"), 2);
+	cr_expect_eq(series(text, "tsw_state_reservations"), 2);
+	cr_expect_eq(series(text, "tsw_state_tokens"), 1);
+	cr_expect_geq(series(text, "tsw_state_saf_depth"), 1);
+	cr_expect_not_null(strstr(text, "\ntsw_state_commit_seconds_total "));
+	for (size_t i = 0; i < sizeof(gauges) / sizeof(gauges[0]); i++) {
+		snprintf(type, sizeof(type), "# TYPE %s gauge\n", gauges[i]);
+		cr_expect_not_null(strstr(text, type), "missing: %s", type);
+		cr_expect_geq(series(text, gauges[i]), 0, "%s", gauges[i]);
+	}
+	for (size_t i = 0; i < sizeof(counters) / sizeof(counters[0]); i++) {
+		snprintf(type, sizeof(type), "# TYPE %s counter\n", counters[i]);
+		cr_expect_not_null(strstr(text, type), "missing: %s", type);
+		cr_expect_geq(series(text, counters[i]), 0, "%s", counters[i]);
+	}
+	cr_expect_null(strstr(text, STATE_TOKEN), "a token in /metrics");
+	cr_expect_null(strstr(text, "489537"), "part of a token in /metrics");
+	free(text);
+	tsw_state_close(st);
 }
 
 /* --- HTTP endpoint ------------------------------------------------------ */

@@ -1,8 +1,8 @@
 /* Inside the state environment: shared by state.c (counts, ATCs, the
  * writer thread) and saf.c (the store-and-forward queue). Not a public
- * header: nothing outside src/authz/ includes it. */
-#ifndef TSW_AUTHZ_STATE_INT_H
-#define TSW_AUTHZ_STATE_INT_H
+ * header: nothing outside src/state/ includes it. */
+#ifndef TSW_STATE_STATE_INT_H
+#define TSW_STATE_STATE_INT_H
 
 #include <lmdb.h>
 #include <pthread.h>

@@ -3,8 +3,10 @@
  *   bench_vault lookup --vault DIR --key-file FILE --tokens TOKENS.csv [--ops N]
  *	random lookups and PAN decrypts over the tokens of a demo list (warm
  *	map: one pass over every token first); prints mean and percentiles.
- *   bench_vault make-csv --count N --out FILE.csv [--bin PREFIX]
- *	an import file in random token order (for `tokvault import` rates).
+ *   bench_vault make-csv --count N --out FILE.csv [--bin PREFIX] [--skip N]
+ *	an import file in random token order (for `tokvault import` rates);
+ *	--skip N: rows N.. of the same permutation (tokens and cards no
+ *	other file without it has: a second import into a filled vault).
  *
  * Output: one "key=value" line per measurement. */
 #include <errno.h>
@@ -267,13 +269,14 @@ static void luhn_complete(char *d, unsigned len)
 static int make_csv(int argc, char **argv)
 {
 	const char *count_s = opt(argc, argv, "--count"), *out = opt(argc, argv, "--out");
-	const char *bin = opt(argc, argv, "--bin");
+	const char *bin = opt(argc, argv, "--bin"), *skip_s = opt(argc, argv, "--skip");
 	uint64_t n = count_s ? strtoull(count_s, NULL, 10) : 0, seed = 12345, space = 1000000000u;
+	uint64_t skip = skip_s ? strtoull(skip_s, NULL, 10) : 0;
 	FILE *f;
 
-	if (!n || !out || n > space / 2) {
-		fprintf(stderr,
-			"usage: bench_vault make-csv --count N --out FILE [--bin 6DIGITS]\n");
+	if (!n || !out || n + skip > space / 2) {
+		fprintf(stderr, "usage: bench_vault make-csv --count N --out FILE [--bin 6DIGITS] "
+				"[--skip N]\n");
 		return 2;
 	}
 	if (!bin)
@@ -286,14 +289,15 @@ static int make_csv(int argc, char **argv)
 	fprintf(f, "token,pan,pan_expiry,token_expiry,status,trid,pos_modes,merchant_ids,"
 		   "amount_limit,currency\n");
 	/* a multiplicative permutation of [0, space): distinct, random order */
-	for (uint64_t i = 0; i < n; i++) {
+	for (uint64_t i = skip; i < skip + n; i++) {
 		char tok[40], pan[40];
 		uint64_t body = (i * 387420489u + 7) % space; /* 3^18: coprime to 10^9 */
 		uint64_t card = i * 2 / 3;
 
 		snprintf(tok, sizeof(tok), "%s%09llu0", bin, (unsigned long long)(body % space));
 		luhn_complete(tok, 16);
-		snprintf(pan, sizeof(pan), "41111%010llu0", (unsigned long long)(card % 10000000000ull));
+		snprintf(pan, sizeof(pan), "41111%010llu0",
+			 (unsigned long long)(card % 10000000000ull));
 		luhn_complete(pan, 16);
 		fprintf(f, "%s,%s,2912,2811,active,40010030273,%s,%s,%s,840\n", tok, pan,
 			i % 10 ? "" : "contactless|chip", i % 10 ? "" : "MERCH0000001",

@@ -30,13 +30,18 @@ enum {
 #define TSW_VAULT_BINS_MAX 64		       /* token BIN ranges */
 #define TSW_VAULT_BIN_MIN_DIGITS 1
 #define TSW_VAULT_BIN_MAX_DIGITS 12
-#define TSW_VAULT_CHUNK_ROWS_DEFAULT 50000    /* rows per import transaction */
-#define TSW_VAULT_RUN_ROWS_MIN (1u << 21)     /* first run: the writer starts early */
-#define TSW_VAULT_RUN_ROWS_DEFAULT (1u << 21) /* runs double up to this many rows */
-#define TSW_VAULT_RUN_BYTES_PER_ROW 320	      /* record arena sizing per run row */
-#define TSW_VAULT_REKEY_CHUNK_ROWS 10000      /* records re-encrypted per transaction */
-#define TSW_VAULT_DEVICES_PER_TOKEN_MAX 16    /* bound device refs per token */
-#define TSW_VAULT_PROVISION_TRIES_MAX 1000    /* random draws before -TSW_E_FULL */
+#define TSW_VAULT_CHUNK_ROWS_DEFAULT 50000 /* rows per import transaction */
+/* Memory a bulk write sorts in (about 400 bytes a token without
+ * merchants: the default holds ~10 M tokens; a quarter of the machine's
+ * memory when that is less): an import that fits is written in one sorted
+ * pass (appends into an empty vault), a bigger one in several passes of
+ * this size. */
+#define TSW_VAULT_SORT_MEM_DEFAULT_BYTES (4ull << 30)
+#define TSW_VAULT_SORT_MEM_MIN_BYTES (1ull << 20)
+#define TSW_VAULT_SORT_MEM_MAX_BYTES (256ull << 30)
+#define TSW_VAULT_REKEY_CHUNK_ROWS 10000   /* records re-encrypted per transaction */
+#define TSW_VAULT_DEVICES_PER_TOKEN_MAX 16 /* bound device refs per token */
+#define TSW_VAULT_PROVISION_TRIES_MAX 1000 /* random draws before -TSW_E_FULL */
 #define TSW_PAN_MIN_DIGITS 12
 
 /* Opens the vault in dir with keys from key_file (mode 0600 or stricter,
@@ -142,18 +147,25 @@ struct tsw_vault_import_stats {
 
 struct tsw_vault_batch;
 
-/* Starts a bulk write: rows are validated and encrypted on the caller's
- * thread into a run (TSW_VAULT_RUN_ROWS_MIN rows, doubling with each run
- * up to TSW_VAULT_RUN_ROWS_DEFAULT); a writer
- * thread sorts each run by token and writes it chunk_rows per
- * transaction (0: TSW_VAULT_CHUNK_ROWS_DEFAULT), appending where the
- * tokens come after the vault's last one, while the caller fills the next
- * run. Sorting whole runs keeps random-order imports from rewriting the
- * tree once per chunk. A row that fails validation, or whose token exists
+/* Bounds the memory a bulk write begun afterwards on v sorts in (see
+ * TSW_VAULT_SORT_MEM_DEFAULT_BYTES). Returns 0, or -EINVAL when bytes is
+ * outside [TSW_VAULT_SORT_MEM_MIN_BYTES, TSW_VAULT_SORT_MEM_MAX_BYTES]. */
+int tsw_vault_set_sort_mem(struct tsw_vault *v, size_t bytes);
+
+/* Starts a bulk write: rows are validated on the caller's thread and
+ * handed in blocks to a worker thread, which encrypts them into a run of
+ * at most the vault's sort memory. When the run is full, and at _finish,
+ * the worker sorts it by token and writes it chunk_rows per transaction
+ * (0: TSW_VAULT_CHUNK_ROWS_DEFAULT), appending where the tokens come after
+ * the vault's last one, then writes the index entries sorted by card the
+ * same way. Sorting whole runs keeps random-order imports from rewriting
+ * the tree once per chunk; an import that fits one run into an empty
+ * vault is appended. A row that fails validation, or whose token exists
  * already, is rejected (callback) and the others land. Token-for-token
  * rows are written after all others, so their original may come later in
- * the same batch. Memory: up to two runs (about 0.9 GiB each at the
- * default size). Returns 0, -EROFS, -ENOMEM, -errno. */
+ * the same batch. Memory: the sort memory (address space reserved at
+ * begin, touched as rows arrive) plus about 0.7 MiB of row blocks.
+ * Returns 0, -EROFS, -ENOMEM, -errno. */
 int tsw_vault_batch_begin(struct tsw_vault *v, unsigned chunk_rows, tsw_vault_reject_fn on_reject,
 			  void *ctx, struct tsw_vault_batch **ret_batch);
 /* Adds one row (copied; line is what rejects report). Returns 0 (also
@@ -161,7 +173,7 @@ int tsw_vault_batch_begin(struct tsw_vault *v, unsigned chunk_rows, tsw_vault_re
  * call _finish to clean up. */
 int tsw_vault_batch_add(struct tsw_vault_batch *b, const struct tsw_vault_row *row,
 			unsigned long line);
-/* Writes what is left, waits for the writer, frees b. Returns 0 or the
+/* Writes what is left, waits for the worker, frees b. Returns 0 or the
  * first LMDB/system error (chunks committed before it stay committed). */
 int tsw_vault_batch_finish(struct tsw_vault_batch *b, struct tsw_vault_import_stats *ret_stats);
 

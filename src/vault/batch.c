@@ -1,9 +1,13 @@
-/* Bulk writes. The caller's thread validates and encrypts rows into a run
- * (fixed slots plus a record arena); a writer thread sorts the run by
- * token and commits it chunk by chunk (MDB_APPEND where the tokens come
- * after the vault's last one), while the caller fills the other run.
- * Rejections are reported on the caller's thread. */
-#include <endian.h>
+/* Bulk writes. The caller's thread validates rows (and computes their
+ * card keys, HMAC, while the worker is behind), then hands them a block at
+ * a time to a worker thread that seals the PANs (AES-GCM) and encodes the
+ * records into one run
+ * (run.h), bounded by the vault's sort memory; the caller also maps the
+ * run's pages ahead of the worker. When the run is full, or at the end,
+ * the worker writes it sorted (run_write): an import that fits the sort
+ * memory is written in one pass over the key space, and into an empty
+ * vault every put is an append. Rejections are reported on the caller's
+ * thread. */
 #include <errno.h>
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
@@ -11,46 +15,32 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <stdio.h>
-#include <time.h>
 
 #include "internal.h"
+#include "run.h"
 #include "tsw/error.h"
 
 #define NONCE_POOL_ROWS 4096
+#define BLOCK_ROWS 512			/* rows the caller hands to the worker at a time */
+#define PREFAULT_AHEAD_BYTES (8u << 20) /* arena mapped ahead of the worker */
+#define PREFAULT_STEP_BYTES (1u << 20)
 
-struct slot {
-	uint64_t key;
-	unsigned long line;
-	uint8_t card_key[CARD_KEY_BYTES];
-	uint32_t off; /* record, then device ref, in the arena */
-	uint16_t rec_len;
-	uint8_t dev_len;
-	uint8_t indexed; /* needs its index entry */
-};
-
-struct reject {
-	unsigned long line;
-	int err;
-	const char *reason;
-};
-
-struct sort_item {
-	uint64_t key;
-	uint64_t idx;
-};
-
-struct run {
-	struct slot *slots;
-	struct slot **order;
-	struct sort_item *items, *scratch;
+/* Rows validated by the caller. When the worker was behind at the last
+ * hand-off, the caller also computes the block's card keys (HMAC): the
+ * two threads share the sealing work by who is waiting for whom. */
+struct block {
+	struct tsw_vault_row *rows;
+	uint8_t (*card_keys)[CARD_KEY_BYTES];
+	unsigned long *lines;
 	unsigned n;
-	uint8_t *arena;
-	size_t used;
-	struct reject *rejects;
-	unsigned n_rejects;
-	unsigned long imported;
-	unsigned long chunks;
+	bool keyed; /* card_keys filled by the caller */
+};
+
+/* A thread's PAN crypto contexts and its pool of random nonces. */
+struct sealer {
+	struct pan_crypto crypto;
+	uint8_t nonces[NONCE_POOL_ROWS * NONCE_BYTES];
+	unsigned next;
 };
 
 struct deferred {
@@ -61,27 +51,32 @@ struct deferred {
 struct tsw_vault_batch {
 	struct tsw_vault *v;
 	unsigned chunk_rows;
-	unsigned run_rows;  /* capacity of a run */
-	unsigned run_limit; /* rows in the current run: doubles up to run_rows */
-	size_t arena_bytes;
 	tsw_vault_reject_fn on_reject;
 	void *ctx;
-	struct pan_crypto crypto;
-	struct run runs[2];
+	/* caller side */
+	struct sealer own; /* card keys; token-for-token rows, sealed at _finish */
+	size_t prefaulted; /* arena bytes mapped ahead of the worker */
+	bool no_prefault;
+	struct block blocks[2];
 	unsigned filling;
 	struct deferred *deferred;
 	size_t n_deferred, cap_deferred;
-	uint8_t nonces[NONCE_POOL_ROWS * NONCE_BYTES];
-	unsigned nonce_next;
 	struct tsw_vault_import_stats stats;
-	/* writer thread */
-	pthread_t writer;
-	bool writer_started;
+	/* worker side */
+	struct sealer seal;
+	struct run run;
+	pthread_t worker;
+	bool worker_started;
+	/* shared, under lock */
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
-	struct run *pending; /* handed to the writer, NULL when idle */
-	bool stop;
-	int err; /* first writer error */
+	struct block *pending; /* handed to the worker, not yet taken */
+	bool busy;	       /* the worker is sealing a block */
+	bool stop;	       /* no more blocks: write what is left */
+	int err;	       /* first worker error */
+	struct reject *done_rejects;
+	size_t n_done_rejects;
+	unsigned long done_imported, done_chunks;
 };
 
 static void reject(struct tsw_vault_batch *b, unsigned long line, int err, const char *reason)
@@ -91,352 +86,240 @@ static void reject(struct tsw_vault_batch *b, unsigned long line, int err, const
 		b->on_reject(b->ctx, line, err, reason);
 }
 
-#define RADIX_BITS 11
-#define RADIX_BUCKETS (1u << RADIX_BITS)
-
-/* Stable LSD radix sort of a[0..n) by key (tmp: n scratch items). Digits
- * that are the same in every item (the token BIN) cost one counting pass
- * and no move. Returns the array that holds the result (a or tmp). */
-static struct sort_item *radix_sort(struct sort_item *a, struct sort_item *tmp, size_t n)
+/* Writes the run (worker thread), publishes what it did and empties it. */
+static int flush_run(struct tsw_vault_batch *b)
 {
-	static _Thread_local size_t count[RADIX_BUCKETS];
+	struct run *run = &b->run;
+	struct reject *rj;
+	int r = run_write(b->v, run, b->chunk_rows);
 
-	for (unsigned shift = 0; shift < 64; shift += RADIX_BITS) {
-		size_t sum = 0;
-		bool one_bucket = false;
-
-		memset(count, 0, sizeof(count));
-		for (size_t i = 0; i < n; i++)
-			count[(a[i].key >> shift) & (RADIX_BUCKETS - 1)]++;
-		for (unsigned b = 0; b < RADIX_BUCKETS; b++) {
-			size_t c = count[b];
-
-			if (c == n)
-				one_bucket = true;
-			count[b] = sum;
-			sum += c;
-		}
-		if (one_bucket)
-			continue;
-		for (size_t i = 0; i < n; i++)
-			tmp[count[(a[i].key >> shift) & (RADIX_BUCKETS - 1)]++] = a[i];
-		{
-			struct sort_item *t = a;
-
-			a = tmp;
-			tmp = t;
+	pthread_mutex_lock(&b->lock);
+	if (run->n_rejects) {
+		rj = realloc(b->done_rejects, (b->n_done_rejects + run->n_rejects) * sizeof(*rj));
+		if (rj) {
+			memcpy(rj + b->n_done_rejects, run->rejects, run->n_rejects * sizeof(*rj));
+			b->done_rejects = rj;
+			b->n_done_rejects += run->n_rejects;
+		} else if (r == 0) {
+			r = -ENOMEM;
 		}
 	}
-	return a;
-}
-
-/* run->order = the run's slots sorted by token; equal tokens stay in line
- * order (the stable sort keeps the input order). */
-static void sort_by_token(struct run *run)
-{
-	struct sort_item *sorted;
-
-	for (unsigned i = 0; i < run->n; i++)
-		run->items[i] = (struct sort_item){run->slots[i].key, i};
-	sorted = radix_sort(run->items, run->scratch, run->n);
-	for (unsigned i = 0; i < run->n; i++)
-		run->order[i] = &run->slots[sorted[i].idx];
-}
-
-/* order[0..n) sorted by the first 8 bytes of the card key: enough for
- * consecutive index inserts to share their B-tree path. */
-static void sort_by_card(struct run *run, struct slot **order, unsigned n)
-{
-	struct sort_item *sorted;
-
-	for (unsigned i = 0; i < n; i++) {
-		uint64_t k;
-
-		memcpy(&k, order[i]->card_key, sizeof(k));
-		run->items[i] = (struct sort_item){be64toh(k), (uint64_t)(order[i] - run->slots)};
-	}
-	sorted = radix_sort(run->items, run->scratch, n);
-	for (unsigned i = 0; i < n; i++)
-		order[i] = &run->slots[sorted[i].idx];
-}
-
-/* Writes order[0..n) (sorted by token; prev: the token before them) in
- * one transaction: records (appended when they come after the vault's
- * last token) and device bindings. Marks each slot that needs an index
- * entry: written, or already in the vault for the same card (an import
- * re-run after a crash heals the index that way). A row whose token
- * exists is rejected; any other error aborts the chunk. */
-static int write_tokens(struct tsw_vault *v, struct run *run, struct slot **order, unsigned n,
-			const struct slot *prev)
-{
-	MDB_txn *txn = NULL;
-	MDB_cursor *cur = NULL;
-	MDB_val k, d;
-	uint64_t last = 0;
-	bool have_last = false, no_cards = false;
-	unsigned n_rejects = run->n_rejects;
-	unsigned long imported = 0;
-	int r, rc;
-
-	r = mdb_to_errno(mdb_txn_begin(v->env, NULL, 0, &txn));
-	if (r < 0)
-		return r;
-	r = mdb_to_errno(mdb_cursor_open(txn, v->dbi_tokens, &cur));
-	if (r < 0)
-		goto out_abort;
-	rc = mdb_cursor_get(cur, &k, &d, MDB_LAST);
-	if (rc == 0) {
-		memcpy(&last, k.mv_data, sizeof(last));
-		have_last = true;
-	} else if (rc != MDB_NOTFOUND) {
-		r = mdb_to_errno(rc);
-		goto out_abort;
-	}
-	{
-		MDB_stat st;
-
-		no_cards = mdb_stat(txn, v->dbi_cards, &st) == 0 && st.ms_entries == 0;
-	}
-	for (unsigned i = 0; i < n; i++) {
-		struct slot *p = order[i];
-		uint8_t *rec = run->arena + p->off;
-		unsigned append = (!have_last || p->key > last) ? MDB_APPEND : 0;
-		uint8_t cflags = 0;
-
-		p->indexed = 0;
-		k.mv_size = sizeof(p->key);
-		k.mv_data = &p->key;
-		d.mv_size = p->rec_len;
-		d.mv_data = rec;
-		if (!no_cards) {
-			r = card_flags(v, txn, p->card_key, &cflags);
-			if (r < 0)
-				goto out_abort;
-			if (cflags & CARD_F_SUSPENDED)
-				((struct rec *)rec)->flags |= REC_F_CARD_SUSPENDED;
-		}
-		if (prev && prev->key == p->key) {
-			rc = MDB_KEYEXIST; /* twice in this import */
-		} else {
-			rc = mdb_cursor_put(cur, &k, &d, MDB_NOOVERWRITE | append);
-			/* on MDB_KEYEXIST d is the record in the vault */
-			if (rc == MDB_KEYEXIST && d.mv_size >= sizeof(struct rec) &&
-			    ((const struct rec *)d.mv_data)->card_id ==
-				((const struct rec *)rec)->card_id)
-				p->indexed = 1;
-		}
-		prev = p;
-		if (rc == MDB_KEYEXIST) {
-			run->rejects[run->n_rejects++] =
-			    (struct reject){p->line, -TSW_E_EXISTS, "token already in the vault"};
-			continue;
-		}
-		if (rc) {
-			r = mdb_to_errno(rc);
-			goto out_abort;
-		}
-		if (append) {
-			last = p->key;
-			have_last = true;
-		}
-		p->indexed = 1;
-		imported++;
-		if (!p->dev_len)
-			continue;
-		d.mv_size = p->dev_len;
-		d.mv_data = rec + p->rec_len;
-		r = mdb_to_errno(mdb_put(txn, v->dbi_devices, &k, &d, 0));
-		if (r < 0)
-			goto out_abort;
-	}
-	mdb_cursor_close(cur);
-	cur = NULL;
-	r = mdb_to_errno(mdb_txn_commit(txn));
-	if (r < 0) {
-		run->n_rejects = n_rejects;
-		return r;
-	}
-	run->imported += imported;
-	run->chunks++;
-	return 0;
-out_abort:
-	mdb_cursor_close(cur);
-	mdb_txn_abort(txn);
-	run->n_rejects = n_rejects;
+	b->done_imported += run->imported;
+	b->done_chunks += run->chunks;
+	pthread_mutex_unlock(&b->lock);
+	run_reset(run);
 	return r;
 }
 
-/* Writes the index entries of order[0..n) (sorted by card key) in one
- * transaction. */
-static int write_index(struct tsw_vault *v, struct slot **order, unsigned n)
+static int next_nonce(struct sealer *s, const uint8_t **ret)
 {
-	MDB_txn *txn = NULL;
-	int r, rc;
-
-	r = mdb_to_errno(mdb_txn_begin(v->env, NULL, 0, &txn));
-	if (r < 0)
-		return r;
-	for (unsigned i = 0; i < n; i++) {
-		MDB_val k = {.mv_size = CARD_KEY_BYTES, .mv_data = order[i]->card_key};
-		MDB_val d = {.mv_size = sizeof(order[i]->key), .mv_data = &order[i]->key};
-
-		rc = mdb_put(txn, v->dbi_index, &k, &d, MDB_NODUPDATA);
-		if (rc && rc != MDB_KEYEXIST) {
-			mdb_txn_abort(txn);
-			return mdb_to_errno(rc);
-		}
+	if (s->next >= NONCE_POOL_ROWS) {
+		if (RAND_bytes(s->nonces, sizeof(s->nonces)) != 1)
+			return -EIO;
+		s->next = 0;
 	}
-	return mdb_to_errno(mdb_txn_commit(txn));
-}
-
-/* Sorts a run by token and writes its records chunk_rows per
- * transaction; then sorts the written rows by card key and writes their
- * index entries the same way. Sorting whole runs, not chunks, makes each
- * transaction touch one slice of each tree: a random-order import does
- * not rewrite the trees once per chunk. */
-static int write_run(struct tsw_vault *v, struct run *run, unsigned chunk_rows)
-{
-	unsigned n_index = 0;
-	int r;
-
-	run->n_rejects = 0;
-	run->imported = 0;
-	run->chunks = 0;
-	struct timespec t0, t1, t2, t3, t4;
-	clock_gettime(CLOCK_MONOTONIC, &t0);
-	for (unsigned i = 0; i < run->n; i++)
-		run->order[i] = &run->slots[i];
-	sort_by_token(run);
-	clock_gettime(CLOCK_MONOTONIC, &t1);
-	for (unsigned i = 0; i < run->n; i += chunk_rows) {
-		unsigned n = run->n - i < chunk_rows ? run->n - i : chunk_rows;
-
-		r = write_tokens(v, run, run->order + i, n, i ? run->order[i - 1] : NULL);
-		if (r < 0)
-			return r;
-	}
-	for (unsigned i = 0; i < run->n; i++)
-		if (run->order[i]->indexed)
-			run->order[n_index++] = run->order[i];
-	clock_gettime(CLOCK_MONOTONIC, &t2);
-	sort_by_card(run, run->order, n_index);
-	clock_gettime(CLOCK_MONOTONIC, &t3);
-	for (unsigned i = 0; i < n_index; i += chunk_rows) {
-		unsigned n = n_index - i < chunk_rows ? n_index - i : chunk_rows;
-
-		r = write_index(v, run->order + i, n);
-		if (r < 0)
-			return r;
-	}
-	clock_gettime(CLOCK_MONOTONIC, &t4);
-#define MS(a,b) ((b.tv_sec-a.tv_sec)*1e3+(b.tv_nsec-a.tv_nsec)/1e6)
-	fprintf(stderr, "TRACE run n=%u sort=%.0f tokens=%.0f isort=%.0f index=%.0f ms\n", run->n, MS(t0,t1), MS(t1,t2), MS(t2,t3), MS(t3,t4));
+	*ret = s->nonces + (size_t)s->next++ * NONCE_BYTES;
 	return 0;
 }
 
-static void *writer_main(void *arg)
+/* Seals and encodes a validated row into slot p and arena space at rec;
+ * card_key: the row's, or NULL to compute it. Works on row in place (its
+ * token gets the sealed PAN and card id). */
+static int seal_row(struct sealer *s, struct tsw_vault_row *row, const uint8_t *card_key,
+		    unsigned long line, struct slot *p, uint8_t *rec)
+{
+	struct tsw_token *t = &row->token;
+	const uint8_t *nonce;
+	size_t dev_len;
+	int r;
+
+	r = next_nonce(s, &nonce);
+	if (r < 0)
+		return r;
+	if (card_key)
+		memcpy(p->card_key, card_key, CARD_KEY_BYTES);
+	else if ((r = crypto_card_key(&s->crypto, row->pan, row->pan_len, p->card_key)) < 0)
+		return r;
+	t->token_len = (uint8_t)strnlen(t->token, sizeof(t->token));
+	r = crypto_seal(&s->crypto, t->token, t->token_len, row->pan, row->pan_len, nonce,
+			t->sealed_pan, &t->sealed_len, &t->key_id);
+	if (r < 0)
+		return r;
+	memcpy(&t->card_id, p->card_key, sizeof(t->card_id));
+	t->card_suspended = 0;
+	t->atc_epoch = 0;
+	token_key(t->token, t->token_len, &p->key);
+	p->line = line;
+	p->rec_len = (uint16_t)rec_encode(t, rec);
+	dev_len = strnlen(row->device_ref, TSW_DEVICE_REF_MAX);
+	memcpy(rec + p->rec_len, row->device_ref, dev_len);
+	p->dev_len = (uint8_t)dev_len;
+	return 0;
+}
+
+/* Worker: seals a block's rows into the run, writing the run whenever it
+ * is full. Wipes the rows' PANs. */
+static int seal_block(struct tsw_vault_batch *b, struct block *blk)
+{
+	struct run *run = &b->run;
+	int r = 0;
+
+	for (unsigned i = 0; i < blk->n && r == 0; i++) {
+		struct tsw_vault_row *row = &blk->rows[i];
+		struct slot *p;
+
+		if (run_full(run))
+			r = flush_run(b);
+		if (r < 0)
+			break;
+		p = &run->slots[run->n];
+		p->off = run->used;
+		p->idx = run->n;
+		r = seal_row(&b->seal, row, blk->keyed ? blk->card_keys[i] : NULL, blk->lines[i], p,
+			     run->arena + run->used);
+		if (r < 0)
+			break;
+		/* the caller reads it to prefault the arena ahead */
+		__atomic_store_n(&run->used, run->used + p->rec_len + p->dev_len, __ATOMIC_RELAXED);
+		run->n++;
+	}
+	for (unsigned i = 0; i < blk->n; i++)
+		OPENSSL_cleanse(blk->rows[i].pan, sizeof(blk->rows[i].pan));
+	OPENSSL_cleanse(blk->card_keys, (size_t)blk->n * CARD_KEY_BYTES);
+	return r;
+}
+
+static void *worker_main(void *arg)
 {
 	struct tsw_vault_batch *b = arg;
+	int r = 0;
 
 	pthread_mutex_lock(&b->lock);
 	for (;;) {
-		struct run *run;
-		int r;
+		struct block *blk;
 
 		while (!b->pending && !b->stop)
 			pthread_cond_wait(&b->cond, &b->lock);
 		if (!b->pending)
 			break;
-		run = b->pending;
+		blk = b->pending;
+		b->pending = NULL;
+		b->busy = true;
 		pthread_mutex_unlock(&b->lock);
-		r = b->err ? b->err : write_run(b->v, run, b->chunk_rows);
+		r = b->err ? 0 : seal_block(b, blk);
 		pthread_mutex_lock(&b->lock);
 		if (r < 0 && !b->err)
 			b->err = r;
-		b->pending = NULL;
+		b->busy = false;
 		pthread_cond_broadcast(&b->cond);
 	}
+	r = b->err;
+	pthread_mutex_unlock(&b->lock);
+	if (r == 0)
+		r = flush_run(b);
+	pthread_mutex_lock(&b->lock);
+	if (r < 0 && !b->err)
+		b->err = r;
 	pthread_mutex_unlock(&b->lock);
 	return NULL;
 }
 
-/* Waits until the writer is idle, then reports what it did with done. */
-static int writer_wait(struct tsw_vault_batch *b, struct run *done)
+/* Caller: reports what the worker published so far. */
+static void drain(struct tsw_vault_batch *b)
 {
+	struct reject *rj;
+	size_t n;
+
+	pthread_mutex_lock(&b->lock);
+	rj = b->done_rejects;
+	n = b->n_done_rejects;
+	b->done_rejects = NULL;
+	b->n_done_rejects = 0;
+	b->stats.imported += b->done_imported;
+	b->stats.chunks += b->done_chunks;
+	b->done_imported = 0;
+	b->done_chunks = 0;
+	pthread_mutex_unlock(&b->lock);
+	for (size_t i = 0; i < n; i++)
+		reject(b, rj[i].line, rj[i].err, rj[i].reason);
+	free(rj);
+}
+
+/* Caller: maps the arena pages the worker will write next, so the worker
+ * does not stop on their page faults (MADV_POPULATE_WRITE leaves pages
+ * already there as they are; without it, the worker faults them in). */
+static void prefault(struct tsw_vault_batch *b)
+{
+	const struct run *run = &b->run;
+	size_t want = __atomic_load_n(&run->used, __ATOMIC_RELAXED) + PREFAULT_AHEAD_BYTES;
+
+	if (b->no_prefault || want <= b->prefaulted)
+		return;
+	want = (want + PREFAULT_STEP_BYTES - 1) & ~(size_t)(PREFAULT_STEP_BYTES - 1);
+	if (want > run->mem_limit)
+		want = run->mem_limit;
+	if (want <= b->prefaulted)
+		return;
+	if (madvise(run->arena + b->prefaulted, want - b->prefaulted, MADV_POPULATE_WRITE) < 0) {
+		b->no_prefault = true;
+		return;
+	}
+	b->prefaulted = want;
+}
+
+/* Caller: waits until the worker is idle, then hands it the block being
+ * filled and switches to the other one. */
+static int hand_off(struct tsw_vault_batch *b)
+{
+	struct block *blk = &b->blocks[b->filling];
+	bool behind;
 	int err;
 
 	pthread_mutex_lock(&b->lock);
-	while (b->pending)
+	behind = b->pending || b->busy;
+	while (b->pending || b->busy)
 		pthread_cond_wait(&b->cond, &b->lock);
 	err = b->err;
-	pthread_mutex_unlock(&b->lock);
-	if (done) {
-		for (unsigned i = 0; i < done->n_rejects; i++)
-			reject(b, done->rejects[i].line, done->rejects[i].err,
-			       done->rejects[i].reason);
-		b->stats.imported += done->imported;
-		b->stats.chunks += done->chunks;
-		if (done->arena)
-			OPENSSL_cleanse(done->arena, done->used);
-		done->n_rejects = 0;
-		done->imported = 0;
-		done->chunks = 0;
-		done->n = 0;
-		done->used = 0;
+	if (err == 0) {
+		b->pending = blk;
+		pthread_cond_broadcast(&b->cond);
 	}
-	return err;
-}
-
-static int hand_off(struct tsw_vault_batch *b)
-{
-	struct run *run = &b->runs[b->filling];
-	int r = writer_wait(b, &b->runs[b->filling ^ 1]);
-
-	if (r < 0)
-		return r;
-	pthread_mutex_lock(&b->lock);
-	b->pending = run;
-	pthread_cond_broadcast(&b->cond);
 	pthread_mutex_unlock(&b->lock);
+	drain(b);
+	if (err < 0)
+		return err;
+	prefault(b);
 	b->filling ^= 1;
-	if (b->run_limit < b->run_rows)
-		b->run_limit *= 2;
+	b->blocks[b->filling].n = 0;
+	b->blocks[b->filling].keyed = behind;
 	return 0;
 }
 
-static void *big_alloc(size_t bytes)
+static void sealer_free(struct sealer *s)
 {
-	/* untouched pages cost nothing: small imports stay small */
-	void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-
-	return p == MAP_FAILED ? NULL : p;
-}
-
-static void big_free(void *p, size_t bytes)
-{
-	if (p)
-		munmap(p, bytes);
+	crypto_free(&s->crypto);
+	OPENSSL_cleanse(s->nonces, sizeof(s->nonces));
 }
 
 static void batch_free(struct tsw_vault_batch *b)
 {
+	run_free(&b->run);
+	free(b->done_rejects);
 	for (int i = 0; i < 2; i++) {
-		struct run *run = &b->runs[i];
-
-		if (run->arena)
-			OPENSSL_cleanse(run->arena, run->used);
-		big_free(run->slots, sizeof(*run->slots) * b->run_rows);
-		big_free(run->order, sizeof(*run->order) * b->run_rows);
-		big_free(run->items, sizeof(*run->items) * b->run_rows);
-		big_free(run->scratch, sizeof(*run->scratch) * b->run_rows);
-		big_free(run->rejects, sizeof(*run->rejects) * b->run_rows);
-		big_free(run->arena, b->arena_bytes);
+		if (b->blocks[i].rows)
+			OPENSSL_cleanse(b->blocks[i].rows, sizeof(*b->blocks[i].rows) * BLOCK_ROWS);
+		free(b->blocks[i].rows);
+		free(b->blocks[i].lines);
+		if (b->blocks[i].card_keys)
+			OPENSSL_cleanse(b->blocks[i].card_keys,
+					sizeof(*b->blocks[i].card_keys) * BLOCK_ROWS);
+		free(b->blocks[i].card_keys);
 	}
 	if (b->deferred)
 		OPENSSL_cleanse(b->deferred, sizeof(*b->deferred) * b->n_deferred);
 	free(b->deferred);
-	crypto_free(&b->crypto);
-	OPENSSL_cleanse(b->nonces, sizeof(b->nonces));
+	sealer_free(&b->own);
+	sealer_free(&b->seal);
 	pthread_mutex_destroy(&b->lock);
 	pthread_cond_destroy(&b->cond);
 	free(b);
@@ -455,34 +338,37 @@ int tsw_vault_batch_begin(struct tsw_vault *v, unsigned chunk_rows, tsw_vault_re
 		return -ENOMEM;
 	b->v = v;
 	b->chunk_rows = chunk_rows ? chunk_rows : TSW_VAULT_CHUNK_ROWS_DEFAULT;
-	b->run_rows = TSW_VAULT_RUN_ROWS_DEFAULT;
-	b->run_limit = TSW_VAULT_RUN_ROWS_MIN;
-	b->arena_bytes = (size_t)b->run_rows * TSW_VAULT_RUN_BYTES_PER_ROW;
 	b->on_reject = on_reject;
 	b->ctx = ctx;
-	b->nonce_next = NONCE_POOL_ROWS;
-	crypto_init(&b->crypto, v->keys);
+	b->own.next = NONCE_POOL_ROWS;
+	b->seal.next = NONCE_POOL_ROWS;
+	crypto_init(&b->own.crypto, v->keys);
+	crypto_init(&b->seal.crypto, v->keys);
 	pthread_mutex_init(&b->lock, NULL);
 	pthread_cond_init(&b->cond, NULL);
+	/* the run is address space only; where that is short (RLIMIT_AS),
+	 * sort in smaller passes rather than fail */
+	for (size_t mem = v->sort_mem;; mem /= 2) {
+		r = run_init(&b->run, mem);
+		if (r == 0 || mem / 2 < TSW_VAULT_SORT_MEM_MIN_BYTES)
+			break;
+		run_free(&b->run);
+	}
+	if (r < 0)
+		goto out_free;
 	for (int i = 0; i < 2; i++) {
-		struct run *run = &b->runs[i];
-
-		run->slots = big_alloc(sizeof(*run->slots) * b->run_rows);
-		run->order = big_alloc(sizeof(*run->order) * b->run_rows);
-		run->items = big_alloc(sizeof(*run->items) * b->run_rows);
-		run->scratch = big_alloc(sizeof(*run->scratch) * b->run_rows);
-		run->rejects = big_alloc(sizeof(*run->rejects) * b->run_rows);
-		run->arena = big_alloc(b->arena_bytes);
-		if (!run->slots || !run->order || !run->items || !run->scratch || !run->rejects ||
-		    !run->arena) {
+		b->blocks[i].rows = malloc(sizeof(*b->blocks[i].rows) * BLOCK_ROWS);
+		b->blocks[i].lines = malloc(sizeof(*b->blocks[i].lines) * BLOCK_ROWS);
+		b->blocks[i].card_keys = malloc(sizeof(*b->blocks[i].card_keys) * BLOCK_ROWS);
+		if (!b->blocks[i].rows || !b->blocks[i].lines || !b->blocks[i].card_keys) {
 			r = -ENOMEM;
 			goto out_free;
 		}
 	}
-	r = -pthread_create(&b->writer, NULL, writer_main, b);
+	r = -pthread_create(&b->worker, NULL, worker_main, b);
 	if (r < 0)
 		goto out_free;
-	b->writer_started = true;
+	b->worker_started = true;
 	/* Integrity holds without the per-commit meta page sync (a crash
 	 * may lose the last chunk, which a re-run rejects as existing);
 	 * _finish syncs once. */
@@ -494,54 +380,11 @@ out_free:
 	return r;
 }
 
-static int next_nonce(struct tsw_vault_batch *b, const uint8_t **ret)
-{
-	if (b->nonce_next >= NONCE_POOL_ROWS) {
-		if (RAND_bytes(b->nonces, sizeof(b->nonces)) != 1)
-			return -EIO;
-		b->nonce_next = 0;
-	}
-	*ret = b->nonces + (size_t)b->nonce_next++ * NONCE_BYTES;
-	return 0;
-}
-
-/* Validates, seals and encodes row (t: a scratch copy of row->token) into
- * slot p and arena space at rec. Returns 1 when the row was rejected. */
-static int prepare(struct tsw_vault_batch *b, const struct tsw_vault_row *row, unsigned long line,
-		   struct slot *p, uint8_t *rec, struct tsw_token *t)
-{
-	const uint8_t *nonce;
-	const char *reason = NULL;
-	size_t dev_len;
-	int r = row_check(b->v, row, &reason);
-
-	if (r < 0) {
-		reject(b, line, r, reason);
-		return 1;
-	}
-	r = next_nonce(b, &nonce);
-	if (r < 0)
-		return r;
-	r = row_seal(&b->crypto, row, nonce, t, p->card_key);
-	if (r < 0)
-		return r;
-	t->card_suspended = 0;
-	t->atc_epoch = 0;
-	token_key(t->token, t->token_len, &p->key);
-	p->line = line;
-	p->rec_len = (uint16_t)rec_encode(t, rec);
-	dev_len = strnlen(row->device_ref, TSW_DEVICE_REF_MAX);
-	memcpy(rec + p->rec_len, row->device_ref, dev_len);
-	p->dev_len = (uint8_t)dev_len;
-	return 0;
-}
-
 int tsw_vault_batch_add(struct tsw_vault_batch *b, const struct tsw_vault_row *row,
 			unsigned long line)
 {
-	struct run *run = &b->runs[b->filling];
-	struct slot *p = &run->slots[run->n];
-	struct tsw_token t;
+	struct block *blk = &b->blocks[b->filling];
+	const char *reason = NULL;
 	int r;
 
 	b->stats.rows++;
@@ -559,16 +402,19 @@ int tsw_vault_batch_add(struct tsw_vault_batch *b, const struct tsw_vault_row *r
 		b->deferred[b->n_deferred++].line = line;
 		return 0;
 	}
-	t = row->token;
-	p->off = (uint32_t)run->used;
-	r = prepare(b, row, line, p, run->arena + run->used, &t);
-	OPENSSL_cleanse(t.sealed_pan, sizeof(t.sealed_pan));
-	if (r != 0)
-		return r < 0 ? r : 0;
-	run->used += (size_t)p->rec_len + p->dev_len;
-	run->n++;
-	if (run->n >= b->run_limit ||
-	    run->used + REC_MAX_BYTES + TSW_DEVICE_REF_MAX > b->arena_bytes)
+	r = row_check(b->v, row, &reason);
+	if (r < 0) {
+		reject(b, line, r, reason);
+		return 0;
+	}
+	if (blk->keyed) {
+		r = crypto_card_key(&b->own.crypto, row->pan, row->pan_len, blk->card_keys[blk->n]);
+		if (r < 0)
+			return r;
+	}
+	blk->rows[blk->n] = *row;
+	blk->lines[blk->n++] = line;
+	if (blk->n == BLOCK_ROWS)
 		return hand_off(b);
 	return 0;
 }
@@ -578,7 +424,7 @@ int tsw_vault_batch_add(struct tsw_vault_batch *b, const struct tsw_vault_row *r
 static int write_deferred(struct tsw_vault_batch *b)
 {
 	struct tsw_vault *v = b->v;
-	struct run *run = &b->runs[0];
+	struct run *run = &b->run;
 	size_t i = 0;
 	int r = 0;
 
@@ -593,11 +439,10 @@ static int write_deferred(struct tsw_vault_batch *b)
 		for (; i < end && r == 0; i++) {
 			struct deferred *d = &b->deferred[i];
 			struct slot *p = &run->slots[0];
-			struct tsw_token t = d->row.token;
 			const char *reason = NULL;
 			char dev[TSW_DEVICE_REF_MAX + 1];
 
-			r = link_original(v, txn, &t, &reason);
+			r = link_original(v, txn, &d->row.token, &reason);
 			if (r == -TSW_E_NOT_FOUND) {
 				reject(b, d->line, r, reason);
 				r = 0;
@@ -605,19 +450,22 @@ static int write_deferred(struct tsw_vault_batch *b)
 			}
 			if (r < 0)
 				break;
-			d->row.token = t;
-			p->off = 0;
-			r = prepare(b, &d->row, d->line, p, run->arena, &t);
-			if (r > 0) {
+			r = row_check(v, &d->row, &reason);
+			if (r < 0) {
+				reject(b, d->line, r, reason);
 				r = 0;
 				continue;
 			}
+			p->off = 0;
+			r = seal_row(&b->own, &d->row, NULL, d->line, p, run->arena);
+			OPENSSL_cleanse(d->row.pan, sizeof(d->row.pan));
 			if (r < 0)
 				break;
 			memcpy(dev, run->arena + p->rec_len, p->dev_len);
 			dev[p->dev_len] = '\0';
 			r = put_rec(v, txn, p->key, run->arena, p->rec_len, p->card_key, dev, 0,
 				    &reason);
+			OPENSSL_cleanse(run->arena, p->rec_len);
 			if (r == -TSW_E_EXISTS) {
 				reject(b, d->line, r, reason);
 				r = 0;
@@ -643,18 +491,17 @@ int tsw_vault_batch_finish(struct tsw_vault_batch *b, struct tsw_vault_import_st
 {
 	int r = 0;
 
-	if (b->runs[b->filling].n)
+	if (b->blocks[b->filling].n)
 		r = hand_off(b);
-	if (b->writer_started) {
-		int w = writer_wait(b, &b->runs[b->filling ^ 1]);
-
-		if (r == 0)
-			r = w;
+	if (b->worker_started) {
 		pthread_mutex_lock(&b->lock);
 		b->stop = true;
 		pthread_cond_broadcast(&b->cond);
 		pthread_mutex_unlock(&b->lock);
-		pthread_join(b->writer, NULL);
+		pthread_join(b->worker, NULL);
+		drain(b);
+		if (r == 0)
+			r = b->err;
 	}
 	if (r == 0)
 		r = write_deferred(b);

@@ -55,6 +55,7 @@ struct tsw_vault {
 	struct bin_set *bins; /* atomic pointer */
 	uint64_t meta_gen;    /* atomic: generation the cached metadata reflects */
 	pthread_mutex_t refresh_lock;
+	size_t sort_mem; /* bytes a bulk write may sort in memory */
 };
 
 /* ---- LMDB errors ---- */

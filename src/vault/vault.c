@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "internal.h"
 #include "tsw/error.h"
@@ -20,6 +21,7 @@
 #define META_NAME_MAX 32
 #define VAULT_DIR_MODE 0700
 #define VAULT_FILE_MODE 0600
+#define SORT_MEM_RAM_DIVISOR 4 /* default sort memory: at most RAM / this */
 
 struct tsw_vault_reader {
 	struct tsw_vault *v;
@@ -360,6 +362,23 @@ out_abort:
 	return r;
 }
 
+/* TSW_VAULT_SORT_MEM_DEFAULT_BYTES, or a quarter of the machine's memory
+ * when that is less: a big import on a small host sorts in passes
+ * instead of running out of memory. */
+static size_t default_sort_mem(void)
+{
+	long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+	size_t quarter;
+
+	if (pages <= 0 || page <= 0)
+		return TSW_VAULT_SORT_MEM_DEFAULT_BYTES;
+	quarter = (size_t)pages / SORT_MEM_RAM_DIVISOR * (size_t)page;
+	if (quarter < TSW_VAULT_SORT_MEM_MIN_BYTES)
+		return TSW_VAULT_SORT_MEM_MIN_BYTES;
+	return quarter < TSW_VAULT_SORT_MEM_DEFAULT_BYTES ? quarter
+							  : TSW_VAULT_SORT_MEM_DEFAULT_BYTES;
+}
+
 int tsw_vault_open(const char *dir, const char *key_file, unsigned flags,
 		   struct tsw_vault **ret_vault)
 {
@@ -390,6 +409,7 @@ int tsw_vault_open(const char *dir, const char *key_file, unsigned flags,
 	if (!v)
 		return -ENOMEM;
 	v->flags = flags;
+	v->sort_mem = default_sort_mem();
 	pthread_mutex_init(&v->refresh_lock, NULL);
 	v->key_file = strdup(key_file);
 	if (!v->key_file) {
@@ -429,6 +449,14 @@ void tsw_vault_close(struct tsw_vault *v)
 	free(v->key_file);
 	pthread_mutex_destroy(&v->refresh_lock);
 	free(v);
+}
+
+int tsw_vault_set_sort_mem(struct tsw_vault *v, size_t bytes)
+{
+	if (bytes < TSW_VAULT_SORT_MEM_MIN_BYTES || bytes > TSW_VAULT_SORT_MEM_MAX_BYTES)
+		return -EINVAL;
+	v->sort_mem = bytes;
+	return 0;
 }
 
 bool tsw_vault_in_token_range(const struct tsw_vault *v, const char *token, size_t len)

@@ -20,6 +20,7 @@
 #define TOKEN_LEN_DEFAULT 16
 #define MASK_MAX 32
 #define IMPORT_BUF_BYTES (1u << 16)
+#define MIB (1024ull * 1024ull)
 
 struct verb {
 	const char *name;
@@ -111,14 +112,35 @@ static int run_import(struct tsw_vault *v, int argc, char **argv)
 	struct tsw_vault_import_stats st = {0};
 	struct timespec t0, t1;
 	FILE *in;
+	const char *file = NULL;
 	double s;
 	int r;
 
-	if (argc != 1)
+	for (int i = 0; i < argc; i++) {
+		if (strcmp(argv[i], "--sort-mem-mb") == 0) {
+			char *end = NULL;
+			unsigned long long mb;
+
+			if (++i >= argc)
+				return usage_error("--sort-mem-mb needs a number");
+			errno = 0;
+			mb = strtoull(argv[i], &end, 10);
+			if (errno || !*argv[i] || *end || mb > SIZE_MAX / MIB ||
+			    tsw_vault_set_sort_mem(v, (size_t)mb * MIB) < 0)
+				return usage_error("--sort-mem-mb: not a size in range");
+		} else if (argv[i][0] == '-' && argv[i][1] != '\0') {
+			return usage_error("unknown argument");
+		} else if (file) {
+			return usage_error("import needs one FILE.csv");
+		} else {
+			file = argv[i];
+		}
+	}
+	if (!file)
 		return usage_error("import needs one FILE.csv");
-	in = strcmp(argv[0], "-") == 0 ? stdin : fopen(argv[0], "r");
+	in = strcmp(file, "-") == 0 ? stdin : fopen(file, "r");
 	if (!in)
-		return fail(-errno, argv[0]);
+		return fail(-errno, file);
 	/* our own stdio buffer, so the PANs that pass through it are wiped */
 	setvbuf(in, iobuf, _IOFBF, sizeof(iobuf));
 	clock_gettime(CLOCK_MONOTONIC, &t0);
@@ -469,7 +491,10 @@ static const struct verb verbs[] = {
     {"init", "[--token-bin PREFIX]...",
      "creates the vault (and the key file, mode 0600, when absent); adds token BIN ranges",
      run_init, TSW_VAULT_CREATE},
-    {"import", "FILE.csv", "imports tokens; bad rows reported as 'line N: reason', good rows land",
+    {"import", "[--sort-mem-mb N] FILE.csv",
+     "imports tokens; bad rows reported as 'line N: reason', good rows land; sorts up to N MiB "
+     "in memory (default 4096, at most a quarter of RAM) so a random-order file is written in one "
+     "pass",
      run_import, 0},
     {"provision",
      "--pan PAN --pan-expiry YYMM | --from-token TOKEN  [--token-expiry YYMM] [--bin PREFIX]\n"

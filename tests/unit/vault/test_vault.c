@@ -1375,3 +1375,115 @@ Test(vault, reimport_rejects_every_row_and_changes_nothing)
 	cr_assert_eq(after.device_bindings, before.device_bindings);
 	tsw_vault_close(v);
 }
+
+Test(vault, sort_memory_outside_its_bounds_is_refused)
+{
+	struct tsw_vault *v = open_new();
+
+	cr_assert_eq(tsw_vault_set_sort_mem(v, TSW_VAULT_SORT_MEM_MIN_BYTES - 1), -EINVAL);
+	cr_assert_eq(tsw_vault_set_sort_mem(v, TSW_VAULT_SORT_MEM_MAX_BYTES + 1), -EINVAL);
+	cr_assert_eq(tsw_vault_set_sort_mem(v, TSW_VAULT_SORT_MEM_MIN_BYTES), 0);
+	cr_assert_eq(tsw_vault_set_sort_mem(v, TSW_VAULT_SORT_MEM_MAX_BYTES), 0);
+	tsw_vault_close(v);
+}
+
+/* An import bigger than the sort memory is written in several sorted
+ * runs: every row lands once, duplicates across runs and inside one are
+ * rejected by line, and every token reaches the PAN index (the cards'
+ * two tokens often fall in different runs). */
+Test(vault, import_bigger_than_sort_memory_runs_in_passes_and_loses_nothing)
+{
+	enum { N = 8000, STEP = 7919, DUP_EVERY = 1000, CARDS = N / 2 };
+	struct tsw_vault *v = open_new();
+	struct tsw_vault_batch *b = NULL;
+	struct tsw_vault_import_stats st;
+	struct tsw_vault_stats s;
+	struct rejects rj = {0};
+	unsigned long n_dups = 0;
+
+	cr_assert_eq(tsw_vault_set_sort_mem(v, TSW_VAULT_SORT_MEM_MIN_BYTES), 0);
+	cr_assert_eq(tsw_vault_batch_begin(v, 0, on_reject_count, &rj, &b), 0);
+	for (unsigned long i = 0; i < N; i++) {
+		struct tsw_vault_row row;
+		unsigned long k = i * STEP % N; /* a permutation: random token order */
+
+		memset(&row, 0, sizeof(row));
+		if (i % DUP_EVERY == DUP_EVERY - 1) {
+			/* repeats a token of an earlier run, or of the row before */
+			k = (i >= DUP_EVERY ? i - DUP_EVERY + 1 : i - 1) * STEP % N;
+			n_dups++;
+		}
+		luhn_number(row.token.token, BIN, 16, k);
+		luhn_number(row.pan, "411111", 16, k / 2);
+		row.pan_len = 16;
+		memcpy(row.token.pan_expiry, "2912", 5);
+		memcpy(row.token.token_expiry, "2811", 5);
+		cr_assert_eq(tsw_vault_batch_add(b, &row, i + 1), 0);
+	}
+	cr_assert_eq(tsw_vault_batch_finish(b, &st), 0);
+	cr_assert_eq(st.rows, N);
+	cr_assert_eq(st.imported, N - n_dups);
+	cr_assert_eq(rj.n, n_dups);
+	for (unsigned i = 0; i < rj.n; i++) {
+		cr_assert_eq(rj.lines[i] % DUP_EVERY, 0, "line %lu", rj.lines[i]);
+		cr_assert_str_eq(rj.reasons[i], "token already in the vault");
+	}
+	/* one token and one index transaction per run: more than one run */
+	cr_assert_geq(st.chunks, 6, "chunks=%lu", st.chunks);
+	cr_assert_eq(tsw_vault_stats(v, &s), 0);
+	cr_assert_eq(s.tokens, N - n_dups);
+	for (unsigned long card = 0; card < CARDS; card += CARDS / 16) {
+		char pan[20], tok[20];
+		size_t n = 0;
+
+		luhn_number(pan, "411111", 16, card);
+		luhn_number(tok, BIN, 16, 2 * card + 1);
+		expect_pan(v, tok, pan);
+		cr_assert_eq(tsw_vault_set_card_suspended(v, pan, 16, true, &n), 0);
+		cr_assert_eq(n, 2, "card %lu has %zu tokens in the index", card, n);
+	}
+	cr_assert_eq(tsw_vault_stats(v, &s), 0);
+	cr_assert_eq(s.cards, CARDS);
+	tsw_vault_close(v);
+}
+
+Test(vault, tokvault_import_sort_mem_flag)
+{
+	char out[OUT_CAP], text[1024], tok[20], pan[20];
+
+	{
+		const char *args[] = {"init", "--token-bin", BIN, NULL};
+		cr_assert_eq(tokvault(out, sizeof(out), args), 0, "%s", out);
+	}
+	luhn_number(tok, BIN, 16, 1);
+	luhn_number(pan, "411111", 16, 1);
+	snprintf(text, sizeof(text), "token,pan,pan_expiry,token_expiry\n%s,%s,2912,2811\n", tok,
+		 pan);
+	write_file(fx.csv, text);
+	{
+		static const char *const bad[] = {"0", "abc", "", "12x", "99999999999999999999"};
+
+		for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+			const char *args[] = {"import", "--sort-mem-mb", bad[i], fx.csv, NULL};
+
+			cr_assert_eq(tokvault(out, sizeof(out), args), 2, "'%s': %s", bad[i], out);
+			cr_assert_not_null(strstr(out, "--sort-mem-mb"), "%s", out);
+		}
+	}
+	{
+		const char *args[] = {"import", fx.csv, "--sort-mem-mb", NULL};
+
+		cr_assert_eq(tokvault(out, sizeof(out), args), 2, "%s", out);
+	}
+	{
+		const char *args[] = {"import", "--sort-mem", "8", fx.csv, NULL};
+
+		cr_assert_eq(tokvault(out, sizeof(out), args), 2, "%s", out);
+	}
+	{
+		const char *args[] = {"import", "--sort-mem-mb", "8", fx.csv, NULL};
+
+		cr_assert_eq(tokvault(out, sizeof(out), args), 0, "%s", out);
+		cr_assert_not_null(strstr(out, "imported=1 rejected=0"), "%s", out);
+	}
+}

@@ -18,6 +18,7 @@
 #include <lmdb.h>
 
 #include "tsw/error.h"
+#include "tsw/luhn.h"
 #include "tsw/vault.h"
 
 #define OPS_DEFAULT 2000000u
@@ -249,23 +250,6 @@ static int bench_lookup(int argc, char **argv)
 	return 0;
 }
 
-static void luhn_complete(char *d, unsigned len)
-{
-	unsigned sum = 0;
-
-	for (unsigned i = 0; i + 1 < len; i++) {
-		unsigned x = (unsigned)(d[len - 2 - i] - '0');
-
-		if (!(i & 1)) {
-			x *= 2;
-			if (x > 9)
-				x -= 9;
-		}
-		sum += x;
-	}
-	d[len - 1] = (char)('0' + (10 - sum % 10) % 10);
-}
-
 static int make_csv(int argc, char **argv)
 {
 	const char *count_s = opt(argc, argv, "--count"), *out = opt(argc, argv, "--out");
@@ -295,10 +279,10 @@ static int make_csv(int argc, char **argv)
 		uint64_t card = i * 2 / 3;
 
 		snprintf(tok, sizeof(tok), "%s%09llu0", bin, (unsigned long long)(body % space));
-		luhn_complete(tok, 16);
+		tok[15] = tsw_luhn_check_digit(tok, 15);
 		snprintf(pan, sizeof(pan), "41111%010llu0",
 			 (unsigned long long)(card % 10000000000ull));
-		luhn_complete(pan, 16);
+		pan[15] = tsw_luhn_check_digit(pan, 15);
 		fprintf(f, "%s,%s,2912,2811,active,40010030273,%s,%s,%s,840\n", tok, pan,
 			i % 10 ? "" : "contactless|chip", i % 10 ? "" : "MERCH0000001",
 			i % 20 ? "" : "5000");

@@ -259,7 +259,4 @@ int tsw_vault_stats(struct tsw_vault *v, struct tsw_vault_stats *ret_stats);
  * many keys), -EROFS, -errno. */
 int tsw_vault_rekey(struct tsw_vault *v, uint32_t *ret_key_id, uint64_t *ret_records);
 
-/* Luhn check over digits (len >= 2). */
-bool tsw_vault_luhn_valid(const char *digits, size_t len);
-
 #endif

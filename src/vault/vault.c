@@ -63,27 +63,6 @@ int mdb_to_errno(int rc)
 	}
 }
 
-bool tsw_vault_luhn_valid(const char *digits, size_t len)
-{
-	unsigned sum = 0;
-
-	if (len < 2)
-		return false;
-	for (size_t i = 0; i < len; i++) {
-		unsigned d = (unsigned)(digits[len - 1 - i] - '0');
-
-		if (d > 9)
-			return false;
-		if (i & 1) {
-			d *= 2;
-			if (d > 9)
-				d -= 9;
-		}
-		sum += d;
-	}
-	return sum % 10 == 0;
-}
-
 /* ---- metadata ---- */
 
 static int meta_get(struct tsw_vault *v, MDB_txn *txn, const char *name, MDB_val *ret)

@@ -10,6 +10,7 @@
 
 #include "internal.h"
 #include "tsw/error.h"
+#include "tsw/luhn.h"
 
 static bool all_digits(const char *s, size_t len)
 {
@@ -51,14 +52,14 @@ int row_check(const struct tsw_vault *v, const struct tsw_vault_row *row, const 
 
 	if (tl < TSW_TOKEN_MIN_DIGITS || tl > TSW_TOKEN_MAX_DIGITS || !all_digits(t->token, tl))
 		why = "token: not 13-19 digits";
-	else if (!tsw_vault_luhn_valid(t->token, tl))
+	else if (!tsw_luhn_valid(t->token, tl))
 		why = "token: Luhn check fails";
 	else if (!tsw_vault_in_token_range(v, t->token, tl))
 		why = "token: outside every token BIN range", r = -TSW_E_OUT_OF_RANGE;
 	else if (row->pan_len < TSW_PAN_MIN_DIGITS || row->pan_len > TSW_PAN_MAX_DIGITS ||
 		 !all_digits(row->pan, row->pan_len))
 		why = "pan: not 12-19 digits";
-	else if (!tsw_vault_luhn_valid(row->pan, row->pan_len))
+	else if (!tsw_luhn_valid(row->pan, row->pan_len))
 		why = "pan: Luhn check fails";
 	else if (!yymm_valid(t->token_expiry))
 		why = "token_expiry: not YYMM";
@@ -488,7 +489,7 @@ int tsw_vault_update_pan(struct tsw_vault *v, const char *old_pan, size_t old_le
 	int r;
 
 	if (pan_ok(old_pan, old_len) < 0 || pan_ok(new_pan, new_len) < 0 ||
-	    !tsw_vault_luhn_valid(new_pan, new_len) || !new_expiry || !yymm_valid(new_expiry))
+	    !tsw_luhn_valid(new_pan, new_len) || !new_expiry || !yymm_valid(new_expiry))
 		return -TSW_E_BAD_INPUT;
 	crypto_init(&c, v->keys);
 	memset(&row, 0, sizeof(row));
@@ -553,11 +554,7 @@ static int draw_token(const char *prefix, size_t plen, unsigned len, char *out)
 	memcpy(out, prefix, plen);
 	for (size_t i = plen; i + 1 < len; i++)
 		out[i] = (char)('0' + rnd[i] % 10);
-	for (char d = '0'; d <= '9'; d++) {
-		out[len - 1] = d;
-		if (tsw_vault_luhn_valid(out, len))
-			break;
-	}
+	out[len - 1] = tsw_luhn_check_digit(out, len - 1);
 	out[len] = '\0';
 	return 0;
 }

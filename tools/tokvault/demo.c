@@ -13,6 +13,7 @@
 
 #include "tokvault.h"
 #include "tsw/error.h"
+#include "tsw/luhn.h"
 
 #define DEMO_BIN_DEFAULT "489537"
 #define DEMO_TOKEN_LEN 16
@@ -44,24 +45,6 @@ static uint64_t next(struct rng *g)
 	g->s ^= g->s << 25;
 	g->s ^= g->s >> 27;
 	return g->s * 0x2545F4914F6CDD1Dull;
-}
-
-/* Sets the last digit so digits[0..len) passes the Luhn check. */
-static void luhn_complete(char *digits, unsigned len)
-{
-	unsigned sum = 0;
-
-	for (unsigned i = 0; i + 1 < len; i++) {
-		unsigned d = (unsigned)(digits[len - 2 - i] - '0');
-
-		if (!(i & 1)) {
-			d *= 2;
-			if (d > 9)
-				d -= 9;
-		}
-		sum += d;
-	}
-	digits[len - 1] = (char)('0' + (10 - sum % 10) % 10);
 }
 
 static void put_number(char *out, uint64_t v, unsigned width)
@@ -172,11 +155,11 @@ int demo_run(struct tsw_vault *v, unsigned long count, const char *out_path, con
 		memset(&row, 0, sizeof(row));
 		memcpy(t->token, bin, blen);
 		put_number(t->token + blen, i * stride + next(&g) % stride, body);
-		luhn_complete(t->token, DEMO_TOKEN_LEN);
+		t->token[DEMO_TOKEN_LEN - 1] = tsw_luhn_check_digit(t->token, DEMO_TOKEN_LEN - 1);
 		memcpy(row.pan, DEMO_PAN_PREFIX, strlen(DEMO_PAN_PREFIX));
 		put_number(row.pan + strlen(DEMO_PAN_PREFIX), card,
 			   DEMO_PAN_LEN - (unsigned)strlen(DEMO_PAN_PREFIX) - 1);
-		luhn_complete(row.pan, DEMO_PAN_LEN);
+		row.pan[DEMO_PAN_LEN - 1] = tsw_luhn_check_digit(row.pan, DEMO_PAN_LEN - 1);
 		row.pan_len = DEMO_PAN_LEN;
 		memcpy(t->pan_expiry, "29", 2);
 		put_number(t->pan_expiry + 2, card % 12 + 1, 2);

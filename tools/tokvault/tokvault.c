@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "tokvault.h"
 #include "tsw/error.h"
@@ -21,6 +22,9 @@
 #define MASK_MAX 32
 #define IMPORT_BUF_BYTES (1u << 16)
 #define MIB (1024ull * 1024ull)
+/* a PAN line read from standard input: digits, newline, slack for a CR */
+#define PAN_LINE_MAX (TSW_PAN_MAX_DIGITS + 8)
+#define PAN_ARGS_MAX 2
 
 struct verb {
 	const char *name;
@@ -28,6 +32,7 @@ struct verb {
 	const char *help;
 	int (*run)(struct tsw_vault *v, int argc, char **argv);
 	unsigned open_flags;
+	const char *note; /* more text for VERB --help (NULL: none) */
 };
 
 static const char *g_verb;
@@ -73,6 +78,100 @@ static bool flag(int argc, char **argv, const char *name)
 		if (strcmp(argv[i], name) == 0)
 			return true;
 	return false;
+}
+
+/* A card-number option: "--pan PAN", or "--pan -" to read it from
+ * standard input so it stays out of /proc/PID/cmdline and shell history. */
+struct pan_arg {
+	const char *flag;
+	const char *value; /* argv, or line; NULL when the option is absent */
+	int pos;	   /* index of the option in argv */
+	char line[PAN_LINE_MAX];
+};
+
+/* Reads one line from fd 0 into line (newline and a CR before it
+ * stripped), byte by byte so no stdio buffer keeps a copy. Returns 0,
+ * -ENODATA (end of input before any byte), -E2BIG (longer than the buffer),
+ * -errno. */
+static int read_line(char *line, size_t cap)
+{
+	size_t n = 0;
+	char c = 0;
+
+	for (;;) {
+		ssize_t r = read(STDIN_FILENO, &c, 1);
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0)
+			return -errno;
+		if (r == 0) {
+			if (n == 0)
+				return -ENODATA;
+			break;
+		}
+		if (c == '\n')
+			break;
+		if (n + 1 >= cap)
+			return -E2BIG;
+		line[n++] = c;
+	}
+	if (n && line[n - 1] == '\r')
+		n--;
+	line[n] = '\0';
+	c = 0;
+	return 0;
+}
+
+/* Fills a[0..n).value from argv; each one given as "-" is read from
+ * standard input, one line each, in the order the options appear. Returns 0
+ * or an exit status (the message names the option, never the line). The
+ * caller wipes a with OPENSSL_cleanse whatever this returns. */
+static int pan_args(int argc, char **argv, struct pan_arg *a, size_t n)
+{
+	struct pan_arg *order[PAN_ARGS_MAX];
+	size_t k = 0;
+
+	for (size_t j = 0; j < n; j++) {
+		a[j].value = NULL;
+		for (int i = 0; i + 1 < argc && !a[j].value; i++)
+			if (strcmp(argv[i], a[j].flag) == 0) {
+				a[j].value = argv[i + 1];
+				a[j].pos = i;
+			}
+		if (a[j].value && strcmp(a[j].value, "-") == 0 && k < PAN_ARGS_MAX)
+			order[k++] = &a[j];
+	}
+	/* at most two: put them in argv order */
+	if (k == 2 && order[0]->pos > order[1]->pos) {
+		struct pan_arg *t = order[0];
+
+		order[0] = order[1];
+		order[1] = t;
+	}
+	for (size_t j = 0; j < k; j++) {
+		int r = read_line(order[j]->line, sizeof(order[j]->line));
+
+		if (r == -ENODATA) {
+			fprintf(stderr, "tokvault: %s: %s -: no line for it on standard input\n",
+				g_verb, order[j]->flag);
+			return EXIT_FAILURE;
+		}
+		if (r == -E2BIG) {
+			fprintf(stderr, "tokvault: %s: %s -: line on standard input too long\n",
+				g_verb, order[j]->flag);
+			return EXIT_FAILURE;
+		}
+		if (r < 0)
+			return fail(r, "standard input");
+		if (!order[j]->line[0]) {
+			fprintf(stderr, "tokvault: %s: %s -: empty line on standard input\n",
+				g_verb, order[j]->flag);
+			return EXIT_FAILURE;
+		}
+		order[j]->value = order[j]->line;
+	}
+	return 0;
 }
 
 /* ---- verbs ---- */
@@ -346,37 +445,56 @@ static int run_delete(struct tsw_vault *v, int argc, char **argv)
 
 static int run_update_pan(struct tsw_vault *v, int argc, char **argv)
 {
-	const char *old = opt(argc, argv, "--pan"), *nw = opt(argc, argv, "--new-pan");
+	struct pan_arg a[PAN_ARGS_MAX] = {{.flag = "--pan"}, {.flag = "--new-pan"}};
 	const char *exp = opt(argc, argv, "--new-expiry");
 	char m1[MASK_MAX], m2[MASK_MAX];
 	size_t n = 0;
 	int r;
 
-	if (!old || !nw || !exp)
-		return usage_error("needs --pan OLD --new-pan NEW --new-expiry YYMM");
-	r = tsw_vault_update_pan(v, old, strlen(old), nw, strlen(nw), exp, &n);
-	if (r < 0)
-		return fail(r, "card");
-	printf("card %s -> %s expiry %s: %zu tokens relinked\n", mask(old, m1), mask(nw, m2), exp,
-	       n);
-	return 0;
+	r = pan_args(argc, argv, a, PAN_ARGS_MAX);
+	if (r != 0)
+		goto out;
+	if (!a[0].value || !a[1].value || !exp) {
+		r = usage_error("needs --pan OLD|- --new-pan NEW|- --new-expiry YYMM");
+		goto out;
+	}
+	r = tsw_vault_update_pan(v, a[0].value, strlen(a[0].value), a[1].value, strlen(a[1].value),
+				 exp, &n);
+	if (r < 0) {
+		r = fail(r, "card");
+		goto out;
+	}
+	printf("card %s -> %s expiry %s: %zu tokens relinked\n", mask(a[0].value, m1),
+	       mask(a[1].value, m2), exp, n);
+out:
+	OPENSSL_cleanse(a, sizeof(a));
+	return r;
 }
 
 static int card_state(struct tsw_vault *v, int argc, char **argv, bool suspend)
 {
-	const char *pan = opt(argc, argv, "--pan");
+	struct pan_arg a = {.flag = "--pan"};
 	char m[MASK_MAX];
 	size_t n = 0;
 	int r;
 
-	if (!pan)
-		return usage_error("needs --pan PAN");
-	r = tsw_vault_set_card_suspended(v, pan, strlen(pan), suspend, &n);
-	if (r < 0)
-		return fail(r, "card");
-	printf("card %s %s: %zu tokens follow\n", mask(pan, m), suspend ? "suspended" : "resumed",
-	       n);
-	return 0;
+	r = pan_args(argc, argv, &a, 1);
+	if (r != 0)
+		goto out;
+	if (!a.value) {
+		r = usage_error("needs --pan PAN|-");
+		goto out;
+	}
+	r = tsw_vault_set_card_suspended(v, a.value, strlen(a.value), suspend, &n);
+	if (r < 0) {
+		r = fail(r, "card");
+		goto out;
+	}
+	printf("card %s %s: %zu tokens follow\n", mask(a.value, m),
+	       suspend ? "suspended" : "resumed", n);
+out:
+	OPENSSL_cleanse(&a, sizeof(a));
+	return r;
 }
 
 static int run_suspend_card(struct tsw_vault *v, int argc, char **argv)
@@ -487,38 +605,46 @@ static int run_demo(struct tsw_vault *v, int argc, char **argv)
 	return demo_run(v, n, out, opt(argc, argv, "--token-bin"));
 }
 
+#define PAN_STDIN_NOTE                                                                             \
+	"'-' reads the card number from standard input instead, one per line, in the order the\n"  \
+	"  options appear: use it in production (a PAN given as an argument is visible to every\n" \
+	"  local user in ps / /proc/PID/cmdline and lands in shell history)"
+
 static const struct verb verbs[] = {
     {"init", "[--token-bin PREFIX]...",
      "creates the vault (and the key file, mode 0600, when absent); adds token BIN ranges",
-     run_init, TSW_VAULT_CREATE},
+     run_init, TSW_VAULT_CREATE, NULL},
     {"import", "[--sort-mem-mb N] FILE.csv",
      "imports tokens; bad rows reported as 'line N: reason', good rows land; sorts up to N MiB "
      "in memory (default 4096, at most a quarter of RAM) so a random-order file is written in one "
      "pass",
-     run_import, 0},
+     run_import, 0, NULL},
     {"provision",
      "--pan PAN --pan-expiry YYMM | --from-token TOKEN  [--token-expiry YYMM] [--bin PREFIX]\n"
      "            [--length N] [--trid T] [--assurance N] [--pos-modes a|b] [--merchant-id M]\n"
      "            [--max-uses N] [--amount-limit N] [--currency C] [--device-required]\n"
      "            [--device REF] [--par P] [--token-ref R]",
-     "draws a random unused Luhn-valid token from a range, prints it", run_provision, 0},
-    {"show", "TOKEN", "prints the token record (PAN masked)", run_show, TSW_VAULT_RDONLY},
-    {"suspend", "TOKEN", "suspends the token", run_suspend, 0},
-    {"resume", "TOKEN", "makes the token active again", run_resume, 0},
-    {"delete", "TOKEN", "deletes the token (kept as a tombstone: declined with 14)", run_delete, 0},
-    {"update-pan", "--pan OLD --new-pan NEW --new-expiry YYMM",
-     "relinks every token of a reissued card", run_update_pan, 0},
-    {"suspend-card", "--pan PAN", "suspends every token of the card", run_suspend_card, 0},
-    {"resume-card", "--pan PAN", "lifts a card suspension", run_resume_card, 0},
-    {"bind-device", "TOKEN REF", "binds a device to the token", run_bind, 0},
-    {"unbind-device", "TOKEN REF", "unbinds a device", run_unbind, 0},
+     "draws a random unused Luhn-valid token from a range, prints it", run_provision, 0, NULL},
+    {"show", "TOKEN", "prints the token record (PAN masked)", run_show, TSW_VAULT_RDONLY, NULL},
+    {"suspend", "TOKEN", "suspends the token", run_suspend, 0, NULL},
+    {"resume", "TOKEN", "makes the token active again", run_resume, 0, NULL},
+    {"delete", "TOKEN", "deletes the token (kept as a tombstone: declined with 14)", run_delete, 0,
+     NULL},
+    {"update-pan", "--pan OLD|- --new-pan NEW|- --new-expiry YYMM",
+     "relinks every token of a reissued card", run_update_pan, 0, PAN_STDIN_NOTE},
+    {"suspend-card", "--pan PAN|-", "suspends every token of the card", run_suspend_card, 0,
+     PAN_STDIN_NOTE},
+    {"resume-card", "--pan PAN|-", "lifts a card suspension", run_resume_card, 0, PAN_STDIN_NOTE},
+    {"bind-device", "TOKEN REF", "binds a device to the token", run_bind, 0, NULL},
+    {"unbind-device", "TOKEN REF", "unbinds a device", run_unbind, 0, NULL},
     {"repersonalize", "TOKEN", "resets the token's ATC to 0 (bumps its atc_epoch)",
-     run_repersonalize, 0},
-    {"stats", "", "counts tokens, cards, bindings, keys and ranges", run_stats, TSW_VAULT_RDONLY},
+     run_repersonalize, 0, NULL},
+    {"stats", "", "counts tokens, cards, bindings, keys and ranges", run_stats, TSW_VAULT_RDONLY,
+     NULL},
     {"rekey", "", "adds a PAN key to the key file and re-encrypts every record under it", run_rekey,
-     0},
+     0, NULL},
     {"demo", "--count N --out TOKENS.csv [--token-bin PREFIX]",
-     "creates a synthetic vault and the token list for tokbench", run_demo, TSW_VAULT_CREATE},
+     "creates a synthetic vault and the token list for tokbench", run_demo, TSW_VAULT_CREATE, NULL},
 };
 
 #define N_VERBS (sizeof(verbs) / sizeof(verbs[0]))
@@ -528,7 +654,9 @@ static void usage(FILE *f)
 	fprintf(f, "usage: tokvault --vault DIR --key-file FILE VERB [ARGS]\n\nverbs:\n");
 	for (size_t i = 0; i < N_VERBS; i++)
 		fprintf(f, "  %-14s %s\n", verbs[i].name, verbs[i].help);
-	fprintf(f, "\ntokvault VERB --help shows a verb's arguments\n");
+	fprintf(f, "\ntokvault VERB --help shows a verb's arguments\n"
+		   "card numbers: give '--pan -' / '--new-pan -' and the PANs on standard input\n"
+		   "(recommended: arguments show in ps and shell history)\n");
 }
 
 int main(int argc, char **argv)
@@ -575,6 +703,8 @@ int main(int argc, char **argv)
 	if (help) {
 		printf("usage: tokvault --vault DIR --key-file FILE %s %s\n  %s\n", verb->name,
 		       verb->args, verb->help);
+		if (verb->note)
+			printf("  %s\n", verb->note);
 		return 0;
 	}
 	if (!vault_dir || !key_file)

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "tsw/error.h"
+#include "tsw/luhn.h"
 #include "tsw/vault.h"
 
 #define BIN "489537"
@@ -63,12 +64,8 @@ static void luhn_number(char *out, const char *prefix, unsigned len, unsigned lo
 		out[i - 1] = (char)('0' + n % 10);
 		n /= 10;
 	}
+	out[len - 1] = tsw_luhn_check_digit(out, len - 1);
 	out[len] = '\0';
-	for (char d = '0'; d <= '9'; d++) {
-		out[len - 1] = d;
-		if (tsw_vault_luhn_valid(out, len))
-			return;
-	}
 }
 
 static struct tsw_vault *open_new(void)
@@ -149,11 +146,12 @@ static void expect_pan(struct tsw_vault *v, const char *token, const char *pan)
 	tsw_vault_reader_close(rd);
 }
 
-/* Runs tokvault with args; stdout+stderr into out. Returns the exit code. */
-static int tokvault(char *out, size_t cap, const char *const *args)
+/* Runs tokvault with args, standard input from the text in_text (NULL:
+ * inherited); stdout+stderr into out. Returns the exit code. */
+static int tokvault_in(char *out, size_t cap, const char *const *args, const char *in_text)
 {
 	const char *root = getenv("TSW_BUILD_ROOT");
-	char exe[PATH_CAP], outpath[PATH_CAP];
+	char exe[PATH_CAP], outpath[PATH_CAP], inpath[PATH_CAP];
 	const char *argv[32] = {"tokvault", "--vault", fx.vault, "--key-file", fx.key};
 	posix_spawn_file_actions_t fa;
 	int n = 5, status = 0;
@@ -168,6 +166,14 @@ static int tokvault(char *out, size_t cap, const char *const *args)
 		argv[n++] = args[i];
 	argv[n] = NULL;
 	posix_spawn_file_actions_init(&fa);
+	if (in_text) {
+		snprintf(inpath, sizeof(inpath), "%s/in.txt", fx.dir);
+		f = fopen(inpath, "w");
+		cr_assert_not_null(f);
+		cr_assert_eq(fwrite(in_text, 1, strlen(in_text), f), strlen(in_text));
+		cr_assert_eq(fclose(f), 0);
+		posix_spawn_file_actions_addopen(&fa, 0, inpath, O_RDONLY, 0);
+	}
 	posix_spawn_file_actions_addopen(&fa, 1, outpath, O_WRONLY | O_CREAT | O_TRUNC, 0600);
 	posix_spawn_file_actions_adddup2(&fa, 1, 2);
 	cr_assert_eq(posix_spawn(&pid, exe, &fa, NULL, (char *const *)argv, environ), 0);
@@ -180,6 +186,11 @@ static int tokvault(char *out, size_t cap, const char *const *args)
 	fclose(f);
 	cr_assert(WIFEXITED(status));
 	return WEXITSTATUS(status);
+}
+
+static int tokvault(char *out, size_t cap, const char *const *args)
+{
+	return tokvault_in(out, cap, args, NULL);
 }
 
 /* ---- open, keys, bad directories ---- */
@@ -805,7 +816,7 @@ Test(vault, provision_draws_unused_luhn_valid_tokens_in_range)
 
 		cr_assert_eq(tsw_vault_provision(v, &row, bin, strlen(bin), len, &seen[i]), 0);
 		cr_assert_eq(seen[i].token_len, len);
-		cr_assert(tsw_vault_luhn_valid(seen[i].token, len));
+		cr_assert(tsw_luhn_valid(seen[i].token, len));
 		cr_assert(strncmp(seen[i].token, bin, strlen(bin)) == 0);
 		for (int j = 0; j < i; j++)
 			cr_assert_str_neq(seen[i].token, seen[j].token);
@@ -1105,6 +1116,82 @@ Test(vault, tokvault_verbs_print_changes_and_fail_on_unknown_token)
 	}
 }
 
+/* "--pan -" / "--new-pan -": the PANs come from standard input, one line
+ * each in the order of the options, and never appear in the output. */
+Test(vault, tokvault_pan_from_stdin_relinks_and_suspends_card)
+{
+	char out[OUT_CAP], toks[2][20], pan[20], nw[20], in[64], in_crlf[64], in_rev[64];
+	struct tsw_vault *v;
+
+	{
+		const char *args[] = {"init", "--token-bin", BIN, NULL};
+		cr_assert_eq(tokvault(out, sizeof(out), args), 0, "%s", out);
+	}
+	cr_assert_eq(tsw_vault_open(fx.vault, fx.key, 0, &v), 0);
+	luhn_number(pan, "411111", 16, 77);
+	luhn_number(nw, "411111", 16, 78);
+	import_card(v, pan, 1, 2, toks);
+	tsw_vault_close(v);
+	snprintf(in, sizeof(in), "%s\n%s\n", pan, nw);
+	snprintf(in_crlf, sizeof(in_crlf), "%s\r\n", nw);
+	snprintf(in_rev, sizeof(in_rev), "%s\n%s", pan, nw); /* no final newline */
+	struct {
+		const char *args[8];
+		const char *in;
+		int rc;
+		const char *want;
+	} cases[] = {
+	    {{"suspend-card", "--pan", "-"}, pan, 0, "card 411111******"},
+	    {{"suspend-card", "--pan", "-"}, in, 0, "suspended: 2 tokens follow"},
+	    {{"show", toks[0]}, "", 0, "card_suspended=1"},
+	    {{"resume-card", "--pan", "-"}, in, 0, "resumed: 2 tokens follow"},
+	    {{"show", toks[1]}, "", 0, "card_suspended=0"},
+	    /* order follows the options: --new-pan first reads the first line */
+	    {{"update-pan", "--new-pan", "-", "--new-expiry", "3012", "--pan", "-"},
+	     in,
+	     1,
+	     "not found"},
+	    {{"update-pan", "--pan", "-", "--new-pan", "-", "--new-expiry", "3012"},
+	     in,
+	     0,
+	     "2 tokens relinked"},
+	    {{"suspend-card", "--pan", "-"}, in_crlf, 0, "2 tokens follow"},
+	    {{"update-pan", "--pan", nw, "--new-pan", "-", "--new-expiry", "3101"},
+	     in,
+	     0,
+	     "2 tokens relinked"},
+	    {{"update-pan", "--pan", "-", "--new-pan", "-", "--new-expiry", "3102"},
+	     in_rev,
+	     0,
+	     "2 tokens relinked"},
+	    {{"suspend-card", "--pan", "-"}, "", 1, "--pan -: no line for it on standard input"},
+	    {{"resume-card", "--pan", "-"}, "\n", 1, "--pan -: empty line on standard input"},
+	    {{"update-pan", "--pan", "-", "--new-pan", "-", "--new-expiry", "3012"},
+	     pan,
+	     1,
+	     "--new-pan -: no line for it on standard input"},
+	    {{"suspend-card", "--pan", "-"},
+	     "41111111111111111111111111111111111111111111111111111111\n",
+	     1,
+	     "line on standard input too long"},
+	    {{"suspend-card"}, "", 2, "needs --pan PAN|-"},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		int rc = tokvault_in(out, sizeof(out), cases[i].args, cases[i].in);
+
+		cr_assert_eq(rc, cases[i].rc, "case %zu (%s): rc %d: %s", i, cases[i].args[0], rc,
+			     out);
+		cr_assert_not_null(strstr(out, cases[i].want), "case %zu: %s", i, out);
+		cr_assert_null(strstr(out, pan), "case %zu prints the PAN", i);
+		cr_assert_null(strstr(out, nw), "case %zu prints the new PAN", i);
+	}
+	/* the last relink (read without a final newline) stuck */
+	cr_assert_eq(tsw_vault_open(fx.vault, fx.key, TSW_VAULT_RDONLY, &v), 0);
+	expect_pan(v, toks[0], nw);
+	expect_pan(v, toks[1], nw);
+	tsw_vault_close(v);
+}
+
 Test(vault, tokvault_help_on_every_verb)
 {
 	static const char *const verbs[] = {
@@ -1126,6 +1213,16 @@ Test(vault, tokvault_help_on_every_verb)
 
 		cr_assert_eq(tokvault(out, sizeof(out), args), 0);
 		cr_assert_not_null(strstr(out, "repersonalize"));
+		cr_assert_not_null(strstr(out, "--pan -"), "%s", out);
+	}
+	static const char *const pan_verbs[] = {"update-pan", "suspend-card", "resume-card"};
+
+	for (size_t i = 0; i < sizeof(pan_verbs) / sizeof(pan_verbs[0]); i++) {
+		const char *args[] = {pan_verbs[i], "--help", NULL};
+
+		cr_assert_eq(tokvault(out, sizeof(out), args), 0, "%s", pan_verbs[i]);
+		cr_assert_not_null(strstr(out, "standard input"), "%s: %s", pan_verbs[i], out);
+		cr_assert_not_null(strstr(out, "production"), "%s: %s", pan_verbs[i], out);
 	}
 }
 

@@ -149,6 +149,7 @@ static void engine_config(const struct server *s, const struct tsw_config *c, ui
 	ec->saf_retry_min_ms = c->saf_retry_min_ms;
 	ec->saf_retry_max_ms = c->saf_retry_max_ms;
 	ec->worker_id = worker_id;
+	ec->n_workers = s->n_workers;
 	/* tsw_config_check(): at least recv_buf_bytes, what a backend hands over at once */
 	ec->in_buf_bytes = c->in_buf_bytes;
 	ec->link_buf_bytes = c->link_buf_bytes;
@@ -525,6 +526,19 @@ int main(int argc, char **argv)
 				s->n_workers, TSW_STATE_WAKERS_MAX, TSW_STATE_WAKERS_MAX);
 			s->n_workers = TSW_STATE_WAKERS_MAX;
 		}
+	}
+	/* The workers split the issuers' six-digit STAN space between them
+	 * (include/tsw/engine.h): each one's pending table must fit its span. */
+	if (s->cfg.max_pending > TSW_ENGINE_STAN_SPACE / s->n_workers - 1) {
+		fprintf(stderr,
+			"tokswitch: bad configuration: limits.max_pending %u is above the %u "
+			"switch STANs each of %u workers has: lower max_pending or workers\n",
+			s->cfg.max_pending, TSW_ENGINE_STAN_SPACE / s->n_workers - 1, s->n_workers);
+		tsw_log(TSW_LOG_CRIT, "config_refused",
+			"key=limits.max_pending value=%u workers=%u span=%u", s->cfg.max_pending,
+			s->n_workers, TSW_ENGINE_STAN_SPACE / s->n_workers - 1);
+		free(s);
+		return 2;
 	}
 	s->shards = aligned_alloc(64, sizeof(*s->shards) * s->n_workers);
 	s->shard_ptrs = calloc(s->n_workers, sizeof(*s->shard_ptrs));

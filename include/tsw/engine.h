@@ -33,6 +33,8 @@ struct tsw_state;
 struct tsw_engine;
 
 #define TSW_ISSUERS_MAX 16
+/* Six-digit switch STANs, split evenly between the workers (n_workers). */
+#define TSW_ENGINE_STAN_SPACE 1000000u
 #define TSW_ROUTES_MAX 64
 
 struct tsw_route {
@@ -58,7 +60,9 @@ struct tsw_engine_config {
 	} issuers[TSW_ISSUERS_MAX];
 	uint32_t n_routes;
 	struct tsw_route routes[TSW_ROUTES_MAX];
-	uint32_t worker_id;               /* stamped into the switch's DE11 space (high digit) */
+	uint32_t worker_id;               /* 0..n_workers-1: picks this worker's DE11 span */
+	uint32_t n_workers;               /* workers sharing the issuers: each gets 10^6 /
+					   * n_workers switch STANs; 0: as for 10 workers */
 	/* added by the engine; 0 picks the default */
 	uint32_t in_buf_bytes;    /* per connection: input held while paused (64 KiB);
 				   * the backend passes at most this much per acq_input */
@@ -95,11 +99,16 @@ struct tsw_endpoint {
  * cfg is copied; its profiles must outlive the engine. Returns 0,
  * -ENOMEM, -EINVAL (vault or metrics NULL), -TSW_E_CONFIG (no profile, a
  * profile without a length header, max_conns or max_pending 0, too many
- * issuers or routes, a route to an unknown issuer), or the error of
+ * issuers or routes, a route to an unknown issuer, worker_id >= n_workers
+ * (10 when 0), max_pending above the worker's STAN span minus one:
+ * 10^6 / n_workers - 1), or the error of
  * tsw_vault_reader_open(). */
 int tsw_engine_new(const struct tsw_engine_config *cfg, struct tsw_vault *vault,
 		   struct tsw_state *state, struct tsw_metrics_shard *metrics,
 		   struct tsw_engine **ret_engine);
+/* Frees the engine and everything it allocated (NULL is fine); issuer-link
+ * buffers are wiped first. Requests in flight are dropped without an
+ * answer; the vault, state and metrics shard are not touched. */
 void tsw_engine_free(struct tsw_engine *e);
 
 /* Registers the backend's wake-up eventfd with the state (once, before
@@ -137,14 +146,26 @@ bool tsw_engine_acq_paused(const struct tsw_engine *e, uint32_t slot);
  * (a generation number keeps old answers away from a new connection). */
 void tsw_engine_acq_close(struct tsw_engine *e, uint32_t slot);
 
-/* Issuer links. */
+/* Issuer links: the number of them (cfg->n_issuers; link indexes are
+ * 0..n-1 in cfg->issuers order, fixed for the engine's life). */
 uint32_t tsw_engine_n_links(const struct tsw_engine *e);
 /* True when the link is down and its backoff has expired: the backend
  * starts a connect to cfg->issuers[link]. */
 bool tsw_engine_link_wants_connect(const struct tsw_engine *e, uint32_t link, uint64_t now_ns);
+/* The backend started a connect for link (after link_wants_connect). */
 void tsw_engine_link_connecting(struct tsw_engine *e, uint32_t link, uint64_t now_ns);
-void tsw_engine_link_up(struct tsw_engine *e, uint32_t link, uint64_t now_ns);   /* sends sign-on */
-void tsw_engine_link_down(struct tsw_engine *e, uint32_t link, uint64_t now_ns); /* schedules backoff */
+/* The connect succeeded: the engine queues a sign-on (0800 DE70 001); the
+ * link carries requests once it is answered 00. */
+void tsw_engine_link_up(struct tsw_engine *e, uint32_t link, uint64_t now_ns);
+/* The connect failed or the connection closed: requests pending on the
+ * link are answered 91 (reversals queued where due), its output is wiped
+ * and a reconnect is scheduled with exponential backoff and jitter. */
+void tsw_engine_link_down(struct tsw_engine *e, uint32_t link, uint64_t now_ns);
+/* Bytes received on link. Answers are matched and delivered; an answer
+ * that does not decode is counted (issuer_format_errors) and skipped.
+ * Returns 0, -EINVAL (link out of range), or a framing error after which
+ * the backend must close the link (-TSW_E_FRAME_TOO_BIG,
+ * -TSW_E_BAD_HEADER; counted in frames_refused). */
 int tsw_engine_link_input(struct tsw_engine *e, uint32_t link, const uint8_t *data, size_t len,
 			  uint64_t now_ns);
 /* True when every route has at least one link signed on. */

@@ -20,10 +20,11 @@ enum tsw_mti_class {
 };
 
 /* Response codes counted: index by tsw_metrics_rc_index(). */
-enum { TSW_METRICS_RC_MAX = 16 };
+enum { TSW_METRICS_RC_MAX = 22 };
 
 /* Index of a 2-character DE39 response code ("00", "14", "30", "51",
- * "54", "55", "57", "61", "62", "63", "65", "91", "96", "05", "12"); every
+ * "54", "55", "57", "61", "62", "63", "65", "91", "96", "05", "12", "94",
+ * "10", "08", "11", "16", "43"); every
  * other code (and NULL) is TSW_METRICS_RC_MAX - 1. Pure, never fails. */
 unsigned tsw_metrics_rc_index(const char *rc);
 /* The code counted at index i ("00", ...; "other" for the last one,
@@ -33,10 +34,13 @@ const char *tsw_metrics_rc_name(unsigned i);
  * range. */
 const char *tsw_metrics_mti_name(unsigned cls);
 
-/* Log-linear latency histogram in microseconds: bucket i holds values
- * below tsw_hist_bound_us[i]; the last bucket is +Inf. */
+/* Log-linear latency histogram, 1-2-5 steps from 0.5 us to 10 s: bucket
+ * i holds values below tsw_hist_bound_ns[i]; the last bucket is +Inf.
+ * tsw_hist_bound_us[] holds the same bounds in microseconds (a double:
+ * 0.5 us) for the control plane's le labels; its last entry is +Inf. */
 enum { TSW_HIST_BUCKETS = 24 };
-extern const uint64_t tsw_hist_bound_us[TSW_HIST_BUCKETS];
+extern const uint64_t tsw_hist_bound_ns[TSW_HIST_BUCKETS];
+extern const double tsw_hist_bound_us[TSW_HIST_BUCKETS];
 
 struct tsw_hist {
 	uint64_t bucket[TSW_HIST_BUCKETS];
@@ -44,15 +48,22 @@ struct tsw_hist {
 	uint64_t sum_us;
 };
 
-static inline void tsw_hist_add(struct tsw_hist *h, uint64_t us)
+/* Adds one value in nanoseconds (sum_us keeps whole microseconds). */
+static inline void tsw_hist_add_ns(struct tsw_hist *h, uint64_t ns)
 {
 	unsigned i = 0;
 
-	while (i < TSW_HIST_BUCKETS - 1 && us >= tsw_hist_bound_us[i])
+	while (i < TSW_HIST_BUCKETS - 1 && ns >= tsw_hist_bound_ns[i])
 		i++;
 	h->bucket[i]++;
 	h->count++;
-	h->sum_us += us;
+	h->sum_us += ns / 1000;
+}
+
+/* Adds one value in microseconds. */
+static inline void tsw_hist_add(struct tsw_hist *h, uint64_t us)
+{
+	tsw_hist_add_ns(h, us * 1000);
 }
 
 struct tsw_metrics_shard {
@@ -91,6 +102,9 @@ struct tsw_metrics_shard {
 	uint64_t echo_timeouts;           /* echo unanswered: link signs on again */
 	uint64_t parked;                  /* gauge: limited-use requests awaiting durability */
 	uint64_t parked_full;             /* max_parked reached (answered 96) */
+	uint64_t park_timeouts;           /* parked past issuer_timeout_ms (answered 96) */
+	uint64_t duplicates_refused;      /* same connection, DE11 and DE7 in flight: 94 */
+	uint64_t acq_reversals_matched;   /* acquirer reversal: DE90 rewritten to the switch STAN */
 	/* store-and-forward reversals. The queue is shared by every worker
 	 * (tsw/state.h): saf_depth is the state's depth, written by worker 0
 	 * only, so the sum over shards is the depth; the others are 0. */

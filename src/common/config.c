@@ -130,7 +130,7 @@ void tsw_config_defaults(struct tsw_config *cfg)
 	cfg->drain_timeout_ms = 5000;
 	cfg->max_conns = 1024;
 	cfg->max_inflight_per_conn = 256;
-	cfg->max_pending = 65536;
+	cfg->max_pending = 32768;
 	cfg->out_buf_bytes = 256 * 1024;
 	cfg->max_frame = 8192;
 	cfg->idle_timeout_ms = 0;

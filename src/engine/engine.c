@@ -11,6 +11,9 @@
 #include <string.h>
 #include <time.h>
 
+#include "acq_reversal.h"
+#include "answer_guard.h"
+#include "dup.h"
 #include "engine_int.h"
 #include "rewrite.h"
 #include "use.h"
@@ -141,6 +144,8 @@ int answer_local(struct tsw_engine *e, uint32_t slot, const struct echo *ec, con
 
 	memcpy(mti, ec->mti, 4);
 	mti[2] = (char)(mti[2] + 1); /* request -> response, advice -> advice response */
+	if (mti[3] == '1')
+		mti[3] = '0'; /* a repeat (0101, 0401) is answered 0110, 0410 */
 	n = echo_edits(ec, ed);
 	ed[n++] = (struct tsw_iso_edit){.field = 0, .len = 4, .data = (const uint8_t *)mti};
 	ed[n++] = (struct tsw_iso_edit){.field = 39, .len = 2, .data = (const uint8_t *)rc};
@@ -181,11 +186,13 @@ static int reader_ensure(struct tsw_engine *e)
 
 /* ---- the request pipeline ---- */
 
+/* One request on its way through the pipeline. The echo fields are not
+ * copied up front: a decline builds them on the stack from msg, a forward
+ * straight into its pending slot (one copy of ~200 bytes, not two). */
 struct pipeline {
 	uint32_t slot;
 	const struct tsw_iso_msg *msg;
 	struct tsw_authz_req req;
-	struct echo ec;
 	uint64_t start_ns;
 	uint64_t ticket;
 	bool has_ticket;
@@ -201,8 +208,11 @@ static void release_ticket(struct tsw_engine *e, struct pipeline *pl)
 
 static int pl_decline(struct tsw_engine *e, struct pipeline *pl, enum tsw_authz_reason reason)
 {
+	struct echo ec;
+
 	release_ticket(e, pl);
-	return decline(e, pl->slot, &pl->ec, reason);
+	echo_from_msg(&ec, pl->msg);
+	return decline(e, pl->slot, &ec, reason);
 }
 
 static void fmt_stan(uint32_t stan, char out[6])
@@ -220,10 +230,11 @@ static int forward(struct tsw_engine *e, struct pipeline *pl, const struct tsw_t
 	const struct tsw_iso_msg *m = pl->msg;
 	const struct tsw_iso_profile *ip = e->cfg.iss_profile;
 	struct acq_conn *c = &e->conns[pl->slot];
-	struct tsw_iso_edit ed[6];
+	struct tsw_iso_edit ed[7];
 	uint8_t de48[TSW_ENGINE_DE48_MAX];
 	uint8_t de35[TSW_ENGINE_DE35_MAX];
 	char pan[TSW_PAN_MAX_DIGITS];
+	char de90[TSW_ENGINE_DE90_LEN];
 	char stan[6];
 	struct issuer_link *l;
 	struct req *r;
@@ -233,7 +244,8 @@ static int forward(struct tsw_engine *e, struct pipeline *pl, const struct tsw_t
 	int pan_len, iss, ret;
 	enum tsw_authz_reason fail = TSW_AUTHZ_SYSTEM;
 
-	if (!pl->ec.len[ECHO_IDX_DE11])
+	/* the answer goes back with the acquirer's DE11 */
+	if (!tsw_iso_has(m, 11) || m->f[11].len == 0 || m->f[11].len > 255)
 		return pl_decline(e, pl, TSW_AUTHZ_FORMAT);
 
 	pan_len = tsw_vault_decrypt_pan(e->reader, t, pan, sizeof(pan));
@@ -262,6 +274,12 @@ static int forward(struct tsw_engine *e, struct pipeline *pl, const struct tsw_t
 		goto err_free_req;
 	}
 	fmt_stan((uint32_t)r->key, stan);
+	echo_from_msg(&r->echo, m);
+	if (!r->echo.len[ECHO_IDX_DE11]) {
+		/* the fields before it filled the echo space (a custom profile) */
+		fail = TSW_AUTHZ_FORMAT;
+		goto err_remove;
+	}
 
 	if (tsw_iso_has(m, 48))
 		ret = de48_for_issuer(tsw_iso_ptr(m, 48), m->f[48].len, t, de48, sizeof(de48),
@@ -287,6 +305,13 @@ static int forward(struct tsw_engine *e, struct pipeline *pl, const struct tsw_t
 		    .field = 14, .len = 4, .data = (const uint8_t *)t->pan_expiry};
 	ed[n++] = (struct tsw_iso_edit){.field = 11, .len = 6, .data = (const uint8_t *)stan};
 	ed[n++] = (struct tsw_iso_edit){.field = 48, .len = (uint16_t)de48_len, .data = de48};
+	/* an acquirer's reversal names the original by the switch STAN */
+	if (tsw_authz_class_of(m->mti) == TSW_AUTHZ_CLASS_REVERSAL &&
+	    acq_rev_de90(e, t->token, t->token_len, m, de90)) {
+		ed[n++] = (struct tsw_iso_edit){
+		    .field = 90, .len = TSW_ENGINE_DE90_LEN, .data = (const uint8_t *)de90};
+		e->m->acq_reversals_matched++;
+	}
 
 	body = outbuf_frame_begin(&l->out, ip, ip->max_frame, &cap);
 	if (!body) {
@@ -294,6 +319,8 @@ static int forward(struct tsw_engine *e, struct pipeline *pl, const struct tsw_t
 		fail = TSW_AUTHZ_ISSUER_UNAVAILABLE;
 		goto err_remove;
 	}
+	r->pan_len = (uint8_t)pan_len;
+	r->pan_fp = pan_fp(e->pan_fp_seed, pan, (size_t)pan_len);
 	ret = tsw_iso_encode(ip, m, ed, n, body, cap);
 	explicit_bzero(pan, sizeof(pan));
 	explicit_bzero(de35, sizeof(de35));
@@ -318,13 +345,17 @@ static int forward(struct tsw_engine *e, struct pipeline *pl, const struct tsw_t
 	r->deadline_ns = e->now_ns + (uint64_t)e->cfg.issuer_timeout_ms * NS_PER_MS;
 	r->ticket = pl->ticket;
 	r->has_ticket = pl->has_ticket;
-	memcpy(r->token, t->token, t->token_len);
+	/* the whole array (fixed size: two moves, not a rep movsb) */
+	_Static_assert(sizeof(r->token) <= sizeof(t->token), "token arrays");
+	memcpy(r->token, t->token, sizeof(r->token));
 	r->token_len = t->token_len;
 	r->has_token_expiry = strlen(t->token_expiry) == 4;
 	if (r->has_token_expiry)
 		memcpy(r->token_expiry, t->token_expiry, 4);
-	r->echo = pl->ec;
 	heap_push(e, r);
+	dup_add(e, r);
+	if (r->mti_class == TSW_MTI_0100 || r->mti_class == TSW_MTI_0200)
+		acq_rev_remember(e, t->token, t->token_len, m, (uint32_t)r->key);
 	c->inflight++;
 	l->pending++;
 	e->m->inflight++;
@@ -418,13 +449,15 @@ static int decide_and_route(struct tsw_engine *e, struct pipeline *pl)
 int engine_request(struct tsw_engine *e, uint32_t slot, const struct tsw_iso_msg *m,
 		   uint64_t start_ns, const uint64_t *ticket)
 {
-	struct pipeline pl = {.slot = slot, .msg = m, .start_ns = start_ns};
+	struct pipeline pl;
 
-	echo_from_msg(&pl.ec, m);
-	if (ticket) {
-		pl.ticket = *ticket;
-		pl.has_ticket = true;
-	}
+	/* not zeroed as a whole: tsw_authz_parse fills req on success, and
+	 * req is not read otherwise */
+	pl.slot = slot;
+	pl.msg = m;
+	pl.start_ns = start_ns;
+	pl.ticket = ticket ? *ticket : 0;
+	pl.has_ticket = ticket != NULL;
 	if (tsw_authz_parse(m, &pl.req) < 0) {
 		e->m->format_errors++;
 		return pl_decline(e, &pl, TSW_AUTHZ_FORMAT);
@@ -441,6 +474,8 @@ static int answer_network(struct tsw_engine *e, uint32_t slot, const struct tsw_
 
 	memcpy(mti, m->mti, 4);
 	mti[2] = '1';
+	if (mti[3] == '1')
+		mti[3] = '0'; /* 0801 -> 0810 */
 	ed[n++] = (struct tsw_iso_edit){.field = 0, .len = 4, .data = (const uint8_t *)mti};
 	for (i = 0; i < sizeof(fields); i++)
 		if (tsw_iso_has(m, fields[i]))
@@ -501,6 +536,13 @@ static int acq_frame(struct tsw_engine *e, uint32_t slot, const uint8_t *frame, 
 	case TSW_AUTHZ_CLASS_AUTH:
 	case TSW_AUTHZ_CLASS_ADVICE:
 	case TSW_AUTHZ_CLASS_REVERSAL:
+		if (dup_in_flight(e, slot, &m)) {
+			/* the same DE11 and DE7 on this connection are in
+			 * flight: 94, never a second forward */
+			echo_from_msg(&ec, &m);
+			e->m->duplicates_refused++;
+			return answer_local(e, slot, &ec, TSW_ENGINE_RC_DUPLICATE, NULL);
+		}
 		return engine_request(e, slot, &m, e->now_ns, NULL);
 	case TSW_AUTHZ_CLASS_OTHER:
 	case TSW_AUTHZ_CLASS_MAX:
@@ -708,7 +750,7 @@ void conn_request_done(struct tsw_engine *e, uint32_t slot, uint32_t gen)
 
 static void hist_us(struct tsw_hist *h, uint64_t from_ns, uint64_t to_ns)
 {
-	tsw_hist_add(h, to_ns > from_ns ? (to_ns - from_ns) / 1000 : 0);
+	tsw_hist_add_ns(h, to_ns > from_ns ? to_ns - from_ns : 0);
 }
 
 /* Finishes a forwarded request that got no answer (timeout, link down):
@@ -752,13 +794,16 @@ static bool contains(const uint8_t *hay, size_t n, const uint8_t *needle, size_t
 }
 
 /* The issuer's answer rewritten for the acquirer: DE2 the token again
- * (absent when the issuer left it out), DE14 the token expiry, DE35
- * removed, DE11 the acquirer's, DE48 tags 30-36 removed. */
-static void deliver_answer(struct tsw_engine *e, struct req *r, const struct tsw_iso_msg *m,
-			   const char *rc)
+ * (absent when the issuer left it out), DE14 the token expiry, DE34/35/
+ * 36/45/102/103 removed, DE11 the acquirer's, DE48 tags 30-36 removed.
+ * Returns 1 when the issuer's answer went out, 0 when a 96 replaced it
+ * (it does not re-encode, or the PAN was found in it), -1 when nothing
+ * could be written (the slow consumer is closed). */
+static int deliver_answer(struct tsw_engine *e, struct req *r, const struct tsw_iso_msg *m,
+			  const char *rc)
 {
 	struct acq_conn *c = &e->conns[r->acq_slot];
-	struct tsw_iso_edit ed[6];
+	struct tsw_iso_edit ed[6 + TSW_ENGINE_ANSWER_DROP];
 	uint8_t de48[TSW_ENGINE_DE48_MAX];
 	size_t de48_len = 0;
 	uint32_t tail_before;
@@ -773,8 +818,7 @@ static void deliver_answer(struct tsw_engine *e, struct req *r, const struct tsw
 		    .field = 14,
 		    .len = r->has_token_expiry ? 4 : 0,
 		    .data = r->has_token_expiry ? (const uint8_t *)r->token_expiry : NULL};
-	if (tsw_iso_has(m, 35))
-		ed[n++] = (struct tsw_iso_edit){.field = 35, .len = 0, .data = NULL};
+	n += answer_drop_edits(m, ed + n);
 	ed[n++] = (struct tsw_iso_edit){
 	    .field = 11, .len = 6, .data = r->echo.data + r->echo.off[ECHO_IDX_DE11]};
 	if (tsw_iso_has(m, 48)) {
@@ -793,20 +837,25 @@ static void deliver_answer(struct tsw_engine *e, struct req *r, const struct tsw
 			/* the issuer's answer does not re-encode: 96 instead */
 			e->m->issuer_format_errors++;
 			decline(e, r->acq_slot, &r->echo, TSW_AUTHZ_SYSTEM);
+			return 0;
 		}
-		return;
+		return -1;
 	}
-	/* the acquirer side never gets a PAN: the issuer's DE2 must not
+	/* the acquirer side never gets a PAN: neither the request's PAN
+	 * (whether or not the issuer sent DE2) nor the issuer's DE2 may
 	 * appear anywhere in what was written */
-	if (tsw_iso_has(m, 2) && contains(c->out.data + tail_before, c->out.tail - tail_before,
-					  tsw_iso_ptr(m, 2), m->f[2].len)) {
+	if (pan_fp_scan(e->pan_fp_seed, r->pan_fp, r->pan_len, c->out.data + tail_before,
+			c->out.tail - tail_before) ||
+	    (tsw_iso_has(m, 2) && contains(c->out.data + tail_before, c->out.tail - tail_before,
+					   tsw_iso_ptr(m, 2), m->f[2].len))) {
 		explicit_bzero(c->out.data + tail_before, c->out.tail - tail_before);
 		c->out.tail = tail_before;
 		e->m->pan_leaks_blocked++;
 		decline(e, r->acq_slot, &r->echo, TSW_AUTHZ_SYSTEM);
-		return;
+		return 0;
 	}
 	count_answer(e, r->mti_class, rc);
+	return 1;
 }
 
 void engine_issuer_answer(struct tsw_engine *e, uint32_t link, const struct tsw_iso_msg *m)
@@ -818,6 +867,7 @@ void engine_issuer_answer(struct tsw_engine *e, uint32_t link, const struct tsw_
 	uint64_t saf_id = 0;
 	uint32_t stan = 0;
 	unsigned i;
+	bool approved;
 
 	if (tsw_iso_has(m, 39) && m->f[39].len == 2) {
 		memcpy(rcbuf, tsw_iso_ptr(m, 39), 2);
@@ -841,6 +891,12 @@ void engine_issuer_answer(struct tsw_engine *e, uint32_t link, const struct tsw_
 		}
 		return;
 	}
+	if (r->kind == REQ_ACQ && !answer_matches(r, m, rc)) {
+		/* the STAN matches but the echoed fields do not: an answer to
+		 * another request; r waits for its own answer or its timeout */
+		e->m->unmatched_answers++;
+		return;
+	}
 	pending_remove(e, r);
 	heap_remove(e, r);
 	if (l->pending)
@@ -852,18 +908,25 @@ void engine_issuer_answer(struct tsw_engine *e, uint32_t link, const struct tsw_
 	}
 	hist_us(&e->m->issuer_rtt, r->fwd_ns, e->now_ns);
 	hist_us(&e->m->internal, r->start_ns, r->fwd_ns);
-	if (r->has_ticket) {
-		if (strcmp(rc, "00") == 0)
-			use_commit(e, r->ticket);
-		else
-			use_release(e, r->ticket);
-	}
+	approved = rc_approved(rc);
 	e->m->inflight--;
 	if (e->conns[r->acq_slot].state == ACQ_OPEN && e->conns[r->acq_slot].gen == r->acq_gen) {
-		deliver_answer(e, r, m, rc);
+		/* approved at the issuer but answered 96: the use is given
+		 * back and the approval reversed */
+		if (deliver_answer(e, r, m, rc) == 0 && approved) {
+			approved = false;
+			if (r->mti_class == TSW_MTI_0100 || r->mti_class == TSW_MTI_0200)
+				saf_put(e, r);
+		}
 		conn_request_done(e, r->acq_slot, r->acq_gen);
 	} else {
 		e->m->answers_conn_gone++;
+	}
+	if (r->has_ticket) {
+		if (approved)
+			use_commit(e, r->ticket);
+		else
+			use_release(e, r->ticket);
 	}
 	req_free(e, r);
 }
@@ -889,6 +952,12 @@ static int check_config(const struct tsw_engine_config *cfg)
 	for (i = 0; i < cfg->n_routes; i++)
 		if (cfg->routes[i].issuer >= cfg->n_issuers)
 			return -TSW_E_CONFIG;
+	/* each worker stamps its own DE11 span, and the pending table never
+	 * holds more requests than that span has STANs (0 is never used) */
+	if (cfg->n_workers > TSW_ENGINE_STAN_SPACE / 2 ||
+	    cfg->worker_id >= (cfg->n_workers ? cfg->n_workers : TSW_ENGINE_STAN_WORKERS_DEFAULT) ||
+	    cfg->max_pending > stan_span(cfg) - 1)
+		return -TSW_E_CONFIG;
 	if (cfg->reconnect_min_ms && cfg->reconnect_max_ms &&
 	    cfg->reconnect_min_ms > cfg->reconnect_max_ms)
 		return -TSW_E_CONFIG;
@@ -951,6 +1020,7 @@ int tsw_engine_new(const struct tsw_engine_config *cfg, struct tsw_vault *vault,
 	e->n_links = cfg->n_issuers;
 	e->rng = 0x9e3779b97f4a7c15ull ^ ((uint64_t)cfg->worker_id << 32) ^ (uint64_t)wall_now();
 	e->wall_s = wall_now();
+	e->pan_fp_seed = pan_fp_seed_new();
 
 	r = tsw_vault_reader_open(vault, &e->reader);
 	if (r < 0)
@@ -986,6 +1056,12 @@ int tsw_engine_new(const struct tsw_engine_config *cfg, struct tsw_vault *vault,
 		e->m->link_up[i] = 0;
 	}
 	r = pending_init(e);
+	if (r < 0)
+		goto err_free;
+	r = dup_init(e);
+	if (r < 0)
+		goto err_free;
+	r = acq_rev_init(e);
 	if (r < 0)
 		goto err_free;
 	r = saf_buffers_alloc(e);
@@ -1024,6 +1100,8 @@ void tsw_engine_free(struct tsw_engine *e)
 	}
 	park_free(e);
 	pending_free(e);
+	dup_free(e);
+	acq_rev_free(e);
 	saf_buffers_free(e);
 	free(e->conns);
 	free(e->free_conns);

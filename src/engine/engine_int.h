@@ -29,8 +29,12 @@
 #define TSW_ENGINE_RECONNECT_MAX_DEFAULT_MS 10000u
 /* Timed-out keys remembered to tell a late answer from an unknown one. */
 #define TSW_ENGINE_EXPIRED_MEMORY 4096u
-/* STAN space per worker: worker_id % 10 is the high digit. */
-#define TSW_ENGINE_STAN_SPAN 100000u
+/* DE11 values (6 digits), split evenly between the workers (pending.c). */
+
+/* n_workers 0: the space is split as for this many workers. */
+#define TSW_ENGINE_STAN_WORKERS_DEFAULT 10u
+/* The span of each worker with the default split. */
+#define TSW_ENGINE_STAN_SPAN (TSW_ENGINE_STAN_SPACE / TSW_ENGINE_STAN_WORKERS_DEFAULT)
 /* Bytes kept per request for the echo fields of a local answer. */
 #define TSW_ENGINE_ECHO_BYTES 160u
 #define TSW_ENGINE_ECHO_FIELDS 11u
@@ -121,6 +125,11 @@ struct req {
 	uint8_t token_len;
 	char token_expiry[4];
 	bool has_token_expiry;
+	uint8_t pan_len;  /* REQ_ACQ: digits of the PAN sent (answer_guard.c) */
+	uint64_t pan_fp;  /* REQ_ACQ: its keyed fingerprint, never the PAN */
+	uint64_t dup_hash; /* REQ_ACQ: dup.c chain of (connection, DE11, DE7) */
+	uint32_t dup_next;
+	bool in_dup;
 	struct echo echo;
 };
 
@@ -129,9 +138,17 @@ struct expired_key {
 	uint64_t key, saf_id;
 };
 
+/* A deadline heap entry: the deadline is kept next to the index so that
+ * sifting compares within the heap array instead of reading requests. */
+struct heap_ent {
+	uint64_t deadline_ns;
+	uint32_t req;
+};
+
 struct pend_slot {
 	uint64_t key;
-	uint32_t req; /* UINT32_MAX: empty */
+	uint32_t req;  /* UINT32_MAX: empty */
+	uint32_t home; /* slot_of(key): deletion shifts without rehashing */
 };
 
 struct tsw_engine {
@@ -144,6 +161,7 @@ struct tsw_engine {
 	int64_t wall_s; /* unix seconds at the last loop_begin/tick */
 	uint64_t rng;	/* xorshift64 state */
 	bool reader_live;
+	uint64_t pan_fp_seed; /* secret key of the PAN fingerprints */
 
 	/* acquirer connections */
 	struct acq_conn *conns;
@@ -166,10 +184,13 @@ struct tsw_engine {
 	uint32_t n_reqs, free_req, reqs_used;
 	struct pend_slot *table;
 	uint32_t table_mask;
-	uint32_t *heap;
+	struct heap_ent *heap;
 	uint32_t heap_len;
 	struct expired_key *expired; /* direct-mapped memory of timed-out keys */
 	uint32_t stan_seq;
+	uint32_t *dup_heads; /* dup.c: requests in flight by (connection, DE11, DE7) */
+	uint32_t dup_mask;
+	struct acq_rev_ent *acq_rev; /* acq_reversal.c: originals by acquirer key */
 
 	/* store-and-forward reversals (saf.c; the queue is the state's) */
 	struct tsw_saf_item *saf_items; /* claim buffer, TSW_ENGINE_SAF_CLAIM_BATCH */
@@ -216,6 +237,8 @@ void expired_remember(struct tsw_engine *e, uint64_t key, uint64_t saf_id);
  * it carried or 0. */
 bool expired_take(struct tsw_engine *e, uint64_t key, uint64_t *ret_saf_id);
 uint32_t stan_next(struct tsw_engine *e, uint16_t link);
+/* STANs per worker: TSW_ENGINE_STAN_SPACE / n_workers (0: the default). */
+uint32_t stan_span(const struct tsw_engine_config *cfg);
 
 /* link.c */
 void link_tick(struct tsw_engine *e, uint32_t link);

@@ -40,11 +40,16 @@ uint32_t outbuf_pending(const struct outbuf *b)
 
 static void compact(struct outbuf *b)
 {
+	uint32_t old_tail = b->tail;
+
 	if (b->busy || b->head == 0)
 		return;
 	memmove(b->data, b->data + b->head, b->tail - b->head);
 	b->tail -= b->head;
 	b->head = 0;
+	/* the bytes past the new tail are copies of what moved (issuer-link
+	 * buffers hold PANs): wiped, on every buffer since it is cheap */
+	explicit_bzero(b->data + b->tail, old_tail - b->tail);
 }
 
 uint8_t *outbuf_frame_begin(struct outbuf *b, const struct tsw_iso_profile *p, size_t max_body,

@@ -3,18 +3,36 @@
  * deletion (no tombstones), XXH3 of the key; a binary min-heap over
  * deadlines for timeouts; a direct-mapped memory of timed-out keys so a
  * late answer is told from an unknown one.
+ *
+ * Locality: STANs are handed out in sequence, so the requests in flight
+ * are a window of consecutive keys. XXH3 places groups of
+ * 2^TSW_PENDING_GROUP_BITS consecutive keys, and a key's slot is its
+ * group's slot plus its offset in the group: the keys in flight touch a few
+ * cache lines instead of one random line each of a table that is
+ * megabytes large (the insert, the STAN probe, the answer's find and the
+ * delete were each a cache miss under load).
  */
 #include <errno.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
+/* XXH3 inlined: the key is 8 bytes, a call into the library costs more
+ * than the hash */
+#define XXH_INLINE_ALL
 #include <xxhash.h>
 
+#include "dup.h"
 #include "engine_int.h"
 #include "tsw/error.h"
 
 #define NO_REQ UINT32_MAX
+/* Consecutive keys placed together: 8 slots of 16 bytes, the 128-byte
+ * pair of cache lines that the adjacent-line prefetcher fetches as one.
+ * Larger groups save little more and lengthen the backward-shift scan of
+ * a delete (it walks the rest of the group's keys in flight). */
+#define TSW_PENDING_GROUP_BITS 3u
+#define TSW_PENDING_TABLE_ALIGN 128u
 
 static uint32_t pow2_at_least(uint32_t n)
 {
@@ -32,7 +50,10 @@ int pending_init(struct tsw_engine *e)
 	e->n_reqs = n;
 	e->reqs = calloc(n, sizeof(*e->reqs));
 	tsize = pow2_at_least(n) * 2;
-	e->table = malloc(sizeof(*e->table) * tsize);
+	/* aligned_alloc wants a size that is a multiple of the alignment */
+	e->table = aligned_alloc(TSW_PENDING_TABLE_ALIGN,
+				 (sizeof(*e->table) * tsize + TSW_PENDING_TABLE_ALIGN - 1) /
+				     TSW_PENDING_TABLE_ALIGN * TSW_PENDING_TABLE_ALIGN);
 	e->heap = malloc(sizeof(*e->heap) * n);
 	e->expired = calloc(TSW_ENGINE_EXPIRED_MEMORY, sizeof(*e->expired));
 	if (!e->reqs || !e->table || !e->heap || !e->expired)
@@ -78,6 +99,7 @@ struct req *req_alloc(struct tsw_engine *e)
 
 void req_free(struct tsw_engine *e, struct req *r)
 {
+	dup_remove(e, r);
 	r->in_use = false;
 	r->next_free = e->free_req;
 	e->free_req = req_index(e, r);
@@ -86,7 +108,10 @@ void req_free(struct tsw_engine *e, struct req *r)
 
 static uint32_t slot_of(const struct tsw_engine *e, uint64_t key)
 {
-	return (uint32_t)XXH3_64bits(&key, sizeof(key)) & e->table_mask;
+	uint64_t group = key >> TSW_PENDING_GROUP_BITS;
+	uint32_t h = (uint32_t)XXH3_64bits(&group, sizeof(group)) << TSW_PENDING_GROUP_BITS;
+
+	return (h | (uint32_t)(key & ((1u << TSW_PENDING_GROUP_BITS) - 1))) & e->table_mask;
 }
 
 struct req *pending_find(struct tsw_engine *e, uint64_t key)
@@ -104,7 +129,7 @@ struct req *pending_find(struct tsw_engine *e, uint64_t key)
 /* Inserts key -> r; refuses a key already in flight (never overwrites). */
 static int table_put(struct tsw_engine *e, uint64_t key, uint32_t req)
 {
-	uint32_t i = slot_of(e, key);
+	uint32_t home = slot_of(e, key), i = home;
 
 	while (e->table[i].req != NO_REQ) {
 		if (e->table[i].key == key)
@@ -113,6 +138,7 @@ static int table_put(struct tsw_engine *e, uint64_t key, uint32_t req)
 	}
 	e->table[i].key = key;
 	e->table[i].req = req;
+	e->table[i].home = home;
 	return 0;
 }
 
@@ -133,7 +159,7 @@ static void table_del(struct tsw_engine *e, uint64_t key)
 			j = (j + 1) & e->table_mask;
 			if (e->table[j].req == NO_REQ)
 				return;
-			k = slot_of(e, e->table[j].key);
+			k = e->table[j].home;
 			if (i <= j ? (i < k && k <= j) : (i < k || k <= j))
 				continue;
 			break;
@@ -143,19 +169,37 @@ static void table_del(struct tsw_engine *e, uint64_t key)
 	}
 }
 
+static bool expired_has(const struct tsw_engine *e, uint64_t key)
+{
+	const struct expired_key *s =
+	    &e->expired[XXH3_64bits(&key, sizeof(key)) % TSW_ENGINE_EXPIRED_MEMORY];
+
+	return key != 0 && s->key == key;
+}
+
+uint32_t stan_span(const struct tsw_engine_config *cfg)
+{
+	return TSW_ENGINE_STAN_SPACE /
+	       (cfg->n_workers ? cfg->n_workers : TSW_ENGINE_STAN_WORKERS_DEFAULT);
+}
+
+/* Worker w of n owns STANs [w * span, (w + 1) * span), span = 10^6 / n
+ * (0 is never used). A STAN in flight or remembered as timed out (a late
+ * answer may still come) is skipped. */
 uint32_t stan_next(struct tsw_engine *e, uint16_t link)
 {
-	uint32_t base = (e->cfg.worker_id % 10) * TSW_ENGINE_STAN_SPAN;
+	uint32_t span = stan_span(&e->cfg);
+	uint32_t base = e->cfg.worker_id * span;
 	uint32_t tries;
 
-	for (tries = 0; tries < TSW_ENGINE_STAN_SPAN; tries++) {
+	for (tries = 0; tries < span; tries++) {
 		uint32_t stan;
+		uint64_t key;
 
-		e->stan_seq = e->stan_seq + 1 >= TSW_ENGINE_STAN_SPAN ? 1 : e->stan_seq + 1;
+		e->stan_seq = e->stan_seq + 1 >= span ? 1 : e->stan_seq + 1;
 		stan = base + e->stan_seq;
-		if (stan == 0)
-			continue;
-		if (!pending_find(e, (uint64_t)link << 32 | stan))
+		key = (uint64_t)link << 32 | stan;
+		if (!pending_find(e, key) && !expired_has(e, key))
 			return stan;
 	}
 	return 0;
@@ -181,20 +225,21 @@ void pending_remove(struct tsw_engine *e, struct req *r)
 	table_del(e, r->key);
 }
 
-/* heap over req indices by deadline_ns */
+/* binary min-heap of (deadline, req index); reqs[].heap_idx is each
+ * request's position */
 static bool less(const struct tsw_engine *e, uint32_t a, uint32_t b)
 {
-	return e->reqs[e->heap[a]].deadline_ns < e->reqs[e->heap[b]].deadline_ns;
+	return e->heap[a].deadline_ns < e->heap[b].deadline_ns;
 }
 
 static void hswap(struct tsw_engine *e, uint32_t a, uint32_t b)
 {
-	uint32_t t = e->heap[a];
+	struct heap_ent t = e->heap[a];
 
 	e->heap[a] = e->heap[b];
 	e->heap[b] = t;
-	e->reqs[e->heap[a]].heap_idx = a;
-	e->reqs[e->heap[b]].heap_idx = b;
+	e->reqs[e->heap[a].req].heap_idx = a;
+	e->reqs[e->heap[b].req].heap_idx = b;
 }
 
 static void sift_up(struct tsw_engine *e, uint32_t i)
@@ -225,7 +270,8 @@ void heap_push(struct tsw_engine *e, struct req *r)
 {
 	uint32_t i = e->heap_len++;
 
-	e->heap[i] = req_index(e, r);
+	e->heap[i].deadline_ns = r->deadline_ns;
+	e->heap[i].req = req_index(e, r);
 	r->heap_idx = i;
 	sift_up(e, i);
 }
@@ -241,14 +287,14 @@ void heap_remove(struct tsw_engine *e, struct req *r)
 	if (i == e->heap_len)
 		return;
 	e->heap[i] = e->heap[e->heap_len];
-	e->reqs[e->heap[i]].heap_idx = i;
+	e->reqs[e->heap[i].req].heap_idx = i;
 	sift_up(e, i);
-	sift_down(e, e->reqs[e->heap[i]].heap_idx);
+	sift_down(e, e->reqs[e->heap[i].req].heap_idx);
 }
 
 struct req *heap_top(const struct tsw_engine *e)
 {
-	return e->heap_len ? &e->reqs[e->heap[0]] : NULL;
+	return e->heap_len ? &e->reqs[e->heap[0].req] : NULL;
 }
 
 void expired_remember(struct tsw_engine *e, uint64_t key, uint64_t saf_id)

@@ -10,6 +10,7 @@
 
 #include "engine_int.h"
 #include "use.h"
+#include "tsw/authz.h"
 #include "tsw/error.h"
 #include "tsw/state.h"
 
@@ -19,6 +20,7 @@ struct parked {
 	uint32_t slot, gen;
 	uint64_t ticket;
 	uint64_t start_ns;
+	uint64_t parked_ns;
 };
 
 int use_reserve(struct tsw_engine *e, const struct tsw_token *t, uint64_t *ret_ticket,
@@ -111,6 +113,7 @@ int park(struct tsw_engine *e, uint32_t slot, const struct tsw_iso_msg *m, uint6
 	p->gen = e->conns[slot].gen;
 	p->ticket = ticket;
 	p->start_ns = start_ns;
+	p->parked_ns = e->now_ns;
 	e->park_list[e->n_parked++] = idx;
 	e->conns[slot].inflight++;
 	e->m->parked++;
@@ -127,10 +130,17 @@ void park_poll(struct tsw_engine *e)
 		struct acq_conn *c = &e->conns[p->slot];
 		bool gone = c->state != ACQ_OPEN || c->gen != p->gen;
 		struct tsw_iso_msg m;
+		bool expired = false;
 
 		if (!gone && !tsw_state_durable(e->state, p->ticket)) {
-			i++;
-			continue;
+			/* the state's writer never committed: after
+			 * issuer_timeout_ms the request is answered 96 */
+			expired = e->now_ns - p->parked_ns >=
+				  (uint64_t)e->cfg.issuer_timeout_ms * NS_PER_MS;
+			if (!expired) {
+				i++;
+				continue;
+			}
 		}
 		/* out of the list first: the pipeline may park again */
 		e->park_list[i] = e->park_list[--e->n_parked];
@@ -143,6 +153,20 @@ void park_poll(struct tsw_engine *e)
 		}
 		if (c->inflight)
 			c->inflight--;
+		if (expired) {
+			struct echo ec;
+
+			use_release(e, p->ticket);
+			e->m->park_timeouts++;
+			e->m->declines[TSW_AUTHZ_SYSTEM]++;
+			if (tsw_iso_decode(e->cfg.acq_profile, p->frame, p->len, &m) == 0) {
+				echo_from_msg(&ec, &m);
+				answer_local(e, p->slot, &ec, tsw_authz_rc(TSW_AUTHZ_SYSTEM),
+					     tsw_authz_reason_name(TSW_AUTHZ_SYSTEM));
+			}
+			engine_resume(e, p->slot);
+			continue;
+		}
 		/* it decoded before it was parked; the bytes are unchanged */
 		if (tsw_iso_decode(e->cfg.acq_profile, p->frame, p->len, &m) < 0) {
 			use_release(e, p->ticket);

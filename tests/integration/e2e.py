@@ -638,6 +638,14 @@ def test_bad_config_refused_with_file_and_line():
     assert_eq(p.returncode, 2, "bad flag value")
 
 
+
+def test_pending_table_above_the_stan_span_refused():
+    # 40 workers split 10^6 switch STANs into 24999 each: 32768 pending do not fit
+    p = run([TOKSWITCH, "--vault", VAULT, "--key-file", KEY, "--io", args.io, "--workers", "40",
+             "--listen", "127.0.0.1:0", "--metrics", "127.0.0.1:0"], check=False)
+    assert_eq(p.returncode, 2, "exit status")
+    assert "limits.max_pending 32768" in p.stderr and "24999" in p.stderr, p.stderr
+
 TESTS = [(n[len("test_"):], f) for n, f in list(globals().items())
          if n.startswith("test_") and callable(f)]
 

@@ -1,8 +1,10 @@
 /* The io_uring backend: one ring per worker (SINGLE_ISSUER|DEFER_TASKRUN
- * when the kernel has them), multishot accept on the worker's SO_REUSEPORT
- * listener, multishot recv into a provided-buffer ring registered here,
- * one send per dirty endpoint per iteration, batched submit-and-wait with
- * the engine's next deadline.
+ * when the kernel has them, else COOP_TASKRUN), multishot accept on the
+ * worker's SO_REUSEPORT listener, multishot recv into a provided-buffer
+ * ring registered here, sockets in a registered file table, input that
+ * arrived during a busy batch collected before the sends, one send per
+ * dirty endpoint per iteration, batched submit-and-wait with the engine's
+ * next deadline as the wait's timeout argument (no timeout SQE).
  *
  * user_data packs op | generation | endpoint index. An endpoint is freed
  * only after its last in-flight operation completed.
@@ -23,6 +25,9 @@
 
 #define BGID 1
 #define CQ_PER_SQ 4 /* multishot operations post many completions per submission */
+/* collect_late(): rounds per iteration, and receives that make a batch busy */
+#define TSW_IO_URING_LATE_ROUNDS 4u
+#define TSW_IO_URING_LATE_MIN_RECVS 2u
 
 enum op { OP_NONE, OP_ACCEPT, OP_RECV, OP_SEND, OP_CONNECT, OP_CANCEL, OP_MAIL, OP_MAX };
 
@@ -48,6 +53,8 @@ struct uep {
 	bool paused; /* recv stopped for back-pressure or drain */
 	bool listed; /* in uworker.paused (at most once; survives reuse) */
 	bool link_up;
+	bool fixed; /* fd also in the ring's file table at the endpoint's index */
+	bool want_recv; /* arm_recv found no SQE: retried next iteration */
 };
 
 struct uworker {
@@ -64,12 +71,14 @@ struct uworker {
 
 	struct uep *eps; /* links at [0, n_links), connections after */
 	uint32_t n_links, n_eps;
+	bool fixed_files; /* a sparse file table of n_eps entries is registered */
 	uint32_t free_head;
 	uint32_t *slot_ep; /* engine acquirer slot -> endpoint index */
 	uint32_t n_slots;
 	uint32_t *paused; /* endpoints with recv stopped for back-pressure */
 	uint32_t n_paused;
 	uint32_t n_sending;
+	uint32_t n_want_recv; /* endpoints with want_recv set */
 
 	int listen_fd;
 	bool accept_armed;
@@ -84,15 +93,60 @@ static struct io_uring_sqe *get_sqe(struct uworker *u)
 {
 	struct io_uring_sqe *sqe = io_uring_get_sqe(&u->ring);
 
-	while (!sqe) {
-		/* the SQ is full: submit what is there, then retry */
-		int r = io_uring_submit(&u->ring);
-
-		if (r < 0 && r != -EINTR && r != -EAGAIN && r != -EBUSY)
+	if (!sqe) {
+		/* the SQ is full: submit what is there, then retry once. Never
+		 * loop: -EBUSY means the CQ is full, and it only drains once
+		 * this iteration's CQEs are consumed (io_uring_cq_advance).
+		 * NULL: the caller leaves its work to the next iteration. */
+		if (io_uring_submit(&u->ring) < 0)
 			return NULL;
 		sqe = io_uring_get_sqe(&u->ring);
 	}
 	return sqe;
+}
+
+/* True when an SQE can be had now (submitting a full SQ once). */
+static bool sq_room(struct uworker *u)
+{
+	if (io_uring_sq_space_left(&u->ring))
+		return true;
+	if (io_uring_submit(&u->ring) < 0)
+		return false;
+	return io_uring_sq_space_left(&u->ring) > 0;
+}
+
+/* Registered files spare every recv and send the file lookup and its
+ * reference count; one io_uring_register call per connection open and
+ * close pays for it. Without the table (an old kernel) or when an update
+ * fails, the endpoint just uses its plain fd. */
+static void ep_files_set(struct uworker *u, uint32_t idx, int fd)
+{
+	struct uep *ep = &u->eps[idx];
+
+	ep->fixed = u->fixed_files && io_uring_register_files_update(&u->ring, idx, &fd, 1) == 1;
+}
+
+static void ep_files_clear(struct uworker *u, uint32_t idx)
+{
+	int none = -1;
+
+	if (!u->eps[idx].fixed)
+		return;
+	/* the table holds its own reference: the socket closes only once
+	 * the slot is cleared (nothing is in flight on it any more) */
+	if (io_uring_register_files_update(&u->ring, idx, &none, 1) != 1)
+		tsw_log(TSW_LOG_ERROR, "io_uring_files_update_failed", "worker=%u slot=%u",
+			u->w->p.engine.worker_id, idx);
+	u->eps[idx].fixed = false;
+}
+
+/* Points a prepared SQE at the endpoint's registered file when it has one. */
+static void sqe_use_ep(struct io_uring_sqe *sqe, const struct uep *ep, uint32_t idx)
+{
+	if (!ep->fixed)
+		return;
+	sqe->fd = (int)idx;
+	sqe->flags |= IOSQE_FIXED_FILE;
 }
 
 static void arm_accept(struct uworker *u)
@@ -128,9 +182,19 @@ static void arm_recv(struct uworker *u, uint32_t idx)
 	if (ep->recv_armed || ep->closing || ep->paused)
 		return;
 	sqe = get_sqe(u);
-	if (!sqe)
+	if (!sqe) {
+		if (!ep->want_recv) {
+			ep->want_recv = true;
+			u->n_want_recv++;
+		}
 		return;
+	}
+	if (ep->want_recv) {
+		ep->want_recv = false;
+		u->n_want_recv--;
+	}
 	io_uring_prep_recv_multishot(sqe, ep->fd, NULL, 0, 0);
+	sqe_use_ep(sqe, ep, idx);
 	sqe->flags |= IOSQE_BUFFER_SELECT;
 	sqe->buf_group = BGID;
 	io_uring_sqe_set_data64(sqe, UD(OP_RECV, ep->gen, idx));
@@ -177,6 +241,7 @@ static void ep_put(struct uworker *u, uint32_t idx)
 
 	if (!ep->closing || ep->refs)
 		return;
+	ep_files_clear(u, idx);
 	close(ep->fd);
 	ep->fd = -1;
 	ep->in_use = false;
@@ -268,6 +333,7 @@ static void on_accept(struct uworker *u, struct io_uring_cqe *cqe, uint64_t now_
 	ep->in_use = true;
 	ep->refs = 0;
 	u->slot_ep[slot] = idx;
+	ep_files_set(u, idx, fd);
 	arm_recv(u, idx);
 }
 
@@ -394,8 +460,10 @@ static void connect_links(struct uworker *u, uint64_t now_ns)
 		ep->in_use = true;
 		ep->kind = TSW_EP_LINK;
 		ep->eslot = l;
+		ep_files_set(u, l, fd);
 		io_uring_prep_connect(sqe, fd, (struct sockaddr *)&u->w->link_addr[l],
 				      u->w->link_addrlen[l]);
+		sqe_use_ep(sqe, ep, l);
 		io_uring_sqe_set_data64(sqe, UD(OP_CONNECT, ep->gen, l));
 		ep->refs++;
 		tsw_engine_link_connecting(u->e, l, now_ns);
@@ -409,11 +477,31 @@ static uint32_t ep_of(struct uworker *u, struct tsw_endpoint tep)
 	return tep.slot < u->n_slots ? u->slot_ep[tep.slot] : NO_EP;
 }
 
+/* Arms the receives that found the SQ full (arm_recv). */
+static void retry_recvs(struct uworker *u)
+{
+	for (uint32_t i = 0; i < u->n_eps && u->n_want_recv; i++) {
+		struct uep *ep = &u->eps[i];
+
+		if (!ep->want_recv)
+			continue;
+		if (!ep->in_use || ep->closing || ep->recv_armed || ep->paused) {
+			ep->want_recv = false;
+			u->n_want_recv--;
+			continue;
+		}
+		arm_recv(u, i);
+		if (ep->want_recv)
+			return; /* still full */
+	}
+}
+
 static void flush(struct uworker *u)
 {
 	struct tsw_endpoint tep;
 
-	while (tsw_engine_next_dirty(u->e, &tep)) {
+	/* room first: an endpoint taken from the dirty queue must be sent */
+	while (sq_room(u) && tsw_engine_next_dirty(u->e, &tep)) {
 		uint32_t idx = ep_of(u, tep);
 		struct io_uring_sqe *sqe;
 		const uint8_t *data;
@@ -435,6 +523,7 @@ static void flush(struct uworker *u)
 			continue;
 		}
 		io_uring_prep_send(sqe, ep->fd, data, len, MSG_NOSIGNAL);
+		sqe_use_ep(sqe, ep, idx);
 		io_uring_sqe_set_data64(sqe, UD(OP_SEND, ep->gen, idx));
 		ep->sending = true;
 		ep->refs++;
@@ -508,10 +597,10 @@ static void close_requested(struct uworker *u, uint64_t now_ns)
 	}
 }
 
-static void handle_cqes(struct uworker *u, uint64_t now_ns)
+static unsigned handle_cqes(struct uworker *u, uint64_t now_ns)
 {
 	struct io_uring_cqe *cqe;
-	unsigned head, n = 0;
+	unsigned head, n = 0, recvs = 0;
 
 	io_uring_for_each_cqe(&u->ring, head, cqe)
 	{
@@ -524,6 +613,7 @@ static void handle_cqes(struct uworker *u, uint64_t now_ns)
 			on_accept(u, cqe, now_ns);
 			break;
 		case OP_RECV:
+			recvs++;
 			if (idx < u->n_eps && u->eps[idx].gen == UD_GEN(ud))
 				on_recv(u, idx, cqe, now_ns);
 			else if (cqe->flags & IORING_CQE_F_BUFFER)
@@ -549,21 +639,46 @@ static void handle_cqes(struct uworker *u, uint64_t now_ns)
 		}
 	}
 	io_uring_cq_advance(&u->ring, n);
+	return recvs;
+}
+
+/* After a busy batch, data that arrived while it was being processed
+ * waits as task work (DEFER_TASKRUN runs it only when the loop enters the
+ * kernel). Collecting it before the sends go out makes each send carry
+ * more answers: fewer TCP segments for the switch and its peers (the
+ * loopback send path is about a third of the switch's CPU), which is what
+ * libuv gets by reading each ready socket only when its turn comes. Costs
+ * one io_uring_enter that never waits per round, only after a batch of
+ * at least TSW_IO_URING_LATE_MIN_RECVS receives (an idle loop answers at
+ * once), at most TSW_IO_URING_LATE_ROUNDS rounds per iteration. */
+static void collect_late(struct uworker *u, unsigned recvs, uint64_t now_ns)
+{
+	unsigned round;
+
+	for (round = 0; round < TSW_IO_URING_LATE_ROUNDS; round++) {
+		if (recvs < TSW_IO_URING_LATE_MIN_RECVS)
+			return;
+		if (io_uring_get_events(&u->ring) < 0 || !io_uring_cq_ready(&u->ring))
+			return;
+		recvs = handle_cqes(u, now_ns);
+	}
 }
 
 static int setup_ring(struct uworker *u)
 {
+	/* best first: completions run only when the loop waits (6.1+); else
+	 * at least no interrupt per completion (5.19+); else plain */
+	static const unsigned flag_sets[] = {
+	    IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN,
+	    IORING_SETUP_COOP_TASKRUN,
+	    0,
+	};
 	struct io_uring_params prm;
-	int r;
+	int r = -EINVAL;
 
-	memset(&prm, 0, sizeof(prm));
-	prm.flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_CQSIZE;
-	prm.cq_entries = u->w->p.ring_entries * CQ_PER_SQ;
-	r = io_uring_queue_init_params(u->w->p.ring_entries, &u->ring, &prm);
-	if (r == -EINVAL) {
-		/* an older kernel: without the task-run flags */
+	for (size_t i = 0; i < sizeof(flag_sets) / sizeof(flag_sets[0]) && r == -EINVAL; i++) {
 		memset(&prm, 0, sizeof(prm));
-		prm.flags = IORING_SETUP_CQSIZE;
+		prm.flags = flag_sets[i] | IORING_SETUP_CQSIZE;
 		prm.cq_entries = u->w->p.ring_entries * CQ_PER_SQ;
 		r = io_uring_queue_init_params(u->w->p.ring_entries, &u->ring, &prm);
 	}
@@ -635,6 +750,7 @@ static int setup_eps(struct uworker *u)
 			u->free_head = i;
 		}
 	}
+	u->fixed_files = io_uring_register_files_sparse(&u->ring, u->n_eps) == 0;
 	return 0;
 }
 
@@ -679,7 +795,7 @@ static int run(struct uworker *u)
 		int r;
 
 		tsw_engine_loop_begin(u->e, now);
-		handle_cqes(u, now);
+		collect_late(u, handle_cqes(u, now), now);
 		if (u->mail_pending) {
 			u->mail_pending = false;
 			take_mail(u, now);
@@ -691,6 +807,8 @@ static int run(struct uworker *u)
 		connect_links(u, now);
 		close_requested(u, now);
 		unpause(u);
+		if (u->n_want_recv)
+			retry_recvs(u);
 		flush(u);
 		if (!u->accept_armed && u->accept_retry_ns <= now && !w->draining)
 			arm_accept(u);

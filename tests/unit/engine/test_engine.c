@@ -672,23 +672,43 @@ Test(engine, routes_pick_the_longest_prefix)
 	cr_assert_eq(tsw_engine_reconfigure(H.e, &c), -TSW_E_CONFIG);
 }
 
-Test(engine, same_acquirer_stan_twice_gets_distinct_switch_stans)
+Test(engine, duplicate_in_flight_is_answered_94_and_not_forwarded)
 {
 	size_t n = h_auth(&H, body, sizeof(body), H_OK, "000111", 0);
+	size_t n2 = h_auth(&H, body + 2048, 2048, H_OK, "000111", 7, "1123031501", 0);
+	struct tsw_iso_msg first;
+	uint8_t firstbuf[2048];
 
 	h_start(&H);
 	cr_assert_eq(h_send(&H, body, n), 0);
 	cr_assert_eq(h_send(&H, body, n), 0);
+	collect_acq();
+	cr_assert_eq(acq->n, 1);
+	cr_assert_str_eq(h_field(&acq->m[0], 39), "94");
+	cr_assert_str_eq(h_field(&acq->m[0], 11), "000111");
+	cr_assert_eq(memcmp(acq->m[0].mti, "0110", 4), 0);
+	cr_assert_eq(H.m.duplicates_refused, 1);
 	collect_iss(0);
-	cr_assert_eq(iss->n, 2);
-	cr_assert_str_neq(h_field(&iss->m[0], 11), h_field(&iss->m[1], 11));
-	cr_assert_eq(h_issuer_answer(&H, 0, &iss->m[1], "00", 0), 0);
+	cr_assert_eq(iss->n, 1, "duplicate forwarded");
+	memcpy(firstbuf, iss->buf + 2, iss->len - 2);
+	cr_assert_eq(tsw_iso_decode(&H.prof, firstbuf, iss->len - 2, &first), 0);
+	/* another DE7 is another request: distinct switch STANs */
+	cr_assert_eq(h_send(&H, body + 2048, n2), 0);
+	collect_iss(0);
+	cr_assert_eq(iss->n, 1);
+	cr_assert_str_neq(h_field(&iss->m[0], 11), h_field(&first, 11));
 	cr_assert_eq(h_issuer_answer(&H, 0, &iss->m[0], "00", 0), 0);
+	cr_assert_eq(h_issuer_answer(&H, 0, &first, "00", 0), 0);
 	/* a duplicate answer for a key no longer in flight is not matched */
-	cr_assert_eq(h_issuer_answer(&H, 0, &iss->m[0], "00", 0), 0);
+	cr_assert_eq(h_issuer_answer(&H, 0, &first, "00", 0), 0);
 	cr_assert_eq(H.m.unmatched_answers, 1);
 	collect_acq();
 	cr_assert_eq(acq->n, 2);
+	/* answered: the same key may come again */
+	cr_assert_eq(h_send(&H, body, n), 0);
+	collect_iss(0);
+	cr_assert_eq(iss->n, 1);
+	cr_assert_eq(H.m.duplicates_refused, 1);
 }
 
 Test(engine, pending_table_full_answers_96)
@@ -698,7 +718,11 @@ Test(engine, pending_table_full_answers_96)
 	H.cfg.max_pending = 2;
 	h_start(&H);
 	for (i = 0; i < 3; i++) {
-		size_t n = h_auth(&H, body, sizeof(body), H_OK, "000121", 0);
+		char stan[7];
+		size_t n;
+
+		snprintf(stan, sizeof(stan), "00012%u", i);
+		n = h_auth(&H, body, sizeof(body), H_OK, stan, 0);
 
 		cr_assert_eq(h_send(&H, body, n), 0);
 	}

@@ -1,6 +1,7 @@
 /* The pending table against a reference model: random inserts, finds and
  * deletes (backward-shift deletion must keep every other key findable),
- * STANs never reused while in flight, the deadline heap in order. */
+ * STANs never reused while in flight, consecutive STANs on a few cache
+ * lines, the deadline heap in order. */
 #include <criterion/criterion.h>
 #include <stdlib.h>
 #include <string.h>
@@ -53,6 +54,42 @@ Test(pending, random_operations_match_a_reference)
 					     "key lost at step %u", step);
 		}
 	}
+	pending_free(e);
+	free(e);
+}
+
+/* The keys in flight are a window of consecutive STANs: they must land on
+ * a few cache lines (groups of 8 slots, 128 bytes), not one random line
+ * each of a table that is megabytes large at the server's max_pending. */
+Test(pending, consecutive_stans_share_cache_lines)
+{
+	struct tsw_engine *e = calloc(1, sizeof(*e));
+	enum { KEYS = 64, LINE = 128 };
+	uintptr_t lines[KEYS];
+	unsigned i, j, n_lines = 0;
+
+	cr_assert(e);
+	e->cfg.max_pending = 65536;
+	cr_assert_eq(pending_init(e), 0);
+	cr_assert_eq((uintptr_t)e->table % LINE, 0, "table not aligned to the line pair");
+	for (i = 0; i < KEYS; i++) {
+		struct req *r = req_alloc(e);
+		uint32_t s;
+
+		cr_assert(r);
+		cr_assert_eq(pending_insert(e, r, 0), 0);
+		for (s = 0; s <= e->table_mask; s++)
+			if (e->table[s].req != UINT32_MAX && e->table[s].key == r->key)
+				break;
+		cr_assert_leq(s, e->table_mask);
+		lines[i] = (uintptr_t)&e->table[s] / LINE;
+		for (j = 0; j < n_lines && lines[j] != lines[i]; j++)
+			;
+		if (j == n_lines)
+			lines[n_lines++] = lines[i];
+	}
+	/* 64 consecutive STANs: 8 or 9 groups (the window may start mid-group) */
+	cr_assert_leq(n_lines, 10, "%u lines for %u consecutive keys", n_lines, KEYS);
 	pending_free(e);
 	free(e);
 }

@@ -1,0 +1,34 @@
+/* Acquirer reversals (acq_reversal.c; internal to src/engine). */
+#ifndef TSW_ENGINE_ACQ_REVERSAL_H
+#define TSW_ENGINE_ACQ_REVERSAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "tsw/iso8583.h"
+
+struct tsw_engine;
+
+/* Originals remembered for the acquirer's reversals (direct-mapped: a
+ * newer original may push an older one out). */
+#define TSW_ENGINE_ACQ_REV_MEMORY 8192u
+/* DE90: original MTI 4, STAN 6, DE7 10, DE32 11, DE33 11. */
+#define TSW_ENGINE_DE90_LEN 42u
+#define TSW_ENGINE_DE90_OFF_STAN 4u
+#define TSW_ENGINE_DE90_OFF_DE7 10u
+
+int acq_rev_init(struct tsw_engine *e);
+void acq_rev_free(struct tsw_engine *e);
+/* An original (0100/0200 from the acquirer, m) went to the issuer with
+ * switch STAN stan and m's DE7: remembered under (token, m's DE11, DE7,
+ * DE41), whatever the acquirer connection. */
+void acq_rev_remember(struct tsw_engine *e, const char *token, size_t token_len,
+		      const struct tsw_iso_msg *m, uint32_t stan);
+/* For a reversal m of token: when its DE90 names a remembered original,
+ * writes the DE90 the issuer must see (the switch STAN and DE7 of the
+ * original as sent) to out and returns 1; 0 when DE90 is absent, not 42
+ * bytes or unknown (it is then forwarded as it came). */
+int acq_rev_de90(struct tsw_engine *e, const char *token, size_t token_len,
+		 const struct tsw_iso_msg *m, char out[TSW_ENGINE_DE90_LEN]);
+
+#endif

@@ -1,0 +1,36 @@
+/* Guards on issuer answers (answer_guard.c; internal to src/engine). */
+#ifndef TSW_ENGINE_ANSWER_GUARD_H
+#define TSW_ENGINE_ANSWER_GUARD_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "tsw/iso8583.h"
+
+struct req;
+
+/* DE39 of a duplicate transmission (dup.c). */
+#define TSW_ENGINE_RC_DUPLICATE "94"
+
+/* Fields dropped from every answer to the acquirer. */
+#define TSW_ENGINE_ANSWER_DROP 6u
+extern const uint8_t tsw_engine_answer_drop[TSW_ENGINE_ANSWER_DROP];
+
+/* Appends a removal edit for each dropped field m has; returns how many
+ * (at most TSW_ENGINE_ANSWER_DROP). */
+unsigned answer_drop_edits(const struct tsw_iso_msg *m, struct tsw_iso_edit *ed);
+/* A random secret for the PAN fingerprints of one engine. */
+uint64_t pan_fp_seed_new(void);
+/* The keyed fingerprint of a PAN (len digits). */
+uint64_t pan_fp(uint64_t seed, const char *pan, size_t len);
+/* True when some run of pan_len ASCII digits in p[0, n) has fingerprint fp. */
+bool pan_fp_scan(uint64_t seed, uint64_t fp, size_t pan_len, const uint8_t *p, size_t n);
+/* True for the response codes that approve (a limited use is spent):
+ * 00, 08, 10 (partial), 11, 16. rc is NUL-terminated. */
+bool rc_approved(const char *rc);
+/* False when the answer echoes DE4 (except with rc 10), DE37 or DE41 with
+ * a value other than the request's: it answers another request. */
+bool answer_matches(const struct req *r, const struct tsw_iso_msg *m, const char *rc);
+
+#endif

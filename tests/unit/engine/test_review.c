@@ -1,0 +1,471 @@
+/* The engine's answers to the review's findings (white-box: the engine's
+ * internal header): card data in issuer answers, STAN reuse and answer
+ * matching, approvals answered 96, the park timeout, approval codes,
+ * repeat MTIs, the STAN span per worker, output buffer compaction. Every
+ * answer to the acquirer is scanned for PAN digits. */
+#include <criterion/criterion.h>
+#include <criterion/parameterized.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "answer_guard.h"
+#include "engine_int.h"
+#include "harness.h"
+#include "use.h"
+#include "tsw/authz.h"
+#include "tsw/error.h"
+
+static struct h H;
+static struct h_msgs *acq, *iss;
+static uint8_t body[4096];
+
+static void setup(void)
+{
+	h_init(&H);
+	acq = calloc(1, sizeof(*acq));
+	iss = calloc(1, sizeof(*iss));
+}
+
+static void teardown(void)
+{
+	h_fini(&H);
+	free(acq);
+	free(iss);
+}
+
+static void collect_acq(void)
+{
+	unsigned i;
+
+	h_collect(&H, TSW_EP_ACQ, (uint32_t)H.slot, acq);
+	for (i = 0; i < H_TOKEN_MAX; i++)
+		cr_assert_not(h_contains(acq->buf, acq->len, h_tokens[i].pan),
+			      "PAN digits in an acquirer answer");
+}
+
+static void collect_iss(uint32_t link)
+{
+	h_collect(&H, TSW_EP_LINK, link, iss);
+}
+
+/* Keeps the 0100s of iss (reversals queued by the engine go out too);
+ * returns how many. */
+static unsigned only_requests(void)
+{
+	unsigned i, k = 0;
+
+	for (i = 0; i < iss->n; i++)
+		if (memcmp(iss->m[i].mti, "0100", 4) == 0)
+			iss->m[k++] = iss->m[i];
+	iss->n = k;
+	return k;
+}
+
+/* Sends a limited-use request and waits (deadline) until it is forwarded
+ * or answered locally; returns the number of issuer messages. */
+static unsigned send_limited(const char *stan)
+{
+	size_t n = h_auth(&H, body, sizeof(body), H_LIMITED, stan, 0);
+	uint64_t deadline = (uint64_t)time(NULL) + 10, v;
+	int efd = eventfd(0, EFD_NONBLOCK);
+
+	cr_assert_geq(efd, 0);
+	cr_assert_eq(tsw_engine_add_state_waker(H.e, efd), 0);
+	cr_assert_eq(h_send(&H, body, n), 0);
+	for (;;) {
+		struct pollfd pfd = {.fd = efd, .events = POLLIN};
+
+		collect_iss(0);
+		if (only_requests() || tsw_engine_inflight(H.e) == 0 ||
+		    (uint64_t)time(NULL) > deadline)
+			break;
+		poll(&pfd, 1, 1000);
+		(void)!read(efd, &v, sizeof(v));
+		h_advance(&H, 0);
+	}
+	close(efd);
+	return iss->n;
+}
+
+TestSuite(review, .init = setup, .fini = teardown, .timeout = 30);
+
+/* item 1: card-data fields are dropped, whatever the issuer puts there */
+Test(review, answer_fields_holding_card_data_never_reach_the_acquirer)
+{
+	static const unsigned fields[] = {34, 36, 45, 102, 103};
+	unsigned i;
+
+	h_start(&H);
+	for (i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {
+		char stan[7];
+		size_t n;
+
+		snprintf(stan, sizeof(stan), "0002%02u", i);
+		n = h_auth(&H, body, sizeof(body), H_OK, stan, 0);
+		cr_assert_eq(h_send(&H, body, n), 0);
+		collect_iss(0);
+		cr_assert_eq(iss->n, 1);
+		cr_assert_eq(h_issuer_answer(&H, 0, &iss->m[0], "00", 2, NULL, (int)fields[i],
+					     h_tokens[H_OK].pan, 0),
+			     0);
+		collect_acq();
+		cr_assert_eq(acq->n, 1, "field %u", fields[i]);
+		cr_assert_str_eq(h_field(&acq->m[0], 39), "00", "field %u", fields[i]);
+		cr_assert_not(tsw_iso_has(&acq->m[0], fields[i]), "field %u kept", fields[i]);
+	}
+	cr_assert_eq(H.m.pan_leaks_blocked, 0);
+}
+
+/* items 1 and 3: the PAN anywhere else, DE2 absent: 96, and the issuer's
+ * approval is reversed */
+Test(review, pan_anywhere_in_an_answer_without_de2_is_replaced_by_96_and_reversed)
+{
+	static const struct {
+		int field;
+		const char *before, *after;
+	} cases[] = {{44, "", ""}, {48, "9916", ""}, {62, "X", "X"}};
+	unsigned i;
+
+	h_start(&H);
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char v[64], stan[7];
+		size_t n;
+
+		snprintf(stan, sizeof(stan), "0003%02u", i);
+		snprintf(v, sizeof(v), "%s%s%s", cases[i].before, h_tokens[H_OK].pan,
+			 cases[i].after);
+		n = h_auth(&H, body, sizeof(body), H_OK, stan, 0);
+		cr_assert_eq(h_send(&H, body, n), 0);
+		collect_iss(0);
+		cr_assert_eq(
+		    h_issuer_answer(&H, 0, &iss->m[0], "00", 2, NULL, cases[i].field, v, 0), 0);
+		collect_acq();
+		cr_assert_eq(acq->n, 1);
+		cr_assert_str_eq(h_field(&acq->m[0], 39), "96", "field %d", cases[i].field);
+		cr_assert_eq(H.m.pan_leaks_blocked, i + 1);
+		cr_assert_eq(H.m.saf_depth, i + 1, "approval answered 96 not reversed");
+	}
+	/* the reversal goes out with the switch STAN of the original */
+	h_advance(&H, 0);
+	collect_iss(0);
+	cr_assert_geq(iss->n, 1);
+	cr_assert_eq(memcmp(iss->m[0].mti, "0400", 4), 0);
+}
+
+/* item 3: the use of an approval answered 96 is given back */
+Test(review, approved_limited_use_answered_96_gives_the_use_back)
+{
+	char v[64];
+
+	h_start(&H);
+	cr_assert_eq(send_limited("000401"), 1);
+	snprintf(v, sizeof(v), "9916%s", h_tokens[H_LIMITED].pan);
+	cr_assert_eq(h_issuer_answer(&H, 0, &iss->m[0], "00", 2, NULL, 48, v, 0), 0);
+	collect_acq();
+	cr_assert_str_eq(h_field(&acq->m[0], 39), "96");
+	if (send_limited("000402") != 1) {
+		collect_acq();
+		cr_assert_fail("use not given back: %u answers, rc %s, inflight %u", acq->n,
+			       acq->n ? h_field(&acq->m[0], 39) : "-", tsw_engine_inflight(H.e));
+	}
+}
+
+/* item 5: which codes approve */
+Test(review, approval_codes_are_00_08_10_11_16)
+{
+	static const struct {
+		const char *rc;
+		bool approved;
+	} cases[] = {{"00", true},  {"08", true},  {"10", true},  {"11", true},
+		     {"16", true},  {"05", false}, {"51", false}, {"91", false},
+		     {"96", false}, {"01", false}, {"0", false},  {"000", false}};
+	unsigned i;
+
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+		cr_assert_eq(rc_approved(cases[i].rc), cases[i].approved, "rc %s", cases[i].rc);
+}
+
+/* item 5: a partial approval spends the use, a decline gives it back */
+Test(review, partial_approval_commits_the_limited_use)
+{
+	h_start(&H);
+	cr_assert_eq(send_limited("000411"), 1);
+	cr_assert_eq(h_issuer_answer(&H, 0, &iss->m[0], "10", 4, "000000000300", 0), 0);
+	collect_acq();
+	cr_assert_str_eq(h_field(&acq->m[0], 39), "10");
+	cr_assert_eq(send_limited("000412"), 0, "partial approval gave the use back");
+	collect_acq();
+	cr_assert_str_eq(h_field(&acq->m[0], 39), "65");
+}
+
+Test(review, declined_limited_use_is_given_back)
+{
+	h_start(&H);
+	cr_assert_eq(send_limited("000421"), 1);
+	cr_assert_eq(h_issuer_answer(&H, 0, &iss->m[0], "05", 0), 0);
+	collect_acq();
+	cr_assert_str_eq(h_field(&acq->m[0], 39), "05");
+	cr_assert_eq(send_limited("000422"), 1);
+}
+
+/* item 2: a timed-out STAN is not handed out while its late answer may
+ * still come */
+Test(review, timed_out_stan_is_not_reused_while_remembered)
+{
+	size_t n = h_auth(&H, body, sizeof(body), H_OK, "000501", 0);
+	struct tsw_iso_msg a;
+	uint8_t abuf[2048];
+	uint32_t stan_a;
+
+	h_start(&H);
+	cr_assert_eq(h_send(&H, body, n), 0);
+	collect_iss(0);
+	memcpy(abuf, iss->buf + 2, iss->len - 2);
+	cr_assert_eq(tsw_iso_decode(&H.prof, abuf, iss->len - 2, &a), 0);
+	stan_a = (uint32_t)atoi(h_field(&a, 11));
+	h_advance(&H, 2000);
+	collect_acq();
+	cr_assert_str_eq(h_field(&acq->m[0], 39), "91");
+	collect_iss(0); /* the reversal */
+
+	/* the generator comes round to A's STAN */
+	H.e->stan_seq = stan_a % stan_span(&H.cfg) - 1;
+	n = h_auth(&H, body, sizeof(body), H_OK, "000502", 0);
+	cr_assert_eq(h_send(&H, body, n), 0);
+	collect_iss(0);
+	cr_assert_eq(iss->n, 1);
+	cr_assert_neq((uint32_t)atoi(h_field(&iss->m[0], 11)), stan_a, "timed-out STAN reused");
+	/* A's late 00 is not delivered to B */
+	cr_assert_eq(h_issuer_answer(&H, 0, &a, "00", 0), 0);
+	cr_assert_eq(H.m.late_answers, 1);
+	collect_acq();
+	cr_assert_eq(acq->n, 0);
+	cr_assert_eq(tsw_engine_inflight(H.e), 1);
+}
+
+/* item 2: echoed DE4/DE37/DE41 must be the request's */
+Test(review, answer_echoing_other_fields_is_unmatched)
+{
+	static const struct {
+		int field;
+		const char *value, *rc;
+		bool matches;
+	} cases[] = {
+	    {37, "999999999999", "00", false}, {41, "TERM0002", "00", false},
+	    {4, "000000000501", "00", false},  {4, "000000000300", "10", true},
+	    {37, "123456789012", "00", true},
+	};
+	unsigned i;
+
+	h_start(&H);
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char stan[7];
+		size_t n;
+		uint64_t unmatched = H.m.unmatched_answers;
+
+		snprintf(stan, sizeof(stan), "0006%02u", i);
+		n = h_auth(&H, body, sizeof(body), H_OK, stan, 0);
+		cr_assert_eq(h_send(&H, body, n), 0);
+		collect_iss(0);
+		cr_assert_eq(h_issuer_answer(&H, 0, &iss->m[0], cases[i].rc, cases[i].field,
+					     cases[i].value, 0),
+			     0);
+		collect_acq();
+		cr_assert_eq(acq->n, cases[i].matches ? 1u : 0u, "case %u", i);
+		cr_assert_eq(H.m.unmatched_answers, unmatched + (cases[i].matches ? 0 : 1));
+		if (!cases[i].matches) {
+			/* the request still waits for its own answer */
+			cr_assert_eq(h_issuer_answer(&H, 0, &iss->m[0], "00", 0), 0);
+			collect_acq();
+			cr_assert_eq(acq->n, 1);
+			cr_assert_str_eq(h_field(&acq->m[0], 11), stan);
+		}
+	}
+}
+
+/* item 4: a request parked past issuer_timeout_ms is answered 96 */
+Test(review, parked_request_past_the_issuer_timeout_is_answered_96)
+{
+	size_t n = h_auth(&H, body, sizeof(body), H_LIMITED, "000701", 0);
+	struct tsw_iso_msg m;
+
+	h_start(&H);
+	cr_assert_eq(tsw_iso_decode(&H.prof, body, n, &m), 0);
+	/* ticket sequence 0: never durable (a writer that never commits) */
+	tsw_engine_loop_begin(H.e, H.now);
+	cr_assert_eq(park(H.e, (uint32_t)H.slot, &m, 0, H.now), 0);
+	tsw_engine_loop_end(H.e);
+	cr_assert_eq(tsw_engine_inflight(H.e), 1);
+	h_advance(&H, 1999);
+	collect_acq();
+	cr_assert_eq(acq->n, 0);
+	h_advance(&H, 1);
+	collect_acq();
+	cr_assert_eq(acq->n, 1);
+	cr_assert_str_eq(h_field(&acq->m[0], 39), "96");
+	cr_assert_str_eq(h_field(&acq->m[0], 11), "000701");
+	cr_assert_eq(H.m.park_timeouts, 1);
+	cr_assert_eq(H.m.parked, 0);
+	cr_assert_eq(tsw_engine_inflight(H.e), 0);
+	collect_iss(0);
+	cr_assert_eq(iss->n, 0);
+}
+
+/* item 9: a repeat is answered with the plain response MTI */
+Test(review, repeats_are_answered_with_the_plain_response_mti)
+{
+	static const struct {
+		const char *mti, *want;
+	} cases[] = {{"0101", "0110"}, {"0401", "0410"}, {"0121", "0130"}, {"0801", "0810"}};
+	unsigned i;
+
+	h_start(&H);
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		size_t n = h_build(&H, body, sizeof(body), cases[i].mti, 2, "4000999999999998", 3,
+				   "000000", 4, "000000000500", 7, "1123031500", 11, "000801", 70,
+				   "301", 0);
+
+		cr_assert_eq(h_send(&H, body, n), 0);
+		collect_acq();
+		cr_assert_eq(acq->n, 1);
+		cr_assert_eq(memcmp(acq->m[0].mti, cases[i].want, 4), 0, "%s answered %.4s",
+			     cases[i].mti, acq->m[0].mti);
+	}
+}
+
+/* item 10: workers own disjoint STAN spans; max_pending fits the span */
+Test(review, workers_stamp_disjoint_stan_spans)
+{
+	struct tsw_engine *e0, *e10;
+	uint32_t span, s0, s10;
+
+	H.cfg.n_workers = 16;
+	span = stan_span(&H.cfg);
+	cr_assert_eq(span, 62500);
+	H.cfg.worker_id = 0;
+	cr_assert_eq(tsw_engine_new(&H.cfg, H.vault, H.state, &H.m, &e0), 0);
+	H.cfg.worker_id = 10;
+	cr_assert_eq(tsw_engine_new(&H.cfg, H.vault, H.state, &H.m, &e10), 0);
+	s0 = stan_next(e0, 0);
+	s10 = stan_next(e10, 0);
+	cr_assert(s0 > 0 && s0 < span);
+	cr_assert(s10 >= 10 * span && s10 < 11 * span, "worker 10 stamped %u", s10);
+	e10->stan_seq = span - 2;
+	cr_assert_lt(stan_next(e10, 0), 11 * span);
+	cr_assert_geq(stan_next(e10, 0), 10 * span, "wrapped out of the span");
+	tsw_engine_free(e0);
+	tsw_engine_free(e10);
+
+	H.cfg.worker_id = 16;
+	cr_assert_eq(tsw_engine_new(&H.cfg, H.vault, H.state, &H.m, &e0), -TSW_E_CONFIG);
+	H.cfg.worker_id = 15;
+	H.cfg.max_pending = span;
+	cr_assert_eq(tsw_engine_new(&H.cfg, H.vault, H.state, &H.m, &e0), -TSW_E_CONFIG);
+	H.cfg.n_workers = 0;
+	cr_assert_eq(tsw_engine_new(&H.cfg, H.vault, H.state, &H.m, &e0), -TSW_E_CONFIG,
+		     "worker 15 of the default 10");
+}
+
+/* item 11: compaction leaves no copy of the moved bytes behind */
+Test(review, compaction_wipes_the_bytes_past_the_new_tail)
+{
+	struct outbuf b;
+	size_t cap, i, hdr = tsw_iso_header_size(&H.prof);
+	uint32_t old_tail;
+	uint8_t *p;
+
+	cr_assert_eq(outbuf_init(&b, 256), 0);
+	p = outbuf_frame_begin(&b, &H.prof, 100, &cap);
+	cr_assert_not_null(p);
+	memset(p, 'A', 100);
+	cr_assert_eq(outbuf_frame_commit(&b, &H.prof, 100), 0);
+	p = outbuf_frame_begin(&b, &H.prof, 100, &cap);
+	cr_assert_not_null(p);
+	memset(p, '4', 100);
+	cr_assert_eq(outbuf_frame_commit(&b, &H.prof, 100), 0);
+	old_tail = b.tail;
+	b.head = (uint32_t)(100 + hdr); /* the first frame went out */
+	cr_assert_not_null(outbuf_frame_begin(&b, &H.prof, 100, &cap));
+	cr_assert_eq(b.head, 0, "not compacted");
+	for (i = b.tail; i < old_tail; i++)
+		cr_assert_eq(b.data[i], 0, "byte %zu past the tail kept", i);
+	outbuf_free(&b);
+}
+
+/* item 6: an acquirer's reversal names the original by the switch STAN */
+Test(review, acquirer_reversal_de90_is_rewritten_to_the_switch_stan)
+{
+	size_t n = h_auth(&H, body, sizeof(body), H_OK, "000901", 0);
+	char de90[43], want[43], sw[7];
+	int slot2;
+
+	h_start(&H);
+	cr_assert_eq(h_send(&H, body, n), 0);
+	collect_iss(0);
+	snprintf(sw, sizeof(sw), "%s", h_field(&iss->m[0], 11));
+	cr_assert_eq(h_issuer_answer(&H, 0, &iss->m[0], "00", 0), 0);
+	collect_acq();
+
+	/* on another connection: the key has no connection in it */
+	slot2 = tsw_engine_acq_open(H.e, H.now);
+	cr_assert_geq(slot2, 0);
+	H.slot = slot2;
+	snprintf(de90, sizeof(de90), "0100%s%s%022d", "000901", "1123031500", 0);
+	snprintf(want, sizeof(want), "0100%s%s%022d", sw, "1123031500", 0);
+	n = h_build(&H, body, sizeof(body), "0400", 2, h_tokens[H_OK].token, 3, "000000", 4,
+		    "000000000500", 7, "1123031600", 11, "000902", 41, "TERM0001", 90, de90, 0);
+	cr_assert_eq(h_send(&H, body, n), 0);
+	collect_iss(0);
+	cr_assert_eq(iss->n, 1);
+	cr_assert_str_eq(h_field(&iss->m[0], 90), want);
+	cr_assert_eq(H.m.acq_reversals_matched, 1);
+
+	/* another terminal's reversal of the same STAN is unknown: as is */
+	n = h_build(&H, body, sizeof(body), "0400", 2, h_tokens[H_OK].token, 3, "000000", 4,
+		    "000000000500", 7, "1123031600", 11, "000903", 41, "TERM0002", 90, de90, 0);
+	cr_assert_eq(h_send(&H, body, n), 0);
+	collect_iss(0);
+	cr_assert_eq(iss->n, 1);
+	cr_assert_str_eq(h_field(&iss->m[0], 90), de90);
+	cr_assert_eq(H.m.acq_reversals_matched, 1);
+}
+
+/* item 12: histogram bounds from 0.5 us to 10 s, both tables agree */
+Test(review, histogram_bounds_start_at_half_a_microsecond)
+{
+	static const struct {
+		uint64_t ns;
+		unsigned bucket;
+	} cases[] = {{0, 0},
+		     {499, 0},
+		     {500, 1},
+		     {999, 1},
+		     {1000, 2},
+		     {1500, 2},
+		     {9999999999ull, 22},
+		     {10000000000ull, 23},
+		     {UINT64_MAX - 1, 23}};
+	unsigned i;
+
+	cr_assert_eq(tsw_hist_bound_ns[0], 500);
+	cr_assert_eq(tsw_hist_bound_ns[TSW_HIST_BUCKETS - 2], 10000000000ull);
+	for (i = 0; i + 1 < TSW_HIST_BUCKETS; i++) {
+		cr_assert_eq((uint64_t)(tsw_hist_bound_us[i] * 1000), tsw_hist_bound_ns[i], "%u",
+			     i);
+		if (i)
+			cr_assert_gt(tsw_hist_bound_ns[i], tsw_hist_bound_ns[i - 1]);
+	}
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct tsw_hist h;
+
+		memset(&h, 0, sizeof(h));
+		tsw_hist_add_ns(&h, cases[i].ns);
+		cr_assert_eq(h.bucket[cases[i].bucket], 1, "%llu ns",
+			     (unsigned long long)cases[i].ns);
+	}
+}

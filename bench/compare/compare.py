@@ -136,7 +136,9 @@ listen tsw
                       "--state", state, "--key-file", self.key, "--workers", "1",
                       "--io", io], cpu=1,
                      pattern=r"listening acquirer=[^:]+:(\d+)")
-        self.wait_ready(m)
+        if not self.wait_ready(m):
+            stop(p)
+            raise RuntimeError("tokswitch never became ready")
         return p, int(m.group(1))
 
     def wait_ready(self, m):
@@ -144,19 +146,20 @@ listen tsw
         line = m.string
         mm = re.search(r"metrics=([^:\s]+):(\d+)", line)
         if not mm:
-            return
+            return False
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             try:
                 s = socket.create_connection((mm.group(1), int(mm.group(2))), timeout=1)
                 s.sendall(b"GET /readyz HTTP/1.0\r\n\r\n")
-                if s.recv(64).startswith(b"HTTP/1.1 200") or b" 200 " in s.recv(64):
-                    s.close()
-                    return
+                status = s.recv(64).split(b"\r\n", 1)[0]
                 s.close()
+                if b" 200" in status:
+                    return True
             except OSError:
                 pass
-            time.sleep(0.05)
+            time.sleep(0.05)  # polling /readyz with a deadline, not a fixed wait
+        return False
 
     def run_bench(self, port, mode, kind):
         out = os.path.join(self.tmp, "bench.json")

@@ -115,6 +115,8 @@ struct tsw_metrics_shard {
 	/* added with the durable queue */
 	uint64_t saf_retried;             /* unanswered, link down or unsendable: due again later */
 	uint64_t saf_inflight;            /* gauge: reversals of this worker awaiting an answer */
+	/* added by the io_uring backend */
+	uint64_t recv_bufs_held;          /* gauge: receive buffers held for paused connections */
 } __attribute__((aligned(64)));
 
 #endif

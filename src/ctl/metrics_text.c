@@ -167,6 +167,8 @@ static const struct scalar scalars[] = {
     SC("tsw_saf_retried_total", "counter",
        "Reversals unanswered, link down or unsendable: due again later.", saf_retried),
     SC("tsw_saf_inflight", "gauge", "Reversals awaiting an issuer answer.", saf_inflight),
+    SC("tsw_recv_bufs_held", "gauge",
+       "Receive buffers held for paused connections (io_uring backend).", recv_bufs_held),
     SC("tsw_workers_ready", "gauge", "Workers whose engine is ready.", ready),
 };
 

@@ -16,6 +16,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
@@ -346,6 +347,35 @@ def test_backpressure_stops_reading_without_dropping():
         e.issuer.release()
         got = sorted(int(c.answer()[1][11]) for _ in range(n))
         assert_eq(got, list(range(200, 200 + n)), "every request answered, none dropped")
+
+
+def test_flood_while_paused_never_drops_or_closes():
+    # far more input than the stash holds arrives while the connection is
+    # held (receives already under way when reading stops): all answered
+    conf = ("[limits]\nmax_inflight_per_conn = 2\nmax_frame = 512\nin_buf_bytes = 1024\n"
+            "out_buf_bytes = 2048\n[io]\nrecv_buf_bytes = 512\n")
+    with Env(workers=1, extra_conf=conf) as e:
+        c = e.conn()
+        n = 5000
+        data = b"".join(T.encode(PROFILE, *auth(TOKENS["ok"]["token"], stan=10000 + i))
+                        for i in range(n))
+        errs = []
+
+        def writer():
+            try:
+                c.send(data)
+            except OSError as ex:
+                errs.append(ex)
+
+        t = threading.Thread(target=writer, daemon=True)
+        t.start()
+        got = sorted(int(c.answer(timeout=20)[1][11]) for _ in range(n))
+        t.join(20)
+        assert_eq(errs, [], "writer")
+        assert_eq(got, list(range(10000, 10000 + n)), "every request answered, none dropped")
+        assert_eq(e.sw.metric("tsw_stash_overflows_total"), 0, "stash overflows")
+        assert_eq(e.sw.metric("tsw_connections_open"), 1, "connection still open")
+        T.wait_for(lambda: e.sw.metric("tsw_recv_bufs_held") == 0, 5, "held buffers recycled")
 
 
 def test_paused_connection_closed_then_slot_reused():

@@ -55,6 +55,11 @@ struct uep {
 	bool link_up;
 	bool fixed; /* fd also in the ring's file table at the endpoint's index */
 	bool want_recv; /* arm_recv found no SQE: retried next iteration */
+	/* received buffers held back while the engine cannot take them (a
+	 * multishot recv posts completions until its cancel lands): a FIFO of
+	 * buffer ids linked through uworker.held_next, fed on resume */
+	uint32_t held_head, held_tail;
+	uint32_t n_held;
 };
 
 struct uworker {
@@ -68,6 +73,9 @@ struct uworker {
 	size_t bufs_bytes;
 	uint32_t nbufs, buf_bytes;
 	bool br_registered;
+	uint32_t *held_next; /* per buffer id: the next held buffer of its endpoint */
+	uint32_t *held_len;  /* per buffer id: bytes received into it */
+	uint32_t n_held;     /* buffers held by all endpoints */
 
 	struct uep *eps; /* links at [0, n_links), connections after */
 	uint32_t n_links, n_eps;
@@ -224,6 +232,50 @@ static void recycle_buf(struct uworker *u, unsigned bid)
 	io_uring_buf_ring_advance(u->br, 1);
 }
 
+static void held_gauge(struct uworker *u)
+{
+	if (u->w->p.metrics)
+		u->w->p.metrics->recv_bufs_held = u->n_held;
+}
+
+/* Keeps a received buffer out of the buffer ring, queued on the endpoint
+ * in arrival order. Bounded by the ring's buffer count. */
+static void hold_buf(struct uworker *u, uint32_t idx, unsigned bid, uint32_t len)
+{
+	struct uep *ep = &u->eps[idx];
+
+	u->held_next[bid] = NO_EP;
+	u->held_len[bid] = len;
+	if (ep->n_held)
+		u->held_next[ep->held_tail] = bid;
+	else
+		ep->held_head = bid;
+	ep->held_tail = bid;
+	ep->n_held++;
+	u->n_held++;
+	held_gauge(u);
+}
+
+/* Takes the oldest held buffer of the endpoint off its queue (n_held > 0). */
+static unsigned unhold_buf(struct uworker *u, uint32_t idx)
+{
+	struct uep *ep = &u->eps[idx];
+	unsigned bid = ep->held_head;
+
+	ep->held_head = u->held_next[bid];
+	ep->n_held--;
+	u->n_held--;
+	held_gauge(u);
+	return bid;
+}
+
+/* Gives every held buffer of the endpoint back to the ring (on close). */
+static void drop_held(struct uworker *u, uint32_t idx)
+{
+	while (u->eps[idx].n_held)
+		recycle_buf(u, unhold_buf(u, idx));
+}
+
 static uint32_t ep_alloc(struct uworker *u)
 {
 	uint32_t idx = u->free_head;
@@ -262,6 +314,7 @@ static void ep_close(struct uworker *u, uint32_t idx, uint64_t now_ns)
 	if (!ep->in_use || ep->closing)
 		return;
 	ep->closing = true;
+	drop_held(u, idx);
 	if (ep->kind == TSW_EP_ACQ) {
 		tsw_engine_acq_close(u->e, ep->eslot);
 		if (ep->eslot < u->n_slots)
@@ -337,6 +390,16 @@ static void on_accept(struct uworker *u, struct io_uring_cqe *cqe, uint64_t now_
 	arm_recv(u, idx);
 }
 
+static void list_paused(struct uworker *u, uint32_t idx)
+{
+	struct uep *ep = &u->eps[idx];
+
+	if (!ep->listed) {
+		ep->listed = true;
+		u->paused[u->n_paused++] = idx;
+	}
+}
+
 static void pause_if_needed(struct uworker *u, uint32_t idx)
 {
 	struct uep *ep = &u->eps[idx];
@@ -344,11 +407,29 @@ static void pause_if_needed(struct uworker *u, uint32_t idx)
 	if (ep->paused || ep->closing || !tsw_engine_acq_paused(u->e, ep->eslot))
 		return;
 	ep->paused = true;
-	if (!ep->listed) {
-		ep->listed = true;
-		u->paused[u->n_paused++] = idx;
-	}
+	list_paused(u, idx);
 	cancel_recv(u, idx);
+}
+
+/* Feeds the endpoint's held buffers to the engine in order while it takes
+ * input (not paused), recycling each: the engine consumes a buffer whole
+ * when it is not paused (what it cannot process yet goes to its stash,
+ * which is empty then and holds a receive buffer). Returns 0 or the
+ * engine's error (the caller closes). */
+static int feed_held(struct uworker *u, uint32_t idx, uint64_t now_ns)
+{
+	struct uep *ep = &u->eps[idx];
+
+	while (ep->n_held && !ep->closing && !tsw_engine_acq_paused(u->e, ep->eslot)) {
+		unsigned bid = unhold_buf(u, idx);
+		int r = tsw_engine_acq_input(u->e, ep->eslot, u->bufs + (size_t)bid * u->buf_bytes,
+					     u->held_len[bid], now_ns);
+
+		recycle_buf(u, bid);
+		if (r < 0)
+			return r;
+	}
+	return 0;
 }
 
 static void take_mail(struct uworker *u, uint64_t now_ns);
@@ -365,15 +446,23 @@ static void on_recv(struct uworker *u, uint32_t idx, struct io_uring_cqe *cqe, u
 
 		if (io_worker_mail_waiting(u->w))
 			take_mail(u, now_ns);
-		if (!ep->closing) {
+		if (ep->closing) {
+			recycle_buf(u, bid);
+		} else if (ep->kind == TSW_EP_ACQ &&
+			   (ep->n_held || tsw_engine_acq_paused(u->e, ep->eslot))) {
+			/* back-pressure: the engine's stash may not hold it;
+			 * keep the buffer until the connection resumes */
+			hold_buf(u, idx, bid, (uint32_t)cqe->res);
+			list_paused(u, idx);
+		} else {
 			if (ep->kind == TSW_EP_ACQ)
 				r = tsw_engine_acq_input(u->e, ep->eslot, data, (size_t)cqe->res,
 							 now_ns);
 			else
 				r = tsw_engine_link_input(u->e, ep->eslot, data, (size_t)cqe->res,
 							  now_ns);
+			recycle_buf(u, bid);
 		}
-		recycle_buf(u, bid);
 	}
 	if (!more) {
 		ep->recv_armed = false;
@@ -532,14 +621,18 @@ static void flush(struct uworker *u)
 	}
 }
 
-static void unpause(struct uworker *u)
+/* Resumes the listed endpoints the engine takes input from again: held
+ * buffers first, in order; recv is re-armed only once none is left. */
+static void unpause(struct uworker *u, uint64_t now_ns)
 {
 	for (uint32_t i = 0; i < u->n_paused;) {
 		uint32_t idx = u->paused[i];
 		struct uep *ep = &u->eps[idx];
 
-		if (ep->in_use && !ep->closing && !u->w->draining &&
-		    tsw_engine_acq_paused(u->e, ep->eslot)) {
+		if (ep->in_use && !ep->closing && ep->n_held && feed_held(u, idx, now_ns) < 0)
+			ep_close(u, idx, now_ns); /* recycles what is still held */
+		if (ep->in_use && !ep->closing &&
+		    (ep->n_held || (!u->w->draining && tsw_engine_acq_paused(u->e, ep->eslot)))) {
 			i++;
 			continue;
 		}
@@ -703,6 +796,10 @@ static int setup_bufs(struct uworker *u)
 		u->br = NULL;
 		return -errno;
 	}
+	u->held_next = malloc(sizeof(*u->held_next) * u->nbufs);
+	u->held_len = malloc(sizeof(*u->held_len) * u->nbufs);
+	if (!u->held_next || !u->held_len)
+		return -ENOMEM;
 	u->bufs_bytes = (size_t)u->nbufs * u->buf_bytes;
 	u->bufs =
 	    mmap(NULL, u->bufs_bytes, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
@@ -773,6 +870,8 @@ static void teardown(struct uworker *u)
 	free(u->eps);
 	free(u->slot_ep);
 	free(u->paused);
+	free(u->held_next);
+	free(u->held_len);
 }
 
 static bool drained(const struct uworker *u)
@@ -806,7 +905,7 @@ static int run(struct uworker *u)
 			tsw_engine_tick(u->e, now);
 		connect_links(u, now);
 		close_requested(u, now);
-		unpause(u);
+		unpause(u, now);
 		if (u->n_want_recv)
 			retry_recvs(u);
 		flush(u);

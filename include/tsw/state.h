@@ -19,6 +19,7 @@
  *	park until tsw_state_durable(ticket) (wake on the eventfd)
  *	forward; issuer approves -> tsw_state_commit_use(ticket)
  *	         declines / times out -> tsw_state_release(ticket)
+ *	later the issuer approves its reversal -> tsw_state_return_use(token)
  *
  * Keys are token digits; the environment holds no PAN.
  *
@@ -139,6 +140,18 @@ int tsw_state_commit_use(struct tsw_state *st, uint64_t ticket);
  * back in memory and the disk keeps the higher count until the token's
  * next update (never a double spend; counted as release_unqueued). */
 int tsw_state_release(struct tsw_state *st, uint64_t ticket);
+
+/* The issuer approved the reversal of an approved authorization of token
+ * (digits, len 1..19): one committed use is given back (used - 1; a
+ * reservation is never touched) and the lower count is queued for the
+ * writer, durable at the next group commit (a crash before that keeps
+ * the use counted: never a double spend). The caller gives a use back at
+ * most once per approval. Never waits on I/O. Returns 0,
+ * -TSW_E_NOT_FOUND (the token has no counts, or no committed use: the
+ * count never goes below 0, nothing changes), -EAGAIN (the writer's
+ * queue is full: nothing changes, counted as queue_full),
+ * -TSW_E_BAD_INPUT (bad token length or NULL token). */
+int tsw_state_return_use(struct tsw_state *st, const char *token, size_t len);
 
 /* Replay check of an ATC for token: atc_epoch is struct tsw_token's
  * atc_epoch (bumped by `tokvault repersonalize`). A higher epoch than the

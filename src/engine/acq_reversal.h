@@ -2,12 +2,14 @@
 #ifndef TSW_ENGINE_ACQ_REVERSAL_H
 #define TSW_ENGINE_ACQ_REVERSAL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include "tsw/iso8583.h"
 
 struct tsw_engine;
+struct req;
 
 /* Originals remembered for the acquirer's reversals (direct-mapped: a
  * newer original may push an older one out). */
@@ -30,5 +32,13 @@ void acq_rev_remember(struct tsw_engine *e, const char *token, size_t token_len,
  * bytes or unknown (it is then forwarded as it came). */
 int acq_rev_de90(struct tsw_engine *e, const char *token, size_t token_len,
 		 const struct tsw_iso_msg *m, char out[TSW_ENGINE_DE90_LEN]);
+/* The issuer approved original r (0100/0200) and its limited use was
+ * committed: the remembered original is flagged (nothing when it was
+ * pushed out of the table). */
+void acq_rev_use_consumed(struct tsw_engine *e, const struct req *r);
+/* The issuer answered reversal r 00: true when r named (through DE90) a
+ * flagged original; the flag is cleared, so a repeated reversal of the
+ * same original returns false. The caller gives the use back. */
+bool acq_rev_take_use(struct tsw_engine *e, const struct req *r);
 
 #endif

@@ -923,11 +923,19 @@ void engine_issuer_answer(struct tsw_engine *e, uint32_t link, const struct tsw_
 		e->m->answers_conn_gone++;
 	}
 	if (r->has_ticket) {
-		if (approved)
+		if (approved) {
 			use_commit(e, r->ticket);
-		else
+			acq_rev_use_consumed(e, r);
+		} else {
 			use_release(e, r->ticket);
+		}
 	}
+	/* the issuer reversed an approval that consumed a limited use: given
+	 * back once, whether or not the acquirer still hears the answer (a
+	 * full queue keeps the use spent: never a double spend) */
+	if ((r->mti_class == TSW_MTI_0400 || r->mti_class == TSW_MTI_0420) && rc[0] == '0' &&
+	    rc[1] == '0' && rc[2] == 0 && e->state && acq_rev_take_use(e, r))
+		tsw_state_return_use(e->state, r->token, r->token_len);
 	req_free(e, r);
 }
 

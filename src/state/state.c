@@ -745,6 +745,35 @@ int tsw_state_release(struct tsw_state *st, uint64_t ticket)
 	return 0;
 }
 
+int tsw_state_return_use(struct tsw_state *st, const char *token, size_t len)
+{
+	struct shard *sh;
+	struct entry *e;
+	uint64_t h;
+	int rc;
+
+	rc = valid_token(token, len);
+	if (rc < 0)
+		return rc;
+	h = hash_of(token, len);
+	sh = shard_of(st, h);
+	pthread_mutex_lock(&sh->lock);
+	e = find(st, sh, h, token, len, false);
+	if (e == NULL || e->used == 0) {
+		/* never below 0: nothing committed to give back */
+		pthread_mutex_unlock(&sh->lock);
+		return -TSW_E_NOT_FOUND;
+	}
+	e->used--;
+	if (enqueue(st, e) == 0) {
+		e->used++;
+		pthread_mutex_unlock(&sh->lock);
+		return -EAGAIN;
+	}
+	pthread_mutex_unlock(&sh->lock);
+	return 0;
+}
+
 int tsw_state_atc_check(struct tsw_state *st, const char *token, size_t len, uint32_t atc_epoch,
 			uint32_t atc)
 {

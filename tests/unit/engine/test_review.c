@@ -435,6 +435,70 @@ Test(review, acquirer_reversal_de90_is_rewritten_to_the_switch_stan)
 	cr_assert_eq(H.m.acq_reversals_matched, 1);
 }
 
+/* Sends the acquirer's reversal (mti) of the limited-use original with
+ * acquirer STAN orig, answers it rc at the issuer and returns the DE39 the
+ * acquirer got. */
+static const char *reverse_limited(const char *mti, const char *stan, const char *orig,
+				   const char *rc)
+{
+	char de90[43];
+	size_t n;
+
+	snprintf(de90, sizeof(de90), "0100%s%s%022d", orig, "1123031500", 0);
+	n = h_build(&H, body, sizeof(body), mti, 2, h_tokens[H_LIMITED].token, 3, "000000", 4,
+		    "000000000500", 7, "1123031600", 11, stan, 41, "TERM0001", 90, de90, 0);
+	cr_assert_eq(h_send(&H, body, n), 0);
+	collect_iss(0);
+	cr_assert_eq(iss->n, 1, "reversal %s not forwarded", stan);
+	cr_assert_eq(memcmp(iss->m[0].mti, mti, 4), 0);
+	cr_assert_neq(strcmp(h_field(&iss->m[0], 90), de90), 0, "DE90 not rewritten");
+	cr_assert_eq(h_issuer_answer(&H, 0, &iss->m[0], rc, 0), 0);
+	collect_acq();
+	cr_assert_eq(acq->n, 1);
+	return h_field(&acq->m[0], 39);
+}
+
+static uint32_t limited_used(void)
+{
+	struct tsw_state_token t;
+
+	cr_assert_eq(tsw_state_get(H.state, h_tokens[H_LIMITED].token,
+				   strlen(h_tokens[H_LIMITED].token), &t),
+		     0);
+	return t.used;
+}
+
+/* an approved reversal of an approved limited-use authorization gives the
+ * use back, once: a repeated reversal does not give back a second one */
+Test(review, approved_reversal_gives_the_limited_use_back_once)
+{
+	h_start(&H);
+	cr_assert_eq(send_limited("000931"), 1);
+	cr_assert_eq(h_issuer_answer(&H, 0, &iss->m[0], "00", 0), 0);
+	collect_acq();
+	cr_assert_str_eq(h_field(&acq->m[0], 39), "00");
+	cr_assert_eq(limited_used(), 1);
+
+	/* a declined reversal gives nothing back */
+	cr_assert_str_eq(reverse_limited("0400", "000932", "000931", "12"), "12");
+	cr_assert_eq(limited_used(), 1);
+	cr_assert_str_eq(reverse_limited("0401", "000933", "000931", "00"), "00");
+	cr_assert_eq(limited_used(), 0, "use not given back");
+
+	cr_assert_eq(send_limited("000934"), 1, "new authorization not forwarded");
+	cr_assert_eq(h_issuer_answer(&H, 0, &iss->m[0], "00", 0), 0);
+	collect_acq();
+	cr_assert_str_eq(h_field(&acq->m[0], 39), "00");
+	cr_assert_eq(limited_used(), 1);
+
+	/* the repeat of the first reversal: nothing more given back */
+	cr_assert_str_eq(reverse_limited("0401", "000935", "000931", "00"), "00");
+	cr_assert_eq(limited_used(), 1, "a second use given back");
+	cr_assert_eq(send_limited("000936"), 0);
+	collect_acq();
+	cr_assert_str_eq(h_field(&acq->m[0], 39), "65");
+}
+
 /* item 12: histogram bounds from 0.5 us to 10 s, both tables agree */
 Test(review, histogram_bounds_start_at_half_a_microsecond)
 {

@@ -252,6 +252,44 @@ Test(state, releases_give_uses_back_and_tickets_resolve_once)
 	close_state(st, efd);
 }
 
+Test(state, returned_use_is_reservable_again_never_below_zero_and_durable)
+{
+	struct tsw_state *st;
+	struct tsw_state_token tok;
+	uint64_t t[3];
+	int efd;
+
+	st = open_state(NULL, &efd);
+	cr_assert_eq(tsw_state_return_use(st, TOKEN, TOKEN_LEN), -TSW_E_NOT_FOUND, "no counts");
+	cr_assert_eq(tsw_state_return_use(st, TOKEN, 0), -TSW_E_BAD_INPUT);
+	cr_assert_eq(tsw_state_return_use(st, NULL, TOKEN_LEN), -TSW_E_BAD_INPUT);
+	for (int i = 0; i < 2; i++) {
+		cr_assert_eq(tsw_state_reserve(st, TOKEN, TOKEN_LEN, 2, &t[i]), 0);
+		cr_assert(wait_durable(st, efd, t[i]));
+		cr_assert_eq(tsw_state_commit_use(st, t[i]), 0);
+	}
+	cr_assert_eq(tsw_state_reserve(st, TOKEN, TOKEN_LEN, 2, &t[2]), -TSW_E_FULL);
+	cr_assert_eq(tsw_state_return_use(st, TOKEN, TOKEN_LEN), 0);
+	cr_expect_eq(used_of(st), 1);
+	cr_assert_eq(tsw_state_reserve(st, TOKEN, TOKEN_LEN, 2, &t[2]), 0, "use given back");
+	cr_assert_eq(tsw_state_reserve(st, TOKEN, TOKEN_LEN, 2, &t[0]), -TSW_E_FULL);
+	/* a reservation is not a committed use: never given back */
+	cr_assert_eq(tsw_state_return_use(st, TOKEN, TOKEN_LEN), 0);
+	cr_assert_eq(tsw_state_return_use(st, TOKEN, TOKEN_LEN), -TSW_E_NOT_FOUND, "below 0");
+	cr_assert_eq(tsw_state_get(st, TOKEN, TOKEN_LEN, &tok), 0);
+	cr_expect_eq(tok.used, 0);
+	cr_expect_eq(tok.reserved, 1);
+	cr_assert_eq(tsw_state_commit_use(st, t[2]), 0);
+	close_state(st, efd);
+
+	/* the returns were written: one use left after the restart */
+	st = open_state(NULL, &efd);
+	cr_expect_eq(used_of(st), 1);
+	cr_expect_eq(tsw_state_reserve(st, TOKEN, TOKEN_LEN, 2, &t[0]), 0);
+	cr_expect_eq(tsw_state_reserve(st, TOKEN, TOKEN_LEN, 2, &t[1]), -TSW_E_FULL);
+	close_state(st, efd);
+}
+
 Test(state, waker_fires_after_commit)
 {
 	struct tsw_state *st;

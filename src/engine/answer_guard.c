@@ -57,11 +57,12 @@ static bool digit(uint8_t c)
 	return c >= '0' && c <= '9';
 }
 
-bool pan_fp_scan(uint64_t seed, uint64_t fp, size_t pan_len, const uint8_t *p, size_t n)
+bool pan_fp_scan(uint64_t seed, uint64_t fp, size_t pan_len, const char last4[4],
+		 const uint8_t *p, size_t n)
 {
 	size_t i = 0;
 
-	if (pan_len == 0)
+	if (pan_len < 4)
 		return false;
 	while (i < n) {
 		size_t run = i, j;
@@ -70,7 +71,8 @@ bool pan_fp_scan(uint64_t seed, uint64_t fp, size_t pan_len, const uint8_t *p, s
 			run++;
 		/* digits [i, run): every window of pan_len inside it */
 		for (j = i; j + pan_len <= run; j++)
-			if (XXH3_64bits_withSeed(p + j, pan_len, seed) == fp)
+			if (memcmp(p + j + pan_len - 4, last4, 4) == 0 &&
+			    XXH3_64bits_withSeed(p + j, pan_len, seed) == fp)
 				return true;
 		i = run + 1;
 	}

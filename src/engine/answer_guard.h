@@ -24,8 +24,12 @@ unsigned answer_drop_edits(const struct tsw_iso_msg *m, struct tsw_iso_edit *ed)
 uint64_t pan_fp_seed_new(void);
 /* The keyed fingerprint of a PAN (len digits). */
 uint64_t pan_fp(uint64_t seed, const char *pan, size_t len);
-/* True when some run of pan_len ASCII digits in p[0, n) has fingerprint fp. */
-bool pan_fp_scan(uint64_t seed, uint64_t fp, size_t pan_len, const uint8_t *p, size_t n);
+/* True when some run of pan_len ASCII digits in p[0, n) has fingerprint fp.
+ * last4 (the PAN's last 4 digits, which masking shows anyway) filters the
+ * windows first, so an answer whose fixed numeric fields form one long
+ * digit run costs a compare per window, not a hash per window. */
+bool pan_fp_scan(uint64_t seed, uint64_t fp, size_t pan_len, const char last4[4],
+		 const uint8_t *p, size_t n);
 /* True for the response codes that approve (a limited use is spent):
  * 00, 08, 10 (partial), 11, 16. rc is NUL-terminated. */
 bool rc_approved(const char *rc);

@@ -321,6 +321,8 @@ static int forward(struct tsw_engine *e, struct pipeline *pl, const struct tsw_t
 	}
 	r->pan_len = (uint8_t)pan_len;
 	r->pan_fp = pan_fp(e->pan_fp_seed, pan, (size_t)pan_len);
+	if (pan_len >= 4) /* the vault holds 12..19-digit PANs */
+		memcpy(r->pan_last4, pan + pan_len - 4, 4);
 	ret = tsw_iso_encode(ip, m, ed, n, body, cap);
 	explicit_bzero(pan, sizeof(pan));
 	explicit_bzero(de35, sizeof(de35));
@@ -844,7 +846,7 @@ static int deliver_answer(struct tsw_engine *e, struct req *r, const struct tsw_
 	/* the acquirer side never gets a PAN: neither the request's PAN
 	 * (whether or not the issuer sent DE2) nor the issuer's DE2 may
 	 * appear anywhere in what was written */
-	if (pan_fp_scan(e->pan_fp_seed, r->pan_fp, r->pan_len, c->out.data + tail_before,
+	if (pan_fp_scan(e->pan_fp_seed, r->pan_fp, r->pan_len, r->pan_last4, c->out.data + tail_before,
 			c->out.tail - tail_before) ||
 	    (tsw_iso_has(m, 2) && contains(c->out.data + tail_before, c->out.tail - tail_before,
 					   tsw_iso_ptr(m, 2), m->f[2].len))) {

@@ -127,6 +127,7 @@ struct req {
 	bool has_token_expiry;
 	uint8_t pan_len;  /* REQ_ACQ: digits of the PAN sent (answer_guard.c) */
 	uint64_t pan_fp;  /* REQ_ACQ: its keyed fingerprint, never the PAN */
+	char pan_last4[4]; /* REQ_ACQ: its last 4 digits (shown by masking too): scan filter */
 	uint64_t dup_hash; /* REQ_ACQ: dup.c chain of (connection, DE11, DE7) */
 	uint32_t dup_next;
 	bool in_dup;

@@ -154,6 +154,8 @@ static void engine_config(const struct server *s, const struct tsw_config *c, ui
 	ec->in_buf_bytes = c->in_buf_bytes;
 	ec->link_buf_bytes = c->link_buf_bytes;
 	ec->max_parked = c->max_parked;
+	ec->acq_reversal_memory = c->acq_reversal_memory;
+	ec->expired_stan_memory = c->expired_stan_memory;
 }
 
 static bool all_ready(void *ctx)
@@ -232,6 +234,7 @@ static bool same_issuers(const struct tsw_config *a, const struct tsw_config *b)
 static void on_hup(uv_signal_t *h, int signum)
 {
 	struct server *s = h->data;
+	char restart_keys[TSW_CONFIG_REASON_MAX];
 	struct tsw_config_error err;
 	struct tsw_config cfg;
 
@@ -249,6 +252,8 @@ static void on_hup(uv_signal_t *h, int signum)
 		return;
 	}
 	tsw_log_level = (enum tsw_log_level)cfg.log_level;
+	if (tsw_config_restart_only_changed(&s->cfg, &cfg, restart_keys, sizeof(restart_keys)))
+		tsw_log(TSW_LOG_WARN, "reload_needs_restart", "keys=\"%s\"", restart_keys);
 	for (uint32_t i = 0; i < s->n_workers; i++) {
 		struct tsw_engine_config ec;
 

@@ -9,7 +9,8 @@
  *             workers io log_level drain_timeout_ms
  *   [limits]  max_conns max_inflight_per_conn max_pending out_buf_bytes
  *             max_frame idle_timeout_ms listen_backlog in_buf_bytes
- *             link_buf_bytes max_parked
+ *             link_buf_bytes max_parked acq_reversal_memory
+ *             expired_stan_memory
  *   [issuer]  host (repeatable, HOST:PORT; index = order) timeout_ms
  *             echo_interval_ms reconnect_min_ms reconnect_max_ms
  *   [route]   BINPREFIX = ISSUER_INDEX, and default = ISSUER_INDEX
@@ -41,6 +42,27 @@
  * the state, which takes TSW_STATE_WAKERS_MAX of them (main.c asserts the
  * two agree; this header cannot include tsw/state.h). */
 #define TSW_CONFIG_STATE_WORKERS_MAX 64u
+
+/* Defaults the engine also falls back to when its config field is 0
+ * (src/engine/engine_int.h uses these: one source of truth). */
+#define TSW_CONFIG_ISSUER_TIMEOUT_MS_DEFAULT 2000u
+#define TSW_CONFIG_ECHO_INTERVAL_MS_DEFAULT 30000u
+#define TSW_CONFIG_RECONNECT_MIN_MS_DEFAULT 100u
+#define TSW_CONFIG_RECONNECT_MAX_MS_DEFAULT 5000u
+#define TSW_CONFIG_IN_BUF_BYTES_DEFAULT (64u * 1024)
+#define TSW_CONFIG_MAX_PARKED_DEFAULT 256u
+#define TSW_CONFIG_SAF_INFLIGHT_MAX_DEFAULT 64u
+#define TSW_CONFIG_SAF_POLL_MS_DEFAULT 250u
+#define TSW_CONFIG_SAF_RETRY_MIN_MS_DEFAULT 1000u
+#define TSW_CONFIG_SAF_RETRY_MAX_MS_DEFAULT 60000u
+/* Engine tables (per worker, entries, powers of two): originals kept for
+ * the acquirer's reversals, and timed-out issuer STANs kept to tell a late
+ * answer from an unknown one. Both are direct-mapped: a newer entry
+ * pushes an older one out (counted in the _evicted_total metrics). */
+#define TSW_CONFIG_ACQ_REVERSAL_MEMORY_DEFAULT 8192u
+#define TSW_CONFIG_EXPIRED_STAN_MEMORY_DEFAULT 4096u
+#define TSW_CONFIG_TABLE_MEMORY_MIN 16u
+#define TSW_CONFIG_TABLE_MEMORY_MAX (1u << 22)
 
 /* Built-in default addresses (tests and tools/run pass port 0). */
 #define TSW_CONFIG_LISTEN_DEFAULT "127.0.0.1:8583"
@@ -84,9 +106,11 @@ struct tsw_config {
 	uint32_t max_frame;
 	uint32_t idle_timeout_ms;
 	uint32_t listen_backlog;
-	uint32_t in_buf_bytes;	 /* per acquirer connection: input held while paused */
-	uint32_t link_buf_bytes; /* per issuer link: output buffer */
-	uint32_t max_parked;	 /* per worker: limited-use requests awaiting durability */
+	uint32_t in_buf_bytes;	      /* per acquirer connection: input held while paused */
+	uint32_t link_buf_bytes;      /* per issuer link: output buffer */
+	uint32_t max_parked;	      /* per worker: limited-use requests awaiting durability */
+	uint32_t acq_reversal_memory; /* per worker: originals kept for reversals (power of 2) */
+	uint32_t expired_stan_memory; /* per worker: timed-out STANs kept (power of 2) */
 	/* [issuer] */
 	uint32_t issuer_timeout_ms;
 	uint32_t echo_interval_ms;
@@ -140,7 +164,8 @@ int tsw_config_set(struct tsw_config *cfg, const char *section, const char *key,
 
 /* Cross-key checks run after the last setting: routes name configured
  * issuers, reconnect_min_ms <= reconnect_max_ms (issuer and saf),
- * recv_bufs and max_pending powers of two, out_buf_bytes and
+ * recv_bufs, max_pending, acq_reversal_memory and expired_stan_memory
+ * powers of two, out_buf_bytes and
  * link_buf_bytes holding two frames of max_frame, in_buf_bytes holding a
  * frame and a receive buffer (recv_buf_bytes); with a state directory:
  * state.saf_lease_ms above issuer.timeout_ms and at most
@@ -149,6 +174,16 @@ int tsw_config_set(struct tsw_config *cfg, const char *section, const char *key,
  * Returns 0 or -TSW_E_CONFIG with a reason (cap bytes; reason may be
  * NULL). */
 int tsw_config_check(const struct tsw_config *cfg, char *reason, size_t cap);
+
+/* Keys a reload (SIGHUP) cannot apply: sizes, addresses, paths and
+ * tables allocated at start. Writes the names of those whose value differs
+ * between running and loaded ("limits.max_pending,io.recv_bufs"; cut at
+ * cap bytes with "..." when long, always NUL-terminated when cap > 0) into
+ * buf (may be NULL) and returns how many differ (0: the reload applies
+ * everything). The issuer host list is not among them: a change there
+ * refuses the reload (main.c). Never fails. */
+unsigned tsw_config_restart_only_changed(const struct tsw_config *running,
+					 const struct tsw_config *loaded, char *buf, size_t cap);
 
 /* Reads path over the settings already in *cfg (start from
  * tsw_config_defaults()). Every line is parsed; the first fault is

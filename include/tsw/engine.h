@@ -36,6 +36,8 @@ struct tsw_engine;
 /* Six-digit switch STANs, split evenly between the workers (n_workers). */
 #define TSW_ENGINE_STAN_SPACE 1000000u
 #define TSW_ROUTES_MAX 64
+/* Ceiling of acq_reversal_memory and expired_stan_memory (entries). */
+#define TSW_ENGINE_TABLE_MEMORY_MAX (1u << 22)
 
 struct tsw_route {
 	char bin_prefix[12];  /* PAN prefix, "" = default route */
@@ -73,6 +75,10 @@ struct tsw_engine_config {
 	uint32_t saf_poll_ms;       /* how often the queue is asked for due reversals (250) */
 	uint32_t saf_retry_min_ms;  /* backoff after an unanswered reversal (1000), doubling */
 	uint32_t saf_retry_max_ms;  /* ... up to this (60000) */
+	/* direct-mapped tables, entries per worker, powers of two (0 picks the
+	 * default); sized at creation, a reconfigure keeps them */
+	uint32_t acq_reversal_memory; /* originals kept for the acquirer's reversals (8192) */
+	uint32_t expired_stan_memory; /* timed-out STANs kept for late answers (4096) */
 };
 
 enum tsw_endpoint_kind {
@@ -100,7 +106,8 @@ struct tsw_endpoint {
  * -ENOMEM, -EINVAL (vault or metrics NULL), -TSW_E_CONFIG (no profile, a
  * profile without a length header, max_conns or max_pending 0, too many
  * issuers or routes, a route to an unknown issuer, worker_id >= n_workers
- * (10 when 0), max_pending above the worker's STAN span minus one:
+ * (10 when 0), acq_reversal_memory or expired_stan_memory not a power of
+ * two (0 is the default) or above TSW_ENGINE_TABLE_MEMORY_MAX, max_pending above the worker's STAN span minus one:
  * 10^6 / n_workers - 1), or the error of
  * tsw_vault_reader_open(). */
 int tsw_engine_new(const struct tsw_engine_config *cfg, struct tsw_vault *vault,
@@ -205,8 +212,9 @@ uint32_t tsw_engine_inflight(const struct tsw_engine *e);
 /* SIGHUP: applies routes, max_inflight_per_conn, issuer_timeout_ms,
  * idle_timeout_ms, echo_interval_ms and reconnect_min/max_ms from cfg.
  * saf_inflight_max, saf_poll_ms and saf_retry_min/max_ms too.
- * Sizes (max_conns, max_pending, buffers, max_parked) keep the
- * values the engine was created with; requests in flight keep their
+ * Sizes (max_conns, max_pending, buffers, max_parked, acq_reversal_memory,
+ * expired_stan_memory) keep the values the engine was created with (the
+ * caller warns: tsw_config_restart_only_changed()); requests in flight keep their
  * deadline. Returns 0, or -TSW_E_CONFIG (a route names an unknown issuer,
  * or the issuer list differs: that needs a restart), leaving e unchanged. */
 int tsw_engine_reconfigure(struct tsw_engine *e, const struct tsw_engine_config *cfg);

@@ -117,6 +117,12 @@ struct tsw_metrics_shard {
 	uint64_t saf_inflight;            /* gauge: reversals of this worker awaiting an answer */
 	/* added by the io_uring backend */
 	uint64_t recv_bufs_held;          /* gauge: receive buffers held for paused connections */
+	/* the engine's direct-mapped tables: capacity (gauge, set at
+	 * creation) and entries pushed out by newer ones while still held */
+	uint64_t acq_reversals_capacity;  /* gauge: cfg.acq_reversal_memory */
+	uint64_t acq_reversals_evicted;   /* an original pushed out: its reversal goes as it came */
+	uint64_t expired_stans_capacity;  /* gauge: cfg.expired_stan_memory */
+	uint64_t expired_stans_evicted;   /* a timed-out STAN pushed out: its late answer is unmatched */
 } __attribute__((aligned(64)));
 
 #endif

@@ -146,11 +146,12 @@ int tsw_state_release(struct tsw_state *st, uint64_t ticket);
  * reservation is never touched) and the lower count is queued for the
  * writer, durable at the next group commit (a crash before that keeps
  * the use counted: never a double spend). The caller gives a use back at
- * most once per approval. Never waits on I/O. Returns 0,
- * -TSW_E_NOT_FOUND (the token has no counts, or no committed use: the
- * count never goes below 0, nothing changes), -EAGAIN (the writer's
- * queue is full: nothing changes, counted as queue_full),
- * -TSW_E_BAD_INPUT (bad token length or NULL token). */
+ * most once per approval. Never waits on I/O. Returns 0 (counted in
+ * uses_returned, once per use given back), -TSW_E_NOT_FOUND (the token
+ * has no counts, or no committed use: the count never goes below 0,
+ * nothing changes), -EAGAIN (the writer's queue is full: nothing changes,
+ * counted as queue_full), -TSW_E_BAD_INPUT (bad token length or NULL
+ * token). */
 int tsw_state_return_use(struct tsw_state *st, const char *token, size_t len);
 
 /* Replay check of an ATC for token: atc_epoch is struct tsw_token's
@@ -257,6 +258,7 @@ struct tsw_state_stats {
 	uint64_t commits;	    /* commit_use */
 	uint64_t releases;
 	uint64_t release_unqueued; /* release with the queue full */
+	uint64_t uses_returned;	   /* return_use that gave a committed use back */
 	uint64_t atc_ok;
 	uint64_t atc_replayed;
 	uint64_t batches;   /* LMDB transactions committed */

@@ -30,35 +30,48 @@ enum {
 	FRAME_HEADER_MAX = 4,
 };
 
+/* Flags of a key: the value must be a power of two; a reload (SIGHUP)
+ * applies it (every other key takes effect at the next start). */
+enum {
+	KEY_POW2 = 1u << 0,
+	KEY_RELOAD = 1u << 1,
+};
+
 struct u32_key {
 	const char *section;
 	const char *key;
 	size_t off;
 	uint32_t min, max;
+	unsigned flags;
 };
 
-#define U32(sec, k, field, lo, hi)                                                                 \
+#define U32F(sec, k, field, lo, hi, fl)                                                            \
 	{                                                                                          \
-		sec, k, offsetof(struct tsw_config, field), lo, hi                                 \
+		sec, k, offsetof(struct tsw_config, field), lo, hi, fl                             \
 	}
+#define U32(sec, k, field, lo, hi) U32F(sec, k, field, lo, hi, 0)
 
 static const struct u32_key u32_keys[] = {
     U32("server", "workers", workers, 0, WORKERS_MAX),
-    U32("server", "drain_timeout_ms", drain_timeout_ms, 0, TIMEOUT_MS_MAX),
+    U32F("server", "drain_timeout_ms", drain_timeout_ms, 0, TIMEOUT_MS_MAX, KEY_RELOAD),
     U32("limits", "max_conns", max_conns, 1, CONNS_MAX),
-    U32("limits", "max_inflight_per_conn", max_inflight_per_conn, 1, 65535),
+    U32F("limits", "max_inflight_per_conn", max_inflight_per_conn, 1, 65535, KEY_RELOAD),
     U32("limits", "max_pending", max_pending, 16, PENDING_MAX),
     U32("limits", "out_buf_bytes", out_buf_bytes, 1024, BUF_BYTES_MAX),
     U32("limits", "max_frame", max_frame, 64, FRAME_MAX),
-    U32("limits", "idle_timeout_ms", idle_timeout_ms, 0, TIMEOUT_MS_MAX),
+    U32F("limits", "idle_timeout_ms", idle_timeout_ms, 0, TIMEOUT_MS_MAX, KEY_RELOAD),
     U32("limits", "listen_backlog", listen_backlog, 1, 65535),
     U32("limits", "in_buf_bytes", in_buf_bytes, 1024, BUF_BYTES_MAX),
     U32("limits", "link_buf_bytes", link_buf_bytes, 1024, BUF_BYTES_MAX),
     U32("limits", "max_parked", max_parked, 1, PENDING_MAX),
-    U32("issuer", "timeout_ms", issuer_timeout_ms, 1, TIMEOUT_MS_MAX),
-    U32("issuer", "echo_interval_ms", echo_interval_ms, 0, TIMEOUT_MS_MAX),
-    U32("issuer", "reconnect_min_ms", reconnect_min_ms, 1, TIMEOUT_MS_MAX),
-    U32("issuer", "reconnect_max_ms", reconnect_max_ms, 1, TIMEOUT_MS_MAX),
+    U32F("limits", "acq_reversal_memory", acq_reversal_memory, TSW_CONFIG_TABLE_MEMORY_MIN,
+	 TSW_CONFIG_TABLE_MEMORY_MAX, KEY_POW2),
+    U32F("limits", "expired_stan_memory", expired_stan_memory, TSW_CONFIG_TABLE_MEMORY_MIN,
+	 TSW_CONFIG_TABLE_MEMORY_MAX, KEY_POW2),
+    U32F("issuer", "timeout_ms", issuer_timeout_ms, 1, TIMEOUT_MS_MAX, KEY_RELOAD),
+    U32F("issuer", "echo_interval_ms", echo_interval_ms, 0, TIMEOUT_MS_MAX, KEY_RELOAD),
+    U32F("issuer", "reconnect_min_ms", reconnect_min_ms, 1, TIMEOUT_MS_MAX, KEY_RELOAD),
+    U32F("issuer", "reconnect_max_ms", reconnect_max_ms, 1, TIMEOUT_MS_MAX, KEY_RELOAD),
     U32("io", "ring_entries", ring_entries, 8, RING_ENTRIES_MAX),
     U32("io", "recv_buf_bytes", recv_buf_bytes, 512, BUF_BYTES_MAX),
     U32("io", "recv_bufs", recv_bufs, 8, RECV_BUFS_MAX),
@@ -71,10 +84,10 @@ static const struct u32_key u32_keys[] = {
     U32("state", "map_size_mb", state_map_size_mb, 1, STATE_MAP_SIZE_MB_MAX),
     U32("state", "saf_max_entries", state_saf_max_entries, 1, STATE_SAF_ENTRIES_MAX),
     U32("state", "saf_lease_ms", state_saf_lease_ms, 1, TIMEOUT_MS_MAX),
-    U32("saf", "inflight_max", saf_inflight_max, 1, 65535),
-    U32("saf", "poll_ms", saf_poll_ms, 1, TIMEOUT_MS_MAX),
-    U32("saf", "retry_min_ms", saf_retry_min_ms, 1, TIMEOUT_MS_MAX),
-    U32("saf", "retry_max_ms", saf_retry_max_ms, 1, TIMEOUT_MS_MAX),
+    U32F("saf", "inflight_max", saf_inflight_max, 1, 65535, KEY_RELOAD),
+    U32F("saf", "poll_ms", saf_poll_ms, 1, TIMEOUT_MS_MAX, KEY_RELOAD),
+    U32F("saf", "retry_min_ms", saf_retry_min_ms, 1, TIMEOUT_MS_MAX, KEY_RELOAD),
+    U32F("saf", "retry_max_ms", saf_retry_max_ms, 1, TIMEOUT_MS_MAX, KEY_RELOAD),
 };
 
 struct str_key {
@@ -135,13 +148,15 @@ void tsw_config_defaults(struct tsw_config *cfg)
 	cfg->max_frame = 8192;
 	cfg->idle_timeout_ms = 0;
 	cfg->listen_backlog = 1024;
-	cfg->in_buf_bytes = 64 * 1024;
+	cfg->in_buf_bytes = TSW_CONFIG_IN_BUF_BYTES_DEFAULT;
 	cfg->link_buf_bytes = 1024 * 1024;
-	cfg->max_parked = 256;
-	cfg->issuer_timeout_ms = 2000;
-	cfg->echo_interval_ms = 30000;
-	cfg->reconnect_min_ms = 100;
-	cfg->reconnect_max_ms = 5000;
+	cfg->max_parked = TSW_CONFIG_MAX_PARKED_DEFAULT;
+	cfg->acq_reversal_memory = TSW_CONFIG_ACQ_REVERSAL_MEMORY_DEFAULT;
+	cfg->expired_stan_memory = TSW_CONFIG_EXPIRED_STAN_MEMORY_DEFAULT;
+	cfg->issuer_timeout_ms = TSW_CONFIG_ISSUER_TIMEOUT_MS_DEFAULT;
+	cfg->echo_interval_ms = TSW_CONFIG_ECHO_INTERVAL_MS_DEFAULT;
+	cfg->reconnect_min_ms = TSW_CONFIG_RECONNECT_MIN_MS_DEFAULT;
+	cfg->reconnect_max_ms = TSW_CONFIG_RECONNECT_MAX_MS_DEFAULT;
 	cfg->ring_entries = 1024;
 	cfg->recv_buf_bytes = 16384;
 	cfg->recv_bufs = 256;
@@ -155,10 +170,10 @@ void tsw_config_defaults(struct tsw_config *cfg)
 	cfg->state_map_size_mb = 256;
 	cfg->state_saf_max_entries = 16384;
 	cfg->state_saf_lease_ms = 30000;
-	cfg->saf_inflight_max = 64;
-	cfg->saf_poll_ms = 250;
-	cfg->saf_retry_min_ms = 1000;
-	cfg->saf_retry_max_ms = 60000;
+	cfg->saf_inflight_max = TSW_CONFIG_SAF_INFLIGHT_MAX_DEFAULT;
+	cfg->saf_poll_ms = TSW_CONFIG_SAF_POLL_MS_DEFAULT;
+	cfg->saf_retry_min_ms = TSW_CONFIG_SAF_RETRY_MIN_MS_DEFAULT;
+	cfg->saf_retry_max_ms = TSW_CONFIG_SAF_RETRY_MAX_MS_DEFAULT;
 }
 
 static int parse_u32(const char *s, uint32_t min, uint32_t max, uint32_t *ret)
@@ -263,9 +278,14 @@ int tsw_config_set(struct tsw_config *cfg, const char *section, const char *key,
 
 		if (strcmp(section, k->section) || strcmp(key, k->key))
 			continue;
-		if (parse_u32(value, k->min, k->max, (uint32_t *)(void *)(base + k->off)) < 0)
-			return fail(reason, cap, "%s.%s must be an integer in %u..%u", section, key,
-				    k->min, k->max);
+		uint32_t v;
+
+		if (parse_u32(value, k->min, k->max, &v) < 0 ||
+		    ((k->flags & KEY_POW2) && (v & (v - 1))))
+			return fail(reason, cap, "%s.%s must be an integer in %u..%u%s", section,
+				    key, k->min, k->max,
+				    (k->flags & KEY_POW2) ? ", a power of two" : "");
+		memcpy(base + k->off, &v, sizeof(v));
 		return 0;
 	}
 	for (size_t i = 0; i < sizeof(str_keys) / sizeof(str_keys[0]); i++) {
@@ -332,6 +352,10 @@ int tsw_config_check(const struct tsw_config *cfg, char *reason, size_t cap)
 		return fail(reason, cap, "io.recv_bufs must be a power of two");
 	if (cfg->max_pending & (cfg->max_pending - 1))
 		return fail(reason, cap, "limits.max_pending must be a power of two");
+	if (cfg->acq_reversal_memory & (cfg->acq_reversal_memory - 1))
+		return fail(reason, cap, "limits.acq_reversal_memory must be a power of two");
+	if (cfg->expired_stan_memory & (cfg->expired_stan_memory - 1))
+		return fail(reason, cap, "limits.expired_stan_memory must be a power of two");
 	if (cfg->out_buf_bytes < 2 * (cfg->max_frame + FRAME_HEADER_MAX))
 		return fail(reason, cap, "limits.out_buf_bytes must hold two frames of max_frame");
 	if (cfg->link_buf_bytes < 2 * (cfg->max_frame + FRAME_HEADER_MAX))
@@ -362,6 +386,71 @@ int tsw_config_check(const struct tsw_config *cfg, char *reason, size_t cap)
 	if (!cfg->key_file[0])
 		return fail(reason, cap, "server.key_file (--key-file) is required");
 	return 0;
+}
+
+/* Appends "name" (comma-separated) to buf; "..." once it no longer fits. */
+static void append_name(char *buf, size_t cap, size_t *len, bool *cut, const char *section,
+			const char *key)
+{
+	size_t need = strlen(section) + 1 + strlen(key) + (*len ? 1 : 0);
+
+	if (!buf || !cap || *cut)
+		return;
+	if (*len + need + 1 > cap) {
+		*cut = true;
+		if (cap > 4) {
+			size_t at = *len + 3 < cap ? *len : cap - 4;
+
+			memcpy(buf + at, "...", 4);
+			*len = at + 3;
+		}
+		return;
+	}
+	*len += (size_t)snprintf(buf + *len, cap - *len, "%s%s.%s", *len ? "," : "", section, key);
+}
+
+unsigned tsw_config_restart_only_changed(const struct tsw_config *running,
+					 const struct tsw_config *loaded, char *buf, size_t cap)
+{
+	const char *a = (const char *)running, *b = (const char *)loaded;
+	size_t len = 0;
+	unsigned n = 0;
+	bool cut = false;
+
+	if (buf && cap)
+		buf[0] = '\0';
+	for (size_t i = 0; i < sizeof(u32_keys) / sizeof(u32_keys[0]); i++) {
+		const struct u32_key *k = &u32_keys[i];
+
+		if ((k->flags & KEY_RELOAD) ||
+		    memcmp(a + k->off, b + k->off, sizeof(uint32_t)) == 0)
+			continue;
+		append_name(buf, cap, &len, &cut, k->section, k->key);
+		n++;
+	}
+	for (size_t i = 0; i < sizeof(str_keys) / sizeof(str_keys[0]); i++) {
+		const struct str_key *k = &str_keys[i];
+
+		if (strcmp(a + k->off, b + k->off) == 0)
+			continue;
+		append_name(buf, cap, &len, &cut, k->section, k->key);
+		n++;
+	}
+	if (strcmp(running->listen.host, loaded->listen.host) ||
+	    running->listen.port != loaded->listen.port) {
+		append_name(buf, cap, &len, &cut, "server", "listen");
+		n++;
+	}
+	if (strcmp(running->metrics.host, loaded->metrics.host) ||
+	    running->metrics.port != loaded->metrics.port) {
+		append_name(buf, cap, &len, &cut, "server", "metrics");
+		n++;
+	}
+	if (running->io != loaded->io) {
+		append_name(buf, cap, &len, &cut, "server", "io");
+		n++;
+	}
+	return n;
 }
 
 struct load_ctx {

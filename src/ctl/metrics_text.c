@@ -170,6 +170,18 @@ static const struct scalar scalars[] = {
     SC("tsw_recv_bufs_held", "gauge",
        "Receive buffers held for paused connections (io_uring backend).", recv_bufs_held),
     SC("tsw_workers_ready", "gauge", "Workers whose engine is ready.", ready),
+    SC("tsw_acq_reversals_capacity", "gauge",
+       "Originals kept for acquirer reversals, all workers (limits.acq_reversal_memory each).",
+       acq_reversals_capacity),
+    SC("tsw_acq_reversals_evicted_total", "counter",
+       "Originals pushed out by newer ones: a later reversal goes with DE90 as it came.",
+       acq_reversals_evicted),
+    SC("tsw_expired_stans_capacity", "gauge",
+       "Timed-out STANs kept for late answers, all workers (limits.expired_stan_memory each).",
+       expired_stans_capacity),
+    SC("tsw_expired_stans_evicted_total", "counter",
+       "Timed-out STANs pushed out by newer ones: a late answer is then counted unmatched.",
+       expired_stans_evicted),
 };
 
 #define ST(n, t, h, f)                                                                             \
@@ -201,6 +213,8 @@ static const struct scalar state_scalars[] = {
        "Reservations refused: uses exhausted (DOMAIN_USES).", reserve_exhausted),
     ST("tsw_state_uses_committed_total", "counter", "Reserved uses the issuer approved.", commits),
     ST("tsw_state_releases_total", "counter", "Reserved uses given back.", releases),
+    ST("tsw_state_uses_returned_total", "counter",
+       "Committed uses given back: the issuer approved the acquirer's reversal.", uses_returned),
     ST("tsw_state_release_unqueued_total", "counter",
        "Uses given back in memory only: writer queue full.", release_unqueued),
     ST("tsw_state_atc_ok_total", "counter", "ATCs accepted.", atc_ok),

@@ -14,7 +14,13 @@
  * acq_rev_take_use finds the original through the link, clears the flag
  * and the engine gives the use back once: a repeated reversal (0401,
  * 0421) finds the flag cleared. An original or link pushed out of the
- * table gives nothing back (the use stays spent: never a double spend). */
+ * table gives nothing back (the use stays spent: never a double spend).
+ *
+ * Size: cfg.acq_reversal_memory originals (a power of two: the slot is
+ * the hash masked) plus as many links. An original pushed out by another
+ * one is counted in acq_reversals_evicted: its reversal is then forwarded
+ * with DE90 as it came. Links are not counted: one is needed only while
+ * its reversal is in flight, and most are overwritten long after. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,7 +31,7 @@
 #include "acq_reversal.h"
 #include "engine_int.h"
 
-/* [0, MEMORY): originals; [MEMORY, 2 * MEMORY): reversal links. */
+/* [0, size): originals; [size, 2 * size): reversal links. */
 struct acq_rev_ent {
 	uint64_t hash;	    /* 0: empty */
 	uint64_t orig_hash; /* a link: the original's hash */
@@ -100,10 +106,27 @@ static uint64_t key_of_req(const struct req *r)
 		      de41_len);
 }
 
+static struct acq_rev_ent *orig_slot(const struct tsw_engine *e, uint64_t h)
+{
+	return &e->acq_rev[h & e->acq_rev_mask];
+}
+
+static struct acq_rev_ent *link_slot(const struct tsw_engine *e, uint64_t k)
+{
+	return &e->acq_rev[(size_t)e->acq_rev_mask + 1 + (k & e->acq_rev_mask)];
+}
+
 int acq_rev_init(struct tsw_engine *e)
 {
-	e->acq_rev = calloc(2 * (size_t)TSW_ENGINE_ACQ_REV_MEMORY, sizeof(*e->acq_rev));
-	return e->acq_rev ? 0 : -ENOMEM;
+	uint32_t n = e->cfg.acq_reversal_memory ? e->cfg.acq_reversal_memory
+						: TSW_ENGINE_ACQ_REV_MEMORY_DEFAULT;
+
+	e->acq_rev = calloc(2 * (size_t)n, sizeof(*e->acq_rev));
+	if (!e->acq_rev)
+		return -ENOMEM;
+	e->acq_rev_mask = n - 1;
+	e->m->acq_reversals_capacity = n;
+	return 0;
 }
 
 void acq_rev_free(struct tsw_engine *e)
@@ -121,7 +144,9 @@ void acq_rev_remember(struct tsw_engine *e, const char *token, size_t token_len,
 	if (!e->acq_rev || !tsw_iso_has(m, 11) || !tsw_iso_has(m, 7) || m->f[7].len != 10)
 		return;
 	h = key_of_msg(token, token_len, tsw_iso_ptr(m, 11), m->f[11].len, tsw_iso_ptr(m, 7), m);
-	s = &e->acq_rev[h % TSW_ENGINE_ACQ_REV_MEMORY];
+	s = orig_slot(e, h);
+	if (s->hash && s->hash != h)
+		e->m->acq_reversals_evicted++;
 	s->hash = h;
 	s->stan = stan;
 	s->use_consumed = false;
@@ -141,14 +166,14 @@ int acq_rev_de90(struct tsw_engine *e, const char *token, size_t token_len,
 	de90 = tsw_iso_ptr(m, 90);
 	h = key_of_msg(token, token_len, de90 + TSW_ENGINE_DE90_OFF_STAN, 6,
 		       de90 + TSW_ENGINE_DE90_OFF_DE7, m);
-	s = &e->acq_rev[h % TSW_ENGINE_ACQ_REV_MEMORY];
+	s = orig_slot(e, h);
 	if (s->hash != h)
 		return 0;
 	/* the reversal's answer finds the original through its own key */
 	if (tsw_iso_has(m, 11) && m->f[11].len && tsw_iso_has(m, 7) && m->f[7].len == 10) {
 		k = key_of_msg(token, token_len, tsw_iso_ptr(m, 11), m->f[11].len,
 			       tsw_iso_ptr(m, 7), m);
-		link = &e->acq_rev[TSW_ENGINE_ACQ_REV_MEMORY + k % TSW_ENGINE_ACQ_REV_MEMORY];
+		link = link_slot(e, k);
 		link->hash = k;
 		link->orig_hash = h;
 	}
@@ -168,7 +193,7 @@ void acq_rev_use_consumed(struct tsw_engine *e, const struct req *r)
 	h = key_of_req(r);
 	if (!h)
 		return;
-	s = &e->acq_rev[h % TSW_ENGINE_ACQ_REV_MEMORY];
+	s = orig_slot(e, h);
 	if (s->hash == h)
 		s->use_consumed = true;
 }
@@ -184,10 +209,10 @@ bool acq_rev_take_use(struct tsw_engine *e, const struct req *r)
 	k = key_of_req(r);
 	if (!k)
 		return false;
-	link = &e->acq_rev[TSW_ENGINE_ACQ_REV_MEMORY + k % TSW_ENGINE_ACQ_REV_MEMORY];
+	link = link_slot(e, k);
 	if (link->hash != k)
 		return false;
-	s = &e->acq_rev[link->orig_hash % TSW_ENGINE_ACQ_REV_MEMORY];
+	s = orig_slot(e, link->orig_hash);
 	if (s->hash != link->orig_hash || !s->use_consumed)
 		return false;
 	s->use_consumed = false;

@@ -6,19 +6,24 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "tsw/config.h"
 #include "tsw/iso8583.h"
 
 struct tsw_engine;
 struct req;
 
-/* Originals remembered for the acquirer's reversals (direct-mapped: a
- * newer original may push an older one out). */
-#define TSW_ENGINE_ACQ_REV_MEMORY 8192u
+/* Originals remembered for the acquirer's reversals when
+ * cfg.acq_reversal_memory is 0 (direct-mapped: a newer original may push
+ * an older one out, counted in acq_reversals_evicted). */
+#define TSW_ENGINE_ACQ_REV_MEMORY_DEFAULT TSW_CONFIG_ACQ_REVERSAL_MEMORY_DEFAULT
 /* DE90: original MTI 4, STAN 6, DE7 10, DE32 11, DE33 11. */
 #define TSW_ENGINE_DE90_LEN 42u
 #define TSW_ENGINE_DE90_OFF_STAN 4u
 #define TSW_ENGINE_DE90_OFF_DE7 10u
 
+/* Allocates cfg.acq_reversal_memory originals and as many reversal links
+ * (a power of two, checked by tsw_engine_new) and sets the capacity
+ * gauge: 0 or -ENOMEM. */
 int acq_rev_init(struct tsw_engine *e);
 void acq_rev_free(struct tsw_engine *e);
 /* An original (0100/0200 from the acquirer, m) went to the issuer with

@@ -4,7 +4,14 @@
  * forwarded a second time. The requests in flight are chained in buckets
  * by a hash of that key; the chain entries are confirmed against the
  * request's own echo fields. Parked requests (limited uses awaiting
- * durability) are not in the table yet. */
+ * durability) are not in the table yet.
+ *
+ * Bounds: the chains run through the requests themselves (struct req's
+ * dup_next), so the table holds at most max_pending entries, one per
+ * request in flight, and never drops one: nothing here needs a size key
+ * or an eviction counter of its own (limits.max_pending and
+ * tsw_pending_full_total cover it). The bucket array is the power of two
+ * at or above max_pending. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>

@@ -795,6 +795,15 @@ static bool contains(const uint8_t *hay, size_t n, const uint8_t *needle, size_t
 	return k > 0 && memmem(hay, n, needle, k) != NULL;
 }
 
+/* The issuer's DE2 is the request's PAN (as it nearly always is): the
+ * fingerprint scan already looks for it, no second search needed. */
+static bool is_request_pan(const struct tsw_engine *e, const struct req *r,
+			   const struct tsw_iso_msg *m)
+{
+	return m->f[2].len == r->pan_len &&
+	       pan_fp(e->pan_fp_seed, (const char *)tsw_iso_ptr(m, 2), r->pan_len) == r->pan_fp;
+}
+
 /* The issuer's answer rewritten for the acquirer: DE2 the token again
  * (absent when the issuer left it out), DE14 the token expiry, DE34/35/
  * 36/45/102/103 removed, DE11 the acquirer's, DE48 tags 30-36 removed.
@@ -848,8 +857,9 @@ static int deliver_answer(struct tsw_engine *e, struct req *r, const struct tsw_
 	 * appear anywhere in what was written */
 	if (pan_fp_scan(e->pan_fp_seed, r->pan_fp, r->pan_len, r->pan_last4, c->out.data + tail_before,
 			c->out.tail - tail_before) ||
-	    (tsw_iso_has(m, 2) && contains(c->out.data + tail_before, c->out.tail - tail_before,
-					   tsw_iso_ptr(m, 2), m->f[2].len))) {
+	    (tsw_iso_has(m, 2) && !is_request_pan(e, r, m) &&
+	     contains(c->out.data + tail_before, c->out.tail - tail_before, tsw_iso_ptr(m, 2),
+		      m->f[2].len))) {
 		explicit_bzero(c->out.data + tail_before, c->out.tail - tail_before);
 		c->out.tail = tail_before;
 		e->m->pan_leaks_blocked++;
@@ -971,6 +981,12 @@ static int check_config(const struct tsw_engine_config *cfg)
 	if (cfg->reconnect_min_ms && cfg->reconnect_max_ms &&
 	    cfg->reconnect_min_ms > cfg->reconnect_max_ms)
 		return -TSW_E_CONFIG;
+	/* direct-mapped tables: the slot is the hash masked */
+	if ((cfg->acq_reversal_memory & (cfg->acq_reversal_memory - 1)) ||
+	    cfg->acq_reversal_memory > TSW_ENGINE_TABLE_MEMORY_MAX ||
+	    (cfg->expired_stan_memory & (cfg->expired_stan_memory - 1)) ||
+	    cfg->expired_stan_memory > TSW_ENGINE_TABLE_MEMORY_MAX)
+		return -TSW_E_CONFIG;
 	return 0;
 }
 
@@ -993,6 +1009,10 @@ static void apply_defaults(struct tsw_engine_config *c)
 	c->saf_poll_ms = or_default(c->saf_poll_ms, TSW_ENGINE_SAF_POLL_DEFAULT_MS);
 	c->saf_retry_min_ms = or_default(c->saf_retry_min_ms, TSW_ENGINE_SAF_RETRY_MIN_DEFAULT_MS);
 	c->saf_retry_max_ms = or_default(c->saf_retry_max_ms, TSW_ENGINE_SAF_RETRY_MAX_DEFAULT_MS);
+	c->acq_reversal_memory =
+	    or_default(c->acq_reversal_memory, TSW_ENGINE_ACQ_REV_MEMORY_DEFAULT);
+	c->expired_stan_memory =
+	    or_default(c->expired_stan_memory, TSW_ENGINE_EXPIRED_MEMORY_DEFAULT);
 	if (c->saf_retry_max_ms < c->saf_retry_min_ms)
 		c->saf_retry_max_ms = c->saf_retry_min_ms;
 	/* an answer must always fit: two frames at least */
@@ -1250,6 +1270,8 @@ int tsw_engine_reconfigure(struct tsw_engine *e, const struct tsw_engine_config 
 	c.link_buf_bytes = e->cfg.link_buf_bytes;
 	c.in_buf_bytes = e->cfg.in_buf_bytes;
 	c.max_parked = e->cfg.max_parked;
+	c.acq_reversal_memory = e->cfg.acq_reversal_memory;
+	c.expired_stan_memory = e->cfg.expired_stan_memory;
 	e->cfg = c;
 	return 0;
 }

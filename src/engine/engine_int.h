@@ -5,30 +5,33 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "tsw/config.h"
 #include "tsw/engine.h"
 #include "tsw/iso8583.h"
 #include "tsw/metrics.h"
 #include "tsw/state.h"
 #include "tsw/token.h"
 
-/* Defaults for the config fields left 0. */
-#define TSW_ENGINE_IN_BUF_DEFAULT (64u * 1024)
+/* Defaults for the config fields left 0: the config's own defaults
+ * (tsw/config.h), so a zero field and a missing key mean the same. */
+#define TSW_ENGINE_IN_BUF_DEFAULT TSW_CONFIG_IN_BUF_BYTES_DEFAULT
 #define TSW_ENGINE_LINK_BUF_MIN (256u * 1024)
-#define TSW_ENGINE_SAF_INFLIGHT_DEFAULT 64u
-#define TSW_ENGINE_SAF_POLL_DEFAULT_MS 250u
-#define TSW_ENGINE_SAF_RETRY_MIN_DEFAULT_MS 1000u
-#define TSW_ENGINE_SAF_RETRY_MAX_DEFAULT_MS 60000u
+#define TSW_ENGINE_SAF_INFLIGHT_DEFAULT TSW_CONFIG_SAF_INFLIGHT_MAX_DEFAULT
+#define TSW_ENGINE_SAF_POLL_DEFAULT_MS TSW_CONFIG_SAF_POLL_MS_DEFAULT
+#define TSW_ENGINE_SAF_RETRY_MIN_DEFAULT_MS TSW_CONFIG_SAF_RETRY_MIN_MS_DEFAULT
+#define TSW_ENGINE_SAF_RETRY_MAX_DEFAULT_MS TSW_CONFIG_SAF_RETRY_MAX_MS_DEFAULT
 /* Reversals claimed from the state per call (a claim scans the queue). */
 #define TSW_ENGINE_SAF_CLAIM_BATCH 16u
 /* Reversals in flight never take more than 1/N of the pending table. */
 #define TSW_ENGINE_SAF_PENDING_SHARE 2u
-#define TSW_ENGINE_PARKED_DEFAULT 256u
-#define TSW_ENGINE_ISSUER_TIMEOUT_DEFAULT_MS 2000u
-#define TSW_ENGINE_ECHO_DEFAULT_MS 30000u
-#define TSW_ENGINE_RECONNECT_MIN_DEFAULT_MS 100u
-#define TSW_ENGINE_RECONNECT_MAX_DEFAULT_MS 10000u
-/* Timed-out keys remembered to tell a late answer from an unknown one. */
-#define TSW_ENGINE_EXPIRED_MEMORY 4096u
+#define TSW_ENGINE_PARKED_DEFAULT TSW_CONFIG_MAX_PARKED_DEFAULT
+#define TSW_ENGINE_ISSUER_TIMEOUT_DEFAULT_MS TSW_CONFIG_ISSUER_TIMEOUT_MS_DEFAULT
+#define TSW_ENGINE_ECHO_DEFAULT_MS TSW_CONFIG_ECHO_INTERVAL_MS_DEFAULT
+#define TSW_ENGINE_RECONNECT_MIN_DEFAULT_MS TSW_CONFIG_RECONNECT_MIN_MS_DEFAULT
+#define TSW_ENGINE_RECONNECT_MAX_DEFAULT_MS TSW_CONFIG_RECONNECT_MAX_MS_DEFAULT
+/* Timed-out keys remembered to tell a late answer from an unknown one
+ * (cfg.expired_stan_memory when 0). */
+#define TSW_ENGINE_EXPIRED_MEMORY_DEFAULT TSW_CONFIG_EXPIRED_STAN_MEMORY_DEFAULT
 /* DE11 values (6 digits), split evenly between the workers (pending.c). */
 
 /* n_workers 0: the space is split as for this many workers. */
@@ -43,6 +46,9 @@
 #define TSW_ENGINE_DE35_MAX 64u
 
 #define NS_PER_MS 1000000ull
+
+_Static_assert(TSW_ENGINE_TABLE_MEMORY_MAX == TSW_CONFIG_TABLE_MEMORY_MAX,
+	       "the engine and the config agree on the table ceilings");
 
 /* Fields a local answer echoes from the request (DESIGN.md: never DE35). */
 extern const uint8_t tsw_engine_echo_fields[TSW_ENGINE_ECHO_FIELDS];
@@ -188,10 +194,12 @@ struct tsw_engine {
 	struct heap_ent *heap;
 	uint32_t heap_len;
 	struct expired_key *expired; /* direct-mapped memory of timed-out keys */
+	uint32_t expired_mask;	     /* cfg.expired_stan_memory - 1 */
 	uint32_t stan_seq;
 	uint32_t *dup_heads; /* dup.c: requests in flight by (connection, DE11, DE7) */
 	uint32_t dup_mask;
 	struct acq_rev_ent *acq_rev; /* acq_reversal.c: originals by acquirer key */
+	uint32_t acq_rev_mask;	     /* cfg.acq_reversal_memory - 1 */
 
 	/* store-and-forward reversals (saf.c; the queue is the state's) */
 	struct tsw_saf_item *saf_items; /* claim buffer, TSW_ENGINE_SAF_CLAIM_BATCH */

@@ -2,7 +2,11 @@
  * switch's STAN), open addressing with linear probing and backward-shift
  * deletion (no tombstones), XXH3 of the key; a binary min-heap over
  * deadlines for timeouts; a direct-mapped memory of timed-out keys so a
- * late answer is told from an unknown one.
+ * late answer is told from an unknown one (cfg.expired_stan_memory
+ * entries, a power of two; a key pushed out by a newer one before its
+ * late answer came is counted in expired_stans_evicted: that answer is
+ * then counted unmatched, and its STAN may be handed out again, where the
+ * echoed DE4/DE37/DE41 check keeps the answer from the new request).
  *
  * Locality: STANs are handed out in sequence, so the requests in flight
  * are a window of consecutive keys. XXH3 places groups of
@@ -45,7 +49,7 @@ static uint32_t pow2_at_least(uint32_t n)
 
 int pending_init(struct tsw_engine *e)
 {
-	uint32_t n = e->cfg.max_pending, tsize, i;
+	uint32_t n = e->cfg.max_pending, tsize, emem, i;
 
 	e->n_reqs = n;
 	e->reqs = calloc(n, sizeof(*e->reqs));
@@ -55,9 +59,13 @@ int pending_init(struct tsw_engine *e)
 				 (sizeof(*e->table) * tsize + TSW_PENDING_TABLE_ALIGN - 1) /
 				     TSW_PENDING_TABLE_ALIGN * TSW_PENDING_TABLE_ALIGN);
 	e->heap = malloc(sizeof(*e->heap) * n);
-	e->expired = calloc(TSW_ENGINE_EXPIRED_MEMORY, sizeof(*e->expired));
+	emem = e->cfg.expired_stan_memory ? e->cfg.expired_stan_memory
+					  : TSW_ENGINE_EXPIRED_MEMORY_DEFAULT;
+	e->expired = calloc(emem, sizeof(*e->expired));
 	if (!e->reqs || !e->table || !e->heap || !e->expired)
 		return -ENOMEM;
+	e->expired_mask = emem - 1;
+	e->m->expired_stans_capacity = emem;
 	e->table_mask = tsize - 1;
 	for (i = 0; i < tsize; i++)
 		e->table[i].req = NO_REQ;
@@ -169,10 +177,14 @@ static void table_del(struct tsw_engine *e, uint64_t key)
 	}
 }
 
+static struct expired_key *expired_slot(const struct tsw_engine *e, uint64_t key)
+{
+	return &e->expired[XXH3_64bits(&key, sizeof(key)) & e->expired_mask];
+}
+
 static bool expired_has(const struct tsw_engine *e, uint64_t key)
 {
-	const struct expired_key *s =
-	    &e->expired[XXH3_64bits(&key, sizeof(key)) % TSW_ENGINE_EXPIRED_MEMORY];
+	const struct expired_key *s = expired_slot(e, key);
 
 	return key != 0 && s->key == key;
 }
@@ -299,17 +311,17 @@ struct req *heap_top(const struct tsw_engine *e)
 
 void expired_remember(struct tsw_engine *e, uint64_t key, uint64_t saf_id)
 {
-	struct expired_key *s =
-	    &e->expired[XXH3_64bits(&key, sizeof(key)) % TSW_ENGINE_EXPIRED_MEMORY];
+	struct expired_key *s = expired_slot(e, key);
 
+	if (s->key && s->key != key)
+		e->m->expired_stans_evicted++;
 	s->key = key;
 	s->saf_id = saf_id;
 }
 
 bool expired_take(struct tsw_engine *e, uint64_t key, uint64_t *ret_saf_id)
 {
-	struct expired_key *s =
-	    &e->expired[XXH3_64bits(&key, sizeof(key)) % TSW_ENGINE_EXPIRED_MEMORY];
+	struct expired_key *s = expired_slot(e, key);
 
 	if (s->key != key || key == 0)
 		return false;

@@ -49,6 +49,9 @@ struct op {
 	struct entry *e; /* OP_COUNTS */
 	uint32_t slot;	 /* OP_SAF_*: the slot in st->saf.slots */
 	uint8_t kind;
+	/* OP_COUNTS: the entry's values when queued (under its shard lock), so
+	 * the writer never takes a lock a worker may be waiting on */
+	uint32_t uses, atc_epoch, last_atc;
 };
 
 enum saf_slot_state {
@@ -95,7 +98,8 @@ struct saf_queue {
 struct counters {
 	atomic_uint_fast64_t queue_full, table_full, tickets_full, reserve_ok, reserve_exhausted,
 	    commits, releases, release_unqueued, atc_ok, atc_replayed, batches, batch_ops,
-	    batch_max, commit_errors, commit_ns_total, tokens, reservations, queue_len;
+	    batch_max, commit_errors, commit_ns_total, tokens, reservations, queue_len,
+	    uses_returned;
 	atomic_uint_fast64_t saf_depth, saf_puts, saf_acks, saf_retries, saf_claims,
 	    saf_lease_expired, saf_full, saf_too_big, saf_loaded;
 };

@@ -133,6 +133,9 @@ static const struct bad_line bad_lines[] = {
     {"[nosuch]\nkey = 1\n", 2, "unknown key nosuch.key"},
     {"[server]\n\nthis line has no equals sign\n", 3, "syntax error"},
     {"[server]\nworkers = 1\n[limits\n", 3, "syntax error"},
+    {"[limits]\nmax_parked = 8\nacq_reversal_memory = 1000\n", 3,
+     "limits.acq_reversal_memory must be an integer in 16..4194304, a power of two"},
+    {"[limits]\nexpired_stan_memory = 3072\n", 2, "limits.expired_stan_memory"},
 };
 
 Test(config, bad_line_refused_with_line_and_reason_and_config_untouched)
@@ -253,6 +256,16 @@ static const struct key_case key_cases[] = {
     {"state", "saf_lease_ms", "60000", true, FIELD(state_saf_lease_ms), 60000},
     {"state", "saf_lease_ms", "0", false, 0, 0},
     {"state", "saf_lease_ms", "1e4", false, 0, 0},
+    {"limits", "acq_reversal_memory", "16", true, FIELD(acq_reversal_memory), 16},
+    {"limits", "acq_reversal_memory", "4194304", true, FIELD(acq_reversal_memory), 4194304},
+    {"limits", "acq_reversal_memory", "8", false, 0, 0},
+    {"limits", "acq_reversal_memory", "8388608", false, 0, 0},
+    {"limits", "acq_reversal_memory", "1000", false, 0, 0},
+    {"limits", "acq_reversal_memory", "0", false, 0, 0},
+    {"limits", "expired_stan_memory", "65536", true, FIELD(expired_stan_memory), 65536},
+    {"limits", "expired_stan_memory", "15", false, 0, 0},
+    {"limits", "expired_stan_memory", "4097", false, 0, 0},
+    {"limits", "expired_stan_memory", "8388608", false, 0, 0},
 };
 
 Test(config, limit_keys_parsed_and_refused_out_of_range)
@@ -290,6 +303,82 @@ Test(config, limit_keys_parsed_and_refused_out_of_range)
 				     i);
 		}
 	}
+}
+
+/* the engine tables' keys: the slot is a masked hash, so a value that is
+ * not a power of two is refused, naming the key and saying why */
+Test(config, table_memory_keys_must_be_powers_of_two)
+{
+	static const char *const keys[] = {"acq_reversal_memory", "expired_stan_memory"};
+
+	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+		struct tsw_config cfg;
+		char reason[TSW_CONFIG_REASON_MAX] = "", name[64];
+
+		tsw_config_defaults(&cfg);
+		snprintf(name, sizeof(name), "limits.%s", keys[i]);
+		cr_assert_eq(tsw_config_set(&cfg, "limits", keys[i], "24", reason, sizeof(reason)),
+			     -TSW_E_CONFIG);
+		cr_expect_not_null(strstr(reason, name), "%s", reason);
+		cr_expect_not_null(strstr(reason, "power of two"), "%s", reason);
+		/* a value set some other way is caught by the cross-key check */
+		tsw_config_defaults(&cfg);
+		cr_assert_eq(tsw_config_set(&cfg, "server", "vault", "/v", NULL, 0), 0);
+		cr_assert_eq(tsw_config_set(&cfg, "server", "key_file", "/k", NULL, 0), 0);
+		cr_assert_eq(tsw_config_check(&cfg, NULL, 0), 0);
+		if (i == 0)
+			cfg.acq_reversal_memory = 48;
+		else
+			cfg.expired_stan_memory = 48;
+		cr_assert_eq(tsw_config_check(&cfg, reason, sizeof(reason)), -TSW_E_CONFIG);
+		cr_expect_not_null(strstr(reason, name), "%s", reason);
+	}
+}
+
+Test(config, engine_table_defaults_are_the_old_constants)
+{
+	struct tsw_config cfg;
+
+	tsw_config_defaults(&cfg);
+	cr_expect_eq(cfg.acq_reversal_memory, 8192);
+	cr_expect_eq(cfg.expired_stan_memory, 4096);
+	cr_expect_eq(cfg.reconnect_min_ms, TSW_CONFIG_RECONNECT_MIN_MS_DEFAULT);
+	cr_expect_eq(cfg.reconnect_max_ms, TSW_CONFIG_RECONNECT_MAX_MS_DEFAULT);
+}
+
+/* a reload names the keys it cannot apply (sizes, tables, addresses,
+ * paths) and not the ones it applies */
+Test(config, reload_names_the_restart_only_keys_that_changed)
+{
+	struct tsw_config run, next;
+	char buf[TSW_CONFIG_REASON_MAX], small[24];
+
+	tsw_config_defaults(&run);
+	next = run;
+	cr_assert_eq(tsw_config_restart_only_changed(&run, &next, buf, sizeof(buf)), 0);
+	cr_assert_str_eq(buf, "");
+	/* live keys only */
+	cr_assert_eq(tsw_config_set(&next, "issuer", "timeout_ms", "1500", NULL, 0), 0);
+	cr_assert_eq(tsw_config_set(&next, "issuer", "reconnect_max_ms", "9000", NULL, 0), 0);
+	cr_assert_eq(tsw_config_set(&next, "saf", "poll_ms", "100", NULL, 0), 0);
+	cr_assert_eq(tsw_config_set(&next, "route", "4000", "0", NULL, 0), 0);
+	cr_assert_eq(tsw_config_set(&next, "server", "log_level", "debug", NULL, 0), 0);
+	cr_assert_eq(tsw_config_restart_only_changed(&run, &next, buf, sizeof(buf)), 0, "%s", buf);
+	/* restart-only keys */
+	cr_assert_eq(tsw_config_set(&next, "limits", "acq_reversal_memory", "1024", NULL, 0), 0);
+	cr_assert_eq(tsw_config_set(&next, "limits", "expired_stan_memory", "1024", NULL, 0), 0);
+	cr_assert_eq(tsw_config_set(&next, "limits", "max_pending", "1024", NULL, 0), 0);
+	cr_assert_eq(tsw_config_set(&next, "server", "listen", "127.0.0.1:1", NULL, 0), 0);
+	cr_assert_eq(tsw_config_restart_only_changed(&run, &next, buf, sizeof(buf)), 4);
+	cr_assert_str_eq(buf, "limits.max_pending,limits.acq_reversal_memory,"
+			      "limits.expired_stan_memory,server.listen");
+	/* a short buffer: cut with "...", terminated, same count; NULL is fine */
+	memset(small, 'x', sizeof(small));
+	cr_assert_eq(tsw_config_restart_only_changed(&run, &next, small, sizeof(small)), 4);
+	cr_assert_lt(strlen(small), sizeof(small));
+	cr_assert_not_null(strstr(small, "..."), "%s", small);
+	cr_assert_eq(strncmp(small, "limits.max_pending", 18), 0, "%s", small);
+	cr_assert_eq(tsw_config_restart_only_changed(&run, &next, NULL, 0), 4);
 }
 
 static void checked_base(struct tsw_config *cfg)
@@ -478,6 +567,42 @@ static long long series(const char *text, const char *name)
 	return p ? strtoll(p + strlen(pat), NULL, 10) : -1;
 }
 
+/* every engine table has a capacity gauge and an eviction counter,
+ * summed over the workers */
+Test(metrics_text, engine_table_capacities_and_evictions_are_exported)
+{
+	static const struct {
+		const char *name, *type;
+		size_t off;
+		uint64_t a, b;
+	} cases[] = {
+	    {"tsw_acq_reversals_capacity", "gauge",
+	     offsetof(struct tsw_metrics_shard, acq_reversals_capacity), 8192, 8192},
+	    {"tsw_acq_reversals_evicted_total", "counter",
+	     offsetof(struct tsw_metrics_shard, acq_reversals_evicted), 2, 3},
+	    {"tsw_expired_stans_capacity", "gauge",
+	     offsetof(struct tsw_metrics_shard, expired_stans_capacity), 4096, 4096},
+	    {"tsw_expired_stans_evicted_total", "counter",
+	     offsetof(struct tsw_metrics_shard, expired_stans_evicted), 0, 7},
+	};
+	char *text, type[128];
+	size_t len;
+
+	fill_shards();
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		memcpy((char *)&shards[0] + cases[i].off, &cases[i].a, sizeof(uint64_t));
+		memcpy((char *)&shards[1] + cases[i].off, &cases[i].b, sizeof(uint64_t));
+	}
+	cr_assert_eq(tsw_ctl_render_metrics(&src, &text, &len), 0);
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		snprintf(type, sizeof(type), "# TYPE %s %s\n", cases[i].name, cases[i].type);
+		cr_expect_not_null(strstr(text, type), "missing: %s", type);
+		cr_expect_eq(series(text, cases[i].name), (long long)(cases[i].a + cases[i].b),
+			     "%s", cases[i].name);
+	}
+	free(text);
+}
+
 Test(metrics_text, state_counters_and_limits_are_exported, .init = mk_tmp, .fini = rm_tmp)
 {
 	static const char *const gauges[] = {
@@ -495,6 +620,7 @@ Test(metrics_text, state_counters_and_limits_are_exported, .init = mk_tmp, .fini
 	    "tsw_state_saf_puts_total",		 "tsw_state_saf_acks_total",
 	    "tsw_state_saf_retries_total",	 "tsw_state_saf_claims_total",
 	    "tsw_state_saf_lease_expired_total", "tsw_state_saf_too_big_total",
+	    "tsw_state_uses_returned_total",
 	};
 	struct tsw_state_config sc = {
 	    .queue_size = 100, .max_reservations = 2, .saf_max_entries = 1};

@@ -11,11 +11,15 @@
 
 #define N 256
 
+static struct tsw_metrics_shard shard;
+
 static struct tsw_engine *mk(void)
 {
 	struct tsw_engine *e = calloc(1, sizeof(*e));
 
 	cr_assert(e);
+	memset(&shard, 0, sizeof(shard));
+	e->m = &shard;
 	e->cfg.max_pending = N;
 	cr_assert_eq(pending_init(e), 0);
 	return e;
@@ -69,6 +73,8 @@ Test(pending, consecutive_stans_share_cache_lines)
 	unsigned i, j, n_lines = 0;
 
 	cr_assert(e);
+	memset(&shard, 0, sizeof(shard));
+	e->m = &shard;
 	e->cfg.max_pending = 65536;
 	cr_assert_eq(pending_init(e), 0);
 	cr_assert_eq((uintptr_t)e->table % LINE, 0, "table not aligned to the line pair");

@@ -290,6 +290,48 @@ Test(state, returned_use_is_reservable_again_never_below_zero_and_durable)
 	close_state(st, efd);
 }
 
+static uint64_t uses_returned(const struct tsw_state *st)
+{
+	struct tsw_state_stats ss;
+
+	tsw_state_stats(st, &ss);
+	return ss.uses_returned;
+}
+
+/* tsw_state_uses_returned_total: one per use given back, none for a
+ * return that gives nothing back (no counts, no committed use, bad input) */
+Test(state, returned_uses_are_counted_once_each)
+{
+	struct tsw_state *st;
+	uint64_t t[2];
+	int efd;
+
+	st = open_state(NULL, &efd);
+	cr_assert_eq(tsw_state_return_use(st, TOKEN, TOKEN_LEN), -TSW_E_NOT_FOUND);
+	cr_assert_eq(tsw_state_return_use(st, NULL, TOKEN_LEN), -TSW_E_BAD_INPUT);
+	cr_assert_eq(uses_returned(st), 0, "nothing given back, nothing counted");
+	for (int i = 0; i < 2; i++) {
+		cr_assert_eq(tsw_state_reserve(st, TOKEN, TOKEN_LEN, 5, &t[i]), 0);
+		cr_assert(wait_durable(st, efd, t[i]));
+	}
+	cr_assert_eq(tsw_state_commit_use(st, t[0]), 0);
+	cr_assert_eq(tsw_state_return_use(st, TOKEN, TOKEN_LEN), 0);
+	cr_assert_eq(uses_returned(st), 1);
+	/* t[1] is reserved, not committed: nothing to give back */
+	cr_assert_eq(tsw_state_return_use(st, TOKEN, TOKEN_LEN), -TSW_E_NOT_FOUND);
+	cr_assert_eq(uses_returned(st), 1);
+	cr_assert_eq(tsw_state_commit_use(st, t[1]), 0);
+	cr_assert_eq(tsw_state_return_use(st, TOKEN, TOKEN_LEN), 0);
+	cr_assert_eq(tsw_state_return_use(st, TOKEN, TOKEN_LEN), -TSW_E_NOT_FOUND);
+	cr_assert_eq(uses_returned(st), 2);
+	close_state(st, efd);
+
+	/* a counter of this process, not of the file */
+	st = open_state(NULL, &efd);
+	cr_assert_eq(uses_returned(st), 0);
+	close_state(st, efd);
+}
+
 Test(state, waker_fires_after_commit)
 {
 	struct tsw_state *st;

@@ -530,6 +530,24 @@ def test_sighup_reloads_limits_and_refuses_a_bad_file():
         T.wait_for(lambda: e.sw.metric("tsw_timeouts_total") >= 1, 5, "timeout counted")
 
 
+def test_table_sizes_from_the_config_and_restart_only_on_reload():
+    with Env(workers=2, extra_conf="acq_reversal_memory = 64\nexpired_stan_memory = 32\n") as e:
+        # [limits] is the last section of BASE_CONF: the keys land there
+        assert_eq(e.sw.metric("tsw_acq_reversals_capacity"), 128.0, "2 workers x 64")
+        assert_eq(e.sw.metric("tsw_expired_stans_capacity"), 64.0, "2 workers x 32")
+        good = open(e.conf).read()
+        write_conf(e.conf, good.replace("acq_reversal_memory = 64", "acq_reversal_memory = 256"))
+        e.sw.signal(signal.SIGHUP)
+        T.wait_for(lambda: "event=config_reloaded" in e.sw.log(), 5, "config_reloaded")
+        T.wait_for(lambda: "event=reload_needs_restart" in e.sw.log(), 5, "restart warning")
+        line = [l for l in e.sw.log().splitlines() if "reload_needs_restart" in l][0]
+        assert "acq_reversal_memory" in line and "expired_stan_memory" not in line, line
+        assert_eq(e.sw.metric("tsw_acq_reversals_capacity"), 128.0, "kept until restart")
+        c = e.conn()
+        _, f = e.ask(c, auth(TOKENS["ok"]["token"]))
+        assert_eq(f[39], b"00", "still serving")
+
+
 def test_sighup_reloads_routes():
     second = T.FakeIssuer(PROFILE)
     try:

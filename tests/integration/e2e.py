@@ -378,6 +378,46 @@ def test_flood_while_paused_never_drops_or_closes():
         T.wait_for(lambda: e.sw.metric("tsw_recv_bufs_held") == 0, 5, "held buffers recycled")
 
 
+def test_many_paused_connections_holding_every_receive_buffer():
+    # 12 connections flood at once while the issuer holds its answers: they
+    # pause, and with 8 receive buffers in all, the ones already read can
+    # hold every buffer. The issuer link must still get its answers in, and
+    # every connection must be answered in full once they come.
+    conf = ("[limits]\nmax_inflight_per_conn = 2\nmax_frame = 512\nin_buf_bytes = 1024\n"
+            "out_buf_bytes = 2048\n[io]\nrecv_buf_bytes = 512\nrecv_bufs = 8\n")
+    with Env(workers=1, extra_conf=conf) as e:
+        n_conns, n = 24, 200
+        conns = [e.conn() for _ in range(n_conns)]
+        e.issuer.hold()
+        errs = []
+
+        def writer(k, c):
+            data = b"".join(T.encode(PROFILE, *auth(TOKENS["ok"]["token"], stan=k * 1000 + i))
+                            for i in range(n))
+            try:
+                c.send(data)
+            except OSError as ex:
+                errs.append(ex)
+
+        threads = [threading.Thread(target=writer, args=(k, c), daemon=True)
+                   for k, c in enumerate(conns)]
+        for t in threads:
+            t.start()
+        e.issuer.wait_held(2 * n_conns)
+        T.wait_for(lambda: e.sw.metric("tsw_backpressure_pauses_total") >= n_conns, 10,
+                   "every connection paused")
+        e.issuer.release()
+        for k, c in enumerate(conns):
+            got = sorted(int(c.answer(timeout=20)[1][11]) for _ in range(n))
+            assert_eq(got, [k * 1000 + i for i in range(n)], "connection %d answered in full" % k)
+        for t in threads:
+            t.join(20)
+        assert_eq(errs, [], "writers")
+        assert_eq(e.sw.metric("tsw_connections_open"), float(n_conns), "connections still open")
+        assert_eq(e.sw.metric("tsw_stash_overflows_total"), 0, "stash overflows")
+        T.wait_for(lambda: e.sw.metric("tsw_recv_bufs_held") == 0, 5, "held buffers recycled")
+
+
 def test_paused_connection_closed_then_slot_reused():
     with Env(workers=1, extra_conf="[limits]\nmax_inflight_per_conn = 2\n") as e:
         a = e.conn()

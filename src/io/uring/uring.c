@@ -23,7 +23,13 @@
 #include "tsw/error.h"
 #include "tsw/log.h"
 
-#define BGID 1
+#define BGID 1	     /* receive buffers of acquirer connections */
+#define BGID_LINK 2 /* receive buffers of issuer links, never held */
+/* Issuer links get their own buffers, a quarter as many as the acquirer
+ * side (at least this many): paused acquirer connections may hold every
+ * acquirer buffer, and the issuer answers that resume them must still
+ * get in. */
+#define LINK_BUFS_MIN 8u
 #define CQ_PER_SQ 4 /* multishot operations post many completions per submission */
 /* collect_late(): rounds per iteration, and receives that make a batch busy */
 #define TSW_IO_URING_LATE_ROUNDS 4u
@@ -67,12 +73,13 @@ struct uworker {
 	struct tsw_engine *e;
 	struct io_uring ring;
 	bool ring_ok;
-	struct io_uring_buf_ring *br;
-	size_t br_bytes;
-	uint8_t *bufs;
+	struct io_uring_buf_ring *br;	   /* BGID: buffer ids [0, nbufs) */
+	struct io_uring_buf_ring *br_link; /* BGID_LINK: ids [nbufs, nbufs + nbufs_link) */
+	size_t br_bytes, br_link_bytes;
+	uint8_t *bufs; /* both groups' buffers, by id */
 	size_t bufs_bytes;
-	uint32_t nbufs, buf_bytes;
-	bool br_registered;
+	uint32_t nbufs, nbufs_link, buf_bytes;
+	bool br_registered, br_link_registered;
 	uint32_t *held_next; /* per buffer id: the next held buffer of its endpoint */
 	uint32_t *held_len;  /* per buffer id: bytes received into it */
 	uint32_t n_held;     /* buffers held by all endpoints */
@@ -204,7 +211,7 @@ static void arm_recv(struct uworker *u, uint32_t idx)
 	io_uring_prep_recv_multishot(sqe, ep->fd, NULL, 0, 0);
 	sqe_use_ep(sqe, ep, idx);
 	sqe->flags |= IOSQE_BUFFER_SELECT;
-	sqe->buf_group = BGID;
+	sqe->buf_group = ep->kind == TSW_EP_ACQ ? BGID : BGID_LINK;
 	io_uring_sqe_set_data64(sqe, UD(OP_RECV, ep->gen, idx));
 	ep->recv_armed = true;
 	ep->refs++;
@@ -227,9 +234,13 @@ static void cancel_recv(struct uworker *u, uint32_t idx)
 
 static void recycle_buf(struct uworker *u, unsigned bid)
 {
-	io_uring_buf_ring_add(u->br, u->bufs + (size_t)bid * u->buf_bytes, u->buf_bytes,
-			      (unsigned short)bid, io_uring_buf_ring_mask(u->nbufs), 0);
-	io_uring_buf_ring_advance(u->br, 1);
+	bool link = bid >= u->nbufs;
+	struct io_uring_buf_ring *br = link ? u->br_link : u->br;
+
+	io_uring_buf_ring_add(br, u->bufs + (size_t)bid * u->buf_bytes, u->buf_bytes,
+			      (unsigned short)bid,
+			      io_uring_buf_ring_mask(link ? u->nbufs_link : u->nbufs), 0);
+	io_uring_buf_ring_advance(br, 1);
 }
 
 static void held_gauge(struct uworker *u)
@@ -783,43 +794,68 @@ static int setup_ring(struct uworker *u)
 	return 0;
 }
 
-static int setup_bufs(struct uworker *u)
+static struct io_uring_buf_ring *buf_ring_new(size_t *ret_bytes, uint32_t n)
+{
+	void *br;
+
+	*ret_bytes = (size_t)n * sizeof(struct io_uring_buf);
+	br = mmap(NULL, *ret_bytes, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
+	return br == MAP_FAILED ? NULL : br;
+}
+
+/* Registers ring br as group bgid and fills it with the buffers
+ * [first, first + n). */
+static int buf_ring_register(struct uworker *u, struct io_uring_buf_ring *br, unsigned bgid,
+			     uint32_t first, uint32_t n)
 {
 	struct io_uring_buf_reg reg;
 	int r;
 
+	memset(&reg, 0, sizeof(reg));
+	reg.ring_addr = (unsigned long)br;
+	reg.ring_entries = n;
+	reg.bgid = (unsigned short)bgid;
+	r = io_uring_register_buf_ring(&u->ring, &reg, 0);
+	if (r < 0)
+		return r;
+	io_uring_buf_ring_init(br);
+	for (uint32_t i = 0; i < n; i++)
+		io_uring_buf_ring_add(br, u->bufs + (size_t)(first + i) * u->buf_bytes, u->buf_bytes,
+				      (unsigned short)(first + i), io_uring_buf_ring_mask(n), (int)i);
+	io_uring_buf_ring_advance(br, (int)n);
+	return 0;
+}
+
+static int setup_bufs(struct uworker *u)
+{
+	int r;
+
 	u->nbufs = u->w->p.recv_bufs;
+	u->nbufs_link = u->nbufs / 4 > LINK_BUFS_MIN ? u->nbufs / 4 : LINK_BUFS_MIN;
 	u->buf_bytes = u->w->p.recv_buf_bytes;
-	u->br_bytes = (size_t)u->nbufs * sizeof(struct io_uring_buf);
-	u->br = mmap(NULL, u->br_bytes, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
-	if (u->br == MAP_FAILED) {
-		u->br = NULL;
-		return -errno;
-	}
+	u->br = buf_ring_new(&u->br_bytes, u->nbufs);
+	u->br_link = buf_ring_new(&u->br_link_bytes, u->nbufs_link);
+	if (!u->br || !u->br_link)
+		return -ENOMEM;
 	u->held_next = malloc(sizeof(*u->held_next) * u->nbufs);
 	u->held_len = malloc(sizeof(*u->held_len) * u->nbufs);
 	if (!u->held_next || !u->held_len)
 		return -ENOMEM;
-	u->bufs_bytes = (size_t)u->nbufs * u->buf_bytes;
+	u->bufs_bytes = (size_t)(u->nbufs + u->nbufs_link) * u->buf_bytes;
 	u->bufs =
 	    mmap(NULL, u->bufs_bytes, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
 	if (u->bufs == MAP_FAILED) {
 		u->bufs = NULL;
 		return -errno;
 	}
-	memset(&reg, 0, sizeof(reg));
-	reg.ring_addr = (unsigned long)u->br;
-	reg.ring_entries = u->nbufs;
-	reg.bgid = BGID;
-	r = io_uring_register_buf_ring(&u->ring, &reg, 0);
+	r = buf_ring_register(u, u->br, BGID, 0, u->nbufs);
 	if (r < 0)
 		return r;
 	u->br_registered = true;
-	io_uring_buf_ring_init(u->br);
-	for (uint32_t i = 0; i < u->nbufs; i++)
-		io_uring_buf_ring_add(u->br, u->bufs + (size_t)i * u->buf_bytes, u->buf_bytes,
-				      (unsigned short)i, io_uring_buf_ring_mask(u->nbufs), (int)i);
-	io_uring_buf_ring_advance(u->br, (int)u->nbufs);
+	r = buf_ring_register(u, u->br_link, BGID_LINK, u->nbufs, u->nbufs_link);
+	if (r < 0)
+		return r;
+	u->br_link_registered = true;
 	return 0;
 }
 
@@ -861,12 +897,16 @@ static void teardown(struct uworker *u)
 	if (u->ring_ok) {
 		if (u->br_registered)
 			io_uring_unregister_buf_ring(&u->ring, BGID);
+		if (u->br_link_registered)
+			io_uring_unregister_buf_ring(&u->ring, BGID_LINK);
 		io_uring_queue_exit(&u->ring);
 	}
 	if (u->bufs)
 		munmap(u->bufs, u->bufs_bytes);
 	if (u->br)
 		munmap(u->br, u->br_bytes);
+	if (u->br_link)
+		munmap(u->br_link, u->br_link_bytes);
 	free(u->eps);
 	free(u->slot_ep);
 	free(u->paused);

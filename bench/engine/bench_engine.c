@@ -15,9 +15,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <time.h>
 
+#include "bench_common.h"
 #include "tsw/engine.h"
 #include "tsw/error.h"
 #include "tsw/iso8583.h"
@@ -31,51 +30,6 @@
 #define BENCH_BUF (1u << 20)
 #define BENCH_RUNS_MAX 32u
 #define BENCH_MAX_PENDING_DEFAULT 65536u /* config.c's limits.max_pending */
-
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
-static char luhn_digit(const char *d, size_t n)
-{
-	unsigned sum = 0, i;
-
-	for (i = 0; i < n; i++) {
-		unsigned v = (unsigned)(d[n - 1 - i] - '0');
-
-		if (i % 2 == 0) {
-			v *= 2;
-			if (v > 9)
-				v -= 9;
-		}
-		sum += v;
-	}
-	return (char)('0' + (10 - sum % 10) % 10);
-}
-
-static void number(char out[17], const char *prefix, unsigned i)
-{
-	snprintf(out, 17, "%s%0*u", prefix, (int)(15 - strlen(prefix)), i);
-	out[15] = luhn_digit(out, 15);
-	out[16] = 0;
-}
-
-static void die(const char *what, int r)
-{
-	fprintf(stderr, "bench_engine: %s: %s\n", what, tsw_strerror(r));
-	exit(1);
-}
-
-static int cmp_u64(const void *a, const void *b)
-{
-	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-
-	return x < y ? -1 : x > y;
-}
 
 static uint64_t rng = 88172645463325252ull;
 
@@ -105,10 +59,10 @@ static size_t issuer_answers(const struct tsw_iso_profile *p, const uint8_t *in,
 		int n;
 
 		if (tsw_iso_decode(p, in + off + 2, fl, &m) < 0)
-			die("issuer decode", -TSW_E_BAD_INPUT);
+			bench_die("issuer decode", -TSW_E_BAD_INPUT);
 		n = tsw_iso_encode(p, &m, ed, 4, out + o + 2, BENCH_BUF - o - 2);
 		if (n < 0)
-			die("issuer encode", n);
+			bench_die("issuer encode", n);
 		out[o] = (uint8_t)(n >> 8);
 		out[o + 1] = (uint8_t)n;
 		o += (size_t)n + 2;
@@ -117,31 +71,16 @@ static size_t issuer_answers(const struct tsw_iso_profile *p, const uint8_t *in,
 	return o;
 }
 
-static size_t drain(struct tsw_engine *e, uint8_t kind, uint32_t slot, uint8_t *copy)
-{
-	struct tsw_endpoint ep = {.kind = kind, .slot = slot};
-	const uint8_t *data;
-	size_t len;
-
-	tsw_engine_out(e, ep, &data, &len);
-	if (copy)
-		memcpy(copy, data, len);
-	tsw_engine_sent(e, ep, len);
-	return len;
-}
-
 int main(int argc, char **argv)
 {
 	unsigned n_tokens = BENCH_TOKENS_DEFAULT, n_req = BENCH_REQUESTS_DEFAULT;
 	unsigned runs = BENCH_RUNS_DEFAULT, i, run;
 	unsigned max_pending = BENCH_MAX_PENDING_DEFAULT;
-	char dir[] = "/tmp/tsw-bench-engine-XXXXXX", vdir[64], key[64], cmd[96];
 	static struct tsw_iso_profile prof;
 	static struct tsw_metrics_shard shard;
 	struct tsw_engine_config cfg;
-	struct tsw_vault *v;
-	struct tsw_vault_batch *b;
-	struct tsw_vault_import_stats st;
+	struct bench_vault bv;
+	struct tsw_token tmpl;
 	struct tsw_engine *e;
 	uint8_t *linkbuf, *answers, *acqbuf;
 	uint64_t engine_ns[BENCH_RUNS_MAX], total_ns[BENCH_RUNS_MAX];
@@ -162,73 +101,46 @@ int main(int argc, char **argv)
 		runs = BENCH_RUNS_MAX;
 	n_req -= n_req % BENCH_BATCH;
 
-	if (!mkdtemp(dir))
-		die("mkdtemp", -1);
-	snprintf(vdir, sizeof(vdir), "%s/vault", dir);
-	snprintf(key, sizeof(key), "%s/key", dir);
 	r = tsw_iso_profile_load_named(NULL, "default", &prof);
 	if (r < 0)
-		die("profile", r);
-	r = tsw_vault_open(vdir, key, TSW_VAULT_CREATE, &v);
-	if (r < 0)
-		die("vault open", r);
-	tsw_vault_add_token_bin(v, "4000", 4);
-	r = tsw_vault_batch_begin(v, 0, NULL, NULL, &b);
-	if (r < 0)
-		die("batch", r);
-	for (i = 0; i < n_tokens; i++) {
-		struct tsw_vault_row row;
+		bench_die("profile", r);
+	memset(&tmpl, 0, sizeof(tmpl));
+	strcpy(tmpl.token_expiry, "3012");
+	strcpy(tmpl.pan_expiry, "2911");
+	strcpy(tmpl.trid, "12345678901");
+	tmpl.assurance_level = 5;
+	bench_vault_create(&bv, "/tmp/tsw-bench-engine-XXXXXX", n_tokens, &tmpl);
 
-		memset(&row, 0, sizeof(row));
-		number(row.token.token, "4000", i + 1);
-		row.token.token_len = 16;
-		strcpy(row.token.token_expiry, "3012");
-		strcpy(row.token.pan_expiry, "2911");
-		strcpy(row.token.trid, "12345678901");
-		row.token.assurance_level = 5;
-		number(row.pan, "512345", i + 1);
-		row.pan_len = 16;
-		tsw_vault_batch_add(b, &row, i + 1);
-	}
-	r = tsw_vault_batch_finish(b, &st);
-	if (r < 0 || st.imported != n_tokens)
-		die("import", r);
-
-	memset(&cfg, 0, sizeof(cfg));
-	cfg.acq_profile = cfg.iss_profile = &prof;
-	cfg.max_conns = 4;
-	cfg.max_inflight_per_conn = 256;
+	bench_config_init(&cfg, &prof);
 	cfg.max_pending = max_pending;
-	cfg.out_buf_bytes = 256 * 1024;
-	cfg.n_issuers = 1;
-	r = tsw_engine_new(&cfg, v, NULL, &shard, &e);
+	r = tsw_engine_new(&cfg, bv.v, NULL, &shard, &e);
 	if (r < 0)
-		die("engine", r);
+		bench_die("engine", r);
 
 	linkbuf = malloc(BENCH_BUF);
 	answers = malloc(BENCH_BUF);
 	acqbuf = malloc(BENCH_BUF);
 	if (!linkbuf || !answers || !acqbuf)
-		die("malloc", -1);
+		bench_die("malloc", -1);
 
-	now = now_ns();
+	now = bench_now_ns();
 	slot = tsw_engine_acq_open(e, now);
 	tsw_engine_link_connecting(e, 0, now);
 	tsw_engine_link_up(e, 0, now);
 	{
 		/* sign-on answer */
-		size_t n = drain(e, TSW_EP_LINK, 0, linkbuf);
+		size_t n = bench_drain(e, TSW_EP_LINK, 0, linkbuf);
 
 		n = issuer_answers(&prof, linkbuf, n, answers);
 
 		answers[3] = '8'; /* 0110 -> 0810 */
 		tsw_engine_link_input(e, 0, answers, n, now);
 		if (!tsw_engine_ready(e))
-			die("sign-on", -1);
+			bench_die("sign-on", -1);
 	}
 
 	for (run = 0; run < runs; run++) {
-		uint64_t eng = 0, start = now_ns();
+		uint64_t eng = 0, start = bench_now_ns();
 		unsigned done;
 
 		for (done = 0; done < n_req; done += BENCH_BATCH) {
@@ -241,7 +153,7 @@ int main(int argc, char **argv)
 				struct tsw_iso_edit ed[16];
 				int n;
 
-				number(tok, "4000", k + 1);
+				bench_number(tok, "4000", k + 1);
 				snprintf(stan, sizeof(stan), "%06u", (done + i) % 1000000);
 				snprintf(de35, sizeof(de35), "%s=30121010000012300000", tok);
 				ed[0] = (struct tsw_iso_edit){0, 4, (const uint8_t *)"0100"};
@@ -266,47 +178,45 @@ int main(int argc, char **argv)
 				n = tsw_iso_encode(&prof, NULL, ed, 15, frames + off + 2,
 						   sizeof(frames) - off - 2);
 				if (n < 0)
-					die("request encode", n);
+					bench_die("request encode", n);
 				frames[off] = (uint8_t)(n >> 8);
 				frames[off + 1] = (uint8_t)n;
 				off += (size_t)n + 2;
 			}
-			now = now_ns();
+			now = bench_now_ns();
 			t = now;
 			tsw_engine_loop_begin(e, now);
 			r = tsw_engine_acq_input(e, (uint32_t)slot, frames, off, now);
 			if (r < 0)
-				die("acq_input", r);
-			alen = drain(e, TSW_EP_LINK, 0, linkbuf);
+				bench_die("acq_input", r);
+			alen = bench_drain(e, TSW_EP_LINK, 0, linkbuf);
 			tsw_engine_loop_end(e);
-			eng += now_ns() - t;
+			eng += bench_now_ns() - t;
 			alen = issuer_answers(&prof, linkbuf, alen, answers);
-			now = now_ns();
+			now = bench_now_ns();
 			t = now;
 			tsw_engine_loop_begin(e, now);
 			r = tsw_engine_link_input(e, 0, answers, alen, now);
 			if (r < 0)
-				die("link_input", r);
-			drain(e, TSW_EP_ACQ, (uint32_t)slot, acqbuf);
+				bench_die("link_input", r);
+			bench_drain(e, TSW_EP_ACQ, (uint32_t)slot, acqbuf);
 			tsw_engine_loop_end(e);
-			eng += now_ns() - t;
+			eng += bench_now_ns() - t;
 		}
 		engine_ns[run] = eng / n_req;
-		total_ns[run] = (now_ns() - start) / n_req;
+		total_ns[run] = (bench_now_ns() - start) / n_req;
 		printf("run %u: engine %llu ns/request, with request building and fake issuer %llu "
 		       "ns\n",
 		       run, (unsigned long long)engine_ns[run], (unsigned long long)total_ns[run]);
 	}
-	qsort(engine_ns, runs, sizeof(engine_ns[0]), cmp_u64);
-	qsort(total_ns, runs, sizeof(total_ns[0]), cmp_u64);
+	qsort(engine_ns, runs, sizeof(engine_ns[0]), bench_cmp_u64);
+	qsort(total_ns, runs, sizeof(total_ns[0]), bench_cmp_u64);
 	printf("median: engine %llu ns/request (vault %u tokens, %u requests/run, batches of %u); "
 	       "approved %llu\n",
 	       (unsigned long long)engine_ns[runs / 2], n_tokens, n_req, BENCH_BATCH,
 	       (unsigned long long)shard.requests[TSW_MTI_0100][0]);
 	tsw_engine_free(e);
-	tsw_vault_close(v);
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-	if (system(cmd) != 0)
+	if (bench_vault_destroy(&bv) < 0)
 		return 1;
 	free(linkbuf);
 	free(answers);

@@ -15,8 +15,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 
+#include "bench_common.h"
 #include "tsw/engine.h"
 #include "tsw/error.h"
 #include "tsw/iso8583.h"
@@ -35,51 +35,6 @@
 #define BENCH_POLL_MS 250u
 #define NS_PER_MS 1000000ull
 
-static uint64_t mono_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
-static void die(const char *what, int r)
-{
-	fprintf(stderr, "bench_engine_saf: %s: %s\n", what, tsw_strerror(r));
-	exit(1);
-}
-
-static int cmp_u64(const void *a, const void *b)
-{
-	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-
-	return x < y ? -1 : x > y;
-}
-
-static char luhn_digit(const char *d, size_t n)
-{
-	unsigned sum = 0, i;
-
-	for (i = 0; i < n; i++) {
-		unsigned v = (unsigned)(d[n - 1 - i] - '0');
-
-		if (i % 2 == 0) {
-			v *= 2;
-			if (v > 9)
-				v -= 9;
-		}
-		sum += v;
-	}
-	return (char)('0' + (10 - sum % 10) % 10);
-}
-
-static void number(char out[17], const char *prefix, unsigned i)
-{
-	snprintf(out, 17, "%s%0*u", prefix, (int)(15 - strlen(prefix)), i);
-	out[15] = luhn_digit(out, 15);
-	out[16] = 0;
-}
-
 /* The fake issuer: each framed message in becomes its answer (MTI + 10,
  * DE39 00, DE7/DE11/DE90 kept), framed. */
 static size_t answers_to(const struct tsw_iso_profile *p, const uint8_t *in, size_t len,
@@ -95,33 +50,20 @@ static size_t answers_to(const struct tsw_iso_profile *p, const uint8_t *in, siz
 		int n;
 
 		if (tsw_iso_decode(p, in + off + 2, fl, &m) < 0)
-			die("issuer decode", -TSW_E_BAD_INPUT);
+			bench_die("issuer decode", -TSW_E_BAD_INPUT);
 		memcpy(mti, m.mti, 4);
 		mti[2] = (char)(mti[2] + 1);
 		ed[0] = (struct tsw_iso_edit){0, 4, (const uint8_t *)mti};
 		ed[1] = (struct tsw_iso_edit){39, 2, (const uint8_t *)"00"};
 		n = tsw_iso_encode(p, &m, ed, 2, out + o + 2, BENCH_BUF - o - 2);
 		if (n < 0)
-			die("issuer encode", n);
+			bench_die("issuer encode", n);
 		out[o] = (uint8_t)(n >> 8);
 		out[o + 1] = (uint8_t)n;
 		o += (size_t)n + 2;
 		off += fl + 2;
 	}
 	return o;
-}
-
-static size_t drain(struct tsw_engine *e, uint8_t kind, uint32_t slot, uint8_t *copy)
-{
-	struct tsw_endpoint ep = {.kind = kind, .slot = slot};
-	const uint8_t *data;
-	size_t len;
-
-	tsw_engine_out(e, ep, &data, &len);
-	if (copy)
-		memcpy(copy, data, len);
-	tsw_engine_sent(e, ep, len);
-	return len;
 }
 
 static size_t requests(const struct tsw_iso_profile *p, unsigned round, uint8_t *out, size_t cap)
@@ -134,7 +76,7 @@ static size_t requests(const struct tsw_iso_profile *p, unsigned round, uint8_t 
 		struct tsw_iso_edit ed[10];
 		int n;
 
-		number(tok, "4000", (round * BENCH_BATCH + i) % BENCH_TOKENS + 1);
+		bench_number(tok, "4000", (round * BENCH_BATCH + i) % BENCH_TOKENS + 1);
 		snprintf(stan, sizeof(stan), "%06u", (round * BENCH_BATCH + i) % 1000000);
 		ed[0] = (struct tsw_iso_edit){0, 4, (const uint8_t *)"0100"};
 		ed[1] = (struct tsw_iso_edit){2, 16, (const uint8_t *)tok};
@@ -148,7 +90,7 @@ static size_t requests(const struct tsw_iso_profile *p, unsigned round, uint8_t 
 		ed[9] = (struct tsw_iso_edit){49, 3, (const uint8_t *)"840"};
 		n = tsw_iso_encode(p, NULL, ed, 10, out + off + 2, cap - off - 2);
 		if (n < 0)
-			die("request encode", n);
+			bench_die("request encode", n);
 		out[off] = (uint8_t)(n >> 8);
 		out[off + 1] = (uint8_t)n;
 		off += (size_t)n + 2;
@@ -159,16 +101,15 @@ static size_t requests(const struct tsw_iso_profile *p, unsigned round, uint8_t 
 int main(int argc, char **argv)
 {
 	unsigned rounds = BENCH_ROUNDS_DEFAULT, runs = BENCH_RUNS_DEFAULT, i, run, k;
-	char dir[] = "/tmp/tsw-bench-saf-XXXXXX", vdir[64], sdir[64], key[64], cmd[96];
+	char sdir[BENCH_DIR_MAX + 8];
 	static struct tsw_iso_profile prof;
 	static struct tsw_metrics_shard shard;
 	uint64_t fail_ns[BENCH_RUNS_MAX], ack_ns[BENCH_RUNS_MAX], idle_ns[BENCH_RUNS_MAX];
 	struct tsw_engine_config cfg;
-	struct tsw_vault_import_stats ist;
-	struct tsw_vault_batch *b;
 	struct tsw_state_stats ss;
 	struct tsw_engine *e;
-	struct tsw_vault *v;
+	struct bench_vault bv;
+	struct tsw_token tmpl;
 	struct tsw_state *st;
 	uint8_t *buf, *ans;
 	uint64_t vnow, t;
@@ -184,70 +125,43 @@ int main(int argc, char **argv)
 	if (runs > BENCH_RUNS_MAX)
 		runs = BENCH_RUNS_MAX;
 	if (!rounds || !runs)
-		die("--rounds and --runs must be above 0", -TSW_E_BAD_INPUT);
-	if (!mkdtemp(dir))
-		die("mkdtemp", -1);
-	snprintf(vdir, sizeof(vdir), "%s/vault", dir);
-	snprintf(sdir, sizeof(sdir), "%s/state", dir);
-	snprintf(key, sizeof(key), "%s/key", dir);
+		bench_die("--rounds and --runs must be above 0", -TSW_E_BAD_INPUT);
 	r = tsw_iso_profile_load_named(NULL, "default", &prof);
 	if (r < 0)
-		die("profile", r);
-	r = tsw_vault_open(vdir, key, TSW_VAULT_CREATE, &v);
-	if (r < 0)
-		die("vault open", r);
-	tsw_vault_add_token_bin(v, "4000", 4);
-	r = tsw_vault_batch_begin(v, 0, NULL, NULL, &b);
-	if (r < 0)
-		die("batch", r);
-	for (i = 0; i < BENCH_TOKENS; i++) {
-		struct tsw_vault_row row;
-
-		memset(&row, 0, sizeof(row));
-		number(row.token.token, "4000", i + 1);
-		row.token.token_len = 16;
-		strcpy(row.token.token_expiry, "3012");
-		strcpy(row.token.pan_expiry, "2911");
-		number(row.pan, "512345", i + 1);
-		row.pan_len = 16;
-		tsw_vault_batch_add(b, &row, i + 1);
-	}
-	r = tsw_vault_batch_finish(b, &ist);
-	if (r < 0 || ist.imported != BENCH_TOKENS)
-		die("import", r);
+		bench_die("profile", r);
+	memset(&tmpl, 0, sizeof(tmpl));
+	strcpy(tmpl.token_expiry, "3012");
+	strcpy(tmpl.pan_expiry, "2911");
+	bench_vault_create(&bv, "/tmp/tsw-bench-saf-XXXXXX", BENCH_TOKENS, &tmpl);
+	snprintf(sdir, sizeof(sdir), "%s/state", bv.dir);
 	if (mkdir(sdir, 0700) < 0)
-		die("state dir", -errno);
+		bench_die("state dir", -errno);
 	r = tsw_state_open(sdir, NULL, &st);
 	if (r < 0)
-		die("state open", r);
+		bench_die("state open", r);
 
-	memset(&cfg, 0, sizeof(cfg));
-	cfg.acq_profile = cfg.iss_profile = &prof;
-	cfg.max_conns = 4;
-	cfg.max_inflight_per_conn = 256;
+	bench_config_init(&cfg, &prof);
 	cfg.max_pending = 4096;
-	cfg.out_buf_bytes = 256 * 1024;
 	cfg.issuer_timeout_ms = BENCH_TIMEOUT_MS;
 	cfg.saf_poll_ms = BENCH_POLL_MS;
 	cfg.saf_inflight_max = BENCH_BATCH;
 	cfg.echo_interval_ms = UINT32_MAX; /* the fake issuer answers no echo */
-	cfg.n_issuers = 1;
-	r = tsw_engine_new(&cfg, v, st, &shard, &e);
+	r = tsw_engine_new(&cfg, bv.v, st, &shard, &e);
 	if (r < 0)
-		die("engine", r);
+		bench_die("engine", r);
 	buf = malloc(BENCH_BUF);
 	ans = malloc(BENCH_BUF);
 	if (!buf || !ans)
-		die("malloc", -ENOMEM);
+		bench_die("malloc", -ENOMEM);
 
-	vnow = mono_ns();
+	vnow = bench_now_ns();
 	slot = tsw_engine_acq_open(e, vnow);
 	tsw_engine_link_connecting(e, 0, vnow);
 	tsw_engine_link_up(e, 0, vnow);
-	n = answers_to(&prof, buf, drain(e, TSW_EP_LINK, 0, buf), ans);
+	n = answers_to(&prof, buf, bench_drain(e, TSW_EP_LINK, 0, buf), ans);
 	tsw_engine_link_input(e, 0, ans, n, vnow);
 	if (!tsw_engine_ready(e))
-		die("sign-on", -1);
+		bench_die("sign-on", -1);
 
 	for (run = 0; run < runs; run++) {
 		uint64_t fail = 0, ack = 0, idle;
@@ -257,37 +171,37 @@ int main(int argc, char **argv)
 			n = requests(&prof, run * rounds + k, buf, BENCH_BUF);
 			tsw_engine_loop_begin(e, vnow);
 			if (tsw_engine_acq_input(e, (uint32_t)slot, buf, n, vnow) < 0)
-				die("acq_input", -1);
-			drain(e, TSW_EP_LINK, 0, NULL); /* the issuer never answers these */
+				bench_die("acq_input", -1);
+			bench_drain(e, TSW_EP_LINK, 0, NULL); /* the issuer never answers these */
 			tsw_engine_loop_end(e);
 
 			vnow += BENCH_TIMEOUT_MS * NS_PER_MS;
-			t = mono_ns();
+			t = bench_now_ns();
 			tsw_engine_loop_begin(e, vnow);
 			tsw_engine_tick(e, vnow); /* 91s, puts, claims, sends */
-			n = drain(e, TSW_EP_LINK, 0, buf);
-			drain(e, TSW_EP_ACQ, (uint32_t)slot, NULL);
+			n = bench_drain(e, TSW_EP_LINK, 0, buf);
+			bench_drain(e, TSW_EP_ACQ, (uint32_t)slot, NULL);
 			tsw_engine_loop_end(e);
-			fail += mono_ns() - t;
+			fail += bench_now_ns() - t;
 
 			n = answers_to(&prof, buf, n, ans);
-			t = mono_ns();
+			t = bench_now_ns();
 			tsw_engine_loop_begin(e, vnow);
 			if (tsw_engine_link_input(e, 0, ans, n, vnow) < 0)
-				die("link_input", -1);
+				bench_die("link_input", -1);
 			tsw_engine_loop_end(e);
-			ack += mono_ns() - t;
+			ack += bench_now_ns() - t;
 			vnow += NS_PER_MS;
 		}
 		if (shard.saf_sent - sent0 != (uint64_t)rounds * BENCH_BATCH ||
 		    shard.saf_acked - acked0 != (uint64_t)rounds * BENCH_BATCH)
-			die("not every reversal was sent and acked", -1);
-		t = mono_ns();
+			bench_die("not every reversal was sent and acked", -1);
+		t = bench_now_ns();
 		for (k = 0; k < BENCH_IDLE_POLLS; k++) {
 			vnow += BENCH_POLL_MS * NS_PER_MS;
 			tsw_engine_tick(e, vnow);
 		}
-		idle = mono_ns() - t;
+		idle = bench_now_ns() - t;
 		fail_ns[run] = fail / ((uint64_t)rounds * BENCH_BATCH);
 		ack_ns[run] = ack / ((uint64_t)rounds * BENCH_BATCH);
 		idle_ns[run] = idle / BENCH_IDLE_POLLS;
@@ -296,9 +210,9 @@ int main(int argc, char **argv)
 		       run, (unsigned long long)fail_ns[run], (unsigned long long)ack_ns[run],
 		       (unsigned long long)idle_ns[run]);
 	}
-	qsort(fail_ns, runs, sizeof(fail_ns[0]), cmp_u64);
-	qsort(ack_ns, runs, sizeof(ack_ns[0]), cmp_u64);
-	qsort(idle_ns, runs, sizeof(idle_ns[0]), cmp_u64);
+	qsort(fail_ns, runs, sizeof(fail_ns[0]), bench_cmp_u64);
+	qsort(ack_ns, runs, sizeof(ack_ns[0]), bench_cmp_u64);
+	qsort(idle_ns, runs, sizeof(idle_ns[0]), bench_cmp_u64);
 	tsw_state_stats(st, &ss);
 	printf("median: timeout+put+send %llu ns/reversal, 0410+ack %llu ns/reversal, idle poll "
 	       "%llu ns (batches of %u, %u rounds/run); state: %llu puts, %llu acks, %llu "
@@ -310,9 +224,7 @@ int main(int argc, char **argv)
 	       ss.batches ? (double)ss.batch_ops / (double)ss.batches : 0.0);
 	tsw_engine_free(e);
 	tsw_state_close(st);
-	tsw_vault_close(v);
 	free(buf);
 	free(ans);
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-	return system(cmd) == 0 ? 0 : 1;
+	return bench_vault_destroy(&bv) == 0 ? 0 : 1;
 }

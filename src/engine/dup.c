@@ -24,7 +24,6 @@
 
 #define NO_REQ UINT32_MAX
 #define ECHO_IDX_DE7 3
-#define ECHO_IDX_DE11 4
 
 int dup_init(struct tsw_engine *e)
 {

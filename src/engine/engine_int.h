@@ -52,6 +52,7 @@ _Static_assert(TSW_ENGINE_TABLE_MEMORY_MAX == TSW_CONFIG_TABLE_MEMORY_MAX,
 
 /* Fields a local answer echoes from the request (DESIGN.md: never DE35). */
 extern const uint8_t tsw_engine_echo_fields[TSW_ENGINE_ECHO_FIELDS];
+#define ECHO_IDX_DE11 4
 
 struct echo {
 	uint8_t len[TSW_ENGINE_ECHO_FIELDS]; /* 0: absent */
@@ -277,16 +278,39 @@ void saf_late_answer(struct tsw_engine *e, uint64_t id, const char *rc);
 /* The next poll (UINT64_MAX: nothing to poll for). */
 uint64_t saf_next_deadline(const struct tsw_engine *e);
 
+/* conn.c and answer.c (inline: it reads every issuer answer's DE11) */
+static inline bool is_digits(const uint8_t *p, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		if (p[i] < '0' || p[i] > '9')
+			return false;
+	return true;
+}
+
 /* engine.c */
-void echo_from_msg(struct echo *ec, const struct tsw_iso_msg *m);
-int answer_local(struct tsw_engine *e, uint32_t slot, const struct echo *ec, const char *rc,
-		 const char *reason);
-/* timed_out: 1 for a timeout, 0 for a link that went down */
-void req_fail(struct tsw_engine *e, struct req *r, int timed_out);
-void engine_resume(struct tsw_engine *e, uint32_t slot);
-void engine_issuer_answer(struct tsw_engine *e, uint32_t link, const struct tsw_iso_msg *m);
-void conn_request_done(struct tsw_engine *e, uint32_t slot, uint32_t gen);
 unsigned mti_class(const char mti[4]);
 void count_answer(struct tsw_engine *e, unsigned cls, const char *rc);
+
+/* conn.c */
+void echo_from_msg(struct echo *ec, const struct tsw_iso_msg *m);
+int conn_write(struct tsw_engine *e, uint32_t slot, const struct tsw_iso_msg *base,
+	       const struct tsw_iso_edit *ed, unsigned n_ed);
+int answer_local(struct tsw_engine *e, uint32_t slot, const struct echo *ec, const char *rc,
+		 const char *reason);
+int decline(struct tsw_engine *e, uint32_t slot, const struct echo *ec,
+	    enum tsw_authz_reason reason);
+void engine_resume(struct tsw_engine *e, uint32_t slot);
+void conn_request_done(struct tsw_engine *e, uint32_t slot, uint32_t gen);
+void idle_scan(struct tsw_engine *e, uint64_t now_ns);
+
+/* request.c (engine_request: use.h) */
+int reader_ensure(struct tsw_engine *e);
+
+/* answer.c */
+/* timed_out: 1 for a timeout, 0 for a link that went down */
+void req_fail(struct tsw_engine *e, struct req *r, int timed_out);
+void engine_issuer_answer(struct tsw_engine *e, uint32_t link, const struct tsw_iso_msg *m);
 
 #endif

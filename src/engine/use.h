@@ -34,7 +34,7 @@ int park(struct tsw_engine *e, uint32_t slot, const struct tsw_iso_msg *m, uint6
 void park_poll(struct tsw_engine *e);
 uint32_t park_pending(const struct tsw_engine *e);
 
-/* engine.c: runs the pipeline for a request (ticket: already reserved). */
+/* request.c: runs the pipeline for a request (ticket: already reserved). */
 int engine_request(struct tsw_engine *e, uint32_t slot, const struct tsw_iso_msg *m,
 		   uint64_t start_ns, const uint64_t *ticket);
 

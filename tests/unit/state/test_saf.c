@@ -5,7 +5,6 @@
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <lmdb.h>
-#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -13,17 +12,16 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "state_harness.h"
 #include "tsw/error.h"
 #include "tsw/state.h"
 
-#define DEADLINE_MS 10000
 #define LEASE_MS 1000u
 #define T0_MS 1000000u
 
-static char dir[64];
+static char dir[HARNESS_DIR_MAX];
 static _Atomic uint64_t fake_now_ms;
 
 static uint64_t fake_clock(void *arg)
@@ -34,48 +32,21 @@ static uint64_t fake_clock(void *arg)
 
 static void make_dir(void)
 {
-	strcpy(dir, "/tmp/tsw-saf-XXXXXX");
-	cr_assert_not_null(mkdtemp(dir));
+	harness_make_dir(dir, "/tmp/tsw-saf-XXXXXX");
 	atomic_store(&fake_now_ms, T0_MS);
 }
 
 static void remove_dir(void)
 {
-	char path[128];
-
-	snprintf(path, sizeof(path), "%s/data.mdb", dir);
-	unlink(path);
-	snprintf(path, sizeof(path), "%s/lock.mdb", dir);
-	unlink(path);
-	rmdir(dir);
+	harness_remove_dir(dir);
 }
 
 TestSuite(saf, .init = make_dir, .fini = remove_dir);
 
-static int64_t mono_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Waits on efd until id is durable or the deadline passes. */
 static bool wait_durable(struct tsw_state *st, int efd, uint64_t id)
 {
-	int64_t deadline = mono_ms() + DEADLINE_MS;
-
-	while (!tsw_state_saf_durable(st, id)) {
-		struct pollfd p = {.fd = efd, .events = POLLIN};
-		int64_t left = deadline - mono_ms();
-		uint64_t v;
-
-		if (left <= 0)
-			return false;
-		if (poll(&p, 1, (int)left) == 1 && read(efd, &v, sizeof(v)) < 0)
-			return false;
-	}
-	return true;
+	return harness_wait_durable(st, efd, tsw_state_saf_durable, id);
 }
 
 static struct tsw_state_config config(uint32_t max_entries)
@@ -90,21 +61,13 @@ static struct tsw_state_config config(uint32_t max_entries)
 static struct tsw_state *open_saf(uint32_t max_entries, int *ret_efd)
 {
 	struct tsw_state_config cfg = config(max_entries);
-	struct tsw_state *st = NULL;
-	int efd;
 
-	cr_assert_eq(tsw_state_open(dir, &cfg, &st), 0);
-	efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-	cr_assert_geq(efd, 0);
-	cr_assert_eq(tsw_state_add_waker(st, efd), 0);
-	*ret_efd = efd;
-	return st;
+	return harness_open(dir, &cfg, ret_efd);
 }
 
 static void close_saf(struct tsw_state *st, int efd)
 {
-	tsw_state_close(st);
-	close(efd);
+	harness_close(st, efd);
 }
 
 static uint64_t put_str(struct tsw_state *st, uint32_t route, const char *msg)

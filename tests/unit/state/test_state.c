@@ -4,87 +4,49 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <lmdb.h>
-#include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "state_harness.h"
 #include "tsw/error.h"
 #include "tsw/state.h"
 
 #define TOKEN "4895370000000015"
 #define TOKEN_LEN 16
-#define DEADLINE_MS 10000
 
-static char dir[64];
+static char dir[HARNESS_DIR_MAX];
 
 static void make_dir(void)
 {
-	strcpy(dir, "/tmp/tsw-state-XXXXXX");
-	cr_assert_not_null(mkdtemp(dir));
+	harness_make_dir(dir, "/tmp/tsw-state-XXXXXX");
 }
 
 static void remove_dir(void)
 {
-	char path[128];
-
-	snprintf(path, sizeof(path), "%s/data.mdb", dir);
-	unlink(path);
-	snprintf(path, sizeof(path), "%s/lock.mdb", dir);
-	unlink(path);
-	rmdir(dir);
+	harness_remove_dir(dir);
 }
 
 TestSuite(state, .init = make_dir, .fini = remove_dir);
 
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Waits on efd until ticket is durable or the deadline passes. */
 static bool wait_durable(struct tsw_state *st, int efd, uint64_t ticket)
 {
-	int64_t deadline = now_ms() + DEADLINE_MS;
-
-	while (!tsw_state_durable(st, ticket)) {
-		struct pollfd p = {.fd = efd, .events = POLLIN};
-		int64_t left = deadline - now_ms();
-		uint64_t v;
-
-		if (left <= 0)
-			return false;
-		if (poll(&p, 1, (int)left) == 1 && read(efd, &v, sizeof(v)) < 0)
-			return false;
-	}
-	return true;
+	return harness_wait_durable(st, efd, tsw_state_durable, ticket);
 }
 
 static struct tsw_state *open_state(const struct tsw_state_config *cfg, int *ret_efd)
 {
-	struct tsw_state *st = NULL;
-	int efd;
-
-	cr_assert_eq(tsw_state_open(dir, cfg, &st), 0);
-	efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-	cr_assert_geq(efd, 0);
-	cr_assert_eq(tsw_state_add_waker(st, efd), 0);
-	*ret_efd = efd;
-	return st;
+	return harness_open(dir, cfg, ret_efd);
 }
 
 static void close_state(struct tsw_state *st, int efd)
 {
-	tsw_state_close(st);
-	close(efd);
+	harness_close(st, efd);
 }
 
 static uint32_t used_of(struct tsw_state *st)

@@ -1,0 +1,213 @@
+/* Answers from issuers: matched to their pending request, rewritten
+ * for the acquirer (token back, PAN-leak guard) and delivered; requests
+ * that got no answer (timeout, link down) failed. */
+#include <string.h>
+
+#include "acq_reversal.h"
+#include "answer_guard.h"
+#include "engine_int.h"
+#include "rewrite.h"
+#include "use.h"
+#include "tsw/authz.h"
+#include "tsw/error.h"
+
+static void hist_us(struct tsw_hist *h, uint64_t from_ns, uint64_t to_ns)
+{
+	tsw_hist_add_ns(h, to_ns > from_ns ? to_ns - from_ns : 0);
+}
+
+/* Finishes a forwarded request that got no answer (timeout, link down):
+ * 91 to the acquirer, the use given back, a reversal queued for an
+ * authorization whose outcome at the issuer is unknown. */
+void req_fail(struct tsw_engine *e, struct req *r, int timed_out)
+{
+	struct issuer_link *l = &e->links[r->link];
+
+	pending_remove(e, r);
+	heap_remove(e, r);
+	if (l->pending)
+		l->pending--;
+	if (timed_out)
+		expired_remember(e, r->key, r->kind == REQ_SAF ? r->saf_id : 0);
+	if (r->kind == REQ_SAF) {
+		saf_failed(e, r);
+		req_free(e, r);
+		return;
+	}
+	if (timed_out)
+		e->m->timeouts++;
+	if (r->has_ticket)
+		use_release(e, r->ticket);
+	e->m->inflight--;
+	if (e->conns[r->acq_slot].state == ACQ_OPEN && e->conns[r->acq_slot].gen == r->acq_gen) {
+		decline(e, r->acq_slot, &r->echo, TSW_AUTHZ_ISSUER_UNAVAILABLE);
+		conn_request_done(e, r->acq_slot, r->acq_gen);
+	} else {
+		e->m->answers_conn_gone++;
+		e->m->declines[TSW_AUTHZ_ISSUER_UNAVAILABLE]++;
+	}
+	if (r->mti_class == TSW_MTI_0100 || r->mti_class == TSW_MTI_0200)
+		saf_put(e, r);
+	req_free(e, r);
+}
+
+static bool contains(const uint8_t *hay, size_t n, const uint8_t *needle, size_t k)
+{
+	return k > 0 && memmem(hay, n, needle, k) != NULL;
+}
+
+/* The issuer's DE2 is the request's PAN (as it nearly always is): the
+ * fingerprint scan already looks for it, no second search needed. */
+static bool is_request_pan(const struct tsw_engine *e, const struct req *r,
+			   const struct tsw_iso_msg *m)
+{
+	return m->f[2].len == r->pan_len &&
+	       pan_fp(e->pan_fp_seed, (const char *)tsw_iso_ptr(m, 2), r->pan_len) == r->pan_fp;
+}
+
+/* The issuer's answer rewritten for the acquirer: DE2 the token again
+ * (absent when the issuer left it out), DE14 the token expiry, DE34/35/
+ * 36/45/102/103 removed, DE11 the acquirer's, DE48 tags 30-36 removed.
+ * Returns 1 when the issuer's answer went out, 0 when a 96 replaced it
+ * (it does not re-encode, or the PAN was found in it), -1 when nothing
+ * could be written (the slow consumer is closed). */
+static int deliver_answer(struct tsw_engine *e, struct req *r, const struct tsw_iso_msg *m,
+			  const char *rc)
+{
+	struct acq_conn *c = &e->conns[r->acq_slot];
+	struct tsw_iso_edit ed[6 + TSW_ENGINE_ANSWER_DROP];
+	uint8_t de48[TSW_ENGINE_DE48_MAX];
+	size_t de48_len = 0;
+	uint32_t tail_before;
+	unsigned n = 0;
+	int ret;
+
+	if (tsw_iso_has(m, 2))
+		ed[n++] = (struct tsw_iso_edit){
+		    .field = 2, .len = r->token_len, .data = (const uint8_t *)r->token};
+	if (tsw_iso_has(m, 14))
+		ed[n++] = (struct tsw_iso_edit){
+		    .field = 14,
+		    .len = r->has_token_expiry ? 4 : 0,
+		    .data = r->has_token_expiry ? (const uint8_t *)r->token_expiry : NULL};
+	n += answer_drop_edits(m, ed + n);
+	ed[n++] = (struct tsw_iso_edit){
+	    .field = 11, .len = 6, .data = r->echo.data + r->echo.off[ECHO_IDX_DE11]};
+	if (tsw_iso_has(m, 48)) {
+		ret = de48_strip_token_tags(tsw_iso_ptr(m, 48), m->f[48].len, de48, sizeof(de48),
+					    &de48_len);
+		if (ret < 0 || de48_len == 0)
+			ed[n++] = (struct tsw_iso_edit){.field = 48, .len = 0, .data = NULL};
+		else
+			ed[n++] = (struct tsw_iso_edit){
+			    .field = 48, .len = (uint16_t)de48_len, .data = de48};
+	}
+	tail_before = c->out.tail;
+	ret = conn_write(e, r->acq_slot, m, ed, n);
+	if (ret < 0) {
+		if (ret != -TSW_E_NO_SPACE) {
+			/* the issuer's answer does not re-encode: 96 instead */
+			e->m->issuer_format_errors++;
+			decline(e, r->acq_slot, &r->echo, TSW_AUTHZ_SYSTEM);
+			return 0;
+		}
+		return -1;
+	}
+	/* the acquirer side never gets a PAN: neither the request's PAN
+	 * (whether or not the issuer sent DE2) nor the issuer's DE2 may
+	 * appear anywhere in what was written */
+	if (pan_fp_scan(e->pan_fp_seed, r->pan_fp, r->pan_len, r->pan_last4, c->out.data + tail_before,
+			c->out.tail - tail_before) ||
+	    (tsw_iso_has(m, 2) && !is_request_pan(e, r, m) &&
+	     contains(c->out.data + tail_before, c->out.tail - tail_before, tsw_iso_ptr(m, 2),
+		      m->f[2].len))) {
+		explicit_bzero(c->out.data + tail_before, c->out.tail - tail_before);
+		c->out.tail = tail_before;
+		e->m->pan_leaks_blocked++;
+		decline(e, r->acq_slot, &r->echo, TSW_AUTHZ_SYSTEM);
+		return 0;
+	}
+	count_answer(e, r->mti_class, rc);
+	return 1;
+}
+
+void engine_issuer_answer(struct tsw_engine *e, uint32_t link, const struct tsw_iso_msg *m)
+{
+	struct issuer_link *l = &e->links[link];
+	const char *rc = "96";
+	char rcbuf[3];
+	struct req *r;
+	uint64_t saf_id = 0;
+	uint32_t stan = 0;
+	unsigned i;
+	bool approved;
+
+	if (tsw_iso_has(m, 39) && m->f[39].len == 2) {
+		memcpy(rcbuf, tsw_iso_ptr(m, 39), 2);
+		rcbuf[2] = 0;
+		rc = rcbuf;
+	}
+	if (!tsw_iso_has(m, 11) || m->f[11].len != 6 || !is_digits(tsw_iso_ptr(m, 11), 6)) {
+		e->m->unmatched_answers++;
+		return;
+	}
+	for (i = 0; i < 6; i++)
+		stan = stan * 10 + (uint32_t)(tsw_iso_ptr(m, 11)[i] - '0');
+	r = pending_find(e, (uint64_t)link << 32 | stan);
+	if (!r) {
+		if (expired_take(e, (uint64_t)link << 32 | stan, &saf_id)) {
+			e->m->late_answers++;
+			if (saf_id)
+				saf_late_answer(e, saf_id, rc);
+		} else {
+			e->m->unmatched_answers++;
+		}
+		return;
+	}
+	if (r->kind == REQ_ACQ && !answer_matches(r, m, rc)) {
+		/* the STAN matches but the echoed fields do not: an answer to
+		 * another request; r waits for its own answer or its timeout */
+		e->m->unmatched_answers++;
+		return;
+	}
+	pending_remove(e, r);
+	heap_remove(e, r);
+	if (l->pending)
+		l->pending--;
+	if (r->kind == REQ_SAF) {
+		saf_answered(e, r, rc);
+		req_free(e, r);
+		return;
+	}
+	hist_us(&e->m->issuer_rtt, r->fwd_ns, e->now_ns);
+	hist_us(&e->m->internal, r->start_ns, r->fwd_ns);
+	approved = rc_approved(rc);
+	e->m->inflight--;
+	if (e->conns[r->acq_slot].state == ACQ_OPEN && e->conns[r->acq_slot].gen == r->acq_gen) {
+		/* approved at the issuer but answered 96: the use is given
+		 * back and the approval reversed */
+		if (deliver_answer(e, r, m, rc) == 0 && approved) {
+			approved = false;
+			if (r->mti_class == TSW_MTI_0100 || r->mti_class == TSW_MTI_0200)
+				saf_put(e, r);
+		}
+		conn_request_done(e, r->acq_slot, r->acq_gen);
+	} else {
+		e->m->answers_conn_gone++;
+	}
+	if (r->has_ticket) {
+		if (approved) {
+			use_commit(e, r->ticket);
+			acq_rev_use_consumed(e, r);
+		} else {
+			use_release(e, r->ticket);
+		}
+	}
+	/* the issuer reversed an approval that consumed a limited use: given
+	 * back once, whether or not the acquirer still hears the answer (a
+	 * full queue keeps the use spent: never a double spend) */
+	if ((r->mti_class == TSW_MTI_0400 || r->mti_class == TSW_MTI_0420) && rc[0] == '0' &&
+	    rc[1] == '0' && rc[2] == 0 && e->state && acq_rev_take_use(e, r))
+		tsw_state_return_use(e->state, r->token, r->token_len);
+	req_free(e, r);
+}

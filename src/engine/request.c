@@ -1,0 +1,311 @@
+/* The request pipeline: parse -> vault -> decide -> decline or forward
+ * to the issuer (or park until a limited use is durable). */
+#include <string.h>
+
+#include "acq_reversal.h"
+#include "answer_guard.h"
+#include "dup.h"
+#include "engine_int.h"
+#include "rewrite.h"
+#include "use.h"
+#include "tsw/authz.h"
+#include "tsw/error.h"
+#include "tsw/vault.h"
+
+/* ---- vault reader ---- */
+
+int reader_ensure(struct tsw_engine *e)
+{
+	int r;
+
+	if (e->reader_live)
+		return 0;
+	r = tsw_vault_reader_renew(e->reader);
+	if (r < 0)
+		return r;
+	e->reader_live = true;
+	return 0;
+}
+
+/* ---- the request pipeline ---- */
+
+/* One request on its way through the pipeline. The echo fields are not
+ * copied up front: a decline builds them on the stack from msg, a forward
+ * straight into its pending slot (one copy of ~200 bytes, not two). */
+struct pipeline {
+	uint32_t slot;
+	const struct tsw_iso_msg *msg;
+	struct tsw_authz_req req;
+	uint64_t start_ns;
+	uint64_t ticket;
+	bool has_ticket;
+};
+
+static void release_ticket(struct tsw_engine *e, struct pipeline *pl)
+{
+	if (pl->has_ticket) {
+		use_release(e, pl->ticket);
+		pl->has_ticket = false;
+	}
+}
+
+static int pl_decline(struct tsw_engine *e, struct pipeline *pl, enum tsw_authz_reason reason)
+{
+	struct echo ec;
+
+	release_ticket(e, pl);
+	echo_from_msg(&ec, pl->msg);
+	return decline(e, pl->slot, &ec, reason);
+}
+
+static void fmt_stan(uint32_t stan, char out[6])
+{
+	int i;
+
+	for (i = 5; i >= 0; i--) {
+		out[i] = (char)('0' + stan % 10);
+		stan /= 10;
+	}
+}
+
+static int forward(struct tsw_engine *e, struct pipeline *pl, const struct tsw_token *t)
+{
+	const struct tsw_iso_msg *m = pl->msg;
+	const struct tsw_iso_profile *ip = e->cfg.iss_profile;
+	struct acq_conn *c = &e->conns[pl->slot];
+	struct tsw_iso_edit ed[7];
+	uint8_t de48[TSW_ENGINE_DE48_MAX];
+	uint8_t de35[TSW_ENGINE_DE35_MAX];
+	char pan[TSW_PAN_MAX_DIGITS];
+	char de90[TSW_ENGINE_DE90_LEN];
+	char stan[6];
+	struct issuer_link *l;
+	struct req *r;
+	size_t de48_len = 0, de35_len = 0, cap;
+	uint8_t *body;
+	unsigned n = 0;
+	int pan_len, iss, ret;
+	enum tsw_authz_reason fail = TSW_AUTHZ_SYSTEM;
+
+	/* the answer goes back with the acquirer's DE11 */
+	if (!tsw_iso_has(m, 11) || m->f[11].len == 0 || m->f[11].len > 255)
+		return pl_decline(e, pl, TSW_AUTHZ_FORMAT);
+
+	pan_len = tsw_vault_decrypt_pan(e->reader, t, pan, sizeof(pan));
+	if (pan_len < 0) {
+		e->m->vault_errors++;
+		return pl_decline(e, pl, TSW_AUTHZ_SYSTEM);
+	}
+	iss = engine_route(e, pan, (size_t)pan_len);
+	if (iss < 0) {
+		e->m->no_route++;
+		goto err_wipe;
+	}
+	l = &e->links[iss];
+	if (l->state != LINK_SIGNED_ON) {
+		fail = TSW_AUTHZ_ISSUER_UNAVAILABLE;
+		goto err_wipe;
+	}
+	r = req_alloc(e);
+	if (!r) {
+		e->m->pending_full++;
+		goto err_wipe;
+	}
+	ret = pending_insert(e, r, (uint16_t)iss);
+	if (ret < 0) {
+		e->m->pending_full++;
+		goto err_free_req;
+	}
+	fmt_stan((uint32_t)r->key, stan);
+	echo_from_msg(&r->echo, m);
+	if (!r->echo.len[ECHO_IDX_DE11]) {
+		/* the fields before it filled the echo space (a custom profile) */
+		fail = TSW_AUTHZ_FORMAT;
+		goto err_remove;
+	}
+
+	if (tsw_iso_has(m, 48))
+		ret = de48_for_issuer(tsw_iso_ptr(m, 48), m->f[48].len, t, de48, sizeof(de48),
+				      &de48_len);
+	else
+		ret = de48_for_issuer(NULL, 0, t, de48, sizeof(de48), &de48_len);
+	if (ret < 0)
+		goto err_remove;
+	if (tsw_iso_has(m, 35)) {
+		ret = de35_to_pan(tsw_iso_ptr(m, 35), m->f[35].len, pan, (size_t)pan_len,
+				  t->pan_expiry, de35, sizeof(de35), &de35_len);
+		if (ret < 0) {
+			fail = TSW_AUTHZ_FORMAT;
+			goto err_remove;
+		}
+		ed[n++] =
+		    (struct tsw_iso_edit){.field = 35, .len = (uint16_t)de35_len, .data = de35};
+	}
+	ed[n++] = (struct tsw_iso_edit){
+	    .field = 2, .len = (uint16_t)pan_len, .data = (const uint8_t *)pan};
+	if (strlen(t->pan_expiry) == 4)
+		ed[n++] = (struct tsw_iso_edit){
+		    .field = 14, .len = 4, .data = (const uint8_t *)t->pan_expiry};
+	ed[n++] = (struct tsw_iso_edit){.field = 11, .len = 6, .data = (const uint8_t *)stan};
+	ed[n++] = (struct tsw_iso_edit){.field = 48, .len = (uint16_t)de48_len, .data = de48};
+	/* an acquirer's reversal names the original by the switch STAN */
+	if (tsw_authz_class_of(m->mti) == TSW_AUTHZ_CLASS_REVERSAL &&
+	    acq_rev_de90(e, t->token, t->token_len, m, de90)) {
+		ed[n++] = (struct tsw_iso_edit){
+		    .field = 90, .len = TSW_ENGINE_DE90_LEN, .data = (const uint8_t *)de90};
+		e->m->acq_reversals_matched++;
+	}
+
+	body = outbuf_frame_begin(&l->out, ip, ip->max_frame, &cap);
+	if (!body) {
+		e->m->link_out_full++;
+		fail = TSW_AUTHZ_ISSUER_UNAVAILABLE;
+		goto err_remove;
+	}
+	r->pan_len = (uint8_t)pan_len;
+	r->pan_fp = pan_fp(e->pan_fp_seed, pan, (size_t)pan_len);
+	if (pan_len >= 4) /* the vault holds 12..19-digit PANs */
+		memcpy(r->pan_last4, pan + pan_len - 4, 4);
+	ret = tsw_iso_encode(ip, m, ed, n, body, cap);
+	explicit_bzero(pan, sizeof(pan));
+	explicit_bzero(de35, sizeof(de35));
+	if (ret == -TSW_E_NO_SPACE && cap < ip->max_frame) {
+		e->m->link_out_full++;
+		fail = TSW_AUTHZ_ISSUER_UNAVAILABLE;
+		goto err_remove;
+	}
+	if (ret < 0 || outbuf_frame_commit(&l->out, ip, (size_t)ret) < 0) {
+		fail = TSW_AUTHZ_FORMAT;
+		goto err_remove;
+	}
+	l->last_tx_ns = e->now_ns;
+	engine_mark_dirty(e, TSW_EP_LINK, (uint32_t)iss);
+
+	r->kind = REQ_ACQ;
+	r->acq_slot = pl->slot;
+	r->acq_gen = c->gen;
+	r->mti_class = (uint8_t)mti_class(m->mti);
+	r->start_ns = pl->start_ns;
+	r->fwd_ns = e->now_ns;
+	r->deadline_ns = e->now_ns + (uint64_t)e->cfg.issuer_timeout_ms * NS_PER_MS;
+	r->ticket = pl->ticket;
+	r->has_ticket = pl->has_ticket;
+	/* the whole array (fixed size: two moves, not a rep movsb) */
+	_Static_assert(sizeof(r->token) <= sizeof(t->token), "token arrays");
+	memcpy(r->token, t->token, sizeof(r->token));
+	r->token_len = t->token_len;
+	r->has_token_expiry = strlen(t->token_expiry) == 4;
+	if (r->has_token_expiry)
+		memcpy(r->token_expiry, t->token_expiry, 4);
+	heap_push(e, r);
+	dup_add(e, r);
+	if (r->mti_class == TSW_MTI_0100 || r->mti_class == TSW_MTI_0200)
+		acq_rev_remember(e, t->token, t->token_len, m, (uint32_t)r->key);
+	c->inflight++;
+	l->pending++;
+	e->m->inflight++;
+	e->m->forwarded++;
+	return 0;
+
+err_remove:
+	pending_remove(e, r);
+err_free_req:
+	req_free(e, r);
+err_wipe:
+	explicit_bzero(pan, sizeof(pan));
+	explicit_bzero(de35, sizeof(de35));
+	return pl_decline(e, pl, fail);
+}
+
+static int lookup(struct tsw_engine *e, const char *tok, size_t len, struct tsw_token *ret,
+		  bool *ret_found)
+{
+	int r;
+
+	e->m->vault_lookups++;
+	r = tsw_vault_lookup(e->reader, tok, len, ret);
+	if (r == -TSW_E_NOT_FOUND) {
+		*ret_found = false;
+		return 0;
+	}
+	if (r < 0) {
+		e->m->vault_errors++;
+		return r;
+	}
+	*ret_found = true;
+	return 0;
+}
+
+/* Runs the decision for a parsed request and forwards or declines it.
+ * Called again for a parked request once its use is durable. */
+static int decide_and_route(struct tsw_engine *e, struct pipeline *pl)
+{
+	struct tsw_token t, orig;
+	struct tsw_authz_ctx ctx;
+	bool found = false, orig_found = false;
+	enum tsw_authz_reason reason;
+	int r;
+
+	tsw_authz_ctx_init(&ctx, e->wall_s);
+	ctx.in_token_range =
+	    tsw_vault_in_token_range(e->vault, pl->req.token.ptr, pl->req.token.len);
+	if (reader_ensure(e) < 0) {
+		e->m->vault_errors++;
+		return pl_decline(e, pl, TSW_AUTHZ_SYSTEM);
+	}
+	if (ctx.in_token_range) {
+		r = lookup(e, pl->req.token.ptr, pl->req.token.len, &t, &found);
+		if (r < 0)
+			return pl_decline(e, pl, TSW_AUTHZ_SYSTEM);
+		if (found && t.original_token[0]) {
+			r = lookup(e, t.original_token, strlen(t.original_token), &orig,
+				   &orig_found);
+			if (r < 0)
+				return pl_decline(e, pl, TSW_AUTHZ_SYSTEM);
+		}
+		if (found && tsw_authz_needs_device(&t, &pl->req)) {
+			r = tsw_vault_device_bound(e->reader, t.token, t.token_len,
+						   pl->req.device_id.ptr, pl->req.device_id.len);
+			ctx.device_bound = (int8_t)(r < 0 ? -1 : r);
+		}
+	}
+	reason = tsw_authz_decide(found ? &t : NULL, orig_found ? &orig : NULL, &pl->req, &ctx);
+	if (reason != TSW_AUTHZ_FORWARD)
+		return pl_decline(e, pl, reason);
+	if (!pl->has_ticket && tsw_authz_needs_use(&t, &pl->req)) {
+		bool durable = false;
+
+		r = use_reserve(e, &t, &pl->ticket, &durable);
+		if (r == -TSW_E_FULL)
+			return pl_decline(e, pl, TSW_AUTHZ_DOMAIN_USES);
+		if (r < 0)
+			return pl_decline(e, pl, TSW_AUTHZ_SYSTEM);
+		pl->has_ticket = true;
+		if (!durable) {
+			r = park(e, pl->slot, pl->msg, pl->ticket, pl->start_ns);
+			if (r < 0)
+				return pl_decline(e, pl, TSW_AUTHZ_SYSTEM);
+			return 0;
+		}
+	}
+	return forward(e, pl, &t);
+}
+
+int engine_request(struct tsw_engine *e, uint32_t slot, const struct tsw_iso_msg *m,
+		   uint64_t start_ns, const uint64_t *ticket)
+{
+	struct pipeline pl;
+
+	/* not zeroed as a whole: tsw_authz_parse fills req on success, and
+	 * req is not read otherwise */
+	pl.slot = slot;
+	pl.msg = m;
+	pl.start_ns = start_ns;
+	pl.ticket = ticket ? *ticket : 0;
+	pl.has_ticket = ticket != NULL;
+	if (tsw_authz_parse(m, &pl.req) < 0) {
+		e->m->format_errors++;
+		return pl_decline(e, &pl, TSW_AUTHZ_FORMAT);
+	}
+	return decide_and_route(e, &pl);
+}

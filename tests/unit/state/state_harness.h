@@ -1,0 +1,32 @@
+/* Setup shared by the state test files (test_state.c, test_saf.c): a
+ * temporary directory per test, a state opened on it with an eventfd
+ * waker, and a wait on that waker with a deadline (no sleeps). */
+#ifndef TSW_TEST_STATE_HARNESS_H
+#define TSW_TEST_STATE_HARNESS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "tsw/state.h"
+
+#define HARNESS_DIR_MAX 64u
+#define HARNESS_DEADLINE_MS 10000
+
+/* tsw_state_durable or tsw_state_saf_durable. */
+typedef bool (*harness_durable_fn)(const struct tsw_state *st, uint64_t id);
+
+/* mkdtemp of template (at most HARNESS_DIR_MAX - 1 bytes) into dir;
+ * fails the test when it cannot. */
+void harness_make_dir(char dir[HARNESS_DIR_MAX], const char *template_path);
+/* Removes the state's files and dir itself. */
+void harness_remove_dir(const char *dir);
+/* Opens the state in dir (cfg may be NULL) with a fresh nonblocking
+ * eventfd as its waker (*ret_efd); fails the test when it cannot. */
+struct tsw_state *harness_open(const char *dir, const struct tsw_state_config *cfg, int *ret_efd);
+/* Closes st, then its waker. */
+void harness_close(struct tsw_state *st, int efd);
+/* Waits on efd until durable(st, id) or HARNESS_DEADLINE_MS pass;
+ * false on the deadline or a failed read. */
+bool harness_wait_durable(struct tsw_state *st, int efd, harness_durable_fn durable, uint64_t id);
+
+#endif

@@ -460,6 +460,24 @@ def test_many_connections():
                    "64 connections counted")
 
 
+def test_smallest_ring_with_more_completions_than_it_holds():
+    # ring_entries 8: the completion queue holds 32. 96 connections send at
+    # once, so completions overflow it (the kernel keeps them and refuses
+    # submissions with EBUSY until the loop has reaped): every request is
+    # answered, nothing closed.
+    with Env(workers=1, extra_conf="[io]\nring_entries = 8\n") as e:
+        conns = [e.conn() for _ in range(96)]
+        frames = [T.encode(PROFILE, *auth(TOKENS["ok"]["token"], stan=2000 + i))
+                  for i in range(len(conns))]
+        for _ in range(3):
+            for c, fr in zip(conns, frames):
+                c.send(fr)
+            for i, c in enumerate(conns):
+                _, f = c.answer(timeout=10)
+                assert_eq((f[39], int(f[11])), (b"00", 2000 + i), "connection %d" % i)
+        assert_eq(e.sw.metric("tsw_connections_open"), 96.0, "connections open")
+
+
 def test_issuer_timeout_91_then_reversal_to_the_issuer():
     with Env(state=True, timeout_ms=300, extra_conf="[saf]\npoll_ms = 20\n") as e:
         c = e.conn()

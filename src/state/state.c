@@ -234,14 +234,13 @@ static void *writer_main(void *arg)
 {
 	struct tsw_state *st = arg;
 	uint64_t batch_id = 0;
-
 	struct sched_param sp = {0};
 
 	/* SCHED_BATCH: waking the writer (an op queued, an fsync done) never
 	 * preempts a worker on the same core; it runs when that worker waits
 	 * or its time slice ends. A reservation waits a little longer under
 	 * full load (well inside the park timeout) and the worker keeps its
-	 * core: 2-3x fewer context switches at depth 8 (docs/engine.md). May
+	 * core: 2-3x fewer context switches at depth 8 (docs/decisions.md). May
 	 * fail under a seccomp policy: the writer then runs SCHED_OTHER. */
 	(void)pthread_setschedparam(pthread_self(), SCHED_BATCH, &sp);
 
@@ -632,10 +631,24 @@ static void ticket_free(struct tsw_state *st, uint32_t slot)
 	pthread_mutex_unlock(&st->res_lock);
 }
 
+/* Locks the shard of token (already validated) and finds its entry,
+ * inserting it with create. The shard stays locked (*ret_shard) whether
+ * or not an entry comes back (NULL: absent, or the shard full). */
+static struct entry *lock_find(struct tsw_state *st, const char *token, size_t len, bool create,
+			       struct shard **ret_shard)
+{
+	uint64_t h = hash_of(token, len);
+	struct shard *sh = shard_of(st, h);
+
+	pthread_mutex_lock(&sh->lock);
+	*ret_shard = sh;
+	return find(st, sh, h, token, len, create);
+}
+
 int tsw_state_reserve(struct tsw_state *st, const char *token, size_t len, uint32_t max_uses,
 		      uint64_t *ret_ticket)
 {
-	uint64_t h, seq;
+	uint64_t seq;
 	struct shard *sh;
 	struct entry *e;
 	uint32_t slot;
@@ -649,11 +662,7 @@ int tsw_state_reserve(struct tsw_state *st, const char *token, size_t len, uint3
 		count(&st->c.tickets_full);
 		return rc;
 	}
-
-	h = hash_of(token, len);
-	sh = shard_of(st, h);
-	pthread_mutex_lock(&sh->lock);
-	e = find(st, sh, h, token, len, true);
+	e = lock_find(st, token, len, true, &sh);
 	if (e == NULL) {
 		pthread_mutex_unlock(&sh->lock);
 		count(&st->c.table_full);
@@ -755,16 +764,12 @@ int tsw_state_return_use(struct tsw_state *st, const char *token, size_t len)
 {
 	struct shard *sh;
 	struct entry *e;
-	uint64_t h;
 	int rc;
 
 	rc = valid_token(token, len);
 	if (rc < 0)
 		return rc;
-	h = hash_of(token, len);
-	sh = shard_of(st, h);
-	pthread_mutex_lock(&sh->lock);
-	e = find(st, sh, h, token, len, false);
+	e = lock_find(st, token, len, false, &sh);
 	if (e == NULL || e->used == 0) {
 		/* never below 0: nothing committed to give back */
 		pthread_mutex_unlock(&sh->lock);
@@ -787,16 +792,12 @@ int tsw_state_atc_check(struct tsw_state *st, const char *token, size_t len, uin
 	uint32_t last, old_epoch, old_last;
 	struct shard *sh;
 	struct entry *e;
-	uint64_t h;
 	int rc;
 
 	rc = valid_token(token, len);
 	if (rc < 0)
 		return rc;
-	h = hash_of(token, len);
-	sh = shard_of(st, h);
-	pthread_mutex_lock(&sh->lock);
-	e = find(st, sh, h, token, len, true);
+	e = lock_find(st, token, len, true, &sh);
 	if (e == NULL) {
 		pthread_mutex_unlock(&sh->lock);
 		count(&st->c.table_full);
@@ -828,16 +829,12 @@ int tsw_state_get(struct tsw_state *st, const char *token, size_t len, struct ts
 {
 	struct shard *sh;
 	struct entry *e;
-	uint64_t h;
 	int rc;
 
 	rc = valid_token(token, len);
 	if (rc < 0)
 		return rc;
-	h = hash_of(token, len);
-	sh = shard_of(st, h);
-	pthread_mutex_lock(&sh->lock);
-	e = find(st, sh, h, token, len, false);
+	e = lock_find(st, token, len, false, &sh);
 	if (e != NULL) {
 		ret->used = e->used;
 		ret->reserved = e->reserved;

@@ -28,8 +28,7 @@ struct tsw_vault_reader {
 	MDB_txn *txn;
 	MDB_cursor *devices;
 	bool active;
-	uint64_t txnid;	     /* snapshot of the live transaction */
-	uint64_t gen_txnid;  /* snapshot in which the metadata generation was last checked */
+	uint64_t gen_txnid; /* snapshot in which the metadata generation was last checked */
 	struct pan_crypto crypto;
 };
 
@@ -557,7 +556,7 @@ void tsw_vault_reader_close(struct tsw_vault_reader *r)
 int tsw_vault_reader_renew(struct tsw_vault_reader *rd)
 {
 	struct tsw_vault *v = rd->v;
-	uint64_t gen = 0;
+	uint64_t gen = 0, txnid;
 	int r;
 
 	if (rd->active)
@@ -567,16 +566,16 @@ int tsw_vault_reader_renew(struct tsw_vault_reader *rd)
 	if (r < 0)
 		return r;
 	rd->active = true;
-	rd->txnid = mdb_txn_id(rd->txn);
+	txnid = mdb_txn_id(rd->txn);
 	r = mdb_to_errno(mdb_cursor_renew(rd->txn, rd->devices));
 	/* the generation only moves in a write, and every write commits a
 	 * new snapshot: the same snapshot needs no second look */
-	if (r == 0 && rd->txnid != rd->gen_txnid) {
+	if (r == 0 && txnid != rd->gen_txnid) {
 		r = meta_get_gen(v, rd->txn, &gen);
 		if (r == 0 && gen > __atomic_load_n(&v->meta_gen, __ATOMIC_ACQUIRE))
 			r = vault_refresh(v, rd->txn, gen);
 		if (r == 0)
-			rd->gen_txnid = rd->txnid;
+			rd->gen_txnid = txnid;
 	}
 	if (r < 0)
 		tsw_vault_reader_reset(rd);

@@ -752,8 +752,8 @@ static unsigned handle_cqes(struct uworker *u, uint64_t now_ns)
  * that data in the same io_uring_enter, which never waits. Sending first
  * keeps the issuer and the acquirers busy while the switch works through
  * the next batch; holding every send back until the last round (fewer,
- * larger sends) left them idle meanwhile: 5 % less throughput at depth 8,
- * 15 % at depth 1 (bench/server/README.md). Only after a batch of at
+ * larger sends) left them idle meanwhile: 5-10 % less throughput at depth 8,
+ * 15-26 % at depth 1 (bench/server/README.md). Only after a batch of at
  * least TSW_IO_URING_LATE_MIN_RECVS receives (an idle loop answers at
  * once), at most TSW_IO_URING_LATE_ROUNDS rounds per iteration. */
 static void collect_late(struct uworker *u, unsigned recvs, uint64_t now_ns)

@@ -135,15 +135,26 @@ void acq_rev_free(struct tsw_engine *e)
 	e->acq_rev = NULL;
 }
 
-void acq_rev_remember(struct tsw_engine *e, const char *token, size_t token_len,
-		      const struct tsw_iso_msg *m, uint32_t stan)
+uint64_t acq_rev_key(const struct tsw_engine *e, const char *token, size_t token_len,
+		     const struct tsw_iso_msg *m)
 {
-	struct acq_rev_ent *s;
 	uint64_t h;
 
 	if (!e->acq_rev || !tsw_iso_has(m, 11) || !tsw_iso_has(m, 7) || m->f[7].len != 10)
-		return;
+		return 0;
 	h = key_of_msg(token, token_len, tsw_iso_ptr(m, 11), m->f[11].len, tsw_iso_ptr(m, 7), m);
+	/* the slot is written when the original is forwarded, after the
+	 * decrypt and the encode: its cache miss overlaps them */
+	__builtin_prefetch(orig_slot(e, h), 1);
+	return h;
+}
+
+void acq_rev_remember(struct tsw_engine *e, uint64_t h, const struct tsw_iso_msg *m, uint32_t stan)
+{
+	struct acq_rev_ent *s;
+
+	if (!h)
+		return;
 	s = orig_slot(e, h);
 	if (s->hash && s->hash != h)
 		e->m->acq_reversals_evicted++;

@@ -26,11 +26,16 @@ struct req;
  * gauge: 0 or -ENOMEM. */
 int acq_rev_init(struct tsw_engine *e);
 void acq_rev_free(struct tsw_engine *e);
-/* An original (0100/0200 from the acquirer, m) went to the issuer with
- * switch STAN stan and m's DE7: remembered under (token, m's DE11, DE7,
- * DE41), whatever the acquirer connection. */
-void acq_rev_remember(struct tsw_engine *e, const char *token, size_t token_len,
-		      const struct tsw_iso_msg *m, uint32_t stan);
+/* The key an original (0100/0200 from the acquirer, m) of token is
+ * remembered under: (token, m's DE11, DE7, DE41), whatever the acquirer
+ * connection; 0 when m lacks DE11 or a 10-digit DE7 (nothing to remember).
+ * Starts loading the key's slot: call it before the work that precedes
+ * acq_rev_remember. */
+uint64_t acq_rev_key(const struct tsw_engine *e, const char *token, size_t token_len,
+		     const struct tsw_iso_msg *m);
+/* The original m of key h (acq_rev_key) went to the issuer with switch
+ * STAN stan and m's DE7. */
+void acq_rev_remember(struct tsw_engine *e, uint64_t h, const struct tsw_iso_msg *m, uint32_t stan);
 /* For a reversal m of token: when its DE90 names a remembered original,
  * writes the DE90 the issuer must see (the switch STAN and DE7 of the
  * original as sent) to out and returns 1; 0 when DE90 is absent, not 42

@@ -86,10 +86,15 @@ static int forward(struct tsw_engine *e, struct pipeline *pl, const struct tsw_t
 	unsigned n = 0;
 	int pan_len, iss, ret;
 	enum tsw_authz_reason fail = TSW_AUTHZ_SYSTEM;
+	uint64_t rev_key = 0;
+	unsigned cls;
 
 	/* the answer goes back with the acquirer's DE11 */
 	if (!tsw_iso_has(m, 11) || m->f[11].len == 0 || m->f[11].len > 255)
 		return pl_decline(e, pl, TSW_AUTHZ_FORMAT);
+	cls = mti_class(m->mti);
+	if (cls == TSW_MTI_0100 || cls == TSW_MTI_0200)
+		rev_key = acq_rev_key(e, t->token, t->token_len, m);
 
 	pan_len = tsw_vault_decrypt_pan(e->reader, t, pan, sizeof(pan));
 	if (pan_len < 0) {
@@ -184,7 +189,7 @@ static int forward(struct tsw_engine *e, struct pipeline *pl, const struct tsw_t
 	r->kind = REQ_ACQ;
 	r->acq_slot = pl->slot;
 	r->acq_gen = c->gen;
-	r->mti_class = (uint8_t)mti_class(m->mti);
+	r->mti_class = (uint8_t)cls;
 	r->start_ns = pl->start_ns;
 	r->fwd_ns = e->now_ns;
 	r->deadline_ns = e->now_ns + (uint64_t)e->cfg.issuer_timeout_ms * NS_PER_MS;
@@ -199,8 +204,7 @@ static int forward(struct tsw_engine *e, struct pipeline *pl, const struct tsw_t
 		memcpy(r->token_expiry, t->token_expiry, 4);
 	heap_push(e, r);
 	dup_add(e, r);
-	if (r->mti_class == TSW_MTI_0100 || r->mti_class == TSW_MTI_0200)
-		acq_rev_remember(e, t->token, t->token_len, m, (uint32_t)r->key);
+	acq_rev_remember(e, rev_key, m, (uint32_t)r->key);
 	c->inflight++;
 	l->pending++;
 	e->m->inflight++;

@@ -67,31 +67,17 @@ int conn_write(struct tsw_engine *e, uint32_t slot, const struct tsw_iso_msg *ba
 	       const struct tsw_iso_edit *ed, unsigned n_ed)
 {
 	struct acq_conn *c = &e->conns[slot];
-	const struct tsw_iso_profile *p = e->cfg.acq_profile;
-	size_t cap;
-	uint8_t *body;
-	int n;
+	int r;
 
-	body = outbuf_frame_begin(&c->out, p, p->max_frame, &cap);
-	if (!body) {
-		n = -TSW_E_NO_SPACE;
-		goto err_full;
+	r = outbuf_encode(&c->out, e->cfg.acq_profile, base, ed, n_ed);
+	if (r == -TSW_E_NO_SPACE) {
+		e->m->slow_consumer_closes++;
+		conn_queue_close(e, slot);
 	}
-	n = tsw_iso_encode(p, base, ed, n_ed, body, cap);
-	if (n == -TSW_E_NO_SPACE && cap < p->max_frame)
-		goto err_full;
-	if (n < 0)
-		return n;
-	n = outbuf_frame_commit(&c->out, p, (size_t)n);
-	if (n < 0)
-		return n;
+	if (r < 0)
+		return r;
 	engine_mark_dirty(e, TSW_EP_ACQ, slot);
 	return 0;
-
-err_full:
-	e->m->slow_consumer_closes++;
-	conn_queue_close(e, slot);
-	return n;
 }
 
 int answer_local(struct tsw_engine *e, uint32_t slot, const struct echo *ec, const char *rc,

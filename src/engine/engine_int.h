@@ -220,12 +220,12 @@ int outbuf_init(struct outbuf *b, uint32_t cap);
 void outbuf_free(struct outbuf *b);
 void outbuf_reset(struct outbuf *b);
 uint32_t outbuf_pending(const struct outbuf *b);
-/* Reserves room for one frame of up to max_body bytes; returns the body
- * pointer (header space before it) or NULL when it does not fit. */
-uint8_t *outbuf_frame_begin(struct outbuf *b, const struct tsw_iso_profile *p, size_t max_body,
-			    size_t *ret_cap);
-/* Commits a body of body_len bytes written at the pointer frame_begin gave. */
-int outbuf_frame_commit(struct outbuf *b, const struct tsw_iso_profile *p, size_t body_len);
+/* Encodes base with edits ed (base NULL: edits alone) as one frame of
+ * profile p after b's tail. 0; -TSW_E_NO_SPACE when b has no room for it
+ * now (the peer is behind); -TSW_E_FRAME_TOO_BIG when it exceeds
+ * p->max_frame; else the encoder's error. On error nothing is appended. */
+int outbuf_encode(struct outbuf *b, const struct tsw_iso_profile *p, const struct tsw_iso_msg *base,
+		  const struct tsw_iso_edit *ed, unsigned n);
 void engine_mark_dirty(struct tsw_engine *e, uint8_t kind, uint32_t slot);
 
 /* pending.c */
@@ -254,8 +254,9 @@ uint32_t stan_span(const struct tsw_engine_config *cfg);
 void link_tick(struct tsw_engine *e, uint32_t link);
 uint64_t link_next_deadline(const struct tsw_engine *e, uint32_t link);
 int link_send_mgmt(struct tsw_engine *e, uint32_t link, const char *code3, bool echo);
-/* Encodes edits (msg NULL: edits alone) as one frame on the link; 0 or a
- * negative error (-TSW_E_NO_SPACE: output full, counted). */
+/* Encodes base with edits ed (base NULL: edits alone) as one frame on the
+ * link and marks it for sending; 0 or outbuf_encode's error
+ * (-TSW_E_NO_SPACE: output full, counted in link_out_full). */
 int link_write(struct tsw_engine *e, uint32_t link, const struct tsw_iso_msg *base,
 	       const struct tsw_iso_edit *ed, unsigned n);
 int engine_route(const struct tsw_engine *e, const char *pan, size_t pan_len);

@@ -78,25 +78,14 @@ int link_write(struct tsw_engine *e, uint32_t link, const struct tsw_iso_msg *ba
 	       const struct tsw_iso_edit *ed, unsigned n)
 {
 	struct issuer_link *l = &e->links[link];
-	const struct tsw_iso_profile *p = e->cfg.iss_profile;
-	size_t cap;
-	uint8_t *body;
 	int r;
 
-	body = outbuf_frame_begin(&l->out, p, p->max_frame, &cap);
-	if (!body) {
-		e->m->link_out_full++;
-		return -TSW_E_NO_SPACE;
-	}
-	r = tsw_iso_encode(p, base, ed, n, body, cap);
+	r = outbuf_encode(&l->out, e->cfg.iss_profile, base, ed, n);
 	if (r < 0) {
 		if (r == -TSW_E_NO_SPACE)
 			e->m->link_out_full++;
 		return r;
 	}
-	r = outbuf_frame_commit(&l->out, p, (size_t)r);
-	if (r < 0)
-		return r;
 	l->last_tx_ns = e->now_ns;
 	engine_mark_dirty(e, TSW_EP_LINK, link);
 	return 0;

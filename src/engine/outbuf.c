@@ -52,7 +52,9 @@ static void compact(struct outbuf *b)
 	explicit_bzero(b->data + b->tail, old_tail - b->tail);
 }
 
-uint8_t *outbuf_frame_begin(struct outbuf *b, const struct tsw_iso_profile *p, size_t max_body,
+/* Room for one frame of up to max_body bytes: the body pointer (header
+ * space before it) or NULL when not even a header fits. */
+static uint8_t *frame_begin(struct outbuf *b, const struct tsw_iso_profile *p, size_t max_body,
 			    size_t *ret_cap)
 {
 	size_t hdr = tsw_iso_header_size(p);
@@ -69,15 +71,26 @@ uint8_t *outbuf_frame_begin(struct outbuf *b, const struct tsw_iso_profile *p, s
 	return b->data + b->tail + hdr;
 }
 
-int outbuf_frame_commit(struct outbuf *b, const struct tsw_iso_profile *p, size_t body_len)
+int outbuf_encode(struct outbuf *b, const struct tsw_iso_profile *p, const struct tsw_iso_msg *base,
+		  const struct tsw_iso_edit *ed, unsigned n)
 {
-	size_t hdr = tsw_iso_header_size(p);
-	int r;
+	size_t hdr = tsw_iso_header_size(p), cap = 0;
+	uint8_t *body = frame_begin(b, p, p->max_frame, &cap);
+	int len, r;
 
-	r = tsw_iso_header_write(p, body_len, b->data + b->tail);
-	if (r < 0)
+	if (!body)
+		return -TSW_E_NO_SPACE;
+	len = tsw_iso_encode(p, base, ed, n, body, cap);
+	if (len == -TSW_E_NO_SPACE && cap == p->max_frame)
+		len = -TSW_E_FRAME_TOO_BIG; /* no room would ever be enough */
+	r = len < 0 ? len : tsw_iso_header_write(p, (size_t)len, body - hdr);
+	if (r < 0) {
+		/* no part of a frame stays past the tail (issuer frames
+		 * carry the PAN) */
+		explicit_bzero(body, cap);
 		return r;
-	b->tail += (uint32_t)(hdr + body_len);
+	}
+	b->tail += (uint32_t)(hdr + (size_t)len);
 	return 0;
 }
 

@@ -71,7 +71,6 @@ static void fmt_stan(uint32_t stan, char out[6])
 static int forward(struct tsw_engine *e, struct pipeline *pl, const struct tsw_token *t)
 {
 	const struct tsw_iso_msg *m = pl->msg;
-	const struct tsw_iso_profile *ip = e->cfg.iss_profile;
 	struct acq_conn *c = &e->conns[pl->slot];
 	struct tsw_iso_edit ed[7];
 	uint8_t de48[TSW_ENGINE_DE48_MAX];
@@ -81,8 +80,7 @@ static int forward(struct tsw_engine *e, struct pipeline *pl, const struct tsw_t
 	char stan[6];
 	struct issuer_link *l;
 	struct req *r;
-	size_t de48_len = 0, de35_len = 0, cap;
-	uint8_t *body;
+	size_t de48_len = 0, de35_len = 0;
 	unsigned n = 0;
 	int pan_len, iss, ret;
 	enum tsw_authz_reason fail = TSW_AUTHZ_SYSTEM;
@@ -161,30 +159,17 @@ static int forward(struct tsw_engine *e, struct pipeline *pl, const struct tsw_t
 		e->m->acq_reversals_matched++;
 	}
 
-	body = outbuf_frame_begin(&l->out, ip, ip->max_frame, &cap);
-	if (!body) {
-		e->m->link_out_full++;
-		fail = TSW_AUTHZ_ISSUER_UNAVAILABLE;
-		goto err_remove;
-	}
 	r->pan_len = (uint8_t)pan_len;
 	r->pan_fp = pan_fp(e->pan_fp_seed, pan, (size_t)pan_len);
 	if (pan_len >= 4) /* the vault holds 12..19-digit PANs */
 		memcpy(r->pan_last4, pan + pan_len - 4, 4);
-	ret = tsw_iso_encode(ip, m, ed, n, body, cap);
+	ret = link_write(e, (uint32_t)iss, m, ed, n);
 	explicit_bzero(pan, sizeof(pan));
 	explicit_bzero(de35, sizeof(de35));
-	if (ret == -TSW_E_NO_SPACE && cap < ip->max_frame) {
-		e->m->link_out_full++;
-		fail = TSW_AUTHZ_ISSUER_UNAVAILABLE;
+	if (ret < 0) {
+		fail = ret == -TSW_E_NO_SPACE ? TSW_AUTHZ_ISSUER_UNAVAILABLE : TSW_AUTHZ_FORMAT;
 		goto err_remove;
 	}
-	if (ret < 0 || outbuf_frame_commit(&l->out, ip, (size_t)ret) < 0) {
-		fail = TSW_AUTHZ_FORMAT;
-		goto err_remove;
-	}
-	l->last_tx_ns = e->now_ns;
-	engine_mark_dirty(e, TSW_EP_LINK, (uint32_t)iss);
 
 	r->kind = REQ_ACQ;
 	r->acq_slot = pl->slot;

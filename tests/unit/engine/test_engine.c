@@ -372,6 +372,35 @@ Test(engine, unknown_answer_is_counted_unmatched)
 	cr_assert_eq(acq->n, 0);
 }
 
+/* An issuer answer that cannot be framed for the acquirer (above the
+ * acquirer profile's max_frame) is answered 96, not dropped and not taken
+ * for a full output buffer (the connection stays open). */
+Test(engine, issuer_answer_above_acquirer_max_frame_is_answered_96)
+{
+	static struct tsw_iso_profile small;
+	static char big[901];
+	size_t n;
+
+	small = H.prof;
+	small.max_frame = 600;
+	H.cfg.acq_profile = &small;
+	h_start(&H);
+	n = h_auth(&H, body, sizeof(body), H_OK, "000051", 0);
+	cr_assert_lt(n, 600);
+	cr_assert_eq(h_send(&H, body, n), 0);
+	collect_iss(0);
+	cr_assert_eq(iss->n, 1);
+	memset(big, 'A', sizeof(big) - 1);
+	cr_assert_eq(h_issuer_answer(&H, 0, &iss->m[0], "00", 63, big, 0), 0);
+	collect_acq();
+	cr_assert_eq(acq->n, 1);
+	cr_assert_str_eq(h_field(&acq->m[0], 39), "96");
+	cr_assert_str_eq(h_field(&acq->m[0], 11), "000051");
+	cr_assert_eq(H.m.issuer_format_errors, 1);
+	cr_assert_eq(H.m.slow_consumer_closes, 0);
+	cr_assert_eq(tsw_engine_inflight(H.e), 0);
+}
+
 Test(engine, link_down_fails_pending_with_91_and_backs_off)
 {
 	size_t n;

@@ -148,6 +148,7 @@ static void engine_config(const struct server *s, const struct tsw_config *c, ui
 	ec->saf_poll_ms = c->saf_poll_ms;
 	ec->saf_retry_min_ms = c->saf_retry_min_ms;
 	ec->saf_retry_max_ms = c->saf_retry_max_ms;
+	ec->saf_durable_wait_ms = c->saf_durable_wait_ms;
 	ec->worker_id = worker_id;
 	ec->n_workers = s->n_workers;
 	/* tsw_config_check(): at least recv_buf_bytes, what a backend hands over at once */
@@ -273,6 +274,7 @@ static void on_hup(uv_signal_t *h, int signum)
 	s->cfg.saf_poll_ms = cfg.saf_poll_ms;
 	s->cfg.saf_retry_min_ms = cfg.saf_retry_min_ms;
 	s->cfg.saf_retry_max_ms = cfg.saf_retry_max_ms;
+	s->cfg.saf_durable_wait_ms = cfg.saf_durable_wait_ms;
 	s->cfg.drain_timeout_ms = cfg.drain_timeout_ms;
 	s->cfg.log_level = cfg.log_level;
 	tsw_log(TSW_LOG_INFO, "config_reloaded", "routes=%u issuer_timeout_ms=%u", cfg.n_routes,

@@ -55,6 +55,9 @@
 #define TSW_CONFIG_SAF_POLL_MS_DEFAULT 250u
 #define TSW_CONFIG_SAF_RETRY_MIN_MS_DEFAULT 1000u
 #define TSW_CONFIG_SAF_RETRY_MAX_MS_DEFAULT 60000u
+/* An answer whose reversal or advice is queued waits at most this long
+ * for the state's commit before it goes out anyway (counted, logged). */
+#define TSW_CONFIG_SAF_DURABLE_WAIT_MS_DEFAULT 1000u
 /* Engine tables (per worker, entries, powers of two): originals kept for
  * the acquirer's reversals, and timed-out issuer STANs kept to tell a late
  * answer from an unknown one. Both are direct-mapped: a newer entry
@@ -141,6 +144,7 @@ struct tsw_config {
 	uint32_t saf_poll_ms;
 	uint32_t saf_retry_min_ms;
 	uint32_t saf_retry_max_ms;
+	uint32_t saf_durable_wait_ms;
 };
 
 /* Where and why a configuration was refused. line is 1-based, 0 when the

@@ -75,6 +75,8 @@ struct tsw_engine_config {
 	uint32_t saf_poll_ms;       /* how often the queue is asked for due reversals (250) */
 	uint32_t saf_retry_min_ms;  /* backoff after an unanswered reversal (1000), doubling */
 	uint32_t saf_retry_max_ms;  /* ... up to this (60000) */
+	uint32_t saf_durable_wait_ms; /* an answer waits at most this for its reversal's
+				       * commit (1000) */
 	/* direct-mapped tables, entries per worker, powers of two (0 picks the
 	 * default); sized at creation, a reconfigure keeps them */
 	uint32_t acq_reversal_memory; /* originals kept for the acquirer's reversals (8192) */
@@ -208,6 +210,14 @@ bool tsw_engine_next_close(struct tsw_engine *e, uint32_t *ret_slot);
  * are not counted: they are in the state's queue, and one whose answer
  * does not arrive before the exit is sent again after the restart. */
 uint32_t tsw_engine_inflight(const struct tsw_engine *e);
+
+/* The worker is about to exit (after the drain, or at its deadline):
+ * every acquirer connection is closed (approvals still in their output
+ * buffers are reversed), every request still at an issuer is failed
+ * (its reversal queued, no answer), held answers are dropped (their
+ * reversals are queued already). Call it while the state is open, before
+ * tsw_engine_free(); the state's close then writes what was queued. */
+void tsw_engine_shutdown(struct tsw_engine *e, uint64_t now_ns);
 
 /* SIGHUP: applies routes, max_inflight_per_conn, issuer_timeout_ms,
  * idle_timeout_ms, echo_interval_ms and reconnect_min/max_ms from cfg.

@@ -123,6 +123,11 @@ struct tsw_metrics_shard {
 	uint64_t acq_reversals_evicted;   /* an original pushed out: its reversal goes as it came */
 	uint64_t expired_stans_capacity;  /* gauge: cfg.expired_stan_memory */
 	uint64_t expired_stans_evicted;   /* a timed-out STAN pushed out: its late answer is unmatched */
+	/* the record of money moved before the answer (delivery.c) */
+	uint64_t answers_held;            /* gauge: answers waiting for their reversal's commit */
+	uint64_t answers_held_timeouts;   /* ... sent after saf_durable_wait_ms without it */
+	uint64_t answers_undelivered_reversed; /* approvals the acquirer never got: reversal queued */
+	uint64_t answers_undelivered_unqueued; /* ... and the reversal could not be queued */
 } __attribute__((aligned(64)));
 
 #endif

@@ -203,6 +203,18 @@ struct tsw_saf_item {
 int tsw_state_saf_put(struct tsw_state *st, uint32_t route_key, const uint8_t *msg, size_t len,
 		      uint64_t *ret_id);
 
+/* tsw_state_saf_put() for the reversal of an approval that spent a
+ * limited use of use_token (digits, 1..19; NULL with use_token_len 0 is
+ * a plain put): when the item is acked, one committed use of that token
+ * is given back (tsw_state_return_use(), queued behind the item's delete
+ * so it commits with it or after it: a crash between the two keeps the
+ * use spent, never gives it back twice; counted in saf_uses_returned).
+ * The token is stored with the item, across restarts. Returns what
+ * tsw_state_saf_put() returns; -TSW_E_BAD_INPUT also for a token above
+ * 19 digits. */
+int tsw_state_saf_put_use(struct tsw_state *st, uint32_t route_key, const uint8_t *msg,
+			  size_t len, const char *use_token, size_t use_token_len, uint64_t *ret_id);
+
 /* True once the put of id is committed to disk (stays true after the ack).
  * Lock-free; the same sequence as tsw_state_durable(). False for 0. */
 bool tsw_state_saf_durable(const struct tsw_state *st, uint64_t id);
@@ -276,6 +288,7 @@ struct tsw_state_stats {
 	uint64_t saf_full;	    /* puts refused: -EAGAIN */
 	uint64_t saf_too_big;	    /* puts refused: -EMSGSIZE */
 	uint64_t saf_loaded;	    /* items found at open */
+	uint64_t saf_uses_returned; /* acks that gave a limited use back */
 };
 
 /* Snapshot of the counters (each read atomically, not all together). */

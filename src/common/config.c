@@ -88,6 +88,7 @@ static const struct u32_key u32_keys[] = {
     U32F("saf", "poll_ms", saf_poll_ms, 1, TIMEOUT_MS_MAX, KEY_RELOAD),
     U32F("saf", "retry_min_ms", saf_retry_min_ms, 1, TIMEOUT_MS_MAX, KEY_RELOAD),
     U32F("saf", "retry_max_ms", saf_retry_max_ms, 1, TIMEOUT_MS_MAX, KEY_RELOAD),
+    U32F("saf", "durable_wait_ms", saf_durable_wait_ms, 1, TIMEOUT_MS_MAX, KEY_RELOAD),
 };
 
 struct str_key {
@@ -174,6 +175,7 @@ void tsw_config_defaults(struct tsw_config *cfg)
 	cfg->saf_poll_ms = TSW_CONFIG_SAF_POLL_MS_DEFAULT;
 	cfg->saf_retry_min_ms = TSW_CONFIG_SAF_RETRY_MIN_MS_DEFAULT;
 	cfg->saf_retry_max_ms = TSW_CONFIG_SAF_RETRY_MAX_MS_DEFAULT;
+	cfg->saf_durable_wait_ms = TSW_CONFIG_SAF_DURABLE_WAIT_MS_DEFAULT;
 }
 
 static int parse_u32(const char *s, uint32_t min, uint32_t max, uint32_t *ret)

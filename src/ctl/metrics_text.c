@@ -167,6 +167,12 @@ static const struct scalar scalars[] = {
     SC("tsw_saf_retried_total", "counter",
        "Reversals unanswered, link down or unsendable: due again later.", saf_retried),
     SC("tsw_saf_inflight", "gauge", "Reversals awaiting an issuer answer.", saf_inflight),
+    SC("tsw_answers_held", "gauge",
+       "Answers (91, 96) waiting for the commit of the reversal they leave behind.",
+       answers_held),
+    SC("tsw_answers_held_timeouts_total", "counter",
+       "Held answers sent after saf.durable_wait_ms without their reversal's commit.",
+       answers_held_timeouts),
     SC("tsw_recv_bufs_held", "gauge",
        "Receive buffers held for paused connections (io_uring backend).", recv_bufs_held),
     SC("tsw_workers_ready", "gauge", "Workers whose engine is ready.", ready),
@@ -238,6 +244,9 @@ static const struct scalar state_scalars[] = {
     ST("tsw_state_saf_lease_expired_total", "counter",
        "Reversals handed out again after state.saf_lease_ms ran out.", saf_lease_expired),
     ST("tsw_state_saf_loaded", "gauge", "Reversals found in the queue at start.", saf_loaded),
+    ST("tsw_state_saf_uses_returned_total", "counter",
+       "Limited uses given back when the reversal of an undelivered approval was acked.",
+       saf_uses_returned),
 };
 
 static void put_state(struct text *t, const struct tsw_state *st)
@@ -290,6 +299,13 @@ int tsw_ctl_render_metrics(const struct tsw_ctl_source *src, char **ret_text, si
 	for (unsigned r = 1; r < TSW_AUTHZ_REASON_MAX; r++)
 		put(&t, "tsw_declines_total{reason=\"%s\"} %" PRIu64 "\n",
 		    tsw_authz_reason_name((enum tsw_authz_reason)r), SUM(declines[r]));
+
+	put(&t, "# HELP tsw_answers_undelivered_total Approvals the acquirer never got, by what "
+		"the switch did: reversed (a reversal queued) or unqueued (the queue refused it).\n"
+		"# TYPE tsw_answers_undelivered_total counter\n"
+		"tsw_answers_undelivered_total{action=\"reversed\"} %" PRIu64 "\n"
+		"tsw_answers_undelivered_total{action=\"unqueued\"} %" PRIu64 "\n",
+	    SUM(answers_undelivered_reversed), SUM(answers_undelivered_unqueued));
 
 	sum_hist(src, offsetof(struct tsw_metrics_shard, issuer_rtt), &h);
 	put_hist(&t, "tsw_issuer_rtt_seconds", "Issuer round trip.", &h);

@@ -209,6 +209,25 @@ void acq_rev_use_consumed(struct tsw_engine *e, const struct req *r)
 		s->use_consumed = true;
 }
 
+bool acq_rev_disown_use(struct tsw_engine *e, const struct req *r)
+{
+	struct acq_rev_ent *s;
+	uint64_t h;
+
+	if (!e->acq_rev)
+		return true;
+	h = key_of_req(r);
+	if (!h)
+		return true;
+	s = orig_slot(e, h);
+	if (s->hash != h)
+		return true;
+	if (!s->use_consumed)
+		return false;
+	s->use_consumed = false;
+	return true;
+}
+
 bool acq_rev_take_use(struct tsw_engine *e, const struct req *r)
 {
 	const struct acq_rev_ent *link;

@@ -46,6 +46,13 @@ int acq_rev_de90(struct tsw_engine *e, const char *token, size_t token_len,
  * committed: the remembered original is flagged (nothing when it was
  * pushed out of the table). */
 void acq_rev_use_consumed(struct tsw_engine *e, const struct req *r);
+/* Approval r (its use committed, acq_rev_use_consumed called) never
+ * reached its acquirer and the switch reverses it itself: true when that
+ * reversal's ack must give the use back. The original's flag is cleared
+ * (an acquirer reversal of it then gives nothing back); false when the
+ * flag was already taken by an acquirer reversal answered 00. An
+ * original pushed out of the table: true (nobody else can give it back). */
+bool acq_rev_disown_use(struct tsw_engine *e, const struct req *r);
 /* The issuer answered reversal r 00: true when r named (through DE90) a
  * flagged original; the flag is cleared, so a repeated reversal of the
  * same original returns false. The caller gives the use back. */

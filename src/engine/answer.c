@@ -5,6 +5,7 @@
 
 #include "acq_reversal.h"
 #include "answer_guard.h"
+#include "delivery.h"
 #include "engine_int.h"
 #include "rewrite.h"
 #include "use.h"
@@ -16,12 +17,42 @@ static void hist_us(struct tsw_hist *h, uint64_t from_ns, uint64_t to_ns)
 	tsw_hist_add_ns(h, to_ns > from_ns ? to_ns - from_ns : 0);
 }
 
+static bool conn_alive(const struct tsw_engine *e, const struct req *r)
+{
+	const struct acq_conn *c = &e->conns[r->acq_slot];
+
+	return c->state == ACQ_OPEN && c->gen == r->acq_gen;
+}
+
+static bool moves_money(const struct req *r)
+{
+	return r->mti_class == TSW_MTI_0100 || r->mti_class == TSW_MTI_0200;
+}
+
+/* Answers r locally with reason; when a reversal was just queued for it
+ * (id), only once that reversal is durable (delivery.c). */
+static void answer_after(struct tsw_engine *e, struct req *r, enum tsw_authz_reason reason,
+			 int put, uint64_t id)
+{
+	if (put == 0 && !tsw_state_saf_durable(e->state, id)) {
+		held_answer(e, r, reason, id);
+		return;
+	}
+	decline(e, r->acq_slot, &r->echo, reason);
+	conn_request_done(e, r->acq_slot, r->acq_gen);
+	req_free(e, r);
+}
+
 /* Finishes a forwarded request that got no answer (timeout, link down):
- * 91 to the acquirer, the use given back, a reversal queued for an
- * authorization whose outcome at the issuer is unknown. */
+ * the use given back, a reversal queued for an authorization whose
+ * outcome at the issuer is unknown, then 91 to the acquirer once that
+ * reversal is durable. A reversal the queue refuses (full, no state)
+ * does not hold the 91 back: saf_dropped counts it. */
 void req_fail(struct tsw_engine *e, struct req *r, int timed_out)
 {
 	struct issuer_link *l = &e->links[r->link];
+	uint64_t id = 0;
+	int put = -1;
 
 	pending_remove(e, r);
 	heap_remove(e, r);
@@ -39,15 +70,14 @@ void req_fail(struct tsw_engine *e, struct req *r, int timed_out)
 	if (r->has_ticket)
 		use_release(e, r->ticket);
 	e->m->inflight--;
-	if (e->conns[r->acq_slot].state == ACQ_OPEN && e->conns[r->acq_slot].gen == r->acq_gen) {
-		decline(e, r->acq_slot, &r->echo, TSW_AUTHZ_ISSUER_UNAVAILABLE);
-		conn_request_done(e, r->acq_slot, r->acq_gen);
-	} else {
-		e->m->answers_conn_gone++;
-		e->m->declines[TSW_AUTHZ_ISSUER_UNAVAILABLE]++;
+	if (moves_money(r))
+		put = saf_put(e, r, false, &id);
+	if (conn_alive(e, r)) {
+		answer_after(e, r, TSW_AUTHZ_ISSUER_UNAVAILABLE, put, id);
+		return;
 	}
-	if (r->mti_class == TSW_MTI_0100 || r->mti_class == TSW_MTI_0200)
-		saf_put(e, r);
+	e->m->answers_conn_gone++;
+	e->m->declines[TSW_AUTHZ_ISSUER_UNAVAILABLE]++;
 	req_free(e, r);
 }
 
@@ -68,9 +98,10 @@ static bool is_request_pan(const struct tsw_engine *e, const struct req *r,
 /* The issuer's answer rewritten for the acquirer: DE2 the token again
  * (absent when the issuer left it out), DE14 the token expiry, DE34/35/
  * 36/45/102/103 removed, DE11 the acquirer's, DE48 tags 30-36 removed.
- * Returns 1 when the issuer's answer went out, 0 when a 96 replaced it
- * (it does not re-encode, or the PAN was found in it), -1 when nothing
- * could be written (the slow consumer is closed). */
+ * Returns 1 when the issuer's answer went out, 0 when it must be
+ * replaced by a 96 (it does not re-encode, or the PAN was found in it:
+ * nothing of it stays in the buffer; the caller answers), -1 when
+ * nothing could be written (the slow consumer is closed). */
 static int deliver_answer(struct tsw_engine *e, struct req *r, const struct tsw_iso_msg *m,
 			  const char *rc)
 {
@@ -108,7 +139,6 @@ static int deliver_answer(struct tsw_engine *e, struct req *r, const struct tsw_
 		if (ret != -TSW_E_NO_SPACE) {
 			/* the issuer's answer does not re-encode: 96 instead */
 			e->m->issuer_format_errors++;
-			decline(e, r->acq_slot, &r->echo, TSW_AUTHZ_SYSTEM);
 			return 0;
 		}
 		return -1;
@@ -124,7 +154,6 @@ static int deliver_answer(struct tsw_engine *e, struct req *r, const struct tsw_
 		explicit_bzero(c->out.data + tail_before, c->out.tail - tail_before);
 		c->out.tail = tail_before;
 		e->m->pan_leaks_blocked++;
-		decline(e, r->acq_slot, &r->echo, TSW_AUTHZ_SYSTEM);
 		return 0;
 	}
 	count_answer(e, r->mti_class, rc);
@@ -140,7 +169,9 @@ void engine_issuer_answer(struct tsw_engine *e, uint32_t link, const struct tsw_
 	uint64_t saf_id = 0;
 	uint32_t stan = 0;
 	unsigned i;
-	bool approved;
+	bool approved, owes;
+	int put = -1;
+	uint64_t id = 0;
 
 	if (tsw_iso_has(m, 39) && m->f[39].len == 2) {
 		memcpy(rcbuf, tsw_iso_ptr(m, 39), 2);
@@ -182,26 +213,20 @@ void engine_issuer_answer(struct tsw_engine *e, uint32_t link, const struct tsw_
 	hist_us(&e->m->issuer_rtt, r->fwd_ns, e->now_ns);
 	hist_us(&e->m->internal, r->start_ns, r->fwd_ns);
 	approved = rc_approved(rc);
+	/* an approval the acquirer does not get is reversed: money moved */
+	owes = approved && moves_money(r);
 	e->m->inflight--;
-	if (e->conns[r->acq_slot].state == ACQ_OPEN && e->conns[r->acq_slot].gen == r->acq_gen) {
-		/* approved at the issuer but answered 96: the use is given
-		 * back and the approval reversed */
-		if (deliver_answer(e, r, m, rc) == 0 && approved) {
-			approved = false;
-			if (r->mti_class == TSW_MTI_0100 || r->mti_class == TSW_MTI_0200)
-				saf_put(e, r);
-		}
-		conn_request_done(e, r->acq_slot, r->acq_gen);
-	} else {
-		e->m->answers_conn_gone++;
-	}
+	/* the issuer has the money now: the use is spent until a reversal
+	 * of the approval is acknowledged */
 	if (r->has_ticket) {
-		if (approved) {
+		if (approved)
 			use_commit(e, r->ticket);
-			acq_rev_use_consumed(e, r);
-		} else {
+		else
 			use_release(e, r->ticket);
-		}
+	}
+	if (owes && tsw_iso_has(m, 38) && m->f[38].len == sizeof(r->approval_code)) {
+		memcpy(r->approval_code, tsw_iso_ptr(m, 38), sizeof(r->approval_code));
+		r->has_approval_code = true;
 	}
 	/* the issuer reversed an approval that consumed a limited use: given
 	 * back once, whether or not the acquirer still hears the answer (a
@@ -209,5 +234,44 @@ void engine_issuer_answer(struct tsw_engine *e, uint32_t link, const struct tsw_
 	if ((r->mti_class == TSW_MTI_0400 || r->mti_class == TSW_MTI_0420) && rc[0] == '0' &&
 	    rc[1] == '0' && rc[2] == 0 && e->state && acq_rev_take_use(e, r))
 		tsw_state_return_use(e->state, r->token, r->token_len);
-	req_free(e, r);
+	if (!conn_alive(e, r)) {
+		e->m->answers_conn_gone++;
+		if (owes)
+			reverse_undelivered(e, r, r->has_ticket);
+		req_free(e, r);
+		return;
+	}
+	switch (deliver_answer(e, r, m, rc)) {
+	case 1:
+		conn_request_done(e, r->acq_slot, r->acq_gen);
+		if (!owes) {
+			req_free(e, r);
+			return;
+		}
+		/* an acquirer reversal of this original gives the use back
+		 * (acq_reversal.c), unless the approval never leaves */
+		if (r->has_ticket)
+			acq_rev_use_consumed(e, r);
+		unsent_track(e, r);
+		return;
+	case 0:
+		/* approved at the issuer but answered 96: the approval is
+		 * reversed, and the 96 waits for that reversal's commit */
+		if (owes) {
+			put = saf_put(e, r, r->has_ticket, &id);
+			if (put == 0)
+				e->m->answers_undelivered_reversed++;
+			else
+				e->m->answers_undelivered_unqueued++;
+		}
+		answer_after(e, r, TSW_AUTHZ_SYSTEM, put, id);
+		return;
+	default:
+		/* nothing could be written: the slow consumer is closed */
+		if (owes)
+			reverse_undelivered(e, r, r->has_ticket);
+		conn_request_done(e, r->acq_slot, r->acq_gen);
+		req_free(e, r);
+		return;
+	}
 }

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "answer_guard.h"
+#include "delivery.h"
 #include "dup.h"
 #include "engine_int.h"
 #include "use.h"
@@ -344,6 +345,8 @@ void tsw_engine_acq_close(struct tsw_engine *e, uint32_t slot)
 	if (slot >= e->cfg.max_conns || e->conns[slot].state != ACQ_OPEN)
 		return;
 	c = &e->conns[slot];
+	/* approvals still in the output buffer never reach the acquirer */
+	unsent_abandon(e, slot);
 	/* requests still pending complete on the issuer side; the generation
 	 * tells their answers that this connection is gone */
 	c->gen++;

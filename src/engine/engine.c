@@ -16,6 +16,7 @@
 
 #include "acq_reversal.h"
 #include "answer_guard.h"
+#include "delivery.h"
 #include "dup.h"
 #include "engine_int.h"
 #include "use.h"
@@ -112,6 +113,8 @@ static void apply_defaults(struct tsw_engine_config *c)
 	c->saf_poll_ms = or_default(c->saf_poll_ms, TSW_ENGINE_SAF_POLL_DEFAULT_MS);
 	c->saf_retry_min_ms = or_default(c->saf_retry_min_ms, TSW_ENGINE_SAF_RETRY_MIN_DEFAULT_MS);
 	c->saf_retry_max_ms = or_default(c->saf_retry_max_ms, TSW_ENGINE_SAF_RETRY_MAX_DEFAULT_MS);
+	c->saf_durable_wait_ms =
+	    or_default(c->saf_durable_wait_ms, TSW_CONFIG_SAF_DURABLE_WAIT_MS_DEFAULT);
 	c->acq_reversal_memory =
 	    or_default(c->acq_reversal_memory, TSW_ENGINE_ACQ_REV_MEMORY_DEFAULT);
 	c->expired_stan_memory =
@@ -175,6 +178,7 @@ int tsw_engine_new(const struct tsw_engine_config *cfg, struct tsw_vault *vault,
 		c->stash = malloc(e->cfg.in_buf_bytes);
 		if (!c->stash)
 			goto err_free;
+		c->unsent_head = c->unsent_tail = UINT32_MAX;
 		e->free_conns[e->cfg.max_conns - 1 - i] = i;
 	}
 	e->n_free_conns = e->cfg.max_conns;
@@ -188,6 +192,7 @@ int tsw_engine_new(const struct tsw_engine_config *cfg, struct tsw_vault *vault,
 		l->backoff_ms = e->cfg.reconnect_min_ms;
 		e->m->link_up[i] = 0;
 	}
+	e->held_head = e->held_tail = UINT32_MAX;
 	r = pending_init(e);
 	if (r < 0)
 		goto err_free;
@@ -258,6 +263,7 @@ void tsw_engine_loop_begin(struct tsw_engine *e, uint64_t now_ns)
 	if (reader_ensure(e) < 0)
 		e->m->vault_errors++;
 	park_poll(e);
+	held_poll(e);
 }
 
 void tsw_engine_loop_end(struct tsw_engine *e)
@@ -286,7 +292,7 @@ uint64_t tsw_engine_next_deadline(const struct tsw_engine *e)
 	sd = saf_next_deadline(e);
 	if (sd < d)
 		d = sd;
-	if (park_pending(e)) {
+	if (park_pending(e) || held_pending(e)) {
 		uint64_t pd = e->now_ns + TSW_ENGINE_PARK_POLL_NS;
 
 		if (pd < d)
@@ -309,6 +315,23 @@ void tsw_engine_tick(struct tsw_engine *e, uint64_t now_ns)
 	if (now_ns >= e->saf_next_poll_ns)
 		saf_poll(e);
 	idle_scan(e, now_ns);
+	park_poll(e);
+	held_poll(e);
+}
+
+void tsw_engine_shutdown(struct tsw_engine *e, uint64_t now_ns)
+{
+	struct req *r;
+	uint32_t i;
+
+	e->now_ns = now_ns;
+	/* approvals still in output buffers never reach their acquirers */
+	for (i = 0; i < e->cfg.max_conns; i++)
+		tsw_engine_acq_close(e, i);
+	/* requests still at an issuer: their outcome is unknown */
+	while ((r = heap_top(e)))
+		req_fail(e, r, 0);
+	held_drop_all(e);
 	park_poll(e);
 }
 
@@ -345,6 +368,7 @@ int tsw_engine_reconfigure(struct tsw_engine *e, const struct tsw_engine_config 
 	c.saf_poll_ms = cfg->saf_poll_ms;
 	c.saf_retry_min_ms = cfg->saf_retry_min_ms;
 	c.saf_retry_max_ms = cfg->saf_retry_max_ms;
+	c.saf_durable_wait_ms = cfg->saf_durable_wait_ms;
 	apply_defaults(&c);
 	/* buffer sizes and table capacities stay as allocated */
 	c.out_buf_bytes = e->cfg.out_buf_bytes;

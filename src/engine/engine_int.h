@@ -66,7 +66,8 @@ struct echo {
 struct outbuf {
 	uint8_t *data;
 	uint32_t cap, head, tail, busy;
-	bool queued; /* in the dirty queue */
+	bool queued;	     /* in the dirty queue */
+	uint64_t sent_total; /* bytes ever sent: the absolute position of head */
 };
 
 enum acq_state { ACQ_FREE, ACQ_OPEN, ACQ_STATE_MAX };
@@ -78,6 +79,8 @@ struct acq_conn {
 	uint32_t stash_off, stash_len;
 	uint32_t gen;
 	uint32_t inflight;
+	/* approvals written but not yet sent, oldest first (delivery.c) */
+	uint32_t unsent_head, unsent_tail;
 	uint64_t last_active_ns;
 	uint8_t state; /* enum acq_state */
 	bool close_queued;
@@ -138,6 +141,16 @@ struct req {
 	uint64_t dup_hash; /* REQ_ACQ: dup.c chain of (connection, DE11, DE7) */
 	uint32_t dup_next;
 	bool in_dup;
+	/* REQ_ACQ after its answer (delivery.c): held until hold_id is
+	 * durable, or kept until out_end of its connection's output is sent;
+	 * list_next chains either FIFO */
+	uint64_t hold_id;
+	uint64_t hold_until_ns;
+	uint64_t out_end;
+	uint32_t list_next;
+	uint8_t hold_reason; /* enum tsw_authz_reason */
+	bool has_approval_code;
+	char approval_code[6]; /* the issuer's DE38: a reversal of the approval names it */
 	struct echo echo;
 };
 
@@ -209,6 +222,9 @@ struct tsw_engine {
 	uint64_t saf_next_poll_ns;
 	uint64_t saf_last_id; /* the last put (tests wait for its durability) */
 
+	/* answers held until their reversal is durable (delivery.c) */
+	uint32_t held_head, held_tail, n_held;
+
 	/* limited-use requests waiting for a durable reservation (use.c) */
 	struct parked *parked;
 	uint32_t *park_list, *park_free;
@@ -266,8 +282,13 @@ void fmt6(uint32_t v, char out[6]);
 /* saf.c: store-and-forward reversals in the state's durable queue */
 int saf_buffers_alloc(struct tsw_engine *e);
 void saf_buffers_free(struct tsw_engine *e);
-/* Queues the reversal of r (a 0100/0200 with no answer) in token form. */
-void saf_put(struct tsw_engine *e, const struct req *r);
+/* Queues the reversal of r (a 0100/0200 whose outcome at the issuer is
+ * unknown, or whose approval the acquirer never got) in token form, with
+ * DE38 when r has the issuer's approval code; return_use: the ack gives
+ * r's limited use back (tsw_state_saf_put_use). 0 and *ret_id; -ENOTSUP
+ * without a state, or the state's error (-EAGAIN: full); every failure is
+ * counted in saf_dropped. */
+int saf_put(struct tsw_engine *e, const struct req *r, bool return_use, uint64_t *ret_id);
 /* Claims due reversals for every signed-on link and sends them. */
 void saf_poll(struct tsw_engine *e);
 /* The issuer answered reversal r (DE39 rc) / it timed out or its link

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "delivery.h"
 #include "engine_int.h"
 #include "tsw/error.h"
 
@@ -165,6 +166,7 @@ void tsw_engine_sent(struct tsw_engine *e, struct tsw_endpoint ep, size_t n)
 	if (ep.kind == TSW_EP_LINK)
 		explicit_bzero(b->data + b->head, n);
 	b->head += (uint32_t)n;
+	b->sent_total += n;
 	b->busy = 0;
 	e->m->bytes_out += n;
 	if (b->head == b->tail)
@@ -172,6 +174,8 @@ void tsw_engine_sent(struct tsw_engine *e, struct tsw_endpoint ep, size_t n)
 	else
 		compact(b);
 	engine_mark_dirty(e, ep.kind, ep.slot);
-	if (ep.kind == TSW_EP_ACQ)
+	if (ep.kind == TSW_EP_ACQ) {
+		unsent_sent(e, ep.slot);
 		engine_resume(e, ep.slot);
+	}
 }

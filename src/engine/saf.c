@@ -80,18 +80,18 @@ static void drop(struct tsw_engine *e, uint64_t id)
 		e->m->saf_dropped++;
 }
 
-void saf_put(struct tsw_engine *e, const struct req *r)
+int saf_put(struct tsw_engine *e, const struct req *r, bool return_use, uint64_t *ret_id)
 {
 	const struct echo *ec = &r->echo;
-	struct tsw_iso_edit ed[TSW_ENGINE_ECHO_FIELDS + 4];
+	struct tsw_iso_edit ed[TSW_ENGINE_ECHO_FIELDS + 5];
 	char de90[DE90_LEN];
 	unsigned i, n = 0;
 	uint64_t id;
-	int len;
+	int len, ret;
 
 	if (!e->state) {
 		e->m->saf_dropped++;
-		return;
+		return -ENOTSUP;
 	}
 	/* DE90 names the original as the issuer saw it: the switch's STAN
 	 * and the DE7 that went out with it (forwarded unchanged) */
@@ -114,18 +114,30 @@ void saf_put(struct tsw_engine *e, const struct req *r)
 	if (r->has_token_expiry)
 		ed[n++] = (struct tsw_iso_edit){
 		    .field = 14, .len = 4, .data = (const uint8_t *)r->token_expiry};
+	/* the reversal of an approval names the issuer's approval code */
+	if (r->has_approval_code)
+		ed[n++] = (struct tsw_iso_edit){
+		    .field = 38, .len = 6, .data = (const uint8_t *)r->approval_code};
 	ed[n++] =
 	    (struct tsw_iso_edit){.field = 90, .len = DE90_LEN, .data = (const uint8_t *)de90};
 	/* the token form is the acquirer-side 0400, in the acquirer's profile */
 	len = tsw_iso_encode(e->cfg.acq_profile, NULL, ed, n, e->saf_buf, TSW_STATE_SAF_MSG_MAX);
-	if (len <= 0 || tsw_state_saf_put(e->state, r->link, e->saf_buf, (size_t)len, &id) < 0) {
+	if (len <= 0) {
+		e->m->saf_dropped++;
+		return len < 0 ? len : -TSW_E_BAD_INPUT;
+	}
+	ret = tsw_state_saf_put_use(e->state, r->link, e->saf_buf, (size_t)len,
+				    return_use ? r->token : NULL, return_use ? r->token_len : 0, &id);
+	if (ret < 0) {
 		/* -EAGAIN: the queue is full (the state counts saf_full) */
 		e->m->saf_dropped++;
-		return;
+		return ret;
 	}
 	e->saf_last_id = id;
 	e->saf_next_poll_ns = 0; /* the next tick sends it when its link is up */
 	saf_gauge(e);
+	*ret_id = id;
+	return 0;
 }
 
 /* Rewrites one claimed reversal to the PAN and sends it on link. */

@@ -201,10 +201,13 @@ static void *worker_main(void *arg)
 		__atomic_store_n(&w->backend, TSW_IO_UV, __ATOMIC_RELAXED);
 		r = io_uv_worker_run(w);
 	}
-	if (!w->init_done)
+	if (!w->init_done) {
 		init_failed(w, r);
-	else
+	} else {
 		w->exit_rc = r;
+		/* what is left in flight gets its reversal before the state closes */
+		tsw_engine_shutdown(w->engine, io_now_ns());
+	}
 	__atomic_store_n(&w->ready, 0, __ATOMIC_RELAXED);
 out_free:
 	tsw_engine_free(w->engine);

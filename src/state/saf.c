@@ -19,12 +19,24 @@ enum {
 	SAF_MSG_MIN_CAP = 256, /* smallest slot buffer, bytes */
 };
 
-/* The on-disk value: this header, then len message bytes (native byte
- * order, like the counts). */
-struct saf_record {
+/* The on-disk value: a header, then len message bytes (native byte
+ * order, like the counts). Format 1 wrote the first two fields only;
+ * format 2 adds the limited use the item's ack gives back. The value's
+ * size tells them apart (header + len). */
+struct saf_record_v1 {
 	uint32_t route_key;
 	uint32_t len;
 };
+
+struct saf_record {
+	uint32_t route_key;
+	uint32_t len;
+	uint32_t flags; /* none yet: 0 */
+	uint8_t use_token_len; /* 0: the ack gives no use back */
+	char use_token[TSW_TOKEN_MAX_DIGITS];
+};
+
+_Static_assert(sizeof(struct saf_record) == 32, "the format-2 header is 32 bytes");
 
 static void key_of(uint64_t disk_key, uint8_t out[SAF_KEY_LEN])
 {
@@ -186,15 +198,29 @@ int saf_load(struct tsw_state *st, MDB_txn *txn)
 	while ((rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) == 0) {
 		struct saf_record rec;
 		struct saf_slot *s;
+		size_t hdr;
 		uint32_t i;
 
-		if (k.mv_size != SAF_KEY_LEN || v.mv_size < sizeof(rec)) {
+		if (k.mv_size != SAF_KEY_LEN || v.mv_size < sizeof(struct saf_record_v1)) {
 			rc = -TSW_E_CORRUPT;
 			goto out;
 		}
-		memcpy(&rec, v.mv_data, sizeof(rec));
-		if (rec.len == 0 || rec.len > TSW_STATE_SAF_MSG_MAX ||
-		    v.mv_size != sizeof(rec) + rec.len) {
+		memset(&rec, 0, sizeof(rec));
+		memcpy(&rec, v.mv_data, sizeof(struct saf_record_v1));
+		if (rec.len == 0 || rec.len > TSW_STATE_SAF_MSG_MAX) {
+			rc = -TSW_E_CORRUPT;
+			goto out;
+		}
+		if (v.mv_size == sizeof(struct saf_record_v1) + rec.len) {
+			hdr = sizeof(struct saf_record_v1);
+		} else if (v.mv_size == sizeof(rec) + rec.len) {
+			hdr = sizeof(rec);
+			memcpy(&rec, v.mv_data, sizeof(rec));
+			if (rec.use_token_len > TSW_TOKEN_MAX_DIGITS) {
+				rc = -TSW_E_CORRUPT;
+				goto out;
+			}
+		} else {
 			rc = -TSW_E_CORRUPT;
 			goto out;
 		}
@@ -203,9 +229,11 @@ int saf_load(struct tsw_state *st, MDB_txn *txn)
 		rc = reserve_buf(s, rec.len);
 		if (rc < 0)
 			goto out;
-		memcpy(s->msg, (const uint8_t *)v.mv_data + sizeof(rec), rec.len);
+		memcpy(s->msg, (const uint8_t *)v.mv_data + hdr, rec.len);
 		s->len = rec.len;
 		s->route_key = rec.route_key;
+		s->use_token_len = rec.use_token_len;
+		memcpy(s->use_token, rec.use_token, sizeof(s->use_token));
 		s->disk_key = key_from(k.mv_data);
 		q->next_key = s->disk_key + 1;
 		publish_locked(st, i, false);
@@ -232,8 +260,11 @@ int saf_write(struct tsw_state *st, MDB_txn *txn, const struct op *op)
 		rc = mdb_del(txn, st->dbi_saf, &k, NULL);
 		return rc == MDB_NOTFOUND ? 0 : state_map_mdb(rc);
 	}
+	memset(&rec, 0, sizeof(rec));
 	rec.route_key = s->route_key;
 	rec.len = s->len;
+	rec.use_token_len = s->use_token_len;
+	memcpy(rec.use_token, s->use_token, sizeof(rec.use_token));
 	v.mv_size = sizeof(rec) + s->len;
 	v.mv_data = NULL;
 	rc = mdb_put(txn, st->dbi_saf, &k, &v, MDB_RESERVE);
@@ -264,13 +295,20 @@ void saf_committed(struct tsw_state *st, const struct op *ops, uint32_t n)
 int tsw_state_saf_put(struct tsw_state *st, uint32_t route_key, const uint8_t *msg, size_t len,
 		      uint64_t *ret_id)
 {
+	return tsw_state_saf_put_use(st, route_key, msg, len, NULL, 0, ret_id);
+}
+
+int tsw_state_saf_put_use(struct tsw_state *st, uint32_t route_key, const uint8_t *msg,
+			  size_t len, const char *use_token, size_t use_token_len, uint64_t *ret_id)
+{
 	struct saf_queue *q = &st->saf;
 	struct saf_slot *s;
 	uint64_t id;
 	uint32_t i;
 	int rc;
 
-	if (msg == NULL || len == 0)
+	if (msg == NULL || len == 0 || use_token_len > TSW_TOKEN_MAX_DIGITS ||
+	    (use_token_len && use_token == NULL))
 		return -TSW_E_BAD_INPUT;
 	if (len > TSW_STATE_SAF_MSG_MAX) {
 		count(&st->c.saf_too_big);
@@ -296,6 +334,10 @@ int tsw_state_saf_put(struct tsw_state *st, uint32_t route_key, const uint8_t *m
 	memcpy(s->msg, msg, len);
 	s->len = (uint32_t)len;
 	s->route_key = route_key;
+	memset(s->use_token, 0, sizeof(s->use_token));
+	if (use_token_len)
+		memcpy(s->use_token, use_token, use_token_len);
+	s->use_token_len = (uint8_t)use_token_len;
 	s->attempts = 0;
 	s->claimed = false;
 	s->not_before_ms = 0;
@@ -404,6 +446,8 @@ static struct saf_slot *live_slot(struct saf_queue *q, uint64_t id)
 int tsw_state_saf_ack(struct tsw_state *st, uint64_t id)
 {
 	struct saf_queue *q = &st->saf;
+	char use_token[TSW_TOKEN_MAX_DIGITS];
+	uint8_t use_token_len;
 	struct saf_slot *s;
 
 	pthread_mutex_lock(&q->lock);
@@ -418,8 +462,15 @@ int tsw_state_saf_ack(struct tsw_state *st, uint64_t id)
 	q->depth--;
 	gauge_depth(st);
 	state_enqueue_saf(st, OP_SAF_DEL, (uint32_t)(s - q->slots));
+	use_token_len = s->use_token_len;
+	memcpy(use_token, s->use_token, sizeof(use_token));
 	pthread_mutex_unlock(&q->lock);
 	count(&st->c.saf_acks);
+	/* Queued after the delete, so it commits in the same batch or a
+	 * later one: a crash between them keeps the use spent (the reversal
+	 * is gone, it cannot be acked twice), never gives it back twice. */
+	if (use_token_len && tsw_state_return_use(st, use_token, use_token_len) == 0)
+		count(&st->c.saf_uses_returned);
 	return 0;
 }
 

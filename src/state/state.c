@@ -20,7 +20,7 @@
 #include "tsw/token.h"
 
 enum {
-	FORMAT_VERSION = 1,
+	FORMAT_VERSION = 2, /* 2: SAF records carry the use their ack gives back */
 	MAX_DBS = 4,
 	DIR_MODE = 0700,
 	FILE_MODE = 0600,
@@ -329,6 +329,14 @@ static int check_version(MDB_txn *txn, MDB_dbi meta)
 	memcpy(&version, v.mv_data, sizeof(version));
 	if (version > FORMAT_VERSION)
 		return -TSW_E_VERSION;
+	if (version < FORMAT_VERSION) {
+		/* this build reads the older records and writes newer ones:
+		 * an older build must refuse the file from now on */
+		version = FORMAT_VERSION;
+		v.mv_data = &version;
+		v.mv_size = sizeof(version);
+		return state_map_mdb(mdb_put(txn, meta, &k, &v, 0));
+	}
 	return 0;
 }
 
@@ -881,6 +889,7 @@ void tsw_state_stats(const struct tsw_state *st, struct tsw_state_stats *ret)
 	ret->saf_full = LOAD(saf_full);
 	ret->saf_too_big = LOAD(saf_too_big);
 	ret->saf_loaded = LOAD(saf_loaded);
+	ret->saf_uses_returned = LOAD(saf_uses_returned);
 #undef LOAD
 	ret->tokens_cap = (uint64_t)st->per_shard_max * SHARDS;
 	ret->reservations_cap = st->res_cap;

@@ -75,6 +75,8 @@ struct saf_slot {
 	uint32_t msg_cap, len;
 	uint32_t route_key;
 	uint32_t attempts;
+	char use_token[TSW_TOKEN_MAX_DIGITS]; /* the ack gives back a use of it */
+	uint8_t use_token_len;		      /* 0: none */
 	uint32_t prev, next; /* the id-ordered list of live items; SAF_NIL ends */
 	uint32_t next_free;
 	uint8_t state; /* enum saf_slot_state */
@@ -101,7 +103,7 @@ struct counters {
 	    batch_max, commit_errors, commit_ns_total, tokens, reservations, queue_len,
 	    uses_returned;
 	atomic_uint_fast64_t saf_depth, saf_puts, saf_acks, saf_retries, saf_claims,
-	    saf_lease_expired, saf_full, saf_too_big, saf_loaded;
+	    saf_lease_expired, saf_full, saf_too_big, saf_loaded, saf_uses_returned;
 };
 
 struct tsw_state {

@@ -3,8 +3,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
+#include <sys/eventfd.h>
 #include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
 
+#include "engine_int.h"
 #include "harness.h"
 #include "tsw/error.h"
 #include "tsw/state.h"
@@ -124,6 +129,11 @@ static void state_open(struct h *h)
 
 	snprintf(sdir, sizeof(sdir), "%s/state", h->dir);
 	cr_assert_eq(tsw_state_open(sdir, &h->scfg, &h->state), 0);
+	if (h->state_efd <= 0) {
+		h->state_efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+		cr_assert_geq(h->state_efd, 0);
+	}
+	cr_assert_eq(tsw_state_add_waker(h->state, h->state_efd), 0);
 }
 
 void h_state_reopen(struct h *h)
@@ -205,6 +215,8 @@ void h_fini(struct h *h)
 
 	tsw_engine_free(h->e);
 	tsw_state_close(h->state);
+	if (h->state_efd > 0)
+		close(h->state_efd);
 	tsw_vault_close(h->vault);
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", h->dir);
 	(void)!system(cmd);
@@ -395,4 +407,37 @@ void h_advance(struct h *h, uint64_t ms)
 	tsw_engine_loop_begin(h->e, h->now);
 	tsw_engine_tick(h->e, h->now);
 	tsw_engine_loop_end(h->e);
+}
+
+static int64_t real_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void h_collect_after_commit(struct h *h, struct h_msgs *out)
+{
+	int64_t deadline = real_ms() + 10000;
+	uint64_t id = h->e->saf_last_id;
+
+	h_collect(h, TSW_EP_ACQ, (uint32_t)h->slot, out);
+	if (out->n) {
+		cr_assert(id && tsw_state_saf_durable(h->state, id),
+			  "answered before its reversal was durable");
+		return;
+	}
+	cr_assert_neq(id, 0, "no reversal was put");
+	while (!tsw_state_saf_durable(h->state, id)) {
+		struct pollfd p = {.fd = h->state_efd, .events = POLLIN};
+		int64_t left = deadline - real_ms();
+		uint64_t v;
+
+		cr_assert_gt(left, 0, "reversal not durable within 10 s");
+		if (poll(&p, 1, (int)left) == 1)
+			cr_assert_eq(read(h->state_efd, &v, sizeof(v)), (ssize_t)sizeof(v));
+	}
+	h_advance(h, 0);
+	h_collect(h, TSW_EP_ACQ, (uint32_t)h->slot, out);
 }

@@ -57,6 +57,7 @@ struct h {
 	struct tsw_engine *e;
 	uint64_t now;
 	int slot; /* an open acquirer connection */
+	int state_efd; /* woken by the state's writer after each commit */
 };
 
 /* Creates the vault (once per process), the state, and fills cfg with
@@ -93,5 +94,12 @@ const char *h_field(const struct tsw_iso_msg *m, unsigned f);
 bool h_contains(const uint8_t *hay, size_t n, const char *needle);
 /* Advances the clock by ms and ticks. */
 void h_advance(struct h *h, uint64_t ms);
+/* Collects the acquirer connection's output like h_collect; when nothing
+ * is there yet, waits (real time, 10 s deadline, on an eventfd the
+ * state's writer wakes) until the engine's last reversal is durable,
+ * runs one loop iteration and collects again. Fails when an answer is
+ * found while that reversal is not yet durable: an answer that leaves a
+ * reversal behind goes out only after its commit. */
+void h_collect_after_commit(struct h *h, struct h_msgs *out);
 
 #endif

@@ -141,10 +141,12 @@ Test(engine, issuer_answer_echoing_the_pan_elsewhere_is_replaced_by_96)
 	collect_iss(0);
 	snprintf(de48, sizeof(de48), "9916%s", h_tokens[H_OK].pan);
 	cr_assert_eq(h_issuer_answer(&H, 0, &iss->m[0], "00", 48, de48, 0), 0);
-	collect_acq();
+	/* the approval is reversed, and the 96 waits for that reversal */
+	h_collect_after_commit(&H, acq);
 	cr_assert_eq(acq->n, 1);
 	cr_assert_str_eq(h_field(&acq->m[0], 39), "96");
 	cr_assert_eq(H.m.pan_leaks_blocked, 1);
+	cr_assert_eq(H.m.answers_undelivered_reversed, 1);
 }
 
 struct decline_case {
@@ -330,7 +332,7 @@ Test(engine, timeout_answers_91_and_queues_a_reversal)
 	collect_acq();
 	cr_assert_eq(acq->n, 0, "answered before the deadline");
 	h_advance(&H, 1);
-	collect_acq();
+	h_collect_after_commit(&H, acq);
 	cr_assert_eq(acq->n, 1);
 	cr_assert_str_eq(h_field(&acq->m[0], 39), "91");
 	cr_assert_str_eq(h_field(&acq->m[0], 44), "ISSUER_UNAVAILABLE");
@@ -392,7 +394,7 @@ Test(engine, issuer_answer_above_acquirer_max_frame_is_answered_96)
 	cr_assert_eq(iss->n, 1);
 	memset(big, 'A', sizeof(big) - 1);
 	cr_assert_eq(h_issuer_answer(&H, 0, &iss->m[0], "00", 63, big, 0), 0);
-	collect_acq();
+	h_collect_after_commit(&H, acq);
 	cr_assert_eq(acq->n, 1);
 	cr_assert_str_eq(h_field(&acq->m[0], 39), "96");
 	cr_assert_str_eq(h_field(&acq->m[0], 11), "000051");
@@ -413,7 +415,7 @@ Test(engine, link_down_fails_pending_with_91_and_backs_off)
 	collect_iss(0);
 	cr_assert_eq(iss->n, 2);
 	tsw_engine_link_down(H.e, 0, H.now);
-	collect_acq();
+	h_collect_after_commit(&H, acq);
 	cr_assert_eq(acq->n, 2);
 	cr_assert_str_eq(h_field(&acq->m[0], 39), "91");
 	cr_assert_str_eq(h_field(&acq->m[1], 39), "91");

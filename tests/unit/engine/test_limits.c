@@ -99,7 +99,7 @@ Test(limits, timed_out_stans_past_capacity_are_counted_and_never_misdelivered)
 		stan[i] = (uint32_t)atoi(h_field(&orig[i], 11));
 	}
 	h_advance(&H, 2000);
-	collect_acq();
+	h_collect_after_commit(&H, acq);
 	cr_assert_eq(acq->n, N_EXPIRED);
 	cr_assert_eq(H.m.timeouts, N_EXPIRED);
 	evicted = H.m.expired_stans_evicted;

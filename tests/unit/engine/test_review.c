@@ -142,15 +142,18 @@ Test(review, pan_anywhere_in_an_answer_without_de2_is_replaced_by_96_and_reverse
 		n = h_auth(&H, body, sizeof(body), H_OK, stan, 0);
 		cr_assert_eq(h_send(&H, body, n), 0);
 		collect_iss(0);
+		/* the earlier rounds' reversals go out too */
+		cr_assert_eq(only_requests(), 1);
 		cr_assert_eq(
 		    h_issuer_answer(&H, 0, &iss->m[0], "00", 2, NULL, cases[i].field, v, 0), 0);
-		collect_acq();
+		h_collect_after_commit(&H, acq);
 		cr_assert_eq(acq->n, 1);
 		cr_assert_str_eq(h_field(&acq->m[0], 39), "96", "field %d", cases[i].field);
 		cr_assert_eq(H.m.pan_leaks_blocked, i + 1);
 		cr_assert_eq(H.m.saf_depth, i + 1, "approval answered 96 not reversed");
+		cr_assert_eq(H.m.answers_undelivered_reversed, i + 1);
 	}
-	/* the reversal goes out with the switch STAN of the original */
+	/* the last reversal goes out with the switch STAN of the original */
 	h_advance(&H, 0);
 	collect_iss(0);
 	cr_assert_geq(iss->n, 1);
@@ -181,25 +184,43 @@ Test(review, another_pan_from_the_issuer_is_caught_outside_de2)
 	cr_assert_eq(h_send(&H, body, n), 0);
 	collect_iss(0);
 	cr_assert_eq(h_issuer_answer(&H, 0, &iss->m[0], "00", 2, other, 44, other, 0), 0);
-	collect_acq();
+	h_collect_after_commit(&H, acq);
 	cr_assert_eq(acq->n, 1);
 	cr_assert_str_eq(h_field(&acq->m[0], 39), "96");
 	cr_assert_not(h_contains(acq->buf, acq->len, other));
 	cr_assert_eq(H.m.pan_leaks_blocked, 1);
 }
 
-/* item 3: the use of an approval answered 96 is given back */
-Test(review, approved_limited_use_answered_96_gives_the_use_back)
+/* The approval of a limited use answered 96 moved money at the issuer:
+ * the use stays spent until the issuer acknowledges the reversal, then
+ * it is given back (once). */
+Test(review, approved_limited_use_answered_96_gives_the_use_back_when_its_reversal_is_acked)
 {
+	struct tsw_iso_msg rev;
+	uint8_t revbuf[2048];
 	char v[64];
+	unsigned i;
 
 	h_start(&H);
 	cr_assert_eq(send_limited("000401"), 1);
 	snprintf(v, sizeof(v), "9916%s", h_tokens[H_LIMITED].pan);
 	cr_assert_eq(h_issuer_answer(&H, 0, &iss->m[0], "00", 2, NULL, 48, v, 0), 0);
-	collect_acq();
+	h_collect_after_commit(&H, acq);
 	cr_assert_str_eq(h_field(&acq->m[0], 39), "96");
-	if (send_limited("000402") != 1) {
+	/* the reversal is on its way (the wait ran a tick) */
+	collect_iss(0);
+	for (i = 0; i < iss->n && memcmp(iss->m[i].mti, "0400", 4) != 0; i++)
+		;
+	cr_assert_lt(i, iss->n, "no reversal of the approval");
+	cr_assert_str_eq(h_field(&iss->m[i], 2), h_tokens[H_LIMITED].pan);
+	memcpy(revbuf, iss->m[i].buf, iss->m[i].len);
+	cr_assert_eq(tsw_iso_decode(&H.prof, revbuf, iss->m[i].len, &rev), 0);
+	cr_assert_eq(send_limited("000402"), 0, "the use is spent until the reversal is acked");
+	collect_acq();
+	cr_assert_str_eq(h_field(&acq->m[0], 39), "65");
+	cr_assert_eq(h_issuer_answer(&H, 0, &rev, "00", 0), 0);
+	cr_assert_eq(H.m.saf_acked, 1);
+	if (send_limited("000403") != 1) {
 		collect_acq();
 		cr_assert_fail("use not given back: %u answers, rc %s, inflight %u", acq->n,
 			       acq->n ? h_field(&acq->m[0], 39) : "-", tsw_engine_inflight(H.e));
@@ -260,7 +281,7 @@ Test(review, timed_out_stan_is_not_reused_while_remembered)
 	cr_assert_eq(tsw_iso_decode(&H.prof, abuf, iss->len - 2, &a), 0);
 	stan_a = (uint32_t)atoi(h_field(&a, 11));
 	h_advance(&H, 2000);
-	collect_acq();
+	h_collect_after_commit(&H, acq);
 	cr_assert_str_eq(h_field(&acq->m[0], 39), "91");
 	collect_iss(0); /* the reversal */
 

@@ -186,7 +186,7 @@ Test(saf_engine, link_drop_puts_a_durable_reversal_sent_after_sign_on_and_acked_
 	h_start(&H);
 	forward_one("000051", &orig, origbuf, sizeof(origbuf));
 	tsw_engine_link_down(H.e, 0, H.now);
-	h_collect(&H, TSW_EP_ACQ, (uint32_t)H.slot, acq);
+	h_collect_after_commit(&H, acq);
 	cr_assert_eq(acq->n, 1);
 	cr_assert_str_eq(h_field(&acq->m[0], 39), "91");
 	wait_durable(H.e->saf_last_id);
@@ -242,7 +242,7 @@ Test(saf_engine, reversal_survives_an_engine_and_state_restart_and_the_new_engin
 	h_start(&H);
 	forward_one("000061", &orig, origbuf, sizeof(origbuf));
 	h_advance(&H, 2000);
-	h_collect(&H, TSW_EP_ACQ, (uint32_t)H.slot, acq);
+	h_collect_after_commit(&H, acq);
 	cr_assert_str_eq(h_field(&acq->m[0], 39), "91");
 	/* the link is up: the reversal goes at once, and gets no answer */
 	h_collect(&H, TSW_EP_LINK, 0, iss);

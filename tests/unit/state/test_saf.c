@@ -604,3 +604,94 @@ Test(saf, puts_and_reservations_share_one_group_commit)
 	cr_expect_eq(tok.used, 0, "the release was written");
 	close_saf(st, efd);
 }
+
+#define USE_TOKEN "4895370000000015"
+
+/* The reversal of an approval that spent a limited use gives the use
+ * back when the issuer acknowledges it: once, and only at the ack. The
+ * token travels with the item across a restart. */
+Test(saf, ack_of_a_use_reversal_gives_the_use_back_once_even_after_a_restart)
+{
+	struct tsw_saf_item *it = items_alloc(2);
+	struct tsw_state_token tok;
+	struct tsw_state_stats ss;
+	struct tsw_state *st;
+	uint64_t ticket, id;
+	int efd;
+
+	st = open_saf(0, &efd);
+	cr_assert_eq(tsw_state_reserve(st, USE_TOKEN, 16, 1, &ticket), 0);
+	cr_assert_eq(tsw_state_commit_use(st, ticket), 0);
+	cr_assert_eq(tsw_state_saf_put_use(st, 1, (const uint8_t *)REVERSAL_A, strlen(REVERSAL_A),
+					   USE_TOKEN, 16, &id),
+		     0);
+	cr_assert(wait_durable(st, efd, id));
+	cr_assert_eq(tsw_state_get(st, USE_TOKEN, 16, &tok), 0);
+	cr_expect_eq(tok.used, 1, "spent until the issuer acknowledges the reversal");
+	close_saf(st, efd);
+
+	st = open_saf(0, &efd);
+	cr_assert_eq(claim(st, 1, 2, it), 1);
+	cr_expect(item_is(&it[0], 1, REVERSAL_A), "the message is intact in format 2");
+	cr_assert_eq(tsw_state_get(st, USE_TOKEN, 16, &tok), 0);
+	cr_expect_eq(tok.used, 1);
+	cr_assert_eq(tsw_state_saf_ack(st, it[0].id), 0);
+	cr_assert_eq(tsw_state_get(st, USE_TOKEN, 16, &tok), 0);
+	cr_expect_eq(tok.used, 0, "the ack gave the use back");
+	cr_expect_eq(tsw_state_saf_ack(st, it[0].id), -TSW_E_NOT_FOUND, "a second ack: nothing");
+	tsw_state_stats(st, &ss);
+	cr_expect_eq(ss.saf_uses_returned, 1);
+	cr_expect_eq(ss.uses_returned, 1);
+	close_saf(st, efd);
+
+	/* the delete and the lower count were committed together */
+	st = open_saf(0, &efd);
+	cr_expect_eq(claim(st, 1, 2, it), 0);
+	cr_assert_eq(tsw_state_get(st, USE_TOKEN, 16, &tok), 0);
+	cr_expect_eq(tok.used, 0);
+	close_saf(st, efd);
+	free(it);
+}
+
+Test(saf, plain_reversal_ack_gives_no_use_back)
+{
+	struct tsw_state_token tok;
+	struct tsw_state_stats ss;
+	struct tsw_state *st;
+	uint64_t ticket, id;
+	int efd;
+
+	st = open_saf(0, &efd);
+	cr_assert_eq(tsw_state_reserve(st, USE_TOKEN, 16, 1, &ticket), 0);
+	cr_assert_eq(tsw_state_commit_use(st, ticket), 0);
+	id = put_str(st, 1, REVERSAL_A);
+	cr_assert_eq(tsw_state_saf_ack(st, id), 0);
+	cr_assert_eq(tsw_state_get(st, USE_TOKEN, 16, &tok), 0);
+	cr_expect_eq(tok.used, 1);
+	tsw_state_stats(st, &ss);
+	cr_expect_eq(ss.saf_uses_returned, 0);
+	cr_expect_eq(tsw_state_saf_put_use(st, 1, (const uint8_t *)"x", 1, USE_TOKEN, 20, &id),
+		     -TSW_E_BAD_INPUT, "a token above 19 digits");
+	close_saf(st, efd);
+}
+
+/* Records written by format 1 (an 8-byte header) are read as they were. */
+Test(saf, format_1_records_still_load)
+{
+	static const uint8_t key8[8] = {0, 0, 0, 0, 0, 0, 0, 5};
+	uint8_t val[8 + sizeof(REVERSAL_B) - 1];
+	uint32_t hdr[2] = {3, sizeof(REVERSAL_B) - 1};
+	struct tsw_saf_item *it = items_alloc(2);
+	struct tsw_state *st;
+	int efd;
+
+	memcpy(val, hdr, sizeof(hdr));
+	memcpy(val + 8, REVERSAL_B, sizeof(REVERSAL_B) - 1);
+	write_raw(key8, 8, val, sizeof(val));
+	st = open_saf(0, &efd);
+	cr_assert_eq(claim(st, 1, 2, it), 1);
+	cr_expect(item_is(&it[0], 3, REVERSAL_B));
+	cr_assert_eq(tsw_state_saf_ack(st, it[0].id), 0);
+	close_saf(st, efd);
+	free(it);
+}

@@ -1,0 +1,165 @@
+/* What the acquirer is owed, and when.
+ *
+ * Held answers. A request that timed out or whose link went down owes
+ * the issuer a reversal (saf.c). Its 91 must not reach the acquirer
+ * before that reversal is on disk: a crash in between would leave the
+ * issuer holding money nobody ever reverses. So the request stays
+ * allocated, out of the pending table, in a FIFO until the state's group
+ * commit makes its SAF item durable (the state's eventfd wakes the
+ * worker; held_poll runs every loop iteration and tick). FIFO order
+ * holds both ways: this engine's puts get growing ids and the state
+ * commits in id order, and every wait starts later than the one before.
+ * A writer that does not commit within saf_durable_wait_ms (a stalled
+ * disk) does not keep the acquirer waiting past it: the answer goes,
+ * counted in answers_held_timeouts.
+ *
+ * Unsent approvals. An approval written to an acquirer's output buffer
+ * has moved money at the issuer; if the connection closes before those
+ * bytes leave the buffer (the peer went away, a slow consumer was
+ * closed), the sale never happened on the acquirer's side. Each such
+ * request is kept, in its connection's FIFO, with the absolute output
+ * position of its answer's end, until tsw_engine_sent() passes it; at a
+ * close, whatever is left is reversed. Bytes the kernel took are taken
+ * as delivered: reversing an approval the acquirer did get would be the
+ * worse error, and an acquirer that did not get it reverses it itself.
+ */
+#include <string.h>
+
+#include "acq_reversal.h"
+#include "delivery.h"
+#include "engine_int.h"
+#include "tsw/authz.h"
+#include "tsw/state.h"
+
+#define NO_REQ UINT32_MAX
+
+static bool conn_alive(const struct tsw_engine *e, const struct req *r)
+{
+	const struct acq_conn *c = &e->conns[r->acq_slot];
+
+	return c->state == ACQ_OPEN && c->gen == r->acq_gen;
+}
+
+void held_answer(struct tsw_engine *e, struct req *r, enum tsw_authz_reason reason, uint64_t id)
+{
+	uint32_t idx = req_index(e, r);
+
+	r->hold_id = id;
+	r->hold_reason = (uint8_t)reason;
+	r->hold_until_ns = e->now_ns + (uint64_t)e->cfg.saf_durable_wait_ms * NS_PER_MS;
+	r->list_next = NO_REQ;
+	if (e->held_tail != NO_REQ)
+		e->reqs[e->held_tail].list_next = idx;
+	else
+		e->held_head = idx;
+	e->held_tail = idx;
+	e->n_held++;
+	e->m->answers_held++;
+}
+
+static struct req *held_pop(struct tsw_engine *e)
+{
+	struct req *r = &e->reqs[e->held_head];
+
+	e->held_head = r->list_next;
+	if (e->held_head == NO_REQ)
+		e->held_tail = NO_REQ;
+	e->n_held--;
+	e->m->answers_held--;
+	return r;
+}
+
+void held_poll(struct tsw_engine *e)
+{
+	while (e->n_held) {
+		struct req *r = &e->reqs[e->held_head];
+		enum tsw_authz_reason reason = (enum tsw_authz_reason)r->hold_reason;
+
+		if (!tsw_state_saf_durable(e->state, r->hold_id)) {
+			if (e->now_ns < r->hold_until_ns)
+				return;
+			e->m->answers_held_timeouts++;
+		}
+		held_pop(e);
+		if (conn_alive(e, r)) {
+			decline(e, r->acq_slot, &r->echo, reason);
+			conn_request_done(e, r->acq_slot, r->acq_gen);
+		} else {
+			e->m->answers_conn_gone++;
+			e->m->declines[reason]++;
+		}
+		req_free(e, r);
+	}
+}
+
+uint32_t held_pending(const struct tsw_engine *e)
+{
+	return e->n_held;
+}
+
+void held_drop_all(struct tsw_engine *e)
+{
+	while (e->n_held) {
+		struct req *r = held_pop(e);
+
+		e->m->answers_conn_gone++;
+		req_free(e, r);
+	}
+}
+
+void reverse_undelivered(struct tsw_engine *e, const struct req *r, bool return_use)
+{
+	uint64_t id;
+
+	if (saf_put(e, r, return_use, &id) == 0)
+		e->m->answers_undelivered_reversed++;
+	else
+		e->m->answers_undelivered_unqueued++;
+}
+
+void unsent_track(struct tsw_engine *e, struct req *r)
+{
+	struct acq_conn *c = &e->conns[r->acq_slot];
+	uint32_t idx = req_index(e, r);
+
+	r->out_end = c->out.sent_total + outbuf_pending(&c->out);
+	r->list_next = NO_REQ;
+	if (c->unsent_tail != NO_REQ)
+		e->reqs[c->unsent_tail].list_next = idx;
+	else
+		c->unsent_head = idx;
+	c->unsent_tail = idx;
+}
+
+static struct req *unsent_pop(struct tsw_engine *e, struct acq_conn *c)
+{
+	struct req *r = &e->reqs[c->unsent_head];
+
+	c->unsent_head = r->list_next;
+	if (c->unsent_head == NO_REQ)
+		c->unsent_tail = NO_REQ;
+	return r;
+}
+
+void unsent_sent(struct tsw_engine *e, uint32_t slot)
+{
+	struct acq_conn *c = &e->conns[slot];
+
+	while (c->unsent_head != NO_REQ && e->reqs[c->unsent_head].out_end <= c->out.sent_total)
+		req_free(e, unsent_pop(e, c));
+}
+
+void unsent_abandon(struct tsw_engine *e, uint32_t slot)
+{
+	struct acq_conn *c = &e->conns[slot];
+
+	while (c->unsent_head != NO_REQ) {
+		struct req *r = unsent_pop(e, c);
+		/* the use was committed at the approval; the acquirer's own
+		 * reversal may already have given it back (acq_reversal.c) */
+		bool return_use = r->has_ticket && acq_rev_disown_use(e, r);
+
+		reverse_undelivered(e, r, return_use);
+		req_free(e, r);
+	}
+}

@@ -46,6 +46,7 @@ struct server {
 	struct tsw_iso_profile acq_profile, iss_profile;
 	struct tsw_vault *vault;
 	struct tsw_state *state;
+	struct tsw_acq_reversals *acq_reversals; /* shared by the workers' engines */
 	struct tsw_metrics_shard *shards;
 	struct tsw_metrics_shard **shard_ptrs;
 	struct tsw_io_worker **workers;
@@ -157,6 +158,7 @@ static void engine_config(const struct server *s, const struct tsw_config *c, ui
 	ec->max_parked = c->max_parked;
 	ec->acq_reversal_memory = c->acq_reversal_memory;
 	ec->expired_stan_memory = c->expired_stan_memory;
+	ec->acq_reversals = s->acq_reversals;
 }
 
 static bool all_ready(void *ctx)
@@ -566,6 +568,20 @@ int main(int argc, char **argv)
 	}
 	if (open_data(s) < 0)
 		goto out_close;
+	{
+		/* acq_reversal_memory originals per worker, in one table: a
+		 * reversal may come in on another worker than its original */
+		uint64_t n = 1;
+
+		while (n < (uint64_t)s->cfg.acq_reversal_memory * s->n_workers)
+			n <<= 1;
+		r = tsw_acq_reversals_new((uint32_t)n, &s->acq_reversals);
+		if (r < 0) {
+			tsw_log(TSW_LOG_CRIT, "start_failed", "what=acq_reversals entries=%llu error=\"%s\"",
+				(unsigned long long)n, tsw_strerror(r));
+			goto out_close;
+		}
+	}
 
 	s->loop = uv_default_loop();
 	/* signals are taken here, never by workers (they block them) */
@@ -626,6 +642,7 @@ out_close:
 	/* the state writes to the workers' eventfds: close it before them */
 	tsw_state_close(s->state);
 	free_workers(s);
+	tsw_acq_reversals_free(s->acq_reversals);
 	if (s->vault)
 		tsw_vault_close(s->vault);
 out_free:

@@ -28,9 +28,14 @@
 #include "tsw/iso8583.h"
 #include "tsw/metrics.h"
 
+struct sockaddr;
 struct tsw_vault;
 struct tsw_state;
 struct tsw_engine;
+/* The originals remembered for acquirer reversals, shared by every
+ * worker (a reversal may come in on another worker than its original):
+ * lock-free, safe from any thread (src/engine/acq_reversal.c). */
+struct tsw_acq_reversals;
 
 #define TSW_ISSUERS_MAX 16
 /* Six-digit switch STANs, split evenly between the workers (n_workers). */
@@ -81,7 +86,19 @@ struct tsw_engine_config {
 	 * default); sized at creation, a reconfigure keeps them */
 	uint32_t acq_reversal_memory; /* originals kept for the acquirer's reversals (8192) */
 	uint32_t expired_stan_memory; /* timed-out STANs kept for late answers (4096) */
+	/* shared by every worker (tsw_acq_reversals_new); NULL: the engine
+	 * makes one of acq_reversal_memory entries for itself. Not a copy:
+	 * it must outlive the engine. */
+	struct tsw_acq_reversals *acq_reversals;
 };
+
+/* Makes the table of originals the workers' acquirer reversals are
+ * matched against: entries originals (a power of two, at most
+ * 64 * TSW_ENGINE_TABLE_MEMORY_MAX) and as many reversal links, 32 bytes
+ * each. Returns 0, -EINVAL or -ENOMEM; *ret_table untouched on failure. */
+int tsw_acq_reversals_new(uint32_t entries, struct tsw_acq_reversals **ret_table);
+/* Frees it (NULL is fine) once no engine uses it. */
+void tsw_acq_reversals_free(struct tsw_acq_reversals *t);
 
 enum tsw_endpoint_kind {
 	TSW_EP_ACQ,
@@ -137,6 +154,12 @@ void tsw_engine_loop_end(struct tsw_engine *e);
 /* Acquirer connections. open returns the slot, or -TSW_E_FULL when
  * max_conns is reached (the backend closes the socket; counted). */
 int tsw_engine_acq_open(struct tsw_engine *e, uint64_t now_ns);
+/* The peer address of connection slot (after acq_open): part of the
+ * acquirer's identity that its reversals are matched by (the host, not
+ * the port). sa NULL or not AF_INET/AF_INET6: unknown, the same for
+ * every such connection. */
+void tsw_engine_acq_peer(struct tsw_engine *e, uint32_t slot, const struct sockaddr *sa,
+			 size_t sa_len);
 /* Bytes received (at most cfg->in_buf_bytes per call). Returns 0, or a
  * negative error after which the backend must close the connection:
  * -TSW_E_FRAME_TOO_BIG / -TSW_E_BAD_HEADER (broken framing),

@@ -1,29 +1,42 @@
-/* Acquirer reversals (review item 6). The issuer saw the switch's STAN on
- * the original, never the acquirer's, so a reversal's DE90 must name the
- * original by the switch STAN. Each forwarded original is remembered
- * under a hash of (token, acquirer DE11, DE7, DE41) in a bounded
- * direct-mapped table (no connection in the key: a reversal may come on
- * another connection); a reversal whose DE90 names a remembered original
- * gets DE90 rewritten, an unknown one is forwarded as it came. A 64-bit
+/* Acquirer reversals. The issuer saw the switch's STAN on the original,
+ * never the acquirer's, so a reversal's DE90 must name the original by
+ * the switch STAN. Each forwarded original is remembered under a hash of
+ * (token, acquirer DE11, DE7, DE41, DE32, the connection's peer address)
+ * in a bounded direct-mapped table; a reversal whose DE90 names a
+ * remembered original of the same acquirer gets DE90 rewritten, an
+ * unknown one is forwarded as it came. The acquirer's identity is in the
+ * key so that nobody who merely knows a token and a trace can reverse
+ * another acquirer's original (and take its limited use back). A 64-bit
  * hash collision (2^-64) would rewrite to another original's STAN.
+ *
+ * One table serves every worker (struct tsw_acq_reversals, made by the
+ * server and named in each engine's config; an engine without one makes
+ * its own): with SO_REUSEPORT a reversal often comes in on another
+ * worker than its original. Slots are read and written by any worker
+ * without a lock: each carries a sequence number (a seqlock). A writer
+ * takes a slot by moving the sequence from even to odd with a
+ * compare-and-swap and gives up when another writer holds it (the write
+ * is lost, as if a newer original had pushed this one out); a reader
+ * retries a few times while a writer is in the slot, then takes the
+ * entry as absent. Losing an entry never spends a use twice: its
+ * reversal goes as it came and gives nothing back.
  *
  * Limited uses. An original whose approval consumed a limited use
  * (acq_rev_use_consumed) is flagged; a reversal that names it leaves a
- * link under its own key (token, its DE11, DE7, DE41) in the second half
- * of the table, and when the issuer answers that reversal 00,
- * acq_rev_take_use finds the original through the link, clears the flag
- * and the engine gives the use back once: a repeated reversal (0401,
- * 0421) finds the flag cleared. An original or link pushed out of the
- * table gives nothing back (the use stays spent: never a double spend).
+ * link under its own key in the second half of the table, and when the
+ * issuer answers that reversal 00, acq_rev_take_use finds the original
+ * through the link, clears the flag and the engine gives the use back
+ * once: a repeated reversal (0401, 0421) finds the flag cleared. An
+ * original or link pushed out of the table gives nothing back.
  *
- * Size: cfg.acq_reversal_memory originals (a power of two: the slot is
- * the hash masked) plus as many links. An original pushed out by another
- * one is counted in acq_reversals_evicted: its reversal is then forwarded
- * with DE90 as it came. Links are not counted: one is needed only while
- * its reversal is in flight, and most are overwritten long after. */
+ * Size: the table's entries (a power of two: the slot is the hash
+ * masked) plus as many links. An original pushed out by another one is
+ * counted in acq_reversals_evicted by the worker that pushed it. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 
 #define XXH_INLINE_ALL
 #include <xxhash.h>
@@ -31,36 +44,116 @@
 #include "acq_reversal.h"
 #include "engine_int.h"
 
-/* [0, size): originals; [size, 2 * size): reversal links. */
+/* [0, size): originals; [size, 2 * size): reversal links. Every field is
+ * read and written with __atomic builtins: other workers share it. */
 struct acq_rev_ent {
+	uint32_t seq;	    /* odd while a writer is in the slot */
+	uint32_t stan;	    /* an original: the switch STAN it went out with */
 	uint64_t hash;	    /* 0: empty */
 	uint64_t orig_hash; /* a link: the original's hash */
-	uint32_t stan;
-	char de7[10];
-	bool use_consumed; /* an original: its approval consumed a limited use */
+	uint32_t de7;	    /* an original: its DE7 (10 digits) as a number */
+	uint32_t use_consumed; /* an original: its approval consumed a limited use */
 };
 
-/* Up to 19 token digits, DE11 6, DE7 10, DE41 8 (longer values are cut,
- * the same way on both sides). */
-#define KEY_MAX 64u
+struct tsw_acq_reversals {
+	struct acq_rev_ent *ent;
+	uint32_t mask; /* entries - 1 */
+};
 
-static uint64_t key_of(const char *token, size_t token_len, const uint8_t *de11, size_t de11_len,
-		       const uint8_t *de7, size_t de7_len, const uint8_t *de41, size_t de41_len)
+/* A reader gives up after this many tries while writers hold the slot. */
+#define READ_TRIES 4
+/* Up to 19 token digits, DE11 6, DE7 10, DE41 8, DE32 11, the peer 8
+ * (longer values are cut, the same way on both sides). */
+#define KEY_PART_MAX 64u
+#define KEY_PARTS 6u
+
+struct ent_view {
+	uint64_t hash, orig_hash;
+	uint32_t stan, de7, use_consumed;
+};
+
+static bool slot_lock(struct acq_rev_ent *s, uint32_t *ret_seq)
 {
-	uint8_t buf[4 + 4 * KEY_MAX];
+	uint32_t q = __atomic_load_n(&s->seq, __ATOMIC_RELAXED);
+
+	if (q & 1)
+		return false;
+	if (!__atomic_compare_exchange_n(&s->seq, &q, q + 1, false, __ATOMIC_ACQUIRE,
+					 __ATOMIC_RELAXED))
+		return false;
+	/* the odd sequence is seen before any field changes */
+	__atomic_thread_fence(__ATOMIC_RELEASE);
+	*ret_seq = q;
+	return true;
+}
+
+static void slot_unlock(struct acq_rev_ent *s, uint32_t q)
+{
+	__atomic_store_n(&s->seq, q + 2, __ATOMIC_RELEASE);
+}
+
+#define LD(p) __atomic_load_n(p, __ATOMIC_RELAXED)
+#define ST(p, v) __atomic_store_n(p, v, __ATOMIC_RELAXED)
+
+static bool slot_read(const struct acq_rev_ent *s, struct ent_view *v)
+{
+	for (int i = 0; i < READ_TRIES; i++) {
+		uint32_t q = __atomic_load_n(&s->seq, __ATOMIC_ACQUIRE);
+
+		if (q & 1)
+			continue;
+		v->hash = LD(&s->hash);
+		v->orig_hash = LD(&s->orig_hash);
+		v->stan = LD(&s->stan);
+		v->de7 = LD(&s->de7);
+		v->use_consumed = LD(&s->use_consumed);
+		__atomic_thread_fence(__ATOMIC_ACQUIRE);
+		if (LD(&s->seq) == q)
+			return true;
+	}
+	return false;
+}
+
+int tsw_acq_reversals_new(uint32_t entries, struct tsw_acq_reversals **ret_table)
+{
+	struct tsw_acq_reversals *t;
+
+	if (entries == 0 || (entries & (entries - 1)) || entries > TSW_ENGINE_TABLE_MEMORY_MAX * 64u)
+		return -EINVAL;
+	t = calloc(1, sizeof(*t));
+	if (!t)
+		return -ENOMEM;
+	t->ent = calloc(2 * (size_t)entries, sizeof(*t->ent));
+	if (!t->ent) {
+		free(t);
+		return -ENOMEM;
+	}
+	t->mask = entries - 1;
+	*ret_table = t;
+	return 0;
+}
+
+void tsw_acq_reversals_free(struct tsw_acq_reversals *t)
+{
+	if (!t)
+		return;
+	free(t->ent);
+	free(t);
+}
+
+struct key_part {
+	const uint8_t *p;
+	size_t len;
+};
+
+static uint64_t key_of(const struct key_part parts[KEY_PARTS])
+{
+	uint8_t buf[KEY_PARTS * (1 + KEY_PART_MAX)];
 	size_t n = 0;
-	const struct {
-		const uint8_t *p;
-		size_t len;
-	} parts[] = {{(const uint8_t *)token, token_len},
-		     {de11, de11_len},
-		     {de7, de7_len},
-		     {de41, de41_len}};
-	size_t i;
 	uint64_t h;
 
-	for (i = 0; i < sizeof(parts) / sizeof(parts[0]); i++) {
-		size_t k = parts[i].len < KEY_MAX ? parts[i].len : KEY_MAX;
+	for (size_t i = 0; i < KEY_PARTS; i++) {
+		size_t k = parts[i].len < KEY_PART_MAX ? parts[i].len : KEY_PART_MAX;
 
 		buf[n++] = (uint8_t)k;
 		if (k)
@@ -71,180 +164,243 @@ static uint64_t key_of(const char *token, size_t token_len, const uint8_t *de11,
 	return h ? h : 1;
 }
 
-static uint64_t key_of_msg(const char *token, size_t token_len, const uint8_t *de11,
-			   size_t de11_len, const uint8_t *de7, const struct tsw_iso_msg *m)
+static struct key_part field_part(const struct tsw_iso_msg *m, unsigned f)
 {
-	const uint8_t *de41 = tsw_iso_has(m, 41) ? tsw_iso_ptr(m, 41) : NULL;
-
-	return key_of(token, token_len, de11, de11_len, de7, 10, de41, de41 ? m->f[41].len : 0);
+	if (!tsw_iso_has(m, f))
+		return (struct key_part){NULL, 0};
+	return (struct key_part){tsw_iso_ptr(m, f), m->f[f].len};
 }
 
-/* The key of the acquirer message r was forwarded for, from its echo
- * fields (the same bytes the message had); 0 when DE11 or DE7 is missing. */
-static unsigned echo_idx(unsigned field)
+/* (token, de11, de7, DE41 of m, DE32 of m, the peer of slot) */
+static uint64_t key_with(const struct tsw_engine *e, uint32_t slot, const char *token,
+			 size_t token_len, const uint8_t *de11, size_t de11_len, const uint8_t *de7,
+			 const struct tsw_iso_msg *m)
 {
-	unsigned i;
+	const uint64_t *peer = &e->conns[slot].peer_id;
+	const struct key_part parts[KEY_PARTS] = {
+	    {(const uint8_t *)token, token_len},
+	    {de11, de11_len},
+	    {de7, 10},
+	    field_part(m, 41),
+	    field_part(m, 32),
+	    {(const uint8_t *)peer, sizeof(*peer)},
+	};
 
-	for (i = 0; i < TSW_ENGINE_ECHO_FIELDS; i++)
-		if (tsw_engine_echo_fields[i] == field)
-			break;
-	return i;
+	return key_of(parts);
 }
 
-static uint64_t key_of_req(const struct req *r)
+static bool de7_number(const uint8_t *p, uint32_t *ret)
 {
-	const struct echo *ec = &r->echo;
-	unsigned i7 = echo_idx(7), i11 = echo_idx(11), i41 = echo_idx(41);
-	size_t de41_len;
+	uint64_t v = 0;
 
-	if (i7 >= TSW_ENGINE_ECHO_FIELDS || i11 >= TSW_ENGINE_ECHO_FIELDS ||
-	    i41 >= TSW_ENGINE_ECHO_FIELDS || !ec->len[i11] || ec->len[i7] != 10)
-		return 0;
-	de41_len = ec->len[i41];
-	return key_of(r->token, r->token_len, ec->data + ec->off[i11], ec->len[i11],
-		      ec->data + ec->off[i7], 10, de41_len ? ec->data + ec->off[i41] : NULL,
-		      de41_len);
+	for (int i = 0; i < 10; i++) {
+		if (p[i] < '0' || p[i] > '9')
+			return false;
+		v = v * 10 + (uint64_t)(p[i] - '0');
+	}
+	if (v > UINT32_MAX)
+		return false;
+	*ret = (uint32_t)v;
+	return true;
 }
 
-static struct acq_rev_ent *orig_slot(const struct tsw_engine *e, uint64_t h)
+static void de7_text(uint32_t v, char out[10])
 {
-	return &e->acq_rev[h & e->acq_rev_mask];
+	for (int i = 9; i >= 0; i--) {
+		out[i] = (char)('0' + v % 10);
+		v /= 10;
+	}
 }
 
-static struct acq_rev_ent *link_slot(const struct tsw_engine *e, uint64_t k)
+static struct acq_rev_ent *orig_slot(const struct tsw_acq_reversals *t, uint64_t h)
 {
-	return &e->acq_rev[(size_t)e->acq_rev_mask + 1 + (k & e->acq_rev_mask)];
+	return &t->ent[h & t->mask];
+}
+
+static struct acq_rev_ent *link_slot(const struct tsw_acq_reversals *t, uint64_t k)
+{
+	return &t->ent[(size_t)t->mask + 1 + (k & t->mask)];
 }
 
 int acq_rev_init(struct tsw_engine *e)
 {
 	uint32_t n = e->cfg.acq_reversal_memory ? e->cfg.acq_reversal_memory
 						: TSW_ENGINE_ACQ_REV_MEMORY_DEFAULT;
+	int r;
 
-	e->acq_rev = calloc(2 * (size_t)n, sizeof(*e->acq_rev));
-	if (!e->acq_rev)
-		return -ENOMEM;
-	e->acq_rev_mask = n - 1;
 	e->m->acq_reversals_capacity = n;
+	if (e->cfg.acq_reversals) {
+		e->acq_rev = e->cfg.acq_reversals;
+		/* one table for all: worker 0 reports it, so the sum is right */
+		e->m->acq_reversals_capacity = e->cfg.worker_id == 0 ? e->acq_rev->mask + 1 : 0;
+		return 0;
+	}
+	r = tsw_acq_reversals_new(n, &e->acq_rev_own);
+	if (r < 0)
+		return r;
+	e->acq_rev = e->acq_rev_own;
 	return 0;
+}
+
+uint32_t acq_rev_capacity(const struct tsw_engine *e)
+{
+	return e->acq_rev ? e->acq_rev->mask + 1 : 0;
 }
 
 void acq_rev_free(struct tsw_engine *e)
 {
-	free(e->acq_rev);
+	tsw_acq_reversals_free(e->acq_rev_own);
+	e->acq_rev_own = NULL;
 	e->acq_rev = NULL;
 }
 
-uint64_t acq_rev_key(const struct tsw_engine *e, const char *token, size_t token_len,
-		     const struct tsw_iso_msg *m)
+void tsw_engine_acq_peer(struct tsw_engine *e, uint32_t slot, const struct sockaddr *sa,
+			 size_t sa_len)
+{
+	const void *addr = NULL;
+	size_t len = 0;
+
+	if (slot >= e->cfg.max_conns)
+		return;
+	/* the host, not the port: an acquirer's connections share it */
+	if (sa && sa->sa_family == AF_INET && sa_len >= sizeof(struct sockaddr_in)) {
+		addr = &((const struct sockaddr_in *)(const void *)sa)->sin_addr;
+		len = sizeof(struct in_addr);
+	} else if (sa && sa->sa_family == AF_INET6 && sa_len >= sizeof(struct sockaddr_in6)) {
+		addr = &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr;
+		len = sizeof(struct in6_addr);
+	}
+	e->conns[slot].peer_id = addr ? XXH3_64bits(addr, len) : 0;
+}
+
+uint64_t acq_rev_key(const struct tsw_engine *e, uint32_t slot, const char *token,
+		     size_t token_len, const struct tsw_iso_msg *m)
 {
 	uint64_t h;
 
 	if (!e->acq_rev || !tsw_iso_has(m, 11) || !tsw_iso_has(m, 7) || m->f[7].len != 10)
 		return 0;
-	h = key_of_msg(token, token_len, tsw_iso_ptr(m, 11), m->f[11].len, tsw_iso_ptr(m, 7), m);
+	h = key_with(e, slot, token, token_len, tsw_iso_ptr(m, 11), m->f[11].len,
+		     tsw_iso_ptr(m, 7), m);
 	/* the slot is written when the original is forwarded, after the
 	 * decrypt and the encode: its cache miss overlaps them */
-	__builtin_prefetch(orig_slot(e, h), 1);
+	__builtin_prefetch(orig_slot(e->acq_rev, h), 1);
 	return h;
 }
 
 void acq_rev_remember(struct tsw_engine *e, uint64_t h, const struct tsw_iso_msg *m, uint32_t stan)
 {
 	struct acq_rev_ent *s;
+	uint32_t q, de7;
+	uint64_t old;
 
-	if (!h)
+	if (!h || !de7_number(tsw_iso_ptr(m, 7), &de7))
 		return;
-	s = orig_slot(e, h);
-	if (s->hash && s->hash != h)
+	s = orig_slot(e->acq_rev, h);
+	if (!slot_lock(s, &q)) {
+		/* another worker is writing this slot: as if pushed out */
 		e->m->acq_reversals_evicted++;
-	s->hash = h;
-	s->stan = stan;
-	s->use_consumed = false;
-	memcpy(s->de7, tsw_iso_ptr(m, 7), 10);
+		return;
+	}
+	old = LD(&s->hash);
+	if (old && old != h)
+		e->m->acq_reversals_evicted++;
+	ST(&s->hash, h);
+	ST(&s->stan, stan);
+	ST(&s->de7, de7);
+	ST(&s->use_consumed, 0u);
+	slot_unlock(s, q);
 }
 
-int acq_rev_de90(struct tsw_engine *e, const char *token, size_t token_len,
-		 const struct tsw_iso_msg *m, char out[TSW_ENGINE_DE90_LEN])
+int acq_rev_de90(struct tsw_engine *e, uint32_t slot, uint64_t own_key, const char *token,
+		 size_t token_len, const struct tsw_iso_msg *m, char out[TSW_ENGINE_DE90_LEN])
 {
-	const struct acq_rev_ent *s;
 	struct acq_rev_ent *link;
+	struct ent_view v;
 	const uint8_t *de90;
-	uint64_t h, k;
+	uint64_t h;
+	uint32_t q;
 
 	if (!e->acq_rev || !tsw_iso_has(m, 90) || m->f[90].len != TSW_ENGINE_DE90_LEN)
 		return 0;
 	de90 = tsw_iso_ptr(m, 90);
-	h = key_of_msg(token, token_len, de90 + TSW_ENGINE_DE90_OFF_STAN, 6,
-		       de90 + TSW_ENGINE_DE90_OFF_DE7, m);
-	s = orig_slot(e, h);
-	if (s->hash != h)
+	h = key_with(e, slot, token, token_len, de90 + TSW_ENGINE_DE90_OFF_STAN, 6,
+		     de90 + TSW_ENGINE_DE90_OFF_DE7, m);
+	if (!slot_read(orig_slot(e->acq_rev, h), &v) || v.hash != h)
 		return 0;
 	/* the reversal's answer finds the original through its own key */
-	if (tsw_iso_has(m, 11) && m->f[11].len && tsw_iso_has(m, 7) && m->f[7].len == 10) {
-		k = key_of_msg(token, token_len, tsw_iso_ptr(m, 11), m->f[11].len,
-			       tsw_iso_ptr(m, 7), m);
-		link = link_slot(e, k);
-		link->hash = k;
-		link->orig_hash = h;
+	if (own_key) {
+		link = link_slot(e->acq_rev, own_key);
+		if (slot_lock(link, &q)) {
+			ST(&link->hash, own_key);
+			ST(&link->orig_hash, h);
+			slot_unlock(link, q);
+		}
 	}
 	memcpy(out, de90, TSW_ENGINE_DE90_LEN);
-	fmt6(s->stan, out + TSW_ENGINE_DE90_OFF_STAN);
-	memcpy(out + TSW_ENGINE_DE90_OFF_DE7, s->de7, 10);
+	fmt6(v.stan, out + TSW_ENGINE_DE90_OFF_STAN);
+	de7_text(v.de7, out + TSW_ENGINE_DE90_OFF_DE7);
 	return 1;
+}
+
+/* Sets (flag 1) or takes (flag 0) the use flag of original h. Returns
+ * -1 when the slot holds another original (or none), else the flag as
+ * it was; 0 as well when another writer holds the slot (nothing changes:
+ * the use stays spent). */
+static int use_flag(struct tsw_engine *e, uint64_t h, uint32_t flag)
+{
+	struct acq_rev_ent *s = orig_slot(e->acq_rev, h);
+	uint32_t q, was;
+
+	if (!slot_lock(s, &q))
+		return 0;
+	if (LD(&s->hash) != h) {
+		slot_unlock(s, q);
+		return -1;
+	}
+	was = LD(&s->use_consumed);
+	ST(&s->use_consumed, flag);
+	slot_unlock(s, q);
+	return (int)was;
 }
 
 void acq_rev_use_consumed(struct tsw_engine *e, const struct req *r)
 {
-	struct acq_rev_ent *s;
-	uint64_t h;
-
-	if (!e->acq_rev)
-		return;
-	h = key_of_req(r);
-	if (!h)
-		return;
-	s = orig_slot(e, h);
-	if (s->hash == h)
-		s->use_consumed = true;
+	if (e->acq_rev && r->acq_rev_key)
+		use_flag(e, r->acq_rev_key, 1);
 }
 
 bool acq_rev_disown_use(struct tsw_engine *e, const struct req *r)
 {
 	struct acq_rev_ent *s;
-	uint64_t h;
+	uint32_t q;
+	bool ret;
 
-	if (!e->acq_rev)
+	if (!e->acq_rev || !r->acq_rev_key)
 		return true;
-	h = key_of_req(r);
-	if (!h)
-		return true;
-	s = orig_slot(e, h);
-	if (s->hash != h)
-		return true;
-	if (!s->use_consumed)
+	s = orig_slot(e->acq_rev, r->acq_rev_key);
+	/* a busy slot: keep the use spent (an acquirer reversal may be
+	 * taking it right now) */
+	if (!slot_lock(s, &q))
 		return false;
-	s->use_consumed = false;
-	return true;
+	if (LD(&s->hash) != r->acq_rev_key) {
+		ret = true; /* pushed out: nobody else can give it back */
+	} else {
+		ret = LD(&s->use_consumed) != 0;
+		ST(&s->use_consumed, 0u);
+	}
+	slot_unlock(s, q);
+	return ret;
 }
 
 bool acq_rev_take_use(struct tsw_engine *e, const struct req *r)
 {
-	const struct acq_rev_ent *link;
-	struct acq_rev_ent *s;
-	uint64_t k;
+	struct ent_view link;
 
-	if (!e->acq_rev)
+	if (!e->acq_rev || !r->acq_rev_key)
 		return false;
-	k = key_of_req(r);
-	if (!k)
+	if (!slot_read(link_slot(e->acq_rev, r->acq_rev_key), &link) ||
+	    link.hash != r->acq_rev_key)
 		return false;
-	link = link_slot(e, k);
-	if (link->hash != k)
-		return false;
-	s = orig_slot(e, link->orig_hash);
-	if (s->hash != link->orig_hash || !s->use_consumed)
-		return false;
-	s->use_consumed = false;
-	return true;
+	return use_flag(e, link.orig_hash, 0) == 1;
 }

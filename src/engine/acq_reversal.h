@@ -21,37 +21,42 @@ struct req;
 #define TSW_ENGINE_DE90_OFF_STAN 4u
 #define TSW_ENGINE_DE90_OFF_DE7 10u
 
-/* Allocates cfg.acq_reversal_memory originals and as many reversal links
- * (a power of two, checked by tsw_engine_new) and sets the capacity
- * gauge: 0 or -ENOMEM. */
+/* Points the engine at cfg.acq_reversals (shared by every worker), or
+ * makes a table of its own of cfg.acq_reversal_memory originals and as
+ * many reversal links; sets the capacity gauge: 0 or -ENOMEM. */
 int acq_rev_init(struct tsw_engine *e);
 void acq_rev_free(struct tsw_engine *e);
-/* The key an original (0100/0200 from the acquirer, m) of token is
- * remembered under: (token, m's DE11, DE7, DE41), whatever the acquirer
- * connection; 0 when m lacks DE11 or a 10-digit DE7 (nothing to remember).
+/* Originals the engine's table holds (its size, not its fill). */
+uint32_t acq_rev_capacity(const struct tsw_engine *e);
+/* The key a message m of token on acquirer connection slot is
+ * remembered or looked up under: (token, m's DE11, DE7, DE41, DE32, the
+ * connection's peer address); 0 when m lacks DE11 or a 10-digit DE7.
  * Starts loading the key's slot: call it before the work that precedes
  * acq_rev_remember. */
-uint64_t acq_rev_key(const struct tsw_engine *e, const char *token, size_t token_len,
-		     const struct tsw_iso_msg *m);
+uint64_t acq_rev_key(const struct tsw_engine *e, uint32_t slot, const char *token,
+		     size_t token_len, const struct tsw_iso_msg *m);
 /* The original m of key h (acq_rev_key) went to the issuer with switch
  * STAN stan and m's DE7. */
 void acq_rev_remember(struct tsw_engine *e, uint64_t h, const struct tsw_iso_msg *m, uint32_t stan);
-/* For a reversal m of token: when its DE90 names a remembered original,
- * writes the DE90 the issuer must see (the switch STAN and DE7 of the
- * original as sent) to out and returns 1; 0 when DE90 is absent, not 42
- * bytes or unknown (it is then forwarded as it came). */
-int acq_rev_de90(struct tsw_engine *e, const char *token, size_t token_len,
-		 const struct tsw_iso_msg *m, char out[TSW_ENGINE_DE90_LEN]);
-/* The issuer approved original r (0100/0200) and its limited use was
- * committed: the remembered original is flagged (nothing when it was
- * pushed out of the table). */
+/* For a reversal m of token on connection slot (own_key: its own
+ * acq_rev_key, 0 for none): when its DE90 names an original remembered
+ * for the same acquirer (DE32, peer address), writes the DE90 the issuer
+ * must see (the switch STAN and DE7 of the original as sent) to out and
+ * returns 1; 0 when DE90 is absent, not 42 bytes or unknown (it is then
+ * forwarded as it came). */
+int acq_rev_de90(struct tsw_engine *e, uint32_t slot, uint64_t own_key, const char *token,
+		 size_t token_len, const struct tsw_iso_msg *m, char out[TSW_ENGINE_DE90_LEN]);
+/* The issuer approved original r (0100/0200, r->acq_rev_key) and its
+ * limited use was committed: the remembered original is flagged (nothing
+ * when it was pushed out of the table). */
 void acq_rev_use_consumed(struct tsw_engine *e, const struct req *r);
 /* Approval r (its use committed, acq_rev_use_consumed called) never
  * reached its acquirer and the switch reverses it itself: true when that
  * reversal's ack must give the use back. The original's flag is cleared
  * (an acquirer reversal of it then gives nothing back); false when the
- * flag was already taken by an acquirer reversal answered 00. An
- * original pushed out of the table: true (nobody else can give it back). */
+ * flag was already taken by an acquirer reversal answered 00, or another
+ * worker holds the slot right now. An original pushed out of the table:
+ * true (nobody else can give it back). */
 bool acq_rev_disown_use(struct tsw_engine *e, const struct req *r);
 /* The issuer answered reversal r 00: true when r named (through DE90) a
  * flagged original; the flag is cleared, so a repeated reversal of the

@@ -298,6 +298,7 @@ int tsw_engine_acq_open(struct tsw_engine *e, uint64_t now_ns)
 	c->close_queued = false;
 	c->was_paused = false;
 	c->last_active_ns = now_ns;
+	c->peer_id = 0;
 	c->fr.acc_len = 0;
 	c->fr.need = 0;
 	c->fr.have_hdr = 0;

@@ -79,6 +79,7 @@ struct acq_conn {
 	uint32_t stash_off, stash_len;
 	uint32_t gen;
 	uint32_t inflight;
+	uint64_t peer_id; /* hash of the peer's address (acq_reversal.c), 0: unknown */
 	/* approvals written but not yet sent, oldest first (delivery.c) */
 	uint32_t unsent_head, unsent_tail;
 	uint64_t last_active_ns;
@@ -138,6 +139,7 @@ struct req {
 	uint8_t pan_len;  /* REQ_ACQ: digits of the PAN sent (answer_guard.c) */
 	uint64_t pan_fp;  /* REQ_ACQ: its keyed fingerprint, never the PAN */
 	char pan_last4[4]; /* REQ_ACQ: its last 4 digits (shown by masking too): scan filter */
+	uint64_t acq_rev_key; /* REQ_ACQ: acq_reversal.c key of the acquirer's message */
 	uint64_t dup_hash; /* REQ_ACQ: dup.c chain of (connection, DE11, DE7) */
 	uint32_t dup_next;
 	bool in_dup;
@@ -212,8 +214,8 @@ struct tsw_engine {
 	uint32_t stan_seq;
 	uint32_t *dup_heads; /* dup.c: requests in flight by (connection, DE11, DE7) */
 	uint32_t dup_mask;
-	struct acq_rev_ent *acq_rev; /* acq_reversal.c: originals by acquirer key */
-	uint32_t acq_rev_mask;	     /* cfg.acq_reversal_memory - 1 */
+	struct tsw_acq_reversals *acq_rev;     /* acq_reversal.c: originals by acquirer key */
+	struct tsw_acq_reversals *acq_rev_own; /* the engine's own, without cfg.acq_reversals */
 
 	/* store-and-forward reversals (saf.c; the queue is the state's) */
 	struct tsw_saf_item *saf_items; /* claim buffer, TSW_ENGINE_SAF_CLAIM_BATCH */

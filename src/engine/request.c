@@ -91,8 +91,9 @@ static int forward(struct tsw_engine *e, struct pipeline *pl, const struct tsw_t
 	if (!tsw_iso_has(m, 11) || m->f[11].len == 0 || m->f[11].len > 255)
 		return pl_decline(e, pl, TSW_AUTHZ_FORMAT);
 	cls = mti_class(m->mti);
-	if (cls == TSW_MTI_0100 || cls == TSW_MTI_0200)
-		rev_key = acq_rev_key(e, t->token, t->token_len, m);
+	if (cls == TSW_MTI_0100 || cls == TSW_MTI_0200 || cls == TSW_MTI_0400 ||
+	    cls == TSW_MTI_0420)
+		rev_key = acq_rev_key(e, pl->slot, t->token, t->token_len, m);
 
 	pan_len = tsw_vault_decrypt_pan(e->reader, t, pan, sizeof(pan));
 	if (pan_len < 0) {
@@ -153,7 +154,7 @@ static int forward(struct tsw_engine *e, struct pipeline *pl, const struct tsw_t
 	ed[n++] = (struct tsw_iso_edit){.field = 48, .len = (uint16_t)de48_len, .data = de48};
 	/* an acquirer's reversal names the original by the switch STAN */
 	if (tsw_authz_class_of(m->mti) == TSW_AUTHZ_CLASS_REVERSAL &&
-	    acq_rev_de90(e, t->token, t->token_len, m, de90)) {
+	    acq_rev_de90(e, pl->slot, rev_key, t->token, t->token_len, m, de90)) {
 		ed[n++] = (struct tsw_iso_edit){
 		    .field = 90, .len = TSW_ENGINE_DE90_LEN, .data = (const uint8_t *)de90};
 		e->m->acq_reversals_matched++;
@@ -189,7 +190,9 @@ static int forward(struct tsw_engine *e, struct pipeline *pl, const struct tsw_t
 		memcpy(r->token_expiry, t->token_expiry, 4);
 	heap_push(e, r);
 	dup_add(e, r);
-	acq_rev_remember(e, rev_key, m, (uint32_t)r->key);
+	r->acq_rev_key = rev_key;
+	if (cls == TSW_MTI_0100 || cls == TSW_MTI_0200)
+		acq_rev_remember(e, rev_key, m, (uint32_t)r->key);
 	c->inflight++;
 	l->pending++;
 	e->m->inflight++;

@@ -346,6 +346,17 @@ static void ep_close(struct uworker *u, uint32_t idx, uint64_t now_ns)
 	ep_put(u, idx);
 }
 
+/* The acquirer's address is part of its identity (its reversals are
+ * matched by it): one getpeername per accepted connection. */
+static void set_peer(struct tsw_engine *e, uint32_t slot, int fd)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+
+	if (getpeername(fd, (struct sockaddr *)&ss, &len) == 0)
+		tsw_engine_acq_peer(e, slot, (const struct sockaddr *)&ss, len);
+}
+
 static void set_nodelay(int fd)
 {
 	int one = 1;
@@ -389,6 +400,7 @@ static void on_accept(struct uworker *u, struct io_uring_cqe *cqe, uint64_t now_
 		return;
 	}
 	set_nodelay(fd);
+	set_peer(u->e, (uint32_t)slot, fd);
 	struct uep *ep = &u->eps[idx];
 
 	ep->fd = fd;

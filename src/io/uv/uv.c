@@ -224,6 +224,16 @@ static void on_connection(uv_stream_t *server, int status)
 		return;
 	}
 	uv_tcp_nodelay(&ep->tcp, 1);
+	{
+		/* the acquirer's address is part of its identity (its
+		 * reversals are matched by it) */
+		struct sockaddr_storage ss;
+		int len = sizeof(ss);
+
+		if (uv_tcp_getpeername(&ep->tcp, (struct sockaddr *)&ss, &len) == 0)
+			tsw_engine_acq_peer(v->e, (uint32_t)slot, (const struct sockaddr *)&ss,
+					    (size_t)len);
+	}
 	ep->eslot = (uint32_t)slot;
 	v->slot_ep[slot] = idx;
 	start_read(v, ep);

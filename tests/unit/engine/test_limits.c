@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "acq_reversal.h"
 #include "engine_int.h"
 #include "harness.h"
 #include "tsw/config.h"
@@ -267,7 +268,7 @@ Test(limits, reconfigure_keeps_the_table_sizes)
 	cr_assert_eq(H.e->cfg.issuer_timeout_ms, 1234, "the live key applied");
 	cr_assert_eq(H.e->cfg.acq_reversal_memory, 4);
 	cr_assert_eq(H.e->cfg.expired_stan_memory, 8);
-	cr_assert_eq(H.e->acq_rev_mask, 3);
+	cr_assert_eq(acq_rev_capacity(H.e), 4);
 	cr_assert_eq(H.e->expired_mask, 7);
 	cr_assert_eq(H.m.acq_reversals_capacity, 4);
 	cr_assert_eq(H.m.expired_stans_capacity, 8);

@@ -1,6 +1,8 @@
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "tsw/error.h"
 #include "tsw/log.h"
@@ -55,6 +57,134 @@ Test(log, level_parse)
 	cr_assert_eq(l, TSW_LOG_WARN);
 	cr_assert_eq(tsw_log_level_parse("loud", &l), -TSW_E_CONFIG);
 	cr_assert_eq(l, TSW_LOG_WARN, "untouched on failure");
+}
+
+/* --- log lines: text (logfmt) and JSON from the same key=value text ---- */
+
+static const struct timespec log_ts = {.tv_sec = 1764979200, .tv_nsec = 123456789};
+
+static const char *render(enum tsw_log_format f, const char *event, const char *fields)
+{
+	static char line[4096];
+	size_t n = tsw_log_render(line, sizeof(line), f, &log_ts, TSW_LOG_WARN, event, fields);
+
+	cr_assert_lt(n, sizeof(line));
+	cr_assert_eq(line[n], '\0');
+	return line;
+}
+
+Test(log, text_is_logfmt_with_time_level_event_first)
+{
+	cr_assert_str_eq(render(TSW_LOG_TEXT, "started", "workers=2 io=uring"),
+			 "ts=2025-12-06T00:00:00.123Z level=warn event=started workers=2 io=uring\n");
+	cr_assert_str_eq(render(TSW_LOG_TEXT, "drained", NULL),
+			 "ts=2025-12-06T00:00:00.123Z level=warn event=drained\n");
+	cr_assert_str_eq(render(TSW_LOG_TEXT, "drained", ""),
+			 "ts=2025-12-06T00:00:00.123Z level=warn event=drained\n");
+}
+
+Test(log, text_never_spans_two_lines)
+{
+	/* a caller that forgot to quote cannot forge a second line */
+	cr_assert_str_eq(render(TSW_LOG_TEXT, "x", "a=1\nts=forged level=info"),
+			 "ts=2025-12-06T00:00:00.123Z level=warn event=x a=1?ts=forged level=info\n");
+}
+
+struct json_case {
+	const char *fields;
+	const char *want; /* after "ts":..,"level":"warn","event":"e", */
+};
+
+static const struct json_case json_cases[] = {
+    {"workers=2 io=uring", "\"workers\":2,\"io\":\"uring\""},
+    /* integers without a leading zero are numbers; every other value a string */
+    {"n=0 m=-12 rc=05 stan=000555 big=123456789012345678901 x=1.5 h=1:2",
+     "\"n\":0,\"m\":-12,\"rc\":\"05\",\"stan\":\"000555\","
+     "\"big\":\"123456789012345678901\",\"x\":\"1.5\",\"h\":\"1:2\""},
+    /* quoted values are strings, even when they hold digits */
+    {"rc=\"51\" reason=\"queue full\"", "\"rc\":\"51\",\"reason\":\"queue full\""},
+    /* logfmt escapes come out as the characters, JSON-escaped again */
+    {"reason=\"a \\\"q\\\" b\\\\c\\nd\\x01\"",
+     "\"reason\":\"a \\\"q\\\" b\\\\c\\nd\\u0001\""},
+    /* a bare key is true; extra spaces are skipped */
+    {"  flag   k=v ", "\"flag\":true,\"k\":\"v\""},
+    /* an unterminated quote takes the rest of the text */
+    {"k=\"open value", "\"k\":\"open value\""},
+    /* raw control bytes and bytes that are not UTF-8 are escaped */
+    {"k=a\tb u=\xc3\xa9 bad=\xff\xfe", "\"k\":\"a\\tb\",\"u\":\"\xc3\xa9\",\"bad\":\"\\ufffd\\ufffd\""},
+    /* a key needing escapes stays one key */
+    {"we\"ird=1", "\"we\\\"ird\":1"},
+    {"", NULL},
+};
+
+Test(log, json_object_per_line_same_keys)
+{
+	for (size_t i = 0; i < sizeof(json_cases) / sizeof(json_cases[0]); i++) {
+		const struct json_case *c = &json_cases[i];
+		char want[1024];
+
+		if (c->want)
+			snprintf(want, sizeof(want),
+				 "{\"ts\":\"2025-12-06T00:00:00.123Z\",\"level\":\"warn\","
+				 "\"event\":\"e\",%s}\n",
+				 c->want);
+		else
+			snprintf(want, sizeof(want),
+				 "{\"ts\":\"2025-12-06T00:00:00.123Z\",\"level\":\"warn\","
+				 "\"event\":\"e\"}\n");
+		cr_assert_str_eq(render(TSW_LOG_JSON, "e", c->fields), want, "case %zu", i);
+	}
+}
+
+Test(log, quote_round_trips_through_both_formats)
+{
+	char q[128], fields[160];
+
+	cr_assert_str_eq(tsw_log_quote("plain", q, sizeof(q)), "plain");
+	cr_assert_str_eq(tsw_log_quote("a \"b\" c\\d\ne\x7f", q, sizeof(q)),
+			 "a \\\"b\\\" c\\\\d\\ne\\x7f");
+	snprintf(fields, sizeof(fields), "file=\"%s\" line=3", q);
+	cr_assert_str_eq(render(TSW_LOG_TEXT, "e", fields),
+			 "ts=2025-12-06T00:00:00.123Z level=warn event=e "
+			 "file=\"a \\\"b\\\" c\\\\d\\ne\\x7f\" line=3\n");
+	cr_assert_str_eq(render(TSW_LOG_JSON, "e", fields),
+			 "{\"ts\":\"2025-12-06T00:00:00.123Z\",\"level\":\"warn\",\"event\":\"e\","
+			 "\"file\":\"a \\\"b\\\" c\\\\d\\ne\\u007f\",\"line\":3}\n");
+	/* cut to the buffer, never in the middle of an escape, always terminated */
+	cr_assert_str_eq(tsw_log_quote("ab\"cd", q, 4), "ab");
+	cr_assert_str_eq(tsw_log_quote("abcdef", q, 4), "abc");
+}
+
+Test(log, long_json_line_cut_at_a_field_and_still_an_object)
+{
+	char fields[1024], line[256];
+	size_t n;
+
+	memset(fields, 0, sizeof(fields));
+	for (int i = 0; i < 40; i++)
+		snprintf(fields + strlen(fields), sizeof(fields) - strlen(fields), "key%02d=\"%s\" ",
+			 i, "0123456789");
+	n = tsw_log_render(line, sizeof(line), TSW_LOG_JSON, &log_ts, TSW_LOG_INFO, "e", fields);
+	cr_assert_lt(n, sizeof(line));
+	cr_assert_eq(line[n - 1], '\n');
+	cr_assert_not_null(strstr(line, ",\"truncated\":true}\n"), "%s", line);
+	cr_assert_not_null(strstr(line, "\"key00\":\"0123456789\""), "%s", line);
+	/* every field before the marker is whole */
+	cr_assert_null(strstr(line, "\"key39\""), "%s", line);
+	cr_assert_eq(strncmp(strstr(line, ",\"truncated\"") - 1, "\"", 1), 0, "%s", line);
+}
+
+Test(log, format_parse)
+{
+	enum tsw_log_format f = TSW_LOG_FORMAT_MAX;
+
+	cr_assert_eq(tsw_log_format_parse("json", &f), 0);
+	cr_assert_eq(f, TSW_LOG_JSON);
+	cr_assert_eq(tsw_log_format_parse("text", &f), 0);
+	cr_assert_eq(f, TSW_LOG_TEXT);
+	cr_assert_eq(tsw_log_format_parse("xml", &f), -TSW_E_CONFIG);
+	cr_assert_eq(f, TSW_LOG_TEXT, "untouched on failure");
+	cr_assert_str_eq(tsw_log_format_name(TSW_LOG_JSON), "json");
 }
 
 struct luhn_case {

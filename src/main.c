@@ -42,6 +42,7 @@ struct server {
 	const char *config_path; /* NULL: built-in defaults */
 	struct flag_setting flags[FLAGS_MAX];
 	unsigned n_flags;
+	bool flag_state, flag_no_state; /* --state and --no-state given */
 	struct tsw_config cfg;
 	struct tsw_iso_profile acq_profile, iss_profile;
 	struct tsw_vault *vault;
@@ -67,9 +68,9 @@ static void usage(FILE *f)
 	fprintf(
 	    f,
 	    "usage: tokswitch [-c FILE] [--listen HOST:PORT] [--issuer HOST:PORT]...\n"
-	    "                 [--vault DIR] [--state DIR] [--key-file FILE]\n"
+	    "                 [--vault DIR] (--state DIR | --no-state) [--key-file FILE]\n"
 	    "                 [--metrics HOST:PORT] [--workers N] [--io uring|uv|auto]\n"
-	    "                 [--profile NAME] [--log-level LEVEL]\n"
+	    "                 [--profile NAME] [--log-level LEVEL] [--log-format text|json]\n"
 	    "Flags override the config file; see config/tokswitch.conf and docs/operations.md.\n");
 }
 
@@ -159,6 +160,9 @@ static void engine_config(const struct server *s, const struct tsw_config *c, ui
 	ec->acq_reversal_memory = c->acq_reversal_memory;
 	ec->expired_stan_memory = c->expired_stan_memory;
 	ec->acq_reversals = s->acq_reversals;
+	ec->event_burst = c->log_event_burst;
+	ec->event_interval_ms = c->log_event_interval_ms;
+	ec->event_queue = c->log_event_queue;
 }
 
 static bool all_ready(void *ctx)
@@ -245,8 +249,11 @@ static void on_hup(uv_signal_t *h, int signum)
 	if (s->draining)
 		return;
 	if (build_config(s, &cfg, &err) < 0) {
+		char file[2 * TSW_CONFIG_PATH_MAX], reason[2 * TSW_CONFIG_REASON_MAX];
+
 		tsw_log(TSW_LOG_ERROR, "reload_refused", "file=\"%s\" line=%u reason=\"%s\"",
-			err.file, err.line, err.reason);
+			tsw_log_quote(err.file, file, sizeof(file)), err.line,
+			tsw_log_quote(err.reason, reason, sizeof(reason)));
 		return;
 	}
 	if (!same_issuers(&s->cfg, &cfg)) {
@@ -255,6 +262,7 @@ static void on_hup(uv_signal_t *h, int signum)
 		return;
 	}
 	tsw_log_level = (enum tsw_log_level)cfg.log_level;
+	tsw_log_format = (enum tsw_log_format)cfg.log_format;
 	if (tsw_config_restart_only_changed(&s->cfg, &cfg, restart_keys, sizeof(restart_keys)))
 		tsw_log(TSW_LOG_WARN, "reload_needs_restart", "keys=\"%s\"", restart_keys);
 	for (uint32_t i = 0; i < s->n_workers; i++) {
@@ -279,8 +287,21 @@ static void on_hup(uv_signal_t *h, int signum)
 	s->cfg.saf_durable_wait_ms = cfg.saf_durable_wait_ms;
 	s->cfg.drain_timeout_ms = cfg.drain_timeout_ms;
 	s->cfg.log_level = cfg.log_level;
+	s->cfg.log_format = cfg.log_format;
+	s->cfg.log_event_burst = cfg.log_event_burst;
+	s->cfg.log_event_interval_ms = cfg.log_event_interval_ms;
 	tsw_log(TSW_LOG_INFO, "config_reloaded", "routes=%u issuer_timeout_ms=%u", cfg.n_routes,
 		cfg.issuer_timeout_ms);
+}
+
+static int add_flag(struct server *s, struct flag_setting f)
+{
+	if (s->n_flags == FLAGS_MAX) {
+		fprintf(stderr, "tokswitch: more than %d flags\n", FLAGS_MAX);
+		return -EINVAL;
+	}
+	s->flags[s->n_flags++] = f;
+	return 0;
 }
 
 static int parse_args(struct server *s, int argc, char **argv)
@@ -297,6 +318,8 @@ static int parse_args(struct server *s, int argc, char **argv)
 	    {"io", required_argument, NULL, 'o'},
 	    {"profile", required_argument, NULL, 'p'},
 	    {"log-level", required_argument, NULL, 'L'},
+	    {"log-format", required_argument, NULL, 'F'},
+	    {"no-state", no_argument, NULL, 'N'},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
@@ -323,7 +346,19 @@ static int parse_args(struct server *s, int argc, char **argv)
 			f.key = "vault";
 			break;
 		case 's':
+			/* over the file's no_state; beside --no-state: refused */
 			f.key = "state";
+			s->flag_state = true;
+			if (add_flag(s, (struct flag_setting){"server", "no_state", "false"}) < 0)
+				return -EINVAL;
+			break;
+		case 'N':
+			/* over the file's state */
+			f.key = "no_state";
+			f.value = "true";
+			s->flag_no_state = true;
+			if (add_flag(s, (struct flag_setting){"server", "state", ""}) < 0)
+				return -EINVAL;
 			break;
 		case 'k':
 			f.key = "key_file";
@@ -343,15 +378,21 @@ static int parse_args(struct server *s, int argc, char **argv)
 		case 'L':
 			f.key = "log_level";
 			break;
+		case 'F': {
+			enum tsw_log_format lf;
+
+			/* at once: a refusal of the rest is then written in it */
+			if (tsw_log_format_parse(optarg, &lf) == 0)
+				tsw_log_format = lf;
+			f.key = "log_format";
+			break;
+		}
 		default:
 			usage(stderr);
 			return -EINVAL;
 		}
-		if (s->n_flags == FLAGS_MAX) {
-			fprintf(stderr, "tokswitch: more than %d flags\n", FLAGS_MAX);
+		if (add_flag(s, f) < 0)
 			return -EINVAL;
-		}
-		s->flags[s->n_flags++] = f;
 	}
 	if (optind < argc) {
 		usage(stderr);
@@ -363,19 +404,21 @@ static int parse_args(struct server *s, int argc, char **argv)
 static int open_data(struct server *s)
 {
 	const struct tsw_config *c = &s->cfg;
+
+	char q[2 * TSW_CONFIG_PATH_MAX];
 	int r;
 
 	r = tsw_iso_profile_load_named(NULL, c->profile, &s->acq_profile);
 	if (r < 0) {
 		tsw_log(TSW_LOG_CRIT, "start_failed", "what=profile name=\"%s\" error=\"%s\"",
-			c->profile, tsw_strerror(r));
+			tsw_log_quote(c->profile, q, sizeof(q)), tsw_strerror(r));
 		return r;
 	}
 	r = tsw_iso_profile_load_named(NULL, c->issuer_profile, &s->iss_profile);
 	if (r < 0) {
 		tsw_log(TSW_LOG_CRIT, "start_failed",
-			"what=issuer_profile name=\"%s\" error=\"%s\"", c->issuer_profile,
-			tsw_strerror(r));
+			"what=issuer_profile name=\"%s\" error=\"%s\"",
+			tsw_log_quote(c->issuer_profile, q, sizeof(q)), tsw_strerror(r));
 		return r;
 	}
 	s->acq_profile.max_frame = c->max_frame;
@@ -383,7 +426,7 @@ static int open_data(struct server *s)
 	r = tsw_vault_open(c->vault_dir, c->key_file, TSW_VAULT_RDONLY, &s->vault);
 	if (r < 0) {
 		tsw_log(TSW_LOG_CRIT, "start_failed", "what=vault dir=\"%s\" error=\"%s\"",
-			c->vault_dir, tsw_strerror(r));
+			tsw_log_quote(c->vault_dir, q, sizeof(q)), tsw_strerror(r));
 		return r;
 	}
 	if (c->state_dir[0]) {
@@ -399,12 +442,15 @@ static int open_data(struct server *s)
 		r = tsw_state_open(c->state_dir, &sc, &s->state);
 		if (r < 0) {
 			tsw_log(TSW_LOG_CRIT, "start_failed", "what=state dir=\"%s\" error=\"%s\"",
-				c->state_dir, tsw_strerror(r));
+				tsw_log_quote(c->state_dir, q, sizeof(q)), tsw_strerror(r));
 			return r;
 		}
 	} else {
-		tsw_log(TSW_LOG_WARN, "no_state_dir",
-			"effect=\"limited-use tokens are declined 96\" fix=\"--state DIR\"");
+		/* only with no_state: refuse_without_state() saw to that */
+		tsw_log(TSW_LOG_WARN, "no_durable_state",
+			"lost=\"reversals owed to issuers after timeouts (tsw_saf_dropped_total, "
+			"saf_put_refused lines); limited-use tokens are declined 96\" "
+			"fix=\"--state DIR\"");
 	}
 	return 0;
 }
@@ -497,6 +543,42 @@ static void no_core_dumps(void)
 		tsw_log(TSW_LOG_WARN, "no_core_dumps", "step=prctl errno=%d", errno);
 }
 
+static void config_refused(const struct tsw_config_error *err)
+{
+	char file[2 * TSW_CONFIG_PATH_MAX], reason[2 * TSW_CONFIG_REASON_MAX];
+
+	if (err->line)
+		fprintf(stderr, "tokswitch: bad configuration: %s:%u: %s\n", err->file, err->line,
+			err->reason);
+	else
+		fprintf(stderr, "tokswitch: bad configuration: %s: %s\n", err->file, err->reason);
+	tsw_log(TSW_LOG_CRIT, "config_refused", "file=\"%s\" line=%u reason=\"%s\"",
+		tsw_log_quote(err->file, file, sizeof(file)), err->line,
+		tsw_log_quote(err->reason, reason, sizeof(reason)));
+}
+
+/* Durable state is the default: running without it loses the reversals
+ * owed to issuers, so it takes an explicit --no-state. Returns 0 or
+ * -TSW_E_CONFIG (written: one line for the operator, config_refused). */
+static int refuse_without_state(const struct server *s)
+{
+	struct tsw_config_error err = {.line = 0};
+
+	if (s->flag_state && s->flag_no_state)
+		snprintf(err.reason, sizeof(err.reason),
+			 "--state and --no-state both given: choose one");
+	else if (!s->cfg.state_dir[0] && !s->cfg.no_state)
+		snprintf(err.reason, sizeof(err.reason),
+			 "no state directory: give --state DIR (reversals and limited-use "
+			 "counts kept on disk) or --no-state (run without them)");
+	else
+		return 0;
+	snprintf(err.file, sizeof(err.file), "%s",
+		 s->config_path ? s->config_path : "command line");
+	config_refused(&err);
+	return -TSW_E_CONFIG;
+}
+
 int main(int argc, char **argv)
 {
 	struct tsw_config_error err;
@@ -514,14 +596,16 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	if (build_config(s, &s->cfg, &err) < 0) {
-		fprintf(stderr, "tokswitch: bad configuration: %s:%u: %s\n", err.file, err.line,
-			err.reason);
-		tsw_log(TSW_LOG_CRIT, "config_refused", "file=\"%s\" line=%u reason=\"%s\"",
-			err.file, err.line, err.reason);
+		config_refused(&err);
 		free(s);
 		return 2;
 	}
 	tsw_log_level = (enum tsw_log_level)s->cfg.log_level;
+	tsw_log_format = (enum tsw_log_format)s->cfg.log_format;
+	if (refuse_without_state(s) < 0) {
+		free(s);
+		return 2;
+	}
 	s->n_workers = s->cfg.workers;
 	if (!s->n_workers) {
 		long n = sysconf(_SC_NPROCESSORS_ONLN);

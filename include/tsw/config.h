@@ -5,8 +5,9 @@
  * default (tsw_config_defaults()); config/tokswitch.conf documents each
  * one. Sections and keys:
  *
- *   [server]  listen metrics vault state key_file profile issuer_profile
- *             workers io log_level drain_timeout_ms
+ *   [server]  listen metrics vault state no_state key_file profile
+ *             issuer_profile workers io log_level log_format log_event_burst
+ *             log_event_interval_ms log_event_queue drain_timeout_ms
  *   [limits]  max_conns max_inflight_per_conn max_pending out_buf_bytes
  *             max_frame idle_timeout_ms listen_backlog in_buf_bytes
  *             link_buf_bytes max_parked acq_reversal_memory
@@ -67,6 +68,13 @@
 #define TSW_CONFIG_TABLE_MEMORY_MIN 16u
 #define TSW_CONFIG_TABLE_MEMORY_MAX (1u << 22)
 
+/* The engine's event log (per worker): at most BURST lines of one kind
+ * per INTERVAL (the rest counted in the next line of that kind), and a
+ * queue of QUEUE events between two loop iterations. */
+#define TSW_CONFIG_LOG_EVENT_BURST_DEFAULT 10u
+#define TSW_CONFIG_LOG_EVENT_INTERVAL_MS_DEFAULT 10000u
+#define TSW_CONFIG_LOG_EVENT_QUEUE_DEFAULT 512u
+
 /* Built-in default addresses (tests and tools/run pass port 0). */
 #define TSW_CONFIG_LISTEN_DEFAULT "127.0.0.1:8583"
 #define TSW_CONFIG_METRICS_DEFAULT "127.0.0.1:9583"
@@ -101,6 +109,11 @@ struct tsw_config {
 	uint8_t io;				  /* enum tsw_config_io */
 	uint8_t log_level;			  /* enum tsw_log_level */
 	uint32_t drain_timeout_ms;
+	bool no_state;		  /* run without state_dir: no durable reversals or uses */
+	uint8_t log_format;	  /* enum tsw_log_format */
+	uint32_t log_event_burst; /* engine event lines per kind and interval */
+	uint32_t log_event_interval_ms;
+	uint32_t log_event_queue; /* engine events held per worker */
 	/* [limits] (per worker where it says so in tokswitch.conf) */
 	uint32_t max_conns;
 	uint32_t max_inflight_per_conn;
@@ -171,7 +184,8 @@ int tsw_config_set(struct tsw_config *cfg, const char *section, const char *key,
  * recv_bufs, max_pending, acq_reversal_memory and expired_stan_memory
  * powers of two, out_buf_bytes and
  * link_buf_bytes holding two frames of max_frame, in_buf_bytes holding a
- * frame and a receive buffer (recv_buf_bytes); with a state directory:
+ * frame and a receive buffer (recv_buf_bytes); state and no_state not
+ * both set; with a state directory:
  * state.saf_lease_ms above issuer.timeout_ms and at most
  * TSW_CONFIG_STATE_WORKERS_MAX workers; paths set when required (vault,
  * key_file).

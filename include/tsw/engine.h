@@ -13,6 +13,12 @@
  * creation (one per configured issuer host), whose sockets the backend
  * (re)connects when tsw_engine_link_wants_connect() says so.
  *
+ * Events: the engine never logs. What an operator must hear about (a
+ * limit hit, a reversal sent, acknowledged, retried or refused, an issuer
+ * refusing sign-on) goes into a bounded queue of events, allocated in
+ * tsw_engine_new(); the backend takes them with tsw_engine_next_event()
+ * after each loop iteration and logs them.
+ *
  * Output: the engine appends framed bytes to per-endpoint output buffers
  * and marks the endpoint dirty. Once per loop iteration the backend drains
  * tsw_engine_next_dirty() and sends each buffer in one send (batching),
@@ -26,6 +32,7 @@
 #include <stdint.h>
 
 #include "tsw/iso8583.h"
+#include "tsw/log.h"
 #include "tsw/metrics.h"
 
 struct sockaddr;
@@ -90,6 +97,13 @@ struct tsw_engine_config {
 	 * makes one of acq_reversal_memory entries for itself. Not a copy:
 	 * it must outlive the engine. */
 	struct tsw_acq_reversals *acq_reversals;
+	/* the event log (0 picks the default): at most event_burst events of
+	 * one kind per event_interval_ms (10 per 10000; the rest are counted),
+	 * event_queue events held between two tsw_engine_next_event() drains
+	 * (512; sized at creation, a reconfigure keeps it) */
+	uint32_t event_burst;
+	uint32_t event_interval_ms;
+	uint32_t event_queue;
 };
 
 /* Makes the table of originals the workers' acquirer reversals are
@@ -242,11 +256,78 @@ uint32_t tsw_engine_inflight(const struct tsw_engine *e);
  * tsw_engine_free(); the state's close then writes what was queued. */
 void tsw_engine_shutdown(struct tsw_engine *e, uint64_t now_ns);
 
+/* ---- events (docs/operations.md, "Logs", names every one) ----
+ *
+ * Rate limits: each kind has a window of cfg.event_interval_ms; the first
+ * cfg.event_burst events of a kind in a window are queued, the others are
+ * counted (metrics events_suppressed) and reported in the next event of
+ * that kind (suppressed = how many were left out before it). When no
+ * event of the kind comes by the end of its window, the count comes in an
+ * event of its own (has_fields false: only suppressed means anything).
+ * A queue full at the moment an event passes its limit drops it
+ * (metrics events_dropped); the drops are reported in a
+ * TSW_EV_EVENTS_DROPPED event once the queue has room. Tokens are masked
+ * (first 6, last 4); no PAN is ever in an event. */
+enum tsw_engine_event_kind {
+	TSW_EV_ISSUER_SIGNON_REFUSED,	 /* link, rc; n1: ms until it is sent again */
+	TSW_EV_ISSUER_RECONNECT_BACKOFF, /* link; n1: ms until the reconnect */
+	TSW_EV_ISSUER_ECHO_TIMEOUT,	 /* link; n1: the timeout, ms */
+	TSW_EV_SAF_PUT_REFUSED,		 /* link, err, why, token, stan, rrn, amount; n1: switch STAN */
+	TSW_EV_SAF_SENT,		 /* link, id; n1: attempt (1 = first) */
+	TSW_EV_SAF_ACKED,		 /* link, id, rc */
+	TSW_EV_SAF_RETRIED,		 /* id; n1: ms until it is due again */
+	TSW_EV_SAF_DROPPED,		 /* id, why: a queued reversal that can never be sent */
+	TSW_EV_MAX_CONNS,		 /* n1: max_conns */
+	TSW_EV_STASH_OVERFLOW,		 /* slot; n1: in_buf_bytes */
+	TSW_EV_SLOW_CONSUMER,		 /* slot; n1: out_buf_bytes */
+	TSW_EV_LINK_OUT_FULL,		 /* link; n1: link_buf_bytes */
+	TSW_EV_PENDING_FULL,		 /* n1: max_pending */
+	TSW_EV_PARKED_FULL,		 /* n1: max_parked */
+	TSW_EV_FRAME_REFUSED,		 /* slot (why "acquirer") or link (why "issuer"), err;
+					  * n1: max_frame */
+	TSW_EV_EVENTS_DROPPED,		 /* n1: events dropped since the last report; n2: queue size */
+	TSW_EV_KIND_MAX
+};
+
+#define TSW_ENGINE_EVENT_TOKEN_MAX 20 /* a masked token of up to 19 digits and its NUL */
+
+/* One event; which fields mean something depends on kind (above). */
+struct tsw_engine_event {
+	uint8_t kind;	     /* enum tsw_engine_event_kind */
+	bool has_fields;     /* false: a report of suppressed events only */
+	uint32_t suppressed; /* events of this kind left out before this one */
+	uint32_t link;	     /* issuer link index */
+	uint32_t slot;	     /* acquirer connection slot */
+	uint64_t id;	     /* store-and-forward reversal id */
+	uint64_t n1, n2;
+	int err;	 /* negative errno or -TSW_E_*, 0: none */
+	const char *why; /* a static word, or NULL */
+	char rc[3];	 /* DE39, "" when none */
+	char token[TSW_ENGINE_EVENT_TOKEN_MAX]; /* masked, "" when none */
+	char stan[7], rrn[13], amount[13];	 /* the acquirer's DE11, DE37, DE4 */
+};
+
+/* Takes the oldest queued event into *ret_ev. Returns false when there is
+ * none (a report of suppressed or dropped events that is due is queued
+ * first). Never allocates; cheap when nothing is queued. */
+bool tsw_engine_next_event(struct tsw_engine *e, struct tsw_engine_event *ret_ev);
+/* The event's name in the log ("max_conns_reached", ...): a static
+ * string; "unknown" out of range. */
+const char *tsw_engine_event_name(unsigned kind);
+/* The level to log it at. */
+enum tsw_log_level tsw_engine_event_level(unsigned kind);
+/* Writes the event's fields as logfmt text ("link=0 rc=\"05\" ...",
+ * values that are not plain numbers quoted; tsw/log.h) into buf (cap
+ * bytes, NUL-terminated, cut when long). Returns the length written. */
+size_t tsw_engine_event_format(const struct tsw_engine_event *ev, char *buf, size_t cap);
+
 /* SIGHUP: applies routes, max_inflight_per_conn, issuer_timeout_ms,
  * idle_timeout_ms, echo_interval_ms and reconnect_min/max_ms from cfg.
- * saf_inflight_max, saf_poll_ms and saf_retry_min/max_ms too.
+ * saf_inflight_max, saf_poll_ms and saf_retry_min/max_ms too, and
+ * event_burst and event_interval_ms (a window already open keeps its
+ * start).
  * Sizes (max_conns, max_pending, buffers, max_parked, acq_reversal_memory,
- * expired_stan_memory) keep the values the engine was created with (the
+ * expired_stan_memory, event_queue) keep the values the engine was created with (the
  * caller warns: tsw_config_restart_only_changed()); requests in flight keep their
  * deadline. Returns 0, or -TSW_E_CONFIG (a route names an unknown issuer,
  * or the issuer list differs: that needs a restart), leaving e unchanged. */

@@ -60,15 +60,14 @@ static inline bool tsw_log_enabled(enum tsw_log_level level)
  * (fmt NULL or "": none) in tsw_log_format, with one write(2), so lines
  * from threads never interleave. */
 void tsw_log(enum tsw_log_level level, const char *event, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 
 /* Renders one line as tsw_log() writes it: format, wall-clock time ts,
  * level, event, and the logfmt fields (NULL: none) into buf (cap bytes),
  * ending in '\n' and NUL-terminated. Returns its length without the NUL
  * (0 when cap is below 64). Pure: tests use it. */
-size_t tsw_log_render(char *buf, size_t cap, enum tsw_log_format format,
-		      const struct timespec *ts, enum tsw_log_level level, const char *event,
-		      const char *fields);
+size_t tsw_log_render(char *buf, size_t cap, enum tsw_log_format format, const struct timespec *ts,
+		      enum tsw_log_level level, const char *event, const char *fields);
 
 /* Writes s into buf (cap bytes, NUL-terminated) escaped for a quoted logfmt
  * value: '"' and '\' get a backslash, newline, CR and tab become \n \r \t,

@@ -128,6 +128,9 @@ struct tsw_metrics_shard {
 	uint64_t answers_held_timeouts;   /* ... sent after saf_durable_wait_ms without it */
 	uint64_t answers_undelivered_reversed; /* approvals the acquirer never got: reversal queued */
 	uint64_t answers_undelivered_unqueued; /* ... and the reversal could not be queued */
+	/* the event log (src/engine/event.c) */
+	uint64_t events_suppressed;       /* past log_event_burst: counted, not logged */
+	uint64_t events_dropped;          /* the event queue was full: not logged */
 } __attribute__((aligned(64)));
 
 #endif

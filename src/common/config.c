@@ -54,6 +54,9 @@ struct u32_key {
 static const struct u32_key u32_keys[] = {
     U32("server", "workers", workers, 0, WORKERS_MAX),
     U32F("server", "drain_timeout_ms", drain_timeout_ms, 0, TIMEOUT_MS_MAX, KEY_RELOAD),
+    U32F("server", "log_event_burst", log_event_burst, 1, 1u << 20, KEY_RELOAD),
+    U32F("server", "log_event_interval_ms", log_event_interval_ms, 1, TIMEOUT_MS_MAX, KEY_RELOAD),
+    U32("server", "log_event_queue", log_event_queue, 16, 1u << 20),
     U32("limits", "max_conns", max_conns, 1, CONNS_MAX),
     U32F("limits", "max_inflight_per_conn", max_inflight_per_conn, 1, 65535, KEY_RELOAD),
     U32("limits", "max_pending", max_pending, 16, PENDING_MAX),
@@ -142,6 +145,10 @@ void tsw_config_defaults(struct tsw_config *cfg)
 	cfg->io = TSW_CONFIG_IO_AUTO;
 	cfg->log_level = TSW_LOG_INFO;
 	cfg->drain_timeout_ms = 5000;
+	cfg->log_format = TSW_LOG_TEXT;
+	cfg->log_event_burst = TSW_CONFIG_LOG_EVENT_BURST_DEFAULT;
+	cfg->log_event_interval_ms = TSW_CONFIG_LOG_EVENT_INTERVAL_MS_DEFAULT;
+	cfg->log_event_queue = TSW_CONFIG_LOG_EVENT_QUEUE_DEFAULT;
 	cfg->max_conns = 1024;
 	cfg->max_inflight_per_conn = 256;
 	cfg->max_pending = 32768;
@@ -327,6 +334,20 @@ int tsw_config_set(struct tsw_config *cfg, const char *section, const char *key,
 			cfg->log_level = (uint8_t)lvl;
 			return 0;
 		}
+		if (strcmp(key, "log_format") == 0) {
+			enum tsw_log_format f;
+
+			if (tsw_log_format_parse(value, &f) < 0)
+				return fail(reason, cap, "server.log_format must be text or json");
+			cfg->log_format = (uint8_t)f;
+			return 0;
+		}
+		if (strcmp(key, "no_state") == 0) {
+			if (strcmp(value, "true") && strcmp(value, "false"))
+				return fail(reason, cap, "server.no_state must be true or false");
+			cfg->no_state = value[0] == 't';
+			return 0;
+		}
 	}
 	if (strcmp(section, "issuer") == 0 && strcmp(key, "host") == 0) {
 		if (cfg->n_issuers == TSW_CONFIG_ISSUERS_MAX)
@@ -368,6 +389,10 @@ int tsw_config_check(const struct tsw_config *cfg, char *reason, size_t cap)
 		return fail(reason, cap,
 			    "limits.in_buf_bytes below io.recv_buf_bytes (the engine takes one "
 			    "receive buffer at a time)");
+	if (cfg->state_dir[0] && cfg->no_state)
+		return fail(reason, cap,
+			    "server.state and server.no_state both set: --state DIR keeps "
+			    "reversals and limited-use counts, --no-state runs without them");
 	if (cfg->state_dir[0] && cfg->state_saf_lease_ms <= cfg->issuer_timeout_ms)
 		return fail(reason, cap,
 			    "state.saf_lease_ms must be above issuer.timeout_ms (a reversal "
@@ -450,6 +475,10 @@ unsigned tsw_config_restart_only_changed(const struct tsw_config *running,
 	}
 	if (running->io != loaded->io) {
 		append_name(buf, cap, &len, &cut, "server", "io");
+		n++;
+	}
+	if (running->no_state != loaded->no_state) {
+		append_name(buf, cap, &len, &cut, "server", "no_state");
 		n++;
 	}
 	return n;

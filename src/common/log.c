@@ -11,13 +11,13 @@ enum tsw_log_level tsw_log_level = TSW_LOG_INFO;
 enum tsw_log_format tsw_log_format = TSW_LOG_TEXT;
 
 static const char *const level_names[TSW_LOG_MAX] = {
-	[TSW_LOG_DEBUG] = "debug", [TSW_LOG_INFO] = "info", [TSW_LOG_WARN] = "warn",
-	[TSW_LOG_ERROR] = "error", [TSW_LOG_CRIT] = "crit",
+    [TSW_LOG_DEBUG] = "debug", [TSW_LOG_INFO] = "info", [TSW_LOG_WARN] = "warn",
+    [TSW_LOG_ERROR] = "error", [TSW_LOG_CRIT] = "crit",
 };
 
 static const char *const format_names[TSW_LOG_FORMAT_MAX] = {
-	[TSW_LOG_TEXT] = "text",
-	[TSW_LOG_JSON] = "json",
+    [TSW_LOG_TEXT] = "text",
+    [TSW_LOG_JSON] = "json",
 };
 
 /* Room kept at the end of a JSON line for ,"truncated":true}\n */
@@ -194,7 +194,8 @@ static void put_json_chars(struct out *o, const char *s, size_t n, bool unescape
 			} else if (e == 'x' && i + 2 <= n && hexval(s[i]) >= 0 &&
 				   hexval(s[i + 1]) >= 0) {
 				/* \xHH is a single byte: never half of a UTF-8 sequence */
-				put_json_byte(o, (unsigned char)(hexval(s[i]) * 16 + hexval(s[i + 1])));
+				put_json_byte(
+				    o, (unsigned char)(hexval(s[i]) * 16 + hexval(s[i + 1])));
 				i += 2;
 			} else {
 				put_json_byte(o, (unsigned char)e);
@@ -308,9 +309,8 @@ static void render_json(struct out *o, const struct timespec *ts, const char *le
 	put_s(o, "}");
 }
 
-size_t tsw_log_render(char *buf, size_t cap, enum tsw_log_format format,
-		      const struct timespec *ts, enum tsw_log_level level, const char *event,
-		      const char *fields)
+size_t tsw_log_render(char *buf, size_t cap, enum tsw_log_format format, const struct timespec *ts,
+		      enum tsw_log_level level, const char *event, const char *fields)
 {
 	struct out o = {.p = buf};
 	const char *lvl = level < TSW_LOG_MAX ? level_names[level] : "?";
@@ -345,8 +345,8 @@ void tsw_log(enum tsw_log_level level, const char *event, const char *fmt, ...)
 		vsnprintf(fields, sizeof(fields), fmt, ap);
 		va_end(ap);
 	}
-	n = tsw_log_render(line, format == TSW_LOG_JSON ? sizeof(line) : TSW_LOG_LINE_MAX,
-			   format, &ts, level, event, fields);
+	n = tsw_log_render(line, format == TSW_LOG_JSON ? sizeof(line) : TSW_LOG_LINE_MAX, format,
+			   &ts, level, event, fields);
 	/* One write per line: atomic for pipes and files below PIPE_BUF. */
 	if (write(STDERR_FILENO, line, n) < 0)
 		return;

@@ -107,6 +107,12 @@ struct scalar {
 	}
 
 static const struct scalar scalars[] = {
+    SC("tsw_log_events_suppressed_total", "counter",
+       "Engine events past server.log_event_burst: counted in the next line of their kind.",
+       events_suppressed),
+    SC("tsw_log_events_dropped_total", "counter",
+       "Engine events dropped: server.log_event_queue was full (an events_dropped line).",
+       events_dropped),
     SC("tsw_inflight", "gauge", "Requests waiting on an issuer.", inflight),
     SC("tsw_pending_full_total", "counter", "Requests refused because the pending table was full.",
        pending_full),
@@ -256,6 +262,10 @@ static void put_state(struct text *t, const struct tsw_state *st)
 	put(t,
 	    "# HELP tsw_state_open 1 when the switch runs with a state directory.\n"
 	    "# TYPE tsw_state_open gauge\ntsw_state_open %d\n",
+	    st != NULL);
+	put(t,
+	    "# HELP tsw_durable 1 when reversals and limited-use counts are kept on disk (--state), "
+	    "0 with --no-state.\n# TYPE tsw_durable gauge\ntsw_durable %d\n",
 	    st != NULL);
 	if (!st)
 		return;

@@ -73,6 +73,8 @@ int conn_write(struct tsw_engine *e, uint32_t slot, const struct tsw_iso_msg *ba
 	r = outbuf_encode(&c->out, e->cfg.acq_profile, base, ed, n_ed);
 	if (r == -TSW_E_NO_SPACE) {
 		e->m->slow_consumer_closes++;
+		if (!c->close_queued)
+			engine_event(e, TSW_EV_SLOW_CONSUMER, .slot = slot, .n1 = c->out.cap);
 		conn_queue_close(e, slot);
 	}
 	if (r < 0)
@@ -210,6 +212,8 @@ static int stash_append(struct tsw_engine *e, struct acq_conn *c, const uint8_t 
 	}
 	if (len > e->cfg.in_buf_bytes - c->stash_len) {
 		e->m->stash_overflows++;
+		engine_event(e, TSW_EV_STASH_OVERFLOW, .slot = (uint32_t)(c - e->conns),
+			     .n1 = e->cfg.in_buf_bytes);
 		return -TSW_E_FULL;
 	}
 	memcpy(c->stash + c->stash_len, data, len);
@@ -250,6 +254,8 @@ static int feed(struct tsw_engine *e, uint32_t slot, const uint8_t *data, size_t
 			break;
 		if (r < 0) {
 			e->m->frames_refused++;
+			engine_event(e, TSW_EV_FRAME_REFUSED, .slot = slot, .why = "acquirer",
+				     .err = r, .n1 = e->cfg.acq_profile->max_frame);
 			goto out;
 		}
 		r = 0;
@@ -288,6 +294,7 @@ int tsw_engine_acq_open(struct tsw_engine *e, uint64_t now_ns)
 
 	if (!e->n_free_conns) {
 		e->m->conns_refused++;
+		engine_event(e, TSW_EV_MAX_CONNS, .n1 = e->cfg.max_conns);
 		return -TSW_E_FULL;
 	}
 	slot = e->free_conns[--e->n_free_conns];

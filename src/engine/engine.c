@@ -7,7 +7,8 @@
  *
  * One instance per worker thread. No syscalls (the wall clock is read
  * through the vDSO), no locks, no allocation after tsw_engine_new(), no
- * logging. docs/engine.md describes the pipeline.
+ * logging (events go to a queue the backend logs: event.c). docs/engine.md
+ * describes the pipeline.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -121,6 +122,10 @@ static void apply_defaults(struct tsw_engine_config *c)
 	    or_default(c->expired_stan_memory, TSW_ENGINE_EXPIRED_MEMORY_DEFAULT);
 	if (c->saf_retry_max_ms < c->saf_retry_min_ms)
 		c->saf_retry_max_ms = c->saf_retry_min_ms;
+	c->event_burst = or_default(c->event_burst, TSW_ENGINE_EVENT_BURST_DEFAULT);
+	c->event_interval_ms =
+	    or_default(c->event_interval_ms, TSW_ENGINE_EVENT_INTERVAL_DEFAULT_MS);
+	c->event_queue = or_default(c->event_queue, TSW_ENGINE_EVENT_QUEUE_DEFAULT);
 	/* an answer must always fit: two frames at least */
 	if (c->out_buf_bytes < 2 * frame)
 		c->out_buf_bytes = 2 * frame;
@@ -208,6 +213,9 @@ int tsw_engine_new(const struct tsw_engine_config *cfg, struct tsw_vault *vault,
 	r = park_init(e);
 	if (r < 0)
 		goto err_free;
+	r = events_init(e);
+	if (r < 0)
+		goto err_free;
 	*ret_engine = e;
 	return 0;
 
@@ -241,6 +249,7 @@ void tsw_engine_free(struct tsw_engine *e)
 	dup_free(e);
 	acq_rev_free(e);
 	saf_buffers_free(e);
+	events_free(e);
 	free(e->conns);
 	free(e->free_conns);
 	free(e->close_q);
@@ -369,6 +378,8 @@ int tsw_engine_reconfigure(struct tsw_engine *e, const struct tsw_engine_config 
 	c.saf_retry_min_ms = cfg->saf_retry_min_ms;
 	c.saf_retry_max_ms = cfg->saf_retry_max_ms;
 	c.saf_durable_wait_ms = cfg->saf_durable_wait_ms;
+	c.event_burst = cfg->event_burst;
+	c.event_interval_ms = cfg->event_interval_ms;
 	apply_defaults(&c);
 	/* buffer sizes and table capacities stay as allocated */
 	c.out_buf_bytes = e->cfg.out_buf_bytes;
@@ -377,6 +388,8 @@ int tsw_engine_reconfigure(struct tsw_engine *e, const struct tsw_engine_config 
 	c.max_parked = e->cfg.max_parked;
 	c.acq_reversal_memory = e->cfg.acq_reversal_memory;
 	c.expired_stan_memory = e->cfg.expired_stan_memory;
+	c.event_queue = e->cfg.event_queue;
 	e->cfg = c;
+	events_configure(e);
 	return 0;
 }

@@ -5,6 +5,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "event.h"
 #include "tsw/config.h"
 #include "tsw/engine.h"
 #include "tsw/iso8583.h"
@@ -29,6 +30,9 @@
 #define TSW_ENGINE_ECHO_DEFAULT_MS TSW_CONFIG_ECHO_INTERVAL_MS_DEFAULT
 #define TSW_ENGINE_RECONNECT_MIN_DEFAULT_MS TSW_CONFIG_RECONNECT_MIN_MS_DEFAULT
 #define TSW_ENGINE_RECONNECT_MAX_DEFAULT_MS TSW_CONFIG_RECONNECT_MAX_MS_DEFAULT
+#define TSW_ENGINE_EVENT_BURST_DEFAULT TSW_CONFIG_LOG_EVENT_BURST_DEFAULT
+#define TSW_ENGINE_EVENT_INTERVAL_DEFAULT_MS TSW_CONFIG_LOG_EVENT_INTERVAL_MS_DEFAULT
+#define TSW_ENGINE_EVENT_QUEUE_DEFAULT TSW_CONFIG_LOG_EVENT_QUEUE_DEFAULT
 /* Timed-out keys remembered to tell a late answer from an unknown one
  * (cfg.expired_stan_memory when 0). */
 #define TSW_ENGINE_EXPIRED_MEMORY_DEFAULT TSW_CONFIG_EXPIRED_STAN_MEMORY_DEFAULT
@@ -226,6 +230,9 @@ struct tsw_engine {
 
 	/* answers held until their reversal is durable (delivery.c) */
 	uint32_t held_head, held_tail, n_held;
+
+	/* the event log: what the backend logs after the loop iteration (event.c) */
+	struct engine_events ev;
 
 	/* limited-use requests waiting for a durable reservation (use.c) */
 	struct parked *parked;

@@ -82,8 +82,10 @@ int link_write(struct tsw_engine *e, uint32_t link, const struct tsw_iso_msg *ba
 
 	r = outbuf_encode(&l->out, e->cfg.iss_profile, base, ed, n);
 	if (r < 0) {
-		if (r == -TSW_E_NO_SPACE)
+		if (r == -TSW_E_NO_SPACE) {
 			e->m->link_out_full++;
+			engine_event(e, TSW_EV_LINK_OUT_FULL, .link = link, .n1 = l->out.cap);
+		}
 		return r;
 	}
 	l->last_tx_ns = e->now_ns;
@@ -186,6 +188,8 @@ void tsw_engine_link_down(struct tsw_engine *e, uint32_t link, uint64_t now_ns)
 	if (l->backoff_ms < e->cfg.reconnect_min_ms)
 		l->backoff_ms = e->cfg.reconnect_min_ms;
 	set_state(e, link, LINK_DOWN);
+	engine_event(e, TSW_EV_ISSUER_RECONNECT_BACKOFF, .link = link,
+		     .n1 = (l->retry_at_ns - now_ns) / NS_PER_MS);
 }
 
 bool tsw_engine_ready(const struct tsw_engine *e)
@@ -218,7 +222,14 @@ static void mgmt_answer(struct tsw_engine *e, uint32_t link, const struct tsw_is
 	ok = tsw_iso_has(m, 39) && m->f[39].len == 2 && memcmp(tsw_iso_ptr(m, 39), "00", 2) == 0;
 	l->mgmt_stan = 0;
 	if (!ok) {
+		char rc[3] = "";
+
+		if (tsw_iso_has(m, 39) && m->f[39].len == 2)
+			memcpy(rc, tsw_iso_ptr(m, 39), 2);
 		e->m->signon_failures++;
+		engine_event(e, TSW_EV_ISSUER_SIGNON_REFUSED, .link = link, .rc = rc,
+			     .why = l->mgmt_is_echo ? "echo" : "sign_on",
+			     .n1 = e->cfg.issuer_timeout_ms);
 		/* retried when the deadline would have passed */
 		l->mgmt_deadline_ns = e->now_ns + (uint64_t)e->cfg.issuer_timeout_ms * NS_PER_MS;
 		if (l->state == LINK_SIGNED_ON)
@@ -273,6 +284,8 @@ int tsw_engine_link_input(struct tsw_engine *e, uint32_t link, const uint8_t *da
 			return 0;
 		if (r < 0) {
 			e->m->frames_refused++;
+			engine_event(e, TSW_EV_FRAME_REFUSED, .link = link, .why = "issuer",
+				     .err = r, .n1 = e->cfg.iss_profile->max_frame);
 			return r;
 		}
 		if (flen == 0)
@@ -305,6 +318,8 @@ void link_tick(struct tsw_engine *e, uint32_t link)
 			/* the echo went unanswered: sign on again before
 			 * sending more traffic */
 			e->m->echo_timeouts++;
+			engine_event(e, TSW_EV_ISSUER_ECHO_TIMEOUT, .link = link,
+				     .n1 = e->cfg.issuer_timeout_ms);
 			l->mgmt_stan = 0;
 			set_state(e, link, LINK_UP);
 			if (link_send_mgmt(e, link, DE70_SIGN_ON, false) < 0)

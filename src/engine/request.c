@@ -113,11 +113,13 @@ static int forward(struct tsw_engine *e, struct pipeline *pl, const struct tsw_t
 	r = req_alloc(e);
 	if (!r) {
 		e->m->pending_full++;
+		engine_event(e, TSW_EV_PENDING_FULL, .n1 = e->cfg.max_pending);
 		goto err_wipe;
 	}
 	ret = pending_insert(e, r, (uint16_t)iss);
 	if (ret < 0) {
 		e->m->pending_full++;
+		engine_event(e, TSW_EV_PENDING_FULL, .n1 = e->cfg.max_pending);
 		goto err_free_req;
 	}
 	fmt_stan((uint32_t)r->key, stan);

@@ -70,12 +70,14 @@ static uint64_t backoff_ms(const struct tsw_engine *e, uint32_t attempts)
 
 static void give_back(struct tsw_engine *e, uint64_t id, uint64_t delay_ms)
 {
+	engine_event(e, TSW_EV_SAF_RETRIED, .id = id, .n1 = delay_ms);
 	if (tsw_state_saf_retry(e->state, id, tsw_state_now_ms(e->state) + delay_ms) == 0)
 		e->m->saf_retried++;
 }
 
 static void drop(struct tsw_engine *e, uint64_t id)
 {
+	engine_event(e, TSW_EV_SAF_DROPPED, .id = id, .why = "token_gone_or_unreadable");
 	if (tsw_state_saf_ack(e->state, id) == 0)
 		e->m->saf_dropped++;
 }
@@ -91,6 +93,7 @@ int saf_put(struct tsw_engine *e, const struct req *r, bool return_use, uint64_t
 
 	if (!e->state) {
 		e->m->saf_dropped++;
+		engine_event_req(e, TSW_EV_SAF_PUT_REFUSED, r, -ENOTSUP);
 		return -ENOTSUP;
 	}
 	/* DE90 names the original as the issuer saw it: the switch's STAN
@@ -124,6 +127,7 @@ int saf_put(struct tsw_engine *e, const struct req *r, bool return_use, uint64_t
 	len = tsw_iso_encode(e->cfg.acq_profile, NULL, ed, n, e->saf_buf, TSW_STATE_SAF_MSG_MAX);
 	if (len <= 0) {
 		e->m->saf_dropped++;
+		engine_event_req(e, TSW_EV_SAF_PUT_REFUSED, r, len < 0 ? len : -TSW_E_BAD_INPUT);
 		return len < 0 ? len : -TSW_E_BAD_INPUT;
 	}
 	ret = tsw_state_saf_put_use(e->state, r->link, e->saf_buf, (size_t)len,
@@ -131,6 +135,7 @@ int saf_put(struct tsw_engine *e, const struct req *r, bool return_use, uint64_t
 	if (ret < 0) {
 		/* -EAGAIN: the queue is full (the state counts saf_full) */
 		e->m->saf_dropped++;
+		engine_event_req(e, TSW_EV_SAF_PUT_REFUSED, r, ret);
 		return ret;
 	}
 	e->saf_last_id = id;
@@ -234,6 +239,7 @@ static enum saf_outcome saf_send(struct tsw_engine *e, uint32_t link, const stru
 	e->saf_inflight++;
 	e->m->saf_inflight++;
 	e->m->saf_sent++;
+	engine_event(e, TSW_EV_SAF_SENT, .link = link, .id = it->id, .n1 = it->attempts + 1);
 	out = SAF_SENT;
 	goto out_wipe;
 
@@ -351,6 +357,7 @@ void saf_answered(struct tsw_engine *e, struct req *r, const char *rc)
 	}
 	/* not found: another worker's lease had run out and it got the
 	 * answer first; the reversal is settled either way */
+	engine_event(e, TSW_EV_SAF_ACKED, .link = r->link, .id = r->saf_id, .rc = rc);
 	if (tsw_state_saf_ack(e->state, r->saf_id) == 0)
 		e->m->saf_acked++;
 	saf_gauge(e);
@@ -363,6 +370,7 @@ void saf_late_answer(struct tsw_engine *e, uint64_t id, const char *rc)
 	 * holds it by now, the ack counts) */
 	if (wants_repeat(rc))
 		return;
+	engine_event(e, TSW_EV_SAF_ACKED, .id = id, .rc = rc, .why = "late");
 	if (tsw_state_saf_ack(e->state, id) == 0)
 		e->m->saf_acked++;
 	saf_gauge(e);

@@ -103,6 +103,7 @@ int park(struct tsw_engine *e, uint32_t slot, const struct tsw_iso_msg *m, uint6
 
 	if (!e->n_park_free || m->len > e->cfg.acq_profile->max_frame) {
 		e->m->parked_full++;
+		engine_event(e, TSW_EV_PARKED_FULL, .n1 = e->cfg.max_parked);
 		return -TSW_E_FULL;
 	}
 	idx = e->park_free[--e->n_park_free];

@@ -1,5 +1,6 @@
 /* The worker thread around a backend: start-up handshake, mailbox,
- * issuer address resolution, the listening socket helper. */
+ * issuer address resolution, the listening socket helper, the engine's
+ * events written to the log. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netdb.h>
@@ -157,6 +158,22 @@ void io_worker_publish(struct tsw_io_worker *w)
 	__atomic_store_n(&w->ready, tsw_engine_ready(w->engine), __ATOMIC_RELAXED);
 }
 
+void io_worker_log_events(struct tsw_io_worker *w)
+{
+	struct tsw_engine_event ev;
+	char fields[TSW_LOG_LINE_MAX];
+
+	while (tsw_engine_next_event(w->engine, &ev)) {
+		enum tsw_log_level level = tsw_engine_event_level(ev.kind);
+
+		if (!tsw_log_enabled(level))
+			continue;
+		tsw_engine_event_format(&ev, fields, sizeof(fields));
+		tsw_log(level, tsw_engine_event_name(ev.kind), "worker=%u %s",
+			w->p.engine.worker_id, fields);
+	}
+}
+
 uint64_t io_wait_ns(const struct tsw_io_worker *w, uint64_t now_ns, uint64_t extra_deadline_ns)
 {
 	uint64_t d = tsw_engine_next_deadline(w->engine);
@@ -207,6 +224,7 @@ static void *worker_main(void *arg)
 		w->exit_rc = r;
 		/* what is left in flight gets its reversal before the state closes */
 		tsw_engine_shutdown(w->engine, io_now_ns());
+		io_worker_log_events(w);
 	}
 	__atomic_store_n(&w->ready, 0, __ATOMIC_RELAXED);
 out_free:

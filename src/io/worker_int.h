@@ -68,6 +68,10 @@ static inline bool io_worker_mail_waiting(const struct tsw_io_worker *w)
 /* Publishes readiness (once per loop iteration). */
 void io_worker_publish(struct tsw_io_worker *w);
 
+/* Logs the events the engine queued (once per loop iteration, after the
+ * engine's work of the iteration; a few compares when there are none). */
+void io_worker_log_events(struct tsw_io_worker *w);
+
 /* Milliseconds to wait from now to deadline (monotonic ns), capped. */
 uint64_t io_wait_ns(const struct tsw_io_worker *w, uint64_t now_ns, uint64_t extra_deadline_ns);
 

@@ -8,6 +8,7 @@ Makes a vault with tokvault in a temp dir, runs a test double issuer
 listening line and drives it with ISO 8583 messages. Prints TAP.
 """
 import argparse
+import json
 import os
 import shutil
 import signal
@@ -68,8 +69,8 @@ COLUMNS = ["token", "pan", "pan_expiry", "token_expiry", "status", "trid", "pos_
            "merchant_ids", "max_uses", "amount_limit", "device_required"]
 
 
-def run(cmd, check=True):
-    p = subprocess.run(cmd, capture_output=True, text=True)
+def run(cmd, check=True, timeout=60):
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     if check and p.returncode != 0:
         raise RuntimeError("%s failed (%d): %s" % (" ".join(cmd), p.returncode, p.stderr))
     return p
@@ -122,22 +123,30 @@ timeout_ms = %(timeout)d
 reconnect_min_ms = 20
 reconnect_max_ms = 200
 echo_interval_ms = 60000
+[state]
+saf_lease_ms = %(lease)d
 [limits]
 max_conns = %(max_conns)d
 """
 
 
 class Env:
-    """One switch (and by default one issuer) for a test."""
+    """One switch (and by default one issuer) for a test. The switch runs
+    with a state directory of its own unless state=False; no_state=True
+    passes --no-state; log_format="json" passes --log-format json (and the
+    close checks that every line of the log is a JSON object)."""
 
     def __init__(self, issuer=True, issuer_port=None, timeout_ms=2000, max_conns=256,
-                 workers=None, state=False, extra_conf="", io=None, preexec_fn=None,
-                 more_issuers=(), issuers_in_file=False):
+                 workers=None, state=True, no_state=False, extra_conf="", io=None,
+                 preexec_fn=None, more_issuers=(), issuers_in_file=False, log_format=None):
         self.dir = tempfile.mkdtemp(dir=TMP)
         self.issuer = T.FakeIssuer(PROFILE) if issuer else None
+        self.log_format = log_format
         iss_addr = self.issuer.addr if issuer else "127.0.0.1:%d" % issuer_port
         hosts = [iss_addr] + list(more_issuers)
-        conf = BASE_CONF % dict(timeout=timeout_ms, max_conns=max_conns)
+        # a claimed reversal's lease must outlast the issuer timeout
+        conf = BASE_CONF % dict(timeout=timeout_ms, max_conns=max_conns,
+                                lease=max(30000, timeout_ms + 10000))
         if issuers_in_file:
             conf += "[issuer]\n" + "".join("host = %s\n" % h for h in hosts)
         self.conf = write_conf(os.path.join(self.dir, "tokswitch.conf"), conf + extra_conf)
@@ -151,6 +160,10 @@ class Env:
         if state:
             os.mkdir(os.path.join(self.dir, "state"))
             argv += ["--state", os.path.join(self.dir, "state")]
+        if no_state:
+            argv += ["--no-state"]
+        if log_format:
+            argv += ["--log-format", log_format]
         self.sw = T.Switch(TOKSWITCH, argv, os.path.join(self.dir, "stderr.log"),
                            preexec_fn=preexec_fn)
         self.conns = []
@@ -174,13 +187,19 @@ class Env:
         rc = self.sw.stop()
         if self.issuer:
             self.issuer.stop()
-        log = self.sw.log()
-        for t in TOKENS.values():
-            if t["pan"] in log or t["token"] in log:
-                raise AssertionError("a PAN or an unmasked token in the switch's log")
+        with open(self.sw.stderr_path, "rb") as f:
+            raw = f.read()
+        leaks = T.log_leaks(raw, [t["pan"] for t in TOKENS.values()] +
+                            [t["token"] for t in TOKENS.values()])
+        if leaks:
+            raise AssertionError("the switch's log holds " + ", ".join(leaks))
         report = self.sw.sanitizer_report()
         if report:
             raise AssertionError("sanitizer: " + report)
+        if self.log_format == "json":
+            for line in raw.decode().splitlines():
+                obj = json.loads(line)
+                assert_eq(list(obj)[:3], ["ts", "level", "event"], "keys of " + line)
         if rc != 0:
             raise AssertionError("tokswitch exited %r after SIGTERM: %s" % (rc, self.sw.log()[-1500:]))
 
@@ -225,7 +244,8 @@ def test_auto_falls_back_to_uv_when_io_uring_is_blocked():
         assert_eq(f[39], b"00", "served by the fallback")
     # asked for io_uring explicitly: refused at start instead
     p = subprocess.run([TOKSWITCH, "--vault", VAULT, "--key-file", KEY, "--listen", "127.0.0.1:0",
-                        "--metrics", "127.0.0.1:0", "--io", "uring"], capture_output=True,
+                        "--metrics", "127.0.0.1:0", "--io", "uring", "--no-state"],
+                       capture_output=True,
                        text=True, preexec_fn=T.block_io_uring, timeout=20)
     assert_eq(p.returncode, 1, "exit status with --io uring")
     assert "event=start_failed what=worker" in p.stderr, p.stderr
@@ -297,7 +317,7 @@ def test_no_route_for_the_pan_declined_96():
 
 
 def test_limited_use_exhausted_declined_65():
-    with Env(state=True) as e:
+    with Env() as e:
         c = e.conn()
         _, f = e.ask(c, auth(TOKENS["uses"]["token"]))
         assert_eq(f[39], b"00", "first use")
@@ -479,7 +499,7 @@ def test_smallest_ring_with_more_completions_than_it_holds():
 
 
 def test_issuer_timeout_91_then_reversal_to_the_issuer():
-    with Env(state=True, timeout_ms=300, extra_conf="[saf]\npoll_ms = 20\n") as e:
+    with Env(timeout_ms=300, extra_conf="[saf]\npoll_ms = 20\n") as e:
         c = e.conn()
         e.issuer.hold()
         _, f = e.ask(c, auth(TOKENS["ok"]["token"], stan=555))
@@ -491,6 +511,12 @@ def test_issuer_timeout_91_then_reversal_to_the_issuer():
         e.issuer.release()
         T.wait_for(lambda: e.sw.metric("tsw_saf_acked_total") >= 1, 10, "reversal acked")
         assert_no_pan(c)
+        # the event log says what happened to the reversal, by its id
+        T.wait_for(lambda: T.log_events(e.sw.log(), "saf_acked"), 5, "saf_acked line")
+        log = e.sw.log()
+        sent, acked = T.log_events(log, "saf_sent"), T.log_events(log, "saf_acked")
+        assert sent and sent[0]["id"] == acked[0]["id"] and sent[0]["link"] == "0", log
+        assert_eq(acked[0]["rc"], "00", "the issuer's DE39 on the ack line")
 
 
 def test_issuer_down_at_start_91_then_recovery():
@@ -500,6 +526,10 @@ def test_issuer_down_at_start_91_then_recovery():
         _, f = e.ask(c, auth(TOKENS["ok"]["token"]))
         assert_eq((f[39], f.get(44)), (b"91", b"ISSUER_UNAVAILABLE"), "issuer down")
         assert_eq(e.sw.http("/readyz")[0], 503, "not ready without issuer")
+        T.wait_for(lambda: T.log_events(e.sw.log(), "issuer_reconnect_backoff"), 5,
+                   "the reconnect backoff logged")
+        ev = T.log_events(e.sw.log(), "issuer_reconnect_backoff")[0]
+        assert ev["link"] == "0" and int(ev["retry_in_ms"]) <= 200, ev
         e.issuer = T.FakeIssuer(PROFILE, port=port)
         e.sw.wait_ready(15)
         _, f = e.ask(c, auth(TOKENS["ok"]["token"]))
@@ -663,6 +693,9 @@ def test_max_connections_refused_others_unaffected():
         assert_eq(f[39], b"00", "others unaffected")
         T.wait_for(lambda: e.sw.metric("tsw_connections_refused_total") >= 1, 5,
                    "refusal counted")
+        T.wait_for(lambda: T.log_events(e.sw.log(), "max_conns_reached"), 5, "refusal logged")
+        ev = T.log_events(e.sw.log(), "max_conns_reached")[0]
+        assert_eq((ev["level"], ev["max_conns"], ev["worker"]), ("warn", "4", "0"), "event")
 
 
 def test_oversized_frame_closes_only_that_connection():
@@ -715,7 +748,8 @@ def test_metrics_health_and_404():
                 'tsw_declines_total{reason="TOKEN_SUSPENDED"} 1',
                 'tsw_issuer_rtt_seconds_bucket{le="+Inf"} ',
                 "tsw_issuer_rtt_seconds_count ", "tsw_internal_latency_seconds_sum ",
-                "tsw_connections_open ", "tsw_inflight ", "tsw_ready 1",
+                "tsw_connections_open ", "tsw_inflight ", "tsw_ready 1", "tsw_durable 1",
+                "tsw_log_events_suppressed_total ", "tsw_log_events_dropped_total 0",
                 'tsw_issuer_links_signed_on{link="0",host="%s"} 2' % e.issuer.addr]
         for w in want:
             assert w in body, "missing in /metrics: " + w
@@ -748,9 +782,144 @@ def test_bad_config_refused_with_file_and_line():
 def test_pending_table_above_the_stan_span_refused():
     # 40 workers split 10^6 switch STANs into 24999 each: 32768 pending do not fit
     p = run([TOKSWITCH, "--vault", VAULT, "--key-file", KEY, "--io", args.io, "--workers", "40",
-             "--listen", "127.0.0.1:0", "--metrics", "127.0.0.1:0"], check=False)
+             "--listen", "127.0.0.1:0", "--metrics", "127.0.0.1:0", "--no-state"], check=False)
     assert_eq(p.returncode, 2, "exit status")
     assert "limits.max_pending 32768" in p.stderr and "24999" in p.stderr, p.stderr
+
+def test_state_directory_required_naming_both_flags():
+    base = [TOKSWITCH, "--vault", VAULT, "--key-file", KEY, "--io", args.io,
+            "--listen", "127.0.0.1:0", "--metrics", "127.0.0.1:0"]
+    sdir = tempfile.mkdtemp(dir=TMP)
+    conf = write_conf(os.path.join(sdir, "both.conf"),
+                      "[server]\nstate = %s\nno_state = true\n" % sdir)
+    for case, extra in (("neither", []), ("both flags", ["--state", sdir, "--no-state"]),
+                        ("both in the file", ["-c", conf])):
+        p = run(base + extra, check=False, timeout=20)  # a switch that starts never exits
+        assert_eq(p.returncode, 2, case + ": exit status")
+        human = [l for l in p.stderr.splitlines() if not l.startswith("ts=")]
+        assert_eq(len(human), 1, case + ": one line for the operator: " + p.stderr)
+        assert "--state" in human[0] and "--no-state" in human[0], human[0]
+        refused = T.log_events(p.stderr, "config_refused")
+        assert_eq(len(refused), 1, case + ": config_refused events: " + p.stderr)
+        assert "listening" not in p.stdout, case
+
+
+def test_no_state_runs_with_a_warning_and_tsw_durable_0():
+    with Env(state=False, no_state=True, timeout_ms=300) as e:
+        warn = T.log_events(e.sw.log(), "no_durable_state")
+        assert_eq(len(warn), 1, "one warning at start")
+        assert_eq(warn[0]["level"], "warn", "level")
+        assert "reversal" in warn[0]["lost"] and "limited-use" in warn[0]["lost"], warn[0]
+        assert_eq(e.sw.metric("tsw_durable"), 0.0, "tsw_durable")
+        c = e.conn()
+        _, f = e.ask(c, auth(TOKENS["ok"]["token"]))
+        assert_eq(f[39], b"00", "served without a state")
+        _, f = e.ask(c, auth(TOKENS["uses"]["token"]))
+        assert_eq(f[39], b"96", "a limited-use token needs the state")
+        # the reversal a timeout owes cannot be kept: logged, never silent
+        e.issuer.hold()
+        _, f = e.ask(c, auth(TOKENS["ok"]["token"], stan=4711))
+        assert_eq(f[39], b"91", "timed out")
+        T.wait_for(lambda: T.log_events(e.sw.log(), "saf_put_refused"), 5, "refusal logged")
+        ev = T.log_events(e.sw.log(), "saf_put_refused")[0]
+        assert_eq((ev["level"], ev["reason"], ev["stan"]), ("error", "no_state", "004711"),
+                  "saf_put_refused")
+        tok = TOKENS["ok"]["token"]
+        assert_eq(ev["token"], tok[:6] + "*" * (len(tok) - 10) + tok[-4:], "masked token")
+    # the file says it as well
+    with Env(state=False, extra_conf="[server]\nno_state = true\n") as e:
+        assert_eq(e.sw.metric("tsw_durable"), 0.0, "tsw_durable with no_state in the file")
+        assert_eq(len(T.log_events(e.sw.log(), "no_durable_state")), 1, "warning")
+
+
+def test_json_log_lines_are_objects_with_escaped_values():
+    with Env(log_format="json", max_conns=1, workers=1) as e:
+        keep = e.conn()
+        _, f = e.ask(keep, auth(TOKENS["ok"]["token"]))
+        assert_eq(f[39], b"00", "served")
+        if not e.conn().closed_by_peer():
+            raise AssertionError("connection above max_conns not closed")
+        T.wait_for(lambda: '"event":"max_conns_reached"' in e.sw.log(), 5, "engine event")
+        # a key with a quote and a backslash in its name: the reason quotes it
+        good = open(e.conf).read()
+        write_conf(e.conf, good + 'wr"ong\\key = 1\n')
+        e.sw.signal(signal.SIGHUP)
+        T.wait_for(lambda: '"event":"reload_refused"' in e.sw.log(), 5, "reload_refused")
+        lines = [json.loads(l) for l in e.sw.log().splitlines()]
+        by = {}
+        for obj in lines:
+            assert_eq(list(obj)[:3], ["ts", "level", "event"], "leading keys")
+            by.setdefault(obj["event"], obj)
+        assert_eq((by["started"]["workers"], by["started"]["io"]), (1, args.io), "started")
+        assert 'unknown key limits.wr"ong\\key' in by["reload_refused"]["reason"], by
+        assert_eq(by["reload_refused"]["line"], len(good.splitlines()) + 1, "line number")
+        assert_eq((by["max_conns_reached"]["level"], by["max_conns_reached"]["max_conns"]),
+                  ("warn", 1), "engine event")
+
+
+def test_limit_events_rate_limited_with_the_suppressed_count():
+    conf = "[server]\nlog_event_burst = 2\nlog_event_interval_ms = 300\n"
+    n = 10
+    with Env(max_conns=1, workers=1, extra_conf=conf) as e:
+        keep = e.conn()
+        _, f = e.ask(keep, auth(TOKENS["ok"]["token"]))
+        assert_eq(f[39], b"00", "served")
+        for i in range(n):
+            if not e.conn().closed_by_peer():
+                raise AssertionError("connection %d above max_conns not closed" % i)
+        T.wait_for(lambda: e.sw.metric("tsw_connections_refused_total") >= n, 5, "counted")
+
+        def logged():
+            # a line of its own per event (it has the event's fields), the
+            # others counted in suppressed=N of a later line
+            evs = T.log_events(e.sw.log(), "max_conns_reached")
+            return (sum(1 for ev in evs if "max_conns" in ev) +
+                    sum(int(ev.get("suppressed", 0)) for ev in evs))
+        # the count comes with the next event of the kind, or in a line of
+        # its own once the interval is over
+        T.wait_for(lambda: logged() == n, 5, "every refusal logged or counted")
+        evs = T.log_events(e.sw.log(), "max_conns_reached")
+        own = sum(1 for ev in evs if "max_conns" in ev)
+        assert own < n and any(int(ev.get("suppressed", 0)) for ev in evs), evs
+        assert_eq(e.sw.metric("tsw_log_events_suppressed_total"), float(n - own),
+                  "suppressed metric")
+
+
+def test_signon_refused_logged_then_signed_on():
+    iss = T.FakeIssuer(PROFILE)
+    iss.signon_rc = "05"
+    with Env(issuer=False, issuer_port=iss.port, timeout_ms=300, workers=1) as e:
+        e.issuer = iss
+        T.wait_for(lambda: T.log_events(e.sw.log(), "issuer_signon_refused"), 10,
+                   "sign-on refusal logged")
+        ev = T.log_events(e.sw.log(), "issuer_signon_refused")[0]
+        assert_eq((ev["level"], ev["link"], ev["rc"], ev["retry_in_ms"]), ("warn", "0", "05", "300"),
+                  "issuer_signon_refused")
+        assert_eq(e.sw.http("/readyz")[0], 503, "not ready while refused")
+        iss.signon_rc = "00"
+        e.sw.wait_ready(10)
+        _, f = e.ask(e.conn(), auth(TOKENS["ok"]["token"]))
+        assert_eq(f[39], b"00", "served once signed on")
+
+
+def test_log_scan_finds_pans_in_ascii_and_packed_bcd():
+    pan = TOKENS["ok"]["pan"]
+    masked = pan[:6] + "*" * (len(pan) - 10) + pan[-4:]
+    clean = ("ts=2026-01-01T00:00:00.000Z level=info event=started token=%s\n" % masked).encode()
+    assert_eq(T.log_leaks(clean, [pan]), [], "a masked number is no leak")
+    assert_eq(T.log_leaks(clean + pan.encode(), [pan]), [masked + " in ASCII"], "ASCII")
+    odd = T.luhn_complete("54130000000012")  # 15 digits: a padding nibble either way
+    for digits in (pan, odd):
+        for pad in "F0":
+            for low_first in (False, True):
+                planted = clean + T.bcd(digits, pad, low_first) + b"\n" + clean
+                case = "%s pad %s low_first %s" % (len(digits), pad, low_first)
+                assert T.find_bcd(planted, digits) == len(clean), case
+                assert_eq(len(T.log_leaks(planted, [digits])), 1, case)
+    # one digit off is not found
+    other = pan[:-1] + str((int(pan[-1]) + 1) % 10)
+    assert_eq(T.find_bcd(clean + T.bcd(other) + clean, pan), -1, "another number")
+
 
 TESTS = [(n[len("test_"):], f) for n, f in list(globals().items())
          if n.startswith("test_") and callable(f)]

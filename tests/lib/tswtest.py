@@ -183,6 +183,7 @@ class FakeIssuer:
         self.signons = 0
         self.held = []        # (conn, frame) waiting for release
         self.holding = False
+        self.signon_rc = "00"  # DE39 of the 0810 to a sign-on (0800 DE70 001)
         self.reverse = False
         self.conns = []
         self.stopped = False
@@ -209,7 +210,8 @@ class FakeIssuer:
 
     def _answer_for(self, mti, f):
         if mti == "0800":
-            out = {7: f.get(7, b"0101000000"), 11: f[11], 39: "00", 70: f.get(70, b"001")}
+            rc = self.signon_rc if f.get(70, b"001") == b"001" else "00"
+            out = {7: f.get(7, b"0101000000"), 11: f[11], 39: rc, 70: f.get(70, b"001")}
             return encode(self.p, "0810", {k: v for k, v in out.items()})
         rc = "51" if f.get(4, b"").endswith(b"51") else "00"
         out = {39: rc, 11: f[11]}
@@ -314,6 +316,109 @@ def free_port():
     port = s.getsockname()[1]
     s.close()
     return port
+
+
+# --- leak scans ------------------------------------------------------------
+
+def _bcd_needles(digits):
+    """(lead, core, tail) for both nibble alignments of digits in packed BCD:
+    core holds the bytes made of two digits each; lead and tail are the
+    digits that share a byte with a padding nibble (None: none)."""
+    out = []
+    for start in (0, 1):  # the first digit in the high nibble, or the low one
+        lead = digits[0] if start else None
+        rest = digits[1:] if start else digits
+        tail = rest[-1] if len(rest) % 2 else None
+        core = bytes.fromhex(rest[:len(rest) - len(rest) % 2])
+        out.append((lead, core, tail))
+    return out
+
+
+def find_bcd(data, digits):
+    """Offset of digits packed as BCD in data at either nibble alignment,
+    whatever the padding nibble beside it (F, 0 or a neighbouring digit),
+    or -1. digits: a PAN or token as text."""
+    for lead, core, tail in _bcd_needles(digits):
+        at = data.find(core)
+        while at >= 0:
+            start = at - (1 if lead is not None else 0)
+            end = at + len(core)
+            ok = start >= 0
+            if ok and lead is not None:
+                ok = (data[start] & 0x0F) == int(lead)
+            if ok and tail is not None:
+                ok = end < len(data) and (data[end] >> 4) == int(tail)
+            if ok:
+                return start
+            at = data.find(core, at + 1)
+    return -1
+
+
+def bcd(digits, pad="F", low_first=False):
+    """digits packed as BCD, padded with the nibble pad to whole bytes;
+    low_first: the first digit goes in the low nibble of the first byte."""
+    s = (pad + digits) if low_first else digits
+    if len(s) % 2:
+        s += pad
+    return bytes.fromhex(s)
+
+
+def log_leaks(data, secrets):
+    """What of secrets (PANs, tokens: digit strings) appears in the raw
+    bytes data, in ASCII or packed BCD: a list of reasons, empty when
+    clean. The reasons name the form and a masked number, never the
+    number itself."""
+    found = []
+    for d in secrets:
+        masked = d[:6] + "*" * (len(d) - 10) + d[-4:]
+        if d.encode() in data:
+            found.append("%s in ASCII" % masked)
+        if find_bcd(data, d) >= 0:
+            found.append("%s in packed BCD" % masked)
+    return found
+
+
+def parse_logfmt(line):
+    """One text-format log line (key=value, values with spaces quoted with
+    backslash escapes) -> {key: str}."""
+    out, i, n = {}, 0, len(line)
+    while i < n:
+        while i < n and line[i] == " ":
+            i += 1
+        j = i
+        while j < n and line[j] not in "= ":
+            j += 1
+        key = line[i:j]
+        if j >= n or line[j] == " ":
+            if key:
+                out[key] = "true"
+            i = j
+            continue
+        j += 1
+        if j < n and line[j] == '"':
+            j += 1
+            val = []
+            while j < n and line[j] != '"':
+                if line[j] == "\\" and j + 1 < n:
+                    j += 1
+                    val.append({"n": "\n", "t": "\t", "r": "\r"}.get(line[j], line[j]))
+                else:
+                    val.append(line[j])
+                j += 1
+            out[key] = "".join(val)
+            i = j + 1
+        else:
+            k = j
+            while k < n and line[k] != " ":
+                k += 1
+            out[key] = line[j:k]
+            i = k
+    return out
+
+
+def log_events(log, event):
+    """The lines of a text-format log whose event is event, parsed."""
+    return [f for f in (parse_logfmt(l) for l in log.splitlines()) if f.get("event") == event]
 
 
 # --- processes -------------------------------------------------------------

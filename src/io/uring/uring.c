@@ -966,6 +966,7 @@ static int run(struct uworker *u)
 		if (!u->accept_armed && u->accept_retry_ns <= now && !w->draining)
 			arm_accept(u);
 		io_worker_publish(w);
+		io_worker_log_events(w);
 		if (w->draining && drained(u))
 			break;
 		if (w->draining && now >= w->drain_deadline_ns) {

@@ -422,6 +422,7 @@ static void on_prepare(uv_prepare_t *p)
 	unpause(v);
 	flush(v);
 	io_worker_publish(w);
+	io_worker_log_events(w);
 	if (w->draining && tsw_engine_inflight(v->e) == 0 && v->n_writing == 0) {
 		v->stop = true;
 		uv_stop(&v->loop);

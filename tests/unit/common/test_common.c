@@ -4,6 +4,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "tsw/config.h"
 #include "tsw/error.h"
 #include "tsw/log.h"
 #include "tsw/luhn.h"
@@ -185,6 +186,66 @@ Test(log, format_parse)
 	cr_assert_eq(tsw_log_format_parse("xml", &f), -TSW_E_CONFIG);
 	cr_assert_eq(f, TSW_LOG_TEXT, "untouched on failure");
 	cr_assert_str_eq(tsw_log_format_name(TSW_LOG_JSON), "json");
+}
+
+/* --- config keys of durability and of the event log ------------------ */
+
+static void base_config(struct tsw_config *cfg)
+{
+	tsw_config_defaults(cfg);
+	cr_assert_eq(tsw_config_set(cfg, "server", "vault", "/v", NULL, 0), 0);
+	cr_assert_eq(tsw_config_set(cfg, "server", "key_file", "/k", NULL, 0), 0);
+}
+
+Test(config, no_state_is_true_or_false_and_never_with_a_state_dir)
+{
+	struct tsw_config cfg;
+	char reason[TSW_CONFIG_REASON_MAX];
+
+	base_config(&cfg);
+	cr_assert_eq(cfg.no_state, false, "default");
+	cr_assert_eq(tsw_config_set(&cfg, "server", "no_state", "yes", reason, sizeof(reason)),
+		     -TSW_E_CONFIG);
+	cr_assert_not_null(strstr(reason, "server.no_state must be true or false"), "%s", reason);
+	cr_assert_eq(tsw_config_set(&cfg, "server", "no_state", "true", NULL, 0), 0);
+	cr_assert_eq(cfg.no_state, true);
+	cr_assert_eq(tsw_config_check(&cfg, reason, sizeof(reason)), 0, "%s", reason);
+	cr_assert_eq(tsw_config_set(&cfg, "server", "state", "/s", NULL, 0), 0);
+	cr_assert_eq(tsw_config_check(&cfg, reason, sizeof(reason)), -TSW_E_CONFIG);
+	cr_assert_not_null(strstr(reason, "--state"), "%s", reason);
+	cr_assert_not_null(strstr(reason, "--no-state"), "%s", reason);
+	cr_assert_eq(tsw_config_set(&cfg, "server", "no_state", "false", NULL, 0), 0);
+	cr_assert_eq(tsw_config_check(&cfg, reason, sizeof(reason)), 0, "%s", reason);
+}
+
+Test(config, log_keys_defaults_bounds_and_reload)
+{
+	struct tsw_config run, next;
+	char reason[TSW_CONFIG_REASON_MAX], buf[TSW_CONFIG_REASON_MAX];
+
+	base_config(&run);
+	cr_assert_eq(run.log_format, TSW_LOG_TEXT);
+	cr_assert_eq(run.log_event_burst, TSW_CONFIG_LOG_EVENT_BURST_DEFAULT);
+	cr_assert_eq(run.log_event_interval_ms, TSW_CONFIG_LOG_EVENT_INTERVAL_MS_DEFAULT);
+	cr_assert_eq(run.log_event_queue, TSW_CONFIG_LOG_EVENT_QUEUE_DEFAULT);
+	next = run;
+	cr_assert_eq(tsw_config_set(&next, "server", "log_format", "xml", reason, sizeof(reason)),
+		     -TSW_E_CONFIG);
+	cr_assert_not_null(strstr(reason, "server.log_format must be text or json"), "%s", reason);
+	cr_assert_eq(tsw_config_set(&next, "server", "log_event_queue", "15", NULL, 0),
+		     -TSW_E_CONFIG, "below 16");
+	cr_assert_eq(tsw_config_set(&next, "server", "log_event_burst", "0", NULL, 0),
+		     -TSW_E_CONFIG, "at least one line");
+	/* format, burst and interval apply on SIGHUP; the queue and no_state need a restart */
+	cr_assert_eq(tsw_config_set(&next, "server", "log_format", "json", NULL, 0), 0);
+	cr_assert_eq(next.log_format, TSW_LOG_JSON);
+	cr_assert_eq(tsw_config_set(&next, "server", "log_event_burst", "3", NULL, 0), 0);
+	cr_assert_eq(tsw_config_set(&next, "server", "log_event_interval_ms", "500", NULL, 0), 0);
+	cr_assert_eq(tsw_config_restart_only_changed(&run, &next, buf, sizeof(buf)), 0, "%s", buf);
+	cr_assert_eq(tsw_config_set(&next, "server", "log_event_queue", "64", NULL, 0), 0);
+	cr_assert_eq(tsw_config_set(&next, "server", "no_state", "true", NULL, 0), 0);
+	cr_assert_eq(tsw_config_restart_only_changed(&run, &next, buf, sizeof(buf)), 2);
+	cr_assert_str_eq(buf, "server.log_event_queue,server.no_state");
 }
 
 struct luhn_case {

@@ -1,0 +1,366 @@
+/* The engine's event queue: rate limits per kind, a fixed ring, and the
+ * text of each event for the backend's log line. See event.h and
+ * include/tsw/engine.h; docs/operations.md lists the events. */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine_int.h"
+#include "event.h"
+#include "tsw/error.h"
+#include "tsw/log.h"
+
+_Static_assert(TSW_ENGINE_EVENT_TOKEN_MAX >= TSW_TOKEN_MAX_DIGITS + 1,
+	       "a masked token fits an event");
+
+struct kind_info {
+	const char *name;
+	enum tsw_log_level level;
+};
+
+static const struct kind_info kinds[TSW_EV_KIND_MAX] = {
+    [TSW_EV_ISSUER_SIGNON_REFUSED] = {"issuer_signon_refused", TSW_LOG_WARN},
+    [TSW_EV_ISSUER_RECONNECT_BACKOFF] = {"issuer_reconnect_backoff", TSW_LOG_INFO},
+    [TSW_EV_ISSUER_ECHO_TIMEOUT] = {"issuer_echo_timeout", TSW_LOG_WARN},
+    [TSW_EV_SAF_PUT_REFUSED] = {"saf_put_refused", TSW_LOG_ERROR},
+    [TSW_EV_SAF_SENT] = {"saf_sent", TSW_LOG_INFO},
+    [TSW_EV_SAF_ACKED] = {"saf_acked", TSW_LOG_INFO},
+    [TSW_EV_SAF_RETRIED] = {"saf_retried", TSW_LOG_WARN},
+    [TSW_EV_SAF_DROPPED] = {"saf_dropped", TSW_LOG_ERROR},
+    [TSW_EV_MAX_CONNS] = {"max_conns_reached", TSW_LOG_WARN},
+    [TSW_EV_STASH_OVERFLOW] = {"stash_overflow", TSW_LOG_WARN},
+    [TSW_EV_SLOW_CONSUMER] = {"slow_consumer_closed", TSW_LOG_WARN},
+    [TSW_EV_LINK_OUT_FULL] = {"link_output_full", TSW_LOG_WARN},
+    [TSW_EV_PENDING_FULL] = {"pending_full", TSW_LOG_WARN},
+    [TSW_EV_PARKED_FULL] = {"parked_full", TSW_LOG_WARN},
+    [TSW_EV_FRAME_REFUSED] = {"frame_refused", TSW_LOG_WARN},
+    [TSW_EV_EVENTS_DROPPED] = {"events_dropped", TSW_LOG_ERROR},
+};
+
+const char *tsw_engine_event_name(unsigned kind)
+{
+	return kind < TSW_EV_KIND_MAX ? kinds[kind].name : "unknown";
+}
+
+enum tsw_log_level tsw_engine_event_level(unsigned kind)
+{
+	return kind < TSW_EV_KIND_MAX ? kinds[kind].level : TSW_LOG_ERROR;
+}
+
+/* ---- the queue ---- */
+
+void events_configure(struct tsw_engine *e)
+{
+	e->ev.burst = e->cfg.event_burst;
+	e->ev.interval_ns = (uint64_t)e->cfg.event_interval_ms * NS_PER_MS;
+}
+
+int events_init(struct tsw_engine *e)
+{
+	e->ev.cap = e->cfg.event_queue;
+	e->ev.ring = calloc(e->ev.cap, sizeof(*e->ev.ring));
+	if (!e->ev.ring)
+		return -ENOMEM;
+	events_configure(e);
+	return 0;
+}
+
+void events_free(struct tsw_engine *e)
+{
+	free(e->ev.ring);
+	e->ev.ring = NULL;
+}
+
+static bool push(struct engine_events *q, const struct tsw_engine_event *ev)
+{
+	if (q->len == q->cap)
+		return false;
+	q->ring[(q->head + q->len) % q->cap] = *ev;
+	q->len++;
+	return true;
+}
+
+/* Opens a new window for k when its interval is over; true when one more
+ * event of the kind may be queued now. */
+static bool window_allows(const struct engine_events *q, struct ev_kind *k, uint64_t now_ns)
+{
+	if (!k->started || now_ns - k->window_start_ns >= q->interval_ns) {
+		k->started = true;
+		k->window_start_ns = now_ns;
+		k->lines = 0;
+	}
+	return k->lines < q->burst;
+}
+
+static void copy_field(char *dst, size_t cap, const struct echo *ec, unsigned field)
+{
+	unsigned i;
+
+	dst[0] = '\0';
+	for (i = 0; i < TSW_ENGINE_ECHO_FIELDS; i++) {
+		size_t n = ec->len[i];
+
+		if (tsw_engine_echo_fields[i] != field || !n)
+			continue;
+		/* numeric and ans fields of the acquirer: printable, but keep
+		 * only what a log value may hold unquoted-safe */
+		if (n > cap - 1)
+			n = cap - 1;
+		memcpy(dst, ec->data + ec->off[i], n);
+		dst[n] = '\0';
+		for (size_t j = 0; j < n; j++)
+			if (dst[j] < 0x21 || dst[j] > 0x7e || dst[j] == '"' || dst[j] == '\\')
+				dst[j] = '?';
+		return;
+	}
+}
+
+static void fill(struct tsw_engine_event *ev, enum tsw_engine_event_kind kind,
+		 const struct ev_args *a)
+{
+	memset(ev, 0, sizeof(*ev));
+	ev->kind = (uint8_t)kind;
+	ev->has_fields = true;
+	ev->link = a->link;
+	ev->slot = a->slot;
+	ev->id = a->id;
+	ev->n1 = a->n1;
+	ev->n2 = a->n2;
+	ev->err = a->err;
+	ev->why = a->why;
+	if (a->rc) {
+		size_t n = strnlen(a->rc, 2);
+
+		memcpy(ev->rc, a->rc, n);
+		for (size_t j = 0; j < n; j++)
+			if (ev->rc[j] < 0x21 || ev->rc[j] > 0x7e || ev->rc[j] == '"' ||
+			    ev->rc[j] == '\\')
+				ev->rc[j] = '?';
+	}
+	/* first 6 and last 4 digits only: never a whole token in a log */
+	if (a->token && a->token_len && a->token_len < sizeof(ev->token))
+		tsw_mask_pan(a->token, (unsigned)a->token_len, ev->token, sizeof(ev->token));
+	if (a->echo) {
+		copy_field(ev->stan, sizeof(ev->stan), a->echo, 11);
+		copy_field(ev->rrn, sizeof(ev->rrn), a->echo, 37);
+		copy_field(ev->amount, sizeof(ev->amount), a->echo, 4);
+	}
+}
+
+void engine_event_emit(struct tsw_engine *e, enum tsw_engine_event_kind kind,
+		       const struct ev_args *a)
+{
+	struct engine_events *q = &e->ev;
+	struct ev_kind *k;
+	struct tsw_engine_event ev;
+
+	if (kind >= TSW_EV_KIND_MAX || !q->ring)
+		return;
+	k = &q->kinds[kind];
+	if (!window_allows(q, k, e->now_ns)) {
+		if (!k->suppressed)
+			q->n_suppressing++;
+		k->suppressed++;
+		e->m->events_suppressed++;
+		return;
+	}
+	fill(&ev, kind, a);
+	ev.suppressed = k->suppressed;
+	if (!push(q, &ev)) {
+		/* the count left out before it stays for the next one */
+		q->dropped++;
+		e->m->events_dropped++;
+		return;
+	}
+	k->lines++;
+	if (k->suppressed)
+		q->n_suppressing--;
+	k->suppressed = 0;
+}
+
+/* With the queue empty: the drops and the suppressed counts whose window
+ * is over get an event of their own. */
+static void report_due(struct tsw_engine *e)
+{
+	struct engine_events *q = &e->ev;
+	struct tsw_engine_event ev;
+	unsigned i;
+
+	if (q->dropped) {
+		struct ev_kind *k = &q->kinds[TSW_EV_EVENTS_DROPPED];
+
+		/* rate-limited like any kind, but never suppressed: the count
+		 * grows until a report may go */
+		if (window_allows(q, k, e->now_ns)) {
+			fill(&ev, TSW_EV_EVENTS_DROPPED, &(const struct ev_args){0});
+			ev.n1 = q->dropped;
+			ev.n2 = q->cap;
+			push(q, &ev);
+			k->lines++;
+			q->dropped = 0;
+		}
+	}
+	for (i = 0; i < TSW_EV_KIND_MAX && q->n_suppressing; i++) {
+		struct ev_kind *k = &q->kinds[i];
+
+		if (!k->suppressed || e->now_ns - k->window_start_ns < q->interval_ns)
+			continue;
+		window_allows(q, k, e->now_ns); /* the window is over: a new one */
+		memset(&ev, 0, sizeof(ev));
+		ev.kind = (uint8_t)i;
+		ev.suppressed = k->suppressed;
+		if (!push(q, &ev))
+			return;
+		k->lines++;
+		k->suppressed = 0;
+		q->n_suppressing--;
+	}
+}
+
+bool tsw_engine_next_event(struct tsw_engine *e, struct tsw_engine_event *ret_ev)
+{
+	struct engine_events *q = &e->ev;
+
+	if (!q->len) {
+		if (!q->dropped && !q->n_suppressing)
+			return false;
+		report_due(e);
+		if (!q->len)
+			return false;
+	}
+	*ret_ev = q->ring[q->head];
+	q->head = (q->head + 1) % q->cap;
+	q->len--;
+	return true;
+}
+
+/* ---- text ---- */
+
+struct text {
+	char *p;
+	size_t cap, len;
+};
+
+__attribute__((format(printf, 2, 3))) static void add(struct text *t, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	if (t->len + 1 >= t->cap)
+		return;
+	va_start(ap, fmt);
+	n = vsnprintf(t->p + t->len, t->cap - t->len, fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		return;
+	t->len += (size_t)n;
+	if (t->len >= t->cap)
+		t->len = t->cap - 1;
+}
+
+static const char *put_reason(const struct tsw_engine_event *ev)
+{
+	if (ev->why)
+		return ev->why;
+	switch (ev->err) {
+	case -ENOTSUP:
+		return "no_state";
+	case -EAGAIN:
+		return "queue_full";
+	case -EMSGSIZE:
+		return "too_big";
+	case -ENOSPC:
+		return "disk_full";
+	default:
+		return "error";
+	}
+}
+
+size_t tsw_engine_event_format(const struct tsw_engine_event *ev, char *buf, size_t cap)
+{
+	struct text t = {.p = buf, .cap = cap};
+
+	if (!cap)
+		return 0;
+	buf[0] = '\0';
+	if (!ev->has_fields) {
+		add(&t, "suppressed=%" PRIu32, ev->suppressed);
+		return t.len;
+	}
+	switch ((enum tsw_engine_event_kind)ev->kind) {
+	case TSW_EV_ISSUER_SIGNON_REFUSED:
+		add(&t, "link=%" PRIu32 " what=%s rc=\"%s\" retry_in_ms=%" PRIu64, ev->link,
+		    ev->why ? ev->why : "sign_on", ev->rc, ev->n1);
+		break;
+	case TSW_EV_ISSUER_RECONNECT_BACKOFF:
+		add(&t, "link=%" PRIu32 " retry_in_ms=%" PRIu64, ev->link, ev->n1);
+		break;
+	case TSW_EV_ISSUER_ECHO_TIMEOUT:
+		add(&t, "link=%" PRIu32 " timeout_ms=%" PRIu64, ev->link, ev->n1);
+		break;
+	case TSW_EV_SAF_PUT_REFUSED:
+		add(&t,
+		    "link=%" PRIu32 " reason=%s token=%s stan=\"%s\" rrn=\"%s\" amount=\"%s\""
+		    " switch_stan=\"%06" PRIu64 "\"",
+		    ev->link, put_reason(ev), ev->token[0] ? ev->token : "none", ev->stan, ev->rrn,
+		    ev->amount, ev->n1 % 1000000);
+		/* a reason without a word of its own: the error says it */
+		if (ev->err && strcmp(put_reason(ev), "error") == 0)
+			add(&t, " error=\"%s\"", tsw_strerror(ev->err));
+		break;
+	case TSW_EV_SAF_SENT:
+		add(&t, "link=%" PRIu32 " id=\"%" PRIu64 "\" attempt=%" PRIu64, ev->link, ev->id,
+		    ev->n1);
+		break;
+	case TSW_EV_SAF_ACKED:
+		/* a late answer (after its timeout) came on a link not kept */
+		if (ev->why && strcmp(ev->why, "late") == 0)
+			add(&t, "id=\"%" PRIu64 "\" rc=\"%s\" late=true", ev->id, ev->rc);
+		else
+			add(&t, "link=%" PRIu32 " id=\"%" PRIu64 "\" rc=\"%s\"", ev->link, ev->id,
+			    ev->rc);
+		break;
+	case TSW_EV_SAF_RETRIED:
+		add(&t, "id=\"%" PRIu64 "\" retry_in_ms=%" PRIu64, ev->id, ev->n1);
+		break;
+	case TSW_EV_SAF_DROPPED:
+		add(&t, "id=\"%" PRIu64 "\" reason=%s", ev->id, ev->why ? ev->why : "unsendable");
+		break;
+	case TSW_EV_MAX_CONNS:
+		add(&t, "max_conns=%" PRIu64, ev->n1);
+		break;
+	case TSW_EV_STASH_OVERFLOW:
+		add(&t, "conn=%" PRIu32 " in_buf_bytes=%" PRIu64, ev->slot, ev->n1);
+		break;
+	case TSW_EV_SLOW_CONSUMER:
+		add(&t, "conn=%" PRIu32 " out_buf_bytes=%" PRIu64, ev->slot, ev->n1);
+		break;
+	case TSW_EV_LINK_OUT_FULL:
+		add(&t, "link=%" PRIu32 " link_buf_bytes=%" PRIu64, ev->link, ev->n1);
+		break;
+	case TSW_EV_PENDING_FULL:
+		add(&t, "max_pending=%" PRIu64, ev->n1);
+		break;
+	case TSW_EV_PARKED_FULL:
+		add(&t, "max_parked=%" PRIu64, ev->n1);
+		break;
+	case TSW_EV_FRAME_REFUSED:
+		if (ev->why && strcmp(ev->why, "issuer") == 0)
+			add(&t, "side=issuer link=%" PRIu32, ev->link);
+		else
+			add(&t, "side=acquirer conn=%" PRIu32, ev->slot);
+		add(&t, " max_frame=%" PRIu64 " error=\"%s\"", ev->n1, tsw_strerror(ev->err));
+		break;
+	case TSW_EV_EVENTS_DROPPED:
+		add(&t, "dropped=%" PRIu64 " log_event_queue=%" PRIu64, ev->n1, ev->n2);
+		break;
+	case TSW_EV_KIND_MAX:
+		break;
+	}
+	if (ev->suppressed)
+		add(&t, " suppressed=%" PRIu32, ev->suppressed);
+	return t.len;
+}

@@ -168,6 +168,10 @@ void tsw_engine_loop_end(struct tsw_engine *e);
 /* Acquirer connections. open returns the slot, or -TSW_E_FULL when
  * max_conns is reached (the backend closes the socket; counted). */
 int tsw_engine_acq_open(struct tsw_engine *e, uint64_t now_ns);
+/* The backend closed a new connection at once without a slot (it had no
+ * endpoint of its own left: closed ones not yet reaped): counted and
+ * reported as a refusal of tsw_engine_acq_open() is. */
+void tsw_engine_acq_refused(struct tsw_engine *e);
 /* The peer address of connection slot (after acq_open): part of the
  * acquirer's identity that its reversals are matched by (the host, not
  * the port). sa NULL or not AF_INET/AF_INET6: unknown, the same for

@@ -287,14 +287,19 @@ void engine_resume(struct tsw_engine *e, uint32_t slot)
 		conn_queue_close(e, slot);
 }
 
+void tsw_engine_acq_refused(struct tsw_engine *e)
+{
+	e->m->conns_refused++;
+	engine_event(e, TSW_EV_MAX_CONNS, .n1 = e->cfg.max_conns);
+}
+
 int tsw_engine_acq_open(struct tsw_engine *e, uint64_t now_ns)
 {
 	struct acq_conn *c;
 	uint32_t slot;
 
 	if (!e->n_free_conns) {
-		e->m->conns_refused++;
-		engine_event(e, TSW_EV_MAX_CONNS, .n1 = e->cfg.max_conns);
+		tsw_engine_acq_refused(e);
 		return -TSW_E_FULL;
 	}
 	slot = e->free_conns[--e->n_free_conns];

@@ -297,6 +297,13 @@ static uint32_t ep_alloc(struct uworker *u)
 	return idx;
 }
 
+/* Gives back an endpoint ep_alloc() handed out that was never used. */
+static void ep_unalloc(struct uworker *u, uint32_t idx)
+{
+	u->eps[idx].next_free = u->free_head;
+	u->free_head = idx;
+}
+
 /* Releases the endpoint once nothing refers to it any more. */
 static void ep_put(struct uworker *u, uint32_t idx)
 {
@@ -388,15 +395,20 @@ static void on_accept(struct uworker *u, struct io_uring_cqe *cqe, uint64_t now_
 		close(fd);
 		return;
 	}
-	slot = tsw_engine_acq_open(u->e, now_ns);
-	if (slot < 0) {
-		close(fd); /* max_conns: counted by the engine */
+	idx = ep_alloc(u);
+	if (idx == NO_EP) {
+		/* no endpoint left (closed ones not yet reaped): refused as at
+		 * max_conns, counted and reported by the engine */
+		tsw_engine_acq_refused(u->e);
+		close(fd);
 		return;
 	}
-	idx = ep_alloc(u);
-	if (idx == NO_EP || (uint32_t)slot >= u->n_slots) {
-		tsw_engine_acq_close(u->e, (uint32_t)slot);
-		close(fd);
+	slot = tsw_engine_acq_open(u->e, now_ns);
+	if (slot < 0 || (uint32_t)slot >= u->n_slots) {
+		if (slot >= 0)
+			tsw_engine_acq_close(u->e, (uint32_t)slot);
+		ep_unalloc(u, idx);
+		close(fd); /* max_conns: counted by the engine */
 		return;
 	}
 	set_nodelay(fd);

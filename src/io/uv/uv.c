@@ -195,6 +195,8 @@ static void on_connection(uv_stream_t *server, int status)
 		/* no endpoint left (2x max_conns closing at once): accept and drop */
 		uv_tcp_t *tmp = malloc(sizeof(*tmp));
 
+		begin(v);
+		tsw_engine_acq_refused(v->e);
 		if (!tmp)
 			return;
 		uv_tcp_init(&v->loop, tmp);

@@ -93,6 +93,16 @@ Test(events, a_limit_hit_comes_out_once_with_its_fields)
 	cr_assert_eq(drain(), 0, "taken once");
 }
 
+Test(events, a_refusal_by_the_backend_is_counted_and_reported_the_same)
+{
+	h_start(&H);
+	tsw_engine_acq_refused(H.e);
+	cr_assert_eq(H.m.conns_refused, 1);
+	cr_assert_eq(drain(), 1);
+	cr_assert_eq(evs[0].kind, TSW_EV_MAX_CONNS);
+	cr_assert_str_eq(text(&evs[0]), "max_conns=4");
+}
+
 Test(events, every_kind_has_a_name_and_a_level)
 {
 	for (unsigned k = 0; k < TSW_EV_KIND_MAX; k++) {

@@ -404,7 +404,6 @@ static int parse_args(struct server *s, int argc, char **argv)
 static int open_data(struct server *s)
 {
 	const struct tsw_config *c = &s->cfg;
-
 	char q[2 * TSW_CONFIG_PATH_MAX];
 	int r;
 

@@ -110,11 +110,11 @@ enum tsw_state_event_kind {
 };
 
 struct tsw_state_event {
-	uint8_t kind;	/* enum tsw_state_event_kind */
-	uint8_t health; /* enum tsw_state_health after the event */
-	int error;	/* DEGRADED: the -errno of the failure (-ENOSPC, -EIO) */
-	char detail[96]; /* DEGRADED: LMDB's or libc's text of it; "" otherwise */
-	uint64_t held;	 /* updates held back by the writer */
+	uint8_t kind;	      /* enum tsw_state_event_kind */
+	uint8_t health;	      /* enum tsw_state_health after the event */
+	int error;	      /* DEGRADED: the -errno of the failure (-ENOSPC, -EIO) */
+	char detail[96];      /* DEGRADED: LMDB's or libc's text of it; "" otherwise */
+	uint64_t held;	      /* updates held back by the writer */
 	uint64_t degraded_ms; /* RECOVERED: how long it was degraded */
 };
 

@@ -139,7 +139,7 @@ void park_poll(struct tsw_engine *e)
 			 * (it will not commit soon) */
 			unavailable = tsw_state_degraded(e->state);
 			expired = unavailable || e->now_ns - p->parked_ns >=
-							 (uint64_t)e->cfg.issuer_timeout_ms * NS_PER_MS;
+						     (uint64_t)e->cfg.issuer_timeout_ms * NS_PER_MS;
 			if (!expired) {
 				i++;
 				continue;

@@ -450,8 +450,8 @@ static void degrade(struct tsw_state *st, const struct fail *f)
 		w->backoff_ms = TSW_STATE_RETRY_MS;
 		count(&st->c.writer_degraded);
 	} else {
-		w->backoff_ms = w->backoff_ms * 2 < w->retry_max_ms ? w->backoff_ms * 2
-								    : w->retry_max_ms;
+		w->backoff_ms =
+		    w->backoff_ms * 2 < w->retry_max_ms ? w->backoff_ms * 2 : w->retry_max_ms;
 	}
 	w->retry_at_ns = now + (uint64_t)w->backoff_ms * 1000000u;
 	if (w->health == f->health)
@@ -552,11 +552,13 @@ static void write_round(struct tsw_state *st, uint32_t n, uint64_t last_seq, boo
 	int rc;
 
 	if (w->health == TSW_STATE_HEALTHY || retry) {
-		rc = keep_room(st, &f); /* no growth into the reserve */
-		if (rc == 0)
-			rc = n > 0			      ? write_ops(st, st->batch, n, false, &f)
-			     : w->health == TSW_STATE_MAP_FULL ? map_room(st, &f)
-							       : 0;
+		/* never grow into the reserve: with the disk short of it the
+		 * growth waits (the freeing commits below still have it) */
+		rc = keep_room(st, &f);
+		if (rc == 0 && n > 0)
+			rc = write_ops(st, st->batch, n, false, &f);
+		else if (rc == 0 && w->health == TSW_STATE_MAP_FULL)
+			rc = map_room(st, &f); /* nothing held: is there room again? */
 		if (rc == 0) {
 			done += committed(st, st->batch, n, false);
 			if (n > atomic_load_explicit(&st->c.batch_max, memory_order_relaxed))
@@ -873,8 +875,8 @@ int tsw_state_open(const char *dir, const struct tsw_state_config *cfg,
 	if (c.reserve_kb == 0)
 		c.reserve_kb = TSW_STATE_RESERVE_KB_DEFAULT;
 	if (c.retry_max_ms < TSW_STATE_RETRY_MS)
-		c.retry_max_ms = c.retry_max_ms == 0 ? TSW_STATE_RETRY_MAX_MS_DEFAULT
-						     : TSW_STATE_RETRY_MS;
+		c.retry_max_ms =
+		    c.retry_max_ms == 0 ? TSW_STATE_RETRY_MAX_MS_DEFAULT : TSW_STATE_RETRY_MS;
 	if (c.max_reservations > TSW_STATE_MAX_RESERVATIONS_LIMIT ||
 	    c.saf_max_entries > TSW_STATE_SAF_MAX_ENTRIES_LIMIT)
 		return -TSW_E_BAD_INPUT;

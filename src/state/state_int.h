@@ -113,10 +113,10 @@ struct counters {
 
 /* The writer thread's own bookkeeping (no lock: only it touches this). */
 struct writer {
-	uint32_t n_held;      /* ops at the front of st->batch not yet written */
-	uint64_t batch_id;    /* dedupe of count updates within one transaction */
-	uint8_t health;	      /* enum tsw_state_health; mirrored in st->health */
-	uint32_t backoff_ms;  /* the next retry's delay */
+	uint32_t n_held;     /* ops at the front of st->batch not yet written */
+	uint64_t batch_id;   /* dedupe of count updates within one transaction */
+	uint8_t health;	     /* enum tsw_state_health; mirrored in st->health */
+	uint32_t backoff_ms; /* the next retry's delay */
 	uint32_t retry_max_ms;
 	uint64_t retry_at_ns; /* next attempt at the held updates (degraded) */
 	uint64_t degraded_ns; /* when it became degraded */

@@ -367,8 +367,8 @@ static void degrade_state(void)
 		if (rc == -ENOSPC)
 			break;
 		cr_assert_eq(rc, 0);
-		for (int waited = 0; !tsw_state_saf_durable(H.state, id) &&
-				     !tsw_state_degraded(H.state);) {
+		for (int waited = 0;
+		     !tsw_state_saf_durable(H.state, id) && !tsw_state_degraded(H.state);) {
 			struct pollfd p = {.fd = efd, .events = POLLIN};
 			uint64_t v;
 

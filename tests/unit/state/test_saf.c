@@ -607,10 +607,10 @@ Test(saf, puts_and_reservations_share_one_group_commit)
 
 /* ---- a full LMDB map ---- */
 
-#define FULL_MAP_MB 1u	  /* LMDB takes a map this small; it fills in ~1000 puts */
+#define FULL_MAP_MB 1u	   /* LMDB takes a map this small; it fills in ~1000 puts */
 #define FULL_MSG_LEN 1000u /* about 4 items per 4 KiB page */
 #define FULL_MAX_PUTS 4096u
-#define FULL_KEEP 3u	   /* durable items never acked: must survive */
+#define FULL_KEEP 3u /* durable items never acked: must survive */
 #define FULL_CLAIM 64u
 
 /* What the state's event callback saw. */
@@ -690,7 +690,8 @@ static uint32_t claim_all(struct tsw_state *st, struct tsw_saf_item *it, uint64_
 		for (size_t i = 0; i < n; i++) {
 			cr_assert_lt(total, max);
 			cr_assert_eq(it[i].len, FULL_MSG_LEN);
-			cr_assert_eq(sscanf((const char *)it[i].msg, "item-%06u:", &nums[total]), 1);
+			cr_assert_eq(sscanf((const char *)it[i].msg, "item-%06u:", &nums[total]),
+				     1);
 			ids[total++] = it[i].id;
 		}
 	} while (n == FULL_CLAIM);

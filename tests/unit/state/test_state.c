@@ -524,7 +524,8 @@ Test(state, degraded_writer_refuses_reservations_and_still_writes_uses_given_bac
 	cr_assert_eq(tsw_state_release(st, t2), 0);
 	cr_assert(harness_wait(st, efd, counts_written, NULL), "the release was never written");
 	cr_assert_eq(tsw_state_return_use(st, TOKEN, TOKEN_LEN), 0);
-	cr_assert(harness_wait(st, efd, counts_written, NULL), "the returned use was never written");
+	cr_assert(harness_wait(st, efd, counts_written, NULL),
+		  "the returned use was never written");
 	cr_expect(tsw_state_degraded(st), "nothing freed space: still degraded");
 	tsw_state_stats(st, &ss);
 	cr_expect_gt(ss.writer_held, 0);

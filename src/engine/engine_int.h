@@ -49,6 +49,9 @@
 
 _Static_assert(TSW_ENGINE_TABLE_MEMORY_MAX == TSW_CONFIG_TABLE_MEMORY_MAX,
 	       "the engine and the config agree on the table ceilings");
+_Static_assert(TSW_LINKS_MAX == TSW_CONFIG_LINKS_MAX && TSW_LINKS_MAX == TSW_METRICS_LINKS_MAX &&
+		   TSW_ISSUERS_MAX == TSW_CONFIG_ISSUERS_MAX,
+	       "the engine, the config and the metrics agree on issuers and links");
 
 /* Fields a local answer echoes from the request (DESIGN.md: never DE35). */
 extern const uint8_t tsw_engine_echo_fields[TSW_ENGINE_ECHO_FIELDS];
@@ -105,6 +108,7 @@ struct issuer_link {
 	bool mgmt_is_echo;
 	uint32_t pending;      /* requests waiting on this link */
 	uint32_t saf_inflight; /* of which store-and-forward reversals */
+	uint8_t issuer;	       /* cfg.hosts[link].issuer */
 };
 
 enum req_kind {
@@ -179,9 +183,10 @@ struct tsw_engine {
 	uint32_t close_head, close_len;
 	uint64_t next_idle_scan_ns;
 
-	/* issuer links */
-	struct issuer_link links[TSW_ISSUERS_MAX];
+	/* issuer links: one per host, each serving one issuer */
+	struct issuer_link links[TSW_LINKS_MAX];
 	uint32_t n_links;
+	uint32_t pick_next; /* pick_link: where the next scan starts (ties rotate) */
 
 	/* dirty endpoints (ring of max_conns + n_links) */
 	struct tsw_endpoint *dirty;
@@ -259,7 +264,16 @@ int link_send_mgmt(struct tsw_engine *e, uint32_t link, const char *code3, bool 
  * (-TSW_E_NO_SPACE: output full, counted in link_out_full). */
 int link_write(struct tsw_engine *e, uint32_t link, const struct tsw_iso_msg *base,
 	       const struct tsw_iso_edit *ed, unsigned n);
+/* The issuer index for a PAN (-1: no route). */
 int engine_route(const struct tsw_engine *e, const char *pan, size_t pan_len);
+/* The issuer link serves (its reversals' route_key). */
+static inline uint32_t link_issuer(const struct tsw_engine *e, uint32_t link)
+{
+	return e->links[link].issuer;
+}
+/* The signed-on link of issuer with the fewest requests in flight (ties
+ * take turns), or -1 when none is signed on: the issuer is unavailable. */
+int pick_link(struct tsw_engine *e, uint32_t issuer);
 void fmt_de7(int64_t wall_s, char out[10]);
 void fmt6(uint32_t v, char out[6]);
 

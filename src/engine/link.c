@@ -1,6 +1,7 @@
 /* Issuer links: connection state, sign-on (0800 DE70 001) and echo (0800
  * DE70 301) on the issuer side, reconnect backoff with jitter, routing by
- * PAN BIN. Reversals owed to issuers are in saf.c.
+ * PAN BIN to an issuer and from the issuer to one of its hosts' links.
+ * Reversals owed to issuers are in saf.c.
  */
 #include <errno.h>
 #include <string.h>
@@ -41,9 +42,40 @@ int engine_route(const struct tsw_engine *e, const char *pan, size_t pan_len)
 		}
 	}
 	/* no routes configured: everything goes to the first issuer */
-	if (best < 0 && e->cfg.n_routes == 0 && e->n_links > 0)
+	if (best < 0 && e->cfg.n_routes == 0 && e->cfg.n_issuers > 0)
 		best = 0;
 	return best;
+}
+
+int pick_link(struct tsw_engine *e, uint32_t issuer)
+{
+	uint32_t n = e->n_links, i = e->pick_next, k, best_pending = UINT32_MAX;
+	int best = -1;
+
+	/* the scan starts after the last pick, so hosts with as many
+	 * requests in flight take turns instead of the first one taking all */
+	for (k = 0; k < n; k++, i = i + 1 < n ? i + 1 : 0) {
+		const struct issuer_link *l = &e->links[i];
+
+		if (l->issuer != issuer || l->state != LINK_SIGNED_ON || l->pending >= best_pending)
+			continue;
+		best = (int)i;
+		best_pending = l->pending;
+	}
+	if (best >= 0)
+		e->pick_next = (uint32_t)best + 1 < n ? (uint32_t)best + 1 : 0;
+	return best;
+}
+
+/* True when some link of issuer is signed on. */
+static bool issuer_up(const struct tsw_engine *e, uint32_t issuer)
+{
+	uint32_t i;
+
+	for (i = 0; i < e->n_links; i++)
+		if (e->links[i].issuer == issuer && e->links[i].state == LINK_SIGNED_ON)
+			return true;
+	return false;
 }
 
 void fmt_de7(int64_t wall_s, char out[10])
@@ -126,6 +158,11 @@ uint32_t tsw_engine_n_links(const struct tsw_engine *e)
 	return e->n_links;
 }
 
+uint32_t tsw_engine_link_issuer(const struct tsw_engine *e, uint32_t link)
+{
+	return link < e->n_links ? link_issuer(e, link) : UINT32_MAX;
+}
+
 bool tsw_engine_link_wants_connect(const struct tsw_engine *e, uint32_t link, uint64_t now_ns)
 {
 	return link < e->n_links && e->links[link].state == LINK_DOWN &&
@@ -192,12 +229,12 @@ bool tsw_engine_ready(const struct tsw_engine *e)
 {
 	uint32_t i;
 
-	if (e->n_links == 0)
+	if (e->cfg.n_issuers == 0)
 		return false;
 	if (e->cfg.n_routes == 0)
-		return e->links[0].state == LINK_SIGNED_ON;
+		return issuer_up(e, 0);
 	for (i = 0; i < e->cfg.n_routes; i++)
-		if (e->links[e->cfg.routes[i].issuer].state != LINK_SIGNED_ON)
+		if (!issuer_up(e, e->cfg.routes[i].issuer))
 			return false;
 	return true;
 }

@@ -127,6 +127,8 @@ struct tsw_metrics_shard {
 	uint64_t acq_reversals_evicted;   /* an original pushed out: its reversal goes as it came */
 	uint64_t expired_stans_capacity;  /* gauge: cfg.expired_stan_memory */
 	uint64_t expired_stans_evicted;   /* a timed-out STAN pushed out: its late answer is unmatched */
+	/* issuer failover */
+	uint64_t requests_rerouted;       /* unsent when its link went down: sent on another host */
 } __attribute__((aligned(64)));
 
 #endif

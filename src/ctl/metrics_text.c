@@ -193,6 +193,10 @@ static const struct scalar scalars[] = {
     SC("tsw_expired_stans_evicted_total", "counter",
        "Timed-out STANs pushed out by newer ones: a late answer is then counted unmatched.",
        expired_stans_evicted),
+    SC("tsw_issuer_requests_rerouted_total", "counter",
+       "Requests not yet sent when their issuer link went down, sent on another host of the "
+       "issuer instead of a 91.",
+       requests_rerouted),
 };
 
 #define ST(n, t, h, f)                                                                             \

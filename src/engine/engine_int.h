@@ -69,7 +69,8 @@ struct echo {
 struct outbuf {
 	uint8_t *data;
 	uint32_t cap, head, tail, busy;
-	bool queued; /* in the dirty queue */
+	bool queued;  /* in the dirty queue */
+	uint64_t pos; /* stream offset of data[head]: bytes reported sent so far */
 };
 
 enum acq_state { ACQ_FREE, ACQ_OPEN, ACQ_STATE_MAX };
@@ -109,6 +110,8 @@ struct issuer_link {
 	uint32_t pending;      /* requests waiting on this link */
 	uint32_t saf_inflight; /* of which store-and-forward reversals */
 	uint8_t issuer;	       /* cfg.hosts[link].issuer */
+	uint64_t last_pos;     /* the frame link_write appended last: its stream offset */
+	uint32_t last_len;     /* ... and length */
 };
 
 enum req_kind {
@@ -142,6 +145,8 @@ struct req {
 	uint64_t dup_hash; /* REQ_ACQ: dup.c chain of (connection, DE11, DE7) */
 	uint32_t dup_next;
 	bool in_dup;
+	uint64_t link_pos; /* REQ_ACQ: its frame in r->link's output stream */
+	uint32_t link_len; /* (link_track; 0: not tracked, never moved) */
 	struct echo echo;
 };
 
@@ -231,6 +236,10 @@ uint32_t outbuf_pending(const struct outbuf *b);
  * p->max_frame; else the encoder's error. On error nothing is appended. */
 int outbuf_encode(struct outbuf *b, const struct tsw_iso_profile *p, const struct tsw_iso_msg *base,
 		  const struct tsw_iso_edit *ed, unsigned n);
+/* Appends len bytes already framed; 0 or -TSW_E_NO_SPACE (nothing
+ * appended). outbuf_unput takes the last len bytes back (wiped). */
+int outbuf_put(struct outbuf *b, const uint8_t *data, uint32_t len);
+void outbuf_unput(struct outbuf *b, uint32_t len);
 void engine_mark_dirty(struct tsw_engine *e, uint8_t kind, uint32_t slot);
 
 /* pending.c */
@@ -242,6 +251,9 @@ uint32_t req_index(const struct tsw_engine *e, const struct req *r);
 /* Picks an unused switch STAN for link and inserts r under it; returns 0
  * or -TSW_E_FULL. */
 int pending_insert(struct tsw_engine *e, struct req *r, uint16_t link);
+/* Moves r, pending, to link under the same switch STAN; 0, or
+ * -TSW_E_FULL when that STAN is in flight (or remembered) on link. */
+int pending_rekey(struct tsw_engine *e, struct req *r, uint16_t link);
 struct req *pending_find(struct tsw_engine *e, uint64_t key);
 void pending_remove(struct tsw_engine *e, struct req *r);
 void heap_push(struct tsw_engine *e, struct req *r);
@@ -264,6 +276,10 @@ int link_send_mgmt(struct tsw_engine *e, uint32_t link, const char *code3, bool 
  * (-TSW_E_NO_SPACE: output full, counted in link_out_full). */
 int link_write(struct tsw_engine *e, uint32_t link, const struct tsw_iso_msg *base,
 	       const struct tsw_iso_edit *ed, unsigned n);
+/* Notes where the frame link_write just appended for r (on r->link) lies,
+ * so that a link going down before it is sent hands it to another host
+ * of the issuer instead of failing it. */
+void link_track(struct tsw_engine *e, struct req *r);
 /* The issuer index for a PAN (-1: no route). */
 int engine_route(const struct tsw_engine *e, const char *pan, size_t pan_len);
 /* The issuer link serves (its reversals' route_key). */

@@ -171,6 +171,7 @@ static int forward(struct tsw_engine *e, struct pipeline *pl, const struct tsw_t
 		fail = ret == -TSW_E_NO_SPACE ? TSW_AUTHZ_ISSUER_UNAVAILABLE : TSW_AUTHZ_FORMAT;
 		goto err_remove;
 	}
+	link_track(e, r);
 
 	r->kind = REQ_ACQ;
 	r->acq_slot = pl->slot;

@@ -389,3 +389,143 @@ Test(failover, hosts_must_serve_known_issuers_and_a_reload_keeps_them)
 	c.n_issuers = 1;
 	cr_assert_eq(tsw_engine_reconfigure(H.e, &c), -TSW_E_CONFIG, "a host removed");
 }
+
+/* Sends an authorization without collecting what the engine wrote. */
+static void send_only(enum h_token t, const char *stan)
+{
+	size_t n = h_auth(&H, body, sizeof(body), t, stan, 0);
+
+	cr_assert_eq(h_send(&H, body, n), 0);
+}
+
+Test(failover, a_request_not_yet_sent_when_its_host_goes_down_goes_to_the_other_host)
+{
+	struct tsw_endpoint ep = {.kind = TSW_EP_LINK};
+	const uint8_t *data;
+	uint32_t busy, idle;
+	size_t len;
+
+	H.cfg.saf_poll_ms = 100;
+	two_hosts();
+	h_start(&H);
+	/* one request in flight on one host, so the next goes to the other */
+	busy = forward(H_OK, "000401", &legs[0]);
+	idle = 1 - busy;
+	send_only(H_OK, "000402");
+	ep.slot = idle;
+	tsw_engine_out(H.e, ep, &data, &len);
+	cr_assert_gt(len, 0, "the second request waits on the idle host's link");
+	tsw_engine_sent(H.e, ep, 0); /* the send failed: nothing left */
+
+	tsw_engine_link_down(H.e, idle, H.now);
+	h_collect(&H, TSW_EP_ACQ, (uint32_t)H.slot, acq);
+	cr_assert_eq(acq->n, 0, "no 91: the issuer never saw it");
+	cr_expect_eq(H.m.requests_rerouted, 1);
+	h_collect(&H, TSW_EP_LINK, busy, iss);
+	cr_assert_eq(iss->n, 1, "it went out on the other host");
+	cr_expect_str_eq(h_field(&iss->m[0], 2), h_tokens[H_OK].pan);
+	cr_expect_str_neq(h_field(&iss->m[0], 11), h_field(&legs[0].m, 11));
+	cr_assert_eq(h_issuer_answer(&H, busy, &iss->m[0], "00", 0), 0);
+	answer_leg(&legs[0], "00");
+	expect_answers(2, "00");
+	cr_expect_eq(H.m.inflight, 0);
+	/* nothing is owed to the issuer */
+	h_advance(&H, 1000);
+	h_collect(&H, TSW_EP_LINK, busy, iss);
+	cr_expect_eq(reversals_in(iss), 0);
+	cr_expect_eq(H.m.saf_sent, 0);
+	cr_expect_eq(H.m.declines[TSW_AUTHZ_ISSUER_UNAVAILABLE], 0);
+}
+
+Test(failover, a_request_handed_to_the_backend_may_have_arrived_it_gets_91_and_a_reversal)
+{
+	struct tsw_endpoint ep = {.kind = TSW_EP_LINK};
+	const uint8_t *data;
+	struct leg *lost = &legs[1];
+	uint32_t busy, idle;
+	char want[43];
+	size_t len;
+
+	H.cfg.saf_poll_ms = 100;
+	two_hosts();
+	h_start(&H);
+	busy = forward(H_OK, "000411", &legs[0]);
+	idle = 1 - busy;
+	send_only(H_OK, "000412");
+	/* the backend has the bytes (a send in flight): they may arrive */
+	ep.slot = idle;
+	tsw_engine_out(H.e, ep, &data, &len);
+	cr_assert_gt(len, 2);
+	lost->link = idle;
+	memcpy(lost->buf, data + 2, len - 2);
+	cr_assert_eq(tsw_iso_decode(&H.prof, lost->buf, len - 2, &lost->m), 0);
+
+	tsw_engine_link_down(H.e, idle, H.now);
+	expect_answers(1, "91");
+	cr_expect_eq(H.m.requests_rerouted, 0);
+	h_collect(&H, TSW_EP_LINK, busy, iss);
+	cr_expect_eq(iss->n, 0, "not sent again as an original");
+	h_advance(&H, 100);
+	h_collect(&H, TSW_EP_LINK, busy, iss);
+	cr_assert_eq(reversals_in(iss), 1, "reversed through the other host");
+	de90_of(lost, want);
+	cr_expect_str_eq(h_field(&iss->m[0], 90), want);
+	answer_leg(&legs[0], "00");
+	expect_answers(1, "00");
+}
+
+Test(failover, input_resumed_while_a_host_goes_down_is_sent_to_another_host)
+{
+	static const char *const stans[3] = {"000421", "000422", "000423"};
+	uint8_t segment[3 * 700];
+	struct h_msgs *on1 = calloc(1, sizeof(*on1));
+	size_t off = 0;
+	unsigned i, n91 = 0;
+
+	cr_assert(on1);
+	H.cfg.max_inflight_per_conn = 2;
+	two_hosts();
+	h_start(&H);
+	/* three requests in one segment: one on each host, the third waits
+	 * (the connection is paused at two in flight) */
+	for (i = 0; i < 3; i++) {
+		size_t n = h_auth(&H, body, sizeof(body), H_OK, stans[i], 0);
+
+		cr_assert_leq(off + n + 2, sizeof(segment));
+		segment[off] = (uint8_t)(n >> 8);
+		segment[off + 1] = (uint8_t)n;
+		memcpy(segment + off + 2, body, n);
+		off += n + 2;
+	}
+	cr_assert_eq(h_send_raw(&H, segment, off), 0);
+	cr_assert(tsw_engine_acq_paused(H.e, (uint32_t)H.slot));
+	h_collect(&H, TSW_EP_LINK, 0, iss);
+	cr_assert_eq(iss->n, 1);
+	h_collect(&H, TSW_EP_LINK, 1, on1);
+	cr_assert_eq(on1->n, 1);
+	/* the 91 of link 0's request resumes the connection while link 0
+	 * goes down; link 0 then has fewer in flight than link 1, but the
+	 * third request must not be sent on the link being torn down */
+	tsw_engine_link_down(H.e, 0, H.now);
+	h_collect(&H, TSW_EP_LINK, 1, iss);
+	cr_assert_eq(iss->n, 1, "the third went to link 1");
+	cr_assert_eq(h_issuer_answer(&H, 1, &iss->m[0], "00", 0), 0);
+	cr_assert_eq(h_issuer_answer(&H, 1, &on1->m[0], "00", 0), 0);
+	h_collect(&H, TSW_EP_ACQ, (uint32_t)H.slot, acq);
+	cr_assert_eq(acq->n, 3);
+	for (i = 0; i < 3; i++) {
+		/* the resumed one (the third) is approved, one of the first two
+		 * was on link 0 */
+		if (strcmp(h_field(&acq->m[i], 39), "91") == 0)
+			n91++;
+		else
+			cr_expect_str_eq(h_field(&acq->m[i], 39), "00");
+		if (strcmp(h_field(&acq->m[i], 11), stans[2]) == 0)
+			cr_expect_str_eq(h_field(&acq->m[i], 39), "00", "the resumed request");
+	}
+	cr_expect_eq(n91, 1);
+	cr_expect_eq(H.m.declines[TSW_AUTHZ_ISSUER_UNAVAILABLE], 1, "link 0's own request only");
+	cr_expect_eq(H.m.requests_rerouted, 0, "never queued on link 0 in the first place");
+	cr_expect_eq(H.m.inflight, 0);
+	free(on1);
+}

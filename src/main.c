@@ -63,7 +63,8 @@ static void usage(FILE *f)
 {
 	fprintf(
 	    f,
-	    "usage: tokswitch [-c FILE] [--listen HOST:PORT] [--issuer HOST:PORT[,HOST:PORT...]]...\n"
+	    "usage: tokswitch [-c FILE] [--listen HOST:PORT] [--issuer "
+	    "HOST:PORT[,HOST:PORT...]]...\n"
 	    "                 [--vault DIR] [--state DIR] [--key-file FILE]\n"
 	    "                 [--metrics HOST:PORT] [--workers N] [--io uring|uv|auto]\n"
 	    "                 [--profile NAME] [--log-level LEVEL]\n"
@@ -134,8 +135,7 @@ static void engine_config(const struct server *s, const struct tsw_config *c, ui
 	ec->n_issuers = c->n_issuers;
 	ec->n_hosts = c->n_hosts;
 	for (uint32_t i = 0; i < c->n_hosts && i < TSW_LINKS_MAX; i++) {
-		snprintf(ec->hosts[i].host, sizeof(ec->hosts[i].host), "%s",
-			 c->hosts[i].addr.host);
+		snprintf(ec->hosts[i].host, sizeof(ec->hosts[i].host), "%s", c->hosts[i].addr.host);
 		ec->hosts[i].port = c->hosts[i].addr.port;
 		ec->hosts[i].issuer = c->hosts[i].issuer;
 	}

@@ -119,8 +119,8 @@ void saf_put(struct tsw_engine *e, const struct req *r)
 	    (struct tsw_iso_edit){.field = 90, .len = DE90_LEN, .data = (const uint8_t *)de90};
 	/* the token form is the acquirer-side 0400, in the acquirer's profile */
 	len = tsw_iso_encode(e->cfg.acq_profile, NULL, ed, n, e->saf_buf, TSW_STATE_SAF_MSG_MAX);
-	if (len <= 0 || tsw_state_saf_put(e->state, link_issuer(e, r->link), e->saf_buf, (size_t)len,
-					  &id) < 0) {
+	if (len <= 0 || tsw_state_saf_put(e->state, link_issuer(e, r->link), e->saf_buf,
+					  (size_t)len, &id) < 0) {
 		/* -EAGAIN: the queue is full (the state counts saf_full) */
 		e->m->saf_dropped++;
 		return;
@@ -265,9 +265,9 @@ static void poll_link(struct tsw_engine *e, uint32_t link)
 		uint32_t want = room(e, l);
 		size_t k, n = 0;
 
-		if (!want || tsw_state_saf_claim_route(e->state, e->cfg.worker_id,
-						       link_issuer(e, link), want, e->saf_items,
-						       &n) < 0)
+		if (!want ||
+		    tsw_state_saf_claim_route(e->state, e->cfg.worker_id, link_issuer(e, link),
+					      want, e->saf_items, &n) < 0)
 			return;
 		for (k = 0; k < n; k++) {
 			const struct tsw_saf_item *it = &e->saf_items[k];

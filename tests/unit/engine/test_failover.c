@@ -128,8 +128,7 @@ static unsigned reversals_in(const struct h_msgs *out)
  * host that carried it saw them. */
 static void de90_of(const struct leg *g, char out[43])
 {
-	snprintf(out, 43, "0100%s%s0000000000000000000000", h_field(&g->m, 11),
-		 h_field(&g->m, 7));
+	snprintf(out, 43, "0100%s%s0000000000000000000000", h_field(&g->m, 11), h_field(&g->m, 7));
 }
 
 Test(failover, a_request_goes_to_the_signed_on_host_with_the_fewest_in_flight)
@@ -300,8 +299,8 @@ Test(failover, an_issuer_without_a_signed_on_host_is_unavailable_and_not_ready)
 {
 	size_t n;
 
-	two_hosts();      /* issuer 0: links 0 and 1 */
-	add_host(3, 1);   /* issuer 1: link 2 */
+	two_hosts();	/* issuer 0: links 0 and 1 */
+	add_host(3, 1); /* issuer 1: link 2 */
 	H.cfg.n_routes = 2;
 	strcpy(H.cfg.routes[0].bin_prefix, "");
 	H.cfg.routes[0].issuer = 0;
@@ -390,32 +389,39 @@ Test(failover, hosts_must_serve_known_issuers_and_a_reload_keeps_them)
 	cr_assert_eq(tsw_engine_reconfigure(H.e, &c), -TSW_E_CONFIG, "a host removed");
 }
 
-/* Sends an authorization without collecting what the engine wrote. */
-static void send_only(enum h_token t, const char *stan)
-{
-	size_t n = h_auth(&H, body, sizeof(body), t, stan, 0);
-
-	cr_assert_eq(h_send(&H, body, n), 0);
-}
-
-Test(failover, a_request_not_yet_sent_when_its_host_goes_down_goes_to_the_other_host)
+/* Two hosts signed on, one request in flight on one of them (legs[0],
+ * its link returned), then a second request (stan2) sent to the other,
+ * whose link's bytes the backend is handed (*ret_data, *ret_len) and not
+ * yet reported sent. */
+static uint32_t second_on_idle_host(const char *stan1, const char *stan2, const uint8_t **ret_data,
+				    size_t *ret_len)
 {
 	struct tsw_endpoint ep = {.kind = TSW_EP_LINK};
-	const uint8_t *data;
-	uint32_t busy, idle;
-	size_t len;
+	uint32_t busy;
+	size_t n;
 
 	H.cfg.saf_poll_ms = 100;
 	two_hosts();
 	h_start(&H);
-	/* one request in flight on one host, so the next goes to the other */
-	busy = forward(H_OK, "000401", &legs[0]);
+	busy = forward(H_OK, stan1, &legs[0]);
+	n = h_auth(&H, body, sizeof(body), H_OK, stan2, 0);
+	cr_assert_eq(h_send(&H, body, n), 0);
+	ep.slot = 1 - busy;
+	tsw_engine_out(H.e, ep, ret_data, ret_len);
+	cr_assert_gt(*ret_len, 2, "the second request waits on the idle host's link");
+	return busy;
+}
+
+Test(failover, a_request_not_yet_sent_when_its_host_goes_down_goes_to_the_other_host)
+{
+	const uint8_t *data;
+	uint32_t busy, idle;
+	size_t len;
+
+	busy = second_on_idle_host("000401", "000402", &data, &len);
 	idle = 1 - busy;
-	send_only(H_OK, "000402");
-	ep.slot = idle;
-	tsw_engine_out(H.e, ep, &data, &len);
-	cr_assert_gt(len, 0, "the second request waits on the idle host's link");
-	tsw_engine_sent(H.e, ep, 0); /* the send failed: nothing left */
+	/* the send failed before anything went: the bytes are back */
+	tsw_engine_sent(H.e, (struct tsw_endpoint){.kind = TSW_EP_LINK, .slot = idle}, 0);
 
 	tsw_engine_link_down(H.e, idle, H.now);
 	h_collect(&H, TSW_EP_ACQ, (uint32_t)H.slot, acq);
@@ -439,23 +445,15 @@ Test(failover, a_request_not_yet_sent_when_its_host_goes_down_goes_to_the_other_
 
 Test(failover, a_request_handed_to_the_backend_may_have_arrived_it_gets_91_and_a_reversal)
 {
-	struct tsw_endpoint ep = {.kind = TSW_EP_LINK};
 	const uint8_t *data;
 	struct leg *lost = &legs[1];
 	uint32_t busy, idle;
 	char want[43];
 	size_t len;
 
-	H.cfg.saf_poll_ms = 100;
-	two_hosts();
-	h_start(&H);
-	busy = forward(H_OK, "000411", &legs[0]);
-	idle = 1 - busy;
-	send_only(H_OK, "000412");
 	/* the backend has the bytes (a send in flight): they may arrive */
-	ep.slot = idle;
-	tsw_engine_out(H.e, ep, &data, &len);
-	cr_assert_gt(len, 2);
+	busy = second_on_idle_host("000411", "000412", &data, &len);
+	idle = 1 - busy;
 	lost->link = idle;
 	memcpy(lost->buf, data + 2, len - 2);
 	cr_assert_eq(tsw_iso_decode(&H.prof, lost->buf, len - 2, &lost->m), 0);

@@ -219,7 +219,8 @@ def test_one_host_killed_under_load_the_other_carries_it():
             T.wait_for(lambda: len(reversals(survivor)) >= len(r91), 20,
                        "%d reversals at the surviving host" % len(r91))
             T.wait_for(lambda: sw.metric("tsw_saf_depth") == 0 and
-                       sw.metric("tsw_saf_inflight") == 0 and sw.metric("tsw_inflight") == 0,
+                       sw.metric("tsw_saf_inflight") == 0 and sw.metric("tsw_inflight") == 0 and
+                       sw.metric("tsw_parked") == 0,
                        20, "queue empty, nothing in flight")
             revs = reversals(survivor)
             by_rrn = {}
@@ -232,7 +233,10 @@ def test_one_host_killed_under_load_the_other_carries_it():
                 want = b"0100" + orig[11] + orig[7] + b"0" * 22
                 assert_eq(fs[0][90], want, "DE90 of the reversal of %s" % rrn)
                 assert_eq(fs[0][2], orig[2], "the reversal carries the PAN the issuer saw")
-            assert not reversals(killed), "nothing reached the killed host after its death"
+            # another worker may have sent one to the dying host before its own
+            # link there saw the end: never answered, it went again to the survivor
+            late = {f[37].decode() for f in reversals(killed)} - r91
+            assert not late, "reversals of %d other requests at the killed host" % len(late)
             assert_eq(sw.metric("tsw_saf_acked_total"), float(len(r91)), "acked")
             print("# %d requests, %d to the killed host (%d answered 91), %d to the survivor, "
                   "%d moved before they were sent" % (total, len(on_killed), len(r91),

@@ -19,6 +19,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "tsw/config.h"
 #include "tsw/metrics.h"
 
 struct tsw_state;
@@ -27,7 +28,7 @@ struct tsw_state;
 struct tsw_ctl_source {
 	struct tsw_metrics_shard *const *shards; /* one per worker */
 	uint32_t n_shards;
-	const char *const *link_names; /* "host:port" per issuer link, n_links entries */
+	const struct tsw_config_host *links; /* per issuer link: its host and issuer */
 	uint32_t n_links;
 	bool (*ready)(void *ctx); /* true when every worker is ready */
 	void *ctx;

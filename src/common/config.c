@@ -217,7 +217,9 @@ int tsw_hostport_parse(const char *s, struct tsw_hostport *ret)
 			return -TSW_E_CONFIG;
 		host_len = (size_t)(colon - s);
 	}
-	if (host_len == 0 || host_len >= TSW_CONFIG_HOST_MAX)
+	/* a blank or a comma is never part of a host (lists are split on commas) */
+	if (host_len == 0 || host_len >= TSW_CONFIG_HOST_MAX ||
+	    strcspn(host, " \t,") < host_len)
 		return -TSW_E_CONFIG;
 	if (parse_u32(colon + 1, 0, 65535, &port) < 0)
 		return -TSW_E_CONFIG;
@@ -272,6 +274,71 @@ static int set_route(struct tsw_config *cfg, const char *key, const char *value,
 	memcpy(r->bin_prefix, prefix, len + 1);
 	r->issuer = (uint8_t)issuer;
 	return 0;
+}
+
+/* One host line: an issuer with the comma-separated hosts of value. The
+ * hosts are parsed aside and added only when all of them are good. */
+static int add_issuer(struct tsw_config *cfg, const char *value, char *reason, size_t cap)
+{
+	struct tsw_hostport hosts[TSW_CONFIG_ISSUER_HOSTS_MAX];
+	char item[TSW_CONFIG_HOST_MAX + 16];
+	const char *p = value;
+	uint32_t n = 0;
+
+	if (cfg->n_issuers == TSW_CONFIG_ISSUERS_MAX)
+		return fail(reason, cap, "issuer.host: more than %d issuers (one per host line)",
+			    TSW_CONFIG_ISSUERS_MAX);
+	for (;;) {
+		const char *end = strchr(p, ',');
+		size_t len = end ? (size_t)(end - p) : strlen(p);
+
+		while (len && (*p == ' ' || *p == '\t')) {
+			p++;
+			len--;
+		}
+		while (len && (p[len - 1] == ' ' || p[len - 1] == '\t'))
+			len--;
+		if (n == TSW_CONFIG_ISSUER_HOSTS_MAX)
+			return fail(reason, cap,
+				    "issuer.host: more than %d hosts for one issuer "
+				    "(TSW_CONFIG_ISSUER_HOSTS_MAX)",
+				    TSW_CONFIG_ISSUER_HOSTS_MAX);
+		if (len < sizeof(item)) {
+			memcpy(item, p, len);
+			item[len] = '\0';
+		}
+		if (len >= sizeof(item) || tsw_hostport_parse(item, &hosts[n]) < 0 ||
+		    hosts[n].port == 0)
+			return fail(reason, cap,
+				    "issuer.host must be HOST:PORT[, HOST:PORT...] with ports above 0");
+		n++;
+		if (!end)
+			break;
+		p = end + 1;
+	}
+	if (cfg->n_hosts + n > TSW_CONFIG_LINKS_MAX)
+		return fail(reason, cap,
+			    "issuer.host: more than %d hosts in all issuers (TSW_CONFIG_LINKS_MAX)",
+			    TSW_CONFIG_LINKS_MAX);
+	for (uint32_t i = 0; i < n; i++) {
+		cfg->hosts[cfg->n_hosts].addr = hosts[i];
+		cfg->hosts[cfg->n_hosts].issuer = (uint8_t)cfg->n_issuers;
+		cfg->n_hosts++;
+	}
+	cfg->n_issuers++;
+	return 0;
+}
+
+bool tsw_config_issuers_equal(const struct tsw_config *a, const struct tsw_config *b)
+{
+	if (a->n_issuers != b->n_issuers || a->n_hosts != b->n_hosts)
+		return false;
+	for (uint32_t i = 0; i < a->n_hosts; i++)
+		if (a->hosts[i].issuer != b->hosts[i].issuer ||
+		    strcmp(a->hosts[i].addr.host, b->hosts[i].addr.host) ||
+		    a->hosts[i].addr.port != b->hosts[i].addr.port)
+			return false;
+	return true;
 }
 
 int tsw_config_set(struct tsw_config *cfg, const char *section, const char *key, const char *value,
@@ -332,17 +399,8 @@ int tsw_config_set(struct tsw_config *cfg, const char *section, const char *key,
 			return 0;
 		}
 	}
-	if (strcmp(section, "issuer") == 0 && strcmp(key, "host") == 0) {
-		if (cfg->n_issuers == TSW_CONFIG_ISSUERS_MAX)
-			return fail(reason, cap, "more than %d issuer hosts",
-				    TSW_CONFIG_ISSUERS_MAX);
-		if (tsw_hostport_parse(value, &cfg->issuers[cfg->n_issuers]) < 0 ||
-		    cfg->issuers[cfg->n_issuers].port == 0)
-			return fail(reason, cap,
-				    "issuer.host must be HOST:PORT with a port above 0");
-		cfg->n_issuers++;
-		return 0;
-	}
+	if (strcmp(section, "issuer") == 0 && strcmp(key, "host") == 0)
+		return add_issuer(cfg, value, reason, cap);
 	if (strcmp(section, "route") == 0)
 		return set_route(cfg, key, value, reason, cap);
 	return fail(reason, cap, "unknown key %s.%s", section, key);
@@ -384,7 +442,7 @@ int tsw_config_check(const struct tsw_config *cfg, char *reason, size_t cap)
 	for (uint32_t i = 0; i < cfg->n_routes; i++)
 		if (cfg->routes[i].issuer >= cfg->n_issuers)
 			return fail(
-			    reason, cap, "route %s names issuer %u but %u issuer hosts are set",
+			    reason, cap, "route %s names issuer %u but %u issuers are set",
 			    cfg->routes[i].bin_prefix[0] ? cfg->routes[i].bin_prefix : "default",
 			    cfg->routes[i].issuer, cfg->n_issuers);
 	if (!cfg->vault_dir[0])

@@ -50,6 +50,17 @@ __attribute__((format(printf, 2, 3))) static void put(struct text *t, const char
 	}
 }
 
+/* The labels of issuer link l: its index, the issuer it serves and its
+ * configured host (an IPv6 address in brackets): a fixed set per start. */
+static void put_link_labels(struct text *t, const struct tsw_ctl_source *src, uint32_t l)
+{
+	const struct tsw_config_host *h = &src->links[l];
+	bool v6 = strchr(h->addr.host, ':') != NULL;
+
+	put(t, "link=\"%u\",issuer=\"%u\",host=\"%s%s%s:%u\"", l, (unsigned)h->issuer,
+	    v6 ? "[" : "", h->addr.host, v6 ? "]" : "", (unsigned)h->addr.port);
+}
+
 /* Reads a counter another thread writes: one aligned 64-bit load. */
 static uint64_t rd(const uint64_t *p)
 {
@@ -188,6 +199,10 @@ static const struct scalar scalars[] = {
     SC("tsw_expired_stans_evicted_total", "counter",
        "Timed-out STANs pushed out by newer ones: a late answer is then counted unmatched.",
        expired_stans_evicted),
+    SC("tsw_issuer_requests_rerouted_total", "counter",
+       "Requests not yet sent when their issuer link went down, sent on another host of the "
+       "issuer instead of a 91.",
+       requests_rerouted),
 };
 
 #define ST(n, t, h, f)                                                                             \
@@ -343,19 +358,22 @@ int tsw_ctl_render_metrics(const struct tsw_ctl_source *src, char **ret_text, si
 
 	put(&t, "# HELP tsw_issuer_links_signed_on Workers whose link to the issuer host is signed "
 		"on.\n# TYPE tsw_issuer_links_signed_on gauge\n");
-	for (uint32_t l = 0; l < src->n_links && l < 16; l++) {
+	for (uint32_t l = 0; l < src->n_links && l < TSW_METRICS_LINKS_MAX; l++) {
 		uint32_t up = 0;
 
 		for (uint32_t w = 0; w < src->n_shards; w++)
 			up += rd(&src->shards[w]->link_up[l]) == 3;
-		put(&t, "tsw_issuer_links_signed_on{link=\"%u\",host=\"%s\"} %u\n", l,
-		    src->link_names[l], up);
+		put(&t, "tsw_issuer_links_signed_on{");
+		put_link_labels(&t, src, l);
+		put(&t, "} %u\n", up);
 	}
 	put(&t, "# HELP tsw_issuer_link_reconnects_total Issuer link connect attempts after a "
 		"failure.\n# TYPE tsw_issuer_link_reconnects_total counter\n");
-	for (uint32_t l = 0; l < src->n_links && l < 16; l++)
-		put(&t, "tsw_issuer_link_reconnects_total{link=\"%u\",host=\"%s\"} %" PRIu64 "\n",
-		    l, src->link_names[l], SUM(link_reconnects[l]));
+	for (uint32_t l = 0; l < src->n_links && l < TSW_METRICS_LINKS_MAX; l++) {
+		put(&t, "tsw_issuer_link_reconnects_total{");
+		put_link_labels(&t, src, l);
+		put(&t, "} %" PRIu64 "\n", SUM(link_reconnects[l]));
+	}
 
 	put(&t, "# HELP tsw_workers Worker threads.\n# TYPE tsw_workers gauge\ntsw_workers %u\n",
 	    src->n_shards);

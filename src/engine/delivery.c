@@ -128,7 +128,7 @@ void unsent_track(struct tsw_engine *e, struct req *r)
 
 	/* answered: a repeat of the request is no longer a duplicate */
 	dup_remove(e, r);
-	r->out_end = c->out.sent_total + outbuf_pending(&c->out);
+	r->out_end = c->out.pos + outbuf_pending(&c->out);
 	r->list_next = NO_REQ;
 	if (c->unsent_tail != NO_REQ)
 		e->reqs[c->unsent_tail].list_next = idx;
@@ -151,7 +151,7 @@ void unsent_sent(struct tsw_engine *e, uint32_t slot)
 {
 	struct acq_conn *c = &e->conns[slot];
 
-	while (c->unsent_head != NO_REQ && e->reqs[c->unsent_head].out_end <= c->out.sent_total)
+	while (c->unsent_head != NO_REQ && e->reqs[c->unsent_head].out_end <= c->out.pos)
 		req_free(e, unsent_pop(e, c));
 }
 

@@ -716,7 +716,7 @@ def test_metrics_health_and_404():
                 'tsw_issuer_rtt_seconds_bucket{le="+Inf"} ',
                 "tsw_issuer_rtt_seconds_count ", "tsw_internal_latency_seconds_sum ",
                 "tsw_connections_open ", "tsw_inflight ", "tsw_ready 1",
-                'tsw_issuer_links_signed_on{link="0",host="%s"} 2' % e.issuer.addr]
+                'tsw_issuer_links_signed_on{link="0",issuer="0",host="%s"} 2' % e.issuer.addr]
         for w in want:
             assert w in body, "missing in /metrics: " + w
         for t in TOKENS.values():

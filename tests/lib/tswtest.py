@@ -185,7 +185,9 @@ class FakeIssuer:
         self.holding = False
         self.reverse = False
         self.conns = []
+        self.serving = set()  # sockets whose _serve thread still runs
         self.stopped = False
+        self.draining = False  # stop(drain=True): read and record, answer nothing
         self.ls = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.ls.bind(("127.0.0.1", port))
@@ -205,6 +207,7 @@ class FakeIssuer:
                     s.close()
                     return
                 self.conns.append(s)
+                self.serving.add(s)
             threading.Thread(target=self._serve, args=(s,), daemon=True).start()
 
     def _answer_for(self, mti, f):
@@ -222,6 +225,15 @@ class FakeIssuer:
         return encode(self.p, resp, out)
 
     def _serve(self, s):
+        try:
+            self._serve_frames(s)
+        finally:
+            s.close()
+            with self.lock:
+                self.serving.discard(s)
+                self.lock.notify_all()
+
+    def _serve_frames(self, s):
         buf = b""
         while True:
             try:
@@ -229,7 +241,6 @@ class FakeIssuer:
             except OSError:
                 chunk = b""
             if not chunk:
-                s.close()
                 return
             buf += chunk
             while len(buf) >= 2:
@@ -249,12 +260,14 @@ class FakeIssuer:
                     hold = self.holding and mti != "0800"
                     if hold:
                         self.held.append((s, frame))
+                    draining = self.draining
                     self.lock.notify_all()
-                if not hold:
+                if not hold and not draining:
                     try:
                         s.sendall(frame)
                     except OSError:
-                        return
+                        if not self.draining:  # killed meanwhile: keep reading
+                            return
 
     def hold(self):
         with self.lock:
@@ -290,9 +303,19 @@ class FakeIssuer:
                     raise TimeoutError("issuer holds %d of %d" % (len(self.held), n))
                 self.lock.wait(left)
 
-    def stop(self):
+    def stop(self, drain=False, timeout=10.0):
+        """Closes the listener and every connection. drain=True kills the
+        host without losing sight of what it was sent: it answers nothing
+        more (held answers are dropped), ends its side of each connection
+        (FIN) and keeps reading and recording until the peer closes, so
+        self.requests holds every request the switch wrote to it. (A crashed
+        host's kernel would discard the unread tail with a reset.)"""
         with self.lock:
             self.stopped = True
+            self.draining = drain
+            if drain:
+                self.holding = False
+                self.held = []
             conns, self.conns = self.conns, []
         try:
             self.ls.shutdown(socket.SHUT_RDWR)  # wakes the thread blocked in accept()
@@ -301,10 +324,20 @@ class FakeIssuer:
         self.ls.close()
         for s in conns:
             try:
-                s.shutdown(socket.SHUT_RDWR)
+                s.shutdown(socket.SHUT_WR if drain else socket.SHUT_RDWR)
             except OSError:
                 pass
-            s.close()
+            if not drain:
+                s.close()
+        if drain:
+            deadline = time.monotonic() + timeout
+            with self.lock:
+                while self.serving & set(conns):
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        raise TimeoutError("the peer kept %d connections open"
+                                           % len(self.serving & set(conns)))
+                    self.lock.wait(left)
 
 
 def free_port():

@@ -177,8 +177,9 @@ void h_init(struct h *h)
 	h->cfg.reconnect_min_ms = 100;
 	h->cfg.reconnect_max_ms = 1000;
 	h->cfg.n_issuers = 1;
-	strcpy(h->cfg.issuers[0].host, "127.0.0.1");
-	h->cfg.issuers[0].port = 1;
+	h->cfg.n_hosts = 1;
+	strcpy(h->cfg.hosts[0].host, "127.0.0.1");
+	h->cfg.hosts[0].port = 1;
 	h->now = 1000000000ull;
 }
 
@@ -204,7 +205,7 @@ void h_start(struct h *h)
 	cr_assert_eq(tsw_engine_new(&h->cfg, h->vault, h->state, &h->m, &h->e), 0);
 	h->slot = tsw_engine_acq_open(h->e, h->now);
 	cr_assert_geq(h->slot, 0);
-	for (i = 0; i < h->cfg.n_issuers; i++)
+	for (i = 0; i < h->cfg.n_hosts; i++)
 		h_sign_on(h, i, "00");
 	cr_assert(tsw_engine_ready(h->e));
 }

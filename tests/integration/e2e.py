@@ -7,7 +7,6 @@ Makes a vault with tokvault in a temp dir, runs a test double issuer
 (tests/lib/tswtest.py FakeIssuer), starts tokswitch on port 0, reads its
 listening line and drives it with ISO 8583 messages. Prints TAP.
 """
-import argparse
 import os
 import shutil
 import signal
@@ -22,17 +21,7 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 import tswtest as T  # noqa: E402
 
-ap = argparse.ArgumentParser()
-ap.add_argument("--build", required=True)
-ap.add_argument("--source", required=True)
-ap.add_argument("--io", required=True, choices=["uring", "uv"])
-ap.add_argument("only", nargs="*")
-args = ap.parse_args()
-
-TOKSWITCH = os.path.join(args.build, "src", "tokswitch")
-TOKVAULT = os.path.join(args.build, "tools", "tokvault", "tokvault")
-PROFILE = T.Profile(os.path.join(args.source, "config", "default.spec"))
-TMP = tempfile.mkdtemp(prefix="tsw-e2e-%s-" % args.io)
+args, TOKSWITCH, TOKVAULT, PROFILE, TMP = T.suite_setup("e2e")
 VAULT = os.path.join(TMP, "vault")
 KEY = os.path.join(TMP, "key")
 EXPIRY = "3012"
@@ -64,15 +53,7 @@ for name, t in TOKENS.items():
     t["token"] = _tok(t["n"])
     t["pan"] = _pan(t["n"])
 
-COLUMNS = ["token", "pan", "pan_expiry", "token_expiry", "status", "trid", "pos_modes",
-           "merchant_ids", "max_uses", "amount_limit", "device_required"]
-
-
-def run(cmd, check=True):
-    p = subprocess.run(cmd, capture_output=True, text=True)
-    if check and p.returncode != 0:
-        raise RuntimeError("%s failed (%d): %s" % (" ".join(cmd), p.returncode, p.stderr))
-    return p
+run = T.run
 
 
 def tokvault(*verb):
@@ -80,15 +61,7 @@ def tokvault(*verb):
 
 
 def make_vault():
-    tokvault("init", "--token-bin", "4000")
-    csv = os.path.join(TMP, "tokens.csv")
-    with open(csv, "w") as f:
-        f.write(",".join(COLUMNS) + "\n")
-        for t in TOKENS.values():
-            row = dict(pan_expiry="2912", token_expiry=EXPIRY, status="active")
-            row.update(t)
-            f.write(",".join(str(row.get(c, "")) for c in COLUMNS) + "\n")
-    tokvault("import", csv)
+    T.make_vault(TOKVAULT, VAULT, KEY, TOKENS.values(), EXPIRY, os.path.join(TMP, "tokens.csv"))
     tokvault("bind-device", TOKENS["device"]["token"], "DEVICE-A")
 
 
@@ -99,13 +72,7 @@ def auth(token, amount="000000001000", stan=None, mti="0100", expiry=EXPIRY, ext
     if stan is None:
         STAN[0] = STAN[0] % 999999 + 1
         stan = STAN[0]
-    f = {2: token, 3: "000000", 4: amount, 7: "1123120000", 11: "%06d" % stan, 14: expiry,
-         22: "071", 37: "RRN%09d" % stan, 41: "TERM0001", 42: "MERCHANT0000001", 49: "840"}
-    if expiry is None:
-        del f[14]
-    if extra:
-        f.update(extra)
-    return mti, f
+    return T.auth_msg(token, stan, amount=amount, mti=mti, expiry=expiry, extra=extra)
 
 
 def write_conf(path, text):
@@ -114,17 +81,7 @@ def write_conf(path, text):
     return path
 
 
-BASE_CONF = """[server]
-workers = 2
-drain_timeout_ms = 5000
-[issuer]
-timeout_ms = %(timeout)d
-reconnect_min_ms = 20
-reconnect_max_ms = 200
-echo_interval_ms = 60000
-[limits]
-max_conns = %(max_conns)d
-"""
+BASE_CONF = T.SWITCH_CONF
 
 
 class Env:

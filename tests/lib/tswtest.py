@@ -169,6 +169,81 @@ class Conn:
         self.s.close()
 
 
+# --- suites ------------------------------------------------------------------
+
+def suite_setup(name):
+    """The command line every integration suite takes (--build --source
+    --io uring|uv [NAME...]): returns (args, tokswitch, tokvault, the
+    default profile, a new temp dir)."""
+    import argparse
+    import tempfile
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--build", required=True)
+    ap.add_argument("--source", required=True)
+    ap.add_argument("--io", required=True, choices=["uring", "uv"])
+    ap.add_argument("only", nargs="*")
+    args = ap.parse_args()
+    return (args, os.path.join(args.build, "src", "tokswitch"),
+            os.path.join(args.build, "tools", "tokvault", "tokvault"),
+            Profile(os.path.join(args.source, "config", "default.spec")),
+            tempfile.mkdtemp(prefix="tsw-%s-%s-" % (name, args.io)))
+
+
+# --- test data ---------------------------------------------------------------
+
+def run(cmd, check=True):
+    """Runs cmd to completion; raises with its stderr when check and it fails."""
+    p = subprocess.run(cmd, capture_output=True, text=True)
+    if check and p.returncode != 0:
+        raise RuntimeError("%s failed (%d): %s" % (" ".join(cmd), p.returncode, p.stderr))
+    return p
+
+
+# a switch config for tests: two workers, fast issuer reconnects, no echo
+# (% timeout and max_conns; more sections may follow)
+SWITCH_CONF = """[server]
+workers = 2
+drain_timeout_ms = 5000
+[issuer]
+timeout_ms = %(timeout)d
+reconnect_min_ms = 20
+reconnect_max_ms = 200
+echo_interval_ms = 60000
+[limits]
+max_conns = %(max_conns)d
+"""
+
+
+VAULT_COLUMNS = ["token", "pan", "pan_expiry", "token_expiry", "status", "trid", "pos_modes",
+                 "merchant_ids", "max_uses", "amount_limit", "device_required"]
+
+
+def make_vault(tokvault, vault, key, tokens, token_expiry, csv_path, token_bin="4000"):
+    """A new vault holding tokens (dicts with token, pan and any other
+    VAULT_COLUMNS; active, PAN expiry 2912 unless they say otherwise)."""
+    run([tokvault, "--vault", vault, "--key-file", key, "init", "--token-bin", token_bin])
+    with open(csv_path, "w") as f:
+        f.write(",".join(VAULT_COLUMNS) + "\n")
+        for t in tokens:
+            row = dict(pan_expiry="2912", token_expiry=token_expiry, status="active")
+            row.update(t)
+            f.write(",".join(str(row.get(c, "")) for c in VAULT_COLUMNS) + "\n")
+    run([tokvault, "--vault", vault, "--key-file", key, "import", csv_path])
+
+
+def auth_msg(token, stan, amount="000000001000", mti="0100", expiry="3012", extra=None,
+             de7="1123120000"):
+    """(mti, fields) of an authorization from the acquirer side; expiry
+    None leaves DE14 out."""
+    f = {2: token, 3: "000000", 4: amount, 7: de7, 11: "%06d" % stan, 14: expiry,
+         22: "071", 37: "RRN%09d" % stan, 41: "TERM0001", 42: "MERCHANT0000001", 49: "840"}
+    if expiry is None:
+        del f[14]
+    if extra:
+        f.update(extra)
+    return mti, f
+
+
 # --- the test double issuer ------------------------------------------------
 
 class FakeIssuer:

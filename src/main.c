@@ -8,6 +8,7 @@
  */
 #include <errno.h>
 #include <getopt.h>
+#include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -52,8 +53,6 @@ struct server {
 	struct tsw_metrics_shard **shard_ptrs;
 	struct tsw_io_worker **workers;
 	uint32_t n_workers;
-	char link_names[TSW_CONFIG_ISSUERS_MAX][TSW_CONFIG_HOST_MAX + 8];
-	const char *link_name_ptrs[TSW_CONFIG_ISSUERS_MAX];
 
 	uv_loop_t *loop;
 	struct tsw_ctl *ctl;
@@ -67,7 +66,8 @@ static void usage(FILE *f)
 {
 	fprintf(
 	    f,
-	    "usage: tokswitch [-c FILE] [--listen HOST:PORT] [--issuer HOST:PORT]...\n"
+	    "usage: tokswitch [-c FILE] [--listen HOST:PORT] [--issuer "
+	    "HOST:PORT[,HOST:PORT...]]...\n"
 	    "                 [--vault DIR] (--state DIR | --no-state) [--key-file FILE]\n"
 	    "                 [--metrics HOST:PORT] [--workers N] [--io uring|uv|auto]\n"
 	    "                 [--profile NAME] [--log-level LEVEL] [--log-format text|json]\n"
@@ -95,6 +95,7 @@ static int build_config(const struct server *s, struct tsw_config *ret_cfg,
 
 		if (strcmp(f->key, "host") == 0 && !issuers_reset) {
 			cfg.n_issuers = 0;
+			cfg.n_hosts = 0;
 			issuers_reset = true;
 		}
 		r = tsw_config_set(&cfg, f->section, f->key, f->value, err->reason,
@@ -135,10 +136,11 @@ static void engine_config(const struct server *s, const struct tsw_config *c, ui
 	ec->reconnect_min_ms = c->reconnect_min_ms;
 	ec->reconnect_max_ms = c->reconnect_max_ms;
 	ec->n_issuers = c->n_issuers;
-	for (uint32_t i = 0; i < c->n_issuers && i < TSW_ISSUERS_MAX; i++) {
-		snprintf(ec->issuers[i].host, sizeof(ec->issuers[i].host), "%s",
-			 c->issuers[i].host);
-		ec->issuers[i].port = c->issuers[i].port;
+	ec->n_hosts = c->n_hosts;
+	for (uint32_t i = 0; i < c->n_hosts && i < TSW_LINKS_MAX; i++) {
+		snprintf(ec->hosts[i].host, sizeof(ec->hosts[i].host), "%s", c->hosts[i].addr.host);
+		ec->hosts[i].port = c->hosts[i].addr.port;
+		ec->hosts[i].issuer = c->hosts[i].issuer;
 	}
 	ec->n_routes = c->n_routes;
 	for (uint32_t i = 0; i < c->n_routes && i < TSW_ROUTES_MAX; i++) {
@@ -227,17 +229,6 @@ static void on_term(uv_signal_t *h, int signum)
 	}
 }
 
-static bool same_issuers(const struct tsw_config *a, const struct tsw_config *b)
-{
-	if (a->n_issuers != b->n_issuers)
-		return false;
-	for (uint32_t i = 0; i < a->n_issuers; i++)
-		if (strcmp(a->issuers[i].host, b->issuers[i].host) ||
-		    a->issuers[i].port != b->issuers[i].port)
-			return false;
-	return true;
-}
-
 static void on_hup(uv_signal_t *h, int signum)
 {
 	struct server *s = h->data;
@@ -256,7 +247,7 @@ static void on_hup(uv_signal_t *h, int signum)
 			tsw_log_quote(err.reason, reason, sizeof(reason)));
 		return;
 	}
-	if (!same_issuers(&s->cfg, &cfg)) {
+	if (!tsw_config_issuers_equal(&s->cfg, &cfg)) {
 		tsw_log(TSW_LOG_ERROR, "reload_refused",
 			"reason=\"the issuer host list changed: that needs a restart\"");
 		return;
@@ -401,6 +392,31 @@ static int parse_args(struct server *s, int argc, char **argv)
 	return 0;
 }
 
+/* The state writer's transitions, on its thread (tsw_log writes each
+ * line at once): the state is a library and does not log itself. */
+static void state_event(void *arg, const struct tsw_state_event *ev)
+{
+	(void)arg;
+	switch (ev->kind) {
+	case TSW_STATE_EV_DEGRADED:
+		tsw_log(TSW_LOG_ERROR, "state_writer_degraded",
+			"reason=%s error=\"%s\" held=%" PRIu64
+			" effect=\"reversals refused, limited uses declined 96\"",
+			tsw_state_health_name(ev->health), ev->detail, ev->held);
+		break;
+	case TSW_STATE_EV_RECOVERED:
+		tsw_log(TSW_LOG_INFO, "state_writer_recovered", "degraded_ms=%" PRIu64,
+			ev->degraded_ms);
+		break;
+	case TSW_STATE_EV_UNWRITTEN:
+		tsw_log(TSW_LOG_CRIT, "state_writer_unwritten",
+			"held=%" PRIu64 " effect=\"updates not on disk at exit\"", ev->held);
+		break;
+	default:
+		break;
+	}
+}
+
 static int open_data(struct server *s)
 {
 	const struct tsw_config *c = &s->cfg;
@@ -436,6 +452,9 @@ static int open_data(struct server *s)
 		    .map_size_mb = c->state_map_size_mb,
 		    .saf_max_entries = c->state_saf_max_entries,
 		    .saf_lease_ms = c->state_saf_lease_ms,
+		    .reserve_kb = c->state_reserve_kb,
+		    .retry_max_ms = c->state_retry_max_ms,
+		    .on_event = state_event,
 		};
 
 		r = tsw_state_open(c->state_dir, &sc, &s->state);
@@ -640,15 +659,6 @@ int main(int argc, char **argv)
 	memset(s->shards, 0, sizeof(*s->shards) * s->n_workers);
 	for (uint32_t i = 0; i < s->n_workers; i++)
 		s->shard_ptrs[i] = &s->shards[i];
-	for (uint32_t i = 0; i < s->cfg.n_issuers; i++) {
-		/* formatted aside: source and destination both live in *s */
-		char name[sizeof(s->link_names[0])];
-
-		snprintf(name, sizeof(name), "%s:%u", s->cfg.issuers[i].host,
-			 s->cfg.issuers[i].port);
-		memcpy(s->link_names[i], name, sizeof(name));
-		s->link_name_ptrs[i] = s->link_names[i];
-	}
 	if (open_data(s) < 0)
 		goto out_close;
 	{
@@ -681,8 +691,8 @@ int main(int argc, char **argv)
 	struct tsw_ctl_source src = {
 	    .shards = s->shard_ptrs,
 	    .n_shards = s->n_workers,
-	    .link_names = s->link_name_ptrs,
-	    .n_links = s->cfg.n_issuers,
+	    .links = s->cfg.hosts, /* a reload never changes them */
+	    .n_links = s->cfg.n_hosts,
 	    .ready = all_ready,
 	    .ctx = s,
 	    .state = s->state,

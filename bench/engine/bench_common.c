@@ -122,4 +122,5 @@ void bench_config_init(struct tsw_engine_config *cfg, const struct tsw_iso_profi
 	cfg->max_inflight_per_conn = 256;
 	cfg->out_buf_bytes = 256 * 1024;
 	cfg->n_issuers = 1;
+	cfg->n_hosts = 1; /* hosts[0]: issuer 0 */
 }

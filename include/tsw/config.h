@@ -12,13 +12,15 @@
  *             max_frame idle_timeout_ms listen_backlog in_buf_bytes
  *             link_buf_bytes max_parked acq_reversal_memory
  *             expired_stan_memory
- *   [issuer]  host (repeatable, HOST:PORT; index = order) timeout_ms
- *             echo_interval_ms reconnect_min_ms reconnect_max_ms
+ *   [issuer]  host (repeatable: one issuer each, index = order; its value
+ *             HOST:PORT[, HOST:PORT...] lists that issuer's hosts)
+ *             timeout_ms echo_interval_ms reconnect_min_ms reconnect_max_ms
  *   [route]   BINPREFIX = ISSUER_INDEX, and default = ISSUER_INDEX
  *   [io]      ring_entries recv_buf_bytes recv_bufs
  *   [metrics] max_conns max_request_bytes idle_timeout_ms
  *   [state]   queue_size max_tokens max_reservations map_size_mb
- *             saf_max_entries saf_lease_ms (defaults: include/tsw/state.h's
+ *             saf_max_entries saf_lease_ms reserve_kb retry_max_ms
+ *             (defaults: include/tsw/state.h's
  *             TSW_STATE_*_DEFAULT; tests/unit/ctl checks they agree)
  *   [saf]     inflight_max poll_ms retry_min_ms retry_max_ms (reversals)
  *
@@ -33,6 +35,10 @@
 #include <stdint.h>
 
 #define TSW_CONFIG_ISSUERS_MAX 16
+/* Hosts one issuer may list (one host line or --issuer flag), and hosts
+ * of every issuer together: each host is one link per worker. */
+#define TSW_CONFIG_ISSUER_HOSTS_MAX 8
+#define TSW_CONFIG_LINKS_MAX 32
 #define TSW_CONFIG_ROUTES_MAX 64
 #define TSW_CONFIG_HOST_MAX 64
 #define TSW_CONFIG_PATH_MAX 512
@@ -91,6 +97,12 @@ struct tsw_hostport {
 	uint16_t port;			/* 0: pick a free port (listeners only) */
 };
 
+/* One host of an issuer: the switch keeps a link to each. */
+struct tsw_config_host {
+	struct tsw_hostport addr;
+	uint8_t issuer; /* the issuer it serves: its host line, 0-based */
+};
+
 struct tsw_config_route {
 	char bin_prefix[TSW_CONFIG_BIN_MAX + 1]; /* "" is the default route */
 	uint8_t issuer;				 /* index into issuers */
@@ -132,8 +144,9 @@ struct tsw_config {
 	uint32_t echo_interval_ms;
 	uint32_t reconnect_min_ms;
 	uint32_t reconnect_max_ms;
-	uint32_t n_issuers;
-	struct tsw_hostport issuers[TSW_CONFIG_ISSUERS_MAX];
+	uint32_t n_issuers; /* host lines (flags): issuer i is the i-th */
+	uint32_t n_hosts;   /* hosts of every issuer, in issuer order */
+	struct tsw_config_host hosts[TSW_CONFIG_LINKS_MAX];
 	/* [route] */
 	uint32_t n_routes;
 	struct tsw_config_route routes[TSW_CONFIG_ROUTES_MAX];
@@ -152,6 +165,8 @@ struct tsw_config {
 	uint32_t state_map_size_mb;
 	uint32_t state_saf_max_entries; /* reversals queued at once */
 	uint32_t state_saf_lease_ms;	/* a claimed reversal's lease */
+	uint32_t state_reserve_kb;	/* room kept for space-freeing commits */
+	uint32_t state_retry_max_ms;	/* the degraded writer's backoff ceiling */
 	/* [saf] store-and-forward reversals */
 	uint32_t saf_inflight_max;
 	uint32_t saf_poll_ms;
@@ -172,10 +187,15 @@ struct tsw_config_error {
 void tsw_config_defaults(struct tsw_config *cfg);
 
 /* Applies one setting: section and key as in the file, value as text.
- * [issuer] host appends; [route] keys add or replace a route. Returns 0, or
- * -TSW_E_CONFIG with a reason written into reason (cap bytes, may be NULL)
- * for an unknown section or key, a value out of range, a bad address, or
- * a full table. cfg may be partly updated only in the field named. */
+ * [issuer] host appends one issuer whose hosts are the value's
+ * comma-separated HOST:PORT list (spaces around each allowed); [route]
+ * keys add or replace a route. Returns 0, or -TSW_E_CONFIG with a reason
+ * written into reason (cap bytes, may be NULL) for an unknown section or
+ * key, a value out of range, a bad address (an empty list entry, port 0),
+ * or a full table (more than TSW_CONFIG_ISSUERS_MAX issuers,
+ * TSW_CONFIG_ISSUER_HOSTS_MAX hosts in one host line or
+ * TSW_CONFIG_LINKS_MAX hosts in all). cfg may be partly updated only in
+ * the field named; a refused host line adds nothing. */
 int tsw_config_set(struct tsw_config *cfg, const char *section, const char *key, const char *value,
 		   char *reason, size_t cap);
 
@@ -192,6 +212,10 @@ int tsw_config_set(struct tsw_config *cfg, const char *section, const char *key,
  * Returns 0 or -TSW_E_CONFIG with a reason (cap bytes; reason may be
  * NULL). */
 int tsw_config_check(const struct tsw_config *cfg, char *reason, size_t cap);
+
+/* True when a and b list the same issuers with the same hosts in the
+ * same order (a reload refuses any other change: main.c). */
+bool tsw_config_issuers_equal(const struct tsw_config *a, const struct tsw_config *b);
 
 /* Keys a reload (SIGHUP) cannot apply: sizes, addresses, paths and
  * tables allocated at start. Writes the names of those whose value differs
@@ -212,8 +236,8 @@ unsigned tsw_config_restart_only_changed(const struct tsw_config *running,
 int tsw_config_load(const char *path, struct tsw_config *cfg, struct tsw_config_error *ret_err);
 
 /* Parses "HOST:PORT" or "[V6]:PORT". Returns 0 or -TSW_E_CONFIG (empty
- * host, host too long, port not a number in 0..65535); *ret untouched on
- * failure. */
+ * host, host too long or holding a blank or a comma, port not a number in
+ * 0..65535); *ret untouched on failure. */
 int tsw_hostport_parse(const char *s, struct tsw_hostport *ret);
 
 /* "uring", "uv", "auto" <-> enum tsw_config_io. Parse returns 0 or

@@ -1,8 +1,10 @@
 /* The control plane's HTTP endpoint (libuv): GET /metrics (Prometheus
  * text, the sum of every worker's metrics shard), /healthz (200 while the
- * process runs), /readyz (200 only when every worker is ready), anything
- * else 404. One request per connection (Connection: close), requests
- * bounded in size, connections bounded in number and idle time.
+ * process runs), /readyz (200 only when every worker is ready; the body
+ * says "degraded: state writer: REASON" while the state's writer is
+ * degraded, still 200: ordinary authorizations flow), anything else 404.
+ * One request per connection (Connection: close), requests bounded in
+ * size, connections bounded in number and idle time.
  *
  * Runs on the caller's uv loop and thread; never touches worker state
  * beyond racy reads of the shards (plain 64-bit loads) and the ready hook.
@@ -17,6 +19,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "tsw/config.h"
 #include "tsw/metrics.h"
 
 struct tsw_state;
@@ -25,7 +28,7 @@ struct tsw_state;
 struct tsw_ctl_source {
 	struct tsw_metrics_shard *const *shards; /* one per worker */
 	uint32_t n_shards;
-	const char *const *link_names; /* "host:port" per issuer link, n_links entries */
+	const struct tsw_config_host *links; /* per issuer link: its host and issuer */
 	uint32_t n_links;
 	bool (*ready)(void *ctx); /* true when every worker is ready */
 	void *ctx;

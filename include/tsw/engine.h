@@ -10,8 +10,10 @@
  *
  * Endpoints: acquirer connections are slots 0..max_conns-1 that the
  * backend opens and closes; issuer links are slots 0..n_links-1 fixed at
- * creation (one per configured issuer host), whose sockets the backend
- * (re)connects when tsw_engine_link_wants_connect() says so.
+ * creation (one per configured issuer host: cfg->hosts), whose sockets the
+ * backend (re)connects when tsw_engine_link_wants_connect() says so. An
+ * issuer may have several hosts: its requests go to the signed-on one with
+ * the fewest requests in flight.
  *
  * Events: the engine never logs. What an operator must hear about (a
  * limit hit, a reversal sent, acknowledged, retried or refused, an issuer
@@ -45,6 +47,8 @@ struct tsw_engine;
 struct tsw_acq_reversals;
 
 #define TSW_ISSUERS_MAX 16
+/* Issuer hosts of every issuer together: one link each per worker. */
+#define TSW_LINKS_MAX 32
 /* Six-digit switch STANs, split evenly between the workers (n_workers). */
 #define TSW_ENGINE_STAN_SPACE 1000000u
 #define TSW_ROUTES_MAX 64
@@ -53,7 +57,14 @@ struct tsw_acq_reversals;
 
 struct tsw_route {
 	char bin_prefix[12];  /* PAN prefix, "" = default route */
-	uint8_t issuer;       /* index into issuers */
+	uint8_t issuer;       /* issuer index, 0..n_issuers-1 */
+};
+
+/* One issuer host: link i of the engine connects to hosts[i]. */
+struct tsw_engine_host {
+	char host[64];
+	uint16_t port;
+	uint8_t issuer; /* the issuer it serves, 0..n_issuers-1 */
 };
 
 struct tsw_engine_config {
@@ -67,11 +78,9 @@ struct tsw_engine_config {
 	uint32_t idle_timeout_ms;         /* acquirer connection idle, 0 = none */
 	uint32_t echo_interval_ms;        /* issuer link idle echo */
 	uint32_t reconnect_min_ms, reconnect_max_ms; /* backoff with jitter */
-	uint32_t n_issuers;
-	struct {
-		char host[64];
-		uint16_t port;
-	} issuers[TSW_ISSUERS_MAX];
+	uint32_t n_issuers;               /* each has at least one host */
+	uint32_t n_hosts;                 /* links, 1..TSW_LINKS_MAX */
+	struct tsw_engine_host hosts[TSW_LINKS_MAX];
 	uint32_t n_routes;
 	struct tsw_route routes[TSW_ROUTES_MAX];
 	uint32_t worker_id;               /* 0..n_workers-1: picks this worker's DE11 span */
@@ -131,14 +140,17 @@ struct tsw_endpoint {
  * in saf_dropped). The state must outlive every call on the engine but
  * not the engine itself: tsw_engine_free() does not touch it (reversals
  * claimed and in flight are leased in memory only; a restart makes them
- * due again). Reversals are stored with route_key = the issuer's index in
- * cfg->issuers: keep that order across restarts while reversals are
- * queued (add issuers at the end). metrics is this worker's shard (owned by
+ * due again). Reversals are stored with route_key = the issuer's index
+ * (cfg->hosts[].issuer, not the link) and sent through any signed-on link
+ * of that issuer: keep the order of the issuers across restarts while
+ * reversals are queued (add issuers at the end; hosts of an issuer may
+ * change). metrics is this worker's shard (owned by
  * the caller, read by the control plane; it must outlive the engine).
  * cfg is copied; its profiles must outlive the engine. Returns 0,
  * -ENOMEM, -EINVAL (vault or metrics NULL), -TSW_E_CONFIG (no profile, a
  * profile without a length header, max_conns or max_pending 0, too many
- * issuers or routes, a route to an unknown issuer, worker_id >= n_workers
+ * issuers, hosts or routes, a host of an unknown issuer, an issuer without
+ * a host, a route to an unknown issuer, worker_id >= n_workers
  * (10 when 0), acq_reversal_memory or expired_stan_memory not a power of
  * two (0 is the default) or above TSW_ENGINE_TABLE_MEMORY_MAX, max_pending above the worker's STAN span minus one:
  * 10^6 / n_workers - 1), or the error of
@@ -196,11 +208,14 @@ bool tsw_engine_acq_paused(const struct tsw_engine *e, uint32_t slot);
  * (a generation number keeps old answers away from a new connection). */
 void tsw_engine_acq_close(struct tsw_engine *e, uint32_t slot);
 
-/* Issuer links: the number of them (cfg->n_issuers; link indexes are
- * 0..n-1 in cfg->issuers order, fixed for the engine's life). */
+/* Issuer links: the number of them (cfg->n_hosts; link indexes are
+ * 0..n-1 in cfg->hosts order, fixed for the engine's life). */
 uint32_t tsw_engine_n_links(const struct tsw_engine *e);
+/* The issuer link serves (cfg->hosts[link].issuer); UINT32_MAX out of
+ * range. */
+uint32_t tsw_engine_link_issuer(const struct tsw_engine *e, uint32_t link);
 /* True when the link is down and its backoff has expired: the backend
- * starts a connect to cfg->issuers[link]. */
+ * starts a connect to cfg->hosts[link]. */
 bool tsw_engine_link_wants_connect(const struct tsw_engine *e, uint32_t link, uint64_t now_ns);
 /* The backend started a connect for link (after link_wants_connect). */
 void tsw_engine_link_connecting(struct tsw_engine *e, uint32_t link, uint64_t now_ns);
@@ -208,8 +223,10 @@ void tsw_engine_link_connecting(struct tsw_engine *e, uint32_t link, uint64_t no
  * link carries requests once it is answered 00. */
 void tsw_engine_link_up(struct tsw_engine *e, uint32_t link, uint64_t now_ns);
 /* The connect failed or the connection closed: requests pending on the
- * link are answered 91 (reversals queued where due), its output is wiped
- * and a reconnect is scheduled with exponential backoff and jitter. */
+ * link are answered 91 (reversals queued where due, sent through another
+ * signed-on link of the issuer when it has one), its output is wiped and
+ * a reconnect is scheduled with exponential backoff and jitter. New
+ * requests for the issuer go to its other signed-on links. */
 void tsw_engine_link_down(struct tsw_engine *e, uint32_t link, uint64_t now_ns);
 /* Bytes received on link. Answers are matched and delivered; an answer
  * that does not decode is counted (issuer_format_errors) and skipped.
@@ -218,7 +235,8 @@ void tsw_engine_link_down(struct tsw_engine *e, uint32_t link, uint64_t now_ns);
  * -TSW_E_BAD_HEADER; counted in frames_refused). */
 int tsw_engine_link_input(struct tsw_engine *e, uint32_t link, const uint8_t *data, size_t len,
 			  uint64_t now_ns);
-/* True when every route has at least one link signed on. */
+/* True when the issuer of every route (issuer 0 without routes) has at
+ * least one link signed on. */
 bool tsw_engine_ready(const struct tsw_engine *e);
 
 /* Timers: the earliest deadline (monotonic ns) the engine needs a tick
@@ -300,7 +318,8 @@ struct tsw_engine_event {
 	uint8_t kind;	     /* enum tsw_engine_event_kind */
 	bool has_fields;     /* false: a report of suppressed events only */
 	uint32_t suppressed; /* events of this kind left out before this one */
-	uint32_t link;	     /* issuer link index */
+	uint32_t link;	     /* issuer link index (one per issuer host) */
+	uint32_t issuer;     /* the issuer the link serves (set from link) */
 	uint32_t slot;	     /* acquirer connection slot */
 	uint64_t id;	     /* store-and-forward reversal id */
 	uint64_t n1, n2;
@@ -334,7 +353,8 @@ size_t tsw_engine_event_format(const struct tsw_engine_event *ev, char *buf, siz
  * expired_stan_memory, event_queue) keep the values the engine was created with (the
  * caller warns: tsw_config_restart_only_changed()); requests in flight keep their
  * deadline. Returns 0, or -TSW_E_CONFIG (a route names an unknown issuer,
- * or the issuer list differs: that needs a restart), leaving e unchanged. */
+ * or the issuer or host list differs: that needs a restart), leaving e
+ * unchanged. */
 int tsw_engine_reconfigure(struct tsw_engine *e, const struct tsw_engine_config *cfg);
 
 #endif

@@ -66,6 +66,10 @@ static inline void tsw_hist_add(struct tsw_hist *h, uint64_t us)
 	tsw_hist_add_ns(h, us * 1000);
 }
 
+/* Issuer links per worker with a gauge and a counter each (the engine's
+ * TSW_LINKS_MAX: src/engine checks they agree). */
+enum { TSW_METRICS_LINKS_MAX = 32 };
+
 struct tsw_metrics_shard {
 	uint64_t requests[TSW_MTI_CLASS_MAX][TSW_METRICS_RC_MAX];
 	uint64_t declines[TSW_AUTHZ_REASON_MAX];
@@ -85,8 +89,8 @@ struct tsw_metrics_shard {
 	uint64_t backpressure_pauses;
 	uint64_t vault_lookups;
 	uint64_t vault_errors;
-	uint64_t link_up[16];             /* gauge per issuer link: 0 down, 1 connecting, 2 up, 3 signed on */
-	uint64_t link_reconnects[16];
+	uint64_t link_up[TSW_METRICS_LINKS_MAX]; /* gauge per issuer link: 0 down, 1 connecting, 2 up, 3 signed on */
+	uint64_t link_reconnects[TSW_METRICS_LINKS_MAX];
 	uint64_t bytes_in, bytes_out;
 	/* added by the engine */
 	uint64_t ready;                   /* gauge: 1 when tsw_engine_ready() */
@@ -128,6 +132,8 @@ struct tsw_metrics_shard {
 	uint64_t answers_held_timeouts;   /* ... sent after saf_durable_wait_ms without it */
 	uint64_t answers_undelivered_reversed; /* approvals the acquirer never got: reversal queued */
 	uint64_t answers_undelivered_unqueued; /* ... and the reversal could not be queued */
+	/* issuer failover */
+	uint64_t requests_rerouted;       /* unsent when its link went down: sent on another host */
 	/* the event log (src/engine/event.c) */
 	uint64_t events_suppressed;       /* past log_event_burst: counted, not logged */
 	uint64_t events_dropped;          /* the event queue was full: not logged */

@@ -87,6 +87,8 @@ static const struct u32_key u32_keys[] = {
     U32("state", "map_size_mb", state_map_size_mb, 1, STATE_MAP_SIZE_MB_MAX),
     U32("state", "saf_max_entries", state_saf_max_entries, 1, STATE_SAF_ENTRIES_MAX),
     U32("state", "saf_lease_ms", state_saf_lease_ms, 1, TIMEOUT_MS_MAX),
+    U32("state", "reserve_kb", state_reserve_kb, 1, STATE_MAP_SIZE_MB_MAX),
+    U32("state", "retry_max_ms", state_retry_max_ms, 100, TIMEOUT_MS_MAX),
     U32F("saf", "inflight_max", saf_inflight_max, 1, 65535, KEY_RELOAD),
     U32F("saf", "poll_ms", saf_poll_ms, 1, TIMEOUT_MS_MAX, KEY_RELOAD),
     U32F("saf", "retry_min_ms", saf_retry_min_ms, 1, TIMEOUT_MS_MAX, KEY_RELOAD),
@@ -178,6 +180,8 @@ void tsw_config_defaults(struct tsw_config *cfg)
 	cfg->state_map_size_mb = 256;
 	cfg->state_saf_max_entries = 16384;
 	cfg->state_saf_lease_ms = 30000;
+	cfg->state_reserve_kb = 1024;
+	cfg->state_retry_max_ms = 1000;
 	cfg->saf_inflight_max = TSW_CONFIG_SAF_INFLIGHT_MAX_DEFAULT;
 	cfg->saf_poll_ms = TSW_CONFIG_SAF_POLL_MS_DEFAULT;
 	cfg->saf_retry_min_ms = TSW_CONFIG_SAF_RETRY_MIN_MS_DEFAULT;
@@ -220,7 +224,9 @@ int tsw_hostport_parse(const char *s, struct tsw_hostport *ret)
 			return -TSW_E_CONFIG;
 		host_len = (size_t)(colon - s);
 	}
-	if (host_len == 0 || host_len >= TSW_CONFIG_HOST_MAX)
+	/* a blank or a comma is never part of a host (lists are split on commas) */
+	if (host_len == 0 || host_len >= TSW_CONFIG_HOST_MAX ||
+	    strcspn(host, " \t,") < host_len)
 		return -TSW_E_CONFIG;
 	if (parse_u32(colon + 1, 0, 65535, &port) < 0)
 		return -TSW_E_CONFIG;
@@ -275,6 +281,71 @@ static int set_route(struct tsw_config *cfg, const char *key, const char *value,
 	memcpy(r->bin_prefix, prefix, len + 1);
 	r->issuer = (uint8_t)issuer;
 	return 0;
+}
+
+/* One host line: an issuer with the comma-separated hosts of value. The
+ * hosts are parsed aside and added only when all of them are good. */
+static int add_issuer(struct tsw_config *cfg, const char *value, char *reason, size_t cap)
+{
+	struct tsw_hostport hosts[TSW_CONFIG_ISSUER_HOSTS_MAX];
+	char item[TSW_CONFIG_HOST_MAX + 16];
+	const char *p = value;
+	uint32_t n = 0;
+
+	if (cfg->n_issuers == TSW_CONFIG_ISSUERS_MAX)
+		return fail(reason, cap, "issuer.host: more than %d issuers (one per host line)",
+			    TSW_CONFIG_ISSUERS_MAX);
+	for (;;) {
+		const char *end = strchr(p, ',');
+		size_t len = end ? (size_t)(end - p) : strlen(p);
+
+		while (len && (*p == ' ' || *p == '\t')) {
+			p++;
+			len--;
+		}
+		while (len && (p[len - 1] == ' ' || p[len - 1] == '\t'))
+			len--;
+		if (n == TSW_CONFIG_ISSUER_HOSTS_MAX)
+			return fail(reason, cap,
+				    "issuer.host: more than %d hosts for one issuer "
+				    "(TSW_CONFIG_ISSUER_HOSTS_MAX)",
+				    TSW_CONFIG_ISSUER_HOSTS_MAX);
+		if (len < sizeof(item)) {
+			memcpy(item, p, len);
+			item[len] = '\0';
+		}
+		if (len >= sizeof(item) || tsw_hostport_parse(item, &hosts[n]) < 0 ||
+		    hosts[n].port == 0)
+			return fail(reason, cap,
+				    "issuer.host must be HOST:PORT[, HOST:PORT...] with ports above 0");
+		n++;
+		if (!end)
+			break;
+		p = end + 1;
+	}
+	if (cfg->n_hosts + n > TSW_CONFIG_LINKS_MAX)
+		return fail(reason, cap,
+			    "issuer.host: more than %d hosts in all issuers (TSW_CONFIG_LINKS_MAX)",
+			    TSW_CONFIG_LINKS_MAX);
+	for (uint32_t i = 0; i < n; i++) {
+		cfg->hosts[cfg->n_hosts].addr = hosts[i];
+		cfg->hosts[cfg->n_hosts].issuer = (uint8_t)cfg->n_issuers;
+		cfg->n_hosts++;
+	}
+	cfg->n_issuers++;
+	return 0;
+}
+
+bool tsw_config_issuers_equal(const struct tsw_config *a, const struct tsw_config *b)
+{
+	if (a->n_issuers != b->n_issuers || a->n_hosts != b->n_hosts)
+		return false;
+	for (uint32_t i = 0; i < a->n_hosts; i++)
+		if (a->hosts[i].issuer != b->hosts[i].issuer ||
+		    strcmp(a->hosts[i].addr.host, b->hosts[i].addr.host) ||
+		    a->hosts[i].addr.port != b->hosts[i].addr.port)
+			return false;
+	return true;
 }
 
 int tsw_config_set(struct tsw_config *cfg, const char *section, const char *key, const char *value,
@@ -349,17 +420,8 @@ int tsw_config_set(struct tsw_config *cfg, const char *section, const char *key,
 			return 0;
 		}
 	}
-	if (strcmp(section, "issuer") == 0 && strcmp(key, "host") == 0) {
-		if (cfg->n_issuers == TSW_CONFIG_ISSUERS_MAX)
-			return fail(reason, cap, "more than %d issuer hosts",
-				    TSW_CONFIG_ISSUERS_MAX);
-		if (tsw_hostport_parse(value, &cfg->issuers[cfg->n_issuers]) < 0 ||
-		    cfg->issuers[cfg->n_issuers].port == 0)
-			return fail(reason, cap,
-				    "issuer.host must be HOST:PORT with a port above 0");
-		cfg->n_issuers++;
-		return 0;
-	}
+	if (strcmp(section, "issuer") == 0 && strcmp(key, "host") == 0)
+		return add_issuer(cfg, value, reason, cap);
 	if (strcmp(section, "route") == 0)
 		return set_route(cfg, key, value, reason, cap);
 	return fail(reason, cap, "unknown key %s.%s", section, key);
@@ -405,7 +467,7 @@ int tsw_config_check(const struct tsw_config *cfg, char *reason, size_t cap)
 	for (uint32_t i = 0; i < cfg->n_routes; i++)
 		if (cfg->routes[i].issuer >= cfg->n_issuers)
 			return fail(
-			    reason, cap, "route %s names issuer %u but %u issuer hosts are set",
+			    reason, cap, "route %s names issuer %u but %u issuers are set",
 			    cfg->routes[i].bin_prefix[0] ? cfg->routes[i].bin_prefix : "default",
 			    cfg->routes[i].issuer, cfg->n_issuers);
 	if (!cfg->vault_dir[0])

@@ -50,6 +50,17 @@ __attribute__((format(printf, 2, 3))) static void put(struct text *t, const char
 	}
 }
 
+/* The labels of issuer link l: its index, the issuer it serves and its
+ * configured host (an IPv6 address in brackets): a fixed set per start. */
+static void put_link_labels(struct text *t, const struct tsw_ctl_source *src, uint32_t l)
+{
+	const struct tsw_config_host *h = &src->links[l];
+	bool v6 = strchr(h->addr.host, ':') != NULL;
+
+	put(t, "link=\"%u\",issuer=\"%u\",host=\"%s%s%s:%u\"", l, (unsigned)h->issuer,
+	    v6 ? "[" : "", h->addr.host, v6 ? "]" : "", (unsigned)h->addr.port);
+}
+
 /* Reads a counter another thread writes: one aligned 64-bit load. */
 static uint64_t rd(const uint64_t *p)
 {
@@ -194,6 +205,10 @@ static const struct scalar scalars[] = {
     SC("tsw_expired_stans_evicted_total", "counter",
        "Timed-out STANs pushed out by newer ones: a late answer is then counted unmatched.",
        expired_stans_evicted),
+    SC("tsw_issuer_requests_rerouted_total", "counter",
+       "Requests not yet sent when their issuer link went down, sent on another host of the "
+       "issuer instead of a 91.",
+       requests_rerouted),
 };
 
 #define ST(n, t, h, f)                                                                             \
@@ -253,6 +268,18 @@ static const struct scalar state_scalars[] = {
     ST("tsw_state_saf_uses_returned_total", "counter",
        "Limited uses given back when the reversal of an undelivered approval was acked.",
        saf_uses_returned),
+    ST("tsw_state_saf_refused_total", "counter",
+       "Reversals refused: the state writer is degraded (full map or disk).", saf_refused),
+    ST("tsw_state_reserve_refused_total", "counter",
+       "Limited uses refused: the state writer is degraded (96 STATE_UNAVAILABLE).",
+       reserve_refused),
+    ST("tsw_state_writer_degraded_total", "counter",
+       "Times the state writer became degraded (full map or disk, I/O error).", writer_degraded),
+    ST("tsw_state_writer_held", "gauge",
+       "Updates the degraded state writer holds back until space returns.", writer_held),
+    ST("tsw_state_writer_freeing_commits_total", "counter",
+       "Commits of the space-freeing updates alone (SAF deletes, counts) while degraded.",
+       freeing_commits),
 };
 
 static void put_state(struct text *t, const struct tsw_state *st)
@@ -277,6 +304,11 @@ static void put_state(struct text *t, const struct tsw_state *st)
 		put(t, "# HELP %s %s\n# TYPE %s %s\n%s %" PRIu64 "\n", s->name, s->help, s->name,
 		    s->type, s->name, v);
 	}
+	put(t,
+	    "# HELP tsw_state_writer_degraded 1 while the state writer cannot commit what grows "
+	    "the file (/readyz says why).\n"
+	    "# TYPE tsw_state_writer_degraded gauge\ntsw_state_writer_degraded %d\n",
+	    ss.writer_health != TSW_STATE_HEALTHY);
 	put(t,
 	    "# HELP tsw_state_commit_seconds_total Time in group-commit writes and fsync.\n"
 	    "# TYPE tsw_state_commit_seconds_total counter\ntsw_state_commit_seconds_total %.6f\n",
@@ -336,19 +368,22 @@ int tsw_ctl_render_metrics(const struct tsw_ctl_source *src, char **ret_text, si
 
 	put(&t, "# HELP tsw_issuer_links_signed_on Workers whose link to the issuer host is signed "
 		"on.\n# TYPE tsw_issuer_links_signed_on gauge\n");
-	for (uint32_t l = 0; l < src->n_links && l < 16; l++) {
+	for (uint32_t l = 0; l < src->n_links && l < TSW_METRICS_LINKS_MAX; l++) {
 		uint32_t up = 0;
 
 		for (uint32_t w = 0; w < src->n_shards; w++)
 			up += rd(&src->shards[w]->link_up[l]) == 3;
-		put(&t, "tsw_issuer_links_signed_on{link=\"%u\",host=\"%s\"} %u\n", l,
-		    src->link_names[l], up);
+		put(&t, "tsw_issuer_links_signed_on{");
+		put_link_labels(&t, src, l);
+		put(&t, "} %u\n", up);
 	}
 	put(&t, "# HELP tsw_issuer_link_reconnects_total Issuer link connect attempts after a "
 		"failure.\n# TYPE tsw_issuer_link_reconnects_total counter\n");
-	for (uint32_t l = 0; l < src->n_links && l < 16; l++)
-		put(&t, "tsw_issuer_link_reconnects_total{link=\"%u\",host=\"%s\"} %" PRIu64 "\n",
-		    l, src->link_names[l], SUM(link_reconnects[l]));
+	for (uint32_t l = 0; l < src->n_links && l < TSW_METRICS_LINKS_MAX; l++) {
+		put(&t, "tsw_issuer_link_reconnects_total{");
+		put_link_labels(&t, src, l);
+		put(&t, "} %" PRIu64 "\n", SUM(link_reconnects[l]));
+	}
 
 	put(&t, "# HELP tsw_workers Worker threads.\n# TYPE tsw_workers gauge\ntsw_workers %u\n",
 	    src->n_shards);

@@ -19,14 +19,18 @@
  * closed), the sale never happened on the acquirer's side. Each such
  * request is kept, in its connection's FIFO, with the absolute output
  * position of its answer's end, until tsw_engine_sent() passes it; at a
- * close, whatever is left is reversed. Bytes the kernel took are taken
- * as delivered: reversing an approval the acquirer did get would be the
- * worse error, and an acquirer that did not get it reverses it itself.
+ * close, whatever is left is reversed. Bytes the kernel took before the
+ * close are taken as delivered: reversing an approval the acquirer did
+ * get would be the worse error, and an acquirer that did not get it
+ * reverses it itself. Bytes of a send still in flight at the close are
+ * not: the backend closes when the peer has gone (or is cut off), and
+ * what it sends then is never read.
  */
 #include <string.h>
 
 #include "acq_reversal.h"
 #include "delivery.h"
+#include "dup.h"
 #include "engine_int.h"
 #include "tsw/authz.h"
 #include "tsw/state.h"
@@ -122,7 +126,9 @@ void unsent_track(struct tsw_engine *e, struct req *r)
 	struct acq_conn *c = &e->conns[r->acq_slot];
 	uint32_t idx = req_index(e, r);
 
-	r->out_end = c->out.sent_total + outbuf_pending(&c->out);
+	/* answered: a repeat of the request is no longer a duplicate */
+	dup_remove(e, r);
+	r->out_end = c->out.pos + outbuf_pending(&c->out);
 	r->list_next = NO_REQ;
 	if (c->unsent_tail != NO_REQ)
 		e->reqs[c->unsent_tail].list_next = idx;
@@ -145,7 +151,7 @@ void unsent_sent(struct tsw_engine *e, uint32_t slot)
 {
 	struct acq_conn *c = &e->conns[slot];
 
-	while (c->unsent_head != NO_REQ && e->reqs[c->unsent_head].out_end <= c->out.sent_total)
+	while (c->unsent_head != NO_REQ && e->reqs[c->unsent_head].out_end <= c->out.pos)
 		req_free(e, unsent_pop(e, c));
 }
 

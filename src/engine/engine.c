@@ -65,15 +65,25 @@ static uint32_t or_default(uint32_t v, uint32_t def)
 
 static int check_config(const struct tsw_engine_config *cfg)
 {
+	uint32_t hosts_of[TSW_ISSUERS_MAX] = {0};
 	uint32_t i;
 
 	if (!cfg->acq_profile || !cfg->iss_profile || cfg->max_conns == 0 ||
 	    cfg->max_pending == 0 || cfg->n_issuers > TSW_ISSUERS_MAX ||
-	    cfg->n_routes > TSW_ROUTES_MAX)
+	    cfg->n_hosts > TSW_LINKS_MAX || cfg->n_routes > TSW_ROUTES_MAX)
 		return -TSW_E_CONFIG;
 	if (cfg->acq_profile->header == TSW_ISO_HDR_NONE ||
 	    cfg->iss_profile->header == TSW_ISO_HDR_NONE)
 		return -TSW_E_CONFIG;
+	/* every host serves a known issuer, every issuer has a host */
+	for (i = 0; i < cfg->n_hosts; i++) {
+		if (cfg->hosts[i].issuer >= cfg->n_issuers)
+			return -TSW_E_CONFIG;
+		hosts_of[cfg->hosts[i].issuer]++;
+	}
+	for (i = 0; i < cfg->n_issuers; i++)
+		if (!hosts_of[i])
+			return -TSW_E_CONFIG;
 	for (i = 0; i < cfg->n_routes; i++)
 		if (cfg->routes[i].issuer >= cfg->n_issuers)
 			return -TSW_E_CONFIG;
@@ -158,7 +168,7 @@ int tsw_engine_new(const struct tsw_engine_config *cfg, struct tsw_vault *vault,
 	e->vault = vault;
 	e->state = state;
 	e->m = metrics;
-	e->n_links = cfg->n_issuers;
+	e->n_links = cfg->n_hosts;
 	e->rng = 0x9e3779b97f4a7c15ull ^ ((uint64_t)cfg->worker_id << 32) ^ (uint64_t)wall_now();
 	e->wall_s = wall_now();
 	e->pan_fp_seed = pan_fp_seed_new();
@@ -170,7 +180,7 @@ int tsw_engine_new(const struct tsw_engine_config *cfg, struct tsw_vault *vault,
 	e->conns = calloc(e->cfg.max_conns, sizeof(*e->conns));
 	e->free_conns = malloc(sizeof(*e->free_conns) * e->cfg.max_conns);
 	e->close_q = malloc(sizeof(*e->close_q) * e->cfg.max_conns);
-	e->dirty_cap = e->cfg.max_conns + TSW_ISSUERS_MAX;
+	e->dirty_cap = e->cfg.max_conns + TSW_LINKS_MAX;
 	e->dirty = malloc(sizeof(*e->dirty) * e->dirty_cap);
 	if (!e->conns || !e->free_conns || !e->close_q || !e->dirty)
 		goto err_free;
@@ -194,6 +204,7 @@ int tsw_engine_new(const struct tsw_engine_config *cfg, struct tsw_vault *vault,
 		    outbuf_init(&l->out, e->cfg.link_buf_bytes) < 0)
 			goto err_free;
 		l->state = LINK_DOWN;
+		l->issuer = e->cfg.hosts[i].issuer;
 		l->backoff_ms = e->cfg.reconnect_min_ms;
 		e->m->link_up[i] = 0;
 	}
@@ -359,11 +370,12 @@ int tsw_engine_reconfigure(struct tsw_engine *e, const struct tsw_engine_config 
 	r = check_config(cfg);
 	if (r < 0)
 		return r;
-	if (cfg->n_issuers != e->cfg.n_issuers)
+	if (cfg->n_issuers != e->cfg.n_issuers || cfg->n_hosts != e->cfg.n_hosts)
 		return -TSW_E_CONFIG;
-	for (i = 0; i < cfg->n_issuers; i++)
-		if (strcmp(cfg->issuers[i].host, e->cfg.issuers[i].host) != 0 ||
-		    cfg->issuers[i].port != e->cfg.issuers[i].port)
+	for (i = 0; i < cfg->n_hosts; i++)
+		if (strcmp(cfg->hosts[i].host, e->cfg.hosts[i].host) != 0 ||
+		    cfg->hosts[i].port != e->cfg.hosts[i].port ||
+		    cfg->hosts[i].issuer != e->cfg.hosts[i].issuer)
 			return -TSW_E_CONFIG;
 	c.n_routes = cfg->n_routes;
 	memcpy(c.routes, cfg->routes, sizeof(c.routes));

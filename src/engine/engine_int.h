@@ -53,6 +53,9 @@
 
 _Static_assert(TSW_ENGINE_TABLE_MEMORY_MAX == TSW_CONFIG_TABLE_MEMORY_MAX,
 	       "the engine and the config agree on the table ceilings");
+_Static_assert(TSW_LINKS_MAX == TSW_CONFIG_LINKS_MAX && TSW_LINKS_MAX == TSW_METRICS_LINKS_MAX &&
+		   TSW_ISSUERS_MAX == TSW_CONFIG_ISSUERS_MAX,
+	       "the engine, the config and the metrics agree on issuers and links");
 
 /* Fields a local answer echoes from the request (DESIGN.md: never DE35). */
 extern const uint8_t tsw_engine_echo_fields[TSW_ENGINE_ECHO_FIELDS];
@@ -70,8 +73,8 @@ struct echo {
 struct outbuf {
 	uint8_t *data;
 	uint32_t cap, head, tail, busy;
-	bool queued;	     /* in the dirty queue */
-	uint64_t sent_total; /* bytes ever sent: the absolute position of head */
+	bool queued;  /* in the dirty queue */
+	uint64_t pos; /* stream offset of data[head]: bytes reported sent so far */
 };
 
 enum acq_state { ACQ_FREE, ACQ_OPEN, ACQ_STATE_MAX };
@@ -113,6 +116,9 @@ struct issuer_link {
 	bool mgmt_is_echo;
 	uint32_t pending;      /* requests waiting on this link */
 	uint32_t saf_inflight; /* of which store-and-forward reversals */
+	uint8_t issuer;	       /* cfg.hosts[link].issuer */
+	uint64_t last_pos;     /* the frame link_write appended last: its stream offset */
+	uint32_t last_len;     /* ... and length */
 };
 
 enum req_kind {
@@ -157,6 +163,8 @@ struct req {
 	uint8_t hold_reason; /* enum tsw_authz_reason */
 	bool has_approval_code;
 	char approval_code[6]; /* the issuer's DE38: a reversal of the approval names it */
+	uint64_t link_pos; /* REQ_ACQ: its frame in r->link's output stream */
+	uint32_t link_len; /* (link_track; 0: not tracked, never moved) */
 	struct echo echo;
 };
 
@@ -198,9 +206,10 @@ struct tsw_engine {
 	uint32_t close_head, close_len;
 	uint64_t next_idle_scan_ns;
 
-	/* issuer links */
-	struct issuer_link links[TSW_ISSUERS_MAX];
+	/* issuer links: one per host, each serving one issuer */
+	struct issuer_link links[TSW_LINKS_MAX];
 	uint32_t n_links;
+	uint32_t pick_next; /* pick_link: where the next scan starts (ties rotate) */
 
 	/* dirty endpoints (ring of max_conns + n_links) */
 	struct tsw_endpoint *dirty;
@@ -251,6 +260,10 @@ uint32_t outbuf_pending(const struct outbuf *b);
  * p->max_frame; else the encoder's error. On error nothing is appended. */
 int outbuf_encode(struct outbuf *b, const struct tsw_iso_profile *p, const struct tsw_iso_msg *base,
 		  const struct tsw_iso_edit *ed, unsigned n);
+/* Appends len bytes already framed; 0 or -TSW_E_NO_SPACE (nothing
+ * appended). outbuf_unput takes the last len bytes back (wiped). */
+int outbuf_put(struct outbuf *b, const uint8_t *data, uint32_t len);
+void outbuf_unput(struct outbuf *b, uint32_t len);
 void engine_mark_dirty(struct tsw_engine *e, uint8_t kind, uint32_t slot);
 
 /* pending.c */
@@ -262,6 +275,9 @@ uint32_t req_index(const struct tsw_engine *e, const struct req *r);
 /* Picks an unused switch STAN for link and inserts r under it; returns 0
  * or -TSW_E_FULL. */
 int pending_insert(struct tsw_engine *e, struct req *r, uint16_t link);
+/* Moves r, pending, to link under the same switch STAN; 0, or
+ * -TSW_E_FULL when that STAN is in flight (or remembered) on link. */
+int pending_rekey(struct tsw_engine *e, struct req *r, uint16_t link);
 struct req *pending_find(struct tsw_engine *e, uint64_t key);
 void pending_remove(struct tsw_engine *e, struct req *r);
 void heap_push(struct tsw_engine *e, struct req *r);
@@ -284,7 +300,20 @@ int link_send_mgmt(struct tsw_engine *e, uint32_t link, const char *code3, bool 
  * (-TSW_E_NO_SPACE: output full, counted in link_out_full). */
 int link_write(struct tsw_engine *e, uint32_t link, const struct tsw_iso_msg *base,
 	       const struct tsw_iso_edit *ed, unsigned n);
+/* Notes where the frame link_write just appended for r (on r->link) lies,
+ * so that a link going down before it is sent hands it to another host
+ * of the issuer instead of failing it. */
+void link_track(struct tsw_engine *e, struct req *r);
+/* The issuer index for a PAN (-1: no route). */
 int engine_route(const struct tsw_engine *e, const char *pan, size_t pan_len);
+/* The issuer link serves (its reversals' route_key). */
+static inline uint32_t link_issuer(const struct tsw_engine *e, uint32_t link)
+{
+	return e->links[link].issuer;
+}
+/* The signed-on link of issuer with the fewest requests in flight (ties
+ * take turns), or -1 when none is signed on: the issuer is unavailable. */
+int pick_link(struct tsw_engine *e, uint32_t issuer);
 void fmt_de7(int64_t wall_s, char out[10]);
 void fmt6(uint32_t v, char out[6]);
 

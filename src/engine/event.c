@@ -118,13 +118,14 @@ static void copy_field(char *dst, size_t cap, const struct echo *ec, unsigned fi
 	}
 }
 
-static void fill(struct tsw_engine_event *ev, enum tsw_engine_event_kind kind,
-		 const struct ev_args *a)
+static void fill(const struct tsw_engine *e, struct tsw_engine_event *ev,
+		 enum tsw_engine_event_kind kind, const struct ev_args *a)
 {
 	memset(ev, 0, sizeof(*ev));
 	ev->kind = (uint8_t)kind;
 	ev->has_fields = true;
 	ev->link = a->link;
+	ev->issuer = a->link < e->n_links ? e->links[a->link].issuer : 0;
 	ev->slot = a->slot;
 	ev->id = a->id;
 	ev->n1 = a->n1;
@@ -167,7 +168,7 @@ void engine_event_emit(struct tsw_engine *e, enum tsw_engine_event_kind kind,
 		e->m->events_suppressed++;
 		return;
 	}
-	fill(&ev, kind, a);
+	fill(e, &ev, kind, a);
 	ev.suppressed = k->suppressed;
 	if (!push(q, &ev)) {
 		/* the count left out before it stays for the next one */
@@ -195,7 +196,7 @@ static void report_due(struct tsw_engine *e)
 		/* rate-limited like any kind, but never suppressed: the count
 		 * grows until a report may go */
 		if (window_allows(q, k, e->now_ns)) {
-			fill(&ev, TSW_EV_EVENTS_DROPPED, &(const struct ev_args){0});
+			fill(e, &ev, TSW_EV_EVENTS_DROPPED, &(const struct ev_args){0});
 			ev.n1 = q->dropped;
 			ev.n2 = q->cap;
 			push(q, &ev);
@@ -261,6 +262,13 @@ __attribute__((format(printf, 2, 3))) static void add(struct text *t, const char
 		t->len = t->cap - 1;
 }
 
+/* An issuer link: its index and the issuer (index in [issuer] / --issuer)
+ * whose host it connects to. */
+static void add_link(struct text *t, const struct tsw_engine_event *ev)
+{
+	add(t, "link=%" PRIu32 " issuer=%" PRIu32, ev->link, ev->issuer);
+}
+
 static const char *put_reason(const struct tsw_engine_event *ev)
 {
 	if (ev->why)
@@ -273,7 +281,7 @@ static const char *put_reason(const struct tsw_engine_event *ev)
 	case -EMSGSIZE:
 		return "too_big";
 	case -ENOSPC:
-		return "disk_full";
+		return "state_degraded";
 	default:
 		return "error";
 	}
@@ -292,36 +300,41 @@ size_t tsw_engine_event_format(const struct tsw_engine_event *ev, char *buf, siz
 	}
 	switch ((enum tsw_engine_event_kind)ev->kind) {
 	case TSW_EV_ISSUER_SIGNON_REFUSED:
-		add(&t, "link=%" PRIu32 " what=%s rc=\"%s\" retry_in_ms=%" PRIu64, ev->link,
-		    ev->why ? ev->why : "sign_on", ev->rc, ev->n1);
+		add_link(&t, ev);
+		add(&t, " what=%s rc=\"%s\" retry_in_ms=%" PRIu64, ev->why ? ev->why : "sign_on",
+		    ev->rc, ev->n1);
 		break;
 	case TSW_EV_ISSUER_RECONNECT_BACKOFF:
-		add(&t, "link=%" PRIu32 " retry_in_ms=%" PRIu64, ev->link, ev->n1);
+		add_link(&t, ev);
+		add(&t, " retry_in_ms=%" PRIu64, ev->n1);
 		break;
 	case TSW_EV_ISSUER_ECHO_TIMEOUT:
-		add(&t, "link=%" PRIu32 " timeout_ms=%" PRIu64, ev->link, ev->n1);
+		add_link(&t, ev);
+		add(&t, " timeout_ms=%" PRIu64, ev->n1);
 		break;
 	case TSW_EV_SAF_PUT_REFUSED:
+		add_link(&t, ev);
 		add(&t,
-		    "link=%" PRIu32 " reason=%s token=%s stan=\"%s\" rrn=\"%s\" amount=\"%s\""
-		    " switch_stan=\"%06" PRIu64 "\"",
-		    ev->link, put_reason(ev), ev->token[0] ? ev->token : "none", ev->stan, ev->rrn,
+		    " reason=%s token=%s stan=\"%s\" rrn=\"%s\" amount=\"%s\" "
+		    "switch_stan=\"%06" PRIu64 "\"",
+		    put_reason(ev), ev->token[0] ? ev->token : "none", ev->stan, ev->rrn,
 		    ev->amount, ev->n1 % 1000000);
 		/* a reason without a word of its own: the error says it */
 		if (ev->err && strcmp(put_reason(ev), "error") == 0)
 			add(&t, " error=\"%s\"", tsw_strerror(ev->err));
 		break;
 	case TSW_EV_SAF_SENT:
-		add(&t, "link=%" PRIu32 " id=\"%" PRIu64 "\" attempt=%" PRIu64, ev->link, ev->id,
-		    ev->n1);
+		add_link(&t, ev);
+		add(&t, " id=\"%" PRIu64 "\" attempt=%" PRIu64, ev->id, ev->n1);
 		break;
 	case TSW_EV_SAF_ACKED:
 		/* a late answer (after its timeout) came on a link not kept */
-		if (ev->why && strcmp(ev->why, "late") == 0)
+		if (ev->why && strcmp(ev->why, "late") == 0) {
 			add(&t, "id=\"%" PRIu64 "\" rc=\"%s\" late=true", ev->id, ev->rc);
-		else
-			add(&t, "link=%" PRIu32 " id=\"%" PRIu64 "\" rc=\"%s\"", ev->link, ev->id,
-			    ev->rc);
+		} else {
+			add_link(&t, ev);
+			add(&t, " id=\"%" PRIu64 "\" rc=\"%s\"", ev->id, ev->rc);
+		}
 		break;
 	case TSW_EV_SAF_RETRIED:
 		add(&t, "id=\"%" PRIu64 "\" retry_in_ms=%" PRIu64, ev->id, ev->n1);
@@ -339,7 +352,8 @@ size_t tsw_engine_event_format(const struct tsw_engine_event *ev, char *buf, siz
 		add(&t, "conn=%" PRIu32 " out_buf_bytes=%" PRIu64, ev->slot, ev->n1);
 		break;
 	case TSW_EV_LINK_OUT_FULL:
-		add(&t, "link=%" PRIu32 " link_buf_bytes=%" PRIu64, ev->link, ev->n1);
+		add_link(&t, ev);
+		add(&t, " link_buf_bytes=%" PRIu64, ev->n1);
 		break;
 	case TSW_EV_PENDING_FULL:
 		add(&t, "max_pending=%" PRIu64, ev->n1);
@@ -348,10 +362,12 @@ size_t tsw_engine_event_format(const struct tsw_engine_event *ev, char *buf, siz
 		add(&t, "max_parked=%" PRIu64, ev->n1);
 		break;
 	case TSW_EV_FRAME_REFUSED:
-		if (ev->why && strcmp(ev->why, "issuer") == 0)
-			add(&t, "side=issuer link=%" PRIu32, ev->link);
-		else
+		if (ev->why && strcmp(ev->why, "issuer") == 0) {
+			add(&t, "side=issuer ");
+			add_link(&t, ev);
+		} else {
 			add(&t, "side=acquirer conn=%" PRIu32, ev->slot);
+		}
 		add(&t, " max_frame=%" PRIu64 " error=\"%s\"", ev->n1, tsw_strerror(ev->err));
 		break;
 	case TSW_EV_EVENTS_DROPPED:

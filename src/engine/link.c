@@ -1,6 +1,7 @@
 /* Issuer links: connection state, sign-on (0800 DE70 001) and echo (0800
  * DE70 301) on the issuer side, reconnect backoff with jitter, routing by
- * PAN BIN. Reversals owed to issuers are in saf.c.
+ * PAN BIN to an issuer and from the issuer to one of its hosts' links.
+ * Reversals owed to issuers are in saf.c.
  */
 #include <errno.h>
 #include <string.h>
@@ -41,9 +42,40 @@ int engine_route(const struct tsw_engine *e, const char *pan, size_t pan_len)
 		}
 	}
 	/* no routes configured: everything goes to the first issuer */
-	if (best < 0 && e->cfg.n_routes == 0 && e->n_links > 0)
+	if (best < 0 && e->cfg.n_routes == 0 && e->cfg.n_issuers > 0)
 		best = 0;
 	return best;
+}
+
+int pick_link(struct tsw_engine *e, uint32_t issuer)
+{
+	uint32_t n = e->n_links, i = e->pick_next, k, best_pending = UINT32_MAX;
+	int best = -1;
+
+	/* the scan starts after the last pick, so hosts with as many
+	 * requests in flight take turns instead of the first one taking all */
+	for (k = 0; k < n; k++, i = i + 1 < n ? i + 1 : 0) {
+		const struct issuer_link *l = &e->links[i];
+
+		if (l->issuer != issuer || l->state != LINK_SIGNED_ON || l->pending >= best_pending)
+			continue;
+		best = (int)i;
+		best_pending = l->pending;
+	}
+	if (best >= 0)
+		e->pick_next = (uint32_t)best + 1 < n ? (uint32_t)best + 1 : 0;
+	return best;
+}
+
+/* True when some link of issuer is signed on. */
+static bool issuer_up(const struct tsw_engine *e, uint32_t issuer)
+{
+	uint32_t i;
+
+	for (i = 0; i < e->n_links; i++)
+		if (e->links[i].issuer == issuer && e->links[i].state == LINK_SIGNED_ON)
+			return true;
+	return false;
 }
 
 void fmt_de7(int64_t wall_s, char out[10])
@@ -78,6 +110,7 @@ int link_write(struct tsw_engine *e, uint32_t link, const struct tsw_iso_msg *ba
 	       const struct tsw_iso_edit *ed, unsigned n)
 {
 	struct issuer_link *l = &e->links[link];
+	uint32_t before = outbuf_pending(&l->out);
 	int r;
 
 	r = outbuf_encode(&l->out, e->cfg.iss_profile, base, ed, n);
@@ -88,9 +121,57 @@ int link_write(struct tsw_engine *e, uint32_t link, const struct tsw_iso_msg *ba
 		}
 		return r;
 	}
+	/* stream offsets survive the compaction inside outbuf_encode */
+	l->last_pos = l->out.pos + before;
+	l->last_len = outbuf_pending(&l->out) - before;
 	l->last_tx_ns = e->now_ns;
 	engine_mark_dirty(e, TSW_EP_LINK, link);
 	return 0;
+}
+
+void link_track(struct tsw_engine *e, struct req *r)
+{
+	r->link_pos = e->links[r->link].last_pos;
+	r->link_len = e->links[r->link].last_len;
+}
+
+/* A request whose frame never left the switch (not handed to the backend
+ * either) when its link went down: the issuer never saw it, so it goes to
+ * another signed-on host of the same issuer, byte for byte under the same
+ * switch STAN, instead of a 91 and a reversal. False when it cannot
+ * (sent or possibly sent, no other host, no room, STAN taken there). */
+static bool move_unsent(struct tsw_engine *e, struct req *r)
+{
+	struct issuer_link *from = &e->links[r->link], *to;
+	uint64_t unsent = from->out.pos + from->out.busy;
+	uint32_t off, before;
+	int link;
+
+	if (r->kind != REQ_ACQ || !r->link_len || r->link_pos < unsent)
+		return false;
+	off = from->out.head + (uint32_t)(r->link_pos - from->out.pos);
+	if (off + r->link_len > from->out.tail)
+		return false;
+	link = pick_link(e, from->issuer);
+	if (link < 0)
+		return false;
+	to = &e->links[link];
+	before = outbuf_pending(&to->out);
+	if (outbuf_put(&to->out, from->out.data + off, r->link_len) < 0) {
+		e->m->link_out_full++;
+		return false;
+	}
+	if (pending_rekey(e, r, (uint16_t)link) < 0) {
+		outbuf_unput(&to->out, r->link_len);
+		return false;
+	}
+	r->link_pos = to->out.pos + before;
+	from->pending--;
+	to->pending++;
+	to->last_tx_ns = e->now_ns;
+	engine_mark_dirty(e, TSW_EP_LINK, (uint32_t)link);
+	e->m->requests_rerouted++;
+	return true;
 }
 
 int link_send_mgmt(struct tsw_engine *e, uint32_t link, const char *code3, bool echo)
@@ -126,6 +207,11 @@ static void set_state(struct tsw_engine *e, uint32_t link, uint8_t st)
 uint32_t tsw_engine_n_links(const struct tsw_engine *e)
 {
 	return e->n_links;
+}
+
+uint32_t tsw_engine_link_issuer(const struct tsw_engine *e, uint32_t link)
+{
+	return link < e->n_links ? link_issuer(e, link) : UINT32_MAX;
 }
 
 bool tsw_engine_link_wants_connect(const struct tsw_engine *e, uint32_t link, uint64_t now_ns)
@@ -170,11 +256,15 @@ void tsw_engine_link_down(struct tsw_engine *e, uint32_t link, uint64_t now_ns)
 		return;
 	l = &e->links[link];
 	e->now_ns = now_ns;
-	/* every request waiting on this link fails now (91) */
+	/* down first: pick_link must not hand the link its own requests */
+	set_state(e, link, LINK_DOWN);
+	/* every request waiting on this link fails now (91), except those
+	 * the issuer never got, which another of its hosts takes */
 	for (i = 0; i < e->n_reqs && l->pending; i++) {
 		struct req *r = &e->reqs[i];
 
-		if (r->in_use && r->link == link && r->heap_idx != UINT32_MAX)
+		if (r->in_use && r->link == link && r->heap_idx != UINT32_MAX &&
+		    !move_unsent(e, r))
 			req_fail(e, r, 0);
 	}
 	explicit_bzero(l->out.data, l->out.cap);
@@ -187,7 +277,6 @@ void tsw_engine_link_down(struct tsw_engine *e, uint32_t link, uint64_t now_ns)
 								    : l->backoff_ms * 2;
 	if (l->backoff_ms < e->cfg.reconnect_min_ms)
 		l->backoff_ms = e->cfg.reconnect_min_ms;
-	set_state(e, link, LINK_DOWN);
 	engine_event(e, TSW_EV_ISSUER_RECONNECT_BACKOFF, .link = link,
 		     .n1 = (l->retry_at_ns - now_ns) / NS_PER_MS);
 }
@@ -196,12 +285,12 @@ bool tsw_engine_ready(const struct tsw_engine *e)
 {
 	uint32_t i;
 
-	if (e->n_links == 0)
+	if (e->cfg.n_issuers == 0)
 		return false;
 	if (e->cfg.n_routes == 0)
-		return e->links[0].state == LINK_SIGNED_ON;
+		return issuer_up(e, 0);
 	for (i = 0; i < e->cfg.n_routes; i++)
-		if (e->links[e->cfg.routes[i].issuer].state != LINK_SIGNED_ON)
+		if (!issuer_up(e, e->cfg.routes[i].issuer))
 			return false;
 	return true;
 }

@@ -31,6 +31,7 @@ void outbuf_free(struct outbuf *b)
 
 void outbuf_reset(struct outbuf *b)
 {
+	/* pos goes on: offsets handed out before stay behind the new bytes */
 	b->head = b->tail = b->busy = 0;
 }
 
@@ -93,6 +94,23 @@ int outbuf_encode(struct outbuf *b, const struct tsw_iso_profile *p, const struc
 	}
 	b->tail += (uint32_t)(hdr + (size_t)len);
 	return 0;
+}
+
+int outbuf_put(struct outbuf *b, const uint8_t *data, uint32_t len)
+{
+	if (b->cap - b->tail < len)
+		compact(b);
+	if (b->cap - b->tail < len)
+		return -TSW_E_NO_SPACE;
+	memcpy(b->data + b->tail, data, len);
+	b->tail += len;
+	return 0;
+}
+
+void outbuf_unput(struct outbuf *b, uint32_t len)
+{
+	b->tail -= len;
+	explicit_bzero(b->data + b->tail, len);
 }
 
 static struct outbuf *ep_buf(struct tsw_engine *e, struct tsw_endpoint ep)
@@ -166,7 +184,7 @@ void tsw_engine_sent(struct tsw_engine *e, struct tsw_endpoint ep, size_t n)
 	if (ep.kind == TSW_EP_LINK)
 		explicit_bzero(b->data + b->head, n);
 	b->head += (uint32_t)n;
-	b->sent_total += n;
+	b->pos += n;
 	b->busy = 0;
 	e->m->bytes_out += n;
 	if (b->head == b->tail)

@@ -232,6 +232,18 @@ int pending_insert(struct tsw_engine *e, struct req *r, uint16_t link)
 	return 0;
 }
 
+int pending_rekey(struct tsw_engine *e, struct req *r, uint16_t link)
+{
+	uint64_t key = (uint64_t)link << 32 | (uint32_t)r->key;
+
+	if (pending_find(e, key) || expired_has(e, key))
+		return -TSW_E_FULL;
+	table_del(e, r->key);
+	r->link = link;
+	r->key = key;
+	return table_put(e, key, req_index(e, r)); /* a slot was just freed */
+}
+
 void pending_remove(struct tsw_engine *e, struct req *r)
 {
 	table_del(e, r->key);

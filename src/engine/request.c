@@ -1,5 +1,6 @@
 /* The request pipeline: parse -> vault -> decide -> decline or forward
  * to the issuer (or park until a limited use is durable). */
+#include <errno.h>
 #include <string.h>
 
 #include "acq_reversal.h"
@@ -82,7 +83,7 @@ static int forward(struct tsw_engine *e, struct pipeline *pl, const struct tsw_t
 	struct req *r;
 	size_t de48_len = 0, de35_len = 0;
 	unsigned n = 0;
-	int pan_len, iss, ret;
+	int pan_len, iss, link, ret;
 	enum tsw_authz_reason fail = TSW_AUTHZ_SYSTEM;
 	uint64_t rev_key = 0;
 	unsigned cls;
@@ -105,18 +106,19 @@ static int forward(struct tsw_engine *e, struct pipeline *pl, const struct tsw_t
 		e->m->no_route++;
 		goto err_wipe;
 	}
-	l = &e->links[iss];
-	if (l->state != LINK_SIGNED_ON) {
+	link = pick_link(e, (uint32_t)iss);
+	if (link < 0) {
 		fail = TSW_AUTHZ_ISSUER_UNAVAILABLE;
 		goto err_wipe;
 	}
+	l = &e->links[link];
 	r = req_alloc(e);
 	if (!r) {
 		e->m->pending_full++;
 		engine_event(e, TSW_EV_PENDING_FULL, .n1 = e->cfg.max_pending);
 		goto err_wipe;
 	}
-	ret = pending_insert(e, r, (uint16_t)iss);
+	ret = pending_insert(e, r, (uint16_t)link);
 	if (ret < 0) {
 		e->m->pending_full++;
 		engine_event(e, TSW_EV_PENDING_FULL, .n1 = e->cfg.max_pending);
@@ -166,13 +168,14 @@ static int forward(struct tsw_engine *e, struct pipeline *pl, const struct tsw_t
 	r->pan_fp = pan_fp(e->pan_fp_seed, pan, (size_t)pan_len);
 	if (pan_len >= 4) /* the vault holds 12..19-digit PANs */
 		memcpy(r->pan_last4, pan + pan_len - 4, 4);
-	ret = link_write(e, (uint32_t)iss, m, ed, n);
+	ret = link_write(e, (uint32_t)link, m, ed, n);
 	explicit_bzero(pan, sizeof(pan));
 	explicit_bzero(de35, sizeof(de35));
 	if (ret < 0) {
 		fail = ret == -TSW_E_NO_SPACE ? TSW_AUTHZ_ISSUER_UNAVAILABLE : TSW_AUTHZ_FORMAT;
 		goto err_remove;
 	}
+	link_track(e, r);
 
 	r->kind = REQ_ACQ;
 	r->acq_slot = pl->slot;
@@ -272,6 +275,8 @@ static int decide_and_route(struct tsw_engine *e, struct pipeline *pl)
 		r = use_reserve(e, &t, &pl->ticket, &durable);
 		if (r == -TSW_E_FULL)
 			return pl_decline(e, pl, TSW_AUTHZ_DOMAIN_USES);
+		if (r == -ENOSPC) /* writer degraded, or token table full */
+			return pl_decline(e, pl, TSW_AUTHZ_STATE_UNAVAILABLE);
 		if (r < 0)
 			return pl_decline(e, pl, TSW_AUTHZ_SYSTEM);
 		pl->has_ticket = true;

@@ -1,8 +1,9 @@
 /* Store-and-forward reversals. An authorization whose outcome at the
  * issuer is unknown (it timed out, or its link went down) is owed a
  * reversal 0400. The engine puts it in TOKEN form into the state's
- * durable SAF queue (tsw/state.h: no PAN is ever stored), claims due
- * reversals for the links it has signed on, rewrites each to the PAN as
+ * durable SAF queue (tsw/state.h: no PAN is ever stored) under the
+ * issuer's index, claims due reversals of an issuer through any of its
+ * links that is signed on, rewrites each to the PAN as
  * it sends it (vault lookup and decrypt, as the forward path does), and
  * acks it at the issuer's 0410 or gives it back with a backoff.
  * docs/engine.md, "Timeouts and reversals", has the rules.
@@ -130,7 +131,7 @@ int saf_put(struct tsw_engine *e, const struct req *r, bool return_use, uint64_t
 		engine_event_req(e, TSW_EV_SAF_PUT_REFUSED, r, len < 0 ? len : -TSW_E_BAD_INPUT);
 		return len < 0 ? len : -TSW_E_BAD_INPUT;
 	}
-	ret = tsw_state_saf_put_use(e->state, r->link, e->saf_buf, (size_t)len,
+	ret = tsw_state_saf_put_use(e->state, link_issuer(e, r->link), e->saf_buf, (size_t)len,
 				    return_use ? r->token : NULL, return_use ? r->token_len : 0, &id);
 	if (ret < 0) {
 		/* -EAGAIN: the queue is full (the state counts saf_full) */
@@ -269,7 +270,9 @@ static uint32_t room(const struct tsw_engine *e, const struct issuer_link *l)
 	return n < TSW_ENGINE_SAF_CLAIM_BATCH ? n : TSW_ENGINE_SAF_CLAIM_BATCH;
 }
 
-/* Claims and sends the due reversals of one signed-on link. */
+/* Claims the due reversals of the link's issuer and sends them on the
+ * link (signed on): another host of the same issuer serves as well as the
+ * one that carried the original. */
 static void poll_link(struct tsw_engine *e, uint32_t link)
 {
 	struct issuer_link *l = &e->links[link];
@@ -279,8 +282,9 @@ static void poll_link(struct tsw_engine *e, uint32_t link)
 		uint32_t want = room(e, l);
 		size_t k, n = 0;
 
-		if (!want || tsw_state_saf_claim_route(e->state, e->cfg.worker_id, link, want,
-						       e->saf_items, &n) < 0)
+		if (!want ||
+		    tsw_state_saf_claim_route(e->state, e->cfg.worker_id, link_issuer(e, link),
+					      want, e->saf_items, &n) < 0)
 			return;
 		for (k = 0; k < n; k++) {
 			const struct tsw_saf_item *it = &e->saf_items[k];

@@ -92,11 +92,11 @@ static int resolve_links(struct tsw_io_worker *w)
 	struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV};
 	char port[8];
 
-	for (uint32_t i = 0; i < c->n_issuers && i < TSW_ISSUERS_MAX; i++) {
+	for (uint32_t i = 0; i < c->n_hosts && i < TSW_LINKS_MAX; i++) {
 		struct addrinfo *ai;
 
-		snprintf(port, sizeof(port), "%u", c->issuers[i].port);
-		if (getaddrinfo(c->issuers[i].host, port, &hints, &ai) != 0)
+		snprintf(port, sizeof(port), "%u", c->hosts[i].port);
+		if (getaddrinfo(c->hosts[i].host, port, &hints, &ai) != 0)
 			return -EHOSTUNREACH;
 		memcpy(&w->link_addr[i], ai->ai_addr, ai->ai_addrlen);
 		w->link_addrlen[i] = ai->ai_addrlen;

@@ -7,7 +7,6 @@ Makes a vault with tokvault in a temp dir, runs a test double issuer
 (tests/lib/tswtest.py FakeIssuer), starts tokswitch on port 0, reads its
 listening line and drives it with ISO 8583 messages. Prints TAP.
 """
-import argparse
 import json
 import os
 import shutil
@@ -23,17 +22,7 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 import tswtest as T  # noqa: E402
 
-ap = argparse.ArgumentParser()
-ap.add_argument("--build", required=True)
-ap.add_argument("--source", required=True)
-ap.add_argument("--io", required=True, choices=["uring", "uv"])
-ap.add_argument("only", nargs="*")
-args = ap.parse_args()
-
-TOKSWITCH = os.path.join(args.build, "src", "tokswitch")
-TOKVAULT = os.path.join(args.build, "tools", "tokvault", "tokvault")
-PROFILE = T.Profile(os.path.join(args.source, "config", "default.spec"))
-TMP = tempfile.mkdtemp(prefix="tsw-e2e-%s-" % args.io)
+args, TOKSWITCH, TOKVAULT, PROFILE, TMP = T.suite_setup("e2e")
 VAULT = os.path.join(TMP, "vault")
 KEY = os.path.join(TMP, "key")
 EXPIRY = "3012"
@@ -65,15 +54,7 @@ for name, t in TOKENS.items():
     t["token"] = _tok(t["n"])
     t["pan"] = _pan(t["n"])
 
-COLUMNS = ["token", "pan", "pan_expiry", "token_expiry", "status", "trid", "pos_modes",
-           "merchant_ids", "max_uses", "amount_limit", "device_required"]
-
-
-def run(cmd, check=True, timeout=60):
-    p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
-    if check and p.returncode != 0:
-        raise RuntimeError("%s failed (%d): %s" % (" ".join(cmd), p.returncode, p.stderr))
-    return p
+run = T.run
 
 
 def tokvault(*verb):
@@ -81,15 +62,7 @@ def tokvault(*verb):
 
 
 def make_vault():
-    tokvault("init", "--token-bin", "4000")
-    csv = os.path.join(TMP, "tokens.csv")
-    with open(csv, "w") as f:
-        f.write(",".join(COLUMNS) + "\n")
-        for t in TOKENS.values():
-            row = dict(pan_expiry="2912", token_expiry=EXPIRY, status="active")
-            row.update(t)
-            f.write(",".join(str(row.get(c, "")) for c in COLUMNS) + "\n")
-    tokvault("import", csv)
+    T.make_vault(TOKVAULT, VAULT, KEY, TOKENS.values(), EXPIRY, os.path.join(TMP, "tokens.csv"))
     tokvault("bind-device", TOKENS["device"]["token"], "DEVICE-A")
 
 
@@ -100,13 +73,7 @@ def auth(token, amount="000000001000", stan=None, mti="0100", expiry=EXPIRY, ext
     if stan is None:
         STAN[0] = STAN[0] % 999999 + 1
         stan = STAN[0]
-    f = {2: token, 3: "000000", 4: amount, 7: "1123120000", 11: "%06d" % stan, 14: expiry,
-         22: "071", 37: "RRN%09d" % stan, 41: "TERM0001", 42: "MERCHANT0000001", 49: "840"}
-    if expiry is None:
-        del f[14]
-    if extra:
-        f.update(extra)
-    return mti, f
+    return T.auth_msg(token, stan, amount=amount, mti=mti, expiry=expiry, extra=extra)
 
 
 def write_conf(path, text):
@@ -115,19 +82,8 @@ def write_conf(path, text):
     return path
 
 
-BASE_CONF = """[server]
-workers = 2
-drain_timeout_ms = 5000
-[issuer]
-timeout_ms = %(timeout)d
-reconnect_min_ms = 20
-reconnect_max_ms = 200
-echo_interval_ms = 60000
-[state]
-saf_lease_ms = %(lease)d
-[limits]
-max_conns = %(max_conns)d
-"""
+# a claimed reversal's lease must outlast the issuer timeout: Env sets it
+BASE_CONF = T.SWITCH_CONF.replace("[limits]\n", "[state]\nsaf_lease_ms = %(lease)d\n[limits]\n")
 
 
 class Env:
@@ -750,7 +706,7 @@ def test_metrics_health_and_404():
                 "tsw_issuer_rtt_seconds_count ", "tsw_internal_latency_seconds_sum ",
                 "tsw_connections_open ", "tsw_inflight ", "tsw_ready 1", "tsw_durable 1",
                 "tsw_log_events_suppressed_total ", "tsw_log_events_dropped_total 0",
-                'tsw_issuer_links_signed_on{link="0",host="%s"} 2' % e.issuer.addr]
+                'tsw_issuer_links_signed_on{link="0",issuer="0",host="%s"} 2' % e.issuer.addr]
         for w in want:
             assert w in body, "missing in /metrics: " + w
         for t in TOKENS.values():

@@ -169,6 +169,82 @@ class Conn:
         self.s.close()
 
 
+# --- suites ------------------------------------------------------------------
+
+def suite_setup(name):
+    """The command line every integration suite takes (--build --source
+    --io uring|uv [NAME...]): returns (args, tokswitch, tokvault, the
+    default profile, a new temp dir)."""
+    import argparse
+    import tempfile
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--build", required=True)
+    ap.add_argument("--source", required=True)
+    ap.add_argument("--io", required=True, choices=["uring", "uv"])
+    ap.add_argument("only", nargs="*")
+    args = ap.parse_args()
+    return (args, os.path.join(args.build, "src", "tokswitch"),
+            os.path.join(args.build, "tools", "tokvault", "tokvault"),
+            Profile(os.path.join(args.source, "config", "default.spec")),
+            tempfile.mkdtemp(prefix="tsw-%s-%s-" % (name, args.io)))
+
+
+# --- test data ---------------------------------------------------------------
+
+def run(cmd, check=True, timeout=60):
+    """Runs cmd to completion (at most timeout s: raises then); raises with
+    its stderr when check and it fails."""
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    if check and p.returncode != 0:
+        raise RuntimeError("%s failed (%d): %s" % (" ".join(cmd), p.returncode, p.stderr))
+    return p
+
+
+# a switch config for tests: two workers, fast issuer reconnects, no echo
+# (% timeout and max_conns; more sections may follow)
+SWITCH_CONF = """[server]
+workers = 2
+drain_timeout_ms = 5000
+[issuer]
+timeout_ms = %(timeout)d
+reconnect_min_ms = 20
+reconnect_max_ms = 200
+echo_interval_ms = 60000
+[limits]
+max_conns = %(max_conns)d
+"""
+
+
+VAULT_COLUMNS = ["token", "pan", "pan_expiry", "token_expiry", "status", "trid", "pos_modes",
+                 "merchant_ids", "max_uses", "amount_limit", "device_required"]
+
+
+def make_vault(tokvault, vault, key, tokens, token_expiry, csv_path, token_bin="4000"):
+    """A new vault holding tokens (dicts with token, pan and any other
+    VAULT_COLUMNS; active, PAN expiry 2912 unless they say otherwise)."""
+    run([tokvault, "--vault", vault, "--key-file", key, "init", "--token-bin", token_bin])
+    with open(csv_path, "w") as f:
+        f.write(",".join(VAULT_COLUMNS) + "\n")
+        for t in tokens:
+            row = dict(pan_expiry="2912", token_expiry=token_expiry, status="active")
+            row.update(t)
+            f.write(",".join(str(row.get(c, "")) for c in VAULT_COLUMNS) + "\n")
+    run([tokvault, "--vault", vault, "--key-file", key, "import", csv_path])
+
+
+def auth_msg(token, stan, amount="000000001000", mti="0100", expiry="3012", extra=None,
+             de7="1123120000"):
+    """(mti, fields) of an authorization from the acquirer side; expiry
+    None leaves DE14 out."""
+    f = {2: token, 3: "000000", 4: amount, 7: de7, 11: "%06d" % stan, 14: expiry,
+         22: "071", 37: "RRN%09d" % stan, 41: "TERM0001", 42: "MERCHANT0000001", 49: "840"}
+    if expiry is None:
+        del f[14]
+    if extra:
+        f.update(extra)
+    return mti, f
+
+
 # --- the test double issuer ------------------------------------------------
 
 class FakeIssuer:
@@ -186,7 +262,9 @@ class FakeIssuer:
         self.signon_rc = "00"  # DE39 of the 0810 to a sign-on (0800 DE70 001)
         self.reverse = False
         self.conns = []
+        self.serving = set()  # sockets whose _serve thread still runs
         self.stopped = False
+        self.draining = False  # stop(drain=True): read and record, answer nothing
         self.ls = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.ls.bind(("127.0.0.1", port))
@@ -206,6 +284,7 @@ class FakeIssuer:
                     s.close()
                     return
                 self.conns.append(s)
+                self.serving.add(s)
             threading.Thread(target=self._serve, args=(s,), daemon=True).start()
 
     def _answer_for(self, mti, f):
@@ -224,6 +303,15 @@ class FakeIssuer:
         return encode(self.p, resp, out)
 
     def _serve(self, s):
+        try:
+            self._serve_frames(s)
+        finally:
+            s.close()
+            with self.lock:
+                self.serving.discard(s)
+                self.lock.notify_all()
+
+    def _serve_frames(self, s):
         buf = b""
         while True:
             try:
@@ -231,7 +319,6 @@ class FakeIssuer:
             except OSError:
                 chunk = b""
             if not chunk:
-                s.close()
                 return
             buf += chunk
             while len(buf) >= 2:
@@ -251,12 +338,14 @@ class FakeIssuer:
                     hold = self.holding and mti != "0800"
                     if hold:
                         self.held.append((s, frame))
+                    draining = self.draining
                     self.lock.notify_all()
-                if not hold:
+                if not hold and not draining:
                     try:
                         s.sendall(frame)
                     except OSError:
-                        return
+                        if not self.draining:  # killed meanwhile: keep reading
+                            return
 
     def hold(self):
         with self.lock:
@@ -292,9 +381,19 @@ class FakeIssuer:
                     raise TimeoutError("issuer holds %d of %d" % (len(self.held), n))
                 self.lock.wait(left)
 
-    def stop(self):
+    def stop(self, drain=False, timeout=10.0):
+        """Closes the listener and every connection. drain=True kills the
+        host without losing sight of what it was sent: it answers nothing
+        more (held answers are dropped), ends its side of each connection
+        (FIN) and keeps reading and recording until the peer closes, so
+        self.requests holds every request the switch wrote to it. (A crashed
+        host's kernel would discard the unread tail with a reset.)"""
         with self.lock:
             self.stopped = True
+            self.draining = drain
+            if drain:
+                self.holding = False
+                self.held = []
             conns, self.conns = self.conns, []
         try:
             self.ls.shutdown(socket.SHUT_RDWR)  # wakes the thread blocked in accept()
@@ -303,10 +402,20 @@ class FakeIssuer:
         self.ls.close()
         for s in conns:
             try:
-                s.shutdown(socket.SHUT_RDWR)
+                s.shutdown(socket.SHUT_WR if drain else socket.SHUT_RDWR)
             except OSError:
                 pass
-            s.close()
+            if not drain:
+                s.close()
+        if drain:
+            deadline = time.monotonic() + timeout
+            with self.lock:
+                while self.serving & set(conns):
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        raise TimeoutError("the peer kept %d connections open"
+                                           % len(self.serving & set(conns)))
+                    self.lock.wait(left)
 
 
 def free_port():

@@ -339,10 +339,11 @@ static void ep_close(struct uworker *u, uint32_t idx, uint64_t now_ns)
 			u->slot_ep[ep->eslot] = NO_EP;
 	} else {
 		if (ep->link_up)
-			tsw_log(TSW_LOG_WARN, "issuer_link_down", "worker=%u link=%u issuer=%s:%u",
-				u->w->p.engine.worker_id, ep->eslot,
-				u->w->p.engine.issuers[ep->eslot].host,
-				u->w->p.engine.issuers[ep->eslot].port);
+			tsw_log(TSW_LOG_WARN, "issuer_link_down",
+				"worker=%u link=%u issuer=%u host=%s:%u", u->w->p.engine.worker_id,
+				ep->eslot, u->w->p.engine.hosts[ep->eslot].issuer,
+				u->w->p.engine.hosts[ep->eslot].host,
+				u->w->p.engine.hosts[ep->eslot].port);
 		ep->link_up = false;
 		tsw_engine_link_down(u->e, ep->eslot, now_ns);
 	}
@@ -551,9 +552,9 @@ static void on_connect(struct uworker *u, uint32_t idx, struct io_uring_cqe *cqe
 		return;
 	}
 	ep->link_up = true;
-	tsw_log(TSW_LOG_INFO, "issuer_link_up", "worker=%u link=%u issuer=%s:%u",
-		u->w->p.engine.worker_id, idx, u->w->p.engine.issuers[idx].host,
-		u->w->p.engine.issuers[idx].port);
+	tsw_log(TSW_LOG_INFO, "issuer_link_up", "worker=%u link=%u issuer=%u host=%s:%u",
+		u->w->p.engine.worker_id, idx, u->w->p.engine.hosts[idx].issuer,
+		u->w->p.engine.hosts[idx].host, u->w->p.engine.hosts[idx].port);
 	tsw_engine_link_up(u->e, ep->eslot, now_ns);
 	arm_recv(u, idx);
 }

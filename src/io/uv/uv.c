@@ -99,10 +99,11 @@ static void ep_close(struct vworker *v, struct vep *ep)
 			v->slot_ep[ep->eslot] = NO_EP;
 	} else {
 		if (ep->link_up)
-			tsw_log(TSW_LOG_WARN, "issuer_link_down", "worker=%u link=%u issuer=%s:%u",
-				v->w->p.engine.worker_id, ep->eslot,
-				v->w->p.engine.issuers[ep->eslot].host,
-				v->w->p.engine.issuers[ep->eslot].port);
+			tsw_log(TSW_LOG_WARN, "issuer_link_down",
+				"worker=%u link=%u issuer=%u host=%s:%u", v->w->p.engine.worker_id,
+				ep->eslot, v->w->p.engine.hosts[ep->eslot].issuer,
+				v->w->p.engine.hosts[ep->eslot].host,
+				v->w->p.engine.hosts[ep->eslot].port);
 		ep->link_up = false;
 		tsw_engine_link_down(v->e, ep->eslot, io_now_ns());
 	}
@@ -256,9 +257,9 @@ static void on_connect(uv_connect_t *req, int status)
 	}
 	begin(v);
 	ep->link_up = true;
-	tsw_log(TSW_LOG_INFO, "issuer_link_up", "worker=%u link=%u issuer=%s:%u",
-		v->w->p.engine.worker_id, ep->eslot, v->w->p.engine.issuers[ep->eslot].host,
-		v->w->p.engine.issuers[ep->eslot].port);
+	tsw_log(TSW_LOG_INFO, "issuer_link_up", "worker=%u link=%u issuer=%u host=%s:%u",
+		v->w->p.engine.worker_id, ep->eslot, v->w->p.engine.hosts[ep->eslot].issuer,
+		v->w->p.engine.hosts[ep->eslot].host, v->w->p.engine.hosts[ep->eslot].port);
 	tsw_engine_link_up(v->e, ep->eslot, io_now_ns());
 	start_read(v, ep);
 }

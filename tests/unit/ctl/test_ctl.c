@@ -80,8 +80,10 @@ Test(config, file_values_override_defaults_and_issuers_append_in_order)
 	cr_assert_eq(cfg.workers, 3);
 	cr_assert_eq(cfg.io, TSW_CONFIG_IO_UV);
 	cr_assert_eq(cfg.n_issuers, 2);
-	cr_assert_str_eq(cfg.issuers[1].host, "::1");
-	cr_assert_eq(cfg.issuers[1].port, 9002);
+	cr_assert_eq(cfg.n_hosts, 2);
+	cr_assert_str_eq(cfg.hosts[1].addr.host, "::1");
+	cr_assert_eq(cfg.hosts[1].addr.port, 9002);
+	cr_assert_eq(cfg.hosts[1].issuer, 1, "one host per line: one issuer each");
 	cr_assert_eq(cfg.issuer_timeout_ms, 1500);
 	cr_assert_eq(cfg.n_routes, 2, "a repeated prefix replaces its route");
 	cr_assert_str_eq(cfg.routes[0].bin_prefix, "4000");
@@ -127,7 +129,14 @@ static const struct bad_line bad_lines[] = {
     {"[server]\nlisten = host:99999\n", 2, "HOST:PORT"},
     {"[server]\nio = epoll\n", 2, "server.io"},
     {"[server]\nlog_level = loud\n", 2, "log_level"},
-    {"[issuer]\nhost = 10.0.0.1:0\n", 2, "port above 0"},
+    {"[issuer]\nhost = 10.0.0.1:0\n", 2, "ports above 0"},
+    {"[issuer]\nhost = 10.0.0.1:1, 10.0.0.2:0\n", 2, "ports above 0"},
+    {"[issuer]\nhost = 10.0.0.1:1,\n", 2, "HOST:PORT[, HOST:PORT...]"},
+    {"[issuer]\nhost = 10.0.0.1:1, , 10.0.0.2:1\n", 2, "HOST:PORT[, HOST:PORT...]"},
+    {"[issuer]\nhost = ,10.0.0.1:1\n", 2, "HOST:PORT[, HOST:PORT...]"},
+    {"[issuer]\nhost = 10.0.0.1:1 10.0.0.2:1\n", 2, "HOST:PORT[, HOST:PORT...]"},
+    {"[issuer]\nhost = 10.0.0.1:1\nhost = 1:1,2:2,3:3,4:4,5:5,6:6,7:7,8:8,9:9\n", 3,
+     "issuer.host: more than 8 hosts for one issuer"},
     {"[route]\n40x0 = 0\n", 2, "BIN prefix"},
     {"[route]\n4000 = 16\n", 2, "issuer index"},
     {"[nosuch]\nkey = 1\n", 2, "unknown key nosuch.key"},
@@ -154,6 +163,115 @@ Test(config, bad_line_refused_with_line_and_reason_and_config_untouched)
 		cr_assert_str_eq(err.file, p);
 		cr_assert_eq(memcmp(&cfg, &before, sizeof(cfg)), 0, "case %zu changed cfg", i);
 	}
+}
+
+Test(config, a_host_list_is_one_issuer_with_several_hosts)
+{
+	struct tsw_config cfg;
+	struct tsw_config_error err;
+	char reason[TSW_CONFIG_REASON_MAX];
+	const char *p = write_file("hosts.conf", "[server]\n"
+						 "vault = /v\n"
+						 "key_file = /k\n"
+						 "[issuer]\n"
+						 "host = 127.0.0.1:9001 ,\t127.0.0.2:9002, [::1]:9003\n"
+						 "host = 10.0.0.1:9100\n"
+						 "[route]\n"
+						 "4000 = 1\n");
+	static const struct {
+		const char *host;
+		uint16_t port;
+		uint8_t issuer;
+	} want[] = {
+	    {"127.0.0.1", 9001, 0}, {"127.0.0.2", 9002, 0}, {"::1", 9003, 0},
+	    {"10.0.0.1", 9100, 1},  {"10.0.0.5", 1, 2},	    {"10.0.0.6", 2, 2},
+	};
+
+	tsw_config_defaults(&cfg);
+	cr_assert_eq(tsw_config_load(p, &cfg, &err), 0, "%s:%u %s", err.file, err.line, err.reason);
+	/* what --issuer passes: the same syntax, without spaces */
+	cr_assert_eq(tsw_config_set(&cfg, "issuer", "host", "10.0.0.5:1,10.0.0.6:2", reason,
+				    sizeof(reason)),
+		     0, "%s", reason);
+	cr_assert_eq(cfg.n_issuers, 3);
+	cr_assert_eq(cfg.n_hosts, 6);
+	for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+		cr_assert_str_eq(cfg.hosts[i].addr.host, want[i].host, "host %zu", i);
+		cr_assert_eq(cfg.hosts[i].addr.port, want[i].port, "host %zu", i);
+		cr_assert_eq(cfg.hosts[i].issuer, want[i].issuer, "host %zu", i);
+	}
+	cr_assert_eq(tsw_config_check(&cfg, reason, sizeof(reason)), 0, "%s", reason);
+	/* routes name issuers, not hosts: issuer 3 does not exist */
+	cr_assert_eq(tsw_config_set(&cfg, "route", "5000", "3", NULL, 0), 0);
+	cr_assert_eq(tsw_config_check(&cfg, reason, sizeof(reason)), -TSW_E_CONFIG);
+	cr_assert_not_null(strstr(reason, "names issuer 3 but 3 issuers are set"), "%s", reason);
+}
+
+Test(config, host_bounds_refused_naming_the_key_and_adding_nothing)
+{
+	struct tsw_config cfg, before;
+	char reason[TSW_CONFIG_REASON_MAX], list[256];
+	size_t len = 0;
+	uint32_t i;
+
+	/* TSW_CONFIG_LINKS_MAX in all: four lines of eight fill it */
+	tsw_config_defaults(&cfg);
+	for (i = 0; i < TSW_CONFIG_ISSUER_HOSTS_MAX; i++)
+		len += (size_t)snprintf(list + len, sizeof(list) - len, "%s10.0.0.%u:1",
+					i ? "," : "", i + 1);
+	for (i = 0; i < TSW_CONFIG_LINKS_MAX / TSW_CONFIG_ISSUER_HOSTS_MAX; i++)
+		cr_assert_eq(tsw_config_set(&cfg, "issuer", "host", list, reason, sizeof(reason)),
+			     0, "%s", reason);
+	cr_assert_eq(cfg.n_hosts, TSW_CONFIG_LINKS_MAX);
+	before = cfg;
+	cr_assert_eq(tsw_config_set(&cfg, "issuer", "host", "10.9.9.9:1", reason, sizeof(reason)),
+		     -TSW_E_CONFIG);
+	cr_assert_not_null(strstr(reason, "issuer.host: more than 32 hosts in all issuers"), "%s",
+			   reason);
+	cr_assert_eq(memcmp(&cfg, &before, sizeof(cfg)), 0, "a refused host line adds nothing");
+
+	/* TSW_CONFIG_ISSUERS_MAX issuers */
+	tsw_config_defaults(&cfg);
+	for (i = 0; i < TSW_CONFIG_ISSUERS_MAX; i++)
+		cr_assert_eq(tsw_config_set(&cfg, "issuer", "host", "10.0.0.1:1", NULL, 0), 0);
+	before = cfg;
+	cr_assert_eq(tsw_config_set(&cfg, "issuer", "host", "10.0.0.1:1", reason, sizeof(reason)),
+		     -TSW_E_CONFIG);
+	cr_assert_not_null(strstr(reason, "issuer.host: more than 16 issuers"), "%s", reason);
+	cr_assert_eq(memcmp(&cfg, &before, sizeof(cfg)), 0);
+
+	/* a list refused part-way adds none of its hosts */
+	tsw_config_defaults(&cfg);
+	before = cfg;
+	cr_assert_eq(tsw_config_set(&cfg, "issuer", "host", "10.0.0.1:1,10.0.0.2:x", NULL, 0),
+		     -TSW_E_CONFIG);
+	cr_assert_eq(memcmp(&cfg, &before, sizeof(cfg)), 0);
+}
+
+Test(config, issuer_lists_compare_hosts_and_their_issuers)
+{
+	struct tsw_config a, b;
+
+	tsw_config_defaults(&a);
+	tsw_config_defaults(&b);
+	cr_assert_eq(tsw_config_set(&a, "issuer", "host", "10.0.0.1:1, 10.0.0.2:1", NULL, 0), 0);
+	cr_assert_eq(tsw_config_set(&b, "issuer", "host", "10.0.0.1:1,10.0.0.2:1", NULL, 0), 0);
+	cr_assert(tsw_config_issuers_equal(&a, &b));
+	/* the same hosts as two issuers: not the same list */
+	tsw_config_defaults(&b);
+	cr_assert_eq(tsw_config_set(&b, "issuer", "host", "10.0.0.1:1", NULL, 0), 0);
+	cr_assert_eq(tsw_config_set(&b, "issuer", "host", "10.0.0.2:1", NULL, 0), 0);
+	cr_assert_not(tsw_config_issuers_equal(&a, &b));
+	/* another port on the second host */
+	tsw_config_defaults(&b);
+	cr_assert_eq(tsw_config_set(&b, "issuer", "host", "10.0.0.1:1,10.0.0.2:2", NULL, 0), 0);
+	cr_assert_not(tsw_config_issuers_equal(&a, &b));
+	/* a host added */
+	tsw_config_defaults(&b);
+	cr_assert_eq(tsw_config_set(&b, "issuer", "host", "10.0.0.1:1,10.0.0.2:1,10.0.0.3:1",
+				    NULL, 0),
+		     0);
+	cr_assert_not(tsw_config_issuers_equal(&a, &b));
 }
 
 Test(config, unreadable_file_is_errno_line_0)
@@ -217,6 +335,8 @@ Test(config, defaults_match_the_state_module)
 	cr_expect_eq(cfg.state_map_size_mb, TSW_STATE_MAP_SIZE_MB_DEFAULT);
 	cr_expect_eq(cfg.state_saf_max_entries, TSW_STATE_SAF_MAX_ENTRIES_DEFAULT);
 	cr_expect_eq(cfg.state_saf_lease_ms, TSW_STATE_SAF_LEASE_MS_DEFAULT);
+	cr_expect_eq(cfg.state_reserve_kb, TSW_STATE_RESERVE_KB_DEFAULT);
+	cr_expect_eq(cfg.state_retry_max_ms, TSW_STATE_RETRY_MAX_MS_DEFAULT);
 	cr_expect_eq(TSW_CONFIG_STATE_WORKERS_MAX, TSW_STATE_WAKERS_MAX);
 }
 
@@ -242,6 +362,9 @@ static const struct key_case key_cases[] = {
     {"limits", "max_parked", "4194305", false, 0, 0},
     {"state", "queue_size", "1024", true, FIELD(state_queue_size), 1024},
     {"state", "queue_size", "0", false, 0, 0},
+    {"state", "reserve_kb", "256", true, FIELD(state_reserve_kb), 256},
+    {"state", "retry_max_ms", "99", false, 0, 0},
+    {"state", "retry_max_ms", "5000", true, FIELD(state_retry_max_ms), 5000},
     {"state", "max_tokens", "1000000", true, FIELD(state_max_tokens), 1000000},
     {"state", "max_tokens", "268435457", false, 0, 0},
     {"state", "max_reservations", lim_reservations, true, FIELD(state_max_reservations),
@@ -439,6 +562,9 @@ static const struct hp_case hp_cases[] = {
     {"[::1]:65535", 0, "::1", 65535},	{"127.0.0.1", -TSW_E_CONFIG, NULL, 0},
     {":80", -TSW_E_CONFIG, NULL, 0},	{"h:65536", -TSW_E_CONFIG, NULL, 0},
     {"h:", -TSW_E_CONFIG, NULL, 0},	{"[::1]80", -TSW_E_CONFIG, NULL, 0},
+    /* a blank or a comma is never part of a host: two hosts without the comma */
+    {"10.0.0.1:1 10.0.0.2:1", -TSW_E_CONFIG, NULL, 0},
+    {"a,b:1", -TSW_E_CONFIG, NULL, 0},
 };
 
 Test(config, hostport_parse)
@@ -469,12 +595,17 @@ static bool ready_hook(void *ctx)
 
 static struct tsw_metrics_shard shards[2];
 static struct tsw_metrics_shard *shard_ptrs[2] = {&shards[0], &shards[1]};
-static const char *const links[1] = {"10.0.0.1:9100"};
+/* issuer 0 with two hosts, issuer 1 with one */
+static const struct tsw_config_host links[3] = {
+    {.addr = {.host = "10.0.0.1", .port = 9100}, .issuer = 0},
+    {.addr = {.host = "10.0.0.2", .port = 9100}, .issuer = 0},
+    {.addr = {.host = "::1", .port = 9200}, .issuer = 1},
+};
 static const struct tsw_ctl_source src = {
     .shards = shard_ptrs,
     .n_shards = 2,
-    .link_names = links,
-    .n_links = 1,
+    .links = links,
+    .n_links = 3,
     .ready = ready_hook,
 };
 
@@ -492,6 +623,9 @@ static void fill_shards(void)
 	shards[1].conns_open = 2;
 	shards[0].link_up[0] = 3;
 	shards[1].link_up[0] = 1;
+	shards[0].link_up[2] = 3;
+	shards[1].link_up[2] = 3;
+	shards[1].link_reconnects[1] = 4;
 }
 
 Test(metrics_text, sums_every_shard_with_labels)
@@ -506,7 +640,10 @@ Test(metrics_text, sums_every_shard_with_labels)
 	    "tsw_issuer_rtt_seconds_sum 5.000020\n",
 	    "# TYPE tsw_issuer_rtt_seconds histogram\n",
 	    "tsw_connections_open 3\n",
-	    "tsw_issuer_links_signed_on{link=\"0\",host=\"10.0.0.1:9100\"} 1\n",
+	    "tsw_issuer_links_signed_on{link=\"0\",issuer=\"0\",host=\"10.0.0.1:9100\"} 1\n",
+	    "tsw_issuer_links_signed_on{link=\"1\",issuer=\"0\",host=\"10.0.0.2:9100\"} 0\n",
+	    "tsw_issuer_links_signed_on{link=\"2\",issuer=\"1\",host=\"[::1]:9200\"} 2\n",
+	    "tsw_issuer_link_reconnects_total{link=\"1\",issuer=\"0\",host=\"10.0.0.2:9100\"} 4\n",
 	    "tsw_workers 2\n",
 	    "tsw_ready 0\n",
 	};
@@ -606,21 +743,34 @@ Test(metrics_text, engine_table_capacities_and_evictions_are_exported)
 Test(metrics_text, state_counters_and_limits_are_exported, .init = mk_tmp, .fini = rm_tmp)
 {
 	static const char *const gauges[] = {
-	    "tsw_state_queue_length",	 "tsw_state_tokens",	"tsw_state_reservations",
-	    "tsw_state_saf_depth",	 "tsw_state_batch_max", "tsw_state_saf_loaded",
-	    "tsw_state_tokens_capacity",
+	    "tsw_state_queue_length",	 "tsw_state_tokens",	      "tsw_state_reservations",
+	    "tsw_state_saf_depth",	 "tsw_state_batch_max",	      "tsw_state_saf_loaded",
+	    "tsw_state_tokens_capacity", "tsw_state_writer_degraded", "tsw_state_writer_held",
 	};
 	static const char *const counters[] = {
-	    "tsw_state_queue_full_total",	 "tsw_state_table_full_total",
-	    "tsw_state_reserve_ok_total",	 "tsw_state_reserve_exhausted_total",
-	    "tsw_state_uses_committed_total",	 "tsw_state_releases_total",
-	    "tsw_state_release_unqueued_total",	 "tsw_state_atc_ok_total",
-	    "tsw_state_atc_replayed_total",	 "tsw_state_batches_total",
-	    "tsw_state_batch_ops_total",	 "tsw_state_commit_errors_total",
-	    "tsw_state_saf_puts_total",		 "tsw_state_saf_acks_total",
-	    "tsw_state_saf_retries_total",	 "tsw_state_saf_claims_total",
-	    "tsw_state_saf_lease_expired_total", "tsw_state_saf_too_big_total",
+	    "tsw_state_queue_full_total",
+	    "tsw_state_table_full_total",
+	    "tsw_state_reserve_ok_total",
+	    "tsw_state_reserve_exhausted_total",
+	    "tsw_state_uses_committed_total",
+	    "tsw_state_releases_total",
+	    "tsw_state_release_unqueued_total",
+	    "tsw_state_atc_ok_total",
+	    "tsw_state_atc_replayed_total",
+	    "tsw_state_batches_total",
+	    "tsw_state_batch_ops_total",
+	    "tsw_state_commit_errors_total",
+	    "tsw_state_saf_puts_total",
+	    "tsw_state_saf_acks_total",
+	    "tsw_state_saf_retries_total",
+	    "tsw_state_saf_claims_total",
+	    "tsw_state_saf_lease_expired_total",
+	    "tsw_state_saf_too_big_total",
 	    "tsw_state_uses_returned_total",
+	    "tsw_state_saf_refused_total",
+	    "tsw_state_reserve_refused_total",
+	    "tsw_state_writer_degraded_total",
+	    "tsw_state_writer_freeing_commits_total",
 	};
 	struct tsw_state_config sc = {
 	    .queue_size = 100, .max_reservations = 2, .saf_max_entries = 1};
@@ -651,6 +801,7 @@ Test(metrics_text, state_counters_and_limits_are_exported, .init = mk_tmp, .fini
 	cr_expect_eq(series(text, "tsw_state_reserve_ok_total"), 2);
 	cr_expect_eq(series(text, "tsw_state_reservations"), 2);
 	cr_expect_eq(series(text, "tsw_state_tokens"), 1);
+	cr_expect_eq(series(text, "tsw_state_writer_degraded"), 0, "a healthy writer");
 	cr_expect_geq(series(text, "tsw_state_saf_depth"), 1);
 	cr_expect_not_null(strstr(text, "\ntsw_state_commit_seconds_total "));
 	for (size_t i = 0; i < sizeof(gauges) / sizeof(gauges[0]); i++) {

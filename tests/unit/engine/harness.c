@@ -177,8 +177,9 @@ void h_init(struct h *h)
 	h->cfg.reconnect_min_ms = 100;
 	h->cfg.reconnect_max_ms = 1000;
 	h->cfg.n_issuers = 1;
-	strcpy(h->cfg.issuers[0].host, "127.0.0.1");
-	h->cfg.issuers[0].port = 1;
+	h->cfg.n_hosts = 1;
+	strcpy(h->cfg.hosts[0].host, "127.0.0.1");
+	h->cfg.hosts[0].port = 1;
 	h->now = 1000000000ull;
 }
 
@@ -204,7 +205,7 @@ void h_start(struct h *h)
 	cr_assert_eq(tsw_engine_new(&h->cfg, h->vault, h->state, &h->m, &h->e), 0);
 	h->slot = tsw_engine_acq_open(h->e, h->now);
 	cr_assert_geq(h->slot, 0);
-	for (i = 0; i < h->cfg.n_issuers; i++)
+	for (i = 0; i < h->cfg.n_hosts; i++)
 		h_sign_on(h, i, "00");
 	cr_assert(tsw_engine_ready(h->e));
 }
@@ -409,7 +410,7 @@ void h_advance(struct h *h, uint64_t ms)
 	tsw_engine_loop_end(h->e);
 }
 
-static int64_t real_ms(void)
+int64_t h_real_ms(void)
 {
 	struct timespec ts;
 
@@ -419,7 +420,7 @@ static int64_t real_ms(void)
 
 void h_collect_after_commit(struct h *h, struct h_msgs *out)
 {
-	int64_t deadline = real_ms() + 10000;
+	int64_t deadline = h_real_ms() + 10000;
 	uint64_t id = h->e->saf_last_id;
 
 	h_collect(h, TSW_EP_ACQ, (uint32_t)h->slot, out);
@@ -431,7 +432,7 @@ void h_collect_after_commit(struct h *h, struct h_msgs *out)
 	cr_assert_neq(id, 0, "no reversal was put");
 	while (!tsw_state_saf_durable(h->state, id)) {
 		struct pollfd p = {.fd = h->state_efd, .events = POLLIN};
-		int64_t left = deadline - real_ms();
+		int64_t left = deadline - h_real_ms();
 		uint64_t v;
 
 		cr_assert_gt(left, 0, "reversal not durable within 10 s");
@@ -440,4 +441,15 @@ void h_collect_after_commit(struct h *h, struct h_msgs *out)
 	}
 	h_advance(h, 0);
 	h_collect(h, TSW_EP_ACQ, (uint32_t)h->slot, out);
+}
+
+void h_wait_step(struct h *h, int64_t deadline_ms, const char *what)
+{
+	struct pollfd p = {.fd = h->state_efd, .events = POLLIN};
+	uint64_t v;
+
+	cr_assert_gt(deadline_ms - h_real_ms(), 0, "%s: not within the deadline", what);
+	if (poll(&p, 1, 10) == 1)
+		cr_assert_eq(read(h->state_efd, &v, sizeof(v)), (ssize_t)sizeof(v));
+	h_advance(h, 0);
 }

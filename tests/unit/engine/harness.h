@@ -101,5 +101,11 @@ void h_advance(struct h *h, uint64_t ms);
  * found while that reversal is not yet durable: an answer that leaves a
  * reversal behind goes out only after its commit. */
 void h_collect_after_commit(struct h *h, struct h_msgs *out);
+/* CLOCK_MONOTONIC in ms (real time, for test deadlines). */
+int64_t h_real_ms(void);
+/* One step of a wait for the state's writer: fails past deadline_ms
+ * (h_real_ms) with what, else waits up to 10 ms for a commit and runs one
+ * loop iteration (parked and held requests go on). */
+void h_wait_step(struct h *h, int64_t deadline_ms, const char *what);
 
 #endif

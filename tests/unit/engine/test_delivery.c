@@ -5,13 +5,9 @@
  * reverses what is still in flight. White-box: reads the engine's
  * metrics shard and its last SAF id. */
 #include <criterion/criterion.h>
-#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/eventfd.h>
-#include <time.h>
-#include <unistd.h>
 
 #include "engine_int.h"
 #include "harness.h"
@@ -39,31 +35,17 @@ static void teardown(void)
 
 TestSuite(delivery, .init = setup, .fini = teardown, .timeout = 30);
 
-static int64_t real_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Runs loop iterations (no clock advance) until the issuer link has
  * output, waking on the state's commits; 10 s deadline. */
 static void wait_link_output(void)
 {
-	int64_t deadline = real_ms() + 10000;
+	int64_t deadline = h_real_ms() + 10000;
 
 	for (;;) {
-		struct pollfd p = {.fd = H.state_efd, .events = POLLIN};
-		uint64_t v;
-
 		h_collect(&H, TSW_EP_LINK, 0, iss);
 		if (iss->n)
 			return;
-		cr_assert_gt(deadline - real_ms(), 0, "nothing sent to the issuer within 10 s");
-		if (poll(&p, 1, 10) == 1)
-			(void)!read(H.state_efd, &v, sizeof(v));
-		h_advance(&H, 0);
+		h_wait_step(&H, deadline, "output to the issuer");
 	}
 }
 
@@ -124,13 +106,10 @@ static void expect_names_original(const struct tsw_iso_msg *rev, const struct ts
 static int limited_forwarded(const char *stan)
 {
 	size_t n = h_auth(&H, body, sizeof(body), H_LIMITED, stan, 0);
-	int64_t deadline = real_ms() + 10000;
+	int64_t deadline = h_real_ms() + 10000;
 
 	cr_assert_eq(h_send(&H, body, n), 0);
 	for (;;) {
-		struct pollfd p = {.fd = H.state_efd, .events = POLLIN};
-		uint64_t v;
-
 		h_collect(&H, TSW_EP_LINK, 0, iss);
 		if (count_mti(iss, "0100"))
 			return 1;
@@ -139,10 +118,7 @@ static int limited_forwarded(const char *stan)
 			cr_assert_str_eq(h_field(&acq->m[0], 39), "65");
 			return 0;
 		}
-		cr_assert_gt(deadline - real_ms(), 0, "neither forwarded nor answered");
-		if (poll(&p, 1, 10) == 1)
-			(void)!read(H.state_efd, &v, sizeof(v));
-		h_advance(&H, 0);
+		h_wait_step(&H, deadline, "the limited-use request's answer or forward");
 	}
 }
 

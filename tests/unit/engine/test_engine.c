@@ -666,8 +666,10 @@ Test(engine, routes_pick_the_longest_prefix)
 	size_t n;
 
 	H.cfg.n_issuers = 2;
-	strcpy(H.cfg.issuers[1].host, "127.0.0.1");
-	H.cfg.issuers[1].port = 2;
+	H.cfg.n_hosts = 2;
+	strcpy(H.cfg.hosts[1].host, "127.0.0.1");
+	H.cfg.hosts[1].port = 2;
+	H.cfg.hosts[1].issuer = 1;
 	H.cfg.n_routes = 3;
 	strcpy(H.cfg.routes[0].bin_prefix, "");
 	H.cfg.routes[0].issuer = 0;

@@ -209,7 +209,7 @@ Test(events, sign_on_refused_names_the_code_and_the_retry)
 	cr_assert_not(tsw_engine_ready(H.e));
 	cr_assert_eq(drain(), 1);
 	cr_assert_eq(evs[0].kind, TSW_EV_ISSUER_SIGNON_REFUSED);
-	cr_assert_str_eq(text(&evs[0]), "link=0 what=sign_on rc=\"05\" retry_in_ms=700");
+	cr_assert_str_eq(text(&evs[0]), "link=0 issuer=0 what=sign_on rc=\"05\" retry_in_ms=700");
 	/* the link goes down: the reconnect is scheduled within the backoff */
 	tsw_engine_link_down(H.e, 0, H.now);
 	cr_assert_eq(drain(), 1);
@@ -281,13 +281,15 @@ Test(events, a_reversal_sent_and_acked_by_its_id)
 	n = drain();
 	ev = find(n, TSW_EV_SAF_SENT);
 	cr_assert_not_null(ev);
-	snprintf(want, sizeof(want), "link=0 id=\"%llu\" attempt=1", (unsigned long long)id);
+	snprintf(want, sizeof(want), "link=0 issuer=0 id=\"%llu\" attempt=1",
+		 (unsigned long long)id);
 	cr_assert_str_eq(text(ev), want);
 	cr_assert_eq(h_issuer_answer(&H, 0, &iss->m[0], "00", 0), 0);
 	n = drain();
 	ev = find(n, TSW_EV_SAF_ACKED);
 	cr_assert_not_null(ev);
-	snprintf(want, sizeof(want), "link=0 id=\"%llu\" rc=\"00\"", (unsigned long long)id);
+	snprintf(want, sizeof(want), "link=0 issuer=0 id=\"%llu\" rc=\"00\"",
+		 (unsigned long long)id);
 	cr_assert_str_eq(text(ev), want);
 }
 
@@ -316,7 +318,7 @@ Test(events, a_reversal_without_a_state_is_refused_loudly_token_masked)
 	/* what an operator needs to find the sale: the acquirer's DE11, DE37
 	 * and DE4, the STAN the issuer saw, the token masked */
 	snprintf(want, sizeof(want),
-		 "link=0 reason=no_state token=%s stan=\"004711\" rrn=\"123456789012\" "
+		 "link=0 issuer=0 reason=no_state token=%s stan=\"004711\" rrn=\"123456789012\" "
 		 "amount=\"000000000500\" switch_stan=\"%s\"",
 		 masked, h_field(&iss->m[0], 11));
 	cr_assert_str_eq(text(ev), want);

@@ -583,8 +583,10 @@ Test(saf_engine, a_link_claims_only_the_reversals_of_its_issuer)
 	size_t len;
 
 	H.cfg.n_issuers = 2;
-	strcpy(H.cfg.issuers[1].host, "127.0.0.1");
-	H.cfg.issuers[1].port = 2;
+	H.cfg.n_hosts = 2;
+	strcpy(H.cfg.hosts[1].host, "127.0.0.1");
+	H.cfg.hosts[1].port = 2;
+	H.cfg.hosts[1].issuer = 1;
 	H.cfg.n_routes = 2;
 	strcpy(H.cfg.routes[0].bin_prefix, "");
 	H.cfg.routes[0].issuer = 0;

@@ -8,6 +8,7 @@
  */
 #include <errno.h>
 #include <getopt.h>
+#include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -379,6 +380,31 @@ static int parse_args(struct server *s, int argc, char **argv)
 	return 0;
 }
 
+/* The state writer's transitions, on its thread (tsw_log writes each
+ * line at once): the state is a library and does not log itself. */
+static void state_event(void *arg, const struct tsw_state_event *ev)
+{
+	(void)arg;
+	switch (ev->kind) {
+	case TSW_STATE_EV_DEGRADED:
+		tsw_log(TSW_LOG_ERROR, "state_writer_degraded",
+			"reason=%s error=\"%s\" held=%" PRIu64
+			" effect=\"reversals refused, limited uses declined 96\"",
+			tsw_state_health_name(ev->health), ev->detail, ev->held);
+		break;
+	case TSW_STATE_EV_RECOVERED:
+		tsw_log(TSW_LOG_INFO, "state_writer_recovered", "degraded_ms=%" PRIu64,
+			ev->degraded_ms);
+		break;
+	case TSW_STATE_EV_UNWRITTEN:
+		tsw_log(TSW_LOG_CRIT, "state_writer_unwritten",
+			"held=%" PRIu64 " effect=\"updates not on disk at exit\"", ev->held);
+		break;
+	default:
+		break;
+	}
+}
+
 static int open_data(struct server *s)
 {
 	const struct tsw_config *c = &s->cfg;
@@ -413,6 +439,9 @@ static int open_data(struct server *s)
 		    .map_size_mb = c->state_map_size_mb,
 		    .saf_max_entries = c->state_saf_max_entries,
 		    .saf_lease_ms = c->state_saf_lease_ms,
+		    .reserve_kb = c->state_reserve_kb,
+		    .retry_max_ms = c->state_retry_max_ms,
+		    .on_event = state_event,
 		};
 
 		r = tsw_state_open(c->state_dir, &sc, &s->state);

@@ -4,7 +4,10 @@
  * the issuer's 64 0410s are fed (64 acks). Vault of 10 k tokens, state
  * in a temp directory (its writer commits in the background: the figure
  * is the worker's cost, not the fsync). Also the cost of a SAF poll with
- * nothing due (what an idle worker pays every saf_poll_ms).
+ * nothing due (what an idle worker pays every saf_poll_ms), and how long
+ * the acquirer waits for its 91s: from the timeout until every 91 of the
+ * batch is out, which is until the state has committed their reversals
+ * (the 91 waits for that commit: p50 and p99 over every round).
  *
  *   bench_engine_saf [--rounds N] [--runs N]
  * Prints one line per run and the median.
@@ -13,8 +16,11 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <poll.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "bench_common.h"
 #include "tsw/engine.h"
@@ -66,6 +72,19 @@ static size_t answers_to(const struct tsw_iso_profile *p, const uint8_t *in, siz
 	return o;
 }
 
+/* Framed messages in buf[0, len). */
+static unsigned frames_in(const uint8_t *buf, size_t len)
+{
+	size_t off = 0;
+	unsigned n = 0;
+
+	while (off + 2 <= len) {
+		off += 2 + ((size_t)buf[off] << 8 | buf[off + 1]);
+		n++;
+	}
+	return n;
+}
+
 static size_t requests(const struct tsw_iso_profile *p, unsigned round, uint8_t *out, size_t cap)
 {
 	size_t off = 0;
@@ -112,9 +131,9 @@ int main(int argc, char **argv)
 	struct tsw_token tmpl;
 	struct tsw_state *st;
 	uint8_t *buf, *ans;
-	uint64_t vnow, t;
-	size_t n;
-	int slot, r;
+	uint64_t vnow, t, *wait_ns;
+	size_t n, n_wait = 0;
+	int slot, r, efd;
 
 	for (i = 1; i + 1 < (unsigned)argc; i += 2) {
 		if (!strcmp(argv[i], "--rounds"))
@@ -149,6 +168,12 @@ int main(int argc, char **argv)
 	r = tsw_engine_new(&cfg, bv.v, st, &shard, &e);
 	if (r < 0)
 		bench_die("engine", r);
+	efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (efd < 0 || tsw_engine_add_state_waker(e, efd) < 0)
+		bench_die("state waker", -errno);
+	wait_ns = malloc(sizeof(*wait_ns) * (size_t)rounds * runs);
+	if (!wait_ns)
+		bench_die("malloc", -ENOMEM);
 	buf = malloc(BENCH_BUF);
 	ans = malloc(BENCH_BUF);
 	if (!buf || !ans)
@@ -165,6 +190,7 @@ int main(int argc, char **argv)
 
 	for (run = 0; run < runs; run++) {
 		uint64_t fail = 0, ack = 0, idle;
+		unsigned answered;
 		uint64_t sent0 = shard.saf_sent, acked0 = shard.saf_acked;
 
 		for (k = 0; k < rounds; k++) {
@@ -178,11 +204,26 @@ int main(int argc, char **argv)
 			vnow += BENCH_TIMEOUT_MS * NS_PER_MS;
 			t = bench_now_ns();
 			tsw_engine_loop_begin(e, vnow);
-			tsw_engine_tick(e, vnow); /* 91s, puts, claims, sends */
+			tsw_engine_tick(e, vnow); /* puts, claims, sends; 91s once durable */
 			n = bench_drain(e, TSW_EP_LINK, 0, buf);
-			bench_drain(e, TSW_EP_ACQ, (uint32_t)slot, NULL);
+			answered = frames_in(ans, bench_drain(e, TSW_EP_ACQ, (uint32_t)slot, ans));
 			tsw_engine_loop_end(e);
 			fail += bench_now_ns() - t;
+			/* the acquirer's wait: until the state commits the reversals */
+			while (answered < BENCH_BATCH) {
+				struct pollfd pfd = {.fd = efd, .events = POLLIN};
+				uint64_t v;
+
+				if (poll(&pfd, 1, 1000) == 1)
+					(void)!read(efd, &v, sizeof(v));
+				tsw_engine_loop_begin(e, vnow);
+				answered +=
+				    frames_in(ans, bench_drain(e, TSW_EP_ACQ, (uint32_t)slot, ans));
+				tsw_engine_loop_end(e);
+				if (bench_now_ns() - t > 10000 * NS_PER_MS)
+					bench_die("91s not out within 10 s", -1);
+			}
+			wait_ns[n_wait++] = bench_now_ns() - t;
 
 			n = answers_to(&prof, buf, n, ans);
 			t = bench_now_ns();
@@ -213,6 +254,11 @@ int main(int argc, char **argv)
 	qsort(fail_ns, runs, sizeof(fail_ns[0]), bench_cmp_u64);
 	qsort(ack_ns, runs, sizeof(ack_ns[0]), bench_cmp_u64);
 	qsort(idle_ns, runs, sizeof(idle_ns[0]), bench_cmp_u64);
+	qsort(wait_ns, n_wait, sizeof(wait_ns[0]), bench_cmp_u64);
+	printf("acquirer's wait for the 91s of a batch (timeout to the last 91 out): p50 %.1f us, "
+	       "p99 %.1f us over %zu batches of %u\n",
+	       (double)wait_ns[n_wait / 2] / 1e3, (double)wait_ns[n_wait * 99 / 100] / 1e3, n_wait,
+	       BENCH_BATCH);
 	tsw_state_stats(st, &ss);
 	printf("median: timeout+put+send %llu ns/reversal, 0410+ack %llu ns/reversal, idle poll "
 	       "%llu ns (batches of %u, %u rounds/run); state: %llu puts, %llu acks, %llu "
@@ -224,6 +270,8 @@ int main(int argc, char **argv)
 	       ss.batches ? (double)ss.batch_ops / (double)ss.batches : 0.0);
 	tsw_engine_free(e);
 	tsw_state_close(st);
+	close(efd);
+	free(wait_ns);
 	free(buf);
 	free(ans);
 	return bench_vault_destroy(&bv) == 0 ? 0 : 1;

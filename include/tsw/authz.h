@@ -52,6 +52,7 @@ enum tsw_authz_reason {
 	TSW_AUTHZ_FORMAT,	      /* 30 */
 	TSW_AUTHZ_ISSUER_UNAVAILABLE, /* 91 */
 	TSW_AUTHZ_SYSTEM,	      /* 96 */
+	TSW_AUTHZ_STATE_UNAVAILABLE,  /* 96: the state cannot record a limited use */
 	TSW_AUTHZ_REASON_MAX
 };
 

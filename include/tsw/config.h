@@ -17,7 +17,8 @@
  *   [io]      ring_entries recv_buf_bytes recv_bufs
  *   [metrics] max_conns max_request_bytes idle_timeout_ms
  *   [state]   queue_size max_tokens max_reservations map_size_mb
- *             saf_max_entries saf_lease_ms (defaults: include/tsw/state.h's
+ *             saf_max_entries saf_lease_ms reserve_kb retry_max_ms
+ *             (defaults: include/tsw/state.h's
  *             TSW_STATE_*_DEFAULT; tests/unit/ctl checks they agree)
  *   [saf]     inflight_max poll_ms retry_min_ms retry_max_ms (reversals)
  *   [standin] enabled max_amount modes min_assurance on_timeout
@@ -151,6 +152,8 @@ struct tsw_config {
 	uint32_t state_map_size_mb;
 	uint32_t state_saf_max_entries; /* reversals queued at once */
 	uint32_t state_saf_lease_ms;	/* a claimed reversal's lease */
+	uint32_t state_reserve_kb;	/* room kept for space-freeing commits */
+	uint32_t state_retry_max_ms;	/* the degraded writer's backoff ceiling */
 	/* [saf] store-and-forward reversals */
 	uint32_t saf_inflight_max;
 	uint32_t saf_poll_ms;

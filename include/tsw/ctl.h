@@ -1,8 +1,10 @@
 /* The control plane's HTTP endpoint (libuv): GET /metrics (Prometheus
  * text, the sum of every worker's metrics shard), /healthz (200 while the
- * process runs), /readyz (200 only when every worker is ready), anything
- * else 404. One request per connection (Connection: close), requests
- * bounded in size, connections bounded in number and idle time.
+ * process runs), /readyz (200 only when every worker is ready; the body
+ * says "degraded: state writer: REASON" while the state's writer is
+ * degraded, still 200: ordinary authorizations flow), anything else 404.
+ * One request per connection (Connection: close), requests bounded in
+ * size, connections bounded in number and idle time.
  *
  * Runs on the caller's uv loop and thread; never touches worker state
  * beyond racy reads of the shards (plain 64-bit loads) and the ready hook.

@@ -42,6 +42,21 @@
  * Order: items are handed out in id order, which is put order; within
  * one route_key that is FIFO (an item waiting for its backoff or leased
  * to a worker does not hold back the ones behind it).
+ *
+ * A full map or disk. When a group commit fails for want of space (the
+ * LMDB map, state.map_size_mb, is full: map_full; the filesystem is:
+ * disk_full) or for an I/O error (io_error), the writer is degraded: it
+ * keeps committing what frees space or overwrites in place (SAF deletes,
+ * count updates of tokens already on disk) on its own, and holds the
+ * updates that grow the file (SAF puts, first counts of a token) queued,
+ * in order, never dropped, retrying them with a backoff
+ * (TSW_STATE_RETRY_MS doubling up to retry_max_ms). Meanwhile
+ * tsw_state_saf_put() and tsw_state_reserve() are refused with -ENOSPC and
+ * tsw_state_health() says why; the first commit of the held updates makes
+ * it healthy again. The space-freeing commits may use a reserve of
+ * reserve_kb beyond the map and preallocated on disk ahead of the data
+ * (fallocate), so acks still commit on a full map or disk; running out of
+ * that reserve on disk is what reports disk_full. docs/saf.md, "The writer".
  */
 #ifndef TSW_STATE_H
 #define TSW_STATE_H
@@ -54,7 +69,8 @@ struct tsw_state;
 
 /* Defaults for struct tsw_state_config (config keys in tokswitch.conf,
  * section [state]: queue_size, max_tokens, max_reservations, map_size_mb,
- * saf_max_entries, saf_lease_ms; tsw_config_defaults() states the same
+ * saf_max_entries, saf_lease_ms, reserve_kb, retry_max_ms;
+ * tsw_config_defaults() states the same
  * values, tests/unit/ctl checks they agree). The counters of
  * tsw_state_stats() are on /metrics as tsw_state_* (src/ctl). */
 #define TSW_STATE_QUEUE_SIZE_DEFAULT 65536u	    /* queued updates */
@@ -63,7 +79,9 @@ struct tsw_state;
 #define TSW_STATE_MAP_SIZE_MB_DEFAULT 256u	    /* LMDB map size */
 #define TSW_STATE_MAX_RESERVATIONS_LIMIT (1u << 24) /* tickets carry a 24-bit slot */
 #define TSW_STATE_WAKERS_MAX 64u		    /* eventfds (one per worker) */
-#define TSW_STATE_RETRY_MS 100u			    /* writer retry after a failed commit */
+#define TSW_STATE_RETRY_MS 100u			    /* first writer retry after a failed commit */
+#define TSW_STATE_RETRY_MAX_MS_DEFAULT 1000u	    /* the retry backoff's ceiling */
+#define TSW_STATE_RESERVE_KB_DEFAULT 1024u	    /* room only space-freeing commits use */
 #define TSW_STATE_SAF_MAX_ENTRIES_DEFAULT 16384u    /* queued reversals */
 #define TSW_STATE_SAF_MAX_ENTRIES_LIMIT (1u << 22)  /* ids carry a 24-bit slot, 2 per entry */
 #define TSW_STATE_SAF_LEASE_MS_DEFAULT 30000u	    /* a claim's lifetime */
@@ -74,8 +92,40 @@ struct tsw_state;
  * lock held: it must not call back into the state. */
 typedef uint64_t (*tsw_state_clock_fn)(void *arg);
 
+/* The writer's health (tsw_state_health()). */
+enum tsw_state_health {
+	TSW_STATE_HEALTHY,
+	TSW_STATE_MAP_FULL,  /* MDB_MAP_FULL: state.map_size_mb is used up */
+	TSW_STATE_DISK_FULL, /* ENOSPC/EDQUOT: writing or preallocating the file */
+	TSW_STATE_IO_ERROR,  /* any other commit error (EIO, MDB_PANIC, ...) */
+	TSW_STATE_HEALTH_MAX
+};
+
+/* What the writer reports to the event callback. */
+enum tsw_state_event_kind {
+	TSW_STATE_EV_DEGRADED,	/* healthy -> degraded, or a new reason */
+	TSW_STATE_EV_RECOVERED, /* degraded -> healthy: held updates committed */
+	TSW_STATE_EV_UNWRITTEN, /* closing while degraded: held updates not written */
+	TSW_STATE_EV_MAX
+};
+
+struct tsw_state_event {
+	uint8_t kind;	      /* enum tsw_state_event_kind */
+	uint8_t health;	      /* enum tsw_state_health after the event */
+	int error;	      /* DEGRADED: the -errno of the failure (-ENOSPC, -EIO) */
+	char detail[96];      /* DEGRADED: LMDB's or libc's text of it; "" otherwise */
+	uint64_t held;	      /* updates held back by the writer */
+	uint64_t degraded_ms; /* RECOVERED: how long it was degraded */
+};
+
+/* Called on the writer thread at each event (never per update); must not
+ * call into the state except tsw_state_stats()/tsw_state_health(), and
+ * should return quickly (the writer waits for it). */
+typedef void (*tsw_state_event_fn)(void *arg, const struct tsw_state_event *ev);
+
 struct tsw_state_config {
-	uint32_t queue_size;	     /* updates waiting for the writer; 0: default */
+	uint32_t queue_size;	     /* count updates not yet written (queued, or
+				      * held by a degraded writer); 0: default */
 	uint32_t max_tokens;	     /* in-memory table capacity, on top of the
 				      * tokens loaded at open; 0: default */
 	uint32_t max_reservations;   /* outstanding tickets; 0: default */
@@ -85,6 +135,12 @@ struct tsw_state_config {
 	uint32_t saf_lease_ms;	     /* a claim expires after this; 0: default */
 	tsw_state_clock_fn clock_ms; /* NULL: CLOCK_MONOTONIC in ms */
 	void *clock_arg;	     /* passed to clock_ms */
+	uint32_t reserve_kb;	     /* room beyond the map, preallocated on disk,
+				      * for space-freeing commits; 0: default */
+	uint32_t retry_max_ms;	     /* ceiling of the degraded writer's retry
+				      * backoff; 0: default */
+	tsw_state_event_fn on_event; /* NULL: no events (the stats still count) */
+	void *event_arg;	     /* passed to on_event */
 };
 
 /* Opens (creating when missing) the state environment in dir, loads every
@@ -119,8 +175,9 @@ int tsw_state_add_waker(struct tsw_state *st, int eventfd);
  * counts from now on, and is durable once tsw_state_durable(ticket).
  * Returns -TSW_E_FULL when used + reserved >= max_uses (DOMAIN_USES),
  * -EAGAIN when the writer's queue or the ticket table is full (answer
- * SYSTEM; counted in the stats), -ENOSPC when the token table is full,
- * -TSW_E_BAD_INPUT for a bad token length or max_uses 0.
+ * SYSTEM; counted in the stats), -ENOSPC when the writer is degraded
+ * (tsw_state_health(); counted as reserve_refused) or the token table is
+ * full (table_full), -TSW_E_BAD_INPUT for a bad token length or max_uses 0.
  * *ret_ticket is untouched on failure. Never waits on I/O. */
 int tsw_state_reserve(struct tsw_state *st, const char *token, size_t len, uint32_t max_uses,
 		      uint64_t *ret_ticket);
@@ -195,7 +252,9 @@ struct tsw_saf_item {
  * first put into a slot whose buffer is too small allocates it, later
  * ones reuse it). The item is claimable at once and durable once
  * tsw_state_saf_durable(*ret_id) (the writer's next group commit; the
- * eventfds fire). Returns 0 and sets *ret_id (never 0), -EAGAIN (the
+ * eventfds fire). Returns 0 and sets *ret_id (never 0), -ENOSPC (the
+ * writer is degraded, tsw_state_health(): counted as saf_refused),
+ * -EAGAIN (the
  * queue holds saf_max_entries items, or the slots of acked items are not
  * yet freed by a commit: counted as saf_full), -EMSGSIZE (len above the
  * maximum: counted as saf_too_big), -TSW_E_BAD_INPUT (len 0 or msg NULL),
@@ -254,9 +313,23 @@ int tsw_state_saf_retry(struct tsw_state *st, uint64_t id, uint64_t not_before_m
 /* The state's clock (config clock_ms, or CLOCK_MONOTONIC), in ms. */
 uint64_t tsw_state_now_ms(const struct tsw_state *st);
 
+/* The writer's health now; with ret_error (may be NULL), the -errno of the
+ * failure that degraded it (0 when healthy). Lock-free; any thread. */
+enum tsw_state_health tsw_state_health(const struct tsw_state *st, int *ret_error);
+
+/* True while the writer is degraded: puts and reservations are refused
+ * and a ticket that is not durable yet will not be soon (the engine
+ * answers such requests at once). One atomic load. */
+bool tsw_state_degraded(const struct tsw_state *st);
+
+/* "ok", "map_full", "disk_full", "io_error" (log and metric values);
+ * "unknown" out of range. Static strings. */
+const char *tsw_state_health_name(enum tsw_state_health h);
+
 /* Counters for metrics (monotonic unless marked gauge). */
 struct tsw_state_stats {
-	uint64_t queue_len; /* gauge: updates waiting */
+	uint64_t queue_len; /* gauge: count updates not yet written (queued or
+			     * held by the writer: this is what queue_cap bounds) */
 	uint64_t queue_cap;
 	uint64_t queue_full; /* updates refused: queue full */
 	uint64_t tokens;     /* gauge: tokens in the table */
@@ -289,6 +362,12 @@ struct tsw_state_stats {
 	uint64_t saf_too_big;	    /* puts refused: -EMSGSIZE */
 	uint64_t saf_loaded;	    /* items found at open */
 	uint64_t saf_uses_returned; /* acks that gave a limited use back */
+	uint64_t saf_refused;	    /* puts refused: writer degraded (-ENOSPC) */
+	uint64_t reserve_refused;   /* reservations refused: writer degraded */
+	uint64_t writer_health;	    /* gauge: enum tsw_state_health */
+	uint64_t writer_degraded;   /* times the writer became degraded */
+	uint64_t writer_held;	    /* gauge: updates held back, not yet written */
+	uint64_t freeing_commits;   /* commits of the space-freeing part alone */
 };
 
 /* Snapshot of the counters (each read atomically, not all together). */

@@ -23,6 +23,7 @@ static const char *const reason_rc[TSW_AUTHZ_REASON_MAX] = {
 	[TSW_AUTHZ_FORMAT] = "30",
 	[TSW_AUTHZ_ISSUER_UNAVAILABLE] = "91",
 	[TSW_AUTHZ_SYSTEM] = "96",
+	[TSW_AUTHZ_STATE_UNAVAILABLE] = "96",
 };
 
 static const char *const reason_name[TSW_AUTHZ_REASON_MAX] = {
@@ -42,6 +43,7 @@ static const char *const reason_name[TSW_AUTHZ_REASON_MAX] = {
 	[TSW_AUTHZ_FORMAT] = "FORMAT",
 	[TSW_AUTHZ_ISSUER_UNAVAILABLE] = "ISSUER_UNAVAILABLE",
 	[TSW_AUTHZ_SYSTEM] = "SYSTEM",
+	[TSW_AUTHZ_STATE_UNAVAILABLE] = "STATE_UNAVAILABLE",
 };
 /* clang-format on */
 

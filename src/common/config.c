@@ -85,6 +85,8 @@ static const struct u32_key u32_keys[] = {
     U32("state", "map_size_mb", state_map_size_mb, 1, STATE_MAP_SIZE_MB_MAX),
     U32("state", "saf_max_entries", state_saf_max_entries, 1, STATE_SAF_ENTRIES_MAX),
     U32("state", "saf_lease_ms", state_saf_lease_ms, 1, TIMEOUT_MS_MAX),
+    U32("state", "reserve_kb", state_reserve_kb, 1, STATE_MAP_SIZE_MB_MAX),
+    U32("state", "retry_max_ms", state_retry_max_ms, 100, TIMEOUT_MS_MAX),
     U32F("saf", "inflight_max", saf_inflight_max, 1, 65535, KEY_RELOAD),
     U32F("saf", "poll_ms", saf_poll_ms, 1, TIMEOUT_MS_MAX, KEY_RELOAD),
     U32F("saf", "retry_min_ms", saf_retry_min_ms, 1, TIMEOUT_MS_MAX, KEY_RELOAD),
@@ -200,6 +202,8 @@ void tsw_config_defaults(struct tsw_config *cfg)
 	cfg->state_map_size_mb = 256;
 	cfg->state_saf_max_entries = 16384;
 	cfg->state_saf_lease_ms = 30000;
+	cfg->state_reserve_kb = 1024;
+	cfg->state_retry_max_ms = 1000;
 	cfg->saf_inflight_max = TSW_CONFIG_SAF_INFLIGHT_MAX_DEFAULT;
 	cfg->saf_poll_ms = TSW_CONFIG_SAF_POLL_MS_DEFAULT;
 	cfg->saf_retry_min_ms = TSW_CONFIG_SAF_RETRY_MIN_MS_DEFAULT;

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "tsw/ctl.h"
+#include "tsw/state.h"
 
 struct tsw_ctl {
 	uv_loop_t *loop;
@@ -98,6 +99,32 @@ static void respond_text(struct http_conn *c, int code, const char *reason, cons
 	respond(c, code, reason, "text/plain; charset=utf-8", body, strlen(body));
 }
 
+/* /readyz: 200 "ready" when every worker is; a degraded state writer
+ * still answers 200 (ordinary authorizations flow, limited-use ones are
+ * declined 96) with the reason in the body, for whoever looks. */
+static void readyz(struct http_conn *c)
+{
+	static const char *const why[TSW_STATE_HEALTH_MAX] = {
+	    [TSW_STATE_MAP_FULL] = "map full (state.map_size_mb)",
+	    [TSW_STATE_DISK_FULL] = "disk full",
+	    [TSW_STATE_IO_ERROR] = "I/O error",
+	};
+	const struct tsw_ctl_source *src = &c->ctl->src;
+	bool ready = src->ready && src->ready(src->ctx);
+	enum tsw_state_health h =
+	    src->state ? tsw_state_health(src->state, NULL) : TSW_STATE_HEALTHY;
+	char body[128];
+
+	if (h == TSW_STATE_HEALTHY || (unsigned)h >= TSW_STATE_HEALTH_MAX) {
+		respond_text(c, ready ? 200 : 503, ready ? "OK" : "Service Unavailable",
+			     ready ? "ready\n" : "not ready\n");
+		return;
+	}
+	snprintf(body, sizeof(body), "%sdegraded: state writer: %s\n", ready ? "" : "not ready\n",
+		 why[h]);
+	respond_text(c, ready ? 200 : 503, ready ? "OK" : "Service Unavailable", body);
+}
+
 static void handle_request(struct http_conn *c)
 {
 	struct tsw_ctl *ctl = c->ctl;
@@ -133,10 +160,7 @@ static void handle_request(struct http_conn *c)
 	if (strcmp(path, "/healthz") == 0) {
 		respond_text(c, 200, "OK", "ok\n");
 	} else if (strcmp(path, "/readyz") == 0) {
-		if (ctl->src.ready && ctl->src.ready(ctl->src.ctx))
-			respond_text(c, 200, "OK", "ready\n");
-		else
-			respond_text(c, 503, "Service Unavailable", "not ready\n");
+		readyz(c);
 	} else if (strcmp(path, "/metrics") == 0) {
 		char *text;
 		size_t len;

@@ -253,6 +253,18 @@ static const struct scalar state_scalars[] = {
     ST("tsw_state_saf_uses_returned_total", "counter",
        "Limited uses given back when the reversal of an undelivered approval was acked.",
        saf_uses_returned),
+    ST("tsw_state_saf_refused_total", "counter",
+       "Reversals refused: the state writer is degraded (full map or disk).", saf_refused),
+    ST("tsw_state_reserve_refused_total", "counter",
+       "Limited uses refused: the state writer is degraded (96 STATE_UNAVAILABLE).",
+       reserve_refused),
+    ST("tsw_state_writer_degraded_total", "counter",
+       "Times the state writer became degraded (full map or disk, I/O error).", writer_degraded),
+    ST("tsw_state_writer_held", "gauge",
+       "Updates the degraded state writer holds back until space returns.", writer_held),
+    ST("tsw_state_writer_freeing_commits_total", "counter",
+       "Commits of the space-freeing updates alone (SAF deletes, counts) while degraded.",
+       freeing_commits),
 };
 
 static void put_state(struct text *t, const struct tsw_state *st)
@@ -273,6 +285,11 @@ static void put_state(struct text *t, const struct tsw_state *st)
 		put(t, "# HELP %s %s\n# TYPE %s %s\n%s %" PRIu64 "\n", s->name, s->help, s->name,
 		    s->type, s->name, v);
 	}
+	put(t,
+	    "# HELP tsw_state_writer_degraded 1 while the state writer cannot commit what grows "
+	    "the file (/readyz says why).\n"
+	    "# TYPE tsw_state_writer_degraded gauge\ntsw_state_writer_degraded %d\n",
+	    ss.writer_health != TSW_STATE_HEALTHY);
 	put(t,
 	    "# HELP tsw_state_commit_seconds_total Time in group-commit writes and fsync.\n"
 	    "# TYPE tsw_state_commit_seconds_total counter\ntsw_state_commit_seconds_total %.6f\n",

@@ -24,14 +24,18 @@
  * closed), the sale never happened on the acquirer's side. Each such
  * request is kept, in its connection's FIFO, with the absolute output
  * position of its answer's end, until tsw_engine_sent() passes it; at a
- * close, whatever is left is reversed. Bytes the kernel took are taken
- * as delivered: reversing an approval the acquirer did get would be the
- * worse error, and an acquirer that did not get it reverses it itself.
+ * close, whatever is left is reversed. Bytes the kernel took before the
+ * close are taken as delivered: reversing an approval the acquirer did
+ * get would be the worse error, and an acquirer that did not get it
+ * reverses it itself. Bytes of a send still in flight at the close are
+ * not: the backend closes when the peer has gone (or is cut off), and
+ * what it sends then is never read.
  */
 #include <string.h>
 
 #include "acq_reversal.h"
 #include "delivery.h"
+#include "dup.h"
 #include "engine_int.h"
 #include "standin.h"
 #include "tsw/authz.h"
@@ -137,6 +141,8 @@ void unsent_track(struct tsw_engine *e, struct req *r)
 	struct acq_conn *c = &e->conns[r->acq_slot];
 	uint32_t idx = req_index(e, r);
 
+	/* answered: a repeat of the request is no longer a duplicate */
+	dup_remove(e, r);
 	r->out_end = c->out.sent_total + outbuf_pending(&c->out);
 	r->list_next = NO_REQ;
 	if (c->unsent_tail != NO_REQ)

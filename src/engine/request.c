@@ -1,5 +1,6 @@
 /* The request pipeline: parse -> vault -> decide -> decline or forward
  * to the issuer (or park until a limited use is durable). */
+#include <errno.h>
 #include <string.h>
 
 #include "acq_reversal.h"
@@ -318,6 +319,8 @@ static int decide_and_route(struct tsw_engine *e, struct pipeline *pl)
 		r = use_reserve(e, &t, &pl->ticket, &durable);
 		if (r == -TSW_E_FULL)
 			return pl_decline(e, pl, TSW_AUTHZ_DOMAIN_USES);
+		if (r == -ENOSPC) /* writer degraded, or token table full */
+			return pl_decline(e, pl, TSW_AUTHZ_STATE_UNAVAILABLE);
 		if (r < 0)
 			return pl_decline(e, pl, TSW_AUTHZ_SYSTEM);
 		pl->has_ticket = true;

@@ -130,13 +130,16 @@ void park_poll(struct tsw_engine *e)
 		struct acq_conn *c = &e->conns[p->slot];
 		bool gone = c->state != ACQ_OPEN || c->gen != p->gen;
 		struct tsw_iso_msg m;
-		bool expired = false;
+		bool expired = false, unavailable = false;
 
 		if (!gone && !tsw_state_durable(e->state, p->ticket)) {
 			/* the state's writer never committed: after
-			 * issuer_timeout_ms the request is answered 96 */
-			expired = e->now_ns - p->parked_ns >=
-				  (uint64_t)e->cfg.issuer_timeout_ms * NS_PER_MS;
+			 * issuer_timeout_ms the request is answered 96 SYSTEM;
+			 * at once STATE_UNAVAILABLE while the writer is degraded
+			 * (it will not commit soon) */
+			unavailable = tsw_state_degraded(e->state);
+			expired = unavailable || e->now_ns - p->parked_ns >=
+						     (uint64_t)e->cfg.issuer_timeout_ms * NS_PER_MS;
 			if (!expired) {
 				i++;
 				continue;
@@ -154,15 +157,18 @@ void park_poll(struct tsw_engine *e)
 		if (c->inflight)
 			c->inflight--;
 		if (expired) {
+			enum tsw_authz_reason why =
+			    unavailable ? TSW_AUTHZ_STATE_UNAVAILABLE : TSW_AUTHZ_SYSTEM;
 			struct echo ec;
 
 			use_release(e, p->ticket);
-			e->m->park_timeouts++;
-			e->m->declines[TSW_AUTHZ_SYSTEM]++;
+			if (!unavailable)
+				e->m->park_timeouts++;
+			e->m->declines[why]++;
 			if (tsw_iso_decode(e->cfg.acq_profile, p->frame, p->len, &m) == 0) {
 				echo_from_msg(&ec, &m);
-				answer_local(e, p->slot, &ec, tsw_authz_rc(TSW_AUTHZ_SYSTEM),
-					     tsw_authz_reason_name(TSW_AUTHZ_SYSTEM));
+				answer_local(e, p->slot, &ec, tsw_authz_rc(why),
+					     tsw_authz_reason_name(why));
 			}
 			engine_resume(e, p->slot);
 			continue;

@@ -292,6 +292,16 @@ void saf_committed(struct tsw_state *st, const struct op *ops, uint32_t n)
 		pthread_mutex_unlock(&st->saf.lock);
 }
 
+bool saf_acked(struct tsw_state *st, uint32_t slot)
+{
+	bool acked;
+
+	pthread_mutex_lock(&st->saf.lock);
+	acked = st->saf.slots[slot].state == SAF_SLOT_DELETING;
+	pthread_mutex_unlock(&st->saf.lock);
+	return acked;
+}
+
 int tsw_state_saf_put(struct tsw_state *st, uint32_t route_key, const uint8_t *msg, size_t len,
 		      uint64_t *ret_id)
 {
@@ -313,6 +323,11 @@ int tsw_state_saf_put_use(struct tsw_state *st, uint32_t route_key, const uint8_
 	if (len > TSW_STATE_SAF_MSG_MAX) {
 		count(&st->c.saf_too_big);
 		return -EMSGSIZE;
+	}
+	if (tsw_state_degraded(st)) {
+		/* the writer cannot grow the file: a put would never be durable */
+		count(&st->c.saf_refused);
+		return -ENOSPC;
 	}
 	pthread_mutex_lock(&q->lock);
 	i = q->depth < q->max_entries ? pop_free(q) : SAF_NIL;

@@ -3,10 +3,12 @@
  * commit. The writer also writes the store-and-forward queue (saf.c).
  * Contract and crash semantics: include/tsw/state.h. */
 #include <errno.h>
+#include <fcntl.h>
 #include <lmdb.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -24,12 +26,35 @@ enum {
 	MAX_DBS = 4,
 	DIR_MODE = 0700,
 	FILE_MODE = 0600,
+	/* a degraded writer commits the space-freeing updates in
+	 * transactions of at most this many: each frees pages the next ones
+	 * reuse, so a burst of acks never needs more than a bounded part of
+	 * the reserve at once */
+	FREEING_CHUNK = 256,
+	/* room a map_full writer with nothing held wants before it calls
+	 * itself healthy: a SAF record of the largest size */
+	ROOM_PROBE_BYTES = TSW_STATE_SAF_MSG_MAX + 64,
 };
 
 #define DB_COUNTS "counts"
 #define DB_SAF "saf"
 #define DB_META "meta"
 #define META_VERSION_KEY "version"
+#define META_PROBE_KEY "room-probe" /* reserved in an aborted txn: never stored */
+
+static const char *const health_names[TSW_STATE_HEALTH_MAX] = {
+    [TSW_STATE_HEALTHY] = "ok",
+    [TSW_STATE_MAP_FULL] = "map_full",
+    [TSW_STATE_DISK_FULL] = "disk_full",
+    [TSW_STATE_IO_ERROR] = "io_error",
+};
+
+/* Why an attempt to write failed, and how that degrades the writer. */
+struct fail {
+	uint8_t health; /* enum tsw_state_health */
+	int error;	/* -errno */
+	const char *detail;
+};
 
 /* The on-disk value of a token (native byte order: the file is local to
  * the host that writes it). */
@@ -83,6 +108,29 @@ uint64_t tsw_state_now_ms(const struct tsw_state *st)
 	return st->clock_ms(st->clock_arg);
 }
 
+enum tsw_state_health tsw_state_health(const struct tsw_state *st, int *ret_error)
+{
+	unsigned h = atomic_load_explicit(&st->health, memory_order_acquire);
+
+	if (ret_error)
+		*ret_error = h == TSW_STATE_HEALTHY
+				 ? 0
+				 : atomic_load_explicit(&st->health_error, memory_order_relaxed);
+	return (enum tsw_state_health)h;
+}
+
+bool tsw_state_degraded(const struct tsw_state *st)
+{
+	return atomic_load_explicit(&st->health, memory_order_relaxed) != TSW_STATE_HEALTHY;
+}
+
+const char *tsw_state_health_name(enum tsw_state_health h)
+{
+	if ((unsigned)h >= TSW_STATE_HEALTH_MAX)
+		return "unknown";
+	return health_names[h];
+}
+
 static int valid_token(const char *token, size_t len)
 {
 	if (token == NULL || len == 0 || len > TSW_TOKEN_MAX_DIGITS)
@@ -124,11 +172,12 @@ static struct entry *find(struct tsw_state *st, struct shard *sh, uint64_t h, co
 /* Appends op to the ring; caller holds q_lock and has checked the room. */
 static uint64_t push_locked(struct tsw_state *st, struct op op)
 {
+	op.seq = ++st->q_seq;
 	st->q[(st->q_head + st->q_count) % st->q_cap] = op;
 	st->q_count++;
 	if (st->q_count == 1)
 		pthread_cond_signal(&st->q_cond);
-	return ++st->q_seq;
+	return op.seq;
 }
 
 /* Queues e for the writer; caller holds e's shard lock. Returns the seq of
@@ -178,34 +227,70 @@ static void wake_all(struct tsw_state *st)
 	}
 }
 
-/* One transaction for the whole batch: the latest values of every entry
- * named (each written once: the batch is walked from its end, so the last
- * values queued win), one commit. */
-static int write_batch(struct tsw_state *st, const struct op *batch, uint32_t n, uint64_t batch_id)
+static void fail_set(struct fail *f, int mdb_rc)
 {
-	MDB_txn *txn;
+	f->error = state_map_mdb(mdb_rc);
+	if (mdb_rc == MDB_MAP_FULL)
+		f->health = TSW_STATE_MAP_FULL;
+	else if (mdb_rc == ENOSPC || mdb_rc == EDQUOT)
+		f->health = TSW_STATE_DISK_FULL;
+	else
+		f->health = TSW_STATE_IO_ERROR;
+	f->detail = mdb_rc < 0 ? mdb_strerror(mdb_rc) : tsw_strerror(mdb_rc);
+}
+
+/* A -errno from saf_write(), which maps LMDB's codes itself: -ENOSPC
+ * from a put is the map (the disk is only written at commit). */
+static void fail_mapped(struct fail *f, int err)
+{
+	if (err == -ENOSPC) {
+		fail_set(f, MDB_MAP_FULL);
+		return;
+	}
+	f->health = TSW_STATE_IO_ERROR;
+	f->error = err;
+	f->detail = tsw_strerror(err);
+}
+
+/* One transaction for ops[0..n) (only the freeing ones with
+ * freeing_only): SAF puts and deletes in order, then the latest values of
+ * every entry named (each written once: the ops are walked from the end,
+ * so the last values queued win), one commit. Returns 0 or a -errno and
+ * fills *f. */
+static int write_ops(struct tsw_state *st, const struct op *ops, uint32_t n, bool freeing_only,
+		     struct fail *f)
+{
+	uint64_t batch_id = ++st->w.batch_id;
+	uint64_t t0 = mono_ns();
 	uint32_t written = 0;
+	MDB_txn *txn;
 	int rc;
 
 	rc = mdb_txn_begin(st->env, NULL, 0, &txn);
 	if (rc != 0)
-		return state_map_mdb(rc);
+		goto err_mdb;
 	for (uint32_t i = 0; i < n; i++) {
-		if (batch[i].kind == OP_COUNTS)
+		const struct op *op = &ops[i];
+
+		if ((op->kind != OP_SAF_PUT && op->kind != OP_SAF_DEL) ||
+		    (freeing_only && !op->freeing))
 			continue;
-		rc = saf_write(st, txn, &batch[i]);
-		if (rc != 0)
-			goto err_abort_tsw;
+		rc = saf_write(st, txn, op);
+		if (rc != 0) {
+			fail_mapped(f, rc);
+			goto err_abort;
+		}
 		written++;
 	}
 	for (uint32_t i = n; i-- > 0;) {
-		const struct op *op = &batch[i];
+		const struct op *op = &ops[i];
 		struct entry *e = op->e;
 		struct record rec = {
 		    .uses = op->uses, .atc_epoch = op->atc_epoch, .last_atc = op->last_atc};
 		MDB_val k, v;
 
-		if (op->kind != OP_COUNTS || e->written_batch == batch_id)
+		if (op->kind != OP_COUNTS || (freeing_only && !op->freeing) ||
+		    e->written_batch == batch_id)
 			continue;
 		e->written_batch = batch_id;
 		k.mv_data = e->key;
@@ -213,28 +298,319 @@ static int write_batch(struct tsw_state *st, const struct op *batch, uint32_t n,
 		v.mv_data = &rec;
 		v.mv_size = sizeof(rec);
 		rc = mdb_put(txn, st->dbi_counts, &k, &v, 0);
-		if (rc != 0)
+		if (rc != 0) {
+			fail_set(f, rc);
 			goto err_abort;
+		}
 		written++;
 	}
 	rc = mdb_txn_commit(txn);
 	if (rc != 0)
-		return state_map_mdb(rc);
+		goto err_mdb;
 	atomic_fetch_add_explicit(&st->c.batch_ops, written, memory_order_relaxed);
+	atomic_fetch_add_explicit(&st->c.commit_ns_total, mono_ns() - t0, memory_order_relaxed);
+	count(&st->c.batches);
 	return 0;
 
 err_abort:
-	rc = state_map_mdb(rc);
-err_abort_tsw:
 	mdb_txn_abort(txn);
-	return rc; /* a retry has a new batch_id: everything is written again */
+	goto err_count;
+err_mdb:
+	fail_set(f, rc);
+err_count:
+	atomic_fetch_add_explicit(&st->c.commit_ns_total, mono_ns() - t0, memory_order_relaxed);
+	count(&st->c.commit_errors);
+	return f->error; /* the next attempt has a new batch_id: all is written again */
+}
+
+/* After the commit of ops[0..n) (only the freeing ones with
+ * freeing_only): frees the slots of the deletes, notes the tokens now on
+ * disk and turns each written op into OP_NONE. Returns the count updates
+ * among them (they leave q_counts). */
+static uint32_t committed(struct tsw_state *st, struct op *ops, uint32_t n, bool freeing_only)
+{
+	uint32_t counts = 0;
+
+	/* with freeing_only every delete is among them: deletes are freeing */
+	saf_committed(st, ops, n);
+	for (uint32_t i = 0; i < n; i++) {
+		struct op *op = &ops[i];
+
+		if (op->kind == OP_NONE || (freeing_only && !op->freeing))
+			continue;
+		if (op->kind == OP_COUNTS) {
+			op->e->on_disk = true;
+			counts++;
+		}
+		op->kind = OP_NONE;
+	}
+	return counts;
+}
+
+/* Keeps reserve_bytes preallocated on disk past the end of the data, so
+ * the space-freeing commits of a degraded writer find room on a full
+ * filesystem (fallocate, file size unchanged: LMDB writes into it).
+ * Returns 0, or a -errno and fills *f when the filesystem has no room for
+ * it: that, not a failed commit, is how a full disk is noticed first,
+ * while the reserve is still there. */
+static int keep_room(struct tsw_state *st, struct fail *f)
+{
+	struct writer *w = &st->w;
+	MDB_envinfo info;
+	uint64_t need;
+	int fd, err;
+
+	if (w->no_alloc || w->reserve_bytes == 0)
+		return 0;
+	if (mdb_env_info(st->env, &info) != 0 || mdb_env_get_fd(st->env, &fd) != 0)
+		return 0;
+	need = ((uint64_t)info.me_last_pgno + 1) * w->psize + w->reserve_bytes;
+	if (need <= w->alloc_end)
+		return 0;
+	if (fallocate(fd, FALLOC_FL_KEEP_SIZE, 0, (off_t)need) == 0) {
+		w->alloc_end = need;
+		return 0;
+	}
+	err = errno;
+	if (err == EOPNOTSUPP || err == ENOSYS || err == EINVAL) {
+		w->no_alloc = true; /* the reserve is left to chance there */
+		return 0;
+	}
+	if (err == EINTR)
+		return 0; /* tried again after the next commit */
+	fail_set(f, err);
+	return -err;
+}
+
+/* The test of a map_full writer with nothing held: does the largest SAF
+ * record fit? A reservation in a transaction that is aborted: nothing is
+ * written. Returns 0 or a -errno and fills *f. */
+static int map_room(struct tsw_state *st, struct fail *f)
+{
+	MDB_val k = {sizeof(META_PROBE_KEY) - 1, (void *)META_PROBE_KEY};
+	MDB_val v = {ROOM_PROBE_BYTES, NULL};
+	MDB_txn *txn;
+	int rc;
+
+	rc = mdb_txn_begin(st->env, NULL, 0, &txn);
+	if (rc == 0) {
+		rc = mdb_put(txn, st->dbi_meta, &k, &v, MDB_RESERVE);
+		mdb_txn_abort(txn);
+	}
+	if (rc != 0) {
+		fail_set(f, rc);
+		return f->error;
+	}
+	return 0;
+}
+
+/* Space-freeing commits may use reserve_bytes beyond the configured map;
+ * everything else sees the configured size (LMDB rounds it up to what the
+ * file already uses: growth then only reuses freed pages). Called with no
+ * transaction open. */
+static void raise_map(struct tsw_state *st, bool raised)
+{
+	struct writer *w = &st->w;
+
+	if (w->map_raised == raised || w->reserve_bytes == 0)
+		return;
+	if (mdb_env_set_mapsize(st->env, w->map_bytes + (raised ? w->reserve_bytes : 0)) == 0)
+		w->map_raised = raised;
+}
+
+static void emit(struct tsw_state *st, enum tsw_state_event_kind kind, const struct fail *f)
+{
+	struct writer *w = &st->w;
+	struct tsw_state_event ev = {
+	    .kind = (uint8_t)kind,
+	    .health = w->health,
+	    .held = w->n_held,
+	};
+
+	if (!w->on_event)
+		return;
+	if (f) {
+		ev.error = f->error;
+		snprintf(ev.detail, sizeof(ev.detail), "%s", f->detail ? f->detail : "");
+	}
+	if (kind == TSW_STATE_EV_RECOVERED)
+		ev.degraded_ms = (mono_ns() - w->degraded_ns) / 1000000u;
+	w->on_event(w->event_arg, &ev);
+}
+
+/* An attempt at the held updates failed (or healthy ones did): degraded,
+ * the next attempt after the backoff. An event on each change of reason. */
+static void degrade(struct tsw_state *st, const struct fail *f)
+{
+	struct writer *w = &st->w;
+	uint64_t now = mono_ns();
+
+	if (w->health == TSW_STATE_HEALTHY) {
+		w->degraded_ns = now;
+		w->backoff_ms = TSW_STATE_RETRY_MS;
+		count(&st->c.writer_degraded);
+	} else {
+		w->backoff_ms =
+		    w->backoff_ms * 2 < w->retry_max_ms ? w->backoff_ms * 2 : w->retry_max_ms;
+	}
+	w->retry_at_ns = now + (uint64_t)w->backoff_ms * 1000000u;
+	if (w->health == f->health)
+		return;
+	w->health = f->health;
+	atomic_store_explicit(&st->health_error, f->error, memory_order_relaxed);
+	atomic_store_explicit(&st->health, f->health, memory_order_release);
+	emit(st, TSW_STATE_EV_DEGRADED, f);
+}
+
+static void recover(struct tsw_state *st)
+{
+	struct writer *w = &st->w;
+
+	w->health = TSW_STATE_HEALTHY;
+	atomic_store_explicit(&st->health, TSW_STATE_HEALTHY, memory_order_release);
+	atomic_store_explicit(&st->health_error, 0, memory_order_relaxed);
+	emit(st, TSW_STATE_EV_RECOVERED, NULL);
+}
+
+/* Degraded: which of ops[0..n) may be committed without the growth that
+ * failed. Deletes free space; count updates of a token already on disk
+ * overwrite 16 bytes in place. SAF puts and a token's first counts grow
+ * the file: held. A held put whose item was acked since is dropped
+ * (OP_NONE): its delete follows it, and nothing of it is on disk. */
+static void classify(struct tsw_state *st, uint32_t n)
+{
+	for (uint32_t i = 0; i < n; i++) {
+		struct op *op = &st->batch[i];
+
+		switch (op->kind) {
+		case OP_SAF_DEL:
+			op->freeing = true;
+			break;
+		case OP_SAF_PUT:
+			if (saf_acked(st, op->slot))
+				op->kind = OP_NONE;
+			op->freeing = false;
+			break;
+		case OP_COUNTS:
+			op->freeing = op->e->on_disk;
+			break;
+		default:
+			break;
+		}
+	}
+}
+
+/* Degraded: commits the freeing ops of batch[0..n), in order, in
+ * transactions of at most FREEING_CHUNK, until one fails. Returns the
+ * count updates written. */
+static uint32_t commit_freeing(struct tsw_state *st, uint32_t n)
+{
+	uint32_t counts = 0, lo = 0;
+
+	raise_map(st, true);
+	while (lo < n) {
+		uint32_t hi = lo, k = 0;
+		struct fail f;
+
+		for (; hi < n && k < FREEING_CHUNK; hi++)
+			k += st->batch[hi].kind != OP_NONE && st->batch[hi].freeing;
+		if (k == 0)
+			break;
+		if (write_ops(st, st->batch + lo, hi - lo, true, &f) < 0)
+			break; /* retried with the rest on the next round */
+		count(&st->c.freeing_commits);
+		counts += committed(st, st->batch + lo, hi - lo, true);
+		lo = hi;
+	}
+	raise_map(st, false);
+	return counts;
+}
+
+/* Drops the ops written (OP_NONE), keeping the order of the others;
+ * returns how many are held. */
+static uint32_t compact(struct tsw_state *st, uint32_t n)
+{
+	uint32_t m = 0;
+
+	for (uint32_t i = 0; i < n; i++)
+		if (st->batch[i].kind != OP_NONE)
+			st->batch[m++] = st->batch[i];
+	return m;
+}
+
+/* One round of the writer over batch[0..n) (held ops first, then those
+ * just taken from the ring; last_seq: the newest of them). Healthy, or
+ * when a degraded writer's retry is due: everything in one transaction.
+ * Degraded: the space-freeing part alone, the rest held for the next
+ * retry. */
+static void write_round(struct tsw_state *st, uint32_t n, uint64_t last_seq, bool retry)
+{
+	struct writer *w = &st->w;
+	uint32_t done = 0; /* count updates written */
+	uint64_t durable;
+	struct fail f;
+	int rc;
+
+	if (w->health == TSW_STATE_HEALTHY || retry) {
+		/* never grow into the reserve: with the disk short of it the
+		 * growth waits (the freeing commits below still have it) */
+		rc = keep_room(st, &f);
+		if (rc == 0 && n > 0)
+			rc = write_ops(st, st->batch, n, false, &f);
+		else if (rc == 0 && w->health == TSW_STATE_MAP_FULL)
+			rc = map_room(st, &f); /* nothing held: is there room again? */
+		if (rc == 0) {
+			done += committed(st, st->batch, n, false);
+			if (n > atomic_load_explicit(&st->c.batch_max, memory_order_relaxed))
+				atomic_store_explicit(&st->c.batch_max, n, memory_order_relaxed);
+			rc = keep_room(st, &f); /* the disk filled up behind it */
+		}
+		if (rc == 0 && w->health != TSW_STATE_HEALTHY) {
+			w->n_held = 0;
+			recover(st);
+		} else if (rc < 0) {
+			degrade(st, &f);
+		}
+	}
+	if (w->health != TSW_STATE_HEALTHY) {
+		classify(st, n);
+		done += commit_freeing(st, n);
+	}
+	w->n_held = compact(st, n);
+
+	pthread_mutex_lock(&st->q_lock);
+	st->q_counts -= done;
+	atomic_store_explicit(&st->c.queue_len, st->q_counts, memory_order_relaxed);
+	pthread_mutex_unlock(&st->q_lock);
+	atomic_store_explicit(&st->c.writer_held, w->n_held, memory_order_relaxed);
+
+	/* every update before the oldest held one is on disk (held ops keep
+	 * seq order: they are a subsequence of the ring's order) */
+	durable = w->n_held ? st->batch[0].seq - 1 : last_seq;
+	if (durable > atomic_load_explicit(&st->committed_seq, memory_order_relaxed))
+		atomic_store_explicit(&st->committed_seq, durable, memory_order_release);
+	wake_all(st);
+}
+
+/* Takes every queued op after the held ones; caller holds q_lock. The
+ * ring's count updates stay in q_counts until written. */
+static uint32_t drain_locked(struct tsw_state *st)
+{
+	uint32_t held = st->w.n_held, k = st->q_count;
+
+	for (uint32_t i = 0; i < k; i++)
+		st->batch[held + i] = st->q[(st->q_head + i) % st->q_cap];
+	st->q_head = (st->q_head + k) % st->q_cap;
+	st->q_count = 0;
+	return held + k;
 }
 
 static void *writer_main(void *arg)
 {
 	struct tsw_state *st = arg;
-	uint64_t batch_id = 0;
+	struct writer *w = &st->w;
 	struct sched_param sp = {0};
+	struct fail f;
 
 	/* SCHED_BATCH: waking the writer (an op queued, an fsync done) never
 	 * preempts a worker on the same core; it runs when that worker waits
@@ -244,62 +620,43 @@ static void *writer_main(void *arg)
 	 * fail under a seccomp policy: the writer then runs SCHED_OTHER. */
 	(void)pthread_setschedparam(pthread_self(), SCHED_BATCH, &sp);
 
+	if (keep_room(st, &f) < 0)
+		degrade(st, &f); /* opened on a full disk */
 	for (;;) {
+		uint64_t last_seq;
+		bool stopping, retry;
 		uint32_t n;
-		uint64_t last_seq, t0;
-		bool stopping;
-		int rc;
 
 		pthread_mutex_lock(&st->q_lock);
-		while (st->q_count == 0 && !st->q_stop)
-			pthread_cond_wait(&st->q_cond, &st->q_lock);
-		if (st->q_count == 0) {
-			pthread_mutex_unlock(&st->q_lock);
-			break;
-		}
-		n = st->q_count;
-		for (uint32_t i = 0; i < n; i++)
-			st->batch[i] = st->q[(st->q_head + i) % st->q_cap];
-		st->q_head = (st->q_head + n) % st->q_cap;
-		st->q_count = 0;
-		st->q_counts = 0;
-		last_seq = st->q_seq;
-		atomic_store_explicit(&st->c.queue_len, 0, memory_order_relaxed);
-		pthread_mutex_unlock(&st->q_lock);
+		while (st->q_count == 0 && !st->q_stop) {
+			struct timespec until;
 
-		for (;;) {
-			t0 = mono_ns();
-			rc = write_batch(st, st->batch, n, ++batch_id);
-			atomic_fetch_add_explicit(&st->c.commit_ns_total, mono_ns() - t0,
-						  memory_order_relaxed);
-			if (rc == 0)
-				break;
-			count(&st->c.commit_errors);
-			/* keep the batch (tickets stay not durable: the engine's
-			 * park timeout answers them) and retry, unless closing */
-			pthread_mutex_lock(&st->q_lock);
-			stopping = st->q_stop;
-			if (!stopping) {
-				struct timespec until;
-
-				clock_gettime(CLOCK_REALTIME, &until);
-				until.tv_nsec += (long)TSW_STATE_RETRY_MS * 1000000L;
-				until.tv_sec += until.tv_nsec / 1000000000L;
-				until.tv_nsec %= 1000000000L;
-				pthread_cond_timedwait(&st->q_cond, &st->q_lock, &until);
+			if (w->health == TSW_STATE_HEALTHY) {
+				pthread_cond_wait(&st->q_cond, &st->q_lock);
+				continue;
 			}
-			pthread_mutex_unlock(&st->q_lock);
-			if (stopping)
+			if (mono_ns() >= w->retry_at_ns)
 				break;
+			until.tv_sec = (time_t)(w->retry_at_ns / 1000000000u);
+			until.tv_nsec = (long)(w->retry_at_ns % 1000000000u);
+			pthread_cond_timedwait(&st->q_cond, &st->q_lock, &until);
 		}
-		if (rc != 0)
+		stopping = st->q_stop;
+		n = drain_locked(st);
+		last_seq = st->q_seq;
+		pthread_mutex_unlock(&st->q_lock);
+		if (n == 0 && stopping)
 			break;
-		atomic_store_explicit(&st->committed_seq, last_seq, memory_order_release);
-		saf_committed(st, st->batch, n);
-		count(&st->c.batches);
-		if (n > atomic_load_explicit(&st->c.batch_max, memory_order_relaxed))
-			atomic_store_explicit(&st->c.batch_max, n, memory_order_relaxed);
-		wake_all(st);
+
+		/* a degraded writer woken by new ops (acks) commits what frees
+		 * space at once and retries the rest on its backoff; closing,
+		 * everything gets one last try */
+		retry = stopping || mono_ns() >= w->retry_at_ns;
+		write_round(st, n, last_seq, retry);
+		if (stopping && w->n_held > 0) {
+			emit(st, TSW_STATE_EV_UNWRITTEN, NULL);
+			break;
+		}
 	}
 	return NULL;
 }
@@ -371,6 +728,7 @@ static int load_counts(struct tsw_state *st, MDB_txn *txn)
 		e->used = rec.uses;
 		e->atc_epoch = rec.atc_epoch;
 		e->last_atc = rec.last_atc;
+		e->on_disk = true;
 	}
 	rc = rc == MDB_NOTFOUND ? 0 : state_map_mdb(rc);
 out:
@@ -392,7 +750,7 @@ static int open_env(struct tsw_state *st, const char *dir, uint32_t map_size_mb,
 {
 	MDB_txn *txn;
 	MDB_dbi meta;
-	MDB_stat ms, ms_saf;
+	MDB_stat ms, ms_saf, env_stat;
 	int rc;
 
 	if (mkdir(dir, DIR_MODE) < 0 && errno != EEXIST)
@@ -405,8 +763,11 @@ static int open_env(struct tsw_state *st, const char *dir, uint32_t map_size_mb,
 		rc = mdb_env_set_mapsize(st->env, (size_t)map_size_mb << 20);
 	if (rc == 0)
 		rc = mdb_env_open(st->env, dir, MDB_NOTLS, FILE_MODE);
+	if (rc == 0)
+		rc = mdb_env_stat(st->env, &env_stat);
 	if (rc != 0)
 		goto err_close;
+	st->w.psize = env_stat.ms_psize;
 	rc = mdb_txn_begin(st->env, NULL, 0, &txn);
 	if (rc != 0)
 		goto err_close;
@@ -433,6 +794,7 @@ static int open_env(struct tsw_state *st, const char *dir, uint32_t map_size_mb,
 	rc = mdb_txn_commit(txn);
 	if (rc != 0)
 		goto err_close;
+	st->dbi_meta = meta;
 	*ret_entries = ms.ms_entries;
 	*ret_saf_entries = ms_saf.ms_entries;
 	return 0;
@@ -494,6 +856,7 @@ int tsw_state_open(const char *dir, const struct tsw_state_config *cfg,
 		   struct tsw_state **ret_state)
 {
 	struct tsw_state_config c = {0};
+	pthread_condattr_t cattr;
 	struct tsw_state *st;
 	MDB_txn *txn;
 	size_t loaded = 0, saf_loaded = 0;
@@ -517,6 +880,11 @@ int tsw_state_open(const char *dir, const struct tsw_state_config *cfg,
 		c.clock_ms = mono_ms;
 		c.clock_arg = NULL;
 	}
+	if (c.reserve_kb == 0)
+		c.reserve_kb = TSW_STATE_RESERVE_KB_DEFAULT;
+	if (c.retry_max_ms < TSW_STATE_RETRY_MS)
+		c.retry_max_ms =
+		    c.retry_max_ms == 0 ? TSW_STATE_RETRY_MAX_MS_DEFAULT : TSW_STATE_RETRY_MS;
 	if (c.max_reservations > TSW_STATE_MAX_RESERVATIONS_LIMIT ||
 	    c.saf_max_entries > TSW_STATE_SAF_MAX_ENTRIES_LIMIT)
 		return -TSW_E_BAD_INPUT;
@@ -527,12 +895,21 @@ int tsw_state_open(const char *dir, const struct tsw_state_config *cfg,
 	for (unsigned i = 0; i < SHARDS; i++)
 		pthread_mutex_init(&st->shards[i].lock, NULL);
 	pthread_mutex_init(&st->q_lock, NULL);
-	pthread_cond_init(&st->q_cond, NULL);
+	/* the degraded writer's retry waits on the monotonic clock */
+	pthread_condattr_init(&cattr);
+	pthread_condattr_setclock(&cattr, CLOCK_MONOTONIC);
+	pthread_cond_init(&st->q_cond, &cattr);
+	pthread_condattr_destroy(&cattr);
 	pthread_mutex_init(&st->res_lock, NULL);
 	pthread_mutex_init(&st->wakers_lock, NULL);
 	pthread_mutex_init(&st->saf.lock, NULL);
 	st->clock_ms = c.clock_ms;
 	st->clock_arg = c.clock_arg;
+	st->w.map_bytes = (size_t)c.map_size_mb << 20;
+	st->w.reserve_bytes = (size_t)c.reserve_kb << 10;
+	st->w.retry_max_ms = c.retry_max_ms;
+	st->w.on_event = c.on_event;
+	st->w.event_arg = c.event_arg;
 
 	rc = open_env(st, dir, c.map_size_mb, &loaded, &saf_loaded);
 	if (rc < 0)
@@ -665,6 +1042,12 @@ int tsw_state_reserve(struct tsw_state *st, const char *token, size_t len, uint3
 	rc = valid_token(token, len);
 	if (rc < 0 || max_uses == 0)
 		return -TSW_E_BAD_INPUT;
+	if (tsw_state_degraded(st)) {
+		/* the use could not be made durable: refused at once rather
+		 * than parked until the request's timeout */
+		count(&st->c.reserve_refused);
+		return -ENOSPC;
+	}
 	rc = ticket_alloc(st, &slot);
 	if (rc < 0) {
 		count(&st->c.tickets_full);
@@ -890,7 +1273,13 @@ void tsw_state_stats(const struct tsw_state *st, struct tsw_state_stats *ret)
 	ret->saf_too_big = LOAD(saf_too_big);
 	ret->saf_loaded = LOAD(saf_loaded);
 	ret->saf_uses_returned = LOAD(saf_uses_returned);
+	ret->saf_refused = LOAD(saf_refused);
+	ret->reserve_refused = LOAD(reserve_refused);
+	ret->writer_degraded = LOAD(writer_degraded);
+	ret->writer_held = LOAD(writer_held);
+	ret->freeing_commits = LOAD(freeing_commits);
 #undef LOAD
+	ret->writer_health = atomic_load_explicit(&st->health, memory_order_relaxed);
 	ret->tokens_cap = (uint64_t)st->per_shard_max * SHARDS;
 	ret->reservations_cap = st->res_cap;
 }

@@ -24,6 +24,7 @@ struct entry {
 	char key[TSW_TOKEN_MAX_DIGITS];
 	uint8_t key_len; /* 0: empty slot */
 	uint8_t shard;
+	bool on_disk; /* writer thread only: a count record exists in the file */
 	uint32_t used, reserved, atc_epoch, last_atc; /* under the shard lock */
 	uint64_t written_batch; /* writer thread only: dedupe within a batch */
 };
@@ -42,13 +43,17 @@ struct reservation {
 	bool live;
 };
 
-/* What the writer writes: a token's counts, or a SAF put or delete. */
-enum op_kind { OP_COUNTS, OP_SAF_PUT, OP_SAF_DEL, OP_KIND_MAX };
+/* What the writer writes: a token's counts, or a SAF put or delete.
+ * OP_NONE writes nothing: a put the degraded writer held whose item was
+ * acked since (its delete follows). */
+enum op_kind { OP_COUNTS, OP_SAF_PUT, OP_SAF_DEL, OP_NONE, OP_KIND_MAX };
 
 struct op {
 	struct entry *e; /* OP_COUNTS */
+	uint64_t seq;	 /* its sequence number (tickets and SAF ids carry it) */
 	uint32_t slot;	 /* OP_SAF_*: the slot in st->saf.slots */
 	uint8_t kind;
+	bool freeing; /* degraded writer: frees space or overwrites in place */
 	/* OP_COUNTS: the entry's values when queued (under its shard lock), so
 	 * the writer never takes a lock a worker may be waiting on */
 	uint32_t uses, atc_epoch, last_atc;
@@ -104,19 +109,42 @@ struct counters {
 	    uses_returned;
 	atomic_uint_fast64_t saf_depth, saf_puts, saf_acks, saf_retries, saf_claims,
 	    saf_lease_expired, saf_full, saf_too_big, saf_loaded, saf_uses_returned;
+	atomic_uint_fast64_t saf_refused, reserve_refused, writer_degraded, writer_held,
+	    freeing_commits;
+};
+
+/* The writer thread's own bookkeeping (no lock: only it touches this). */
+struct writer {
+	uint32_t n_held;     /* ops at the front of st->batch not yet written */
+	uint64_t batch_id;   /* dedupe of count updates within one transaction */
+	uint8_t health;	     /* enum tsw_state_health; mirrored in st->health */
+	uint32_t backoff_ms; /* the next retry's delay */
+	uint32_t retry_max_ms;
+	uint64_t retry_at_ns; /* next attempt at the held updates (degraded) */
+	uint64_t degraded_ns; /* when it became degraded */
+	size_t map_bytes;     /* state.map_size_mb */
+	size_t reserve_bytes; /* state.reserve_kb */
+	bool map_raised;      /* the map is map_bytes + reserve_bytes now */
+	uint64_t alloc_end;   /* the file is preallocated up to this offset */
+	bool no_alloc;	      /* the filesystem cannot preallocate */
+	unsigned psize;	      /* LMDB page size */
+	tsw_state_event_fn on_event;
+	void *event_arg;
 };
 
 struct tsw_state {
 	MDB_env *env;
-	MDB_dbi dbi_counts, dbi_saf;
+	MDB_dbi dbi_counts, dbi_saf, dbi_meta;
 	struct shard shards[SHARDS];
 	uint32_t per_shard_max;
 	tsw_state_clock_fn clock_ms;
 	void *clock_arg;
 
-	/* the writer's queue: one ring for count updates (at most
-	 * counts_cap of them) and SAF operations (at most 2 per SAF slot:
-	 * a put and a delete, so they never find it full) */
+	/* the writer's queue: one ring for count updates and SAF operations
+	 * (at most 2 per SAF slot: a put and a delete, so they never find it
+	 * full). q_counts counts the count updates in the ring plus those
+	 * the writer holds back: at most counts_cap, so the ring and the
+	 * writer's batch (q_cap entries each) always have room. */
 	pthread_mutex_t q_lock;
 	pthread_cond_t q_cond;
 	struct op *q;
@@ -137,7 +165,10 @@ struct tsw_state {
 	struct saf_queue saf;
 
 	pthread_t writer;
-	struct op *batch; /* writer thread only, q_cap entries */
+	struct op *batch; /* writer thread only, q_cap entries: held ops first */
+	struct writer w;
+	atomic_uint health;	 /* enum tsw_state_health, written by the writer */
+	atomic_int health_error; /* -errno that degraded it */
 	struct counters c;
 };
 
@@ -164,5 +195,9 @@ void saf_destroy(struct tsw_state *st);
 int saf_write(struct tsw_state *st, MDB_txn *txn, const struct op *op);
 /* Writer thread, after a commit: frees the slots of the deletes in ops. */
 void saf_committed(struct tsw_state *st, const struct op *ops, uint32_t n);
+/* Writer thread: true when the item of slot was acked (its delete is
+ * queued or in the writer's hands), so a put of it still held need not
+ * be written. */
+bool saf_acked(struct tsw_state *st, uint32_t slot);
 
 #endif

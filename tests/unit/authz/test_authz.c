@@ -579,6 +579,7 @@ Test(reason, codes_and_names_match_design_table)
 	    {TSW_AUTHZ_FORMAT, "30", "FORMAT"},
 	    {TSW_AUTHZ_ISSUER_UNAVAILABLE, "91", "ISSUER_UNAVAILABLE"},
 	    {TSW_AUTHZ_SYSTEM, "96", "SYSTEM"},
+	    {TSW_AUTHZ_STATE_UNAVAILABLE, "96", "STATE_UNAVAILABLE"},
 	};
 
 	cr_assert_eq(sizeof(want) / sizeof(want[0]), TSW_AUTHZ_REASON_MAX);

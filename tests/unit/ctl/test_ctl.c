@@ -218,6 +218,8 @@ Test(config, defaults_match_the_state_module)
 	cr_expect_eq(cfg.state_map_size_mb, TSW_STATE_MAP_SIZE_MB_DEFAULT);
 	cr_expect_eq(cfg.state_saf_max_entries, TSW_STATE_SAF_MAX_ENTRIES_DEFAULT);
 	cr_expect_eq(cfg.state_saf_lease_ms, TSW_STATE_SAF_LEASE_MS_DEFAULT);
+	cr_expect_eq(cfg.state_reserve_kb, TSW_STATE_RESERVE_KB_DEFAULT);
+	cr_expect_eq(cfg.state_retry_max_ms, TSW_STATE_RETRY_MAX_MS_DEFAULT);
 	cr_expect_eq(TSW_CONFIG_STATE_WORKERS_MAX, TSW_STATE_WAKERS_MAX);
 }
 
@@ -243,6 +245,9 @@ static const struct key_case key_cases[] = {
     {"limits", "max_parked", "4194305", false, 0, 0},
     {"state", "queue_size", "1024", true, FIELD(state_queue_size), 1024},
     {"state", "queue_size", "0", false, 0, 0},
+    {"state", "reserve_kb", "256", true, FIELD(state_reserve_kb), 256},
+    {"state", "retry_max_ms", "99", false, 0, 0},
+    {"state", "retry_max_ms", "5000", true, FIELD(state_retry_max_ms), 5000},
     {"state", "max_tokens", "1000000", true, FIELD(state_max_tokens), 1000000},
     {"state", "max_tokens", "268435457", false, 0, 0},
     {"state", "max_reservations", lim_reservations, true, FIELD(state_max_reservations),
@@ -721,21 +726,34 @@ Test(metrics_text, standin_results_and_advices_are_exported)
 Test(metrics_text, state_counters_and_limits_are_exported, .init = mk_tmp, .fini = rm_tmp)
 {
 	static const char *const gauges[] = {
-	    "tsw_state_queue_length",	 "tsw_state_tokens",	"tsw_state_reservations",
-	    "tsw_state_saf_depth",	 "tsw_state_batch_max", "tsw_state_saf_loaded",
-	    "tsw_state_tokens_capacity",
+	    "tsw_state_queue_length",	 "tsw_state_tokens",	      "tsw_state_reservations",
+	    "tsw_state_saf_depth",	 "tsw_state_batch_max",	      "tsw_state_saf_loaded",
+	    "tsw_state_tokens_capacity", "tsw_state_writer_degraded", "tsw_state_writer_held",
 	};
 	static const char *const counters[] = {
-	    "tsw_state_queue_full_total",	 "tsw_state_table_full_total",
-	    "tsw_state_reserve_ok_total",	 "tsw_state_reserve_exhausted_total",
-	    "tsw_state_uses_committed_total",	 "tsw_state_releases_total",
-	    "tsw_state_release_unqueued_total",	 "tsw_state_atc_ok_total",
-	    "tsw_state_atc_replayed_total",	 "tsw_state_batches_total",
-	    "tsw_state_batch_ops_total",	 "tsw_state_commit_errors_total",
-	    "tsw_state_saf_puts_total",		 "tsw_state_saf_acks_total",
-	    "tsw_state_saf_retries_total",	 "tsw_state_saf_claims_total",
-	    "tsw_state_saf_lease_expired_total", "tsw_state_saf_too_big_total",
+	    "tsw_state_queue_full_total",
+	    "tsw_state_table_full_total",
+	    "tsw_state_reserve_ok_total",
+	    "tsw_state_reserve_exhausted_total",
+	    "tsw_state_uses_committed_total",
+	    "tsw_state_releases_total",
+	    "tsw_state_release_unqueued_total",
+	    "tsw_state_atc_ok_total",
+	    "tsw_state_atc_replayed_total",
+	    "tsw_state_batches_total",
+	    "tsw_state_batch_ops_total",
+	    "tsw_state_commit_errors_total",
+	    "tsw_state_saf_puts_total",
+	    "tsw_state_saf_acks_total",
+	    "tsw_state_saf_retries_total",
+	    "tsw_state_saf_claims_total",
+	    "tsw_state_saf_lease_expired_total",
+	    "tsw_state_saf_too_big_total",
 	    "tsw_state_uses_returned_total",
+	    "tsw_state_saf_refused_total",
+	    "tsw_state_reserve_refused_total",
+	    "tsw_state_writer_degraded_total",
+	    "tsw_state_writer_freeing_commits_total",
 	};
 	struct tsw_state_config sc = {
 	    .queue_size = 100, .max_reservations = 2, .saf_max_entries = 1};
@@ -766,6 +784,7 @@ Test(metrics_text, state_counters_and_limits_are_exported, .init = mk_tmp, .fini
 	cr_expect_eq(series(text, "tsw_state_reserve_ok_total"), 2);
 	cr_expect_eq(series(text, "tsw_state_reservations"), 2);
 	cr_expect_eq(series(text, "tsw_state_tokens"), 1);
+	cr_expect_eq(series(text, "tsw_state_writer_degraded"), 0, "a healthy writer");
 	cr_expect_geq(series(text, "tsw_state_saf_depth"), 1);
 	cr_expect_not_null(strstr(text, "\ntsw_state_commit_seconds_total "));
 	for (size_t i = 0; i < sizeof(gauges) / sizeof(gauges[0]); i++) {

@@ -5,6 +5,7 @@
  * answer to the acquirer is scanned for PAN digits. */
 #include <criterion/criterion.h>
 #include <criterion/parameterized.h>
+#include <errno.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -366,6 +367,83 @@ Test(review, parked_request_past_the_issuer_timeout_is_answered_96)
 	cr_assert_eq(tsw_engine_inflight(H.e), 0);
 	collect_iss(0);
 	cr_assert_eq(iss->n, 0);
+}
+
+/* Fills a 1 MiB state map with SAF puts until the writer degrades (a
+ * put refused -ENOSPC); bounded, with a deadline on each wait. */
+static void degrade_state(void)
+{
+	enum { MSG = 1000, MAX_PUTS = 4096, DEADLINE_MS = 10000 };
+	uint8_t msg[MSG];
+	uint64_t id = 0;
+	int efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	unsigned i;
+
+	cr_assert_geq(efd, 0);
+	cr_assert_eq(tsw_state_add_waker(H.state, efd), 0);
+	memset(msg, 'x', sizeof(msg));
+	for (i = 0; i < MAX_PUTS; i++) {
+		int rc = tsw_state_saf_put(H.state, 0, msg, sizeof(msg), &id);
+
+		if (rc == -ENOSPC)
+			break;
+		cr_assert_eq(rc, 0);
+		for (int waited = 0;
+		     !tsw_state_saf_durable(H.state, id) && !tsw_state_degraded(H.state);) {
+			struct pollfd p = {.fd = efd, .events = POLLIN};
+			uint64_t v;
+
+			cr_assert_lt(waited, DEADLINE_MS, "the state's writer is stuck");
+			if (poll(&p, 1, 100) == 1)
+				cr_assert_eq(read(efd, &v, sizeof(v)), (ssize_t)sizeof(v));
+			waited += 100;
+		}
+	}
+	cr_assert_lt(i, (unsigned)MAX_PUTS, "the state never degraded");
+	cr_assert(tsw_state_degraded(H.state));
+	/* the eventfd stays registered with the state until it closes */
+}
+
+/* The state's writer cannot commit (full map): a limited-use request is
+ * declined 96 STATE_UNAVAILABLE at once, and one already parked does not
+ * wait out issuer_timeout_ms either; ordinary requests still go out. */
+Test(review, limited_use_declined_at_once_while_the_state_writer_is_degraded)
+{
+	size_t n = h_auth(&H, body, sizeof(body), H_LIMITED, "000711", 0);
+	struct tsw_iso_msg m;
+
+	H.scfg.map_size_mb = 1;
+	h_state_reopen(&H);
+	h_start(&H);
+	cr_assert_eq(tsw_iso_decode(&H.prof, body, n, &m), 0);
+	/* parked first (ticket sequence 0: never durable), then the writer
+	 * degrades */
+	tsw_engine_loop_begin(H.e, H.now);
+	cr_assert_eq(park(H.e, (uint32_t)H.slot, &m, 0, H.now), 0);
+	tsw_engine_loop_end(H.e);
+	degrade_state();
+	h_advance(&H, 1);
+	collect_acq();
+	cr_assert_eq(acq->n, 1, "the parked request is answered before its timeout");
+	cr_assert_str_eq(h_field(&acq->m[0], 39), "96");
+	cr_assert_str_eq(h_field(&acq->m[0], 44), "STATE_UNAVAILABLE");
+	cr_assert_str_eq(h_field(&acq->m[0], 11), "000711");
+	cr_assert_eq(H.m.park_timeouts, 0);
+	cr_assert_eq(H.m.parked, 0);
+
+	n = h_auth(&H, body, sizeof(body), H_LIMITED, "000712", 0);
+	cr_assert_eq(h_send(&H, body, n), 0);
+	collect_acq();
+	cr_assert_eq(acq->n, 1, "a new limited-use request is answered at once");
+	cr_assert_str_eq(h_field(&acq->m[0], 39), "96");
+	cr_assert_str_eq(h_field(&acq->m[0], 44), "STATE_UNAVAILABLE");
+	cr_assert_eq(H.m.declines[TSW_AUTHZ_STATE_UNAVAILABLE], 2);
+	cr_assert_eq(H.m.parked, 0);
+
+	n = h_auth(&H, body, sizeof(body), H_OK, "000713", 0);
+	cr_assert_eq(h_send(&H, body, n), 0);
+	collect_iss(0);
+	cr_assert_eq(only_requests(), 1, "an ordinary request is forwarded");
 }
 
 /* item 9: a repeat is answered with the plain response MTI */

@@ -29,4 +29,19 @@ void harness_close(struct tsw_state *st, int efd);
  * false on the deadline or a failed read. */
 bool harness_wait_durable(struct tsw_state *st, int efd, harness_durable_fn durable, uint64_t id);
 
+/* Waits on efd (the writer fires it after every round, degraded or not)
+ * until pred(st, arg) or HARNESS_DEADLINE_MS pass; false on the deadline. */
+bool harness_wait(struct tsw_state *st, int efd, bool (*pred)(struct tsw_state *st, void *arg),
+		  void *arg);
+
+/* The message of fill item i: its number, then 'x' up to len bytes. */
+void harness_fill_msg(uint32_t i, uint32_t len, uint8_t *out);
+
+/* Fills the state's LMDB map (a small map_size_mb) with SAF puts of len
+ * bytes (harness_fill_msg), waiting for durability every few puts, until
+ * a put is refused with -ENOSPC because the writer degraded. At most max
+ * puts; fails the test when the writer never degrades or a put fails
+ * otherwise. Returns the puts accepted, their ids in ids[0..ret). */
+uint32_t harness_fill(struct tsw_state *st, int efd, uint32_t len, uint64_t *ids, uint32_t max);
+
 #endif

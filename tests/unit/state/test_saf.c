@@ -695,3 +695,200 @@ Test(saf, format_1_records_still_load)
 	close_saf(st, efd);
 	free(it);
 }
+
+/* ---- a full LMDB map ---- */
+
+#define FULL_MAP_MB 1u	   /* LMDB takes a map this small; it fills in ~1000 puts */
+#define FULL_MSG_LEN 1000u /* about 4 items per 4 KiB page */
+#define FULL_MAX_PUTS 4096u
+#define FULL_KEEP 3u /* durable items never acked: must survive */
+#define FULL_CLAIM 64u
+
+/* What the state's event callback saw. */
+struct events {
+	pthread_mutex_t lock;
+	unsigned n[TSW_STATE_EV_MAX];
+	uint8_t health;
+	int error;
+	char detail[96];
+};
+
+static void on_event(void *arg, const struct tsw_state_event *ev)
+{
+	struct events *e = arg;
+
+	pthread_mutex_lock(&e->lock);
+	if (ev->kind < TSW_STATE_EV_MAX)
+		e->n[ev->kind]++;
+	e->health = ev->health;
+	e->error = ev->error;
+	memcpy(e->detail, ev->detail, sizeof(e->detail));
+	pthread_mutex_unlock(&e->lock);
+}
+
+static unsigned events_of(struct events *e, enum tsw_state_event_kind k)
+{
+	unsigned n;
+
+	pthread_mutex_lock(&e->lock);
+	n = e->n[k];
+	pthread_mutex_unlock(&e->lock);
+	return n;
+}
+
+static struct tsw_state_config full_config(struct events *ev)
+{
+	struct tsw_state_config cfg = config(FULL_MAX_PUTS);
+
+	cfg.map_size_mb = FULL_MAP_MB;
+	cfg.retry_max_ms = 200;
+	cfg.on_event = on_event;
+	cfg.event_arg = ev;
+	return cfg;
+}
+
+static bool freeing_committed(struct tsw_state *st, void *arg)
+{
+	struct tsw_state_stats ss;
+
+	tsw_state_stats(st, &ss);
+	return ss.freeing_commits >= *(const uint64_t *)arg;
+}
+
+static bool held_is(struct tsw_state *st, void *arg)
+{
+	struct tsw_state_stats ss;
+
+	tsw_state_stats(st, &ss);
+	return ss.writer_held == *(const uint64_t *)arg;
+}
+
+static bool healthy(struct tsw_state *st, void *arg)
+{
+	(void)arg;
+	return !tsw_state_degraded(st);
+}
+
+/* Claims every due item (the test's clock stands still: each once). */
+static uint32_t claim_all(struct tsw_state *st, struct tsw_saf_item *it, uint64_t *ids,
+			  uint32_t *nums, uint32_t max)
+{
+	uint32_t total = 0;
+	size_t n;
+
+	do {
+		cr_assert_eq(tsw_state_saf_claim(st, 1, FULL_CLAIM, it, &n), 0);
+		for (size_t i = 0; i < n; i++) {
+			cr_assert_lt(total, max);
+			cr_assert_eq(it[i].len, FULL_MSG_LEN);
+			cr_assert_eq(sscanf((const char *)it[i].msg, "item-%06u:", &nums[total]),
+				     1);
+			ids[total++] = it[i].id;
+		}
+	} while (n == FULL_CLAIM);
+	return total;
+}
+
+Test(saf, full_map_degrades_acks_still_commit_then_it_recovers_by_itself)
+{
+	struct events ev = {.lock = PTHREAD_MUTEX_INITIALIZER};
+	struct tsw_state_config cfg = full_config(&ev);
+	struct tsw_saf_item *it = items_alloc(FULL_CLAIM);
+	uint64_t *ids = calloc(FULL_MAX_PUTS + 1, sizeof(*ids));
+	uint32_t *nums = calloc(FULL_MAX_PUTS + 1, sizeof(*nums));
+	bool *want = calloc(FULL_MAX_PUTS + 1, sizeof(*want));
+	uint8_t msg[FULL_MSG_LEN];
+	struct tsw_state_stats ss;
+	struct tsw_state *st;
+	uint32_t n, durable = 0, got;
+	uint64_t ticket, id, one = 1;
+	int efd, err;
+
+	cr_assert(ids && nums && want);
+	st = harness_open(dir, &cfg, &efd);
+	n = harness_fill(st, efd, FULL_MSG_LEN, ids, FULL_MAX_PUTS);
+
+	/* degraded, said once, with the reason */
+	cr_assert_eq(tsw_state_health(st, &err), TSW_STATE_MAP_FULL);
+	cr_expect_eq(err, -ENOSPC);
+	cr_expect_eq(events_of(&ev, TSW_STATE_EV_DEGRADED), 1);
+	cr_expect_eq(ev.health, TSW_STATE_MAP_FULL);
+	cr_expect_not_null(strstr(ev.detail, "MDB_MAP_FULL"), "detail: %s", ev.detail);
+	/* puts and reservations refused, counted */
+	harness_fill_msg(n, FULL_MSG_LEN, msg);
+	cr_expect_eq(tsw_state_saf_put(st, 0, msg, sizeof(msg), &id), -ENOSPC);
+	cr_expect_eq(tsw_state_reserve(st, "4895370000000015", 16, 5, &ticket), -ENOSPC);
+	tsw_state_stats(st, &ss);
+	cr_expect_eq(ss.saf_refused, 2, "the put that found it full and this one");
+	cr_expect_eq(ss.reserve_refused, 1);
+	cr_expect_eq(ss.writer_degraded, 1);
+	cr_expect_eq(ss.writer_health, TSW_STATE_MAP_FULL);
+	/* the batch that did not fit is held, not dropped: a suffix */
+	while (durable < n && tsw_state_saf_durable(st, ids[durable]))
+		durable++;
+	cr_assert_gt(durable, FULL_KEEP + 1);
+	cr_assert_lt(durable, n, "the puts that found the map full are not durable");
+	for (uint32_t i = durable; i < n; i++)
+		cr_assert(!tsw_state_saf_durable(st, ids[i]), "held put %u", i);
+	/* puts queued after the failed round reach the writer on its next one */
+	cr_expect(harness_wait(st, efd, held_is, &(uint64_t){n - durable}),
+		  "the writer holds the %u puts that are not durable", n - durable);
+	cr_expect_eq(ss.saf_depth, n, "held items are still queued and claimable");
+	cr_assert_eq(claim_all(st, it, ids, nums, FULL_MAX_PUTS), n);
+	for (uint32_t i = 0; i < n; i++)
+		cr_assert_eq(nums[i], i, "claimed in put order");
+
+	/* one ack frees no page, yet it commits alone while the held puts
+	 * still do not fit */
+	cr_assert_eq(tsw_state_saf_ack(st, ids[FULL_KEEP]), 0);
+	cr_assert(harness_wait(st, efd, freeing_committed, &one), "the ack was never committed");
+	cr_expect(!tsw_state_saf_durable(st, ids[durable]), "held puts still held");
+
+	/* acks of most items free the space: the writer recovers by itself,
+	 * the held puts become durable. One held put is acked before it was
+	 * ever written: neither it nor its delete reaches the file. */
+	for (uint32_t i = FULL_KEEP + 1; i < durable; i++)
+		cr_assert_eq(tsw_state_saf_ack(st, ids[i]), 0);
+	cr_assert_eq(tsw_state_saf_ack(st, ids[durable]), 0);
+	cr_assert(harness_wait(st, efd, healthy, NULL), "never recovered after the acks");
+	cr_expect_eq(events_of(&ev, TSW_STATE_EV_RECOVERED), 1);
+	cr_expect_eq(tsw_state_health(st, &err), TSW_STATE_HEALTHY);
+	cr_expect_eq(err, 0);
+	for (uint32_t i = durable + 1; i < n; i++)
+		cr_assert(wait_durable(st, efd, ids[i]), "held put %u written after recovery", i);
+	/* accepted again */
+	cr_assert_eq(tsw_state_saf_put(st, 0, msg, sizeof(msg), &id), 0);
+	cr_assert(wait_durable(st, efd, id));
+	cr_assert_eq(tsw_state_reserve(st, "4895370000000015", 16, 5, &ticket), 0);
+	cr_assert_eq(tsw_state_release(st, ticket), 0);
+	tsw_state_stats(st, &ss);
+	cr_expect_eq(ss.writer_held, 0);
+	cr_expect_eq(ss.writer_health, TSW_STATE_HEALTHY);
+	cr_expect_eq(ss.writer_degraded, 1);
+	cr_expect_geq(ss.freeing_commits, 1);
+	close_saf(st, efd);
+	cr_expect_eq(events_of(&ev, TSW_STATE_EV_UNWRITTEN), 0);
+
+	/* nothing durable is lost, nothing acked comes back */
+	for (uint32_t i = 0; i < FULL_KEEP; i++)
+		want[i] = true;
+	for (uint32_t i = durable + 1; i <= n; i++)
+		want[i] = true; /* the held puts not acked, and the put after recovery */
+	st = harness_open(dir, &cfg, &efd);
+	tsw_state_stats(st, &ss);
+	got = claim_all(st, it, ids, nums, FULL_MAX_PUTS + 1);
+	cr_expect_eq(ss.saf_loaded, got);
+	cr_expect_eq(got, FULL_KEEP + (n - durable), "items after the reopen");
+	for (uint32_t i = 0; i < got; i++) {
+		cr_expect(nums[i] <= n && want[nums[i]], "item %u is back", nums[i]);
+		if (nums[i] <= n)
+			want[nums[i]] = false;
+	}
+	for (uint32_t i = 0; i <= n; i++)
+		cr_expect(!want[i], "item %u lost", i);
+	close_saf(st, efd);
+	free(want);
+	free(nums);
+	free(ids);
+	free(it);
+}

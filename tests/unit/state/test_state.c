@@ -465,3 +465,79 @@ Test(state, atc_and_uses_share_a_token_without_interference)
 	cr_expect_eq(tsw_state_reserve(st, TOKEN, TOKEN_LEN, 1, &t), -TSW_E_FULL);
 	close_state(st, efd);
 }
+
+/* ---- a full LMDB map ---- */
+
+#define FULL_MAP_MB 1u
+#define FULL_MSG_LEN 1000u
+#define FULL_MAX_PUTS 4096u
+
+static unsigned unwritten_events;
+
+static void count_unwritten(void *arg, const struct tsw_state_event *ev)
+{
+	(void)arg;
+	if (ev->kind == TSW_STATE_EV_UNWRITTEN)
+		__atomic_add_fetch(&unwritten_events, 1, __ATOMIC_RELAXED);
+}
+
+static bool counts_written(struct tsw_state *st, void *arg)
+{
+	struct tsw_state_stats ss;
+
+	(void)arg;
+	tsw_state_stats(st, &ss);
+	return ss.queue_len == 0;
+}
+
+Test(state, degraded_writer_refuses_reservations_and_still_writes_uses_given_back)
+{
+	struct tsw_state_config cfg = {
+	    .map_size_mb = FULL_MAP_MB,
+	    .saf_max_entries = FULL_MAX_PUTS,
+	    .retry_max_ms = 200,
+	    .on_event = count_unwritten,
+	};
+	uint64_t *ids = calloc(FULL_MAX_PUTS, sizeof(*ids));
+	struct tsw_state_stats ss;
+	struct tsw_state *st;
+	uint64_t t1, t2, t3;
+	int efd;
+
+	cr_assert_not_null(ids);
+	st = open_state(&cfg, &efd);
+	cr_assert_eq(tsw_state_reserve(st, TOKEN, TOKEN_LEN, 10, &t1), 0);
+	cr_assert_eq(tsw_state_reserve(st, TOKEN, TOKEN_LEN, 10, &t2), 0);
+	cr_assert(wait_durable(st, efd, t2));
+	cr_assert_eq(tsw_state_commit_use(st, t1), 0);
+
+	harness_fill(st, efd, FULL_MSG_LEN, ids, FULL_MAX_PUTS);
+	cr_assert(tsw_state_degraded(st));
+	cr_expect_eq(tsw_state_reserve(st, TOKEN, TOKEN_LEN, 10, &t3), -ENOSPC);
+	tsw_state_stats(st, &ss);
+	cr_expect_eq(ss.reserve_refused, 1);
+	cr_expect_eq(ss.reserve_ok, 2, "a refused reservation reserves nothing");
+	cr_expect_eq(used_of(st), 1);
+
+	/* the token is on disk: its lower counts overwrite in place and are
+	 * written while the puts stay held */
+	cr_assert_eq(tsw_state_release(st, t2), 0);
+	cr_assert(harness_wait(st, efd, counts_written, NULL), "the release was never written");
+	cr_assert_eq(tsw_state_return_use(st, TOKEN, TOKEN_LEN), 0);
+	cr_assert(harness_wait(st, efd, counts_written, NULL),
+		  "the returned use was never written");
+	cr_expect(tsw_state_degraded(st), "nothing freed space: still degraded");
+	tsw_state_stats(st, &ss);
+	cr_expect_gt(ss.writer_held, 0);
+	cr_expect_geq(ss.freeing_commits, 2);
+	close_state(st, efd);
+	cr_expect_eq(__atomic_load_n(&unwritten_events, __ATOMIC_RELAXED), 1,
+		     "closing with puts held says so");
+
+	/* without those writes the reservation would count as used: 2 */
+	cfg.on_event = NULL;
+	st = open_state(&cfg, &efd);
+	cr_expect_eq(used_of(st), 0, "the release and the returned use are on disk");
+	close_state(st, efd);
+	free(ids);
+}

@@ -634,7 +634,8 @@ int main(int argc, char **argv)
 	/* one exposure table: a token's requests spread over the workers */
 	r = tsw_standin_exposure_new(s->cfg.standin_max_tokens, &s->standin_exposure);
 	if (r < 0) {
-		tsw_log(TSW_LOG_CRIT, "start_failed", "what=standin_exposure max_tokens=%u error=\"%s\"",
+		tsw_log(TSW_LOG_CRIT, "start_failed",
+			"what=standin_exposure max_tokens=%u error=\"%s\"",
 			s->cfg.standin_max_tokens, tsw_strerror(r));
 		goto out_close;
 	}

@@ -162,13 +162,13 @@ struct tsw_config {
 	uint32_t saf_durable_wait_ms;
 	/* [standin] approvals on behalf of an unavailable issuer */
 	bool standin_enabled;
-	bool standin_on_timeout;		/* also when a forwarded request times out */
-	uint32_t standin_max_amount;		/* DE4 minor units; above it: 91 */
-	uint32_t standin_modes;			/* bits: TSW_CONFIG_POS_MODES order */
-	uint32_t standin_min_assurance;		/* token assurance level floor, 0..99 */
-	uint32_t standin_max_amount_per_token;	/* per token over window_s; 0: max_amount */
+	bool standin_on_timeout;	       /* also when a forwarded request times out */
+	uint32_t standin_max_amount;	       /* DE4 minor units; above it: 91 */
+	uint32_t standin_modes;		       /* bits: TSW_CONFIG_POS_MODES order */
+	uint32_t standin_min_assurance;	       /* token assurance level floor, 0..99 */
+	uint32_t standin_max_amount_per_token; /* per token over window_s; 0: max_amount */
 	uint32_t standin_window_s;
-	uint32_t standin_max_tokens;		/* exposure table (restart to change) */
+	uint32_t standin_max_tokens; /* exposure table (restart to change) */
 };
 
 /* Where and why a configuration was refused. line is 1-based, 0 when the

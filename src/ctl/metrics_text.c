@@ -335,8 +335,8 @@ int tsw_ctl_render_metrics(const struct tsw_ctl_source *src, char **ret_text, si
 		"enabled), by result: approved, or declined 91 by the rule that refused it.\n"
 		"# TYPE tsw_standin_total counter\n");
 	for (unsigned r = 0; r < TSW_STANDIN_RESULT_MAX; r++)
-		put(&t, "tsw_standin_total{result=\"%s\"} %" PRIu64 "\n", tsw_metrics_standin_name(r),
-		    SUM(standin[r]));
+		put(&t, "tsw_standin_total{result=\"%s\"} %" PRIu64 "\n",
+		    tsw_metrics_standin_name(r), SUM(standin[r]));
 
 	sum_hist(src, offsetof(struct tsw_metrics_shard, issuer_rtt), &h);
 	put_hist(&t, "tsw_issuer_rtt_seconds", "Issuer round trip.", &h);

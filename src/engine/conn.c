@@ -101,7 +101,8 @@ static int answer_with(struct tsw_engine *e, uint32_t slot, const struct echo *e
 		ed[n++] = (struct tsw_iso_edit){
 		    .field = 44, .len = (uint16_t)strlen(reason), .data = (const uint8_t *)reason};
 	if (code)
-		ed[n++] = (struct tsw_iso_edit){.field = 38, .len = 6, .data = (const uint8_t *)code};
+		ed[n++] =
+		    (struct tsw_iso_edit){.field = 38, .len = 6, .data = (const uint8_t *)code};
 	count_answer(e, mti_class(ec->mti), rc);
 	return conn_write(e, slot, NULL, ed, n);
 }
@@ -112,8 +113,7 @@ int answer_local(struct tsw_engine *e, uint32_t slot, const struct echo *ec, con
 	return answer_with(e, slot, ec, rc, reason, NULL);
 }
 
-int answer_standin(struct tsw_engine *e, uint32_t slot, const struct echo *ec,
-		   const char code[6])
+int answer_standin(struct tsw_engine *e, uint32_t slot, const struct echo *ec, const char code[6])
 {
 	return answer_with(e, slot, ec, tsw_authz_rc(TSW_AUTHZ_STANDIN),
 			   tsw_authz_reason_name(TSW_AUTHZ_STANDIN), code);

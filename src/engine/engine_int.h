@@ -155,8 +155,8 @@ struct req {
 	char approval_code[6]; /* the issuer's DE38 (or the stand-in's own): a reversal
 				* of the approval names it */
 	/* REQ_ACQ: what a stand-in at its timeout is judged by (standin.c) */
-	uint8_t pos_mode;   /* enum tsw_pos_mode; TSW_POS_MODE_MAX: unknown */
-	uint8_t assurance;  /* the token's assurance level */
+	uint8_t pos_mode;    /* enum tsw_pos_mode; TSW_POS_MODE_MAX: unknown */
+	uint8_t assurance;   /* the token's assurance level */
 	bool sent_to_issuer; /* the issuer saw it under the switch STAN of key */
 	struct echo echo;
 };
@@ -343,8 +343,7 @@ int decline(struct tsw_engine *e, uint32_t slot, const struct echo *ec,
 	    enum tsw_authz_reason reason);
 /* The stand-in approval of ec: DE39 00, DE38 code, DE44 STANDIN (counted
  * as an approval). conn_write's result. */
-int answer_standin(struct tsw_engine *e, uint32_t slot, const struct echo *ec,
-		   const char code[6]);
+int answer_standin(struct tsw_engine *e, uint32_t slot, const struct echo *ec, const char code[6]);
 void engine_resume(struct tsw_engine *e, uint32_t slot);
 void conn_request_done(struct tsw_engine *e, uint32_t slot, uint32_t gen);
 void idle_scan(struct tsw_engine *e, uint64_t now_ns);

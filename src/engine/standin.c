@@ -59,8 +59,8 @@ struct exp_ent {
 struct tsw_standin_exposure {
 	pthread_mutex_t lock;
 	struct exp_ent *ent;
-	uint32_t mask;	 /* slots - 1: twice max_tokens, rounded up to a power of two */
-	uint32_t used;	 /* entries held, expired ones included until purged */
+	uint32_t mask; /* slots - 1: twice max_tokens, rounded up to a power of two */
+	uint32_t used; /* entries held, expired ones included until purged */
 	uint32_t max_tokens;
 	uint64_t next_purge_ns;
 };
@@ -305,7 +305,7 @@ static enum tsw_standin_result judge(const struct tsw_engine *e, bool has_amount
 bool standin_try(struct tsw_engine *e, struct req *r)
 {
 	uint64_t cap = e->cfg.standin_max_amount_per_token ? e->cfg.standin_max_amount_per_token
-							    : e->cfg.standin_max_amount;
+							   : e->cfg.standin_max_amount;
 	uint64_t amount = 0, start = 0, id = 0;
 	bool has_amount = echo_amount(&r->echo, &amount);
 	enum tsw_standin_result res;

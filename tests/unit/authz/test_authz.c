@@ -591,8 +591,8 @@ Test(reason, codes_and_names_match_design_table)
 	cr_expect_str_eq(tsw_authz_reason_name((enum tsw_authz_reason)200), "SYSTEM");
 	for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++)
 		cr_expect_eq(tsw_authz_is_decline(want[i].r),
-			     want[i].r != TSW_AUTHZ_FORWARD && want[i].r != TSW_AUTHZ_STANDIN,
-			     "%s", want[i].name);
+			     want[i].r != TSW_AUTHZ_FORWARD && want[i].r != TSW_AUTHZ_STANDIN, "%s",
+			     want[i].name);
 }
 
 Test(yymm, matches_gmtime_across_month_and_year_edges)

@@ -424,9 +424,9 @@ Test(config, standin_keys_parse_and_reload)
 	cr_expect_eq(cfg.standin_max_amount_per_token, 0, "0: max_amount");
 	cr_expect_eq(cfg.standin_window_s, 86400);
 	for (size_t i = 0; i < sizeof(modes) / sizeof(modes[0]); i++) {
-		cr_assert_eq(tsw_config_set(&cfg, "standin", "modes", modes[i].name, reason,
-					    sizeof(reason)),
-			     0, "%s: %s", modes[i].name, reason);
+		cr_assert_eq(
+		    tsw_config_set(&cfg, "standin", "modes", modes[i].name, reason, sizeof(reason)),
+		    0, "%s: %s", modes[i].name, reason);
 		cr_expect_eq(cfg.standin_modes, 1u << modes[i].mode, "%s", modes[i].name);
 	}
 	cr_assert_eq(tsw_config_set(&cfg, "standin", "modes", "cof,ecommerce  manual", NULL, 0), 0);

@@ -34,6 +34,8 @@
 
 _Static_assert(TSW_CONFIG_STATE_WORKERS_MAX == TSW_STATE_WAKERS_MAX,
 	       "config refuses more workers than the state can wake");
+_Static_assert(TSW_CONFIG_POS_MODES == TSW_POS_MODE_MAX,
+	       "standin.modes names every presentment mode, in enum order");
 
 struct flag_setting {
 	const char *section, *key, *value;
@@ -49,6 +51,7 @@ struct server {
 	struct tsw_vault *vault;
 	struct tsw_state *state;
 	struct tsw_acq_reversals *acq_reversals; /* shared by the workers' engines */
+	struct tsw_standin_exposure *standin_exposure; /* likewise */
 	struct tsw_metrics_shard *shards;
 	struct tsw_metrics_shard **shard_ptrs;
 	struct tsw_io_worker **workers;
@@ -162,6 +165,15 @@ static void engine_config(const struct server *s, const struct tsw_config *c, ui
 	ec->acq_reversal_memory = c->acq_reversal_memory;
 	ec->expired_stan_memory = c->expired_stan_memory;
 	ec->acq_reversals = s->acq_reversals;
+	ec->standin_enabled = c->standin_enabled;
+	ec->standin_on_timeout = c->standin_on_timeout;
+	ec->standin_min_assurance = (uint8_t)c->standin_min_assurance;
+	ec->standin_modes = c->standin_modes;
+	ec->standin_max_amount = c->standin_max_amount;
+	ec->standin_max_amount_per_token = c->standin_max_amount_per_token;
+	ec->standin_window_s = c->standin_window_s;
+	ec->standin_max_tokens = c->standin_max_tokens;
+	ec->standin_exposure = s->standin_exposure;
 	ec->event_burst = c->log_event_burst;
 	ec->event_interval_ms = c->log_event_interval_ms;
 	ec->event_queue = c->log_event_queue;
@@ -276,6 +288,13 @@ static void on_hup(uv_signal_t *h, int signum)
 	s->cfg.saf_retry_min_ms = cfg.saf_retry_min_ms;
 	s->cfg.saf_retry_max_ms = cfg.saf_retry_max_ms;
 	s->cfg.saf_durable_wait_ms = cfg.saf_durable_wait_ms;
+	s->cfg.standin_enabled = cfg.standin_enabled;
+	s->cfg.standin_on_timeout = cfg.standin_on_timeout;
+	s->cfg.standin_max_amount = cfg.standin_max_amount;
+	s->cfg.standin_modes = cfg.standin_modes;
+	s->cfg.standin_min_assurance = cfg.standin_min_assurance;
+	s->cfg.standin_max_amount_per_token = cfg.standin_max_amount_per_token;
+	s->cfg.standin_window_s = cfg.standin_window_s;
 	s->cfg.drain_timeout_ms = cfg.drain_timeout_ms;
 	s->cfg.log_level = cfg.log_level;
 	s->cfg.log_format = cfg.log_format;
@@ -676,6 +695,19 @@ int main(int argc, char **argv)
 		}
 	}
 
+	/* one exposure table: a token's requests spread over the workers */
+	r = tsw_standin_exposure_new(s->cfg.standin_max_tokens, &s->standin_exposure);
+	if (r < 0) {
+		tsw_log(TSW_LOG_CRIT, "start_failed",
+			"what=standin_exposure max_tokens=%u error=\"%s\"",
+			s->cfg.standin_max_tokens, tsw_strerror(r));
+		goto out_close;
+	}
+	if (s->cfg.standin_enabled && !s->state)
+		tsw_log(TSW_LOG_WARN, "standin_without_state",
+			"effect=\"no advice can be queued: every stand-in is answered 91\" "
+			"fix=\"--state DIR\"");
+
 	s->loop = uv_default_loop();
 	/* signals are taken here, never by workers (they block them) */
 	uv_signal_init(s->loop, &s->sig_term);
@@ -736,6 +768,7 @@ out_close:
 	tsw_state_close(s->state);
 	free_workers(s);
 	tsw_acq_reversals_free(s->acq_reversals);
+	tsw_standin_exposure_free(s->standin_exposure);
 	if (s->vault)
 		tsw_vault_close(s->vault);
 out_free:

@@ -33,9 +33,11 @@
 struct tsw_iso_msg;
 
 /* Outcome reasons, each with its DE39 and DE44 text (tsw_authz_rc(),
- * tsw_authz_reason_name()). TSW_AUTHZ_FORWARD is not a decline. */
+ * tsw_authz_reason_name()). TSW_AUTHZ_FORWARD and TSW_AUTHZ_STANDIN are
+ * not declines (tsw_authz_is_decline()). */
 enum tsw_authz_reason {
 	TSW_AUTHZ_FORWARD,
+	TSW_AUTHZ_STANDIN,	      /* 00: the switch approved for an unavailable issuer */
 	TSW_AUTHZ_TOKEN_UNKNOWN,      /* 14 */
 	TSW_AUTHZ_TOKEN_DELETED,      /* 14 */
 	TSW_AUTHZ_TOKEN_SUSPENDED,    /* 62 */
@@ -60,6 +62,9 @@ const char *tsw_authz_rc(enum tsw_authz_reason r);
 /* "TOKEN_UNKNOWN", ... as sent in DE44; "FORWARD" for FORWARD; "SYSTEM"
  * for a value out of range. Static strings, never NULL. */
 const char *tsw_authz_reason_name(enum tsw_authz_reason r);
+/* False for FORWARD and STANDIN (their DE39 is 00), true for every
+ * reason that declines (and for a value out of range: SYSTEM). */
+bool tsw_authz_is_decline(enum tsw_authz_reason r);
 
 /* What kind of message a request is, from its MTI (version digit 0,
  * origin digit 0 or 1: repeats are classed like the original). */

@@ -23,6 +23,8 @@
  *             (defaults: include/tsw/state.h's
  *             TSW_STATE_*_DEFAULT; tests/unit/ctl checks they agree)
  *   [saf]     inflight_max poll_ms retry_min_ms retry_max_ms (reversals)
+ *   [standin] enabled max_amount modes min_assurance on_timeout
+ *             max_amount_per_token window_s max_tokens
  *
  * This module is plain data: no threads, no logging. Error reasons never
  * quote a value (a key file path is fine, a value might be a secret).
@@ -73,6 +75,16 @@
 #define TSW_CONFIG_EXPIRED_STAN_MEMORY_DEFAULT 4096u
 #define TSW_CONFIG_TABLE_MEMORY_MIN 16u
 #define TSW_CONFIG_TABLE_MEMORY_MAX (1u << 22)
+/* [standin]: presentment modes are bits in the order of enum
+ * tsw_pos_mode (tsw/token.h, which this module may not include; main.c
+ * asserts the count, tests/unit/ctl every name): contactless chip
+ * ecommerce cof manual magstripe. */
+#define TSW_CONFIG_POS_MODES 6u
+#define TSW_CONFIG_STANDIN_MODES_DEFAULT 0x3u /* contactless, chip */
+#define TSW_CONFIG_STANDIN_WINDOW_S_DEFAULT 86400u
+/* Tokens whose stand-in exposure is tracked at once (whole process). */
+#define TSW_CONFIG_STANDIN_MAX_TOKENS_DEFAULT 65536u
+#define TSW_CONFIG_STANDIN_MAX_TOKENS_MAX (1u << 24)
 
 /* The engine's event log (per worker): at most BURST lines of one kind
  * per INTERVAL (the rest counted in the next line of that kind), and a
@@ -173,6 +185,15 @@ struct tsw_config {
 	uint32_t saf_retry_min_ms;
 	uint32_t saf_retry_max_ms;
 	uint32_t saf_durable_wait_ms;
+	/* [standin] approvals on behalf of an unavailable issuer */
+	bool standin_enabled;
+	bool standin_on_timeout;	       /* also when a forwarded request times out */
+	uint32_t standin_max_amount;	       /* DE4 minor units; above it: 91 */
+	uint32_t standin_modes;		       /* bits: TSW_CONFIG_POS_MODES order */
+	uint32_t standin_min_assurance;	       /* token assurance level floor, 0..99 */
+	uint32_t standin_max_amount_per_token; /* per token over window_s; 0: max_amount */
+	uint32_t standin_window_s;
+	uint32_t standin_max_tokens; /* exposure table (restart to change) */
 };
 
 /* Where and why a configuration was refused. line is 1-based, 0 when the

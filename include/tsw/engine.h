@@ -45,6 +45,10 @@ struct tsw_engine;
  * worker (a reversal may come in on another worker than its original):
  * lock-free, safe from any thread (src/engine/acq_reversal.c). */
 struct tsw_acq_reversals;
+/* Stand-in exposure per token, shared by every worker (a token's
+ * requests spread over workers): a mutex-protected bounded table, safe
+ * from any thread (src/engine/standin.c). */
+struct tsw_standin_exposure;
 
 #define TSW_ISSUERS_MAX 16
 /* Issuer hosts of every issuer together: one link each per worker. */
@@ -106,6 +110,23 @@ struct tsw_engine_config {
 	 * makes one of acq_reversal_memory entries for itself. Not a copy:
 	 * it must outlive the engine. */
 	struct tsw_acq_reversals *acq_reversals;
+	/* stand-in: the switch approves a 0100/0200 itself when its issuer
+	 * has no signed-on link (and, with standin_on_timeout, when it timed
+	 * out), by these rules, after every domain control; docs/engine.md
+	 * "Stand-in". Applied by a reload, but standin_max_tokens. */
+	bool standin_enabled;
+	bool standin_on_timeout;
+	uint8_t standin_min_assurance;  /* token assurance level floor */
+	uint32_t standin_modes;         /* bits 1u << enum tsw_pos_mode allowed */
+	uint64_t standin_max_amount;    /* DE4 minor units (any currency); above: 91 */
+	uint64_t standin_max_amount_per_token; /* stand-in total per token over the
+						* window; 0: standin_max_amount */
+	uint32_t standin_window_s;      /* the exposure window (86400) */
+	uint32_t standin_max_tokens;    /* the engine's own table when standin_exposure
+					 * is NULL (65536) */
+	/* shared by every worker (tsw_standin_exposure_new); NULL: the engine
+	 * makes one for itself. It must outlive the engine. */
+	struct tsw_standin_exposure *standin_exposure;
 	/* the event log (0 picks the default): at most event_burst events of
 	 * one kind per event_interval_ms (10 per 10000; the rest are counted),
 	 * event_queue events held between two tsw_engine_next_event() drains
@@ -122,6 +143,14 @@ struct tsw_engine_config {
 int tsw_acq_reversals_new(uint32_t entries, struct tsw_acq_reversals **ret_table);
 /* Frees it (NULL is fine) once no engine uses it. */
 void tsw_acq_reversals_free(struct tsw_acq_reversals *t);
+
+/* Makes the stand-in exposure table: room for max_tokens tokens
+ * (1..2^24; 2 slots of 48 bytes each). Returns 0, -EINVAL or -ENOMEM;
+ * *ret_table untouched on failure. Memory only: a restart forgets every
+ * token's exposure. */
+int tsw_standin_exposure_new(uint32_t max_tokens, struct tsw_standin_exposure **ret_table);
+/* Frees it (NULL is fine) once no engine uses it. */
+void tsw_standin_exposure_free(struct tsw_standin_exposure *t);
 
 enum tsw_endpoint_kind {
 	TSW_EP_ACQ,
@@ -294,7 +323,8 @@ enum tsw_engine_event_kind {
 	TSW_EV_ISSUER_SIGNON_REFUSED,	 /* link, rc; n1: ms until it is sent again */
 	TSW_EV_ISSUER_RECONNECT_BACKOFF, /* link; n1: ms until the reconnect */
 	TSW_EV_ISSUER_ECHO_TIMEOUT,	 /* link; n1: the timeout, ms */
-	TSW_EV_SAF_PUT_REFUSED,		 /* link, err, why, token, stan, rrn, amount; n1: switch STAN */
+	TSW_EV_SAF_PUT_REFUSED,		 /* link, err, token, stan, rrn, amount; why: "advice"
+					  * (else a reversal); n1: switch STAN */
 	TSW_EV_SAF_SENT,		 /* link, id; n1: attempt (1 = first) */
 	TSW_EV_SAF_ACKED,		 /* link, id, rc */
 	TSW_EV_SAF_RETRIED,		 /* id; n1: ms until it is due again */
@@ -346,7 +376,8 @@ size_t tsw_engine_event_format(const struct tsw_engine_event *ev, char *buf, siz
 
 /* SIGHUP: applies routes, max_inflight_per_conn, issuer_timeout_ms,
  * idle_timeout_ms, echo_interval_ms and reconnect_min/max_ms from cfg.
- * saf_inflight_max, saf_poll_ms and saf_retry_min/max_ms too, and
+ * saf_inflight_max, saf_poll_ms and saf_retry_min/max_ms too, the
+ * stand-in rules (standin_*, but standin_max_tokens and the table), and
  * event_burst and event_interval_ms (a window already open keeps its
  * start).
  * Sizes (max_conns, max_pending, buffers, max_parked, acq_reversal_memory,

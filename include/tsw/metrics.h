@@ -34,6 +34,23 @@ const char *tsw_metrics_rc_name(unsigned i);
  * range. */
 const char *tsw_metrics_mti_name(unsigned cls);
 
+/* What became of a stand-in candidate (docs/engine.md "Stand-in"): a
+ * 0100/0200 whose issuer was unavailable (or timed out, with
+ * standin_on_timeout) while stand-in was enabled. */
+enum tsw_standin_result {
+	TSW_STANDIN_APPROVED,	       /* approved 00 STANDIN, its advice durable */
+	TSW_STANDIN_DECLINED_AMOUNT,   /* DE4 above standin_max_amount: 91 */
+	TSW_STANDIN_DECLINED_MODE,     /* presentment mode not in standin_modes: 91 */
+	TSW_STANDIN_DECLINED_ASSURANCE, /* token assurance below standin_min_assurance: 91 */
+	TSW_STANDIN_DECLINED_EXPOSURE, /* the token's window exposure, or the table, full: 91 */
+	TSW_STANDIN_DECLINED_UNQUEUED, /* the advice could not be queued or made durable: 91 */
+	TSW_STANDIN_RESULT_MAX
+};
+
+/* "approved", "declined_amount", ... (the result label); NULL out of
+ * range. */
+const char *tsw_metrics_standin_name(unsigned result);
+
 /* Log-linear latency histogram, 1-2-5 steps from 0.5 us to 10 s: bucket
  * i holds values below tsw_hist_bound_ns[i]; the last bucket is +Inf.
  * tsw_hist_bound_us[] holds the same bounds in microseconds (a double:
@@ -134,6 +151,10 @@ struct tsw_metrics_shard {
 	uint64_t answers_undelivered_unqueued; /* ... and the reversal could not be queued */
 	/* issuer failover */
 	uint64_t requests_rerouted;       /* unsent when its link went down: sent on another host */
+	/* stand-in approvals (standin.c) */
+	uint64_t standin[TSW_STANDIN_RESULT_MAX]; /* by enum tsw_standin_result */
+	uint64_t standin_advices_queued;  /* 0120/0220 advices put in the SAF queue */
+	uint64_t standin_exposure_full;   /* refused: the exposure table had no room */
 	/* the event log (src/engine/event.c) */
 	uint64_t events_suppressed;       /* past log_event_burst: counted, not logged */
 	uint64_t events_dropped;          /* the event queue was full: not logged */

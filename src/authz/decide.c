@@ -8,6 +8,7 @@
 /* clang-format off */
 static const char *const reason_rc[TSW_AUTHZ_REASON_MAX] = {
 	[TSW_AUTHZ_FORWARD] = "00",
+	[TSW_AUTHZ_STANDIN] = "00",
 	[TSW_AUTHZ_TOKEN_UNKNOWN] = "14",
 	[TSW_AUTHZ_TOKEN_DELETED] = "14",
 	[TSW_AUTHZ_TOKEN_SUSPENDED] = "62",
@@ -27,6 +28,7 @@ static const char *const reason_rc[TSW_AUTHZ_REASON_MAX] = {
 
 static const char *const reason_name[TSW_AUTHZ_REASON_MAX] = {
 	[TSW_AUTHZ_FORWARD] = "FORWARD",
+	[TSW_AUTHZ_STANDIN] = "STANDIN",
 	[TSW_AUTHZ_TOKEN_UNKNOWN] = "TOKEN_UNKNOWN",
 	[TSW_AUTHZ_TOKEN_DELETED] = "TOKEN_DELETED",
 	[TSW_AUTHZ_TOKEN_SUSPENDED] = "TOKEN_SUSPENDED",
@@ -57,6 +59,11 @@ const char *tsw_authz_reason_name(enum tsw_authz_reason r)
 	if ((unsigned)r >= TSW_AUTHZ_REASON_MAX)
 		return reason_name[TSW_AUTHZ_SYSTEM];
 	return reason_name[r];
+}
+
+bool tsw_authz_is_decline(enum tsw_authz_reason r)
+{
+	return r != TSW_AUTHZ_FORWARD && r != TSW_AUTHZ_STANDIN;
 }
 
 uint16_t tsw_authz_yymm(int64_t now)

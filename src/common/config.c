@@ -17,6 +17,7 @@ enum {
 	BUF_BYTES_MAX = 64u << 20,
 	FRAME_MAX = 65535,
 	TIMEOUT_MS_MAX = 24u * 3600 * 1000,
+	WINDOW_S_MAX = 366u * 24 * 3600,
 	RING_ENTRIES_MAX = 32768,
 	RECV_BUFS_MAX = 32768,
 	STATE_MAX = 1u << 28,
@@ -94,6 +95,34 @@ static const struct u32_key u32_keys[] = {
     U32F("saf", "retry_min_ms", saf_retry_min_ms, 1, TIMEOUT_MS_MAX, KEY_RELOAD),
     U32F("saf", "retry_max_ms", saf_retry_max_ms, 1, TIMEOUT_MS_MAX, KEY_RELOAD),
     U32F("saf", "durable_wait_ms", saf_durable_wait_ms, 1, TIMEOUT_MS_MAX, KEY_RELOAD),
+    U32F("standin", "max_amount", standin_max_amount, 0, UINT32_MAX, KEY_RELOAD),
+    U32F("standin", "min_assurance", standin_min_assurance, 0, 99, KEY_RELOAD),
+    U32F("standin", "max_amount_per_token", standin_max_amount_per_token, 0, UINT32_MAX,
+	 KEY_RELOAD),
+    U32F("standin", "window_s", standin_window_s, 1, WINDOW_S_MAX, KEY_RELOAD),
+    U32("standin", "max_tokens", standin_max_tokens, 1, TSW_CONFIG_STANDIN_MAX_TOKENS_MAX),
+};
+
+/* true/false keys; every one is applied by a reload */
+struct bool_key {
+	const char *section;
+	const char *key;
+	size_t off;
+};
+
+#define BOOL(sec, k, field)                                                                        \
+	{                                                                                          \
+		sec, k, offsetof(struct tsw_config, field)                                         \
+	}
+
+static const struct bool_key bool_keys[] = {
+    BOOL("standin", "enabled", standin_enabled),
+    BOOL("standin", "on_timeout", standin_on_timeout),
+};
+
+/* enum tsw_pos_mode order (TSW_CONFIG_POS_MODES) */
+static const char *const pos_mode_names[TSW_CONFIG_POS_MODES] = {
+    "contactless", "chip", "ecommerce", "cof", "manual", "magstripe",
 };
 
 struct str_key {
@@ -187,6 +216,14 @@ void tsw_config_defaults(struct tsw_config *cfg)
 	cfg->saf_retry_min_ms = TSW_CONFIG_SAF_RETRY_MIN_MS_DEFAULT;
 	cfg->saf_retry_max_ms = TSW_CONFIG_SAF_RETRY_MAX_MS_DEFAULT;
 	cfg->saf_durable_wait_ms = TSW_CONFIG_SAF_DURABLE_WAIT_MS_DEFAULT;
+	cfg->standin_enabled = false;
+	cfg->standin_on_timeout = false;
+	cfg->standin_max_amount = 0;
+	cfg->standin_modes = TSW_CONFIG_STANDIN_MODES_DEFAULT;
+	cfg->standin_min_assurance = 0;
+	cfg->standin_max_amount_per_token = 0;
+	cfg->standin_window_s = TSW_CONFIG_STANDIN_WINDOW_S_DEFAULT;
+	cfg->standin_max_tokens = TSW_CONFIG_STANDIN_MAX_TOKENS_DEFAULT;
 }
 
 static int parse_u32(const char *s, uint32_t min, uint32_t max, uint32_t *ret)
@@ -201,6 +238,45 @@ static int parse_u32(const char *s, uint32_t min, uint32_t max, uint32_t *ret)
 	if (errno || *end || v < min || v > max)
 		return -TSW_E_CONFIG;
 	*ret = (uint32_t)v;
+	return 0;
+}
+
+static int parse_bool(const char *s, bool *ret)
+{
+	if (strcmp(s, "true") == 0 || strcmp(s, "1") == 0) {
+		*ret = true;
+		return 0;
+	}
+	if (strcmp(s, "false") == 0 || strcmp(s, "0") == 0) {
+		*ret = false;
+		return 0;
+	}
+	return -TSW_E_CONFIG;
+}
+
+/* "contactless, chip" -> bits; names separated by commas and blanks;
+ * empty: no mode */
+static int parse_modes(const char *s, uint32_t *ret)
+{
+	uint32_t bits = 0;
+
+	for (;;) {
+		size_t n;
+		unsigned i;
+
+		s += strspn(s, ", \t");
+		if (!*s)
+			break;
+		n = strcspn(s, ", \t");
+		for (i = 0; i < TSW_CONFIG_POS_MODES; i++)
+			if (strlen(pos_mode_names[i]) == n && memcmp(s, pos_mode_names[i], n) == 0)
+				break;
+		if (i == TSW_CONFIG_POS_MODES)
+			return -TSW_E_CONFIG;
+		bits |= 1u << i;
+		s += n;
+	}
+	*ret = bits;
 	return 0;
 }
 
@@ -377,6 +453,24 @@ int tsw_config_set(struct tsw_config *cfg, const char *section, const char *key,
 			return fail(reason, cap, "%s.%s longer than %zu bytes", section, key,
 				    k->size - 1);
 		strcpy(base + k->off, value);
+		return 0;
+	}
+	for (size_t i = 0; i < sizeof(bool_keys) / sizeof(bool_keys[0]); i++) {
+		const struct bool_key *k = &bool_keys[i];
+		bool v;
+
+		if (strcmp(section, k->section) || strcmp(key, k->key))
+			continue;
+		if (parse_bool(value, &v) < 0)
+			return fail(reason, cap, "%s.%s must be true or false", section, key);
+		memcpy(base + k->off, &v, sizeof(v));
+		return 0;
+	}
+	if (strcmp(section, "standin") == 0 && strcmp(key, "modes") == 0) {
+		if (parse_modes(value, &cfg->standin_modes) < 0)
+			return fail(reason, cap,
+				    "standin.modes must list contactless, chip, ecommerce, cof, "
+				    "manual, magstripe");
 		return 0;
 	}
 	if (strcmp(section, "server") == 0) {

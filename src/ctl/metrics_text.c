@@ -190,6 +190,12 @@ static const struct scalar scalars[] = {
     SC("tsw_answers_held_timeouts_total", "counter",
        "Held answers sent after saf.durable_wait_ms without their reversal's commit.",
        answers_held_timeouts),
+    SC("tsw_standin_advices_queued_total", "counter",
+       "Stand-in approvals whose advice (0120/0220) was put in the SAF queue.",
+       standin_advices_queued),
+    SC("tsw_standin_exposure_full_total", "counter",
+       "Stand-ins refused (91): the exposure table (standin.max_tokens) had no room.",
+       standin_exposure_full),
     SC("tsw_recv_bufs_held", "gauge",
        "Receive buffers held for paused connections (io_uring backend).", recv_bufs_held),
     SC("tsw_workers_ready", "gauge", "Workers whose engine is ready.", ready),
@@ -338,9 +344,10 @@ int tsw_ctl_render_metrics(const struct tsw_ctl_source *src, char **ret_text, si
 	}
 	put(&t, "# HELP tsw_declines_total Requests declined by the switch, by reason (DE44).\n"
 		"# TYPE tsw_declines_total counter\n");
-	for (unsigned r = 1; r < TSW_AUTHZ_REASON_MAX; r++)
-		put(&t, "tsw_declines_total{reason=\"%s\"} %" PRIu64 "\n",
-		    tsw_authz_reason_name((enum tsw_authz_reason)r), SUM(declines[r]));
+	for (unsigned r = 0; r < TSW_AUTHZ_REASON_MAX; r++)
+		if (tsw_authz_is_decline((enum tsw_authz_reason)r))
+			put(&t, "tsw_declines_total{reason=\"%s\"} %" PRIu64 "\n",
+			    tsw_authz_reason_name((enum tsw_authz_reason)r), SUM(declines[r]));
 
 	put(&t, "# HELP tsw_answers_undelivered_total Approvals the acquirer never got, by what "
 		"the switch did: reversed (a reversal queued) or unqueued (the queue refused it).\n"
@@ -348,6 +355,13 @@ int tsw_ctl_render_metrics(const struct tsw_ctl_source *src, char **ret_text, si
 		"tsw_answers_undelivered_total{action=\"reversed\"} %" PRIu64 "\n"
 		"tsw_answers_undelivered_total{action=\"unqueued\"} %" PRIu64 "\n",
 	    SUM(answers_undelivered_reversed), SUM(answers_undelivered_unqueued));
+
+	put(&t, "# HELP tsw_standin_total Stand-in candidates (issuer unavailable, stand-in "
+		"enabled), by result: approved, or declined 91 by the rule that refused it.\n"
+		"# TYPE tsw_standin_total counter\n");
+	for (unsigned r = 0; r < TSW_STANDIN_RESULT_MAX; r++)
+		put(&t, "tsw_standin_total{result=\"%s\"} %" PRIu64 "\n",
+		    tsw_metrics_standin_name(r), SUM(standin[r]));
 
 	sum_hist(src, offsetof(struct tsw_metrics_shard, issuer_rtt), &h);
 	put_hist(&t, "tsw_issuer_rtt_seconds", "Issuer round trip.", &h);

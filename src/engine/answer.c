@@ -8,6 +8,7 @@
 #include "delivery.h"
 #include "engine_int.h"
 #include "rewrite.h"
+#include "standin.h"
 #include "use.h"
 #include "tsw/authz.h"
 #include "tsw/error.h"
@@ -67,9 +68,14 @@ void req_fail(struct tsw_engine *e, struct req *r, int timed_out)
 	}
 	if (timed_out)
 		e->m->timeouts++;
+	e->m->inflight--;
+	/* stand-in at the timeout: an advice instead of the reversal, and
+	 * the approval once that advice is durable */
+	if (timed_out && standin_wanted(e, r->mti_class, true) && conn_alive(e, r) &&
+	    standin_try(e, r))
+		return;
 	if (r->has_ticket)
 		use_release(e, r->ticket);
-	e->m->inflight--;
 	if (moves_money(r))
 		put = saf_put(e, r, false, &id);
 	if (conn_alive(e, r)) {

@@ -83,10 +83,12 @@ int conn_write(struct tsw_engine *e, uint32_t slot, const struct tsw_iso_msg *ba
 	return 0;
 }
 
-int answer_local(struct tsw_engine *e, uint32_t slot, const struct echo *ec, const char *rc,
-		 const char *reason)
+/* A local answer to ec: its echo fields, DE39 rc, DE44 reason and DE38
+ * code when not NULL. */
+static int answer_with(struct tsw_engine *e, uint32_t slot, const struct echo *ec, const char *rc,
+		       const char *reason, const char *code)
 {
-	struct tsw_iso_edit ed[TSW_ENGINE_ECHO_FIELDS + 3];
+	struct tsw_iso_edit ed[TSW_ENGINE_ECHO_FIELDS + 4];
 	char mti[4];
 	unsigned n;
 
@@ -100,8 +102,23 @@ int answer_local(struct tsw_engine *e, uint32_t slot, const struct echo *ec, con
 	if (reason)
 		ed[n++] = (struct tsw_iso_edit){
 		    .field = 44, .len = (uint16_t)strlen(reason), .data = (const uint8_t *)reason};
+	if (code)
+		ed[n++] =
+		    (struct tsw_iso_edit){.field = 38, .len = 6, .data = (const uint8_t *)code};
 	count_answer(e, mti_class(ec->mti), rc);
 	return conn_write(e, slot, NULL, ed, n);
+}
+
+int answer_local(struct tsw_engine *e, uint32_t slot, const struct echo *ec, const char *rc,
+		 const char *reason)
+{
+	return answer_with(e, slot, ec, rc, reason, NULL);
+}
+
+int answer_standin(struct tsw_engine *e, uint32_t slot, const struct echo *ec, const char code[6])
+{
+	return answer_with(e, slot, ec, tsw_authz_rc(TSW_AUTHZ_STANDIN),
+			   tsw_authz_reason_name(TSW_AUTHZ_STANDIN), code);
 }
 
 int decline(struct tsw_engine *e, uint32_t slot, const struct echo *ec,

@@ -13,6 +13,11 @@
  * disk) does not keep the acquirer waiting past it: the answer goes,
  * counted in answers_held_timeouts.
  *
+ * Stand-in approvals (standin.c) wait in the same FIFO for their advice:
+ * an approval never goes out before the advice that reports it to the
+ * issuer is on disk; when the wait runs out the acquirer gets 91 instead
+ * and the advice is followed by a reversal.
+ *
  * Unsent approvals. An approval written to an acquirer's output buffer
  * has moved money at the issuer; if the connection closes before those
  * bytes leave the buffer (the peer went away, a slow consumer was
@@ -32,6 +37,7 @@
 #include "delivery.h"
 #include "dup.h"
 #include "engine_int.h"
+#include "standin.h"
 #include "tsw/authz.h"
 #include "tsw/state.h"
 
@@ -85,6 +91,11 @@ void held_poll(struct tsw_engine *e)
 			e->m->answers_held_timeouts++;
 		}
 		held_pop(e);
+		if (reason == TSW_AUTHZ_STANDIN) {
+			standin_release(e, r, tsw_state_saf_durable(e->state, r->hold_id),
+					conn_alive(e, r));
+			continue;
+		}
 		if (conn_alive(e, r)) {
 			decline(e, r->acq_slot, &r->echo, reason);
 			conn_request_done(e, r->acq_slot, r->acq_gen);
@@ -106,6 +117,10 @@ void held_drop_all(struct tsw_engine *e)
 	while (e->n_held) {
 		struct req *r = held_pop(e);
 
+		if (r->hold_reason == TSW_AUTHZ_STANDIN) {
+			standin_release(e, r, false, false);
+			continue;
+		}
 		e->m->answers_conn_gone++;
 		req_free(e, r);
 	}

@@ -17,14 +17,16 @@ struct req;
  * is durable, or after cfg.saf_durable_wait_ms when the state's writer
  * has not committed it by then (answers_held_timeouts). r has left the
  * pending table; it stays allocated (and in flight on its connection)
- * until it is answered. */
+ * until it is answered. Reason TSW_AUTHZ_STANDIN: a stand-in approval
+ * waiting for its advice (standin_release() answers it). */
 void held_answer(struct tsw_engine *e, struct req *r, enum tsw_authz_reason reason, uint64_t id);
 /* Answers the held requests whose reversal became durable or whose wait
  * ran out. Cheap when none is held. */
 void held_poll(struct tsw_engine *e);
 uint32_t held_pending(const struct tsw_engine *e);
 /* Drops every held request without an answer (their connections are
- * gone; the reversals are queued already). */
+ * gone; the reversals are queued already; a held stand-in's advice is
+ * followed by a reversal). */
 void held_drop_all(struct tsw_engine *e);
 
 /* r's approval (a 0100/0200 answered 00, 08, 10, 11 or 16) was just

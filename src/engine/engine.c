@@ -20,6 +20,7 @@
 #include "delivery.h"
 #include "dup.h"
 #include "engine_int.h"
+#include "standin.h"
 #include "use.h"
 #include "tsw/error.h"
 #include "tsw/vault.h"
@@ -102,6 +103,8 @@ static int check_config(const struct tsw_engine_config *cfg)
 	    (cfg->expired_stan_memory & (cfg->expired_stan_memory - 1)) ||
 	    cfg->expired_stan_memory > TSW_ENGINE_TABLE_MEMORY_MAX)
 		return -TSW_E_CONFIG;
+	if (cfg->standin_max_tokens > TSW_CONFIG_STANDIN_MAX_TOKENS_MAX)
+		return -TSW_E_CONFIG;
 	return 0;
 }
 
@@ -132,6 +135,9 @@ static void apply_defaults(struct tsw_engine_config *c)
 	    or_default(c->expired_stan_memory, TSW_ENGINE_EXPIRED_MEMORY_DEFAULT);
 	if (c->saf_retry_max_ms < c->saf_retry_min_ms)
 		c->saf_retry_max_ms = c->saf_retry_min_ms;
+	c->standin_window_s = or_default(c->standin_window_s, TSW_CONFIG_STANDIN_WINDOW_S_DEFAULT);
+	c->standin_max_tokens =
+	    or_default(c->standin_max_tokens, TSW_CONFIG_STANDIN_MAX_TOKENS_DEFAULT);
 	c->event_burst = or_default(c->event_burst, TSW_ENGINE_EVENT_BURST_DEFAULT);
 	c->event_interval_ms =
 	    or_default(c->event_interval_ms, TSW_ENGINE_EVENT_INTERVAL_DEFAULT_MS);
@@ -224,6 +230,9 @@ int tsw_engine_new(const struct tsw_engine_config *cfg, struct tsw_vault *vault,
 	r = park_init(e);
 	if (r < 0)
 		goto err_free;
+	r = standin_init(e);
+	if (r < 0)
+		goto err_free;
 	r = events_init(e);
 	if (r < 0)
 		goto err_free;
@@ -260,6 +269,7 @@ void tsw_engine_free(struct tsw_engine *e)
 	dup_free(e);
 	acq_rev_free(e);
 	saf_buffers_free(e);
+	standin_free(e);
 	events_free(e);
 	free(e->conns);
 	free(e->free_conns);
@@ -390,6 +400,13 @@ int tsw_engine_reconfigure(struct tsw_engine *e, const struct tsw_engine_config 
 	c.saf_retry_min_ms = cfg->saf_retry_min_ms;
 	c.saf_retry_max_ms = cfg->saf_retry_max_ms;
 	c.saf_durable_wait_ms = cfg->saf_durable_wait_ms;
+	c.standin_enabled = cfg->standin_enabled;
+	c.standin_on_timeout = cfg->standin_on_timeout;
+	c.standin_min_assurance = cfg->standin_min_assurance;
+	c.standin_modes = cfg->standin_modes;
+	c.standin_max_amount = cfg->standin_max_amount;
+	c.standin_max_amount_per_token = cfg->standin_max_amount_per_token;
+	c.standin_window_s = cfg->standin_window_s;
 	c.event_burst = cfg->event_burst;
 	c.event_interval_ms = cfg->event_interval_ms;
 	apply_defaults(&c);
@@ -400,6 +417,7 @@ int tsw_engine_reconfigure(struct tsw_engine *e, const struct tsw_engine_config 
 	c.max_parked = e->cfg.max_parked;
 	c.acq_reversal_memory = e->cfg.acq_reversal_memory;
 	c.expired_stan_memory = e->cfg.expired_stan_memory;
+	c.standin_max_tokens = e->cfg.standin_max_tokens;
 	c.event_queue = e->cfg.event_queue;
 	e->cfg = c;
 	events_configure(e);

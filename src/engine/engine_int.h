@@ -162,9 +162,14 @@ struct req {
 	uint32_t list_next;
 	uint8_t hold_reason; /* enum tsw_authz_reason */
 	bool has_approval_code;
-	char approval_code[6]; /* the issuer's DE38: a reversal of the approval names it */
+	char approval_code[6]; /* the issuer's DE38 (or the stand-in's own): a reversal
+				* of the approval names it */
 	uint64_t link_pos; /* REQ_ACQ: its frame in r->link's output stream */
 	uint32_t link_len; /* (link_track; 0: not tracked, never moved) */
+	/* REQ_ACQ: what a stand-in at its timeout is judged by (standin.c) */
+	uint8_t pos_mode;    /* enum tsw_pos_mode; TSW_POS_MODE_MAX: unknown */
+	uint8_t assurance;   /* the token's assurance level */
+	bool sent_to_issuer; /* the issuer saw it under the switch STAN of key */
 	struct echo echo;
 };
 
@@ -237,9 +242,14 @@ struct tsw_engine {
 	uint64_t saf_next_poll_ns;
 	uint64_t saf_last_id; /* the last put (tests wait for its durability) */
 
-	/* answers held until their reversal is durable (delivery.c) */
+	/* answers held until their reversal (or stand-in advice) is durable
+	 * (delivery.c) */
 	uint32_t held_head, held_tail, n_held;
 
+	/* stand-in (standin.c) */
+	struct tsw_standin_exposure *standin_exp;     /* shared by every worker */
+	struct tsw_standin_exposure *standin_exp_own; /* without cfg.standin_exposure */
+	uint32_t standin_seq;			      /* approval codes handed out */
 	/* the event log: what the backend logs after the loop iteration (event.c) */
 	struct engine_events ev;
 
@@ -327,6 +337,11 @@ void saf_buffers_free(struct tsw_engine *e);
  * without a state, or the state's error (-EAGAIN: full); every failure is
  * counted in saf_dropped. */
 int saf_put(struct tsw_engine *e, const struct req *r, bool return_use, uint64_t *ret_id);
+/* Queues the advice of stand-in approval r (r->approval_code): a
+ * token-form 0120 (0220 for a 0200) with DE38 and DE39 00. 0 and
+ * *ret_id; -ENOTSUP without a state, or the state's error (-EAGAIN:
+ * full). Not counted in saf_dropped (the stand-in counts its refusal). */
+int saf_put_advice(struct tsw_engine *e, const struct req *r, uint64_t *ret_id);
 /* Claims due reversals for every signed-on link and sends them. */
 void saf_poll(struct tsw_engine *e);
 /* The issuer answered reversal r (DE39 rc) / it timed out or its link
@@ -361,6 +376,9 @@ int answer_local(struct tsw_engine *e, uint32_t slot, const struct echo *ec, con
 		 const char *reason);
 int decline(struct tsw_engine *e, uint32_t slot, const struct echo *ec,
 	    enum tsw_authz_reason reason);
+/* The stand-in approval of ec: DE39 00, DE38 code, DE44 STANDIN (counted
+ * as an approval). conn_write's result. */
+int answer_standin(struct tsw_engine *e, uint32_t slot, const struct echo *ec, const char code[6]);
 void engine_resume(struct tsw_engine *e, uint32_t slot);
 void conn_request_done(struct tsw_engine *e, uint32_t slot, uint32_t gen);
 void idle_scan(struct tsw_engine *e, uint64_t now_ns);

@@ -271,8 +271,6 @@ static void add_link(struct text *t, const struct tsw_engine_event *ev)
 
 static const char *put_reason(const struct tsw_engine_event *ev)
 {
-	if (ev->why)
-		return ev->why;
 	switch (ev->err) {
 	case -ENOTSUP:
 		return "no_state";
@@ -314,6 +312,8 @@ size_t tsw_engine_event_format(const struct tsw_engine_event *ev, char *buf, siz
 		break;
 	case TSW_EV_SAF_PUT_REFUSED:
 		add_link(&t, ev);
+		/* what was to be queued: a reversal, or a stand-in's advice */
+		add(&t, " what=%s", ev->why ? ev->why : "reversal");
 		add(&t,
 		    " reason=%s token=%s stan=\"%s\" rrn=\"%s\" amount=\"%s\" "
 		    "switch_stan=\"%06" PRIu64 "\"",

@@ -58,12 +58,13 @@ struct ev_args {
 #define engine_event(e, kind, ...)                                                                 \
 	engine_event_emit((e), (kind), &(const struct ev_args){__VA_ARGS__})
 /* The same for a request r (struct req *): its link, switch STAN, masked
- * token and the acquirer's DE11/DE37/DE4, and err:
- *	engine_event_req(e, TSW_EV_SAF_PUT_REFUSED, r, ret);
+ * token and the acquirer's DE11/DE37/DE4, then the fields given:
+ *	engine_event_req(e, TSW_EV_SAF_PUT_REFUSED, r, .err = ret);
  */
-#define engine_event_req(e, kind, r, error)                                                        \
-	engine_event((e), (kind), .link = (r)->link, .n1 = (uint32_t)(r)->key, .err = (error),     \
-		     .token = (r)->token, .token_len = (r)->token_len, .echo = &(r)->echo)
+#define engine_event_req(e, kind, r, ...)                                                          \
+	engine_event((e), (kind), .link = (r)->link, .n1 = (uint32_t)(r)->key,                     \
+		     .token = (r)->token, .token_len = (r)->token_len, .echo = &(r)->echo,         \
+		     __VA_ARGS__)
 
 void engine_event_emit(struct tsw_engine *e, enum tsw_engine_event_kind kind,
 		       const struct ev_args *a);

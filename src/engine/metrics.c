@@ -52,3 +52,17 @@ const char *tsw_metrics_mti_name(unsigned cls)
 
 	return cls < TSW_MTI_CLASS_MAX ? names[cls] : NULL;
 }
+
+const char *tsw_metrics_standin_name(unsigned result)
+{
+	static const char *const names[TSW_STANDIN_RESULT_MAX] = {
+	    [TSW_STANDIN_APPROVED] = "approved",
+	    [TSW_STANDIN_DECLINED_AMOUNT] = "declined_amount",
+	    [TSW_STANDIN_DECLINED_MODE] = "declined_mode",
+	    [TSW_STANDIN_DECLINED_ASSURANCE] = "declined_assurance",
+	    [TSW_STANDIN_DECLINED_EXPOSURE] = "declined_exposure",
+	    [TSW_STANDIN_DECLINED_UNQUEUED] = "declined_unqueued",
+	};
+
+	return result < TSW_STANDIN_RESULT_MAX ? names[result] : NULL;
+}

@@ -8,6 +8,7 @@
 #include "dup.h"
 #include "engine_int.h"
 #include "rewrite.h"
+#include "standin.h"
 #include "use.h"
 #include "tsw/authz.h"
 #include "tsw/error.h"
@@ -69,6 +70,65 @@ static void fmt_stan(uint32_t stan, char out[6])
 	}
 }
 
+/* What r keeps of the request in pl (token t, MTI class cls) for its
+ * answer, its reversal or a stand-in; the echo fields are copied apart. */
+static void req_fill(struct tsw_engine *e, struct req *r, const struct pipeline *pl,
+		     const struct tsw_token *t, unsigned cls)
+{
+	r->kind = REQ_ACQ;
+	r->acq_slot = pl->slot;
+	r->acq_gen = e->conns[pl->slot].gen;
+	r->mti_class = (uint8_t)cls;
+	r->start_ns = pl->start_ns;
+	r->ticket = pl->ticket;
+	r->has_ticket = pl->has_ticket;
+	/* the whole array (fixed size: two moves, not a rep movsb) */
+	_Static_assert(sizeof(r->token) <= sizeof(t->token), "token arrays");
+	memcpy(r->token, t->token, sizeof(r->token));
+	r->token_len = t->token_len;
+	r->has_token_expiry = strlen(t->token_expiry) == 4;
+	if (r->has_token_expiry)
+		memcpy(r->token_expiry, t->token_expiry, 4);
+	r->pos_mode = pl->req.has_pos_mode ? pl->req.pos_mode : TSW_POS_MODE_MAX;
+	r->assurance = t->assurance_level;
+}
+
+/* The issuer (index iss) has no signed-on link: a 0100/0200 is approved
+ * by stand-in when the rules allow it (standin.c), else declined 91 as
+ * without stand-in. */
+static int stand_in(struct tsw_engine *e, struct pipeline *pl, const struct tsw_token *t,
+		    uint32_t iss, unsigned cls)
+{
+	struct req *r = req_alloc(e);
+	uint32_t link;
+
+	if (!r) {
+		/* nowhere to hold it until its advice is durable */
+		e->m->pending_full++;
+		e->m->standin[TSW_STANDIN_DECLINED_UNQUEUED]++;
+		return pl_decline(e, pl, TSW_AUTHZ_ISSUER_UNAVAILABLE);
+	}
+	echo_from_msg(&r->echo, pl->msg);
+	if (!r->echo.len[ECHO_IDX_DE11]) {
+		req_free(e, r);
+		return pl_decline(e, pl, TSW_AUTHZ_FORMAT);
+	}
+	req_fill(e, r, pl, t, cls);
+	/* its advice goes to the issuer: any of its links names it */
+	for (link = 0; link + 1 < e->n_links && link_issuer(e, link) != iss; link++)
+		;
+	r->link = (uint16_t)link;
+	if (!standin_try(e, r)) {
+		req_free(e, r);
+		return pl_decline(e, pl, TSW_AUTHZ_ISSUER_UNAVAILABLE);
+	}
+	/* held until its advice is durable: in flight on its connection,
+	 * and a repeat of it meanwhile is a duplicate (94) */
+	e->conns[pl->slot].inflight++;
+	dup_add(e, r);
+	return 0;
+}
+
 static int forward(struct tsw_engine *e, struct pipeline *pl, const struct tsw_token *t)
 {
 	const struct tsw_iso_msg *m = pl->msg;
@@ -108,6 +168,10 @@ static int forward(struct tsw_engine *e, struct pipeline *pl, const struct tsw_t
 	}
 	link = pick_link(e, (uint32_t)iss);
 	if (link < 0) {
+		if (standin_wanted(e, cls, false)) {
+			explicit_bzero(pan, sizeof(pan));
+			return stand_in(e, pl, t, (uint32_t)iss, cls);
+		}
 		fail = TSW_AUTHZ_ISSUER_UNAVAILABLE;
 		goto err_wipe;
 	}
@@ -177,22 +241,10 @@ static int forward(struct tsw_engine *e, struct pipeline *pl, const struct tsw_t
 	}
 	link_track(e, r);
 
-	r->kind = REQ_ACQ;
-	r->acq_slot = pl->slot;
-	r->acq_gen = c->gen;
-	r->mti_class = (uint8_t)cls;
-	r->start_ns = pl->start_ns;
+	req_fill(e, r, pl, t, cls);
+	r->sent_to_issuer = true;
 	r->fwd_ns = e->now_ns;
 	r->deadline_ns = e->now_ns + (uint64_t)e->cfg.issuer_timeout_ms * NS_PER_MS;
-	r->ticket = pl->ticket;
-	r->has_ticket = pl->has_ticket;
-	/* the whole array (fixed size: two moves, not a rep movsb) */
-	_Static_assert(sizeof(r->token) <= sizeof(t->token), "token arrays");
-	memcpy(r->token, t->token, sizeof(r->token));
-	r->token_len = t->token_len;
-	r->has_token_expiry = strlen(t->token_expiry) == 4;
-	if (r->has_token_expiry)
-		memcpy(r->token_expiry, t->token_expiry, 4);
 	heap_push(e, r);
 	dup_add(e, r);
 	r->acq_rev_key = rev_key;

@@ -1,12 +1,14 @@
-/* Store-and-forward reversals. An authorization whose outcome at the
- * issuer is unknown (it timed out, or its link went down) is owed a
- * reversal 0400. The engine puts it in TOKEN form into the state's
- * durable SAF queue (tsw/state.h: no PAN is ever stored) under the
- * issuer's index, claims due reversals of an issuer through any of its
- * links that is signed on, rewrites each to the PAN as
- * it sends it (vault lookup and decrypt, as the forward path does), and
- * acks it at the issuer's 0410 or gives it back with a backoff.
- * docs/engine.md, "Timeouts and reversals", has the rules.
+/* Store-and-forward reversals and advices. An authorization whose
+ * outcome at the issuer is unknown (it timed out, or its link went down)
+ * is owed a reversal 0400; one the switch approved by stand-in is owed an
+ * advice 0120/0220 (standin.c). The engine puts either in TOKEN form into
+ * the state's durable SAF queue (tsw/state.h: no PAN is ever stored),
+ * under the issuer's index, claims due items of an issuer through any of
+ * its links that is signed on, rewrites each to the
+ * PAN as it sends it (vault lookup and decrypt, as the forward path
+ * does), and acks it at the issuer's answer (0410, 0130/0230) or gives it
+ * back with a backoff. docs/engine.md, "Timeouts and reversals" and
+ * "Stand-in", has the rules.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -83,25 +85,33 @@ static void drop(struct tsw_engine *e, uint64_t id)
 		e->m->saf_dropped++;
 }
 
-int saf_put(struct tsw_engine *e, const struct req *r, bool return_use, uint64_t *ret_id)
+/* Puts r's token form: mti, the echo fields but DE2, DE2 the token,
+ * DE14 its expiry, DE38 r's approval code when it has one, DE39 rc when
+ * not NULL, DE90 naming the original. Not counted: the callers count. */
+static int put_token_form(struct tsw_engine *e, const struct req *r, const char *mti,
+			  const char *rc, bool return_use, uint64_t *ret_id)
 {
 	const struct echo *ec = &r->echo;
-	struct tsw_iso_edit ed[TSW_ENGINE_ECHO_FIELDS + 5];
+	struct tsw_iso_edit ed[TSW_ENGINE_ECHO_FIELDS + 6];
 	char de90[DE90_LEN];
 	unsigned i, n = 0;
 	uint64_t id;
 	int len, ret;
 
-	if (!e->state) {
-		e->m->saf_dropped++;
-		engine_event_req(e, TSW_EV_SAF_PUT_REFUSED, r, -ENOTSUP);
+	if (!e->state)
 		return -ENOTSUP;
-	}
 	/* DE90 names the original as the issuer saw it: the switch's STAN
-	 * and the DE7 that went out with it (forwarded unchanged) */
+	 * and the DE7 that went out with it (forwarded unchanged); one the
+	 * issuer never saw (a stand-in for a link that was down) by the
+	 * acquirer's DE11 */
 	memset(de90, '0', sizeof(de90));
 	memcpy(de90, ec->mti, 4);
-	fmt6((uint32_t)r->key, de90 + DE90_OFF_STAN);
+	if (r->kind == REQ_ACQ && !r->sent_to_issuer) {
+		if (ec->len[ECHO_IDX_DE11] == 6)
+			memcpy(de90 + DE90_OFF_STAN, ec->data + ec->off[ECHO_IDX_DE11], 6);
+	} else {
+		fmt6((uint32_t)r->key, de90 + DE90_OFF_STAN);
+	}
 	for (i = 0; i < TSW_ENGINE_ECHO_FIELDS; i++) {
 		unsigned f = tsw_engine_echo_fields[i];
 
@@ -112,38 +122,58 @@ int saf_put(struct tsw_engine *e, const struct req *r, bool return_use, uint64_t
 		ed[n++] = (struct tsw_iso_edit){
 		    .field = (uint16_t)f, .len = ec->len[i], .data = ec->data + ec->off[i]};
 	}
-	ed[n++] = (struct tsw_iso_edit){.field = 0, .len = 4, .data = (const uint8_t *)"0400"};
+	ed[n++] = (struct tsw_iso_edit){.field = 0, .len = 4, .data = (const uint8_t *)mti};
 	ed[n++] = (struct tsw_iso_edit){
 	    .field = 2, .len = r->token_len, .data = (const uint8_t *)r->token};
 	if (r->has_token_expiry)
 		ed[n++] = (struct tsw_iso_edit){
 		    .field = 14, .len = 4, .data = (const uint8_t *)r->token_expiry};
-	/* the reversal of an approval names the issuer's approval code */
+	/* the reversal of an approval names its approval code */
 	if (r->has_approval_code)
 		ed[n++] = (struct tsw_iso_edit){
 		    .field = 38, .len = 6, .data = (const uint8_t *)r->approval_code};
+	if (rc)
+		ed[n++] = (struct tsw_iso_edit){.field = 39, .len = 2, .data = (const uint8_t *)rc};
 	ed[n++] =
 	    (struct tsw_iso_edit){.field = 90, .len = DE90_LEN, .data = (const uint8_t *)de90};
-	/* the token form is the acquirer-side 0400, in the acquirer's profile */
+	/* the token form is the acquirer-side message, in the acquirer's profile */
 	len = tsw_iso_encode(e->cfg.acq_profile, NULL, ed, n, e->saf_buf, TSW_STATE_SAF_MSG_MAX);
-	if (len <= 0) {
-		e->m->saf_dropped++;
-		engine_event_req(e, TSW_EV_SAF_PUT_REFUSED, r, len < 0 ? len : -TSW_E_BAD_INPUT);
+	if (len <= 0)
 		return len < 0 ? len : -TSW_E_BAD_INPUT;
-	}
+	/* -EAGAIN: the queue is full (the state counts saf_full); -ENOSPC:
+	 * its writer is degraded */
 	ret = tsw_state_saf_put_use(e->state, link_issuer(e, r->link), e->saf_buf, (size_t)len,
 				    return_use ? r->token : NULL, return_use ? r->token_len : 0, &id);
-	if (ret < 0) {
-		/* -EAGAIN: the queue is full (the state counts saf_full) */
-		e->m->saf_dropped++;
-		engine_event_req(e, TSW_EV_SAF_PUT_REFUSED, r, ret);
+	if (ret < 0)
 		return ret;
-	}
 	e->saf_last_id = id;
 	e->saf_next_poll_ns = 0; /* the next tick sends it when its link is up */
 	saf_gauge(e);
 	*ret_id = id;
 	return 0;
+}
+
+int saf_put(struct tsw_engine *e, const struct req *r, bool return_use, uint64_t *ret_id)
+{
+	int ret = put_token_form(e, r, "0400", NULL, return_use, ret_id);
+
+	if (ret < 0) {
+		e->m->saf_dropped++;
+		engine_event_req(e, TSW_EV_SAF_PUT_REFUSED, r, .err = ret);
+	}
+	return ret;
+}
+
+int saf_put_advice(struct tsw_engine *e, const struct req *r, uint64_t *ret_id)
+{
+	/* an authorization is advised 0120, a financial request 0220 */
+	const char *mti = r->mti_class == TSW_MTI_0200 ? "0220" : "0120";
+
+	int ret = put_token_form(e, r, mti, "00", false, ret_id);
+
+	if (ret < 0)
+		engine_event_req(e, TSW_EV_SAF_PUT_REFUSED, r, .err = ret, .why = "advice");
+	return ret;
 }
 
 /* Rewrites one claimed reversal to the PAN and sends it on link. */
@@ -231,7 +261,7 @@ static enum saf_outcome saf_send(struct tsw_engine *e, uint32_t link, const stru
 	r->kind = REQ_SAF;
 	r->saf_id = it->id;
 	r->saf_attempts = it->attempts;
-	r->mti_class = TSW_MTI_0400;
+	r->mti_class = (uint8_t)mti_class(m.mti); /* 0400, or a stand-in's 0120/0220 */
 	r->fwd_ns = r->start_ns = e->now_ns;
 	r->deadline_ns = e->now_ns + (uint64_t)e->cfg.issuer_timeout_ms * NS_PER_MS;
 	heap_push(e, r);

@@ -564,6 +564,7 @@ Test(reason, codes_and_names_match_design_table)
 		const char *rc, *name;
 	} want[] = {
 	    {TSW_AUTHZ_FORWARD, "00", "FORWARD"},
+	    {TSW_AUTHZ_STANDIN, "00", "STANDIN"},
 	    {TSW_AUTHZ_TOKEN_UNKNOWN, "14", "TOKEN_UNKNOWN"},
 	    {TSW_AUTHZ_TOKEN_DELETED, "14", "TOKEN_DELETED"},
 	    {TSW_AUTHZ_TOKEN_SUSPENDED, "62", "TOKEN_SUSPENDED"},
@@ -588,6 +589,10 @@ Test(reason, codes_and_names_match_design_table)
 	}
 	cr_expect_str_eq(tsw_authz_rc(TSW_AUTHZ_REASON_MAX), "96");
 	cr_expect_str_eq(tsw_authz_reason_name((enum tsw_authz_reason)200), "SYSTEM");
+	for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++)
+		cr_expect_eq(tsw_authz_is_decline(want[i].r),
+			     want[i].r != TSW_AUTHZ_FORWARD && want[i].r != TSW_AUTHZ_STANDIN, "%s",
+			     want[i].name);
 }
 
 Test(yymm, matches_gmtime_across_month_and_year_edges)

@@ -17,6 +17,7 @@
 #include "tsw/error.h"
 #include "tsw/metrics.h"
 #include "tsw/state.h"
+#include "tsw/token.h"
 
 static char tmpdir[64];
 
@@ -504,6 +505,86 @@ Test(config, reload_names_the_restart_only_keys_that_changed)
 	cr_assert_eq(tsw_config_restart_only_changed(&run, &next, NULL, 0), 4);
 }
 
+/* [standin]: true/false switches, a list of presentment modes in the
+ * order of enum tsw_pos_mode, bounded numbers; every key but the table
+ * size is applied by a reload */
+Test(config, standin_keys_parse_and_reload)
+{
+	static const struct {
+		const char *name;
+		enum tsw_pos_mode mode;
+	} modes[] = {
+	    {"contactless", TSW_POS_CONTACTLESS}, {"chip", TSW_POS_CHIP},
+	    {"ecommerce", TSW_POS_ECOMMERCE},	  {"cof", TSW_POS_COF},
+	    {"manual", TSW_POS_MANUAL},		  {"magstripe", TSW_POS_MAGSTRIPE},
+	};
+	static const struct {
+		const char *key, *value, *reason;
+	} bad[] = {
+	    {"enabled", "yes please", "standin.enabled must be true or false"},
+	    {"on_timeout", "", "standin.on_timeout must be true or false"},
+	    {"modes", "contactless, nfc", "standin.modes must list"},
+	    {"min_assurance", "100", "standin.min_assurance must be an integer in 0..99"},
+	    {"window_s", "0", "standin.window_s must be an integer"},
+	    {"max_tokens", "16777217", "standin.max_tokens must be an integer in 1..16777216"},
+	    {"max_amount", "-1", "standin.max_amount must be an integer"},
+	};
+	struct tsw_config cfg, run;
+	char reason[TSW_CONFIG_REASON_MAX], buf[TSW_CONFIG_REASON_MAX];
+
+	cr_assert_eq(sizeof(modes) / sizeof(modes[0]), TSW_POS_MODE_MAX);
+	cr_assert_eq(TSW_CONFIG_POS_MODES, TSW_POS_MODE_MAX);
+	tsw_config_defaults(&cfg);
+	cr_expect_not(cfg.standin_enabled, "off by default");
+	cr_expect_not(cfg.standin_on_timeout);
+	cr_expect_eq(cfg.standin_max_amount, 0);
+	cr_expect_eq(cfg.standin_modes, 1u << TSW_POS_CONTACTLESS | 1u << TSW_POS_CHIP);
+	cr_expect_eq(cfg.standin_max_amount_per_token, 0, "0: max_amount");
+	cr_expect_eq(cfg.standin_window_s, 86400);
+	for (size_t i = 0; i < sizeof(modes) / sizeof(modes[0]); i++) {
+		cr_assert_eq(
+		    tsw_config_set(&cfg, "standin", "modes", modes[i].name, reason, sizeof(reason)),
+		    0, "%s: %s", modes[i].name, reason);
+		cr_expect_eq(cfg.standin_modes, 1u << modes[i].mode, "%s", modes[i].name);
+	}
+	cr_assert_eq(tsw_config_set(&cfg, "standin", "modes", "cof,ecommerce  manual", NULL, 0), 0);
+	cr_expect_eq(cfg.standin_modes,
+		     1u << TSW_POS_COF | 1u << TSW_POS_ECOMMERCE | 1u << TSW_POS_MANUAL);
+	cr_assert_eq(tsw_config_set(&cfg, "standin", "modes", "", NULL, 0), 0);
+	cr_expect_eq(cfg.standin_modes, 0, "empty: no mode");
+	cr_assert_eq(tsw_config_set(&cfg, "standin", "enabled", "true", NULL, 0), 0);
+	cr_expect(cfg.standin_enabled);
+	cr_assert_eq(tsw_config_set(&cfg, "standin", "enabled", "false", NULL, 0), 0);
+	cr_expect_not(cfg.standin_enabled);
+	cr_assert_eq(tsw_config_set(&cfg, "standin", "max_amount", "4294967295", NULL, 0), 0);
+	cr_expect_eq(cfg.standin_max_amount, 4294967295u);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		struct tsw_config before;
+
+		tsw_config_defaults(&cfg);
+		before = cfg;
+		cr_assert_eq(tsw_config_set(&cfg, "standin", bad[i].key, bad[i].value, reason,
+					    sizeof(reason)),
+			     -TSW_E_CONFIG, "%s = %s accepted", bad[i].key, bad[i].value);
+		cr_expect_not_null(strstr(reason, bad[i].reason), "%s", reason);
+		cr_expect_eq(memcmp(&cfg, &before, sizeof(cfg)), 0, "%s changed cfg", bad[i].key);
+	}
+
+	tsw_config_defaults(&run);
+	cfg = run;
+	cr_assert_eq(tsw_config_set(&cfg, "standin", "enabled", "true", NULL, 0), 0);
+	cr_assert_eq(tsw_config_set(&cfg, "standin", "on_timeout", "true", NULL, 0), 0);
+	cr_assert_eq(tsw_config_set(&cfg, "standin", "max_amount", "5000", NULL, 0), 0);
+	cr_assert_eq(tsw_config_set(&cfg, "standin", "modes", "chip", NULL, 0), 0);
+	cr_assert_eq(tsw_config_set(&cfg, "standin", "min_assurance", "3", NULL, 0), 0);
+	cr_assert_eq(tsw_config_set(&cfg, "standin", "max_amount_per_token", "9", NULL, 0), 0);
+	cr_assert_eq(tsw_config_set(&cfg, "standin", "window_s", "60", NULL, 0), 0);
+	cr_assert_eq(tsw_config_restart_only_changed(&run, &cfg, buf, sizeof(buf)), 0, "%s", buf);
+	cr_assert_eq(tsw_config_set(&cfg, "standin", "max_tokens", "8", NULL, 0), 0);
+	cr_assert_eq(tsw_config_restart_only_changed(&run, &cfg, buf, sizeof(buf)), 1);
+	cr_assert_str_eq(buf, "standin.max_tokens");
+}
+
 static void checked_base(struct tsw_config *cfg)
 {
 	tsw_config_defaults(cfg);
@@ -737,6 +818,40 @@ Test(metrics_text, engine_table_capacities_and_evictions_are_exported)
 		cr_expect_eq(series(text, cases[i].name), (long long)(cases[i].a + cases[i].b),
 			     "%s", cases[i].name);
 	}
+	free(text);
+}
+
+/* every stand-in result has its series (a fixed label set, zeros
+ * included), summed over the workers; a stand-in is not a decline */
+Test(metrics_text, standin_results_and_advices_are_exported)
+{
+	char *text, want[128];
+	size_t len;
+
+	fill_shards();
+	for (unsigned r = 0; r < TSW_STANDIN_RESULT_MAX; r++) {
+		shards[0].standin[r] = r;
+		shards[1].standin[r] = 10 * r;
+	}
+	shards[0].standin_advices_queued = 2;
+	shards[1].standin_advices_queued = 3;
+	shards[1].standin_exposure_full = 4;
+	shards[0].declines[TSW_AUTHZ_STANDIN] = 9;
+	cr_assert_eq(tsw_ctl_render_metrics(&src, &text, &len), 0);
+	cr_expect_not_null(strstr(text, "# TYPE tsw_standin_total counter\n"));
+	for (unsigned r = 0; r < TSW_STANDIN_RESULT_MAX; r++) {
+		snprintf(want, sizeof(want), "tsw_standin_total{result=\"%s\"} %u\n",
+			 tsw_metrics_standin_name(r), 11 * r);
+		cr_expect_not_null(strstr(text, want), "missing: %s", want);
+	}
+	cr_expect_str_eq(tsw_metrics_standin_name(TSW_STANDIN_APPROVED), "approved");
+	cr_expect_str_eq(tsw_metrics_standin_name(TSW_STANDIN_DECLINED_UNQUEUED),
+			 "declined_unqueued");
+	cr_expect_null(tsw_metrics_standin_name(TSW_STANDIN_RESULT_MAX));
+	cr_expect_eq(series(text, "tsw_standin_advices_queued_total"), 5);
+	cr_expect_eq(series(text, "tsw_standin_exposure_full_total"), 4);
+	cr_expect_null(strstr(text, "reason=\"STANDIN\""), "a stand-in is not a decline");
+	cr_expect_null(strstr(text, "reason=\"FORWARD\""));
 	free(text);
 }
 

@@ -318,7 +318,8 @@ Test(events, a_reversal_without_a_state_is_refused_loudly_token_masked)
 	/* what an operator needs to find the sale: the acquirer's DE11, DE37
 	 * and DE4, the STAN the issuer saw, the token masked */
 	snprintf(want, sizeof(want),
-		 "link=0 issuer=0 reason=no_state token=%s stan=\"004711\" rrn=\"123456789012\" "
+		 "link=0 issuer=0 what=reversal reason=no_state token=%s stan=\"004711\" "
+		 "rrn=\"123456789012\" "
 		 "amount=\"000000000500\" switch_stan=\"%s\"",
 		 masked, h_field(&iss->m[0], 11));
 	cr_assert_str_eq(text(ev), want);

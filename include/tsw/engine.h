@@ -337,6 +337,12 @@ enum tsw_engine_event_kind {
 	TSW_EV_PARKED_FULL,		 /* n1: max_parked */
 	TSW_EV_FRAME_REFUSED,		 /* slot (why "acquirer") or link (why "issuer"), err;
 					  * n1: max_frame */
+	TSW_EV_STANDIN,			 /* link, token, stan, rrn, amount; why: the result
+					  * (approved, declined_amount, ...) */
+	TSW_EV_ANSWER_HELD_TIMEOUT,	 /* slot, id; n2: saf_durable_wait_ms: an answer went out
+					  * before its reversal or advice was durable */
+	TSW_EV_APPROVAL_UNDELIVERED,	 /* link, token, stan, rrn, amount; why: reversed or
+					  * unqueued (the issuer keeps the money) */
 	TSW_EV_EVENTS_DROPPED,		 /* n1: events dropped since the last report; n2: queue size */
 	TSW_EV_KIND_MAX
 };

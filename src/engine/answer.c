@@ -269,6 +269,8 @@ void engine_issuer_answer(struct tsw_engine *e, uint32_t link, const struct tsw_
 				e->m->answers_undelivered_reversed++;
 			else
 				e->m->answers_undelivered_unqueued++;
+			engine_event_req(e, TSW_EV_APPROVAL_UNDELIVERED, r,
+					 .why = put == 0 ? "reversed" : "unqueued");
 		}
 		answer_after(e, r, TSW_AUTHZ_SYSTEM, put, id);
 		return;

@@ -89,6 +89,8 @@ void held_poll(struct tsw_engine *e)
 			if (e->now_ns < r->hold_until_ns)
 				return;
 			e->m->answers_held_timeouts++;
+			engine_event(e, TSW_EV_ANSWER_HELD_TIMEOUT, .slot = r->acq_slot,
+				     .id = r->hold_id, .n2 = e->cfg.saf_durable_wait_ms);
 		}
 		held_pop(e);
 		if (reason == TSW_AUTHZ_STANDIN) {
@@ -130,10 +132,13 @@ void reverse_undelivered(struct tsw_engine *e, const struct req *r, bool return_
 {
 	uint64_t id;
 
-	if (saf_put(e, r, return_use, &id) == 0)
+	if (saf_put(e, r, return_use, &id) == 0) {
 		e->m->answers_undelivered_reversed++;
-	else
+		engine_event_req(e, TSW_EV_APPROVAL_UNDELIVERED, r, .why = "reversed");
+	} else {
 		e->m->answers_undelivered_unqueued++;
+		engine_event_req(e, TSW_EV_APPROVAL_UNDELIVERED, r, .why = "unqueued");
+	}
 }
 
 void unsent_track(struct tsw_engine *e, struct req *r)

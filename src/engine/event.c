@@ -37,6 +37,9 @@ static const struct kind_info kinds[TSW_EV_KIND_MAX] = {
     [TSW_EV_PENDING_FULL] = {"pending_full", TSW_LOG_WARN},
     [TSW_EV_PARKED_FULL] = {"parked_full", TSW_LOG_WARN},
     [TSW_EV_FRAME_REFUSED] = {"frame_refused", TSW_LOG_WARN},
+    [TSW_EV_STANDIN] = {"standin", TSW_LOG_WARN},
+    [TSW_EV_ANSWER_HELD_TIMEOUT] = {"answer_held_timeout", TSW_LOG_ERROR},
+    [TSW_EV_APPROVAL_UNDELIVERED] = {"approval_undelivered", TSW_LOG_WARN},
     [TSW_EV_EVENTS_DROPPED] = {"events_dropped", TSW_LOG_ERROR},
 };
 
@@ -357,6 +360,17 @@ size_t tsw_engine_event_format(const struct tsw_engine_event *ev, char *buf, siz
 		break;
 	case TSW_EV_PENDING_FULL:
 		add(&t, "max_pending=%" PRIu64, ev->n1);
+		break;
+	case TSW_EV_STANDIN:
+	case TSW_EV_APPROVAL_UNDELIVERED:
+		add_link(&t, ev);
+		add(&t, " %s=%s token=%s stan=\"%s\" rrn=\"%s\" amount=\"%s\"",
+		    ev->kind == TSW_EV_STANDIN ? "result" : "action", ev->why ? ev->why : "none",
+		    ev->token[0] ? ev->token : "none", ev->stan, ev->rrn, ev->amount);
+		break;
+	case TSW_EV_ANSWER_HELD_TIMEOUT:
+		add(&t, "conn=%" PRIu32 " id=\"%" PRIu64 "\" durable_wait_ms=%" PRIu64, ev->slot, ev->id,
+		    ev->n2);
 		break;
 	case TSW_EV_PARKED_FULL:
 		add(&t, "max_parked=%" PRIu64, ev->n1);

@@ -106,6 +106,7 @@ static int stand_in(struct tsw_engine *e, struct pipeline *pl, const struct tsw_
 		/* nowhere to hold it until its advice is durable */
 		e->m->pending_full++;
 		e->m->standin[TSW_STANDIN_DECLINED_UNQUEUED]++;
+		engine_event(e, TSW_EV_STANDIN, .why = "declined_unqueued");
 		return pl_decline(e, pl, TSW_AUTHZ_ISSUER_UNAVAILABLE);
 	}
 	echo_from_msg(&r->echo, pl->msg);

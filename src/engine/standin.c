@@ -302,6 +302,14 @@ static enum tsw_standin_result judge(const struct tsw_engine *e, bool has_amount
 	return TSW_STANDIN_APPROVED;
 }
 
+/* Counts what became of stand-in candidate r and tells the operator
+ * (rate-limited with every event). */
+static void decided(struct tsw_engine *e, const struct req *r, enum tsw_standin_result res)
+{
+	e->m->standin[res]++;
+	engine_event_req(e, TSW_EV_STANDIN, r, .why = tsw_metrics_standin_name(res));
+}
+
 bool standin_try(struct tsw_engine *e, struct req *r)
 {
 	uint64_t cap = e->cfg.standin_max_amount_per_token ? e->cfg.standin_max_amount_per_token
@@ -313,7 +321,7 @@ bool standin_try(struct tsw_engine *e, struct req *r)
 
 	res = judge(e, has_amount, amount, r->pos_mode, r->assurance);
 	if (res != TSW_STANDIN_APPROVED) {
-		e->m->standin[res]++;
+		decided(e, r, res);
 		return false;
 	}
 	ret = exposure_charge(e->standin_exp, r->token, r->token_len, amount, cap, e->now_ns,
@@ -321,7 +329,7 @@ bool standin_try(struct tsw_engine *e, struct req *r)
 	if (ret < 0) {
 		if (ret == -ENOSPC)
 			e->m->standin_exposure_full++;
-		e->m->standin[TSW_STANDIN_DECLINED_EXPOSURE]++;
+		decided(e, r, TSW_STANDIN_DECLINED_EXPOSURE);
 		return false;
 	}
 	approval_code(e, r->approval_code);
@@ -330,7 +338,7 @@ bool standin_try(struct tsw_engine *e, struct req *r)
 	if (ret < 0) {
 		exposure_refund(e->standin_exp, r->token, r->token_len, amount, start);
 		r->has_approval_code = false;
-		e->m->standin[TSW_STANDIN_DECLINED_UNQUEUED]++;
+		decided(e, r, TSW_STANDIN_DECLINED_UNQUEUED);
 		return false;
 	}
 	e->m->standin_advices_queued++;
@@ -361,7 +369,7 @@ void standin_release(struct tsw_engine *e, struct req *r, bool durable, bool ali
 		/* the writer did not commit the advice in time: no approval
 		 * may go out before it is on disk */
 		decline(e, r->acq_slot, &r->echo, TSW_AUTHZ_ISSUER_UNAVAILABLE);
-		e->m->standin[TSW_STANDIN_DECLINED_UNQUEUED]++;
+		decided(e, r, TSW_STANDIN_DECLINED_UNQUEUED);
 		conn_request_done(e, r->acq_slot, r->acq_gen);
 		reverse_standin(e, r);
 		return;
@@ -372,7 +380,7 @@ void standin_release(struct tsw_engine *e, struct req *r, bool durable, bool ali
 		reverse_standin(e, r);
 		return;
 	}
-	e->m->standin[TSW_STANDIN_APPROVED]++;
+	decided(e, r, TSW_STANDIN_APPROVED);
 	if (r->has_ticket) {
 		use_commit(e, r->ticket);
 		/* an acquirer reversal of a forwarded original gives it back */

@@ -328,3 +328,53 @@ Test(events, a_reversal_without_a_state_is_refused_loudly_token_masked)
 	H.e = NULL;
 	H.state = st;
 }
+
+/* An approval its acquirer never gets is reversed, and the operator hears
+ * which sale it was (token masked). */
+Test(events, an_undelivered_approval_names_the_sale_and_what_was_done)
+{
+	const struct tsw_engine_event *ev;
+	char masked[32], want[256];
+	unsigned n;
+
+	h_start(&H);
+	n = h_auth(&H, body, sizeof(body), H_OK, "004721", 0);
+	cr_assert_eq(h_send(&H, body, n), 0);
+	h_collect(&H, TSW_EP_LINK, 0, iss);
+	cr_assert_eq(iss->n, 1);
+	tsw_engine_acq_close(H.e, (uint32_t)H.slot);
+	cr_assert_eq(h_issuer_answer(&H, 0, &iss->m[0], "00", 0), 0);
+	n = drain();
+	ev = find(n, TSW_EV_APPROVAL_UNDELIVERED);
+	cr_assert_not_null(ev);
+	cr_assert_eq(tsw_mask_pan(h_tokens[H_OK].token, 16, masked, sizeof(masked)), 0);
+	snprintf(want, sizeof(want),
+		 "link=0 issuer=0 action=reversed token=%s stan=\"004721\" rrn=\"123456789012\" "
+		 "amount=\"000000000500\"",
+		 masked);
+	cr_assert_str_eq(text(ev), want);
+	cr_assert_eq(tsw_engine_event_level(ev->kind), TSW_LOG_WARN);
+}
+
+/* A stand-in decision is an event of its own (rate-limited like any). */
+Test(events, a_stand_in_decision_is_reported_with_its_result)
+{
+	const struct tsw_engine_event *ev;
+	unsigned n;
+
+	H.cfg.standin_enabled = true;
+	H.cfg.standin_max_amount = 100; /* the auth's 500 is above it */
+	h_start(&H);
+	tsw_engine_link_down(H.e, 0, H.now);
+	drain();
+	n = h_auth(&H, body, sizeof(body), H_OK, "004731", 0);
+	cr_assert_eq(h_send(&H, body, n), 0);
+	h_collect(&H, TSW_EP_ACQ, (uint32_t)H.slot, acq);
+	cr_assert_eq(acq->n, 1);
+	cr_assert_str_eq(h_field(&acq->m[0], 39), "91");
+	n = drain();
+	ev = find(n, TSW_EV_STANDIN);
+	cr_assert_not_null(ev);
+	cr_assert_str_eq(ev->why, "declined_amount");
+	cr_assert_str_eq(ev->stan, "004731");
+}

@@ -268,11 +268,25 @@ int tsw_state_saf_put(struct tsw_state *st, uint32_t route_key, const uint8_t *m
  * is given back (tsw_state_return_use(), queued behind the item's delete
  * so it commits with it or after it: a crash between the two keeps the
  * use spent, never gives it back twice; counted in saf_uses_returned).
- * The token is stored with the item, across restarts. Returns what
+ * The token is stored with the item, across restarts, and so are flags
+ * (TSW_STATE_SAF_ADVICE or 0) and the put's wall-clock time. Returns what
  * tsw_state_saf_put() returns; -TSW_E_BAD_INPUT also for a token above
- * 19 digits. */
-int tsw_state_saf_put_use(struct tsw_state *st, uint32_t route_key, const uint8_t *msg,
-			  size_t len, const char *use_token, size_t use_token_len, uint64_t *ret_id);
+ * 19 digits or an unknown flag. */
+int tsw_state_saf_put_use(struct tsw_state *st, uint32_t route_key, uint32_t flags,
+			  const uint8_t *msg, size_t len, const char *use_token, size_t use_token_len,
+			  uint64_t *ret_id);
+
+/* flags of tsw_state_saf_put_use(): the item is an advice (a stand-in
+ * approval the issuer must hear of), not a reversal; kept with it, for
+ * tsw_state_saf_oldest(). */
+#define TSW_STATE_SAF_ADVICE 1u
+
+/* The age in ms (wall clock, across restarts) of the oldest queued
+ * reversal and of the oldest queued advice; 0 when there is none. Scans
+ * the queue under its lock until it has found both (O(depth) at worst):
+ * for the control plane's scrape, not a worker's path. */
+void tsw_state_saf_oldest(const struct tsw_state *st, uint64_t *ret_reversal_ms,
+			  uint64_t *ret_advice_ms);
 
 /* True once the put of id is committed to disk (stays true after the ack).
  * Lock-free; the same sequence as tsw_state_durable(). False for 0. */

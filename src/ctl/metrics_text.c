@@ -290,6 +290,7 @@ static const struct scalar state_scalars[] = {
 
 static void put_state(struct text *t, const struct tsw_state *st)
 {
+	uint64_t oldest_rev_ms, oldest_adv_ms;
 	struct tsw_state_stats ss;
 
 	put(t,
@@ -319,6 +320,14 @@ static void put_state(struct text *t, const struct tsw_state *st)
 	    "# HELP tsw_state_commit_seconds_total Time in group-commit writes and fsync.\n"
 	    "# TYPE tsw_state_commit_seconds_total counter\ntsw_state_commit_seconds_total %.6f\n",
 	    (double)ss.commit_ns_total / 1e9);
+	tsw_state_saf_oldest(st, &oldest_rev_ms, &oldest_adv_ms);
+	put(t,
+	    "# HELP tsw_state_saf_oldest_age_seconds Age of the oldest queued reversal and of the "
+	    "oldest queued stand-in advice (0: none queued).\n"
+	    "# TYPE tsw_state_saf_oldest_age_seconds gauge\n"
+	    "tsw_state_saf_oldest_age_seconds{kind=\"reversal\"} %.3f\n"
+	    "tsw_state_saf_oldest_age_seconds{kind=\"advice\"} %.3f\n",
+	    (double)oldest_rev_ms / 1e3, (double)oldest_adv_ms / 1e3);
 }
 
 int tsw_ctl_render_metrics(const struct tsw_ctl_source *src, char **ret_text, size_t *ret_len)

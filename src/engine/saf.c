@@ -142,7 +142,8 @@ static int put_token_form(struct tsw_engine *e, const struct req *r, const char 
 		return len < 0 ? len : -TSW_E_BAD_INPUT;
 	/* -EAGAIN: the queue is full (the state counts saf_full); -ENOSPC:
 	 * its writer is degraded */
-	ret = tsw_state_saf_put_use(e->state, link_issuer(e, r->link), e->saf_buf, (size_t)len,
+	ret = tsw_state_saf_put_use(e->state, link_issuer(e, r->link),
+				    mti[2] == '2' ? TSW_STATE_SAF_ADVICE : 0, e->saf_buf, (size_t)len,
 				    return_use ? r->token : NULL, return_use ? r->token_len : 0, &id);
 	if (ret < 0)
 		return ret;

@@ -9,6 +9,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "state_int.h"
 #include "tsw/error.h"
@@ -31,12 +32,21 @@ struct saf_record_v1 {
 struct saf_record {
 	uint32_t route_key;
 	uint32_t len;
-	uint32_t flags; /* none yet: 0 */
+	uint32_t flags;	       /* TSW_STATE_SAF_* */
 	uint8_t use_token_len; /* 0: the ack gives no use back */
 	char use_token[TSW_TOKEN_MAX_DIGITS];
+	uint64_t put_ms; /* CLOCK_REALTIME at the put: its age survives a restart */
 };
 
-_Static_assert(sizeof(struct saf_record) == 32, "the format-2 header is 32 bytes");
+_Static_assert(sizeof(struct saf_record) == 40, "the format-2 header is 40 bytes");
+
+static uint64_t wall_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
 
 static void key_of(uint64_t disk_key, uint8_t out[SAF_KEY_LEN])
 {
@@ -233,6 +243,9 @@ int saf_load(struct tsw_state *st, MDB_txn *txn)
 		s->len = rec.len;
 		s->route_key = rec.route_key;
 		s->use_token_len = rec.use_token_len;
+		s->flags = rec.flags;
+		/* format 1 kept no put time: its age counts from the load */
+		s->put_ms = rec.put_ms ? rec.put_ms : wall_ms();
 		memcpy(s->use_token, rec.use_token, sizeof(s->use_token));
 		s->disk_key = key_from(k.mv_data);
 		q->next_key = s->disk_key + 1;
@@ -264,6 +277,8 @@ int saf_write(struct tsw_state *st, MDB_txn *txn, const struct op *op)
 	rec.route_key = s->route_key;
 	rec.len = s->len;
 	rec.use_token_len = s->use_token_len;
+	rec.flags = s->flags;
+	rec.put_ms = s->put_ms;
 	memcpy(rec.use_token, s->use_token, sizeof(rec.use_token));
 	v.mv_size = sizeof(rec) + s->len;
 	v.mv_data = NULL;
@@ -305,11 +320,12 @@ bool saf_acked(struct tsw_state *st, uint32_t slot)
 int tsw_state_saf_put(struct tsw_state *st, uint32_t route_key, const uint8_t *msg, size_t len,
 		      uint64_t *ret_id)
 {
-	return tsw_state_saf_put_use(st, route_key, msg, len, NULL, 0, ret_id);
+	return tsw_state_saf_put_use(st, route_key, 0, msg, len, NULL, 0, ret_id);
 }
 
-int tsw_state_saf_put_use(struct tsw_state *st, uint32_t route_key, const uint8_t *msg,
-			  size_t len, const char *use_token, size_t use_token_len, uint64_t *ret_id)
+int tsw_state_saf_put_use(struct tsw_state *st, uint32_t route_key, uint32_t flags,
+			  const uint8_t *msg, size_t len, const char *use_token, size_t use_token_len,
+			  uint64_t *ret_id)
 {
 	struct saf_queue *q = &st->saf;
 	struct saf_slot *s;
@@ -318,7 +334,7 @@ int tsw_state_saf_put_use(struct tsw_state *st, uint32_t route_key, const uint8_
 	int rc;
 
 	if (msg == NULL || len == 0 || use_token_len > TSW_TOKEN_MAX_DIGITS ||
-	    (use_token_len && use_token == NULL))
+	    (use_token_len && use_token == NULL) || (flags & ~TSW_STATE_SAF_ADVICE))
 		return -TSW_E_BAD_INPUT;
 	if (len > TSW_STATE_SAF_MSG_MAX) {
 		count(&st->c.saf_too_big);
@@ -353,6 +369,8 @@ int tsw_state_saf_put_use(struct tsw_state *st, uint32_t route_key, const uint8_
 	if (use_token_len)
 		memcpy(s->use_token, use_token, use_token_len);
 	s->use_token_len = (uint8_t)use_token_len;
+	s->flags = flags;
+	s->put_ms = wall_ms();
 	s->attempts = 0;
 	s->claimed = false;
 	s->not_before_ms = 0;
@@ -507,4 +525,32 @@ int tsw_state_saf_retry(struct tsw_state *st, uint64_t id, uint64_t not_before_m
 		return -TSW_E_NOT_FOUND;
 	count(&st->c.saf_retries);
 	return 0;
+}
+
+void tsw_state_saf_oldest(const struct tsw_state *st, uint64_t *ret_reversal_ms,
+			  uint64_t *ret_advice_ms)
+{
+	/* a read: only the lock changes (as in tsw_state_stats' callers) */
+	struct saf_queue *q = (struct saf_queue *)&st->saf;
+	uint64_t now = wall_ms(), rev = 0, adv = 0;
+	bool have_rev = false, have_adv = false;
+
+	pthread_mutex_lock(&q->lock);
+	/* the list is in put order: the first of each kind is its oldest */
+	for (uint32_t i = q->head; i != SAF_NIL && !(have_rev && have_adv); i = q->slots[i].next) {
+		const struct saf_slot *s = &q->slots[i];
+		bool advice = s->flags & TSW_STATE_SAF_ADVICE;
+		uint64_t age = now > s->put_ms ? now - s->put_ms : 0;
+
+		if (advice && !have_adv) {
+			adv = age;
+			have_adv = true;
+		} else if (!advice && !have_rev) {
+			rev = age;
+			have_rev = true;
+		}
+	}
+	pthread_mutex_unlock(&q->lock);
+	*ret_reversal_ms = rev;
+	*ret_advice_ms = adv;
 }

@@ -82,6 +82,8 @@ struct saf_slot {
 	uint32_t attempts;
 	char use_token[TSW_TOKEN_MAX_DIGITS]; /* the ack gives back a use of it */
 	uint8_t use_token_len;		      /* 0: none */
+	uint32_t flags;			      /* TSW_STATE_SAF_* */
+	uint64_t put_ms;		      /* CLOCK_REALTIME at the put */
 	uint32_t prev, next; /* the id-ordered list of live items; SAF_NIL ends */
 	uint32_t next_free;
 	uint8_t state; /* enum saf_slot_state */

@@ -120,6 +120,11 @@ def test_issuer_down_standin_under_the_floor_and_its_advice_delivered_exactly_on
         assert_eq(sw.metric('tsw_standin_total{result="declined_amount"}'), 1.0, "declined")
         assert_eq(sw.metric("tsw_standin_advices_queued_total"), 1.0, "advices queued")
         assert_eq(sw.metric("tsw_state_saf_depth"), 1.0, "one advice in the queue")
+        # the operator sees how long the issuer has owed its advice
+        T.wait_for(lambda: sw.metric('tsw_state_saf_oldest_age_seconds{kind="advice"}') > 0, 5,
+                   "the oldest advice's age")
+        assert_eq(sw.metric('tsw_state_saf_oldest_age_seconds{kind="reversal"}'), 0.0,
+                  "no reversal queued")
 
         # the issuer comes back on its port: the advice reaches it
         issuer = T.FakeIssuer(PROFILE, port=port)
@@ -140,6 +145,8 @@ def test_issuer_down_standin_under_the_floor_and_its_advice_delivered_exactly_on
             pass
         assert_eq(len(advices(issuer)), 1, "exactly one advice")
         assert_eq(sw.metric("tsw_state_saf_depth"), 0.0, "the queue is empty")
+        assert_eq(sw.metric('tsw_state_saf_oldest_age_seconds{kind="advice"}'), 0.0,
+                  "no advice owed any more")
         if PAN.encode() in c.raw:
             raise AssertionError("a PAN reached the acquirer side")
     finally:

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "state_harness.h"
@@ -622,7 +623,7 @@ Test(saf, ack_of_a_use_reversal_gives_the_use_back_once_even_after_a_restart)
 	st = open_saf(0, &efd);
 	cr_assert_eq(tsw_state_reserve(st, USE_TOKEN, 16, 1, &ticket), 0);
 	cr_assert_eq(tsw_state_commit_use(st, ticket), 0);
-	cr_assert_eq(tsw_state_saf_put_use(st, 1, (const uint8_t *)REVERSAL_A, strlen(REVERSAL_A),
+	cr_assert_eq(tsw_state_saf_put_use(st, 1, 0, (const uint8_t *)REVERSAL_A, strlen(REVERSAL_A),
 					   USE_TOKEN, 16, &id),
 		     0);
 	cr_assert(wait_durable(st, efd, id));
@@ -670,8 +671,10 @@ Test(saf, plain_reversal_ack_gives_no_use_back)
 	cr_expect_eq(tok.used, 1);
 	tsw_state_stats(st, &ss);
 	cr_expect_eq(ss.saf_uses_returned, 0);
-	cr_expect_eq(tsw_state_saf_put_use(st, 1, (const uint8_t *)"x", 1, USE_TOKEN, 20, &id),
+	cr_expect_eq(tsw_state_saf_put_use(st, 1, 0, (const uint8_t *)"x", 1, USE_TOKEN, 20, &id),
 		     -TSW_E_BAD_INPUT, "a token above 19 digits");
+	cr_expect_eq(tsw_state_saf_put_use(st, 1, 2, (const uint8_t *)"x", 1, NULL, 0, &id),
+		     -TSW_E_BAD_INPUT, "an unknown flag");
 	close_saf(st, efd);
 }
 
@@ -891,4 +894,54 @@ Test(saf, full_map_degrades_acks_still_commit_then_it_recovers_by_itself)
 	free(nums);
 	free(ids);
 	free(it);
+}
+
+/* The oldest reversal's and the oldest advice's ages (what an operator
+ * watches during an issuer outage) come from the put's wall-clock time,
+ * kept on disk: a restart does not make an old item young. */
+Test(saf, oldest_reversal_and_advice_ages_survive_a_restart)
+{
+	static const uint8_t key8[8] = {0, 0, 0, 0, 0, 0, 0, 3};
+	struct {
+		uint32_t route_key, len, flags;
+		uint8_t use_token_len;
+		char use_token[19];
+		uint64_t put_ms;
+		char msg[sizeof(REVERSAL_A) - 1];
+	} rec;
+	struct timespec now;
+	struct tsw_state *st;
+	uint64_t rev, adv, id;
+	int efd;
+
+	_Static_assert(sizeof(rec) == 40 + sizeof(REVERSAL_A) - 1, "the format-2 record");
+	clock_gettime(CLOCK_REALTIME, &now);
+	memset(&rec, 0, sizeof(rec));
+	rec.route_key = 1;
+	rec.len = sizeof(REVERSAL_A) - 1;
+	rec.flags = TSW_STATE_SAF_ADVICE;
+	rec.put_ms = (uint64_t)now.tv_sec * 1000 + (uint64_t)now.tv_nsec / 1000000 - 90000;
+	memcpy(rec.msg, REVERSAL_A, sizeof(rec.msg));
+	write_raw(key8, 8, &rec, sizeof(rec));
+
+	st = open_saf(0, &efd);
+	tsw_state_saf_oldest(st, &rev, &adv);
+	cr_expect_eq(rev, 0, "no reversal queued");
+	cr_expect_geq(adv, 90000, "the advice put 90 s ago is 90 s old after the restart");
+	cr_expect_lt(adv, 600000);
+	cr_assert_eq(tsw_state_saf_put_use(st, 1, 0, (const uint8_t *)REVERSAL_B,
+					   strlen(REVERSAL_B), NULL, 0, &id),
+		     0);
+	tsw_state_saf_oldest(st, &rev, &adv);
+	cr_expect_lt(rev, 60000, "a reversal just put");
+	cr_expect_geq(adv, 90000);
+	cr_assert(wait_durable(st, efd, id));
+	close_saf(st, efd);
+
+	/* the reversal's put time went to disk with it */
+	st = open_saf(0, &efd);
+	tsw_state_saf_oldest(st, &rev, &adv);
+	cr_expect_lt(rev, 60000);
+	cr_expect_geq(adv, 90000);
+	close_saf(st, efd);
 }

@@ -252,8 +252,10 @@ struct tsw_saf_item {
  * first put into a slot whose buffer is too small allocates it, later
  * ones reuse it). The item is claimable at once and durable once
  * tsw_state_saf_durable(*ret_id) (the writer's next group commit; the
- * eventfds fire). Returns 0 and sets *ret_id (never 0), -ENOSPC (the
- * writer is degraded, tsw_state_health(): counted as saf_refused),
+ * eventfds fire). A degraded writer (tsw_state_health()) holds the put
+ * in memory: the item is claimable, durable once there is room. Returns
+ * 0 and sets *ret_id (never 0), -ENOSPC (an advice while the writer is
+ * degraded, see tsw_state_saf_put_use(): counted as saf_refused),
  * -EAGAIN (the
  * queue holds saf_max_entries items, or the slots of acked items are not
  * yet freed by a commit: counted as saf_full), -EMSGSIZE (len above the
@@ -270,8 +272,9 @@ int tsw_state_saf_put(struct tsw_state *st, uint32_t route_key, const uint8_t *m
  * use spent, never gives it back twice; counted in saf_uses_returned).
  * The token is stored with the item, across restarts, and so are flags
  * (TSW_STATE_SAF_ADVICE or 0) and the put's wall-clock time. Returns what
- * tsw_state_saf_put() returns; -TSW_E_BAD_INPUT also for a token above
- * 19 digits or an unknown flag. */
+ * tsw_state_saf_put() returns, -ENOSPC also for an advice while the
+ * writer is degraded (its stand-in approval waits for the commit);
+ * -TSW_E_BAD_INPUT for a token above 19 digits or an unknown flag. */
 int tsw_state_saf_put_use(struct tsw_state *st, uint32_t route_key, uint32_t flags,
 			  const uint8_t *msg, size_t len, const char *use_token, size_t use_token_len,
 			  uint64_t *ret_id);
@@ -311,12 +314,19 @@ int tsw_state_saf_claim(struct tsw_state *st, uint32_t worker, uint32_t max,
 int tsw_state_saf_claim_route(struct tsw_state *st, uint32_t worker, uint32_t route_key,
 			      uint32_t max, struct tsw_saf_item *ret_items, size_t *ret_n);
 
-/* The issuer answered the reversal id: the item leaves the queue now and
- * its delete is queued for the writer (durable at the next commit; a
+/* The issuer accepted the reversal id (00): the item leaves the queue
+ * now, the use it was put with is given back, and its delete is queued
+ * for the writer (durable at the next commit; a
  * crash before that sends it once more). Never waits on I/O, never
  * refused for a full queue. Whoever holds the claim, the ack counts.
  * Returns 0 or -TSW_E_NOT_FOUND (unknown id, or already acked). */
 int tsw_state_saf_ack(struct tsw_state *st, uint64_t id);
+
+/* tsw_state_saf_ack() for an item settled without its use: the issuer
+ * declined the reversal (anything but 00 and the repeat codes), or it can
+ * never be sent. The limited use stays spent: only an accepted reversal
+ * shows the issuer gave the money back. Same returns. */
+int tsw_state_saf_settle(struct tsw_state *st, uint64_t id);
 
 /* Sending id failed or timed out: the claim is released and the item is
  * due again at not_before_ms on the state's clock (tsw_state_now_ms();

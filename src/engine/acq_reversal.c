@@ -27,7 +27,13 @@
  * issuer answers that reversal 00, acq_rev_take_use finds the original
  * through the link, clears the flag and the engine gives the use back
  * once: a repeated reversal (0401, 0421) finds the flag cleared. An
- * original or link pushed out of the table gives nothing back.
+ * original or link pushed out of the table gives nothing back. The
+ * original's request remembers whether it set the flag (use_flagged):
+ * when its approval turns out undelivered and the switch reverses it
+ * itself, a flag that was set but is gone now (taken, or pushed out with
+ * its entry) may have been given back already, so the use stays spent;
+ * a flag never set (the entry was gone or busy at the approval) cannot
+ * have been taken by anyone, so that reversal gives the use back.
  *
  * Size: the table's entries (a power of two: the slot is the hash
  * masked) plus as many links. An original pushed out by another one is
@@ -343,20 +349,25 @@ int acq_rev_de90(struct tsw_engine *e, uint32_t slot, uint64_t own_key, const ch
 	return 1;
 }
 
+enum { FLAG_BUSY = -2, FLAG_GONE = -1 };
+
 /* Sets (flag 1) or takes (flag 0) the use flag of original h. Returns
- * -1 when the slot holds another original (or none), else the flag as
- * it was; 0 as well when another writer holds the slot (nothing changes:
- * the use stays spent). */
+ * FLAG_GONE when the slot holds another original (or none), FLAG_BUSY
+ * when other writers held it for READ_TRIES tries (nothing changes),
+ * else the flag as it was. */
 static int use_flag(struct tsw_engine *e, uint64_t h, uint32_t flag)
 {
 	struct acq_rev_ent *s = orig_slot(e->acq_rev, h);
 	uint32_t q, was;
+	int i;
 
-	if (!slot_lock(s, &q))
-		return 0;
+	for (i = 0; i < READ_TRIES && !slot_lock(s, &q); i++)
+		;
+	if (i == READ_TRIES)
+		return FLAG_BUSY;
 	if (LD(&s->hash) != h) {
 		slot_unlock(s, q);
-		return -1;
+		return FLAG_GONE;
 	}
 	was = LD(&s->use_consumed);
 	ST(&s->use_consumed, flag);
@@ -364,33 +375,19 @@ static int use_flag(struct tsw_engine *e, uint64_t h, uint32_t flag)
 	return (int)was;
 }
 
-void acq_rev_use_consumed(struct tsw_engine *e, const struct req *r)
+void acq_rev_use_consumed(struct tsw_engine *e, struct req *r)
 {
-	if (e->acq_rev && r->acq_rev_key)
-		use_flag(e, r->acq_rev_key, 1);
+	r->use_flagged = e->acq_rev && r->acq_rev_key && use_flag(e, r->acq_rev_key, 1) >= 0;
 }
 
 bool acq_rev_disown_use(struct tsw_engine *e, const struct req *r)
 {
-	struct acq_rev_ent *s;
-	uint32_t q;
-	bool ret;
-
-	if (!e->acq_rev || !r->acq_rev_key)
+	/* never flagged: no acquirer reversal can have taken it */
+	if (!r->use_flagged)
 		return true;
-	s = orig_slot(e->acq_rev, r->acq_rev_key);
-	/* a busy slot: keep the use spent (an acquirer reversal may be
-	 * taking it right now) */
-	if (!slot_lock(s, &q))
-		return false;
-	if (LD(&s->hash) != r->acq_rev_key) {
-		ret = true; /* pushed out: nobody else can give it back */
-	} else {
-		ret = LD(&s->use_consumed) != 0;
-		ST(&s->use_consumed, 0u);
-	}
-	slot_unlock(s, q);
-	return ret;
+	/* still flagged: ours now. Taken, pushed out with its entry, or a
+	 * busy slot: an acquirer reversal may have given it back */
+	return use_flag(e, r->acq_rev_key, 0) == 1;
 }
 
 bool acq_rev_take_use(struct tsw_engine *e, const struct req *r)

@@ -47,16 +47,18 @@ void acq_rev_remember(struct tsw_engine *e, uint64_t h, const struct tsw_iso_msg
 int acq_rev_de90(struct tsw_engine *e, uint32_t slot, uint64_t own_key, const char *token,
 		 size_t token_len, const struct tsw_iso_msg *m, char out[TSW_ENGINE_DE90_LEN]);
 /* The issuer approved original r (0100/0200, r->acq_rev_key) and its
- * limited use was committed: the remembered original is flagged (nothing
- * when it was pushed out of the table). */
-void acq_rev_use_consumed(struct tsw_engine *e, const struct req *r);
+ * limited use was committed: the remembered original is flagged, and
+ * r->use_flagged says whether it was (not when it was pushed out of the
+ * table, or other writers held its slot). */
+void acq_rev_use_consumed(struct tsw_engine *e, struct req *r);
 /* Approval r (its use committed, acq_rev_use_consumed called) never
  * reached its acquirer and the switch reverses it itself: true when that
- * reversal's ack must give the use back. The original's flag is cleared
- * (an acquirer reversal of it then gives nothing back); false when the
- * flag was already taken by an acquirer reversal answered 00, or another
- * worker holds the slot right now. An original pushed out of the table:
- * true (nobody else can give it back). */
+ * reversal's ack must give the use back. True when r's flag was never
+ * set (nobody else can give the use back), or is still set (it is
+ * cleared: an acquirer reversal then gives nothing back); false when it
+ * is gone (taken by an acquirer reversal answered 00, or pushed out of
+ * the table: either may have given it back) or other workers hold the
+ * slot: the use stays spent, never given back twice. */
 bool acq_rev_disown_use(struct tsw_engine *e, const struct req *r);
 /* The issuer answered reversal r 00: true when r named (through DE90) a
  * flagged original; the flag is cleared, so a repeated reversal of the

@@ -45,10 +45,13 @@ static void answer_after(struct tsw_engine *e, struct req *r, enum tsw_authz_rea
 }
 
 /* Finishes a forwarded request that got no answer (timeout, link down):
- * the use given back, a reversal queued for an authorization whose
- * outcome at the issuer is unknown, then 91 to the acquirer once that
- * reversal is durable. A reversal the queue refuses (full, no state)
- * does not hold the 91 back: saf_dropped counts it. */
+ * a reversal queued for an authorization whose outcome at the issuer is
+ * unknown, then 91 to the acquirer once that reversal is durable. The
+ * issuer may have approved it: a limited use stays spent, and the
+ * reversal's acceptance gives it back (a request that never reached the
+ * issuer gives it back now). A reversal the queue refuses (full, no
+ * state) does not hold the 91 back: saf_dropped counts it, and the use
+ * stays spent. */
 void req_fail(struct tsw_engine *e, struct req *r, int timed_out)
 {
 	struct issuer_link *l = &e->links[r->link];
@@ -74,10 +77,13 @@ void req_fail(struct tsw_engine *e, struct req *r, int timed_out)
 	if (timed_out && standin_wanted(e, r->mti_class, true) && conn_alive(e, r) &&
 	    standin_try(e, r))
 		return;
-	if (r->has_ticket)
+	if (moves_money(r) && r->sent_to_issuer) {
+		if (r->has_ticket)
+			use_commit(e, r->ticket);
+		put = saf_put(e, r, r->has_ticket, &id);
+	} else if (r->has_ticket) {
 		use_release(e, r->ticket);
-	if (moves_money(r))
-		put = saf_put(e, r, false, &id);
+	}
 	if (conn_alive(e, r)) {
 		answer_after(e, r, TSW_AUTHZ_ISSUER_UNAVAILABLE, put, id);
 		return;
@@ -238,7 +244,8 @@ void engine_issuer_answer(struct tsw_engine *e, uint32_t link, const struct tsw_
 	 * back once, whether or not the acquirer still hears the answer (a
 	 * full queue keeps the use spent: never a double spend) */
 	if ((r->mti_class == TSW_MTI_0400 || r->mti_class == TSW_MTI_0420) && rc[0] == '0' &&
-	    rc[1] == '0' && rc[2] == 0 && e->state && acq_rev_take_use(e, r))
+	    rc[1] == '0' && rc[2] == 0 && e->state && !r->partial_reversal &&
+	    acq_rev_take_use(e, r))
 		tsw_state_return_use(e->state, r->token, r->token_len);
 	if (!conn_alive(e, r)) {
 		e->m->answers_conn_gone++;
@@ -249,8 +256,8 @@ void engine_issuer_answer(struct tsw_engine *e, uint32_t link, const struct tsw_
 	}
 	switch (deliver_answer(e, r, m, rc)) {
 	case 1:
-		conn_request_done(e, r->acq_slot, r->acq_gen);
 		if (!owes) {
+			conn_request_done(e, r->acq_slot, r->acq_gen);
 			req_free(e, r);
 			return;
 		}
@@ -258,7 +265,10 @@ void engine_issuer_answer(struct tsw_engine *e, uint32_t link, const struct tsw_
 		 * (acq_reversal.c), unless the approval never leaves */
 		if (r->has_ticket)
 			acq_rev_use_consumed(e, r);
+		/* where the approval ends in the output, before the
+		 * connection goes on with input that waited behind it */
 		unsent_track(e, r);
+		conn_request_done(e, r->acq_slot, r->acq_gen);
 		return;
 	case 0:
 		/* approved at the issuer but answered 96: the approval is

@@ -150,6 +150,8 @@ struct req {
 	uint64_t pan_fp;  /* REQ_ACQ: its keyed fingerprint, never the PAN */
 	char pan_last4[4]; /* REQ_ACQ: its last 4 digits (shown by masking too): scan filter */
 	uint64_t acq_rev_key; /* REQ_ACQ: acq_reversal.c key of the acquirer's message */
+	bool use_flagged;     /* REQ_ACQ: acq_rev_use_consumed set its original's flag */
+	bool partial_reversal; /* REQ_ACQ: a reversal whose DE95 keeps part of the sale */
 	uint64_t dup_hash; /* REQ_ACQ: dup.c chain of (connection, DE11, DE7) */
 	uint32_t dup_next;
 	bool in_dup;

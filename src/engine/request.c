@@ -130,6 +130,22 @@ static int stand_in(struct tsw_engine *e, struct pipeline *pl, const struct tsw_
 	return 0;
 }
 
+/* A reversal whose DE95 (replacement amounts) names a transaction amount
+ * above zero reverses part of the sale: the rest stands, and so does the
+ * limited use it spent. */
+static bool keeps_part_of_sale(const struct tsw_iso_msg *m)
+{
+	const uint8_t *p;
+
+	if (tsw_authz_class_of(m->mti) != TSW_AUTHZ_CLASS_REVERSAL || !tsw_iso_has(m, 95))
+		return false;
+	p = tsw_iso_ptr(m, 95);
+	for (size_t i = 0; i < m->f[95].len && i < 12; i++)
+		if (p[i] != '0')
+			return true;
+	return false;
+}
+
 static int forward(struct tsw_engine *e, struct pipeline *pl, const struct tsw_token *t)
 {
 	const struct tsw_iso_msg *m = pl->msg;
@@ -249,6 +265,7 @@ static int forward(struct tsw_engine *e, struct pipeline *pl, const struct tsw_t
 	heap_push(e, r);
 	dup_add(e, r);
 	r->acq_rev_key = rev_key;
+	r->partial_reversal = rev_key && keeps_part_of_sale(m);
 	if (cls == TSW_MTI_0100 || cls == TSW_MTI_0200)
 		acq_rev_remember(e, rev_key, m, (uint32_t)r->key);
 	c->inflight++;

@@ -81,7 +81,7 @@ static void give_back(struct tsw_engine *e, uint64_t id, uint64_t delay_ms)
 static void drop(struct tsw_engine *e, uint64_t id)
 {
 	engine_event(e, TSW_EV_SAF_DROPPED, .id = id, .why = "token_gone_or_unreadable");
-	if (tsw_state_saf_ack(e->state, id) == 0)
+	if (tsw_state_saf_settle(e->state, id) == 0)
 		e->m->saf_dropped++;
 }
 
@@ -383,6 +383,16 @@ static bool wants_repeat(const char *rc)
 	return strcmp(rc, "91") == 0 || strcmp(rc, "96") == 0;
 }
 
+/* The item leaves the queue; only a reversal the issuer accepted (00)
+ * shows it gave the money back, so only that gives its limited use back
+ * (a declined one, 25 original not found included, keeps it spent). */
+static int settle(struct tsw_state *st, uint64_t id, const char *rc)
+{
+	if (strcmp(rc, "00") == 0)
+		return tsw_state_saf_ack(st, id);
+	return tsw_state_saf_settle(st, id);
+}
+
 void saf_answered(struct tsw_engine *e, struct req *r, const char *rc)
 {
 	untrack(e, r);
@@ -393,7 +403,7 @@ void saf_answered(struct tsw_engine *e, struct req *r, const char *rc)
 	/* not found: another worker's lease had run out and it got the
 	 * answer first; the reversal is settled either way */
 	engine_event(e, TSW_EV_SAF_ACKED, .link = r->link, .id = r->saf_id, .rc = rc);
-	if (tsw_state_saf_ack(e->state, r->saf_id) == 0)
+	if (settle(e->state, r->saf_id, rc) == 0)
 		e->m->saf_acked++;
 	saf_gauge(e);
 }
@@ -406,7 +416,7 @@ void saf_late_answer(struct tsw_engine *e, uint64_t id, const char *rc)
 	if (wants_repeat(rc))
 		return;
 	engine_event(e, TSW_EV_SAF_ACKED, .id = id, .rc = rc, .why = "late");
-	if (tsw_state_saf_ack(e->state, id) == 0)
+	if (settle(e->state, id, rc) == 0)
 		e->m->saf_acked++;
 	saf_gauge(e);
 }

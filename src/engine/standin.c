@@ -386,6 +386,8 @@ void standin_release(struct tsw_engine *e, struct req *r, bool durable, bool ali
 		/* an acquirer reversal of a forwarded original gives it back */
 		acq_rev_use_consumed(e, r);
 	}
-	conn_request_done(e, r->acq_slot, r->acq_gen);
+	/* where the approval ends in the output, before the connection
+	 * goes on with input that waited behind it */
 	unsent_track(e, r);
+	conn_request_done(e, r->acq_slot, r->acq_gen);
 }

@@ -7,6 +7,7 @@
 #include <lmdb.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -22,12 +23,15 @@ enum {
 
 /* The on-disk value: a header, then len message bytes (native byte
  * order, like the counts). Format 1 wrote the first two fields only;
- * format 2 adds the limited use the item's ack gives back. The value's
- * size tells them apart (header + len). */
+ * format 2 added the limited use the item's ack gives back (a 32-byte
+ * header: struct saf_record up to put_ms); format 3 the put time. The
+ * value's size tells them apart (header + len). */
 struct saf_record_v1 {
 	uint32_t route_key;
 	uint32_t len;
 };
+
+enum { SAF_RECORD_V2_SIZE = 32 };
 
 struct saf_record {
 	uint32_t route_key;
@@ -38,7 +42,9 @@ struct saf_record {
 	uint64_t put_ms; /* CLOCK_REALTIME at the put: its age survives a restart */
 };
 
-_Static_assert(sizeof(struct saf_record) == 40, "the format-2 header is 40 bytes");
+_Static_assert(sizeof(struct saf_record) == 40, "the format-3 header is 40 bytes");
+_Static_assert(offsetof(struct saf_record, put_ms) == SAF_RECORD_V2_SIZE,
+	       "format 2 is format 3 without the put time");
 
 static uint64_t wall_ms(void)
 {
@@ -223,9 +229,10 @@ int saf_load(struct tsw_state *st, MDB_txn *txn)
 		}
 		if (v.mv_size == sizeof(struct saf_record_v1) + rec.len) {
 			hdr = sizeof(struct saf_record_v1);
-		} else if (v.mv_size == sizeof(rec) + rec.len) {
-			hdr = sizeof(rec);
-			memcpy(&rec, v.mv_data, sizeof(rec));
+		} else if (v.mv_size == sizeof(rec) + rec.len ||
+			   v.mv_size == SAF_RECORD_V2_SIZE + rec.len) {
+			hdr = v.mv_size - rec.len;
+			memcpy(&rec, v.mv_data, hdr);
 			if (rec.use_token_len > TSW_TOKEN_MAX_DIGITS) {
 				rc = -TSW_E_CORRUPT;
 				goto out;
@@ -244,7 +251,7 @@ int saf_load(struct tsw_state *st, MDB_txn *txn)
 		s->route_key = rec.route_key;
 		s->use_token_len = rec.use_token_len;
 		s->flags = rec.flags;
-		/* format 1 kept no put time: its age counts from the load */
+		/* formats 1 and 2 kept no put time: its age counts from the load */
 		s->put_ms = rec.put_ms ? rec.put_ms : wall_ms();
 		memcpy(s->use_token, rec.use_token, sizeof(s->use_token));
 		s->disk_key = key_from(k.mv_data);
@@ -340,8 +347,12 @@ int tsw_state_saf_put_use(struct tsw_state *st, uint32_t route_key, uint32_t fla
 		count(&st->c.saf_too_big);
 		return -EMSGSIZE;
 	}
-	if (tsw_state_degraded(st)) {
-		/* the writer cannot grow the file: a put would never be durable */
+	if ((flags & TSW_STATE_SAF_ADVICE) && tsw_state_degraded(st)) {
+		/* an advice stands for an approval that waits for its commit:
+		 * refused, the stand-in declines. A reversal is taken and held
+		 * (the writer's batch has room for every slot's put): it is
+		 * sent from memory and written once there is room, where a
+		 * refusal would leave the money at the issuer. */
 		count(&st->c.saf_refused);
 		return -ENOSPC;
 	}
@@ -476,7 +487,19 @@ static struct saf_slot *live_slot(struct saf_queue *q, uint64_t id)
 	return &q->slots[i];
 }
 
+static int remove_item(struct tsw_state *st, uint64_t id, bool return_use);
+
 int tsw_state_saf_ack(struct tsw_state *st, uint64_t id)
+{
+	return remove_item(st, id, true);
+}
+
+int tsw_state_saf_settle(struct tsw_state *st, uint64_t id)
+{
+	return remove_item(st, id, false);
+}
+
+static int remove_item(struct tsw_state *st, uint64_t id, bool return_use)
 {
 	struct saf_queue *q = &st->saf;
 	char use_token[TSW_TOKEN_MAX_DIGITS];
@@ -502,7 +525,8 @@ int tsw_state_saf_ack(struct tsw_state *st, uint64_t id)
 	/* Queued after the delete, so it commits in the same batch or a
 	 * later one: a crash between them keeps the use spent (the reversal
 	 * is gone, it cannot be acked twice), never gives it back twice. */
-	if (use_token_len && tsw_state_return_use(st, use_token, use_token_len) == 0)
+	if (return_use && use_token_len &&
+	    tsw_state_return_use(st, use_token, use_token_len) == 0)
 		count(&st->c.saf_uses_returned);
 	return 0;
 }

@@ -22,7 +22,9 @@
 #include "tsw/token.h"
 
 enum {
-	FORMAT_VERSION = 2, /* 2: SAF records carry the use their ack gives back */
+	/* 2: SAF records carry the use their ack gives back; 3: and the
+	 * put time (saf.c reads all three) */
+	FORMAT_VERSION = 3,
 	MAX_DBS = 4,
 	DIR_MODE = 0700,
 	FILE_MODE = 0600,

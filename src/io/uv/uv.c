@@ -28,6 +28,7 @@ struct vep {
 	uint32_t eslot;
 	uint32_t next_free;
 	size_t write_total; /* bytes of the engine's output the write covers */
+	size_t write_pre;   /* ... of which uv_try_write had already sent */
 	uint8_t kind;	    /* enum tsw_endpoint_kind */
 	bool in_use;	    /* handle initialised, not yet closed */
 	bool reading;
@@ -93,6 +94,12 @@ static void ep_close(struct vworker *v, struct vep *ep)
 		return;
 	ep->closing = true;
 	begin(v);
+	/* the bytes uv_try_write sent before the write that is cancelled
+	 * now left: an approval among them reached the peer's kernel and is
+	 * not reversed as undelivered */
+	if (ep->writing && ep->write_pre)
+		tsw_engine_sent(v->e, (struct tsw_endpoint){.kind = ep->kind, .slot = ep->eslot},
+				ep->write_pre);
 	if (ep->kind == TSW_EP_ACQ) {
 		tsw_engine_acq_close(v->e, ep->eslot);
 		if (ep->eslot < v->n_slots)
@@ -297,7 +304,7 @@ static void on_write(uv_write_t *req, int status)
 	if (ep->closing)
 		return; /* the engine slot may belong to someone else now */
 	begin(v);
-	tsw_engine_sent(v->e, tep, status < 0 ? 0 : ep->write_total);
+	tsw_engine_sent(v->e, tep, status < 0 ? ep->write_pre : ep->write_total);
 	if (status < 0)
 		ep_close(v, ep);
 }
@@ -345,8 +352,9 @@ static void flush(struct vworker *v)
 		b = uv_buf_init((char *)data + n, (unsigned)(len - (size_t)n));
 		ep->wr.data = ep;
 		ep->write_total = len;
+		ep->write_pre = (size_t)n;
 		if (uv_write(&ep->wr, (uv_stream_t *)&ep->tcp, &b, 1, on_write) < 0) {
-			tsw_engine_sent(v->e, tep, 0);
+			tsw_engine_sent(v->e, tep, (size_t)n);
 			ep_close(v, ep);
 			continue;
 		}

@@ -39,9 +39,9 @@ void harness_fill_msg(uint32_t i, uint32_t len, uint8_t *out);
 
 /* Fills the state's LMDB map (a small map_size_mb) with SAF puts of len
  * bytes (harness_fill_msg), waiting for durability every few puts, until
- * a put is refused with -ENOSPC because the writer degraded. At most max
- * puts; fails the test when the writer never degrades or a put fails
- * otherwise. Returns the puts accepted, their ids in ids[0..ret). */
+ * the writer degraded (the puts since are held, not refused). At most max
+ * puts; fails the test when the writer never degrades or a put fails.
+ * Returns the puts accepted, their ids in ids[0..ret). */
 uint32_t harness_fill(struct tsw_state *st, int efd, uint32_t len, uint64_t *ids, uint32_t max);
 
 #endif

@@ -699,6 +699,76 @@ Test(saf, format_1_records_still_load)
 	free(it);
 }
 
+/* Records written by format 2 before it kept the put time (a 32-byte
+ * header, the 40-byte one less put_ms) load with their use token. */
+Test(saf, format_2_records_without_put_time_still_load)
+{
+	static const uint8_t key8[8] = {0, 0, 0, 0, 0, 0, 0, 6};
+	struct {
+		uint32_t route_key, len, flags;
+		uint8_t use_token_len;
+		char use_token[19];
+		char msg[sizeof(REVERSAL_B) - 1];
+	} rec;
+	struct tsw_saf_item *it = items_alloc(2);
+	struct tsw_state_token tok;
+	struct tsw_state *st;
+	uint64_t ticket, rev, adv;
+	int efd;
+
+	_Static_assert(sizeof(rec) == 32 + sizeof(REVERSAL_B) - 1, "the 32-byte record");
+	memset(&rec, 0, sizeof(rec));
+	rec.route_key = 4;
+	rec.len = sizeof(REVERSAL_B) - 1;
+	rec.use_token_len = 16;
+	memcpy(rec.use_token, USE_TOKEN, 16);
+	memcpy(rec.msg, REVERSAL_B, sizeof(rec.msg));
+	write_raw(key8, 8, &rec, sizeof(rec));
+	st = open_saf(0, &efd);
+	cr_assert_eq(claim(st, 1, 2, it), 1, "the record was refused as corrupt");
+	cr_expect(item_is(&it[0], 4, REVERSAL_B));
+	tsw_state_saf_oldest(st, &rev, &adv);
+	cr_expect_lt(rev, 60000, "no put time: its age counts from the load");
+	cr_assert_eq(tsw_state_reserve(st, USE_TOKEN, 16, 1, &ticket), 0);
+	cr_assert_eq(tsw_state_commit_use(st, ticket), 0);
+	cr_assert_eq(tsw_state_saf_ack(st, it[0].id), 0);
+	cr_assert_eq(tsw_state_get(st, USE_TOKEN, 16, &tok), 0);
+	cr_expect_eq(tok.used, 0, "the use token was read from the record");
+	close_saf(st, efd);
+	free(it);
+}
+
+/* An item settled without its use (the issuer declined the reversal, or
+ * it can never be sent) leaves the queue and keeps the use spent. */
+Test(saf, settle_removes_the_item_and_keeps_the_use_spent)
+{
+	struct tsw_state_token tok;
+	struct tsw_state_stats ss;
+	struct tsw_state *st;
+	uint64_t ticket, id;
+	int efd;
+
+	st = open_saf(0, &efd);
+	cr_assert_eq(tsw_state_reserve(st, USE_TOKEN, 16, 1, &ticket), 0);
+	cr_assert_eq(tsw_state_commit_use(st, ticket), 0);
+	cr_assert_eq(tsw_state_saf_put_use(st, 1, 0, (const uint8_t *)REVERSAL_A, strlen(REVERSAL_A),
+					   USE_TOKEN, 16, &id),
+		     0);
+	cr_assert_eq(tsw_state_saf_settle(st, id), 0);
+	cr_expect_eq(tsw_state_saf_settle(st, id), -TSW_E_NOT_FOUND);
+	cr_expect_eq(tsw_state_saf_ack(st, id), -TSW_E_NOT_FOUND);
+	cr_assert_eq(tsw_state_get(st, USE_TOKEN, 16, &tok), 0);
+	cr_expect_eq(tok.used, 1);
+	tsw_state_stats(st, &ss);
+	cr_expect_eq(ss.saf_depth, 0);
+	cr_expect_eq(ss.saf_uses_returned, 0);
+	close_saf(st, efd);
+	st = open_saf(0, &efd);
+	tsw_state_stats(st, &ss);
+	cr_expect_eq(ss.saf_loaded, 0, "the delete was written");
+	close_saf(st, efd);
+}
+
 /* ---- a full LMDB map ---- */
 
 #define FULL_MAP_MB 1u	   /* LMDB takes a map this small; it fills in ~1000 puts */
@@ -817,12 +887,15 @@ Test(saf, full_map_degrades_acks_still_commit_then_it_recovers_by_itself)
 	cr_expect_eq(events_of(&ev, TSW_STATE_EV_DEGRADED), 1);
 	cr_expect_eq(ev.health, TSW_STATE_MAP_FULL);
 	cr_expect_not_null(strstr(ev.detail, "MDB_MAP_FULL"), "detail: %s", ev.detail);
-	/* puts and reservations refused, counted */
+	/* advices and reservations refused, counted (a stand-in or a
+	 * limited use waits for a commit that cannot come) */
 	harness_fill_msg(n, FULL_MSG_LEN, msg);
-	cr_expect_eq(tsw_state_saf_put(st, 0, msg, sizeof(msg), &id), -ENOSPC);
+	cr_expect_eq(tsw_state_saf_put_use(st, 0, TSW_STATE_SAF_ADVICE, msg, sizeof(msg), NULL, 0,
+					   &id),
+		     -ENOSPC);
 	cr_expect_eq(tsw_state_reserve(st, "4895370000000015", 16, 5, &ticket), -ENOSPC);
 	tsw_state_stats(st, &ss);
-	cr_expect_eq(ss.saf_refused, 2, "the put that found it full and this one");
+	cr_expect_eq(ss.saf_refused, 1, "the advice");
 	cr_expect_eq(ss.reserve_refused, 1);
 	cr_expect_eq(ss.writer_degraded, 1);
 	cr_expect_eq(ss.writer_health, TSW_STATE_MAP_FULL);
@@ -837,6 +910,11 @@ Test(saf, full_map_degrades_acks_still_commit_then_it_recovers_by_itself)
 	cr_expect(harness_wait(st, efd, held_is, &(uint64_t){n - durable}),
 		  "the writer holds the %u puts that are not durable", n - durable);
 	cr_expect_eq(ss.saf_depth, n, "held items are still queued and claimable");
+	/* a reversal is still taken: held in memory, sent from there, written
+	 * once there is room (refusing it would leave the money where it is) */
+	cr_assert_eq(tsw_state_saf_put(st, 0, msg, sizeof(msg), &ids[n]), 0);
+	cr_expect(!tsw_state_saf_durable(st, ids[n]));
+	n++;
 	cr_assert_eq(claim_all(st, it, ids, nums, FULL_MAX_PUTS), n);
 	for (uint32_t i = 0; i < n; i++)
 		cr_assert_eq(nums[i], i, "claimed in put order");
@@ -859,8 +937,11 @@ Test(saf, full_map_degrades_acks_still_commit_then_it_recovers_by_itself)
 	cr_expect_eq(err, 0);
 	for (uint32_t i = durable + 1; i < n; i++)
 		cr_assert(wait_durable(st, efd, ids[i]), "held put %u written after recovery", i);
-	/* accepted again */
-	cr_assert_eq(tsw_state_saf_put(st, 0, msg, sizeof(msg), &id), 0);
+	/* advices accepted again */
+	harness_fill_msg(n, FULL_MSG_LEN, msg);
+	cr_assert_eq(tsw_state_saf_put_use(st, 0, TSW_STATE_SAF_ADVICE, msg, sizeof(msg), NULL, 0,
+					   &id),
+		     0);
 	cr_assert(wait_durable(st, efd, id));
 	cr_assert_eq(tsw_state_reserve(st, "4895370000000015", 16, 5, &ticket), 0);
 	cr_assert_eq(tsw_state_release(st, ticket), 0);

@@ -11,7 +11,6 @@ each of those gets exactly one reversal, delivered by the surviving host
 and naming the original as the killed host saw it, and the gauges return
 to 0. Prints TAP.
 """
-import argparse
 import os
 import shutil
 import signal
@@ -23,17 +22,7 @@ import threading
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 import tswtest as T  # noqa: E402
 
-ap = argparse.ArgumentParser()
-ap.add_argument("--build", required=True)
-ap.add_argument("--source", required=True)
-ap.add_argument("--io", required=True, choices=["uring", "uv"])
-ap.add_argument("only", nargs="*")
-args = ap.parse_args()
-
-TOKSWITCH = os.path.join(args.build, "src", "tokswitch")
-TOKVAULT = os.path.join(args.build, "tools", "tokvault", "tokvault")
-PROFILE = T.Profile(os.path.join(args.source, "config", "default.spec"))
-TMP = tempfile.mkdtemp(prefix="tsw-failover-%s-" % args.io)
+args, TOKSWITCH, TOKVAULT, PROFILE, TMP = T.suite_setup("failover")
 VAULT = os.path.join(TMP, "vault")
 KEY = os.path.join(TMP, "key")
 
@@ -63,14 +52,8 @@ retry_max_ms = 1000
 
 
 def make_vault():
-    tv = [TOKVAULT, "--vault", VAULT, "--key-file", KEY]
-    subprocess.run(tv + ["init", "--token-bin", "4000"], check=True, capture_output=True)
-    csv = os.path.join(TMP, "tokens.csv")
-    with open(csv, "w") as f:
-        f.write("token,pan,pan_expiry,token_expiry,status\n")
-        for tok, pan in TOKENS:
-            f.write("%s,%s,2912,3012,active\n" % (tok, pan))
-    subprocess.run(tv + ["import", csv], check=True, capture_output=True)
+    T.make_vault(TOKVAULT, VAULT, KEY, [dict(token=t, pan=p) for t, p in TOKENS], "3012",
+                 os.path.join(TMP, "tokens.csv"))
 
 
 def auth(tok, conn_no, seq):

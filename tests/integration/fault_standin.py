@@ -10,7 +10,6 @@ Then a test double issuer starts on that port: the 0120 advice of the
 approval reaches it, with the PAN and the stand-in's approval code,
 exactly once: once its 0130 is in, no second copy comes. Prints TAP.
 """
-import argparse
 import os
 import shutil
 import subprocess
@@ -20,17 +19,7 @@ import tempfile
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 import tswtest as T  # noqa: E402
 
-ap = argparse.ArgumentParser()
-ap.add_argument("--build", required=True)
-ap.add_argument("--source", required=True)
-ap.add_argument("--io", required=True, choices=["uring", "uv"])
-ap.add_argument("only", nargs="*")
-args = ap.parse_args()
-
-TOKSWITCH = os.path.join(args.build, "src", "tokswitch")
-TOKVAULT = os.path.join(args.build, "tools", "tokvault", "tokvault")
-PROFILE = T.Profile(os.path.join(args.source, "config", "default.spec"))
-TMP = tempfile.mkdtemp(prefix="tsw-standin-%s-" % args.io)
+args, TOKSWITCH, TOKVAULT, PROFILE, TMP = T.suite_setup("standin")
 VAULT = os.path.join(TMP, "vault")
 KEY = os.path.join(TMP, "key")
 TOKEN = T.luhn_complete("400000000000021")
@@ -59,19 +48,12 @@ modes = contactless, chip
 """ % FLOOR
 
 
-def run(cmd):
-    p = subprocess.run(cmd, capture_output=True, text=True)
-    if p.returncode != 0:
-        raise RuntimeError("%s failed (%d): %s" % (" ".join(cmd), p.returncode, p.stderr))
-    return p
+run = T.run
 
 
 def make_vault():
-    run([TOKVAULT, "--vault", VAULT, "--key-file", KEY, "init", "--token-bin", "4000"])
-    csv = os.path.join(TMP, "tokens.csv")
-    with open(csv, "w") as f:
-        f.write("token,pan,pan_expiry,token_expiry\n%s,%s,2912,3012\n" % (TOKEN, PAN))
-    run([TOKVAULT, "--vault", VAULT, "--key-file", KEY, "import", csv])
+    T.make_vault(TOKVAULT, VAULT, KEY, [dict(token=TOKEN, pan=PAN)], "3012",
+                 os.path.join(TMP, "tokens.csv"))
 
 
 def auth(stan, amount):

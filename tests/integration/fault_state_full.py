@@ -13,7 +13,6 @@ reversals are still delivered and acknowledged. Removing the filler
 brings it back by itself: a log line, /readyz clean, limited uses
 approved again. Prints TAP.
 """
-import argparse
 import errno
 import os
 import shutil
@@ -25,17 +24,7 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 import tswtest as T  # noqa: E402
 
-ap = argparse.ArgumentParser()
-ap.add_argument("--build", required=True)
-ap.add_argument("--source", required=True)
-ap.add_argument("--io", required=True, choices=["uring", "uv"])
-ap.add_argument("only", nargs="*")
-args = ap.parse_args()
-
-TOKSWITCH = os.path.join(args.build, "src", "tokswitch")
-TOKVAULT = os.path.join(args.build, "tools", "tokvault", "tokvault")
-PROFILE = T.Profile(os.path.join(args.source, "config", "default.spec"))
-TMP = tempfile.mkdtemp(prefix="tsw-fault-state-%s-" % args.io)
+args, TOKSWITCH, TOKVAULT, PROFILE, TMP = T.suite_setup("fault-state")
 VAULT = os.path.join(TMP, "vault")
 KEY = os.path.join(TMP, "key")
 MNT = os.path.join(TMP, "statefs")
@@ -59,22 +48,13 @@ LIMITED_TOKENS = [dict(token=_tok(100 + i), pan=_pan(100 + i)) for i in range(LI
 ALL = [OK] + LIMITED_TOKENS
 
 
-def run(cmd, check=True):
-    p = subprocess.run(cmd, capture_output=True, text=True)
-    if check and p.returncode != 0:
-        raise RuntimeError("%s failed (%d): %s" % (" ".join(cmd), p.returncode, p.stderr))
-    return p
+run = T.run
 
 
 def make_vault():
-    run([TOKVAULT, "--vault", VAULT, "--key-file", KEY, "init", "--token-bin", "4000"])
-    csv = os.path.join(TMP, "tokens.csv")
-    with open(csv, "w") as f:
-        f.write("token,pan,pan_expiry,token_expiry,status,max_uses\n")
-        f.write("%s,%s,2912,%s,active,\n" % (OK["token"], OK["pan"], EXPIRY))
-        for t in LIMITED_TOKENS:
-            f.write("%s,%s,2912,%s,active,5\n" % (t["token"], t["pan"], EXPIRY))
-    run([TOKVAULT, "--vault", VAULT, "--key-file", KEY, "import", csv])
+    T.make_vault(TOKVAULT, VAULT, KEY,
+                 [OK] + [dict(t, max_uses=5) for t in LIMITED_TOKENS], EXPIRY,
+                 os.path.join(TMP, "tokens.csv"))
 
 
 STAN = [0]

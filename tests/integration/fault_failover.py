@@ -14,7 +14,6 @@ to 0. Prints TAP.
 import os
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import threading

@@ -12,7 +12,6 @@ exactly once: once its 0130 is in, no second copy comes. Prints TAP.
 """
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 

@@ -27,6 +27,7 @@
 #include "tsw/iso8583.h"
 #include "tsw/log.h"
 #include "tsw/metrics.h"
+#include "tsw/service.h"
 #include "tsw/state.h"
 #include "tsw/vault.h"
 
@@ -59,6 +60,8 @@ struct server {
 
 	uv_loop_t *loop;
 	struct tsw_ctl *ctl;
+	struct tsw_service *service; /* systemd notify (tsw/service.h) */
+	unsigned *pings;	     /* per worker: the watchdog's last ping */
 	uv_signal_t sig_term, sig_int, sig_hup;
 	uv_work_t join_req;
 	bool draining;
@@ -74,7 +77,16 @@ static void usage(FILE *f)
 	    "                 [--vault DIR] (--state DIR | --no-state) [--key-file FILE]\n"
 	    "                 [--metrics HOST:PORT] [--workers N] [--io uring|uv|auto]\n"
 	    "                 [--profile NAME] [--log-level LEVEL] [--log-format text|json]\n"
-	    "Flags override the config file; see config/tokswitch.conf and docs/operations.md.\n");
+	    "       tokswitch --version\n"
+	    "Flags override the config file; see tokswitch(8), tokswitch.conf(5),\n"
+	    "config/tokswitch.conf and docs/operations.md.\n");
+}
+
+static void version(void)
+{
+	/* the backend is chosen at start (io_uring where the kernel allows,
+	 * else libuv): both are built in */
+	printf("tokswitch %s (io: io_uring, libuv)\n", TSW_VERSION);
 }
 
 /* defaults, then the file, then the flags (a first --issuer replaces the
@@ -189,6 +201,21 @@ static bool all_ready(void *ctx)
 	return s->n_workers > 0 && !s->draining;
 }
 
+/* The service watchdog: every worker read the last ping, then the next. */
+static bool all_alive(void *ctx)
+{
+	struct server *s = ctx;
+	bool alive = true;
+
+	for (uint32_t i = 0; i < s->n_workers; i++)
+		if (s->workers[i] && !tsw_io_worker_answered(s->workers[i], s->pings[i]))
+			alive = false;
+	for (uint32_t i = 0; i < s->n_workers; i++)
+		if (s->workers[i])
+			s->pings[i] = tsw_io_worker_ping(s->workers[i]);
+	return alive;
+}
+
 static void join_work(uv_work_t *req)
 {
 	struct server *s = req->data;
@@ -220,6 +247,8 @@ static void joined(uv_work_t *req, int status)
 	else
 		tsw_log(TSW_LOG_INFO, "drained", NULL);
 	tsw_ctl_stop(s->ctl);
+	tsw_service_stop(s->service);
+	s->service = NULL;
 	close_signals(s);
 }
 
@@ -230,6 +259,7 @@ static void on_term(uv_signal_t *h, int signum)
 	if (s->draining)
 		return;
 	s->draining = true;
+	tsw_service_stopping(s->service);
 	tsw_log(TSW_LOG_INFO, "draining", "signal=%s deadline_ms=%u",
 		signum == SIGINT ? "SIGINT" : "SIGTERM", s->cfg.drain_timeout_ms);
 	for (uint32_t i = 0; i < s->n_workers; i++)
@@ -241,16 +271,12 @@ static void on_term(uv_signal_t *h, int signum)
 	}
 }
 
-static void on_hup(uv_signal_t *h, int signum)
+static void reload(struct server *s)
 {
-	struct server *s = h->data;
 	char restart_keys[TSW_CONFIG_REASON_MAX];
 	struct tsw_config_error err;
 	struct tsw_config cfg;
 
-	(void)signum;
-	if (s->draining)
-		return;
 	if (build_config(s, &cfg, &err) < 0) {
 		char file[2 * TSW_CONFIG_PATH_MAX], reason[2 * TSW_CONFIG_REASON_MAX];
 
@@ -304,6 +330,18 @@ static void on_hup(uv_signal_t *h, int signum)
 		cfg.issuer_timeout_ms);
 }
 
+static void on_hup(uv_signal_t *h, int signum)
+{
+	struct server *s = h->data;
+
+	(void)signum;
+	if (s->draining)
+		return;
+	tsw_service_reloading(s->service);
+	reload(s);
+	tsw_service_reloaded(s->service);
+}
+
 static int add_flag(struct server *s, struct flag_setting f)
 {
 	if (s->n_flags == FLAGS_MAX) {
@@ -331,6 +369,7 @@ static int parse_args(struct server *s, int argc, char **argv)
 	    {"log-format", required_argument, NULL, 'F'},
 	    {"no-state", no_argument, NULL, 'N'},
 	    {"help", no_argument, NULL, 'h'},
+	    {"version", no_argument, NULL, 'V'},
 	    {NULL, 0, NULL, 0},
 	};
 	int c;
@@ -344,6 +383,9 @@ static int parse_args(struct server *s, int argc, char **argv)
 			continue;
 		case 'h':
 			usage(stdout);
+			exit(0);
+		case 'V':
+			version();
 			exit(0);
 		case 'l':
 			f.key = "listen";
@@ -743,6 +785,14 @@ int main(int argc, char **argv)
 			cp.host, cp.port, tsw_strerror(r));
 		goto out_stop;
 	}
+	s->pings = calloc(s->n_workers, sizeof(*s->pings));
+	if (!s->pings ||
+	    tsw_service_start(s->loop,
+			      &(struct tsw_service_hooks){.ready = all_ready, .alive = all_alive, .ctx = s},
+			      &s->service) < 0) {
+		tsw_log(TSW_LOG_CRIT, "start_failed", "what=service error=\"out of memory\"");
+		goto out_stop;
+	}
 	tsw_log(TSW_LOG_INFO, "started",
 		"workers=%u io=%s acquirer=%s:%u metrics=%s:%u issuers=%u routes=%u", s->n_workers,
 		tsw_io_backend_name(tsw_io_worker_backend(s->workers[0])), s->cfg.listen.host,
@@ -760,6 +810,8 @@ out_stop:
 	close_signals(s);
 	if (s->ctl)
 		tsw_ctl_stop(s->ctl);
+	tsw_service_stop(s->service);
+	s->service = NULL;
 	uv_run(s->loop, UV_RUN_DEFAULT);
 out_close:
 	if (s->loop)
@@ -772,6 +824,7 @@ out_close:
 	if (s->vault)
 		tsw_vault_close(s->vault);
 out_free:
+	free(s->pings);
 	free(s->shards);
 	free(s->shard_ptrs);
 	free(s->workers);

@@ -69,6 +69,13 @@ enum tsw_io_backend tsw_io_worker_backend(const struct tsw_io_worker *w);
  * iteration). Safe from any thread. */
 bool tsw_io_worker_ready(const struct tsw_io_worker *w);
 
+/* Posts an empty message to the worker's mailbox and returns its number;
+ * tsw_io_worker_answered() is true once the worker's loop has read the
+ * mailbox since (the service watchdog: a worker whose loop no longer
+ * turns stops answering). Safe from any thread. */
+unsigned tsw_io_worker_ping(struct tsw_io_worker *w);
+bool tsw_io_worker_answered(const struct tsw_io_worker *w, unsigned ping);
+
 /* Hands a new engine configuration (routes, timeouts, limits; the issuer
  * list must be the same) to the worker, which applies it with
  * tsw_engine_reconfigure() on its next iteration. A later call replaces an

@@ -132,6 +132,7 @@ bool io_worker_take_mail(struct tsw_io_worker *w, uint64_t now_ns)
 	if (read(w->mail_fd, &v, sizeof(v)) < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
 		return false;
 	w->mail_seen = __atomic_load_n(&w->mail_posted, __ATOMIC_ACQUIRE);
+	__atomic_store_n(&w->mail_answered, w->mail_seen, __ATOMIC_RELEASE);
 	pthread_mutex_lock(&w->lock);
 	have_cfg = w->mail_cfg;
 	if (have_cfg)
@@ -316,6 +317,20 @@ void tsw_io_worker_reconfigure(struct tsw_io_worker *w, const struct tsw_engine_
 	pthread_mutex_unlock(&w->lock);
 	__atomic_add_fetch(&w->mail_posted, 1, __ATOMIC_RELEASE);
 	wake(w);
+}
+
+unsigned tsw_io_worker_ping(struct tsw_io_worker *w)
+{
+	unsigned posted = __atomic_add_fetch(&w->mail_posted, 1, __ATOMIC_RELEASE);
+
+	wake(w);
+	return posted;
+}
+
+bool tsw_io_worker_answered(const struct tsw_io_worker *w, unsigned ping)
+{
+	/* wraps: a difference, not a comparison */
+	return (int)(__atomic_load_n(&w->mail_answered, __ATOMIC_ACQUIRE) - ping) >= 0;
 }
 
 void tsw_io_worker_drain(struct tsw_io_worker *w, uint32_t timeout_ms)

@@ -34,6 +34,7 @@ struct tsw_io_worker {
 	uint32_t drain_timeout_ms;
 
 	unsigned mail_posted; /* atomic: bumped after each message is in the mailbox */
+	unsigned mail_answered; /* atomic: mail_posted as of the last mailbox read */
 	int ready;	      /* atomic: tsw_engine_ready() as last seen */
 	int backend;	      /* atomic: enum tsw_io_backend in use */
 

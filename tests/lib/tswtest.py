@@ -576,11 +576,11 @@ def block_io_uring():
 class Switch:
     """A running tokswitch: reads the listening line with a deadline."""
 
-    def __init__(self, exe, args, stderr_path, timeout=20.0, preexec_fn=None):
+    def __init__(self, exe, args, stderr_path, timeout=20.0, preexec_fn=None, env=None):
         self.stderr_path = stderr_path
         self.err = open(stderr_path, "wb")
         self.proc = subprocess.Popen([exe] + args, stdout=subprocess.PIPE, stderr=self.err,
-                                     preexec_fn=preexec_fn)
+                                     preexec_fn=preexec_fn, env=env)
         line = b""
         deadline = time.monotonic() + timeout
         while not line.endswith(b"\n"):

@@ -24,7 +24,7 @@ OWNER = {
     "state.h": "state",
     "engine.h": "engine", "metrics.h": "engine",
     "io.h": "io",
-    "ctl.h": "ctl",
+    "ctl.h": "ctl", "service.h": "ctl",
 }
 # state (limited-use counts, ATCs, the SAF queue) sits beside authz: authz
 # is pure and never uses it; the engine uses both.

@@ -1192,6 +1192,67 @@ Test(vault, tokvault_pan_from_stdin_relinks_and_suspends_card)
 	tsw_vault_close(v);
 }
 
+/* provision --pan -: the PAN comes from standard input (never the
+ * command line), the token printed decrypts to it, and neither output
+ * stream carries it. */
+Test(vault, tokvault_provision_reads_pan_from_stdin)
+{
+	char out[OUT_CAP], pan[20], in[64], tok[TSW_TOKEN_MAX_DIGITS + 1];
+	struct tsw_vault *v;
+	size_t n = 0;
+
+	{
+		const char *args[] = {"init", "--token-bin", BIN, NULL};
+		cr_assert_eq(tokvault(out, sizeof(out), args), 0, "%s", out);
+	}
+	luhn_number(pan, "411111", 16, 4242);
+	snprintf(in, sizeof(in), "%s\n", pan);
+	{
+		const char *args[] = {"provision", "--pan", "-", "--pan-expiry", "3012", NULL};
+
+		cr_assert_eq(tokvault_in(out, sizeof(out), args, in), 0, "%s", out);
+	}
+	cr_assert_null(strstr(out, pan), "the output holds the PAN: %s", out);
+	cr_assert_not_null(strstr(out, "provisioned token"), "%s", out);
+	/* stdout (the token) and stderr share out: the token is the line of digits */
+	for (const char *l = out; l && !n; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : NULL) {
+		while (n < sizeof(tok) - 1 && l[n] >= '0' && l[n] <= '9') {
+			tok[n] = l[n];
+			n++;
+		}
+		if (l[n] != '\n')
+			n = 0;
+	}
+	tok[n] = '\0';
+	cr_assert_eq(strncmp(tok, BIN, strlen(BIN)), 0, "token %s: %s", tok, out);
+	cr_assert_eq(tsw_vault_open(fx.vault, fx.key, TSW_VAULT_RDONLY, &v), 0);
+	expect_pan(v, tok, pan);
+	tsw_vault_close(v);
+	struct {
+		const char *in;
+		const char *want;
+	} bad[] = {
+	    {"", "--pan -: no line for it on standard input"},
+	    {"\n", "--pan -: empty line on standard input"},
+	    {"41111111111111111111111111111111111111111111111111111111\n",
+	     "line on standard input too long"},
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		const char *args[] = {"provision", "--pan", "-", "--pan-expiry", "3012", NULL};
+
+		cr_assert_eq(tokvault_in(out, sizeof(out), args, bad[i].in), 1, "case %zu: %s", i,
+			     out);
+		cr_assert_not_null(strstr(out, bad[i].want), "case %zu: %s", i, out);
+	}
+	{
+		const char *args[] = {"provision", "--help", NULL};
+
+		cr_assert_eq(tokvault(out, sizeof(out), args), 0, "%s", out);
+		cr_assert_not_null(strstr(out, "--pan PAN|-"), "%s", out);
+		cr_assert_not_null(strstr(out, "standard input"), "%s", out);
+	}
+}
+
 Test(vault, tokvault_help_on_every_verb)
 {
 	static const char *const verbs[] = {
@@ -1215,7 +1276,8 @@ Test(vault, tokvault_help_on_every_verb)
 		cr_assert_not_null(strstr(out, "repersonalize"));
 		cr_assert_not_null(strstr(out, "--pan -"), "%s", out);
 	}
-	static const char *const pan_verbs[] = {"update-pan", "suspend-card", "resume-card"};
+	static const char *const pan_verbs[] = {"update-pan", "suspend-card", "resume-card",
+						"provision"};
 
 	for (size_t i = 0; i < sizeof(pan_verbs) / sizeof(pan_verbs[0]); i++) {
 		const char *args[] = {pan_verbs[i], "--help", NULL};

@@ -180,8 +180,11 @@ int tsw_vault_batch_finish(struct tsw_vault_batch *b, struct tsw_vault_import_st
 /* Imports a CSV whose header row names the columns (DESIGN.md "Interfaces
  * that scripts rely on"; token,pan,pan_expiry,token_expiry are required).
  * Bad rows are reported as (line, reason) and skipped; good rows land in
- * chunks. Returns 0 (even with rejected rows), -TSW_E_BAD_INPUT (no or bad
- * header: nothing written), -EROFS, -errno. */
+ * chunks. A line longer than 4096 bytes (its newline included) is one
+ * bad row, read past in a fixed buffer: memory does not grow with it.
+ * Returns 0 (even with rejected rows), -TSW_E_BAD_INPUT (no, bad or
+ * over-long header: nothing written), -EROFS, -EIO (a read error on in:
+ * rows before it may have landed), -errno. */
 int tsw_vault_import_csv(struct tsw_vault *v, FILE *in, tsw_vault_reject_fn on_reject, void *ctx,
 			 struct tsw_vault_import_stats *ret_stats);
 

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -481,6 +482,73 @@ Test(vault, import_reports_bad_rows_by_line_and_keeps_good_ones)
 		luhn_number(tok, BIN, 16, 200 + i);
 		cr_assert_eq(lookup(v, tok, &t), -TSW_E_NOT_FOUND);
 	}
+	tsw_vault_close(v);
+}
+
+/* Peak resident memory of this process (each Criterion test runs in a
+ * process of its own), bytes. */
+static size_t peak_rss_bytes(void)
+{
+	struct rusage ru;
+
+	cr_assert_eq(getrusage(RUSAGE_SELF, &ru), 0);
+	return (size_t)ru.ru_maxrss * 1024;
+}
+
+/* A line of several MiB is refused by its number without being held in
+ * memory; the rows around it land; a line of exactly 4096 bytes is
+ * still parsed (and rejected for its field, not its length). */
+Test(vault, import_refuses_a_line_over_4096_bytes_in_bounded_memory)
+{
+	enum { LONG_LINE_BYTES = 32 << 20, CHUNK = 1 << 16, GROWTH_MAX = 8 << 20 };
+	struct tsw_vault *v = open_new();
+	struct tsw_vault_import_stats st;
+	struct rejects rj = {0};
+	char tok[4][20], pan[20], chunk[CHUNK];
+	struct tsw_token t;
+	size_t before, head;
+	FILE *f;
+	int r;
+
+	cr_assert_eq(tsw_vault_set_sort_mem(v, TSW_VAULT_SORT_MEM_MIN_BYTES), 0);
+	luhn_number(pan, "411111", 16, 9);
+	for (unsigned i = 0; i < 4; i++)
+		luhn_number(tok[i], BIN, 16, 300 + i);
+	f = fopen(fx.csv, "w");
+	cr_assert_not_null(f);
+	fprintf(f, "token,pan,pan_expiry,token_expiry\n%s,%s,2912,2811\n", tok[0], pan);
+	/* line 3: starts like a good row, then runs on for LONG_LINE_BYTES */
+	head = (size_t)fprintf(f, "%s,%s,2912,2811", tok[1], pan);
+	memset(chunk, '9', sizeof(chunk));
+	for (size_t n = head; n < LONG_LINE_BYTES; n += sizeof(chunk))
+		cr_assert_eq(fwrite(chunk, 1, sizeof(chunk), f), sizeof(chunk));
+	fprintf(f, "\n%s,%s,2912,2811\n", tok[2], pan);
+	/* line 5: 4096 bytes with its newline, the last field padded */
+	head = (size_t)fprintf(f, "%s,%s,2912,", tok[3], pan);
+	for (size_t n = head; n < 4095; n++)
+		fputc('x', f);
+	fputc('\n', f);
+	cr_assert_eq(fclose(f), 0);
+
+	f = fopen(fx.csv, "r");
+	cr_assert_not_null(f);
+	before = peak_rss_bytes();
+	r = tsw_vault_import_csv(v, f, on_reject, &rj, &st);
+	cr_assert_lt(peak_rss_bytes() - before, GROWTH_MAX, "the import grew by %zu bytes",
+		     peak_rss_bytes() - before);
+	fclose(f);
+	cr_assert_eq(r, 0);
+	cr_assert_eq(st.imported, 2);
+	cr_assert_eq(st.rows, 4);
+	cr_assert_eq(rj.n, 2);
+	cr_assert_eq(rj.lines[0], 3);
+	cr_assert_str_eq(rj.reasons[0], "line longer than 4096 bytes");
+	cr_assert_eq(rj.lines[1], 5);
+	cr_assert_str_eq(rj.reasons[1], "token_expiry: not YYMM");
+	cr_assert_eq(lookup(v, tok[0], &t), 0);
+	cr_assert_eq(lookup(v, tok[1], &t), -TSW_E_NOT_FOUND);
+	cr_assert_eq(lookup(v, tok[2], &t), 0);
+	cr_assert_eq(lookup(v, tok[3], &t), -TSW_E_NOT_FOUND);
 	tsw_vault_close(v);
 }
 

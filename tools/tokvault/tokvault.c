@@ -6,12 +6,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "tokvault.h"
 #include "tsw/error.h"
+#include "tsw/harden.h"
 #include "tsw/log.h"
 #include "tsw/vault.h"
 
@@ -687,9 +687,16 @@ int main(int argc, char **argv)
 	bool help = false;
 	int n_rest = 0, r;
 
-	/* PANs pass through this process in clear: no core dumps, no ptrace
-	 * by other users */
-	(void)prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+	/* PANs and keys pass through this process in clear: no core dumps,
+	 * no ptrace by other users */
+	{
+		const char *step = "";
+
+		r = tsw_harden_process(&step);
+		if (r < 0)
+			fprintf(stderr, "tokvault: warning: %s: %s (a core dump could hold keys)\n",
+				step, tsw_strerror(r));
+	}
 
 	for (int i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "--vault") == 0 && i + 1 < argc) {
@@ -730,8 +737,14 @@ int main(int argc, char **argv)
 		return usage_error("--vault DIR and --key-file FILE are required");
 	r = tsw_vault_open(vault_dir, key_file, verb->open_flags, &v);
 	if (r < 0) {
-		fprintf(stderr, "tokvault: %s: cannot open vault %s: %s\n", verb->name, vault_dir,
-			tsw_strerror(r));
+		char why[TSW_HARDEN_WHY_MAX];
+
+		if (tsw_vault_check_files(vault_dir, key_file, why, sizeof(why)) < 0 && why[0])
+			fprintf(stderr, "tokvault: %s: cannot open vault %s: %s\n", verb->name,
+				vault_dir, why);
+		else
+			fprintf(stderr, "tokvault: %s: cannot open vault %s: %s\n", verb->name,
+				vault_dir, tsw_strerror(r));
 		return EXIT_FAILURE;
 	}
 	r = verb->run(v, n_rest, rest);

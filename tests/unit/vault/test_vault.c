@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "tsw/error.h"
+#include "tsw/harden.h"
 #include "tsw/luhn.h"
 #include "tsw/vault.h"
 
@@ -310,6 +311,71 @@ Test(vault, key_file_readable_by_group_or_other_is_refused)
 	}
 	cr_assert_eq(chmod(fx.key, 0400), 0);
 	cr_assert_eq(tsw_vault_open(fx.vault, fx.key, TSW_VAULT_RDONLY, &v), 0);
+	tsw_vault_close(v);
+}
+
+/* Owner and mode of the vault's directory, data files and key file: each
+ * problem refused, with the path and the fix in tsw_vault_check_files and
+ * in tokvault's message; put right, the vault opens again. */
+Test(vault, files_owned_by_another_user_or_open_to_others_are_refused)
+{
+	enum { OTHER_UID = 65534 };
+	char data[PATH_CAP], lock[PATH_CAP], why[TSW_HARDEN_WHY_MAX], out[OUT_CAP];
+	struct tsw_vault *v = open_new();
+	bool root = geteuid() == 0;
+	struct {
+		const char *path;
+		mode_t bad_mode, good_mode;
+		int open_err; /* what tsw_vault_open says of the bad mode */
+		const char *why;
+	} modes[] = {
+	    {fx.vault, 0770, 0700, -TSW_E_TOO_OPEN, "group or others may create or remove files"},
+	    {fx.vault, 0703, 0700, -TSW_E_TOO_OPEN, "chmod go-w"},
+	    {data, 0620, 0600, -TSW_E_TOO_OPEN, "group or others may write it"},
+	    {lock, 0602, 0600, -TSW_E_TOO_OPEN, "group or others may write it"},
+	    {fx.key, 0640, 0600, -TSW_E_BAD_KEY, "group or others may read or write it"},
+	};
+
+	tsw_vault_close(v);
+	snprintf(data, sizeof(data), "%s/data.mdb", fx.vault);
+	snprintf(lock, sizeof(lock), "%s/lock.mdb", fx.vault);
+	for (size_t i = 0; i < sizeof(modes) / sizeof(modes[0]); i++) {
+		const char *args[] = {"stats", NULL};
+
+		cr_assert_eq(chmod(modes[i].path, modes[i].bad_mode), 0);
+		cr_assert_eq(tsw_vault_open(fx.vault, fx.key, TSW_VAULT_RDONLY, &v), modes[i].open_err,
+			     "case %zu", i);
+		cr_assert_eq(tsw_vault_check_files(fx.vault, fx.key, why, sizeof(why)),
+			     -TSW_E_TOO_OPEN, "case %zu", i);
+		cr_assert_eq(strncmp(why, modes[i].path, strlen(modes[i].path)), 0, "case %zu: %s",
+			     i, why);
+		cr_assert_not_null(strstr(why, modes[i].why), "case %zu: %s", i, why);
+		cr_assert_eq(tokvault(out, sizeof(out), args), 1, "case %zu: %s", i, out);
+		cr_assert_not_null(strstr(out, why), "case %zu: tokvault says %s", i, out);
+		cr_assert_eq(chmod(modes[i].path, modes[i].good_mode), 0);
+	}
+	cr_assert_eq(tsw_vault_check_files(fx.vault, fx.key, why, sizeof(why)), 0, "%s", why);
+	cr_assert_eq(tsw_vault_open(fx.vault, fx.key, TSW_VAULT_RDONLY, &v), 0);
+	tsw_vault_close(v);
+	if (!root)
+		cr_skip_test("chown to another user needs root (the mode cases ran)");
+	const char *owned[] = {fx.vault, data, lock, fx.key};
+
+	for (size_t i = 0; i < sizeof(owned) / sizeof(owned[0]); i++) {
+		const char *args[] = {"stats", NULL};
+
+		cr_assert_eq(chown(owned[i], OTHER_UID, (gid_t)-1), 0);
+		cr_assert_eq(tsw_vault_open(fx.vault, fx.key, 0, &v),
+			     owned[i] == fx.key ? -TSW_E_BAD_KEY : -TSW_E_NOT_OWNER, "case %zu", i);
+		cr_assert_eq(tsw_vault_check_files(fx.vault, fx.key, why, sizeof(why)),
+			     -TSW_E_NOT_OWNER, "case %zu", i);
+		cr_assert_eq(strncmp(why, owned[i], strlen(owned[i])), 0, "case %zu: %s", i, why);
+		cr_assert_not_null(strstr(why, "owned by uid 65534"), "case %zu: %s", i, why);
+		cr_assert_eq(tokvault(out, sizeof(out), args), 1, "case %zu: %s", i, out);
+		cr_assert_not_null(strstr(out, why), "case %zu: tokvault says %s", i, out);
+		cr_assert_eq(chown(owned[i], 0, (gid_t)-1), 0);
+	}
+	cr_assert_eq(tsw_vault_open(fx.vault, fx.key, 0, &v), 0);
 	tsw_vault_close(v);
 }
 

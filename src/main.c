@@ -442,8 +442,9 @@ static void start_failed(const char *what, const char *dir, int err, const char 
 	char q[2 * TSW_CONFIG_PATH_MAX], qp[2 * TSW_HARDEN_WHY_MAX];
 
 	if (problem[0]) {
-		tsw_log(TSW_LOG_CRIT, "start_failed", "what=%s dir=\"%s\" error=\"%s\" problem=\"%s\"",
-			what, tsw_log_quote(dir, q, sizeof(q)), tsw_strerror(err),
+		tsw_log(TSW_LOG_CRIT, "start_failed",
+			"what=%s dir=\"%s\" error=\"%s\" problem=\"%s\"", what,
+			tsw_log_quote(dir, q, sizeof(q)), tsw_strerror(err),
 			tsw_log_quote(problem, qp, sizeof(qp)));
 		return;
 	}

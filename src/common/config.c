@@ -650,7 +650,6 @@ struct load_ctx {
 	char bad_reason[TSW_CONFIG_REASON_MAX];
 };
 
-
 /* Reads one line for inih and counts lines, so the handler knows where it
  * is. inih's buffer holds num - 1 bytes and it parses whatever does not
  * fit as a line of its own, and a NUL byte would end a line early: such a
@@ -680,8 +679,7 @@ static char *read_line(char *str, int num, void *stream)
 		if (c != '\n' && c != EOF) {
 			ctx->bad_line = ctx->line;
 			snprintf(ctx->bad_reason, sizeof(ctx->bad_reason),
-				 "line longer than %d bytes (the most the parser reads): shorten it",
-				 num - 1);
+				 "line longer than %d bytes (the most the parser reads)", num - 1);
 			return NULL;
 		}
 	}

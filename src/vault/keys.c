@@ -151,7 +151,8 @@ static int read_key_file(const char *path, char *buf, size_t cap, size_t *ret_le
 
 	if (fd < 0)
 		return errno == ENOENT ? -ENOENT : -TSW_E_BAD_KEY;
-	if (fstat(fd, &st) < 0 || tsw_harden_check_stat(path, &st, TSW_HARDEN_SECRET, NULL, 0) < 0 ||
+	if (fstat(fd, &st) < 0 ||
+	    tsw_harden_check_stat(path, &st, TSW_HARDEN_SECRET, NULL, 0) < 0 ||
 	    st.st_size >= (off_t)cap) {
 		r = -TSW_E_BAD_KEY;
 		goto out_close;

@@ -343,8 +343,8 @@ Test(vault, files_owned_by_another_user_or_open_to_others_are_refused)
 		const char *args[] = {"stats", NULL};
 
 		cr_assert_eq(chmod(modes[i].path, modes[i].bad_mode), 0);
-		cr_assert_eq(tsw_vault_open(fx.vault, fx.key, TSW_VAULT_RDONLY, &v), modes[i].open_err,
-			     "case %zu", i);
+		cr_assert_eq(tsw_vault_open(fx.vault, fx.key, TSW_VAULT_RDONLY, &v),
+			     modes[i].open_err, "case %zu", i);
 		cr_assert_eq(tsw_vault_check_files(fx.vault, fx.key, why, sizeof(why)),
 			     -TSW_E_TOO_OPEN, "case %zu", i);
 		cr_assert_eq(strncmp(why, modes[i].path, strlen(modes[i].path)), 0, "case %zu: %s",

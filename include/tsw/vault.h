@@ -44,6 +44,17 @@ enum {
 #define TSW_VAULT_PROVISION_TRIES_MAX 1000 /* random draws before -TSW_E_FULL */
 #define TSW_PAN_MIN_DIGITS 12
 
+/* Checks what tsw_vault_open checks of ownership and mode, and says
+ * which path is wrong: dir (a directory no group or other user may
+ * write), key_file (no group or other access), dir/data.mdb and
+ * dir/lock.mdb (no group or other write); each owned by this user or
+ * root. Paths that do not exist are skipped (tsw_vault_open reports
+ * them). Returns 0, or the first problem (-TSW_E_NOT_OWNER,
+ * -TSW_E_TOO_OPEN, -ENOTDIR, -EINVAL: not a regular file, -errno of stat)
+ * with a line in why naming the path, what is wrong and the fix (cap
+ * bytes, TSW_HARDEN_WHY_MAX is enough; why may be NULL). */
+int tsw_vault_check_files(const char *dir, const char *key_file, char *why, size_t cap);
+
 /* Opens the vault in dir with keys from key_file (mode 0600 or stricter,
  * owned by this user or root, else -TSW_E_BAD_KEY). Returns 0,
  * -TSW_E_BAD_KEY, -TSW_E_VERSION, -TSW_E_CORRUPT, -TSW_E_NOT_OWNER or
@@ -64,17 +75,6 @@ enum {
  * (mlock failing under RLIMIT_MEMLOCK is tolerated and reported by
  * tsw_vault_stats). *ret_vault is valid until tsw_vault_close(); it may
  * be shared by threads (readers are per thread). */
-/* Checks what tsw_vault_open checks of ownership and mode, and says
- * which path is wrong: dir (a directory no group or other user may
- * write), key_file (no group or other access), dir/data.mdb and
- * dir/lock.mdb (no group or other write); each owned by this user or
- * root. Paths that do not exist are skipped (tsw_vault_open reports
- * them). Returns 0, or the first problem (-TSW_E_NOT_OWNER,
- * -TSW_E_TOO_OPEN, -ENOTDIR, -EINVAL: not a regular file, -errno of stat)
- * with a line in why naming the path, what is wrong and the fix (cap
- * bytes, TSW_HARDEN_WHY_MAX is enough; why may be NULL). */
-int tsw_vault_check_files(const char *dir, const char *key_file, char *why, size_t cap);
-
 int tsw_vault_open(const char *dir, const char *key_file, unsigned flags,
 		   struct tsw_vault **ret_vault);
 /* Closes the environment and wipes the keys. Readers and batches must be

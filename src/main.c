@@ -14,8 +14,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
-#include <sys/prctl.h>
-#include <sys/resource.h>
 #include <unistd.h>
 #include <uv.h>
 
@@ -23,6 +21,7 @@
 #include "tsw/ctl.h"
 #include "tsw/engine.h"
 #include "tsw/error.h"
+#include "tsw/harden.h"
 #include "tsw/io.h"
 #include "tsw/iso8583.h"
 #include "tsw/log.h"
@@ -478,6 +477,23 @@ static void state_event(void *arg, const struct tsw_state_event *ev)
 	}
 }
 
+/* start_failed for the vault or the state directory; problem (when not
+ * empty) names the path whose owner or mode is wrong, and the fix. */
+static void start_failed(const char *what, const char *dir, int err, const char *problem)
+{
+	char q[2 * TSW_CONFIG_PATH_MAX], qp[2 * TSW_HARDEN_WHY_MAX];
+
+	if (problem[0]) {
+		tsw_log(TSW_LOG_CRIT, "start_failed",
+			"what=%s dir=\"%s\" error=\"%s\" problem=\"%s\"", what,
+			tsw_log_quote(dir, q, sizeof(q)), tsw_strerror(err),
+			tsw_log_quote(problem, qp, sizeof(qp)));
+		return;
+	}
+	tsw_log(TSW_LOG_CRIT, "start_failed", "what=%s dir=\"%s\" error=\"%s\"", what,
+		tsw_log_quote(dir, q, sizeof(q)), tsw_strerror(err));
+}
+
 static int open_data(struct server *s)
 {
 	const struct tsw_config *c = &s->cfg;
@@ -501,8 +517,11 @@ static int open_data(struct server *s)
 	s->iss_profile.max_frame = c->max_frame;
 	r = tsw_vault_open(c->vault_dir, c->key_file, TSW_VAULT_RDONLY, &s->vault);
 	if (r < 0) {
-		tsw_log(TSW_LOG_CRIT, "start_failed", "what=vault dir=\"%s\" error=\"%s\"",
-			tsw_log_quote(c->vault_dir, q, sizeof(q)), tsw_strerror(r));
+		char why[TSW_HARDEN_WHY_MAX];
+
+		if (tsw_vault_check_files(c->vault_dir, c->key_file, why, sizeof(why)) == 0)
+			why[0] = '\0';
+		start_failed("vault", c->vault_dir, r, why);
 		return r;
 	}
 	if (c->state_dir[0]) {
@@ -520,8 +539,11 @@ static int open_data(struct server *s)
 
 		r = tsw_state_open(c->state_dir, &sc, &s->state);
 		if (r < 0) {
-			tsw_log(TSW_LOG_CRIT, "start_failed", "what=state dir=\"%s\" error=\"%s\"",
-				tsw_log_quote(c->state_dir, q, sizeof(q)), tsw_strerror(r));
+			char why[TSW_HARDEN_WHY_MAX];
+
+			if (tsw_harden_check_env_dir(c->state_dir, why, sizeof(why)) == 0)
+				why[0] = '\0';
+			start_failed("state", c->state_dir, r, why);
 			return r;
 		}
 	} else {
@@ -614,12 +636,11 @@ static void free_workers(struct server *s)
  * dumpable also keeps ptrace and /proc/PID/mem away from other users. */
 static void no_core_dumps(void)
 {
-	const struct rlimit zero = {0, 0};
+	const char *step = "";
+	int r = tsw_harden_process(&step);
 
-	if (setrlimit(RLIMIT_CORE, &zero) < 0)
-		tsw_log(TSW_LOG_WARN, "no_core_dumps", "step=setrlimit errno=%d", errno);
-	if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
-		tsw_log(TSW_LOG_WARN, "no_core_dumps", "step=prctl errno=%d", errno);
+	if (r < 0)
+		tsw_log(TSW_LOG_WARN, "no_core_dumps", "step=%s errno=%d", step, -r);
 }
 
 static void config_refused(const struct tsw_config_error *err)

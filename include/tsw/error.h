@@ -34,6 +34,8 @@ enum {
 	TSW_E_OUT_OF_RANGE,   /* token outside every token BIN range */
 	TSW_E_FULL,           /* table, queue or map full */
 	TSW_E_VERSION,        /* on-disk format newer than this build */
+	TSW_E_NOT_OWNER,      /* file or directory owned by another user (tsw/harden.h) */
+	TSW_E_TOO_OPEN,       /* file or directory group or others may change */
 	/* config */
 	TSW_E_CONFIG,         /* bad configuration value */
 	TSW_E_MAX

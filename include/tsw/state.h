@@ -153,9 +153,11 @@ struct tsw_state_config {
  * -TSW_E_BAD_INPUT (max_reservations above
  * TSW_STATE_MAX_RESERVATIONS_LIMIT, saf_max_entries above
  * TSW_STATE_SAF_MAX_ENTRIES_LIMIT), -ENOSPC (the file holds more tokens
- * than the table can take, or more SAF items than the limit), -ENOMEM, or
- * another -errno (dir missing or unwritable, LMDB errors mapped to
- * -errno). *ret_state is untouched on failure. */
+ * than the table can take, or more SAF items than the limit), -ENOMEM,
+ * -TSW_E_NOT_OWNER or -TSW_E_TOO_OPEN (dir, data.mdb or lock.mdb owned
+ * by another user than this one or root, or writable by group or others:
+ * tsw_harden_check_env_dir says which), or another -errno (dir unwritable,
+ * LMDB errors mapped to -errno). *ret_state is untouched on failure. */
 int tsw_state_open(const char *dir, const struct tsw_state_config *cfg,
 		   struct tsw_state **ret_state);
 

@@ -44,9 +44,23 @@ enum {
 #define TSW_VAULT_PROVISION_TRIES_MAX 1000 /* random draws before -TSW_E_FULL */
 #define TSW_PAN_MIN_DIGITS 12
 
+/* Checks what tsw_vault_open checks of ownership and mode, and says
+ * which path is wrong: dir (a directory no group or other user may
+ * write), key_file (no group or other access), dir/data.mdb and
+ * dir/lock.mdb (no group or other write); each owned by this user or
+ * root. Paths that do not exist are skipped (tsw_vault_open reports
+ * them). Returns 0, or the first problem (-TSW_E_NOT_OWNER,
+ * -TSW_E_TOO_OPEN, -ENOTDIR, -EINVAL: not a regular file, -errno of stat)
+ * with a line in why naming the path, what is wrong and the fix (cap
+ * bytes, TSW_HARDEN_WHY_MAX is enough; why may be NULL). */
+int tsw_vault_check_files(const char *dir, const char *key_file, char *why, size_t cap);
+
 /* Opens the vault in dir with keys from key_file (mode 0600 or stricter,
- * else -TSW_E_BAD_KEY). Returns 0, -TSW_E_BAD_KEY, -TSW_E_VERSION,
- * -TSW_E_CORRUPT, -ENOENT, or another -errno.
+ * owned by this user or root, else -TSW_E_BAD_KEY). Returns 0,
+ * -TSW_E_BAD_KEY, -TSW_E_VERSION, -TSW_E_CORRUPT, -TSW_E_NOT_OWNER or
+ * -TSW_E_TOO_OPEN (dir, data.mdb or lock.mdb owned by another user, or
+ * writable by group or others: tsw_vault_check_files says which),
+ * -ENOENT, or another -errno.
  *
  * flags: TSW_VAULT_RDONLY for the switch (every write function then
  * returns -EROFS); TSW_VAULT_CREATE creates dir (0700) and the vault when
@@ -180,8 +194,11 @@ int tsw_vault_batch_finish(struct tsw_vault_batch *b, struct tsw_vault_import_st
 /* Imports a CSV whose header row names the columns (DESIGN.md "Interfaces
  * that scripts rely on"; token,pan,pan_expiry,token_expiry are required).
  * Bad rows are reported as (line, reason) and skipped; good rows land in
- * chunks. Returns 0 (even with rejected rows), -TSW_E_BAD_INPUT (no or bad
- * header: nothing written), -EROFS, -errno. */
+ * chunks. A line longer than 4096 bytes (its newline included) is one
+ * bad row, read past in a fixed buffer: memory does not grow with it.
+ * Returns 0 (even with rejected rows), -TSW_E_BAD_INPUT (no, bad or
+ * over-long header: nothing written), -EROFS, -EIO (a read error on in:
+ * rows before it may have landed), -errno. */
 int tsw_vault_import_csv(struct tsw_vault *v, FILE *in, tsw_vault_reject_fn on_reject, void *ctx,
 			 struct tsw_vault_import_stats *ret_stats);
 

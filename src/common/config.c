@@ -646,17 +646,44 @@ struct load_ctx {
 	unsigned line;	   /* line the reader handed out last */
 	unsigned err_line; /* first faulty line seen by the handler */
 	char reason[TSW_CONFIG_REASON_MAX];
+	unsigned bad_line; /* line the reader refused (too long, NUL byte) */
+	char bad_reason[TSW_CONFIG_REASON_MAX];
 };
 
-/* Reads one line for inih and counts lines, so the handler knows where it is. */
+/* Reads one line for inih and counts lines, so the handler knows where it
+ * is. inih's buffer holds num - 1 bytes and it parses whatever does not
+ * fit as a line of its own, and a NUL byte would end a line early: such a
+ * line ends the parse instead (tsw_config_load reports it by line). */
 static char *read_line(char *str, int num, void *stream)
 {
 	struct load_ctx *ctx = stream;
-	char *r = fgets(str, num, ctx->f);
+	int n = 0, c = EOF;
 
-	if (r)
-		ctx->line++;
-	return r;
+	while (n < num - 1 && (c = getc(ctx->f)) != EOF) {
+		if (c == '\0') {
+			ctx->bad_line = ++ctx->line;
+			snprintf(ctx->bad_reason, sizeof(ctx->bad_reason), "line holds a NUL byte");
+			return NULL;
+		}
+		str[n++] = (char)c;
+		if (c == '\n')
+			break;
+	}
+	if (n == 0)
+		return NULL; /* end of file (or a read error: fclose sees it) */
+	ctx->line++;
+	str[n] = '\0';
+	if (n == num - 1 && str[n - 1] != '\n') {
+		/* full: fine if the newline (or the end of the file) comes next */
+		c = getc(ctx->f);
+		if (c != '\n' && c != EOF) {
+			ctx->bad_line = ctx->line;
+			snprintf(ctx->bad_reason, sizeof(ctx->bad_reason),
+				 "line longer than %d bytes (the most the parser reads)", num - 1);
+			return NULL;
+		}
+	}
+	return str;
 }
 
 static int on_ini(void *user, const char *section, const char *name, const char *value)
@@ -695,6 +722,12 @@ int tsw_config_load(const char *path, struct tsw_config *cfg, struct tsw_config_
 	}
 	line = ini_parse_stream(read_line, ctx, on_ini, ctx);
 	fclose(ctx->f);
+	if (ctx->bad_line && line == 0) {
+		/* the reader stopped inih there: an earlier error would come first */
+		line = (int)ctx->bad_line;
+		ctx->err_line = ctx->bad_line;
+		memcpy(ctx->reason, ctx->bad_reason, sizeof(ctx->reason));
+	}
 	if (line == 0) {
 		*cfg = ctx->cfg;
 		r = 0;

@@ -25,6 +25,8 @@ static const char *const tsw_messages[TSW_E_MAX - TSW_E_BASE] = {
 	[TSW_E_OUT_OF_RANGE - TSW_E_BASE] = "outside every token BIN range",
 	[TSW_E_FULL - TSW_E_BASE] = "full",
 	[TSW_E_VERSION - TSW_E_BASE] = "unsupported format version",
+	[TSW_E_NOT_OWNER - TSW_E_BASE] = "owned by another user",
+	[TSW_E_TOO_OPEN - TSW_E_BASE] = "group or others may change it",
 	[TSW_E_CONFIG - TSW_E_BASE] = "bad configuration",
 };
 

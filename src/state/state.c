@@ -18,6 +18,7 @@
 
 #include "state_int.h"
 #include "tsw/error.h"
+#include "tsw/harden.h"
 #include "tsw/state.h"
 #include "tsw/token.h"
 
@@ -757,6 +758,10 @@ static int open_env(struct tsw_state *st, const char *dir, uint32_t map_size_mb,
 
 	if (mkdir(dir, DIR_MODE) < 0 && errno != EEXIST)
 		return -errno;
+	/* nobody else may edit the counts or the reversals owed */
+	rc = tsw_harden_check_env_dir(dir, NULL, 0);
+	if (rc < 0)
+		return rc;
 	rc = mdb_env_create(&st->env);
 	if (rc != 0)
 		return state_map_mdb(rc);

@@ -391,10 +391,16 @@ int tsw_vault_batch_add(struct tsw_vault_batch *b, const struct tsw_vault_row *r
 	if (row->token.original_token[0]) {
 		if (b->n_deferred == b->cap_deferred) {
 			size_t cap = b->cap_deferred ? 2 * b->cap_deferred : 64;
-			struct deferred *d = realloc(b->deferred, cap * sizeof(*d));
+			/* not realloc: the rows may hold PANs, the old copy is wiped */
+			struct deferred *d = malloc(cap * sizeof(*d));
 
 			if (!d)
 				return -ENOMEM;
+			if (b->deferred) {
+				memcpy(d, b->deferred, b->n_deferred * sizeof(*d));
+				OPENSSL_cleanse(b->deferred, b->cap_deferred * sizeof(*d));
+				free(b->deferred);
+			}
 			b->deferred = d;
 			b->cap_deferred = cap;
 		}

@@ -10,8 +10,11 @@
 #include "internal.h"
 #include "tsw/error.h"
 
+/* the longest line, its newline included; a longer one is rejected */
 #define CSV_LINE_MAX 4096
 #define CSV_FIELDS_MAX 32
+#define STR_(x) #x
+#define STR(x) STR_(x)
 
 enum col {
 	COL_TOKEN,
@@ -277,47 +280,83 @@ static int parse_header(char *line, size_t len, int *col_of, int *ret_n)
 	return 0;
 }
 
+/* Reads one line of in into buf (CSV_LINE_MAX + 1 bytes): newline kept,
+ * NUL-terminated, NUL bytes inside kept (the length says where it ends).
+ * A longer line is read on to its end without being stored, so neither
+ * memory nor a reallocated copy of a PAN grows with it. Returns the
+ * length, 0 at the end of input, -E2BIG (a line over CSV_LINE_MAX bytes,
+ * consumed; buf holds its start) or -EIO. */
+static ssize_t read_line(FILE *in, char *buf)
+{
+	size_t n = 0;
+	int c;
+
+	while ((c = getc_unlocked(in)) != EOF) {
+		if (n == CSV_LINE_MAX) {
+			while (c != '\n' && c != EOF)
+				c = getc_unlocked(in);
+			return ferror(in) ? -EIO : -E2BIG;
+		}
+		buf[n++] = (char)c;
+		if (c == '\n')
+			break;
+	}
+	if (ferror(in))
+		return -EIO;
+	buf[n] = '\0';
+	return (ssize_t)n;
+}
+
 int tsw_vault_import_csv(struct tsw_vault *v, FILE *in, tsw_vault_reject_fn on_reject, void *ctx,
 			 struct tsw_vault_import_stats *ret_stats)
 {
 	int col_of[COL_MAX];
 	struct tsw_vault_batch *b = NULL;
 	struct tsw_vault_row row;
-	char *line = NULL;
-	size_t cap = 0;
+	char line[CSV_LINE_MAX + 1];
 	ssize_t len;
 	unsigned long lineno = 1, rows = 0;
 	int n_cols = 0, r;
 
 	if (v->flags & TSW_VAULT_RDONLY)
 		return -EROFS;
-	len = getline(&line, &cap, in);
+	memset(&row, 0, sizeof(row));
+	len = read_line(in, line);
+	if (len == -EIO) {
+		r = -EIO;
+		goto out_wipe;
+	}
 	if (len <= 0) {
 		r = -TSW_E_BAD_INPUT;
-		goto out_free;
+		goto out_wipe;
 	}
 	r = parse_header(line, (size_t)len, col_of, &n_cols);
 	if (r < 0)
-		goto out_free;
+		goto out_wipe;
 	r = tsw_vault_batch_begin(v, 0, on_reject, ctx, &b);
 	if (r < 0)
-		goto out_free;
-	while ((len = getline(&line, &cap, in)) > 0) {
+		goto out_wipe;
+	while ((len = read_line(in, line)) != 0) {
 		struct field f[CSV_FIELDS_MAX];
 		const char *why;
 		int n;
 
+		if (len == -EIO) {
+			r = -EIO;
+			break;
+		}
 		lineno++;
 		if (len == 1 && line[0] == '\n')
 			continue;
 		rows++;
-		if ((size_t)len > CSV_LINE_MAX) {
-			why = "line too long";
+		if (len == -E2BIG) {
+			why = "line longer than " STR(CSV_LINE_MAX) " bytes";
+			OPENSSL_cleanse(line, CSV_LINE_MAX);
 		} else {
 			n = split(line, (size_t)len, f, CSV_FIELDS_MAX);
 			why = n != n_cols ? "wrong number of fields" : parse_row(col_of, f, &row);
+			OPENSSL_cleanse(line, (size_t)len);
 		}
-		OPENSSL_cleanse(line, (size_t)len);
 		if (why) {
 			if (on_reject)
 				on_reject(ctx, lineno, -TSW_E_BAD_INPUT, why);
@@ -338,8 +377,8 @@ int tsw_vault_import_csv(struct tsw_vault *v, FILE *in, tsw_vault_reject_fn on_r
 		if (ret_stats)
 			*ret_stats = st;
 	}
-out_free:
+out_wipe:
 	OPENSSL_cleanse(&row, sizeof(row));
-	free(line);
+	OPENSSL_cleanse(line, sizeof(line));
 	return r;
 }

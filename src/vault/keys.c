@@ -21,6 +21,7 @@
 
 #include "internal.h"
 #include "tsw/error.h"
+#include "tsw/harden.h"
 
 #define KEY_PAGE_BYTES 4096
 #define KEY_FILE_MODE 0600
@@ -138,7 +139,8 @@ static int parse_keys(char *text, struct keyring *k)
 	return 0;
 }
 
-/* Reads the key file, refusing anything group/other can access. */
+/* Reads the key file, refusing anything group/other can access or
+ * another user owns. */
 static int read_key_file(const char *path, char *buf, size_t cap, size_t *ret_len)
 {
 	struct stat st;
@@ -149,7 +151,8 @@ static int read_key_file(const char *path, char *buf, size_t cap, size_t *ret_le
 
 	if (fd < 0)
 		return errno == ENOENT ? -ENOENT : -TSW_E_BAD_KEY;
-	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || (st.st_mode & 077) ||
+	if (fstat(fd, &st) < 0 ||
+	    tsw_harden_check_stat(path, &st, TSW_HARDEN_SECRET, NULL, 0) < 0 ||
 	    st.st_size >= (off_t)cap) {
 		r = -TSW_E_BAD_KEY;
 		goto out_close;

@@ -11,6 +11,7 @@
 
 #include "internal.h"
 #include "tsw/error.h"
+#include "tsw/harden.h"
 
 #define META_FORMAT "format"
 #define META_GEN "gen"
@@ -359,6 +360,25 @@ static size_t default_sort_mem(void)
 							  : TSW_VAULT_SORT_MEM_DEFAULT_BYTES;
 }
 
+int tsw_vault_check_files(const char *dir, const char *key_file, char *why, size_t cap)
+{
+	int r;
+
+	if (why && cap)
+		why[0] = '\0';
+	r = tsw_harden_check_env_dir(dir, why, cap);
+	if (r == -ENOENT)
+		r = 0;
+	if (r == 0)
+		r = tsw_harden_check_path(key_file, TSW_HARDEN_SECRET, why, cap);
+	if (r == -ENOENT) {
+		r = 0;
+		if (why && cap)
+			why[0] = '\0';
+	}
+	return r;
+}
+
 int tsw_vault_open(const char *dir, const char *key_file, unsigned flags,
 		   struct tsw_vault **ret_vault)
 {
@@ -375,10 +395,10 @@ int tsw_vault_open(const char *dir, const char *key_file, unsigned flags,
 		return -ENAMETOOLONG;
 	if (create && mkdir(dir, VAULT_DIR_MODE) < 0 && errno != EEXIST)
 		return -errno;
-	if (stat(dir, &st) < 0)
-		return -errno;
-	if (!S_ISDIR(st.st_mode))
-		return -ENOTDIR;
+	/* nobody else may swap or edit the records the switch trusts */
+	r = tsw_harden_check_env_dir(dir, NULL, 0);
+	if (r < 0)
+		return r;
 	exists = stat(data_path, &st) == 0;
 	if (!exists && !create)
 		return -ENOENT;

@@ -723,6 +723,117 @@ def test_process_never_dumps_core():
         assert_eq(core[0].split()[4:6], ["0", "0"], "RLIMIT_CORE soft and hard")
 
 
+NOBODY = 65534
+
+
+def as_nobody():
+    os.setgroups([])
+    os.setgid(NOBODY)
+    os.setuid(NOBODY)
+
+
+def nobody_copy():
+    """A copy of the vault and key file in a new dir outside TMP, all owned
+    by NOBODY (the owner check refuses them to anyone else but root)."""
+    d = tempfile.mkdtemp(prefix="tsw-nobody-")
+    shutil.copytree(VAULT, os.path.join(d, "vault"))
+    shutil.copy2(KEY, os.path.join(d, "key"))
+    for root, dirs, files in os.walk(d):
+        for n in [root] + [os.path.join(root, x) for x in dirs + files]:
+            os.chown(n, NOBODY, NOBODY)
+    return d
+
+
+def assert_not_dumpable_no_core(pid, what):
+    # a process that is not dumpable has its /proc files owned by root,
+    # whoever runs it: so the test runs it as another user
+    with open("/proc/%d/status" % pid) as f:
+        uids = [l.split()[1:] for l in f if l.startswith("Uid:")]
+    assert_eq(uids, [[str(NOBODY)] * 4], what + ": runs as nobody")
+    assert_eq(os.stat("/proc/%d/status" % pid).st_uid, 0, what + ": not dumpable")
+    with open("/proc/%d/limits" % pid) as f:
+        core = [l for l in f if l.startswith("Max core file size")]
+    assert_eq(len(core), 1, what + ": core limit line")
+    assert_eq(core[0].split()[4:6], ["0", "0"], what + ": RLIMIT_CORE soft and hard")
+
+
+def test_switch_and_tokvault_not_dumpable_without_core_limit():
+    d = nobody_copy()
+    try:
+        vault, key = os.path.join(d, "vault"), os.path.join(d, "key")
+        conf = write_conf(os.path.join(d, "tokswitch.conf"),
+                          BASE_CONF % dict(timeout=2000, max_conns=16, lease=30000))
+        os.chown(conf, NOBODY, NOBODY)
+        sw = T.Switch(TOKSWITCH, ["-c", conf, "--vault", vault, "--key-file", key,
+                                  "--listen", "127.0.0.1:0", "--metrics", "127.0.0.1:0",
+                                  "--io", args.io, "--issuer", "127.0.0.1:%d" % T.free_port(),
+                                  "--state", os.path.join(d, "state")],
+                      os.path.join(d, "switch.log"), preexec_fn=as_nobody)
+        try:
+            assert_not_dumpable_no_core(sw.proc.pid, "tokswitch")
+        finally:
+            assert_eq(sw.stop(), 0, "tokswitch exit status")
+        # tokvault waits for the PAN on a pipe the test holds open
+        pan = T.luhn_complete("541333%09d" % 4242)
+        base = [TOKVAULT, "--vault", vault, "--key-file", key]
+        p = subprocess.Popen(base + ["provision", "--pan", "-", "--pan-expiry", "3012"],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, preexec_fn=as_nobody)
+        try:
+            data = os.path.join(vault, "data.mdb")
+
+            def vault_open():
+                assert p.poll() is None, "tokvault exited: %r" % (p.communicate(),)
+                fds = "/proc/%d/fd" % p.pid
+                return any(os.path.realpath(os.path.join(fds, n)) == data
+                           for n in os.listdir(fds))
+            T.wait_for(vault_open, 10, "tokvault has the vault open")
+            assert_not_dumpable_no_core(p.pid, "tokvault")
+            out, err = p.communicate((pan + "\n").encode(), timeout=30)
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        assert_eq(p.returncode, 0, "tokvault provision: " + err.decode())
+        token = out.decode().strip()
+        assert pan.encode() not in out + err, "tokvault printed the PAN"
+        show = subprocess.run(base + ["show", token], capture_output=True, text=True,
+                              timeout=30, preexec_fn=as_nobody)
+        assert_eq(show.returncode, 0, "show: " + show.stderr)
+        assert "pan=%s******%s" % (pan[:6], pan[-4:]) in show.stdout, show.stdout
+        assert pan not in show.stdout + show.stderr, "show printed the PAN"
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def test_vault_or_state_open_to_others_refused_naming_the_path():
+    base = [TOKSWITCH, "--io", args.io, "--listen", "127.0.0.1:0", "--metrics", "127.0.0.1:0",
+            "--issuer", "127.0.0.1:%d" % T.free_port()]
+    sdir = tempfile.mkdtemp(dir=TMP)
+    state = os.path.join(sdir, "state")
+    os.mkdir(state)
+    os.chmod(state, 0o770)
+    p = run(base + ["--vault", VAULT, "--key-file", KEY, "--state", state], check=False,
+            timeout=20)
+    assert p.returncode != 0, "started with a group-writable state dir"
+    failed = T.log_events(p.stderr, "start_failed")
+    assert_eq(len(failed), 1, "start_failed events: " + p.stderr)
+    assert_eq(failed[0].get("what"), "state", p.stderr)
+    assert failed[0].get("problem", "").startswith(state + ": mode 0770"), p.stderr
+    d = nobody_copy()
+    try:
+        vault = os.path.join(d, "vault")
+        p = run(base + ["--vault", vault, "--key-file", os.path.join(d, "key"), "--no-state"],
+                check=False, timeout=20)
+        assert p.returncode != 0, "started with another user's vault"
+        failed = T.log_events(p.stderr, "start_failed")
+        assert_eq(len(failed), 1, "start_failed events: " + p.stderr)
+        assert failed[0].get("problem", "").startswith(vault + ": owned by uid 65534"), \
+            p.stderr
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
 def test_bad_config_refused_with_file_and_line():
     conf = write_conf(os.path.join(TMP, "bad.conf"), "[server]\nworkers = 2\n[limits]\n"
                       "max_conns = lots\n")

@@ -6,12 +6,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "tokvault.h"
 #include "tsw/error.h"
+#include "tsw/harden.h"
 #include "tsw/log.h"
 #include "tsw/vault.h"
 
@@ -297,7 +297,7 @@ static int run_provision(struct tsw_vault *v, int argc, char **argv)
 {
 	struct tsw_vault_row row;
 	struct tsw_token t;
-	const char *pan = opt(argc, argv, "--pan");
+	struct pan_arg a = {.flag = "--pan"};
 	const char *from = opt(argc, argv, "--from-token");
 	const char *bin = opt(argc, argv, "--bin");
 	const char *len_s = opt(argc, argv, "--length");
@@ -306,15 +306,23 @@ static int run_provision(struct tsw_vault *v, int argc, char **argv)
 	char m[MASK_MAX];
 	int r;
 
-	if (!pan && !from)
-		return usage_error("provision needs --pan PAN or --from-token TOKEN");
 	memset(&row, 0, sizeof(row));
-	if (pan) {
-		if (strlen(pan) > TSW_PAN_MAX_DIGITS)
-			return usage_error("--pan too long");
-		row.pan_len = (uint8_t)strlen(pan);
-		memcpy(row.pan, pan, row.pan_len);
+	r = pan_args(argc, argv, &a, 1);
+	if (r != 0)
+		goto out;
+	if (!a.value && !from) {
+		r = usage_error("provision needs --pan PAN|- or --from-token TOKEN");
+		goto out;
 	}
+	if (a.value) {
+		if (strlen(a.value) > TSW_PAN_MAX_DIGITS) {
+			r = usage_error("--pan too long");
+			goto out;
+		}
+		row.pan_len = (uint8_t)strlen(a.value);
+		memcpy(row.pan, a.value, row.pan_len);
+	}
+	OPENSSL_cleanse(&a, sizeof(a));
 	if (copy_arg(row.token.original_token, sizeof(row.token.original_token), from) < 0 ||
 	    copy_arg(row.token.pan_expiry, sizeof(row.token.pan_expiry),
 		     opt(argc, argv, "--pan-expiry")) < 0 ||
@@ -326,16 +334,22 @@ static int run_provision(struct tsw_vault *v, int argc, char **argv)
 	    copy_arg(row.token.par, sizeof(row.token.par), opt(argc, argv, "--par")) < 0 ||
 	    copy_arg(row.token.token_ref, sizeof(row.token.token_ref),
 		     opt(argc, argv, "--token-ref")) < 0 ||
-	    copy_arg(row.device_ref, sizeof(row.device_ref), opt(argc, argv, "--device")) < 0)
-		return usage_error("an argument is too long");
+	    copy_arg(row.device_ref, sizeof(row.device_ref), opt(argc, argv, "--device")) < 0) {
+		r = usage_error("an argument is too long");
+		goto out;
+	}
 	if (!row.token.token_expiry[0])
 		memcpy(row.token.token_expiry, row.token.pan_expiry, sizeof(row.token.pan_expiry));
-	if ((s = opt(argc, argv, "--pos-modes")) && parse_modes(s, &row.token.pos_modes) < 0)
-		return usage_error("--pos-modes: unknown mode");
+	if ((s = opt(argc, argv, "--pos-modes")) && parse_modes(s, &row.token.pos_modes) < 0) {
+		r = usage_error("--pos-modes: unknown mode");
+		goto out;
+	}
 	if ((s = opt(argc, argv, "--merchant-id"))) {
 		if (copy_arg(row.token.merchants[0].merchant_id,
-			     sizeof(row.token.merchants[0].merchant_id), s) < 0)
-			return usage_error("--merchant-id too long");
+			     sizeof(row.token.merchants[0].merchant_id), s) < 0) {
+			r = usage_error("--merchant-id too long");
+			goto out;
+		}
 		row.token.n_merchants = 1;
 	}
 	if ((s = opt(argc, argv, "--assurance")))
@@ -346,16 +360,20 @@ static int run_provision(struct tsw_vault *v, int argc, char **argv)
 		row.token.amount_limit = strtoull(s, NULL, 10);
 	row.token.device_required = flag(argc, argv, "--device-required");
 	r = tsw_vault_provision(v, &row, bin, bin ? strlen(bin) : 0, len, &t);
-	OPENSSL_cleanse(&row, sizeof(row));
-	if (r < 0)
-		return fail(r, "provision");
+	if (r < 0) {
+		r = fail(r, "provision");
+		goto out;
+	}
 	printf("%s\n", t.token);
 	fprintf(stderr, "provisioned token %s for card %016llx", mask(t.token, m),
 		(unsigned long long)t.card_id);
 	if (t.original_token[0])
 		fprintf(stderr, " from token %s", mask(t.original_token, m));
 	fprintf(stderr, "\n");
-	return 0;
+out:
+	OPENSSL_cleanse(&row, sizeof(row));
+	OPENSSL_cleanse(&a, sizeof(a));
+	return r;
 }
 
 static int one_token(int argc, char **argv, const char **ret)
@@ -620,11 +638,12 @@ static const struct verb verbs[] = {
      "pass",
      run_import, 0, NULL},
     {"provision",
-     "--pan PAN --pan-expiry YYMM | --from-token TOKEN  [--token-expiry YYMM] [--bin PREFIX]\n"
+     "--pan PAN|- --pan-expiry YYMM | --from-token TOKEN  [--token-expiry YYMM] [--bin PREFIX]\n"
      "            [--length N] [--trid T] [--assurance N] [--pos-modes a|b] [--merchant-id M]\n"
      "            [--max-uses N] [--amount-limit N] [--currency C] [--device-required]\n"
      "            [--device REF] [--par P] [--token-ref R]",
-     "draws a random unused Luhn-valid token from a range, prints it", run_provision, 0, NULL},
+     "draws a random unused Luhn-valid token from a range, prints it", run_provision, 0,
+     PAN_STDIN_NOTE},
     {"show", "TOKEN", "prints the token record (PAN masked)", run_show, TSW_VAULT_RDONLY, NULL},
     {"suspend", "TOKEN", "suspends the token", run_suspend, 0, NULL},
     {"resume", "TOKEN", "makes the token active again", run_resume, 0, NULL},
@@ -668,9 +687,16 @@ int main(int argc, char **argv)
 	bool help = false;
 	int n_rest = 0, r;
 
-	/* PANs pass through this process in clear: no core dumps, no ptrace
-	 * by other users */
-	(void)prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+	/* PANs and keys pass through this process in clear: no core dumps,
+	 * no ptrace by other users */
+	{
+		const char *step = "";
+
+		r = tsw_harden_process(&step);
+		if (r < 0)
+			fprintf(stderr, "tokvault: warning: %s: %s (a core dump could hold keys)\n",
+				step, tsw_strerror(r));
+	}
 
 	for (int i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "--vault") == 0 && i + 1 < argc) {
@@ -711,8 +737,14 @@ int main(int argc, char **argv)
 		return usage_error("--vault DIR and --key-file FILE are required");
 	r = tsw_vault_open(vault_dir, key_file, verb->open_flags, &v);
 	if (r < 0) {
-		fprintf(stderr, "tokvault: %s: cannot open vault %s: %s\n", verb->name, vault_dir,
-			tsw_strerror(r));
+		char why[TSW_HARDEN_WHY_MAX];
+
+		if (tsw_vault_check_files(vault_dir, key_file, why, sizeof(why)) < 0 && why[0])
+			fprintf(stderr, "tokvault: %s: cannot open vault %s: %s\n", verb->name,
+				vault_dir, why);
+		else
+			fprintf(stderr, "tokvault: %s: cannot open vault %s: %s\n", verb->name,
+				vault_dir, tsw_strerror(r));
 		return EXIT_FAILURE;
 	}
 	r = verb->run(v, n_rest, rest);

@@ -1,11 +1,17 @@
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "tsw/config.h"
 #include "tsw/error.h"
+#include "tsw/harden.h"
 #include "tsw/log.h"
 #include "tsw/luhn.h"
 
@@ -321,4 +327,121 @@ Test(luhn, check_digit_completes_a_valid_number)
 		}
 	}
 	cr_expect_eq(tsw_luhn_check_digit(NULL, 3), '\0');
+}
+
+/* ---- harden: owner and mode of the files that hold keys and data ---- */
+
+struct perm_case {
+	enum tsw_harden_kind kind;
+	mode_t mode;
+	uid_t owner; /* OTHER_UID: a uid that is neither this user nor root */
+	int want;
+	const char *why;
+};
+
+#define OTHER_UID 65534
+
+static const struct perm_case perm_cases[] = {
+    {TSW_HARDEN_DIR, 0700, 0, 0, NULL},
+    {TSW_HARDEN_DIR, 0755, 0, 0, NULL},
+    {TSW_HARDEN_DIR, 0770, 0, -TSW_E_TOO_OPEN, "mode 0770: group or others may create"},
+    {TSW_HARDEN_DIR, 0702, 0, -TSW_E_TOO_OPEN, "chmod go-w"},
+    {TSW_HARDEN_DIR, 01777, 0, -TSW_E_TOO_OPEN, "mode 1777"},
+    {TSW_HARDEN_DIR, 0700, OTHER_UID, -TSW_E_NOT_OWNER, "owned by uid 65534, not by this user"},
+    {TSW_HARDEN_DATA, 0600, 0, 0, NULL},
+    {TSW_HARDEN_DATA, 0644, 0, 0, NULL},
+    {TSW_HARDEN_DATA, 0664, 0, -TSW_E_TOO_OPEN, "mode 0664: group or others may write it"},
+    {TSW_HARDEN_DATA, 0606, 0, -TSW_E_TOO_OPEN, "chmod go-w"},
+    {TSW_HARDEN_DATA, 0600, OTHER_UID, -TSW_E_NOT_OWNER, "chown it"},
+    {TSW_HARDEN_SECRET, 0600, 0, 0, NULL},
+    {TSW_HARDEN_SECRET, 0400, 0, 0, NULL},
+    {TSW_HARDEN_SECRET, 0640, 0, -TSW_E_TOO_OPEN, "mode 0640: group or others may read"},
+    {TSW_HARDEN_SECRET, 0604, 0, -TSW_E_TOO_OPEN, "chmod 600"},
+    {TSW_HARDEN_SECRET, 0600, OTHER_UID, -TSW_E_NOT_OWNER, "owned by uid 65534"},
+};
+
+/* Real files in a temp dir, chmod and chown'ed (the chown cases need root:
+ * skipped otherwise, the mode cases run for any user). */
+Test(harden, owner_and_mode_by_kind_with_the_path_in_why)
+{
+	char dir[] = "/tmp/tsw-harden-XXXXXX", path[64], why[TSW_HARDEN_WHY_MAX];
+	bool root = geteuid() == 0;
+	unsigned ran = 0;
+
+	cr_assert_not_null(mkdtemp(dir));
+	for (size_t i = 0; i < sizeof(perm_cases) / sizeof(perm_cases[0]); i++) {
+		const struct perm_case *c = &perm_cases[i];
+		uid_t owner = c->owner == OTHER_UID ? OTHER_UID : geteuid();
+		int r;
+
+		if (c->owner == OTHER_UID && !root)
+			continue;
+		snprintf(path, sizeof(path), "%s/%zu", dir, i);
+		if (c->kind == TSW_HARDEN_DIR) {
+			cr_assert_eq(mkdir(path, 0700), 0);
+		} else {
+			FILE *f = fopen(path, "w");
+
+			cr_assert_not_null(f);
+			fclose(f);
+		}
+		cr_assert_eq(chmod(path, c->mode), 0);
+		cr_assert_eq(chown(path, owner, (gid_t)-1), 0);
+		why[0] = '\0';
+		r = tsw_harden_check_path(path, c->kind, why, sizeof(why));
+		cr_assert_eq(r, c->want, "case %zu: %d (%s)", i, r, why);
+		if (c->why) {
+			cr_assert_eq(strncmp(why, path, strlen(path)), 0, "case %zu: %s", i, why);
+			cr_assert_not_null(strstr(why, c->why), "case %zu: %s", i, why);
+		}
+		ran++;
+	}
+	cr_assert_gt(ran, 0);
+	/* the wrong type, and a missing path */
+	snprintf(path, sizeof(path), "%s/0", dir);
+	cr_assert_eq(tsw_harden_check_path(path, TSW_HARDEN_DATA, why, sizeof(why)), -EINVAL);
+	cr_assert_not_null(strstr(why, "not a regular file"), "%s", why);
+	snprintf(path, sizeof(path), "%s/6", dir);
+	cr_assert_eq(tsw_harden_check_path(path, TSW_HARDEN_DIR, why, sizeof(why)), -ENOTDIR);
+	snprintf(path, sizeof(path), "%s/none", dir);
+	cr_assert_eq(tsw_harden_check_path(path, TSW_HARDEN_DIR, NULL, 0), -ENOENT);
+	snprintf(path, sizeof(path), "rm -rf '%s'", dir);
+	cr_assert_eq(system(path), 0);
+}
+
+/* An LMDB directory: the dir, then data.mdb and lock.mdb where present. */
+Test(harden, env_dir_checks_the_dir_and_its_lmdb_files)
+{
+	char dir[] = "/tmp/tsw-harden-XXXXXX", path[64], why[TSW_HARDEN_WHY_MAX];
+	FILE *f;
+
+	cr_assert_not_null(mkdtemp(dir));
+	cr_assert_eq(tsw_harden_check_env_dir(dir, why, sizeof(why)), 0, "%s", why);
+	snprintf(path, sizeof(path), "%s/lock.mdb", dir);
+	f = fopen(path, "w");
+	cr_assert_not_null(f);
+	fclose(f);
+	cr_assert_eq(chmod(path, 0620), 0);
+	cr_assert_eq(tsw_harden_check_env_dir(dir, why, sizeof(why)), -TSW_E_TOO_OPEN);
+	cr_assert_eq(strncmp(why, path, strlen(path)), 0, "%s", why);
+	cr_assert_eq(chmod(path, 0600), 0);
+	cr_assert_eq(tsw_harden_check_env_dir(dir, why, sizeof(why)), 0, "%s", why);
+	cr_assert_eq(chmod(dir, 0730), 0);
+	cr_assert_eq(tsw_harden_check_env_dir(dir, why, sizeof(why)), -TSW_E_TOO_OPEN);
+	cr_assert_eq(strncmp(why, dir, strlen(dir)), 0, "%s", why);
+	cr_assert_null(strstr(why, "lock.mdb"), "the dir is named, not its file: %s", why);
+	snprintf(path, sizeof(path), "rm -rf '%s'", dir);
+	cr_assert_eq(system(path), 0);
+}
+
+/* The switch and tokvault call this first: no core file, not dumpable. */
+Test(harden, process_has_no_core_limit_and_is_not_dumpable)
+{
+	struct rlimit rl;
+
+	cr_assert_eq(tsw_harden_process(NULL), 0);
+	cr_assert_eq(getrlimit(RLIMIT_CORE, &rl), 0);
+	cr_assert_eq(rl.rlim_cur, 0);
+	cr_assert_eq(rl.rlim_max, 0);
+	cr_assert_eq(prctl(PR_GET_DUMPABLE, 0, 0, 0, 0), 0);
 }

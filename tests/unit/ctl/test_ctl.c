@@ -166,6 +166,71 @@ Test(config, bad_line_refused_with_line_and_reason_and_config_untouched)
 	}
 }
 
+/* inih reads a line into a buffer of 200 bytes and hands the rest of a
+ * longer one over as a line of its own: "vault = /long...key_file=/x" on
+ * one line would set two keys. A line that does not fit is refused by
+ * file:line; one that just fits (199 bytes and its newline) loads. */
+Test(config, a_line_longer_than_the_parser_buffer_is_refused_by_line)
+{
+	enum { FITS = 199 };
+	char text[1024], line[512];
+	struct tsw_config cfg, before;
+	struct tsw_config_error err;
+	const char *p;
+	int n;
+
+	/* a path that puts "key_file=/evil" at byte FITS of the line */
+	n = snprintf(line, sizeof(line), "vault = /");
+	memset(line + n, 'a', FITS - (size_t)n);
+	snprintf(line + FITS, sizeof(line) - FITS, "key_file=/evil");
+	snprintf(text, sizeof(text), "[server]\n%s\nworkers = 2\n", line);
+	p = write_file("long.conf", text);
+	tsw_config_defaults(&cfg);
+	before = cfg;
+	cr_assert_eq(tsw_config_load(p, &cfg, &err), -TSW_E_CONFIG, "loaded key_file=%s",
+		     cfg.key_file);
+	cr_assert_str_eq(err.file, p);
+	cr_assert_eq(err.line, 2, "line %u: %s", err.line, err.reason);
+	cr_assert_not_null(strstr(err.reason, "longer than 199 bytes"), "%s", err.reason);
+	cr_assert_eq(memcmp(&cfg, &before, sizeof(cfg)), 0, "a refused file changed cfg");
+
+	/* an error on an earlier line is the one reported */
+	snprintf(text, sizeof(text), "[server]\nworkers = lots\n%s\n", line);
+	p = write_file("long.conf", text);
+	cr_assert_eq(tsw_config_load(p, &cfg, &err), -TSW_E_CONFIG);
+	cr_assert_eq(err.line, 2, "line %u: %s", err.line, err.reason);
+	cr_assert_not_null(strstr(err.reason, "server.workers"), "%s", err.reason);
+
+	/* the longest line that fits, with and without a final newline */
+	line[FITS] = '\0';
+	for (int final_newline = 1; final_newline >= 0; final_newline--) {
+		snprintf(text, sizeof(text), "[server]\nworkers = 2\n%s%s", line,
+			 final_newline ? "\n" : "");
+		p = write_file("fits.conf", text);
+		tsw_config_defaults(&cfg);
+		cr_assert_eq(tsw_config_load(p, &cfg, &err), 0, "%s:%u %s", err.file, err.line,
+			     err.reason);
+		cr_assert_str_eq(cfg.vault_dir, line + strlen("vault = "));
+		cr_assert_eq(cfg.workers, 2);
+	}
+
+	/* a NUL byte would end the line early for inih: refused too */
+	{
+		FILE *f;
+
+		p = write_file("nul.conf", "");
+		f = fopen(p, "w");
+		cr_assert_not_null(f);
+		static const char nul[] = "[server]\nvault = /v\0key_file=/evil\n";
+
+		cr_assert_eq(fwrite(nul, 1, sizeof(nul) - 1, f), sizeof(nul) - 1);
+		cr_assert_eq(fclose(f), 0);
+		cr_assert_eq(tsw_config_load(p, &cfg, &err), -TSW_E_CONFIG);
+		cr_assert_eq(err.line, 2, "line %u: %s", err.line, err.reason);
+		cr_assert_not_null(strstr(err.reason, "NUL"), "%s", err.reason);
+	}
+}
+
 Test(config, a_host_list_is_one_issuer_with_several_hosts)
 {
 	struct tsw_config cfg;

@@ -9,11 +9,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "state_harness.h"
 #include "tsw/error.h"
+#include "tsw/harden.h"
 #include "tsw/state.h"
 
 #define TOKEN "4895370000000015"
@@ -403,6 +405,68 @@ Test(state, open_refuses_newer_format_and_bad_dir)
 	cr_expect_lt(tsw_state_open(file, NULL, &st), 0, "a file, not a directory");
 	unlink(file);
 	cr_expect_null(st);
+}
+
+/* The state holds counts and the reversals owed: a directory or file that
+ * another user owns or group/others may write is refused, and
+ * tsw_harden_check_env_dir names it; put right, it opens. */
+Test(state, files_owned_by_another_user_or_open_to_others_are_refused)
+{
+	enum { OTHER_UID = 65534 };
+	struct tsw_state *st = NULL;
+	char data[160], lock[96], why[TSW_HARDEN_WHY_MAX];
+	int efd;
+
+	st = harness_open(dir, NULL, &efd);
+	close_state(st, efd);
+	st = NULL;
+	snprintf(data, sizeof(data), "%s/data.mdb", dir);
+	snprintf(lock, sizeof(lock), "%s/lock.mdb", dir);
+	const struct {
+		const char *path;
+		mode_t bad, good;
+	} modes[] = {{dir, 0770, 0700}, {dir, 0702, 0700}, {data, 0660, 0600}, {lock, 0602, 0600}};
+
+	for (size_t i = 0; i < sizeof(modes) / sizeof(modes[0]); i++) {
+		cr_assert_eq(chmod(modes[i].path, modes[i].bad), 0);
+		cr_expect_eq(tsw_state_open(dir, NULL, &st), -TSW_E_TOO_OPEN, "case %zu", i);
+		cr_expect_null(st);
+		cr_expect_eq(tsw_harden_check_env_dir(dir, why, sizeof(why)), -TSW_E_TOO_OPEN);
+		cr_expect_eq(strncmp(why, modes[i].path, strlen(modes[i].path)), 0, "case %zu: %s",
+			     i, why);
+		cr_expect_not_null(strstr(why, "chmod go-w"), "case %zu: %s", i, why);
+		cr_assert_eq(chmod(modes[i].path, modes[i].good), 0);
+	}
+	/* a group-writable directory given to a first start is refused too */
+	{
+		char fresh[128];
+
+		snprintf(fresh, sizeof(fresh), "%s/fresh", dir);
+		cr_assert_eq(mkdir(fresh, 0700), 0);
+		cr_assert_eq(chmod(fresh, 0775), 0);
+		cr_expect_eq(tsw_state_open(fresh, NULL, &st), -TSW_E_TOO_OPEN);
+		snprintf(data, sizeof(data), "%s/data.mdb", fresh);
+		cr_expect_eq(access(data, F_OK), -1, "nothing created in it");
+		rmdir(fresh);
+		snprintf(data, sizeof(data), "%s/data.mdb", dir);
+	}
+	st = harness_open(dir, NULL, &efd);
+	close_state(st, efd);
+	st = NULL;
+	if (geteuid() != 0)
+		cr_skip_test("chown to another user needs root (the mode cases ran)");
+	const char *owned[] = {dir, data, lock};
+
+	for (size_t i = 0; i < sizeof(owned) / sizeof(owned[0]); i++) {
+		cr_assert_eq(chown(owned[i], OTHER_UID, (gid_t)-1), 0);
+		cr_expect_eq(tsw_state_open(dir, NULL, &st), -TSW_E_NOT_OWNER, "case %zu", i);
+		cr_expect_eq(tsw_harden_check_env_dir(dir, why, sizeof(why)), -TSW_E_NOT_OWNER);
+		cr_expect_eq(strncmp(why, owned[i], strlen(owned[i])), 0, "case %zu: %s", i, why);
+		cr_expect_not_null(strstr(why, "owned by uid 65534"), "case %zu: %s", i, why);
+		cr_assert_eq(chown(owned[i], 0, (gid_t)-1), 0);
+	}
+	st = harness_open(dir, NULL, &efd);
+	close_state(st, efd);
 }
 
 /* ---- ATC ---- */

@@ -9,11 +9,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "tsw/error.h"
+#include "tsw/harden.h"
 #include "tsw/luhn.h"
 #include "tsw/vault.h"
 
@@ -312,6 +314,71 @@ Test(vault, key_file_readable_by_group_or_other_is_refused)
 	tsw_vault_close(v);
 }
 
+/* Owner and mode of the vault's directory, data files and key file: each
+ * problem refused, with the path and the fix in tsw_vault_check_files and
+ * in tokvault's message; put right, the vault opens again. */
+Test(vault, files_owned_by_another_user_or_open_to_others_are_refused)
+{
+	enum { OTHER_UID = 65534 };
+	char data[PATH_CAP], lock[PATH_CAP], why[TSW_HARDEN_WHY_MAX], out[OUT_CAP];
+	struct tsw_vault *v = open_new();
+	bool root = geteuid() == 0;
+	struct {
+		const char *path;
+		mode_t bad_mode, good_mode;
+		int open_err; /* what tsw_vault_open says of the bad mode */
+		const char *why;
+	} modes[] = {
+	    {fx.vault, 0770, 0700, -TSW_E_TOO_OPEN, "group or others may create or remove files"},
+	    {fx.vault, 0703, 0700, -TSW_E_TOO_OPEN, "chmod go-w"},
+	    {data, 0620, 0600, -TSW_E_TOO_OPEN, "group or others may write it"},
+	    {lock, 0602, 0600, -TSW_E_TOO_OPEN, "group or others may write it"},
+	    {fx.key, 0640, 0600, -TSW_E_BAD_KEY, "group or others may read or write it"},
+	};
+
+	tsw_vault_close(v);
+	snprintf(data, sizeof(data), "%s/data.mdb", fx.vault);
+	snprintf(lock, sizeof(lock), "%s/lock.mdb", fx.vault);
+	for (size_t i = 0; i < sizeof(modes) / sizeof(modes[0]); i++) {
+		const char *args[] = {"stats", NULL};
+
+		cr_assert_eq(chmod(modes[i].path, modes[i].bad_mode), 0);
+		cr_assert_eq(tsw_vault_open(fx.vault, fx.key, TSW_VAULT_RDONLY, &v),
+			     modes[i].open_err, "case %zu", i);
+		cr_assert_eq(tsw_vault_check_files(fx.vault, fx.key, why, sizeof(why)),
+			     -TSW_E_TOO_OPEN, "case %zu", i);
+		cr_assert_eq(strncmp(why, modes[i].path, strlen(modes[i].path)), 0, "case %zu: %s",
+			     i, why);
+		cr_assert_not_null(strstr(why, modes[i].why), "case %zu: %s", i, why);
+		cr_assert_eq(tokvault(out, sizeof(out), args), 1, "case %zu: %s", i, out);
+		cr_assert_not_null(strstr(out, why), "case %zu: tokvault says %s", i, out);
+		cr_assert_eq(chmod(modes[i].path, modes[i].good_mode), 0);
+	}
+	cr_assert_eq(tsw_vault_check_files(fx.vault, fx.key, why, sizeof(why)), 0, "%s", why);
+	cr_assert_eq(tsw_vault_open(fx.vault, fx.key, TSW_VAULT_RDONLY, &v), 0);
+	tsw_vault_close(v);
+	if (!root)
+		cr_skip_test("chown to another user needs root (the mode cases ran)");
+	const char *owned[] = {fx.vault, data, lock, fx.key};
+
+	for (size_t i = 0; i < sizeof(owned) / sizeof(owned[0]); i++) {
+		const char *args[] = {"stats", NULL};
+
+		cr_assert_eq(chown(owned[i], OTHER_UID, (gid_t)-1), 0);
+		cr_assert_eq(tsw_vault_open(fx.vault, fx.key, 0, &v),
+			     owned[i] == fx.key ? -TSW_E_BAD_KEY : -TSW_E_NOT_OWNER, "case %zu", i);
+		cr_assert_eq(tsw_vault_check_files(fx.vault, fx.key, why, sizeof(why)),
+			     -TSW_E_NOT_OWNER, "case %zu", i);
+		cr_assert_eq(strncmp(why, owned[i], strlen(owned[i])), 0, "case %zu: %s", i, why);
+		cr_assert_not_null(strstr(why, "owned by uid 65534"), "case %zu: %s", i, why);
+		cr_assert_eq(tokvault(out, sizeof(out), args), 1, "case %zu: %s", i, out);
+		cr_assert_not_null(strstr(out, why), "case %zu: tokvault says %s", i, out);
+		cr_assert_eq(chown(owned[i], 0, (gid_t)-1), 0);
+	}
+	cr_assert_eq(tsw_vault_open(fx.vault, fx.key, 0, &v), 0);
+	tsw_vault_close(v);
+}
+
 Test(vault, wrong_or_malformed_or_missing_key_file_is_refused)
 {
 	static const char *const bad[] = {
@@ -481,6 +548,73 @@ Test(vault, import_reports_bad_rows_by_line_and_keeps_good_ones)
 		luhn_number(tok, BIN, 16, 200 + i);
 		cr_assert_eq(lookup(v, tok, &t), -TSW_E_NOT_FOUND);
 	}
+	tsw_vault_close(v);
+}
+
+/* Peak resident memory of this process (each Criterion test runs in a
+ * process of its own), bytes. */
+static size_t peak_rss_bytes(void)
+{
+	struct rusage ru;
+
+	cr_assert_eq(getrusage(RUSAGE_SELF, &ru), 0);
+	return (size_t)ru.ru_maxrss * 1024;
+}
+
+/* A line of several MiB is refused by its number without being held in
+ * memory; the rows around it land; a line of exactly 4096 bytes is
+ * still parsed (and rejected for its field, not its length). */
+Test(vault, import_refuses_a_line_over_4096_bytes_in_bounded_memory)
+{
+	enum { LONG_LINE_BYTES = 32 << 20, CHUNK = 1 << 16, GROWTH_MAX = 8 << 20 };
+	struct tsw_vault *v = open_new();
+	struct tsw_vault_import_stats st;
+	struct rejects rj = {0};
+	char tok[4][20], pan[20], chunk[CHUNK];
+	struct tsw_token t;
+	size_t before, head;
+	FILE *f;
+	int r;
+
+	cr_assert_eq(tsw_vault_set_sort_mem(v, TSW_VAULT_SORT_MEM_MIN_BYTES), 0);
+	luhn_number(pan, "411111", 16, 9);
+	for (unsigned i = 0; i < 4; i++)
+		luhn_number(tok[i], BIN, 16, 300 + i);
+	f = fopen(fx.csv, "w");
+	cr_assert_not_null(f);
+	fprintf(f, "token,pan,pan_expiry,token_expiry\n%s,%s,2912,2811\n", tok[0], pan);
+	/* line 3: starts like a good row, then runs on for LONG_LINE_BYTES */
+	head = (size_t)fprintf(f, "%s,%s,2912,2811", tok[1], pan);
+	memset(chunk, '9', sizeof(chunk));
+	for (size_t n = head; n < LONG_LINE_BYTES; n += sizeof(chunk))
+		cr_assert_eq(fwrite(chunk, 1, sizeof(chunk), f), sizeof(chunk));
+	fprintf(f, "\n%s,%s,2912,2811\n", tok[2], pan);
+	/* line 5: 4096 bytes with its newline, the last field padded */
+	head = (size_t)fprintf(f, "%s,%s,2912,", tok[3], pan);
+	for (size_t n = head; n < 4095; n++)
+		fputc('x', f);
+	fputc('\n', f);
+	cr_assert_eq(fclose(f), 0);
+
+	f = fopen(fx.csv, "r");
+	cr_assert_not_null(f);
+	before = peak_rss_bytes();
+	r = tsw_vault_import_csv(v, f, on_reject, &rj, &st);
+	cr_assert_lt(peak_rss_bytes() - before, GROWTH_MAX, "the import grew by %zu bytes",
+		     peak_rss_bytes() - before);
+	fclose(f);
+	cr_assert_eq(r, 0);
+	cr_assert_eq(st.imported, 2);
+	cr_assert_eq(st.rows, 4);
+	cr_assert_eq(rj.n, 2);
+	cr_assert_eq(rj.lines[0], 3);
+	cr_assert_str_eq(rj.reasons[0], "line longer than 4096 bytes");
+	cr_assert_eq(rj.lines[1], 5);
+	cr_assert_str_eq(rj.reasons[1], "token_expiry: not YYMM");
+	cr_assert_eq(lookup(v, tok[0], &t), 0);
+	cr_assert_eq(lookup(v, tok[1], &t), -TSW_E_NOT_FOUND);
+	cr_assert_eq(lookup(v, tok[2], &t), 0);
+	cr_assert_eq(lookup(v, tok[3], &t), -TSW_E_NOT_FOUND);
 	tsw_vault_close(v);
 }
 
@@ -1192,6 +1326,67 @@ Test(vault, tokvault_pan_from_stdin_relinks_and_suspends_card)
 	tsw_vault_close(v);
 }
 
+/* provision --pan -: the PAN comes from standard input (never the
+ * command line), the token printed decrypts to it, and neither output
+ * stream carries it. */
+Test(vault, tokvault_provision_reads_pan_from_stdin)
+{
+	char out[OUT_CAP], pan[20], in[64], tok[TSW_TOKEN_MAX_DIGITS + 1];
+	struct tsw_vault *v;
+	size_t n = 0;
+
+	{
+		const char *args[] = {"init", "--token-bin", BIN, NULL};
+		cr_assert_eq(tokvault(out, sizeof(out), args), 0, "%s", out);
+	}
+	luhn_number(pan, "411111", 16, 4242);
+	snprintf(in, sizeof(in), "%s\n", pan);
+	{
+		const char *args[] = {"provision", "--pan", "-", "--pan-expiry", "3012", NULL};
+
+		cr_assert_eq(tokvault_in(out, sizeof(out), args, in), 0, "%s", out);
+	}
+	cr_assert_null(strstr(out, pan), "the output holds the PAN: %s", out);
+	cr_assert_not_null(strstr(out, "provisioned token"), "%s", out);
+	/* stdout (the token) and stderr share out: the token is the line of digits */
+	for (const char *l = out; l && !n; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : NULL) {
+		while (n < sizeof(tok) - 1 && l[n] >= '0' && l[n] <= '9') {
+			tok[n] = l[n];
+			n++;
+		}
+		if (l[n] != '\n')
+			n = 0;
+	}
+	tok[n] = '\0';
+	cr_assert_eq(strncmp(tok, BIN, strlen(BIN)), 0, "token %s: %s", tok, out);
+	cr_assert_eq(tsw_vault_open(fx.vault, fx.key, TSW_VAULT_RDONLY, &v), 0);
+	expect_pan(v, tok, pan);
+	tsw_vault_close(v);
+	struct {
+		const char *in;
+		const char *want;
+	} bad[] = {
+	    {"", "--pan -: no line for it on standard input"},
+	    {"\n", "--pan -: empty line on standard input"},
+	    {"41111111111111111111111111111111111111111111111111111111\n",
+	     "line on standard input too long"},
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		const char *args[] = {"provision", "--pan", "-", "--pan-expiry", "3012", NULL};
+
+		cr_assert_eq(tokvault_in(out, sizeof(out), args, bad[i].in), 1, "case %zu: %s", i,
+			     out);
+		cr_assert_not_null(strstr(out, bad[i].want), "case %zu: %s", i, out);
+	}
+	{
+		const char *args[] = {"provision", "--help", NULL};
+
+		cr_assert_eq(tokvault(out, sizeof(out), args), 0, "%s", out);
+		cr_assert_not_null(strstr(out, "--pan PAN|-"), "%s", out);
+		cr_assert_not_null(strstr(out, "standard input"), "%s", out);
+	}
+}
+
 Test(vault, tokvault_help_on_every_verb)
 {
 	static const char *const verbs[] = {
@@ -1215,7 +1410,8 @@ Test(vault, tokvault_help_on_every_verb)
 		cr_assert_not_null(strstr(out, "repersonalize"));
 		cr_assert_not_null(strstr(out, "--pan -"), "%s", out);
 	}
-	static const char *const pan_verbs[] = {"update-pan", "suspend-card", "resume-card"};
+	static const char *const pan_verbs[] = {"update-pan", "suspend-card", "resume-card",
+						"provision"};
 
 	for (size_t i = 0; i < sizeof(pan_verbs) / sizeof(pan_verbs[0]); i++) {
 		const char *args[] = {pan_verbs[i], "--help", NULL};

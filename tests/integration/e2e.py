@@ -177,9 +177,9 @@ def assert_eq(a, b, what=""):
 
 
 def assert_no_pan(conn):
-    for t in TOKENS.values():
-        if t["pan"].encode() in conn.raw:
-            raise AssertionError("a PAN reached the acquirer side")
+    leaks = T.log_leaks(conn.raw, [t["pan"] for t in TOKENS.values()])
+    if leaks:
+        raise AssertionError("a PAN reached the acquirer side: " + ", ".join(leaks))
 
 
 # --- tests -----------------------------------------------------------------
@@ -860,6 +860,43 @@ def test_signon_refused_logged_then_signed_on():
         e.sw.wait_ready(10)
         _, f = e.ask(e.conn(), auth(TOKENS["ok"]["token"]))
         assert_eq(f[39], b"00", "served once signed on")
+
+
+def tlv(tag, value):
+    """One BER-TLV object (short length)."""
+    t = bytes.fromhex("%x" % tag if tag > 0xff else "%02x" % tag)
+    return t + bytes([len(value)]) + value
+
+
+def test_chip_data_loses_card_tags_and_a_bcd_pan_is_answered_96():
+    with Env() as e:
+        c = e.conn()
+        pan = TOKENS["ok"]["pan"]
+        arqc, iad = tlv(0x9f26, bytes(range(1, 9))), tlv(0x91, b"\x11" * 8)
+        e.issuer.answer_extra = {55: tlv(0x5a, T.bcd(pan)) + arqc +
+                                 tlv(0x57, T.bcd(pan + "D2912201")) +
+                                 tlv(0x5f24, b"\x29\x12\x31") + iad}
+        _, f = e.ask(c, auth(TOKENS["ok"]["token"]))
+        assert_eq(f[39], b"00", "approved")
+        # compared, never printed: the unstripped field holds the PAN
+        assert f.get(55) == arqc + iad, "DE55 still has %d bytes, not 9F26 and 91 alone: %s" % (
+            len(f.get(55, b"")), ", ".join(T.log_leaks(f.get(55, b""), [pan])) or "no PAN")
+        T.wait_for(lambda: e.sw.metric("tsw_answer_de55_tags_stripped_total") == 3, 5,
+                   "stripped tags counted")
+        # the PAN in BCD in a tag that stays (issuer application data),
+        # starting in a low nibble: 96, and the approval is reversed
+        e.issuer.answer_extra = {55: arqc + tlv(0x9f10, T.bcd(pan, "0", low_first=True))}
+        _, f = e.ask(c, auth(TOKENS["ok"]["token"], stan=5501))
+        assert_eq((f[39], f.get(44), f[11]), (b"96", b"SYSTEM", b"005501"), "BCD PAN")
+        T.wait_for(lambda: e.sw.metric("tsw_pan_leaks_blocked_total") == 1, 5, "counted")
+        T.wait_for(lambda: any(m == "0400" for m, _ in e.issuer.requests), 10,
+                   "the approval reversed at the issuer")
+        # not BER-TLV: the answer goes without DE55
+        e.issuer.answer_extra = {55: b"\x9f\x26\x08\x01"}
+        _, f = e.ask(c, auth(TOKENS["ok"]["token"]))
+        assert_eq((f[39], 55 in f), (b"00", False), "malformed DE55 removed")
+        T.wait_for(lambda: e.sw.metric("tsw_answer_de55_dropped_total") == 1, 5, "counted")
+        assert_no_pan(c)
 
 
 # --- frames that an ascii4 issuer header cannot carry ------------------------

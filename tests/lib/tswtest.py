@@ -295,6 +295,7 @@ class FakeIssuer:
         self.held = []        # (conn, frame) waiting for release
         self.holding = False
         self.signon_rc = "00"  # DE39 of the 0810 to a sign-on (0800 DE70 001)
+        self.answer_extra = {}  # fields added to every authorization answer
         self.reverse = False
         self.conns = []
         self.serving = set()  # sockets whose _serve thread still runs
@@ -334,6 +335,7 @@ class FakeIssuer:
                 out[k] = f[k]
         if rc == "00":
             out[38] = "A1B2C3"
+        out.update(self.answer_extra)
         resp = "%04d" % (int(mti) + 10)
         return encode(self.p, resp, out)
 

@@ -101,8 +101,7 @@ static int check_frame(const struct tsw_config *cfg, struct tsw_config_error *er
 		if (tsw_iso_profile_load_named(NULL, name, p) < 0)
 			continue;
 		r = tsw_config_check_frame(cfg, keys[i].key, name, tsw_iso_header_name(p),
-					   tsw_iso_header_max(p), err->reason,
-					   sizeof(err->reason));
+					   tsw_iso_header_max(p), err->reason, sizeof(err->reason));
 	}
 	free(p);
 	return r;

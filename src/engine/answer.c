@@ -117,8 +117,8 @@ static bool is_request_pan(const struct tsw_engine *e, const struct req *r,
 /* The issuer's DE2 when it is another card number (a reissue it knows
  * of): found in ASCII or BCD like the request's PAN. A DE2 that is not
  * a card number (not 12-19 digits) is looked for as it is. */
-static bool other_pan_in(const struct tsw_engine *e, const struct tsw_iso_msg *m,
-			 const uint8_t *p, size_t n)
+static bool other_pan_in(const struct tsw_engine *e, const struct tsw_iso_msg *m, const uint8_t *p,
+			 size_t n)
 {
 	const uint8_t *d = tsw_iso_ptr(m, 2);
 	size_t len = m->f[2].len;

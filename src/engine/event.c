@@ -394,8 +394,8 @@ size_t tsw_engine_event_format(const struct tsw_engine_event *ev, char *buf, siz
 	case TSW_EV_ANSWER_MTI_MISMATCH:
 		add_link(&t, ev);
 		add(&t,
-		    " request_mti=\"%04" PRIu64 "\" answer_mti=\"%04" PRIu64 "\" token=%s stan=\"%s\" "
-		    "switch_stan=\"%06" PRIu64 "\"",
+		    " request_mti=\"%04" PRIu64 "\" answer_mti=\"%04" PRIu64 "\""
+		    " token=%s stan=\"%s\" switch_stan=\"%06" PRIu64 "\"",
 		    ev->n2 / 10000 % 10000, ev->n2 % 10000, ev->token[0] ? ev->token : "none",
 		    ev->stan, ev->n1 % 1000000);
 		break;

@@ -93,8 +93,10 @@ static bool tag_listed(uint32_t tag, const uint32_t *tags, size_t n_tags)
 /* Writes tag and a definite length (shortest form) at out[*pos]. */
 static int put_head(uint8_t *out, size_t cap, size_t *pos, uint32_t tag, size_t vlen)
 {
-	size_t tb = tag_bytes(tag), lb = vlen < 0x80 ? 1 : vlen <= 0xff ? 2 : vlen <= 0xffff ? 3 : 4;
+	size_t tb = tag_bytes(tag), lb = 1;
 
+	if (vlen >= 0x80) /* 0x81..0x83 and the length's bytes */
+		lb = vlen <= 0xff ? 2 : vlen <= 0xffff ? 3 : 4;
 	if (vlen > 0xffffff) /* more than TLV_LEN_BYTES_MAX length bytes */
 		return -TSW_E_BAD_TLV;
 	if (cap - *pos < tb + lb)

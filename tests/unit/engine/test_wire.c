@@ -276,7 +276,8 @@ Test(wire, answer_with_another_mti_leaves_the_request_pending)
 			continue;
 		tsw_engine_event_format(&ev, line, sizeof(line));
 		if (logged == 0) {
-			cr_assert(strstr(line, "request_mti=\"0100\" answer_mti=\"0410\""), "%s", line);
+			cr_assert(strstr(line, "request_mti=\"0100\" answer_mti=\"0410\""), "%s",
+				  line);
 			cr_assert(strstr(line, "stan=\"000500\""), "%s", line);
 		}
 		cr_assert_null(strstr(line, h_tokens[H_OK].pan), "PAN: %s", line);
@@ -311,7 +312,9 @@ static size_t bcd(uint8_t *out, const char *digits, uint8_t pad, bool low_first)
 		s[n++] = pad ? 'F' : '0';
 	for (size_t i = 0; i < n; i += 2) {
 		unsigned hi = s[i] == 'F' ? 15u : s[i] == 'D' ? 13u : (unsigned)(s[i] - '0');
-		unsigned lo = s[i + 1] == 'F' ? 15u : s[i + 1] == 'D' ? 13u : (unsigned)(s[i + 1] - '0');
+		unsigned lo = s[i + 1] == 'F'	? 15u
+			      : s[i + 1] == 'D' ? 13u
+						: (unsigned)(s[i + 1] - '0');
 
 		out[k++] = (uint8_t)(hi << 4 | lo);
 	}
@@ -509,8 +512,9 @@ Test(wire, bcd_scan_finds_every_form_and_nothing_else)
 			uint8_t v[32];
 			size_t k = bcd(v, pan, 1, false);
 
-			cr_assert_not(pan_fp_scan_bcd(seed, fp, len, pan + len - 4, v, k - 2 + len % 2),
-				      "%s cut", pan);
+			cr_assert_not(
+			    pan_fp_scan_bcd(seed, fp, len, pan + len - 4, v, k - 2 + len % 2),
+			    "%s cut", pan);
 		}
 	}
 }

@@ -150,34 +150,63 @@ static bool nibbles_are_pan(uint64_t seed, uint64_t fp, size_t pan_len, const ui
 	return hit;
 }
 
+/* Whether the last 4 digits (d) end at byte j of p in BCD: "ab cd" at
+ * p[j], p[j + 1], or ".a bc d." over p[j, j + 3); then whether the whole
+ * PAN is there. */
+static bool bcd_hit_at(uint64_t seed, uint64_t fp, size_t pan_len, const uint8_t d[4],
+		       const uint8_t *p, size_t n, size_t j)
+{
+	if (j + 1 < n && p[j] == (uint8_t)(d[0] << 4 | d[1]) &&
+	    p[j + 1] == (uint8_t)(d[2] << 4 | d[3]) &&
+	    nibbles_are_pan(seed, fp, pan_len, p, 2 * j + 3))
+		return true;
+	return j + 2 < n && (p[j] & 0x0f) == d[0] && p[j + 1] == (uint8_t)(d[1] << 4 | d[2]) &&
+	       p[j + 2] >> 4 == d[3] && nibbles_are_pan(seed, fp, pan_len, p, 2 * j + 4);
+}
+
 /* Packed BCD, two digits a byte: the last 4 digits either fill two bytes
  * (ab cd: the PAN ends on a byte) or straddle three (.a bc d.). Whatever
  * pads the PAN (F, 0) or follows it (the D of track 2) is not looked at,
- * so one search covers every form. */
+ * so one search covers every form. 16 positions per step, as for ASCII:
+ * a hash only where the last 4 digits are. */
 bool pan_fp_scan_bcd(uint64_t seed, uint64_t fp, size_t pan_len, const char last4[4],
 		     const uint8_t *p, size_t n)
 {
-	uint8_t d[4], ab, cd, bc;
-	size_t j;
+	v16u8 ab, cd, bc, d0, d3;
+	uint8_t d[4];
+	size_t j = 0;
 
 	if (pan_len < 4 || 2 * n < pan_len)
 		return false;
-	for (j = 0; j < 4; j++) {
-		if (last4[j] < '0' || last4[j] > '9')
+	for (unsigned i = 0; i < 4; i++) {
+		if (last4[i] < '0' || last4[i] > '9')
 			return false;
-		d[j] = (uint8_t)(last4[j] - '0');
+		d[i] = (uint8_t)(last4[i] - '0');
 	}
-	ab = (uint8_t)(d[0] << 4 | d[1]);
-	cd = (uint8_t)(d[2] << 4 | d[3]);
-	bc = (uint8_t)(d[1] << 4 | d[2]);
-	for (j = 0; j + 1 < n; j++) {
-		if (p[j] == ab && p[j + 1] == cd &&
-		    nibbles_are_pan(seed, fp, pan_len, p, 2 * j + 3))
-			return true;
-		if (p[j + 1] == bc && (p[j] & 0x0f) == d[0] && j + 2 < n && p[j + 2] >> 4 == d[3] &&
-		    nibbles_are_pan(seed, fp, pan_len, p, 2 * j + 4))
-			return true;
+	ab = (v16u8){0} + (uint8_t)(d[0] << 4 | d[1]);
+	cd = (v16u8){0} + (uint8_t)(d[2] << 4 | d[3]);
+	bc = (v16u8){0} + (uint8_t)(d[1] << 4 | d[2]);
+	d0 = (v16u8){0} + d[0];
+	d3 = (v16u8){0} + d[3];
+	/* a candidate at j reads p[j, j + 3): vectors cover j .. j + 15 */
+	for (; j + 16 + 2 <= n; j += 16) {
+		v16u8 x0 = load16(p + j), x1 = load16(p + j + 1), x2 = load16(p + j + 2);
+		v16u8 m = ((x0 == ab) & (x1 == cd)) |
+			  ((x1 == bc) & ((x0 & 0x0f) == d0) & ((x2 >> 4) == d3));
+		uint64_t lo, hi;
+
+		memcpy(&lo, &m, 8);
+		memcpy(&hi, (const uint8_t *)&m + 8, 8);
+		if (!(lo | hi))
+			continue;
+		for (unsigned k = 0; k < 16; k++)
+			if (m[k] && bcd_hit_at(seed, fp, pan_len, d, p, n, j + k))
+				return true;
 	}
+	for (; j + 1 < n; j++)
+		if ((p[j + 1] == cd[0] || p[j + 1] == bc[0]) &&
+		    bcd_hit_at(seed, fp, pan_len, d, p, n, j))
+			return true;
 	return false;
 }
 

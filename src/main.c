@@ -10,6 +10,7 @@
 #include <getopt.h>
 #include <inttypes.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -88,6 +89,35 @@ static void version(void)
 	printf("tokswitch %s (io: io_uring, libuv)\n", TSW_VERSION);
 }
 
+/* limits.max_frame against the length header of both profiles. A
+ * profile that does not load is left to open_data(), which names it at
+ * start (a reload never changes the profiles). */
+static int check_frame(const struct tsw_config *cfg, struct tsw_config_error *err)
+{
+	static const struct {
+		const char *key;
+		size_t off;
+	} keys[] = {
+	    {"server.profile", offsetof(struct tsw_config, profile)},
+	    {"server.issuer_profile", offsetof(struct tsw_config, issuer_profile)},
+	};
+	struct tsw_iso_profile *p = malloc(sizeof(*p));
+	int r = 0;
+
+	if (!p)
+		return -ENOMEM;
+	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]) && r == 0; i++) {
+		const char *name = (const char *)cfg + keys[i].off;
+
+		if (tsw_iso_profile_load_named(NULL, name, p) < 0)
+			continue;
+		r = tsw_config_check_frame(cfg, keys[i].key, name, tsw_iso_header_name(p),
+					   tsw_iso_header_max(p), err->reason, sizeof(err->reason));
+	}
+	free(p);
+	return r;
+}
+
 /* defaults, then the file, then the flags (a first --issuer replaces the
  * file's issuer list) */
 static int build_config(const struct server *s, struct tsw_config *ret_cfg,
@@ -125,6 +155,8 @@ static int build_config(const struct server *s, struct tsw_config *ret_cfg,
 		cfg.n_routes = 1;
 	}
 	r = tsw_config_check(&cfg, err->reason, sizeof(err->reason));
+	if (r == 0)
+		r = check_frame(&cfg, err);
 	if (r < 0) {
 		snprintf(err->file, sizeof(err->file), "%s",
 			 s->config_path ? s->config_path : "command line");

@@ -234,6 +234,19 @@ int tsw_config_set(struct tsw_config *cfg, const char *section, const char *key,
  * NULL). */
 int tsw_config_check(const struct tsw_config *cfg, char *reason, size_t cap);
 
+/* limits.max_frame replaces the max_frame of both profiles (acquirer and
+ * issuer); a length header cannot say more than header_max bytes (the
+ * loaded profile's tsw_iso_header_max, 9999 for ascii4), and a frame
+ * above it would be cut into frames the peer takes for separate
+ * messages. key names the profile's key ("server.profile" or
+ * "server.issuer_profile"), profile its value, header the header's name.
+ * Returns 0, or -TSW_E_CONFIG with a reason naming limits.max_frame, the
+ * key, the profile and header_max. Run at start and on every reload
+ * (main.c), after tsw_config_check(), once the profiles are loaded: the
+ * config module does not read profile files. */
+int tsw_config_check_frame(const struct tsw_config *cfg, const char *key, const char *profile,
+			   const char *header, uint32_t header_max, char *reason, size_t cap);
+
 /* True when a and b list the same issuers with the same hosts in the
  * same order (a reload refuses any other change: main.c). */
 bool tsw_config_issuers_equal(const struct tsw_config *a, const struct tsw_config *b);

@@ -343,6 +343,10 @@ enum tsw_engine_event_kind {
 					  * before its reversal or advice was durable */
 	TSW_EV_APPROVAL_UNDELIVERED,	 /* link, token, stan, rrn, amount; why: reversed or
 					  * unqueued (the issuer keeps the money) */
+	TSW_EV_ISSUER_FRAME_TOO_BIG,	 /* link, token, stan, rrn, amount; n1: the issuer's largest
+					  * body: the request was answered 96 */
+	TSW_EV_ANSWER_MTI_MISMATCH,	 /* link, token, stan, rrn, amount; n1: switch STAN; n2:
+					  * request MTI * 10000 + the answer's MTI (dropped) */
 	TSW_EV_EVENTS_DROPPED,		 /* n1: events dropped since the last report; n2: queue size */
 	TSW_EV_KIND_MAX
 };

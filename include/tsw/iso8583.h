@@ -14,6 +14,8 @@
 
 #define TSW_ISO_FIELDS 129          /* index 0 unused, 1..128 */
 #define TSW_ISO_MAX_FRAME_DEFAULT 8192
+#define TSW_ISO_BIN2_BODY_MAX 65535u  /* the largest body a 2-byte header says */
+#define TSW_ISO_ASCII4_BODY_MAX 9999u /* ... and 4 ASCII digits */
 #define TSW_ISO_NAME_MAX 48
 
 enum tsw_iso_type {
@@ -152,26 +154,44 @@ int tsw_iso_encode(const struct tsw_iso_profile *p, const struct tsw_iso_msg *ms
  * framer returns each input buffer whole as one frame. */
 size_t tsw_iso_header_size(const struct tsw_iso_profile *p);
 
+/* The largest body the profile's length header can express: 65535
+ * (bin2, and "none", whose views are 16-bit), 9999 (ascii4). A
+ * max_frame above it must be refused (tsw_config_check_frame). */
+uint32_t tsw_iso_header_max(const struct tsw_iso_profile *p);
+/* The header's name as in the profile file: "bin2", "ascii4", "none". */
+const char *tsw_iso_header_name(const struct tsw_iso_profile *p);
+
 /* Writes the length header for a body of body_len bytes into out (which
- * has room for tsw_iso_header_size()). Returns 0, or -TSW_E_FRAME_TOO_BIG. */
+ * has room for tsw_iso_header_size()). Returns 0, or -TSW_E_FRAME_TOO_BIG
+ * when body_len is above p->max_frame or above what the header can
+ * express (tsw_iso_header_max: never written modulo its range); out is
+ * untouched then. */
 int tsw_iso_header_write(const struct tsw_iso_profile *p, size_t body_len, uint8_t *out);
 
 /* Incremental frame reader. Bytes may arrive split anywhere and several
  * frames may arrive in one buffer. A frame lying whole inside the caller's
  * input is returned in place; one split across inputs is assembled in the
- * reader's own buffer (max_frame bytes, allocated once at init). */
+ * reader's own buffer (max_frame bytes, allocated once at init). Frames
+ * carry card data (an issuer link's carry PANs): the bytes a frame used
+ * in that buffer are wiped once the caller is done with it (at the next
+ * call), and on reset and free. */
 struct tsw_iso_framer {
 	const struct tsw_iso_profile *p;
 	uint8_t *acc;      /* assembly buffer, p->max_frame + 4 bytes */
 	uint32_t acc_len;  /* bytes held in acc */
+	uint32_t acc_dirty; /* leading bytes of acc written since the last wipe */
 	uint32_t need;     /* body length once the header is known, else 0 */
 	uint8_t have_hdr;
+	uint8_t acc_returned; /* the last frame returned lies in acc */
 };
 
 /* Returns 0 or -ENOMEM. p must outlive the framer. */
 int tsw_iso_framer_init(struct tsw_iso_framer *fr, const struct tsw_iso_profile *p);
-/* Frees the assembly buffer and forgets any partial frame; fr may be
- * initialized again. Safe on a zeroed or already freed framer. */
+/* Forgets any partial frame (a connection that went away) and wipes what
+ * the assembly buffer held; the framer stays usable. */
+void tsw_iso_framer_reset(struct tsw_iso_framer *fr);
+/* Wipes and frees the assembly buffer and forgets any partial frame; fr
+ * may be initialized again. Safe on a zeroed or already freed framer. */
 void tsw_iso_framer_free(struct tsw_iso_framer *fr);
 
 /* Consumes input starting at *in_off. Returns 1 with *ret_frame and *ret_len
@@ -223,6 +243,22 @@ int tsw_tlv_next(struct tsw_tlv_iter *it, uint32_t *ret_tag, const uint8_t **ret
  * the data is malformed before the tag is reached. */
 int tsw_tlv_find(const uint8_t *p, size_t len, uint32_t tag, const uint8_t **ret_val,
 		 size_t *ret_len);
+
+/* Nesting of constructed objects tsw_tlv_copy_except enters. */
+#define TSW_TLV_DEPTH_MAX 8
+/* Copies the BER-TLV objects of p[0, len) to out (cap bytes), leaving out
+ * every object whose tag is one of tags[0, n_tags), at any depth: a
+ * constructed object (bit 6 of its first tag byte set: 70, 77, 71, ...)
+ * is entered and written with its contents so copied and its length
+ * rewritten. Lengths are written in their shortest definite form and
+ * 0x00 padding is left out, so even a copy that drops nothing may differ
+ * from p byte for byte. Returns the bytes written and the objects left
+ * out in *ret_dropped, or -TSW_E_BAD_TLV (malformed at any depth, as
+ * tsw_tlv_next says, or nested deeper than TSW_TLV_DEPTH_MAX) or
+ * -TSW_E_NO_SPACE; out is unspecified and *ret_dropped untouched then. p
+ * and out must not overlap. */
+int tsw_tlv_copy_except(const uint8_t *p, size_t len, const uint32_t *tags, size_t n_tags,
+			uint8_t *out, size_t cap, unsigned *ret_dropped);
 
 /* Formats a decoded message (decoded with p) for a log line: "mti=0100 f2=411111******1111
  * f4=000000001000 ...", masking DE2 and DE35 (first 6, last 4 kept), DE14

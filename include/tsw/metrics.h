@@ -117,6 +117,11 @@ struct tsw_metrics_shard {
 	uint64_t answers_conn_gone;       /* answer for a closed acquirer connection */
 	uint64_t issuer_format_errors;    /* issuer message undecodable or not re-encodable */
 	uint64_t pan_leaks_blocked;       /* issuer answer still held the PAN: sent 96 instead */
+	/* the wire (docs/wire.md): issuer copies, answer MTIs, chip data */
+	uint64_t issuer_frames_too_big;   /* issuer copy above the issuer frame: answered 96 */
+	uint64_t answer_mti_mismatches;   /* issuer answer MTI not the request's response: dropped */
+	uint64_t de55_tags_stripped;      /* card-data tags removed from an answer's DE55 */
+	uint64_t de55_dropped;            /* an answer's DE55 not BER-TLV: removed whole */
 	uint64_t slow_consumer_closes;    /* acquirer output full: connection closed */
 	uint64_t stash_overflows;         /* input beyond in_buf_bytes while paused: closed */
 	uint64_t signon_failures;         /* sign-on refused or not sendable */

@@ -571,6 +571,17 @@ int tsw_config_check(const struct tsw_config *cfg, char *reason, size_t cap)
 	return 0;
 }
 
+int tsw_config_check_frame(const struct tsw_config *cfg, const char *key, const char *profile,
+			   const char *header, uint32_t header_max, char *reason, size_t cap)
+{
+	if (cfg->max_frame <= header_max)
+		return 0;
+	return fail(reason, cap,
+		    "limits.max_frame %u is above what the %s header of %s %s can express "
+		    "(at most %u bytes): lower limits.max_frame",
+		    cfg->max_frame, header, key, profile, header_max);
+}
+
 /* Appends "name" (comma-separated) to buf; "..." once it no longer fits. */
 static void append_name(char *buf, size_t cap, size_t *len, bool *cut, const char *section,
 			const char *key)

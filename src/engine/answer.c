@@ -12,6 +12,10 @@
 #include "use.h"
 #include "tsw/authz.h"
 #include "tsw/error.h"
+#include "tsw/token.h"
+
+/* The shortest card number (the vault holds 12-19 digits). */
+#define PAN_MIN_DIGITS 12
 
 static void hist_us(struct tsw_hist *h, uint64_t from_ns, uint64_t to_ns)
 {
@@ -98,6 +102,15 @@ static bool contains(const uint8_t *hay, size_t n, const uint8_t *needle, size_t
 	return k > 0 && memmem(hay, n, needle, k) != NULL;
 }
 
+/* The PAN of fingerprint fp (len digits, last4) in p[0, n): as ASCII
+ * digits or as packed BCD (either alignment, any padding, track 2). */
+static bool pan_in(const struct tsw_engine *e, uint64_t fp, size_t len, const char last4[4],
+		   const uint8_t *p, size_t n)
+{
+	return pan_fp_scan(e->pan_fp_seed, fp, len, last4, p, n) ||
+	       pan_fp_scan_bcd(e->pan_fp_seed, fp, len, last4, p, n);
+}
+
 /* The issuer's DE2 is the request's PAN (as it nearly always is): the
  * fingerprint scan already looks for it, no second search needed. */
 static bool is_request_pan(const struct tsw_engine *e, const struct req *r,
@@ -105,6 +118,49 @@ static bool is_request_pan(const struct tsw_engine *e, const struct req *r,
 {
 	return m->f[2].len == r->pan_len &&
 	       pan_fp(e->pan_fp_seed, (const char *)tsw_iso_ptr(m, 2), r->pan_len) == r->pan_fp;
+}
+
+/* The issuer's DE2 when it is another card number (a reissue it knows
+ * of): found in ASCII or BCD like the request's PAN. A DE2 that is not
+ * a card number (not 12-19 digits) is looked for as it is. */
+static bool other_pan_in(const struct tsw_engine *e, const struct tsw_iso_msg *m, const uint8_t *p,
+			 size_t n)
+{
+	const uint8_t *d = tsw_iso_ptr(m, 2);
+	size_t len = m->f[2].len;
+
+	if (len < PAN_MIN_DIGITS || len > TSW_PAN_MAX_DIGITS || !is_digits(d, len))
+		return contains(p, n, d, len);
+	return pan_in(e, pan_fp(e->pan_fp_seed, (const char *)d, len), len,
+		      (const char *)d + len - 4, p, n);
+}
+
+/* DE55 on its way to the acquirer, in the issuer profile's binary form:
+ * the EMV tags that carry card data are dropped at any depth (a changed
+ * copy in buf, *ret_len bytes; 0: DE55 removed); a DE55 that is not
+ * BER-TLV cannot be checked and is removed whole. Returns true when
+ * DE55 changes. */
+static bool de55_for_acquirer(struct tsw_engine *e, const struct tsw_iso_msg *m, uint8_t *buf,
+			      size_t cap, size_t *ret_len)
+{
+	const struct tsw_iso_field_spec *fs = &e->cfg.iss_profile->fields[55];
+	unsigned dropped = 0;
+	int n;
+
+	if (!tsw_iso_has(m, 55) || fs->type != TSW_ISO_B || fs->hex)
+		return false; /* hex or text chip data: the ASCII scan reads its digits */
+	n = tsw_tlv_copy_except(tsw_iso_ptr(m, 55), m->f[55].len, tsw_engine_de55_card_tags,
+				TSW_ENGINE_DE55_CARD_TAGS, buf, cap, &dropped);
+	if (n < 0) {
+		e->m->de55_dropped++;
+		*ret_len = 0;
+		return true;
+	}
+	if (!dropped)
+		return false;
+	e->m->de55_tags_stripped += dropped;
+	*ret_len = (size_t)n;
+	return true;
 }
 
 /* The issuer's answer rewritten for the acquirer: DE2 the token again
@@ -118,9 +174,10 @@ static int deliver_answer(struct tsw_engine *e, struct req *r, const struct tsw_
 			  const char *rc)
 {
 	struct acq_conn *c = &e->conns[r->acq_slot];
-	struct tsw_iso_edit ed[6 + TSW_ENGINE_ANSWER_DROP];
+	struct tsw_iso_edit ed[7 + TSW_ENGINE_ANSWER_DROP];
 	uint8_t de48[TSW_ENGINE_DE48_MAX];
-	size_t de48_len = 0;
+	uint8_t de55[TSW_ENGINE_DE55_MAX];
+	size_t de48_len = 0, de55_len = 0;
 	uint32_t tail_before;
 	unsigned n = 0;
 	int ret;
@@ -145,6 +202,9 @@ static int deliver_answer(struct tsw_engine *e, struct req *r, const struct tsw_
 			ed[n++] = (struct tsw_iso_edit){
 			    .field = 48, .len = (uint16_t)de48_len, .data = de48};
 	}
+	if (de55_for_acquirer(e, m, de55, sizeof(de55), &de55_len))
+		ed[n++] = (struct tsw_iso_edit){
+		    .field = 55, .len = (uint16_t)de55_len, .data = de55_len ? de55 : NULL};
 	tail_before = c->out.tail;
 	ret = conn_write(e, r->acq_slot, m, ed, n);
 	if (ret < 0) {
@@ -157,12 +217,11 @@ static int deliver_answer(struct tsw_engine *e, struct req *r, const struct tsw_
 	}
 	/* the acquirer side never gets a PAN: neither the request's PAN
 	 * (whether or not the issuer sent DE2) nor the issuer's DE2 may
-	 * appear anywhere in what was written */
-	if (pan_fp_scan(e->pan_fp_seed, r->pan_fp, r->pan_len, r->pan_last4, c->out.data + tail_before,
-			c->out.tail - tail_before) ||
+	 * appear anywhere in what was written, in ASCII or in BCD */
+	if (pan_in(e, r->pan_fp, r->pan_len, r->pan_last4, c->out.data + tail_before,
+		   c->out.tail - tail_before) ||
 	    (tsw_iso_has(m, 2) && !is_request_pan(e, r, m) &&
-	     contains(c->out.data + tail_before, c->out.tail - tail_before, tsw_iso_ptr(m, 2),
-		      m->f[2].len))) {
+	     other_pan_in(e, m, c->out.data + tail_before, c->out.tail - tail_before))) {
 		explicit_bzero(c->out.data + tail_before, c->out.tail - tail_before);
 		c->out.tail = tail_before;
 		e->m->pan_leaks_blocked++;
@@ -170,6 +229,16 @@ static int deliver_answer(struct tsw_engine *e, struct req *r, const struct tsw_
 	}
 	count_answer(e, r->mti_class, rc);
 	return 1;
+}
+
+/* An MTI's 4 digits as a number (the decoder checked they are digits). */
+static uint64_t mti_number(const char mti[4])
+{
+	uint64_t v = 0;
+
+	for (unsigned i = 0; i < 4; i++)
+		v = v * 10 + (uint64_t)(mti[i] - '0');
+	return v;
 }
 
 void engine_issuer_answer(struct tsw_engine *e, uint32_t link, const struct tsw_iso_msg *m)
@@ -205,6 +274,14 @@ void engine_issuer_answer(struct tsw_engine *e, uint32_t link, const struct tsw_
 		} else {
 			e->m->unmatched_answers++;
 		}
+		return;
+	}
+	if (!answer_mti_matches(r->echo.mti, m->mti)) {
+		/* a 0410 must not settle a 0100: an answer to another
+		 * message; r waits for its own answer or its timeout */
+		e->m->answer_mti_mismatches++;
+		engine_event_req(e, TSW_EV_ANSWER_MTI_MISMATCH, r,
+				 .n2 = mti_number(r->echo.mti) * 10000 + mti_number(m->mti));
 		return;
 	}
 	if (r->kind == REQ_ACQ && !answer_matches(r, m, rc)) {

@@ -30,6 +30,20 @@ uint64_t pan_fp(uint64_t seed, const char *pan, size_t len);
  * digit run costs a compare per window, not a hash per window. */
 bool pan_fp_scan(uint64_t seed, uint64_t fp, size_t pan_len, const char last4[4],
 		 const uint8_t *p, size_t n);
+/* The same search for the PAN as packed BCD (two digits a byte) at either
+ * nibble alignment, whatever pads it or follows it: F or 0 padding, the D
+ * separator of track-2 BCD (DE55 tags 57, 9F6B). */
+bool pan_fp_scan_bcd(uint64_t seed, uint64_t fp, size_t pan_len, const char last4[4],
+		     const uint8_t *p, size_t n);
+/* True when ans (an issuer's MTI) is the response to req (the MTI the
+ * request went out with): 0110 to 0100 or 0101, 0210 to 0200, 0130 to
+ * 0120, 0230 to 0220, 0410 to 0400 or 0401, 0430 to 0420, ...; a repeat
+ * may also be answered with its origin digit (0411 to 0401). */
+bool answer_mti_matches(const char req[4], const char ans[4]);
+/* EMV tags dropped from DE55 on the way to the acquirer: 5A (PAN), 57
+ * (track 2 equivalent), 5F24 (expiry), 9F6B (track 2). */
+#define TSW_ENGINE_DE55_CARD_TAGS 4u
+extern const uint32_t tsw_engine_de55_card_tags[TSW_ENGINE_DE55_CARD_TAGS];
 /* True for the response codes that approve (a limited use is spent):
  * 00, 08, 10 (partial), 11, 16. rc is NUL-terminated. */
 bool rc_approved(const char *rc);

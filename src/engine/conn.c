@@ -328,9 +328,7 @@ int tsw_engine_acq_open(struct tsw_engine *e, uint64_t now_ns)
 	c->was_paused = false;
 	c->last_active_ns = now_ns;
 	c->peer_id = 0;
-	c->fr.acc_len = 0;
-	c->fr.need = 0;
-	c->fr.have_hdr = 0;
+	tsw_iso_framer_reset(&c->fr);
 	outbuf_reset(&c->out);
 	e->m->conns_open++;
 	e->m->conns_accepted++;

@@ -47,6 +47,10 @@
 #define TSW_ENGINE_ECHO_FIELDS 11u
 /* Scratch space for a rewritten DE48 / DE35. */
 #define TSW_ENGINE_DE48_MAX 999u
+/* ... and for an answer's DE55 stripped of card-data tags: 999 bytes,
+ * and the room tsw_tlv_copy_except reserves for the head of each
+ * constructed object it enters (at most 8 bytes a level) */
+#define TSW_ENGINE_DE55_MAX (999u + 8u * (TSW_TLV_DEPTH_MAX + 1u))
 #define TSW_ENGINE_DE35_MAX 64u
 
 #define NS_PER_MS 1000000ull

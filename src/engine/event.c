@@ -40,6 +40,8 @@ static const struct kind_info kinds[TSW_EV_KIND_MAX] = {
     [TSW_EV_STANDIN] = {"standin", TSW_LOG_WARN},
     [TSW_EV_ANSWER_HELD_TIMEOUT] = {"answer_held_timeout", TSW_LOG_ERROR},
     [TSW_EV_APPROVAL_UNDELIVERED] = {"approval_undelivered", TSW_LOG_WARN},
+    [TSW_EV_ISSUER_FRAME_TOO_BIG] = {"issuer_frame_too_big", TSW_LOG_ERROR},
+    [TSW_EV_ANSWER_MTI_MISMATCH] = {"issuer_answer_mti_mismatch", TSW_LOG_WARN},
     [TSW_EV_EVENTS_DROPPED] = {"events_dropped", TSW_LOG_ERROR},
 };
 
@@ -383,6 +385,19 @@ size_t tsw_engine_event_format(const struct tsw_engine_event *ev, char *buf, siz
 			add(&t, "side=acquirer conn=%" PRIu32, ev->slot);
 		}
 		add(&t, " max_frame=%" PRIu64 " error=\"%s\"", ev->n1, tsw_strerror(ev->err));
+		break;
+	case TSW_EV_ISSUER_FRAME_TOO_BIG:
+		add_link(&t, ev);
+		add(&t, " token=%s stan=\"%s\" rrn=\"%s\" amount=\"%s\" max_frame=%" PRIu64,
+		    ev->token[0] ? ev->token : "none", ev->stan, ev->rrn, ev->amount, ev->n1);
+		break;
+	case TSW_EV_ANSWER_MTI_MISMATCH:
+		add_link(&t, ev);
+		add(&t,
+		    " request_mti=\"%04" PRIu64 "\" answer_mti=\"%04" PRIu64 "\""
+		    " token=%s stan=\"%s\" switch_stan=\"%06" PRIu64 "\"",
+		    ev->n2 / 10000 % 10000, ev->n2 % 10000, ev->token[0] ? ev->token : "none",
+		    ev->stan, ev->n1 % 1000000);
 		break;
 	case TSW_EV_EVENTS_DROPPED:
 		add(&t, "dropped=%" PRIu64 " log_event_queue=%" PRIu64, ev->n1, ev->n2);

@@ -237,9 +237,7 @@ void tsw_engine_link_up(struct tsw_engine *e, uint32_t link, uint64_t now_ns)
 		return;
 	l = &e->links[link];
 	e->now_ns = now_ns;
-	l->fr.acc_len = 0;
-	l->fr.need = 0;
-	l->fr.have_hdr = 0;
+	tsw_iso_framer_reset(&l->fr);
 	outbuf_reset(&l->out);
 	set_state(e, link, LINK_UP);
 	if (link_send_mgmt(e, link, DE70_SIGN_ON, false) < 0)
@@ -269,6 +267,8 @@ void tsw_engine_link_down(struct tsw_engine *e, uint32_t link, uint64_t now_ns)
 	}
 	explicit_bzero(l->out.data, l->out.cap);
 	outbuf_reset(&l->out);
+	/* a partial answer from the issuer carries the PAN too */
+	tsw_iso_framer_reset(&l->fr);
 	l->mgmt_stan = 0;
 	/* full jitter over the upper half: backoff/2 .. backoff */
 	jitter = l->backoff_ms / 2 ? xorshift(e) % (l->backoff_ms / 2 + 1) : 0;

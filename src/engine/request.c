@@ -146,6 +146,15 @@ static bool keeps_part_of_sale(const struct tsw_iso_msg *m)
 	return false;
 }
 
+/* The largest issuer-bound body: the profile's frame, within what its
+ * length header can say. */
+static uint32_t issuer_body_max(const struct tsw_iso_profile *p)
+{
+	uint32_t h = tsw_iso_header_max(p);
+
+	return p->max_frame < h ? p->max_frame : h;
+}
+
 static int forward(struct tsw_engine *e, struct pipeline *pl, const struct tsw_token *t)
 {
 	const struct tsw_iso_msg *m = pl->msg;
@@ -252,6 +261,19 @@ static int forward(struct tsw_engine *e, struct pipeline *pl, const struct tsw_t
 	ret = link_write(e, (uint32_t)link, m, ed, n);
 	explicit_bzero(pan, sizeof(pan));
 	explicit_bzero(de35, sizeof(de35));
+	if (ret == -TSW_E_FRAME_TOO_BIG) {
+		/* the PAN, DE14 and DE48 token data made the issuer's copy
+		 * longer than the acquirer's: above the issuer profile's
+		 * frame, or what its length header can say. Never cut
+		 * (the issuer would read the rest as messages of their
+		 * own): the switch's failure, not the acquirer's */
+		e->m->issuer_frames_too_big++;
+		engine_event(e, TSW_EV_ISSUER_FRAME_TOO_BIG, .link = (uint32_t)link,
+			     .token = t->token, .token_len = t->token_len, .echo = &r->echo,
+			     .n1 = issuer_body_max(e->cfg.iss_profile));
+		fail = TSW_AUTHZ_SYSTEM;
+		goto err_remove;
+	}
 	if (ret < 0) {
 		fail = ret == -TSW_E_NO_SPACE ? TSW_AUTHZ_ISSUER_UNAVAILABLE : TSW_AUTHZ_FORMAT;
 		goto err_remove;

@@ -263,6 +263,7 @@ static enum saf_outcome saf_send(struct tsw_engine *e, uint32_t link, const stru
 	r->saf_id = it->id;
 	r->saf_attempts = it->attempts;
 	r->mti_class = (uint8_t)mti_class(m.mti); /* 0400, or a stand-in's 0120/0220 */
+	memcpy(r->echo.mti, m.mti, 4); /* its answer must be the response to it */
 	r->fwd_ns = r->start_ns = e->now_ns;
 	r->deadline_ns = e->now_ns + (uint64_t)e->cfg.issuer_timeout_ms * NS_PER_MS;
 	heap_push(e, r);

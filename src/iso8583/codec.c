@@ -361,9 +361,26 @@ size_t tsw_iso_header_size(const struct tsw_iso_profile *p)
 	return 0;
 }
 
+uint32_t tsw_iso_header_max(const struct tsw_iso_profile *p)
+{
+	switch ((enum tsw_iso_header)p->header) {
+	case TSW_ISO_HDR_BIN2:
+		return TSW_ISO_BIN2_BODY_MAX;
+	case TSW_ISO_HDR_ASCII4:
+		return TSW_ISO_ASCII4_BODY_MAX;
+	case TSW_ISO_HDR_NONE:
+	case TSW_ISO_HDR_MAX:
+		break;
+	}
+	return TSW_ISO_BIN2_BODY_MAX; /* no header: the views' 16-bit offsets */
+}
+
 int tsw_iso_header_write(const struct tsw_iso_profile *p, size_t body_len, uint8_t *out)
 {
-	if (body_len > p->max_frame)
+	/* a length the header cannot say would be written modulo its range,
+	 * and the peer would read the rest of the body as frames of their
+	 * own: whatever max_frame says, refuse it */
+	if (body_len > p->max_frame || body_len > tsw_iso_header_max(p))
 		return -TSW_E_FRAME_TOO_BIG;
 	switch ((enum tsw_iso_header)p->header) {
 	case TSW_ISO_HDR_BIN2:

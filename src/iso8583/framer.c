@@ -18,13 +18,38 @@ int tsw_iso_framer_init(struct tsw_iso_framer *fr, const struct tsw_iso_profile 
 	return 0;
 }
 
-void tsw_iso_framer_free(struct tsw_iso_framer *fr)
+/* Wipes the bytes of acc that held a frame or part of one: only those,
+ * so a connection of small frames pays for small wipes. */
+static void wipe_acc(struct tsw_iso_framer *fr)
 {
-	free(fr->acc);
-	fr->acc = NULL;
+	if (fr->acc && fr->acc_dirty)
+		explicit_bzero(fr->acc, fr->acc_dirty);
+	fr->acc_dirty = 0;
+	fr->acc_returned = 0;
+}
+
+/* Copies n input bytes to the end of what acc holds. */
+static void acc_append(struct tsw_iso_framer *fr, const uint8_t *in, size_t n)
+{
+	memcpy(fr->acc + fr->acc_len, in, n);
+	fr->acc_len += (uint32_t)n;
+	if (fr->acc_len > fr->acc_dirty)
+		fr->acc_dirty = fr->acc_len;
+}
+
+void tsw_iso_framer_reset(struct tsw_iso_framer *fr)
+{
+	wipe_acc(fr);
 	fr->acc_len = 0;
 	fr->need = 0;
 	fr->have_hdr = 0;
+}
+
+void tsw_iso_framer_free(struct tsw_iso_framer *fr)
+{
+	tsw_iso_framer_reset(fr);
+	free(fr->acc);
+	fr->acc = NULL;
 }
 
 static int parse_header(const struct tsw_iso_profile *p, const uint8_t *h, uint32_t *ret_len)
@@ -53,6 +78,10 @@ int tsw_iso_framer_next(struct tsw_iso_framer *fr, const uint8_t *in, size_t in_
 	size_t off = *in_off, avail, take;
 	int r;
 
+	/* the frame returned last from acc is consumed: the caller calls
+	 * again only once it is done with it */
+	if (fr->acc_returned)
+		wipe_acc(fr);
 	if (off >= in_len)
 		return 0;
 	avail = in_len - off;
@@ -77,8 +106,7 @@ int tsw_iso_framer_next(struct tsw_iso_framer *fr, const uint8_t *in, size_t in_
 			take = hs - fr->acc_len;
 			if (take > avail)
 				take = avail;
-			memcpy(fr->acc + fr->acc_len, in + off, take);
-			fr->acc_len += (uint32_t)take;
+			acc_append(fr, in + off, take);
 			off += take;
 			if (fr->acc_len < hs) {
 				*in_off = off;
@@ -111,8 +139,7 @@ int tsw_iso_framer_next(struct tsw_iso_framer *fr, const uint8_t *in, size_t in_
 	take = fr->need - fr->acc_len;
 	if (take > avail)
 		take = avail;
-	memcpy(fr->acc + fr->acc_len, in + off, take);
-	fr->acc_len += (uint32_t)take;
+	acc_append(fr, in + off, take);
 	*in_off = off + take;
 	if (fr->acc_len < fr->need)
 		return 0;
@@ -121,5 +148,6 @@ int tsw_iso_framer_next(struct tsw_iso_framer *fr, const uint8_t *in, size_t in_
 	fr->have_hdr = 0;
 	fr->need = 0;
 	fr->acc_len = 0;
+	fr->acc_returned = 1;
 	return 1;
 }

@@ -11,8 +11,7 @@
 #define SPEC_LINE_MAX 256
 #define SPEC_LL_MAX 99
 #define SPEC_LLL_MAX 999
-#define SPEC_BIN2_FRAME_MAX 65535u  /* a 2-byte header and 16-bit views */
-#define SPEC_ASCII4_FRAME_MAX 9999u /* 4 ASCII digits */
+#define SPEC_BIN2_FRAME_MAX TSW_ISO_BIN2_BODY_MAX /* a 2-byte header and 16-bit views */
 #define SPEC_NAME_LEN_MAX 255	    /* profile name given to load_named */
 
 static const char *const type_names[TSW_ISO_TYPE_MAX] = {
@@ -33,6 +32,11 @@ static const char *const bitmap_names[TSW_ISO_BITMAP_MAX] = {
     [TSW_ISO_BITMAP_BIN] = "binary",
     [TSW_ISO_BITMAP_HEX] = "hex",
 };
+
+const char *tsw_iso_header_name(const struct tsw_iso_profile *p)
+{
+	return p->header < TSW_ISO_HDR_MAX ? header_names[p->header] : "unknown";
+}
 
 static int lookup(const char *const *names, int n, const char *word)
 {
@@ -248,7 +252,7 @@ int tsw_iso_profile_load(const char *path, struct tsw_iso_profile *ret_profile, 
 	lineno++; /* faults found at the end point one past the last line */
 	if (seen != 3)
 		goto err_bad_line;
-	if (p->header == TSW_ISO_HDR_ASCII4 && p->max_frame > SPEC_ASCII4_FRAME_MAX)
+	if (p->max_frame > tsw_iso_header_max(p))
 		goto err_bad_line;
 	bad_field = finish(p);
 	if (bad_field) {

@@ -94,9 +94,10 @@ class Env:
 
     def __init__(self, issuer=True, issuer_port=None, timeout_ms=2000, max_conns=256,
                  workers=None, state=True, no_state=False, extra_conf="", io=None,
-                 preexec_fn=None, more_issuers=(), issuers_in_file=False, log_format=None):
+                 preexec_fn=None, more_issuers=(), issuers_in_file=False, log_format=None,
+                 issuer_wire=None):
         self.dir = tempfile.mkdtemp(dir=TMP)
-        self.issuer = T.FakeIssuer(PROFILE) if issuer else None
+        self.issuer = T.FakeIssuer(issuer_wire or PROFILE) if issuer else None
         self.log_format = log_format
         iss_addr = self.issuer.addr if issuer else "127.0.0.1:%d" % issuer_port
         hosts = [iss_addr] + list(more_issuers)
@@ -176,9 +177,9 @@ def assert_eq(a, b, what=""):
 
 
 def assert_no_pan(conn):
-    for t in TOKENS.values():
-        if t["pan"].encode() in conn.raw:
-            raise AssertionError("a PAN reached the acquirer side")
+    leaks = T.log_leaks(conn.raw, [t["pan"] for t in TOKENS.values()])
+    if leaks:
+        raise AssertionError("a PAN reached the acquirer side: " + ", ".join(leaks))
 
 
 # --- tests -----------------------------------------------------------------
@@ -970,6 +971,181 @@ def test_signon_refused_logged_then_signed_on():
         e.sw.wait_ready(10)
         _, f = e.ask(e.conn(), auth(TOKENS["ok"]["token"]))
         assert_eq(f[39], b"00", "served once signed on")
+
+
+def tlv(tag, value):
+    """One BER-TLV object (short length)."""
+    t = bytes.fromhex("%x" % tag if tag > 0xff else "%02x" % tag)
+    return t + bytes([len(value)]) + value
+
+
+def test_chip_data_loses_card_tags_and_a_bcd_pan_is_answered_96():
+    with Env() as e:
+        c = e.conn()
+        pan = TOKENS["ok"]["pan"]
+        arqc, iad = tlv(0x9f26, bytes(range(1, 9))), tlv(0x91, b"\x11" * 8)
+        e.issuer.answer_extra = {55: tlv(0x5a, T.bcd(pan)) + arqc +
+                                 tlv(0x57, T.bcd(pan + "D2912201")) +
+                                 tlv(0x5f24, b"\x29\x12\x31") + iad}
+        _, f = e.ask(c, auth(TOKENS["ok"]["token"]))
+        assert_eq(f[39], b"00", "approved")
+        # compared, never printed: the unstripped field holds the PAN
+        assert f.get(55) == arqc + iad, "DE55 still has %d bytes, not 9F26 and 91 alone: %s" % (
+            len(f.get(55, b"")), ", ".join(T.log_leaks(f.get(55, b""), [pan])) or "no PAN")
+        T.wait_for(lambda: e.sw.metric("tsw_answer_de55_tags_stripped_total") == 3, 5,
+                   "stripped tags counted")
+        # the PAN in BCD in a tag that stays (issuer application data),
+        # starting in a low nibble: 96, and the approval is reversed
+        e.issuer.answer_extra = {55: arqc + tlv(0x9f10, T.bcd(pan, "0", low_first=True))}
+        _, f = e.ask(c, auth(TOKENS["ok"]["token"], stan=5501))
+        assert_eq((f[39], f.get(44), f[11]), (b"96", b"SYSTEM", b"005501"), "BCD PAN")
+        T.wait_for(lambda: e.sw.metric("tsw_pan_leaks_blocked_total") == 1, 5, "counted")
+        T.wait_for(lambda: any(m == "0400" for m, _ in e.issuer.requests), 10,
+                   "the approval reversed at the issuer")
+        # not BER-TLV: the answer goes without DE55
+        e.issuer.answer_extra = {55: b"\x9f\x26\x08\x01"}
+        _, f = e.ask(c, auth(TOKENS["ok"]["token"]))
+        assert_eq((f[39], 55 in f), (b"00", False), "malformed DE55 removed")
+        T.wait_for(lambda: e.sw.metric("tsw_answer_de55_dropped_total") == 1, 5, "counted")
+        assert_no_pan(c)
+
+
+# --- frames that an ascii4 issuer header cannot carry ------------------------
+
+ASCII4 = T.Profile(os.path.join(args.source, "config", "ascii4.spec"))
+# a PAN the vault does not hold, put in a request by the acquirer
+SMUGGLED_PAN = T.luhn_complete("54139999999999")
+SMUGGLED_STAN = "777777"
+# ans fields that carry the padding of a large request
+FILLERS = [47, 56, 57, 58, 59, 60, 61, 62, 63, 106, 107, 108]
+
+
+def smuggled_0100():
+    """A complete 0100 with a raw PAN and a STAN of the acquirer's choosing,
+    all of it printable (a bitmap byte of 0x20 or 0x70), so that it fits an
+    ans field."""
+    body = T.encode_body(PROFILE, "0100", {
+        2: SMUGGLED_PAN, 3: "000000", 4: "000009999900", 11: SMUGGLED_STAN, 19: "840", 27: "1",
+        35: SMUGGLED_PAN + "=2912", 43: "SMUGGLED".ljust(40), 51: "840", 59: "X"})
+    assert all(0x20 <= b <= 0x7e for b in body), "not printable"
+    return body
+
+
+def sized_request(acq_len, delta, stan, carrier_len=600):
+    """(mti, fields) of an authorization of the ok token whose body is
+    acq_len bytes (its issuer copy acq_len + delta), padded with ans
+    fields. DE46 carries, at the place where an issuer that reads the
+    copy's length header modulo 10000 looks for its next frame, a complete
+    0100 with a header of its own, then a header that swallows the rest."""
+    mti, f = auth(TOKENS["ok"]["token"], stan=stan)
+    f[46] = "Z" * carrier_len
+    f[105] = "F"  # a secondary bitmap whatever the padding takes
+    base = T.encode_body(PROFILE, mti, f)
+    at = base.index(b"Z" * carrier_len)  # where DE46's value starts
+    fill = acq_len - len(base)
+    for fld in FILLERS:
+        if fill <= 0:
+            break
+        take = min(fill, 3 + 999)
+        if 0 < fill - take < 4:
+            take -= 4  # the next field needs its prefix and a byte
+        f[fld] = "F" * (take - 3)
+        fill -= take
+    assert fill == 0, "fillers too short for %d bytes" % acq_len
+    iss_len = acq_len + delta
+    k = iss_len % 10000  # what the header said when it wrapped
+    inner = smuggled_0100()
+    if at <= k and k + 8 + len(inner) <= at + carrier_len:
+        rest = iss_len - (k + 8 + len(inner))
+        carrier = ("Z" * (k - at)).encode() + b"%04d" % len(inner) + inner + b"%04d" % rest
+        f[46] = (carrier + b"Z" * (carrier_len - len(carrier))).decode()
+    body = T.encode_body(PROFILE, mti, f)
+    assert_eq(len(body), acq_len, "request size")
+    return mti, f
+
+
+def rewrite_growth(e, c):
+    """Bytes the rewrite adds to a request of the ok token (DE48 token
+    data): measured, the issuer records what it got."""
+    mti, f = sized_request(2000, 0, stan=901)
+    n = len(e.issuer.frames)
+    _, a = e.ask(c, (mti, f))
+    assert_eq(a[39], b"00", "a request that fits")
+    return len(e.issuer.frames[n]) - 2000
+
+
+def smuggled_at_issuer(issuer):
+    return [rf for _, rf in issuer.requests if rf.get(2) == SMUGGLED_PAN.encode() or
+            rf.get(11) == SMUGGLED_STAN.encode()]
+
+
+def test_max_frame_above_an_ascii4_header_refused_at_start_and_on_reload():
+    attack = "[server]\nissuer_profile = ascii4\n[limits]\nmax_frame = 12000\n"
+    iss = T.FakeIssuer(ASCII4)
+    try:
+        try:
+            with Env(issuer=False, issuer_port=iss.port, extra_conf=attack) as e:
+                # it started: show what a 4-digit header written modulo
+                # 10000 lets through
+                e.issuer = iss
+                e.sw.wait_ready()
+                c = e.conn()
+                delta = rewrite_growth(e, c)
+                c.request(*sized_request(10000 + 200 - delta, delta, stan=902))
+                T.wait_for(lambda: smuggled_at_issuer(iss) or len(iss.bad_frames) >= 2, 10,
+                           "the issuer to read the copy")
+                raise AssertionError(
+                    "started with limits.max_frame 12000 and an ascii4 issuer header: the issuer "
+                    "read %d requests it took for separate messages (%d with the acquirer's "
+                    "PAN and STAN) and %d broken frames" % (
+                        len(iss.requests) - 1, len(smuggled_at_issuer(iss)), len(iss.bad_frames)))
+        except RuntimeError as ex:  # tokswitch exited before it listened
+            refused = str(ex)
+        assert "limits.max_frame 12000" in refused and "server.issuer_profile" in refused and \
+            "ascii4" in refused and "9999" in refused, refused
+        # a reload that asks for it is refused too, naming the same
+        with Env(issuer=False, issuer_port=iss.port,
+                 extra_conf="[server]\nissuer_profile = ascii4\n[limits]\nmax_frame = 9999\n") as e:
+            e.issuer = iss
+            e.sw.wait_ready()
+            with open(e.conf, "a") as conf:
+                conf.write("[limits]\nmax_frame = 12000\n")
+            e.sw.signal(signal.SIGHUP)
+            T.wait_for(lambda: T.log_events(e.sw.log(), "reload_refused"), 5, "reload_refused")
+            ev = T.log_events(e.sw.log(), "reload_refused")[0]
+            assert "limits.max_frame 12000" in ev["reason"] and "ascii4" in ev["reason"], ev
+            _, f = e.ask(e.conn(), auth(TOKENS["ok"]["token"]))
+            assert_eq(f[39], b"00", "still serving")
+    finally:
+        iss.stop()
+
+
+def test_issuer_copy_too_long_for_the_ascii4_header_answered_96():
+    conf = "[server]\nissuer_profile = ascii4\n[limits]\nmax_frame = 9999\n"
+    with Env(issuer_wire=ASCII4, extra_conf=conf) as e:
+        c = e.conn()
+        delta = rewrite_growth(e, c)
+        assert delta > 0, "the rewrite adds DE48 token data"
+        # the largest copy the issuer header can say goes through
+        _, f = e.ask(c, sized_request(9999 - delta, delta, stan=903))
+        assert_eq(f[39], b"00", "a copy of 9999 bytes")
+        assert_eq(len(e.issuer.frames[-1]), 9999, "what the issuer got")
+        # the acquirer's largest request, whose copy the header cannot say
+        n = len(e.issuer.frames)
+        _, f = e.ask(c, sized_request(9999, delta, stan=904))
+        assert_eq((f[39], f.get(44)), (b"96", b"SYSTEM"), "too long for the issuer")
+        assert_eq(f[11], b"000904", "the acquirer's DE11")
+        T.wait_for(lambda: e.sw.metric("tsw_issuer_frames_too_big_total") == 1, 5, "counted")
+        T.wait_for(lambda: T.log_events(e.sw.log(), "issuer_frame_too_big"), 5, "logged")
+        ev = T.log_events(e.sw.log(), "issuer_frame_too_big")[0]
+        tok = TOKENS["ok"]["token"]
+        assert_eq((ev["stan"], ev["token"], ev["max_frame"]),
+                  ("000904", tok[:6] + "*" * (len(tok) - 10) + tok[-4:], "9999"), "event")
+        # the issuer got nothing of it, the link is still good
+        _, f = e.ask(c, auth(TOKENS["ok"]["token"]))
+        assert_eq(f[39], b"00", "served after it")
+        assert_eq((len(e.issuer.frames), e.issuer.bad_frames), (n + 1, []), "at the issuer")
+        assert_no_pan(c)
 
 
 def test_log_scan_finds_pans_in_ascii_and_packed_bcd():

@@ -18,13 +18,17 @@ import traceback
 # --- codec -----------------------------------------------------------------
 
 class Profile:
-    """Field table of a config/*.spec file (bin2 header, binary bitmap)."""
+    """Field table and length header (bin2 or ascii4) of a config/*.spec
+    file with a binary bitmap."""
 
     def __init__(self, path):
         self.fields = {}
+        self.header = "bin2"
         for line in open(path):
             line = line.split("#", 1)[0].strip()
             parts = line.split()
+            if len(parts) == 2 and parts[0] == "header":
+                self.header = parts[1]
             if len(parts) < 4 or not parts[0].isdigit():
                 continue
             num, typ, kind, size = int(parts[0]), parts[1], parts[2], int(parts[3])
@@ -42,8 +46,34 @@ def _enc_field(spec, value):
     return ("%0*d" % (width, len(raw))).encode() + raw
 
 
-def encode(profile, mti, fields):
-    """mti: 4 chars; fields: {num: str|bytes}. Returns a framed message."""
+def frame(profile, body):
+    """body with the profile's length header in front."""
+    if profile.header == "ascii4":
+        if len(body) > 9999:
+            raise ValueError("an ascii4 header cannot say %d" % len(body))
+        return b"%04d" % len(body) + body
+    return struct.pack(">H", len(body)) + body
+
+
+def split_frame(profile, buf):
+    """(body, rest) of the first whole frame of buf, (None, buf) when it is
+    not all there yet. Raises ValueError on a header that is not one."""
+    hs = 4 if profile.header == "ascii4" else 2
+    if len(buf) < hs:
+        return None, buf
+    if hs == 4:
+        if not buf[:4].isdigit():
+            raise ValueError("ascii4 header is not 4 digits")
+        ln = int(buf[:4])
+    else:
+        ln = struct.unpack(">H", buf[:2])[0]
+    if len(buf) < hs + ln:
+        return None, buf
+    return buf[hs:hs + ln], buf[hs + ln:]
+
+
+def encode_body(profile, mti, fields):
+    """mti: 4 chars; fields: {num: str|bytes}. Returns the message body."""
     nums = sorted(fields)
     bitmap = [0, 0]
     if any(n > 64 for n in nums):
@@ -55,7 +85,12 @@ def encode(profile, mti, fields):
         body += struct.pack(">Q", bitmap[1])
     for n in nums:
         body += _enc_field(profile.fields[n], fields[n])
-    return struct.pack(">H", len(body)) + body
+    return body
+
+
+def encode(profile, mti, fields):
+    """mti: 4 chars; fields: {num: str|bytes}. Returns a framed message."""
+    return frame(profile, encode_body(profile, mti, fields))
 
 
 def decode(profile, body):
@@ -132,13 +167,11 @@ class Conn:
         """Returns the body of the next frame, or None on EOF."""
         deadline = time.monotonic() + timeout
         while True:
-            if len(self.buf) >= 2:
-                ln = struct.unpack(">H", self.buf[:2])[0]
-                if len(self.buf) >= 2 + ln:
-                    body, self.buf = self.buf[2:2 + ln], self.buf[2 + ln:]
-                    if ln == 0:
-                        continue
-                    return body
+            body, self.buf = split_frame(self.p, self.buf)
+            if body is not None:
+                if not body:
+                    continue
+                return body
             left = deadline - time.monotonic()
             if left <= 0:
                 raise TimeoutError("no frame within %.1f s" % timeout)
@@ -256,10 +289,13 @@ class FakeIssuer:
         self.p = profile
         self.lock = threading.Condition()
         self.requests = []    # (mti, fields) of every non-0800 request
+        self.frames = []      # ... and its body as it came
+        self.bad_frames = []  # bodies that did not decode (a broken header: the rest)
         self.signons = 0
         self.held = []        # (conn, frame) waiting for release
         self.holding = False
         self.signon_rc = "00"  # DE39 of the 0810 to a sign-on (0800 DE70 001)
+        self.answer_extra = {}  # fields added to every authorization answer
         self.reverse = False
         self.conns = []
         self.serving = set()  # sockets whose _serve thread still runs
@@ -299,6 +335,7 @@ class FakeIssuer:
                 out[k] = f[k]
         if rc == "00":
             out[38] = "A1B2C3"
+        out.update(self.answer_extra)
         resp = "%04d" % (int(mti) + 10)
         return encode(self.p, resp, out)
 
@@ -321,20 +358,32 @@ class FakeIssuer:
             if not chunk:
                 return
             buf += chunk
-            while len(buf) >= 2:
-                ln = struct.unpack(">H", buf[:2])[0]
-                if len(buf) < 2 + ln:
+            while True:
+                try:
+                    body, buf = split_frame(self.p, buf)
+                except ValueError:
+                    with self.lock:  # a broken stream: a real host closes it
+                        self.bad_frames.append(buf)
+                        self.lock.notify_all()
+                    return
+                if body is None:
                     break
-                body, buf = buf[2:2 + ln], buf[2 + ln:]
-                if ln == 0:
+                if not body:
                     continue
-                mti, f = decode(self.p, body)
+                try:
+                    mti, f = decode(self.p, body)
+                except (ValueError, KeyError, IndexError, struct.error):
+                    with self.lock:  # answered by nobody, kept for the test
+                        self.bad_frames.append(body)
+                        self.lock.notify_all()
+                    continue
                 frame = self._answer_for(mti, f)
                 with self.lock:
                     if mti == "0800":
                         self.signons += 1
                     else:
                         self.requests.append((mti, f))
+                        self.frames.append(body)
                     hold = self.holding and mti != "0800"
                     if hold:
                         self.held.append((s, frame))

@@ -483,6 +483,9 @@ static void on_recv(struct uworker *u, uint32_t idx, struct io_uring_cqe *cqe, u
 		if (io_worker_mail_waiting(u->w))
 			take_mail(u, now_ns);
 		if (ep->closing) {
+			if (ep->kind != TSW_EP_ACQ)
+				explicit_bzero(u->bufs + (size_t)bid * u->buf_bytes,
+					       (size_t)cqe->res);
 			recycle_buf(u, bid);
 		} else if (ep->kind == TSW_EP_ACQ &&
 			   (ep->n_held || tsw_engine_acq_paused(u->e, ep->eslot))) {
@@ -497,6 +500,11 @@ static void on_recv(struct uworker *u, uint32_t idx, struct io_uring_cqe *cqe, u
 			else
 				r = tsw_engine_link_input(u->e, ep->eslot, data, (size_t)cqe->res,
 							  now_ns);
+			/* an issuer's bytes carry the PAN: none stays in a
+			 * buffer the ring hands out again */
+			if (ep->kind != TSW_EP_ACQ)
+				explicit_bzero(u->bufs + (size_t)bid * u->buf_bytes,
+					       (size_t)cqe->res);
 			recycle_buf(u, bid);
 		}
 	}

@@ -151,8 +151,13 @@ static void read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 	uint64_t now = io_now_ns();
 	int r;
 
-	if (n == 0 || ep->closing)
+	if (n == 0)
 		return;
+	if (ep->closing) {
+		if (n > 0 && ep->kind != TSW_EP_ACQ)
+			explicit_bzero(buf->base, (size_t)n);
+		return;
+	}
 	if (n < 0) {
 		ep_close(v, ep);
 		return;
@@ -166,6 +171,10 @@ static void read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 	else
 		r = tsw_engine_link_input(v->e, ep->eslot, (const uint8_t *)buf->base, (size_t)n,
 					  now);
+	/* an issuer's bytes carry the PAN: none stays in the buffer the
+	 * next read of any connection gets */
+	if (ep->kind != TSW_EP_ACQ)
+		explicit_bzero(buf->base, (size_t)n);
 	if (r < 0) {
 		ep_close(v, ep);
 		return;

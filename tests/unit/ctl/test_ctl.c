@@ -15,6 +15,7 @@
 #include "tsw/config.h"
 #include "tsw/ctl.h"
 #include "tsw/error.h"
+#include "tsw/iso8583.h"
 #include "tsw/metrics.h"
 #include "tsw/state.h"
 #include "tsw/token.h"
@@ -386,6 +387,49 @@ Test(config, cross_key_checks)
 			     "case %zu", i);
 		cr_assert_not_null(strstr(reason, c->reason), "case %zu: %s", i, reason);
 	}
+}
+
+/* limits.max_frame replaces both profiles' max_frame: above what a
+ * profile's length header can say (9999 for ascii4) the configuration is
+ * refused, naming the key, the profile and the bound; the shipped
+ * profiles are checked as main.c checks them */
+Test(config, max_frame_above_a_profile_header_refused_naming_key_and_profile)
+{
+	struct tsw_iso_profile p;
+	struct tsw_config cfg;
+	char reason[TSW_CONFIG_REASON_MAX];
+
+	tsw_config_defaults(&cfg);
+	cr_assert_eq(tsw_config_set(&cfg, "server", "issuer_profile", "ascii4", NULL, 0), 0);
+	cr_assert_eq(tsw_iso_profile_load_named(NULL, cfg.issuer_profile, &p), 0);
+	cr_assert_eq(tsw_config_check_frame(&cfg, "server.issuer_profile", cfg.issuer_profile,
+					    tsw_iso_header_name(&p), tsw_iso_header_max(&p), reason,
+					    sizeof(reason)),
+		     0, "the default 8192 fits: %s", reason);
+	cr_assert_eq(tsw_config_set(&cfg, "limits", "max_frame", "9999", NULL, 0), 0);
+	cr_assert_eq(tsw_config_check_frame(&cfg, "server.issuer_profile", cfg.issuer_profile,
+					    tsw_iso_header_name(&p), tsw_iso_header_max(&p), reason,
+					    sizeof(reason)),
+		     0, "9999 fits: %s", reason);
+	cr_assert_eq(tsw_config_set(&cfg, "limits", "max_frame", "10000", NULL, 0), 0);
+	cr_assert_eq(tsw_config_check_frame(&cfg, "server.issuer_profile", cfg.issuer_profile,
+					    tsw_iso_header_name(&p), tsw_iso_header_max(&p), reason,
+					    sizeof(reason)),
+		     -TSW_E_CONFIG);
+	cr_assert_not_null(strstr(reason, "limits.max_frame 10000"), "%s", reason);
+	cr_assert_not_null(strstr(reason, "server.issuer_profile ascii4"), "%s", reason);
+	cr_assert_not_null(strstr(reason, "at most 9999"), "%s", reason);
+	/* the same value fits the default profile's 2-byte header */
+	cr_assert_eq(tsw_iso_profile_load_named(NULL, cfg.profile, &p), 0);
+	cr_assert_eq(tsw_config_check_frame(&cfg, "server.profile", cfg.profile,
+					    tsw_iso_header_name(&p), tsw_iso_header_max(&p), reason,
+					    sizeof(reason)),
+		     0, "%s", reason);
+	cr_assert_eq(tsw_config_set(&cfg, "limits", "max_frame", "65535", NULL, 0), 0);
+	cr_assert_eq(tsw_config_check_frame(&cfg, "server.profile", cfg.profile,
+					    tsw_iso_header_name(&p), tsw_iso_header_max(&p), reason,
+					    sizeof(reason)),
+		     0, "%s", reason);
 }
 
 /* --- keys for every limit --------------------------------------------- */

@@ -402,6 +402,27 @@ bool h_contains(const uint8_t *hay, size_t n, const char *needle)
 	return memmem(hay, n, needle, strlen(needle)) != NULL;
 }
 
+bool h_contains_pan(const uint8_t *hay, size_t n, const char *digits)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	char *text;
+	bool found;
+
+	if (h_contains(hay, n, digits))
+		return true;
+	/* as hex text, packed BCD digits read as themselves, at any nibble */
+	text = malloc(2 * n + 1);
+	cr_assert_not_null(text);
+	for (size_t i = 0; i < n; i++) {
+		text[2 * i] = hex[hay[i] >> 4];
+		text[2 * i + 1] = hex[hay[i] & 0x0f];
+	}
+	text[2 * n] = '\0';
+	found = strstr(text, digits) != NULL;
+	free(text);
+	return found;
+}
+
 void h_advance(struct h *h, uint64_t ms)
 {
 	h->now += ms * 1000000ull;

@@ -92,6 +92,9 @@ int h_issuer_answer(struct h *h, uint32_t link, const struct tsw_iso_msg *req, c
 /* Field f of m as a NUL-terminated string (static buffer per call slot). */
 const char *h_field(const struct tsw_iso_msg *m, unsigned f);
 bool h_contains(const uint8_t *hay, size_t n, const char *needle);
+/* digits in hay as ASCII or as packed BCD at either nibble alignment
+ * (whatever pads them: F, 0, the D of track 2). */
+bool h_contains_pan(const uint8_t *hay, size_t n, const char *digits);
 /* Advances the clock by ms and ticks. */
 void h_advance(struct h *h, uint64_t ms);
 /* Collects the acquirer connection's output like h_collect; when nothing

@@ -467,7 +467,7 @@ Test(saf_engine, stored_form_holds_the_token_never_the_pan)
 		  "the token-form reversal is in the file");
 	cr_expect(h_contains(file, (size_t)sb.st_size, h_field(&orig, 11)),
 		  "with the switch's STAN in DE90");
-	cr_expect_not(h_contains(file, (size_t)sb.st_size, h_tokens[H_OK].pan),
+	cr_expect_not(h_contains_pan(file, (size_t)sb.st_size, h_tokens[H_OK].pan),
 		      "PAN digits in the state file");
 	free(file);
 }

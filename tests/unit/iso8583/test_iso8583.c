@@ -1038,6 +1038,86 @@ Test(framer, header_write_refuses_oversized_bodies, .init = load_profiles)
 		     -TSW_E_FRAME_TOO_BIG);
 }
 
+/* limits.max_frame once replaced a profile's cap: an ascii4 profile with
+ * max_frame 12000 wrote "0001" for a body of 10001 bytes, and the peer
+ * read 10000 of them as frames of their own */
+Test(framer, header_write_refuses_a_body_its_header_cannot_say, .init = load_profiles)
+{
+	struct tsw_iso_profile big4 = prof_ascii4, big2 = prof_default;
+	uint8_t h[4] = {'x', 'x', 'x', 'x'};
+
+	cr_assert_eq(tsw_iso_header_max(&prof_ascii4), 9999);
+	cr_assert_eq(tsw_iso_header_max(&prof_default), 65535);
+	cr_assert_str_eq(tsw_iso_header_name(&prof_ascii4), "ascii4");
+	cr_assert_str_eq(tsw_iso_header_name(&prof_default), "bin2");
+	big4.max_frame = 12000;
+	cr_assert_eq(tsw_iso_header_write(&big4, 10001, h), -TSW_E_FRAME_TOO_BIG);
+	cr_assert_eq(tsw_iso_header_write(&big4, 10000, h), -TSW_E_FRAME_TOO_BIG);
+	cr_assert_eq(memcmp(h, "xxxx", 4), 0, "nothing written");
+	cr_assert_eq(tsw_iso_header_write(&big4, 9999, h), 0);
+	cr_assert_eq(memcmp(h, "9999", 4), 0);
+	big2.max_frame = 70000; /* not a profile file's value: the header's 16 bits */
+	cr_assert_eq(tsw_iso_header_write(&big2, 65536, h), -TSW_E_FRAME_TOO_BIG);
+	cr_assert_eq(tsw_iso_header_write(&big2, 65535, h), 0);
+	cr_assert_eq(h[0], 0xff);
+	cr_assert_eq(h[1], 0xff);
+}
+
+/* A frame assembled in the framer's buffer (split across reads) is the
+ * issuer's answer with its PAN: wiped once the caller is done with it. */
+Test(framer, assembled_frame_is_wiped_once_consumed, .init = load_profiles)
+{
+	static const char pan[] = "5413330089010012";
+	uint8_t s[64];
+	struct tsw_iso_framer fr;
+	const uint8_t *f;
+	size_t off, len, n;
+
+	n = 2 + 4 + sizeof(pan) - 1;
+	s[0] = 0;
+	s[1] = (uint8_t)(n - 2);
+	memcpy(s + 2, "0110", 4);
+	memcpy(s + 6, pan, sizeof(pan) - 1);
+	cr_assert_eq(tsw_iso_framer_init(&fr, &prof_default), 0);
+	off = 0;
+	cr_assert_eq(tsw_iso_framer_next(&fr, s, 9, &off, &f, &len), 0, "a part");
+	off = 0;
+	cr_assert_eq(tsw_iso_framer_next(&fr, s + 9, n - 9, &off, &f, &len), 1);
+	cr_assert_eq(f, fr.acc, "assembled in the framer's buffer");
+	cr_assert_eq(memcmp(f + 4, pan, sizeof(pan) - 1), 0);
+	/* the caller is done with it: the next call (no more input) wipes it */
+	cr_assert_eq(tsw_iso_framer_next(&fr, s + 9, n - 9, &off, &f, &len), 0);
+	cr_assert_null(memmem(fr.acc, n - 2, pan + 6, 6), "PAN digits left in the framer");
+	for (size_t i = 0; i < n - 2; i++) /* the body; acc's other bytes were never written */
+		cr_assert_eq(fr.acc[i], 0, "byte %zu", i);
+	tsw_iso_framer_free(&fr);
+}
+
+/* A partial frame when the connection goes (link down): reset wipes it. */
+Test(framer, reset_wipes_a_partial_frame, .init = load_profiles)
+{
+	static const char pan[] = "5413330089010012";
+	uint8_t s[64] = {0, 40};
+	struct tsw_iso_framer fr;
+	const uint8_t *f;
+	size_t off = 0, len;
+
+	memcpy(s + 2, "0110", 4);
+	memcpy(s + 6, pan, sizeof(pan) - 1);
+	cr_assert_eq(tsw_iso_framer_init(&fr, &prof_default), 0);
+	cr_assert_eq(tsw_iso_framer_next(&fr, s, 2 + 4 + sizeof(pan) - 1, &off, &f, &len), 0);
+	cr_assert_not_null(memmem(fr.acc, 4 + sizeof(pan) - 1, pan, sizeof(pan) - 1),
+			   "held until the rest comes");
+	tsw_iso_framer_reset(&fr);
+	cr_assert_null(memmem(fr.acc, 4 + sizeof(pan) - 1, pan + 6, 6), "PAN digits left after reset");
+	/* usable again */
+	off = 0;
+	s[1] = 4;
+	cr_assert_eq(tsw_iso_framer_next(&fr, s, 6, &off, &f, &len), 1);
+	cr_assert_eq(len, 4);
+	tsw_iso_framer_free(&fr);
+}
+
 /* ---- DE48 subelements --------------------------------------------------- */
 
 Test(de48, iterate_find_and_put)
@@ -1187,6 +1267,69 @@ Test(tlv, malformed_data_is_refused)
 			     c->rule);
 		free(heap);
 	}
+}
+
+static const uint32_t card_tags[] = {0x5a, 0x57, 0x5f24, 0x9f6b};
+
+/* The tags that carry card data are left out at any depth, a template's
+ * length is rewritten, the rest is copied as it was. */
+Test(tlv, copy_except_drops_tags_at_any_depth)
+{
+	const uint8_t in[] = {
+	    0x5a, 0x08, 0x54, 0x13, 0x33, 0x00, 0x89, 0x01, 0x00, 0x12, /* PAN */
+	    0x9f, 0x26, 0x02, 0xaa, 0xbb,				/* ARQC */
+	    0x00,							/* padding */
+	    0x70, 0x81, 0x0d,						/* template, long length */
+	    0x57, 0x03, 0x54, 0x13, 0xdf,				/* track 2 */
+	    0x77, 0x06, 0x5f, 0x24, 0x03, 0x29, 0x12, 0x31,		/* expiry, nested */
+	    0x82, 0x00,							/* empty AIP */
+	    0x91, 0x02, 0x01, 0x02,					/* issuer auth data */
+	};
+	const uint8_t want[] = {0x9f, 0x26, 0x02, 0xaa, 0xbb, 0x70, 0x02, 0x77, 0x00,
+				0x82, 0x00, 0x91, 0x02, 0x01, 0x02};
+	uint8_t out[64];
+	unsigned dropped = 99;
+	int n;
+
+	n = tsw_tlv_copy_except(in, sizeof(in), card_tags, ARRAY_SIZE(card_tags), out, sizeof(out),
+				&dropped);
+	cr_assert_eq(n, (int)sizeof(want), "%d", n);
+	cr_assert_eq(memcmp(out, want, sizeof(want)), 0);
+	cr_assert_eq(dropped, 3);
+	/* nothing listed: every object, nothing dropped */
+	n = tsw_tlv_copy_except(want, sizeof(want), card_tags, ARRAY_SIZE(card_tags), out,
+				sizeof(out), &dropped);
+	cr_assert_eq(n, (int)sizeof(want));
+	cr_assert_eq(memcmp(out, want, sizeof(want)), 0);
+	cr_assert_eq(dropped, 0);
+	/* no room */
+	cr_assert_eq(tsw_tlv_copy_except(in, sizeof(in), card_tags, ARRAY_SIZE(card_tags), out, 6,
+					 &dropped),
+		     -TSW_E_NO_SPACE);
+}
+
+Test(tlv, copy_except_refuses_malformed_data_at_any_depth)
+{
+	const uint8_t bad_inner[] = {0x70, 0x04, 0x57, 0x05, 0x01, 0x02}; /* inner past its end */
+	uint8_t deep[2 * (TSW_TLV_DEPTH_MAX + 2)], out[64];
+	unsigned dropped = 7;
+
+	for (size_t i = 0; i < ARRAY_SIZE(tlv_bad_cases); i++)
+		cr_assert_eq(tsw_tlv_copy_except(tlv_bad_cases[i].d, tlv_bad_cases[i].n, card_tags,
+						 ARRAY_SIZE(card_tags), out, sizeof(out), &dropped),
+			     -TSW_E_BAD_TLV, "%s", tlv_bad_cases[i].rule);
+	cr_assert_eq(tsw_tlv_copy_except(bad_inner, sizeof(bad_inner), card_tags,
+					 ARRAY_SIZE(card_tags), out, sizeof(out), &dropped),
+		     -TSW_E_BAD_TLV);
+	/* templates nested past the bound */
+	for (size_t i = 0; i < TSW_TLV_DEPTH_MAX + 2; i++) {
+		deep[2 * i] = 0x70;
+		deep[2 * i + 1] = (uint8_t)(2 * (TSW_TLV_DEPTH_MAX + 1 - i));
+	}
+	cr_assert_eq(tsw_tlv_copy_except(deep, sizeof(deep), card_tags, ARRAY_SIZE(card_tags), out,
+					 sizeof(out), &dropped),
+		     -TSW_E_BAD_TLV);
+	cr_assert_eq(dropped, 7, "untouched on failure");
 }
 
 /* ---- masking ------------------------------------------------------------ */

@@ -4,6 +4,7 @@
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -968,7 +969,7 @@ static uint16_t start_server(struct server *s, uint32_t max_conns, uint32_t max_
 	    .max_conns = max_conns,
 	    .max_request_bytes = max_req,
 	    .idle_timeout_ms = 5000,
-	    .backlog = 16,
+	    .backlog = 128,
 	};
 
 	cr_assert_eq(uv_loop_init(&s->loop), 0);
@@ -993,7 +994,7 @@ static int dial(uint16_t port)
 	int fd = socket(AF_INET, SOCK_STREAM, 0);
 
 	inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
-	cr_assert_eq(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+	cr_assert_eq(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0, "connect: %s", strerror(errno));
 	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 	return fd;
 }
@@ -1110,5 +1111,125 @@ Test(http, connections_above_the_limit_are_closed)
 	cr_assert_eq(code, 200);
 	cr_assert_null(strstr(body, "\ntsw_http_refused_total 0\n"), "refusal counted");
 	cr_assert_not_null(strstr(body, "\ntsw_http_refused_total "));
+	stop_server(&s);
+}
+
+/* Like http(), but gives up (0) when no answer is complete within
+ * timeout_ms. */
+static int http_within(uint16_t port, const char *req, char *body, size_t cap, int timeout_ms)
+{
+	struct timeval tv = {.tv_sec = timeout_ms / 1000, .tv_usec = (timeout_ms % 1000) * 1000};
+	char buf[65536];
+	size_t n = 0;
+	ssize_t r;
+	int fd = dial(port), code = 0;
+
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	if (send(fd, req, strlen(req), MSG_NOSIGNAL) < 0) {
+		close(fd);
+		return 0;
+	}
+	while (n < sizeof(buf) - 1 && (r = recv(fd, buf + n, sizeof(buf) - 1 - n, 0)) > 0)
+		n += (size_t)r;
+	buf[n] = '\0';
+	close(fd);
+	if (r < 0 || sscanf(buf, "HTTP/1.1 %d", &code) != 1)
+		return 0;
+	if (body) {
+		char *b = strstr(buf, "\r\n\r\n");
+
+		snprintf(body, cap, "%s", b ? b + 4 : "");
+	}
+	return code;
+}
+
+/* Clients that connect and send nothing (or half a request) must not keep
+ * a scraper out: a new client takes the slot of the oldest idle one. */
+Test(http, idle_connections_never_lock_out_the_scraper)
+{
+	enum { MAX_CONNS = 64, IDLE = MAX_CONNS + 8 };
+	struct server s;
+	int idle[IDLE];
+	char body[65536];
+	uint16_t port;
+
+	fill_shards();
+	port = start_server(&s, MAX_CONNS, 1024);
+	for (int i = 0; i < IDLE; i++) {
+		idle[i] = dial(port);
+		if (i % 2)
+			send(idle[i], "GET /", 5, MSG_NOSIGNAL);
+	}
+	cr_assert_eq(http_within(port, "GET /metrics HTTP/1.1\r\n\r\n", body, sizeof(body), 2000),
+		     200, "/metrics answered within 2 s with %d idle clients", IDLE);
+	cr_assert_not_null(strstr(body, "tsw_requests_total{mti=\"0100\",rc=\"00\"} 7"));
+	cr_assert_eq(http_within(port, "GET /readyz HTTP/1.1\r\n\r\n", NULL, 0, 2000), 503,
+		     "/readyz too");
+	for (int i = 0; i < IDLE; i++)
+		close(idle[i]);
+	stop_server(&s);
+}
+
+/* The request line ends at the first CRLF: a version found further on (in
+ * a header) does not make "GET /metrics" a valid HTTP/1.x request. */
+Test(http, request_line_is_the_first_line_only)
+{
+	struct server s;
+	uint16_t port;
+
+	port = start_server(&s, 8, 1024);
+	cr_assert_eq(http(port, "GET /metrics\r\nX: HTTP/1.1\r\n\r\n", NULL, 0), 400);
+	cr_assert_eq(http(port, "GET /metrics HTTP/1.1 extra\r\n\r\n", NULL, 0), 400);
+	cr_assert_eq(http(port, "GET /healthz HTTP/1.1\r\nX: a b\r\n\r\n", NULL, 0), 200);
+	stop_server(&s);
+}
+
+/* A request that fills the buffer to its last byte, with the header end
+ * inside it and a space as the very last byte: nothing may be read past
+ * the bytes received (under ASan a read past the buffer aborts). */
+Test(http, request_filling_the_buffer_is_never_read_past_its_end)
+{
+	enum { MAX_REQ = 64 };
+	struct server s;
+	char req[MAX_REQ + 1];
+	uint16_t port;
+	size_t n;
+
+	port = start_server(&s, 8, MAX_REQ);
+	n = (size_t)snprintf(req, sizeof(req), "GET /metrics\r\n\r\n");
+	memset(req + n, 'a', MAX_REQ - 1 - n);
+	req[MAX_REQ - 1] = ' ';
+	req[MAX_REQ] = '\0';
+	cr_assert_eq(strlen(req), MAX_REQ);
+	cr_assert_eq(http(port, req, NULL, 0), 400);
+	cr_assert_eq(http(port, "GET /healthz HTTP/1.1\r\n\r\n", NULL, 0), 200, "still serving");
+	stop_server(&s);
+}
+
+/* One byte per segment: the head is found however it is cut. */
+Test(http, request_split_across_many_reads)
+{
+	static const char req[] = "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+				  "User-Agent: Prometheus/2.45\r\nAccept: text/plain\r\n\r\n";
+	struct server s;
+	char buf[65536];
+	size_t n = 0;
+	ssize_t r;
+	uint16_t port;
+	int fd, one = 1, code = 0;
+
+	fill_shards();
+	port = start_server(&s, 8, 1024);
+	fd = dial(port);
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	for (size_t i = 0; i < sizeof(req) - 1; i++)
+		cr_assert_eq(send(fd, req + i, 1, MSG_NOSIGNAL), 1);
+	while (n < sizeof(buf) - 1 && (r = recv(fd, buf + n, sizeof(buf) - 1 - n, 0)) > 0)
+		n += (size_t)r;
+	buf[n] = '\0';
+	close(fd);
+	cr_assert_eq(sscanf(buf, "HTTP/1.1 %d", &code), 1);
+	cr_assert_eq(code, 200);
+	cr_assert_not_null(strstr(buf, "tsw_requests_total{mti=\"0100\",rc=\"00\"} 7"));
 	stop_server(&s);
 }

@@ -12,7 +12,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -20,7 +22,9 @@
 #include "tsw/error.h"
 #include "tsw/io.h"
 #include "tsw/iso8583.h"
+#include "tsw/log.h"
 #include "tsw/metrics.h"
+#include "tsw/state.h"
 #include "tsw/vault.h"
 
 enum {
@@ -148,14 +152,16 @@ static void run(enum tsw_io_backend backend, const char *dir)
 {
 	static struct tsw_metrics_shard shards[N_WORKERS];
 	struct tsw_metrics_shard *ptrs[N_WORKERS];
-	const struct tsw_ctl_source src = {.shards = ptrs, .n_shards = N_WORKERS};
+	struct tsw_ctl_source src = {.shards = ptrs, .n_shards = N_WORKERS};
+	struct tsw_state_config sc = {0};
+	struct tsw_state *state;
 	static const char want[] = "tsw_requests_total{mti=\"0100\",rc=\"14\"} ";
 	struct tsw_io_worker *w[N_WORKERS];
 	struct tsw_iso_profile prof;
 	struct tsw_vault *vault;
 	struct load l = {0};
 	uint8_t frame[512];
-	char vdir[256], key[256];
+	char vdir[256], key[256], sdir[256];
 	pthread_t client;
 	unsigned scrapes = 0;
 	long long got = -1;
@@ -167,6 +173,12 @@ static void run(enum tsw_io_backend backend, const char *dir)
 	r = tsw_vault_open(vdir, key, TSW_VAULT_CREATE, &vault);
 	check(r == 0, "vault: %s", tsw_strerror(r));
 	check(tsw_vault_add_token_bin(vault, "4000", 4) == 0, "token BIN");
+	/* with a state: its writer thread runs, and each scrape reads its counters */
+	snprintf(sdir, sizeof(sdir), "%s/state-%s", dir, tsw_io_backend_name(backend));
+	check(mkdir(sdir, 0700) == 0, "mkdir %s", sdir);
+	r = tsw_state_open(sdir, &sc, &state);
+	check(r == 0, "state: %s", tsw_strerror(r));
+	src.state = state;
 	check(tsw_iso_profile_load_named(NULL, "default", &prof) == 0, "profile");
 	l.frame = frame;
 	l.frame_len = make_frame(&prof, frame, sizeof(frame));
@@ -179,8 +191,9 @@ static void run(enum tsw_io_backend backend, const char *dir)
 		    .recv_buf_bytes = 4096,
 		    .recv_bufs = 64,
 		    .vault = vault,
+		    .state = state,
 		    .metrics = &shards[i],
-		    .wake_fd = -1,
+		    .wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK),
 		};
 
 		ptrs[i] = &shards[i];
@@ -205,6 +218,7 @@ static void run(enum tsw_io_backend backend, const char *dir)
 		check(r == 0, "listen: %s", tsw_strerror(r));
 		r = tsw_io_worker_start(&p, &w[i]);
 		check(r == 0, "%s worker %u: %s", tsw_io_backend_name(backend), i, tsw_strerror(r));
+		check(tsw_state_add_waker(state, p.wake_fd) == 0, "waker");
 	}
 	check(pthread_create(&client, NULL, client_main, &l) == 0, "client thread");
 	/* the control plane: scrape for as long as the client runs */
@@ -226,10 +240,12 @@ static void run(enum tsw_io_backend backend, const char *dir)
 	      tsw_io_backend_name(backend), got, N_CONNS * N_REQUESTS, scrapes);
 	for (uint32_t i = 0; i < N_WORKERS; i++)
 		tsw_io_worker_drain(w[i], 1000);
-	for (uint32_t i = 0; i < N_WORKERS; i++) {
+	for (uint32_t i = 0; i < N_WORKERS; i++)
 		tsw_io_worker_join(w[i]);
+	/* the state writes to the workers' eventfds: closed before them */
+	tsw_state_close(state);
+	for (uint32_t i = 0; i < N_WORKERS; i++)
 		tsw_io_worker_free(w[i]);
-	}
 	tsw_vault_close(vault);
 	printf("ok - %s: %u requests on %d workers, %u scrapes meanwhile\n",
 	       tsw_io_backend_name(backend), N_CONNS * N_REQUESTS, N_WORKERS, scrapes);
@@ -240,6 +256,7 @@ int main(void)
 	char dir[] = "/tmp/tsw-shards-XXXXXX", cmd[64];
 	int rc;
 
+	tsw_log_level = TSW_LOG_WARN; /* the links' reconnect lines are expected */
 	check(mkdtemp(dir) != NULL, "mkdtemp");
 	run(TSW_IO_URING, dir);
 	run(TSW_IO_UV, dir);

@@ -264,8 +264,9 @@ static void on_hup(uv_signal_t *h, int signum)
 			"reason=\"the issuer host list changed: that needs a restart\"");
 		return;
 	}
-	tsw_log_level = (enum tsw_log_level)cfg.log_level;
-	tsw_log_format = (enum tsw_log_format)cfg.log_format;
+	/* the workers read them as they log */
+	__atomic_store_n(&tsw_log_level, (enum tsw_log_level)cfg.log_level, __ATOMIC_RELAXED);
+	__atomic_store_n(&tsw_log_format, (enum tsw_log_format)cfg.log_format, __ATOMIC_RELAXED);
 	if (tsw_config_restart_only_changed(&s->cfg, &cfg, restart_keys, sizeof(restart_keys)))
 		tsw_log(TSW_LOG_WARN, "reload_needs_restart", "keys=\"%s\"", restart_keys);
 	for (uint32_t i = 0; i < s->n_workers; i++) {

@@ -662,7 +662,8 @@ class Switch:
 
     def sanitizer_report(self):
         log = self.log()
-        for needle in ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:"):
+        for needle in ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
+                       "WARNING: ThreadSanitizer"):
             if needle in log:
                 return log[log.index(needle):][:3000]
         return None

@@ -95,8 +95,9 @@ bool tsw_ctl_host_is_loopback(const char *host);
  * (A-Za-z0-9-._~+/ then any '='), a trailing newline allowed. Writes it
  * NUL-terminated to buf (cap bytes) and its length to *ret_len. Returns 0,
  * -EPERM (owner or mode), -TSW_E_BAD_INPUT (empty, bad characters, several
- * lines, longer than cap - 1 or TSW_CTL_TOKEN_MAX), or the -errno of
- * open/read. buf is wiped on failure. */
+ * lines, longer than cap - 1 or TSW_CTL_TOKEN_MAX), -EINVAL (cap below 2),
+ * or the -errno of open/read (-ELOOP for a symlink). buf is wiped on a
+ * failure after the open. */
 int tsw_ctl_token_read(const char *path, char *buf, size_t cap, size_t *ret_len);
 
 /* --- request heads (pure; tests and the fuzz target call them) --------- */

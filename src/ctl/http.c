@@ -65,7 +65,7 @@ struct tsw_ctl {
 	uv_tcp_t listener;
 	struct tsw_ctl_params p;
 	struct tsw_ctl_source src;
-	char *token; /* p.token copied; NULL: /metrics is open */
+	char *token;	  /* p.token copied; NULL: /metrics is open */
 	uint32_t n_conns; /* open, closing ones not counted */
 	uint64_t hits[LIM_MAX];
 	uint64_t suppressed[LIM_MAX]; /* hits not logged since the last line */
@@ -517,8 +517,11 @@ int tsw_ctl_token_read(const char *path, char *buf, size_t cap, size_t *ret_len)
 	size_t len = 0, n;
 	ssize_t got;
 	int r = 0;
-	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	int fd;
 
+	if (cap < 2)
+		return -EINVAL;
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 	if (fd < 0)
 		return -errno;
 	if (fstat(fd, &st) < 0) {

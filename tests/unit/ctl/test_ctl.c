@@ -328,6 +328,23 @@ Test(config, cross_key_checks)
 
 /* --- keys for every limit --------------------------------------------- */
 
+Test(config, metrics_token_file_is_a_path_read_at_start_only)
+{
+	struct tsw_config cfg, loaded;
+	char keys[TSW_CONFIG_REASON_MAX];
+
+	tsw_config_defaults(&cfg);
+	cr_assert_str_eq(cfg.metrics_token_file, "", "no token by default: /metrics open");
+	cr_assert_eq(cfg.metrics_request_timeout_ms, 2000);
+	loaded = cfg;
+	cr_assert_eq(tsw_config_set(&loaded, "metrics", "token_file", "/etc/tokswitch/m.token",
+				    NULL, 0),
+		     0);
+	cr_assert_str_eq(loaded.metrics_token_file, "/etc/tokswitch/m.token");
+	cr_assert_eq(tsw_config_restart_only_changed(&cfg, &loaded, keys, sizeof(keys)), 1);
+	cr_assert_str_eq(keys, "metrics.token_file", "a reload names it: a restart applies it");
+}
+
 Test(config, defaults_match_the_state_module)
 {
 	struct tsw_config cfg;
@@ -393,6 +410,9 @@ static const struct key_case key_cases[] = {
     {"limits", "expired_stan_memory", "15", false, 0, 0},
     {"limits", "expired_stan_memory", "4097", false, 0, 0},
     {"limits", "expired_stan_memory", "8388608", false, 0, 0},
+    {"metrics", "request_timeout_ms", "500", true, FIELD(metrics_request_timeout_ms), 500},
+    {"metrics", "request_timeout_ms", "0", false, 0, 0},
+    {"metrics", "request_timeout_ms", "x", false, 0, 0},
 };
 
 Test(config, limit_keys_parsed_and_refused_out_of_range)
@@ -1362,9 +1382,9 @@ Test(http, loopback_hosts)
 		const char *host;
 		bool loopback;
 	} cases[] = {
-	    {"127.0.0.1", true},	 {"127.1.2.3", true},	 {"::1", true},
-	    {"::ffff:127.0.0.1", true}, {"0.0.0.0", false},	 {"::", false},
-	    {"10.0.0.1", false},	 {"128.0.0.1", false},	 {"::2", false},
+	    {"127.0.0.1", true},	{"127.1.2.3", true},  {"::1", true},
+	    {"::ffff:127.0.0.1", true}, {"0.0.0.0", false},   {"::", false},
+	    {"10.0.0.1", false},	{"128.0.0.1", false}, {"::2", false},
 	    {"::ffff:10.0.0.1", false}, {"localhost", false}, {"", false},
 	};
 
@@ -1466,8 +1486,9 @@ Test(http_parse, head_end_is_found_incrementally_whatever_the_cut)
 			got = tsw_http_head_end(&scan, split_req, fed);
 			if (!got) {
 				cr_assert_geq(scan.pos, prev_pos, "step %zu: went back", step);
-				cr_assert_geq(scan.pos + 3, fed, "step %zu: rescans from %zu at %zu",
-					      step, scan.pos, fed);
+				cr_assert_geq(scan.pos + 3, fed,
+					      "step %zu: rescans from %zu at %zu", step, scan.pos,
+					      fed);
 				prev_pos = scan.pos;
 			}
 		}

@@ -321,8 +321,9 @@ static void reload(struct server *s)
 			"reason=\"the issuer host list changed: that needs a restart\"");
 		return;
 	}
-	tsw_log_level = (enum tsw_log_level)cfg.log_level;
-	tsw_log_format = (enum tsw_log_format)cfg.log_format;
+	/* the workers read them as they log */
+	__atomic_store_n(&tsw_log_level, (enum tsw_log_level)cfg.log_level, __ATOMIC_RELAXED);
+	__atomic_store_n(&tsw_log_format, (enum tsw_log_format)cfg.log_format, __ATOMIC_RELAXED);
 	if (tsw_config_restart_only_changed(&s->cfg, &cfg, restart_keys, sizeof(restart_keys)))
 		tsw_log(TSW_LOG_WARN, "reload_needs_restart", "keys=\"%s\"", restart_keys);
 	for (uint32_t i = 0; i < s->n_workers; i++) {
@@ -829,10 +830,32 @@ int main(int argc, char **argv)
 	    .port = s->cfg.metrics.port,
 	    .max_conns = s->cfg.metrics_max_conns,
 	    .max_request_bytes = s->cfg.metrics_max_request_bytes,
+	    .request_timeout_ms = s->cfg.metrics_request_timeout_ms,
 	    .idle_timeout_ms = s->cfg.metrics_idle_timeout_ms,
 	    .backlog = s->cfg.listen_backlog,
+	    .log_interval_ms = s->cfg.log_event_interval_ms,
 	};
+	char token[TSW_CTL_TOKEN_MAX + 2];
+	size_t token_len;
+
+	if (s->cfg.metrics_token_file[0]) {
+		r = tsw_ctl_token_read(s->cfg.metrics_token_file, token, sizeof(token), &token_len);
+		if (r < 0) {
+			char q[2 * TSW_CONFIG_PATH_MAX];
+
+			tsw_log(TSW_LOG_CRIT, "start_failed",
+				"what=metrics_token file=\"%s\" error=\"%s\"%s",
+				tsw_log_quote(s->cfg.metrics_token_file, q, sizeof(q)),
+				tsw_strerror(r),
+				r == -EPERM ? " fix=\"chmod 600, owned by the switch's user\"" : "");
+			goto out_stop;
+		}
+		cp.token = token;
+		cp.token_len = token_len;
+	}
 	r = tsw_ctl_start(s->loop, &cp, &src, &s->ctl);
+	/* the ctl keeps its own copy */
+	explicit_bzero(token, sizeof(token));
 	if (r < 0) {
 		tsw_log(TSW_LOG_CRIT, "start_failed", "what=metrics address=%s:%u error=\"%s\"",
 			cp.host, cp.port, tsw_strerror(r));

@@ -17,7 +17,8 @@
  *             timeout_ms echo_interval_ms reconnect_min_ms reconnect_max_ms
  *   [route]   BINPREFIX = ISSUER_INDEX, and default = ISSUER_INDEX
  *   [io]      ring_entries recv_buf_bytes recv_bufs
- *   [metrics] max_conns max_request_bytes idle_timeout_ms
+ *   [metrics] max_conns max_request_bytes request_timeout_ms idle_timeout_ms
+ *             token_file
  *   [state]   queue_size max_tokens max_reservations map_size_mb
  *             saf_max_entries saf_lease_ms reserve_kb retry_max_ms
  *             (defaults: include/tsw/state.h's
@@ -169,7 +170,9 @@ struct tsw_config {
 	/* [metrics] */
 	uint32_t metrics_max_conns;
 	uint32_t metrics_max_request_bytes;
-	uint32_t metrics_idle_timeout_ms;
+	uint32_t metrics_request_timeout_ms; /* accept to a whole request head */
+	uint32_t metrics_idle_timeout_ms;    /* an answer not taken by the client */
+	char metrics_token_file[TSW_CONFIG_PATH_MAX]; /* "": /metrics needs no token */
 	/* [state] */
 	uint32_t state_queue_size;
 	uint32_t state_max_tokens;

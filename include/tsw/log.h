@@ -41,7 +41,9 @@ enum tsw_log_format {
 };
 
 /* The mutable globals besides signal flags: what is written and how. Set
- * by main at start and on SIGHUP. Defaults TSW_LOG_INFO, TSW_LOG_TEXT. */
+ * by main at start and on SIGHUP. Defaults TSW_LOG_INFO, TSW_LOG_TEXT.
+ * Read with relaxed atomic loads (workers log while a SIGHUP changes
+ * them): a change once threads run is a relaxed atomic store. */
 extern enum tsw_log_level tsw_log_level;
 extern enum tsw_log_format tsw_log_format;
 
@@ -53,7 +55,7 @@ extern enum tsw_log_format tsw_log_format;
  * the fields first (the engine's events) skip the work otherwise. */
 static inline bool tsw_log_enabled(enum tsw_log_level level)
 {
-	return level >= tsw_log_level && level < TSW_LOG_MAX;
+	return level >= __atomic_load_n(&tsw_log_level, __ATOMIC_RELAXED) && level < TSW_LOG_MAX;
 }
 
 /* Writes one line of the event with the printf-formatted logfmt fields

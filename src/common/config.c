@@ -81,6 +81,7 @@ static const struct u32_key u32_keys[] = {
     U32("io", "recv_bufs", recv_bufs, 8, RECV_BUFS_MAX),
     U32("metrics", "max_conns", metrics_max_conns, 1, 65535),
     U32("metrics", "max_request_bytes", metrics_max_request_bytes, 256, 1u << 20),
+    U32("metrics", "request_timeout_ms", metrics_request_timeout_ms, 1, TIMEOUT_MS_MAX),
     U32("metrics", "idle_timeout_ms", metrics_idle_timeout_ms, 1, TIMEOUT_MS_MAX),
     U32("state", "queue_size", state_queue_size, 1, STATE_MAX),
     U32("state", "max_tokens", state_max_tokens, 1, STATE_MAX),
@@ -144,6 +145,7 @@ static const struct str_key str_keys[] = {
     STR("server", "key_file", key_file),
     STR("server", "profile", profile),
     STR("server", "issuer_profile", issuer_profile),
+    STR("metrics", "token_file", metrics_token_file),
 };
 
 static const char *const io_names[TSW_CONFIG_IO_MAX] = {
@@ -201,6 +203,7 @@ void tsw_config_defaults(struct tsw_config *cfg)
 	cfg->recv_bufs = 256;
 	cfg->metrics_max_conns = 64;
 	cfg->metrics_max_request_bytes = 8192;
+	cfg->metrics_request_timeout_ms = 2000;
 	cfg->metrics_idle_timeout_ms = 10000;
 	/* the state module's defaults (TSW_STATE_*_DEFAULT) */
 	cfg->state_queue_size = 65536;

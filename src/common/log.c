@@ -331,7 +331,7 @@ size_t tsw_log_render(char *buf, size_t cap, enum tsw_log_format format, const s
 void tsw_log(enum tsw_log_level level, const char *event, const char *fmt, ...)
 {
 	char fields[TSW_LOG_LINE_MAX], line[2 * TSW_LOG_LINE_MAX];
-	enum tsw_log_format format = tsw_log_format;
+	enum tsw_log_format format = __atomic_load_n(&tsw_log_format, __ATOMIC_RELAXED);
 	struct timespec ts;
 	va_list ap;
 	size_t n;

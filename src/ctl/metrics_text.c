@@ -61,10 +61,10 @@ static void put_link_labels(struct text *t, const struct tsw_ctl_source *src, ui
 	    v6 ? "[" : "", h->addr.host, v6 ? "]" : "", (unsigned)h->addr.port);
 }
 
-/* Reads a counter another thread writes: one aligned 64-bit load. */
+/* Reads a counter a worker writes (tsw/metrics.h: one writer per shard). */
 static uint64_t rd(const uint64_t *p)
 {
-	return __atomic_load_n(p, __ATOMIC_RELAXED);
+	return tsw_metric_load(p);
 }
 
 static void sum_hist(const struct tsw_ctl_source *src, size_t off, struct tsw_hist *h)

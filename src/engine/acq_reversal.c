@@ -234,11 +234,11 @@ int acq_rev_init(struct tsw_engine *e)
 						: TSW_ENGINE_ACQ_REV_MEMORY_DEFAULT;
 	int r;
 
-	e->m->acq_reversals_capacity = n;
+	TSW_GAUGE_SET(e->m->acq_reversals_capacity, n);
 	if (e->cfg.acq_reversals) {
 		e->acq_rev = e->cfg.acq_reversals;
 		/* one table for all: worker 0 reports it, so the sum is right */
-		e->m->acq_reversals_capacity = e->cfg.worker_id == 0 ? e->acq_rev->mask + 1 : 0;
+		TSW_GAUGE_SET(e->m->acq_reversals_capacity, e->cfg.worker_id == 0 ? e->acq_rev->mask + 1 : 0);
 		return 0;
 	}
 	r = tsw_acq_reversals_new(n, &e->acq_rev_own);
@@ -305,12 +305,12 @@ void acq_rev_remember(struct tsw_engine *e, uint64_t h, const struct tsw_iso_msg
 	s = orig_slot(e->acq_rev, h);
 	if (!slot_lock(s, &q)) {
 		/* another worker is writing this slot: as if pushed out */
-		e->m->acq_reversals_evicted++;
+		TSW_COUNT(e->m->acq_reversals_evicted);
 		return;
 	}
 	old = LD(&s->hash);
 	if (old && old != h)
-		e->m->acq_reversals_evicted++;
+		TSW_COUNT(e->m->acq_reversals_evicted);
 	ST(&s->hash, h);
 	ST(&s->stan, stan);
 	ST(&s->de7, de7);

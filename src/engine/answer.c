@@ -74,8 +74,8 @@ void req_fail(struct tsw_engine *e, struct req *r, int timed_out)
 		return;
 	}
 	if (timed_out)
-		e->m->timeouts++;
-	e->m->inflight--;
+		TSW_COUNT(e->m->timeouts);
+	TSW_GAUGE_DEC(e->m->inflight);
 	/* stand-in at the timeout: an advice instead of the reversal, and
 	 * the approval once that advice is durable */
 	if (timed_out && standin_wanted(e, r->mti_class, true) && conn_alive(e, r) &&
@@ -92,8 +92,8 @@ void req_fail(struct tsw_engine *e, struct req *r, int timed_out)
 		answer_after(e, r, TSW_AUTHZ_ISSUER_UNAVAILABLE, put, id);
 		return;
 	}
-	e->m->answers_conn_gone++;
-	e->m->declines[TSW_AUTHZ_ISSUER_UNAVAILABLE]++;
+	TSW_COUNT(e->m->answers_conn_gone);
+	TSW_COUNT(e->m->declines[TSW_AUTHZ_ISSUER_UNAVAILABLE]);
 	req_free(e, r);
 }
 
@@ -152,13 +152,13 @@ static bool de55_for_acquirer(struct tsw_engine *e, const struct tsw_iso_msg *m,
 	n = tsw_tlv_copy_except(tsw_iso_ptr(m, 55), m->f[55].len, tsw_engine_de55_card_tags,
 				TSW_ENGINE_DE55_CARD_TAGS, buf, cap, &dropped);
 	if (n < 0) {
-		e->m->de55_dropped++;
+		TSW_COUNT(e->m->de55_dropped);
 		*ret_len = 0;
 		return true;
 	}
 	if (!dropped)
 		return false;
-	e->m->de55_tags_stripped += dropped;
+	TSW_COUNT_ADD(e->m->de55_tags_stripped, dropped);
 	*ret_len = (size_t)n;
 	return true;
 }
@@ -210,7 +210,7 @@ static int deliver_answer(struct tsw_engine *e, struct req *r, const struct tsw_
 	if (ret < 0) {
 		if (ret != -TSW_E_NO_SPACE) {
 			/* the issuer's answer does not re-encode: 96 instead */
-			e->m->issuer_format_errors++;
+			TSW_COUNT(e->m->issuer_format_errors);
 			return 0;
 		}
 		return -1;
@@ -224,7 +224,7 @@ static int deliver_answer(struct tsw_engine *e, struct req *r, const struct tsw_
 	     other_pan_in(e, m, c->out.data + tail_before, c->out.tail - tail_before))) {
 		explicit_bzero(c->out.data + tail_before, c->out.tail - tail_before);
 		c->out.tail = tail_before;
-		e->m->pan_leaks_blocked++;
+		TSW_COUNT(e->m->pan_leaks_blocked);
 		return 0;
 	}
 	count_answer(e, r->mti_class, rc);
@@ -260,7 +260,7 @@ void engine_issuer_answer(struct tsw_engine *e, uint32_t link, const struct tsw_
 		rc = rcbuf;
 	}
 	if (!tsw_iso_has(m, 11) || m->f[11].len != 6 || !is_digits(tsw_iso_ptr(m, 11), 6)) {
-		e->m->unmatched_answers++;
+		TSW_COUNT(e->m->unmatched_answers);
 		return;
 	}
 	for (i = 0; i < 6; i++)
@@ -268,18 +268,18 @@ void engine_issuer_answer(struct tsw_engine *e, uint32_t link, const struct tsw_
 	r = pending_find(e, (uint64_t)link << 32 | stan);
 	if (!r) {
 		if (expired_take(e, (uint64_t)link << 32 | stan, &saf_id)) {
-			e->m->late_answers++;
+			TSW_COUNT(e->m->late_answers);
 			if (saf_id)
 				saf_late_answer(e, saf_id, rc);
 		} else {
-			e->m->unmatched_answers++;
+			TSW_COUNT(e->m->unmatched_answers);
 		}
 		return;
 	}
 	if (!answer_mti_matches(r->echo.mti, m->mti)) {
 		/* a 0410 must not settle a 0100: an answer to another
 		 * message; r waits for its own answer or its timeout */
-		e->m->answer_mti_mismatches++;
+		TSW_COUNT(e->m->answer_mti_mismatches);
 		engine_event_req(e, TSW_EV_ANSWER_MTI_MISMATCH, r,
 				 .n2 = mti_number(r->echo.mti) * 10000 + mti_number(m->mti));
 		return;
@@ -287,7 +287,7 @@ void engine_issuer_answer(struct tsw_engine *e, uint32_t link, const struct tsw_
 	if (r->kind == REQ_ACQ && !answer_matches(r, m, rc)) {
 		/* the STAN matches but the echoed fields do not: an answer to
 		 * another request; r waits for its own answer or its timeout */
-		e->m->unmatched_answers++;
+		TSW_COUNT(e->m->unmatched_answers);
 		return;
 	}
 	pending_remove(e, r);
@@ -304,7 +304,7 @@ void engine_issuer_answer(struct tsw_engine *e, uint32_t link, const struct tsw_
 	approved = rc_approved(rc);
 	/* an approval the acquirer does not get is reversed: money moved */
 	owes = approved && moves_money(r);
-	e->m->inflight--;
+	TSW_GAUGE_DEC(e->m->inflight);
 	/* the issuer has the money now: the use is spent until a reversal
 	 * of the approval is acknowledged */
 	if (r->has_ticket) {
@@ -325,7 +325,7 @@ void engine_issuer_answer(struct tsw_engine *e, uint32_t link, const struct tsw_
 	    acq_rev_take_use(e, r))
 		tsw_state_return_use(e->state, r->token, r->token_len);
 	if (!conn_alive(e, r)) {
-		e->m->answers_conn_gone++;
+		TSW_COUNT(e->m->answers_conn_gone);
 		if (owes)
 			reverse_undelivered(e, r, r->has_ticket);
 		req_free(e, r);
@@ -353,9 +353,9 @@ void engine_issuer_answer(struct tsw_engine *e, uint32_t link, const struct tsw_
 		if (owes) {
 			put = saf_put(e, r, r->has_ticket, &id);
 			if (put == 0)
-				e->m->answers_undelivered_reversed++;
+				TSW_COUNT(e->m->answers_undelivered_reversed);
 			else
-				e->m->answers_undelivered_unqueued++;
+				TSW_COUNT(e->m->answers_undelivered_unqueued);
 			engine_event_req(e, TSW_EV_APPROVAL_UNDELIVERED, r,
 					 .why = put == 0 ? "reversed" : "unqueued");
 		}

@@ -72,7 +72,7 @@ int conn_write(struct tsw_engine *e, uint32_t slot, const struct tsw_iso_msg *ba
 
 	r = outbuf_encode(&c->out, e->cfg.acq_profile, base, ed, n_ed);
 	if (r == -TSW_E_NO_SPACE) {
-		e->m->slow_consumer_closes++;
+		TSW_COUNT(e->m->slow_consumer_closes);
 		if (!c->close_queued)
 			engine_event(e, TSW_EV_SLOW_CONSUMER, .slot = slot, .n1 = c->out.cap);
 		conn_queue_close(e, slot);
@@ -124,7 +124,7 @@ int answer_standin(struct tsw_engine *e, uint32_t slot, const struct echo *ec, c
 int decline(struct tsw_engine *e, uint32_t slot, const struct echo *ec,
 	    enum tsw_authz_reason reason)
 {
-	e->m->declines[reason]++;
+	TSW_COUNT(e->m->declines[reason]);
 	return answer_local(e, slot, ec, tsw_authz_rc(reason), tsw_authz_reason_name(reason));
 }
 
@@ -163,7 +163,7 @@ static int undecodable(struct tsw_engine *e, uint32_t slot, const uint8_t *frame
 {
 	struct echo ec;
 
-	e->m->format_errors++;
+	TSW_COUNT(e->m->format_errors);
 	memset(&ec, 0, sizeof(ec));
 	if (len < 4 || !is_digits(frame, 4) || (frame[2] != '0' && frame[2] != '2'))
 		return -TSW_E_BAD_INPUT;
@@ -175,7 +175,7 @@ static int undecodable(struct tsw_engine *e, uint32_t slot, const uint8_t *frame
 	memcpy(ec.data, frame + m->f[11].off, 6);
 	ec.off[ECHO_IDX_DE11] = 0;
 	ec.len[ECHO_IDX_DE11] = 6;
-	e->m->declines[TSW_AUTHZ_FORMAT]++;
+	TSW_COUNT(e->m->declines[TSW_AUTHZ_FORMAT]);
 	return answer_local(e, slot, &ec, tsw_authz_rc(TSW_AUTHZ_FORMAT),
 			    tsw_authz_reason_name(TSW_AUTHZ_FORMAT));
 }
@@ -199,7 +199,7 @@ static int acq_frame(struct tsw_engine *e, uint32_t slot, const uint8_t *frame, 
 			/* the same DE11 and DE7 on this connection are in
 			 * flight: 94, never a second forward */
 			echo_from_msg(&ec, &m);
-			e->m->duplicates_refused++;
+			TSW_COUNT(e->m->duplicates_refused);
 			return answer_local(e, slot, &ec, TSW_ENGINE_RC_DUPLICATE, NULL);
 		}
 		return engine_request(e, slot, &m, e->now_ns, NULL);
@@ -209,11 +209,11 @@ static int acq_frame(struct tsw_engine *e, uint32_t slot, const uint8_t *frame, 
 	}
 	/* an MTI the switch does not serve: answered 30 when it is a
 	 * request, else (a response, say) the peer is confused: close */
-	e->m->format_errors++;
+	TSW_COUNT(e->m->format_errors);
 	if (m.mti[2] != '0' && m.mti[2] != '2')
 		return -TSW_E_BAD_INPUT;
 	echo_from_msg(&ec, &m);
-	e->m->declines[TSW_AUTHZ_FORMAT]++;
+	TSW_COUNT(e->m->declines[TSW_AUTHZ_FORMAT]);
 	return answer_local(e, slot, &ec, tsw_authz_rc(TSW_AUTHZ_FORMAT),
 			    tsw_authz_reason_name(TSW_AUTHZ_FORMAT));
 }
@@ -228,7 +228,7 @@ static int stash_append(struct tsw_engine *e, struct acq_conn *c, const uint8_t 
 		c->stash_off = 0;
 	}
 	if (len > e->cfg.in_buf_bytes - c->stash_len) {
-		e->m->stash_overflows++;
+		TSW_COUNT(e->m->stash_overflows);
 		engine_event(e, TSW_EV_STASH_OVERFLOW, .slot = (uint32_t)(c - e->conns),
 			     .n1 = e->cfg.in_buf_bytes);
 		return -TSW_E_FULL;
@@ -258,7 +258,7 @@ static int feed(struct tsw_engine *e, uint32_t slot, const uint8_t *data, size_t
 		if (must_hold(e, c)) {
 			if (!c->was_paused) {
 				c->was_paused = true;
-				e->m->backpressure_pauses++;
+				TSW_COUNT(e->m->backpressure_pauses);
 			}
 			if (from_stash)
 				c->stash_off = (uint32_t)off;
@@ -270,7 +270,7 @@ static int feed(struct tsw_engine *e, uint32_t slot, const uint8_t *data, size_t
 		if (r == 0)
 			break;
 		if (r < 0) {
-			e->m->frames_refused++;
+			TSW_COUNT(e->m->frames_refused);
 			engine_event(e, TSW_EV_FRAME_REFUSED, .slot = slot, .why = "acquirer",
 				     .err = r, .n1 = e->cfg.acq_profile->max_frame);
 			goto out;
@@ -306,7 +306,7 @@ void engine_resume(struct tsw_engine *e, uint32_t slot)
 
 void tsw_engine_acq_refused(struct tsw_engine *e)
 {
-	e->m->conns_refused++;
+	TSW_COUNT(e->m->conns_refused);
 	engine_event(e, TSW_EV_MAX_CONNS, .n1 = e->cfg.max_conns);
 }
 
@@ -330,8 +330,8 @@ int tsw_engine_acq_open(struct tsw_engine *e, uint64_t now_ns)
 	c->peer_id = 0;
 	tsw_iso_framer_reset(&c->fr);
 	outbuf_reset(&c->out);
-	e->m->conns_open++;
-	e->m->conns_accepted++;
+	TSW_GAUGE_INC(e->m->conns_open);
+	TSW_COUNT(e->m->conns_accepted);
 	return (int)slot;
 }
 
@@ -345,7 +345,7 @@ int tsw_engine_acq_input(struct tsw_engine *e, uint32_t slot, const uint8_t *dat
 	c = &e->conns[slot];
 	e->now_ns = now_ns;
 	c->last_active_ns = now_ns;
-	e->m->bytes_in += len;
+	TSW_COUNT_ADD(e->m->bytes_in, len);
 	if (c->stash_len > c->stash_off || must_hold(e, c)) {
 		int r = stash_append(e, c, data, len);
 
@@ -383,7 +383,7 @@ void tsw_engine_acq_close(struct tsw_engine *e, uint32_t slot)
 	c->stash_off = c->stash_len = 0;
 	outbuf_reset(&c->out);
 	e->free_conns[e->n_free_conns++] = slot;
-	e->m->conns_open--;
+	TSW_GAUGE_DEC(e->m->conns_open);
 }
 
 bool tsw_engine_next_close(struct tsw_engine *e, uint32_t *ret_slot)
@@ -432,7 +432,7 @@ void idle_scan(struct tsw_engine *e, uint64_t now_ns)
 		if (c->state != ACQ_OPEN || c->inflight || c->close_queued)
 			continue;
 		if (now_ns - c->last_active_ns >= idle) {
-			e->m->conns_idle_closed++;
+			TSW_COUNT(e->m->conns_idle_closed);
 			conn_queue_close(e, i);
 		}
 	}

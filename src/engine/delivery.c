@@ -64,7 +64,7 @@ void held_answer(struct tsw_engine *e, struct req *r, enum tsw_authz_reason reas
 		e->held_head = idx;
 	e->held_tail = idx;
 	e->n_held++;
-	e->m->answers_held++;
+	TSW_GAUGE_INC(e->m->answers_held);
 }
 
 static struct req *held_pop(struct tsw_engine *e)
@@ -75,7 +75,7 @@ static struct req *held_pop(struct tsw_engine *e)
 	if (e->held_head == NO_REQ)
 		e->held_tail = NO_REQ;
 	e->n_held--;
-	e->m->answers_held--;
+	TSW_GAUGE_DEC(e->m->answers_held);
 	return r;
 }
 
@@ -88,7 +88,7 @@ void held_poll(struct tsw_engine *e)
 		if (!tsw_state_saf_durable(e->state, r->hold_id)) {
 			if (e->now_ns < r->hold_until_ns)
 				return;
-			e->m->answers_held_timeouts++;
+			TSW_COUNT(e->m->answers_held_timeouts);
 			engine_event(e, TSW_EV_ANSWER_HELD_TIMEOUT, .slot = r->acq_slot,
 				     .id = r->hold_id, .n2 = e->cfg.saf_durable_wait_ms);
 		}
@@ -102,8 +102,8 @@ void held_poll(struct tsw_engine *e)
 			decline(e, r->acq_slot, &r->echo, reason);
 			conn_request_done(e, r->acq_slot, r->acq_gen);
 		} else {
-			e->m->answers_conn_gone++;
-			e->m->declines[reason]++;
+			TSW_COUNT(e->m->answers_conn_gone);
+			TSW_COUNT(e->m->declines[reason]);
 		}
 		req_free(e, r);
 	}
@@ -123,7 +123,7 @@ void held_drop_all(struct tsw_engine *e)
 			standin_release(e, r, false, false);
 			continue;
 		}
-		e->m->answers_conn_gone++;
+		TSW_COUNT(e->m->answers_conn_gone);
 		req_free(e, r);
 	}
 }
@@ -133,10 +133,10 @@ void reverse_undelivered(struct tsw_engine *e, const struct req *r, bool return_
 	uint64_t id;
 
 	if (saf_put(e, r, return_use, &id) == 0) {
-		e->m->answers_undelivered_reversed++;
+		TSW_COUNT(e->m->answers_undelivered_reversed);
 		engine_event_req(e, TSW_EV_APPROVAL_UNDELIVERED, r, .why = "reversed");
 	} else {
-		e->m->answers_undelivered_unqueued++;
+		TSW_COUNT(e->m->answers_undelivered_unqueued);
 		engine_event_req(e, TSW_EV_APPROVAL_UNDELIVERED, r, .why = "unqueued");
 	}
 }

@@ -54,7 +54,7 @@ unsigned mti_class(const char mti[4])
 
 void count_answer(struct tsw_engine *e, unsigned cls, const char *rc)
 {
-	e->m->requests[cls][tsw_metrics_rc_index(rc)]++;
+	TSW_COUNT(e->m->requests[cls][tsw_metrics_rc_index(rc)]);
 }
 
 /* ---- lifecycle, loop, timers ---- */
@@ -212,7 +212,7 @@ int tsw_engine_new(const struct tsw_engine_config *cfg, struct tsw_vault *vault,
 		l->state = LINK_DOWN;
 		l->issuer = e->cfg.hosts[i].issuer;
 		l->backoff_ms = e->cfg.reconnect_min_ms;
-		e->m->link_up[i] = 0;
+		TSW_GAUGE_SET(e->m->link_up[i], 0);
 	}
 	e->held_head = e->held_tail = UINT32_MAX;
 	r = pending_init(e);
@@ -291,7 +291,7 @@ void tsw_engine_loop_begin(struct tsw_engine *e, uint64_t now_ns)
 		tsw_vault_reader_reset(e->reader);
 	e->reader_live = false;
 	if (reader_ensure(e) < 0)
-		e->m->vault_errors++;
+		TSW_COUNT(e->m->vault_errors);
 	park_poll(e);
 	held_poll(e);
 }

@@ -170,7 +170,7 @@ void engine_event_emit(struct tsw_engine *e, enum tsw_engine_event_kind kind,
 		if (!k->suppressed)
 			q->n_suppressing++;
 		k->suppressed++;
-		e->m->events_suppressed++;
+		TSW_COUNT(e->m->events_suppressed);
 		return;
 	}
 	fill(e, &ev, kind, a);
@@ -178,7 +178,7 @@ void engine_event_emit(struct tsw_engine *e, enum tsw_engine_event_kind kind,
 	if (!push(q, &ev)) {
 		/* the count left out before it stays for the next one */
 		q->dropped++;
-		e->m->events_dropped++;
+		TSW_COUNT(e->m->events_dropped);
 		return;
 	}
 	k->lines++;

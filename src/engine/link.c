@@ -116,7 +116,7 @@ int link_write(struct tsw_engine *e, uint32_t link, const struct tsw_iso_msg *ba
 	r = outbuf_encode(&l->out, e->cfg.iss_profile, base, ed, n);
 	if (r < 0) {
 		if (r == -TSW_E_NO_SPACE) {
-			e->m->link_out_full++;
+			TSW_COUNT(e->m->link_out_full);
 			engine_event(e, TSW_EV_LINK_OUT_FULL, .link = link, .n1 = l->out.cap);
 		}
 		return r;
@@ -158,7 +158,7 @@ static bool move_unsent(struct tsw_engine *e, struct req *r)
 	to = &e->links[link];
 	before = outbuf_pending(&to->out);
 	if (outbuf_put(&to->out, from->out.data + off, r->link_len) < 0) {
-		e->m->link_out_full++;
+		TSW_COUNT(e->m->link_out_full);
 		return false;
 	}
 	if (pending_rekey(e, r, (uint16_t)link) < 0) {
@@ -170,7 +170,7 @@ static bool move_unsent(struct tsw_engine *e, struct req *r)
 	to->pending++;
 	to->last_tx_ns = e->now_ns;
 	engine_mark_dirty(e, TSW_EP_LINK, (uint32_t)link);
-	e->m->requests_rerouted++;
+	TSW_COUNT(e->m->requests_rerouted);
 	return true;
 }
 
@@ -200,8 +200,8 @@ int link_send_mgmt(struct tsw_engine *e, uint32_t link, const char *code3, bool 
 static void set_state(struct tsw_engine *e, uint32_t link, uint8_t st)
 {
 	e->links[link].state = st;
-	e->m->link_up[link] = st;
-	e->m->ready = tsw_engine_ready(e);
+	TSW_GAUGE_SET(e->m->link_up[link], st);
+	TSW_GAUGE_SET(e->m->ready, tsw_engine_ready(e));
 }
 
 uint32_t tsw_engine_n_links(const struct tsw_engine *e)
@@ -225,7 +225,7 @@ void tsw_engine_link_connecting(struct tsw_engine *e, uint32_t link, uint64_t no
 	if (link >= e->n_links)
 		return;
 	e->now_ns = now_ns;
-	e->m->link_reconnects[link]++;
+	TSW_COUNT(e->m->link_reconnects[link]);
 	set_state(e, link, LINK_CONNECTING);
 }
 
@@ -241,7 +241,7 @@ void tsw_engine_link_up(struct tsw_engine *e, uint32_t link, uint64_t now_ns)
 	outbuf_reset(&l->out);
 	set_state(e, link, LINK_UP);
 	if (link_send_mgmt(e, link, DE70_SIGN_ON, false) < 0)
-		e->m->signon_failures++;
+		TSW_COUNT(e->m->signon_failures);
 }
 
 void tsw_engine_link_down(struct tsw_engine *e, uint32_t link, uint64_t now_ns)
@@ -315,7 +315,7 @@ static void mgmt_answer(struct tsw_engine *e, uint32_t link, const struct tsw_is
 
 		if (tsw_iso_has(m, 39) && m->f[39].len == 2)
 			memcpy(rc, tsw_iso_ptr(m, 39), 2);
-		e->m->signon_failures++;
+		TSW_COUNT(e->m->signon_failures);
 		engine_event(e, TSW_EV_ISSUER_SIGNON_REFUSED, .link = link, .rc = rc,
 			     .why = l->mgmt_is_echo ? "echo" : "sign_on",
 			     .n1 = e->cfg.issuer_timeout_ms);
@@ -362,7 +362,7 @@ int tsw_engine_link_input(struct tsw_engine *e, uint32_t link, const uint8_t *da
 		return -EINVAL;
 	l = &e->links[link];
 	e->now_ns = now_ns;
-	e->m->bytes_in += len;
+	TSW_COUNT_ADD(e->m->bytes_in, len);
 	for (;;) {
 		const uint8_t *frame;
 		size_t flen;
@@ -372,7 +372,7 @@ int tsw_engine_link_input(struct tsw_engine *e, uint32_t link, const uint8_t *da
 		if (r == 0)
 			return 0;
 		if (r < 0) {
-			e->m->frames_refused++;
+			TSW_COUNT(e->m->frames_refused);
 			engine_event(e, TSW_EV_FRAME_REFUSED, .link = link, .why = "issuer",
 				     .err = r, .n1 = e->cfg.iss_profile->max_frame);
 			return r;
@@ -380,7 +380,7 @@ int tsw_engine_link_input(struct tsw_engine *e, uint32_t link, const uint8_t *da
 		if (flen == 0)
 			continue;
 		if (tsw_iso_decode(e->cfg.iss_profile, frame, flen, &m) < 0) {
-			e->m->issuer_format_errors++;
+			TSW_COUNT(e->m->issuer_format_errors);
 			continue;
 		}
 		if (memcmp(m.mti, "0810", 4) == 0)
@@ -400,19 +400,19 @@ void link_tick(struct tsw_engine *e, uint32_t link)
 	switch (l->state) {
 	case LINK_UP:
 		if (now >= l->mgmt_deadline_ns && link_send_mgmt(e, link, DE70_SIGN_ON, false) < 0)
-			e->m->signon_failures++;
+			TSW_COUNT(e->m->signon_failures);
 		break;
 	case LINK_SIGNED_ON:
 		if (l->mgmt_stan && now >= l->mgmt_deadline_ns) {
 			/* the echo went unanswered: sign on again before
 			 * sending more traffic */
-			e->m->echo_timeouts++;
+			TSW_COUNT(e->m->echo_timeouts);
 			engine_event(e, TSW_EV_ISSUER_ECHO_TIMEOUT, .link = link,
 				     .n1 = e->cfg.issuer_timeout_ms);
 			l->mgmt_stan = 0;
 			set_state(e, link, LINK_UP);
 			if (link_send_mgmt(e, link, DE70_SIGN_ON, false) < 0)
-				e->m->signon_failures++;
+				TSW_COUNT(e->m->signon_failures);
 		} else if (!l->mgmt_stan &&
 			   now >= l->last_tx_ns + (uint64_t)e->cfg.echo_interval_ms * NS_PER_MS) {
 			link_send_mgmt(e, link, DE70_ECHO, true);

@@ -186,7 +186,7 @@ void tsw_engine_sent(struct tsw_engine *e, struct tsw_endpoint ep, size_t n)
 	b->head += (uint32_t)n;
 	b->pos += n;
 	b->busy = 0;
-	e->m->bytes_out += n;
+	TSW_COUNT_ADD(e->m->bytes_out, n);
 	if (b->head == b->tail)
 		b->head = b->tail = 0;
 	else

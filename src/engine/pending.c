@@ -65,7 +65,7 @@ int pending_init(struct tsw_engine *e)
 	if (!e->reqs || !e->table || !e->heap || !e->expired)
 		return -ENOMEM;
 	e->expired_mask = emem - 1;
-	e->m->expired_stans_capacity = emem;
+	TSW_GAUGE_SET(e->m->expired_stans_capacity, emem);
 	e->table_mask = tsize - 1;
 	for (i = 0; i < tsize; i++)
 		e->table[i].req = NO_REQ;
@@ -326,7 +326,7 @@ void expired_remember(struct tsw_engine *e, uint64_t key, uint64_t saf_id)
 	struct expired_key *s = expired_slot(e, key);
 
 	if (s->key && s->key != key)
-		e->m->expired_stans_evicted++;
+		TSW_COUNT(e->m->expired_stans_evicted);
 	s->key = key;
 	s->saf_id = saf_id;
 }

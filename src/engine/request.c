@@ -104,8 +104,8 @@ static int stand_in(struct tsw_engine *e, struct pipeline *pl, const struct tsw_
 
 	if (!r) {
 		/* nowhere to hold it until its advice is durable */
-		e->m->pending_full++;
-		e->m->standin[TSW_STANDIN_DECLINED_UNQUEUED]++;
+		TSW_COUNT(e->m->pending_full);
+		TSW_COUNT(e->m->standin[TSW_STANDIN_DECLINED_UNQUEUED]);
 		engine_event(e, TSW_EV_STANDIN, .why = "declined_unqueued");
 		return pl_decline(e, pl, TSW_AUTHZ_ISSUER_UNAVAILABLE);
 	}
@@ -184,12 +184,12 @@ static int forward(struct tsw_engine *e, struct pipeline *pl, const struct tsw_t
 
 	pan_len = tsw_vault_decrypt_pan(e->reader, t, pan, sizeof(pan));
 	if (pan_len < 0) {
-		e->m->vault_errors++;
+		TSW_COUNT(e->m->vault_errors);
 		return pl_decline(e, pl, TSW_AUTHZ_SYSTEM);
 	}
 	iss = engine_route(e, pan, (size_t)pan_len);
 	if (iss < 0) {
-		e->m->no_route++;
+		TSW_COUNT(e->m->no_route);
 		goto err_wipe;
 	}
 	link = pick_link(e, (uint32_t)iss);
@@ -204,13 +204,13 @@ static int forward(struct tsw_engine *e, struct pipeline *pl, const struct tsw_t
 	l = &e->links[link];
 	r = req_alloc(e);
 	if (!r) {
-		e->m->pending_full++;
+		TSW_COUNT(e->m->pending_full);
 		engine_event(e, TSW_EV_PENDING_FULL, .n1 = e->cfg.max_pending);
 		goto err_wipe;
 	}
 	ret = pending_insert(e, r, (uint16_t)link);
 	if (ret < 0) {
-		e->m->pending_full++;
+		TSW_COUNT(e->m->pending_full);
 		engine_event(e, TSW_EV_PENDING_FULL, .n1 = e->cfg.max_pending);
 		goto err_free_req;
 	}
@@ -251,7 +251,7 @@ static int forward(struct tsw_engine *e, struct pipeline *pl, const struct tsw_t
 	    acq_rev_de90(e, pl->slot, rev_key, t->token, t->token_len, m, de90)) {
 		ed[n++] = (struct tsw_iso_edit){
 		    .field = 90, .len = TSW_ENGINE_DE90_LEN, .data = (const uint8_t *)de90};
-		e->m->acq_reversals_matched++;
+		TSW_COUNT(e->m->acq_reversals_matched);
 	}
 
 	r->pan_len = (uint8_t)pan_len;
@@ -267,7 +267,7 @@ static int forward(struct tsw_engine *e, struct pipeline *pl, const struct tsw_t
 		 * frame, or what its length header can say. Never cut
 		 * (the issuer would read the rest as messages of their
 		 * own): the switch's failure, not the acquirer's */
-		e->m->issuer_frames_too_big++;
+		TSW_COUNT(e->m->issuer_frames_too_big);
 		engine_event(e, TSW_EV_ISSUER_FRAME_TOO_BIG, .link = (uint32_t)link,
 			     .token = t->token, .token_len = t->token_len, .echo = &r->echo,
 			     .n1 = issuer_body_max(e->cfg.iss_profile));
@@ -292,8 +292,8 @@ static int forward(struct tsw_engine *e, struct pipeline *pl, const struct tsw_t
 		acq_rev_remember(e, rev_key, m, (uint32_t)r->key);
 	c->inflight++;
 	l->pending++;
-	e->m->inflight++;
-	e->m->forwarded++;
+	TSW_GAUGE_INC(e->m->inflight);
+	TSW_COUNT(e->m->forwarded);
 	return 0;
 
 err_remove:
@@ -311,14 +311,14 @@ static int lookup(struct tsw_engine *e, const char *tok, size_t len, struct tsw_
 {
 	int r;
 
-	e->m->vault_lookups++;
+	TSW_COUNT(e->m->vault_lookups);
 	r = tsw_vault_lookup(e->reader, tok, len, ret);
 	if (r == -TSW_E_NOT_FOUND) {
 		*ret_found = false;
 		return 0;
 	}
 	if (r < 0) {
-		e->m->vault_errors++;
+		TSW_COUNT(e->m->vault_errors);
 		return r;
 	}
 	*ret_found = true;
@@ -339,7 +339,7 @@ static int decide_and_route(struct tsw_engine *e, struct pipeline *pl)
 	ctx.in_token_range =
 	    tsw_vault_in_token_range(e->vault, pl->req.token.ptr, pl->req.token.len);
 	if (reader_ensure(e) < 0) {
-		e->m->vault_errors++;
+		TSW_COUNT(e->m->vault_errors);
 		return pl_decline(e, pl, TSW_AUTHZ_SYSTEM);
 	}
 	if (ctx.in_token_range) {
@@ -395,7 +395,7 @@ int engine_request(struct tsw_engine *e, uint32_t slot, const struct tsw_iso_msg
 	pl.ticket = ticket ? *ticket : 0;
 	pl.has_ticket = ticket != NULL;
 	if (tsw_authz_parse(m, &pl.req) < 0) {
-		e->m->format_errors++;
+		TSW_COUNT(e->m->format_errors);
 		return pl_decline(e, &pl, TSW_AUTHZ_FORMAT);
 	}
 	return decide_and_route(e, &pl);

@@ -60,7 +60,7 @@ static void saf_gauge(struct tsw_engine *e)
 	if (!e->state || e->cfg.worker_id != 0)
 		return;
 	tsw_state_stats(e->state, &ss);
-	e->m->saf_depth = ss.saf_depth;
+	TSW_GAUGE_SET(e->m->saf_depth, ss.saf_depth);
 }
 
 static uint64_t backoff_ms(const struct tsw_engine *e, uint32_t attempts)
@@ -75,14 +75,14 @@ static void give_back(struct tsw_engine *e, uint64_t id, uint64_t delay_ms)
 {
 	engine_event(e, TSW_EV_SAF_RETRIED, .id = id, .n1 = delay_ms);
 	if (tsw_state_saf_retry(e->state, id, tsw_state_now_ms(e->state) + delay_ms) == 0)
-		e->m->saf_retried++;
+		TSW_COUNT(e->m->saf_retried);
 }
 
 static void drop(struct tsw_engine *e, uint64_t id)
 {
 	engine_event(e, TSW_EV_SAF_DROPPED, .id = id, .why = "token_gone_or_unreadable");
 	if (tsw_state_saf_settle(e->state, id) == 0)
-		e->m->saf_dropped++;
+		TSW_COUNT(e->m->saf_dropped);
 }
 
 /* Puts r's token form: mti, the echo fields but DE2, DE2 the token,
@@ -159,7 +159,7 @@ int saf_put(struct tsw_engine *e, const struct req *r, bool return_use, uint64_t
 	int ret = put_token_form(e, r, "0400", NULL, return_use, ret_id);
 
 	if (ret < 0) {
-		e->m->saf_dropped++;
+		TSW_COUNT(e->m->saf_dropped);
 		engine_event_req(e, TSW_EV_SAF_PUT_REFUSED, r, .err = ret);
 	}
 	return ret;
@@ -195,17 +195,17 @@ static enum saf_outcome saf_send(struct tsw_engine *e, uint32_t link, const stru
 	if (tsw_iso_decode(e->cfg.acq_profile, it->msg, it->len, &m) < 0 || !tsw_iso_has(&m, 2) ||
 	    m.f[2].len == 0 || m.f[2].len > TSW_TOKEN_MAX_DIGITS)
 		return SAF_DROP;
-	e->m->vault_lookups++;
+	TSW_COUNT(e->m->vault_lookups);
 	ret = tsw_vault_lookup(e->reader, (const char *)tsw_iso_ptr(&m, 2), m.f[2].len, &t);
 	if (ret == -TSW_E_NOT_FOUND)
 		return SAF_DROP;
 	if (ret < 0) {
-		e->m->vault_errors++;
+		TSW_COUNT(e->m->vault_errors);
 		return SAF_RETRY;
 	}
 	pan_len = tsw_vault_decrypt_pan(e->reader, &t, pan, sizeof(pan));
 	if (pan_len < 0) {
-		e->m->vault_errors++;
+		TSW_COUNT(e->m->vault_errors);
 		out = SAF_RETRY;
 		goto out_wipe;
 	}
@@ -256,7 +256,7 @@ static enum saf_outcome saf_send(struct tsw_engine *e, uint32_t link, const stru
 		goto out_remove;
 	}
 	if (ret < 0) {
-		e->m->issuer_format_errors++;
+		TSW_COUNT(e->m->issuer_format_errors);
 		goto out_remove;
 	}
 	r->kind = REQ_SAF;
@@ -270,8 +270,8 @@ static enum saf_outcome saf_send(struct tsw_engine *e, uint32_t link, const stru
 	e->links[link].pending++;
 	e->links[link].saf_inflight++;
 	e->saf_inflight++;
-	e->m->saf_inflight++;
-	e->m->saf_sent++;
+	TSW_GAUGE_INC(e->m->saf_inflight);
+	TSW_COUNT(e->m->saf_sent);
 	engine_event(e, TSW_EV_SAF_SENT, .link = link, .id = it->id, .n1 = it->attempts + 1);
 	out = SAF_SENT;
 	goto out_wipe;
@@ -355,7 +355,7 @@ void saf_poll(struct tsw_engine *e)
 			continue;
 		if (!e->reader_live) {
 			if (tsw_vault_reader_renew(e->reader) < 0) {
-				e->m->vault_errors++;
+				TSW_COUNT(e->m->vault_errors);
 				break;
 			}
 			e->reader_live = true;
@@ -374,7 +374,7 @@ static void untrack(struct tsw_engine *e, const struct req *r)
 	if (e->saf_inflight)
 		e->saf_inflight--;
 	if (e->m->saf_inflight)
-		e->m->saf_inflight--;
+		TSW_GAUGE_DEC(e->m->saf_inflight);
 }
 
 /* 91 / 96 (or no DE39): the issuer could not process the reversal;
@@ -405,7 +405,7 @@ void saf_answered(struct tsw_engine *e, struct req *r, const char *rc)
 	 * answer first; the reversal is settled either way */
 	engine_event(e, TSW_EV_SAF_ACKED, .link = r->link, .id = r->saf_id, .rc = rc);
 	if (settle(e->state, r->saf_id, rc) == 0)
-		e->m->saf_acked++;
+		TSW_COUNT(e->m->saf_acked);
 	saf_gauge(e);
 }
 
@@ -418,7 +418,7 @@ void saf_late_answer(struct tsw_engine *e, uint64_t id, const char *rc)
 		return;
 	engine_event(e, TSW_EV_SAF_ACKED, .id = id, .rc = rc, .why = "late");
 	if (settle(e->state, id, rc) == 0)
-		e->m->saf_acked++;
+		TSW_COUNT(e->m->saf_acked);
 	saf_gauge(e);
 }
 

@@ -306,7 +306,7 @@ static enum tsw_standin_result judge(const struct tsw_engine *e, bool has_amount
  * (rate-limited with every event). */
 static void decided(struct tsw_engine *e, const struct req *r, enum tsw_standin_result res)
 {
-	e->m->standin[res]++;
+	TSW_COUNT(e->m->standin[res]);
 	engine_event_req(e, TSW_EV_STANDIN, r, .why = tsw_metrics_standin_name(res));
 }
 
@@ -328,7 +328,7 @@ bool standin_try(struct tsw_engine *e, struct req *r)
 			      (uint64_t)e->cfg.standin_window_s * NS_PER_S, &start);
 	if (ret < 0) {
 		if (ret == -ENOSPC)
-			e->m->standin_exposure_full++;
+			TSW_COUNT(e->m->standin_exposure_full);
 		decided(e, r, TSW_STANDIN_DECLINED_EXPOSURE);
 		return false;
 	}
@@ -341,7 +341,7 @@ bool standin_try(struct tsw_engine *e, struct req *r)
 		decided(e, r, TSW_STANDIN_DECLINED_UNQUEUED);
 		return false;
 	}
-	e->m->standin_advices_queued++;
+	TSW_COUNT(e->m->standin_advices_queued);
 	held_answer(e, r, TSW_AUTHZ_STANDIN, id);
 	return true;
 }
@@ -361,7 +361,7 @@ static void reverse_standin(struct tsw_engine *e, struct req *r)
 void standin_release(struct tsw_engine *e, struct req *r, bool durable, bool alive)
 {
 	if (!alive) {
-		e->m->answers_conn_gone++;
+		TSW_COUNT(e->m->answers_conn_gone);
 		reverse_standin(e, r);
 		return;
 	}

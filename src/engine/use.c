@@ -102,7 +102,7 @@ int park(struct tsw_engine *e, uint32_t slot, const struct tsw_iso_msg *m, uint6
 	uint32_t idx;
 
 	if (!e->n_park_free || m->len > e->cfg.acq_profile->max_frame) {
-		e->m->parked_full++;
+		TSW_COUNT(e->m->parked_full);
 		engine_event(e, TSW_EV_PARKED_FULL, .n1 = e->cfg.max_parked);
 		return -TSW_E_FULL;
 	}
@@ -117,7 +117,7 @@ int park(struct tsw_engine *e, uint32_t slot, const struct tsw_iso_msg *m, uint6
 	p->parked_ns = e->now_ns;
 	e->park_list[e->n_parked++] = idx;
 	e->conns[slot].inflight++;
-	e->m->parked++;
+	TSW_GAUGE_INC(e->m->parked);
 	return 0;
 }
 
@@ -149,10 +149,10 @@ void park_poll(struct tsw_engine *e)
 		/* out of the list first: the pipeline may park again */
 		e->park_list[i] = e->park_list[--e->n_parked];
 		e->park_free[e->n_park_free++] = idx;
-		e->m->parked--;
+		TSW_GAUGE_DEC(e->m->parked);
 		if (gone) {
 			use_release(e, p->ticket);
-			e->m->answers_conn_gone++;
+			TSW_COUNT(e->m->answers_conn_gone);
 			continue;
 		}
 		if (c->inflight)
@@ -164,8 +164,8 @@ void park_poll(struct tsw_engine *e)
 
 			use_release(e, p->ticket);
 			if (!unavailable)
-				e->m->park_timeouts++;
-			e->m->declines[why]++;
+				TSW_COUNT(e->m->park_timeouts);
+			TSW_COUNT(e->m->declines[why]);
 			if (tsw_iso_decode(e->cfg.acq_profile, p->frame, p->len, &m) == 0) {
 				echo_from_msg(&ec, &m);
 				answer_local(e, p->slot, &ec, tsw_authz_rc(why),

@@ -714,6 +714,34 @@ def test_metrics_health_and_404():
             assert t["pan"] not in body and t["token"] not in body, "PAN or token in /metrics"
 
 
+def test_metrics_token_required_probes_open_and_a_loose_file_refused():
+    token = "e2e-" + os.urandom(12).hex()
+    path = os.path.join(TMP, "metrics.token")
+    with open(path, "w") as f:
+        f.write(token + "\n")
+    os.chmod(path, 0o600)
+    with Env(extra_conf="[metrics]\ntoken_file = %s\n" % path) as e:
+        assert_eq(e.sw.http("/metrics")[0], 401, "no token")
+        assert_eq(e.sw.http("/metrics", headers="Authorization: Bearer x%s\r\n" % token)[0],
+                  401, "wrong token")
+        code, body = e.sw.http("/metrics", headers="Authorization: Bearer %s\r\n" % token)
+        assert_eq(code, 200, "the token")
+        assert "\ntsw_http_unauthorized_total 2\n" in body, body[-2000:]
+        assert token not in body
+        assert_eq(e.sw.http("/healthz")[0], 200, "/healthz stays open")
+        assert_eq(e.sw.http("/readyz")[0], 200, "/readyz stays open")
+        T.wait_for(lambda: T.log_events(e.sw.log(), "http_unauthorized"), 5, "a log line")
+        assert token not in e.sw.log(), "the token in the log"
+    # readable by the group: the switch refuses to start, naming the file
+    os.chmod(path, 0o640)
+    conf = write_conf(os.path.join(TMP, "token.conf"), "[metrics]\ntoken_file = %s\n" % path)
+    p = run([TOKSWITCH, "-c", conf, "--vault", VAULT, "--key-file", KEY, "--io", args.io,
+             "--listen", "127.0.0.1:0", "--metrics", "127.0.0.1:0", "--no-state"], check=False)
+    assert p.returncode != 0, "started with a group-readable token file"
+    assert "what=metrics_token" in p.stderr and path in p.stderr, p.stderr
+    os.unlink(path)
+
+
 def test_process_never_dumps_core():
     # keys and decrypted PANs live in this process: no core file may hold them
     with Env() as e:

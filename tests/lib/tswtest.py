@@ -653,10 +653,12 @@ class Switch:
             self.err.flush()
         return open(self.stderr_path, "rb").read().decode(errors="replace")
 
-    def http(self, path, timeout=5.0):
+    def http(self, path, timeout=5.0, headers=""):
+        """GET path from the metrics endpoint; headers: more header
+        lines, each ending in CRLF. Returns (status, body)."""
         host, port = self.metrics.rsplit(":", 1)
         s = socket.create_connection((host, int(port)), timeout=timeout)
-        s.sendall(("GET %s HTTP/1.1\r\nHost: x\r\n\r\n" % path).encode())
+        s.sendall(("GET %s HTTP/1.1\r\nHost: x\r\n%s\r\n" % (path, headers)).encode())
         data = b""
         while True:
             chunk = s.recv(65536)
@@ -709,7 +711,8 @@ class Switch:
 
     def sanitizer_report(self):
         log = self.log()
-        for needle in ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:"):
+        for needle in ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
+                       "WARNING: ThreadSanitizer"):
             if needle in log:
                 return log[log.index(needle):][:3000]
         return None

@@ -246,7 +246,7 @@ static void recycle_buf(struct uworker *u, unsigned bid)
 static void held_gauge(struct uworker *u)
 {
 	if (u->w->p.metrics)
-		u->w->p.metrics->recv_bufs_held = u->n_held;
+		TSW_GAUGE_SET(u->w->p.metrics->recv_bufs_held, u->n_held);
 }
 
 /* Keeps a received buffer out of the buffer ring, queued on the endpoint

@@ -4,11 +4,14 @@
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 #include <uv.h>
 
@@ -434,6 +437,23 @@ Test(config, max_frame_above_a_profile_header_refused_naming_key_and_profile)
 
 /* --- keys for every limit --------------------------------------------- */
 
+Test(config, metrics_token_file_is_a_path_read_at_start_only)
+{
+	struct tsw_config cfg, loaded;
+	char keys[TSW_CONFIG_REASON_MAX];
+
+	tsw_config_defaults(&cfg);
+	cr_assert_str_eq(cfg.metrics_token_file, "", "no token by default: /metrics open");
+	cr_assert_eq(cfg.metrics_request_timeout_ms, 2000);
+	loaded = cfg;
+	cr_assert_eq(tsw_config_set(&loaded, "metrics", "token_file", "/etc/tokswitch/m.token",
+				    NULL, 0),
+		     0);
+	cr_assert_str_eq(loaded.metrics_token_file, "/etc/tokswitch/m.token");
+	cr_assert_eq(tsw_config_restart_only_changed(&cfg, &loaded, keys, sizeof(keys)), 1);
+	cr_assert_str_eq(keys, "metrics.token_file", "a reload names it: a restart applies it");
+}
+
 Test(config, defaults_match_the_state_module)
 {
 	struct tsw_config cfg;
@@ -499,6 +519,9 @@ static const struct key_case key_cases[] = {
     {"limits", "expired_stan_memory", "15", false, 0, 0},
     {"limits", "expired_stan_memory", "4097", false, 0, 0},
     {"limits", "expired_stan_memory", "8388608", false, 0, 0},
+    {"metrics", "request_timeout_ms", "500", true, FIELD(metrics_request_timeout_ms), 500},
+    {"metrics", "request_timeout_ms", "0", false, 0, 0},
+    {"metrics", "request_timeout_ms", "x", false, 0, 0},
 };
 
 Test(config, limit_keys_parsed_and_refused_out_of_range)
@@ -1069,23 +1092,35 @@ static void *loop_main(void *arg)
 	return NULL;
 }
 
-static uint16_t start_server(struct server *s, uint32_t max_conns, uint32_t max_req)
+static uint16_t start_with(struct server *s, const struct tsw_ctl_params *p)
 {
-	struct tsw_ctl_params p = {
+	cr_assert_eq(uv_loop_init(&s->loop), 0);
+	cr_assert_eq(uv_async_init(&s->loop, &s->stop, on_stop), 0);
+	s->stop.data = s;
+	cr_assert_eq(tsw_ctl_start(&s->loop, p, &src, &s->ctl), 0);
+	cr_assert_eq(pthread_create(&s->thread, NULL, loop_main, s), 0);
+	return tsw_ctl_port(s->ctl);
+}
+
+static struct tsw_ctl_params params(uint32_t max_conns, uint32_t max_req)
+{
+	return (struct tsw_ctl_params){
 	    .host = "127.0.0.1",
 	    .port = 0,
 	    .max_conns = max_conns,
 	    .max_request_bytes = max_req,
+	    .request_timeout_ms = 5000,
 	    .idle_timeout_ms = 5000,
-	    .backlog = 16,
+	    .backlog = 128,
+	    .log_interval_ms = 1000,
 	};
+}
 
-	cr_assert_eq(uv_loop_init(&s->loop), 0);
-	cr_assert_eq(uv_async_init(&s->loop, &s->stop, on_stop), 0);
-	s->stop.data = s;
-	cr_assert_eq(tsw_ctl_start(&s->loop, &p, &src, &s->ctl), 0);
-	cr_assert_eq(pthread_create(&s->thread, NULL, loop_main, s), 0);
-	return tsw_ctl_port(s->ctl);
+static uint16_t start_server(struct server *s, uint32_t max_conns, uint32_t max_req)
+{
+	struct tsw_ctl_params p = params(max_conns, max_req);
+
+	return start_with(s, &p);
 }
 
 static void stop_server(struct server *s)
@@ -1102,7 +1137,7 @@ static int dial(uint16_t port)
 	int fd = socket(AF_INET, SOCK_STREAM, 0);
 
 	inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
-	cr_assert_eq(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+	cr_assert_eq(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0, "connect: %s", strerror(errno));
 	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 	return fd;
 }
@@ -1188,36 +1223,434 @@ Test(http, oversized_request_refused_431)
 	stop_server(&s);
 }
 
-Test(http, connections_above_the_limit_are_closed)
+/* With every slot taken, a new client takes the slot of the connection
+ * that has been sending its request the longest; the others keep theirs. */
+Test(http, a_new_client_takes_the_slot_of_the_oldest_idle_one)
 {
 	struct server s;
 	uint16_t port;
 	int held[2];
-	char c;
+	char c, body[65536];
 
+	fill_shards();
 	port = start_server(&s, 2, 1024);
 	held[0] = dial(port);
-	held[1] = dial(port);
-	/* both held connections count once the server accepted them: a request on
-	 * a third is answered only after one of them closes */
 	send(held[0], "GET /", 5, MSG_NOSIGNAL);
+	/* the first must be the older one for the server: wait until it is
+	 * accepted (a request on a fresh connection is answered only then) */
+	cr_assert_eq(http(port, "GET /healthz HTTP/1.1\r\n\r\n", NULL, 0), 200);
+	held[1] = dial(port);
 	send(held[1], "GET /", 5, MSG_NOSIGNAL);
-	int extra = dial(port);
-
-	cr_assert_leq(recv(extra, &c, 1, 0), 0, "third connection closed without an answer");
-	close(extra);
+	cr_assert_eq(http(port, "GET /metrics HTTP/1.1\r\n\r\n", body, sizeof(body)), 200);
+	cr_assert_not_null(strstr(body, "\ntsw_http_evicted_total "), "counted");
+	cr_assert_null(strstr(body, "\ntsw_http_evicted_total 0\n"), "counted");
+	cr_assert_eq(recv(held[0], &c, 1, 0), 0, "the oldest idle connection was closed");
+	/* the second still holds its slot: finishing its request is answered */
+	send(held[1], "healthz HTTP/1.1\r\n\r\n", 20, MSG_NOSIGNAL);
+	cr_assert_eq(recv(held[1], &c, 1, 0), 1, "the younger one was answered");
 	close(held[0]);
 	close(held[1]);
-	/* the slots come back: a new request is answered (retry while the server
-	 * sees the closes) */
-	int code = 0;
-
-	char body[65536];
-
-	for (int i = 0; i < 1000 && code != 200; i++)
-		code = http(port, "GET /metrics HTTP/1.1\r\n\r\n", body, sizeof(body));
-	cr_assert_eq(code, 200);
-	cr_assert_null(strstr(body, "\ntsw_http_refused_total 0\n"), "refusal counted");
-	cr_assert_not_null(strstr(body, "\ntsw_http_refused_total "));
 	stop_server(&s);
+}
+
+/* Like http(), but gives up (0) when no answer is complete within
+ * timeout_ms. */
+static int http_within(uint16_t port, const char *req, char *body, size_t cap, int timeout_ms)
+{
+	struct timeval tv = {.tv_sec = timeout_ms / 1000, .tv_usec = (timeout_ms % 1000) * 1000};
+	char buf[65536];
+	size_t n = 0;
+	ssize_t r;
+	int fd = dial(port), code = 0;
+
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	if (send(fd, req, strlen(req), MSG_NOSIGNAL) < 0) {
+		close(fd);
+		return 0;
+	}
+	while (n < sizeof(buf) - 1 && (r = recv(fd, buf + n, sizeof(buf) - 1 - n, 0)) > 0)
+		n += (size_t)r;
+	buf[n] = '\0';
+	close(fd);
+	if (r < 0 || sscanf(buf, "HTTP/1.1 %d", &code) != 1)
+		return 0;
+	if (body) {
+		char *b = strstr(buf, "\r\n\r\n");
+
+		snprintf(body, cap, "%s", b ? b + 4 : "");
+	}
+	return code;
+}
+
+/* Clients that connect and send nothing (or half a request) must not keep
+ * a scraper out: a new client takes the slot of the oldest idle one. */
+Test(http, idle_connections_never_lock_out_the_scraper)
+{
+	enum { MAX_CONNS = 64, IDLE = MAX_CONNS + 8 };
+	struct server s;
+	int idle[IDLE];
+	char body[65536];
+	uint16_t port;
+
+	fill_shards();
+	port = start_server(&s, MAX_CONNS, 1024);
+	for (int i = 0; i < IDLE; i++) {
+		idle[i] = dial(port);
+		if (i % 2)
+			send(idle[i], "GET /", 5, MSG_NOSIGNAL);
+	}
+	cr_assert_eq(http_within(port, "GET /metrics HTTP/1.1\r\n\r\n", body, sizeof(body), 2000),
+		     200, "/metrics answered within 2 s with %d idle clients", IDLE);
+	cr_assert_not_null(strstr(body, "tsw_requests_total{mti=\"0100\",rc=\"00\"} 7"));
+	cr_assert_eq(http_within(port, "GET /readyz HTTP/1.1\r\n\r\n", NULL, 0, 2000), 503,
+		     "/readyz too");
+	for (int i = 0; i < IDLE; i++)
+		close(idle[i]);
+	stop_server(&s);
+}
+
+/* The request line ends at the first CRLF: a version found further on (in
+ * a header) does not make "GET /metrics" a valid HTTP/1.x request. */
+Test(http, request_line_is_the_first_line_only)
+{
+	struct server s;
+	uint16_t port;
+
+	port = start_server(&s, 8, 1024);
+	cr_assert_eq(http(port, "GET /metrics\r\nX: HTTP/1.1\r\n\r\n", NULL, 0), 400);
+	cr_assert_eq(http(port, "GET /metrics HTTP/1.1 extra\r\n\r\n", NULL, 0), 400);
+	cr_assert_eq(http(port, "GET /healthz HTTP/1.1\r\nX: a b\r\n\r\n", NULL, 0), 200);
+	stop_server(&s);
+}
+
+/* A request that fills the buffer to its last byte, with the header end
+ * inside it and a space as the very last byte: nothing may be read past
+ * the bytes received (under ASan a read past the buffer aborts). */
+Test(http, request_filling_the_buffer_is_never_read_past_its_end)
+{
+	enum { MAX_REQ = 64 };
+	struct server s;
+	char req[MAX_REQ + 1];
+	uint16_t port;
+	size_t n;
+
+	port = start_server(&s, 8, MAX_REQ);
+	n = (size_t)snprintf(req, sizeof(req), "GET /metrics\r\n\r\n");
+	memset(req + n, 'a', MAX_REQ - 1 - n);
+	req[MAX_REQ - 1] = ' ';
+	req[MAX_REQ] = '\0';
+	cr_assert_eq(strlen(req), MAX_REQ);
+	cr_assert_eq(http(port, req, NULL, 0), 400);
+	cr_assert_eq(http(port, "GET /healthz HTTP/1.1\r\n\r\n", NULL, 0), 200, "still serving");
+	stop_server(&s);
+}
+
+/* One byte per segment: the head is found however it is cut. */
+Test(http, request_split_across_many_reads)
+{
+	static const char req[] = "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+				  "User-Agent: Prometheus/2.45\r\nAccept: text/plain\r\n\r\n";
+	struct server s;
+	char buf[65536];
+	size_t n = 0;
+	ssize_t r;
+	uint16_t port;
+	int fd, one = 1, code = 0;
+
+	fill_shards();
+	port = start_server(&s, 8, 1024);
+	fd = dial(port);
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	for (size_t i = 0; i < sizeof(req) - 1; i++)
+		cr_assert_eq(send(fd, req + i, 1, MSG_NOSIGNAL), 1);
+	while (n < sizeof(buf) - 1 && (r = recv(fd, buf + n, sizeof(buf) - 1 - n, 0)) > 0)
+		n += (size_t)r;
+	buf[n] = '\0';
+	close(fd);
+	cr_assert_eq(sscanf(buf, "HTTP/1.1 %d", &code), 1);
+	cr_assert_eq(code, 200);
+	cr_assert_not_null(strstr(buf, "tsw_requests_total{mti=\"0100\",rc=\"00\"} 7"));
+	stop_server(&s);
+}
+
+/* metric value in a /metrics body, -1 when absent */
+static long long metric_in(const char *body, const char *name)
+{
+	return series(body, name);
+}
+
+/* A client that connects and says nothing is closed after
+ * request_timeout_ms, counted and logged; one that sent a request in time
+ * is answered. */
+Test(http, a_connection_without_a_request_is_closed_after_request_timeout_ms)
+{
+	struct tsw_ctl_params p = params(8, 1024);
+	struct timespec t0, t1;
+	struct server s;
+	char c, body[65536];
+	uint16_t port;
+	int fd, half;
+	long ms;
+
+	p.request_timeout_ms = 200;
+	fill_shards();
+	port = start_with(&s, &p);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	fd = dial(port);
+	half = dial(port);
+	send(half, "GET /metrics HTTP/1.1\r\n", 23, MSG_NOSIGNAL);
+	cr_assert_eq(recv(fd, &c, 1, 0), 0, "closed without an answer");
+	cr_assert_eq(recv(half, &c, 1, 0), 0, "half a head is no request either");
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	ms = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
+	cr_assert_geq(ms, 150, "not before the deadline: %ld ms", ms);
+	cr_assert_lt(ms, 4000, "closed by request_timeout_ms, not idle_timeout_ms: %ld ms", ms);
+	close(fd);
+	close(half);
+	cr_assert_eq(http(port, "GET /metrics HTTP/1.1\r\n\r\n", body, sizeof(body)), 200);
+	cr_assert_eq(metric_in(body, "tsw_http_request_timeouts_total"), 2);
+	cr_assert_eq(metric_in(body, "tsw_http_evicted_total"), 0);
+	stop_server(&s);
+}
+
+#define TOKEN "c2VjcmV0LXRva2Vu.x_y~z+/=="
+
+struct auth_case {
+	const char *req;
+	int code;
+	const char *has; /* in the answer (head and body) */
+};
+
+static const struct auth_case auth_cases[] = {
+    {"GET /metrics HTTP/1.1\r\n\r\n", 401, "WWW-Authenticate: Bearer realm=\"tokswitch\"\r\n"},
+    {"GET /metrics HTTP/1.1\r\nAuthorization: Bearer " TOKEN "\r\n\r\n", 200, "tsw_ready "},
+    {"GET /metrics HTTP/1.1\r\nauthorization: bearer  " TOKEN " \r\n\r\n", 200, "tsw_ready "},
+    {"GET /metrics HTTP/1.1\r\nAuthorization: Bearer " TOKEN "x\r\n\r\n", 401,
+     "error=\"invalid_token\""},
+    {"GET /metrics HTTP/1.1\r\nAuthorization: Bearer c2VjcmV0LXRva2Vu\r\n\r\n", 401, NULL},
+    {"GET /metrics HTTP/1.1\r\nAuthorization: Bearer \r\n\r\n", 401, NULL},
+    {"GET /metrics HTTP/1.1\r\nAuthorization: Basic " TOKEN "\r\n\r\n", 401, NULL},
+    {"GET /metrics HTTP/1.1\r\nX-Token: " TOKEN "\r\n\r\n", 401, NULL},
+    {"GET /metrics HTTP/1.1\r\nAuthorization: Bearer " TOKEN "\r\n"
+     "Authorization: Bearer " TOKEN "\r\n\r\n",
+     400, NULL},
+    /* probes stay open: they say only whether the process runs and is ready */
+    {"GET /healthz HTTP/1.1\r\n\r\n", 200, "ok"},
+    {"GET /readyz HTTP/1.1\r\n\r\n", 200, "ready"},
+};
+
+/* Sends req, returns the status and the whole answer in out. */
+static int http_raw(uint16_t port, const char *req, char *out, size_t cap)
+{
+	size_t n = 0;
+	ssize_t r;
+	int fd = dial(port), code = 0;
+
+	send(fd, req, strlen(req), MSG_NOSIGNAL);
+	while (n < cap - 1 && (r = recv(fd, out + n, cap - 1 - n, 0)) > 0)
+		n += (size_t)r;
+	out[n] = '\0';
+	close(fd);
+	return sscanf(out, "HTTP/1.1 %d", &code) == 1 ? code : 0;
+}
+
+Test(http, metrics_want_the_bearer_token_when_one_is_set)
+{
+	struct tsw_ctl_params p = params(8, 1024);
+	static char answer[65536];
+	char token[] = TOKEN;
+	struct server s;
+	uint16_t port;
+
+	p.token = token;
+	p.token_len = strlen(token);
+	fill_shards();
+	__atomic_store_n(&ready_value, true, __ATOMIC_SEQ_CST);
+	port = start_with(&s, &p);
+	memset(token, 0, sizeof(token)); /* the ctl keeps its own copy */
+	for (size_t i = 0; i < sizeof(auth_cases) / sizeof(auth_cases[0]); i++) {
+		cr_assert_eq(http_raw(port, auth_cases[i].req, answer, sizeof(answer)),
+			     auth_cases[i].code, "case %zu: %.40s", i, answer);
+		if (auth_cases[i].has)
+			cr_assert_not_null(strstr(answer, auth_cases[i].has), "case %zu", i);
+		if (auth_cases[i].code == 401)
+			cr_assert_null(strstr(answer, "tsw_"), "case %zu: no metric", i);
+	}
+	cr_assert_eq(http_raw(port,
+			      "GET /metrics HTTP/1.1\r\nAuthorization: Bearer " TOKEN "\r\n\r\n",
+			      answer, sizeof(answer)),
+		     200);
+	cr_assert_eq(metric_in(answer, "tsw_http_unauthorized_total"), 6);
+	cr_assert_null(strstr(answer, TOKEN), "the token is in no answer");
+	stop_server(&s);
+}
+
+Test(http, loopback_hosts)
+{
+	static const struct {
+		const char *host;
+		bool loopback;
+	} cases[] = {
+	    {"127.0.0.1", true},	{"127.1.2.3", true},  {"::1", true},
+	    {"::ffff:127.0.0.1", true}, {"0.0.0.0", false},   {"::", false},
+	    {"10.0.0.1", false},	{"128.0.0.1", false}, {"::2", false},
+	    {"::ffff:10.0.0.1", false}, {"localhost", false}, {"", false},
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+		cr_expect_eq(tsw_ctl_host_is_loopback(cases[i].host), cases[i].loopback, "%s",
+			     cases[i].host);
+}
+
+TestSuite(token_file, .init = mk_tmp, .fini = rm_tmp);
+
+static const char *token_file(const char *text, mode_t mode)
+{
+	const char *path = write_file("metrics.token", text);
+
+	cr_assert_eq(chmod(path, mode), 0);
+	return path;
+}
+
+Test(token_file, read_with_the_key_files_rule)
+{
+	static const struct {
+		const char *text;
+		mode_t mode;
+		int ret;
+		const char *want;
+	} cases[] = {
+	    {TOKEN "\n", 0600, 0, TOKEN},
+	    {TOKEN, 0400, 0, TOKEN},
+	    {TOKEN "\n", 0640, -EPERM, NULL},
+	    {TOKEN "\n", 0604, -EPERM, NULL},
+	    {"", 0600, -TSW_E_BAD_INPUT, NULL},
+	    {"\n", 0600, -TSW_E_BAD_INPUT, NULL},
+	    {TOKEN "\n\n", 0600, -TSW_E_BAD_INPUT, NULL},
+	    {"two words\n", 0600, -TSW_E_BAD_INPUT, NULL},
+	    {"a=b\n", 0600, -TSW_E_BAD_INPUT, NULL},
+	    {TOKEN "\r\n", 0600, -TSW_E_BAD_INPUT, NULL},
+	};
+	char buf[TSW_CTL_TOKEN_MAX + 2];
+	size_t len;
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		const char *path = token_file(cases[i].text, cases[i].mode);
+
+		len = 0;
+		cr_assert_eq(tsw_ctl_token_read(path, buf, sizeof(buf), &len), cases[i].ret,
+			     "case %zu", i);
+		if (cases[i].want) {
+			cr_assert_str_eq(buf, cases[i].want, "case %zu", i);
+			cr_assert_eq(len, strlen(cases[i].want), "case %zu", i);
+		}
+		unlink(path);
+	}
+}
+
+Test(token_file, refused_when_too_long_a_symlink_or_another_users)
+{
+	static char big[TSW_CTL_TOKEN_MAX + 2];
+	char buf[TSW_CTL_TOKEN_MAX + 2], link[160];
+	const char *path;
+	size_t len;
+
+	memset(big, 'a', TSW_CTL_TOKEN_MAX);
+	path = token_file(big, 0600);
+	cr_assert_eq(tsw_ctl_token_read(path, buf, sizeof(buf), &len), 0, "the longest one");
+	cr_assert_eq(len, TSW_CTL_TOKEN_MAX);
+	big[TSW_CTL_TOKEN_MAX] = 'a';
+	path = token_file(big, 0600);
+	cr_assert_eq(tsw_ctl_token_read(path, buf, sizeof(buf), &len), -TSW_E_BAD_INPUT);
+	cr_assert_eq(buf[0], 0, "wiped on failure");
+	path = token_file(TOKEN, 0600);
+	snprintf(link, sizeof(link), "%s/link.token", tmpdir);
+	cr_assert_eq(symlink(path, link), 0);
+	cr_assert_lt(tsw_ctl_token_read(link, buf, sizeof(buf), &len), 0, "no symlink");
+	if (geteuid() == 0) {
+		/* owned by someone else, even with mode 0600 */
+		cr_assert_eq(chown(path, 65534, 65534), 0);
+		cr_assert_eq(tsw_ctl_token_read(path, buf, sizeof(buf), &len), -EPERM);
+	}
+	cr_assert_eq(tsw_ctl_token_read("/nonexistent/x.token", buf, sizeof(buf), &len), -ENOENT);
+}
+
+/* --- request heads (pure) ---------------------------------------------- */
+
+static const char split_req[] = "GET /metrics?x=1 HTTP/1.1\r\nHost: 127.0.0.1:9583\r\n"
+				"Authorization: Bearer abc\r\nAccept: */*\r\n\r\n";
+
+/* However a head is cut, the search finds its end at the same place and
+ * never goes back more than the 3 bytes a cut blank line needs. */
+Test(http_parse, head_end_is_found_incrementally_whatever_the_cut)
+{
+	const size_t len = sizeof(split_req) - 1;
+
+	for (size_t step = 1; step <= len; step++) {
+		struct tsw_http_head_scan scan = {0};
+		size_t got = 0, fed = 0, prev_pos = 0;
+
+		while (!got && fed < len) {
+			fed = fed + step < len ? fed + step : len;
+			got = tsw_http_head_end(&scan, split_req, fed);
+			if (!got) {
+				cr_assert_geq(scan.pos, prev_pos, "step %zu: went back", step);
+				cr_assert_geq(scan.pos + 3, fed,
+					      "step %zu: rescans from %zu at %zu", step, scan.pos,
+					      fed);
+				prev_pos = scan.pos;
+			}
+		}
+		cr_assert_eq(got, len, "step %zu", step);
+	}
+}
+
+Test(http_parse, a_head_is_read_only_within_its_length)
+{
+	/* the head copied to an exact-size heap block: ASan sees any read past it */
+	struct tsw_http_request r;
+	const size_t len = sizeof(split_req) - 1;
+	char *buf = malloc(len);
+	struct tsw_http_head_scan scan = {0};
+
+	memcpy(buf, split_req, len);
+	cr_assert_eq(tsw_http_head_end(&scan, buf, len), len);
+	cr_assert_eq(tsw_http_parse(buf, len, &r), 0);
+	cr_assert_eq(r.method_len, 3);
+	cr_assert_eq(memcmp(r.method, "GET", 3), 0);
+	cr_assert_eq(r.path_len, 8);
+	cr_assert_eq(memcmp(r.path, "/metrics", 8), 0);
+	cr_assert(r.has_authorization);
+	cr_assert_eq(r.bearer_len, 3);
+	cr_assert_eq(memcmp(r.bearer, "abc", 3), 0);
+	/* every prefix of it is no complete head */
+	for (size_t n = 0; n < len; n++) {
+		memset(&scan, 0, sizeof(scan));
+		cr_assert_eq(tsw_http_head_end(&scan, buf, n), 0, "prefix %zu", n);
+		cr_assert_eq(tsw_http_parse(buf, n, &r), -EINVAL, "prefix %zu", n);
+	}
+	free(buf);
+}
+
+Test(http_parse, malformed_heads_refused)
+{
+	static const char *const bad[] = {
+	    "GET /metrics\r\n\r\n",
+	    "GET /metrics\r\nX: HTTP/1.1\r\n\r\n",
+	    "GET /metrics HTTP/1.1 extra\r\n\r\n",
+	    "GET  /metrics HTTP/1.1\r\n\r\n",
+	    "GET /metrics HTTP/2.0\r\n\r\n",
+	    "GET /metrics HTTP/1.1\n\r\n",
+	    "GET /met\rrics HTTP/1.1\r\n\r\n",
+	    "GET /metrics HTTP/1.1\r\nNo colon\r\n\r\n",
+	    "GET /metrics HTTP/1.1\r\n: empty name\r\n\r\n",
+	    "GET /metrics HTTP/1.1\r\nBad Name: x\r\n\r\n",
+	    "GET /metrics HTTP/1.1\r\n\r\ntrailing",
+	    "G(T /metrics HTTP/1.1\r\n\r\n",
+	    " /metrics HTTP/1.1\r\n\r\n",
+	};
+	struct tsw_http_request r;
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		cr_expect_eq(tsw_http_parse(bad[i], strlen(bad[i]), &r), -EINVAL, "%s", bad[i]);
 }

@@ -1,7 +1,7 @@
 /* The I/O worker interface (include/tsw/io.h) below the engine: listeners,
  * backend names, and the start-up ownership contract. The data path of
  * both backends is covered end to end by tests/integration (e2e_uring,
- * e2e_uv). */
+ * e2e_uv), the shards of running workers by shards_race.c. */
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
 #include <errno.h>

@@ -343,6 +343,8 @@ enum tsw_engine_event_kind {
 					  * before its reversal or advice was durable */
 	TSW_EV_APPROVAL_UNDELIVERED,	 /* link, token, stan, rrn, amount; why: reversed or
 					  * unqueued (the issuer keeps the money) */
+	TSW_EV_VAULT_INTEGRITY,		 /* slot, token: its record fails authentication */
+	TSW_EV_VAULT_KEYS_REFUSED,	 /* err: a key file reload refused, old keys kept */
 	TSW_EV_EVENTS_DROPPED,		 /* n1: events dropped since the last report; n2: queue size */
 	TSW_EV_KIND_MAX
 };

@@ -34,6 +34,8 @@ enum {
 	TSW_E_OUT_OF_RANGE,   /* token outside every token BIN range */
 	TSW_E_FULL,           /* table, queue or map full */
 	TSW_E_VERSION,        /* on-disk format newer than this build */
+	TSW_E_INTEGRITY,      /* vault record fails authentication (edited, moved, downgraded) */
+	TSW_E_NEEDS_UPGRADE,  /* vault records not authenticated yet: run tokvault upgrade */
 	/* config */
 	TSW_E_CONFIG,         /* bad configuration value */
 	TSW_E_MAX

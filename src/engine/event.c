@@ -40,6 +40,8 @@ static const struct kind_info kinds[TSW_EV_KIND_MAX] = {
     [TSW_EV_STANDIN] = {"standin", TSW_LOG_WARN},
     [TSW_EV_ANSWER_HELD_TIMEOUT] = {"answer_held_timeout", TSW_LOG_ERROR},
     [TSW_EV_APPROVAL_UNDELIVERED] = {"approval_undelivered", TSW_LOG_WARN},
+    [TSW_EV_VAULT_INTEGRITY] = {"vault_integrity", TSW_LOG_ERROR},
+    [TSW_EV_VAULT_KEYS_REFUSED] = {"vault_keys_refused", TSW_LOG_ERROR},
     [TSW_EV_EVENTS_DROPPED] = {"events_dropped", TSW_LOG_ERROR},
 };
 
@@ -383,6 +385,13 @@ size_t tsw_engine_event_format(const struct tsw_engine_event *ev, char *buf, siz
 			add(&t, "side=acquirer conn=%" PRIu32, ev->slot);
 		}
 		add(&t, " max_frame=%" PRIu64 " error=\"%s\"", ev->n1, tsw_strerror(ev->err));
+		break;
+	case TSW_EV_VAULT_INTEGRITY:
+		add(&t, "conn=%" PRIu32 " token=%s action=declined_96", ev->slot,
+		    ev->token[0] ? ev->token : "none");
+		break;
+	case TSW_EV_VAULT_KEYS_REFUSED:
+		add(&t, "error=\"%s\" action=old_keys_kept", tsw_strerror(ev->err));
 		break;
 	case TSW_EV_EVENTS_DROPPED:
 		add(&t, "dropped=%" PRIu64 " log_event_queue=%" PRIu64, ev->n1, ev->n2);

@@ -178,9 +178,35 @@ static void hex_key(const uint8_t key[KEY_BYTES], char *out)
 	out[2 * KEY_BYTES] = '\0';
 }
 
-/* Writes k to path: through a temp file renamed over it (replace) or with
- * O_EXCL (create). */
-static int write_key_file(const struct keyring *k, const char *path, bool replace)
+/* fsyncs the directory holding path, so a rename or create in it is
+ * durable (the file's own fsync does not cover its directory entry). */
+static int sync_dir_of(const char *path)
+{
+	char dir[4096];
+	const char *slash = strrchr(path, '/');
+	size_t n = slash ? (size_t)(slash - path) : 0;
+	int fd, r = 0;
+
+	if (n >= sizeof(dir))
+		return -ENAMETOOLONG;
+	if (slash && n == 0)
+		n = 1; /* "/file" */
+	memcpy(dir, slash ? path : ".", slash ? n : 1);
+	dir[slash ? n : 1] = '\0';
+	fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	if (fsync(fd) < 0)
+		r = -errno;
+	close(fd);
+	return r;
+}
+
+/* Writes k, less the PAN key skip_id (0: none), to path durably: a temp
+ * file written and fsynced, renamed over path, then the directory fsynced
+ * (replace); or created with O_EXCL, fsynced, directory fsynced. Once this
+ * returns 0 the new file survives a crash or power loss. */
+static int write_key_file(const struct keyring *k, const char *path, bool replace, uint32_t skip_id)
 {
 	char text[KEY_FILE_MAX_BYTES];
 	char hex[2 * KEY_BYTES + 1];
@@ -193,6 +219,8 @@ static int write_key_file(const struct keyring *k, const char *path, bool replac
 	hex_key(k->hmac_key, hex);
 	len += (size_t)snprintf(text + len, sizeof(text) - len, "hmac %s\n", hex);
 	for (uint32_t i = 0; i < k->n_pan; i++) {
+		if (k->pan[i].id == skip_id)
+			continue;
 		hex_key(k->pan[i].key, hex);
 		len += (size_t)snprintf(text + len, sizeof(text) - len, "pan %u %s\n", k->pan[i].id,
 					hex);
@@ -228,7 +256,9 @@ static int write_key_file(const struct keyring *k, const char *path, bool replac
 	if (replace && rename(tmp, path) < 0) {
 		r = -errno;
 		unlink(tmp);
+		goto out_wipe;
 	}
+	r = sync_dir_of(path);
 out_wipe:
 	OPENSSL_cleanse(text, sizeof(text));
 	return r;
@@ -259,7 +289,7 @@ int keyring_load(const char *key_file, bool create, struct keyring **ret_keys, b
 		k->pan[0].id = 1;
 		k->n_pan = 1;
 		k->current = 0;
-		r = write_key_file(k, key_file, false);
+		r = write_key_file(k, key_file, false, 0);
 		if (r < 0)
 			goto out_free;
 	} else if (r < 0) {
@@ -279,7 +309,7 @@ out_free:
 	return r == -ENOENT ? -TSW_E_BAD_KEY : r;
 }
 
-int keyring_reload(struct keyring *k, const char *key_file)
+int keyring_reload(struct keyring *k, const char *key_file, keyring_check_fn check, void *ctx)
 {
 	char text[KEY_FILE_MAX_BYTES];
 	size_t len = 0;
@@ -299,15 +329,29 @@ int keyring_reload(struct keyring *k, const char *key_file)
 		r = -TSW_E_BAD_KEY;
 		goto out_free;
 	}
-	for (uint32_t i = 0; i < fresh->n_pan; i++) {
-		uint32_t n = k->n_pan;
+	/* all or nothing: every key the vault knows must match its check
+	 * value before any is used */
+	for (uint32_t i = 0, added = 0; i < fresh->n_pan; i++) {
+		int c;
 
 		if (keyring_slot(k, fresh->pan[i].id) >= 0)
 			continue;
-		if (n >= TSW_VAULT_KEYS_MAX) {
+		c = check(ctx, fresh->pan[i].id, fresh->pan[i].key);
+		if (c < 0) {
+			r = c;
+			goto out_free;
+		}
+		if (c == 0 && k->n_pan + ++added > TSW_VAULT_KEYS_MAX) {
 			r = -TSW_E_FULL;
 			goto out_free;
 		}
+	}
+	for (uint32_t i = 0; i < fresh->n_pan; i++) {
+		uint32_t n = k->n_pan;
+
+		if (keyring_slot(k, fresh->pan[i].id) >= 0 ||
+		    check(ctx, fresh->pan[i].id, fresh->pan[i].key) != 0)
+			continue;
 		k->pan[n] = fresh->pan[i];
 		if (fresh->pan[i].id > k->pan[k->current].id)
 			__atomic_store_n(&k->current, n, __ATOMIC_RELEASE);
@@ -322,16 +366,22 @@ out_free:
 int keyring_add_key(struct keyring *k, const char *key_file, uint32_t *ret_id)
 {
 	uint32_t n = k->n_pan;
-	uint32_t id = k->pan[k->current].id + 1;
+	uint32_t id = 0;
 	int r;
 
 	if (n >= TSW_VAULT_KEYS_MAX)
 		return -TSW_E_FULL;
+	for (uint32_t i = 0; i < n; i++)
+		if (k->pan[i].id > id)
+			id = k->pan[i].id;
+	if (id == UINT32_MAX)
+		return -TSW_E_FULL;
+	id++;
 	if (fresh_key(k->pan[n].key) < 0)
 		return -EIO;
 	k->pan[n].id = id;
 	__atomic_store_n(&k->n_pan, n + 1, __ATOMIC_RELEASE); /* the slot is complete */
-	r = write_key_file(k, key_file, true);
+	r = write_key_file(k, key_file, true, 0);
 	if (r < 0) {
 		__atomic_store_n(&k->n_pan, n, __ATOMIC_RELEASE);
 		OPENSSL_cleanse(&k->pan[n], sizeof(k->pan[n]));
@@ -340,4 +390,17 @@ int keyring_add_key(struct keyring *k, const char *key_file, uint32_t *ret_id)
 	__atomic_store_n(&k->current, n, __ATOMIC_RELEASE);
 	*ret_id = id;
 	return 0;
+}
+
+int keyring_remove_key(struct keyring *k, const char *key_file, uint32_t id)
+{
+	int slot = keyring_slot(k, id);
+
+	if (slot < 0)
+		return -TSW_E_NOT_FOUND;
+	if ((uint32_t)slot == __atomic_load_n(&k->current, __ATOMIC_ACQUIRE))
+		return -EBUSY;
+	/* the slot stays in memory (readers index slots without a lock);
+	 * only the file loses the key */
+	return write_key_file(k, key_file, true, id);
 }

@@ -133,6 +133,55 @@ int kcv_register(struct tsw_vault *v, MDB_txn *txn, uint32_t id, const uint8_t k
 	return meta_put(v, txn, META_KEY_CURRENT, &id, sizeof(id));
 }
 
+int kcv_check(struct tsw_vault *v, MDB_txn *txn, uint32_t id, const uint8_t key[KEY_BYTES])
+{
+	char name[META_NAME_MAX];
+	uint8_t kcv[KCV_BYTES];
+	MDB_val d;
+	int r;
+
+	snprintf(name, sizeof(name), META_KCV_PAN, id);
+	r = meta_get(v, txn, name, &d);
+	if (r == -TSW_E_NOT_FOUND)
+		return 1; /* a key the vault never used */
+	if (r < 0)
+		return r;
+	keyring_kcv(key, kcv);
+	if (d.mv_size != KCV_BYTES || CRYPTO_memcmp(d.mv_data, kcv, KCV_BYTES) != 0)
+		return -TSW_E_BAD_KEY;
+	return 0;
+}
+
+int kcv_forget(struct tsw_vault *v, MDB_txn *txn, uint32_t id)
+{
+	char name[META_NAME_MAX];
+	MDB_val k = {.mv_data = name};
+	int rc;
+
+	snprintf(name, sizeof(name), META_KCV_PAN, id);
+	k.mv_size = strlen(name);
+	rc = mdb_del(txn, v->dbi_meta, &k, NULL);
+	return rc == MDB_NOTFOUND ? 0 : mdb_to_errno(rc);
+}
+
+int meta_set_format(struct tsw_vault *v, MDB_txn *txn, uint32_t format)
+{
+	return meta_put(v, txn, META_FORMAT, &format, sizeof(format));
+}
+
+/* keyring_check_fn for a reload: against the check values in txn */
+struct reload_check {
+	struct tsw_vault *v;
+	MDB_txn *txn;
+};
+
+static int reload_check(void *ctx, uint32_t id, const uint8_t key[KEY_BYTES])
+{
+	struct reload_check *rc = ctx;
+
+	return kcv_check(rc->v, rc->txn, id, key);
+}
+
 /* Every key the vault has a check value for must match; the vault's
  * current key must be in the file. */
 static int keys_verify(struct tsw_vault *v, MDB_txn *txn)
@@ -235,11 +284,23 @@ static int vault_refresh(struct tsw_vault *v, MDB_txn *txn, uint64_t gen)
 	b->older = __atomic_load_n(&v->bins, __ATOMIC_ACQUIRE);
 	__atomic_store_n(&v->bins, b, __ATOMIC_RELEASE);
 	{
+		struct reload_check rc = {.v = v, .txn = txn};
 		uint32_t current = 0;
 
+		/* a key file that fails the check values is refused whole: the
+		 * keys in use stay, and records under the new key read as
+		 * failing authentication until it is fixed (the next metadata
+		 * change or a restart tries again); the caller learns it from
+		 * tsw_vault_take_key_error */
 		if (meta_get_u32(v, txn, META_KEY_CURRENT, &current) == 0 &&
-		    keyring_slot(v->keys, current) < 0)
-			(void)keyring_reload(v->keys, v->key_file); /* decrypt reports a miss */
+		    keyring_slot(v->keys, current) < 0) {
+			int kr = keyring_reload(v->keys, v->key_file, reload_check, &rc);
+
+			if (kr == 0 && keyring_slot(v->keys, current) < 0)
+				kr = -TSW_E_BAD_KEY; /* the file lacks the current key */
+			if (kr < 0)
+				__atomic_store_n(&v->key_error, kr, __ATOMIC_RELEASE);
+		}
 	}
 	__atomic_store_n(&v->meta_gen, gen, __ATOMIC_RELEASE);
 out_unlock:
@@ -322,10 +383,15 @@ static int env_setup(struct tsw_vault *v, const char *dir, bool create)
 		r = -TSW_E_VERSION;
 		goto out_abort;
 	}
-	if (format != VAULT_FORMAT) {
+	if (format == VAULT_FORMAT_1 && !(v->flags & TSW_VAULT_FORMAT1_OK)) {
+		r = -TSW_E_NEEDS_UPGRADE;
+		goto out_abort;
+	}
+	if (format != VAULT_FORMAT && format != VAULT_FORMAT_1) {
 		r = -TSW_E_CORRUPT;
 		goto out_abort;
 	}
+	v->format = format;
 	r = keys_verify(v, txn);
 	if (r < 0)
 		goto out_abort;
@@ -589,12 +655,29 @@ void tsw_vault_reader_reset(struct tsw_vault_reader *r)
 	r->active = false;
 }
 
+int tsw_vault_take_key_error(struct tsw_vault *v)
+{
+	if (__atomic_load_n(&v->key_error, __ATOMIC_ACQUIRE) == 0)
+		return 0;
+	return __atomic_exchange_n(&v->key_error, 0, __ATOMIC_ACQ_REL);
+}
+
+void vault_set_format(struct tsw_vault *v, uint32_t format)
+{
+	__atomic_store_n(&v->format, format, __ATOMIC_RELEASE);
+}
+
+bool vault_format1(const struct tsw_vault *v)
+{
+	return __atomic_load_n(&v->format, __ATOMIC_ACQUIRE) == VAULT_FORMAT_1;
+}
+
 int tsw_vault_lookup(struct tsw_vault_reader *r, const char *token, size_t len,
 		     struct tsw_token *ret_token)
 {
 	uint64_t key;
 	MDB_val k = {.mv_size = sizeof(key), .mv_data = &key}, d;
-	int rc;
+	int rc, n;
 
 	if (!r->active)
 		return -EINVAL;
@@ -608,14 +691,53 @@ int tsw_vault_lookup(struct tsw_vault_reader *r, const char *token, size_t len,
 		__builtin_prefetch((const char *)d.mv_data + off);
 	if (d.mv_size >= sizeof(struct rec) && ((const struct rec *)d.mv_data)->token_len != len)
 		return -TSW_E_NOT_FOUND; /* same value, other digit count */
+	/* nothing of a record is used before all of it is authenticated */
+	n = rec_open(&r->crypto, d.mv_data, d.mv_size, key, vault_format1(r->v), NULL, 0);
+	if (n < 0)
+		return n == -TSW_E_NOT_FOUND ? -TSW_E_INTEGRITY : n;
 	return rec_decode(d.mv_data, d.mv_size, key, ret_token);
+}
+
+int tsw_vault_authenticated(struct tsw_vault_reader *r, const char *token, size_t len)
+{
+	uint64_t key;
+	MDB_val k = {.mv_size = sizeof(key), .mv_data = &key}, d;
+	int rc, n;
+
+	if (!r->active)
+		return -EINVAL;
+	if (token_key(token, len, &key) < 0)
+		return -TSW_E_NOT_FOUND;
+	rc = mdb_get(r->txn, r->v->dbi_tokens, &k, &d);
+	if (rc)
+		return mdb_to_errno(rc);
+	n = rec_open(&r->crypto, d.mv_data, d.mv_size, key, vault_format1(r->v), NULL, 0);
+	if (n < 0)
+		return n;
+	return ((const struct rec *)d.mv_data)->version == REC_VERSION;
 }
 
 int tsw_vault_decrypt_pan(struct tsw_vault_reader *r, const struct tsw_token *t, char *out,
 			  size_t cap)
 {
-	return crypto_open(&r->crypto, t->key_id, t->token, t->token_len, t->sealed_pan,
-			   t->sealed_len, out, cap);
+	uint8_t rec[REC_MAX_BYTES];
+	uint64_t key;
+	size_t size;
+	int n;
+
+	if (token_key(t->token, t->token_len, &key) < 0 ||
+	    t->n_merchants > TSW_TOKEN_MERCHANTS_MAX || t->sealed_len > TSW_SEALED_PAN_MAX)
+		return -TSW_E_INTEGRITY;
+	/* the record as stored: decode and encode are inverse for every
+	 * record the vault wrote, so its seal opens only for the fields the
+	 * lookup authenticated */
+	size = rec_encode(t, rec);
+	n = rec_open(&r->crypto, rec, size, key, false, out, cap);
+	if (n == -TSW_E_INTEGRITY && vault_format1(r->v)) {
+		((struct rec *)rec)->version = REC_VERSION_1;
+		n = rec_open(&r->crypto, rec, size, key, true, out, cap);
+	}
+	return n;
 }
 
 int tsw_vault_device_bound(struct tsw_vault_reader *r, const char *token, size_t token_len,

@@ -120,20 +120,28 @@ static uint64_t card_id_of(const uint8_t card_key[CARD_KEY_BYTES])
 	return id;
 }
 
-int row_seal(struct pan_crypto *c, const struct tsw_vault_row *row, const uint8_t *nonce,
-	     struct tsw_token *t, uint8_t card_key[CARD_KEY_BYTES])
+int row_card(struct pan_crypto *c, const struct tsw_vault_row *row, struct tsw_token *t,
+	     uint8_t card_key[CARD_KEY_BYTES])
 {
 	int r;
 
 	t->token_len = (uint8_t)strnlen(t->token, sizeof(t->token));
-	r = crypto_seal(c, t->token, t->token_len, row->pan, row->pan_len, nonce, t->sealed_pan,
-			&t->sealed_len, &t->key_id);
-	if (r < 0)
-		return r;
 	r = crypto_card_key(c, row->pan, row->pan_len, card_key);
 	if (r < 0)
 		return r;
 	t->card_id = card_id_of(card_key);
+	return 0;
+}
+
+int encode_sealed(struct pan_crypto *c, const struct tsw_token *t, uint64_t key, const char *pan,
+		  size_t pan_len, const uint8_t *nonce, uint8_t *out, size_t *ret_len)
+{
+	size_t len = rec_encode(t, out);
+	int r = rec_seal(c, out, len, key, pan, pan_len, nonce);
+
+	if (r < 0)
+		return r;
+	*ret_len = len;
 	return 0;
 }
 
@@ -153,24 +161,25 @@ int card_flags(struct tsw_vault *v, MDB_txn *txn, const uint8_t card_key[CARD_KE
 	return 0;
 }
 
-int put_rec(struct tsw_vault *v, MDB_txn *txn, uint64_t key, uint8_t *rec, size_t rec_len,
+int put_rec(struct tsw_vault *v, struct pan_crypto *c, MDB_txn *txn, uint64_t key,
+	    struct tsw_token *t, const char *pan, size_t pan_len,
 	    const uint8_t card_key[CARD_KEY_BYTES], const char *device_ref, unsigned put_flags,
-	    const char **ret_reason)
+	    uint8_t *rec, const char **ret_reason)
 {
 	MDB_val k = {.mv_size = sizeof(key), .mv_data = &key};
-	MDB_val d = {.mv_size = rec_len, .mv_data = rec};
+	MDB_val d = {.mv_size = 0, .mv_data = rec};
 	MDB_val ck = {.mv_size = CARD_KEY_BYTES, .mv_data = (void *)card_key};
-	struct rec *r = (struct rec *)rec;
 	uint8_t cflags = 0;
 	int rc, err;
 
+	/* the card's state is part of what the seal authenticates */
 	err = card_flags(v, txn, card_key, &cflags);
 	if (err < 0)
 		return err;
-	if (cflags & CARD_F_SUSPENDED)
-		r->flags |= REC_F_CARD_SUSPENDED;
-	else
-		r->flags &= (uint8_t)~REC_F_CARD_SUSPENDED;
+	t->card_suspended = (cflags & CARD_F_SUSPENDED) != 0;
+	err = encode_sealed(c, t, key, pan, pan_len, NULL, rec, &d.mv_size);
+	if (err < 0)
+		return err;
 	rc = mdb_put(txn, v->dbi_tokens, &k, &d, MDB_NOOVERWRITE | put_flags);
 	if (rc == MDB_KEYEXIST) {
 		*ret_reason = "token already in the vault";
@@ -193,8 +202,25 @@ int put_rec(struct tsw_vault *v, MDB_txn *txn, uint64_t key, uint8_t *rec, size_
 	return 0;
 }
 
-static int get_token(struct tsw_vault *v, MDB_txn *txn, const char *token, size_t len,
-		     uint64_t *ret_key, struct tsw_token *ret_token)
+/* A stored record, authenticated, decoded, and its PAN (pan NULL: not
+ * wanted). A record failing authentication is -TSW_E_INTEGRITY: no verb
+ * seals an edited record again, which would make the edit authentic. */
+int read_rec(struct tsw_vault *v, struct pan_crypto *c, const MDB_val *d, uint64_t key,
+	     struct tsw_token *ret_token, char *pan, size_t *ret_pan_len)
+{
+	int n = rec_open(c, d->mv_data, d->mv_size, key, vault_format1(v), pan,
+			 pan ? TSW_PAN_MAX_DIGITS : 0);
+
+	if (n < 0)
+		return n == -TSW_E_NOT_FOUND ? -TSW_E_INTEGRITY : n;
+	if (ret_pan_len)
+		*ret_pan_len = (size_t)n;
+	return rec_decode(d->mv_data, d->mv_size, key, ret_token);
+}
+
+static int get_token(struct tsw_vault *v, struct pan_crypto *c, MDB_txn *txn, const char *token,
+		     size_t len, uint64_t *ret_key, struct tsw_token *ret_token, char *pan,
+		     size_t *ret_pan_len)
 {
 	uint64_t key;
 	MDB_val k = {.mv_size = sizeof(key), .mv_data = &key}, d;
@@ -208,27 +234,42 @@ static int get_token(struct tsw_vault *v, MDB_txn *txn, const char *token, size_
 	if (d.mv_size >= sizeof(struct rec) && ((const struct rec *)d.mv_data)->token_len != len)
 		return -TSW_E_NOT_FOUND;
 	*ret_key = key;
-	return rec_decode(d.mv_data, d.mv_size, key, ret_token);
+	return read_rec(v, c, &d, key, ret_token, pan, ret_pan_len);
 }
 
-static int rewrite_token(struct tsw_vault *v, MDB_txn *txn, uint64_t key, const struct tsw_token *t)
+/* Writes t back over its record, sealing pan again (fresh nonce, current
+ * key): every change is authenticated as the record's new content. */
+static int rewrite_token(struct tsw_vault *v, struct pan_crypto *c, MDB_txn *txn, uint64_t key,
+			 const struct tsw_token *t, const char *pan, size_t pan_len)
 {
 	uint8_t buf[REC_MAX_BYTES];
 	MDB_val k = {.mv_size = sizeof(key), .mv_data = &key};
-	MDB_val d = {.mv_size = rec_encode(t, buf), .mv_data = buf};
+	MDB_val d = {.mv_size = 0, .mv_data = buf};
+	int r = encode_sealed(c, t, key, pan, pan_len, NULL, buf, &d.mv_size);
 
-	return mdb_to_errno(mdb_put(txn, v->dbi_tokens, &k, &d, 0));
+	if (r == 0)
+		r = mdb_to_errno(mdb_put(txn, v->dbi_tokens, &k, &d, 0));
+	OPENSSL_cleanse(buf, sizeof(buf));
+	return r;
 }
 
 int link_original(struct tsw_vault *v, MDB_txn *txn, struct tsw_token *t, const char **ret_reason)
 {
 	struct tsw_token o;
+	struct pan_crypto c;
 	uint64_t okey;
 	int r;
 
 	if (!t->original_token[0])
 		return 0;
-	r = get_token(v, txn, t->original_token, strlen(t->original_token), &okey, &o);
+	crypto_init(&c, v->keys);
+	r = get_token(v, &c, txn, t->original_token, strlen(t->original_token), &okey, &o, NULL,
+		      NULL);
+	crypto_free(&c);
+	if (r == -TSW_E_INTEGRITY) {
+		*ret_reason = "original_token: its record fails authentication";
+		return r;
+	}
 	if (r < 0) {
 		*ret_reason = "original_token: not in the vault";
 		return r;
@@ -255,48 +296,63 @@ static int commit_or_abort(MDB_txn *txn, int r)
 	return mdb_to_errno(mdb_txn_commit(txn));
 }
 
+/* What a single-token verb changes in its record. */
+enum token_edit { EDIT_STATUS, EDIT_ATC_EPOCH };
+
+/* Reads token's record (authenticated), applies the edit, seals it again. */
+static int edit_token(struct tsw_vault *v, const char *token, size_t len, enum token_edit edit,
+		      uint8_t status, struct tsw_token *ret_old, struct tsw_token *ret_new)
+{
+	char pan[TSW_PAN_MAX_DIGITS];
+	struct tsw_token t;
+	struct pan_crypto c;
+	size_t pan_len = 0;
+	uint64_t key;
+	MDB_txn *txn;
+	int r;
+
+	r = begin_write(v, &txn);
+	if (r < 0)
+		return r;
+	crypto_init(&c, v->keys);
+	r = get_token(v, &c, txn, token, len, &key, &t, pan, &pan_len);
+	if (r < 0)
+		goto out;
+	*ret_old = t;
+	if (edit == EDIT_STATUS)
+		t.status = status;
+	else
+		t.atc_epoch++;
+	r = rewrite_token(v, &c, txn, key, &t, pan, pan_len);
+	if (r == 0)
+		*ret_new = t;
+out:
+	OPENSSL_cleanse(pan, sizeof(pan));
+	crypto_free(&c);
+	return commit_or_abort(txn, r);
+}
+
 int tsw_vault_set_status(struct tsw_vault *v, const char *token, size_t len,
 			 enum tsw_token_status status, enum tsw_token_status *ret_old)
 {
-	struct tsw_token t;
-	uint64_t key;
-	MDB_txn *txn;
-	uint8_t old;
+	struct tsw_token old, now;
 	int r;
 
 	if ((unsigned)status >= TSW_TOKEN_STATUS_MAX)
 		return -TSW_E_BAD_INPUT;
-	r = begin_write(v, &txn);
-	if (r < 0)
-		return r;
-	r = get_token(v, txn, token, len, &key, &t);
-	if (r < 0)
-		return commit_or_abort(txn, r);
-	old = t.status;
-	t.status = (uint8_t)status;
-	r = commit_or_abort(txn, rewrite_token(v, txn, key, &t));
+	r = edit_token(v, token, len, EDIT_STATUS, (uint8_t)status, &old, &now);
 	if (r == 0 && ret_old)
-		*ret_old = (enum tsw_token_status)old;
+		*ret_old = (enum tsw_token_status)old.status;
 	return r;
 }
 
 int tsw_vault_repersonalize(struct tsw_vault *v, const char *token, size_t len, uint32_t *ret_epoch)
 {
-	struct tsw_token t;
-	uint64_t key;
-	MDB_txn *txn;
-	int r;
+	struct tsw_token old, now;
+	int r = edit_token(v, token, len, EDIT_ATC_EPOCH, 0, &old, &now);
 
-	r = begin_write(v, &txn);
-	if (r < 0)
-		return r;
-	r = get_token(v, txn, token, len, &key, &t);
-	if (r < 0)
-		return commit_or_abort(txn, r);
-	t.atc_epoch++;
-	r = commit_or_abort(txn, rewrite_token(v, txn, key, &t));
 	if (r == 0 && ret_epoch)
-		*ret_epoch = t.atc_epoch;
+		*ret_epoch = now.atc_epoch;
 	return r;
 }
 
@@ -313,6 +369,7 @@ int tsw_vault_bind_device(struct tsw_vault *v, const char *token, size_t len, co
 	MDB_val k = {.mv_size = sizeof(key), .mv_data = &key};
 	MDB_val d = {.mv_size = ref_len, .mv_data = (void *)ref};
 	MDB_cursor *cur = NULL;
+	struct pan_crypto c;
 	size_t count = 0;
 	MDB_txn *txn;
 	int r, rc;
@@ -323,7 +380,9 @@ int tsw_vault_bind_device(struct tsw_vault *v, const char *token, size_t len, co
 	r = begin_write(v, &txn);
 	if (r < 0)
 		return r;
-	r = get_token(v, txn, token, len, &key, &t);
+	crypto_init(&c, v->keys);
+	r = get_token(v, &c, txn, token, len, &key, &t, NULL, NULL);
+	crypto_free(&c);
 	if (r < 0)
 		goto out;
 	r = mdb_to_errno(mdb_cursor_open(txn, v->dbi_devices, &cur));
@@ -352,6 +411,7 @@ int tsw_vault_unbind_device(struct tsw_vault *v, const char *token, size_t len, 
 	uint64_t key;
 	MDB_val k = {.mv_size = sizeof(key), .mv_data = &key};
 	MDB_val d = {.mv_size = ref_len, .mv_data = (void *)ref};
+	struct pan_crypto c;
 	MDB_txn *txn;
 	int r;
 
@@ -361,7 +421,9 @@ int tsw_vault_unbind_device(struct tsw_vault *v, const char *token, size_t len, 
 	r = begin_write(v, &txn);
 	if (r < 0)
 		return r;
-	r = get_token(v, txn, token, len, &key, &t);
+	crypto_init(&c, v->keys);
+	r = get_token(v, &c, txn, token, len, &key, &t, NULL, NULL);
+	crypto_free(&c);
 	if (r == 0)
 		r = mdb_to_errno(mdb_del(txn, v->dbi_devices, &k, &d));
 	return commit_or_abort(txn, r);
@@ -412,14 +474,15 @@ out:
 	return r;
 }
 
-static int get_by_key(struct tsw_vault *v, MDB_txn *txn, uint64_t key, struct tsw_token *ret)
+static int get_by_key(struct tsw_vault *v, struct pan_crypto *c, MDB_txn *txn, uint64_t key,
+		      struct tsw_token *ret, char *pan, size_t *ret_pan_len)
 {
 	MDB_val k = {.mv_size = sizeof(key), .mv_data = &key}, d;
 	int rc = mdb_get(txn, v->dbi_tokens, &k, &d);
 
 	if (rc)
 		return rc == MDB_NOTFOUND ? -TSW_E_CORRUPT : mdb_to_errno(rc);
-	return rec_decode(d.mv_data, d.mv_size, key, ret);
+	return read_rec(v, c, &d, key, ret, pan, ret_pan_len);
 }
 
 static int pan_ok(const char *pan, size_t len)
@@ -447,29 +510,33 @@ int tsw_vault_set_card_suspended(struct tsw_vault *v, const char *pan, size_t pa
 		return r;
 	crypto_init(&c, v->keys);
 	r = crypto_card_key(&c, pan, pan_len, card_key);
-	crypto_free(&c);
 	if (r < 0)
-		return r;
+		goto out_crypto;
 	r = begin_write(v, &txn);
 	if (r < 0)
-		return r;
+		goto out_crypto;
 	r = card_tokens(v, txn, card_key, &keys, &n);
 	if (r < 0)
 		goto out;
 	r = mdb_to_errno(mdb_put(txn, v->dbi_cards, &k, &d, 0));
 	for (size_t i = 0; r == 0 && i < n; i++) {
+		char tpan[TSW_PAN_MAX_DIGITS];
 		struct tsw_token t;
+		size_t tlen = 0;
 
-		r = get_by_key(v, txn, keys[i], &t);
-		if (r < 0)
-			break;
-		t.card_suspended = suspended;
-		r = rewrite_token(v, txn, keys[i], &t);
+		r = get_by_key(v, &c, txn, keys[i], &t, tpan, &tlen);
+		if (r == 0) {
+			t.card_suspended = suspended;
+			r = rewrite_token(v, &c, txn, keys[i], &t, tpan, tlen);
+		}
+		OPENSSL_cleanse(tpan, sizeof(tpan));
 	}
 out:
 	free(keys);
-	OPENSSL_cleanse(card_key, sizeof(card_key));
 	r = commit_or_abort(txn, r);
+out_crypto:
+	OPENSSL_cleanse(card_key, sizeof(card_key));
+	crypto_free(&c);
 	if (r == 0 && ret_tokens)
 		*ret_tokens = n;
 	return r;
@@ -480,7 +547,6 @@ int tsw_vault_update_pan(struct tsw_vault *v, const char *old_pan, size_t old_le
 			 size_t *ret_tokens)
 {
 	uint8_t old_key[CARD_KEY_BYTES], new_key[CARD_KEY_BYTES];
-	struct tsw_vault_row row;
 	struct pan_crypto c;
 	uint64_t *keys = NULL;
 	uint8_t cflags = 0;
@@ -492,9 +558,6 @@ int tsw_vault_update_pan(struct tsw_vault *v, const char *old_pan, size_t old_le
 	    !tsw_luhn_valid(new_pan, new_len) || !new_expiry || !yymm_valid(new_expiry))
 		return -TSW_E_BAD_INPUT;
 	crypto_init(&c, v->keys);
-	memset(&row, 0, sizeof(row));
-	memcpy(row.pan, new_pan, new_len);
-	row.pan_len = (uint8_t)new_len;
 	r = crypto_card_key(&c, old_pan, old_len, old_key);
 	if (r == 0)
 		r = crypto_card_key(&c, new_pan, new_len, new_key);
@@ -508,18 +571,15 @@ int tsw_vault_update_pan(struct tsw_vault *v, const char *old_pan, size_t old_le
 		r = card_flags(v, txn, new_key, &cflags);
 	for (size_t i = 0; r == 0 && i < n; i++) {
 		struct tsw_token t;
-		uint8_t ck[CARD_KEY_BYTES];
 
-		r = get_by_key(v, txn, keys[i], &t);
+		r = get_by_key(v, &c, txn, keys[i], &t, NULL, NULL);
 		if (r < 0)
 			break;
-		r = row_seal(&c, &row, NULL, &t, ck);
-		if (r < 0)
-			break;
+		t.card_id = card_id_of(new_key);
 		memcpy(t.pan_expiry, new_expiry, 4);
 		t.pan_expiry[4] = '\0';
 		t.card_suspended = (cflags & CARD_F_SUSPENDED) != 0;
-		r = rewrite_token(v, txn, keys[i], &t);
+		r = rewrite_token(v, &c, txn, keys[i], &t, new_pan, new_len);
 	}
 	if (r == 0 && memcmp(old_key, new_key, CARD_KEY_BYTES) != 0) {
 		MDB_val k = {.mv_size = CARD_KEY_BYTES, .mv_data = old_key};
@@ -537,7 +597,6 @@ int tsw_vault_update_pan(struct tsw_vault *v, const char *old_pan, size_t old_le
 		*ret_tokens = n;
 out_wipe:
 	free(keys);
-	OPENSSL_cleanse(&row, sizeof(row));
 	OPENSSL_cleanse(old_key, sizeof(old_key));
 	OPENSSL_cleanse(new_key, sizeof(new_key));
 	crypto_free(&c);
@@ -592,18 +651,12 @@ int tsw_vault_provision(struct tsw_vault *v, const struct tsw_vault_row *row, co
 	if (w.token.original_token[0] && w.pan_len == 0) {
 		struct tsw_token o;
 		uint64_t okey;
-		int n;
+		size_t n = 0;
 
-		r = get_token(v, txn, w.token.original_token, strlen(w.token.original_token), &okey,
-			      &o);
+		r = get_token(v, &c, txn, w.token.original_token, strlen(w.token.original_token),
+			      &okey, &o, w.pan, &n);
 		if (r < 0)
 			goto out_abort;
-		n = crypto_open(&c, o.key_id, o.token, o.token_len, o.sealed_pan, o.sealed_len,
-				w.pan, sizeof(w.pan) - 1);
-		if (n < 0) {
-			r = n;
-			goto out_abort;
-		}
 		w.pan_len = (uint8_t)n;
 		if (!w.token.pan_expiry[0])
 			memcpy(w.token.pan_expiry, o.pan_expiry, sizeof(o.pan_expiry));
@@ -626,11 +679,11 @@ int tsw_vault_provision(struct tsw_vault *v, const struct tsw_vault_row *row, co
 	if (r == 0)
 		r = link_original(v, txn, &w.token, &reason);
 	if (r == 0)
-		r = row_seal(&c, &w, NULL, &w.token, card_key);
+		r = row_card(&c, &w, &w.token, card_key);
 	if (r < 0)
 		goto out_abort;
 	w.token.atc_epoch = 0;
-	r = put_rec(v, txn, key, rec, rec_encode(&w.token, rec), card_key, w.device_ref, 0,
+	r = put_rec(v, &c, txn, key, &w.token, w.pan, w.pan_len, card_key, w.device_ref, 0, rec,
 		    &reason);
 	if (r < 0)
 		goto out_abort;
@@ -651,6 +704,7 @@ int tsw_vault_stats(struct tsw_vault *v, struct tsw_vault_stats *ret_stats)
 {
 	struct tsw_vault_stats s;
 	const struct bin_set *b = __atomic_load_n(&v->bins, __ATOMIC_ACQUIRE);
+	struct pan_crypto c;
 	MDB_cursor *cur = NULL;
 	MDB_val k, d;
 	MDB_envinfo info;
@@ -668,9 +722,11 @@ int tsw_vault_stats(struct tsw_vault *v, struct tsw_vault_stats *ret_stats)
 	r = meta_get_u32(v, txn, "key:current", &s.current_key_id);
 	if (r < 0)
 		goto out;
+	crypto_init(&c, v->keys);
 	r = mdb_to_errno(mdb_cursor_open(txn, v->dbi_tokens, &cur));
 	while (r == 0 && (rc = mdb_cursor_get(cur, &k, &d, MDB_NEXT)) == 0) {
 		const struct rec *rec = d.mv_data;
+		uint64_t key;
 		int slot;
 
 		if (rec_check(d.mv_data, d.mv_size) < 0) {
@@ -678,6 +734,11 @@ int tsw_vault_stats(struct tsw_vault *v, struct tsw_vault_stats *ret_stats)
 			break;
 		}
 		s.tokens++;
+		memcpy(&key, k.mv_data, sizeof(key));
+		if (rec->version == REC_VERSION_1)
+			s.unauthenticated++;
+		if (rec_open(&c, d.mv_data, d.mv_size, key, vault_format1(v), NULL, 0) < 0)
+			s.integrity_failures++;
 		s.by_status[rec->status]++;
 		if (rec->flags & REC_F_CARD_SUSPENDED)
 			s.card_suspended_tokens++;
@@ -687,6 +748,7 @@ int tsw_vault_stats(struct tsw_vault *v, struct tsw_vault_stats *ret_stats)
 	}
 	mdb_cursor_close(cur);
 	cur = NULL;
+	crypto_free(&c);
 	if (r < 0)
 		goto out;
 	r = mdb_to_errno(mdb_cursor_open(txn, v->dbi_index, &cur));
@@ -716,32 +778,85 @@ out:
 	return r;
 }
 
-int tsw_vault_rekey(struct tsw_vault *v, uint32_t *ret_key_id, uint64_t *ret_records)
+/* Phase one of a new key: the key durable in the key file (temp, fsync,
+ * rename, directory fsync) before the vault names it current, in the same
+ * write transaction, so no record can be sealed under a key a crash could
+ * lose. A key left in the file by a rekey killed between the two (newer
+ * than the vault's current one, never registered) is taken instead of a
+ * fresh one. */
+static int new_key(struct tsw_vault *v, const struct tsw_vault_reseal_opts *o, uint32_t *ret_id)
 {
-	struct pan_crypto c;
-	uint64_t done = 0, next = 0;
-	uint32_t id = 0;
-	MDB_txn *txn = NULL;
-	bool more = true;
-	int slot, r;
+	uint32_t current = 0, id = 0;
+	MDB_txn *txn;
+	int slot = -1, r;
 
 	r = begin_write(v, &txn);
 	if (r < 0)
 		return r;
-	r = keyring_add_key(v->keys, v->key_file, &id);
+	r = meta_get_u32(v, txn, "key:current", &current);
 	if (r < 0)
 		return commit_or_abort(txn, r);
-	slot = keyring_slot(v->keys, id);
+	for (uint32_t i = 0; i < v->keys->n_pan; i++)
+		if (v->keys->pan[i].id > current &&
+		    kcv_check(v, txn, v->keys->pan[i].id, v->keys->pan[i].key) == 1 &&
+		    v->keys->pan[i].id > id) {
+			id = v->keys->pan[i].id;
+			slot = (int)i;
+		}
+	if (slot < 0) {
+		r = keyring_add_key(v->keys, v->key_file, &id);
+		if (r < 0)
+			return commit_or_abort(txn, r);
+		slot = keyring_slot(v->keys, id);
+	} else {
+		__atomic_store_n(&v->keys->current, (uint32_t)slot, __ATOMIC_RELEASE);
+	}
+	if (o->progress)
+		o->progress(o->ctx, TSW_VAULT_STEP_KEY_FILE, 0);
 	r = kcv_register(v, txn, id, v->keys->pan[slot].key);
 	if (r == 0)
 		r = meta_bump_gen(v, txn);
 	r = commit_or_abort(txn, r);
 	if (r < 0)
 		return r;
+	if (o->progress)
+		o->progress(o->ctx, TSW_VAULT_STEP_KEY_CURRENT, 0);
+	*ret_id = id;
+	return 0;
+}
+
+/* Does the reseal want this record sealed again? */
+static bool reseal_wanted(const struct rec *r, enum tsw_vault_reseal mode, uint32_t key_id)
+{
+	if (r->version != REC_VERSION)
+		return true;
+	return mode != TSW_VAULT_RESEAL_UPGRADE && le32toh(r->key_id) != key_id;
+}
+
+/* Phase two: every wanted record sealed again under the current key,
+ * chunk_rows per transaction. Each commit is durable, and no key is taken
+ * out of the key file here, so a crash at any point leaves every record
+ * readable (under its old key or the new one); running again finishes.
+ * A record failing authentication is left as it is and counted. On a
+ * format 1 vault the last chunk marks it format 2. */
+static int reseal_records(struct tsw_vault *v, const struct tsw_vault_reseal_opts *o,
+			  struct tsw_vault_reseal_result *res)
+{
+	unsigned chunk = o->chunk_rows ? o->chunk_rows : TSW_VAULT_REKEY_CHUNK_ROWS;
+	struct pan_crypto c;
+	uint64_t next = 0;
+	uint32_t id = 0;
+	bool more = true;
+	int r = 0;
+
 	crypto_init(&c, v->keys);
+	crypto_current_slot(&c, &id);
+	res->key_id = id;
 	while (more && r == 0) {
 		MDB_cursor *cur = NULL;
 		MDB_val k = {.mv_size = sizeof(next), .mv_data = &next}, d;
+		MDB_txn *txn;
+		uint64_t sealed = 0, failed = 0;
 		unsigned n = 0;
 		int rc;
 
@@ -750,52 +865,149 @@ int tsw_vault_rekey(struct tsw_vault *v, uint32_t *ret_key_id, uint64_t *ret_rec
 			break;
 		r = mdb_to_errno(mdb_cursor_open(txn, v->dbi_tokens, &cur));
 		rc = r == 0 ? mdb_cursor_get(cur, &k, &d, MDB_SET_RANGE) : 0;
-		for (; r == 0 && rc == 0 && n < TSW_VAULT_REKEY_CHUNK_ROWS;
-		     rc = mdb_cursor_get(cur, &k, &d, MDB_NEXT)) {
+		for (; r == 0 && rc == 0 && n < chunk; rc = mdb_cursor_get(cur, &k, &d, MDB_NEXT)) {
+			char pan[TSW_PAN_MAX_DIGITS];
+			uint8_t buf[REC_MAX_BYTES];
 			struct tsw_token t;
-			struct tsw_vault_row row;
-			uint8_t ck[CARD_KEY_BYTES];
+			size_t pan_len = 0, len = 0;
 			uint64_t key;
-			int pl;
 
 			memcpy(&key, k.mv_data, sizeof(key));
-			r = rec_decode(d.mv_data, d.mv_size, key, &t);
-			if (r < 0 || t.key_id == id)
-				continue;
-			memset(&row, 0, sizeof(row));
-			pl = crypto_open(&c, t.key_id, t.token, t.token_len, t.sealed_pan,
-					 t.sealed_len, row.pan, sizeof(row.pan) - 1);
-			if (pl < 0) {
-				r = pl;
-				break;
-			}
-			row.pan_len = (uint8_t)pl;
-			r = row_seal(&c, &row, NULL, &t, ck);
-			OPENSSL_cleanse(&row, sizeof(row));
-			if (r == 0) {
-				uint8_t buf[REC_MAX_BYTES];
-				MDB_val nd = {.mv_size = rec_encode(&t, buf), .mv_data = buf};
-
-				/* same PAN length: same size, so MDB_CURRENT */
-				r = mdb_to_errno(mdb_cursor_put(cur, &k, &nd, MDB_CURRENT));
-			}
-			n++;
 			next = key + 1;
+			if (rec_check(d.mv_data, d.mv_size) < 0 ||
+			    !reseal_wanted(d.mv_data, o->mode, id))
+				continue;
+			n++;
+			r = read_rec(v, &c, &d, key, &t, pan, &pan_len);
+			if (r == -TSW_E_INTEGRITY) {
+				failed++;
+				r = 0;
+				continue;
+			}
+			if (r == 0)
+				r = encode_sealed(&c, &t, key, pan, pan_len, NULL, buf, &len);
+			OPENSSL_cleanse(pan, sizeof(pan));
+			if (r == 0) {
+				MDB_val nd = {.mv_size = len, .mv_data = buf};
+
+				/* same fields, same PAN: same size, so MDB_CURRENT */
+				r = mdb_to_errno(mdb_cursor_put(cur, &k, &nd, MDB_CURRENT));
+				sealed++;
+			}
+			OPENSSL_cleanse(buf, sizeof(buf));
 		}
 		if (r == 0 && rc == MDB_NOTFOUND)
 			more = false;
 		else if (r == 0 && rc != 0)
 			r = mdb_to_errno(rc);
 		mdb_cursor_close(cur);
+		if (r == 0 && !more && vault_format1(v)) {
+			r = meta_set_format(v, txn, VAULT_FORMAT);
+			if (r == 0)
+				r = meta_bump_gen(v, txn);
+		}
 		r = commit_or_abort(txn, r);
-		done += n;
+		if (r < 0)
+			break;
+		if (!more && vault_format1(v))
+			vault_set_format(v, VAULT_FORMAT);
+		res->records += sealed;
+		res->failed += failed;
+		if (o->progress)
+			o->progress(o->ctx, TSW_VAULT_STEP_CHUNK, res->records);
 	}
 	crypto_free(&c);
+	return r;
+}
+
+int tsw_vault_reseal(struct tsw_vault *v, const struct tsw_vault_reseal_opts *o,
+		     struct tsw_vault_reseal_result *ret_result)
+{
+	struct tsw_vault_reseal_result res = {0};
+	int r = 0;
+
+	if (v->flags & TSW_VAULT_RDONLY)
+		return -EROFS;
+	if ((unsigned)o->mode >= TSW_VAULT_RESEAL_MAX)
+		return -EINVAL;
+	if (o->mode == TSW_VAULT_RESEAL_NEW_KEY)
+		r = new_key(v, o, &res.key_id);
+	if (r == 0)
+		r = reseal_records(v, o, &res);
+	if (r < 0)
+		return r;
+	if (o->progress)
+		o->progress(o->ctx, TSW_VAULT_STEP_DONE, res.records);
+	if (ret_result)
+		*ret_result = res;
+	return 0;
+}
+
+int tsw_vault_rekey(struct tsw_vault *v, uint32_t *ret_key_id, uint64_t *ret_records)
+{
+	struct tsw_vault_reseal_opts o = {.mode = TSW_VAULT_RESEAL_NEW_KEY};
+	struct tsw_vault_reseal_result res;
+	int r = tsw_vault_reseal(v, &o, &res);
+
 	if (r < 0)
 		return r;
 	if (ret_key_id)
-		*ret_key_id = id;
+		*ret_key_id = res.key_id;
 	if (ret_records)
-		*ret_records = done;
+		*ret_records = res.records;
 	return 0;
+}
+
+int tsw_vault_upgrade(struct tsw_vault *v, uint64_t *ret_records)
+{
+	struct tsw_vault_reseal_opts o = {.mode = TSW_VAULT_RESEAL_UPGRADE};
+	struct tsw_vault_reseal_result res;
+	int r = tsw_vault_reseal(v, &o, &res);
+
+	if (r == 0 && ret_records)
+		*ret_records = res.records;
+	return r;
+}
+
+int tsw_vault_retire_key(struct tsw_vault *v, uint32_t id, uint64_t *ret_records)
+{
+	MDB_cursor *cur = NULL;
+	uint32_t current = 0;
+	uint64_t users = 0;
+	MDB_val k, d;
+	MDB_txn *txn;
+	int r, rc;
+
+	if (keyring_slot(v->keys, id) < 0)
+		return -TSW_E_NOT_FOUND;
+	/* the write transaction holds the writer lock: no record can be
+	 * sealed under id between the count and the key file's rewrite
+	 * (new writes use the current key, which is never retired) */
+	r = begin_write(v, &txn);
+	if (r < 0)
+		return r;
+	r = meta_get_u32(v, txn, "key:current", &current);
+	if (r == 0 && current == id)
+		r = -EBUSY;
+	if (r == 0)
+		r = mdb_to_errno(mdb_cursor_open(txn, v->dbi_tokens, &cur));
+	while (r == 0 && (rc = mdb_cursor_get(cur, &k, &d, MDB_NEXT)) == 0)
+		/* the stored key id, authenticated or not: an edited record
+		 * keeps its key as well */
+		if (d.mv_size >= sizeof(struct rec) &&
+		    le32toh(((const struct rec *)d.mv_data)->key_id) == id)
+			users++;
+	mdb_cursor_close(cur);
+	if (r == 0 && users)
+		r = -EBUSY;
+	if (r == 0)
+		r = keyring_remove_key(v->keys, v->key_file, id);
+	if (r == 0)
+		r = kcv_forget(v, txn, id);
+	if (r == 0)
+		r = meta_bump_gen(v, txn);
+	r = commit_or_abort(txn, r);
+	if (ret_records)
+		*ret_records = users;
+	return r;
 }

@@ -558,12 +558,15 @@ Test(vault, decrypt_refuses_tampering_small_buffer_and_unknown_key)
 	for (unsigned i = 0; i < t.sealed_len; i++) {
 		bad = t;
 		bad.sealed_pan[i] ^= 0x01;
-		cr_assert_eq(tsw_vault_decrypt_pan(rd, &bad, out, sizeof(out)), -TSW_E_DECRYPT,
+		cr_assert_eq(tsw_vault_decrypt_pan(rd, &bad, out, sizeof(out)), -TSW_E_INTEGRITY,
 			     "byte %u", i);
 	}
 	bad = t; /* the token is the associated data */
 	bad.token[15] = bad.token[15] == '9' ? '0' : (char)(bad.token[15] + 1);
-	cr_assert_eq(tsw_vault_decrypt_pan(rd, &bad, out, sizeof(out)), -TSW_E_DECRYPT);
+	cr_assert_eq(tsw_vault_decrypt_pan(rd, &bad, out, sizeof(out)), -TSW_E_INTEGRITY);
+	bad = t; /* and so is every other field */
+	bad.max_uses++;
+	cr_assert_eq(tsw_vault_decrypt_pan(rd, &bad, out, sizeof(out)), -TSW_E_INTEGRITY);
 	bad = t;
 	bad.key_id = 99;
 	cr_assert_eq(tsw_vault_decrypt_pan(rd, &bad, out, sizeof(out)), -TSW_E_NOT_FOUND);
@@ -1583,4 +1586,284 @@ Test(vault, tokvault_import_sort_mem_flag)
 		cr_assert_eq(tokvault(out, sizeof(out), args), 0, "%s", out);
 		cr_assert_not_null(strstr(out, "imported=1 rejected=0"), "%s", out);
 	}
+}
+
+/* ---- record integrity: every byte of a record is authenticated ---- */
+
+/* What anyone who can write data.mdb can do, through LMDB itself: read the
+ * stored value of token's record (the vault handle closed: one LMDB env
+ * per process). Returns the record's size. */
+static size_t raw_record_get(const char *token, uint8_t *buf, size_t cap)
+{
+	uint64_t key = strtoull(token, NULL, 10);
+	MDB_val k = {.mv_size = sizeof(key), .mv_data = &key}, d;
+	MDB_env *env;
+	MDB_txn *txn;
+	MDB_dbi dbi;
+
+	cr_assert_eq(mdb_env_create(&env), 0);
+	cr_assert_eq(mdb_env_set_maxdbs(env, 8), 0);
+	cr_assert_eq(mdb_env_set_mapsize(env, TSW_VAULT_MAP_SIZE_BYTES), 0);
+	cr_assert_eq(mdb_env_open(env, fx.vault, MDB_NOTLS, 0600), 0);
+	cr_assert_eq(mdb_txn_begin(env, NULL, MDB_RDONLY, &txn), 0);
+	cr_assert_eq(mdb_dbi_open(txn, "tokens", MDB_INTEGERKEY, &dbi), 0);
+	cr_assert_eq(mdb_get(txn, dbi, &k, &d), 0);
+	cr_assert_leq(d.mv_size, cap);
+	memcpy(buf, d.mv_data, d.mv_size);
+	mdb_txn_abort(txn);
+	mdb_env_close(env);
+	return d.mv_size;
+}
+
+/* Writes buf as token's record (a new token when it has none). */
+static void raw_record_put(const char *token, const uint8_t *buf, size_t len)
+{
+	uint64_t key = strtoull(token, NULL, 10);
+	MDB_val k = {.mv_size = sizeof(key), .mv_data = &key};
+	MDB_val d = {.mv_size = len, .mv_data = (void *)buf};
+	MDB_env *env;
+	MDB_txn *txn;
+	MDB_dbi dbi;
+
+	cr_assert_eq(mdb_env_create(&env), 0);
+	cr_assert_eq(mdb_env_set_maxdbs(env, 8), 0);
+	cr_assert_eq(mdb_env_set_mapsize(env, TSW_VAULT_MAP_SIZE_BYTES), 0);
+	cr_assert_eq(mdb_env_open(env, fx.vault, MDB_NOTLS, 0600), 0);
+	cr_assert_eq(mdb_txn_begin(env, NULL, 0, &txn), 0);
+	cr_assert_eq(mdb_dbi_open(txn, "tokens", MDB_INTEGERKEY, &dbi), 0);
+	cr_assert_eq(mdb_put(txn, dbi, &k, &d, 0), 0);
+	cr_assert_eq(mdb_txn_commit(txn), 0);
+	mdb_env_close(env);
+}
+
+/* A lookup of a record that is not the one the vault wrote must fail:
+ * edited (INTEGRITY), unreadable (CORRUPT) or under another digit count
+ * (NOT_FOUND). Anything else (0) would let the switch decide on it. */
+static int lookup_ro(const char *token, struct tsw_token *t)
+{
+	struct tsw_vault *v = NULL;
+	int r;
+
+	cr_assert_eq(tsw_vault_open(fx.vault, fx.key, TSW_VAULT_RDONLY, &v), 0);
+	r = lookup(v, token, t);
+	tsw_vault_close(v);
+	return r;
+}
+
+/* Two records with every part filled: merchants (the bytes after the
+ * sealed PAN), a validity window, limits, a device requirement, a
+ * suspended card; and a token-for-token record of the first. */
+static void import_full_records(char tok[2][20])
+{
+	struct tsw_vault *v = open_new();
+	struct rejects rj = {0};
+	char text[1024], pan[20];
+
+	luhn_number(tok[0], BIN, 16, 4242);
+	luhn_number(tok[1], BIN, 16, 4243);
+	luhn_number(pan, "411111", 16, 4242);
+	snprintf(text, sizeof(text),
+		 "token,pan,pan_expiry,token_expiry,status,trid,assurance_level,pos_modes,"
+		 "merchant_ids,max_uses,amount_limit,currency,device_required,original_token,par,"
+		 "token_ref,valid_from,valid_until\n"
+		 "%s,%s,2912,2811,active,40010030273,25,chip|contactless,"
+		 "MERCHANT1|M2:12345:5411,3,150000,978,1,,PAR0000000000000000000000001,REF-1,"
+		 "1700000000,2000000000\n"
+		 "%s,%s,2912,2811,active,,,,,,,,,%s,,REF-2,,\n",
+		 tok[0], pan, tok[1], pan, tok[0]);
+	cr_assert_eq(import_text(v, text, &rj, NULL), 0);
+	cr_assert_eq(rj.n, 0, "%s", rj.reasons[0]);
+	cr_assert_eq(tsw_vault_set_card_suspended(v, pan, 16, true, NULL), 0);
+	tsw_vault_close(v);
+}
+
+Test(vault, every_byte_of_a_record_is_authenticated)
+{
+	uint8_t orig[1024], bad[1024], other[1024];
+	char tok[2][20];
+	struct tsw_token t;
+	unsigned integrity = 0;
+
+	import_full_records(tok);
+	for (int w = 0; w < 2; w++) {
+		size_t len = raw_record_get(tok[w], orig, sizeof(orig));
+
+		cr_assert_eq(lookup_ro(tok[w], &t), 0);
+		for (size_t off = 0; off < len; off++) {
+			for (int x = 0; x < 2; x++) {
+				int r;
+
+				memcpy(bad, orig, len);
+				bad[off] ^= x ? 0xff : 0x01;
+				raw_record_put(tok[w], bad, len);
+				r = lookup_ro(tok[w], &t);
+				cr_assert(r == -TSW_E_INTEGRITY || r == -TSW_E_CORRUPT ||
+					      r == -TSW_E_NOT_FOUND,
+					  "record %d byte %zu ^ %s: lookup %d (%s)", w, off,
+					  x ? "0xff" : "0x01", r, tsw_strerror(r));
+				integrity += r == -TSW_E_INTEGRITY;
+			}
+		}
+		raw_record_put(tok[w], orig, len);
+		cr_assert_eq(lookup_ro(tok[w], &t), 0, "restored");
+		/* nor may the record be moved onto another token */
+		{
+			size_t olen = raw_record_get(tok[1 - w], other, sizeof(other));
+
+			raw_record_put(tok[1 - w], orig, len);
+			cr_assert_eq(lookup_ro(tok[1 - w], &t), -TSW_E_INTEGRITY);
+			raw_record_put(tok[1 - w], other, olen);
+		}
+	}
+	cr_assert_gt(integrity, 400, "most edits are caught by the authentication itself");
+}
+
+Test(vault, tokvault_show_reports_a_record_failing_authentication)
+{
+	uint8_t rec[1024];
+	char out[OUT_CAP], tok[2][20], pan[20];
+	size_t len;
+
+	import_full_records(tok);
+	luhn_number(pan, "411111", 16, 4242);
+	len = raw_record_get(tok[0], rec, sizeof(rec));
+	rec[80] ^= 0x07; /* max_uses */
+	raw_record_put(tok[0], rec, len);
+	{
+		const char *args[] = {"show", tok[0], NULL};
+
+		cr_assert_eq(tokvault(out, sizeof(out), args), 1, "%s", out);
+	}
+	cr_assert_not_null(strstr(out, "integrity=FAILED"), "%s", out);
+	cr_assert_null(strstr(out, "max_uses="), "no field of the record is shown as if valid");
+	cr_assert_null(strstr(out, pan), "%s", out);
+	{
+		const char *args[] = {"show", tok[1], NULL};
+
+		cr_assert_eq(tokvault(out, sizeof(out), args), 0, "%s", out);
+	}
+	cr_assert_not_null(strstr(out, "integrity=ok"), "%s", out);
+	/* a lifecycle verb does not re-authenticate an edited record */
+	{
+		const char *args[] = {"suspend", tok[0], NULL};
+
+		cr_assert_eq(tokvault(out, sizeof(out), args), 1, "%s", out);
+		cr_assert_not_null(strstr(out, "authentication"), "%s", out);
+	}
+	cr_assert_eq(lookup_ro(tok[0], &(struct tsw_token){0}), -TSW_E_INTEGRITY);
+}
+
+/* A vault written before records were authenticated (format 1; made by
+ * the tokvault of that time: tests/unit/vault/format1/): 6 tokens, one
+ * suspended, one card suspended (2 tokens), one with merchants, one with
+ * limits, one token-for-token, one device binding. */
+static void copy_format1_vault(void)
+{
+	const char *src = getenv("TSW_SOURCE_ROOT");
+	char cmd[PATH_CAP * 3];
+
+	cr_assert_not_null(src);
+	cr_assert_eq(mkdir(fx.vault, 0700), 0);
+	snprintf(cmd, sizeof(cmd),
+		 "cp '%s/tests/unit/vault/format1/data.mdb' '%s/' && "
+		 "cp '%s/tests/unit/vault/format1/keys' '%s' && chmod 600 '%s' '%s/data.mdb'",
+		 src, fx.vault, src, fx.key, fx.key, fx.vault);
+	cr_assert_eq(system(cmd), 0);
+}
+
+static const char *const F1_TOKENS[6] = {"4895370000000015", "4895370000000023",
+					 "4895370000000031", "4895370000000049",
+					 "4895370000000056", "4895370000000064"};
+static const char *const F1_PANS[6] = {"4111110000000013", "4111110000000021",
+				       "4111110000000005", "4111110000000013",
+				       "4111110000000021", "4111110000000005"};
+
+Test(vault, format1_vault_refused_by_the_switch_until_tokvault_upgrade)
+{
+	struct tsw_vault *v = NULL;
+	struct tsw_vault_stats s;
+	struct tsw_token t;
+	char out[OUT_CAP];
+
+	copy_format1_vault();
+	/* the switch's open: records that are not authenticated are refused */
+	cr_assert_eq(tsw_vault_open(fx.vault, fx.key, TSW_VAULT_RDONLY, &v), -TSW_E_NEEDS_UPGRADE);
+	cr_assert_not_null(strstr(tsw_strerror(-TSW_E_NEEDS_UPGRADE), "tokvault upgrade"));
+	{
+		const char *args[] = {"show", F1_TOKENS[0], NULL};
+
+		cr_assert_eq(tokvault(out, sizeof(out), args), 0, "%s", out);
+		cr_assert_not_null(strstr(out, "integrity=unauthenticated"), "%s", out);
+	}
+	{
+		const char *args[] = {"upgrade", NULL};
+
+		cr_assert_eq(tokvault(out, sizeof(out), args), 0, "%s", out);
+		cr_assert_not_null(strstr(out, "6 records authenticated"), "%s", out);
+	}
+	{
+		const char *args[] = {"upgrade", NULL};
+
+		cr_assert_eq(tokvault(out, sizeof(out), args), 0, "%s", out);
+		cr_assert_not_null(strstr(out, "0 records authenticated"), "%s", out);
+	}
+	cr_assert_eq(tsw_vault_open(fx.vault, fx.key, TSW_VAULT_RDONLY, &v), 0);
+	for (int i = 0; i < 6; i++)
+		expect_pan(v, F1_TOKENS[i], F1_PANS[i]);
+	cr_assert_eq(lookup(v, F1_TOKENS[1], &t), 0);
+	cr_assert_eq(t.status, TSW_TOKEN_SUSPENDED);
+	cr_assert_eq(t.card_suspended, 1);
+	cr_assert_eq(lookup(v, F1_TOKENS[2], &t), 0);
+	cr_assert_eq(t.n_merchants, 2);
+	cr_assert_str_eq(t.merchants[1].mcc, "5411");
+	cr_assert_eq(lookup(v, F1_TOKENS[3], &t), 0);
+	cr_assert_eq(t.max_uses, 5);
+	cr_assert_eq(t.amount_limit, 100000);
+	cr_assert_eq(lookup(v, F1_TOKENS[5], &t), 0);
+	cr_assert_str_eq(t.original_token, F1_TOKENS[0]);
+	cr_assert_eq(tsw_vault_stats(v, &s), 0);
+	cr_assert_eq(s.tokens, 6);
+	cr_assert_eq(s.unauthenticated, 0);
+	cr_assert_eq(s.integrity_failures, 0);
+	cr_assert_eq(s.suspended_cards, 1);
+	cr_assert_eq(s.device_bindings, 1);
+	tsw_vault_close(v);
+	/* upgraded records are authenticated like new ones */
+	{
+		uint8_t rec[1024];
+		size_t len = raw_record_get(F1_TOKENS[1], rec, sizeof(rec));
+
+		rec[1] = TSW_TOKEN_ACTIVE; /* status */
+		raw_record_put(F1_TOKENS[1], rec, len);
+		cr_assert_eq(lookup_ro(F1_TOKENS[1], &t), -TSW_E_INTEGRITY);
+	}
+}
+
+Test(vault, stats_count_unauthenticated_records_and_integrity_failures)
+{
+	struct tsw_vault *v = NULL;
+	struct tsw_vault_stats s;
+	uint8_t rec[1024];
+	uint64_t n = 0;
+	size_t len;
+
+	copy_format1_vault();
+	cr_assert_eq(tsw_vault_open(fx.vault, fx.key, 0, &v), -TSW_E_NEEDS_UPGRADE);
+	cr_assert_eq(tsw_vault_open(fx.vault, fx.key, TSW_VAULT_FORMAT1_OK, &v), 0);
+	cr_assert_eq(tsw_vault_stats(v, &s), 0);
+	cr_assert_eq(s.unauthenticated, 6);
+	cr_assert_eq(s.integrity_failures, 0);
+	cr_assert_eq(tsw_vault_upgrade(v, &n), 0);
+	cr_assert_eq(n, 6);
+	cr_assert_eq(tsw_vault_stats(v, &s), 0);
+	cr_assert_eq(s.unauthenticated, 0);
+	tsw_vault_close(v);
+	len = raw_record_get(F1_TOKENS[4], rec, sizeof(rec));
+	rec[3] ^= 0x01; /* flags: device required */
+	raw_record_put(F1_TOKENS[4], rec, len);
+	cr_assert_eq(tsw_vault_open(fx.vault, fx.key, TSW_VAULT_RDONLY, &v), 0);
+	cr_assert_eq(tsw_vault_stats(v, &s), 0);
+	cr_assert_eq(s.integrity_failures, 1);
+	cr_assert_eq(s.tokens, 6);
+	tsw_vault_close(v);
 }

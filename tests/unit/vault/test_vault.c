@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <lmdb.h>
 #include <openssl/sha.h>
+#include <signal.h>
 #include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1774,9 +1775,8 @@ static void copy_format1_vault(void)
 static const char *const F1_TOKENS[6] = {"4895370000000015", "4895370000000023",
 					 "4895370000000031", "4895370000000049",
 					 "4895370000000056", "4895370000000064"};
-static const char *const F1_PANS[6] = {"4111110000000013", "4111110000000021",
-				       "4111110000000005", "4111110000000013",
-				       "4111110000000021", "4111110000000005"};
+static const char *const F1_PANS[6] = {"4111110000000013", "4111110000000021", "4111110000000005",
+				       "4111110000000013", "4111110000000021", "4111110000000005"};
 
 Test(vault, format1_vault_refused_by_the_switch_until_tokvault_upgrade)
 {
@@ -1865,5 +1865,269 @@ Test(vault, stats_count_unauthenticated_records_and_integrity_failures)
 	cr_assert_eq(tsw_vault_stats(v, &s), 0);
 	cr_assert_eq(s.integrity_failures, 1);
 	cr_assert_eq(s.tokens, 6);
+	tsw_vault_close(v);
+}
+
+/* ---- rekey: crash-safe, retire, check values on reload ---- */
+
+#define CRASH_TOKENS 40
+#define CRASH_CHUNK "5"
+
+/* Runs "tokvault rekey --progress --chunk-rows 5" and SIGKILLs it as soon
+ * as it has reported its kill_after-th durable step (a real kill of the
+ * process, wherever it is by then). Returns true when it was killed,
+ * false when it finished first. */
+static bool rekey_killed_after(unsigned kill_after)
+{
+	const char *root = getenv("TSW_BUILD_ROOT");
+	char exe[PATH_CAP], line[256];
+	const char *argv[] = {"tokvault", "--vault",	fx.vault,	"--key-file", fx.key,
+			      "rekey",	  "--progress", "--chunk-rows", CRASH_CHUNK,  NULL};
+	posix_spawn_file_actions_t fa;
+	unsigned steps = 0;
+	bool killed = false;
+	int pipefd[2], status = 0;
+	pid_t pid;
+	FILE *out;
+
+	snprintf(exe, sizeof(exe), "%s/tools/tokvault/tokvault", root);
+	cr_assert_eq(pipe(pipefd), 0);
+	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_adddup2(&fa, pipefd[1], 1);
+	posix_spawn_file_actions_addclose(&fa, pipefd[0]);
+	cr_assert_eq(posix_spawn(&pid, exe, &fa, NULL, (char *const *)argv, environ), 0);
+	posix_spawn_file_actions_destroy(&fa);
+	close(pipefd[1]);
+	out = fdopen(pipefd[0], "r");
+	cr_assert_not_null(out);
+	while (fgets(line, sizeof(line), out)) {
+		if (strncmp(line, "step ", 5) == 0 && ++steps == kill_after) {
+			cr_assert_eq(kill(pid, SIGKILL), 0);
+			killed = true;
+			break;
+		}
+	}
+	fclose(out);
+	cr_assert_eq(waitpid(pid, &status, 0), pid);
+	cr_assert(killed ? WIFSIGNALED(status) || WIFEXITED(status) : WIFEXITED(status));
+	return killed && WIFSIGNALED(status);
+}
+
+static void expect_every_pan(char toks[][20], char pans[][20], unsigned n)
+{
+	struct tsw_vault *v = NULL;
+
+	cr_assert_eq(tsw_vault_open(fx.vault, fx.key, 0, &v), 0, "the vault and key file open");
+	for (unsigned i = 0; i < n; i++)
+		expect_pan(v, toks[i], pans[i]);
+	tsw_vault_close(v);
+}
+
+static unsigned key_lines(void)
+{
+	char line[256];
+	unsigned n = 0;
+	FILE *f = fopen(fx.key, "r");
+
+	cr_assert_not_null(f);
+	while (fgets(line, sizeof(line), f))
+		n += strncmp(line, "pan ", 4) == 0;
+	fclose(f);
+	return n;
+}
+
+Test(vault, rekey_killed_at_every_step_loses_no_pan, .timeout = 60)
+{
+	static char toks[CRASH_TOKENS][20], pans[CRASH_TOKENS][20];
+	/* the durable steps: 1 key file, 2 key current, 3.. chunks of 5 */
+	static const unsigned kill_points[] = {1, 2, 3, 5, 8, 10};
+	struct tsw_vault *v = open_new();
+	struct tsw_vault_stats s;
+	char out[OUT_CAP];
+	unsigned kills = 0;
+
+	for (unsigned c = 0; c < 4; c++) {
+		luhn_number(pans[c * 10], "411111", 16, 100 + c);
+		import_card(v, pans[c * 10], 1000 + c * 10, 10, &toks[c * 10]);
+		for (unsigned i = 1; i < 10; i++)
+			memcpy(pans[c * 10 + i], pans[c * 10], sizeof(pans[0]));
+	}
+	tsw_vault_close(v);
+	for (size_t p = 0; p < sizeof(kill_points) / sizeof(kill_points[0]); p++) {
+		unsigned keys_before = key_lines();
+		bool killed = rekey_killed_after(kill_points[p]);
+
+		expect_every_pan(toks, pans, CRASH_TOKENS);
+		cr_assert_eq(key_lines(), keys_before + 1, "point %u: one key more, none less",
+			     kill_points[p]);
+		if (!killed)
+			continue;
+		kills++;
+		if (kill_points[p] == 1) {
+			/* killed before the vault used the new key: the next rekey
+			 * takes that key instead of adding one */
+			const char *args[] = {"rekey", NULL};
+
+			cr_assert_eq(tokvault(out, sizeof(out), args), 0, "%s", out);
+			cr_assert_eq(key_lines(), keys_before + 1, "%s", out);
+		}
+	}
+	/* each step is a durable commit: the kill lands before the next one
+	 * ends nearly always; a run that finished first proves nothing */
+	cr_assert_geq(kills, 3, "only %u of the rekeys were killed", kills);
+	/* killed mid-way: the older key still seals records and cannot go */
+	cr_assert(rekey_killed_after(4));
+	cr_assert_eq(tsw_vault_open(fx.vault, fx.key, 0, &v), 0);
+	cr_assert_eq(tsw_vault_stats(v, &s), 0);
+	tsw_vault_close(v);
+	{
+		char id[16];
+		const char *args[] = {"keys", "retire", id, NULL};
+		unsigned older = 0;
+
+		for (unsigned i = 0; i < s.n_keys; i++)
+			if (s.key_ids[i] != s.current_key_id && s.by_key[i] > 0)
+				older = s.key_ids[i];
+		cr_assert_neq(older, 0, "records left under an older key");
+		snprintf(id, sizeof(id), "%u", older);
+		cr_assert_eq(tokvault(out, sizeof(out), args), 1, "%s", out);
+		cr_assert_not_null(strstr(out, "rekey --finish"), "%s", out);
+		{
+			const char *fin[] = {"rekey", "--finish", NULL};
+
+			cr_assert_eq(tokvault(out, sizeof(out), fin), 0, "%s", out);
+		}
+		cr_assert_eq(tokvault(out, sizeof(out), args), 0, "%s", out);
+		cr_assert_not_null(strstr(out, "retired"), "%s", out);
+	}
+	expect_every_pan(toks, pans, CRASH_TOKENS);
+	cr_assert_eq(tsw_vault_open(fx.vault, fx.key, 0, &v), 0);
+	cr_assert_eq(tsw_vault_stats(v, &s), 0);
+	for (unsigned i = 0; i < s.n_keys; i++)
+		cr_assert(s.key_ids[i] == s.current_key_id ? s.by_key[i] == CRASH_TOKENS
+							   : s.by_key[i] == 0);
+	tsw_vault_close(v);
+}
+
+Test(vault, retire_refuses_the_current_key_and_unknown_ids)
+{
+	struct tsw_vault *v = open_new();
+	char toks[3][20], pan[20];
+	uint64_t users = 99;
+	uint32_t id = 0;
+
+	luhn_number(pan, "411111", 16, 7);
+	import_card(v, pan, 1, 3, toks);
+	cr_assert_eq(tsw_vault_retire_key(v, 1, &users), -EBUSY, "the current key");
+	cr_assert_eq(tsw_vault_retire_key(v, 7, NULL), -TSW_E_NOT_FOUND);
+	cr_assert_eq(tsw_vault_rekey(v, &id, NULL), 0);
+	cr_assert_eq(id, 2);
+	cr_assert_eq(tsw_vault_retire_key(v, 1, &users), 0);
+	cr_assert_eq(users, 0);
+	cr_assert_eq(key_lines(), 1);
+	tsw_vault_close(v);
+	cr_assert_eq(tsw_vault_open(fx.vault, fx.key, TSW_VAULT_RDONLY, &v), 0);
+	for (int i = 0; i < 3; i++)
+		expect_pan(v, toks[i], pan);
+	tsw_vault_close(v);
+}
+
+Test(vault, sixteen_keys_is_a_clear_error_and_retiring_one_is_the_way_out)
+{
+	struct tsw_vault *v = open_new();
+	char toks[2][20], pan[20], out[OUT_CAP];
+
+	luhn_number(pan, "411111", 16, 8);
+	import_card(v, pan, 1, 2, toks);
+	tsw_vault_close(v);
+	for (int i = 1; i < TSW_VAULT_KEYS_MAX; i++) {
+		const char *args[] = {"rekey", NULL};
+
+		cr_assert_eq(tokvault(out, sizeof(out), args), 0, "rekey %d: %s", i, out);
+	}
+	cr_assert_eq(key_lines(), TSW_VAULT_KEYS_MAX);
+	{
+		const char *args[] = {"rekey", NULL};
+
+		cr_assert_eq(tokvault(out, sizeof(out), args), 1, "%s", out);
+		cr_assert_not_null(strstr(out, "tokvault keys retire ID"), "%s", out);
+	}
+	{
+		const char *args[] = {"keys", "retire", "3", NULL};
+
+		cr_assert_eq(tokvault(out, sizeof(out), args), 0, "%s", out);
+	}
+	{
+		const char *args[] = {"rekey", NULL};
+
+		cr_assert_eq(tokvault(out, sizeof(out), args), 0, "%s", out);
+		cr_assert_not_null(strstr(out, "new key id=17"), "%s", out);
+	}
+	cr_assert_eq(tsw_vault_open(fx.vault, fx.key, 0, &v), 0);
+	expect_pan(v, toks[0], pan);
+	expect_pan(v, toks[1], pan);
+	tsw_vault_close(v);
+}
+
+/* Replaces the hex of "pan ID" in the key file with other (64 hex). */
+static void key_file_set(unsigned id, const char *other, char *saved, size_t cap)
+{
+	char text[8192], want[32];
+	FILE *f = fopen(fx.key, "r");
+	size_t len;
+	char *at;
+
+	cr_assert_not_null(f);
+	len = fread(text, 1, sizeof(text) - 1, f);
+	fclose(f);
+	text[len] = '\0';
+	snprintf(want, sizeof(want), "pan %u ", id);
+	at = strstr(text, want);
+	cr_assert_not_null(at);
+	at += strlen(want);
+	if (saved) {
+		cr_assert_gt(cap, 64);
+		memcpy(saved, at, 64);
+		saved[64] = '\0';
+	}
+	memcpy(at, other, 64);
+	write_file(fx.key, text);
+	cr_assert_eq(chmod(fx.key, 0600), 0);
+}
+
+Test(vault, reload_refuses_keys_failing_their_check_values_and_keeps_the_old)
+{
+	struct tsw_vault *v = open_new(), *ro;
+	struct tsw_vault_reader *rd;
+	char toks[2][20], pan[20], good[65];
+	struct tsw_token t;
+
+	luhn_number(pan, "411111", 16, 9);
+	import_card(v, pan, 1, 2, toks);
+	cr_assert_eq(tsw_vault_open(fx.vault, fx.key, TSW_VAULT_RDONLY, &ro), 0);
+	cr_assert_eq(tsw_vault_reader_open(ro, &rd), 0);
+	cr_assert_eq(tsw_vault_reader_renew(rd), 0);
+	cr_assert_eq(tsw_vault_lookup(rd, toks[0], 16, &t), 0);
+	tsw_vault_reader_reset(rd);
+	cr_assert_eq(tsw_vault_take_key_error(ro), 0);
+	cr_assert_eq(tsw_vault_rekey(v, NULL, NULL), 0);
+	/* someone swaps key 2 in the file for a key of their own */
+	key_file_set(2, "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff", good,
+		     sizeof(good));
+	cr_assert_eq(tsw_vault_reader_renew(rd), 0);
+	cr_assert_eq(tsw_vault_take_key_error(ro), -TSW_E_BAD_KEY);
+	cr_assert_eq(tsw_vault_take_key_error(ro), 0, "reported once");
+	/* the old key stays; records under key 2 cannot be authenticated */
+	cr_assert_eq(tsw_vault_lookup(rd, toks[0], 16, &t), -TSW_E_INTEGRITY);
+	tsw_vault_reader_reset(rd);
+	/* the right file, and the next metadata change, loads it */
+	key_file_set(2, good, NULL, 0);
+	cr_assert_eq(tsw_vault_add_token_bin(v, "530011", 6), 0);
+	cr_assert_eq(tsw_vault_reader_renew(rd), 0);
+	cr_assert_eq(tsw_vault_take_key_error(ro), 0);
+	cr_assert_eq(tsw_vault_lookup(rd, toks[0], 16, &t), 0);
+	cr_assert_eq(t.key_id, 2);
+	tsw_vault_reader_close(rd);
+	tsw_vault_close(ro);
 	tsw_vault_close(v);
 }

@@ -31,6 +31,7 @@ enum {
 /* Limits of the vault (named so tools and tests can use them). */
 #define TSW_VAULT_MAP_SIZE_BYTES (64ull << 30) /* LMDB map: address space, not disk */
 #define TSW_VAULT_KEYS_MAX 16		       /* PAN key ids in one key file */
+#define TSW_VAULT_INDEX_KEYS_MAX 4	       /* index (HMAC) keys in one key file */
 #define TSW_VAULT_BINS_MAX 64		       /* token BIN ranges */
 #define TSW_VAULT_BIN_MIN_DIGITS 1
 #define TSW_VAULT_BIN_MAX_DIGITS 12
@@ -330,6 +331,25 @@ int tsw_vault_rekey(struct tsw_vault *v, uint32_t *ret_key_id, uint64_t *ret_rec
 /* tsw_vault_reseal UPGRADE; *ret_records: records authenticated (may be
  * NULL). */
 int tsw_vault_upgrade(struct tsw_vault *v, uint64_t *ret_records);
+
+/* Rotates the PAN index key (HMAC-SHA-256 of the PAN: the "index" and
+ * "cards" keys, and every record's card_id). A new index key is written
+ * into key_file durably and the vault marks a rebuild in progress; the
+ * index is rebuilt under it into a second pair of databases,
+ * o->chunk_rows records per transaction (each record sealed again with
+ * its new card id), then one transaction switches to the new pair and
+ * key; the old pair is emptied and the old key leaves the key file. While
+ * the mark is set (and in a handle opened before the switch) every write
+ * that touches the index (import, provision, card verbs, reissue) is
+ * -EBUSY; lookups and token verbs go on. A crash at any step leaves every
+ * PAN readable; running it again resumes the marked rebuild from the
+ * start. *ret_result: key_id the new index key, records indexed, failed
+ * records failing authentication (left out of the index). o->mode is not
+ * used. Returns 0, -TSW_E_FULL (TSW_VAULT_INDEX_KEYS_MAX index keys),
+ * -TSW_E_BAD_KEY (the marked key is missing from, or differs in, the key
+ * file), -EROFS, -errno. */
+int tsw_vault_rekey_index(struct tsw_vault *v, const struct tsw_vault_reseal_opts *o,
+			  struct tsw_vault_reseal_result *ret_result);
 
 /* Takes PAN key id out of key_file (rewritten durably) and drops its
  * check value, once no record refers to it; *ret_records (may be NULL):

@@ -18,6 +18,7 @@ int crypto_init(struct pan_crypto *c, const struct keyring *keys)
 	memset(c, 0, sizeof(*c));
 	c->keys = keys;
 	c->enc_slot = -1;
+	c->hmac_slot = (int)keys->hmac_current;
 	return 0;
 }
 
@@ -150,7 +151,7 @@ int crypto_card_key(struct pan_crypto *c, const char *pan, size_t pan_len,
 		EVP_MAC_free(mac);
 		if (!c->mac)
 			return -ENOMEM;
-		if (EVP_MAC_init(c->mac, c->keys->hmac_key, KEY_BYTES, params) != 1) {
+		if (EVP_MAC_init(c->mac, c->keys->hmac[c->hmac_slot].key, KEY_BYTES, params) != 1) {
 			EVP_MAC_CTX_free(c->mac);
 			c->mac = NULL;
 			return -EIO;

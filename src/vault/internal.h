@@ -26,7 +26,15 @@
  * slot is filled before n_pan is published (release), so readers index
  * it without a lock. */
 struct keyring {
-	uint8_t hmac_key[KEY_BYTES];
+	/* PAN index keys (HMAC-SHA-256): the one the vault's index is keyed
+	 * by (hmac_current, set from the vault at open), and a new one while
+	 * tokvault rekey --index rebuilds the index under it */
+	uint32_t n_hmac;
+	uint32_t hmac_current;
+	struct {
+		uint32_t id;
+		uint8_t key[KEY_BYTES];
+	} hmac[TSW_VAULT_INDEX_KEYS_MAX];
 	uint32_t n_pan;
 	uint32_t current; /* slot used for new writes */
 	struct {
@@ -49,6 +57,12 @@ struct tsw_vault {
 	MDB_dbi dbi_cards;   /* card key -> card state (u8 flags) */
 	MDB_dbi dbi_devices; /* u64 token value -> device refs (dupsort) */
 	MDB_dbi dbi_meta;    /* names -> metadata */
+	/* the two index/cards pairs: the live one (index_db) and the one an
+	 * index rekey rebuilds ("index2"/"cards2"; has_pair[1] once made) */
+	MDB_dbi pair_index[2], pair_cards[2];
+	bool has_pair[2];
+	uint32_t index_db;     /* 0 or 1 */
+	uint32_t index_key_id; /* the index key the live pair is keyed by */
 	unsigned flags;
 	uint32_t format; /* VAULT_FORMAT, or VAULT_FORMAT_1 until upgraded (atomic) */
 	char *key_file;
@@ -84,6 +98,13 @@ int keyring_add_key(struct keyring *k, const char *key_file, uint32_t *ret_id);
  * -TSW_E_NOT_FOUND, -EBUSY (the current key). */
 int keyring_remove_key(struct keyring *k, const char *key_file, uint32_t id);
 int keyring_slot(const struct keyring *k, uint32_t id);
+int keyring_hmac_slot(const struct keyring *k, uint32_t id);
+/* Appends a fresh index key (id: the highest + 1) and rewrites key_file
+ * durably; k's current index key stays (the vault names it). */
+int keyring_add_hmac(struct keyring *k, const char *key_file, uint32_t *ret_id);
+/* Rewrites key_file durably without index key id, and drops it from k
+ * (-EBUSY for the current one). */
+int keyring_remove_hmac(struct keyring *k, const char *key_file, uint32_t id);
 void keyring_kcv(const uint8_t key[KEY_BYTES], uint8_t out[KCV_BYTES]);
 
 /* ---- crypto.c ---- */
@@ -93,6 +114,7 @@ struct pan_crypto {
 	EVP_CIPHER_CTX *enc;
 	int enc_slot;
 	EVP_MAC_CTX *mac;
+	int hmac_slot; /* the index key card keys are computed under */
 };
 /* One piece of associated data (several are authenticated in order). */
 struct aad {
@@ -204,6 +226,24 @@ int meta_set_format(struct tsw_vault *v, MDB_txn *txn, uint32_t format);
 int kcv_check(struct tsw_vault *v, MDB_txn *txn, uint32_t id, const uint8_t key[KEY_BYTES]);
 /* Drops the check value of a retired key. */
 int kcv_forget(struct tsw_vault *v, MDB_txn *txn, uint32_t id);
+
+/* The index: its key id, the key of a rebuild in progress (0: none) and
+ * the live pair, as txn has them. */
+struct index_state {
+	uint32_t key_id, next_id, db;
+};
+int index_state_get(struct tsw_vault *v, MDB_txn *txn, struct index_state *ret);
+int index_state_put(struct tsw_vault *v, MDB_txn *txn, const struct index_state *st);
+/* Refuses (-EBUSY) a write that touches the index while an index rekey
+ * runs, or when one finished after this handle was opened. */
+int index_guard(struct tsw_vault *v, MDB_txn *txn);
+/* Check value of index key id: register, check (as kcv_check), forget. */
+int index_kcv_register(struct tsw_vault *v, MDB_txn *txn, uint32_t id,
+		       const uint8_t key[KEY_BYTES]);
+int index_kcv_check(struct tsw_vault *v, MDB_txn *txn, uint32_t id, const uint8_t key[KEY_BYTES]);
+int index_kcv_forget(struct tsw_vault *v, MDB_txn *txn, uint32_t id);
+/* Opens (creating) the index/cards pair p in the write txn. */
+int index_pair_open(struct tsw_vault *v, MDB_txn *txn, uint32_t p);
 int meta_get_u32(struct tsw_vault *v, MDB_txn *txn, const char *name, uint32_t *ret);
 int meta_bump_gen(struct tsw_vault *v, MDB_txn *txn);
 int kcv_register(struct tsw_vault *v, MDB_txn *txn, uint32_t id, const uint8_t key[KEY_BYTES]);

@@ -297,6 +297,9 @@ static int write_tokens(struct tsw_vault *v, struct run *run, struct stage *st, 
 	if (r < 0)
 		return r;
 	crypto_init(&crypto, v->keys);
+	r = index_guard(v, txn); /* the records' card ids and the index go together */
+	if (r < 0)
+		goto out_abort;
 	r = mdb_to_errno(mdb_cursor_open(txn, v->dbi_tokens, &cur));
 	if (r < 0)
 		goto out_abort;
@@ -416,6 +419,9 @@ static int write_index(struct tsw_vault *v, struct run *run, unsigned from, unsi
 	r = mdb_to_errno(mdb_txn_begin(v->env, NULL, 0, &txn));
 	if (r < 0)
 		return r;
+	r = index_guard(v, txn);
+	if (r < 0)
+		goto out_abort;
 	r = mdb_to_errno(mdb_cursor_open(txn, v->dbi_index, &cur));
 	if (r < 0)
 		goto out_abort;

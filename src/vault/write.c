@@ -172,6 +172,9 @@ int put_rec(struct tsw_vault *v, struct pan_crypto *c, MDB_txn *txn, uint64_t ke
 	uint8_t cflags = 0;
 	int rc, err;
 
+	err = index_guard(v, txn);
+	if (err < 0)
+		return err;
 	/* the card's state is part of what the seal authenticates */
 	err = card_flags(v, txn, card_key, &cflags);
 	if (err < 0)
@@ -515,7 +518,9 @@ int tsw_vault_set_card_suspended(struct tsw_vault *v, const char *pan, size_t pa
 	r = begin_write(v, &txn);
 	if (r < 0)
 		goto out_crypto;
-	r = card_tokens(v, txn, card_key, &keys, &n);
+	r = index_guard(v, txn);
+	if (r == 0)
+		r = card_tokens(v, txn, card_key, &keys, &n);
 	if (r < 0)
 		goto out;
 	r = mdb_to_errno(mdb_put(txn, v->dbi_cards, &k, &d, 0));
@@ -566,7 +571,9 @@ int tsw_vault_update_pan(struct tsw_vault *v, const char *old_pan, size_t old_le
 	r = begin_write(v, &txn);
 	if (r < 0)
 		goto out_wipe;
-	r = card_tokens(v, txn, old_key, &keys, &n);
+	r = index_guard(v, txn);
+	if (r == 0)
+		r = card_tokens(v, txn, old_key, &keys, &n);
 	if (r == 0)
 		r = card_flags(v, txn, new_key, &cflags);
 	for (size_t i = 0; r == 0 && i < n; i++) {
@@ -1010,4 +1017,225 @@ int tsw_vault_retire_key(struct tsw_vault *v, uint32_t id, uint64_t *ret_records
 	if (ret_records)
 		*ret_records = users;
 	return r;
+}
+
+/* Index rekey, phase one: the new index key durable in the key file, then
+ * (one transaction) the vault's "rebuild in progress" mark naming it, and
+ * the other index pair made and emptied. Index keys that are neither the
+ * live one nor the one of a rebuild (left by a crash after an earlier
+ * switch) are taken out of the file first. A run after a crash resumes
+ * the rebuild of the key already marked, from the start. */
+static int index_begin(struct tsw_vault *v, const struct tsw_vault_reseal_opts *o,
+		       struct index_state *ret_st, int *ret_new_slot)
+{
+	struct keyring *k = v->keys;
+	struct index_state st;
+	uint32_t p;
+	MDB_txn *txn;
+	int slot, r;
+
+	r = begin_write(v, &txn);
+	if (r < 0)
+		return r;
+	r = index_state_get(v, txn, &st);
+	for (uint32_t i = 0; r == 0 && i < k->n_hmac;) {
+		uint32_t id = k->hmac[i].id;
+
+		if (id == st.key_id || id == st.next_id) {
+			i++;
+			continue;
+		}
+		r = index_kcv_forget(v, txn, id);
+		if (r == 0)
+			r = keyring_remove_hmac(k, v->key_file, id);
+	}
+	if (r == 0 && !st.next_id)
+		r = keyring_add_hmac(k, v->key_file, &st.next_id);
+	if (r < 0)
+		return commit_or_abort(txn, r);
+	slot = keyring_hmac_slot(k, st.next_id);
+	if (slot < 0 || index_kcv_check(v, txn, st.next_id, k->hmac[slot].key) < 0)
+		return commit_or_abort(txn, -TSW_E_BAD_KEY); /* the file lacks, or changed, it */
+	if (o->progress)
+		o->progress(o->ctx, TSW_VAULT_STEP_KEY_FILE, 0);
+	p = 1 - st.db;
+	r = index_kcv_register(v, txn, st.next_id, k->hmac[slot].key);
+	if (r == 0)
+		r = index_state_put(v, txn, &st);
+	if (r == 0)
+		r = index_pair_open(v, txn, p);
+	if (r == 0)
+		r = mdb_to_errno(mdb_drop(txn, v->pair_index[p], 0));
+	if (r == 0)
+		r = mdb_to_errno(mdb_drop(txn, v->pair_cards[p], 0));
+	if (r == 0)
+		r = meta_bump_gen(v, txn);
+	r = commit_or_abort(txn, r);
+	if (r < 0)
+		return r;
+	if (o->progress)
+		o->progress(o->ctx, TSW_VAULT_STEP_KEY_CURRENT, 0);
+	*ret_st = st;
+	*ret_new_slot = slot;
+	return 0;
+}
+
+/* One record's part of the rebuild: its entry in the new index, its
+ * card's state copied over, and the record sealed again with the new
+ * card id. */
+static int index_one(struct tsw_vault *v, struct pan_crypto *c_old, struct pan_crypto *c_new,
+		     MDB_txn *txn, MDB_cursor *cur, MDB_val *k, const MDB_val *d, uint64_t key,
+		     uint32_t p, uint32_t live)
+{
+	uint8_t old_ck[CARD_KEY_BYTES], new_ck[CARD_KEY_BYTES], buf[REC_MAX_BYTES];
+	char pan[TSW_PAN_MAX_DIGITS];
+	struct tsw_token t;
+	size_t pan_len = 0, len = 0;
+	MDB_val ck = {.mv_size = CARD_KEY_BYTES, .mv_data = old_ck}, cd;
+	MDB_val tk = {.mv_size = sizeof(key), .mv_data = &key};
+	int r, rc;
+
+	r = read_rec(v, c_new, d, key, &t, pan, &pan_len);
+	if (r == 0)
+		r = crypto_card_key(c_old, pan, pan_len, old_ck);
+	if (r == 0)
+		r = crypto_card_key(c_new, pan, pan_len, new_ck);
+	if (r < 0)
+		goto out_wipe;
+	rc = mdb_get(txn, v->pair_cards[live], &ck, &cd);
+	ck.mv_data = new_ck;
+	if (rc == 0)
+		r = mdb_to_errno(mdb_put(txn, v->pair_cards[p], &ck, &cd, 0));
+	else if (rc != MDB_NOTFOUND)
+		r = mdb_to_errno(rc);
+	if (r == 0)
+		r = mdb_to_errno(mdb_put(txn, v->pair_index[p], &ck, &tk, 0));
+	if (r < 0)
+		goto out_wipe;
+	t.card_id = card_id_of(new_ck);
+	r = encode_sealed(c_new, &t, key, pan, pan_len, NULL, buf, &len);
+	if (r == 0) {
+		MDB_val nd = {.mv_size = len, .mv_data = buf};
+
+		r = mdb_to_errno(mdb_cursor_put(cur, k, &nd, MDB_CURRENT));
+	}
+out_wipe:
+	OPENSSL_cleanse(pan, sizeof(pan));
+	OPENSSL_cleanse(buf, sizeof(buf));
+	OPENSSL_cleanse(old_ck, sizeof(old_ck));
+	OPENSSL_cleanse(new_ck, sizeof(new_ck));
+	return r;
+}
+
+/* Phase three: the switch to the new pair and key in one transaction,
+ * then the old pair emptied and the old key taken out of the file (a
+ * crash before that leaves an unused key and pair, cleaned by the next
+ * index rekey). */
+static int index_switch(struct tsw_vault *v, struct index_state st, int new_slot)
+{
+	uint32_t old_db = st.db, old_id = st.key_id;
+	MDB_txn *txn;
+	int r;
+
+	r = begin_write(v, &txn);
+	if (r < 0)
+		return r;
+	st.db = 1 - old_db;
+	st.key_id = st.next_id;
+	st.next_id = 0;
+	r = index_state_put(v, txn, &st);
+	if (r == 0)
+		r = meta_bump_gen(v, txn);
+	r = commit_or_abort(txn, r);
+	if (r < 0)
+		return r;
+	v->index_db = st.db;
+	v->index_key_id = st.key_id;
+	v->dbi_index = v->pair_index[st.db];
+	v->dbi_cards = v->pair_cards[st.db];
+	v->keys->hmac_current = (uint32_t)new_slot;
+	r = begin_write(v, &txn);
+	if (r < 0)
+		return r;
+	r = mdb_to_errno(mdb_drop(txn, v->pair_index[old_db], 0));
+	if (r == 0)
+		r = mdb_to_errno(mdb_drop(txn, v->pair_cards[old_db], 0));
+	if (r == 0)
+		r = index_kcv_forget(v, txn, old_id);
+	if (r == 0)
+		r = keyring_remove_hmac(v->keys, v->key_file, old_id);
+	return commit_or_abort(txn, r);
+}
+
+int tsw_vault_rekey_index(struct tsw_vault *v, const struct tsw_vault_reseal_opts *o,
+			  struct tsw_vault_reseal_result *ret_result)
+{
+	unsigned chunk = o->chunk_rows ? o->chunk_rows : TSW_VAULT_REKEY_CHUNK_ROWS;
+	struct tsw_vault_reseal_result res = {0};
+	struct pan_crypto c_old, c_new;
+	struct index_state st;
+	uint64_t next = 0;
+	bool more = true;
+	int new_slot = -1, r;
+
+	if (v->flags & TSW_VAULT_RDONLY)
+		return -EROFS;
+	r = index_begin(v, o, &st, &new_slot);
+	if (r < 0)
+		return r;
+	crypto_init(&c_old, v->keys);
+	crypto_init(&c_new, v->keys);
+	c_new.hmac_slot = new_slot;
+	while (more && r == 0) {
+		MDB_cursor *cur = NULL;
+		MDB_val k = {.mv_size = sizeof(next), .mv_data = &next}, d;
+		uint64_t done = 0, failed = 0;
+		MDB_txn *txn;
+		unsigned n = 0;
+		int rc;
+
+		r = begin_write(v, &txn);
+		if (r < 0)
+			break;
+		r = mdb_to_errno(mdb_cursor_open(txn, v->dbi_tokens, &cur));
+		rc = r == 0 ? mdb_cursor_get(cur, &k, &d, MDB_SET_RANGE) : 0;
+		for (; r == 0 && rc == 0 && n < chunk; rc = mdb_cursor_get(cur, &k, &d, MDB_NEXT)) {
+			uint64_t key;
+
+			memcpy(&key, k.mv_data, sizeof(key));
+			next = key + 1;
+			n++;
+			r = index_one(v, &c_old, &c_new, txn, cur, &k, &d, key, 1 - st.db, st.db);
+			if (r == -TSW_E_INTEGRITY || r == -TSW_E_CORRUPT) {
+				failed++; /* not indexed: card verbs do not reach it */
+				r = 0;
+			} else if (r == 0) {
+				done++;
+			}
+		}
+		if (r == 0 && rc == MDB_NOTFOUND)
+			more = false;
+		else if (r == 0 && rc != 0)
+			r = mdb_to_errno(rc);
+		mdb_cursor_close(cur);
+		r = commit_or_abort(txn, r);
+		if (r < 0)
+			break;
+		res.records += done;
+		res.failed += failed;
+		if (o->progress)
+			o->progress(o->ctx, TSW_VAULT_STEP_CHUNK, res.records);
+	}
+	crypto_free(&c_old);
+	crypto_free(&c_new);
+	if (r == 0)
+		r = index_switch(v, st, new_slot);
+	if (r < 0)
+		return r;
+	if (o->progress)
+		o->progress(o->ctx, TSW_VAULT_STEP_DONE, res.records);
+	res.key_id = st.next_id;
+	if (ret_result)
+		*ret_result = res;
+	return 0;
 }

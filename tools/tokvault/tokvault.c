@@ -40,6 +40,12 @@ static const char *g_verb;
 static int fail(int err, const char *what)
 {
 	fprintf(stderr, "tokvault: %s: %s: %s\n", g_verb, what, tsw_strerror(err));
+	if (err == -EBUSY) /* the index guard (src/vault): card-level writes wait */
+		fprintf(stderr,
+			"tokvault: %s: an index rekey is in progress, or finished since this "
+			"tokvault started: finish it (tokvault rekey --index), then run "
+			"this again\n",
+			g_verb);
 	return EXIT_FAILURE;
 }
 
@@ -643,10 +649,13 @@ static int run_rekey(struct tsw_vault *v, int argc, char **argv)
 {
 	struct tsw_vault_reseal_opts o = {.mode = TSW_VAULT_RESEAL_NEW_KEY};
 	struct tsw_vault_reseal_result res = {0};
+	bool index = false;
 	int r;
 
 	for (int i = 0; i < argc; i++) {
-		if (strcmp(argv[i], "--finish") == 0) {
+		if (strcmp(argv[i], "--index") == 0) {
+			index = true;
+		} else if (strcmp(argv[i], "--finish") == 0) {
 			o.mode = TSW_VAULT_RESEAL_FINISH;
 		} else if (strcmp(argv[i], "--progress") == 0) {
 			o.progress = print_step;
@@ -659,6 +668,21 @@ static int run_rekey(struct tsw_vault *v, int argc, char **argv)
 		} else {
 			return usage_error("unknown argument");
 		}
+	}
+	if (index) {
+		r = tsw_vault_rekey_index(v, &o, &res);
+		if (r == -TSW_E_FULL) {
+			fprintf(stderr,
+				"tokvault: rekey: the key file holds %d index keys, the most "
+				"it can\n",
+				TSW_VAULT_INDEX_KEYS_MAX);
+			return EXIT_FAILURE;
+		}
+		r = reseal_report(r, &res, "rekey --index");
+		if (r == 0)
+			printf("new index key id=%u: %llu records re-indexed\n", res.key_id,
+			       (unsigned long long)res.records);
+		return r;
 	}
 	r = tsw_vault_reseal(v, &o, &res);
 	r = reseal_report(r, &res, "rekey");
@@ -768,11 +792,13 @@ static const struct verb verbs[] = {
      run_repersonalize, 0, NULL},
     {"stats", "", "counts tokens, cards, bindings, keys and ranges", run_stats, TSW_VAULT_RDONLY,
      NULL},
-    {"rekey", "[--finish] [--chunk-rows N] [--progress]",
+    {"rekey", "[--finish | --index] [--chunk-rows N] [--progress]",
      "adds a PAN key to the key file and re-encrypts every record under it", run_rekey, 0,
      "crash-safe: the key is durable in the key file before any record uses it, and old keys\n"
      "  stay until 'keys retire'. --finish re-encrypts, under the current key, what an\n"
-     "  interrupted rekey left (no new key); --chunk-rows N records per transaction (default\n"
+     "  interrupted rekey left (no new key); --index rotates the PAN index (HMAC) key\n"
+     "  instead and rebuilds the index (card verbs and imports wait for it: run it again\n"
+     "  after a crash); --chunk-rows N records per transaction (default\n"
      "  10000); --progress prints a line per durable step"},
     {"upgrade", "[--progress]",
      "authenticates every record of a format 1 vault (the switch refuses one until then)",

@@ -1877,12 +1877,13 @@ Test(vault, stats_count_unauthenticated_records_and_integrity_failures)
  * as it has reported its kill_after-th durable step (a real kill of the
  * process, wherever it is by then). Returns true when it was killed,
  * false when it finished first. */
-static bool rekey_killed_after(unsigned kill_after)
+static bool rekey_killed_after_with(unsigned kill_after, const char *extra)
 {
 	const char *root = getenv("TSW_BUILD_ROOT");
 	char exe[PATH_CAP], line[256];
-	const char *argv[] = {"tokvault", "--vault",	fx.vault,	"--key-file", fx.key,
-			      "rekey",	  "--progress", "--chunk-rows", CRASH_CHUNK,  NULL};
+	const char *argv[] = {"tokvault",  "--vault", fx.vault,	    "--key-file",
+			      fx.key,	   "rekey",   "--progress", "--chunk-rows",
+			      CRASH_CHUNK, extra,     NULL};
 	posix_spawn_file_actions_t fa;
 	unsigned steps = 0;
 	bool killed = false;
@@ -1911,6 +1912,11 @@ static bool rekey_killed_after(unsigned kill_after)
 	cr_assert_eq(waitpid(pid, &status, 0), pid);
 	cr_assert(killed ? WIFSIGNALED(status) || WIFEXITED(status) : WIFEXITED(status));
 	return killed && WIFSIGNALED(status);
+}
+
+static bool rekey_killed_after(unsigned kill_after)
+{
+	return rekey_killed_after_with(kill_after, NULL);
 }
 
 static void expect_every_pan(char toks[][20], char pans[][20], unsigned n)
@@ -2129,5 +2135,143 @@ Test(vault, reload_refuses_keys_failing_their_check_values_and_keeps_the_old)
 	cr_assert_eq(t.key_id, 2);
 	tsw_vault_reader_close(rd);
 	tsw_vault_close(ro);
+	tsw_vault_close(v);
+}
+
+/* ---- rekey --index: the PAN index (HMAC) key rotates ---- */
+
+/* The "hmac" lines of the key file, concatenated. */
+static void hmac_lines(char *out, size_t cap)
+{
+	char line[256];
+	FILE *f = fopen(fx.key, "r");
+	size_t n = 0;
+
+	cr_assert_not_null(f);
+	out[0] = '\0';
+	while (fgets(line, sizeof(line), f))
+		if (strncmp(line, "hmac ", 5) == 0)
+			n += (size_t)snprintf(out + n, cap - n, "%s", line);
+	fclose(f);
+}
+
+Test(vault, rekey_index_rotates_the_index_key_and_card_verbs_follow)
+{
+	struct tsw_vault *v = open_new(), *stale;
+	struct tsw_vault_reseal_opts o = {.chunk_rows = 4};
+	struct tsw_vault_reseal_result res;
+	struct tsw_vault_stats s;
+	char toks[3][3][20], pans[3][20], before[1024], after[1024], nw[20];
+	uint64_t card_id[3];
+	struct tsw_token t;
+	size_t n = 0;
+
+	for (int c = 0; c < 3; c++) {
+		luhn_number(pans[c], "411111", 16, 300 + (unsigned)c);
+		import_card(v, pans[c], 3000 + (unsigned)c * 10, 3, toks[c]);
+		cr_assert_eq(lookup(v, toks[c][0], &t), 0);
+		card_id[c] = t.card_id;
+	}
+	cr_assert_eq(tsw_vault_set_card_suspended(v, pans[1], 16, true, NULL), 0);
+	hmac_lines(before, sizeof(before));
+	/* a handle opened before the rotation (another tokvault) */
+	cr_assert_eq(tsw_vault_open(fx.vault, fx.key, 0, &stale), 0);
+	cr_assert_eq(tsw_vault_rekey_index(v, &o, &res), 0);
+	cr_assert_eq(tsw_vault_set_card_suspended(stale, pans[0], 16, true, NULL), -EBUSY,
+		     "its index key is gone: it must not write the index");
+	tsw_vault_close(stale);
+	cr_assert_eq(res.records, 9);
+	cr_assert_eq(res.key_id, 2);
+	hmac_lines(after, sizeof(after));
+	cr_assert_eq(strncmp(after, "hmac 2 ", 7), 0, "%s", after);
+	cr_assert_null(strstr(after, before + 5), "the old index key left the file");
+	/* the index, the cards and every card id follow the new key */
+	for (int c = 0; c < 3; c++) {
+		uint64_t id = 0;
+
+		for (int i = 0; i < 3; i++) {
+			expect_pan(v, toks[c][i], pans[c]);
+			cr_assert_eq(lookup(v, toks[c][i], &t), 0);
+			if (i)
+				cr_assert_eq(t.card_id, id, "one card, one id");
+			id = t.card_id;
+			cr_assert_eq(t.card_suspended, c == 1);
+		}
+		cr_assert_neq(id, card_id[c], "card id from the new key");
+	}
+	cr_assert_eq(tsw_vault_stats(v, &s), 0);
+	cr_assert_eq(s.cards, 3);
+	cr_assert_eq(s.suspended_cards, 1);
+	cr_assert_eq(tsw_vault_set_card_suspended(v, pans[1], 16, false, &n), 0);
+	cr_assert_eq(n, 3);
+	cr_assert_eq(tsw_vault_set_card_suspended(v, pans[0], 16, true, &n), 0);
+	cr_assert_eq(n, 3);
+	luhn_number(nw, "411111", 16, 399);
+	cr_assert_eq(tsw_vault_update_pan(v, pans[2], 16, nw, 16, "3012", &n), 0);
+	cr_assert_eq(n, 3);
+	for (int i = 0; i < 3; i++)
+		expect_pan(v, toks[2][i], nw);
+	tsw_vault_close(v);
+	/* the new key file opens the vault, read-only too */
+	cr_assert_eq(tsw_vault_open(fx.vault, fx.key, TSW_VAULT_RDONLY, &v), 0);
+	cr_assert_eq(lookup(v, toks[0][0], &t), 0);
+	cr_assert_eq(t.card_suspended, 1);
+	tsw_vault_close(v);
+}
+
+Test(vault, rekey_index_killed_at_every_step_loses_no_pan_and_runs_again, .timeout = 60)
+{
+	static char toks[CRASH_TOKENS][20], pans[CRASH_TOKENS][20];
+	static const unsigned kill_points[] = {1, 2, 3, 6, 9};
+	struct tsw_vault *v = open_new();
+	struct tsw_vault_stats s;
+	char out[OUT_CAP], hm[1024];
+	unsigned kills = 0;
+
+	for (unsigned c = 0; c < 4; c++) {
+		luhn_number(pans[c * 10], "411111", 16, 500 + c);
+		import_card(v, pans[c * 10], 5000 + c * 10, 10, &toks[c * 10]);
+		for (unsigned i = 1; i < 10; i++)
+			memcpy(pans[c * 10 + i], pans[c * 10], sizeof(pans[0]));
+	}
+	cr_assert_eq(tsw_vault_set_card_suspended(v, pans[10], 16, true, NULL), 0);
+	tsw_vault_close(v);
+	for (size_t p = 0; p < sizeof(kill_points) / sizeof(kill_points[0]); p++) {
+		bool killed = rekey_killed_after_with(kill_points[p], "--index");
+
+		expect_every_pan(toks, pans, CRASH_TOKENS);
+		kills += killed;
+		if (killed && kill_points[p] >= 2) {
+			/* marked in progress: card-level writes wait for it */
+			const char *args[] = {"resume-card", "--pan", pans[10], NULL};
+
+			cr_assert_eq(tokvault(out, sizeof(out), args), 1, "%s", out);
+			cr_assert_not_null(strstr(out, "tokvault rekey --index"), "%s", out);
+		}
+		hmac_lines(hm, sizeof(hm));
+		cr_assert_eq(key_lines(), 1, "PAN keys untouched");
+		cr_assert_leq(strlen(hm), 2 * 80, "at most the live and the new index key: %s", hm);
+	}
+	cr_assert_geq(kills, 3, "only %u of the rekeys were killed", kills);
+	{
+		const char *args[] = {"rekey", "--index", NULL};
+
+		cr_assert_eq(tokvault(out, sizeof(out), args), 0, "%s", out);
+		cr_assert_not_null(strstr(out, "40 records re-indexed"), "%s", out);
+	}
+	hmac_lines(hm, sizeof(hm));
+	cr_assert_eq(strchr(hm, '\n'), hm + strlen(hm) - 1, "one index key left: %s", hm);
+	expect_every_pan(toks, pans, CRASH_TOKENS);
+	cr_assert_eq(tsw_vault_open(fx.vault, fx.key, 0, &v), 0);
+	cr_assert_eq(tsw_vault_stats(v, &s), 0);
+	cr_assert_eq(s.cards, 4);
+	cr_assert_eq(s.suspended_cards, 1);
+	cr_assert_eq(s.card_suspended_tokens, 10);
+	for (unsigned c = 0; c < 4; c++) {
+		size_t n = 0;
+
+		cr_assert_eq(tsw_vault_set_card_suspended(v, pans[c * 10], 16, c == 2, &n), 0);
+		cr_assert_eq(n, 10, "card %u: every token indexed", c);
+	}
 	tsw_vault_close(v);
 }

@@ -586,6 +586,8 @@ static int run_stats(struct tsw_vault *v, int argc, char **argv)
 	       (unsigned long long)s.by_status[TSW_TOKEN_DELETED],
 	       (unsigned long long)s.card_suspended_tokens, (unsigned long long)s.cards,
 	       (unsigned long long)s.suspended_cards, (unsigned long long)s.device_bindings);
+	printf("unauthenticated=%llu integrity_failures=%llu\n",
+	       (unsigned long long)s.unauthenticated, (unsigned long long)s.integrity_failures);
 	printf("current_key_id=%u keys_locked=%s map_used_bytes=%llu\n", s.current_key_id,
 	       s.keys_locked ? "yes" : "no", (unsigned long long)s.map_used_bytes);
 	for (unsigned i = 0; i < s.n_keys; i++)

@@ -53,6 +53,7 @@ enum tsw_authz_reason {
 	TSW_AUTHZ_ISSUER_UNAVAILABLE, /* 91 */
 	TSW_AUTHZ_SYSTEM,	      /* 96 */
 	TSW_AUTHZ_STATE_UNAVAILABLE,  /* 96: the state cannot record a limited use */
+	TSW_AUTHZ_VAULT_INTEGRITY,    /* 96: the token's vault record fails authentication */
 	TSW_AUTHZ_REASON_MAX
 };
 

@@ -347,6 +347,8 @@ enum tsw_engine_event_kind {
 					  * body: the request was answered 96 */
 	TSW_EV_ANSWER_MTI_MISMATCH,	 /* link, token, stan, rrn, amount; n1: switch STAN; n2:
 					  * request MTI * 10000 + the answer's MTI (dropped) */
+	TSW_EV_VAULT_INTEGRITY,		 /* slot, token: its record fails authentication */
+	TSW_EV_VAULT_KEYS_REFUSED,	 /* err: a key file reload refused, old keys kept */
 	TSW_EV_EVENTS_DROPPED,		 /* n1: events dropped since the last report; n2: queue size */
 	TSW_EV_KIND_MAX
 };

@@ -36,6 +36,8 @@ enum {
 	TSW_E_VERSION,        /* on-disk format newer than this build */
 	TSW_E_NOT_OWNER,      /* file or directory owned by another user (tsw/harden.h) */
 	TSW_E_TOO_OPEN,       /* file or directory group or others may change */
+	TSW_E_INTEGRITY,      /* vault record fails authentication (edited, moved, downgraded) */
+	TSW_E_NEEDS_UPGRADE,  /* vault records not authenticated yet: run tokvault upgrade */
 	/* config */
 	TSW_E_CONFIG,         /* bad configuration value */
 	TSW_E_MAX

@@ -145,6 +145,8 @@ struct tsw_metrics_shard {
 	uint64_t backpressure_pauses;
 	uint64_t vault_lookups;
 	uint64_t vault_errors;
+	uint64_t vault_integrity_failures; /* records failing authentication (96 VAULT_INTEGRITY) */
+	uint64_t vault_keys_refused;       /* key file reloads refused (check values) */
 	uint64_t link_up[TSW_METRICS_LINKS_MAX]; /* gauge per issuer link: 0 down, 1 connecting, 2 up, 3 signed on */
 	uint64_t link_reconnects[TSW_METRICS_LINKS_MAX];
 	uint64_t bytes_in, bytes_out;

@@ -22,11 +22,16 @@ struct tsw_vault_reader;
 enum {
 	TSW_VAULT_RDONLY = 1u << 0,
 	TSW_VAULT_CREATE = 1u << 1,
+	/* tokvault only: opens a format 1 vault (records written before they
+	 * were authenticated) to upgrade or administer it; without it such a
+	 * vault is -TSW_E_NEEDS_UPGRADE */
+	TSW_VAULT_FORMAT1_OK = 1u << 2,
 };
 
 /* Limits of the vault (named so tools and tests can use them). */
 #define TSW_VAULT_MAP_SIZE_BYTES (64ull << 30) /* LMDB map: address space, not disk */
 #define TSW_VAULT_KEYS_MAX 16		       /* PAN key ids in one key file */
+#define TSW_VAULT_INDEX_KEYS_MAX 4	       /* index (HMAC) keys in one key file */
 #define TSW_VAULT_BINS_MAX 64		       /* token BIN ranges */
 #define TSW_VAULT_BIN_MIN_DIGITS 1
 #define TSW_VAULT_BIN_MAX_DIGITS 12
@@ -71,10 +76,11 @@ int tsw_vault_check_files(const char *dir, const char *key_file, char *why, size
  * -TSW_E_BAD_KEY; a dir whose files are not an LMDB environment, or an
  * environment without vault metadata (another program's), is
  * -TSW_E_CORRUPT and is never written; a format newer than this build is
- * -TSW_E_VERSION. Keys live in locked memory excluded from core dumps
- * (mlock failing under RLIMIT_MEMLOCK is tolerated and reported by
- * tsw_vault_stats). *ret_vault is valid until tsw_vault_close(); it may
- * be shared by threads (readers are per thread). */
+ * -TSW_E_VERSION; a format 1 vault (records not authenticated) is
+ * -TSW_E_NEEDS_UPGRADE unless flags has TSW_VAULT_FORMAT1_OK. Keys live
+ * in locked memory excluded from core dumps (mlock failing under
+ * RLIMIT_MEMLOCK is tolerated and reported by tsw_vault_stats). *ret_vault is valid until
+ * tsw_vault_close(); it may be shared by threads (readers are per thread). */
 int tsw_vault_open(const char *dir, const char *key_file, unsigned flags,
 		   struct tsw_vault **ret_vault);
 /* Closes the environment and wipes the keys. Readers and batches must be
@@ -100,21 +106,37 @@ void tsw_vault_reader_close(struct tsw_vault_reader *r);
  * the reader is reset. Reset before waiting, so the writer can reuse
  * pages; lookups on a reset reader return -EINVAL. */
 int tsw_vault_reader_renew(struct tsw_vault_reader *r);
+/* When a renew found new keys in the key file but refused them (a key
+ * differs from the vault's check value for its id, the file lacks the
+ * vault's current key, or this process holds TSW_VAULT_KEYS_MAX keys
+ * already: -TSW_E_BAD_KEY, -TSW_E_FULL), returns that error once, to one
+ * caller, so it is logged and counted once; 0 otherwise. The keys loaded
+ * before stay in use. Any thread; lock-free. */
+int tsw_vault_take_key_error(struct tsw_vault *v);
 void tsw_vault_reader_reset(struct tsw_vault_reader *r);
 
-/* Looks token up and copies the decoded record into *ret_token (caller
- * owned; no pointers into the map, valid after reset). A token that is
- * not 13-19 digits is simply not found. Returns 0, -TSW_E_NOT_FOUND,
+/* Looks token up, authenticates the whole record (the AES-GCM seal of
+ * its PAN covers every other byte of it and the token) and copies the
+ * decoded record into *ret_token (caller owned; no pointers into the map,
+ * valid after reset). A token that is not 13-19 digits is simply not
+ * found. Returns 0, -TSW_E_NOT_FOUND, -TSW_E_INTEGRITY (the record fails
+ * authentication: edited, copied from another token, a format 1 record
+ * in a format 2 vault, or sealed under a key this process lacks),
  * -TSW_E_CORRUPT (record fails its layout check), -EINVAL (reader not
  * renewed). */
 int tsw_vault_lookup(struct tsw_vault_reader *r, const char *token, size_t len,
 		     struct tsw_token *ret_token);
 
+/* 1 when token's record is authenticated (version 2) and its seal opens,
+ * 0 for a format 1 record in a vault opened with TSW_VAULT_FORMAT1_OK
+ * (nothing to check it with), or the errors of tsw_vault_lookup. */
+int tsw_vault_authenticated(struct tsw_vault_reader *r, const char *token, size_t len);
+
 /* Decrypts the PAN of a record returned by lookup into out (digits, not
  * NUL-terminated); the caller wipes out when done. Needs no renewed
- * transaction. Returns the PAN length, or -TSW_E_DECRYPT (tampered record
- * or token), -TSW_E_NO_SPACE (cap too small), -TSW_E_NOT_FOUND (key id
- * unknown to this process), -ENOMEM. */
+ * transaction. Returns the PAN length, or -TSW_E_INTEGRITY (t differs
+ * from the record as stored), -TSW_E_NO_SPACE (cap too small),
+ * -TSW_E_NOT_FOUND (key id unknown to this process), -ENOMEM. */
 int tsw_vault_decrypt_pan(struct tsw_vault_reader *r, const struct tsw_token *t, char *out,
 			  size_t cap);
 
@@ -261,19 +283,96 @@ struct tsw_vault_stats {
 	unsigned n_bins;
 	char bins[TSW_VAULT_BINS_MAX][TSW_VAULT_BIN_MAX_DIGITS + 1];
 	uint64_t map_used_bytes;
-	bool keys_locked; /* keys are in mlock'ed memory */
+	bool keys_locked;	     /* keys are in mlock'ed memory */
+	uint64_t unauthenticated;    /* format 1 records (tokvault upgrade rewrites them) */
+	uint64_t integrity_failures; /* records failing authentication */
 };
 
 /* Counts everything (walks every record: seconds at 10 M tokens). Works
  * on a read-only vault too. Returns 0, -TSW_E_CORRUPT, -errno. */
 int tsw_vault_stats(struct tsw_vault *v, struct tsw_vault_stats *ret_stats);
 
-/* Adds a new PAN key (id = highest + 1) to key_file (rewritten
- * atomically, mode 0600) and re-encrypts every record under it,
- * TSW_VAULT_REKEY_CHUNK_ROWS per transaction, so readers never wait long.
- * Readers pick the new key up at their next tsw_vault_reader_renew.
- * *ret_key_id and *ret_records may be NULL. Returns 0, -TSW_E_FULL (too
- * many keys), -EROFS, -errno. */
+/* What tsw_vault_reseal does. */
+enum tsw_vault_reseal {
+	TSW_VAULT_RESEAL_NEW_KEY, /* a new PAN key, then every record sealed under it */
+	TSW_VAULT_RESEAL_FINISH,  /* records not under the current key yet (after a crash) */
+	TSW_VAULT_RESEAL_UPGRADE, /* format 1 records only: authenticated, then format 2 */
+	TSW_VAULT_RESEAL_MAX
+};
+
+/* The steps of a reseal, each reported once it is durable. */
+enum tsw_vault_reseal_step {
+	TSW_VAULT_STEP_KEY_FILE,    /* the new key is in the key file (not used yet) */
+	TSW_VAULT_STEP_KEY_CURRENT, /* the vault names it current: new writes use it */
+	TSW_VAULT_STEP_CHUNK,	    /* a chunk of records committed (records: so far) */
+	TSW_VAULT_STEP_DONE,
+	TSW_VAULT_STEP_MAX
+};
+
+typedef void (*tsw_vault_progress_fn)(void *ctx, enum tsw_vault_reseal_step step, uint64_t records);
+
+struct tsw_vault_reseal_opts {
+	enum tsw_vault_reseal mode;
+	unsigned chunk_rows;		/* records per transaction; 0: TSW_VAULT_REKEY_CHUNK_ROWS */
+	tsw_vault_progress_fn progress; /* NULL: none */
+	void *ctx;
+};
+
+struct tsw_vault_reseal_result {
+	uint32_t key_id;  /* the current key the records are now sealed under */
+	uint64_t records; /* records sealed again */
+	uint64_t failed;  /* records failing authentication, left as they were */
+};
+
+/* Seals records again, every one authenticated as a whole (version 2).
+ * NEW_KEY first writes a new PAN key (id = highest + 1) into key_file
+ * durably (temp file, fsync, rename, directory fsync) and only then, in
+ * one transaction, makes it the vault's current key; then every record
+ * not under it is sealed again, chunk_rows per transaction, each commit
+ * durable. Old keys stay in the key file (tsw_vault_retire_key removes
+ * one no record uses), so a crash at any step leaves every PAN readable;
+ * FINISH completes an interrupted run without a new key (a NEW_KEY run
+ * after a crash between the two first steps takes the key left in the
+ * file). UPGRADE seals the format 1 records of a vault (opened with
+ * TSW_VAULT_FORMAT1_OK) and marks it format 2. Readers pick a new key up
+ * at their next tsw_vault_reader_renew. Returns 0, -TSW_E_FULL (the key
+ * file holds TSW_VAULT_KEYS_MAX keys: retire one), -EROFS, -EINVAL,
+ * -errno; chunks committed before an error stay. */
+int tsw_vault_reseal(struct tsw_vault *v, const struct tsw_vault_reseal_opts *o,
+		     struct tsw_vault_reseal_result *ret_result);
+
+/* tsw_vault_reseal NEW_KEY with the defaults. *ret_key_id and
+ * *ret_records may be NULL. */
 int tsw_vault_rekey(struct tsw_vault *v, uint32_t *ret_key_id, uint64_t *ret_records);
+
+/* tsw_vault_reseal UPGRADE; *ret_records: records authenticated (may be
+ * NULL). */
+int tsw_vault_upgrade(struct tsw_vault *v, uint64_t *ret_records);
+
+/* Rotates the PAN index key (HMAC-SHA-256 of the PAN: the "index" and
+ * "cards" keys, and every record's card_id). A new index key is written
+ * into key_file durably and the vault marks a rebuild in progress; the
+ * index is rebuilt under it into a second pair of databases,
+ * o->chunk_rows records per transaction (each record sealed again with
+ * its new card id), then one transaction switches to the new pair and
+ * key; the old pair is emptied and the old key leaves the key file. While
+ * the mark is set (and in a handle opened before the switch) every write
+ * that touches the index (import, provision, card verbs, reissue) is
+ * -EBUSY; lookups and token verbs go on. A crash at any step leaves every
+ * PAN readable; running it again resumes the marked rebuild from the
+ * start. *ret_result: key_id the new index key, records indexed, failed
+ * records failing authentication (left out of the index). o->mode is not
+ * used. Returns 0, -TSW_E_FULL (TSW_VAULT_INDEX_KEYS_MAX index keys),
+ * -TSW_E_BAD_KEY (the marked key is missing from, or differs in, the key
+ * file), -EROFS, -errno. */
+int tsw_vault_rekey_index(struct tsw_vault *v, const struct tsw_vault_reseal_opts *o,
+			  struct tsw_vault_reseal_result *ret_result);
+
+/* Takes PAN key id out of key_file (rewritten durably) and drops its
+ * check value, once no record refers to it; *ret_records (may be NULL):
+ * records still under it. Returns 0, -TSW_E_NOT_FOUND (no such key),
+ * -EBUSY (the current key, or records use it), -EROFS, -errno. A running
+ * switch keeps the key in memory until it restarts. */
+int tsw_vault_retire_key(struct tsw_vault *v, uint32_t id, uint64_t *ret_records);
 
 #endif

@@ -24,6 +24,7 @@ static const char *const reason_rc[TSW_AUTHZ_REASON_MAX] = {
 	[TSW_AUTHZ_ISSUER_UNAVAILABLE] = "91",
 	[TSW_AUTHZ_SYSTEM] = "96",
 	[TSW_AUTHZ_STATE_UNAVAILABLE] = "96",
+	[TSW_AUTHZ_VAULT_INTEGRITY] = "96",
 };
 
 static const char *const reason_name[TSW_AUTHZ_REASON_MAX] = {
@@ -44,6 +45,7 @@ static const char *const reason_name[TSW_AUTHZ_REASON_MAX] = {
 	[TSW_AUTHZ_ISSUER_UNAVAILABLE] = "ISSUER_UNAVAILABLE",
 	[TSW_AUTHZ_SYSTEM] = "SYSTEM",
 	[TSW_AUTHZ_STATE_UNAVAILABLE] = "STATE_UNAVAILABLE",
+	[TSW_AUTHZ_VAULT_INTEGRITY] = "VAULT_INTEGRITY",
 };
 /* clang-format on */
 

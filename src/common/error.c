@@ -27,6 +27,9 @@ static const char *const tsw_messages[TSW_E_MAX - TSW_E_BASE] = {
 	[TSW_E_VERSION - TSW_E_BASE] = "unsupported format version",
 	[TSW_E_NOT_OWNER - TSW_E_BASE] = "owned by another user",
 	[TSW_E_TOO_OPEN - TSW_E_BASE] = "group or others may change it",
+	[TSW_E_INTEGRITY - TSW_E_BASE] = "record fails authentication",
+	[TSW_E_NEEDS_UPGRADE - TSW_E_BASE] =
+	    "vault records are not authenticated (format 1): run tokvault upgrade",
 	[TSW_E_CONFIG - TSW_E_BASE] = "bad configuration",
 };
 

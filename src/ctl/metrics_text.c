@@ -148,6 +148,13 @@ static const struct scalar scalars[] = {
     SC("tsw_vault_lookups_total", "counter", "Vault token lookups.", vault_lookups),
     SC("tsw_vault_errors_total", "counter", "Vault lookups that failed (corrupt, decrypt).",
        vault_errors),
+    SC("tsw_vault_integrity_failures_total", "counter",
+       "Vault records failing authentication (edited in data.mdb): declined 96 VAULT_INTEGRITY.",
+       vault_integrity_failures),
+    SC("tsw_vault_keys_refused_total", "counter",
+       "Key file reloads refused: a new key differs from the vault's check value, or the file "
+       "lacks the vault's current key; the keys loaded before stay.",
+       vault_keys_refused),
     SC("tsw_bytes_in_total", "counter", "Bytes received on every endpoint.", bytes_in),
     SC("tsw_bytes_out_total", "counter", "Bytes sent on every endpoint.", bytes_out),
     SC("tsw_forwarded_total", "counter", "Requests sent to an issuer.", forwarded),

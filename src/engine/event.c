@@ -42,6 +42,8 @@ static const struct kind_info kinds[TSW_EV_KIND_MAX] = {
     [TSW_EV_APPROVAL_UNDELIVERED] = {"approval_undelivered", TSW_LOG_WARN},
     [TSW_EV_ISSUER_FRAME_TOO_BIG] = {"issuer_frame_too_big", TSW_LOG_ERROR},
     [TSW_EV_ANSWER_MTI_MISMATCH] = {"issuer_answer_mti_mismatch", TSW_LOG_WARN},
+    [TSW_EV_VAULT_INTEGRITY] = {"vault_integrity", TSW_LOG_ERROR},
+    [TSW_EV_VAULT_KEYS_REFUSED] = {"vault_keys_refused", TSW_LOG_ERROR},
     [TSW_EV_EVENTS_DROPPED] = {"events_dropped", TSW_LOG_ERROR},
 };
 
@@ -398,6 +400,13 @@ size_t tsw_engine_event_format(const struct tsw_engine_event *ev, char *buf, siz
 		    " token=%s stan=\"%s\" switch_stan=\"%06" PRIu64 "\"",
 		    ev->n2 / 10000 % 10000, ev->n2 % 10000, ev->token[0] ? ev->token : "none",
 		    ev->stan, ev->n1 % 1000000);
+		break;
+	case TSW_EV_VAULT_INTEGRITY:
+		add(&t, "conn=%" PRIu32 " token=%s action=declined_96", ev->slot,
+		    ev->token[0] ? ev->token : "none");
+		break;
+	case TSW_EV_VAULT_KEYS_REFUSED:
+		add(&t, "error=\"%s\" action=old_keys_kept", tsw_strerror(ev->err));
 		break;
 	case TSW_EV_EVENTS_DROPPED:
 		add(&t, "dropped=%" PRIu64 " log_event_queue=%" PRIu64, ev->n1, ev->n2);

@@ -26,6 +26,11 @@ int reader_ensure(struct tsw_engine *e)
 	if (r < 0)
 		return r;
 	e->reader_live = true;
+	r = tsw_vault_take_key_error(e->vault);
+	if (r < 0) {
+		TSW_COUNT(e->m->vault_keys_refused);
+		engine_event(e, TSW_EV_VAULT_KEYS_REFUSED, .err = r);
+	}
 	return 0;
 }
 
@@ -155,6 +160,16 @@ static uint32_t issuer_body_max(const struct tsw_iso_profile *p)
 	return p->max_frame < h ? p->max_frame : h;
 }
 
+/* A record (the token's, or its original's) that fails authentication:
+ * nothing of it is used; 96, counted and logged with the token masked. */
+static int integrity_decline(struct tsw_engine *e, struct pipeline *pl, const char *token,
+			     size_t len)
+{
+	TSW_COUNT(e->m->vault_integrity_failures);
+	engine_event(e, TSW_EV_VAULT_INTEGRITY, .slot = pl->slot, .token = token, .token_len = len);
+	return pl_decline(e, pl, TSW_AUTHZ_VAULT_INTEGRITY);
+}
+
 static int forward(struct tsw_engine *e, struct pipeline *pl, const struct tsw_token *t)
 {
 	const struct tsw_iso_msg *m = pl->msg;
@@ -183,6 +198,8 @@ static int forward(struct tsw_engine *e, struct pipeline *pl, const struct tsw_t
 		rev_key = acq_rev_key(e, pl->slot, t->token, t->token_len, m);
 
 	pan_len = tsw_vault_decrypt_pan(e->reader, t, pan, sizeof(pan));
+	if (pan_len == -TSW_E_INTEGRITY)
+		return integrity_decline(e, pl, t->token, t->token_len);
 	if (pan_len < 0) {
 		TSW_COUNT(e->m->vault_errors);
 		return pl_decline(e, pl, TSW_AUTHZ_SYSTEM);
@@ -317,6 +334,8 @@ static int lookup(struct tsw_engine *e, const char *tok, size_t len, struct tsw_
 		*ret_found = false;
 		return 0;
 	}
+	if (r == -TSW_E_INTEGRITY)
+		return r; /* counted by the caller, which knows the request */
 	if (r < 0) {
 		TSW_COUNT(e->m->vault_errors);
 		return r;
@@ -344,11 +363,16 @@ static int decide_and_route(struct tsw_engine *e, struct pipeline *pl)
 	}
 	if (ctx.in_token_range) {
 		r = lookup(e, pl->req.token.ptr, pl->req.token.len, &t, &found);
+		if (r == -TSW_E_INTEGRITY)
+			return integrity_decline(e, pl, pl->req.token.ptr, pl->req.token.len);
 		if (r < 0)
 			return pl_decline(e, pl, TSW_AUTHZ_SYSTEM);
 		if (found && t.original_token[0]) {
 			r = lookup(e, t.original_token, strlen(t.original_token), &orig,
 				   &orig_found);
+			if (r == -TSW_E_INTEGRITY)
+				return integrity_decline(e, pl, t.original_token,
+							 strlen(t.original_token));
 			if (r < 0)
 				return pl_decline(e, pl, TSW_AUTHZ_SYSTEM);
 		}

@@ -130,7 +130,7 @@ static int seal_row(struct sealer *s, struct tsw_vault_row *row, const uint8_t *
 {
 	struct tsw_token *t = &row->token;
 	const uint8_t *nonce;
-	size_t dev_len;
+	size_t dev_len, rec_len = 0;
 	int r;
 
 	r = next_nonce(s, &nonce);
@@ -141,16 +141,17 @@ static int seal_row(struct sealer *s, struct tsw_vault_row *row, const uint8_t *
 	else if ((r = crypto_card_key(&s->crypto, row->pan, row->pan_len, p->card_key)) < 0)
 		return r;
 	t->token_len = (uint8_t)strnlen(t->token, sizeof(t->token));
-	r = crypto_seal(&s->crypto, t->token, t->token_len, row->pan, row->pan_len, nonce,
-			t->sealed_pan, &t->sealed_len, &t->key_id);
-	if (r < 0)
-		return r;
 	memcpy(&t->card_id, p->card_key, sizeof(t->card_id));
 	t->card_suspended = 0;
 	t->atc_epoch = 0;
 	token_key(t->token, t->token_len, &p->key);
 	p->line = line;
-	p->rec_len = (uint16_t)rec_encode(t, rec);
+	/* a suspended card's flag is set, and the record sealed again, when
+	 * the run is written (run.c): the card's state is read there */
+	r = encode_sealed(&s->crypto, t, p->key, row->pan, row->pan_len, nonce, rec, &rec_len);
+	if (r < 0)
+		return r;
+	p->rec_len = (uint16_t)rec_len;
 	dev_len = strnlen(row->device_ref, TSW_DEVICE_REF_MAX);
 	memcpy(rec + p->rec_len, row->device_ref, dev_len);
 	p->dev_len = (uint8_t)dev_len;
@@ -430,7 +431,6 @@ int tsw_vault_batch_add(struct tsw_vault_batch *b, const struct tsw_vault_row *r
 static int write_deferred(struct tsw_vault_batch *b)
 {
 	struct tsw_vault *v = b->v;
-	struct run *run = &b->run;
 	size_t i = 0;
 	int r = 0;
 
@@ -444,9 +444,9 @@ static int write_deferred(struct tsw_vault_batch *b)
 			break;
 		for (; i < end && r == 0; i++) {
 			struct deferred *d = &b->deferred[i];
-			struct slot *p = &run->slots[0];
+			uint8_t rec[REC_MAX_BYTES], card_key[CARD_KEY_BYTES];
 			const char *reason = NULL;
-			char dev[TSW_DEVICE_REF_MAX + 1];
+			uint64_t key = 0;
 
 			r = link_original(v, txn, &d->row.token, &reason);
 			if (r == -TSW_E_NOT_FOUND) {
@@ -462,16 +462,18 @@ static int write_deferred(struct tsw_vault_batch *b)
 				r = 0;
 				continue;
 			}
-			p->off = 0;
-			r = seal_row(&b->own, &d->row, NULL, d->line, p, run->arena);
-			OPENSSL_cleanse(d->row.pan, sizeof(d->row.pan));
-			if (r < 0)
+			r = row_card(&b->own.crypto, &d->row, &d->row.token, card_key);
+			if (r == 0)
+				r = token_key(d->row.token.token, d->row.token.token_len, &key);
+			if (r < 0) {
+				OPENSSL_cleanse(d->row.pan, sizeof(d->row.pan));
 				break;
-			memcpy(dev, run->arena + p->rec_len, p->dev_len);
-			dev[p->dev_len] = '\0';
-			r = put_rec(v, txn, p->key, run->arena, p->rec_len, p->card_key, dev, 0,
-				    &reason);
-			OPENSSL_cleanse(run->arena, p->rec_len);
+			}
+			d->row.token.atc_epoch = 0;
+			r = put_rec(v, &b->own.crypto, txn, key, &d->row.token, d->row.pan,
+				    d->row.pan_len, card_key, d->row.device_ref, 0, rec, &reason);
+			OPENSSL_cleanse(d->row.pan, sizeof(d->row.pan));
+			OPENSSL_cleanse(rec, sizeof(rec));
 			if (r == -TSW_E_EXISTS) {
 				reject(b, d->line, r, reason);
 				r = 0;

@@ -1,5 +1,6 @@
-/* PAN sealing (AES-256-GCM, the token digits as associated data, a fresh
- * 96-bit random nonce per write) and the keyed PAN hash of the index.
+/* PAN sealing (AES-256-GCM, a fresh 96-bit random nonce per write, the
+ * associated data given by the caller: the token digits and every other
+ * byte of the record, record.c) and the keyed PAN hash of the index.
  * Contexts are keyed once and reused: a seal or open only sets the nonce. */
 #include <errno.h>
 #include <openssl/core_names.h>
@@ -17,6 +18,7 @@ int crypto_init(struct pan_crypto *c, const struct keyring *keys)
 	memset(c, 0, sizeof(*c));
 	c->keys = keys;
 	c->enc_slot = -1;
+	c->hmac_slot = (int)keys->hmac_current;
 	return 0;
 }
 
@@ -44,14 +46,35 @@ static EVP_CIPHER_CTX *keyed_ctx(const uint8_t key[KEY_BYTES], bool enc)
 	return ctx;
 }
 
-int crypto_seal(struct pan_crypto *c, const char *token, size_t token_len, const char *pan,
-		size_t pan_len, const uint8_t *nonce, uint8_t *out, uint8_t *ret_len,
-		uint32_t *ret_key_id)
+int crypto_current_slot(const struct pan_crypto *c, uint32_t *ret_id)
 {
-	int slot = (int)__atomic_load_n(&c->keys->current, __ATOMIC_ACQUIRE);
+	uint32_t slot = __atomic_load_n(&c->keys->current, __ATOMIC_ACQUIRE);
+
+	*ret_id = c->keys->pan[slot].id;
+	return (int)slot;
+}
+
+static int add_aad(EVP_CIPHER_CTX *ctx, bool enc, const struct aad *aad, unsigned n_aad)
+{
 	int n = 0;
 
-	if (pan_len > TSW_PAN_MAX_DIGITS)
+	for (unsigned i = 0; i < n_aad; i++) {
+		if (!aad[i].len)
+			continue;
+		if ((enc ? EVP_EncryptUpdate(ctx, NULL, &n, aad[i].ptr, (int)aad[i].len)
+			 : EVP_DecryptUpdate(ctx, NULL, &n, aad[i].ptr, (int)aad[i].len)) != 1)
+			return -EIO;
+	}
+	return 0;
+}
+
+int crypto_seal(struct pan_crypto *c, int slot, const struct aad *aad, unsigned n_aad,
+		const char *pan, size_t pan_len, const uint8_t *nonce, uint8_t *out)
+{
+	int n = 0;
+
+	if (pan_len > TSW_PAN_MAX_DIGITS || slot < 0 ||
+	    (uint32_t)slot >= __atomic_load_n(&c->keys->n_pan, __ATOMIC_ACQUIRE))
 		return -TSW_E_BAD_INPUT;
 	if (slot != c->enc_slot) {
 		EVP_CIPHER_CTX_free(c->enc);
@@ -65,19 +88,17 @@ int crypto_seal(struct pan_crypto *c, const char *token, size_t token_len, const
 	else if (RAND_bytes(out, NONCE_BYTES) != 1)
 		return -EIO;
 	if (EVP_EncryptInit_ex(c->enc, NULL, NULL, NULL, out) != 1 ||
-	    EVP_EncryptUpdate(c->enc, NULL, &n, (const uint8_t *)token, (int)token_len) != 1 ||
+	    add_aad(c->enc, true, aad, n_aad) < 0 ||
 	    EVP_EncryptUpdate(c->enc, out + NONCE_BYTES, &n, (const uint8_t *)pan, (int)pan_len) !=
 		1 ||
 	    EVP_EncryptFinal_ex(c->enc, out + NONCE_BYTES + n, &n) != 1 ||
 	    EVP_CIPHER_CTX_ctrl(c->enc, EVP_CTRL_GCM_GET_TAG, TAG_BYTES,
 				out + NONCE_BYTES + pan_len) != 1)
 		return -EIO;
-	*ret_len = (uint8_t)(NONCE_BYTES + pan_len + TAG_BYTES);
-	*ret_key_id = c->keys->pan[slot].id;
 	return 0;
 }
 
-int crypto_open(struct pan_crypto *c, uint32_t key_id, const char *token, size_t token_len,
+int crypto_open(struct pan_crypto *c, uint32_t key_id, const struct aad *aad, unsigned n_aad,
 		const uint8_t *sealed, size_t sealed_len, char *out, size_t cap)
 {
 	int slot = keyring_slot(c->keys, key_id);
@@ -87,7 +108,7 @@ int crypto_open(struct pan_crypto *c, uint32_t key_id, const char *token, size_t
 	if (slot < 0)
 		return -TSW_E_NOT_FOUND;
 	if (sealed_len < NONCE_BYTES + TAG_BYTES + 1 || sealed_len > TSW_SEALED_PAN_MAX)
-		return -TSW_E_DECRYPT;
+		return -TSW_E_INTEGRITY;
 	pan_len = sealed_len - NONCE_BYTES - TAG_BYTES;
 	if (cap < pan_len)
 		return -TSW_E_NO_SPACE;
@@ -98,12 +119,12 @@ int crypto_open(struct pan_crypto *c, uint32_t key_id, const char *token, size_t
 	}
 	EVP_CIPHER_CTX *ctx = c->dec[slot];
 	if (EVP_DecryptInit_ex(ctx, NULL, NULL, NULL, sealed) != 1 ||
-	    EVP_DecryptUpdate(ctx, NULL, &n, (const uint8_t *)token, (int)token_len) != 1 ||
+	    add_aad(ctx, false, aad, n_aad) < 0 ||
 	    EVP_DecryptUpdate(ctx, (uint8_t *)out, &n, sealed + NONCE_BYTES, (int)pan_len) != 1 ||
 	    EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, TAG_BYTES,
 				(void *)(sealed + NONCE_BYTES + pan_len)) != 1 ||
 	    EVP_DecryptFinal_ex(ctx, (uint8_t *)out + n, &n) != 1)
-		r = -TSW_E_DECRYPT;
+		r = -TSW_E_INTEGRITY;
 	if (r < 0) {
 		OPENSSL_cleanse(out, pan_len);
 		return r;
@@ -130,7 +151,7 @@ int crypto_card_key(struct pan_crypto *c, const char *pan, size_t pan_len,
 		EVP_MAC_free(mac);
 		if (!c->mac)
 			return -ENOMEM;
-		if (EVP_MAC_init(c->mac, c->keys->hmac_key, KEY_BYTES, params) != 1) {
+		if (EVP_MAC_init(c->mac, c->keys->hmac[c->hmac_slot].key, KEY_BYTES, params) != 1) {
 			EVP_MAC_CTX_free(c->mac);
 			c->mac = NULL;
 			return -EIO;

@@ -12,7 +12,8 @@
 #include "tsw/token.h"
 #include "tsw/vault.h"
 
-#define VAULT_FORMAT 1u
+#define VAULT_FORMAT 2u	  /* every record authenticated (record.c) */
+#define VAULT_FORMAT_1 1u /* records before version 2: tokvault upgrade */
 #define VAULT_MAX_DBS 8
 #define KEY_BYTES 32
 #define KCV_BYTES 8
@@ -25,7 +26,15 @@
  * slot is filled before n_pan is published (release), so readers index
  * it without a lock. */
 struct keyring {
-	uint8_t hmac_key[KEY_BYTES];
+	/* PAN index keys (HMAC-SHA-256): the one the vault's index is keyed
+	 * by (hmac_current, set from the vault at open), and a new one while
+	 * tokvault rekey --index rebuilds the index under it */
+	uint32_t n_hmac;
+	uint32_t hmac_current;
+	struct {
+		uint32_t id;
+		uint8_t key[KEY_BYTES];
+	} hmac[TSW_VAULT_INDEX_KEYS_MAX];
 	uint32_t n_pan;
 	uint32_t current; /* slot used for new writes */
 	struct {
@@ -48,12 +57,20 @@ struct tsw_vault {
 	MDB_dbi dbi_cards;   /* card key -> card state (u8 flags) */
 	MDB_dbi dbi_devices; /* u64 token value -> device refs (dupsort) */
 	MDB_dbi dbi_meta;    /* names -> metadata */
+	/* the two index/cards pairs: the live one (index_db) and the one an
+	 * index rekey rebuilds ("index2"/"cards2"; has_pair[1] once made) */
+	MDB_dbi pair_index[2], pair_cards[2];
+	bool has_pair[2];
+	uint32_t index_db;     /* 0 or 1 */
+	uint32_t index_key_id; /* the index key the live pair is keyed by */
 	unsigned flags;
+	uint32_t format; /* VAULT_FORMAT, or VAULT_FORMAT_1 until upgraded (atomic) */
 	char *key_file;
 	struct keyring *keys;
 	bool keys_locked;
 	struct bin_set *bins; /* atomic pointer */
 	uint64_t meta_gen;    /* atomic: generation the cached metadata reflects */
+	int key_error;	      /* atomic: a refused key reload, until taken */
 	pthread_mutex_t refresh_lock;
 	size_t sort_mem; /* bytes a bulk write may sort in memory */
 };
@@ -66,11 +83,28 @@ int mdb_to_errno(int rc);
  * (O_EXCL, 0600) when absent. */
 int keyring_load(const char *key_file, bool create, struct keyring **ret_keys, bool *ret_locked);
 void keyring_free(struct keyring *k);
-/* Re-reads key_file and appends the slots it has that k lacks. */
-int keyring_reload(struct keyring *k, const char *key_file);
-/* Appends a fresh key to k and rewrites key_file atomically (0600). */
+/* Says whether a PAN key read from the key file may be used: 0 load it,
+ * 1 skip it (the vault never used it), negative: refuse the reload. */
+typedef int (*keyring_check_fn)(void *ctx, uint32_t id, const uint8_t key[KEY_BYTES]);
+/* Re-reads key_file and appends the keys it has that k lacks, each
+ * passed by check first; nothing is appended unless every new key passes
+ * (-TSW_E_BAD_KEY, -TSW_E_FULL: k unchanged). */
+int keyring_reload(struct keyring *k, const char *key_file, keyring_check_fn check, void *ctx);
+/* Appends a fresh key (id: the highest + 1) to k and rewrites key_file
+ * durably (0600; temp, fsync, rename, directory fsync) before it becomes
+ * k's current key. -TSW_E_FULL when k holds TSW_VAULT_KEYS_MAX keys. */
 int keyring_add_key(struct keyring *k, const char *key_file, uint32_t *ret_id);
+/* Rewrites key_file durably without PAN key id (k keeps it in memory).
+ * -TSW_E_NOT_FOUND, -EBUSY (the current key). */
+int keyring_remove_key(struct keyring *k, const char *key_file, uint32_t id);
 int keyring_slot(const struct keyring *k, uint32_t id);
+int keyring_hmac_slot(const struct keyring *k, uint32_t id);
+/* Appends a fresh index key (id: the highest + 1) and rewrites key_file
+ * durably; k's current index key stays (the vault names it). */
+int keyring_add_hmac(struct keyring *k, const char *key_file, uint32_t *ret_id);
+/* Rewrites key_file durably without index key id, and drops it from k
+ * (-EBUSY for the current one). */
+int keyring_remove_hmac(struct keyring *k, const char *key_file, uint32_t id);
 void keyring_kcv(const uint8_t key[KEY_BYTES], uint8_t out[KCV_BYTES]);
 
 /* ---- crypto.c ---- */
@@ -80,20 +114,32 @@ struct pan_crypto {
 	EVP_CIPHER_CTX *enc;
 	int enc_slot;
 	EVP_MAC_CTX *mac;
+	int hmac_slot; /* the index key card keys are computed under */
+};
+/* One piece of associated data (several are authenticated in order). */
+struct aad {
+	const void *ptr;
+	size_t len;
 };
 int crypto_init(struct pan_crypto *c, const struct keyring *keys);
 void crypto_free(struct pan_crypto *c);
-/* Seals pan under the current key with nonce (NULL: fresh random). */
-int crypto_seal(struct pan_crypto *c, const char *token, size_t token_len, const char *pan,
-		size_t pan_len, const uint8_t *nonce, uint8_t *out, uint8_t *ret_len,
-		uint32_t *ret_key_id);
-int crypto_open(struct pan_crypto *c, uint32_t key_id, const char *token, size_t token_len,
+/* The slot (and *ret_id, its key id) new writes are sealed under. */
+int crypto_current_slot(const struct pan_crypto *c, uint32_t *ret_id);
+/* Seals pan under the key in slot with nonce (NULL: fresh random) into
+ * out: nonce, ciphertext, tag (NONCE_BYTES + pan_len + TAG_BYTES). */
+int crypto_seal(struct pan_crypto *c, int slot, const struct aad *aad, unsigned n_aad,
+		const char *pan, size_t pan_len, const uint8_t *nonce, uint8_t *out);
+/* Opens a sealed PAN into out; returns its length, -TSW_E_INTEGRITY (tag
+ * or associated data do not match), -TSW_E_NOT_FOUND (key id unknown),
+ * -TSW_E_NO_SPACE, -ENOMEM. */
+int crypto_open(struct pan_crypto *c, uint32_t key_id, const struct aad *aad, unsigned n_aad,
 		const uint8_t *sealed, size_t sealed_len, char *out, size_t cap);
 int crypto_card_key(struct pan_crypto *c, const char *pan, size_t pan_len,
 		    uint8_t out[CARD_KEY_BYTES]);
 
 /* ---- record.c ---- */
-#define REC_VERSION 1
+#define REC_VERSION 2	/* authenticated as a whole (record.c) */
+#define REC_VERSION_1 1 /* vault format 1: only the PAN bound to the token */
 #define REC_F_DEVICE_REQUIRED 0x01
 #define REC_F_CARD_SUSPENDED 0x02
 #define REC_MERCHANT_ID_LEN 15
@@ -106,7 +152,7 @@ struct rec_merchant {
 	char mcc[REC_MCC_LEN];
 } __attribute__((packed));
 
-/* Version 1, little-endian, strings NUL-padded (merchant ids space-padded
+/* Little-endian, strings NUL-padded (merchant ids space-padded
  * as on the wire). Fields are only ever appended, with a new version. */
 struct rec {
 	uint8_t version;
@@ -150,10 +196,54 @@ size_t rec_size(const struct rec *r);
 size_t rec_encode(const struct tsw_token *t, uint8_t *out);
 /* Checks the layout and decodes; key is the LMDB key. */
 int rec_decode(const void *data, size_t size, uint64_t key, struct tsw_token *ret_token);
-/* Checks a record's layout without decoding. */
+/* Checks a record's layout without decoding (version 1 or 2). */
 int rec_check(const void *data, size_t size);
+/* Seals pan into the encoded record rec (size bytes; key: its token
+ * value) under the current key, nonce NULL: fresh random; sets version,
+ * key id and sealed length first, then authenticates the whole record.
+ * Any later change to rec needs a new seal. */
+int rec_seal(struct pan_crypto *c, uint8_t *rec, size_t size, uint64_t key, const char *pan,
+	     size_t pan_len, const uint8_t *nonce);
+/* Authenticates the stored record and decrypts its PAN into out (NULL:
+ * authenticate only). Version 1 records only with allow_v1 (vault format
+ * 1): they bind nothing but the PAN. Returns the PAN length,
+ * -TSW_E_INTEGRITY, -TSW_E_CORRUPT (layout), -TSW_E_NOT_FOUND (key id
+ * unknown), -TSW_E_NO_SPACE, -ENOMEM. */
+int rec_open(struct pan_crypto *c, const uint8_t *rec, size_t size, uint64_t key, bool allow_v1,
+	     char *out, size_t cap);
+/* Gives a stored record new flags: authenticates it, then seals it again
+ * (fresh nonce, current key). */
+int rec_set_flags(struct pan_crypto *c, uint8_t *rec, size_t size, uint64_t key, bool allow_v1,
+		  uint8_t flags);
 
 /* ---- vault.c ---- */
+/* True while the vault is format 1 (version 1 records are readable). */
+bool vault_format1(const struct tsw_vault *v);
+void vault_set_format(struct tsw_vault *v, uint32_t format);
+int meta_set_format(struct tsw_vault *v, MDB_txn *txn, uint32_t format);
+/* 0: key matches the vault's check value for id, 1: the vault has none
+ * (never used the key), -TSW_E_BAD_KEY: it differs. */
+int kcv_check(struct tsw_vault *v, MDB_txn *txn, uint32_t id, const uint8_t key[KEY_BYTES]);
+/* Drops the check value of a retired key. */
+int kcv_forget(struct tsw_vault *v, MDB_txn *txn, uint32_t id);
+
+/* The index: its key id, the key of a rebuild in progress (0: none) and
+ * the live pair, as txn has them. */
+struct index_state {
+	uint32_t key_id, next_id, db;
+};
+int index_state_get(struct tsw_vault *v, MDB_txn *txn, struct index_state *ret);
+int index_state_put(struct tsw_vault *v, MDB_txn *txn, const struct index_state *st);
+/* Refuses (-EBUSY) a write that touches the index while an index rekey
+ * runs, or when one finished after this handle was opened. */
+int index_guard(struct tsw_vault *v, MDB_txn *txn);
+/* Check value of index key id: register, check (as kcv_check), forget. */
+int index_kcv_register(struct tsw_vault *v, MDB_txn *txn, uint32_t id,
+		       const uint8_t key[KEY_BYTES]);
+int index_kcv_check(struct tsw_vault *v, MDB_txn *txn, uint32_t id, const uint8_t key[KEY_BYTES]);
+int index_kcv_forget(struct tsw_vault *v, MDB_txn *txn, uint32_t id);
+/* Opens (creating) the index/cards pair p in the write txn. */
+int index_pair_open(struct tsw_vault *v, MDB_txn *txn, uint32_t p);
 int meta_get_u32(struct tsw_vault *v, MDB_txn *txn, const char *name, uint32_t *ret);
 int meta_bump_gen(struct tsw_vault *v, MDB_txn *txn);
 int kcv_register(struct tsw_vault *v, MDB_txn *txn, uint32_t id, const uint8_t key[KEY_BYTES]);
@@ -161,16 +251,24 @@ int kcv_register(struct tsw_vault *v, MDB_txn *txn, uint32_t id, const uint8_t k
 /* ---- write.c ---- */
 /* Validates a row (everything but uniqueness). reason: static text. */
 int row_check(const struct tsw_vault *v, const struct tsw_vault_row *row, const char **ret_reason);
-/* Writes one encoded record (its card flag set from the card's state),
+/* Writes t as a new record (its card flag set from the card's state,
+ * then encoded and sealed with pan into rec, REC_MAX_BYTES of scratch),
  * its index entry and an optional device binding in txn. put_flags: 0 or
  * MDB_APPEND. -TSW_E_EXISTS when the token is taken. */
-int put_rec(struct tsw_vault *v, MDB_txn *txn, uint64_t key, uint8_t *rec, size_t rec_len,
+int put_rec(struct tsw_vault *v, struct pan_crypto *c, MDB_txn *txn, uint64_t key,
+	    struct tsw_token *t, const char *pan, size_t pan_len,
 	    const uint8_t card_key[CARD_KEY_BYTES], const char *device_ref, unsigned put_flags,
-	    const char **ret_reason);
-/* Seals row's PAN into t (a copy of row->token with token digits set),
- * computes card key and card id. */
-int row_seal(struct pan_crypto *c, const struct tsw_vault_row *row, const uint8_t *nonce,
-	     struct tsw_token *t, uint8_t card_key[CARD_KEY_BYTES]);
+	    uint8_t *rec, const char **ret_reason);
+/* Sets t's token length, card key and card id from row's PAN. */
+int row_card(struct pan_crypto *c, const struct tsw_vault_row *row, struct tsw_token *t,
+	     uint8_t card_key[CARD_KEY_BYTES]);
+/* Encodes t and seals pan into it (out: REC_MAX_BYTES); *ret_len: size. */
+int encode_sealed(struct pan_crypto *c, const struct tsw_token *t, uint64_t key, const char *pan,
+		  size_t pan_len, const uint8_t *nonce, uint8_t *out, size_t *ret_len);
+/* Authenticates and decodes a stored record d (key: its token value),
+ * its PAN into pan (TSW_PAN_MAX_DIGITS; NULL: not wanted). */
+int read_rec(struct tsw_vault *v, struct pan_crypto *c, const MDB_val *d, uint64_t key,
+	     struct tsw_token *ret_token, char *pan, size_t *ret_pan_len);
 #define CARD_F_SUSPENDED 0x01
 /* The card's state flags (0 when the card has none). */
 int card_flags(struct tsw_vault *v, MDB_txn *txn, const uint8_t card_key[CARD_KEY_BYTES],

@@ -2,7 +2,9 @@
  *
  * File format (text, mode 0600 or stricter):
  *   # comment
- *   hmac <64 hex>          the PAN index key (HMAC-SHA-256)
+ *   hmac <64 hex>          the PAN index key (HMAC-SHA-256), id 1
+ *   hmac <id> <64 hex>     an index key of another id (tokvault rekey --index);
+ *                          the vault names the one its index is keyed by
  *   pan <id> <64 hex>      one AES-256-GCM PAN key per line; the highest id
  *                          encrypts new writes
  */
@@ -61,6 +63,14 @@ void keyring_kcv(const uint8_t key[KEY_BYTES], uint8_t out[KCV_BYTES])
 	OPENSSL_cleanse(md, sizeof(md));
 }
 
+int keyring_hmac_slot(const struct keyring *k, uint32_t id)
+{
+	for (uint32_t i = 0; i < k->n_hmac; i++)
+		if (k->hmac[i].id == id)
+			return (int)i;
+	return -TSW_E_NOT_FOUND;
+}
+
 int keyring_slot(const struct keyring *k, uint32_t id)
 {
 	uint32_t n = __atomic_load_n(&k->n_pan, __ATOMIC_ACQUIRE);
@@ -99,7 +109,6 @@ static int parse_hex_key(const char *s, size_t len, uint8_t out[KEY_BYTES])
 /* Parses the file text into a scratch ring (all or nothing). */
 static int parse_keys(char *text, struct keyring *k)
 {
-	bool have_hmac = false;
 	char *save = NULL;
 
 	memset(k, 0, sizeof(*k));
@@ -113,10 +122,17 @@ static int parse_keys(char *text, struct keyring *k)
 		for (char *w = strtok_r(line, " \t\r", &fs); w && nf < 4;
 		     w = strtok_r(NULL, " \t\r", &fs))
 			f[nf++] = w;
-		if (nf == 2 && strcmp(f[0], "hmac") == 0 && !have_hmac) {
-			if (parse_hex_key(f[1], strlen(f[1]), k->hmac_key) < 0)
+		if ((nf == 2 || nf == 3) && strcmp(f[0], "hmac") == 0) {
+			char *end = NULL;
+			unsigned long id = nf == 2 ? 1 : strtoul(f[1], &end, 10);
+
+			if ((end && *end) || id == 0 || id > UINT32_MAX ||
+			    k->n_hmac >= TSW_VAULT_INDEX_KEYS_MAX ||
+			    keyring_hmac_slot(k, (uint32_t)id) >= 0)
 				return -TSW_E_BAD_KEY;
-			have_hmac = true;
+			if (parse_hex_key(f[nf - 1], strlen(f[nf - 1]), k->hmac[k->n_hmac].key) < 0)
+				return -TSW_E_BAD_KEY;
+			k->hmac[k->n_hmac++].id = (uint32_t)id;
 		} else if (nf == 3 && strcmp(f[0], "pan") == 0) {
 			char *end = NULL;
 			unsigned long id = strtoul(f[1], &end, 10);
@@ -134,7 +150,7 @@ static int parse_keys(char *text, struct keyring *k)
 			return -TSW_E_BAD_KEY;
 		}
 	}
-	if (!have_hmac || k->n_pan == 0)
+	if (k->n_hmac == 0 || k->n_pan == 0)
 		return -TSW_E_BAD_KEY;
 	return 0;
 }
@@ -181,9 +197,37 @@ static void hex_key(const uint8_t key[KEY_BYTES], char *out)
 	out[2 * KEY_BYTES] = '\0';
 }
 
-/* Writes k to path: through a temp file renamed over it (replace) or with
- * O_EXCL (create). */
-static int write_key_file(const struct keyring *k, const char *path, bool replace)
+/* fsyncs the directory holding path, so a rename or create in it is
+ * durable (the file's own fsync does not cover its directory entry). */
+static int sync_dir_of(const char *path)
+{
+	char dir[4096];
+	const char *slash = strrchr(path, '/');
+	size_t n = slash ? (size_t)(slash - path) : 0;
+	int fd, r = 0;
+
+	if (n >= sizeof(dir))
+		return -ENAMETOOLONG;
+	if (slash && n == 0)
+		n = 1; /* "/file" */
+	memcpy(dir, slash ? path : ".", slash ? n : 1);
+	dir[slash ? n : 1] = '\0';
+	fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	if (fsync(fd) < 0)
+		r = -errno;
+	close(fd);
+	return r;
+}
+
+/* Writes k, less the PAN key skip_id and the index key skip_hmac (0:
+ * none), to path durably: a temp
+ * file written and fsynced, renamed over path, then the directory fsynced
+ * (replace); or created with O_EXCL, fsynced, directory fsynced. Once this
+ * returns 0 the new file survives a crash or power loss. */
+static int write_key_file(const struct keyring *k, const char *path, bool replace, uint32_t skip_id,
+			  uint32_t skip_hmac)
 {
 	char text[KEY_FILE_MAX_BYTES];
 	char hex[2 * KEY_BYTES + 1];
@@ -193,9 +237,19 @@ static int write_key_file(const struct keyring *k, const char *path, bool replac
 
 	len += (size_t)snprintf(text + len, sizeof(text) - len,
 				"# tokswitch vault keys: secret, keep mode 0600\n");
-	hex_key(k->hmac_key, hex);
-	len += (size_t)snprintf(text + len, sizeof(text) - len, "hmac %s\n", hex);
-	for (uint32_t i = 0; i < k->n_pan; i++) {
+	for (uint32_t i = 0; i < k->n_hmac && len < sizeof(text); i++) {
+		if (k->hmac[i].id == skip_hmac)
+			continue;
+		hex_key(k->hmac[i].key, hex);
+		if (k->hmac[i].id == 1) /* the form files had before index rekeys */
+			len += (size_t)snprintf(text + len, sizeof(text) - len, "hmac %s\n", hex);
+		else
+			len += (size_t)snprintf(text + len, sizeof(text) - len, "hmac %u %s\n",
+						k->hmac[i].id, hex);
+	}
+	for (uint32_t i = 0; i < k->n_pan && len < sizeof(text); i++) {
+		if (k->pan[i].id == skip_id)
+			continue;
 		hex_key(k->pan[i].key, hex);
 		len += (size_t)snprintf(text + len, sizeof(text) - len, "pan %u %s\n", k->pan[i].id,
 					hex);
@@ -231,7 +285,9 @@ static int write_key_file(const struct keyring *k, const char *path, bool replac
 	if (replace && rename(tmp, path) < 0) {
 		r = -errno;
 		unlink(tmp);
+		goto out_wipe;
 	}
+	r = sync_dir_of(path);
 out_wipe:
 	OPENSSL_cleanse(text, sizeof(text));
 	return r;
@@ -255,14 +311,16 @@ int keyring_load(const char *key_file, bool create, struct keyring **ret_keys, b
 	r = read_key_file(key_file, text, sizeof(text), &len);
 	if (r == -ENOENT && create) {
 		memset(k, 0, sizeof(*k));
-		if (fresh_key(k->hmac_key) < 0 || fresh_key(k->pan[0].key) < 0) {
+		if (fresh_key(k->hmac[0].key) < 0 || fresh_key(k->pan[0].key) < 0) {
 			r = -EIO;
 			goto out_free;
 		}
+		k->hmac[0].id = 1;
+		k->n_hmac = 1;
 		k->pan[0].id = 1;
 		k->n_pan = 1;
 		k->current = 0;
-		r = write_key_file(k, key_file, false);
+		r = write_key_file(k, key_file, false, 0, 0);
 		if (r < 0)
 			goto out_free;
 	} else if (r < 0) {
@@ -282,7 +340,7 @@ out_free:
 	return r == -ENOENT ? -TSW_E_BAD_KEY : r;
 }
 
-int keyring_reload(struct keyring *k, const char *key_file)
+int keyring_reload(struct keyring *k, const char *key_file, keyring_check_fn check, void *ctx)
 {
 	char text[KEY_FILE_MAX_BYTES];
 	size_t len = 0;
@@ -298,19 +356,31 @@ int keyring_reload(struct keyring *k, const char *key_file)
 	r = parse_keys(text, fresh);
 	if (r < 0)
 		goto out_free;
-	if (CRYPTO_memcmp(fresh->hmac_key, k->hmac_key, KEY_BYTES) != 0) {
-		r = -TSW_E_BAD_KEY;
-		goto out_free;
+	/* only PAN keys are taken: the index keys are tokvault's (an index
+	 * rekey is refused to a tokvault that started before it) */
+	/* all or nothing: every key the vault knows must match its check
+	 * value before any is used */
+	for (uint32_t i = 0, added = 0; i < fresh->n_pan; i++) {
+		int c;
+
+		if (keyring_slot(k, fresh->pan[i].id) >= 0)
+			continue;
+		c = check(ctx, fresh->pan[i].id, fresh->pan[i].key);
+		if (c < 0) {
+			r = c;
+			goto out_free;
+		}
+		if (c == 0 && k->n_pan + ++added > TSW_VAULT_KEYS_MAX) {
+			r = -TSW_E_FULL;
+			goto out_free;
+		}
 	}
 	for (uint32_t i = 0; i < fresh->n_pan; i++) {
 		uint32_t n = k->n_pan;
 
-		if (keyring_slot(k, fresh->pan[i].id) >= 0)
+		if (keyring_slot(k, fresh->pan[i].id) >= 0 ||
+		    check(ctx, fresh->pan[i].id, fresh->pan[i].key) != 0)
 			continue;
-		if (n >= TSW_VAULT_KEYS_MAX) {
-			r = -TSW_E_FULL;
-			goto out_free;
-		}
 		k->pan[n] = fresh->pan[i];
 		if (fresh->pan[i].id > k->pan[k->current].id)
 			__atomic_store_n(&k->current, n, __ATOMIC_RELEASE);
@@ -325,16 +395,22 @@ out_free:
 int keyring_add_key(struct keyring *k, const char *key_file, uint32_t *ret_id)
 {
 	uint32_t n = k->n_pan;
-	uint32_t id = k->pan[k->current].id + 1;
+	uint32_t id = 0;
 	int r;
 
 	if (n >= TSW_VAULT_KEYS_MAX)
 		return -TSW_E_FULL;
+	for (uint32_t i = 0; i < n; i++)
+		if (k->pan[i].id > id)
+			id = k->pan[i].id;
+	if (id == UINT32_MAX)
+		return -TSW_E_FULL;
+	id++;
 	if (fresh_key(k->pan[n].key) < 0)
 		return -EIO;
 	k->pan[n].id = id;
 	__atomic_store_n(&k->n_pan, n + 1, __ATOMIC_RELEASE); /* the slot is complete */
-	r = write_key_file(k, key_file, true);
+	r = write_key_file(k, key_file, true, 0, 0);
 	if (r < 0) {
 		__atomic_store_n(&k->n_pan, n, __ATOMIC_RELEASE);
 		OPENSSL_cleanse(&k->pan[n], sizeof(k->pan[n]));
@@ -342,5 +418,67 @@ int keyring_add_key(struct keyring *k, const char *key_file, uint32_t *ret_id)
 	}
 	__atomic_store_n(&k->current, n, __ATOMIC_RELEASE);
 	*ret_id = id;
+	return 0;
+}
+
+int keyring_remove_key(struct keyring *k, const char *key_file, uint32_t id)
+{
+	int slot = keyring_slot(k, id);
+
+	if (slot < 0)
+		return -TSW_E_NOT_FOUND;
+	if ((uint32_t)slot == __atomic_load_n(&k->current, __ATOMIC_ACQUIRE))
+		return -EBUSY;
+	/* the slot stays in memory (readers index slots without a lock);
+	 * only the file loses the key */
+	return write_key_file(k, key_file, true, id, 0);
+}
+
+int keyring_add_hmac(struct keyring *k, const char *key_file, uint32_t *ret_id)
+{
+	uint32_t n = k->n_hmac, id = 0;
+	int r;
+
+	if (n >= TSW_VAULT_INDEX_KEYS_MAX)
+		return -TSW_E_FULL;
+	for (uint32_t i = 0; i < n; i++)
+		if (k->hmac[i].id > id)
+			id = k->hmac[i].id;
+	if (id == UINT32_MAX)
+		return -TSW_E_FULL;
+	if (fresh_key(k->hmac[n].key) < 0)
+		return -EIO;
+	k->hmac[n].id = ++id;
+	k->n_hmac = n + 1;
+	r = write_key_file(k, key_file, true, 0, 0);
+	if (r < 0) {
+		k->n_hmac = n;
+		OPENSSL_cleanse(&k->hmac[n], sizeof(k->hmac[n]));
+		return r;
+	}
+	*ret_id = id;
+	return 0;
+}
+
+int keyring_remove_hmac(struct keyring *k, const char *key_file, uint32_t id)
+{
+	int slot = keyring_hmac_slot(k, id);
+	int r;
+
+	if (slot < 0)
+		return -TSW_E_NOT_FOUND;
+	if ((uint32_t)slot == k->hmac_current)
+		return -EBUSY;
+	r = write_key_file(k, key_file, true, 0, id);
+	if (r < 0)
+		return r;
+	/* out of memory too, so a later rewrite does not bring it back (only
+	 * tokvault's own ring ever changes its index keys) */
+	for (uint32_t i = (uint32_t)slot; i + 1 < k->n_hmac; i++)
+		k->hmac[i] = k->hmac[i + 1];
+	k->n_hmac--;
+	OPENSSL_cleanse(&k->hmac[k->n_hmac], sizeof(k->hmac[k->n_hmac]));
+	if (k->hmac_current > (uint32_t)slot)
+		k->hmac_current--;
 	return 0;
 }

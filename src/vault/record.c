@@ -1,7 +1,16 @@
-/* The on-disk token record (struct rec, version 1) and the token key:
- * a token's digits as one u64 (19 digits fit), the digit count kept in
- * the record, so the LMDB key is an 8-byte integer (MDB_INTEGERKEY). */
+/* The on-disk token record (struct rec) and the token key: a token's
+ * digits as one u64 (19 digits fit), the digit count kept in the record,
+ * so the LMDB key is an 8-byte integer (MDB_INTEGERKEY).
+ *
+ * A version 2 record is authenticated as a whole: the AES-GCM seal of its
+ * PAN takes as associated data the token digits and every byte of the
+ * record outside the nonce, ciphertext and tag (status, limits, domain,
+ * key id, merchants, the unused tail of the sealed field). Editing any
+ * byte, or moving the value to another token, makes the seal fail to
+ * open. Version 1 records (vault format 1) bound only the PAN to the
+ * token; they are read only by tokvault, to upgrade them. */
 #include <endian.h>
+#include <openssl/crypto.h>
 #include <stddef.h>
 #include <string.h>
 
@@ -112,7 +121,7 @@ int rec_check(const void *data, size_t size)
 {
 	const struct rec *r = data;
 
-	if (size < sizeof(*r) || r->version != REC_VERSION ||
+	if (size < sizeof(*r) || (r->version != REC_VERSION && r->version != REC_VERSION_1) ||
 	    r->n_merchants > TSW_TOKEN_MERCHANTS_MAX || size != rec_size(r) ||
 	    r->status >= TSW_TOKEN_STATUS_MAX || r->token_len < TSW_TOKEN_MIN_DIGITS ||
 	    r->token_len > TSW_TOKEN_MAX_DIGITS || r->sealed_len > TSW_SEALED_PAN_MAX ||
@@ -171,4 +180,81 @@ int rec_decode(const void *data, size_t size, uint64_t key, struct tsw_token *re
 	t->sealed_len = r->sealed_len;
 	t->atc_epoch = le32toh(r->atc_epoch);
 	return 0;
+}
+
+/* The associated data of r's seal: the token digits, then every byte
+ * before the sealed PAN and every byte after it (the sealed field's
+ * unused tail, the merchants). */
+static unsigned rec_aad(const struct rec *r, size_t size, const char *digits, struct aad out[3])
+{
+	size_t seal_off = offsetof(struct rec, sealed), end = seal_off + r->sealed_len;
+
+	out[0] = (struct aad){.ptr = digits, .len = r->token_len};
+	if (r->version == REC_VERSION_1)
+		return 1;
+	out[1] = (struct aad){.ptr = r, .len = seal_off};
+	out[2] = (struct aad){.ptr = (const uint8_t *)r + end, .len = size - end};
+	return 3;
+}
+
+int rec_seal(struct pan_crypto *c, uint8_t *rec, size_t size, uint64_t key, const char *pan,
+	     size_t pan_len, const uint8_t *nonce)
+{
+	struct rec *r = (struct rec *)rec;
+	char digits[TSW_TOKEN_MAX_DIGITS + 1];
+	struct aad aad[3];
+	uint32_t id = 0;
+	int slot = crypto_current_slot(c, &id);
+	unsigned n;
+
+	if (pan_len < 1 || pan_len > TSW_PAN_MAX_DIGITS || size != rec_size(r))
+		return -TSW_E_BAD_INPUT;
+	r->version = REC_VERSION;
+	r->key_id = htole32(id);
+	r->sealed_len = (uint8_t)(NONCE_BYTES + pan_len + TAG_BYTES);
+	memset(r->sealed, 0, sizeof(r->sealed));
+	token_digits(key, r->token_len, digits);
+	n = rec_aad(r, size, digits, aad);
+	return crypto_seal(c, slot, aad, n, pan, pan_len, nonce, r->sealed);
+}
+
+int rec_open(struct pan_crypto *c, const uint8_t *rec, size_t size, uint64_t key, bool allow_v1,
+	     char *out, size_t cap)
+{
+	const struct rec *r = (const struct rec *)rec;
+	char digits[TSW_TOKEN_MAX_DIGITS + 1];
+	char scratch[TSW_PAN_MAX_DIGITS];
+	struct aad aad[3];
+	unsigned n;
+	int len;
+
+	if (rec_check(rec, size) < 0)
+		return -TSW_E_CORRUPT;
+	if (r->version == REC_VERSION_1 && !allow_v1)
+		return -TSW_E_INTEGRITY; /* a downgraded record in an authenticated vault */
+	token_digits(key, r->token_len, digits);
+	n = rec_aad(r, size, digits, aad);
+	len = crypto_open(c, le32toh(r->key_id), aad, n, r->sealed, r->sealed_len,
+			  out ? out : scratch, out ? cap : sizeof(scratch));
+	if (!out)
+		OPENSSL_cleanse(scratch, sizeof(scratch));
+	return len;
+}
+
+int rec_set_flags(struct pan_crypto *c, uint8_t *rec, size_t size, uint64_t key, bool allow_v1,
+		  uint8_t flags)
+{
+	struct rec *r = (struct rec *)rec;
+	char pan[TSW_PAN_MAX_DIGITS];
+	int len, ret;
+
+	if (r->flags == flags && r->version == REC_VERSION)
+		return 0;
+	len = rec_open(c, rec, size, key, allow_v1, pan, sizeof(pan));
+	if (len < 0)
+		return len;
+	r->flags = flags;
+	ret = rec_seal(c, rec, size, key, pan, (size_t)len, NULL);
+	OPENSSL_cleanse(pan, sizeof(pan));
+	return ret;
 }

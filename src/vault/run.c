@@ -290,11 +290,16 @@ static int write_tokens(struct tsw_vault *v, struct run *run, struct stage *st, 
 	bool have_last = false, no_cards = false, had_prev = *have_prev;
 	size_t n_rejects = run->n_rejects;
 	unsigned long imported = 0;
+	struct pan_crypto crypto; /* contexts made only for a suspended card */
 	int r, rc;
 
 	r = mdb_to_errno(mdb_txn_begin(v->env, NULL, 0, &txn));
 	if (r < 0)
 		return r;
+	crypto_init(&crypto, v->keys);
+	r = index_guard(v, txn); /* the records' card ids and the index go together */
+	if (r < 0)
+		goto out_abort;
 	r = mdb_to_errno(mdb_cursor_open(txn, v->dbi_tokens, &cur));
 	if (r < 0)
 		goto out_abort;
@@ -329,8 +334,13 @@ static int write_tokens(struct tsw_vault *v, struct run *run, struct stage *st, 
 			r = card_flags(v, txn, p->card_key, &cflags);
 			if (r < 0)
 				goto out_abort;
+			/* the flag is authenticated: the record is sealed again */
 			if (cflags & CARD_F_SUSPENDED)
-				((struct rec *)rec)->flags |= REC_F_CARD_SUSPENDED;
+				r = rec_set_flags(&crypto, rec, p->rec_len, p->key, false,
+						  ((struct rec *)rec)->flags |
+						      REC_F_CARD_SUSPENDED);
+			if (r < 0)
+				goto out_abort;
 		}
 		if (had_prev && prev == p->key) {
 			rc = MDB_KEYEXIST; /* twice in this import */
@@ -374,6 +384,7 @@ static int write_tokens(struct tsw_vault *v, struct run *run, struct stage *st, 
 	r = mdb_to_errno(mdb_txn_commit(txn));
 	if (r < 0)
 		goto out_undo;
+	crypto_free(&crypto);
 	run->imported += imported;
 	run->chunks++;
 	*have_prev = had_prev;
@@ -383,6 +394,7 @@ out_abort:
 	mdb_cursor_close(cur);
 	mdb_txn_abort(txn);
 out_undo:
+	crypto_free(&crypto);
 	run->n_rejects = n_rejects;
 	return r;
 }
@@ -407,6 +419,9 @@ static int write_index(struct tsw_vault *v, struct run *run, unsigned from, unsi
 	r = mdb_to_errno(mdb_txn_begin(v->env, NULL, 0, &txn));
 	if (r < 0)
 		return r;
+	r = index_guard(v, txn);
+	if (r < 0)
+		goto out_abort;
 	r = mdb_to_errno(mdb_cursor_open(txn, v->dbi_index, &cur));
 	if (r < 0)
 		goto out_abort;

@@ -17,7 +17,11 @@
 #define META_GEN "gen"
 #define META_BINS "bins"
 #define META_KEY_CURRENT "key:current"
-#define META_KCV_HMAC "kcv:hmac"
+#define META_KCV_HMAC "kcv:hmac" /* index key 1 (the only one before index rekeys) */
+#define META_KCV_HMAC_ID "kcv:hmac:%u"
+#define META_INDEX_KEY "index:key"   /* u32: absent = 1 */
+#define META_INDEX_NEXT "index:next" /* u32: the key of a rebuild in progress */
+#define META_INDEX_DB "index:db"     /* u32: the live pair, absent = 0 */
 #define META_KCV_PAN "kcv:pan:%u"
 #define META_NAME_MAX 32
 #define VAULT_DIR_MODE 0700
@@ -134,21 +138,209 @@ int kcv_register(struct tsw_vault *v, MDB_txn *txn, uint32_t id, const uint8_t k
 	return meta_put(v, txn, META_KEY_CURRENT, &id, sizeof(id));
 }
 
-/* Every key the vault has a check value for must match; the vault's
- * current key must be in the file. */
-static int keys_verify(struct tsw_vault *v, MDB_txn *txn)
+int kcv_check(struct tsw_vault *v, MDB_txn *txn, uint32_t id, const uint8_t key[KEY_BYTES])
 {
+	char name[META_NAME_MAX];
 	uint8_t kcv[KCV_BYTES];
-	uint32_t current = 0;
 	MDB_val d;
 	int r;
 
-	r = meta_get(v, txn, META_KCV_HMAC, &d);
+	snprintf(name, sizeof(name), META_KCV_PAN, id);
+	r = meta_get(v, txn, name, &d);
+	if (r == -TSW_E_NOT_FOUND)
+		return 1; /* a key the vault never used */
 	if (r < 0)
-		return r == -TSW_E_NOT_FOUND ? -TSW_E_CORRUPT : r;
-	keyring_kcv(v->keys->hmac_key, kcv);
+		return r;
+	keyring_kcv(key, kcv);
 	if (d.mv_size != KCV_BYTES || CRYPTO_memcmp(d.mv_data, kcv, KCV_BYTES) != 0)
 		return -TSW_E_BAD_KEY;
+	return 0;
+}
+
+int kcv_forget(struct tsw_vault *v, MDB_txn *txn, uint32_t id)
+{
+	char name[META_NAME_MAX];
+	MDB_val k = {.mv_data = name};
+	int rc;
+
+	snprintf(name, sizeof(name), META_KCV_PAN, id);
+	k.mv_size = strlen(name);
+	rc = mdb_del(txn, v->dbi_meta, &k, NULL);
+	return rc == MDB_NOTFOUND ? 0 : mdb_to_errno(rc);
+}
+
+int meta_set_format(struct tsw_vault *v, MDB_txn *txn, uint32_t format)
+{
+	return meta_put(v, txn, META_FORMAT, &format, sizeof(format));
+}
+
+/* keyring_check_fn for a reload: against the check values in txn */
+struct reload_check {
+	struct tsw_vault *v;
+	MDB_txn *txn;
+};
+
+static int reload_check(void *ctx, uint32_t id, const uint8_t key[KEY_BYTES])
+{
+	struct reload_check *rc = ctx;
+
+	return kcv_check(rc->v, rc->txn, id, key);
+}
+
+static void index_kcv_name(uint32_t id, char name[META_NAME_MAX])
+{
+	if (id == 1)
+		snprintf(name, META_NAME_MAX, "%s", META_KCV_HMAC);
+	else
+		snprintf(name, META_NAME_MAX, META_KCV_HMAC_ID, id);
+}
+
+int index_kcv_register(struct tsw_vault *v, MDB_txn *txn, uint32_t id, const uint8_t key[KEY_BYTES])
+{
+	char name[META_NAME_MAX];
+	uint8_t kcv[KCV_BYTES];
+
+	index_kcv_name(id, name);
+	keyring_kcv(key, kcv);
+	return meta_put(v, txn, name, kcv, sizeof(kcv));
+}
+
+int index_kcv_check(struct tsw_vault *v, MDB_txn *txn, uint32_t id, const uint8_t key[KEY_BYTES])
+{
+	char name[META_NAME_MAX];
+	uint8_t kcv[KCV_BYTES];
+	MDB_val d;
+	int r;
+
+	index_kcv_name(id, name);
+	r = meta_get(v, txn, name, &d);
+	if (r == -TSW_E_NOT_FOUND)
+		return 1;
+	if (r < 0)
+		return r;
+	keyring_kcv(key, kcv);
+	if (d.mv_size != KCV_BYTES || CRYPTO_memcmp(d.mv_data, kcv, KCV_BYTES) != 0)
+		return -TSW_E_BAD_KEY;
+	return 0;
+}
+
+int index_kcv_forget(struct tsw_vault *v, MDB_txn *txn, uint32_t id)
+{
+	char name[META_NAME_MAX];
+	MDB_val k = {.mv_data = name};
+	int rc;
+
+	index_kcv_name(id, name);
+	k.mv_size = strlen(name);
+	rc = mdb_del(txn, v->dbi_meta, &k, NULL);
+	return rc == MDB_NOTFOUND ? 0 : mdb_to_errno(rc);
+}
+
+static int meta_get_u32_or(struct tsw_vault *v, MDB_txn *txn, const char *name, uint32_t dflt,
+			   uint32_t *ret)
+{
+	int r = meta_get_u32(v, txn, name, ret);
+
+	if (r == -TSW_E_NOT_FOUND) {
+		*ret = dflt;
+		return 0;
+	}
+	return r;
+}
+
+int index_state_get(struct tsw_vault *v, MDB_txn *txn, struct index_state *ret)
+{
+	struct index_state st;
+	int r = meta_get_u32_or(v, txn, META_INDEX_KEY, 1, &st.key_id);
+
+	if (r == 0)
+		r = meta_get_u32_or(v, txn, META_INDEX_NEXT, 0, &st.next_id);
+	if (r == 0)
+		r = meta_get_u32_or(v, txn, META_INDEX_DB, 0, &st.db);
+	if (r == 0 && st.db > 1)
+		r = -TSW_E_CORRUPT;
+	if (r == 0)
+		*ret = st;
+	return r;
+}
+
+int index_state_put(struct tsw_vault *v, MDB_txn *txn, const struct index_state *st)
+{
+	int r = meta_put(v, txn, META_INDEX_KEY, &st->key_id, sizeof(st->key_id));
+
+	if (r == 0)
+		r = meta_put(v, txn, META_INDEX_DB, &st->db, sizeof(st->db));
+	if (r == 0 && st->next_id)
+		r = meta_put(v, txn, META_INDEX_NEXT, &st->next_id, sizeof(st->next_id));
+	if (r == 0 && !st->next_id) {
+		MDB_val k = {.mv_size = strlen(META_INDEX_NEXT),
+			     .mv_data = (void *)META_INDEX_NEXT};
+		int rc = mdb_del(txn, v->dbi_meta, &k, NULL);
+
+		r = rc == MDB_NOTFOUND ? 0 : mdb_to_errno(rc);
+	}
+	return r;
+}
+
+int index_guard(struct tsw_vault *v, MDB_txn *txn)
+{
+	struct index_state st;
+	int r = index_state_get(v, txn, &st);
+
+	if (r < 0)
+		return r;
+	if (st.next_id || st.key_id != v->index_key_id || st.db != v->index_db)
+		return -EBUSY;
+	return 0;
+}
+
+int index_pair_open(struct tsw_vault *v, MDB_txn *txn, uint32_t p)
+{
+	int rc = mdb_dbi_open(txn, p ? "index2" : "index",
+			      MDB_CREATE | MDB_DUPSORT | MDB_DUPFIXED | MDB_INTEGERDUP,
+			      &v->pair_index[p]);
+
+	if (rc == 0)
+		rc = mdb_dbi_open(txn, p ? "cards2" : "cards", MDB_CREATE, &v->pair_cards[p]);
+	if (rc == 0)
+		v->has_pair[p] = true;
+	return mdb_to_errno(rc);
+}
+
+/* Every key the vault has a check value for must match; the vault's
+ * current key and index key must be in the file. Sets the key ring's
+ * current index key and the live index pair. */
+static int keys_verify(struct tsw_vault *v, MDB_txn *txn)
+{
+	struct index_state ist;
+	uint8_t kcv[KCV_BYTES];
+	uint32_t current = 0;
+	int slot = -1;
+	MDB_val d;
+	int r;
+
+	r = index_state_get(v, txn, &ist);
+	if (r < 0)
+		return r;
+	for (uint32_t i = 0; i < v->keys->n_hmac; i++) {
+		r = index_kcv_check(v, txn, v->keys->hmac[i].id, v->keys->hmac[i].key);
+		if (r < 0)
+			return r;
+		if (v->keys->hmac[i].id == ist.key_id) {
+			if (r == 1)
+				return -TSW_E_CORRUPT; /* the vault's own index key has none */
+			slot = (int)i;
+		}
+	}
+	if (slot < 0)
+		return -TSW_E_BAD_KEY;
+	if (!v->has_pair[ist.db])
+		return -TSW_E_CORRUPT;
+	v->keys->hmac_current = (uint32_t)slot;
+	v->index_key_id = ist.key_id;
+	v->index_db = ist.db;
+	v->dbi_index = v->pair_index[ist.db];
+	v->dbi_cards = v->pair_cards[ist.db];
 	for (uint32_t i = 0; i < v->keys->n_pan; i++) {
 		char name[META_NAME_MAX];
 
@@ -173,15 +365,13 @@ static int keys_verify(struct tsw_vault *v, MDB_txn *txn)
 static int meta_init(struct tsw_vault *v, MDB_txn *txn)
 {
 	uint32_t format = VAULT_FORMAT;
-	uint8_t kcv[KCV_BYTES];
 	uint32_t slot = v->keys->current;
 	int r;
 
 	r = meta_put(v, txn, META_FORMAT, &format, sizeof(format));
 	if (r < 0)
 		return r;
-	keyring_kcv(v->keys->hmac_key, kcv);
-	r = meta_put(v, txn, META_KCV_HMAC, kcv, sizeof(kcv));
+	r = index_kcv_register(v, txn, v->keys->hmac[0].id, v->keys->hmac[0].key);
 	if (r < 0)
 		return r;
 	r = kcv_register(v, txn, v->keys->pan[slot].id, v->keys->pan[slot].key);
@@ -236,11 +426,23 @@ static int vault_refresh(struct tsw_vault *v, MDB_txn *txn, uint64_t gen)
 	b->older = __atomic_load_n(&v->bins, __ATOMIC_ACQUIRE);
 	__atomic_store_n(&v->bins, b, __ATOMIC_RELEASE);
 	{
+		struct reload_check rc = {.v = v, .txn = txn};
 		uint32_t current = 0;
 
+		/* a key file that fails the check values is refused whole: the
+		 * keys in use stay, and records under the new key read as
+		 * failing authentication until it is fixed (the next metadata
+		 * change or a restart tries again); the caller learns it from
+		 * tsw_vault_take_key_error */
 		if (meta_get_u32(v, txn, META_KEY_CURRENT, &current) == 0 &&
-		    keyring_slot(v->keys, current) < 0)
-			(void)keyring_reload(v->keys, v->key_file); /* decrypt reports a miss */
+		    keyring_slot(v->keys, current) < 0) {
+			int kr = keyring_reload(v->keys, v->key_file, reload_check, &rc);
+
+			if (kr == 0 && keyring_slot(v->keys, current) < 0)
+				kr = -TSW_E_BAD_KEY; /* the file lacks the current key */
+			if (kr < 0)
+				__atomic_store_n(&v->key_error, kr, __ATOMIC_RELEASE);
+		}
 	}
 	__atomic_store_n(&v->meta_gen, gen, __ATOMIC_RELEASE);
 out_unlock:
@@ -258,15 +460,28 @@ static int open_dbis(struct tsw_vault *v, MDB_txn *txn, bool create)
 		rc = mdb_dbi_open(txn, "tokens", c | MDB_INTEGERKEY, &v->dbi_tokens);
 	if (rc == 0)
 		rc = mdb_dbi_open(txn, "index", c | MDB_DUPSORT | MDB_DUPFIXED | MDB_INTEGERDUP,
-				  &v->dbi_index);
+				  &v->pair_index[0]);
 	if (rc == 0)
-		rc = mdb_dbi_open(txn, "cards", c, &v->dbi_cards);
+		rc = mdb_dbi_open(txn, "cards", c, &v->pair_cards[0]);
 	if (rc == 0)
 		rc =
 		    mdb_dbi_open(txn, "devices", c | MDB_INTEGERKEY | MDB_DUPSORT, &v->dbi_devices);
 	if (rc == MDB_NOTFOUND || rc == MDB_INCOMPATIBLE)
 		return -TSW_E_CORRUPT;
-	return mdb_to_errno(rc);
+	if (rc)
+		return mdb_to_errno(rc);
+	v->has_pair[0] = true;
+	/* the second pair exists once an index rekey made it */
+	rc = mdb_dbi_open(txn, "index2", MDB_DUPSORT | MDB_DUPFIXED | MDB_INTEGERDUP,
+			  &v->pair_index[1]);
+	if (rc == 0)
+		rc = mdb_dbi_open(txn, "cards2", 0, &v->pair_cards[1]);
+	if (rc == MDB_NOTFOUND)
+		return 0;
+	if (rc)
+		return rc == MDB_INCOMPATIBLE ? -TSW_E_CORRUPT : mdb_to_errno(rc);
+	v->has_pair[1] = true;
+	return 0;
 }
 
 static int env_setup(struct tsw_vault *v, const char *dir, bool create)
@@ -323,10 +538,15 @@ static int env_setup(struct tsw_vault *v, const char *dir, bool create)
 		r = -TSW_E_VERSION;
 		goto out_abort;
 	}
-	if (format != VAULT_FORMAT) {
+	if (format == VAULT_FORMAT_1 && !(v->flags & TSW_VAULT_FORMAT1_OK)) {
+		r = -TSW_E_NEEDS_UPGRADE;
+		goto out_abort;
+	}
+	if (format != VAULT_FORMAT && format != VAULT_FORMAT_1) {
 		r = -TSW_E_CORRUPT;
 		goto out_abort;
 	}
+	v->format = format;
 	r = keys_verify(v, txn);
 	if (r < 0)
 		goto out_abort;
@@ -609,12 +829,29 @@ void tsw_vault_reader_reset(struct tsw_vault_reader *r)
 	r->active = false;
 }
 
+int tsw_vault_take_key_error(struct tsw_vault *v)
+{
+	if (__atomic_load_n(&v->key_error, __ATOMIC_ACQUIRE) == 0)
+		return 0;
+	return __atomic_exchange_n(&v->key_error, 0, __ATOMIC_ACQ_REL);
+}
+
+void vault_set_format(struct tsw_vault *v, uint32_t format)
+{
+	__atomic_store_n(&v->format, format, __ATOMIC_RELEASE);
+}
+
+bool vault_format1(const struct tsw_vault *v)
+{
+	return __atomic_load_n(&v->format, __ATOMIC_ACQUIRE) == VAULT_FORMAT_1;
+}
+
 int tsw_vault_lookup(struct tsw_vault_reader *r, const char *token, size_t len,
 		     struct tsw_token *ret_token)
 {
 	uint64_t key;
 	MDB_val k = {.mv_size = sizeof(key), .mv_data = &key}, d;
-	int rc;
+	int rc, n;
 
 	if (!r->active)
 		return -EINVAL;
@@ -628,14 +865,53 @@ int tsw_vault_lookup(struct tsw_vault_reader *r, const char *token, size_t len,
 		__builtin_prefetch((const char *)d.mv_data + off);
 	if (d.mv_size >= sizeof(struct rec) && ((const struct rec *)d.mv_data)->token_len != len)
 		return -TSW_E_NOT_FOUND; /* same value, other digit count */
+	/* nothing of a record is used before all of it is authenticated */
+	n = rec_open(&r->crypto, d.mv_data, d.mv_size, key, vault_format1(r->v), NULL, 0);
+	if (n < 0)
+		return n == -TSW_E_NOT_FOUND ? -TSW_E_INTEGRITY : n;
 	return rec_decode(d.mv_data, d.mv_size, key, ret_token);
+}
+
+int tsw_vault_authenticated(struct tsw_vault_reader *r, const char *token, size_t len)
+{
+	uint64_t key;
+	MDB_val k = {.mv_size = sizeof(key), .mv_data = &key}, d;
+	int rc, n;
+
+	if (!r->active)
+		return -EINVAL;
+	if (token_key(token, len, &key) < 0)
+		return -TSW_E_NOT_FOUND;
+	rc = mdb_get(r->txn, r->v->dbi_tokens, &k, &d);
+	if (rc)
+		return mdb_to_errno(rc);
+	n = rec_open(&r->crypto, d.mv_data, d.mv_size, key, vault_format1(r->v), NULL, 0);
+	if (n < 0)
+		return n;
+	return ((const struct rec *)d.mv_data)->version == REC_VERSION;
 }
 
 int tsw_vault_decrypt_pan(struct tsw_vault_reader *r, const struct tsw_token *t, char *out,
 			  size_t cap)
 {
-	return crypto_open(&r->crypto, t->key_id, t->token, t->token_len, t->sealed_pan,
-			   t->sealed_len, out, cap);
+	uint8_t rec[REC_MAX_BYTES];
+	uint64_t key;
+	size_t size;
+	int n;
+
+	if (token_key(t->token, t->token_len, &key) < 0 ||
+	    t->n_merchants > TSW_TOKEN_MERCHANTS_MAX || t->sealed_len > TSW_SEALED_PAN_MAX)
+		return -TSW_E_INTEGRITY;
+	/* the record as stored: decode and encode are inverse for every
+	 * record the vault wrote, so its seal opens only for the fields the
+	 * lookup authenticated */
+	size = rec_encode(t, rec);
+	n = rec_open(&r->crypto, rec, size, key, false, out, cap);
+	if (n == -TSW_E_INTEGRITY && vault_format1(r->v)) {
+		((struct rec *)rec)->version = REC_VERSION_1;
+		n = rec_open(&r->crypto, rec, size, key, true, out, cap);
+	}
+	return n;
 }
 
 int tsw_vault_device_bound(struct tsw_vault_reader *r, const char *token, size_t token_len,

@@ -120,20 +120,28 @@ static uint64_t card_id_of(const uint8_t card_key[CARD_KEY_BYTES])
 	return id;
 }
 
-int row_seal(struct pan_crypto *c, const struct tsw_vault_row *row, const uint8_t *nonce,
-	     struct tsw_token *t, uint8_t card_key[CARD_KEY_BYTES])
+int row_card(struct pan_crypto *c, const struct tsw_vault_row *row, struct tsw_token *t,
+	     uint8_t card_key[CARD_KEY_BYTES])
 {
 	int r;
 
 	t->token_len = (uint8_t)strnlen(t->token, sizeof(t->token));
-	r = crypto_seal(c, t->token, t->token_len, row->pan, row->pan_len, nonce, t->sealed_pan,
-			&t->sealed_len, &t->key_id);
-	if (r < 0)
-		return r;
 	r = crypto_card_key(c, row->pan, row->pan_len, card_key);
 	if (r < 0)
 		return r;
 	t->card_id = card_id_of(card_key);
+	return 0;
+}
+
+int encode_sealed(struct pan_crypto *c, const struct tsw_token *t, uint64_t key, const char *pan,
+		  size_t pan_len, const uint8_t *nonce, uint8_t *out, size_t *ret_len)
+{
+	size_t len = rec_encode(t, out);
+	int r = rec_seal(c, out, len, key, pan, pan_len, nonce);
+
+	if (r < 0)
+		return r;
+	*ret_len = len;
 	return 0;
 }
 
@@ -153,24 +161,28 @@ int card_flags(struct tsw_vault *v, MDB_txn *txn, const uint8_t card_key[CARD_KE
 	return 0;
 }
 
-int put_rec(struct tsw_vault *v, MDB_txn *txn, uint64_t key, uint8_t *rec, size_t rec_len,
+int put_rec(struct tsw_vault *v, struct pan_crypto *c, MDB_txn *txn, uint64_t key,
+	    struct tsw_token *t, const char *pan, size_t pan_len,
 	    const uint8_t card_key[CARD_KEY_BYTES], const char *device_ref, unsigned put_flags,
-	    const char **ret_reason)
+	    uint8_t *rec, const char **ret_reason)
 {
 	MDB_val k = {.mv_size = sizeof(key), .mv_data = &key};
-	MDB_val d = {.mv_size = rec_len, .mv_data = rec};
+	MDB_val d = {.mv_size = 0, .mv_data = rec};
 	MDB_val ck = {.mv_size = CARD_KEY_BYTES, .mv_data = (void *)card_key};
-	struct rec *r = (struct rec *)rec;
 	uint8_t cflags = 0;
 	int rc, err;
 
+	err = index_guard(v, txn);
+	if (err < 0)
+		return err;
+	/* the card's state is part of what the seal authenticates */
 	err = card_flags(v, txn, card_key, &cflags);
 	if (err < 0)
 		return err;
-	if (cflags & CARD_F_SUSPENDED)
-		r->flags |= REC_F_CARD_SUSPENDED;
-	else
-		r->flags &= (uint8_t)~REC_F_CARD_SUSPENDED;
+	t->card_suspended = (cflags & CARD_F_SUSPENDED) != 0;
+	err = encode_sealed(c, t, key, pan, pan_len, NULL, rec, &d.mv_size);
+	if (err < 0)
+		return err;
 	rc = mdb_put(txn, v->dbi_tokens, &k, &d, MDB_NOOVERWRITE | put_flags);
 	if (rc == MDB_KEYEXIST) {
 		*ret_reason = "token already in the vault";
@@ -193,8 +205,25 @@ int put_rec(struct tsw_vault *v, MDB_txn *txn, uint64_t key, uint8_t *rec, size_
 	return 0;
 }
 
-static int get_token(struct tsw_vault *v, MDB_txn *txn, const char *token, size_t len,
-		     uint64_t *ret_key, struct tsw_token *ret_token)
+/* A stored record, authenticated, decoded, and its PAN (pan NULL: not
+ * wanted). A record failing authentication is -TSW_E_INTEGRITY: no verb
+ * seals an edited record again, which would make the edit authentic. */
+int read_rec(struct tsw_vault *v, struct pan_crypto *c, const MDB_val *d, uint64_t key,
+	     struct tsw_token *ret_token, char *pan, size_t *ret_pan_len)
+{
+	int n = rec_open(c, d->mv_data, d->mv_size, key, vault_format1(v), pan,
+			 pan ? TSW_PAN_MAX_DIGITS : 0);
+
+	if (n < 0)
+		return n == -TSW_E_NOT_FOUND ? -TSW_E_INTEGRITY : n;
+	if (ret_pan_len)
+		*ret_pan_len = (size_t)n;
+	return rec_decode(d->mv_data, d->mv_size, key, ret_token);
+}
+
+static int get_token(struct tsw_vault *v, struct pan_crypto *c, MDB_txn *txn, const char *token,
+		     size_t len, uint64_t *ret_key, struct tsw_token *ret_token, char *pan,
+		     size_t *ret_pan_len)
 {
 	uint64_t key;
 	MDB_val k = {.mv_size = sizeof(key), .mv_data = &key}, d;
@@ -208,27 +237,42 @@ static int get_token(struct tsw_vault *v, MDB_txn *txn, const char *token, size_
 	if (d.mv_size >= sizeof(struct rec) && ((const struct rec *)d.mv_data)->token_len != len)
 		return -TSW_E_NOT_FOUND;
 	*ret_key = key;
-	return rec_decode(d.mv_data, d.mv_size, key, ret_token);
+	return read_rec(v, c, &d, key, ret_token, pan, ret_pan_len);
 }
 
-static int rewrite_token(struct tsw_vault *v, MDB_txn *txn, uint64_t key, const struct tsw_token *t)
+/* Writes t back over its record, sealing pan again (fresh nonce, current
+ * key): every change is authenticated as the record's new content. */
+static int rewrite_token(struct tsw_vault *v, struct pan_crypto *c, MDB_txn *txn, uint64_t key,
+			 const struct tsw_token *t, const char *pan, size_t pan_len)
 {
 	uint8_t buf[REC_MAX_BYTES];
 	MDB_val k = {.mv_size = sizeof(key), .mv_data = &key};
-	MDB_val d = {.mv_size = rec_encode(t, buf), .mv_data = buf};
+	MDB_val d = {.mv_size = 0, .mv_data = buf};
+	int r = encode_sealed(c, t, key, pan, pan_len, NULL, buf, &d.mv_size);
 
-	return mdb_to_errno(mdb_put(txn, v->dbi_tokens, &k, &d, 0));
+	if (r == 0)
+		r = mdb_to_errno(mdb_put(txn, v->dbi_tokens, &k, &d, 0));
+	OPENSSL_cleanse(buf, sizeof(buf));
+	return r;
 }
 
 int link_original(struct tsw_vault *v, MDB_txn *txn, struct tsw_token *t, const char **ret_reason)
 {
 	struct tsw_token o;
+	struct pan_crypto c;
 	uint64_t okey;
 	int r;
 
 	if (!t->original_token[0])
 		return 0;
-	r = get_token(v, txn, t->original_token, strlen(t->original_token), &okey, &o);
+	crypto_init(&c, v->keys);
+	r = get_token(v, &c, txn, t->original_token, strlen(t->original_token), &okey, &o, NULL,
+		      NULL);
+	crypto_free(&c);
+	if (r == -TSW_E_INTEGRITY) {
+		*ret_reason = "original_token: its record fails authentication";
+		return r;
+	}
 	if (r < 0) {
 		*ret_reason = "original_token: not in the vault";
 		return r;
@@ -255,48 +299,63 @@ static int commit_or_abort(MDB_txn *txn, int r)
 	return mdb_to_errno(mdb_txn_commit(txn));
 }
 
+/* What a single-token verb changes in its record. */
+enum token_edit { EDIT_STATUS, EDIT_ATC_EPOCH };
+
+/* Reads token's record (authenticated), applies the edit, seals it again. */
+static int edit_token(struct tsw_vault *v, const char *token, size_t len, enum token_edit edit,
+		      uint8_t status, struct tsw_token *ret_old, struct tsw_token *ret_new)
+{
+	char pan[TSW_PAN_MAX_DIGITS];
+	struct tsw_token t;
+	struct pan_crypto c;
+	size_t pan_len = 0;
+	uint64_t key;
+	MDB_txn *txn;
+	int r;
+
+	r = begin_write(v, &txn);
+	if (r < 0)
+		return r;
+	crypto_init(&c, v->keys);
+	r = get_token(v, &c, txn, token, len, &key, &t, pan, &pan_len);
+	if (r < 0)
+		goto out;
+	*ret_old = t;
+	if (edit == EDIT_STATUS)
+		t.status = status;
+	else
+		t.atc_epoch++;
+	r = rewrite_token(v, &c, txn, key, &t, pan, pan_len);
+	if (r == 0)
+		*ret_new = t;
+out:
+	OPENSSL_cleanse(pan, sizeof(pan));
+	crypto_free(&c);
+	return commit_or_abort(txn, r);
+}
+
 int tsw_vault_set_status(struct tsw_vault *v, const char *token, size_t len,
 			 enum tsw_token_status status, enum tsw_token_status *ret_old)
 {
-	struct tsw_token t;
-	uint64_t key;
-	MDB_txn *txn;
-	uint8_t old;
+	struct tsw_token old, now;
 	int r;
 
 	if ((unsigned)status >= TSW_TOKEN_STATUS_MAX)
 		return -TSW_E_BAD_INPUT;
-	r = begin_write(v, &txn);
-	if (r < 0)
-		return r;
-	r = get_token(v, txn, token, len, &key, &t);
-	if (r < 0)
-		return commit_or_abort(txn, r);
-	old = t.status;
-	t.status = (uint8_t)status;
-	r = commit_or_abort(txn, rewrite_token(v, txn, key, &t));
+	r = edit_token(v, token, len, EDIT_STATUS, (uint8_t)status, &old, &now);
 	if (r == 0 && ret_old)
-		*ret_old = (enum tsw_token_status)old;
+		*ret_old = (enum tsw_token_status)old.status;
 	return r;
 }
 
 int tsw_vault_repersonalize(struct tsw_vault *v, const char *token, size_t len, uint32_t *ret_epoch)
 {
-	struct tsw_token t;
-	uint64_t key;
-	MDB_txn *txn;
-	int r;
+	struct tsw_token old, now;
+	int r = edit_token(v, token, len, EDIT_ATC_EPOCH, 0, &old, &now);
 
-	r = begin_write(v, &txn);
-	if (r < 0)
-		return r;
-	r = get_token(v, txn, token, len, &key, &t);
-	if (r < 0)
-		return commit_or_abort(txn, r);
-	t.atc_epoch++;
-	r = commit_or_abort(txn, rewrite_token(v, txn, key, &t));
 	if (r == 0 && ret_epoch)
-		*ret_epoch = t.atc_epoch;
+		*ret_epoch = now.atc_epoch;
 	return r;
 }
 
@@ -313,6 +372,7 @@ int tsw_vault_bind_device(struct tsw_vault *v, const char *token, size_t len, co
 	MDB_val k = {.mv_size = sizeof(key), .mv_data = &key};
 	MDB_val d = {.mv_size = ref_len, .mv_data = (void *)ref};
 	MDB_cursor *cur = NULL;
+	struct pan_crypto c;
 	size_t count = 0;
 	MDB_txn *txn;
 	int r, rc;
@@ -323,7 +383,9 @@ int tsw_vault_bind_device(struct tsw_vault *v, const char *token, size_t len, co
 	r = begin_write(v, &txn);
 	if (r < 0)
 		return r;
-	r = get_token(v, txn, token, len, &key, &t);
+	crypto_init(&c, v->keys);
+	r = get_token(v, &c, txn, token, len, &key, &t, NULL, NULL);
+	crypto_free(&c);
 	if (r < 0)
 		goto out;
 	r = mdb_to_errno(mdb_cursor_open(txn, v->dbi_devices, &cur));
@@ -352,6 +414,7 @@ int tsw_vault_unbind_device(struct tsw_vault *v, const char *token, size_t len, 
 	uint64_t key;
 	MDB_val k = {.mv_size = sizeof(key), .mv_data = &key};
 	MDB_val d = {.mv_size = ref_len, .mv_data = (void *)ref};
+	struct pan_crypto c;
 	MDB_txn *txn;
 	int r;
 
@@ -361,7 +424,9 @@ int tsw_vault_unbind_device(struct tsw_vault *v, const char *token, size_t len, 
 	r = begin_write(v, &txn);
 	if (r < 0)
 		return r;
-	r = get_token(v, txn, token, len, &key, &t);
+	crypto_init(&c, v->keys);
+	r = get_token(v, &c, txn, token, len, &key, &t, NULL, NULL);
+	crypto_free(&c);
 	if (r == 0)
 		r = mdb_to_errno(mdb_del(txn, v->dbi_devices, &k, &d));
 	return commit_or_abort(txn, r);
@@ -412,14 +477,15 @@ out:
 	return r;
 }
 
-static int get_by_key(struct tsw_vault *v, MDB_txn *txn, uint64_t key, struct tsw_token *ret)
+static int get_by_key(struct tsw_vault *v, struct pan_crypto *c, MDB_txn *txn, uint64_t key,
+		      struct tsw_token *ret, char *pan, size_t *ret_pan_len)
 {
 	MDB_val k = {.mv_size = sizeof(key), .mv_data = &key}, d;
 	int rc = mdb_get(txn, v->dbi_tokens, &k, &d);
 
 	if (rc)
 		return rc == MDB_NOTFOUND ? -TSW_E_CORRUPT : mdb_to_errno(rc);
-	return rec_decode(d.mv_data, d.mv_size, key, ret);
+	return read_rec(v, c, &d, key, ret, pan, ret_pan_len);
 }
 
 static int pan_ok(const char *pan, size_t len)
@@ -447,29 +513,35 @@ int tsw_vault_set_card_suspended(struct tsw_vault *v, const char *pan, size_t pa
 		return r;
 	crypto_init(&c, v->keys);
 	r = crypto_card_key(&c, pan, pan_len, card_key);
-	crypto_free(&c);
 	if (r < 0)
-		return r;
+		goto out_crypto;
 	r = begin_write(v, &txn);
 	if (r < 0)
-		return r;
-	r = card_tokens(v, txn, card_key, &keys, &n);
+		goto out_crypto;
+	r = index_guard(v, txn);
+	if (r == 0)
+		r = card_tokens(v, txn, card_key, &keys, &n);
 	if (r < 0)
 		goto out;
 	r = mdb_to_errno(mdb_put(txn, v->dbi_cards, &k, &d, 0));
 	for (size_t i = 0; r == 0 && i < n; i++) {
+		char tpan[TSW_PAN_MAX_DIGITS];
 		struct tsw_token t;
+		size_t tlen = 0;
 
-		r = get_by_key(v, txn, keys[i], &t);
-		if (r < 0)
-			break;
-		t.card_suspended = suspended;
-		r = rewrite_token(v, txn, keys[i], &t);
+		r = get_by_key(v, &c, txn, keys[i], &t, tpan, &tlen);
+		if (r == 0) {
+			t.card_suspended = suspended;
+			r = rewrite_token(v, &c, txn, keys[i], &t, tpan, tlen);
+		}
+		OPENSSL_cleanse(tpan, sizeof(tpan));
 	}
 out:
 	free(keys);
-	OPENSSL_cleanse(card_key, sizeof(card_key));
 	r = commit_or_abort(txn, r);
+out_crypto:
+	OPENSSL_cleanse(card_key, sizeof(card_key));
+	crypto_free(&c);
 	if (r == 0 && ret_tokens)
 		*ret_tokens = n;
 	return r;
@@ -480,7 +552,6 @@ int tsw_vault_update_pan(struct tsw_vault *v, const char *old_pan, size_t old_le
 			 size_t *ret_tokens)
 {
 	uint8_t old_key[CARD_KEY_BYTES], new_key[CARD_KEY_BYTES];
-	struct tsw_vault_row row;
 	struct pan_crypto c;
 	uint64_t *keys = NULL;
 	uint8_t cflags = 0;
@@ -492,9 +563,6 @@ int tsw_vault_update_pan(struct tsw_vault *v, const char *old_pan, size_t old_le
 	    !tsw_luhn_valid(new_pan, new_len) || !new_expiry || !yymm_valid(new_expiry))
 		return -TSW_E_BAD_INPUT;
 	crypto_init(&c, v->keys);
-	memset(&row, 0, sizeof(row));
-	memcpy(row.pan, new_pan, new_len);
-	row.pan_len = (uint8_t)new_len;
 	r = crypto_card_key(&c, old_pan, old_len, old_key);
 	if (r == 0)
 		r = crypto_card_key(&c, new_pan, new_len, new_key);
@@ -503,23 +571,22 @@ int tsw_vault_update_pan(struct tsw_vault *v, const char *old_pan, size_t old_le
 	r = begin_write(v, &txn);
 	if (r < 0)
 		goto out_wipe;
-	r = card_tokens(v, txn, old_key, &keys, &n);
+	r = index_guard(v, txn);
+	if (r == 0)
+		r = card_tokens(v, txn, old_key, &keys, &n);
 	if (r == 0)
 		r = card_flags(v, txn, new_key, &cflags);
 	for (size_t i = 0; r == 0 && i < n; i++) {
 		struct tsw_token t;
-		uint8_t ck[CARD_KEY_BYTES];
 
-		r = get_by_key(v, txn, keys[i], &t);
+		r = get_by_key(v, &c, txn, keys[i], &t, NULL, NULL);
 		if (r < 0)
 			break;
-		r = row_seal(&c, &row, NULL, &t, ck);
-		if (r < 0)
-			break;
+		t.card_id = card_id_of(new_key);
 		memcpy(t.pan_expiry, new_expiry, 4);
 		t.pan_expiry[4] = '\0';
 		t.card_suspended = (cflags & CARD_F_SUSPENDED) != 0;
-		r = rewrite_token(v, txn, keys[i], &t);
+		r = rewrite_token(v, &c, txn, keys[i], &t, new_pan, new_len);
 	}
 	if (r == 0 && memcmp(old_key, new_key, CARD_KEY_BYTES) != 0) {
 		MDB_val k = {.mv_size = CARD_KEY_BYTES, .mv_data = old_key};
@@ -537,7 +604,6 @@ int tsw_vault_update_pan(struct tsw_vault *v, const char *old_pan, size_t old_le
 		*ret_tokens = n;
 out_wipe:
 	free(keys);
-	OPENSSL_cleanse(&row, sizeof(row));
 	OPENSSL_cleanse(old_key, sizeof(old_key));
 	OPENSSL_cleanse(new_key, sizeof(new_key));
 	crypto_free(&c);
@@ -592,18 +658,12 @@ int tsw_vault_provision(struct tsw_vault *v, const struct tsw_vault_row *row, co
 	if (w.token.original_token[0] && w.pan_len == 0) {
 		struct tsw_token o;
 		uint64_t okey;
-		int n;
+		size_t n = 0;
 
-		r = get_token(v, txn, w.token.original_token, strlen(w.token.original_token), &okey,
-			      &o);
+		r = get_token(v, &c, txn, w.token.original_token, strlen(w.token.original_token),
+			      &okey, &o, w.pan, &n);
 		if (r < 0)
 			goto out_abort;
-		n = crypto_open(&c, o.key_id, o.token, o.token_len, o.sealed_pan, o.sealed_len,
-				w.pan, sizeof(w.pan) - 1);
-		if (n < 0) {
-			r = n;
-			goto out_abort;
-		}
 		w.pan_len = (uint8_t)n;
 		if (!w.token.pan_expiry[0])
 			memcpy(w.token.pan_expiry, o.pan_expiry, sizeof(o.pan_expiry));
@@ -626,11 +686,11 @@ int tsw_vault_provision(struct tsw_vault *v, const struct tsw_vault_row *row, co
 	if (r == 0)
 		r = link_original(v, txn, &w.token, &reason);
 	if (r == 0)
-		r = row_seal(&c, &w, NULL, &w.token, card_key);
+		r = row_card(&c, &w, &w.token, card_key);
 	if (r < 0)
 		goto out_abort;
 	w.token.atc_epoch = 0;
-	r = put_rec(v, txn, key, rec, rec_encode(&w.token, rec), card_key, w.device_ref, 0,
+	r = put_rec(v, &c, txn, key, &w.token, w.pan, w.pan_len, card_key, w.device_ref, 0, rec,
 		    &reason);
 	if (r < 0)
 		goto out_abort;
@@ -651,6 +711,7 @@ int tsw_vault_stats(struct tsw_vault *v, struct tsw_vault_stats *ret_stats)
 {
 	struct tsw_vault_stats s;
 	const struct bin_set *b = __atomic_load_n(&v->bins, __ATOMIC_ACQUIRE);
+	struct pan_crypto c;
 	MDB_cursor *cur = NULL;
 	MDB_val k, d;
 	MDB_envinfo info;
@@ -668,9 +729,11 @@ int tsw_vault_stats(struct tsw_vault *v, struct tsw_vault_stats *ret_stats)
 	r = meta_get_u32(v, txn, "key:current", &s.current_key_id);
 	if (r < 0)
 		goto out;
+	crypto_init(&c, v->keys);
 	r = mdb_to_errno(mdb_cursor_open(txn, v->dbi_tokens, &cur));
 	while (r == 0 && (rc = mdb_cursor_get(cur, &k, &d, MDB_NEXT)) == 0) {
 		const struct rec *rec = d.mv_data;
+		uint64_t key;
 		int slot;
 
 		if (rec_check(d.mv_data, d.mv_size) < 0) {
@@ -678,6 +741,11 @@ int tsw_vault_stats(struct tsw_vault *v, struct tsw_vault_stats *ret_stats)
 			break;
 		}
 		s.tokens++;
+		memcpy(&key, k.mv_data, sizeof(key));
+		if (rec->version == REC_VERSION_1)
+			s.unauthenticated++;
+		if (rec_open(&c, d.mv_data, d.mv_size, key, vault_format1(v), NULL, 0) < 0)
+			s.integrity_failures++;
 		s.by_status[rec->status]++;
 		if (rec->flags & REC_F_CARD_SUSPENDED)
 			s.card_suspended_tokens++;
@@ -687,6 +755,7 @@ int tsw_vault_stats(struct tsw_vault *v, struct tsw_vault_stats *ret_stats)
 	}
 	mdb_cursor_close(cur);
 	cur = NULL;
+	crypto_free(&c);
 	if (r < 0)
 		goto out;
 	r = mdb_to_errno(mdb_cursor_open(txn, v->dbi_index, &cur));
@@ -716,32 +785,85 @@ out:
 	return r;
 }
 
-int tsw_vault_rekey(struct tsw_vault *v, uint32_t *ret_key_id, uint64_t *ret_records)
+/* Phase one of a new key: the key durable in the key file (temp, fsync,
+ * rename, directory fsync) before the vault names it current, in the same
+ * write transaction, so no record can be sealed under a key a crash could
+ * lose. A key left in the file by a rekey killed between the two (newer
+ * than the vault's current one, never registered) is taken instead of a
+ * fresh one. */
+static int new_key(struct tsw_vault *v, const struct tsw_vault_reseal_opts *o, uint32_t *ret_id)
 {
-	struct pan_crypto c;
-	uint64_t done = 0, next = 0;
-	uint32_t id = 0;
-	MDB_txn *txn = NULL;
-	bool more = true;
-	int slot, r;
+	uint32_t current = 0, id = 0;
+	MDB_txn *txn;
+	int slot = -1, r;
 
 	r = begin_write(v, &txn);
 	if (r < 0)
 		return r;
-	r = keyring_add_key(v->keys, v->key_file, &id);
+	r = meta_get_u32(v, txn, "key:current", &current);
 	if (r < 0)
 		return commit_or_abort(txn, r);
-	slot = keyring_slot(v->keys, id);
+	for (uint32_t i = 0; i < v->keys->n_pan; i++)
+		if (v->keys->pan[i].id > current &&
+		    kcv_check(v, txn, v->keys->pan[i].id, v->keys->pan[i].key) == 1 &&
+		    v->keys->pan[i].id > id) {
+			id = v->keys->pan[i].id;
+			slot = (int)i;
+		}
+	if (slot < 0) {
+		r = keyring_add_key(v->keys, v->key_file, &id);
+		if (r < 0)
+			return commit_or_abort(txn, r);
+		slot = keyring_slot(v->keys, id);
+	} else {
+		__atomic_store_n(&v->keys->current, (uint32_t)slot, __ATOMIC_RELEASE);
+	}
+	if (o->progress)
+		o->progress(o->ctx, TSW_VAULT_STEP_KEY_FILE, 0);
 	r = kcv_register(v, txn, id, v->keys->pan[slot].key);
 	if (r == 0)
 		r = meta_bump_gen(v, txn);
 	r = commit_or_abort(txn, r);
 	if (r < 0)
 		return r;
+	if (o->progress)
+		o->progress(o->ctx, TSW_VAULT_STEP_KEY_CURRENT, 0);
+	*ret_id = id;
+	return 0;
+}
+
+/* Does the reseal want this record sealed again? */
+static bool reseal_wanted(const struct rec *r, enum tsw_vault_reseal mode, uint32_t key_id)
+{
+	if (r->version != REC_VERSION)
+		return true;
+	return mode != TSW_VAULT_RESEAL_UPGRADE && le32toh(r->key_id) != key_id;
+}
+
+/* Phase two: every wanted record sealed again under the current key,
+ * chunk_rows per transaction. Each commit is durable, and no key is taken
+ * out of the key file here, so a crash at any point leaves every record
+ * readable (under its old key or the new one); running again finishes.
+ * A record failing authentication is left as it is and counted. On a
+ * format 1 vault the last chunk marks it format 2. */
+static int reseal_records(struct tsw_vault *v, const struct tsw_vault_reseal_opts *o,
+			  struct tsw_vault_reseal_result *res)
+{
+	unsigned chunk = o->chunk_rows ? o->chunk_rows : TSW_VAULT_REKEY_CHUNK_ROWS;
+	struct pan_crypto c;
+	uint64_t next = 0;
+	uint32_t id = 0;
+	bool more = true;
+	int r = 0;
+
 	crypto_init(&c, v->keys);
+	crypto_current_slot(&c, &id);
+	res->key_id = id;
 	while (more && r == 0) {
 		MDB_cursor *cur = NULL;
 		MDB_val k = {.mv_size = sizeof(next), .mv_data = &next}, d;
+		MDB_txn *txn;
+		uint64_t sealed = 0, failed = 0;
 		unsigned n = 0;
 		int rc;
 
@@ -750,37 +872,346 @@ int tsw_vault_rekey(struct tsw_vault *v, uint32_t *ret_key_id, uint64_t *ret_rec
 			break;
 		r = mdb_to_errno(mdb_cursor_open(txn, v->dbi_tokens, &cur));
 		rc = r == 0 ? mdb_cursor_get(cur, &k, &d, MDB_SET_RANGE) : 0;
-		for (; r == 0 && rc == 0 && n < TSW_VAULT_REKEY_CHUNK_ROWS;
-		     rc = mdb_cursor_get(cur, &k, &d, MDB_NEXT)) {
+		for (; r == 0 && rc == 0 && n < chunk; rc = mdb_cursor_get(cur, &k, &d, MDB_NEXT)) {
+			char pan[TSW_PAN_MAX_DIGITS];
+			uint8_t buf[REC_MAX_BYTES];
 			struct tsw_token t;
-			struct tsw_vault_row row;
-			uint8_t ck[CARD_KEY_BYTES];
+			size_t pan_len = 0, len = 0;
 			uint64_t key;
-			int pl;
 
 			memcpy(&key, k.mv_data, sizeof(key));
-			r = rec_decode(d.mv_data, d.mv_size, key, &t);
-			if (r < 0 || t.key_id == id)
-				continue;
-			memset(&row, 0, sizeof(row));
-			pl = crypto_open(&c, t.key_id, t.token, t.token_len, t.sealed_pan,
-					 t.sealed_len, row.pan, sizeof(row.pan) - 1);
-			if (pl < 0) {
-				r = pl;
-				break;
-			}
-			row.pan_len = (uint8_t)pl;
-			r = row_seal(&c, &row, NULL, &t, ck);
-			OPENSSL_cleanse(&row, sizeof(row));
-			if (r == 0) {
-				uint8_t buf[REC_MAX_BYTES];
-				MDB_val nd = {.mv_size = rec_encode(&t, buf), .mv_data = buf};
-
-				/* same PAN length: same size, so MDB_CURRENT */
-				r = mdb_to_errno(mdb_cursor_put(cur, &k, &nd, MDB_CURRENT));
-			}
-			n++;
 			next = key + 1;
+			if (rec_check(d.mv_data, d.mv_size) < 0 ||
+			    !reseal_wanted(d.mv_data, o->mode, id))
+				continue;
+			n++;
+			r = read_rec(v, &c, &d, key, &t, pan, &pan_len);
+			if (r == -TSW_E_INTEGRITY) {
+				failed++;
+				r = 0;
+				continue;
+			}
+			if (r == 0)
+				r = encode_sealed(&c, &t, key, pan, pan_len, NULL, buf, &len);
+			OPENSSL_cleanse(pan, sizeof(pan));
+			if (r == 0) {
+				MDB_val nd = {.mv_size = len, .mv_data = buf};
+
+				/* same fields, same PAN: same size, so MDB_CURRENT */
+				r = mdb_to_errno(mdb_cursor_put(cur, &k, &nd, MDB_CURRENT));
+				sealed++;
+			}
+			OPENSSL_cleanse(buf, sizeof(buf));
+		}
+		if (r == 0 && rc == MDB_NOTFOUND)
+			more = false;
+		else if (r == 0 && rc != 0)
+			r = mdb_to_errno(rc);
+		mdb_cursor_close(cur);
+		if (r == 0 && !more && vault_format1(v)) {
+			r = meta_set_format(v, txn, VAULT_FORMAT);
+			if (r == 0)
+				r = meta_bump_gen(v, txn);
+		}
+		r = commit_or_abort(txn, r);
+		if (r < 0)
+			break;
+		if (!more && vault_format1(v))
+			vault_set_format(v, VAULT_FORMAT);
+		res->records += sealed;
+		res->failed += failed;
+		if (o->progress)
+			o->progress(o->ctx, TSW_VAULT_STEP_CHUNK, res->records);
+	}
+	crypto_free(&c);
+	return r;
+}
+
+int tsw_vault_reseal(struct tsw_vault *v, const struct tsw_vault_reseal_opts *o,
+		     struct tsw_vault_reseal_result *ret_result)
+{
+	struct tsw_vault_reseal_result res = {0};
+	int r = 0;
+
+	if (v->flags & TSW_VAULT_RDONLY)
+		return -EROFS;
+	if ((unsigned)o->mode >= TSW_VAULT_RESEAL_MAX)
+		return -EINVAL;
+	if (o->mode == TSW_VAULT_RESEAL_NEW_KEY)
+		r = new_key(v, o, &res.key_id);
+	if (r == 0)
+		r = reseal_records(v, o, &res);
+	if (r < 0)
+		return r;
+	if (o->progress)
+		o->progress(o->ctx, TSW_VAULT_STEP_DONE, res.records);
+	if (ret_result)
+		*ret_result = res;
+	return 0;
+}
+
+int tsw_vault_rekey(struct tsw_vault *v, uint32_t *ret_key_id, uint64_t *ret_records)
+{
+	struct tsw_vault_reseal_opts o = {.mode = TSW_VAULT_RESEAL_NEW_KEY};
+	struct tsw_vault_reseal_result res;
+	int r = tsw_vault_reseal(v, &o, &res);
+
+	if (r < 0)
+		return r;
+	if (ret_key_id)
+		*ret_key_id = res.key_id;
+	if (ret_records)
+		*ret_records = res.records;
+	return 0;
+}
+
+int tsw_vault_upgrade(struct tsw_vault *v, uint64_t *ret_records)
+{
+	struct tsw_vault_reseal_opts o = {.mode = TSW_VAULT_RESEAL_UPGRADE};
+	struct tsw_vault_reseal_result res;
+	int r = tsw_vault_reseal(v, &o, &res);
+
+	if (r == 0 && ret_records)
+		*ret_records = res.records;
+	return r;
+}
+
+int tsw_vault_retire_key(struct tsw_vault *v, uint32_t id, uint64_t *ret_records)
+{
+	MDB_cursor *cur = NULL;
+	uint32_t current = 0;
+	uint64_t users = 0;
+	MDB_val k, d;
+	MDB_txn *txn;
+	int r, rc;
+
+	if (keyring_slot(v->keys, id) < 0)
+		return -TSW_E_NOT_FOUND;
+	/* the write transaction holds the writer lock: no record can be
+	 * sealed under id between the count and the key file's rewrite
+	 * (new writes use the current key, which is never retired) */
+	r = begin_write(v, &txn);
+	if (r < 0)
+		return r;
+	r = meta_get_u32(v, txn, "key:current", &current);
+	if (r == 0 && current == id)
+		r = -EBUSY;
+	if (r == 0)
+		r = mdb_to_errno(mdb_cursor_open(txn, v->dbi_tokens, &cur));
+	while (r == 0 && (rc = mdb_cursor_get(cur, &k, &d, MDB_NEXT)) == 0)
+		/* the stored key id, authenticated or not: an edited record
+		 * keeps its key as well */
+		if (d.mv_size >= sizeof(struct rec) &&
+		    le32toh(((const struct rec *)d.mv_data)->key_id) == id)
+			users++;
+	mdb_cursor_close(cur);
+	if (r == 0 && users)
+		r = -EBUSY;
+	if (r == 0)
+		r = keyring_remove_key(v->keys, v->key_file, id);
+	if (r == 0)
+		r = kcv_forget(v, txn, id);
+	if (r == 0)
+		r = meta_bump_gen(v, txn);
+	r = commit_or_abort(txn, r);
+	if (ret_records)
+		*ret_records = users;
+	return r;
+}
+
+/* Index rekey, phase one: the new index key durable in the key file, then
+ * (one transaction) the vault's "rebuild in progress" mark naming it, and
+ * the other index pair made and emptied. Index keys that are neither the
+ * live one nor the one of a rebuild (left by a crash after an earlier
+ * switch) are taken out of the file first. A run after a crash resumes
+ * the rebuild of the key already marked, from the start. */
+static int index_begin(struct tsw_vault *v, const struct tsw_vault_reseal_opts *o,
+		       struct index_state *ret_st, int *ret_new_slot)
+{
+	struct keyring *k = v->keys;
+	struct index_state st;
+	uint32_t p;
+	MDB_txn *txn;
+	int slot, r;
+
+	r = begin_write(v, &txn);
+	if (r < 0)
+		return r;
+	r = index_state_get(v, txn, &st);
+	for (uint32_t i = 0; r == 0 && i < k->n_hmac;) {
+		uint32_t id = k->hmac[i].id;
+
+		if (id == st.key_id || id == st.next_id) {
+			i++;
+			continue;
+		}
+		r = index_kcv_forget(v, txn, id);
+		if (r == 0)
+			r = keyring_remove_hmac(k, v->key_file, id);
+	}
+	if (r == 0 && !st.next_id)
+		r = keyring_add_hmac(k, v->key_file, &st.next_id);
+	if (r < 0)
+		return commit_or_abort(txn, r);
+	slot = keyring_hmac_slot(k, st.next_id);
+	if (slot < 0 || index_kcv_check(v, txn, st.next_id, k->hmac[slot].key) < 0)
+		return commit_or_abort(txn, -TSW_E_BAD_KEY); /* the file lacks, or changed, it */
+	if (o->progress)
+		o->progress(o->ctx, TSW_VAULT_STEP_KEY_FILE, 0);
+	p = 1 - st.db;
+	r = index_kcv_register(v, txn, st.next_id, k->hmac[slot].key);
+	if (r == 0)
+		r = index_state_put(v, txn, &st);
+	if (r == 0)
+		r = index_pair_open(v, txn, p);
+	if (r == 0)
+		r = mdb_to_errno(mdb_drop(txn, v->pair_index[p], 0));
+	if (r == 0)
+		r = mdb_to_errno(mdb_drop(txn, v->pair_cards[p], 0));
+	if (r == 0)
+		r = meta_bump_gen(v, txn);
+	r = commit_or_abort(txn, r);
+	if (r < 0)
+		return r;
+	if (o->progress)
+		o->progress(o->ctx, TSW_VAULT_STEP_KEY_CURRENT, 0);
+	*ret_st = st;
+	*ret_new_slot = slot;
+	return 0;
+}
+
+/* One record's part of the rebuild: its entry in the new index, its
+ * card's state copied over, and the record sealed again with the new
+ * card id. */
+static int index_one(struct tsw_vault *v, struct pan_crypto *c_old, struct pan_crypto *c_new,
+		     MDB_txn *txn, MDB_cursor *cur, MDB_val *k, const MDB_val *d, uint64_t key,
+		     uint32_t p, uint32_t live)
+{
+	uint8_t old_ck[CARD_KEY_BYTES], new_ck[CARD_KEY_BYTES], buf[REC_MAX_BYTES];
+	char pan[TSW_PAN_MAX_DIGITS];
+	struct tsw_token t;
+	size_t pan_len = 0, len = 0;
+	MDB_val ck = {.mv_size = CARD_KEY_BYTES, .mv_data = old_ck}, cd;
+	MDB_val tk = {.mv_size = sizeof(key), .mv_data = &key};
+	int r, rc;
+
+	r = read_rec(v, c_new, d, key, &t, pan, &pan_len);
+	if (r == 0)
+		r = crypto_card_key(c_old, pan, pan_len, old_ck);
+	if (r == 0)
+		r = crypto_card_key(c_new, pan, pan_len, new_ck);
+	if (r < 0)
+		goto out_wipe;
+	rc = mdb_get(txn, v->pair_cards[live], &ck, &cd);
+	ck.mv_data = new_ck;
+	if (rc == 0)
+		r = mdb_to_errno(mdb_put(txn, v->pair_cards[p], &ck, &cd, 0));
+	else if (rc != MDB_NOTFOUND)
+		r = mdb_to_errno(rc);
+	if (r == 0)
+		r = mdb_to_errno(mdb_put(txn, v->pair_index[p], &ck, &tk, 0));
+	if (r < 0)
+		goto out_wipe;
+	t.card_id = card_id_of(new_ck);
+	r = encode_sealed(c_new, &t, key, pan, pan_len, NULL, buf, &len);
+	if (r == 0) {
+		MDB_val nd = {.mv_size = len, .mv_data = buf};
+
+		r = mdb_to_errno(mdb_cursor_put(cur, k, &nd, MDB_CURRENT));
+	}
+out_wipe:
+	OPENSSL_cleanse(pan, sizeof(pan));
+	OPENSSL_cleanse(buf, sizeof(buf));
+	OPENSSL_cleanse(old_ck, sizeof(old_ck));
+	OPENSSL_cleanse(new_ck, sizeof(new_ck));
+	return r;
+}
+
+/* Phase three: the switch to the new pair and key in one transaction,
+ * then the old pair emptied and the old key taken out of the file (a
+ * crash before that leaves an unused key and pair, cleaned by the next
+ * index rekey). */
+static int index_switch(struct tsw_vault *v, struct index_state st, int new_slot)
+{
+	uint32_t old_db = st.db, old_id = st.key_id;
+	MDB_txn *txn;
+	int r;
+
+	r = begin_write(v, &txn);
+	if (r < 0)
+		return r;
+	st.db = 1 - old_db;
+	st.key_id = st.next_id;
+	st.next_id = 0;
+	r = index_state_put(v, txn, &st);
+	if (r == 0)
+		r = meta_bump_gen(v, txn);
+	r = commit_or_abort(txn, r);
+	if (r < 0)
+		return r;
+	v->index_db = st.db;
+	v->index_key_id = st.key_id;
+	v->dbi_index = v->pair_index[st.db];
+	v->dbi_cards = v->pair_cards[st.db];
+	v->keys->hmac_current = (uint32_t)new_slot;
+	r = begin_write(v, &txn);
+	if (r < 0)
+		return r;
+	r = mdb_to_errno(mdb_drop(txn, v->pair_index[old_db], 0));
+	if (r == 0)
+		r = mdb_to_errno(mdb_drop(txn, v->pair_cards[old_db], 0));
+	if (r == 0)
+		r = index_kcv_forget(v, txn, old_id);
+	if (r == 0)
+		r = keyring_remove_hmac(v->keys, v->key_file, old_id);
+	return commit_or_abort(txn, r);
+}
+
+int tsw_vault_rekey_index(struct tsw_vault *v, const struct tsw_vault_reseal_opts *o,
+			  struct tsw_vault_reseal_result *ret_result)
+{
+	unsigned chunk = o->chunk_rows ? o->chunk_rows : TSW_VAULT_REKEY_CHUNK_ROWS;
+	struct tsw_vault_reseal_result res = {0};
+	struct pan_crypto c_old, c_new;
+	struct index_state st;
+	uint64_t next = 0;
+	bool more = true;
+	int new_slot = -1, r;
+
+	if (v->flags & TSW_VAULT_RDONLY)
+		return -EROFS;
+	r = index_begin(v, o, &st, &new_slot);
+	if (r < 0)
+		return r;
+	crypto_init(&c_old, v->keys);
+	crypto_init(&c_new, v->keys);
+	c_new.hmac_slot = new_slot;
+	while (more && r == 0) {
+		MDB_cursor *cur = NULL;
+		MDB_val k = {.mv_size = sizeof(next), .mv_data = &next}, d;
+		uint64_t done = 0, failed = 0;
+		MDB_txn *txn;
+		unsigned n = 0;
+		int rc;
+
+		r = begin_write(v, &txn);
+		if (r < 0)
+			break;
+		r = mdb_to_errno(mdb_cursor_open(txn, v->dbi_tokens, &cur));
+		rc = r == 0 ? mdb_cursor_get(cur, &k, &d, MDB_SET_RANGE) : 0;
+		for (; r == 0 && rc == 0 && n < chunk; rc = mdb_cursor_get(cur, &k, &d, MDB_NEXT)) {
+			uint64_t key;
+
+			memcpy(&key, k.mv_data, sizeof(key));
+			next = key + 1;
+			n++;
+			r = index_one(v, &c_old, &c_new, txn, cur, &k, &d, key, 1 - st.db, st.db);
+			if (r == -TSW_E_INTEGRITY || r == -TSW_E_CORRUPT) {
+				failed++; /* not indexed: card verbs do not reach it */
+				r = 0;
+			} else if (r == 0) {
+				done++;
+			}
 		}
 		if (r == 0 && rc == MDB_NOTFOUND)
 			more = false;
@@ -788,14 +1219,23 @@ int tsw_vault_rekey(struct tsw_vault *v, uint32_t *ret_key_id, uint64_t *ret_rec
 			r = mdb_to_errno(rc);
 		mdb_cursor_close(cur);
 		r = commit_or_abort(txn, r);
-		done += n;
+		if (r < 0)
+			break;
+		res.records += done;
+		res.failed += failed;
+		if (o->progress)
+			o->progress(o->ctx, TSW_VAULT_STEP_CHUNK, res.records);
 	}
-	crypto_free(&c);
+	crypto_free(&c_old);
+	crypto_free(&c_new);
+	if (r == 0)
+		r = index_switch(v, st, new_slot);
 	if (r < 0)
 		return r;
-	if (ret_key_id)
-		*ret_key_id = id;
-	if (ret_records)
-		*ret_records = done;
+	if (o->progress)
+		o->progress(o->ctx, TSW_VAULT_STEP_DONE, res.records);
+	res.key_id = st.next_id;
+	if (ret_result)
+		*ret_result = res;
 	return 0;
 }

@@ -49,6 +49,8 @@ TOKENS = {
     "uses": dict(n=10, max_uses="1"),
     "live": dict(n=11),
     "live2": dict(n=12),
+    # its TRID marks its record in data.mdb for the tampering test
+    "tamper": dict(n=13, status="suspended", trid="40010099991"),
 }
 for name, t in TOKENS.items():
     t["token"] = _tok(t["n"])
@@ -635,6 +637,59 @@ def test_token_suspended_while_running_declined_next():
         tokvault("resume", tok)
         _, f = e.ask(c, auth(tok))
         assert_eq(f[39], b"00", "after tokvault resume")
+
+
+# offsets in the vault record (src/vault/internal.h struct rec)
+REC_STATUS, REC_TRID = 1, 18
+
+
+def _status_bytes(path, marker):
+    """Offsets of the status byte of every copy of the record marked by
+    its TRID (LMDB leaves older copies in free pages: edit them all)."""
+    with open(path, "rb") as fh:
+        data = fh.read()
+    out, at = [], data.find(marker)
+    while at >= 0:
+        out.append(at - REC_TRID + REC_STATUS)
+        at = data.find(marker, at + 1)
+    assert out, "the record's TRID is in data.mdb"
+    for o in out:
+        assert_eq(data[o], 1, "the record's status byte (suspended)")
+    return out
+
+
+def _poke(path, offsets, value):
+    with open(path, "r+b") as fh:
+        for o in offsets:
+            fh.seek(o)
+            fh.write(bytes([value]))
+
+
+def test_edited_vault_record_declined_96_vault_integrity():
+    """Whoever can write data.mdb sets a suspended token's status to active
+    in place: the switch refuses the record instead of approving it."""
+    tok = TOKENS["tamper"]["token"]
+    path = os.path.join(VAULT, "data.mdb")
+    at = _status_bytes(path, b"40010099991")
+    with Env() as e:
+        c = e.conn()
+        _, f = e.ask(c, auth(tok))
+        assert_eq((f[39], f.get(44)), (b"62", b"TOKEN_SUSPENDED"), "before the edit")
+        try:
+            _poke(path, at, 0)
+            _, f = e.ask(c, auth(tok))
+            assert_eq((f[39], f.get(44)), (b"96", b"VAULT_INTEGRITY"), "after the edit")
+        finally:
+            _poke(path, at, 1)
+        assert_eq(len(e.issuer.requests), 0, "nothing reached the issuer")
+        assert_eq(e.sw.metric("tsw_vault_integrity_failures_total"), 1.0, "metric")
+        assert_eq(e.sw.metric('tsw_declines_total{reason="VAULT_INTEGRITY"}'), 1.0, "declines")
+        # logged by the worker after its loop iteration, maybe after the answer
+        T.wait_for(lambda: "event=vault_integrity" in e.sw.log(), 5.0, "a vault_integrity line")
+        line = [ln for ln in e.sw.log().splitlines() if "event=vault_integrity" in ln][0]
+        assert "token=400000******" in line, line
+        _, f = e.ask(c, auth(tok))
+        assert_eq((f[39], f.get(44)), (b"62", b"TOKEN_SUSPENDED"), "restored")
 
 
 def test_max_connections_refused_others_unaffected():

@@ -40,6 +40,12 @@ static const char *g_verb;
 static int fail(int err, const char *what)
 {
 	fprintf(stderr, "tokvault: %s: %s: %s\n", g_verb, what, tsw_strerror(err));
+	if (err == -EBUSY) /* the index guard (src/vault): card-level writes wait */
+		fprintf(stderr,
+			"tokvault: %s: an index rekey is in progress, or finished since this "
+			"tokvault started: finish it (tokvault rekey --index), then run "
+			"this again\n",
+			g_verb);
 	return EXIT_FAILURE;
 }
 
@@ -400,10 +406,20 @@ static int run_show(struct tsw_vault *v, int argc, char **argv)
 		r = tsw_vault_reader_renew(rd);
 	if (r == 0)
 		r = tsw_vault_lookup(rd, token, strlen(token), &t);
+	if (r == -TSW_E_INTEGRITY) {
+		/* none of its fields can be trusted, so none is shown */
+		tsw_vault_reader_close(rd);
+		printf("token=%s\nintegrity=FAILED: the record fails authentication (edited or "
+		       "damaged in data.mdb, or sealed under a key the key file lacks): the switch "
+		       "declines it 96 VAULT_INTEGRITY; restore the vault from a backup\n",
+		       mask(token, m));
+		return EXIT_FAILURE;
+	}
 	if (r < 0) {
 		tsw_vault_reader_close(rd);
 		return fail(r, "token");
 	}
+	r = tsw_vault_authenticated(rd, token, strlen(token));
 	n = tsw_vault_decrypt_pan(rd, &t, pan, sizeof(pan) - 1);
 	if (n >= 0) {
 		pan[n] = '\0';
@@ -412,6 +428,10 @@ static int run_show(struct tsw_vault *v, int argc, char **argv)
 	} else {
 		snprintf(m, sizeof(m), "(%s)", tsw_strerror(n));
 	}
+	printf("integrity=%s\n", r == 1 ? "ok"
+				 : r == 0
+				     ? "unauthenticated (a format 1 record: run tokvault upgrade)"
+				     : tsw_strerror(r));
 	printf("token=%s\nstatus=%s\ncard_suspended=%u\npan=%s\npan_expiry=%s\n"
 	       "token_expiry=%s\ntrid=%s\nassurance_level=%u\ntoken_ref=%s\npar=%s\n",
 	       t.token, status_name(t.status), t.card_suspended, m, t.pan_expiry, t.token_expiry,
@@ -584,6 +604,8 @@ static int run_stats(struct tsw_vault *v, int argc, char **argv)
 	       (unsigned long long)s.by_status[TSW_TOKEN_DELETED],
 	       (unsigned long long)s.card_suspended_tokens, (unsigned long long)s.cards,
 	       (unsigned long long)s.suspended_cards, (unsigned long long)s.device_bindings);
+	printf("unauthenticated=%llu integrity_failures=%llu\n",
+	       (unsigned long long)s.unauthenticated, (unsigned long long)s.integrity_failures);
 	printf("current_key_id=%u keys_locked=%s map_used_bytes=%llu\n", s.current_key_id,
 	       s.keys_locked ? "yes" : "no", (unsigned long long)s.map_used_bytes);
 	for (unsigned i = 0; i < s.n_keys; i++)
@@ -593,19 +615,150 @@ static int run_stats(struct tsw_vault *v, int argc, char **argv)
 	return 0;
 }
 
+/* --progress: one line per durable step, flushed at once (what a
+ * supervisor, or the crash test, watches). */
+static void print_step(void *ctx, enum tsw_vault_reseal_step step, uint64_t records)
+{
+	static const char *const names[TSW_VAULT_STEP_MAX] = {"key_file", "key_current", "chunk",
+							      "done"};
+
+	(void)ctx;
+	printf("step %s records=%llu\n", (unsigned)step < TSW_VAULT_STEP_MAX ? names[step] : "?",
+	       (unsigned long long)records);
+	fflush(stdout);
+}
+
+/* Exit status and message of a reseal that returned r with res. */
+static int reseal_report(int r, const struct tsw_vault_reseal_result *res, const char *what)
+{
+	if (r == -TSW_E_FULL) {
+		fprintf(stderr,
+			"tokvault: %s: the key file holds %d PAN keys, the most it can: retire one "
+			"that no record uses first (tokvault stats lists tokens per key id; "
+			"tokvault keys retire ID)\n",
+			g_verb, TSW_VAULT_KEYS_MAX);
+		return EXIT_FAILURE;
+	}
+	if (r < 0)
+		return fail(r, what);
+	if (res->failed) {
+		fprintf(
+		    stderr,
+		    "tokvault: %s: %llu records fail authentication and were left as they are "
+		    "(tokvault stats counts them; the switch declines them 96 VAULT_INTEGRITY)\n",
+		    g_verb, (unsigned long long)res->failed);
+		return EXIT_FAILURE;
+	}
+	return 0;
+}
+
+static int parse_u32(const char *s, uint32_t *ret)
+{
+	char *end = NULL;
+	unsigned long n;
+
+	errno = 0;
+	n = strtoul(s, &end, 10);
+	if (errno || !*s || *end || n == 0 || n > UINT32_MAX)
+		return -TSW_E_BAD_INPUT;
+	*ret = (uint32_t)n;
+	return 0;
+}
+
 static int run_rekey(struct tsw_vault *v, int argc, char **argv)
 {
-	uint32_t id = 0;
-	uint64_t n = 0;
+	struct tsw_vault_reseal_opts o = {.mode = TSW_VAULT_RESEAL_NEW_KEY};
+	struct tsw_vault_reseal_result res = {0};
+	bool index = false;
 	int r;
 
-	(void)argv;
-	if (argc)
-		return usage_error("rekey takes no argument");
-	r = tsw_vault_rekey(v, &id, &n);
+	for (int i = 0; i < argc; i++) {
+		if (strcmp(argv[i], "--index") == 0) {
+			index = true;
+		} else if (strcmp(argv[i], "--finish") == 0) {
+			o.mode = TSW_VAULT_RESEAL_FINISH;
+		} else if (strcmp(argv[i], "--progress") == 0) {
+			o.progress = print_step;
+		} else if (strcmp(argv[i], "--chunk-rows") == 0) {
+			uint32_t n = 0;
+
+			if (++i >= argc || parse_u32(argv[i], &n) < 0)
+				return usage_error("--chunk-rows needs a positive number");
+			o.chunk_rows = n;
+		} else {
+			return usage_error("unknown argument");
+		}
+	}
+	if (index) {
+		r = tsw_vault_rekey_index(v, &o, &res);
+		if (r == -TSW_E_FULL) {
+			fprintf(stderr,
+				"tokvault: rekey: the key file holds %d index keys, the most "
+				"it can\n",
+				TSW_VAULT_INDEX_KEYS_MAX);
+			return EXIT_FAILURE;
+		}
+		r = reseal_report(r, &res, "rekey --index");
+		if (r == 0)
+			printf("new index key id=%u: %llu records re-indexed\n", res.key_id,
+			       (unsigned long long)res.records);
+		return r;
+	}
+	r = tsw_vault_reseal(v, &o, &res);
+	r = reseal_report(r, &res, "rekey");
+	if (r == 0 || res.key_id)
+		printf("%s key id=%u: %llu records re-encrypted\n",
+		       o.mode == TSW_VAULT_RESEAL_NEW_KEY ? "new" : "current", res.key_id,
+		       (unsigned long long)res.records);
+	return r;
+}
+
+static int run_upgrade(struct tsw_vault *v, int argc, char **argv)
+{
+	struct tsw_vault_reseal_opts o = {.mode = TSW_VAULT_RESEAL_UPGRADE};
+	struct tsw_vault_reseal_result res = {0};
+	int r;
+
+	for (int i = 0; i < argc; i++) {
+		if (strcmp(argv[i], "--progress") == 0)
+			o.progress = print_step;
+		else
+			return usage_error("unknown argument");
+	}
+	r = tsw_vault_reseal(v, &o, &res);
+	r = reseal_report(r, &res, "upgrade");
+	if (r == 0)
+		printf("%llu records authenticated: the vault is format 2, the switch opens it\n",
+		       (unsigned long long)res.records);
+	return r;
+}
+
+static int run_keys(struct tsw_vault *v, int argc, char **argv)
+{
+	uint64_t users = 0;
+	uint32_t id = 0;
+	int r;
+
+	if (argc != 2 || strcmp(argv[0], "retire") != 0)
+		return usage_error("needs: keys retire ID");
+	if (parse_u32(argv[1], &id) < 0)
+		return usage_error("ID: a key id (tokvault stats lists them)");
+	r = tsw_vault_retire_key(v, id, &users);
+	if (r == -EBUSY && users) {
+		fprintf(
+		    stderr,
+		    "tokvault: keys: key id=%u still seals %llu records: finish the rekey first "
+		    "(tokvault rekey --finish)\n",
+		    id, (unsigned long long)users);
+		return EXIT_FAILURE;
+	}
+	if (r == -EBUSY) {
+		fprintf(stderr, "tokvault: keys: key id=%u is the current key: rekey first\n", id);
+		return EXIT_FAILURE;
+	}
 	if (r < 0)
-		return fail(r, "rekey");
-	printf("new key id=%u: %llu records re-encrypted\n", id, (unsigned long long)n);
+		return fail(r, "retire");
+	printf("key id=%u retired: no record uses it, the key file no longer holds it\n", id);
 	return 0;
 }
 
@@ -660,8 +813,19 @@ static const struct verb verbs[] = {
      run_repersonalize, 0, NULL},
     {"stats", "", "counts tokens, cards, bindings, keys and ranges", run_stats, TSW_VAULT_RDONLY,
      NULL},
-    {"rekey", "", "adds a PAN key to the key file and re-encrypts every record under it", run_rekey,
-     0, NULL},
+    {"rekey", "[--finish | --index] [--chunk-rows N] [--progress]",
+     "adds a PAN key to the key file and re-encrypts every record under it", run_rekey, 0,
+     "crash-safe: the key is durable in the key file before any record uses it, and old keys\n"
+     "  stay until 'keys retire'. --finish re-encrypts, under the current key, what an\n"
+     "  interrupted rekey left (no new key); --index rotates the PAN index (HMAC) key\n"
+     "  instead and rebuilds the index (card verbs and imports wait for it: run it again\n"
+     "  after a crash); --chunk-rows N records per transaction (default\n"
+     "  10000); --progress prints a line per durable step"},
+    {"upgrade", "[--progress]",
+     "authenticates every record of a format 1 vault (the switch refuses one until then)",
+     run_upgrade, 0, NULL},
+    {"keys", "retire ID", "takes a PAN key out of the key file once no record uses it", run_keys, 0,
+     NULL},
     {"demo", "--count N --out TOKENS.csv [--token-bin PREFIX]",
      "creates a synthetic vault and the token list for tokbench", run_demo, TSW_VAULT_CREATE, NULL},
 };
@@ -735,7 +899,9 @@ int main(int argc, char **argv)
 	}
 	if (!vault_dir || !key_file)
 		return usage_error("--vault DIR and --key-file FILE are required");
-	r = tsw_vault_open(vault_dir, key_file, verb->open_flags, &v);
+	/* a format 1 vault opens for tokvault: to upgrade it, and to run it
+	 * until then (the switch refuses one) */
+	r = tsw_vault_open(vault_dir, key_file, verb->open_flags | TSW_VAULT_FORMAT1_OK, &v);
 	if (r < 0) {
 		char why[TSW_HARDEN_WHY_MAX];
 

@@ -580,6 +580,7 @@ Test(reason, codes_and_names_match_design_table)
 	    {TSW_AUTHZ_ISSUER_UNAVAILABLE, "91", "ISSUER_UNAVAILABLE"},
 	    {TSW_AUTHZ_SYSTEM, "96", "SYSTEM"},
 	    {TSW_AUTHZ_STATE_UNAVAILABLE, "96", "STATE_UNAVAILABLE"},
+	    {TSW_AUTHZ_VAULT_INTEGRITY, "96", "VAULT_INTEGRITY"},
 	};
 
 	cr_assert_eq(sizeof(want) / sizeof(want[0]), TSW_AUTHZ_REASON_MAX);

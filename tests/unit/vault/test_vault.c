@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <lmdb.h>
 #include <openssl/sha.h>
+#include <signal.h>
 #include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -692,12 +693,15 @@ Test(vault, decrypt_refuses_tampering_small_buffer_and_unknown_key)
 	for (unsigned i = 0; i < t.sealed_len; i++) {
 		bad = t;
 		bad.sealed_pan[i] ^= 0x01;
-		cr_assert_eq(tsw_vault_decrypt_pan(rd, &bad, out, sizeof(out)), -TSW_E_DECRYPT,
+		cr_assert_eq(tsw_vault_decrypt_pan(rd, &bad, out, sizeof(out)), -TSW_E_INTEGRITY,
 			     "byte %u", i);
 	}
 	bad = t; /* the token is the associated data */
 	bad.token[15] = bad.token[15] == '9' ? '0' : (char)(bad.token[15] + 1);
-	cr_assert_eq(tsw_vault_decrypt_pan(rd, &bad, out, sizeof(out)), -TSW_E_DECRYPT);
+	cr_assert_eq(tsw_vault_decrypt_pan(rd, &bad, out, sizeof(out)), -TSW_E_INTEGRITY);
+	bad = t; /* and so is every other field */
+	bad.max_uses++;
+	cr_assert_eq(tsw_vault_decrypt_pan(rd, &bad, out, sizeof(out)), -TSW_E_INTEGRITY);
 	bad = t;
 	bad.key_id = 99;
 	cr_assert_eq(tsw_vault_decrypt_pan(rd, &bad, out, sizeof(out)), -TSW_E_NOT_FOUND);
@@ -1779,4 +1783,691 @@ Test(vault, tokvault_import_sort_mem_flag)
 		cr_assert_eq(tokvault(out, sizeof(out), args), 0, "%s", out);
 		cr_assert_not_null(strstr(out, "imported=1 rejected=0"), "%s", out);
 	}
+}
+
+/* ---- record integrity: every byte of a record is authenticated ---- */
+
+/* What anyone who can write data.mdb can do, through LMDB itself: read the
+ * stored value of token's record (the vault handle closed: one LMDB env
+ * per process). Returns the record's size. */
+static size_t raw_record_get(const char *token, uint8_t *buf, size_t cap)
+{
+	uint64_t key = strtoull(token, NULL, 10);
+	MDB_val k = {.mv_size = sizeof(key), .mv_data = &key}, d;
+	MDB_env *env;
+	MDB_txn *txn;
+	MDB_dbi dbi;
+
+	cr_assert_eq(mdb_env_create(&env), 0);
+	cr_assert_eq(mdb_env_set_maxdbs(env, 8), 0);
+	cr_assert_eq(mdb_env_set_mapsize(env, TSW_VAULT_MAP_SIZE_BYTES), 0);
+	cr_assert_eq(mdb_env_open(env, fx.vault, MDB_NOTLS, 0600), 0);
+	cr_assert_eq(mdb_txn_begin(env, NULL, MDB_RDONLY, &txn), 0);
+	cr_assert_eq(mdb_dbi_open(txn, "tokens", MDB_INTEGERKEY, &dbi), 0);
+	cr_assert_eq(mdb_get(txn, dbi, &k, &d), 0);
+	cr_assert_leq(d.mv_size, cap);
+	memcpy(buf, d.mv_data, d.mv_size);
+	mdb_txn_abort(txn);
+	mdb_env_close(env);
+	return d.mv_size;
+}
+
+/* Writes buf as token's record (a new token when it has none). */
+static void raw_record_put(const char *token, const uint8_t *buf, size_t len)
+{
+	uint64_t key = strtoull(token, NULL, 10);
+	MDB_val k = {.mv_size = sizeof(key), .mv_data = &key};
+	MDB_val d = {.mv_size = len, .mv_data = (void *)buf};
+	MDB_env *env;
+	MDB_txn *txn;
+	MDB_dbi dbi;
+
+	cr_assert_eq(mdb_env_create(&env), 0);
+	cr_assert_eq(mdb_env_set_maxdbs(env, 8), 0);
+	cr_assert_eq(mdb_env_set_mapsize(env, TSW_VAULT_MAP_SIZE_BYTES), 0);
+	cr_assert_eq(mdb_env_open(env, fx.vault, MDB_NOTLS, 0600), 0);
+	cr_assert_eq(mdb_txn_begin(env, NULL, 0, &txn), 0);
+	cr_assert_eq(mdb_dbi_open(txn, "tokens", MDB_INTEGERKEY, &dbi), 0);
+	cr_assert_eq(mdb_put(txn, dbi, &k, &d, 0), 0);
+	cr_assert_eq(mdb_txn_commit(txn), 0);
+	mdb_env_close(env);
+}
+
+/* A lookup of a record that is not the one the vault wrote must fail:
+ * edited (INTEGRITY), unreadable (CORRUPT) or under another digit count
+ * (NOT_FOUND). Anything else (0) would let the switch decide on it. */
+static int lookup_ro(const char *token, struct tsw_token *t)
+{
+	struct tsw_vault *v = NULL;
+	int r;
+
+	cr_assert_eq(tsw_vault_open(fx.vault, fx.key, TSW_VAULT_RDONLY, &v), 0);
+	r = lookup(v, token, t);
+	tsw_vault_close(v);
+	return r;
+}
+
+/* Two records with every part filled: merchants (the bytes after the
+ * sealed PAN), a validity window, limits, a device requirement, a
+ * suspended card; and a token-for-token record of the first. */
+static void import_full_records(char tok[2][20])
+{
+	struct tsw_vault *v = open_new();
+	struct rejects rj = {0};
+	char text[1024], pan[20];
+
+	luhn_number(tok[0], BIN, 16, 4242);
+	luhn_number(tok[1], BIN, 16, 4243);
+	luhn_number(pan, "411111", 16, 4242);
+	snprintf(text, sizeof(text),
+		 "token,pan,pan_expiry,token_expiry,status,trid,assurance_level,pos_modes,"
+		 "merchant_ids,max_uses,amount_limit,currency,device_required,original_token,par,"
+		 "token_ref,valid_from,valid_until\n"
+		 "%s,%s,2912,2811,active,40010030273,25,chip|contactless,"
+		 "MERCHANT1|M2:12345:5411,3,150000,978,1,,PAR0000000000000000000000001,REF-1,"
+		 "1700000000,2000000000\n"
+		 "%s,%s,2912,2811,active,,,,,,,,,%s,,REF-2,,\n",
+		 tok[0], pan, tok[1], pan, tok[0]);
+	cr_assert_eq(import_text(v, text, &rj, NULL), 0);
+	cr_assert_eq(rj.n, 0, "%s", rj.reasons[0]);
+	cr_assert_eq(tsw_vault_set_card_suspended(v, pan, 16, true, NULL), 0);
+	tsw_vault_close(v);
+}
+
+Test(vault, every_byte_of_a_record_is_authenticated)
+{
+	uint8_t orig[1024], bad[1024], other[1024];
+	char tok[2][20];
+	struct tsw_token t;
+	unsigned integrity = 0;
+
+	import_full_records(tok);
+	for (int w = 0; w < 2; w++) {
+		size_t len = raw_record_get(tok[w], orig, sizeof(orig));
+
+		cr_assert_eq(lookup_ro(tok[w], &t), 0);
+		for (size_t off = 0; off < len; off++) {
+			for (int x = 0; x < 2; x++) {
+				int r;
+
+				memcpy(bad, orig, len);
+				bad[off] ^= x ? 0xff : 0x01;
+				raw_record_put(tok[w], bad, len);
+				r = lookup_ro(tok[w], &t);
+				cr_assert(r == -TSW_E_INTEGRITY || r == -TSW_E_CORRUPT ||
+					      r == -TSW_E_NOT_FOUND,
+					  "record %d byte %zu ^ %s: lookup %d (%s)", w, off,
+					  x ? "0xff" : "0x01", r, tsw_strerror(r));
+				integrity += r == -TSW_E_INTEGRITY;
+			}
+		}
+		raw_record_put(tok[w], orig, len);
+		cr_assert_eq(lookup_ro(tok[w], &t), 0, "restored");
+		/* nor may the record be moved onto another token */
+		{
+			size_t olen = raw_record_get(tok[1 - w], other, sizeof(other));
+
+			raw_record_put(tok[1 - w], orig, len);
+			cr_assert_eq(lookup_ro(tok[1 - w], &t), -TSW_E_INTEGRITY);
+			raw_record_put(tok[1 - w], other, olen);
+		}
+	}
+	cr_assert_gt(integrity, 400, "most edits are caught by the authentication itself");
+}
+
+Test(vault, tokvault_show_reports_a_record_failing_authentication)
+{
+	uint8_t rec[1024];
+	char out[OUT_CAP], tok[2][20], pan[20];
+	size_t len;
+
+	import_full_records(tok);
+	luhn_number(pan, "411111", 16, 4242);
+	len = raw_record_get(tok[0], rec, sizeof(rec));
+	rec[80] ^= 0x07; /* max_uses */
+	raw_record_put(tok[0], rec, len);
+	{
+		const char *args[] = {"show", tok[0], NULL};
+
+		cr_assert_eq(tokvault(out, sizeof(out), args), 1, "%s", out);
+	}
+	cr_assert_not_null(strstr(out, "integrity=FAILED"), "%s", out);
+	cr_assert_null(strstr(out, "max_uses="), "no field of the record is shown as if valid");
+	cr_assert_null(strstr(out, pan), "%s", out);
+	{
+		const char *args[] = {"show", tok[1], NULL};
+
+		cr_assert_eq(tokvault(out, sizeof(out), args), 0, "%s", out);
+	}
+	cr_assert_not_null(strstr(out, "integrity=ok"), "%s", out);
+	/* a lifecycle verb does not re-authenticate an edited record */
+	{
+		const char *args[] = {"suspend", tok[0], NULL};
+
+		cr_assert_eq(tokvault(out, sizeof(out), args), 1, "%s", out);
+		cr_assert_not_null(strstr(out, "authentication"), "%s", out);
+	}
+	cr_assert_eq(lookup_ro(tok[0], &(struct tsw_token){0}), -TSW_E_INTEGRITY);
+}
+
+/* A vault written before records were authenticated (format 1; made by
+ * the tokvault of that time: tests/unit/vault/format1/): 6 tokens, one
+ * suspended, one card suspended (2 tokens), one with merchants, one with
+ * limits, one token-for-token, one device binding. */
+static void copy_format1_vault(void)
+{
+	const char *src = getenv("TSW_SOURCE_ROOT");
+	char cmd[PATH_CAP * 3];
+
+	cr_assert_not_null(src);
+	cr_assert_eq(mkdir(fx.vault, 0700), 0);
+	snprintf(cmd, sizeof(cmd),
+		 "cp '%s/tests/unit/vault/format1/data.mdb' '%s/' && "
+		 "cp '%s/tests/unit/vault/format1/keys' '%s' && chmod 600 '%s' '%s/data.mdb'",
+		 src, fx.vault, src, fx.key, fx.key, fx.vault);
+	cr_assert_eq(system(cmd), 0);
+}
+
+static const char *const F1_TOKENS[6] = {"4895370000000015", "4895370000000023",
+					 "4895370000000031", "4895370000000049",
+					 "4895370000000056", "4895370000000064"};
+static const char *const F1_PANS[6] = {"4111110000000013", "4111110000000021", "4111110000000005",
+				       "4111110000000013", "4111110000000021", "4111110000000005"};
+
+Test(vault, format1_vault_refused_by_the_switch_until_tokvault_upgrade)
+{
+	struct tsw_vault *v = NULL;
+	struct tsw_vault_stats s;
+	struct tsw_token t;
+	char out[OUT_CAP];
+
+	copy_format1_vault();
+	/* the switch's open: records that are not authenticated are refused */
+	cr_assert_eq(tsw_vault_open(fx.vault, fx.key, TSW_VAULT_RDONLY, &v), -TSW_E_NEEDS_UPGRADE);
+	cr_assert_not_null(strstr(tsw_strerror(-TSW_E_NEEDS_UPGRADE), "tokvault upgrade"));
+	{
+		const char *args[] = {"show", F1_TOKENS[0], NULL};
+
+		cr_assert_eq(tokvault(out, sizeof(out), args), 0, "%s", out);
+		cr_assert_not_null(strstr(out, "integrity=unauthenticated"), "%s", out);
+	}
+	{
+		const char *args[] = {"upgrade", NULL};
+
+		cr_assert_eq(tokvault(out, sizeof(out), args), 0, "%s", out);
+		cr_assert_not_null(strstr(out, "6 records authenticated"), "%s", out);
+	}
+	{
+		const char *args[] = {"upgrade", NULL};
+
+		cr_assert_eq(tokvault(out, sizeof(out), args), 0, "%s", out);
+		cr_assert_not_null(strstr(out, "0 records authenticated"), "%s", out);
+	}
+	cr_assert_eq(tsw_vault_open(fx.vault, fx.key, TSW_VAULT_RDONLY, &v), 0);
+	for (int i = 0; i < 6; i++)
+		expect_pan(v, F1_TOKENS[i], F1_PANS[i]);
+	cr_assert_eq(lookup(v, F1_TOKENS[1], &t), 0);
+	cr_assert_eq(t.status, TSW_TOKEN_SUSPENDED);
+	cr_assert_eq(t.card_suspended, 1);
+	cr_assert_eq(lookup(v, F1_TOKENS[2], &t), 0);
+	cr_assert_eq(t.n_merchants, 2);
+	cr_assert_str_eq(t.merchants[1].mcc, "5411");
+	cr_assert_eq(lookup(v, F1_TOKENS[3], &t), 0);
+	cr_assert_eq(t.max_uses, 5);
+	cr_assert_eq(t.amount_limit, 100000);
+	cr_assert_eq(lookup(v, F1_TOKENS[5], &t), 0);
+	cr_assert_str_eq(t.original_token, F1_TOKENS[0]);
+	cr_assert_eq(tsw_vault_stats(v, &s), 0);
+	cr_assert_eq(s.tokens, 6);
+	cr_assert_eq(s.unauthenticated, 0);
+	cr_assert_eq(s.integrity_failures, 0);
+	cr_assert_eq(s.suspended_cards, 1);
+	cr_assert_eq(s.device_bindings, 1);
+	tsw_vault_close(v);
+	/* upgraded records are authenticated like new ones */
+	{
+		uint8_t rec[1024];
+		size_t len = raw_record_get(F1_TOKENS[1], rec, sizeof(rec));
+
+		rec[1] = TSW_TOKEN_ACTIVE; /* status */
+		raw_record_put(F1_TOKENS[1], rec, len);
+		cr_assert_eq(lookup_ro(F1_TOKENS[1], &t), -TSW_E_INTEGRITY);
+	}
+}
+
+Test(vault, stats_count_unauthenticated_records_and_integrity_failures)
+{
+	struct tsw_vault *v = NULL;
+	struct tsw_vault_stats s;
+	uint8_t rec[1024];
+	uint64_t n = 0;
+	size_t len;
+
+	copy_format1_vault();
+	cr_assert_eq(tsw_vault_open(fx.vault, fx.key, 0, &v), -TSW_E_NEEDS_UPGRADE);
+	cr_assert_eq(tsw_vault_open(fx.vault, fx.key, TSW_VAULT_FORMAT1_OK, &v), 0);
+	cr_assert_eq(tsw_vault_stats(v, &s), 0);
+	cr_assert_eq(s.unauthenticated, 6);
+	cr_assert_eq(s.integrity_failures, 0);
+	cr_assert_eq(tsw_vault_upgrade(v, &n), 0);
+	cr_assert_eq(n, 6);
+	cr_assert_eq(tsw_vault_stats(v, &s), 0);
+	cr_assert_eq(s.unauthenticated, 0);
+	tsw_vault_close(v);
+	len = raw_record_get(F1_TOKENS[4], rec, sizeof(rec));
+	rec[3] ^= 0x01; /* flags: device required */
+	raw_record_put(F1_TOKENS[4], rec, len);
+	cr_assert_eq(tsw_vault_open(fx.vault, fx.key, TSW_VAULT_RDONLY, &v), 0);
+	cr_assert_eq(tsw_vault_stats(v, &s), 0);
+	cr_assert_eq(s.integrity_failures, 1);
+	cr_assert_eq(s.tokens, 6);
+	tsw_vault_close(v);
+}
+
+/* ---- rekey: crash-safe, retire, check values on reload ---- */
+
+#define CRASH_TOKENS 40
+#define CRASH_CHUNK "5"
+
+/* Runs "tokvault rekey --progress --chunk-rows 5" and SIGKILLs it as soon
+ * as it has reported its kill_after-th durable step (a real kill of the
+ * process, wherever it is by then). Returns true when it was killed,
+ * false when it finished first. */
+static bool rekey_killed_after_with(unsigned kill_after, const char *extra)
+{
+	const char *root = getenv("TSW_BUILD_ROOT");
+	char exe[PATH_CAP], line[256];
+	const char *argv[] = {"tokvault",  "--vault", fx.vault,	    "--key-file",
+			      fx.key,	   "rekey",   "--progress", "--chunk-rows",
+			      CRASH_CHUNK, extra,     NULL};
+	posix_spawn_file_actions_t fa;
+	unsigned steps = 0;
+	bool killed = false;
+	int pipefd[2], status = 0;
+	pid_t pid;
+	FILE *out;
+
+	snprintf(exe, sizeof(exe), "%s/tools/tokvault/tokvault", root);
+	cr_assert_eq(pipe(pipefd), 0);
+	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_adddup2(&fa, pipefd[1], 1);
+	posix_spawn_file_actions_addclose(&fa, pipefd[0]);
+	cr_assert_eq(posix_spawn(&pid, exe, &fa, NULL, (char *const *)argv, environ), 0);
+	posix_spawn_file_actions_destroy(&fa);
+	close(pipefd[1]);
+	out = fdopen(pipefd[0], "r");
+	cr_assert_not_null(out);
+	while (fgets(line, sizeof(line), out)) {
+		if (strncmp(line, "step ", 5) == 0 && ++steps == kill_after) {
+			cr_assert_eq(kill(pid, SIGKILL), 0);
+			killed = true;
+			break;
+		}
+	}
+	fclose(out);
+	cr_assert_eq(waitpid(pid, &status, 0), pid);
+	cr_assert(killed ? WIFSIGNALED(status) || WIFEXITED(status) : WIFEXITED(status));
+	return killed && WIFSIGNALED(status);
+}
+
+static bool rekey_killed_after(unsigned kill_after)
+{
+	return rekey_killed_after_with(kill_after, NULL);
+}
+
+static void expect_every_pan(char toks[][20], char pans[][20], unsigned n)
+{
+	struct tsw_vault *v = NULL;
+
+	cr_assert_eq(tsw_vault_open(fx.vault, fx.key, 0, &v), 0, "the vault and key file open");
+	for (unsigned i = 0; i < n; i++)
+		expect_pan(v, toks[i], pans[i]);
+	tsw_vault_close(v);
+}
+
+static unsigned key_lines(void)
+{
+	char line[256];
+	unsigned n = 0;
+	FILE *f = fopen(fx.key, "r");
+
+	cr_assert_not_null(f);
+	while (fgets(line, sizeof(line), f))
+		n += strncmp(line, "pan ", 4) == 0;
+	fclose(f);
+	return n;
+}
+
+Test(vault, rekey_killed_at_every_step_loses_no_pan, .timeout = 60)
+{
+	static char toks[CRASH_TOKENS][20], pans[CRASH_TOKENS][20];
+	/* the durable steps: 1 key file, 2 key current, 3.. chunks of 5 */
+	static const unsigned kill_points[] = {1, 2, 3, 5, 8, 10};
+	struct tsw_vault *v = open_new();
+	struct tsw_vault_stats s;
+	char out[OUT_CAP];
+	unsigned kills = 0;
+
+	for (unsigned c = 0; c < 4; c++) {
+		luhn_number(pans[c * 10], "411111", 16, 100 + c);
+		import_card(v, pans[c * 10], 1000 + c * 10, 10, &toks[c * 10]);
+		for (unsigned i = 1; i < 10; i++)
+			memcpy(pans[c * 10 + i], pans[c * 10], sizeof(pans[0]));
+	}
+	tsw_vault_close(v);
+	for (size_t p = 0; p < sizeof(kill_points) / sizeof(kill_points[0]); p++) {
+		unsigned keys_before = key_lines();
+		bool killed = rekey_killed_after(kill_points[p]);
+
+		expect_every_pan(toks, pans, CRASH_TOKENS);
+		cr_assert_eq(key_lines(), keys_before + 1, "point %u: one key more, none less",
+			     kill_points[p]);
+		if (!killed)
+			continue;
+		kills++;
+		if (kill_points[p] == 1) {
+			/* killed before the vault used the new key: the next rekey
+			 * takes that key instead of adding one */
+			const char *args[] = {"rekey", NULL};
+
+			cr_assert_eq(tokvault(out, sizeof(out), args), 0, "%s", out);
+			cr_assert_eq(key_lines(), keys_before + 1, "%s", out);
+		}
+	}
+	/* each step is a durable commit: the kill lands before the next one
+	 * ends nearly always; a run that finished first proves nothing */
+	cr_assert_geq(kills, 3, "only %u of the rekeys were killed", kills);
+	/* killed mid-way: the older key still seals records and cannot go */
+	cr_assert(rekey_killed_after(4));
+	cr_assert_eq(tsw_vault_open(fx.vault, fx.key, 0, &v), 0);
+	cr_assert_eq(tsw_vault_stats(v, &s), 0);
+	tsw_vault_close(v);
+	{
+		char id[16];
+		const char *args[] = {"keys", "retire", id, NULL};
+		unsigned older = 0;
+
+		for (unsigned i = 0; i < s.n_keys; i++)
+			if (s.key_ids[i] != s.current_key_id && s.by_key[i] > 0)
+				older = s.key_ids[i];
+		cr_assert_neq(older, 0, "records left under an older key");
+		snprintf(id, sizeof(id), "%u", older);
+		cr_assert_eq(tokvault(out, sizeof(out), args), 1, "%s", out);
+		cr_assert_not_null(strstr(out, "rekey --finish"), "%s", out);
+		{
+			const char *fin[] = {"rekey", "--finish", NULL};
+
+			cr_assert_eq(tokvault(out, sizeof(out), fin), 0, "%s", out);
+		}
+		cr_assert_eq(tokvault(out, sizeof(out), args), 0, "%s", out);
+		cr_assert_not_null(strstr(out, "retired"), "%s", out);
+	}
+	expect_every_pan(toks, pans, CRASH_TOKENS);
+	cr_assert_eq(tsw_vault_open(fx.vault, fx.key, 0, &v), 0);
+	cr_assert_eq(tsw_vault_stats(v, &s), 0);
+	for (unsigned i = 0; i < s.n_keys; i++)
+		cr_assert(s.key_ids[i] == s.current_key_id ? s.by_key[i] == CRASH_TOKENS
+							   : s.by_key[i] == 0);
+	tsw_vault_close(v);
+}
+
+Test(vault, retire_refuses_the_current_key_and_unknown_ids)
+{
+	struct tsw_vault *v = open_new();
+	char toks[3][20], pan[20];
+	uint64_t users = 99;
+	uint32_t id = 0;
+
+	luhn_number(pan, "411111", 16, 7);
+	import_card(v, pan, 1, 3, toks);
+	cr_assert_eq(tsw_vault_retire_key(v, 1, &users), -EBUSY, "the current key");
+	cr_assert_eq(tsw_vault_retire_key(v, 7, NULL), -TSW_E_NOT_FOUND);
+	cr_assert_eq(tsw_vault_rekey(v, &id, NULL), 0);
+	cr_assert_eq(id, 2);
+	cr_assert_eq(tsw_vault_retire_key(v, 1, &users), 0);
+	cr_assert_eq(users, 0);
+	cr_assert_eq(key_lines(), 1);
+	tsw_vault_close(v);
+	cr_assert_eq(tsw_vault_open(fx.vault, fx.key, TSW_VAULT_RDONLY, &v), 0);
+	for (int i = 0; i < 3; i++)
+		expect_pan(v, toks[i], pan);
+	tsw_vault_close(v);
+}
+
+Test(vault, sixteen_keys_is_a_clear_error_and_retiring_one_is_the_way_out)
+{
+	struct tsw_vault *v = open_new();
+	char toks[2][20], pan[20], out[OUT_CAP];
+
+	luhn_number(pan, "411111", 16, 8);
+	import_card(v, pan, 1, 2, toks);
+	tsw_vault_close(v);
+	for (int i = 1; i < TSW_VAULT_KEYS_MAX; i++) {
+		const char *args[] = {"rekey", NULL};
+
+		cr_assert_eq(tokvault(out, sizeof(out), args), 0, "rekey %d: %s", i, out);
+	}
+	cr_assert_eq(key_lines(), TSW_VAULT_KEYS_MAX);
+	{
+		const char *args[] = {"rekey", NULL};
+
+		cr_assert_eq(tokvault(out, sizeof(out), args), 1, "%s", out);
+		cr_assert_not_null(strstr(out, "tokvault keys retire ID"), "%s", out);
+	}
+	{
+		const char *args[] = {"keys", "retire", "3", NULL};
+
+		cr_assert_eq(tokvault(out, sizeof(out), args), 0, "%s", out);
+	}
+	{
+		const char *args[] = {"rekey", NULL};
+
+		cr_assert_eq(tokvault(out, sizeof(out), args), 0, "%s", out);
+		cr_assert_not_null(strstr(out, "new key id=17"), "%s", out);
+	}
+	cr_assert_eq(tsw_vault_open(fx.vault, fx.key, 0, &v), 0);
+	expect_pan(v, toks[0], pan);
+	expect_pan(v, toks[1], pan);
+	tsw_vault_close(v);
+}
+
+/* Replaces the hex of "pan ID" in the key file with other (64 hex). */
+static void key_file_set(unsigned id, const char *other, char *saved, size_t cap)
+{
+	char text[8192], want[32];
+	FILE *f = fopen(fx.key, "r");
+	size_t len;
+	char *at;
+
+	cr_assert_not_null(f);
+	len = fread(text, 1, sizeof(text) - 1, f);
+	fclose(f);
+	text[len] = '\0';
+	snprintf(want, sizeof(want), "pan %u ", id);
+	at = strstr(text, want);
+	cr_assert_not_null(at);
+	at += strlen(want);
+	if (saved) {
+		cr_assert_gt(cap, 64);
+		memcpy(saved, at, 64);
+		saved[64] = '\0';
+	}
+	memcpy(at, other, 64);
+	write_file(fx.key, text);
+	cr_assert_eq(chmod(fx.key, 0600), 0);
+}
+
+Test(vault, reload_refuses_keys_failing_their_check_values_and_keeps_the_old)
+{
+	struct tsw_vault *v = open_new(), *ro;
+	struct tsw_vault_reader *rd;
+	char toks[2][20], pan[20], good[65];
+	struct tsw_token t;
+
+	luhn_number(pan, "411111", 16, 9);
+	import_card(v, pan, 1, 2, toks);
+	cr_assert_eq(tsw_vault_open(fx.vault, fx.key, TSW_VAULT_RDONLY, &ro), 0);
+	cr_assert_eq(tsw_vault_reader_open(ro, &rd), 0);
+	cr_assert_eq(tsw_vault_reader_renew(rd), 0);
+	cr_assert_eq(tsw_vault_lookup(rd, toks[0], 16, &t), 0);
+	tsw_vault_reader_reset(rd);
+	cr_assert_eq(tsw_vault_take_key_error(ro), 0);
+	cr_assert_eq(tsw_vault_rekey(v, NULL, NULL), 0);
+	/* someone swaps key 2 in the file for a key of their own */
+	key_file_set(2, "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff", good,
+		     sizeof(good));
+	cr_assert_eq(tsw_vault_reader_renew(rd), 0);
+	cr_assert_eq(tsw_vault_take_key_error(ro), -TSW_E_BAD_KEY);
+	cr_assert_eq(tsw_vault_take_key_error(ro), 0, "reported once");
+	/* the old key stays; records under key 2 cannot be authenticated */
+	cr_assert_eq(tsw_vault_lookup(rd, toks[0], 16, &t), -TSW_E_INTEGRITY);
+	tsw_vault_reader_reset(rd);
+	/* the right file, and the next metadata change, loads it */
+	key_file_set(2, good, NULL, 0);
+	cr_assert_eq(tsw_vault_add_token_bin(v, "530011", 6), 0);
+	cr_assert_eq(tsw_vault_reader_renew(rd), 0);
+	cr_assert_eq(tsw_vault_take_key_error(ro), 0);
+	cr_assert_eq(tsw_vault_lookup(rd, toks[0], 16, &t), 0);
+	cr_assert_eq(t.key_id, 2);
+	tsw_vault_reader_close(rd);
+	tsw_vault_close(ro);
+	tsw_vault_close(v);
+}
+
+/* ---- rekey --index: the PAN index (HMAC) key rotates ---- */
+
+/* The "hmac" lines of the key file, concatenated. */
+static void hmac_lines(char *out, size_t cap)
+{
+	char line[256];
+	FILE *f = fopen(fx.key, "r");
+	size_t n = 0;
+
+	cr_assert_not_null(f);
+	out[0] = '\0';
+	while (fgets(line, sizeof(line), f))
+		if (strncmp(line, "hmac ", 5) == 0)
+			n += (size_t)snprintf(out + n, cap - n, "%s", line);
+	fclose(f);
+}
+
+Test(vault, rekey_index_rotates_the_index_key_and_card_verbs_follow)
+{
+	struct tsw_vault *v = open_new(), *stale;
+	struct tsw_vault_reseal_opts o = {.chunk_rows = 4};
+	struct tsw_vault_reseal_result res;
+	struct tsw_vault_stats s;
+	char toks[3][3][20], pans[3][20], before[1024], after[1024], nw[20];
+	uint64_t card_id[3];
+	struct tsw_token t;
+	size_t n = 0;
+
+	for (int c = 0; c < 3; c++) {
+		luhn_number(pans[c], "411111", 16, 300 + (unsigned)c);
+		import_card(v, pans[c], 3000 + (unsigned)c * 10, 3, toks[c]);
+		cr_assert_eq(lookup(v, toks[c][0], &t), 0);
+		card_id[c] = t.card_id;
+	}
+	cr_assert_eq(tsw_vault_set_card_suspended(v, pans[1], 16, true, NULL), 0);
+	hmac_lines(before, sizeof(before));
+	/* a handle opened before the rotation (another tokvault) */
+	cr_assert_eq(tsw_vault_open(fx.vault, fx.key, 0, &stale), 0);
+	cr_assert_eq(tsw_vault_rekey_index(v, &o, &res), 0);
+	cr_assert_eq(tsw_vault_set_card_suspended(stale, pans[0], 16, true, NULL), -EBUSY,
+		     "its index key is gone: it must not write the index");
+	tsw_vault_close(stale);
+	cr_assert_eq(res.records, 9);
+	cr_assert_eq(res.key_id, 2);
+	hmac_lines(after, sizeof(after));
+	cr_assert_eq(strncmp(after, "hmac 2 ", 7), 0, "%s", after);
+	cr_assert_null(strstr(after, before + 5), "the old index key left the file");
+	/* the index, the cards and every card id follow the new key */
+	for (int c = 0; c < 3; c++) {
+		uint64_t id = 0;
+
+		for (int i = 0; i < 3; i++) {
+			expect_pan(v, toks[c][i], pans[c]);
+			cr_assert_eq(lookup(v, toks[c][i], &t), 0);
+			if (i)
+				cr_assert_eq(t.card_id, id, "one card, one id");
+			id = t.card_id;
+			cr_assert_eq(t.card_suspended, c == 1);
+		}
+		cr_assert_neq(id, card_id[c], "card id from the new key");
+	}
+	cr_assert_eq(tsw_vault_stats(v, &s), 0);
+	cr_assert_eq(s.cards, 3);
+	cr_assert_eq(s.suspended_cards, 1);
+	cr_assert_eq(tsw_vault_set_card_suspended(v, pans[1], 16, false, &n), 0);
+	cr_assert_eq(n, 3);
+	cr_assert_eq(tsw_vault_set_card_suspended(v, pans[0], 16, true, &n), 0);
+	cr_assert_eq(n, 3);
+	luhn_number(nw, "411111", 16, 399);
+	cr_assert_eq(tsw_vault_update_pan(v, pans[2], 16, nw, 16, "3012", &n), 0);
+	cr_assert_eq(n, 3);
+	for (int i = 0; i < 3; i++)
+		expect_pan(v, toks[2][i], nw);
+	tsw_vault_close(v);
+	/* the new key file opens the vault, read-only too */
+	cr_assert_eq(tsw_vault_open(fx.vault, fx.key, TSW_VAULT_RDONLY, &v), 0);
+	cr_assert_eq(lookup(v, toks[0][0], &t), 0);
+	cr_assert_eq(t.card_suspended, 1);
+	tsw_vault_close(v);
+}
+
+Test(vault, rekey_index_killed_at_every_step_loses_no_pan_and_runs_again, .timeout = 60)
+{
+	static char toks[CRASH_TOKENS][20], pans[CRASH_TOKENS][20];
+	static const unsigned kill_points[] = {1, 2, 3, 6, 9};
+	struct tsw_vault *v = open_new();
+	struct tsw_vault_stats s;
+	char out[OUT_CAP], hm[1024];
+	unsigned kills = 0;
+
+	for (unsigned c = 0; c < 4; c++) {
+		luhn_number(pans[c * 10], "411111", 16, 500 + c);
+		import_card(v, pans[c * 10], 5000 + c * 10, 10, &toks[c * 10]);
+		for (unsigned i = 1; i < 10; i++)
+			memcpy(pans[c * 10 + i], pans[c * 10], sizeof(pans[0]));
+	}
+	cr_assert_eq(tsw_vault_set_card_suspended(v, pans[10], 16, true, NULL), 0);
+	tsw_vault_close(v);
+	for (size_t p = 0; p < sizeof(kill_points) / sizeof(kill_points[0]); p++) {
+		bool killed = rekey_killed_after_with(kill_points[p], "--index");
+
+		expect_every_pan(toks, pans, CRASH_TOKENS);
+		kills += killed;
+		if (killed && kill_points[p] >= 2) {
+			/* marked in progress: card-level writes wait for it */
+			const char *args[] = {"resume-card", "--pan", pans[10], NULL};
+
+			cr_assert_eq(tokvault(out, sizeof(out), args), 1, "%s", out);
+			cr_assert_not_null(strstr(out, "tokvault rekey --index"), "%s", out);
+		}
+		hmac_lines(hm, sizeof(hm));
+		cr_assert_eq(key_lines(), 1, "PAN keys untouched");
+		cr_assert_leq(strlen(hm), 2 * 80, "at most the live and the new index key: %s", hm);
+	}
+	cr_assert_geq(kills, 3, "only %u of the rekeys were killed", kills);
+	{
+		const char *args[] = {"rekey", "--index", NULL};
+
+		cr_assert_eq(tokvault(out, sizeof(out), args), 0, "%s", out);
+		cr_assert_not_null(strstr(out, "40 records re-indexed"), "%s", out);
+	}
+	hmac_lines(hm, sizeof(hm));
+	cr_assert_eq(strchr(hm, '\n'), hm + strlen(hm) - 1, "one index key left: %s", hm);
+	expect_every_pan(toks, pans, CRASH_TOKENS);
+	cr_assert_eq(tsw_vault_open(fx.vault, fx.key, 0, &v), 0);
+	cr_assert_eq(tsw_vault_stats(v, &s), 0);
+	cr_assert_eq(s.cards, 4);
+	cr_assert_eq(s.suspended_cards, 1);
+	cr_assert_eq(s.card_suspended_tokens, 10);
+	for (unsigned c = 0; c < 4; c++) {
+		size_t n = 0;
+
+		cr_assert_eq(tsw_vault_set_card_suspended(v, pans[c * 10], 16, c == 2, &n), 0);
+		cr_assert_eq(n, 10, "card %u: every token indexed", c);
+	}
+	tsw_vault_close(v);
 }

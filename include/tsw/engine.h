@@ -236,6 +236,11 @@ bool tsw_engine_acq_paused(const struct tsw_engine *e, uint32_t slot);
  * counted in answers_conn_gone); the slot may be handed out again at once
  * (a generation number keeps old answers away from a new connection). */
 void tsw_engine_acq_close(struct tsw_engine *e, uint32_t slot);
+/* tsw_engine_acq_close() for a connection whose first sent bytes of its
+ * output left before a write that is cancelled by the close: approvals
+ * in them count as delivered. Unlike tsw_engine_sent() it never resumes
+ * the connection (no stashed request of a closing connection starts). */
+void tsw_engine_acq_close_sent(struct tsw_engine *e, uint32_t slot, size_t sent);
 
 /* Issuer links: the number of them (cfg->n_hosts; link indexes are
  * 0..n-1 in cfg->hosts order, fixed for the engine's life). */

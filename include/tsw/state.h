@@ -256,8 +256,7 @@ struct tsw_saf_item {
  * tsw_state_saf_durable(*ret_id) (the writer's next group commit; the
  * eventfds fire). A degraded writer (tsw_state_health()) holds the put
  * in memory: the item is claimable, durable once there is room. Returns
- * 0 and sets *ret_id (never 0), -ENOSPC (an advice while the writer is
- * degraded, see tsw_state_saf_put_use(): counted as saf_refused),
+ * 0 and sets *ret_id (never 0),
  * -EAGAIN (the
  * queue holds saf_max_entries items, or the slots of acked items are not
  * yet freed by a commit: counted as saf_full), -EMSGSIZE (len above the

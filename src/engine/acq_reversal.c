@@ -22,21 +22,25 @@
  * reversal goes as it came and gives nothing back.
  *
  * Limited uses. An original whose approval consumed a limited use
- * (acq_rev_use_consumed) is flagged; a reversal that names it leaves a
- * link under its own key in the second half of the table, and when the
- * issuer answers that reversal 00, acq_rev_take_use finds the original
- * through the link, clears the flag and the engine gives the use back
- * once: a repeated reversal (0401, 0421) finds the flag cleared. An
- * original or link pushed out of the table gives nothing back. The
- * original's request remembers whether it set the flag (use_flagged):
- * when its approval turns out undelivered and the switch reverses it
- * itself, a flag that was set but is gone now (taken, or pushed out with
- * its entry) may have been given back already, so the use stays spent;
- * a flag never set (the entry was gone or busy at the approval) cannot
+ * (acq_rev_use_consumed) is flagged. A reversal whose DE90 names it
+ * remembers, in its own request, which original it matched (its hash
+ * and switch STAN: the entry as it was then); when the issuer answers
+ * that reversal 00, acq_rev_take_use clears the flag of exactly that
+ * original and the engine gives the use back once: a repeated reversal
+ * (0401, 0421) finds the flag cleared, and a reversal that matched
+ * nothing gives nothing back. Every flag operation checks the switch
+ * STAN as well as the hash: an acquirer that reuses a trace (DE11, DE7)
+ * makes a new original under the same key, whose flag is its own. An
+ * original pushed out of the table gives nothing back. The original's
+ * request remembers whether it set the flag (use_flagged): when its
+ * approval turns out undelivered and the switch reverses it itself, a
+ * flag that was set but is gone now (taken, or pushed out with its
+ * entry) may have been given back already, so the use stays spent; a
+ * flag never set (the entry was gone or busy at the approval) cannot
  * have been taken by anyone, so that reversal gives the use back.
  *
  * Size: the table's entries (a power of two: the slot is the hash
- * masked) plus as many links. An original pushed out by another one is
+ * masked). An original pushed out by another one is
  * counted in acq_reversals_evicted by the worker that pushed it. */
 #include <errno.h>
 #include <stdlib.h>
@@ -50,13 +54,12 @@
 #include "acq_reversal.h"
 #include "engine_int.h"
 
-/* [0, size): originals; [size, 2 * size): reversal links. Every field is
- * read and written with __atomic builtins: other workers share it. */
+/* One original per slot. Every field is read and written with __atomic
+ * builtins: other workers share it. */
 struct acq_rev_ent {
 	uint32_t seq;	    /* odd while a writer is in the slot */
 	uint32_t stan;	    /* an original: the switch STAN it went out with */
 	uint64_t hash;	    /* 0: empty */
-	uint64_t orig_hash; /* a link: the original's hash */
 	uint32_t de7;	    /* an original: its DE7 (10 digits) as a number */
 	uint32_t use_consumed; /* an original: its approval consumed a limited use */
 };
@@ -74,7 +77,7 @@ struct tsw_acq_reversals {
 #define KEY_PARTS 6u
 
 struct ent_view {
-	uint64_t hash, orig_hash;
+	uint64_t hash;
 	uint32_t stan, de7, use_consumed;
 };
 
@@ -109,7 +112,6 @@ static bool slot_read(const struct acq_rev_ent *s, struct ent_view *v)
 		if (q & 1)
 			continue;
 		v->hash = LD(&s->hash);
-		v->orig_hash = LD(&s->orig_hash);
 		v->stan = LD(&s->stan);
 		v->de7 = LD(&s->de7);
 		v->use_consumed = LD(&s->use_consumed);
@@ -129,7 +131,7 @@ int tsw_acq_reversals_new(uint32_t entries, struct tsw_acq_reversals **ret_table
 	t = calloc(1, sizeof(*t));
 	if (!t)
 		return -ENOMEM;
-	t->ent = calloc(2 * (size_t)entries, sizeof(*t->ent));
+	t->ent = calloc(entries, sizeof(*t->ent));
 	if (!t->ent) {
 		free(t);
 		return -ENOMEM;
@@ -223,11 +225,6 @@ static struct acq_rev_ent *orig_slot(const struct tsw_acq_reversals *t, uint64_t
 	return &t->ent[h & t->mask];
 }
 
-static struct acq_rev_ent *link_slot(const struct tsw_acq_reversals *t, uint64_t k)
-{
-	return &t->ent[(size_t)t->mask + 1 + (k & t->mask)];
-}
-
 int acq_rev_init(struct tsw_engine *e)
 {
 	uint32_t n = e->cfg.acq_reversal_memory ? e->cfg.acq_reversal_memory
@@ -318,14 +315,13 @@ void acq_rev_remember(struct tsw_engine *e, uint64_t h, const struct tsw_iso_msg
 	slot_unlock(s, q);
 }
 
-int acq_rev_de90(struct tsw_engine *e, uint32_t slot, uint64_t own_key, const char *token,
-		 size_t token_len, const struct tsw_iso_msg *m, char out[TSW_ENGINE_DE90_LEN])
+int acq_rev_de90(struct tsw_engine *e, uint32_t slot, const char *token, size_t token_len,
+		 const struct tsw_iso_msg *m, char out[TSW_ENGINE_DE90_LEN],
+		 struct acq_rev_match *ret_match)
 {
-	struct acq_rev_ent *link;
 	struct ent_view v;
 	const uint8_t *de90;
 	uint64_t h;
-	uint32_t q;
 
 	if (!e->acq_rev || !tsw_iso_has(m, 90) || m->f[90].len != TSW_ENGINE_DE90_LEN)
 		return 0;
@@ -334,15 +330,9 @@ int acq_rev_de90(struct tsw_engine *e, uint32_t slot, uint64_t own_key, const ch
 		     de90 + TSW_ENGINE_DE90_OFF_DE7, m);
 	if (!slot_read(orig_slot(e->acq_rev, h), &v) || v.hash != h)
 		return 0;
-	/* the reversal's answer finds the original through its own key */
-	if (own_key) {
-		link = link_slot(e->acq_rev, own_key);
-		if (slot_lock(link, &q)) {
-			ST(&link->hash, own_key);
-			ST(&link->orig_hash, h);
-			slot_unlock(link, q);
-		}
-	}
+	/* the reversal's answer acts on this original, as it is now */
+	ret_match->hash = h;
+	ret_match->stan = v.stan;
 	memcpy(out, de90, TSW_ENGINE_DE90_LEN);
 	fmt6(v.stan, out + TSW_ENGINE_DE90_OFF_STAN);
 	de7_text(v.de7, out + TSW_ENGINE_DE90_OFF_DE7);
@@ -352,10 +342,11 @@ int acq_rev_de90(struct tsw_engine *e, uint32_t slot, uint64_t own_key, const ch
 enum { FLAG_BUSY = -2, FLAG_GONE = -1 };
 
 /* Sets (flag 1) or takes (flag 0) the use flag of original h. Returns
- * FLAG_GONE when the slot holds another original (or none), FLAG_BUSY
+ * FLAG_GONE when the slot holds another original (or none, or one
+ * under the same key that went out with another switch STAN), FLAG_BUSY
  * when other writers held it for READ_TRIES tries (nothing changes),
  * else the flag as it was. */
-static int use_flag(struct tsw_engine *e, uint64_t h, uint32_t flag)
+static int use_flag(struct tsw_engine *e, uint64_t h, uint32_t stan, uint32_t flag)
 {
 	struct acq_rev_ent *s = orig_slot(e->acq_rev, h);
 	uint32_t q, was;
@@ -365,7 +356,7 @@ static int use_flag(struct tsw_engine *e, uint64_t h, uint32_t flag)
 		;
 	if (i == READ_TRIES)
 		return FLAG_BUSY;
-	if (LD(&s->hash) != h) {
+	if (LD(&s->hash) != h || LD(&s->stan) != stan) {
 		slot_unlock(s, q);
 		return FLAG_GONE;
 	}
@@ -377,7 +368,7 @@ static int use_flag(struct tsw_engine *e, uint64_t h, uint32_t flag)
 
 void acq_rev_use_consumed(struct tsw_engine *e, struct req *r)
 {
-	r->use_flagged = e->acq_rev && r->acq_rev_key && use_flag(e, r->acq_rev_key, 1) >= 0;
+	r->use_flagged = e->acq_rev && r->acq_rev_key && use_flag(e, r->acq_rev_key, (uint32_t)r->key, 1) >= 0;
 }
 
 bool acq_rev_disown_use(struct tsw_engine *e, const struct req *r)
@@ -387,17 +378,12 @@ bool acq_rev_disown_use(struct tsw_engine *e, const struct req *r)
 		return true;
 	/* still flagged: ours now. Taken, pushed out with its entry, or a
 	 * busy slot: an acquirer reversal may have given it back */
-	return use_flag(e, r->acq_rev_key, 0) == 1;
+	return use_flag(e, r->acq_rev_key, (uint32_t)r->key, 0) == 1;
 }
 
 bool acq_rev_take_use(struct tsw_engine *e, const struct req *r)
 {
-	struct ent_view link;
-
-	if (!e->acq_rev || !r->acq_rev_key)
+	if (!e->acq_rev || !r->rev_match.hash)
 		return false;
-	if (!slot_read(link_slot(e->acq_rev, r->acq_rev_key), &link) ||
-	    link.hash != r->acq_rev_key)
-		return false;
-	return use_flag(e, link.orig_hash, 0) == 1;
+	return use_flag(e, r->rev_match.hash, r->rev_match.stan, 0) == 1;
 }

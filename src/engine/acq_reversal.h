@@ -11,6 +11,7 @@
 
 struct tsw_engine;
 struct req;
+struct acq_rev_match;
 
 /* Originals remembered for the acquirer's reversals when
  * cfg.acq_reversal_memory is 0 (direct-mapped: a newer original may push
@@ -38,14 +39,16 @@ uint64_t acq_rev_key(const struct tsw_engine *e, uint32_t slot, const char *toke
 /* The original m of key h (acq_rev_key) went to the issuer with switch
  * STAN stan and m's DE7. */
 void acq_rev_remember(struct tsw_engine *e, uint64_t h, const struct tsw_iso_msg *m, uint32_t stan);
-/* For a reversal m of token on connection slot (own_key: its own
- * acq_rev_key, 0 for none): when its DE90 names an original remembered
- * for the same acquirer (DE32, peer address), writes the DE90 the issuer
- * must see (the switch STAN and DE7 of the original as sent) to out and
- * returns 1; 0 when DE90 is absent, not 42 bytes or unknown (it is then
- * forwarded as it came). */
-int acq_rev_de90(struct tsw_engine *e, uint32_t slot, uint64_t own_key, const char *token,
-		 size_t token_len, const struct tsw_iso_msg *m, char out[TSW_ENGINE_DE90_LEN]);
+/* For a reversal m of token on connection slot: when its DE90 names an
+ * original remembered for the same acquirer (DE32, peer address), writes
+ * the DE90 the issuer must see (the switch STAN and DE7 of the original
+ * as sent) to out, the original it matched to *ret_match (kept in the
+ * reversal's request for acq_rev_take_use) and returns 1; 0 when DE90 is
+ * absent, not 42 bytes or unknown (it is then forwarded as it came, and
+ * *ret_match is untouched). */
+int acq_rev_de90(struct tsw_engine *e, uint32_t slot, const char *token, size_t token_len,
+		 const struct tsw_iso_msg *m, char out[TSW_ENGINE_DE90_LEN],
+		 struct acq_rev_match *ret_match);
 /* The issuer approved original r (0100/0200, r->acq_rev_key) and its
  * limited use was committed: the remembered original is flagged, and
  * r->use_flagged says whether it was (not when it was pushed out of the
@@ -60,9 +63,10 @@ void acq_rev_use_consumed(struct tsw_engine *e, struct req *r);
  * the table: either may have given it back) or other workers hold the
  * slot: the use stays spent, never given back twice. */
 bool acq_rev_disown_use(struct tsw_engine *e, const struct req *r);
-/* The issuer answered reversal r 00: true when r named (through DE90) a
- * flagged original; the flag is cleared, so a repeated reversal of the
- * same original returns false. The caller gives the use back. */
+/* The issuer answered reversal r 00: true when r matched (through DE90,
+ * r->rev_match) an original that is still flagged; the flag is cleared,
+ * so a repeated reversal of the same original returns false, and so does
+ * one that matched nothing. The caller gives the use back. */
 bool acq_rev_take_use(struct tsw_engine *e, const struct req *r);
 
 #endif

@@ -386,6 +386,24 @@ void tsw_engine_acq_close(struct tsw_engine *e, uint32_t slot)
 	TSW_GAUGE_DEC(e->m->conns_open);
 }
 
+void tsw_engine_acq_close_sent(struct tsw_engine *e, uint32_t slot, size_t sent)
+{
+	struct acq_conn *c;
+	size_t pending;
+
+	if (slot >= e->cfg.max_conns || e->conns[slot].state != ACQ_OPEN)
+		return;
+	c = &e->conns[slot];
+	pending = outbuf_pending(&c->out);
+	if (sent > pending)
+		sent = pending;
+	/* the buffer is reset by the close: only the stream offset moves */
+	c->out.pos += sent;
+	TSW_COUNT_ADD(e->m->bytes_out, sent);
+	unsent_sent(e, slot);
+	tsw_engine_acq_close(e, slot);
+}
+
 bool tsw_engine_next_close(struct tsw_engine *e, uint32_t *ret_slot)
 {
 	while (e->close_len) {

@@ -131,6 +131,13 @@ enum req_kind {
 	REQ_KIND_MAX
 };
 
+/* The original an acquirer reversal matched (acq_reversal.c): its hash
+ * in the table and its switch STAN; hash 0: none. */
+struct acq_rev_match {
+	uint64_t hash;
+	uint32_t stan;
+};
+
 /* A request in flight to an issuer (or parked until its use is durable). */
 struct req {
 	uint64_t key; /* link << 32 | switch STAN */
@@ -155,6 +162,7 @@ struct req {
 	char pan_last4[4]; /* REQ_ACQ: its last 4 digits (shown by masking too): scan filter */
 	uint64_t acq_rev_key; /* REQ_ACQ: acq_reversal.c key of the acquirer's message */
 	bool use_flagged;     /* REQ_ACQ: acq_rev_use_consumed set its original's flag */
+	struct acq_rev_match rev_match; /* REQ_ACQ reversal: the original it named */
 	bool partial_reversal; /* REQ_ACQ: a reversal whose DE95 keeps part of the sale */
 	uint64_t dup_hash; /* REQ_ACQ: dup.c chain of (connection, DE11, DE7) */
 	uint32_t dup_next;

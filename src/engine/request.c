@@ -186,6 +186,7 @@ static int forward(struct tsw_engine *e, struct pipeline *pl, const struct tsw_t
 	unsigned n = 0;
 	int pan_len, iss, link, ret;
 	enum tsw_authz_reason fail = TSW_AUTHZ_SYSTEM;
+	struct acq_rev_match rev_match = {0};
 	uint64_t rev_key = 0;
 	unsigned cls;
 
@@ -265,7 +266,7 @@ static int forward(struct tsw_engine *e, struct pipeline *pl, const struct tsw_t
 	ed[n++] = (struct tsw_iso_edit){.field = 48, .len = (uint16_t)de48_len, .data = de48};
 	/* an acquirer's reversal names the original by the switch STAN */
 	if (tsw_authz_class_of(m->mti) == TSW_AUTHZ_CLASS_REVERSAL &&
-	    acq_rev_de90(e, pl->slot, rev_key, t->token, t->token_len, m, de90)) {
+	    acq_rev_de90(e, pl->slot, t->token, t->token_len, m, de90, &rev_match)) {
 		ed[n++] = (struct tsw_iso_edit){
 		    .field = 90, .len = TSW_ENGINE_DE90_LEN, .data = (const uint8_t *)de90};
 		TSW_COUNT(e->m->acq_reversals_matched);
@@ -305,6 +306,7 @@ static int forward(struct tsw_engine *e, struct pipeline *pl, const struct tsw_t
 	dup_add(e, r);
 	r->acq_rev_key = rev_key;
 	r->partial_reversal = rev_key && keeps_part_of_sale(m);
+	r->rev_match = rev_match;
 	if (cls == TSW_MTI_0100 || cls == TSW_MTI_0200)
 		acq_rev_remember(e, rev_key, m, (uint32_t)r->key);
 	c->inflight++;

@@ -262,6 +262,9 @@ static enum saf_outcome saf_send(struct tsw_engine *e, uint32_t link, const stru
 	r->kind = REQ_SAF;
 	r->saf_id = it->id;
 	r->saf_attempts = it->attempts;
+	/* a reversal of an approval names its code; one of an unknown
+	 * outcome (a timeout) does not */
+	r->has_approval_code = tsw_iso_has(&m, 38);
 	r->mti_class = (uint8_t)mti_class(m.mti); /* 0400, or a stand-in's 0120/0220 */
 	memcpy(r->echo.mti, m.mti, 4); /* its answer must be the response to it */
 	r->fwd_ns = r->start_ns = e->now_ns;
@@ -385,11 +388,14 @@ static bool wants_repeat(const char *rc)
 }
 
 /* The item leaves the queue; only a reversal the issuer accepted (00)
- * shows it gave the money back, so only that gives its limited use back
- * (a declined one, 25 original not found included, keeps it spent). */
-static int settle(struct tsw_state *st, uint64_t id, const char *rc)
+ * shows it gave the money back, so only that gives its limited use back,
+ * and 25 (original not found) to the reversal of a request whose outcome
+ * the switch never saw (a timeout): the issuer never had that money. A
+ * declined one keeps it spent, 25 to a reversal of a seen approval too
+ * (a late answer counts as a seen approval: the request is gone, and keeping the use is the safe side). */
+static int settle(struct tsw_state *st, uint64_t id, const char *rc, bool approval_seen)
 {
-	if (strcmp(rc, "00") == 0)
+	if (strcmp(rc, "00") == 0 || (strcmp(rc, "25") == 0 && !approval_seen))
 		return tsw_state_saf_ack(st, id);
 	return tsw_state_saf_settle(st, id);
 }
@@ -404,7 +410,7 @@ void saf_answered(struct tsw_engine *e, struct req *r, const char *rc)
 	/* not found: another worker's lease had run out and it got the
 	 * answer first; the reversal is settled either way */
 	engine_event(e, TSW_EV_SAF_ACKED, .link = r->link, .id = r->saf_id, .rc = rc);
-	if (settle(e->state, r->saf_id, rc) == 0)
+	if (settle(e->state, r->saf_id, rc, r->has_approval_code) == 0)
 		TSW_COUNT(e->m->saf_acked);
 	saf_gauge(e);
 }
@@ -417,7 +423,7 @@ void saf_late_answer(struct tsw_engine *e, uint64_t id, const char *rc)
 	if (wants_repeat(rc))
 		return;
 	engine_event(e, TSW_EV_SAF_ACKED, .id = id, .rc = rc, .why = "late");
-	if (settle(e->state, id, rc) == 0)
+	if (settle(e->state, id, rc, true) == 0)
 		TSW_COUNT(e->m->saf_acked);
 	saf_gauge(e);
 }

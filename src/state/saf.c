@@ -54,6 +54,14 @@ static uint64_t wall_ms(void)
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
+static bool all_digits(const char *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (p[i] < '0' || p[i] > '9')
+			return false;
+	return true;
+}
+
 static void key_of(uint64_t disk_key, uint8_t out[SAF_KEY_LEN])
 {
 	for (int i = SAF_KEY_LEN - 1; i >= 0; i--) {
@@ -233,7 +241,9 @@ int saf_load(struct tsw_state *st, MDB_txn *txn)
 			   v.mv_size == SAF_RECORD_V2_SIZE + rec.len) {
 			hdr = v.mv_size - rec.len;
 			memcpy(&rec, v.mv_data, hdr);
-			if (rec.use_token_len > TSW_TOKEN_MAX_DIGITS) {
+			if (rec.use_token_len > TSW_TOKEN_MAX_DIGITS ||
+			    (rec.flags & ~TSW_STATE_SAF_ADVICE) ||
+			    !all_digits(rec.use_token, rec.use_token_len)) {
 				rc = -TSW_E_CORRUPT;
 				goto out;
 			}

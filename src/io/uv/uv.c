@@ -90,6 +90,8 @@ static void ep_closed(uv_handle_t *h)
 
 static void ep_close(struct vworker *v, struct vep *ep)
 {
+	size_t pre;
+
 	if (!ep->in_use || ep->closing)
 		return;
 	ep->closing = true;
@@ -97,11 +99,9 @@ static void ep_close(struct vworker *v, struct vep *ep)
 	/* the bytes uv_try_write sent before the write that is cancelled
 	 * now left: an approval among them reached the peer's kernel and is
 	 * not reversed as undelivered */
-	if (ep->writing && ep->write_pre)
-		tsw_engine_sent(v->e, (struct tsw_endpoint){.kind = ep->kind, .slot = ep->eslot},
-				ep->write_pre);
+	pre = ep->writing ? ep->write_pre : 0;
 	if (ep->kind == TSW_EP_ACQ) {
-		tsw_engine_acq_close(v->e, ep->eslot);
+		tsw_engine_acq_close_sent(v->e, ep->eslot, pre);
 		if (ep->eslot < v->n_slots)
 			v->slot_ep[ep->eslot] = NO_EP;
 	} else {
@@ -112,6 +112,9 @@ static void ep_close(struct vworker *v, struct vep *ep)
 				v->w->p.engine.hosts[ep->eslot].host,
 				v->w->p.engine.hosts[ep->eslot].port);
 		ep->link_up = false;
+		if (pre)
+			tsw_engine_sent(v->e, (struct tsw_endpoint){.kind = TSW_EP_LINK, .slot = ep->eslot},
+					pre);
 		tsw_engine_link_down(v->e, ep->eslot, io_now_ns());
 	}
 	/* a pending write is cancelled by the close and its callback runs first */

@@ -270,3 +270,139 @@ Test(use_return, approval_sent_before_a_later_decline_is_not_reversed)
 	cr_assert_eq(H.m.answers_undelivered_reversed, 0, "a delivered approval was reversed");
 	cr_assert_eq(H.m.saf_depth, 0);
 }
+
+/* The acquirer reused the trace (DE11, DE7) of an original it had
+ * reversed: the new original takes the same table entry. The first
+ * approval, undelivered, must not take the new one's flag: that would
+ * give the new sale's use back. */
+Test(use_return, a_new_original_under_a_reused_trace_keeps_its_own_use)
+{
+	struct tsw_iso_msg a, c, rev;
+	uint8_t abuf[2048], cbuf[2048], rbuf[2048];
+	int first, i;
+
+	h_start(&H);
+	first = H.slot;
+	forward_limited("002501", abuf, sizeof(abuf), &a);
+	cr_assert_eq(h_issuer_answer(&H, 0, &a, "00", 0), 0);
+	/* a's approval sits unsent on the first connection */
+	H.slot = tsw_engine_acq_open(H.e, H.now);
+	cr_assert_geq(H.slot, 0);
+	acquirer_reversal("002502", "002501", NULL, "00");
+	cr_assert_eq(limited_used(), 0);
+	/* the same trace again, on the second connection: approved, sent */
+	forward_limited("002501", cbuf, sizeof(cbuf), &c);
+	cr_assert_eq(h_issuer_answer(&H, 0, &c, "00", 0), 0);
+	h_collect(&H, TSW_EP_ACQ, (uint32_t)H.slot, acq);
+	cr_assert_str_eq(h_field(&acq->m[0], 39), "00");
+	cr_assert_eq(limited_used(), 1);
+
+	tsw_engine_acq_close(H.e, (uint32_t)first);
+	wait_link_output();
+	i = find_mti("0400");
+	cr_assert_geq(i, 0);
+	keep((unsigned)i, rbuf, sizeof(rbuf), &rev);
+	cr_assert_eq(h_issuer_answer(&H, 0, &rev, "00", 0), 0);
+	cr_assert_eq(limited_used(), 1, "c stands but its use is free again");
+}
+
+/* A reversal whose DE90 names nothing known is forwarded as it came and
+ * gives nothing back, even when an earlier reversal with the same trace
+ * did name the original. */
+Test(use_return, an_unmatched_reversal_gives_nothing_back)
+{
+	struct tsw_iso_msg a;
+	uint8_t abuf[2048];
+	char de95[43], de90[43];
+	uint64_t matched;
+	size_t n;
+
+	h_start(&H);
+	forward_limited("002601", abuf, sizeof(abuf), &a);
+	cr_assert_eq(h_issuer_answer(&H, 0, &a, "00", 0), 0);
+	h_collect(&H, TSW_EP_ACQ, (uint32_t)H.slot, acq);
+	cr_assert_str_eq(h_field(&acq->m[0], 39), "00");
+	snprintf(de95, sizeof(de95), "%012d%030d", 499, 0);
+	acquirer_reversal("002602", "002601", de95, "00");
+	cr_assert_eq(limited_used(), 1);
+	matched = H.m.acq_reversals_matched;
+
+	/* the same trace as the partial one, naming an unknown original */
+	snprintf(de90, sizeof(de90), "0100%s%s%022d", "009999", ORIG_DE7, 0);
+	n = h_build(&H, body, sizeof(body), "0400", 2, h_tokens[H_LIMITED].token, 3, "000000", 4,
+		    "000000000500", 7, "1123031600", 11, "002602", 32, DE32, 41, "TERM0001", 90,
+		    de90, 0);
+	cr_assert_eq(h_send(&H, body, n), 0);
+	h_collect(&H, TSW_EP_LINK, 0, iss);
+	cr_assert_eq(iss->n, 1);
+	cr_assert_eq(H.m.acq_reversals_matched, matched, "an unknown DE90 matched");
+	cr_assert_eq(h_issuer_answer(&H, 0, &iss->m[0], "00", 0), 0);
+	cr_assert_eq(limited_used(), 1, "the unmatched reversal gave the use back");
+}
+
+/* 25 (original not found) to the reversal of a request that timed out:
+ * the issuer never had the original, so it holds no money: the use comes
+ * back. To the reversal of an approval the switch saw, 25 keeps it spent
+ * (the issuer approved it: its answer about the original is wrong). */
+Test(use_return, original_not_found_gives_back_only_what_was_never_approved)
+{
+	struct tsw_iso_msg a, rev;
+	uint8_t abuf[2048], rbuf[2048];
+	int i;
+
+	h_start(&H);
+	forward_limited("002701", abuf, sizeof(abuf), &a);
+	h_advance(&H, H.cfg.issuer_timeout_ms + 1);
+	h_collect_after_commit(&H, acq);
+	cr_assert_str_eq(h_field(&acq->m[0], 39), "91");
+	h_collect(&H, TSW_EP_LINK, 0, iss);
+	i = find_mti("0400");
+	cr_assert_geq(i, 0);
+	keep((unsigned)i, rbuf, sizeof(rbuf), &rev);
+	cr_assert(!tsw_iso_has(&rev, 38), "a reversal of an unknown outcome has no DE38");
+	cr_assert_eq(h_issuer_answer(&H, 0, &rev, "25", 0), 0);
+	cr_assert_eq(limited_used(), 0, "the issuer never had the original, yet the use stays spent");
+
+	/* an approval to a closed connection, its reversal answered 25 */
+	forward_limited("002702", abuf, sizeof(abuf), &a);
+	tsw_engine_acq_close(H.e, (uint32_t)H.slot);
+	cr_assert_eq(h_issuer_answer(&H, 0, &a, "00", 38, "A1B2C3", 0), 0);
+	wait_link_output();
+	i = find_mti("0400");
+	cr_assert_geq(i, 0);
+	keep((unsigned)i, rbuf, sizeof(rbuf), &rev);
+	cr_assert_str_eq(h_field(&rev, 38), "A1B2C3");
+	cr_assert_eq(h_issuer_answer(&H, 0, &rev, "25", 0), 0);
+	cr_assert_eq(limited_used(), 1, "an approved original's use came back on a 25");
+}
+
+/* A backend that closes a connection while a write is in flight tells
+ * the engine how much had left before it: the approvals in those bytes
+ * are delivered, the ones after them reversed. */
+Test(use_return, close_with_bytes_sent_reverses_only_what_did_not_leave)
+{
+	struct tsw_endpoint ep;
+	struct tsw_iso_msg a, b;
+	uint8_t abuf[2048], bbuf[2048];
+	const uint8_t *data;
+	size_t n, len, first;
+
+	h_start(&H);
+	ep = (struct tsw_endpoint){.kind = TSW_EP_ACQ, .slot = (uint32_t)H.slot};
+	n = h_auth(&H, body, sizeof(body), H_OK, "002801", 0);
+	cr_assert_eq(h_send(&H, body, n), 0);
+	n = h_auth(&H, body, sizeof(body), H_OK, "002802", 0);
+	cr_assert_eq(h_send(&H, body, n), 0);
+	h_collect(&H, TSW_EP_LINK, 0, iss);
+	cr_assert_eq(iss->n, 2);
+	keep(0, abuf, sizeof(abuf), &a);
+	keep(1, bbuf, sizeof(bbuf), &b);
+	cr_assert_eq(h_issuer_answer(&H, 0, &a, "00", 0), 0);
+	cr_assert_eq(h_issuer_answer(&H, 0, &b, "00", 0), 0);
+	tsw_engine_out(H.e, ep, &data, &len);
+	first = 2 + ((size_t)data[0] << 8 | data[1]);
+	cr_assert_gt(len, first);
+	tsw_engine_acq_close_sent(H.e, (uint32_t)H.slot, first);
+	cr_assert_eq(H.m.answers_undelivered_reversed, 1, "only the second approval is reversed");
+	cr_assert_eq(tsw_engine_inflight(H.e), 0);
+}

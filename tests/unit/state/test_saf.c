@@ -586,6 +586,39 @@ Test(saf, corrupt_records_refused_at_open)
 	}
 }
 
+/* A 40-byte header with an unknown flag or a use token that is not
+ * digits is refused like any other corrupt record. */
+Test(saf, corrupt_format_3_headers_refused_at_open)
+{
+	static const uint8_t key8[8] = {0, 0, 0, 0, 0, 0, 0, 8};
+	struct {
+		uint32_t route_key, len, flags;
+		uint8_t use_token_len;
+		char use_token[19];
+		uint64_t put_ms;
+		char msg[4];
+	} rec;
+	struct tsw_state *st = NULL;
+
+	for (int i = 0; i < 2; i++) {
+		remove_dir();
+		cr_assert_not_null(mkdtemp(strcpy(dir, "/tmp/tsw-saf-XXXXXX")));
+		memset(&rec, 0, sizeof(rec));
+		rec.route_key = 1;
+		rec.len = 4;
+		memcpy(rec.msg, "0400", 4);
+		if (i == 0) {
+			rec.flags = 4; /* no such flag */
+		} else {
+			rec.use_token_len = 16;
+			memcpy(rec.use_token, "48953700000000x5", 16);
+		}
+		write_raw(key8, 8, &rec, sizeof(rec));
+		cr_expect_eq(tsw_state_open(dir, NULL, &st), -TSW_E_CORRUPT, "case %d", i);
+		cr_expect_null(st);
+	}
+}
+
 Test(saf, puts_and_reservations_share_one_group_commit)
 {
 	struct tsw_state *st;

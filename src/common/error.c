@@ -26,6 +26,9 @@ static const char *const tsw_messages[TSW_E_MAX - TSW_E_BASE] = {
 	[TSW_E_FULL - TSW_E_BASE] = "full",
 	[TSW_E_VERSION - TSW_E_BASE] = "unsupported format version",
 	[TSW_E_CONFIG - TSW_E_BASE] = "bad configuration",
+	[TSW_E_CRYPTOGRAM - TSW_E_BASE] = "cryptogram does not verify",
+	[TSW_E_PIN_FORMAT - TSW_E_BASE] = "PIN block malformed",
+	[TSW_E_PIN_PAN - TSW_E_BASE] = "PIN block bound to another account number",
 };
 
 const char *tsw_strerror(int err)

@@ -1,0 +1,1 @@
+#include "hsm_test.h"

@@ -53,4 +53,24 @@ static inline struct tsw_hsm_key *import_hex(struct tsw_hsm *h, enum tsw_hsm_kin
 	return k;
 }
 
+/* The Visa CVN 10 vector of shared/vectors/emv/arqc-vectors.md (IMK
+ * 0123456789ABCDEFFEDCBA9876543210, PAN 1234567890123456, PSN 00). */
+static inline void visa10_input(struct tsw_hsm_arqc_input *in)
+{
+	memset(in, 0, sizeof(*in));
+	in->cvn = TSW_HSM_CVN_VISA_10;
+	unhex("000000004000", in->amount, 6);
+	unhex("000000000000", in->amount_other, 6);
+	unhex("0124", in->country, 2);
+	unhex("8000048000", in->tvr, 5);
+	unhex("0124", in->currency, 2);
+	unhex("191105", in->date, 3);
+	in->type = 0x01;
+	unhex("52BF4585", in->un, 4);
+	unhex("1800", in->aip, 2);
+	unhex("001C", in->atc, 2);
+	in->cvr_len = (uint8_t)unhex("03A06010", in->cvr, sizeof(in->cvr));
+	unhex("29CCA15AE665FA2E", in->arqc, 8);
+}
+
 #endif

@@ -87,14 +87,12 @@ int emv_session_key(struct soft_session *s, const uint8_t mk[16],
 int emv_retail_mac(struct soft_session *s, const uint8_t key[16], enum tsw_hsm_pad pad,
 		   const uint8_t *data, size_t len, uint8_t ret_mac[8])
 {
-	uint8_t last[TDES_BLOCK] = {0}, h[TDES_BLOCK] = {0};
+	uint8_t last[TDES_BLOCK] = {0};
 	size_t padded, full;
 	int r;
 
-	/* the blocks before the last one go through single-DES CBC under K1;
-	 * the last one, chained, through TDES (E K1, D K2, E K1): the same as
-	 * CBC under K1 over all blocks followed by D K2, E K1. Method 1 pads
-	 * with zeros (empty data: one zero block), method 2 always adds 0x80 */
+	/* method 1 pads with zeros (empty data: one zero block), method 2
+	 * always adds 0x80 and zeros; only the last block needs a copy */
 	if (pad == TSW_HSM_PAD_1)
 		padded = len == 0 ? TDES_BLOCK : (len + TDES_BLOCK - 1) / TDES_BLOCK * TDES_BLOCK;
 	else
@@ -104,17 +102,8 @@ int emv_retail_mac(struct soft_session *s, const uint8_t key[16], enum tsw_hsm_p
 		memcpy(last, data + full, len - full);
 	if (pad == TSW_HSM_PAD_2)
 		last[len - full] = 0x80;
-	if (full > 0) {
-		r = soft_des_cbc_mac(s, key, data, full, h);
-		if (r < 0)
-			goto out;
-	}
-	for (size_t i = 0; i < TDES_BLOCK; i++)
-		last[i] ^= h[i];
-	r = soft_ecb(s, TSW_HSM_TDES2, key, 1, last, TDES_BLOCK, ret_mac);
-out:
+	r = soft_mac3(s, key, data, full, last, ret_mac);
 	OPENSSL_cleanse(last, sizeof(last));
-	OPENSSL_cleanse(h, sizeof(h));
 	return r;
 }
 

@@ -44,10 +44,10 @@ size_t alg_key_len(enum tsw_hsm_alg alg);
 /* ECB over len bytes (a multiple of the block) with key of alg; enc 1/0. */
 int soft_ecb(struct soft_session *s, enum tsw_hsm_alg alg, const uint8_t *key, int enc,
 	     const uint8_t *in, size_t len, uint8_t *out);
-/* Single-DES CBC-MAC chain under key (8 bytes), IV zero, over len bytes
- * (a multiple of 8): ret_last is the last cipher block. */
-int soft_des_cbc_mac(struct soft_session *s, const uint8_t key[8], const uint8_t *in,
-		     size_t len, uint8_t ret_last[8]);
+/* ISO/IEC 9797-1 MAC algorithm 3 under key (K1 K2) over the padded
+ * message full[0..full_len) || last (full_len a multiple of 8). */
+int soft_mac3(struct soft_session *s, const uint8_t key[16], const uint8_t *full,
+	      size_t full_len, const uint8_t last[8], uint8_t ret_mac[8]);
 /* Key check value (TSW_HSM_KCV_BYTES_MAX): see include/tsw/hsm.h. Uses no
  * session: called once per import. */
 int soft_kcv(enum tsw_hsm_alg alg, const uint8_t *key, uint8_t *ret_kcv, uint8_t *ret_len);

@@ -95,7 +95,7 @@ static void bench_arqc(const char *name, const struct tsw_hsm_soft_config *cfg, 
 		die("open", r);
 	r = tsw_hsm_key_import(h, TSW_HSM_IMK_AC, TSW_HSM_TDES2,
 			       (const uint8_t *)"\x01\x23\x45\x67\x89\xAB\xCD\xEF"
-					       "\xFE\xDC\xBA\x98\x76\x54\x32\x10",
+						"\xFE\xDC\xBA\x98\x76\x54\x32\x10",
 			       16, &imk);
 	if (r < 0)
 		die("import", r);
@@ -182,8 +182,8 @@ int main(int argc, char **argv)
 		       st.legacy_des ? "legacy provider" : "TDES K1 K1 K1",
 		       st.locked ? "locked" : "NOT locked");
 	tsw_hsm_close(h);
-	printf("%ld iterations x %d runs, %d cards; median (min-max) CPU ns per call\n", iterations, RUNS,
-	       CARDS);
+	printf("%ld iterations x %d runs, %d cards; median (min-max) CPU ns per call\n", iterations,
+	       RUNS, CARDS);
 	bench_arqc("arqc verify cvn10, cached ICC MK", &cached, 10, iterations);
 	bench_arqc("arqc verify cvn18, cached ICC MK", &cached, 18, iterations);
 	bench_arqc("arqc verify cvn16, cached ICC MK", &cached, 16, iterations);

@@ -83,43 +83,43 @@ struct tsw_hsm_key_info {
 
 /* EMV cryptogram versions the switch verifies. */
 enum tsw_hsm_cvn {
-	TSW_HSM_CVN_VISA_10 = 10,	 /* ICC master key, CVR ends the data */
-	TSW_HSM_CVN_MC_16 = 16,		 /* session key from ATC and UN */
-	TSW_HSM_CVN_VISA_18 = 18,	 /* common session key, 9F10 ends the data */
-	TSW_HSM_CVN_MC_20 = 20,		 /* common session key, CVR ends the data */
+	TSW_HSM_CVN_VISA_10 = 10, /* ICC master key, CVR ends the data */
+	TSW_HSM_CVN_MC_16 = 16,	  /* session key from ATC and UN */
+	TSW_HSM_CVN_VISA_18 = 18, /* common session key, 9F10 ends the data */
+	TSW_HSM_CVN_MC_20 = 20,	  /* common session key, CVR ends the data */
 };
 
 /* The inputs of one ARQC, as the card used them (tsw_hsm_de55_parse()
  * fills it from DE55). Numeric EMV data stays in its card form (BCD). */
 struct tsw_hsm_arqc_input {
-	uint8_t cvn;		   /* enum tsw_hsm_cvn */
-	uint8_t arqc[8];	   /* 9F26 */
-	uint8_t cid;		   /* 9F27 cryptogram information data */
-	uint8_t amount[6];	   /* 9F02 */
-	uint8_t amount_other[6];   /* 9F03 */
-	uint8_t country[2];	   /* 9F1A terminal country code */
-	uint8_t tvr[5];		   /* 95 */
-	uint8_t currency[2];	   /* 5F2A */
-	uint8_t date[3];	   /* 9A YYMMDD */
-	uint8_t type;		   /* 9C transaction type */
-	uint8_t un[4];		   /* 9F37 unpredictable number */
-	uint8_t aip[2];		   /* 82 */
-	uint8_t atc[2];		   /* 9F36 */
-	uint8_t iad_len;	   /* 9F10 length */
+	uint8_t cvn;		 /* enum tsw_hsm_cvn */
+	uint8_t arqc[8];	 /* 9F26 */
+	uint8_t cid;		 /* 9F27 cryptogram information data */
+	uint8_t amount[6];	 /* 9F02 */
+	uint8_t amount_other[6]; /* 9F03 */
+	uint8_t country[2];	 /* 9F1A terminal country code */
+	uint8_t tvr[5];		 /* 95 */
+	uint8_t currency[2];	 /* 5F2A */
+	uint8_t date[3];	 /* 9A YYMMDD */
+	uint8_t type;		 /* 9C transaction type */
+	uint8_t un[4];		 /* 9F37 unpredictable number */
+	uint8_t aip[2];		 /* 82 */
+	uint8_t atc[2];		 /* 9F36 */
+	uint8_t iad_len;	 /* 9F10 length */
 	uint8_t iad[TSW_HSM_IAD_MAX];
-	uint8_t cvr_len;	   /* 4 (Visa: with its length byte) or 6 (Mastercard) */
-	uint8_t cvr[6];		   /* card verification results, from 9F10 */
-	bool has_psn;		   /* 5F34 present */
-	uint8_t psn;		   /* 5F34, BCD 00..99 */
+	uint8_t cvr_len; /* 4 (Visa: with its length byte) or 6 (Mastercard) */
+	uint8_t cvr[6];	 /* card verification results, from 9F10 */
+	bool has_psn;	 /* 5F34 present */
+	uint8_t psn;	 /* 5F34, BCD 00..99 */
 };
 
 /* The issuer's answer for tag 91. Method 1 (CVN 10, 16, 20) uses arc;
  * method 2 (CVN 18) uses csu and prop. */
 struct tsw_hsm_arpc_params {
-	uint8_t arc[2];	    /* authorization response code: DE39's two ASCII bytes */
-	uint8_t csu[4];	    /* card status update */
+	uint8_t arc[2];	     /* authorization response code: DE39's two ASCII bytes */
+	uint8_t csu[4];	     /* card status update */
 	const uint8_t *prop; /* proprietary authentication data, may be NULL */
-	size_t prop_len;    /* 0..8 */
+	size_t prop_len;     /* 0..8 */
 };
 
 /* ISO/IEC 9797-1 padding methods for tsw_hsm_retail_mac(). */
@@ -189,29 +189,29 @@ struct tsw_hsm_key {
 /* ---- the software backend ---- */
 
 struct tsw_hsm_soft_config {
-	uint32_t max_keys;	     /* keys held at once (imported and derived,
-				      * including ones a caller derives and
-				      * frees); 0: TSW_HSM_MAX_KEYS_DEFAULT */
-	uint32_t icc_cache_entries;  /* derived ICC master keys cached for
-				      * tsw_hsm_arqc_verify(); 0: default;
-				      * UINT32_MAX: no cache (derive every time) */
-	bool single_des_via_tdes;    /* compute the single-DES stage of the
-				      * retail MAC as TDES K1 K1 K1 instead of
-				      * OpenSSL's legacy provider (used
-				      * automatically when that provider cannot
-				      * be loaded; tests check both agree) */
+	uint32_t max_keys;	    /* keys held at once (imported and derived,
+				     * including ones a caller derives and
+				     * frees); 0: TSW_HSM_MAX_KEYS_DEFAULT */
+	uint32_t icc_cache_entries; /* derived ICC master keys cached for
+				     * tsw_hsm_arqc_verify(); 0: default;
+				     * UINT32_MAX: no cache (derive every time) */
+	bool single_des_via_tdes;   /* compute the single-DES stage of the
+				     * retail MAC as TDES K1 K1 K1 instead of
+				     * OpenSSL's legacy provider (used
+				     * automatically when that provider cannot
+				     * be loaded; tests check both agree) */
 };
 
 /* Counters of the software backend (all since open). */
 struct tsw_hsm_soft_stats {
-	uint64_t keys_in_use;	    /* now */
-	uint64_t key_full;	    /* imports/derivations refused: max_keys */
+	uint64_t keys_in_use; /* now */
+	uint64_t key_full;    /* imports/derivations refused: max_keys */
 	uint64_t icc_cache_hits;
-	uint64_t icc_cache_misses;  /* derived and stored (evicting a slot's key) */
-	bool locked;		    /* the key memory is mlock()ed (false when
-				     * RLIMIT_MEMLOCK refused: keys still work,
-				     * may be swapped) */
-	bool legacy_des;	    /* single DES from the legacy provider */
+	uint64_t icc_cache_misses; /* derived and stored (evicting a slot's key) */
+	bool locked;		   /* the key memory is mlock()ed (false when
+				    * RLIMIT_MEMLOCK refused: keys still work,
+				    * may be swapped) */
+	bool legacy_des;	   /* single DES from the legacy provider */
 };
 
 /* Opens the software backend: key memory (max_keys slots and the ICC
@@ -256,23 +256,22 @@ void tsw_hsm_session_close(struct tsw_hsm_session *s);
  * derived under imk (TSW_HSM_IMK_AC, TDES2). *ret_key is a new key of kind
  * TSW_HSM_ICC_MK: free it. Returns 0, -TSW_E_NOT_FOUND (imk NULL),
  * -TSW_E_BAD_INPUT, -TSW_E_FULL, -EIO. */
-int tsw_hsm_derive_icc_mk(struct tsw_hsm_session *s, const struct tsw_hsm_key *imk,
-			  const char *pan, size_t pan_len, uint8_t psn,
-			  struct tsw_hsm_key **ret_key);
+int tsw_hsm_derive_icc_mk(struct tsw_hsm_session *s, const struct tsw_hsm_key *imk, const char *pan,
+			  size_t pan_len, uint8_t psn, struct tsw_hsm_key **ret_key);
 
 /* The AC session key of in->cvn from icc_mk (TSW_HSM_ICC_MK): CVN 18 and
  * 20 the EMV common session key from the ATC (Book 2 A1.3), CVN 16
  * Mastercard's from the ATC and the unpredictable number; CVN 10 has none
  * (-TSW_E_BAD_INPUT). A new key of kind TSW_HSM_SESSION_KEY: free it. */
 int tsw_hsm_derive_session_key(struct tsw_hsm_session *s, const struct tsw_hsm_key *icc_mk,
-			       const struct tsw_hsm_arqc_input *in,
-			       struct tsw_hsm_key **ret_key);
+			       const struct tsw_hsm_arqc_input *in, struct tsw_hsm_key **ret_key);
 
 /* ISO/IEC 9797-1 MAC algorithm 3 (single-DES CBC under K1, the last block
  * also decrypted under K2 and encrypted under K1) with padding pad, under
- * k (TDES2). data may be empty only with TSW_HSM_PAD_2. */
-int tsw_hsm_retail_mac(struct tsw_hsm_session *s, const struct tsw_hsm_key *k,
-		       enum tsw_hsm_pad pad, const uint8_t *data, size_t len, uint8_t ret_mac[8]);
+ * k (TDES2, a cryptogram key: IMK, ICC MK or session key; a zone PIN key
+ * is -TSW_E_BAD_INPUT). Empty data: one padded block. */
+int tsw_hsm_retail_mac(struct tsw_hsm_session *s, const struct tsw_hsm_key *k, enum tsw_hsm_pad pad,
+		       const uint8_t *data, size_t len, uint8_t ret_mac[8]);
 
 /* Verifies in->arqc for the card pan/psn (psn: in->psn when in->has_psn,
  * else record_psn) under imk: derives (or finds in the cache) the ICC
@@ -283,15 +282,14 @@ int tsw_hsm_retail_mac(struct tsw_hsm_session *s, const struct tsw_hsm_key *k,
  * Returns 0 (it verifies), -TSW_E_CRYPTOGRAM (it does not), -TSW_E_NOT_FOUND
  * (imk NULL), -TSW_E_BAD_INPUT (CVN, digits, psn not BCD), -EIO. Compares
  * in constant time. The ATC replay check is the caller's (the state). */
-int tsw_hsm_arqc_verify(struct tsw_hsm_session *s, const struct tsw_hsm_key *imk,
-			const char *pan, size_t pan_len, uint8_t record_psn,
-			const struct tsw_hsm_arqc_input *in);
+int tsw_hsm_arqc_verify(struct tsw_hsm_session *s, const struct tsw_hsm_key *imk, const char *pan,
+			size_t pan_len, uint8_t record_psn, const struct tsw_hsm_arqc_input *in);
 
 /* The ARQC the card would compute (same inputs; in->arqc ignored), for
  * test tools that play the card (tokbench). Same errors. */
-int tsw_hsm_arqc_generate(struct tsw_hsm_session *s, const struct tsw_hsm_key *imk,
-			  const char *pan, size_t pan_len, uint8_t record_psn,
-			  const struct tsw_hsm_arqc_input *in, uint8_t ret_arqc[8]);
+int tsw_hsm_arqc_generate(struct tsw_hsm_session *s, const struct tsw_hsm_key *imk, const char *pan,
+			  size_t pan_len, uint8_t record_psn, const struct tsw_hsm_arqc_input *in,
+			  uint8_t ret_arqc[8]);
 
 /* The value of tag 91 (issuer authentication data) for an ARQC that
  * verified: method 1 (CVN 10, 16, 20): ARPC = TDES(ARQC xor ARC||00..00)

@@ -66,8 +66,8 @@ static const uint8_t *des_key(const struct soft_session *s, const uint8_t *key, 
 	return k3;
 }
 
-int soft_mac3(struct soft_session *s, const uint8_t key[16], const uint8_t *full,
-	      size_t full_len, const uint8_t last[8], uint8_t ret_mac[8])
+int soft_mac3(struct soft_session *s, const uint8_t key[16], const uint8_t *full, size_t full_len,
+	      const uint8_t last[8], uint8_t ret_mac[8])
 {
 	static const uint8_t zero_iv[TDES_BLOCK];
 	EVP_CIPHER_CTX *cbc = s->ctx[CIPHER_DES_CBC];
@@ -118,8 +118,8 @@ static int aes_cmac_kcv(enum tsw_hsm_alg alg, const uint8_t *key, uint8_t out[AE
 	params[1] = OSSL_PARAM_construct_end();
 	ctx = EVP_MAC_CTX_new(mac);
 	if (ctx && EVP_MAC_init(ctx, key, alg_key_len(alg), params) &&
-	    EVP_MAC_update(ctx, zeros, sizeof(zeros)) &&
-	    EVP_MAC_final(ctx, out, &n, AES_BLOCK) && n == AES_BLOCK)
+	    EVP_MAC_update(ctx, zeros, sizeof(zeros)) && EVP_MAC_final(ctx, out, &n, AES_BLOCK) &&
+	    n == AES_BLOCK)
 		r = 0;
 	EVP_MAC_CTX_free(ctx);
 	EVP_MAC_free(mac);
@@ -139,8 +139,9 @@ int soft_kcv(enum tsw_hsm_alg alg, const uint8_t *key, uint8_t *ret_kcv, uint8_t
 		c = EVP_CIPHER_CTX_new();
 		r = -EIO;
 		if (c &&
-		    EVP_EncryptInit_ex(c, alg == TSW_HSM_TDES2 ? EVP_des_ede_ecb() : EVP_des_ede3_ecb(),
-				       NULL, key, NULL) &&
+		    EVP_EncryptInit_ex(
+			c, alg == TSW_HSM_TDES2 ? EVP_des_ede_ecb() : EVP_des_ede3_ecb(), NULL, key,
+			NULL) &&
 		    EVP_CIPHER_CTX_set_padding(c, 0) &&
 		    EVP_EncryptUpdate(c, out, &n, zeros, sizeof(zeros)) && n == TDES_BLOCK)
 			r = 0;

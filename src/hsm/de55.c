@@ -26,13 +26,13 @@ static const struct {
 	size_t off, len;
 	bool optional;
 } tags[] = {
-    {0x9F26, F(arqc), 8, false},	 {0x9F27, F(cid), 1, false},
-    {0x9F02, F(amount), 6, false},	 {0x9F03, F(amount_other), 6, false},
-    {0x9F1A, F(country), 2, false},	 {0x95, F(tvr), 5, false},
-    {0x5F2A, F(currency), 2, false},	 {0x9A, F(date), 3, false},
-    {0x9C, F(type), 1, false},		 {0x9F37, F(un), 4, false},
-    {0x82, F(aip), 2, false},		 {0x9F36, F(atc), 2, false},
-    {0x5F34, F(psn), 1, true},		 {0x9F10, F(iad), 0, false},
+    {0x9F26, F(arqc), 8, false},     {0x9F27, F(cid), 1, false},
+    {0x9F02, F(amount), 6, false},   {0x9F03, F(amount_other), 6, false},
+    {0x9F1A, F(country), 2, false},  {0x95, F(tvr), 5, false},
+    {0x5F2A, F(currency), 2, false}, {0x9A, F(date), 3, false},
+    {0x9C, F(type), 1, false},	     {0x9F37, F(un), 4, false},
+    {0x82, F(aip), 2, false},	     {0x9F36, F(atc), 2, false},
+    {0x5F34, F(psn), 1, true},	     {0x9F10, F(iad), 0, false},
 };
 #undef F
 #define N_TAGS (sizeof(tags) / sizeof(tags[0]))

@@ -150,8 +150,8 @@ static size_t mac_data(const struct tsw_hsm_arqc_input *in, uint8_t *buf, enum t
 
 /* The key the CVN MACs with: the ICC master key itself (CVN 10) or the
  * session key derived from it. */
-static int ac_key(struct soft_session *s, const uint8_t mk[16],
-		  const struct tsw_hsm_arqc_input *in, uint8_t ret_key[16])
+static int ac_key(struct soft_session *s, const uint8_t mk[16], const struct tsw_hsm_arqc_input *in,
+		  uint8_t ret_key[16])
 {
 	if (in->cvn == TSW_HSM_CVN_VISA_10) {
 		memcpy(ret_key, mk, 16);

@@ -23,8 +23,8 @@ static bool bcd(uint8_t b)
 
 /* 0, or why k cannot serve as a key of kind with an algorithm in algs
  * (a bit per enum tsw_hsm_alg) on session s. */
-static int check_key(const struct tsw_hsm_session *s, const struct tsw_hsm_key *k,
-		     unsigned kinds, unsigned algs)
+static int check_key(const struct tsw_hsm_session *s, const struct tsw_hsm_key *k, unsigned kinds,
+		     unsigned algs)
 {
 	if (!k)
 		return -TSW_E_NOT_FOUND;
@@ -35,7 +35,7 @@ static int check_key(const struct tsw_hsm_session *s, const struct tsw_hsm_key *
 
 #define TDES2_ONLY (1u << TSW_HSM_TDES2)
 #define ANY_ALG ((1u << TSW_HSM_ALG_MAX) - 1)
-#define ANY_KIND ((1u << TSW_HSM_KIND_MAX) - 1)
+#define AC_KINDS (1u << TSW_HSM_IMK_AC | 1u << TSW_HSM_ICC_MK | 1u << TSW_HSM_SESSION_KEY)
 #define ZPK_KINDS (1u << TSW_HSM_ZPK_ACQUIRER | 1u << TSW_HSM_ZPK_ISSUER)
 
 static int check_input(const struct tsw_hsm_arqc_input *in)
@@ -54,9 +54,9 @@ static int check_input(const struct tsw_hsm_arqc_input *in)
 }
 
 /* The checks every cryptogram call shares; sets the PSN to use. */
-static int check_ac(const struct tsw_hsm_session *s, const struct tsw_hsm_key *imk,
-		    const char *pan, size_t pan_len, uint8_t record_psn,
-		    const struct tsw_hsm_arqc_input *in, uint8_t *ret_psn)
+static int check_ac(const struct tsw_hsm_session *s, const struct tsw_hsm_key *imk, const char *pan,
+		    size_t pan_len, uint8_t record_psn, const struct tsw_hsm_arqc_input *in,
+		    uint8_t *ret_psn)
 {
 	uint8_t psn = in->has_psn ? in->psn : record_psn;
 	int r = check_key(s, imk, 1u << TSW_HSM_IMK_AC, TDES2_ONLY);
@@ -115,9 +115,8 @@ void tsw_hsm_session_close(struct tsw_hsm_session *s)
 		s->hsm->ops->session_close(s);
 }
 
-int tsw_hsm_derive_icc_mk(struct tsw_hsm_session *s, const struct tsw_hsm_key *imk,
-			  const char *pan, size_t pan_len, uint8_t psn,
-			  struct tsw_hsm_key **ret_key)
+int tsw_hsm_derive_icc_mk(struct tsw_hsm_session *s, const struct tsw_hsm_key *imk, const char *pan,
+			  size_t pan_len, uint8_t psn, struct tsw_hsm_key **ret_key)
 {
 	int r = check_key(s, imk, 1u << TSW_HSM_IMK_AC, TDES2_ONLY);
 
@@ -131,8 +130,7 @@ int tsw_hsm_derive_icc_mk(struct tsw_hsm_session *s, const struct tsw_hsm_key *i
 }
 
 int tsw_hsm_derive_session_key(struct tsw_hsm_session *s, const struct tsw_hsm_key *icc_mk,
-			       const struct tsw_hsm_arqc_input *in,
-			       struct tsw_hsm_key **ret_key)
+			       const struct tsw_hsm_arqc_input *in, struct tsw_hsm_key **ret_key)
 {
 	int r = check_key(s, icc_mk, 1u << TSW_HSM_ICC_MK, TDES2_ONLY);
 
@@ -146,10 +144,11 @@ int tsw_hsm_derive_session_key(struct tsw_hsm_session *s, const struct tsw_hsm_k
 	return s->hsm->ops->derive_session_key(s, icc_mk, in, ret_key);
 }
 
-int tsw_hsm_retail_mac(struct tsw_hsm_session *s, const struct tsw_hsm_key *k,
-		       enum tsw_hsm_pad pad, const uint8_t *data, size_t len, uint8_t ret_mac[8])
+int tsw_hsm_retail_mac(struct tsw_hsm_session *s, const struct tsw_hsm_key *k, enum tsw_hsm_pad pad,
+		       const uint8_t *data, size_t len, uint8_t ret_mac[8])
 {
-	int r = check_key(s, k, ANY_KIND, TDES2_ONLY);
+	/* never a PIN key: a MAC over chosen data would be an oracle for it */
+	int r = check_key(s, k, AC_KINDS, TDES2_ONLY);
 
 	if (r < 0)
 		return r;
@@ -160,9 +159,8 @@ int tsw_hsm_retail_mac(struct tsw_hsm_session *s, const struct tsw_hsm_key *k,
 	return s->hsm->ops->retail_mac(s, k, pad, data, len, ret_mac);
 }
 
-int tsw_hsm_arqc_verify(struct tsw_hsm_session *s, const struct tsw_hsm_key *imk,
-			const char *pan, size_t pan_len, uint8_t record_psn,
-			const struct tsw_hsm_arqc_input *in)
+int tsw_hsm_arqc_verify(struct tsw_hsm_session *s, const struct tsw_hsm_key *imk, const char *pan,
+			size_t pan_len, uint8_t record_psn, const struct tsw_hsm_arqc_input *in)
 {
 	uint8_t psn;
 	int r = check_ac(s, imk, pan, pan_len, record_psn, in, &psn);
@@ -174,9 +172,9 @@ int tsw_hsm_arqc_verify(struct tsw_hsm_session *s, const struct tsw_hsm_key *imk
 	return s->hsm->ops->arqc_verify(s, imk, pan, pan_len, psn, in);
 }
 
-int tsw_hsm_arqc_generate(struct tsw_hsm_session *s, const struct tsw_hsm_key *imk,
-			  const char *pan, size_t pan_len, uint8_t record_psn,
-			  const struct tsw_hsm_arqc_input *in, uint8_t ret_arqc[8])
+int tsw_hsm_arqc_generate(struct tsw_hsm_session *s, const struct tsw_hsm_key *imk, const char *pan,
+			  size_t pan_len, uint8_t record_psn, const struct tsw_hsm_arqc_input *in,
+			  uint8_t ret_arqc[8])
 {
 	uint8_t psn;
 	int r = check_ac(s, imk, pan, pan_len, record_psn, in, &psn);
@@ -266,6 +264,6 @@ int tsw_hsm_pin_translate(struct tsw_hsm_session *s, const struct tsw_hsm_key *s
 		return -TSW_E_BAD_INPUT;
 	if (!s->hsm->ops->pin_translate)
 		return -ENOTSUP;
-	return s->hsm->ops->pin_translate(s, src, src_pan, src_pan_len, dst, dst_pan,
-					  dst_pan_len, in, out);
+	return s->hsm->ops->pin_translate(s, src, src_pan, src_pan_len, dst, dst_pan, dst_pan_len,
+					  in, out);
 }

@@ -46,8 +46,8 @@ int soft_ecb(struct soft_session *s, enum tsw_hsm_alg alg, const uint8_t *key, i
 	     const uint8_t *in, size_t len, uint8_t *out);
 /* ISO/IEC 9797-1 MAC algorithm 3 under key (K1 K2) over the padded
  * message full[0..full_len) || last (full_len a multiple of 8). */
-int soft_mac3(struct soft_session *s, const uint8_t key[16], const uint8_t *full,
-	      size_t full_len, const uint8_t last[8], uint8_t ret_mac[8]);
+int soft_mac3(struct soft_session *s, const uint8_t key[16], const uint8_t *full, size_t full_len,
+	      const uint8_t last[8], uint8_t ret_mac[8]);
 /* Key check value (TSW_HSM_KCV_BYTES_MAX): see include/tsw/hsm.h. Uses no
  * session: called once per import. */
 int soft_kcv(enum tsw_hsm_alg alg, const uint8_t *key, uint8_t *ret_kcv, uint8_t *ret_len);
@@ -76,10 +76,10 @@ int pin_form4_fill(struct soft_session *s, const struct tsw_hsm_key_info *k, con
 int pin_verify(struct soft_session *s, const struct tsw_hsm_key_info *k, const uint8_t *kb,
 	       const char *pan, size_t pan_len, const uint8_t *block, const char *pin,
 	       size_t pin_len);
-int pin_translate(struct soft_session *s, const struct tsw_hsm_key_info *src,
-		  const uint8_t *src_kb, const char *src_pan, size_t src_pan_len,
-		  const struct tsw_hsm_key_info *dst, const uint8_t *dst_kb, const char *dst_pan,
-		  size_t dst_pan_len, const uint8_t *in, uint8_t *out);
+int pin_translate(struct soft_session *s, const struct tsw_hsm_key_info *src, const uint8_t *src_kb,
+		  const char *src_pan, size_t src_pan_len, const struct tsw_hsm_key_info *dst,
+		  const uint8_t *dst_kb, const char *dst_pan, size_t dst_pan_len, const uint8_t *in,
+		  uint8_t *out);
 
 /* soft.c, for the unit tests: pin_form4_fill() on a soft key (arguments
  * unchecked: k an AES ZPK, digits valid). */

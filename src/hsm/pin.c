@@ -11,9 +11,9 @@
 
 #define F0_BYTES 8u
 #define F4_BYTES 16u
-#define F0_PAN_DIGITS 12u  /* rightmost, before the check digit */
+#define F0_PAN_DIGITS 12u /* rightmost, before the check digit */
 #define F4_PAN_DIGITS_MIN 12u
-#define F4_FILL_OFF 8u	   /* bytes 8..15 of the format 4 PIN field: random */
+#define F4_FILL_OFF 8u /* bytes 8..15 of the format 4 PIN field: random */
 #define F0_CONTROL 0x0u
 #define F4_CONTROL 0x4u
 #define F0_PAD 0xfu
@@ -91,9 +91,8 @@ static int pin_field_check(const uint8_t *f, uint8_t control, uint8_t pad, int a
 }
 
 /* clear (16 bytes, format 4) -> block: E(E(clear) xor PAN field). */
-static int f4_encrypt(struct soft_session *s, const struct tsw_hsm_key_info *k,
-		      const uint8_t *kb, const char *pan, size_t pan_len, uint8_t *clear,
-		      uint8_t *out)
+static int f4_encrypt(struct soft_session *s, const struct tsw_hsm_key_info *k, const uint8_t *kb,
+		      const char *pan, size_t pan_len, uint8_t *clear, uint8_t *out)
 {
 	uint8_t pf[F4_BYTES], t[F4_BYTES];
 	int r;
@@ -206,10 +205,10 @@ out:
 	return r;
 }
 
-int pin_translate(struct soft_session *s, const struct tsw_hsm_key_info *src,
-		  const uint8_t *src_kb, const char *src_pan, size_t src_pan_len,
-		  const struct tsw_hsm_key_info *dst, const uint8_t *dst_kb, const char *dst_pan,
-		  size_t dst_pan_len, const uint8_t *in, uint8_t *out)
+int pin_translate(struct soft_session *s, const struct tsw_hsm_key_info *src, const uint8_t *src_kb,
+		  const char *src_pan, size_t src_pan_len, const struct tsw_hsm_key_info *dst,
+		  const uint8_t *dst_kb, const char *dst_pan, size_t dst_pan_len, const uint8_t *in,
+		  uint8_t *out)
 {
 	uint8_t clear[F4_BYTES], block[F4_BYTES];
 	size_t len = is_aes(dst) ? F4_BYTES : F0_BYTES;

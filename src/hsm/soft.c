@@ -103,8 +103,8 @@ static void soft_close(struct tsw_hsm *hb)
 static int fetch_ciphers(struct soft_hsm *h, bool via_tdes)
 {
 	static const char *const names[CIPHER_MAX] = {
-	    [CIPHER_TDES2_ECB] = "DES-EDE-ECB",	  [CIPHER_TDES3_ECB] = "DES-EDE3-ECB",
-	    [CIPHER_AES128_ECB] = "AES-128-ECB",  [CIPHER_AES256_ECB] = "AES-256-ECB",
+	    [CIPHER_TDES2_ECB] = "DES-EDE-ECB",	 [CIPHER_TDES3_ECB] = "DES-EDE3-ECB",
+	    [CIPHER_AES128_ECB] = "AES-128-ECB", [CIPHER_AES256_ECB] = "AES-256-ECB",
 	    [CIPHER_DES_CBC] = "DES-EDE3-CBC",
 	};
 
@@ -274,7 +274,8 @@ static int soft_session_open(struct tsw_hsm *hb, struct tsw_hsm_session **ret_s)
 	s->des_via_tdes = h->des_via_tdes;
 	for (unsigned i = 0; i < CIPHER_MAX; i++) {
 		s->ctx[i] = EVP_CIPHER_CTX_new();
-		if (!s->ctx[i] || !EVP_CipherInit_ex(s->ctx[i], h->ciphers[i], NULL, key0, iv0, 1) ||
+		if (!s->ctx[i] ||
+		    !EVP_CipherInit_ex(s->ctx[i], h->ciphers[i], NULL, key0, iv0, 1) ||
 		    !EVP_CIPHER_CTX_set_padding(s->ctx[i], 0)) {
 			soft_session_close(&s->base);
 			return -EIO;
@@ -405,20 +406,18 @@ static int soft_retail_mac(struct tsw_hsm_session *sb, const struct tsw_hsm_key 
 	return emv_retail_mac((struct soft_session *)sb, skey(k)->bytes, pad, data, len, ret_mac);
 }
 
-static int soft_pin_form(struct tsw_hsm_session *sb, const struct tsw_hsm_key *k,
-			 const char *pan, size_t pan_len, const char *pin, size_t pin_len,
-			 uint8_t *out)
+static int soft_pin_form(struct tsw_hsm_session *sb, const struct tsw_hsm_key *k, const char *pan,
+			 size_t pan_len, const char *pin, size_t pin_len, uint8_t *out)
 {
 	return pin_form((struct soft_session *)sb, &k->info, skey(k)->bytes, pan, pan_len, pin,
 			pin_len, out);
 }
 
-static int soft_pin_verify(struct tsw_hsm_session *sb, const struct tsw_hsm_key *k,
-			   const char *pan, size_t pan_len, const uint8_t *block, const char *pin,
-			   size_t pin_len)
+static int soft_pin_verify(struct tsw_hsm_session *sb, const struct tsw_hsm_key *k, const char *pan,
+			   size_t pan_len, const uint8_t *block, const char *pin, size_t pin_len)
 {
-	return pin_verify((struct soft_session *)sb, &k->info, skey(k)->bytes, pan, pan_len,
-			  block, pin, pin_len);
+	return pin_verify((struct soft_session *)sb, &k->info, skey(k)->bytes, pan, pan_len, block,
+			  pin, pin_len);
 }
 
 static int soft_pin_translate(struct tsw_hsm_session *sb, const struct tsw_hsm_key *src,

@@ -13,22 +13,38 @@ struct obj {
 
 /* Visa CVN 18 of shared/vectors/emv/arqc-vectors.md, in card order. */
 static const struct obj visa18[] = {
-    {0x9F26, "7A788EA6B8A3E733"}, {0x9F27, "80"},	   {0x9F10, "06011203A0B800"},
-    {0x9F36, "001C"},		  {0x9F37, "52BF4585"},	   {0x9F02, "000000004000"},
-    {0x9F03, "000000000000"},	  {0x9F1A, "0124"},	   {0x95, "8000048000"},
-    {0x5F2A, "0124"},		  {0x9A, "191105"},	   {0x9C, "01"},
+    {0x9F26, "7A788EA6B8A3E733"},
+    {0x9F27, "80"},
+    {0x9F10, "06011203A0B800"},
+    {0x9F36, "001C"},
+    {0x9F37, "52BF4585"},
+    {0x9F02, "000000004000"},
+    {0x9F03, "000000000000"},
+    {0x9F1A, "0124"},
+    {0x95, "8000048000"},
+    {0x5F2A, "0124"},
+    {0x9A, "191105"},
+    {0x9C, "01"},
     {0x82, "1800"},
 };
 #define N_VISA18 (sizeof(visa18) / sizeof(visa18[0]))
 
 /* Mastercard CVN 16, with 5F34. */
 static const struct obj mc16[] = {
-    {0x9F26, "24CCF3DEE3158C70"}, {0x9F27, "80"},
+    {0x9F26, "24CCF3DEE3158C70"},
+    {0x9F27, "80"},
     {0x9F10, "0110A00003220000000000000000000000FF"},
-    {0x9F36, "001C"},		  {0x9F37, "ABCDEF12"},	   {0x9F02, "000000009999"},
-    {0x9F03, "000000000000"},	  {0x9F1A, "0124"},	   {0x95, "8000000000"},
-    {0x5F2A, "0124"},		  {0x9A, "209906"},	   {0x9C, "00"},
-    {0x82, "1800"},		  {0x5F34, "00"},
+    {0x9F36, "001C"},
+    {0x9F37, "ABCDEF12"},
+    {0x9F02, "000000009999"},
+    {0x9F03, "000000000000"},
+    {0x9F1A, "0124"},
+    {0x95, "8000000000"},
+    {0x5F2A, "0124"},
+    {0x9A, "209906"},
+    {0x9C, "00"},
+    {0x82, "1800"},
+    {0x5F34, "00"},
 };
 #define N_MC16 (sizeof(mc16) / sizeof(mc16[0]))
 
@@ -45,8 +61,7 @@ static void put(uint8_t *buf, size_t *off, uint32_t tag, const uint8_t *v, size_
 
 /* Builds DE55 from objs; skip (a tag) leaves one out, shorten cuts one
  * byte off that tag's value. */
-static size_t build(const struct obj *objs, size_t n, uint32_t skip, uint32_t shorten,
-		    uint8_t *buf)
+static size_t build(const struct obj *objs, size_t n, uint32_t skip, uint32_t shorten, uint8_t *buf)
 {
 	size_t off = 0;
 
@@ -162,12 +177,12 @@ Test(de55, each_short_tag_is_named)
 Test(de55, malformed_tlv_is_bad_tlv)
 {
 	static const char *const bad[] = {
-	    "9F2608112233",	  /* value past the end */
-	    "9F",		  /* tag cut short */
-	    "9F2608",		  /* length, no value */
-	    "9FFFFFFF0100",	  /* a 5-byte tag */
-	    "9F268400000008",	  /* a 4-byte length form */
-	    "9F2680",		  /* indefinite length */
+	    "9F2608112233",   /* value past the end */
+	    "9F",	      /* tag cut short */
+	    "9F2608",	      /* length, no value */
+	    "9FFFFFFF0100",   /* a 5-byte tag */
+	    "9F268400000008", /* a 4-byte length form */
+	    "9F2680",	      /* indefinite length */
 	};
 
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {

@@ -19,25 +19,23 @@ struct vec {
 	const char *tag91;     /* the whole tag 91 value */
 };
 
-#define VISA_COMMON "000000004000", "000000000000", "0124", "8000048000", "0124", "191105", "01", \
-		    "52BF4585", "1800", "001C"
-#define MC_COMMON "000000009999", "000000000000", "0124", "8000000000", "0124", "209906", "00", \
-		  "ABCDEF12", "1800", "001C"
+/* clang-format off */
+#define VISA_COMMON "000000004000", "000000000000", "0124", "8000048000", "0124", "191105", \
+		    "01", "52BF4585", "1800", "001C"
+#define MC_COMMON "000000009999", "000000000000", "0124", "8000000000", "0124", "209906", \
+		  "00", "ABCDEF12", "1800", "001C"
 
+/*                                  cvn  inputs       CVR             9F10 (CVN 10: Visa layout, made up)
+ *                                  session KCV  ARQC  ARC  CSU  tag 91 */
 static const struct vec visa10 = {10, VISA_COMMON, "03A06010", "06010A03A06010",
-				  NULL, "29CCA15AE665FA2E", "3030", NULL,
-				  "28993816AFAE4AEB" "3030"};
+				  NULL, "29CCA15AE665FA2E", "3030", NULL, "28993816AFAE4AEB" "3030"};
 static const struct vec visa18 = {18, VISA_COMMON, "03A0B800", "06011203A0B800",
-				  "22C8", "7A788EA6B8A3E733", NULL, "00000000",
-				  "9AF514C1" "00000000"};
-static const struct vec mc16 = {16, MC_COMMON, "A00003220000",
-				"0110A00003220000000000000000000000FF",
-				"2FD5", "24CCF3DEE3158C70", "0010", NULL,
-				"73F6BBF389A6586C" "0010"};
-static const struct vec mc20 = {20, MC_COMMON, "A00003220000",
-				"0114A00003220000000000000000000000FF",
-				"22C8", "CD29615D6452E70E", "0010", NULL,
-				"DFD0956606B68D64" "0010"};
+				  "22C8", "7A788EA6B8A3E733", NULL, "00000000", "9AF514C1" "00000000"};
+static const struct vec mc16 = {16, MC_COMMON, "A00003220000", "0110A00003220000000000000000000000FF",
+				"2FD5", "24CCF3DEE3158C70", "0010", NULL, "73F6BBF389A6586C" "0010"};
+static const struct vec mc20 = {20, MC_COMMON, "A00003220000", "0114A00003220000000000000000000000FF",
+				"22C8", "CD29615D6452E70E", "0010", NULL, "DFD0956606B68D64" "0010"};
+/* clang-format on */
 
 static void input(const struct vec *v, struct tsw_hsm_arqc_input *in)
 {
@@ -126,10 +124,22 @@ static void check_vector(const struct vec *v)
 	}
 }
 
-Test(emv_vectors, visa_cvn10_master_key_direct_padding_1) { check_vector(&visa10); }
-Test(emv_vectors, visa_cvn18_common_session_key_iad_padding_2) { check_vector(&visa18); }
-Test(emv_vectors, mastercard_cvn16_atc_un_session_key) { check_vector(&mc16); }
-Test(emv_vectors, mastercard_cvn20_common_session_key) { check_vector(&mc20); }
+Test(emv_vectors, visa_cvn10_master_key_direct_padding_1)
+{
+	check_vector(&visa10);
+}
+Test(emv_vectors, visa_cvn18_common_session_key_iad_padding_2)
+{
+	check_vector(&visa18);
+}
+Test(emv_vectors, mastercard_cvn16_atc_un_session_key)
+{
+	check_vector(&mc16);
+}
+Test(emv_vectors, mastercard_cvn20_common_session_key)
+{
+	check_vector(&mc20);
+}
 
 /* Flips every bit of every byte that goes into v's cryptogram (the MAC
  * data of its CVN and the ARQC itself), one at a time: each must fail. */
@@ -171,22 +181,24 @@ static void check_flips(const struct vec *v)
 		for (size_t b = 0; b < f[i].n * 8; b++) {
 			bad = in;
 			f[i].p[b / 8] ^= (uint8_t)(1u << b % 8);
-			cr_assert_eq(tsw_hsm_arqc_verify(s, imk, PAN, 16, 0, &bad), -TSW_E_CRYPTOGRAM,
-				     "field %zu bit %zu", i, b);
+			cr_assert_eq(tsw_hsm_arqc_verify(s, imk, PAN, 16, 0, &bad),
+				     -TSW_E_CRYPTOGRAM, "field %zu bit %zu", i, b);
 			flips++;
 		}
 	}
 	cr_assert_gt(flips, 8 * 40);
 	/* another card: one PAN digit, the PSN (from 5F34 or the record),
 	 * another issuer key */
-	cr_assert_eq(tsw_hsm_arqc_verify(s, imk, "1234567890123457", 16, 0, &in), -TSW_E_CRYPTOGRAM);
+	cr_assert_eq(tsw_hsm_arqc_verify(s, imk, "1234567890123457", 16, 0, &in),
+		     -TSW_E_CRYPTOGRAM);
 	cr_assert_eq(tsw_hsm_arqc_verify(s, imk, PAN, 16, 0x01, &in), -TSW_E_CRYPTOGRAM);
 	bad = in;
 	bad.has_psn = true;
 	bad.psn = 0x01;
 	cr_assert_eq(tsw_hsm_arqc_verify(s, imk, PAN, 16, 0, &bad), -TSW_E_CRYPTOGRAM);
 	bad.psn = 0x00;
-	cr_assert_eq(tsw_hsm_arqc_verify(s, imk, PAN, 16, 0x01, &bad), 0, "5F34 wins over the record");
+	cr_assert_eq(tsw_hsm_arqc_verify(s, imk, PAN, 16, 0x01, &bad), 0,
+		     "5F34 wins over the record");
 	/* ...10 -> ...12: bit 1 (bit 0 of each byte is DES parity, ignored) */
 	other = import_hex(h, TSW_HSM_IMK_AC, TSW_HSM_TDES2, "0123456789ABCDEFFEDCBA9876543212");
 	cr_assert_eq(tsw_hsm_arqc_verify(s, other, PAN, 16, 0, &in), -TSW_E_CRYPTOGRAM);
@@ -196,10 +208,22 @@ static void check_flips(const struct vec *v)
 	tsw_hsm_close(h);
 }
 
-Test(emv_flips, visa_cvn10) { check_flips(&visa10); }
-Test(emv_flips, visa_cvn18) { check_flips(&visa18); }
-Test(emv_flips, mastercard_cvn16) { check_flips(&mc16); }
-Test(emv_flips, mastercard_cvn20) { check_flips(&mc20); }
+Test(emv_flips, visa_cvn10)
+{
+	check_flips(&visa10);
+}
+Test(emv_flips, visa_cvn18)
+{
+	check_flips(&visa18);
+}
+Test(emv_flips, mastercard_cvn16)
+{
+	check_flips(&mc16);
+}
+Test(emv_flips, mastercard_cvn20)
+{
+	check_flips(&mc20);
+}
 
 Test(emv_args, bad_inputs_are_refused_before_any_key_is_used)
 {
@@ -218,7 +242,8 @@ Test(emv_args, bad_inputs_are_refused_before_any_key_is_used)
 		     "a PIN key is no IMK, even with the same bytes");
 	cr_assert_eq(tsw_hsm_arqc_verify(s, imk, "12345678901234X6", 16, 0, &in), -TSW_E_BAD_INPUT);
 	cr_assert_eq(tsw_hsm_arqc_verify(s, imk, PAN, 0, 0, &in), -TSW_E_BAD_INPUT);
-	cr_assert_eq(tsw_hsm_arqc_verify(s, imk, PAN, 16, 0x0A, &in), -TSW_E_BAD_INPUT, "PSN not BCD");
+	cr_assert_eq(tsw_hsm_arqc_verify(s, imk, PAN, 16, 0x0A, &in), -TSW_E_BAD_INPUT,
+		     "PSN not BCD");
 	in.cvn = 17;
 	cr_assert_eq(tsw_hsm_arqc_verify(s, imk, PAN, 16, 0, &in), -TSW_E_BAD_INPUT);
 	input(&visa10, &in);
@@ -262,9 +287,15 @@ Test(retail_mac, iso9797_examples_both_paddings)
 
 			cr_assert_eq(tsw_hsm_retail_mac(s, k, cases[i].pad,
 							(const uint8_t *)cases[i].data,
-							strlen(cases[i].data), mac), 0);
+							strlen(cases[i].data), mac),
+				     0);
 			assert_hex(mac, 8, cases[i].mac);
 		}
+		tsw_hsm_key_free(k);
+		k = import_hex(h, TSW_HSM_ZPK_ACQUIRER, TSW_HSM_TDES2, IMK);
+		cr_assert_eq(tsw_hsm_retail_mac(s, k, TSW_HSM_PAD_1, (const uint8_t *)"x", 1,
+						(uint8_t[8]){0}),
+			     -TSW_E_BAD_INPUT, "no MAC under a PIN key");
 		tsw_hsm_key_free(k);
 		tsw_hsm_session_close(s);
 		tsw_hsm_close(h);

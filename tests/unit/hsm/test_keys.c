@@ -29,7 +29,8 @@ Test(keys, check_values_per_algorithm)
 
 	cr_assert_eq(tsw_hsm_soft_open(NULL, &h), 0);
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		struct tsw_hsm_key *k = import_hex(h, TSW_HSM_ZPK_ISSUER, cases[i].alg, cases[i].key);
+		struct tsw_hsm_key *k =
+		    import_hex(h, TSW_HSM_ZPK_ISSUER, cases[i].alg, cases[i].key);
 		const struct tsw_hsm_key_info *info = tsw_hsm_key_info(k);
 
 		cr_assert_eq(info->kind, TSW_HSM_ZPK_ISSUER);
@@ -125,7 +126,8 @@ Test(keys, key_memory_is_locked_when_the_limit_allows)
 
 	cr_assert_eq(getrlimit(RLIMIT_MEMLOCK, &rl), 0);
 	if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < 64 * 1024)
-		cr_skip_test("RLIMIT_MEMLOCK %llu is below two pages", (unsigned long long)rl.rlim_cur);
+		cr_skip_test("RLIMIT_MEMLOCK %llu is below two pages",
+			     (unsigned long long)rl.rlim_cur);
 	cr_assert_eq(tsw_hsm_soft_open(&cfg, &h), 0);
 	cr_assert_eq(tsw_hsm_soft_stats(h, &st), 0);
 	cr_assert(st.locked);

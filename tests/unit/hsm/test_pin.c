@@ -49,15 +49,19 @@ static void teardown(void)
 
 TestSuite(pin, .init = setup, .fini = teardown);
 
-static const struct {
+struct pin_vec {
 	struct tsw_hsm_key **k;
 	const char *pan, *pin, *block;
-} f0[] = {
+};
+
+static const struct pin_vec f0[] = {
     {&zpk_a, TOKEN, "1234", "0FBB81283B1EAB0C"},
     {&zpk_i, PAN, "1234", "58B583E21EEB26B5"},
     {&zpk_i, PAN, "123456789012", "5C00582B292417CE"},
     {&zpk_a3, "6011000990139424123", "98765", "D2C9E111D7BF354C"},
-}, f4[] = {
+};
+
+static const struct pin_vec f4[] = {
     {&aes_a, TOKEN, "1234", "08E6EE8896D7160468B35521AD0895ED"},
     {&aes_i, PAN, "1234", "DC12E96BBF21F19B791E21A5D42BBA07"},
     {&aes_a, "6011000990139424123", "98765", "45E1E0BC16C0C7CAB09E5E379B78954A"},
@@ -90,7 +94,8 @@ Test(pin, format4_vectors_form_and_verify)
 		cr_assert_eq(tsw_hsm_pin_block_len(*f4[i].k), 16);
 		unhex(FILL, fill, sizeof(fill));
 		cr_assert_eq(tsw_hsm_soft_pin_form4_fill(s, *f4[i].k, f4[i].pan, plen, f4[i].pin, n,
-							 fill, out), 0);
+							 fill, out),
+			     0);
 		assert_hex(out, 16, f4[i].block);
 		unhex(f4[i].block, block, sizeof(block));
 		cr_assert_eq(tsw_hsm_pin_verify(s, *f4[i].k, f4[i].pan, plen, block, f4[i].pin, n),
@@ -99,9 +104,11 @@ Test(pin, format4_vectors_form_and_verify)
 			     -TSW_E_PIN_FORMAT);
 		/* the public form draws its fill: two blocks differ, both hold the PIN */
 		cr_assert_eq(tsw_hsm_pin_form(s, *f4[i].k, f4[i].pan, plen, f4[i].pin, n, out), 0);
-		cr_assert_eq(tsw_hsm_pin_form(s, *f4[i].k, f4[i].pan, plen, f4[i].pin, n, again), 0);
+		cr_assert_eq(tsw_hsm_pin_form(s, *f4[i].k, f4[i].pan, plen, f4[i].pin, n, again),
+			     0);
 		cr_assert(memcmp(out, again, 16) != 0);
-		cr_assert_eq(tsw_hsm_pin_verify(s, *f4[i].k, f4[i].pan, plen, out, f4[i].pin, n), 0);
+		cr_assert_eq(tsw_hsm_pin_verify(s, *f4[i].k, f4[i].pan, plen, out, f4[i].pin, n),
+			     0);
 		cr_assert_eq(tsw_hsm_pin_verify(s, *f4[i].k, f4[i].pan, plen, again, f4[i].pin, n),
 			     0);
 	}
@@ -147,8 +154,9 @@ Test(pin, translation_errors_by_reason)
 	cr_assert_eq(tsw_hsm_pin_translate(s, zpk_a, TOKEN, 16, NULL, PAN, 16, in, out),
 		     -TSW_E_NOT_FOUND, "no issuer key");
 	/* formed with another token: the PAN-free half is fine, the rest not */
-	cr_assert_eq(tsw_hsm_pin_translate(s, zpk_a, "4895370000000023", 16, zpk_i, PAN, 16, in,
-					   out), -TSW_E_PIN_PAN);
+	cr_assert_eq(
+	    tsw_hsm_pin_translate(s, zpk_a, "4895370000000023", 16, zpk_i, PAN, 16, in, out),
+	    -TSW_E_PIN_PAN);
 	/* the wrong key garbles the whole block; a random block passes the
 	 * first four nibbles about once in 70 and this one does not */
 	cr_assert_eq(tsw_hsm_pin_translate(s, zpk_i, TOKEN, 16, zpk_a, PAN, 16, in, out),
@@ -157,13 +165,15 @@ Test(pin, translation_errors_by_reason)
 		     -TSW_E_BAD_INPUT, "format 0 stays 0");
 	cr_assert_eq(tsw_hsm_pin_translate(s, zpk_a, TOKEN, 11, zpk_i, PAN, 16, in, out),
 		     -TSW_E_BAD_INPUT, "11 digits");
-	cr_assert_eq(tsw_hsm_pin_translate(s, zpk_a, TOKEN, 16, zpk_i, "41111111111X1111", 16, in,
-					   out), -TSW_E_BAD_INPUT);
+	cr_assert_eq(
+	    tsw_hsm_pin_translate(s, zpk_a, TOKEN, 16, zpk_i, "41111111111X1111", 16, in, out),
+	    -TSW_E_BAD_INPUT);
 	cr_assert(memcmp(out, zero, 16) == 0, "out untouched on failure");
 
 	unhex("08E6EE8896D7160468B35521AD0895ED", in, sizeof(in));
-	cr_assert_eq(tsw_hsm_pin_translate(s, aes_a, "4895370000000023", 16, aes_i, PAN, 16, in,
-					   out), -TSW_E_PIN_FORMAT, "format 4 cannot tell a PAN");
+	cr_assert_eq(
+	    tsw_hsm_pin_translate(s, aes_a, "4895370000000023", 16, aes_i, PAN, 16, in, out),
+	    -TSW_E_PIN_FORMAT, "format 4 cannot tell a PAN");
 	cr_assert_eq(tsw_hsm_pin_translate(s, aes_a, TOKEN, 16, zpk_i, PAN, 16, in, out),
 		     -TSW_E_BAD_INPUT, "format 4 stays 4");
 }
@@ -183,10 +193,14 @@ Test(pin, malformed_clear_fields_by_reason)
 	    /* past nibble 3 the PAN field is mixed in: read as another PAN */
 	    {&zpk_a, "041234FFFFFFFFFE", "7FFBEA2D3A1F95EC", -TSW_E_PIN_PAN},
 	    {&zpk_a, "04123AFFFFFFFFFF", "7DBAB1B7A4B38D7A", -TSW_E_PIN_PAN},
-	    {&aes_a, "341234AAAAAAAAAA" FILL, "1B48ECD2BB7F4E8DC66C6408C33AE3DF", -TSW_E_PIN_FORMAT},
-	    {&aes_a, "4D1234AAAAAAAAAA" FILL, "3211C45A2752A066DF32DD1D6640D4BA", -TSW_E_PIN_FORMAT},
-	    {&aes_a, "441234AAAAAAAAAB" FILL, "B27BFE752E0FA0FDF9D4DBF03DAC3EF8", -TSW_E_PIN_FORMAT},
-	    {&aes_a, "44123AAAAAAAAAAA" FILL, "F18D8FB83DD9E130217EF5B945180859", -TSW_E_PIN_FORMAT},
+	    {&aes_a, "341234AAAAAAAAAA" FILL, "1B48ECD2BB7F4E8DC66C6408C33AE3DF",
+	     -TSW_E_PIN_FORMAT},
+	    {&aes_a, "4D1234AAAAAAAAAA" FILL, "3211C45A2752A066DF32DD1D6640D4BA",
+	     -TSW_E_PIN_FORMAT},
+	    {&aes_a, "441234AAAAAAAAAB" FILL, "B27BFE752E0FA0FDF9D4DBF03DAC3EF8",
+	     -TSW_E_PIN_FORMAT},
+	    {&aes_a, "44123AAAAAAAAAAA" FILL, "F18D8FB83DD9E130217EF5B945180859",
+	     -TSW_E_PIN_FORMAT},
 	};
 
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -194,8 +208,9 @@ Test(pin, malformed_clear_fields_by_reason)
 		struct tsw_hsm_key *dst = *cases[i].k == zpk_a ? zpk_i : aes_i;
 
 		unhex(cases[i].block, in, sizeof(in));
-		cr_assert_eq(tsw_hsm_pin_translate(s, *cases[i].k, TOKEN, 16, dst, PAN, 16, in, out),
-			     cases[i].err, "%s", cases[i].clear);
+		cr_assert_eq(
+		    tsw_hsm_pin_translate(s, *cases[i].k, TOKEN, 16, dst, PAN, 16, in, out),
+		    cases[i].err, "%s", cases[i].clear);
 		cr_assert_eq(tsw_hsm_pin_verify(s, *cases[i].k, TOKEN, 16, in, "1234", 4),
 			     cases[i].err, "%s", cases[i].clear);
 	}

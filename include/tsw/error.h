@@ -40,6 +40,10 @@ enum {
 	TSW_E_NEEDS_UPGRADE,  /* vault records not authenticated yet: run tokvault upgrade */
 	/* config */
 	TSW_E_CONFIG,         /* bad configuration value */
+	/* card cryptography (hsm) */
+	TSW_E_CRYPTOGRAM,     /* an EMV cryptogram does not verify */
+	TSW_E_PIN_FORMAT,     /* a PIN block does not decrypt to its format */
+	TSW_E_PIN_PAN,        /* a PIN block was formed with another account number */
 	TSW_E_MAX
 };
 

@@ -31,6 +31,9 @@ static const char *const tsw_messages[TSW_E_MAX - TSW_E_BASE] = {
 	[TSW_E_NEEDS_UPGRADE - TSW_E_BASE] =
 	    "vault records are not authenticated (format 1): run tokvault upgrade",
 	[TSW_E_CONFIG - TSW_E_BASE] = "bad configuration",
+	[TSW_E_CRYPTOGRAM - TSW_E_BASE] = "cryptogram does not verify",
+	[TSW_E_PIN_FORMAT - TSW_E_BASE] = "PIN block malformed",
+	[TSW_E_PIN_PAN - TSW_E_BASE] = "PIN block bound to another account number",
 };
 
 const char *tsw_strerror(int err)

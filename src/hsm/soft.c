@@ -1,0 +1,457 @@
+/* The software backend: keys in one locked, dump-excluded mapping of
+ * fixed slots, derived ICC master keys in a second one (a direct-mapped
+ * cache under per-shard mutexes), one set of EVP contexts per session.
+ * The public functions (hsm.c) have checked every argument before an
+ * entry here runs. */
+#include <errno.h>
+#include <openssl/crypto.h>
+#include <openssl/provider.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <xxhash.h>
+
+#include "internal.h"
+#include "tsw/error.h"
+
+#define MAX_KEYS_LIMIT (1u << 20)
+#define ICC_CACHE_LIMIT (1u << 24)
+#define CACHE_SHARDS 64u
+
+struct cache_entry {
+	uint32_t serial; /* of the IMK it was derived under; 0: empty */
+	uint8_t psn;
+	uint8_t pan_len;
+	char pan[TSW_HSM_PAN_DIGITS_MAX];
+	uint8_t key[TDES2_KEY_BYTES];
+};
+
+struct soft_hsm {
+	struct tsw_hsm base;
+	OSSL_LIB_CTX *legacy_ctx; /* private: loading legacy changes nothing else */
+	OSSL_PROVIDER *legacy;
+	EVP_CIPHER *ciphers[CIPHER_MAX];
+	bool des_via_tdes;
+
+	pthread_mutex_t key_lock;
+	struct soft_key *keys; /* max_keys slots, locked */
+	size_t keys_bytes;
+	uint32_t max_keys;
+	uint32_t free_head; /* slot index + 1; 0: none free */
+	uint64_t keys_in_use;
+	uint32_t next_serial;
+	bool keys_locked;
+
+	struct cache_entry *cache; /* cache_n entries, locked; NULL: no cache */
+	size_t cache_bytes;
+	uint32_t cache_n;
+	bool cache_locked;
+	pthread_mutex_t shard[CACHE_SHARDS];
+
+	uint64_t key_full, hits, misses; /* atomics */
+};
+
+static const struct tsw_hsm_ops soft_ops;
+
+static void *locked_map(size_t bytes, bool *ret_locked)
+{
+	void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+	if (p == MAP_FAILED)
+		return NULL;
+	(void)madvise(p, bytes, MADV_DONTDUMP);
+	*ret_locked = mlock(p, bytes) == 0;
+	return p;
+}
+
+static void locked_unmap(void *p, size_t bytes)
+{
+	if (!p)
+		return;
+	OPENSSL_cleanse(p, bytes);
+	munlock(p, bytes);
+	munmap(p, bytes);
+}
+
+static struct soft_hsm *soft(const struct tsw_hsm *h)
+{
+	return (struct soft_hsm *)h;
+}
+
+static const struct soft_key *skey(const struct tsw_hsm_key *k)
+{
+	return (const struct soft_key *)k;
+}
+
+static void soft_close(struct tsw_hsm *hb)
+{
+	struct soft_hsm *h = soft(hb);
+
+	locked_unmap(h->keys, h->keys_bytes);
+	locked_unmap(h->cache, h->cache_bytes);
+	for (unsigned i = 0; i < CIPHER_MAX; i++)
+		EVP_CIPHER_free(h->ciphers[i]);
+	OSSL_PROVIDER_unload(h->legacy);
+	OSSL_LIB_CTX_free(h->legacy_ctx);
+	for (unsigned i = 0; i < CACHE_SHARDS; i++)
+		pthread_mutex_destroy(&h->shard[i]);
+	pthread_mutex_destroy(&h->key_lock);
+	free(h);
+}
+
+static int fetch_ciphers(struct soft_hsm *h, bool via_tdes)
+{
+	static const char *const names[CIPHER_MAX] = {
+	    [CIPHER_TDES2_ECB] = "DES-EDE-ECB",	 [CIPHER_TDES3_ECB] = "DES-EDE3-ECB",
+	    [CIPHER_AES128_ECB] = "AES-128-ECB", [CIPHER_AES256_ECB] = "AES-256-ECB",
+	    [CIPHER_DES_CBC] = "DES-EDE3-CBC",
+	};
+
+	for (unsigned i = 0; i < CIPHER_MAX; i++) {
+		h->ciphers[i] = EVP_CIPHER_fetch(NULL, names[i], NULL);
+		if (!h->ciphers[i])
+			return -EIO;
+	}
+	h->des_via_tdes = true;
+	if (via_tdes)
+		return 0;
+	/* single DES is only in the legacy provider; without it the MAC's
+	 * first stage runs as TDES K1 K1 K1 (same result, three times the work) */
+	h->legacy_ctx = OSSL_LIB_CTX_new();
+	if (h->legacy_ctx)
+		h->legacy = OSSL_PROVIDER_load(h->legacy_ctx, "legacy");
+	if (h->legacy) {
+		EVP_CIPHER *des = EVP_CIPHER_fetch(h->legacy_ctx, "DES-CBC", NULL);
+
+		if (des) {
+			EVP_CIPHER_free(h->ciphers[CIPHER_DES_CBC]);
+			h->ciphers[CIPHER_DES_CBC] = des;
+			h->des_via_tdes = false;
+		}
+	}
+	return 0;
+}
+
+int tsw_hsm_soft_open(const struct tsw_hsm_soft_config *cfg, struct tsw_hsm **ret_hsm)
+{
+	struct tsw_hsm_soft_config c = {0};
+	struct soft_hsm *h;
+	int r;
+
+	if (cfg)
+		c = *cfg;
+	if (c.max_keys == 0)
+		c.max_keys = TSW_HSM_MAX_KEYS_DEFAULT;
+	if (c.icc_cache_entries == 0)
+		c.icc_cache_entries = TSW_HSM_ICC_CACHE_DEFAULT;
+	if (c.max_keys > MAX_KEYS_LIMIT ||
+	    (c.icc_cache_entries != UINT32_MAX && c.icc_cache_entries > ICC_CACHE_LIMIT))
+		return -TSW_E_BAD_INPUT;
+	h = calloc(1, sizeof(*h));
+	if (!h)
+		return -ENOMEM;
+	h->base.ops = &soft_ops;
+	pthread_mutex_init(&h->key_lock, NULL);
+	for (unsigned i = 0; i < CACHE_SHARDS; i++)
+		pthread_mutex_init(&h->shard[i], NULL);
+	h->next_serial = 1;
+	r = fetch_ciphers(h, c.single_des_via_tdes);
+	if (r < 0)
+		goto err_close;
+	r = -ENOMEM;
+	h->max_keys = c.max_keys;
+	h->keys_bytes = (size_t)c.max_keys * sizeof(struct soft_key);
+	h->keys = locked_map(h->keys_bytes, &h->keys_locked);
+	if (!h->keys)
+		goto err_close;
+	for (uint32_t i = 0; i < c.max_keys; i++)
+		h->keys[i].next_free = i + 2 <= c.max_keys ? i + 2 : 0;
+	h->free_head = 1;
+	if (c.icc_cache_entries != UINT32_MAX) {
+		h->cache_n = c.icc_cache_entries;
+		h->cache_bytes = (size_t)h->cache_n * sizeof(struct cache_entry);
+		h->cache = locked_map(h->cache_bytes, &h->cache_locked);
+		if (!h->cache)
+			goto err_close;
+	}
+	*ret_hsm = &h->base;
+	return 0;
+
+err_close:
+	soft_close(&h->base);
+	return r;
+}
+
+int tsw_hsm_soft_stats(const struct tsw_hsm *hb, struct tsw_hsm_soft_stats *ret)
+{
+	struct soft_hsm *h = soft(hb);
+
+	if (!hb || hb->ops != &soft_ops)
+		return -TSW_E_BAD_INPUT;
+	pthread_mutex_lock(&h->key_lock);
+	ret->keys_in_use = h->keys_in_use;
+	pthread_mutex_unlock(&h->key_lock);
+	ret->key_full = __atomic_load_n(&h->key_full, __ATOMIC_RELAXED);
+	ret->icc_cache_hits = __atomic_load_n(&h->hits, __ATOMIC_RELAXED);
+	ret->icc_cache_misses = __atomic_load_n(&h->misses, __ATOMIC_RELAXED);
+	ret->locked = h->keys_locked && (!h->cache || h->cache_locked);
+	ret->legacy_des = !h->des_via_tdes;
+	return 0;
+}
+
+/* Takes a slot and fills it with bytes (wiped by the caller). */
+static int key_new(struct soft_hsm *h, enum tsw_hsm_kind kind, enum tsw_hsm_alg alg,
+		   const uint8_t *bytes, size_t len, struct tsw_hsm_key **ret_key)
+{
+	struct tsw_hsm_key_info info = {.kind = (uint8_t)kind, .alg = (uint8_t)alg};
+	struct soft_key *k;
+	int r;
+
+	r = soft_kcv(alg, bytes, info.kcv, &info.kcv_len);
+	if (r < 0)
+		return r;
+	pthread_mutex_lock(&h->key_lock);
+	if (h->free_head == 0) {
+		pthread_mutex_unlock(&h->key_lock);
+		__atomic_fetch_add(&h->key_full, 1, __ATOMIC_RELAXED);
+		return -TSW_E_FULL;
+	}
+	k = &h->keys[h->free_head - 1];
+	h->free_head = k->next_free;
+	h->keys_in_use++;
+	k->serial = h->next_serial++;
+	pthread_mutex_unlock(&h->key_lock);
+	k->base.hsm = &h->base;
+	k->base.info = info;
+	k->len = (uint8_t)len;
+	memcpy(k->bytes, bytes, len);
+	*ret_key = &k->base;
+	return 0;
+}
+
+static int soft_key_import(struct tsw_hsm *h, enum tsw_hsm_kind kind, enum tsw_hsm_alg alg,
+			   const uint8_t *bytes, size_t len, struct tsw_hsm_key **ret_key)
+{
+	return key_new(soft(h), kind, alg, bytes, len, ret_key);
+}
+
+static void soft_key_free(struct tsw_hsm_key *kb)
+{
+	struct soft_key *k = (struct soft_key *)kb;
+	struct soft_hsm *h = soft(kb->hsm);
+	uint32_t slot = (uint32_t)(k - h->keys);
+
+	OPENSSL_cleanse(k, sizeof(*k));
+	pthread_mutex_lock(&h->key_lock);
+	k->next_free = h->free_head;
+	h->free_head = slot + 1;
+	h->keys_in_use--;
+	pthread_mutex_unlock(&h->key_lock);
+}
+
+static void soft_session_close(struct tsw_hsm_session *sb)
+{
+	struct soft_session *s = (struct soft_session *)sb;
+
+	for (unsigned i = 0; i < CIPHER_MAX; i++)
+		EVP_CIPHER_CTX_free(s->ctx[i]); /* wipes the key schedule */
+	OPENSSL_cleanse(s, sizeof(*s));
+	free(s);
+}
+
+static int soft_session_open(struct tsw_hsm *hb, struct tsw_hsm_session **ret_s)
+{
+	/* any key will do to bind each context to its cipher once; every
+	 * use sets its own */
+	static const uint8_t key0[TSW_HSM_KEY_BYTES_MAX], iv0[AES_BLOCK];
+	struct soft_hsm *h = soft(hb);
+	struct soft_session *s = calloc(1, sizeof(*s));
+
+	if (!s)
+		return -ENOMEM;
+	s->base.hsm = hb;
+	s->des_via_tdes = h->des_via_tdes;
+	for (unsigned i = 0; i < CIPHER_MAX; i++) {
+		s->ctx[i] = EVP_CIPHER_CTX_new();
+		if (!s->ctx[i] ||
+		    !EVP_CipherInit_ex(s->ctx[i], h->ciphers[i], NULL, key0, iv0, 1) ||
+		    !EVP_CIPHER_CTX_set_padding(s->ctx[i], 0)) {
+			soft_session_close(&s->base);
+			return -EIO;
+		}
+	}
+	*ret_s = &s->base;
+	return 0;
+}
+
+/* The ICC master key of pan/psn under imk, from the cache or derived
+ * (and then cached). */
+static int icc_mk(struct soft_session *s, const struct tsw_hsm_key *imkb, const char *pan,
+		  size_t pan_len, uint8_t psn, uint8_t ret_mk[16])
+{
+	struct soft_hsm *h = soft(s->base.hsm);
+	const struct soft_key *imk = skey(imkb);
+	struct cache_entry *e;
+	pthread_mutex_t *lock;
+	uint64_t hv;
+	int r;
+
+	if (!h->cache)
+		return emv_icc_mk(s, imk->bytes, pan, pan_len, psn, ret_mk);
+	hv = XXH3_64bits_withSeed(pan, pan_len, (uint64_t)imk->serial << 8 | psn);
+	e = &h->cache[hv % h->cache_n];
+	lock = &h->shard[(hv % h->cache_n) % CACHE_SHARDS];
+	pthread_mutex_lock(lock);
+	if (e->serial == imk->serial && e->psn == psn && e->pan_len == pan_len &&
+	    memcmp(e->pan, pan, pan_len) == 0) {
+		memcpy(ret_mk, e->key, 16);
+		pthread_mutex_unlock(lock);
+		__atomic_fetch_add(&h->hits, 1, __ATOMIC_RELAXED);
+		return 0;
+	}
+	pthread_mutex_unlock(lock);
+	r = emv_icc_mk(s, imk->bytes, pan, pan_len, psn, ret_mk);
+	if (r < 0)
+		return r;
+	pthread_mutex_lock(lock);
+	e->serial = imk->serial;
+	e->psn = psn;
+	e->pan_len = (uint8_t)pan_len;
+	memcpy(e->pan, pan, pan_len);
+	memcpy(e->key, ret_mk, 16);
+	pthread_mutex_unlock(lock);
+	__atomic_fetch_add(&h->misses, 1, __ATOMIC_RELAXED);
+	return 0;
+}
+
+static int soft_derive_icc_mk(struct tsw_hsm_session *sb, const struct tsw_hsm_key *imk,
+			      const char *pan, size_t pan_len, uint8_t psn,
+			      struct tsw_hsm_key **ret_key)
+{
+	struct soft_session *s = (struct soft_session *)sb;
+	uint8_t mk[16];
+	int r;
+
+	r = emv_icc_mk(s, skey(imk)->bytes, pan, pan_len, psn, mk);
+	if (r == 0)
+		r = key_new(soft(sb->hsm), TSW_HSM_ICC_MK, TSW_HSM_TDES2, mk, sizeof(mk), ret_key);
+	OPENSSL_cleanse(mk, sizeof(mk));
+	return r;
+}
+
+static int soft_derive_session_key(struct tsw_hsm_session *sb, const struct tsw_hsm_key *mk,
+				   const struct tsw_hsm_arqc_input *in,
+				   struct tsw_hsm_key **ret_key)
+{
+	struct soft_session *s = (struct soft_session *)sb;
+	uint8_t sk[16];
+	int r;
+
+	r = emv_session_key(s, skey(mk)->bytes, in, sk);
+	if (r == 0)
+		r = key_new(soft(sb->hsm), TSW_HSM_SESSION_KEY, TSW_HSM_TDES2, sk, sizeof(sk),
+			    ret_key);
+	OPENSSL_cleanse(sk, sizeof(sk));
+	return r;
+}
+
+static int soft_arqc_generate(struct tsw_hsm_session *sb, const struct tsw_hsm_key *imk,
+			      const char *pan, size_t pan_len, uint8_t psn,
+			      const struct tsw_hsm_arqc_input *in, uint8_t ret_arqc[8])
+{
+	struct soft_session *s = (struct soft_session *)sb;
+	uint8_t mk[16];
+	int r;
+
+	r = icc_mk(s, imk, pan, pan_len, psn, mk);
+	if (r == 0)
+		r = emv_arqc(s, mk, in, ret_arqc);
+	OPENSSL_cleanse(mk, sizeof(mk));
+	return r;
+}
+
+static int soft_arqc_verify(struct tsw_hsm_session *sb, const struct tsw_hsm_key *imk,
+			    const char *pan, size_t pan_len, uint8_t psn,
+			    const struct tsw_hsm_arqc_input *in)
+{
+	uint8_t want[8];
+	int r;
+
+	r = soft_arqc_generate(sb, imk, pan, pan_len, psn, in, want);
+	if (r == 0 && CRYPTO_memcmp(want, in->arqc, sizeof(want)) != 0)
+		r = -TSW_E_CRYPTOGRAM;
+	return r;
+}
+
+static int soft_arpc(struct tsw_hsm_session *sb, const struct tsw_hsm_key *imk, const char *pan,
+		     size_t pan_len, uint8_t psn, const struct tsw_hsm_arqc_input *in,
+		     const struct tsw_hsm_arpc_params *p, uint8_t *out, size_t *ret_len)
+{
+	struct soft_session *s = (struct soft_session *)sb;
+	uint8_t mk[16];
+	int r;
+
+	r = icc_mk(s, imk, pan, pan_len, psn, mk);
+	if (r == 0)
+		r = emv_arpc(s, mk, in, p, out, ret_len);
+	OPENSSL_cleanse(mk, sizeof(mk));
+	return r;
+}
+
+static int soft_retail_mac(struct tsw_hsm_session *sb, const struct tsw_hsm_key *k,
+			   enum tsw_hsm_pad pad, const uint8_t *data, size_t len,
+			   uint8_t ret_mac[8])
+{
+	return emv_retail_mac((struct soft_session *)sb, skey(k)->bytes, pad, data, len, ret_mac);
+}
+
+static int soft_pin_form(struct tsw_hsm_session *sb, const struct tsw_hsm_key *k, const char *pan,
+			 size_t pan_len, const char *pin, size_t pin_len, uint8_t *out)
+{
+	return pin_form((struct soft_session *)sb, &k->info, skey(k)->bytes, pan, pan_len, pin,
+			pin_len, out);
+}
+
+static int soft_pin_verify(struct tsw_hsm_session *sb, const struct tsw_hsm_key *k, const char *pan,
+			   size_t pan_len, const uint8_t *block, const char *pin, size_t pin_len)
+{
+	return pin_verify((struct soft_session *)sb, &k->info, skey(k)->bytes, pan, pan_len, block,
+			  pin, pin_len);
+}
+
+static int soft_pin_translate(struct tsw_hsm_session *sb, const struct tsw_hsm_key *src,
+			      const char *src_pan, size_t src_pan_len,
+			      const struct tsw_hsm_key *dst, const char *dst_pan,
+			      size_t dst_pan_len, const uint8_t *in, uint8_t *out)
+{
+	return pin_translate((struct soft_session *)sb, &src->info, skey(src)->bytes, src_pan,
+			     src_pan_len, &dst->info, skey(dst)->bytes, dst_pan, dst_pan_len, in,
+			     out);
+}
+
+static const struct tsw_hsm_ops soft_ops = {
+    .name = "soft",
+    .close = soft_close,
+    .key_import = soft_key_import,
+    .key_free = soft_key_free,
+    .session_open = soft_session_open,
+    .session_close = soft_session_close,
+    .derive_icc_mk = soft_derive_icc_mk,
+    .derive_session_key = soft_derive_session_key,
+    .arqc_verify = soft_arqc_verify,
+    .arqc_generate = soft_arqc_generate,
+    .arpc = soft_arpc,
+    .retail_mac = soft_retail_mac,
+    .pin_form = soft_pin_form,
+    .pin_verify = soft_pin_verify,
+    .pin_translate = soft_pin_translate,
+};
+
+int tsw_hsm_soft_pin_form4_fill(struct tsw_hsm_session *sb, const struct tsw_hsm_key *k,
+				const char *pan, size_t pan_len, const char *pin, size_t pin_len,
+				const uint8_t fill[8], uint8_t *out)
+{
+	return pin_form4_fill((struct soft_session *)sb, &k->info, skey(k)->bytes, pan, pan_len,
+			      pin, pin_len, fill, out);
+}

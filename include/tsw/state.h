@@ -284,6 +284,11 @@ int tsw_state_saf_put_use(struct tsw_state *st, uint32_t route_key, uint32_t fla
  * approval the issuer must hear of), not a reversal; kept with it, for
  * tsw_state_saf_oldest(). */
 #define TSW_STATE_SAF_ADVICE 1u
+/* flags of tsw_state_saf_put_use(): a reversal of a stand-in approval. It
+ * is not claimed while an earlier advice of its route is queued (claimed,
+ * retried or due): the issuer hears of the approval before its reversal,
+ * whatever retries the advice needed. Not with TSW_STATE_SAF_ADVICE. */
+#define TSW_STATE_SAF_AFTER_ADVICE 2u
 
 /* The age in ms (wall clock, across restarts) of the oldest queued
  * reversal and of the oldest queued advice; 0 when there is none. Scans

@@ -164,6 +164,7 @@ struct req {
 	bool use_flagged;     /* REQ_ACQ: acq_rev_use_consumed set its original's flag */
 	struct acq_rev_match rev_match; /* REQ_ACQ reversal: the original it named */
 	bool partial_reversal; /* REQ_ACQ: a reversal whose DE95 keeps part of the sale */
+	bool advised;	       /* REQ_ACQ: a stand-in approval whose advice is queued */
 	uint64_t dup_hash; /* REQ_ACQ: dup.c chain of (connection, DE11, DE7) */
 	uint32_t dup_next;
 	bool in_dup;

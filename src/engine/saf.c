@@ -95,6 +95,7 @@ static int put_token_form(struct tsw_engine *e, const struct req *r, const char 
 	struct tsw_iso_edit ed[TSW_ENGINE_ECHO_FIELDS + 6];
 	char de90[DE90_LEN];
 	unsigned i, n = 0;
+	uint32_t flags;
 	uint64_t id;
 	int len, ret;
 
@@ -142,8 +143,12 @@ static int put_token_form(struct tsw_engine *e, const struct req *r, const char 
 		return len < 0 ? len : -TSW_E_BAD_INPUT;
 	/* -EAGAIN: the queue is full (the state counts saf_full); -ENOSPC:
 	 * its writer is degraded */
-	ret = tsw_state_saf_put_use(e->state, link_issuer(e, r->link),
-				    mti[2] == '2' ? TSW_STATE_SAF_ADVICE : 0, e->saf_buf, (size_t)len,
+	/* an advice; a reversal of an advised stand-in approval goes only
+	 * after its advice (the issuer books the approval first) */
+	flags = mti[2] == '2' ? TSW_STATE_SAF_ADVICE
+		: r->advised  ? TSW_STATE_SAF_AFTER_ADVICE
+			      : 0;
+	ret = tsw_state_saf_put_use(e->state, link_issuer(e, r->link), flags, e->saf_buf, (size_t)len,
 				    return_use ? r->token : NULL, return_use ? r->token_len : 0, &id);
 	if (ret < 0)
 		return ret;

@@ -342,6 +342,8 @@ bool standin_try(struct tsw_engine *e, struct req *r)
 		return false;
 	}
 	TSW_COUNT(e->m->standin_advices_queued);
+	/* its reversal, if it comes to one, waits for this advice */
+	r->advised = true;
 	held_answer(e, r, TSW_AUTHZ_STANDIN, id);
 	return true;
 }

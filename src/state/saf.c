@@ -54,6 +54,32 @@ static uint64_t wall_ms(void)
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
+static bool flags_valid(uint32_t flags)
+{
+	return !(flags & ~(TSW_STATE_SAF_ADVICE | TSW_STATE_SAF_AFTER_ADVICE)) &&
+	       flags != (TSW_STATE_SAF_ADVICE | TSW_STATE_SAF_AFTER_ADVICE);
+}
+
+/* Routes with a queued advice, as a claim's scan meets them (in put
+ * order): route keys 0..63 one bit each, the rest all together. */
+struct advice_routes {
+	uint64_t low;
+	bool high;
+};
+
+static void advice_seen(struct advice_routes *a, uint32_t route)
+{
+	if (route < 64)
+		a->low |= 1ull << route;
+	else
+		a->high = true;
+}
+
+static bool advice_before(const struct advice_routes *a, uint32_t route)
+{
+	return route < 64 ? (a->low >> route) & 1 : a->high;
+}
+
 static bool all_digits(const char *p, size_t n)
 {
 	for (size_t i = 0; i < n; i++)
@@ -242,7 +268,7 @@ int saf_load(struct tsw_state *st, MDB_txn *txn)
 			hdr = v.mv_size - rec.len;
 			memcpy(&rec, v.mv_data, hdr);
 			if (rec.use_token_len > TSW_TOKEN_MAX_DIGITS ||
-			    (rec.flags & ~TSW_STATE_SAF_ADVICE) ||
+			    !flags_valid(rec.flags) ||
 			    !all_digits(rec.use_token, rec.use_token_len)) {
 				rc = -TSW_E_CORRUPT;
 				goto out;
@@ -351,7 +377,7 @@ int tsw_state_saf_put_use(struct tsw_state *st, uint32_t route_key, uint32_t fla
 	int rc;
 
 	if (msg == NULL || len == 0 || use_token_len > TSW_TOKEN_MAX_DIGITS ||
-	    (use_token_len && use_token == NULL) || (flags & ~TSW_STATE_SAF_ADVICE))
+	    (use_token_len && use_token == NULL) || !flags_valid(flags))
 		return -TSW_E_BAD_INPUT;
 	if (len > TSW_STATE_SAF_MSG_MAX) {
 		count(&st->c.saf_too_big);
@@ -429,6 +455,7 @@ static int claim(struct tsw_state *st, bool filter, uint32_t route_key, uint32_t
 {
 	struct saf_queue *q = &st->saf;
 	uint64_t now, expired = 0, min_due = UINT64_MAX;
+	struct advice_routes adv = {0};
 	uint32_t i;
 	size_t n = 0;
 
@@ -443,6 +470,11 @@ static int claim(struct tsw_state *st, bool filter, uint32_t route_key, uint32_t
 		struct tsw_saf_item *it;
 		uint64_t due = s->not_before_ms;
 
+		if (s->flags & TSW_STATE_SAF_ADVICE)
+			advice_seen(&adv, s->route_key);
+		/* waits for the advice: due when it leaves (remove_item) */
+		if ((s->flags & TSW_STATE_SAF_AFTER_ADVICE) && advice_before(&adv, s->route_key))
+			continue;
 		if (s->claimed && s->lease_until_ms > due)
 			due = s->lease_until_ms;
 		if (due > now || (filter && s->route_key != route_key)) {
@@ -528,6 +560,9 @@ static int remove_item(struct tsw_state *st, uint64_t id, bool return_use)
 	q->depth--;
 	gauge_depth(st);
 	state_enqueue_saf(st, OP_SAF_DEL, (uint32_t)(s - q->slots));
+	/* a reversal waiting for this advice is due now */
+	if (s->flags & TSW_STATE_SAF_ADVICE)
+		q->next_due_ms = 0;
 	use_token_len = s->use_token_len;
 	memcpy(use_token, s->use_token, sizeof(use_token));
 	pthread_mutex_unlock(&q->lock);

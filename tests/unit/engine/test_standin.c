@@ -573,7 +573,7 @@ Test(standin, a_limited_use_is_committed_by_a_stand_in_approval)
 
 Test(standin, an_approval_whose_connection_closed_while_held_is_reversed_after_its_advice)
 {
-	char code[7];
+	char code[7], de90[43];
 	unsigned a, r;
 
 	start_issuer_down();
@@ -588,11 +588,15 @@ Test(standin, an_approval_whose_connection_closed_while_held_is_reversed_after_i
 	cr_expect_eq(H.m.standin[TSW_STANDIN_APPROVED], 0, "never approved to anyone");
 	issuer_back();
 	a = the_one(iss, "0120");
-	r = the_one(iss, "0400");
-	cr_expect_lt(a, r, "the reversal follows the advice");
+	cr_expect_eq(count_mti(iss, "0400"), 0, "the reversal waits for the advice's 0130");
 	snprintf(code, sizeof(code), "%s", h_field(&iss->m[a], 38));
+	snprintf(de90, sizeof(de90), "%s", h_field(&iss->m[a], 90));
+	cr_assert_eq(h_issuer_answer(&H, 0, &iss->m[a], "00", 0), 0);
+	h_advance(&H, 300);
+	h_collect(&H, TSW_EP_LINK, 0, iss);
+	r = the_one(iss, "0400");
 	cr_expect_str_eq(h_field(&iss->m[r], 38), code, "the reversal names the stand-in's code");
-	cr_expect_str_eq(h_field(&iss->m[r], 90), h_field(&iss->m[a], 90), "the same original");
+	cr_expect_str_eq(h_field(&iss->m[r], 90), de90, "the same original");
 }
 
 Test(standin, a_repeat_while_held_is_a_duplicate_not_a_second_stand_in)
@@ -605,4 +609,54 @@ Test(standin, a_repeat_while_held_is_a_duplicate_not_a_second_stand_in)
 	cr_expect_str_eq(h_field(&acq->m[0], 39), "94");
 	expect_standin_approval(answer_after_advice(), "000241");
 	cr_expect_eq(H.m.standin_advices_queued, 1);
+}
+
+/* A stand-in approval that never reaches the acquirer is reversed, but
+ * the issuer hears of the approval first: the reversal waits until the
+ * advice is acknowledged, however many tries the advice takes (a 0400
+ * before its 0120 would be answered "original not found" and settled,
+ * and the advice then books an approval nobody got). */
+Test(standin, the_reversal_of_an_undelivered_approval_never_overtakes_its_advice)
+{
+	struct tsw_endpoint ep;
+	const uint8_t *data;
+	int64_t deadline;
+	size_t len;
+	unsigned i;
+
+	H.cfg.saf_retry_min_ms = 1000;
+	H.cfg.saf_poll_ms = 100;
+	start_issuer_down();
+	ep = (struct tsw_endpoint){.kind = TSW_EP_ACQ, .slot = (uint32_t)H.slot};
+	send_auth(H_OK, "000195", "000000000500", DE22_CONTACTLESS);
+	/* the approval is written once its advice is durable, never sent */
+	deadline = real_ms() + 10000;
+	for (;;) {
+		tsw_engine_out(H.e, ep, &data, &len);
+		if (len)
+			break;
+		h_wait_step(&H, deadline, "the stand-in approval in the output");
+	}
+	tsw_engine_acq_close(H.e, (uint32_t)H.slot);
+	cr_assert_eq(H.m.answers_undelivered_reversed, 1);
+	cr_assert_eq(stats().saf_depth, 2, "the advice and the reversal");
+
+	issuer_back();
+	i = the_one(iss, "0120");
+	cr_assert_eq(count_mti(iss, "0400"), 0, "the reversal went with its advice");
+	cr_assert_eq(h_issuer_answer(&H, 0, &iss->m[i], "96", 0), 0); /* try again later */
+	h_advance(&H, 500);
+	h_collect(&H, TSW_EP_LINK, 0, iss);
+	cr_assert_eq(count_mti(iss, "0400"), 0, "the reversal overtook the retried advice");
+	h_advance(&H, 1100); /* the advice's backoff */
+	h_collect(&H, TSW_EP_LINK, 0, iss);
+	i = the_one(iss, "0120");
+	cr_assert_eq(count_mti(iss, "0400"), 0);
+	cr_assert_eq(h_issuer_answer(&H, 0, &iss->m[i], "00", 0), 0); /* the 0130 */
+	h_advance(&H, 200);
+	h_collect(&H, TSW_EP_LINK, 0, iss);
+	i = the_one(iss, "0400");
+	cr_assert_str_eq(h_field(&iss->m[i], 2), h_tokens[H_OK].pan);
+	cr_assert_eq(h_issuer_answer(&H, 0, &iss->m[i], "00", 0), 0);
+	cr_assert_eq(stats().saf_depth, 0);
 }

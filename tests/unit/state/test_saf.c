@@ -619,6 +619,41 @@ Test(saf, corrupt_format_3_headers_refused_at_open)
 	}
 }
 
+/* The reversal of a stand-in approval must not reach the issuer before
+ * the approval's advice: it waits while an earlier advice of its route
+ * is queued (a retried advice would otherwise come after it, and the
+ * issuer would book an approval nobody got). */
+Test(saf, a_reversal_after_an_advice_waits_until_the_advice_is_acked)
+{
+	struct tsw_saf_item *it = items_alloc(4);
+	struct tsw_state *st;
+	uint64_t adv, rev, other;
+	int efd;
+
+	st = open_saf(0, &efd);
+	cr_assert_eq(tsw_state_saf_put_use(st, 1, TSW_STATE_SAF_ADVICE, (const uint8_t *)"0120-a",
+					   6, NULL, 0, &adv),
+		     0);
+	cr_assert_eq(claim_route(st, 1, 4, it), 1);
+	cr_assert_eq(it[0].id, adv);
+	/* the issuer answered 96: the advice is due again only later */
+	cr_assert_eq(tsw_state_saf_retry(st, adv, tsw_state_now_ms(st) + 60000), 0);
+	cr_assert_eq(tsw_state_saf_put_use(st, 1, TSW_STATE_SAF_AFTER_ADVICE,
+					   (const uint8_t *)"0400-a", 6, NULL, 0, &rev),
+		     0);
+	other = put_str(st, 2, "0400-other-route");
+	cr_assert_eq(claim_route(st, 1, 4, it), 0, "the reversal went before its advice");
+	cr_assert_eq(claim_route(st, 2, 4, it), 1, "another route is not held up");
+	cr_assert_eq(it[0].id, other);
+	cr_assert_eq(tsw_state_saf_ack(st, adv), 0);
+	cr_assert_eq(claim_route(st, 1, 4, it), 1, "the advice is in: the reversal goes");
+	cr_assert_eq(it[0].id, rev);
+	cr_assert_eq(tsw_state_saf_ack(st, rev), 0);
+	cr_assert_eq(tsw_state_saf_ack(st, other), 0);
+	close_saf(st, efd);
+	free(it);
+}
+
 Test(saf, puts_and_reservations_share_one_group_commit)
 {
 	struct tsw_state *st;
@@ -706,7 +741,7 @@ Test(saf, plain_reversal_ack_gives_no_use_back)
 	cr_expect_eq(ss.saf_uses_returned, 0);
 	cr_expect_eq(tsw_state_saf_put_use(st, 1, 0, (const uint8_t *)"x", 1, USE_TOKEN, 20, &id),
 		     -TSW_E_BAD_INPUT, "a token above 19 digits");
-	cr_expect_eq(tsw_state_saf_put_use(st, 1, 2, (const uint8_t *)"x", 1, NULL, 0, &id),
+	cr_expect_eq(tsw_state_saf_put_use(st, 1, 4, (const uint8_t *)"x", 1, NULL, 0, &id),
 		     -TSW_E_BAD_INPUT, "an unknown flag");
 	close_saf(st, efd);
 }

@@ -34,6 +34,11 @@ enum {
 	 * reuse, so a burst of acks never needs more than a bounded part of
 	 * the reserve at once */
 	FREEING_CHUNK = 256,
+	/* a degraded writer's retry writes the held updates in order in
+	 * transactions of at most this many: those that fit become durable
+	 * while the rest waits for room, instead of all of them waiting
+	 * until the whole held set fits in one transaction */
+	RETRY_CHUNK = 16,
 	/* room a map_full writer with nothing held wants before it calls
 	 * itself healthy: a SAF record of the largest size */
 	ROOM_PROBE_BYTES = TSW_STATE_SAF_MSG_MAX + 64,
@@ -44,6 +49,7 @@ enum {
 #define DB_META "meta"
 #define META_VERSION_KEY "version"
 #define META_PROBE_KEY "room-probe" /* reserved in an aborted txn: never stored */
+#define META_TICK_KEY "writer-tick" /* rewritten to age freed pages (commit_freeing) */
 
 static const char *const health_names[TSW_STATE_HEALTH_MAX] = {
     [TSW_STATE_HEALTHY] = "ok",
@@ -503,6 +509,28 @@ static void classify(struct tsw_state *st, uint32_t n)
 	}
 }
 
+/* LMDB reuses the pages a transaction freed only from the second
+ * transaction after it on (the one right after it may still be read from
+ * the snapshot before): one small commit, in the reserve, makes what the
+ * freeing commits just freed usable by the next retry. Without it a
+ * retry that follows the last freeing commit finds no room however much
+ * was freed, and nothing else may ever commit. */
+static void age_freed_pages(struct tsw_state *st)
+{
+	uint64_t tick = st->w.batch_id;
+	MDB_val k = {sizeof(META_TICK_KEY) - 1, (void *)META_TICK_KEY};
+	MDB_val v = {sizeof(tick), &tick};
+	MDB_txn *txn;
+
+	if (mdb_txn_begin(st->env, NULL, 0, &txn) != 0)
+		return;
+	if (mdb_put(txn, st->dbi_meta, &k, &v, 0) != 0) {
+		mdb_txn_abort(txn);
+		return;
+	}
+	mdb_txn_commit(txn); /* frees txn; a failure leaves the pages for later */
+}
+
 /* Degraded: commits the freeing ops of batch[0..n), in order, in
  * transactions of at most FREEING_CHUNK, until one fails. Returns the
  * count updates written. */
@@ -525,8 +553,35 @@ static uint32_t commit_freeing(struct tsw_state *st, uint32_t n)
 		counts += committed(st, st->batch + lo, hi - lo, true);
 		lo = hi;
 	}
+	if (lo > 0)
+		age_freed_pages(st);
 	raise_map(st, false);
 	return counts;
+}
+
+/* A degraded writer's retry: batch[0..n) in order, in transactions of
+ * at most RETRY_CHUNK updates, as far as they fit. Returns 0 when every
+ * op was written, else the -errno of the chunk that failed (*f filled);
+ * *ret_counts grows by the count updates written. */
+static int write_prefix(struct tsw_state *st, uint32_t n, uint32_t *ret_counts, struct fail *f)
+{
+	uint32_t lo = 0;
+
+	while (lo < n) {
+		uint32_t hi = lo, k = 0;
+		int rc;
+
+		for (; hi < n && k < RETRY_CHUNK; hi++)
+			k += st->batch[hi].kind != OP_NONE;
+		if (k == 0)
+			break;
+		rc = write_ops(st, st->batch + lo, hi - lo, false, f);
+		if (rc < 0)
+			return rc;
+		*ret_counts += committed(st, st->batch + lo, hi - lo, false);
+		lo = hi;
+	}
+	return 0;
 }
 
 /* Drops the ops written (OP_NONE), keeping the order of the others;
@@ -542,8 +597,9 @@ static uint32_t compact(struct tsw_state *st, uint32_t n)
 }
 
 /* One round of the writer over batch[0..n) (held ops first, then those
- * just taken from the ring; last_seq: the newest of them). Healthy, or
- * when a degraded writer's retry is due: everything in one transaction.
+ * just taken from the ring; last_seq: the newest of them). Healthy:
+ * everything in one transaction. When a degraded writer's retry is due:
+ * everything in order, chunk by chunk, as far as it fits (write_prefix).
  * Degraded: the space-freeing part alone, the rest held for the next
  * retry. */
 static void write_round(struct tsw_state *st, uint32_t n, uint64_t last_seq, bool retry)
@@ -558,12 +614,16 @@ static void write_round(struct tsw_state *st, uint32_t n, uint64_t last_seq, boo
 		/* never grow into the reserve: with the disk short of it the
 		 * growth waits (the freeing commits below still have it) */
 		rc = keep_room(st, &f);
-		if (rc == 0 && n > 0)
+		if (rc == 0 && n > 0 && w->health == TSW_STATE_HEALTHY) {
 			rc = write_ops(st, st->batch, n, false, &f);
-		else if (rc == 0 && w->health == TSW_STATE_MAP_FULL)
+			if (rc == 0)
+				done += committed(st, st->batch, n, false);
+		} else if (rc == 0 && n > 0) {
+			rc = write_prefix(st, n, &done, &f);
+		} else if (rc == 0 && w->health == TSW_STATE_MAP_FULL) {
 			rc = map_room(st, &f); /* nothing held: is there room again? */
+		}
 		if (rc == 0) {
-			done += committed(st, st->batch, n, false);
 			if (n > atomic_load_explicit(&st->c.batch_max, memory_order_relaxed))
 				atomic_store_explicit(&st->c.batch_max, n, memory_order_relaxed);
 			rc = keep_room(st, &f); /* the disk filled up behind it */

@@ -1045,6 +1045,50 @@ Test(saf, full_map_degrades_acks_still_commit_then_it_recovers_by_itself)
 	free(it);
 }
 
+static bool durable_id(struct tsw_state *st, void *arg)
+{
+	return tsw_state_saf_durable(st, *(const uint64_t *)arg);
+}
+
+/* Reversals put while the map is full are held; when acks free room for
+ * part of them, that part becomes durable at the next retry (oldest
+ * first) while the rest keeps waiting: the writer does not wait until the
+ * whole held set fits in one transaction. */
+Test(saf, held_puts_become_durable_as_far_as_room_comes_back)
+{
+	enum { MORE = 64 };
+	struct events ev = {.lock = PTHREAD_MUTEX_INITIALIZER};
+	struct tsw_state_config cfg = full_config(&ev);
+	uint64_t *ids = calloc(FULL_MAX_PUTS + MORE, sizeof(*ids));
+	uint8_t msg[FULL_MSG_LEN];
+	struct tsw_state *st;
+	uint32_t n, durable = 0, held, freed, k;
+	int efd;
+
+	cr_assert_not_null(ids);
+	st = harness_open(dir, &cfg, &efd);
+	n = harness_fill(st, efd, FULL_MSG_LEN, ids, FULL_MAX_PUTS);
+	for (k = 0; k < MORE; k++, n++) {
+		harness_fill_msg(n, FULL_MSG_LEN, msg);
+		cr_assert_eq(tsw_state_saf_put(st, 0, msg, sizeof(msg), &ids[n]), 0);
+	}
+	while (durable < n && tsw_state_saf_durable(st, ids[durable]))
+		durable++;
+	held = n - durable;
+	cr_assert_geq(held, MORE);
+	cr_assert_gt(durable, held, "room to free");
+	/* acks free about a third of the room the held puts need */
+	freed = held / 3;
+	for (k = 0; k < freed; k++)
+		cr_assert_eq(tsw_state_saf_ack(st, ids[k]), 0);
+	cr_assert(harness_wait(st, efd, durable_id, &ids[durable]),
+		  "the oldest held put never became durable: all or nothing");
+	cr_expect(tsw_state_degraded(st), "the rest does not fit yet");
+	cr_expect(!tsw_state_saf_durable(st, ids[n - 1]), "the newest held put cannot fit yet");
+	close_saf(st, efd);
+	free(ids);
+}
+
 /* The oldest reversal's and the oldest advice's ages (what an operator
  * watches during an issuer outage) come from the put's wall-clock time,
  * kept on disk: a restart does not make an old item young. */

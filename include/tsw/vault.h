@@ -127,6 +127,16 @@ void tsw_vault_reader_reset(struct tsw_vault_reader *r);
 int tsw_vault_lookup(struct tsw_vault_reader *r, const char *token, size_t len,
 		     struct tsw_token *ret_token);
 
+/* tsw_vault_lookup() without the authentication: the record decoded as
+ * stored (its layout checked), for a caller that decides on it and then
+ * calls tsw_vault_decrypt_pan(), which authenticates the whole record
+ * again (the seal covers every field): nothing can be approved on an
+ * edited record, and a decision to decline needs no PAN. Half the
+ * AES-GCM work of lookup + decrypt on the switch's path. Returns what
+ * tsw_vault_lookup() returns, but never -TSW_E_INTEGRITY. */
+int tsw_vault_peek(struct tsw_vault_reader *r, const char *token, size_t len,
+		   struct tsw_token *ret_token);
+
 /* 1 when token's record is authenticated (version 2) and its seal opens,
  * 0 for a format 1 record in a vault opened with TSW_VAULT_FORMAT1_OK
  * (nothing to check it with), or the errors of tsw_vault_lookup. */

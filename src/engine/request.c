@@ -325,13 +325,17 @@ err_wipe:
 	return pl_decline(e, pl, fail);
 }
 
-static int lookup(struct tsw_engine *e, const char *tok, size_t len, struct tsw_token *ret,
-		  bool *ret_found)
+/* verified: the record is authenticated now (the original of a
+ * token-for-token token: its policy decides, its PAN is never opened);
+ * else decoded only, authenticated by the decrypt before any forward */
+static int lookup(struct tsw_engine *e, const char *tok, size_t len, bool verified,
+		  struct tsw_token *ret, bool *ret_found)
 {
 	int r;
 
 	TSW_COUNT(e->m->vault_lookups);
-	r = tsw_vault_lookup(e->reader, tok, len, ret);
+	r = verified ? tsw_vault_lookup(e->reader, tok, len, ret)
+		     : tsw_vault_peek(e->reader, tok, len, ret);
 	if (r == -TSW_E_NOT_FOUND) {
 		*ret_found = false;
 		return 0;
@@ -364,13 +368,13 @@ static int decide_and_route(struct tsw_engine *e, struct pipeline *pl)
 		return pl_decline(e, pl, TSW_AUTHZ_SYSTEM);
 	}
 	if (ctx.in_token_range) {
-		r = lookup(e, pl->req.token.ptr, pl->req.token.len, &t, &found);
+		r = lookup(e, pl->req.token.ptr, pl->req.token.len, false, &t, &found);
 		if (r == -TSW_E_INTEGRITY)
 			return integrity_decline(e, pl, pl->req.token.ptr, pl->req.token.len);
 		if (r < 0)
 			return pl_decline(e, pl, TSW_AUTHZ_SYSTEM);
 		if (found && t.original_token[0]) {
-			r = lookup(e, t.original_token, strlen(t.original_token), &orig,
+			r = lookup(e, t.original_token, strlen(t.original_token), true, &orig,
 				   &orig_found);
 			if (r == -TSW_E_INTEGRITY)
 				return integrity_decline(e, pl, t.original_token,

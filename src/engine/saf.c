@@ -201,7 +201,8 @@ static enum saf_outcome saf_send(struct tsw_engine *e, uint32_t link, const stru
 	    m.f[2].len == 0 || m.f[2].len > TSW_TOKEN_MAX_DIGITS)
 		return SAF_DROP;
 	TSW_COUNT(e->m->vault_lookups);
-	ret = tsw_vault_lookup(e->reader, (const char *)tsw_iso_ptr(&m, 2), m.f[2].len, &t);
+	/* authenticated by the decrypt below */
+	ret = tsw_vault_peek(e->reader, (const char *)tsw_iso_ptr(&m, 2), m.f[2].len, &t);
 	if (ret == -TSW_E_NOT_FOUND)
 		return SAF_DROP;
 	if (ret < 0) {

@@ -872,6 +872,27 @@ int tsw_vault_lookup(struct tsw_vault_reader *r, const char *token, size_t len,
 	return rec_decode(d.mv_data, d.mv_size, key, ret_token);
 }
 
+int tsw_vault_peek(struct tsw_vault_reader *r, const char *token, size_t len,
+		   struct tsw_token *ret_token)
+{
+	uint64_t key;
+	MDB_val k = {.mv_size = sizeof(key), .mv_data = &key}, d;
+	int rc;
+
+	if (!r->active)
+		return -EINVAL;
+	if (token_key(token, len, &key) < 0)
+		return -TSW_E_NOT_FOUND;
+	rc = mdb_get(r->txn, r->v->dbi_tokens, &k, &d);
+	if (rc)
+		return mdb_to_errno(rc);
+	for (size_t off = 0; off < d.mv_size; off += 64)
+		__builtin_prefetch((const char *)d.mv_data + off);
+	if (d.mv_size >= sizeof(struct rec) && ((const struct rec *)d.mv_data)->token_len != len)
+		return -TSW_E_NOT_FOUND;
+	return rec_decode(d.mv_data, d.mv_size, key, ret_token);
+}
+
 int tsw_vault_authenticated(struct tsw_vault_reader *r, const char *token, size_t len)
 {
 	uint64_t key;

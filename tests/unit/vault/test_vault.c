@@ -1847,6 +1847,33 @@ static int lookup_ro(const char *token, struct tsw_token *t)
 	return r;
 }
 
+/* The switch's path: tsw_vault_peek decides, tsw_vault_decrypt_pan
+ * authenticates before anything is forwarded. 0 only when both succeed:
+ * the PAN would go out, with the decisions taken on *t. */
+static int peek_decrypt_ro(const char *token, struct tsw_token *ret)
+{
+	struct tsw_vault_reader *rd = NULL;
+	struct tsw_vault *v = NULL;
+	char pan[TSW_PAN_MAX_DIGITS];
+	struct tsw_token t;
+	int r;
+
+	memset(&t, 0, sizeof(t));
+	cr_assert_eq(tsw_vault_open(fx.vault, fx.key, TSW_VAULT_RDONLY, &v), 0);
+	cr_assert_eq(tsw_vault_reader_open(v, &rd), 0);
+	cr_assert_eq(tsw_vault_reader_renew(rd), 0);
+	r = tsw_vault_peek(rd, token, strlen(token), &t);
+	if (r == 0) {
+		r = tsw_vault_decrypt_pan(rd, &t, pan, sizeof(pan));
+		explicit_bzero(pan, sizeof(pan));
+		r = r < 0 ? r : 0;
+	}
+	tsw_vault_reader_close(rd);
+	tsw_vault_close(v);
+	*ret = t;
+	return r;
+}
+
 /* Two records with every part filled: merchants (the bytes after the
  * sealed PAN), a validity window, limits, a device requirement, a
  * suspended card; and a token-for-token record of the first. */
@@ -1878,7 +1905,7 @@ Test(vault, every_byte_of_a_record_is_authenticated)
 {
 	uint8_t orig[1024], bad[1024], other[1024];
 	char tok[2][20];
-	struct tsw_token t;
+	struct tsw_token t, pt, authentic;
 	unsigned integrity = 0;
 
 	import_full_records(tok);
@@ -1886,6 +1913,7 @@ Test(vault, every_byte_of_a_record_is_authenticated)
 		size_t len = raw_record_get(tok[w], orig, sizeof(orig));
 
 		cr_assert_eq(lookup_ro(tok[w], &t), 0);
+		cr_assert_eq(peek_decrypt_ro(tok[w], &authentic), 0);
 		for (size_t off = 0; off < len; off++) {
 			for (int x = 0; x < 2; x++) {
 				int r;
@@ -1899,6 +1927,13 @@ Test(vault, every_byte_of_a_record_is_authenticated)
 					  "record %d byte %zu ^ %s: lookup %d (%s)", w, off,
 					  x ? "0xff" : "0x01", r, tsw_strerror(r));
 				integrity += r == -TSW_E_INTEGRITY;
+				/* the switch's path forwards only on a record that
+				 * decodes to the one the vault wrote (a flipped
+				 * byte that decoding ignores changes nothing) */
+				r = peek_decrypt_ro(tok[w], &pt);
+				cr_assert(r < 0 || memcmp(&pt, &authentic, sizeof(pt)) == 0,
+					  "record %d byte %zu ^ %s: forwarded on an edited record",
+					  w, off, x ? "0xff" : "0x01");
 			}
 		}
 		raw_record_put(tok[w], orig, len);
@@ -1909,6 +1944,7 @@ Test(vault, every_byte_of_a_record_is_authenticated)
 
 			raw_record_put(tok[1 - w], orig, len);
 			cr_assert_eq(lookup_ro(tok[1 - w], &t), -TSW_E_INTEGRITY);
+			cr_assert_lt(peek_decrypt_ro(tok[1 - w], &pt), 0, "moved record decrypted");
 			raw_record_put(tok[1 - w], other, olen);
 		}
 	}

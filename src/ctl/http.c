@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "http_parse.h"
 #include "tsw/ctl.h"
 #include "tsw/state.h"
 
@@ -125,43 +126,24 @@ static void readyz(struct http_conn *c)
 	respond_text(c, ready ? 200 : 503, ready ? "OK" : "Service Unavailable", body);
 }
 
-static void handle_request(struct http_conn *c)
+/* req NULL: the request line was bad. */
+static void handle_request(struct http_conn *c, const struct http_request *req)
 {
 	struct tsw_ctl *ctl = c->ctl;
-	char method[8], path[128];
-	char *sp1, *sp2;
-	size_t ml, pl;
 
-	/* request line: METHOD SP PATH SP VERSION */
-	sp1 = memchr(c->req, ' ', c->req_len);
-	sp2 = sp1 ? memchr(sp1 + 1, ' ', c->req_len - (size_t)(sp1 + 1 - c->req)) : NULL;
-	if (!sp1 || !sp2) {
+	if (!req) {
 		respond_text(c, 400, "Bad Request", "bad request\n");
 		return;
 	}
-	ml = (size_t)(sp1 - c->req);
-	pl = (size_t)(sp2 - sp1 - 1);
-	if (ml >= sizeof(method) || pl >= sizeof(path) || strncmp(sp2 + 1, "HTTP/1.", 7) != 0) {
-		respond_text(c, 400, "Bad Request", "bad request\n");
-		return;
-	}
-	memcpy(method, c->req, ml);
-	method[ml] = '\0';
-	memcpy(path, sp1 + 1, pl);
-	path[pl] = '\0';
-	char *q = strchr(path, '?');
-
-	if (q)
-		*q = '\0';
-	if (strcmp(method, "GET") != 0) {
+	if (strcmp(req->method, "GET") != 0) {
 		respond_text(c, 405, "Method Not Allowed", "only GET\n");
 		return;
 	}
-	if (strcmp(path, "/healthz") == 0) {
+	if (strcmp(req->path, "/healthz") == 0) {
 		respond_text(c, 200, "OK", "ok\n");
-	} else if (strcmp(path, "/readyz") == 0) {
+	} else if (strcmp(req->path, "/readyz") == 0) {
 		readyz(c);
-	} else if (strcmp(path, "/metrics") == 0) {
+	} else if (strcmp(req->path, "/metrics") == 0) {
 		char *text;
 		size_t len;
 
@@ -208,6 +190,8 @@ static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 static void read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 {
 	struct http_conn *c = s->data;
+	struct http_request req;
+	int r;
 
 	(void)buf;
 	if (c->answered || c->closing)
@@ -217,13 +201,10 @@ static void read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 		return;
 	}
 	c->req_len += (size_t)n;
-	/* look for the end of the headers; the body of a GET is ignored */
-	for (size_t i = 3; i < c->req_len; i++) {
-		if (c->req[i - 3] == '\r' && c->req[i - 2] == '\n' && c->req[i - 1] == '\r' &&
-		    c->req[i] == '\n') {
-			handle_request(c);
-			return;
-		}
+	r = http_parse_request(c->req, c->req_len, &req);
+	if (r != 0) {
+		handle_request(c, r > 0 ? &req : NULL);
+		return;
 	}
 	if (c->req_len >= c->ctl->p.max_request_bytes) {
 		c->ctl->too_large++;

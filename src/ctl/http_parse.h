@@ -17,8 +17,9 @@ struct http_request {
 /* Parses the len bytes of a request received so far (buf need not be
  * NUL-terminated). Returns 0 while the head is incomplete (no CRLF CRLF
  * yet: read more), 1 with *ret_req filled when it is complete and its
- * request line is METHOD SP PATH SP HTTP/1.x, or -EINVAL (complete, but
- * a bad request line, or a method or path too long: answer 400).
+ * request line (the head's first line) is METHOD SP PATH SP HTTP/1.x, or
+ * -EINVAL (complete, but a bad request line: a method or path too long,
+ * empty or holding a byte that is not visible ASCII: answer 400).
  * *ret_req is untouched unless 1 is returned. */
 int http_parse_request(const char *buf, size_t len, struct http_request *ret_req);
 

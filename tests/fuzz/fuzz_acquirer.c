@@ -9,7 +9,7 @@
  * size the stream is fed in; the rest is the stream. Checked invariants
  * (fuzz_engine.c), each a trap:
  * - the acquirer gets whole frames that decode, answers only, never more than the frames it sent,
- * never a PAN of the vault it did not send itself;
+ * never a PAN of the vault it did not send itself in a field;
  * - the issuer gets whole frames that decode with its profile, within
  *   its max_frame: nothing a length header cannot express goes out;
  * - no event carries a PAN or an unmasked token;

@@ -47,28 +47,71 @@ static size_t longest_line(const uint8_t *data, size_t size)
 	return longest;
 }
 
+/* One line of the file as inih splits it: the key (or section) before
+ * the first '=' or ':', the value after it, both trimmed. Returns false
+ * for a line without a separator and for comments. */
+static bool split_line(const uint8_t *data, size_t at, size_t end, size_t *ret_k, size_t *ret_ke,
+		       size_t *ret_v, size_t *ret_ve)
+{
+	size_t k = at, sep = at, v, e;
+
+	while (k < end && isspace(data[k]))
+		k++;
+	if (k == end || data[k] == ';' || data[k] == '#')
+		return false;
+	while (sep < end && data[sep] != '=' && data[sep] != ':')
+		sep++;
+	if (sep == end)
+		return false;
+	for (v = sep + 1; v < end && isspace(data[v]); v++)
+		;
+	for (e = end; e > v && isspace(data[e - 1]); e--)
+		;
+	*ret_k = k;
+	*ret_ke = sep;
+	*ret_v = v;
+	*ret_ve = e;
+	return true;
+}
+
+static size_t line_end(const uint8_t *data, size_t size, size_t at)
+{
+	const uint8_t *nl = memchr(data + at, '\n', size - at);
+
+	return nl ? (size_t)(nl - data) : size;
+}
+
+/* True when the bytes occur in a key or section name of the file: a
+ * reason may name those. */
+static bool in_a_name(const uint8_t *data, size_t size, const uint8_t *p, size_t n)
+{
+	for (size_t at = 0, end; at < size; at = end + 1) {
+		size_t k, ke, v, ve;
+
+		end = line_end(data, size, at);
+		if (fuzz_has(data + at, end - at, "[", 1) && fuzz_has(data + at, end - at, p, n))
+			return true;
+		if (split_line(data, at, end, &k, &ke, &v, &ve) && fuzz_has(data + k, ke - k, p, n))
+			return true;
+	}
+	return false;
+}
+
 /* True when reason quotes a value of the file: the text after '=' or ':'
- * of a line, trimmed, at least CONFIG_VALUE_MIN bytes, that is not also a
- * section or key name of the file (those may be named). */
+ * of a line that is not a comment, trimmed, at least CONFIG_VALUE_MIN
+ * bytes, that is not also in a section or key name (those may be named). */
 static bool quotes_value(const uint8_t *data, size_t size, const char *reason)
 {
 	size_t rl = strlen(reason);
 
-	for (size_t at = 0; at < size;) {
-		const uint8_t *nl = memchr(data + at, '\n', size - at);
-		size_t end = nl ? (size_t)(nl - data) : size, sep = at, v, e;
+	for (size_t at = 0, end; at < size; at = end + 1) {
+		size_t k, ke, v, ve;
 
-		while (sep < end && data[sep] != '=' && data[sep] != ':')
-			sep++;
-		for (v = sep + 1; v < end && isspace(data[v]); v++)
-			;
-		for (e = end; e > v && isspace(data[e - 1]); e--)
-			;
-		if (sep < end && e - v >= CONFIG_VALUE_MIN &&
-		    fuzz_has(reason, rl, data + v, e - v) &&
-		    !fuzz_has(data, v > sep ? sep : 0, data + v, e - v))
+		end = line_end(data, size, at);
+		if (split_line(data, at, end, &k, &ke, &v, &ve) && ve - v >= CONFIG_VALUE_MIN &&
+		    fuzz_has(reason, rl, data + v, ve - v) &&
+		    !in_a_name(data, size, data + v, ve - v))
 			return true;
-		at = end + 1;
 	}
 	return false;
 }

@@ -97,9 +97,21 @@ static bool in_a_name(const uint8_t *data, size_t size, const uint8_t *p, size_t
 	return false;
 }
 
+/* True when the value holds a digit or a '/': reasons name the words a
+ * key takes ("standin.modes must list contactless, chip, ..."), never a
+ * number, path or secret. */
+static bool not_a_word(const uint8_t *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if ((p[i] >= '0' && p[i] <= '9') || p[i] == '/')
+			return true;
+	return false;
+}
+
 /* True when reason quotes a value of the file: the text after '=' or ':'
  * of a line that is not a comment, trimmed, at least CONFIG_VALUE_MIN
- * bytes, that is not also in a section or key name (those may be named). */
+ * bytes, holding a digit or '/', that is not also in a section or key
+ * name (those may be named). */
 static bool quotes_value(const uint8_t *data, size_t size, const char *reason)
 {
 	size_t rl = strlen(reason);
@@ -109,7 +121,7 @@ static bool quotes_value(const uint8_t *data, size_t size, const char *reason)
 
 		end = line_end(data, size, at);
 		if (split_line(data, at, end, &k, &ke, &v, &ve) && ve - v >= CONFIG_VALUE_MIN &&
-		    fuzz_has(reason, rl, data + v, ve - v) &&
+		    not_a_word(data + v, ve - v) && fuzz_has(reason, rl, data + v, ve - v) &&
 		    !in_a_name(data, size, data + v, ve - v))
 			return true;
 	}

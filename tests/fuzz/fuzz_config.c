@@ -20,7 +20,8 @@
 #include "tsw/config.h"
 #include "tsw/error.h"
 
-#define CONFIG_VALUE_MIN 8 /* values this long are looked for in reasons */
+#define CONFIG_VALUE_MIN 8   /* values this long are looked for in reasons */
+#define CONFIG_NAME_MAX 1024 /* bytes of a "section.key" looked for */
 /* inih's line buffer: a longer line is split in two today instead of
  * refused (tests/fuzz/pending/config/ holds the input that shows it).
  * Such inputs are skipped until config.c refuses them; then this goes. */
@@ -81,17 +82,37 @@ static size_t line_end(const uint8_t *data, size_t size, size_t at)
 	return nl ? (size_t)(nl - data) : size;
 }
 
-/* True when the bytes occur in a key or section name of the file: a
- * reason may name those. */
+/* True when the bytes occur in a key or section name of the file, or in
+ * "section.key" as reasons write them: a reason may name those. */
 static bool in_a_name(const uint8_t *data, size_t size, const uint8_t *p, size_t n)
 {
+	uint8_t name[CONFIG_NAME_MAX];
+	size_t sec = 0; /* bytes of the section's name in name[] */
+
 	for (size_t at = 0, end; at < size; at = end + 1) {
-		size_t k, ke, v, ve;
+		size_t k, ke, v, ve, len;
 
 		end = line_end(data, size, at);
-		if (fuzz_has(data + at, end - at, "[", 1) && fuzz_has(data + at, end - at, p, n))
+		if (fuzz_has(data + at, end - at, "[", 1)) {
+			if (fuzz_has(data + at, end - at, p, n))
+				return true;
+			const uint8_t *open = memchr(data + at, '[', end - at);
+			const uint8_t *close = memchr(open, ']', (size_t)(data + end - open));
+			size_t from = (size_t)(open - data) + 1;
+			size_t to = close ? (size_t)(close - data) : end;
+
+			sec = to - from < sizeof(name) / 2 ? to - from : sizeof(name) / 2;
+			memcpy(name, data + from, sec);
+			continue;
+		}
+		if (!split_line(data, at, end, &k, &ke, &v, &ve))
+			continue;
+		if (fuzz_has(data + k, ke - k, p, n))
 			return true;
-		if (split_line(data, at, end, &k, &ke, &v, &ve) && fuzz_has(data + k, ke - k, p, n))
+		len = ke - k < sizeof(name) - sec - 1 ? ke - k : sizeof(name) - sec - 1;
+		name[sec] = '.';
+		memcpy(name + sec + 1, data + k, len);
+		if (fuzz_has(name, sec + 1 + len, p, n))
 			return true;
 	}
 	return false;

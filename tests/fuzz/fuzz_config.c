@@ -48,9 +48,9 @@ static size_t longest_line(const uint8_t *data, size_t size)
 	return longest;
 }
 
-/* One line of the file as inih splits it: the key (or section) before
+/* One line of the file as inih splits it: the key before
  * the first '=' or ':', the value after it, both trimmed. Returns false
- * for a line without a separator and for comments. */
+ * for a line without a separator, comments and section lines. */
 static bool split_line(const uint8_t *data, size_t at, size_t end, size_t *ret_k, size_t *ret_ke,
 		       size_t *ret_v, size_t *ret_ve)
 {
@@ -58,7 +58,7 @@ static bool split_line(const uint8_t *data, size_t at, size_t end, size_t *ret_k
 
 	while (k < end && isspace(data[k]))
 		k++;
-	if (k == end || data[k] == ';' || data[k] == '#')
+	if (k == end || data[k] == ';' || data[k] == '#' || data[k] == '[')
 		return false;
 	while (sep < end && data[sep] != '=' && data[sep] != ':')
 		sep++;
@@ -93,13 +93,16 @@ static bool in_a_name(const uint8_t *data, size_t size, const uint8_t *p, size_t
 		size_t k, ke, v, ve, len;
 
 		end = line_end(data, size, at);
-		if (fuzz_has(data + at, end - at, "[", 1)) {
+		for (k = at; k < end && isspace(data[k]); k++)
+			;
+		/* a section line, as inih reads one: '[' first */
+		if (k < end && data[k] == '[') {
+			const uint8_t *close = memchr(data + k, ']', end - k);
+			size_t from = k + 1;
+			size_t to = close ? (size_t)(close - data) : end;
+
 			if (fuzz_has(data + at, end - at, p, n))
 				return true;
-			const uint8_t *open = memchr(data + at, '[', end - at);
-			const uint8_t *close = memchr(open, ']', (size_t)(data + end - open));
-			size_t from = (size_t)(open - data) + 1;
-			size_t to = close ? (size_t)(close - data) : end;
 
 			sec = to - from < sizeof(name) / 2 ? to - from : sizeof(name) / 2;
 			memcpy(name, data + from, sec);

@@ -174,7 +174,7 @@ static int deliver_answer(struct tsw_engine *e, struct req *r, const struct tsw_
 			  const char *rc)
 {
 	struct acq_conn *c = &e->conns[r->acq_slot];
-	struct tsw_iso_edit ed[7 + TSW_ENGINE_ANSWER_DROP];
+	struct tsw_iso_edit ed[8 + TSW_ENGINE_ANSWER_DROP];
 	uint8_t de48[TSW_ENGINE_DE48_MAX];
 	uint8_t de55[TSW_ENGINE_DE55_MAX];
 	size_t de48_len = 0, de55_len = 0;
@@ -205,6 +205,9 @@ static int deliver_answer(struct tsw_engine *e, struct req *r, const struct tsw_
 	if (de55_for_acquirer(e, m, de55, sizeof(de55), &de55_len))
 		ed[n++] = (struct tsw_iso_edit){
 		    .field = 55, .len = (uint16_t)de55_len, .data = de55_len ? de55 : NULL};
+	/* no 2-byte DE39: the acquirer gets the code the switch counted */
+	if (!tsw_iso_has(m, 39) || m->f[39].len != 2)
+		ed[n++] = (struct tsw_iso_edit){.field = 39, .len = 2, .data = (const uint8_t *)rc};
 	tail_before = c->out.tail;
 	ret = conn_write(e, r->acq_slot, m, ed, n);
 	if (ret < 0) {

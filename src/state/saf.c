@@ -21,31 +21,6 @@ enum {
 	SAF_MSG_MIN_CAP = 256, /* smallest slot buffer, bytes */
 };
 
-/* The on-disk value: a header, then len message bytes (native byte
- * order, like the counts). Format 1 wrote the first two fields only;
- * format 2 added the limited use the item's ack gives back (a 32-byte
- * header: struct saf_record up to put_ms); format 3 the put time. The
- * value's size tells them apart (header + len). */
-struct saf_record_v1 {
-	uint32_t route_key;
-	uint32_t len;
-};
-
-enum { SAF_RECORD_V2_SIZE = 32 };
-
-struct saf_record {
-	uint32_t route_key;
-	uint32_t len;
-	uint32_t flags;	       /* TSW_STATE_SAF_* */
-	uint8_t use_token_len; /* 0: the ack gives no use back */
-	char use_token[TSW_TOKEN_MAX_DIGITS];
-	uint64_t put_ms; /* CLOCK_REALTIME at the put: its age survives a restart */
-};
-
-_Static_assert(sizeof(struct saf_record) == 40, "the format-3 header is 40 bytes");
-_Static_assert(offsetof(struct saf_record, put_ms) == SAF_RECORD_V2_SIZE,
-	       "format 2 is format 3 without the put time");
-
 static uint64_t wall_ms(void)
 {
 	struct timespec ts;
@@ -235,6 +210,42 @@ static uint64_t publish_locked(struct tsw_state *st, uint32_t i, bool queue_put)
 	return s->id;
 }
 
+int saf_record_decode(const void *val, size_t size, struct saf_record *ret_rec,
+		      const uint8_t **ret_msg)
+{
+	struct saf_record rec;
+	size_t hdr;
+
+	if (size < sizeof(struct saf_record_v1))
+		return -TSW_E_CORRUPT;
+	memset(&rec, 0, sizeof(rec));
+	memcpy(&rec, val, sizeof(struct saf_record_v1));
+	if (rec.len == 0 || rec.len > TSW_STATE_SAF_MSG_MAX)
+		return -TSW_E_CORRUPT;
+	if (size == sizeof(struct saf_record_v1) + rec.len) {
+		hdr = sizeof(struct saf_record_v1);
+	} else if (size == sizeof(rec) + rec.len || size == SAF_RECORD_V2_SIZE + rec.len) {
+		/* len is at the same place in every format: the size names
+		 * exactly one header */
+		hdr = size - rec.len;
+		memcpy(&rec, val, hdr);
+		if (rec.use_token_len > TSW_TOKEN_MAX_DIGITS || !flags_valid(rec.flags) ||
+		    !all_digits(rec.use_token, rec.use_token_len))
+			return -TSW_E_CORRUPT;
+	} else {
+		return -TSW_E_CORRUPT;
+	}
+	*ret_rec = rec;
+	*ret_msg = (const uint8_t *)val + hdr;
+	return 0;
+}
+
+void saf_record_encode(const struct saf_record *rec, const uint8_t *msg, void *out)
+{
+	memcpy(out, rec, sizeof(*rec));
+	memcpy((uint8_t *)out + sizeof(*rec), msg, rec->len);
+}
+
 int saf_load(struct tsw_state *st, MDB_txn *txn)
 {
 	struct saf_queue *q = &st->saf;
@@ -248,41 +259,22 @@ int saf_load(struct tsw_state *st, MDB_txn *txn)
 	while ((rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) == 0) {
 		struct saf_record rec;
 		struct saf_slot *s;
-		size_t hdr;
+		const uint8_t *msg;
 		uint32_t i;
 
-		if (k.mv_size != SAF_KEY_LEN || v.mv_size < sizeof(struct saf_record_v1)) {
+		if (k.mv_size != SAF_KEY_LEN) {
 			rc = -TSW_E_CORRUPT;
 			goto out;
 		}
-		memset(&rec, 0, sizeof(rec));
-		memcpy(&rec, v.mv_data, sizeof(struct saf_record_v1));
-		if (rec.len == 0 || rec.len > TSW_STATE_SAF_MSG_MAX) {
-			rc = -TSW_E_CORRUPT;
+		rc = saf_record_decode(v.mv_data, v.mv_size, &rec, &msg);
+		if (rc < 0)
 			goto out;
-		}
-		if (v.mv_size == sizeof(struct saf_record_v1) + rec.len) {
-			hdr = sizeof(struct saf_record_v1);
-		} else if (v.mv_size == sizeof(rec) + rec.len ||
-			   v.mv_size == SAF_RECORD_V2_SIZE + rec.len) {
-			hdr = v.mv_size - rec.len;
-			memcpy(&rec, v.mv_data, hdr);
-			if (rec.use_token_len > TSW_TOKEN_MAX_DIGITS ||
-			    !flags_valid(rec.flags) ||
-			    !all_digits(rec.use_token, rec.use_token_len)) {
-				rc = -TSW_E_CORRUPT;
-				goto out;
-			}
-		} else {
-			rc = -TSW_E_CORRUPT;
-			goto out;
-		}
 		i = pop_free(q); /* n_slots covers every loaded item */
 		s = &q->slots[i];
 		rc = reserve_buf(s, rec.len);
 		if (rc < 0)
 			goto out;
-		memcpy(s->msg, (const uint8_t *)v.mv_data + hdr, rec.len);
+		memcpy(s->msg, msg, rec.len);
 		s->len = rec.len;
 		s->route_key = rec.route_key;
 		s->use_token_len = rec.use_token_len;
@@ -328,8 +320,7 @@ int saf_write(struct tsw_state *st, MDB_txn *txn, const struct op *op)
 	rc = mdb_put(txn, st->dbi_saf, &k, &v, MDB_RESERVE);
 	if (rc != 0)
 		return state_map_mdb(rc);
-	memcpy(v.mv_data, &rec, sizeof(rec));
-	memcpy((uint8_t *)v.mv_data + sizeof(rec), s->msg, s->len);
+	saf_record_encode(&rec, s->msg, v.mv_data);
 	return 0;
 }
 

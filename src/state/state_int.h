@@ -8,6 +8,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "tsw/state.h"
@@ -186,6 +187,44 @@ int state_map_mdb(int rc);
 uint64_t state_enqueue_saf(struct tsw_state *st, enum op_kind kind, uint32_t slot);
 
 /* saf.c */
+/* A stored SAF item (its value in dbi_saf): a header, then len message
+ * bytes (native byte order, like the counts). Format 1 wrote the first
+ * two fields only; format 2 added the limited use the item's ack gives
+ * back (a 32-byte header: struct saf_record up to put_ms); format 3 the
+ * put time. The value's size tells them apart (header + len). */
+struct saf_record_v1 {
+	uint32_t route_key;
+	uint32_t len;
+};
+
+struct saf_record {
+	uint32_t route_key;
+	uint32_t len;
+	uint32_t flags;	       /* TSW_STATE_SAF_* */
+	uint8_t use_token_len; /* 0: the ack gives no use back */
+	char use_token[TSW_TOKEN_MAX_DIGITS];
+	uint64_t put_ms; /* CLOCK_REALTIME at the put: its age survives a restart */
+};
+
+enum { SAF_RECORD_V2_SIZE = 32 };
+
+_Static_assert(sizeof(struct saf_record) == 40, "the format-3 header is 40 bytes");
+_Static_assert(offsetof(struct saf_record, put_ms) == SAF_RECORD_V2_SIZE,
+	       "format 2 is format 3 without the put time");
+
+/* Reads a stored item's value (size bytes): its header into *ret_rec
+ * (format 1: the fields after len zeroed) and *ret_msg pointing at its
+ * rec.len message bytes inside val. Returns 0 or -TSW_E_CORRUPT (too
+ * short, len 0 or above TSW_STATE_SAF_MSG_MAX, a size that is neither
+ * header's, use_token_len above TSW_TOKEN_MAX_DIGITS, a flag unknown or
+ * a use token that is not digits); the outputs are
+ * untouched on failure. */
+int saf_record_decode(const void *val, size_t size, struct saf_record *ret_rec,
+		      const uint8_t **ret_msg);
+/* Writes the format-3 value of rec and its rec->len message bytes into out
+ * (sizeof(*rec) + rec->len bytes). */
+void saf_record_encode(const struct saf_record *rec, const uint8_t *msg, void *out);
+
 /* Allocates the slots for max(max_entries, loaded) items. Returns 0,
  * -ENOSPC (loaded above the limit) or -ENOMEM. */
 int saf_init(struct tsw_state *st, uint32_t max_entries, uint32_t lease_ms, size_t loaded);

@@ -65,7 +65,8 @@ static int answer_with(const struct tsw_iso_msg *req, const char *mti, const cha
 		if (tsw_iso_has(req, copy[i]))
 			ed[n++] = (struct tsw_iso_edit){(uint16_t)copy[i], req->f[copy[i]].len,
 							tsw_iso_ptr(req, copy[i])};
-	ed[n++] = (struct tsw_iso_edit){39, 2, (const uint8_t *)rc};
+	if (rc) /* NULL: an answer without DE39 */
+		ed[n++] = (struct tsw_iso_edit){39, 2, (const uint8_t *)rc};
 	ed[n++] = (struct tsw_iso_edit){38, 6, (const uint8_t *)"AB1234"};
 	for (size_t i = 0; i < n_extra; i++)
 		ed[n++] = extra[i];
@@ -517,4 +518,22 @@ Test(wire, bcd_scan_finds_every_form_and_nothing_else)
 			    "%s cut", pan);
 		}
 	}
+}
+
+/* An issuer answer without DE39 is counted as 96 and goes to the acquirer
+ * with DE39 96: never an answer without a response code. */
+Test(wire, an_answer_without_de39_reaches_the_acquirer_as_96)
+{
+	struct tsw_iso_msg req;
+	uint8_t buf[2048];
+
+	h_start(&H);
+	forward("003001", NULL);
+	cr_assert_leq(iss->m[0].len, sizeof(buf));
+	memcpy(buf, iss->m[0].buf, iss->m[0].len);
+	cr_assert_eq(tsw_iso_decode(&H.prof, buf, iss->m[0].len, &req), 0);
+	cr_assert_eq(answer_with(&req, "0110", NULL, NULL, 0), 0);
+	collect_acq();
+	cr_assert_eq(acq->n, 1);
+	cr_assert_str_eq(h_field(&acq->m[0], 39), "96", "the code the switch counted");
 }

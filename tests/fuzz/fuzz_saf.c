@@ -1,15 +1,15 @@
 /* Fuzz target: the decode of a stored SAF item as the state env reads it
  * back at open (saf_record_decode, src/state/saf.c), format 1 (8-byte
- * header) and format 2 (40-byte header).
+ * header), format 2 (32 bytes) and format 3 (40 bytes).
  *
  * Input: the stored value. Checked invariants, each a trap:
  * - a decoded item's message lies inside the value, right after its
  *   header, and fills the rest of it; len is 1..TSW_STATE_SAF_MSG_MAX and
  *   use_token_len at most TSW_TOKEN_MAX_DIGITS;
- * - format 1 leaves the format-2 fields zero;
+ * - format 1 leaves the later fields zero, format 2 the put time;
  * - the item re-encodes (saf_record_encode, what the writer stores) to a
  *   value that decodes to the same item, byte for byte the input when it
- *   was format 2;
+ *   was format 3;
  * - a value that fails leaves the outputs untouched.
  */
 #include <stdlib.h>
@@ -39,7 +39,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	fuzz_check(rec.len >= 1 && rec.len <= TSW_STATE_SAF_MSG_MAX);
 	fuzz_check(rec.use_token_len <= TSW_TOKEN_MAX_DIGITS);
 	hdr = (size_t)(msg - data);
-	fuzz_check(hdr == sizeof(struct saf_record_v1) || hdr == sizeof(struct saf_record));
+	fuzz_check(hdr == sizeof(struct saf_record_v1) || hdr == SAF_RECORD_V2_SIZE ||
+		   hdr == sizeof(struct saf_record));
+	if (hdr == SAF_RECORD_V2_SIZE)
+		fuzz_check(rec.put_ms == 0);
 	fuzz_check(hdr + rec.len == size);
 	if (hdr == sizeof(struct saf_record_v1)) {
 		static const char zero[TSW_TOKEN_MAX_DIGITS];

@@ -178,6 +178,7 @@ struct tsw_metrics_shard {
 	uint64_t saf_depth;               /* gauge: reversals queued (not yet acked) */
 	uint64_t saf_sent;                /* reversals sent to an issuer (repeats included) */
 	uint64_t saf_acked;               /* answered by the issuer: removed from the queue */
+	uint64_t saf_declined;            /* ... of them with a code that keeps the use spent */
 	uint64_t saf_dropped;             /* not queued (queue full, no state) or token gone */
 	/* added with the durable queue */
 	uint64_t saf_retried;             /* unanswered, link down or unsendable: due again later */

@@ -200,6 +200,10 @@ static const struct scalar scalars[] = {
     SC("tsw_saf_depth", "gauge", "Reversals queued (not yet acked).", saf_depth),
     SC("tsw_saf_sent_total", "counter", "Reversals sent.", saf_sent),
     SC("tsw_saf_acked_total", "counter", "Reversals answered by the issuer.", saf_acked),
+    SC("tsw_saf_declined_total", "counter",
+       "Reversals and advices the issuer answered with neither 00 nor a repeat code: settled, "
+       "their limited use kept spent.",
+       saf_declined),
     SC("tsw_saf_dropped_total", "counter",
        "Reversals not queued (queue full, no state) or token gone.", saf_dropped),
     SC("tsw_saf_retried_total", "counter",

@@ -416,8 +416,11 @@ void saf_answered(struct tsw_engine *e, struct req *r, const char *rc)
 	/* not found: another worker's lease had run out and it got the
 	 * answer first; the reversal is settled either way */
 	engine_event(e, TSW_EV_SAF_ACKED, .link = r->link, .id = r->saf_id, .rc = rc);
-	if (settle(e->state, r->saf_id, rc, r->has_approval_code) == 0)
+	if (settle(e->state, r->saf_id, rc, r->has_approval_code) == 0) {
 		TSW_COUNT(e->m->saf_acked);
+		if (strcmp(rc, "00") != 0)
+			TSW_COUNT(e->m->saf_declined);
+	}
 	saf_gauge(e);
 }
 
@@ -429,8 +432,11 @@ void saf_late_answer(struct tsw_engine *e, uint64_t id, const char *rc)
 	if (wants_repeat(rc))
 		return;
 	engine_event(e, TSW_EV_SAF_ACKED, .id = id, .rc = rc, .why = "late");
-	if (settle(e->state, id, rc, true) == 0)
+	if (settle(e->state, id, rc, true) == 0) {
 		TSW_COUNT(e->m->saf_acked);
+		if (strcmp(rc, "00") != 0)
+			TSW_COUNT(e->m->saf_declined);
+	}
 	saf_gauge(e);
 }
 

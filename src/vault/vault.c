@@ -138,17 +138,18 @@ int kcv_register(struct tsw_vault *v, MDB_txn *txn, uint32_t id, const uint8_t k
 	return meta_put(v, txn, META_KEY_CURRENT, &id, sizeof(id));
 }
 
-int kcv_check(struct tsw_vault *v, MDB_txn *txn, uint32_t id, const uint8_t key[KEY_BYTES])
+/* The check value stored under name against key: 0 it matches, 1 none
+ * stored (a key the vault never used), -TSW_E_BAD_KEY it differs. */
+static int kcv_check_named(struct tsw_vault *v, MDB_txn *txn, const char *name,
+			   const uint8_t key[KEY_BYTES])
 {
-	char name[META_NAME_MAX];
 	uint8_t kcv[KCV_BYTES];
 	MDB_val d;
 	int r;
 
-	snprintf(name, sizeof(name), META_KCV_PAN, id);
 	r = meta_get(v, txn, name, &d);
 	if (r == -TSW_E_NOT_FOUND)
-		return 1; /* a key the vault never used */
+		return 1;
 	if (r < 0)
 		return r;
 	keyring_kcv(key, kcv);
@@ -157,16 +158,28 @@ int kcv_check(struct tsw_vault *v, MDB_txn *txn, uint32_t id, const uint8_t key[
 	return 0;
 }
 
+static int kcv_forget_named(struct tsw_vault *v, MDB_txn *txn, const char *name)
+{
+	MDB_val k = {.mv_size = strlen(name), .mv_data = (void *)name};
+	int rc = mdb_del(txn, v->dbi_meta, &k, NULL);
+
+	return rc == MDB_NOTFOUND ? 0 : mdb_to_errno(rc);
+}
+
+int kcv_check(struct tsw_vault *v, MDB_txn *txn, uint32_t id, const uint8_t key[KEY_BYTES])
+{
+	char name[META_NAME_MAX];
+
+	snprintf(name, sizeof(name), META_KCV_PAN, id);
+	return kcv_check_named(v, txn, name, key);
+}
+
 int kcv_forget(struct tsw_vault *v, MDB_txn *txn, uint32_t id)
 {
 	char name[META_NAME_MAX];
-	MDB_val k = {.mv_data = name};
-	int rc;
 
 	snprintf(name, sizeof(name), META_KCV_PAN, id);
-	k.mv_size = strlen(name);
-	rc = mdb_del(txn, v->dbi_meta, &k, NULL);
-	return rc == MDB_NOTFOUND ? 0 : mdb_to_errno(rc);
+	return kcv_forget_named(v, txn, name);
 }
 
 int meta_set_format(struct tsw_vault *v, MDB_txn *txn, uint32_t format)
@@ -208,32 +221,17 @@ int index_kcv_register(struct tsw_vault *v, MDB_txn *txn, uint32_t id, const uin
 int index_kcv_check(struct tsw_vault *v, MDB_txn *txn, uint32_t id, const uint8_t key[KEY_BYTES])
 {
 	char name[META_NAME_MAX];
-	uint8_t kcv[KCV_BYTES];
-	MDB_val d;
-	int r;
 
 	index_kcv_name(id, name);
-	r = meta_get(v, txn, name, &d);
-	if (r == -TSW_E_NOT_FOUND)
-		return 1;
-	if (r < 0)
-		return r;
-	keyring_kcv(key, kcv);
-	if (d.mv_size != KCV_BYTES || CRYPTO_memcmp(d.mv_data, kcv, KCV_BYTES) != 0)
-		return -TSW_E_BAD_KEY;
-	return 0;
+	return kcv_check_named(v, txn, name, key);
 }
 
 int index_kcv_forget(struct tsw_vault *v, MDB_txn *txn, uint32_t id)
 {
 	char name[META_NAME_MAX];
-	MDB_val k = {.mv_data = name};
-	int rc;
 
 	index_kcv_name(id, name);
-	k.mv_size = strlen(name);
-	rc = mdb_del(txn, v->dbi_meta, &k, NULL);
-	return rc == MDB_NOTFOUND ? 0 : mdb_to_errno(rc);
+	return kcv_forget_named(v, txn, name);
 }
 
 static int meta_get_u32_or(struct tsw_vault *v, MDB_txn *txn, const char *name, uint32_t dflt,
@@ -846,25 +844,40 @@ bool vault_format1(const struct tsw_vault *v)
 	return __atomic_load_n(&v->format, __ATOMIC_ACQUIRE) == VAULT_FORMAT_1;
 }
 
+/* The stored record of token (*ret_key its LMDB key, *ret_val its bytes
+ * in the map), prefetched; -TSW_E_NOT_FOUND also for a record of the same
+ * value under another digit count. */
+static int find_record(struct tsw_vault_reader *r, const char *token, size_t len,
+		       uint64_t *ret_key, MDB_val *ret_val)
+{
+	MDB_val k = {.mv_size = sizeof(*ret_key), .mv_data = ret_key};
+	int rc;
+
+	if (!r->active)
+		return -EINVAL;
+	if (token_key(token, len, ret_key) < 0)
+		return -TSW_E_NOT_FOUND;
+	rc = mdb_get(r->txn, r->v->dbi_tokens, &k, ret_val);
+	if (rc)
+		return mdb_to_errno(rc);
+	/* start every cache line of the record at once, not one by one */
+	for (size_t off = 0; off < ret_val->mv_size; off += 64)
+		__builtin_prefetch((const char *)ret_val->mv_data + off);
+	if (ret_val->mv_size >= sizeof(struct rec) &&
+	    ((const struct rec *)ret_val->mv_data)->token_len != len)
+		return -TSW_E_NOT_FOUND; /* same value, other digit count */
+	return 0;
+}
+
 int tsw_vault_lookup(struct tsw_vault_reader *r, const char *token, size_t len,
 		     struct tsw_token *ret_token)
 {
 	uint64_t key;
-	MDB_val k = {.mv_size = sizeof(key), .mv_data = &key}, d;
-	int rc, n;
+	MDB_val d;
+	int n = find_record(r, token, len, &key, &d);
 
-	if (!r->active)
-		return -EINVAL;
-	if (token_key(token, len, &key) < 0)
-		return -TSW_E_NOT_FOUND;
-	rc = mdb_get(r->txn, r->v->dbi_tokens, &k, &d);
-	if (rc)
-		return mdb_to_errno(rc);
-	/* start every cache line of the record at once, not one by one */
-	for (size_t off = 0; off < d.mv_size; off += 64)
-		__builtin_prefetch((const char *)d.mv_data + off);
-	if (d.mv_size >= sizeof(struct rec) && ((const struct rec *)d.mv_data)->token_len != len)
-		return -TSW_E_NOT_FOUND; /* same value, other digit count */
+	if (n < 0)
+		return n;
 	/* nothing of a record is used before all of it is authenticated */
 	n = rec_open(&r->crypto, d.mv_data, d.mv_size, key, vault_format1(r->v), NULL, 0);
 	if (n < 0)
@@ -876,36 +889,20 @@ int tsw_vault_peek(struct tsw_vault_reader *r, const char *token, size_t len,
 		   struct tsw_token *ret_token)
 {
 	uint64_t key;
-	MDB_val k = {.mv_size = sizeof(key), .mv_data = &key}, d;
-	int rc;
+	MDB_val d;
+	int n = find_record(r, token, len, &key, &d);
 
-	if (!r->active)
-		return -EINVAL;
-	if (token_key(token, len, &key) < 0)
-		return -TSW_E_NOT_FOUND;
-	rc = mdb_get(r->txn, r->v->dbi_tokens, &k, &d);
-	if (rc)
-		return mdb_to_errno(rc);
-	for (size_t off = 0; off < d.mv_size; off += 64)
-		__builtin_prefetch((const char *)d.mv_data + off);
-	if (d.mv_size >= sizeof(struct rec) && ((const struct rec *)d.mv_data)->token_len != len)
-		return -TSW_E_NOT_FOUND;
-	return rec_decode(d.mv_data, d.mv_size, key, ret_token);
+	return n < 0 ? n : rec_decode(d.mv_data, d.mv_size, key, ret_token);
 }
 
 int tsw_vault_authenticated(struct tsw_vault_reader *r, const char *token, size_t len)
 {
 	uint64_t key;
-	MDB_val k = {.mv_size = sizeof(key), .mv_data = &key}, d;
-	int rc, n;
+	MDB_val d;
+	int n = find_record(r, token, len, &key, &d);
 
-	if (!r->active)
-		return -EINVAL;
-	if (token_key(token, len, &key) < 0)
-		return -TSW_E_NOT_FOUND;
-	rc = mdb_get(r->txn, r->v->dbi_tokens, &k, &d);
-	if (rc)
-		return mdb_to_errno(rc);
+	if (n < 0)
+		return n;
 	n = rec_open(&r->crypto, d.mv_data, d.mv_size, key, vault_format1(r->v), NULL, 0);
 	if (n < 0)
 		return n;

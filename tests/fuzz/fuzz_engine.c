@@ -6,6 +6,7 @@
 #include "fuzz_engine.h"
 #include "fuzz_util.h"
 #include "tsw/error.h"
+#include "tsw/luhn.h"
 #include "tsw/vault.h"
 
 #define FE_PUMP_ROUNDS 16 /* output/answer rounds per pump (bounded time) */
@@ -18,27 +19,10 @@ char fe_pans[FE_TOKEN_MAX][20];
 static struct tsw_vault *vault;
 static struct tsw_iso_profile profiles[FE_PROF_MAX];
 
-static char luhn_digit(const char *d, size_t n)
-{
-	unsigned sum = 0;
-
-	for (size_t i = 0; i < n; i++) {
-		unsigned v = (unsigned)(d[n - 1 - i] - '0');
-
-		if (i % 2 == 0) {
-			v *= 2;
-			if (v > 9)
-				v -= 9;
-		}
-		sum += v;
-	}
-	return (char)('0' + (10 - sum % 10) % 10);
-}
-
 static void make_number(char *out, const char *prefix, unsigned i)
 {
 	snprintf(out, 20, "%s%0*u", prefix, (int)(15 - strlen(prefix)), i);
-	out[15] = luhn_digit(out, 15);
+	out[15] = tsw_luhn_check_digit(out, 15);
 	out[16] = 0;
 }
 

@@ -184,6 +184,7 @@ Test(use_return, declined_reversal_keeps_the_use_spent)
 	cr_assert_eq(h_issuer_answer(&H, 0, &rev, "12", 0), 0);
 	tsw_state_stats(H.state, &ss);
 	cr_assert_eq(ss.saf_depth, 0, "a declined reversal is settled, not retried");
+	cr_assert_eq(H.m.saf_declined, 1, "and counted as declined");
 	cr_assert_eq(ss.saf_uses_returned, 0);
 	cr_assert_eq(limited_used(), 1, "the use came back though the issuer kept the money");
 }

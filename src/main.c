@@ -109,7 +109,7 @@ static int check_frame(const struct tsw_config *cfg, struct tsw_config_error *er
 	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]) && r == 0; i++) {
 		const char *name = (const char *)cfg + keys[i].off;
 
-		if (tsw_iso_profile_load_named(NULL, name, p) < 0)
+		if (tsw_iso_profile_load_spec(name, p) < 0)
 			continue;
 		r = tsw_config_check_frame(cfg, keys[i].key, name, tsw_iso_header_name(p),
 					   tsw_iso_header_max(p), err->reason, sizeof(err->reason));
@@ -533,13 +533,13 @@ static int open_data(struct server *s)
 	char q[2 * TSW_CONFIG_PATH_MAX];
 	int r;
 
-	r = tsw_iso_profile_load_named(NULL, c->profile, &s->acq_profile);
+	r = tsw_iso_profile_load_spec(c->profile, &s->acq_profile);
 	if (r < 0) {
 		tsw_log(TSW_LOG_CRIT, "start_failed", "what=profile name=\"%s\" error=\"%s\"",
 			tsw_log_quote(c->profile, q, sizeof(q)), tsw_strerror(r));
 		return r;
 	}
-	r = tsw_iso_profile_load_named(NULL, c->issuer_profile, &s->iss_profile);
+	r = tsw_iso_profile_load_spec(c->issuer_profile, &s->iss_profile);
 	if (r < 0) {
 		tsw_log(TSW_LOG_CRIT, "start_failed",
 			"what=issuer_profile name=\"%s\" error=\"%s\"",

@@ -319,10 +319,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "tokbench: out of memory\n");
 		goto out_free;
 	}
-	if (strchr(a.profile, '/'))
-		r = tsw_iso_profile_load(a.profile, p, NULL);
-	else
-		r = tsw_iso_profile_load_named(NULL, a.profile, p);
+	r = tsw_iso_profile_load_spec(a.profile, p);
 	if (r < 0) {
 		fprintf(stderr, "tokbench: profile %s: %s\n", a.profile, tsw_strerror(r));
 		goto out_free;

@@ -45,7 +45,6 @@
 #define TSW_CONFIG_ROUTES_MAX 64
 #define TSW_CONFIG_HOST_MAX 64
 #define TSW_CONFIG_PATH_MAX 512
-#define TSW_CONFIG_NAME_MAX 32
 #define TSW_CONFIG_BIN_MAX 11 /* digits of a route's BIN prefix */
 #define TSW_CONFIG_REASON_MAX 160
 /* Workers allowed with a state directory: each registers one eventfd with
@@ -128,8 +127,9 @@ struct tsw_config {
 	char vault_dir[TSW_CONFIG_PATH_MAX];
 	char state_dir[TSW_CONFIG_PATH_MAX];
 	char key_file[TSW_CONFIG_PATH_MAX];
-	char profile[TSW_CONFIG_NAME_MAX];	  /* acquirer-side wire profile */
-	char issuer_profile[TSW_CONFIG_NAME_MAX]; /* issuer-side wire profile */
+	/* wire profiles: a shipped name or a .spec path (tsw_iso_profile_load_spec) */
+	char profile[TSW_CONFIG_PATH_MAX];	  /* acquirer side */
+	char issuer_profile[TSW_CONFIG_PATH_MAX]; /* issuer side */
 	uint32_t workers;			  /* 0: one per online CPU */
 	uint8_t io;				  /* enum tsw_config_io */
 	uint8_t log_level;			  /* enum tsw_log_level */

@@ -85,6 +85,11 @@ int tsw_iso_profile_load(const char *path, struct tsw_iso_profile *ret_profile,
 int tsw_iso_profile_load_named(const char *dir, const char *name,
 			       struct tsw_iso_profile *ret_profile);
 
+/* A profile as configured: a name (no '/') loads the shipped one
+ * (tsw_iso_profile_load_named, dir NULL), anything with a '/' is a .spec
+ * path (tsw_iso_profile_load). Returns what those return. */
+int tsw_iso_profile_load_spec(const char *name_or_path, struct tsw_iso_profile *ret_profile);
+
 /* A decoded message. Views point into the buffer passed to decode: valid
  * as long as that buffer is unchanged. */
 struct tsw_iso_view {

@@ -275,6 +275,13 @@ err_free:
 	return r;
 }
 
+int tsw_iso_profile_load_spec(const char *name_or_path, struct tsw_iso_profile *ret_profile)
+{
+	if (name_or_path && strchr(name_or_path, '/'))
+		return tsw_iso_profile_load(name_or_path, ret_profile, NULL);
+	return tsw_iso_profile_load_named(NULL, name_or_path, ret_profile);
+}
+
 int tsw_iso_profile_load_named(const char *dir, const char *name,
 			       struct tsw_iso_profile *ret_profile)
 {

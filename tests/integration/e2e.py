@@ -818,13 +818,20 @@ def as_nobody():
 
 def nobody_copy():
     """A copy of the vault and key file in a new dir outside TMP, all owned
-    by NOBODY (the owner check refuses them to anyone else but root)."""
+    by NOBODY (the owner check refuses them to anyone else but root), with
+    the programs and the default profile beside them: the build and
+    source trees may lie in a directory NOBODY cannot enter (a clone in a
+    mktemp -d directory is 0700)."""
     d = tempfile.mkdtemp(prefix="tsw-nobody-")
     shutil.copytree(VAULT, os.path.join(d, "vault"))
     shutil.copy2(KEY, os.path.join(d, "key"))
     for root, dirs, files in os.walk(d):
         for n in [root] + [os.path.join(root, x) for x in dirs + files]:
             os.chown(n, NOBODY, NOBODY)
+    for exe in (TOKSWITCH, TOKVAULT):
+        shutil.copy2(exe, os.path.join(d, os.path.basename(exe)))
+    shutil.copy2(os.path.join(args.source, "config", "default.spec"),
+                 os.path.join(d, "default.spec"))
     return d
 
 
@@ -845,10 +852,12 @@ def test_switch_and_tokvault_not_dumpable_without_core_limit():
     d = nobody_copy()
     try:
         vault, key = os.path.join(d, "vault"), os.path.join(d, "key")
+        spec = os.path.join(d, "default.spec")
         conf = write_conf(os.path.join(d, "tokswitch.conf"),
-                          BASE_CONF % dict(timeout=2000, max_conns=16, lease=30000))
+                          BASE_CONF % dict(timeout=2000, max_conns=16, lease=30000) +
+                          "[server]\nprofile = %s\nissuer_profile = %s\n" % (spec, spec))
         os.chown(conf, NOBODY, NOBODY)
-        sw = T.Switch(TOKSWITCH, ["-c", conf, "--vault", vault, "--key-file", key,
+        sw = T.Switch(os.path.join(d, "tokswitch"), ["-c", conf, "--vault", vault, "--key-file", key,
                                   "--listen", "127.0.0.1:0", "--metrics", "127.0.0.1:0",
                                   "--io", args.io, "--issuer", "127.0.0.1:%d" % T.free_port(),
                                   "--state", os.path.join(d, "state")],
@@ -859,7 +868,7 @@ def test_switch_and_tokvault_not_dumpable_without_core_limit():
             assert_eq(sw.stop(), 0, "tokswitch exit status")
         # tokvault waits for the PAN on a pipe the test holds open
         pan = T.luhn_complete("541333%09d" % 4242)
-        base = [TOKVAULT, "--vault", vault, "--key-file", key]
+        base = [os.path.join(d, "tokvault"), "--vault", vault, "--key-file", key]
         p = subprocess.Popen(base + ["provision", "--pan", "-", "--pan-expiry", "3012"],
                              stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, preexec_fn=as_nobody)

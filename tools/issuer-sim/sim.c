@@ -447,10 +447,7 @@ static int sim_init(struct sim *s, const struct sim_config *cfg, int listen_fd)
 	s->listen_fd = listen_fd;
 	s->rng = cfg->seed ? cfg->seed : 1;
 	s->heap.max = cfg->max_delayed;
-	if (strchr(cfg->profile, '/'))
-		r = tsw_iso_profile_load(cfg->profile, &s->prof, NULL);
-	else
-		r = tsw_iso_profile_load_named(NULL, cfg->profile, &s->prof);
+	r = tsw_iso_profile_load_spec(cfg->profile, &s->prof);
 	if (r < 0)
 		return r;
 	s->hdr = tsw_iso_header_size(&s->prof);

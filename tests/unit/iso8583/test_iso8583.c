@@ -1498,3 +1498,18 @@ Test(profile, overlong_line_is_refused)
 	cr_assert_eq(line, 3);
 	remove_temp(dir, path);
 }
+
+/* A configured profile is a shipped name or, with a '/', a .spec path:
+ * the same profile either way. */
+Test(profile, a_name_or_a_path_loads_the_same_profile)
+{
+	struct tsw_iso_profile by_name, by_path;
+	char path[4096];
+
+	snprintf(path, sizeof(path), "%s/ascii4.spec", TSW_CONFIG_DIR);
+	cr_assert_eq(tsw_iso_profile_load_spec("ascii4", &by_name), 0);
+	cr_assert_eq(tsw_iso_profile_load_spec(path, &by_path), 0);
+	cr_assert_eq(memcmp(&by_name, &by_path, sizeof(by_name)), 0);
+	cr_assert_eq(tsw_iso_profile_load_spec("./no-such.spec", &by_path), -ENOENT);
+	cr_assert_eq(tsw_iso_profile_load_spec("", &by_path), -TSW_E_BAD_INPUT);
+}

@@ -346,6 +346,27 @@ void h_collect(struct h *h, uint8_t kind, uint32_t slot, struct h_msgs *out)
 	cr_assert_eq(off, len);
 }
 
+void h_collect_acq_clean(struct h *h, struct h_msgs *out)
+{
+	unsigned i;
+
+	h_collect(h, TSW_EP_ACQ, (uint32_t)h->slot, out);
+	for (i = 0; i < H_TOKEN_MAX; i++)
+		cr_assert_not(h_contains_pan(out->buf, out->len, h_tokens[i].pan),
+			      "PAN digits in an acquirer answer");
+}
+
+unsigned h_keep_mti(struct h_msgs *m, const char *mti)
+{
+	unsigned i, k = 0;
+
+	for (i = 0; i < m->n; i++)
+		if (memcmp(m->m[i].mti, mti, 4) == 0)
+			m->m[k++] = m->m[i];
+	m->n = k;
+	return k;
+}
+
 int h_issuer_answer(struct h *h, uint32_t link, const struct tsw_iso_msg *req, const char *rc, ...)
 {
 	static const unsigned copy[] = {2, 3, 4, 7, 11, 14, 37, 41, 42, 48, 49, 70, 90};

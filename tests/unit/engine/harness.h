@@ -86,6 +86,11 @@ int h_send(struct h *h, const uint8_t *body, size_t len);
 int h_send_raw(struct h *h, const uint8_t *bytes, size_t len);
 /* Collects and decodes what the engine wrote to an endpoint. */
 void h_collect(struct h *h, uint8_t kind, uint32_t slot, struct h_msgs *out);
+/* h_collect of the acquirer connection that fails when the PAN of any
+ * test token is in the output (ASCII or packed BCD). */
+void h_collect_acq_clean(struct h *h, struct h_msgs *out);
+/* Keeps only the messages of m with that MTI (in order); returns how many. */
+unsigned h_keep_mti(struct h_msgs *m, const char *mti);
 /* Builds the issuer's answer to request m (DE39 rc) and feeds it. extra:
  * (field, value) pairs, 0-terminated. */
 int h_issuer_answer(struct h *h, uint32_t link, const struct tsw_iso_msg *req, const char *rc, ...);

@@ -231,6 +231,18 @@ int tsw_engine_acq_input(struct tsw_engine *e, uint32_t slot, const uint8_t *dat
 /* True while the connection has max_inflight_per_conn requests pending or
  * its output buffer is above half full: the backend stops reading it. */
 bool tsw_engine_acq_paused(const struct tsw_engine *e, uint32_t slot);
+/* Back-pressure, as the engine decides it: the backend asks before it
+ * hands input of connection slot in (and after it did). True: the
+ * connection takes no input now (tsw_engine_acq_paused); the backend
+ * stops reading it and keeps, in arrival order, what still arrives, until
+ * tsw_engine_next_release() names the slot. False: hand it in. */
+bool tsw_engine_acq_hold(struct tsw_engine *e, uint32_t slot);
+/* The next connection the backend was told to hold that takes input
+ * again: the backend hands it what it kept, in order, asking
+ * tsw_engine_acq_hold() before each piece, and reads it again once it
+ * keeps nothing and the answer is false. A slot may come back that the
+ * backend no longer holds (closed and reused meanwhile): nothing to do. */
+bool tsw_engine_next_release(struct tsw_engine *e, uint32_t *ret_slot);
 /* The peer closed or the socket failed. Pending requests of the
  * connection still complete on the issuer side (answers are dropped and
  * counted in answers_conn_gone); the slot may be handed out again at once

@@ -16,7 +16,8 @@
  * Stand-in approvals (standin.c) wait in the same FIFO for their advice:
  * an approval never goes out before the advice that reports it to the
  * issuer is on disk; when the wait runs out the acquirer gets 91 instead
- * and the advice is followed by a reversal.
+ * and the advice is followed by a reversal (standin_release, here with
+ * the FIFO that releases it: standin.c decides, this file delivers).
  *
  * Unsent approvals. An approval written to an acquirer's output buffer
  * has moved money at the issuer; if the connection closes before those
@@ -37,7 +38,7 @@
 #include "delivery.h"
 #include "dup.h"
 #include "engine_int.h"
-#include "standin.h"
+#include "use.h"
 #include "tsw/authz.h"
 #include "tsw/state.h"
 
@@ -77,6 +78,52 @@ static struct req *held_pop(struct tsw_engine *e)
 	e->n_held--;
 	TSW_GAUGE_DEC(e->m->answers_held);
 	return r;
+}
+
+/* The stand-in approval will not reach the acquirer, but its advice is
+ * queued (and will tell the issuer of an approval): the use is spent as
+ * for any approval, and a reversal follows the advice (its ack gives the
+ * use back). */
+static void reverse_standin(struct tsw_engine *e, struct req *r)
+{
+	if (r->has_ticket)
+		use_commit(e, r->ticket);
+	reverse_undelivered(e, r, r->has_ticket);
+	req_free(e, r);
+}
+
+void standin_release(struct tsw_engine *e, struct req *r, bool durable, bool alive)
+{
+	if (!alive) {
+		TSW_COUNT(e->m->answers_conn_gone);
+		reverse_standin(e, r);
+		return;
+	}
+	if (!durable) {
+		/* the writer did not commit the advice in time: no approval
+		 * may go out before it is on disk */
+		decline(e, r->acq_slot, &r->echo, TSW_AUTHZ_ISSUER_UNAVAILABLE);
+		engine__standin_decided(e, r, TSW_STANDIN_DECLINED_UNQUEUED);
+		conn_request_done(e, r->acq_slot, r->acq_gen);
+		reverse_standin(e, r);
+		return;
+	}
+	if (answer_standin(e, r->acq_slot, &r->echo, r->approval_code) < 0) {
+		/* not written: the slow consumer is closed */
+		conn_request_done(e, r->acq_slot, r->acq_gen);
+		reverse_standin(e, r);
+		return;
+	}
+	engine__standin_decided(e, r, TSW_STANDIN_APPROVED);
+	if (r->has_ticket) {
+		use_commit(e, r->ticket);
+		/* an acquirer reversal of a forwarded original gives it back */
+		acq_rev_use_consumed(e, r);
+	}
+	/* where the approval ends in the output, before the connection
+	 * goes on with input that waited behind it */
+	unsent_track(e, r);
+	conn_request_done(e, r->acq_slot, r->acq_gen);
 }
 
 void held_poll(struct tsw_engine *e)

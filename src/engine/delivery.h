@@ -29,6 +29,14 @@ uint32_t held_pending(const struct tsw_engine *e);
  * followed by a reversal). */
 void held_drop_all(struct tsw_engine *e);
 
+/* Held stand-in r comes out of the held FIFO (delivery.c): durable, its
+ * advice is on disk; alive, its connection is still open. The approval
+ * is written when both hold, and the use committed; otherwise
+ * (connection gone, or the wait ran out: 91, no approval) the advice
+ * stays queued and a reversal of the stand-in approval follows it. Frees
+ * r, or keeps it until its approval is sent (unsent_track). */
+void standin_release(struct tsw_engine *e, struct req *r, bool durable, bool alive);
+
 /* r's approval (a 0100/0200 answered 00, 08, 10, 11 or 16) was just
  * written to its acquirer connection's output buffer: r is kept until
  * the backend reports those bytes sent (unsent_sent), and reversed if

@@ -1,9 +1,9 @@
-/* The sans-I/O switch engine: lifecycle (new, free, reconfigure), the
- * loop (begin, end, tick, next deadline) and the small helpers the
- * other files share. conn.c holds the acquirer connections, request.c
- * the per-request pipeline (parse -> vault -> decide -> decline or
- * forward), answer.c the issuer answers back to the acquirer and the
- * timeouts.
+/* The sans-I/O switch engine: lifecycle (new, free, reconfigure) and the
+ * loop (begin, end, tick, next deadline). acq_input.c and acq_reply.c
+ * hold the acquirer connections, request.c the per-request pipeline
+ * (parse -> vault -> decide -> decline or forward), answer.c the issuer
+ * answers back to the acquirer and the timeouts, link_input.c and
+ * link_output.c the issuer links; docs/engine.md maps every file.
  *
  * One instance per worker thread. No syscalls (the wall clock is read
  * through the vDSO), no locks, no allocation after tsw_engine_new(), no
@@ -31,30 +31,6 @@ static int64_t wall_now(void)
 
 	clock_gettime(CLOCK_REALTIME, &ts);
 	return ts.tv_sec;
-}
-
-unsigned mti_class(const char mti[4])
-{
-	if (mti[0] != '0')
-		return TSW_MTI_OTHER;
-	if (mti[1] == '1' && mti[2] == '0')
-		return TSW_MTI_0100;
-	if (mti[1] == '2' && mti[2] == '0')
-		return TSW_MTI_0200;
-	if ((mti[1] == '1' || mti[1] == '2') && mti[2] == '2')
-		return TSW_MTI_0120;
-	if (mti[1] == '4' && mti[2] == '0')
-		return TSW_MTI_0400;
-	if (mti[1] == '4' && mti[2] == '2')
-		return TSW_MTI_0420;
-	if (mti[1] == '8' && mti[2] == '0')
-		return TSW_MTI_0800;
-	return TSW_MTI_OTHER;
-}
-
-void count_answer(struct tsw_engine *e, unsigned cls, const char *rc)
-{
-	TSW_COUNT(e->m->requests[cls][tsw_metrics_rc_index(rc)]);
 }
 
 /* ---- lifecycle, loop, timers ---- */
@@ -294,6 +270,7 @@ void tsw_engine_loop_begin(struct tsw_engine *e, uint64_t now_ns)
 		TSW_COUNT(e->m->vault_errors);
 	park_poll(e);
 	held_poll(e);
+	acq_resume_due(e);
 }
 
 void tsw_engine_loop_end(struct tsw_engine *e)
@@ -347,6 +324,7 @@ void tsw_engine_tick(struct tsw_engine *e, uint64_t now_ns)
 	idle_scan(e, now_ns);
 	park_poll(e);
 	held_poll(e);
+	acq_resume_due(e);
 }
 
 void tsw_engine_shutdown(struct tsw_engine *e, uint64_t now_ns)

@@ -98,6 +98,15 @@ struct acq_conn {
 	bool close_queued;
 	bool feeding;
 	bool was_paused;
+	/* acq_input.c: input may go on (a request is done), fed before the
+	 * engine returns; resume_next chains e->resume_head (slot + 1, 0: end) */
+	bool resume_due;
+	uint32_t resume_next;
+	/* the backend was told to hold this connection's input
+	 * (tsw_engine_acq_hold): it is owed a release */
+	bool hold_told;
+	bool release_queued;
+	uint32_t release_next; /* chains e->release_head like resume_next */
 };
 
 enum link_state {
@@ -225,6 +234,11 @@ struct tsw_engine {
 	uint32_t *close_q;
 	uint32_t close_head, close_len;
 	uint64_t next_idle_scan_ns;
+	/* connections to resume, and those whose input the backend may
+	 * release (acq_input.c): lists through the connections, slot + 1
+	 * (0: empty), so that they need no allocation */
+	uint32_t resume_head, resume_tail;
+	uint32_t release_head, release_tail;
 
 	/* issuer links: one per host, each serving one issuer */
 	struct issuer_link links[TSW_LINKS_MAX];
@@ -289,14 +303,35 @@ int outbuf_encode(struct outbuf *b, const struct tsw_iso_profile *p, const struc
  * appended). outbuf_unput takes the last len bytes back (wiped). */
 int outbuf_put(struct outbuf *b, const uint8_t *data, uint32_t len);
 void outbuf_unput(struct outbuf *b, uint32_t len);
+/* The backend sent n bytes from the head (at most what is pending; it
+ * returns how many it took): they leave the buffer (wiped first when
+ * wipe), and nothing is busy any more. */
+size_t engine__outbuf_consume(struct outbuf *b, size_t n, bool wipe);
+
+/* dirty.c: queues the endpoint for the backend when it has bytes to send */
 void engine_mark_dirty(struct tsw_engine *e, uint8_t kind, uint32_t slot);
+/* The output buffer of an endpoint, NULL for none (dirty.c, sent.c). */
+static inline struct outbuf *ep_buf(struct tsw_engine *e, struct tsw_endpoint ep)
+{
+	if (ep.kind == TSW_EP_ACQ) {
+		if (ep.slot >= e->cfg.max_conns)
+			return NULL;
+		return &e->conns[ep.slot].out;
+	}
+	if (ep.kind == TSW_EP_LINK && ep.slot < e->n_links)
+		return &e->links[ep.slot].out;
+	return NULL;
+}
 
 /* pending.c */
 int pending_init(struct tsw_engine *e);
 void pending_free(struct tsw_engine *e);
 struct req *req_alloc(struct tsw_engine *e);
 void req_free(struct tsw_engine *e, struct req *r);
-uint32_t req_index(const struct tsw_engine *e, const struct req *r);
+static inline uint32_t req_index(const struct tsw_engine *e, const struct req *r)
+{
+	return (uint32_t)(r - e->reqs);
+}
 /* Picks an unused switch STAN for link and inserts r under it; returns 0
  * or -TSW_E_FULL. */
 int pending_insert(struct tsw_engine *e, struct req *r, uint16_t link);
@@ -316,9 +351,11 @@ uint32_t stan_next(struct tsw_engine *e, uint16_t link);
 /* STANs per worker: TSW_ENGINE_STAN_SPACE / n_workers (0: the default). */
 uint32_t stan_span(const struct tsw_engine_config *cfg);
 
-/* link.c */
+/* link_input.c */
 void link_tick(struct tsw_engine *e, uint32_t link);
 uint64_t link_next_deadline(const struct tsw_engine *e, uint32_t link);
+
+/* link_output.c */
 int link_send_mgmt(struct tsw_engine *e, uint32_t link, const char *code3, bool echo);
 /* Encodes base with edits ed (base NULL: edits alone) as one frame on the
  * link and marks it for sending; 0 or outbuf_encode's error
@@ -339,6 +376,12 @@ static inline uint32_t link_issuer(const struct tsw_engine *e, uint32_t link)
 /* The signed-on link of issuer with the fewest requests in flight (ties
  * take turns), or -1 when none is signed on: the issuer is unavailable. */
 int pick_link(struct tsw_engine *e, uint32_t issuer);
+/* A request whose frame never left the switch (not handed to the backend
+ * either) when its link went down moves to another signed-on host of its
+ * issuer; false when it cannot (link_input.c then fails it). */
+bool engine__move_unsent(struct tsw_engine *e, struct req *r);
+
+/* rewrite.c (the DE48 and DE35 rewrites: rewrite.h) */
 void fmt_de7(int64_t wall_s, char out[10]);
 void fmt6(uint32_t v, char out[6]);
 
@@ -368,7 +411,7 @@ void saf_late_answer(struct tsw_engine *e, uint64_t id, const char *rc);
 /* The next poll (UINT64_MAX: nothing to poll for). */
 uint64_t saf_next_deadline(const struct tsw_engine *e);
 
-/* conn.c and answer.c (inline: it reads every issuer answer's DE11) */
+/* acq_input.c and answer.c (inline: it reads every issuer answer's DE11) */
 static inline bool is_digits(const uint8_t *p, size_t n)
 {
 	size_t i;
@@ -379,11 +422,15 @@ static inline bool is_digits(const uint8_t *p, size_t n)
 	return true;
 }
 
-/* engine.c */
+/* metrics.c */
 unsigned mti_class(const char mti[4]);
 void count_answer(struct tsw_engine *e, unsigned cls, const char *rc);
+/* Counts what became of stand-in candidate r and tells the operator
+ * (TSW_EV_STANDIN, rate-limited with every event). */
+void engine__standin_decided(struct tsw_engine *e, const struct req *r,
+			     enum tsw_standin_result res);
 
-/* conn.c */
+/* acq_reply.c */
 void echo_from_msg(struct echo *ec, const struct tsw_iso_msg *m);
 int conn_write(struct tsw_engine *e, uint32_t slot, const struct tsw_iso_msg *base,
 	       const struct tsw_iso_edit *ed, unsigned n_ed);
@@ -394,8 +441,30 @@ int decline(struct tsw_engine *e, uint32_t slot, const struct echo *ec,
 /* The stand-in approval of ec: DE39 00, DE38 code, DE44 STANDIN (counted
  * as an approval). conn_write's result. */
 int answer_standin(struct tsw_engine *e, uint32_t slot, const struct echo *ec, const char code[6]);
-void engine_resume(struct tsw_engine *e, uint32_t slot);
+/* The 0810 (DE39 00) to an acquirer's network message m. */
+int engine__answer_network(struct tsw_engine *e, uint32_t slot, const struct tsw_iso_msg *m);
+/* Queues connection slot for tsw_engine_next_close (once). */
+void engine__conn_queue_close(struct tsw_engine *e, uint32_t slot);
+/* A request of connection slot (generation gen) is done: one fewer in
+ * flight, and the connection resumes (engine__acq_resume_later). */
 void conn_request_done(struct tsw_engine *e, uint32_t slot, uint32_t gen);
+/* Connection slot may take input again: acq_input.c resumes it before the
+ * engine returns to the backend (acq_resume_due), never from inside the
+ * pipeline, which would re-enter input handling. */
+void engine__acq_resume_later(struct tsw_engine *e, uint32_t slot);
+
+/* acq_input.c */
+/* Feeds the stash of connection slot while it may take input; a
+ * connection the backend holds input for is then owed a release. */
+void engine_resume(struct tsw_engine *e, uint32_t slot);
+void engine__acq_resume_due(struct tsw_engine *e);
+/* At the end of each entry point that can complete requests: resumes the
+ * connections engine__acq_resume_later noted (inline: usually none). */
+static inline void acq_resume_due(struct tsw_engine *e)
+{
+	if (e->resume_head)
+		engine__acq_resume_due(e);
+}
 void idle_scan(struct tsw_engine *e, uint64_t now_ns);
 
 /* request.c (engine_request: use.h) */

@@ -1,7 +1,11 @@
-/* Metric helpers: histogram bounds and response-code indexes. */
+/* Metric helpers: histogram bounds, response-code indexes, the MTI class
+ * a request counts under, the count of an answer by class and code, and
+ * of what became of a stand-in candidate.
+ */
 #include <math.h>
 #include <string.h>
 
+#include "engine_int.h"
 #include "tsw/metrics.h"
 
 /* Log-linear: 1-2-5 steps from 0.5 us to 10 s, then +Inf (a worker's
@@ -65,4 +69,36 @@ const char *tsw_metrics_standin_name(unsigned result)
 	};
 
 	return result < TSW_STANDIN_RESULT_MAX ? names[result] : NULL;
+}
+
+unsigned mti_class(const char mti[4])
+{
+	if (mti[0] != '0')
+		return TSW_MTI_OTHER;
+	if (mti[1] == '1' && mti[2] == '0')
+		return TSW_MTI_0100;
+	if (mti[1] == '2' && mti[2] == '0')
+		return TSW_MTI_0200;
+	if ((mti[1] == '1' || mti[1] == '2') && mti[2] == '2')
+		return TSW_MTI_0120;
+	if (mti[1] == '4' && mti[2] == '0')
+		return TSW_MTI_0400;
+	if (mti[1] == '4' && mti[2] == '2')
+		return TSW_MTI_0420;
+	if (mti[1] == '8' && mti[2] == '0')
+		return TSW_MTI_0800;
+	return TSW_MTI_OTHER;
+}
+
+void count_answer(struct tsw_engine *e, unsigned cls, const char *rc)
+{
+	TSW_COUNT(e->m->requests[cls][tsw_metrics_rc_index(rc)]);
+}
+
+/* Counts what became of stand-in candidate r and tells the operator
+ * (rate-limited with every event). */
+void engine__standin_decided(struct tsw_engine *e, const struct req *r, enum tsw_standin_result res)
+{
+	TSW_COUNT(e->m->standin[res]);
+	engine_event_req(e, TSW_EV_STANDIN, r, .why = tsw_metrics_standin_name(res));
 }

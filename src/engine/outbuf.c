@@ -1,15 +1,13 @@
-/* Per-endpoint output buffers and the dirty queue the backend drains.
- *
- * Bytes [head, tail) wait for the backend; tsw_engine_out() hands them out
- * and marks them busy until tsw_engine_sent(), so a send in flight (async
- * in io_uring and libuv) never sees its bytes move. Appends go after tail;
- * the buffer is compacted only when nothing is busy.
+/* Output buffers: bytes [head, tail) wait for the backend, [head, head +
+ * busy) are with it (a send in flight) and never move. Appends go after
+ * tail; the buffer is compacted only when nothing is busy. A pure
+ * buffer: which endpoint owns it and who waits on it is dirty.c's and
+ * sent.c's.
  */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "delivery.h"
 #include "engine_int.h"
 #include "tsw/error.h"
 
@@ -113,87 +111,18 @@ void outbuf_unput(struct outbuf *b, uint32_t len)
 	explicit_bzero(b->data + b->tail, len);
 }
 
-static struct outbuf *ep_buf(struct tsw_engine *e, struct tsw_endpoint ep)
+size_t engine__outbuf_consume(struct outbuf *b, size_t n, bool wipe)
 {
-	if (ep.kind == TSW_EP_ACQ) {
-		if (ep.slot >= e->cfg.max_conns)
-			return NULL;
-		return &e->conns[ep.slot].out;
-	}
-	if (ep.kind == TSW_EP_LINK && ep.slot < e->n_links)
-		return &e->links[ep.slot].out;
-	return NULL;
-}
-
-void engine_mark_dirty(struct tsw_engine *e, uint8_t kind, uint32_t slot)
-{
-	struct tsw_endpoint ep = {.kind = kind, .slot = slot};
-	struct outbuf *b = ep_buf(e, ep);
-
-	if (!b || b->queued || b->busy || b->tail == b->head)
-		return;
-	/* the ring holds every endpoint at most once, so it never overflows */
-	e->dirty[(e->dirty_head + e->dirty_len) % e->dirty_cap] = ep;
-	e->dirty_len++;
-	b->queued = true;
-}
-
-bool tsw_engine_next_dirty(struct tsw_engine *e, struct tsw_endpoint *ret_ep)
-{
-	while (e->dirty_len) {
-		struct tsw_endpoint ep = e->dirty[e->dirty_head];
-		struct outbuf *b = ep_buf(e, ep);
-
-		e->dirty_head = (e->dirty_head + 1) % e->dirty_cap;
-		e->dirty_len--;
-		if (!b)
-			continue;
-		b->queued = false;
-		if (b->busy || b->tail == b->head)
-			continue;
-		*ret_ep = ep;
-		return true;
-	}
-	return false;
-}
-
-void tsw_engine_out(struct tsw_engine *e, struct tsw_endpoint ep, const uint8_t **ret_data,
-		    size_t *ret_len)
-{
-	struct outbuf *b = ep_buf(e, ep);
-
-	if (!b) {
-		*ret_data = NULL;
-		*ret_len = 0;
-		return;
-	}
-	b->busy = b->tail - b->head;
-	*ret_data = b->data + b->head;
-	*ret_len = b->busy;
-}
-
-void tsw_engine_sent(struct tsw_engine *e, struct tsw_endpoint ep, size_t n)
-{
-	struct outbuf *b = ep_buf(e, ep);
-
-	if (!b)
-		return;
 	if (n > b->tail - b->head)
 		n = b->tail - b->head;
-	/* issuer-leg bytes hold PANs: wiped once sent */
-	if (ep.kind == TSW_EP_LINK)
+	if (wipe)
 		explicit_bzero(b->data + b->head, n);
 	b->head += (uint32_t)n;
 	b->pos += n;
 	b->busy = 0;
-	TSW_COUNT_ADD(e->m->bytes_out, n);
 	if (b->head == b->tail)
 		b->head = b->tail = 0;
 	else
 		compact(b);
-	engine_mark_dirty(e, ep.kind, ep.slot);
-	if (ep.kind == TSW_EP_ACQ) {
-		unsent_sent(e, ep.slot);
-		engine_resume(e, ep.slot);
-	}
+	return n;
 }

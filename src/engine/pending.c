@@ -84,11 +84,6 @@ void pending_free(struct tsw_engine *e)
 	free(e->expired);
 }
 
-uint32_t req_index(const struct tsw_engine *e, const struct req *r)
-{
-	return (uint32_t)(r - e->reqs);
-}
-
 struct req *req_alloc(struct tsw_engine *e)
 {
 	struct req *r;

@@ -1,10 +1,17 @@
 /* Field rewrites between the acquirer and the issuer leg: DE48 token data
- * (tags 30-36 out, never in from the acquirer), DE35 track 2 equivalent.
+ * (tags 30-36 out, never in from the acquirer), DE35 track 2 equivalent;
+ * the fields a local answer echoes from its request, and the switch's own
+ * DE7 (transmission time) and six-digit fields (DE11).
  */
 #include <string.h>
+#include <time.h>
 
+#include "engine_int.h"
 #include "rewrite.h"
 #include "tsw/error.h"
+
+const uint8_t tsw_engine_echo_fields[TSW_ENGINE_ECHO_FIELDS] = {2,  3,	4,  7,	11, 12,
+								13, 37, 41, 42, 49};
 
 static bool is_token_tag(unsigned tag)
 {
@@ -101,4 +108,32 @@ int de35_to_pan(const uint8_t *in, size_t in_len, const char *pan, size_t pan_le
 		memcpy(out + pan_len + 1, pan_expiry, 4);
 	*ret_len = n;
 	return 0;
+}
+
+void fmt_de7(int64_t wall_s, char out[10])
+{
+	struct tm tm;
+	time_t t = (time_t)wall_s;
+
+	gmtime_r(&t, &tm);
+	out[0] = (char)('0' + (tm.tm_mon + 1) / 10);
+	out[1] = (char)('0' + (tm.tm_mon + 1) % 10);
+	out[2] = (char)('0' + tm.tm_mday / 10);
+	out[3] = (char)('0' + tm.tm_mday % 10);
+	out[4] = (char)('0' + tm.tm_hour / 10);
+	out[5] = (char)('0' + tm.tm_hour % 10);
+	out[6] = (char)('0' + tm.tm_min / 10);
+	out[7] = (char)('0' + tm.tm_min % 10);
+	out[8] = (char)('0' + tm.tm_sec / 10);
+	out[9] = (char)('0' + tm.tm_sec % 10);
+}
+
+void fmt6(uint32_t v, char out[6])
+{
+	int i;
+
+	for (i = 5; i >= 0; i--) {
+		out[i] = (char)('0' + v % 10);
+		v /= 10;
+	}
 }

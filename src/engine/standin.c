@@ -302,14 +302,6 @@ static enum tsw_standin_result judge(const struct tsw_engine *e, bool has_amount
 	return TSW_STANDIN_APPROVED;
 }
 
-/* Counts what became of stand-in candidate r and tells the operator
- * (rate-limited with every event). */
-static void decided(struct tsw_engine *e, const struct req *r, enum tsw_standin_result res)
-{
-	TSW_COUNT(e->m->standin[res]);
-	engine_event_req(e, TSW_EV_STANDIN, r, .why = tsw_metrics_standin_name(res));
-}
-
 bool standin_try(struct tsw_engine *e, struct req *r)
 {
 	uint64_t cap = e->cfg.standin_max_amount_per_token ? e->cfg.standin_max_amount_per_token
@@ -321,7 +313,7 @@ bool standin_try(struct tsw_engine *e, struct req *r)
 
 	res = judge(e, has_amount, amount, r->pos_mode, r->assurance);
 	if (res != TSW_STANDIN_APPROVED) {
-		decided(e, r, res);
+		engine__standin_decided(e, r, res);
 		return false;
 	}
 	ret = exposure_charge(e->standin_exp, r->token, r->token_len, amount, cap, e->now_ns,
@@ -329,7 +321,7 @@ bool standin_try(struct tsw_engine *e, struct req *r)
 	if (ret < 0) {
 		if (ret == -ENOSPC)
 			TSW_COUNT(e->m->standin_exposure_full);
-		decided(e, r, TSW_STANDIN_DECLINED_EXPOSURE);
+		engine__standin_decided(e, r, TSW_STANDIN_DECLINED_EXPOSURE);
 		return false;
 	}
 	approval_code(e, r->approval_code);
@@ -338,7 +330,7 @@ bool standin_try(struct tsw_engine *e, struct req *r)
 	if (ret < 0) {
 		exposure_refund(e->standin_exp, r->token, r->token_len, amount, start);
 		r->has_approval_code = false;
-		decided(e, r, TSW_STANDIN_DECLINED_UNQUEUED);
+		engine__standin_decided(e, r, TSW_STANDIN_DECLINED_UNQUEUED);
 		return false;
 	}
 	TSW_COUNT(e->m->standin_advices_queued);
@@ -346,50 +338,4 @@ bool standin_try(struct tsw_engine *e, struct req *r)
 	r->advised = true;
 	held_answer(e, r, TSW_AUTHZ_STANDIN, id);
 	return true;
-}
-
-/* The stand-in approval will not reach the acquirer, but its advice is
- * queued (and will tell the issuer of an approval): the use is spent as
- * for any approval, and a reversal follows the advice (its ack gives the
- * use back). */
-static void reverse_standin(struct tsw_engine *e, struct req *r)
-{
-	if (r->has_ticket)
-		use_commit(e, r->ticket);
-	reverse_undelivered(e, r, r->has_ticket);
-	req_free(e, r);
-}
-
-void standin_release(struct tsw_engine *e, struct req *r, bool durable, bool alive)
-{
-	if (!alive) {
-		TSW_COUNT(e->m->answers_conn_gone);
-		reverse_standin(e, r);
-		return;
-	}
-	if (!durable) {
-		/* the writer did not commit the advice in time: no approval
-		 * may go out before it is on disk */
-		decline(e, r->acq_slot, &r->echo, TSW_AUTHZ_ISSUER_UNAVAILABLE);
-		decided(e, r, TSW_STANDIN_DECLINED_UNQUEUED);
-		conn_request_done(e, r->acq_slot, r->acq_gen);
-		reverse_standin(e, r);
-		return;
-	}
-	if (answer_standin(e, r->acq_slot, &r->echo, r->approval_code) < 0) {
-		/* not written: the slow consumer is closed */
-		conn_request_done(e, r->acq_slot, r->acq_gen);
-		reverse_standin(e, r);
-		return;
-	}
-	decided(e, r, TSW_STANDIN_APPROVED);
-	if (r->has_ticket) {
-		use_commit(e, r->ticket);
-		/* an acquirer reversal of a forwarded original gives it back */
-		acq_rev_use_consumed(e, r);
-	}
-	/* where the approval ends in the output, before the connection
-	 * goes on with input that waited behind it */
-	unsent_track(e, r);
-	conn_request_done(e, r->acq_slot, r->acq_gen);
 }

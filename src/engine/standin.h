@@ -35,12 +35,4 @@ bool standin_wanted(const struct tsw_engine *e, unsigned cls, bool timed_out);
  * refusal counted: the caller answers 91 as without stand-in. */
 bool standin_try(struct tsw_engine *e, struct req *r);
 
-/* Held stand-in r comes out of the held FIFO (delivery.c): durable, its
- * advice is on disk; alive, its connection is still open. The approval
- * is written when both hold, and the use committed; otherwise
- * (connection gone, or the wait ran out: 91, no approval) the advice
- * stays queued and a reversal of the stand-in approval follows it. Frees
- * r, or keeps it until its approval is sent (unsent_track). */
-void standin_release(struct tsw_engine *e, struct req *r, bool durable, bool alive);
-
 #endif

@@ -171,7 +171,7 @@ void park_poll(struct tsw_engine *e)
 				answer_local(e, p->slot, &ec, tsw_authz_rc(why),
 					     tsw_authz_reason_name(why));
 			}
-			engine_resume(e, p->slot);
+			engine__acq_resume_later(e, p->slot);
 			continue;
 		}
 		/* it decoded before it was parked; the bytes are unchanged */
@@ -180,6 +180,6 @@ void park_poll(struct tsw_engine *e)
 			continue;
 		}
 		engine_request(e, p->slot, &m, p->start_ns, &p->ticket);
-		engine_resume(e, p->slot);
+		engine__acq_resume_later(e, p->slot);
 	}
 }

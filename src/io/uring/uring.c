@@ -57,13 +57,13 @@ struct uep {
 	bool sending;
 	bool closing;
 	bool paused; /* recv stopped for back-pressure or drain */
-	bool listed; /* in uworker.paused (at most once; survives reuse) */
 	bool link_up;
 	bool fixed; /* fd also in the ring's file table at the endpoint's index */
 	bool want_recv; /* arm_recv found no SQE: retried next iteration */
-	/* received buffers held back while the engine cannot take them (a
+	/* received buffers held on the engine's word (tsw_engine_acq_hold; a
 	 * multishot recv posts completions until its cancel lands): a FIFO of
-	 * buffer ids linked through uworker.held_next, fed on resume */
+	 * buffer ids linked through uworker.held_next, released in order on
+	 * the engine's word (tsw_engine_next_release) */
 	uint32_t held_head, held_tail;
 	uint32_t n_held;
 };
@@ -90,8 +90,6 @@ struct uworker {
 	uint32_t free_head;
 	uint32_t *slot_ep; /* engine acquirer slot -> endpoint index */
 	uint32_t n_slots;
-	uint32_t *paused; /* endpoints with recv stopped for back-pressure */
-	uint32_t n_paused;
 	uint32_t n_sending;
 	uint32_t n_want_recv; /* endpoints with want_recv set */
 
@@ -426,37 +424,28 @@ static void on_accept(struct uworker *u, struct io_uring_cqe *cqe, uint64_t now_
 	arm_recv(u, idx);
 }
 
-static void list_paused(struct uworker *u, uint32_t idx)
-{
-	struct uep *ep = &u->eps[idx];
-
-	if (!ep->listed) {
-		ep->listed = true;
-		u->paused[u->n_paused++] = idx;
-	}
-}
-
+/* The engine holds the connection's input: recv stops until it releases
+ * it (release_held). */
 static void pause_if_needed(struct uworker *u, uint32_t idx)
 {
 	struct uep *ep = &u->eps[idx];
 
-	if (ep->paused || ep->closing || !tsw_engine_acq_paused(u->e, ep->eslot))
+	if (ep->paused || ep->closing || !tsw_engine_acq_hold(u->e, ep->eslot))
 		return;
 	ep->paused = true;
-	list_paused(u, idx);
 	cancel_recv(u, idx);
 }
 
-/* Feeds the endpoint's held buffers to the engine in order while it takes
- * input (not paused), recycling each: the engine consumes a buffer whole
- * when it is not paused (what it cannot process yet goes to its stash,
+/* Feeds the endpoint's held buffers to the engine in order while it does
+ * not hold its input, recycling each: the engine consumes a buffer whole
+ * when it does not hold (what it cannot process yet goes to its stash,
  * which is empty then and holds a receive buffer). Returns 0 or the
  * engine's error (the caller closes). */
 static int feed_held(struct uworker *u, uint32_t idx, uint64_t now_ns)
 {
 	struct uep *ep = &u->eps[idx];
 
-	while (ep->n_held && !ep->closing && !tsw_engine_acq_paused(u->e, ep->eslot)) {
+	while (ep->n_held && !ep->closing && !tsw_engine_acq_hold(u->e, ep->eslot)) {
 		unsigned bid = unhold_buf(u, idx);
 		int r = tsw_engine_acq_input(u->e, ep->eslot, u->bufs + (size_t)bid * u->buf_bytes,
 					     u->held_len[bid], now_ns);
@@ -488,11 +477,10 @@ static void on_recv(struct uworker *u, uint32_t idx, struct io_uring_cqe *cqe, u
 					       (size_t)cqe->res);
 			recycle_buf(u, bid);
 		} else if (ep->kind == TSW_EP_ACQ &&
-			   (ep->n_held || tsw_engine_acq_paused(u->e, ep->eslot))) {
+			   (ep->n_held || tsw_engine_acq_hold(u->e, ep->eslot))) {
 			/* back-pressure: the engine's stash may not hold it;
-			 * keep the buffer until the connection resumes */
+			 * keep the buffer until the engine releases it */
 			hold_buf(u, idx, bid, (uint32_t)cqe->res);
-			list_paused(u, idx);
 		} else {
 			if (ep->kind == TSW_EP_ACQ)
 				r = tsw_engine_acq_input(u->e, ep->eslot, data, (size_t)cqe->res,
@@ -665,24 +653,28 @@ static void flush(struct uworker *u)
 	}
 }
 
-/* Resumes the listed endpoints the engine takes input from again: held
- * buffers first, in order; recv is re-armed only once none is left. */
-static void unpause(struct uworker *u, uint64_t now_ns)
+/* Releases what the engine no longer holds: held buffers first, in
+ * order; recv is re-armed only once none is left and the engine takes
+ * input (never while draining). */
+static void release_held(struct uworker *u, uint64_t now_ns)
 {
-	for (uint32_t i = 0; i < u->n_paused;) {
-		uint32_t idx = u->paused[i];
-		struct uep *ep = &u->eps[idx];
+	uint32_t slot;
 
-		if (ep->in_use && !ep->closing && ep->n_held && feed_held(u, idx, now_ns) < 0)
+	while (tsw_engine_next_release(u->e, &slot)) {
+		uint32_t idx = slot < u->n_slots ? u->slot_ep[slot] : NO_EP;
+		struct uep *ep;
+
+		if (idx == NO_EP)
+			continue;
+		ep = &u->eps[idx];
+		if (!ep->in_use || ep->closing)
+			continue;
+		if (ep->n_held && feed_held(u, idx, now_ns) < 0) {
 			ep_close(u, idx, now_ns); /* recycles what is still held */
-		if (ep->in_use && !ep->closing &&
-		    (ep->n_held || (!u->w->draining && tsw_engine_acq_paused(u->e, ep->eslot)))) {
-			i++;
 			continue;
 		}
-		u->paused[i] = u->paused[--u->n_paused];
-		ep->listed = false;
-		if (!ep->in_use || ep->closing || u->w->draining)
+		if (ep->closing || ep->n_held || !ep->paused || u->w->draining ||
+		    tsw_engine_acq_hold(u->e, slot))
 			continue;
 		ep->paused = false;
 		arm_recv(u, idx);
@@ -904,8 +896,7 @@ static int setup_eps(struct uworker *u)
 	u->n_eps = u->n_links + 2 * c->max_conns;
 	u->eps = calloc(u->n_eps, sizeof(*u->eps));
 	u->slot_ep = malloc(sizeof(*u->slot_ep) * u->n_slots);
-	u->paused = malloc(sizeof(*u->paused) * u->n_eps);
-	if (!u->eps || !u->slot_ep || !u->paused)
+	if (!u->eps || !u->slot_ep)
 		return -ENOMEM;
 	for (uint32_t i = 0; i < u->n_slots; i++)
 		u->slot_ep[i] = NO_EP;
@@ -944,7 +935,6 @@ static void teardown(struct uworker *u)
 		munmap(u->br_link, u->br_link_bytes);
 	free(u->eps);
 	free(u->slot_ep);
-	free(u->paused);
 	free(u->held_next);
 	free(u->held_len);
 }
@@ -980,7 +970,7 @@ static int run(struct uworker *u)
 			tsw_engine_tick(u->e, now);
 		connect_links(u, now);
 		close_requested(u, now);
-		unpause(u, now);
+		release_held(u, now);
 		if (u->n_want_recv)
 			retry_recvs(u);
 		flush(u);

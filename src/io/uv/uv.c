@@ -35,7 +35,6 @@ struct vep {
 	bool writing;
 	bool closing;
 	bool paused;
-	bool listed; /* in vworker.paused (at most once; survives reuse) */
 	bool link_up;
 };
 
@@ -57,8 +56,6 @@ struct vworker {
 	uint32_t free_head;
 	uint32_t *slot_ep;
 	uint32_t n_slots;
-	uint32_t *paused;
-	uint32_t n_paused;
 	uint32_t n_writing;
 	uint8_t *rbuf;
 	size_t rbuf_bytes;
@@ -132,15 +129,14 @@ static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 	buf->len = v->rbuf_bytes;
 }
 
+/* The engine holds the connection's input: reading stops until it
+ * releases it (release_held). libuv stops at once, so nothing arrives
+ * to be kept. */
 static void pause_if_needed(struct vworker *v, struct vep *ep)
 {
-	if (ep->paused || ep->closing || !tsw_engine_acq_paused(v->e, ep->eslot))
+	if (ep->paused || ep->closing || !tsw_engine_acq_hold(v->e, ep->eslot))
 		return;
 	ep->paused = true;
-	if (!ep->listed) {
-		ep->listed = true;
-		v->paused[v->n_paused++] = ep->idx;
-	}
 	uv_read_stop((uv_stream_t *)&ep->tcp);
 	ep->reading = false;
 }
@@ -376,19 +372,19 @@ static void flush(struct vworker *v)
 	}
 }
 
-static void unpause(struct vworker *v)
+/* Reads again the connections the engine released (never while
+ * draining: start_read). */
+static void release_held(struct vworker *v)
 {
-	for (uint32_t i = 0; i < v->n_paused;) {
-		struct vep *ep = &v->eps[v->paused[i]];
+	uint32_t slot;
 
-		if (ep->in_use && !ep->closing && !v->w->draining &&
-		    tsw_engine_acq_paused(v->e, ep->eslot)) {
-			i++;
+	while (tsw_engine_next_release(v->e, &slot)) {
+		struct vep *ep;
+
+		if (slot >= v->n_slots || v->slot_ep[slot] == NO_EP)
 			continue;
-		}
-		v->paused[i] = v->paused[--v->n_paused];
-		ep->listed = false;
-		if (!ep->in_use || ep->closing)
+		ep = &v->eps[v->slot_ep[slot]];
+		if (!ep->in_use || ep->closing || !ep->paused || tsw_engine_acq_hold(v->e, slot))
 			continue;
 		ep->paused = false;
 		start_read(v, ep);
@@ -442,7 +438,7 @@ static void on_prepare(uv_prepare_t *p)
 	while (tsw_engine_next_close(v->e, &slot))
 		if (slot < v->n_slots && v->slot_ep[slot] != NO_EP)
 			ep_close(v, &v->eps[v->slot_ep[slot]]);
-	unpause(v);
+	release_held(v);
 	flush(v);
 	io_worker_publish(w);
 	io_worker_log_events(w);
@@ -471,10 +467,9 @@ static int setup(struct vworker *v)
 	v->n_eps = v->n_links + 2 * c->max_conns;
 	v->eps = calloc(v->n_eps, sizeof(*v->eps));
 	v->slot_ep = malloc(sizeof(*v->slot_ep) * v->n_slots);
-	v->paused = malloc(sizeof(*v->paused) * v->n_eps);
 	v->rbuf_bytes = v->w->p.recv_buf_bytes;
 	v->rbuf = malloc(v->rbuf_bytes);
-	if (!v->eps || !v->slot_ep || !v->paused || !v->rbuf)
+	if (!v->eps || !v->slot_ep || !v->rbuf)
 		return -ENOMEM;
 	for (uint32_t i = 0; i < v->n_slots; i++)
 		v->slot_ep[i] = NO_EP;
@@ -533,7 +528,6 @@ static void teardown(struct vworker *v)
 	}
 	free(v->eps);
 	free(v->slot_ep);
-	free(v->paused);
 	free(v->rbuf);
 }
 

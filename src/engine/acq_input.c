@@ -1,8 +1,15 @@
-/* Acquirer connections: open, input framed and held back under
- * backpressure, close, idle scan; each frame decoded and dispatched
- * (network messages answered here, requests to the pipeline in
- * request.c); the answers the switch writes to them itself, built from
- * the echo fields of a request. */
+/* The acquirer input side: connections opened and closed, input framed
+ * and each frame decoded and dispatched (network messages answered,
+ * undecodable ones refused, requests to the pipeline in request.c), and
+ * back-pressure, decided here alone: a connection holds its input in the
+ * stash while it has max_inflight_per_conn requests in flight or its
+ * output is above half full; the backend is told to hold what arrives
+ * (tsw_engine_acq_hold) and when to release it (tsw_engine_next_release).
+ * The pipeline only notes that a request is done (acq_reply.c); the
+ * stash is fed from here before the engine returns to the backend, so
+ * nothing below calls back into input. Replies go out through
+ * acq_reply.c.
+ */
 #include <errno.h>
 #include <string.h>
 
@@ -14,146 +21,10 @@
 #include "tsw/authz.h"
 #include "tsw/error.h"
 
-const uint8_t tsw_engine_echo_fields[TSW_ENGINE_ECHO_FIELDS] = {2,  3,	4,  7,	11, 12,
-								13, 37, 41, 42, 49};
-
-void echo_from_msg(struct echo *ec, const struct tsw_iso_msg *m)
-{
-	unsigned i, off = 0;
-
-	memcpy(ec->mti, m->mti, 4);
-	for (i = 0; i < TSW_ENGINE_ECHO_FIELDS; i++) {
-		unsigned f = tsw_engine_echo_fields[i];
-		unsigned n = m->f[f].len;
-
-		ec->len[i] = 0;
-		if (!tsw_iso_has(m, f) || n == 0 || n > 255 || off + n > TSW_ENGINE_ECHO_BYTES)
-			continue;
-		memcpy(ec->data + off, tsw_iso_ptr(m, f), n);
-		ec->off[i] = (uint8_t)off;
-		ec->len[i] = (uint8_t)n;
-		off += n;
-	}
-}
-
-static unsigned echo_edits(const struct echo *ec, struct tsw_iso_edit *ed)
-{
-	unsigned i, n = 0;
-
-	for (i = 0; i < TSW_ENGINE_ECHO_FIELDS; i++) {
-		if (!ec->len[i])
-			continue;
-		ed[n].field = tsw_engine_echo_fields[i];
-		ed[n].len = ec->len[i];
-		ed[n].data = ec->data + ec->off[i];
-		n++;
-	}
-	return n;
-}
-
-static void conn_queue_close(struct tsw_engine *e, uint32_t slot)
-{
-	struct acq_conn *c = &e->conns[slot];
-
-	if (c->close_queued)
-		return;
-	c->close_queued = true;
-	e->close_q[(e->close_head + e->close_len) % e->cfg.max_conns] = slot;
-	e->close_len++;
-}
-
-/* Appends one encoded frame to an acquirer connection; a peer that does
- * not read its answers (no room left) is closed. */
-int conn_write(struct tsw_engine *e, uint32_t slot, const struct tsw_iso_msg *base,
-	       const struct tsw_iso_edit *ed, unsigned n_ed)
-{
-	struct acq_conn *c = &e->conns[slot];
-	int r;
-
-	r = outbuf_encode(&c->out, e->cfg.acq_profile, base, ed, n_ed);
-	if (r == -TSW_E_NO_SPACE) {
-		TSW_COUNT(e->m->slow_consumer_closes);
-		if (!c->close_queued)
-			engine_event(e, TSW_EV_SLOW_CONSUMER, .slot = slot, .n1 = c->out.cap);
-		conn_queue_close(e, slot);
-	}
-	if (r < 0)
-		return r;
-	engine_mark_dirty(e, TSW_EP_ACQ, slot);
-	return 0;
-}
-
-/* A local answer to ec: its echo fields, DE39 rc, DE44 reason and DE38
- * code when not NULL. */
-static int answer_with(struct tsw_engine *e, uint32_t slot, const struct echo *ec, const char *rc,
-		       const char *reason, const char *code)
-{
-	struct tsw_iso_edit ed[TSW_ENGINE_ECHO_FIELDS + 4];
-	char mti[4];
-	unsigned n;
-
-	memcpy(mti, ec->mti, 4);
-	mti[2] = (char)(mti[2] + 1); /* request -> response, advice -> advice response */
-	if (mti[3] == '1')
-		mti[3] = '0'; /* a repeat (0101, 0401) is answered 0110, 0410 */
-	n = echo_edits(ec, ed);
-	ed[n++] = (struct tsw_iso_edit){.field = 0, .len = 4, .data = (const uint8_t *)mti};
-	ed[n++] = (struct tsw_iso_edit){.field = 39, .len = 2, .data = (const uint8_t *)rc};
-	if (reason)
-		ed[n++] = (struct tsw_iso_edit){
-		    .field = 44, .len = (uint16_t)strlen(reason), .data = (const uint8_t *)reason};
-	if (code)
-		ed[n++] =
-		    (struct tsw_iso_edit){.field = 38, .len = 6, .data = (const uint8_t *)code};
-	count_answer(e, mti_class(ec->mti), rc);
-	return conn_write(e, slot, NULL, ed, n);
-}
-
-int answer_local(struct tsw_engine *e, uint32_t slot, const struct echo *ec, const char *rc,
-		 const char *reason)
-{
-	return answer_with(e, slot, ec, rc, reason, NULL);
-}
-
-int answer_standin(struct tsw_engine *e, uint32_t slot, const struct echo *ec, const char code[6])
-{
-	return answer_with(e, slot, ec, tsw_authz_rc(TSW_AUTHZ_STANDIN),
-			   tsw_authz_reason_name(TSW_AUTHZ_STANDIN), code);
-}
-
-int decline(struct tsw_engine *e, uint32_t slot, const struct echo *ec,
-	    enum tsw_authz_reason reason)
-{
-	TSW_COUNT(e->m->declines[reason]);
-	return answer_local(e, slot, ec, tsw_authz_rc(reason), tsw_authz_reason_name(reason));
-}
-
 static bool must_hold(const struct tsw_engine *e, const struct acq_conn *c)
 {
 	return c->inflight >= e->cfg.max_inflight_per_conn ||
 	       outbuf_pending(&c->out) > c->out.cap / 2;
-}
-
-static int answer_network(struct tsw_engine *e, uint32_t slot, const struct tsw_iso_msg *m)
-{
-	static const uint8_t fields[] = {7, 11, 70};
-	struct tsw_iso_edit ed[5];
-	char mti[4];
-	unsigned i, n = 0;
-
-	memcpy(mti, m->mti, 4);
-	mti[2] = '1';
-	if (mti[3] == '1')
-		mti[3] = '0'; /* 0801 -> 0810 */
-	ed[n++] = (struct tsw_iso_edit){.field = 0, .len = 4, .data = (const uint8_t *)mti};
-	for (i = 0; i < sizeof(fields); i++)
-		if (tsw_iso_has(m, fields[i]))
-			ed[n++] = (struct tsw_iso_edit){.field = fields[i],
-							.len = m->f[fields[i]].len,
-							.data = tsw_iso_ptr(m, fields[i])};
-	ed[n++] = (struct tsw_iso_edit){.field = 39, .len = 2, .data = (const uint8_t *)"00"};
-	count_answer(e, TSW_MTI_0800, "00");
-	return conn_write(e, slot, NULL, ed, n);
 }
 
 /* A message that does not decode: answered 30 when its MTI (a request)
@@ -191,7 +62,7 @@ static int acq_frame(struct tsw_engine *e, uint32_t slot, const uint8_t *frame, 
 		return undecodable(e, slot, frame, len, &m);
 	switch (tsw_authz_class_of(m.mti)) {
 	case TSW_AUTHZ_CLASS_NETWORK:
-		return answer_network(e, slot, &m);
+		return engine__answer_network(e, slot, &m);
 	case TSW_AUTHZ_CLASS_AUTH:
 	case TSW_AUTHZ_CLASS_ADVICE:
 	case TSW_AUTHZ_CLASS_REVERSAL:
@@ -291,6 +162,24 @@ out:
 	return r;
 }
 
+/* The backend was told to hold the input of slot, and the connection
+ * takes input again: it is told to release it (tsw_engine_next_release). */
+static void release_later(struct tsw_engine *e, uint32_t slot)
+{
+	struct acq_conn *c = &e->conns[slot];
+
+	c->hold_told = false;
+	if (c->release_queued)
+		return;
+	c->release_queued = true;
+	c->release_next = 0;
+	if (e->release_tail)
+		e->conns[e->release_tail - 1].release_next = slot + 1;
+	else
+		e->release_head = slot + 1;
+	e->release_tail = slot + 1;
+}
+
 void engine_resume(struct tsw_engine *e, uint32_t slot)
 {
 	struct acq_conn *c = &e->conns[slot];
@@ -301,7 +190,23 @@ void engine_resume(struct tsw_engine *e, uint32_t slot)
 		return;
 	c->was_paused = false;
 	if (c->stash_len > c->stash_off && feed(e, slot, c->stash, c->stash_len) < 0)
-		conn_queue_close(e, slot);
+		engine__conn_queue_close(e, slot);
+	if (c->hold_told && !tsw_engine_acq_paused(e, slot))
+		release_later(e, slot);
+}
+
+void engine__acq_resume_due(struct tsw_engine *e)
+{
+	while (e->resume_head) {
+		uint32_t slot = e->resume_head - 1;
+		struct acq_conn *c = &e->conns[slot];
+
+		e->resume_head = c->resume_next;
+		if (!e->resume_head)
+			e->resume_tail = 0;
+		c->resume_due = false;
+		engine_resume(e, slot);
+	}
 }
 
 void tsw_engine_acq_refused(struct tsw_engine *e)
@@ -339,6 +244,7 @@ int tsw_engine_acq_input(struct tsw_engine *e, uint32_t slot, const uint8_t *dat
 			 uint64_t now_ns)
 {
 	struct acq_conn *c;
+	int r;
 
 	if (slot >= e->cfg.max_conns || e->conns[slot].state != ACQ_OPEN)
 		return -EINVAL;
@@ -347,13 +253,15 @@ int tsw_engine_acq_input(struct tsw_engine *e, uint32_t slot, const uint8_t *dat
 	c->last_active_ns = now_ns;
 	TSW_COUNT_ADD(e->m->bytes_in, len);
 	if (c->stash_len > c->stash_off || must_hold(e, c)) {
-		int r = stash_append(e, c, data, len);
-
+		r = stash_append(e, c, data, len);
 		if (r == 0)
 			engine_resume(e, slot); /* goes on at once if it may */
+		acq_resume_due(e);
 		return r;
 	}
-	return feed(e, slot, data, len);
+	r = feed(e, slot, data, len);
+	acq_resume_due(e);
+	return r;
 }
 
 bool tsw_engine_acq_paused(const struct tsw_engine *e, uint32_t slot)
@@ -364,6 +272,33 @@ bool tsw_engine_acq_paused(const struct tsw_engine *e, uint32_t slot)
 		return false;
 	c = &e->conns[slot];
 	return c->state == ACQ_OPEN && (must_hold(e, c) || c->stash_len > c->stash_off);
+}
+
+bool tsw_engine_acq_hold(struct tsw_engine *e, uint32_t slot)
+{
+	if (!tsw_engine_acq_paused(e, slot))
+		return false;
+	/* a release is owed from now on: engine_resume sends it */
+	e->conns[slot].hold_told = true;
+	return true;
+}
+
+bool tsw_engine_next_release(struct tsw_engine *e, uint32_t *ret_slot)
+{
+	while (e->release_head) {
+		uint32_t slot = e->release_head - 1;
+		struct acq_conn *c = &e->conns[slot];
+
+		e->release_head = c->release_next;
+		if (!e->release_head)
+			e->release_tail = 0;
+		c->release_queued = false;
+		if (c->state != ACQ_OPEN)
+			continue;
+		*ret_slot = slot;
+		return true;
+	}
+	return false;
 }
 
 void tsw_engine_acq_close(struct tsw_engine *e, uint32_t slot)
@@ -423,17 +358,6 @@ bool tsw_engine_next_close(struct tsw_engine *e, uint32_t *ret_slot)
 	return false;
 }
 
-void conn_request_done(struct tsw_engine *e, uint32_t slot, uint32_t gen)
-{
-	struct acq_conn *c = &e->conns[slot];
-
-	if (c->state != ACQ_OPEN || c->gen != gen)
-		return;
-	if (c->inflight)
-		c->inflight--;
-	engine_resume(e, slot);
-}
-
 void idle_scan(struct tsw_engine *e, uint64_t now_ns)
 {
 	uint64_t idle = (uint64_t)e->cfg.idle_timeout_ms * NS_PER_MS;
@@ -451,7 +375,7 @@ void idle_scan(struct tsw_engine *e, uint64_t now_ns)
 			continue;
 		if (now_ns - c->last_active_ns >= idle) {
 			TSW_COUNT(e->m->conns_idle_closed);
-			conn_queue_close(e, i);
+			engine__conn_queue_close(e, i);
 		}
 	}
 }

@@ -15,6 +15,7 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "tsw/authz.h"
 #include "tsw/config.h"
 #include "tsw/ctl.h"
 #include "tsw/error.h"

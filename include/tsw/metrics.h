@@ -46,7 +46,7 @@ enum { TSW_METRICS_RC_MAX = 22 };
 
 /* Decline reasons counted in tsw_metrics_shard.declines, indexed by enum
  * tsw_authz_reason (tsw/authz.h). A copy of TSW_AUTHZ_REASON_MAX, so
- * this header needs no authz.h: src/engine/metrics.c, which sees both,
+ * this header needs no authz.h: src/ctl/metrics_text.c, which sees both,
  * fails to compile when they differ. */
 enum { TSW_METRICS_DECLINE_REASONS = 18 };
 

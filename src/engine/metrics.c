@@ -2,11 +2,7 @@
 #include <math.h>
 #include <string.h>
 
-#include "tsw/authz.h"
 #include "tsw/metrics.h"
-
-_Static_assert((int)TSW_METRICS_DECLINE_REASONS == (int)TSW_AUTHZ_REASON_MAX,
-	       "a shard's declines[] has a counter per authz reason");
 
 /* Log-linear: 1-2-5 steps from 0.5 us to 10 s, then +Inf (a worker's
  * internal latency is around a microsecond: the old 10 us floor put

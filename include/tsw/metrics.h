@@ -1,13 +1,13 @@
 /* Per-worker metrics shards, summed by the control plane on each scrape.
  * No labels carry tokens or PANs.
  *
- * Memory. The caller of tsw_engine_new() (main.c) allocates one zeroed
- * struct tsw_metrics_shard per worker (64-byte aligned: a shard never
- * shares a cache line with another) and keeps it until the worker's
- * engine and backend are freed and the control plane is stopped: the
- * engine, the backend (struct tsw_io_worker_params) and the control plane
- * (struct tsw_ctl_source) hold pointers to it, never copies, and none of
- * them frees it.
+ * Memory. The caller of tsw_engine_new() (main.c, or a test) allocates
+ * one zeroed struct tsw_metrics_shard per worker (64-byte aligned: a
+ * shard never shares a cache line with another) and keeps it until the
+ * worker's engine and backend are freed and the control plane is
+ * stopped: the engine, the backend (struct tsw_io_params) and
+ * the control plane (struct tsw_ctl_source) hold pointers to it, never
+ * copies, and none of them frees it.
  *
  * Threads. One writer per shard: only its worker's thread (the engine and
  * the I/O backend running on it) changes it, always through TSW_COUNT()

@@ -242,9 +242,11 @@ int tsw_config_check(const struct tsw_config *cfg, char *reason, size_t cap);
  * loaded profile's tsw_iso_header_max, 9999 for ascii4), and a frame
  * above it would be cut into frames the peer takes for separate
  * messages. key names the profile's key ("server.profile" or
- * "server.issuer_profile"), profile its value, header the header's name.
- * Returns 0, or -TSW_E_CONFIG with a reason naming limits.max_frame, the
- * key, the profile and header_max. Run at start and on every reload
+ * "server.issuer_profile"), profile its value, header the header's name
+ * (tsw_iso_header_name()). Returns 0, or -TSW_E_CONFIG with a reason
+ * naming the key and the profile: header "none" (no length header, so
+ * no TCP stream can be framed by it), or a max_frame above header_max
+ * (the reason also names limits.max_frame and header_max). Run at start and on every reload
  * (main.c), after tsw_config_check(), once the profiles are loaded: the
  * config module does not read profile files. */
 int tsw_config_check_frame(const struct tsw_config *cfg, const char *key, const char *profile,

@@ -1,22 +1,34 @@
 /* Per-worker metrics shards, summed by the control plane on each scrape.
  * No labels carry tokens or PANs.
  *
- * One writer per shard: only its worker's thread changes it, always
- * through TSW_COUNT() and its siblings below, which do a relaxed atomic
- * load and a relaxed atomic store (no read-modify-write: with a single
- * writer none is needed, and on x86-64 both are plain moves, no lock
- * prefix). The control plane reads with relaxed atomic loads
- * (__atomic_load_n(..., __ATOMIC_RELAXED)), so a scrape never sees a torn
- * value and the access is no data race (ThreadSanitizer agrees: tools/test
- * --tsan). Counters of different fields are not read as one snapshot. A
- * counter that two threads write needs atomic_fetch_add instead: none
- * lives in a shard. */
+ * Memory. The caller of tsw_engine_new() (main.c, or a test) allocates
+ * one zeroed struct tsw_metrics_shard per worker (64-byte aligned: a
+ * shard never shares a cache line with another) and keeps it until the
+ * worker's engine and backend are freed and the control plane is
+ * stopped: the engine, the backend (struct tsw_io_params) and
+ * the control plane (struct tsw_ctl_source) hold pointers to it, never
+ * copies, and none of them frees it.
+ *
+ * Threads. One writer per shard: only its worker's thread (the engine and
+ * the I/O backend running on it) changes it, always through TSW_COUNT()
+ * and its siblings below, which do a relaxed atomic load and a relaxed
+ * atomic store (no read-modify-write: with a single writer none is
+ * needed, and on x86-64 both are plain moves, no lock prefix). Any other
+ * thread (the control plane) reads with tsw_metric_load(), a relaxed
+ * atomic load, so a scrape never sees a torn value and the access is no
+ * data race (ThreadSanitizer agrees: tools/test --tsan). Counters of
+ * different fields are not read as one snapshot. A counter that two
+ * threads write needs atomic_fetch_add instead: none lives in a shard.
+ *
+ * Errors. Nothing here fails or allocates: the name functions return
+ * NULL for an index out of range, tsw_metrics_rc_index() folds every
+ * unknown code into the last index. Every function and table is pure or
+ * constant and safe from any thread; returned strings are static.
+ */
 #ifndef TSW_METRICS_H
 #define TSW_METRICS_H
 
 #include <stdint.h>
-
-#include "tsw/authz.h"
 
 enum tsw_mti_class {
 	TSW_MTI_0100,
@@ -32,16 +44,25 @@ enum tsw_mti_class {
 /* Response codes counted: index by tsw_metrics_rc_index(). */
 enum { TSW_METRICS_RC_MAX = 22 };
 
+/* Decline reasons counted in tsw_metrics_shard.declines, indexed by enum
+ * tsw_authz_reason (tsw/authz.h). A copy of TSW_AUTHZ_REASON_MAX, so
+ * this header needs no authz.h: src/ctl/metrics_text.c, which sees both,
+ * fails to compile when they differ. */
+enum { TSW_METRICS_DECLINE_REASONS = 18 };
+
 /* Index of a 2-character DE39 response code ("00", "14", "30", "51",
  * "54", "55", "57", "61", "62", "63", "65", "91", "96", "05", "12", "94",
- * "10", "08", "11", "16", "43"); every
- * other code (and NULL) is TSW_METRICS_RC_MAX - 1. Pure, never fails. */
+ * "10", "08", "11", "16", "43"): 0..TSW_METRICS_RC_MAX - 2. Every other
+ * code, a code shorter than 2 characters and NULL give
+ * TSW_METRICS_RC_MAX - 1 ("other"); only rc[0] and rc[1] are read. Pure,
+ * never fails, any thread. */
 unsigned tsw_metrics_rc_index(const char *rc);
-/* The code counted at index i ("00", ...; "other" for the last one,
- * NULL for i out of range): the label for the control plane. */
+/* The code counted at index i ("00", ...; "other" for the last one):
+ * the rc label for the control plane. A static string; NULL for i out of
+ * range. Any thread. */
 const char *tsw_metrics_rc_name(unsigned i);
-/* Prometheus names of the MTI classes ("0100", ..., "other"); NULL out of
- * range. */
+/* The mti label of an enum tsw_mti_class ("0100", ..., "other"): a
+ * static string; NULL out of range. Any thread. */
 const char *tsw_metrics_mti_name(unsigned cls);
 
 /* What became of a stand-in candidate (docs/engine.md "Stand-in"): a
@@ -57,14 +78,17 @@ enum tsw_standin_result {
 	TSW_STANDIN_RESULT_MAX
 };
 
-/* "approved", "declined_amount", ... (the result label); NULL out of
- * range. */
+/* The result label of an enum tsw_standin_result ("approved",
+ * "declined_amount", ...): a static string; NULL out of range. Any
+ * thread. */
 const char *tsw_metrics_standin_name(unsigned result);
 
 /* Log-linear latency histogram, 1-2-5 steps from 0.5 us to 10 s: bucket
  * i holds values below tsw_hist_bound_ns[i]; the last bucket is +Inf.
  * tsw_hist_bound_us[] holds the same bounds in microseconds (a double:
- * 0.5 us) for the control plane's le labels; its last entry is +Inf. */
+ * 0.5 us) for the control plane's le labels; its last entry is +Inf.
+ * Both tables are constant (src/engine/metrics.c): read them from any
+ * thread. A histogram lives in a shard and follows its one-writer rule. */
 enum { TSW_HIST_BUCKETS = 24 };
 extern const uint64_t tsw_hist_bound_ns[TSW_HIST_BUCKETS];
 extern const double tsw_hist_bound_us[TSW_HIST_BUCKETS];
@@ -75,27 +99,32 @@ struct tsw_hist {
 	uint64_t sum_us;
 };
 
-/* Adds n to a shard's counter (or gauge) c; only the shard's own worker
- * may call it (see the top of this file). */
+/* Adds n to a shard's counter (or gauge) c, wrapping modulo 2^64 (a
+ * gauge goes down by adding its two's complement). Only the shard's own
+ * worker thread may call it (see the top of this file): two writers
+ * would lose updates. Never fails. */
 static inline void tsw_metric_add(uint64_t *c, uint64_t n)
 {
 	__atomic_store_n(c, __atomic_load_n(c, __ATOMIC_RELAXED) + n, __ATOMIC_RELAXED);
 }
 
-/* Sets a shard's gauge; the same single-writer rule. */
+/* Sets a shard's gauge to v; the same single-writer rule. Never fails. */
 static inline void tsw_metric_set(uint64_t *c, uint64_t v)
 {
 	__atomic_store_n(c, v, __ATOMIC_RELAXED);
 }
 
-/* Reads a shard's counter or gauge from any thread. */
+/* Reads a shard's counter or gauge: any thread, any time while the shard
+ * lives. The value is at least as new as the last one this thread read
+ * (relaxed: no order against other fields). */
 static inline uint64_t tsw_metric_load(const uint64_t *c)
 {
 	return __atomic_load_n(c, __ATOMIC_RELAXED);
 }
 
 /* The forms the engine and the backends use: x is a shard member (an
- * lvalue, evaluated once), e.g. TSW_COUNT(e->m->timeouts). */
+ * lvalue, evaluated once), e.g. TSW_COUNT(e->m->timeouts). The
+ * single-writer rule of tsw_metric_add() applies to each. */
 #define TSW_COUNT(x) tsw_metric_add(&(x), 1)
 #define TSW_COUNT_ADD(x, n) tsw_metric_add(&(x), (uint64_t)(n))
 #define TSW_GAUGE_INC(x) tsw_metric_add(&(x), 1)
@@ -104,7 +133,9 @@ static inline uint64_t tsw_metric_load(const uint64_t *c)
 #define TSW_GAUGE_SUB(x, n) tsw_metric_add(&(x), -(uint64_t)(n))
 #define TSW_GAUGE_SET(x, v) tsw_metric_set(&(x), (uint64_t)(v))
 
-/* Adds one value in nanoseconds (sum_us keeps whole microseconds). */
+/* Adds one value in nanoseconds to h (sum_us keeps whole microseconds,
+ * truncated). Only the worker owning h's shard may call it. O(buckets),
+ * never fails. */
 static inline void tsw_hist_add_ns(struct tsw_hist *h, uint64_t ns)
 {
 	unsigned i = 0;
@@ -116,7 +147,7 @@ static inline void tsw_hist_add_ns(struct tsw_hist *h, uint64_t ns)
 	TSW_COUNT_ADD(h->sum_us, ns / 1000);
 }
 
-/* Adds one value in microseconds. */
+/* Adds one value in microseconds; as tsw_hist_add_ns(). */
 static inline void tsw_hist_add(struct tsw_hist *h, uint64_t us)
 {
 	tsw_hist_add_ns(h, us * 1000);
@@ -128,7 +159,7 @@ enum { TSW_METRICS_LINKS_MAX = 32 };
 
 struct tsw_metrics_shard {
 	uint64_t requests[TSW_MTI_CLASS_MAX][TSW_METRICS_RC_MAX];
-	uint64_t declines[TSW_AUTHZ_REASON_MAX];
+	uint64_t declines[TSW_METRICS_DECLINE_REASONS]; /* by enum tsw_authz_reason */
 	struct tsw_hist issuer_rtt;       /* issuer round trip */
 	struct tsw_hist internal;         /* frame in -> frame out, minus issuer */
 	uint64_t inflight;                /* gauge */

@@ -1,10 +1,37 @@
-/* The token record as the switch sees it after a vault lookup: plain,
- * caller-owned data (no pointers into the LMDB map), so it stays valid
- * after the read transaction is reset. The on-disk layout is the vault's
- * business (src/vault/record.c); this is the decoded form.
+/* The token record as the switch sees it after a vault lookup: the
+ * decoded form of a vault record (the on-disk layout is the vault's
+ * business, src/vault/record.c). This header declares data only, no
+ * functions: the contracts below are those of the struct.
  *
- * The PAN is not here: it stays encrypted until tsw_vault_decrypt_pan()
- * writes it into a caller buffer right before the issuer leg is encoded.
+ * Lifetime. Plain, caller-owned data with no pointers in it (none into
+ * the LMDB map): tsw_vault_lookup() and tsw_vault_peek() copy the record
+ * into a struct the caller provides, and it stays valid, unchanged, after
+ * the reader is reset or renewed and after the vault is closed, until the
+ * caller overwrites it. It may be copied by assignment. A later change of
+ * the record in the vault (suspend, delete, a new use count) is not seen
+ * by a copy: look the token up again.
+ *
+ * Threads. No shared state: a struct tsw_token belongs to whoever holds
+ * it; any thread may read one that no thread is writing (a worker fills
+ * its own on its own thread).
+ *
+ * What a successful lookup guarantees (the vault refuses a record that
+ * breaks it with -TSW_E_CORRUPT): token_len is
+ * TSW_TOKEN_MIN_DIGITS..TSW_TOKEN_MAX_DIGITS, status below
+ * TSW_TOKEN_STATUS_MAX, n_merchants at most TSW_TOKEN_MERCHANTS_MAX,
+ * sealed_len at most TSW_SEALED_PAN_MAX, and every char array
+ * (merchants[0..n_merchants) included) is NUL-terminated. merchants[]
+ * past n_merchants is not cleared by a lookup: never read it. Nothing
+ * here is checked for meaning (an expiry of "9913"): that is
+ * tsw_authz_decide()'s job. As input of the vault's write side (struct
+ * tsw_vault_row, tsw/vault.h) the caller fills it and the vault refuses
+ * what it cannot store with -TSW_E_BAD_INPUT.
+ *
+ * Secrets. The PAN is not here: it stays encrypted in sealed_pan until
+ * tsw_vault_decrypt_pan() writes it into a caller buffer right before the
+ * issuer leg is encoded (the caller wipes that buffer). token is the
+ * token's own digits: mask it (tsw_mask_pan()) before it goes into a log
+ * line, an error string or a metric label.
  */
 #ifndef TSW_TOKEN_H
 #define TSW_TOKEN_H

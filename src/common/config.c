@@ -577,6 +577,14 @@ int tsw_config_check(const struct tsw_config *cfg, char *reason, size_t cap)
 int tsw_config_check_frame(const struct tsw_config *cfg, const char *key, const char *profile,
 			   const char *header, uint32_t header_max, char *reason, size_t cap)
 {
+	/* "none" hands each read buffer over whole: a TCP stream cannot be
+	 * framed by it (the engine would refuse the profile later, naming
+	 * no key) */
+	if (strcmp(header, "none") == 0)
+		return fail(reason, cap,
+			    "%s %s has no length header to frame a connection by: use a "
+			    "profile with one (default, ascii4)",
+			    key, profile);
 	if (cfg->max_frame <= header_max)
 		return 0;
 	return fail(reason, cap,

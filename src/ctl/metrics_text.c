@@ -12,6 +12,11 @@
 #include "tsw/metrics.h"
 #include "tsw/state.h"
 
+/* tsw/metrics.h sizes a shard's declines[] without authz.h; the loop
+ * below reads one counter per authz reason */
+_Static_assert((int)TSW_METRICS_DECLINE_REASONS == (int)TSW_AUTHZ_REASON_MAX,
+	       "a shard's declines[] has a counter per authz reason");
+
 enum { TEXT_INITIAL_BYTES = 32 * 1024 };
 
 struct text {

@@ -1,4 +1,4 @@
-/* Duplicate acquirer requests (review item 8): a request whose connection,
+/* Duplicate acquirer requests: a request whose connection,
  * DE11 and DE7 equal those of a request still in flight to an issuer is
  * answered 94 (duplicate transmission) by the switch instead of being
  * forwarded a second time. The requests in flight are chained in buckets

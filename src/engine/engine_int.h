@@ -6,6 +6,7 @@
 #include <stdint.h>
 
 #include "event.h"
+#include "tsw/authz.h"
 #include "tsw/config.h"
 #include "tsw/engine.h"
 #include "tsw/iso8583.h"

@@ -1212,6 +1212,27 @@ def test_max_frame_above_an_ascii4_header_refused_at_start_and_on_reload():
         iss.stop()
 
 
+def test_profile_without_a_length_header_refused_at_start_naming_the_key():
+    # hexbitmap (the moov vectors' dialect) has no length header: a TCP
+    # stream cannot be framed by it, so neither side may use it
+    d = tempfile.mkdtemp(dir=TMP)
+    try:
+        for key in ("profile", "issuer_profile"):
+            conf = write_conf(os.path.join(d, key + ".conf"), "[server]\n%s = hexbitmap\n" % key)
+            p = run([TOKSWITCH, "-c", conf, "--vault", VAULT, "--key-file", KEY, "--io", args.io,
+                     "--listen", "127.0.0.1:0", "--metrics", "127.0.0.1:0",
+                     "--issuer", "127.0.0.1:%d" % T.free_port(), "--no-state"],
+                    check=False, timeout=20)  # a switch that starts never exits
+            assert_eq(p.returncode, 2, key + ": exit status")
+            assert "listening" not in p.stdout, key
+            refused = T.log_events(p.stderr, "config_refused")
+            assert_eq(len(refused), 1, key + ": config_refused events: " + p.stderr)
+            reason = refused[0]["reason"]
+            assert "server." + key + " hexbitmap" in reason and "length header" in reason, reason
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
 def test_issuer_copy_too_long_for_the_ascii4_header_answered_96():
     conf = "[server]\nissuer_profile = ascii4\n[limits]\nmax_frame = 9999\n"
     with Env(issuer_wire=ASCII4, extra_conf=conf) as e:

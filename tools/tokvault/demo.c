@@ -82,24 +82,31 @@ static void reject_count(void *ctx, unsigned long line, int err, const char *rea
 		fprintf(stderr, "row %lu: %s\n", line, reason);
 }
 
-int demo_run(struct tsw_vault *v, unsigned long count, const char *out_path, const char *bin)
+/* Where the demo's tokens are drawn: bin, then body random-ish digits
+ * (ascending by stride), then the Luhn digit. */
+struct demo_range {
+	char bin[DEMO_TOKEN_LEN]; /* a copy: the vault's BIN lives in its stats */
+	unsigned blen, body;
+	uint64_t stride;
+};
+
+/* The CSV columns of one row that are not read off the record. */
+struct demo_csv {
+	const char *mode, *merchant, *acq, *mcc, *expect;
+	char merchant_buf[TSW_MERCHANT_ID_LEN + 1];
+};
+
+/* Checks the vault is empty, picks the BIN (bin, else the vault's first
+ * range, else the default), sizes the stride for count tokens and adds
+ * the BIN range. Returns 0, or EXIT_FAILURE after saying why. */
+static int demo_range_pick(struct tsw_vault *v, unsigned long count, const char *bin,
+			   struct demo_range *ret_range)
 {
 	struct tsw_vault_stats st;
-	struct tsw_vault_import_stats is = {0};
-	struct tsw_vault_batch *b = NULL;
-	struct tsw_vault_row row;
-	struct timespec t0, t1;
-	struct rng g;
-	unsigned long rejects = 0;
-	uint64_t space = 1, stride;
+	uint64_t space = 1;
 	unsigned blen, body;
-	char *obuf = NULL;
-	FILE *out = NULL;
 	int r;
 
-	if (RAND_bytes((uint8_t *)&g.s, sizeof(g.s)) != 1)
-		return EXIT_FAILURE;
-	g.s |= 1;
 	r = tsw_vault_stats(v, &st);
 	if (r < 0) {
 		fprintf(stderr, "tokvault: demo: %s\n", tsw_strerror(r));
@@ -124,12 +131,175 @@ int demo_run(struct tsw_vault *v, unsigned long count, const char *out_path, con
 		fprintf(stderr, "tokvault: demo: --count above what the range holds\n");
 		return EXIT_FAILURE;
 	}
-	stride = space / count;
 	r = tsw_vault_add_token_bin(v, bin, blen);
 	if (r < 0) {
 		fprintf(stderr, "tokvault: demo: token bin: %s\n", tsw_strerror(r));
 		return EXIT_FAILURE;
 	}
+	*ret_range = (struct demo_range){.blen = blen, .body = body, .stride = space / count};
+	memcpy(ret_range->bin, bin, blen + 1);
+	return 0;
+}
+
+/* Token i of the range, its card (PAN, expiry, PAR) and the fields every
+ * demo token has. */
+static void demo_identity(struct tsw_vault_row *row, struct rng *g, const struct demo_range *rg,
+			  unsigned long i)
+{
+	struct tsw_token *t = &row->token;
+	uint64_t card = i * 2 / 3; /* about 1.5 tokens per card */
+
+	memcpy(t->token, rg->bin, rg->blen);
+	put_number(t->token + rg->blen, i * rg->stride + next(g) % rg->stride, rg->body);
+	t->token[DEMO_TOKEN_LEN - 1] = tsw_luhn_check_digit(t->token, DEMO_TOKEN_LEN - 1);
+	memcpy(row->pan, DEMO_PAN_PREFIX, strlen(DEMO_PAN_PREFIX));
+	put_number(row->pan + strlen(DEMO_PAN_PREFIX), card,
+		   DEMO_PAN_LEN - (unsigned)strlen(DEMO_PAN_PREFIX) - 1);
+	row->pan[DEMO_PAN_LEN - 1] = tsw_luhn_check_digit(row->pan, DEMO_PAN_LEN - 1);
+	row->pan_len = DEMO_PAN_LEN;
+	memcpy(t->pan_expiry, "29", 2);
+	put_number(t->pan_expiry + 2, card % 12 + 1, 2);
+	put_number(t->token_expiry, 28 + i % 4, 2);
+	put_number(t->token_expiry + 2, i % 12 + 1, 2);
+	memcpy(t->trid, trids[i % 4], TSW_TRID_LEN);
+	t->assurance_level = (uint8_t)(20 + i % 4 * 10);
+	memcpy(t->token_ref, "DNITHE", 6);
+	put_hex(t->token_ref + 6, i * 0x9E3779B97F4A7C15ull, 16);
+	memcpy(t->par, "V001", 4);
+	put_number(t->par + 4, card, TSW_PAR_LEN - 4);
+	memcpy(t->currency, DEMO_CURRENCY, 4);
+}
+
+/* Two presentment modes and one to three merchants (the first with an
+ * acquirer and MCC for odd pm); the CSV names the first of each. */
+static void demo_restrict(struct tsw_token *t, struct rng *g, unsigned pm, struct demo_csv *csv)
+{
+	unsigned m1 = (unsigned)(next(g) % TSW_POS_MODE_MAX);
+	unsigned m2 = (unsigned)(next(g) % TSW_POS_MODE_MAX);
+
+	t->pos_modes = (1u << m1) | (1u << m2);
+	csv->mode = mode_names[m1];
+	t->n_merchants = (uint8_t)(1 + next(g) % 3);
+	for (unsigned k = 0; k < t->n_merchants; k++) {
+		struct tsw_token_merchant *m = &t->merchants[k];
+
+		snprintf(m->merchant_id, sizeof(m->merchant_id), "MERCH%07llu",
+			 (unsigned long long)(next(g) % 10000000));
+		if (k == 0 && pm % 2) {
+			snprintf(m->acquirer_id, sizeof(m->acquirer_id), "%06llu",
+				 (unsigned long long)(next(g) % 1000000));
+			memcpy(m->mcc, mccs[pm % 4], 5);
+		}
+	}
+	memcpy(csv->merchant_buf, t->merchants[0].merchant_id, sizeof(csv->merchant_buf));
+	csv->merchant = csv->merchant_buf;
+	csv->acq = t->merchants[0].acquirer_id;
+	csv->mcc = t->merchants[0].mcc;
+}
+
+/* The token's kind by pm (per mille): plain, restricted, device-bound,
+ * amount-limited, limited-use, suspended or deleted, and the answer
+ * tokbench is to expect. */
+static void demo_controls(struct tsw_vault_row *row, struct rng *g, unsigned pm,
+			  struct demo_csv *csv)
+{
+	struct tsw_token *t = &row->token;
+
+	if (pm < DEMO_PER_MILLE_PLAIN) {
+		/* any merchant, every mode */
+	} else if (pm < DEMO_PER_MILLE_RESTRICTED) {
+		demo_restrict(t, g, pm, csv);
+	} else if (pm < DEMO_PER_MILLE_DEVICE) {
+		t->device_required = 1;
+		snprintf(row->device_ref, sizeof(row->device_ref), "dev-%016llx",
+			 (unsigned long long)next(g));
+	} else if (pm < DEMO_PER_MILLE_AMOUNT) {
+		t->amount_limit = 5000 + next(g) % 45000;
+	} else if (pm < DEMO_PER_MILLE_LIMITED) {
+		t->max_uses = 1 + (uint32_t)(next(g) % 5);
+		csv->expect = "00|65";
+	} else if (pm < DEMO_PER_MILLE_SUSPENDED) {
+		t->status = TSW_TOKEN_SUSPENDED;
+		csv->expect = "62";
+	} else {
+		t->status = TSW_TOKEN_DELETED;
+		csv->expect = "14";
+	}
+}
+
+/* Writes the row's line of the token list. */
+static void demo_csv_line(FILE *out, const struct tsw_vault_row *row, const struct demo_csv *csv)
+{
+	const struct tsw_token *t = &row->token;
+	char line[DEMO_LINE_MAX], amount[24];
+	size_t pos = 0;
+
+	snprintf(amount, sizeof(amount), "%llu", (unsigned long long)t->amount_limit);
+	put_field(line, &pos, t->token, ',');
+	put_field(line, &pos, t->token_expiry, ',');
+	put_field(line, &pos, csv->mode, ',');
+	put_field(line, &pos, csv->merchant, ',');
+	put_field(line, &pos, csv->acq, ',');
+	put_field(line, &pos, csv->mcc, ',');
+	put_field(line, &pos, row->device_ref, ',');
+	put_field(line, &pos, t->trid, ',');
+	put_field(line, &pos, t->amount_limit ? amount : "0", ',');
+	put_field(line, &pos, t->currency, ',');
+	put_field(line, &pos, csv->expect, '\n');
+	fwrite(line, 1, pos, out);
+}
+
+/* Makes count tokens into one bulk write and their lines into out.
+ * row is the caller's, so that it wipes the last PAN. Returns 0 or the
+ * first error of the batch. */
+static int demo_tokens(struct tsw_vault *v, unsigned long count, const struct demo_range *rg,
+		       struct rng *g, FILE *out, struct tsw_vault_row *row,
+		       struct tsw_vault_import_stats *ret_stats, unsigned long *rejects)
+{
+	struct tsw_vault_batch *b = NULL;
+	int r, fr;
+
+	r = tsw_vault_batch_begin(v, 0, reject_count, rejects, &b);
+	if (r < 0)
+		return r;
+	for (unsigned long i = 0; i < count; i++) {
+		unsigned pm = (unsigned)(next(g) % 1000);
+		struct demo_csv csv = {.mode = mode_names[next(g) % TSW_POS_MODE_MAX],
+				       .merchant = "",
+				       .acq = "",
+				       .mcc = "",
+				       .expect = "00"};
+
+		memset(row, 0, sizeof(*row));
+		demo_identity(row, g, rg, i);
+		demo_controls(row, g, pm, &csv);
+		demo_csv_line(out, row, &csv);
+		r = tsw_vault_batch_add(b, row, i + 1);
+		if (r < 0)
+			break;
+	}
+	fr = tsw_vault_batch_finish(b, ret_stats);
+	return r == 0 ? fr : r;
+}
+
+int demo_run(struct tsw_vault *v, unsigned long count, const char *out_path, const char *bin)
+{
+	struct tsw_vault_import_stats is = {0};
+	struct tsw_vault_row row;
+	struct demo_range rg;
+	struct timespec t0, t1;
+	struct rng g;
+	unsigned long rejects = 0;
+	char *obuf = NULL;
+	FILE *out = NULL;
+	double s;
+	int r;
+
+	if (RAND_bytes((uint8_t *)&g.s, sizeof(g.s)) != 1)
+		return EXIT_FAILURE;
+	g.s |= 1;
+	if (demo_range_pick(v, count, bin, &rg) != 0)
+		return EXIT_FAILURE;
 	out = fopen(out_path, "w");
 	if (!out) {
 		fprintf(stderr, "tokvault: demo: %s: %s\n", out_path, strerror(errno));
@@ -141,108 +311,8 @@ int demo_run(struct tsw_vault *v, unsigned long count, const char *out_path, con
 	fprintf(out, "token,token_expiry,pos_mode,merchant_id,acquirer_id,mcc,device_ref,trid,"
 		     "amount_limit,currency,expect_rc\n");
 	clock_gettime(CLOCK_MONOTONIC, &t0);
-	r = tsw_vault_batch_begin(v, 0, reject_count, &rejects, &b);
-	if (r < 0)
-		goto out;
-	for (unsigned long i = 0; i < count; i++) {
-		struct tsw_token *t = &row.token;
-		unsigned pm = (unsigned)(next(&g) % 1000);
-		uint64_t card = i * 2 / 3; /* about 1.5 tokens per card */
-		const char *mode = mode_names[next(&g) % TSW_POS_MODE_MAX];
-		const char *merchant = "", *acq = "", *mcc = "", *expect = "00";
-		char merchant_buf[TSW_MERCHANT_ID_LEN + 1];
-
-		memset(&row, 0, sizeof(row));
-		memcpy(t->token, bin, blen);
-		put_number(t->token + blen, i * stride + next(&g) % stride, body);
-		t->token[DEMO_TOKEN_LEN - 1] = tsw_luhn_check_digit(t->token, DEMO_TOKEN_LEN - 1);
-		memcpy(row.pan, DEMO_PAN_PREFIX, strlen(DEMO_PAN_PREFIX));
-		put_number(row.pan + strlen(DEMO_PAN_PREFIX), card,
-			   DEMO_PAN_LEN - (unsigned)strlen(DEMO_PAN_PREFIX) - 1);
-		row.pan[DEMO_PAN_LEN - 1] = tsw_luhn_check_digit(row.pan, DEMO_PAN_LEN - 1);
-		row.pan_len = DEMO_PAN_LEN;
-		memcpy(t->pan_expiry, "29", 2);
-		put_number(t->pan_expiry + 2, card % 12 + 1, 2);
-		put_number(t->token_expiry, 28 + i % 4, 2);
-		put_number(t->token_expiry + 2, i % 12 + 1, 2);
-		memcpy(t->trid, trids[i % 4], TSW_TRID_LEN);
-		t->assurance_level = (uint8_t)(20 + i % 4 * 10);
-		memcpy(t->token_ref, "DNITHE", 6);
-		put_hex(t->token_ref + 6, i * 0x9E3779B97F4A7C15ull, 16);
-		memcpy(t->par, "V001", 4);
-		put_number(t->par + 4, card, TSW_PAR_LEN - 4);
-		memcpy(t->currency, DEMO_CURRENCY, 4);
-		if (pm < DEMO_PER_MILLE_PLAIN) {
-			/* any merchant, every mode */
-		} else if (pm < DEMO_PER_MILLE_RESTRICTED) {
-			unsigned m1 = (unsigned)(next(&g) % TSW_POS_MODE_MAX);
-			unsigned m2 = (unsigned)(next(&g) % TSW_POS_MODE_MAX);
-
-			t->pos_modes = (1u << m1) | (1u << m2);
-			mode = mode_names[m1];
-			t->n_merchants = (uint8_t)(1 + next(&g) % 3);
-			for (unsigned k = 0; k < t->n_merchants; k++) {
-				struct tsw_token_merchant *m = &t->merchants[k];
-
-				snprintf(m->merchant_id, sizeof(m->merchant_id), "MERCH%07llu",
-					 (unsigned long long)(next(&g) % 10000000));
-				if (k == 0 && pm % 2) {
-					snprintf(m->acquirer_id, sizeof(m->acquirer_id), "%06llu",
-						 (unsigned long long)(next(&g) % 1000000));
-					memcpy(m->mcc, mccs[pm % 4], 5);
-				}
-			}
-			memcpy(merchant_buf, t->merchants[0].merchant_id, sizeof(merchant_buf));
-			merchant = merchant_buf;
-			acq = t->merchants[0].acquirer_id;
-			mcc = t->merchants[0].mcc;
-		} else if (pm < DEMO_PER_MILLE_DEVICE) {
-			t->device_required = 1;
-			snprintf(row.device_ref, sizeof(row.device_ref), "dev-%016llx",
-				 (unsigned long long)next(&g));
-		} else if (pm < DEMO_PER_MILLE_AMOUNT) {
-			t->amount_limit = 5000 + next(&g) % 45000;
-		} else if (pm < DEMO_PER_MILLE_LIMITED) {
-			t->max_uses = 1 + (uint32_t)(next(&g) % 5);
-			expect = "00|65";
-		} else if (pm < DEMO_PER_MILLE_SUSPENDED) {
-			t->status = TSW_TOKEN_SUSPENDED;
-			expect = "62";
-		} else {
-			t->status = TSW_TOKEN_DELETED;
-			expect = "14";
-		}
-		{
-			char line[DEMO_LINE_MAX], amount[24];
-			size_t pos = 0;
-
-			snprintf(amount, sizeof(amount), "%llu",
-				 (unsigned long long)t->amount_limit);
-			put_field(line, &pos, t->token, ',');
-			put_field(line, &pos, t->token_expiry, ',');
-			put_field(line, &pos, mode, ',');
-			put_field(line, &pos, merchant, ',');
-			put_field(line, &pos, acq, ',');
-			put_field(line, &pos, mcc, ',');
-			put_field(line, &pos, row.device_ref, ',');
-			put_field(line, &pos, t->trid, ',');
-			put_field(line, &pos, t->amount_limit ? amount : "0", ',');
-			put_field(line, &pos, t->currency, ',');
-			put_field(line, &pos, expect, '\n');
-			fwrite(line, 1, pos, out);
-		}
-		r = tsw_vault_batch_add(b, &row, i + 1);
-		if (r < 0)
-			break;
-	}
-	{
-		int fr = tsw_vault_batch_finish(b, &is);
-
-		if (r == 0)
-			r = fr;
-	}
+	r = demo_tokens(v, count, &rg, &g, out, &row, &is, &rejects);
 	clock_gettime(CLOCK_MONOTONIC, &t1);
-out:
 	OPENSSL_cleanse(&row, sizeof(row));
 	if (fclose(out) != 0 && r == 0)
 		r = -errno;
@@ -251,13 +321,8 @@ out:
 		fprintf(stderr, "tokvault: demo: %s\n", tsw_strerror(r));
 		return EXIT_FAILURE;
 	}
-	{
-		double s =
-		    (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
-
-		printf("demo: tokens=%lu rejected=%lu bin=%s seconds=%.2f rate=%.0f/s list=%s\n",
-		       is.imported, is.rejected, bin, s, s > 0 ? (double)is.imported / s : 0,
-		       out_path);
-	}
+	s = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+	printf("demo: tokens=%lu rejected=%lu bin=%s seconds=%.2f rate=%.0f/s list=%s\n",
+	       is.imported, is.rejected, rg.bin, s, s > 0 ? (double)is.imported / s : 0, out_path);
 	return is.rejected ? EXIT_FAILURE : 0;
 }

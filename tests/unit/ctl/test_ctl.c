@@ -15,6 +15,7 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "tsw/authz.h"
 #include "tsw/config.h"
 #include "tsw/ctl.h"
 #include "tsw/error.h"
@@ -433,6 +434,30 @@ Test(config, max_frame_above_a_profile_header_refused_naming_key_and_profile)
 					    tsw_iso_header_name(&p), tsw_iso_header_max(&p), reason,
 					    sizeof(reason)),
 		     0, "%s", reason);
+}
+
+/* hexbitmap has no length header ("none"): neither side of the switch can
+ * frame a TCP stream by it, so either key naming it is refused, by name,
+ * whatever max_frame is */
+Test(config, profile_without_a_length_header_refused_naming_key_and_profile)
+{
+	static const char *const keys[] = {"profile", "issuer_profile"};
+	struct tsw_iso_profile p;
+	struct tsw_config cfg;
+	char reason[TSW_CONFIG_REASON_MAX], want[64];
+
+	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+		tsw_config_defaults(&cfg);
+		cr_assert_eq(tsw_config_set(&cfg, "server", keys[i], "hexbitmap", NULL, 0), 0);
+		cr_assert_eq(tsw_iso_profile_load_named(NULL, "hexbitmap", &p), 0);
+		cr_assert_str_eq(tsw_iso_header_name(&p), "none");
+		snprintf(want, sizeof(want), "server.%s", keys[i]);
+		cr_assert_eq(tsw_config_check_frame(&cfg, want, "hexbitmap", tsw_iso_header_name(&p),
+						    tsw_iso_header_max(&p), reason, sizeof(reason)),
+			     -TSW_E_CONFIG, "%s", keys[i]);
+		snprintf(want, sizeof(want), "server.%s hexbitmap has no length header", keys[i]);
+		cr_assert_not_null(strstr(reason, want), "%s", reason);
+	}
 }
 
 /* --- keys for every limit --------------------------------------------- */

@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "bench_common.h"
+#include "testvault.h"
 #include "tsw/engine.h"
 #include "tsw/error.h"
 #include "tsw/iso8583.h"
@@ -153,7 +154,7 @@ int main(int argc, char **argv)
 				struct tsw_iso_edit ed[16];
 				int n;
 
-				bench_number(tok, "4000", k + 1);
+				testvault_number(tok, "4000", k + 1);
 				snprintf(stan, sizeof(stan), "%06u", (done + i) % 1000000);
 				snprintf(de35, sizeof(de35), "%s=30121010000012300000", tok);
 				ed[0] = (struct tsw_iso_edit){0, 4, (const uint8_t *)"0100"};

@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "bench_common.h"
+#include "testvault.h"
 #include "tsw/engine.h"
 #include "tsw/error.h"
 #include "tsw/iso8583.h"
@@ -95,7 +96,7 @@ static size_t requests(const struct tsw_iso_profile *p, unsigned round, uint8_t 
 		struct tsw_iso_edit ed[10];
 		int n;
 
-		bench_number(tok, "4000", (round * BENCH_BATCH + i) % BENCH_TOKENS + 1);
+		testvault_number(tok, "4000", (round * BENCH_BATCH + i) % BENCH_TOKENS + 1);
 		snprintf(stan, sizeof(stan), "%06u", (round * BENCH_BATCH + i) % 1000000);
 		ed[0] = (struct tsw_iso_edit){0, 4, (const uint8_t *)"0100"};
 		ed[1] = (struct tsw_iso_edit){2, 16, (const uint8_t *)tok};

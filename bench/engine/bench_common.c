@@ -30,6 +30,19 @@ int bench_cmp_u64(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
+size_t bench_frame(const struct tsw_iso_profile *p, const struct tsw_iso_msg *msg,
+		   const struct tsw_iso_edit *ed, size_t n_ed, uint8_t *out, size_t cap,
+		   const char *what)
+{
+	int n = tsw_iso_encode(p, msg, ed, n_ed, out + 2, cap - 2);
+
+	if (n < 0)
+		bench_die(what, n);
+	out[0] = (uint8_t)(n >> 8);
+	out[1] = (uint8_t)n;
+	return (size_t)n + 2;
+}
+
 size_t bench_drain(struct tsw_engine *e, uint8_t kind, uint32_t slot, uint8_t *copy)
 {
 	struct tsw_endpoint ep = {.kind = kind, .slot = slot};

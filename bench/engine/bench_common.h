@@ -26,6 +26,13 @@ uint64_t bench_now_ns(void);
 void bench_die(const char *what, int r);
 /* qsort comparator of uint64_t, ascending. */
 int bench_cmp_u64(const void *a, const void *b);
+/* Encodes edits (over msg, or NULL: a new message; tsw_iso_encode) into
+ * out behind its 2-byte length header (the default profile's bin2), as
+ * the benchmarks' fake peers frame; returns the bytes written, header
+ * included. Dies with what on failure. */
+size_t bench_frame(const struct tsw_iso_profile *p, const struct tsw_iso_msg *msg,
+		   const struct tsw_iso_edit *ed, size_t n_ed, uint8_t *out, size_t cap,
+		   const char *what);
 /* Takes everything the engine has for an endpoint (copied to copy when
  * not NULL) and marks it sent; returns its length. */
 size_t bench_drain(struct tsw_engine *e, uint8_t kind, uint32_t slot, uint8_t *copy);

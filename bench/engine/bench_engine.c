@@ -57,16 +57,10 @@ static size_t issuer_answers(const struct tsw_iso_profile *p, const uint8_t *in,
 		    {38, 6, (const uint8_t *)"AB1234"},
 		    {35, 0, NULL},
 		};
-		int n;
 
 		if (tsw_iso_decode(p, in + off + 2, fl, &m) < 0)
 			bench_die("issuer decode", -TSW_E_BAD_INPUT);
-		n = tsw_iso_encode(p, &m, ed, 4, out + o + 2, BENCH_BUF - o - 2);
-		if (n < 0)
-			bench_die("issuer encode", n);
-		out[o] = (uint8_t)(n >> 8);
-		out[o + 1] = (uint8_t)n;
-		o += (size_t)n + 2;
+		o += bench_frame(p, &m, ed, 4, out + o, BENCH_BUF - o, "issuer encode");
 		off += fl + 2;
 	}
 	return o;
@@ -91,7 +85,6 @@ static size_t build_batch(const struct tsw_iso_profile *prof, unsigned n_tokens,
 	for (unsigned i = 0; i < BENCH_BATCH; i++) {
 		unsigned k = (unsigned)(xorshift() % n_tokens);
 		struct tsw_iso_edit ed[16];
-		int n;
 
 		testvault_number(tok, "4000", k + 1);
 		snprintf(stan, sizeof(stan), "%06u", (done + i) % 1000000);
@@ -111,12 +104,7 @@ static size_t build_batch(const struct tsw_iso_profile *prof, unsigned n_tokens,
 		ed[12] = (struct tsw_iso_edit){41, 8, (const uint8_t *)"TERM0001"};
 		ed[13] = (struct tsw_iso_edit){42, 15, (const uint8_t *)"MERCHANT0000001"};
 		ed[14] = (struct tsw_iso_edit){49, 3, (const uint8_t *)"840"};
-		n = tsw_iso_encode(prof, NULL, ed, 15, frames + off + 2, cap - off - 2);
-		if (n < 0)
-			bench_die("request encode", n);
-		frames[off] = (uint8_t)(n >> 8);
-		frames[off + 1] = (uint8_t)n;
-		off += (size_t)n + 2;
+		off += bench_frame(prof, NULL, ed, 15, frames + off, cap - off, "request encode");
 	}
 	return off;
 }

@@ -54,7 +54,6 @@ static size_t answers_to(const struct tsw_iso_profile *p, const uint8_t *in, siz
 		struct tsw_iso_msg m;
 		struct tsw_iso_edit ed[2];
 		char mti[4];
-		int n;
 
 		if (tsw_iso_decode(p, in + off + 2, fl, &m) < 0)
 			bench_die("issuer decode", -TSW_E_BAD_INPUT);
@@ -62,12 +61,7 @@ static size_t answers_to(const struct tsw_iso_profile *p, const uint8_t *in, siz
 		mti[2] = (char)(mti[2] + 1);
 		ed[0] = (struct tsw_iso_edit){0, 4, (const uint8_t *)mti};
 		ed[1] = (struct tsw_iso_edit){39, 2, (const uint8_t *)"00"};
-		n = tsw_iso_encode(p, &m, ed, 2, out + o + 2, BENCH_BUF - o - 2);
-		if (n < 0)
-			bench_die("issuer encode", n);
-		out[o] = (uint8_t)(n >> 8);
-		out[o + 1] = (uint8_t)n;
-		o += (size_t)n + 2;
+		o += bench_frame(p, &m, ed, 2, out + o, BENCH_BUF - o, "issuer encode");
 		off += fl + 2;
 	}
 	return o;
@@ -94,7 +88,6 @@ static size_t requests(const struct tsw_iso_profile *p, unsigned round, uint8_t 
 	for (i = 0; i < BENCH_BATCH; i++) {
 		char stan[7], tok[17];
 		struct tsw_iso_edit ed[10];
-		int n;
 
 		testvault_number(tok, "4000", (round * BENCH_BATCH + i) % BENCH_TOKENS + 1);
 		snprintf(stan, sizeof(stan), "%06u", (round * BENCH_BATCH + i) % 1000000);
@@ -108,12 +101,7 @@ static size_t requests(const struct tsw_iso_profile *p, unsigned round, uint8_t 
 		ed[7] = (struct tsw_iso_edit){22, 3, (const uint8_t *)"051"};
 		ed[8] = (struct tsw_iso_edit){37, 12, (const uint8_t *)"123456789012"};
 		ed[9] = (struct tsw_iso_edit){49, 3, (const uint8_t *)"840"};
-		n = tsw_iso_encode(p, NULL, ed, 10, out + off + 2, cap - off - 2);
-		if (n < 0)
-			bench_die("request encode", n);
-		out[off] = (uint8_t)(n >> 8);
-		out[off + 1] = (uint8_t)n;
-		off += (size_t)n + 2;
+		off += bench_frame(p, NULL, ed, 10, out + off, cap - off, "request encode");
 	}
 	return off;
 }

@@ -47,10 +47,10 @@ static void fill_token(void *arg, unsigned i, struct tsw_vault_row *row)
 static void make_vault(void)
 {
 	struct tsw_vault_import_stats st;
+	int r =
+	    testvault_create(fuzz_dir(), FE_TOKEN_MAX, NULL, fill_token, NULL, NULL, &vault, &st);
 
-	if (testvault_create(fuzz_dir(), FE_TOKEN_MAX, NULL, fill_token, NULL, NULL, &vault,
-			     &st) < 0 ||
-	    st.imported != FE_TOKEN_MAX)
+	if (r < 0 || st.imported != FE_TOKEN_MAX)
 		abort();
 	if (tsw_iso_profile_load_named(NULL, "default", &profiles[FE_PROF_DEFAULT]) < 0 ||
 	    tsw_iso_profile_load_named(NULL, "ascii4", &profiles[FE_PROF_ASCII4]) < 0)

@@ -78,10 +78,10 @@ static void fill_token(void *arg, unsigned i, struct tsw_vault_row *row)
 static void make_vault(struct h *h)
 {
 	struct tsw_vault_import_stats st;
+	int r =
+	    testvault_create(h->dir, H_TOKEN_MAX, NULL, fill_token, NULL, reject, &h->vault, &st);
 
-	cr_assert_eq(testvault_create(h->dir, H_TOKEN_MAX, NULL, fill_token, NULL, reject,
-				      &h->vault, &st),
-		     0);
+	cr_assert_eq(r, 0, "test vault: %s", tsw_strerror(r));
 	cr_assert_eq(st.imported, H_TOKEN_MAX, "imported %lu", st.imported);
 }
 

@@ -6,6 +6,7 @@
 #include <time.h>
 
 #include "bench_common.h"
+#include "testvault.h"
 #include "tsw/error.h"
 
 uint64_t bench_now_ns(void)
@@ -29,28 +30,17 @@ int bench_cmp_u64(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-static char luhn_digit(const char *d, size_t n)
+size_t bench_frame(const struct tsw_iso_profile *p, const struct tsw_iso_msg *msg,
+		   const struct tsw_iso_edit *ed, size_t n_ed, uint8_t *out, size_t cap,
+		   const char *what)
 {
-	unsigned sum = 0, i;
+	int n = tsw_iso_encode(p, msg, ed, n_ed, out + 2, cap - 2);
 
-	for (i = 0; i < n; i++) {
-		unsigned v = (unsigned)(d[n - 1 - i] - '0');
-
-		if (i % 2 == 0) {
-			v *= 2;
-			if (v > 9)
-				v -= 9;
-		}
-		sum += v;
-	}
-	return (char)('0' + (10 - sum % 10) % 10);
-}
-
-void bench_number(char out[17], const char *prefix, unsigned i)
-{
-	snprintf(out, 17, "%s%0*u", prefix, (int)(15 - strlen(prefix)), i);
-	out[15] = luhn_digit(out, 15);
-	out[16] = 0;
+	if (n < 0)
+		bench_die(what, n);
+	out[0] = (uint8_t)(n >> 8);
+	out[1] = (uint8_t)n;
+	return (size_t)n + 2;
 }
 
 size_t bench_drain(struct tsw_engine *e, uint8_t kind, uint32_t slot, uint8_t *copy)
@@ -69,39 +59,16 @@ size_t bench_drain(struct tsw_engine *e, uint8_t kind, uint32_t slot, uint8_t *c
 void bench_vault_create(struct bench_vault *bv, const char *dir_template, unsigned n_tokens,
 			const struct tsw_token *tmpl)
 {
-	char vdir[BENCH_DIR_MAX + 8], key[BENCH_DIR_MAX + 8];
 	struct tsw_vault_import_stats st;
-	struct tsw_vault_batch *b;
-	unsigned i;
 	int r;
 
 	if (snprintf(bv->dir, sizeof(bv->dir), "%s", dir_template) >= (int)sizeof(bv->dir) - 16)
 		bench_die("temp dir template too long", -EINVAL);
 	if (!mkdtemp(bv->dir))
 		bench_die("mkdtemp", -1);
-	snprintf(vdir, sizeof(vdir), "%s/vault", bv->dir);
-	snprintf(key, sizeof(key), "%s/key", bv->dir);
-	r = tsw_vault_open(vdir, key, TSW_VAULT_CREATE, &bv->v);
-	if (r < 0)
-		bench_die("vault open", r);
-	tsw_vault_add_token_bin(bv->v, "4000", 4);
-	r = tsw_vault_batch_begin(bv->v, 0, NULL, NULL, &b);
-	if (r < 0)
-		bench_die("batch", r);
-	for (i = 0; i < n_tokens; i++) {
-		struct tsw_vault_row row;
-
-		memset(&row, 0, sizeof(row));
-		row.token = *tmpl;
-		bench_number(row.token.token, "4000", i + 1);
-		row.token.token_len = 16;
-		bench_number(row.pan, "512345", i + 1);
-		row.pan_len = 16;
-		tsw_vault_batch_add(b, &row, i + 1);
-	}
-	r = tsw_vault_batch_finish(b, &st);
+	r = testvault_create(bv->dir, n_tokens, tmpl, NULL, NULL, NULL, &bv->v, &st);
 	if (r < 0 || st.imported != n_tokens)
-		bench_die("import", r);
+		bench_die("vault", r);
 }
 
 int bench_vault_destroy(struct bench_vault *bv)

@@ -26,14 +26,20 @@ uint64_t bench_now_ns(void);
 void bench_die(const char *what, int r);
 /* qsort comparator of uint64_t, ascending. */
 int bench_cmp_u64(const void *a, const void *b);
-/* A 16-digit Luhn-valid number: prefix, i zero-padded, check digit. */
-void bench_number(char out[17], const char *prefix, unsigned i);
+/* Encodes edits (over msg, or NULL: a new message; tsw_iso_encode) into
+ * out behind its 2-byte length header (the default profile's bin2), as
+ * the benchmarks' fake peers frame; returns the bytes written, header
+ * included. Dies with what on failure. */
+size_t bench_frame(const struct tsw_iso_profile *p, const struct tsw_iso_msg *msg,
+		   const struct tsw_iso_edit *ed, size_t n_ed, uint8_t *out, size_t cap,
+		   const char *what);
 /* Takes everything the engine has for an endpoint (copied to copy when
  * not NULL) and marks it sent; returns its length. */
 size_t bench_drain(struct tsw_engine *e, uint8_t kind, uint32_t slot, uint8_t *copy);
 /* Creates dir_template (mkdtemp; at most BENCH_DIR_MAX - 16 bytes) with
- * a vault holding tokens 4000... 1..n_tokens for PANs 512345... 1..n:
- * the other token fields come from tmpl. */
+ * a vault holding tokens 4000... 1..n_tokens for PANs 512345... 1..n
+ * (tests/lib/testvault.h; testvault_number makes the numbers): the other
+ * token fields come from tmpl. */
 void bench_vault_create(struct bench_vault *bv, const char *dir_template, unsigned n_tokens,
 			const struct tsw_token *tmpl);
 /* Closes the vault and removes the directory; 0 or -1 when rm fails. */

@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "bench_common.h"
+#include "testvault.h"
 #include "tsw/engine.h"
 #include "tsw/error.h"
 #include "tsw/iso8583.h"
@@ -56,19 +57,101 @@ static size_t issuer_answers(const struct tsw_iso_profile *p, const uint8_t *in,
 		    {38, 6, (const uint8_t *)"AB1234"},
 		    {35, 0, NULL},
 		};
-		int n;
 
 		if (tsw_iso_decode(p, in + off + 2, fl, &m) < 0)
 			bench_die("issuer decode", -TSW_E_BAD_INPUT);
-		n = tsw_iso_encode(p, &m, ed, 4, out + o + 2, BENCH_BUF - o - 2);
-		if (n < 0)
-			bench_die("issuer encode", n);
-		out[o] = (uint8_t)(n >> 8);
-		out[o + 1] = (uint8_t)n;
-		o += (size_t)n + 2;
+		o += bench_frame(p, &m, ed, 4, out + o, BENCH_BUF - o, "issuer encode");
 		off += fl + 2;
 	}
 	return o;
+}
+
+/* What the batches of a run go through. */
+struct bench_auth {
+	const struct tsw_iso_profile *prof;
+	struct tsw_engine *e;
+	int slot; /* the acquirer connection */
+	uint8_t *linkbuf, *answers, *acqbuf;
+};
+
+/* Frames BENCH_BATCH 0100s for random tokens of the vault (1..n_tokens),
+ * STANs from done, into frames; returns the bytes written. */
+static size_t build_batch(const struct tsw_iso_profile *prof, unsigned n_tokens, unsigned done,
+			  uint8_t *frames, size_t cap)
+{
+	char stan[7], tok[17], de35[40];
+	size_t off = 0;
+
+	for (unsigned i = 0; i < BENCH_BATCH; i++) {
+		unsigned k = (unsigned)(xorshift() % n_tokens);
+		struct tsw_iso_edit ed[16];
+
+		testvault_number(tok, "4000", k + 1);
+		snprintf(stan, sizeof(stan), "%06u", (done + i) % 1000000);
+		snprintf(de35, sizeof(de35), "%s=30121010000012300000", tok);
+		ed[0] = (struct tsw_iso_edit){0, 4, (const uint8_t *)"0100"};
+		ed[1] = (struct tsw_iso_edit){2, 16, (const uint8_t *)tok};
+		ed[2] = (struct tsw_iso_edit){3, 6, (const uint8_t *)"000000"};
+		ed[3] = (struct tsw_iso_edit){4, 12, (const uint8_t *)"000000000500"};
+		ed[4] = (struct tsw_iso_edit){7, 10, (const uint8_t *)"1123031500"};
+		ed[5] = (struct tsw_iso_edit){11, 6, (const uint8_t *)stan};
+		ed[6] = (struct tsw_iso_edit){12, 6, (const uint8_t *)"031500"};
+		ed[7] = (struct tsw_iso_edit){13, 4, (const uint8_t *)"1123"};
+		ed[8] = (struct tsw_iso_edit){14, 4, (const uint8_t *)"3012"};
+		ed[9] = (struct tsw_iso_edit){22, 3, (const uint8_t *)"051"};
+		ed[10] = (struct tsw_iso_edit){35, (uint16_t)strlen(de35), (const uint8_t *)de35};
+		ed[11] = (struct tsw_iso_edit){37, 12, (const uint8_t *)"123456789012"};
+		ed[12] = (struct tsw_iso_edit){41, 8, (const uint8_t *)"TERM0001"};
+		ed[13] = (struct tsw_iso_edit){42, 15, (const uint8_t *)"MERCHANT0000001"};
+		ed[14] = (struct tsw_iso_edit){49, 3, (const uint8_t *)"840"};
+		off += bench_frame(prof, NULL, ed, 15, frames + off, cap - off, "request encode");
+	}
+	return off;
+}
+
+/* One batch through the engine: the requests in, the fake issuer's
+ * answers back, the acquirer's answers out. Returns the ns spent in the
+ * engine (the fake issuer not counted). */
+static uint64_t run_batch(struct bench_auth *b, const uint8_t *frames, size_t len)
+{
+	uint64_t eng, t;
+	size_t alen;
+	int r;
+
+	t = bench_now_ns();
+	tsw_engine_loop_begin(b->e, t);
+	r = tsw_engine_acq_input(b->e, (uint32_t)b->slot, frames, len, t);
+	if (r < 0)
+		bench_die("acq_input", r);
+	alen = bench_drain(b->e, TSW_EP_LINK, 0, b->linkbuf);
+	tsw_engine_loop_end(b->e);
+	eng = bench_now_ns() - t;
+	alen = issuer_answers(b->prof, b->linkbuf, alen, b->answers);
+	t = bench_now_ns();
+	tsw_engine_loop_begin(b->e, t);
+	r = tsw_engine_link_input(b->e, 0, b->answers, alen, t);
+	if (r < 0)
+		bench_die("link_input", r);
+	bench_drain(b->e, TSW_EP_ACQ, (uint32_t)b->slot, b->acqbuf);
+	tsw_engine_loop_end(b->e);
+	return eng + bench_now_ns() - t;
+}
+
+/* Opens the acquirer connection and signs the issuer link on. */
+static void sign_on(struct bench_auth *b)
+{
+	uint64_t now = bench_now_ns();
+	size_t n;
+
+	b->slot = tsw_engine_acq_open(b->e, now);
+	tsw_engine_link_connecting(b->e, 0, now);
+	tsw_engine_link_up(b->e, 0, now);
+	n = bench_drain(b->e, TSW_EP_LINK, 0, b->linkbuf);
+	n = issuer_answers(b->prof, b->linkbuf, n, b->answers);
+	b->answers[3] = '8'; /* 0110 -> 0810 */
+	tsw_engine_link_input(b->e, 0, b->answers, n, now);
+	if (!tsw_engine_ready(b->e))
+		bench_die("sign-on", -1);
 }
 
 int main(int argc, char **argv)
@@ -78,14 +161,13 @@ int main(int argc, char **argv)
 	unsigned max_pending = BENCH_MAX_PENDING_DEFAULT;
 	static struct tsw_iso_profile prof;
 	static struct tsw_metrics_shard shard;
+	static uint8_t frames[BENCH_BATCH * 300];
+	struct bench_auth b = {.prof = &prof};
 	struct tsw_engine_config cfg;
 	struct bench_vault bv;
 	struct tsw_token tmpl;
-	struct tsw_engine *e;
-	uint8_t *linkbuf, *answers, *acqbuf;
 	uint64_t engine_ns[BENCH_RUNS_MAX], total_ns[BENCH_RUNS_MAX];
-	uint64_t t, now;
-	int slot, r;
+	int r;
 
 	for (i = 1; i + 1 < (unsigned)argc; i += 2) {
 		if (!strcmp(argv[i], "--tokens"))
@@ -113,95 +195,24 @@ int main(int argc, char **argv)
 
 	bench_config_init(&cfg, &prof);
 	cfg.max_pending = max_pending;
-	r = tsw_engine_new(&cfg, bv.v, NULL, &shard, &e);
+	r = tsw_engine_new(&cfg, bv.v, NULL, &shard, &b.e);
 	if (r < 0)
 		bench_die("engine", r);
 
-	linkbuf = malloc(BENCH_BUF);
-	answers = malloc(BENCH_BUF);
-	acqbuf = malloc(BENCH_BUF);
-	if (!linkbuf || !answers || !acqbuf)
+	b.linkbuf = malloc(BENCH_BUF);
+	b.answers = malloc(BENCH_BUF);
+	b.acqbuf = malloc(BENCH_BUF);
+	if (!b.linkbuf || !b.answers || !b.acqbuf)
 		bench_die("malloc", -1);
-
-	now = bench_now_ns();
-	slot = tsw_engine_acq_open(e, now);
-	tsw_engine_link_connecting(e, 0, now);
-	tsw_engine_link_up(e, 0, now);
-	{
-		/* sign-on answer */
-		size_t n = bench_drain(e, TSW_EP_LINK, 0, linkbuf);
-
-		n = issuer_answers(&prof, linkbuf, n, answers);
-
-		answers[3] = '8'; /* 0110 -> 0810 */
-		tsw_engine_link_input(e, 0, answers, n, now);
-		if (!tsw_engine_ready(e))
-			bench_die("sign-on", -1);
-	}
+	sign_on(&b);
 
 	for (run = 0; run < runs; run++) {
 		uint64_t eng = 0, start = bench_now_ns();
-		unsigned done;
 
-		for (done = 0; done < n_req; done += BENCH_BATCH) {
-			uint8_t frames[BENCH_BATCH * 300];
-			size_t off = 0, alen;
-			char stan[7], tok[17], de35[40];
+		for (unsigned done = 0; done < n_req; done += BENCH_BATCH) {
+			size_t len = build_batch(&prof, n_tokens, done, frames, sizeof(frames));
 
-			for (i = 0; i < BENCH_BATCH; i++) {
-				unsigned k = (unsigned)(xorshift() % n_tokens);
-				struct tsw_iso_edit ed[16];
-				int n;
-
-				bench_number(tok, "4000", k + 1);
-				snprintf(stan, sizeof(stan), "%06u", (done + i) % 1000000);
-				snprintf(de35, sizeof(de35), "%s=30121010000012300000", tok);
-				ed[0] = (struct tsw_iso_edit){0, 4, (const uint8_t *)"0100"};
-				ed[1] = (struct tsw_iso_edit){2, 16, (const uint8_t *)tok};
-				ed[2] = (struct tsw_iso_edit){3, 6, (const uint8_t *)"000000"};
-				ed[3] =
-				    (struct tsw_iso_edit){4, 12, (const uint8_t *)"000000000500"};
-				ed[4] = (struct tsw_iso_edit){7, 10, (const uint8_t *)"1123031500"};
-				ed[5] = (struct tsw_iso_edit){11, 6, (const uint8_t *)stan};
-				ed[6] = (struct tsw_iso_edit){12, 6, (const uint8_t *)"031500"};
-				ed[7] = (struct tsw_iso_edit){13, 4, (const uint8_t *)"1123"};
-				ed[8] = (struct tsw_iso_edit){14, 4, (const uint8_t *)"3012"};
-				ed[9] = (struct tsw_iso_edit){22, 3, (const uint8_t *)"051"};
-				ed[10] = (struct tsw_iso_edit){35, (uint16_t)strlen(de35),
-							       (const uint8_t *)de35};
-				ed[11] =
-				    (struct tsw_iso_edit){37, 12, (const uint8_t *)"123456789012"};
-				ed[12] = (struct tsw_iso_edit){41, 8, (const uint8_t *)"TERM0001"};
-				ed[13] = (struct tsw_iso_edit){42, 15,
-							       (const uint8_t *)"MERCHANT0000001"};
-				ed[14] = (struct tsw_iso_edit){49, 3, (const uint8_t *)"840"};
-				n = tsw_iso_encode(&prof, NULL, ed, 15, frames + off + 2,
-						   sizeof(frames) - off - 2);
-				if (n < 0)
-					bench_die("request encode", n);
-				frames[off] = (uint8_t)(n >> 8);
-				frames[off + 1] = (uint8_t)n;
-				off += (size_t)n + 2;
-			}
-			now = bench_now_ns();
-			t = now;
-			tsw_engine_loop_begin(e, now);
-			r = tsw_engine_acq_input(e, (uint32_t)slot, frames, off, now);
-			if (r < 0)
-				bench_die("acq_input", r);
-			alen = bench_drain(e, TSW_EP_LINK, 0, linkbuf);
-			tsw_engine_loop_end(e);
-			eng += bench_now_ns() - t;
-			alen = issuer_answers(&prof, linkbuf, alen, answers);
-			now = bench_now_ns();
-			t = now;
-			tsw_engine_loop_begin(e, now);
-			r = tsw_engine_link_input(e, 0, answers, alen, now);
-			if (r < 0)
-				bench_die("link_input", r);
-			bench_drain(e, TSW_EP_ACQ, (uint32_t)slot, acqbuf);
-			tsw_engine_loop_end(e);
-			eng += bench_now_ns() - t;
+			eng += run_batch(&b, frames, len);
 		}
 		engine_ns[run] = eng / n_req;
 		total_ns[run] = (bench_now_ns() - start) / n_req;
@@ -215,11 +226,11 @@ int main(int argc, char **argv)
 	       "approved %llu\n",
 	       (unsigned long long)engine_ns[runs / 2], n_tokens, n_req, BENCH_BATCH,
 	       (unsigned long long)shard.requests[TSW_MTI_0100][0]);
-	tsw_engine_free(e);
+	tsw_engine_free(b.e);
 	if (bench_vault_destroy(&bv) < 0)
 		return 1;
-	free(linkbuf);
-	free(answers);
-	free(acqbuf);
+	free(b.linkbuf);
+	free(b.answers);
+	free(b.acqbuf);
 	return 0;
 }

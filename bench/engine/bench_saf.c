@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "bench_common.h"
+#include "testvault.h"
 #include "tsw/engine.h"
 #include "tsw/error.h"
 #include "tsw/iso8583.h"
@@ -53,7 +54,6 @@ static size_t answers_to(const struct tsw_iso_profile *p, const uint8_t *in, siz
 		struct tsw_iso_msg m;
 		struct tsw_iso_edit ed[2];
 		char mti[4];
-		int n;
 
 		if (tsw_iso_decode(p, in + off + 2, fl, &m) < 0)
 			bench_die("issuer decode", -TSW_E_BAD_INPUT);
@@ -61,12 +61,7 @@ static size_t answers_to(const struct tsw_iso_profile *p, const uint8_t *in, siz
 		mti[2] = (char)(mti[2] + 1);
 		ed[0] = (struct tsw_iso_edit){0, 4, (const uint8_t *)mti};
 		ed[1] = (struct tsw_iso_edit){39, 2, (const uint8_t *)"00"};
-		n = tsw_iso_encode(p, &m, ed, 2, out + o + 2, BENCH_BUF - o - 2);
-		if (n < 0)
-			bench_die("issuer encode", n);
-		out[o] = (uint8_t)(n >> 8);
-		out[o + 1] = (uint8_t)n;
-		o += (size_t)n + 2;
+		o += bench_frame(p, &m, ed, 2, out + o, BENCH_BUF - o, "issuer encode");
 		off += fl + 2;
 	}
 	return o;
@@ -93,9 +88,8 @@ static size_t requests(const struct tsw_iso_profile *p, unsigned round, uint8_t 
 	for (i = 0; i < BENCH_BATCH; i++) {
 		char stan[7], tok[17];
 		struct tsw_iso_edit ed[10];
-		int n;
 
-		bench_number(tok, "4000", (round * BENCH_BATCH + i) % BENCH_TOKENS + 1);
+		testvault_number(tok, "4000", (round * BENCH_BATCH + i) % BENCH_TOKENS + 1);
 		snprintf(stan, sizeof(stan), "%06u", (round * BENCH_BATCH + i) % 1000000);
 		ed[0] = (struct tsw_iso_edit){0, 4, (const uint8_t *)"0100"};
 		ed[1] = (struct tsw_iso_edit){2, 16, (const uint8_t *)tok};
@@ -107,44 +101,175 @@ static size_t requests(const struct tsw_iso_profile *p, unsigned round, uint8_t 
 		ed[7] = (struct tsw_iso_edit){22, 3, (const uint8_t *)"051"};
 		ed[8] = (struct tsw_iso_edit){37, 12, (const uint8_t *)"123456789012"};
 		ed[9] = (struct tsw_iso_edit){49, 3, (const uint8_t *)"840"};
-		n = tsw_iso_encode(p, NULL, ed, 10, out + off + 2, cap - off - 2);
-		if (n < 0)
-			bench_die("request encode", n);
-		out[off] = (uint8_t)(n >> 8);
-		out[off + 1] = (uint8_t)n;
-		off += (size_t)n + 2;
+		off += bench_frame(p, NULL, ed, 10, out + off, cap - off, "request encode");
 	}
 	return off;
 }
 
+/* What one run of rounds works on, and the figures of every run. */
+struct bench_saf {
+	const struct tsw_iso_profile *prof;
+	struct tsw_metrics_shard *shard;
+	struct tsw_engine *e;
+	int slot; /* the acquirer connection */
+	int efd;  /* woken by the state's writer after each commit */
+	uint8_t *buf, *ans;
+	uint64_t vnow;
+	uint64_t fail_ns[BENCH_RUNS_MAX], ack_ns[BENCH_RUNS_MAX], idle_ns[BENCH_RUNS_MAX];
+	uint64_t *wait_ns; /* one per round of every run */
+	size_t n_wait;
+};
+
+/* One round: a batch times out (timed: tick, puts, claims, sends), the
+ * acquirer waits for its 91s (until the state commits the reversals; into
+ * *ret_wait_ns), the issuer's 0410s are fed (timed: acks). Adds the two
+ * timed parts to *fail_ns and *ack_ns; advances *vnow. */
+static void run_round(struct bench_saf *b, unsigned round, uint64_t *fail_ns, uint64_t *ack_ns,
+		      uint64_t *ret_wait_ns)
+{
+	struct tsw_engine *e = b->e;
+	uint32_t slot = (uint32_t)b->slot;
+	unsigned answered;
+	uint64_t t;
+	size_t n;
+
+	n = requests(b->prof, round, b->buf, BENCH_BUF);
+	tsw_engine_loop_begin(e, b->vnow);
+	if (tsw_engine_acq_input(e, slot, b->buf, n, b->vnow) < 0)
+		bench_die("acq_input", -1);
+	bench_drain(e, TSW_EP_LINK, 0, NULL); /* the issuer never answers these */
+	tsw_engine_loop_end(e);
+
+	b->vnow += BENCH_TIMEOUT_MS * NS_PER_MS;
+	t = bench_now_ns();
+	tsw_engine_loop_begin(e, b->vnow);
+	tsw_engine_tick(e, b->vnow); /* puts, claims, sends; 91s once durable */
+	n = bench_drain(e, TSW_EP_LINK, 0, b->buf);
+	answered = frames_in(b->ans, bench_drain(e, TSW_EP_ACQ, slot, b->ans));
+	tsw_engine_loop_end(e);
+	*fail_ns += bench_now_ns() - t;
+	/* the acquirer's wait: until the state commits the reversals */
+	while (answered < BENCH_BATCH) {
+		struct pollfd pfd = {.fd = b->efd, .events = POLLIN};
+		uint64_t v;
+
+		if (poll(&pfd, 1, 1000) == 1)
+			(void)!read(b->efd, &v, sizeof(v));
+		tsw_engine_loop_begin(e, b->vnow);
+		answered += frames_in(b->ans, bench_drain(e, TSW_EP_ACQ, slot, b->ans));
+		tsw_engine_loop_end(e);
+		if (bench_now_ns() - t > 10000 * NS_PER_MS)
+			bench_die("91s not out within 10 s", -1);
+	}
+	*ret_wait_ns = bench_now_ns() - t;
+
+	n = answers_to(b->prof, b->buf, n, b->ans);
+	t = bench_now_ns();
+	tsw_engine_loop_begin(e, b->vnow);
+	if (tsw_engine_link_input(e, 0, b->ans, n, b->vnow) < 0)
+		bench_die("link_input", -1);
+	tsw_engine_loop_end(e);
+	*ack_ns += bench_now_ns() - t;
+	b->vnow += NS_PER_MS;
+}
+
+/* Run number run: rounds rounds (their 91 waits appended to b->wait_ns),
+ * then BENCH_IDLE_POLLS ticks with nothing due; fills the run's figures
+ * and prints its line. */
+static void run_once(struct bench_saf *b, unsigned run, unsigned rounds)
+{
+	uint64_t fail = 0, ack = 0, idle, t;
+	uint64_t sent0 = b->shard->saf_sent, acked0 = b->shard->saf_acked;
+	unsigned k;
+
+	for (k = 0; k < rounds; k++)
+		run_round(b, run * rounds + k, &fail, &ack, &b->wait_ns[b->n_wait++]);
+	if (b->shard->saf_sent - sent0 != (uint64_t)rounds * BENCH_BATCH ||
+	    b->shard->saf_acked - acked0 != (uint64_t)rounds * BENCH_BATCH)
+		bench_die("not every reversal was sent and acked", -1);
+	t = bench_now_ns();
+	for (k = 0; k < BENCH_IDLE_POLLS; k++) {
+		b->vnow += BENCH_POLL_MS * NS_PER_MS;
+		tsw_engine_tick(b->e, b->vnow);
+	}
+	idle = bench_now_ns() - t;
+	b->fail_ns[run] = fail / ((uint64_t)rounds * BENCH_BATCH);
+	b->ack_ns[run] = ack / ((uint64_t)rounds * BENCH_BATCH);
+	b->idle_ns[run] = idle / BENCH_IDLE_POLLS;
+	printf("run %u: timeout+put+send %llu ns/reversal, 0410+ack %llu ns/reversal, "
+	       "idle tick with a poll %llu ns\n",
+	       run, (unsigned long long)b->fail_ns[run], (unsigned long long)b->ack_ns[run],
+	       (unsigned long long)b->idle_ns[run]);
+}
+
+/* The medians over runs, the 91 wait's p50 and p99, the state's counts. */
+static void report(struct bench_saf *b, unsigned runs, unsigned rounds, struct tsw_state *st)
+{
+	struct tsw_state_stats ss;
+	size_t n_wait = b->n_wait;
+
+	qsort(b->fail_ns, runs, sizeof(b->fail_ns[0]), bench_cmp_u64);
+	qsort(b->ack_ns, runs, sizeof(b->ack_ns[0]), bench_cmp_u64);
+	qsort(b->idle_ns, runs, sizeof(b->idle_ns[0]), bench_cmp_u64);
+	qsort(b->wait_ns, n_wait, sizeof(b->wait_ns[0]), bench_cmp_u64);
+	printf("acquirer's wait for the 91s of a batch (timeout to the last 91 out): p50 %.1f us, "
+	       "p99 %.1f us over %zu batches of %u\n",
+	       (double)b->wait_ns[n_wait / 2] / 1e3, (double)b->wait_ns[n_wait * 99 / 100] / 1e3,
+	       n_wait, BENCH_BATCH);
+	tsw_state_stats(st, &ss);
+	printf("median: timeout+put+send %llu ns/reversal, 0410+ack %llu ns/reversal, idle poll "
+	       "%llu ns (batches of %u, %u rounds/run); state: %llu puts, %llu acks, %llu "
+	       "commits, mean batch %.1f\n",
+	       (unsigned long long)b->fail_ns[runs / 2], (unsigned long long)b->ack_ns[runs / 2],
+	       (unsigned long long)b->idle_ns[runs / 2], BENCH_BATCH, rounds,
+	       (unsigned long long)ss.saf_puts, (unsigned long long)ss.saf_acks,
+	       (unsigned long long)ss.batches,
+	       ss.batches ? (double)ss.batch_ops / (double)ss.batches : 0.0);
+}
+
+/* --rounds N --runs N (runs at most BENCH_RUNS_MAX); exits on zero. */
+static void parse_args(int argc, char **argv, unsigned *rounds, unsigned *runs)
+{
+	for (unsigned i = 1; i + 1 < (unsigned)argc; i += 2) {
+		if (!strcmp(argv[i], "--rounds"))
+			*rounds = (unsigned)strtoul(argv[i + 1], NULL, 10);
+		else if (!strcmp(argv[i], "--runs"))
+			*runs = (unsigned)strtoul(argv[i + 1], NULL, 10);
+	}
+	if (*runs > BENCH_RUNS_MAX)
+		*runs = BENCH_RUNS_MAX;
+	if (!*rounds || !*runs)
+		bench_die("--rounds and --runs must be above 0", -TSW_E_BAD_INPUT);
+}
+
+/* Opens the acquirer connection and signs the issuer link on. */
+static void sign_on(struct bench_saf *b)
+{
+	size_t n;
+
+	b->slot = tsw_engine_acq_open(b->e, b->vnow);
+	tsw_engine_link_connecting(b->e, 0, b->vnow);
+	tsw_engine_link_up(b->e, 0, b->vnow);
+	n = answers_to(b->prof, b->buf, bench_drain(b->e, TSW_EP_LINK, 0, b->buf), b->ans);
+	tsw_engine_link_input(b->e, 0, b->ans, n, b->vnow);
+	if (!tsw_engine_ready(b->e))
+		bench_die("sign-on", -1);
+}
+
 int main(int argc, char **argv)
 {
-	unsigned rounds = BENCH_ROUNDS_DEFAULT, runs = BENCH_RUNS_DEFAULT, i, run, k;
+	unsigned rounds = BENCH_ROUNDS_DEFAULT, runs = BENCH_RUNS_DEFAULT, run;
 	char sdir[BENCH_DIR_MAX + 8];
 	static struct tsw_iso_profile prof;
 	static struct tsw_metrics_shard shard;
-	uint64_t fail_ns[BENCH_RUNS_MAX], ack_ns[BENCH_RUNS_MAX], idle_ns[BENCH_RUNS_MAX];
+	static struct bench_saf b = {.prof = &prof, .shard = &shard};
 	struct tsw_engine_config cfg;
-	struct tsw_state_stats ss;
-	struct tsw_engine *e;
 	struct bench_vault bv;
 	struct tsw_token tmpl;
 	struct tsw_state *st;
-	uint8_t *buf, *ans;
-	uint64_t vnow, t, *wait_ns;
-	size_t n, n_wait = 0;
-	int slot, r, efd;
+	int r;
 
-	for (i = 1; i + 1 < (unsigned)argc; i += 2) {
-		if (!strcmp(argv[i], "--rounds"))
-			rounds = (unsigned)strtoul(argv[i + 1], NULL, 10);
-		else if (!strcmp(argv[i], "--runs"))
-			runs = (unsigned)strtoul(argv[i + 1], NULL, 10);
-	}
-	if (runs > BENCH_RUNS_MAX)
-		runs = BENCH_RUNS_MAX;
-	if (!rounds || !runs)
-		bench_die("--rounds and --runs must be above 0", -TSW_E_BAD_INPUT);
+	parse_args(argc, argv, &rounds, &runs);
 	r = tsw_iso_profile_load_named(NULL, "default", &prof);
 	if (r < 0)
 		bench_die("profile", r);
@@ -165,114 +290,28 @@ int main(int argc, char **argv)
 	cfg.saf_poll_ms = BENCH_POLL_MS;
 	cfg.saf_inflight_max = BENCH_BATCH;
 	cfg.echo_interval_ms = UINT32_MAX; /* the fake issuer answers no echo */
-	r = tsw_engine_new(&cfg, bv.v, st, &shard, &e);
+	r = tsw_engine_new(&cfg, bv.v, st, &shard, &b.e);
 	if (r < 0)
 		bench_die("engine", r);
-	efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-	if (efd < 0 || tsw_engine_add_state_waker(e, efd) < 0)
+	b.efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (b.efd < 0 || tsw_engine_add_state_waker(b.e, b.efd) < 0)
 		bench_die("state waker", -errno);
-	wait_ns = malloc(sizeof(*wait_ns) * (size_t)rounds * runs);
-	if (!wait_ns)
-		bench_die("malloc", -ENOMEM);
-	buf = malloc(BENCH_BUF);
-	ans = malloc(BENCH_BUF);
-	if (!buf || !ans)
+	b.wait_ns = malloc(sizeof(*b.wait_ns) * (size_t)rounds * runs);
+	b.buf = malloc(BENCH_BUF);
+	b.ans = malloc(BENCH_BUF);
+	if (!b.wait_ns || !b.buf || !b.ans)
 		bench_die("malloc", -ENOMEM);
 
-	vnow = bench_now_ns();
-	slot = tsw_engine_acq_open(e, vnow);
-	tsw_engine_link_connecting(e, 0, vnow);
-	tsw_engine_link_up(e, 0, vnow);
-	n = answers_to(&prof, buf, bench_drain(e, TSW_EP_LINK, 0, buf), ans);
-	tsw_engine_link_input(e, 0, ans, n, vnow);
-	if (!tsw_engine_ready(e))
-		bench_die("sign-on", -1);
-
-	for (run = 0; run < runs; run++) {
-		uint64_t fail = 0, ack = 0, idle;
-		unsigned answered;
-		uint64_t sent0 = shard.saf_sent, acked0 = shard.saf_acked;
-
-		for (k = 0; k < rounds; k++) {
-			n = requests(&prof, run * rounds + k, buf, BENCH_BUF);
-			tsw_engine_loop_begin(e, vnow);
-			if (tsw_engine_acq_input(e, (uint32_t)slot, buf, n, vnow) < 0)
-				bench_die("acq_input", -1);
-			bench_drain(e, TSW_EP_LINK, 0, NULL); /* the issuer never answers these */
-			tsw_engine_loop_end(e);
-
-			vnow += BENCH_TIMEOUT_MS * NS_PER_MS;
-			t = bench_now_ns();
-			tsw_engine_loop_begin(e, vnow);
-			tsw_engine_tick(e, vnow); /* puts, claims, sends; 91s once durable */
-			n = bench_drain(e, TSW_EP_LINK, 0, buf);
-			answered = frames_in(ans, bench_drain(e, TSW_EP_ACQ, (uint32_t)slot, ans));
-			tsw_engine_loop_end(e);
-			fail += bench_now_ns() - t;
-			/* the acquirer's wait: until the state commits the reversals */
-			while (answered < BENCH_BATCH) {
-				struct pollfd pfd = {.fd = efd, .events = POLLIN};
-				uint64_t v;
-
-				if (poll(&pfd, 1, 1000) == 1)
-					(void)!read(efd, &v, sizeof(v));
-				tsw_engine_loop_begin(e, vnow);
-				answered +=
-				    frames_in(ans, bench_drain(e, TSW_EP_ACQ, (uint32_t)slot, ans));
-				tsw_engine_loop_end(e);
-				if (bench_now_ns() - t > 10000 * NS_PER_MS)
-					bench_die("91s not out within 10 s", -1);
-			}
-			wait_ns[n_wait++] = bench_now_ns() - t;
-
-			n = answers_to(&prof, buf, n, ans);
-			t = bench_now_ns();
-			tsw_engine_loop_begin(e, vnow);
-			if (tsw_engine_link_input(e, 0, ans, n, vnow) < 0)
-				bench_die("link_input", -1);
-			tsw_engine_loop_end(e);
-			ack += bench_now_ns() - t;
-			vnow += NS_PER_MS;
-		}
-		if (shard.saf_sent - sent0 != (uint64_t)rounds * BENCH_BATCH ||
-		    shard.saf_acked - acked0 != (uint64_t)rounds * BENCH_BATCH)
-			bench_die("not every reversal was sent and acked", -1);
-		t = bench_now_ns();
-		for (k = 0; k < BENCH_IDLE_POLLS; k++) {
-			vnow += BENCH_POLL_MS * NS_PER_MS;
-			tsw_engine_tick(e, vnow);
-		}
-		idle = bench_now_ns() - t;
-		fail_ns[run] = fail / ((uint64_t)rounds * BENCH_BATCH);
-		ack_ns[run] = ack / ((uint64_t)rounds * BENCH_BATCH);
-		idle_ns[run] = idle / BENCH_IDLE_POLLS;
-		printf("run %u: timeout+put+send %llu ns/reversal, 0410+ack %llu ns/reversal, "
-		       "idle tick with a poll %llu ns\n",
-		       run, (unsigned long long)fail_ns[run], (unsigned long long)ack_ns[run],
-		       (unsigned long long)idle_ns[run]);
-	}
-	qsort(fail_ns, runs, sizeof(fail_ns[0]), bench_cmp_u64);
-	qsort(ack_ns, runs, sizeof(ack_ns[0]), bench_cmp_u64);
-	qsort(idle_ns, runs, sizeof(idle_ns[0]), bench_cmp_u64);
-	qsort(wait_ns, n_wait, sizeof(wait_ns[0]), bench_cmp_u64);
-	printf("acquirer's wait for the 91s of a batch (timeout to the last 91 out): p50 %.1f us, "
-	       "p99 %.1f us over %zu batches of %u\n",
-	       (double)wait_ns[n_wait / 2] / 1e3, (double)wait_ns[n_wait * 99 / 100] / 1e3, n_wait,
-	       BENCH_BATCH);
-	tsw_state_stats(st, &ss);
-	printf("median: timeout+put+send %llu ns/reversal, 0410+ack %llu ns/reversal, idle poll "
-	       "%llu ns (batches of %u, %u rounds/run); state: %llu puts, %llu acks, %llu "
-	       "commits, mean batch %.1f\n",
-	       (unsigned long long)fail_ns[runs / 2], (unsigned long long)ack_ns[runs / 2],
-	       (unsigned long long)idle_ns[runs / 2], BENCH_BATCH, rounds,
-	       (unsigned long long)ss.saf_puts, (unsigned long long)ss.saf_acks,
-	       (unsigned long long)ss.batches,
-	       ss.batches ? (double)ss.batch_ops / (double)ss.batches : 0.0);
-	tsw_engine_free(e);
+	b.vnow = bench_now_ns();
+	sign_on(&b);
+	for (run = 0; run < runs; run++)
+		run_once(&b, run, rounds);
+	report(&b, runs, rounds, st);
+	tsw_engine_free(b.e);
 	tsw_state_close(st);
-	close(efd);
-	free(wait_ns);
-	free(buf);
-	free(ans);
+	close(b.efd);
+	free(b.wait_ns);
+	free(b.buf);
+	free(b.ans);
 	return bench_vault_destroy(&bv) == 0 ? 0 : 1;
 }

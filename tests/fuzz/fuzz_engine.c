@@ -5,8 +5,8 @@
 
 #include "fuzz_engine.h"
 #include "fuzz_util.h"
+#include "testvault.h"
 #include "tsw/error.h"
-#include "tsw/luhn.h"
 #include "tsw/vault.h"
 
 #define FE_PUMP_ROUNDS 16 /* output/answer rounds per pump (bounded time) */
@@ -19,54 +19,38 @@ char fe_pans[FE_TOKEN_MAX][20];
 static struct tsw_vault *vault;
 static struct tsw_iso_profile profiles[FE_PROF_MAX];
 
-static void make_number(char *out, const char *prefix, unsigned i)
+/* Row i of the fuzzed engine's vault (enum fe_token); the harness keeps
+ * its numbers in fe_tokens and fe_pans. */
+static void fill_token(void *arg, unsigned i, struct tsw_vault_row *row)
 {
-	snprintf(out, 20, "%s%0*u", prefix, (int)(15 - strlen(prefix)), i);
-	out[15] = tsw_luhn_check_digit(out, 15);
-	out[16] = 0;
+	struct tsw_token *t = &row->token;
+
+	(void)arg;
+	memcpy(fe_tokens[i], t->token, 17);
+	memcpy(fe_pans[i], row->pan, 17);
+	t->status = i == FE_SUSPENDED ? TSW_TOKEN_SUSPENDED : TSW_TOKEN_ACTIVE;
+	strcpy(t->token_expiry, "3012");
+	strcpy(t->pan_expiry, "2911");
+	strcpy(t->trid, "12345678901");
+	t->assurance_level = 7;
+	snprintf(t->token_ref, sizeof(t->token_ref), "TREF%u", i);
+	if (i == FE_AMOUNT) {
+		t->amount_limit = 1000;
+		strcpy(t->currency, "840");
+	}
+	if (i == FE_T4T)
+		strcpy(t->original_token, fe_tokens[FE_OK]);
+	if (i == FE_LIMITED)
+		t->max_uses = 1;
 }
 
 static void make_vault(void)
 {
-	struct tsw_vault_batch *b;
 	struct tsw_vault_import_stats st;
-	char vdir[600], key[600];
+	int r =
+	    testvault_create(fuzz_dir(), FE_TOKEN_MAX, NULL, fill_token, NULL, NULL, &vault, &st);
 
-	snprintf(vdir, sizeof(vdir), "%s/vault", fuzz_dir());
-	snprintf(key, sizeof(key), "%s/key", fuzz_dir());
-	if (tsw_vault_open(vdir, key, TSW_VAULT_CREATE, &vault) < 0 ||
-	    tsw_vault_add_token_bin(vault, "4000", 4) < 0 ||
-	    tsw_vault_batch_begin(vault, 0, NULL, NULL, &b) < 0)
-		abort();
-	for (unsigned i = 0; i < FE_TOKEN_MAX; i++) {
-		struct tsw_vault_row row;
-		struct tsw_token *t = &row.token;
-
-		memset(&row, 0, sizeof(row));
-		make_number(fe_tokens[i], "4000", i + 1);
-		make_number(fe_pans[i], "512345", i + 1);
-		memcpy(t->token, fe_tokens[i], 17);
-		t->token_len = 16;
-		t->status = i == FE_SUSPENDED ? TSW_TOKEN_SUSPENDED : TSW_TOKEN_ACTIVE;
-		strcpy(t->token_expiry, "3012");
-		strcpy(t->pan_expiry, "2911");
-		strcpy(t->trid, "12345678901");
-		t->assurance_level = 7;
-		snprintf(t->token_ref, sizeof(t->token_ref), "TREF%u", i);
-		strcpy(row.pan, fe_pans[i]);
-		row.pan_len = 16;
-		if (i == FE_AMOUNT) {
-			t->amount_limit = 1000;
-			strcpy(t->currency, "840");
-		}
-		if (i == FE_T4T)
-			strcpy(t->original_token, fe_tokens[FE_OK]);
-		if (i == FE_LIMITED)
-			t->max_uses = 1;
-		if (tsw_vault_batch_add(b, &row, i + 1) < 0)
-			abort();
-	}
-	if (tsw_vault_batch_finish(b, &st) < 0 || st.imported != FE_TOKEN_MAX)
+	if (r < 0 || st.imported != FE_TOKEN_MAX)
 		abort();
 	if (tsw_iso_profile_load_named(NULL, "default", &profiles[FE_PROF_DEFAULT]) < 0 ||
 	    tsw_iso_profile_load_named(NULL, "ascii4", &profiles[FE_PROF_ASCII4]) < 0)

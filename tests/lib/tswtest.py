@@ -204,6 +204,19 @@ class Conn:
 
 # --- suites ------------------------------------------------------------------
 
+def load_test_env(build):
+    """Puts the test environment tests/meson.build defines (the built
+    programs' paths TSW_TOKSWITCH, TSW_TOKVAULT, ..., the sanitizer options)
+    into os.environ, from the test-env file it writes into the build's
+    tests/ folder; a variable meson test already set is left as it is."""
+    path = os.path.join(build, "tests", "test-env")
+    with open(path) as f:
+        for line in f:
+            name, sep, value = line.rstrip("\n").partition("=")
+            if sep:
+                os.environ.setdefault(name, value)
+
+
 def suite_setup(name):
     """The command line every integration suite takes (--build --source
     --io uring|uv [NAME...]): returns (args, tokswitch, tokvault, the
@@ -216,8 +229,8 @@ def suite_setup(name):
     ap.add_argument("--io", required=True, choices=["uring", "uv"])
     ap.add_argument("only", nargs="*")
     args = ap.parse_args()
-    return (args, os.path.join(args.build, "src", "tokswitch"),
-            os.path.join(args.build, "tools", "tokvault", "tokvault"),
+    load_test_env(args.build)
+    return (args, os.environ["TSW_TOKSWITCH"], os.environ["TSW_TOKVAULT"],
             Profile(os.path.join(args.source, "config", "default.spec")),
             tempfile.mkdtemp(prefix="tsw-%s-%s-" % (name, args.io)))
 

@@ -11,35 +11,12 @@
 
 #include "engine_int.h"
 #include "harness.h"
+#include "testvault.h"
 #include "tsw/error.h"
 #include "tsw/state.h"
 #include "tsw/vault.h"
 
 struct h_token_info h_tokens[H_TOKEN_MAX];
-
-static char luhn_digit(const char *d, size_t n)
-{
-	unsigned sum = 0, i;
-
-	for (i = 0; i < n; i++) {
-		unsigned v = (unsigned)(d[n - 1 - i] - '0');
-
-		if (i % 2 == 0) {
-			v *= 2;
-			if (v > 9)
-				v -= 9;
-		}
-		sum += v;
-	}
-	return (char)('0' + (10 - sum % 10) % 10);
-}
-
-static void make_number(char *out, const char *prefix, unsigned i)
-{
-	snprintf(out, 20, "%s%0*u", prefix, (int)(15 - strlen(prefix)), i);
-	out[15] = luhn_digit(out, 15);
-	out[16] = 0;
-}
 
 static void reject(void *ctx, unsigned long line, int err, const char *reason)
 {
@@ -47,71 +24,64 @@ static void reject(void *ctx, unsigned long line, int err, const char *reason)
 	cr_log_error("vault rejected row %lu: %s (%s)", line, reason, tsw_strerror(err));
 }
 
+/* Row i of the test vault: the fields of token i (enum h_token), whose
+ * numbers the harness keeps in h_tokens. */
+static void fill_token(void *arg, unsigned i, struct tsw_vault_row *row)
+{
+	struct tsw_token *t = &row->token;
+
+	(void)arg;
+	if (i == H_ROUTE2)
+		testvault_number(row->pan, "6011", i + 1);
+	memcpy(h_tokens[i].token, t->token, 17);
+	memcpy(h_tokens[i].pan, row->pan, 17);
+	t->status = TSW_TOKEN_ACTIVE;
+	strcpy(t->token_expiry, i == H_EXPIRED ? "2001" : "3012");
+	strcpy(t->pan_expiry, "2911");
+	strcpy(t->trid, "12345678901");
+	t->assurance_level = 7;
+	snprintf(t->token_ref, sizeof(t->token_ref), "TREF%u", i);
+	strcpy(t->par, "PAR0000000000000000000000001");
+	switch (i) {
+	case H_SUSPENDED:
+		t->status = TSW_TOKEN_SUSPENDED;
+		break;
+	case H_DELETED:
+		t->status = TSW_TOKEN_DELETED;
+		break;
+	case H_MERCHANT:
+		t->n_merchants = 1;
+		strcpy(t->merchants[0].merchant_id, "MERCHANT0000001");
+		break;
+	case H_POS:
+		t->pos_modes = 1u << TSW_POS_CHIP;
+		break;
+	case H_DEVICE:
+		t->device_required = 1;
+		strcpy(row->device_ref, "DEV-1");
+		break;
+	case H_AMOUNT:
+		t->amount_limit = 1000;
+		strcpy(t->currency, "840");
+		break;
+	case H_LIMITED:
+		t->max_uses = 1;
+		break;
+	case H_T4T:
+		strcpy(t->original_token, h_tokens[H_OK].token);
+		break;
+	default:
+		break;
+	}
+}
+
 static void make_vault(struct h *h)
 {
-	struct tsw_vault_batch *b;
 	struct tsw_vault_import_stats st;
-	char key[128];
-	unsigned i;
+	int r =
+	    testvault_create(h->dir, H_TOKEN_MAX, NULL, fill_token, NULL, reject, &h->vault, &st);
 
-	snprintf(key, sizeof(key), "%s/key", h->dir);
-	char vdir[128];
-	snprintf(vdir, sizeof(vdir), "%s/vault", h->dir);
-	cr_assert_eq(tsw_vault_open(vdir, key, TSW_VAULT_CREATE, &h->vault), 0);
-	cr_assert_eq(tsw_vault_add_token_bin(h->vault, "4000", 4), 0);
-	cr_assert_eq(tsw_vault_batch_begin(h->vault, 0, reject, NULL, &b), 0);
-	for (i = 0; i < H_TOKEN_MAX; i++) {
-		struct tsw_vault_row row;
-		struct tsw_token *t = &row.token;
-
-		memset(&row, 0, sizeof(row));
-		make_number(h_tokens[i].token, "4000", i + 1);
-		make_number(h_tokens[i].pan, i == H_ROUTE2 ? "6011" : "512345", i + 1);
-		memcpy(t->token, h_tokens[i].token, 17);
-		t->token_len = 16;
-		t->status = TSW_TOKEN_ACTIVE;
-		strcpy(t->token_expiry, i == H_EXPIRED ? "2001" : "3012");
-		strcpy(t->pan_expiry, "2911");
-		strcpy(t->trid, "12345678901");
-		t->assurance_level = 7;
-		snprintf(t->token_ref, sizeof(t->token_ref), "TREF%u", i);
-		strcpy(t->par, "PAR0000000000000000000000001");
-		strcpy(row.pan, h_tokens[i].pan);
-		row.pan_len = 16;
-		switch (i) {
-		case H_SUSPENDED:
-			t->status = TSW_TOKEN_SUSPENDED;
-			break;
-		case H_DELETED:
-			t->status = TSW_TOKEN_DELETED;
-			break;
-		case H_MERCHANT:
-			t->n_merchants = 1;
-			strcpy(t->merchants[0].merchant_id, "MERCHANT0000001");
-			break;
-		case H_POS:
-			t->pos_modes = 1u << TSW_POS_CHIP;
-			break;
-		case H_DEVICE:
-			t->device_required = 1;
-			strcpy(row.device_ref, "DEV-1");
-			break;
-		case H_AMOUNT:
-			t->amount_limit = 1000;
-			strcpy(t->currency, "840");
-			break;
-		case H_LIMITED:
-			t->max_uses = 1;
-			break;
-		case H_T4T:
-			strcpy(t->original_token, h_tokens[H_OK].token);
-			break;
-		default:
-			break;
-		}
-		cr_assert_eq(tsw_vault_batch_add(b, &row, i + 1), 0);
-	}
-	cr_assert_eq(tsw_vault_batch_finish(b, &st), 0);
+	cr_assert_eq(r, 0, "test vault: %s", tsw_strerror(r));
 	cr_assert_eq(st.imported, H_TOKEN_MAX, "imported %lu", st.imported);
 }
 

@@ -153,7 +153,7 @@ static void expect_pan(struct tsw_vault *v, const char *token, const char *pan)
  * inherited); stdout+stderr into out. Returns the exit code. */
 static int tokvault_in(char *out, size_t cap, const char *const *args, const char *in_text)
 {
-	const char *root = getenv("TSW_BUILD_ROOT");
+	const char *tokvault = getenv("TSW_TOKVAULT");
 	char exe[PATH_CAP], outpath[PATH_CAP], inpath[PATH_CAP];
 	const char *argv[32] = {"tokvault", "--vault", fx.vault, "--key-file", fx.key};
 	posix_spawn_file_actions_t fa;
@@ -162,8 +162,8 @@ static int tokvault_in(char *out, size_t cap, const char *const *args, const cha
 	FILE *f;
 	size_t len;
 
-	cr_assert_not_null(root, "TSW_BUILD_ROOT unset");
-	snprintf(exe, sizeof(exe), "%s/tools/tokvault/tokvault", root);
+	cr_assert_not_null(tokvault, "TSW_TOKVAULT unset");
+	snprintf(exe, sizeof(exe), "%s", tokvault);
 	snprintf(outpath, sizeof(outpath), "%s/out.txt", fx.dir);
 	for (int i = 0; args[i]; i++)
 		argv[n++] = args[i];
@@ -2111,7 +2111,7 @@ Test(vault, stats_count_unauthenticated_records_and_integrity_failures)
  * false when it finished first. */
 static bool rekey_killed_after_with(unsigned kill_after, const char *extra)
 {
-	const char *root = getenv("TSW_BUILD_ROOT");
+	const char *tokvault = getenv("TSW_TOKVAULT");
 	char exe[PATH_CAP], line[256];
 	const char *argv[] = {"tokvault",  "--vault", fx.vault,	    "--key-file",
 			      fx.key,	   "rekey",   "--progress", "--chunk-rows",
@@ -2123,7 +2123,8 @@ static bool rekey_killed_after_with(unsigned kill_after, const char *extra)
 	pid_t pid;
 	FILE *out;
 
-	snprintf(exe, sizeof(exe), "%s/tools/tokvault/tokvault", root);
+	cr_assert_not_null(tokvault, "TSW_TOKVAULT unset");
+	snprintf(exe, sizeof(exe), "%s", tokvault);
 	cr_assert_eq(pipe(pipefd), 0);
 	posix_spawn_file_actions_init(&fa);
 	posix_spawn_file_actions_adddup2(&fa, pipefd[1], 1);

@@ -24,19 +24,11 @@
 static struct tsw_iso_profile prof;
 static char profile_arg[512];
 
-/* SIM_TEST_PROFILE overrides the shipped profile (a .spec path). */
+/* SIM_TEST_PROFILE overrides the shipped profile (testproc_profile). */
 static void load_profile(void)
 {
-	const char *env = getenv("SIM_TEST_PROFILE");
-	int r;
+	int r = testproc_profile(&prof, profile_arg, sizeof(profile_arg));
 
-	if (env && *env) {
-		snprintf(profile_arg, sizeof(profile_arg), "%s", env);
-		r = tsw_iso_profile_load(env, &prof, NULL);
-	} else {
-		snprintf(profile_arg, sizeof(profile_arg), "default");
-		r = tsw_iso_profile_load_named(NULL, "default", &prof);
-	}
 	cr_assert_eq(r, 0, "profile: %s", tsw_strerror(r));
 }
 
@@ -233,7 +225,7 @@ static void sim_start(struct sim_proc *sp, const char *const *extra)
 	char *argv[32];
 	int n = 0, r;
 
-	testproc_build_path("tools/issuer-sim/issuer-sim", path, sizeof(path));
+	testproc_program("TSW_ISSUER_SIM", path, sizeof(path));
 	argv[n++] = path;
 	argv[n++] = (char *)"--listen";
 	argv[n++] = (char *)"127.0.0.1:0";
@@ -408,7 +400,7 @@ Test(sim, bad_flags_exit_2, .init = load_profile, .timeout = 30)
 	};
 	char path[512];
 
-	testproc_build_path("tools/issuer-sim/issuer-sim", path, sizeof(path));
+	testproc_program("TSW_ISSUER_SIM", path, sizeof(path));
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		char *argv[] = {path,
 				(char *)"--listen",

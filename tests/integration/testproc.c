@@ -142,11 +142,26 @@ int testproc_stop(struct testproc *tp, int sig, int timeout_ms)
 	return testproc_wait(tp, timeout_ms);
 }
 
-void testproc_build_path(const char *rel, char *out, size_t cap)
+void testproc_program(const char *var, char *out, size_t cap)
 {
-	const char *root = getenv("TSW_BUILD_ROOT");
+	const char *path = getenv(var);
 
-	snprintf(out, cap, "%s/%s", root ? root : ".", rel);
+	if (!path || !*path)
+		fprintf(stderr, "testproc: %s unset (tests/meson.build sets it for meson test)\n",
+			var);
+	snprintf(out, cap, "%s", path ? path : "");
+}
+
+int testproc_profile(struct tsw_iso_profile *ret_prof, char *arg, size_t cap)
+{
+	const char *env = getenv("SIM_TEST_PROFILE");
+
+	if (env && *env) {
+		snprintf(arg, cap, "%s", env);
+		return tsw_iso_profile_load(env, ret_prof, NULL);
+	}
+	snprintf(arg, cap, "default");
+	return tsw_iso_profile_load_named(NULL, "default", ret_prof);
 }
 
 int testproc_connect(uint16_t port)

@@ -1,12 +1,14 @@
 /* Test helpers: start a tool as a child process with its stdout on a pipe,
  * read lines with a deadline, stop it and collect its exit status. Used by
  * the issuer-sim and tokbench integration tests. */
-#ifndef TSW_TOOLS_TESTPROC_H
-#define TSW_TOOLS_TESTPROC_H
+#ifndef TSW_TESTS_TESTPROC_H
+#define TSW_TESTS_TESTPROC_H
 
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
+
+#include "tsw/iso8583.h"
 
 #define TESTPROC_LINE_MAX 1024
 #define TESTPROC_DEADLINE_MS 10000 /* default wait for a line or an exit */
@@ -34,8 +36,16 @@ int testproc_wait(struct testproc *tp, int timeout_ms);
 /* Sends sig, then waits like testproc_wait. */
 int testproc_stop(struct testproc *tp, int sig, int timeout_ms);
 
-/* Path of a built tool: $TSW_BUILD_ROOT/rel. */
-void testproc_build_path(const char *rel, char *out, size_t cap);
+/* Path of a built program from the test environment variable var
+ * (TSW_ISSUER_SIM, TSW_TOKBENCH: tests/meson.build names them all). Unset,
+ * out is "" and the start fails as an exec failure (status 127). */
+void testproc_program(const char *var, char *out, size_t cap);
+
+/* Loads the wire profile the tools run with: the .spec path in
+ * SIM_TEST_PROFILE when set (a run against another profile), else the
+ * shipped "default"; arg gets what to pass as --profile. Returns 0 or the
+ * loader's error. */
+int testproc_profile(struct tsw_iso_profile *ret_prof, char *arg, size_t cap);
 
 /* Connects to 127.0.0.1:port; returns the fd or -errno. */
 int testproc_connect(uint16_t port);

@@ -24,16 +24,8 @@ static char tmpdir[256];
 
 static void setup(void)
 {
-	const char *env = getenv("SIM_TEST_PROFILE");
-	int r;
+	int r = testproc_profile(&prof, profile_arg, sizeof(profile_arg));
 
-	if (env && *env) {
-		snprintf(profile_arg, sizeof(profile_arg), "%s", env);
-		r = tsw_iso_profile_load(env, &prof, NULL);
-	} else {
-		snprintf(profile_arg, sizeof(profile_arg), "default");
-		r = tsw_iso_profile_load_named(NULL, "default", &prof);
-	}
 	cr_assert_eq(r, 0, "profile: %s", tsw_strerror(r));
 	snprintf(tmpdir, sizeof(tmpdir), "/tmp/tokbench-test-XXXXXX");
 	cr_assert_not_null(mkdtemp(tmpdir));
@@ -356,7 +348,7 @@ static uint16_t start_sim2(struct testproc *sim, const char *extra, const char *
 	int n = 0;
 	uint16_t port;
 
-	testproc_build_path("tools/issuer-sim/issuer-sim", path, sizeof(path));
+	testproc_program("TSW_ISSUER_SIM", path, sizeof(path));
 	argv[n++] = path;
 	argv[n++] = (char *)"--listen";
 	argv[n++] = (char *)"127.0.0.1:0";
@@ -387,7 +379,7 @@ static int run_bench(uint16_t port, const char *csv, const char *json, const cha
 	struct testproc tp;
 	int n = 0;
 
-	testproc_build_path("bench/tokbench/tokbench", path, sizeof(path));
+	testproc_program("TSW_TOKBENCH", path, sizeof(path));
 	snprintf(target, sizeof(target), "127.0.0.1:%u", port);
 	argv[n++] = path;
 	argv[n++] = (char *)"--target";
@@ -540,7 +532,7 @@ Test(tokbench, bad_arguments_exit_2, .init = setup, .fini = teardown, .timeout =
 	};
 	char path[512];
 
-	testproc_build_path("bench/tokbench/tokbench", path, sizeof(path));
+	testproc_program("TSW_TOKBENCH", path, sizeof(path));
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		char *argv[] = {path,
 				(char *)"--target",

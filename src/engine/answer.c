@@ -248,8 +248,8 @@ static uint64_t mti_number(const char mti[4])
  * without a 6-digit DE11, a late answer (its SAF item hears rc), one
  * matching no request, or one whose MTI or echoed fields say it answers
  * another message (that request waits for its own answer or timeout). */
-static struct req *answered_request(struct tsw_engine *e, uint32_t link, const struct tsw_iso_msg *m,
-				    const char *rc)
+static struct req *answered_request(struct tsw_engine *e, uint32_t link,
+				    const struct tsw_iso_msg *m, const char *rc)
 {
 	uint64_t saf_id = 0;
 	uint32_t stan = 0;

@@ -360,52 +360,52 @@ static void put_state(struct text *t, const struct tsw_state *st)
 	    (double)oldest_rev_ms / 1e3, (double)oldest_adv_ms / 1e3);
 }
 
-int tsw_ctl_render_metrics(const struct tsw_ctl_source *src, char **ret_text, size_t *ret_len)
+/* Requests answered, declined, undelivered and stood in for, by label. */
+static void put_requests(struct text *t, const struct tsw_ctl_source *src)
 {
-	struct text t = {.cap = TEXT_INITIAL_BYTES};
-	struct tsw_hist h;
-
-	t.p = malloc(t.cap);
-	if (!t.p)
-		return -ENOMEM;
-	t.p[0] = '\0';
-
-	put(&t, "# HELP tsw_requests_total Requests answered, by MTI class and response code.\n"
-		"# TYPE tsw_requests_total counter\n");
+	put(t, "# HELP tsw_requests_total Requests answered, by MTI class and response code.\n"
+	       "# TYPE tsw_requests_total counter\n");
 	for (unsigned m = 0; m < TSW_MTI_CLASS_MAX; m++) {
 		for (unsigned r = 0; r < TSW_METRICS_RC_MAX; r++) {
 			uint64_t v = SUM(requests[m][r]);
 
 			if (v)
-				put(&t, "tsw_requests_total{mti=\"%s\",rc=\"%s\"} %" PRIu64 "\n",
+				put(t, "tsw_requests_total{mti=\"%s\",rc=\"%s\"} %" PRIu64 "\n",
 				    tsw_metrics_mti_name(m), tsw_metrics_rc_name(r), v);
 		}
 	}
-	put(&t, "# HELP tsw_declines_total Requests declined by the switch, by reason (DE44).\n"
-		"# TYPE tsw_declines_total counter\n");
+	put(t, "# HELP tsw_declines_total Requests declined by the switch, by reason (DE44).\n"
+	       "# TYPE tsw_declines_total counter\n");
 	for (unsigned r = 0; r < TSW_AUTHZ_REASON_MAX; r++)
 		if (tsw_authz_is_decline((enum tsw_authz_reason)r))
-			put(&t, "tsw_declines_total{reason=\"%s\"} %" PRIu64 "\n",
+			put(t, "tsw_declines_total{reason=\"%s\"} %" PRIu64 "\n",
 			    tsw_authz_reason_name((enum tsw_authz_reason)r), SUM(declines[r]));
 
-	put(&t, "# HELP tsw_answers_undelivered_total Approvals the acquirer never got, by what "
-		"the switch did: reversed (a reversal queued) or unqueued (the queue refused it).\n"
-		"# TYPE tsw_answers_undelivered_total counter\n"
-		"tsw_answers_undelivered_total{action=\"reversed\"} %" PRIu64 "\n"
-		"tsw_answers_undelivered_total{action=\"unqueued\"} %" PRIu64 "\n",
+	put(t,
+	    "# HELP tsw_answers_undelivered_total Approvals the acquirer never got, by what "
+	    "the switch did: reversed (a reversal queued) or unqueued (the queue refused it).\n"
+	    "# TYPE tsw_answers_undelivered_total counter\n"
+	    "tsw_answers_undelivered_total{action=\"reversed\"} %" PRIu64 "\n"
+	    "tsw_answers_undelivered_total{action=\"unqueued\"} %" PRIu64 "\n",
 	    SUM(answers_undelivered_reversed), SUM(answers_undelivered_unqueued));
 
-	put(&t, "# HELP tsw_standin_total Stand-in candidates (issuer unavailable, stand-in "
-		"enabled), by result: approved, or declined 91 by the rule that refused it.\n"
-		"# TYPE tsw_standin_total counter\n");
+	put(t, "# HELP tsw_standin_total Stand-in candidates (issuer unavailable, stand-in "
+	       "enabled), by result: approved, or declined 91 by the rule that refused it.\n"
+	       "# TYPE tsw_standin_total counter\n");
 	for (unsigned r = 0; r < TSW_STANDIN_RESULT_MAX; r++)
-		put(&t, "tsw_standin_total{result=\"%s\"} %" PRIu64 "\n",
+		put(t, "tsw_standin_total{result=\"%s\"} %" PRIu64 "\n",
 		    tsw_metrics_standin_name(r), SUM(standin[r]));
+}
+
+/* The latency histograms and the scalars table, summed over the shards. */
+static void put_scalars(struct text *t, const struct tsw_ctl_source *src)
+{
+	struct tsw_hist h;
 
 	sum_hist(src, offsetof(struct tsw_metrics_shard, issuer_rtt), &h);
-	put_hist(&t, "tsw_issuer_rtt_seconds", "Issuer round trip.", &h);
+	put_hist(t, "tsw_issuer_rtt_seconds", "Issuer round trip.", &h);
 	sum_hist(src, offsetof(struct tsw_metrics_shard, internal), &h);
-	put_hist(&t, "tsw_internal_latency_seconds",
+	put_hist(t, "tsw_internal_latency_seconds",
 		 "Time inside the switch per request, issuer round trip excluded.", &h);
 
 	for (size_t i = 0; i < sizeof(scalars) / sizeof(scalars[0]); i++) {
@@ -415,29 +415,46 @@ int tsw_ctl_render_metrics(const struct tsw_ctl_source *src, char **ret_text, si
 		for (uint32_t w = 0; w < src->n_shards; w++)
 			v += rd((const uint64_t *)(const void *)((const char *)src->shards[w] +
 								 s->off));
-		put(&t, "# HELP %s %s\n# TYPE %s %s\n%s %" PRIu64 "\n", s->name, s->help, s->name,
+		put(t, "# HELP %s %s\n# TYPE %s %s\n%s %" PRIu64 "\n", s->name, s->help, s->name,
 		    s->type, s->name, v);
 	}
+}
 
-	put(&t, "# HELP tsw_issuer_links_signed_on Workers whose link to the issuer host is signed "
-		"on.\n# TYPE tsw_issuer_links_signed_on gauge\n");
+/* Per issuer link: the workers signed on, and its reconnects. */
+static void put_links(struct text *t, const struct tsw_ctl_source *src)
+{
+	put(t, "# HELP tsw_issuer_links_signed_on Workers whose link to the issuer host is signed "
+	       "on.\n# TYPE tsw_issuer_links_signed_on gauge\n");
 	for (uint32_t l = 0; l < src->n_links && l < TSW_METRICS_LINKS_MAX; l++) {
 		uint32_t up = 0;
 
 		for (uint32_t w = 0; w < src->n_shards; w++)
 			up += rd(&src->shards[w]->link_up[l]) == 3;
-		put(&t, "tsw_issuer_links_signed_on{");
-		put_link_labels(&t, src, l);
-		put(&t, "} %u\n", up);
+		put(t, "tsw_issuer_links_signed_on{");
+		put_link_labels(t, src, l);
+		put(t, "} %u\n", up);
 	}
-	put(&t, "# HELP tsw_issuer_link_reconnects_total Issuer link connect attempts after a "
-		"failure.\n# TYPE tsw_issuer_link_reconnects_total counter\n");
+	put(t, "# HELP tsw_issuer_link_reconnects_total Issuer link connect attempts after a "
+	       "failure.\n# TYPE tsw_issuer_link_reconnects_total counter\n");
 	for (uint32_t l = 0; l < src->n_links && l < TSW_METRICS_LINKS_MAX; l++) {
-		put(&t, "tsw_issuer_link_reconnects_total{");
-		put_link_labels(&t, src, l);
-		put(&t, "} %" PRIu64 "\n", SUM(link_reconnects[l]));
+		put(t, "tsw_issuer_link_reconnects_total{");
+		put_link_labels(t, src, l);
+		put(t, "} %" PRIu64 "\n", SUM(link_reconnects[l]));
 	}
+}
 
+int tsw_ctl_render_metrics(const struct tsw_ctl_source *src, char **ret_text, size_t *ret_len)
+{
+	struct text t = {.cap = TEXT_INITIAL_BYTES};
+
+	t.p = malloc(t.cap);
+	if (!t.p)
+		return -ENOMEM;
+	t.p[0] = '\0';
+
+	put_requests(&t, src);
+	put_scalars(&t, src);
+	put_links(&t, src);
 	put(&t, "# HELP tsw_workers Worker threads.\n# TYPE tsw_workers gauge\ntsw_workers %u\n",
 	    src->n_shards);
 	put(&t,

@@ -244,29 +244,22 @@ static uint64_t mti_number(const char mti[4])
 	return v;
 }
 
-void engine_issuer_answer(struct tsw_engine *e, uint32_t link, const struct tsw_iso_msg *m)
+/* The request in flight on link that m answers, or NULL: an answer
+ * without a 6-digit DE11, a late answer (its SAF item hears rc), one
+ * matching no request, or one whose MTI or echoed fields say it answers
+ * another message (that request waits for its own answer or timeout). */
+static struct req *answered_request(struct tsw_engine *e, uint32_t link,
+				    const struct tsw_iso_msg *m, const char *rc)
 {
-	struct issuer_link *l = &e->links[link];
-	const char *rc = "96";
-	char rcbuf[3];
-	struct req *r;
 	uint64_t saf_id = 0;
 	uint32_t stan = 0;
-	unsigned i;
-	bool approved, owes;
-	int put = -1;
-	uint64_t id = 0;
+	struct req *r;
 
-	if (tsw_iso_has(m, 39) && m->f[39].len == 2) {
-		memcpy(rcbuf, tsw_iso_ptr(m, 39), 2);
-		rcbuf[2] = 0;
-		rc = rcbuf;
-	}
 	if (!tsw_iso_has(m, 11) || m->f[11].len != 6 || !is_digits(tsw_iso_ptr(m, 11), 6)) {
 		TSW_COUNT(e->m->unmatched_answers);
-		return;
+		return NULL;
 	}
-	for (i = 0; i < 6; i++)
+	for (unsigned i = 0; i < 6; i++)
 		stan = stan * 10 + (uint32_t)(tsw_iso_ptr(m, 11)[i] - '0');
 	r = pending_find(e, (uint64_t)link << 32 | stan);
 	if (!r) {
@@ -277,7 +270,7 @@ void engine_issuer_answer(struct tsw_engine *e, uint32_t link, const struct tsw_
 		} else {
 			TSW_COUNT(e->m->unmatched_answers);
 		}
-		return;
+		return NULL;
 	}
 	if (!answer_mti_matches(r->echo.mti, m->mti)) {
 		/* a 0410 must not settle a 0100: an answer to another
@@ -285,23 +278,26 @@ void engine_issuer_answer(struct tsw_engine *e, uint32_t link, const struct tsw_
 		TSW_COUNT(e->m->answer_mti_mismatches);
 		engine_event_req(e, TSW_EV_ANSWER_MTI_MISMATCH, r,
 				 .n2 = mti_number(r->echo.mti) * 10000 + mti_number(m->mti));
-		return;
+		return NULL;
 	}
 	if (r->kind == REQ_ACQ && !answer_matches(r, m, rc)) {
 		/* the STAN matches but the echoed fields do not: an answer to
 		 * another request; r waits for its own answer or its timeout */
 		TSW_COUNT(e->m->unmatched_answers);
-		return;
+		return NULL;
 	}
-	pending_remove(e, r);
-	heap_remove(e, r);
-	if (l->pending)
-		l->pending--;
-	if (r->kind == REQ_SAF) {
-		saf_answered(e, r, rc);
-		req_free(e, r);
-		return;
-	}
+	return r;
+}
+
+/* What the issuer's answer rc (m) settles of acquirer request r: its
+ * latencies, its limited use, its approval code, a use the issuer's
+ * reversal gives back. True when r is an approval the acquirer must get
+ * (money moved): reversed if it does not. */
+static bool settle_answer(struct tsw_engine *e, struct req *r, const struct tsw_iso_msg *m,
+			  const char *rc)
+{
+	bool approved, owes;
+
 	hist_us(&e->m->issuer_rtt, r->fwd_ns, e->now_ns);
 	hist_us(&e->m->internal, r->start_ns, r->fwd_ns);
 	approved = rc_approved(rc);
@@ -327,13 +323,17 @@ void engine_issuer_answer(struct tsw_engine *e, uint32_t link, const struct tsw_
 	    rc[1] == '0' && rc[2] == 0 && e->state && !r->partial_reversal &&
 	    acq_rev_take_use(e, r))
 		tsw_state_return_use(e->state, r->token, r->token_len);
-	if (!conn_alive(e, r)) {
-		TSW_COUNT(e->m->answers_conn_gone);
-		if (owes)
-			reverse_undelivered(e, r, r->has_ticket);
-		req_free(e, r);
-		return;
-	}
+	return owes;
+}
+
+/* The answer goes to the acquirer of r (its connection is alive); an
+ * approval (owes) it does not get is reversed. */
+static void answer_acquirer(struct tsw_engine *e, struct req *r, const struct tsw_iso_msg *m,
+			    const char *rc, bool owes)
+{
+	uint64_t id = 0;
+	int put = -1;
+
 	switch (deliver_answer(e, r, m, rc)) {
 	case 1:
 		if (!owes) {
@@ -372,4 +372,40 @@ void engine_issuer_answer(struct tsw_engine *e, uint32_t link, const struct tsw_
 		req_free(e, r);
 		return;
 	}
+}
+
+void engine_issuer_answer(struct tsw_engine *e, uint32_t link, const struct tsw_iso_msg *m)
+{
+	struct issuer_link *l = &e->links[link];
+	const char *rc = "96";
+	char rcbuf[3];
+	struct req *r;
+	bool owes;
+
+	if (tsw_iso_has(m, 39) && m->f[39].len == 2) {
+		memcpy(rcbuf, tsw_iso_ptr(m, 39), 2);
+		rcbuf[2] = 0;
+		rc = rcbuf;
+	}
+	r = answered_request(e, link, m, rc);
+	if (!r)
+		return;
+	pending_remove(e, r);
+	heap_remove(e, r);
+	if (l->pending)
+		l->pending--;
+	if (r->kind == REQ_SAF) {
+		saf_answered(e, r, rc);
+		req_free(e, r);
+		return;
+	}
+	owes = settle_answer(e, r, m, rc);
+	if (!conn_alive(e, r)) {
+		TSW_COUNT(e->m->answers_conn_gone);
+		if (owes)
+			reverse_undelivered(e, r, r->has_ticket);
+		req_free(e, r);
+		return;
+	}
+	answer_acquirer(e, r, m, rc, owes);
 }

@@ -16,47 +16,6 @@
 _Static_assert(TSW_ENGINE_EVENT_TOKEN_MAX >= TSW_TOKEN_MAX_DIGITS + 1,
 	       "a masked token fits an event");
 
-struct kind_info {
-	const char *name;
-	enum tsw_log_level level;
-};
-
-static const struct kind_info kinds[TSW_EV_KIND_MAX] = {
-    [TSW_EV_ISSUER_SIGNON_REFUSED] = {"issuer_signon_refused", TSW_LOG_WARN},
-    [TSW_EV_ISSUER_RECONNECT_BACKOFF] = {"issuer_reconnect_backoff", TSW_LOG_INFO},
-    [TSW_EV_ISSUER_ECHO_TIMEOUT] = {"issuer_echo_timeout", TSW_LOG_WARN},
-    [TSW_EV_SAF_PUT_REFUSED] = {"saf_put_refused", TSW_LOG_ERROR},
-    [TSW_EV_SAF_SENT] = {"saf_sent", TSW_LOG_INFO},
-    [TSW_EV_SAF_ACKED] = {"saf_acked", TSW_LOG_INFO},
-    [TSW_EV_SAF_RETRIED] = {"saf_retried", TSW_LOG_WARN},
-    [TSW_EV_SAF_DROPPED] = {"saf_dropped", TSW_LOG_ERROR},
-    [TSW_EV_MAX_CONNS] = {"max_conns_reached", TSW_LOG_WARN},
-    [TSW_EV_STASH_OVERFLOW] = {"stash_overflow", TSW_LOG_WARN},
-    [TSW_EV_SLOW_CONSUMER] = {"slow_consumer_closed", TSW_LOG_WARN},
-    [TSW_EV_LINK_OUT_FULL] = {"link_output_full", TSW_LOG_WARN},
-    [TSW_EV_PENDING_FULL] = {"pending_full", TSW_LOG_WARN},
-    [TSW_EV_PARKED_FULL] = {"parked_full", TSW_LOG_WARN},
-    [TSW_EV_FRAME_REFUSED] = {"frame_refused", TSW_LOG_WARN},
-    [TSW_EV_STANDIN] = {"standin", TSW_LOG_WARN},
-    [TSW_EV_ANSWER_HELD_TIMEOUT] = {"answer_held_timeout", TSW_LOG_ERROR},
-    [TSW_EV_APPROVAL_UNDELIVERED] = {"approval_undelivered", TSW_LOG_WARN},
-    [TSW_EV_ISSUER_FRAME_TOO_BIG] = {"issuer_frame_too_big", TSW_LOG_ERROR},
-    [TSW_EV_ANSWER_MTI_MISMATCH] = {"issuer_answer_mti_mismatch", TSW_LOG_WARN},
-    [TSW_EV_VAULT_INTEGRITY] = {"vault_integrity", TSW_LOG_ERROR},
-    [TSW_EV_VAULT_KEYS_REFUSED] = {"vault_keys_refused", TSW_LOG_ERROR},
-    [TSW_EV_EVENTS_DROPPED] = {"events_dropped", TSW_LOG_ERROR},
-};
-
-const char *tsw_engine_event_name(unsigned kind)
-{
-	return kind < TSW_EV_KIND_MAX ? kinds[kind].name : "unknown";
-}
-
-enum tsw_log_level tsw_engine_event_level(unsigned kind)
-{
-	return kind < TSW_EV_KIND_MAX ? kinds[kind].level : TSW_LOG_ERROR;
-}
-
 /* ---- the queue ---- */
 
 void events_configure(struct tsw_engine *e)
@@ -292,6 +251,209 @@ static const char *put_reason(const struct tsw_engine_event *ev)
 	}
 }
 
+static const char *token_or_none(const struct tsw_engine_event *ev)
+{
+	return ev->token[0] ? ev->token : "none";
+}
+
+/* ---- the fields of each kind ---- */
+
+static void fmt_signon_refused(struct text *t, const struct tsw_engine_event *ev)
+{
+	add_link(t, ev);
+	add(t, " what=%s rc=\"%s\" retry_in_ms=%" PRIu64, ev->why ? ev->why : "sign_on", ev->rc,
+	    ev->n1);
+}
+
+static void fmt_reconnect_backoff(struct text *t, const struct tsw_engine_event *ev)
+{
+	add_link(t, ev);
+	add(t, " retry_in_ms=%" PRIu64, ev->n1);
+}
+
+static void fmt_echo_timeout(struct text *t, const struct tsw_engine_event *ev)
+{
+	add_link(t, ev);
+	add(t, " timeout_ms=%" PRIu64, ev->n1);
+}
+
+static void fmt_saf_put_refused(struct text *t, const struct tsw_engine_event *ev)
+{
+	add_link(t, ev);
+	/* what was to be queued: a reversal, or a stand-in's advice */
+	add(t, " what=%s", ev->why ? ev->why : "reversal");
+	add(t,
+	    " reason=%s token=%s stan=\"%s\" rrn=\"%s\" amount=\"%s\" "
+	    "switch_stan=\"%06" PRIu64 "\"",
+	    put_reason(ev), token_or_none(ev), ev->stan, ev->rrn, ev->amount, ev->n1 % 1000000);
+	/* a reason without a word of its own: the error says it */
+	if (ev->err && strcmp(put_reason(ev), "error") == 0)
+		add(t, " error=\"%s\"", tsw_strerror(ev->err));
+}
+
+static void fmt_saf_sent(struct text *t, const struct tsw_engine_event *ev)
+{
+	add_link(t, ev);
+	add(t, " id=\"%" PRIu64 "\" attempt=%" PRIu64, ev->id, ev->n1);
+}
+
+static void fmt_saf_acked(struct text *t, const struct tsw_engine_event *ev)
+{
+	/* a late answer (after its timeout) came on a link not kept */
+	if (ev->why && strcmp(ev->why, "late") == 0) {
+		add(t, "id=\"%" PRIu64 "\" rc=\"%s\" late=true", ev->id, ev->rc);
+		return;
+	}
+	add_link(t, ev);
+	add(t, " id=\"%" PRIu64 "\" rc=\"%s\"", ev->id, ev->rc);
+}
+
+static void fmt_saf_retried(struct text *t, const struct tsw_engine_event *ev)
+{
+	add(t, "id=\"%" PRIu64 "\" retry_in_ms=%" PRIu64, ev->id, ev->n1);
+}
+
+static void fmt_saf_dropped(struct text *t, const struct tsw_engine_event *ev)
+{
+	add(t, "id=\"%" PRIu64 "\" reason=%s", ev->id, ev->why ? ev->why : "unsendable");
+}
+
+static void fmt_max_conns(struct text *t, const struct tsw_engine_event *ev)
+{
+	add(t, "max_conns=%" PRIu64, ev->n1);
+}
+
+static void fmt_stash_overflow(struct text *t, const struct tsw_engine_event *ev)
+{
+	add(t, "conn=%" PRIu32 " in_buf_bytes=%" PRIu64, ev->slot, ev->n1);
+}
+
+static void fmt_slow_consumer(struct text *t, const struct tsw_engine_event *ev)
+{
+	add(t, "conn=%" PRIu32 " out_buf_bytes=%" PRIu64, ev->slot, ev->n1);
+}
+
+static void fmt_link_out_full(struct text *t, const struct tsw_engine_event *ev)
+{
+	add_link(t, ev);
+	add(t, " link_buf_bytes=%" PRIu64, ev->n1);
+}
+
+static void fmt_pending_full(struct text *t, const struct tsw_engine_event *ev)
+{
+	add(t, "max_pending=%" PRIu64, ev->n1);
+}
+
+/* a stand-in's result, or what became of an approval not delivered */
+static void fmt_standin_or_undelivered(struct text *t, const struct tsw_engine_event *ev)
+{
+	add_link(t, ev);
+	add(t, " %s=%s token=%s stan=\"%s\" rrn=\"%s\" amount=\"%s\"",
+	    ev->kind == TSW_EV_STANDIN ? "result" : "action", ev->why ? ev->why : "none",
+	    token_or_none(ev), ev->stan, ev->rrn, ev->amount);
+}
+
+static void fmt_answer_held_timeout(struct text *t, const struct tsw_engine_event *ev)
+{
+	add(t, "conn=%" PRIu32 " id=\"%" PRIu64 "\" durable_wait_ms=%" PRIu64, ev->slot, ev->id,
+	    ev->n2);
+}
+
+static void fmt_parked_full(struct text *t, const struct tsw_engine_event *ev)
+{
+	add(t, "max_parked=%" PRIu64, ev->n1);
+}
+
+static void fmt_frame_refused(struct text *t, const struct tsw_engine_event *ev)
+{
+	if (ev->why && strcmp(ev->why, "issuer") == 0) {
+		add(t, "side=issuer ");
+		add_link(t, ev);
+	} else {
+		add(t, "side=acquirer conn=%" PRIu32, ev->slot);
+	}
+	add(t, " max_frame=%" PRIu64 " error=\"%s\"", ev->n1, tsw_strerror(ev->err));
+}
+
+static void fmt_issuer_frame_too_big(struct text *t, const struct tsw_engine_event *ev)
+{
+	add_link(t, ev);
+	add(t, " token=%s stan=\"%s\" rrn=\"%s\" amount=\"%s\" max_frame=%" PRIu64,
+	    token_or_none(ev), ev->stan, ev->rrn, ev->amount, ev->n1);
+}
+
+static void fmt_answer_mti_mismatch(struct text *t, const struct tsw_engine_event *ev)
+{
+	add_link(t, ev);
+	add(t,
+	    " request_mti=\"%04" PRIu64 "\" answer_mti=\"%04" PRIu64 "\""
+	    " token=%s stan=\"%s\" switch_stan=\"%06" PRIu64 "\"",
+	    ev->n2 / 10000 % 10000, ev->n2 % 10000, token_or_none(ev), ev->stan, ev->n1 % 1000000);
+}
+
+static void fmt_vault_integrity(struct text *t, const struct tsw_engine_event *ev)
+{
+	add(t, "conn=%" PRIu32 " token=%s action=declined_96", ev->slot, token_or_none(ev));
+}
+
+static void fmt_vault_keys_refused(struct text *t, const struct tsw_engine_event *ev)
+{
+	add(t, "error=\"%s\" action=old_keys_kept", tsw_strerror(ev->err));
+}
+
+static void fmt_events_dropped(struct text *t, const struct tsw_engine_event *ev)
+{
+	add(t, "dropped=%" PRIu64 " log_event_queue=%" PRIu64, ev->n1, ev->n2);
+}
+
+/* Each kind: its name (the log line's event=), its log level and the
+ * fields of its line. */
+struct kind_info {
+	const char *name;
+	enum tsw_log_level level;
+	void (*format)(struct text *t, const struct tsw_engine_event *ev);
+};
+
+static const struct kind_info kinds[TSW_EV_KIND_MAX] = {
+    [TSW_EV_ISSUER_SIGNON_REFUSED] = {"issuer_signon_refused", TSW_LOG_WARN, fmt_signon_refused},
+    [TSW_EV_ISSUER_RECONNECT_BACKOFF] = {"issuer_reconnect_backoff", TSW_LOG_INFO,
+					 fmt_reconnect_backoff},
+    [TSW_EV_ISSUER_ECHO_TIMEOUT] = {"issuer_echo_timeout", TSW_LOG_WARN, fmt_echo_timeout},
+    [TSW_EV_SAF_PUT_REFUSED] = {"saf_put_refused", TSW_LOG_ERROR, fmt_saf_put_refused},
+    [TSW_EV_SAF_SENT] = {"saf_sent", TSW_LOG_INFO, fmt_saf_sent},
+    [TSW_EV_SAF_ACKED] = {"saf_acked", TSW_LOG_INFO, fmt_saf_acked},
+    [TSW_EV_SAF_RETRIED] = {"saf_retried", TSW_LOG_WARN, fmt_saf_retried},
+    [TSW_EV_SAF_DROPPED] = {"saf_dropped", TSW_LOG_ERROR, fmt_saf_dropped},
+    [TSW_EV_MAX_CONNS] = {"max_conns_reached", TSW_LOG_WARN, fmt_max_conns},
+    [TSW_EV_STASH_OVERFLOW] = {"stash_overflow", TSW_LOG_WARN, fmt_stash_overflow},
+    [TSW_EV_SLOW_CONSUMER] = {"slow_consumer_closed", TSW_LOG_WARN, fmt_slow_consumer},
+    [TSW_EV_LINK_OUT_FULL] = {"link_output_full", TSW_LOG_WARN, fmt_link_out_full},
+    [TSW_EV_PENDING_FULL] = {"pending_full", TSW_LOG_WARN, fmt_pending_full},
+    [TSW_EV_PARKED_FULL] = {"parked_full", TSW_LOG_WARN, fmt_parked_full},
+    [TSW_EV_FRAME_REFUSED] = {"frame_refused", TSW_LOG_WARN, fmt_frame_refused},
+    [TSW_EV_STANDIN] = {"standin", TSW_LOG_WARN, fmt_standin_or_undelivered},
+    [TSW_EV_ANSWER_HELD_TIMEOUT] = {"answer_held_timeout", TSW_LOG_ERROR, fmt_answer_held_timeout},
+    [TSW_EV_APPROVAL_UNDELIVERED] = {"approval_undelivered", TSW_LOG_WARN,
+				     fmt_standin_or_undelivered},
+    [TSW_EV_ISSUER_FRAME_TOO_BIG] = {"issuer_frame_too_big", TSW_LOG_ERROR,
+				     fmt_issuer_frame_too_big},
+    [TSW_EV_ANSWER_MTI_MISMATCH] = {"issuer_answer_mti_mismatch", TSW_LOG_WARN,
+				    fmt_answer_mti_mismatch},
+    [TSW_EV_VAULT_INTEGRITY] = {"vault_integrity", TSW_LOG_ERROR, fmt_vault_integrity},
+    [TSW_EV_VAULT_KEYS_REFUSED] = {"vault_keys_refused", TSW_LOG_ERROR, fmt_vault_keys_refused},
+    [TSW_EV_EVENTS_DROPPED] = {"events_dropped", TSW_LOG_ERROR, fmt_events_dropped},
+};
+
+const char *tsw_engine_event_name(unsigned kind)
+{
+	return kind < TSW_EV_KIND_MAX ? kinds[kind].name : "unknown";
+}
+
+enum tsw_log_level tsw_engine_event_level(unsigned kind)
+{
+	return kind < TSW_EV_KIND_MAX ? kinds[kind].level : TSW_LOG_ERROR;
+}
+
 size_t tsw_engine_event_format(const struct tsw_engine_event *ev, char *buf, size_t cap)
 {
 	struct text t = {.p = buf, .cap = cap};
@@ -303,117 +465,8 @@ size_t tsw_engine_event_format(const struct tsw_engine_event *ev, char *buf, siz
 		add(&t, "suppressed=%" PRIu32, ev->suppressed);
 		return t.len;
 	}
-	switch ((enum tsw_engine_event_kind)ev->kind) {
-	case TSW_EV_ISSUER_SIGNON_REFUSED:
-		add_link(&t, ev);
-		add(&t, " what=%s rc=\"%s\" retry_in_ms=%" PRIu64, ev->why ? ev->why : "sign_on",
-		    ev->rc, ev->n1);
-		break;
-	case TSW_EV_ISSUER_RECONNECT_BACKOFF:
-		add_link(&t, ev);
-		add(&t, " retry_in_ms=%" PRIu64, ev->n1);
-		break;
-	case TSW_EV_ISSUER_ECHO_TIMEOUT:
-		add_link(&t, ev);
-		add(&t, " timeout_ms=%" PRIu64, ev->n1);
-		break;
-	case TSW_EV_SAF_PUT_REFUSED:
-		add_link(&t, ev);
-		/* what was to be queued: a reversal, or a stand-in's advice */
-		add(&t, " what=%s", ev->why ? ev->why : "reversal");
-		add(&t,
-		    " reason=%s token=%s stan=\"%s\" rrn=\"%s\" amount=\"%s\" "
-		    "switch_stan=\"%06" PRIu64 "\"",
-		    put_reason(ev), ev->token[0] ? ev->token : "none", ev->stan, ev->rrn,
-		    ev->amount, ev->n1 % 1000000);
-		/* a reason without a word of its own: the error says it */
-		if (ev->err && strcmp(put_reason(ev), "error") == 0)
-			add(&t, " error=\"%s\"", tsw_strerror(ev->err));
-		break;
-	case TSW_EV_SAF_SENT:
-		add_link(&t, ev);
-		add(&t, " id=\"%" PRIu64 "\" attempt=%" PRIu64, ev->id, ev->n1);
-		break;
-	case TSW_EV_SAF_ACKED:
-		/* a late answer (after its timeout) came on a link not kept */
-		if (ev->why && strcmp(ev->why, "late") == 0) {
-			add(&t, "id=\"%" PRIu64 "\" rc=\"%s\" late=true", ev->id, ev->rc);
-		} else {
-			add_link(&t, ev);
-			add(&t, " id=\"%" PRIu64 "\" rc=\"%s\"", ev->id, ev->rc);
-		}
-		break;
-	case TSW_EV_SAF_RETRIED:
-		add(&t, "id=\"%" PRIu64 "\" retry_in_ms=%" PRIu64, ev->id, ev->n1);
-		break;
-	case TSW_EV_SAF_DROPPED:
-		add(&t, "id=\"%" PRIu64 "\" reason=%s", ev->id, ev->why ? ev->why : "unsendable");
-		break;
-	case TSW_EV_MAX_CONNS:
-		add(&t, "max_conns=%" PRIu64, ev->n1);
-		break;
-	case TSW_EV_STASH_OVERFLOW:
-		add(&t, "conn=%" PRIu32 " in_buf_bytes=%" PRIu64, ev->slot, ev->n1);
-		break;
-	case TSW_EV_SLOW_CONSUMER:
-		add(&t, "conn=%" PRIu32 " out_buf_bytes=%" PRIu64, ev->slot, ev->n1);
-		break;
-	case TSW_EV_LINK_OUT_FULL:
-		add_link(&t, ev);
-		add(&t, " link_buf_bytes=%" PRIu64, ev->n1);
-		break;
-	case TSW_EV_PENDING_FULL:
-		add(&t, "max_pending=%" PRIu64, ev->n1);
-		break;
-	case TSW_EV_STANDIN:
-	case TSW_EV_APPROVAL_UNDELIVERED:
-		add_link(&t, ev);
-		add(&t, " %s=%s token=%s stan=\"%s\" rrn=\"%s\" amount=\"%s\"",
-		    ev->kind == TSW_EV_STANDIN ? "result" : "action", ev->why ? ev->why : "none",
-		    ev->token[0] ? ev->token : "none", ev->stan, ev->rrn, ev->amount);
-		break;
-	case TSW_EV_ANSWER_HELD_TIMEOUT:
-		add(&t, "conn=%" PRIu32 " id=\"%" PRIu64 "\" durable_wait_ms=%" PRIu64, ev->slot, ev->id,
-		    ev->n2);
-		break;
-	case TSW_EV_PARKED_FULL:
-		add(&t, "max_parked=%" PRIu64, ev->n1);
-		break;
-	case TSW_EV_FRAME_REFUSED:
-		if (ev->why && strcmp(ev->why, "issuer") == 0) {
-			add(&t, "side=issuer ");
-			add_link(&t, ev);
-		} else {
-			add(&t, "side=acquirer conn=%" PRIu32, ev->slot);
-		}
-		add(&t, " max_frame=%" PRIu64 " error=\"%s\"", ev->n1, tsw_strerror(ev->err));
-		break;
-	case TSW_EV_ISSUER_FRAME_TOO_BIG:
-		add_link(&t, ev);
-		add(&t, " token=%s stan=\"%s\" rrn=\"%s\" amount=\"%s\" max_frame=%" PRIu64,
-		    ev->token[0] ? ev->token : "none", ev->stan, ev->rrn, ev->amount, ev->n1);
-		break;
-	case TSW_EV_ANSWER_MTI_MISMATCH:
-		add_link(&t, ev);
-		add(&t,
-		    " request_mti=\"%04" PRIu64 "\" answer_mti=\"%04" PRIu64 "\""
-		    " token=%s stan=\"%s\" switch_stan=\"%06" PRIu64 "\"",
-		    ev->n2 / 10000 % 10000, ev->n2 % 10000, ev->token[0] ? ev->token : "none",
-		    ev->stan, ev->n1 % 1000000);
-		break;
-	case TSW_EV_VAULT_INTEGRITY:
-		add(&t, "conn=%" PRIu32 " token=%s action=declined_96", ev->slot,
-		    ev->token[0] ? ev->token : "none");
-		break;
-	case TSW_EV_VAULT_KEYS_REFUSED:
-		add(&t, "error=\"%s\" action=old_keys_kept", tsw_strerror(ev->err));
-		break;
-	case TSW_EV_EVENTS_DROPPED:
-		add(&t, "dropped=%" PRIu64 " log_event_queue=%" PRIu64, ev->n1, ev->n2);
-		break;
-	case TSW_EV_KIND_MAX:
-		break;
-	}
+	if (ev->kind < TSW_EV_KIND_MAX && kinds[ev->kind].format)
+		kinds[ev->kind].format(&t, ev);
 	if (ev->suppressed)
 		add(&t, " suppressed=%" PRIu32, ev->suppressed);
 	return t.len;

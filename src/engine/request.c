@@ -170,24 +170,186 @@ static int integrity_decline(struct tsw_engine *e, struct pipeline *pl, const ch
 	return pl_decline(e, pl, TSW_AUTHZ_VAULT_INTEGRITY);
 }
 
+/* The issuer's copy of a request: the edits link_write applies to the
+ * acquirer's message and the buffers they point into. pan and de35 hold
+ * the PAN in clear: forward wipes them, in one place, on every way out. */
+struct issuer_copy {
+	char pan[TSW_PAN_MAX_DIGITS];
+	uint8_t de35[TSW_ENGINE_DE35_MAX];
+	uint8_t de48[TSW_ENGINE_DE48_MAX];
+	char de90[TSW_ENGINE_DE90_LEN];
+	char stan[6];
+	struct tsw_iso_edit ed[7];
+	unsigned n;
+	int pan_len;
+	struct acq_rev_match rev_match;
+};
+
+static void count_pending_full(struct tsw_engine *e)
+{
+	TSW_COUNT(e->m->pending_full);
+	engine_event(e, TSW_EV_PENDING_FULL, .n1 = e->cfg.max_pending);
+}
+
+/* Fills ic's edits: DE35 and DE2 the PAN, DE14 its expiry, DE11 the
+ * switch STAN (ic->stan), DE48 the token data and, for an acquirer's
+ * reversal of an original the switch knows, DE90 naming it by the switch
+ * STAN. 0, or a negative errno with the reason of the decline in
+ * *ret_reason. */
+static int issuer_edits(struct tsw_engine *e, const struct pipeline *pl, const struct tsw_token *t,
+			struct issuer_copy *ic, enum tsw_authz_reason *ret_reason)
+{
+	const struct tsw_iso_msg *m = pl->msg;
+	size_t de48_len = 0, de35_len = 0;
+	unsigned n = 0;
+	int ret;
+
+	if (tsw_iso_has(m, 48))
+		ret = de48_for_issuer(tsw_iso_ptr(m, 48), m->f[48].len, t, ic->de48,
+				      sizeof(ic->de48), &de48_len);
+	else
+		ret = de48_for_issuer(NULL, 0, t, ic->de48, sizeof(ic->de48), &de48_len);
+	if (ret < 0) {
+		*ret_reason = TSW_AUTHZ_SYSTEM;
+		return ret;
+	}
+	if (tsw_iso_has(m, 35)) {
+		ret = de35_to_pan(tsw_iso_ptr(m, 35), m->f[35].len, ic->pan, (size_t)ic->pan_len,
+				  t->pan_expiry, ic->de35, sizeof(ic->de35), &de35_len);
+		if (ret < 0) {
+			*ret_reason = TSW_AUTHZ_FORMAT;
+			return ret;
+		}
+		ic->ed[n++] =
+		    (struct tsw_iso_edit){.field = 35, .len = (uint16_t)de35_len, .data = ic->de35};
+	}
+	ic->ed[n++] = (struct tsw_iso_edit){
+	    .field = 2, .len = (uint16_t)ic->pan_len, .data = (const uint8_t *)ic->pan};
+	if (strlen(t->pan_expiry) == 4)
+		ic->ed[n++] = (struct tsw_iso_edit){
+		    .field = 14, .len = 4, .data = (const uint8_t *)t->pan_expiry};
+	ic->ed[n++] =
+	    (struct tsw_iso_edit){.field = 11, .len = 6, .data = (const uint8_t *)ic->stan};
+	ic->ed[n++] =
+	    (struct tsw_iso_edit){.field = 48, .len = (uint16_t)de48_len, .data = ic->de48};
+	/* an acquirer's reversal names the original by the switch STAN */
+	ic->rev_match = (struct acq_rev_match){0};
+	if (tsw_authz_class_of(m->mti) == TSW_AUTHZ_CLASS_REVERSAL &&
+	    acq_rev_de90(e, pl->slot, t->token, t->token_len, m, ic->de90, &ic->rev_match)) {
+		ic->ed[n++] = (struct tsw_iso_edit){
+		    .field = 90, .len = TSW_ENGINE_DE90_LEN, .data = (const uint8_t *)ic->de90};
+		TSW_COUNT(e->m->acq_reversals_matched);
+	}
+	ic->n = n;
+	return 0;
+}
+
+/* The reason of the decline when link_write refused r's issuer copy with
+ * ret. */
+static enum tsw_authz_reason write_refused(struct tsw_engine *e, uint32_t link,
+					   const struct tsw_token *t, const struct req *r, int ret)
+{
+	if (ret == -TSW_E_FRAME_TOO_BIG) {
+		/* the PAN, DE14 and DE48 token data made the issuer's copy
+		 * longer than the acquirer's: above the issuer profile's
+		 * frame, or what its length header can say. Never cut
+		 * (the issuer would read the rest as messages of their
+		 * own): the switch's failure, not the acquirer's */
+		TSW_COUNT(e->m->issuer_frames_too_big);
+		engine_event(e, TSW_EV_ISSUER_FRAME_TOO_BIG, .link = link, .token = t->token,
+			     .token_len = t->token_len, .echo = &r->echo,
+			     .n1 = issuer_body_max(e->cfg.iss_profile));
+		return TSW_AUTHZ_SYSTEM;
+	}
+	return ret == -TSW_E_NO_SPACE ? TSW_AUTHZ_ISSUER_UNAVAILABLE : TSW_AUTHZ_FORMAT;
+}
+
+/* r went to the issuer on link: it waits for the answer (or its timeout),
+ * a repeat of it is a duplicate, an acquirer's reversal can find it. */
+static void track_forwarded(struct tsw_engine *e, const struct pipeline *pl,
+			    const struct tsw_token *t, const struct issuer_copy *ic, struct req *r,
+			    uint32_t link, unsigned cls, uint64_t rev_key)
+{
+	link_track(e, r);
+	req_fill(e, r, pl, t, cls);
+	r->sent_to_issuer = true;
+	r->fwd_ns = e->now_ns;
+	r->deadline_ns = e->now_ns + (uint64_t)e->cfg.issuer_timeout_ms * NS_PER_MS;
+	heap_push(e, r);
+	dup_add(e, r);
+	r->acq_rev_key = rev_key;
+	r->partial_reversal = rev_key && keeps_part_of_sale(pl->msg);
+	r->rev_match = ic->rev_match;
+	if (cls == TSW_MTI_0100 || cls == TSW_MTI_0200)
+		acq_rev_remember(e, rev_key, pl->msg, (uint32_t)r->key);
+	e->conns[pl->slot].inflight++;
+	e->links[link].pending++;
+	TSW_GAUGE_INC(e->m->inflight);
+	TSW_COUNT(e->m->forwarded);
+}
+
+/* Sends the issuer's copy of the request (its PAN in ic) on link, in a
+ * pending slot of its own. 0, or a negative errno with the reason of the
+ * decline in *ret_reason (nothing of the request is kept). */
+static int send_to_issuer(struct tsw_engine *e, struct pipeline *pl, const struct tsw_token *t,
+			  struct issuer_copy *ic, uint32_t link, unsigned cls, uint64_t rev_key,
+			  enum tsw_authz_reason *ret_reason)
+{
+	enum tsw_authz_reason reason = TSW_AUTHZ_SYSTEM;
+	struct req *r;
+	int ret;
+
+	r = req_alloc(e);
+	if (!r) {
+		count_pending_full(e);
+		ret = -ENOBUFS;
+		goto err;
+	}
+	ret = pending_insert(e, r, (uint16_t)link);
+	if (ret < 0) {
+		count_pending_full(e);
+		goto err_free_req;
+	}
+	fmt_stan((uint32_t)r->key, ic->stan);
+	echo_from_msg(&r->echo, pl->msg);
+	if (!r->echo.len[ECHO_IDX_DE11]) {
+		/* the fields before it filled the echo space (a custom profile) */
+		reason = TSW_AUTHZ_FORMAT;
+		ret = -EMSGSIZE;
+		goto err_remove;
+	}
+	ret = issuer_edits(e, pl, t, ic, &reason);
+	if (ret < 0)
+		goto err_remove;
+	r->pan_len = (uint8_t)ic->pan_len;
+	r->pan_fp = pan_fp(e->pan_fp_seed, ic->pan, (size_t)ic->pan_len);
+	if (ic->pan_len >= 4) /* the vault holds 12..19-digit PANs */
+		memcpy(r->pan_last4, ic->pan + ic->pan_len - 4, 4);
+	ret = link_write(e, link, pl->msg, ic->ed, ic->n);
+	if (ret < 0) {
+		reason = write_refused(e, link, t, r, ret);
+		goto err_remove;
+	}
+	track_forwarded(e, pl, t, ic, r, link, cls, rev_key);
+	return 0;
+
+err_remove:
+	pending_remove(e, r);
+err_free_req:
+	req_free(e, r);
+err:
+	*ret_reason = reason;
+	return ret;
+}
+
 static int forward(struct tsw_engine *e, struct pipeline *pl, const struct tsw_token *t)
 {
 	const struct tsw_iso_msg *m = pl->msg;
-	struct acq_conn *c = &e->conns[pl->slot];
-	struct tsw_iso_edit ed[7];
-	uint8_t de48[TSW_ENGINE_DE48_MAX];
-	uint8_t de35[TSW_ENGINE_DE35_MAX];
-	char pan[TSW_PAN_MAX_DIGITS];
-	char de90[TSW_ENGINE_DE90_LEN];
-	char stan[6];
-	struct issuer_link *l;
-	struct req *r;
-	size_t de48_len = 0, de35_len = 0;
-	unsigned n = 0;
-	int pan_len, iss, link, ret;
 	enum tsw_authz_reason fail = TSW_AUTHZ_SYSTEM;
-	struct acq_rev_match rev_match = {0};
+	struct issuer_copy ic;
 	uint64_t rev_key = 0;
+	bool stand_in_now = false;
+	int iss, link, ret = -1;
 	unsigned cls;
 
 	/* the answer goes back with the acquirer's DE11 */
@@ -198,131 +360,32 @@ static int forward(struct tsw_engine *e, struct pipeline *pl, const struct tsw_t
 	    cls == TSW_MTI_0420)
 		rev_key = acq_rev_key(e, pl->slot, t->token, t->token_len, m);
 
-	pan_len = tsw_vault_decrypt_pan(e->reader, t, pan, sizeof(pan));
-	if (pan_len == -TSW_E_INTEGRITY)
+	ic.pan_len = tsw_vault_decrypt_pan(e->reader, t, ic.pan, sizeof(ic.pan));
+	if (ic.pan_len == -TSW_E_INTEGRITY)
 		return integrity_decline(e, pl, t->token, t->token_len);
-	if (pan_len < 0) {
+	if (ic.pan_len < 0) {
 		TSW_COUNT(e->m->vault_errors);
 		return pl_decline(e, pl, TSW_AUTHZ_SYSTEM);
 	}
-	iss = engine_route(e, pan, (size_t)pan_len);
+	iss = engine_route(e, ic.pan, (size_t)ic.pan_len);
 	if (iss < 0) {
 		TSW_COUNT(e->m->no_route);
-		goto err_wipe;
+	} else {
+		link = pick_link(e, (uint32_t)iss);
+		if (link >= 0)
+			ret = send_to_issuer(e, pl, t, &ic, (uint32_t)link, cls, rev_key, &fail);
+		else if (standin_wanted(e, cls, false))
+			stand_in_now = true;
+		else
+			fail = TSW_AUTHZ_ISSUER_UNAVAILABLE;
 	}
-	link = pick_link(e, (uint32_t)iss);
-	if (link < 0) {
-		if (standin_wanted(e, cls, false)) {
-			explicit_bzero(pan, sizeof(pan));
-			return stand_in(e, pl, t, (uint32_t)iss, cls);
-		}
-		fail = TSW_AUTHZ_ISSUER_UNAVAILABLE;
-		goto err_wipe;
-	}
-	l = &e->links[link];
-	r = req_alloc(e);
-	if (!r) {
-		TSW_COUNT(e->m->pending_full);
-		engine_event(e, TSW_EV_PENDING_FULL, .n1 = e->cfg.max_pending);
-		goto err_wipe;
-	}
-	ret = pending_insert(e, r, (uint16_t)link);
-	if (ret < 0) {
-		TSW_COUNT(e->m->pending_full);
-		engine_event(e, TSW_EV_PENDING_FULL, .n1 = e->cfg.max_pending);
-		goto err_free_req;
-	}
-	fmt_stan((uint32_t)r->key, stan);
-	echo_from_msg(&r->echo, m);
-	if (!r->echo.len[ECHO_IDX_DE11]) {
-		/* the fields before it filled the echo space (a custom profile) */
-		fail = TSW_AUTHZ_FORMAT;
-		goto err_remove;
-	}
-
-	if (tsw_iso_has(m, 48))
-		ret = de48_for_issuer(tsw_iso_ptr(m, 48), m->f[48].len, t, de48, sizeof(de48),
-				      &de48_len);
-	else
-		ret = de48_for_issuer(NULL, 0, t, de48, sizeof(de48), &de48_len);
+	explicit_bzero(ic.pan, sizeof(ic.pan));
+	explicit_bzero(ic.de35, sizeof(ic.de35));
+	if (stand_in_now)
+		return stand_in(e, pl, t, (uint32_t)iss, cls);
 	if (ret < 0)
-		goto err_remove;
-	if (tsw_iso_has(m, 35)) {
-		ret = de35_to_pan(tsw_iso_ptr(m, 35), m->f[35].len, pan, (size_t)pan_len,
-				  t->pan_expiry, de35, sizeof(de35), &de35_len);
-		if (ret < 0) {
-			fail = TSW_AUTHZ_FORMAT;
-			goto err_remove;
-		}
-		ed[n++] =
-		    (struct tsw_iso_edit){.field = 35, .len = (uint16_t)de35_len, .data = de35};
-	}
-	ed[n++] = (struct tsw_iso_edit){
-	    .field = 2, .len = (uint16_t)pan_len, .data = (const uint8_t *)pan};
-	if (strlen(t->pan_expiry) == 4)
-		ed[n++] = (struct tsw_iso_edit){
-		    .field = 14, .len = 4, .data = (const uint8_t *)t->pan_expiry};
-	ed[n++] = (struct tsw_iso_edit){.field = 11, .len = 6, .data = (const uint8_t *)stan};
-	ed[n++] = (struct tsw_iso_edit){.field = 48, .len = (uint16_t)de48_len, .data = de48};
-	/* an acquirer's reversal names the original by the switch STAN */
-	if (tsw_authz_class_of(m->mti) == TSW_AUTHZ_CLASS_REVERSAL &&
-	    acq_rev_de90(e, pl->slot, t->token, t->token_len, m, de90, &rev_match)) {
-		ed[n++] = (struct tsw_iso_edit){
-		    .field = 90, .len = TSW_ENGINE_DE90_LEN, .data = (const uint8_t *)de90};
-		TSW_COUNT(e->m->acq_reversals_matched);
-	}
-
-	r->pan_len = (uint8_t)pan_len;
-	r->pan_fp = pan_fp(e->pan_fp_seed, pan, (size_t)pan_len);
-	if (pan_len >= 4) /* the vault holds 12..19-digit PANs */
-		memcpy(r->pan_last4, pan + pan_len - 4, 4);
-	ret = link_write(e, (uint32_t)link, m, ed, n);
-	explicit_bzero(pan, sizeof(pan));
-	explicit_bzero(de35, sizeof(de35));
-	if (ret == -TSW_E_FRAME_TOO_BIG) {
-		/* the PAN, DE14 and DE48 token data made the issuer's copy
-		 * longer than the acquirer's: above the issuer profile's
-		 * frame, or what its length header can say. Never cut
-		 * (the issuer would read the rest as messages of their
-		 * own): the switch's failure, not the acquirer's */
-		TSW_COUNT(e->m->issuer_frames_too_big);
-		engine_event(e, TSW_EV_ISSUER_FRAME_TOO_BIG, .link = (uint32_t)link,
-			     .token = t->token, .token_len = t->token_len, .echo = &r->echo,
-			     .n1 = issuer_body_max(e->cfg.iss_profile));
-		fail = TSW_AUTHZ_SYSTEM;
-		goto err_remove;
-	}
-	if (ret < 0) {
-		fail = ret == -TSW_E_NO_SPACE ? TSW_AUTHZ_ISSUER_UNAVAILABLE : TSW_AUTHZ_FORMAT;
-		goto err_remove;
-	}
-	link_track(e, r);
-
-	req_fill(e, r, pl, t, cls);
-	r->sent_to_issuer = true;
-	r->fwd_ns = e->now_ns;
-	r->deadline_ns = e->now_ns + (uint64_t)e->cfg.issuer_timeout_ms * NS_PER_MS;
-	heap_push(e, r);
-	dup_add(e, r);
-	r->acq_rev_key = rev_key;
-	r->partial_reversal = rev_key && keeps_part_of_sale(m);
-	r->rev_match = rev_match;
-	if (cls == TSW_MTI_0100 || cls == TSW_MTI_0200)
-		acq_rev_remember(e, rev_key, m, (uint32_t)r->key);
-	c->inflight++;
-	l->pending++;
-	TSW_GAUGE_INC(e->m->inflight);
-	TSW_COUNT(e->m->forwarded);
+		return pl_decline(e, pl, fail);
 	return 0;
-
-err_remove:
-	pending_remove(e, r);
-err_free_req:
-	req_free(e, r);
-err_wipe:
-	explicit_bzero(pan, sizeof(pan));
-	explicit_bzero(de35, sizeof(de35));
-	return pl_decline(e, pl, fail);
 }
 
 /* verified: the record is authenticated now (the original of a

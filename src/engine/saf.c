@@ -182,19 +182,94 @@ int saf_put_advice(struct tsw_engine *e, const struct req *r, uint64_t *ret_id)
 	return ret;
 }
 
+/* The issuer's copy of a reversal or advice: the edits link_write
+ * builds it from and the buffers they point into. */
+struct saf_copy {
+	struct tsw_iso_edit ed[TSW_ISO_FIELDS + 1];
+	uint8_t de48[TSW_ENGINE_DE48_MAX];
+	char de7[10], stan[6];
+	unsigned n;
+};
+
+/* Fills sc from the stored token form m: every stored field as it is
+ * (the issuer leg is built from edits alone: the two profiles may differ
+ * in framing and bitmap), then the issuer-side values: DE2 the PAN, DE7
+ * now, DE11 the switch STAN (key), DE14 the PAN expiry, DE48 the token
+ * data. 0 or a negative errno. */
+static int saf_issuer_copy(const struct tsw_engine *e, const struct tsw_iso_msg *m,
+			   const struct tsw_token *t, const char *pan, int pan_len, uint64_t key,
+			   struct saf_copy *sc)
+{
+	size_t de48_len = 0;
+	unsigned f, n = 0;
+	int ret;
+
+	if (tsw_iso_has(m, 48))
+		ret = de48_for_issuer(tsw_iso_ptr(m, 48), m->f[48].len, t, sc->de48,
+				      sizeof(sc->de48), &de48_len);
+	else
+		ret = de48_for_issuer(NULL, 0, t, sc->de48, sizeof(sc->de48), &de48_len);
+	if (ret < 0)
+		return ret;
+	sc->ed[n++] = (struct tsw_iso_edit){.field = 0, .len = 4, .data = (const uint8_t *)m->mti};
+	for (f = 2; f < TSW_ISO_FIELDS; f++) {
+		if (!tsw_iso_has(m, f) || f == 2 || f == 7 || f == 11 || f == 14 || f == 35 ||
+		    f == 48)
+			continue;
+		sc->ed[n++] = (struct tsw_iso_edit){
+		    .field = (uint16_t)f, .len = m->f[f].len, .data = tsw_iso_ptr(m, f)};
+	}
+	fmt6((uint32_t)key, sc->stan);
+	fmt_de7(e->wall_s, sc->de7);
+	sc->ed[n++] = (struct tsw_iso_edit){
+	    .field = 2, .len = (uint16_t)pan_len, .data = (const uint8_t *)pan};
+	sc->ed[n++] =
+	    (struct tsw_iso_edit){.field = 7, .len = 10, .data = (const uint8_t *)sc->de7};
+	sc->ed[n++] =
+	    (struct tsw_iso_edit){.field = 11, .len = 6, .data = (const uint8_t *)sc->stan};
+	if (strlen(t->pan_expiry) == 4)
+		sc->ed[n++] = (struct tsw_iso_edit){
+		    .field = 14, .len = 4, .data = (const uint8_t *)t->pan_expiry};
+	if (de48_len)
+		sc->ed[n++] =
+		    (struct tsw_iso_edit){.field = 48, .len = (uint16_t)de48_len, .data = sc->de48};
+	sc->n = n;
+	return 0;
+}
+
+/* r (item it, stored form m) went to the issuer on link: it waits for
+ * the answer or its timeout. */
+static void saf_track_sent(struct tsw_engine *e, uint32_t link, struct req *r,
+			   const struct tsw_iso_msg *m, const struct tsw_saf_item *it)
+{
+	r->kind = REQ_SAF;
+	r->saf_id = it->id;
+	r->saf_attempts = it->attempts;
+	/* a reversal of an approval names its code; one of an unknown
+	 * outcome (a timeout) does not */
+	r->has_approval_code = tsw_iso_has(m, 38);
+	r->mti_class = (uint8_t)mti_class(m->mti); /* 0400, or a stand-in's 0120/0220 */
+	memcpy(r->echo.mti, m->mti, 4);		   /* its answer must be the response to it */
+	r->fwd_ns = r->start_ns = e->now_ns;
+	r->deadline_ns = e->now_ns + (uint64_t)e->cfg.issuer_timeout_ms * NS_PER_MS;
+	heap_push(e, r);
+	e->links[link].pending++;
+	e->links[link].saf_inflight++;
+	e->saf_inflight++;
+	TSW_GAUGE_INC(e->m->saf_inflight);
+	TSW_COUNT(e->m->saf_sent);
+	engine_event(e, TSW_EV_SAF_SENT, .link = link, .id = it->id, .n1 = it->attempts + 1);
+}
+
 /* Rewrites one claimed reversal to the PAN and sends it on link. */
 static enum saf_outcome saf_send(struct tsw_engine *e, uint32_t link, const struct tsw_saf_item *it)
 {
-	struct tsw_iso_edit ed[TSW_ISO_FIELDS + 1];
+	struct saf_copy sc;
 	struct tsw_iso_msg m;
 	struct tsw_token t;
-	uint8_t de48[TSW_ENGINE_DE48_MAX];
 	char pan[TSW_PAN_MAX_DIGITS];
-	char de7[10], stan[6];
-	size_t de48_len = 0;
 	enum saf_outcome out;
 	struct req *r;
-	unsigned f, n = 0;
 	int pan_len, ret;
 
 	if (tsw_iso_decode(e->cfg.acq_profile, it->msg, it->len, &m) < 0 || !tsw_iso_has(&m, 2) ||
@@ -226,37 +301,9 @@ static enum saf_outcome saf_send(struct tsw_engine *e, uint32_t link, const stru
 		goto out_wipe;
 	}
 	out = SAF_RETRY;
-	if (tsw_iso_has(&m, 48))
-		ret = de48_for_issuer(tsw_iso_ptr(&m, 48), m.f[48].len, &t, de48, sizeof(de48),
-				      &de48_len);
-	else
-		ret = de48_for_issuer(NULL, 0, &t, de48, sizeof(de48), &de48_len);
-	if (ret < 0)
+	if (saf_issuer_copy(e, &m, &t, pan, pan_len, r->key, &sc) < 0)
 		goto out_remove;
-	/* every stored field as it is (the issuer leg is built from edits
-	 * alone: the two profiles may differ in framing and bitmap), then
-	 * the issuer-side values */
-	ed[n++] = (struct tsw_iso_edit){.field = 0, .len = 4, .data = (const uint8_t *)m.mti};
-	for (f = 2; f < TSW_ISO_FIELDS; f++) {
-		if (!tsw_iso_has(&m, f) || f == 2 || f == 7 || f == 11 || f == 14 || f == 35 ||
-		    f == 48)
-			continue;
-		ed[n++] = (struct tsw_iso_edit){
-		    .field = (uint16_t)f, .len = m.f[f].len, .data = tsw_iso_ptr(&m, f)};
-	}
-	fmt6((uint32_t)r->key, stan);
-	fmt_de7(e->wall_s, de7);
-	ed[n++] = (struct tsw_iso_edit){
-	    .field = 2, .len = (uint16_t)pan_len, .data = (const uint8_t *)pan};
-	ed[n++] = (struct tsw_iso_edit){.field = 7, .len = 10, .data = (const uint8_t *)de7};
-	ed[n++] = (struct tsw_iso_edit){.field = 11, .len = 6, .data = (const uint8_t *)stan};
-	if (strlen(t.pan_expiry) == 4)
-		ed[n++] = (struct tsw_iso_edit){
-		    .field = 14, .len = 4, .data = (const uint8_t *)t.pan_expiry};
-	if (de48_len)
-		ed[n++] =
-		    (struct tsw_iso_edit){.field = 48, .len = (uint16_t)de48_len, .data = de48};
-	ret = link_write(e, link, NULL, ed, n);
+	ret = link_write(e, link, NULL, sc.ed, sc.n);
 	if (ret == -TSW_E_NO_SPACE) {
 		out = SAF_LINK_FULL;
 		goto out_remove;
@@ -265,23 +312,7 @@ static enum saf_outcome saf_send(struct tsw_engine *e, uint32_t link, const stru
 		TSW_COUNT(e->m->issuer_format_errors);
 		goto out_remove;
 	}
-	r->kind = REQ_SAF;
-	r->saf_id = it->id;
-	r->saf_attempts = it->attempts;
-	/* a reversal of an approval names its code; one of an unknown
-	 * outcome (a timeout) does not */
-	r->has_approval_code = tsw_iso_has(&m, 38);
-	r->mti_class = (uint8_t)mti_class(m.mti); /* 0400, or a stand-in's 0120/0220 */
-	memcpy(r->echo.mti, m.mti, 4); /* its answer must be the response to it */
-	r->fwd_ns = r->start_ns = e->now_ns;
-	r->deadline_ns = e->now_ns + (uint64_t)e->cfg.issuer_timeout_ms * NS_PER_MS;
-	heap_push(e, r);
-	e->links[link].pending++;
-	e->links[link].saf_inflight++;
-	e->saf_inflight++;
-	TSW_GAUGE_INC(e->m->saf_inflight);
-	TSW_COUNT(e->m->saf_sent);
-	engine_event(e, TSW_EV_SAF_SENT, .link = link, .id = it->id, .n1 = it->attempts + 1);
+	saf_track_sent(e, link, r, &m, it);
 	out = SAF_SENT;
 	goto out_wipe;
 

@@ -230,10 +230,71 @@ static int source_start(const struct tsw_iso_profile *p, const struct tsw_iso_ms
 	return 0;
 }
 
+/* Writes the MTI and the bitmaps of the result: msg's fields but those
+ * edited, and those the edits set. *ret_pos: where its fields start. */
+static int write_head(const struct tsw_iso_profile *p, const struct tsw_iso_msg *msg,
+		      const uint8_t *mti, const uint64_t edited[2], const uint64_t set[2],
+		      uint8_t *out, size_t cap, size_t *ret_pos)
+{
+	uint64_t res[2] = {0, 0};
+	size_t bms = bitmap_size(p), pos;
+
+	if (msg) {
+		res[0] = msg->bitmap[0] & ~BIT_SECONDARY;
+		res[1] = msg->bitmap[0] & BIT_SECONDARY ? msg->bitmap[1] : 0;
+	}
+	res[0] = (res[0] & ~edited[0]) | set[0];
+	res[1] = (res[1] & ~edited[1]) | set[1];
+	if (res[1])
+		res[0] |= BIT_SECONDARY;
+	pos = MTI_LEN + bms * (res[1] ? 2 : 1);
+	if (cap < pos)
+		return -TSW_E_NO_SPACE;
+	memcpy(out, mti, MTI_LEN);
+	write_bitmap(p, res[0], out + MTI_LEN);
+	if (res[1])
+		write_bitmap(p, res[1], out + MTI_LEN + bms);
+	*ret_pos = pos;
+	return 0;
+}
+
+/* Writes the value the edits give field f (spec fs) to out at pos: its
+ * length prefix, then the value; *pos moves past it. */
+static int write_edited(const struct tsw_iso_field_spec *fs, unsigned f,
+			const struct tsw_iso_edit *edits, size_t n_edits, uint8_t *out, size_t cap,
+			size_t *pos)
+{
+	const struct tsw_iso_edit *e = NULL;
+	size_t at = *pos, cnt;
+
+	for (size_t i = 0; i < n_edits; i++) {
+		if (edits[i].field == f) {
+			e = &edits[i];
+			break;
+		}
+	}
+	if (!e)
+		return -TSW_E_BAD_INPUT; /* unreachable: set[] comes from edits */
+	if (cap - at < (size_t)fs->prefix + e->len)
+		return -TSW_E_NO_SPACE;
+	cnt = fs->hex ? e->len / 2u : e->len;
+	if (fs->prefix == 3) {
+		out[at++] = (uint8_t)('0' + cnt / 100);
+		cnt %= 100;
+	}
+	if (fs->prefix) {
+		out[at++] = (uint8_t)('0' + cnt / 10);
+		out[at++] = (uint8_t)('0' + cnt % 10);
+	}
+	memcpy(out + at, e->data, e->len);
+	*pos = at + e->len;
+	return 0;
+}
+
 int tsw_iso_encode(const struct tsw_iso_profile *p, const struct tsw_iso_msg *msg,
 		   const struct tsw_iso_edit *edits, size_t n_edits, uint8_t *out, size_t cap)
 {
-	uint64_t edited[2] = {0, 0}, set[2] = {0, 0}, res[2] = {0, 0};
+	uint64_t edited[2] = {0, 0}, set[2] = {0, 0};
 	const uint8_t *mti = msg ? (const uint8_t *)msg->mti : NULL;
 	size_t src_pos = 0, src_end = 0, pos, bms;
 	int r;
@@ -262,23 +323,10 @@ int tsw_iso_encode(const struct tsw_iso_profile *p, const struct tsw_iso_msg *ms
 	}
 	if (!mti)
 		return -TSW_E_NO_MTI;
-	if (msg) {
-		res[0] = msg->bitmap[0] & ~BIT_SECONDARY;
-		res[1] = msg->bitmap[0] & BIT_SECONDARY ? msg->bitmap[1] : 0;
-	}
-	res[0] = (res[0] & ~edited[0]) | set[0];
-	res[1] = (res[1] & ~edited[1]) | set[1];
-	if (res[1])
-		res[0] |= BIT_SECONDARY;
-
+	r = write_head(p, msg, mti, edited, set, out, cap, &pos);
+	if (r < 0)
+		return r;
 	bms = bitmap_size(p);
-	pos = MTI_LEN + bms * (res[1] ? 2 : 1);
-	if (cap < pos)
-		return -TSW_E_NO_SPACE;
-	memcpy(out, mti, MTI_LEN);
-	write_bitmap(p, res[0], out + MTI_LEN);
-	if (res[1])
-		write_bitmap(p, res[1], out + MTI_LEN + bms);
 
 	/* Unchanged fields are contiguous in msg's buffer between edited
 	 * ones: copy each stretch in one go and visit only the edited fields. */
@@ -292,10 +340,7 @@ int tsw_iso_encode(const struct tsw_iso_profile *p, const struct tsw_iso_msg *ms
 		while (bits) {
 			unsigned lz = (unsigned)__builtin_clzll(bits);
 			unsigned f = w * 64 + lz + 1;
-			const struct tsw_iso_field_spec *fs = &p->fields[f];
 			uint64_t bit = 1ull << (63 - lz);
-			const struct tsw_iso_edit *e = NULL;
-			size_t cnt;
 
 			bits &= ~bit;
 			if (msg) {
@@ -313,27 +358,9 @@ int tsw_iso_encode(const struct tsw_iso_profile *p, const struct tsw_iso_msg *ms
 			}
 			if (!(set[w] & bit))
 				continue; /* removed */
-			for (size_t i = 0; i < n_edits; i++) {
-				if (edits[i].field == f) {
-					e = &edits[i];
-					break;
-				}
-			}
-			if (!e)
-				return -TSW_E_BAD_INPUT; /* unreachable: set[] comes from edits */
-			if (cap - pos < (size_t)fs->prefix + e->len)
-				return -TSW_E_NO_SPACE;
-			cnt = fs->hex ? e->len / 2u : e->len;
-			if (fs->prefix == 3) {
-				out[pos++] = (uint8_t)('0' + cnt / 100);
-				cnt %= 100;
-			}
-			if (fs->prefix) {
-				out[pos++] = (uint8_t)('0' + cnt / 10);
-				out[pos++] = (uint8_t)('0' + cnt % 10);
-			}
-			memcpy(out + pos, e->data, e->len);
-			pos += e->len;
+			r = write_edited(&p->fields[f], f, edits, n_edits, out, cap, &pos);
+			if (r < 0)
+				return r;
 		}
 	}
 	if (msg) {

@@ -919,46 +919,49 @@ static void free_tables(struct tsw_state *st)
 	pthread_mutex_destroy(&st->wakers_lock);
 }
 
-int tsw_state_open(const char *dir, const struct tsw_state_config *cfg,
-		   struct tsw_state **ret_state)
+/* c: cfg (NULL: all defaults) with each unset key at its default. */
+static int config_with_defaults(const struct tsw_state_config *cfg, struct tsw_state_config *c)
 {
-	struct tsw_state_config c = {0};
+	*c = (struct tsw_state_config){0};
+	if (cfg != NULL)
+		*c = *cfg;
+	if (c->queue_size == 0)
+		c->queue_size = TSW_STATE_QUEUE_SIZE_DEFAULT;
+	if (c->max_tokens == 0)
+		c->max_tokens = TSW_STATE_MAX_TOKENS_DEFAULT;
+	if (c->max_reservations == 0)
+		c->max_reservations = TSW_STATE_MAX_RESERVATIONS_DEFAULT;
+	if (c->map_size_mb == 0)
+		c->map_size_mb = TSW_STATE_MAP_SIZE_MB_DEFAULT;
+	if (c->saf_max_entries == 0)
+		c->saf_max_entries = TSW_STATE_SAF_MAX_ENTRIES_DEFAULT;
+	if (c->saf_lease_ms == 0)
+		c->saf_lease_ms = TSW_STATE_SAF_LEASE_MS_DEFAULT;
+	if (c->clock_ms == NULL) {
+		c->clock_ms = mono_ms;
+		c->clock_arg = NULL;
+	}
+	if (c->reserve_kb == 0)
+		c->reserve_kb = TSW_STATE_RESERVE_KB_DEFAULT;
+	if (c->retry_max_ms < TSW_STATE_RETRY_MS)
+		c->retry_max_ms =
+		    c->retry_max_ms == 0 ? TSW_STATE_RETRY_MAX_MS_DEFAULT : TSW_STATE_RETRY_MS;
+	if (c->max_reservations > TSW_STATE_MAX_RESERVATIONS_LIMIT ||
+	    c->saf_max_entries > TSW_STATE_SAF_MAX_ENTRIES_LIMIT)
+		return -TSW_E_BAD_INPUT;
+	return 0;
+}
+
+/* A state with its locks and the writer's settings from c; nothing
+ * opened yet. NULL when out of memory. */
+static struct tsw_state *state_new(const struct tsw_state_config *c)
+{
 	pthread_condattr_t cattr;
 	struct tsw_state *st;
-	MDB_txn *txn;
-	size_t loaded = 0, saf_loaded = 0;
-	int rc;
-
-	if (cfg != NULL)
-		c = *cfg;
-	if (c.queue_size == 0)
-		c.queue_size = TSW_STATE_QUEUE_SIZE_DEFAULT;
-	if (c.max_tokens == 0)
-		c.max_tokens = TSW_STATE_MAX_TOKENS_DEFAULT;
-	if (c.max_reservations == 0)
-		c.max_reservations = TSW_STATE_MAX_RESERVATIONS_DEFAULT;
-	if (c.map_size_mb == 0)
-		c.map_size_mb = TSW_STATE_MAP_SIZE_MB_DEFAULT;
-	if (c.saf_max_entries == 0)
-		c.saf_max_entries = TSW_STATE_SAF_MAX_ENTRIES_DEFAULT;
-	if (c.saf_lease_ms == 0)
-		c.saf_lease_ms = TSW_STATE_SAF_LEASE_MS_DEFAULT;
-	if (c.clock_ms == NULL) {
-		c.clock_ms = mono_ms;
-		c.clock_arg = NULL;
-	}
-	if (c.reserve_kb == 0)
-		c.reserve_kb = TSW_STATE_RESERVE_KB_DEFAULT;
-	if (c.retry_max_ms < TSW_STATE_RETRY_MS)
-		c.retry_max_ms =
-		    c.retry_max_ms == 0 ? TSW_STATE_RETRY_MAX_MS_DEFAULT : TSW_STATE_RETRY_MS;
-	if (c.max_reservations > TSW_STATE_MAX_RESERVATIONS_LIMIT ||
-	    c.saf_max_entries > TSW_STATE_SAF_MAX_ENTRIES_LIMIT)
-		return -TSW_E_BAD_INPUT;
 
 	st = calloc(1, sizeof(*st));
 	if (st == NULL)
-		return -ENOMEM;
+		return NULL;
 	for (unsigned i = 0; i < SHARDS; i++)
 		pthread_mutex_init(&st->shards[i].lock, NULL);
 	pthread_mutex_init(&st->q_lock, NULL);
@@ -970,14 +973,46 @@ int tsw_state_open(const char *dir, const struct tsw_state_config *cfg,
 	pthread_mutex_init(&st->res_lock, NULL);
 	pthread_mutex_init(&st->wakers_lock, NULL);
 	pthread_mutex_init(&st->saf.lock, NULL);
-	st->clock_ms = c.clock_ms;
-	st->clock_arg = c.clock_arg;
-	st->w.map_bytes = (size_t)c.map_size_mb << 20;
-	st->w.reserve_bytes = (size_t)c.reserve_kb << 10;
-	st->w.retry_max_ms = c.retry_max_ms;
-	st->w.on_event = c.on_event;
-	st->w.event_arg = c.event_arg;
+	st->clock_ms = c->clock_ms;
+	st->clock_arg = c->clock_arg;
+	st->w.map_bytes = (size_t)c->map_size_mb << 20;
+	st->w.reserve_bytes = (size_t)c->reserve_kb << 10;
+	st->w.retry_max_ms = c->retry_max_ms;
+	st->w.on_event = c->on_event;
+	st->w.event_arg = c->event_arg;
+	return st;
+}
 
+/* Reads the counts and the SAF queue on disk into the tables. */
+static int load_all(struct tsw_state *st)
+{
+	MDB_txn *txn;
+	int rc;
+
+	rc = mdb_txn_begin(st->env, NULL, MDB_RDONLY, &txn);
+	if (rc != 0)
+		return state_map_mdb(rc);
+	rc = load_counts(st, txn);
+	if (rc == 0)
+		rc = saf_load(st, txn);
+	mdb_txn_abort(txn);
+	return rc;
+}
+
+int tsw_state_open(const char *dir, const struct tsw_state_config *cfg,
+		   struct tsw_state **ret_state)
+{
+	struct tsw_state_config c;
+	struct tsw_state *st;
+	size_t loaded = 0, saf_loaded = 0;
+	int rc;
+
+	rc = config_with_defaults(cfg, &c);
+	if (rc < 0)
+		return rc;
+	st = state_new(&c);
+	if (st == NULL)
+		return -ENOMEM;
 	rc = open_env(st, dir, c.map_size_mb, &loaded, &saf_loaded);
 	if (rc < 0)
 		goto err_free;
@@ -988,15 +1023,7 @@ int tsw_state_open(const char *dir, const struct tsw_state_config *cfg,
 			  st->saf.n_slots);
 	if (rc < 0)
 		goto err_env;
-	rc = mdb_txn_begin(st->env, NULL, MDB_RDONLY, &txn);
-	if (rc != 0) {
-		rc = state_map_mdb(rc);
-		goto err_env;
-	}
-	rc = load_counts(st, txn);
-	if (rc == 0)
-		rc = saf_load(st, txn);
-	mdb_txn_abort(txn);
+	rc = load_all(st);
 	if (rc < 0)
 		goto err_env;
 	/* what was loaded is on disk: its ids are durable */

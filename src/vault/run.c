@@ -274,6 +274,108 @@ static bool is_indexed(const struct run *run, uint64_t idx)
 	return run->indexed[idx >> 3] & (1u << (idx & 7));
 }
 
+/* Where the write of one chunk stands: its transaction and cursor on the
+ * tokens, the vault's last token (a row after it is appended) and the
+ * row written before (a token twice in the import is rejected). */
+struct chunk_write {
+	MDB_txn *txn;
+	MDB_cursor *cur;
+	struct pan_crypto crypto; /* contexts made only for a suspended card */
+	uint64_t last, prev;
+	bool have_last, had_prev, no_cards;
+	unsigned long imported;
+};
+
+/* Opens cw's cursor on the tokens and reads the vault's last token. */
+static int chunk_open(struct tsw_vault *v, struct chunk_write *cw)
+{
+	MDB_val k, d;
+	MDB_stat s;
+	int r, rc;
+
+	r = index_guard(v, cw->txn); /* the records' card ids and the index go together */
+	if (r < 0)
+		return r;
+	r = mdb_to_errno(mdb_cursor_open(cw->txn, v->dbi_tokens, &cw->cur));
+	if (r < 0)
+		return r;
+	rc = mdb_cursor_get(cw->cur, &k, &d, MDB_LAST);
+	if (rc == 0) {
+		memcpy(&cw->last, k.mv_data, sizeof(cw->last));
+		cw->have_last = true;
+	} else if (rc != MDB_NOTFOUND) {
+		return mdb_to_errno(rc);
+	}
+	cw->no_cards = mdb_stat(cw->txn, v->dbi_cards, &s) == 0 && s.ms_entries == 0;
+	return 0;
+}
+
+/* A row of a suspended card says so in its record, sealed again: the
+ * flag is authenticated. */
+static int seal_card_flags(struct tsw_vault *v, struct chunk_write *cw, const struct slot *p,
+			   uint8_t *rec)
+{
+	uint8_t cflags = 0;
+	int r;
+
+	r = card_flags(v, cw->txn, p->card_key, &cflags);
+	if (r < 0)
+		return r;
+	if (cflags & CARD_F_SUSPENDED)
+		return rec_set_flags(&cw->crypto, rec, p->rec_len, p->key, false,
+				     ((struct rec *)rec)->flags | REC_F_CARD_SUSPENDED);
+	return 0;
+}
+
+/* Puts staged row p (its record at rec, its device binding after it). A
+ * token already in the vault or twice in this import is rejected; its
+ * index entry is due all the same when the vault's record is of the same
+ * card. 0, or a negative errno that aborts the chunk. */
+static int write_row(struct tsw_vault *v, struct run *run, struct chunk_write *cw, struct slot *p,
+		     uint8_t *rec)
+{
+	unsigned append = (!cw->have_last || p->key > cw->last) ? MDB_APPEND : 0;
+	MDB_val k = {.mv_size = sizeof(p->key), .mv_data = &p->key};
+	MDB_val d = {.mv_size = p->rec_len, .mv_data = rec};
+	bool same_card = false;
+	int r, rc;
+
+	if (!cw->no_cards) {
+		r = seal_card_flags(v, cw, p, rec);
+		if (r < 0)
+			return r;
+	}
+	if (cw->had_prev && cw->prev == p->key) {
+		rc = MDB_KEYEXIST; /* twice in this import */
+	} else {
+		rc = mdb_cursor_put(cw->cur, &k, &d, MDB_NOOVERWRITE | append);
+		/* on MDB_KEYEXIST d is the record in the vault */
+		same_card =
+		    rc == MDB_KEYEXIST && d.mv_size >= sizeof(struct rec) &&
+		    ((const struct rec *)d.mv_data)->card_id == ((const struct rec *)rec)->card_id;
+	}
+	cw->had_prev = true;
+	cw->prev = p->key;
+	if (rc == MDB_KEYEXIST) {
+		if (same_card)
+			mark_indexed(run, p->idx);
+		return run_reject(run, p->line, -TSW_E_EXISTS, "token already in the vault");
+	}
+	if (rc)
+		return mdb_to_errno(rc);
+	if (append) {
+		cw->last = p->key;
+		cw->have_last = true;
+	}
+	mark_indexed(run, p->idx);
+	cw->imported++;
+	if (!p->dev_len)
+		return 0;
+	d.mv_size = p->dev_len;
+	d.mv_data = rec + p->rec_len;
+	return mdb_to_errno(mdb_put(cw->txn, v->dbi_devices, &k, &d, 0));
+}
+
 /* Writes a staged chunk (rows sorted by token; *prev_key: the token
  * before them when *have_prev) in one transaction: records (appended when
  * they come after the vault's last token) and device bindings. Marks the
@@ -283,118 +385,43 @@ static bool is_indexed(const struct run *run, uint64_t idx)
 static int write_tokens(struct tsw_vault *v, struct run *run, struct stage *st, bool *have_prev,
 			uint64_t *prev_key)
 {
-	MDB_txn *txn = NULL;
-	MDB_cursor *cur = NULL;
-	MDB_val k, d;
-	uint64_t last = 0, prev = *prev_key;
-	bool have_last = false, no_cards = false, had_prev = *have_prev;
+	struct chunk_write cw = {.prev = *prev_key, .had_prev = *have_prev};
 	size_t n_rejects = run->n_rejects;
-	unsigned long imported = 0;
-	struct pan_crypto crypto; /* contexts made only for a suspended card */
-	int r, rc;
+	int r;
 
-	r = mdb_to_errno(mdb_txn_begin(v->env, NULL, 0, &txn));
+	r = mdb_to_errno(mdb_txn_begin(v->env, NULL, 0, &cw.txn));
 	if (r < 0)
 		return r;
-	crypto_init(&crypto, v->keys);
-	r = index_guard(v, txn); /* the records' card ids and the index go together */
+	crypto_init(&cw.crypto, v->keys);
+	r = chunk_open(v, &cw);
 	if (r < 0)
 		goto out_abort;
-	r = mdb_to_errno(mdb_cursor_open(txn, v->dbi_tokens, &cur));
-	if (r < 0)
-		goto out_abort;
-	rc = mdb_cursor_get(cur, &k, &d, MDB_LAST);
-	if (rc == 0) {
-		memcpy(&last, k.mv_data, sizeof(last));
-		have_last = true;
-	} else if (rc != MDB_NOTFOUND) {
-		r = mdb_to_errno(rc);
-		goto out_abort;
-	}
-	{
-		MDB_stat s;
-
-		no_cards = mdb_stat(txn, v->dbi_cards, &s) == 0 && s.ms_entries == 0;
-	}
 	for (unsigned i = 0; i < st->n; i++) {
 		struct slot *p = &st->slots[i];
-		uint8_t *rec = st->bytes + p->off;
-		unsigned append = (!have_last || p->key > last) ? MDB_APPEND : 0;
-		bool same_card = false;
-		uint8_t cflags = 0;
 
 		if (i + PREFETCH_SLOTS < st->n)
 			__builtin_prefetch(&run->indexed[st->slots[i + PREFETCH_SLOTS].idx >> 3],
 					   1);
-		k.mv_size = sizeof(p->key);
-		k.mv_data = &p->key;
-		d.mv_size = p->rec_len;
-		d.mv_data = rec;
-		if (!no_cards) {
-			r = card_flags(v, txn, p->card_key, &cflags);
-			if (r < 0)
-				goto out_abort;
-			/* the flag is authenticated: the record is sealed again */
-			if (cflags & CARD_F_SUSPENDED)
-				r = rec_set_flags(&crypto, rec, p->rec_len, p->key, false,
-						  ((struct rec *)rec)->flags |
-						      REC_F_CARD_SUSPENDED);
-			if (r < 0)
-				goto out_abort;
-		}
-		if (had_prev && prev == p->key) {
-			rc = MDB_KEYEXIST; /* twice in this import */
-		} else {
-			rc = mdb_cursor_put(cur, &k, &d, MDB_NOOVERWRITE | append);
-			/* on MDB_KEYEXIST d is the record in the vault */
-			same_card = rc == MDB_KEYEXIST && d.mv_size >= sizeof(struct rec) &&
-				    ((const struct rec *)d.mv_data)->card_id ==
-					((const struct rec *)rec)->card_id;
-		}
-		had_prev = true;
-		prev = p->key;
-		if (rc == MDB_KEYEXIST) {
-			if (same_card)
-				mark_indexed(run, p->idx);
-			r = run_reject(run, p->line, -TSW_E_EXISTS, "token already in the vault");
-			if (r < 0)
-				goto out_abort;
-			continue;
-		}
-		if (rc) {
-			r = mdb_to_errno(rc);
-			goto out_abort;
-		}
-		if (append) {
-			last = p->key;
-			have_last = true;
-		}
-		mark_indexed(run, p->idx);
-		imported++;
-		if (!p->dev_len)
-			continue;
-		d.mv_size = p->dev_len;
-		d.mv_data = rec + p->rec_len;
-		r = mdb_to_errno(mdb_put(txn, v->dbi_devices, &k, &d, 0));
+		r = write_row(v, run, &cw, p, st->bytes + p->off);
 		if (r < 0)
 			goto out_abort;
 	}
-	mdb_cursor_close(cur);
-	cur = NULL;
-	r = mdb_to_errno(mdb_txn_commit(txn));
+	mdb_cursor_close(cw.cur);
+	cw.cur = NULL;
+	r = mdb_to_errno(mdb_txn_commit(cw.txn));
 	if (r < 0)
 		goto out_undo;
-	crypto_free(&crypto);
-	run->imported += imported;
+	crypto_free(&cw.crypto);
+	run->imported += cw.imported;
 	run->chunks++;
-	*have_prev = had_prev;
-	*prev_key = prev;
+	*have_prev = cw.had_prev;
+	*prev_key = cw.prev;
 	return 0;
 out_abort:
-	mdb_cursor_close(cur);
-	mdb_txn_abort(txn);
+	mdb_cursor_close(cw.cur);
+	mdb_txn_abort(cw.txn);
 out_undo:
-	crypto_free(&crypto);
+	crypto_free(&cw.crypto);
 	run->n_rejects = n_rejects;
 	return r;
 }

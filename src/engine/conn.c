@@ -70,7 +70,7 @@ int conn_write(struct tsw_engine *e, uint32_t slot, const struct tsw_iso_msg *ba
 	struct acq_conn *c = &e->conns[slot];
 	int r;
 
-	r = outbuf_encode(&c->out, e->cfg.acq_profile, base, ed, n_ed);
+	r = outbuf_encode(&c->out, e->acq_profile, base, ed, n_ed);
 	if (r == -TSW_E_NO_SPACE) {
 		TSW_COUNT(e->m->slow_consumer_closes);
 		if (!c->close_queued)
@@ -186,7 +186,7 @@ static int acq_frame(struct tsw_engine *e, uint32_t slot, const uint8_t *frame, 
 	struct echo ec;
 	int r;
 
-	r = tsw_iso_decode(e->cfg.acq_profile, frame, len, &m);
+	r = tsw_iso_decode(e->acq_profile, frame, len, &m);
 	if (r < 0)
 		return undecodable(e, slot, frame, len, &m);
 	switch (tsw_authz_class_of(m.mti)) {
@@ -272,7 +272,7 @@ static int feed(struct tsw_engine *e, uint32_t slot, const uint8_t *data, size_t
 		if (r < 0) {
 			TSW_COUNT(e->m->frames_refused);
 			engine_event(e, TSW_EV_FRAME_REFUSED, .slot = slot, .why = "acquirer",
-				     .err = r, .n1 = e->cfg.acq_profile->max_frame);
+				     .err = r, .n1 = e->acq_profile->max_frame);
 			goto out;
 		}
 		r = 0;

@@ -61,13 +61,13 @@ enum tsw_log_level tsw_engine_event_level(unsigned kind)
 
 void events_configure(struct tsw_engine *e)
 {
-	e->ev.burst = e->cfg.event_burst;
-	e->ev.interval_ns = (uint64_t)e->cfg.event_interval_ms * NS_PER_MS;
+	e->ev.burst = e->cfg.log_event_burst;
+	e->ev.interval_ns = (uint64_t)e->cfg.log_event_interval_ms * NS_PER_MS;
 }
 
 int events_init(struct tsw_engine *e)
 {
-	e->ev.cap = e->cfg.event_queue;
+	e->ev.cap = e->cfg.log_event_queue;
 	e->ev.ring = calloc(e->ev.cap, sizeof(*e->ev.ring));
 	if (!e->ev.ring)
 		return -ENOMEM;

@@ -31,7 +31,7 @@ int engine_route(const struct tsw_engine *e, const char *pan, size_t pan_len)
 	uint32_t i;
 
 	for (i = 0; i < e->cfg.n_routes; i++) {
-		const struct tsw_route *rt = &e->cfg.routes[i];
+		const struct tsw_config_route *rt = &e->cfg.routes[i];
 		size_t n = strnlen(rt->bin_prefix, sizeof(rt->bin_prefix));
 
 		if (n > pan_len || memcmp(rt->bin_prefix, pan, n) != 0)
@@ -113,7 +113,7 @@ int link_write(struct tsw_engine *e, uint32_t link, const struct tsw_iso_msg *ba
 	uint32_t before = outbuf_pending(&l->out);
 	int r;
 
-	r = outbuf_encode(&l->out, e->cfg.iss_profile, base, ed, n);
+	r = outbuf_encode(&l->out, e->iss_profile, base, ed, n);
 	if (r < 0) {
 		if (r == -TSW_E_NO_SPACE) {
 			TSW_COUNT(e->m->link_out_full);
@@ -374,12 +374,12 @@ int tsw_engine_link_input(struct tsw_engine *e, uint32_t link, const uint8_t *da
 		if (r < 0) {
 			TSW_COUNT(e->m->frames_refused);
 			engine_event(e, TSW_EV_FRAME_REFUSED, .link = link, .why = "issuer",
-				     .err = r, .n1 = e->cfg.iss_profile->max_frame);
+				     .err = r, .n1 = e->iss_profile->max_frame);
 			return r;
 		}
 		if (flen == 0)
 			continue;
-		if (tsw_iso_decode(e->cfg.iss_profile, frame, flen, &m) < 0) {
+		if (tsw_iso_decode(e->iss_profile, frame, flen, &m) < 0) {
 			TSW_COUNT(e->m->issuer_format_errors);
 			continue;
 		}

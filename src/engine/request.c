@@ -288,7 +288,7 @@ static int forward(struct tsw_engine *e, struct pipeline *pl, const struct tsw_t
 		TSW_COUNT(e->m->issuer_frames_too_big);
 		engine_event(e, TSW_EV_ISSUER_FRAME_TOO_BIG, .link = (uint32_t)link,
 			     .token = t->token, .token_len = t->token_len, .echo = &r->echo,
-			     .n1 = issuer_body_max(e->cfg.iss_profile));
+			     .n1 = issuer_body_max(e->iss_profile));
 		fail = TSW_AUTHZ_SYSTEM;
 		goto err_remove;
 	}

@@ -231,9 +231,9 @@ Test(config, log_keys_defaults_bounds_and_reload)
 
 	base_config(&run);
 	cr_assert_eq(run.log_format, TSW_LOG_TEXT);
-	cr_assert_eq(run.log_event_burst, TSW_CONFIG_LOG_EVENT_BURST_DEFAULT);
-	cr_assert_eq(run.log_event_interval_ms, TSW_CONFIG_LOG_EVENT_INTERVAL_MS_DEFAULT);
-	cr_assert_eq(run.log_event_queue, TSW_CONFIG_LOG_EVENT_QUEUE_DEFAULT);
+	cr_assert_eq(run.log_event_burst, 10);
+	cr_assert_eq(run.log_event_interval_ms, 10000);
+	cr_assert_eq(run.log_event_queue, 512);
 	next = run;
 	cr_assert_eq(tsw_config_set(&next, "server", "log_format", "xml", reason, sizeof(reason)),
 		     -TSW_E_CONFIG);

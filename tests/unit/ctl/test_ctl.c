@@ -598,8 +598,8 @@ Test(config, engine_table_defaults_are_the_old_constants)
 	tsw_config_defaults(&cfg);
 	cr_expect_eq(cfg.acq_reversal_memory, 8192);
 	cr_expect_eq(cfg.expired_stan_memory, 4096);
-	cr_expect_eq(cfg.reconnect_min_ms, TSW_CONFIG_RECONNECT_MIN_MS_DEFAULT);
-	cr_expect_eq(cfg.reconnect_max_ms, TSW_CONFIG_RECONNECT_MAX_MS_DEFAULT);
+	cr_expect_eq(cfg.reconnect_min_ms, 100);
+	cr_expect_eq(cfg.reconnect_max_ms, 5000);
 }
 
 /* a reload names the keys it cannot apply (sizes, tables, addresses,

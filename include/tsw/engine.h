@@ -130,7 +130,7 @@ struct tsw_endpoint {
  * not the engine itself: tsw_engine_free() does not touch it (reversals
  * claimed and in flight are leased in memory only; a restart makes them
  * due again). Reversals are stored with route_key = the issuer's index
- * (cfg->hosts[].issuer, not the link) and sent through any signed-on link
+ * (cfg->settings.hosts[].issuer, not the link) and sent through any signed-on link
  * of that issuer: keep the order of the issuers across restarts while
  * reversals are queued (add issuers at the end; hosts of an issuer may
  * change). metrics is this worker's shard (owned by
@@ -140,9 +140,10 @@ struct tsw_endpoint {
  * profile without a length header, max_conns or max_pending 0, too many
  * issuers, hosts or routes, a host of an unknown issuer, an issuer without
  * a host, a route to an unknown issuer, worker_id >= n_workers
- * (10 when 0), acq_reversal_memory or expired_stan_memory not a power of
- * two (0 is the default) or above TSW_ENGINE_TABLE_MEMORY_MAX, max_pending above the worker's STAN span minus one:
- * 10^6 / n_workers - 1), or the error of
+ * (10 when 0), acq_reversal_memory or expired_stan_memory 0, not a power
+ * of two or above TSW_CONFIG_TABLE_MEMORY_MAX, log_event_queue 0,
+ * reconnect_min_ms above reconnect_max_ms, max_pending above the worker's
+ * STAN span minus one: 10^6 / n_workers - 1), or the error of
  * tsw_vault_reader_open(). */
 int tsw_engine_new(const struct tsw_engine_config *cfg, struct tsw_vault *vault,
 		   struct tsw_state *state, struct tsw_metrics_shard *metrics,
@@ -179,7 +180,7 @@ void tsw_engine_acq_refused(struct tsw_engine *e);
  * every such connection. */
 void tsw_engine_acq_peer(struct tsw_engine *e, uint32_t slot, const struct sockaddr *sa,
 			 size_t sa_len);
-/* Bytes received (at most cfg->in_buf_bytes per call). Returns 0, or a
+/* Bytes received (at most settings.in_buf_bytes per call). Returns 0, or a
  * negative error after which the backend must close the connection:
  * -TSW_E_FRAME_TOO_BIG / -TSW_E_BAD_HEADER (broken framing),
  * -TSW_E_BAD_INPUT (a message whose MTI or DE11 cannot be read, or a
@@ -202,14 +203,14 @@ void tsw_engine_acq_close(struct tsw_engine *e, uint32_t slot);
  * the connection (no stashed request of a closing connection starts). */
 void tsw_engine_acq_close_sent(struct tsw_engine *e, uint32_t slot, size_t sent);
 
-/* Issuer links: the number of them (cfg->n_hosts; link indexes are
- * 0..n-1 in cfg->hosts order, fixed for the engine's life). */
+/* Issuer links: the number of them (settings.n_hosts; link indexes are
+ * 0..n-1 in settings.hosts order, fixed for the engine's life). */
 uint32_t tsw_engine_n_links(const struct tsw_engine *e);
-/* The issuer link serves (cfg->hosts[link].issuer); UINT32_MAX out of
+/* The issuer link serves (settings.hosts[link].issuer); UINT32_MAX out of
  * range. */
 uint32_t tsw_engine_link_issuer(const struct tsw_engine *e, uint32_t link);
 /* True when the link is down and its backoff has expired: the backend
- * starts a connect to cfg->hosts[link]. */
+ * starts a connect to settings.hosts[link]. */
 bool tsw_engine_link_wants_connect(const struct tsw_engine *e, uint32_t link, uint64_t now_ns);
 /* The backend started a connect for link (after link_wants_connect). */
 void tsw_engine_link_connecting(struct tsw_engine *e, uint32_t link, uint64_t now_ns);
@@ -274,8 +275,8 @@ void tsw_engine_shutdown(struct tsw_engine *e, uint64_t now_ns);
 
 /* ---- events (docs/operations.md, "Logs", names every one) ----
  *
- * Rate limits: each kind has a window of cfg.event_interval_ms; the first
- * cfg.event_burst events of a kind in a window are queued, the others are
+ * Rate limits: each kind has a window of settings.log_event_interval_ms;
+ * the first settings.log_event_burst events of a kind in a window are queued, the others are
  * counted (metrics events_suppressed) and reported in the next event of
  * that kind (suppressed = how many were left out before it). When no
  * event of the kind comes by the end of its window, the count comes in an
@@ -351,15 +352,17 @@ enum tsw_log_level tsw_engine_event_level(unsigned kind);
  * bytes, NUL-terminated, cut when long). Returns the length written. */
 size_t tsw_engine_event_format(const struct tsw_engine_event *ev, char *buf, size_t cap);
 
-/* SIGHUP: applies routes, max_inflight_per_conn, issuer_timeout_ms,
- * idle_timeout_ms, echo_interval_ms and reconnect_min/max_ms from cfg.
- * saf_inflight_max, saf_poll_ms and saf_retry_min/max_ms too, the
- * stand-in rules (standin_*, but standin_max_tokens and the table), and
- * event_burst and event_interval_ms (a window already open keeps its
- * start).
+/* SIGHUP: applies what a reload applies (tsw_config_apply_reload(): the
+ * keys the config's table marks so) from cfg->settings: routes,
+ * max_inflight_per_conn, issuer_timeout_ms, idle_timeout_ms,
+ * echo_interval_ms, reconnect_min/max_ms, saf_inflight_max, saf_poll_ms,
+ * saf_retry_min/max_ms, saf_durable_wait_ms, the stand-in rules
+ * (standin_*, but standin_max_tokens and the table), and log_event_burst
+ * and log_event_interval_ms (a window already open keeps its start).
  * Sizes (max_conns, max_pending, buffers, max_parked, acq_reversal_memory,
- * expired_stan_memory, event_queue) keep the values the engine was created with (the
- * caller warns: tsw_config_restart_only_changed()); requests in flight keep their
+ * expired_stan_memory, log_event_queue) keep the values the engine was
+ * created with (the caller warns: tsw_config_restart_only_changed()), and
+ * so do the profiles and the worker's place; requests in flight keep their
  * deadline. Returns 0, or -TSW_E_CONFIG (a route names an unknown issuer,
  * or the issuer or host list differs: that needs a restart), leaving e
  * unchanged. */

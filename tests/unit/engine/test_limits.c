@@ -259,6 +259,28 @@ Test(limits, table_sizes_must_be_powers_of_two_and_default_when_0)
 	}
 }
 
+/* a size 0 is a table without a slot: the defaults come from
+ * tsw_engine_config_init(), never from a 0 */
+Test(limits, zero_table_and_event_queue_sizes_are_refused)
+{
+	static const size_t fields[] = {
+	    offsetof(struct tsw_config, acq_reversal_memory),
+	    offsetof(struct tsw_config, expired_stan_memory),
+	    offsetof(struct tsw_config, log_event_queue),
+	};
+
+	for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {
+		struct tsw_engine_config c = H.cfg;
+		struct tsw_engine *e = NULL;
+		uint32_t zero = 0;
+
+		memcpy((char *)&c.settings + fields[i], &zero, sizeof(zero));
+		cr_assert_eq(tsw_engine_new(&c, H.vault, H.state, &H.m, &e), -TSW_E_CONFIG,
+			     "field %zu", i);
+		cr_assert_null(e);
+	}
+}
+
 Test(limits, reconfigure_keeps_the_table_sizes)
 {
 	struct tsw_engine_config c;

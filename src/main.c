@@ -383,8 +383,9 @@ static int take_flag(struct server *s, int opt, struct flag_setting *f)
 		/* over the file's no_state; beside --no-state: refused */
 		f->key = "state";
 		s->flag_state = true;
-		return add_flag(s, (struct flag_setting){"server", "no_state", "false"}) < 0 ? -EINVAL
-											     : 1;
+		return add_flag(s, (struct flag_setting){"server", "no_state", "false"}) < 0
+			   ? -EINVAL
+			   : 1;
 	case 'N':
 		/* over the file's state */
 		f->key = "no_state";
@@ -682,8 +683,9 @@ static int check_stan_span(const struct server *s)
 		"tokswitch: bad configuration: limits.max_pending %u is above the %u "
 		"switch STANs each of %u workers has: lower max_pending or workers\n",
 		s->cfg.max_pending, span, s->n_workers);
-	tsw_log(TSW_LOG_CRIT, "config_refused", "key=limits.max_pending value=%u workers=%u span=%u",
-		s->cfg.max_pending, s->n_workers, span);
+	tsw_log(TSW_LOG_CRIT, "config_refused",
+		"key=limits.max_pending value=%u workers=%u span=%u", s->cfg.max_pending,
+		s->n_workers, span);
 	return -TSW_E_CONFIG;
 }
 
@@ -734,8 +736,9 @@ static int open_shared_tables(struct server *s)
 		n <<= 1;
 	r = tsw_acq_reversals_new((uint32_t)n, &s->acq_reversals);
 	if (r < 0) {
-		tsw_log(TSW_LOG_CRIT, "start_failed", "what=acq_reversals entries=%llu error=\"%s\"",
-			(unsigned long long)n, tsw_strerror(r));
+		tsw_log(TSW_LOG_CRIT, "start_failed",
+			"what=acq_reversals entries=%llu error=\"%s\"", (unsigned long long)n,
+			tsw_strerror(r));
 		return r;
 	}
 	/* one exposure table: a token's requests spread over the workers */

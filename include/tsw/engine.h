@@ -63,7 +63,7 @@ struct tsw_standin_exposure;
 struct tsw_engine_config {
 	const struct tsw_iso_profile *acq_profile; /* acquirer side */
 	const struct tsw_iso_profile *iss_profile; /* issuer side */
-	uint32_t worker_id;			   /* 0..n_workers-1: picks this worker's DE11 span */
+	uint32_t worker_id; /* 0..n_workers-1: picks this worker's DE11 span */
 	uint32_t n_workers; /* workers sharing the issuers: each gets 10^6 / n_workers switch
 			     * STANs; 0: as for 10 workers */
 	/* shared by every worker (tsw_acq_reversals_new); NULL: the engine

@@ -60,7 +60,8 @@ static const struct u32_key u32_keys[] = {
     U32("server", "workers", workers, 0, 0, WORKERS_MAX),
     U32F("server", "drain_timeout_ms", drain_timeout_ms, 5000, 0, TIMEOUT_MS_MAX, KEY_RELOAD),
     U32F("server", "log_event_burst", log_event_burst, 10, 1, 1u << 20, KEY_RELOAD),
-    U32F("server", "log_event_interval_ms", log_event_interval_ms, 10000, 1, TIMEOUT_MS_MAX, KEY_RELOAD),
+    U32F("server", "log_event_interval_ms", log_event_interval_ms, 10000, 1, TIMEOUT_MS_MAX,
+	 KEY_RELOAD),
     U32("server", "log_event_queue", log_event_queue, 512, 16, 1u << 20),
     U32("limits", "max_conns", max_conns, 1024, 1, CONNS_MAX),
     U32F("limits", "max_inflight_per_conn", max_inflight_per_conn, 256, 1, 65535, KEY_RELOAD),
@@ -484,8 +485,8 @@ bool tsw_config_issuers_equal(const struct tsw_config *a, const struct tsw_confi
 		found_;                                                                            \
 	})
 
-static int set_u32(struct tsw_config *cfg, const struct u32_key *k, const char *value,
-		   char *reason, size_t cap)
+static int set_u32(struct tsw_config *cfg, const struct u32_key *k, const char *value, char *reason,
+		   size_t cap)
 {
 	uint32_t v;
 
@@ -496,8 +497,8 @@ static int set_u32(struct tsw_config *cfg, const struct u32_key *k, const char *
 	return 0;
 }
 
-static int set_str(struct tsw_config *cfg, const struct str_key *k, const char *value,
-		   char *reason, size_t cap)
+static int set_str(struct tsw_config *cfg, const struct str_key *k, const char *value, char *reason,
+		   size_t cap)
 {
 	if (strlen(value) >= k->size)
 		return fail(reason, cap, "%s.%s longer than %zu bytes", k->section, k->key,
@@ -551,7 +552,8 @@ int tsw_config_set(struct tsw_config *cfg, const char *section, const char *key,
 		return set_bool(cfg, bk, value, reason, cap);
 	if (wk)
 		return set_word(cfg, wk, value, reason, cap);
-	if (strcmp(section, "server") == 0 && (strcmp(key, "listen") == 0 || strcmp(key, "metrics") == 0))
+	if (strcmp(section, "server") == 0 &&
+	    (strcmp(key, "listen") == 0 || strcmp(key, "metrics") == 0))
 		return set_address(cfg, key, value, reason, cap);
 	if (strcmp(section, "issuer") == 0 && strcmp(key, "host") == 0)
 		return add_issuer(cfg, value, reason, cap);

@@ -197,18 +197,21 @@ static int links_init(struct tsw_engine *e)
 /* The tables of the other files, in the order they may use each other. */
 static int tables_init(struct tsw_engine *e)
 {
-	int (*const inits[])(struct tsw_engine *) = {
-	    pending_init, dup_init, acq_rev_init, saf_buffers_alloc,
-	    park_init,	  standin_init, events_init,
-	};
+	int r = pending_init(e);
 
-	for (size_t i = 0; i < sizeof(inits) / sizeof(inits[0]); i++) {
-		int r = inits[i](e);
-
-		if (r < 0)
-			return r;
-	}
-	return 0;
+	if (r == 0)
+		r = dup_init(e);
+	if (r == 0)
+		r = acq_rev_init(e);
+	if (r == 0)
+		r = saf_buffers_alloc(e);
+	if (r == 0)
+		r = park_init(e);
+	if (r == 0)
+		r = standin_init(e);
+	if (r == 0)
+		r = events_init(e);
+	return r;
 }
 
 int tsw_engine_new(const struct tsw_engine_config *cfg, struct tsw_vault *vault,

@@ -562,7 +562,8 @@ static void on_connect(struct uworker *u, uint32_t idx, struct io_uring_cqe *cqe
 	ep->link_up = true;
 	tsw_log(TSW_LOG_INFO, "issuer_link_up", "worker=%u link=%u issuer=%u host=%s:%u",
 		u->w->p.engine.worker_id, idx, u->w->p.engine.settings.hosts[idx].issuer,
-		u->w->p.engine.settings.hosts[idx].addr.host, u->w->p.engine.settings.hosts[idx].addr.port);
+		u->w->p.engine.settings.hosts[idx].addr.host,
+		u->w->p.engine.settings.hosts[idx].addr.port);
 	tsw_engine_link_up(u->e, ep->eslot, now_ns);
 	arm_recv(u, idx);
 }

@@ -277,8 +277,10 @@ static void on_connect(uv_connect_t *req, int status)
 	begin(v);
 	ep->link_up = true;
 	tsw_log(TSW_LOG_INFO, "issuer_link_up", "worker=%u link=%u issuer=%u host=%s:%u",
-		v->w->p.engine.worker_id, ep->eslot, v->w->p.engine.settings.hosts[ep->eslot].issuer,
-		v->w->p.engine.settings.hosts[ep->eslot].addr.host, v->w->p.engine.settings.hosts[ep->eslot].addr.port);
+		v->w->p.engine.worker_id, ep->eslot,
+		v->w->p.engine.settings.hosts[ep->eslot].issuer,
+		v->w->p.engine.settings.hosts[ep->eslot].addr.host,
+		v->w->p.engine.settings.hosts[ep->eslot].addr.port);
 	tsw_engine_link_up(v->e, ep->eslot, io_now_ns());
 	start_read(v, ep);
 }

@@ -202,7 +202,8 @@ Test(config, the_shipped_file_documents_every_key)
 		const struct conf_line *found = NULL;
 
 		for (size_t i = 0; i < n && !found; i++)
-			if (strcmp(lines[i].section, section) == 0 && strcmp(lines[i].key, key) == 0)
+			if (strcmp(lines[i].section, section) == 0 &&
+			    strcmp(lines[i].key, key) == 0)
 				found = &lines[i];
 		cr_expect_not_null(found, "%s.%s is not in config/tokswitch.conf", section, key);
 		if (found && found->commented) {
@@ -747,8 +748,8 @@ Test(config, reload_names_the_restart_only_keys_that_changed)
 static bool set_other_value(struct tsw_config *cfg, const char *section, const char *key)
 {
 	static const char *const candidates[] = {
-	    "1",    "2",	"17",	"64",  "1024", "2048", "true",	      "false",
-	    "uv",   "debug", "json", "chip", "/x",   "xx",   "127.0.0.2:1",
+	    "1",  "2",	   "17",   "64",   "1024", "2048", "true",	  "false",
+	    "uv", "debug", "json", "chip", "/x",   "xx",   "127.0.0.2:1",
 	};
 	struct tsw_config before = *cfg;
 

@@ -248,12 +248,10 @@ Test(limits, table_sizes_must_be_powers_of_two_and_default_when_0)
 			continue;
 		}
 		cr_assert_eq(H.m.acq_reversals_capacity,
-			     cases[i].acq_rev ? cases[i].acq_rev
-					      : defaults.acq_reversal_memory,
+			     cases[i].acq_rev ? cases[i].acq_rev : defaults.acq_reversal_memory,
 			     "case %u", i);
 		cr_assert_eq(H.m.expired_stans_capacity,
-			     cases[i].expired ? cases[i].expired
-					      : defaults.expired_stan_memory,
+			     cases[i].expired ? cases[i].expired : defaults.expired_stan_memory,
 			     "case %u", i);
 		tsw_engine_free(e);
 	}

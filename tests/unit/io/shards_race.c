@@ -212,7 +212,8 @@ static void run(enum tsw_io_backend backend, const char *dir)
 		p.engine.settings.n_issuers = 1;
 		p.engine.settings.n_hosts = 1;
 		strcpy(p.engine.settings.hosts[0].addr.host, "127.0.0.1");
-		p.engine.settings.hosts[0].addr.port = 1; /* nobody: the link reconnects all along */
+		p.engine.settings.hosts[0].addr.port =
+		    1; /* nobody: the link reconnects all along */
 		p.engine.worker_id = i;
 		p.engine.n_workers = N_WORKERS;
 		/* the second worker binds the port the first one got */

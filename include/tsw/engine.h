@@ -142,7 +142,7 @@ struct tsw_endpoint {
  * a host, a route to an unknown issuer, worker_id >= n_workers
  * (10 when 0), acq_reversal_memory or expired_stan_memory 0, not a power
  * of two or above TSW_CONFIG_TABLE_MEMORY_MAX, log_event_queue 0,
- * reconnect_min_ms above reconnect_max_ms, max_pending above the worker's
+ * reconnect_min_ms above reconnect_max_ms (both above 0), max_pending above the worker's
  * STAN span minus one: 10^6 / n_workers - 1), or the error of
  * tsw_vault_reader_open(). */
 int tsw_engine_new(const struct tsw_engine_config *cfg, struct tsw_vault *vault,

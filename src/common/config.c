@@ -88,6 +88,8 @@ static const struct u32_key u32_keys[] = {
     U32("metrics", "max_request_bytes", metrics_max_request_bytes, 8192, 256, 1u << 20),
     U32("metrics", "request_timeout_ms", metrics_request_timeout_ms, 2000, 1, TIMEOUT_MS_MAX),
     U32("metrics", "idle_timeout_ms", metrics_idle_timeout_ms, 10000, 1, TIMEOUT_MS_MAX),
+    /* the state module's defaults (tsw/state.h TSW_STATE_*_DEFAULT;
+     * tests/unit/ctl checks they agree) */
     U32("state", "queue_size", state_queue_size, 65536, 1, STATE_MAX),
     U32("state", "max_tokens", state_max_tokens, 262144, 1, STATE_MAX),
     U32("state", "max_reservations", state_max_reservations, 65536, 1, STATE_RESERVATIONS_MAX),

@@ -89,8 +89,8 @@ static int check_issuers(const struct tsw_config *c)
 	return 0;
 }
 
-/* direct-mapped tables (the slot is the hash masked) and the event ring:
- * a size 0 has no slot to mask into */
+/* direct-mapped tables: the slot is the hash masked, so a power of two,
+ * and never 0 (no slot to mask into) */
 static bool table_size_ok(uint32_t n)
 {
 	return n && !(n & (n - 1)) && n <= TSW_CONFIG_TABLE_MEMORY_MAX;

@@ -166,60 +166,20 @@ static int build_config(const struct server *s, struct tsw_config *ret_cfg,
 	return 0;
 }
 
+/* A worker's engine takes the settings as they are; what it adds is the
+ * process's: the profiles loaded, its place among the workers, the tables
+ * they share. */
 static void engine_config(const struct server *s, const struct tsw_config *c, uint32_t worker_id,
 			  struct tsw_engine_config *ec)
 {
 	memset(ec, 0, sizeof(*ec));
 	ec->acq_profile = &s->acq_profile;
 	ec->iss_profile = &s->iss_profile;
-	ec->max_conns = c->max_conns;
-	ec->max_inflight_per_conn = c->max_inflight_per_conn;
-	ec->max_pending = c->max_pending;
-	ec->out_buf_bytes = c->out_buf_bytes;
-	ec->issuer_timeout_ms = c->issuer_timeout_ms;
-	ec->idle_timeout_ms = c->idle_timeout_ms;
-	ec->echo_interval_ms = c->echo_interval_ms;
-	ec->reconnect_min_ms = c->reconnect_min_ms;
-	ec->reconnect_max_ms = c->reconnect_max_ms;
-	ec->n_issuers = c->n_issuers;
-	ec->n_hosts = c->n_hosts;
-	for (uint32_t i = 0; i < c->n_hosts && i < TSW_LINKS_MAX; i++) {
-		snprintf(ec->hosts[i].host, sizeof(ec->hosts[i].host), "%s", c->hosts[i].addr.host);
-		ec->hosts[i].port = c->hosts[i].addr.port;
-		ec->hosts[i].issuer = c->hosts[i].issuer;
-	}
-	ec->n_routes = c->n_routes;
-	for (uint32_t i = 0; i < c->n_routes && i < TSW_ROUTES_MAX; i++) {
-		snprintf(ec->routes[i].bin_prefix, sizeof(ec->routes[i].bin_prefix), "%s",
-			 c->routes[i].bin_prefix);
-		ec->routes[i].issuer = c->routes[i].issuer;
-	}
-	ec->saf_inflight_max = c->saf_inflight_max;
-	ec->saf_poll_ms = c->saf_poll_ms;
-	ec->saf_retry_min_ms = c->saf_retry_min_ms;
-	ec->saf_retry_max_ms = c->saf_retry_max_ms;
-	ec->saf_durable_wait_ms = c->saf_durable_wait_ms;
 	ec->worker_id = worker_id;
 	ec->n_workers = s->n_workers;
-	/* tsw_config_check(): at least recv_buf_bytes, what a backend hands over at once */
-	ec->in_buf_bytes = c->in_buf_bytes;
-	ec->link_buf_bytes = c->link_buf_bytes;
-	ec->max_parked = c->max_parked;
-	ec->acq_reversal_memory = c->acq_reversal_memory;
-	ec->expired_stan_memory = c->expired_stan_memory;
 	ec->acq_reversals = s->acq_reversals;
-	ec->standin_enabled = c->standin_enabled;
-	ec->standin_on_timeout = c->standin_on_timeout;
-	ec->standin_min_assurance = (uint8_t)c->standin_min_assurance;
-	ec->standin_modes = c->standin_modes;
-	ec->standin_max_amount = c->standin_max_amount;
-	ec->standin_max_amount_per_token = c->standin_max_amount_per_token;
-	ec->standin_window_s = c->standin_window_s;
-	ec->standin_max_tokens = c->standin_max_tokens;
 	ec->standin_exposure = s->standin_exposure;
-	ec->event_burst = c->log_event_burst;
-	ec->event_interval_ms = c->log_event_interval_ms;
-	ec->event_queue = c->log_event_queue;
+	ec->settings = *c;
 }
 
 static bool all_ready(void *ctx)
@@ -333,31 +293,7 @@ static void reload(struct server *s)
 		tsw_io_worker_reconfigure(s->workers[i], &ec);
 	}
 	/* what the engine keeps from creation (sizes) stays as it was */
-	s->cfg.max_inflight_per_conn = cfg.max_inflight_per_conn;
-	s->cfg.issuer_timeout_ms = cfg.issuer_timeout_ms;
-	s->cfg.idle_timeout_ms = cfg.idle_timeout_ms;
-	s->cfg.echo_interval_ms = cfg.echo_interval_ms;
-	s->cfg.reconnect_min_ms = cfg.reconnect_min_ms;
-	s->cfg.reconnect_max_ms = cfg.reconnect_max_ms;
-	s->cfg.n_routes = cfg.n_routes;
-	memcpy(s->cfg.routes, cfg.routes, sizeof(cfg.routes));
-	s->cfg.saf_inflight_max = cfg.saf_inflight_max;
-	s->cfg.saf_poll_ms = cfg.saf_poll_ms;
-	s->cfg.saf_retry_min_ms = cfg.saf_retry_min_ms;
-	s->cfg.saf_retry_max_ms = cfg.saf_retry_max_ms;
-	s->cfg.saf_durable_wait_ms = cfg.saf_durable_wait_ms;
-	s->cfg.standin_enabled = cfg.standin_enabled;
-	s->cfg.standin_on_timeout = cfg.standin_on_timeout;
-	s->cfg.standin_max_amount = cfg.standin_max_amount;
-	s->cfg.standin_modes = cfg.standin_modes;
-	s->cfg.standin_min_assurance = cfg.standin_min_assurance;
-	s->cfg.standin_max_amount_per_token = cfg.standin_max_amount_per_token;
-	s->cfg.standin_window_s = cfg.standin_window_s;
-	s->cfg.drain_timeout_ms = cfg.drain_timeout_ms;
-	s->cfg.log_level = cfg.log_level;
-	s->cfg.log_format = cfg.log_format;
-	s->cfg.log_event_burst = cfg.log_event_burst;
-	s->cfg.log_event_interval_ms = cfg.log_event_interval_ms;
+	tsw_config_apply_reload(&s->cfg, &cfg);
 	tsw_log(TSW_LOG_INFO, "config_reloaded", "routes=%u issuer_timeout_ms=%u", cfg.n_routes,
 		cfg.issuer_timeout_ms);
 }
@@ -384,98 +320,99 @@ static int add_flag(struct server *s, struct flag_setting f)
 	return 0;
 }
 
+static const struct option opts[] = {
+    {"config", required_argument, NULL, 'c'},
+    {"listen", required_argument, NULL, 'l'},
+    {"issuer", required_argument, NULL, 'i'},
+    {"vault", required_argument, NULL, 'v'},
+    {"state", required_argument, NULL, 's'},
+    {"key-file", required_argument, NULL, 'k'},
+    {"metrics", required_argument, NULL, 'm'},
+    {"workers", required_argument, NULL, 'w'},
+    {"io", required_argument, NULL, 'o'},
+    {"profile", required_argument, NULL, 'p'},
+    {"log-level", required_argument, NULL, 'L'},
+    {"log-format", required_argument, NULL, 'F'},
+    {"no-state", no_argument, NULL, 'N'},
+    {"help", no_argument, NULL, 'h'},
+    {"version", no_argument, NULL, 'V'},
+    {NULL, 0, NULL, 0},
+};
+
+/* The [server] key of a flag that sets just that key, or NULL. */
+static const char *server_key(int opt)
+{
+	static const struct {
+		int opt;
+		const char *key;
+	} keys[] = {
+	    {'l', "listen"},  {'v', "vault"}, {'k', "key_file"}, {'m', "metrics"},
+	    {'w', "workers"}, {'o', "io"},    {'p', "profile"},	 {'L', "log_level"},
+	};
+
+	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
+		if (keys[i].opt == opt)
+			return keys[i].key;
+	return NULL;
+}
+
+/* What flag opt (its value in f->value) does: 1 when f is the setting
+ * to keep, 0 when nothing is kept (-c), -EINVAL when refused (written). */
+static int take_flag(struct server *s, int opt, struct flag_setting *f)
+{
+	enum tsw_log_format lf;
+
+	f->key = server_key(opt);
+	if (f->key)
+		return 1;
+	switch (opt) {
+	case 'c':
+		s->config_path = optarg;
+		return 0;
+	case 'h':
+		usage(stdout);
+		exit(0);
+	case 'V':
+		version();
+		exit(0);
+	case 'i':
+		f->section = "issuer";
+		f->key = "host";
+		return 1;
+	case 's':
+		/* over the file's no_state; beside --no-state: refused */
+		f->key = "state";
+		s->flag_state = true;
+		return add_flag(s, (struct flag_setting){"server", "no_state", "false"}) < 0
+			   ? -EINVAL
+			   : 1;
+	case 'N':
+		/* over the file's state */
+		f->key = "no_state";
+		f->value = "true";
+		s->flag_no_state = true;
+		return add_flag(s, (struct flag_setting){"server", "state", ""}) < 0 ? -EINVAL : 1;
+	case 'F':
+		/* at once: a refusal of the rest is then written in it */
+		if (tsw_log_format_parse(optarg, &lf) == 0)
+			tsw_log_format = lf;
+		f->key = "log_format";
+		return 1;
+	default:
+		usage(stderr);
+		return -EINVAL;
+	}
+}
+
 static int parse_args(struct server *s, int argc, char **argv)
 {
-	static const struct option opts[] = {
-	    {"config", required_argument, NULL, 'c'},
-	    {"listen", required_argument, NULL, 'l'},
-	    {"issuer", required_argument, NULL, 'i'},
-	    {"vault", required_argument, NULL, 'v'},
-	    {"state", required_argument, NULL, 's'},
-	    {"key-file", required_argument, NULL, 'k'},
-	    {"metrics", required_argument, NULL, 'm'},
-	    {"workers", required_argument, NULL, 'w'},
-	    {"io", required_argument, NULL, 'o'},
-	    {"profile", required_argument, NULL, 'p'},
-	    {"log-level", required_argument, NULL, 'L'},
-	    {"log-format", required_argument, NULL, 'F'},
-	    {"no-state", no_argument, NULL, 'N'},
-	    {"help", no_argument, NULL, 'h'},
-	    {"version", no_argument, NULL, 'V'},
-	    {NULL, 0, NULL, 0},
-	};
 	int c;
 
 	while ((c = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
 		struct flag_setting f = {.section = "server", .value = optarg};
+		int r = take_flag(s, c, &f);
 
-		switch (c) {
-		case 'c':
-			s->config_path = optarg;
-			continue;
-		case 'h':
-			usage(stdout);
-			exit(0);
-		case 'V':
-			version();
-			exit(0);
-		case 'l':
-			f.key = "listen";
-			break;
-		case 'i':
-			f.section = "issuer";
-			f.key = "host";
-			break;
-		case 'v':
-			f.key = "vault";
-			break;
-		case 's':
-			/* over the file's no_state; beside --no-state: refused */
-			f.key = "state";
-			s->flag_state = true;
-			if (add_flag(s, (struct flag_setting){"server", "no_state", "false"}) < 0)
-				return -EINVAL;
-			break;
-		case 'N':
-			/* over the file's state */
-			f.key = "no_state";
-			f.value = "true";
-			s->flag_no_state = true;
-			if (add_flag(s, (struct flag_setting){"server", "state", ""}) < 0)
-				return -EINVAL;
-			break;
-		case 'k':
-			f.key = "key_file";
-			break;
-		case 'm':
-			f.key = "metrics";
-			break;
-		case 'w':
-			f.key = "workers";
-			break;
-		case 'o':
-			f.key = "io";
-			break;
-		case 'p':
-			f.key = "profile";
-			break;
-		case 'L':
-			f.key = "log_level";
-			break;
-		case 'F': {
-			enum tsw_log_format lf;
-
-			/* at once: a refusal of the rest is then written in it */
-			if (tsw_log_format_parse(optarg, &lf) == 0)
-				tsw_log_format = lf;
-			f.key = "log_format";
-			break;
-		}
-		default:
-			usage(stderr);
-			return -EINVAL;
-		}
-		if (add_flag(s, f) < 0)
+		if (r < 0 || (r > 0 && add_flag(s, f) < 0))
 			return -EINVAL;
 	}
 	if (optind < argc) {
@@ -712,98 +649,115 @@ static int refuse_without_state(const struct server *s)
 	return -TSW_E_CONFIG;
 }
 
-int main(int argc, char **argv)
+/* Workers: as configured, or one per online CPU (but the state wakes
+ * at most TSW_STATE_WAKERS_MAX). */
+static uint32_t worker_count(const struct tsw_config *c)
+{
+	long n;
+	uint32_t workers;
+
+	if (c->workers)
+		return c->workers;
+	n = sysconf(_SC_NPROCESSORS_ONLN);
+	workers = n > 0 ? (uint32_t)n : 1;
+	if (c->state_dir[0] && workers > TSW_STATE_WAKERS_MAX) {
+		tsw_log(TSW_LOG_WARN, "workers_capped",
+			"cpus=%u workers=%u reason=\"a state directory wakes at most %u "
+			"workers\"",
+			workers, TSW_STATE_WAKERS_MAX, TSW_STATE_WAKERS_MAX);
+		workers = TSW_STATE_WAKERS_MAX;
+	}
+	return workers;
+}
+
+/* The workers split the issuers' six-digit STAN space between them
+ * (include/tsw/engine.h): each one's pending table must fit its span.
+ * Returns 0 or -TSW_E_CONFIG (written). */
+static int check_stan_span(const struct server *s)
+{
+	uint32_t span = TSW_ENGINE_STAN_SPACE / s->n_workers - 1;
+
+	if (s->cfg.max_pending <= span)
+		return 0;
+	fprintf(stderr,
+		"tokswitch: bad configuration: limits.max_pending %u is above the %u "
+		"switch STANs each of %u workers has: lower max_pending or workers\n",
+		s->cfg.max_pending, span, s->n_workers);
+	tsw_log(TSW_LOG_CRIT, "config_refused",
+		"key=limits.max_pending value=%u workers=%u span=%u", s->cfg.max_pending,
+		s->n_workers, span);
+	return -TSW_E_CONFIG;
+}
+
+/* The flags, the file, the checks that need both, the log settings and
+ * the worker count. Returns 0, or -EINVAL / -TSW_E_CONFIG (written: the
+ * process exits 2). */
+static int configure(struct server *s, int argc, char **argv)
 {
 	struct tsw_config_error err;
-	struct server *s;
-	uint16_t acq_port = 0;
-	int r, rc = 1;
 
-	signal(SIGPIPE, SIG_IGN);
-	no_core_dumps();
-	s = calloc(1, sizeof(*s));
-	if (!s)
-		return 1;
-	if (parse_args(s, argc, argv) < 0) {
-		free(s);
-		return 2;
-	}
+	if (parse_args(s, argc, argv) < 0)
+		return -EINVAL;
 	if (build_config(s, &s->cfg, &err) < 0) {
 		config_refused(&err);
-		free(s);
-		return 2;
+		return -TSW_E_CONFIG;
 	}
 	tsw_log_level = (enum tsw_log_level)s->cfg.log_level;
 	tsw_log_format = (enum tsw_log_format)s->cfg.log_format;
-	if (refuse_without_state(s) < 0) {
-		free(s);
-		return 2;
-	}
-	s->n_workers = s->cfg.workers;
-	if (!s->n_workers) {
-		long n = sysconf(_SC_NPROCESSORS_ONLN);
+	if (refuse_without_state(s) < 0)
+		return -TSW_E_CONFIG;
+	s->n_workers = worker_count(&s->cfg);
+	return check_stan_span(s);
+}
 
-		s->n_workers = n > 0 ? (uint32_t)n : 1;
-		/* one per CPU, but the state wakes at most TSW_STATE_WAKERS_MAX */
-		if (s->cfg.state_dir[0] && s->n_workers > TSW_STATE_WAKERS_MAX) {
-			tsw_log(TSW_LOG_WARN, "workers_capped",
-				"cpus=%u workers=%u reason=\"a state directory wakes at most %u "
-				"workers\"",
-				s->n_workers, TSW_STATE_WAKERS_MAX, TSW_STATE_WAKERS_MAX);
-			s->n_workers = TSW_STATE_WAKERS_MAX;
-		}
-	}
-	/* The workers split the issuers' six-digit STAN space between them
-	 * (include/tsw/engine.h): each one's pending table must fit its span. */
-	if (s->cfg.max_pending > TSW_ENGINE_STAN_SPACE / s->n_workers - 1) {
-		fprintf(stderr,
-			"tokswitch: bad configuration: limits.max_pending %u is above the %u "
-			"switch STANs each of %u workers has: lower max_pending or workers\n",
-			s->cfg.max_pending, TSW_ENGINE_STAN_SPACE / s->n_workers - 1, s->n_workers);
-		tsw_log(TSW_LOG_CRIT, "config_refused",
-			"key=limits.max_pending value=%u workers=%u span=%u", s->cfg.max_pending,
-			s->n_workers, TSW_ENGINE_STAN_SPACE / s->n_workers - 1);
-		free(s);
-		return 2;
-	}
+static int alloc_shards(struct server *s)
+{
 	s->shards = aligned_alloc(64, sizeof(*s->shards) * s->n_workers);
 	s->shard_ptrs = calloc(s->n_workers, sizeof(*s->shard_ptrs));
 	s->workers = calloc(s->n_workers, sizeof(*s->workers));
 	if (!s->shards || !s->shard_ptrs || !s->workers)
-		goto out_free;
+		return -ENOMEM;
 	memset(s->shards, 0, sizeof(*s->shards) * s->n_workers);
 	for (uint32_t i = 0; i < s->n_workers; i++)
 		s->shard_ptrs[i] = &s->shards[i];
-	if (open_data(s) < 0)
-		goto out_close;
-	{
-		/* acq_reversal_memory originals per worker, in one table: a
-		 * reversal may come in on another worker than its original */
-		uint64_t n = 1;
+	return 0;
+}
 
-		while (n < (uint64_t)s->cfg.acq_reversal_memory * s->n_workers)
-			n <<= 1;
-		r = tsw_acq_reversals_new((uint32_t)n, &s->acq_reversals);
-		if (r < 0) {
-			tsw_log(TSW_LOG_CRIT, "start_failed", "what=acq_reversals entries=%llu error=\"%s\"",
-				(unsigned long long)n, tsw_strerror(r));
-			goto out_close;
-		}
+/* The tables every worker's engine shares. Returns 0 or an error
+ * (logged). */
+static int open_shared_tables(struct server *s)
+{
+	/* acq_reversal_memory originals per worker, in one table: a
+	 * reversal may come in on another worker than its original */
+	uint64_t n = 1;
+	int r;
+
+	while (n < (uint64_t)s->cfg.acq_reversal_memory * s->n_workers)
+		n <<= 1;
+	r = tsw_acq_reversals_new((uint32_t)n, &s->acq_reversals);
+	if (r < 0) {
+		tsw_log(TSW_LOG_CRIT, "start_failed",
+			"what=acq_reversals entries=%llu error=\"%s\"", (unsigned long long)n,
+			tsw_strerror(r));
+		return r;
 	}
-
 	/* one exposure table: a token's requests spread over the workers */
 	r = tsw_standin_exposure_new(s->cfg.standin_max_tokens, &s->standin_exposure);
 	if (r < 0) {
 		tsw_log(TSW_LOG_CRIT, "start_failed",
 			"what=standin_exposure max_tokens=%u error=\"%s\"",
 			s->cfg.standin_max_tokens, tsw_strerror(r));
-		goto out_close;
+		return r;
 	}
 	if (s->cfg.standin_enabled && !s->state)
 		tsw_log(TSW_LOG_WARN, "standin_without_state",
 			"effect=\"no advice can be queued: every stand-in is answered 91\" "
 			"fix=\"--state DIR\"");
+	return 0;
+}
 
+static void start_signals(struct server *s)
+{
 	s->loop = uv_default_loop();
 	/* signals are taken here, never by workers (they block them) */
 	uv_signal_init(s->loop, &s->sig_term);
@@ -813,9 +767,11 @@ int main(int argc, char **argv)
 	uv_signal_start(&s->sig_term, on_term, SIGTERM);
 	uv_signal_start(&s->sig_int, on_term, SIGINT);
 	uv_signal_start(&s->sig_hup, on_hup, SIGHUP);
+}
 
-	if (start_workers(s, &acq_port) < 0)
-		goto out_stop;
+/* The metrics and health endpoint. Returns 0 or an error (logged). */
+static int start_ctl(struct server *s)
+{
 	struct tsw_ctl_source src = {
 	    .shards = s->shard_ptrs,
 	    .n_shards = s->n_workers,
@@ -837,6 +793,7 @@ int main(int argc, char **argv)
 	};
 	char token[TSW_CTL_TOKEN_MAX + 2];
 	size_t token_len;
+	int r;
 
 	if (s->cfg.metrics_token_file[0]) {
 		r = tsw_ctl_token_read(s->cfg.metrics_token_file, token, sizeof(token), &token_len);
@@ -848,7 +805,7 @@ int main(int argc, char **argv)
 				tsw_log_quote(s->cfg.metrics_token_file, q, sizeof(q)),
 				tsw_strerror(r),
 				r == -EPERM ? " fix=\"chmod 600, owned by the switch's user\"" : "");
-			goto out_stop;
+			return r;
 		}
 		cp.token = token;
 		cp.token_len = token_len;
@@ -856,32 +813,41 @@ int main(int argc, char **argv)
 	r = tsw_ctl_start(s->loop, &cp, &src, &s->ctl);
 	/* the ctl keeps its own copy */
 	explicit_bzero(token, sizeof(token));
-	if (r < 0) {
+	if (r < 0)
 		tsw_log(TSW_LOG_CRIT, "start_failed", "what=metrics address=%s:%u error=\"%s\"",
 			cp.host, cp.port, tsw_strerror(r));
-		goto out_stop;
-	}
+	return r;
+}
+
+static int start_service(struct server *s)
+{
 	s->pings = calloc(s->n_workers, sizeof(*s->pings));
 	if (!s->pings ||
 	    tsw_service_start(s->loop,
 			      &(struct tsw_service_hooks){.ready = all_ready, .alive = all_alive, .ctx = s},
 			      &s->service) < 0) {
 		tsw_log(TSW_LOG_CRIT, "start_failed", "what=service error=\"out of memory\"");
-		goto out_stop;
+		return -ENOMEM;
 	}
+	return 0;
+}
+
+static void log_started(const struct server *s, uint16_t acq_port)
+{
 	tsw_log(TSW_LOG_INFO, "started",
 		"workers=%u io=%s acquirer=%s:%u metrics=%s:%u issuers=%u routes=%u", s->n_workers,
 		tsw_io_backend_name(tsw_io_worker_backend(s->workers[0])), s->cfg.listen.host,
-		acq_port, cp.host, tsw_ctl_port(s->ctl), s->cfg.n_issuers, s->cfg.n_routes);
-	printf("listening acquirer=%s:%u metrics=%s:%u\n", s->cfg.listen.host, acq_port, cp.host,
-	       tsw_ctl_port(s->ctl));
+		acq_port, s->cfg.metrics.host, tsw_ctl_port(s->ctl), s->cfg.n_issuers,
+		s->cfg.n_routes);
+	printf("listening acquirer=%s:%u metrics=%s:%u\n", s->cfg.listen.host, acq_port,
+	       s->cfg.metrics.host, tsw_ctl_port(s->ctl));
 	fflush(stdout);
+}
 
-	uv_run(s->loop, UV_RUN_DEFAULT);
-	rc = 0;
-	goto out_close;
-
-out_stop:
+/* A start that failed half way: what was started stops, the loop runs
+ * until its handles are closed. */
+static void abort_start(struct server *s)
+{
 	stop_workers(s);
 	close_signals(s);
 	if (s->ctl)
@@ -889,7 +855,30 @@ out_stop:
 	tsw_service_stop(s->service);
 	s->service = NULL;
 	uv_run(s->loop, UV_RUN_DEFAULT);
-out_close:
+}
+
+/* Opens the data, starts the workers and the control plane, and runs the
+ * loop until the drain is done. Returns the exit status: 0, or 1 when
+ * something did not start (logged). */
+static int serve(struct server *s)
+{
+	uint16_t acq_port = 0;
+
+	if (open_data(s) < 0 || open_shared_tables(s) < 0)
+		return 1;
+	start_signals(s);
+	if (start_workers(s, &acq_port) < 0 || start_ctl(s) < 0 || start_service(s) < 0) {
+		abort_start(s);
+		return 1;
+	}
+	log_started(s, acq_port);
+	uv_run(s->loop, UV_RUN_DEFAULT);
+	return 0;
+}
+
+/* Closes what serve() opened, in the order the threads need. */
+static void close_data(struct server *s)
+{
 	if (s->loop)
 		uv_loop_close(s->loop);
 	/* the state writes to the workers' eventfds: close it before them */
@@ -899,6 +888,27 @@ out_close:
 	tsw_standin_exposure_free(s->standin_exposure);
 	if (s->vault)
 		tsw_vault_close(s->vault);
+}
+
+int main(int argc, char **argv)
+{
+	struct server *s;
+	int rc;
+
+	signal(SIGPIPE, SIG_IGN);
+	no_core_dumps();
+	s = calloc(1, sizeof(*s));
+	if (!s)
+		return 1;
+	if (configure(s, argc, argv) < 0) {
+		rc = 2;
+		goto out_free;
+	}
+	rc = 1;
+	if (alloc_shards(s) < 0)
+		goto out_free;
+	rc = serve(s);
+	close_data(s);
 out_free:
 	free(s->pings);
 	free(s->shards);

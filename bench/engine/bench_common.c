@@ -83,11 +83,11 @@ int bench_vault_destroy(struct bench_vault *bv)
 
 void bench_config_init(struct tsw_engine_config *cfg, const struct tsw_iso_profile *prof)
 {
-	memset(cfg, 0, sizeof(*cfg));
+	tsw_engine_config_init(cfg);
 	cfg->acq_profile = cfg->iss_profile = prof;
-	cfg->max_conns = 4;
-	cfg->max_inflight_per_conn = 256;
-	cfg->out_buf_bytes = 256 * 1024;
-	cfg->n_issuers = 1;
-	cfg->n_hosts = 1; /* hosts[0]: issuer 0 */
+	cfg->settings.max_conns = 4;
+	cfg->settings.max_inflight_per_conn = 256;
+	cfg->settings.out_buf_bytes = 256 * 1024;
+	cfg->settings.n_issuers = 1;
+	cfg->settings.n_hosts = 1; /* hosts[0]: issuer 0 */
 }

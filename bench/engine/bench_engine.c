@@ -194,7 +194,7 @@ int main(int argc, char **argv)
 	bench_vault_create(&bv, "/tmp/tsw-bench-engine-XXXXXX", n_tokens, &tmpl);
 
 	bench_config_init(&cfg, &prof);
-	cfg.max_pending = max_pending;
+	cfg.settings.max_pending = max_pending;
 	r = tsw_engine_new(&cfg, bv.v, NULL, &shard, &b.e);
 	if (r < 0)
 		bench_die("engine", r);

@@ -285,11 +285,11 @@ int main(int argc, char **argv)
 		bench_die("state open", r);
 
 	bench_config_init(&cfg, &prof);
-	cfg.max_pending = 4096;
-	cfg.issuer_timeout_ms = BENCH_TIMEOUT_MS;
-	cfg.saf_poll_ms = BENCH_POLL_MS;
-	cfg.saf_inflight_max = BENCH_BATCH;
-	cfg.echo_interval_ms = UINT32_MAX; /* the fake issuer answers no echo */
+	cfg.settings.max_pending = 4096;
+	cfg.settings.issuer_timeout_ms = BENCH_TIMEOUT_MS;
+	cfg.settings.saf_poll_ms = BENCH_POLL_MS;
+	cfg.settings.saf_inflight_max = BENCH_BATCH;
+	cfg.settings.echo_interval_ms = UINT32_MAX; /* the fake issuer answers no echo */
 	r = tsw_engine_new(&cfg, bv.v, st, &shard, &b.e);
 	if (r < 0)
 		bench_die("engine", r);

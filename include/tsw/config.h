@@ -2,8 +2,11 @@
  * with command-line flags applied on top.
  *
  * Every limit, timeout and queue of the server is a key here with a
- * default (tsw_config_defaults()); config/tokswitch.conf documents each
- * one. Sections and keys:
+ * default. The key tables of src/common/config.c are the one place that
+ * names a key, bounds it, gives its default and says whether a reload
+ * applies it; tsw_config_defaults() fills a config from them, and
+ * config/tokswitch.conf shows each default (tests/unit/ctl checks that
+ * they agree). Sections and keys:
  *
  *   [server]  listen metrics vault state no_state key_file profile
  *             issuer_profile workers io log_level log_format log_event_burst
@@ -52,27 +55,9 @@
  * two agree; this header cannot include tsw/state.h). */
 #define TSW_CONFIG_STATE_WORKERS_MAX 64u
 
-/* Defaults the engine also falls back to when its config field is 0
- * (src/engine/engine_int.h uses these: one source of truth). */
-#define TSW_CONFIG_ISSUER_TIMEOUT_MS_DEFAULT 2000u
-#define TSW_CONFIG_ECHO_INTERVAL_MS_DEFAULT 30000u
-#define TSW_CONFIG_RECONNECT_MIN_MS_DEFAULT 100u
-#define TSW_CONFIG_RECONNECT_MAX_MS_DEFAULT 5000u
-#define TSW_CONFIG_IN_BUF_BYTES_DEFAULT (64u * 1024)
-#define TSW_CONFIG_MAX_PARKED_DEFAULT 256u
-#define TSW_CONFIG_SAF_INFLIGHT_MAX_DEFAULT 64u
-#define TSW_CONFIG_SAF_POLL_MS_DEFAULT 250u
-#define TSW_CONFIG_SAF_RETRY_MIN_MS_DEFAULT 1000u
-#define TSW_CONFIG_SAF_RETRY_MAX_MS_DEFAULT 60000u
-/* An answer whose reversal or advice is queued waits at most this long
- * for the state's commit before it goes out anyway (counted, logged). */
-#define TSW_CONFIG_SAF_DURABLE_WAIT_MS_DEFAULT 1000u
-/* Engine tables (per worker, entries, powers of two): originals kept for
- * the acquirer's reversals, and timed-out issuer STANs kept to tell a late
- * answer from an unknown one. Both are direct-mapped: a newer entry
- * pushes an older one out (counted in the _evicted_total metrics). */
-#define TSW_CONFIG_ACQ_REVERSAL_MEMORY_DEFAULT 8192u
-#define TSW_CONFIG_EXPIRED_STAN_MEMORY_DEFAULT 4096u
+/* acq_reversal_memory and expired_stan_memory (entries, powers of two):
+ * the config takes MIN..MAX; the engine (tsw/engine.h), which tests give
+ * smaller tables, refuses only what is above MAX. */
 #define TSW_CONFIG_TABLE_MEMORY_MIN 16u
 #define TSW_CONFIG_TABLE_MEMORY_MAX (1u << 22)
 /* [standin]: presentment modes are bits in the order of enum
@@ -80,22 +65,8 @@
  * asserts the count, tests/unit/ctl every name): contactless chip
  * ecommerce cof manual magstripe. */
 #define TSW_CONFIG_POS_MODES 6u
-#define TSW_CONFIG_STANDIN_MODES_DEFAULT 0x3u /* contactless, chip */
-#define TSW_CONFIG_STANDIN_WINDOW_S_DEFAULT 86400u
 /* Tokens whose stand-in exposure is tracked at once (whole process). */
-#define TSW_CONFIG_STANDIN_MAX_TOKENS_DEFAULT 65536u
 #define TSW_CONFIG_STANDIN_MAX_TOKENS_MAX (1u << 24)
-
-/* The engine's event log (per worker): at most BURST lines of one kind
- * per INTERVAL (the rest counted in the next line of that kind), and a
- * queue of QUEUE events between two loop iterations. */
-#define TSW_CONFIG_LOG_EVENT_BURST_DEFAULT 10u
-#define TSW_CONFIG_LOG_EVENT_INTERVAL_MS_DEFAULT 10000u
-#define TSW_CONFIG_LOG_EVENT_QUEUE_DEFAULT 512u
-
-/* Built-in default addresses (tests and tools/run pass port 0). */
-#define TSW_CONFIG_LISTEN_DEFAULT "127.0.0.1:8583"
-#define TSW_CONFIG_METRICS_DEFAULT "127.0.0.1:9583"
 
 enum tsw_config_io {
 	TSW_CONFIG_IO_AUTO,  /* io_uring, or libuv with a warning when it cannot be set up */
@@ -207,8 +178,15 @@ struct tsw_config_error {
 	char reason[TSW_CONFIG_REASON_MAX];
 };
 
-/* Fills cfg with the built-in defaults (the values tokswitch.conf shows). */
+/* Fills cfg with the built-in defaults (the values tokswitch.conf shows):
+ * every key's default from the key tables; no issuer, host or route. */
 void tsw_config_defaults(struct tsw_config *cfg);
+
+/* The i-th key tsw_config_set() takes by name (every table key, then
+ * server.listen and server.metrics; not issuer.host and [route], which
+ * are lists), with its section in *ret_section; NULL past the last (then
+ * *ret_section is untouched). For tests and tools that walk every key. */
+const char *tsw_config_key_name(size_t i, const char **ret_section);
 
 /* Applies one setting: section and key as in the file, value as text.
  * [issuer] host appends one issuer whose hosts are the value's
@@ -265,6 +243,13 @@ bool tsw_config_issuers_equal(const struct tsw_config *a, const struct tsw_confi
  * refuses the reload (main.c). Never fails. */
 unsigned tsw_config_restart_only_changed(const struct tsw_config *running,
 					 const struct tsw_config *loaded, char *buf, size_t cap);
+
+/* Copies into running what a reload (SIGHUP) applies from loaded: every
+ * key that tsw_config_restart_only_changed() does not name (timeouts,
+ * [saf], [standin] but max_tokens, log level, format and event limits,
+ * max_inflight_per_conn, idle_timeout_ms) and the [route] table. Sizes,
+ * addresses, paths and the issuer host list stay as they are. */
+void tsw_config_apply_reload(struct tsw_config *running, const struct tsw_config *loaded);
 
 /* Reads path over the settings already in *cfg (start from
  * tsw_config_defaults()). Every line is parsed; the first fault is

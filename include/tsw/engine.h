@@ -10,7 +10,7 @@
  *
  * Endpoints: acquirer connections are slots 0..max_conns-1 that the
  * backend opens and closes; issuer links are slots 0..n_links-1 fixed at
- * creation (one per configured issuer host: cfg->hosts), whose sockets the
+ * creation (one per configured issuer host: cfg->settings.hosts), whose sockets the
  * backend (re)connects when tsw_engine_link_wants_connect() says so. An
  * issuer may have several hosts: its requests go to the signed-on one with
  * the fewest requests in flight.
@@ -33,6 +33,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "tsw/config.h"
 #include "tsw/iso8583.h"
 #include "tsw/log.h"
 #include "tsw/metrics.h"
@@ -50,95 +51,54 @@ struct tsw_acq_reversals;
  * from any thread (src/engine/standin.c). */
 struct tsw_standin_exposure;
 
-#define TSW_ISSUERS_MAX 16
-/* Issuer hosts of every issuer together: one link each per worker. */
-#define TSW_LINKS_MAX 32
 /* Six-digit switch STANs, split evenly between the workers (n_workers). */
 #define TSW_ENGINE_STAN_SPACE 1000000u
-#define TSW_ROUTES_MAX 64
-/* Ceiling of acq_reversal_memory and expired_stan_memory (entries). */
-#define TSW_ENGINE_TABLE_MEMORY_MAX (1u << 22)
 
-struct tsw_route {
-	char bin_prefix[12];  /* PAN prefix, "" = default route */
-	uint8_t issuer;       /* issuer index, 0..n_issuers-1 */
-};
-
-/* One issuer host: link i of the engine connects to hosts[i]. */
-struct tsw_engine_host {
-	char host[64];
-	uint16_t port;
-	uint8_t issuer; /* the issuer it serves, 0..n_issuers-1 */
-};
-
+/* A worker engine's configuration: what the engine is given besides the
+ * settings (its profiles, its place among the workers, the tables every
+ * worker shares) and a copy of the settings themselves (tsw/config.h).
+ * Start from tsw_engine_config_init(), which gives every setting its
+ * default, then set what differs: a setting left 0 means 0, not the
+ * default. */
 struct tsw_engine_config {
-	const struct tsw_iso_profile *acq_profile;  /* acquirer side */
-	const struct tsw_iso_profile *iss_profile;  /* issuer side */
-	uint32_t max_conns;               /* acquirer connections per worker */
-	uint32_t max_inflight_per_conn;   /* back-pressure threshold */
-	uint32_t max_pending;             /* pending-table capacity per worker */
-	uint32_t out_buf_bytes;           /* per-endpoint output buffer */
-	uint32_t issuer_timeout_ms;       /* per-request, default 2000 */
-	uint32_t idle_timeout_ms;         /* acquirer connection idle, 0 = none */
-	uint32_t echo_interval_ms;        /* issuer link idle echo */
-	uint32_t reconnect_min_ms, reconnect_max_ms; /* backoff with jitter */
-	uint32_t n_issuers;               /* each has at least one host */
-	uint32_t n_hosts;                 /* links, 1..TSW_LINKS_MAX */
-	struct tsw_engine_host hosts[TSW_LINKS_MAX];
-	uint32_t n_routes;
-	struct tsw_route routes[TSW_ROUTES_MAX];
-	uint32_t worker_id;               /* 0..n_workers-1: picks this worker's DE11 span */
-	uint32_t n_workers;               /* workers sharing the issuers: each gets 10^6 /
-					   * n_workers switch STANs; 0: as for 10 workers */
-	/* added by the engine; 0 picks the default */
-	uint32_t in_buf_bytes;    /* per connection: input held while paused (64 KiB);
-				   * the backend passes at most this much per acq_input */
-	uint32_t link_buf_bytes;  /* per issuer link output (max(4 * out_buf_bytes, 256 KiB)) */
-	uint32_t max_parked;      /* limited-use requests awaiting durability (256) */
-	/* store-and-forward reversals (the state's SAF queue; docs/engine.md) */
-	uint32_t saf_inflight_max;  /* reversals awaiting an answer per issuer link (64) */
-	uint32_t saf_poll_ms;       /* how often the queue is asked for due reversals (250) */
-	uint32_t saf_retry_min_ms;  /* backoff after an unanswered reversal (1000), doubling */
-	uint32_t saf_retry_max_ms;  /* ... up to this (60000) */
-	uint32_t saf_durable_wait_ms; /* an answer waits at most this for its reversal's
-				       * commit (1000) */
-	/* direct-mapped tables, entries per worker, powers of two (0 picks the
-	 * default); sized at creation, a reconfigure keeps them */
-	uint32_t acq_reversal_memory; /* originals kept for the acquirer's reversals (8192) */
-	uint32_t expired_stan_memory; /* timed-out STANs kept for late answers (4096) */
+	const struct tsw_iso_profile *acq_profile; /* acquirer side */
+	const struct tsw_iso_profile *iss_profile; /* issuer side */
+	uint32_t worker_id; /* 0..n_workers-1: picks this worker's DE11 span */
+	uint32_t n_workers; /* workers sharing the issuers: each gets 10^6 / n_workers switch
+			     * STANs; 0: as for 10 workers */
 	/* shared by every worker (tsw_acq_reversals_new); NULL: the engine
-	 * makes one of acq_reversal_memory entries for itself. Not a copy:
-	 * it must outlive the engine. */
+	 * makes one of settings.acq_reversal_memory entries for itself. Not
+	 * a copy: it must outlive the engine. */
 	struct tsw_acq_reversals *acq_reversals;
-	/* stand-in: the switch approves a 0100/0200 itself when its issuer
-	 * has no signed-on link (and, with standin_on_timeout, when it timed
-	 * out), by these rules, after every domain control; docs/engine.md
-	 * "Stand-in". Applied by a reload, but standin_max_tokens. */
-	bool standin_enabled;
-	bool standin_on_timeout;
-	uint8_t standin_min_assurance;  /* token assurance level floor */
-	uint32_t standin_modes;         /* bits 1u << enum tsw_pos_mode allowed */
-	uint64_t standin_max_amount;    /* DE4 minor units (any currency); above: 91 */
-	uint64_t standin_max_amount_per_token; /* stand-in total per token over the
-						* window; 0: standin_max_amount */
-	uint32_t standin_window_s;      /* the exposure window (86400) */
-	uint32_t standin_max_tokens;    /* the engine's own table when standin_exposure
-					 * is NULL (65536) */
 	/* shared by every worker (tsw_standin_exposure_new); NULL: the engine
-	 * makes one for itself. It must outlive the engine. */
+	 * makes one of settings.standin_max_tokens for itself. It must
+	 * outlive the engine. */
 	struct tsw_standin_exposure *standin_exposure;
-	/* the event log (0 picks the default): at most event_burst events of
-	 * one kind per event_interval_ms (10 per 10000; the rest are counted),
-	 * event_queue events held between two tsw_engine_next_event() drains
-	 * (512; sized at creation, a reconfigure keeps it) */
-	uint32_t event_burst;
-	uint32_t event_interval_ms;
-	uint32_t event_queue;
+	/* The engine reads, per worker where it says so in tokswitch.conf:
+	 * [limits] max_conns, max_inflight_per_conn (back-pressure),
+	 * max_pending, out_buf_bytes, idle_timeout_ms (0: never),
+	 * in_buf_bytes (input held while paused; the backend passes at most
+	 * this much per acq_input), link_buf_bytes, max_parked (limited-use
+	 * requests awaiting durability), acq_reversal_memory and
+	 * expired_stan_memory (direct-mapped tables, powers of two, at most
+	 * TSW_CONFIG_TABLE_MEMORY_MAX); [issuer] timeout_ms, echo_interval_ms,
+	 * reconnect_min/max_ms, the issuers and their hosts (link i connects
+	 * to hosts[i]); [route]; [saf] (docs/engine.md); [standin]
+	 * (docs/engine.md "Stand-in"); and the event log's log_event_burst,
+	 * log_event_interval_ms and log_event_queue. The buffers are raised
+	 * to what a frame of the profiles needs (out_buf_bytes and
+	 * link_buf_bytes two frames, in_buf_bytes one). The other settings
+	 * are the process's (tsw_config_check() is not run here). */
+	struct tsw_config settings;
 };
+
+/* Fills cfg for tsw_engine_new(): no profiles, worker 0, no shared
+ * tables, every setting at its default (tsw_config_defaults()). */
+void tsw_engine_config_init(struct tsw_engine_config *cfg);
 
 /* Makes the table of originals the workers' acquirer reversals are
  * matched against: entries originals (a power of two, at most
- * 64 * TSW_ENGINE_TABLE_MEMORY_MAX) and as many reversal links, 32 bytes
+ * 64 * TSW_CONFIG_TABLE_MEMORY_MAX) and as many reversal links, 32 bytes
  * each. Returns 0, -EINVAL or -ENOMEM; *ret_table untouched on failure. */
 int tsw_acq_reversals_new(uint32_t entries, struct tsw_acq_reversals **ret_table);
 /* Frees it (NULL is fine) once no engine uses it. */
@@ -170,7 +130,7 @@ struct tsw_endpoint {
  * not the engine itself: tsw_engine_free() does not touch it (reversals
  * claimed and in flight are leased in memory only; a restart makes them
  * due again). Reversals are stored with route_key = the issuer's index
- * (cfg->hosts[].issuer, not the link) and sent through any signed-on link
+ * (cfg->settings.hosts[].issuer, not the link) and sent through any signed-on link
  * of that issuer: keep the order of the issuers across restarts while
  * reversals are queued (add issuers at the end; hosts of an issuer may
  * change). metrics is this worker's shard (owned by
@@ -180,9 +140,10 @@ struct tsw_endpoint {
  * profile without a length header, max_conns or max_pending 0, too many
  * issuers, hosts or routes, a host of an unknown issuer, an issuer without
  * a host, a route to an unknown issuer, worker_id >= n_workers
- * (10 when 0), acq_reversal_memory or expired_stan_memory not a power of
- * two (0 is the default) or above TSW_ENGINE_TABLE_MEMORY_MAX, max_pending above the worker's STAN span minus one:
- * 10^6 / n_workers - 1), or the error of
+ * (10 when 0), acq_reversal_memory or expired_stan_memory 0, not a power
+ * of two or above TSW_CONFIG_TABLE_MEMORY_MAX, log_event_queue 0,
+ * reconnect_min_ms above reconnect_max_ms (both above 0), max_pending above the worker's
+ * STAN span minus one: 10^6 / n_workers - 1), or the error of
  * tsw_vault_reader_open(). */
 int tsw_engine_new(const struct tsw_engine_config *cfg, struct tsw_vault *vault,
 		   struct tsw_state *state, struct tsw_metrics_shard *metrics,
@@ -219,7 +180,7 @@ void tsw_engine_acq_refused(struct tsw_engine *e);
  * every such connection. */
 void tsw_engine_acq_peer(struct tsw_engine *e, uint32_t slot, const struct sockaddr *sa,
 			 size_t sa_len);
-/* Bytes received (at most cfg->in_buf_bytes per call). Returns 0, or a
+/* Bytes received (at most settings.in_buf_bytes per call). Returns 0, or a
  * negative error after which the backend must close the connection:
  * -TSW_E_FRAME_TOO_BIG / -TSW_E_BAD_HEADER (broken framing),
  * -TSW_E_BAD_INPUT (a message whose MTI or DE11 cannot be read, or a
@@ -254,14 +215,14 @@ void tsw_engine_acq_close(struct tsw_engine *e, uint32_t slot);
  * the connection (no stashed request of a closing connection starts). */
 void tsw_engine_acq_close_sent(struct tsw_engine *e, uint32_t slot, size_t sent);
 
-/* Issuer links: the number of them (cfg->n_hosts; link indexes are
- * 0..n-1 in cfg->hosts order, fixed for the engine's life). */
+/* Issuer links: the number of them (settings.n_hosts; link indexes are
+ * 0..n-1 in settings.hosts order, fixed for the engine's life). */
 uint32_t tsw_engine_n_links(const struct tsw_engine *e);
-/* The issuer link serves (cfg->hosts[link].issuer); UINT32_MAX out of
+/* The issuer link serves (settings.hosts[link].issuer); UINT32_MAX out of
  * range. */
 uint32_t tsw_engine_link_issuer(const struct tsw_engine *e, uint32_t link);
 /* True when the link is down and its backoff has expired: the backend
- * starts a connect to cfg->hosts[link]. */
+ * starts a connect to settings.hosts[link]. */
 bool tsw_engine_link_wants_connect(const struct tsw_engine *e, uint32_t link, uint64_t now_ns);
 /* The backend started a connect for link (after link_wants_connect). */
 void tsw_engine_link_connecting(struct tsw_engine *e, uint32_t link, uint64_t now_ns);
@@ -326,8 +287,8 @@ void tsw_engine_shutdown(struct tsw_engine *e, uint64_t now_ns);
 
 /* ---- events (docs/operations.md, "Logs", names every one) ----
  *
- * Rate limits: each kind has a window of cfg.event_interval_ms; the first
- * cfg.event_burst events of a kind in a window are queued, the others are
+ * Rate limits: each kind has a window of settings.log_event_interval_ms;
+ * the first settings.log_event_burst events of a kind in a window are queued, the others are
  * counted (metrics events_suppressed) and reported in the next event of
  * that kind (suppressed = how many were left out before it). When no
  * event of the kind comes by the end of its window, the count comes in an
@@ -403,15 +364,17 @@ enum tsw_log_level tsw_engine_event_level(unsigned kind);
  * bytes, NUL-terminated, cut when long). Returns the length written. */
 size_t tsw_engine_event_format(const struct tsw_engine_event *ev, char *buf, size_t cap);
 
-/* SIGHUP: applies routes, max_inflight_per_conn, issuer_timeout_ms,
- * idle_timeout_ms, echo_interval_ms and reconnect_min/max_ms from cfg.
- * saf_inflight_max, saf_poll_ms and saf_retry_min/max_ms too, the
- * stand-in rules (standin_*, but standin_max_tokens and the table), and
- * event_burst and event_interval_ms (a window already open keeps its
- * start).
+/* SIGHUP: applies what a reload applies (tsw_config_apply_reload(): the
+ * keys the config's table marks so) from cfg->settings: routes,
+ * max_inflight_per_conn, issuer_timeout_ms, idle_timeout_ms,
+ * echo_interval_ms, reconnect_min/max_ms, saf_inflight_max, saf_poll_ms,
+ * saf_retry_min/max_ms, saf_durable_wait_ms, the stand-in rules
+ * (standin_*, but standin_max_tokens and the table), and log_event_burst
+ * and log_event_interval_ms (a window already open keeps its start).
  * Sizes (max_conns, max_pending, buffers, max_parked, acq_reversal_memory,
- * expired_stan_memory, event_queue) keep the values the engine was created with (the
- * caller warns: tsw_config_restart_only_changed()); requests in flight keep their
+ * expired_stan_memory, log_event_queue) keep the values the engine was
+ * created with (the caller warns: tsw_config_restart_only_changed()), and
+ * so do the profiles and the worker's place; requests in flight keep their
  * deadline. Returns 0, or -TSW_E_CONFIG (a route names an unknown issuer,
  * or the issuer or host list differs: that needs a restart), leaving e
  * unchanged. */

@@ -51,4 +51,17 @@ enum {
  * Never NULL. Safe from any thread. */
 const char *tsw_strerror(int err);
 
+/* The one mapping of an LMDB return code to ours, for the vault and the
+ * state alike: 0 for MDB_SUCCESS; a positive errno (LMDB passes the
+ * system's on) as -errno; MDB_NOTFOUND -TSW_E_NOT_FOUND; MDB_KEYEXIST
+ * -TSW_E_EXISTS; MDB_MAP_FULL -ENOSPC (the file has no room: what a full
+ * disk says too); MDB_READERS_FULL, MDB_TXN_FULL, MDB_DBS_FULL
+ * -TSW_E_FULL (a table of LMDB's own); MDB_VERSION_MISMATCH
+ * -TSW_E_VERSION; MDB_INVALID, MDB_CORRUPTED, MDB_PAGE_NOTFOUND,
+ * MDB_INCOMPATIBLE, MDB_BAD_VALSIZE -TSW_E_CORRUPT (the file is not what
+ * this build wrote); any other (LMDB's internal errors: MDB_PAGE_FULL,
+ * MDB_CURSOR_FULL, MDB_BAD_DBI, MDB_PANIC, ...) -EIO. Takes an int so
+ * that only src/common/error.c includes <lmdb.h>. */
+int tsw_lmdb_errno(int rc);
+
 #endif

@@ -153,8 +153,8 @@ static inline void tsw_hist_add(struct tsw_hist *h, uint64_t us)
 	tsw_hist_add_ns(h, us * 1000);
 }
 
-/* Issuer links per worker with a gauge and a counter each (the engine's
- * TSW_LINKS_MAX: src/engine checks they agree). */
+/* Issuer links per worker with a gauge and a counter each (the config's
+ * TSW_CONFIG_LINKS_MAX: src/engine/engine_int.h checks they agree). */
 enum { TSW_METRICS_LINKS_MAX = 32 };
 
 struct tsw_metrics_shard {

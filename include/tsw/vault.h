@@ -162,7 +162,8 @@ int tsw_vault_device_bound(struct tsw_vault_reader *r, const char *token, size_t
  * and rekey: one per chunk), so a failure leaves the vault as it was (bulk
  * writes and rekey: as of the last committed chunk). Tokens and PANs are
  * ASCII digits of the given length (no NUL needed). Call from one thread
- * at a time per vault handle. None of them logs. */
+ * at a time per vault handle. None of them logs. A full LMDB map is
+ * -ENOSPC (tsw_lmdb_errno(), as for the state). */
 
 /* Adds a token BIN range (prefix digits); adding an existing one is a
  * no-op. Returns 0, -TSW_E_BAD_INPUT, -TSW_E_FULL, -EROFS, -errno. */

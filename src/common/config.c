@@ -38,70 +38,77 @@ enum {
 	KEY_RELOAD = 1u << 1,
 };
 
+/* The key tables are the one place a key is named, bounded and given its
+ * default: tsw_config_defaults() fills the config from them, and
+ * config/tokswitch.conf shows the same defaults (tests/unit/ctl). */
 struct u32_key {
 	const char *section;
 	const char *key;
 	size_t off;
+	uint32_t def;
 	uint32_t min, max;
 	unsigned flags;
 };
 
-#define U32F(sec, k, field, lo, hi, fl)                                                            \
+#define U32F(sec, k, field, dflt, lo, hi, fl)                                                      \
 	{                                                                                          \
-		sec, k, offsetof(struct tsw_config, field), lo, hi, fl                             \
+		sec, k, offsetof(struct tsw_config, field), dflt, lo, hi, fl                       \
 	}
-#define U32(sec, k, field, lo, hi) U32F(sec, k, field, lo, hi, 0)
+#define U32(sec, k, field, dflt, lo, hi) U32F(sec, k, field, dflt, lo, hi, 0)
 
 static const struct u32_key u32_keys[] = {
-    U32("server", "workers", workers, 0, WORKERS_MAX),
-    U32F("server", "drain_timeout_ms", drain_timeout_ms, 0, TIMEOUT_MS_MAX, KEY_RELOAD),
-    U32F("server", "log_event_burst", log_event_burst, 1, 1u << 20, KEY_RELOAD),
-    U32F("server", "log_event_interval_ms", log_event_interval_ms, 1, TIMEOUT_MS_MAX, KEY_RELOAD),
-    U32("server", "log_event_queue", log_event_queue, 16, 1u << 20),
-    U32("limits", "max_conns", max_conns, 1, CONNS_MAX),
-    U32F("limits", "max_inflight_per_conn", max_inflight_per_conn, 1, 65535, KEY_RELOAD),
-    U32("limits", "max_pending", max_pending, 16, PENDING_MAX),
-    U32("limits", "out_buf_bytes", out_buf_bytes, 1024, BUF_BYTES_MAX),
-    U32("limits", "max_frame", max_frame, 64, FRAME_MAX),
-    U32F("limits", "idle_timeout_ms", idle_timeout_ms, 0, TIMEOUT_MS_MAX, KEY_RELOAD),
-    U32("limits", "listen_backlog", listen_backlog, 1, 65535),
-    U32("limits", "in_buf_bytes", in_buf_bytes, 1024, BUF_BYTES_MAX),
-    U32("limits", "link_buf_bytes", link_buf_bytes, 1024, BUF_BYTES_MAX),
-    U32("limits", "max_parked", max_parked, 1, PENDING_MAX),
-    U32F("limits", "acq_reversal_memory", acq_reversal_memory, TSW_CONFIG_TABLE_MEMORY_MIN,
-	 TSW_CONFIG_TABLE_MEMORY_MAX, KEY_POW2),
-    U32F("limits", "expired_stan_memory", expired_stan_memory, TSW_CONFIG_TABLE_MEMORY_MIN,
-	 TSW_CONFIG_TABLE_MEMORY_MAX, KEY_POW2),
-    U32F("issuer", "timeout_ms", issuer_timeout_ms, 1, TIMEOUT_MS_MAX, KEY_RELOAD),
-    U32F("issuer", "echo_interval_ms", echo_interval_ms, 0, TIMEOUT_MS_MAX, KEY_RELOAD),
-    U32F("issuer", "reconnect_min_ms", reconnect_min_ms, 1, TIMEOUT_MS_MAX, KEY_RELOAD),
-    U32F("issuer", "reconnect_max_ms", reconnect_max_ms, 1, TIMEOUT_MS_MAX, KEY_RELOAD),
-    U32("io", "ring_entries", ring_entries, 8, RING_ENTRIES_MAX),
-    U32("io", "recv_buf_bytes", recv_buf_bytes, 512, BUF_BYTES_MAX),
-    U32("io", "recv_bufs", recv_bufs, 8, RECV_BUFS_MAX),
-    U32("metrics", "max_conns", metrics_max_conns, 1, 65535),
-    U32("metrics", "max_request_bytes", metrics_max_request_bytes, 256, 1u << 20),
-    U32("metrics", "request_timeout_ms", metrics_request_timeout_ms, 1, TIMEOUT_MS_MAX),
-    U32("metrics", "idle_timeout_ms", metrics_idle_timeout_ms, 1, TIMEOUT_MS_MAX),
-    U32("state", "queue_size", state_queue_size, 1, STATE_MAX),
-    U32("state", "max_tokens", state_max_tokens, 1, STATE_MAX),
-    U32("state", "max_reservations", state_max_reservations, 1, STATE_RESERVATIONS_MAX),
-    U32("state", "map_size_mb", state_map_size_mb, 1, STATE_MAP_SIZE_MB_MAX),
-    U32("state", "saf_max_entries", state_saf_max_entries, 1, STATE_SAF_ENTRIES_MAX),
-    U32("state", "saf_lease_ms", state_saf_lease_ms, 1, TIMEOUT_MS_MAX),
-    U32("state", "reserve_kb", state_reserve_kb, 1, STATE_MAP_SIZE_MB_MAX),
-    U32("state", "retry_max_ms", state_retry_max_ms, 100, TIMEOUT_MS_MAX),
-    U32F("saf", "inflight_max", saf_inflight_max, 1, 65535, KEY_RELOAD),
-    U32F("saf", "poll_ms", saf_poll_ms, 1, TIMEOUT_MS_MAX, KEY_RELOAD),
-    U32F("saf", "retry_min_ms", saf_retry_min_ms, 1, TIMEOUT_MS_MAX, KEY_RELOAD),
-    U32F("saf", "retry_max_ms", saf_retry_max_ms, 1, TIMEOUT_MS_MAX, KEY_RELOAD),
-    U32F("saf", "durable_wait_ms", saf_durable_wait_ms, 1, TIMEOUT_MS_MAX, KEY_RELOAD),
-    U32F("standin", "max_amount", standin_max_amount, 0, UINT32_MAX, KEY_RELOAD),
-    U32F("standin", "min_assurance", standin_min_assurance, 0, 99, KEY_RELOAD),
-    U32F("standin", "max_amount_per_token", standin_max_amount_per_token, 0, UINT32_MAX,
+    U32("server", "workers", workers, 0, 0, WORKERS_MAX),
+    U32F("server", "drain_timeout_ms", drain_timeout_ms, 5000, 0, TIMEOUT_MS_MAX, KEY_RELOAD),
+    U32F("server", "log_event_burst", log_event_burst, 10, 1, 1u << 20, KEY_RELOAD),
+    U32F("server", "log_event_interval_ms", log_event_interval_ms, 10000, 1, TIMEOUT_MS_MAX,
 	 KEY_RELOAD),
-    U32F("standin", "window_s", standin_window_s, 1, WINDOW_S_MAX, KEY_RELOAD),
-    U32("standin", "max_tokens", standin_max_tokens, 1, TSW_CONFIG_STANDIN_MAX_TOKENS_MAX),
+    U32("server", "log_event_queue", log_event_queue, 512, 16, 1u << 20),
+    U32("limits", "max_conns", max_conns, 1024, 1, CONNS_MAX),
+    U32F("limits", "max_inflight_per_conn", max_inflight_per_conn, 256, 1, 65535, KEY_RELOAD),
+    U32("limits", "max_pending", max_pending, 32768, 16, PENDING_MAX),
+    U32("limits", "out_buf_bytes", out_buf_bytes, 256 * 1024, 1024, BUF_BYTES_MAX),
+    U32("limits", "max_frame", max_frame, 8192, 64, FRAME_MAX),
+    U32F("limits", "idle_timeout_ms", idle_timeout_ms, 0, 0, TIMEOUT_MS_MAX, KEY_RELOAD),
+    U32("limits", "listen_backlog", listen_backlog, 1024, 1, 65535),
+    U32("limits", "in_buf_bytes", in_buf_bytes, 64 * 1024, 1024, BUF_BYTES_MAX),
+    U32("limits", "link_buf_bytes", link_buf_bytes, 1024 * 1024, 1024, BUF_BYTES_MAX),
+    U32("limits", "max_parked", max_parked, 256, 1, PENDING_MAX),
+    U32F("limits", "acq_reversal_memory", acq_reversal_memory, 8192, TSW_CONFIG_TABLE_MEMORY_MIN,
+	 TSW_CONFIG_TABLE_MEMORY_MAX, KEY_POW2),
+    U32F("limits", "expired_stan_memory", expired_stan_memory, 4096, TSW_CONFIG_TABLE_MEMORY_MIN,
+	 TSW_CONFIG_TABLE_MEMORY_MAX, KEY_POW2),
+    U32F("issuer", "timeout_ms", issuer_timeout_ms, 2000, 1, TIMEOUT_MS_MAX, KEY_RELOAD),
+    U32F("issuer", "echo_interval_ms", echo_interval_ms, 30000, 1, TIMEOUT_MS_MAX, KEY_RELOAD),
+    U32F("issuer", "reconnect_min_ms", reconnect_min_ms, 100, 1, TIMEOUT_MS_MAX, KEY_RELOAD),
+    U32F("issuer", "reconnect_max_ms", reconnect_max_ms, 5000, 1, TIMEOUT_MS_MAX, KEY_RELOAD),
+    U32("io", "ring_entries", ring_entries, 1024, 8, RING_ENTRIES_MAX),
+    U32("io", "recv_buf_bytes", recv_buf_bytes, 16384, 512, BUF_BYTES_MAX),
+    U32("io", "recv_bufs", recv_bufs, 256, 8, RECV_BUFS_MAX),
+    U32("metrics", "max_conns", metrics_max_conns, 64, 1, 65535),
+    U32("metrics", "max_request_bytes", metrics_max_request_bytes, 8192, 256, 1u << 20),
+    U32("metrics", "request_timeout_ms", metrics_request_timeout_ms, 2000, 1, TIMEOUT_MS_MAX),
+    U32("metrics", "idle_timeout_ms", metrics_idle_timeout_ms, 10000, 1, TIMEOUT_MS_MAX),
+    /* the state module's defaults (tsw/state.h TSW_STATE_*_DEFAULT;
+     * tests/unit/ctl checks they agree) */
+    U32("state", "queue_size", state_queue_size, 65536, 1, STATE_MAX),
+    U32("state", "max_tokens", state_max_tokens, 262144, 1, STATE_MAX),
+    U32("state", "max_reservations", state_max_reservations, 65536, 1, STATE_RESERVATIONS_MAX),
+    U32("state", "map_size_mb", state_map_size_mb, 256, 1, STATE_MAP_SIZE_MB_MAX),
+    U32("state", "saf_max_entries", state_saf_max_entries, 16384, 1, STATE_SAF_ENTRIES_MAX),
+    U32("state", "saf_lease_ms", state_saf_lease_ms, 30000, 1, TIMEOUT_MS_MAX),
+    U32("state", "reserve_kb", state_reserve_kb, 1024, 1, STATE_MAP_SIZE_MB_MAX),
+    U32("state", "retry_max_ms", state_retry_max_ms, 1000, 100, TIMEOUT_MS_MAX),
+    U32F("saf", "inflight_max", saf_inflight_max, 64, 1, 65535, KEY_RELOAD),
+    U32F("saf", "poll_ms", saf_poll_ms, 250, 1, TIMEOUT_MS_MAX, KEY_RELOAD),
+    U32F("saf", "retry_min_ms", saf_retry_min_ms, 1000, 1, TIMEOUT_MS_MAX, KEY_RELOAD),
+    U32F("saf", "retry_max_ms", saf_retry_max_ms, 60000, 1, TIMEOUT_MS_MAX, KEY_RELOAD),
+    U32F("saf", "durable_wait_ms", saf_durable_wait_ms, 1000, 1, TIMEOUT_MS_MAX, KEY_RELOAD),
+    U32F("standin", "max_amount", standin_max_amount, 0, 0, UINT32_MAX, KEY_RELOAD),
+    U32F("standin", "min_assurance", standin_min_assurance, 0, 0, 99, KEY_RELOAD),
+    U32F("standin", "max_amount_per_token", standin_max_amount_per_token, 0, 0, UINT32_MAX,
+	 KEY_RELOAD),
+    U32F("standin", "window_s", standin_window_s, 86400, 1, WINDOW_S_MAX, KEY_RELOAD),
+    U32("standin", "max_tokens", standin_max_tokens, 65536, 1, TSW_CONFIG_STANDIN_MAX_TOKENS_MAX),
 };
 
 /* true/false keys; every one is applied by a reload */
@@ -109,16 +116,17 @@ struct bool_key {
 	const char *section;
 	const char *key;
 	size_t off;
+	bool def;
 };
 
-#define BOOL(sec, k, field)                                                                        \
+#define BOOL(sec, k, field, dflt)                                                                  \
 	{                                                                                          \
-		sec, k, offsetof(struct tsw_config, field)                                         \
+		sec, k, offsetof(struct tsw_config, field), dflt                                   \
 	}
 
 static const struct bool_key bool_keys[] = {
-    BOOL("standin", "enabled", standin_enabled),
-    BOOL("standin", "on_timeout", standin_on_timeout),
+    BOOL("standin", "enabled", standin_enabled, false),
+    BOOL("standin", "on_timeout", standin_on_timeout, false),
 };
 
 /* enum tsw_pos_mode order (TSW_CONFIG_POS_MODES) */
@@ -131,22 +139,108 @@ struct str_key {
 	const char *key;
 	size_t off;
 	size_t size;
+	const char *def; /* "": none (a path the operator must give, or none used) */
 };
 
-#define STR(sec, k, field)                                                                         \
+#define STR(sec, k, field, dflt)                                                                   \
 	{                                                                                          \
 		sec, k, offsetof(struct tsw_config, field),                                        \
-		    sizeof(((struct tsw_config *)0)->field)                                        \
+		    sizeof(((struct tsw_config *)0)->field), dflt                                  \
 	}
 
 static const struct str_key str_keys[] = {
-    STR("server", "vault", vault_dir),
-    STR("server", "state", state_dir),
-    STR("server", "key_file", key_file),
-    STR("server", "profile", profile),
-    STR("server", "issuer_profile", issuer_profile),
-    STR("metrics", "token_file", metrics_token_file),
+    STR("server", "vault", vault_dir, ""),
+    STR("server", "state", state_dir, ""),
+    STR("server", "key_file", key_file, ""),
+    STR("server", "profile", profile, "default"),
+    STR("server", "issuer_profile", issuer_profile, "default"),
+    STR("metrics", "token_file", metrics_token_file, ""),
 };
+
+static int parse_modes(const char *s, uint32_t *ret);
+
+/* Keys whose value is a word or a list: parse writes the field from the
+ * text (0 or -TSW_E_CONFIG, the field untouched then), and the default is
+ * text too, parsed the same way. */
+struct word_key {
+	const char *section;
+	const char *key;
+	size_t off;
+	size_t size;
+	const char *def;
+	unsigned flags; /* KEY_RELOAD */
+	int (*parse)(const char *value, void *ret_field);
+	const char *reason; /* why a value is refused */
+};
+
+static int parse_io(const char *value, void *ret)
+{
+	enum tsw_config_io io;
+
+	if (tsw_config_io_parse(value, &io) < 0)
+		return -TSW_E_CONFIG;
+	*(uint8_t *)ret = (uint8_t)io;
+	return 0;
+}
+
+static int parse_log_level(const char *value, void *ret)
+{
+	enum tsw_log_level lvl;
+
+	if (tsw_log_level_parse(value, &lvl) < 0)
+		return -TSW_E_CONFIG;
+	*(uint8_t *)ret = (uint8_t)lvl;
+	return 0;
+}
+
+static int parse_log_format(const char *value, void *ret)
+{
+	enum tsw_log_format f;
+
+	if (tsw_log_format_parse(value, &f) < 0)
+		return -TSW_E_CONFIG;
+	*(uint8_t *)ret = (uint8_t)f;
+	return 0;
+}
+
+/* only the words: no_state is no switch to flip by a 1 */
+static int parse_no_state(const char *value, void *ret)
+{
+	if (strcmp(value, "true") && strcmp(value, "false"))
+		return -TSW_E_CONFIG;
+	*(bool *)ret = value[0] == 't';
+	return 0;
+}
+
+static int parse_standin_modes(const char *value, void *ret)
+{
+	return parse_modes(value, ret);
+}
+
+#define WORD(sec, k, field, dflt, fl, fn, why)                                                     \
+	{                                                                                          \
+		sec, k, offsetof(struct tsw_config, field),                                        \
+		    sizeof(((struct tsw_config *)0)->field), dflt, fl, fn, why                     \
+	}
+
+static const struct word_key word_keys[] = {
+    WORD("server", "io", io, "auto", 0, parse_io, "server.io must be auto, uring or uv"),
+    WORD("server", "log_level", log_level, "info", KEY_RELOAD, parse_log_level,
+	 "server.log_level must be debug, info, warn, error or crit"),
+    WORD("server", "log_format", log_format, "text", KEY_RELOAD, parse_log_format,
+	 "server.log_format must be text or json"),
+    WORD("server", "no_state", no_state, "false", 0, parse_no_state,
+	 "server.no_state must be true or false"),
+    WORD("standin", "modes", standin_modes, "contactless, chip", KEY_RELOAD, parse_standin_modes,
+	 "standin.modes must list contactless, chip, ecommerce, cof, manual, magstripe"),
+};
+
+/* Built-in addresses (tests and tools/run pass port 0): compared by host
+ * and port, never by bytes (a shorter host leaves the old tail). */
+#define LISTEN_DEFAULT "127.0.0.1:8583"
+#define METRICS_DEFAULT "127.0.0.1:9583"
+
+#define N_KEYS(t) (sizeof(t) / sizeof((t)[0]))
 
 static const char *const io_names[TSW_CONFIG_IO_MAX] = {
     [TSW_CONFIG_IO_AUTO] = "auto",
@@ -169,64 +263,19 @@ __attribute__((format(printf, 3, 4))) static int fail(char *reason, size_t cap, 
 
 void tsw_config_defaults(struct tsw_config *cfg)
 {
+	char *base = (char *)cfg;
+
 	memset(cfg, 0, sizeof(*cfg));
-	tsw_hostport_parse(TSW_CONFIG_LISTEN_DEFAULT, &cfg->listen);
-	tsw_hostport_parse(TSW_CONFIG_METRICS_DEFAULT, &cfg->metrics);
-	strcpy(cfg->profile, "default");
-	strcpy(cfg->issuer_profile, "default");
-	cfg->workers = 0;
-	cfg->io = TSW_CONFIG_IO_AUTO;
-	cfg->log_level = TSW_LOG_INFO;
-	cfg->drain_timeout_ms = 5000;
-	cfg->log_format = TSW_LOG_TEXT;
-	cfg->log_event_burst = TSW_CONFIG_LOG_EVENT_BURST_DEFAULT;
-	cfg->log_event_interval_ms = TSW_CONFIG_LOG_EVENT_INTERVAL_MS_DEFAULT;
-	cfg->log_event_queue = TSW_CONFIG_LOG_EVENT_QUEUE_DEFAULT;
-	cfg->max_conns = 1024;
-	cfg->max_inflight_per_conn = 256;
-	cfg->max_pending = 32768;
-	cfg->out_buf_bytes = 256 * 1024;
-	cfg->max_frame = 8192;
-	cfg->idle_timeout_ms = 0;
-	cfg->listen_backlog = 1024;
-	cfg->in_buf_bytes = TSW_CONFIG_IN_BUF_BYTES_DEFAULT;
-	cfg->link_buf_bytes = 1024 * 1024;
-	cfg->max_parked = TSW_CONFIG_MAX_PARKED_DEFAULT;
-	cfg->acq_reversal_memory = TSW_CONFIG_ACQ_REVERSAL_MEMORY_DEFAULT;
-	cfg->expired_stan_memory = TSW_CONFIG_EXPIRED_STAN_MEMORY_DEFAULT;
-	cfg->issuer_timeout_ms = TSW_CONFIG_ISSUER_TIMEOUT_MS_DEFAULT;
-	cfg->echo_interval_ms = TSW_CONFIG_ECHO_INTERVAL_MS_DEFAULT;
-	cfg->reconnect_min_ms = TSW_CONFIG_RECONNECT_MIN_MS_DEFAULT;
-	cfg->reconnect_max_ms = TSW_CONFIG_RECONNECT_MAX_MS_DEFAULT;
-	cfg->ring_entries = 1024;
-	cfg->recv_buf_bytes = 16384;
-	cfg->recv_bufs = 256;
-	cfg->metrics_max_conns = 64;
-	cfg->metrics_max_request_bytes = 8192;
-	cfg->metrics_request_timeout_ms = 2000;
-	cfg->metrics_idle_timeout_ms = 10000;
-	/* the state module's defaults (TSW_STATE_*_DEFAULT) */
-	cfg->state_queue_size = 65536;
-	cfg->state_max_tokens = 262144;
-	cfg->state_max_reservations = 65536;
-	cfg->state_map_size_mb = 256;
-	cfg->state_saf_max_entries = 16384;
-	cfg->state_saf_lease_ms = 30000;
-	cfg->state_reserve_kb = 1024;
-	cfg->state_retry_max_ms = 1000;
-	cfg->saf_inflight_max = TSW_CONFIG_SAF_INFLIGHT_MAX_DEFAULT;
-	cfg->saf_poll_ms = TSW_CONFIG_SAF_POLL_MS_DEFAULT;
-	cfg->saf_retry_min_ms = TSW_CONFIG_SAF_RETRY_MIN_MS_DEFAULT;
-	cfg->saf_retry_max_ms = TSW_CONFIG_SAF_RETRY_MAX_MS_DEFAULT;
-	cfg->saf_durable_wait_ms = TSW_CONFIG_SAF_DURABLE_WAIT_MS_DEFAULT;
-	cfg->standin_enabled = false;
-	cfg->standin_on_timeout = false;
-	cfg->standin_max_amount = 0;
-	cfg->standin_modes = TSW_CONFIG_STANDIN_MODES_DEFAULT;
-	cfg->standin_min_assurance = 0;
-	cfg->standin_max_amount_per_token = 0;
-	cfg->standin_window_s = TSW_CONFIG_STANDIN_WINDOW_S_DEFAULT;
-	cfg->standin_max_tokens = TSW_CONFIG_STANDIN_MAX_TOKENS_DEFAULT;
+	for (size_t i = 0; i < N_KEYS(u32_keys); i++)
+		memcpy(base + u32_keys[i].off, &u32_keys[i].def, sizeof(uint32_t));
+	for (size_t i = 0; i < N_KEYS(bool_keys); i++)
+		memcpy(base + bool_keys[i].off, &bool_keys[i].def, sizeof(bool));
+	for (size_t i = 0; i < N_KEYS(str_keys); i++)
+		snprintf(base + str_keys[i].off, str_keys[i].size, "%s", str_keys[i].def);
+	for (size_t i = 0; i < N_KEYS(word_keys); i++)
+		word_keys[i].parse(word_keys[i].def, base + word_keys[i].off);
+	tsw_hostport_parse(LISTEN_DEFAULT, &cfg->listen);
+	tsw_hostport_parse(METRICS_DEFAULT, &cfg->metrics);
 }
 
 static int parse_u32(const char *s, uint32_t min, uint32_t max, uint32_t *ret)
@@ -427,96 +476,87 @@ bool tsw_config_issuers_equal(const struct tsw_config *a, const struct tsw_confi
 	return true;
 }
 
+/* A key of one table: its row, or NULL. */
+#define FIND_KEY(table, section, key)                                                              \
+	({                                                                                         \
+		__typeof__(&(table)[0]) found_ = NULL;                                             \
+		for (size_t i_ = 0; i_ < N_KEYS(table) && !found_; i_++)                           \
+			if (strcmp((section), (table)[i_].section) == 0 &&                         \
+			    strcmp((key), (table)[i_].key) == 0)                                   \
+				found_ = &(table)[i_];                                             \
+		found_;                                                                            \
+	})
+
+static int set_u32(struct tsw_config *cfg, const struct u32_key *k, const char *value, char *reason,
+		   size_t cap)
+{
+	uint32_t v;
+
+	if (parse_u32(value, k->min, k->max, &v) < 0 || ((k->flags & KEY_POW2) && (v & (v - 1))))
+		return fail(reason, cap, "%s.%s must be an integer in %u..%u%s", k->section, k->key,
+			    k->min, k->max, (k->flags & KEY_POW2) ? ", a power of two" : "");
+	memcpy((char *)cfg + k->off, &v, sizeof(v));
+	return 0;
+}
+
+static int set_str(struct tsw_config *cfg, const struct str_key *k, const char *value, char *reason,
+		   size_t cap)
+{
+	if (strlen(value) >= k->size)
+		return fail(reason, cap, "%s.%s longer than %zu bytes", k->section, k->key,
+			    k->size - 1);
+	strcpy((char *)cfg + k->off, value);
+	return 0;
+}
+
+static int set_bool(struct tsw_config *cfg, const struct bool_key *k, const char *value,
+		    char *reason, size_t cap)
+{
+	bool v;
+
+	if (parse_bool(value, &v) < 0)
+		return fail(reason, cap, "%s.%s must be true or false", k->section, k->key);
+	memcpy((char *)cfg + k->off, &v, sizeof(v));
+	return 0;
+}
+
+static int set_word(struct tsw_config *cfg, const struct word_key *k, const char *value,
+		    char *reason, size_t cap)
+{
+	if (k->parse(value, (char *)cfg + k->off) < 0)
+		return fail(reason, cap, "%s", k->reason);
+	return 0;
+}
+
+static int set_address(struct tsw_config *cfg, const char *key, const char *value, char *reason,
+		       size_t cap)
+{
+	struct tsw_hostport *hp = key[0] == 'l' ? &cfg->listen : &cfg->metrics;
+
+	if (tsw_hostport_parse(value, hp) < 0)
+		return fail(reason, cap, "server.%s must be HOST:PORT", key);
+	return 0;
+}
+
 int tsw_config_set(struct tsw_config *cfg, const char *section, const char *key, const char *value,
 		   char *reason, size_t cap)
 {
-	char *base = (char *)cfg;
+	const struct u32_key *uk = FIND_KEY(u32_keys, section, key);
+	const struct str_key *sk = FIND_KEY(str_keys, section, key);
+	const struct bool_key *bk = FIND_KEY(bool_keys, section, key);
+	const struct word_key *wk = FIND_KEY(word_keys, section, key);
 
-	for (size_t i = 0; i < sizeof(u32_keys) / sizeof(u32_keys[0]); i++) {
-		const struct u32_key *k = &u32_keys[i];
-
-		if (strcmp(section, k->section) || strcmp(key, k->key))
-			continue;
-		uint32_t v;
-
-		if (parse_u32(value, k->min, k->max, &v) < 0 ||
-		    ((k->flags & KEY_POW2) && (v & (v - 1))))
-			return fail(reason, cap, "%s.%s must be an integer in %u..%u%s", section,
-				    key, k->min, k->max,
-				    (k->flags & KEY_POW2) ? ", a power of two" : "");
-		memcpy(base + k->off, &v, sizeof(v));
-		return 0;
-	}
-	for (size_t i = 0; i < sizeof(str_keys) / sizeof(str_keys[0]); i++) {
-		const struct str_key *k = &str_keys[i];
-
-		if (strcmp(section, k->section) || strcmp(key, k->key))
-			continue;
-		if (strlen(value) >= k->size)
-			return fail(reason, cap, "%s.%s longer than %zu bytes", section, key,
-				    k->size - 1);
-		strcpy(base + k->off, value);
-		return 0;
-	}
-	for (size_t i = 0; i < sizeof(bool_keys) / sizeof(bool_keys[0]); i++) {
-		const struct bool_key *k = &bool_keys[i];
-		bool v;
-
-		if (strcmp(section, k->section) || strcmp(key, k->key))
-			continue;
-		if (parse_bool(value, &v) < 0)
-			return fail(reason, cap, "%s.%s must be true or false", section, key);
-		memcpy(base + k->off, &v, sizeof(v));
-		return 0;
-	}
-	if (strcmp(section, "standin") == 0 && strcmp(key, "modes") == 0) {
-		if (parse_modes(value, &cfg->standin_modes) < 0)
-			return fail(reason, cap,
-				    "standin.modes must list contactless, chip, ecommerce, cof, "
-				    "manual, magstripe");
-		return 0;
-	}
-	if (strcmp(section, "server") == 0) {
-		if (strcmp(key, "listen") == 0 || strcmp(key, "metrics") == 0) {
-			struct tsw_hostport *hp = key[0] == 'l' ? &cfg->listen : &cfg->metrics;
-
-			if (tsw_hostport_parse(value, hp) < 0)
-				return fail(reason, cap, "server.%s must be HOST:PORT", key);
-			return 0;
-		}
-		if (strcmp(key, "io") == 0) {
-			enum tsw_config_io io;
-
-			if (tsw_config_io_parse(value, &io) < 0)
-				return fail(reason, cap, "server.io must be auto, uring or uv");
-			cfg->io = (uint8_t)io;
-			return 0;
-		}
-		if (strcmp(key, "log_level") == 0) {
-			enum tsw_log_level lvl;
-
-			if (tsw_log_level_parse(value, &lvl) < 0)
-				return fail(
-				    reason, cap,
-				    "server.log_level must be debug, info, warn, error or crit");
-			cfg->log_level = (uint8_t)lvl;
-			return 0;
-		}
-		if (strcmp(key, "log_format") == 0) {
-			enum tsw_log_format f;
-
-			if (tsw_log_format_parse(value, &f) < 0)
-				return fail(reason, cap, "server.log_format must be text or json");
-			cfg->log_format = (uint8_t)f;
-			return 0;
-		}
-		if (strcmp(key, "no_state") == 0) {
-			if (strcmp(value, "true") && strcmp(value, "false"))
-				return fail(reason, cap, "server.no_state must be true or false");
-			cfg->no_state = value[0] == 't';
-			return 0;
-		}
-	}
+	if (uk)
+		return set_u32(cfg, uk, value, reason, cap);
+	if (sk)
+		return set_str(cfg, sk, value, reason, cap);
+	if (bk)
+		return set_bool(cfg, bk, value, reason, cap);
+	if (wk)
+		return set_word(cfg, wk, value, reason, cap);
+	if (strcmp(section, "server") == 0 &&
+	    (strcmp(key, "listen") == 0 || strcmp(key, "metrics") == 0))
+		return set_address(cfg, key, value, reason, cap);
 	if (strcmp(section, "issuer") == 0 && strcmp(key, "host") == 0)
 		return add_issuer(cfg, value, reason, cap);
 	if (strcmp(section, "route") == 0)
@@ -624,7 +664,7 @@ unsigned tsw_config_restart_only_changed(const struct tsw_config *running,
 
 	if (buf && cap)
 		buf[0] = '\0';
-	for (size_t i = 0; i < sizeof(u32_keys) / sizeof(u32_keys[0]); i++) {
+	for (size_t i = 0; i < N_KEYS(u32_keys); i++) {
 		const struct u32_key *k = &u32_keys[i];
 
 		if ((k->flags & KEY_RELOAD) ||
@@ -633,7 +673,7 @@ unsigned tsw_config_restart_only_changed(const struct tsw_config *running,
 		append_name(buf, cap, &len, &cut, k->section, k->key);
 		n++;
 	}
-	for (size_t i = 0; i < sizeof(str_keys) / sizeof(str_keys[0]); i++) {
+	for (size_t i = 0; i < N_KEYS(str_keys); i++) {
 		const struct str_key *k = &str_keys[i];
 
 		if (strcmp(a + k->off, b + k->off) == 0)
@@ -651,15 +691,61 @@ unsigned tsw_config_restart_only_changed(const struct tsw_config *running,
 		append_name(buf, cap, &len, &cut, "server", "metrics");
 		n++;
 	}
-	if (running->io != loaded->io) {
-		append_name(buf, cap, &len, &cut, "server", "io");
-		n++;
-	}
-	if (running->no_state != loaded->no_state) {
-		append_name(buf, cap, &len, &cut, "server", "no_state");
+	for (size_t i = 0; i < N_KEYS(word_keys); i++) {
+		const struct word_key *k = &word_keys[i];
+
+		if ((k->flags & KEY_RELOAD) || memcmp(a + k->off, b + k->off, k->size) == 0)
+			continue;
+		append_name(buf, cap, &len, &cut, k->section, k->key);
 		n++;
 	}
 	return n;
+}
+
+void tsw_config_apply_reload(struct tsw_config *running, const struct tsw_config *loaded)
+{
+	char *a = (char *)running;
+	const char *b = (const char *)loaded;
+
+	for (size_t i = 0; i < N_KEYS(u32_keys); i++)
+		if (u32_keys[i].flags & KEY_RELOAD)
+			memcpy(a + u32_keys[i].off, b + u32_keys[i].off, sizeof(uint32_t));
+	for (size_t i = 0; i < N_KEYS(bool_keys); i++)
+		memcpy(a + bool_keys[i].off, b + bool_keys[i].off, sizeof(bool));
+	for (size_t i = 0; i < N_KEYS(word_keys); i++)
+		if (word_keys[i].flags & KEY_RELOAD)
+			memcpy(a + word_keys[i].off, b + word_keys[i].off, word_keys[i].size);
+	running->n_routes = loaded->n_routes;
+	memcpy(running->routes, loaded->routes, sizeof(running->routes));
+}
+
+const char *tsw_config_key_name(size_t i, const char **ret_section)
+{
+	static const struct {
+		const char *section, *key;
+	} addresses[] = {{"server", "listen"}, {"server", "metrics"}};
+	const char *section, *key;
+
+	if (i < N_KEYS(u32_keys)) {
+		section = u32_keys[i].section;
+		key = u32_keys[i].key;
+	} else if ((i -= N_KEYS(u32_keys)) < N_KEYS(str_keys)) {
+		section = str_keys[i].section;
+		key = str_keys[i].key;
+	} else if ((i -= N_KEYS(str_keys)) < N_KEYS(bool_keys)) {
+		section = bool_keys[i].section;
+		key = bool_keys[i].key;
+	} else if ((i -= N_KEYS(bool_keys)) < N_KEYS(word_keys)) {
+		section = word_keys[i].section;
+		key = word_keys[i].key;
+	} else if ((i -= N_KEYS(word_keys)) < N_KEYS(addresses)) {
+		section = addresses[i].section;
+		key = addresses[i].key;
+	} else {
+		return NULL;
+	}
+	*ret_section = section;
+	return key;
 }
 
 struct load_ctx {

@@ -1,3 +1,5 @@
+#include <errno.h>
+#include <lmdb.h>
 #include <string.h>
 
 #include "tsw/error.h"
@@ -49,4 +51,32 @@ const char *tsw_strerror(int err)
 	/* strerrordesc_np is thread-safe and never writes a buffer. */
 	s = strerrordesc_np(err);
 	return s ? s : "unknown error";
+}
+
+int tsw_lmdb_errno(int rc)
+{
+	if (rc >= 0)
+		return -rc;
+	switch (rc) {
+	case MDB_NOTFOUND:
+		return -TSW_E_NOT_FOUND;
+	case MDB_KEYEXIST:
+		return -TSW_E_EXISTS;
+	case MDB_MAP_FULL:
+		return -ENOSPC;
+	case MDB_READERS_FULL:
+	case MDB_TXN_FULL:
+	case MDB_DBS_FULL:
+		return -TSW_E_FULL;
+	case MDB_VERSION_MISMATCH:
+		return -TSW_E_VERSION;
+	case MDB_INVALID:
+	case MDB_CORRUPTED:
+	case MDB_PAGE_NOTFOUND:
+	case MDB_INCOMPATIBLE:
+	case MDB_BAD_VALSIZE:
+		return -TSW_E_CORRUPT;
+	default:
+		return -EIO;
+	}
 }

@@ -57,7 +57,7 @@ static int acq_frame(struct tsw_engine *e, uint32_t slot, const uint8_t *frame, 
 	struct echo ec;
 	int r;
 
-	r = tsw_iso_decode(e->cfg.acq_profile, frame, len, &m);
+	r = tsw_iso_decode(e->acq_profile, frame, len, &m);
 	if (r < 0)
 		return undecodable(e, slot, frame, len, &m);
 	switch (tsw_authz_class_of(m.mti)) {
@@ -143,7 +143,7 @@ static int feed(struct tsw_engine *e, uint32_t slot, const uint8_t *data, size_t
 		if (r < 0) {
 			TSW_COUNT(e->m->frames_refused);
 			engine_event(e, TSW_EV_FRAME_REFUSED, .slot = slot, .why = "acquirer",
-				     .err = r, .n1 = e->cfg.acq_profile->max_frame);
+				     .err = r, .n1 = e->acq_profile->max_frame);
 			goto out;
 		}
 		r = 0;

@@ -67,7 +67,7 @@ int conn_write(struct tsw_engine *e, uint32_t slot, const struct tsw_iso_msg *ba
 	struct acq_conn *c = &e->conns[slot];
 	int r;
 
-	r = outbuf_encode(&c->out, e->cfg.acq_profile, base, ed, n_ed);
+	r = outbuf_encode(&c->out, e->acq_profile, base, ed, n_ed);
 	if (r == -TSW_E_NO_SPACE) {
 		TSW_COUNT(e->m->slow_consumer_closes);
 		if (!c->close_queued)

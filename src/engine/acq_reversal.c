@@ -126,7 +126,8 @@ int tsw_acq_reversals_new(uint32_t entries, struct tsw_acq_reversals **ret_table
 {
 	struct tsw_acq_reversals *t;
 
-	if (entries == 0 || (entries & (entries - 1)) || entries > TSW_ENGINE_TABLE_MEMORY_MAX * 64u)
+	if (entries == 0 || (entries & (entries - 1)) ||
+	    entries > TSW_CONFIG_TABLE_MEMORY_MAX * 64u)
 		return -EINVAL;
 	t = calloc(1, sizeof(*t));
 	if (!t)
@@ -227,15 +228,14 @@ static struct acq_rev_ent *orig_slot(const struct tsw_acq_reversals *t, uint64_t
 
 int acq_rev_init(struct tsw_engine *e)
 {
-	uint32_t n = e->cfg.acq_reversal_memory ? e->cfg.acq_reversal_memory
-						: TSW_ENGINE_ACQ_REV_MEMORY_DEFAULT;
+	uint32_t n = e->cfg.acq_reversal_memory;
 	int r;
 
 	TSW_GAUGE_SET(e->m->acq_reversals_capacity, n);
-	if (e->cfg.acq_reversals) {
-		e->acq_rev = e->cfg.acq_reversals;
+	if (e->acq_rev) {
 		/* one table for all: worker 0 reports it, so the sum is right */
-		TSW_GAUGE_SET(e->m->acq_reversals_capacity, e->cfg.worker_id == 0 ? e->acq_rev->mask + 1 : 0);
+		TSW_GAUGE_SET(e->m->acq_reversals_capacity,
+			      e->worker_id == 0 ? e->acq_rev->mask + 1 : 0);
 		return 0;
 	}
 	r = tsw_acq_reversals_new(n, &e->acq_rev_own);

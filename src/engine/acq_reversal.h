@@ -13,18 +13,16 @@ struct tsw_engine;
 struct req;
 struct acq_rev_match;
 
-/* Originals remembered for the acquirer's reversals when
- * cfg.acq_reversal_memory is 0 (direct-mapped: a newer original may push
- * an older one out, counted in acq_reversals_evicted). */
-#define TSW_ENGINE_ACQ_REV_MEMORY_DEFAULT TSW_CONFIG_ACQ_REVERSAL_MEMORY_DEFAULT
 /* DE90: original MTI 4, STAN 6, DE7 10, DE32 11, DE33 11. */
 #define TSW_ENGINE_DE90_LEN 42u
 #define TSW_ENGINE_DE90_OFF_STAN 4u
 #define TSW_ENGINE_DE90_OFF_DE7 10u
 
-/* Points the engine at cfg.acq_reversals (shared by every worker), or
- * makes a table of its own of cfg.acq_reversal_memory originals and as
- * many reversal links; sets the capacity gauge: 0 or -ENOMEM. */
+/* Keeps e->acq_rev when set (tsw_engine_config.acq_reversals, shared
+ * by every worker), or makes a table of its own of
+ * cfg.acq_reversal_memory originals (direct-mapped: a newer original may
+ * push an older one out, counted in acq_reversals_evicted) and as many
+ * reversal links; sets the capacity gauge: 0 or -ENOMEM. */
 int acq_rev_init(struct tsw_engine *e);
 void acq_rev_free(struct tsw_engine *e);
 /* Originals the engine's table holds (its size, not its fill). */

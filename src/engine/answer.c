@@ -143,7 +143,7 @@ static bool other_pan_in(const struct tsw_engine *e, const struct tsw_iso_msg *m
 static bool de55_for_acquirer(struct tsw_engine *e, const struct tsw_iso_msg *m, uint8_t *buf,
 			      size_t cap, size_t *ret_len)
 {
-	const struct tsw_iso_field_spec *fs = &e->cfg.iss_profile->fields[55];
+	const struct tsw_iso_field_spec *fs = &e->iss_profile->fields[55];
 	unsigned dropped = 0;
 	int n;
 

@@ -35,90 +35,86 @@ static int64_t wall_now(void)
 
 /* ---- lifecycle, loop, timers ---- */
 
-static uint32_t or_default(uint32_t v, uint32_t def)
+void tsw_engine_config_init(struct tsw_engine_config *cfg)
 {
-	return v ? v : def;
+	memset(cfg, 0, sizeof(*cfg));
+	tsw_config_defaults(&cfg->settings);
+}
+
+/* every host serves a known issuer, every issuer has a host, every route
+ * names a known issuer */
+static int check_issuers(const struct tsw_config *c)
+{
+	uint32_t hosts_of[TSW_CONFIG_ISSUERS_MAX] = {0};
+	uint32_t i;
+
+	if (c->n_issuers > TSW_CONFIG_ISSUERS_MAX || c->n_hosts > TSW_CONFIG_LINKS_MAX ||
+	    c->n_routes > TSW_CONFIG_ROUTES_MAX)
+		return -TSW_E_CONFIG;
+	for (i = 0; i < c->n_hosts; i++) {
+		if (c->hosts[i].issuer >= c->n_issuers)
+			return -TSW_E_CONFIG;
+		hosts_of[c->hosts[i].issuer]++;
+	}
+	for (i = 0; i < c->n_issuers; i++)
+		if (!hosts_of[i])
+			return -TSW_E_CONFIG;
+	for (i = 0; i < c->n_routes; i++)
+		if (c->routes[i].issuer >= c->n_issuers)
+			return -TSW_E_CONFIG;
+	return 0;
+}
+
+/* direct-mapped tables: the slot is the hash masked, so a power of two,
+ * and never 0 (no slot to mask into) */
+static bool table_size_ok(uint32_t n)
+{
+	return n && !(n & (n - 1)) && n <= TSW_CONFIG_TABLE_MEMORY_MAX;
 }
 
 static int check_config(const struct tsw_engine_config *cfg)
 {
-	uint32_t hosts_of[TSW_ISSUERS_MAX] = {0};
-	uint32_t i;
+	const struct tsw_config *c = &cfg->settings;
 
-	if (!cfg->acq_profile || !cfg->iss_profile || cfg->max_conns == 0 ||
-	    cfg->max_pending == 0 || cfg->n_issuers > TSW_ISSUERS_MAX ||
-	    cfg->n_hosts > TSW_LINKS_MAX || cfg->n_routes > TSW_ROUTES_MAX)
+	if (!cfg->acq_profile || !cfg->iss_profile || c->max_conns == 0 || c->max_pending == 0)
 		return -TSW_E_CONFIG;
 	if (cfg->acq_profile->header == TSW_ISO_HDR_NONE ||
 	    cfg->iss_profile->header == TSW_ISO_HDR_NONE)
 		return -TSW_E_CONFIG;
-	/* every host serves a known issuer, every issuer has a host */
-	for (i = 0; i < cfg->n_hosts; i++) {
-		if (cfg->hosts[i].issuer >= cfg->n_issuers)
-			return -TSW_E_CONFIG;
-		hosts_of[cfg->hosts[i].issuer]++;
-	}
-	for (i = 0; i < cfg->n_issuers; i++)
-		if (!hosts_of[i])
-			return -TSW_E_CONFIG;
-	for (i = 0; i < cfg->n_routes; i++)
-		if (cfg->routes[i].issuer >= cfg->n_issuers)
-			return -TSW_E_CONFIG;
+	if (check_issuers(c) < 0)
+		return -TSW_E_CONFIG;
 	/* each worker stamps its own DE11 span, and the pending table never
 	 * holds more requests than that span has STANs (0 is never used) */
 	if (cfg->n_workers > TSW_ENGINE_STAN_SPACE / 2 ||
 	    cfg->worker_id >= (cfg->n_workers ? cfg->n_workers : TSW_ENGINE_STAN_WORKERS_DEFAULT) ||
-	    cfg->max_pending > stan_span(cfg) - 1)
+	    c->max_pending > stan_span(cfg) - 1)
 		return -TSW_E_CONFIG;
-	if (cfg->reconnect_min_ms && cfg->reconnect_max_ms &&
-	    cfg->reconnect_min_ms > cfg->reconnect_max_ms)
+	if (c->reconnect_min_ms && c->reconnect_max_ms && c->reconnect_min_ms > c->reconnect_max_ms)
 		return -TSW_E_CONFIG;
-	/* direct-mapped tables: the slot is the hash masked */
-	if ((cfg->acq_reversal_memory & (cfg->acq_reversal_memory - 1)) ||
-	    cfg->acq_reversal_memory > TSW_ENGINE_TABLE_MEMORY_MAX ||
-	    (cfg->expired_stan_memory & (cfg->expired_stan_memory - 1)) ||
-	    cfg->expired_stan_memory > TSW_ENGINE_TABLE_MEMORY_MAX)
+	if (!table_size_ok(c->acq_reversal_memory) || !table_size_ok(c->expired_stan_memory) ||
+	    c->log_event_queue == 0)
 		return -TSW_E_CONFIG;
-	if (cfg->standin_max_tokens > TSW_CONFIG_STANDIN_MAX_TOKENS_MAX)
+	if (c->standin_max_tokens > TSW_CONFIG_STANDIN_MAX_TOKENS_MAX)
 		return -TSW_E_CONFIG;
 	return 0;
 }
 
-static void apply_defaults(struct tsw_engine_config *c)
+/* A ceiling below its floor is the floor (reconnect backoff, SAF retry). */
+static void order_ranges(struct tsw_config *c)
 {
-	uint32_t frame = c->acq_profile->max_frame + 4;
-	uint32_t iframe = c->iss_profile->max_frame + 4;
-
-	c->max_inflight_per_conn = or_default(c->max_inflight_per_conn, 256);
-	c->issuer_timeout_ms =
-	    or_default(c->issuer_timeout_ms, TSW_ENGINE_ISSUER_TIMEOUT_DEFAULT_MS);
-	c->echo_interval_ms = or_default(c->echo_interval_ms, TSW_ENGINE_ECHO_DEFAULT_MS);
-	c->reconnect_min_ms = or_default(c->reconnect_min_ms, TSW_ENGINE_RECONNECT_MIN_DEFAULT_MS);
-	c->reconnect_max_ms = or_default(c->reconnect_max_ms, TSW_ENGINE_RECONNECT_MAX_DEFAULT_MS);
 	if (c->reconnect_max_ms < c->reconnect_min_ms)
 		c->reconnect_max_ms = c->reconnect_min_ms;
-	c->in_buf_bytes = or_default(c->in_buf_bytes, TSW_ENGINE_IN_BUF_DEFAULT);
-	c->max_parked = or_default(c->max_parked, TSW_ENGINE_PARKED_DEFAULT);
-	c->saf_inflight_max = or_default(c->saf_inflight_max, TSW_ENGINE_SAF_INFLIGHT_DEFAULT);
-	c->saf_poll_ms = or_default(c->saf_poll_ms, TSW_ENGINE_SAF_POLL_DEFAULT_MS);
-	c->saf_retry_min_ms = or_default(c->saf_retry_min_ms, TSW_ENGINE_SAF_RETRY_MIN_DEFAULT_MS);
-	c->saf_retry_max_ms = or_default(c->saf_retry_max_ms, TSW_ENGINE_SAF_RETRY_MAX_DEFAULT_MS);
-	c->saf_durable_wait_ms =
-	    or_default(c->saf_durable_wait_ms, TSW_CONFIG_SAF_DURABLE_WAIT_MS_DEFAULT);
-	c->acq_reversal_memory =
-	    or_default(c->acq_reversal_memory, TSW_ENGINE_ACQ_REV_MEMORY_DEFAULT);
-	c->expired_stan_memory =
-	    or_default(c->expired_stan_memory, TSW_ENGINE_EXPIRED_MEMORY_DEFAULT);
 	if (c->saf_retry_max_ms < c->saf_retry_min_ms)
 		c->saf_retry_max_ms = c->saf_retry_min_ms;
-	c->standin_window_s = or_default(c->standin_window_s, TSW_CONFIG_STANDIN_WINDOW_S_DEFAULT);
-	c->standin_max_tokens =
-	    or_default(c->standin_max_tokens, TSW_CONFIG_STANDIN_MAX_TOKENS_DEFAULT);
-	c->event_burst = or_default(c->event_burst, TSW_ENGINE_EVENT_BURST_DEFAULT);
-	c->event_interval_ms =
-	    or_default(c->event_interval_ms, TSW_ENGINE_EVENT_INTERVAL_DEFAULT_MS);
-	c->event_queue = or_default(c->event_queue, TSW_ENGINE_EVENT_QUEUE_DEFAULT);
-	/* an answer must always fit: two frames at least */
+}
+
+/* An answer must always fit: the buffers hold what a frame of the
+ * profiles needs, whatever they were given. */
+static void raise_buffers(struct tsw_config *c, const struct tsw_engine_config *cfg)
+{
+	uint32_t frame = cfg->acq_profile->max_frame + 4;
+	uint32_t iframe = cfg->iss_profile->max_frame + 4;
+
 	if (c->out_buf_bytes < 2 * frame)
 		c->out_buf_bytes = 2 * frame;
 	if (c->link_buf_bytes < 2 * iframe)
@@ -129,12 +125,76 @@ static void apply_defaults(struct tsw_engine_config *c)
 		c->in_buf_bytes = frame;
 }
 
+static int conns_init(struct tsw_engine *e)
+{
+	uint32_t i;
+
+	e->conns = calloc(e->cfg.max_conns, sizeof(*e->conns));
+	e->free_conns = malloc(sizeof(*e->free_conns) * e->cfg.max_conns);
+	e->close_q = malloc(sizeof(*e->close_q) * e->cfg.max_conns);
+	e->dirty_cap = e->cfg.max_conns + TSW_CONFIG_LINKS_MAX;
+	e->dirty = malloc(sizeof(*e->dirty) * e->dirty_cap);
+	if (!e->conns || !e->free_conns || !e->close_q || !e->dirty)
+		return -ENOMEM;
+	for (i = 0; i < e->cfg.max_conns; i++) {
+		struct acq_conn *c = &e->conns[i];
+
+		if (tsw_iso_framer_init(&c->fr, e->acq_profile) < 0 ||
+		    outbuf_init(&c->out, e->cfg.out_buf_bytes) < 0)
+			return -ENOMEM;
+		c->stash = malloc(e->cfg.in_buf_bytes);
+		if (!c->stash)
+			return -ENOMEM;
+		c->unsent_head = c->unsent_tail = UINT32_MAX;
+		e->free_conns[e->cfg.max_conns - 1 - i] = i;
+	}
+	e->n_free_conns = e->cfg.max_conns;
+	return 0;
+}
+
+static int links_init(struct tsw_engine *e)
+{
+	uint32_t i;
+
+	for (i = 0; i < e->n_links; i++) {
+		struct issuer_link *l = &e->links[i];
+
+		if (tsw_iso_framer_init(&l->fr, e->iss_profile) < 0 ||
+		    outbuf_init(&l->out, e->cfg.link_buf_bytes) < 0)
+			return -ENOMEM;
+		l->state = LINK_DOWN;
+		l->issuer = e->cfg.hosts[i].issuer;
+		l->backoff_ms = e->cfg.reconnect_min_ms;
+		TSW_GAUGE_SET(e->m->link_up[i], 0);
+	}
+	return 0;
+}
+
+/* The tables of the other files, in the order they may use each other. */
+static int tables_init(struct tsw_engine *e)
+{
+	int r = pending_init(e);
+
+	if (r == 0)
+		r = dup_init(e);
+	if (r == 0)
+		r = acq_rev_init(e);
+	if (r == 0)
+		r = saf_buffers_alloc(e);
+	if (r == 0)
+		r = park_init(e);
+	if (r == 0)
+		r = standin_init(e);
+	if (r == 0)
+		r = events_init(e);
+	return r;
+}
+
 int tsw_engine_new(const struct tsw_engine_config *cfg, struct tsw_vault *vault,
 		   struct tsw_state *state, struct tsw_metrics_shard *metrics,
 		   struct tsw_engine **ret_engine)
 {
 	struct tsw_engine *e;
-	uint32_t i;
 	int r;
 
 	if (!vault || !metrics)
@@ -145,71 +205,32 @@ int tsw_engine_new(const struct tsw_engine_config *cfg, struct tsw_vault *vault,
 	e = calloc(1, sizeof(*e));
 	if (!e)
 		return -ENOMEM;
-	e->cfg = *cfg;
-	apply_defaults(&e->cfg);
+	e->cfg = cfg->settings;
+	order_ranges(&e->cfg);
+	raise_buffers(&e->cfg, cfg);
+	e->acq_profile = cfg->acq_profile;
+	e->iss_profile = cfg->iss_profile;
+	e->worker_id = cfg->worker_id;
+	e->n_workers = cfg->n_workers;
+	e->acq_rev = cfg->acq_reversals;
+	e->standin_exp = cfg->standin_exposure;
 	e->vault = vault;
 	e->state = state;
 	e->m = metrics;
-	e->n_links = cfg->n_hosts;
+	e->n_links = e->cfg.n_hosts;
 	e->rng = 0x9e3779b97f4a7c15ull ^ ((uint64_t)cfg->worker_id << 32) ^ (uint64_t)wall_now();
 	e->wall_s = wall_now();
 	e->pan_fp_seed = pan_fp_seed_new();
+	e->held_head = e->held_tail = UINT32_MAX;
 
 	r = tsw_vault_reader_open(vault, &e->reader);
 	if (r < 0)
 		goto err_free;
-	r = -ENOMEM;
-	e->conns = calloc(e->cfg.max_conns, sizeof(*e->conns));
-	e->free_conns = malloc(sizeof(*e->free_conns) * e->cfg.max_conns);
-	e->close_q = malloc(sizeof(*e->close_q) * e->cfg.max_conns);
-	e->dirty_cap = e->cfg.max_conns + TSW_LINKS_MAX;
-	e->dirty = malloc(sizeof(*e->dirty) * e->dirty_cap);
-	if (!e->conns || !e->free_conns || !e->close_q || !e->dirty)
-		goto err_free;
-	for (i = 0; i < e->cfg.max_conns; i++) {
-		struct acq_conn *c = &e->conns[i];
-
-		if (tsw_iso_framer_init(&c->fr, e->cfg.acq_profile) < 0 ||
-		    outbuf_init(&c->out, e->cfg.out_buf_bytes) < 0)
-			goto err_free;
-		c->stash = malloc(e->cfg.in_buf_bytes);
-		if (!c->stash)
-			goto err_free;
-		c->unsent_head = c->unsent_tail = UINT32_MAX;
-		e->free_conns[e->cfg.max_conns - 1 - i] = i;
-	}
-	e->n_free_conns = e->cfg.max_conns;
-	for (i = 0; i < e->n_links; i++) {
-		struct issuer_link *l = &e->links[i];
-
-		if (tsw_iso_framer_init(&l->fr, e->cfg.iss_profile) < 0 ||
-		    outbuf_init(&l->out, e->cfg.link_buf_bytes) < 0)
-			goto err_free;
-		l->state = LINK_DOWN;
-		l->issuer = e->cfg.hosts[i].issuer;
-		l->backoff_ms = e->cfg.reconnect_min_ms;
-		TSW_GAUGE_SET(e->m->link_up[i], 0);
-	}
-	e->held_head = e->held_tail = UINT32_MAX;
-	r = pending_init(e);
-	if (r < 0)
-		goto err_free;
-	r = dup_init(e);
-	if (r < 0)
-		goto err_free;
-	r = acq_rev_init(e);
-	if (r < 0)
-		goto err_free;
-	r = saf_buffers_alloc(e);
-	if (r < 0)
-		goto err_free;
-	r = park_init(e);
-	if (r < 0)
-		goto err_free;
-	r = standin_init(e);
-	if (r < 0)
-		goto err_free;
-	r = events_init(e);
+	r = conns_init(e);
+	if (r == 0)
+		r = links_init(e);
+	if (r == 0)
+		r = tables_init(e);
 	if (r < 0)
 		goto err_free;
 	*ret_engine = e;
@@ -351,52 +372,18 @@ uint32_t tsw_engine_inflight(const struct tsw_engine *e)
 
 int tsw_engine_reconfigure(struct tsw_engine *e, const struct tsw_engine_config *cfg)
 {
-	struct tsw_engine_config c = e->cfg;
-	uint32_t i;
+	struct tsw_config c = e->cfg;
 	int r;
 
 	r = check_config(cfg);
 	if (r < 0)
 		return r;
-	if (cfg->n_issuers != e->cfg.n_issuers || cfg->n_hosts != e->cfg.n_hosts)
+	if (!tsw_config_issuers_equal(&cfg->settings, &e->cfg))
 		return -TSW_E_CONFIG;
-	for (i = 0; i < cfg->n_hosts; i++)
-		if (strcmp(cfg->hosts[i].host, e->cfg.hosts[i].host) != 0 ||
-		    cfg->hosts[i].port != e->cfg.hosts[i].port ||
-		    cfg->hosts[i].issuer != e->cfg.hosts[i].issuer)
-			return -TSW_E_CONFIG;
-	c.n_routes = cfg->n_routes;
-	memcpy(c.routes, cfg->routes, sizeof(c.routes));
-	c.max_inflight_per_conn = cfg->max_inflight_per_conn;
-	c.issuer_timeout_ms = cfg->issuer_timeout_ms;
-	c.idle_timeout_ms = cfg->idle_timeout_ms;
-	c.echo_interval_ms = cfg->echo_interval_ms;
-	c.reconnect_min_ms = cfg->reconnect_min_ms;
-	c.reconnect_max_ms = cfg->reconnect_max_ms;
-	c.saf_inflight_max = cfg->saf_inflight_max;
-	c.saf_poll_ms = cfg->saf_poll_ms;
-	c.saf_retry_min_ms = cfg->saf_retry_min_ms;
-	c.saf_retry_max_ms = cfg->saf_retry_max_ms;
-	c.saf_durable_wait_ms = cfg->saf_durable_wait_ms;
-	c.standin_enabled = cfg->standin_enabled;
-	c.standin_on_timeout = cfg->standin_on_timeout;
-	c.standin_min_assurance = cfg->standin_min_assurance;
-	c.standin_modes = cfg->standin_modes;
-	c.standin_max_amount = cfg->standin_max_amount;
-	c.standin_max_amount_per_token = cfg->standin_max_amount_per_token;
-	c.standin_window_s = cfg->standin_window_s;
-	c.event_burst = cfg->event_burst;
-	c.event_interval_ms = cfg->event_interval_ms;
-	apply_defaults(&c);
-	/* buffer sizes and table capacities stay as allocated */
-	c.out_buf_bytes = e->cfg.out_buf_bytes;
-	c.link_buf_bytes = e->cfg.link_buf_bytes;
-	c.in_buf_bytes = e->cfg.in_buf_bytes;
-	c.max_parked = e->cfg.max_parked;
-	c.acq_reversal_memory = e->cfg.acq_reversal_memory;
-	c.expired_stan_memory = e->cfg.expired_stan_memory;
-	c.standin_max_tokens = e->cfg.standin_max_tokens;
-	c.event_queue = e->cfg.event_queue;
+	/* sizes and table capacities stay as allocated: a reload applies
+	 * only the keys marked so in the config's table */
+	tsw_config_apply_reload(&c, &cfg->settings);
+	order_ranges(&c);
 	e->cfg = c;
 	events_configure(e);
 	return 0;

@@ -14,29 +14,12 @@
 #include "tsw/state.h"
 #include "tsw/token.h"
 
-/* Defaults for the config fields left 0: the config's own defaults
- * (tsw/config.h), so a zero field and a missing key mean the same. */
-#define TSW_ENGINE_IN_BUF_DEFAULT TSW_CONFIG_IN_BUF_BYTES_DEFAULT
+/* The least link_buf_bytes raised to when it cannot hold two frames. */
 #define TSW_ENGINE_LINK_BUF_MIN (256u * 1024)
-#define TSW_ENGINE_SAF_INFLIGHT_DEFAULT TSW_CONFIG_SAF_INFLIGHT_MAX_DEFAULT
-#define TSW_ENGINE_SAF_POLL_DEFAULT_MS TSW_CONFIG_SAF_POLL_MS_DEFAULT
-#define TSW_ENGINE_SAF_RETRY_MIN_DEFAULT_MS TSW_CONFIG_SAF_RETRY_MIN_MS_DEFAULT
-#define TSW_ENGINE_SAF_RETRY_MAX_DEFAULT_MS TSW_CONFIG_SAF_RETRY_MAX_MS_DEFAULT
 /* Reversals claimed from the state per call (a claim scans the queue). */
 #define TSW_ENGINE_SAF_CLAIM_BATCH 16u
 /* Reversals in flight never take more than 1/N of the pending table. */
 #define TSW_ENGINE_SAF_PENDING_SHARE 2u
-#define TSW_ENGINE_PARKED_DEFAULT TSW_CONFIG_MAX_PARKED_DEFAULT
-#define TSW_ENGINE_ISSUER_TIMEOUT_DEFAULT_MS TSW_CONFIG_ISSUER_TIMEOUT_MS_DEFAULT
-#define TSW_ENGINE_ECHO_DEFAULT_MS TSW_CONFIG_ECHO_INTERVAL_MS_DEFAULT
-#define TSW_ENGINE_RECONNECT_MIN_DEFAULT_MS TSW_CONFIG_RECONNECT_MIN_MS_DEFAULT
-#define TSW_ENGINE_RECONNECT_MAX_DEFAULT_MS TSW_CONFIG_RECONNECT_MAX_MS_DEFAULT
-#define TSW_ENGINE_EVENT_BURST_DEFAULT TSW_CONFIG_LOG_EVENT_BURST_DEFAULT
-#define TSW_ENGINE_EVENT_INTERVAL_DEFAULT_MS TSW_CONFIG_LOG_EVENT_INTERVAL_MS_DEFAULT
-#define TSW_ENGINE_EVENT_QUEUE_DEFAULT TSW_CONFIG_LOG_EVENT_QUEUE_DEFAULT
-/* Timed-out keys remembered to tell a late answer from an unknown one
- * (cfg.expired_stan_memory when 0). */
-#define TSW_ENGINE_EXPIRED_MEMORY_DEFAULT TSW_CONFIG_EXPIRED_STAN_MEMORY_DEFAULT
 /* DE11 values (6 digits), split evenly between the workers (pending.c). */
 
 /* n_workers 0: the space is split as for this many workers. */
@@ -56,11 +39,10 @@
 
 #define NS_PER_MS 1000000ull
 
-_Static_assert(TSW_ENGINE_TABLE_MEMORY_MAX == TSW_CONFIG_TABLE_MEMORY_MAX,
-	       "the engine and the config agree on the table ceilings");
-_Static_assert(TSW_LINKS_MAX == TSW_CONFIG_LINKS_MAX && TSW_LINKS_MAX == TSW_METRICS_LINKS_MAX &&
-		   TSW_ISSUERS_MAX == TSW_CONFIG_ISSUERS_MAX,
-	       "the engine, the config and the metrics agree on issuers and links");
+/* metrics.h keeps its own count (it is the shard layout the control
+ * plane reads, and stays free of the config) */
+_Static_assert(TSW_METRICS_LINKS_MAX == TSW_CONFIG_LINKS_MAX,
+	       "the metrics have a gauge for every link the config allows");
 
 /* Fields a local answer echoes from the request (DESIGN.md: never DE35). */
 extern const uint8_t tsw_engine_echo_fields[TSW_ENGINE_ECHO_FIELDS];
@@ -217,7 +199,11 @@ struct pend_slot {
 };
 
 struct tsw_engine {
-	struct tsw_engine_config cfg;
+	/* the settings (tsw_engine_config.settings, buffers raised to what a
+	 * frame needs), a reload's keys applied (tsw_engine_reconfigure) */
+	struct tsw_config cfg;
+	const struct tsw_iso_profile *acq_profile, *iss_profile;
+	uint32_t worker_id, n_workers; /* tsw_engine_config's */
 	struct tsw_vault *vault;
 	struct tsw_vault_reader *reader;
 	struct tsw_state *state;
@@ -242,7 +228,7 @@ struct tsw_engine {
 	uint32_t release_head, release_tail;
 
 	/* issuer links: one per host, each serving one issuer */
-	struct issuer_link links[TSW_LINKS_MAX];
+	struct issuer_link links[TSW_CONFIG_LINKS_MAX];
 	uint32_t n_links;
 	uint32_t pick_next; /* pick_link: where the next scan starts (ties rotate) */
 
@@ -263,7 +249,7 @@ struct tsw_engine {
 	uint32_t *dup_heads; /* dup.c: requests in flight by (connection, DE11, DE7) */
 	uint32_t dup_mask;
 	struct tsw_acq_reversals *acq_rev;     /* acq_reversal.c: originals by acquirer key */
-	struct tsw_acq_reversals *acq_rev_own; /* the engine's own, without cfg.acq_reversals */
+	struct tsw_acq_reversals *acq_rev_own; /* the engine's own, without a shared one */
 
 	/* store-and-forward reversals (saf.c; the queue is the state's) */
 	struct tsw_saf_item *saf_items; /* claim buffer, TSW_ENGINE_SAF_CLAIM_BATCH */
@@ -278,7 +264,7 @@ struct tsw_engine {
 
 	/* stand-in (standin.c) */
 	struct tsw_standin_exposure *standin_exp;     /* shared by every worker */
-	struct tsw_standin_exposure *standin_exp_own; /* without cfg.standin_exposure */
+	struct tsw_standin_exposure *standin_exp_own; /* without a shared one */
 	uint32_t standin_seq;			      /* approval codes handed out */
 	/* the event log: what the backend logs after the loop iteration (event.c) */
 	struct engine_events ev;
@@ -349,7 +335,8 @@ void expired_remember(struct tsw_engine *e, uint64_t key, uint64_t saf_id);
  * it carried or 0. */
 bool expired_take(struct tsw_engine *e, uint64_t key, uint64_t *ret_saf_id);
 uint32_t stan_next(struct tsw_engine *e, uint16_t link);
-/* STANs per worker: TSW_ENGINE_STAN_SPACE / n_workers (0: the default). */
+/* STANs per worker: TSW_ENGINE_STAN_SPACE / n_workers (0: as for
+ * TSW_ENGINE_STAN_WORKERS_DEFAULT). */
 uint32_t stan_span(const struct tsw_engine_config *cfg);
 
 /* link_input.c */

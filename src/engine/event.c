@@ -20,13 +20,13 @@ _Static_assert(TSW_ENGINE_EVENT_TOKEN_MAX >= TSW_TOKEN_MAX_DIGITS + 1,
 
 void events_configure(struct tsw_engine *e)
 {
-	e->ev.burst = e->cfg.event_burst;
-	e->ev.interval_ns = (uint64_t)e->cfg.event_interval_ms * NS_PER_MS;
+	e->ev.burst = e->cfg.log_event_burst;
+	e->ev.interval_ns = (uint64_t)e->cfg.log_event_interval_ms * NS_PER_MS;
 }
 
 int events_init(struct tsw_engine *e)
 {
-	e->ev.cap = e->cfg.event_queue;
+	e->ev.cap = e->cfg.log_event_queue;
 	e->ev.ring = calloc(e->ev.cap, sizeof(*e->ev.ring));
 	if (!e->ev.ring)
 		return -ENOMEM;

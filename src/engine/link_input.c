@@ -215,12 +215,12 @@ int tsw_engine_link_input(struct tsw_engine *e, uint32_t link, const uint8_t *da
 		if (r < 0) {
 			TSW_COUNT(e->m->frames_refused);
 			engine_event(e, TSW_EV_FRAME_REFUSED, .link = link, .why = "issuer",
-				     .err = r, .n1 = e->cfg.iss_profile->max_frame);
+				     .err = r, .n1 = e->iss_profile->max_frame);
 			break;
 		}
 		if (flen == 0)
 			continue;
-		if (tsw_iso_decode(e->cfg.iss_profile, frame, flen, &m) < 0) {
+		if (tsw_iso_decode(e->iss_profile, frame, flen, &m) < 0) {
 			TSW_COUNT(e->m->issuer_format_errors);
 			continue;
 		}

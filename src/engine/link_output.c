@@ -18,7 +18,7 @@ int engine_route(const struct tsw_engine *e, const char *pan, size_t pan_len)
 	uint32_t i;
 
 	for (i = 0; i < e->cfg.n_routes; i++) {
-		const struct tsw_route *rt = &e->cfg.routes[i];
+		const struct tsw_config_route *rt = &e->cfg.routes[i];
 		size_t n = strnlen(rt->bin_prefix, sizeof(rt->bin_prefix));
 
 		if (n > pan_len || memcmp(rt->bin_prefix, pan, n) != 0)
@@ -61,7 +61,7 @@ int link_write(struct tsw_engine *e, uint32_t link, const struct tsw_iso_msg *ba
 	uint32_t before = outbuf_pending(&l->out);
 	int r;
 
-	r = outbuf_encode(&l->out, e->cfg.iss_profile, base, ed, n);
+	r = outbuf_encode(&l->out, e->iss_profile, base, ed, n);
 	if (r < 0) {
 		if (r == -TSW_E_NO_SPACE) {
 			TSW_COUNT(e->m->link_out_full);

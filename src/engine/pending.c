@@ -59,8 +59,7 @@ int pending_init(struct tsw_engine *e)
 				 (sizeof(*e->table) * tsize + TSW_PENDING_TABLE_ALIGN - 1) /
 				     TSW_PENDING_TABLE_ALIGN * TSW_PENDING_TABLE_ALIGN);
 	e->heap = malloc(sizeof(*e->heap) * n);
-	emem = e->cfg.expired_stan_memory ? e->cfg.expired_stan_memory
-					  : TSW_ENGINE_EXPIRED_MEMORY_DEFAULT;
+	emem = e->cfg.expired_stan_memory;
 	e->expired = calloc(emem, sizeof(*e->expired));
 	if (!e->reqs || !e->table || !e->heap || !e->expired)
 		return -ENOMEM;
@@ -184,10 +183,14 @@ static bool expired_has(const struct tsw_engine *e, uint64_t key)
 	return key != 0 && s->key == key;
 }
 
+static uint32_t span_of(uint32_t n_workers)
+{
+	return TSW_ENGINE_STAN_SPACE / (n_workers ? n_workers : TSW_ENGINE_STAN_WORKERS_DEFAULT);
+}
+
 uint32_t stan_span(const struct tsw_engine_config *cfg)
 {
-	return TSW_ENGINE_STAN_SPACE /
-	       (cfg->n_workers ? cfg->n_workers : TSW_ENGINE_STAN_WORKERS_DEFAULT);
+	return span_of(cfg->n_workers);
 }
 
 /* Worker w of n owns STANs [w * span, (w + 1) * span), span = 10^6 / n
@@ -195,8 +198,8 @@ uint32_t stan_span(const struct tsw_engine_config *cfg)
  * answer may still come) is skipped. */
 uint32_t stan_next(struct tsw_engine *e, uint16_t link)
 {
-	uint32_t span = stan_span(&e->cfg);
-	uint32_t base = e->cfg.worker_id * span;
+	uint32_t span = span_of(e->n_workers);
+	uint32_t base = e->worker_id * span;
 	uint32_t tries;
 
 	for (tries = 0; tries < span; tries++) {

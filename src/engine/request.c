@@ -258,7 +258,7 @@ static enum tsw_authz_reason write_refused(struct tsw_engine *e, uint32_t link,
 		TSW_COUNT(e->m->issuer_frames_too_big);
 		engine_event(e, TSW_EV_ISSUER_FRAME_TOO_BIG, .link = link, .token = t->token,
 			     .token_len = t->token_len, .echo = &r->echo,
-			     .n1 = issuer_body_max(e->cfg.iss_profile));
+			     .n1 = issuer_body_max(e->iss_profile));
 		return TSW_AUTHZ_SYSTEM;
 	}
 	return ret == -TSW_E_NO_SPACE ? TSW_AUTHZ_ISSUER_UNAVAILABLE : TSW_AUTHZ_FORMAT;

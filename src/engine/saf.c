@@ -57,7 +57,7 @@ static void saf_gauge(struct tsw_engine *e)
 {
 	struct tsw_state_stats ss;
 
-	if (!e->state || e->cfg.worker_id != 0)
+	if (!e->state || e->worker_id != 0)
 		return;
 	tsw_state_stats(e->state, &ss);
 	TSW_GAUGE_SET(e->m->saf_depth, ss.saf_depth);
@@ -138,7 +138,7 @@ static int put_token_form(struct tsw_engine *e, const struct req *r, const char 
 	ed[n++] =
 	    (struct tsw_iso_edit){.field = 90, .len = DE90_LEN, .data = (const uint8_t *)de90};
 	/* the token form is the acquirer-side message, in the acquirer's profile */
-	len = tsw_iso_encode(e->cfg.acq_profile, NULL, ed, n, e->saf_buf, TSW_STATE_SAF_MSG_MAX);
+	len = tsw_iso_encode(e->acq_profile, NULL, ed, n, e->saf_buf, TSW_STATE_SAF_MSG_MAX);
 	if (len <= 0)
 		return len < 0 ? len : -TSW_E_BAD_INPUT;
 	/* -EAGAIN: the queue is full (the state counts saf_full); -ENOSPC:
@@ -272,7 +272,7 @@ static enum saf_outcome saf_send(struct tsw_engine *e, uint32_t link, const stru
 	struct req *r;
 	int pan_len, ret;
 
-	if (tsw_iso_decode(e->cfg.acq_profile, it->msg, it->len, &m) < 0 || !tsw_iso_has(&m, 2) ||
+	if (tsw_iso_decode(e->acq_profile, it->msg, it->len, &m) < 0 || !tsw_iso_has(&m, 2) ||
 	    m.f[2].len == 0 || m.f[2].len > TSW_TOKEN_MAX_DIGITS)
 		return SAF_DROP;
 	TSW_COUNT(e->m->vault_lookups);
@@ -355,7 +355,7 @@ static void poll_link(struct tsw_engine *e, uint32_t link)
 		size_t k, n = 0;
 
 		if (!want ||
-		    tsw_state_saf_claim_route(e->state, e->cfg.worker_id, link_issuer(e, link),
+		    tsw_state_saf_claim_route(e->state, e->worker_id, link_issuer(e, link),
 					      want, e->saf_items, &n) < 0)
 			return;
 		for (k = 0; k < n; k++) {

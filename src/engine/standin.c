@@ -235,10 +235,8 @@ int standin_init(struct tsw_engine *e)
 	/* codes go on from a random point: a restart does not hand out the
 	 * ones of the last run again at once */
 	e->standin_seq = (uint32_t)(e->rng >> 16);
-	if (e->cfg.standin_exposure) {
-		e->standin_exp = e->cfg.standin_exposure;
+	if (e->standin_exp)
 		return 0;
-	}
 	r = tsw_standin_exposure_new(e->cfg.standin_max_tokens, &e->standin_exp_own);
 	if (r < 0)
 		return r;
@@ -277,9 +275,9 @@ static bool echo_amount(const struct echo *ec, uint64_t *ret)
 
 static void approval_code(struct tsw_engine *e, char out[6])
 {
-	uint32_t workers = e->cfg.n_workers ? e->cfg.n_workers : TSW_ENGINE_STAN_WORKERS_DEFAULT;
+	uint32_t workers = e->n_workers ? e->n_workers : TSW_ENGINE_STAN_WORKERS_DEFAULT;
 	uint32_t span = CODE_SPACE / workers ? CODE_SPACE / workers : 1;
-	uint32_t v = (e->cfg.worker_id * span + e->standin_seq++ % span) % CODE_SPACE;
+	uint32_t v = (e->worker_id * span + e->standin_seq++ % span) % CODE_SPACE;
 	int i;
 
 	out[0] = 'S';

@@ -13,8 +13,9 @@
 struct tsw_engine;
 struct req;
 
-/* Sets up the engine's exposure table (cfg.standin_exposure, or one of
- * its own of cfg.standin_max_tokens) and its approval-code counter:
+/* Sets up the engine's exposure table (e->standin_exp when set:
+ * tsw_engine_config.standin_exposure; else one of its own of
+ * cfg.standin_max_tokens) and its approval-code counter:
  * 0 or -ENOMEM. */
 int standin_init(struct tsw_engine *e);
 void standin_free(struct tsw_engine *e);

@@ -68,7 +68,7 @@ int park_init(struct tsw_engine *e)
 	if (!e->parked || !e->park_list || !e->park_free)
 		return -ENOMEM;
 	for (i = 0; i < n; i++) {
-		e->parked[i].frame = malloc(e->cfg.acq_profile->max_frame);
+		e->parked[i].frame = malloc(e->acq_profile->max_frame);
 		if (!e->parked[i].frame)
 			return -ENOMEM;
 		e->park_free[i] = n - 1 - i;
@@ -101,7 +101,7 @@ int park(struct tsw_engine *e, uint32_t slot, const struct tsw_iso_msg *m, uint6
 	struct parked *p;
 	uint32_t idx;
 
-	if (!e->n_park_free || m->len > e->cfg.acq_profile->max_frame) {
+	if (!e->n_park_free || m->len > e->acq_profile->max_frame) {
 		TSW_COUNT(e->m->parked_full);
 		engine_event(e, TSW_EV_PARKED_FULL, .n1 = e->cfg.max_parked);
 		return -TSW_E_FULL;
@@ -166,7 +166,7 @@ void park_poll(struct tsw_engine *e)
 			if (!unavailable)
 				TSW_COUNT(e->m->park_timeouts);
 			TSW_COUNT(e->m->declines[why]);
-			if (tsw_iso_decode(e->cfg.acq_profile, p->frame, p->len, &m) == 0) {
+			if (tsw_iso_decode(e->acq_profile, p->frame, p->len, &m) == 0) {
 				echo_from_msg(&ec, &m);
 				answer_local(e, p->slot, &ec, tsw_authz_rc(why),
 					     tsw_authz_reason_name(why));
@@ -175,7 +175,7 @@ void park_poll(struct tsw_engine *e)
 			continue;
 		}
 		/* it decoded before it was parked; the bytes are unchanged */
-		if (tsw_iso_decode(e->cfg.acq_profile, p->frame, p->len, &m) < 0) {
+		if (tsw_iso_decode(e->acq_profile, p->frame, p->len, &m) < 0) {
 			use_release(e, p->ticket);
 			continue;
 		}

@@ -88,15 +88,15 @@ err_close:
 
 static int resolve_links(struct tsw_io_worker *w)
 {
-	const struct tsw_engine_config *c = &w->p.engine;
+	const struct tsw_config *c = &w->p.engine.settings;
 	struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV};
 	char port[8];
 
-	for (uint32_t i = 0; i < c->n_hosts && i < TSW_LINKS_MAX; i++) {
+	for (uint32_t i = 0; i < c->n_hosts && i < TSW_CONFIG_LINKS_MAX; i++) {
 		struct addrinfo *ai;
 
-		snprintf(port, sizeof(port), "%u", c->hosts[i].port);
-		if (getaddrinfo(c->hosts[i].host, port, &hints, &ai) != 0)
+		snprintf(port, sizeof(port), "%u", c->hosts[i].addr.port);
+		if (getaddrinfo(c->hosts[i].addr.host, port, &hints, &ai) != 0)
 			return -EHOSTUNREACH;
 		memcpy(&w->link_addr[i], ai->ai_addr, ai->ai_addrlen);
 		w->link_addrlen[i] = ai->ai_addrlen;

@@ -40,8 +40,8 @@ struct tsw_io_worker {
 
 	/* worker thread only */
 	struct tsw_engine *engine;
-	struct sockaddr_storage link_addr[TSW_LINKS_MAX]; /* link i: engine.hosts[i] */
-	socklen_t link_addrlen[TSW_LINKS_MAX];
+	struct sockaddr_storage link_addr[TSW_CONFIG_LINKS_MAX]; /* link i: settings.hosts[i] */
+	socklen_t link_addrlen[TSW_CONFIG_LINKS_MAX];
 	unsigned mail_seen; /* mail_posted when the mailbox was last read */
 	bool draining;
 	uint64_t drain_deadline_ns;

@@ -74,30 +74,6 @@ struct record {
 	uint32_t reserved_zero;
 };
 
-int state_map_mdb(int rc)
-{
-	if (rc >= 0)
-		return -rc;
-	switch (rc) {
-	case MDB_MAP_FULL:
-	case MDB_READERS_FULL:
-	case MDB_TXN_FULL:
-	case MDB_DBS_FULL:
-		return -ENOSPC;
-	case MDB_NOTFOUND:
-		return -TSW_E_NOT_FOUND;
-	case MDB_VERSION_MISMATCH:
-		return -TSW_E_VERSION;
-	case MDB_INVALID:
-	case MDB_CORRUPTED:
-	case MDB_PAGE_NOTFOUND:
-	case MDB_BAD_VALSIZE:
-		return -TSW_E_CORRUPT;
-	default:
-		return -EIO;
-	}
-}
-
 static uint64_t mono_ns(void)
 {
 	struct timespec ts;

@@ -11,6 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "tsw/error.h"
 #include "tsw/state.h"
 #include "tsw/token.h"
 
@@ -180,8 +181,13 @@ static inline void count(atomic_uint_fast64_t *c)
 	atomic_fetch_add_explicit(c, 1, memory_order_relaxed);
 }
 
+/* LMDB's codes, mapped as the vault maps them (tsw/error.h) */
+static inline int state_map_mdb(int rc)
+{
+	return tsw_lmdb_errno(rc);
+}
+
 /* state.c */
-int state_map_mdb(int rc);
 /* Queues a SAF op; the caller holds st->saf.lock. Never fails (the ring
  * has room for two ops per slot). Returns the op's seq. */
 uint64_t state_enqueue_saf(struct tsw_state *st, enum op_kind kind, uint32_t slot);

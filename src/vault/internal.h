@@ -9,6 +9,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "tsw/error.h"
 #include "tsw/token.h"
 #include "tsw/vault.h"
 
@@ -75,8 +76,11 @@ struct tsw_vault {
 	size_t sort_mem; /* bytes a bulk write may sort in memory */
 };
 
-/* ---- LMDB errors ---- */
-int mdb_to_errno(int rc);
+/* ---- LMDB errors: the mapping every module shares (tsw/error.h) ---- */
+static inline int mdb_to_errno(int rc)
+{
+	return tsw_lmdb_errno(rc);
+}
 
 /* ---- keys.c ---- */
 /* Loads key_file into a locked key ring; with create, writes a fresh one

@@ -37,38 +37,6 @@ struct tsw_vault_reader {
 	struct pan_crypto crypto;
 };
 
-int mdb_to_errno(int rc)
-{
-	switch (rc) {
-	case MDB_SUCCESS:
-		return 0;
-	case MDB_NOTFOUND:
-		return -TSW_E_NOT_FOUND;
-	case MDB_KEYEXIST:
-		return -TSW_E_EXISTS;
-	case MDB_MAP_FULL:
-	case MDB_DBS_FULL:
-	case MDB_READERS_FULL:
-	case MDB_TXN_FULL:
-	case MDB_CURSOR_FULL:
-	case MDB_PAGE_FULL:
-		return -TSW_E_FULL;
-	case MDB_VERSION_MISMATCH:
-		return -TSW_E_VERSION;
-	case MDB_INVALID:
-	case MDB_CORRUPTED:
-	case MDB_PAGE_NOTFOUND:
-	case MDB_INCOMPATIBLE:
-	case MDB_BAD_DBI:
-	case MDB_BAD_VALSIZE:
-		return -TSW_E_CORRUPT;
-	default:
-		if (rc > 0)
-			return -rc;
-		return -EIO;
-	}
-}
-
 /* ---- metadata ---- */
 
 static int meta_get(struct tsw_vault *v, MDB_txn *txn, const char *name, MDB_val *ret)

@@ -28,15 +28,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	fe_start(&f, (enum fe_profile)(data[0] & 3), (enum fe_profile)(data[0] >> 2 & 3));
 	silent = data[0] & 0x10;
 	if (data[0] & 0x20) {
-		f.cfg.standin_enabled = true;
-		f.cfg.standin_on_timeout = true;
-		f.cfg.standin_max_amount = 100000;
+		f.cfg.settings.standin_enabled = true;
+		f.cfg.settings.standin_on_timeout = true;
+		f.cfg.settings.standin_max_amount = 100000;
 		fuzz_check(tsw_engine_reconfigure(f.e, &f.cfg) == 0);
 	}
 	fe_acq_feed(&f, data + 2, size - 2, (size_t)data[1] + 1, !silent);
 	/* past the issuer timeout: every request still pending is answered */
-	fe_advance(&f, f.cfg.issuer_timeout_ms + 1, !silent);
-	fe_advance(&f, f.cfg.issuer_timeout_ms + 1, !silent);
+	fe_advance(&f, f.cfg.settings.issuer_timeout_ms + 1, !silent);
+	fe_advance(&f, f.cfg.settings.issuer_timeout_ms + 1, !silent);
 	fe_stop(&f);
 	return 0;
 }

@@ -74,8 +74,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	f.on_answer = count_answer;
 	f.answer_pan = answer_pan;
 	fe_link_feed(&f, data + 2, size - 2, (size_t)data[1] + 1);
-	fe_advance(&f, f.cfg.issuer_timeout_ms + 1, false);
-	fe_advance(&f, f.cfg.issuer_timeout_ms + 1, false);
+	fe_advance(&f, f.cfg.settings.issuer_timeout_ms + 1, false);
+	fe_advance(&f, f.cfg.settings.issuer_timeout_ms + 1, false);
 	for (int i = 0; i < FI_REQUESTS; i++)
 		fuzz_check(answered[i] == 1);
 	fe_stop(&f);

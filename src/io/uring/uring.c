@@ -339,9 +339,9 @@ static void ep_close(struct uworker *u, uint32_t idx, uint64_t now_ns)
 		if (ep->link_up)
 			tsw_log(TSW_LOG_WARN, "issuer_link_down",
 				"worker=%u link=%u issuer=%u host=%s:%u", u->w->p.engine.worker_id,
-				ep->eslot, u->w->p.engine.hosts[ep->eslot].issuer,
-				u->w->p.engine.hosts[ep->eslot].host,
-				u->w->p.engine.hosts[ep->eslot].port);
+				ep->eslot, u->w->p.engine.settings.hosts[ep->eslot].issuer,
+				u->w->p.engine.settings.hosts[ep->eslot].addr.host,
+				u->w->p.engine.settings.hosts[ep->eslot].addr.port);
 		ep->link_up = false;
 		tsw_engine_link_down(u->e, ep->eslot, now_ns);
 	}
@@ -549,8 +549,9 @@ static void on_connect(struct uworker *u, uint32_t idx, struct io_uring_cqe *cqe
 	}
 	ep->link_up = true;
 	tsw_log(TSW_LOG_INFO, "issuer_link_up", "worker=%u link=%u issuer=%u host=%s:%u",
-		u->w->p.engine.worker_id, idx, u->w->p.engine.hosts[idx].issuer,
-		u->w->p.engine.hosts[idx].host, u->w->p.engine.hosts[idx].port);
+		u->w->p.engine.worker_id, idx, u->w->p.engine.settings.hosts[idx].issuer,
+		u->w->p.engine.settings.hosts[idx].addr.host,
+		u->w->p.engine.settings.hosts[idx].addr.port);
 	tsw_engine_link_up(u->e, ep->eslot, now_ns);
 	arm_recv(u, idx);
 }
@@ -888,7 +889,7 @@ static int setup_bufs(struct uworker *u)
 
 static int setup_eps(struct uworker *u)
 {
-	const struct tsw_engine_config *c = &u->w->p.engine;
+	const struct tsw_config *c = &u->w->p.engine.settings;
 
 	u->n_links = tsw_engine_n_links(u->e);
 	u->n_slots = c->max_conns;

@@ -105,9 +105,9 @@ static void ep_close(struct vworker *v, struct vep *ep)
 		if (ep->link_up)
 			tsw_log(TSW_LOG_WARN, "issuer_link_down",
 				"worker=%u link=%u issuer=%u host=%s:%u", v->w->p.engine.worker_id,
-				ep->eslot, v->w->p.engine.hosts[ep->eslot].issuer,
-				v->w->p.engine.hosts[ep->eslot].host,
-				v->w->p.engine.hosts[ep->eslot].port);
+				ep->eslot, v->w->p.engine.settings.hosts[ep->eslot].issuer,
+				v->w->p.engine.settings.hosts[ep->eslot].addr.host,
+				v->w->p.engine.settings.hosts[ep->eslot].addr.port);
 		ep->link_up = false;
 		if (pre)
 			tsw_engine_sent(v->e, (struct tsw_endpoint){.kind = TSW_EP_LINK, .slot = ep->eslot},
@@ -273,8 +273,10 @@ static void on_connect(uv_connect_t *req, int status)
 	begin(v);
 	ep->link_up = true;
 	tsw_log(TSW_LOG_INFO, "issuer_link_up", "worker=%u link=%u issuer=%u host=%s:%u",
-		v->w->p.engine.worker_id, ep->eslot, v->w->p.engine.hosts[ep->eslot].issuer,
-		v->w->p.engine.hosts[ep->eslot].host, v->w->p.engine.hosts[ep->eslot].port);
+		v->w->p.engine.worker_id, ep->eslot,
+		v->w->p.engine.settings.hosts[ep->eslot].issuer,
+		v->w->p.engine.settings.hosts[ep->eslot].addr.host,
+		v->w->p.engine.settings.hosts[ep->eslot].addr.port);
 	tsw_engine_link_up(v->e, ep->eslot, io_now_ns());
 	start_read(v, ep);
 }
@@ -459,7 +461,7 @@ static void on_prepare(uv_prepare_t *p)
 
 static int setup(struct vworker *v)
 {
-	const struct tsw_engine_config *c = &v->w->p.engine;
+	const struct tsw_config *c = &v->w->p.engine.settings;
 	int r;
 
 	v->n_links = tsw_engine_n_links(v->e);

@@ -1,5 +1,6 @@
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <lmdb.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -54,6 +55,44 @@ Test(strerror, private_and_errno_codes)
 	cr_assert_not_null(tsw_strerror(-99999));
 	for (int e = TSW_E_BASE; e < TSW_E_MAX; e++)
 		cr_assert_str_neq(tsw_strerror(-e), "unknown error", "code %d has no message", e);
+}
+
+/* one mapping of LMDB's codes for the vault and the state: every code
+ * lmdb.h defines, and the system's errno passed through */
+Test(strerror, lmdb_codes_map_to_one_table)
+{
+	static const struct {
+		int rc, want;
+	} cases[] = {
+	    {MDB_SUCCESS, 0},
+	    {ENOSPC, -ENOSPC},
+	    {EIO, -EIO},
+	    {EACCES, -EACCES},
+	    {MDB_NOTFOUND, -TSW_E_NOT_FOUND},
+	    {MDB_KEYEXIST, -TSW_E_EXISTS},
+	    {MDB_MAP_FULL, -ENOSPC},
+	    {MDB_READERS_FULL, -TSW_E_FULL},
+	    {MDB_TXN_FULL, -TSW_E_FULL},
+	    {MDB_DBS_FULL, -TSW_E_FULL},
+	    {MDB_VERSION_MISMATCH, -TSW_E_VERSION},
+	    {MDB_INVALID, -TSW_E_CORRUPT},
+	    {MDB_CORRUPTED, -TSW_E_CORRUPT},
+	    {MDB_PAGE_NOTFOUND, -TSW_E_CORRUPT},
+	    {MDB_INCOMPATIBLE, -TSW_E_CORRUPT},
+	    {MDB_BAD_VALSIZE, -TSW_E_CORRUPT},
+	    {MDB_PAGE_FULL, -EIO},
+	    {MDB_CURSOR_FULL, -EIO},
+	    {MDB_BAD_DBI, -EIO},
+	    {MDB_PANIC, -EIO},
+	    {MDB_TLS_FULL, -EIO},
+	    {MDB_MAP_RESIZED, -EIO},
+	    {MDB_BAD_RSLOT, -EIO},
+	    {MDB_BAD_TXN, -EIO},
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+		cr_expect_eq(tsw_lmdb_errno(cases[i].rc), cases[i].want, "%s: %d",
+			     mdb_strerror(cases[i].rc), tsw_lmdb_errno(cases[i].rc));
 }
 
 Test(log, level_parse)
@@ -231,9 +270,9 @@ Test(config, log_keys_defaults_bounds_and_reload)
 
 	base_config(&run);
 	cr_assert_eq(run.log_format, TSW_LOG_TEXT);
-	cr_assert_eq(run.log_event_burst, TSW_CONFIG_LOG_EVENT_BURST_DEFAULT);
-	cr_assert_eq(run.log_event_interval_ms, TSW_CONFIG_LOG_EVENT_INTERVAL_MS_DEFAULT);
-	cr_assert_eq(run.log_event_queue, TSW_CONFIG_LOG_EVENT_QUEUE_DEFAULT);
+	cr_assert_eq(run.log_event_burst, 10);
+	cr_assert_eq(run.log_event_interval_ms, 10000);
+	cr_assert_eq(run.log_event_queue, 512);
 	next = run;
 	cr_assert_eq(tsw_config_set(&next, "server", "log_format", "xml", reason, sizeof(reason)),
 		     -TSW_E_CONFIG);

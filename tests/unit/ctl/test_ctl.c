@@ -120,6 +120,109 @@ Test(config, shipped_file_states_every_default)
 		     "config/tokswitch.conf and tsw_config_defaults() disagree");
 }
 
+/* One `key = value` line of the shipped file, commented out or not. */
+struct conf_line {
+	char section[32], key[64], value[160];
+	bool commented;
+	unsigned line;
+};
+
+/* Reads config/tokswitch.conf into lines (at most cap); returns how many. */
+static size_t read_conf_lines(struct conf_line *lines, size_t cap)
+{
+	const char *root = getenv("TSW_SOURCE_ROOT");
+	char path[512], buf[256], section[32] = "";
+	size_t n = 0;
+	unsigned line = 0;
+	FILE *f;
+
+	cr_assert_not_null(root);
+	snprintf(path, sizeof(path), "%s/config/tokswitch.conf", root);
+	f = fopen(path, "r");
+	cr_assert_not_null(f, "%s", path);
+	while (fgets(buf, sizeof(buf), f)) {
+		char key[64], value[160] = "";
+		bool commented = buf[0] == ';';
+		const char *p = commented ? buf + 1 : buf;
+
+		line++;
+		buf[strcspn(buf, "\n")] = '\0';
+		if (sscanf(buf, "[%31[^]]]", section) == 1)
+			continue;
+		/* a key line: a name, " = ", a value (comments are prose) */
+		if (sscanf(p, "%63[a-z_0-9] = %159[^\n]", key, value) < 1 || !strstr(p, " = "))
+			continue;
+		cr_assert_lt(n, cap);
+		snprintf(lines[n].section, sizeof(lines[n].section), "%s", section);
+		snprintf(lines[n].key, sizeof(lines[n].key), "%s", key);
+		snprintf(lines[n].value, sizeof(lines[n].value), "%s", value);
+		lines[n].commented = commented;
+		lines[n].line = line;
+		n++;
+	}
+	fclose(f);
+	return n;
+}
+
+/* every default the file shows is tsw_config_defaults()'s, key by key */
+Test(config, every_default_the_shipped_file_shows_is_the_built_in_one)
+{
+	static struct conf_line lines[256];
+	size_t n = read_conf_lines(lines, 256), shown = 0;
+	struct tsw_config defaults;
+
+	tsw_config_defaults(&defaults);
+	for (size_t i = 0; i < n; i++) {
+		struct tsw_config cfg = defaults;
+		char reason[TSW_CONFIG_REASON_MAX] = "";
+
+		if (lines[i].commented)
+			continue;
+		cr_assert_eq(tsw_config_set(&cfg, lines[i].section, lines[i].key, lines[i].value,
+					    reason, sizeof(reason)),
+			     0, "line %u: %s", lines[i].line, reason);
+		cr_expect_eq(memcmp(&cfg, &defaults, sizeof(cfg)), 0,
+			     "line %u: %s.%s = %s is not the built-in default", lines[i].line,
+			     lines[i].section, lines[i].key, lines[i].value);
+		shown++;
+	}
+	cr_assert_gt(shown, 50, "the file's key lines were read (%zu)", shown);
+}
+
+/* every key the config takes is in the shipped file: with its default, or
+ * commented out when it has none (a path the operator gives) */
+Test(config, the_shipped_file_documents_every_key)
+{
+	static struct conf_line lines[256];
+	size_t n = read_conf_lines(lines, 256), keys = 0;
+	struct tsw_config defaults;
+	const char *section, *key;
+
+	tsw_config_defaults(&defaults);
+	for (size_t k = 0; (key = tsw_config_key_name(k, &section)); k++) {
+		const struct conf_line *found = NULL;
+
+		for (size_t i = 0; i < n && !found; i++)
+			if (strcmp(lines[i].section, section) == 0 &&
+			    strcmp(lines[i].key, key) == 0)
+				found = &lines[i];
+		cr_expect_not_null(found, "%s.%s is not in config/tokswitch.conf", section, key);
+		if (found && found->commented) {
+			/* only a key without a default may be left commented out */
+			struct tsw_config cfg = defaults;
+
+			cr_expect_eq(tsw_config_set(&cfg, section, key, "", NULL, 0), 0,
+				     "%s.%s is commented out but takes no empty value", section,
+				     key);
+			cr_expect_eq(memcmp(&cfg, &defaults, sizeof(cfg)), 0,
+				     "%s.%s has a default but the file comments it out", section,
+				     key);
+		}
+		keys++;
+	}
+	cr_assert_gt(keys, 60, "every table key was walked (%zu)", keys);
+}
+
 struct bad_line {
 	const char *text;
 	unsigned line;
@@ -547,6 +650,9 @@ static const struct key_case key_cases[] = {
     {"metrics", "request_timeout_ms", "500", true, FIELD(metrics_request_timeout_ms), 500},
     {"metrics", "request_timeout_ms", "0", false, 0, 0},
     {"metrics", "request_timeout_ms", "x", false, 0, 0},
+    /* 0 is no interval: an idle link would be echoed at every tick */
+    {"issuer", "echo_interval_ms", "1", true, FIELD(echo_interval_ms), 1},
+    {"issuer", "echo_interval_ms", "0", false, 0, 0},
 };
 
 Test(config, limit_keys_parsed_and_refused_out_of_range)
@@ -623,8 +729,8 @@ Test(config, engine_table_defaults_are_the_old_constants)
 	tsw_config_defaults(&cfg);
 	cr_expect_eq(cfg.acq_reversal_memory, 8192);
 	cr_expect_eq(cfg.expired_stan_memory, 4096);
-	cr_expect_eq(cfg.reconnect_min_ms, TSW_CONFIG_RECONNECT_MIN_MS_DEFAULT);
-	cr_expect_eq(cfg.reconnect_max_ms, TSW_CONFIG_RECONNECT_MAX_MS_DEFAULT);
+	cr_expect_eq(cfg.reconnect_min_ms, 100);
+	cr_expect_eq(cfg.reconnect_max_ms, 5000);
 }
 
 /* a reload names the keys it cannot apply (sizes, tables, addresses,
@@ -660,6 +766,65 @@ Test(config, reload_names_the_restart_only_keys_that_changed)
 	cr_assert_not_null(strstr(small, "..."), "%s", small);
 	cr_assert_eq(strncmp(small, "limits.max_pending", 18), 0, "%s", small);
 	cr_assert_eq(tsw_config_restart_only_changed(&run, &next, NULL, 0), 4);
+}
+
+/* Sets key to a value other than its default; false when no candidate
+ * is taken. */
+static bool set_other_value(struct tsw_config *cfg, const char *section, const char *key)
+{
+	static const char *const candidates[] = {
+	    "1",  "2",	   "17",   "64",   "1024", "2048", "true",	  "false",
+	    "uv", "debug", "json", "chip", "/x",   "xx",   "127.0.0.2:1",
+	};
+	struct tsw_config before = *cfg;
+
+	for (size_t i = 0; i < sizeof(candidates) / sizeof(candidates[0]); i++) {
+		if (tsw_config_set(cfg, section, key, candidates[i], NULL, 0) == 0 &&
+		    memcmp(cfg, &before, sizeof(before)) != 0)
+			return true;
+		*cfg = before;
+	}
+	return false;
+}
+
+/* every key is either applied by a reload (tsw_config_apply_reload) or
+ * named as needing a restart, never both, never neither */
+Test(config, a_reload_applies_every_key_it_does_not_name_for_a_restart)
+{
+	struct tsw_config run, next, applied;
+	const char *section, *key;
+	unsigned live = 0, restart = 0;
+
+	tsw_config_defaults(&run);
+	for (size_t k = 0; (key = tsw_config_key_name(k, &section)); k++) {
+		unsigned named;
+
+		next = run;
+		cr_assert(set_other_value(&next, section, key), "no other value for %s.%s", section,
+			  key);
+		named = tsw_config_restart_only_changed(&run, &next, NULL, 0);
+		applied = run;
+		tsw_config_apply_reload(&applied, &next);
+		if (named) {
+			cr_expect_eq(memcmp(&applied, &run, sizeof(run)), 0,
+				     "%s.%s is named for a restart and applied too", section, key);
+			restart++;
+		} else {
+			cr_expect_eq(memcmp(&applied, &next, sizeof(next)), 0,
+				     "%s.%s is neither applied nor named for a restart", section,
+				     key);
+			live++;
+		}
+	}
+	/* the [route] table is applied too */
+	next = run;
+	cr_assert_eq(tsw_config_set(&next, "route", "4000", "0", NULL, 0), 0);
+	applied = run;
+	tsw_config_apply_reload(&applied, &next);
+	cr_expect_eq(memcmp(&applied, &next, sizeof(next)), 0, "routes applied");
+	cr_expect_eq(tsw_config_restart_only_changed(&run, &next, NULL, 0), 0);
+	cr_expect_gt(live, 10);
+	cr_expect_gt(restart, 10);
 }
 
 /* [standin]: true/false switches, a list of presentment modes in the

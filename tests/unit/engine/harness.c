@@ -136,20 +136,22 @@ void h_init(struct h *h)
 	h->scfg.clock_ms = h_clock_ms;
 	h->scfg.clock_arg = h;
 	state_open(h);
+	tsw_engine_config_init(&h->cfg);
 	h->cfg.acq_profile = &h->prof;
 	h->cfg.iss_profile = &h->prof;
-	h->cfg.max_conns = 4;
-	h->cfg.max_inflight_per_conn = 16;
-	h->cfg.max_pending = 64;
-	h->cfg.out_buf_bytes = 32768;
-	h->cfg.issuer_timeout_ms = 2000;
-	h->cfg.echo_interval_ms = 30000;
-	h->cfg.reconnect_min_ms = 100;
-	h->cfg.reconnect_max_ms = 1000;
-	h->cfg.n_issuers = 1;
-	h->cfg.n_hosts = 1;
-	strcpy(h->cfg.hosts[0].host, "127.0.0.1");
-	h->cfg.hosts[0].port = 1;
+	h->cfg.settings.max_conns = 4;
+	h->cfg.settings.max_inflight_per_conn = 16;
+	h->cfg.settings.max_pending = 64;
+	h->cfg.settings.out_buf_bytes = 32768;
+	h->cfg.settings.link_buf_bytes = 256 * 1024;
+	h->cfg.settings.issuer_timeout_ms = 2000;
+	h->cfg.settings.echo_interval_ms = 30000;
+	h->cfg.settings.reconnect_min_ms = 100;
+	h->cfg.settings.reconnect_max_ms = 1000;
+	h->cfg.settings.n_issuers = 1;
+	h->cfg.settings.n_hosts = 1;
+	strcpy(h->cfg.settings.hosts[0].addr.host, "127.0.0.1");
+	h->cfg.settings.hosts[0].addr.port = 1;
 	h->now = 1000000000ull;
 }
 
@@ -175,7 +177,7 @@ void h_start(struct h *h)
 	cr_assert_eq(tsw_engine_new(&h->cfg, h->vault, h->state, &h->m, &h->e), 0);
 	h->slot = tsw_engine_acq_open(h->e, h->now);
 	cr_assert_geq(h->slot, 0);
-	for (i = 0; i < h->cfg.n_hosts; i++)
+	for (i = 0; i < h->cfg.settings.n_hosts; i++)
 		h_sign_on(h, i, "00");
 	cr_assert(tsw_engine_ready(h->e));
 }

@@ -207,8 +207,8 @@ Test(delivery, slow_consumer_closed_every_unsent_approval_is_reversed)
 	unsigned i, closes = 0;
 
 	memset(big, 'A', sizeof(big) - 1);
-	H.cfg.out_buf_bytes = 4096; /* raised to two frames (16 KiB) */
-	H.cfg.max_inflight_per_conn = N;
+	H.cfg.settings.out_buf_bytes = 4096; /* raised to two frames (16 KiB) */
+	H.cfg.settings.max_inflight_per_conn = N;
 	h_start(&H);
 	for (i = 0; i < N; i++) {
 		char stan[7];

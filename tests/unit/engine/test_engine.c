@@ -540,7 +540,7 @@ Test(engine, backpressure_holds_input_beyond_max_inflight)
 	size_t off = 0;
 	unsigned i;
 
-	H.cfg.max_inflight_per_conn = 2;
+	H.cfg.settings.max_inflight_per_conn = 2;
 	h_start(&H);
 	for (i = 0; i < 3; i++) {
 		char stan[7];
@@ -578,7 +578,7 @@ Test(engine, output_not_read_pauses_then_closes_slow_consumer)
 	unsigned i;
 	uint32_t slot;
 
-	H.cfg.out_buf_bytes = 1024; /* raised to two frames: 16 KiB */
+	H.cfg.settings.out_buf_bytes = 1024; /* raised to two frames: 16 KiB */
 	h_start(&H);
 	/* declines pile up unread: at half the buffer the connection pauses
 	 * and keeps further input instead of answering it */
@@ -665,18 +665,18 @@ Test(engine, routes_pick_the_longest_prefix)
 {
 	size_t n;
 
-	H.cfg.n_issuers = 2;
-	H.cfg.n_hosts = 2;
-	strcpy(H.cfg.hosts[1].host, "127.0.0.1");
-	H.cfg.hosts[1].port = 2;
-	H.cfg.hosts[1].issuer = 1;
-	H.cfg.n_routes = 3;
-	strcpy(H.cfg.routes[0].bin_prefix, "");
-	H.cfg.routes[0].issuer = 0;
-	strcpy(H.cfg.routes[1].bin_prefix, "6");
-	H.cfg.routes[1].issuer = 0;
-	strcpy(H.cfg.routes[2].bin_prefix, "6011");
-	H.cfg.routes[2].issuer = 1;
+	H.cfg.settings.n_issuers = 2;
+	H.cfg.settings.n_hosts = 2;
+	strcpy(H.cfg.settings.hosts[1].addr.host, "127.0.0.1");
+	H.cfg.settings.hosts[1].addr.port = 2;
+	H.cfg.settings.hosts[1].issuer = 1;
+	H.cfg.settings.n_routes = 3;
+	strcpy(H.cfg.settings.routes[0].bin_prefix, "");
+	H.cfg.settings.routes[0].issuer = 0;
+	strcpy(H.cfg.settings.routes[1].bin_prefix, "6");
+	H.cfg.settings.routes[1].issuer = 0;
+	strcpy(H.cfg.settings.routes[2].bin_prefix, "6011");
+	H.cfg.settings.routes[2].issuer = 1;
 	h_start(&H);
 	n = h_auth(&H, body, sizeof(body), H_ROUTE2, "000101", 0);
 	cr_assert_eq(h_send(&H, body, n), 0);
@@ -691,9 +691,9 @@ Test(engine, routes_pick_the_longest_prefix)
 
 	/* reload: no default route, 5123 unrouted -> 96 */
 	struct tsw_engine_config c = H.cfg;
-	c.n_routes = 1;
-	strcpy(c.routes[0].bin_prefix, "6011");
-	c.routes[0].issuer = 1;
+	c.settings.n_routes = 1;
+	strcpy(c.settings.routes[0].bin_prefix, "6011");
+	c.settings.routes[0].issuer = 1;
 	cr_assert_eq(tsw_engine_reconfigure(H.e, &c), 0);
 	n = h_auth(&H, body, sizeof(body), H_OK, "000103", 0);
 	cr_assert_eq(h_send(&H, body, n), 0);
@@ -701,7 +701,7 @@ Test(engine, routes_pick_the_longest_prefix)
 	cr_assert_str_eq(h_field(&acq->m[0], 39), "96");
 	cr_assert_eq(H.m.no_route, 1);
 	/* a route to an unknown issuer is refused */
-	c.routes[0].issuer = 5;
+	c.settings.routes[0].issuer = 5;
 	cr_assert_eq(tsw_engine_reconfigure(H.e, &c), -TSW_E_CONFIG);
 }
 
@@ -748,7 +748,7 @@ Test(engine, pending_table_full_answers_96)
 {
 	unsigned i;
 
-	H.cfg.max_pending = 2;
+	H.cfg.settings.max_pending = 2;
 	h_start(&H);
 	for (i = 0; i < 3; i++) {
 		char stan[7];
@@ -788,7 +788,7 @@ Test(engine, max_conns_refuses_and_idle_connections_close)
 	uint32_t slot;
 	int i;
 
-	H.cfg.idle_timeout_ms = 1000;
+	H.cfg.settings.idle_timeout_ms = 1000;
 	h_start(&H);
 	for (i = 1; i < 4; i++)
 		cr_assert_geq(tsw_engine_acq_open(H.e, H.now), 0);
@@ -858,11 +858,11 @@ Test(engine, bad_config_is_refused)
 {
 	struct tsw_engine *e;
 
-	H.cfg.n_routes = 1;
-	H.cfg.routes[0].issuer = 3;
+	H.cfg.settings.n_routes = 1;
+	H.cfg.settings.routes[0].issuer = 3;
 	cr_assert_eq(tsw_engine_new(&H.cfg, H.vault, H.state, &H.m, &e), -TSW_E_CONFIG);
-	H.cfg.n_routes = 0;
-	H.cfg.max_pending = 0;
+	H.cfg.settings.n_routes = 0;
+	H.cfg.settings.max_pending = 0;
 	cr_assert_eq(tsw_engine_new(&H.cfg, H.vault, H.state, &H.m, &e), -TSW_E_CONFIG);
 }
 
@@ -871,9 +871,9 @@ Test(engine, answers_beyond_a_full_output_close_the_slow_consumer)
 	unsigned i, k = 0;
 	uint32_t slot;
 
-	H.cfg.max_inflight_per_conn = 250;
-	H.cfg.max_pending = 256;
-	H.cfg.out_buf_bytes = 1024; /* raised to two frames: 16 KiB */
+	H.cfg.settings.max_inflight_per_conn = 250;
+	H.cfg.settings.max_pending = 256;
+	H.cfg.settings.out_buf_bytes = 1024; /* raised to two frames: 16 KiB */
 	h_start(&H);
 	/* 200 requests in flight, answers never read by the acquirer */
 	for (i = 0; i < 200; i++) {

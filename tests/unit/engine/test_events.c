@@ -116,8 +116,8 @@ Test(events, every_kind_has_a_name_and_a_level)
 
 Test(events, past_the_burst_counted_and_reported_with_the_next_one)
 {
-	H.cfg.event_burst = 2;
-	H.cfg.event_interval_ms = 1000;
+	H.cfg.settings.log_event_burst = 2;
+	H.cfg.settings.log_event_interval_ms = 1000;
 	h_start(&H);
 	refuse_connections(5);
 	cr_assert_eq(drain(), 2, "two lines per window");
@@ -137,8 +137,8 @@ Test(events, past_the_burst_counted_and_reported_with_the_next_one)
 
 Test(events, a_count_with_no_later_event_comes_at_the_end_of_its_window)
 {
-	H.cfg.event_burst = 1;
-	H.cfg.event_interval_ms = 500;
+	H.cfg.settings.log_event_burst = 1;
+	H.cfg.settings.log_event_interval_ms = 500;
 	h_start(&H);
 	refuse_connections(4);
 	cr_assert_eq(drain(), 1);
@@ -164,7 +164,7 @@ Test(events, kinds_are_limited_apart)
 	uint8_t big[64];
 	size_t n;
 
-	H.cfg.event_burst = 1;
+	H.cfg.settings.log_event_burst = 1;
 	h_start(&H);
 	refuse_connections(3);
 	/* a frame above max_frame on the open connection: another kind */
@@ -184,8 +184,8 @@ Test(events, kinds_are_limited_apart)
 
 Test(events, a_full_queue_drops_counts_and_reports)
 {
-	H.cfg.event_queue = 16;
-	H.cfg.event_burst = 1000;
+	H.cfg.settings.log_event_queue = 16;
+	H.cfg.settings.log_event_burst = 1000;
 	h_start(&H);
 	refuse_connections(40);
 	cr_assert_eq(H.m.events_dropped, 24);
@@ -203,7 +203,7 @@ Test(events, a_full_queue_drops_counts_and_reports)
 
 Test(events, sign_on_refused_names_the_code_and_the_retry)
 {
-	H.cfg.issuer_timeout_ms = 700;
+	H.cfg.settings.issuer_timeout_ms = 700;
 	cr_assert_eq(tsw_engine_new(&H.cfg, H.vault, H.state, &H.m, &H.e), 0);
 	h_sign_on(&H, 0, "05");
 	cr_assert_not(tsw_engine_ready(H.e));
@@ -214,8 +214,8 @@ Test(events, sign_on_refused_names_the_code_and_the_retry)
 	tsw_engine_link_down(H.e, 0, H.now);
 	cr_assert_eq(drain(), 1);
 	cr_assert_eq(evs[0].kind, TSW_EV_ISSUER_RECONNECT_BACKOFF);
-	cr_assert_leq(evs[0].n1, H.cfg.reconnect_min_ms);
-	cr_assert_geq(evs[0].n1, H.cfg.reconnect_min_ms / 2);
+	cr_assert_leq(evs[0].n1, H.cfg.settings.reconnect_min_ms);
+	cr_assert_geq(evs[0].n1, H.cfg.settings.reconnect_min_ms / 2);
 }
 
 static int64_t mono_ms(void)
@@ -306,7 +306,7 @@ Test(events, a_reversal_without_a_state_is_refused_loudly_token_masked)
 	cr_assert_eq(h_send(&H, body, n), 0);
 	h_collect(&H, TSW_EP_LINK, 0, iss);
 	cr_assert_eq(iss->n, 1);
-	h_advance(&H, H.cfg.issuer_timeout_ms);
+	h_advance(&H, H.cfg.settings.issuer_timeout_ms);
 	h_collect(&H, TSW_EP_ACQ, (uint32_t)H.slot, acq);
 	cr_assert_eq(acq->n, 1);
 	cr_assert_str_eq(h_field(&acq->m[0], 39), "91");
@@ -362,8 +362,8 @@ Test(events, a_stand_in_decision_is_reported_with_its_result)
 	const struct tsw_engine_event *ev;
 	unsigned n;
 
-	H.cfg.standin_enabled = true;
-	H.cfg.standin_max_amount = 100; /* the auth's 500 is above it */
+	H.cfg.settings.standin_enabled = true;
+	H.cfg.settings.standin_max_amount = 100; /* the auth's 500 is above it */
 	h_start(&H);
 	tsw_engine_link_down(H.e, 0, H.now);
 	drain();

@@ -52,13 +52,13 @@ TestSuite(failover, .init = setup, .fini = teardown, .timeout = 30);
 /* One more host (the next link) serving issuer. */
 static void add_host(uint32_t port, uint8_t issuer)
 {
-	struct tsw_engine_host *hp = &H.cfg.hosts[H.cfg.n_hosts++];
+	struct tsw_config_host *hp = &H.cfg.settings.hosts[H.cfg.settings.n_hosts++];
 
-	strcpy(hp->host, "127.0.0.1");
-	hp->port = (uint16_t)port;
+	strcpy(hp->addr.host, "127.0.0.1");
+	hp->addr.port = (uint16_t)port;
 	hp->issuer = issuer;
-	if (issuer >= H.cfg.n_issuers)
-		H.cfg.n_issuers = issuer + 1u;
+	if (issuer >= H.cfg.settings.n_issuers)
+		H.cfg.settings.n_issuers = issuer + 1u;
 }
 
 /* Issuer 0 with two hosts (links 0 and 1; h_init made the first). */
@@ -76,7 +76,7 @@ static uint32_t forward(enum h_token t, const char *stan, struct leg *ret)
 	uint32_t l;
 
 	cr_assert_eq(h_send(&H, body, n), 0);
-	for (l = 0; l < H.cfg.n_hosts; l++) {
+	for (l = 0; l < H.cfg.settings.n_hosts; l++) {
 		h_collect(&H, TSW_EP_LINK, l, iss);
 		if (!iss->n)
 			continue;
@@ -190,7 +190,7 @@ Test(failover, a_host_down_gives_91_only_to_its_own_pending_and_the_other_carrie
 	char stan[7], want[43];
 	int k;
 
-	H.cfg.saf_poll_ms = 100;
+	H.cfg.settings.saf_poll_ms = 100;
 	two_hosts();
 	h_start(&H);
 	/* four in flight: two on each host */
@@ -306,11 +306,11 @@ Test(failover, an_issuer_without_a_signed_on_host_is_unavailable_and_not_ready)
 
 	two_hosts();	/* issuer 0: links 0 and 1 */
 	add_host(3, 1); /* issuer 1: link 2 */
-	H.cfg.n_routes = 2;
-	strcpy(H.cfg.routes[0].bin_prefix, "");
-	H.cfg.routes[0].issuer = 0;
-	strcpy(H.cfg.routes[1].bin_prefix, "6011");
-	H.cfg.routes[1].issuer = 1;
+	H.cfg.settings.n_routes = 2;
+	strcpy(H.cfg.settings.routes[0].bin_prefix, "");
+	H.cfg.settings.routes[0].issuer = 0;
+	strcpy(H.cfg.settings.routes[1].bin_prefix, "6011");
+	H.cfg.settings.routes[1].issuer = 1;
 	h_start(&H);
 	cr_assert_eq(tsw_engine_link_issuer(H.e, 2), 1);
 	cr_assert_eq(tsw_engine_link_issuer(H.e, 3), UINT32_MAX);
@@ -369,28 +369,28 @@ Test(failover, hosts_must_serve_known_issuers_and_a_reload_keeps_them)
 	add_host(3, 1);
 	/* a host of an issuer beyond n_issuers */
 	c = H.cfg;
-	c.n_issuers = 1;
+	c.settings.n_issuers = 1;
 	cr_assert_eq(tsw_engine_new(&c, H.vault, H.state, &H.m, &e), -TSW_E_CONFIG);
 	/* an issuer without a host */
 	c = H.cfg;
-	c.n_issuers = 3;
+	c.settings.n_issuers = 3;
 	cr_assert_eq(tsw_engine_new(&c, H.vault, H.state, &H.m, &e), -TSW_E_CONFIG);
 	c = H.cfg;
-	c.n_hosts = TSW_LINKS_MAX + 1;
+	c.settings.n_hosts = TSW_CONFIG_LINKS_MAX + 1;
 	cr_assert_eq(tsw_engine_new(&c, H.vault, H.state, &H.m, &e), -TSW_E_CONFIG);
 	cr_assert_null(e);
 
 	h_start(&H);
 	c = H.cfg;
 	cr_assert_eq(tsw_engine_reconfigure(H.e, &c), 0);
-	c.hosts[1].issuer = 1; /* the same hosts, served otherwise */
+	c.settings.hosts[1].issuer = 1; /* the same hosts, served otherwise */
 	cr_assert_eq(tsw_engine_reconfigure(H.e, &c), -TSW_E_CONFIG);
 	c = H.cfg;
-	c.hosts[1].port = 9;
+	c.settings.hosts[1].addr.port = 9;
 	cr_assert_eq(tsw_engine_reconfigure(H.e, &c), -TSW_E_CONFIG);
 	c = H.cfg;
-	c.n_hosts = 2;
-	c.n_issuers = 1;
+	c.settings.n_hosts = 2;
+	c.settings.n_issuers = 1;
 	cr_assert_eq(tsw_engine_reconfigure(H.e, &c), -TSW_E_CONFIG, "a host removed");
 }
 
@@ -405,7 +405,7 @@ static uint32_t second_on_idle_host(const char *stan1, const char *stan2, const 
 	uint32_t busy;
 	size_t n;
 
-	H.cfg.saf_poll_ms = 100;
+	H.cfg.settings.saf_poll_ms = 100;
 	two_hosts();
 	h_start(&H);
 	busy = forward(H_OK, stan1, &legs[0]);
@@ -485,7 +485,7 @@ Test(failover, input_resumed_while_a_host_goes_down_is_sent_to_another_host)
 	unsigned i, n91 = 0;
 
 	cr_assert(on1);
-	H.cfg.max_inflight_per_conn = 2;
+	H.cfg.settings.max_inflight_per_conn = 2;
 	two_hosts();
 	h_start(&H);
 	/* three requests in one segment: one on each host, the third waits

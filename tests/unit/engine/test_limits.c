@@ -89,7 +89,7 @@ Test(limits, timed_out_stans_past_capacity_are_counted_and_never_misdelivered)
 	char acq_stan[7];
 	size_t n;
 
-	H.cfg.expired_stan_memory = 2;
+	H.cfg.settings.expired_stan_memory = 2;
 	h_start(&H);
 	cr_assert_eq(H.m.expired_stans_capacity, 2);
 	for (i = 0; i < N_EXPIRED; i++) {
@@ -161,7 +161,7 @@ Test(limits, acquirer_originals_past_capacity_are_counted_and_reversals_still_fo
 	struct tsw_iso_msg m;
 	size_t n;
 
-	H.cfg.acq_reversal_memory = 2;
+	H.cfg.settings.acq_reversal_memory = 2;
 	h_start(&H);
 	cr_assert_eq(H.m.acq_reversals_capacity, 2);
 	for (i = 0; i < N_ORIG; i++) {
@@ -213,6 +213,7 @@ Test(limits, acquirer_originals_past_capacity_are_counted_and_reversals_still_fo
 
 Test(limits, table_sizes_must_be_powers_of_two_and_default_when_0)
 {
+	/* 0: the key left at its default (tsw_engine_config_init) */
 	static const struct {
 		uint32_t acq_rev, expired;
 		int ret;
@@ -220,21 +221,26 @@ Test(limits, table_sizes_must_be_powers_of_two_and_default_when_0)
 	    {0, 0, 0},
 	    {1, 1, 0},
 	    {4, 64, 0},
-	    {TSW_ENGINE_TABLE_MEMORY_MAX, 16, 0},
+	    {TSW_CONFIG_TABLE_MEMORY_MAX, 16, 0},
 	    {3, 0, -TSW_E_CONFIG},
 	    {0, 6, -TSW_E_CONFIG},
-	    {TSW_ENGINE_TABLE_MEMORY_MAX * 2, 0, -TSW_E_CONFIG},
-	    {0, TSW_ENGINE_TABLE_MEMORY_MAX * 2, -TSW_E_CONFIG},
+	    {TSW_CONFIG_TABLE_MEMORY_MAX * 2, 0, -TSW_E_CONFIG},
+	    {0, TSW_CONFIG_TABLE_MEMORY_MAX * 2, -TSW_E_CONFIG},
 	};
+	struct tsw_config defaults;
 	unsigned i;
+
+	tsw_config_defaults(&defaults);
 
 	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		struct tsw_engine_config c = H.cfg;
 		struct tsw_engine *e = NULL;
 
 		memset(&H.m, 0, sizeof(H.m));
-		c.acq_reversal_memory = cases[i].acq_rev;
-		c.expired_stan_memory = cases[i].expired;
+		if (cases[i].acq_rev)
+			c.settings.acq_reversal_memory = cases[i].acq_rev;
+		if (cases[i].expired)
+			c.settings.expired_stan_memory = cases[i].expired;
 		cr_assert_eq(tsw_engine_new(&c, H.vault, H.state, &H.m, &e), cases[i].ret,
 			     "case %u", i);
 		if (cases[i].ret < 0) {
@@ -242,14 +248,34 @@ Test(limits, table_sizes_must_be_powers_of_two_and_default_when_0)
 			continue;
 		}
 		cr_assert_eq(H.m.acq_reversals_capacity,
-			     cases[i].acq_rev ? cases[i].acq_rev
-					      : TSW_CONFIG_ACQ_REVERSAL_MEMORY_DEFAULT,
+			     cases[i].acq_rev ? cases[i].acq_rev : defaults.acq_reversal_memory,
 			     "case %u", i);
 		cr_assert_eq(H.m.expired_stans_capacity,
-			     cases[i].expired ? cases[i].expired
-					      : TSW_CONFIG_EXPIRED_STAN_MEMORY_DEFAULT,
+			     cases[i].expired ? cases[i].expired : defaults.expired_stan_memory,
 			     "case %u", i);
 		tsw_engine_free(e);
+	}
+}
+
+/* a size 0 is a table without a slot: the defaults come from
+ * tsw_engine_config_init(), never from a 0 */
+Test(limits, zero_table_and_event_queue_sizes_are_refused)
+{
+	static const size_t fields[] = {
+	    offsetof(struct tsw_config, acq_reversal_memory),
+	    offsetof(struct tsw_config, expired_stan_memory),
+	    offsetof(struct tsw_config, log_event_queue),
+	};
+
+	for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {
+		struct tsw_engine_config c = H.cfg;
+		struct tsw_engine *e = NULL;
+		uint32_t zero = 0;
+
+		memcpy((char *)&c.settings + fields[i], &zero, sizeof(zero));
+		cr_assert_eq(tsw_engine_new(&c, H.vault, H.state, &H.m, &e), -TSW_E_CONFIG,
+			     "field %zu", i);
+		cr_assert_null(e);
 	}
 }
 
@@ -257,13 +283,13 @@ Test(limits, reconfigure_keeps_the_table_sizes)
 {
 	struct tsw_engine_config c;
 
-	H.cfg.acq_reversal_memory = 4;
-	H.cfg.expired_stan_memory = 8;
+	H.cfg.settings.acq_reversal_memory = 4;
+	H.cfg.settings.expired_stan_memory = 8;
 	h_start(&H);
 	c = H.cfg;
-	c.acq_reversal_memory = 64;
-	c.expired_stan_memory = 64;
-	c.issuer_timeout_ms = 1234;
+	c.settings.acq_reversal_memory = 64;
+	c.settings.expired_stan_memory = 64;
+	c.settings.issuer_timeout_ms = 1234;
 	cr_assert_eq(tsw_engine_reconfigure(H.e, &c), 0);
 	cr_assert_eq(H.e->cfg.issuer_timeout_ms, 1234, "the live key applied");
 	cr_assert_eq(H.e->cfg.acq_reversal_memory, 4);
@@ -272,21 +298,22 @@ Test(limits, reconfigure_keeps_the_table_sizes)
 	cr_assert_eq(H.e->expired_mask, 7);
 	cr_assert_eq(H.m.acq_reversals_capacity, 4);
 	cr_assert_eq(H.m.expired_stans_capacity, 8);
-	c.expired_stan_memory = 12;
+	c.settings.expired_stan_memory = 12;
 	cr_assert_eq(tsw_engine_reconfigure(H.e, &c), -TSW_E_CONFIG);
 	cr_assert_eq(H.e->cfg.issuer_timeout_ms, 1234);
 }
 
-/* one source of truth: a reconnect backoff left 0 is the config's default,
- * and values given are used as given */
+/* one source of truth: a reconnect backoff left at its default is the
+ * config's default (tsw_config_defaults), and values given are used as
+ * given */
 Test(limits, reconnect_backoff_falls_back_to_the_config_defaults)
 {
 	struct tsw_config defaults;
 	uint32_t i, top = 0;
 
 	tsw_config_defaults(&defaults);
-	H.cfg.reconnect_min_ms = 0;
-	H.cfg.reconnect_max_ms = 0;
+	H.cfg.settings.reconnect_min_ms = defaults.reconnect_min_ms; /* the harness sets its own */
+	H.cfg.settings.reconnect_max_ms = defaults.reconnect_max_ms;
 	h_start(&H);
 	cr_assert_eq(H.e->cfg.reconnect_min_ms, defaults.reconnect_min_ms);
 	cr_assert_eq(H.e->cfg.reconnect_max_ms, defaults.reconnect_max_ms);
@@ -300,8 +327,8 @@ Test(limits, reconnect_backoff_falls_back_to_the_config_defaults)
 	tsw_engine_free(H.e);
 	H.e = NULL;
 
-	H.cfg.reconnect_min_ms = 7;
-	H.cfg.reconnect_max_ms = 70000;
+	H.cfg.settings.reconnect_min_ms = 7;
+	H.cfg.settings.reconnect_max_ms = 70000;
 	h_start(&H);
 	cr_assert_eq(H.e->cfg.reconnect_min_ms, 7);
 	cr_assert_eq(H.e->cfg.reconnect_max_ms, 70000);

@@ -20,6 +20,7 @@ static struct tsw_engine *mk(void)
 	cr_assert(e);
 	memset(&shard, 0, sizeof(shard));
 	e->m = &shard;
+	tsw_config_defaults(&e->cfg);
 	e->cfg.max_pending = N;
 	cr_assert_eq(pending_init(e), 0);
 	return e;
@@ -75,6 +76,7 @@ Test(pending, consecutive_stans_share_cache_lines)
 	cr_assert(e);
 	memset(&shard, 0, sizeof(shard));
 	e->m = &shard;
+	tsw_config_defaults(&e->cfg);
 	e->cfg.max_pending = 65536;
 	cr_assert_eq(pending_init(e), 0);
 	cr_assert_eq((uintptr_t)e->table % LINE, 0, "table not aligned to the line pair");
@@ -129,7 +131,7 @@ Test(pending, stan_skips_values_in_flight)
 	s = stan_next(e, 1);
 	cr_assert_eq(s, (uint32_t)a->key);
 	/* worker id is the high digit */
-	e->cfg.worker_id = 3;
+	e->worker_id = 3;
 	s = stan_next(e, 0);
 	cr_assert_eq(s / TSW_ENGINE_STAN_SPAN, 3);
 	pending_free(e);

@@ -296,9 +296,9 @@ Test(saf_engine, unanswered_reversal_is_retried_with_a_doubling_capped_backoff)
 	unsigned s, sent = 1;
 	int i;
 
-	H.cfg.saf_retry_min_ms = 1000;
-	H.cfg.saf_retry_max_ms = 1500;
-	H.cfg.saf_poll_ms = 100;
+	H.cfg.settings.saf_retry_min_ms = 1000;
+	H.cfg.settings.saf_retry_max_ms = 1500;
+	H.cfg.settings.saf_poll_ms = 100;
 	h_start(&H);
 	forward_one("000071", &orig, origbuf, sizeof(origbuf));
 	h_advance(&H, 2000);
@@ -541,8 +541,8 @@ Test(saf_engine, reversals_in_flight_per_link_are_bounded)
 	size_t len;
 
 	cr_assert_not_null(kept);
-	H.cfg.saf_inflight_max = 2;
-	H.cfg.saf_poll_ms = 100;
+	H.cfg.settings.saf_inflight_max = 2;
+	H.cfg.settings.saf_poll_ms = 100;
 	for (k = 0; k < 5; k++) {
 		snprintf(stan, sizeof(stan), "%06u", 200 + k);
 		len = token_form(msg, sizeof(msg), h_tokens[H_OK].token, stan);
@@ -582,17 +582,17 @@ Test(saf_engine, a_link_claims_only_the_reversals_of_its_issuer)
 	uint8_t msg[1024];
 	size_t len;
 
-	H.cfg.n_issuers = 2;
-	H.cfg.n_hosts = 2;
-	strcpy(H.cfg.hosts[1].host, "127.0.0.1");
-	H.cfg.hosts[1].port = 2;
-	H.cfg.hosts[1].issuer = 1;
-	H.cfg.n_routes = 2;
-	strcpy(H.cfg.routes[0].bin_prefix, "");
-	H.cfg.routes[0].issuer = 0;
-	strcpy(H.cfg.routes[1].bin_prefix, "6011");
-	H.cfg.routes[1].issuer = 1;
-	H.cfg.saf_poll_ms = 100;
+	H.cfg.settings.n_issuers = 2;
+	H.cfg.settings.n_hosts = 2;
+	strcpy(H.cfg.settings.hosts[1].addr.host, "127.0.0.1");
+	H.cfg.settings.hosts[1].addr.port = 2;
+	H.cfg.settings.hosts[1].issuer = 1;
+	H.cfg.settings.n_routes = 2;
+	strcpy(H.cfg.settings.routes[0].bin_prefix, "");
+	H.cfg.settings.routes[0].issuer = 0;
+	strcpy(H.cfg.settings.routes[1].bin_prefix, "6011");
+	H.cfg.settings.routes[1].issuer = 1;
+	H.cfg.settings.saf_poll_ms = 100;
 	h_start(&H);
 	tsw_engine_link_down(H.e, 1, H.now);
 	len = token_form(msg, sizeof(msg), h_tokens[H_ROUTE2].token, "000301");

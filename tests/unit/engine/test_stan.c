@@ -153,7 +153,7 @@ Test(stan, workers_stamp_disjoint_stan_spans)
 	H.cfg.worker_id = 16;
 	cr_assert_eq(tsw_engine_new(&H.cfg, H.vault, H.state, &H.m, &e0), -TSW_E_CONFIG);
 	H.cfg.worker_id = 15;
-	H.cfg.max_pending = span;
+	H.cfg.settings.max_pending = span;
 	cr_assert_eq(tsw_engine_new(&H.cfg, H.vault, H.state, &H.m, &e0), -TSW_E_CONFIG);
 	H.cfg.n_workers = 0;
 	cr_assert_eq(tsw_engine_new(&H.cfg, H.vault, H.state, &H.m, &e0), -TSW_E_CONFIG,

@@ -35,11 +35,11 @@ static void setup(void)
 	iss = calloc(1, sizeof(*iss));
 	cr_assert(acq && iss);
 	/* the rules of the example: contactless and chip up to 1000 */
-	H.cfg.standin_enabled = true;
-	H.cfg.standin_max_amount = 1000;
-	H.cfg.standin_modes = 1u << TSW_POS_CONTACTLESS | 1u << TSW_POS_CHIP;
-	H.cfg.standin_window_s = 3600;
-	H.cfg.standin_max_tokens = 64;
+	H.cfg.settings.standin_enabled = true;
+	H.cfg.settings.standin_max_amount = 1000;
+	H.cfg.settings.standin_modes = 1u << TSW_POS_CONTACTLESS | 1u << TSW_POS_CHIP;
+	H.cfg.settings.standin_window_s = 3600;
+	H.cfg.settings.standin_max_tokens = 64;
 }
 
 static void teardown(void)
@@ -152,7 +152,7 @@ static void issuer_back(void)
 
 Test(standin, off_by_default_link_down_is_91_and_queues_nothing)
 {
-	H.cfg.standin_enabled = false;
+	H.cfg.settings.standin_enabled = false;
 	start_issuer_down();
 	send_auth(H_OK, "000101", "000000000500", DE22_CONTACTLESS);
 	expect_unavailable(answer_now());
@@ -188,7 +188,7 @@ Test(standin, each_approval_has_a_code_of_its_own_and_workers_never_share_one)
 	struct tsw_engine *e0;
 	int slot0;
 
-	H.cfg.standin_max_amount_per_token = 100000;
+	H.cfg.settings.standin_max_amount_per_token = 100000;
 	H.cfg.n_workers = 2;
 	H.cfg.worker_id = 1;
 	start_issuer_down();
@@ -231,7 +231,7 @@ Test(standin, above_max_amount_is_91_and_queues_nothing)
 
 Test(standin, a_mode_outside_the_rules_is_91)
 {
-	H.cfg.standin_modes = 1u << TSW_POS_CONTACTLESS;
+	H.cfg.settings.standin_modes = 1u << TSW_POS_CONTACTLESS;
 	start_issuer_down();
 	send_auth(H_OK, "000121", "000000000500", DE22_CHIP);
 	expect_unavailable(answer_now());
@@ -241,7 +241,7 @@ Test(standin, a_mode_outside_the_rules_is_91)
 
 Test(standin, a_token_assurance_below_the_floor_is_91)
 {
-	H.cfg.standin_min_assurance = 8; /* the harness's tokens have level 7 */
+	H.cfg.settings.standin_min_assurance = 8; /* the harness's tokens have level 7 */
 	start_issuer_down();
 	send_auth(H_OK, "000131", "000000000500", DE22_CONTACTLESS);
 	expect_unavailable(answer_now());
@@ -249,7 +249,7 @@ Test(standin, a_token_assurance_below_the_floor_is_91)
 	cr_expect_eq(H.e->saf_last_id, 0);
 
 	tsw_engine_free(H.e);
-	H.cfg.standin_min_assurance = 7;
+	H.cfg.settings.standin_min_assurance = 7;
 	start_issuer_down();
 	send_auth(H_OK, "000132", "000000000500", DE22_CONTACTLESS);
 	expect_standin_approval(answer_after_advice(), "000132");
@@ -266,9 +266,9 @@ Test(standin, a_domain_control_still_declines_first)
 
 Test(standin, the_exposure_window_refuses_the_approval_beyond_the_per_token_total)
 {
-	H.cfg.standin_max_amount = 500;
-	H.cfg.standin_max_amount_per_token = 1000;
-	H.cfg.standin_window_s = 60;
+	H.cfg.settings.standin_max_amount = 500;
+	H.cfg.settings.standin_max_amount_per_token = 1000;
+	H.cfg.settings.standin_window_s = 60;
 	start_issuer_down();
 	send_auth(H_OK, "000141", "000000000500", DE22_CONTACTLESS);
 	expect_standin_approval(answer_after_advice(), "000141");
@@ -304,7 +304,7 @@ Test(standin, the_exposure_is_one_for_every_worker)
 
 	cr_assert_eq(tsw_standin_exposure_new(16, &shared), 0);
 	H.cfg.standin_exposure = shared;
-	H.cfg.standin_max_amount_per_token = 1000;
+	H.cfg.settings.standin_max_amount_per_token = 1000;
 	H.cfg.n_workers = 2;
 	H.cfg.worker_id = 1;
 	start_issuer_down();
@@ -331,8 +331,8 @@ Test(standin, the_exposure_is_one_for_every_worker)
 
 Test(standin, a_full_exposure_table_refuses_a_new_token_and_forgets_no_exposure)
 {
-	H.cfg.standin_max_tokens = 1;
-	H.cfg.standin_window_s = 60;
+	H.cfg.settings.standin_max_tokens = 1;
+	H.cfg.settings.standin_window_s = 60;
 	start_issuer_down();
 	send_auth(H_OK, "000161", "000000000500", DE22_CONTACTLESS);
 	expect_standin_approval(answer_after_advice(), "000161");
@@ -422,8 +422,8 @@ Test(standin, an_unanswered_advice_is_retried_until_its_0130)
 	unsigned i;
 	char first[7];
 
-	H.cfg.saf_retry_min_ms = 1000;
-	H.cfg.saf_poll_ms = 100;
+	H.cfg.settings.saf_retry_min_ms = 1000;
+	H.cfg.settings.saf_poll_ms = 100;
 	start_issuer_down();
 	send_auth(H_OK, "000185", "000000000500", DE22_CONTACTLESS);
 	(void)answer_after_advice();
@@ -467,7 +467,7 @@ Test(standin, on_timeout_an_eligible_request_is_approved_and_advised_never_rever
 	char want90[43];
 	unsigned i;
 
-	H.cfg.standin_on_timeout = true;
+	H.cfg.settings.standin_on_timeout = true;
 	h_start(&H);
 	send_auth(H_OK, "000201", "000000000500", DE22_CONTACTLESS);
 	h_collect(&H, TSW_EP_LINK, 0, iss);
@@ -502,7 +502,7 @@ Test(standin, on_timeout_a_request_outside_the_rules_gets_91_and_its_reversal)
 {
 	unsigned i;
 
-	H.cfg.standin_on_timeout = true;
+	H.cfg.settings.standin_on_timeout = true;
 	h_start(&H);
 	send_auth(H_OK, "000211", "000000005000", DE22_CONTACTLESS);
 	h_collect(&H, TSW_EP_LINK, 0, iss);
@@ -624,8 +624,8 @@ Test(standin, the_reversal_of_an_undelivered_approval_never_overtakes_its_advice
 	size_t len;
 	unsigned i;
 
-	H.cfg.saf_retry_min_ms = 1000;
-	H.cfg.saf_poll_ms = 100;
+	H.cfg.settings.saf_retry_min_ms = 1000;
+	H.cfg.settings.saf_poll_ms = 100;
 	start_issuer_down();
 	ep = (struct tsw_endpoint){.kind = TSW_EP_ACQ, .slot = (uint32_t)H.slot};
 	send_auth(H_OK, "000195", "000000000500", DE22_CONTACTLESS);

@@ -129,7 +129,7 @@ Test(use_return, acquirer_reversal_then_eviction_then_undelivered_gives_back_onc
 	uint8_t abuf[2048], cbuf[2048], rbuf[2048];
 	int first, i;
 
-	H.cfg.acq_reversal_memory = 1; /* every original in the one slot */
+	H.cfg.settings.acq_reversal_memory = 1; /* every original in the one slot */
 	h_start(&H);
 	first = H.slot;
 	forward_limited("002001", abuf, sizeof(abuf), &a);
@@ -199,7 +199,7 @@ Test(use_return, timed_out_request_keeps_its_use_until_the_reversal_is_accepted)
 
 	h_start(&H);
 	forward_limited("002201", abuf, sizeof(abuf), &a);
-	h_advance(&H, H.cfg.issuer_timeout_ms + 1);
+	h_advance(&H, H.cfg.settings.issuer_timeout_ms + 1);
 	h_collect_after_commit(&H, acq);
 	cr_assert_eq(acq->n, 1);
 	cr_assert_str_eq(h_field(&acq->m[0], 39), "91");
@@ -248,7 +248,7 @@ Test(use_return, approval_sent_before_a_later_decline_is_not_reversed)
 	const uint8_t *data;
 	size_t n, len, first;
 
-	H.cfg.max_inflight_per_conn = 1;
+	H.cfg.settings.max_inflight_per_conn = 1;
 	h_start(&H);
 	ep = (struct tsw_endpoint){.kind = TSW_EP_ACQ, .slot = (uint32_t)H.slot};
 	n = h_auth(&H, body, sizeof(body), H_OK, "002401", 0);
@@ -353,7 +353,7 @@ Test(use_return, original_not_found_gives_back_only_what_was_never_approved)
 
 	h_start(&H);
 	forward_limited("002701", abuf, sizeof(abuf), &a);
-	h_advance(&H, H.cfg.issuer_timeout_ms + 1);
+	h_advance(&H, H.cfg.settings.issuer_timeout_ms + 1);
 	h_collect_after_commit(&H, acq);
 	cr_assert_str_eq(h_field(&acq->m[0], 39), "91");
 	h_collect(&H, TSW_EP_LINK, 0, iss);

@@ -197,20 +197,23 @@ static void run(enum tsw_io_backend backend, const char *dir)
 		};
 
 		ptrs[i] = &shards[i];
+		tsw_engine_config_init(&p.engine);
 		p.engine.acq_profile = &prof;
 		p.engine.iss_profile = &prof;
-		p.engine.max_conns = 16;
-		p.engine.max_inflight_per_conn = 16;
-		p.engine.max_pending = 64;
-		p.engine.out_buf_bytes = 32768;
-		p.engine.issuer_timeout_ms = 2000;
-		p.engine.echo_interval_ms = 30000;
-		p.engine.reconnect_min_ms = 10;
-		p.engine.reconnect_max_ms = 50;
-		p.engine.n_issuers = 1;
-		p.engine.n_hosts = 1;
-		strcpy(p.engine.hosts[0].host, "127.0.0.1");
-		p.engine.hosts[0].port = 1; /* nobody: the link reconnects all along */
+		p.engine.settings.max_conns = 16;
+		p.engine.settings.max_inflight_per_conn = 16;
+		p.engine.settings.max_pending = 64;
+		p.engine.settings.out_buf_bytes = 32768;
+		p.engine.settings.link_buf_bytes = 256 * 1024;
+		p.engine.settings.issuer_timeout_ms = 2000;
+		p.engine.settings.echo_interval_ms = 30000;
+		p.engine.settings.reconnect_min_ms = 10;
+		p.engine.settings.reconnect_max_ms = 50;
+		p.engine.settings.n_issuers = 1;
+		p.engine.settings.n_hosts = 1;
+		strcpy(p.engine.settings.hosts[0].addr.host, "127.0.0.1");
+		p.engine.settings.hosts[0].addr.port =
+		    1; /* nobody: the link reconnects all along */
 		p.engine.worker_id = i;
 		p.engine.n_workers = N_WORKERS;
 		/* the second worker binds the port the first one got */

@@ -108,8 +108,9 @@ Test(worker, failed_start_returns_the_error_and_closes_what_it_was_given)
 		uint16_t port;
 
 		memset(&shard, 0, sizeof(shard));
-		p.engine.max_conns = 4;
-		p.engine.max_pending = 16;
+		tsw_engine_config_init(&p.engine);
+		p.engine.settings.max_conns = 4;
+		p.engine.settings.max_pending = 16;
 		cr_assert_eq(tsw_io_listen("127.0.0.1", 0, 16, &p.listen_fd, &port), 0);
 		p.wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 		cr_assert_geq(p.wake_fd, 0);

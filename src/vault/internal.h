@@ -12,9 +12,10 @@
 #include "tsw/token.h"
 #include "tsw/vault.h"
 
-#define VAULT_FORMAT 2u	  /* every record authenticated (record.c) */
+#define VAULT_FORMAT 3u   /* may hold version 3 records and the key store */
+#define VAULT_FORMAT_2 2u /* every record authenticated, none of version 3 */
 #define VAULT_FORMAT_1 1u /* records before version 2: tokvault upgrade */
-#define VAULT_MAX_DBS 8
+#define VAULT_MAX_DBS 12
 #define KEY_BYTES 32
 #define KCV_BYTES 8
 #define NONCE_BYTES 12
@@ -138,7 +139,8 @@ int crypto_card_key(struct pan_crypto *c, const char *pan, size_t pan_len,
 		    uint8_t out[CARD_KEY_BYTES]);
 
 /* ---- record.c ---- */
-#define REC_VERSION 2	/* authenticated as a whole (record.c) */
+#define REC_VERSION 3	/* version 2 + the card cryptography tail (struct rec_tail) */
+#define REC_VERSION_2 2 /* authenticated as a whole (record.c) */
 #define REC_VERSION_1 1 /* vault format 1: only the PAN bound to the token */
 #define REC_F_DEVICE_REQUIRED 0x01
 #define REC_F_CARD_SUSPENDED 0x02
@@ -185,22 +187,35 @@ struct rec {
 	struct rec_merchant merchants[];
 } __attribute__((packed));
 
-#define REC_MAX_BYTES (sizeof(struct rec) + TSW_TOKEN_MERCHANTS_MAX * sizeof(struct rec_merchant))
+/* Version 3 appends this after the merchants. */
+struct rec_tail {
+	uint8_t cvn; /* 0: no cryptogram required; 10, 16, 18, 20 */
+	uint8_t psn; /* PAN sequence number, 0..99 */
+} __attribute__((packed));
+
+#define REC_MAX_BYTES                                                                              \
+	(sizeof(struct rec) + TSW_TOKEN_MERCHANTS_MAX * sizeof(struct rec_merchant) +              \
+	 sizeof(struct rec_tail))
 
 /* digits -> value; -TSW_E_BAD_INPUT unless 13..19 digits. */
 int token_key(const char *token, size_t len, uint64_t *ret_key);
 /* value, len -> digits with leading zeros, NUL-terminated. */
 void token_digits(uint64_t key, unsigned len, char *out);
 size_t rec_size(const struct rec *r);
-/* Encodes t into out (REC_MAX_BYTES); returns the size. */
+/* Encodes t into out (REC_MAX_BYTES) as a REC_VERSION record; returns
+ * the size. */
 size_t rec_encode(const struct tsw_token *t, uint8_t *out);
+/* rec_encode() in the layout of version (1, 2 or 3): the record as a
+ * vault of that version stored it. */
+size_t vault__rec_encode_as(const struct tsw_token *t, unsigned version, uint8_t *out);
 /* Checks the layout and decodes; key is the LMDB key. */
 int rec_decode(const void *data, size_t size, uint64_t key, struct tsw_token *ret_token);
-/* Checks a record's layout without decoding (version 1 or 2). */
+/* Checks a record's layout without decoding (version 1, 2 or 3). */
 int rec_check(const void *data, size_t size);
 /* Seals pan into the encoded record rec (size bytes; key: its token
- * value) under the current key, nonce NULL: fresh random; sets version,
- * key id and sealed length first, then authenticates the whole record.
+ * value) under the current key, nonce NULL: fresh random; sets key id and
+ * sealed length first (and version 2 on a version 1 record: the same
+ * layout; 2 and 3 keep theirs), then authenticates the whole record.
  * Any later change to rec needs a new seal. */
 int rec_seal(struct pan_crypto *c, uint8_t *rec, size_t size, uint64_t key, const char *pan,
 	     size_t pan_len, const uint8_t *nonce);

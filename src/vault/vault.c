@@ -540,9 +540,20 @@ static int env_setup(struct tsw_vault *v, const char *dir, bool create)
 		r = -TSW_E_NEEDS_UPGRADE;
 		goto out_abort;
 	}
-	if (format != VAULT_FORMAT && format != VAULT_FORMAT_1) {
+	if (format != VAULT_FORMAT && format != VAULT_FORMAT_2 && format != VAULT_FORMAT_1) {
 		r = -TSW_E_CORRUPT;
 		goto out_abort;
+	}
+	if (format == VAULT_FORMAT_2 && !rdonly) {
+		/* a writer may add version 3 records and keys: a build that
+		 * knows only format 2 refuses the vault from now on
+		 * (-TSW_E_VERSION) instead of reading such records as corrupt.
+		 * Version 2 records stay as they are (tokvault upgrade rewrites
+		 * them); this build reads both. */
+		r = meta_set_format(v, txn, VAULT_FORMAT);
+		if (r < 0)
+			goto out_abort;
+		format = VAULT_FORMAT;
 	}
 	v->format = format;
 	r = keys_verify(v, txn);
@@ -906,7 +917,7 @@ int tsw_vault_authenticated(struct tsw_vault_reader *r, const char *token, size_
 	n = rec_open(&r->crypto, d.mv_data, d.mv_size, key, vault_format1(r->v), NULL, 0);
 	if (n < 0)
 		return n;
-	return ((const struct rec *)d.mv_data)->version == REC_VERSION;
+	return ((const struct rec *)d.mv_data)->version != REC_VERSION_1;
 }
 
 int tsw_vault_decrypt_pan(struct tsw_vault_reader *r, const struct tsw_token *t, char *out,
@@ -923,12 +934,8 @@ int tsw_vault_decrypt_pan(struct tsw_vault_reader *r, const struct tsw_token *t,
 	/* the record as stored: decode and encode are inverse for every
 	 * record the vault wrote, so its seal opens only for the fields the
 	 * lookup authenticated */
-	size = rec_encode(t, rec);
-	n = rec_open(&r->crypto, rec, size, key, false, out, cap);
-	if (n == -TSW_E_INTEGRITY && vault_format1(r->v)) {
-		((struct rec *)rec)->version = REC_VERSION_1;
-		n = rec_open(&r->crypto, rec, size, key, true, out, cap);
-	}
+	size = vault__rec_encode_as(t, t->rec_version ? t->rec_version : REC_VERSION, rec);
+	n = rec_open(&r->crypto, rec, size, key, vault_format1(r->v), out, cap);
 	return n;
 }
 

@@ -85,6 +85,10 @@ int row_check(const struct tsw_vault *v, const struct tsw_vault_row *row, const 
 		why = "device_ref: not printable";
 	else if (t->valid_from && t->valid_until && t->valid_from > t->valid_until)
 		why = "validity window: from after until";
+	else if (!TSW_TOKEN_CVN_VALID(t->cvn))
+		why = "cvn: not empty, 10, 16, 18 or 20";
+	else if (t->psn > TSW_TOKEN_PSN_MAX)
+		why = "psn: not two digits";
 	if (!why && t->original_token[0]) {
 		size_t ol = strnlen(t->original_token, sizeof(t->original_token));
 
@@ -896,9 +900,12 @@ static int reseal_records(struct tsw_vault *v, const struct tsw_vault_reseal_opt
 			OPENSSL_cleanse(pan, sizeof(pan));
 			if (r == 0) {
 				MDB_val nd = {.mv_size = len, .mv_data = buf};
+				MDB_val nk = {.mv_size = sizeof(key), .mv_data = &key};
 
-				/* same fields, same PAN: same size, so MDB_CURRENT */
-				r = mdb_to_errno(mdb_cursor_put(cur, &k, &nd, MDB_CURRENT));
+				/* MDB_CURRENT; a version 2 record grows by its tail,
+				 * and LMDB then deletes and inserts the node: the key
+				 * must not point into the page it rewrites */
+				r = mdb_to_errno(mdb_cursor_put(cur, &nk, &nd, MDB_CURRENT));
 				sealed++;
 			}
 			OPENSSL_cleanse(buf, sizeof(buf));

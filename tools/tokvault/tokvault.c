@@ -289,6 +289,8 @@ static int parse_modes(const char *s, uint32_t *ret)
 	return 0;
 }
 
+static int parse_u32(const char *s, uint32_t *ret);
+
 static int copy_arg(char *dst, size_t cap, const char *src)
 {
 	if (!src)
@@ -365,6 +367,22 @@ static int run_provision(struct tsw_vault *v, int argc, char **argv)
 	if ((s = opt(argc, argv, "--amount-limit")))
 		row.token.amount_limit = strtoull(s, NULL, 10);
 	row.token.device_required = flag(argc, argv, "--device-required");
+	if ((s = opt(argc, argv, "--cvn"))) {
+		uint32_t cvn = 0;
+
+		if (parse_u32(s, &cvn) < 0 || !TSW_TOKEN_CVN_VALID(cvn)) {
+			r = usage_error("--cvn: 10, 16, 18 or 20");
+			goto out;
+		}
+		row.token.cvn = (uint8_t)cvn;
+	}
+	if ((s = opt(argc, argv, "--psn"))) {
+		if (strlen(s) != 2 || s[0] < '0' || s[0] > '9' || s[1] < '0' || s[1] > '9') {
+			r = usage_error("--psn: two digits");
+			goto out;
+		}
+		row.token.psn = (uint8_t)((s[0] - '0') * 10 + (s[1] - '0'));
+	}
 	r = tsw_vault_provision(v, &row, bin, bin ? strlen(bin) : 0, len, &t);
 	if (r < 0) {
 		r = fail(r, "provision");
@@ -446,6 +464,11 @@ static int run_show(struct tsw_vault *v, int argc, char **argv)
 	       (unsigned long long)t.amount_limit, t.currency, t.max_uses, t.valid_from,
 	       t.valid_until, t.device_required, t.original_token, t.original_trid,
 	       t.original_token_ref, t.key_id, (unsigned long long)t.card_id, t.atc_epoch);
+	/* cvn=none: the token needs no cryptogram */
+	if (t.cvn)
+		printf("cvn=%u\npsn=%02u\n", t.cvn, t.psn);
+	else
+		printf("cvn=none\npsn=%02u\n", t.psn);
 	tsw_vault_reader_close(rd);
 	return 0;
 }
@@ -794,7 +817,7 @@ static const struct verb verbs[] = {
      "--pan PAN|- --pan-expiry YYMM | --from-token TOKEN  [--token-expiry YYMM] [--bin PREFIX]\n"
      "            [--length N] [--trid T] [--assurance N] [--pos-modes a|b] [--merchant-id M]\n"
      "            [--max-uses N] [--amount-limit N] [--currency C] [--device-required]\n"
-     "            [--device REF] [--par P] [--token-ref R]",
+     "            [--device REF] [--par P] [--token-ref R] [--cvn 10|16|18|20] [--psn NN]",
      "draws a random unused Luhn-valid token from a range, prints it", run_provision, 0,
      PAN_STDIN_NOTE},
     {"show", "TOKEN", "prints the token record (PAN masked)", run_show, TSW_VAULT_RDONLY, NULL},

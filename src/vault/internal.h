@@ -74,7 +74,14 @@ struct tsw_vault {
 	int key_error;	      /* atomic: a refused key reload, until taken */
 	pthread_mutex_t refresh_lock;
 	size_t sort_mem; /* bytes a bulk write may sort in memory */
+	/* the key store (keystore.c): opened, or created, at open by a
+	 * writer; a read-only handle opens it when it first needs it, once
+	 * a writer made it (under refresh_lock; has_hsm_keys atomic) */
+	MDB_dbi dbi_hsm_keys;
+	bool has_hsm_keys;
 };
+
+#define VAULT_DB_HSM_KEYS "hsmkeys"
 
 /* ---- LMDB errors ---- */
 int mdb_to_errno(int rc);
@@ -137,6 +144,14 @@ int crypto_open(struct pan_crypto *c, uint32_t key_id, const struct aad *aad, un
 		const uint8_t *sealed, size_t sealed_len, char *out, size_t cap);
 int crypto_card_key(struct pan_crypto *c, const char *pan, size_t pan_len,
 		    uint8_t out[CARD_KEY_BYTES]);
+/* crypto_seal() / crypto_open() for any plaintext of up to
+ * VAULT_SEAL_PLAIN_MAX bytes (the key store's keys): out holds
+ * NONCE_BYTES + len + TAG_BYTES; open returns the plaintext length. */
+#define VAULT_SEAL_PLAIN_MAX 32
+int vault__seal(struct pan_crypto *c, int slot, const struct aad *aad, unsigned n_aad,
+		const void *plain, size_t len, const uint8_t *nonce, uint8_t *out);
+int vault__open(struct pan_crypto *c, uint32_t key_id, const struct aad *aad, unsigned n_aad,
+		const uint8_t *sealed, size_t sealed_len, void *out, size_t cap);
 
 /* ---- record.c ---- */
 #define REC_VERSION 3	/* version 2 + the card cryptography tail (struct rec_tail) */
@@ -262,6 +277,16 @@ int index_pair_open(struct tsw_vault *v, MDB_txn *txn, uint32_t p);
 int meta_get_u32(struct tsw_vault *v, MDB_txn *txn, const char *name, uint32_t *ret);
 int meta_bump_gen(struct tsw_vault *v, MDB_txn *txn);
 int kcv_register(struct tsw_vault *v, MDB_txn *txn, uint32_t id, const uint8_t key[KEY_BYTES]);
+
+/* ---- keystore.c ---- */
+/* Key store records sealed under PAN key key_id (authenticated or not),
+ * for keys retire. */
+int vault__keystore_users(struct tsw_vault *v, MDB_txn *txn, uint32_t key_id, uint64_t *ret_n);
+/* Seals every key store record that is not under c's current key again
+ * under it (rekey); records failing authentication are left as they are
+ * and counted in *ret_failed. */
+int vault__keystore_reseal(struct tsw_vault *v, MDB_txn *txn, struct pan_crypto *c,
+			   uint64_t *ret_sealed, uint64_t *ret_failed);
 
 /* ---- write.c ---- */
 /* Validates a row (everything but uniqueness). reason: static text. */

@@ -469,6 +469,13 @@ static int open_dbis(struct tsw_vault *v, MDB_txn *txn, bool create)
 	if (rc)
 		return mdb_to_errno(rc);
 	v->has_pair[0] = true;
+	/* the key store: a writer makes it, a reader finds it or not */
+	rc = mdb_dbi_open(txn, VAULT_DB_HSM_KEYS, (v->flags & TSW_VAULT_RDONLY) ? 0 : MDB_CREATE,
+			  &v->dbi_hsm_keys);
+	if (rc == 0)
+		v->has_hsm_keys = true;
+	else if (rc != MDB_NOTFOUND)
+		return rc == MDB_INCOMPATIBLE ? -TSW_E_CORRUPT : mdb_to_errno(rc);
 	/* the second pair exists once an index rekey made it */
 	rc = mdb_dbi_open(txn, "index2", MDB_DUPSORT | MDB_DUPFIXED | MDB_INTEGERDUP,
 			  &v->pair_index[1]);

@@ -915,6 +915,13 @@ static int reseal_records(struct tsw_vault *v, const struct tsw_vault_reseal_opt
 		else if (r == 0 && rc != 0)
 			r = mdb_to_errno(rc);
 		mdb_cursor_close(cur);
+		if (r == 0 && !more && o->mode != TSW_VAULT_RESEAL_UPGRADE) {
+			/* the key store's few records, with the last chunk */
+			uint64_t ks = 0, kf = 0;
+
+			r = vault__keystore_reseal(v, txn, &c, &ks, &kf);
+			failed += kf;
+		}
 		if (r == 0 && !more && vault_format1(v)) {
 			r = meta_set_format(v, txn, VAULT_FORMAT);
 			if (r == 0)
@@ -1012,6 +1019,12 @@ int tsw_vault_retire_key(struct tsw_vault *v, uint32_t id, uint64_t *ret_records
 		    le32toh(((const struct rec *)d.mv_data)->key_id) == id)
 			users++;
 	mdb_cursor_close(cur);
+	if (r == 0) {
+		uint64_t keys = 0;
+
+		r = vault__keystore_users(v, txn, id, &keys);
+		users += keys;
+	}
 	if (r == 0 && users)
 		r = -EBUSY;
 	if (r == 0)

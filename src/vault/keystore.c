@@ -53,6 +53,8 @@ struct krec {
 	uint8_t sealed[KREC_SEALED_MAX];
 } __attribute__((packed));
 
+_Static_assert(sizeof(struct krec) == 108, "docs/vault.md gives the record's size");
+
 /* Told apart from a token record's associated data in any case (another
  * database, another layout), but never to be confused with one. */
 static const char AAD_LABEL[] = "tokswitch key store v1";

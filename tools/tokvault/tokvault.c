@@ -751,7 +751,8 @@ static int run_upgrade(struct tsw_vault *v, int argc, char **argv)
 	r = tsw_vault_reseal(v, &o, &res);
 	r = reseal_report(r, &res, "upgrade");
 	if (r == 0)
-		printf("%llu records authenticated: the vault is format 2, the switch opens it\n",
+		printf("%llu records authenticated as version 3: the vault is format 3, the "
+		       "switch opens it\n",
 		       (unsigned long long)res.records);
 	return r;
 }
@@ -1122,7 +1123,8 @@ static const struct verb verbs[] = {
      "  after a crash); --chunk-rows N records per transaction (default\n"
      "  10000); --progress prints a line per durable step"},
     {"upgrade", "[--progress]",
-     "authenticates every record of a format 1 vault (the switch refuses one until then)",
+     "rewrites every record older than version 3 (a format 1 vault's: authenticated; the "
+     "switch refuses one until then)",
      run_upgrade, 0, NULL},
     {"keys", "retire ID", "takes a PAN key out of the key file once no record uses it", run_keys, 0,
      NULL},

@@ -1104,7 +1104,7 @@ static int index_begin(struct tsw_vault *v, const struct tsw_vault_reseal_opts *
  * card's state copied over, and the record sealed again with the new
  * card id. */
 static int index_one(struct tsw_vault *v, struct pan_crypto *c_old, struct pan_crypto *c_new,
-		     MDB_txn *txn, MDB_cursor *cur, MDB_val *k, const MDB_val *d, uint64_t key,
+		     MDB_txn *txn, MDB_cursor *cur, const MDB_val *d, uint64_t key,
 		     uint32_t p, uint32_t live)
 {
 	uint8_t old_ck[CARD_KEY_BYTES], new_ck[CARD_KEY_BYTES], buf[REC_MAX_BYTES];
@@ -1137,7 +1137,9 @@ static int index_one(struct tsw_vault *v, struct pan_crypto *c_old, struct pan_c
 	if (r == 0) {
 		MDB_val nd = {.mv_size = len, .mv_data = buf};
 
-		r = mdb_to_errno(mdb_cursor_put(cur, k, &nd, MDB_CURRENT));
+		/* tk, not the cursor's key: a version 2 record grows by its
+		 * tail, and LMDB then rewrites the page that key points into */
+		r = mdb_to_errno(mdb_cursor_put(cur, &tk, &nd, MDB_CURRENT));
 	}
 out_wipe:
 	OPENSSL_cleanse(pan, sizeof(pan));
@@ -1225,7 +1227,7 @@ int tsw_vault_rekey_index(struct tsw_vault *v, const struct tsw_vault_reseal_opt
 			memcpy(&key, k.mv_data, sizeof(key));
 			next = key + 1;
 			n++;
-			r = index_one(v, &c_old, &c_new, txn, cur, &k, &d, key, 1 - st.db, st.db);
+			r = index_one(v, &c_old, &c_new, txn, cur, &d, key, 1 - st.db, st.db);
 			if (r == -TSW_E_INTEGRITY || r == -TSW_E_CORRUPT) {
 				failed++; /* not indexed: card verbs do not reach it */
 				r = 0;

@@ -2752,6 +2752,29 @@ Test(vault, format2_vault_is_read_as_is_marked_format3_by_a_writer_and_upgraded)
 	cr_expect_eq(lookup_ro(F2_TOKENS[0], &t), -TSW_E_INTEGRITY);
 }
 
+Test(vault, format2_vault_index_rekey_rewrites_its_records_as_version3)
+{
+	struct tsw_vault_reseal_opts o = {.chunk_rows = 5};
+	struct tsw_vault_reseal_result res = {0};
+	struct tsw_vault *v = NULL;
+	uint8_t rec[1024];
+	size_t tokens = 0;
+
+	copy_format2_vault();
+	cr_assert_eq(tsw_vault_open(fx.vault, fx.key, 0, &v), 0);
+	cr_assert_eq(tsw_vault_rekey_index(v, &o, &res), 0);
+	cr_expect_eq(res.records, 12);
+	cr_expect_eq(res.failed, 0);
+	for (int i = 0; i < 12; i++) {
+		raw_record_get(F2_TOKENS[i], rec, sizeof(rec));
+		cr_expect_eq(rec[0], 3, "token %d", i);
+	}
+	expect_format2_tokens(v);
+	cr_assert_eq(tsw_vault_set_card_suspended(v, F2_PANS[0], 16, true, &tokens), 0);
+	cr_expect_eq(tokens, 3, "the card reaches its tokens through the new index");
+	tsw_vault_close(v);
+}
+
 /* The vault's check values are tsw_hsm's. */
 static void expect_hsm_kcv(const struct tsw_vault_key_info *k, const uint8_t *bytes, size_t len)
 {

@@ -44,6 +44,7 @@ enum {
 	TSW_E_CRYPTOGRAM,     /* an EMV cryptogram does not verify */
 	TSW_E_PIN_FORMAT,     /* a PIN block does not decrypt to its format */
 	TSW_E_PIN_PAN,        /* a PIN block was formed with another account number */
+	TSW_E_ATC_WINDOW,     /* an ATC too far ahead of the last one accepted */
 	TSW_E_MAX
 };
 

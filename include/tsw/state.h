@@ -86,6 +86,7 @@ struct tsw_state;
 #define TSW_STATE_SAF_MAX_ENTRIES_LIMIT (1u << 22)  /* ids carry a 24-bit slot, 2 per entry */
 #define TSW_STATE_SAF_LEASE_MS_DEFAULT 30000u	    /* a claim's lifetime */
 #define TSW_STATE_SAF_MSG_MAX 8192u		    /* bytes of one message (a frame) */
+#define TSW_STATE_ATC_WINDOW_DEFAULT 100u	    /* ATCs a new one may be ahead of the last */
 
 /* The state's clock for SAF leases and backoff: milliseconds, monotonic.
  * Default: CLOCK_MONOTONIC. Tests inject their own. Called with a state
@@ -213,17 +214,32 @@ int tsw_state_release(struct tsw_state *st, uint64_t ticket);
  * token). */
 int tsw_state_return_use(struct tsw_state *st, const char *token, size_t len);
 
-/* Replay check of an ATC for token: atc_epoch is struct tsw_token's
- * atc_epoch (bumped by `tokvault repersonalize`). A higher epoch than the
- * one stored resets the last ATC to 0 first. Returns 0 when atc is above
- * the last ATC of the same epoch (and records it, queued for the writer),
- * -TSW_E_EXISTS when it is not, or the epoch is older than the stored one
- * (replayed: CRYPTOGRAM decline), -EAGAIN (queue full: nothing recorded),
- * -ENOSPC (token table full), -TSW_E_BAD_INPUT (bad token length). The
- * last ATC is durable at the next group commit; a crash in between may
- * forget it (the cryptogram itself still has to verify). */
+/* Replay check of an EMV application transaction counter (9F36) for
+ * token (digits, len 1..19), made durable like a reservation. atc_epoch
+ * is struct tsw_token's atc_epoch (bumped by `tokvault repersonalize`): a
+ * higher epoch than the stored one starts again from a last ATC of 0, so
+ * ATC 1 is accepted again; a lower one is a replay. window bounds how far
+ * ahead of the last accepted ATC a new one may be (atc - last <= window;
+ * 0: no bound; the switch's cryptogram.atc_window, default
+ * TSW_STATE_ATC_WINDOW_DEFAULT). Call it after the cryptogram verified
+ * (a forged cryptogram must not move the counter) and before any limited
+ * use is taken.
+ *
+ * Returns 0 when atc is accepted: it is the token's last ATC from now on
+ * (a second request with it is a replay at once) and is durable once
+ * tsw_state_durable(*ret_ticket) (the writer's next group commit; the
+ * eventfds fire): answer the acquirer only then, or a crash could accept
+ * the same cryptogram twice. *ret_ticket (may be NULL) is only for
+ * tsw_state_durable(): it is no reservation (commit_use/release answer
+ * -TSW_E_NOT_FOUND). Errors, nothing recorded: -TSW_E_EXISTS (atc at or
+ * below the last one of the epoch, or an older epoch: ATC_REPLAY),
+ * -TSW_E_ATC_WINDOW (more than window ahead: ATC_WINDOW), -EAGAIN (the
+ * writer's queue is full: queue_full), -ENOSPC (the writer is degraded,
+ * tsw_state_health(): atc_refused; or the token table is full:
+ * table_full), -TSW_E_BAD_INPUT (bad token length or NULL token). Never
+ * waits on I/O. */
 int tsw_state_atc_check(struct tsw_state *st, const char *token, size_t len, uint32_t atc_epoch,
-			uint32_t atc);
+			uint32_t atc, uint32_t window, uint64_t *ret_ticket);
 
 /* One token's state, for tools and tests. */
 struct tsw_state_token {
@@ -376,6 +392,8 @@ struct tsw_state_stats {
 	uint64_t uses_returned;	   /* return_use that gave a committed use back */
 	uint64_t atc_ok;
 	uint64_t atc_replayed;
+	uint64_t atc_window;  /* ATCs refused: beyond the window */
+	uint64_t atc_refused; /* ATCs refused: writer degraded */
 	uint64_t batches;   /* LMDB transactions committed */
 	uint64_t batch_ops; /* updates written */
 	uint64_t batch_max; /* largest batch */

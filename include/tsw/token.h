@@ -114,6 +114,20 @@ struct tsw_token {
 	 * (atc_epoch, last ATC) and treats a higher epoch here as "ATC reset
 	 * to 0" */
 	uint32_t atc_epoch;
+	/* card cryptography: the EMV cryptogram version a chip or contactless
+	 * request must carry an ARQC of (0: none required; 10, 16, 18, 20:
+	 * enum tsw_hsm_cvn) and the PAN sequence number the device was
+	 * personalized with (0..99; DE55's 5F34, when present, wins) */
+	uint8_t cvn;
+	uint8_t psn;
+	/* the layout the record was read from (the vault's business:
+	 * tsw_vault_decrypt_pan() authenticates it as stored; 0 for a record
+	 * not read from the vault) */
+	uint8_t rec_version;
 };
+
+/* Values of tsw_token.cvn (besides 0) and the largest PSN. */
+#define TSW_TOKEN_CVN_VALID(c) ((c) == 0 || (c) == 10 || (c) == 16 || (c) == 18 || (c) == 20)
+#define TSW_TOKEN_PSN_MAX 99
 
 #endif

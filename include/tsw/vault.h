@@ -386,4 +386,141 @@ int tsw_vault_rekey_index(struct tsw_vault *v, const struct tsw_vault_reseal_opt
  * switch keeps the key in memory until it restarts. */
 int tsw_vault_retire_key(struct tsw_vault *v, uint32_t id, uint64_t *ret_records);
 
+/* ---- key store: the card cryptography keys (docs/vault.md, docs/hsm.md) ----
+ *
+ * Keys for src/hsm live in the vault environment (database "hsmkeys"),
+ * each sealed like a PAN: AES-256-GCM under the vault's current PAN key,
+ * every other byte of its record (kind, id, scope, algorithm, check value,
+ * state, times) as associated data, so an edited or moved record fails to
+ * open. A key has a kind, an id (unique within its kind, for ever: a
+ * retired key keeps its id), a scope (what selects it) and an algorithm:
+ *
+ *	kind          scope                         algorithms
+ *	imk-ac        token BIN range prefix        TDES2 (EMV option A is TDES)
+ *	zpk-acquirer  acquirer id (DE32 digits)     TDES2, TDES3, AES-128, AES-256
+ *	zpk-issuer    issuer index (0..255)         TDES2, TDES3, AES-128, AES-256
+ *	tavv          token BIN range prefix        AES-128, AES-256 (AES-CMAC)
+ *
+ * Rotation: several active keys may share a kind and scope; a new one is
+ * added, the old one retired when nothing uses it any more. Retired keys
+ * stay in the store, marked retired (never loaded again, their id never
+ * reused: the store keeps the history). The check value (KCV) is the
+ * one tsw_hsm computes: TDES, 3 bytes of E(K, 0^8); AES, 5 bytes of
+ * AES-CMAC(K, 0^16).
+ *
+ * Threads: tsw_vault_key_add() and tsw_vault_key_retire() are writes
+ * (above: one thread at a time per handle, -EROFS on a read-only vault);
+ * tsw_vault_key_list() and tsw_vault_key_load() each run in a read
+ * transaction of their own and may run on any thread, also on a
+ * read-only vault, beside readers and a writer in another process.
+ * No function here logs; no error carries key bytes. */
+enum tsw_vault_key_kind {
+	TSW_VAULT_KEY_IMK_AC,
+	TSW_VAULT_KEY_ZPK_ACQUIRER,
+	TSW_VAULT_KEY_ZPK_ISSUER,
+	TSW_VAULT_KEY_TAVV,
+	TSW_VAULT_KEY_KIND_MAX
+};
+
+/* In the order of enum tsw_hsm_alg (the engine passes it on). */
+enum tsw_vault_key_alg {
+	TSW_VAULT_KEY_TDES2,  /* 16 bytes */
+	TSW_VAULT_KEY_TDES3,  /* 24 bytes */
+	TSW_VAULT_KEY_AES128, /* 16 bytes */
+	TSW_VAULT_KEY_AES256, /* 32 bytes */
+	TSW_VAULT_KEY_ALG_MAX
+};
+
+enum tsw_vault_key_state {
+	TSW_VAULT_KEY_ACTIVE,
+	TSW_VAULT_KEY_RETIRED,
+	TSW_VAULT_KEY_STATE_MAX
+};
+
+#define TSW_VAULT_HSM_KEYS_MAX 1024u /* keys in the store, retired included */
+#define TSW_VAULT_KEY_ID_MAX 32u     /* id: 1..32 of [A-Za-z0-9._-] */
+#define TSW_VAULT_KEY_SCOPE_MAX 12u  /* scope digits */
+#define TSW_VAULT_KEY_BYTES_MAX 32u
+#define TSW_VAULT_KCV_MAX 5u
+
+struct tsw_vault_key_info {
+	uint8_t kind;	 /* enum tsw_vault_key_kind */
+	uint8_t alg;	 /* enum tsw_vault_key_alg */
+	uint8_t state;	 /* enum tsw_vault_key_state */
+	uint8_t kcv_len; /* 3 (TDES) or 5 (AES) */
+	uint8_t kcv[TSW_VAULT_KCV_MAX];
+	char id[TSW_VAULT_KEY_ID_MAX + 1];
+	char scope[TSW_VAULT_KEY_SCOPE_MAX + 1]; /* digits: range prefix, DE32 or issuer index */
+	uint32_t sealed_by;			 /* the PAN key id that seals it */
+	uint64_t added;				 /* unix seconds */
+	uint64_t retired;			 /* unix seconds; 0 while active */
+};
+
+/* A usable key with its bytes, filled by tsw_vault_key_load(). */
+struct tsw_vault_key {
+	struct tsw_vault_key_info info;
+	uint8_t len; /* 16, 24 or 32 by info.alg */
+	uint8_t bytes[TSW_VAULT_KEY_BYTES_MAX];
+};
+
+/* "imk-ac", "zpk-acquirer", "zpk-issuer", "tavv" / "tdes2", "tdes3",
+ * "aes128", "aes256" / "active", "retired"; "?" out of range. Static. */
+const char *tsw_vault_key_kind_name(enum tsw_vault_key_kind kind);
+const char *tsw_vault_key_alg_name(enum tsw_vault_key_alg alg);
+const char *tsw_vault_key_state_name(enum tsw_vault_key_state state);
+/* The kind or algorithm of a name above; -TSW_E_BAD_INPUT when none. */
+int tsw_vault_key_kind_parse(const char *name, enum tsw_vault_key_kind *ret_kind);
+int tsw_vault_key_alg_parse(const char *name, enum tsw_vault_key_alg *ret_alg);
+/* Bytes of a key of alg (16, 24, 16, 32); 0 out of range. */
+size_t tsw_vault_key_alg_len(enum tsw_vault_key_alg alg);
+
+/* Adds the key bytes[0..len) of kind, alg, id and scope (taken from *in:
+ * the other fields are ignored) as an active key, sealed under the
+ * current PAN key. The caller wipes bytes. TDES keys may carry any
+ * parity (DES ignores it); refused as weak: all zero bytes, or (parity
+ * ignored) K1 = K2, or K2 = K3 for TDES3 (single DES in disguise).
+ * *ret_info (may be NULL) gets the stored record, check value included.
+ * Returns 0, -TSW_E_BAD_INPUT (kind, an algorithm the kind does not take,
+ * len not the algorithm's, an id or scope of the wrong form, a weak
+ * key), -TSW_E_EXISTS (the kind has that id already, active or retired),
+ * -TSW_E_FULL (TSW_VAULT_HSM_KEYS_MAX keys), -EROFS, -EIO, -errno. */
+int tsw_vault_key_add(struct tsw_vault *v, const struct tsw_vault_key_info *in,
+		      const uint8_t *bytes, size_t len, struct tsw_vault_key_info *ret_info);
+
+/* Marks key id (id_len bytes) of kind retired: it is never loaded again.
+ * The record is authenticated first and sealed again with its new state.
+ * *ret_info (may be NULL): the record as now stored. Returns 0,
+ * -TSW_E_NOT_FOUND (no such key), -EALREADY (retired already),
+ * -TSW_E_INTEGRITY (the record fails authentication: left as it is),
+ * -TSW_E_BAD_INPUT, -EROFS, -errno. A running switch keeps a retired key
+ * until it loads the keys again. */
+int tsw_vault_key_retire(struct tsw_vault *v, enum tsw_vault_key_kind kind, const char *id,
+			 size_t id_len, struct tsw_vault_key_info *ret_info);
+
+/* Called once per stored key, in (kind, id) order, with what the record
+ * says (never the bytes) and err: 0 when its seal opened, else why it did
+ * not (-TSW_E_INTEGRITY: edited, moved or damaged; -TSW_E_NOT_FOUND:
+ * sealed under a PAN key the key file lacks; -TSW_E_CORRUPT: not a key
+ * record at all, info then holds only kind and id). A nonzero return
+ * stops the walk; tsw_vault_key_list() returns it. */
+typedef int (*tsw_vault_key_fn)(void *ctx, const struct tsw_vault_key_info *info, int err);
+
+/* Walks every stored key, active and retired, authenticating each (the
+ * bytes are decrypted into a scratch buffer, wiped at once). Returns 0,
+ * what fn returned, or -errno. */
+int tsw_vault_key_list(struct tsw_vault *v, tsw_vault_key_fn fn, void *ctx);
+
+/* Copies every active key, authenticated, with its bytes, into
+ * keys[0..*ret_n) in (kind, id) order; the caller imports them (into
+ * tsw_hsm's locked memory) and wipes keys (OPENSSL_cleanse) at once.
+ * Every temporary here is wiped before return. A key failing
+ * authentication fails the whole load: the caller keeps the keys it
+ * has. On any error keys[0..cap) is wiped and *ret_n untouched. Returns
+ * 0, -TSW_E_NO_SPACE (more than cap active keys), -TSW_E_INTEGRITY
+ * (a key record fails authentication or its check value),
+ * -TSW_E_NOT_FOUND (a key sealed under a PAN key this process lacks),
+ * -TSW_E_CORRUPT, -errno. */
+int tsw_vault_key_load(struct tsw_vault *v, struct tsw_vault_key *keys, size_t cap,
+		       size_t *ret_n);
+
 #endif

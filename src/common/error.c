@@ -36,6 +36,7 @@ static const char *const tsw_messages[TSW_E_MAX - TSW_E_BASE] = {
 	[TSW_E_CRYPTOGRAM - TSW_E_BASE] = "cryptogram does not verify",
 	[TSW_E_PIN_FORMAT - TSW_E_BASE] = "PIN block malformed",
 	[TSW_E_PIN_PAN - TSW_E_BASE] = "PIN block bound to another account number",
+	[TSW_E_ATC_WINDOW - TSW_E_BASE] = "ATC too far ahead of the last one accepted",
 };
 
 const char *tsw_strerror(int err)

@@ -1248,16 +1248,23 @@ int tsw_state_return_use(struct tsw_state *st, const char *token, size_t len)
 }
 
 int tsw_state_atc_check(struct tsw_state *st, const char *token, size_t len, uint32_t atc_epoch,
-			uint32_t atc)
+			uint32_t atc, uint32_t window, uint64_t *ret_ticket)
 {
 	uint32_t last, old_epoch, old_last;
 	struct shard *sh;
 	struct entry *e;
+	uint64_t seq;
 	int rc;
 
 	rc = valid_token(token, len);
 	if (rc < 0)
 		return rc;
+	if (tsw_state_degraded(st)) {
+		/* the ATC could not be made durable: refused at once, as a
+		 * reservation is */
+		count(&st->c.atc_refused);
+		return -ENOSPC;
+	}
 	e = lock_find(st, token, len, true, &sh);
 	if (e == NULL) {
 		pthread_mutex_unlock(&sh->lock);
@@ -1273,9 +1280,15 @@ int tsw_state_atc_check(struct tsw_state *st, const char *token, size_t len, uin
 		count(&st->c.atc_replayed);
 		return -TSW_E_EXISTS;
 	}
+	if (window && atc - last > window) {
+		pthread_mutex_unlock(&sh->lock);
+		count(&st->c.atc_window);
+		return -TSW_E_ATC_WINDOW;
+	}
 	e->atc_epoch = atc_epoch;
 	e->last_atc = atc;
-	if (enqueue(st, e) == 0) {
+	seq = enqueue(st, e);
+	if (seq == 0) {
 		e->atc_epoch = old_epoch;
 		e->last_atc = old_last;
 		pthread_mutex_unlock(&sh->lock);
@@ -1283,6 +1296,8 @@ int tsw_state_atc_check(struct tsw_state *st, const char *token, size_t len, uin
 	}
 	pthread_mutex_unlock(&sh->lock);
 	count(&st->c.atc_ok);
+	if (ret_ticket)
+		*ret_ticket = seq << TICKET_SLOT_BITS; /* slot 0 of no reservation */
 	return 0;
 }
 
@@ -1328,6 +1343,8 @@ void tsw_state_stats(const struct tsw_state *st, struct tsw_state_stats *ret)
 	ret->uses_returned = LOAD(uses_returned);
 	ret->atc_ok = LOAD(atc_ok);
 	ret->atc_replayed = LOAD(atc_replayed);
+	ret->atc_window = LOAD(atc_window);
+	ret->atc_refused = LOAD(atc_refused);
 	ret->batches = LOAD(batches);
 	ret->batch_ops = LOAD(batch_ops);
 	ret->batch_max = LOAD(batch_max);

@@ -108,7 +108,7 @@ struct saf_queue {
 
 struct counters {
 	atomic_uint_fast64_t queue_full, table_full, tickets_full, reserve_ok, reserve_exhausted,
-	    commits, releases, release_unqueued, atc_ok, atc_replayed, batches, batch_ops,
+	    commits, releases, release_unqueued, atc_ok, atc_replayed, atc_window, atc_refused, batches, batch_ops,
 	    batch_max, commit_errors, commit_ns_total, tokens, reservations, queue_len,
 	    uses_returned;
 	atomic_uint_fast64_t saf_depth, saf_puts, saf_acks, saf_retries, saf_claims,

@@ -1,6 +1,7 @@
 /* PAN sealing (AES-256-GCM, a fresh 96-bit random nonce per write, the
  * associated data given by the caller: the token digits and every other
- * byte of the record, record.c) and the keyed PAN hash of the index.
+ * byte of the record, record.c), the same for the key store's keys
+ * (keystore.c), and the keyed PAN hash of the index.
  * Contexts are keyed once and reused: a seal or open only sets the nonce. */
 #include <errno.h>
 #include <openssl/core_names.h>
@@ -68,12 +69,12 @@ static int add_aad(EVP_CIPHER_CTX *ctx, bool enc, const struct aad *aad, unsigne
 	return 0;
 }
 
-int crypto_seal(struct pan_crypto *c, int slot, const struct aad *aad, unsigned n_aad,
-		const char *pan, size_t pan_len, const uint8_t *nonce, uint8_t *out)
+int vault__seal(struct pan_crypto *c, int slot, const struct aad *aad, unsigned n_aad,
+		const void *plain, size_t len, const uint8_t *nonce, uint8_t *out)
 {
 	int n = 0;
 
-	if (pan_len > TSW_PAN_MAX_DIGITS || slot < 0 ||
+	if (len > VAULT_SEAL_PLAIN_MAX || slot < 0 ||
 	    (uint32_t)slot >= __atomic_load_n(&c->keys->n_pan, __ATOMIC_ACQUIRE))
 		return -TSW_E_BAD_INPUT;
 	if (slot != c->enc_slot) {
@@ -89,28 +90,36 @@ int crypto_seal(struct pan_crypto *c, int slot, const struct aad *aad, unsigned 
 		return -EIO;
 	if (EVP_EncryptInit_ex(c->enc, NULL, NULL, NULL, out) != 1 ||
 	    add_aad(c->enc, true, aad, n_aad) < 0 ||
-	    EVP_EncryptUpdate(c->enc, out + NONCE_BYTES, &n, (const uint8_t *)pan, (int)pan_len) !=
-		1 ||
+	    EVP_EncryptUpdate(c->enc, out + NONCE_BYTES, &n, plain, (int)len) != 1 ||
 	    EVP_EncryptFinal_ex(c->enc, out + NONCE_BYTES + n, &n) != 1 ||
-	    EVP_CIPHER_CTX_ctrl(c->enc, EVP_CTRL_GCM_GET_TAG, TAG_BYTES,
-				out + NONCE_BYTES + pan_len) != 1)
+	    EVP_CIPHER_CTX_ctrl(c->enc, EVP_CTRL_GCM_GET_TAG, TAG_BYTES, out + NONCE_BYTES + len) !=
+		1)
 		return -EIO;
 	return 0;
 }
 
-int crypto_open(struct pan_crypto *c, uint32_t key_id, const struct aad *aad, unsigned n_aad,
-		const uint8_t *sealed, size_t sealed_len, char *out, size_t cap)
+int crypto_seal(struct pan_crypto *c, int slot, const struct aad *aad, unsigned n_aad,
+		const char *pan, size_t pan_len, const uint8_t *nonce, uint8_t *out)
+{
+	if (pan_len > TSW_PAN_MAX_DIGITS)
+		return -TSW_E_BAD_INPUT;
+	return vault__seal(c, slot, aad, n_aad, pan, pan_len, nonce, out);
+}
+
+int vault__open(struct pan_crypto *c, uint32_t key_id, const struct aad *aad, unsigned n_aad,
+		const uint8_t *sealed, size_t sealed_len, void *out, size_t cap)
 {
 	int slot = keyring_slot(c->keys, key_id);
-	size_t pan_len;
+	size_t len;
 	int n = 0, r = 0;
 
 	if (slot < 0)
 		return -TSW_E_NOT_FOUND;
-	if (sealed_len < NONCE_BYTES + TAG_BYTES + 1 || sealed_len > TSW_SEALED_PAN_MAX)
+	if (sealed_len < NONCE_BYTES + TAG_BYTES + 1 ||
+	    sealed_len > NONCE_BYTES + VAULT_SEAL_PLAIN_MAX + TAG_BYTES)
 		return -TSW_E_INTEGRITY;
-	pan_len = sealed_len - NONCE_BYTES - TAG_BYTES;
-	if (cap < pan_len)
+	len = sealed_len - NONCE_BYTES - TAG_BYTES;
+	if (cap < len)
 		return -TSW_E_NO_SPACE;
 	if (!c->dec[slot]) {
 		c->dec[slot] = keyed_ctx(c->keys->pan[slot].key, false);
@@ -120,16 +129,26 @@ int crypto_open(struct pan_crypto *c, uint32_t key_id, const struct aad *aad, un
 	EVP_CIPHER_CTX *ctx = c->dec[slot];
 	if (EVP_DecryptInit_ex(ctx, NULL, NULL, NULL, sealed) != 1 ||
 	    add_aad(ctx, false, aad, n_aad) < 0 ||
-	    EVP_DecryptUpdate(ctx, (uint8_t *)out, &n, sealed + NONCE_BYTES, (int)pan_len) != 1 ||
+	    EVP_DecryptUpdate(ctx, out, &n, sealed + NONCE_BYTES, (int)len) != 1 ||
 	    EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, TAG_BYTES,
-				(void *)(sealed + NONCE_BYTES + pan_len)) != 1 ||
+				(void *)(sealed + NONCE_BYTES + len)) != 1 ||
 	    EVP_DecryptFinal_ex(ctx, (uint8_t *)out + n, &n) != 1)
 		r = -TSW_E_INTEGRITY;
 	if (r < 0) {
-		OPENSSL_cleanse(out, pan_len);
+		OPENSSL_cleanse(out, len);
 		return r;
 	}
-	return (int)pan_len;
+	return (int)len;
+}
+
+int crypto_open(struct pan_crypto *c, uint32_t key_id, const struct aad *aad, unsigned n_aad,
+		const uint8_t *sealed, size_t sealed_len, char *out, size_t cap)
+{
+	if (keyring_slot(c->keys, key_id) < 0)
+		return -TSW_E_NOT_FOUND;
+	if (sealed_len > TSW_SEALED_PAN_MAX)
+		return -TSW_E_INTEGRITY;
+	return vault__open(c, key_id, aad, n_aad, sealed, sealed_len, out, cap);
 }
 
 int crypto_card_key(struct pan_crypto *c, const char *pan, size_t pan_len,

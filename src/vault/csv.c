@@ -36,6 +36,8 @@ enum col {
 	COL_DEVICE_REF,
 	COL_VALID_FROM,
 	COL_VALID_UNTIL,
+	COL_CVN,
+	COL_PSN,
 	COL_MAX
 };
 
@@ -59,6 +61,8 @@ static const char *const col_names[COL_MAX] = {
     [COL_DEVICE_REF] = "device_ref",
     [COL_VALID_FROM] = "valid_from",
     [COL_VALID_UNTIL] = "valid_until",
+    [COL_CVN] = "cvn",
+    [COL_PSN] = "psn",
 };
 
 static const char *const pos_names[TSW_POS_MODE_MAX] = {
@@ -249,6 +253,14 @@ static const char *parse_row(const int *col_of, const struct field *f, struct ts
 	if (!parse_u64(F(COL_VALID_UNTIL), UINT32_MAX, &u))
 		return "valid_until: not unix seconds";
 	t->valid_until = (uint32_t)u;
+	if (!parse_u64(F(COL_CVN), UINT8_MAX, &u) || !TSW_TOKEN_CVN_VALID(u))
+		return "cvn: not empty, 10, 16, 18 or 20";
+	t->cvn = (uint8_t)u;
+	if (F(COL_PSN).len != 0 && F(COL_PSN).len != 2)
+		return "psn: not two digits";
+	if (!parse_u64(F(COL_PSN), TSW_TOKEN_PSN_MAX, &u))
+		return "psn: not two digits";
+	t->psn = (uint8_t)u;
 	return NULL;
 #undef F
 }

@@ -13,9 +13,10 @@
 #include "tsw/token.h"
 #include "tsw/vault.h"
 
-#define VAULT_FORMAT 2u	  /* every record authenticated (record.c) */
+#define VAULT_FORMAT 3u   /* may hold version 3 records and the key store */
+#define VAULT_FORMAT_2 2u /* every record authenticated, none of version 3 */
 #define VAULT_FORMAT_1 1u /* records before version 2: tokvault upgrade */
-#define VAULT_MAX_DBS 8
+#define VAULT_MAX_DBS 12
 #define KEY_BYTES 32
 #define KCV_BYTES 8
 #define NONCE_BYTES 12
@@ -74,7 +75,14 @@ struct tsw_vault {
 	int key_error;	      /* atomic: a refused key reload, until taken */
 	pthread_mutex_t refresh_lock;
 	size_t sort_mem; /* bytes a bulk write may sort in memory */
+	/* the key store (keystore.c): opened, or created, at open by a
+	 * writer; a read-only handle opens it when it first needs it, once
+	 * a writer made it (under refresh_lock; has_hsm_keys atomic) */
+	MDB_dbi dbi_hsm_keys;
+	bool has_hsm_keys;
 };
+
+#define VAULT_DB_HSM_KEYS "hsmkeys"
 
 /* ---- LMDB errors: the mapping every module shares (tsw/error.h) ---- */
 static inline int mdb_to_errno(int rc)
@@ -140,9 +148,18 @@ int crypto_open(struct pan_crypto *c, uint32_t key_id, const struct aad *aad, un
 		const uint8_t *sealed, size_t sealed_len, char *out, size_t cap);
 int crypto_card_key(struct pan_crypto *c, const char *pan, size_t pan_len,
 		    uint8_t out[CARD_KEY_BYTES]);
+/* crypto_seal() / crypto_open() for any plaintext of up to
+ * VAULT_SEAL_PLAIN_MAX bytes (the key store's keys): out holds
+ * NONCE_BYTES + len + TAG_BYTES; open returns the plaintext length. */
+#define VAULT_SEAL_PLAIN_MAX 32
+int vault__seal(struct pan_crypto *c, int slot, const struct aad *aad, unsigned n_aad,
+		const void *plain, size_t len, const uint8_t *nonce, uint8_t *out);
+int vault__open(struct pan_crypto *c, uint32_t key_id, const struct aad *aad, unsigned n_aad,
+		const uint8_t *sealed, size_t sealed_len, void *out, size_t cap);
 
 /* ---- record.c ---- */
-#define REC_VERSION 2	/* authenticated as a whole (record.c) */
+#define REC_VERSION 3	/* version 2 + the card cryptography tail (struct rec_tail) */
+#define REC_VERSION_2 2 /* authenticated as a whole (record.c) */
 #define REC_VERSION_1 1 /* vault format 1: only the PAN bound to the token */
 #define REC_F_DEVICE_REQUIRED 0x01
 #define REC_F_CARD_SUSPENDED 0x02
@@ -189,22 +206,35 @@ struct rec {
 	struct rec_merchant merchants[];
 } __attribute__((packed));
 
-#define REC_MAX_BYTES (sizeof(struct rec) + TSW_TOKEN_MERCHANTS_MAX * sizeof(struct rec_merchant))
+/* Version 3 appends this after the merchants. */
+struct rec_tail {
+	uint8_t cvn; /* 0: no cryptogram required; 10, 16, 18, 20 */
+	uint8_t psn; /* PAN sequence number, 0..99 */
+} __attribute__((packed));
+
+#define REC_MAX_BYTES                                                                              \
+	(sizeof(struct rec) + TSW_TOKEN_MERCHANTS_MAX * sizeof(struct rec_merchant) +              \
+	 sizeof(struct rec_tail))
 
 /* digits -> value; -TSW_E_BAD_INPUT unless 13..19 digits. */
 int token_key(const char *token, size_t len, uint64_t *ret_key);
 /* value, len -> digits with leading zeros, NUL-terminated. */
 void token_digits(uint64_t key, unsigned len, char *out);
 size_t rec_size(const struct rec *r);
-/* Encodes t into out (REC_MAX_BYTES); returns the size. */
+/* Encodes t into out (REC_MAX_BYTES) as a REC_VERSION record; returns
+ * the size. */
 size_t rec_encode(const struct tsw_token *t, uint8_t *out);
+/* rec_encode() in the layout of version (1, 2 or 3): the record as a
+ * vault of that version stored it. */
+size_t vault__rec_encode_as(const struct tsw_token *t, unsigned version, uint8_t *out);
 /* Checks the layout and decodes; key is the LMDB key. */
 int rec_decode(const void *data, size_t size, uint64_t key, struct tsw_token *ret_token);
-/* Checks a record's layout without decoding (version 1 or 2). */
+/* Checks a record's layout without decoding (version 1, 2 or 3). */
 int rec_check(const void *data, size_t size);
 /* Seals pan into the encoded record rec (size bytes; key: its token
- * value) under the current key, nonce NULL: fresh random; sets version,
- * key id and sealed length first, then authenticates the whole record.
+ * value) under the current key, nonce NULL: fresh random; sets key id and
+ * sealed length first (and version 2 on a version 1 record: the same
+ * layout; 2 and 3 keep theirs), then authenticates the whole record.
  * Any later change to rec needs a new seal. */
 int rec_seal(struct pan_crypto *c, uint8_t *rec, size_t size, uint64_t key, const char *pan,
 	     size_t pan_len, const uint8_t *nonce);
@@ -251,6 +281,16 @@ int index_pair_open(struct tsw_vault *v, MDB_txn *txn, uint32_t p);
 int meta_get_u32(struct tsw_vault *v, MDB_txn *txn, const char *name, uint32_t *ret);
 int meta_bump_gen(struct tsw_vault *v, MDB_txn *txn);
 int kcv_register(struct tsw_vault *v, MDB_txn *txn, uint32_t id, const uint8_t key[KEY_BYTES]);
+
+/* ---- keystore.c ---- */
+/* Key store records sealed under PAN key key_id (authenticated or not),
+ * for keys retire. */
+int vault__keystore_users(struct tsw_vault *v, MDB_txn *txn, uint32_t key_id, uint64_t *ret_n);
+/* Seals every key store record that is not under c's current key again
+ * under it (rekey); records failing authentication are left as they are
+ * and counted in *ret_failed. */
+int vault__keystore_reseal(struct tsw_vault *v, MDB_txn *txn, struct pan_crypto *c,
+			   uint64_t *ret_sealed, uint64_t *ret_failed);
 
 /* ---- write.c ---- */
 /* Validates a row (everything but uniqueness). reason: static text. */

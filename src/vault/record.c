@@ -8,7 +8,11 @@
  * key id, merchants, the unused tail of the sealed field). Editing any
  * byte, or moving the value to another token, makes the seal fail to
  * open. Version 1 records (vault format 1) bound only the PAN to the
- * token; they are read only by tokvault, to upgrade them. */
+ * token; they are read only by tokvault, to upgrade them. Version 3 is
+ * version 2 with struct rec_tail (cvn, psn) after the merchants, inside
+ * the associated data like every byte after the seal; a version 2 record
+ * reads as cvn 0, psn 0 (its version byte is authenticated, so a version
+ * 3 record cannot be passed off as one). */
 #include <endian.h>
 #include <openssl/crypto.h>
 #include <stddef.h>
@@ -48,7 +52,14 @@ void token_digits(uint64_t key, unsigned len, char *out)
 
 size_t rec_size(const struct rec *r)
 {
-	return sizeof(*r) + (size_t)r->n_merchants * sizeof(struct rec_merchant);
+	return sizeof(*r) + (size_t)r->n_merchants * sizeof(struct rec_merchant) +
+	       (r->version >= REC_VERSION ? sizeof(struct rec_tail) : 0);
+}
+
+static struct rec_tail *rec_tail_of(const struct rec *r)
+{
+	return (struct rec_tail *)((uint8_t *)r + sizeof(*r) +
+				   (size_t)r->n_merchants * sizeof(struct rec_merchant));
 }
 
 /* Copies a NUL-terminated string into a fixed NUL-padded field. */
@@ -70,11 +81,16 @@ static void get_str(char *dst, const char *src, size_t cap)
 
 size_t rec_encode(const struct tsw_token *t, uint8_t *out)
 {
+	return vault__rec_encode_as(t, REC_VERSION, out);
+}
+
+size_t vault__rec_encode_as(const struct tsw_token *t, unsigned version, uint8_t *out)
+{
 	struct rec *r = (struct rec *)out;
 	uint64_t orig = 0;
 
 	memset(r, 0, sizeof(*r));
-	r->version = REC_VERSION;
+	r->version = (uint8_t)version;
 	r->status = t->status;
 	r->token_len = t->token_len;
 	r->flags = (uint8_t)((t->device_required ? REC_F_DEVICE_REQUIRED : 0) |
@@ -114,6 +130,8 @@ size_t rec_encode(const struct tsw_token *t, uint8_t *out)
 		put_str(rm->acquirer_id, sizeof(rm->acquirer_id), m->acquirer_id);
 		put_str(rm->mcc, sizeof(rm->mcc), m->mcc);
 	}
+	if (version >= REC_VERSION)
+		*rec_tail_of(r) = (struct rec_tail){.cvn = t->cvn, .psn = t->psn};
 	return rec_size(r);
 }
 
@@ -121,13 +139,19 @@ int rec_check(const void *data, size_t size)
 {
 	const struct rec *r = data;
 
-	if (size < sizeof(*r) || (r->version != REC_VERSION && r->version != REC_VERSION_1) ||
+	if (size < sizeof(*r) || r->version < REC_VERSION_1 || r->version > REC_VERSION ||
 	    r->n_merchants > TSW_TOKEN_MERCHANTS_MAX || size != rec_size(r) ||
 	    r->status >= TSW_TOKEN_STATUS_MAX || r->token_len < TSW_TOKEN_MIN_DIGITS ||
 	    r->token_len > TSW_TOKEN_MAX_DIGITS || r->sealed_len > TSW_SEALED_PAN_MAX ||
 	    (r->original_len &&
 	     (r->original_len < TSW_TOKEN_MIN_DIGITS || r->original_len > TSW_TOKEN_MAX_DIGITS)))
 		return -TSW_E_CORRUPT;
+	if (r->version >= REC_VERSION) {
+		const struct rec_tail *tail = rec_tail_of(r);
+
+		if (!TSW_TOKEN_CVN_VALID(tail->cvn) || tail->psn > TSW_TOKEN_PSN_MAX)
+			return -TSW_E_CORRUPT;
+	}
 	return 0;
 }
 
@@ -179,6 +203,11 @@ int rec_decode(const void *data, size_t size, uint64_t key, struct tsw_token *re
 	memcpy(t->sealed_pan, r->sealed, r->sealed_len);
 	t->sealed_len = r->sealed_len;
 	t->atc_epoch = le32toh(r->atc_epoch);
+	t->rec_version = r->version;
+	if (r->version >= REC_VERSION) {
+		t->cvn = rec_tail_of(r)->cvn;
+		t->psn = rec_tail_of(r)->psn;
+	}
 	return 0;
 }
 
@@ -207,9 +236,12 @@ int rec_seal(struct pan_crypto *c, uint8_t *rec, size_t size, uint64_t key, cons
 	int slot = crypto_current_slot(c, &id);
 	unsigned n;
 
+	/* a version 1 record becomes version 2 (the same layout); version 2
+	 * and 3 keep theirs: the layout, and so the size, stays */
+	if (r->version < REC_VERSION_2)
+		r->version = REC_VERSION_2;
 	if (pan_len < 1 || pan_len > TSW_PAN_MAX_DIGITS || size != rec_size(r))
 		return -TSW_E_BAD_INPUT;
-	r->version = REC_VERSION;
 	r->key_id = htole32(id);
 	r->sealed_len = (uint8_t)(NONCE_BYTES + pan_len + TAG_BYTES);
 	memset(r->sealed, 0, sizeof(r->sealed));
@@ -248,7 +280,7 @@ int rec_set_flags(struct pan_crypto *c, uint8_t *rec, size_t size, uint64_t key,
 	char pan[TSW_PAN_MAX_DIGITS];
 	int len, ret;
 
-	if (r->flags == flags && r->version == REC_VERSION)
+	if (r->flags == flags && r->version != REC_VERSION_1)
 		return 0;
 	len = rec_open(c, rec, size, key, allow_v1, pan, sizeof(pan));
 	if (len < 0)

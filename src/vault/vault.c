@@ -437,6 +437,13 @@ static int open_dbis(struct tsw_vault *v, MDB_txn *txn, bool create)
 	if (rc)
 		return mdb_to_errno(rc);
 	v->has_pair[0] = true;
+	/* the key store: a writer makes it, a reader finds it or not */
+	rc = mdb_dbi_open(txn, VAULT_DB_HSM_KEYS, (v->flags & TSW_VAULT_RDONLY) ? 0 : MDB_CREATE,
+			  &v->dbi_hsm_keys);
+	if (rc == 0)
+		v->has_hsm_keys = true;
+	else if (rc != MDB_NOTFOUND)
+		return rc == MDB_INCOMPATIBLE ? -TSW_E_CORRUPT : mdb_to_errno(rc);
 	/* the second pair exists once an index rekey made it */
 	rc = mdb_dbi_open(txn, "index2", MDB_DUPSORT | MDB_DUPFIXED | MDB_INTEGERDUP,
 			  &v->pair_index[1]);
@@ -508,9 +515,20 @@ static int env_setup(struct tsw_vault *v, const char *dir, bool create)
 		r = -TSW_E_NEEDS_UPGRADE;
 		goto out_abort;
 	}
-	if (format != VAULT_FORMAT && format != VAULT_FORMAT_1) {
+	if (format != VAULT_FORMAT && format != VAULT_FORMAT_2 && format != VAULT_FORMAT_1) {
 		r = -TSW_E_CORRUPT;
 		goto out_abort;
+	}
+	if (format == VAULT_FORMAT_2 && !rdonly) {
+		/* a writer may add version 3 records and keys: a build that
+		 * knows only format 2 refuses the vault from now on
+		 * (-TSW_E_VERSION) instead of reading such records as corrupt.
+		 * Version 2 records stay as they are (tokvault upgrade rewrites
+		 * them); this build reads both. */
+		r = meta_set_format(v, txn, VAULT_FORMAT);
+		if (r < 0)
+			goto out_abort;
+		format = VAULT_FORMAT;
 	}
 	v->format = format;
 	r = keys_verify(v, txn);
@@ -874,7 +892,7 @@ int tsw_vault_authenticated(struct tsw_vault_reader *r, const char *token, size_
 	n = rec_open(&r->crypto, d.mv_data, d.mv_size, key, vault_format1(r->v), NULL, 0);
 	if (n < 0)
 		return n;
-	return ((const struct rec *)d.mv_data)->version == REC_VERSION;
+	return ((const struct rec *)d.mv_data)->version != REC_VERSION_1;
 }
 
 int tsw_vault_decrypt_pan(struct tsw_vault_reader *r, const struct tsw_token *t, char *out,
@@ -891,12 +909,8 @@ int tsw_vault_decrypt_pan(struct tsw_vault_reader *r, const struct tsw_token *t,
 	/* the record as stored: decode and encode are inverse for every
 	 * record the vault wrote, so its seal opens only for the fields the
 	 * lookup authenticated */
-	size = rec_encode(t, rec);
-	n = rec_open(&r->crypto, rec, size, key, false, out, cap);
-	if (n == -TSW_E_INTEGRITY && vault_format1(r->v)) {
-		((struct rec *)rec)->version = REC_VERSION_1;
-		n = rec_open(&r->crypto, rec, size, key, true, out, cap);
-	}
+	size = vault__rec_encode_as(t, t->rec_version ? t->rec_version : REC_VERSION, rec);
+	n = rec_open(&r->crypto, rec, size, key, vault_format1(r->v), out, cap);
 	return n;
 }
 

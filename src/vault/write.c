@@ -85,6 +85,10 @@ int row_check(const struct tsw_vault *v, const struct tsw_vault_row *row, const 
 		why = "device_ref: not printable";
 	else if (t->valid_from && t->valid_until && t->valid_from > t->valid_until)
 		why = "validity window: from after until";
+	else if (!TSW_TOKEN_CVN_VALID(t->cvn))
+		why = "cvn: not empty, 10, 16, 18 or 20";
+	else if (t->psn > TSW_TOKEN_PSN_MAX)
+		why = "psn: not two digits";
 	if (!why && t->original_token[0]) {
 		size_t ol = strnlen(t->original_token, sizeof(t->original_token));
 
@@ -896,9 +900,12 @@ static int reseal_records(struct tsw_vault *v, const struct tsw_vault_reseal_opt
 			OPENSSL_cleanse(pan, sizeof(pan));
 			if (r == 0) {
 				MDB_val nd = {.mv_size = len, .mv_data = buf};
+				MDB_val nk = {.mv_size = sizeof(key), .mv_data = &key};
 
-				/* same fields, same PAN: same size, so MDB_CURRENT */
-				r = mdb_to_errno(mdb_cursor_put(cur, &k, &nd, MDB_CURRENT));
+				/* MDB_CURRENT; a version 2 record grows by its tail,
+				 * and LMDB then deletes and inserts the node: the key
+				 * must not point into the page it rewrites */
+				r = mdb_to_errno(mdb_cursor_put(cur, &nk, &nd, MDB_CURRENT));
 				sealed++;
 			}
 			OPENSSL_cleanse(buf, sizeof(buf));
@@ -908,6 +915,13 @@ static int reseal_records(struct tsw_vault *v, const struct tsw_vault_reseal_opt
 		else if (r == 0 && rc != 0)
 			r = mdb_to_errno(rc);
 		mdb_cursor_close(cur);
+		if (r == 0 && !more && o->mode != TSW_VAULT_RESEAL_UPGRADE) {
+			/* the key store's few records, with the last chunk */
+			uint64_t ks = 0, kf = 0;
+
+			r = vault__keystore_reseal(v, txn, &c, &ks, &kf);
+			failed += kf;
+		}
 		if (r == 0 && !more && vault_format1(v)) {
 			r = meta_set_format(v, txn, VAULT_FORMAT);
 			if (r == 0)
@@ -1005,6 +1019,12 @@ int tsw_vault_retire_key(struct tsw_vault *v, uint32_t id, uint64_t *ret_records
 		    le32toh(((const struct rec *)d.mv_data)->key_id) == id)
 			users++;
 	mdb_cursor_close(cur);
+	if (r == 0) {
+		uint64_t keys = 0;
+
+		r = vault__keystore_users(v, txn, id, &keys);
+		users += keys;
+	}
 	if (r == 0 && users)
 		r = -EBUSY;
 	if (r == 0)
@@ -1084,7 +1104,7 @@ static int index_begin(struct tsw_vault *v, const struct tsw_vault_reseal_opts *
  * card's state copied over, and the record sealed again with the new
  * card id. */
 static int index_one(struct tsw_vault *v, struct pan_crypto *c_old, struct pan_crypto *c_new,
-		     MDB_txn *txn, MDB_cursor *cur, MDB_val *k, const MDB_val *d, uint64_t key,
+		     MDB_txn *txn, MDB_cursor *cur, const MDB_val *d, uint64_t key,
 		     uint32_t p, uint32_t live)
 {
 	uint8_t old_ck[CARD_KEY_BYTES], new_ck[CARD_KEY_BYTES], buf[REC_MAX_BYTES];
@@ -1117,7 +1137,9 @@ static int index_one(struct tsw_vault *v, struct pan_crypto *c_old, struct pan_c
 	if (r == 0) {
 		MDB_val nd = {.mv_size = len, .mv_data = buf};
 
-		r = mdb_to_errno(mdb_cursor_put(cur, k, &nd, MDB_CURRENT));
+		/* tk, not the cursor's key: a version 2 record grows by its
+		 * tail, and LMDB then rewrites the page that key points into */
+		r = mdb_to_errno(mdb_cursor_put(cur, &tk, &nd, MDB_CURRENT));
 	}
 out_wipe:
 	OPENSSL_cleanse(pan, sizeof(pan));
@@ -1205,7 +1227,7 @@ int tsw_vault_rekey_index(struct tsw_vault *v, const struct tsw_vault_reseal_opt
 			memcpy(&key, k.mv_data, sizeof(key));
 			next = key + 1;
 			n++;
-			r = index_one(v, &c_old, &c_new, txn, cur, &k, &d, key, 1 - st.db, st.db);
+			r = index_one(v, &c_old, &c_new, txn, cur, &d, key, 1 - st.db, st.db);
 			if (r == -TSW_E_INTEGRITY || r == -TSW_E_CORRUPT) {
 				failed++; /* not indexed: card verbs do not reach it */
 				r = 0;

@@ -289,6 +289,8 @@ static int parse_modes(const char *s, uint32_t *ret)
 	return 0;
 }
 
+static int parse_u32(const char *s, uint32_t *ret);
+
 static int copy_arg(char *dst, size_t cap, const char *src)
 {
 	if (!src)
@@ -365,6 +367,22 @@ static int run_provision(struct tsw_vault *v, int argc, char **argv)
 	if ((s = opt(argc, argv, "--amount-limit")))
 		row.token.amount_limit = strtoull(s, NULL, 10);
 	row.token.device_required = flag(argc, argv, "--device-required");
+	if ((s = opt(argc, argv, "--cvn"))) {
+		uint32_t cvn = 0;
+
+		if (parse_u32(s, &cvn) < 0 || !TSW_TOKEN_CVN_VALID(cvn)) {
+			r = usage_error("--cvn: 10, 16, 18 or 20");
+			goto out;
+		}
+		row.token.cvn = (uint8_t)cvn;
+	}
+	if ((s = opt(argc, argv, "--psn"))) {
+		if (strlen(s) != 2 || s[0] < '0' || s[0] > '9' || s[1] < '0' || s[1] > '9') {
+			r = usage_error("--psn: two digits");
+			goto out;
+		}
+		row.token.psn = (uint8_t)((s[0] - '0') * 10 + (s[1] - '0'));
+	}
 	r = tsw_vault_provision(v, &row, bin, bin ? strlen(bin) : 0, len, &t);
 	if (r < 0) {
 		r = fail(r, "provision");
@@ -446,6 +464,11 @@ static int run_show(struct tsw_vault *v, int argc, char **argv)
 	       (unsigned long long)t.amount_limit, t.currency, t.max_uses, t.valid_from,
 	       t.valid_until, t.device_required, t.original_token, t.original_trid,
 	       t.original_token_ref, t.key_id, (unsigned long long)t.card_id, t.atc_epoch);
+	/* cvn=none: the token needs no cryptogram */
+	if (t.cvn)
+		printf("cvn=%u\npsn=%02u\n", t.cvn, t.psn);
+	else
+		printf("cvn=none\npsn=%02u\n", t.psn);
 	tsw_vault_reader_close(rd);
 	return 0;
 }
@@ -728,7 +751,8 @@ static int run_upgrade(struct tsw_vault *v, int argc, char **argv)
 	r = tsw_vault_reseal(v, &o, &res);
 	r = reseal_report(r, &res, "upgrade");
 	if (r == 0)
-		printf("%llu records authenticated: the vault is format 2, the switch opens it\n",
+		printf("%llu records authenticated as version 3: the vault is format 3, the "
+		       "switch opens it\n",
 		       (unsigned long long)res.records);
 	return r;
 }
@@ -759,6 +783,283 @@ static int run_keys(struct tsw_vault *v, int argc, char **argv)
 	if (r < 0)
 		return fail(r, "retire");
 	printf("key id=%u retired: no record uses it, the key file no longer holds it\n", id);
+	return 0;
+}
+
+/* ---- the key store ---- */
+
+/* The key as hex on standard input: digits, newline, slack for a CR and
+ * so that one digit too many reads as a wrong length, not as too long. */
+#define KEY_LINE_MAX (2 * TSW_VAULT_KEY_BYTES_MAX + 8)
+#define KCV_HEX_MAX (2 * TSW_VAULT_KCV_MAX + 1)
+
+static int hex_nibble(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+static const char *kcv_hex(const struct tsw_vault_key_info *k, char out[KCV_HEX_MAX])
+{
+	for (unsigned i = 0; i < k->kcv_len; i++)
+		snprintf(out + 2 * i, 3, "%02X", k->kcv[i]);
+	out[2 * k->kcv_len] = '\0';
+	return out;
+}
+
+static int parse_kind(const char *name, enum tsw_vault_key_kind *ret)
+{
+	if (tsw_vault_key_kind_parse(name, ret) < 0)
+		return usage_error("KIND: imk-ac, zpk-acquirer, zpk-issuer or tavv");
+	return 0;
+}
+
+/* Reads the key from standard input into bytes; returns its length or an
+ * exit status (negative: -EXIT_*). The messages never show the input. */
+static int read_key_hex(uint8_t bytes[TSW_VAULT_KEY_BYTES_MAX])
+{
+	char line[KEY_LINE_MAX];
+	size_t n;
+	int r = read_line(line, sizeof(line));
+
+	if (r == -ENODATA || (r == 0 && !line[0])) {
+		fprintf(stderr, "tokvault: %s: no key on standard input (give it as hex)\n",
+			g_verb);
+		r = -EXIT_FAILURE;
+		goto out;
+	}
+	if (r == -E2BIG) {
+		fprintf(stderr, "tokvault: %s: the line on standard input is longer than a key\n",
+			g_verb);
+		r = -EXIT_FAILURE;
+		goto out;
+	}
+	if (r < 0) {
+		r = -fail(r, "standard input");
+		goto out;
+	}
+	n = strlen(line);
+	for (size_t i = 0; i < n; i++)
+		if (hex_nibble(line[i]) < 0) {
+			fprintf(stderr, "tokvault: %s: the key on standard input is not hex\n",
+				g_verb);
+			r = -EXIT_FAILURE;
+			goto out;
+		}
+	if (n % 2) {
+		fprintf(stderr, "tokvault: %s: the key on standard input has an odd number of hex "
+				"digits\n",
+			g_verb);
+		r = -EXIT_FAILURE;
+		goto out;
+	}
+	if (n / 2 > TSW_VAULT_KEY_BYTES_MAX) {
+		fprintf(stderr, "tokvault: %s: the key on standard input is longer than a key\n",
+			g_verb);
+		r = -EXIT_FAILURE;
+		goto out;
+	}
+	for (size_t i = 0; i < n / 2; i++)
+		bytes[i] = (uint8_t)(hex_nibble(line[2 * i]) << 4 | hex_nibble(line[2 * i + 1]));
+	r = (int)(n / 2);
+out:
+	OPENSSL_cleanse(line, sizeof(line));
+	return r;
+}
+
+/* --alg, or the algorithm a key of that length is for this kind. */
+static int pick_alg(enum tsw_vault_key_kind kind, const char *name, size_t len,
+		    enum tsw_vault_key_alg *ret)
+{
+	if (name)
+		return tsw_vault_key_alg_parse(name, ret);
+	switch (len) {
+	case 16:
+		*ret = kind == TSW_VAULT_KEY_TAVV ? TSW_VAULT_KEY_AES128 : TSW_VAULT_KEY_TDES2;
+		return 0;
+	case 24:
+		*ret = TSW_VAULT_KEY_TDES3;
+		return 0;
+	case 32:
+		*ret = TSW_VAULT_KEY_AES256;
+		return 0;
+	default:
+		return -TSW_E_BAD_INPUT;
+	}
+}
+
+static int run_key_add(struct tsw_vault *v, int argc, char **argv)
+{
+	static const char *const scope_opt[TSW_VAULT_KEY_KIND_MAX] = {"--range", "--acquirer",
+								      "--issuer", "--range"};
+	struct tsw_vault_key_info in, out;
+	enum tsw_vault_key_kind kind;
+	enum tsw_vault_key_alg alg;
+	uint8_t bytes[TSW_VAULT_KEY_BYTES_MAX];
+	const char *scope = NULL, *alg_name = NULL;
+	char kcv[KCV_HEX_MAX];
+	int r, len;
+
+	if (argc < 2)
+		return usage_error("needs KIND ID (--range PREFIX | --acquirer DE32 | --issuer N)");
+	if ((r = parse_kind(argv[0], &kind)) != 0)
+		return r;
+	for (int i = 2; i < argc; i++) {
+		if (strcmp(argv[i], "--alg") == 0 && i + 1 < argc) {
+			alg_name = argv[++i];
+		} else if ((strcmp(argv[i], "--range") == 0 || strcmp(argv[i], "--acquirer") == 0 ||
+			    strcmp(argv[i], "--issuer") == 0) &&
+			   i + 1 < argc) {
+			if (strcmp(argv[i], scope_opt[kind]) != 0 || scope)
+				return usage_error("imk-ac and tavv take --range PREFIX, "
+						   "zpk-acquirer --acquirer DE32, zpk-issuer "
+						   "--issuer N");
+			scope = argv[++i];
+		} else {
+			return usage_error("unknown argument");
+		}
+	}
+	if (!scope)
+		return usage_error("imk-ac and tavv take --range PREFIX, zpk-acquirer --acquirer "
+				   "DE32, zpk-issuer --issuer N");
+	memset(&in, 0, sizeof(in));
+	if (copy_arg(in.id, sizeof(in.id), argv[1]) < 0 ||
+	    copy_arg(in.scope, sizeof(in.scope), scope) < 0)
+		return usage_error("ID (1-32 of A-Z a-z 0-9 . _ -) or scope too long");
+	if (alg_name && tsw_vault_key_alg_parse(alg_name, &alg) < 0)
+		return usage_error("--alg: tdes2, tdes3, aes128 or aes256");
+	len = read_key_hex(bytes);
+	if (len < 0) {
+		r = -len;
+		goto out;
+	}
+	if (pick_alg(kind, alg_name, (size_t)len, &alg) < 0 ||
+	    tsw_vault_key_alg_len(alg) != (size_t)len) {
+		fprintf(stderr,
+			"tokvault: %s: the key on standard input is %d bytes: not a %s key "
+			"(tdes2 and aes128 16 bytes, tdes3 24, aes256 32)\n",
+			g_verb, len, alg_name ? alg_name : tsw_vault_key_kind_name(kind));
+		r = EXIT_FAILURE;
+		goto out;
+	}
+	in.kind = (uint8_t)kind;
+	in.alg = (uint8_t)alg;
+	r = tsw_vault_key_add(v, &in, bytes, (size_t)len, &out);
+	if (r == -TSW_E_EXISTS) {
+		fprintf(stderr, "tokvault: %s: %s %s exists already (ids are never reused, retired "
+				"ones included)\n",
+			g_verb, tsw_vault_key_kind_name(kind), in.id);
+		r = EXIT_FAILURE;
+	} else if (r == -TSW_E_BAD_INPUT) {
+		fprintf(stderr,
+			"tokvault: %s: refused: %s takes %s; the id is 1-32 of A-Z a-z 0-9 . _ -; "
+			"the scope is digits (range prefix 1-12, DE32 1-11, issuer 0-255); "
+			"weak keys (all zero, or TDES halves equal) are refused\n",
+			g_verb, tsw_vault_key_kind_name(kind),
+			kind == TSW_VAULT_KEY_IMK_AC ? "tdes2 only"
+			: kind == TSW_VAULT_KEY_TAVV ? "aes128 or aes256"
+						     : "tdes2, tdes3, aes128 or aes256");
+		r = EXIT_FAILURE;
+	} else if (r == -TSW_E_FULL) {
+		fprintf(stderr, "tokvault: %s: the key store holds %u keys, the most it can\n",
+			g_verb, TSW_VAULT_HSM_KEYS_MAX);
+		r = EXIT_FAILURE;
+	} else if (r < 0) {
+		r = fail(r, "key-add");
+	} else {
+		printf("kcv=%s\n", kcv_hex(&out, kcv));
+		fprintf(stderr, "added %s %s scope=%s alg=%s\n", tsw_vault_key_kind_name(kind),
+			out.id, out.scope, tsw_vault_key_alg_name(alg));
+	}
+out:
+	OPENSSL_cleanse(bytes, sizeof(bytes));
+	return r;
+}
+
+static int print_key(void *ctx, const struct tsw_vault_key_info *k, int err)
+{
+	char kcv[KCV_HEX_MAX];
+	unsigned *failed = ctx;
+
+	if (err == -TSW_E_CORRUPT) {
+		printf("kind=%s id=%s integrity=FAILED: not a key record\n",
+		       tsw_vault_key_kind_name(k->kind), k->id);
+		++*failed;
+		return 0;
+	}
+	printf("kind=%s id=%s scope=%s alg=%s kcv=%s state=%s added=%llu retired=%llu",
+	       tsw_vault_key_kind_name(k->kind), k->id, k->scope, tsw_vault_key_alg_name(k->alg),
+	       kcv_hex(k, kcv), tsw_vault_key_state_name(k->state), (unsigned long long)k->added,
+	       (unsigned long long)k->retired);
+	if (err == 0) {
+		printf(" integrity=ok\n");
+	} else {
+		/* its fields are shown as stored, none of them can be trusted */
+		printf(" integrity=FAILED: %s\n", tsw_strerror(err));
+		++*failed;
+	}
+	return 0;
+}
+
+static int run_key_list(struct tsw_vault *v, int argc, char **argv)
+{
+	unsigned failed = 0;
+	int r;
+
+	(void)argv;
+	if (argc)
+		return usage_error("key-list takes no argument");
+	r = tsw_vault_key_list(v, print_key, &failed);
+	if (r < 0)
+		return fail(r, "key-list");
+	if (failed) {
+		fprintf(stderr,
+			"tokvault: %s: %u key records fail authentication (edited or damaged in "
+			"data.mdb, or sealed under a key the key file lacks): the switch refuses "
+			"to load the keys; restore the vault from a backup\n",
+			g_verb, failed);
+		return EXIT_FAILURE;
+	}
+	return 0;
+}
+
+static int run_key_retire(struct tsw_vault *v, int argc, char **argv)
+{
+	struct tsw_vault_key_info k;
+	enum tsw_vault_key_kind kind;
+	int r;
+
+	if (argc != 2)
+		return usage_error("needs KIND ID");
+	if ((r = parse_kind(argv[0], &kind)) != 0)
+		return r;
+	r = tsw_vault_key_retire(v, kind, argv[1], strlen(argv[1]), &k);
+	if (r == -TSW_E_NOT_FOUND || r == -TSW_E_BAD_INPUT) {
+		fprintf(stderr, "tokvault: %s: no %s key with that id (tokvault key-list lists "
+				"them)\n",
+			g_verb, tsw_vault_key_kind_name(kind));
+		return EXIT_FAILURE;
+	}
+	if (r == -EALREADY) {
+		fprintf(stderr, "tokvault: %s: %s %s is retired already\n", g_verb,
+			tsw_vault_key_kind_name(kind), argv[1]);
+		return EXIT_FAILURE;
+	}
+	if (r == -TSW_E_INTEGRITY) {
+		fprintf(stderr, "tokvault: %s: the record of %s %s fails authentication: left as "
+				"it is\n",
+			g_verb, tsw_vault_key_kind_name(kind), argv[1]);
+		return EXIT_FAILURE;
+	}
+	if (r < 0)
+		return fail(r, "key-retire");
+	printf("%s %s retired: the switch no longer loads it\n", tsw_vault_key_kind_name(kind),
+	       k.id);
 	return 0;
 }
 
@@ -794,7 +1095,7 @@ static const struct verb verbs[] = {
      "--pan PAN|- --pan-expiry YYMM | --from-token TOKEN  [--token-expiry YYMM] [--bin PREFIX]\n"
      "            [--length N] [--trid T] [--assurance N] [--pos-modes a|b] [--merchant-id M]\n"
      "            [--max-uses N] [--amount-limit N] [--currency C] [--device-required]\n"
-     "            [--device REF] [--par P] [--token-ref R]",
+     "            [--device REF] [--par P] [--token-ref R] [--cvn 10|16|18|20] [--psn NN]",
      "draws a random unused Luhn-valid token from a range, prints it", run_provision, 0,
      PAN_STDIN_NOTE},
     {"show", "TOKEN", "prints the token record (PAN masked)", run_show, TSW_VAULT_RDONLY, NULL},
@@ -822,10 +1123,22 @@ static const struct verb verbs[] = {
      "  after a crash); --chunk-rows N records per transaction (default\n"
      "  10000); --progress prints a line per durable step"},
     {"upgrade", "[--progress]",
-     "authenticates every record of a format 1 vault (the switch refuses one until then)",
+     "rewrites every record older than version 3 (a format 1 vault's: authenticated; the "
+     "switch refuses one until then)",
      run_upgrade, 0, NULL},
     {"keys", "retire ID", "takes a PAN key out of the key file once no record uses it", run_keys, 0,
      NULL},
+    {"key-add", "KIND ID (--range PREFIX | --acquirer DE32 | --issuer N) [--alg A]",
+     "adds a card cryptography key, read as hex from standard input; prints kcv=", run_key_add, 0,
+     "KIND: imk-ac (--range; tdes2), zpk-acquirer (--acquirer DE32), zpk-issuer (--issuer\n"
+     "  0-255) (both tdes2, tdes3, aes128, aes256), tavv (--range; aes128, aes256). --alg\n"
+     "  A: tdes2, tdes3, aes128, aes256 (default by length: 16 bytes tdes2, or aes128 for\n"
+     "  tavv; 24 tdes3; 32 aes256). The key is never printed; give it on a pipe or a\n"
+     "  file, e.g. tokvault ... key-add imk-ac IMK1 --range 489537 < imk.hex"},
+    {"key-list", "", "lists the key store: kind, id, scope, algorithm, KCV, state (never a key)",
+     run_key_list, TSW_VAULT_RDONLY, NULL},
+    {"key-retire", "KIND ID", "retires a key: kept in the store, never loaded again",
+     run_key_retire, 0, NULL},
     {"demo", "--count N --out TOKENS.csv [--token-bin PREFIX]",
      "creates a synthetic vault and the token list for tokbench", run_demo, TSW_VAULT_CREATE, NULL},
 };

@@ -342,7 +342,7 @@ Test(state, bounded_tickets_and_tokens)
 		char tok[20];
 
 		snprintf(tok, sizeof(tok), "5%015u", i);
-		rc = tsw_state_atc_check(st, tok, 16, 0, 1);
+		rc = tsw_state_atc_check(st, tok, 16, 0, 1, 0, NULL);
 	}
 	cr_expect_eq(rc, -ENOSPC);
 	tsw_state_stats(st, &ss);
@@ -368,7 +368,7 @@ Test(state, bad_arguments)
 	cr_expect_eq(tsw_state_reserve(st, TOKEN "0000", 20, 1, &t), -TSW_E_BAD_INPUT);
 	cr_expect_eq(tsw_state_reserve(st, TOKEN, TOKEN_LEN, 0, &t), -TSW_E_BAD_INPUT);
 	cr_expect_eq(t, 77, "ticket untouched on failure");
-	cr_expect_eq(tsw_state_atc_check(st, TOKEN, 0, 0, 1), -TSW_E_BAD_INPUT);
+	cr_expect_eq(tsw_state_atc_check(st, TOKEN, 0, 0, 1, 0, NULL), -TSW_E_BAD_INPUT);
 	cr_expect_eq(tsw_state_get(st, TOKEN, TOKEN_LEN, &tok), -TSW_E_NOT_FOUND);
 	cr_expect_eq(tsw_state_add_waker(st, -1), -EBADF);
 	close_state(st, efd);
@@ -496,7 +496,7 @@ Test(state, atc_replay_detected_and_epoch_bump_resets)
 	st = open_state(NULL, &efd);
 	for (size_t i = 0; i < sizeof(steps) / sizeof(steps[0]); i++)
 		cr_expect_eq(
-		    tsw_state_atc_check(st, TOKEN, TOKEN_LEN, steps[i].epoch, steps[i].atc),
+		    tsw_state_atc_check(st, TOKEN, TOKEN_LEN, steps[i].epoch, steps[i].atc, 0, NULL),
 		    steps[i].want, "%s", steps[i].rule);
 	tsw_state_stats(st, &ss);
 	cr_expect_eq(ss.atc_ok, 4);
@@ -507,8 +507,8 @@ Test(state, atc_replay_detected_and_epoch_bump_resets)
 	cr_assert_eq(tsw_state_get(st, TOKEN, TOKEN_LEN, &tok), 0);
 	cr_expect_eq(tok.atc_epoch, 1);
 	cr_expect_eq(tok.last_atc, 2, "last ATC survives a restart");
-	cr_expect_eq(tsw_state_atc_check(st, TOKEN, TOKEN_LEN, 1, 2), -TSW_E_EXISTS);
-	cr_expect_eq(tsw_state_atc_check(st, TOKEN, TOKEN_LEN, 1, 3), 0);
+	cr_expect_eq(tsw_state_atc_check(st, TOKEN, TOKEN_LEN, 1, 2, 0, NULL), -TSW_E_EXISTS);
+	cr_expect_eq(tsw_state_atc_check(st, TOKEN, TOKEN_LEN, 1, 3, 0, NULL), 0);
 	close_state(st, efd);
 }
 
@@ -519,14 +519,88 @@ Test(state, atc_and_uses_share_a_token_without_interference)
 	int efd;
 
 	st = open_state(NULL, &efd);
-	cr_assert_eq(tsw_state_atc_check(st, TOKEN, TOKEN_LEN, 0, 7), 0);
+	cr_assert_eq(tsw_state_atc_check(st, TOKEN, TOKEN_LEN, 0, 7, 0, NULL), 0);
 	cr_assert_eq(tsw_state_reserve(st, TOKEN, TOKEN_LEN, 1, &t), 0);
 	cr_assert_eq(tsw_state_commit_use(st, t), 0);
 	close_state(st, efd);
 	st = open_state(NULL, &efd);
 	cr_expect_eq(used_of(st), 1);
-	cr_expect_eq(tsw_state_atc_check(st, TOKEN, TOKEN_LEN, 0, 7), -TSW_E_EXISTS);
+	cr_expect_eq(tsw_state_atc_check(st, TOKEN, TOKEN_LEN, 0, 7, 0, NULL), -TSW_E_EXISTS);
 	cr_expect_eq(tsw_state_reserve(st, TOKEN, TOKEN_LEN, 1, &t), -TSW_E_FULL);
+	close_state(st, efd);
+}
+
+Test(state, atc_window_bounds_how_far_ahead_an_atc_may_be)
+{
+	static const struct {
+		uint32_t epoch, atc;
+		int want;
+		const char *rule;
+	} steps[] = {
+	    {0, 11, -TSW_E_ATC_WINDOW, "first ATC beyond the window from 0"},
+	    {0, 10, 0, "first ATC at the edge of the window"},
+	    {0, 21, -TSW_E_ATC_WINDOW, "11 ahead of the last one"},
+	    {0, 20, 0, "10 ahead of the last one"},
+	    {0, 20, -TSW_E_EXISTS, "a replay is a replay, not a window miss"},
+	    {0, 5000, -TSW_E_ATC_WINDOW, "far ahead"},
+	    {1, 50, -TSW_E_ATC_WINDOW, "a new epoch counts from 0"},
+	    {1, 1, 0, "after repersonalization ATC 1 is accepted"},
+	    {0, 25, -TSW_E_EXISTS, "an older epoch is a replay whatever the ATC"},
+	};
+	struct tsw_state_token tok;
+	struct tsw_state_stats ss;
+	struct tsw_state *st;
+	int efd;
+
+	st = open_state(NULL, &efd);
+	for (size_t i = 0; i < sizeof(steps) / sizeof(steps[0]); i++)
+		cr_expect_eq(tsw_state_atc_check(st, TOKEN, TOKEN_LEN, steps[i].epoch,
+						 steps[i].atc, 10, NULL),
+			     steps[i].want, "%s", steps[i].rule);
+	tsw_state_stats(st, &ss);
+	cr_expect_eq(ss.atc_ok, 3);
+	cr_expect_eq(ss.atc_window, 4);
+	cr_expect_eq(ss.atc_replayed, 2);
+	cr_assert_eq(tsw_state_get(st, TOKEN, TOKEN_LEN, &tok), 0);
+	cr_expect_eq(tok.atc_epoch, 1, "a refused ATC changes nothing");
+	cr_expect_eq(tok.last_atc, 1);
+	/* window 0: no bound */
+	cr_expect_eq(tsw_state_atc_check(st, TOKEN, TOKEN_LEN, 1, 65535, 0, NULL), 0);
+	close_state(st, efd);
+}
+
+Test(state, accepted_atc_is_durable_by_its_ticket_and_survives_a_restart)
+{
+	struct tsw_state_token tok;
+	struct tsw_state *st;
+	uint64_t t = 0, u = 0;
+	int efd;
+
+	st = open_state(NULL, &efd);
+	cr_assert_eq(tsw_state_atc_check(st, TOKEN, TOKEN_LEN, 3, 40, TSW_STATE_ATC_WINDOW_DEFAULT,
+					 &t),
+		     0);
+	cr_assert_neq(t, 0);
+	cr_assert(wait_durable(st, efd, t), "the accepted ATC never became durable");
+	cr_expect(tsw_state_durable(st, t), "durable stays durable");
+	/* the ticket is no reservation */
+	cr_expect_eq(tsw_state_commit_use(st, t), -TSW_E_NOT_FOUND);
+	cr_expect_eq(tsw_state_release(st, t), -TSW_E_NOT_FOUND);
+	/* a refusal leaves the ticket alone */
+	u = 77;
+	cr_expect_eq(tsw_state_atc_check(st, TOKEN, TOKEN_LEN, 3, 40, 10, &u), -TSW_E_EXISTS);
+	cr_expect_eq(tsw_state_atc_check(st, TOKEN, TOKEN_LEN, 3, 400, 10, &u), -TSW_E_ATC_WINDOW);
+	cr_expect_eq(u, 77);
+	close_state(st, efd);
+
+	st = open_state(NULL, &efd);
+	cr_assert_eq(tsw_state_get(st, TOKEN, TOKEN_LEN, &tok), 0);
+	cr_expect_eq(tok.atc_epoch, 3);
+	cr_expect_eq(tok.last_atc, 40);
+	cr_expect_eq(tsw_state_atc_check(st, TOKEN, TOKEN_LEN, 3, 40, 10, NULL), -TSW_E_EXISTS,
+		     "replayed across a restart");
+	cr_expect_eq(tsw_state_atc_check(st, TOKEN, TOKEN_LEN, 4, 1, 10, NULL), 0,
+		     "repersonalized: ATC 1 again");
 	close_state(st, efd);
 }
 
@@ -578,8 +652,11 @@ Test(state, degraded_writer_refuses_reservations_and_still_writes_uses_given_bac
 	harness_fill(st, efd, FULL_MSG_LEN, ids, FULL_MAX_PUTS);
 	cr_assert(tsw_state_degraded(st));
 	cr_expect_eq(tsw_state_reserve(st, TOKEN, TOKEN_LEN, 10, &t3), -ENOSPC);
+	cr_expect_eq(tsw_state_atc_check(st, TOKEN, TOKEN_LEN, 0, 1, 10, &t3), -ENOSPC,
+		     "an ATC that cannot be made durable is refused at once");
 	tsw_state_stats(st, &ss);
 	cr_expect_eq(ss.reserve_refused, 1);
+	cr_expect_eq(ss.atc_refused, 1);
 	cr_expect_eq(ss.reserve_ok, 2, "a refused reservation reserves nothing");
 	cr_expect_eq(used_of(st), 1);
 

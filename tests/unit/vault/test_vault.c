@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <lmdb.h>
+#include <openssl/crypto.h>
 #include <openssl/sha.h>
 #include <signal.h>
 #include <spawn.h>
@@ -17,6 +18,7 @@
 
 #include "tsw/error.h"
 #include "tsw/harden.h"
+#include "tsw/hsm.h"
 #include "tsw/luhn.h"
 #include "tsw/vault.h"
 
@@ -1889,11 +1891,11 @@ static void import_full_records(char tok[2][20])
 	snprintf(text, sizeof(text),
 		 "token,pan,pan_expiry,token_expiry,status,trid,assurance_level,pos_modes,"
 		 "merchant_ids,max_uses,amount_limit,currency,device_required,original_token,par,"
-		 "token_ref,valid_from,valid_until\n"
+		 "token_ref,valid_from,valid_until,cvn,psn\n"
 		 "%s,%s,2912,2811,active,40010030273,25,chip|contactless,"
 		 "MERCHANT1|M2:12345:5411,3,150000,978,1,,PAR0000000000000000000000001,REF-1,"
-		 "1700000000,2000000000\n"
-		 "%s,%s,2912,2811,active,,,,,,,,,%s,,REF-2,,\n",
+		 "1700000000,2000000000,18,01\n"
+		 "%s,%s,2912,2811,active,,,,,,,,,%s,,REF-2,,,,\n",
 		 tok[0], pan, tok[1], pan, tok[0]);
 	cr_assert_eq(import_text(v, text, &rj, NULL), 0);
 	cr_assert_eq(rj.n, 0, "%s", rj.reasons[0]);
@@ -2507,4 +2509,837 @@ Test(vault, rekey_index_killed_at_every_step_loses_no_pan_and_runs_again, .timeo
 		cr_assert_eq(n, 10, "card %u: every token indexed", c);
 	}
 	tsw_vault_close(v);
+}
+
+/* ---- card cryptography: the token's cvn/psn, format 3, the key store ---- */
+
+Test(vault, cvn_and_psn_columns_are_imported_checked_and_shown)
+{
+	static const struct {
+		const char *cvn, *psn, *reason;
+	} bad[] = {
+	    {"11", "", "cvn: not empty, 10, 16, 18 or 20"},
+	    {"0", "", NULL}, /* 0 is "none", as empty */
+	    {"1x", "", "cvn: not empty, 10, 16, 18 or 20"},
+	    {"", "1", "psn: not two digits"},
+	    {"", "100", "psn: not two digits"},
+	    {"", "a1", "psn: not two digits"},
+	};
+	struct tsw_vault *v = open_new();
+	struct rejects rj = {0};
+	char text[2048], tok[8][20], pan[20], out[OUT_CAP];
+	size_t off;
+	struct tsw_token t;
+
+	luhn_number(pan, "411111", 16, 42);
+	for (int i = 0; i < 8; i++)
+		luhn_number(tok[i], BIN, 16, 100 + (unsigned long)i);
+	off = (size_t)snprintf(text, sizeof(text),
+			       "token,pan,pan_expiry,token_expiry,cvn,psn\n"
+			       "%s,%s,2912,2811,18,01\n%s,%s,2912,2811,,\n",
+			       tok[0], pan, tok[1], pan);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		off += (size_t)snprintf(text + off, sizeof(text) - off, "%s,%s,2912,2811,%s,%s\n",
+					tok[2 + i], pan, bad[i].cvn, bad[i].psn);
+	cr_assert_eq(import_text(v, text, &rj, NULL), 0);
+	cr_assert_eq(rj.n, 5);
+	for (size_t i = 0, j = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		if (!bad[i].reason)
+			continue;
+		cr_expect_eq(rj.lines[j], 4 + i);
+		cr_expect_str_eq(rj.reasons[j], bad[i].reason);
+		j++;
+	}
+	cr_assert_eq(lookup(v, tok[0], &t), 0);
+	cr_expect_eq(t.cvn, 18);
+	cr_expect_eq(t.psn, 1);
+	expect_pan(v, tok[0], pan);
+	cr_assert_eq(lookup(v, tok[1], &t), 0);
+	cr_expect_eq(t.cvn, 0, "empty: no cryptogram required");
+	cr_expect_eq(t.psn, 0);
+	cr_assert_eq(lookup(v, tok[3], &t), 0, "cvn 0 is accepted as none");
+	cr_expect_eq(t.cvn, 0);
+	tsw_vault_close(v);
+	{
+		const char *args[] = {"show", tok[0], NULL};
+
+		cr_assert_eq(tokvault(out, sizeof(out), args), 0, "%s", out);
+		cr_expect_not_null(strstr(out, "\ncvn=18\npsn=01\n"), "%s", out);
+	}
+	{
+		const char *args[] = {"show", tok[1], NULL};
+
+		cr_assert_eq(tokvault(out, sizeof(out), args), 0, "%s", out);
+		cr_expect_not_null(strstr(out, "\ncvn=none\npsn=00\n"), "%s", out);
+	}
+}
+
+Test(vault, tokvault_provision_takes_cvn_and_psn)
+{
+	struct tsw_vault *v = open_new();
+	char out[OUT_CAP], tok[20] = "";
+	struct tsw_token t;
+
+	tsw_vault_close(v);
+	{
+		const char *args[] = {"provision", "--pan",   "4111111111111111", "--pan-expiry",
+				      "3012",	   "--cvn",   "20",		  "--psn",
+				      "07",	   NULL};
+
+		const char *line;
+
+		cr_assert_eq(tokvault(out, sizeof(out), args), 0, "%s", out);
+		/* the token is stdout's line of digits (stderr says what was done) */
+		for (line = out; line && !(line[0] >= '0' && line[0] <= '9');
+		     line = strchr(line, '\n'), line = line ? line + 1 : NULL)
+			;
+		cr_assert_not_null(line, "%s", out);
+		cr_assert_eq(sscanf(line, "%19[0-9]", tok), 1, "%s", out);
+	}
+	v = NULL;
+	cr_assert_eq(tsw_vault_open(fx.vault, fx.key, 0, &v), 0);
+	cr_assert_eq(lookup(v, tok, &t), 0);
+	cr_expect_eq(t.cvn, 20);
+	cr_expect_eq(t.psn, 7);
+	expect_pan(v, tok, "4111111111111111");
+	/* repersonalization keeps them and bumps the epoch */
+	cr_assert_eq(tsw_vault_repersonalize(v, tok, strlen(tok), NULL), 0);
+	cr_assert_eq(lookup(v, tok, &t), 0);
+	cr_expect_eq(t.cvn, 20);
+	cr_expect_eq(t.psn, 7);
+	cr_expect_eq(t.atc_epoch, 1);
+	tsw_vault_close(v);
+	{
+		const char *bad[][3] = {{"--cvn", "17", "--cvn: 10, 16, 18 or 20"},
+					{"--psn", "7", "--psn: two digits"},
+					{"--psn", "1a", "--psn: two digits"}};
+
+		for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+			const char *args[] = {"provision", "--pan", "4111111111111111",
+					      "--pan-expiry", "3012", bad[i][0], bad[i][1], NULL};
+
+			cr_expect_eq(tokvault(out, sizeof(out), args), 2, "%s", out);
+			cr_expect_not_null(strstr(out, bad[i][2]), "%s", out);
+		}
+	}
+}
+
+/* A format 2 vault written by the build before version 3 records:
+ * tests/unit/vault/format2 (tokvault init --token-bin 489537; import of
+ * 12 tokens 4895370000000015.. (Luhn), PANs 411111000000001x cycling over 4
+ * cards, token 2 suspended, token 3 with two merchants, token 4 max_uses 5,
+ * token 5 bound to phone-1; repersonalize of token 6). */
+static const char *const F2_TOKENS[12] = {
+    "4895370000000015", "4895370000000023", "4895370000000031", "4895370000000049",
+    "4895370000000056", "4895370000000064", "4895370000000072", "4895370000000080",
+    "4895370000000098", "4895370000000106", "4895370000000114", "4895370000000122"};
+static const char *const F2_PANS[4] = {"4111110000000013", "4111110000000021", "4111110000000039",
+				       "4111110000000047"};
+
+static void copy_format2_vault(void)
+{
+	const char *src = getenv("TSW_SOURCE_ROOT");
+	char cmd[PATH_CAP * 3];
+
+	cr_assert_not_null(src);
+	cr_assert_eq(mkdir(fx.vault, 0700), 0);
+	snprintf(cmd, sizeof(cmd),
+		 "cp '%s/tests/unit/vault/format2/data.mdb' '%s/' && "
+		 "cp '%s/tests/unit/vault/format2/keys' '%s' && chmod 600 '%s' '%s/data.mdb'",
+		 src, fx.vault, src, fx.key, fx.key, fx.vault);
+	cr_assert_eq(system(cmd), 0);
+}
+
+static uint32_t raw_format(void)
+{
+	MDB_val k = {.mv_size = 6, .mv_data = (void *)"format"}, d;
+	uint32_t format = 0;
+	MDB_env *env;
+	MDB_txn *txn;
+	MDB_dbi dbi;
+
+	cr_assert_eq(mdb_env_create(&env), 0);
+	cr_assert_eq(mdb_env_set_maxdbs(env, 16), 0);
+	cr_assert_eq(mdb_env_open(env, fx.vault, MDB_NOTLS | MDB_RDONLY, 0600), 0);
+	cr_assert_eq(mdb_txn_begin(env, NULL, MDB_RDONLY, &txn), 0);
+	cr_assert_eq(mdb_dbi_open(txn, "meta", 0, &dbi), 0);
+	cr_assert_eq(mdb_get(txn, dbi, &k, &d), 0);
+	cr_assert_eq(d.mv_size, sizeof(format));
+	memcpy(&format, d.mv_data, sizeof(format));
+	mdb_txn_abort(txn);
+	mdb_env_close(env);
+	return format;
+}
+
+static void expect_format2_tokens(struct tsw_vault *v)
+{
+	struct tsw_token t;
+
+	for (int i = 0; i < 12; i++) {
+		expect_pan(v, F2_TOKENS[i], F2_PANS[i % 4]);
+		cr_assert_eq(lookup(v, F2_TOKENS[i], &t), 0);
+		cr_expect_eq(t.cvn, 0);
+		cr_expect_eq(t.psn, 0);
+	}
+	cr_assert_eq(lookup(v, F2_TOKENS[1], &t), 0);
+	cr_expect_eq(t.status, TSW_TOKEN_SUSPENDED);
+	cr_assert_eq(lookup(v, F2_TOKENS[2], &t), 0);
+	cr_expect_eq(t.n_merchants, 2);
+	cr_expect_str_eq(t.merchants[0].acquirer_id, "12345");
+	cr_assert_eq(lookup(v, F2_TOKENS[3], &t), 0);
+	cr_expect_eq(t.max_uses, 5);
+	cr_assert_eq(lookup(v, F2_TOKENS[5], &t), 0);
+	cr_expect_eq(t.atc_epoch, 1);
+}
+
+Test(vault, format2_vault_is_read_as_is_marked_format3_by_a_writer_and_upgraded)
+{
+	struct tsw_vault_reseal_opts o = {.mode = TSW_VAULT_RESEAL_UPGRADE, .chunk_rows = 5};
+	struct tsw_vault_reseal_result res = {0};
+	struct tsw_vault_reader *rd = NULL;
+	struct tsw_vault *v = NULL;
+	uint8_t rec[1024];
+	size_t v2_len, v3_len;
+	struct tsw_token t;
+
+	copy_format2_vault();
+	v2_len = raw_record_get(F2_TOKENS[0], rec, sizeof(rec));
+	cr_assert_eq(rec[0], 2, "the fixture holds version 2 records");
+	/* the switch reads a format 2 vault without writing it */
+	cr_assert_eq(tsw_vault_open(fx.vault, fx.key, TSW_VAULT_RDONLY, &v), 0);
+	expect_format2_tokens(v);
+	cr_assert_eq(tsw_vault_reader_open(v, &rd), 0);
+	cr_assert_eq(tsw_vault_reader_renew(rd), 0);
+	cr_expect_eq(tsw_vault_authenticated(rd, F2_TOKENS[0], 16), 1);
+	cr_expect_eq(tsw_vault_device_bound(rd, F2_TOKENS[4], 16, "phone-1", 7), 1);
+	tsw_vault_reader_close(rd);
+	tsw_vault_close(v);
+	cr_expect_eq(raw_format(), 2);
+
+	/* a writer marks it format 3: older builds refuse it from then on */
+	cr_assert_eq(tsw_vault_open(fx.vault, fx.key, 0, &v), 0);
+	cr_expect_eq(raw_format(), 3);
+	/* an edit rewrites that record as version 3; the others stay 2 */
+	cr_assert_eq(tsw_vault_set_status(v, F2_TOKENS[7], 16, TSW_TOKEN_SUSPENDED, NULL), 0);
+	cr_expect_eq(raw_record_get(F2_TOKENS[7], rec, sizeof(rec)), v2_len + 2);
+	cr_expect_eq(rec[0], 3);
+	cr_expect_eq(raw_record_get(F2_TOKENS[8], rec, sizeof(rec)), v2_len);
+	cr_assert_eq(lookup(v, F2_TOKENS[7], &t), 0);
+	cr_expect_eq(t.status, TSW_TOKEN_SUSPENDED);
+	cr_assert_eq(tsw_vault_set_status(v, F2_TOKENS[7], 16, TSW_TOKEN_ACTIVE, NULL), 0);
+	/* upgrade rewrites every version 2 record, in chunks */
+	cr_assert_eq(tsw_vault_reseal(v, &o, &res), 0);
+	cr_expect_eq(res.records, 11, "every version 2 record, not the one already 3");
+	cr_expect_eq(res.failed, 0);
+	tsw_vault_close(v);
+	for (int i = 0; i < 12; i++) {
+		v3_len = raw_record_get(F2_TOKENS[i], rec, sizeof(rec));
+		cr_expect_eq(rec[0], 3, "token %d", i);
+		cr_expect_eq(v3_len, i == 2 ? v2_len + 2 + 2 * 30 : v2_len + 2, "token %d", i);
+	}
+	cr_assert_eq(tsw_vault_open(fx.vault, fx.key, TSW_VAULT_RDONLY, &v), 0);
+	expect_format2_tokens(v);
+	cr_assert_eq(tsw_vault_reader_open(v, &rd), 0);
+	cr_assert_eq(tsw_vault_reader_renew(rd), 0);
+	cr_expect_eq(tsw_vault_device_bound(rd, F2_TOKENS[4], 16, "phone-1", 7), 1);
+	tsw_vault_reader_close(rd);
+	tsw_vault_close(v);
+
+	/* a version 3 record cannot pass for a version 2 one (its tail cut
+	 * off, the version byte set back) */
+	v3_len = raw_record_get(F2_TOKENS[0], rec, sizeof(rec));
+	rec[0] = 2;
+	raw_record_put(F2_TOKENS[0], rec, v3_len - 2);
+	cr_expect_eq(lookup_ro(F2_TOKENS[0], &t), -TSW_E_INTEGRITY);
+}
+
+Test(vault, format2_vault_index_rekey_rewrites_its_records_as_version3)
+{
+	struct tsw_vault_reseal_opts o = {.chunk_rows = 5};
+	struct tsw_vault_reseal_result res = {0};
+	struct tsw_vault *v = NULL;
+	uint8_t rec[1024];
+	size_t tokens = 0;
+
+	copy_format2_vault();
+	cr_assert_eq(tsw_vault_open(fx.vault, fx.key, 0, &v), 0);
+	cr_assert_eq(tsw_vault_rekey_index(v, &o, &res), 0);
+	cr_expect_eq(res.records, 12);
+	cr_expect_eq(res.failed, 0);
+	for (int i = 0; i < 12; i++) {
+		raw_record_get(F2_TOKENS[i], rec, sizeof(rec));
+		cr_expect_eq(rec[0], 3, "token %d", i);
+	}
+	expect_format2_tokens(v);
+	cr_assert_eq(tsw_vault_set_card_suspended(v, F2_PANS[0], 16, true, &tokens), 0);
+	cr_expect_eq(tokens, 3, "the card reaches its tokens through the new index");
+	tsw_vault_close(v);
+}
+
+/* The vault's check values are tsw_hsm's. */
+static void expect_hsm_kcv(const struct tsw_vault_key_info *k, const uint8_t *bytes, size_t len)
+{
+	struct tsw_hsm *h = NULL;
+	struct tsw_hsm_key *hk = NULL;
+	const struct tsw_hsm_key_info *hi;
+	enum tsw_hsm_kind kind = k->kind == TSW_VAULT_KEY_IMK_AC ? TSW_HSM_IMK_AC
+							       : TSW_HSM_ZPK_ISSUER;
+
+	if (k->kind == TSW_VAULT_KEY_TAVV)
+		return; /* no tsw_hsm kind yet; an AES key's KCV is checked as a ZPK's below */
+	cr_assert_eq(tsw_hsm_soft_open(NULL, &h), 0);
+	cr_assert_eq(tsw_hsm_key_import(h, kind, (enum tsw_hsm_alg)k->alg, bytes, len, &hk), 0);
+	hi = tsw_hsm_key_info(hk);
+	cr_expect_eq(hi->kcv_len, k->kcv_len);
+	cr_expect_eq(memcmp(hi->kcv, k->kcv, k->kcv_len), 0, "%s %s: KCV differs from tsw_hsm's",
+		     tsw_vault_key_kind_name(k->kind), k->id);
+	tsw_hsm_key_free(hk);
+	tsw_hsm_close(h);
+}
+
+static const uint8_t K_TDES2[16] = {0x01, 0x23, 0x45, 0x67, 0x89, 0xAB, 0xCD, 0xEF,
+				    0xFE, 0xDC, 0xBA, 0x98, 0x76, 0x54, 0x32, 0x10};
+static const uint8_t K_TDES3[24] = {0x01, 0x23, 0x45, 0x67, 0x89, 0xAB, 0xCD, 0xEF,
+				    0xFE, 0xDC, 0xBA, 0x98, 0x76, 0x54, 0x32, 0x10,
+				    0x89, 0xAB, 0xCD, 0xEF, 0x01, 0x23, 0x45, 0x67};
+static const uint8_t K_AES128[16] = {0x2B, 0x7E, 0x15, 0x16, 0x28, 0xAE, 0xD2, 0xA6,
+				     0xAB, 0xF7, 0x15, 0x88, 0x09, 0xCF, 0x4F, 0x3C};
+static const uint8_t K_AES256[32] = {0x60, 0x3D, 0xEB, 0x10, 0x15, 0xCA, 0x71, 0xBE,
+				     0x2B, 0x73, 0xAE, 0xF0, 0x85, 0x7D, 0x77, 0x81,
+				     0x1F, 0x35, 0x2C, 0x07, 0x3B, 0x61, 0x08, 0xD7,
+				     0x2D, 0x98, 0x10, 0xA3, 0x09, 0x14, 0xDF, 0xF4};
+
+static struct tsw_vault_key_info key_in(enum tsw_vault_key_kind kind, enum tsw_vault_key_alg alg,
+					const char *id, const char *scope)
+{
+	struct tsw_vault_key_info in;
+
+	memset(&in, 0, sizeof(in));
+	in.kind = (uint8_t)kind;
+	in.alg = (uint8_t)alg;
+	snprintf(in.id, sizeof(in.id), "%s", id);
+	snprintf(in.scope, sizeof(in.scope), "%s", scope);
+	return in;
+}
+
+struct listed {
+	unsigned n, failed;
+	struct tsw_vault_key_info k[16];
+	int err[16];
+};
+
+static int collect(void *ctx, const struct tsw_vault_key_info *info, int err)
+{
+	struct listed *l = ctx;
+
+	if (l->n < 16) {
+		l->k[l->n] = *info;
+		l->err[l->n] = err;
+	}
+	l->n++;
+	l->failed += err != 0;
+	return 0;
+}
+
+/* The four kinds, one key each, in (kind, id) order as the store keeps. */
+static void add_four_keys(struct tsw_vault *v, struct tsw_vault_key_info out[4])
+{
+	struct tsw_vault_key_info in[4] = {
+	    key_in(TSW_VAULT_KEY_IMK_AC, TSW_VAULT_KEY_TDES2, "IMK-2026.1", BIN),
+	    key_in(TSW_VAULT_KEY_ZPK_ACQUIRER, TSW_VAULT_KEY_TDES3, "acq_1", "12345678901"),
+	    key_in(TSW_VAULT_KEY_ZPK_ISSUER, TSW_VAULT_KEY_AES256, "iss0", "0"),
+	    key_in(TSW_VAULT_KEY_TAVV, TSW_VAULT_KEY_AES128, "T1", "4895"),
+	};
+	const uint8_t *bytes[4] = {K_TDES2, K_TDES3, K_AES256, K_AES128};
+	const size_t lens[4] = {16, 24, 32, 16};
+
+	for (int i = 0; i < 4; i++) {
+		cr_assert_eq(tsw_vault_key_add(v, &in[i], bytes[i], lens[i], &out[i]), 0, "key %d",
+			     i);
+		cr_expect_str_eq(out[i].id, in[i].id);
+		cr_expect_str_eq(out[i].scope, in[i].scope);
+		cr_expect_eq(out[i].state, TSW_VAULT_KEY_ACTIVE);
+		cr_expect_eq(out[i].sealed_by, 1);
+		cr_expect_neq(out[i].added, 0);
+		expect_hsm_kcv(&out[i], bytes[i], lens[i]);
+	}
+}
+
+Test(vault, key_store_adds_lists_loads_and_retires)
+{
+	struct tsw_vault *v = open_new(), *ro = NULL;
+	struct tsw_vault_key_info info[4], again;
+	struct tsw_vault_key keys[4];
+	struct listed l = {0};
+	size_t n = 0;
+
+	/* a read-only handle opened before the first key sees the store */
+	cr_assert_eq(tsw_vault_open(fx.vault, fx.key, TSW_VAULT_RDONLY, &ro), 0);
+	cr_assert_eq(tsw_vault_key_load(ro, keys, 4, &n), 0);
+	cr_expect_eq(n, 0);
+	add_four_keys(v, info);
+	/* known check values: TDES 0123..EF FEDC..10 is 08D7B4 */
+	cr_expect_eq(info[0].kcv_len, 3);
+	cr_expect_eq(memcmp(info[0].kcv, "\x08\xD7\xB4", 3), 0);
+	cr_expect_eq(info[3].kcv_len, 5);
+	/* an AES-128 key's KCV by tsw_hsm, as a ZPK (tavv is not a tsw_hsm kind) */
+	{
+		struct tsw_vault_key_info z =
+		    key_in(TSW_VAULT_KEY_ZPK_ISSUER, TSW_VAULT_KEY_AES128, "iss1", "1");
+
+		cr_assert_eq(tsw_vault_key_add(v, &z, K_AES128, 16, &z), 0);
+		cr_expect_eq(memcmp(z.kcv, info[3].kcv, 5), 0);
+		expect_hsm_kcv(&z, K_AES128, 16);
+		cr_assert_eq(tsw_vault_key_retire(v, TSW_VAULT_KEY_ZPK_ISSUER, "iss1", 4, NULL), 0);
+	}
+
+	cr_assert_eq(tsw_vault_key_list(ro, collect, &l), 0);
+	cr_assert_eq(l.n, 5);
+	cr_expect_eq(l.failed, 0);
+	cr_expect_str_eq(l.k[0].id, "IMK-2026.1");
+	cr_expect_str_eq(l.k[1].id, "acq_1");
+	cr_expect_str_eq(l.k[2].id, "iss0");
+	cr_expect_str_eq(l.k[3].id, "iss1");
+	cr_expect_eq(l.k[3].state, TSW_VAULT_KEY_RETIRED);
+	cr_expect_neq(l.k[3].retired, 0);
+	cr_expect_str_eq(l.k[4].id, "T1");
+	cr_expect_eq(l.k[4].alg, TSW_VAULT_KEY_AES128);
+
+	cr_assert_eq(tsw_vault_key_load(ro, keys, 4, &n), 0);
+	cr_assert_eq(n, 4, "the retired key is not loaded");
+	cr_expect_eq(keys[0].len, 16);
+	cr_expect_eq(memcmp(keys[0].bytes, K_TDES2, 16), 0);
+	cr_expect_eq(keys[1].len, 24);
+	cr_expect_eq(memcmp(keys[1].bytes, K_TDES3, 24), 0);
+	cr_expect_eq(memcmp(keys[2].bytes, K_AES256, 32), 0);
+	cr_expect_str_eq(keys[2].info.scope, "0");
+	cr_expect_eq(memcmp(keys[3].bytes, K_AES128, 16), 0);
+	cr_expect_eq(keys[3].info.kind, TSW_VAULT_KEY_TAVV);
+	OPENSSL_cleanse(keys, sizeof(keys));
+
+	/* rotation: a second IMK for the same range, the first retired */
+	{
+		struct tsw_vault_key_info k2 =
+		    key_in(TSW_VAULT_KEY_IMK_AC, TSW_VAULT_KEY_TDES2, "IMK-2026.2", BIN);
+		uint8_t b[16];
+
+		memcpy(b, K_TDES2, 16);
+		b[0] ^= 0x10;
+		cr_assert_eq(tsw_vault_key_add(v, &k2, b, 16, NULL), 0);
+		cr_assert_eq(tsw_vault_key_load(ro, keys, 4, &n), -TSW_E_NO_SPACE,
+			     "five active keys do not fit four");
+		for (size_t i = 0; i < sizeof(keys); i++)
+			cr_assert_eq(((uint8_t *)keys)[i], 0, "a failed load leaves no key bytes");
+		cr_assert_eq(tsw_vault_key_retire(v, TSW_VAULT_KEY_IMK_AC, "IMK-2026.1", 10, &again),
+			     0);
+		cr_expect_eq(again.state, TSW_VAULT_KEY_RETIRED);
+		cr_assert_eq(tsw_vault_key_load(ro, keys, 4, &n), 0);
+		cr_assert_eq(n, 4);
+		cr_expect_str_eq(keys[0].info.id, "IMK-2026.2");
+		cr_expect_eq(memcmp(keys[0].bytes, b, 16), 0);
+		OPENSSL_cleanse(keys, sizeof(keys));
+	}
+	tsw_vault_close(ro);
+	tsw_vault_close(v);
+}
+
+Test(vault, key_store_refuses_bad_keys_ids_scopes_and_duplicates)
+{
+	static const uint8_t zeros[32];
+	struct tsw_vault *v = open_new(), *ro = NULL;
+	struct tsw_vault_key_info in;
+	struct tsw_vault_key keys[2];
+	uint8_t k[32];
+	size_t n = 0;
+	static const struct {
+		uint8_t kind, alg;
+		const char *id, *scope;
+		size_t len;
+		const char *what;
+	} bad[] = {
+	    {TSW_VAULT_KEY_KIND_MAX, TSW_VAULT_KEY_TDES2, "a", "1", 16, "unknown kind"},
+	    {TSW_VAULT_KEY_IMK_AC, TSW_VAULT_KEY_ALG_MAX, "a", "1", 16, "unknown algorithm"},
+	    {TSW_VAULT_KEY_IMK_AC, TSW_VAULT_KEY_AES128, "a", "1", 16, "an AES IMK"},
+	    {TSW_VAULT_KEY_IMK_AC, TSW_VAULT_KEY_TDES3, "a", "1", 24, "a 3-key IMK"},
+	    {TSW_VAULT_KEY_TAVV, TSW_VAULT_KEY_TDES2, "a", "1", 16, "a TDES tavv key"},
+	    {TSW_VAULT_KEY_ZPK_ISSUER, TSW_VAULT_KEY_TDES2, "a", "1", 24, "length of another alg"},
+	    {TSW_VAULT_KEY_ZPK_ISSUER, TSW_VAULT_KEY_TDES2, "", "1", 16, "empty id"},
+	    {TSW_VAULT_KEY_ZPK_ISSUER, TSW_VAULT_KEY_TDES2, "a b", "1", 16, "a space in the id"},
+	    {TSW_VAULT_KEY_ZPK_ISSUER, TSW_VAULT_KEY_TDES2, "a/b", "1", 16, "a slash in the id"},
+	    {TSW_VAULT_KEY_ZPK_ISSUER, TSW_VAULT_KEY_TDES2, "a", "256", 16, "issuer above 255"},
+	    {TSW_VAULT_KEY_ZPK_ISSUER, TSW_VAULT_KEY_TDES2, "a", "01", 16, "issuer 01"},
+	    {TSW_VAULT_KEY_ZPK_ISSUER, TSW_VAULT_KEY_TDES2, "a", "", 16, "no scope"},
+	    {TSW_VAULT_KEY_ZPK_ACQUIRER, TSW_VAULT_KEY_TDES2, "a", "12a", 16, "DE32 not digits"},
+	    {TSW_VAULT_KEY_ZPK_ACQUIRER, TSW_VAULT_KEY_TDES2, "a", "123456789012", 16,
+	     "DE32 of 12 digits"},
+	    {TSW_VAULT_KEY_IMK_AC, TSW_VAULT_KEY_TDES2, "a", "1234567890123", 16,
+	     "a range of 13 digits"},
+	};
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		memset(&in, 0, sizeof(in));
+		in.kind = bad[i].kind;
+		in.alg = bad[i].alg;
+		snprintf(in.id, sizeof(in.id), "%s", bad[i].id);
+		snprintf(in.scope, sizeof(in.scope), "%s", bad[i].scope);
+		if (strlen(bad[i].scope) >= sizeof(in.scope)) /* the field full, no NUL */
+			memcpy(in.scope, bad[i].scope, sizeof(in.scope));
+		cr_expect_eq(tsw_vault_key_add(v, &in, K_AES256, bad[i].len, NULL), -TSW_E_BAD_INPUT,
+			     "%s", bad[i].what);
+	}
+	/* weak keys: all zero; TDES halves equal but for parity bits */
+	in = key_in(TSW_VAULT_KEY_ZPK_ISSUER, TSW_VAULT_KEY_TDES2, "w", "1");
+	cr_expect_eq(tsw_vault_key_add(v, &in, zeros, 16, NULL), -TSW_E_BAD_INPUT);
+	in.alg = TSW_VAULT_KEY_AES256;
+	cr_expect_eq(tsw_vault_key_add(v, &in, zeros, 32, NULL), -TSW_E_BAD_INPUT);
+	memcpy(k, K_TDES2, 8);
+	memcpy(k + 8, K_TDES2, 8);
+	k[8] ^= 0x01; /* parity only */
+	in.alg = TSW_VAULT_KEY_TDES2;
+	cr_expect_eq(tsw_vault_key_add(v, &in, k, 16, NULL), -TSW_E_BAD_INPUT, "K1 = K2");
+	memcpy(k, K_TDES3, 24);
+	memcpy(k + 16, K_TDES3 + 8, 8);
+	in.alg = TSW_VAULT_KEY_TDES3;
+	cr_expect_eq(tsw_vault_key_add(v, &in, k, 24, NULL), -TSW_E_BAD_INPUT, "K2 = K3");
+	/* parity is not checked: the key with flipped parity bits is taken */
+	memcpy(k, K_TDES2, 16);
+	k[3] ^= 0x01;
+	in.alg = TSW_VAULT_KEY_TDES2;
+	cr_expect_eq(tsw_vault_key_add(v, &in, k, 16, NULL), 0);
+
+	/* ids are unique within a kind, for ever */
+	in = key_in(TSW_VAULT_KEY_ZPK_ACQUIRER, TSW_VAULT_KEY_TDES2, "dup", "42");
+	cr_assert_eq(tsw_vault_key_add(v, &in, K_TDES2, 16, NULL), 0);
+	in.scope[0] = '7';
+	cr_expect_eq(tsw_vault_key_add(v, &in, K_TDES2, 16, NULL), -TSW_E_EXISTS,
+		     "the same id in another scope");
+	cr_expect_eq(tsw_vault_key_retire(v, TSW_VAULT_KEY_ZPK_ACQUIRER, "dup", 3, NULL), 0);
+	cr_expect_eq(tsw_vault_key_add(v, &in, K_TDES2, 16, NULL), -TSW_E_EXISTS,
+		     "a retired id is not reused");
+	in.kind = TSW_VAULT_KEY_ZPK_ISSUER;
+	snprintf(in.scope, sizeof(in.scope), "4");
+	cr_expect_eq(tsw_vault_key_add(v, &in, K_TDES2, 16, NULL), 0, "another kind, same id");
+	cr_expect_eq(tsw_vault_key_retire(v, TSW_VAULT_KEY_ZPK_ACQUIRER, "dup", 3, NULL),
+		     -EALREADY);
+	cr_expect_eq(tsw_vault_key_retire(v, TSW_VAULT_KEY_ZPK_ACQUIRER, "nope", 4, NULL),
+		     -TSW_E_NOT_FOUND);
+	cr_expect_eq(tsw_vault_key_retire(v, TSW_VAULT_KEY_TAVV, "dup", 3, NULL), -TSW_E_NOT_FOUND);
+	cr_expect_eq(tsw_vault_key_retire(v, TSW_VAULT_KEY_KIND_MAX, "dup", 3, NULL),
+		     -TSW_E_BAD_INPUT);
+	tsw_vault_close(v);
+
+	cr_assert_eq(tsw_vault_open(fx.vault, fx.key, TSW_VAULT_RDONLY, &ro), 0);
+	in = key_in(TSW_VAULT_KEY_ZPK_ISSUER, TSW_VAULT_KEY_TDES2, "ro", "1");
+	cr_expect_eq(tsw_vault_key_add(ro, &in, K_TDES2, 16, NULL), -EROFS);
+	cr_expect_eq(tsw_vault_key_retire(ro, TSW_VAULT_KEY_ZPK_ISSUER, "dup", 3, NULL), -EROFS);
+	cr_expect_eq(tsw_vault_key_load(ro, keys, 2, &n), 0);
+	cr_expect_eq(n, 2, "the parity-flipped key and dup of zpk-issuer");
+	OPENSSL_cleanse(keys, sizeof(keys));
+	tsw_vault_close(ro);
+}
+
+/* Raw access to the key store's LMDB records (as an attacker with write
+ * access to data.mdb has it). */
+static size_t raw_key_get(uint8_t kind, const char *id, uint8_t *buf, size_t cap)
+{
+	uint8_t kb[40];
+	MDB_val k = {.mv_size = 1 + strlen(id), .mv_data = kb}, d;
+	MDB_env *env;
+	MDB_txn *txn;
+	MDB_dbi dbi;
+
+	kb[0] = kind;
+	memcpy(kb + 1, id, strlen(id));
+	cr_assert_eq(mdb_env_create(&env), 0);
+	cr_assert_eq(mdb_env_set_maxdbs(env, 16), 0);
+	cr_assert_eq(mdb_env_set_mapsize(env, TSW_VAULT_MAP_SIZE_BYTES), 0);
+	cr_assert_eq(mdb_env_open(env, fx.vault, MDB_NOTLS, 0600), 0);
+	cr_assert_eq(mdb_txn_begin(env, NULL, MDB_RDONLY, &txn), 0);
+	cr_assert_eq(mdb_dbi_open(txn, "hsmkeys", 0, &dbi), 0);
+	cr_assert_eq(mdb_get(txn, dbi, &k, &d), 0);
+	cr_assert_leq(d.mv_size, cap);
+	memcpy(buf, d.mv_data, d.mv_size);
+	mdb_txn_abort(txn);
+	mdb_env_close(env);
+	return d.mv_size;
+}
+
+static void raw_key_put(uint8_t kind, const char *id, const uint8_t *buf, size_t len)
+{
+	uint8_t kb[40];
+	MDB_val k = {.mv_size = 1 + strlen(id), .mv_data = kb};
+	MDB_val d = {.mv_size = len, .mv_data = (void *)buf};
+	MDB_env *env;
+	MDB_txn *txn;
+	MDB_dbi dbi;
+
+	kb[0] = kind;
+	memcpy(kb + 1, id, strlen(id));
+	cr_assert_eq(mdb_env_create(&env), 0);
+	cr_assert_eq(mdb_env_set_maxdbs(env, 16), 0);
+	cr_assert_eq(mdb_env_set_mapsize(env, TSW_VAULT_MAP_SIZE_BYTES), 0);
+	cr_assert_eq(mdb_env_open(env, fx.vault, MDB_NOTLS, 0600), 0);
+	cr_assert_eq(mdb_txn_begin(env, NULL, 0, &txn), 0);
+	cr_assert_eq(mdb_dbi_open(txn, "hsmkeys", 0, &dbi), 0);
+	cr_assert_eq(mdb_put(txn, dbi, &k, &d, 0), 0);
+	cr_assert_eq(mdb_txn_commit(txn), 0);
+	mdb_env_close(env);
+}
+
+static int load_ro(size_t *ret_n)
+{
+	struct tsw_vault_key keys[8];
+	struct tsw_vault *v = NULL;
+	int r;
+
+	cr_assert_eq(tsw_vault_open(fx.vault, fx.key, TSW_VAULT_RDONLY, &v), 0);
+	r = tsw_vault_key_load(v, keys, 8, ret_n);
+	OPENSSL_cleanse(keys, sizeof(keys));
+	tsw_vault_close(v);
+	return r;
+}
+
+Test(vault, every_byte_of_a_key_record_is_authenticated)
+{
+	struct tsw_vault *v = open_new();
+	struct tsw_vault_key_info info[4];
+	uint8_t orig[256], bad[256];
+	size_t len, n = 0;
+	unsigned integrity = 0;
+
+	add_four_keys(v, info);
+	cr_assert_eq(tsw_vault_key_retire(v, TSW_VAULT_KEY_TAVV, "T1", 2, NULL), 0);
+	tsw_vault_close(v);
+	cr_assert_eq(load_ro(&n), 0);
+	cr_assert_eq(n, 3);
+	len = raw_key_get(TSW_VAULT_KEY_ZPK_ACQUIRER, "acq_1", orig, sizeof(orig));
+	for (size_t off = 0; off < len; off++) {
+		for (int x = 0; x < 2; x++) {
+			struct listed l = {0};
+			int r;
+
+			memcpy(bad, orig, len);
+			bad[off] ^= x ? 0xff : 0x01;
+			raw_key_put(TSW_VAULT_KEY_ZPK_ACQUIRER, "acq_1", bad, len);
+			r = load_ro(&n);
+			cr_assert(r == -TSW_E_INTEGRITY || r == -TSW_E_CORRUPT ||
+				      r == -TSW_E_NOT_FOUND,
+				  "byte %zu ^ %s: load %d (%s)", off, x ? "0xff" : "0x01", r,
+				  tsw_strerror(r));
+			integrity += r == -TSW_E_INTEGRITY;
+			cr_assert_eq(tsw_vault_open(fx.vault, fx.key, 0, &v), 0);
+			cr_assert_eq(tsw_vault_key_list(v, collect, &l), 0);
+			cr_assert_eq(l.n, 4);
+			cr_assert_eq(l.failed, 1, "byte %zu: list flags exactly the edited key", off);
+			cr_assert_neq(l.err[1], 0);
+			cr_assert_neq(tsw_vault_key_retire(v, TSW_VAULT_KEY_ZPK_ACQUIRER, "acq_1", 5,
+							   NULL),
+				      0, "byte %zu: an edited key is never sealed again", off);
+			tsw_vault_close(v);
+		}
+	}
+	cr_assert_gt(integrity, 100, "most edits are caught by the authentication itself");
+	raw_key_put(TSW_VAULT_KEY_ZPK_ACQUIRER, "acq_1", orig, len);
+	cr_assert_eq(load_ro(&n), 0, "restored");
+	/* a retired key made active again on disk */
+	len = raw_key_get(TSW_VAULT_KEY_TAVV, "T1", orig, sizeof(orig));
+	memcpy(bad, orig, len);
+	cr_assert_eq(bad[3], TSW_VAULT_KEY_RETIRED, "state byte");
+	bad[3] = TSW_VAULT_KEY_ACTIVE;
+	raw_key_put(TSW_VAULT_KEY_TAVV, "T1", bad, len);
+	cr_expect_eq(load_ro(&n), -TSW_E_INTEGRITY);
+	raw_key_put(TSW_VAULT_KEY_TAVV, "T1", orig, len);
+	/* a key record moved to another id, or another kind */
+	len = raw_key_get(TSW_VAULT_KEY_ZPK_ISSUER, "iss0", orig, sizeof(orig));
+	raw_key_put(TSW_VAULT_KEY_ZPK_ISSUER, "iss9", orig, len);
+	cr_expect_eq(load_ro(&n), -TSW_E_INTEGRITY, "moved to another id");
+}
+
+Test(vault, rekey_seals_the_key_store_again_and_the_old_key_retires)
+{
+	struct tsw_vault *v = open_new();
+	struct tsw_vault_key_info info[4];
+	struct tsw_vault_key keys[4];
+	struct listed l = {0};
+	uint64_t users = 0;
+	uint32_t id = 0;
+	size_t n = 0;
+
+	add_four_keys(v, info);
+	cr_assert_eq(tsw_vault_rekey(v, &id, NULL), 0);
+	cr_assert_eq(id, 2);
+	cr_assert_eq(tsw_vault_key_list(v, collect, &l), 0);
+	for (unsigned i = 0; i < l.n; i++)
+		cr_expect_eq(l.k[i].sealed_by, 2, "key %u sealed under the new PAN key", i);
+	cr_assert_eq(tsw_vault_retire_key(v, 1, &users), 0);
+	cr_expect_eq(users, 0);
+	tsw_vault_close(v);
+	/* a fresh handle reads the key file without PAN key 1 */
+	cr_assert_eq(tsw_vault_open(fx.vault, fx.key, TSW_VAULT_RDONLY, &v), 0);
+	cr_assert_eq(tsw_vault_key_load(v, keys, 4, &n), 0);
+	cr_assert_eq(n, 4);
+	cr_expect_eq(memcmp(keys[1].bytes, K_TDES3, 24), 0);
+	OPENSSL_cleanse(keys, sizeof(keys));
+	tsw_vault_close(v);
+}
+
+Test(vault, keys_retire_waits_for_key_store_records_under_the_key)
+{
+	struct tsw_vault *v = open_new();
+	struct tsw_vault_key_info in = key_in(TSW_VAULT_KEY_ZPK_ISSUER, TSW_VAULT_KEY_TDES2, "z", "1");
+	uint8_t rec[256];
+	uint64_t users = 0;
+	size_t len;
+	uint32_t id = 0;
+
+	cr_assert_eq(tsw_vault_key_add(v, &in, K_TDES2, 16, NULL), 0);
+	len = raw_key_get(TSW_VAULT_KEY_ZPK_ISSUER, "z", rec, sizeof(rec));
+	cr_assert_eq(tsw_vault_rekey(v, &id, NULL), 0);
+	tsw_vault_close(v);
+	/* the record as it was before the rekey: sealed under key 1 (as a
+	 * crash would leave one that a rekey had not reached) */
+	raw_key_put(TSW_VAULT_KEY_ZPK_ISSUER, "z", rec, len);
+	cr_assert_eq(tsw_vault_open(fx.vault, fx.key, 0, &v), 0);
+	cr_expect_eq(tsw_vault_retire_key(v, 1, &users), -EBUSY);
+	cr_expect_eq(users, 1);
+	{
+		struct tsw_vault_reseal_opts o = {.mode = TSW_VAULT_RESEAL_FINISH};
+		struct tsw_vault_reseal_result res = {0};
+
+		cr_assert_eq(tsw_vault_reseal(v, &o, &res), 0);
+		cr_expect_eq(res.failed, 0);
+	}
+	cr_expect_eq(tsw_vault_retire_key(v, 1, &users), 0);
+	tsw_vault_close(v);
+}
+
+static bool out_has_hex(const char *out, const uint8_t *k, size_t len)
+{
+	char up[80], lo[80];
+
+	for (size_t i = 0; i < len; i++) {
+		snprintf(up + 2 * i, 3, "%02X", k[i]);
+		snprintf(lo + 2 * i, 3, "%02x", k[i]);
+	}
+	/* any 8 bytes of it would be too many */
+	for (size_t i = 0; i + 16 <= 2 * len; i += 2) {
+		char a[17], b[17];
+
+		memcpy(a, up + i, 16);
+		memcpy(b, lo + i, 16);
+		a[16] = b[16] = '\0';
+		if (strstr(out, a) || strstr(out, b))
+			return true;
+	}
+	return false;
+}
+
+Test(vault, tokvault_key_verbs_print_kcv_and_never_the_key)
+{
+	static const char imk_hex[] = "0123456789ABCDEFFEDCBA9876543210\n";
+	static const char zpk_hex[] = "0123456789abcdeffedcba987654321089abcdef01234567\n";
+	struct tsw_vault *v = open_new();
+	char out[OUT_CAP], data[PATH_CAP];
+	const char *add_imk[] = {"key-add", "imk-ac", "IMK1", "--range", BIN, NULL};
+	const char *add_zpk[] = {"key-add", "zpk-acquirer", "Z1", "--acquirer", "12345", NULL};
+	static const struct {
+		const char *args[8];
+		const char *in;
+		int rc;
+		const char *says;
+	} bad[] = {
+	    {{"key-add", "imk-ac", "X", "--range", BIN, NULL}, "0123456789ABCDEFFEDCBA987654321G\n",
+	     1, "not hex"},
+	    {{"key-add", "imk-ac", "X", "--range", BIN, NULL}, "0123456789ABCDEFFEDCBA987654321\n",
+	     1, "odd number of hex digits"},
+	    {{"key-add", "imk-ac", "X", "--range", BIN, NULL}, "0123456789ABCDEF\n", 1,
+	     "8 bytes: not a imk-ac key"},
+	    {{"key-add", "imk-ac", "X", "--range", BIN, NULL},
+	     "0123456789ABCDEFFEDCBA98765432100123456789ABCDEFFEDCBA98765432100011\n", 1,
+	     "longer than a key"},
+	    {{"key-add", "imk-ac", "X", "--range", BIN, NULL}, "", 1, "no key on standard input"},
+	    {{"key-add", "imk-ac", "X", "--range", BIN, NULL}, "0000000000000000000000000000000000\n",
+	     1, "not a imk-ac key"},
+	    {{"key-add", "imk-ac", "X", "--range", BIN, NULL}, "00000000000000000000000000000000\n",
+	     1, "weak keys"},
+	    {{"key-add", "imk-ac", "X", "--range", BIN, "--alg", "aes128", NULL},
+	     "00112233445566778899AABBCCDDEEFF\n", 1, "imk-ac takes tdes2 only"},
+	    {{"key-add", "imk-ac", "IMK1", "--range", BIN, NULL}, imk_hex, 1, "exists already"},
+	    {{"key-add", "imk-xx", "X", "--range", BIN, NULL}, imk_hex, 2,
+	     "KIND: imk-ac, zpk-acquirer, zpk-issuer or tavv"},
+	    {{"key-add", "imk-ac", "X", "--acquirer", "12345", NULL}, imk_hex, 2,
+	     "imk-ac and tavv take --range"},
+	    {{"key-add", "imk-ac", "X", NULL}, imk_hex, 2, "imk-ac and tavv take --range"},
+	    {{"key-add", "imk-ac", "X", "--range", BIN, "--alg", "des", NULL}, imk_hex, 2,
+	     "--alg: tdes2"},
+	    {{"key-retire", "imk-ac", "NOPE", NULL}, NULL, 1, "no imk-ac key with that id"},
+	    {{"key-retire", "tavv", "IMK1", NULL}, NULL, 1, "no tavv key with that id"},
+	    {{"key-retire", "bogus", "IMK1", NULL}, NULL, 2, "KIND:"},
+	};
+	uint8_t imk[16], zpk[24];
+
+	tsw_vault_close(v);
+	for (int i = 0; i < 16; i++)
+		sscanf(imk_hex + 2 * i, "%2hhx", &imk[i]);
+	for (int i = 0; i < 24; i++)
+		sscanf(zpk_hex + 2 * i, "%2hhx", &zpk[i]);
+	cr_assert_eq(tokvault_in(out, sizeof(out), add_imk, imk_hex), 0, "%s", out);
+	cr_expect_not_null(strstr(out, "kcv=08D7B4\n"), "%s", out);
+	cr_expect(!out_has_hex(out, imk, 16), "the key was printed: %s", out);
+	cr_assert_eq(tokvault_in(out, sizeof(out), add_zpk, zpk_hex), 0, "%s", out);
+	cr_expect_not_null(strstr(out, "alg=tdes3"), "%s", out);
+	cr_expect(!out_has_hex(out, zpk, 24), "the key was printed: %s", out);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		cr_expect_eq(tokvault_in(out, sizeof(out), bad[i].args, bad[i].in), bad[i].rc,
+			     "case %zu: %s", i, out);
+		cr_expect_not_null(strstr(out, bad[i].says), "case %zu: %s", i, out);
+		cr_expect(!out_has_hex(out, imk, 16), "case %zu printed the key: %s", i, out);
+		cr_expect(bad[i].in == NULL || strstr(out, bad[i].in) == NULL ||
+			      bad[i].in[0] == '\0',
+			  "case %zu echoed its input: %s", i, out);
+	}
+	{
+		const char *args[] = {"key-list", NULL};
+
+		cr_assert_eq(tokvault(out, sizeof(out), args), 0, "%s", out);
+		cr_expect_not_null(strstr(out, "kind=imk-ac id=IMK1 scope=489537 alg=tdes2 "
+					       "kcv=08D7B4 state=active"),
+				   "%s", out);
+		cr_expect_not_null(strstr(out, "kind=zpk-acquirer id=Z1 scope=12345 alg=tdes3"),
+				   "%s", out);
+		cr_expect(!out_has_hex(out, imk, 16) && !out_has_hex(out, zpk, 24), "%s", out);
+	}
+	{
+		const char *args[] = {"key-retire", "imk-ac", "IMK1", NULL};
+
+		cr_assert_eq(tokvault(out, sizeof(out), args), 0, "%s", out);
+		cr_assert_eq(tokvault(out, sizeof(out), args), 1, "%s", out);
+		cr_expect_not_null(strstr(out, "retired already"), "%s", out);
+	}
+	{
+		const char *args[] = {"key-list", NULL};
+
+		cr_assert_eq(tokvault(out, sizeof(out), args), 0, "%s", out);
+		cr_expect_not_null(strstr(out, "kind=imk-ac id=IMK1 scope=489537 alg=tdes2 "
+					       "kcv=08D7B4 state=retired"),
+				   "%s", out);
+	}
+	/* no key in the files in the clear */
+	snprintf(data, sizeof(data), "%s/data.mdb", fx.vault);
+	cr_expect(!file_contains(data, imk, 16), "the IMK is in data.mdb in the clear");
+	cr_expect(!file_contains(data, zpk, 24), "the ZPK is in data.mdb in the clear");
+	cr_expect(!file_contains(data, "0123456789ABCDEF", 16), "the IMK's hex is in data.mdb");
+	/* an edited key record: key-list says so and fails */
+	{
+		const char *args[] = {"key-list", NULL};
+		uint8_t rec[256];
+		size_t len = raw_key_get(TSW_VAULT_KEY_ZPK_ACQUIRER, "Z1", rec, sizeof(rec));
+
+		rec[8] ^= 0x01; /* the scope */
+		raw_key_put(TSW_VAULT_KEY_ZPK_ACQUIRER, "Z1", rec, len);
+		cr_assert_eq(tokvault(out, sizeof(out), args), 1, "%s", out);
+		cr_expect_not_null(strstr(out, "id=Z1 scope=02345"), "%s", out);
+		cr_expect_not_null(strstr(out, "integrity=FAILED"), "%s", out);
+		cr_expect_not_null(strstr(out, "1 key records fail authentication"), "%s", out);
+	}
 }

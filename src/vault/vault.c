@@ -457,6 +457,54 @@ static int open_dbis(struct tsw_vault *v, MDB_txn *txn, bool create)
 	return 0;
 }
 
+/* Reads the vault's format and settles what this open may do with it: a
+ * new vault gets the current format, a format-2 vault opened for writing
+ * is marked current, anything newer or unknown is refused. */
+static int format_settle(struct tsw_vault *v, MDB_txn *txn, bool create, bool rdonly,
+			 uint32_t *ret_format)
+{
+	uint32_t format = 0;
+	int r;
+
+	r = meta_get_u32(v, txn, META_FORMAT, &format);
+	if (r == -TSW_E_NOT_FOUND && create) {
+		r = meta_init(v, txn);
+		if (r < 0)
+			return r;
+		format = VAULT_FORMAT;
+	} else if (r == -TSW_E_NOT_FOUND) {
+		r = -TSW_E_CORRUPT;
+		return r;
+	} else if (r < 0) {
+		return r;
+	}
+	if (format > VAULT_FORMAT) {
+		r = -TSW_E_VERSION;
+		return r;
+	}
+	if (format == VAULT_FORMAT_1 && !(v->flags & TSW_VAULT_FORMAT1_OK)) {
+		r = -TSW_E_NEEDS_UPGRADE;
+		return r;
+	}
+	if (format != VAULT_FORMAT && format != VAULT_FORMAT_2 && format != VAULT_FORMAT_1) {
+		r = -TSW_E_CORRUPT;
+		return r;
+	}
+	if (format == VAULT_FORMAT_2 && !rdonly) {
+		/* a writer may add version 3 records and keys: a build that
+		 * knows only format 2 refuses the vault from now on
+		 * (-TSW_E_VERSION) instead of reading such records as corrupt.
+		 * Version 2 records stay as they are (tokvault upgrade rewrites
+		 * them); this build reads both. */
+		r = meta_set_format(v, txn, VAULT_FORMAT);
+		if (r < 0)
+			return r;
+		format = VAULT_FORMAT;
+	}
+	*ret_format = format;
+	return 0;
+}
+
 static int env_setup(struct tsw_vault *v, const char *dir, bool create)
 {
 	bool rdonly = v->flags & TSW_VAULT_RDONLY;
@@ -495,41 +543,9 @@ static int env_setup(struct tsw_vault *v, const char *dir, bool create)
 	r = open_dbis(v, txn, create);
 	if (r < 0)
 		goto out_abort;
-	r = meta_get_u32(v, txn, META_FORMAT, &format);
-	if (r == -TSW_E_NOT_FOUND && create) {
-		r = meta_init(v, txn);
-		if (r < 0)
-			goto out_abort;
-		format = VAULT_FORMAT;
-	} else if (r == -TSW_E_NOT_FOUND) {
-		r = -TSW_E_CORRUPT;
+	r = format_settle(v, txn, create, rdonly, &format);
+	if (r < 0)
 		goto out_abort;
-	} else if (r < 0) {
-		goto out_abort;
-	}
-	if (format > VAULT_FORMAT) {
-		r = -TSW_E_VERSION;
-		goto out_abort;
-	}
-	if (format == VAULT_FORMAT_1 && !(v->flags & TSW_VAULT_FORMAT1_OK)) {
-		r = -TSW_E_NEEDS_UPGRADE;
-		goto out_abort;
-	}
-	if (format != VAULT_FORMAT && format != VAULT_FORMAT_2 && format != VAULT_FORMAT_1) {
-		r = -TSW_E_CORRUPT;
-		goto out_abort;
-	}
-	if (format == VAULT_FORMAT_2 && !rdonly) {
-		/* a writer may add version 3 records and keys: a build that
-		 * knows only format 2 refuses the vault from now on
-		 * (-TSW_E_VERSION) instead of reading such records as corrupt.
-		 * Version 2 records stay as they are (tokvault upgrade rewrites
-		 * them); this build reads both. */
-		r = meta_set_format(v, txn, VAULT_FORMAT);
-		if (r < 0)
-			goto out_abort;
-		format = VAULT_FORMAT;
-	}
 	v->format = format;
 	r = keys_verify(v, txn);
 	if (r < 0)

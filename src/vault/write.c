@@ -844,6 +844,39 @@ static bool reseal_wanted(const struct rec *r, enum tsw_vault_reseal mode, uint3
 	return mode != TSW_VAULT_RESEAL_UPGRADE && le32toh(r->key_id) != key_id;
 }
 
+/* Re-seals one token record under the current key in place (the cursor
+ * is on it); a record that fails authentication is counted, not fatal. */
+static int reseal_one(struct tsw_vault *v, struct pan_crypto *c, MDB_cursor *cur,
+		      const MDB_val *d, uint64_t key, uint64_t *sealed, uint64_t *failed)
+{
+	char pan[TSW_PAN_MAX_DIGITS];
+	uint8_t buf[REC_MAX_BYTES];
+	struct tsw_token t;
+	size_t pan_len = 0, len = 0;
+	int r;
+
+	r = read_rec(v, c, d, key, &t, pan, &pan_len);
+	if (r == -TSW_E_INTEGRITY) {
+		(*failed)++;
+		return 0;
+	}
+	if (r == 0)
+		r = encode_sealed(c, &t, key, pan, pan_len, NULL, buf, &len);
+	OPENSSL_cleanse(pan, sizeof(pan));
+	if (r == 0) {
+		MDB_val nd = {.mv_size = len, .mv_data = buf};
+		MDB_val nk = {.mv_size = sizeof(key), .mv_data = &key};
+
+		/* MDB_CURRENT; a version 2 record grows by its tail,
+		 * and LMDB then deletes and inserts the node: the key
+		 * must not point into the page it rewrites */
+		r = mdb_to_errno(mdb_cursor_put(cur, &nk, &nd, MDB_CURRENT));
+		(*sealed)++;
+	}
+	OPENSSL_cleanse(buf, sizeof(buf));
+	return r;
+}
+
 /* Phase two: every wanted record sealed again under the current key,
  * chunk_rows per transaction. Each commit is durable, and no key is taken
  * out of the key file here, so a crash at any point leaves every record
@@ -877,10 +910,6 @@ static int reseal_records(struct tsw_vault *v, const struct tsw_vault_reseal_opt
 		r = mdb_to_errno(mdb_cursor_open(txn, v->dbi_tokens, &cur));
 		rc = r == 0 ? mdb_cursor_get(cur, &k, &d, MDB_SET_RANGE) : 0;
 		for (; r == 0 && rc == 0 && n < chunk; rc = mdb_cursor_get(cur, &k, &d, MDB_NEXT)) {
-			char pan[TSW_PAN_MAX_DIGITS];
-			uint8_t buf[REC_MAX_BYTES];
-			struct tsw_token t;
-			size_t pan_len = 0, len = 0;
 			uint64_t key;
 
 			memcpy(&key, k.mv_data, sizeof(key));
@@ -889,26 +918,7 @@ static int reseal_records(struct tsw_vault *v, const struct tsw_vault_reseal_opt
 			    !reseal_wanted(d.mv_data, o->mode, id))
 				continue;
 			n++;
-			r = read_rec(v, &c, &d, key, &t, pan, &pan_len);
-			if (r == -TSW_E_INTEGRITY) {
-				failed++;
-				r = 0;
-				continue;
-			}
-			if (r == 0)
-				r = encode_sealed(&c, &t, key, pan, pan_len, NULL, buf, &len);
-			OPENSSL_cleanse(pan, sizeof(pan));
-			if (r == 0) {
-				MDB_val nd = {.mv_size = len, .mv_data = buf};
-				MDB_val nk = {.mv_size = sizeof(key), .mv_data = &key};
-
-				/* MDB_CURRENT; a version 2 record grows by its tail,
-				 * and LMDB then deletes and inserts the node: the key
-				 * must not point into the page it rewrites */
-				r = mdb_to_errno(mdb_cursor_put(cur, &nk, &nd, MDB_CURRENT));
-				sealed++;
-			}
-			OPENSSL_cleanse(buf, sizeof(buf));
+			r = reseal_one(v, &c, cur, &d, key, &sealed, &failed);
 		}
 		if (r == 0 && rc == MDB_NOTFOUND)
 			more = false;

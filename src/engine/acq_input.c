@@ -24,7 +24,7 @@
 static bool must_hold(const struct tsw_engine *e, const struct acq_conn *c)
 {
 	return c->inflight >= e->cfg.max_inflight_per_conn ||
-	       outbuf_pending(&c->out) > c->out.cap / 2;
+	       engine__outbuf_pending(&c->out) > c->out.cap / 2;
 }
 
 /* A message that does not decode: answered 30 when its MTI (a request)
@@ -47,8 +47,8 @@ static int undecodable(struct tsw_engine *e, uint32_t slot, const uint8_t *frame
 	ec.off[ECHO_IDX_DE11] = 0;
 	ec.len[ECHO_IDX_DE11] = 6;
 	TSW_COUNT(e->m->declines[TSW_AUTHZ_FORMAT]);
-	return answer_local(e, slot, &ec, tsw_authz_rc(TSW_AUTHZ_FORMAT),
-			    tsw_authz_reason_name(TSW_AUTHZ_FORMAT));
+	return engine__answer_local(e, slot, &ec, tsw_authz_rc(TSW_AUTHZ_FORMAT),
+				    tsw_authz_reason_name(TSW_AUTHZ_FORMAT));
 }
 
 static int acq_frame(struct tsw_engine *e, uint32_t slot, const uint8_t *frame, size_t len)
@@ -66,14 +66,14 @@ static int acq_frame(struct tsw_engine *e, uint32_t slot, const uint8_t *frame, 
 	case TSW_AUTHZ_CLASS_AUTH:
 	case TSW_AUTHZ_CLASS_ADVICE:
 	case TSW_AUTHZ_CLASS_REVERSAL:
-		if (dup_in_flight(e, slot, &m)) {
+		if (engine__dup_in_flight(e, slot, &m)) {
 			/* the same DE11 and DE7 on this connection are in
 			 * flight: 94, never a second forward */
-			echo_from_msg(&ec, &m);
+			engine__echo_from_msg(&ec, &m);
 			TSW_COUNT(e->m->duplicates_refused);
-			return answer_local(e, slot, &ec, TSW_ENGINE_RC_DUPLICATE, NULL);
+			return engine__answer_local(e, slot, &ec, TSW_ENGINE_RC_DUPLICATE, NULL);
 		}
-		return engine_request(e, slot, &m, e->now_ns, NULL);
+		return engine__request(e, slot, &m, e->now_ns, NULL);
 	case TSW_AUTHZ_CLASS_OTHER:
 	case TSW_AUTHZ_CLASS_MAX:
 		break;
@@ -83,10 +83,10 @@ static int acq_frame(struct tsw_engine *e, uint32_t slot, const uint8_t *frame, 
 	TSW_COUNT(e->m->format_errors);
 	if (m.mti[2] != '0' && m.mti[2] != '2')
 		return -TSW_E_BAD_INPUT;
-	echo_from_msg(&ec, &m);
+	engine__echo_from_msg(&ec, &m);
 	TSW_COUNT(e->m->declines[TSW_AUTHZ_FORMAT]);
-	return answer_local(e, slot, &ec, tsw_authz_rc(TSW_AUTHZ_FORMAT),
-			    tsw_authz_reason_name(TSW_AUTHZ_FORMAT));
+	return engine__answer_local(e, slot, &ec, tsw_authz_rc(TSW_AUTHZ_FORMAT),
+				    tsw_authz_reason_name(TSW_AUTHZ_FORMAT));
 }
 
 /* ---- acquirer connections ---- */
@@ -180,7 +180,7 @@ static void release_later(struct tsw_engine *e, uint32_t slot)
 	e->release_tail = slot + 1;
 }
 
-void engine_resume(struct tsw_engine *e, uint32_t slot)
+void engine__resume(struct tsw_engine *e, uint32_t slot)
 {
 	struct acq_conn *c = &e->conns[slot];
 
@@ -205,7 +205,7 @@ void engine__acq_resume_due(struct tsw_engine *e)
 		if (!e->resume_head)
 			e->resume_tail = 0;
 		c->resume_due = false;
-		engine_resume(e, slot);
+		engine__resume(e, slot);
 	}
 }
 
@@ -234,7 +234,7 @@ int tsw_engine_acq_open(struct tsw_engine *e, uint64_t now_ns)
 	c->last_active_ns = now_ns;
 	c->peer_id = 0;
 	tsw_iso_framer_reset(&c->fr);
-	outbuf_reset(&c->out);
+	engine__outbuf_reset(&c->out);
 	TSW_GAUGE_INC(e->m->conns_open);
 	TSW_COUNT(e->m->conns_accepted);
 	return (int)slot;
@@ -255,7 +255,7 @@ int tsw_engine_acq_input(struct tsw_engine *e, uint32_t slot, const uint8_t *dat
 	if (c->stash_len > c->stash_off || must_hold(e, c)) {
 		r = stash_append(e, c, data, len);
 		if (r == 0)
-			engine_resume(e, slot); /* goes on at once if it may */
+			engine__resume(e, slot); /* goes on at once if it may */
 		acq_resume_due(e);
 		return r;
 	}
@@ -278,7 +278,7 @@ bool tsw_engine_acq_hold(struct tsw_engine *e, uint32_t slot)
 {
 	if (!tsw_engine_acq_paused(e, slot))
 		return false;
-	/* a release is owed from now on: engine_resume sends it */
+	/* a release is owed from now on: engine__resume sends it */
 	e->conns[slot].hold_told = true;
 	return true;
 }
@@ -309,14 +309,14 @@ void tsw_engine_acq_close(struct tsw_engine *e, uint32_t slot)
 		return;
 	c = &e->conns[slot];
 	/* approvals still in the output buffer never reach the acquirer */
-	unsent_abandon(e, slot);
+	engine__unsent_abandon(e, slot);
 	/* requests still pending complete on the issuer side; the generation
 	 * tells their answers that this connection is gone */
 	c->gen++;
 	c->state = ACQ_FREE;
 	c->inflight = 0;
 	c->stash_off = c->stash_len = 0;
-	outbuf_reset(&c->out);
+	engine__outbuf_reset(&c->out);
 	e->free_conns[e->n_free_conns++] = slot;
 	TSW_GAUGE_DEC(e->m->conns_open);
 }
@@ -329,13 +329,13 @@ void tsw_engine_acq_close_sent(struct tsw_engine *e, uint32_t slot, size_t sent)
 	if (slot >= e->cfg.max_conns || e->conns[slot].state != ACQ_OPEN)
 		return;
 	c = &e->conns[slot];
-	pending = outbuf_pending(&c->out);
+	pending = engine__outbuf_pending(&c->out);
 	if (sent > pending)
 		sent = pending;
 	/* the buffer is reset by the close: only the stream offset moves */
 	c->out.pos += sent;
 	TSW_COUNT_ADD(e->m->bytes_out, sent);
-	unsent_sent(e, slot);
+	engine__unsent_sent(e, slot);
 	tsw_engine_acq_close(e, slot);
 }
 
@@ -358,7 +358,7 @@ bool tsw_engine_next_close(struct tsw_engine *e, uint32_t *ret_slot)
 	return false;
 }
 
-void idle_scan(struct tsw_engine *e, uint64_t now_ns)
+void engine__idle_scan(struct tsw_engine *e, uint64_t now_ns)
 {
 	uint64_t idle = (uint64_t)e->cfg.idle_timeout_ms * NS_PER_MS;
 	uint32_t i;

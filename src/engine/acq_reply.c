@@ -1,9 +1,9 @@
 /* The acquirer reply side: every frame the switch writes to an acquirer
- * connection goes through conn_write (a peer that does not read its
+ * connection goes through engine__conn_write (a peer that does not read its
  * answers is queued for close); the answers the switch makes itself
  * (declines, stand-in approvals, 0810 to a network message) are built
  * from the echo fields kept of a request (DESIGN.md: never DE35). The
- * end of a request (conn_request_done) is noted here too: one fewer in
+ * end of a request (engine__conn_request_done) is noted here too: one fewer in
  * flight, and the connection's input goes on once the engine returns to
  * the backend (acq_input.c decides). Calls go down only: outbuf.c, the
  * dirty queue, metrics.c, event.c.
@@ -14,7 +14,7 @@
 #include "tsw/authz.h"
 #include "tsw/error.h"
 
-void echo_from_msg(struct echo *ec, const struct tsw_iso_msg *m)
+void engine__echo_from_msg(struct echo *ec, const struct tsw_iso_msg *m)
 {
 	unsigned i, off = 0;
 
@@ -61,13 +61,13 @@ void engine__conn_queue_close(struct tsw_engine *e, uint32_t slot)
 
 /* Appends one encoded frame to an acquirer connection; a peer that does
  * not read its answers (no room left) is closed. */
-int conn_write(struct tsw_engine *e, uint32_t slot, const struct tsw_iso_msg *base,
-	       const struct tsw_iso_edit *ed, unsigned n_ed)
+int engine__conn_write(struct tsw_engine *e, uint32_t slot, const struct tsw_iso_msg *base,
+		       const struct tsw_iso_edit *ed, unsigned n_ed)
 {
 	struct acq_conn *c = &e->conns[slot];
 	int r;
 
-	r = outbuf_encode(&c->out, e->acq_profile, base, ed, n_ed);
+	r = engine__outbuf_encode(&c->out, e->acq_profile, base, ed, n_ed);
 	if (r == -TSW_E_NO_SPACE) {
 		TSW_COUNT(e->m->slow_consumer_closes);
 		if (!c->close_queued)
@@ -76,7 +76,7 @@ int conn_write(struct tsw_engine *e, uint32_t slot, const struct tsw_iso_msg *ba
 	}
 	if (r < 0)
 		return r;
-	engine_mark_dirty(e, TSW_EP_ACQ, slot);
+	engine__mark_dirty(e, TSW_EP_ACQ, slot);
 	return 0;
 }
 
@@ -102,27 +102,29 @@ static int answer_with(struct tsw_engine *e, uint32_t slot, const struct echo *e
 	if (code)
 		ed[n++] =
 		    (struct tsw_iso_edit){.field = 38, .len = 6, .data = (const uint8_t *)code};
-	count_answer(e, mti_class(ec->mti), rc);
-	return conn_write(e, slot, NULL, ed, n);
+	engine__count_answer(e, engine__mti_class(ec->mti), rc);
+	return engine__conn_write(e, slot, NULL, ed, n);
 }
 
-int answer_local(struct tsw_engine *e, uint32_t slot, const struct echo *ec, const char *rc,
-		 const char *reason)
+int engine__answer_local(struct tsw_engine *e, uint32_t slot, const struct echo *ec, const char *rc,
+			 const char *reason)
 {
 	return answer_with(e, slot, ec, rc, reason, NULL);
 }
 
-int answer_standin(struct tsw_engine *e, uint32_t slot, const struct echo *ec, const char code[6])
+int engine__answer_standin(struct tsw_engine *e, uint32_t slot, const struct echo *ec,
+			   const char code[6])
 {
 	return answer_with(e, slot, ec, tsw_authz_rc(TSW_AUTHZ_STANDIN),
 			   tsw_authz_reason_name(TSW_AUTHZ_STANDIN), code);
 }
 
-int decline(struct tsw_engine *e, uint32_t slot, const struct echo *ec,
-	    enum tsw_authz_reason reason)
+int engine__decline(struct tsw_engine *e, uint32_t slot, const struct echo *ec,
+		    enum tsw_authz_reason reason)
 {
 	TSW_COUNT(e->m->declines[reason]);
-	return answer_local(e, slot, ec, tsw_authz_rc(reason), tsw_authz_reason_name(reason));
+	return engine__answer_local(e, slot, ec, tsw_authz_rc(reason),
+				    tsw_authz_reason_name(reason));
 }
 
 int engine__answer_network(struct tsw_engine *e, uint32_t slot, const struct tsw_iso_msg *m)
@@ -143,11 +145,11 @@ int engine__answer_network(struct tsw_engine *e, uint32_t slot, const struct tsw
 							.len = m->f[fields[i]].len,
 							.data = tsw_iso_ptr(m, fields[i])};
 	ed[n++] = (struct tsw_iso_edit){.field = 39, .len = 2, .data = (const uint8_t *)"00"};
-	count_answer(e, TSW_MTI_0800, "00");
-	return conn_write(e, slot, NULL, ed, n);
+	engine__count_answer(e, TSW_MTI_0800, "00");
+	return engine__conn_write(e, slot, NULL, ed, n);
 }
 
-void conn_request_done(struct tsw_engine *e, uint32_t slot, uint32_t gen)
+void engine__conn_request_done(struct tsw_engine *e, uint32_t slot, uint32_t gen)
 {
 	struct acq_conn *c = &e->conns[slot];
 

@@ -22,10 +22,10 @@
  * reversal goes as it came and gives nothing back.
  *
  * Limited uses. An original whose approval consumed a limited use
- * (acq_rev_use_consumed) is flagged. A reversal whose DE90 names it
+ * (engine__acq_rev_use_consumed) is flagged. A reversal whose DE90 names it
  * remembers, in its own request, which original it matched (its hash
  * and switch STAN: the entry as it was then); when the issuer answers
- * that reversal 00, acq_rev_take_use clears the flag of exactly that
+ * that reversal 00, engine__acq_rev_take_use clears the flag of exactly that
  * original and the engine gives the use back once: a repeated reversal
  * (0401, 0421) finds the flag cleared, and a reversal that matched
  * nothing gives nothing back. Every flag operation checks the switch
@@ -226,7 +226,7 @@ static struct acq_rev_ent *orig_slot(const struct tsw_acq_reversals *t, uint64_t
 	return &t->ent[h & t->mask];
 }
 
-int acq_rev_init(struct tsw_engine *e)
+int engine__acq_rev_init(struct tsw_engine *e)
 {
 	uint32_t n = e->cfg.acq_reversal_memory;
 	int r;
@@ -245,12 +245,12 @@ int acq_rev_init(struct tsw_engine *e)
 	return 0;
 }
 
-uint32_t acq_rev_capacity(const struct tsw_engine *e)
+uint32_t engine__acq_rev_capacity(const struct tsw_engine *e)
 {
 	return e->acq_rev ? e->acq_rev->mask + 1 : 0;
 }
 
-void acq_rev_free(struct tsw_engine *e)
+void engine__acq_rev_free(struct tsw_engine *e)
 {
 	tsw_acq_reversals_free(e->acq_rev_own);
 	e->acq_rev_own = NULL;
@@ -276,8 +276,8 @@ void tsw_engine_acq_peer(struct tsw_engine *e, uint32_t slot, const struct socka
 	e->conns[slot].peer_id = addr ? XXH3_64bits(addr, len) : 0;
 }
 
-uint64_t acq_rev_key(const struct tsw_engine *e, uint32_t slot, const char *token,
-		     size_t token_len, const struct tsw_iso_msg *m)
+uint64_t engine__acq_rev_key(const struct tsw_engine *e, uint32_t slot, const char *token,
+			     size_t token_len, const struct tsw_iso_msg *m)
 {
 	uint64_t h;
 
@@ -291,7 +291,8 @@ uint64_t acq_rev_key(const struct tsw_engine *e, uint32_t slot, const char *toke
 	return h;
 }
 
-void acq_rev_remember(struct tsw_engine *e, uint64_t h, const struct tsw_iso_msg *m, uint32_t stan)
+void engine__acq_rev_remember(struct tsw_engine *e, uint64_t h, const struct tsw_iso_msg *m,
+			      uint32_t stan)
 {
 	struct acq_rev_ent *s;
 	uint32_t q, de7;
@@ -315,9 +316,9 @@ void acq_rev_remember(struct tsw_engine *e, uint64_t h, const struct tsw_iso_msg
 	slot_unlock(s, q);
 }
 
-int acq_rev_de90(struct tsw_engine *e, uint32_t slot, const char *token, size_t token_len,
-		 const struct tsw_iso_msg *m, char out[TSW_ENGINE_DE90_LEN],
-		 struct acq_rev_match *ret_match)
+int engine__acq_rev_de90(struct tsw_engine *e, uint32_t slot, const char *token, size_t token_len,
+			 const struct tsw_iso_msg *m, char out[TSW_ENGINE_DE90_LEN],
+			 struct acq_rev_match *ret_match)
 {
 	struct ent_view v;
 	const uint8_t *de90;
@@ -334,7 +335,7 @@ int acq_rev_de90(struct tsw_engine *e, uint32_t slot, const char *token, size_t 
 	ret_match->hash = h;
 	ret_match->stan = v.stan;
 	memcpy(out, de90, TSW_ENGINE_DE90_LEN);
-	fmt6(v.stan, out + TSW_ENGINE_DE90_OFF_STAN);
+	engine__fmt6(v.stan, out + TSW_ENGINE_DE90_OFF_STAN);
 	de7_text(v.de7, out + TSW_ENGINE_DE90_OFF_DE7);
 	return 1;
 }
@@ -366,12 +367,12 @@ static int use_flag(struct tsw_engine *e, uint64_t h, uint32_t stan, uint32_t fl
 	return (int)was;
 }
 
-void acq_rev_use_consumed(struct tsw_engine *e, struct req *r)
+void engine__acq_rev_use_consumed(struct tsw_engine *e, struct req *r)
 {
 	r->use_flagged = e->acq_rev && r->acq_rev_key && use_flag(e, r->acq_rev_key, (uint32_t)r->key, 1) >= 0;
 }
 
-bool acq_rev_disown_use(struct tsw_engine *e, const struct req *r)
+bool engine__acq_rev_disown_use(struct tsw_engine *e, const struct req *r)
 {
 	/* never flagged: no acquirer reversal can have taken it */
 	if (!r->use_flagged)
@@ -381,7 +382,7 @@ bool acq_rev_disown_use(struct tsw_engine *e, const struct req *r)
 	return use_flag(e, r->acq_rev_key, (uint32_t)r->key, 0) == 1;
 }
 
-bool acq_rev_take_use(struct tsw_engine *e, const struct req *r)
+bool engine__acq_rev_take_use(struct tsw_engine *e, const struct req *r)
 {
 	if (!e->acq_rev || !r->rev_match.hash)
 		return false;

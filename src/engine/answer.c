@@ -40,12 +40,12 @@ static void answer_after(struct tsw_engine *e, struct req *r, enum tsw_authz_rea
 			 int put, uint64_t id)
 {
 	if (put == 0 && !tsw_state_saf_durable(e->state, id)) {
-		held_answer(e, r, reason, id);
+		engine__held_answer(e, r, reason, id);
 		return;
 	}
-	decline(e, r->acq_slot, &r->echo, reason);
-	conn_request_done(e, r->acq_slot, r->acq_gen);
-	req_free(e, r);
+	engine__decline(e, r->acq_slot, &r->echo, reason);
+	engine__conn_request_done(e, r->acq_slot, r->acq_gen);
+	engine__req_free(e, r);
 }
 
 /* Finishes a forwarded request that got no answer (timeout, link down):
@@ -56,21 +56,21 @@ static void answer_after(struct tsw_engine *e, struct req *r, enum tsw_authz_rea
  * issuer gives it back now). A reversal the queue refuses (full, no
  * state) does not hold the 91 back: saf_dropped counts it, and the use
  * stays spent. */
-void req_fail(struct tsw_engine *e, struct req *r, int timed_out)
+void engine__req_fail(struct tsw_engine *e, struct req *r, int timed_out)
 {
 	struct issuer_link *l = &e->links[r->link];
 	uint64_t id = 0;
 	int put = -1;
 
-	pending_remove(e, r);
-	heap_remove(e, r);
+	engine__pending_remove(e, r);
+	engine__heap_remove(e, r);
 	if (l->pending)
 		l->pending--;
 	if (timed_out)
-		expired_remember(e, r->key, r->kind == REQ_SAF ? r->saf_id : 0);
+		engine__expired_remember(e, r->key, r->kind == REQ_SAF ? r->saf_id : 0);
 	if (r->kind == REQ_SAF) {
-		saf_failed(e, r);
-		req_free(e, r);
+		engine__saf_failed(e, r);
+		engine__req_free(e, r);
 		return;
 	}
 	if (timed_out)
@@ -78,15 +78,15 @@ void req_fail(struct tsw_engine *e, struct req *r, int timed_out)
 	TSW_GAUGE_DEC(e->m->inflight);
 	/* stand-in at the timeout: an advice instead of the reversal, and
 	 * the approval once that advice is durable */
-	if (timed_out && standin_wanted(e, r->mti_class, true) && conn_alive(e, r) &&
-	    standin_try(e, r))
+	if (timed_out && engine__standin_wanted(e, r->mti_class, true) && conn_alive(e, r) &&
+	    engine__standin_try(e, r))
 		return;
 	if (moves_money(r) && r->sent_to_issuer) {
 		if (r->has_ticket)
-			use_commit(e, r->ticket);
-		put = saf_put(e, r, r->has_ticket, &id);
+			engine__use_commit(e, r->ticket);
+		put = engine__saf_put(e, r, r->has_ticket, &id);
 	} else if (r->has_ticket) {
-		use_release(e, r->ticket);
+		engine__use_release(e, r->ticket);
 	}
 	if (conn_alive(e, r)) {
 		answer_after(e, r, TSW_AUTHZ_ISSUER_UNAVAILABLE, put, id);
@@ -94,7 +94,7 @@ void req_fail(struct tsw_engine *e, struct req *r, int timed_out)
 	}
 	TSW_COUNT(e->m->answers_conn_gone);
 	TSW_COUNT(e->m->declines[TSW_AUTHZ_ISSUER_UNAVAILABLE]);
-	req_free(e, r);
+	engine__req_free(e, r);
 }
 
 static bool contains(const uint8_t *hay, size_t n, const uint8_t *needle, size_t k)
@@ -107,8 +107,8 @@ static bool contains(const uint8_t *hay, size_t n, const uint8_t *needle, size_t
 static bool pan_in(const struct tsw_engine *e, uint64_t fp, size_t len, const char last4[4],
 		   const uint8_t *p, size_t n)
 {
-	return pan_fp_scan(e->pan_fp_seed, fp, len, last4, p, n) ||
-	       pan_fp_scan_bcd(e->pan_fp_seed, fp, len, last4, p, n);
+	return engine__pan_fp_scan(e->pan_fp_seed, fp, len, last4, p, n) ||
+	       engine__pan_fp_scan_bcd(e->pan_fp_seed, fp, len, last4, p, n);
 }
 
 /* The issuer's DE2 is the request's PAN (as it nearly always is): the
@@ -117,7 +117,8 @@ static bool is_request_pan(const struct tsw_engine *e, const struct req *r,
 			   const struct tsw_iso_msg *m)
 {
 	return m->f[2].len == r->pan_len &&
-	       pan_fp(e->pan_fp_seed, (const char *)tsw_iso_ptr(m, 2), r->pan_len) == r->pan_fp;
+	       engine__pan_fp(e->pan_fp_seed, (const char *)tsw_iso_ptr(m, 2), r->pan_len) ==
+		   r->pan_fp;
 }
 
 /* The issuer's DE2 when it is another card number (a reissue it knows
@@ -131,7 +132,7 @@ static bool other_pan_in(const struct tsw_engine *e, const struct tsw_iso_msg *m
 
 	if (len < PAN_MIN_DIGITS || len > TSW_PAN_MAX_DIGITS || !is_digits(d, len))
 		return contains(p, n, d, len);
-	return pan_in(e, pan_fp(e->pan_fp_seed, (const char *)d, len), len,
+	return pan_in(e, engine__pan_fp(e->pan_fp_seed, (const char *)d, len), len,
 		      (const char *)d + len - 4, p, n);
 }
 
@@ -190,12 +191,12 @@ static int deliver_answer(struct tsw_engine *e, struct req *r, const struct tsw_
 		    .field = 14,
 		    .len = r->has_token_expiry ? 4 : 0,
 		    .data = r->has_token_expiry ? (const uint8_t *)r->token_expiry : NULL};
-	n += answer_drop_edits(m, ed + n);
+	n += engine__answer_drop_edits(m, ed + n);
 	ed[n++] = (struct tsw_iso_edit){
 	    .field = 11, .len = 6, .data = r->echo.data + r->echo.off[ECHO_IDX_DE11]};
 	if (tsw_iso_has(m, 48)) {
-		ret = de48_strip_token_tags(tsw_iso_ptr(m, 48), m->f[48].len, de48, sizeof(de48),
-					    &de48_len);
+		ret = engine__de48_strip_token_tags(tsw_iso_ptr(m, 48), m->f[48].len, de48,
+						    sizeof(de48), &de48_len);
 		if (ret < 0 || de48_len == 0)
 			ed[n++] = (struct tsw_iso_edit){.field = 48, .len = 0, .data = NULL};
 		else
@@ -209,7 +210,7 @@ static int deliver_answer(struct tsw_engine *e, struct req *r, const struct tsw_
 	if (!tsw_iso_has(m, 39) || m->f[39].len != 2)
 		ed[n++] = (struct tsw_iso_edit){.field = 39, .len = 2, .data = (const uint8_t *)rc};
 	tail_before = c->out.tail;
-	ret = conn_write(e, r->acq_slot, m, ed, n);
+	ret = engine__conn_write(e, r->acq_slot, m, ed, n);
 	if (ret < 0) {
 		if (ret != -TSW_E_NO_SPACE) {
 			/* the issuer's answer does not re-encode: 96 instead */
@@ -230,7 +231,7 @@ static int deliver_answer(struct tsw_engine *e, struct req *r, const struct tsw_
 		TSW_COUNT(e->m->pan_leaks_blocked);
 		return 0;
 	}
-	count_answer(e, r->mti_class, rc);
+	engine__count_answer(e, r->mti_class, rc);
 	return 1;
 }
 
@@ -261,18 +262,18 @@ static struct req *answered_request(struct tsw_engine *e, uint32_t link,
 	}
 	for (unsigned i = 0; i < 6; i++)
 		stan = stan * 10 + (uint32_t)(tsw_iso_ptr(m, 11)[i] - '0');
-	r = pending_find(e, (uint64_t)link << 32 | stan);
+	r = engine__pending_find(e, (uint64_t)link << 32 | stan);
 	if (!r) {
-		if (expired_take(e, (uint64_t)link << 32 | stan, &saf_id)) {
+		if (engine__expired_take(e, (uint64_t)link << 32 | stan, &saf_id)) {
 			TSW_COUNT(e->m->late_answers);
 			if (saf_id)
-				saf_late_answer(e, saf_id, rc);
+				engine__saf_late_answer(e, saf_id, rc);
 		} else {
 			TSW_COUNT(e->m->unmatched_answers);
 		}
 		return NULL;
 	}
-	if (!answer_mti_matches(r->echo.mti, m->mti)) {
+	if (!engine__answer_mti_matches(r->echo.mti, m->mti)) {
 		/* a 0410 must not settle a 0100: an answer to another
 		 * message; r waits for its own answer or its timeout */
 		TSW_COUNT(e->m->answer_mti_mismatches);
@@ -280,7 +281,7 @@ static struct req *answered_request(struct tsw_engine *e, uint32_t link,
 				 .n2 = mti_number(r->echo.mti) * 10000 + mti_number(m->mti));
 		return NULL;
 	}
-	if (r->kind == REQ_ACQ && !answer_matches(r, m, rc)) {
+	if (r->kind == REQ_ACQ && !engine__answer_matches(r, m, rc)) {
 		/* the STAN matches but the echoed fields do not: an answer to
 		 * another request; r waits for its own answer or its timeout */
 		TSW_COUNT(e->m->unmatched_answers);
@@ -300,7 +301,7 @@ static bool settle_answer(struct tsw_engine *e, struct req *r, const struct tsw_
 
 	hist_us(&e->m->issuer_rtt, r->fwd_ns, e->now_ns);
 	hist_us(&e->m->internal, r->start_ns, r->fwd_ns);
-	approved = rc_approved(rc);
+	approved = engine__rc_approved(rc);
 	/* an approval the acquirer does not get is reversed: money moved */
 	owes = approved && moves_money(r);
 	TSW_GAUGE_DEC(e->m->inflight);
@@ -308,9 +309,9 @@ static bool settle_answer(struct tsw_engine *e, struct req *r, const struct tsw_
 	 * of the approval is acknowledged */
 	if (r->has_ticket) {
 		if (approved)
-			use_commit(e, r->ticket);
+			engine__use_commit(e, r->ticket);
 		else
-			use_release(e, r->ticket);
+			engine__use_release(e, r->ticket);
 	}
 	if (owes && tsw_iso_has(m, 38) && m->f[38].len == sizeof(r->approval_code)) {
 		memcpy(r->approval_code, tsw_iso_ptr(m, 38), sizeof(r->approval_code));
@@ -321,7 +322,7 @@ static bool settle_answer(struct tsw_engine *e, struct req *r, const struct tsw_
 	 * full queue keeps the use spent: never a double spend) */
 	if ((r->mti_class == TSW_MTI_0400 || r->mti_class == TSW_MTI_0420) && rc[0] == '0' &&
 	    rc[1] == '0' && rc[2] == 0 && e->state && !r->partial_reversal &&
-	    acq_rev_take_use(e, r))
+	    engine__acq_rev_take_use(e, r))
 		tsw_state_return_use(e->state, r->token, r->token_len);
 	return owes;
 }
@@ -337,24 +338,24 @@ static void answer_acquirer(struct tsw_engine *e, struct req *r, const struct ts
 	switch (deliver_answer(e, r, m, rc)) {
 	case 1:
 		if (!owes) {
-			conn_request_done(e, r->acq_slot, r->acq_gen);
-			req_free(e, r);
+			engine__conn_request_done(e, r->acq_slot, r->acq_gen);
+			engine__req_free(e, r);
 			return;
 		}
 		/* an acquirer reversal of this original gives the use back
 		 * (acq_reversal.c), unless the approval never leaves */
 		if (r->has_ticket)
-			acq_rev_use_consumed(e, r);
+			engine__acq_rev_use_consumed(e, r);
 		/* where the approval ends in the output, before the
 		 * connection goes on with input that waited behind it */
-		unsent_track(e, r);
-		conn_request_done(e, r->acq_slot, r->acq_gen);
+		engine__unsent_track(e, r);
+		engine__conn_request_done(e, r->acq_slot, r->acq_gen);
 		return;
 	case 0:
 		/* approved at the issuer but answered 96: the approval is
 		 * reversed, and the 96 waits for that reversal's commit */
 		if (owes) {
-			put = saf_put(e, r, r->has_ticket, &id);
+			put = engine__saf_put(e, r, r->has_ticket, &id);
 			if (put == 0)
 				TSW_COUNT(e->m->answers_undelivered_reversed);
 			else
@@ -367,14 +368,14 @@ static void answer_acquirer(struct tsw_engine *e, struct req *r, const struct ts
 	default:
 		/* nothing could be written: the slow consumer is closed */
 		if (owes)
-			reverse_undelivered(e, r, r->has_ticket);
-		conn_request_done(e, r->acq_slot, r->acq_gen);
-		req_free(e, r);
+			engine__reverse_undelivered(e, r, r->has_ticket);
+		engine__conn_request_done(e, r->acq_slot, r->acq_gen);
+		engine__req_free(e, r);
 		return;
 	}
 }
 
-void engine_issuer_answer(struct tsw_engine *e, uint32_t link, const struct tsw_iso_msg *m)
+void engine__issuer_answer(struct tsw_engine *e, uint32_t link, const struct tsw_iso_msg *m)
 {
 	struct issuer_link *l = &e->links[link];
 	const char *rc = "96";
@@ -390,21 +391,21 @@ void engine_issuer_answer(struct tsw_engine *e, uint32_t link, const struct tsw_
 	r = answered_request(e, link, m, rc);
 	if (!r)
 		return;
-	pending_remove(e, r);
-	heap_remove(e, r);
+	engine__pending_remove(e, r);
+	engine__heap_remove(e, r);
 	if (l->pending)
 		l->pending--;
 	if (r->kind == REQ_SAF) {
-		saf_answered(e, r, rc);
-		req_free(e, r);
+		engine__saf_answered(e, r, rc);
+		engine__req_free(e, r);
 		return;
 	}
 	owes = settle_answer(e, r, m, rc);
 	if (!conn_alive(e, r)) {
 		TSW_COUNT(e->m->answers_conn_gone);
 		if (owes)
-			reverse_undelivered(e, r, r->has_ticket);
-		req_free(e, r);
+			engine__reverse_undelivered(e, r, r->has_ticket);
+		engine__req_free(e, r);
 		return;
 	}
 	answer_acquirer(e, r, m, rc, owes);

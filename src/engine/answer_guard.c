@@ -29,7 +29,7 @@
  * token tags elsewhere. */
 const uint8_t tsw_engine_answer_drop[TSW_ENGINE_ANSWER_DROP] = {34, 35, 36, 45, 102, 103};
 
-unsigned answer_drop_edits(const struct tsw_iso_msg *m, struct tsw_iso_edit *ed)
+unsigned engine__answer_drop_edits(const struct tsw_iso_msg *m, struct tsw_iso_edit *ed)
 {
 	unsigned i, n = 0;
 
@@ -40,7 +40,7 @@ unsigned answer_drop_edits(const struct tsw_iso_msg *m, struct tsw_iso_edit *ed)
 	return n;
 }
 
-uint64_t pan_fp_seed_new(void)
+uint64_t engine__pan_fp_seed_new(void)
 {
 	uint64_t s = 0;
 
@@ -51,7 +51,7 @@ uint64_t pan_fp_seed_new(void)
 	return s;
 }
 
-uint64_t pan_fp(uint64_t seed, const char *pan, size_t len)
+uint64_t engine__pan_fp(uint64_t seed, const char *pan, size_t len)
 {
 	return XXH3_64bits_withSeed(pan, len, seed);
 }
@@ -92,8 +92,8 @@ static v16u8 load16(const uint8_t *p)
  * hand-written because no library offers a multi-position 4-byte search),
  * and fingerprints only the window that ends there. An answer is a few
  * hundred bytes, nearly all digits: a compare per position, not a hash. */
-bool pan_fp_scan(uint64_t seed, uint64_t fp, size_t pan_len, const char last4[4],
-		 const uint8_t *p, size_t n)
+bool engine__pan_fp_scan(uint64_t seed, uint64_t fp, size_t pan_len, const char last4[4],
+			 const uint8_t *p, size_t n)
 {
 	v16u8 b0, b1, b2, b3;
 	size_t j = 0;
@@ -169,8 +169,8 @@ static bool bcd_hit_at(uint64_t seed, uint64_t fp, size_t pan_len, const uint8_t
  * pads the PAN (F, 0) or follows it (the D of track 2) is not looked at,
  * so one search covers every form. 16 positions per step, as for ASCII:
  * a hash only where the last 4 digits are. */
-bool pan_fp_scan_bcd(uint64_t seed, uint64_t fp, size_t pan_len, const char last4[4],
-		     const uint8_t *p, size_t n)
+bool engine__pan_fp_scan_bcd(uint64_t seed, uint64_t fp, size_t pan_len, const char last4[4],
+			     const uint8_t *p, size_t n)
 {
 	v16u8 ab, cd, bc, d0, d3;
 	uint8_t d[4];
@@ -210,7 +210,7 @@ bool pan_fp_scan_bcd(uint64_t seed, uint64_t fp, size_t pan_len, const char last
 	return false;
 }
 
-bool answer_mti_matches(const char req[4], const char ans[4])
+bool engine__answer_mti_matches(const char req[4], const char ans[4])
 {
 	/* same version and class, the function's response (0100 -> 0110,
 	 * 0120 -> 0130, 0400 -> 0410); a repeat (0101, 0401, 0121) is
@@ -227,7 +227,7 @@ const uint32_t tsw_engine_de55_card_tags[TSW_ENGINE_DE55_CARD_TAGS] = {
     0x9f6b, /* track 2 data (contactless) */
 };
 
-bool rc_approved(const char *rc)
+bool engine__rc_approved(const char *rc)
 {
 	static const char *const approvals[] = {"00", "08", "10", "11", "16"};
 	size_t i;
@@ -243,7 +243,7 @@ static const struct {
 	uint8_t field, idx;
 } match_fields[] = {{4, 2}, {37, 7}, {41, 8}};
 
-bool answer_matches(const struct req *r, const struct tsw_iso_msg *m, const char *rc)
+bool engine__answer_matches(const struct req *r, const struct tsw_iso_msg *m, const char *rc)
 {
 	size_t i;
 

@@ -6,7 +6,7 @@
  * issuer holding money nobody ever reverses. So the request stays
  * allocated, out of the pending table, in a FIFO until the state's group
  * commit makes its SAF item durable (the state's eventfd wakes the
- * worker; held_poll runs every loop iteration and tick). FIFO order
+ * worker; engine__held_poll runs every loop iteration and tick). FIFO order
  * holds both ways: this engine's puts get growing ids and the state
  * commits in id order, and every wait starts later than the one before.
  * A writer that does not commit within saf_durable_wait_ms (a stalled
@@ -16,7 +16,7 @@
  * Stand-in approvals (standin.c) wait in the same FIFO for their advice:
  * an approval never goes out before the advice that reports it to the
  * issuer is on disk; when the wait runs out the acquirer gets 91 instead
- * and the advice is followed by a reversal (standin_release, here with
+ * and the advice is followed by a reversal (engine__standin_release, here with
  * the FIFO that releases it: standin.c decides, this file delivers).
  *
  * Unsent approvals. An approval written to an acquirer's output buffer
@@ -51,7 +51,8 @@ static bool conn_alive(const struct tsw_engine *e, const struct req *r)
 	return c->state == ACQ_OPEN && c->gen == r->acq_gen;
 }
 
-void held_answer(struct tsw_engine *e, struct req *r, enum tsw_authz_reason reason, uint64_t id)
+void engine__held_answer(struct tsw_engine *e, struct req *r, enum tsw_authz_reason reason,
+			 uint64_t id)
 {
 	uint32_t idx = req_index(e, r);
 
@@ -87,12 +88,12 @@ static struct req *held_pop(struct tsw_engine *e)
 static void reverse_standin(struct tsw_engine *e, struct req *r)
 {
 	if (r->has_ticket)
-		use_commit(e, r->ticket);
-	reverse_undelivered(e, r, r->has_ticket);
-	req_free(e, r);
+		engine__use_commit(e, r->ticket);
+	engine__reverse_undelivered(e, r, r->has_ticket);
+	engine__req_free(e, r);
 }
 
-void standin_release(struct tsw_engine *e, struct req *r, bool durable, bool alive)
+void engine__standin_release(struct tsw_engine *e, struct req *r, bool durable, bool alive)
 {
 	if (!alive) {
 		TSW_COUNT(e->m->answers_conn_gone);
@@ -102,31 +103,31 @@ void standin_release(struct tsw_engine *e, struct req *r, bool durable, bool ali
 	if (!durable) {
 		/* the writer did not commit the advice in time: no approval
 		 * may go out before it is on disk */
-		decline(e, r->acq_slot, &r->echo, TSW_AUTHZ_ISSUER_UNAVAILABLE);
+		engine__decline(e, r->acq_slot, &r->echo, TSW_AUTHZ_ISSUER_UNAVAILABLE);
 		engine__standin_decided(e, r, TSW_STANDIN_DECLINED_UNQUEUED);
-		conn_request_done(e, r->acq_slot, r->acq_gen);
+		engine__conn_request_done(e, r->acq_slot, r->acq_gen);
 		reverse_standin(e, r);
 		return;
 	}
-	if (answer_standin(e, r->acq_slot, &r->echo, r->approval_code) < 0) {
+	if (engine__answer_standin(e, r->acq_slot, &r->echo, r->approval_code) < 0) {
 		/* not written: the slow consumer is closed */
-		conn_request_done(e, r->acq_slot, r->acq_gen);
+		engine__conn_request_done(e, r->acq_slot, r->acq_gen);
 		reverse_standin(e, r);
 		return;
 	}
 	engine__standin_decided(e, r, TSW_STANDIN_APPROVED);
 	if (r->has_ticket) {
-		use_commit(e, r->ticket);
+		engine__use_commit(e, r->ticket);
 		/* an acquirer reversal of a forwarded original gives it back */
-		acq_rev_use_consumed(e, r);
+		engine__acq_rev_use_consumed(e, r);
 	}
 	/* where the approval ends in the output, before the connection
 	 * goes on with input that waited behind it */
-	unsent_track(e, r);
-	conn_request_done(e, r->acq_slot, r->acq_gen);
+	engine__unsent_track(e, r);
+	engine__conn_request_done(e, r->acq_slot, r->acq_gen);
 }
 
-void held_poll(struct tsw_engine *e)
+void engine__held_poll(struct tsw_engine *e)
 {
 	while (e->n_held) {
 		struct req *r = &e->reqs[e->held_head];
@@ -141,45 +142,45 @@ void held_poll(struct tsw_engine *e)
 		}
 		held_pop(e);
 		if (reason == TSW_AUTHZ_STANDIN) {
-			standin_release(e, r, tsw_state_saf_durable(e->state, r->hold_id),
-					conn_alive(e, r));
+			engine__standin_release(e, r, tsw_state_saf_durable(e->state, r->hold_id),
+						conn_alive(e, r));
 			continue;
 		}
 		if (conn_alive(e, r)) {
-			decline(e, r->acq_slot, &r->echo, reason);
-			conn_request_done(e, r->acq_slot, r->acq_gen);
+			engine__decline(e, r->acq_slot, &r->echo, reason);
+			engine__conn_request_done(e, r->acq_slot, r->acq_gen);
 		} else {
 			TSW_COUNT(e->m->answers_conn_gone);
 			TSW_COUNT(e->m->declines[reason]);
 		}
-		req_free(e, r);
+		engine__req_free(e, r);
 	}
 }
 
-uint32_t held_pending(const struct tsw_engine *e)
+uint32_t engine__held_pending(const struct tsw_engine *e)
 {
 	return e->n_held;
 }
 
-void held_drop_all(struct tsw_engine *e)
+void engine__held_drop_all(struct tsw_engine *e)
 {
 	while (e->n_held) {
 		struct req *r = held_pop(e);
 
 		if (r->hold_reason == TSW_AUTHZ_STANDIN) {
-			standin_release(e, r, false, false);
+			engine__standin_release(e, r, false, false);
 			continue;
 		}
 		TSW_COUNT(e->m->answers_conn_gone);
-		req_free(e, r);
+		engine__req_free(e, r);
 	}
 }
 
-void reverse_undelivered(struct tsw_engine *e, const struct req *r, bool return_use)
+void engine__reverse_undelivered(struct tsw_engine *e, const struct req *r, bool return_use)
 {
 	uint64_t id;
 
-	if (saf_put(e, r, return_use, &id) == 0) {
+	if (engine__saf_put(e, r, return_use, &id) == 0) {
 		TSW_COUNT(e->m->answers_undelivered_reversed);
 		engine_event_req(e, TSW_EV_APPROVAL_UNDELIVERED, r, .why = "reversed");
 	} else {
@@ -188,14 +189,14 @@ void reverse_undelivered(struct tsw_engine *e, const struct req *r, bool return_
 	}
 }
 
-void unsent_track(struct tsw_engine *e, struct req *r)
+void engine__unsent_track(struct tsw_engine *e, struct req *r)
 {
 	struct acq_conn *c = &e->conns[r->acq_slot];
 	uint32_t idx = req_index(e, r);
 
 	/* answered: a repeat of the request is no longer a duplicate */
-	dup_remove(e, r);
-	r->out_end = c->out.pos + outbuf_pending(&c->out);
+	engine__dup_remove(e, r);
+	r->out_end = c->out.pos + engine__outbuf_pending(&c->out);
 	r->list_next = NO_REQ;
 	if (c->unsent_tail != NO_REQ)
 		e->reqs[c->unsent_tail].list_next = idx;
@@ -214,15 +215,15 @@ static struct req *unsent_pop(struct tsw_engine *e, struct acq_conn *c)
 	return r;
 }
 
-void unsent_sent(struct tsw_engine *e, uint32_t slot)
+void engine__unsent_sent(struct tsw_engine *e, uint32_t slot)
 {
 	struct acq_conn *c = &e->conns[slot];
 
 	while (c->unsent_head != NO_REQ && e->reqs[c->unsent_head].out_end <= c->out.pos)
-		req_free(e, unsent_pop(e, c));
+		engine__req_free(e, unsent_pop(e, c));
 }
 
-void unsent_abandon(struct tsw_engine *e, uint32_t slot)
+void engine__unsent_abandon(struct tsw_engine *e, uint32_t slot)
 {
 	struct acq_conn *c = &e->conns[slot];
 
@@ -230,9 +231,9 @@ void unsent_abandon(struct tsw_engine *e, uint32_t slot)
 		struct req *r = unsent_pop(e, c);
 		/* the use was committed at the approval; the acquirer's own
 		 * reversal may already have given it back (acq_reversal.c) */
-		bool return_use = r->has_ticket && acq_rev_disown_use(e, r);
+		bool return_use = r->has_ticket && engine__acq_rev_disown_use(e, r);
 
-		reverse_undelivered(e, r, return_use);
-		req_free(e, r);
+		engine__reverse_undelivered(e, r, return_use);
+		engine__req_free(e, r);
 	}
 }

@@ -9,7 +9,7 @@
 
 #include "engine_int.h"
 
-void engine_mark_dirty(struct tsw_engine *e, uint8_t kind, uint32_t slot)
+void engine__mark_dirty(struct tsw_engine *e, uint8_t kind, uint32_t slot)
 {
 	struct tsw_endpoint ep = {.kind = kind, .slot = slot};
 	struct outbuf *b = ep_buf(e, ep);

@@ -25,7 +25,7 @@
 #define NO_REQ UINT32_MAX
 #define ECHO_IDX_DE7 3
 
-int dup_init(struct tsw_engine *e)
+int engine__dup_init(struct tsw_engine *e)
 {
 	uint32_t n = 1, i;
 
@@ -40,7 +40,7 @@ int dup_init(struct tsw_engine *e)
 	return 0;
 }
 
-void dup_free(struct tsw_engine *e)
+void engine__dup_free(struct tsw_engine *e)
 {
 	free(e->dup_heads);
 	e->dup_heads = NULL;
@@ -75,7 +75,7 @@ static bool field_eq(const struct echo *ec, unsigned idx, const uint8_t *p, size
 	return ec->len[idx] == n && (n == 0 || memcmp(ec->data + ec->off[idx], p, n) == 0);
 }
 
-bool dup_in_flight(const struct tsw_engine *e, uint32_t slot, const struct tsw_iso_msg *m)
+bool engine__dup_in_flight(const struct tsw_engine *e, uint32_t slot, const struct tsw_iso_msg *m)
 {
 	const uint8_t *de11 = NULL, *de7 = NULL;
 	size_t de11_len = 0, de7_len = 0;
@@ -102,7 +102,7 @@ bool dup_in_flight(const struct tsw_engine *e, uint32_t slot, const struct tsw_i
 	return false;
 }
 
-void dup_add(struct tsw_engine *e, struct req *r)
+void engine__dup_add(struct tsw_engine *e, struct req *r)
 {
 	const struct echo *ec = &r->echo;
 	uint32_t b;
@@ -118,7 +118,7 @@ void dup_add(struct tsw_engine *e, struct req *r)
 	r->in_dup = true;
 }
 
-void dup_remove(struct tsw_engine *e, struct req *r)
+void engine__dup_remove(struct tsw_engine *e, struct req *r)
 {
 	uint32_t *p, idx = req_index(e, r);
 

@@ -1,7 +1,7 @@
 /* The sans-I/O switch engine: lifecycle (new, free, reconfigure) and the
  * loop (begin, end, tick, next deadline). acq_input.c and acq_reply.c
  * hold the acquirer connections, request.c the per-request pipeline
- * (parse -> vault -> decide -> decline or forward), answer.c the issuer
+ * (parse -> vault -> decide -> engine__decline or forward), answer.c the issuer
  * answers back to the acquirer and the timeouts, link_input.c and
  * link_output.c the issuer links; docs/engine.md maps every file.
  *
@@ -87,7 +87,7 @@ static int check_config(const struct tsw_engine_config *cfg)
 	 * holds more requests than that span has STANs (0 is never used) */
 	if (cfg->n_workers > TSW_ENGINE_STAN_SPACE / 2 ||
 	    cfg->worker_id >= (cfg->n_workers ? cfg->n_workers : TSW_ENGINE_STAN_WORKERS_DEFAULT) ||
-	    c->max_pending > stan_span(cfg) - 1)
+	    c->max_pending > engine__stan_span(cfg) - 1)
 		return -TSW_E_CONFIG;
 	if (c->reconnect_min_ms && c->reconnect_max_ms && c->reconnect_min_ms > c->reconnect_max_ms)
 		return -TSW_E_CONFIG;
@@ -140,7 +140,7 @@ static int conns_init(struct tsw_engine *e)
 		struct acq_conn *c = &e->conns[i];
 
 		if (tsw_iso_framer_init(&c->fr, e->acq_profile) < 0 ||
-		    outbuf_init(&c->out, e->cfg.out_buf_bytes) < 0)
+		    engine__outbuf_init(&c->out, e->cfg.out_buf_bytes) < 0)
 			return -ENOMEM;
 		c->stash = malloc(e->cfg.in_buf_bytes);
 		if (!c->stash)
@@ -160,7 +160,7 @@ static int links_init(struct tsw_engine *e)
 		struct issuer_link *l = &e->links[i];
 
 		if (tsw_iso_framer_init(&l->fr, e->iss_profile) < 0 ||
-		    outbuf_init(&l->out, e->cfg.link_buf_bytes) < 0)
+		    engine__outbuf_init(&l->out, e->cfg.link_buf_bytes) < 0)
 			return -ENOMEM;
 		l->state = LINK_DOWN;
 		l->issuer = e->cfg.hosts[i].issuer;
@@ -173,20 +173,20 @@ static int links_init(struct tsw_engine *e)
 /* The tables of the other files, in the order they may use each other. */
 static int tables_init(struct tsw_engine *e)
 {
-	int r = pending_init(e);
+	int r = engine__pending_init(e);
 
 	if (r == 0)
-		r = dup_init(e);
+		r = engine__dup_init(e);
 	if (r == 0)
-		r = acq_rev_init(e);
+		r = engine__acq_rev_init(e);
 	if (r == 0)
-		r = saf_buffers_alloc(e);
+		r = engine__saf_buffers_alloc(e);
 	if (r == 0)
-		r = park_init(e);
+		r = engine__park_init(e);
 	if (r == 0)
-		r = standin_init(e);
+		r = engine__standin_init(e);
 	if (r == 0)
-		r = events_init(e);
+		r = engine__events_init(e);
 	return r;
 }
 
@@ -220,7 +220,7 @@ int tsw_engine_new(const struct tsw_engine_config *cfg, struct tsw_vault *vault,
 	e->n_links = e->cfg.n_hosts;
 	e->rng = 0x9e3779b97f4a7c15ull ^ ((uint64_t)cfg->worker_id << 32) ^ (uint64_t)wall_now();
 	e->wall_s = wall_now();
-	e->pan_fp_seed = pan_fp_seed_new();
+	e->pan_fp_seed = engine__pan_fp_seed_new();
 	e->held_head = e->held_tail = UINT32_MAX;
 
 	r = tsw_vault_reader_open(vault, &e->reader);
@@ -251,7 +251,7 @@ void tsw_engine_free(struct tsw_engine *e)
 		for (i = 0; i < e->cfg.max_conns; i++) {
 			if (e->conns[i].fr.acc)
 				tsw_iso_framer_free(&e->conns[i].fr);
-			outbuf_free(&e->conns[i].out);
+			engine__outbuf_free(&e->conns[i].out);
 			free(e->conns[i].stash);
 		}
 	for (i = 0; i < e->n_links; i++) {
@@ -259,15 +259,15 @@ void tsw_engine_free(struct tsw_engine *e)
 			tsw_iso_framer_free(&e->links[i].fr);
 		if (e->links[i].out.data)
 			explicit_bzero(e->links[i].out.data, e->links[i].out.cap);
-		outbuf_free(&e->links[i].out);
+		engine__outbuf_free(&e->links[i].out);
 	}
-	park_free(e);
-	pending_free(e);
-	dup_free(e);
-	acq_rev_free(e);
-	saf_buffers_free(e);
-	standin_free(e);
-	events_free(e);
+	engine__park_free(e);
+	engine__pending_free(e);
+	engine__dup_free(e);
+	engine__acq_rev_free(e);
+	engine__saf_buffers_free(e);
+	engine__standin_free(e);
+	engine__events_free(e);
 	free(e->conns);
 	free(e->free_conns);
 	free(e->close_q);
@@ -287,10 +287,10 @@ void tsw_engine_loop_begin(struct tsw_engine *e, uint64_t now_ns)
 	if (e->reader_live)
 		tsw_vault_reader_reset(e->reader);
 	e->reader_live = false;
-	if (reader_ensure(e) < 0)
+	if (engine__reader_ensure(e) < 0)
 		TSW_COUNT(e->m->vault_errors);
-	park_poll(e);
-	held_poll(e);
+	engine__park_poll(e);
+	engine__held_poll(e);
 	acq_resume_due(e);
 }
 
@@ -304,23 +304,23 @@ void tsw_engine_loop_end(struct tsw_engine *e)
 uint64_t tsw_engine_next_deadline(const struct tsw_engine *e)
 {
 	uint64_t d = UINT64_MAX, sd;
-	const struct req *top = heap_top(e);
+	const struct req *top = engine__heap_top(e);
 	uint32_t i;
 
 	if (top)
 		d = top->deadline_ns;
 	for (i = 0; i < e->n_links; i++) {
-		uint64_t ld = link_next_deadline(e, i);
+		uint64_t ld = engine__link_next_deadline(e, i);
 
 		if (ld < d)
 			d = ld;
 	}
 	if (e->cfg.idle_timeout_ms && e->next_idle_scan_ns < d && e->m->conns_open)
 		d = e->next_idle_scan_ns;
-	sd = saf_next_deadline(e);
+	sd = engine__saf_next_deadline(e);
 	if (sd < d)
 		d = sd;
-	if (park_pending(e) || held_pending(e)) {
+	if (engine__park_pending(e) || engine__held_pending(e)) {
 		uint64_t pd = e->now_ns + TSW_ENGINE_PARK_POLL_NS;
 
 		if (pd < d)
@@ -336,15 +336,15 @@ void tsw_engine_tick(struct tsw_engine *e, uint64_t now_ns)
 
 	e->now_ns = now_ns;
 	e->wall_s = wall_now();
-	while ((r = heap_top(e)) && r->deadline_ns <= now_ns)
-		req_fail(e, r, 1);
+	while ((r = engine__heap_top(e)) && r->deadline_ns <= now_ns)
+		engine__req_fail(e, r, 1);
 	for (i = 0; i < e->n_links; i++)
-		link_tick(e, i);
+		engine__link_tick(e, i);
 	if (now_ns >= e->saf_next_poll_ns)
-		saf_poll(e);
-	idle_scan(e, now_ns);
-	park_poll(e);
-	held_poll(e);
+		engine__saf_poll(e);
+	engine__idle_scan(e, now_ns);
+	engine__park_poll(e);
+	engine__held_poll(e);
 	acq_resume_due(e);
 }
 
@@ -358,16 +358,16 @@ void tsw_engine_shutdown(struct tsw_engine *e, uint64_t now_ns)
 	for (i = 0; i < e->cfg.max_conns; i++)
 		tsw_engine_acq_close(e, i);
 	/* requests still at an issuer: their outcome is unknown */
-	while ((r = heap_top(e)))
-		req_fail(e, r, 0);
-	held_drop_all(e);
-	park_poll(e);
+	while ((r = engine__heap_top(e)))
+		engine__req_fail(e, r, 0);
+	engine__held_drop_all(e);
+	engine__park_poll(e);
 }
 
 uint32_t tsw_engine_inflight(const struct tsw_engine *e)
 {
 	/* reversals in flight are in the state's queue: not waited for */
-	return e->reqs_used - e->saf_inflight + park_pending(e);
+	return e->reqs_used - e->saf_inflight + engine__park_pending(e);
 }
 
 int tsw_engine_reconfigure(struct tsw_engine *e, const struct tsw_engine_config *cfg)
@@ -385,6 +385,6 @@ int tsw_engine_reconfigure(struct tsw_engine *e, const struct tsw_engine_config 
 	tsw_config_apply_reload(&c, &cfg->settings);
 	order_ranges(&c);
 	e->cfg = c;
-	events_configure(e);
+	engine__events_configure(e);
 	return 0;
 }

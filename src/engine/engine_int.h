@@ -113,7 +113,7 @@ struct issuer_link {
 	uint32_t pending;      /* requests waiting on this link */
 	uint32_t saf_inflight; /* of which store-and-forward reversals */
 	uint8_t issuer;	       /* cfg.hosts[link].issuer */
-	uint64_t last_pos;     /* the frame link_write appended last: its stream offset */
+	uint64_t last_pos;     /* the frame engine__link_write appended last: its stream offset */
 	uint32_t last_len;     /* ... and length */
 };
 
@@ -153,7 +153,7 @@ struct req {
 	uint64_t pan_fp;  /* REQ_ACQ: its keyed fingerprint, never the PAN */
 	char pan_last4[4]; /* REQ_ACQ: its last 4 digits (shown by masking too): scan filter */
 	uint64_t acq_rev_key; /* REQ_ACQ: acq_reversal.c key of the acquirer's message */
-	bool use_flagged;     /* REQ_ACQ: acq_rev_use_consumed set its original's flag */
+	bool use_flagged;     /* REQ_ACQ: engine__acq_rev_use_consumed set its original's flag */
 	struct acq_rev_match rev_match; /* REQ_ACQ reversal: the original it named */
 	bool partial_reversal; /* REQ_ACQ: a reversal whose DE95 keeps part of the sale */
 	bool advised;	       /* REQ_ACQ: a stand-in approval whose advice is queued */
@@ -172,7 +172,7 @@ struct req {
 	char approval_code[6]; /* the issuer's DE38 (or the stand-in's own): a reversal
 				* of the approval names it */
 	uint64_t link_pos; /* REQ_ACQ: its frame in r->link's output stream */
-	uint32_t link_len; /* (link_track; 0: not tracked, never moved) */
+	uint32_t link_len; /* (engine__link_track; 0: not tracked, never moved) */
 	/* REQ_ACQ: what a stand-in at its timeout is judged by (standin.c) */
 	uint8_t pos_mode;    /* enum tsw_pos_mode; TSW_POS_MODE_MAX: unknown */
 	uint8_t assurance;   /* the token's assurance level */
@@ -230,7 +230,7 @@ struct tsw_engine {
 	/* issuer links: one per host, each serving one issuer */
 	struct issuer_link links[TSW_CONFIG_LINKS_MAX];
 	uint32_t n_links;
-	uint32_t pick_next; /* pick_link: where the next scan starts (ties rotate) */
+	uint32_t pick_next; /* engine__pick_link: where the next scan starts (ties rotate) */
 
 	/* dirty endpoints (ring of max_conns + n_links) */
 	struct tsw_endpoint *dirty;
@@ -276,27 +276,28 @@ struct tsw_engine {
 };
 
 /* outbuf.c */
-int outbuf_init(struct outbuf *b, uint32_t cap);
-void outbuf_free(struct outbuf *b);
-void outbuf_reset(struct outbuf *b);
-uint32_t outbuf_pending(const struct outbuf *b);
+int engine__outbuf_init(struct outbuf *b, uint32_t cap);
+void engine__outbuf_free(struct outbuf *b);
+void engine__outbuf_reset(struct outbuf *b);
+uint32_t engine__outbuf_pending(const struct outbuf *b);
 /* Encodes base with edits ed (base NULL: edits alone) as one frame of
  * profile p after b's tail. 0; -TSW_E_NO_SPACE when b has no room for it
  * now (the peer is behind); -TSW_E_FRAME_TOO_BIG when it exceeds
  * p->max_frame; else the encoder's error. On error nothing is appended. */
-int outbuf_encode(struct outbuf *b, const struct tsw_iso_profile *p, const struct tsw_iso_msg *base,
-		  const struct tsw_iso_edit *ed, unsigned n);
+int engine__outbuf_encode(struct outbuf *b, const struct tsw_iso_profile *p,
+			  const struct tsw_iso_msg *base, const struct tsw_iso_edit *ed,
+			  unsigned n);
 /* Appends len bytes already framed; 0 or -TSW_E_NO_SPACE (nothing
- * appended). outbuf_unput takes the last len bytes back (wiped). */
-int outbuf_put(struct outbuf *b, const uint8_t *data, uint32_t len);
-void outbuf_unput(struct outbuf *b, uint32_t len);
+ * appended). engine__outbuf_unput takes the last len bytes back (wiped). */
+int engine__outbuf_put(struct outbuf *b, const uint8_t *data, uint32_t len);
+void engine__outbuf_unput(struct outbuf *b, uint32_t len);
 /* The backend sent n bytes from the head (at most what is pending; it
  * returns how many it took): they leave the buffer (wiped first when
  * wipe), and nothing is busy any more. */
 size_t engine__outbuf_consume(struct outbuf *b, size_t n, bool wipe);
 
 /* dirty.c: queues the endpoint for the backend when it has bytes to send */
-void engine_mark_dirty(struct tsw_engine *e, uint8_t kind, uint32_t slot);
+void engine__mark_dirty(struct tsw_engine *e, uint8_t kind, uint32_t slot);
 /* The output buffer of an endpoint, NULL for none (dirty.c, sent.c). */
 static inline struct outbuf *ep_buf(struct tsw_engine *e, struct tsw_endpoint ep)
 {
@@ -311,51 +312,51 @@ static inline struct outbuf *ep_buf(struct tsw_engine *e, struct tsw_endpoint ep
 }
 
 /* pending.c */
-int pending_init(struct tsw_engine *e);
-void pending_free(struct tsw_engine *e);
-struct req *req_alloc(struct tsw_engine *e);
-void req_free(struct tsw_engine *e, struct req *r);
+int engine__pending_init(struct tsw_engine *e);
+void engine__pending_free(struct tsw_engine *e);
+struct req *engine__req_alloc(struct tsw_engine *e);
+void engine__req_free(struct tsw_engine *e, struct req *r);
 static inline uint32_t req_index(const struct tsw_engine *e, const struct req *r)
 {
 	return (uint32_t)(r - e->reqs);
 }
 /* Picks an unused switch STAN for link and inserts r under it; returns 0
  * or -TSW_E_FULL. */
-int pending_insert(struct tsw_engine *e, struct req *r, uint16_t link);
+int engine__pending_insert(struct tsw_engine *e, struct req *r, uint16_t link);
 /* Moves r, pending, to link under the same switch STAN; 0, or
  * -TSW_E_FULL when that STAN is in flight (or remembered) on link. */
-int pending_rekey(struct tsw_engine *e, struct req *r, uint16_t link);
-struct req *pending_find(struct tsw_engine *e, uint64_t key);
-void pending_remove(struct tsw_engine *e, struct req *r);
-void heap_push(struct tsw_engine *e, struct req *r);
-void heap_remove(struct tsw_engine *e, struct req *r);
-struct req *heap_top(const struct tsw_engine *e);
-void expired_remember(struct tsw_engine *e, uint64_t key, uint64_t saf_id);
+int engine__pending_rekey(struct tsw_engine *e, struct req *r, uint16_t link);
+struct req *engine__pending_find(struct tsw_engine *e, uint64_t key);
+void engine__pending_remove(struct tsw_engine *e, struct req *r);
+void engine__heap_push(struct tsw_engine *e, struct req *r);
+void engine__heap_remove(struct tsw_engine *e, struct req *r);
+struct req *engine__heap_top(const struct tsw_engine *e);
+void engine__expired_remember(struct tsw_engine *e, uint64_t key, uint64_t saf_id);
 /* True when key timed out recently (once); *ret_saf_id is the reversal
  * it carried or 0. */
-bool expired_take(struct tsw_engine *e, uint64_t key, uint64_t *ret_saf_id);
-uint32_t stan_next(struct tsw_engine *e, uint16_t link);
+bool engine__expired_take(struct tsw_engine *e, uint64_t key, uint64_t *ret_saf_id);
+uint32_t engine__stan_next(struct tsw_engine *e, uint16_t link);
 /* STANs per worker: TSW_ENGINE_STAN_SPACE / n_workers (0: as for
  * TSW_ENGINE_STAN_WORKERS_DEFAULT). */
-uint32_t stan_span(const struct tsw_engine_config *cfg);
+uint32_t engine__stan_span(const struct tsw_engine_config *cfg);
 
 /* link_input.c */
-void link_tick(struct tsw_engine *e, uint32_t link);
-uint64_t link_next_deadline(const struct tsw_engine *e, uint32_t link);
+void engine__link_tick(struct tsw_engine *e, uint32_t link);
+uint64_t engine__link_next_deadline(const struct tsw_engine *e, uint32_t link);
 
 /* link_output.c */
-int link_send_mgmt(struct tsw_engine *e, uint32_t link, const char *code3, bool echo);
+int engine__link_send_mgmt(struct tsw_engine *e, uint32_t link, const char *code3, bool echo);
 /* Encodes base with edits ed (base NULL: edits alone) as one frame on the
- * link and marks it for sending; 0 or outbuf_encode's error
+ * link and marks it for sending; 0 or engine__outbuf_encode's error
  * (-TSW_E_NO_SPACE: output full, counted in link_out_full). */
-int link_write(struct tsw_engine *e, uint32_t link, const struct tsw_iso_msg *base,
-	       const struct tsw_iso_edit *ed, unsigned n);
-/* Notes where the frame link_write just appended for r (on r->link) lies,
+int engine__link_write(struct tsw_engine *e, uint32_t link, const struct tsw_iso_msg *base,
+		       const struct tsw_iso_edit *ed, unsigned n);
+/* Notes where the frame engine__link_write just appended for r (on r->link) lies,
  * so that a link going down before it is sent hands it to another host
  * of the issuer instead of failing it. */
-void link_track(struct tsw_engine *e, struct req *r);
+void engine__link_track(struct tsw_engine *e, struct req *r);
 /* The issuer index for a PAN (-1: no route). */
-int engine_route(const struct tsw_engine *e, const char *pan, size_t pan_len);
+int engine__route(const struct tsw_engine *e, const char *pan, size_t pan_len);
 /* The issuer link serves (its reversals' route_key). */
 static inline uint32_t link_issuer(const struct tsw_engine *e, uint32_t link)
 {
@@ -363,41 +364,41 @@ static inline uint32_t link_issuer(const struct tsw_engine *e, uint32_t link)
 }
 /* The signed-on link of issuer with the fewest requests in flight (ties
  * take turns), or -1 when none is signed on: the issuer is unavailable. */
-int pick_link(struct tsw_engine *e, uint32_t issuer);
+int engine__pick_link(struct tsw_engine *e, uint32_t issuer);
 /* A request whose frame never left the switch (not handed to the backend
  * either) when its link went down moves to another signed-on host of its
  * issuer; false when it cannot (link_input.c then fails it). */
 bool engine__move_unsent(struct tsw_engine *e, struct req *r);
 
 /* rewrite.c (the DE48 and DE35 rewrites: rewrite.h) */
-void fmt_de7(int64_t wall_s, char out[10]);
-void fmt6(uint32_t v, char out[6]);
+void engine__fmt_de7(int64_t wall_s, char out[10]);
+void engine__fmt6(uint32_t v, char out[6]);
 
 /* saf.c: store-and-forward reversals in the state's durable queue */
-int saf_buffers_alloc(struct tsw_engine *e);
-void saf_buffers_free(struct tsw_engine *e);
+int engine__saf_buffers_alloc(struct tsw_engine *e);
+void engine__saf_buffers_free(struct tsw_engine *e);
 /* Queues the reversal of r (a 0100/0200 whose outcome at the issuer is
  * unknown, or whose approval the acquirer never got) in token form, with
  * DE38 when r has the issuer's approval code; return_use: the ack gives
  * r's limited use back (tsw_state_saf_put_use). 0 and *ret_id; -ENOTSUP
  * without a state, or the state's error (-EAGAIN: full); every failure is
  * counted in saf_dropped. */
-int saf_put(struct tsw_engine *e, const struct req *r, bool return_use, uint64_t *ret_id);
+int engine__saf_put(struct tsw_engine *e, const struct req *r, bool return_use, uint64_t *ret_id);
 /* Queues the advice of stand-in approval r (r->approval_code): a
  * token-form 0120 (0220 for a 0200) with DE38 and DE39 00. 0 and
  * *ret_id; -ENOTSUP without a state, or the state's error (-EAGAIN:
  * full). Not counted in saf_dropped (the stand-in counts its refusal). */
-int saf_put_advice(struct tsw_engine *e, const struct req *r, uint64_t *ret_id);
+int engine__saf_put_advice(struct tsw_engine *e, const struct req *r, uint64_t *ret_id);
 /* Claims due reversals for every signed-on link and sends them. */
-void saf_poll(struct tsw_engine *e);
+void engine__saf_poll(struct tsw_engine *e);
 /* The issuer answered reversal r (DE39 rc) / it timed out or its link
  * went down. Both end the request's tracking, not r itself. */
-void saf_answered(struct tsw_engine *e, struct req *r, const char *rc);
-void saf_failed(struct tsw_engine *e, struct req *r);
+void engine__saf_answered(struct tsw_engine *e, struct req *r, const char *rc);
+void engine__saf_failed(struct tsw_engine *e, struct req *r);
 /* An answer to reversal id after its timeout: settles it all the same. */
-void saf_late_answer(struct tsw_engine *e, uint64_t id, const char *rc);
+void engine__saf_late_answer(struct tsw_engine *e, uint64_t id, const char *rc);
 /* The next poll (UINT64_MAX: nothing to poll for). */
-uint64_t saf_next_deadline(const struct tsw_engine *e);
+uint64_t engine__saf_next_deadline(const struct tsw_engine *e);
 
 /* acq_input.c and answer.c (inline: it reads every issuer answer's DE11) */
 static inline bool is_digits(const uint8_t *p, size_t n)
@@ -411,31 +412,32 @@ static inline bool is_digits(const uint8_t *p, size_t n)
 }
 
 /* metrics.c */
-unsigned mti_class(const char mti[4]);
-void count_answer(struct tsw_engine *e, unsigned cls, const char *rc);
+unsigned engine__mti_class(const char mti[4]);
+void engine__count_answer(struct tsw_engine *e, unsigned cls, const char *rc);
 /* Counts what became of stand-in candidate r and tells the operator
  * (TSW_EV_STANDIN, rate-limited with every event). */
 void engine__standin_decided(struct tsw_engine *e, const struct req *r,
 			     enum tsw_standin_result res);
 
 /* acq_reply.c */
-void echo_from_msg(struct echo *ec, const struct tsw_iso_msg *m);
-int conn_write(struct tsw_engine *e, uint32_t slot, const struct tsw_iso_msg *base,
-	       const struct tsw_iso_edit *ed, unsigned n_ed);
-int answer_local(struct tsw_engine *e, uint32_t slot, const struct echo *ec, const char *rc,
-		 const char *reason);
-int decline(struct tsw_engine *e, uint32_t slot, const struct echo *ec,
-	    enum tsw_authz_reason reason);
+void engine__echo_from_msg(struct echo *ec, const struct tsw_iso_msg *m);
+int engine__conn_write(struct tsw_engine *e, uint32_t slot, const struct tsw_iso_msg *base,
+		       const struct tsw_iso_edit *ed, unsigned n_ed);
+int engine__answer_local(struct tsw_engine *e, uint32_t slot, const struct echo *ec, const char *rc,
+			 const char *reason);
+int engine__decline(struct tsw_engine *e, uint32_t slot, const struct echo *ec,
+		    enum tsw_authz_reason reason);
 /* The stand-in approval of ec: DE39 00, DE38 code, DE44 STANDIN (counted
- * as an approval). conn_write's result. */
-int answer_standin(struct tsw_engine *e, uint32_t slot, const struct echo *ec, const char code[6]);
+ * as an approval). engine__conn_write's result. */
+int engine__answer_standin(struct tsw_engine *e, uint32_t slot, const struct echo *ec,
+			   const char code[6]);
 /* The 0810 (DE39 00) to an acquirer's network message m. */
 int engine__answer_network(struct tsw_engine *e, uint32_t slot, const struct tsw_iso_msg *m);
 /* Queues connection slot for tsw_engine_next_close (once). */
 void engine__conn_queue_close(struct tsw_engine *e, uint32_t slot);
 /* A request of connection slot (generation gen) is done: one fewer in
  * flight, and the connection resumes (engine__acq_resume_later). */
-void conn_request_done(struct tsw_engine *e, uint32_t slot, uint32_t gen);
+void engine__conn_request_done(struct tsw_engine *e, uint32_t slot, uint32_t gen);
 /* Connection slot may take input again: acq_input.c resumes it before the
  * engine returns to the backend (acq_resume_due), never from inside the
  * pipeline, which would re-enter input handling. */
@@ -444,7 +446,7 @@ void engine__acq_resume_later(struct tsw_engine *e, uint32_t slot);
 /* acq_input.c */
 /* Feeds the stash of connection slot while it may take input; a
  * connection the backend holds input for is then owed a release. */
-void engine_resume(struct tsw_engine *e, uint32_t slot);
+void engine__resume(struct tsw_engine *e, uint32_t slot);
 void engine__acq_resume_due(struct tsw_engine *e);
 /* At the end of each entry point that can complete requests: resumes the
  * connections engine__acq_resume_later noted (inline: usually none). */
@@ -453,14 +455,14 @@ static inline void acq_resume_due(struct tsw_engine *e)
 	if (e->resume_head)
 		engine__acq_resume_due(e);
 }
-void idle_scan(struct tsw_engine *e, uint64_t now_ns);
+void engine__idle_scan(struct tsw_engine *e, uint64_t now_ns);
 
-/* request.c (engine_request: use.h) */
-int reader_ensure(struct tsw_engine *e);
+/* request.c (engine__request: use.h) */
+int engine__reader_ensure(struct tsw_engine *e);
 
 /* answer.c */
 /* timed_out: 1 for a timeout, 0 for a link that went down */
-void req_fail(struct tsw_engine *e, struct req *r, int timed_out);
-void engine_issuer_answer(struct tsw_engine *e, uint32_t link, const struct tsw_iso_msg *m);
+void engine__req_fail(struct tsw_engine *e, struct req *r, int timed_out);
+void engine__issuer_answer(struct tsw_engine *e, uint32_t link, const struct tsw_iso_msg *m);
 
 #endif

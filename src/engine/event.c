@@ -18,23 +18,23 @@ _Static_assert(TSW_ENGINE_EVENT_TOKEN_MAX >= TSW_TOKEN_MAX_DIGITS + 1,
 
 /* ---- the queue ---- */
 
-void events_configure(struct tsw_engine *e)
+void engine__events_configure(struct tsw_engine *e)
 {
 	e->ev.burst = e->cfg.log_event_burst;
 	e->ev.interval_ns = (uint64_t)e->cfg.log_event_interval_ms * NS_PER_MS;
 }
 
-int events_init(struct tsw_engine *e)
+int engine__events_init(struct tsw_engine *e)
 {
 	e->ev.cap = e->cfg.log_event_queue;
 	e->ev.ring = calloc(e->ev.cap, sizeof(*e->ev.ring));
 	if (!e->ev.ring)
 		return -ENOMEM;
-	events_configure(e);
+	engine__events_configure(e);
 	return 0;
 }
 
-void events_free(struct tsw_engine *e)
+void engine__events_free(struct tsw_engine *e)
 {
 	free(e->ev.ring);
 	e->ev.ring = NULL;
@@ -117,8 +117,8 @@ static void fill(const struct tsw_engine *e, struct tsw_engine_event *ev,
 	}
 }
 
-void engine_event_emit(struct tsw_engine *e, enum tsw_engine_event_kind kind,
-		       const struct ev_args *a)
+void engine__event_emit(struct tsw_engine *e, enum tsw_engine_event_kind kind,
+			const struct ev_args *a)
 {
 	struct engine_events *q = &e->ev;
 	struct ev_kind *k;

@@ -56,7 +56,7 @@ struct ev_args {
  *	engine_event(e, TSW_EV_SAF_RETRIED, .id = id, .n1 = delay_ms);
  */
 #define engine_event(e, kind, ...)                                                                 \
-	engine_event_emit((e), (kind), &(const struct ev_args){__VA_ARGS__})
+	engine__event_emit((e), (kind), &(const struct ev_args){__VA_ARGS__})
 /* The same for a request r (struct req *): its link, switch STAN, masked
  * token and the acquirer's DE11/DE37/DE4, then the fields given:
  *	engine_event_req(e, TSW_EV_SAF_PUT_REFUSED, r, .err = ret);
@@ -66,12 +66,12 @@ struct ev_args {
 		     .token = (r)->token, .token_len = (r)->token_len, .echo = &(r)->echo,         \
 		     __VA_ARGS__)
 
-void engine_event_emit(struct tsw_engine *e, enum tsw_engine_event_kind kind,
-		       const struct ev_args *a);
+void engine__event_emit(struct tsw_engine *e, enum tsw_engine_event_kind kind,
+			const struct ev_args *a);
 
 /* tsw_engine_new / tsw_engine_free / tsw_engine_reconfigure */
-int events_init(struct tsw_engine *e);
-void events_free(struct tsw_engine *e);
-void events_configure(struct tsw_engine *e);
+int engine__events_init(struct tsw_engine *e);
+void engine__events_free(struct tsw_engine *e);
+void engine__events_configure(struct tsw_engine *e);
 
 #endif

@@ -78,9 +78,9 @@ void tsw_engine_link_up(struct tsw_engine *e, uint32_t link, uint64_t now_ns)
 	l = &e->links[link];
 	e->now_ns = now_ns;
 	tsw_iso_framer_reset(&l->fr);
-	outbuf_reset(&l->out);
+	engine__outbuf_reset(&l->out);
 	set_state(e, link, LINK_UP);
-	if (link_send_mgmt(e, link, DE70_SIGN_ON, false) < 0)
+	if (engine__link_send_mgmt(e, link, DE70_SIGN_ON, false) < 0)
 		TSW_COUNT(e->m->signon_failures);
 }
 
@@ -94,7 +94,7 @@ void tsw_engine_link_down(struct tsw_engine *e, uint32_t link, uint64_t now_ns)
 		return;
 	l = &e->links[link];
 	e->now_ns = now_ns;
-	/* down first: pick_link must not hand the link its own requests */
+	/* down first: engine__pick_link must not hand the link its own requests */
 	set_state(e, link, LINK_DOWN);
 	/* every request waiting on this link fails now (91), except those
 	 * the issuer never got, which another of its hosts takes */
@@ -103,10 +103,10 @@ void tsw_engine_link_down(struct tsw_engine *e, uint32_t link, uint64_t now_ns)
 
 		if (r->in_use && r->link == link && r->heap_idx != UINT32_MAX &&
 		    !engine__move_unsent(e, r))
-			req_fail(e, r, 0);
+			engine__req_fail(e, r, 0);
 	}
 	explicit_bzero(l->out.data, l->out.cap);
-	outbuf_reset(&l->out);
+	engine__outbuf_reset(&l->out);
 	/* a partial answer from the issuer carries the PAN too */
 	tsw_iso_framer_reset(&l->fr);
 	l->mgmt_stan = 0;
@@ -169,7 +169,7 @@ static void mgmt_answer(struct tsw_engine *e, uint32_t link, const struct tsw_is
 	if (l->state == LINK_UP) {
 		set_state(e, link, LINK_SIGNED_ON);
 		l->backoff_ms = e->cfg.reconnect_min_ms;
-		saf_poll(e); /* reversals owed to this issuer go first */
+		engine__saf_poll(e); /* reversals owed to this issuer go first */
 	}
 }
 
@@ -187,10 +187,10 @@ static void mgmt_request(struct tsw_engine *e, uint32_t link, const struct tsw_i
 							.len = m->f[fields[i]].len,
 							.data = tsw_iso_ptr(m, fields[i])};
 	ed[n++] = (struct tsw_iso_edit){.field = 39, .len = 2, .data = (const uint8_t *)"00"};
-	link_write(e, link, NULL, ed, n);
+	engine__link_write(e, link, NULL, ed, n);
 }
 
-void engine_issuer_answer(struct tsw_engine *e, uint32_t link, const struct tsw_iso_msg *m);
+void engine__issuer_answer(struct tsw_engine *e, uint32_t link, const struct tsw_iso_msg *m);
 
 int tsw_engine_link_input(struct tsw_engine *e, uint32_t link, const uint8_t *data, size_t len,
 			  uint64_t now_ns)
@@ -229,20 +229,21 @@ int tsw_engine_link_input(struct tsw_engine *e, uint32_t link, const uint8_t *da
 		else if (memcmp(m.mti, "0800", 4) == 0)
 			mgmt_request(e, link, &m);
 		else
-			engine_issuer_answer(e, link, &m);
+			engine__issuer_answer(e, link, &m);
 	}
 	acq_resume_due(e);
 	return r;
 }
 
-void link_tick(struct tsw_engine *e, uint32_t link)
+void engine__link_tick(struct tsw_engine *e, uint32_t link)
 {
 	struct issuer_link *l = &e->links[link];
 	uint64_t now = e->now_ns;
 
 	switch (l->state) {
 	case LINK_UP:
-		if (now >= l->mgmt_deadline_ns && link_send_mgmt(e, link, DE70_SIGN_ON, false) < 0)
+		if (now >= l->mgmt_deadline_ns &&
+		    engine__link_send_mgmt(e, link, DE70_SIGN_ON, false) < 0)
 			TSW_COUNT(e->m->signon_failures);
 		break;
 	case LINK_SIGNED_ON:
@@ -254,11 +255,11 @@ void link_tick(struct tsw_engine *e, uint32_t link)
 				     .n1 = e->cfg.issuer_timeout_ms);
 			l->mgmt_stan = 0;
 			set_state(e, link, LINK_UP);
-			if (link_send_mgmt(e, link, DE70_SIGN_ON, false) < 0)
+			if (engine__link_send_mgmt(e, link, DE70_SIGN_ON, false) < 0)
 				TSW_COUNT(e->m->signon_failures);
 		} else if (!l->mgmt_stan &&
 			   now >= l->last_tx_ns + (uint64_t)e->cfg.echo_interval_ms * NS_PER_MS) {
-			link_send_mgmt(e, link, DE70_ECHO, true);
+			engine__link_send_mgmt(e, link, DE70_ECHO, true);
 		}
 		break;
 	case LINK_DOWN:
@@ -268,7 +269,7 @@ void link_tick(struct tsw_engine *e, uint32_t link)
 	}
 }
 
-uint64_t link_next_deadline(const struct tsw_engine *e, uint32_t link)
+uint64_t engine__link_next_deadline(const struct tsw_engine *e, uint32_t link)
 {
 	const struct issuer_link *l = &e->links[link];
 

@@ -1,6 +1,6 @@
 /* The issuer output side: routing (a PAN's BIN to an issuer, the issuer
  * to the signed-on link of one of its hosts with the fewest requests in
- * flight), every frame written to a link (link_write; where a request's
+ * flight), every frame written to a link (engine__link_write; where a request's
  * frame lies is tracked so that an unsent one moves to another host when
  * its link goes down), and the sign-on and echo 0800s. Calls go down
  * only: outbuf.c, the dirty queue, pending.c (STANs), rewrite.c (DE7,
@@ -11,7 +11,7 @@
 #include "engine_int.h"
 #include "tsw/error.h"
 
-int engine_route(const struct tsw_engine *e, const char *pan, size_t pan_len)
+int engine__route(const struct tsw_engine *e, const char *pan, size_t pan_len)
 {
 	int best = -1;
 	size_t best_len = 0;
@@ -34,7 +34,7 @@ int engine_route(const struct tsw_engine *e, const char *pan, size_t pan_len)
 	return best;
 }
 
-int pick_link(struct tsw_engine *e, uint32_t issuer)
+int engine__pick_link(struct tsw_engine *e, uint32_t issuer)
 {
 	uint32_t n = e->n_links, i = e->pick_next, k, best_pending = UINT32_MAX;
 	int best = -1;
@@ -54,14 +54,14 @@ int pick_link(struct tsw_engine *e, uint32_t issuer)
 	return best;
 }
 
-int link_write(struct tsw_engine *e, uint32_t link, const struct tsw_iso_msg *base,
-	       const struct tsw_iso_edit *ed, unsigned n)
+int engine__link_write(struct tsw_engine *e, uint32_t link, const struct tsw_iso_msg *base,
+		       const struct tsw_iso_edit *ed, unsigned n)
 {
 	struct issuer_link *l = &e->links[link];
-	uint32_t before = outbuf_pending(&l->out);
+	uint32_t before = engine__outbuf_pending(&l->out);
 	int r;
 
-	r = outbuf_encode(&l->out, e->iss_profile, base, ed, n);
+	r = engine__outbuf_encode(&l->out, e->iss_profile, base, ed, n);
 	if (r < 0) {
 		if (r == -TSW_E_NO_SPACE) {
 			TSW_COUNT(e->m->link_out_full);
@@ -69,15 +69,15 @@ int link_write(struct tsw_engine *e, uint32_t link, const struct tsw_iso_msg *ba
 		}
 		return r;
 	}
-	/* stream offsets survive the compaction inside outbuf_encode */
+	/* stream offsets survive the compaction inside engine__outbuf_encode */
 	l->last_pos = l->out.pos + before;
-	l->last_len = outbuf_pending(&l->out) - before;
+	l->last_len = engine__outbuf_pending(&l->out) - before;
 	l->last_tx_ns = e->now_ns;
-	engine_mark_dirty(e, TSW_EP_LINK, link);
+	engine__mark_dirty(e, TSW_EP_LINK, link);
 	return 0;
 }
 
-void link_track(struct tsw_engine *e, struct req *r)
+void engine__link_track(struct tsw_engine *e, struct req *r)
 {
 	r->link_pos = e->links[r->link].last_pos;
 	r->link_len = e->links[r->link].last_len;
@@ -100,43 +100,43 @@ bool engine__move_unsent(struct tsw_engine *e, struct req *r)
 	off = from->out.head + (uint32_t)(r->link_pos - from->out.pos);
 	if (off + r->link_len > from->out.tail)
 		return false;
-	link = pick_link(e, from->issuer);
+	link = engine__pick_link(e, from->issuer);
 	if (link < 0)
 		return false;
 	to = &e->links[link];
-	before = outbuf_pending(&to->out);
-	if (outbuf_put(&to->out, from->out.data + off, r->link_len) < 0) {
+	before = engine__outbuf_pending(&to->out);
+	if (engine__outbuf_put(&to->out, from->out.data + off, r->link_len) < 0) {
 		TSW_COUNT(e->m->link_out_full);
 		return false;
 	}
-	if (pending_rekey(e, r, (uint16_t)link) < 0) {
-		outbuf_unput(&to->out, r->link_len);
+	if (engine__pending_rekey(e, r, (uint16_t)link) < 0) {
+		engine__outbuf_unput(&to->out, r->link_len);
 		return false;
 	}
 	r->link_pos = to->out.pos + before;
 	from->pending--;
 	to->pending++;
 	to->last_tx_ns = e->now_ns;
-	engine_mark_dirty(e, TSW_EP_LINK, (uint32_t)link);
+	engine__mark_dirty(e, TSW_EP_LINK, (uint32_t)link);
 	TSW_COUNT(e->m->requests_rerouted);
 	return true;
 }
 
-int link_send_mgmt(struct tsw_engine *e, uint32_t link, const char *code3, bool echo)
+int engine__link_send_mgmt(struct tsw_engine *e, uint32_t link, const char *code3, bool echo)
 {
 	struct issuer_link *l = &e->links[link];
 	struct tsw_iso_edit ed[4];
 	char de7[10], stan[6];
-	uint32_t s = stan_next(e, (uint16_t)link);
+	uint32_t s = engine__stan_next(e, (uint16_t)link);
 	int r;
 
-	fmt_de7(e->wall_s, de7);
-	fmt6(s, stan);
+	engine__fmt_de7(e->wall_s, de7);
+	engine__fmt6(s, stan);
 	ed[0] = (struct tsw_iso_edit){.field = 0, .len = 4, .data = (const uint8_t *)"0800"};
 	ed[1] = (struct tsw_iso_edit){.field = 7, .len = 10, .data = (const uint8_t *)de7};
 	ed[2] = (struct tsw_iso_edit){.field = 11, .len = 6, .data = (const uint8_t *)stan};
 	ed[3] = (struct tsw_iso_edit){.field = 70, .len = 3, .data = (const uint8_t *)code3};
-	r = link_write(e, link, NULL, ed, 4);
+	r = engine__link_write(e, link, NULL, ed, 4);
 	if (r < 0)
 		return r;
 	l->mgmt_stan = s;

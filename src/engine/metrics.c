@@ -71,7 +71,7 @@ const char *tsw_metrics_standin_name(unsigned result)
 	return result < TSW_STANDIN_RESULT_MAX ? names[result] : NULL;
 }
 
-unsigned mti_class(const char mti[4])
+unsigned engine__mti_class(const char mti[4])
 {
 	if (mti[0] != '0')
 		return TSW_MTI_OTHER;
@@ -90,7 +90,7 @@ unsigned mti_class(const char mti[4])
 	return TSW_MTI_OTHER;
 }
 
-void count_answer(struct tsw_engine *e, unsigned cls, const char *rc)
+void engine__count_answer(struct tsw_engine *e, unsigned cls, const char *rc)
 {
 	TSW_COUNT(e->m->requests[cls][tsw_metrics_rc_index(rc)]);
 }

@@ -11,7 +11,7 @@
 #include "engine_int.h"
 #include "tsw/error.h"
 
-int outbuf_init(struct outbuf *b, uint32_t cap)
+int engine__outbuf_init(struct outbuf *b, uint32_t cap)
 {
 	memset(b, 0, sizeof(*b));
 	b->data = malloc(cap);
@@ -21,19 +21,19 @@ int outbuf_init(struct outbuf *b, uint32_t cap)
 	return 0;
 }
 
-void outbuf_free(struct outbuf *b)
+void engine__outbuf_free(struct outbuf *b)
 {
 	free(b->data);
 	b->data = NULL;
 }
 
-void outbuf_reset(struct outbuf *b)
+void engine__outbuf_reset(struct outbuf *b)
 {
 	/* pos goes on: offsets handed out before stay behind the new bytes */
 	b->head = b->tail = b->busy = 0;
 }
 
-uint32_t outbuf_pending(const struct outbuf *b)
+uint32_t engine__outbuf_pending(const struct outbuf *b)
 {
 	return b->tail - b->head;
 }
@@ -71,8 +71,8 @@ static uint8_t *frame_begin(struct outbuf *b, const struct tsw_iso_profile *p, s
 	return b->data + b->tail + hdr;
 }
 
-int outbuf_encode(struct outbuf *b, const struct tsw_iso_profile *p, const struct tsw_iso_msg *base,
-		  const struct tsw_iso_edit *ed, unsigned n)
+int engine__outbuf_encode(struct outbuf *b, const struct tsw_iso_profile *p,
+			  const struct tsw_iso_msg *base, const struct tsw_iso_edit *ed, unsigned n)
 {
 	size_t hdr = tsw_iso_header_size(p), cap = 0;
 	uint8_t *body = frame_begin(b, p, p->max_frame, &cap);
@@ -94,7 +94,7 @@ int outbuf_encode(struct outbuf *b, const struct tsw_iso_profile *p, const struc
 	return 0;
 }
 
-int outbuf_put(struct outbuf *b, const uint8_t *data, uint32_t len)
+int engine__outbuf_put(struct outbuf *b, const uint8_t *data, uint32_t len)
 {
 	if (b->cap - b->tail < len)
 		compact(b);
@@ -105,7 +105,7 @@ int outbuf_put(struct outbuf *b, const uint8_t *data, uint32_t len)
 	return 0;
 }
 
-void outbuf_unput(struct outbuf *b, uint32_t len)
+void engine__outbuf_unput(struct outbuf *b, uint32_t len)
 {
 	b->tail -= len;
 	explicit_bzero(b->data + b->tail, len);

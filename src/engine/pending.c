@@ -47,7 +47,7 @@ static uint32_t pow2_at_least(uint32_t n)
 	return p;
 }
 
-int pending_init(struct tsw_engine *e)
+int engine__pending_init(struct tsw_engine *e)
 {
 	uint32_t n = e->cfg.max_pending, tsize, emem, i;
 
@@ -75,7 +75,7 @@ int pending_init(struct tsw_engine *e)
 	return 0;
 }
 
-void pending_free(struct tsw_engine *e)
+void engine__pending_free(struct tsw_engine *e)
 {
 	free(e->reqs);
 	free(e->table);
@@ -83,7 +83,7 @@ void pending_free(struct tsw_engine *e)
 	free(e->expired);
 }
 
-struct req *req_alloc(struct tsw_engine *e)
+struct req *engine__req_alloc(struct tsw_engine *e)
 {
 	struct req *r;
 
@@ -99,9 +99,9 @@ struct req *req_alloc(struct tsw_engine *e)
 	return r;
 }
 
-void req_free(struct tsw_engine *e, struct req *r)
+void engine__req_free(struct tsw_engine *e, struct req *r)
 {
-	dup_remove(e, r);
+	engine__dup_remove(e, r);
 	r->in_use = false;
 	r->next_free = e->free_req;
 	e->free_req = req_index(e, r);
@@ -116,7 +116,7 @@ static uint32_t slot_of(const struct tsw_engine *e, uint64_t key)
 	return (h | (uint32_t)(key & ((1u << TSW_PENDING_GROUP_BITS) - 1))) & e->table_mask;
 }
 
-struct req *pending_find(struct tsw_engine *e, uint64_t key)
+struct req *engine__pending_find(struct tsw_engine *e, uint64_t key)
 {
 	uint32_t i = slot_of(e, key);
 
@@ -188,7 +188,7 @@ static uint32_t span_of(uint32_t n_workers)
 	return TSW_ENGINE_STAN_SPACE / (n_workers ? n_workers : TSW_ENGINE_STAN_WORKERS_DEFAULT);
 }
 
-uint32_t stan_span(const struct tsw_engine_config *cfg)
+uint32_t engine__stan_span(const struct tsw_engine_config *cfg)
 {
 	return span_of(cfg->n_workers);
 }
@@ -196,7 +196,7 @@ uint32_t stan_span(const struct tsw_engine_config *cfg)
 /* Worker w of n owns STANs [w * span, (w + 1) * span), span = 10^6 / n
  * (0 is never used). A STAN in flight or remembered as timed out (a late
  * answer may still come) is skipped. */
-uint32_t stan_next(struct tsw_engine *e, uint16_t link)
+uint32_t engine__stan_next(struct tsw_engine *e, uint16_t link)
 {
 	uint32_t span = span_of(e->n_workers);
 	uint32_t base = e->worker_id * span;
@@ -209,15 +209,15 @@ uint32_t stan_next(struct tsw_engine *e, uint16_t link)
 		e->stan_seq = e->stan_seq + 1 >= span ? 1 : e->stan_seq + 1;
 		stan = base + e->stan_seq;
 		key = (uint64_t)link << 32 | stan;
-		if (!pending_find(e, key) && !expired_has(e, key))
+		if (!engine__pending_find(e, key) && !expired_has(e, key))
 			return stan;
 	}
 	return 0;
 }
 
-int pending_insert(struct tsw_engine *e, struct req *r, uint16_t link)
+int engine__pending_insert(struct tsw_engine *e, struct req *r, uint16_t link)
 {
-	uint32_t stan = stan_next(e, link);
+	uint32_t stan = engine__stan_next(e, link);
 	int ret;
 
 	if (!stan)
@@ -230,11 +230,11 @@ int pending_insert(struct tsw_engine *e, struct req *r, uint16_t link)
 	return 0;
 }
 
-int pending_rekey(struct tsw_engine *e, struct req *r, uint16_t link)
+int engine__pending_rekey(struct tsw_engine *e, struct req *r, uint16_t link)
 {
 	uint64_t key = (uint64_t)link << 32 | (uint32_t)r->key;
 
-	if (pending_find(e, key) || expired_has(e, key))
+	if (engine__pending_find(e, key) || expired_has(e, key))
 		return -TSW_E_FULL;
 	table_del(e, r->key);
 	r->link = link;
@@ -242,7 +242,7 @@ int pending_rekey(struct tsw_engine *e, struct req *r, uint16_t link)
 	return table_put(e, key, req_index(e, r)); /* a slot was just freed */
 }
 
-void pending_remove(struct tsw_engine *e, struct req *r)
+void engine__pending_remove(struct tsw_engine *e, struct req *r)
 {
 	table_del(e, r->key);
 }
@@ -288,7 +288,7 @@ static void sift_down(struct tsw_engine *e, uint32_t i)
 	}
 }
 
-void heap_push(struct tsw_engine *e, struct req *r)
+void engine__heap_push(struct tsw_engine *e, struct req *r)
 {
 	uint32_t i = e->heap_len++;
 
@@ -298,7 +298,7 @@ void heap_push(struct tsw_engine *e, struct req *r)
 	sift_up(e, i);
 }
 
-void heap_remove(struct tsw_engine *e, struct req *r)
+void engine__heap_remove(struct tsw_engine *e, struct req *r)
 {
 	uint32_t i = r->heap_idx;
 
@@ -314,12 +314,12 @@ void heap_remove(struct tsw_engine *e, struct req *r)
 	sift_down(e, e->reqs[e->heap[i].req].heap_idx);
 }
 
-struct req *heap_top(const struct tsw_engine *e)
+struct req *engine__heap_top(const struct tsw_engine *e)
 {
 	return e->heap_len ? &e->reqs[e->heap[0].req] : NULL;
 }
 
-void expired_remember(struct tsw_engine *e, uint64_t key, uint64_t saf_id)
+void engine__expired_remember(struct tsw_engine *e, uint64_t key, uint64_t saf_id)
 {
 	struct expired_key *s = expired_slot(e, key);
 
@@ -329,7 +329,7 @@ void expired_remember(struct tsw_engine *e, uint64_t key, uint64_t saf_id)
 	s->saf_id = saf_id;
 }
 
-bool expired_take(struct tsw_engine *e, uint64_t key, uint64_t *ret_saf_id)
+bool engine__expired_take(struct tsw_engine *e, uint64_t key, uint64_t *ret_saf_id)
 {
 	struct expired_key *s = expired_slot(e, key);
 

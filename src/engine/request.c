@@ -1,5 +1,5 @@
-/* The request pipeline: parse -> vault -> decide -> decline or forward
- * to the issuer (or park until a limited use is durable). */
+/* The request pipeline: parse -> vault -> decide -> engine__decline or forward
+ * to the issuer (or engine__park until a limited use is durable). */
 #include <errno.h>
 #include <string.h>
 
@@ -16,7 +16,7 @@
 
 /* ---- vault reader ---- */
 
-int reader_ensure(struct tsw_engine *e)
+int engine__reader_ensure(struct tsw_engine *e)
 {
 	int r;
 
@@ -37,7 +37,7 @@ int reader_ensure(struct tsw_engine *e)
 /* ---- the request pipeline ---- */
 
 /* One request on its way through the pipeline. The echo fields are not
- * copied up front: a decline builds them on the stack from msg, a forward
+ * copied up front: a engine__decline builds them on the stack from msg, a forward
  * straight into its pending slot (one copy of ~200 bytes, not two). */
 struct pipeline {
 	uint32_t slot;
@@ -51,7 +51,7 @@ struct pipeline {
 static void release_ticket(struct tsw_engine *e, struct pipeline *pl)
 {
 	if (pl->has_ticket) {
-		use_release(e, pl->ticket);
+		engine__use_release(e, pl->ticket);
 		pl->has_ticket = false;
 	}
 }
@@ -61,8 +61,8 @@ static int pl_decline(struct tsw_engine *e, struct pipeline *pl, enum tsw_authz_
 	struct echo ec;
 
 	release_ticket(e, pl);
-	echo_from_msg(&ec, pl->msg);
-	return decline(e, pl->slot, &ec, reason);
+	engine__echo_from_msg(&ec, pl->msg);
+	return engine__decline(e, pl->slot, &ec, reason);
 }
 
 static void fmt_stan(uint32_t stan, char out[6])
@@ -104,7 +104,7 @@ static void req_fill(struct tsw_engine *e, struct req *r, const struct pipeline 
 static int stand_in(struct tsw_engine *e, struct pipeline *pl, const struct tsw_token *t,
 		    uint32_t iss, unsigned cls)
 {
-	struct req *r = req_alloc(e);
+	struct req *r = engine__req_alloc(e);
 	uint32_t link;
 
 	if (!r) {
@@ -114,9 +114,9 @@ static int stand_in(struct tsw_engine *e, struct pipeline *pl, const struct tsw_
 		engine_event(e, TSW_EV_STANDIN, .why = "declined_unqueued");
 		return pl_decline(e, pl, TSW_AUTHZ_ISSUER_UNAVAILABLE);
 	}
-	echo_from_msg(&r->echo, pl->msg);
+	engine__echo_from_msg(&r->echo, pl->msg);
 	if (!r->echo.len[ECHO_IDX_DE11]) {
-		req_free(e, r);
+		engine__req_free(e, r);
 		return pl_decline(e, pl, TSW_AUTHZ_FORMAT);
 	}
 	req_fill(e, r, pl, t, cls);
@@ -124,14 +124,14 @@ static int stand_in(struct tsw_engine *e, struct pipeline *pl, const struct tsw_
 	for (link = 0; link + 1 < e->n_links && link_issuer(e, link) != iss; link++)
 		;
 	r->link = (uint16_t)link;
-	if (!standin_try(e, r)) {
-		req_free(e, r);
+	if (!engine__standin_try(e, r)) {
+		engine__req_free(e, r);
 		return pl_decline(e, pl, TSW_AUTHZ_ISSUER_UNAVAILABLE);
 	}
 	/* held until its advice is durable: in flight on its connection,
 	 * and a repeat of it meanwhile is a duplicate (94) */
 	e->conns[pl->slot].inflight++;
-	dup_add(e, r);
+	engine__dup_add(e, r);
 	return 0;
 }
 
@@ -170,7 +170,7 @@ static int integrity_decline(struct tsw_engine *e, struct pipeline *pl, const ch
 	return pl_decline(e, pl, TSW_AUTHZ_VAULT_INTEGRITY);
 }
 
-/* The issuer's copy of a request: the edits link_write applies to the
+/* The issuer's copy of a request: the edits engine__link_write applies to the
  * acquirer's message and the buffers they point into. pan and de35 hold
  * the PAN in clear: forward wipes them, in one place, on every way out. */
 struct issuer_copy {
@@ -194,7 +194,7 @@ static void count_pending_full(struct tsw_engine *e)
 /* Fills ic's edits: DE35 and DE2 the PAN, DE14 its expiry, DE11 the
  * switch STAN (ic->stan), DE48 the token data and, for an acquirer's
  * reversal of an original the switch knows, DE90 naming it by the switch
- * STAN. 0, or a negative errno with the reason of the decline in
+ * STAN. 0, or a negative errno with the reason of the engine__decline in
  * *ret_reason. */
 static int issuer_edits(struct tsw_engine *e, const struct pipeline *pl, const struct tsw_token *t,
 			struct issuer_copy *ic, enum tsw_authz_reason *ret_reason)
@@ -205,17 +205,18 @@ static int issuer_edits(struct tsw_engine *e, const struct pipeline *pl, const s
 	int ret;
 
 	if (tsw_iso_has(m, 48))
-		ret = de48_for_issuer(tsw_iso_ptr(m, 48), m->f[48].len, t, ic->de48,
-				      sizeof(ic->de48), &de48_len);
+		ret = engine__de48_for_issuer(tsw_iso_ptr(m, 48), m->f[48].len, t, ic->de48,
+					      sizeof(ic->de48), &de48_len);
 	else
-		ret = de48_for_issuer(NULL, 0, t, ic->de48, sizeof(ic->de48), &de48_len);
+		ret = engine__de48_for_issuer(NULL, 0, t, ic->de48, sizeof(ic->de48), &de48_len);
 	if (ret < 0) {
 		*ret_reason = TSW_AUTHZ_SYSTEM;
 		return ret;
 	}
 	if (tsw_iso_has(m, 35)) {
-		ret = de35_to_pan(tsw_iso_ptr(m, 35), m->f[35].len, ic->pan, (size_t)ic->pan_len,
-				  t->pan_expiry, ic->de35, sizeof(ic->de35), &de35_len);
+		ret = engine__de35_to_pan(tsw_iso_ptr(m, 35), m->f[35].len, ic->pan,
+					  (size_t)ic->pan_len, t->pan_expiry, ic->de35,
+					  sizeof(ic->de35), &de35_len);
 		if (ret < 0) {
 			*ret_reason = TSW_AUTHZ_FORMAT;
 			return ret;
@@ -235,7 +236,8 @@ static int issuer_edits(struct tsw_engine *e, const struct pipeline *pl, const s
 	/* an acquirer's reversal names the original by the switch STAN */
 	ic->rev_match = (struct acq_rev_match){0};
 	if (tsw_authz_class_of(m->mti) == TSW_AUTHZ_CLASS_REVERSAL &&
-	    acq_rev_de90(e, pl->slot, t->token, t->token_len, m, ic->de90, &ic->rev_match)) {
+	    engine__acq_rev_de90(e, pl->slot, t->token, t->token_len, m, ic->de90,
+				 &ic->rev_match)) {
 		ic->ed[n++] = (struct tsw_iso_edit){
 		    .field = 90, .len = TSW_ENGINE_DE90_LEN, .data = (const uint8_t *)ic->de90};
 		TSW_COUNT(e->m->acq_reversals_matched);
@@ -244,7 +246,7 @@ static int issuer_edits(struct tsw_engine *e, const struct pipeline *pl, const s
 	return 0;
 }
 
-/* The reason of the decline when link_write refused r's issuer copy with
+/* The reason of the engine__decline when engine__link_write refused r's issuer copy with
  * ret. */
 static enum tsw_authz_reason write_refused(struct tsw_engine *e, uint32_t link,
 					   const struct tsw_token *t, const struct req *r, int ret)
@@ -270,18 +272,18 @@ static void track_forwarded(struct tsw_engine *e, const struct pipeline *pl,
 			    const struct tsw_token *t, const struct issuer_copy *ic, struct req *r,
 			    uint32_t link, unsigned cls, uint64_t rev_key)
 {
-	link_track(e, r);
+	engine__link_track(e, r);
 	req_fill(e, r, pl, t, cls);
 	r->sent_to_issuer = true;
 	r->fwd_ns = e->now_ns;
 	r->deadline_ns = e->now_ns + (uint64_t)e->cfg.issuer_timeout_ms * NS_PER_MS;
-	heap_push(e, r);
-	dup_add(e, r);
+	engine__heap_push(e, r);
+	engine__dup_add(e, r);
 	r->acq_rev_key = rev_key;
 	r->partial_reversal = rev_key && keeps_part_of_sale(pl->msg);
 	r->rev_match = ic->rev_match;
 	if (cls == TSW_MTI_0100 || cls == TSW_MTI_0200)
-		acq_rev_remember(e, rev_key, pl->msg, (uint32_t)r->key);
+		engine__acq_rev_remember(e, rev_key, pl->msg, (uint32_t)r->key);
 	e->conns[pl->slot].inflight++;
 	e->links[link].pending++;
 	TSW_GAUGE_INC(e->m->inflight);
@@ -290,7 +292,7 @@ static void track_forwarded(struct tsw_engine *e, const struct pipeline *pl,
 
 /* Sends the issuer's copy of the request (its PAN in ic) on link, in a
  * pending slot of its own. 0, or a negative errno with the reason of the
- * decline in *ret_reason (nothing of the request is kept). */
+ * engine__decline in *ret_reason (nothing of the request is kept). */
 static int send_to_issuer(struct tsw_engine *e, struct pipeline *pl, const struct tsw_token *t,
 			  struct issuer_copy *ic, uint32_t link, unsigned cls, uint64_t rev_key,
 			  enum tsw_authz_reason *ret_reason)
@@ -299,19 +301,19 @@ static int send_to_issuer(struct tsw_engine *e, struct pipeline *pl, const struc
 	struct req *r;
 	int ret;
 
-	r = req_alloc(e);
+	r = engine__req_alloc(e);
 	if (!r) {
 		count_pending_full(e);
 		ret = -ENOBUFS;
 		goto err;
 	}
-	ret = pending_insert(e, r, (uint16_t)link);
+	ret = engine__pending_insert(e, r, (uint16_t)link);
 	if (ret < 0) {
 		count_pending_full(e);
 		goto err_free_req;
 	}
 	fmt_stan((uint32_t)r->key, ic->stan);
-	echo_from_msg(&r->echo, pl->msg);
+	engine__echo_from_msg(&r->echo, pl->msg);
 	if (!r->echo.len[ECHO_IDX_DE11]) {
 		/* the fields before it filled the echo space (a custom profile) */
 		reason = TSW_AUTHZ_FORMAT;
@@ -322,10 +324,10 @@ static int send_to_issuer(struct tsw_engine *e, struct pipeline *pl, const struc
 	if (ret < 0)
 		goto err_remove;
 	r->pan_len = (uint8_t)ic->pan_len;
-	r->pan_fp = pan_fp(e->pan_fp_seed, ic->pan, (size_t)ic->pan_len);
+	r->pan_fp = engine__pan_fp(e->pan_fp_seed, ic->pan, (size_t)ic->pan_len);
 	if (ic->pan_len >= 4) /* the vault holds 12..19-digit PANs */
 		memcpy(r->pan_last4, ic->pan + ic->pan_len - 4, 4);
-	ret = link_write(e, link, pl->msg, ic->ed, ic->n);
+	ret = engine__link_write(e, link, pl->msg, ic->ed, ic->n);
 	if (ret < 0) {
 		reason = write_refused(e, link, t, r, ret);
 		goto err_remove;
@@ -334,9 +336,9 @@ static int send_to_issuer(struct tsw_engine *e, struct pipeline *pl, const struc
 	return 0;
 
 err_remove:
-	pending_remove(e, r);
+	engine__pending_remove(e, r);
 err_free_req:
-	req_free(e, r);
+	engine__req_free(e, r);
 err:
 	*ret_reason = reason;
 	return ret;
@@ -355,10 +357,10 @@ static int forward(struct tsw_engine *e, struct pipeline *pl, const struct tsw_t
 	/* the answer goes back with the acquirer's DE11 */
 	if (!tsw_iso_has(m, 11) || m->f[11].len == 0 || m->f[11].len > 255)
 		return pl_decline(e, pl, TSW_AUTHZ_FORMAT);
-	cls = mti_class(m->mti);
+	cls = engine__mti_class(m->mti);
 	if (cls == TSW_MTI_0100 || cls == TSW_MTI_0200 || cls == TSW_MTI_0400 ||
 	    cls == TSW_MTI_0420)
-		rev_key = acq_rev_key(e, pl->slot, t->token, t->token_len, m);
+		rev_key = engine__acq_rev_key(e, pl->slot, t->token, t->token_len, m);
 
 	ic.pan_len = tsw_vault_decrypt_pan(e->reader, t, ic.pan, sizeof(ic.pan));
 	if (ic.pan_len == -TSW_E_INTEGRITY)
@@ -367,14 +369,14 @@ static int forward(struct tsw_engine *e, struct pipeline *pl, const struct tsw_t
 		TSW_COUNT(e->m->vault_errors);
 		return pl_decline(e, pl, TSW_AUTHZ_SYSTEM);
 	}
-	iss = engine_route(e, ic.pan, (size_t)ic.pan_len);
+	iss = engine__route(e, ic.pan, (size_t)ic.pan_len);
 	if (iss < 0) {
 		TSW_COUNT(e->m->no_route);
 	} else {
-		link = pick_link(e, (uint32_t)iss);
+		link = engine__pick_link(e, (uint32_t)iss);
 		if (link >= 0)
 			ret = send_to_issuer(e, pl, t, &ic, (uint32_t)link, cls, rev_key, &fail);
-		else if (standin_wanted(e, cls, false))
+		else if (engine__standin_wanted(e, cls, false))
 			stand_in_now = true;
 		else
 			fail = TSW_AUTHZ_ISSUER_UNAVAILABLE;
@@ -426,7 +428,7 @@ static int decide_and_route(struct tsw_engine *e, struct pipeline *pl)
 	tsw_authz_ctx_init(&ctx, e->wall_s);
 	ctx.in_token_range =
 	    tsw_vault_in_token_range(e->vault, pl->req.token.ptr, pl->req.token.len);
-	if (reader_ensure(e) < 0) {
+	if (engine__reader_ensure(e) < 0) {
 		TSW_COUNT(e->m->vault_errors);
 		return pl_decline(e, pl, TSW_AUTHZ_SYSTEM);
 	}
@@ -457,7 +459,7 @@ static int decide_and_route(struct tsw_engine *e, struct pipeline *pl)
 	if (!pl->has_ticket && tsw_authz_needs_use(&t, &pl->req)) {
 		bool durable = false;
 
-		r = use_reserve(e, &t, &pl->ticket, &durable);
+		r = engine__use_reserve(e, &t, &pl->ticket, &durable);
 		if (r == -TSW_E_FULL)
 			return pl_decline(e, pl, TSW_AUTHZ_DOMAIN_USES);
 		if (r == -ENOSPC) /* writer degraded, or token table full */
@@ -466,7 +468,7 @@ static int decide_and_route(struct tsw_engine *e, struct pipeline *pl)
 			return pl_decline(e, pl, TSW_AUTHZ_SYSTEM);
 		pl->has_ticket = true;
 		if (!durable) {
-			r = park(e, pl->slot, pl->msg, pl->ticket, pl->start_ns);
+			r = engine__park(e, pl->slot, pl->msg, pl->ticket, pl->start_ns);
 			if (r < 0)
 				return pl_decline(e, pl, TSW_AUTHZ_SYSTEM);
 			return 0;
@@ -475,8 +477,8 @@ static int decide_and_route(struct tsw_engine *e, struct pipeline *pl)
 	return forward(e, pl, &t);
 }
 
-int engine_request(struct tsw_engine *e, uint32_t slot, const struct tsw_iso_msg *m,
-		   uint64_t start_ns, const uint64_t *ticket)
+int engine__request(struct tsw_engine *e, uint32_t slot, const struct tsw_iso_msg *m,
+		    uint64_t start_ns, const uint64_t *ticket)
 {
 	struct pipeline pl;
 

@@ -18,8 +18,8 @@ static bool is_token_tag(unsigned tag)
 	return tag >= TSW_DE48_TOKEN_FIRST && tag <= TSW_DE48_TOKEN_LAST;
 }
 
-int de48_strip_token_tags(const uint8_t *in, size_t in_len, uint8_t *out, size_t cap,
-			  size_t *ret_len)
+int engine__de48_strip_token_tags(const uint8_t *in, size_t in_len, uint8_t *out, size_t cap,
+				  size_t *ret_len)
 {
 	struct tsw_de48_iter it = {.p = in, .len = in_len, .off = 0};
 	size_t off = 0;
@@ -50,15 +50,15 @@ static int put_str(uint8_t *out, size_t cap, size_t *off, unsigned tag, const ch
 	return tsw_de48_put(out, cap, off, tag, (const uint8_t *)s, n);
 }
 
-int de48_for_issuer(const uint8_t *acq, size_t acq_len, const struct tsw_token *t, uint8_t *out,
-		    size_t cap, size_t *ret_len)
+int engine__de48_for_issuer(const uint8_t *acq, size_t acq_len, const struct tsw_token *t,
+			    uint8_t *out, size_t cap, size_t *ret_len)
 {
 	size_t off = 0;
 	char level[3];
 	int r;
 
 	if (acq && acq_len) {
-		r = de48_strip_token_tags(acq, acq_len, out, cap, &off);
+		r = engine__de48_strip_token_tags(acq, acq_len, out, cap, &off);
 		/* a malformed acquirer DE48 (advices, reversals) is dropped:
 		 * what cannot be parsed cannot be checked for tags 30-36 */
 		if (r == -TSW_E_BAD_TLV)
@@ -89,8 +89,8 @@ int de48_for_issuer(const uint8_t *acq, size_t acq_len, const struct tsw_token *
 	return 0;
 }
 
-int de35_to_pan(const uint8_t *in, size_t in_len, const char *pan, size_t pan_len,
-		const char *pan_expiry, uint8_t *out, size_t cap, size_t *ret_len)
+int engine__de35_to_pan(const uint8_t *in, size_t in_len, const char *pan, size_t pan_len,
+			const char *pan_expiry, uint8_t *out, size_t cap, size_t *ret_len)
 {
 	size_t sep = 0, n;
 
@@ -110,7 +110,7 @@ int de35_to_pan(const uint8_t *in, size_t in_len, const char *pan, size_t pan_le
 	return 0;
 }
 
-void fmt_de7(int64_t wall_s, char out[10])
+void engine__fmt_de7(int64_t wall_s, char out[10])
 {
 	struct tm tm;
 	time_t t = (time_t)wall_s;
@@ -128,7 +128,7 @@ void fmt_de7(int64_t wall_s, char out[10])
 	out[9] = (char)('0' + tm.tm_sec % 10);
 }
 
-void fmt6(uint32_t v, char out[6])
+void engine__fmt6(uint32_t v, char out[6])
 {
 	int i;
 

@@ -36,7 +36,7 @@ enum saf_outcome {
 	SAF_OUTCOME_MAX
 };
 
-int saf_buffers_alloc(struct tsw_engine *e)
+int engine__saf_buffers_alloc(struct tsw_engine *e)
 {
 	e->saf_items = calloc(TSW_ENGINE_SAF_CLAIM_BATCH, sizeof(*e->saf_items));
 	e->saf_buf = malloc(TSW_STATE_SAF_MSG_MAX);
@@ -45,7 +45,7 @@ int saf_buffers_alloc(struct tsw_engine *e)
 	return 0;
 }
 
-void saf_buffers_free(struct tsw_engine *e)
+void engine__saf_buffers_free(struct tsw_engine *e)
 {
 	free(e->saf_items);
 	free(e->saf_buf);
@@ -111,7 +111,7 @@ static int put_token_form(struct tsw_engine *e, const struct req *r, const char 
 		if (ec->len[ECHO_IDX_DE11] == 6)
 			memcpy(de90 + DE90_OFF_STAN, ec->data + ec->off[ECHO_IDX_DE11], 6);
 	} else {
-		fmt6((uint32_t)r->key, de90 + DE90_OFF_STAN);
+		engine__fmt6((uint32_t)r->key, de90 + DE90_OFF_STAN);
 	}
 	for (i = 0; i < TSW_ENGINE_ECHO_FIELDS; i++) {
 		unsigned f = tsw_engine_echo_fields[i];
@@ -159,7 +159,7 @@ static int put_token_form(struct tsw_engine *e, const struct req *r, const char 
 	return 0;
 }
 
-int saf_put(struct tsw_engine *e, const struct req *r, bool return_use, uint64_t *ret_id)
+int engine__saf_put(struct tsw_engine *e, const struct req *r, bool return_use, uint64_t *ret_id)
 {
 	int ret = put_token_form(e, r, "0400", NULL, return_use, ret_id);
 
@@ -170,7 +170,7 @@ int saf_put(struct tsw_engine *e, const struct req *r, bool return_use, uint64_t
 	return ret;
 }
 
-int saf_put_advice(struct tsw_engine *e, const struct req *r, uint64_t *ret_id)
+int engine__saf_put_advice(struct tsw_engine *e, const struct req *r, uint64_t *ret_id)
 {
 	/* an authorization is advised 0120, a financial request 0220 */
 	const char *mti = r->mti_class == TSW_MTI_0200 ? "0220" : "0120";
@@ -182,7 +182,7 @@ int saf_put_advice(struct tsw_engine *e, const struct req *r, uint64_t *ret_id)
 	return ret;
 }
 
-/* The issuer's copy of a reversal or advice: the edits link_write
+/* The issuer's copy of a reversal or advice: the edits engine__link_write
  * builds it from and the buffers they point into. */
 struct saf_copy {
 	struct tsw_iso_edit ed[TSW_ISO_FIELDS + 1];
@@ -205,10 +205,10 @@ static int saf_issuer_copy(const struct tsw_engine *e, const struct tsw_iso_msg 
 	int ret;
 
 	if (tsw_iso_has(m, 48))
-		ret = de48_for_issuer(tsw_iso_ptr(m, 48), m->f[48].len, t, sc->de48,
-				      sizeof(sc->de48), &de48_len);
+		ret = engine__de48_for_issuer(tsw_iso_ptr(m, 48), m->f[48].len, t, sc->de48,
+					      sizeof(sc->de48), &de48_len);
 	else
-		ret = de48_for_issuer(NULL, 0, t, sc->de48, sizeof(sc->de48), &de48_len);
+		ret = engine__de48_for_issuer(NULL, 0, t, sc->de48, sizeof(sc->de48), &de48_len);
 	if (ret < 0)
 		return ret;
 	sc->ed[n++] = (struct tsw_iso_edit){.field = 0, .len = 4, .data = (const uint8_t *)m->mti};
@@ -219,8 +219,8 @@ static int saf_issuer_copy(const struct tsw_engine *e, const struct tsw_iso_msg 
 		sc->ed[n++] = (struct tsw_iso_edit){
 		    .field = (uint16_t)f, .len = m->f[f].len, .data = tsw_iso_ptr(m, f)};
 	}
-	fmt6((uint32_t)key, sc->stan);
-	fmt_de7(e->wall_s, sc->de7);
+	engine__fmt6((uint32_t)key, sc->stan);
+	engine__fmt_de7(e->wall_s, sc->de7);
 	sc->ed[n++] = (struct tsw_iso_edit){
 	    .field = 2, .len = (uint16_t)pan_len, .data = (const uint8_t *)pan};
 	sc->ed[n++] =
@@ -248,11 +248,11 @@ static void saf_track_sent(struct tsw_engine *e, uint32_t link, struct req *r,
 	/* a reversal of an approval names its code; one of an unknown
 	 * outcome (a timeout) does not */
 	r->has_approval_code = tsw_iso_has(m, 38);
-	r->mti_class = (uint8_t)mti_class(m->mti); /* 0400, or a stand-in's 0120/0220 */
+	r->mti_class = (uint8_t)engine__mti_class(m->mti); /* 0400, or a stand-in's 0120/0220 */
 	memcpy(r->echo.mti, m->mti, 4);		   /* its answer must be the response to it */
 	r->fwd_ns = r->start_ns = e->now_ns;
 	r->deadline_ns = e->now_ns + (uint64_t)e->cfg.issuer_timeout_ms * NS_PER_MS;
-	heap_push(e, r);
+	engine__heap_push(e, r);
 	e->links[link].pending++;
 	e->links[link].saf_inflight++;
 	e->saf_inflight++;
@@ -290,20 +290,20 @@ static enum saf_outcome saf_send(struct tsw_engine *e, uint32_t link, const stru
 		out = SAF_RETRY;
 		goto out_wipe;
 	}
-	r = req_alloc(e);
+	r = engine__req_alloc(e);
 	if (!r) {
 		out = SAF_LINK_FULL;
 		goto out_wipe;
 	}
-	if (pending_insert(e, r, (uint16_t)link) < 0) {
-		req_free(e, r);
+	if (engine__pending_insert(e, r, (uint16_t)link) < 0) {
+		engine__req_free(e, r);
 		out = SAF_LINK_FULL;
 		goto out_wipe;
 	}
 	out = SAF_RETRY;
 	if (saf_issuer_copy(e, &m, &t, pan, pan_len, r->key, &sc) < 0)
 		goto out_remove;
-	ret = link_write(e, link, NULL, sc.ed, sc.n);
+	ret = engine__link_write(e, link, NULL, sc.ed, sc.n);
 	if (ret == -TSW_E_NO_SPACE) {
 		out = SAF_LINK_FULL;
 		goto out_remove;
@@ -317,8 +317,8 @@ static enum saf_outcome saf_send(struct tsw_engine *e, uint32_t link, const stru
 	goto out_wipe;
 
 out_remove:
-	pending_remove(e, r);
-	req_free(e, r);
+	engine__pending_remove(e, r);
+	engine__req_free(e, r);
 out_wipe:
 	explicit_bzero(pan, sizeof(pan));
 	explicit_bzero(&t, sizeof(t));
@@ -383,7 +383,7 @@ static void poll_link(struct tsw_engine *e, uint32_t link)
 	}
 }
 
-void saf_poll(struct tsw_engine *e)
+void engine__saf_poll(struct tsw_engine *e)
 {
 	uint32_t link;
 
@@ -437,7 +437,7 @@ static int settle(struct tsw_state *st, uint64_t id, const char *rc, bool approv
 	return tsw_state_saf_settle(st, id);
 }
 
-void saf_answered(struct tsw_engine *e, struct req *r, const char *rc)
+void engine__saf_answered(struct tsw_engine *e, struct req *r, const char *rc)
 {
 	untrack(e, r);
 	if (wants_repeat(rc)) {
@@ -455,7 +455,7 @@ void saf_answered(struct tsw_engine *e, struct req *r, const char *rc)
 	saf_gauge(e);
 }
 
-void saf_late_answer(struct tsw_engine *e, uint64_t id, const char *rc)
+void engine__saf_late_answer(struct tsw_engine *e, uint64_t id, const char *rc)
 {
 	/* it was given back at its timeout: the issuer has it now, so it
 	 * leaves the queue unless the answer asks for a repeat (whoever
@@ -471,13 +471,13 @@ void saf_late_answer(struct tsw_engine *e, uint64_t id, const char *rc)
 	saf_gauge(e);
 }
 
-void saf_failed(struct tsw_engine *e, struct req *r)
+void engine__saf_failed(struct tsw_engine *e, struct req *r)
 {
 	untrack(e, r);
 	give_back(e, r->saf_id, backoff_ms(e, r->saf_attempts));
 }
 
-uint64_t saf_next_deadline(const struct tsw_engine *e)
+uint64_t engine__saf_next_deadline(const struct tsw_engine *e)
 {
 	uint32_t link;
 

@@ -19,10 +19,10 @@ void tsw_engine_sent(struct tsw_engine *e, struct tsw_endpoint ep, size_t n)
 	/* issuer-leg bytes hold PANs: wiped once sent */
 	n = engine__outbuf_consume(b, n, ep.kind == TSW_EP_LINK);
 	TSW_COUNT_ADD(e->m->bytes_out, n);
-	engine_mark_dirty(e, ep.kind, ep.slot);
+	engine__mark_dirty(e, ep.kind, ep.slot);
 	if (ep.kind == TSW_EP_ACQ) {
-		unsent_sent(e, ep.slot);
-		engine_resume(e, ep.slot);
+		engine__unsent_sent(e, ep.slot);
+		engine__resume(e, ep.slot);
 		acq_resume_due(e);
 	}
 }

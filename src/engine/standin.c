@@ -228,7 +228,7 @@ static void exposure_refund(struct tsw_standin_exposure *t, const char *token, s
 	pthread_mutex_unlock(&t->lock);
 }
 
-int standin_init(struct tsw_engine *e)
+int engine__standin_init(struct tsw_engine *e)
 {
 	int r;
 
@@ -244,14 +244,14 @@ int standin_init(struct tsw_engine *e)
 	return 0;
 }
 
-void standin_free(struct tsw_engine *e)
+void engine__standin_free(struct tsw_engine *e)
 {
 	tsw_standin_exposure_free(e->standin_exp_own);
 	e->standin_exp_own = NULL;
 	e->standin_exp = NULL;
 }
 
-bool standin_wanted(const struct tsw_engine *e, unsigned cls, bool timed_out)
+bool engine__standin_wanted(const struct tsw_engine *e, unsigned cls, bool timed_out)
 {
 	if (!e->cfg.standin_enabled || (timed_out && !e->cfg.standin_on_timeout))
 		return false;
@@ -300,7 +300,7 @@ static enum tsw_standin_result judge(const struct tsw_engine *e, bool has_amount
 	return TSW_STANDIN_APPROVED;
 }
 
-bool standin_try(struct tsw_engine *e, struct req *r)
+bool engine__standin_try(struct tsw_engine *e, struct req *r)
 {
 	uint64_t cap = e->cfg.standin_max_amount_per_token ? e->cfg.standin_max_amount_per_token
 							   : e->cfg.standin_max_amount;
@@ -324,7 +324,7 @@ bool standin_try(struct tsw_engine *e, struct req *r)
 	}
 	approval_code(e, r->approval_code);
 	r->has_approval_code = true;
-	ret = saf_put_advice(e, r, &id);
+	ret = engine__saf_put_advice(e, r, &id);
 	if (ret < 0) {
 		exposure_refund(e->standin_exp, r->token, r->token_len, amount, start);
 		r->has_approval_code = false;
@@ -334,6 +334,6 @@ bool standin_try(struct tsw_engine *e, struct req *r)
 	TSW_COUNT(e->m->standin_advices_queued);
 	/* its reversal, if it comes to one, waits for this advice */
 	r->advised = true;
-	held_answer(e, r, TSW_AUTHZ_STANDIN, id);
+	engine__held_answer(e, r, TSW_AUTHZ_STANDIN, id);
 	return true;
 }

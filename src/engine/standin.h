@@ -17,12 +17,12 @@ struct req;
  * tsw_engine_config.standin_exposure; else one of its own of
  * cfg.standin_max_tokens) and its approval-code counter:
  * 0 or -ENOMEM. */
-int standin_init(struct tsw_engine *e);
-void standin_free(struct tsw_engine *e);
+int engine__standin_init(struct tsw_engine *e);
+void engine__standin_free(struct tsw_engine *e);
 
 /* True when stand-in may be tried for a request of MTI class cls whose
  * issuer has no signed-on link (timed_out false) or timed out (true). */
-bool standin_wanted(const struct tsw_engine *e, unsigned cls, bool timed_out);
+bool engine__standin_wanted(const struct tsw_engine *e, unsigned cls, bool timed_out);
 
 /* Tries to approve r by stand-in: r is a 0100/0200 of an open
  * connection (r->link the issuer's index, r->sent_to_issuer whether the
@@ -34,6 +34,6 @@ bool standin_wanted(const struct tsw_engine *e, unsigned cls, bool timed_out);
  * DE44 STANDIN) goes out: returns true, r is the stand-in's now.
  * Otherwise returns false with nothing charged or queued and the
  * refusal counted: the caller answers 91 as without stand-in. */
-bool standin_try(struct tsw_engine *e, struct req *r);
+bool engine__standin_try(struct tsw_engine *e, struct req *r);
 
 #endif

@@ -23,8 +23,8 @@ struct parked {
 	uint64_t parked_ns;
 };
 
-int use_reserve(struct tsw_engine *e, const struct tsw_token *t, uint64_t *ret_ticket,
-		bool *ret_durable)
+int engine__use_reserve(struct tsw_engine *e, const struct tsw_token *t, uint64_t *ret_ticket,
+			bool *ret_durable)
 {
 	uint64_t ticket;
 	int r;
@@ -46,19 +46,19 @@ int tsw_engine_add_state_waker(struct tsw_engine *e, int eventfd)
 	return tsw_state_add_waker(e->state, eventfd);
 }
 
-void use_commit(struct tsw_engine *e, uint64_t ticket)
+void engine__use_commit(struct tsw_engine *e, uint64_t ticket)
 {
 	if (e->state)
 		tsw_state_commit_use(e->state, ticket);
 }
 
-void use_release(struct tsw_engine *e, uint64_t ticket)
+void engine__use_release(struct tsw_engine *e, uint64_t ticket)
 {
 	if (e->state)
 		tsw_state_release(e->state, ticket);
 }
 
-int park_init(struct tsw_engine *e)
+int engine__park_init(struct tsw_engine *e)
 {
 	uint32_t i, n = e->cfg.max_parked;
 
@@ -78,7 +78,7 @@ int park_init(struct tsw_engine *e)
 	return 0;
 }
 
-void park_free(struct tsw_engine *e)
+void engine__park_free(struct tsw_engine *e)
 {
 	uint32_t i;
 
@@ -90,13 +90,13 @@ void park_free(struct tsw_engine *e)
 	free(e->park_free);
 }
 
-uint32_t park_pending(const struct tsw_engine *e)
+uint32_t engine__park_pending(const struct tsw_engine *e)
 {
 	return e->n_parked;
 }
 
-int park(struct tsw_engine *e, uint32_t slot, const struct tsw_iso_msg *m, uint64_t ticket,
-	 uint64_t start_ns)
+int engine__park(struct tsw_engine *e, uint32_t slot, const struct tsw_iso_msg *m, uint64_t ticket,
+		 uint64_t start_ns)
 {
 	struct parked *p;
 	uint32_t idx;
@@ -121,7 +121,7 @@ int park(struct tsw_engine *e, uint32_t slot, const struct tsw_iso_msg *m, uint6
 	return 0;
 }
 
-void park_poll(struct tsw_engine *e)
+void engine__park_poll(struct tsw_engine *e)
 {
 	uint32_t i = 0;
 
@@ -146,12 +146,12 @@ void park_poll(struct tsw_engine *e)
 				continue;
 			}
 		}
-		/* out of the list first: the pipeline may park again */
+		/* out of the list first: the pipeline may engine__park again */
 		e->park_list[i] = e->park_list[--e->n_parked];
 		e->park_free[e->n_park_free++] = idx;
 		TSW_GAUGE_DEC(e->m->parked);
 		if (gone) {
-			use_release(e, p->ticket);
+			engine__use_release(e, p->ticket);
 			TSW_COUNT(e->m->answers_conn_gone);
 			continue;
 		}
@@ -162,24 +162,24 @@ void park_poll(struct tsw_engine *e)
 			    unavailable ? TSW_AUTHZ_STATE_UNAVAILABLE : TSW_AUTHZ_SYSTEM;
 			struct echo ec;
 
-			use_release(e, p->ticket);
+			engine__use_release(e, p->ticket);
 			if (!unavailable)
 				TSW_COUNT(e->m->park_timeouts);
 			TSW_COUNT(e->m->declines[why]);
 			if (tsw_iso_decode(e->acq_profile, p->frame, p->len, &m) == 0) {
-				echo_from_msg(&ec, &m);
-				answer_local(e, p->slot, &ec, tsw_authz_rc(why),
-					     tsw_authz_reason_name(why));
+				engine__echo_from_msg(&ec, &m);
+				engine__answer_local(e, p->slot, &ec, tsw_authz_rc(why),
+						     tsw_authz_reason_name(why));
 			}
 			engine__acq_resume_later(e, p->slot);
 			continue;
 		}
 		/* it decoded before it was parked; the bytes are unchanged */
 		if (tsw_iso_decode(e->acq_profile, p->frame, p->len, &m) < 0) {
-			use_release(e, p->ticket);
+			engine__use_release(e, p->ticket);
 			continue;
 		}
-		engine_request(e, p->slot, &m, p->start_ns, &p->ticket);
+		engine__request(e, p->slot, &m, p->start_ns, &p->ticket);
 		engine__acq_resume_later(e, p->slot);
 	}
 }

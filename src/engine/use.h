@@ -18,24 +18,24 @@ struct tsw_engine;
 /* Reserves a use of t. Returns 0 (*ret_durable says whether the request
  * may go now), -TSW_E_FULL (DOMAIN_USES), or another error (SYSTEM; also
  * when the engine has no state). */
-int use_reserve(struct tsw_engine *e, const struct tsw_token *t, uint64_t *ret_ticket,
-		bool *ret_durable);
-void use_commit(struct tsw_engine *e, uint64_t ticket);
-void use_release(struct tsw_engine *e, uint64_t ticket);
+int engine__use_reserve(struct tsw_engine *e, const struct tsw_token *t, uint64_t *ret_ticket,
+			bool *ret_durable);
+void engine__use_commit(struct tsw_engine *e, uint64_t ticket);
+void engine__use_release(struct tsw_engine *e, uint64_t ticket);
 
-int park_init(struct tsw_engine *e);
-void park_free(struct tsw_engine *e);
+int engine__park_init(struct tsw_engine *e);
+void engine__park_free(struct tsw_engine *e);
 /* Copies the request (its decoded body) and waits for the ticket to be
  * durable; counts as in flight on its connection. Returns 0 or
  * -TSW_E_FULL (max_parked reached). */
-int park(struct tsw_engine *e, uint32_t slot, const struct tsw_iso_msg *m, uint64_t ticket,
-	 uint64_t start_ns);
+int engine__park(struct tsw_engine *e, uint32_t slot, const struct tsw_iso_msg *m, uint64_t ticket,
+		 uint64_t start_ns);
 /* Sends on the parked requests whose ticket became durable. */
-void park_poll(struct tsw_engine *e);
-uint32_t park_pending(const struct tsw_engine *e);
+void engine__park_poll(struct tsw_engine *e);
+uint32_t engine__park_pending(const struct tsw_engine *e);
 
 /* request.c: runs the pipeline for a request (ticket: already reserved). */
-int engine_request(struct tsw_engine *e, uint32_t slot, const struct tsw_iso_msg *m,
-		   uint64_t start_ns, const uint64_t *ticket);
+int engine__request(struct tsw_engine *e, uint32_t slot, const struct tsw_iso_msg *m,
+		    uint64_t start_ns, const uint64_t *ticket);
 
 #endif

@@ -10,7 +10,7 @@
 #include "internal.h"
 #include "tsw/error.h"
 
-size_t alg_key_len(enum tsw_hsm_alg alg)
+size_t hsm__alg_key_len(enum tsw_hsm_alg alg)
 {
 	switch (alg) {
 	case TSW_HSM_TDES2:
@@ -43,8 +43,8 @@ static enum soft_cipher ecb_cipher(enum tsw_hsm_alg alg)
 	return CIPHER_AES256_ECB;
 }
 
-int soft_ecb(struct soft_session *s, enum tsw_hsm_alg alg, const uint8_t *key, int enc,
-	     const uint8_t *in, size_t len, uint8_t *out)
+int hsm__soft_ecb(struct soft_session *s, enum tsw_hsm_alg alg, const uint8_t *key, int enc,
+		  const uint8_t *in, size_t len, uint8_t *out)
 {
 	EVP_CIPHER_CTX *c = s->ctx[ecb_cipher(alg)];
 	int n = 0;
@@ -66,8 +66,8 @@ static const uint8_t *des_key(const struct soft_session *s, const uint8_t *key, 
 	return k3;
 }
 
-int soft_mac3(struct soft_session *s, const uint8_t key[16], const uint8_t *full, size_t full_len,
-	      const uint8_t last[8], uint8_t ret_mac[8])
+int hsm__soft_mac3(struct soft_session *s, const uint8_t key[16], const uint8_t *full,
+		   size_t full_len, const uint8_t last[8], uint8_t ret_mac[8])
 {
 	static const uint8_t zero_iv[TDES_BLOCK];
 	EVP_CIPHER_CTX *cbc = s->ctx[CIPHER_DES_CBC];
@@ -93,7 +93,7 @@ int soft_mac3(struct soft_session *s, const uint8_t key[16], const uint8_t *full
 	}
 	for (size_t i = 0; i < TDES_BLOCK; i++)
 		h[i] ^= last[i];
-	r = soft_ecb(s, TSW_HSM_TDES2, key, 1, h, TDES_BLOCK, ret_mac);
+	r = hsm__soft_ecb(s, TSW_HSM_TDES2, key, 1, h, TDES_BLOCK, ret_mac);
 out:
 	OPENSSL_cleanse(k3, sizeof(k3));
 	OPENSSL_cleanse(buf, sizeof(buf));
@@ -117,7 +117,7 @@ static int aes_cmac_kcv(enum tsw_hsm_alg alg, const uint8_t *key, uint8_t out[AE
 	params[0] = OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_CIPHER, cipher, 0);
 	params[1] = OSSL_PARAM_construct_end();
 	ctx = EVP_MAC_CTX_new(mac);
-	if (ctx && EVP_MAC_init(ctx, key, alg_key_len(alg), params) &&
+	if (ctx && EVP_MAC_init(ctx, key, hsm__alg_key_len(alg), params) &&
 	    EVP_MAC_update(ctx, zeros, sizeof(zeros)) && EVP_MAC_final(ctx, out, &n, AES_BLOCK) &&
 	    n == AES_BLOCK)
 		r = 0;
@@ -126,7 +126,7 @@ static int aes_cmac_kcv(enum tsw_hsm_alg alg, const uint8_t *key, uint8_t out[AE
 	return r;
 }
 
-int soft_kcv(enum tsw_hsm_alg alg, const uint8_t *key, uint8_t *ret_kcv, uint8_t *ret_len)
+int hsm__soft_kcv(enum tsw_hsm_alg alg, const uint8_t *key, uint8_t *ret_kcv, uint8_t *ret_len)
 {
 	static const uint8_t zeros[TDES_BLOCK];
 	uint8_t out[AES_BLOCK];

@@ -25,8 +25,8 @@ static void odd_parity(uint8_t *k, size_t len)
 	}
 }
 
-int emv_icc_mk(struct soft_session *s, const uint8_t imk[16], const char *pan, size_t pan_len,
-	       uint8_t psn, uint8_t ret_mk[16])
+int hsm__emv_icc_mk(struct soft_session *s, const uint8_t imk[16], const char *pan, size_t pan_len,
+		    uint8_t psn, uint8_t ret_mk[16])
 {
 	char digits[TSW_HSM_PAN_DIGITS_MAX + 2];
 	uint8_t y[2 * TDES_BLOCK];
@@ -48,15 +48,15 @@ int emv_icc_mk(struct soft_session *s, const uint8_t imk[16], const char *pan, s
 	}
 	for (size_t i = 0; i < TDES_BLOCK; i++)
 		y[TDES_BLOCK + i] = y[i] ^ 0xff;
-	r = soft_ecb(s, TSW_HSM_TDES2, imk, 1, y, sizeof(y), ret_mk);
+	r = hsm__soft_ecb(s, TSW_HSM_TDES2, imk, 1, y, sizeof(y), ret_mk);
 	if (r == 0)
 		odd_parity(ret_mk, 16);
 	OPENSSL_cleanse(digits, sizeof(digits));
 	return r;
 }
 
-int emv_session_key(struct soft_session *s, const uint8_t mk[16],
-		    const struct tsw_hsm_arqc_input *in, uint8_t ret_sk[16])
+int hsm__emv_session_key(struct soft_session *s, const uint8_t mk[16],
+			 const struct tsw_hsm_arqc_input *in, uint8_t ret_sk[16])
 {
 	uint8_t r[2 * TDES_BLOCK] = {0};
 	int ret;
@@ -78,14 +78,14 @@ int emv_session_key(struct soft_session *s, const uint8_t mk[16],
 	default:
 		return -TSW_E_BAD_INPUT;
 	}
-	ret = soft_ecb(s, TSW_HSM_TDES2, mk, 1, r, sizeof(r), ret_sk);
+	ret = hsm__soft_ecb(s, TSW_HSM_TDES2, mk, 1, r, sizeof(r), ret_sk);
 	if (ret == 0)
 		odd_parity(ret_sk, 16);
 	return ret;
 }
 
-int emv_retail_mac(struct soft_session *s, const uint8_t key[16], enum tsw_hsm_pad pad,
-		   const uint8_t *data, size_t len, uint8_t ret_mac[8])
+int hsm__emv_retail_mac(struct soft_session *s, const uint8_t key[16], enum tsw_hsm_pad pad,
+			const uint8_t *data, size_t len, uint8_t ret_mac[8])
 {
 	uint8_t last[TDES_BLOCK] = {0};
 	size_t padded, full;
@@ -102,7 +102,7 @@ int emv_retail_mac(struct soft_session *s, const uint8_t key[16], enum tsw_hsm_p
 		memcpy(last, data + full, len - full);
 	if (pad == TSW_HSM_PAD_2)
 		last[len - full] = 0x80;
-	r = soft_mac3(s, key, data, full, last, ret_mac);
+	r = hsm__soft_mac3(s, key, data, full, last, ret_mac);
 	OPENSSL_cleanse(last, sizeof(last));
 	return r;
 }
@@ -157,11 +157,11 @@ static int ac_key(struct soft_session *s, const uint8_t mk[16], const struct tsw
 		memcpy(ret_key, mk, 16);
 		return 0;
 	}
-	return emv_session_key(s, mk, in, ret_key);
+	return hsm__emv_session_key(s, mk, in, ret_key);
 }
 
-int emv_arqc(struct soft_session *s, const uint8_t mk[16], const struct tsw_hsm_arqc_input *in,
-	     uint8_t ret_arqc[8])
+int hsm__emv_arqc(struct soft_session *s, const uint8_t mk[16], const struct tsw_hsm_arqc_input *in,
+		  uint8_t ret_arqc[8])
 {
 	uint8_t key[16], buf[MAC_DATA_MAX];
 	enum tsw_hsm_pad pad;
@@ -172,14 +172,14 @@ int emv_arqc(struct soft_session *s, const uint8_t mk[16], const struct tsw_hsm_
 	if (r < 0)
 		goto out;
 	n = mac_data(in, buf, &pad);
-	r = emv_retail_mac(s, key, pad, buf, n, ret_arqc);
+	r = hsm__emv_retail_mac(s, key, pad, buf, n, ret_arqc);
 out:
 	OPENSSL_cleanse(key, sizeof(key));
 	return r;
 }
 
-int emv_arpc(struct soft_session *s, const uint8_t mk[16], const struct tsw_hsm_arqc_input *in,
-	     const struct tsw_hsm_arpc_params *p, uint8_t *out, size_t *ret_len)
+int hsm__emv_arpc(struct soft_session *s, const uint8_t mk[16], const struct tsw_hsm_arqc_input *in,
+		  const struct tsw_hsm_arpc_params *p, uint8_t *out, size_t *ret_len)
 {
 	uint8_t key[16], buf[TDES_BLOCK + 4 + ARPC_PROP_MAX], mac[TDES_BLOCK];
 	size_t n;
@@ -197,7 +197,7 @@ int emv_arpc(struct soft_session *s, const uint8_t mk[16], const struct tsw_hsm_
 		memcpy(buf + 8, p->csu, 4);
 		if (p->prop_len > 0)
 			memcpy(buf + 12, p->prop, p->prop_len);
-		r = emv_retail_mac(s, key, TSW_HSM_PAD_2, buf, 12 + p->prop_len, mac);
+		r = hsm__emv_retail_mac(s, key, TSW_HSM_PAD_2, buf, 12 + p->prop_len, mac);
 		if (r < 0)
 			goto out;
 		memcpy(out, mac, 4);
@@ -215,7 +215,7 @@ int emv_arpc(struct soft_session *s, const uint8_t mk[16], const struct tsw_hsm_
 		memcpy(buf, in->arqc, 8);
 		buf[0] ^= p->arc[0];
 		buf[1] ^= p->arc[1];
-		r = soft_ecb(s, TSW_HSM_TDES2, key, 1, buf, TDES_BLOCK, mac);
+		r = hsm__soft_ecb(s, TSW_HSM_TDES2, key, 1, buf, TDES_BLOCK, mac);
 		if (r < 0)
 			goto out;
 		memcpy(out, mac, 8);

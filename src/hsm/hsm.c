@@ -84,7 +84,7 @@ int tsw_hsm_key_import(struct tsw_hsm *h, enum tsw_hsm_kind kind, enum tsw_hsm_a
 	/* derived kinds come only from the derive calls */
 	if (kind != TSW_HSM_IMK_AC && kind != TSW_HSM_ZPK_ACQUIRER && kind != TSW_HSM_ZPK_ISSUER)
 		return -TSW_E_BAD_INPUT;
-	if ((unsigned)alg >= TSW_HSM_ALG_MAX || len != alg_key_len(alg) || !bytes)
+	if ((unsigned)alg >= TSW_HSM_ALG_MAX || len != hsm__alg_key_len(alg) || !bytes)
 		return -TSW_E_BAD_INPUT;
 	if (kind == TSW_HSM_IMK_AC && alg != TSW_HSM_TDES2)
 		return -TSW_E_BAD_INPUT;

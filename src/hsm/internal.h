@@ -40,48 +40,48 @@ struct soft_key {
 };
 
 /* cipher.c */
-size_t alg_key_len(enum tsw_hsm_alg alg);
+size_t hsm__alg_key_len(enum tsw_hsm_alg alg);
 /* ECB over len bytes (a multiple of the block) with key of alg; enc 1/0. */
-int soft_ecb(struct soft_session *s, enum tsw_hsm_alg alg, const uint8_t *key, int enc,
-	     const uint8_t *in, size_t len, uint8_t *out);
+int hsm__soft_ecb(struct soft_session *s, enum tsw_hsm_alg alg, const uint8_t *key, int enc,
+		  const uint8_t *in, size_t len, uint8_t *out);
 /* ISO/IEC 9797-1 MAC algorithm 3 under key (K1 K2) over the padded
  * message full[0..full_len) || last (full_len a multiple of 8). */
-int soft_mac3(struct soft_session *s, const uint8_t key[16], const uint8_t *full, size_t full_len,
-	      const uint8_t last[8], uint8_t ret_mac[8]);
+int hsm__soft_mac3(struct soft_session *s, const uint8_t key[16], const uint8_t *full,
+		   size_t full_len, const uint8_t last[8], uint8_t ret_mac[8]);
 /* Key check value (TSW_HSM_KCV_BYTES_MAX): see include/tsw/hsm.h. Uses no
  * session: called once per import. */
-int soft_kcv(enum tsw_hsm_alg alg, const uint8_t *key, uint8_t *ret_kcv, uint8_t *ret_len);
+int hsm__soft_kcv(enum tsw_hsm_alg alg, const uint8_t *key, uint8_t *ret_kcv, uint8_t *ret_len);
 
 /* emv.c: key is always TDES2 (16 bytes). */
-int emv_icc_mk(struct soft_session *s, const uint8_t imk[16], const char *pan, size_t pan_len,
-	       uint8_t psn, uint8_t ret_mk[16]);
-int emv_session_key(struct soft_session *s, const uint8_t mk[16],
-		    const struct tsw_hsm_arqc_input *in, uint8_t ret_sk[16]);
-int emv_retail_mac(struct soft_session *s, const uint8_t key[16], enum tsw_hsm_pad pad,
-		   const uint8_t *data, size_t len, uint8_t ret_mac[8]);
+int hsm__emv_icc_mk(struct soft_session *s, const uint8_t imk[16], const char *pan, size_t pan_len,
+		    uint8_t psn, uint8_t ret_mk[16]);
+int hsm__emv_session_key(struct soft_session *s, const uint8_t mk[16],
+			 const struct tsw_hsm_arqc_input *in, uint8_t ret_sk[16]);
+int hsm__emv_retail_mac(struct soft_session *s, const uint8_t key[16], enum tsw_hsm_pad pad,
+			const uint8_t *data, size_t len, uint8_t ret_mac[8]);
 /* The ARQC of in under the ICC master key mk. */
-int emv_arqc(struct soft_session *s, const uint8_t mk[16], const struct tsw_hsm_arqc_input *in,
-	     uint8_t ret_arqc[8]);
-int emv_arpc(struct soft_session *s, const uint8_t mk[16], const struct tsw_hsm_arqc_input *in,
-	     const struct tsw_hsm_arpc_params *p, uint8_t *out, size_t *ret_len);
+int hsm__emv_arqc(struct soft_session *s, const uint8_t mk[16], const struct tsw_hsm_arqc_input *in,
+		  uint8_t ret_arqc[8]);
+int hsm__emv_arpc(struct soft_session *s, const uint8_t mk[16], const struct tsw_hsm_arqc_input *in,
+		  const struct tsw_hsm_arpc_params *p, uint8_t *out, size_t *ret_len);
 
 /* pin.c: k is a ZPK (checked by the caller), kb its bytes. */
-int pin_form(struct soft_session *s, const struct tsw_hsm_key_info *k, const uint8_t *kb,
-	     const char *pan, size_t pan_len, const char *pin, size_t pin_len, uint8_t *out);
+int hsm__pin_form(struct soft_session *s, const struct tsw_hsm_key_info *k, const uint8_t *kb,
+		  const char *pan, size_t pan_len, const char *pin, size_t pin_len, uint8_t *out);
 /* Format 4 with the given 8 bytes of random fill (tests use it to compare
  * with an independently computed block). */
-int pin_form4_fill(struct soft_session *s, const struct tsw_hsm_key_info *k, const uint8_t *kb,
-		   const char *pan, size_t pan_len, const char *pin, size_t pin_len,
-		   const uint8_t fill[8], uint8_t *out);
-int pin_verify(struct soft_session *s, const struct tsw_hsm_key_info *k, const uint8_t *kb,
-	       const char *pan, size_t pan_len, const uint8_t *block, const char *pin,
-	       size_t pin_len);
-int pin_translate(struct soft_session *s, const struct tsw_hsm_key_info *src, const uint8_t *src_kb,
-		  const char *src_pan, size_t src_pan_len, const struct tsw_hsm_key_info *dst,
-		  const uint8_t *dst_kb, const char *dst_pan, size_t dst_pan_len, const uint8_t *in,
-		  uint8_t *out);
+int hsm__pin_form4_fill(struct soft_session *s, const struct tsw_hsm_key_info *k, const uint8_t *kb,
+			const char *pan, size_t pan_len, const char *pin, size_t pin_len,
+			const uint8_t fill[8], uint8_t *out);
+int hsm__pin_verify(struct soft_session *s, const struct tsw_hsm_key_info *k, const uint8_t *kb,
+		    const char *pan, size_t pan_len, const uint8_t *block, const char *pin,
+		    size_t pin_len);
+int hsm__pin_translate(struct soft_session *s, const struct tsw_hsm_key_info *src,
+		       const uint8_t *src_kb, const char *src_pan, size_t src_pan_len,
+		       const struct tsw_hsm_key_info *dst, const uint8_t *dst_kb,
+		       const char *dst_pan, size_t dst_pan_len, const uint8_t *in, uint8_t *out);
 
-/* soft.c, for the unit tests: pin_form4_fill() on a soft key (arguments
+/* soft.c, for the unit tests: hsm__pin_form4_fill() on a soft key (arguments
  * unchecked: k an AES ZPK, digits valid). */
 int tsw_hsm_soft_pin_form4_fill(struct tsw_hsm_session *sb, const struct tsw_hsm_key *k,
 				const char *pan, size_t pan_len, const char *pin, size_t pin_len,

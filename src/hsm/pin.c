@@ -98,12 +98,12 @@ static int f4_encrypt(struct soft_session *s, const struct tsw_hsm_key_info *k, 
 	int r;
 
 	f4_pan_field(pan, pan_len, pf);
-	r = soft_ecb(s, (enum tsw_hsm_alg)k->alg, kb, 1, clear, F4_BYTES, t);
+	r = hsm__soft_ecb(s, (enum tsw_hsm_alg)k->alg, kb, 1, clear, F4_BYTES, t);
 	if (r < 0)
 		return r;
 	for (size_t i = 0; i < F4_BYTES; i++)
 		t[i] ^= pf[i];
-	return soft_ecb(s, (enum tsw_hsm_alg)k->alg, kb, 1, t, F4_BYTES, out);
+	return hsm__soft_ecb(s, (enum tsw_hsm_alg)k->alg, kb, 1, t, F4_BYTES, out);
 }
 
 /* Decrypts block into clear (the PIN field) and checks its format. */
@@ -114,7 +114,7 @@ static int decode(struct soft_session *s, const struct tsw_hsm_key_info *k, cons
 	int r;
 
 	if (!is_aes(k)) {
-		r = soft_ecb(s, (enum tsw_hsm_alg)k->alg, kb, 0, block, F0_BYTES, clear);
+		r = hsm__soft_ecb(s, (enum tsw_hsm_alg)k->alg, kb, 0, block, F0_BYTES, clear);
 		if (r < 0)
 			return r;
 		f0_pan_field(pan, pan_len, pf);
@@ -122,13 +122,13 @@ static int decode(struct soft_session *s, const struct tsw_hsm_key_info *k, cons
 			clear[i] ^= pf[i];
 		return pin_field_check(clear, F0_CONTROL, F0_PAD, -TSW_E_PIN_PAN);
 	}
-	r = soft_ecb(s, (enum tsw_hsm_alg)k->alg, kb, 0, block, F4_BYTES, clear);
+	r = hsm__soft_ecb(s, (enum tsw_hsm_alg)k->alg, kb, 0, block, F4_BYTES, clear);
 	if (r < 0)
 		return r;
 	f4_pan_field(pan, pan_len, pf);
 	for (size_t i = 0; i < F4_BYTES; i++)
 		clear[i] ^= pf[i];
-	r = soft_ecb(s, (enum tsw_hsm_alg)k->alg, kb, 0, clear, F4_BYTES, clear);
+	r = hsm__soft_ecb(s, (enum tsw_hsm_alg)k->alg, kb, 0, clear, F4_BYTES, clear);
 	if (r < 0)
 		return r;
 	/* a wrong PAN garbles every nibble alike: no PAN-free part to tell by */
@@ -148,12 +148,12 @@ static int encode(struct soft_session *s, const struct tsw_hsm_key_info *k, cons
 	f0_pan_field(pan, pan_len, pf);
 	for (size_t i = 0; i < F0_BYTES; i++)
 		clear[i] ^= pf[i];
-	return soft_ecb(s, (enum tsw_hsm_alg)k->alg, kb, 1, clear, F0_BYTES, out);
+	return hsm__soft_ecb(s, (enum tsw_hsm_alg)k->alg, kb, 1, clear, F0_BYTES, out);
 }
 
-int pin_form4_fill(struct soft_session *s, const struct tsw_hsm_key_info *k, const uint8_t *kb,
-		   const char *pan, size_t pan_len, const char *pin, size_t pin_len,
-		   const uint8_t fill[8], uint8_t *out)
+int hsm__pin_form4_fill(struct soft_session *s, const struct tsw_hsm_key_info *k, const uint8_t *kb,
+			const char *pan, size_t pan_len, const char *pin, size_t pin_len,
+			const uint8_t fill[8], uint8_t *out)
 {
 	uint8_t clear[F4_BYTES], block[F4_BYTES];
 	int r;
@@ -167,8 +167,8 @@ int pin_form4_fill(struct soft_session *s, const struct tsw_hsm_key_info *k, con
 	return r;
 }
 
-int pin_form(struct soft_session *s, const struct tsw_hsm_key_info *k, const uint8_t *kb,
-	     const char *pan, size_t pan_len, const char *pin, size_t pin_len, uint8_t *out)
+int hsm__pin_form(struct soft_session *s, const struct tsw_hsm_key_info *k, const uint8_t *kb,
+		  const char *pan, size_t pan_len, const char *pin, size_t pin_len, uint8_t *out)
 {
 	uint8_t clear[F4_BYTES], block[F4_BYTES];
 	int r;
@@ -176,7 +176,7 @@ int pin_form(struct soft_session *s, const struct tsw_hsm_key_info *k, const uin
 	if (is_aes(k)) {
 		if (RAND_bytes(block, 8) != 1)
 			return -EIO;
-		return pin_form4_fill(s, k, kb, pan, pan_len, pin, pin_len, block, out);
+		return hsm__pin_form4_fill(s, k, kb, pan, pan_len, pin, pin_len, block, out);
 	}
 	pin_field(F0_CONTROL, F0_PAD, pin, pin_len, clear);
 	r = encode(s, k, kb, pan, pan_len, clear, block);
@@ -186,9 +186,9 @@ int pin_form(struct soft_session *s, const struct tsw_hsm_key_info *k, const uin
 	return r;
 }
 
-int pin_verify(struct soft_session *s, const struct tsw_hsm_key_info *k, const uint8_t *kb,
-	       const char *pan, size_t pan_len, const uint8_t *block, const char *pin,
-	       size_t pin_len)
+int hsm__pin_verify(struct soft_session *s, const struct tsw_hsm_key_info *k, const uint8_t *kb,
+		    const char *pan, size_t pan_len, const uint8_t *block, const char *pin,
+		    size_t pin_len)
 {
 	uint8_t clear[F4_BYTES], want[F0_BYTES];
 	int r;
@@ -205,10 +205,10 @@ out:
 	return r;
 }
 
-int pin_translate(struct soft_session *s, const struct tsw_hsm_key_info *src, const uint8_t *src_kb,
-		  const char *src_pan, size_t src_pan_len, const struct tsw_hsm_key_info *dst,
-		  const uint8_t *dst_kb, const char *dst_pan, size_t dst_pan_len, const uint8_t *in,
-		  uint8_t *out)
+int hsm__pin_translate(struct soft_session *s, const struct tsw_hsm_key_info *src,
+		       const uint8_t *src_kb, const char *src_pan, size_t src_pan_len,
+		       const struct tsw_hsm_key_info *dst, const uint8_t *dst_kb,
+		       const char *dst_pan, size_t dst_pan_len, const uint8_t *in, uint8_t *out)
 {
 	uint8_t clear[F4_BYTES], block[F4_BYTES];
 	size_t len = is_aes(dst) ? F4_BYTES : F0_BYTES;

@@ -208,7 +208,7 @@ static int key_new(struct soft_hsm *h, enum tsw_hsm_kind kind, enum tsw_hsm_alg 
 	struct soft_key *k;
 	int r;
 
-	r = soft_kcv(alg, bytes, info.kcv, &info.kcv_len);
+	r = hsm__soft_kcv(alg, bytes, info.kcv, &info.kcv_len);
 	if (r < 0)
 		return r;
 	pthread_mutex_lock(&h->key_lock);
@@ -298,7 +298,7 @@ static int icc_mk(struct soft_session *s, const struct tsw_hsm_key *imkb, const 
 	int r;
 
 	if (!h->cache)
-		return emv_icc_mk(s, imk->bytes, pan, pan_len, psn, ret_mk);
+		return hsm__emv_icc_mk(s, imk->bytes, pan, pan_len, psn, ret_mk);
 	hv = XXH3_64bits_withSeed(pan, pan_len, (uint64_t)imk->serial << 8 | psn);
 	e = &h->cache[hv % h->cache_n];
 	lock = &h->shard[(hv % h->cache_n) % CACHE_SHARDS];
@@ -311,7 +311,7 @@ static int icc_mk(struct soft_session *s, const struct tsw_hsm_key *imkb, const 
 		return 0;
 	}
 	pthread_mutex_unlock(lock);
-	r = emv_icc_mk(s, imk->bytes, pan, pan_len, psn, ret_mk);
+	r = hsm__emv_icc_mk(s, imk->bytes, pan, pan_len, psn, ret_mk);
 	if (r < 0)
 		return r;
 	pthread_mutex_lock(lock);
@@ -333,7 +333,7 @@ static int soft_derive_icc_mk(struct tsw_hsm_session *sb, const struct tsw_hsm_k
 	uint8_t mk[16];
 	int r;
 
-	r = emv_icc_mk(s, skey(imk)->bytes, pan, pan_len, psn, mk);
+	r = hsm__emv_icc_mk(s, skey(imk)->bytes, pan, pan_len, psn, mk);
 	if (r == 0)
 		r = key_new(soft(sb->hsm), TSW_HSM_ICC_MK, TSW_HSM_TDES2, mk, sizeof(mk), ret_key);
 	OPENSSL_cleanse(mk, sizeof(mk));
@@ -348,7 +348,7 @@ static int soft_derive_session_key(struct tsw_hsm_session *sb, const struct tsw_
 	uint8_t sk[16];
 	int r;
 
-	r = emv_session_key(s, skey(mk)->bytes, in, sk);
+	r = hsm__emv_session_key(s, skey(mk)->bytes, in, sk);
 	if (r == 0)
 		r = key_new(soft(sb->hsm), TSW_HSM_SESSION_KEY, TSW_HSM_TDES2, sk, sizeof(sk),
 			    ret_key);
@@ -366,7 +366,7 @@ static int soft_arqc_generate(struct tsw_hsm_session *sb, const struct tsw_hsm_k
 
 	r = icc_mk(s, imk, pan, pan_len, psn, mk);
 	if (r == 0)
-		r = emv_arqc(s, mk, in, ret_arqc);
+		r = hsm__emv_arqc(s, mk, in, ret_arqc);
 	OPENSSL_cleanse(mk, sizeof(mk));
 	return r;
 }
@@ -394,7 +394,7 @@ static int soft_arpc(struct tsw_hsm_session *sb, const struct tsw_hsm_key *imk, 
 
 	r = icc_mk(s, imk, pan, pan_len, psn, mk);
 	if (r == 0)
-		r = emv_arpc(s, mk, in, p, out, ret_len);
+		r = hsm__emv_arpc(s, mk, in, p, out, ret_len);
 	OPENSSL_cleanse(mk, sizeof(mk));
 	return r;
 }
@@ -403,21 +403,22 @@ static int soft_retail_mac(struct tsw_hsm_session *sb, const struct tsw_hsm_key 
 			   enum tsw_hsm_pad pad, const uint8_t *data, size_t len,
 			   uint8_t ret_mac[8])
 {
-	return emv_retail_mac((struct soft_session *)sb, skey(k)->bytes, pad, data, len, ret_mac);
+	return hsm__emv_retail_mac((struct soft_session *)sb, skey(k)->bytes, pad, data, len,
+				   ret_mac);
 }
 
 static int soft_pin_form(struct tsw_hsm_session *sb, const struct tsw_hsm_key *k, const char *pan,
 			 size_t pan_len, const char *pin, size_t pin_len, uint8_t *out)
 {
-	return pin_form((struct soft_session *)sb, &k->info, skey(k)->bytes, pan, pan_len, pin,
-			pin_len, out);
+	return hsm__pin_form((struct soft_session *)sb, &k->info, skey(k)->bytes, pan, pan_len, pin,
+			     pin_len, out);
 }
 
 static int soft_pin_verify(struct tsw_hsm_session *sb, const struct tsw_hsm_key *k, const char *pan,
 			   size_t pan_len, const uint8_t *block, const char *pin, size_t pin_len)
 {
-	return pin_verify((struct soft_session *)sb, &k->info, skey(k)->bytes, pan, pan_len, block,
-			  pin, pin_len);
+	return hsm__pin_verify((struct soft_session *)sb, &k->info, skey(k)->bytes, pan, pan_len,
+			       block, pin, pin_len);
 }
 
 static int soft_pin_translate(struct tsw_hsm_session *sb, const struct tsw_hsm_key *src,
@@ -425,9 +426,9 @@ static int soft_pin_translate(struct tsw_hsm_session *sb, const struct tsw_hsm_k
 			      const struct tsw_hsm_key *dst, const char *dst_pan,
 			      size_t dst_pan_len, const uint8_t *in, uint8_t *out)
 {
-	return pin_translate((struct soft_session *)sb, &src->info, skey(src)->bytes, src_pan,
-			     src_pan_len, &dst->info, skey(dst)->bytes, dst_pan, dst_pan_len, in,
-			     out);
+	return hsm__pin_translate((struct soft_session *)sb, &src->info, skey(src)->bytes, src_pan,
+				  src_pan_len, &dst->info, skey(dst)->bytes, dst_pan, dst_pan_len,
+				  in, out);
 }
 
 static const struct tsw_hsm_ops soft_ops = {
@@ -452,6 +453,6 @@ int tsw_hsm_soft_pin_form4_fill(struct tsw_hsm_session *sb, const struct tsw_hsm
 				const char *pan, size_t pan_len, const char *pin, size_t pin_len,
 				const uint8_t fill[8], uint8_t *out)
 {
-	return pin_form4_fill((struct soft_session *)sb, &k->info, skey(k)->bytes, pan, pan_len,
-			      pin, pin_len, fill, out);
+	return hsm__pin_form4_fill((struct soft_session *)sb, &k->info, skey(k)->bytes, pan,
+				   pan_len, pin, pin_len, fill, out);
 }

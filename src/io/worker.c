@@ -39,7 +39,7 @@ const char *tsw_io_backend_name(enum tsw_io_backend b)
 	return b < TSW_IO_BACKEND_MAX ? backend_names[b] : "?";
 }
 
-uint64_t io_now_ns(void)
+uint64_t io__now_ns(void)
 {
 	struct timespec ts;
 
@@ -105,7 +105,7 @@ static int resolve_links(struct tsw_io_worker *w)
 	return 0;
 }
 
-void io_worker_started(struct tsw_io_worker *w)
+void io__worker_started(struct tsw_io_worker *w)
 {
 	pthread_mutex_lock(&w->lock);
 	w->init_done = true;
@@ -123,7 +123,7 @@ static void init_failed(struct tsw_io_worker *w, int rc)
 	pthread_mutex_unlock(&w->lock);
 }
 
-bool io_worker_take_mail(struct tsw_io_worker *w, uint64_t now_ns)
+bool io__worker_take_mail(struct tsw_io_worker *w, uint64_t now_ns)
 {
 	struct tsw_engine_config cfg;
 	bool have_cfg, drain = false;
@@ -154,12 +154,12 @@ bool io_worker_take_mail(struct tsw_io_worker *w, uint64_t now_ns)
 	return drain;
 }
 
-void io_worker_publish(struct tsw_io_worker *w)
+void io__worker_publish(struct tsw_io_worker *w)
 {
 	__atomic_store_n(&w->ready, tsw_engine_ready(w->engine), __ATOMIC_RELAXED);
 }
 
-void io_worker_log_events(struct tsw_io_worker *w)
+void io__worker_log_events(struct tsw_io_worker *w)
 {
 	struct tsw_engine_event ev;
 	char fields[TSW_LOG_LINE_MAX];
@@ -175,7 +175,7 @@ void io_worker_log_events(struct tsw_io_worker *w)
 	}
 }
 
-uint64_t io_wait_ns(const struct tsw_io_worker *w, uint64_t now_ns, uint64_t extra_deadline_ns)
+uint64_t io__wait_ns(const struct tsw_io_worker *w, uint64_t now_ns, uint64_t extra_deadline_ns)
 {
 	uint64_t d = tsw_engine_next_deadline(w->engine);
 	uint64_t cap = now_ns + TSW_IO_WAIT_MAX_MS * NS_PER_MS_IO;
@@ -207,7 +207,7 @@ static void *worker_main(void *arg)
 	}
 	if (b == TSW_IO_AUTO || b == TSW_IO_URING) {
 		__atomic_store_n(&w->backend, TSW_IO_URING, __ATOMIC_RELAXED);
-		r = io_uring_worker_run(w);
+		r = io__uring_worker_run(w);
 		if (!w->init_done && b == TSW_IO_AUTO) {
 			tsw_log(TSW_LOG_WARN, "io_uring_unavailable",
 				"worker=%u error=\"%s\" fallback=uv", w->p.engine.worker_id,
@@ -217,15 +217,15 @@ static void *worker_main(void *arg)
 	}
 	if (b == TSW_IO_UV) {
 		__atomic_store_n(&w->backend, TSW_IO_UV, __ATOMIC_RELAXED);
-		r = io_uv_worker_run(w);
+		r = io__uv_worker_run(w);
 	}
 	if (!w->init_done) {
 		init_failed(w, r);
 	} else {
 		w->exit_rc = r;
 		/* what is left in flight gets its reversal before the state closes */
-		tsw_engine_shutdown(w->engine, io_now_ns());
-		io_worker_log_events(w);
+		tsw_engine_shutdown(w->engine, io__now_ns());
+		io__worker_log_events(w);
 	}
 	__atomic_store_n(&w->ready, 0, __ATOMIC_RELAXED);
 out_free:

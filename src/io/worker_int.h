@@ -48,14 +48,14 @@ struct tsw_io_worker {
 	int exit_rc;
 };
 
-uint64_t io_now_ns(void);
+uint64_t io__now_ns(void);
 
 /* Called by a backend once set up: wakes tsw_io_worker_start(). */
-void io_worker_started(struct tsw_io_worker *w);
+void io__worker_started(struct tsw_io_worker *w);
 
 /* Drains the eventfd and the mailbox: applies a new engine config, and
  * returns true when a drain was asked for the first time. */
-bool io_worker_take_mail(struct tsw_io_worker *w, uint64_t now_ns);
+bool io__worker_take_mail(struct tsw_io_worker *w, uint64_t now_ns);
 
 /* True when a message was posted since the mailbox was last read: the
  * backends check it before feeding input, so a request read after a
@@ -67,19 +67,19 @@ static inline bool io_worker_mail_waiting(const struct tsw_io_worker *w)
 }
 
 /* Publishes readiness (once per loop iteration). */
-void io_worker_publish(struct tsw_io_worker *w);
+void io__worker_publish(struct tsw_io_worker *w);
 
 /* Logs the events the engine queued (once per loop iteration, after the
  * engine's work of the iteration; a few compares when there are none). */
-void io_worker_log_events(struct tsw_io_worker *w);
+void io__worker_log_events(struct tsw_io_worker *w);
 
 /* Milliseconds to wait from now to deadline (monotonic ns), capped. */
-uint64_t io_wait_ns(const struct tsw_io_worker *w, uint64_t now_ns, uint64_t extra_deadline_ns);
+uint64_t io__wait_ns(const struct tsw_io_worker *w, uint64_t now_ns, uint64_t extra_deadline_ns);
 
-/* Backends: each sets itself up, calls io_worker_started(), runs until the
+/* Backends: each sets itself up, calls io__worker_started(), runs until the
  * drain is over, tears down and returns the exit status (0, -ETIMEDOUT,
- * -errno). A setup failure returns before io_worker_started(). */
-int io_uring_worker_run(struct tsw_io_worker *w);
-int io_uv_worker_run(struct tsw_io_worker *w);
+ * -errno). A setup failure returns before io__worker_started(). */
+int io__uring_worker_run(struct tsw_io_worker *w);
+int io__uv_worker_run(struct tsw_io_worker *w);
 
 #endif

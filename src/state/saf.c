@@ -159,7 +159,7 @@ static int reserve_buf(struct saf_slot *s, uint32_t len)
 	return 0;
 }
 
-int saf_init(struct tsw_state *st, uint32_t max_entries, uint32_t lease_ms, size_t loaded)
+int state__saf_init(struct tsw_state *st, uint32_t max_entries, uint32_t lease_ms, size_t loaded)
 {
 	struct saf_queue *q = &st->saf;
 	uint64_t items = loaded > max_entries ? loaded : max_entries;
@@ -181,7 +181,7 @@ int saf_init(struct tsw_state *st, uint32_t max_entries, uint32_t lease_ms, size
 	return 0;
 }
 
-void saf_destroy(struct tsw_state *st)
+void state__saf_destroy(struct tsw_state *st)
 {
 	struct saf_queue *q = &st->saf;
 
@@ -203,15 +203,15 @@ static uint64_t publish_locked(struct tsw_state *st, uint32_t i, bool queue_put)
 	link_tail(&st->saf, i);
 	s->state = SAF_SLOT_LIVE;
 	if (queue_put)
-		seq = state_enqueue_saf(st, OP_SAF_PUT, i);
+		seq = state__enqueue_saf(st, OP_SAF_PUT, i);
 	else
 		seq = ++st->q_seq; /* loaded at open: already on disk */
 	s->id = seq << TICKET_SLOT_BITS | i;
 	return s->id;
 }
 
-int saf_record_decode(const void *val, size_t size, struct saf_record *ret_rec,
-		      const uint8_t **ret_msg)
+int state__saf_record_decode(const void *val, size_t size, struct saf_record *ret_rec,
+			     const uint8_t **ret_msg)
 {
 	struct saf_record rec;
 	size_t hdr;
@@ -240,13 +240,13 @@ int saf_record_decode(const void *val, size_t size, struct saf_record *ret_rec,
 	return 0;
 }
 
-void saf_record_encode(const struct saf_record *rec, const uint8_t *msg, void *out)
+void state__saf_record_encode(const struct saf_record *rec, const uint8_t *msg, void *out)
 {
 	memcpy(out, rec, sizeof(*rec));
 	memcpy((uint8_t *)out + sizeof(*rec), msg, rec->len);
 }
 
-int saf_load(struct tsw_state *st, MDB_txn *txn)
+int state__saf_load(struct tsw_state *st, MDB_txn *txn)
 {
 	struct saf_queue *q = &st->saf;
 	MDB_cursor *cur;
@@ -266,7 +266,7 @@ int saf_load(struct tsw_state *st, MDB_txn *txn)
 			rc = -TSW_E_CORRUPT;
 			goto out;
 		}
-		rc = saf_record_decode(v.mv_data, v.mv_size, &rec, &msg);
+		rc = state__saf_record_decode(v.mv_data, v.mv_size, &rec, &msg);
 		if (rc < 0)
 			goto out;
 		i = pop_free(q); /* n_slots covers every loaded item */
@@ -295,7 +295,7 @@ out:
 	return rc;
 }
 
-int saf_write(struct tsw_state *st, MDB_txn *txn, const struct op *op)
+int state__saf_write(struct tsw_state *st, MDB_txn *txn, const struct op *op)
 {
 	const struct saf_slot *s = &st->saf.slots[op->slot];
 	uint8_t key[SAF_KEY_LEN];
@@ -320,11 +320,11 @@ int saf_write(struct tsw_state *st, MDB_txn *txn, const struct op *op)
 	rc = mdb_put(txn, st->dbi_saf, &k, &v, MDB_RESERVE);
 	if (rc != 0)
 		return state_map_mdb(rc);
-	saf_record_encode(&rec, s->msg, v.mv_data);
+	state__saf_record_encode(&rec, s->msg, v.mv_data);
 	return 0;
 }
 
-void saf_committed(struct tsw_state *st, const struct op *ops, uint32_t n)
+void state__saf_committed(struct tsw_state *st, const struct op *ops, uint32_t n)
 {
 	bool locked = false;
 
@@ -341,7 +341,7 @@ void saf_committed(struct tsw_state *st, const struct op *ops, uint32_t n)
 		pthread_mutex_unlock(&st->saf.lock);
 }
 
-bool saf_acked(struct tsw_state *st, uint32_t slot)
+bool state__saf_acked(struct tsw_state *st, uint32_t slot)
 {
 	bool acked;
 
@@ -550,7 +550,7 @@ static int remove_item(struct tsw_state *st, uint64_t id, bool return_use)
 	s->claimed = false;
 	q->depth--;
 	gauge_depth(st);
-	state_enqueue_saf(st, OP_SAF_DEL, (uint32_t)(s - q->slots));
+	state__enqueue_saf(st, OP_SAF_DEL, (uint32_t)(s - q->slots));
 	/* a reversal waiting for this advice is due now */
 	if (s->flags & TSW_STATE_SAF_ADVICE)
 		q->next_due_ms = 0;

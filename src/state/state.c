@@ -187,7 +187,7 @@ static uint64_t enqueue(struct tsw_state *st, struct entry *e)
 	return seq;
 }
 
-uint64_t state_enqueue_saf(struct tsw_state *st, enum op_kind kind, uint32_t slot)
+uint64_t state__enqueue_saf(struct tsw_state *st, enum op_kind kind, uint32_t slot)
 {
 	uint64_t seq;
 
@@ -224,7 +224,7 @@ static void fail_set(struct fail *f, int mdb_rc)
 	f->detail = mdb_rc < 0 ? mdb_strerror(mdb_rc) : tsw_strerror(mdb_rc);
 }
 
-/* A -errno from saf_write(), which maps LMDB's codes itself: -ENOSPC
+/* A -errno from state__saf_write(), which maps LMDB's codes itself: -ENOSPC
  * from a put is the map (the disk is only written at commit). */
 static void fail_mapped(struct fail *f, int err)
 {
@@ -260,7 +260,7 @@ static int write_ops(struct tsw_state *st, const struct op *ops, uint32_t n, boo
 		if ((op->kind != OP_SAF_PUT && op->kind != OP_SAF_DEL) ||
 		    (freeing_only && !op->freeing))
 			continue;
-		rc = saf_write(st, txn, op);
+		rc = state__saf_write(st, txn, op);
 		if (rc != 0) {
 			fail_mapped(f, rc);
 			goto err_abort;
@@ -317,7 +317,7 @@ static uint32_t committed(struct tsw_state *st, struct op *ops, uint32_t n, bool
 	uint32_t counts = 0;
 
 	/* with freeing_only every delete is among them: deletes are freeing */
-	saf_committed(st, ops, n);
+	state__saf_committed(st, ops, n);
 	for (uint32_t i = 0; i < n; i++) {
 		struct op *op = &ops[i];
 
@@ -472,7 +472,7 @@ static void classify(struct tsw_state *st, uint32_t n)
 			op->freeing = true;
 			break;
 		case OP_SAF_PUT:
-			if (saf_acked(st, op->slot))
+			if (state__saf_acked(st, op->slot))
 				op->kind = OP_NONE;
 			op->freeing = false;
 			break;
@@ -888,7 +888,7 @@ static void free_tables(struct tsw_state *st)
 	free(st->q);
 	free(st->batch);
 	free(st->res);
-	saf_destroy(st);
+	state__saf_destroy(st);
 	pthread_mutex_destroy(&st->q_lock);
 	pthread_cond_destroy(&st->q_cond);
 	pthread_mutex_destroy(&st->res_lock);
@@ -970,7 +970,7 @@ static int load_all(struct tsw_state *st)
 		return state_map_mdb(rc);
 	rc = load_counts(st, txn);
 	if (rc == 0)
-		rc = saf_load(st, txn);
+		rc = state__saf_load(st, txn);
 	mdb_txn_abort(txn);
 	return rc;
 }
@@ -992,7 +992,7 @@ int tsw_state_open(const char *dir, const struct tsw_state_config *cfg,
 	rc = open_env(st, dir, c.map_size_mb, &loaded, &saf_loaded);
 	if (rc < 0)
 		goto err_free;
-	rc = saf_init(st, c.saf_max_entries, c.saf_lease_ms, saf_loaded);
+	rc = state__saf_init(st, c.saf_max_entries, c.saf_lease_ms, saf_loaded);
 	if (rc < 0)
 		goto err_env;
 	rc = alloc_tables(st, (uint64_t)c.max_tokens + loaded, c.queue_size, c.max_reservations,

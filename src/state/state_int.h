@@ -190,7 +190,7 @@ static inline int state_map_mdb(int rc)
 /* state.c */
 /* Queues a SAF op; the caller holds st->saf.lock. Never fails (the ring
  * has room for two ops per slot). Returns the op's seq. */
-uint64_t state_enqueue_saf(struct tsw_state *st, enum op_kind kind, uint32_t slot);
+uint64_t state__enqueue_saf(struct tsw_state *st, enum op_kind kind, uint32_t slot);
 
 /* saf.c */
 /* A stored SAF item (its value in dbi_saf): a header, then len message
@@ -225,26 +225,26 @@ _Static_assert(offsetof(struct saf_record, put_ms) == SAF_RECORD_V2_SIZE,
  * header's, use_token_len above TSW_TOKEN_MAX_DIGITS, a flag unknown or
  * a use token that is not digits); the outputs are
  * untouched on failure. */
-int saf_record_decode(const void *val, size_t size, struct saf_record *ret_rec,
-		      const uint8_t **ret_msg);
+int state__saf_record_decode(const void *val, size_t size, struct saf_record *ret_rec,
+			     const uint8_t **ret_msg);
 /* Writes the format-3 value of rec and its rec->len message bytes into out
  * (sizeof(*rec) + rec->len bytes). */
-void saf_record_encode(const struct saf_record *rec, const uint8_t *msg, void *out);
+void state__saf_record_encode(const struct saf_record *rec, const uint8_t *msg, void *out);
 
 /* Allocates the slots for max(max_entries, loaded) items. Returns 0,
  * -ENOSPC (loaded above the limit) or -ENOMEM. */
-int saf_init(struct tsw_state *st, uint32_t max_entries, uint32_t lease_ms, size_t loaded);
+int state__saf_init(struct tsw_state *st, uint32_t max_entries, uint32_t lease_ms, size_t loaded);
 /* Loads every stored item (in key order), due now. The caller then sets
  * q_seq and committed_seq to the last id's seq: loaded items are durable. */
-int saf_load(struct tsw_state *st, MDB_txn *txn);
-void saf_destroy(struct tsw_state *st);
+int state__saf_load(struct tsw_state *st, MDB_txn *txn);
+void state__saf_destroy(struct tsw_state *st);
 /* Writer thread: applies one SAF op in txn. */
-int saf_write(struct tsw_state *st, MDB_txn *txn, const struct op *op);
+int state__saf_write(struct tsw_state *st, MDB_txn *txn, const struct op *op);
 /* Writer thread, after a commit: frees the slots of the deletes in ops. */
-void saf_committed(struct tsw_state *st, const struct op *ops, uint32_t n);
+void state__saf_committed(struct tsw_state *st, const struct op *ops, uint32_t n);
 /* Writer thread: true when the item of slot was acked (its delete is
  * queued or in the writer's hands), so a put of it still held need not
  * be written. */
-bool saf_acked(struct tsw_state *st, uint32_t slot);
+bool state__saf_acked(struct tsw_state *st, uint32_t slot);
 
 #endif

@@ -4,7 +4,7 @@
  * records into one run
  * (run.h), bounded by the vault's sort memory; the caller also maps the
  * run's pages ahead of the worker. When the run is full, or at the end,
- * the worker writes it sorted (run_write): an import that fits the sort
+ * the worker writes it sorted (vault__run_write): an import that fits the sort
  * memory is written in one pass over the key space, and into an empty
  * vault every put is an append. Rejections are reported on the caller's
  * thread. */
@@ -91,7 +91,7 @@ static int flush_run(struct tsw_vault_batch *b)
 {
 	struct run *run = &b->run;
 	struct reject *rj;
-	int r = run_write(b->v, run, b->chunk_rows);
+	int r = vault__run_write(b->v, run, b->chunk_rows);
 
 	pthread_mutex_lock(&b->lock);
 	if (run->n_rejects) {
@@ -107,7 +107,7 @@ static int flush_run(struct tsw_vault_batch *b)
 	b->done_imported += run->imported;
 	b->done_chunks += run->chunks;
 	pthread_mutex_unlock(&b->lock);
-	run_reset(run);
+	vault__run_reset(run);
 	return r;
 }
 
@@ -138,17 +138,18 @@ static int seal_row(struct sealer *s, struct tsw_vault_row *row, const uint8_t *
 		return r;
 	if (card_key)
 		memcpy(p->card_key, card_key, CARD_KEY_BYTES);
-	else if ((r = crypto_card_key(&s->crypto, row->pan, row->pan_len, p->card_key)) < 0)
+	else if ((r = vault__crypto_card_key(&s->crypto, row->pan, row->pan_len, p->card_key)) < 0)
 		return r;
 	t->token_len = (uint8_t)strnlen(t->token, sizeof(t->token));
 	memcpy(&t->card_id, p->card_key, sizeof(t->card_id));
 	t->card_suspended = 0;
 	t->atc_epoch = 0;
-	token_key(t->token, t->token_len, &p->key);
+	vault__token_key(t->token, t->token_len, &p->key);
 	p->line = line;
 	/* a suspended card's flag is set, and the record sealed again, when
 	 * the run is written (run.c): the card's state is read there */
-	r = encode_sealed(&s->crypto, t, p->key, row->pan, row->pan_len, nonce, rec, &rec_len);
+	r = vault__encode_sealed(&s->crypto, t, p->key, row->pan, row->pan_len, nonce, rec,
+				 &rec_len);
 	if (r < 0)
 		return r;
 	p->rec_len = (uint16_t)rec_len;
@@ -169,7 +170,7 @@ static int seal_block(struct tsw_vault_batch *b, struct block *blk)
 		struct tsw_vault_row *row = &blk->rows[i];
 		struct slot *p;
 
-		if (run_full(run))
+		if (vault__run_full(run))
 			r = flush_run(b);
 		if (r < 0)
 			break;
@@ -298,13 +299,13 @@ static int hand_off(struct tsw_vault_batch *b)
 
 static void sealer_free(struct sealer *s)
 {
-	crypto_free(&s->crypto);
+	vault__crypto_free(&s->crypto);
 	OPENSSL_cleanse(s->nonces, sizeof(s->nonces));
 }
 
 static void batch_free(struct tsw_vault_batch *b)
 {
-	run_free(&b->run);
+	vault__run_free(&b->run);
 	free(b->done_rejects);
 	for (int i = 0; i < 2; i++) {
 		if (b->blocks[i].rows)
@@ -343,17 +344,17 @@ int tsw_vault_batch_begin(struct tsw_vault *v, unsigned chunk_rows, tsw_vault_re
 	b->ctx = ctx;
 	b->own.next = NONCE_POOL_ROWS;
 	b->seal.next = NONCE_POOL_ROWS;
-	crypto_init(&b->own.crypto, v->keys);
-	crypto_init(&b->seal.crypto, v->keys);
+	vault__crypto_init(&b->own.crypto, v->keys);
+	vault__crypto_init(&b->seal.crypto, v->keys);
 	pthread_mutex_init(&b->lock, NULL);
 	pthread_cond_init(&b->cond, NULL);
 	/* the run is address space only; where that is short (RLIMIT_AS),
 	 * sort in smaller passes rather than fail */
 	for (size_t mem = v->sort_mem;; mem /= 2) {
-		r = run_init(&b->run, mem);
+		r = vault__run_init(&b->run, mem);
 		if (r == 0 || mem / 2 < TSW_VAULT_SORT_MEM_MIN_BYTES)
 			break;
-		run_free(&b->run);
+		vault__run_free(&b->run);
 	}
 	if (r < 0)
 		goto out_free;
@@ -409,13 +410,14 @@ int tsw_vault_batch_add(struct tsw_vault_batch *b, const struct tsw_vault_row *r
 		b->deferred[b->n_deferred++].line = line;
 		return 0;
 	}
-	r = row_check(b->v, row, &reason);
+	r = vault__row_check(b->v, row, &reason);
 	if (r < 0) {
 		reject(b, line, r, reason);
 		return 0;
 	}
 	if (blk->keyed) {
-		r = crypto_card_key(&b->own.crypto, row->pan, row->pan_len, blk->card_keys[blk->n]);
+		r = vault__crypto_card_key(&b->own.crypto, row->pan, row->pan_len,
+					   blk->card_keys[blk->n]);
 		if (r < 0)
 			return r;
 	}
@@ -448,7 +450,7 @@ static int write_deferred(struct tsw_vault_batch *b)
 			const char *reason = NULL;
 			uint64_t key = 0;
 
-			r = link_original(v, txn, &d->row.token, &reason);
+			r = vault__link_original(v, txn, &d->row.token, &reason);
 			if (r == -TSW_E_NOT_FOUND) {
 				reject(b, d->line, r, reason);
 				r = 0;
@@ -456,22 +458,24 @@ static int write_deferred(struct tsw_vault_batch *b)
 			}
 			if (r < 0)
 				break;
-			r = row_check(v, &d->row, &reason);
+			r = vault__row_check(v, &d->row, &reason);
 			if (r < 0) {
 				reject(b, d->line, r, reason);
 				r = 0;
 				continue;
 			}
-			r = row_card(&b->own.crypto, &d->row, &d->row.token, card_key);
+			r = vault__row_card(&b->own.crypto, &d->row, &d->row.token, card_key);
 			if (r == 0)
-				r = token_key(d->row.token.token, d->row.token.token_len, &key);
+				r = vault__token_key(d->row.token.token, d->row.token.token_len,
+						     &key);
 			if (r < 0) {
 				OPENSSL_cleanse(d->row.pan, sizeof(d->row.pan));
 				break;
 			}
 			d->row.token.atc_epoch = 0;
-			r = put_rec(v, &b->own.crypto, txn, key, &d->row.token, d->row.pan,
-				    d->row.pan_len, card_key, d->row.device_ref, 0, rec, &reason);
+			r = vault__put_rec(v, &b->own.crypto, txn, key, &d->row.token, d->row.pan,
+					   d->row.pan_len, card_key, d->row.device_ref, 0, rec,
+					   &reason);
 			OPENSSL_cleanse(d->row.pan, sizeof(d->row.pan));
 			OPENSSL_cleanse(rec, sizeof(rec));
 			if (r == -TSW_E_EXISTS) {

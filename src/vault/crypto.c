@@ -14,7 +14,7 @@
 #include "internal.h"
 #include "tsw/error.h"
 
-int crypto_init(struct pan_crypto *c, const struct keyring *keys)
+int vault__crypto_init(struct pan_crypto *c, const struct keyring *keys)
 {
 	memset(c, 0, sizeof(*c));
 	c->keys = keys;
@@ -23,7 +23,7 @@ int crypto_init(struct pan_crypto *c, const struct keyring *keys)
 	return 0;
 }
 
-void crypto_free(struct pan_crypto *c)
+void vault__crypto_free(struct pan_crypto *c)
 {
 	for (size_t i = 0; i < TSW_VAULT_KEYS_MAX; i++)
 		EVP_CIPHER_CTX_free(c->dec[i]);
@@ -47,7 +47,7 @@ static EVP_CIPHER_CTX *keyed_ctx(const uint8_t key[KEY_BYTES], bool enc)
 	return ctx;
 }
 
-int crypto_current_slot(const struct pan_crypto *c, uint32_t *ret_id)
+int vault__crypto_current_slot(const struct pan_crypto *c, uint32_t *ret_id)
 {
 	uint32_t slot = __atomic_load_n(&c->keys->current, __ATOMIC_ACQUIRE);
 
@@ -98,8 +98,8 @@ int vault__seal(struct pan_crypto *c, int slot, const struct aad *aad, unsigned 
 	return 0;
 }
 
-int crypto_seal(struct pan_crypto *c, int slot, const struct aad *aad, unsigned n_aad,
-		const char *pan, size_t pan_len, const uint8_t *nonce, uint8_t *out)
+int vault__crypto_seal(struct pan_crypto *c, int slot, const struct aad *aad, unsigned n_aad,
+		       const char *pan, size_t pan_len, const uint8_t *nonce, uint8_t *out)
 {
 	if (pan_len > TSW_PAN_MAX_DIGITS)
 		return -TSW_E_BAD_INPUT;
@@ -109,7 +109,7 @@ int crypto_seal(struct pan_crypto *c, int slot, const struct aad *aad, unsigned 
 int vault__open(struct pan_crypto *c, uint32_t key_id, const struct aad *aad, unsigned n_aad,
 		const uint8_t *sealed, size_t sealed_len, void *out, size_t cap)
 {
-	int slot = keyring_slot(c->keys, key_id);
+	int slot = vault__keyring_slot(c->keys, key_id);
 	size_t len;
 	int n = 0, r = 0;
 
@@ -141,18 +141,18 @@ int vault__open(struct pan_crypto *c, uint32_t key_id, const struct aad *aad, un
 	return (int)len;
 }
 
-int crypto_open(struct pan_crypto *c, uint32_t key_id, const struct aad *aad, unsigned n_aad,
-		const uint8_t *sealed, size_t sealed_len, char *out, size_t cap)
+int vault__crypto_open(struct pan_crypto *c, uint32_t key_id, const struct aad *aad, unsigned n_aad,
+		       const uint8_t *sealed, size_t sealed_len, char *out, size_t cap)
 {
-	if (keyring_slot(c->keys, key_id) < 0)
+	if (vault__keyring_slot(c->keys, key_id) < 0)
 		return -TSW_E_NOT_FOUND;
 	if (sealed_len > TSW_SEALED_PAN_MAX)
 		return -TSW_E_INTEGRITY;
 	return vault__open(c, key_id, aad, n_aad, sealed, sealed_len, out, cap);
 }
 
-int crypto_card_key(struct pan_crypto *c, const char *pan, size_t pan_len,
-		    uint8_t out[CARD_KEY_BYTES])
+int vault__crypto_card_key(struct pan_crypto *c, const char *pan, size_t pan_len,
+			   uint8_t out[CARD_KEY_BYTES])
 {
 	uint8_t md[EVP_MAX_MD_SIZE];
 	size_t md_len = 0;

@@ -93,31 +93,33 @@ static inline int mdb_to_errno(int rc)
 /* ---- keys.c ---- */
 /* Loads key_file into a locked key ring; with create, writes a fresh one
  * (O_EXCL, 0600) when absent. */
-int keyring_load(const char *key_file, bool create, struct keyring **ret_keys, bool *ret_locked);
-void keyring_free(struct keyring *k);
+int vault__keyring_load(const char *key_file, bool create, struct keyring **ret_keys,
+			bool *ret_locked);
+void vault__keyring_free(struct keyring *k);
 /* Says whether a PAN key read from the key file may be used: 0 load it,
  * 1 skip it (the vault never used it), negative: refuse the reload. */
 typedef int (*keyring_check_fn)(void *ctx, uint32_t id, const uint8_t key[KEY_BYTES]);
 /* Re-reads key_file and appends the keys it has that k lacks, each
  * passed by check first; nothing is appended unless every new key passes
  * (-TSW_E_BAD_KEY, -TSW_E_FULL: k unchanged). */
-int keyring_reload(struct keyring *k, const char *key_file, keyring_check_fn check, void *ctx);
+int vault__keyring_reload(struct keyring *k, const char *key_file, keyring_check_fn check,
+			  void *ctx);
 /* Appends a fresh key (id: the highest + 1) to k and rewrites key_file
  * durably (0600; temp, fsync, rename, directory fsync) before it becomes
  * k's current key. -TSW_E_FULL when k holds TSW_VAULT_KEYS_MAX keys. */
-int keyring_add_key(struct keyring *k, const char *key_file, uint32_t *ret_id);
+int vault__keyring_add_key(struct keyring *k, const char *key_file, uint32_t *ret_id);
 /* Rewrites key_file durably without PAN key id (k keeps it in memory).
  * -TSW_E_NOT_FOUND, -EBUSY (the current key). */
-int keyring_remove_key(struct keyring *k, const char *key_file, uint32_t id);
-int keyring_slot(const struct keyring *k, uint32_t id);
-int keyring_hmac_slot(const struct keyring *k, uint32_t id);
+int vault__keyring_remove_key(struct keyring *k, const char *key_file, uint32_t id);
+int vault__keyring_slot(const struct keyring *k, uint32_t id);
+int vault__keyring_hmac_slot(const struct keyring *k, uint32_t id);
 /* Appends a fresh index key (id: the highest + 1) and rewrites key_file
  * durably; k's current index key stays (the vault names it). */
-int keyring_add_hmac(struct keyring *k, const char *key_file, uint32_t *ret_id);
+int vault__keyring_add_hmac(struct keyring *k, const char *key_file, uint32_t *ret_id);
 /* Rewrites key_file durably without index key id, and drops it from k
  * (-EBUSY for the current one). */
-int keyring_remove_hmac(struct keyring *k, const char *key_file, uint32_t id);
-void keyring_kcv(const uint8_t key[KEY_BYTES], uint8_t out[KCV_BYTES]);
+int vault__keyring_remove_hmac(struct keyring *k, const char *key_file, uint32_t id);
+void vault__keyring_kcv(const uint8_t key[KEY_BYTES], uint8_t out[KCV_BYTES]);
 
 /* ---- crypto.c ---- */
 struct pan_crypto {
@@ -133,22 +135,22 @@ struct aad {
 	const void *ptr;
 	size_t len;
 };
-int crypto_init(struct pan_crypto *c, const struct keyring *keys);
-void crypto_free(struct pan_crypto *c);
+int vault__crypto_init(struct pan_crypto *c, const struct keyring *keys);
+void vault__crypto_free(struct pan_crypto *c);
 /* The slot (and *ret_id, its key id) new writes are sealed under. */
-int crypto_current_slot(const struct pan_crypto *c, uint32_t *ret_id);
+int vault__crypto_current_slot(const struct pan_crypto *c, uint32_t *ret_id);
 /* Seals pan under the key in slot with nonce (NULL: fresh random) into
  * out: nonce, ciphertext, tag (NONCE_BYTES + pan_len + TAG_BYTES). */
-int crypto_seal(struct pan_crypto *c, int slot, const struct aad *aad, unsigned n_aad,
-		const char *pan, size_t pan_len, const uint8_t *nonce, uint8_t *out);
+int vault__crypto_seal(struct pan_crypto *c, int slot, const struct aad *aad, unsigned n_aad,
+		       const char *pan, size_t pan_len, const uint8_t *nonce, uint8_t *out);
 /* Opens a sealed PAN into out; returns its length, -TSW_E_INTEGRITY (tag
  * or associated data do not match), -TSW_E_NOT_FOUND (key id unknown),
  * -TSW_E_NO_SPACE, -ENOMEM. */
-int crypto_open(struct pan_crypto *c, uint32_t key_id, const struct aad *aad, unsigned n_aad,
-		const uint8_t *sealed, size_t sealed_len, char *out, size_t cap);
-int crypto_card_key(struct pan_crypto *c, const char *pan, size_t pan_len,
-		    uint8_t out[CARD_KEY_BYTES]);
-/* crypto_seal() / crypto_open() for any plaintext of up to
+int vault__crypto_open(struct pan_crypto *c, uint32_t key_id, const struct aad *aad, unsigned n_aad,
+		       const uint8_t *sealed, size_t sealed_len, char *out, size_t cap);
+int vault__crypto_card_key(struct pan_crypto *c, const char *pan, size_t pan_len,
+			   uint8_t out[CARD_KEY_BYTES]);
+/* vault__crypto_seal() / vault__crypto_open() for any plaintext of up to
  * VAULT_SEAL_PLAIN_MAX bytes (the key store's keys): out holds
  * NONCE_BYTES + len + TAG_BYTES; open returns the plaintext length. */
 #define VAULT_SEAL_PLAIN_MAX 32
@@ -217,70 +219,72 @@ struct rec_tail {
 	 sizeof(struct rec_tail))
 
 /* digits -> value; -TSW_E_BAD_INPUT unless 13..19 digits. */
-int token_key(const char *token, size_t len, uint64_t *ret_key);
+int vault__token_key(const char *token, size_t len, uint64_t *ret_key);
 /* value, len -> digits with leading zeros, NUL-terminated. */
-void token_digits(uint64_t key, unsigned len, char *out);
-size_t rec_size(const struct rec *r);
+void vault__token_digits(uint64_t key, unsigned len, char *out);
+size_t vault__rec_size(const struct rec *r);
 /* Encodes t into out (REC_MAX_BYTES) as a REC_VERSION record; returns
  * the size. */
-size_t rec_encode(const struct tsw_token *t, uint8_t *out);
-/* rec_encode() in the layout of version (1, 2 or 3): the record as a
+size_t vault__rec_encode(const struct tsw_token *t, uint8_t *out);
+/* vault__rec_encode() in the layout of version (1, 2 or 3): the record as a
  * vault of that version stored it. */
 size_t vault__rec_encode_as(const struct tsw_token *t, unsigned version, uint8_t *out);
 /* Checks the layout and decodes; key is the LMDB key. */
-int rec_decode(const void *data, size_t size, uint64_t key, struct tsw_token *ret_token);
+int vault__rec_decode(const void *data, size_t size, uint64_t key, struct tsw_token *ret_token);
 /* Checks a record's layout without decoding (version 1, 2 or 3). */
-int rec_check(const void *data, size_t size);
+int vault__rec_check(const void *data, size_t size);
 /* Seals pan into the encoded record rec (size bytes; key: its token
  * value) under the current key, nonce NULL: fresh random; sets key id and
  * sealed length first (and version 2 on a version 1 record: the same
  * layout; 2 and 3 keep theirs), then authenticates the whole record.
  * Any later change to rec needs a new seal. */
-int rec_seal(struct pan_crypto *c, uint8_t *rec, size_t size, uint64_t key, const char *pan,
-	     size_t pan_len, const uint8_t *nonce);
+int vault__rec_seal(struct pan_crypto *c, uint8_t *rec, size_t size, uint64_t key, const char *pan,
+		    size_t pan_len, const uint8_t *nonce);
 /* Authenticates the stored record and decrypts its PAN into out (NULL:
  * authenticate only). Version 1 records only with allow_v1 (vault format
  * 1): they bind nothing but the PAN. Returns the PAN length,
  * -TSW_E_INTEGRITY, -TSW_E_CORRUPT (layout), -TSW_E_NOT_FOUND (key id
  * unknown), -TSW_E_NO_SPACE, -ENOMEM. */
-int rec_open(struct pan_crypto *c, const uint8_t *rec, size_t size, uint64_t key, bool allow_v1,
-	     char *out, size_t cap);
+int vault__rec_open(struct pan_crypto *c, const uint8_t *rec, size_t size, uint64_t key,
+		    bool allow_v1, char *out, size_t cap);
 /* Gives a stored record new flags: authenticates it, then seals it again
  * (fresh nonce, current key). */
-int rec_set_flags(struct pan_crypto *c, uint8_t *rec, size_t size, uint64_t key, bool allow_v1,
-		  uint8_t flags);
+int vault__rec_set_flags(struct pan_crypto *c, uint8_t *rec, size_t size, uint64_t key,
+			 bool allow_v1, uint8_t flags);
 
 /* ---- vault.c ---- */
 /* True while the vault is format 1 (version 1 records are readable). */
-bool vault_format1(const struct tsw_vault *v);
-void vault_set_format(struct tsw_vault *v, uint32_t format);
-int meta_set_format(struct tsw_vault *v, MDB_txn *txn, uint32_t format);
+bool vault__format1(const struct tsw_vault *v);
+void vault__set_format(struct tsw_vault *v, uint32_t format);
+int vault__meta_set_format(struct tsw_vault *v, MDB_txn *txn, uint32_t format);
 /* 0: key matches the vault's check value for id, 1: the vault has none
  * (never used the key), -TSW_E_BAD_KEY: it differs. */
-int kcv_check(struct tsw_vault *v, MDB_txn *txn, uint32_t id, const uint8_t key[KEY_BYTES]);
+int vault__kcv_check(struct tsw_vault *v, MDB_txn *txn, uint32_t id, const uint8_t key[KEY_BYTES]);
 /* Drops the check value of a retired key. */
-int kcv_forget(struct tsw_vault *v, MDB_txn *txn, uint32_t id);
+int vault__kcv_forget(struct tsw_vault *v, MDB_txn *txn, uint32_t id);
 
 /* The index: its key id, the key of a rebuild in progress (0: none) and
  * the live pair, as txn has them. */
 struct index_state {
 	uint32_t key_id, next_id, db;
 };
-int index_state_get(struct tsw_vault *v, MDB_txn *txn, struct index_state *ret);
-int index_state_put(struct tsw_vault *v, MDB_txn *txn, const struct index_state *st);
+int vault__index_state_get(struct tsw_vault *v, MDB_txn *txn, struct index_state *ret);
+int vault__index_state_put(struct tsw_vault *v, MDB_txn *txn, const struct index_state *st);
 /* Refuses (-EBUSY) a write that touches the index while an index rekey
  * runs, or when one finished after this handle was opened. */
-int index_guard(struct tsw_vault *v, MDB_txn *txn);
-/* Check value of index key id: register, check (as kcv_check), forget. */
-int index_kcv_register(struct tsw_vault *v, MDB_txn *txn, uint32_t id,
-		       const uint8_t key[KEY_BYTES]);
-int index_kcv_check(struct tsw_vault *v, MDB_txn *txn, uint32_t id, const uint8_t key[KEY_BYTES]);
-int index_kcv_forget(struct tsw_vault *v, MDB_txn *txn, uint32_t id);
+int vault__index_guard(struct tsw_vault *v, MDB_txn *txn);
+/* Check value of index key id: register, check (as vault__kcv_check), forget. */
+int vault__index_kcv_register(struct tsw_vault *v, MDB_txn *txn, uint32_t id,
+			      const uint8_t key[KEY_BYTES]);
+int vault__index_kcv_check(struct tsw_vault *v, MDB_txn *txn, uint32_t id,
+			   const uint8_t key[KEY_BYTES]);
+int vault__index_kcv_forget(struct tsw_vault *v, MDB_txn *txn, uint32_t id);
 /* Opens (creating) the index/cards pair p in the write txn. */
-int index_pair_open(struct tsw_vault *v, MDB_txn *txn, uint32_t p);
-int meta_get_u32(struct tsw_vault *v, MDB_txn *txn, const char *name, uint32_t *ret);
-int meta_bump_gen(struct tsw_vault *v, MDB_txn *txn);
-int kcv_register(struct tsw_vault *v, MDB_txn *txn, uint32_t id, const uint8_t key[KEY_BYTES]);
+int vault__index_pair_open(struct tsw_vault *v, MDB_txn *txn, uint32_t p);
+int vault__meta_get_u32(struct tsw_vault *v, MDB_txn *txn, const char *name, uint32_t *ret);
+int vault__meta_bump_gen(struct tsw_vault *v, MDB_txn *txn);
+int vault__kcv_register(struct tsw_vault *v, MDB_txn *txn, uint32_t id,
+			const uint8_t key[KEY_BYTES]);
 
 /* ---- keystore.c ---- */
 /* Key store records sealed under PAN key key_id (authenticated or not),
@@ -294,30 +298,33 @@ int vault__keystore_reseal(struct tsw_vault *v, MDB_txn *txn, struct pan_crypto 
 
 /* ---- write.c ---- */
 /* Validates a row (everything but uniqueness). reason: static text. */
-int row_check(const struct tsw_vault *v, const struct tsw_vault_row *row, const char **ret_reason);
+int vault__row_check(const struct tsw_vault *v, const struct tsw_vault_row *row,
+		     const char **ret_reason);
 /* Writes t as a new record (its card flag set from the card's state,
  * then encoded and sealed with pan into rec, REC_MAX_BYTES of scratch),
  * its index entry and an optional device binding in txn. put_flags: 0 or
  * MDB_APPEND. -TSW_E_EXISTS when the token is taken. */
-int put_rec(struct tsw_vault *v, struct pan_crypto *c, MDB_txn *txn, uint64_t key,
-	    struct tsw_token *t, const char *pan, size_t pan_len,
-	    const uint8_t card_key[CARD_KEY_BYTES], const char *device_ref, unsigned put_flags,
-	    uint8_t *rec, const char **ret_reason);
+int vault__put_rec(struct tsw_vault *v, struct pan_crypto *c, MDB_txn *txn, uint64_t key,
+		   struct tsw_token *t, const char *pan, size_t pan_len,
+		   const uint8_t card_key[CARD_KEY_BYTES], const char *device_ref,
+		   unsigned put_flags, uint8_t *rec, const char **ret_reason);
 /* Sets t's token length, card key and card id from row's PAN. */
-int row_card(struct pan_crypto *c, const struct tsw_vault_row *row, struct tsw_token *t,
-	     uint8_t card_key[CARD_KEY_BYTES]);
+int vault__row_card(struct pan_crypto *c, const struct tsw_vault_row *row, struct tsw_token *t,
+		    uint8_t card_key[CARD_KEY_BYTES]);
 /* Encodes t and seals pan into it (out: REC_MAX_BYTES); *ret_len: size. */
-int encode_sealed(struct pan_crypto *c, const struct tsw_token *t, uint64_t key, const char *pan,
-		  size_t pan_len, const uint8_t *nonce, uint8_t *out, size_t *ret_len);
+int vault__encode_sealed(struct pan_crypto *c, const struct tsw_token *t, uint64_t key,
+			 const char *pan, size_t pan_len, const uint8_t *nonce, uint8_t *out,
+			 size_t *ret_len);
 /* Authenticates and decodes a stored record d (key: its token value),
  * its PAN into pan (TSW_PAN_MAX_DIGITS; NULL: not wanted). */
-int read_rec(struct tsw_vault *v, struct pan_crypto *c, const MDB_val *d, uint64_t key,
-	     struct tsw_token *ret_token, char *pan, size_t *ret_pan_len);
+int vault__read_rec(struct tsw_vault *v, struct pan_crypto *c, const MDB_val *d, uint64_t key,
+		    struct tsw_token *ret_token, char *pan, size_t *ret_pan_len);
 #define CARD_F_SUSPENDED 0x01
 /* The card's state flags (0 when the card has none). */
-int card_flags(struct tsw_vault *v, MDB_txn *txn, const uint8_t card_key[CARD_KEY_BYTES],
-	       uint8_t *ret_flags);
+int vault__card_flags(struct tsw_vault *v, MDB_txn *txn, const uint8_t card_key[CARD_KEY_BYTES],
+		      uint8_t *ret_flags);
 /* Fills the original_* fields of a token-for-token row from its original. */
-int link_original(struct tsw_vault *v, MDB_txn *txn, struct tsw_token *t, const char **ret_reason);
+int vault__link_original(struct tsw_vault *v, MDB_txn *txn, struct tsw_token *t,
+			 const char **ret_reason);
 
 #endif

@@ -43,7 +43,7 @@ static struct keyring *keyring_alloc(bool *ret_locked)
 	return p;
 }
 
-void keyring_free(struct keyring *k)
+void vault__keyring_free(struct keyring *k)
 {
 	if (!k)
 		return;
@@ -52,7 +52,7 @@ void keyring_free(struct keyring *k)
 	munmap(k, KEY_PAGE_BYTES);
 }
 
-void keyring_kcv(const uint8_t key[KEY_BYTES], uint8_t out[KCV_BYTES])
+void vault__keyring_kcv(const uint8_t key[KEY_BYTES], uint8_t out[KCV_BYTES])
 {
 	uint8_t md[EVP_MAX_MD_SIZE];
 	unsigned md_len = 0;
@@ -63,7 +63,7 @@ void keyring_kcv(const uint8_t key[KEY_BYTES], uint8_t out[KCV_BYTES])
 	OPENSSL_cleanse(md, sizeof(md));
 }
 
-int keyring_hmac_slot(const struct keyring *k, uint32_t id)
+int vault__keyring_hmac_slot(const struct keyring *k, uint32_t id)
 {
 	for (uint32_t i = 0; i < k->n_hmac; i++)
 		if (k->hmac[i].id == id)
@@ -71,7 +71,7 @@ int keyring_hmac_slot(const struct keyring *k, uint32_t id)
 	return -TSW_E_NOT_FOUND;
 }
 
-int keyring_slot(const struct keyring *k, uint32_t id)
+int vault__keyring_slot(const struct keyring *k, uint32_t id)
 {
 	uint32_t n = __atomic_load_n(&k->n_pan, __ATOMIC_ACQUIRE);
 
@@ -128,7 +128,7 @@ static int parse_keys(char *text, struct keyring *k)
 
 			if ((end && *end) || id == 0 || id > UINT32_MAX ||
 			    k->n_hmac >= TSW_VAULT_INDEX_KEYS_MAX ||
-			    keyring_hmac_slot(k, (uint32_t)id) >= 0)
+			    vault__keyring_hmac_slot(k, (uint32_t)id) >= 0)
 				return -TSW_E_BAD_KEY;
 			if (parse_hex_key(f[nf - 1], strlen(f[nf - 1]), k->hmac[k->n_hmac].key) < 0)
 				return -TSW_E_BAD_KEY;
@@ -138,7 +138,7 @@ static int parse_keys(char *text, struct keyring *k)
 			unsigned long id = strtoul(f[1], &end, 10);
 
 			if (*end || id == 0 || id > UINT32_MAX || k->n_pan >= TSW_VAULT_KEYS_MAX ||
-			    keyring_slot(k, (uint32_t)id) >= 0)
+			    vault__keyring_slot(k, (uint32_t)id) >= 0)
 				return -TSW_E_BAD_KEY;
 			if (parse_hex_key(f[2], strlen(f[2]), k->pan[k->n_pan].key) < 0)
 				return -TSW_E_BAD_KEY;
@@ -298,7 +298,8 @@ static int fresh_key(uint8_t key[KEY_BYTES])
 	return RAND_priv_bytes(key, KEY_BYTES) == 1 ? 0 : -EIO;
 }
 
-int keyring_load(const char *key_file, bool create, struct keyring **ret_keys, bool *ret_locked)
+int vault__keyring_load(const char *key_file, bool create, struct keyring **ret_keys,
+			bool *ret_locked)
 {
 	char text[KEY_FILE_MAX_BYTES];
 	size_t len = 0;
@@ -336,11 +337,12 @@ int keyring_load(const char *key_file, bool create, struct keyring **ret_keys, b
 	return 0;
 out_free:
 	OPENSSL_cleanse(text, sizeof(text));
-	keyring_free(k);
+	vault__keyring_free(k);
 	return r == -ENOENT ? -TSW_E_BAD_KEY : r;
 }
 
-int keyring_reload(struct keyring *k, const char *key_file, keyring_check_fn check, void *ctx)
+int vault__keyring_reload(struct keyring *k, const char *key_file, keyring_check_fn check,
+			  void *ctx)
 {
 	char text[KEY_FILE_MAX_BYTES];
 	size_t len = 0;
@@ -363,7 +365,7 @@ int keyring_reload(struct keyring *k, const char *key_file, keyring_check_fn che
 	for (uint32_t i = 0, added = 0; i < fresh->n_pan; i++) {
 		int c;
 
-		if (keyring_slot(k, fresh->pan[i].id) >= 0)
+		if (vault__keyring_slot(k, fresh->pan[i].id) >= 0)
 			continue;
 		c = check(ctx, fresh->pan[i].id, fresh->pan[i].key);
 		if (c < 0) {
@@ -378,7 +380,7 @@ int keyring_reload(struct keyring *k, const char *key_file, keyring_check_fn che
 	for (uint32_t i = 0; i < fresh->n_pan; i++) {
 		uint32_t n = k->n_pan;
 
-		if (keyring_slot(k, fresh->pan[i].id) >= 0 ||
+		if (vault__keyring_slot(k, fresh->pan[i].id) >= 0 ||
 		    check(ctx, fresh->pan[i].id, fresh->pan[i].key) != 0)
 			continue;
 		k->pan[n] = fresh->pan[i];
@@ -388,11 +390,11 @@ int keyring_reload(struct keyring *k, const char *key_file, keyring_check_fn che
 	}
 out_free:
 	OPENSSL_cleanse(text, sizeof(text));
-	keyring_free(fresh);
+	vault__keyring_free(fresh);
 	return r;
 }
 
-int keyring_add_key(struct keyring *k, const char *key_file, uint32_t *ret_id)
+int vault__keyring_add_key(struct keyring *k, const char *key_file, uint32_t *ret_id)
 {
 	uint32_t n = k->n_pan;
 	uint32_t id = 0;
@@ -421,9 +423,9 @@ int keyring_add_key(struct keyring *k, const char *key_file, uint32_t *ret_id)
 	return 0;
 }
 
-int keyring_remove_key(struct keyring *k, const char *key_file, uint32_t id)
+int vault__keyring_remove_key(struct keyring *k, const char *key_file, uint32_t id)
 {
-	int slot = keyring_slot(k, id);
+	int slot = vault__keyring_slot(k, id);
 
 	if (slot < 0)
 		return -TSW_E_NOT_FOUND;
@@ -434,7 +436,7 @@ int keyring_remove_key(struct keyring *k, const char *key_file, uint32_t id)
 	return write_key_file(k, key_file, true, id, 0);
 }
 
-int keyring_add_hmac(struct keyring *k, const char *key_file, uint32_t *ret_id)
+int vault__keyring_add_hmac(struct keyring *k, const char *key_file, uint32_t *ret_id)
 {
 	uint32_t n = k->n_hmac, id = 0;
 	int r;
@@ -460,9 +462,9 @@ int keyring_add_hmac(struct keyring *k, const char *key_file, uint32_t *ret_id)
 	return 0;
 }
 
-int keyring_remove_hmac(struct keyring *k, const char *key_file, uint32_t id)
+int vault__keyring_remove_hmac(struct keyring *k, const char *key_file, uint32_t id)
 {
-	int slot = keyring_hmac_slot(k, id);
+	int slot = vault__keyring_hmac_slot(k, id);
 	int r;
 
 	if (slot < 0)

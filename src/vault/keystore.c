@@ -299,7 +299,7 @@ static int krec_seal(struct pan_crypto *c, struct krec *r, const MDB_val *k, con
 {
 	struct aad aad[4];
 	uint32_t id = 0;
-	int slot = crypto_current_slot(c, &id);
+	int slot = vault__crypto_current_slot(c, &id);
 	unsigned n;
 
 	r->key_id = htole32(id);
@@ -409,7 +409,7 @@ int tsw_vault_key_add(struct tsw_vault *v, const struct tsw_vault_key_info *in,
 	r = begin(v, true, &txn);
 	if (r < 0)
 		return r;
-	crypto_init(&c, v->keys);
+	vault__crypto_init(&c, v->keys);
 	r = mdb_to_errno(mdb_stat(txn, dbi, &st));
 	if (r == 0 && st.ms_entries >= TSW_VAULT_HSM_KEYS_MAX)
 		r = -TSW_E_FULL;
@@ -421,8 +421,8 @@ int tsw_vault_key_add(struct tsw_vault *v, const struct tsw_vault_key_info *in,
 		r = r == MDB_KEYEXIST ? -TSW_E_EXISTS : mdb_to_errno(r);
 	}
 	if (r == 0)
-		r = meta_bump_gen(v, txn);
-	crypto_free(&c);
+		r = vault__meta_bump_gen(v, txn);
+	vault__crypto_free(&c);
 	if (r < 0) {
 		mdb_txn_abort(txn);
 	} else {
@@ -456,7 +456,7 @@ int tsw_vault_key_retire(struct tsw_vault *v, enum tsw_vault_key_kind kind, cons
 	r = begin(v, true, &txn);
 	if (r < 0)
 		return r;
-	crypto_init(&c, v->keys);
+	vault__crypto_init(&c, v->keys);
 	r = mdb_get(txn, dbi, &k, &d);
 	r = r == MDB_NOTFOUND ? -TSW_E_NOT_FOUND : mdb_to_errno(r);
 	if (r < 0)
@@ -481,10 +481,10 @@ int tsw_vault_key_retire(struct tsw_vault *v, enum tsw_vault_key_kind kind, cons
 		r = mdb_to_errno(mdb_put(txn, dbi, &k, &d, 0));
 	}
 	if (r == 0)
-		r = meta_bump_gen(v, txn);
+		r = vault__meta_bump_gen(v, txn);
 out:
 	OPENSSL_cleanse(bytes, sizeof(bytes));
-	crypto_free(&c);
+	vault__crypto_free(&c);
 	if (r < 0) {
 		mdb_txn_abort(txn);
 	} else {
@@ -519,7 +519,7 @@ static int walk(struct tsw_vault *v, walk_fn each, void *ctx)
 	r = begin(v, false, &txn);
 	if (r < 0)
 		return r;
-	crypto_init(&c, v->keys);
+	vault__crypto_init(&c, v->keys);
 	r = mdb_to_errno(mdb_cursor_open(txn, dbi, &cur));
 	while (r == 0 && (rc = mdb_cursor_get(cur, &k, &d, MDB_NEXT)) == 0) {
 		int n = krec_open(&c, &k, &d, bytes);
@@ -541,7 +541,7 @@ static int walk(struct tsw_vault *v, walk_fn each, void *ctx)
 		r = mdb_to_errno(rc);
 	mdb_cursor_close(cur);
 	mdb_txn_abort(txn);
-	crypto_free(&c);
+	vault__crypto_free(&c);
 	return r;
 }
 
@@ -660,7 +660,7 @@ int vault__keystore_reseal(struct tsw_vault *v, MDB_txn *txn, struct pan_crypto 
 	*ret_sealed = *ret_failed = 0;
 	if (!__atomic_load_n(&v->has_hsm_keys, __ATOMIC_ACQUIRE))
 		return 0;
-	crypto_current_slot(c, &current);
+	vault__crypto_current_slot(c, &current);
 	r = mdb_to_errno(mdb_cursor_open(txn, v->dbi_hsm_keys, &cur));
 	while (r == 0 && (rc = mdb_cursor_get(cur, &k, &d, MDB_NEXT)) == 0) {
 		uint8_t kbuf[KEY_LMDB_MAX];

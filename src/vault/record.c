@@ -24,7 +24,7 @@
 _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
 	       "record fields are stored in host order, which must be little-endian");
 
-int token_key(const char *token, size_t len, uint64_t *ret_key)
+int vault__token_key(const char *token, size_t len, uint64_t *ret_key)
 {
 	uint64_t k = 0;
 
@@ -41,7 +41,7 @@ int token_key(const char *token, size_t len, uint64_t *ret_key)
 	return 0;
 }
 
-void token_digits(uint64_t key, unsigned len, char *out)
+void vault__token_digits(uint64_t key, unsigned len, char *out)
 {
 	out[len] = '\0';
 	for (unsigned i = len; i > 0; i--) {
@@ -50,7 +50,7 @@ void token_digits(uint64_t key, unsigned len, char *out)
 	}
 }
 
-size_t rec_size(const struct rec *r)
+size_t vault__rec_size(const struct rec *r)
 {
 	return sizeof(*r) + (size_t)r->n_merchants * sizeof(struct rec_merchant) +
 	       (r->version >= REC_VERSION ? sizeof(struct rec_tail) : 0);
@@ -79,7 +79,7 @@ static void get_str(char *dst, const char *src, size_t cap)
 	dst[n] = '\0';
 }
 
-size_t rec_encode(const struct tsw_token *t, uint8_t *out)
+size_t vault__rec_encode(const struct tsw_token *t, uint8_t *out)
 {
 	return vault__rec_encode_as(t, REC_VERSION, out);
 }
@@ -114,7 +114,7 @@ size_t vault__rec_encode_as(const struct tsw_token *t, unsigned version, uint8_t
 	r->amount_limit = htole64(t->amount_limit);
 	r->card_id = htole64(t->card_id);
 	if (t->original_token[0] &&
-	    token_key(t->original_token, strlen(t->original_token), &orig) == 0)
+	    vault__token_key(t->original_token, strlen(t->original_token), &orig) == 0)
 		r->original_len = (uint8_t)strlen(t->original_token);
 	r->original_token = htole64(orig);
 	put_str(r->token_ref, sizeof(r->token_ref), t->token_ref);
@@ -132,15 +132,15 @@ size_t vault__rec_encode_as(const struct tsw_token *t, unsigned version, uint8_t
 	}
 	if (version >= REC_VERSION)
 		*rec_tail_of(r) = (struct rec_tail){.cvn = t->cvn, .psn = t->psn};
-	return rec_size(r);
+	return vault__rec_size(r);
 }
 
-int rec_check(const void *data, size_t size)
+int vault__rec_check(const void *data, size_t size)
 {
 	const struct rec *r = data;
 
 	if (size < sizeof(*r) || r->version < REC_VERSION_1 || r->version > REC_VERSION ||
-	    r->n_merchants > TSW_TOKEN_MERCHANTS_MAX || size != rec_size(r) ||
+	    r->n_merchants > TSW_TOKEN_MERCHANTS_MAX || size != vault__rec_size(r) ||
 	    r->status >= TSW_TOKEN_STATUS_MAX || r->token_len < TSW_TOKEN_MIN_DIGITS ||
 	    r->token_len > TSW_TOKEN_MAX_DIGITS || r->sealed_len > TSW_SEALED_PAN_MAX ||
 	    (r->original_len &&
@@ -155,18 +155,18 @@ int rec_check(const void *data, size_t size)
 	return 0;
 }
 
-int rec_decode(const void *data, size_t size, uint64_t key, struct tsw_token *ret_token)
+int vault__rec_decode(const void *data, size_t size, uint64_t key, struct tsw_token *ret_token)
 {
 	const struct rec *r = data;
 	struct tsw_token *t = ret_token;
 
-	if (rec_check(data, size) < 0)
+	if (vault__rec_check(data, size) < 0)
 		return -TSW_E_CORRUPT;
 	/* Only the fixed part is cleared: merchant slots past n_merchants
 	 * are never read. */
 	memset(t, 0, offsetof(struct tsw_token, merchants));
 	memset(&t->amount_limit, 0, sizeof(*t) - offsetof(struct tsw_token, amount_limit));
-	token_digits(key, r->token_len, t->token);
+	vault__token_digits(key, r->token_len, t->token);
 	t->token_len = r->token_len;
 	t->status = r->status;
 	t->card_suspended = (r->flags & REC_F_CARD_SUSPENDED) != 0;
@@ -194,7 +194,7 @@ int rec_decode(const void *data, size_t size, uint64_t key, struct tsw_token *re
 	t->valid_from = le32toh(r->valid_from);
 	t->valid_until = le32toh(r->valid_until);
 	if (r->original_len)
-		token_digits(le64toh(r->original_token), r->original_len, t->original_token);
+		vault__token_digits(le64toh(r->original_token), r->original_len, t->original_token);
 	get_str(t->original_trid, r->original_trid, sizeof(r->original_trid));
 	get_str(t->original_token_ref, r->original_token_ref, sizeof(r->original_token_ref));
 	t->original_assurance_level = r->original_assurance_level;
@@ -226,32 +226,32 @@ static unsigned rec_aad(const struct rec *r, size_t size, const char *digits, st
 	return 3;
 }
 
-int rec_seal(struct pan_crypto *c, uint8_t *rec, size_t size, uint64_t key, const char *pan,
-	     size_t pan_len, const uint8_t *nonce)
+int vault__rec_seal(struct pan_crypto *c, uint8_t *rec, size_t size, uint64_t key, const char *pan,
+		    size_t pan_len, const uint8_t *nonce)
 {
 	struct rec *r = (struct rec *)rec;
 	char digits[TSW_TOKEN_MAX_DIGITS + 1];
 	struct aad aad[3];
 	uint32_t id = 0;
-	int slot = crypto_current_slot(c, &id);
+	int slot = vault__crypto_current_slot(c, &id);
 	unsigned n;
 
 	/* a version 1 record becomes version 2 (the same layout); version 2
 	 * and 3 keep theirs: the layout, and so the size, stays */
 	if (r->version < REC_VERSION_2)
 		r->version = REC_VERSION_2;
-	if (pan_len < 1 || pan_len > TSW_PAN_MAX_DIGITS || size != rec_size(r))
+	if (pan_len < 1 || pan_len > TSW_PAN_MAX_DIGITS || size != vault__rec_size(r))
 		return -TSW_E_BAD_INPUT;
 	r->key_id = htole32(id);
 	r->sealed_len = (uint8_t)(NONCE_BYTES + pan_len + TAG_BYTES);
 	memset(r->sealed, 0, sizeof(r->sealed));
-	token_digits(key, r->token_len, digits);
+	vault__token_digits(key, r->token_len, digits);
 	n = rec_aad(r, size, digits, aad);
-	return crypto_seal(c, slot, aad, n, pan, pan_len, nonce, r->sealed);
+	return vault__crypto_seal(c, slot, aad, n, pan, pan_len, nonce, r->sealed);
 }
 
-int rec_open(struct pan_crypto *c, const uint8_t *rec, size_t size, uint64_t key, bool allow_v1,
-	     char *out, size_t cap)
+int vault__rec_open(struct pan_crypto *c, const uint8_t *rec, size_t size, uint64_t key,
+		    bool allow_v1, char *out, size_t cap)
 {
 	const struct rec *r = (const struct rec *)rec;
 	char digits[TSW_TOKEN_MAX_DIGITS + 1];
@@ -260,21 +260,21 @@ int rec_open(struct pan_crypto *c, const uint8_t *rec, size_t size, uint64_t key
 	unsigned n;
 	int len;
 
-	if (rec_check(rec, size) < 0)
+	if (vault__rec_check(rec, size) < 0)
 		return -TSW_E_CORRUPT;
 	if (r->version == REC_VERSION_1 && !allow_v1)
 		return -TSW_E_INTEGRITY; /* a downgraded record in an authenticated vault */
-	token_digits(key, r->token_len, digits);
+	vault__token_digits(key, r->token_len, digits);
 	n = rec_aad(r, size, digits, aad);
-	len = crypto_open(c, le32toh(r->key_id), aad, n, r->sealed, r->sealed_len,
-			  out ? out : scratch, out ? cap : sizeof(scratch));
+	len = vault__crypto_open(c, le32toh(r->key_id), aad, n, r->sealed, r->sealed_len,
+				 out ? out : scratch, out ? cap : sizeof(scratch));
 	if (!out)
 		OPENSSL_cleanse(scratch, sizeof(scratch));
 	return len;
 }
 
-int rec_set_flags(struct pan_crypto *c, uint8_t *rec, size_t size, uint64_t key, bool allow_v1,
-		  uint8_t flags)
+int vault__rec_set_flags(struct pan_crypto *c, uint8_t *rec, size_t size, uint64_t key,
+			 bool allow_v1, uint8_t flags)
 {
 	struct rec *r = (struct rec *)rec;
 	char pan[TSW_PAN_MAX_DIGITS];
@@ -282,11 +282,11 @@ int rec_set_flags(struct pan_crypto *c, uint8_t *rec, size_t size, uint64_t key,
 
 	if (r->flags == flags && r->version != REC_VERSION_1)
 		return 0;
-	len = rec_open(c, rec, size, key, allow_v1, pan, sizeof(pan));
+	len = vault__rec_open(c, rec, size, key, allow_v1, pan, sizeof(pan));
 	if (len < 0)
 		return len;
 	r->flags = flags;
-	ret = rec_seal(c, rec, size, key, pan, (size_t)len, NULL);
+	ret = vault__rec_seal(c, rec, size, key, pan, (size_t)len, NULL);
 	OPENSSL_cleanse(pan, sizeof(pan));
 	return ret;
 }

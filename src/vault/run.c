@@ -53,7 +53,7 @@ static size_t bitmap_bytes(unsigned n)
 	return ((size_t)n + 7) / 8;
 }
 
-int run_init(struct run *run, size_t mem_limit)
+int vault__run_init(struct run *run, size_t mem_limit)
 {
 	memset(run, 0, sizeof(*run));
 	pthread_mutex_init(&run->lock, NULL);
@@ -75,7 +75,7 @@ int run_init(struct run *run, size_t mem_limit)
 	return 0;
 }
 
-void run_free(struct run *run)
+void vault__run_free(struct run *run)
 {
 	if (run->arena)
 		OPENSSL_cleanse(run->arena, run->used);
@@ -101,14 +101,14 @@ void run_free(struct run *run)
 	memset(run, 0, sizeof(*run));
 }
 
-bool run_full(const struct run *run)
+bool vault__run_full(const struct run *run)
 {
 	return run->n == run->cap ||
 	       run->used + (size_t)(run->n + 1) * RUN_ROW_FIXED_BYTES + RUN_ROW_MAX_BYTES >
 		   run->mem_limit;
 }
 
-void run_reset(struct run *run)
+void vault__run_reset(struct run *run)
 {
 	OPENSSL_cleanse(run->arena, run->used);
 	run->n = 0;
@@ -293,7 +293,7 @@ static int chunk_open(struct tsw_vault *v, struct chunk_write *cw)
 	MDB_stat s;
 	int r, rc;
 
-	r = index_guard(v, cw->txn); /* the records' card ids and the index go together */
+	r = vault__index_guard(v, cw->txn); /* the records' card ids and the index go together */
 	if (r < 0)
 		return r;
 	r = mdb_to_errno(mdb_cursor_open(cw->txn, v->dbi_tokens, &cw->cur));
@@ -318,12 +318,12 @@ static int seal_card_flags(struct tsw_vault *v, struct chunk_write *cw, const st
 	uint8_t cflags = 0;
 	int r;
 
-	r = card_flags(v, cw->txn, p->card_key, &cflags);
+	r = vault__card_flags(v, cw->txn, p->card_key, &cflags);
 	if (r < 0)
 		return r;
 	if (cflags & CARD_F_SUSPENDED)
-		return rec_set_flags(&cw->crypto, rec, p->rec_len, p->key, false,
-				     ((struct rec *)rec)->flags | REC_F_CARD_SUSPENDED);
+		return vault__rec_set_flags(&cw->crypto, rec, p->rec_len, p->key, false,
+					    ((struct rec *)rec)->flags | REC_F_CARD_SUSPENDED);
 	return 0;
 }
 
@@ -392,7 +392,7 @@ static int write_tokens(struct tsw_vault *v, struct run *run, struct stage *st, 
 	r = mdb_to_errno(mdb_txn_begin(v->env, NULL, 0, &cw.txn));
 	if (r < 0)
 		return r;
-	crypto_init(&cw.crypto, v->keys);
+	vault__crypto_init(&cw.crypto, v->keys);
 	r = chunk_open(v, &cw);
 	if (r < 0)
 		goto out_abort;
@@ -411,7 +411,7 @@ static int write_tokens(struct tsw_vault *v, struct run *run, struct stage *st, 
 	r = mdb_to_errno(mdb_txn_commit(cw.txn));
 	if (r < 0)
 		goto out_undo;
-	crypto_free(&cw.crypto);
+	vault__crypto_free(&cw.crypto);
 	run->imported += cw.imported;
 	run->chunks++;
 	*have_prev = cw.had_prev;
@@ -421,7 +421,7 @@ out_abort:
 	mdb_cursor_close(cw.cur);
 	mdb_txn_abort(cw.txn);
 out_undo:
-	crypto_free(&cw.crypto);
+	vault__crypto_free(&cw.crypto);
 	run->n_rejects = n_rejects;
 	return r;
 }
@@ -446,7 +446,7 @@ static int write_index(struct tsw_vault *v, struct run *run, unsigned from, unsi
 	r = mdb_to_errno(mdb_txn_begin(v->env, NULL, 0, &txn));
 	if (r < 0)
 		return r;
-	r = index_guard(v, txn);
+	r = vault__index_guard(v, txn);
 	if (r < 0)
 		goto out_abort;
 	r = mdb_to_errno(mdb_cursor_open(txn, v->dbi_index, &cur));
@@ -567,7 +567,7 @@ static int write_staged(struct tsw_vault *v, struct run *run, unsigned j, bool *
 	return r;
 }
 
-int run_write(struct tsw_vault *v, struct run *run, unsigned chunk_rows)
+int vault__run_write(struct tsw_vault *v, struct run *run, unsigned chunk_rows)
 {
 	struct stager sg = {.run = run, .chunk_rows = chunk_rows};
 	bool have_prev = false, staged, indexed;

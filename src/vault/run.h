@@ -1,6 +1,6 @@
 /* Private to src/vault: a run of sealed rows waiting to be written, and
  * the sorted write that puts it into the vault (run.c). batch.c fills
- * runs; run_write empties them. */
+ * runs; vault__run_write empties them. */
 #ifndef TSW_VAULT_RUN_H
 #define TSW_VAULT_RUN_H
 
@@ -82,11 +82,11 @@ struct run {
 };
 
 /* Reserves a run of at most mem_limit bytes. Returns 0 or -ENOMEM. */
-int run_init(struct run *run, size_t mem_limit);
-/* Wipes and frees what run_init reserved (also after a failed init). */
-void run_free(struct run *run);
+int vault__run_init(struct run *run, size_t mem_limit);
+/* Wipes and frees what vault__run_init reserved (also after a failed init). */
+void vault__run_free(struct run *run);
 /* True when one more row of the largest size might not fit. */
-bool run_full(const struct run *run);
+bool vault__run_full(const struct run *run);
 /* Writes the run's rows into v, sorted, chunk_rows per transaction:
  * records first (appended where they come after the vault's last token),
  * then their index entries sorted by card key. A second thread copies
@@ -94,8 +94,8 @@ bool run_full(const struct run *run);
  * a third sorts the index entries meanwhile. Fills run->imported, chunks
  * and rejects. Returns 0 or a negative error (chunks committed before it
  * stay). */
-int run_write(struct tsw_vault *v, struct run *run, unsigned chunk_rows);
+int vault__run_write(struct tsw_vault *v, struct run *run, unsigned chunk_rows);
 /* Empties the run (wipes its records) for the next rows. */
-void run_reset(struct run *run);
+void vault__run_reset(struct run *run);
 
 #endif

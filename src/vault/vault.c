@@ -55,7 +55,7 @@ static int meta_put(struct tsw_vault *v, MDB_txn *txn, const char *name, const v
 	return mdb_to_errno(mdb_put(txn, v->dbi_meta, &k, &d, 0));
 }
 
-int meta_get_u32(struct tsw_vault *v, MDB_txn *txn, const char *name, uint32_t *ret)
+int vault__meta_get_u32(struct tsw_vault *v, MDB_txn *txn, const char *name, uint32_t *ret)
 {
 	MDB_val d;
 	int r = meta_get(v, txn, name, &d);
@@ -81,7 +81,7 @@ static int meta_get_gen(struct tsw_vault *v, MDB_txn *txn, uint64_t *ret)
 	return 0;
 }
 
-int meta_bump_gen(struct tsw_vault *v, MDB_txn *txn)
+int vault__meta_bump_gen(struct tsw_vault *v, MDB_txn *txn)
 {
 	uint64_t gen = 0;
 	int r = meta_get_gen(v, txn, &gen);
@@ -92,14 +92,15 @@ int meta_bump_gen(struct tsw_vault *v, MDB_txn *txn)
 	return meta_put(v, txn, META_GEN, &gen, sizeof(gen));
 }
 
-int kcv_register(struct tsw_vault *v, MDB_txn *txn, uint32_t id, const uint8_t key[KEY_BYTES])
+int vault__kcv_register(struct tsw_vault *v, MDB_txn *txn, uint32_t id,
+			const uint8_t key[KEY_BYTES])
 {
 	char name[META_NAME_MAX];
 	uint8_t kcv[KCV_BYTES];
 	int r;
 
 	snprintf(name, sizeof(name), META_KCV_PAN, id);
-	keyring_kcv(key, kcv);
+	vault__keyring_kcv(key, kcv);
 	r = meta_put(v, txn, name, kcv, sizeof(kcv));
 	if (r < 0)
 		return r;
@@ -120,7 +121,7 @@ static int kcv_check_named(struct tsw_vault *v, MDB_txn *txn, const char *name,
 		return 1;
 	if (r < 0)
 		return r;
-	keyring_kcv(key, kcv);
+	vault__keyring_kcv(key, kcv);
 	if (d.mv_size != KCV_BYTES || CRYPTO_memcmp(d.mv_data, kcv, KCV_BYTES) != 0)
 		return -TSW_E_BAD_KEY;
 	return 0;
@@ -134,7 +135,7 @@ static int kcv_forget_named(struct tsw_vault *v, MDB_txn *txn, const char *name)
 	return rc == MDB_NOTFOUND ? 0 : mdb_to_errno(rc);
 }
 
-int kcv_check(struct tsw_vault *v, MDB_txn *txn, uint32_t id, const uint8_t key[KEY_BYTES])
+int vault__kcv_check(struct tsw_vault *v, MDB_txn *txn, uint32_t id, const uint8_t key[KEY_BYTES])
 {
 	char name[META_NAME_MAX];
 
@@ -142,7 +143,7 @@ int kcv_check(struct tsw_vault *v, MDB_txn *txn, uint32_t id, const uint8_t key[
 	return kcv_check_named(v, txn, name, key);
 }
 
-int kcv_forget(struct tsw_vault *v, MDB_txn *txn, uint32_t id)
+int vault__kcv_forget(struct tsw_vault *v, MDB_txn *txn, uint32_t id)
 {
 	char name[META_NAME_MAX];
 
@@ -150,7 +151,7 @@ int kcv_forget(struct tsw_vault *v, MDB_txn *txn, uint32_t id)
 	return kcv_forget_named(v, txn, name);
 }
 
-int meta_set_format(struct tsw_vault *v, MDB_txn *txn, uint32_t format)
+int vault__meta_set_format(struct tsw_vault *v, MDB_txn *txn, uint32_t format)
 {
 	return meta_put(v, txn, META_FORMAT, &format, sizeof(format));
 }
@@ -165,7 +166,7 @@ static int reload_check(void *ctx, uint32_t id, const uint8_t key[KEY_BYTES])
 {
 	struct reload_check *rc = ctx;
 
-	return kcv_check(rc->v, rc->txn, id, key);
+	return vault__kcv_check(rc->v, rc->txn, id, key);
 }
 
 static void index_kcv_name(uint32_t id, char name[META_NAME_MAX])
@@ -176,17 +177,19 @@ static void index_kcv_name(uint32_t id, char name[META_NAME_MAX])
 		snprintf(name, META_NAME_MAX, META_KCV_HMAC_ID, id);
 }
 
-int index_kcv_register(struct tsw_vault *v, MDB_txn *txn, uint32_t id, const uint8_t key[KEY_BYTES])
+int vault__index_kcv_register(struct tsw_vault *v, MDB_txn *txn, uint32_t id,
+			      const uint8_t key[KEY_BYTES])
 {
 	char name[META_NAME_MAX];
 	uint8_t kcv[KCV_BYTES];
 
 	index_kcv_name(id, name);
-	keyring_kcv(key, kcv);
+	vault__keyring_kcv(key, kcv);
 	return meta_put(v, txn, name, kcv, sizeof(kcv));
 }
 
-int index_kcv_check(struct tsw_vault *v, MDB_txn *txn, uint32_t id, const uint8_t key[KEY_BYTES])
+int vault__index_kcv_check(struct tsw_vault *v, MDB_txn *txn, uint32_t id,
+			   const uint8_t key[KEY_BYTES])
 {
 	char name[META_NAME_MAX];
 
@@ -194,7 +197,7 @@ int index_kcv_check(struct tsw_vault *v, MDB_txn *txn, uint32_t id, const uint8_
 	return kcv_check_named(v, txn, name, key);
 }
 
-int index_kcv_forget(struct tsw_vault *v, MDB_txn *txn, uint32_t id)
+int vault__index_kcv_forget(struct tsw_vault *v, MDB_txn *txn, uint32_t id)
 {
 	char name[META_NAME_MAX];
 
@@ -205,7 +208,7 @@ int index_kcv_forget(struct tsw_vault *v, MDB_txn *txn, uint32_t id)
 static int meta_get_u32_or(struct tsw_vault *v, MDB_txn *txn, const char *name, uint32_t dflt,
 			   uint32_t *ret)
 {
-	int r = meta_get_u32(v, txn, name, ret);
+	int r = vault__meta_get_u32(v, txn, name, ret);
 
 	if (r == -TSW_E_NOT_FOUND) {
 		*ret = dflt;
@@ -214,7 +217,7 @@ static int meta_get_u32_or(struct tsw_vault *v, MDB_txn *txn, const char *name, 
 	return r;
 }
 
-int index_state_get(struct tsw_vault *v, MDB_txn *txn, struct index_state *ret)
+int vault__index_state_get(struct tsw_vault *v, MDB_txn *txn, struct index_state *ret)
 {
 	struct index_state st;
 	int r = meta_get_u32_or(v, txn, META_INDEX_KEY, 1, &st.key_id);
@@ -230,7 +233,7 @@ int index_state_get(struct tsw_vault *v, MDB_txn *txn, struct index_state *ret)
 	return r;
 }
 
-int index_state_put(struct tsw_vault *v, MDB_txn *txn, const struct index_state *st)
+int vault__index_state_put(struct tsw_vault *v, MDB_txn *txn, const struct index_state *st)
 {
 	int r = meta_put(v, txn, META_INDEX_KEY, &st->key_id, sizeof(st->key_id));
 
@@ -248,10 +251,10 @@ int index_state_put(struct tsw_vault *v, MDB_txn *txn, const struct index_state 
 	return r;
 }
 
-int index_guard(struct tsw_vault *v, MDB_txn *txn)
+int vault__index_guard(struct tsw_vault *v, MDB_txn *txn)
 {
 	struct index_state st;
-	int r = index_state_get(v, txn, &st);
+	int r = vault__index_state_get(v, txn, &st);
 
 	if (r < 0)
 		return r;
@@ -260,7 +263,7 @@ int index_guard(struct tsw_vault *v, MDB_txn *txn)
 	return 0;
 }
 
-int index_pair_open(struct tsw_vault *v, MDB_txn *txn, uint32_t p)
+int vault__index_pair_open(struct tsw_vault *v, MDB_txn *txn, uint32_t p)
 {
 	int rc = mdb_dbi_open(txn, p ? "index2" : "index",
 			      MDB_CREATE | MDB_DUPSORT | MDB_DUPFIXED | MDB_INTEGERDUP,
@@ -285,11 +288,11 @@ static int keys_verify(struct tsw_vault *v, MDB_txn *txn)
 	MDB_val d;
 	int r;
 
-	r = index_state_get(v, txn, &ist);
+	r = vault__index_state_get(v, txn, &ist);
 	if (r < 0)
 		return r;
 	for (uint32_t i = 0; i < v->keys->n_hmac; i++) {
-		r = index_kcv_check(v, txn, v->keys->hmac[i].id, v->keys->hmac[i].key);
+		r = vault__index_kcv_check(v, txn, v->keys->hmac[i].id, v->keys->hmac[i].key);
 		if (r < 0)
 			return r;
 		if (v->keys->hmac[i].id == ist.key_id) {
@@ -316,14 +319,14 @@ static int keys_verify(struct tsw_vault *v, MDB_txn *txn)
 			continue; /* a key the vault never used */
 		if (r < 0)
 			return r;
-		keyring_kcv(v->keys->pan[i].key, kcv);
+		vault__keyring_kcv(v->keys->pan[i].key, kcv);
 		if (d.mv_size != KCV_BYTES || CRYPTO_memcmp(d.mv_data, kcv, KCV_BYTES) != 0)
 			return -TSW_E_BAD_KEY;
 	}
-	r = meta_get_u32(v, txn, META_KEY_CURRENT, &current);
+	r = vault__meta_get_u32(v, txn, META_KEY_CURRENT, &current);
 	if (r < 0)
 		return r == -TSW_E_NOT_FOUND ? -TSW_E_CORRUPT : r;
-	if (keyring_slot(v->keys, current) < 0)
+	if (vault__keyring_slot(v->keys, current) < 0)
 		return -TSW_E_BAD_KEY;
 	return 0;
 }
@@ -337,16 +340,16 @@ static int meta_init(struct tsw_vault *v, MDB_txn *txn)
 	r = meta_put(v, txn, META_FORMAT, &format, sizeof(format));
 	if (r < 0)
 		return r;
-	r = index_kcv_register(v, txn, v->keys->hmac[0].id, v->keys->hmac[0].key);
+	r = vault__index_kcv_register(v, txn, v->keys->hmac[0].id, v->keys->hmac[0].key);
 	if (r < 0)
 		return r;
-	r = kcv_register(v, txn, v->keys->pan[slot].id, v->keys->pan[slot].key);
+	r = vault__kcv_register(v, txn, v->keys->pan[slot].id, v->keys->pan[slot].key);
 	if (r < 0)
 		return r;
 	r = meta_put(v, txn, META_BINS, "", 0);
 	if (r < 0)
 		return r;
-	return meta_bump_gen(v, txn);
+	return vault__meta_bump_gen(v, txn);
 }
 
 static int bins_load(struct tsw_vault *v, MDB_txn *txn, struct bin_set **ret)
@@ -400,11 +403,11 @@ static int vault_refresh(struct tsw_vault *v, MDB_txn *txn, uint64_t gen)
 		 * failing authentication until it is fixed (the next metadata
 		 * change or a restart tries again); the caller learns it from
 		 * tsw_vault_take_key_error */
-		if (meta_get_u32(v, txn, META_KEY_CURRENT, &current) == 0 &&
-		    keyring_slot(v->keys, current) < 0) {
-			int kr = keyring_reload(v->keys, v->key_file, reload_check, &rc);
+		if (vault__meta_get_u32(v, txn, META_KEY_CURRENT, &current) == 0 &&
+		    vault__keyring_slot(v->keys, current) < 0) {
+			int kr = vault__keyring_reload(v->keys, v->key_file, reload_check, &rc);
 
-			if (kr == 0 && keyring_slot(v->keys, current) < 0)
+			if (kr == 0 && vault__keyring_slot(v->keys, current) < 0)
 				kr = -TSW_E_BAD_KEY; /* the file lacks the current key */
 			if (kr < 0)
 				__atomic_store_n(&v->key_error, kr, __ATOMIC_RELEASE);
@@ -466,7 +469,7 @@ static int format_settle(struct tsw_vault *v, MDB_txn *txn, bool create, bool rd
 	uint32_t format = 0;
 	int r;
 
-	r = meta_get_u32(v, txn, META_FORMAT, &format);
+	r = vault__meta_get_u32(v, txn, META_FORMAT, &format);
 	if (r == -TSW_E_NOT_FOUND && create) {
 		r = meta_init(v, txn);
 		if (r < 0)
@@ -496,7 +499,7 @@ static int format_settle(struct tsw_vault *v, MDB_txn *txn, bool create, bool rd
 		 * (-TSW_E_VERSION) instead of reading such records as corrupt.
 		 * Version 2 records stay as they are (tokvault upgrade rewrites
 		 * them); this build reads both. */
-		r = meta_set_format(v, txn, VAULT_FORMAT);
+		r = vault__meta_set_format(v, txn, VAULT_FORMAT);
 		if (r < 0)
 			return r;
 		format = VAULT_FORMAT;
@@ -637,7 +640,7 @@ int tsw_vault_open(const char *dir, const char *key_file, unsigned flags,
 		goto out_close;
 	}
 	/* An existing vault never gets a fresh key file: it could not match. */
-	r = keyring_load(key_file, create && !exists, &v->keys, &v->keys_locked);
+	r = vault__keyring_load(key_file, create && !exists, &v->keys, &v->keys_locked);
 	if (r < 0)
 		goto out_close;
 	r = env_setup(v, dir, create);
@@ -658,7 +661,7 @@ void tsw_vault_close(struct tsw_vault *v)
 		return;
 	if (v->env)
 		mdb_env_close(v->env);
-	keyring_free(v->keys);
+	vault__keyring_free(v->keys);
 	b = v->bins;
 	while (b) {
 		struct bin_set *older = b->older;
@@ -728,7 +731,7 @@ int tsw_vault_add_token_bin(struct tsw_vault *v, const char *prefix, size_t len)
 	off += len + 1;
 	r = meta_put(v, txn, META_BINS, buf, off);
 	if (r == 0)
-		r = meta_bump_gen(v, txn);
+		r = vault__meta_bump_gen(v, txn);
 	if (r < 0)
 		goto out_abort;
 	free(b);
@@ -765,7 +768,7 @@ int tsw_vault_reader_open(struct tsw_vault *v, struct tsw_vault_reader **ret_rea
 	if (!rd)
 		return -ENOMEM;
 	rd->v = v;
-	crypto_init(&rd->crypto, v->keys);
+	vault__crypto_init(&rd->crypto, v->keys);
 	r = mdb_to_errno(mdb_txn_begin(v->env, NULL, MDB_RDONLY, &rd->txn));
 	if (r < 0)
 		goto out_free;
@@ -778,7 +781,7 @@ int tsw_vault_reader_open(struct tsw_vault *v, struct tsw_vault_reader **ret_rea
 out_abort:
 	mdb_txn_abort(rd->txn);
 out_free:
-	crypto_free(&rd->crypto);
+	vault__crypto_free(&rd->crypto);
 	free(rd);
 	return r;
 }
@@ -789,7 +792,7 @@ void tsw_vault_reader_close(struct tsw_vault_reader *r)
 		return;
 	mdb_cursor_close(r->devices);
 	mdb_txn_abort(r->txn);
-	crypto_free(&r->crypto);
+	vault__crypto_free(&r->crypto);
 	free(r);
 }
 
@@ -836,12 +839,12 @@ int tsw_vault_take_key_error(struct tsw_vault *v)
 	return __atomic_exchange_n(&v->key_error, 0, __ATOMIC_ACQ_REL);
 }
 
-void vault_set_format(struct tsw_vault *v, uint32_t format)
+void vault__set_format(struct tsw_vault *v, uint32_t format)
 {
 	__atomic_store_n(&v->format, format, __ATOMIC_RELEASE);
 }
 
-bool vault_format1(const struct tsw_vault *v)
+bool vault__format1(const struct tsw_vault *v)
 {
 	return __atomic_load_n(&v->format, __ATOMIC_ACQUIRE) == VAULT_FORMAT_1;
 }
@@ -857,7 +860,7 @@ static int find_record(struct tsw_vault_reader *r, const char *token, size_t len
 
 	if (!r->active)
 		return -EINVAL;
-	if (token_key(token, len, ret_key) < 0)
+	if (vault__token_key(token, len, ret_key) < 0)
 		return -TSW_E_NOT_FOUND;
 	rc = mdb_get(r->txn, r->v->dbi_tokens, &k, ret_val);
 	if (rc)
@@ -881,10 +884,10 @@ int tsw_vault_lookup(struct tsw_vault_reader *r, const char *token, size_t len,
 	if (n < 0)
 		return n;
 	/* nothing of a record is used before all of it is authenticated */
-	n = rec_open(&r->crypto, d.mv_data, d.mv_size, key, vault_format1(r->v), NULL, 0);
+	n = vault__rec_open(&r->crypto, d.mv_data, d.mv_size, key, vault__format1(r->v), NULL, 0);
 	if (n < 0)
 		return n == -TSW_E_NOT_FOUND ? -TSW_E_INTEGRITY : n;
-	return rec_decode(d.mv_data, d.mv_size, key, ret_token);
+	return vault__rec_decode(d.mv_data, d.mv_size, key, ret_token);
 }
 
 int tsw_vault_peek(struct tsw_vault_reader *r, const char *token, size_t len,
@@ -894,7 +897,7 @@ int tsw_vault_peek(struct tsw_vault_reader *r, const char *token, size_t len,
 	MDB_val d;
 	int n = find_record(r, token, len, &key, &d);
 
-	return n < 0 ? n : rec_decode(d.mv_data, d.mv_size, key, ret_token);
+	return n < 0 ? n : vault__rec_decode(d.mv_data, d.mv_size, key, ret_token);
 }
 
 int tsw_vault_authenticated(struct tsw_vault_reader *r, const char *token, size_t len)
@@ -905,7 +908,7 @@ int tsw_vault_authenticated(struct tsw_vault_reader *r, const char *token, size_
 
 	if (n < 0)
 		return n;
-	n = rec_open(&r->crypto, d.mv_data, d.mv_size, key, vault_format1(r->v), NULL, 0);
+	n = vault__rec_open(&r->crypto, d.mv_data, d.mv_size, key, vault__format1(r->v), NULL, 0);
 	if (n < 0)
 		return n;
 	return ((const struct rec *)d.mv_data)->version != REC_VERSION_1;
@@ -919,14 +922,14 @@ int tsw_vault_decrypt_pan(struct tsw_vault_reader *r, const struct tsw_token *t,
 	size_t size;
 	int n;
 
-	if (token_key(t->token, t->token_len, &key) < 0 ||
+	if (vault__token_key(t->token, t->token_len, &key) < 0 ||
 	    t->n_merchants > TSW_TOKEN_MERCHANTS_MAX || t->sealed_len > TSW_SEALED_PAN_MAX)
 		return -TSW_E_INTEGRITY;
 	/* the record as stored: decode and encode are inverse for every
 	 * record the vault wrote, so its seal opens only for the fields the
 	 * lookup authenticated */
 	size = vault__rec_encode_as(t, t->rec_version ? t->rec_version : REC_VERSION, rec);
-	n = rec_open(&r->crypto, rec, size, key, vault_format1(r->v), out, cap);
+	n = vault__rec_open(&r->crypto, rec, size, key, vault__format1(r->v), out, cap);
 	return n;
 }
 
@@ -940,7 +943,8 @@ int tsw_vault_device_bound(struct tsw_vault_reader *r, const char *token, size_t
 
 	if (!r->active)
 		return -EINVAL;
-	if (token_key(token, token_len, &key) < 0 || ref_len == 0 || ref_len > TSW_DEVICE_REF_MAX)
+	if (vault__token_key(token, token_len, &key) < 0 || ref_len == 0 ||
+	    ref_len > TSW_DEVICE_REF_MAX)
 		return 0;
 	rc = mdb_cursor_get(r->devices, &k, &d, MDB_GET_BOTH);
 	if (rc == MDB_NOTFOUND)

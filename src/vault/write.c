@@ -43,7 +43,8 @@ static bool digits_or_empty(const char *s, size_t cap, size_t want)
 	return n == 0 || (n == want && all_digits(s, n));
 }
 
-int row_check(const struct tsw_vault *v, const struct tsw_vault_row *row, const char **ret_reason)
+int vault__row_check(const struct tsw_vault *v, const struct tsw_vault_row *row,
+		     const char **ret_reason)
 {
 	const struct tsw_token *t = &row->token;
 	size_t tl = strnlen(t->token, sizeof(t->token));
@@ -124,24 +125,25 @@ static uint64_t card_id_of(const uint8_t card_key[CARD_KEY_BYTES])
 	return id;
 }
 
-int row_card(struct pan_crypto *c, const struct tsw_vault_row *row, struct tsw_token *t,
-	     uint8_t card_key[CARD_KEY_BYTES])
+int vault__row_card(struct pan_crypto *c, const struct tsw_vault_row *row, struct tsw_token *t,
+		    uint8_t card_key[CARD_KEY_BYTES])
 {
 	int r;
 
 	t->token_len = (uint8_t)strnlen(t->token, sizeof(t->token));
-	r = crypto_card_key(c, row->pan, row->pan_len, card_key);
+	r = vault__crypto_card_key(c, row->pan, row->pan_len, card_key);
 	if (r < 0)
 		return r;
 	t->card_id = card_id_of(card_key);
 	return 0;
 }
 
-int encode_sealed(struct pan_crypto *c, const struct tsw_token *t, uint64_t key, const char *pan,
-		  size_t pan_len, const uint8_t *nonce, uint8_t *out, size_t *ret_len)
+int vault__encode_sealed(struct pan_crypto *c, const struct tsw_token *t, uint64_t key,
+			 const char *pan, size_t pan_len, const uint8_t *nonce, uint8_t *out,
+			 size_t *ret_len)
 {
-	size_t len = rec_encode(t, out);
-	int r = rec_seal(c, out, len, key, pan, pan_len, nonce);
+	size_t len = vault__rec_encode(t, out);
+	int r = vault__rec_seal(c, out, len, key, pan, pan_len, nonce);
 
 	if (r < 0)
 		return r;
@@ -149,8 +151,8 @@ int encode_sealed(struct pan_crypto *c, const struct tsw_token *t, uint64_t key,
 	return 0;
 }
 
-int card_flags(struct tsw_vault *v, MDB_txn *txn, const uint8_t card_key[CARD_KEY_BYTES],
-	       uint8_t *ret_flags)
+int vault__card_flags(struct tsw_vault *v, MDB_txn *txn, const uint8_t card_key[CARD_KEY_BYTES],
+		      uint8_t *ret_flags)
 {
 	MDB_val k = {.mv_size = CARD_KEY_BYTES, .mv_data = (void *)card_key}, d;
 	int rc = mdb_get(txn, v->dbi_cards, &k, &d);
@@ -165,10 +167,10 @@ int card_flags(struct tsw_vault *v, MDB_txn *txn, const uint8_t card_key[CARD_KE
 	return 0;
 }
 
-int put_rec(struct tsw_vault *v, struct pan_crypto *c, MDB_txn *txn, uint64_t key,
-	    struct tsw_token *t, const char *pan, size_t pan_len,
-	    const uint8_t card_key[CARD_KEY_BYTES], const char *device_ref, unsigned put_flags,
-	    uint8_t *rec, const char **ret_reason)
+int vault__put_rec(struct tsw_vault *v, struct pan_crypto *c, MDB_txn *txn, uint64_t key,
+		   struct tsw_token *t, const char *pan, size_t pan_len,
+		   const uint8_t card_key[CARD_KEY_BYTES], const char *device_ref,
+		   unsigned put_flags, uint8_t *rec, const char **ret_reason)
 {
 	MDB_val k = {.mv_size = sizeof(key), .mv_data = &key};
 	MDB_val d = {.mv_size = 0, .mv_data = rec};
@@ -176,15 +178,15 @@ int put_rec(struct tsw_vault *v, struct pan_crypto *c, MDB_txn *txn, uint64_t ke
 	uint8_t cflags = 0;
 	int rc, err;
 
-	err = index_guard(v, txn);
+	err = vault__index_guard(v, txn);
 	if (err < 0)
 		return err;
 	/* the card's state is part of what the seal authenticates */
-	err = card_flags(v, txn, card_key, &cflags);
+	err = vault__card_flags(v, txn, card_key, &cflags);
 	if (err < 0)
 		return err;
 	t->card_suspended = (cflags & CARD_F_SUSPENDED) != 0;
-	err = encode_sealed(c, t, key, pan, pan_len, NULL, rec, &d.mv_size);
+	err = vault__encode_sealed(c, t, key, pan, pan_len, NULL, rec, &d.mv_size);
 	if (err < 0)
 		return err;
 	rc = mdb_put(txn, v->dbi_tokens, &k, &d, MDB_NOOVERWRITE | put_flags);
@@ -212,17 +214,17 @@ int put_rec(struct tsw_vault *v, struct pan_crypto *c, MDB_txn *txn, uint64_t ke
 /* A stored record, authenticated, decoded, and its PAN (pan NULL: not
  * wanted). A record failing authentication is -TSW_E_INTEGRITY: no verb
  * seals an edited record again, which would make the edit authentic. */
-int read_rec(struct tsw_vault *v, struct pan_crypto *c, const MDB_val *d, uint64_t key,
-	     struct tsw_token *ret_token, char *pan, size_t *ret_pan_len)
+int vault__read_rec(struct tsw_vault *v, struct pan_crypto *c, const MDB_val *d, uint64_t key,
+		    struct tsw_token *ret_token, char *pan, size_t *ret_pan_len)
 {
-	int n = rec_open(c, d->mv_data, d->mv_size, key, vault_format1(v), pan,
-			 pan ? TSW_PAN_MAX_DIGITS : 0);
+	int n = vault__rec_open(c, d->mv_data, d->mv_size, key, vault__format1(v), pan,
+				pan ? TSW_PAN_MAX_DIGITS : 0);
 
 	if (n < 0)
 		return n == -TSW_E_NOT_FOUND ? -TSW_E_INTEGRITY : n;
 	if (ret_pan_len)
 		*ret_pan_len = (size_t)n;
-	return rec_decode(d->mv_data, d->mv_size, key, ret_token);
+	return vault__rec_decode(d->mv_data, d->mv_size, key, ret_token);
 }
 
 static int get_token(struct tsw_vault *v, struct pan_crypto *c, MDB_txn *txn, const char *token,
@@ -233,7 +235,7 @@ static int get_token(struct tsw_vault *v, struct pan_crypto *c, MDB_txn *txn, co
 	MDB_val k = {.mv_size = sizeof(key), .mv_data = &key}, d;
 	int rc;
 
-	if (token_key(token, len, &key) < 0)
+	if (vault__token_key(token, len, &key) < 0)
 		return -TSW_E_NOT_FOUND;
 	rc = mdb_get(txn, v->dbi_tokens, &k, &d);
 	if (rc)
@@ -241,7 +243,7 @@ static int get_token(struct tsw_vault *v, struct pan_crypto *c, MDB_txn *txn, co
 	if (d.mv_size >= sizeof(struct rec) && ((const struct rec *)d.mv_data)->token_len != len)
 		return -TSW_E_NOT_FOUND;
 	*ret_key = key;
-	return read_rec(v, c, &d, key, ret_token, pan, ret_pan_len);
+	return vault__read_rec(v, c, &d, key, ret_token, pan, ret_pan_len);
 }
 
 /* Writes t back over its record, sealing pan again (fresh nonce, current
@@ -252,7 +254,7 @@ static int rewrite_token(struct tsw_vault *v, struct pan_crypto *c, MDB_txn *txn
 	uint8_t buf[REC_MAX_BYTES];
 	MDB_val k = {.mv_size = sizeof(key), .mv_data = &key};
 	MDB_val d = {.mv_size = 0, .mv_data = buf};
-	int r = encode_sealed(c, t, key, pan, pan_len, NULL, buf, &d.mv_size);
+	int r = vault__encode_sealed(c, t, key, pan, pan_len, NULL, buf, &d.mv_size);
 
 	if (r == 0)
 		r = mdb_to_errno(mdb_put(txn, v->dbi_tokens, &k, &d, 0));
@@ -260,7 +262,8 @@ static int rewrite_token(struct tsw_vault *v, struct pan_crypto *c, MDB_txn *txn
 	return r;
 }
 
-int link_original(struct tsw_vault *v, MDB_txn *txn, struct tsw_token *t, const char **ret_reason)
+int vault__link_original(struct tsw_vault *v, MDB_txn *txn, struct tsw_token *t,
+			 const char **ret_reason)
 {
 	struct tsw_token o;
 	struct pan_crypto c;
@@ -269,10 +272,10 @@ int link_original(struct tsw_vault *v, MDB_txn *txn, struct tsw_token *t, const 
 
 	if (!t->original_token[0])
 		return 0;
-	crypto_init(&c, v->keys);
+	vault__crypto_init(&c, v->keys);
 	r = get_token(v, &c, txn, t->original_token, strlen(t->original_token), &okey, &o, NULL,
 		      NULL);
-	crypto_free(&c);
+	vault__crypto_free(&c);
 	if (r == -TSW_E_INTEGRITY) {
 		*ret_reason = "original_token: its record fails authentication";
 		return r;
@@ -321,7 +324,7 @@ static int edit_token(struct tsw_vault *v, const char *token, size_t len, enum t
 	r = begin_write(v, &txn);
 	if (r < 0)
 		return r;
-	crypto_init(&c, v->keys);
+	vault__crypto_init(&c, v->keys);
 	r = get_token(v, &c, txn, token, len, &key, &t, pan, &pan_len);
 	if (r < 0)
 		goto out;
@@ -335,7 +338,7 @@ static int edit_token(struct tsw_vault *v, const char *token, size_t len, enum t
 		*ret_new = t;
 out:
 	OPENSSL_cleanse(pan, sizeof(pan));
-	crypto_free(&c);
+	vault__crypto_free(&c);
 	return commit_or_abort(txn, r);
 }
 
@@ -387,9 +390,9 @@ int tsw_vault_bind_device(struct tsw_vault *v, const char *token, size_t len, co
 	r = begin_write(v, &txn);
 	if (r < 0)
 		return r;
-	crypto_init(&c, v->keys);
+	vault__crypto_init(&c, v->keys);
 	r = get_token(v, &c, txn, token, len, &key, &t, NULL, NULL);
-	crypto_free(&c);
+	vault__crypto_free(&c);
 	if (r < 0)
 		goto out;
 	r = mdb_to_errno(mdb_cursor_open(txn, v->dbi_devices, &cur));
@@ -428,9 +431,9 @@ int tsw_vault_unbind_device(struct tsw_vault *v, const char *token, size_t len, 
 	r = begin_write(v, &txn);
 	if (r < 0)
 		return r;
-	crypto_init(&c, v->keys);
+	vault__crypto_init(&c, v->keys);
 	r = get_token(v, &c, txn, token, len, &key, &t, NULL, NULL);
-	crypto_free(&c);
+	vault__crypto_free(&c);
 	if (r == 0)
 		r = mdb_to_errno(mdb_del(txn, v->dbi_devices, &k, &d));
 	return commit_or_abort(txn, r);
@@ -489,7 +492,7 @@ static int get_by_key(struct tsw_vault *v, struct pan_crypto *c, MDB_txn *txn, u
 
 	if (rc)
 		return rc == MDB_NOTFOUND ? -TSW_E_CORRUPT : mdb_to_errno(rc);
-	return read_rec(v, c, &d, key, ret, pan, ret_pan_len);
+	return vault__read_rec(v, c, &d, key, ret, pan, ret_pan_len);
 }
 
 static int pan_ok(const char *pan, size_t len)
@@ -515,14 +518,14 @@ int tsw_vault_set_card_suspended(struct tsw_vault *v, const char *pan, size_t pa
 	r = pan_ok(pan, pan_len);
 	if (r < 0)
 		return r;
-	crypto_init(&c, v->keys);
-	r = crypto_card_key(&c, pan, pan_len, card_key);
+	vault__crypto_init(&c, v->keys);
+	r = vault__crypto_card_key(&c, pan, pan_len, card_key);
 	if (r < 0)
 		goto out_crypto;
 	r = begin_write(v, &txn);
 	if (r < 0)
 		goto out_crypto;
-	r = index_guard(v, txn);
+	r = vault__index_guard(v, txn);
 	if (r == 0)
 		r = card_tokens(v, txn, card_key, &keys, &n);
 	if (r < 0)
@@ -545,7 +548,7 @@ out:
 	r = commit_or_abort(txn, r);
 out_crypto:
 	OPENSSL_cleanse(card_key, sizeof(card_key));
-	crypto_free(&c);
+	vault__crypto_free(&c);
 	if (r == 0 && ret_tokens)
 		*ret_tokens = n;
 	return r;
@@ -566,20 +569,20 @@ int tsw_vault_update_pan(struct tsw_vault *v, const char *old_pan, size_t old_le
 	if (pan_ok(old_pan, old_len) < 0 || pan_ok(new_pan, new_len) < 0 ||
 	    !tsw_luhn_valid(new_pan, new_len) || !new_expiry || !yymm_valid(new_expiry))
 		return -TSW_E_BAD_INPUT;
-	crypto_init(&c, v->keys);
-	r = crypto_card_key(&c, old_pan, old_len, old_key);
+	vault__crypto_init(&c, v->keys);
+	r = vault__crypto_card_key(&c, old_pan, old_len, old_key);
 	if (r == 0)
-		r = crypto_card_key(&c, new_pan, new_len, new_key);
+		r = vault__crypto_card_key(&c, new_pan, new_len, new_key);
 	if (r < 0)
 		goto out_wipe;
 	r = begin_write(v, &txn);
 	if (r < 0)
 		goto out_wipe;
-	r = index_guard(v, txn);
+	r = vault__index_guard(v, txn);
 	if (r == 0)
 		r = card_tokens(v, txn, old_key, &keys, &n);
 	if (r == 0)
-		r = card_flags(v, txn, new_key, &cflags);
+		r = vault__card_flags(v, txn, new_key, &cflags);
 	for (size_t i = 0; r == 0 && i < n; i++) {
 		struct tsw_token t;
 
@@ -610,7 +613,7 @@ out_wipe:
 	free(keys);
 	OPENSSL_cleanse(old_key, sizeof(old_key));
 	OPENSSL_cleanse(new_key, sizeof(new_key));
-	crypto_free(&c);
+	vault__crypto_free(&c);
 	return r;
 }
 
@@ -655,7 +658,7 @@ int tsw_vault_provision(struct tsw_vault *v, const struct tsw_vault_row *row, co
 	    token_len < b->len[found] + 2u)
 		return -TSW_E_BAD_INPUT;
 	w = *row;
-	crypto_init(&c, v->keys);
+	vault__crypto_init(&c, v->keys);
 	r = begin_write(v, &txn);
 	if (r < 0)
 		goto out_wipe;
@@ -682,32 +685,32 @@ int tsw_vault_provision(struct tsw_vault *v, const struct tsw_vault_row *row, co
 		r = draw_token(b->prefix[found], b->len[found], token_len, w.token.token);
 		if (r < 0)
 			goto out_abort;
-		token_key(w.token.token, token_len, &key);
+		vault__token_key(w.token.token, token_len, &key);
 		if (mdb_get(txn, v->dbi_tokens, &k, &d) == MDB_NOTFOUND)
 			break;
 	}
-	r = row_check(v, &w, &reason);
+	r = vault__row_check(v, &w, &reason);
 	if (r == 0)
-		r = link_original(v, txn, &w.token, &reason);
+		r = vault__link_original(v, txn, &w.token, &reason);
 	if (r == 0)
-		r = row_card(&c, &w, &w.token, card_key);
+		r = vault__row_card(&c, &w, &w.token, card_key);
 	if (r < 0)
 		goto out_abort;
 	w.token.atc_epoch = 0;
-	r = put_rec(v, &c, txn, key, &w.token, w.pan, w.pan_len, card_key, w.device_ref, 0, rec,
-		    &reason);
+	r = vault__put_rec(v, &c, txn, key, &w.token, w.pan, w.pan_len, card_key, w.device_ref, 0,
+			   rec, &reason);
 	if (r < 0)
 		goto out_abort;
 	r = mdb_to_errno(mdb_txn_commit(txn));
 	txn = NULL;
 	if (r == 0)
-		r = rec_decode(rec, rec_size((struct rec *)rec), key, ret_token);
+		r = vault__rec_decode(rec, vault__rec_size((struct rec *)rec), key, ret_token);
 out_abort:
 	if (txn)
 		mdb_txn_abort(txn);
 out_wipe:
 	OPENSSL_cleanse(&w, sizeof(w));
-	crypto_free(&c);
+	vault__crypto_free(&c);
 	return r;
 }
 
@@ -730,17 +733,17 @@ int tsw_vault_stats(struct tsw_vault *v, struct tsw_vault_stats *ret_stats)
 	s.n_keys = __atomic_load_n(&v->keys->n_pan, __ATOMIC_ACQUIRE);
 	for (unsigned i = 0; i < s.n_keys; i++)
 		s.key_ids[i] = v->keys->pan[i].id;
-	r = meta_get_u32(v, txn, "key:current", &s.current_key_id);
+	r = vault__meta_get_u32(v, txn, "key:current", &s.current_key_id);
 	if (r < 0)
 		goto out;
-	crypto_init(&c, v->keys);
+	vault__crypto_init(&c, v->keys);
 	r = mdb_to_errno(mdb_cursor_open(txn, v->dbi_tokens, &cur));
 	while (r == 0 && (rc = mdb_cursor_get(cur, &k, &d, MDB_NEXT)) == 0) {
 		const struct rec *rec = d.mv_data;
 		uint64_t key;
 		int slot;
 
-		if (rec_check(d.mv_data, d.mv_size) < 0) {
+		if (vault__rec_check(d.mv_data, d.mv_size) < 0) {
 			r = -TSW_E_CORRUPT;
 			break;
 		}
@@ -748,18 +751,18 @@ int tsw_vault_stats(struct tsw_vault *v, struct tsw_vault_stats *ret_stats)
 		memcpy(&key, k.mv_data, sizeof(key));
 		if (rec->version == REC_VERSION_1)
 			s.unauthenticated++;
-		if (rec_open(&c, d.mv_data, d.mv_size, key, vault_format1(v), NULL, 0) < 0)
+		if (vault__rec_open(&c, d.mv_data, d.mv_size, key, vault__format1(v), NULL, 0) < 0)
 			s.integrity_failures++;
 		s.by_status[rec->status]++;
 		if (rec->flags & REC_F_CARD_SUSPENDED)
 			s.card_suspended_tokens++;
-		slot = keyring_slot(v->keys, rec->key_id);
+		slot = vault__keyring_slot(v->keys, rec->key_id);
 		if (slot >= 0)
 			s.by_key[slot]++;
 	}
 	mdb_cursor_close(cur);
 	cur = NULL;
-	crypto_free(&c);
+	vault__crypto_free(&c);
 	if (r < 0)
 		goto out;
 	r = mdb_to_errno(mdb_cursor_open(txn, v->dbi_index, &cur));
@@ -804,29 +807,29 @@ static int new_key(struct tsw_vault *v, const struct tsw_vault_reseal_opts *o, u
 	r = begin_write(v, &txn);
 	if (r < 0)
 		return r;
-	r = meta_get_u32(v, txn, "key:current", &current);
+	r = vault__meta_get_u32(v, txn, "key:current", &current);
 	if (r < 0)
 		return commit_or_abort(txn, r);
 	for (uint32_t i = 0; i < v->keys->n_pan; i++)
 		if (v->keys->pan[i].id > current &&
-		    kcv_check(v, txn, v->keys->pan[i].id, v->keys->pan[i].key) == 1 &&
+		    vault__kcv_check(v, txn, v->keys->pan[i].id, v->keys->pan[i].key) == 1 &&
 		    v->keys->pan[i].id > id) {
 			id = v->keys->pan[i].id;
 			slot = (int)i;
 		}
 	if (slot < 0) {
-		r = keyring_add_key(v->keys, v->key_file, &id);
+		r = vault__keyring_add_key(v->keys, v->key_file, &id);
 		if (r < 0)
 			return commit_or_abort(txn, r);
-		slot = keyring_slot(v->keys, id);
+		slot = vault__keyring_slot(v->keys, id);
 	} else {
 		__atomic_store_n(&v->keys->current, (uint32_t)slot, __ATOMIC_RELEASE);
 	}
 	if (o->progress)
 		o->progress(o->ctx, TSW_VAULT_STEP_KEY_FILE, 0);
-	r = kcv_register(v, txn, id, v->keys->pan[slot].key);
+	r = vault__kcv_register(v, txn, id, v->keys->pan[slot].key);
 	if (r == 0)
-		r = meta_bump_gen(v, txn);
+		r = vault__meta_bump_gen(v, txn);
 	r = commit_or_abort(txn, r);
 	if (r < 0)
 		return r;
@@ -855,13 +858,13 @@ static int reseal_one(struct tsw_vault *v, struct pan_crypto *c, MDB_cursor *cur
 	size_t pan_len = 0, len = 0;
 	int r;
 
-	r = read_rec(v, c, d, key, &t, pan, &pan_len);
+	r = vault__read_rec(v, c, d, key, &t, pan, &pan_len);
 	if (r == -TSW_E_INTEGRITY) {
 		(*failed)++;
 		return 0;
 	}
 	if (r == 0)
-		r = encode_sealed(c, &t, key, pan, pan_len, NULL, buf, &len);
+		r = vault__encode_sealed(c, &t, key, pan, pan_len, NULL, buf, &len);
 	OPENSSL_cleanse(pan, sizeof(pan));
 	if (r == 0) {
 		MDB_val nd = {.mv_size = len, .mv_data = buf};
@@ -893,8 +896,8 @@ static int reseal_records(struct tsw_vault *v, const struct tsw_vault_reseal_opt
 	bool more = true;
 	int r = 0;
 
-	crypto_init(&c, v->keys);
-	crypto_current_slot(&c, &id);
+	vault__crypto_init(&c, v->keys);
+	vault__crypto_current_slot(&c, &id);
 	res->key_id = id;
 	while (more && r == 0) {
 		MDB_cursor *cur = NULL;
@@ -914,7 +917,7 @@ static int reseal_records(struct tsw_vault *v, const struct tsw_vault_reseal_opt
 
 			memcpy(&key, k.mv_data, sizeof(key));
 			next = key + 1;
-			if (rec_check(d.mv_data, d.mv_size) < 0 ||
+			if (vault__rec_check(d.mv_data, d.mv_size) < 0 ||
 			    !reseal_wanted(d.mv_data, o->mode, id))
 				continue;
 			n++;
@@ -932,22 +935,22 @@ static int reseal_records(struct tsw_vault *v, const struct tsw_vault_reseal_opt
 			r = vault__keystore_reseal(v, txn, &c, &ks, &kf);
 			failed += kf;
 		}
-		if (r == 0 && !more && vault_format1(v)) {
-			r = meta_set_format(v, txn, VAULT_FORMAT);
+		if (r == 0 && !more && vault__format1(v)) {
+			r = vault__meta_set_format(v, txn, VAULT_FORMAT);
 			if (r == 0)
-				r = meta_bump_gen(v, txn);
+				r = vault__meta_bump_gen(v, txn);
 		}
 		r = commit_or_abort(txn, r);
 		if (r < 0)
 			break;
-		if (!more && vault_format1(v))
-			vault_set_format(v, VAULT_FORMAT);
+		if (!more && vault__format1(v))
+			vault__set_format(v, VAULT_FORMAT);
 		res->records += sealed;
 		res->failed += failed;
 		if (o->progress)
 			o->progress(o->ctx, TSW_VAULT_STEP_CHUNK, res->records);
 	}
-	crypto_free(&c);
+	vault__crypto_free(&c);
 	return r;
 }
 
@@ -1009,7 +1012,7 @@ int tsw_vault_retire_key(struct tsw_vault *v, uint32_t id, uint64_t *ret_records
 	MDB_txn *txn;
 	int r, rc;
 
-	if (keyring_slot(v->keys, id) < 0)
+	if (vault__keyring_slot(v->keys, id) < 0)
 		return -TSW_E_NOT_FOUND;
 	/* the write transaction holds the writer lock: no record can be
 	 * sealed under id between the count and the key file's rewrite
@@ -1017,7 +1020,7 @@ int tsw_vault_retire_key(struct tsw_vault *v, uint32_t id, uint64_t *ret_records
 	r = begin_write(v, &txn);
 	if (r < 0)
 		return r;
-	r = meta_get_u32(v, txn, "key:current", &current);
+	r = vault__meta_get_u32(v, txn, "key:current", &current);
 	if (r == 0 && current == id)
 		r = -EBUSY;
 	if (r == 0)
@@ -1038,11 +1041,11 @@ int tsw_vault_retire_key(struct tsw_vault *v, uint32_t id, uint64_t *ret_records
 	if (r == 0 && users)
 		r = -EBUSY;
 	if (r == 0)
-		r = keyring_remove_key(v->keys, v->key_file, id);
+		r = vault__keyring_remove_key(v->keys, v->key_file, id);
 	if (r == 0)
-		r = kcv_forget(v, txn, id);
+		r = vault__kcv_forget(v, txn, id);
 	if (r == 0)
-		r = meta_bump_gen(v, txn);
+		r = vault__meta_bump_gen(v, txn);
 	r = commit_or_abort(txn, r);
 	if (ret_records)
 		*ret_records = users;
@@ -1067,7 +1070,7 @@ static int index_begin(struct tsw_vault *v, const struct tsw_vault_reseal_opts *
 	r = begin_write(v, &txn);
 	if (r < 0)
 		return r;
-	r = index_state_get(v, txn, &st);
+	r = vault__index_state_get(v, txn, &st);
 	for (uint32_t i = 0; r == 0 && i < k->n_hmac;) {
 		uint32_t id = k->hmac[i].id;
 
@@ -1075,31 +1078,31 @@ static int index_begin(struct tsw_vault *v, const struct tsw_vault_reseal_opts *
 			i++;
 			continue;
 		}
-		r = index_kcv_forget(v, txn, id);
+		r = vault__index_kcv_forget(v, txn, id);
 		if (r == 0)
-			r = keyring_remove_hmac(k, v->key_file, id);
+			r = vault__keyring_remove_hmac(k, v->key_file, id);
 	}
 	if (r == 0 && !st.next_id)
-		r = keyring_add_hmac(k, v->key_file, &st.next_id);
+		r = vault__keyring_add_hmac(k, v->key_file, &st.next_id);
 	if (r < 0)
 		return commit_or_abort(txn, r);
-	slot = keyring_hmac_slot(k, st.next_id);
-	if (slot < 0 || index_kcv_check(v, txn, st.next_id, k->hmac[slot].key) < 0)
+	slot = vault__keyring_hmac_slot(k, st.next_id);
+	if (slot < 0 || vault__index_kcv_check(v, txn, st.next_id, k->hmac[slot].key) < 0)
 		return commit_or_abort(txn, -TSW_E_BAD_KEY); /* the file lacks, or changed, it */
 	if (o->progress)
 		o->progress(o->ctx, TSW_VAULT_STEP_KEY_FILE, 0);
 	p = 1 - st.db;
-	r = index_kcv_register(v, txn, st.next_id, k->hmac[slot].key);
+	r = vault__index_kcv_register(v, txn, st.next_id, k->hmac[slot].key);
 	if (r == 0)
-		r = index_state_put(v, txn, &st);
+		r = vault__index_state_put(v, txn, &st);
 	if (r == 0)
-		r = index_pair_open(v, txn, p);
+		r = vault__index_pair_open(v, txn, p);
 	if (r == 0)
 		r = mdb_to_errno(mdb_drop(txn, v->pair_index[p], 0));
 	if (r == 0)
 		r = mdb_to_errno(mdb_drop(txn, v->pair_cards[p], 0));
 	if (r == 0)
-		r = meta_bump_gen(v, txn);
+		r = vault__meta_bump_gen(v, txn);
 	r = commit_or_abort(txn, r);
 	if (r < 0)
 		return r;
@@ -1125,11 +1128,11 @@ static int index_one(struct tsw_vault *v, struct pan_crypto *c_old, struct pan_c
 	MDB_val tk = {.mv_size = sizeof(key), .mv_data = &key};
 	int r, rc;
 
-	r = read_rec(v, c_new, d, key, &t, pan, &pan_len);
+	r = vault__read_rec(v, c_new, d, key, &t, pan, &pan_len);
 	if (r == 0)
-		r = crypto_card_key(c_old, pan, pan_len, old_ck);
+		r = vault__crypto_card_key(c_old, pan, pan_len, old_ck);
 	if (r == 0)
-		r = crypto_card_key(c_new, pan, pan_len, new_ck);
+		r = vault__crypto_card_key(c_new, pan, pan_len, new_ck);
 	if (r < 0)
 		goto out_wipe;
 	rc = mdb_get(txn, v->pair_cards[live], &ck, &cd);
@@ -1143,7 +1146,7 @@ static int index_one(struct tsw_vault *v, struct pan_crypto *c_old, struct pan_c
 	if (r < 0)
 		goto out_wipe;
 	t.card_id = card_id_of(new_ck);
-	r = encode_sealed(c_new, &t, key, pan, pan_len, NULL, buf, &len);
+	r = vault__encode_sealed(c_new, &t, key, pan, pan_len, NULL, buf, &len);
 	if (r == 0) {
 		MDB_val nd = {.mv_size = len, .mv_data = buf};
 
@@ -1175,9 +1178,9 @@ static int index_switch(struct tsw_vault *v, struct index_state st, int new_slot
 	st.db = 1 - old_db;
 	st.key_id = st.next_id;
 	st.next_id = 0;
-	r = index_state_put(v, txn, &st);
+	r = vault__index_state_put(v, txn, &st);
 	if (r == 0)
-		r = meta_bump_gen(v, txn);
+		r = vault__meta_bump_gen(v, txn);
 	r = commit_or_abort(txn, r);
 	if (r < 0)
 		return r;
@@ -1193,9 +1196,9 @@ static int index_switch(struct tsw_vault *v, struct index_state st, int new_slot
 	if (r == 0)
 		r = mdb_to_errno(mdb_drop(txn, v->pair_cards[old_db], 0));
 	if (r == 0)
-		r = index_kcv_forget(v, txn, old_id);
+		r = vault__index_kcv_forget(v, txn, old_id);
 	if (r == 0)
-		r = keyring_remove_hmac(v->keys, v->key_file, old_id);
+		r = vault__keyring_remove_hmac(v->keys, v->key_file, old_id);
 	return commit_or_abort(txn, r);
 }
 
@@ -1215,8 +1218,8 @@ int tsw_vault_rekey_index(struct tsw_vault *v, const struct tsw_vault_reseal_opt
 	r = index_begin(v, o, &st, &new_slot);
 	if (r < 0)
 		return r;
-	crypto_init(&c_old, v->keys);
-	crypto_init(&c_new, v->keys);
+	vault__crypto_init(&c_old, v->keys);
+	vault__crypto_init(&c_new, v->keys);
 	c_new.hmac_slot = new_slot;
 	while (more && r == 0) {
 		MDB_cursor *cur = NULL;
@@ -1258,8 +1261,8 @@ int tsw_vault_rekey_index(struct tsw_vault *v, const struct tsw_vault_reseal_opt
 		if (o->progress)
 			o->progress(o->ctx, TSW_VAULT_STEP_CHUNK, res.records);
 	}
-	crypto_free(&c_old);
-	crypto_free(&c_new);
+	vault__crypto_free(&c_old);
+	vault__crypto_free(&c_new);
 	if (r == 0)
 		r = index_switch(v, st, new_slot);
 	if (r < 0)

@@ -1,5 +1,5 @@
-/* Fuzz target: the vault's key file loader (keyring_load and
- * keyring_reload, src/vault/keys.c).
+/* Fuzz target: the vault's key file loader (vault__keyring_load and
+ * vault__keyring_reload, src/vault/keys.c).
  *
  * Input: the key file's bytes, written to a file of mode 0600. Checked
  * invariants, each a trap:
@@ -76,7 +76,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	int r;
 
 	path = fuzz_write("key", data, size, 0600);
-	r = keyring_load(path, false, &k, &locked);
+	r = vault__keyring_load(path, false, &k, &locked);
 	if (r < 0) {
 		fuzz_check(r == -TSW_E_BAD_KEY && k == NULL);
 		return 0;
@@ -95,18 +95,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	fuzz_check(len < sizeof(text));
 	path = fuzz_write("key-again", text, len, 0600);
-	fuzz_check(keyring_load(path, false, &k2, &locked) == 0);
+	fuzz_check(vault__keyring_load(path, false, &k2, &locked) == 0);
 	fuzz_check(same_ring(k, k2));
-	keyring_free(k2);
+	vault__keyring_free(k2);
 
 	path = fuzz_write("key", data, size, 0600);
 	before = *k;
-	fuzz_check(keyring_reload(k, path, accept_all, NULL) == 0);
+	fuzz_check(vault__keyring_reload(k, path, accept_all, NULL) == 0);
 	fuzz_check(same_ring(k, &before));
 
 	path = fuzz_write("key-open", data, size, 0640);
 	k2 = NULL;
-	fuzz_check(keyring_load(path, false, &k2, &locked) == -TSW_E_BAD_KEY && k2 == NULL);
-	keyring_free(k);
+	fuzz_check(vault__keyring_load(path, false, &k2, &locked) == -TSW_E_BAD_KEY && k2 == NULL);
+	vault__keyring_free(k);
 	return 0;
 }

@@ -1,5 +1,5 @@
 /* Fuzz target: the decode of a stored SAF item as the state env reads it
- * back at open (saf_record_decode, src/state/saf.c), format 1 (8-byte
+ * back at open (state__saf_record_decode, src/state/saf.c), format 1 (8-byte
  * header), format 2 (32 bytes) and format 3 (40 bytes).
  *
  * Input: the stored value. Checked invariants, each a trap:
@@ -7,7 +7,7 @@
  *   header, and fills the rest of it; len is 1..TSW_STATE_SAF_MSG_MAX and
  *   use_token_len at most TSW_TOKEN_MAX_DIGITS;
  * - format 1 leaves the later fields zero, format 2 the put time;
- * - the item re-encodes (saf_record_encode, what the writer stores) to a
+ * - the item re-encodes (state__saf_record_encode, what the writer stores) to a
  *   value that decodes to the same item, byte for byte the input when it
  *   was format 3;
  * - a value that fails leaves the outputs untouched.
@@ -29,7 +29,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	memset(&poison, 0xa5, sizeof(poison));
 	rec = poison;
-	r = saf_record_decode(data, size, &rec, &msg);
+	r = state__saf_record_decode(data, size, &rec, &msg);
 	if (r < 0) {
 		fuzz_check(r == -TSW_E_CORRUPT);
 		fuzz_check(memcmp(&rec, &poison, sizeof(rec)) == 0 && msg == NULL);
@@ -53,8 +53,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	enc = malloc(sizeof(rec) + rec.len);
 	fuzz_check(enc != NULL);
-	saf_record_encode(&rec, msg, enc);
-	fuzz_check(saf_record_decode(enc, sizeof(rec) + rec.len, &again, &msg2) == 0);
+	state__saf_record_encode(&rec, msg, enc);
+	fuzz_check(state__saf_record_decode(enc, sizeof(rec) + rec.len, &again, &msg2) == 0);
 	fuzz_check(memcmp(&rec, &again, sizeof(rec)) == 0);
 	fuzz_check(msg2 == enc + sizeof(rec) && memcmp(msg, msg2, rec.len) == 0);
 	if (hdr == sizeof(struct saf_record))

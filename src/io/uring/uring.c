@@ -709,7 +709,7 @@ static void take_mail(struct uworker *u, uint64_t now_ns)
 {
 	struct tsw_io_worker *w = u->w;
 
-	if (io_worker_take_mail(w, now_ns)) {
+	if (io__worker_take_mail(w, now_ns)) {
 		start_drain(u);
 		close(u->listen_fd);
 		u->listen_fd = -1;
@@ -953,7 +953,7 @@ static int run(struct uworker *u)
 	arm_accept(u);
 	arm_mail(u);
 	for (;;) {
-		uint64_t now = io_now_ns();
+		uint64_t now = io__now_ns();
 		struct __kernel_timespec ts;
 		struct io_uring_cqe *cqe;
 		uint64_t wait;
@@ -977,8 +977,8 @@ static int run(struct uworker *u)
 		flush(u);
 		if (!u->accept_armed && u->accept_retry_ns <= now && !w->draining)
 			arm_accept(u);
-		io_worker_publish(w);
-		io_worker_log_events(w);
+		io__worker_publish(w);
+		io__worker_log_events(w);
 		if (w->draining && drained(u))
 			break;
 		if (w->draining && now >= w->drain_deadline_ns) {
@@ -987,8 +987,8 @@ static int run(struct uworker *u)
 		}
 		tsw_engine_loop_end(u->e);
 
-		wait = io_wait_ns(w, now,
-				  u->accept_armed || w->draining ? UINT64_MAX : u->accept_retry_ns);
+		wait = io__wait_ns(
+		    w, now, u->accept_armed || w->draining ? UINT64_MAX : u->accept_retry_ns);
 		ts.tv_sec = (long long)(wait / 1000000000ull);
 		ts.tv_nsec = (long long)(wait % 1000000000ull);
 		r = io_uring_submit_and_wait_timeout(&u->ring, &cqe, 1, &ts, NULL);
@@ -996,7 +996,7 @@ static int run(struct uworker *u)
 			tsw_log(TSW_LOG_CRIT, "io_uring_wait_failed", "worker=%u error=\"%s\"",
 				w->p.engine.worker_id, tsw_strerror(r));
 			rc = r;
-			tsw_engine_loop_begin(u->e, io_now_ns());
+			tsw_engine_loop_begin(u->e, io__now_ns());
 			break;
 		}
 	}
@@ -1004,7 +1004,7 @@ static int run(struct uworker *u)
 	return rc;
 }
 
-int io_uring_worker_run(struct tsw_io_worker *w)
+int io__uring_worker_run(struct tsw_io_worker *w)
 {
 	struct uworker *u;
 	int r;
@@ -1025,7 +1025,7 @@ int io_uring_worker_run(struct tsw_io_worker *w)
 		free(u);
 		return r;
 	}
-	io_worker_started(w);
+	io__worker_started(w);
 	r = run(u);
 	if (u->listen_fd >= 0) {
 		close(u->listen_fd);

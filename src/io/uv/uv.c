@@ -65,7 +65,7 @@ struct vworker {
 static void begin(struct vworker *v)
 {
 	if (!v->begun) {
-		tsw_engine_loop_begin(v->e, io_now_ns());
+		tsw_engine_loop_begin(v->e, io__now_ns());
 		v->begun = true;
 	}
 }
@@ -112,7 +112,7 @@ static void ep_close(struct vworker *v, struct vep *ep)
 		if (pre)
 			tsw_engine_sent(v->e, (struct tsw_endpoint){.kind = TSW_EP_LINK, .slot = ep->eslot},
 					pre);
-		tsw_engine_link_down(v->e, ep->eslot, io_now_ns());
+		tsw_engine_link_down(v->e, ep->eslot, io__now_ns());
 	}
 	/* a pending write is cancelled by the close and its callback runs first */
 	uv_close((uv_handle_t *)&ep->tcp, ep_closed);
@@ -147,7 +147,7 @@ static void read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 {
 	struct vep *ep = s->data;
 	struct vworker *v = ep->v;
-	uint64_t now = io_now_ns();
+	uint64_t now = io__now_ns();
 	int r;
 
 	if (n == 0)
@@ -162,7 +162,7 @@ static void read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 		return;
 	}
 	begin(v);
-	if (io_worker_mail_waiting(v->w) && io_worker_take_mail(v->w, now))
+	if (io_worker_mail_waiting(v->w) && io__worker_take_mail(v->w, now))
 		start_drain(v);
 	if (ep->kind == TSW_EP_ACQ)
 		r = tsw_engine_acq_input(v->e, ep->eslot, (const uint8_t *)buf->base, (size_t)n,
@@ -233,7 +233,7 @@ static void on_connection(uv_stream_t *server, int status)
 		return;
 	}
 	begin(v);
-	slot = tsw_engine_acq_open(v->e, io_now_ns());
+	slot = tsw_engine_acq_open(v->e, io__now_ns());
 	if (slot < 0 || (uint32_t)slot >= v->n_slots) {
 		if (slot >= 0)
 			tsw_engine_acq_close(v->e, (uint32_t)slot);
@@ -277,7 +277,7 @@ static void on_connect(uv_connect_t *req, int status)
 		v->w->p.engine.settings.hosts[ep->eslot].issuer,
 		v->w->p.engine.settings.hosts[ep->eslot].addr.host,
 		v->w->p.engine.settings.hosts[ep->eslot].addr.port);
-	tsw_engine_link_up(v->e, ep->eslot, io_now_ns());
+	tsw_engine_link_up(v->e, ep->eslot, io__now_ns());
 	start_read(v, ep);
 }
 
@@ -417,7 +417,7 @@ static void on_mail(uv_poll_t *h, int status, int events)
 	(void)status;
 	(void)events;
 	begin(v);
-	if (io_worker_take_mail(v->w, io_now_ns()))
+	if (io__worker_take_mail(v->w, io__now_ns()))
 		start_drain(v);
 }
 
@@ -430,7 +430,7 @@ static void on_prepare(uv_prepare_t *p)
 {
 	struct vworker *v = p->data;
 	struct tsw_io_worker *w = v->w;
-	uint64_t now = io_now_ns(), wait;
+	uint64_t now = io__now_ns(), wait;
 	uint32_t slot;
 
 	begin(v);
@@ -442,8 +442,8 @@ static void on_prepare(uv_prepare_t *p)
 			ep_close(v, &v->eps[v->slot_ep[slot]]);
 	release_held(v);
 	flush(v);
-	io_worker_publish(w);
-	io_worker_log_events(w);
+	io__worker_publish(w);
+	io__worker_log_events(w);
 	if (w->draining && tsw_engine_inflight(v->e) == 0 && v->n_writing == 0) {
 		v->stop = true;
 		uv_stop(&v->loop);
@@ -454,7 +454,7 @@ static void on_prepare(uv_prepare_t *p)
 	}
 	tsw_engine_loop_end(v->e);
 	v->begun = false;
-	wait = io_wait_ns(w, now, UINT64_MAX);
+	wait = io__wait_ns(w, now, UINT64_MAX);
 	/* round up: waking a little late is fine, spinning early is not */
 	uv_timer_start(&v->timer, on_timer, (wait + NS_PER_MS_IO - 1) / NS_PER_MS_IO, 0);
 }
@@ -533,7 +533,7 @@ static void teardown(struct vworker *v)
 	free(v->rbuf);
 }
 
-int io_uv_worker_run(struct tsw_io_worker *w)
+int io__uv_worker_run(struct tsw_io_worker *w)
 {
 	struct vworker *v;
 	int r;
@@ -549,7 +549,7 @@ int io_uv_worker_run(struct tsw_io_worker *w)
 		free(v);
 		return r;
 	}
-	io_worker_started(w);
+	io__worker_started(w);
 	while (!v->stop)
 		uv_run(&v->loop, UV_RUN_DEFAULT);
 	r = v->rc;

@@ -57,7 +57,8 @@ Test(answer_codes, approval_codes_are_00_08_10_11_16)
 	unsigned i;
 
 	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
-		cr_assert_eq(rc_approved(cases[i].rc), cases[i].approved, "rc %s", cases[i].rc);
+		cr_assert_eq(engine__rc_approved(cases[i].rc), cases[i].approved, "rc %s",
+			     cases[i].rc);
 }
 
 /* a repeat is answered with the plain response MTI */

@@ -157,7 +157,7 @@ static bool naive_scan(uint64_t seed, uint64_t fp, size_t pan_len, const uint8_t
 
 		while (k < pan_len && p[j + k] >= '0' && p[j + k] <= '9')
 			k++;
-		if (k == pan_len && pan_fp(seed, (const char *)p + j, pan_len) == fp)
+		if (k == pan_len && engine__pan_fp(seed, (const char *)p + j, pan_len) == fp)
 			return true;
 	}
 	return false;
@@ -168,7 +168,7 @@ Test(guard, pan_scan_finds_the_pan_at_every_offset_and_agrees_with_the_reference
 {
 	static const char pan[] = "5500000000000004";
 	const size_t pan_len = sizeof(pan) - 1;
-	uint64_t seed = pan_fp_seed_new(), fp = pan_fp(seed, pan, pan_len);
+	uint64_t seed = engine__pan_fp_seed_new(), fp = engine__pan_fp(seed, pan, pan_len);
 	const char *last4 = pan + pan_len - 4;
 	uint8_t buf[96];
 	uint64_t rng = 42;
@@ -184,13 +184,13 @@ Test(guard, pan_scan_finds_the_pan_at_every_offset_and_agrees_with_the_reference
 							  : (uint8_t)(rng >> 40);
 			}
 			memcpy(buf + at, pan, pan_len);
-			cr_assert(pan_fp_scan(seed, fp, pan_len, last4, buf, n), "n=%zu at=%zu", n,
-				  at);
+			cr_assert(engine__pan_fp_scan(seed, fp, pan_len, last4, buf, n),
+				  "n=%zu at=%zu", n, at);
 			found++;
 			/* one digit changed: not the PAN any more (the reference
 			 * decides: the random rest may hold it too, it cannot) */
 			buf[at + (at * 7) % pan_len] ^= 1;
-			cr_assert_eq(pan_fp_scan(seed, fp, pan_len, last4, buf, n),
+			cr_assert_eq(engine__pan_fp_scan(seed, fp, pan_len, last4, buf, n),
 				     naive_scan(seed, fp, pan_len, buf, n), "n=%zu at=%zu", n, at);
 			cr_assert_not(naive_scan(seed, fp, pan_len, buf, n));
 		}
@@ -202,19 +202,19 @@ Test(guard, pan_scan_needs_every_digit_of_the_window)
 {
 	static const char pan[] = "4111111111111111";
 	const size_t pan_len = sizeof(pan) - 1;
-	uint64_t seed = pan_fp_seed_new(), fp = pan_fp(seed, pan, pan_len);
+	uint64_t seed = engine__pan_fp_seed_new(), fp = engine__pan_fp(seed, pan, pan_len);
 	uint8_t buf[64];
 
 	/* the last 4 digits alone, a window cut by a separator, a window
 	 * running off the start, the PAN split across the buffer end */
 	memset(buf, '1', sizeof(buf));
 	buf[20] = ' ';
-	cr_assert_not(pan_fp_scan(seed, fp, pan_len, pan + 12, buf, 20 + 10));
-	cr_assert_not(pan_fp_scan(seed, fp, pan_len, pan + 12, buf + 21, 15));
+	cr_assert_not(engine__pan_fp_scan(seed, fp, pan_len, pan + 12, buf, 20 + 10));
+	cr_assert_not(engine__pan_fp_scan(seed, fp, pan_len, pan + 12, buf + 21, 15));
 	memcpy(buf, "4111111111111111", 16);
-	cr_assert_not(pan_fp_scan(seed, fp, pan_len, pan + 12, buf + 1, 15));
-	cr_assert(pan_fp_scan(seed, fp, pan_len, pan + 12, buf, 16));
-	cr_assert_not(pan_fp_scan(seed, fp, pan_len, pan + 12, buf, 15));
+	cr_assert_not(engine__pan_fp_scan(seed, fp, pan_len, pan + 12, buf + 1, 15));
+	cr_assert(engine__pan_fp_scan(seed, fp, pan_len, pan + 12, buf, 16));
+	cr_assert_not(engine__pan_fp_scan(seed, fp, pan_len, pan + 12, buf, 15));
 	/* another key: the same digits have another fingerprint */
-	cr_assert_not(pan_fp_scan(seed ^ 1, fp, pan_len, pan + 12, buf, 16));
+	cr_assert_not(engine__pan_fp_scan(seed ^ 1, fp, pan_len, pan + 12, buf, 16));
 }

@@ -1,5 +1,5 @@
 /* The sans-I/O engine driven with byte buffers: approve path, every local
- * decline, pipelining, partial frames, timeouts and reversals, late
+ * engine__decline, pipelining, partial frames, timeouts and reversals, late
  * answers, issuer links (sign-on, echo, down, backoff), back-pressure,
  * network management, malformed input, DE48 token tags, routing. Every
  * answer to the acquirer is scanned for PAN digits. */

@@ -117,7 +117,7 @@ Test(limits, timed_out_stans_past_capacity_are_counted_and_never_misdelivered)
 	cr_assert_lt(x, N_EXPIRED);
 
 	/* a pushed-out STAN may be handed out again: B gets x's STAN */
-	span = stan_span(&H.cfg);
+	span = engine__stan_span(&H.cfg);
 	H.e->stan_seq = stan[x] % span - 1;
 	n = h_auth(&H, body, sizeof(body), H_OK, "001099", 37, "B00000000001", 0);
 	cr_assert_eq(h_send(&H, body, n), 0);
@@ -294,7 +294,7 @@ Test(limits, reconfigure_keeps_the_table_sizes)
 	cr_assert_eq(H.e->cfg.issuer_timeout_ms, 1234, "the live key applied");
 	cr_assert_eq(H.e->cfg.acq_reversal_memory, 4);
 	cr_assert_eq(H.e->cfg.expired_stan_memory, 8);
-	cr_assert_eq(acq_rev_capacity(H.e), 4);
+	cr_assert_eq(engine__acq_rev_capacity(H.e), 4);
 	cr_assert_eq(H.e->expired_mask, 7);
 	cr_assert_eq(H.m.acq_reversals_capacity, 4);
 	cr_assert_eq(H.m.expired_stans_capacity, 8);

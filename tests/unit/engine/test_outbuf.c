@@ -54,16 +54,16 @@ Test(outbuf, compaction_wipes_the_bytes_past_the_new_tail)
 	uint32_t old_tail, first;
 	size_t i;
 
-	cr_assert_eq(outbuf_init(&b, 256), 0);
+	cr_assert_eq(engine__outbuf_init(&b, 256), 0);
 	memset(fill, 'A', 90);
-	cr_assert_eq(outbuf_encode(&b, &H.prof, NULL, ed, 2), 0);
+	cr_assert_eq(engine__outbuf_encode(&b, &H.prof, NULL, ed, 2), 0);
 	first = b.tail;
 	memset(fill, '4', 90);
-	cr_assert_eq(outbuf_encode(&b, &H.prof, NULL, ed, 2), 0);
+	cr_assert_eq(engine__outbuf_encode(&b, &H.prof, NULL, ed, 2), 0);
 	old_tail = b.tail;
 	cr_assert_eq(old_tail, 2 * first);
 	b.head = first; /* the first frame went out */
-	cr_assert_eq(outbuf_encode(&b, &H.prof, NULL, small, 2), 0);
+	cr_assert_eq(engine__outbuf_encode(&b, &H.prof, NULL, small, 2), 0);
 	cr_assert_eq(b.head, 0, "not compacted");
 	cr_assert_lt(b.tail, old_tail);
 	for (i = b.tail; i < old_tail; i++)
@@ -73,9 +73,9 @@ Test(outbuf, compaction_wipes_the_bytes_past_the_new_tail)
 	old_tail = b.tail;
 	memset(fill, '4', 1000);
 	ed[1].len = 1000;
-	cr_assert_lt(outbuf_encode(&b, &H.prof, NULL, ed, 2), 0);
+	cr_assert_lt(engine__outbuf_encode(&b, &H.prof, NULL, ed, 2), 0);
 	cr_assert_eq(b.tail, old_tail);
 	for (i = b.tail; i < b.cap; i++)
 		cr_assert_eq(b.data[i], 0, "byte %zu of the failed frame kept", i);
-	outbuf_free(&b);
+	engine__outbuf_free(&b);
 }

@@ -22,7 +22,7 @@ static struct tsw_engine *mk(void)
 	e->m = &shard;
 	tsw_config_defaults(&e->cfg);
 	e->cfg.max_pending = N;
-	cr_assert_eq(pending_init(e), 0);
+	cr_assert_eq(engine__pending_init(e), 0);
 	return e;
 }
 
@@ -38,28 +38,28 @@ Test(pending, random_operations_match_a_reference)
 		x ^= x >> 7;
 		x ^= x << 17;
 		if (n_live < N && (x % 3 != 0 || n_live == 0)) {
-			struct req *r = req_alloc(e);
+			struct req *r = engine__req_alloc(e);
 
 			cr_assert(r);
-			cr_assert_eq(pending_insert(e, r, (uint16_t)(x % 3)), 0);
+			cr_assert_eq(engine__pending_insert(e, r, (uint16_t)(x % 3)), 0);
 			live[n_live++] = r;
 		} else {
 			unsigned k = (unsigned)(x >> 8) % n_live;
 
-			pending_remove(e, live[k]);
-			cr_assert_null(pending_find(e, live[k]->key));
-			req_free(e, live[k]);
+			engine__pending_remove(e, live[k]);
+			cr_assert_null(engine__pending_find(e, live[k]->key));
+			engine__req_free(e, live[k]);
 			live[k] = live[--n_live];
 		}
 		if (step % 97 == 0) {
 			unsigned i;
 
 			for (i = 0; i < n_live; i++)
-				cr_assert_eq(pending_find(e, live[i]->key), live[i],
+				cr_assert_eq(engine__pending_find(e, live[i]->key), live[i],
 					     "key lost at step %u", step);
 		}
 	}
-	pending_free(e);
+	engine__pending_free(e);
 	free(e);
 }
 
@@ -78,14 +78,14 @@ Test(pending, consecutive_stans_share_cache_lines)
 	e->m = &shard;
 	tsw_config_defaults(&e->cfg);
 	e->cfg.max_pending = 65536;
-	cr_assert_eq(pending_init(e), 0);
+	cr_assert_eq(engine__pending_init(e), 0);
 	cr_assert_eq((uintptr_t)e->table % LINE, 0, "table not aligned to the line pair");
 	for (i = 0; i < KEYS; i++) {
-		struct req *r = req_alloc(e);
+		struct req *r = engine__req_alloc(e);
 		uint32_t s;
 
 		cr_assert(r);
-		cr_assert_eq(pending_insert(e, r, 0), 0);
+		cr_assert_eq(engine__pending_insert(e, r, 0), 0);
 		for (s = 0; s <= e->table_mask; s++)
 			if (e->table[s].req != UINT32_MAX && e->table[s].key == r->key)
 				break;
@@ -98,7 +98,7 @@ Test(pending, consecutive_stans_share_cache_lines)
 	}
 	/* 64 consecutive STANs: 8 or 9 groups (the window may start mid-group) */
 	cr_assert_leq(n_lines, 10, "%u lines for %u consecutive keys", n_lines, KEYS);
-	pending_free(e);
+	engine__pending_free(e);
 	free(e);
 }
 
@@ -108,33 +108,33 @@ Test(pending, pool_exhaustion_returns_null)
 	unsigned i;
 
 	for (i = 0; i < N; i++)
-		cr_assert(req_alloc(e));
-	cr_assert_null(req_alloc(e));
-	pending_free(e);
+		cr_assert(engine__req_alloc(e));
+	cr_assert_null(engine__req_alloc(e));
+	engine__pending_free(e);
 	free(e);
 }
 
 Test(pending, stan_skips_values_in_flight)
 {
 	struct tsw_engine *e = mk();
-	struct req *a = req_alloc(e), *b;
+	struct req *a = engine__req_alloc(e), *b;
 	uint32_t s;
 
-	cr_assert_eq(pending_insert(e, a, 0), 0);
+	cr_assert_eq(engine__pending_insert(e, a, 0), 0);
 	/* wind the generator back so the next STAN would collide */
 	e->stan_seq = (uint32_t)a->key - 1;
-	b = req_alloc(e);
-	cr_assert_eq(pending_insert(e, b, 0), 0);
+	b = engine__req_alloc(e);
+	cr_assert_eq(engine__pending_insert(e, b, 0), 0);
 	cr_assert_neq(b->key, a->key);
 	/* the same STAN on another link is a different key */
 	e->stan_seq = (uint32_t)a->key - 1;
-	s = stan_next(e, 1);
+	s = engine__stan_next(e, 1);
 	cr_assert_eq(s, (uint32_t)a->key);
 	/* worker id is the high digit */
 	e->worker_id = 3;
-	s = stan_next(e, 0);
+	s = engine__stan_next(e, 0);
 	cr_assert_eq(s / TSW_ENGINE_STAN_SPAN, 3);
-	pending_free(e);
+	engine__pending_free(e);
 	free(e);
 }
 
@@ -149,23 +149,23 @@ Test(pending, heap_pops_in_deadline_order)
 		x ^= x << 13;
 		x ^= x >> 7;
 		x ^= x << 17;
-		r = req_alloc(e);
+		r = engine__req_alloc(e);
 		r->deadline_ns = x % 1000000;
-		heap_push(e, r);
+		engine__heap_push(e, r);
 		if (i == 50)
 			mid = r;
 	}
-	heap_remove(e, mid);
+	engine__heap_remove(e, mid);
 	for (i = 0; i < 99; i++) {
-		r = heap_top(e);
+		r = engine__heap_top(e);
 		cr_assert(r);
 		cr_assert_neq(r, mid);
 		cr_assert_geq(r->deadline_ns, last);
 		last = r->deadline_ns;
-		heap_remove(e, r);
+		engine__heap_remove(e, r);
 	}
-	cr_assert_null(heap_top(e));
-	pending_free(e);
+	cr_assert_null(engine__heap_top(e));
+	engine__pending_free(e);
 	free(e);
 }
 
@@ -174,14 +174,14 @@ Test(pending, late_answer_memory)
 	struct tsw_engine *e = mk();
 	uint64_t saf_id = 1;
 
-	expired_remember(e, 42, 0);
-	cr_assert(expired_take(e, 42, &saf_id));
+	engine__expired_remember(e, 42, 0);
+	cr_assert(engine__expired_take(e, 42, &saf_id));
 	cr_assert_eq(saf_id, 0, "a request, not a reversal");
-	cr_assert_not(expired_take(e, 42, &saf_id));
-	cr_assert_not(expired_take(e, 43, &saf_id));
-	expired_remember(e, 44, 777);
-	cr_assert(expired_take(e, 44, &saf_id));
+	cr_assert_not(engine__expired_take(e, 42, &saf_id));
+	cr_assert_not(engine__expired_take(e, 43, &saf_id));
+	engine__expired_remember(e, 44, 777);
+	cr_assert(engine__expired_take(e, 44, &saf_id));
 	cr_assert_eq(saf_id, 777, "the reversal it carried");
-	pending_free(e);
+	engine__pending_free(e);
 	free(e);
 }

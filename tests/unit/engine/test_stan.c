@@ -73,7 +73,7 @@ Test(stan, timed_out_stan_is_not_reused_while_remembered)
 	collect_iss(0); /* the reversal */
 
 	/* the generator comes round to A's STAN */
-	H.e->stan_seq = stan_a % stan_span(&H.cfg) - 1;
+	H.e->stan_seq = stan_a % engine__stan_span(&H.cfg) - 1;
 	n = h_auth(&H, body, sizeof(body), H_OK, "000502", 0);
 	cr_assert_eq(h_send(&H, body, n), 0);
 	collect_iss(0);
@@ -134,19 +134,19 @@ Test(stan, workers_stamp_disjoint_stan_spans)
 	uint32_t span, s0, s10;
 
 	H.cfg.n_workers = 16;
-	span = stan_span(&H.cfg);
+	span = engine__stan_span(&H.cfg);
 	cr_assert_eq(span, 62500);
 	H.cfg.worker_id = 0;
 	cr_assert_eq(tsw_engine_new(&H.cfg, H.vault, H.state, &H.m, &e0), 0);
 	H.cfg.worker_id = 10;
 	cr_assert_eq(tsw_engine_new(&H.cfg, H.vault, H.state, &H.m, &e10), 0);
-	s0 = stan_next(e0, 0);
-	s10 = stan_next(e10, 0);
+	s0 = engine__stan_next(e0, 0);
+	s10 = engine__stan_next(e10, 0);
 	cr_assert(s0 > 0 && s0 < span);
 	cr_assert(s10 >= 10 * span && s10 < 11 * span, "worker 10 stamped %u", s10);
 	e10->stan_seq = span - 2;
-	cr_assert_lt(stan_next(e10, 0), 11 * span);
-	cr_assert_geq(stan_next(e10, 0), 10 * span, "wrapped out of the span");
+	cr_assert_lt(engine__stan_next(e10, 0), 11 * span);
+	cr_assert_geq(engine__stan_next(e10, 0), 10 * span, "wrapped out of the span");
 	tsw_engine_free(e0);
 	tsw_engine_free(e10);
 

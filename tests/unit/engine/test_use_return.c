@@ -238,7 +238,7 @@ Test(use_return, partial_reversal_keeps_the_use_the_full_one_gives_it_back)
 }
 
 /* The approval's end in the output is taken before the connection goes
- * on with input that waited behind it: a decline written right after it
+ * on with input that waited behind it: a engine__decline written right after it
  * does not make a sent approval look unsent. */
 Test(use_return, approval_sent_before_a_later_decline_is_not_reversed)
 {
@@ -266,7 +266,7 @@ Test(use_return, approval_sent_before_a_later_decline_is_not_reversed)
 	cr_assert_geq(len, 2);
 	first = 2 + ((size_t)data[0] << 8 | data[1]);
 	cr_assert_gt(len, first, "the decline was written behind the approval");
-	tsw_engine_sent(H.e, ep, first); /* the approval left, the decline not */
+	tsw_engine_sent(H.e, ep, first); /* the approval left, the engine__decline not */
 	tsw_engine_acq_close(H.e, (uint32_t)H.slot);
 	cr_assert_eq(H.m.answers_undelivered_reversed, 0, "a delivered approval was reversed");
 	cr_assert_eq(H.m.saf_depth, 0);

@@ -233,7 +233,7 @@ Test(wire, response_mti_rule)
 	};
 
 	for (size_t i = 0; i < ARRAY_SIZE(cases); i++)
-		cr_assert_eq(answer_mti_matches(cases[i].req, cases[i].ans), cases[i].ok,
+		cr_assert_eq(engine__answer_mti_matches(cases[i].req, cases[i].ans), cases[i].ok,
 			     "%s answered %s", cases[i].req, cases[i].ans);
 }
 
@@ -471,12 +471,12 @@ Test(wire, pan_in_bcd_anywhere_in_an_answer_is_replaced_by_96)
 Test(wire, bcd_scan_finds_every_form_and_nothing_else)
 {
 	static const char *pans[] = {"5413000000000017", "541300000000015", "6011000990139424"};
-	uint64_t seed = pan_fp_seed_new();
+	uint64_t seed = engine__pan_fp_seed_new();
 
 	for (size_t i = 0; i < ARRAY_SIZE(pans); i++) {
 		const char *pan = pans[i];
 		size_t len = strlen(pan);
-		uint64_t fp = pan_fp(seed, pan, len);
+		uint64_t fp = engine__pan_fp(seed, pan, len);
 		char other[24], track2[48];
 
 		snprintf(track2, sizeof(track2), "%sD2912", pan);
@@ -488,11 +488,11 @@ Test(wire, bcd_scan_finds_every_form_and_nothing_else)
 				     : bcd(v, track2, 1, form == 5);
 			memcpy(buf + 3, v, k);
 			buf[3 + k] = 0x20;
-			cr_assert(pan_fp_scan_bcd(seed, fp, len, pan + len - 4, buf, 4 + k),
+			cr_assert(engine__pan_fp_scan_bcd(seed, fp, len, pan + len - 4, buf, 4 + k),
 				  "%s form %u", pan, form);
-			cr_assert(pan_fp_scan_bcd(seed, fp, len, pan + len - 4, v, k),
+			cr_assert(engine__pan_fp_scan_bcd(seed, fp, len, pan + len - 4, v, k),
 				  "%s form %u at the edges", pan, form);
-			cr_assert_not(pan_fp_scan(seed, fp, len, pan + len - 4, buf, 4 + k),
+			cr_assert_not(engine__pan_fp_scan(seed, fp, len, pan + len - 4, buf, 4 + k),
 				      "no ASCII digits there");
 		}
 		/* one digit off, in the middle: not that PAN */
@@ -502,20 +502,20 @@ Test(wire, bcd_scan_finds_every_form_and_nothing_else)
 			uint8_t v[32];
 			size_t k = bcd(v, other, 1, false);
 
-			cr_assert_not(pan_fp_scan_bcd(seed, fp, len, pan + len - 4, v, k), "%s",
-				      other);
+			cr_assert_not(engine__pan_fp_scan_bcd(seed, fp, len, pan + len - 4, v, k),
+				      "%s", other);
 			k = bcd(v, other, 1, true);
-			cr_assert_not(pan_fp_scan_bcd(seed, fp, len, pan + len - 4, v, k), "%s",
-				      other);
+			cr_assert_not(engine__pan_fp_scan_bcd(seed, fp, len, pan + len - 4, v, k),
+				      "%s", other);
 		}
 		/* cut short by one byte: not all of it */
 		{
 			uint8_t v[32];
 			size_t k = bcd(v, pan, 1, false);
 
-			cr_assert_not(
-			    pan_fp_scan_bcd(seed, fp, len, pan + len - 4, v, k - 2 + len % 2),
-			    "%s cut", pan);
+			cr_assert_not(engine__pan_fp_scan_bcd(seed, fp, len, pan + len - 4, v,
+							      k - 2 + len % 2),
+				      "%s cut", pan);
 		}
 	}
 }

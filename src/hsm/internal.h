@@ -1,7 +1,8 @@
 /* The software backend's insides: shared by soft.c (objects, keys, cache),
- * cipher.c (EVP), emv.c (cryptograms) and pin.c (PIN blocks). The
- * functions here work on clear key bytes; only soft.c hands keys out, as
- * struct soft_key behind struct tsw_hsm_key. */
+ * cipher.c (EVP), emv.c (cryptograms), pin.c (PIN blocks) and tavv.c (the
+ * token cryptogram's layout). The functions here work on clear key bytes;
+ * only soft.c hands keys out, as struct soft_key behind struct
+ * tsw_hsm_key. */
 #ifndef TSW_HSM_INTERNAL_H
 #define TSW_HSM_INTERNAL_H
 
@@ -28,7 +29,8 @@ enum soft_cipher {
 struct soft_session {
 	struct tsw_hsm_session base;
 	EVP_CIPHER_CTX *ctx[CIPHER_MAX];
-	bool des_via_tdes; /* CIPHER_DES_CBC is DES-EDE3-CBC */
+	EVP_MAC_CTX *cmac[2]; /* AES-CMAC: [0] AES-128, [1] AES-256 */
+	bool des_via_tdes;    /* CIPHER_DES_CBC is DES-EDE3-CBC */
 };
 
 struct soft_key {
@@ -48,6 +50,10 @@ int hsm__soft_ecb(struct soft_session *s, enum tsw_hsm_alg alg, const uint8_t *k
  * message full[0..full_len) || last (full_len a multiple of 8). */
 int hsm__soft_mac3(struct soft_session *s, const uint8_t key[16], const uint8_t *full,
 		   size_t full_len, const uint8_t last[8], uint8_t ret_mac[8]);
+/* The first 8 bytes of AES-CMAC under key (alg AES-128 or AES-256) over
+ * data[0..len), in the session's context for alg. */
+int hsm__soft_cmac8(struct soft_session *s, enum tsw_hsm_alg alg, const uint8_t *key,
+		    const uint8_t *data, size_t len, uint8_t ret_mac[8]);
 /* Key check value (TSW_HSM_KCV_BYTES_MAX): see include/tsw/hsm.h. Uses no
  * session: called once per import. */
 int hsm__soft_kcv(enum tsw_hsm_alg alg, const uint8_t *key, uint8_t *ret_kcv, uint8_t *ret_len);
@@ -80,6 +86,12 @@ int hsm__pin_translate(struct soft_session *s, const struct tsw_hsm_key_info *sr
 		       const uint8_t *src_kb, const char *src_pan, size_t src_pan_len,
 		       const struct tsw_hsm_key_info *dst, const uint8_t *dst_kb,
 		       const char *dst_pan, size_t dst_pan_len, const uint8_t *in, uint8_t *out);
+
+/* tavv.c: the message the token cryptogram's MAC covers (in checked by
+ * the caller); returns its length. */
+#define HSM_TAVV_MSG_MAX                                                                           \
+	(8 + 2 + 1 + TSW_HSM_PAN_DIGITS_MAX + 12 + 3 + 1 + TSW_HSM_TAVV_MERCHANT_MAX)
+size_t hsm__tavv_message(const struct tsw_hsm_tavv_input *in, uint8_t buf[HSM_TAVV_MSG_MAX]);
 
 /* soft.c, for the unit tests: hsm__pin_form4_fill() on a soft key (arguments
  * unchecked: k an AES ZPK, digits valid). */

@@ -4,6 +4,7 @@
  * The public functions (hsm.c) have checked every argument before an
  * entry here runs. */
 #include <errno.h>
+#include <openssl/core_names.h>
 #include <openssl/crypto.h>
 #include <openssl/provider.h>
 #include <pthread.h>
@@ -32,6 +33,7 @@ struct soft_hsm {
 	OSSL_LIB_CTX *legacy_ctx; /* private: loading legacy changes nothing else */
 	OSSL_PROVIDER *legacy;
 	EVP_CIPHER *ciphers[CIPHER_MAX];
+	EVP_MAC *cmac;
 	bool des_via_tdes;
 
 	pthread_mutex_t key_lock;
@@ -92,6 +94,7 @@ static void soft_close(struct tsw_hsm *hb)
 	locked_unmap(h->cache, h->cache_bytes);
 	for (unsigned i = 0; i < CIPHER_MAX; i++)
 		EVP_CIPHER_free(h->ciphers[i]);
+	EVP_MAC_free(h->cmac);
 	OSSL_PROVIDER_unload(h->legacy);
 	OSSL_LIB_CTX_free(h->legacy_ctx);
 	for (unsigned i = 0; i < CACHE_SHARDS; i++)
@@ -113,6 +116,9 @@ static int fetch_ciphers(struct soft_hsm *h, bool via_tdes)
 		if (!h->ciphers[i])
 			return -EIO;
 	}
+	h->cmac = EVP_MAC_fetch(NULL, "CMAC", NULL);
+	if (!h->cmac)
+		return -EIO;
 	h->des_via_tdes = true;
 	if (via_tdes)
 		return 0;
@@ -256,8 +262,29 @@ static void soft_session_close(struct tsw_hsm_session *sb)
 
 	for (unsigned i = 0; i < CIPHER_MAX; i++)
 		EVP_CIPHER_CTX_free(s->ctx[i]); /* wipes the key schedule */
+	for (unsigned i = 0; i < 2; i++)
+		EVP_MAC_CTX_free(s->cmac[i]);
 	OPENSSL_cleanse(s, sizeof(*s));
 	free(s);
+}
+
+/* Binds each of the session's CMAC contexts to its cipher, once. */
+static int cmac_open(struct soft_hsm *h, struct soft_session *s)
+{
+	static char aes128[] = "AES-128-CBC", aes256[] = "AES-256-CBC";
+	char *names[2] = {aes128, aes256};
+
+	for (unsigned i = 0; i < 2; i++) {
+		OSSL_PARAM p[2] = {
+		    OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_CIPHER, names[i], 0),
+		    OSSL_PARAM_construct_end(),
+		};
+
+		s->cmac[i] = EVP_MAC_CTX_new(h->cmac);
+		if (!s->cmac[i] || !EVP_MAC_CTX_set_params(s->cmac[i], p))
+			return -EIO;
+	}
+	return 0;
 }
 
 static int soft_session_open(struct tsw_hsm *hb, struct tsw_hsm_session **ret_s)
@@ -280,6 +307,10 @@ static int soft_session_open(struct tsw_hsm *hb, struct tsw_hsm_session **ret_s)
 			soft_session_close(&s->base);
 			return -EIO;
 		}
+	}
+	if (cmac_open(h, s) < 0) {
+		soft_session_close(&s->base);
+		return -EIO;
 	}
 	*ret_s = &s->base;
 	return 0;
@@ -431,6 +462,28 @@ static int soft_pin_translate(struct tsw_hsm_session *sb, const struct tsw_hsm_k
 				  in, out);
 }
 
+static int soft_tavv_generate(struct tsw_hsm_session *sb, const struct tsw_hsm_key *k,
+			      const struct tsw_hsm_tavv_input *in, uint8_t ret_mac[8])
+{
+	uint8_t msg[HSM_TAVV_MSG_MAX];
+	size_t n = hsm__tavv_message(in, msg);
+
+	return hsm__soft_cmac8((struct soft_session *)sb, (enum tsw_hsm_alg)k->info.alg,
+			       skey(k)->bytes, msg, n, ret_mac);
+}
+
+static int soft_tavv_verify(struct tsw_hsm_session *sb, const struct tsw_hsm_key *k,
+			    const struct tsw_hsm_tavv_input *in, const uint8_t mac[8])
+{
+	uint8_t want[TSW_HSM_TAVV_MAC_BYTES];
+	int r = soft_tavv_generate(sb, k, in, want);
+
+	if (r == 0 && CRYPTO_memcmp(want, mac, sizeof(want)) != 0)
+		r = -TSW_E_CRYPTOGRAM;
+	OPENSSL_cleanse(want, sizeof(want));
+	return r;
+}
+
 static const struct tsw_hsm_ops soft_ops = {
     .name = "soft",
     .close = soft_close,
@@ -447,6 +500,8 @@ static const struct tsw_hsm_ops soft_ops = {
     .pin_form = soft_pin_form,
     .pin_verify = soft_pin_verify,
     .pin_translate = soft_pin_translate,
+    .tavv_generate = soft_tavv_generate,
+    .tavv_verify = soft_tavv_verify,
 };
 
 int tsw_hsm_soft_pin_form4_fill(struct tsw_hsm_session *sb, const struct tsw_hsm_key *k,

@@ -216,11 +216,6 @@ struct tsw_hsm_soft_config {
 	uint32_t icc_cache_entries; /* derived ICC master keys cached for
 				     * tsw_hsm_arqc_verify(); 0: default;
 				     * UINT32_MAX: no cache (derive every time) */
-	bool single_des_via_tdes;   /* compute the single-DES stage of the
-				     * retail MAC as TDES K1 K1 K1 instead of
-				     * OpenSSL's legacy provider (used
-				     * automatically when that provider cannot
-				     * be loaded; tests check both agree) */
 };
 
 /* Counters of the software backend (all since open). */
@@ -232,7 +227,6 @@ struct tsw_hsm_soft_stats {
 	bool locked;		   /* the key memory is mlock()ed (false when
 				    * RLIMIT_MEMLOCK refused: keys still work,
 				    * may be swapped) */
-	bool legacy_des;	   /* single DES from the legacy provider */
 };
 
 /* Opens the software backend: key memory (max_keys slots and the ICC

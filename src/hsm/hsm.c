@@ -281,8 +281,7 @@ static int check_tavv(const struct tsw_hsm_session *s, const struct tsw_hsm_key 
 	if (r < 0)
 		return r;
 	if (!digits(in->token, in->token_len, 1, TSW_HSM_PAN_DIGITS_MAX) ||
-	    !digits(in->amount, 12, 12, 12) ||
-	    (in->currency && !digits(in->currency, 3, 3, 3)) ||
+	    !digits(in->amount, 12, 12, 12) || (in->currency && !digits(in->currency, 3, 3, 3)) ||
 	    in->merchant_len > TSW_HSM_TAVV_MERCHANT_MAX || (in->merchant_len > 0 && !in->merchant))
 		return -TSW_E_BAD_INPUT;
 	return 0;

@@ -7,7 +7,7 @@
  * docs/hsm.md lists the algorithms and the vectors the tests check.
  *
  * Shape. Every operation goes through a backend (struct tsw_hsm_ops): the
- * software one here (tsw_hsm_soft_open(): OpenSSL EVP, keys in locked
+ * software one here (tsw_hsm_soft_open(): OpenSSL 3, keys in locked
  * memory) and, later, one that drives a real HSM over PKCS#11. A backend
  * hands out three kinds of object:
  *

@@ -58,7 +58,7 @@ int hsm__soft_ecb(struct soft_session *s, enum tsw_hsm_alg alg, const uint8_t *k
 int hsm__soft_cmac8(struct soft_session *s, enum tsw_hsm_alg alg, const uint8_t *key,
 		    const uint8_t *data, size_t len, uint8_t ret_mac[8])
 {
-	EVP_MAC_CTX *c = s->cmac[alg == TSW_HSM_AES256];
+	EVP_MAC_CTX *c = s->cmac[alg == TSW_HSM_AES256 ? CMAC_AES256 : CMAC_AES128];
 	uint8_t out[AES_BLOCK];
 	size_t n = 0;
 	int r = -EIO;

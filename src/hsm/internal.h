@@ -28,10 +28,13 @@ enum soft_cipher {
 	CIPHER_MAX
 };
 
+/* One AES-CMAC context per key size and session (the token cryptogram). */
+enum soft_cmac { CMAC_AES128, CMAC_AES256, CMAC_MAX };
+
 struct soft_session {
 	struct tsw_hsm_session base;
 	EVP_CIPHER_CTX *ctx[CIPHER_MAX];
-	EVP_MAC_CTX *cmac[2]; /* AES-CMAC: [0] AES-128, [1] AES-256 */
+	EVP_MAC_CTX *cmac[CMAC_MAX];
 };
 
 /* A TDES2 key (K1 K2 K1) ready to use: the DES key schedules of K1 and K2

@@ -240,7 +240,7 @@ static void soft_session_close(struct tsw_hsm_session *sb)
 
 	for (unsigned i = 0; i < CIPHER_MAX; i++)
 		EVP_CIPHER_CTX_free(s->ctx[i]); /* wipes the key schedule */
-	for (unsigned i = 0; i < 2; i++)
+	for (unsigned i = 0; i < CMAC_MAX; i++)
 		EVP_MAC_CTX_free(s->cmac[i]);
 	OPENSSL_cleanse(s, sizeof(*s));
 	free(s);
@@ -249,10 +249,12 @@ static void soft_session_close(struct tsw_hsm_session *sb)
 /* Binds each of the session's CMAC contexts to its cipher, once. */
 static int cmac_open(struct soft_hsm *h, struct soft_session *s)
 {
-	static char aes128[] = "AES-128-CBC", aes256[] = "AES-256-CBC";
-	char *names[2] = {aes128, aes256};
+	char names[CMAC_MAX][sizeof("AES-128-CBC")] = {
+	    [CMAC_AES128] = "AES-128-CBC",
+	    [CMAC_AES256] = "AES-256-CBC",
+	};
 
-	for (unsigned i = 0; i < 2; i++) {
+	for (unsigned i = 0; i < CMAC_MAX; i++) {
 		OSSL_PARAM p[2] = {
 		    OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_CIPHER, names[i], 0),
 		    OSSL_PARAM_construct_end(),

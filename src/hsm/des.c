@@ -1,10 +1,11 @@
-/* TDES over ready key schedules (the cryptograms, format 0 PIN blocks): OpenSSL's DES
- * block functions (libcrypto's DES_*, deprecated in OpenSSL 3 but kept by
- * it, and the only way to key DES once and use the schedule many times:
- * an EVP context re-runs the key schedule and its parameter lookups on
- * every EVP_CipherInit_ex, and keeps the schedule in OpenSSL's heap). The
- * schedules live where the caller puts them: the key slots and the ICC
- * master key cache (locked, dump-excluded) or the stack (wiped after). */
+/* TDES over ready key schedules, for the cryptograms and format 0 PIN
+ * blocks: OpenSSL's DES block functions (libcrypto's DES_*, deprecated in
+ * OpenSSL 3 but kept by it, and the only way to key DES once and use the
+ * schedule many times: an EVP context re-runs the key schedule and its
+ * parameter lookups on every EVP_CipherInit_ex, and keeps the schedule in
+ * OpenSSL's heap). The schedules live where the caller puts them: the key
+ * slots and the ICC master key cache (locked, dump-excluded) or the stack
+ * (wiped after). */
 #define OPENSSL_SUPPRESS_DEPRECATED
 #include <openssl/crypto.h>
 #include <openssl/des.h>

@@ -214,7 +214,8 @@ struct tsw_hsm_soft_config {
 				     * including ones a caller derives and
 				     * frees); 0: TSW_HSM_MAX_KEYS_DEFAULT */
 	uint32_t icc_cache_entries; /* derived ICC master keys cached for
-				     * tsw_hsm_arqc_verify(); 0: default;
+				     * tsw_hsm_arqc_verify() (284 bytes of
+				     * locked memory each); 0: default;
 				     * UINT32_MAX: no cache (derive every time) */
 };
 
@@ -234,7 +235,7 @@ struct tsw_hsm_soft_stats {
  * locked (mlock; when the limit refuses, stats.locked says so). cfg may
  * be NULL (defaults). Returns 0, -TSW_E_BAD_INPUT (max_keys above
  * 1 << 20 or a cache above 1 << 24 entries), -ENOMEM, -EIO (OpenSSL lacks
- * TDES or AES). */
+ * AES or CMAC). */
 int tsw_hsm_soft_open(const struct tsw_hsm_soft_config *cfg, struct tsw_hsm **ret_hsm);
 
 /* Fills *ret with h's counters; h must be a software backend (returns

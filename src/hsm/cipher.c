@@ -1,6 +1,7 @@
-/* The block cipher calls through OpenSSL EVP: TDES and AES in ECB for
+/* The block cipher calls through OpenSSL EVP: AES in ECB for format 4
  * PIN blocks, AES-CMAC for the token cryptogram and AES key check values,
- * TDES for TDES key check values. (The cryptograms' TDES is in des.c.) */
+ * TDES for TDES key check values (once per import). The TDES of the
+ * cryptograms and format 0 PIN blocks is in des.c. */
 #include <errno.h>
 #include <openssl/core_names.h>
 #include <openssl/crypto.h>
@@ -27,26 +28,10 @@ size_t hsm__alg_key_len(enum tsw_hsm_alg alg)
 	return 0;
 }
 
-static enum soft_cipher ecb_cipher(enum tsw_hsm_alg alg)
-{
-	switch (alg) {
-	case TSW_HSM_TDES2:
-		return CIPHER_TDES2_ECB;
-	case TSW_HSM_TDES3:
-		return CIPHER_TDES3_ECB;
-	case TSW_HSM_AES128:
-		return CIPHER_AES128_ECB;
-	case TSW_HSM_AES256:
-	case TSW_HSM_ALG_MAX:
-		break;
-	}
-	return CIPHER_AES256_ECB;
-}
-
 int hsm__soft_ecb(struct soft_session *s, enum tsw_hsm_alg alg, const uint8_t *key, int enc,
 		  const uint8_t *in, size_t len, uint8_t *out)
 {
-	EVP_CIPHER_CTX *c = s->ctx[ecb_cipher(alg)];
+	EVP_CIPHER_CTX *c = s->ctx[alg == TSW_HSM_AES256 ? CIPHER_AES256_ECB : CIPHER_AES128_ECB];
 	int n = 0;
 
 	if (!EVP_CipherInit_ex(c, NULL, NULL, key, NULL, enc) ||

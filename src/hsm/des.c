@@ -1,10 +1,11 @@
-/* TDES for the cryptogram path over ready key schedules: OpenSSL's DES
- * block functions (libcrypto's DES_*, deprecated in OpenSSL 3 but kept by
- * it, and the only way to key DES once and use the schedule many times:
- * an EVP context re-runs the key schedule and its parameter lookups on
- * every EVP_CipherInit_ex, and keeps the schedule in OpenSSL's heap). The
- * schedules live where the caller puts them: the key slots and the ICC
- * master key cache (locked, dump-excluded) or the stack (wiped after). */
+/* TDES over ready key schedules, for the cryptograms and format 0 PIN
+ * blocks: OpenSSL's DES block functions (libcrypto's DES_*, deprecated in
+ * OpenSSL 3 but kept by it, and the only way to key DES once and use the
+ * schedule many times: an EVP context re-runs the key schedule and its
+ * parameter lookups on every EVP_CipherInit_ex, and keeps the schedule in
+ * OpenSSL's heap). The schedules live where the caller puts them: the key
+ * slots and the ICC master key cache (locked, dump-excluded) or the stack
+ * (wiped after). */
 #define OPENSSL_SUPPRESS_DEPRECATED
 #include <openssl/crypto.h>
 #include <openssl/des.h>
@@ -18,6 +19,23 @@ void hsm__tdes2_ks_set(const uint8_t key[TDES2_KEY_BYTES], struct tdes2_ks *ret_
 	 * ones need not */
 	DES_set_key_unchecked((const_DES_cblock *)key, &ret_ks->k1);
 	DES_set_key_unchecked((const_DES_cblock *)(key + TDES_BLOCK), &ret_ks->k2);
+}
+
+void hsm__tdes_key_set(struct soft_key *k)
+{
+	hsm__tdes2_ks_set(k->bytes, &k->ks);
+	if (k->base.info.alg == TSW_HSM_TDES3)
+		DES_set_key_unchecked((const_DES_cblock *)(k->bytes + 2 * TDES_BLOCK), &k->k3);
+}
+
+void hsm__tdes_ecb(const struct soft_key *k, int enc, const uint8_t *in, size_t len, uint8_t *out)
+{
+	DES_key_schedule *k1 = (DES_key_schedule *)&k->ks.k1, *k2 = (DES_key_schedule *)&k->ks.k2;
+	DES_key_schedule *k3 = k->base.info.alg == TSW_HSM_TDES3 ? (DES_key_schedule *)&k->k3 : k1;
+
+	for (size_t i = 0; i < len; i += TDES_BLOCK)
+		DES_ecb3_encrypt((const_DES_cblock *)(in + i), (DES_cblock *)(out + i), k1, k2, k3,
+				 enc ? DES_ENCRYPT : DES_DECRYPT);
 }
 
 void hsm__tdes2_ks_wipe(struct tdes2_ks *ks)

@@ -17,16 +17,11 @@
 #define AES_BLOCK 16u
 #define TDES2_KEY_BYTES 16u
 
-/* One cipher context per algorithm and session for the PIN blocks, keyed
- * anew for each use (EVP_CipherInit_ex with a NULL cipher only sets the
- * key schedule). The cryptogram keys do not use them: see tdes2_ks. */
-enum soft_cipher {
-	CIPHER_TDES2_ECB,
-	CIPHER_TDES3_ECB,
-	CIPHER_AES128_ECB,
-	CIPHER_AES256_ECB,
-	CIPHER_MAX
-};
+/* One cipher context per AES key size and session for the format 4 PIN
+ * blocks, keyed anew for each use (EVP_CipherInit_ex with a NULL cipher
+ * only sets the key schedule; AES in EVP uses AES-NI). TDES keys do not
+ * use EVP: see tdes2_ks. */
+enum soft_cipher { CIPHER_AES128_ECB, CIPHER_AES256_ECB, CIPHER_MAX };
 
 /* One AES-CMAC context per key size and session (the token cryptogram). */
 enum soft_cmac { CMAC_AES128, CMAC_AES256, CMAC_MAX };
@@ -51,11 +46,16 @@ struct soft_key {
 	uint32_t next_free; /* free list link (slot index + 1, 0 = end) */
 	uint8_t len;
 	uint8_t bytes[TSW_HSM_KEY_BYTES_MAX];
-	struct tdes2_ks ks; /* the cryptogram kinds (all TDES2); zero for others */
+	struct tdes2_ks ks;  /* TDES keys: K1's and K2's schedules; AES: zero */
+	DES_key_schedule k3; /* TDES3 keys: K3's; others: zero */
 };
 
-/* des.c: TDES2 over ready schedules (no EVP: see des.c). */
+/* des.c: TDES over ready schedules (no EVP: see des.c). */
 void hsm__tdes2_ks_set(const uint8_t key[TDES2_KEY_BYTES], struct tdes2_ks *ret_ks);
+/* The schedules of k's bytes (TDES2 or TDES3) into its slot. */
+void hsm__tdes_key_set(struct soft_key *k);
+/* ECB under the TDES2 or TDES3 key k, by its slot's schedules. */
+void hsm__tdes_ecb(const struct soft_key *k, int enc, const uint8_t *in, size_t len, uint8_t *out);
 void hsm__tdes2_ks_wipe(struct tdes2_ks *ks);
 /* ECB over len bytes (a multiple of 8); enc 1/0. in may be out. */
 void hsm__tdes2_ecb(const struct tdes2_ks *ks, int enc, const uint8_t *in, size_t len,
@@ -67,7 +67,8 @@ void hsm__tdes2_mac3(const struct tdes2_ks *ks, const uint8_t *full, size_t full
 
 /* cipher.c */
 size_t hsm__alg_key_len(enum tsw_hsm_alg alg);
-/* ECB over len bytes (a multiple of the block) with key of alg; enc 1/0. */
+/* ECB over len bytes (a multiple of the block) with key of alg (AES-128
+ * or AES-256); enc 1/0. */
 int hsm__soft_ecb(struct soft_session *s, enum tsw_hsm_alg alg, const uint8_t *key, int enc,
 		  const uint8_t *in, size_t len, uint8_t *out);
 /* The first 8 bytes of AES-CMAC under key (alg AES-128 or AES-256) over
@@ -91,21 +92,19 @@ int hsm__emv_arqc(const struct tdes2_ks *mk, const struct tsw_hsm_arqc_input *in
 int hsm__emv_arpc(const struct tdes2_ks *mk, const struct tsw_hsm_arqc_input *in,
 		  const struct tsw_hsm_arpc_params *p, uint8_t *out, size_t *ret_len);
 
-/* pin.c: k is a ZPK (checked by the caller), kb its bytes. */
-int hsm__pin_form(struct soft_session *s, const struct tsw_hsm_key_info *k, const uint8_t *kb,
-		  const char *pan, size_t pan_len, const char *pin, size_t pin_len, uint8_t *out);
+/* pin.c: k is a ZPK (checked by the caller). */
+int hsm__pin_form(struct soft_session *s, const struct soft_key *k, const char *pan, size_t pan_len,
+		  const char *pin, size_t pin_len, uint8_t *out);
 /* Format 4 with the given 8 bytes of random fill (tests use it to compare
  * with an independently computed block). */
-int hsm__pin_form4_fill(struct soft_session *s, const struct tsw_hsm_key_info *k, const uint8_t *kb,
-			const char *pan, size_t pan_len, const char *pin, size_t pin_len,
-			const uint8_t fill[8], uint8_t *out);
-int hsm__pin_verify(struct soft_session *s, const struct tsw_hsm_key_info *k, const uint8_t *kb,
-		    const char *pan, size_t pan_len, const uint8_t *block, const char *pin,
-		    size_t pin_len);
-int hsm__pin_translate(struct soft_session *s, const struct tsw_hsm_key_info *src,
-		       const uint8_t *src_kb, const char *src_pan, size_t src_pan_len,
-		       const struct tsw_hsm_key_info *dst, const uint8_t *dst_kb,
-		       const char *dst_pan, size_t dst_pan_len, const uint8_t *in, uint8_t *out);
+int hsm__pin_form4_fill(struct soft_session *s, const struct soft_key *k, const char *pan,
+			size_t pan_len, const char *pin, size_t pin_len, const uint8_t fill[8],
+			uint8_t *out);
+int hsm__pin_verify(struct soft_session *s, const struct soft_key *k, const char *pan,
+		    size_t pan_len, const uint8_t *block, const char *pin, size_t pin_len);
+int hsm__pin_translate(struct soft_session *s, const struct soft_key *src, const char *src_pan,
+		       size_t src_pan_len, const struct soft_key *dst, const char *dst_pan,
+		       size_t dst_pan_len, const uint8_t *in, uint8_t *out);
 
 /* tavv.c: the message the token cryptogram's MAC covers (in checked by
  * the caller); returns its length. */

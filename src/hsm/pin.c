@@ -19,9 +19,21 @@
 #define F0_PAD 0xfu
 #define F4_PAD 0xau
 
-static bool is_aes(const struct tsw_hsm_key_info *k)
+static bool is_aes(const struct soft_key *k)
 {
-	return k->alg == TSW_HSM_AES128 || k->alg == TSW_HSM_AES256;
+	return k->base.info.alg == TSW_HSM_AES128 || k->base.info.alg == TSW_HSM_AES256;
+}
+
+/* ECB under k: AES through the session's EVP context, TDES over the
+ * schedules the key's slot holds (no key schedule per call). */
+static int ecb(struct soft_session *s, const struct soft_key *k, int enc, const uint8_t *in,
+	       size_t len, uint8_t *out)
+{
+	if (is_aes(k))
+		return hsm__soft_ecb(s, (enum tsw_hsm_alg)k->base.info.alg, k->bytes, enc, in, len,
+				     out);
+	hsm__tdes_ecb(k, enc, in, len, out);
+	return 0;
 }
 
 static uint8_t nib(const uint8_t *b, size_t i)
@@ -91,30 +103,30 @@ static int pin_field_check(const uint8_t *f, uint8_t control, uint8_t pad, int a
 }
 
 /* clear (16 bytes, format 4) -> block: E(E(clear) xor PAN field). */
-static int f4_encrypt(struct soft_session *s, const struct tsw_hsm_key_info *k, const uint8_t *kb,
-		      const char *pan, size_t pan_len, uint8_t *clear, uint8_t *out)
+static int f4_encrypt(struct soft_session *s, const struct soft_key *k, const char *pan,
+		      size_t pan_len, uint8_t *clear, uint8_t *out)
 {
 	uint8_t pf[F4_BYTES], t[F4_BYTES];
 	int r;
 
 	f4_pan_field(pan, pan_len, pf);
-	r = hsm__soft_ecb(s, (enum tsw_hsm_alg)k->alg, kb, 1, clear, F4_BYTES, t);
+	r = ecb(s, k, 1, clear, F4_BYTES, t);
 	if (r < 0)
 		return r;
 	for (size_t i = 0; i < F4_BYTES; i++)
 		t[i] ^= pf[i];
-	return hsm__soft_ecb(s, (enum tsw_hsm_alg)k->alg, kb, 1, t, F4_BYTES, out);
+	return ecb(s, k, 1, t, F4_BYTES, out);
 }
 
 /* Decrypts block into clear (the PIN field) and checks its format. */
-static int decode(struct soft_session *s, const struct tsw_hsm_key_info *k, const uint8_t *kb,
-		  const char *pan, size_t pan_len, const uint8_t *block, uint8_t *clear)
+static int decode(struct soft_session *s, const struct soft_key *k, const char *pan, size_t pan_len,
+		  const uint8_t *block, uint8_t *clear)
 {
 	uint8_t pf[F4_BYTES];
 	int r;
 
 	if (!is_aes(k)) {
-		r = hsm__soft_ecb(s, (enum tsw_hsm_alg)k->alg, kb, 0, block, F0_BYTES, clear);
+		r = ecb(s, k, 0, block, F0_BYTES, clear);
 		if (r < 0)
 			return r;
 		f0_pan_field(pan, pan_len, pf);
@@ -122,13 +134,13 @@ static int decode(struct soft_session *s, const struct tsw_hsm_key_info *k, cons
 			clear[i] ^= pf[i];
 		return pin_field_check(clear, F0_CONTROL, F0_PAD, -TSW_E_PIN_PAN);
 	}
-	r = hsm__soft_ecb(s, (enum tsw_hsm_alg)k->alg, kb, 0, block, F4_BYTES, clear);
+	r = ecb(s, k, 0, block, F4_BYTES, clear);
 	if (r < 0)
 		return r;
 	f4_pan_field(pan, pan_len, pf);
 	for (size_t i = 0; i < F4_BYTES; i++)
 		clear[i] ^= pf[i];
-	r = hsm__soft_ecb(s, (enum tsw_hsm_alg)k->alg, kb, 0, clear, F4_BYTES, clear);
+	r = ecb(s, k, 0, clear, F4_BYTES, clear);
 	if (r < 0)
 		return r;
 	/* a wrong PAN garbles every nibble alike: no PAN-free part to tell by */
@@ -136,39 +148,39 @@ static int decode(struct soft_session *s, const struct tsw_hsm_key_info *k, cons
 }
 
 /* clear (the PIN field) -> block bound to pan under k. */
-static int encode(struct soft_session *s, const struct tsw_hsm_key_info *k, const uint8_t *kb,
-		  const char *pan, size_t pan_len, uint8_t *clear, uint8_t *out)
+static int encode(struct soft_session *s, const struct soft_key *k, const char *pan, size_t pan_len,
+		  uint8_t *clear, uint8_t *out)
 {
 	uint8_t pf[F0_BYTES];
 
 	if (is_aes(k))
-		return f4_encrypt(s, k, kb, pan, pan_len, clear, out);
+		return f4_encrypt(s, k, pan, pan_len, clear, out);
 	/* format 0 xors the PAN field into the clear field in place: the
 	 * buffer is the caller's to wipe */
 	f0_pan_field(pan, pan_len, pf);
 	for (size_t i = 0; i < F0_BYTES; i++)
 		clear[i] ^= pf[i];
-	return hsm__soft_ecb(s, (enum tsw_hsm_alg)k->alg, kb, 1, clear, F0_BYTES, out);
+	return ecb(s, k, 1, clear, F0_BYTES, out);
 }
 
-int hsm__pin_form4_fill(struct soft_session *s, const struct tsw_hsm_key_info *k, const uint8_t *kb,
-			const char *pan, size_t pan_len, const char *pin, size_t pin_len,
-			const uint8_t fill[8], uint8_t *out)
+int hsm__pin_form4_fill(struct soft_session *s, const struct soft_key *k, const char *pan,
+			size_t pan_len, const char *pin, size_t pin_len, const uint8_t fill[8],
+			uint8_t *out)
 {
 	uint8_t clear[F4_BYTES], block[F4_BYTES];
 	int r;
 
 	pin_field(F4_CONTROL, F4_PAD, pin, pin_len, clear);
 	memcpy(clear + F4_FILL_OFF, fill, 8);
-	r = f4_encrypt(s, k, kb, pan, pan_len, clear, block);
+	r = f4_encrypt(s, k, pan, pan_len, clear, block);
 	OPENSSL_cleanse(clear, sizeof(clear));
 	if (r == 0)
 		memcpy(out, block, F4_BYTES);
 	return r;
 }
 
-int hsm__pin_form(struct soft_session *s, const struct tsw_hsm_key_info *k, const uint8_t *kb,
-		  const char *pan, size_t pan_len, const char *pin, size_t pin_len, uint8_t *out)
+int hsm__pin_form(struct soft_session *s, const struct soft_key *k, const char *pan, size_t pan_len,
+		  const char *pin, size_t pin_len, uint8_t *out)
 {
 	uint8_t clear[F4_BYTES], block[F4_BYTES];
 	int r;
@@ -176,24 +188,23 @@ int hsm__pin_form(struct soft_session *s, const struct tsw_hsm_key_info *k, cons
 	if (is_aes(k)) {
 		if (RAND_bytes(block, 8) != 1)
 			return -EIO;
-		return hsm__pin_form4_fill(s, k, kb, pan, pan_len, pin, pin_len, block, out);
+		return hsm__pin_form4_fill(s, k, pan, pan_len, pin, pin_len, block, out);
 	}
 	pin_field(F0_CONTROL, F0_PAD, pin, pin_len, clear);
-	r = encode(s, k, kb, pan, pan_len, clear, block);
+	r = encode(s, k, pan, pan_len, clear, block);
 	OPENSSL_cleanse(clear, sizeof(clear));
 	if (r == 0)
 		memcpy(out, block, F0_BYTES);
 	return r;
 }
 
-int hsm__pin_verify(struct soft_session *s, const struct tsw_hsm_key_info *k, const uint8_t *kb,
-		    const char *pan, size_t pan_len, const uint8_t *block, const char *pin,
-		    size_t pin_len)
+int hsm__pin_verify(struct soft_session *s, const struct soft_key *k, const char *pan,
+		    size_t pan_len, const uint8_t *block, const char *pin, size_t pin_len)
 {
 	uint8_t clear[F4_BYTES], want[F0_BYTES];
 	int r;
 
-	r = decode(s, k, kb, pan, pan_len, block, clear);
+	r = decode(s, k, pan, pan_len, block, clear);
 	if (r < 0)
 		goto out;
 	pin_field(is_aes(k) ? F4_CONTROL : F0_CONTROL, is_aes(k) ? F4_PAD : F0_PAD, pin, pin_len,
@@ -205,10 +216,9 @@ out:
 	return r;
 }
 
-int hsm__pin_translate(struct soft_session *s, const struct tsw_hsm_key_info *src,
-		       const uint8_t *src_kb, const char *src_pan, size_t src_pan_len,
-		       const struct tsw_hsm_key_info *dst, const uint8_t *dst_kb,
-		       const char *dst_pan, size_t dst_pan_len, const uint8_t *in, uint8_t *out)
+int hsm__pin_translate(struct soft_session *s, const struct soft_key *src, const char *src_pan,
+		       size_t src_pan_len, const struct soft_key *dst, const char *dst_pan,
+		       size_t dst_pan_len, const uint8_t *in, uint8_t *out)
 {
 	uint8_t clear[F4_BYTES], block[F4_BYTES];
 	size_t len = is_aes(dst) ? F4_BYTES : F0_BYTES;
@@ -216,7 +226,7 @@ int hsm__pin_translate(struct soft_session *s, const struct tsw_hsm_key_info *sr
 
 	if (is_aes(src) != is_aes(dst))
 		return -TSW_E_BAD_INPUT;
-	r = decode(s, src, src_kb, src_pan, src_pan_len, in, clear);
+	r = decode(s, src, src_pan, src_pan_len, in, clear);
 	if (r < 0)
 		goto out;
 	/* format 4: a fresh fill, so the issuer's block says nothing about
@@ -225,7 +235,7 @@ int hsm__pin_translate(struct soft_session *s, const struct tsw_hsm_key_info *sr
 		r = -EIO;
 		goto out;
 	}
-	r = encode(s, dst, dst_kb, dst_pan, dst_pan_len, clear, block);
+	r = encode(s, dst, dst_pan, dst_pan_len, clear, block);
 	if (r == 0)
 		memcpy(out, block, len);
 out:

@@ -100,8 +100,6 @@ static void soft_close(struct tsw_hsm *hb)
 static int fetch_ciphers(struct soft_hsm *h)
 {
 	static const char *const names[CIPHER_MAX] = {
-	    [CIPHER_TDES2_ECB] = "DES-EDE-ECB",
-	    [CIPHER_TDES3_ECB] = "DES-EDE3-ECB",
 	    [CIPHER_AES128_ECB] = "AES-128-ECB",
 	    [CIPHER_AES256_ECB] = "AES-256-ECB",
 	};
@@ -207,9 +205,9 @@ static int key_new(struct soft_hsm *h, enum tsw_hsm_kind kind, enum tsw_hsm_alg 
 	k->base.info = info;
 	k->len = (uint8_t)len;
 	memcpy(k->bytes, bytes, len);
-	/* the cryptogram keys (TDES2 only) are used by their schedules */
-	if (kind == TSW_HSM_IMK_AC || kind == TSW_HSM_ICC_MK || kind == TSW_HSM_SESSION_KEY)
-		hsm__tdes2_ks_set(bytes, &k->ks);
+	/* TDES keys are used by their schedules, made once here */
+	if (alg == TSW_HSM_TDES2 || alg == TSW_HSM_TDES3)
+		hsm__tdes_key_set(k);
 	*ret_key = &k->base;
 	return 0;
 }
@@ -415,15 +413,14 @@ static int soft_retail_mac(struct tsw_hsm_session *sb, const struct tsw_hsm_key 
 static int soft_pin_form(struct tsw_hsm_session *sb, const struct tsw_hsm_key *k, const char *pan,
 			 size_t pan_len, const char *pin, size_t pin_len, uint8_t *out)
 {
-	return hsm__pin_form((struct soft_session *)sb, &k->info, skey(k)->bytes, pan, pan_len, pin,
-			     pin_len, out);
+	return hsm__pin_form((struct soft_session *)sb, skey(k), pan, pan_len, pin, pin_len, out);
 }
 
 static int soft_pin_verify(struct tsw_hsm_session *sb, const struct tsw_hsm_key *k, const char *pan,
 			   size_t pan_len, const uint8_t *block, const char *pin, size_t pin_len)
 {
-	return hsm__pin_verify((struct soft_session *)sb, &k->info, skey(k)->bytes, pan, pan_len,
-			       block, pin, pin_len);
+	return hsm__pin_verify((struct soft_session *)sb, skey(k), pan, pan_len, block, pin,
+			       pin_len);
 }
 
 static int soft_pin_translate(struct tsw_hsm_session *sb, const struct tsw_hsm_key *src,
@@ -431,9 +428,8 @@ static int soft_pin_translate(struct tsw_hsm_session *sb, const struct tsw_hsm_k
 			      const struct tsw_hsm_key *dst, const char *dst_pan,
 			      size_t dst_pan_len, const uint8_t *in, uint8_t *out)
 {
-	return hsm__pin_translate((struct soft_session *)sb, &src->info, skey(src)->bytes, src_pan,
-				  src_pan_len, &dst->info, skey(dst)->bytes, dst_pan, dst_pan_len,
-				  in, out);
+	return hsm__pin_translate((struct soft_session *)sb, skey(src), src_pan, src_pan_len,
+				  skey(dst), dst_pan, dst_pan_len, in, out);
 }
 
 static int soft_tavv_generate(struct tsw_hsm_session *sb, const struct tsw_hsm_key *k,
@@ -482,6 +478,6 @@ int tsw_hsm_soft_pin_form4_fill(struct tsw_hsm_session *sb, const struct tsw_hsm
 				const char *pan, size_t pan_len, const char *pin, size_t pin_len,
 				const uint8_t fill[8], uint8_t *out)
 {
-	return hsm__pin_form4_fill((struct soft_session *)sb, &k->info, skey(k)->bytes, pan,
-				   pan_len, pin, pin_len, fill, out);
+	return hsm__pin_form4_fill((struct soft_session *)sb, skey(k), pan, pan_len, pin, pin_len,
+				   fill, out);
 }

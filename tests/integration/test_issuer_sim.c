@@ -163,7 +163,7 @@ Test(answer, each_mti_answered_with_echoes_and_rc, .init = load_profile)
 		int an;
 
 		cr_assert_gt(n, 0, "case %zu: %s", i, tsw_strerror(n));
-		an = sim_answer_build(&prof, &rules, 7, req, (size_t)n, ans, sizeof(ans), &v, rc);
+		an = sim_answer_build(&prof, &rules, NULL, 7, req, (size_t)n, ans, sizeof(ans), &v, rc);
 		cr_assert_gt(an, 0, "case %zu: %s", i, tsw_strerror(an));
 		cr_assert_eq(v, SIM_ANSWER);
 		cr_assert_eq(tsw_iso_decode(&prof, ans, (size_t)an, &m), 0, "case %zu", i);
@@ -201,14 +201,14 @@ Test(answer, responses_and_garbage_get_no_answer, .init = load_profile)
 	sim_rules_init(&rules);
 	n = build_req("0110", "000000001000", "000001", req, sizeof(req));
 	cr_assert_gt(n, 0);
-	cr_assert_eq(sim_answer_build(&prof, &rules, 1, req, (size_t)n, ans, sizeof(ans), &v, rc),
+	cr_assert_eq(sim_answer_build(&prof, &rules, NULL, 1, req, (size_t)n, ans, sizeof(ans), &v, rc),
 		     0);
 	cr_assert_eq(v, SIM_NO_ANSWER);
 	cr_assert_lt(
-	    sim_answer_build(&prof, &rules, 1, (const uint8_t *)"01", 2, ans, sizeof(ans), &v, rc),
+	    sim_answer_build(&prof, &rules, NULL, 1, (const uint8_t *)"01", 2, ans, sizeof(ans), &v, rc),
 	    0);
 	n = build_req("0100", "000000001000", "000001", req, sizeof(req));
-	cr_assert_eq(sim_answer_build(&prof, &rules, 1, req, (size_t)n, ans, 8, &v, rc),
+	cr_assert_eq(sim_answer_build(&prof, &rules, NULL, 1, req, (size_t)n, ans, 8, &v, rc),
 		     -TSW_E_NO_SPACE);
 }
 

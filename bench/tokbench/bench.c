@@ -20,7 +20,7 @@ struct bslot {
 	uint32_t stan;
 	uint32_t uses;
 	bool in_use, measured;
-	bool card; /* sent with a DE55: the answer's tag 91 is checked */
+	bool card;    /* sent with a DE55: the answer's tag 91 is checked */
 	uint32_t tok; /* index in the token list */
 	struct bench_sent sent;
 	struct tsw_hsm_arqc_input in; /* card: what the ARQC covered */

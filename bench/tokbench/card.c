@@ -52,8 +52,8 @@ int bench_cards_setup(const struct bench_tokens *toks, struct cardkeys *keys, co
 		/* the ATC sent is the last one plus 1 */
 		c->atc = (uint16_t)(atc_start - 1);
 		if (bench_card_needs_arqc(t)) {
-			c->imk = cardkeys_by_prefix(keys, TSW_VAULT_KEY_IMK_AC, t->token,
-						    t->token_len);
+			c->imk =
+			    cardkeys_by_prefix(keys, TSW_VAULT_KEY_IMK_AC, t->token, t->token_len);
 			*ret_kind = TSW_VAULT_KEY_IMK_AC;
 			if (!c->imk)
 				goto err_missing;

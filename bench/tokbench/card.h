@@ -47,8 +47,7 @@ bool bench_card_needs_arqc(const struct bench_token *t);
  * bench_cards_free(). */
 int bench_cards_setup(const struct bench_tokens *toks, struct cardkeys *keys, const char *pin,
 		      bool to_issuer, uint16_t atc_start, struct bench_cards *ret,
-		      uint32_t *ret_row,
-		      enum tsw_vault_key_kind *ret_kind);
+		      uint32_t *ret_row, enum tsw_vault_key_kind *ret_kind);
 
 void bench_cards_free(struct bench_cards *cards);
 

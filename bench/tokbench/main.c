@@ -244,8 +244,8 @@ static int parse_args(int argc, char **argv, struct args *a)
 
 /* Loads the vault's keys into keys and sets up cards for toks. Returns 0,
  * or -1 after saying why. */
-static int cards_setup(const struct args *a, const struct bench_tokens *toks,
-		       struct cardkeys *keys, struct bench_cards *cards)
+static int cards_setup(const struct args *a, const struct bench_tokens *toks, struct cardkeys *keys,
+		       struct bench_cards *cards)
 {
 	enum tsw_vault_key_kind kind = TSW_VAULT_KEY_IMK_AC;
 	uint32_t row = 0;

@@ -52,8 +52,7 @@ enum bench_req_kind bench_request_pick(const struct bench_token *t, enum bench_e
 	return cand[ring_rand(rng) % n];
 }
 
-uint64_t bench_request_amount(const struct bench_token *t, enum bench_req_kind kind,
-			      uint64_t *rng)
+uint64_t bench_request_amount(const struct bench_token *t, enum bench_req_kind kind, uint64_t *rng)
 {
 	uint64_t hi = t->amount_limit ? t->amount_limit : AMOUNT_NO_LIMIT_MAX, a;
 

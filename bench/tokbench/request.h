@@ -56,8 +56,7 @@ enum bench_req_kind bench_request_pick(const struct bench_token *t, enum bench_e
 /* An amount for a request of kind to t: inside its limit (never ending in
  * 51, the issuer's decline) for most kinds, above it for OVER_LIMIT, one
  * ending in 51 for ISSUER_DECLINE. */
-uint64_t bench_request_amount(const struct bench_token *t, enum bench_req_kind kind,
-			      uint64_t *rng);
+uint64_t bench_request_amount(const struct bench_token *t, enum bench_req_kind kind, uint64_t *rng);
 
 /* Encodes the 0100 body for t into out (no length header). Returns its
  * length, or -TSW_E_NO_SPACE and the codec's other encode errors. Fills

@@ -31,9 +31,8 @@ enum col {
 };
 
 static const char *const col_names[COL_MAX] = {
-    "token",	  "token_expiry", "pos_mode",	  "merchant_id", "acquirer_id", "mcc",
-    "device_ref", "trid",	  "amount_limit", "currency",	 "expect_rc",	"cvn",
-    "psn",
+    "token", "token_expiry", "pos_mode", "merchant_id", "acquirer_id", "mcc", "device_ref",
+    "trid",  "amount_limit", "currency", "expect_rc",	"cvn",	       "psn",
 };
 
 static const struct {

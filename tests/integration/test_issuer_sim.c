@@ -165,7 +165,8 @@ Test(answer, each_mti_answered_with_echoes_and_rc, .init = load_profile)
 		int an;
 
 		cr_assert_gt(n, 0, "case %zu: %s", i, tsw_strerror(n));
-		an = sim_answer_build(&prof, &rules, NULL, 7, req, (size_t)n, ans, sizeof(ans), &v, rc);
+		an = sim_answer_build(&prof, &rules, NULL, 7, req, (size_t)n, ans, sizeof(ans), &v,
+				      rc);
 		cr_assert_gt(an, 0, "case %zu: %s", i, tsw_strerror(an));
 		cr_assert_eq(v, SIM_ANSWER);
 		cr_assert_eq(tsw_iso_decode(&prof, ans, (size_t)an, &m), 0, "case %zu", i);
@@ -203,12 +204,12 @@ Test(answer, responses_and_garbage_get_no_answer, .init = load_profile)
 	sim_rules_init(&rules);
 	n = build_req("0110", "000000001000", "000001", req, sizeof(req));
 	cr_assert_gt(n, 0);
-	cr_assert_eq(sim_answer_build(&prof, &rules, NULL, 1, req, (size_t)n, ans, sizeof(ans), &v, rc),
-		     0);
+	cr_assert_eq(
+	    sim_answer_build(&prof, &rules, NULL, 1, req, (size_t)n, ans, sizeof(ans), &v, rc), 0);
 	cr_assert_eq(v, SIM_NO_ANSWER);
-	cr_assert_lt(
-	    sim_answer_build(&prof, &rules, NULL, 1, (const uint8_t *)"01", 2, ans, sizeof(ans), &v, rc),
-	    0);
+	cr_assert_lt(sim_answer_build(&prof, &rules, NULL, 1, (const uint8_t *)"01", 2, ans,
+				      sizeof(ans), &v, rc),
+		     0);
 	n = build_req("0100", "000000001000", "000001", req, sizeof(req));
 	cr_assert_eq(sim_answer_build(&prof, &rules, NULL, 1, req, (size_t)n, ans, 8, &v, rc),
 		     -TSW_E_NO_SPACE);
@@ -663,15 +664,15 @@ static void pin_cases_under(const struct tsw_iso_profile *p, enum tsw_vault_key_
 		int n;
 
 		if (c->block_pin)
-			cr_assert_eq(tsw_hsm_pin_form(ck->s, pin.zpk, c->block_pan, 16, c->block_pin,
-						      4, block),
+			cr_assert_eq(tsw_hsm_pin_form(ck->s, pin.zpk, c->block_pan, 16,
+						      c->block_pin, 4, block),
 				     0);
 		n = build_pin_req(p, PIN_PAN, c->amount, c->block_pin ? block : NULL,
 				  tsw_hsm_pin_block_len(pin.zpk), req, sizeof(req));
 		cr_assert_gt(n, 0, "case %zu: %s", i, tsw_strerror(n));
-		cr_assert_gt(sim_answer_build(p, &rules, &pin, 1, req, (size_t)n, ans, sizeof(ans),
-					      &v, rc),
-			     0, "case %zu", i);
+		cr_assert_gt(
+		    sim_answer_build(p, &rules, &pin, 1, req, (size_t)n, ans, sizeof(ans), &v, rc),
+		    0, "case %zu", i);
 		cr_assert(memcmp(rc, c->want, 2) == 0, "case %zu (%s): got %.2s want %s", i,
 			  tsw_vault_key_alg_name(alg), rc, c->want);
 		cr_assert_eq(pin.checked - checked, c->checked, "case %zu", i);
@@ -703,17 +704,16 @@ Test(pin, a_block_of_the_wrong_length_declines_55, .init = load_profile)
 	int n;
 
 	cr_assert_eq(cardkeys_open(ck), 0);
-	cr_assert_eq(cardkeys_add(ck, TSW_VAULT_KEY_ZPK_ISSUER, TSW_VAULT_KEY_AES128, "0", 1,
-				  aes_zpk, 16),
-		     0);
+	cr_assert_eq(
+	    cardkeys_add(ck, TSW_VAULT_KEY_ZPK_ISSUER, TSW_VAULT_KEY_AES128, "0", 1, aes_zpk, 16),
+	    0);
 	pin.s = ck->s;
 	pin.zpk = ck->k[0].key;
 	sim_rules_init(&rules);
 	n = build_pin_req(&prof, PIN_PAN, "000000001000", block, sizeof(block), req, sizeof(req));
 	cr_assert_gt(n, 0);
-	cr_assert_gt(sim_answer_build(&prof, &rules, &pin, 1, req, (size_t)n, ans, sizeof(ans), &v,
-				      rc),
-		     0);
+	cr_assert_gt(
+	    sim_answer_build(&prof, &rules, &pin, 1, req, (size_t)n, ans, sizeof(ans), &v, rc), 0);
 	cr_assert(memcmp(rc, "55", 2) == 0, "got %.2s", rc);
 	cr_assert_eq(pin.wrong, 1);
 	cardkeys_close(ck);
@@ -765,7 +765,8 @@ Test(pin, sim_checks_de52_under_the_vaults_issuer_key, .init = pin_setup, .fini 
 
 	pin_vault(vault, key, sizeof(vault), TSW_VAULT_KEY_ZPK_ISSUER, "0");
 	{
-		const char *extra[] = {"--pin", PIN_RIGHT, "--vault", vault, "--key-file", key, NULL};
+		const char *extra[] = {"--pin",	     PIN_RIGHT, "--vault", vault,
+				       "--key-file", key,	NULL};
 
 		sim_start(&sp, extra);
 	}
@@ -785,9 +786,9 @@ Test(pin, sim_checks_de52_under_the_vaults_issuer_key, .init = pin_setup, .fini 
 		int n;
 
 		if (c->block_pin)
-			cr_assert_eq(tsw_hsm_pin_form(ck->s, zpk, c->block_pan, 16, c->block_pin, 4,
-						      block),
-				     0);
+			cr_assert_eq(
+			    tsw_hsm_pin_form(ck->s, zpk, c->block_pan, 16, c->block_pin, 4, block),
+			    0);
 		n = build_pin_req(&prof, PIN_PAN, c->amount, c->block_pin ? block : NULL, 8,
 				  buf + 2, MSG_MAX);
 		cr_assert_gt(n, 0);
@@ -878,9 +879,8 @@ Test(pin, sim_takes_the_issuer_index_of_its_key, .init = pin_setup, .fini = pin_
 	{
 		struct sim_proc sp;
 		char summary[TESTPROC_LINE_MAX];
-		const char *a[] = {"--pin",	 PIN_RIGHT, "--vault",	      vault,
-				   "--key-file", key,	    "--issuer-index", "1",
-				   NULL};
+		const char *a[] = {"--pin", PIN_RIGHT,	      "--vault", vault, "--key-file",
+				   key,	    "--issuer-index", "1",	 NULL};
 
 		sim_start(&sp, a);
 		sim_stop(&sp, summary, sizeof(summary));

@@ -663,8 +663,8 @@ Test(card, de55_verifies_for_every_cvn_with_and_without_psn, .init = setup, .fin
 {
 	static const uint8_t cvns[] = {10, 16, 18, 20};
 	struct cardkeys *ck = keys_with_imk();
-	const struct tsw_hsm_key *imk = cardkeys_by_prefix(ck, TSW_VAULT_KEY_IMK_AC,
-							   "4895370012345678", 16);
+	const struct tsw_hsm_key *imk =
+	    cardkeys_by_prefix(ck, TSW_VAULT_KEY_IMK_AC, "4895370012345678", 16);
 	struct bench_token t = sample_token();
 
 	cr_assert_not_null(imk);
@@ -688,25 +688,27 @@ Test(card, de55_verifies_for_every_cvn_with_and_without_psn, .init = setup, .fin
 			cr_assert(memcmp(in.currency, "\x09\x78", 2) == 0);
 			cr_assert(memcmp(in.date, "\x26\x12\x03", 3) == 0);
 			cr_assert(memcmp(in.arqc, sent.arqc, 8) == 0);
-			cr_assert_eq(tsw_hsm_arqc_verify(ck->s, imk, t.token, t.token_len, 0x42, &in),
-				     0, "cvn %u psn %d", t.cvn, with_psn);
+			cr_assert_eq(
+			    tsw_hsm_arqc_verify(ck->s, imk, t.token, t.token_len, 0x42, &in), 0,
+			    "cvn %u psn %d", t.cvn, with_psn);
 			/* the scheme's 9F10 layout: the other scheme's CVN is refused */
-			cr_assert_eq(tsw_hsm_de55_parse(de55, (size_t)n, t.cvn == 10 ? 16 : 10, &in,
-							NULL),
-				     -TSW_E_BAD_INPUT, "cvn %u", t.cvn);
+			cr_assert_eq(
+			    tsw_hsm_de55_parse(de55, (size_t)n, t.cvn == 10 ? 16 : 10, &in, NULL),
+			    -TSW_E_BAD_INPUT, "cvn %u", t.cvn);
 			cr_assert_eq(tsw_tlv_find(de55, (size_t)n, 0x5F34, &v, &vlen), with_psn);
 			/* another token's card, a wrong PSN, another ATC: no */
 			cr_assert_eq(tsw_hsm_de55_parse(de55, (size_t)n, t.cvn, &in, NULL), 0);
-			cr_assert_eq(tsw_hsm_arqc_verify(ck->s, imk, "4895370012345686", 16, 0x42,
-							 &in),
-				     -TSW_E_CRYPTOGRAM, "cvn %u", t.cvn);
+			cr_assert_eq(
+			    tsw_hsm_arqc_verify(ck->s, imk, "4895370012345686", 16, 0x42, &in),
+			    -TSW_E_CRYPTOGRAM, "cvn %u", t.cvn);
 			if (!with_psn)
 				cr_assert_eq(tsw_hsm_arqc_verify(ck->s, imk, t.token, t.token_len,
 								 0x43, &in),
 					     -TSW_E_CRYPTOGRAM, "cvn %u", t.cvn);
 			in.atc[1] ^= 1;
-			cr_assert_eq(tsw_hsm_arqc_verify(ck->s, imk, t.token, t.token_len, 0x42, &in),
-				     -TSW_E_CRYPTOGRAM, "cvn %u", t.cvn);
+			cr_assert_eq(
+			    tsw_hsm_arqc_verify(ck->s, imk, t.token, t.token_len, 0x42, &in),
+			    -TSW_E_CRYPTOGRAM, "cvn %u", t.cvn);
 		}
 	}
 	keys_free(ck);
@@ -739,9 +741,9 @@ Test(card, keys_by_longest_prefix_newest_first_and_exact_scope)
 	cr_assert_null(cardkeys_by_scope(ck, TSW_VAULT_KEY_ZPK_ACQUIRER, "1000011", 7));
 	cr_assert_null(cardkeys_by_scope(ck, TSW_VAULT_KEY_ZPK_ACQUIRER, "10000", 5));
 	/* tavv keys are not the tools' */
-	cr_assert_eq(cardkeys_add(ck, TSW_VAULT_KEY_TAVV, TSW_VAULT_KEY_AES128, CARD_BIN, 1,
-				  zpk_bytes, 16),
-		     -TSW_E_BAD_INPUT);
+	cr_assert_eq(
+	    cardkeys_add(ck, TSW_VAULT_KEY_TAVV, TSW_VAULT_KEY_AES128, CARD_BIN, 1, zpk_bytes, 16),
+	    -TSW_E_BAD_INPUT);
 	keys_free(ck);
 }
 
@@ -885,8 +887,8 @@ static void fake_request(struct fake_switch *fs, const uint8_t *body, size_t len
 		uint16_t atc;
 
 		fs->cards++;
-		cr_assert_eq(tsw_hsm_de55_parse(tsw_iso_ptr(&m, 55), m.f[55].len, t->cvn, &in, NULL),
-			     0);
+		cr_assert_eq(
+		    tsw_hsm_de55_parse(tsw_iso_ptr(&m, 55), m.f[55].len, t->cvn, &in, NULL), 0);
 		if (tsw_hsm_arqc_verify(fs->ck->s, imk, t->token, t->token_len, bench_card_psn(t),
 					&in) != 0)
 			fs->arqc_bad++;
@@ -1044,9 +1046,9 @@ struct tag91_case {
 
 static void card_run(const struct tag91_case *c, const char *atc_start)
 {
-	const char *extra[] = {"--connections", "1", "--depth", "8", "--duration", "0.5",
-			       "--warmup",	"0", "--vault", NULL, "--key-file", NULL,
-			       "--atc-start", atc_start, NULL};
+	const char *extra[] = {"--connections", "1",	    "--depth",	   "8",	      "--duration",
+			       "0.5",		"--warmup", "0",	   "--vault", NULL,
+			       "--key-file",	NULL,	    "--atc-start", atc_start, NULL};
 	char csv[512], json[512], vault[512], key[512];
 	struct fake_switch *fs = calloc(1, sizeof(*fs));
 	struct json_fig j;
@@ -1183,8 +1185,10 @@ static void demo_vault(const char *extra, char *vault, char *key, char *csv, siz
 	snprintf(vault, cap, "%s/demo", tmpdir);
 	snprintf(key, cap, "%s/demo.key", tmpdir);
 	snprintf(csv, cap, "%s/demo.csv", tmpdir);
-	snprintf(cmd, sizeof(cmd), "'%s' --vault '%s' --key-file '%s' demo --count 200 --out '%s' %s"
-		 " >/dev/null", path, vault, key, csv, extra);
+	snprintf(cmd, sizeof(cmd),
+		 "'%s' --vault '%s' --key-file '%s' demo --count 200 --out '%s' %s"
+		 " >/dev/null",
+		 path, vault, key, csv, extra);
 	cr_assert_eq(system(cmd), 0, "%s", cmd);
 }
 
@@ -1197,15 +1201,23 @@ Test(tokbench, demo_cards_and_pin_blocks_against_issuer_sim, .init = setup, .fin
 	demo_vault("--cvn-pct 100", vault, key, csv, sizeof(vault));
 	snprintf(json, sizeof(json), "%s/out.json", tmpdir);
 	for (size_t i = 0; i < 2; i++) {
-		const char *extra[] = {"--connections", "2", "--depth",	   "4",	      "--duration",
-				       "0.5",	      "--warmup", "0",	   "--expect", "issuer",
-				       "--vault",      vault,	  "--key-file", key,	  "--pin",
-				       pins[i],	      NULL};
+		const char *extra[] = {
+		    "--connections", "2", "--depth",  "4",	"--duration", "0.5",
+		    "--warmup",	     "0", "--expect", "issuer", "--vault",    vault,
+		    "--key-file",    key, "--pin",    pins[i],	NULL};
 		char path[512], line[TESTPROC_LINE_MAX];
-		char *argv[] = {path,	     (char *)"--listen", (char *)"127.0.0.1:0",
-				(char *)"--profile", profile_arg,	 (char *)"--pin",
-				(char *)"1234",	     (char *)"--vault",	 vault,
-				(char *)"--key-file", key,		 NULL};
+		char *argv[] = {path,
+				(char *)"--listen",
+				(char *)"127.0.0.1:0",
+				(char *)"--profile",
+				profile_arg,
+				(char *)"--pin",
+				(char *)"1234",
+				(char *)"--vault",
+				vault,
+				(char *)"--key-file",
+				key,
+				NULL};
 		struct testproc sim;
 		struct json_fig j;
 		double count;

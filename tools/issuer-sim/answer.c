@@ -116,8 +116,8 @@ static bool pin_ok(struct sim_pin *pin, const struct tsw_iso_msg *m)
 }
 
 int sim_answer_build(const struct tsw_iso_profile *p, const struct sim_rules *rules,
-		     struct sim_pin *pin, uint32_t auth_seq, const uint8_t *req, size_t len, uint8_t *out, size_t cap,
-		     enum sim_verdict *ret_verdict, char ret_rc[2])
+		     struct sim_pin *pin, uint32_t auth_seq, const uint8_t *req, size_t len,
+		     uint8_t *out, size_t cap, enum sim_verdict *ret_verdict, char ret_rc[2])
 {
 	struct tsw_iso_edit edits[1 + sizeof(echo_fields) / sizeof(echo_fields[0]) + 3];
 	struct tsw_iso_msg m;

@@ -69,7 +69,7 @@ enum sim_verdict {
  * its DE39, or 0 with SIM_NO_ANSWER. Returns a negative -TSW_E_* from
  * decode (malformed request) or encode (-TSW_E_NO_SPACE). */
 int sim_answer_build(const struct tsw_iso_profile *p, const struct sim_rules *rules,
-		     struct sim_pin *pin, uint32_t auth_seq, const uint8_t *req, size_t len, uint8_t *out, size_t cap,
-		     enum sim_verdict *ret_verdict, char ret_rc[2]);
+		     struct sim_pin *pin, uint32_t auth_seq, const uint8_t *req, size_t len,
+		     uint8_t *out, size_t cap, enum sim_verdict *ret_verdict, char ret_rc[2]);
 
 #endif

@@ -143,9 +143,8 @@ const struct tsw_hsm_key *cardkeys_by_prefix(const struct cardkeys *ck,
 	return best ? best->key : NULL;
 }
 
-const struct tsw_hsm_key *cardkeys_by_scope(const struct cardkeys *ck,
-					    enum tsw_vault_key_kind kind, const char *scope,
-					    size_t len)
+const struct tsw_hsm_key *cardkeys_by_scope(const struct cardkeys *ck, enum tsw_vault_key_kind kind,
+					    const char *scope, size_t len)
 {
 	const struct cardkey *best = NULL;
 

@@ -57,8 +57,7 @@ const struct tsw_hsm_key *cardkeys_by_prefix(const struct cardkeys *ck,
 
 /* The newest key of kind whose scope is exactly scope[0..len) (a DE32 for
  * zpk-acquirer, an issuer index for zpk-issuer); NULL when none. */
-const struct tsw_hsm_key *cardkeys_by_scope(const struct cardkeys *ck,
-					    enum tsw_vault_key_kind kind, const char *scope,
-					    size_t len);
+const struct tsw_hsm_key *cardkeys_by_scope(const struct cardkeys *ck, enum tsw_vault_key_kind kind,
+					    const char *scope, size_t len);
 
 #endif

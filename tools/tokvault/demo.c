@@ -339,7 +339,8 @@ static int demo_key_add(struct tsw_vault *v, enum tsw_vault_key_kind kind, const
 		r = tsw_vault_key_add(v, &in, bytes, len, &got);
 	OPENSSL_cleanse(bytes, sizeof(bytes));
 	if (r < 0) {
-		fprintf(stderr, "tokvault: demo: key %s %s: %s\n", tsw_vault_key_kind_name(kind), id,
+		fprintf(stderr, "tokvault: demo: key %s %s: %s\n", tsw_vault_key_kind_name(kind),
+			id,
 			r == -TSW_E_EXISTS ? "the store has that id already: use a new dir"
 					   : tsw_strerror(r));
 		return EXIT_FAILURE;
@@ -354,8 +355,7 @@ static int demo_key_add(struct tsw_vault *v, enum tsw_vault_key_kind kind, const
 
 /* The demo's keys: imk-ac for the range, a zpk-acquirer per demo DE32,
  * the zpk-issuer of issuer 0 (zone keys of opts->zpk_alg). */
-static int demo_keys(struct tsw_vault *v, const struct demo_range *rg,
-		     const struct demo_opts *opts)
+static int demo_keys(struct tsw_vault *v, const struct demo_range *rg, const struct demo_opts *opts)
 {
 	char id[TSW_VAULT_KEY_ID_MAX + 1];
 

@@ -1083,7 +1083,8 @@ static int run_demo(struct tsw_vault *v, int argc, char **argv)
 	const char *count = opt(argc, argv, "--count"), *out = opt(argc, argv, "--out");
 	const char *pct = opt(argc, argv, "--cvn-pct"), *cvn = opt(argc, argv, "--cvn");
 	const char *alg = opt(argc, argv, "--zpk-alg");
-	struct demo_opts o = {.out_path = out, .bin = opt(argc, argv, "--token-bin"),
+	struct demo_opts o = {.out_path = out,
+			      .bin = opt(argc, argv, "--token-bin"),
 			      .keys = flag(argc, argv, "--keys"),
 			      .zpk_alg = TSW_VAULT_KEY_TDES2};
 	unsigned long n;

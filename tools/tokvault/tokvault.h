@@ -9,13 +9,13 @@
 
 /* What `tokvault demo` makes. */
 struct demo_opts {
-	unsigned long count;	/* tokens */
-	const char *out_path;	/* the token list */
-	const char *bin;	/* token BIN range; NULL: the vault's first, else 489537 */
-	unsigned cvn_pct;	/* 0..100: tokens that require an ARQC */
-	uint8_t cvn;		/* 10, 16, 18, 20; 0: the four in turn */
-	bool keys;		/* add the demo keys (also when cvn_pct is 0) */
-	uint8_t zpk_alg;	/* enum tsw_vault_key_alg of the zone PIN keys */
+	unsigned long count;  /* tokens */
+	const char *out_path; /* the token list */
+	const char *bin;      /* token BIN range; NULL: the vault's first, else 489537 */
+	unsigned cvn_pct;     /* 0..100: tokens that require an ARQC */
+	uint8_t cvn;	      /* 10, 16, 18, 20; 0: the four in turn */
+	bool keys;	      /* add the demo keys (also when cvn_pct is 0) */
+	uint8_t zpk_alg;      /* enum tsw_vault_key_alg of the zone PIN keys */
 };
 
 /* demo: a synthetic vault and the bench client's token list (and, with

@@ -119,8 +119,7 @@ static void check_row(struct tsw_vault_reader *rd, char **fld, struct list_stats
 	cr_assert_eq(strlen(fld[12]), 2, "psn as two digits: %s", fld[12]);
 	cr_assert_eq(t.psn, atoi(fld[12]));
 	/* the cryptogram is required only in chip and contactless */
-	cr_assert(strcmp(fld[2], "chip") == 0 || strcmp(fld[2], "contactless") == 0, "%s",
-		  fld[2]);
+	cr_assert(strcmp(fld[2], "chip") == 0 || strcmp(fld[2], "contactless") == 0, "%s", fld[2]);
 	if (t.pos_modes) {
 		unsigned bit = strcmp(fld[2], "chip") == 0 ? TSW_POS_CHIP : TSW_POS_CONTACTLESS;
 
@@ -224,8 +223,8 @@ Test(demo, cvn_pct_100_marks_every_token_and_adds_the_keys, .init = setup, .fini
 	cr_assert_eq(count_of(list, "kind=imk-ac id=demo-imk-ac scope=489537 alg=tdes2"), 1, "%s",
 		     list);
 	cr_assert_eq(count_of(list, "kind=zpk-acquirer "), 8, "%s", list);
-	cr_assert_eq(count_of(list, "kind=zpk-issuer id=demo-zpk-iss-0 scope=0 alg=tdes2"), 1,
-		     "%s", list);
+	cr_assert_eq(count_of(list, "kind=zpk-issuer id=demo-zpk-iss-0 scope=0 alg=tdes2"), 1, "%s",
+		     list);
 	cr_assert_eq(count_of(list, "state=active"), 10);
 	cr_assert_eq(count_of(list, "integrity=ok"), 10);
 	/* every acquirer the list names, and tokbench's default, has its key */
@@ -255,8 +254,8 @@ Test(demo, cvn_picks_one_version_for_a_share_of_the_tokens, .init = setup, .fini
 {
 	char out[OUT_CAP];
 	struct list_stats st;
-	const char *args[] = {"demo",	   "--count", "2000", "--out", fx.csv,
-			      "--cvn-pct", "30",      "--cvn", "18",   NULL};
+	const char *args[] = {"demo",	   "--count", "2000",  "--out", fx.csv,
+			      "--cvn-pct", "30",      "--cvn", "18",	NULL};
 
 	cr_assert_eq(tokvault(out, sizeof(out), args), 0, "%s", out);
 	read_list(&st);
@@ -265,11 +264,10 @@ Test(demo, cvn_picks_one_version_for_a_share_of_the_tokens, .init = setup, .fini
 		  COUNT);
 }
 
-Test(demo, zpk_alg_aes128_makes_format_4_zone_keys, .init = setup, .fini = teardown,
-     .timeout = 60)
+Test(demo, zpk_alg_aes128_makes_format_4_zone_keys, .init = setup, .fini = teardown, .timeout = 60)
 {
 	char out[OUT_CAP], list[OUT_CAP];
-	const char *args[] = {"demo",	   "--count", "2000", "--out",     fx.csv,
+	const char *args[] = {"demo",	   "--count", "2000",	   "--out",  fx.csv,
 			      "--cvn-pct", "10",      "--zpk-alg", "aes128", NULL};
 	const char *ls[] = {"key-list", NULL};
 
@@ -278,7 +276,8 @@ Test(demo, zpk_alg_aes128_makes_format_4_zone_keys, .init = setup, .fini = teard
 	cr_assert_eq(count_of(list, "kind=imk-ac id=demo-imk-ac scope=489537 alg=tdes2"), 1);
 	cr_assert_eq(count_of(list, "alg=aes128"), 9, "%s", list);
 	/* AES check values are 5 bytes */
-	cr_assert_not_null(strstr(list, "kind=zpk-issuer id=demo-zpk-iss-0 scope=0 alg=aes128 kcv="));
+	cr_assert_not_null(
+	    strstr(list, "kind=zpk-issuer id=demo-zpk-iss-0 scope=0 alg=aes128 kcv="));
 	{
 		const char *p = strstr(list, "alg=aes128 kcv=") + strlen("alg=aes128 kcv=");
 
@@ -286,8 +285,8 @@ Test(demo, zpk_alg_aes128_makes_format_4_zone_keys, .init = setup, .fini = teard
 	}
 }
 
-Test(demo, without_cvn_pct_no_token_needs_a_cryptogram_and_no_key, .init = setup,
-     .fini = teardown, .timeout = 60)
+Test(demo, without_cvn_pct_no_token_needs_a_cryptogram_and_no_key, .init = setup, .fini = teardown,
+     .timeout = 60)
 {
 	char out[OUT_CAP], list[OUT_CAP];
 	struct list_stats st;
@@ -321,15 +320,15 @@ Test(demo, keys_flag_adds_the_keys_without_cryptogram_tokens, .init = setup, .fi
 Test(demo, bad_options_exit_2, .init = setup, .fini = teardown, .timeout = 60)
 {
 	static const char *const bad[][2] = {
-	    {"--cvn-pct", "101"}, {"--cvn-pct", "-1"},	 {"--cvn-pct", "5x"},
-	    {"--cvn", "12"},	  {"--cvn", "0"},	 {"--zpk-alg", "tdes3"},
+	    {"--cvn-pct", "101"},    {"--cvn-pct", "-1"},  {"--cvn-pct", "5x"},
+	    {"--cvn", "12"},	     {"--cvn", "0"},	   {"--zpk-alg", "tdes3"},
 	    {"--zpk-alg", "aes256"}, {"--zpk-alg", "des"},
 	};
 	char out[OUT_CAP];
 
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-		const char *args[] = {"demo",	"--count", "10", "--out", fx.csv,
-				      bad[i][0], bad[i][1], NULL};
+		const char *args[] = {"demo", "--count", "10",	    "--out",
+				      fx.csv, bad[i][0], bad[i][1], NULL};
 
 		cr_assert_eq(tokvault(out, sizeof(out), args), 2, "case %zu: %s", i, out);
 	}
@@ -337,8 +336,7 @@ Test(demo, bad_options_exit_2, .init = setup, .fini = teardown, .timeout = 60)
 
 /* A store that holds a demo key id already: demo says so and writes no
  * token. */
-Test(demo, a_taken_key_id_fails_before_any_token, .init = setup, .fini = teardown,
-     .timeout = 60)
+Test(demo, a_taken_key_id_fails_before_any_token, .init = setup, .fini = teardown, .timeout = 60)
 {
 	struct tsw_vault_key_info in = {.kind = TSW_VAULT_KEY_ZPK_ISSUER,
 					.alg = TSW_VAULT_KEY_TDES2,

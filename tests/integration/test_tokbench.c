@@ -1080,7 +1080,7 @@ static void card_run(const struct tag91_case *c, const char *atc_start)
 }
 
 Test(tokbench, cryptograms_verify_and_tag91_is_checked, .init = setup, .fini = teardown,
-     .timeout = 90)
+     .timeout = 60)
 {
 	static const struct tag91_case cases[] = {
 	    {FAKE_91_RIGHT, "tag91_answers", false},
@@ -1160,7 +1160,7 @@ Test(tokbench, cryptograms_it_cannot_make_exit_nonzero, .init = setup, .fini = t
 	    {"--vault", "x", "--key-file", "y", NULL},
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-		const char *a[6] = {0};
+		const char *a[8] = {0};
 		size_t n = 0;
 
 		for (; bad[i][n]; n++)
@@ -1177,28 +1177,42 @@ Test(tokbench, cryptograms_it_cannot_make_exit_nonzero, .init = setup, .fini = t
 /* tokvault demo --cvn-pct 100 --keys, then tokbench straight to
  * issuer-sim: every request carries a DE55 and a DE52 that the simulator
  * (holding the same vault's zpk-issuer) checks; the wrong PIN is 55. */
-static void demo_vault(const char *extra, char *vault, char *key, char *csv, size_t cap)
+static void demo_vault(const char *pct, char *vault, char *key, char *csv, size_t cap)
 {
-	char path[512], cmd[4096];
+	char path[512];
+	struct testproc tp;
 
 	testproc_program("TSW_TOKVAULT", path, sizeof(path));
 	snprintf(vault, cap, "%s/demo", tmpdir);
 	snprintf(key, cap, "%s/demo.key", tmpdir);
 	snprintf(csv, cap, "%s/demo.csv", tmpdir);
-	snprintf(cmd, sizeof(cmd),
-		 "'%s' --vault '%s' --key-file '%s' demo --count 200 --out '%s' %s"
-		 " >/dev/null",
-		 path, vault, key, csv, extra);
-	cr_assert_eq(system(cmd), 0, "%s", cmd);
+	{
+		char *argv[] = {path,
+				(char *)"--vault",
+				vault,
+				(char *)"--key-file",
+				key,
+				(char *)"demo",
+				(char *)"--count",
+				(char *)"200",
+				(char *)"--out",
+				csv,
+				(char *)"--cvn-pct",
+				(char *)pct,
+				NULL};
+
+		cr_assert_eq(testproc_start(&tp, argv), 0);
+		cr_assert_eq(testproc_wait(&tp, TESTPROC_DEADLINE_MS), 0);
+	}
 }
 
 Test(tokbench, demo_cards_and_pin_blocks_against_issuer_sim, .init = setup, .fini = teardown,
-     .timeout = 90)
+     .timeout = 60)
 {
 	char vault[512], key[512], csv[512], json[512], summary[TESTPROC_LINE_MAX];
 	const char *pins[] = {"1234", "9999"};
 
-	demo_vault("--cvn-pct 100", vault, key, csv, sizeof(vault));
+	demo_vault("100", vault, key, csv, sizeof(vault));
 	snprintf(json, sizeof(json), "%s/out.json", tmpdir);
 	for (size_t i = 0; i < 2; i++) {
 		const char *extra[] = {

@@ -1111,6 +1111,10 @@ static int run_demo(struct tsw_vault *v, int argc, char **argv)
 			return usage_error("--zpk-alg: tdes2 or aes128");
 		o.zpk_alg = (uint8_t)a;
 	}
+	if (cvn && !o.cvn_pct)
+		return usage_error("--cvn: only with --cvn-pct above 0");
+	if (alg && !o.cvn_pct && !o.keys)
+		return usage_error("--zpk-alg: only with --cvn-pct above 0 or --keys");
 	return demo_run(v, &o);
 }
 

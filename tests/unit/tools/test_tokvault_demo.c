@@ -327,10 +327,25 @@ Test(demo, bad_options_exit_2, .init = setup, .fini = teardown, .timeout = 60)
 	char out[OUT_CAP];
 
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-		const char *args[] = {"demo", "--count", "10",	    "--out",
-				      fx.csv, bad[i][0], bad[i][1], NULL};
+		/* --cvn-pct 50 after the bad pair: a bad --cvn-pct comes first and
+		 * wins, a bad --cvn or --zpk-alg is refused for its value */
+		const char *args[] = {"demo",	 "--count", "10",	 "--out", fx.csv,
+				      bad[i][0], bad[i][1], "--cvn-pct", "50",	  NULL};
 
 		cr_assert_eq(tokvault(out, sizeof(out), args), 2, "case %zu: %s", i, out);
+	}
+	/* options that would do nothing without cryptogram tokens or keys */
+	{
+		const char *args[] = {"demo", "--count", "10", "--out",
+				      fx.csv, "--cvn",	 "18", NULL};
+
+		cr_assert_eq(tokvault(out, sizeof(out), args), 2, "%s", out);
+	}
+	{
+		const char *args[] = {"demo", "--count",   "10",     "--out",
+				      fx.csv, "--zpk-alg", "aes128", NULL};
+
+		cr_assert_eq(tokvault(out, sizeof(out), args), 2, "%s", out);
 	}
 }
 

@@ -20,7 +20,10 @@ struct bslot {
 	uint32_t stan;
 	uint32_t uses;
 	bool in_use, measured;
+	bool card;    /* sent with a DE55: the answer's tag 91 is checked */
+	uint32_t tok; /* index in the token list */
 	struct bench_sent sent;
+	struct tsw_hsm_arqc_input in; /* card: what the ARQC covered */
 };
 
 struct bconn {
@@ -49,6 +52,7 @@ struct bench {
 	uint64_t rrn, inflight;
 	time_t de7_sec;
 	char de7[10];
+	char date[6]; /* YYMMDD, UTC: DE55 9A */
 	struct bench_result *res;
 	/* live line */
 	struct hist live;
@@ -117,9 +121,14 @@ static int send_fly(struct bench *b, uint32_t i)
 	return 0;
 }
 
-static void free_slot(struct bconn *c, uint32_t s)
+/* Frees slot s of c; its token may be sent again. */
+static void free_slot(struct bench *b, struct bconn *c, uint32_t s)
 {
-	c->slots[s].in_use = false;
+	struct bslot *sl = &c->slots[s];
+
+	if (b->cfg->cards)
+		b->cfg->cards->c[sl->tok].busy = false;
+	sl->in_use = false;
 	c->free_stack[c->n_free++] = s;
 }
 
@@ -138,7 +147,7 @@ static void conn_fail(struct bench *b, uint32_t i)
 			continue;
 		if (c->slots[s].measured)
 			b->res->errors++;
-		free_slot(c, s);
+		free_slot(b, c, s);
 		b->inflight--;
 	}
 }
@@ -155,19 +164,89 @@ static void refresh_de7(struct bench *b)
 	gmtime_r(&now, &tm);
 	strftime(buf, sizeof(buf), "%m%d%H%M%S", &tm);
 	memcpy(b->de7, buf, 10);
+	/* 9A is YYMMDD: the last two digits of the year */
+	snprintf(buf, sizeof(buf), "%02d", tm.tm_year % 100);
+	memcpy(b->date, buf, 2);
+	memcpy(b->date + 2, b->de7, 4);
 }
 
+/* A token to send: random, but never one whose card has a request in
+ * flight (its next ATC must arrive after the last) or has used every ATC.
+ * Returns -EAGAIN when BENCH_PICK_TRIES picks found none. */
+static int pick_token(struct bench *b, uint32_t *ret)
+{
+	const struct bench_cards *cards = b->cfg->cards;
+
+	for (unsigned k = 0; k < BENCH_PICK_TRIES; k++) {
+		uint32_t i = (uint32_t)(ring_rand(&b->rng) % b->toks->n);
+		const struct bench_card *c = cards ? &cards->c[i] : NULL;
+
+		if (!c || !c->imk || (!c->busy && c->atc < BENCH_ATC_MAX)) {
+			*ret = i;
+			return 0;
+		}
+	}
+	b->res->card_waits++;
+	return -EAGAIN;
+}
+
+/* The card's fields of a request of token ti: DE55 with the next ATC
+ * (5F34 on odd ATCs only, so the switch's use of the record's PSN is
+ * exercised too) and DE52. The buffers back ctx until the request is
+ * encoded. */
+static int card_fields(struct bench *b, uint32_t ti, struct bench_req_ctx *ctx,
+		       uint8_t de55[BENCH_DE55_MAX], uint8_t de52[TSW_HSM_PIN_BLOCK_MAX],
+		       struct bslot *sl)
+{
+	struct bench_cards *cards = b->cfg->cards;
+	const struct bench_token *t = &b->toks->t[ti];
+	struct bench_card *c = &cards->c[ti];
+	int n;
+
+	if (c->imk) {
+		struct bench_arqc_terms terms;
+		uint16_t atc = (uint16_t)(c->atc + 1);
+
+		bench_digits(ctx->amount, terms.amount, 12);
+		memcpy(terms.currency, t->currency, 3);
+		memcpy(terms.date, b->date, 6);
+		terms.un = (uint32_t)ring_rand(&b->rng);
+		n = bench_de55_build(cards->keys->s, c->imk, t, atc, atc % 2, &terms, de55,
+				     &sl->in);
+		if (n < 0)
+			return n;
+		ctx->de55 = de55;
+		ctx->de55_len = (uint16_t)n;
+		c->atc = atc;
+	}
+	if (c->zpk) {
+		n = tsw_hsm_pin_form(cards->keys->s, c->zpk, t->token, t->token_len, cards->pin,
+				     cards->pin_len, de52);
+		if (n < 0)
+			return n;
+		ctx->de52 = de52;
+		ctx->de52_len = (uint16_t)tsw_hsm_pin_block_len(c->zpk);
+	}
+	return 0;
+}
+
+/* Queues one request on connection i. Returns 0, -EAGAIN (no token may
+ * be sent now: wait for answers) or an encode error. */
 static int send_one(struct bench *b, uint32_t i, uint64_t t0)
 {
 	struct bconn *c = &b->c[i];
-	const struct bench_token *t = &b->toks->t[ring_rand(&b->rng) % b->toks->n];
-	struct bench_req_ctx ctx;
+	const struct bench_token *t;
+	struct bench_req_ctx ctx = {0};
 	struct bslot *sl;
 	enum bench_req_kind kind;
-	uint32_t s;
+	uint8_t de55[BENCH_DE55_MAX], de52[TSW_HSM_PIN_BLOCK_MAX];
+	uint32_t s, ti;
 	uint8_t *out;
 	int n;
 
+	if (pick_token(b, &ti) < 0)
+		return -EAGAIN;
+	t = &b->toks->t[ti];
 	out = outbuf_reserve(&c->pend, b->hdr + b->p->max_frame);
 	if (!out)
 		return -TSW_E_NO_SPACE;
@@ -179,10 +258,17 @@ static int send_one(struct bench *b, uint32_t i, uint64_t t0)
 	memcpy(ctx.terminal, "TOKBENCH", 8);
 	kind = bench_request_pick(t, (enum bench_expect_mode)b->cfg->expect, b->cfg->decline_pct,
 				  &b->rng);
+	ctx.amount = bench_request_amount(t, kind, &b->rng);
+	if (b->cfg->cards && (n = card_fields(b, ti, &ctx, de55, de52, sl)) < 0)
+		return n;
 	n = bench_request_build(b->p, t, kind, (enum bench_expect_mode)b->cfg->expect, &ctx,
 				&b->rng, out + b->hdr, b->p->max_frame, &sl->sent);
 	if (n < 0)
 		return n;
+	sl->tok = ti;
+	sl->card = ctx.de55_len > 0;
+	if (b->cfg->cards)
+		b->cfg->cards->c[ti].busy = sl->card;
 	tsw_iso_header_write(b->p, (size_t)n, out);
 	outbuf_commit(&c->pend, b->hdr + (size_t)n);
 	c->n_free--;
@@ -195,6 +281,8 @@ static int send_one(struct bench *b, uint32_t i, uint64_t t0)
 	if (sl->measured) {
 		b->res->sent++;
 		b->res->kind_sent[kind]++;
+		b->res->cryptograms += sl->card;
+		b->res->pin_blocks += ctx.de52_len > 0;
 	}
 	mark_dirty(b, i);
 	return 0;
@@ -210,6 +298,43 @@ static uint32_t parse_stan(const uint8_t *p, size_t len)
 		v = v * 10 + (uint32_t)(p[i] - '0');
 	}
 	return v;
+}
+
+/* Checks the tag 91 of an answer to a request sent with DE55: present, it
+ * must be the ARPC of the ARQC sent (method 1 with the answer's DE39 as
+ * ARC, or method 2 for CVN 18 with the CSU the switch sends); absent, it
+ * is wrong on an approval through the switch (vault mode: the issuer
+ * itself never adds one). Returns true when wrong; counts when measured. */
+static bool tag91_wrong(struct bench *b, const struct bslot *sl, const struct tsw_iso_msg *m,
+			const char rc[2])
+{
+	const struct bench_cards *cards = b->cfg->cards;
+	const struct bench_token *t = &b->toks->t[sl->tok];
+	struct tsw_hsm_arpc_params p = {.arc = {(uint8_t)rc[0], (uint8_t)rc[1]}};
+	uint8_t want[TSW_HSM_ARPC_DATA_MAX];
+	const uint8_t *v = NULL;
+	bool approved = rc[0] == '0' && rc[1] == '0';
+	size_t n = 0, wlen = 0;
+	int found = 0;
+
+	if (tsw_iso_has(m, 55))
+		found = tsw_tlv_find(tsw_iso_ptr(m, 55), m->f[55].len, 0x91, &v, &n);
+	if (found != 1) {
+		bool wrong = approved && b->cfg->expect == BENCH_EXPECT_VAULT;
+
+		b->res->tag91_missing += wrong && sl->measured;
+		return wrong;
+	}
+	if (approved && sl->in.cvn == TSW_HSM_CVN_VISA_18)
+		p.csu[1] = 0x80;
+	if (tsw_hsm_arpc(cards->keys->s, cards->c[sl->tok].imk, t->token, t->token_len,
+			 bench_card_psn(t), &sl->in, &p, want, &wlen) < 0 ||
+	    wlen != n || memcmp(want, v, n) != 0) {
+		b->res->tag91_bad += sl->measured;
+		return true;
+	}
+	b->res->tag91 += sl->measured;
+	return false;
 }
 
 static void on_answer(struct bench *b, uint32_t i, const uint8_t *body, size_t len)
@@ -250,6 +375,8 @@ static void on_answer(struct bench *b, uint32_t i, const uint8_t *body, size_t l
 		leak = true;
 	if (!bench_expect_match(&sl->sent.expect, rc))
 		wrong = true;
+	if (sl->card && tag91_wrong(b, sl, &m, rc))
+		wrong = true;
 	if (sl->measured) {
 		uint64_t lat = b->now_ns > sl->t0_ns ? b->now_ns - sl->t0_ns : 0;
 
@@ -265,7 +392,7 @@ static void on_answer(struct bench *b, uint32_t i, const uint8_t *body, size_t l
 	} else {
 		res->warmup_count++;
 	}
-	free_slot(c, s);
+	free_slot(b, c, s);
 	b->inflight--;
 }
 
@@ -330,7 +457,7 @@ static void scan_timeouts(struct bench *b)
 				continue;
 			if (sl->measured)
 				b->res->timeouts++;
-			free_slot(c, s);
+			free_slot(b, c, s);
 			b->inflight--;
 		}
 	}
@@ -352,6 +479,8 @@ static int generate_and_flush(struct bench *b)
 				continue;
 			while (c->n_free > 0) {
 				r = send_one(b, i, b->now_ns);
+				if (r == -EAGAIN)
+					break;
 				if (r < 0)
 					return r;
 			}
@@ -359,6 +488,8 @@ static int generate_and_flush(struct bench *b)
 		}
 		while (c->next_t_ns <= b->now_ns && c->next_t_ns < b->end_ns && c->n_free > 0) {
 			r = send_one(b, i, c->next_t_ns);
+			if (r == -EAGAIN)
+				break;
 			if (r < 0)
 				return r;
 			c->next_t_ns += b->interval_ns;

@@ -9,6 +9,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "card.h"
 #include "hist.h"
 #include "request.h"
 #include "tokens.h"
@@ -21,6 +22,7 @@
 #define BENCH_LIVE_INTERVAL_NS 1000000000ull
 #define BENCH_SCAN_MIN_NS 1000000ull /* timeout scans at most every 1 ms */
 #define BENCH_STAN_SPACE 1000000u    /* DE11 has 6 digits */
+#define BENCH_PICK_TRIES 16	     /* random picks before a send waits for a free card */
 
 struct bench_config {
 	struct sockaddr_in target;
@@ -34,6 +36,10 @@ struct bench_config {
 	uint8_t expect; /* enum bench_expect_mode */
 	uint64_t seed;
 	bool live; /* a line per second on stderr */
+	/* NULL: no card cryptography. Else rows that need an ARQC send DE55
+	 * (one request per such token in flight, ATCs ascending) and, with a
+	 * PIN, every request DE52; bench_run() updates the cards' ATCs. */
+	struct bench_cards *cards;
 };
 
 struct bench_result {
@@ -50,6 +56,12 @@ struct bench_result {
 	uint64_t conn_failures; /* connections closed under load */
 	uint64_t rc[BENCH_RC_SLOTS];
 	uint64_t kind_sent[BENCH_REQ_KIND_MAX];
+	uint64_t cryptograms;	/* requests sent with a DE55 */
+	uint64_t pin_blocks;	/* requests sent with a DE52 */
+	uint64_t tag91;		/* answers to them with a tag 91 that checks */
+	uint64_t tag91_missing; /* approvals through the switch without one (wrong) */
+	uint64_t tag91_bad;	/* a tag 91 that is not the ARPC (wrong) */
+	uint64_t card_waits;	/* sends put off: the tokens picked were all in flight */
 	struct hist lat; /* nanoseconds */
 };
 

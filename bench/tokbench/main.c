@@ -2,6 +2,7 @@
  * `tokbench --help` and docs/bench.md. */
 #include <errno.h>
 #include <getopt.h>
+#include <openssl/crypto.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,7 +37,20 @@ static void usage(FILE *f)
 	      "  --profile NAME|PATH wire profile (default \"default\")\n"
 	      "  --json FILE         write the figures as JSON\n"
 	      "  --seed N            random seed (default 1)\n"
-	      "  --quiet             no live line on stderr\n",
+	      "  --quiet             no live line on stderr\n"
+	      "  --vault DIR --key-file FILE\n"
+	      "                      load the vault's active keys (read only): rows with a cvn\n"
+	      "                      and a chip or contactless pos_mode send DE55 with a valid\n"
+	      "                      ARQC; answers must carry a tag 91 that checks (approvals:\n"
+	      "                      present, in --expect vault)\n"
+	      "  --atc-start N       the first ATC of every card (default 1); a later run\n"
+	      "                      against the same switch state needs a fresh state or\n"
+	      "                      tokvault repersonalize (ATCs at or below the last one\n"
+	      "                      accepted are replays, more than 100 ahead refused)\n"
+	      "  --pin PIN           every request carries DE52: PIN's block bound to the\n"
+	      "                      token under the zpk-acquirer of its DE32 (needs --vault);\n"
+	      "                      with --expect issuer (no switch to translate it) under\n"
+	      "                      the zpk-issuer of issuer 0, as the switch forwards it\n",
 	      f);
 }
 
@@ -56,6 +70,10 @@ enum {
 	OPT_JSON,
 	OPT_SEED,
 	OPT_QUIET,
+	OPT_VAULT,
+	OPT_KEY_FILE,
+	OPT_ATC_START,
+	OPT_PIN,
 	OPT_HELP,
 };
 
@@ -75,6 +93,10 @@ static const struct option long_opts[] = {
     {"json", required_argument, NULL, OPT_JSON},
     {"seed", required_argument, NULL, OPT_SEED},
     {"quiet", no_argument, NULL, OPT_QUIET},
+    {"vault", required_argument, NULL, OPT_VAULT},
+    {"key-file", required_argument, NULL, OPT_KEY_FILE},
+    {"atc-start", required_argument, NULL, OPT_ATC_START},
+    {"pin", required_argument, NULL, OPT_PIN},
     {"help", no_argument, NULL, OPT_HELP},
     {NULL, 0, NULL, 0},
 };
@@ -82,6 +104,8 @@ static const struct option long_opts[] = {
 struct args {
 	struct bench_config cfg;
 	const char *tokens, *json, *profile;
+	const char *vault, *key_file, *pin;
+	uint16_t atc_start;
 };
 
 static int parse_num(const char *s, double lo, double hi, double *ret)
@@ -115,6 +139,7 @@ static int parse_args(int argc, char **argv, struct args *a)
 	cfg->seed = 1;
 	cfg->live = true;
 	a->profile = "default";
+	a->atc_start = 1;
 	while ((opt = getopt_long(argc, argv, "", long_opts, NULL)) != -1) {
 		switch (opt) {
 		case OPT_TARGET:
@@ -175,6 +200,25 @@ static int parse_args(int argc, char **argv, struct args *a)
 		case OPT_QUIET:
 			cfg->live = false;
 			break;
+		case OPT_VAULT:
+			a->vault = optarg;
+			break;
+		case OPT_KEY_FILE:
+			a->key_file = optarg;
+			break;
+		case OPT_ATC_START:
+			r = parse_num(optarg, 1, BENCH_ATC_MAX, &v);
+			a->atc_start = (uint16_t)v;
+			if (!r && v != (double)a->atc_start)
+				r = -TSW_E_BAD_INPUT;
+			break;
+		case OPT_PIN:
+			a->pin = optarg;
+			if (strlen(optarg) < TSW_HSM_PIN_DIGITS_MIN ||
+			    strlen(optarg) > TSW_HSM_PIN_DIGITS_MAX ||
+			    strspn(optarg, "0123456789") != strlen(optarg))
+				r = -TSW_E_BAD_INPUT;
+			break;
 		case OPT_HELP:
 			usage(stdout);
 			exit(0);
@@ -190,6 +234,61 @@ static int parse_args(int argc, char **argv, struct args *a)
 	if (optind < argc || !have_target || !a->tokens) {
 		fprintf(stderr, "tokbench: --target and --tokens are required\n");
 		return -TSW_E_BAD_INPUT;
+	}
+	if (!a->vault != !a->key_file || (a->pin && !a->vault)) {
+		fprintf(stderr, "tokbench: --vault and --key-file go together; --pin needs them\n");
+		return -TSW_E_BAD_INPUT;
+	}
+	return 0;
+}
+
+/* Loads the vault's keys into keys and sets up cards for toks. Returns 0,
+ * or -1 after saying why. */
+static int cards_setup(const struct args *a, const struct bench_tokens *toks, struct cardkeys *keys,
+		       struct bench_cards *cards)
+{
+	enum tsw_vault_key_kind kind = TSW_VAULT_KEY_IMK_AC;
+	uint32_t row = 0;
+	int r;
+
+	r = cardkeys_open(keys);
+	if (r < 0) {
+		fprintf(stderr, "tokbench: hsm: %s\n", tsw_strerror(r));
+		return -1;
+	}
+	r = cardkeys_load(keys, a->vault, a->key_file);
+	if (r <= 0) {
+		fprintf(stderr, "tokbench: keys of vault %s: %s\n", a->vault,
+			r ? tsw_strerror(r)
+			  : "none active (tokvault demo --cvn-pct or key-add adds them)");
+		return -1;
+	}
+	r = bench_cards_setup(toks, keys, a->pin, a->cfg.expect == BENCH_EXPECT_ISSUER,
+			      a->atc_start, cards, &row, &kind);
+	if (r == -TSW_E_NOT_FOUND) {
+		fprintf(stderr, "tokbench: %s row %u: vault %s has no active %s key for it\n",
+			a->tokens, row, a->vault, tsw_vault_key_kind_name(kind));
+		return -1;
+	}
+	if (r < 0) {
+		fprintf(stderr, "tokbench: %s\n", tsw_strerror(r));
+		return -1;
+	}
+	return 0;
+}
+
+/* Without --vault no row may need a cryptogram: its answer would be a
+ * decline the CSV does not expect. */
+static int cards_needed(const struct args *a, const struct bench_tokens *toks)
+{
+	for (uint32_t i = 0; i < toks->n && !a->vault; i++) {
+		if (bench_card_needs_arqc(&toks->t[i])) {
+			fprintf(stderr,
+				"tokbench: %s row %u needs an ARQC (cvn): give --vault DIR "
+				"--key-file FILE\n",
+				a->tokens, i + 1);
+			return -1;
+		}
 	}
 	return 0;
 }
@@ -236,6 +335,13 @@ static void print_report(FILE *f, const struct args *a, const struct bench_resul
 		first = false;
 	}
 	fprintf(f, "%s\n", first ? " none" : "");
+	if (a->vault)
+		fprintf(f,
+			"  cryptograms %llu  pin_blocks %llu  tag91 %llu  tag91_missing %llu  "
+			"tag91_bad %llu\n",
+			(unsigned long long)r->cryptograms, (unsigned long long)r->pin_blocks,
+			(unsigned long long)r->tag91, (unsigned long long)r->tag91_missing,
+			(unsigned long long)r->tag91_bad);
 }
 
 static int write_json(const char *path, const struct args *a, const struct bench_result *r)
@@ -288,7 +394,14 @@ static int write_json(const char *path, const struct args *a, const struct bench
 		fprintf(f, "%s\"%.2s\": %llu", first ? "" : ", ", rc, (unsigned long long)r->rc[i]);
 		first = false;
 	}
-	fprintf(f, "},\n  \"kinds_sent\": {");
+	fprintf(f,
+		"},\n  \"cryptograms_sent\": %llu,\n  \"pin_blocks_sent\": %llu,\n"
+		"  \"tag91_answers\": %llu,\n  \"tag91_missing\": %llu,\n  \"tag91_bad\": %llu,\n"
+		"  \"card_waits\": %llu,\n",
+		(unsigned long long)r->cryptograms, (unsigned long long)r->pin_blocks,
+		(unsigned long long)r->tag91, (unsigned long long)r->tag91_missing,
+		(unsigned long long)r->tag91_bad, (unsigned long long)r->card_waits);
+	fprintf(f, "  \"kinds_sent\": {");
 	for (unsigned k = 0; k < BENCH_REQ_KIND_MAX; k++)
 		fprintf(f, "%s\"%s\": %llu", k ? ", " : "", kind_names[k],
 			(unsigned long long)r->kind_sent[k]);
@@ -300,6 +413,8 @@ static int write_json(const char *path, const struct args *a, const struct bench
 
 int main(int argc, char **argv)
 {
+	struct bench_cards cards = {0};
+	struct cardkeys *keys = NULL;
 	struct tsw_iso_profile *p;
 	struct bench_tokens toks;
 	struct bench_result *res;
@@ -330,6 +445,14 @@ int main(int argc, char **argv)
 		fprintf(stderr, "tokbench: %s line %u: %s\n", a.tokens, line, tsw_strerror(r));
 		goto out_free;
 	}
+	if (cards_needed(&a, &toks) < 0)
+		goto out_toks;
+	if (a.vault) {
+		keys = calloc(1, sizeof(*keys));
+		if (!keys || cards_setup(&a, &toks, keys, &cards) < 0)
+			goto out_toks;
+		a.cfg.cards = &cards;
+	}
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = on_signal;
 	sigemptyset(&sa.sa_mask);
@@ -338,20 +461,26 @@ int main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 
 	r = bench_run(&a.cfg, p, &toks, &stop_flag, res);
-	bench_tokens_free(&toks);
 	if (r < 0) {
 		fprintf(stderr, "tokbench: %s\n", tsw_strerror(r));
-		goto out_free;
+		goto out_toks;
 	}
 	print_report(stdout, &a, res);
 	if (a.json) {
 		r = write_json(a.json, &a, res);
 		if (r < 0) {
 			fprintf(stderr, "tokbench: %s: %s\n", a.json, tsw_strerror(r));
-			goto out_free;
+			goto out_toks;
 		}
 	}
 	rc = 0;
+out_toks:
+	bench_cards_free(&cards);
+	OPENSSL_cleanse(&cards, sizeof(cards));
+	if (keys && keys->hsm)
+		cardkeys_close(keys);
+	free(keys);
+	bench_tokens_free(&toks);
 out_free:
 	free(res);
 	free(p);

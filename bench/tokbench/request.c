@@ -52,7 +52,7 @@ enum bench_req_kind bench_request_pick(const struct bench_token *t, enum bench_e
 	return cand[ring_rand(rng) % n];
 }
 
-static uint64_t pick_amount(const struct bench_token *t, enum bench_req_kind kind, uint64_t *rng)
+uint64_t bench_request_amount(const struct bench_token *t, enum bench_req_kind kind, uint64_t *rng)
 {
 	uint64_t hi = t->amount_limit ? t->amount_limit : AMOUNT_NO_LIMIT_MAX, a;
 
@@ -87,7 +87,7 @@ int bench_request_build(const struct tsw_iso_profile *p, const struct bench_toke
 			const struct bench_req_ctx *ctx, uint64_t *rng, uint8_t *out, size_t cap,
 			struct bench_sent *ret_sent)
 {
-	struct tsw_iso_edit e[16];
+	struct tsw_iso_edit e[18];
 	struct bench_sent sent;
 	char de4[12], de11[6], de37[12], merchant[BENCH_MERCHANT_LEN];
 	uint8_t de48[DE48_MAX];
@@ -100,7 +100,7 @@ int bench_request_build(const struct tsw_iso_profile *p, const struct bench_toke
 	memcpy(sent.de2, t->token, t->token_len);
 	sent.de2_len = t->token_len;
 	memcpy(merchant, t->merchant, sizeof(merchant));
-	bench_digits(pick_amount(t, kind, rng), de4, 12);
+	bench_digits(ctx->amount ? ctx->amount : bench_request_amount(t, kind, rng), de4, 12);
 	bench_digits(ctx->stan, de11, 6);
 	bench_digits(ctx->rrn, de37, 12);
 
@@ -170,6 +170,10 @@ int bench_request_build(const struct tsw_iso_profile *p, const struct bench_toke
 	if (de48_len)
 		EDIT(48, de48_len, de48);
 	EDIT(49, 3, t->currency);
+	if (ctx->de52_len)
+		EDIT(52, ctx->de52_len, ctx->de52);
+	if (ctx->de55_len)
+		EDIT(55, ctx->de55_len, ctx->de55);
 #undef EDIT
 	r = tsw_iso_encode(p, NULL, e, n, out, cap);
 	if (r < 0)

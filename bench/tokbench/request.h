@@ -41,6 +41,10 @@ struct bench_req_ctx {
 	uint64_t rrn;	  /* DE37, 12 digits */
 	char de7[10];	  /* MMDDhhmmss, UTC */
 	char terminal[8]; /* DE41 */
+	uint64_t amount;  /* DE4; 0: bench_request_amount() picks it */
+	/* card cryptography (card.h), sent when de52_len / de55_len > 0 */
+	const uint8_t *de52, *de55;
+	uint16_t de52_len, de55_len;
 };
 
 /* Picks a kind: NORMAL, or with probability decline_pct/100 a decline that
@@ -48,6 +52,11 @@ struct bench_req_ctx {
  * Falls back to NORMAL when none applies. */
 enum bench_req_kind bench_request_pick(const struct bench_token *t, enum bench_expect_mode mode,
 				       double decline_pct, uint64_t *rng);
+
+/* An amount for a request of kind to t: inside its limit (never ending in
+ * 51, the issuer's decline) for most kinds, above it for OVER_LIMIT, one
+ * ending in 51 for ISSUER_DECLINE. */
+uint64_t bench_request_amount(const struct bench_token *t, enum bench_req_kind kind, uint64_t *rng);
 
 /* Encodes the 0100 body for t into out (no length header). Returns its
  * length, or -TSW_E_NO_SPACE and the codec's other encode errors. Fills

@@ -7,6 +7,7 @@
 
 #include "ring.h"
 #include "tsw/error.h"
+#include "tsw/token.h"
 
 #define DEFAULT_ACQUIRER "100001"
 #define DEFAULT_MCC "5999"
@@ -24,12 +25,14 @@ enum col {
 	COL_AMOUNT_LIMIT,
 	COL_CURRENCY,
 	COL_EXPECT_RC,
+	COL_CVN,
+	COL_PSN,
 	COL_MAX
 };
 
 static const char *const col_names[COL_MAX] = {
-    "token",	  "token_expiry", "pos_mode",	  "merchant_id", "acquirer_id", "mcc",
-    "device_ref", "trid",	  "amount_limit", "currency",	 "expect_rc",
+    "token", "token_expiry", "pos_mode", "merchant_id", "acquirer_id", "mcc", "device_ref",
+    "trid",  "amount_limit", "currency", "expect_rc",	"cvn",	       "psn",
 };
 
 static const struct {
@@ -112,6 +115,27 @@ static unsigned split(char *line, char **f, size_t *flen, unsigned max)
 			return n;
 		p = c + 1;
 	}
+}
+
+/* The cvn and psn columns: empty or absent, no cryptogram. */
+static int parse_card(const int *col_of, char **f, const size_t *flen, unsigned nf,
+		      struct bench_token *t)
+{
+	int c;
+
+	if ((c = col_of[COL_CVN]) >= 0 && (unsigned)c < nf && flen[c]) {
+		if (flen[c] != 2 || !all_digits(f[c], 2))
+			return -TSW_E_BAD_INPUT;
+		t->cvn = (uint8_t)((f[c][0] - '0') * 10 + (f[c][1] - '0'));
+		if (t->cvn == 0 || !TSW_TOKEN_CVN_VALID(t->cvn))
+			return -TSW_E_BAD_INPUT;
+	}
+	if ((c = col_of[COL_PSN]) >= 0 && (unsigned)c < nf && flen[c]) {
+		if (flen[c] != 2 || !all_digits(f[c], 2))
+			return -TSW_E_BAD_INPUT;
+		t->psn = (uint8_t)((f[c][0] - '0') * 10 + (f[c][1] - '0'));
+	}
+	return 0;
 }
 
 static int parse_row(const int *col_of, char **f, const size_t *flen, unsigned nf, uint64_t *rng,
@@ -199,8 +223,8 @@ static int parse_row(const int *col_of, char **f, const size_t *flen, unsigned n
 	t->expect = (struct bench_expect){.n = 1, .rc = {{'0', '0'}}};
 	if (FIELD(COL_EXPECT_RC) && flen[c] && bench_expect_parse(f[c], flen[c], &t->expect) < 0)
 		return -TSW_E_BAD_INPUT;
+	return parse_card(col_of, f, flen, nf, t);
 #undef FIELD
-	return 0;
 }
 
 int bench_tokens_load(const char *path, uint64_t *rng, struct bench_tokens *ret, unsigned *ret_line)

@@ -1,7 +1,8 @@
 /* The token list `tokvault demo --out` writes: a CSV whose header names the
  * columns token,token_expiry,pos_mode,merchant_id,acquirer_id,mcc,
- * device_ref,trid,amount_limit,currency,expect_rc (only token is
- * required; columns may come in any order). */
+ * device_ref,trid,amount_limit,currency,expect_rc,cvn,psn (only token is
+ * required; columns may come in any order; a list older than cvn and psn
+ * reads as tokens that need no cryptogram). */
 #ifndef TSW_BENCH_TOKENS_H
 #define TSW_BENCH_TOKENS_H
 
@@ -40,6 +41,8 @@ struct bench_token {
 	uint64_t amount_limit; /* minor units, 0: none */
 	char currency[3];
 	struct bench_expect expect;
+	uint8_t cvn; /* 0, or the ARQC version: 10, 16, 18, 20 */
+	uint8_t psn; /* 0..99 */
 };
 
 struct bench_tokens {

@@ -1,6 +1,7 @@
 /* issuer-sim: the answer rules (sans I/O), then the executable over
  * loopback: every MTI answered, a --rule applied, the faults (drop,
- * late, close-after, refuse) and a clean exit on SIGTERM. */
+ * late, close-after, refuse), a clean exit on SIGTERM, and the PIN check
+ * (--pin) under the vault's zpk-issuer. */
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <poll.h>
@@ -12,6 +13,7 @@
 #include <unistd.h>
 
 #include "answer.h"
+#include "cardkeys.h"
 #include "delay.h"
 #include "sim.h"
 #include "testproc.h"
@@ -163,7 +165,8 @@ Test(answer, each_mti_answered_with_echoes_and_rc, .init = load_profile)
 		int an;
 
 		cr_assert_gt(n, 0, "case %zu: %s", i, tsw_strerror(n));
-		an = sim_answer_build(&prof, &rules, 7, req, (size_t)n, ans, sizeof(ans), &v, rc);
+		an = sim_answer_build(&prof, &rules, NULL, 7, req, (size_t)n, ans, sizeof(ans), &v,
+				      rc);
 		cr_assert_gt(an, 0, "case %zu: %s", i, tsw_strerror(an));
 		cr_assert_eq(v, SIM_ANSWER);
 		cr_assert_eq(tsw_iso_decode(&prof, ans, (size_t)an, &m), 0, "case %zu", i);
@@ -201,14 +204,14 @@ Test(answer, responses_and_garbage_get_no_answer, .init = load_profile)
 	sim_rules_init(&rules);
 	n = build_req("0110", "000000001000", "000001", req, sizeof(req));
 	cr_assert_gt(n, 0);
-	cr_assert_eq(sim_answer_build(&prof, &rules, 1, req, (size_t)n, ans, sizeof(ans), &v, rc),
-		     0);
+	cr_assert_eq(
+	    sim_answer_build(&prof, &rules, NULL, 1, req, (size_t)n, ans, sizeof(ans), &v, rc), 0);
 	cr_assert_eq(v, SIM_NO_ANSWER);
-	cr_assert_lt(
-	    sim_answer_build(&prof, &rules, 1, (const uint8_t *)"01", 2, ans, sizeof(ans), &v, rc),
-	    0);
+	cr_assert_lt(sim_answer_build(&prof, &rules, NULL, 1, (const uint8_t *)"01", 2, ans,
+				      sizeof(ans), &v, rc),
+		     0);
 	n = build_req("0100", "000000001000", "000001", req, sizeof(req));
-	cr_assert_eq(sim_answer_build(&prof, &rules, 1, req, (size_t)n, ans, 8, &v, rc),
+	cr_assert_eq(sim_answer_build(&prof, &rules, NULL, 1, req, (size_t)n, ans, 8, &v, rc),
 		     -TSW_E_NO_SPACE);
 }
 
@@ -586,4 +589,301 @@ Test(sim, sigint_exits_0_with_summary, .init = load_profile, .timeout = 30)
 	cr_assert_eq(st, 0, "exit status %d", st);
 	cr_assert_eq(testproc_line(&sp.tp, summary, sizeof(summary), 0), 0);
 	cr_assert(strncmp(summary, "summary conns=0 ", 16) == 0, "%s", summary);
+}
+
+/* ---- the PIN check (--pin): the switch's translated block, under the
+ * issuer's zone PIN key, bound to the PAN it forwards ---- */
+
+#define PIN_PAN "4111111111111111"
+#define PIN_OTHER_PAN "4111111111112222"
+#define PIN_RIGHT "1234"
+#define PIN_OTHER "4321"
+static const uint8_t tdes_zpk[16] = {0x01, 0x23, 0x45, 0x67, 0x89, 0xAB, 0xCD, 0xEF,
+				     0xFE, 0xDC, 0xBA, 0x98, 0x76, 0x54, 0x32, 0x10};
+static const uint8_t aes_zpk[16] = {0x00, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77,
+				    0x88, 0x99, 0xAA, 0xBB, 0xCC, 0xDD, 0xEE, 0xFF};
+
+/* A 0100 for pan with DE4 amount and DE52 (none when de52 is NULL). */
+static int build_pin_req(const struct tsw_iso_profile *p, const char *pan, const char *amount,
+			 const uint8_t *de52, size_t de52_len, uint8_t *out, size_t cap)
+{
+	struct tsw_iso_edit e[8];
+	size_t n = 0;
+
+	e[n++] = (struct tsw_iso_edit){0, 4, (const uint8_t *)"0100"};
+	e[n++] = (struct tsw_iso_edit){2, (uint16_t)strlen(pan), (const uint8_t *)pan};
+	e[n++] = (struct tsw_iso_edit){3, 6, (const uint8_t *)"000000"};
+	e[n++] = (struct tsw_iso_edit){4, 12, (const uint8_t *)amount};
+	e[n++] = (struct tsw_iso_edit){11, 6, (const uint8_t *)"000001"};
+	if (de52)
+		e[n++] = (struct tsw_iso_edit){52, (uint16_t)de52_len, de52};
+	return tsw_iso_encode(p, NULL, e, n, out, cap);
+}
+
+struct pin_case {
+	const char *block_pin; /* the PIN the block holds; NULL: no DE52 */
+	const char *block_pan; /* the PAN the block is bound to */
+	const char *amount;
+	const char *want;
+	bool checked, wrong;
+};
+
+static const struct pin_case pin_cases[] = {
+    {PIN_RIGHT, PIN_PAN, "000000001000", "00", true, false},
+    {PIN_OTHER, PIN_PAN, "000000001000", "55", true, true},
+    /* the right PIN in a block formed for another account number */
+    {PIN_RIGHT, PIN_OTHER_PAN, "000000001000", "55", true, true},
+    {NULL, NULL, "000000001000", "00", false, false},
+    /* the PIN check comes before the amount rules; the rules still apply */
+    {PIN_OTHER, PIN_PAN, "000000001051", "55", true, true},
+    {PIN_RIGHT, PIN_PAN, "000000001051", "51", true, false},
+};
+
+/* Every case for one zone key (TDES: format 0 in the default profile; AES:
+ * format 4, 16 bytes, in pin16). */
+static void pin_cases_under(const struct tsw_iso_profile *p, enum tsw_vault_key_alg alg,
+			    const uint8_t *key)
+{
+	struct cardkeys *ck = calloc(1, sizeof(*ck));
+	struct sim_pin pin = {.pin = PIN_RIGHT, .pin_len = 4};
+	struct sim_rules rules;
+
+	cr_assert_not_null(ck);
+	cr_assert_eq(cardkeys_open(ck), 0);
+	cr_assert_eq(cardkeys_add(ck, TSW_VAULT_KEY_ZPK_ISSUER, alg, "0", 1, key, 16), 0);
+	pin.s = ck->s;
+	pin.zpk = cardkeys_by_scope(ck, TSW_VAULT_KEY_ZPK_ISSUER, "0", 1);
+	cr_assert_not_null(pin.zpk);
+	sim_rules_init(&rules);
+	for (size_t i = 0; i < sizeof(pin_cases) / sizeof(pin_cases[0]); i++) {
+		const struct pin_case *c = &pin_cases[i];
+		uint8_t block[TSW_HSM_PIN_BLOCK_MAX], req[MSG_MAX], ans[MSG_MAX];
+		uint64_t checked = pin.checked, wrong = pin.wrong;
+		enum sim_verdict v;
+		char rc[2];
+		int n;
+
+		if (c->block_pin)
+			cr_assert_eq(tsw_hsm_pin_form(ck->s, pin.zpk, c->block_pan, 16,
+						      c->block_pin, 4, block),
+				     0);
+		n = build_pin_req(p, PIN_PAN, c->amount, c->block_pin ? block : NULL,
+				  tsw_hsm_pin_block_len(pin.zpk), req, sizeof(req));
+		cr_assert_gt(n, 0, "case %zu: %s", i, tsw_strerror(n));
+		cr_assert_gt(
+		    sim_answer_build(p, &rules, &pin, 1, req, (size_t)n, ans, sizeof(ans), &v, rc),
+		    0, "case %zu", i);
+		cr_assert(memcmp(rc, c->want, 2) == 0, "case %zu (%s): got %.2s want %s", i,
+			  tsw_vault_key_alg_name(alg), rc, c->want);
+		cr_assert_eq(pin.checked - checked, c->checked, "case %zu", i);
+		cr_assert_eq(pin.wrong - wrong, c->wrong, "case %zu", i);
+	}
+	cardkeys_close(ck);
+	free(ck);
+}
+
+Test(pin, right_pin_approves_other_pin_or_pan_declines_55, .init = load_profile)
+{
+	struct tsw_iso_profile p16;
+
+	pin_cases_under(&prof, TSW_VAULT_KEY_TDES2, tdes_zpk);
+	cr_assert_eq(tsw_iso_profile_load_spec("pin16", &p16), 0);
+	pin_cases_under(&p16, TSW_VAULT_KEY_AES128, aes_zpk);
+}
+
+/* A block of the other format's length (8 bytes under an AES key) is
+ * declined, never read past. */
+Test(pin, a_block_of_the_wrong_length_declines_55, .init = load_profile)
+{
+	struct cardkeys *ck = calloc(1, sizeof(*ck));
+	struct sim_pin pin = {.pin = PIN_RIGHT, .pin_len = 4};
+	uint8_t block[8] = {0}, req[MSG_MAX], ans[MSG_MAX];
+	struct sim_rules rules;
+	enum sim_verdict v;
+	char rc[2];
+	int n;
+
+	cr_assert_eq(cardkeys_open(ck), 0);
+	cr_assert_eq(
+	    cardkeys_add(ck, TSW_VAULT_KEY_ZPK_ISSUER, TSW_VAULT_KEY_AES128, "0", 1, aes_zpk, 16),
+	    0);
+	pin.s = ck->s;
+	pin.zpk = ck->k[0].key;
+	sim_rules_init(&rules);
+	n = build_pin_req(&prof, PIN_PAN, "000000001000", block, sizeof(block), req, sizeof(req));
+	cr_assert_gt(n, 0);
+	cr_assert_gt(
+	    sim_answer_build(&prof, &rules, &pin, 1, req, (size_t)n, ans, sizeof(ans), &v, rc), 0);
+	cr_assert(memcmp(rc, "55", 2) == 0, "got %.2s", rc);
+	cr_assert_eq(pin.wrong, 1);
+	cardkeys_close(ck);
+	free(ck);
+}
+
+static char pin_dir[256];
+
+static void pin_setup(void)
+{
+	load_profile();
+	snprintf(pin_dir, sizeof(pin_dir), "/tmp/issuer-sim-pin-XXXXXX");
+	cr_assert_not_null(mkdtemp(pin_dir));
+}
+
+static void pin_teardown(void)
+{
+	char cmd[300];
+
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", pin_dir);
+	cr_assert_eq(system(cmd), 0);
+}
+
+/* A vault in pin_dir whose key store holds one key of kind for scope. */
+static void pin_vault(char *vault, char *key, size_t cap, enum tsw_vault_key_kind kind,
+		      const char *scope)
+{
+	struct tsw_vault_key_info in = {.kind = (uint8_t)kind, .alg = TSW_VAULT_KEY_TDES2};
+	struct tsw_vault *v;
+
+	snprintf(vault, cap, "%s/vault", pin_dir);
+	snprintf(key, cap, "%s/vault.key", pin_dir);
+	snprintf(in.id, sizeof(in.id), "k1");
+	snprintf(in.scope, sizeof(in.scope), "%s", scope);
+	cr_assert_eq(tsw_vault_open(vault, key, TSW_VAULT_CREATE, &v), 0);
+	cr_assert_eq(tsw_vault_key_add(v, &in, tdes_zpk, sizeof(tdes_zpk), NULL), 0);
+	tsw_vault_close(v);
+}
+
+Test(pin, sim_checks_de52_under_the_vaults_issuer_key, .init = pin_setup, .fini = pin_teardown,
+     .timeout = 30)
+{
+	char vault[300], key[300], summary[TESTPROC_LINE_MAX];
+	struct cardkeys *ck = calloc(1, sizeof(*ck));
+	const struct tsw_hsm_key *zpk;
+	struct sim_proc sp;
+	int64_t deadline;
+	int fd;
+
+	pin_vault(vault, key, sizeof(vault), TSW_VAULT_KEY_ZPK_ISSUER, "0");
+	{
+		const char *extra[] = {"--pin",	     PIN_RIGHT, "--vault", vault,
+				       "--key-file", key,	NULL};
+
+		sim_start(&sp, extra);
+	}
+	/* the test plays the switch: the block under the issuer key from the
+	 * same vault, bound to the PAN */
+	cr_assert_eq(cardkeys_open(ck), 0);
+	cr_assert_eq(cardkeys_load(ck, vault, key), 1);
+	zpk = cardkeys_by_scope(ck, TSW_VAULT_KEY_ZPK_ISSUER, "0", 1);
+	cr_assert_not_null(zpk);
+	fd = testproc_connect(sp.port);
+	cr_assert_geq(fd, 0);
+	deadline = testproc_now_ms() + IO_DEADLINE_MS;
+	for (size_t i = 0; i < 4; i++) {
+		const struct pin_case *c = &pin_cases[i];
+		uint8_t block[TSW_HSM_PIN_BLOCK_MAX], buf[2 + MSG_MAX];
+		struct tsw_iso_msg m;
+		int n;
+
+		if (c->block_pin)
+			cr_assert_eq(
+			    tsw_hsm_pin_form(ck->s, zpk, c->block_pan, 16, c->block_pin, 4, block),
+			    0);
+		n = build_pin_req(&prof, PIN_PAN, c->amount, c->block_pin ? block : NULL, 8,
+				  buf + 2, MSG_MAX);
+		cr_assert_gt(n, 0);
+		buf[0] = (uint8_t)(n >> 8);
+		buf[1] = (uint8_t)n;
+		cr_assert_eq(write(fd, buf, 2 + (size_t)n), 2 + n);
+		cr_assert_eq(read_answer(fd, buf, &m, deadline), 0, "case %zu", i);
+		cr_assert(field_is(&m, 39, c->want), "case %zu: DE39 %.2s", i,
+			  (const char *)tsw_iso_ptr(&m, 39));
+	}
+	close(fd);
+	cardkeys_close(ck);
+	free(ck);
+	sim_stop(&sp, summary, sizeof(summary));
+	cr_assert_eq(summary_count(summary, "pin_checked"), 3, "%s", summary);
+	cr_assert_eq(summary_count(summary, "pin_wrong"), 2, "%s", summary);
+	cr_assert_eq(summary_count(summary, "declined"), 2, "%s", summary);
+}
+
+static int sim_exit_status(const char *const *extra)
+{
+	char path[512];
+	char *argv[32];
+	struct testproc tp;
+	int n = 0;
+
+	testproc_program("TSW_ISSUER_SIM", path, sizeof(path));
+	argv[n++] = path;
+	argv[n++] = (char *)"--listen";
+	argv[n++] = (char *)"127.0.0.1:0";
+	for (; *extra; extra++)
+		argv[n++] = (char *)*extra;
+	argv[n] = NULL;
+	cr_assert_eq(testproc_start(&tp, argv), 0);
+	return testproc_wait(&tp, TESTPROC_DEADLINE_MS);
+}
+
+Test(pin, sim_refuses_a_pin_check_it_cannot_make, .init = pin_setup, .fini = pin_teardown,
+     .timeout = 30)
+{
+	char vault[300], key[300];
+
+	/* the key store has a zpk-acquirer only: no issuer key to check with */
+	pin_vault(vault, key, sizeof(vault), TSW_VAULT_KEY_ZPK_ACQUIRER, "100001");
+	{
+		const char *a[] = {"--pin", PIN_RIGHT, "--vault", vault, "--key-file", key, NULL};
+
+		cr_assert_eq(sim_exit_status(a), 1);
+	}
+	{
+		const char *a[] = {"--pin", PIN_RIGHT, "--vault", pin_dir, "--key-file", key, NULL};
+
+		cr_assert_eq(sim_exit_status(a), 1, "not a vault");
+	}
+	{
+		const char *a[] = {"--pin", PIN_RIGHT, NULL};
+
+		cr_assert_eq(sim_exit_status(a), 2, "--pin without --vault");
+	}
+	{
+		const char *a[] = {"--pin", "12a4", "--vault", vault, "--key-file", key, NULL};
+
+		cr_assert_eq(sim_exit_status(a), 2, "PIN not digits");
+	}
+	{
+		const char *a[] = {"--pin", "123", "--vault", vault, "--key-file", key, NULL};
+
+		cr_assert_eq(sim_exit_status(a), 2, "PIN too short");
+	}
+	{
+		const char *a[] = {"--issuer-index", "256", NULL};
+
+		cr_assert_eq(sim_exit_status(a), 2);
+	}
+}
+
+Test(pin, sim_takes_the_issuer_index_of_its_key, .init = pin_setup, .fini = pin_teardown,
+     .timeout = 30)
+{
+	char vault[300], key[300];
+
+	pin_vault(vault, key, sizeof(vault), TSW_VAULT_KEY_ZPK_ISSUER, "1");
+	{
+		const char *a[] = {"--pin", PIN_RIGHT, "--vault", vault, "--key-file", key, NULL};
+
+		cr_assert_eq(sim_exit_status(a), 1, "issuer 0 has no key");
+	}
+	{
+		struct sim_proc sp;
+		char summary[TESTPROC_LINE_MAX];
+		const char *a[] = {"--pin", PIN_RIGHT,	      "--vault", vault, "--key-file",
+				   key,	    "--issuer-index", "1",	 NULL};
+
+		sim_start(&sp, a);
+		sim_stop(&sp, summary, sizeof(summary));
+		cr_assert_eq(summary_count(summary, "pin_checked"), 0, "%s", summary);
+	}
 }

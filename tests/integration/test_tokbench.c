@@ -1,14 +1,21 @@
 /* tokbench: histogram, token CSV and request building (sans I/O), then
  * tokbench against issuer-sim over loopback, checked through its --json. */
 #include <criterion/criterion.h>
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "bench.h"
+#include "card.h"
+#include "cardkeys.h"
 #include "hist.h"
 #include "request.h"
 #include "testproc.h"
@@ -573,4 +580,681 @@ Test(tokbench, issuer_latency_shows_in_percentiles, .init = setup, .fini = teard
 	cr_assert_geq(json_num(&j, "p99_us"), json_num(&j, "p50_us"), "%s", j.text);
 	cr_assert_eq(json_num(&j, "wrong"), 0, "%s", j.text);
 	sim_answered(&sim);
+}
+
+/* ---- card cryptography: the token list's cvn and psn ---- */
+
+Test(tokens, cvn_and_psn_columns_and_old_lists, .init = setup, .fini = teardown)
+{
+	char path[512];
+	struct bench_tokens t;
+	unsigned line;
+	uint64_t rng = 1;
+
+	write_file("t.csv",
+		   "token,pos_mode,expect_rc,cvn,psn\n"
+		   "4895370012345678,chip,00,18,07\n"
+		   "4895370012345686,ecommerce,00,10,00\n"
+		   "4895370012345694,contactless,00,,\n",
+		   path, sizeof(path));
+	cr_assert_eq(bench_tokens_load(path, &rng, &t, &line), 0, "line %u", line);
+	cr_assert_eq(t.t[0].cvn, 18);
+	cr_assert_eq(t.t[0].psn, 7);
+	cr_assert_eq(bench_card_psn(&t.t[0]), 0x07);
+	cr_assert(bench_card_needs_arqc(&t.t[0]));
+	cr_assert_eq(t.t[1].cvn, 10);
+	cr_assert_not(bench_card_needs_arqc(&t.t[1]), "e-commerce carries no ARQC");
+	cr_assert_eq(t.t[2].cvn, 0);
+	cr_assert_not(bench_card_needs_arqc(&t.t[2]));
+	bench_tokens_free(&t);
+	/* a list older than the columns: no card needs a cryptogram */
+	write_file("old.csv", tiny_csv, path, sizeof(path));
+	cr_assert_eq(bench_tokens_load(path, &rng, &t, &line), 0, "line %u", line);
+	for (uint32_t i = 0; i < t.n; i++)
+		cr_assert_eq(t.t[i].cvn, 0);
+	bench_tokens_free(&t);
+	static const char *const bad[] = {
+	    "token,cvn\n4895370012345678,11\n", "token,cvn\n4895370012345678,00\n",
+	    "token,cvn\n4895370012345678,1\n", "token,psn\n4895370012345678,7\n",
+	    "token,psn\n4895370012345678,0x\n"};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		write_file("bad.csv", bad[i], path, sizeof(path));
+		cr_assert_eq(bench_tokens_load(path, &rng, &t, &line), -TSW_E_BAD_INPUT, "case %zu",
+			     i);
+		cr_assert_eq(line, 2, "case %zu", i);
+	}
+}
+
+/* ---- card cryptography: DE55 and keys, sans I/O ---- */
+
+#define CARD_BIN "489537"
+static const uint8_t imk_bytes[16] = {0x01, 0x23, 0x45, 0x67, 0x89, 0xAB, 0xCD, 0xEF,
+				      0xFE, 0xDC, 0xBA, 0x98, 0x76, 0x54, 0x32, 0x10};
+static const uint8_t imk2_bytes[16] = {0x10, 0x32, 0x54, 0x76, 0x98, 0xBA, 0xDC, 0xFE,
+				       0xEF, 0xCD, 0xAB, 0x89, 0x67, 0x45, 0x23, 0x01};
+static const uint8_t zpk_bytes[16] = {0x13, 0x57, 0x9B, 0xDF, 0x02, 0x46, 0x8A, 0xCE,
+				      0xEC, 0xA8, 0x64, 0x20, 0xFD, 0xB9, 0x75, 0x31};
+
+static struct cardkeys *keys_with_imk(void)
+{
+	struct cardkeys *ck = calloc(1, sizeof(*ck));
+
+	cr_assert_not_null(ck);
+	cr_assert_eq(cardkeys_open(ck), 0);
+	cr_assert_eq(cardkeys_add(ck, TSW_VAULT_KEY_IMK_AC, TSW_VAULT_KEY_TDES2, CARD_BIN, 1,
+				  imk_bytes, sizeof(imk_bytes)),
+		     0);
+	return ck;
+}
+
+static void keys_free(struct cardkeys *ck)
+{
+	cardkeys_close(ck);
+	free(ck);
+}
+
+static const struct bench_arqc_terms terms = {
+    .amount = "000000001234", .currency = "978", .date = "261203", .un = 0xCAFEF00D};
+
+/* The DE55 tokbench sends parses as tsw_hsm_de55_parse() wants it, for the
+ * token's CVN, and its ARQC verifies (tsw_hsm_arqc_verify, as the switch
+ * checks it) under the same IMK, for every CVN, with and without 5F34. */
+Test(card, de55_verifies_for_every_cvn_with_and_without_psn, .init = setup, .fini = teardown)
+{
+	static const uint8_t cvns[] = {10, 16, 18, 20};
+	struct cardkeys *ck = keys_with_imk();
+	const struct tsw_hsm_key *imk =
+	    cardkeys_by_prefix(ck, TSW_VAULT_KEY_IMK_AC, "4895370012345678", 16);
+	struct bench_token t = sample_token();
+
+	cr_assert_not_null(imk);
+	t.psn = 42;
+	for (size_t i = 0; i < sizeof(cvns) / sizeof(cvns[0]); i++) {
+		for (int with_psn = 0; with_psn < 2; with_psn++) {
+			uint8_t de55[BENCH_DE55_MAX];
+			struct tsw_hsm_arqc_input sent, in;
+			const uint8_t *v;
+			size_t vlen;
+			int n;
+
+			t.cvn = cvns[i];
+			n = bench_de55_build(ck->s, imk, &t, 0x0102, with_psn, &terms, de55, &sent);
+			cr_assert_gt(n, 0, "cvn %u: %s", t.cvn, tsw_strerror(n));
+			cr_assert_eq(tsw_hsm_de55_parse(de55, (size_t)n, t.cvn, &in, NULL), 0,
+				     "cvn %u", t.cvn);
+			cr_assert_eq(in.has_psn, with_psn);
+			cr_assert(memcmp(in.atc, "\x01\x02", 2) == 0);
+			cr_assert(memcmp(in.amount, "\x00\x00\x00\x00\x12\x34", 6) == 0);
+			cr_assert(memcmp(in.currency, "\x09\x78", 2) == 0);
+			cr_assert(memcmp(in.date, "\x26\x12\x03", 3) == 0);
+			cr_assert(memcmp(in.arqc, sent.arqc, 8) == 0);
+			cr_assert_eq(
+			    tsw_hsm_arqc_verify(ck->s, imk, t.token, t.token_len, 0x42, &in), 0,
+			    "cvn %u psn %d", t.cvn, with_psn);
+			/* the scheme's 9F10 layout: the other scheme's CVN is refused */
+			cr_assert_eq(
+			    tsw_hsm_de55_parse(de55, (size_t)n, t.cvn == 10 ? 16 : 10, &in, NULL),
+			    -TSW_E_BAD_INPUT, "cvn %u", t.cvn);
+			cr_assert_eq(tsw_tlv_find(de55, (size_t)n, 0x5F34, &v, &vlen), with_psn);
+			/* another token's card, a wrong PSN, another ATC: no */
+			cr_assert_eq(tsw_hsm_de55_parse(de55, (size_t)n, t.cvn, &in, NULL), 0);
+			cr_assert_eq(
+			    tsw_hsm_arqc_verify(ck->s, imk, "4895370012345686", 16, 0x42, &in),
+			    -TSW_E_CRYPTOGRAM, "cvn %u", t.cvn);
+			if (!with_psn)
+				cr_assert_eq(tsw_hsm_arqc_verify(ck->s, imk, t.token, t.token_len,
+								 0x43, &in),
+					     -TSW_E_CRYPTOGRAM, "cvn %u", t.cvn);
+			in.atc[1] ^= 1;
+			cr_assert_eq(
+			    tsw_hsm_arqc_verify(ck->s, imk, t.token, t.token_len, 0x42, &in),
+			    -TSW_E_CRYPTOGRAM, "cvn %u", t.cvn);
+		}
+	}
+	keys_free(ck);
+}
+
+Test(card, keys_by_longest_prefix_newest_first_and_exact_scope)
+{
+	struct cardkeys *ck = keys_with_imk();
+	const struct tsw_hsm_key *k;
+
+	cr_assert_eq(cardkeys_add(ck, TSW_VAULT_KEY_IMK_AC, TSW_VAULT_KEY_TDES2, "4895370", 1,
+				  imk2_bytes, 16),
+		     0);
+	k = cardkeys_by_prefix(ck, TSW_VAULT_KEY_IMK_AC, "4895370012345678", 16);
+	cr_assert_eq(k, ck->k[1].key, "the longer range wins");
+	k = cardkeys_by_prefix(ck, TSW_VAULT_KEY_IMK_AC, "4895379912345678", 16);
+	cr_assert_eq(k, ck->k[0].key);
+	cr_assert_null(cardkeys_by_prefix(ck, TSW_VAULT_KEY_IMK_AC, "4111110012345678", 16));
+	cr_assert_null(cardkeys_by_prefix(ck, TSW_VAULT_KEY_ZPK_ACQUIRER, "4895370012345678", 16));
+	/* rotation: a newer key of the same scope wins */
+	cr_assert_eq(cardkeys_add(ck, TSW_VAULT_KEY_IMK_AC, TSW_VAULT_KEY_TDES2, CARD_BIN, 5,
+				  imk2_bytes, 16),
+		     0);
+	k = cardkeys_by_prefix(ck, TSW_VAULT_KEY_IMK_AC, "4895379912345678", 16);
+	cr_assert_eq(k, ck->k[2].key);
+	cr_assert_eq(cardkeys_add(ck, TSW_VAULT_KEY_ZPK_ACQUIRER, TSW_VAULT_KEY_TDES2, "100001", 1,
+				  zpk_bytes, 16),
+		     0);
+	cr_assert_eq(cardkeys_by_scope(ck, TSW_VAULT_KEY_ZPK_ACQUIRER, "100001", 6), ck->k[3].key);
+	cr_assert_null(cardkeys_by_scope(ck, TSW_VAULT_KEY_ZPK_ACQUIRER, "1000011", 7));
+	cr_assert_null(cardkeys_by_scope(ck, TSW_VAULT_KEY_ZPK_ACQUIRER, "10000", 5));
+	/* tavv keys are not the tools' */
+	cr_assert_eq(
+	    cardkeys_add(ck, TSW_VAULT_KEY_TAVV, TSW_VAULT_KEY_AES128, CARD_BIN, 1, zpk_bytes, 16),
+	    -TSW_E_BAD_INPUT);
+	keys_free(ck);
+}
+
+Test(card, setup_finds_each_rows_keys_or_names_the_row, .init = setup, .fini = teardown)
+{
+	struct cardkeys *ck = keys_with_imk();
+	struct bench_cards cards;
+	struct bench_tokens t;
+	enum tsw_vault_key_kind kind;
+	char path[512];
+	unsigned line;
+	uint32_t row = 0;
+	uint64_t rng = 1;
+
+	write_file("t.csv",
+		   "token,pos_mode,acquirer_id,cvn,psn\n"
+		   "4895370012345678,chip,,18,01\n"
+		   "4895370012345686,ecommerce,,,\n"
+		   "4111110012345694,contactless,200002,20,02\n",
+		   path, sizeof(path));
+	cr_assert_eq(bench_tokens_load(path, &rng, &t, &line), 0);
+	cr_assert_eq(bench_cards_setup(&t, ck, NULL, false, 7, &cards, &row, &kind),
+		     -TSW_E_NOT_FOUND);
+	cr_assert_eq(row, 3, "no imk-ac for 411111");
+	cr_assert_eq(kind, TSW_VAULT_KEY_IMK_AC);
+	cr_assert_eq(cardkeys_add(ck, TSW_VAULT_KEY_IMK_AC, TSW_VAULT_KEY_TDES2, "411111", 1,
+				  imk2_bytes, 16),
+		     0);
+	cr_assert_eq(bench_cards_setup(&t, ck, NULL, false, 7, &cards, &row, &kind), 0);
+	cr_assert_not_null(cards.c[0].imk);
+	cr_assert_null(cards.c[1].imk, "e-commerce: no DE55");
+	cr_assert_eq(cards.c[2].imk, ck->k[1].key);
+	cr_assert_eq(cards.c[0].atc, 6, "the first ATC sent is 7");
+	cr_assert_null(cards.c[0].zpk);
+	bench_cards_free(&cards);
+	/* --pin: every row needs the zpk-acquirer of its DE32 (100001 by default) */
+	cr_assert_eq(cardkeys_add(ck, TSW_VAULT_KEY_ZPK_ACQUIRER, TSW_VAULT_KEY_TDES2, "100001", 1,
+				  zpk_bytes, 16),
+		     0);
+	cr_assert_eq(bench_cards_setup(&t, ck, "1234", false, 1, &cards, &row, &kind),
+		     -TSW_E_NOT_FOUND);
+	cr_assert_eq(row, 3);
+	cr_assert_eq(kind, TSW_VAULT_KEY_ZPK_ACQUIRER);
+	cr_assert_eq(bench_cards_setup(&t, ck, "1234", true, 1, &cards, &row, &kind),
+		     -TSW_E_NOT_FOUND, "no zpk-issuer for issuer 0");
+	cr_assert_eq(kind, TSW_VAULT_KEY_ZPK_ISSUER);
+	bench_tokens_free(&t);
+	keys_free(ck);
+}
+
+Test(request, card_fields_go_into_de52_and_de55, .init = setup, .fini = teardown)
+{
+	struct bench_token t = sample_token();
+	struct bench_req_ctx ctx = {.stan = 1, .rrn = 2, .amount = 4321};
+	static const uint8_t de55[] = {0x9F, 0x36, 0x02, 0x00, 0x01};
+	static const uint8_t de52[8] = {1, 2, 3, 4, 5, 6, 7, 8};
+	uint8_t out[1024];
+	struct bench_sent sent;
+	struct tsw_iso_msg m;
+	uint64_t rng = 3;
+	int n;
+
+	memcpy(ctx.de7, "1122334455", 10);
+	memcpy(ctx.terminal, "TOKBENCH", 8);
+	ctx.de55 = de55;
+	ctx.de55_len = sizeof(de55);
+	ctx.de52 = de52;
+	ctx.de52_len = sizeof(de52);
+	n = bench_request_build(&prof, &t, BENCH_REQ_NORMAL, BENCH_EXPECT_VAULT, &ctx, &rng, out,
+				sizeof(out), &sent);
+	cr_assert_gt(n, 0);
+	cr_assert_eq(tsw_iso_decode(&prof, out, (size_t)n, &m), 0);
+	cr_assert(field_is(&m, 4, "000000004321", 12), "the amount the ARQC covers");
+	cr_assert(field_is(&m, 55, (const char *)de55, sizeof(de55)));
+	cr_assert(field_is(&m, 52, (const char *)de52, sizeof(de52)));
+	ctx.de55_len = ctx.de52_len = 0;
+	n = bench_request_build(&prof, &t, BENCH_REQ_NORMAL, BENCH_EXPECT_VAULT, &ctx, &rng, out,
+				sizeof(out), &sent);
+	cr_assert_eq(tsw_iso_decode(&prof, out, (size_t)n, &m), 0);
+	cr_assert_not(tsw_iso_has(&m, 55));
+	cr_assert_not(tsw_iso_has(&m, 52));
+}
+
+/* ---- card cryptography: tokbench against a switch that checks it ----
+ * The test plays the switch on one connection: it verifies each DE55
+ * under the vault's IMK as the engine does, checks that each card's ATCs
+ * come one after another from --atc-start and that no card has two
+ * requests in flight, and answers 0110 00 with a tag 91 (right, wrong or
+ * none). Answers are held until the connection has been quiet a moment,
+ * so that a second request of a card in flight would be seen. */
+
+#define FAKE_QUIET_MS 3
+#define FAKE_DEADLINE_MS 20000
+#define FAKE_CARDS_MAX 8
+
+enum fake_tag91 { FAKE_91_RIGHT, FAKE_91_WRONG, FAKE_91_NONE };
+
+struct fake_switch {
+	int lfd;
+	uint16_t port;
+	pthread_t th;
+	struct bench_tokens toks;
+	struct cardkeys *ck;
+	enum fake_tag91 tag91;
+	uint16_t atc_start;
+	uint16_t last_atc[FAKE_CARDS_MAX];
+	bool seen[FAKE_CARDS_MAX], in_flight[FAKE_CARDS_MAX];
+	uint64_t requests, cards, arqc_bad, atc_bad, overlap, first_atc_bad;
+	uint8_t out[1 << 16];
+	size_t out_len;
+};
+
+/* Checks one request and queues its answer. */
+static void fake_request(struct fake_switch *fs, const uint8_t *body, size_t len)
+{
+	uint8_t tlv[2 + TSW_HSM_ARPC_DATA_MAX], ans[1024];
+	struct tsw_iso_edit e[6];
+	struct tsw_hsm_arqc_input in;
+	struct tsw_iso_msg m;
+	size_t n = 0, hdr = tsw_iso_header_size(&prof);
+	uint32_t ti;
+	int r;
+
+	cr_assert_eq(tsw_iso_decode(&prof, body, len, &m), 0);
+	fs->requests++;
+	for (ti = 0; ti < fs->toks.n; ti++)
+		if (m.f[2].len == fs->toks.t[ti].token_len &&
+		    memcmp(tsw_iso_ptr(&m, 2), fs->toks.t[ti].token, m.f[2].len) == 0)
+			break;
+	cr_assert_lt(ti, fs->toks.n, "a token of the list");
+	e[n++] = (struct tsw_iso_edit){0, 4, (const uint8_t *)"0110"};
+	e[n++] = (struct tsw_iso_edit){2, m.f[2].len, tsw_iso_ptr(&m, 2)};
+	e[n++] = (struct tsw_iso_edit){11, m.f[11].len, tsw_iso_ptr(&m, 11)};
+	e[n++] = (struct tsw_iso_edit){39, 2, (const uint8_t *)"00"};
+	if (tsw_iso_has(&m, 55)) {
+		const struct bench_token *t = &fs->toks.t[ti];
+		const struct tsw_hsm_key *imk =
+		    cardkeys_by_prefix(fs->ck, TSW_VAULT_KEY_IMK_AC, t->token, t->token_len);
+		struct tsw_hsm_arpc_params p = {.arc = {'0', '0'}, .csu = {0, 0x80, 0, 0}};
+		size_t alen = 0;
+		uint16_t atc;
+
+		fs->cards++;
+		cr_assert_eq(
+		    tsw_hsm_de55_parse(tsw_iso_ptr(&m, 55), m.f[55].len, t->cvn, &in, NULL), 0);
+		if (tsw_hsm_arqc_verify(fs->ck->s, imk, t->token, t->token_len, bench_card_psn(t),
+					&in) != 0)
+			fs->arqc_bad++;
+		atc = (uint16_t)(in.atc[0] << 8 | in.atc[1]);
+		if (!fs->seen[ti] && atc != fs->atc_start)
+			fs->first_atc_bad++;
+		if (fs->seen[ti] && atc != (uint16_t)(fs->last_atc[ti] + 1))
+			fs->atc_bad++;
+		if (fs->in_flight[ti])
+			fs->overlap++;
+		fs->seen[ti] = fs->in_flight[ti] = true;
+		fs->last_atc[ti] = atc;
+		r = tsw_hsm_arpc(fs->ck->s, imk, t->token, t->token_len, bench_card_psn(t), &in, &p,
+				 tlv + 2, &alen);
+		cr_assert_eq(r, 0);
+		tlv[0] = 0x91;
+		tlv[1] = (uint8_t)alen;
+		if (fs->tag91 == FAKE_91_WRONG)
+			tlv[2] ^= 0x01;
+		if (fs->tag91 != FAKE_91_NONE)
+			e[n++] = (struct tsw_iso_edit){55, (uint16_t)(alen + 2), tlv};
+	}
+	r = tsw_iso_encode(&prof, NULL, e, n, ans, sizeof(ans));
+	cr_assert_gt(r, 0);
+	cr_assert_lt(fs->out_len + hdr + (size_t)r, sizeof(fs->out));
+	cr_assert_eq(tsw_iso_header_write(&prof, (size_t)r, fs->out + fs->out_len), 0);
+	memcpy(fs->out + fs->out_len + hdr, ans, (size_t)r);
+	fs->out_len += hdr + (size_t)r;
+}
+
+static void fake_flush(struct fake_switch *fs, int fd)
+{
+	size_t off = 0;
+
+	while (off < fs->out_len) {
+		ssize_t w = write(fd, fs->out + off, fs->out_len - off);
+
+		if (w <= 0)
+			break; /* tokbench went away: its count says so */
+		off += (size_t)w;
+	}
+	fs->out_len = 0;
+	memset(fs->in_flight, 0, sizeof(fs->in_flight));
+}
+
+static void *fake_serve(void *arg)
+{
+	struct fake_switch *fs = arg;
+	struct pollfd lp = {.fd = fs->lfd, .events = POLLIN};
+	struct tsw_iso_framer fr;
+	int64_t deadline = testproc_now_ms() + FAKE_DEADLINE_MS;
+	uint8_t buf[1 << 14];
+	int fd;
+
+	if (poll(&lp, 1, FAKE_DEADLINE_MS) != 1)
+		return NULL;
+	fd = accept(fs->lfd, NULL, NULL);
+	if (fd < 0 || tsw_iso_framer_init(&fr, &prof) < 0)
+		return NULL;
+	while (testproc_now_ms() < deadline) {
+		struct pollfd pfd = {.fd = fd, .events = POLLIN};
+		const uint8_t *frame;
+		size_t off = 0, flen;
+		ssize_t got;
+		int r = poll(&pfd, 1, fs->out_len ? FAKE_QUIET_MS : 100);
+
+		if (r == 0) {
+			fake_flush(fs, fd);
+			continue;
+		}
+		got = read(fd, buf, sizeof(buf));
+		if (got <= 0)
+			break;
+		while (tsw_iso_framer_next(&fr, buf, (size_t)got, &off, &frame, &flen) == 1)
+			if (flen)
+				fake_request(fs, frame, flen);
+	}
+	tsw_iso_framer_free(&fr);
+	close(fd);
+	return NULL;
+}
+
+/* A new vault in tmpdir with one imk-ac for CARD_BIN (with_imk) and one
+ * zpk-acquirer for 100001 (zpk). */
+static void card_vault(char *vault, char *key, size_t cap, bool with_imk, bool zpk)
+{
+	struct tsw_vault_key_info in = {.alg = TSW_VAULT_KEY_TDES2};
+	static unsigned seq;
+	struct tsw_vault *v;
+
+	snprintf(vault, cap, "%s/vault%u", tmpdir, seq);
+	snprintf(key, cap, "%s/vault%u.key", tmpdir, seq++);
+	cr_assert_eq(tsw_vault_open(vault, key, TSW_VAULT_CREATE, &v), 0);
+	if (with_imk) {
+		in.kind = TSW_VAULT_KEY_IMK_AC;
+		snprintf(in.id, sizeof(in.id), "imk1");
+		snprintf(in.scope, sizeof(in.scope), CARD_BIN);
+		cr_assert_eq(tsw_vault_key_add(v, &in, imk_bytes, sizeof(imk_bytes), NULL), 0);
+	}
+	if (zpk) {
+		in.kind = TSW_VAULT_KEY_ZPK_ACQUIRER;
+		snprintf(in.id, sizeof(in.id), "zpk1");
+		snprintf(in.scope, sizeof(in.scope), "100001");
+		cr_assert_eq(tsw_vault_key_add(v, &in, zpk_bytes, sizeof(zpk_bytes), NULL), 0);
+	}
+	tsw_vault_close(v);
+}
+
+/* Four cards (one per CVN) and a token without a cryptogram. */
+static const char card_csv[] =
+    "token,token_expiry,pos_mode,merchant_id,acquirer_id,mcc,device_ref,trid,amount_limit,"
+    "currency,expect_rc,cvn,psn\n"
+    "4895370012345678,2812,contactless,,,,,,,978,00,10,00\n"
+    "4895370012345686,2812,chip,,,,,,,840,00,16,01\n"
+    "4895370012345694,2812,chip,,,,,,,840,00,18,12\n"
+    "4895370012345702,2812,contactless,,,,,,,840,00,20,99\n"
+    "4895370012345710,2812,ecommerce,,,,,,,840,00,,\n";
+
+static void fake_start(struct fake_switch *fs, const char *csv, enum fake_tag91 tag91,
+		       uint16_t atc_start)
+{
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t alen = sizeof(a);
+	unsigned line;
+	uint64_t rng = 1;
+
+	memset(fs, 0, sizeof(*fs));
+	fs->tag91 = tag91;
+	fs->atc_start = atc_start;
+	cr_assert_eq(bench_tokens_load(csv, &rng, &fs->toks, &line), 0);
+	cr_assert_leq(fs->toks.n, FAKE_CARDS_MAX);
+	fs->ck = keys_with_imk();
+	fs->lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	cr_assert_geq(fs->lfd, 0);
+	cr_assert_eq(bind(fs->lfd, (struct sockaddr *)&a, sizeof(a)), 0);
+	cr_assert_eq(listen(fs->lfd, 4), 0);
+	cr_assert_eq(getsockname(fs->lfd, (struct sockaddr *)&a, &alen), 0);
+	fs->port = ntohs(a.sin_port);
+	cr_assert_eq(pthread_create(&fs->th, NULL, fake_serve, fs), 0);
+}
+
+static void fake_stop(struct fake_switch *fs)
+{
+	cr_assert_eq(pthread_join(fs->th, NULL), 0);
+	close(fs->lfd);
+	keys_free(fs->ck);
+	bench_tokens_free(&fs->toks);
+}
+
+struct tag91_case {
+	enum fake_tag91 tag91;
+	const char *json_key; /* the count that equals the cryptograms answered */
+	bool wrong;
+};
+
+static void card_run(const struct tag91_case *c, const char *atc_start)
+{
+	const char *extra[] = {"--connections", "1",	    "--depth",	   "8",	      "--duration",
+			       "0.5",		"--warmup", "0",	   "--vault", NULL,
+			       "--key-file",	NULL,	    "--atc-start", atc_start, NULL};
+	char csv[512], json[512], vault[512], key[512];
+	struct fake_switch *fs = calloc(1, sizeof(*fs));
+	struct json_fig j;
+	double cryptograms;
+
+	card_vault(vault, key, sizeof(vault), true, false);
+	extra[9] = vault;
+	extra[11] = key;
+	write_file("cards.csv", card_csv, csv, sizeof(csv));
+	fake_start(fs, csv, c->tag91, (uint16_t)atoi(atc_start));
+	snprintf(json, sizeof(json), "%s/out.json", tmpdir);
+	cr_assert_eq(run_bench(fs->port, csv, json, extra), 0);
+	fake_stop(fs);
+	read_json(json, &j);
+	cryptograms = json_num(&j, "cryptograms_sent");
+	cr_assert_gt(cryptograms, 20, "%s", j.text);
+	cr_assert_lt(cryptograms, json_num(&j, "sent"), "the e-commerce token sends none");
+	cr_assert_eq(json_num(&j, "count"), json_num(&j, "sent"), "%s", j.text);
+	cr_assert_eq(json_num(&j, c->json_key), cryptograms, "%s", j.text);
+	cr_assert_eq(json_num(&j, "wrong"), c->wrong ? cryptograms : 0, "%s", j.text);
+	/* what the switch saw */
+	cr_assert_eq(fs->cards, (uint64_t)cryptograms);
+	cr_assert_eq(fs->arqc_bad, 0, "every ARQC verifies");
+	cr_assert_eq(fs->first_atc_bad, 0, "each card starts at --atc-start");
+	cr_assert_eq(fs->atc_bad, 0, "each card's ATCs one after another");
+	cr_assert_eq(fs->overlap, 0, "never two requests of a card in flight");
+	cr_assert_gt(json_num(&j, "card_waits"), 0, "depth 8 over 4 cards waits: %s", j.text);
+	free(fs);
+}
+
+Test(tokbench, cryptograms_verify_and_tag91_is_checked, .init = setup, .fini = teardown,
+     .timeout = 60)
+{
+	static const struct tag91_case cases[] = {
+	    {FAKE_91_RIGHT, "tag91_answers", false},
+	    {FAKE_91_WRONG, "tag91_bad", true},
+	    {FAKE_91_NONE, "tag91_missing", true},
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+		card_run(&cases[i], i == 0 ? "1" : "500");
+}
+
+/* Exit status of tokbench with extra arguments after --target/--tokens. */
+static int bench_status(const char *csv, const char *const *extra)
+{
+	char path[512];
+	char *argv[24];
+	struct testproc tp;
+	int n = 0;
+
+	testproc_program("TSW_TOKBENCH", path, sizeof(path));
+	argv[n++] = path;
+	argv[n++] = (char *)"--target";
+	argv[n++] = (char *)"127.0.0.1:1";
+	argv[n++] = (char *)"--tokens";
+	argv[n++] = (char *)csv;
+	argv[n++] = (char *)"--quiet";
+	for (; *extra; extra++)
+		argv[n++] = (char *)*extra;
+	argv[n] = NULL;
+	cr_assert_eq(testproc_start(&tp, argv), 0);
+	return testproc_wait(&tp, TESTPROC_DEADLINE_MS);
+}
+
+/* Before any connection: a run that cannot make the cryptograms or PIN
+ * blocks its rows need exits 1 (a clear line on stderr), bad flags 2. */
+Test(tokbench, cryptograms_it_cannot_make_exit_nonzero, .init = setup, .fini = teardown,
+     .timeout = 60)
+{
+	char csv[512], vault[512], key[512], empty[512], ekey[512], zpk[512], zkey[512];
+
+	write_file("cards.csv", card_csv, csv, sizeof(csv));
+	card_vault(vault, key, sizeof(vault), true, false);
+	card_vault(empty, ekey, sizeof(empty), false, false);
+	card_vault(zpk, zkey, sizeof(zpk), false, true);
+	{
+		const char *a[] = {NULL};
+
+		cr_assert_eq(bench_status(csv, a), 1, "rows need an ARQC, no --vault");
+	}
+	{
+		const char *a[] = {"--vault", empty, "--key-file", ekey, NULL};
+
+		cr_assert_eq(bench_status(csv, a), 1, "no keys in the vault");
+	}
+	{
+		const char *a[] = {"--vault", zpk, "--key-file", zkey, NULL};
+
+		cr_assert_eq(bench_status(csv, a), 1, "no imk-ac for the range");
+	}
+	{
+		const char *a[] = {"--vault", vault, "--key-file", key, "--pin", "1234", NULL};
+
+		cr_assert_eq(bench_status(csv, a), 1, "no zpk-acquirer for 100001");
+	}
+	{
+		const char *a[] = {"--vault", tmpdir, "--key-file", key, NULL};
+
+		cr_assert_eq(bench_status(csv, a), 1, "not a vault");
+	}
+	static const char *const bad[][5] = {
+	    {"--pin", "1234", NULL},
+	    {"--vault", "x", NULL},
+	    {"--key-file", "x", NULL},
+	    {"--atc-start", "0", NULL},
+	    {"--atc-start", "65536", NULL},
+	    {"--atc-start", "1.5", NULL},
+	    {"--vault", "x", "--key-file", "y", NULL},
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		const char *a[8] = {0};
+		size_t n = 0;
+
+		for (; bad[i][n]; n++)
+			a[n] = bad[i][n];
+		if (i == 6) {
+			/* --pin of 3 digits */
+			a[n++] = "--pin";
+			a[n++] = "123";
+		}
+		cr_assert_eq(bench_status(csv, a), 2, "case %zu", i);
+	}
+}
+
+/* tokvault demo --cvn-pct 100 --keys, then tokbench straight to
+ * issuer-sim: every request carries a DE55 and a DE52 that the simulator
+ * (holding the same vault's zpk-issuer) checks; the wrong PIN is 55. */
+static void demo_vault(const char *pct, char *vault, char *key, char *csv, size_t cap)
+{
+	char path[512];
+	struct testproc tp;
+
+	testproc_program("TSW_TOKVAULT", path, sizeof(path));
+	snprintf(vault, cap, "%s/demo", tmpdir);
+	snprintf(key, cap, "%s/demo.key", tmpdir);
+	snprintf(csv, cap, "%s/demo.csv", tmpdir);
+	{
+		char *argv[] = {path,
+				(char *)"--vault",
+				vault,
+				(char *)"--key-file",
+				key,
+				(char *)"demo",
+				(char *)"--count",
+				(char *)"200",
+				(char *)"--out",
+				csv,
+				(char *)"--cvn-pct",
+				(char *)pct,
+				NULL};
+
+		cr_assert_eq(testproc_start(&tp, argv), 0);
+		cr_assert_eq(testproc_wait(&tp, TESTPROC_DEADLINE_MS), 0);
+	}
+}
+
+Test(tokbench, demo_cards_and_pin_blocks_against_issuer_sim, .init = setup, .fini = teardown,
+     .timeout = 60)
+{
+	char vault[512], key[512], csv[512], json[512], summary[TESTPROC_LINE_MAX];
+	const char *pins[] = {"1234", "9999"};
+
+	demo_vault("100", vault, key, csv, sizeof(vault));
+	snprintf(json, sizeof(json), "%s/out.json", tmpdir);
+	for (size_t i = 0; i < 2; i++) {
+		const char *extra[] = {
+		    "--connections", "2", "--depth",  "4",	"--duration", "0.5",
+		    "--warmup",	     "0", "--expect", "issuer", "--vault",    vault,
+		    "--key-file",    key, "--pin",    pins[i],	NULL};
+		char path[512], line[TESTPROC_LINE_MAX];
+		char *argv[] = {path,
+				(char *)"--listen",
+				(char *)"127.0.0.1:0",
+				(char *)"--profile",
+				profile_arg,
+				(char *)"--pin",
+				(char *)"1234",
+				(char *)"--vault",
+				vault,
+				(char *)"--key-file",
+				key,
+				NULL};
+		struct testproc sim;
+		struct json_fig j;
+		double count;
+
+		testproc_program("TSW_ISSUER_SIM", path, sizeof(path));
+		cr_assert_eq(testproc_start(&sim, argv), 0);
+		cr_assert_eq(testproc_line(&sim, line, sizeof(line), TESTPROC_DEADLINE_MS), 0);
+		cr_assert_eq(run_bench(testproc_port(line), csv, json, extra), 0);
+		read_json(json, &j);
+		count = json_num(&j, "count");
+		cr_assert_gt(count, 50, "%s", j.text);
+		cr_assert_eq(json_num(&j, "cryptograms_sent"), json_num(&j, "sent"), "%s", j.text);
+		cr_assert_eq(json_num(&j, "pin_blocks_sent"), json_num(&j, "sent"), "%s", j.text);
+		if (i == 0) {
+			cr_assert_eq(json_num(&j, "wrong"), 0, "%s", j.text);
+			cr_assert_eq(json_num(&j, "00"), count, "%s", j.text);
+		} else {
+			cr_assert_eq(json_num(&j, "55"), count, "%s", j.text);
+			cr_assert_eq(json_num(&j, "wrong"), count, "%s", j.text);
+		}
+		cr_assert_eq(testproc_stop(&sim, SIGTERM, TESTPROC_DEADLINE_MS), 0);
+		cr_assert_eq(testproc_line(&sim, summary, sizeof(summary), 0), 0);
+		cr_assert_not_null(strstr(summary, i ? " pin_wrong=" : " pin_wrong=0"), "%s",
+				   summary);
+	}
 }

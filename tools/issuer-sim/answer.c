@@ -1,5 +1,6 @@
 #include "answer.h"
 
+#include <stdbool.h>
 #include <string.h>
 
 #include "tsw/error.h"
@@ -100,9 +101,23 @@ static void approval_code(uint32_t seq, char out[6])
 	}
 }
 
+/* True when m's DE52 holds pin's PIN for DE2 (counted in pin). */
+static bool pin_ok(struct sim_pin *pin, const struct tsw_iso_msg *m)
+{
+	bool ok;
+
+	pin->checked++;
+	ok = tsw_iso_has(m, 2) && m->f[52].len == tsw_hsm_pin_block_len(pin->zpk) &&
+	     tsw_hsm_pin_verify(pin->s, pin->zpk, (const char *)tsw_iso_ptr(m, 2), m->f[2].len,
+				tsw_iso_ptr(m, 52), pin->pin, pin->pin_len) == 0;
+	if (!ok)
+		pin->wrong++;
+	return ok;
+}
+
 int sim_answer_build(const struct tsw_iso_profile *p, const struct sim_rules *rules,
-		     uint32_t auth_seq, const uint8_t *req, size_t len, uint8_t *out, size_t cap,
-		     enum sim_verdict *ret_verdict, char ret_rc[2])
+		     struct sim_pin *pin, uint32_t auth_seq, const uint8_t *req, size_t len,
+		     uint8_t *out, size_t cap, enum sim_verdict *ret_verdict, char ret_rc[2])
 {
 	struct tsw_iso_edit edits[1 + sizeof(echo_fields) / sizeof(echo_fields[0]) + 3];
 	struct tsw_iso_msg m;
@@ -117,7 +132,9 @@ int sim_answer_build(const struct tsw_iso_profile *p, const struct sim_rules *ru
 		*ret_verdict = SIM_NO_ANSWER;
 		return 0;
 	}
-	if (authorizes && tsw_iso_has(&m, 4))
+	if (authorizes && pin && tsw_iso_has(&m, 52) && !pin_ok(pin, &m))
+		memcpy(rc, "55", 2);
+	else if (authorizes && tsw_iso_has(&m, 4))
 		sim_rules_apply(rules, tsw_iso_ptr(&m, 4), m.f[4].len, rc);
 
 	approved = authorizes && rc[0] == '0' && rc[1] == '0';

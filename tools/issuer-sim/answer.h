@@ -11,6 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "tsw/hsm.h"
 #include "tsw/iso8583.h"
 
 #define SIM_RULES_MAX 32
@@ -42,6 +43,19 @@ int sim_rules_add(struct sim_rules *rules, const char *spec);
  * rule matches. Writes 2 characters to ret_rc. */
 void sim_rules_apply(const struct sim_rules *rules, const uint8_t *de4, size_t len, char ret_rc[2]);
 
+/* The PIN check of an issuer that knows its cardholder's PIN: an
+ * authorization request (0100/0200) with DE52 is checked under zpk (the
+ * zpk-issuer, so the block is the one the switch translated) bound to
+ * DE2 (the PAN the switch forwards); a wrong PIN, a block of another PAN
+ * or of the wrong length is declined 55. No DE52: no check. */
+struct sim_pin {
+	struct tsw_hsm_session *s;
+	const struct tsw_hsm_key *zpk;
+	char pin[TSW_HSM_PIN_DIGITS_MAX];
+	uint8_t pin_len;
+	uint64_t checked, wrong; /* counted by sim_answer_build() */
+};
+
 enum sim_verdict {
 	SIM_ANSWER,    /* an answer was written */
 	SIM_NO_ANSWER, /* not a request an issuer answers (a response, unknown MTI) */
@@ -49,12 +63,13 @@ enum sim_verdict {
 };
 
 /* Builds the answer to one request body (no length header) into out.
- * auth_seq numbers the approval code (DE38, 6 digits). On success returns
+ * auth_seq numbers the approval code (DE38, 6 digits). pin (NULL: no PIN
+ * check) declines a wrong DE52 with 55 before the amount rules. On success returns
  * the answer's length (>0) with *ret_verdict SIM_ANSWER and ret_rc set to
  * its DE39, or 0 with SIM_NO_ANSWER. Returns a negative -TSW_E_* from
  * decode (malformed request) or encode (-TSW_E_NO_SPACE). */
 int sim_answer_build(const struct tsw_iso_profile *p, const struct sim_rules *rules,
-		     uint32_t auth_seq, const uint8_t *req, size_t len, uint8_t *out, size_t cap,
-		     enum sim_verdict *ret_verdict, char ret_rc[2]);
+		     struct sim_pin *pin, uint32_t auth_seq, const uint8_t *req, size_t len,
+		     uint8_t *out, size_t cap, enum sim_verdict *ret_verdict, char ret_rc[2]);
 
 #endif

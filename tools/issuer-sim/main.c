@@ -3,11 +3,13 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <getopt.h>
+#include <openssl/crypto.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "cardkeys.h"
 #include "ring.h"
 #include "sim.h"
 #include "tsw/error.h"
@@ -36,6 +38,11 @@ static void usage(FILE *f)
 	      "  --max-conns N            connection slots (default 4096)\n"
 	      "  --profile NAME|PATH      wire profile: a name under config/ or a .spec path\n"
 	      "  --seed N                 random seed for latency and faults\n"
+	      "  --pin PIN --vault DIR --key-file FILE\n"
+	      "                           check each DE52 (the switch's translated PIN block)\n"
+	      "                           against PIN bound to DE2, under the vault's newest\n"
+	      "                           active zpk-issuer of --issuer-index; wrong: DE39 55\n"
+	      "  --issuer-index N         the zpk-issuer scope (default 0)\n"
 	      "Prints \"listening issuer=HOST:PORT\" once listening; SIGTERM/SIGINT\n"
 	      "exit 0 after a summary line.\n",
 	      f);
@@ -78,6 +85,10 @@ enum {
 	OPT_MAX_CONNS,
 	OPT_PROFILE,
 	OPT_SEED,
+	OPT_PIN,
+	OPT_VAULT,
+	OPT_KEY_FILE,
+	OPT_ISSUER_INDEX,
 	OPT_HELP,
 };
 
@@ -94,11 +105,31 @@ static const struct option long_opts[] = {
     {"max-conns", required_argument, NULL, OPT_MAX_CONNS},
     {"profile", required_argument, NULL, OPT_PROFILE},
     {"seed", required_argument, NULL, OPT_SEED},
+    {"pin", required_argument, NULL, OPT_PIN},
+    {"vault", required_argument, NULL, OPT_VAULT},
+    {"key-file", required_argument, NULL, OPT_KEY_FILE},
+    {"issuer-index", required_argument, NULL, OPT_ISSUER_INDEX},
     {"help", no_argument, NULL, OPT_HELP},
     {NULL, 0, NULL, 0},
 };
 
-static int parse_args(int argc, char **argv, struct sim_config *cfg)
+/* The PIN check's options (the check itself is struct sim_pin). */
+struct pin_args {
+	const char *pin, *vault, *key_file;
+	char issuer[4]; /* the zpk-issuer scope: 0..255 */
+};
+
+static int parse_pin(const char *s)
+{
+	size_t n = strlen(s);
+
+	if (n < TSW_HSM_PIN_DIGITS_MIN || n > TSW_HSM_PIN_DIGITS_MAX ||
+	    strspn(s, "0123456789") != n)
+		return -TSW_E_BAD_INPUT;
+	return 0;
+}
+
+static int parse_args(int argc, char **argv, struct sim_config *cfg, struct pin_args *pa)
 {
 	bool have_listen = false;
 	uint64_t v;
@@ -148,6 +179,22 @@ static int parse_args(int argc, char **argv, struct sim_config *cfg)
 		case OPT_SEED:
 			r = parse_u64(optarg, &cfg->seed);
 			break;
+		case OPT_PIN:
+			r = parse_pin(optarg);
+			pa->pin = optarg;
+			break;
+		case OPT_VAULT:
+			pa->vault = optarg;
+			break;
+		case OPT_KEY_FILE:
+			pa->key_file = optarg;
+			break;
+		case OPT_ISSUER_INDEX:
+			r = parse_u64(optarg, &v);
+			if (!r && v > 255)
+				r = -TSW_E_BAD_INPUT;
+			snprintf(pa->issuer, sizeof(pa->issuer), "%u", (unsigned)v);
+			break;
 		case OPT_HELP:
 			usage(stdout);
 			exit(0);
@@ -165,11 +212,49 @@ static int parse_args(int argc, char **argv, struct sim_config *cfg)
 			have_listen ? "unexpected argument" : "--listen is required");
 		return -TSW_E_BAD_INPUT;
 	}
+	if (!pa->pin != !pa->vault || !pa->vault != !pa->key_file) {
+		fprintf(stderr, "issuer-sim: --pin, --vault and --key-file go together\n");
+		return -TSW_E_BAD_INPUT;
+	}
+	return 0;
+}
+
+/* Loads the zone PIN key of the issuer from the vault into ck and sets up
+ * pin. Returns 0, or -1 after saying why. */
+static int pin_setup(const struct pin_args *pa, struct cardkeys *ck, struct sim_pin *pin)
+{
+	int r;
+
+	r = cardkeys_open(ck);
+	if (r < 0) {
+		fprintf(stderr, "issuer-sim: hsm: %s\n", tsw_strerror(r));
+		return -1;
+	}
+	r = cardkeys_load(ck, pa->vault, pa->key_file);
+	if (r < 0) {
+		fprintf(stderr, "issuer-sim: keys of vault %s: %s\n", pa->vault, tsw_strerror(r));
+		return -1;
+	}
+	memset(pin, 0, sizeof(*pin));
+	pin->s = ck->s;
+	pin->zpk = cardkeys_by_scope(ck, TSW_VAULT_KEY_ZPK_ISSUER, pa->issuer, strlen(pa->issuer));
+	if (!pin->zpk) {
+		fprintf(stderr,
+			"issuer-sim: vault %s has no active zpk-issuer for issuer %s (tokvault "
+			"key-add zpk-issuer ID --issuer %s, or tokvault demo --cvn-pct)\n",
+			pa->vault, pa->issuer, pa->issuer);
+		return -1;
+	}
+	pin->pin_len = (uint8_t)strlen(pa->pin);
+	memcpy(pin->pin, pa->pin, pin->pin_len);
 	return 0;
 }
 
 int main(int argc, char **argv)
 {
+	struct pin_args pa = {.issuer = "0"};
+	struct cardkeys *ck = NULL;
+	struct sim_pin pin;
 	struct sim_config cfg;
 	struct sim_counts c;
 	struct sockaddr_in bound;
@@ -178,9 +263,19 @@ int main(int argc, char **argv)
 	int fd, r;
 
 	sim_config_init(&cfg);
-	if (parse_args(argc, argv, &cfg) < 0) {
+	if (parse_args(argc, argv, &cfg, &pa) < 0) {
 		usage(stderr);
 		return 2;
+	}
+	if (pa.pin) {
+		ck = malloc(sizeof(*ck));
+		if (!ck || pin_setup(&pa, ck, &pin) < 0) {
+			if (ck && ck->hsm)
+				cardkeys_close(ck);
+			free(ck);
+			return 1;
+		}
+		cfg.pin = &pin;
 	}
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = on_signal;
@@ -192,7 +287,8 @@ int main(int argc, char **argv)
 	fd = sim_listen(&cfg, &bound);
 	if (fd < 0) {
 		tsw_log(TSW_LOG_ERROR, "listen_failed", "err=\"%s\"", tsw_strerror(fd));
-		return 1;
+		r = fd;
+		goto out;
 	}
 	inet_ntop(AF_INET, &bound.sin_addr, host, sizeof(host));
 	printf("listening issuer=%s:%u\n", host, ntohs(bound.sin_port));
@@ -202,17 +298,22 @@ int main(int argc, char **argv)
 	r = sim_run(&cfg, fd, &stop_flag, &c);
 	printf("summary conns=%llu refused=%llu requests=%llu answered=%llu declined=%llu "
 	       "dropped=%llu late=%llu closed_after=%llu malformed=%llu ignored=%llu "
-	       "overflow=%llu\n",
+	       "overflow=%llu pin_checked=%llu pin_wrong=%llu\n",
 	       (unsigned long long)c.conns, (unsigned long long)c.refused,
 	       (unsigned long long)c.requests, (unsigned long long)c.answered,
 	       (unsigned long long)c.declined, (unsigned long long)c.dropped,
 	       (unsigned long long)c.late, (unsigned long long)c.closed_after,
 	       (unsigned long long)c.malformed, (unsigned long long)c.ignored,
-	       (unsigned long long)c.overflow);
+	       (unsigned long long)c.overflow, (unsigned long long)(cfg.pin ? pin.checked : 0),
+	       (unsigned long long)(cfg.pin ? pin.wrong : 0));
 	fflush(stdout);
-	if (r < 0) {
+	if (r < 0)
 		tsw_log(TSW_LOG_ERROR, "serve_failed", "err=\"%s\"", tsw_strerror(r));
-		return 1;
+out:
+	if (ck) {
+		OPENSSL_cleanse(&pin, sizeof(pin));
+		cardkeys_close(ck);
+		free(ck);
 	}
-	return 0;
+	return r < 0 ? 1 : 0;
 }

@@ -299,7 +299,7 @@ static void on_frame(struct sim *s, uint32_t slot, const uint8_t *body, size_t l
 		s->c.overflow++;
 		return;
 	}
-	n = sim_answer_build(&s->prof, &cfg->rules, (uint32_t)++s->auth_seq, body, len,
+	n = sim_answer_build(&s->prof, &cfg->rules, cfg->pin, (uint32_t)++s->auth_seq, body, len,
 			     out + s->hdr, s->prof.max_frame, &v, rc);
 	if (n < 0) {
 		s->c.malformed++;

@@ -34,6 +34,7 @@ struct sim_config {
 	uint32_t max_delayed;
 	uint64_t seed;
 	const char *profile; /* profile name ("default"), or a path with a '/' */
+	struct sim_pin *pin; /* NULL: DE52 not checked */
 };
 
 struct sim_counts {

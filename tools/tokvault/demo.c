@@ -1,8 +1,12 @@
 /* tokvault demo: a synthetic vault with a realistic mix of tokens and the
  * CSV the bench client (tokbench) reads, one row per token:
  *   token,token_expiry,pos_mode,merchant_id,acquirer_id,mcc,device_ref,trid,
- *   amount_limit,currency,expect_rc
- * Tokens ascend (stride plus random jitter) so the writer appends. */
+ *   amount_limit,currency,expect_rc,cvn,psn
+ * Tokens ascend (stride plus random jitter) so the writer appends. With
+ * --cvn-pct some tokens require an ARQC (cvn, psn; a chip or contactless
+ * pos_mode) and the key store gets the demo's keys: one imk-ac for the
+ * range, one zpk-acquirer per DE32 the CSV can produce, one zpk-issuer
+ * for issuer 0. */
 #include <errno.h>
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
@@ -28,6 +32,17 @@
 #define DEMO_PER_MILLE_SUSPENDED 990
 #define DEMO_OUT_BUF_BYTES (1u << 20)
 #define DEMO_LINE_MAX 256
+#define DEMO_PCT 100u
+
+/* The acquirers (DE32) merchant-bound demo tokens name; the first is also
+ * what tokbench sends for a row without one, so one zpk-acquirer per entry
+ * covers every request the CSV makes. */
+static const char *const acquirers[] = {"100001", "210002", "320003", "430004",
+					"540005", "650006", "760007", "870008"};
+#define DEMO_N_ACQUIRERS (sizeof(acquirers) / sizeof(acquirers[0]))
+/* --cvn-pct without --cvn: the versions in turn */
+static const uint8_t cvns[] = {10, 18, 16, 20};
+#define DEMO_ISSUER_INDEX "0"
 
 static const char *const mode_names[TSW_POS_MODE_MAX] = {"contactless", "chip",	  "ecommerce",
 							 "cof",		"manual", "magstripe"};
@@ -186,8 +201,8 @@ static void demo_restrict(struct tsw_token *t, struct rng *g, unsigned pm, struc
 		snprintf(m->merchant_id, sizeof(m->merchant_id), "MERCH%07llu",
 			 (unsigned long long)(next(g) % 10000000));
 		if (k == 0 && pm % 2) {
-			snprintf(m->acquirer_id, sizeof(m->acquirer_id), "%06llu",
-				 (unsigned long long)(next(g) % 1000000));
+			snprintf(m->acquirer_id, sizeof(m->acquirer_id), "%s",
+				 acquirers[next(g) % DEMO_N_ACQUIRERS]);
 			memcpy(m->mcc, mccs[pm % 4], 5);
 		}
 	}
@@ -227,14 +242,33 @@ static void demo_controls(struct tsw_vault_row *row, struct rng *g, unsigned pm,
 	}
 }
 
+/* A token that requires an ARQC: its version (opts->cvn, else the four in
+ * turn), a PSN, and a presentment mode that needs the cryptogram (added
+ * to a restricted token's modes, so the CSV's mode stays allowed). */
+static void demo_card(struct tsw_token *t, struct rng *g, const struct demo_opts *opts,
+		      unsigned long i, struct demo_csv *csv)
+{
+	unsigned mode = next(g) % 2 ? TSW_POS_CONTACTLESS : TSW_POS_CHIP;
+
+	t->cvn = opts->cvn ? opts->cvn : cvns[i % sizeof(cvns)];
+	t->psn = (uint8_t)(next(g) % (TSW_TOKEN_PSN_MAX + 1));
+	if (t->pos_modes)
+		t->pos_modes |= (uint8_t)(1u << mode);
+	csv->mode = mode_names[mode];
+}
+
 /* Writes the row's line of the token list. */
 static void demo_csv_line(FILE *out, const struct tsw_vault_row *row, const struct demo_csv *csv)
 {
 	const struct tsw_token *t = &row->token;
-	char line[DEMO_LINE_MAX], amount[24];
+	char line[DEMO_LINE_MAX], amount[24], cvn[4] = "", psn[4] = "";
 	size_t pos = 0;
 
 	snprintf(amount, sizeof(amount), "%llu", (unsigned long long)t->amount_limit);
+	if (t->cvn) {
+		snprintf(cvn, sizeof(cvn), "%u", t->cvn);
+		snprintf(psn, sizeof(psn), "%02u", t->psn);
+	}
 	put_field(line, &pos, t->token, ',');
 	put_field(line, &pos, t->token_expiry, ',');
 	put_field(line, &pos, csv->mode, ',');
@@ -245,16 +279,19 @@ static void demo_csv_line(FILE *out, const struct tsw_vault_row *row, const stru
 	put_field(line, &pos, t->trid, ',');
 	put_field(line, &pos, t->amount_limit ? amount : "0", ',');
 	put_field(line, &pos, t->currency, ',');
-	put_field(line, &pos, csv->expect, '\n');
+	put_field(line, &pos, csv->expect, ',');
+	put_field(line, &pos, cvn, ',');
+	put_field(line, &pos, psn, '\n');
 	fwrite(line, 1, pos, out);
 }
 
 /* Makes count tokens into one bulk write and their lines into out.
  * row is the caller's, so that it wipes the last PAN. Returns 0 or the
  * first error of the batch. */
-static int demo_tokens(struct tsw_vault *v, unsigned long count, const struct demo_range *rg,
-		       struct rng *g, FILE *out, struct tsw_vault_row *row,
-		       struct tsw_vault_import_stats *ret_stats, unsigned long *rejects)
+static int demo_tokens(struct tsw_vault *v, const struct demo_opts *opts,
+		       const struct demo_range *rg, struct rng *g, FILE *out,
+		       struct tsw_vault_row *row, struct tsw_vault_import_stats *ret_stats,
+		       unsigned long *rejects, unsigned long *ret_cards)
 {
 	struct tsw_vault_batch *b = NULL;
 	int r, fr;
@@ -262,7 +299,7 @@ static int demo_tokens(struct tsw_vault *v, unsigned long count, const struct de
 	r = tsw_vault_batch_begin(v, 0, reject_count, rejects, &b);
 	if (r < 0)
 		return r;
-	for (unsigned long i = 0; i < count; i++) {
+	for (unsigned long i = 0; i < opts->count; i++) {
 		unsigned pm = (unsigned)(next(g) % 1000);
 		struct demo_csv csv = {.mode = mode_names[next(g) % TSW_POS_MODE_MAX],
 				       .merchant = "",
@@ -273,6 +310,10 @@ static int demo_tokens(struct tsw_vault *v, unsigned long count, const struct de
 		memset(row, 0, sizeof(*row));
 		demo_identity(row, g, rg, i);
 		demo_controls(row, g, pm, &csv);
+		if (opts->cvn_pct && next(g) % DEMO_PCT < opts->cvn_pct) {
+			demo_card(&row->token, g, opts, i, &csv);
+			++*ret_cards;
+		}
 		demo_csv_line(out, row, &csv);
 		r = tsw_vault_batch_add(b, row, i + 1);
 		if (r < 0)
@@ -282,14 +323,61 @@ static int demo_tokens(struct tsw_vault *v, unsigned long count, const struct de
 	return r == 0 ? fr : r;
 }
 
-int demo_run(struct tsw_vault *v, unsigned long count, const char *out_path, const char *bin)
+/* Adds one key of fresh random bytes (wiped at once) and prints its check
+ * value, never the key. Returns 0, or EXIT_FAILURE after saying why. */
+static int demo_key_add(struct tsw_vault *v, enum tsw_vault_key_kind kind, const char *id,
+			const char *scope, enum tsw_vault_key_alg alg)
+{
+	struct tsw_vault_key_info in = {.kind = (uint8_t)kind, .alg = (uint8_t)alg}, got;
+	uint8_t bytes[TSW_VAULT_KEY_BYTES_MAX];
+	size_t len = tsw_vault_key_alg_len(alg);
+	int r = -EIO;
+
+	snprintf(in.id, sizeof(in.id), "%s", id);
+	snprintf(in.scope, sizeof(in.scope), "%s", scope);
+	if (RAND_bytes(bytes, (int)len) == 1)
+		r = tsw_vault_key_add(v, &in, bytes, len, &got);
+	OPENSSL_cleanse(bytes, sizeof(bytes));
+	if (r < 0) {
+		fprintf(stderr, "tokvault: demo: key %s %s: %s\n", tsw_vault_key_kind_name(kind),
+			id,
+			r == -TSW_E_EXISTS ? "the store has that id already: use a new dir"
+					   : tsw_strerror(r));
+		return EXIT_FAILURE;
+	}
+	printf("demo: key %s %s scope=%s alg=%s kcv=", tsw_vault_key_kind_name(kind), got.id,
+	       got.scope, tsw_vault_key_alg_name(alg));
+	for (unsigned i = 0; i < got.kcv_len; i++)
+		printf("%02X", got.kcv[i]);
+	printf("\n");
+	return 0;
+}
+
+/* The demo's keys: imk-ac for the range, a zpk-acquirer per demo DE32,
+ * the zpk-issuer of issuer 0 (zone keys of opts->zpk_alg). */
+static int demo_keys(struct tsw_vault *v, const struct demo_range *rg, const struct demo_opts *opts)
+{
+	char id[TSW_VAULT_KEY_ID_MAX + 1];
+
+	if (demo_key_add(v, TSW_VAULT_KEY_IMK_AC, "demo-imk-ac", rg->bin, TSW_VAULT_KEY_TDES2))
+		return EXIT_FAILURE;
+	for (size_t i = 0; i < DEMO_N_ACQUIRERS; i++) {
+		snprintf(id, sizeof(id), "demo-zpk-acq-%s", acquirers[i]);
+		if (demo_key_add(v, TSW_VAULT_KEY_ZPK_ACQUIRER, id, acquirers[i], opts->zpk_alg))
+			return EXIT_FAILURE;
+	}
+	return demo_key_add(v, TSW_VAULT_KEY_ZPK_ISSUER, "demo-zpk-iss-" DEMO_ISSUER_INDEX,
+			    DEMO_ISSUER_INDEX, opts->zpk_alg);
+}
+
+int demo_run(struct tsw_vault *v, const struct demo_opts *opts)
 {
 	struct tsw_vault_import_stats is = {0};
 	struct tsw_vault_row row;
 	struct demo_range rg;
 	struct timespec t0, t1;
 	struct rng g;
-	unsigned long rejects = 0;
+	unsigned long rejects = 0, cards = 0;
 	char *obuf = NULL;
 	FILE *out = NULL;
 	double s;
@@ -298,20 +386,22 @@ int demo_run(struct tsw_vault *v, unsigned long count, const char *out_path, con
 	if (RAND_bytes((uint8_t *)&g.s, sizeof(g.s)) != 1)
 		return EXIT_FAILURE;
 	g.s |= 1;
-	if (demo_range_pick(v, count, bin, &rg) != 0)
+	if (demo_range_pick(v, opts->count, opts->bin, &rg) != 0)
 		return EXIT_FAILURE;
-	out = fopen(out_path, "w");
+	if ((opts->cvn_pct || opts->keys) && demo_keys(v, &rg, opts) != 0)
+		return EXIT_FAILURE;
+	out = fopen(opts->out_path, "w");
 	if (!out) {
-		fprintf(stderr, "tokvault: demo: %s: %s\n", out_path, strerror(errno));
+		fprintf(stderr, "tokvault: demo: %s: %s\n", opts->out_path, strerror(errno));
 		return EXIT_FAILURE;
 	}
 	obuf = malloc(DEMO_OUT_BUF_BYTES);
 	if (obuf)
 		setvbuf(out, obuf, _IOFBF, DEMO_OUT_BUF_BYTES);
 	fprintf(out, "token,token_expiry,pos_mode,merchant_id,acquirer_id,mcc,device_ref,trid,"
-		     "amount_limit,currency,expect_rc\n");
+		     "amount_limit,currency,expect_rc,cvn,psn\n");
 	clock_gettime(CLOCK_MONOTONIC, &t0);
-	r = demo_tokens(v, count, &rg, &g, out, &row, &is, &rejects);
+	r = demo_tokens(v, opts, &rg, &g, out, &row, &is, &rejects, &cards);
 	clock_gettime(CLOCK_MONOTONIC, &t1);
 	OPENSSL_cleanse(&row, sizeof(row));
 	if (fclose(out) != 0 && r == 0)
@@ -322,7 +412,9 @@ int demo_run(struct tsw_vault *v, unsigned long count, const char *out_path, con
 		return EXIT_FAILURE;
 	}
 	s = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
-	printf("demo: tokens=%lu rejected=%lu bin=%s seconds=%.2f rate=%.0f/s list=%s\n",
-	       is.imported, is.rejected, rg.bin, s, s > 0 ? (double)is.imported / s : 0, out_path);
+	printf("demo: tokens=%lu rejected=%lu cryptogram=%lu bin=%s seconds=%.2f rate=%.0f/s "
+	       "list=%s\n",
+	       is.imported, is.rejected, cards, rg.bin, s, s > 0 ? (double)is.imported / s : 0,
+	       opts->out_path);
 	return is.rejected ? EXIT_FAILURE : 0;
 }

@@ -2,6 +2,7 @@
  * --vault DIR --key-file FILE; see usage() and docs/vault.md. Output never
  * carries a PAN (masked) or a key. Exit: 0 done, 1 failed, 2 usage. */
 #include <errno.h>
+#include <limits.h>
 #include <openssl/crypto.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1063,18 +1064,58 @@ static int run_key_retire(struct tsw_vault *v, int argc, char **argv)
 	return 0;
 }
 
+/* Parses an unsigned decimal in [lo, hi]. */
+static int parse_uint(const char *s, unsigned long lo, unsigned long hi, unsigned long *ret)
+{
+	char *end = NULL;
+	unsigned long v;
+
+	errno = 0;
+	v = strtoul(s, &end, 10);
+	if (errno || end == s || *end || s[0] == '-' || v < lo || v > hi)
+		return -TSW_E_BAD_INPUT;
+	*ret = v;
+	return 0;
+}
+
 static int run_demo(struct tsw_vault *v, int argc, char **argv)
 {
 	const char *count = opt(argc, argv, "--count"), *out = opt(argc, argv, "--out");
-	char *end = NULL;
+	const char *pct = opt(argc, argv, "--cvn-pct"), *cvn = opt(argc, argv, "--cvn");
+	const char *alg = opt(argc, argv, "--zpk-alg");
+	struct demo_opts o = {.out_path = out,
+			      .bin = opt(argc, argv, "--token-bin"),
+			      .keys = flag(argc, argv, "--keys"),
+			      .zpk_alg = TSW_VAULT_KEY_TDES2};
 	unsigned long n;
 
 	if (!count || !out)
 		return usage_error("needs --count N --out TOKENS.csv");
-	n = strtoul(count, &end, 10);
-	if (*end || n == 0)
+	if (parse_uint(count, 1, ULONG_MAX, &o.count) < 0)
 		return usage_error("--count: a positive number");
-	return demo_run(v, n, out, opt(argc, argv, "--token-bin"));
+	if (pct) {
+		if (parse_uint(pct, 0, 100, &n) < 0)
+			return usage_error("--cvn-pct: 0..100");
+		o.cvn_pct = (unsigned)n;
+	}
+	if (cvn) {
+		if (parse_uint(cvn, 10, 20, &n) < 0 || !TSW_TOKEN_CVN_VALID(n))
+			return usage_error("--cvn: 10, 16, 18 or 20");
+		o.cvn = (uint8_t)n;
+	}
+	if (alg) {
+		enum tsw_vault_key_alg a;
+
+		if (tsw_vault_key_alg_parse(alg, &a) < 0 ||
+		    (a != TSW_VAULT_KEY_TDES2 && a != TSW_VAULT_KEY_AES128))
+			return usage_error("--zpk-alg: tdes2 or aes128");
+		o.zpk_alg = (uint8_t)a;
+	}
+	if (cvn && !o.cvn_pct)
+		return usage_error("--cvn: only with --cvn-pct above 0");
+	if (alg && !o.cvn_pct && !o.keys)
+		return usage_error("--zpk-alg: only with --cvn-pct above 0 or --keys");
+	return demo_run(v, &o);
 }
 
 #define PAN_STDIN_NOTE                                                                             \
@@ -1139,8 +1180,17 @@ static const struct verb verbs[] = {
      run_key_list, TSW_VAULT_RDONLY, NULL},
     {"key-retire", "KIND ID", "retires a key: kept in the store, never loaded again",
      run_key_retire, 0, NULL},
-    {"demo", "--count N --out TOKENS.csv [--token-bin PREFIX]",
-     "creates a synthetic vault and the token list for tokbench", run_demo, TSW_VAULT_CREATE, NULL},
+    {"demo",
+     "--count N --out TOKENS.csv [--token-bin PREFIX] [--cvn-pct P] [--cvn 10|16|18|20]\n"
+     "            [--keys] [--zpk-alg tdes2|aes128]",
+     "creates a synthetic vault and the token list for tokbench", run_demo, TSW_VAULT_CREATE,
+     "--cvn-pct P: P% of the tokens (default 0) require an ARQC: a cvn (10, 18, 16, 20 in\n"
+     "  turn, or --cvn N for all), a psn, a chip or contactless pos_mode. With P > 0 (or\n"
+     "  --keys) the key store gets fresh random demo keys, their check values printed (never\n"
+     "  the keys): imk-ac demo-imk-ac for the range, zpk-acquirer demo-zpk-acq-DE32 for each\n"
+     "  acquirer id the token list uses (100001 is tokbench's default), zpk-issuer\n"
+     "  demo-zpk-iss-0 for issuer 0. --zpk-alg: the zone PIN keys' algorithm, tdes2 (ISO\n"
+     "  format 0, the default profile) or aes128 (format 4, profile pin16)"},
 };
 
 #define N_VERBS (sizeof(verbs) / sizeof(verbs[0]))

@@ -2,9 +2,25 @@
 #ifndef TOKVAULT_H
 #define TOKVAULT_H
 
+#include <stdbool.h>
+#include <stdint.h>
+
 #include "tsw/vault.h"
 
-/* demo: a synthetic vault and the bench client's token list. */
-int demo_run(struct tsw_vault *v, unsigned long count, const char *out_path, const char *bin);
+/* What `tokvault demo` makes. */
+struct demo_opts {
+	unsigned long count;  /* tokens */
+	const char *out_path; /* the token list */
+	const char *bin;      /* token BIN range; NULL: the vault's first, else 489537 */
+	unsigned cvn_pct;     /* 0..100: tokens that require an ARQC */
+	uint8_t cvn;	      /* 10, 16, 18, 20; 0: the four in turn */
+	bool keys;	      /* add the demo keys (also when cvn_pct is 0) */
+	uint8_t zpk_alg;      /* enum tsw_vault_key_alg of the zone PIN keys */
+};
+
+/* demo: a synthetic vault and the bench client's token list (and, with
+ * cvn_pct or keys, the demo's card cryptography keys). Returns 0 or
+ * EXIT_FAILURE after saying why on stderr. */
+int demo_run(struct tsw_vault *v, const struct demo_opts *opts);
 
 #endif

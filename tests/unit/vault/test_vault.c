@@ -1496,12 +1496,12 @@ Test(vault, tokvault_demo_writes_vault_and_token_list)
 	cr_assert_not_null(f);
 	cr_assert_not_null(fgets(line, sizeof(line), f));
 	cr_assert_str_eq(line, "token,token_expiry,pos_mode,merchant_id,acquirer_id,mcc,device_ref,"
-			       "trid,amount_limit,currency,expect_rc\n");
+			       "trid,amount_limit,currency,expect_rc,cvn,psn\n");
 	struct tsw_vault_reader *rd;
 	cr_assert_eq(tsw_vault_reader_open(v, &rd), 0);
 	cr_assert_eq(tsw_vault_reader_renew(rd), 0);
 	while (fgets(line, sizeof(line), f)) {
-		char *fld[11], *save = NULL, *p = line;
+		char *fld[13], *save = NULL, *p = line;
 		struct tsw_token t;
 		int n = 0;
 
@@ -1511,7 +1511,7 @@ Test(vault, tokvault_demo_writes_vault_and_token_list)
 				bool end = *c == '\0';
 
 				*c = '\0';
-				cr_assert_lt(n, 11);
+				cr_assert_lt(n, 13);
 				fld[n++] = p;
 				p = c + 1;
 				if (end)
@@ -1519,11 +1519,15 @@ Test(vault, tokvault_demo_writes_vault_and_token_list)
 			}
 		}
 		(void)save;
-		cr_assert_eq(n, 11);
+		cr_assert_eq(n, 13);
 		rows++;
 		cr_assert_eq(tsw_vault_lookup(rd, fld[0], strlen(fld[0]), &t), 0, "%s", fld[0]);
 		cr_assert_str_eq(t.token_expiry, fld[1]);
 		cr_assert_str_eq(t.trid, fld[7]);
+		/* no --cvn-pct: no token requires a cryptogram */
+		cr_assert_eq(t.cvn, 0, "%s", fld[0]);
+		cr_assert_str_eq(fld[11], "");
+		cr_assert_str_eq(fld[12], "");
 		if (fld[6][0]) {
 			device++;
 			cr_assert_eq(t.device_required, 1);

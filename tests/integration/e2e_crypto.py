@@ -165,6 +165,12 @@ class Env:
                                    extra=f))
         return self.c.answer()
 
+    def chip(self, card, atc, de22=CHIP, extra=None, **card_kw):
+        """A chip request of card with a good cryptogram for ATC atc:
+        (answer fields, the card's tags, the DE55 sent)."""
+        de55, tags = card.de55(atc=atc, **card_kw)
+        return self.ask(card.token, de22=de22, de55=de55, extra=extra)[1], tags, de55
+
     def seen(self):
         return len(self.issuer.requests)
 
@@ -302,13 +308,11 @@ def test_chip_arqc_of_each_cvn_forwarded_and_answered_with_tag_91():
             assert_eq(isf.get(55), de55, name + ": DE55 reaches the issuer as sent")
             # an issuer decline carries a 91 for its ARC too
             e.issuer.answer_extra = {39: "05"}
-            de55, tags = card.de55(atc=2)
-            _, f = e.ask(card.token, de55=de55)
+            f, tags, _ = e.chip(card, 2)
             assert_approved_with_91(f, card, tags, "05", "CVN %d issuer decline" % card.cvn)
             # an issuer's own 91 is replaced, not repeated
             e.issuer.answer_extra = {55: E.tlv(0x91, b"\x11" * 10) + E.tlv(0x9F36, b"\x00\x02")}
-            de55, tags = card.de55(atc=3)
-            _, f = e.ask(card.token, de55=de55)
+            f, tags, _ = e.chip(card, 3)
             assert_approved_with_91(f, card, tags, "00", "CVN %d issuer sent a 91" % card.cvn)
             e.issuer.answer_extra = {}
         assert_eq(e.seen(), 12, "every request forwarded")
@@ -319,11 +323,9 @@ def test_chip_arqc_with_a_psn_from_5f34_other_than_the_record():
     with Env(v) as e:
         # the record says 03: a device personalised with PSN 07 says so in 5F34
         card = card_of(v, imk, "c16", psn=7)
-        de55, tags = card.de55(atc=1, with_psn=True)
-        _, f = e.ask(card.token, de55=de55)
+        f, tags, _ = e.chip(card, 1, with_psn=True)
         assert_approved_with_91(f, card, tags, "00", "5F34 07")
-        de55, tags = card.de55(atc=2, with_psn=False)
-        _, f = e.ask(card.token, de55=de55)
+        f, tags, _ = e.chip(card, 2, with_psn=False)
         assert_declined(f, b"63", b"CRYPTOGRAM", "no 5F34: the record's 03, not the card's")
         assert_eq(e.seen(), 1, "the decline never reached the issuer")
 
@@ -356,8 +358,7 @@ def test_bad_cryptograms_declined_63_never_reaching_the_issuer():
                 assert_declined(f, b"63", b"CRYPTOGRAM", "CVN %d, %s" % (card.cvn, case))
                 assert_eq(e.seen(), before, "CVN %d, %s: never at the issuer" % (card.cvn, case))
             # a forged ATC 50 moved nothing: a good ATC 5 is accepted
-            de55, tags = card.de55(atc=5)
-            _, f = e.ask(card.token, de55=de55)
+            f, tags, _ = e.chip(card, 5)
             assert_approved_with_91(f, card, tags, "00", "CVN %d after the forgeries" % card.cvn)
         assert_eq(e.seen(), 4, "only the good ones forwarded")
 
@@ -367,8 +368,7 @@ def test_no_imk_for_the_range_declined_cryptogram():
     imk = v.key_add("imk-ac", "IMK1", ("--range", "40001"), new_key())
     with Env(v) as e:
         card = E.Card(imk, v.tok("far"), 18, 0)
-        de55, _ = card.de55(atc=1)
-        _, f = e.ask(card.token, de55=de55)
+        f = e.chip(card, 1)[0]
         assert_declined(f, b"63", b"CRYPTOGRAM", "no imk-ac for 40009")
         assert_eq(e.seen(), 0, "never at the issuer")
 
@@ -377,22 +377,18 @@ def test_atc_replay_and_window():
     v, imk = chip_vault()
     with Env(v) as e:
         card = card_of(v, imk, "c18")
-        de55, tags = card.de55(atc=1)
-        _, f = e.ask(card.token, de55=de55)
+        f, tags, de55 = e.chip(card, 1)
         assert_approved_with_91(f, card, tags, "00", "ATC 1")
         _, f = e.ask(card.token, de55=de55)
         assert_declined(f, b"63", b"ATC_REPLAY", "the same DE55 again")
         de55, _ = card.de55(atc=1)  # a fresh cryptogram (new UN), same ATC
         _, f = e.ask(card.token, de55=de55)
         assert_declined(f, b"63", b"ATC_REPLAY", "ATC 1 again with a new cryptogram")
-        de55, _ = card.de55(atc=1 + 101)
-        _, f = e.ask(card.token, de55=de55)
+        f = e.chip(card, 1 + 101)[0]
         assert_declined(f, b"63", b"ATC_WINDOW", "101 ahead of the last ATC")
-        de55, tags = card.de55(atc=1 + 100)
-        _, f = e.ask(card.token, de55=de55)
+        f, tags, _ = e.chip(card, 1 + 100)
         assert_approved_with_91(f, card, tags, "00", "100 ahead: inside the window")
-        de55, _ = card.de55(atc=50)
-        _, f = e.ask(card.token, de55=de55)
+        f = e.chip(card, 50)[0]
         assert_declined(f, b"63", b"ATC_REPLAY", "below the last ATC")
         assert_eq(e.seen(), 2, "declines never reach the issuer")
 
@@ -401,11 +397,9 @@ def test_atc_window_from_the_config():
     v, imk = chip_vault()
     with Env(v, extra_conf="[cryptogram]\natc_window = 5\n") as e:
         card = card_of(v, imk, "c10")
-        de55, _ = card.de55(atc=7)
-        _, f = e.ask(card.token, de55=de55)
+        f = e.chip(card, 7)[0]
         assert_declined(f, b"63", b"ATC_WINDOW", "7 ahead of 0, window 5")
-        de55, tags = card.de55(atc=5)
-        _, f = e.ask(card.token, de55=de55)
+        f, tags, _ = e.chip(card, 5)
         assert_approved_with_91(f, card, tags, "00", "5 ahead of 0")
 
 
@@ -418,16 +412,13 @@ def test_limited_use_token_keeps_its_use_when_the_cryptogram_fails():
             _, tags = card.de55(atc=atc)
             _, f = e.ask(card.token, de55=with_tag(tags, 0x9F26, flip(tags[0x9F26], 5)))
             assert_declined(f, b"63", b"CRYPTOGRAM", "forged")
-        de55, tags = card.de55(atc=1)
-        _, f = e.ask(card.token, de55=de55)
+        f, tags, de55 = e.chip(card, 1)
         assert_approved_with_91(f, card, tags, "00", "first use after the forgeries")
         _, f = e.ask(card.token, de55=de55)
         assert_declined(f, b"63", b"ATC_REPLAY", "replay")
-        de55, tags = card.de55(atc=2)
-        _, f = e.ask(card.token, de55=de55)
+        f, tags, _ = e.chip(card, 2)
         assert_approved_with_91(f, card, tags, "00", "second use: no decline took one")
-        de55, _ = card.de55(atc=3)
-        _, f = e.ask(card.token, de55=de55)
+        f = e.chip(card, 3)[0]
         assert_eq((f.get(39), f.get(44)), (b"65", b"DOMAIN_USES"), "third use")
         assert_eq(e.seen(), 2, "two forwarded")
 
@@ -437,15 +428,12 @@ def test_repersonalize_makes_atc_1_acceptable_again():
     with Env(v) as e:
         card = card_of(v, imk, "c16")
         for atc in (1, 5):
-            de55, tags = card.de55(atc=atc)
-            _, f = e.ask(card.token, de55=de55)
+            f, tags, _ = e.chip(card, atc)
             assert_approved_with_91(f, card, tags, "00", "ATC %d" % atc)
-        de55, _ = card.de55(atc=1)
-        _, f = e.ask(card.token, de55=de55)
+        f = e.chip(card, 1)[0]
         assert_declined(f, b"63", b"ATC_REPLAY", "ATC 1 before repersonalize")
         v.tokvault("repersonalize", card.token)  # while the switch runs
-        de55, tags = card.de55(atc=1)
-        _, f = e.ask(card.token, de55=de55)
+        f, tags, de55 = e.chip(card, 1)
         assert_approved_with_91(f, card, tags, "00", "ATC 1 after repersonalize")
         _, f = e.ask(card.token, de55=de55)
         assert_declined(f, b"63", b"ATC_REPLAY", "ATC 1 twice in the new epoch")
@@ -459,8 +447,7 @@ def test_contactless_checked_like_chip_other_modes_and_advices_not():
         atc = 0
         for de22 in (CONTACTLESS, CONTACTLESS_MSD):
             atc += 1
-            de55, tags = card.de55(atc=atc)
-            _, f = e.ask(card.token, de22=de22, de55=de55)
+            f, tags, _ = e.chip(card, atc, de22=de22)
             assert_approved_with_91(f, card, tags, "00", "DE22 %s" % de22)
             atc += 1
             _, tags = card.de55(atc=atc)
@@ -490,25 +477,20 @@ def test_key_rotation_with_reload():
     with Env(v) as e:
         tok = v.tok("rot")
         c_old, c_new = E.Card(old, tok, 18, 0), E.Card(new, tok, 18, 0)
-        de55, tags = c_old.de55(atc=1)
-        _, f = e.ask(tok, de55=de55)
+        f, tags, _ = e.chip(c_old, 1)
         assert_approved_with_91(f, c_old, tags, "00", "the old key")
-        de55, _ = c_new.de55(atc=2)
-        _, f = e.ask(tok, de55=de55)
+        f = e.chip(c_new, 2)[0]
         assert_declined(f, b"63", b"CRYPTOGRAM", "a key the vault does not have yet")
         v.key_add("imk-ac", "IMK-NEW", ("--range", "40002"), new)
         e.reload()
         for atc, card, what in ((3, c_new, "the new key"), (4, c_old, "the old key, still active")):
-            de55, tags = card.de55(atc=atc)
-            _, f = e.ask(tok, de55=de55)
+            f, tags, _ = e.chip(card, atc)
             assert_approved_with_91(f, card, tags, "00", what + " after the reload")
         v.tokvault("key-retire", "imk-ac", "IMK-OLD")
         e.reload()
-        de55, _ = c_old.de55(atc=5)
-        _, f = e.ask(tok, de55=de55)
+        f = e.chip(c_old, 5)[0]
         assert_declined(f, b"63", b"CRYPTOGRAM", "the retired key after the reload")
-        de55, tags = c_new.de55(atc=6)
-        _, f = e.ask(tok, de55=de55)
+        f, tags, _ = e.chip(c_new, 6)
         assert_approved_with_91(f, c_new, tags, "00", "the new key after the retirement")
         assert_eq(e.seen(), 4, "forwarded")
 
@@ -615,8 +597,7 @@ def test_pin_and_arqc_in_one_request():
     with Env(v) as e:
         card = card_of(v, imk, "c20")
         pin = pin_of(31)
-        de55, tags = card.de55(atc=1)
-        _, f = e.ask(card.token, de55=de55, extra={32: ACQ, 52: E.pin_block0(acq, pin, card.token)})
+        f, tags, de55 = e.chip(card, 1, extra={32: ACQ, 52: E.pin_block0(acq, pin, card.token)})
         assert_approved_with_91(f, card, tags, "00", "chip and PIN")
         isf = e.issuer.requests[-1][1]
         assert_eq((isf.get(55), E.pin_decode0(iss, isf[52], v.pan("c20"))), (de55, pin),
@@ -679,8 +660,7 @@ def test_metrics_count_checks_and_translations_by_result():
     v.key_add("zpk-issuer", "ZI", ("--issuer", "0"), new_key(16))
     with Env(v) as e:
         card = card_of(v, imk, "c18")
-        de55, tags = card.de55(atc=1)
-        e.ask(card.token, de55=de55)
+        _, tags, de55 = e.chip(card, 1)
         e.ask(card.token, de55=de55)
         e.ask(card.token)
         e.ask(card.token, de55=with_tag(tags, 0x9F26, flip(tags[0x9F26], 1)))

@@ -316,6 +316,16 @@ def test_chip_arqc_of_each_cvn_forwarded_and_answered_with_tag_91():
             assert_approved_with_91(f, card, tags, "00", "CVN %d issuer sent a 91" % card.cvn)
             e.issuer.answer_extra = {}
         assert_eq(e.seen(), 12, "every request forwarded")
+        # a financial request (0200) is checked like an authorization
+        card = card_of(v, imk, "c18")
+        de55, tags = card.de55(atc=4)
+        mti, f = e.ask(card.token, de55=de55, mti="0200")
+        assert_eq(mti, "0210", "0200 answered")
+        assert_approved_with_91(f, card, tags, "00", "0200")
+        _, tags = card.de55(atc=5)
+        _, f = e.ask(card.token, de55=with_tag(tags, 0x9F26, flip(tags[0x9F26], 20)), mti="0200")
+        assert_declined(f, b"63", b"CRYPTOGRAM", "0200 forged")
+        assert_eq(e.seen(), 13, "the forged 0200 never at the issuer")
 
 
 def test_chip_arqc_with_a_psn_from_5f34_other_than_the_record():

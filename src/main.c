@@ -21,6 +21,7 @@
 #include "tsw/config.h"
 #include "tsw/ctl.h"
 #include "tsw/engine.h"
+#include "tsw/hsm.h"
 #include "tsw/error.h"
 #include "tsw/harden.h"
 #include "tsw/io.h"
@@ -53,6 +54,12 @@ struct server {
 	struct tsw_state *state;
 	struct tsw_acq_reversals *acq_reversals; /* shared by the workers' engines */
 	struct tsw_standin_exposure *standin_exposure; /* likewise */
+	/* card cryptography: the HSM, the card keys the workers use now, and
+	 * the set before them until every worker has taken these (pinged
+	 * after the reload posted them: keys_pings) */
+	struct tsw_hsm *hsm;
+	struct tsw_card_keys *card_keys, *card_keys_before;
+	unsigned *keys_pings;
 	struct tsw_metrics_shard *shards;
 	struct tsw_metrics_shard **shard_ptrs;
 	struct tsw_io_worker **workers;
@@ -179,6 +186,8 @@ static void engine_config(const struct server *s, const struct tsw_config *c, ui
 	ec->n_workers = s->n_workers;
 	ec->acq_reversals = s->acq_reversals;
 	ec->standin_exposure = s->standin_exposure;
+	ec->hsm = s->hsm;
+	ec->card_keys = s->card_keys;
 	ec->settings = *c;
 }
 
@@ -262,6 +271,38 @@ static void on_term(uv_signal_t *h, int signum)
 	}
 }
 
+/* The card keys again from the vault's key store (tokvault key-add and
+ * key-retire take effect here). The set before the current one is freed
+ * once every worker has taken the current one; until then the keys stay
+ * as they are. */
+static void reload_card_keys(struct server *s)
+{
+	struct tsw_card_keys *k;
+	int r;
+
+	if (s->card_keys_before) {
+		for (uint32_t i = 0; i < s->n_workers; i++)
+			if (!tsw_io_worker_answered(s->workers[i], s->keys_pings[i])) {
+				tsw_log(TSW_LOG_WARN, "card_keys_kept",
+					"reason=\"a worker has not taken the last reload's keys\" "
+					"worker=%u",
+					i);
+				return;
+			}
+		tsw_card_keys_put(s->card_keys_before);
+		s->card_keys_before = NULL;
+	}
+	r = tsw_card_keys_load(s->vault, s->hsm, &k);
+	if (r < 0) {
+		tsw_log(TSW_LOG_ERROR, "card_keys_refused", "error=\"%s\" action=old_keys_kept",
+			tsw_strerror(r));
+		return;
+	}
+	s->card_keys_before = s->card_keys;
+	s->card_keys = k;
+	tsw_log(TSW_LOG_INFO, "card_keys_loaded", "keys=%u", tsw_card_keys_count(k));
+}
+
 static void reload(struct server *s)
 {
 	char restart_keys[TSW_CONFIG_REASON_MAX];
@@ -286,11 +327,14 @@ static void reload(struct server *s)
 	__atomic_store_n(&tsw_log_format, (enum tsw_log_format)cfg.log_format, __ATOMIC_RELAXED);
 	if (tsw_config_restart_only_changed(&s->cfg, &cfg, restart_keys, sizeof(restart_keys)))
 		tsw_log(TSW_LOG_WARN, "reload_needs_restart", "keys=\"%s\"", restart_keys);
+	reload_card_keys(s);
 	for (uint32_t i = 0; i < s->n_workers; i++) {
 		struct tsw_engine_config ec;
 
 		engine_config(s, &cfg, i, &ec);
 		tsw_io_worker_reconfigure(s->workers[i], &ec);
+		/* answered: the worker read its mail after these keys were in */
+		s->keys_pings[i] = tsw_io_worker_ping(s->workers[i]);
 	}
 	/* what the engine keeps from creation (sizes) stays as it was */
 	tsw_config_apply_reload(&s->cfg, &cfg);
@@ -523,6 +567,40 @@ static int open_data(struct server *s)
 			"saf_put_refused lines); limited-use tokens are declined 96\" "
 			"fix=\"--state DIR\"");
 	}
+	return 0;
+}
+
+/* The software HSM and the card keys of the vault's key store, before
+ * the workers (they take a reference each). */
+static int open_card_keys(struct server *s)
+{
+	struct tsw_hsm_soft_config hc = {
+	    .max_keys = s->cfg.hsm_max_keys,
+	    .icc_cache_entries = s->cfg.hsm_icc_cache_entries,
+	};
+	struct tsw_hsm_soft_stats hs;
+	int r;
+
+	r = tsw_hsm_soft_open(&hc, &s->hsm);
+	if (r < 0) {
+		tsw_log(TSW_LOG_CRIT, "start_failed", "what=hsm error=\"%s\"", tsw_strerror(r));
+		return r;
+	}
+	r = tsw_card_keys_load(s->vault, s->hsm, &s->card_keys);
+	if (r < 0) {
+		tsw_log(TSW_LOG_CRIT, "start_failed",
+			"what=card_keys error=\"%s\" fix=\"tokvault key-list shows which\"",
+			tsw_strerror(r));
+		return r;
+	}
+	s->keys_pings = calloc(s->n_workers, sizeof(*s->keys_pings));
+	if (!s->keys_pings)
+		return -ENOMEM;
+	if (tsw_hsm_soft_stats(s->hsm, &hs) == 0 && !hs.locked)
+		tsw_log(TSW_LOG_WARN, "hsm_memory_not_locked",
+			"effect=\"card keys may be swapped to disk\" fix=\"raise RLIMIT_MEMLOCK "
+			"(LimitMEMLOCK=)\"");
+	tsw_log(TSW_LOG_INFO, "card_keys_loaded", "keys=%u", tsw_card_keys_count(s->card_keys));
 	return 0;
 }
 
@@ -780,6 +858,7 @@ static int start_ctl(struct server *s)
 	    .ready = all_ready,
 	    .ctx = s,
 	    .state = s->state,
+	    .hsm = s->hsm,
 	};
 	struct tsw_ctl_params cp = {
 	    .host = s->cfg.metrics.host,
@@ -864,7 +943,7 @@ static int serve(struct server *s)
 {
 	uint16_t acq_port = 0;
 
-	if (open_data(s) < 0 || open_shared_tables(s) < 0)
+	if (open_data(s) < 0 || open_shared_tables(s) < 0 || open_card_keys(s) < 0)
 		return 1;
 	start_signals(s);
 	if (start_workers(s, &acq_port) < 0 || start_ctl(s) < 0 || start_service(s) < 0) {
@@ -884,6 +963,11 @@ static void close_data(struct server *s)
 	/* the state writes to the workers' eventfds: close it before them */
 	tsw_state_close(s->state);
 	free_workers(s);
+	/* the engines dropped theirs: these are the last references */
+	tsw_card_keys_put(s->card_keys);
+	tsw_card_keys_put(s->card_keys_before);
+	tsw_hsm_close(s->hsm);
+	free(s->keys_pings);
 	tsw_acq_reversals_free(s->acq_reversals);
 	tsw_standin_exposure_free(s->standin_exposure);
 	if (s->vault)

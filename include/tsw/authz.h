@@ -54,6 +54,9 @@ enum tsw_authz_reason {
 	TSW_AUTHZ_SYSTEM,	      /* 96 */
 	TSW_AUTHZ_STATE_UNAVAILABLE,  /* 96: the state cannot record a limited use */
 	TSW_AUTHZ_VAULT_INTEGRITY,    /* 96: the token's vault record fails authentication */
+	TSW_AUTHZ_ATC_REPLAY, /* 63: the cryptogram's counter at or below the last accepted */
+	TSW_AUTHZ_ATC_WINDOW, /* 63: ... or more than cryptogram.atc_window above it */
+	TSW_AUTHZ_PIN_BLOCK,  /* 96: DE52 cannot be translated for the issuer */
 	TSW_AUTHZ_REASON_MAX
 };
 

@@ -168,6 +168,11 @@ struct tsw_config {
 	uint32_t standin_max_amount_per_token; /* per token over window_s; 0: max_amount */
 	uint32_t standin_window_s;
 	uint32_t standin_max_tokens; /* exposure table (restart to change) */
+	/* [cryptogram] card cryptography (docs/decisions.md) */
+	uint32_t cryptogram_atc_window; /* how far ahead of the last ATC a new one may be; 0: any */
+	/* [hsm] the software HSM's memory (restart to change) */
+	uint32_t hsm_max_keys;		/* keys held at once, imported and derived */
+	uint32_t hsm_icc_cache_entries; /* derived ICC master keys kept */
 };
 
 /* Where and why a configuration was refused. line is 1-based, 0 when the

@@ -31,6 +31,8 @@
 struct tsw_state;
 
 /* What /metrics and /readyz read. All pointers must outlive the ctl. */
+struct tsw_hsm;
+
 struct tsw_ctl_source {
 	struct tsw_metrics_shard *const *shards; /* one per worker */
 	uint32_t n_shards;
@@ -42,6 +44,9 @@ struct tsw_ctl_source {
 	 * without one: then the tsw_state_* series are left out and
 	 * tsw_state_open is 0 */
 	const struct tsw_state *state;
+	/* the software HSM (tsw/hsm.h), or NULL: then the tsw_hsm_* series
+	 * are left out */
+	const struct tsw_hsm *hsm;
 };
 
 struct tsw_ctl_params {

@@ -74,6 +74,14 @@ struct tsw_engine_config {
 	 * makes one of settings.standin_max_tokens for itself. It must
 	 * outlive the engine. */
 	struct tsw_standin_exposure *standin_exposure;
+	/* card cryptography: the HSM (one per process; the engine opens a
+	 * session of its own) and the key set (tsw_card_keys_load; the engine
+	 * takes a reference, so the caller may drop its own once every
+	 * engine has it: tsw_engine_new and tsw_engine_reconfigure take it).
+	 * NULL: no card keys, and a token that requires a cryptogram is
+	 * declined 63 (no_key). */
+	struct tsw_hsm *hsm;
+	struct tsw_card_keys *card_keys;
 	/* The engine reads, per worker where it says so in tokswitch.conf:
 	 * [limits] max_conns, max_inflight_per_conn (back-pressure),
 	 * max_pending, out_buf_bytes, idle_timeout_ms (0: never),
@@ -111,6 +119,24 @@ void tsw_acq_reversals_free(struct tsw_acq_reversals *t);
 int tsw_standin_exposure_new(uint32_t max_tokens, struct tsw_standin_exposure **ret_table);
 /* Frees it (NULL is fine) once no engine uses it. */
 void tsw_standin_exposure_free(struct tsw_standin_exposure *t);
+
+/* The card keys (imk-ac, zpk-acquirer, zpk-issuer, tavv) every worker
+ * uses, immutable once loaded, shared, freed with the last reference
+ * (src/engine/card_keys.c). */
+struct tsw_card_keys;
+struct tsw_hsm;
+
+/* Loads every active key of v's key store (tsw_vault_key_load) into h:
+ * a new set with one reference, the caller's. The clear copies are wiped
+ * before return. Returns 0, the errors of tsw_vault_key_load() and of
+ * tsw_hsm_key_import() (-TSW_E_FULL: more keys than [hsm] max_keys), or
+ * -ENOMEM; nothing is kept on failure. */
+int tsw_card_keys_load(struct tsw_vault *v, struct tsw_hsm *h, struct tsw_card_keys **ret_keys);
+/* Keys in the set (0 for NULL). */
+uint32_t tsw_card_keys_count(const struct tsw_card_keys *k);
+/* Drops one reference (NULL is fine); the last one wipes and frees the
+ * keys (tsw_hsm_key_free). Any thread. */
+void tsw_card_keys_put(struct tsw_card_keys *k);
 
 enum tsw_endpoint_kind {
 	TSW_EP_ACQ,
@@ -327,7 +353,9 @@ enum tsw_engine_event_kind {
 					  * request MTI * 10000 + the answer's MTI (dropped) */
 	TSW_EV_VAULT_INTEGRITY,		 /* slot, token: its record fails authentication */
 	TSW_EV_VAULT_KEYS_REFUSED,	 /* err: a key file reload refused, old keys kept */
-	TSW_EV_EVENTS_DROPPED,		 /* n1: events dropped since the last report; n2: queue size */
+	TSW_EV_CRYPTOGRAM_DECLINED,	 /* token; why: the check's result ("wrong", ...) */
+	TSW_EV_PIN_BLOCK_REFUSED,	 /* token; why: the translation's result */
+	TSW_EV_EVENTS_DROPPED, /* n1: events dropped since the last report; n2: queue size */
 	TSW_EV_KIND_MAX
 };
 

@@ -52,6 +52,7 @@ enum tsw_hsm_kind {
 	TSW_HSM_IMK_AC,	      /* issuer master key for application cryptograms */
 	TSW_HSM_ZPK_ACQUIRER, /* zone PIN key shared with an acquirer */
 	TSW_HSM_ZPK_ISSUER,   /* zone PIN key shared with an issuer */
+	TSW_HSM_TAVV,	      /* token cryptogram key of a token range (AES) */
 	TSW_HSM_ICC_MK,	      /* derived: a card's (token's) master key for AC */
 	TSW_HSM_SESSION_KEY,  /* derived: one transaction's AC session key */
 	TSW_HSM_KIND_MAX
@@ -318,6 +319,14 @@ int tsw_hsm_arpc(struct tsw_hsm_session *s, const struct tsw_hsm_key *imk, const
  * session. */
 int tsw_hsm_de55_parse(const uint8_t *de55, size_t len, unsigned cvn,
 		       struct tsw_hsm_arqc_input *ret_in, uint32_t *ret_tag);
+
+/* The inverse, for test tools that play the card (tokbench, tests):
+ * every tag of in as DE55 BER-TLV into out (cap bytes): the fixed-length
+ * tags, 9F10 of in->iad_len bytes (in->iad, whose layout names the CVN;
+ * cvn and cvr are not read), 5F34 when in->has_psn. Returns the length,
+ * -TSW_E_BAD_INPUT (iad_len 0 or above TSW_HSM_IAD_MAX) or
+ * -TSW_E_NO_SPACE. tsw_hsm_de55_parse() of the result gives in back. */
+int tsw_hsm_de55_build(const struct tsw_hsm_arqc_input *in, uint8_t *out, size_t cap);
 
 /* ---- PIN blocks (ISO 9564-1) ----
  * The key's algorithm selects the format: a TDES zone PIN key format 0

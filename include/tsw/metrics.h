@@ -48,7 +48,7 @@ enum { TSW_METRICS_RC_MAX = 22 };
  * tsw_authz_reason (tsw/authz.h). A copy of TSW_AUTHZ_REASON_MAX, so
  * this header needs no authz.h: src/ctl/metrics_text.c, which sees both,
  * fails to compile when they differ. */
-enum { TSW_METRICS_DECLINE_REASONS = 18 };
+enum { TSW_METRICS_DECLINE_REASONS = 21 };
 
 /* Index of a 2-character DE39 response code ("00", "14", "30", "51",
  * "54", "55", "57", "61", "62", "63", "65", "91", "96", "05", "12", "94",
@@ -82,6 +82,35 @@ enum tsw_standin_result {
  * "declined_amount", ...): a static string; NULL out of range. Any
  * thread. */
 const char *tsw_metrics_standin_name(unsigned result);
+
+/* What became of a request's cryptogram check (docs/decisions.md
+ * "Cryptograms"): one count per request that needed one. */
+enum tsw_card_check_result {
+	TSW_CARD_CHECK_OK,	   /* verified, counter accepted */
+	TSW_CARD_CHECK_MISSING,	   /* no DE55 (ARQC) or no DE48 tag 11 (token cryptogram): 63 */
+	TSW_CARD_CHECK_MALFORMED,  /* not BER-TLV, a tag missing or of the wrong length: 63 */
+	TSW_CARD_CHECK_NO_KEY,	   /* no key for the token's range (or the HSM failed): 63 */
+	TSW_CARD_CHECK_WRONG,	   /* does not verify under any key of the range: 63 */
+	TSW_CARD_CHECK_ATC_REPLAY, /* counter at or below the last accepted: 63 */
+	TSW_CARD_CHECK_ATC_WINDOW, /* counter beyond cryptogram.atc_window: 63 */
+	TSW_CARD_CHECK_STATE,	   /* the state could not record the counter: 96 */
+	TSW_CARD_CHECK_RESULT_MAX
+};
+
+/* What became of a DE52 PIN block on its way to the issuer. */
+enum tsw_pin_result {
+	TSW_PIN_OK,		 /* translated */
+	TSW_PIN_NO_ACQUIRER_KEY, /* no zpk-acquirer for DE32: 96 PIN_BLOCK */
+	TSW_PIN_NO_ISSUER_KEY,	 /* no zpk-issuer for the issuer: 96 PIN_BLOCK */
+	TSW_PIN_FORMAT, /* not a well-formed block under any key (or keys of two families) */
+	TSW_PIN_PAN,	/* a format 0 block bound to another account number */
+	TSW_PIN_RESULT_MAX
+};
+
+/* The result labels ("ok", "missing", ... / "ok", "no_acquirer_key", ...):
+ * static strings; NULL out of range. Any thread. */
+const char *tsw_metrics_card_check_name(unsigned result);
+const char *tsw_metrics_pin_name(unsigned result);
 
 /* Log-linear latency histogram, 1-2-5 steps from 0.5 us to 10 s: bucket
  * i holds values below tsw_hist_bound_ns[i]; the last bucket is +Inf.
@@ -233,6 +262,11 @@ struct tsw_metrics_shard {
 	uint64_t standin[TSW_STANDIN_RESULT_MAX]; /* by enum tsw_standin_result */
 	uint64_t standin_advices_queued;  /* 0120/0220 advices put in the SAF queue */
 	uint64_t standin_exposure_full;   /* refused: the exposure table had no room */
+	/* card cryptography (card_crypto.c) */
+	uint64_t card_checks[TSW_CARD_CHECK_RESULT_MAX]; /* by enum tsw_card_check_result */
+	uint64_t arpcs;					 /* answers given a tag 91 */
+	uint64_t arpc_failures; /* answers that owed one and went without (HSM error, no room) */
+	uint64_t pin_translations[TSW_PIN_RESULT_MAX]; /* by enum tsw_pin_result */
 	/* the event log (src/engine/event.c) */
 	uint64_t events_suppressed;       /* past log_event_burst: counted, not logged */
 	uint64_t events_dropped;          /* the event queue was full: not logged */

@@ -25,6 +25,9 @@ static const char *const reason_rc[TSW_AUTHZ_REASON_MAX] = {
 	[TSW_AUTHZ_SYSTEM] = "96",
 	[TSW_AUTHZ_STATE_UNAVAILABLE] = "96",
 	[TSW_AUTHZ_VAULT_INTEGRITY] = "96",
+	[TSW_AUTHZ_ATC_REPLAY] = "63",
+	[TSW_AUTHZ_ATC_WINDOW] = "63",
+	[TSW_AUTHZ_PIN_BLOCK] = "96",
 };
 
 static const char *const reason_name[TSW_AUTHZ_REASON_MAX] = {
@@ -46,6 +49,9 @@ static const char *const reason_name[TSW_AUTHZ_REASON_MAX] = {
 	[TSW_AUTHZ_SYSTEM] = "SYSTEM",
 	[TSW_AUTHZ_STATE_UNAVAILABLE] = "STATE_UNAVAILABLE",
 	[TSW_AUTHZ_VAULT_INTEGRITY] = "VAULT_INTEGRITY",
+	[TSW_AUTHZ_ATC_REPLAY] = "ATC_REPLAY",
+	[TSW_AUTHZ_ATC_WINDOW] = "ATC_WINDOW",
+	[TSW_AUTHZ_PIN_BLOCK] = "PIN_BLOCK",
 };
 /* clang-format on */
 

@@ -9,6 +9,7 @@
 
 #include "tsw/authz.h"
 #include "tsw/ctl.h"
+#include "tsw/hsm.h"
 #include "tsw/metrics.h"
 #include "tsw/state.h"
 
@@ -215,14 +216,18 @@ static const struct scalar scalars[] = {
        "Reversals unanswered, link down or unsendable: due again later.", saf_retried),
     SC("tsw_saf_inflight", "gauge", "Reversals awaiting an issuer answer.", saf_inflight),
     SC("tsw_answers_held", "gauge",
-       "Answers (91, 96) waiting for the commit of the reversal they leave behind.",
-       answers_held),
+       "Answers (91, 96) waiting for the commit of the reversal they leave behind.", answers_held),
     SC("tsw_answers_held_timeouts_total", "counter",
        "Held answers sent after saf.durable_wait_ms without their reversal's commit.",
        answers_held_timeouts),
     SC("tsw_standin_advices_queued_total", "counter",
        "Stand-in approvals whose advice (0120/0220) was put in the SAF queue.",
        standin_advices_queued),
+    SC("tsw_arpc_total", "counter",
+       "Issuer answers to a verified ARQC sent to the acquirer with tag 91 (the ARPC).", arpcs),
+    SC("tsw_arpc_failures_total", "counter",
+       "Issuer answers that owed a tag 91 and went without it (HSM error, no room in DE55).",
+       arpc_failures),
     SC("tsw_standin_exposure_full_total", "counter",
        "Stand-ins refused (91): the exposure table (standin.max_tokens) had no room.",
        standin_exposure_full),
@@ -318,6 +323,56 @@ static const struct scalar state_scalars[] = {
        freeing_commits),
 };
 
+/* tsw_hsm_soft_stats(): the key memory shared by every worker. */
+static void put_hsm(struct text *t, const struct tsw_hsm *h)
+{
+	struct tsw_hsm_soft_stats hs;
+	const struct {
+		const char *name, *type, *help;
+	} rows[] = {
+	    {
+		"tsw_hsm_keys",
+		"gauge",
+		"Keys the HSM holds now (the card keys, and session keys being derived).",
+	    },
+	    {
+		"tsw_hsm_key_full_total",
+		"counter",
+		"Key imports or derivations refused: hsm.max_keys held.",
+	    },
+	    {
+		"tsw_hsm_icc_cache_hits_total",
+		"counter",
+		"Cryptograms whose ICC master key was cached.",
+	    },
+	    {
+		"tsw_hsm_icc_cache_misses_total",
+		"counter",
+		"Cryptograms whose ICC master key was derived (and cached, hsm.icc_cache_entries).",
+	    },
+	    {
+		"tsw_hsm_memory_locked",
+		"gauge",
+		"1 when the key memory is locked (mlock); 0: RLIMIT_MEMLOCK refused, keys may be "
+		"swapped.",
+	    },
+	};
+	uint64_t v[5];
+
+	if (!h || tsw_hsm_soft_stats(h, &hs) < 0)
+		return;
+	v[0] = hs.keys_in_use;
+	v[1] = hs.key_full;
+	v[2] = hs.icc_cache_hits;
+	v[3] = hs.icc_cache_misses;
+	v[4] = hs.locked;
+	_Static_assert(sizeof(v) / sizeof(v[0]) == sizeof(rows) / sizeof(rows[0]),
+		       "one value a row");
+	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++)
+		put(t, "# HELP %s %s\n# TYPE %s %s\n%s %" PRIu64 "\n", rows[i].name, rows[i].help,
+		    rows[i].name, rows[i].type, rows[i].name, v[i]);
+}
+
 static void put_state(struct text *t, const struct tsw_state *st)
 {
 	uint64_t oldest_rev_ms, oldest_adv_ms;
@@ -395,6 +450,18 @@ static void put_requests(struct text *t, const struct tsw_ctl_source *src)
 	for (unsigned r = 0; r < TSW_STANDIN_RESULT_MAX; r++)
 		put(t, "tsw_standin_total{result=\"%s\"} %" PRIu64 "\n",
 		    tsw_metrics_standin_name(r), SUM(standin[r]));
+	put(t, "# HELP tsw_cryptogram_checks_total Requests whose cryptogram (DE55 ARQC or DE48 "
+	       "token cryptogram) was checked, by result.\n"
+	       "# TYPE tsw_cryptogram_checks_total counter\n");
+	for (unsigned r = 0; r < TSW_CARD_CHECK_RESULT_MAX; r++)
+		put(t, "tsw_cryptogram_checks_total{result=\"%s\"} %" PRIu64 "\n",
+		    tsw_metrics_card_check_name(r), SUM(card_checks[r]));
+	put(t, "# HELP tsw_pin_translations_total DE52 PIN blocks translated for the issuer, or "
+	       "declined 96 PIN_BLOCK, by result.\n"
+	       "# TYPE tsw_pin_translations_total counter\n");
+	for (unsigned r = 0; r < TSW_PIN_RESULT_MAX; r++)
+		put(t, "tsw_pin_translations_total{result=\"%s\"} %" PRIu64 "\n",
+		    tsw_metrics_pin_name(r), SUM(pin_translations[r]));
 }
 
 /* The latency histograms and the scalars table, summed over the shards. */
@@ -462,6 +529,7 @@ int tsw_ctl_render_metrics(const struct tsw_ctl_source *src, char **ret_text, si
 	    "# TYPE tsw_ready gauge\ntsw_ready %d\n",
 	    src->ready ? src->ready(src->ctx) : 0);
 	put_state(&t, src->state);
+	put_hsm(&t, src->hsm);
 
 	if (t.failed) {
 		free(t.p);

@@ -6,6 +6,7 @@
 #include "acq_reversal.h"
 #include "answer_guard.h"
 #include "delivery.h"
+#include "card_crypto.h"
 #include "engine_int.h"
 #include "rewrite.h"
 #include "standin.h"
@@ -136,31 +137,65 @@ static bool other_pan_in(const struct tsw_engine *e, const struct tsw_iso_msg *m
 		      (const char *)d + len - 4, p, n);
 }
 
+/* The card-data tags, and the issuer's own tag 91 where the switch
+ * writes the one its ARPC makes. */
+static const uint32_t card_tags_and_91[TSW_ENGINE_DE55_CARD_TAGS + 1] = {0x5a, 0x57, 0x5f24, 0x9f6b,
+									 0x91};
+
+/* r's tag 91, answered rc, after buf[0..*len): counted either way. */
+static void append_arpc(struct tsw_engine *e, const struct req *r, const char *rc, uint8_t *buf,
+			size_t cap, size_t *len)
+{
+	if (engine__card_arpc_append(e, r->token, r->token_len, &r->arpc, rc, buf, cap, len) < 0)
+		TSW_COUNT(e->m->arpc_failures);
+	else
+		TSW_COUNT(e->m->arpcs);
+}
+
 /* DE55 on its way to the acquirer, in the issuer profile's binary form:
  * the EMV tags that carry card data are dropped at any depth (a changed
  * copy in buf, *ret_len bytes; 0: DE55 removed); a DE55 that is not
- * BER-TLV cannot be checked and is removed whole. Returns true when
- * DE55 changes. */
-static bool de55_for_acquirer(struct tsw_engine *e, const struct tsw_iso_msg *m, uint8_t *buf,
-			      size_t cap, size_t *ret_len)
+ * BER-TLV cannot be checked and is removed whole. An answer to a
+ * verified ARQC gets the switch's tag 91 (ARPC) in place of any the
+ * issuer sent, in a DE55 of its own when the answer had none. Returns
+ * true when DE55 changes. */
+static bool de55_for_acquirer(struct tsw_engine *e, const struct req *r,
+			      const struct tsw_iso_msg *m, const char *rc, uint8_t *buf, size_t cap,
+			      size_t *ret_len)
 {
 	const struct tsw_iso_field_spec *fs = &e->iss_profile->fields[55];
+	bool arpc = r->arpc.keys != NULL;
+	/* tag 91 only where DE55 can still hold it */
+	size_t room = cap < fs->max_len ? cap : fs->max_len;
 	unsigned dropped = 0;
 	int n;
 
-	if (!tsw_iso_has(m, 55) || fs->type != TSW_ISO_B || fs->hex)
-		return false; /* hex or text chip data: the ASCII scan reads its digits */
-	n = tsw_tlv_copy_except(tsw_iso_ptr(m, 55), m->f[55].len, tsw_engine_de55_card_tags,
-				TSW_ENGINE_DE55_CARD_TAGS, buf, cap, &dropped);
+	if (fs->type != TSW_ISO_B || fs->hex) {
+		/* hex or text chip data: the ASCII scan reads its digits */
+		if (arpc)
+			TSW_COUNT(e->m->arpc_failures);
+		return false;
+	}
+	*ret_len = 0;
+	if (!tsw_iso_has(m, 55)) {
+		if (!arpc)
+			return false;
+		append_arpc(e, r, rc, buf, room, ret_len);
+		return *ret_len > 0;
+	}
+	n = tsw_tlv_copy_except(tsw_iso_ptr(m, 55), m->f[55].len,
+				arpc ? card_tags_and_91 : tsw_engine_de55_card_tags,
+				TSW_ENGINE_DE55_CARD_TAGS + arpc, buf, cap, &dropped);
 	if (n < 0) {
 		TSW_COUNT(e->m->de55_dropped);
-		*ret_len = 0;
-		return true;
-	}
-	if (!dropped)
+		n = 0;
+	} else if (!dropped && !arpc) {
 		return false;
+	}
 	TSW_COUNT_ADD(e->m->de55_tags_stripped, dropped);
 	*ret_len = (size_t)n;
+	if (arpc)
+		append_arpc(e, r, rc, buf, room, ret_len);
 	return true;
 }
 
@@ -203,7 +238,7 @@ static int deliver_answer(struct tsw_engine *e, struct req *r, const struct tsw_
 			ed[n++] = (struct tsw_iso_edit){
 			    .field = 48, .len = (uint16_t)de48_len, .data = de48};
 	}
-	if (de55_for_acquirer(e, m, de55, sizeof(de55), &de55_len))
+	if (de55_for_acquirer(e, r, m, rc, de55, sizeof(de55), &de55_len))
 		ed[n++] = (struct tsw_iso_edit){
 		    .field = 55, .len = (uint16_t)de55_len, .data = de55_len ? de55 : NULL};
 	/* no 2-byte DE39: the acquirer gets the code the switch counted */

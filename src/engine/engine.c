@@ -19,10 +19,12 @@
 #include "answer_guard.h"
 #include "delivery.h"
 #include "dup.h"
+#include "card_crypto.h"
 #include "engine_int.h"
 #include "standin.h"
 #include "use.h"
 #include "tsw/error.h"
+#include "tsw/hsm.h"
 #include "tsw/vault.h"
 
 static int64_t wall_now(void)
@@ -190,6 +192,16 @@ static int tables_init(struct tsw_engine *e)
 	return r;
 }
 
+/* The worker's HSM session and its reference on the card keys. */
+static int card_init(struct tsw_engine *e, const struct tsw_engine_config *cfg)
+{
+	if (!cfg->hsm)
+		return 0;
+	e->hsm = cfg->hsm;
+	e->card_keys = engine__card_keys_get(cfg->card_keys);
+	return tsw_hsm_session_open(cfg->hsm, &e->hsm_s);
+}
+
 int tsw_engine_new(const struct tsw_engine_config *cfg, struct tsw_vault *vault,
 		   struct tsw_state *state, struct tsw_metrics_shard *metrics,
 		   struct tsw_engine **ret_engine)
@@ -226,6 +238,9 @@ int tsw_engine_new(const struct tsw_engine_config *cfg, struct tsw_vault *vault,
 	r = tsw_vault_reader_open(vault, &e->reader);
 	if (r < 0)
 		goto err_free;
+	r = card_init(e, cfg);
+	if (r < 0)
+		goto err_free;
 	r = conns_init(e);
 	if (r == 0)
 		r = links_init(e);
@@ -247,6 +262,12 @@ void tsw_engine_free(struct tsw_engine *e)
 
 	if (!e)
 		return;
+	/* requests still in flight hold key references */
+	if (e->reqs)
+		for (i = 0; i < e->n_reqs; i++)
+			engine__card_arpc_drop(&e->reqs[i].arpc);
+	tsw_card_keys_put(e->card_keys);
+	tsw_hsm_session_close(e->hsm_s);
 	if (e->conns)
 		for (i = 0; i < e->cfg.max_conns; i++) {
 			if (e->conns[i].fr.acc)
@@ -385,6 +406,12 @@ int tsw_engine_reconfigure(struct tsw_engine *e, const struct tsw_engine_config 
 	tsw_config_apply_reload(&c, &cfg->settings);
 	order_ranges(&c);
 	e->cfg = c;
+	/* a reload's keys: requests in flight keep the set they verified
+	 * under (their own reference) */
+	if (cfg->card_keys != e->card_keys && e->hsm) {
+		tsw_card_keys_put(e->card_keys);
+		e->card_keys = engine__card_keys_get(cfg->card_keys);
+	}
 	engine__events_configure(e);
 	return 0;
 }

@@ -130,6 +130,14 @@ struct acq_rev_match {
 	uint32_t stan;
 };
 
+/* A verified ARQC, for the tag 91 of its answer (card_crypto.c). */
+struct card_arpc {
+	struct tsw_card_keys *keys; /* a reference; NULL: no tag 91 owed */
+	uint32_t key;		    /* the IMK it verified under: its index in keys */
+	uint8_t cvn, psn;
+	uint8_t arqc[8], atc[2], un[4];
+};
+
 /* A request in flight to an issuer (or parked until its use is durable). */
 struct req {
 	uint64_t key; /* link << 32 | switch STAN */
@@ -177,6 +185,7 @@ struct req {
 	uint8_t pos_mode;    /* enum tsw_pos_mode; TSW_POS_MODE_MAX: unknown */
 	uint8_t assurance;   /* the token's assurance level */
 	bool sent_to_issuer; /* the issuer saw it under the switch STAN of key */
+	struct card_arpc arpc; /* REQ_ACQ: its verified ARQC (zeroed with the rest) */
 	struct echo echo;
 };
 
@@ -268,6 +277,12 @@ struct tsw_engine {
 	uint32_t standin_seq;			      /* approval codes handed out */
 	/* the event log: what the backend logs after the loop iteration (event.c) */
 	struct engine_events ev;
+
+	/* card cryptography (card_crypto.c): this worker's HSM session and
+	 * its reference on the shared key set (NULL: none configured) */
+	struct tsw_hsm *hsm;
+	struct tsw_hsm_session *hsm_s;
+	struct tsw_card_keys *card_keys;
 
 	/* limited-use requests waiting for a durable reservation (use.c) */
 	struct parked *parked;

@@ -401,6 +401,12 @@ static void fmt_vault_keys_refused(struct text *t, const struct tsw_engine_event
 	add(t, "error=\"%s\" action=old_keys_kept", tsw_strerror(ev->err));
 }
 
+/* why is a static word: the metric's result label */
+static void fmt_card_declined(struct text *t, const struct tsw_engine_event *ev)
+{
+	add(t, "token=%s result=%s", token_or_none(ev), ev->why ? ev->why : "unknown");
+}
+
 static void fmt_events_dropped(struct text *t, const struct tsw_engine_event *ev)
 {
 	add(t, "dropped=%" PRIu64 " log_event_queue=%" PRIu64, ev->n1, ev->n2);
@@ -441,6 +447,8 @@ static const struct kind_info kinds[TSW_EV_KIND_MAX] = {
 				    fmt_answer_mti_mismatch},
     [TSW_EV_VAULT_INTEGRITY] = {"vault_integrity", TSW_LOG_ERROR, fmt_vault_integrity},
     [TSW_EV_VAULT_KEYS_REFUSED] = {"vault_keys_refused", TSW_LOG_ERROR, fmt_vault_keys_refused},
+    [TSW_EV_CRYPTOGRAM_DECLINED] = {"cryptogram_declined", TSW_LOG_WARN, fmt_card_declined},
+    [TSW_EV_PIN_BLOCK_REFUSED] = {"pin_block_refused", TSW_LOG_WARN, fmt_card_declined},
     [TSW_EV_EVENTS_DROPPED] = {"events_dropped", TSW_LOG_ERROR, fmt_events_dropped},
 };
 

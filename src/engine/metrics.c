@@ -102,3 +102,32 @@ void engine__standin_decided(struct tsw_engine *e, const struct req *r, enum tsw
 	TSW_COUNT(e->m->standin[res]);
 	engine_event_req(e, TSW_EV_STANDIN, r, .why = tsw_metrics_standin_name(res));
 }
+
+const char *tsw_metrics_card_check_name(unsigned result)
+{
+	static const char *const names[TSW_CARD_CHECK_RESULT_MAX] = {
+	    [TSW_CARD_CHECK_OK] = "ok",
+	    [TSW_CARD_CHECK_MISSING] = "missing",
+	    [TSW_CARD_CHECK_MALFORMED] = "malformed",
+	    [TSW_CARD_CHECK_NO_KEY] = "no_key",
+	    [TSW_CARD_CHECK_WRONG] = "wrong",
+	    [TSW_CARD_CHECK_ATC_REPLAY] = "atc_replay",
+	    [TSW_CARD_CHECK_ATC_WINDOW] = "atc_window",
+	    [TSW_CARD_CHECK_STATE] = "state_unavailable",
+	};
+
+	return result < TSW_CARD_CHECK_RESULT_MAX ? names[result] : NULL;
+}
+
+const char *tsw_metrics_pin_name(unsigned result)
+{
+	static const char *const names[TSW_PIN_RESULT_MAX] = {
+	    [TSW_PIN_OK] = "ok",
+	    [TSW_PIN_NO_ACQUIRER_KEY] = "no_acquirer_key",
+	    [TSW_PIN_NO_ISSUER_KEY] = "no_issuer_key",
+	    [TSW_PIN_FORMAT] = "format",
+	    [TSW_PIN_PAN] = "pan",
+	};
+
+	return result < TSW_PIN_RESULT_MAX ? names[result] : NULL;
+}

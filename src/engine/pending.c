@@ -27,6 +27,7 @@
 #include <xxhash.h>
 
 #include "dup.h"
+#include "card_crypto.h"
 #include "engine_int.h"
 #include "tsw/error.h"
 
@@ -102,6 +103,7 @@ struct req *engine__req_alloc(struct tsw_engine *e)
 void engine__req_free(struct tsw_engine *e, struct req *r)
 {
 	engine__dup_remove(e, r);
+	engine__card_arpc_drop(&r->arpc);
 	r->in_use = false;
 	r->next_free = e->free_req;
 	e->free_req = req_index(e, r);

@@ -5,6 +5,7 @@
 
 #include "acq_reversal.h"
 #include "answer_guard.h"
+#include "card_crypto.h"
 #include "dup.h"
 #include "engine_int.h"
 #include "rewrite.h"
@@ -12,6 +13,7 @@
 #include "use.h"
 #include "tsw/authz.h"
 #include "tsw/error.h"
+#include "tsw/hsm.h"
 #include "tsw/vault.h"
 
 /* ---- vault reader ---- */
@@ -46,14 +48,19 @@ struct pipeline {
 	uint64_t start_ns;
 	uint64_t ticket;
 	bool has_ticket;
+	bool counter_done;	/* its cryptogram's counter was accepted before it waited */
+	struct card_check card; /* what its cryptogram checks left (card_crypto.c) */
 };
 
+/* Gives back what a request that goes no further holds: its use, and
+ * the key reference of a verified ARQC. */
 static void release_ticket(struct tsw_engine *e, struct pipeline *pl)
 {
 	if (pl->has_ticket) {
 		engine__use_release(e, pl->ticket);
 		pl->has_ticket = false;
 	}
+	engine__card_arpc_drop(&pl->card.arpc);
 }
 
 static int pl_decline(struct tsw_engine *e, struct pipeline *pl, enum tsw_authz_reason reason)
@@ -178,8 +185,9 @@ struct issuer_copy {
 	uint8_t de35[TSW_ENGINE_DE35_MAX];
 	uint8_t de48[TSW_ENGINE_DE48_MAX];
 	char de90[TSW_ENGINE_DE90_LEN];
+	uint8_t de52[TSW_HSM_PIN_BLOCK_MAX]; /* translated for the issuer */
 	char stan[6];
-	struct tsw_iso_edit ed[7];
+	struct tsw_iso_edit ed[8];
 	unsigned n;
 	int pan_len;
 	struct acq_rev_match rev_match;
@@ -191,13 +199,36 @@ static void count_pending_full(struct tsw_engine *e)
 	engine_event(e, TSW_EV_PENDING_FULL, .n1 = e->cfg.max_pending);
 }
 
+/* DE52 for issuer iss: an authorization's PIN block translated from the
+ * token to the PAN (ic->de52); any other message's removed (no PIN
+ * belongs in it, and the acquirer's block is never the issuer's). 0, or
+ * -EPERM with the reason of the decline in *ret_reason. */
+static int issuer_pin(struct tsw_engine *e, const struct pipeline *pl, const struct tsw_token *t,
+		      uint32_t iss, struct issuer_copy *ic, enum tsw_authz_reason *ret_reason)
+{
+	const struct tsw_iso_msg *m = pl->msg;
+	size_t len = 0;
+
+	if (!tsw_iso_has(m, 52))
+		return 0;
+	if (pl->req.msg_class == TSW_AUTHZ_CLASS_AUTH) {
+		*ret_reason = engine__card_pin(e, m, &pl->req, t, ic->pan, (size_t)ic->pan_len, iss,
+					       ic->de52, &len);
+		if (*ret_reason != TSW_AUTHZ_FORWARD)
+			return -EPERM;
+	}
+	ic->ed[ic->n++] =
+	    (struct tsw_iso_edit){.field = 52, .len = (uint16_t)len, .data = len ? ic->de52 : NULL};
+	return 0;
+}
+
 /* Fills ic's edits: DE35 and DE2 the PAN, DE14 its expiry, DE11 the
- * switch STAN (ic->stan), DE48 the token data and, for an acquirer's
- * reversal of an original the switch knows, DE90 naming it by the switch
- * STAN. 0, or a negative errno with the reason of the engine__decline in
- * *ret_reason. */
+ * switch STAN (ic->stan), DE48 the token data, DE52 translated for
+ * issuer iss and, for an acquirer's reversal of an original the switch
+ * knows, DE90 naming it by the switch STAN. 0, or a negative errno with
+ * the reason of the engine__decline in *ret_reason. */
 static int issuer_edits(struct tsw_engine *e, const struct pipeline *pl, const struct tsw_token *t,
-			struct issuer_copy *ic, enum tsw_authz_reason *ret_reason)
+			uint32_t iss, struct issuer_copy *ic, enum tsw_authz_reason *ret_reason)
 {
 	const struct tsw_iso_msg *m = pl->msg;
 	size_t de48_len = 0, de35_len = 0;
@@ -243,7 +274,7 @@ static int issuer_edits(struct tsw_engine *e, const struct pipeline *pl, const s
 		TSW_COUNT(e->m->acq_reversals_matched);
 	}
 	ic->n = n;
-	return 0;
+	return issuer_pin(e, pl, t, iss, ic, ret_reason);
 }
 
 /* The reason of the engine__decline when engine__link_write refused r's issuer copy with
@@ -320,7 +351,7 @@ static int send_to_issuer(struct tsw_engine *e, struct pipeline *pl, const struc
 		ret = -EMSGSIZE;
 		goto err_remove;
 	}
-	ret = issuer_edits(e, pl, t, ic, &reason);
+	ret = issuer_edits(e, pl, t, link_issuer(e, link), ic, &reason);
 	if (ret < 0)
 		goto err_remove;
 	r->pan_len = (uint8_t)ic->pan_len;
@@ -333,6 +364,9 @@ static int send_to_issuer(struct tsw_engine *e, struct pipeline *pl, const struc
 		goto err_remove;
 	}
 	track_forwarded(e, pl, t, ic, r, link, cls, rev_key);
+	/* its answer owes the card a tag 91 */
+	r->arpc = pl->card.arpc;
+	pl->card.arpc.keys = NULL;
 	return 0;
 
 err_remove:
@@ -383,8 +417,13 @@ static int forward(struct tsw_engine *e, struct pipeline *pl, const struct tsw_t
 	}
 	explicit_bzero(ic.pan, sizeof(ic.pan));
 	explicit_bzero(ic.de35, sizeof(ic.de35));
-	if (stand_in_now)
+	explicit_bzero(ic.de52, sizeof(ic.de52));
+	if (stand_in_now) {
+		/* the switch approves for the issuer: no issuer answer to
+		 * authenticate to the card */
+		engine__card_arpc_drop(&pl->card.arpc);
 		return stand_in(e, pl, t, (uint32_t)iss, cls);
+	}
 	if (ret < 0)
 		return pl_decline(e, pl, fail);
 	return 0;
@@ -415,13 +454,91 @@ static int lookup(struct tsw_engine *e, const char *tok, size_t len, bool verifi
 	return 0;
 }
 
+/* After the domain rules: the cryptogram, then the limited use (a
+ * request that fails any check must not consume a use); the request
+ * waits, parked, until what they recorded is durable. *ret_go: it may go
+ * to the issuer now; else it was answered or parked, and the return is
+ * what that returned. */
+static int gate(struct tsw_engine *e, struct pipeline *pl, const struct tsw_token *t, bool *ret_go)
+{
+	struct resume rs = {.counter_done = pl->counter_done};
+	enum tsw_authz_reason reason;
+	bool durable = true;
+	int r;
+
+	*ret_go = false;
+	reason = engine__card_check(e, t, &pl->req, pl->msg, pl->counter_done, &pl->card);
+	if (reason != TSW_AUTHZ_FORWARD)
+		return pl_decline(e, pl, reason);
+	if (pl->card.has_ticket) {
+		rs.ticket = pl->card.ticket;
+		rs.counter_done = true;
+		durable = tsw_state_durable(e->state, rs.ticket);
+	}
+	if (!pl->has_ticket && tsw_authz_needs_use(t, &pl->req)) {
+		r = engine__use_reserve(e, t, &pl->ticket, &durable);
+		if (r == -TSW_E_FULL)
+			return pl_decline(e, pl, TSW_AUTHZ_DOMAIN_USES);
+		if (r == -ENOSPC) /* writer degraded, or token table full */
+			return pl_decline(e, pl, TSW_AUTHZ_STATE_UNAVAILABLE);
+		if (r < 0)
+			return pl_decline(e, pl, TSW_AUTHZ_SYSTEM);
+		pl->has_ticket = true;
+		/* a later ticket: durable, it makes the counter's durable too */
+		rs.ticket = pl->ticket;
+		rs.use_reserved = true;
+	}
+	if (!durable) {
+		/* verified again when it runs again: the keys may change */
+		engine__card_arpc_drop(&pl->card.arpc);
+		r = engine__park(e, pl->slot, pl->msg, &rs, pl->start_ns);
+		if (r < 0)
+			return pl_decline(e, pl, TSW_AUTHZ_SYSTEM);
+		return 0;
+	}
+	*ret_go = true;
+	return 0;
+}
+
+/* The vault's records for the request: the token's (*found) and, for a
+ * token-for-token token, its original's (*orig_found), and the device
+ * binding in ctx. 0, or what declining it returned (*ret_done). */
+static int records(struct tsw_engine *e, struct pipeline *pl, struct tsw_token *t, bool *found,
+		   struct tsw_token *orig, bool *orig_found, struct tsw_authz_ctx *ctx,
+		   bool *ret_done)
+{
+	int r;
+
+	*ret_done = true;
+	r = lookup(e, pl->req.token.ptr, pl->req.token.len, false, t, found);
+	if (r == -TSW_E_INTEGRITY)
+		return integrity_decline(e, pl, pl->req.token.ptr, pl->req.token.len);
+	if (r < 0)
+		return pl_decline(e, pl, TSW_AUTHZ_SYSTEM);
+	if (*found && t->original_token[0]) {
+		r = lookup(e, t->original_token, strlen(t->original_token), true, orig, orig_found);
+		if (r == -TSW_E_INTEGRITY)
+			return integrity_decline(e, pl, t->original_token,
+						 strlen(t->original_token));
+		if (r < 0)
+			return pl_decline(e, pl, TSW_AUTHZ_SYSTEM);
+	}
+	if (*found && tsw_authz_needs_device(t, &pl->req)) {
+		r = tsw_vault_device_bound(e->reader, t->token, t->token_len, pl->req.device_id.ptr,
+					   pl->req.device_id.len);
+		ctx->device_bound = (int8_t)(r < 0 ? -1 : r);
+	}
+	*ret_done = false;
+	return 0;
+}
+
 /* Runs the decision for a parsed request and forwards or declines it.
- * Called again for a parked request once its use is durable. */
+ * Called again for a parked request once what it waited for is durable. */
 static int decide_and_route(struct tsw_engine *e, struct pipeline *pl)
 {
 	struct tsw_token t, orig;
 	struct tsw_authz_ctx ctx;
-	bool found = false, orig_found = false;
+	bool found = false, orig_found = false, done, go;
 	enum tsw_authz_reason reason;
 	int r;
 
@@ -433,52 +550,21 @@ static int decide_and_route(struct tsw_engine *e, struct pipeline *pl)
 		return pl_decline(e, pl, TSW_AUTHZ_SYSTEM);
 	}
 	if (ctx.in_token_range) {
-		r = lookup(e, pl->req.token.ptr, pl->req.token.len, false, &t, &found);
-		if (r == -TSW_E_INTEGRITY)
-			return integrity_decline(e, pl, pl->req.token.ptr, pl->req.token.len);
-		if (r < 0)
-			return pl_decline(e, pl, TSW_AUTHZ_SYSTEM);
-		if (found && t.original_token[0]) {
-			r = lookup(e, t.original_token, strlen(t.original_token), true, &orig,
-				   &orig_found);
-			if (r == -TSW_E_INTEGRITY)
-				return integrity_decline(e, pl, t.original_token,
-							 strlen(t.original_token));
-			if (r < 0)
-				return pl_decline(e, pl, TSW_AUTHZ_SYSTEM);
-		}
-		if (found && tsw_authz_needs_device(&t, &pl->req)) {
-			r = tsw_vault_device_bound(e->reader, t.token, t.token_len,
-						   pl->req.device_id.ptr, pl->req.device_id.len);
-			ctx.device_bound = (int8_t)(r < 0 ? -1 : r);
-		}
+		r = records(e, pl, &t, &found, &orig, &orig_found, &ctx, &done);
+		if (done)
+			return r;
 	}
 	reason = tsw_authz_decide(found ? &t : NULL, orig_found ? &orig : NULL, &pl->req, &ctx);
 	if (reason != TSW_AUTHZ_FORWARD)
 		return pl_decline(e, pl, reason);
-	if (!pl->has_ticket && tsw_authz_needs_use(&t, &pl->req)) {
-		bool durable = false;
-
-		r = engine__use_reserve(e, &t, &pl->ticket, &durable);
-		if (r == -TSW_E_FULL)
-			return pl_decline(e, pl, TSW_AUTHZ_DOMAIN_USES);
-		if (r == -ENOSPC) /* writer degraded, or token table full */
-			return pl_decline(e, pl, TSW_AUTHZ_STATE_UNAVAILABLE);
-		if (r < 0)
-			return pl_decline(e, pl, TSW_AUTHZ_SYSTEM);
-		pl->has_ticket = true;
-		if (!durable) {
-			r = engine__park(e, pl->slot, pl->msg, pl->ticket, pl->start_ns);
-			if (r < 0)
-				return pl_decline(e, pl, TSW_AUTHZ_SYSTEM);
-			return 0;
-		}
-	}
+	r = gate(e, pl, &t, &go);
+	if (!go)
+		return r;
 	return forward(e, pl, &t);
 }
 
 int engine__request(struct tsw_engine *e, uint32_t slot, const struct tsw_iso_msg *m,
-		    uint64_t start_ns, const uint64_t *ticket)
+		    uint64_t start_ns, const struct resume *rs)
 {
 	struct pipeline pl;
 
@@ -487,8 +573,10 @@ int engine__request(struct tsw_engine *e, uint32_t slot, const struct tsw_iso_ms
 	pl.slot = slot;
 	pl.msg = m;
 	pl.start_ns = start_ns;
-	pl.ticket = ticket ? *ticket : 0;
-	pl.has_ticket = ticket != NULL;
+	pl.has_ticket = rs && rs->use_reserved;
+	pl.ticket = pl.has_ticket ? rs->ticket : 0;
+	pl.counter_done = rs && rs->counter_done;
+	pl.card.arpc.keys = NULL;
 	if (tsw_authz_parse(m, &pl.req) < 0) {
 		TSW_COUNT(e->m->format_errors);
 		return pl_decline(e, &pl, TSW_AUTHZ_FORMAT);

@@ -18,7 +18,7 @@ struct parked {
 	uint8_t *frame;
 	uint32_t len;
 	uint32_t slot, gen;
-	uint64_t ticket;
+	struct resume rs;
 	uint64_t start_ns;
 	uint64_t parked_ns;
 };
@@ -95,8 +95,8 @@ uint32_t engine__park_pending(const struct tsw_engine *e)
 	return e->n_parked;
 }
 
-int engine__park(struct tsw_engine *e, uint32_t slot, const struct tsw_iso_msg *m, uint64_t ticket,
-		 uint64_t start_ns)
+int engine__park(struct tsw_engine *e, uint32_t slot, const struct tsw_iso_msg *m,
+		 const struct resume *rs, uint64_t start_ns)
 {
 	struct parked *p;
 	uint32_t idx;
@@ -112,13 +112,21 @@ int engine__park(struct tsw_engine *e, uint32_t slot, const struct tsw_iso_msg *
 	p->len = m->len;
 	p->slot = slot;
 	p->gen = e->conns[slot].gen;
-	p->ticket = ticket;
+	p->rs = *rs;
 	p->start_ns = start_ns;
 	p->parked_ns = e->now_ns;
 	e->park_list[e->n_parked++] = idx;
 	e->conns[slot].inflight++;
 	TSW_GAUGE_INC(e->m->parked);
 	return 0;
+}
+
+/* A parked request that will not run again gives its use back (an
+ * accepted counter stays: the card did spend it). */
+static void release_parked(struct tsw_engine *e, const struct parked *p)
+{
+	if (p->rs.use_reserved)
+		engine__use_release(e, p->rs.ticket);
 }
 
 void engine__park_poll(struct tsw_engine *e)
@@ -133,7 +141,7 @@ void engine__park_poll(struct tsw_engine *e)
 		struct tsw_iso_msg m;
 		bool expired = false, unavailable = false;
 
-		if (!gone && !tsw_state_durable(e->state, p->ticket)) {
+		if (!gone && !tsw_state_durable(e->state, p->rs.ticket)) {
 			/* the state's writer never committed: after
 			 * issuer_timeout_ms the request is answered 96 SYSTEM;
 			 * at once STATE_UNAVAILABLE while the writer is degraded
@@ -151,7 +159,7 @@ void engine__park_poll(struct tsw_engine *e)
 		e->park_free[e->n_park_free++] = idx;
 		TSW_GAUGE_DEC(e->m->parked);
 		if (gone) {
-			engine__use_release(e, p->ticket);
+			release_parked(e, p);
 			TSW_COUNT(e->m->answers_conn_gone);
 			continue;
 		}
@@ -162,7 +170,7 @@ void engine__park_poll(struct tsw_engine *e)
 			    unavailable ? TSW_AUTHZ_STATE_UNAVAILABLE : TSW_AUTHZ_SYSTEM;
 			struct echo ec;
 
-			engine__use_release(e, p->ticket);
+			release_parked(e, p);
 			if (!unavailable)
 				TSW_COUNT(e->m->park_timeouts);
 			TSW_COUNT(e->m->declines[why]);
@@ -176,10 +184,10 @@ void engine__park_poll(struct tsw_engine *e)
 		}
 		/* it decoded before it was parked; the bytes are unchanged */
 		if (tsw_iso_decode(e->acq_profile, p->frame, p->len, &m) < 0) {
-			engine__use_release(e, p->ticket);
+			release_parked(e, p);
 			continue;
 		}
-		engine__request(e, p->slot, &m, p->start_ns, &p->ticket);
+		engine__request(e, p->slot, &m, p->start_ns, &p->rs);
 		engine__acq_resume_later(e, p->slot);
 	}
 }

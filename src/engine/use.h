@@ -23,19 +23,28 @@ int engine__use_reserve(struct tsw_engine *e, const struct tsw_token *t, uint64_
 void engine__use_commit(struct tsw_engine *e, uint64_t ticket);
 void engine__use_release(struct tsw_engine *e, uint64_t ticket);
 
+/* What a parked request did before it waited, so that it is not done
+ * twice when it runs again. */
+struct resume {
+	uint64_t ticket;   /* the ticket it waits for */
+	bool use_reserved; /* ticket is its limited-use reservation */
+	bool counter_done; /* its cryptogram's counter was accepted (card_crypto.c) */
+};
+
 int engine__park_init(struct tsw_engine *e);
 void engine__park_free(struct tsw_engine *e);
-/* Copies the request (its decoded body) and waits for the ticket to be
+/* Copies the request (its decoded body) and waits for rs->ticket to be
  * durable; counts as in flight on its connection. Returns 0 or
  * -TSW_E_FULL (max_parked reached). */
-int engine__park(struct tsw_engine *e, uint32_t slot, const struct tsw_iso_msg *m, uint64_t ticket,
-		 uint64_t start_ns);
+int engine__park(struct tsw_engine *e, uint32_t slot, const struct tsw_iso_msg *m,
+		 const struct resume *rs, uint64_t start_ns);
 /* Sends on the parked requests whose ticket became durable. */
 void engine__park_poll(struct tsw_engine *e);
 uint32_t engine__park_pending(const struct tsw_engine *e);
 
-/* request.c: runs the pipeline for a request (ticket: already reserved). */
+/* request.c: runs the pipeline for a request (rs: it ran before and
+ * waited; NULL: new). */
 int engine__request(struct tsw_engine *e, uint32_t slot, const struct tsw_iso_msg *m,
-		    uint64_t start_ns, const uint64_t *ticket);
+		    uint64_t start_ns, const struct resume *rs);
 
 #endif

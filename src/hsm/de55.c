@@ -122,3 +122,40 @@ int tsw_hsm_de55_parse(const uint8_t *de55, size_t len, unsigned cvn,
 	*ret_in = in;
 	return 0;
 }
+
+/* A short-form BER-TLV object (tags here are 1 or 2 bytes, values below
+ * 128 bytes) at buf + *off. */
+static bool put_tlv(uint8_t *buf, size_t cap, size_t *off, uint32_t tag, const uint8_t *v, size_t n)
+{
+	size_t tl = tag > 0xff ? 2 : 1;
+
+	if (n > 127 || *off + tl + 1 + n > cap)
+		return false;
+	if (tl == 2)
+		buf[(*off)++] = (uint8_t)(tag >> 8);
+	buf[(*off)++] = (uint8_t)tag;
+	buf[(*off)++] = (uint8_t)n;
+	memcpy(buf + *off, v, n);
+	*off += n;
+	return true;
+}
+
+int tsw_hsm_de55_build(const struct tsw_hsm_arqc_input *in, uint8_t *out, size_t cap)
+{
+	size_t off = 0;
+
+	if (in->iad_len == 0 || in->iad_len > TSW_HSM_IAD_MAX)
+		return -TSW_E_BAD_INPUT;
+	for (size_t i = 0; i < N_TAGS; i++) {
+		const uint8_t *v = (const uint8_t *)in + tags[i].off;
+		size_t n = tags[i].len;
+
+		if (i == PSN_INDEX && !in->has_psn)
+			continue;
+		if (i == IAD_INDEX)
+			n = in->iad_len;
+		if (!put_tlv(out, cap, &off, tags[i].tag, v, n))
+			return -TSW_E_NO_SPACE;
+	}
+	return (int)off;
+}

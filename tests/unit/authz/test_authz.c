@@ -581,6 +581,9 @@ Test(reason, codes_and_names_match_design_table)
 	    {TSW_AUTHZ_SYSTEM, "96", "SYSTEM"},
 	    {TSW_AUTHZ_STATE_UNAVAILABLE, "96", "STATE_UNAVAILABLE"},
 	    {TSW_AUTHZ_VAULT_INTEGRITY, "96", "VAULT_INTEGRITY"},
+	    {TSW_AUTHZ_ATC_REPLAY, "63", "ATC_REPLAY"},
+	    {TSW_AUTHZ_ATC_WINDOW, "63", "ATC_WINDOW"},
+	    {TSW_AUTHZ_PIN_BLOCK, "96", "PIN_BLOCK"},
 	};
 
 	cr_assert_eq(sizeof(want) / sizeof(want[0]), TSW_AUTHZ_REASON_MAX);

@@ -17,6 +17,7 @@
 
 #include "tsw/authz.h"
 #include "tsw/config.h"
+#include "tsw/hsm.h"
 #include "tsw/ctl.h"
 #include "tsw/error.h"
 #include "tsw/iso8583.h"
@@ -596,6 +597,9 @@ Test(config, defaults_match_the_state_module)
 	cr_expect_eq(cfg.state_reserve_kb, TSW_STATE_RESERVE_KB_DEFAULT);
 	cr_expect_eq(cfg.state_retry_max_ms, TSW_STATE_RETRY_MAX_MS_DEFAULT);
 	cr_expect_eq(TSW_CONFIG_STATE_WORKERS_MAX, TSW_STATE_WAKERS_MAX);
+	cr_expect_eq(cfg.cryptogram_atc_window, TSW_STATE_ATC_WINDOW_DEFAULT);
+	cr_expect_eq(cfg.hsm_max_keys, TSW_HSM_MAX_KEYS_DEFAULT);
+	cr_expect_eq(cfg.hsm_icc_cache_entries, TSW_HSM_ICC_CACHE_DEFAULT);
 }
 
 #define FIELD(f) offsetof(struct tsw_config, f)

@@ -13,6 +13,7 @@
 #include "harness.h"
 #include "testvault.h"
 #include "tsw/error.h"
+#include "tsw/hsm.h"
 #include "tsw/state.h"
 #include "tsw/vault.h"
 
@@ -69,6 +70,18 @@ static void fill_token(void *arg, unsigned i, struct tsw_vault_row *row)
 		break;
 	case H_T4T:
 		strcpy(t->original_token, h_tokens[H_OK].token);
+		break;
+	case H_CHIP:
+		t->cvn = 18;
+		t->psn = 1;
+		break;
+	case H_CHIP10:
+		t->cvn = 10;
+		break;
+	case H_CHIP_LIMITED:
+		t->cvn = 20;
+		t->psn = 2;
+		t->max_uses = 1;
 		break;
 	default:
 		break;
@@ -182,11 +195,28 @@ void h_start(struct h *h)
 	cr_assert(tsw_engine_ready(h->e));
 }
 
+void h_card_keys(struct h *h)
+{
+	struct tsw_card_keys *k;
+	int r;
+
+	if (!h->hsm)
+		cr_assert_eq(tsw_hsm_soft_open(NULL, &h->hsm), 0);
+	r = tsw_card_keys_load(h->vault, h->hsm, &k);
+	cr_assert_eq(r, 0, "card keys: %s", tsw_strerror(r));
+	tsw_card_keys_put(h->keys);
+	h->keys = k;
+	h->cfg.hsm = h->hsm;
+	h->cfg.card_keys = k;
+}
+
 void h_fini(struct h *h)
 {
 	char cmd[128];
 
 	tsw_engine_free(h->e);
+	tsw_card_keys_put(h->keys);
+	tsw_hsm_close(h->hsm);
 	tsw_state_close(h->state);
 	if (h->state_efd > 0)
 		close(h->state_efd);
@@ -236,39 +266,74 @@ static void set_edit(struct tsw_iso_edit *ed, size_t *n, int f, const char *v)
 	    (struct tsw_iso_edit){(uint16_t)f, (uint16_t)(v ? strlen(v) : 0), (const uint8_t *)v};
 }
 
-size_t h_auth(struct h *h, uint8_t *out, size_t cap, enum h_token t, const char *stan, ...)
+/* The standard 0100's fields for token t into ed[0..*n). */
+static void auth_defaults(struct tsw_iso_edit *ed, size_t *n, enum h_token t, const char *stan)
 {
 	static char de35[64];
-	struct tsw_iso_edit ed[64], fin[64];
-	size_t n = 0, k = 0, i;
 	const char *tok = h_tokens[t].token;
+
+	snprintf(de35, sizeof(de35), "%s=30121010000012300000", tok);
+	set_edit(ed, n, 0, "0100");
+	set_edit(ed, n, 2, tok);
+	set_edit(ed, n, 3, "000000");
+	set_edit(ed, n, 4, "000000000500");
+	set_edit(ed, n, 7, "1123031500");
+	set_edit(ed, n, 11, stan);
+	set_edit(ed, n, 12, "031500");
+	set_edit(ed, n, 13, "1123");
+	set_edit(ed, n, 14, "3012");
+	set_edit(ed, n, 22, "051");
+	set_edit(ed, n, 35, de35);
+	set_edit(ed, n, 37, "123456789012");
+	set_edit(ed, n, 41, "TERM0001");
+	set_edit(ed, n, 42, "MERCHANT0000001");
+	set_edit(ed, n, 49, "840");
+}
+
+static size_t encode_present(struct h *h, uint8_t *out, size_t cap, const struct tsw_iso_edit *ed,
+			     size_t n)
+{
+	struct tsw_iso_edit fin[64];
+	size_t k = 0;
+
+	for (size_t i = 0; i < n; i++)
+		if (ed[i].data)
+			fin[k++] = ed[i];
+	return encode_edits(h, out, cap, fin, k);
+}
+
+size_t h_auth(struct h *h, uint8_t *out, size_t cap, enum h_token t, const char *stan, ...)
+{
+	struct tsw_iso_edit ed[64];
+	size_t n = 0;
 	va_list ap;
 	int f;
 
-	snprintf(de35, sizeof(de35), "%s=30121010000012300000", tok);
-	set_edit(ed, &n, 0, "0100");
-	set_edit(ed, &n, 2, tok);
-	set_edit(ed, &n, 3, "000000");
-	set_edit(ed, &n, 4, "000000000500");
-	set_edit(ed, &n, 7, "1123031500");
-	set_edit(ed, &n, 11, stan);
-	set_edit(ed, &n, 12, "031500");
-	set_edit(ed, &n, 13, "1123");
-	set_edit(ed, &n, 14, "3012");
-	set_edit(ed, &n, 22, "051");
-	set_edit(ed, &n, 35, de35);
-	set_edit(ed, &n, 37, "123456789012");
-	set_edit(ed, &n, 41, "TERM0001");
-	set_edit(ed, &n, 42, "MERCHANT0000001");
-	set_edit(ed, &n, 49, "840");
+	auth_defaults(ed, &n, t, stan);
 	va_start(ap, stan);
 	while ((f = va_arg(ap, int)) != 0)
 		set_edit(ed, &n, f, va_arg(ap, const char *));
 	va_end(ap);
-	for (i = 0; i < n; i++)
-		if (ed[i].data)
-			fin[k++] = ed[i];
-	return encode_edits(h, out, cap, fin, k);
+	return encode_present(h, out, cap, ed, n);
+}
+
+size_t h_auth_edits(struct h *h, uint8_t *out, size_t cap, enum h_token t, const char *stan,
+		    const struct tsw_iso_edit *extra, size_t n_extra)
+{
+	struct tsw_iso_edit ed[64];
+	size_t n = 0;
+
+	auth_defaults(ed, &n, t, stan);
+	for (size_t j = 0; j < n_extra; j++) {
+		size_t i;
+
+		for (i = 0; i < n && ed[i].field != extra[j].field; i++)
+			;
+		if (i == n)
+			n++;
+		ed[i] = extra[j];
+	}
+	return encode_present(h, out, cap, ed, n);
 }
 
 int h_send_raw(struct h *h, const uint8_t *bytes, size_t len)

@@ -22,14 +22,17 @@ enum h_token {
 	H_OK, /* active, any merchant, all modes */
 	H_SUSPENDED,
 	H_DELETED,
-	H_EXPIRED,  /* token expiry 2001 */
-	H_MERCHANT, /* merchant MERCHANT0000001 only */
-	H_POS,	    /* contactless only */
-	H_DEVICE,   /* device-bound, DEV-1 bound */
-	H_AMOUNT,   /* amount limit 1000 */
-	H_LIMITED,  /* max_uses 1 */
-	H_T4T,	    /* token-for-token from H_OK */
-	H_ROUTE2,   /* PAN in BIN 6011: routed to issuer 1 when routes exist */
+	H_EXPIRED,	/* token expiry 2001 */
+	H_MERCHANT,	/* merchant MERCHANT0000001 only */
+	H_POS,		/* contactless only */
+	H_DEVICE,	/* device-bound, DEV-1 bound */
+	H_AMOUNT,	/* amount limit 1000 */
+	H_LIMITED,	/* max_uses 1 */
+	H_T4T,		/* token-for-token from H_OK */
+	H_ROUTE2,	/* PAN in BIN 6011: routed to issuer 1 when routes exist */
+	H_CHIP,		/* a chip/contactless ARQC required: CVN 18, PSN 01 */
+	H_CHIP10,	/* CVN 10, PSN 00 */
+	H_CHIP_LIMITED, /* CVN 20, PSN 02, max_uses 1 */
 	H_TOKEN_MAX
 };
 
@@ -58,6 +61,8 @@ struct h {
 	uint64_t now;
 	int slot; /* an open acquirer connection */
 	int state_efd; /* woken by the state's writer after each commit */
+	struct tsw_hsm *hsm;	    /* h_card_keys(): the engine's card keys */
+	struct tsw_card_keys *keys; /* the harness's reference (h_fini drops it) */
 };
 
 /* Creates the vault (once per process), the state, and fills cfg with
@@ -67,6 +72,11 @@ void h_init(struct h *h);
  * every link on. */
 void h_start(struct h *h);
 void h_fini(struct h *h);
+/* Loads the card keys of h->vault's key store (tsw_vault_key_add) into a
+ * software HSM (opened once) as h->keys and sets h->cfg.hsm/card_keys to
+ * them; before h_start, or before tsw_engine_reconfigure(h->e, &h->cfg)
+ * (then the harness drops its reference on the set before). */
+void h_card_keys(struct h *h);
 /* Closes and reopens the state (h->scfg; the engine must be freed). */
 void h_state_reopen(struct h *h);
 /* A restart: frees the engine, reopens the state, zeroes the metrics
@@ -80,6 +90,10 @@ size_t h_build(struct h *h, uint8_t *out, size_t cap, const char *mti, ...);
 /* A standard 0100 for token t with acquirer STAN stan, plus extra fields
  * overriding the defaults (field, value; value NULL removes). */
 size_t h_auth(struct h *h, uint8_t *out, size_t cap, enum h_token t, const char *stan, ...);
+/* The same with fields that may hold any bytes (DE52, DE55): extra[0..n)
+ * override the defaults (len 0 and data NULL removes). */
+size_t h_auth_edits(struct h *h, uint8_t *out, size_t cap, enum h_token t, const char *stan,
+		    const struct tsw_iso_edit *extra, size_t n);
 /* Frames and sends a body to the acquirer connection; returns the engine's
  * result. */
 int h_send(struct h *h, const uint8_t *body, size_t len);

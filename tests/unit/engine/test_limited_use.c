@@ -147,7 +147,7 @@ Test(limited_use, parked_request_past_the_issuer_timeout_is_answered_96)
 	cr_assert_eq(tsw_iso_decode(&H.prof, body, n, &m), 0);
 	/* ticket sequence 0: never durable (a writer that never commits) */
 	tsw_engine_loop_begin(H.e, H.now);
-	cr_assert_eq(engine__park(H.e, (uint32_t)H.slot, &m, 0, H.now), 0);
+	cr_assert_eq(engine__park(H.e, (uint32_t)H.slot, &m, &(struct resume){0}, H.now), 0);
 	tsw_engine_loop_end(H.e);
 	cr_assert_eq(tsw_engine_inflight(H.e), 1);
 	h_advance(&H, 1999);
@@ -215,7 +215,7 @@ Test(limited_use, limited_use_declined_at_once_while_the_state_writer_is_degrade
 	/* parked first (ticket sequence 0: never durable), then the writer
 	 * degrades */
 	tsw_engine_loop_begin(H.e, H.now);
-	cr_assert_eq(engine__park(H.e, (uint32_t)H.slot, &m, 0, H.now), 0);
+	cr_assert_eq(engine__park(H.e, (uint32_t)H.slot, &m, &(struct resume){0}, H.now), 0);
 	tsw_engine_loop_end(H.e);
 	degrade_state();
 	h_advance(&H, 1);

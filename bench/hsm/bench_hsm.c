@@ -1,10 +1,15 @@
 /* ns per ARQC verification (each CVN; with the ICC master key cache warm
- * and with no cache, deriving it every time) and per PIN translation
+ * and with no cache, deriving it every time), per ARPC (tag 91, cache
+ * warm), per token cryptogram (TAVV) verification and per PIN translation
  * (format 0 TDES, format 4 AES), on the software backend, one thread.
  * Prints the median (min-max) of RUNS runs of ITERATIONS calls each, in
  * CPU time of the calling thread (CLOCK_THREAD_CPUTIME_ID).
  *
- *   bench_hsm [iterations]
+ *   bench_hsm [iterations [only]]
+ *
+ * only: run just the benchmarks whose name contains it (for callgrind:
+ * `valgrind --tool=callgrind --toggle-collect=tsw_hsm_arqc_verify
+ * bench_hsm 1000 "cvn18, cached"` counts the instructions of one kind).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -79,8 +84,11 @@ static void card_pan(unsigned c, char pan[17])
 	snprintf(pan, 17, PAN_PREFIX "%04u", c);
 }
 
+/* What a run measures for card c: an ARQC verification, or an ARPC. */
+enum arqc_op { OP_VERIFY, OP_ARPC };
+
 static void bench_arqc(const char *name, const struct tsw_hsm_soft_config *cfg, unsigned cvn,
-		       long iterations)
+		       enum arqc_op op, long iterations)
 {
 	static uint8_t arqc[CARDS][8];
 	static char pans[CARDS][17];
@@ -88,6 +96,9 @@ static void bench_arqc(const char *name, const struct tsw_hsm_soft_config *cfg, 
 	struct tsw_hsm_session *s;
 	struct tsw_hsm_key *imk;
 	struct tsw_hsm_arqc_input in;
+	struct tsw_hsm_arpc_params p = {.arc = {'0', '0'}};
+	uint8_t out[TSW_HSM_ARPC_DATA_MAX];
+	size_t n;
 	double ns[RUNS];
 	int r;
 
@@ -114,8 +125,12 @@ static void bench_arqc(const char *name, const struct tsw_hsm_soft_config *cfg, 
 			unsigned c = (unsigned)i % CARDS;
 
 			memcpy(in.arqc, arqc[c], 8);
-			if ((r = tsw_hsm_arqc_verify(s, imk, pans[c], 16, 0, &in)) != 0)
-				die("verify", r);
+			if (op == OP_ARPC)
+				r = tsw_hsm_arpc(s, imk, pans[c], 16, 0, &in, &p, out, &n);
+			else
+				r = tsw_hsm_arqc_verify(s, imk, pans[c], 16, 0, &in);
+			if (r != 0)
+				die(op == OP_ARPC ? "arpc" : "verify", r);
 		}
 		ns[run] = (now_ns() - t0) / (double)iterations;
 	}
@@ -167,9 +182,58 @@ static void bench_pin(const char *name, enum tsw_hsm_alg alg, size_t key_len, lo
 	tsw_hsm_close(h);
 }
 
+static void bench_tavv(const char *name, enum tsw_hsm_alg alg, size_t key_len, long iterations)
+{
+	static const uint8_t key[32] = {0x00, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07,
+					0x08, 0x09, 0x0A, 0x0B, 0x0C, 0x0D, 0x0E, 0x0F,
+					0x10, 0x11, 0x12, 0x13, 0x14, 0x15, 0x16, 0x17,
+					0x18, 0x19, 0x1A, 0x1B, 0x1C, 0x1D, 0x1E, 0x1F};
+	static char pans[CARDS][17];
+	static uint8_t macs[CARDS][8];
+	struct tsw_hsm_tavv_input in = {.token_len = 16,
+					.amount = "000000012500",
+					.currency = "840",
+					.merchant = "MERCHANT0001   ",
+					.merchant_len = 15,
+					.counter = 1};
+	struct tsw_hsm *h;
+	struct tsw_hsm_session *s;
+	struct tsw_hsm_key *k;
+	double ns[RUNS];
+	int r;
+
+	if ((r = tsw_hsm_soft_open(NULL, &h)) < 0 || (r = tsw_hsm_session_open(h, &s)) < 0)
+		die("open", r);
+	if ((r = tsw_hsm_key_import(h, TSW_HSM_TAVV, alg, key, key_len, &k)) < 0)
+		die("import", r);
+	for (unsigned c = 0; c < CARDS; c++) {
+		card_pan(c, pans[c]);
+		in.token = pans[c];
+		if ((r = tsw_hsm_tavv_generate(s, k, &in, macs[c])) < 0)
+			die("generate", r);
+	}
+	for (int run = 0; run < RUNS; run++) {
+		double t0 = now_ns();
+
+		for (long i = 0; i < iterations; i++) {
+			unsigned c = (unsigned)i % CARDS;
+
+			in.token = pans[c];
+			if ((r = tsw_hsm_tavv_verify(s, k, &in, macs[c])) != 0)
+				die("tavv verify", r);
+		}
+		ns[run] = (now_ns() - t0) / (double)iterations;
+	}
+	report(name, ns);
+	tsw_hsm_key_free(k);
+	tsw_hsm_session_close(s);
+	tsw_hsm_close(h);
+}
+
 int main(int argc, char **argv)
 {
 	long iterations = argc > 1 ? atol(argv[1]) : ITERATIONS_DEFAULT;
+	const char *only = argc > 2 ? argv[2] : NULL;
 	struct tsw_hsm_soft_config cached = {0};
 	struct tsw_hsm_soft_config uncached = {.icc_cache_entries = UINT32_MAX};
 	struct tsw_hsm_soft_stats st;
@@ -178,20 +242,32 @@ int main(int argc, char **argv)
 	if (iterations <= 0)
 		iterations = ITERATIONS_DEFAULT;
 	if (tsw_hsm_soft_open(NULL, &h) == 0 && tsw_hsm_soft_stats(h, &st) == 0)
-		printf("single DES: %s; key memory %s\n",
-		       st.legacy_des ? "legacy provider" : "TDES K1 K1 K1",
-		       st.locked ? "locked" : "NOT locked");
+		printf("key memory %s\n", st.locked ? "locked" : "NOT locked");
 	tsw_hsm_close(h);
 	printf("%ld iterations x %d runs, %d cards; median (min-max) CPU ns per call\n", iterations,
 	       RUNS, CARDS);
-	bench_arqc("arqc verify cvn10, cached ICC MK", &cached, 10, iterations);
-	bench_arqc("arqc verify cvn18, cached ICC MK", &cached, 18, iterations);
-	bench_arqc("arqc verify cvn16, cached ICC MK", &cached, 16, iterations);
-	bench_arqc("arqc verify cvn20, cached ICC MK", &cached, 20, iterations);
-	bench_arqc("arqc verify cvn10, no cache", &uncached, 10, iterations);
-	bench_arqc("arqc verify cvn18, no cache", &uncached, 18, iterations);
-	bench_pin("pin translate format 0 (TDES2)", TSW_HSM_TDES2, 16, iterations);
-	bench_pin("pin translate format 4 (AES-128)", TSW_HSM_AES128, 16, iterations);
-	bench_pin("pin translate format 4 (AES-256)", TSW_HSM_AES256, 32, iterations);
+	/* the name twice would drift: the macro passes it to the filter and
+	 * to the benchmark */
+#define RUN(fn, name, ...)                                                                         \
+	do {                                                                                       \
+		if (!only || strstr(name, only))                                                   \
+			fn(name, __VA_ARGS__);                                                     \
+	} while (0)
+	RUN(bench_arqc, "arqc verify cvn10, cached ICC MK", &cached, 10, OP_VERIFY, iterations);
+	RUN(bench_arqc, "arqc verify cvn18, cached ICC MK", &cached, 18, OP_VERIFY, iterations);
+	RUN(bench_arqc, "arqc verify cvn16, cached ICC MK", &cached, 16, OP_VERIFY, iterations);
+	RUN(bench_arqc, "arqc verify cvn20, cached ICC MK", &cached, 20, OP_VERIFY, iterations);
+	RUN(bench_arqc, "arqc verify cvn10, no cache", &uncached, 10, OP_VERIFY, iterations);
+	RUN(bench_arqc, "arqc verify cvn18, no cache", &uncached, 18, OP_VERIFY, iterations);
+	RUN(bench_arqc, "arpc cvn10 (method 1), cached", &cached, 10, OP_ARPC, iterations);
+	RUN(bench_arqc, "arpc cvn18 (method 2), cached", &cached, 18, OP_ARPC, iterations);
+	RUN(bench_arqc, "arpc cvn16 (method 1), cached", &cached, 16, OP_ARPC, iterations);
+	RUN(bench_arqc, "arpc cvn20 (method 1), cached", &cached, 20, OP_ARPC, iterations);
+	RUN(bench_tavv, "tavv verify (AES-128)", TSW_HSM_AES128, 16, iterations);
+	RUN(bench_tavv, "tavv verify (AES-256)", TSW_HSM_AES256, 32, iterations);
+	RUN(bench_pin, "pin translate format 0 (TDES2)", TSW_HSM_TDES2, 16, iterations);
+	RUN(bench_pin, "pin translate format 4 (AES-128)", TSW_HSM_AES128, 16, iterations);
+	RUN(bench_pin, "pin translate format 4 (AES-256)", TSW_HSM_AES256, 32, iterations);
+#undef RUN
 	return 0;
 }

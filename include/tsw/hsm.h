@@ -1,12 +1,13 @@
 /* Card cryptography: the switch's stand-in for a hardware security module.
  *
  * What it does: EMV application cryptogram (ARQC) verification and the
- * issuer's answer to it (ARPC), and ISO 9564 PIN block translation, with
- * keys that never leave it in the clear (only their check values do).
+ * issuer's answer to it (ARPC), the e-commerce token cryptogram (TAVV,
+ * DE48 tag 11) and ISO 9564 PIN block translation, with keys that never
+ * leave it in the clear (only their check values do).
  * docs/hsm.md lists the algorithms and the vectors the tests check.
  *
  * Shape. Every operation goes through a backend (struct tsw_hsm_ops): the
- * software one here (tsw_hsm_soft_open(): OpenSSL EVP, keys in locked
+ * software one here (tsw_hsm_soft_open(): OpenSSL 3, keys in locked
  * memory) and, later, one that drives a real HSM over PKCS#11. A backend
  * hands out three kinds of object:
  *
@@ -70,6 +71,9 @@ enum tsw_hsm_kind {
 #define TSW_HSM_PIN_BLOCK_MAX 16u /* format 4; format 0 is 8 bytes */
 #define TSW_HSM_IAD_MAX 32u	  /* 9F10 issuer application data, EMV maximum */
 #define TSW_HSM_ARPC_DATA_MAX 16u /* tag 91 value: method 1 ARPC+ARC (10), method 2 up to 16 */
+#define TSW_HSM_TAVV_HEX 20u	  /* DE48 tag 11: 4 hex counter, 16 hex MAC */
+#define TSW_HSM_TAVV_MAC_BYTES 8u
+#define TSW_HSM_TAVV_MERCHANT_MAX 15u /* DE42 */
 /* Defaults of struct tsw_hsm_soft_config. */
 #define TSW_HSM_MAX_KEYS_DEFAULT 1024u
 #define TSW_HSM_ICC_CACHE_DEFAULT 65536u /* derived ICC master keys kept */
@@ -130,6 +134,18 @@ enum tsw_hsm_pad {
 	TSW_HSM_PAD_MAX
 };
 
+/* The inputs of one token cryptogram (DE48 tag 11), as the request
+ * carries them; docs/wire.md gives the MAC's layout. */
+struct tsw_hsm_tavv_input {
+	const char *token; /* digits, 1..19 */
+	size_t token_len;
+	const char *amount;   /* DE4: 12 digits */
+	const char *currency; /* DE49: 3 digits, or NULL: "000" */
+	const char *merchant; /* DE42 (may be NULL when merchant_len is 0) */
+	size_t merchant_len;  /* 0..15; trailing spaces are trimmed here too */
+	uint16_t counter;     /* the device's counter, from the value */
+};
+
 struct tsw_hsm;
 struct tsw_hsm_session;
 struct tsw_hsm_key;
@@ -172,6 +188,10 @@ struct tsw_hsm_ops {
 			     const char *src_pan, size_t src_pan_len, const struct tsw_hsm_key *dst,
 			     const char *dst_pan, size_t dst_pan_len, const uint8_t *in,
 			     uint8_t *out);
+	int (*tavv_generate)(struct tsw_hsm_session *s, const struct tsw_hsm_key *k,
+			     const struct tsw_hsm_tavv_input *in, uint8_t ret_mac[8]);
+	int (*tavv_verify)(struct tsw_hsm_session *s, const struct tsw_hsm_key *k,
+			   const struct tsw_hsm_tavv_input *in, const uint8_t mac[8]);
 };
 
 /* Every backend's objects begin with these (a backend's own structs embed
@@ -196,11 +216,6 @@ struct tsw_hsm_soft_config {
 	uint32_t icc_cache_entries; /* derived ICC master keys cached for
 				     * tsw_hsm_arqc_verify(); 0: default;
 				     * UINT32_MAX: no cache (derive every time) */
-	bool single_des_via_tdes;   /* compute the single-DES stage of the
-				     * retail MAC as TDES K1 K1 K1 instead of
-				     * OpenSSL's legacy provider (used
-				     * automatically when that provider cannot
-				     * be loaded; tests check both agree) */
 };
 
 /* Counters of the software backend (all since open). */
@@ -212,7 +227,6 @@ struct tsw_hsm_soft_stats {
 	bool locked;		   /* the key memory is mlock()ed (false when
 				    * RLIMIT_MEMLOCK refused: keys still work,
 				    * may be swapped) */
-	bool legacy_des;	   /* single DES from the legacy provider */
 };
 
 /* Opens the software backend: key memory (max_keys slots and the ICC
@@ -233,7 +247,9 @@ int tsw_hsm_soft_stats(const struct tsw_hsm *h, struct tsw_hsm_soft_stats *ret);
 void tsw_hsm_close(struct tsw_hsm *h);
 
 /* Imports a clear key (for example read by tokvault from the vault) of
- * kind and alg; len must be the algorithm's (16, 24, 16, 32). A TDES key's
+ * kind and alg; len must be the algorithm's (16, 24, 16, 32). TSW_HSM_IMK_AC
+ * takes TDES2 only, TSW_HSM_TAVV AES-128 or AES-256 only, a zone PIN key
+ * any algorithm; the derived kinds are not imported. A TDES key's
  * parity is not checked (DES ignores it). The caller wipes bytes after.
  * Returns 0, -TSW_E_BAD_INPUT (len, kind or alg), -TSW_E_FULL, -EIO.
  * The key lives until tsw_hsm_key_free(). */
@@ -367,5 +383,34 @@ int tsw_hsm_pin_translate(struct tsw_hsm_session *s, const struct tsw_hsm_key *s
 
 /* Bytes of a PIN block under k: 8 (TDES) or 16 (AES). */
 size_t tsw_hsm_pin_block_len(const struct tsw_hsm_key *k);
+
+/* ---- the token cryptogram (DE48 tag 11, docs/wire.md) ----
+ * The value is 20 hex digits: a 16-bit counter (4 hex, big endian) and the
+ * first 8 bytes of AES-CMAC under the token range's key (TSW_HSM_TAVV,
+ * AES-128 or AES-256) over
+ *	"TSWTAVV1" || counter (2 bytes, big endian) || token length (1 byte)
+ *	|| token || DE4 (12 digits) || DE49 (3 digits, "000" when absent)
+ *	|| DE42 length after trimming trailing spaces (1 byte) || DE42 trimmed.
+ * The counter's replay check is the caller's (the state, as for the ATC).
+ * Errors: -TSW_E_NOT_FOUND (k NULL), -TSW_E_BAD_INPUT (k not a TAVV key,
+ * a token, amount or currency that is not digits of its length, a DE42
+ * longer than 15), -EIO. */
+
+/* Splits the value hex[0..len) (TSW_HSM_TAVV_HEX hex digits, either case)
+ * into its counter and MAC. Returns 0 or -TSW_E_BAD_INPUT (another length,
+ * a character that is not hex). Pure: no key, no session. */
+int tsw_hsm_tavv_parse(const char *hex, size_t len, uint16_t *ret_counter,
+		       uint8_t ret_mac[TSW_HSM_TAVV_MAC_BYTES]);
+
+/* The MAC of in under k, for test tools that play the device (tokbench). */
+int tsw_hsm_tavv_generate(struct tsw_hsm_session *s, const struct tsw_hsm_key *k,
+			  const struct tsw_hsm_tavv_input *in,
+			  uint8_t ret_mac[TSW_HSM_TAVV_MAC_BYTES]);
+
+/* Returns 0 when mac is the MAC of in under k, -TSW_E_CRYPTOGRAM when it
+ * is not (compared in constant time), or the errors above. */
+int tsw_hsm_tavv_verify(struct tsw_hsm_session *s, const struct tsw_hsm_key *k,
+			const struct tsw_hsm_tavv_input *in,
+			const uint8_t mac[TSW_HSM_TAVV_MAC_BYTES]);
 
 #endif

@@ -69,12 +69,13 @@ const char *tsw_metrics_mti_name(unsigned cls);
  * 0100/0200 whose issuer was unavailable (or timed out, with
  * standin_on_timeout) while stand-in was enabled. */
 enum tsw_standin_result {
-	TSW_STANDIN_APPROVED,	       /* approved 00 STANDIN, its advice durable */
-	TSW_STANDIN_DECLINED_AMOUNT,   /* DE4 above standin_max_amount: 91 */
-	TSW_STANDIN_DECLINED_MODE,     /* presentment mode not in standin_modes: 91 */
+	TSW_STANDIN_APPROVED,		/* approved 00 STANDIN, its advice durable */
+	TSW_STANDIN_DECLINED_AMOUNT,	/* DE4 above standin_max_amount: 91 */
+	TSW_STANDIN_DECLINED_MODE,	/* presentment mode not in standin_modes: 91 */
 	TSW_STANDIN_DECLINED_ASSURANCE, /* token assurance below standin_min_assurance: 91 */
-	TSW_STANDIN_DECLINED_EXPOSURE, /* the token's window exposure, or the table, full: 91 */
-	TSW_STANDIN_DECLINED_UNQUEUED, /* the advice could not be queued or made durable: 91 */
+	TSW_STANDIN_DECLINED_EXPOSURE,	/* the token's window exposure, or the table, full: 91 */
+	TSW_STANDIN_DECLINED_UNQUEUED,	/* the advice could not be queued or made durable: 91 */
+	TSW_STANDIN_DECLINED_PIN,	/* a PIN (DE52) only the issuer can verify: 91 */
 	TSW_STANDIN_RESULT_MAX
 };
 

@@ -184,6 +184,7 @@ struct req {
 	/* REQ_ACQ: what a stand-in at its timeout is judged by (standin.c) */
 	uint8_t pos_mode;    /* enum tsw_pos_mode; TSW_POS_MODE_MAX: unknown */
 	uint8_t assurance;   /* the token's assurance level */
+	bool has_pin;	     /* it carries a PIN block (DE52) */
 	bool sent_to_issuer; /* the issuer saw it under the switch STAN of key */
 	struct card_arpc arpc; /* REQ_ACQ: its verified ARQC (zeroed with the rest) */
 	struct echo echo;

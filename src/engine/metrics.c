@@ -66,6 +66,7 @@ const char *tsw_metrics_standin_name(unsigned result)
 	    [TSW_STANDIN_DECLINED_ASSURANCE] = "declined_assurance",
 	    [TSW_STANDIN_DECLINED_EXPOSURE] = "declined_exposure",
 	    [TSW_STANDIN_DECLINED_UNQUEUED] = "declined_unqueued",
+	    [TSW_STANDIN_DECLINED_PIN] = "declined_pin",
 	};
 
 	return result < TSW_STANDIN_RESULT_MAX ? names[result] : NULL;

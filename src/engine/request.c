@@ -103,6 +103,7 @@ static void req_fill(struct tsw_engine *e, struct req *r, const struct pipeline 
 		memcpy(r->token_expiry, t->token_expiry, 4);
 	r->pos_mode = pl->req.has_pos_mode ? pl->req.pos_mode : TSW_POS_MODE_MAX;
 	r->assurance = t->assurance_level;
+	r->has_pin = tsw_iso_has(pl->msg, 52);
 }
 
 /* The issuer (index iss) has no signed-on link: a 0100/0200 is approved

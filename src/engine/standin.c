@@ -309,7 +309,10 @@ bool engine__standin_try(struct tsw_engine *e, struct req *r)
 	enum tsw_standin_result res;
 	int ret;
 
-	res = judge(e, has_amount, amount, r->pos_mode, r->assurance);
+	/* the switch holds no PIN verification data: only the issuer can
+	 * approve a PIN transaction */
+	res = r->has_pin ? TSW_STANDIN_DECLINED_PIN
+			 : judge(e, has_amount, amount, r->pos_mode, r->assurance);
 	if (res != TSW_STANDIN_APPROVED) {
 		engine__standin_decided(e, r, res);
 		return false;

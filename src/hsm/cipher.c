@@ -1,6 +1,6 @@
-/* The block cipher calls, all through OpenSSL EVP: TDES and AES in ECB
- * for derivations and PIN blocks, single-DES CBC for the retail MAC, and
- * AES-CMAC for AES key check values. */
+/* The block cipher calls through OpenSSL EVP: TDES and AES in ECB for
+ * PIN blocks, AES-CMAC for the token cryptogram and AES key check values,
+ * TDES for TDES key check values. (The cryptograms' TDES is in des.c.) */
 #include <errno.h>
 #include <openssl/core_names.h>
 #include <openssl/crypto.h>
@@ -55,49 +55,22 @@ int hsm__soft_ecb(struct soft_session *s, enum tsw_hsm_alg alg, const uint8_t *k
 	return 0;
 }
 
-/* A single-DES key as the context wants it: itself, or K K K for TDES. */
-static const uint8_t *des_key(const struct soft_session *s, const uint8_t *key, uint8_t k3[24])
+int hsm__soft_cmac8(struct soft_session *s, enum tsw_hsm_alg alg, const uint8_t *key,
+		    const uint8_t *data, size_t len, uint8_t ret_mac[8])
 {
-	if (!s->des_via_tdes)
-		return key;
-	memcpy(k3, key, 8);
-	memcpy(k3 + 8, key, 8);
-	memcpy(k3 + 16, key, 8);
-	return k3;
-}
+	EVP_MAC_CTX *c = s->cmac[alg == TSW_HSM_AES256 ? CMAC_AES256 : CMAC_AES128];
+	uint8_t out[AES_BLOCK];
+	size_t n = 0;
+	int r = -EIO;
 
-int hsm__soft_mac3(struct soft_session *s, const uint8_t key[16], const uint8_t *full,
-		   size_t full_len, const uint8_t last[8], uint8_t ret_mac[8])
-{
-	static const uint8_t zero_iv[TDES_BLOCK];
-	EVP_CIPHER_CTX *cbc = s->ctx[CIPHER_DES_CBC];
-	uint8_t k3[24], buf[64], h[TDES_BLOCK] = {0};
-	int n, r = -EIO;
-
-	/* single-DES CBC under K1 over the blocks before the last (the
-	 * context carries the chain from one update to the next); the last
-	 * one, chained, through TDES (E K1, D K2, E K1): the same as CBC under
-	 * K1 over every block followed by D K2, E K1, in one key schedule
-	 * fewer EVP calls (each costs about as much as a DES block here) */
-	if (full_len > 0 && !EVP_CipherInit_ex(cbc, NULL, NULL, des_key(s, key, k3), zero_iv, 1))
-		goto out;
-	while (full_len > 0) {
-		size_t take = full_len < sizeof(buf) ? full_len : sizeof(buf);
-
-		n = 0;
-		if (!EVP_CipherUpdate(cbc, buf, &n, full, (int)take) || (size_t)n != take)
-			goto out;
-		memcpy(h, buf + take - TDES_BLOCK, TDES_BLOCK);
-		full += take;
-		full_len -= take;
+	/* the context was bound to its cipher when the session opened: a key
+	 * alone re-keys it without allocating */
+	if (EVP_MAC_init(c, key, hsm__alg_key_len(alg), NULL) && EVP_MAC_update(c, data, len) &&
+	    EVP_MAC_final(c, out, &n, sizeof(out)) && n == AES_BLOCK) {
+		memcpy(ret_mac, out, 8);
+		r = 0;
 	}
-	for (size_t i = 0; i < TDES_BLOCK; i++)
-		h[i] ^= last[i];
-	r = hsm__soft_ecb(s, TSW_HSM_TDES2, key, 1, h, TDES_BLOCK, ret_mac);
-out:
-	OPENSSL_cleanse(k3, sizeof(k3));
-	OPENSSL_cleanse(buf, sizeof(buf));
-	OPENSSL_cleanse(h, sizeof(h));
+	OPENSSL_cleanse(out, sizeof(out));
 	return r;
 }
 

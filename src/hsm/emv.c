@@ -25,13 +25,12 @@ static void odd_parity(uint8_t *k, size_t len)
 	}
 }
 
-int hsm__emv_icc_mk(struct soft_session *s, const uint8_t imk[16], const char *pan, size_t pan_len,
-		    uint8_t psn, uint8_t ret_mk[16])
+void hsm__emv_icc_mk(const struct tdes2_ks *imk, const char *pan, size_t pan_len, uint8_t psn,
+		     uint8_t ret_mk[16])
 {
 	char digits[TSW_HSM_PAN_DIGITS_MAX + 2];
 	uint8_t y[2 * TDES_BLOCK];
 	size_t n = pan_len + 2, skip;
-	int r;
 
 	/* Y: the rightmost 16 digits of PAN || PSN, zeros on the left when
 	 * shorter, packed BCD; the key is TDES(Y) || TDES(Y xor FF..FF) */
@@ -48,18 +47,15 @@ int hsm__emv_icc_mk(struct soft_session *s, const uint8_t imk[16], const char *p
 	}
 	for (size_t i = 0; i < TDES_BLOCK; i++)
 		y[TDES_BLOCK + i] = y[i] ^ 0xff;
-	r = hsm__soft_ecb(s, TSW_HSM_TDES2, imk, 1, y, sizeof(y), ret_mk);
-	if (r == 0)
-		odd_parity(ret_mk, 16);
+	hsm__tdes2_ecb(imk, 1, y, sizeof(y), ret_mk);
+	odd_parity(ret_mk, 16);
 	OPENSSL_cleanse(digits, sizeof(digits));
-	return r;
 }
 
-int hsm__emv_session_key(struct soft_session *s, const uint8_t mk[16],
-			 const struct tsw_hsm_arqc_input *in, uint8_t ret_sk[16])
+int hsm__emv_session_key(const struct tdes2_ks *mk, const struct tsw_hsm_arqc_input *in,
+			 uint8_t ret_sk[16])
 {
 	uint8_t r[2 * TDES_BLOCK] = {0};
-	int ret;
 
 	/* left half from ATC || F0 || 00 .., right half from ATC || 0F || 00 ..;
 	 * Mastercard CVN 16 puts its UN in the last four bytes of both */
@@ -78,18 +74,16 @@ int hsm__emv_session_key(struct soft_session *s, const uint8_t mk[16],
 	default:
 		return -TSW_E_BAD_INPUT;
 	}
-	ret = hsm__soft_ecb(s, TSW_HSM_TDES2, mk, 1, r, sizeof(r), ret_sk);
-	if (ret == 0)
-		odd_parity(ret_sk, 16);
-	return ret;
+	hsm__tdes2_ecb(mk, 1, r, sizeof(r), ret_sk);
+	odd_parity(ret_sk, 16);
+	return 0;
 }
 
-int hsm__emv_retail_mac(struct soft_session *s, const uint8_t key[16], enum tsw_hsm_pad pad,
-			const uint8_t *data, size_t len, uint8_t ret_mac[8])
+void hsm__emv_retail_mac(const struct tdes2_ks *key, enum tsw_hsm_pad pad, const uint8_t *data,
+			 size_t len, uint8_t ret_mac[8])
 {
 	uint8_t last[TDES_BLOCK] = {0};
 	size_t padded, full;
-	int r;
 
 	/* method 1 pads with zeros (empty data: one zero block), method 2
 	 * always adds 0x80 and zeros; only the last block needs a copy */
@@ -102,9 +96,8 @@ int hsm__emv_retail_mac(struct soft_session *s, const uint8_t key[16], enum tsw_
 		memcpy(last, data + full, len - full);
 	if (pad == TSW_HSM_PAD_2)
 		last[len - full] = 0x80;
-	r = hsm__soft_mac3(s, key, data, full, last, ret_mac);
+	hsm__tdes2_mac3(key, data, full, last, ret_mac);
 	OPENSSL_cleanse(last, sizeof(last));
-	return r;
 }
 
 /* The MAC input of in's CVN into buf; returns its length and the padding. */
@@ -148,46 +141,61 @@ static size_t mac_data(const struct tsw_hsm_arqc_input *in, uint8_t *buf, enum t
 	return n;
 }
 
-/* The key the CVN MACs with: the ICC master key itself (CVN 10) or the
- * session key derived from it. */
-static int ac_key(struct soft_session *s, const uint8_t mk[16], const struct tsw_hsm_arqc_input *in,
-		  uint8_t ret_key[16])
+/* The key the CVN MACs with: the ICC master key itself (CVN 10: *ret is
+ * mk) or the session key derived from it (into sk, wiped by the caller). */
+static int ac_key(const struct tdes2_ks *mk, const struct tsw_hsm_arqc_input *in,
+		  struct tdes2_ks *sk, const struct tdes2_ks **ret)
 {
-	if (in->cvn == TSW_HSM_CVN_VISA_10) {
-		memcpy(ret_key, mk, 16);
-		return 0;
-	}
-	return hsm__emv_session_key(s, mk, in, ret_key);
-}
-
-int hsm__emv_arqc(struct soft_session *s, const uint8_t mk[16], const struct tsw_hsm_arqc_input *in,
-		  uint8_t ret_arqc[8])
-{
-	uint8_t key[16], buf[MAC_DATA_MAX];
-	enum tsw_hsm_pad pad;
-	size_t n;
+	uint8_t key[TDES2_KEY_BYTES];
 	int r;
 
-	r = ac_key(s, mk, in, key);
-	if (r < 0)
-		goto out;
-	n = mac_data(in, buf, &pad);
-	r = hsm__emv_retail_mac(s, key, pad, buf, n, ret_arqc);
-out:
+	if (in->cvn == TSW_HSM_CVN_VISA_10) {
+		*ret = mk;
+		return 0;
+	}
+	r = hsm__emv_session_key(mk, in, key);
+	if (r == 0) {
+		hsm__tdes2_ks_set(key, sk);
+		*ret = sk;
+	}
 	OPENSSL_cleanse(key, sizeof(key));
 	return r;
 }
 
-int hsm__emv_arpc(struct soft_session *s, const uint8_t mk[16], const struct tsw_hsm_arqc_input *in,
-		  const struct tsw_hsm_arpc_params *p, uint8_t *out, size_t *ret_len)
+int hsm__emv_arqc(const struct tdes2_ks *mk, const struct tsw_hsm_arqc_input *in,
+		  uint8_t ret_arqc[8])
 {
-	uint8_t key[16], buf[TDES_BLOCK + 4 + ARPC_PROP_MAX], mac[TDES_BLOCK];
+	struct tdes2_ks sk;
+	const struct tdes2_ks *key = mk;
+	uint8_t buf[MAC_DATA_MAX];
+	enum tsw_hsm_pad pad;
 	size_t n;
 	int r;
 
+	r = ac_key(mk, in, &sk, &key);
+	if (r == 0) {
+		n = mac_data(in, buf, &pad);
+		hsm__emv_retail_mac(key, pad, buf, n, ret_arqc);
+	}
+	if (key == &sk)
+		hsm__tdes2_ks_wipe(&sk);
+	return r;
+}
+
+int hsm__emv_arpc(const struct tdes2_ks *mk, const struct tsw_hsm_arqc_input *in,
+		  const struct tsw_hsm_arpc_params *p, uint8_t *out, size_t *ret_len)
+{
+	struct tdes2_ks sk;
+	const struct tdes2_ks *key = mk;
+	uint8_t buf[TDES_BLOCK + 4 + ARPC_PROP_MAX], mac[TDES_BLOCK];
+	size_t n;
+	int r = 0;
+
 	if (in->cvn == TSW_HSM_CVN_VISA_18 && p->prop_len > ARPC_PROP_MAX)
 		return -TSW_E_BAD_INPUT;
-	r = ac_key(s, mk, in, key);
+	/* Mastercard keys CVN 16's ARPC with the ICC master key */
+	if (in->cvn != TSW_HSM_CVN_MC_16)
+		r = ac_key(mk, in, &sk, &key);
 	if (r < 0)
 		goto out;
 	switch (in->cvn) {
@@ -197,27 +205,19 @@ int hsm__emv_arpc(struct soft_session *s, const uint8_t mk[16], const struct tsw
 		memcpy(buf + 8, p->csu, 4);
 		if (p->prop_len > 0)
 			memcpy(buf + 12, p->prop, p->prop_len);
-		r = hsm__emv_retail_mac(s, key, TSW_HSM_PAD_2, buf, 12 + p->prop_len, mac);
-		if (r < 0)
-			goto out;
+		hsm__emv_retail_mac(key, TSW_HSM_PAD_2, buf, 12 + p->prop_len, mac);
 		memcpy(out, mac, 4);
 		memcpy(out + 4, p->csu, 4);
 		if (p->prop_len > 0)
 			memcpy(out + 8, p->prop, p->prop_len);
 		n = 8 + p->prop_len;
 		break;
-	case TSW_HSM_CVN_MC_16:
-		/* Mastercard keys CVN 16's ARPC with the ICC master key */
-		memcpy(key, mk, 16);
-		/* fall through */
 	default:
 		/* method 1: TDES(ARQC xor ARC || 00 ..) */
 		memcpy(buf, in->arqc, 8);
 		buf[0] ^= p->arc[0];
 		buf[1] ^= p->arc[1];
-		r = hsm__soft_ecb(s, TSW_HSM_TDES2, key, 1, buf, TDES_BLOCK, mac);
-		if (r < 0)
-			goto out;
+		hsm__tdes2_ecb(key, 1, buf, TDES_BLOCK, mac);
 		memcpy(out, mac, 8);
 		memcpy(out + 8, p->arc, 2);
 		n = 10;
@@ -225,7 +225,8 @@ int hsm__emv_arpc(struct soft_session *s, const uint8_t mk[16], const struct tsw
 	}
 	*ret_len = n;
 out:
-	OPENSSL_cleanse(key, sizeof(key));
+	if (key == &sk)
+		hsm__tdes2_ks_wipe(&sk);
 	OPENSSL_cleanse(mac, sizeof(mac));
 	return r;
 }

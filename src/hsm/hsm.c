@@ -37,6 +37,7 @@ static int check_key(const struct tsw_hsm_session *s, const struct tsw_hsm_key *
 #define ANY_ALG ((1u << TSW_HSM_ALG_MAX) - 1)
 #define AC_KINDS (1u << TSW_HSM_IMK_AC | 1u << TSW_HSM_ICC_MK | 1u << TSW_HSM_SESSION_KEY)
 #define ZPK_KINDS (1u << TSW_HSM_ZPK_ACQUIRER | 1u << TSW_HSM_ZPK_ISSUER)
+#define AES_ALGS (1u << TSW_HSM_AES128 | 1u << TSW_HSM_AES256)
 
 static int check_input(const struct tsw_hsm_arqc_input *in)
 {
@@ -82,11 +83,14 @@ int tsw_hsm_key_import(struct tsw_hsm *h, enum tsw_hsm_kind kind, enum tsw_hsm_a
 		       const uint8_t *bytes, size_t len, struct tsw_hsm_key **ret_key)
 {
 	/* derived kinds come only from the derive calls */
-	if (kind != TSW_HSM_IMK_AC && kind != TSW_HSM_ZPK_ACQUIRER && kind != TSW_HSM_ZPK_ISSUER)
+	if (kind != TSW_HSM_IMK_AC && kind != TSW_HSM_ZPK_ACQUIRER && kind != TSW_HSM_ZPK_ISSUER &&
+	    kind != TSW_HSM_TAVV)
 		return -TSW_E_BAD_INPUT;
 	if ((unsigned)alg >= TSW_HSM_ALG_MAX || len != hsm__alg_key_len(alg) || !bytes)
 		return -TSW_E_BAD_INPUT;
 	if (kind == TSW_HSM_IMK_AC && alg != TSW_HSM_TDES2)
+		return -TSW_E_BAD_INPUT;
+	if (kind == TSW_HSM_TAVV && !(AES_ALGS & 1u << alg))
 		return -TSW_E_BAD_INPUT;
 	if (!h->ops->key_import)
 		return -ENOTSUP;
@@ -266,4 +270,47 @@ int tsw_hsm_pin_translate(struct tsw_hsm_session *s, const struct tsw_hsm_key *s
 		return -ENOTSUP;
 	return s->hsm->ops->pin_translate(s, src, src_pan, src_pan_len, dst, dst_pan, dst_pan_len,
 					  in, out);
+}
+
+/* The checks both token cryptogram calls share. */
+static int check_tavv(const struct tsw_hsm_session *s, const struct tsw_hsm_key *k,
+		      const struct tsw_hsm_tavv_input *in)
+{
+	int r = check_key(s, k, 1u << TSW_HSM_TAVV, AES_ALGS);
+
+	if (r < 0)
+		return r;
+	if (!digits(in->token, in->token_len, 1, TSW_HSM_PAN_DIGITS_MAX) ||
+	    !digits(in->amount, 12, 12, 12) || (in->currency && !digits(in->currency, 3, 3, 3)) ||
+	    in->merchant_len > TSW_HSM_TAVV_MERCHANT_MAX || (in->merchant_len > 0 && !in->merchant))
+		return -TSW_E_BAD_INPUT;
+	return 0;
+}
+
+int tsw_hsm_tavv_generate(struct tsw_hsm_session *s, const struct tsw_hsm_key *k,
+			  const struct tsw_hsm_tavv_input *in,
+			  uint8_t ret_mac[TSW_HSM_TAVV_MAC_BYTES])
+{
+	int r = check_tavv(s, k, in);
+
+	if (r < 0)
+		return r;
+	if (!s->hsm->ops->tavv_generate)
+		return -ENOTSUP;
+	return s->hsm->ops->tavv_generate(s, k, in, ret_mac);
+}
+
+int tsw_hsm_tavv_verify(struct tsw_hsm_session *s, const struct tsw_hsm_key *k,
+			const struct tsw_hsm_tavv_input *in,
+			const uint8_t mac[TSW_HSM_TAVV_MAC_BYTES])
+{
+	int r = check_tavv(s, k, in);
+
+	if (r < 0)
+		return r;
+	if (!mac)
+		return -TSW_E_BAD_INPUT;
+	if (!s->hsm->ops->tavv_verify)
+		return -ENOTSUP;
+	return s->hsm->ops->tavv_verify(s, k, in, mac);
 }

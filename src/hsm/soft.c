@@ -4,8 +4,8 @@
  * The public functions (hsm.c) have checked every argument before an
  * entry here runs. */
 #include <errno.h>
+#include <openssl/core_names.h>
 #include <openssl/crypto.h>
-#include <openssl/provider.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,15 +24,13 @@ struct cache_entry {
 	uint8_t psn;
 	uint8_t pan_len;
 	char pan[TSW_HSM_PAN_DIGITS_MAX];
-	uint8_t key[TDES2_KEY_BYTES];
+	struct tdes2_ks ks; /* the ICC master key, ready: no key schedule on a hit */
 };
 
 struct soft_hsm {
 	struct tsw_hsm base;
-	OSSL_LIB_CTX *legacy_ctx; /* private: loading legacy changes nothing else */
-	OSSL_PROVIDER *legacy;
 	EVP_CIPHER *ciphers[CIPHER_MAX];
-	bool des_via_tdes;
+	EVP_MAC *cmac;
 
 	pthread_mutex_t key_lock;
 	struct soft_key *keys; /* max_keys slots, locked */
@@ -92,20 +90,20 @@ static void soft_close(struct tsw_hsm *hb)
 	locked_unmap(h->cache, h->cache_bytes);
 	for (unsigned i = 0; i < CIPHER_MAX; i++)
 		EVP_CIPHER_free(h->ciphers[i]);
-	OSSL_PROVIDER_unload(h->legacy);
-	OSSL_LIB_CTX_free(h->legacy_ctx);
+	EVP_MAC_free(h->cmac);
 	for (unsigned i = 0; i < CACHE_SHARDS; i++)
 		pthread_mutex_destroy(&h->shard[i]);
 	pthread_mutex_destroy(&h->key_lock);
 	free(h);
 }
 
-static int fetch_ciphers(struct soft_hsm *h, bool via_tdes)
+static int fetch_ciphers(struct soft_hsm *h)
 {
 	static const char *const names[CIPHER_MAX] = {
-	    [CIPHER_TDES2_ECB] = "DES-EDE-ECB",	 [CIPHER_TDES3_ECB] = "DES-EDE3-ECB",
-	    [CIPHER_AES128_ECB] = "AES-128-ECB", [CIPHER_AES256_ECB] = "AES-256-ECB",
-	    [CIPHER_DES_CBC] = "DES-EDE3-CBC",
+	    [CIPHER_TDES2_ECB] = "DES-EDE-ECB",
+	    [CIPHER_TDES3_ECB] = "DES-EDE3-ECB",
+	    [CIPHER_AES128_ECB] = "AES-128-ECB",
+	    [CIPHER_AES256_ECB] = "AES-256-ECB",
 	};
 
 	for (unsigned i = 0; i < CIPHER_MAX; i++) {
@@ -113,24 +111,8 @@ static int fetch_ciphers(struct soft_hsm *h, bool via_tdes)
 		if (!h->ciphers[i])
 			return -EIO;
 	}
-	h->des_via_tdes = true;
-	if (via_tdes)
-		return 0;
-	/* single DES is only in the legacy provider; without it the MAC's
-	 * first stage runs as TDES K1 K1 K1 (same result, three times the work) */
-	h->legacy_ctx = OSSL_LIB_CTX_new();
-	if (h->legacy_ctx)
-		h->legacy = OSSL_PROVIDER_load(h->legacy_ctx, "legacy");
-	if (h->legacy) {
-		EVP_CIPHER *des = EVP_CIPHER_fetch(h->legacy_ctx, "DES-CBC", NULL);
-
-		if (des) {
-			EVP_CIPHER_free(h->ciphers[CIPHER_DES_CBC]);
-			h->ciphers[CIPHER_DES_CBC] = des;
-			h->des_via_tdes = false;
-		}
-	}
-	return 0;
+	h->cmac = EVP_MAC_fetch(NULL, "CMAC", NULL);
+	return h->cmac ? 0 : -EIO;
 }
 
 int tsw_hsm_soft_open(const struct tsw_hsm_soft_config *cfg, struct tsw_hsm **ret_hsm)
@@ -156,7 +138,7 @@ int tsw_hsm_soft_open(const struct tsw_hsm_soft_config *cfg, struct tsw_hsm **re
 	for (unsigned i = 0; i < CACHE_SHARDS; i++)
 		pthread_mutex_init(&h->shard[i], NULL);
 	h->next_serial = 1;
-	r = fetch_ciphers(h, c.single_des_via_tdes);
+	r = fetch_ciphers(h);
 	if (r < 0)
 		goto err_close;
 	r = -ENOMEM;
@@ -196,7 +178,6 @@ int tsw_hsm_soft_stats(const struct tsw_hsm *hb, struct tsw_hsm_soft_stats *ret)
 	ret->icc_cache_hits = __atomic_load_n(&h->hits, __ATOMIC_RELAXED);
 	ret->icc_cache_misses = __atomic_load_n(&h->misses, __ATOMIC_RELAXED);
 	ret->locked = h->keys_locked && (!h->cache || h->cache_locked);
-	ret->legacy_des = !h->des_via_tdes;
 	return 0;
 }
 
@@ -226,6 +207,9 @@ static int key_new(struct soft_hsm *h, enum tsw_hsm_kind kind, enum tsw_hsm_alg 
 	k->base.info = info;
 	k->len = (uint8_t)len;
 	memcpy(k->bytes, bytes, len);
+	/* the cryptogram keys (TDES2 only) are used by their schedules */
+	if (kind == TSW_HSM_IMK_AC || kind == TSW_HSM_ICC_MK || kind == TSW_HSM_SESSION_KEY)
+		hsm__tdes2_ks_set(bytes, &k->ks);
 	*ret_key = &k->base;
 	return 0;
 }
@@ -256,8 +240,31 @@ static void soft_session_close(struct tsw_hsm_session *sb)
 
 	for (unsigned i = 0; i < CIPHER_MAX; i++)
 		EVP_CIPHER_CTX_free(s->ctx[i]); /* wipes the key schedule */
+	for (unsigned i = 0; i < CMAC_MAX; i++)
+		EVP_MAC_CTX_free(s->cmac[i]);
 	OPENSSL_cleanse(s, sizeof(*s));
 	free(s);
+}
+
+/* Binds each of the session's CMAC contexts to its cipher, once. */
+static int cmac_open(struct soft_hsm *h, struct soft_session *s)
+{
+	char names[CMAC_MAX][sizeof("AES-128-CBC")] = {
+	    [CMAC_AES128] = "AES-128-CBC",
+	    [CMAC_AES256] = "AES-256-CBC",
+	};
+
+	for (unsigned i = 0; i < CMAC_MAX; i++) {
+		OSSL_PARAM p[2] = {
+		    OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_CIPHER, names[i], 0),
+		    OSSL_PARAM_construct_end(),
+		};
+
+		s->cmac[i] = EVP_MAC_CTX_new(h->cmac);
+		if (!s->cmac[i] || !EVP_MAC_CTX_set_params(s->cmac[i], p))
+			return -EIO;
+	}
+	return 0;
 }
 
 static int soft_session_open(struct tsw_hsm *hb, struct tsw_hsm_session **ret_s)
@@ -271,7 +278,6 @@ static int soft_session_open(struct tsw_hsm *hb, struct tsw_hsm_session **ret_s)
 	if (!s)
 		return -ENOMEM;
 	s->base.hsm = hb;
-	s->des_via_tdes = h->des_via_tdes;
 	for (unsigned i = 0; i < CIPHER_MAX; i++) {
 		s->ctx[i] = EVP_CIPHER_CTX_new();
 		if (!s->ctx[i] ||
@@ -281,61 +287,64 @@ static int soft_session_open(struct tsw_hsm *hb, struct tsw_hsm_session **ret_s)
 			return -EIO;
 		}
 	}
+	if (cmac_open(h, s) < 0) {
+		soft_session_close(&s->base);
+		return -EIO;
+	}
 	*ret_s = &s->base;
 	return 0;
 }
 
-/* The ICC master key of pan/psn under imk, from the cache or derived
- * (and then cached). */
-static int icc_mk(struct soft_session *s, const struct tsw_hsm_key *imkb, const char *pan,
-		  size_t pan_len, uint8_t psn, uint8_t ret_mk[16])
+/* The ICC master key of pan/psn under imk, ready (its schedules), from
+ * the cache or derived (and then cached). The caller wipes *ret_ks. */
+static void icc_mk(struct soft_session *s, const struct tsw_hsm_key *imkb, const char *pan,
+		   size_t pan_len, uint8_t psn, struct tdes2_ks *ret_ks)
 {
 	struct soft_hsm *h = soft(s->base.hsm);
 	const struct soft_key *imk = skey(imkb);
-	struct cache_entry *e;
-	pthread_mutex_t *lock;
+	uint8_t mk[TDES2_KEY_BYTES];
+	struct cache_entry *e = NULL;
+	pthread_mutex_t *lock = NULL;
 	uint64_t hv;
-	int r;
 
-	if (!h->cache)
-		return hsm__emv_icc_mk(s, imk->bytes, pan, pan_len, psn, ret_mk);
-	hv = XXH3_64bits_withSeed(pan, pan_len, (uint64_t)imk->serial << 8 | psn);
-	e = &h->cache[hv % h->cache_n];
-	lock = &h->shard[(hv % h->cache_n) % CACHE_SHARDS];
-	pthread_mutex_lock(lock);
-	if (e->serial == imk->serial && e->psn == psn && e->pan_len == pan_len &&
-	    memcmp(e->pan, pan, pan_len) == 0) {
-		memcpy(ret_mk, e->key, 16);
+	if (h->cache) {
+		hv = XXH3_64bits_withSeed(pan, pan_len, (uint64_t)imk->serial << 8 | psn);
+		e = &h->cache[hv % h->cache_n];
+		lock = &h->shard[(hv % h->cache_n) % CACHE_SHARDS];
+		pthread_mutex_lock(lock);
+		if (e->serial == imk->serial && e->psn == psn && e->pan_len == pan_len &&
+		    memcmp(e->pan, pan, pan_len) == 0) {
+			*ret_ks = e->ks;
+			pthread_mutex_unlock(lock);
+			__atomic_fetch_add(&h->hits, 1, __ATOMIC_RELAXED);
+			return;
+		}
 		pthread_mutex_unlock(lock);
-		__atomic_fetch_add(&h->hits, 1, __ATOMIC_RELAXED);
-		return 0;
 	}
-	pthread_mutex_unlock(lock);
-	r = hsm__emv_icc_mk(s, imk->bytes, pan, pan_len, psn, ret_mk);
-	if (r < 0)
-		return r;
+	hsm__emv_icc_mk(&imk->ks, pan, pan_len, psn, mk);
+	hsm__tdes2_ks_set(mk, ret_ks);
+	OPENSSL_cleanse(mk, sizeof(mk));
+	if (!e)
+		return;
 	pthread_mutex_lock(lock);
 	e->serial = imk->serial;
 	e->psn = psn;
 	e->pan_len = (uint8_t)pan_len;
 	memcpy(e->pan, pan, pan_len);
-	memcpy(e->key, ret_mk, 16);
+	e->ks = *ret_ks;
 	pthread_mutex_unlock(lock);
 	__atomic_fetch_add(&h->misses, 1, __ATOMIC_RELAXED);
-	return 0;
 }
 
 static int soft_derive_icc_mk(struct tsw_hsm_session *sb, const struct tsw_hsm_key *imk,
 			      const char *pan, size_t pan_len, uint8_t psn,
 			      struct tsw_hsm_key **ret_key)
 {
-	struct soft_session *s = (struct soft_session *)sb;
 	uint8_t mk[16];
 	int r;
 
-	r = hsm__emv_icc_mk(s, skey(imk)->bytes, pan, pan_len, psn, mk);
-	if (r == 0)
-		r = key_new(soft(sb->hsm), TSW_HSM_ICC_MK, TSW_HSM_TDES2, mk, sizeof(mk), ret_key);
+	hsm__emv_icc_mk(&skey(imk)->ks, pan, pan_len, psn, mk);
+	r = key_new(soft(sb->hsm), TSW_HSM_ICC_MK, TSW_HSM_TDES2, mk, sizeof(mk), ret_key);
 	OPENSSL_cleanse(mk, sizeof(mk));
 	return r;
 }
@@ -344,11 +353,10 @@ static int soft_derive_session_key(struct tsw_hsm_session *sb, const struct tsw_
 				   const struct tsw_hsm_arqc_input *in,
 				   struct tsw_hsm_key **ret_key)
 {
-	struct soft_session *s = (struct soft_session *)sb;
 	uint8_t sk[16];
 	int r;
 
-	r = hsm__emv_session_key(s, skey(mk)->bytes, in, sk);
+	r = hsm__emv_session_key(&skey(mk)->ks, in, sk);
 	if (r == 0)
 		r = key_new(soft(sb->hsm), TSW_HSM_SESSION_KEY, TSW_HSM_TDES2, sk, sizeof(sk),
 			    ret_key);
@@ -360,14 +368,12 @@ static int soft_arqc_generate(struct tsw_hsm_session *sb, const struct tsw_hsm_k
 			      const char *pan, size_t pan_len, uint8_t psn,
 			      const struct tsw_hsm_arqc_input *in, uint8_t ret_arqc[8])
 {
-	struct soft_session *s = (struct soft_session *)sb;
-	uint8_t mk[16];
+	struct tdes2_ks mk;
 	int r;
 
-	r = icc_mk(s, imk, pan, pan_len, psn, mk);
-	if (r == 0)
-		r = hsm__emv_arqc(s, mk, in, ret_arqc);
-	OPENSSL_cleanse(mk, sizeof(mk));
+	icc_mk((struct soft_session *)sb, imk, pan, pan_len, psn, &mk);
+	r = hsm__emv_arqc(&mk, in, ret_arqc);
+	hsm__tdes2_ks_wipe(&mk);
 	return r;
 }
 
@@ -388,14 +394,12 @@ static int soft_arpc(struct tsw_hsm_session *sb, const struct tsw_hsm_key *imk, 
 		     size_t pan_len, uint8_t psn, const struct tsw_hsm_arqc_input *in,
 		     const struct tsw_hsm_arpc_params *p, uint8_t *out, size_t *ret_len)
 {
-	struct soft_session *s = (struct soft_session *)sb;
-	uint8_t mk[16];
+	struct tdes2_ks mk;
 	int r;
 
-	r = icc_mk(s, imk, pan, pan_len, psn, mk);
-	if (r == 0)
-		r = hsm__emv_arpc(s, mk, in, p, out, ret_len);
-	OPENSSL_cleanse(mk, sizeof(mk));
+	icc_mk((struct soft_session *)sb, imk, pan, pan_len, psn, &mk);
+	r = hsm__emv_arpc(&mk, in, p, out, ret_len);
+	hsm__tdes2_ks_wipe(&mk);
 	return r;
 }
 
@@ -403,8 +407,9 @@ static int soft_retail_mac(struct tsw_hsm_session *sb, const struct tsw_hsm_key 
 			   enum tsw_hsm_pad pad, const uint8_t *data, size_t len,
 			   uint8_t ret_mac[8])
 {
-	return hsm__emv_retail_mac((struct soft_session *)sb, skey(k)->bytes, pad, data, len,
-				   ret_mac);
+	(void)sb;
+	hsm__emv_retail_mac(&skey(k)->ks, pad, data, len, ret_mac);
+	return 0;
 }
 
 static int soft_pin_form(struct tsw_hsm_session *sb, const struct tsw_hsm_key *k, const char *pan,
@@ -431,6 +436,28 @@ static int soft_pin_translate(struct tsw_hsm_session *sb, const struct tsw_hsm_k
 				  in, out);
 }
 
+static int soft_tavv_generate(struct tsw_hsm_session *sb, const struct tsw_hsm_key *k,
+			      const struct tsw_hsm_tavv_input *in, uint8_t ret_mac[8])
+{
+	uint8_t msg[HSM_TAVV_MSG_MAX];
+	size_t n = hsm__tavv_message(in, msg);
+
+	return hsm__soft_cmac8((struct soft_session *)sb, (enum tsw_hsm_alg)k->info.alg,
+			       skey(k)->bytes, msg, n, ret_mac);
+}
+
+static int soft_tavv_verify(struct tsw_hsm_session *sb, const struct tsw_hsm_key *k,
+			    const struct tsw_hsm_tavv_input *in, const uint8_t mac[8])
+{
+	uint8_t want[TSW_HSM_TAVV_MAC_BYTES];
+	int r = soft_tavv_generate(sb, k, in, want);
+
+	if (r == 0 && CRYPTO_memcmp(want, mac, sizeof(want)) != 0)
+		r = -TSW_E_CRYPTOGRAM;
+	OPENSSL_cleanse(want, sizeof(want));
+	return r;
+}
+
 static const struct tsw_hsm_ops soft_ops = {
     .name = "soft",
     .close = soft_close,
@@ -447,6 +474,8 @@ static const struct tsw_hsm_ops soft_ops = {
     .pin_form = soft_pin_form,
     .pin_verify = soft_pin_verify,
     .pin_translate = soft_pin_translate,
+    .tavv_generate = soft_tavv_generate,
+    .tavv_verify = soft_tavv_verify,
 };
 
 int tsw_hsm_soft_pin_form4_fill(struct tsw_hsm_session *sb, const struct tsw_hsm_key *k,

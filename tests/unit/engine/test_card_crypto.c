@@ -235,6 +235,8 @@ static void approve_with_arpc(enum h_token t, const char *stan, uint16_t atc, co
 }
 
 TestSuite(card_crypto, .init = start, .fini = teardown, .timeout = 60);
+/* tests that change the keys or the profile before the engine starts */
+TestSuite(card_crypto_own_start, .init = setup, .fini = teardown, .timeout = 60);
 
 Test(card_crypto, cvn18_approval_carries_arpc_method2)
 {
@@ -361,7 +363,7 @@ Test(card_crypto, repersonalized_token_accepts_atc_1_again)
 	approve_with_arpc(H_CHIP, "000002", 1, "00");
 }
 
-Test(card_crypto, no_key_for_the_range_declined_63, .init = setup)
+Test(card_crypto_own_start, no_key_for_the_range_declined_63)
 {
 	uint8_t de55[256];
 	size_t len = card_de55(H_CHIP, 1, IMK1, de55, NULL);
@@ -500,7 +502,7 @@ Test(card_crypto, pin_block_of_another_pan_or_no_key_or_garbage_96_pin_block)
 	cr_expect_eq(H.m.pin_translations[TSW_PIN_FORMAT], 1);
 }
 
-Test(card_crypto, format4_pin_block_with_aes_keys_and_a_16_byte_de52, .init = setup)
+Test(card_crypto_own_start, format4_pin_block_with_aes_keys_and_a_16_byte_de52)
 {
 	static const uint8_t aes_acq[16] = {0xa0, 0xa1, 0xa2, 0xa3, 0xa4, 0xa5, 0xa6, 0xa7,
 					    0xa8, 0xa9, 0xaa, 0xab, 0xac, 0xad, 0xae, 0xaf};

@@ -239,6 +239,21 @@ Test(standin, a_mode_outside_the_rules_is_91)
 	cr_expect_eq(H.e->saf_last_id, 0);
 }
 
+Test(standin, a_pin_transaction_is_91_only_the_issuer_verifies_pins)
+{
+	size_t n;
+
+	start_issuer_down();
+	/* any 8 bytes: the PIN block is never opened when no issuer is there */
+	n = h_auth(&H, body, sizeof(body), H_OK, "000131", 4, "000000000500", 22, DE22_CONTACTLESS,
+		   52, "PINBLOCK", 0);
+	cr_assert_eq(h_send(&H, body, n), 0);
+	expect_unavailable(answer_now());
+	cr_expect_eq(H.m.standin[TSW_STANDIN_DECLINED_PIN], 1);
+	cr_expect_eq(H.m.standin[TSW_STANDIN_APPROVED], 0);
+	cr_expect_eq(H.e->saf_last_id, 0);
+}
+
 Test(standin, a_token_assurance_below_the_floor_is_91)
 {
 	H.cfg.settings.standin_min_assurance = 8; /* the harness's tokens have level 7 */

@@ -117,6 +117,23 @@ Test(keys, a_freed_key_is_wiped)
 	tsw_hsm_close(h);
 }
 
+Test(keys, a_freed_cryptogram_key_wipes_its_key_schedules)
+{
+	static const struct tdes2_ks zero;
+	struct tsw_hsm *h;
+	struct tsw_hsm_key *k;
+	const struct soft_key *slot;
+
+	cr_assert_eq(tsw_hsm_soft_open(NULL, &h), 0);
+	k = import_hex(h, TSW_HSM_IMK_AC, TSW_HSM_TDES2, IMK);
+	slot = (const struct soft_key *)k;
+	/* the schedules an IMK is used by live in its locked slot */
+	cr_assert_neq(memcmp(&slot->ks, &zero, sizeof(zero)), 0);
+	tsw_hsm_key_free(k);
+	cr_assert_eq(memcmp(&slot->ks, &zero, sizeof(zero)), 0);
+	tsw_hsm_close(h);
+}
+
 Test(keys, key_memory_is_locked_when_the_limit_allows)
 {
 	struct tsw_hsm_soft_config cfg = {.max_keys = 16, .icc_cache_entries = 16};

@@ -165,11 +165,14 @@ static bool de55_for_acquirer(struct tsw_engine *e, const struct req *r,
 {
 	const struct tsw_iso_field_spec *fs = &e->iss_profile->fields[55];
 	bool arpc = r->arpc.keys != NULL;
-	/* tag 91 only where DE55 can still hold it */
-	size_t room = cap < fs->max_len ? cap : fs->max_len;
+	size_t room;
 	unsigned dropped = 0;
 	int n;
 
+	if (!arpc && !tsw_iso_has(m, 55))
+		return false; /* the common case */
+	/* tag 91 only where DE55 can still hold it */
+	room = cap < fs->max_len ? cap : fs->max_len;
 	if (fs->type != TSW_ISO_B || fs->hex) {
 		/* hex or text chip data: the ASCII scan reads its digits */
 		if (arpc)
@@ -178,8 +181,6 @@ static bool de55_for_acquirer(struct tsw_engine *e, const struct req *r,
 	}
 	*ret_len = 0;
 	if (!tsw_iso_has(m, 55)) {
-		if (!arpc)
-			return false;
 		append_arpc(e, r, rc, buf, room, ret_len);
 		return *ret_len > 0;
 	}

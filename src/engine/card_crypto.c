@@ -138,27 +138,98 @@ static enum tsw_card_check_result check_arqc(struct tsw_engine *e, const struct 
 	return TSW_CARD_CHECK_OK;
 }
 
-enum tsw_authz_reason engine__card_check(struct tsw_engine *e, const struct tsw_token *t,
-					 const struct tsw_authz_req *q, const struct tsw_iso_msg *m,
-					 bool counter_done, struct card_check *out)
+/* The keys of the token cryptogram an e-commerce or card-on-file
+ * authorization of t needs: its range's tavv keys (none: not required). */
+static struct card_keys_run tavv_keys(const struct tsw_engine *e, const struct tsw_token *t,
+				      const struct tsw_authz_req *q)
 {
-	(void)m;
-	enum tsw_card_check_result res;
+	if (!e->card_keys || q->msg_class != TSW_AUTHZ_CLASS_AUTH || !q->has_pos_mode ||
+	    (q->pos_mode != TSW_POS_ECOMMERCE && q->pos_mode != TSW_POS_COF))
+		return (struct card_keys_run){0};
+	return engine__card_keys_for_token(e->card_keys, TSW_VAULT_KEY_TAVV, t->token,
+					   t->token_len);
+}
 
-	*out = (struct card_check){0};
-	if (!wants_arqc(t, q))
+/* What the MAC of DE48 tag 11 covers, from q and m (DE4 as 12 digits,
+ * whatever the profile's length, in amount). False: no usable DE4. */
+static bool tavv_input(const struct tsw_token *t, const struct tsw_authz_req *q,
+		       const struct tsw_iso_msg *m, char amount[12], struct tsw_hsm_tavv_input *in)
+{
+	size_t alen = tsw_iso_has(m, 4) ? m->f[4].len : 0;
+
+	if (alen == 0 || alen > 12)
+		return false;
+	memset(amount, '0', 12);
+	memcpy(amount + 12 - alen, tsw_iso_ptr(m, 4), alen);
+	in->token = t->token;
+	in->token_len = t->token_len;
+	in->amount = amount;
+	in->currency = q->currency.len == 3 ? q->currency.ptr : NULL;
+	in->merchant = q->merchant_id.ptr;
+	in->merchant_len = q->merchant_id.len;
+	return true;
+}
+
+/* DE48 tag 11 of q under the keys run, newest first, then its counter. */
+static enum tsw_card_check_result check_tavv(struct tsw_engine *e, const struct tsw_token *t,
+					     const struct tsw_authz_req *q,
+					     const struct tsw_iso_msg *m, struct card_keys_run run,
+					     bool counter_done, struct card_check *out)
+{
+	uint8_t mac[TSW_HSM_TAVV_MAC_BYTES];
+	struct tsw_hsm_tavv_input in;
+	char amount[12];
+	int r = -TSW_E_CRYPTOGRAM;
+
+	if (!q->cryptogram.ptr)
+		return TSW_CARD_CHECK_MISSING;
+	if (tsw_hsm_tavv_parse(q->cryptogram.ptr, q->cryptogram.len, &in.counter, mac) < 0 ||
+	    !tavv_input(t, q, m, amount, &in))
+		return TSW_CARD_CHECK_MALFORMED;
+	if (!e->hsm_s)
+		return TSW_CARD_CHECK_NO_KEY;
+	for (uint32_t i = run.first; i < run.first + run.n && r == -TSW_E_CRYPTOGRAM; i++)
+		r = tsw_hsm_tavv_verify(e->hsm_s, engine__card_key(e->card_keys, i), &in, mac);
+	if (r == -TSW_E_CRYPTOGRAM)
+		return TSW_CARD_CHECK_WRONG;
+	if (r < 0)
+		return r == -TSW_E_BAD_INPUT ? TSW_CARD_CHECK_MALFORMED : TSW_CARD_CHECK_NO_KEY;
+	return counter_done ? TSW_CARD_CHECK_OK : record_counter(e, t, in.counter, out);
+}
+
+/* Which cryptogram the request needs (*ret_needed), and its check. */
+static enum tsw_card_check_result check_any(struct tsw_engine *e, const struct tsw_token *t,
+					    const struct tsw_authz_req *q,
+					    const struct tsw_iso_msg *m, bool counter_done,
+					    struct card_check *out, bool *ret_needed)
+{
+	struct card_keys_run run;
+
+	*ret_needed = true;
+	if (wants_arqc(t, q))
+		return check_arqc(e, t, q, counter_done, out);
+	run = tavv_keys(e, t, q);
+	if (run.n)
+		return check_tavv(e, t, q, m, run, counter_done, out);
+	*ret_needed = false;
+	return TSW_CARD_CHECK_OK;
+}
+
+enum tsw_authz_reason engine__card_check_needed(struct tsw_engine *e, const struct tsw_token *t,
+						const struct tsw_authz_req *q,
+						const struct tsw_iso_msg *m, bool counter_done,
+						struct card_check *out)
+{
+	enum tsw_card_check_result res;
+	bool needed;
+
+	res = check_any(e, t, q, m, counter_done, out, &needed);
+	if (!needed)
 		return TSW_AUTHZ_FORWARD;
-	res = check_arqc(e, t, q, counter_done, out);
 	/* a request verified again after its wait was counted the first time */
 	if (counter_done && res == TSW_CARD_CHECK_OK)
 		return TSW_AUTHZ_FORWARD;
 	return counted(e, t, res);
-}
-
-void engine__card_arpc_drop(struct card_arpc *a)
-{
-	tsw_card_keys_put(a->keys);
-	a->keys = NULL;
 }
 
 /* Visa's card status update for method 2: byte 2 bit 8, the issuer

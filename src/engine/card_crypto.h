@@ -55,12 +55,32 @@ struct card_check {
  * (it waited for the ticket): verify again, do not count again. Counted
  * in the metrics by result. out->arpc holds a key reference when set:
  * engine__card_arpc_drop() it unless it moves into a request. */
-enum tsw_authz_reason engine__card_check(struct tsw_engine *e, const struct tsw_token *t,
-					 const struct tsw_authz_req *q, const struct tsw_iso_msg *m,
-					 bool counter_done, struct card_check *out);
+enum tsw_authz_reason engine__card_check_needed(struct tsw_engine *e, const struct tsw_token *t,
+						const struct tsw_authz_req *q,
+						const struct tsw_iso_msg *m, bool counter_done,
+						struct card_check *out);
+/* Inline: most requests need no cryptogram (no CVN, no card keys). */
+static inline enum tsw_authz_reason
+engine__card_check(struct tsw_engine *e, const struct tsw_token *t, const struct tsw_authz_req *q,
+		   const struct tsw_iso_msg *m, bool counter_done, struct card_check *out)
+{
+	/* what the pipeline reads of it; the rest is set with these */
+	out->has_ticket = false;
+	out->arpc.keys = NULL;
+	if (!t->cvn && !e->card_keys)
+		return TSW_AUTHZ_FORWARD;
+	return engine__card_check_needed(e, t, q, m, counter_done, out);
+}
 
-/* Drops the key reference a (possibly empty) ARPC holds. */
-void engine__card_arpc_drop(struct card_arpc *a);
+/* Drops the key reference a (possibly empty) ARPC holds. Inline: every
+ * request passes here, few hold one. */
+static inline void engine__card_arpc_drop(struct card_arpc *a)
+{
+	if (a->keys) {
+		tsw_card_keys_put(a->keys);
+		a->keys = NULL;
+	}
+}
 
 /* Appends tag 91 (issuer authentication data) for the ARQC a verified,
  * answered with DE39 rc, to the DE55 TLV bytes buf[0..*len) (cap bytes).

@@ -418,7 +418,8 @@ static int forward(struct tsw_engine *e, struct pipeline *pl, const struct tsw_t
 	}
 	explicit_bzero(ic.pan, sizeof(ic.pan));
 	explicit_bzero(ic.de35, sizeof(ic.de35));
-	explicit_bzero(ic.de52, sizeof(ic.de52));
+	if (tsw_iso_has(m, 52))
+		explicit_bzero(ic.de52, sizeof(ic.de52));
 	if (stand_in_now) {
 		/* the switch approves for the issuer: no issuer answer to
 		 * authenticate to the card */

@@ -549,3 +549,96 @@ Test(card_crypto, pin_block_of_a_reversal_never_reaches_the_issuer)
 	cr_assert_eq(out->n, 1);
 	cr_expect_not(tsw_iso_has(&out->m[0], 52), "DE52 removed from the issuer's copy");
 }
+
+/* ---- DE48 tag 11: the token cryptogram of e-commerce and card-on-file ---- */
+
+static const uint8_t TAVV_KEY[16] = {0x2b, 0x7e, 0x15, 0x16, 0x28, 0xae, 0xd2, 0xa6,
+				     0xab, 0xf7, 0x15, 0x88, 0x09, 0xcf, 0x4f, 0x3c};
+
+static void add_tavv_key(void)
+{
+	add_key(TSW_VAULT_KEY_TAVV, TSW_VAULT_KEY_AES128, "tavv-1", "4000", TAVV_KEY, 16);
+	h_card_keys(&H);
+	cr_assert_eq(tsw_engine_reconfigure(H.e, &H.cfg), 0);
+}
+
+/* DE48 with tag 11 for token t, counter ctr, over amount (the device's
+ * view of the purchase). */
+static void tavv_de48(enum h_token t, uint16_t ctr, const char *amount, char *de48)
+{
+	struct tsw_hsm_tavv_input in = {
+	    .token = h_tokens[t].token,
+	    .token_len = 16,
+	    .amount = amount,
+	    .currency = "840",
+	    .merchant = "MERCHANT0000001",
+	    .merchant_len = 15,
+	    .counter = ctr,
+	};
+	uint8_t mac[TSW_HSM_TAVV_MAC_BYTES];
+	struct tsw_hsm_key *k;
+	int n;
+
+	cr_assert_eq(tsw_hsm_key_import(H.hsm, TSW_HSM_TAVV, TSW_HSM_AES128, TAVV_KEY, 16, &k), 0);
+	cr_assert_eq(tsw_hsm_tavv_generate(card, k, &in, mac), 0);
+	tsw_hsm_key_free(k);
+	n = sprintf(de48, "1120%04X", ctr);
+	for (unsigned i = 0; i < sizeof(mac); i++)
+		n += sprintf(de48 + n, "%02X", mac[i]);
+}
+
+static int send_ecom(enum h_token t, const char *stan, const char *de48)
+{
+	uint8_t body[2048];
+	size_t n = de48 ? h_auth(&H, body, sizeof(body), t, stan, 22, "810", 48, de48, 0)
+			: h_auth(&H, body, sizeof(body), t, stan, 22, "810", 0);
+
+	return h_send(&H, body, n);
+}
+
+Test(card_crypto, ecommerce_token_cryptogram_verified_and_its_counter_replay_refused)
+{
+	char de48[64];
+
+	add_tavv_key();
+	tavv_de48(H_OK, 7, "000000000500", de48);
+	cr_assert_eq(send_ecom(H_OK, "000001", de48), 0);
+	wait_forwarded();
+	cr_assert_eq(out->n, 1);
+	cr_assert_eq(h_issuer_answer(&H, 0, &out->m[0], "00", 0), 0);
+	h_collect_acq_clean(&H, out);
+	cr_expect_str_eq(h_field(&out->m[0], 39), "00");
+	cr_expect(!tsw_iso_has(&out->m[0], 55), "no ARQC, no tag 91");
+	/* the same cryptogram again */
+	cr_assert_eq(send_ecom(H_OK, "000002", de48), 0);
+	expect_local("63", "ATC_REPLAY");
+	cr_expect_eq(H.m.card_checks[TSW_CARD_CHECK_OK], 1);
+	cr_expect_eq(H.m.card_checks[TSW_CARD_CHECK_ATC_REPLAY], 1);
+}
+
+Test(card_crypto, ecommerce_without_or_with_a_wrong_token_cryptogram_declined_63)
+{
+	char de48[64];
+
+	add_tavv_key();
+	cr_assert_eq(send_ecom(H_OK, "000001", NULL), 0);
+	expect_local("63", "CRYPTOGRAM");
+	/* made for another amount than DE4's */
+	tavv_de48(H_OK, 1, "000000000501", de48);
+	cr_assert_eq(send_ecom(H_OK, "000002", de48), 0);
+	expect_local("63", "CRYPTOGRAM");
+	/* not 20 hex digits */
+	cr_assert_eq(send_ecom(H_OK, "000003", "1120ZZZZ0000000000000000"), 0);
+	expect_local("63", "CRYPTOGRAM");
+	expect_no_issuer_request();
+	cr_expect_eq(H.m.card_checks[TSW_CARD_CHECK_MISSING], 1);
+	cr_expect_eq(H.m.card_checks[TSW_CARD_CHECK_WRONG], 1);
+	cr_expect_eq(H.m.card_checks[TSW_CARD_CHECK_MALFORMED], 1);
+}
+
+Test(card_crypto, ecommerce_without_a_tavv_key_for_the_range_not_checked)
+{
+	cr_assert_eq(send_ecom(H_OK, "000001", NULL), 0);
+	h_collect(&H, TSW_EP_LINK, 0, out);
+	cr_assert_eq(out->n, 1, "forwarded: no key, nothing required");
+}

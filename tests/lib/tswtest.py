@@ -265,16 +265,17 @@ VAULT_COLUMNS = ["token", "pan", "pan_expiry", "token_expiry", "status", "trid",
                  "merchant_ids", "max_uses", "amount_limit", "device_required"]
 
 
-def make_vault(tokvault, vault, key, tokens, token_expiry, csv_path, token_bin="4000"):
-    """A new vault holding tokens (dicts with token, pan and any other
-    VAULT_COLUMNS; active, PAN expiry 2912 unless they say otherwise)."""
+def make_vault(tokvault, vault, key, tokens, token_expiry, csv_path, token_bin="4000",
+               columns=VAULT_COLUMNS):
+    """A new vault holding tokens (dicts with token, pan and any other of
+    columns; active, PAN expiry 2912 unless they say otherwise)."""
     run([tokvault, "--vault", vault, "--key-file", key, "init", "--token-bin", token_bin])
     with open(csv_path, "w") as f:
-        f.write(",".join(VAULT_COLUMNS) + "\n")
+        f.write(",".join(columns) + "\n")
         for t in tokens:
             row = dict(pan_expiry="2912", token_expiry=token_expiry, status="active")
             row.update(t)
-            f.write(",".join(str(row.get(c, "")) for c in VAULT_COLUMNS) + "\n")
+            f.write(",".join(str(row.get(c, "")) for c in columns) + "\n")
     run([tokvault, "--vault", vault, "--key-file", key, "import", csv_path])
 
 

@@ -95,17 +95,6 @@ static void bcd(const char *digits, size_t n, uint8_t *out)
 		out[i / 2] = (uint8_t)((digits[i] - '0') << 4 | (digits[i + 1] - '0'));
 }
 
-/* Appends one object with a one- or two-byte tag and a short length. */
-static void put(uint8_t *out, size_t *off, uint32_t tag, const uint8_t *v, size_t n)
-{
-	if (tag > 0xff)
-		out[(*off)++] = (uint8_t)(tag >> 8);
-	out[(*off)++] = (uint8_t)tag;
-	out[(*off)++] = (uint8_t)n;
-	memcpy(out + *off, v, n);
-	*off += n;
-}
-
 /* The card's data for terms, in struct tsw_hsm_arqc_input. */
 static void arqc_input(const struct bench_token *t, uint16_t atc, bool with_psn,
 		       const struct bench_arqc_terms *terms, struct tsw_hsm_arqc_input *in)
@@ -150,29 +139,16 @@ int bench_de55_build(struct tsw_hsm_session *s, const struct tsw_hsm_key *imk,
 		     struct tsw_hsm_arqc_input *ret_in)
 {
 	struct tsw_hsm_arqc_input in;
-	size_t off = 0;
 	int r;
 
 	arqc_input(t, atc, with_psn, terms, &in);
 	r = tsw_hsm_arqc_generate(s, imk, t->token, t->token_len, bench_card_psn(t), &in, in.arqc);
 	if (r < 0)
 		return r;
-	put(out, &off, 0x9F26, in.arqc, sizeof(in.arqc));
-	put(out, &off, 0x9F27, &in.cid, 1);
-	put(out, &off, 0x9F10, in.iad, in.iad_len);
-	put(out, &off, 0x9F36, in.atc, sizeof(in.atc));
-	put(out, &off, 0x9F37, in.un, sizeof(in.un));
-	put(out, &off, 0x9F02, in.amount, sizeof(in.amount));
-	put(out, &off, 0x9F03, in.amount_other, sizeof(in.amount_other));
-	put(out, &off, 0x9F1A, in.country, sizeof(in.country));
-	put(out, &off, 0x95, in.tvr, sizeof(in.tvr));
-	put(out, &off, 0x5F2A, in.currency, sizeof(in.currency));
-	put(out, &off, 0x9A, in.date, sizeof(in.date));
-	put(out, &off, 0x9C, &in.type, 1);
-	put(out, &off, 0x82, in.aip, sizeof(in.aip));
-	if (with_psn)
-		put(out, &off, 0x5F34, &in.psn, 1);
+	r = tsw_hsm_de55_build(&in, out, BENCH_DE55_MAX);
+	if (r < 0)
+		return r;
 	if (ret_in)
 		*ret_in = in;
-	return (int)off;
+	return r;
 }

@@ -262,3 +262,35 @@ Test(de55, a_repeated_tag_the_first_counts)
 	cr_assert_eq(tsw_hsm_de55_parse(de55, n, 18, &in, NULL), 0);
 	assert_hex(in.atc, 2, "001C");
 }
+
+/* tsw_hsm_de55_build (the card side of the test tools) gives back what
+ * parse read, 5F34 only when present, and refuses what does not fit. */
+Test(de55, build_is_the_inverse_of_parse)
+{
+	const struct {
+		const struct obj *objs;
+		size_t n;
+		unsigned cvn;
+	} cases[] = {{visa18, N_VISA18, 18}, {mc16, N_MC16, 16}};
+	uint8_t de55[256], again[256];
+
+	for (size_t c = 0; c < 2; c++) {
+		struct tsw_hsm_arqc_input in, back;
+		size_t len = build(cases[c].objs, cases[c].n, 0, 0, de55);
+		int n;
+
+		cr_assert_eq(tsw_hsm_de55_parse(de55, len, cases[c].cvn, &in, NULL), 0);
+		n = tsw_hsm_de55_build(&in, again, sizeof(again));
+		cr_assert_eq(n, (int)len, "the same tags, the same bytes in all");
+		cr_assert_eq(tsw_hsm_de55_parse(again, (size_t)n, cases[c].cvn, &back, NULL), 0);
+		cr_assert_eq(memcmp(&in, &back, sizeof(in)), 0, "case %zu", c);
+		cr_assert_eq(tsw_hsm_de55_build(&in, again, (size_t)n - 1), -TSW_E_NO_SPACE);
+	}
+	{
+		struct tsw_hsm_arqc_input in = {.iad_len = 0};
+
+		cr_assert_eq(tsw_hsm_de55_build(&in, again, sizeof(again)), -TSW_E_BAD_INPUT);
+		in.iad_len = TSW_HSM_IAD_MAX + 1;
+		cr_assert_eq(tsw_hsm_de55_build(&in, again, sizeof(again)), -TSW_E_BAD_INPUT);
+	}
+}

@@ -563,8 +563,9 @@ static int open_data(struct server *s)
 	} else {
 		/* only with no_state: refuse_without_state() saw to that */
 		tsw_log(TSW_LOG_WARN, "no_durable_state",
-			"lost=\"reversals owed to issuers after timeouts (tsw_saf_dropped_total, "
-			"saf_put_refused lines); limited-use tokens are declined 96\" "
+			"lost=\"reversals owed to issuers after timeouts "
+			"(tokswitch_saf_dropped_total, saf_put_refused lines); limited-use tokens "
+			"are declined 96\" "
 			"fix=\"--state DIR\"");
 	}
 	return 0;

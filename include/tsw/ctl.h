@@ -41,10 +41,10 @@ struct tsw_ctl_source {
 	bool (*ready)(void *ctx); /* true when every worker is ready */
 	void *ctx;
 	/* the state environment (tsw/state.h), or NULL when the switch runs
-	 * without one: then the tsw_state_* series are left out and
-	 * tsw_state_open is 0 */
+	 * without one: then the tokswitch_state_* series are left out and
+	 * tokswitch_state_open is 0 */
 	const struct tsw_state *state;
-	/* the software HSM (tsw/hsm.h), or NULL: then the tsw_hsm_* series
+	/* the software HSM (tsw/hsm.h), or NULL: then the tokswitch_hsm_* series
 	 * are left out */
 	const struct tsw_hsm *hsm;
 };

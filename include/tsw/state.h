@@ -72,7 +72,7 @@ struct tsw_state;
  * saf_max_entries, saf_lease_ms, reserve_kb, retry_max_ms;
  * tsw_config_defaults() states the same
  * values, tests/unit/ctl checks they agree). The counters of
- * tsw_state_stats() are on /metrics as tsw_state_* (src/ctl). */
+ * tsw_state_stats() are on /metrics as tokswitch_state_* (src/ctl). */
 #define TSW_STATE_QUEUE_SIZE_DEFAULT 65536u	    /* queued updates */
 #define TSW_STATE_MAX_TOKENS_DEFAULT 262144u	    /* tokens with a count or an ATC */
 #define TSW_STATE_MAX_RESERVATIONS_DEFAULT 65536u   /* outstanding tickets */

@@ -33,26 +33,26 @@ static const struct {
 	const char *event, *metric, *help, *key;
 	enum tsw_log_level level;
 } limits[LIM_MAX] = {
-    [LIM_REFUSED] = {"http_refused", "tsw_http_refused_total",
+    [LIM_REFUSED] = {"http_refused", "tokswitch_http_refused_total",
 		     "Metrics connections closed at once: metrics.max_conns reached, every "
 		     "connection answering.",
 		     "metrics.max_conns", TSW_LOG_WARN},
-    [LIM_EVICTED] = {"http_evicted", "tsw_http_evicted_total",
+    [LIM_EVICTED] = {"http_evicted", "tokswitch_http_evicted_total",
 		     "Metrics connections still sending their request closed for a new client: "
 		     "metrics.max_conns reached.",
 		     "metrics.max_conns", TSW_LOG_WARN},
-    [LIM_REQUEST_TIMEOUT] = {"http_request_timeout", "tsw_http_request_timeouts_total",
+    [LIM_REQUEST_TIMEOUT] = {"http_request_timeout", "tokswitch_http_request_timeouts_total",
 			     "Metrics connections closed without a whole request within "
 			     "metrics.request_timeout_ms.",
 			     "metrics.request_timeout_ms", TSW_LOG_WARN},
-    [LIM_IDLE] = {"http_idle_timeout", "tsw_http_idle_closed_total",
+    [LIM_IDLE] = {"http_idle_timeout", "tokswitch_http_idle_closed_total",
 		  "Metrics connections closed with their answer not taken within "
 		  "metrics.idle_timeout_ms.",
 		  "metrics.idle_timeout_ms", TSW_LOG_INFO},
-    [LIM_TOO_LARGE] = {"http_too_large", "tsw_http_too_large_total",
+    [LIM_TOO_LARGE] = {"http_too_large", "tokswitch_http_too_large_total",
 		       "Metrics requests above metrics.max_request_bytes (431).",
 		       "metrics.max_request_bytes", TSW_LOG_WARN},
-    [LIM_UNAUTHORIZED] = {"http_unauthorized", "tsw_http_unauthorized_total",
+    [LIM_UNAUTHORIZED] = {"http_unauthorized", "tokswitch_http_unauthorized_total",
 			  "Metrics requests without the bearer token of metrics.token_file (401).",
 			  "metrics.token_file", TSW_LOG_WARN},
 };
@@ -245,9 +245,9 @@ static void metrics(struct http_conn *c)
 				      limits[k].metric, limits[k].help, limits[k].metric,
 				      limits[k].metric, ctl->hits[k]);
 	n += (size_t)snprintf(own + n, sizeof(own) - n,
-			      "# HELP tsw_http_connections_open Metrics connections open.\n"
-			      "# TYPE tsw_http_connections_open gauge\n"
-			      "tsw_http_connections_open %u\n",
+			      "# HELP tokswitch_http_connections_open Metrics connections open.\n"
+			      "# TYPE tokswitch_http_connections_open gauge\n"
+			      "tokswitch_http_connections_open %u\n",
 			      ctl->n_conns);
 	all = realloc(text, len + n + 1);
 	if (all) {

@@ -124,129 +124,133 @@ struct scalar {
 	}
 
 static const struct scalar scalars[] = {
-    SC("tsw_log_events_suppressed_total", "counter",
+    SC("tokswitch_log_events_suppressed_total", "counter",
        "Engine events past server.log_event_burst: counted in the next line of their kind.",
        events_suppressed),
-    SC("tsw_log_events_dropped_total", "counter",
+    SC("tokswitch_log_events_dropped_total", "counter",
        "Engine events dropped: server.log_event_queue was full (an events_dropped line).",
        events_dropped),
-    SC("tsw_inflight", "gauge", "Requests waiting on an issuer.", inflight),
-    SC("tsw_pending_full_total", "counter", "Requests refused because the pending table was full.",
-       pending_full),
-    SC("tsw_timeouts_total", "counter", "Issuer requests that timed out (answered 91).", timeouts),
-    SC("tsw_late_answers_total", "counter", "Issuer answers that arrived after their timeout.",
-       late_answers),
-    SC("tsw_unmatched_answers_total", "counter", "Issuer answers matching no request.",
+    SC("tokswitch_inflight", "gauge", "Requests waiting on an issuer.", inflight),
+    SC("tokswitch_pending_full_total", "counter",
+       "Requests refused because the pending table was full.", pending_full),
+    SC("tokswitch_timeouts_total", "counter", "Issuer requests that timed out (answered 91).",
+       timeouts),
+    SC("tokswitch_late_answers_total", "counter",
+       "Issuer answers that arrived after their timeout.", late_answers),
+    SC("tokswitch_unmatched_answers_total", "counter", "Issuer answers matching no request.",
        unmatched_answers),
-    SC("tsw_connections_open", "gauge", "Open acquirer connections.", conns_open),
-    SC("tsw_connections_accepted_total", "counter", "Acquirer connections accepted.",
+    SC("tokswitch_connections_open", "gauge", "Open acquirer connections.", conns_open),
+    SC("tokswitch_connections_accepted_total", "counter", "Acquirer connections accepted.",
        conns_accepted),
-    SC("tsw_connections_refused_total", "counter",
+    SC("tokswitch_connections_refused_total", "counter",
        "Acquirer connections closed at once: limits.max_conns reached.", conns_refused),
-    SC("tsw_connections_idle_closed_total", "counter",
+    SC("tokswitch_connections_idle_closed_total", "counter",
        "Acquirer connections closed by limits.idle_timeout_ms.", conns_idle_closed),
-    SC("tsw_frames_refused_total", "counter",
+    SC("tokswitch_frames_refused_total", "counter",
        "Frames above limits.max_frame or with a broken length header.", frames_refused),
-    SC("tsw_format_errors_total", "counter", "Messages that could not be decoded.", format_errors),
-    SC("tsw_backpressure_pauses_total", "counter",
+    SC("tokswitch_format_errors_total", "counter", "Messages that could not be decoded.",
+       format_errors),
+    SC("tokswitch_backpressure_pauses_total", "counter",
        "Times a connection stopped being read (limits.max_inflight_per_conn).",
        backpressure_pauses),
-    SC("tsw_vault_lookups_total", "counter", "Vault token lookups.", vault_lookups),
-    SC("tsw_vault_errors_total", "counter", "Vault lookups that failed (corrupt, decrypt).",
+    SC("tokswitch_vault_lookups_total", "counter", "Vault token lookups.", vault_lookups),
+    SC("tokswitch_vault_errors_total", "counter", "Vault lookups that failed (corrupt, decrypt).",
        vault_errors),
-    SC("tsw_vault_integrity_failures_total", "counter",
+    SC("tokswitch_vault_integrity_failures_total", "counter",
        "Vault records failing authentication (edited in data.mdb): declined 96 VAULT_INTEGRITY.",
        vault_integrity_failures),
-    SC("tsw_vault_keys_refused_total", "counter",
+    SC("tokswitch_vault_keys_refused_total", "counter",
        "Key file reloads refused: a new key differs from the vault's check value, or the file "
        "lacks the vault's current key; the keys loaded before stay.",
        vault_keys_refused),
-    SC("tsw_bytes_in_total", "counter", "Bytes received on every endpoint.", bytes_in),
-    SC("tsw_bytes_out_total", "counter", "Bytes sent on every endpoint.", bytes_out),
-    SC("tsw_forwarded_total", "counter", "Requests sent to an issuer.", forwarded),
-    SC("tsw_no_route_total", "counter", "Requests with no route for the PAN's BIN (96).", no_route),
-    SC("tsw_link_out_full_total", "counter", "Requests refused: issuer link output full (91).",
-       link_out_full),
-    SC("tsw_answers_conn_gone_total", "counter",
+    SC("tokswitch_received_bytes_total", "counter", "Bytes received on every endpoint.", bytes_in),
+    SC("tokswitch_sent_bytes_total", "counter", "Bytes sent on every endpoint.", bytes_out),
+    SC("tokswitch_forwarded_total", "counter", "Requests sent to an issuer.", forwarded),
+    SC("tokswitch_no_route_total", "counter", "Requests with no route for the PAN's BIN (96).",
+       no_route),
+    SC("tokswitch_link_out_full_total", "counter",
+       "Requests refused: issuer link output full (91).", link_out_full),
+    SC("tokswitch_answers_conn_gone_total", "counter",
        "Answers dropped: the acquirer connection had closed.", answers_conn_gone),
-    SC("tsw_issuer_format_errors_total", "counter",
+    SC("tokswitch_issuer_format_errors_total", "counter",
        "Issuer messages that could not be decoded or re-encoded.", issuer_format_errors),
-    SC("tsw_park_timeouts_total", "counter",
+    SC("tokswitch_park_timeouts_total", "counter",
        "Limited-use requests parked past the issuer timeout (answered 96).", park_timeouts),
-    SC("tsw_duplicates_refused_total", "counter",
+    SC("tokswitch_duplicates_refused_total", "counter",
        "Requests with the DE11 and DE7 of one in flight on the same connection (answered 94).",
        duplicates_refused),
-    SC("tsw_acq_reversals_matched_total", "counter",
+    SC("tokswitch_acq_reversals_matched_total", "counter",
        "Acquirer reversals whose DE90 was rewritten to the switch STAN.", acq_reversals_matched),
-    SC("tsw_pan_leaks_blocked_total", "counter",
+    SC("tokswitch_pan_leaks_blocked_total", "counter",
        "Issuer answers still holding the PAN after rewrite (sent 96 instead).", pan_leaks_blocked),
-    SC("tsw_issuer_frames_too_big_total", "counter",
+    SC("tokswitch_issuer_frames_too_big_total", "counter",
        "Requests whose issuer copy (PAN, DE48 token data) is above the issuer profile's frame "
        "or what its length header can say (answered 96, never sent).",
        issuer_frames_too_big),
-    SC("tsw_issuer_answer_mti_mismatches_total", "counter",
+    SC("tokswitch_issuer_answer_mti_mismatches_total", "counter",
        "Issuer answers whose MTI is not the response to the request's (dropped; the request "
        "keeps waiting).",
        answer_mti_mismatches),
-    SC("tsw_answer_de55_tags_stripped_total", "counter",
+    SC("tokswitch_answer_de55_tags_stripped_total", "counter",
        "Card-data tags (5A, 57, 5F24, 9F6B) removed from the DE55 of issuer answers.",
        de55_tags_stripped),
-    SC("tsw_answer_de55_dropped_total", "counter",
+    SC("tokswitch_answer_de55_dropped_total", "counter",
        "Issuer answers whose DE55 is not BER-TLV: sent to the acquirer without DE55.",
        de55_dropped),
-    SC("tsw_slow_consumer_closes_total", "counter",
+    SC("tokswitch_slow_consumer_closes_total", "counter",
        "Acquirer connections closed because their output was full.", slow_consumer_closes),
-    SC("tsw_stash_overflows_total", "counter",
+    SC("tokswitch_stash_overflows_total", "counter",
        "Acquirer connections closed for sending too much while paused.", stash_overflows),
-    SC("tsw_signon_failures_total", "counter", "Issuer sign-ons refused or not sendable.",
+    SC("tokswitch_signon_failures_total", "counter", "Issuer sign-ons refused or not sendable.",
        signon_failures),
-    SC("tsw_echo_timeouts_total", "counter", "Issuer echoes unanswered.", echo_timeouts),
-    SC("tsw_parked", "gauge", "Limited-use requests waiting for a durable use.", parked),
-    SC("tsw_parked_full_total", "counter", "Requests refused: too many parked (96).", parked_full),
-    SC("tsw_saf_depth", "gauge", "Reversals queued (not yet acked).", saf_depth),
-    SC("tsw_saf_sent_total", "counter", "Reversals sent.", saf_sent),
-    SC("tsw_saf_acked_total", "counter", "Reversals answered by the issuer.", saf_acked),
-    SC("tsw_saf_declined_total", "counter",
+    SC("tokswitch_echo_timeouts_total", "counter", "Issuer echoes unanswered.", echo_timeouts),
+    SC("tokswitch_parked", "gauge", "Limited-use requests waiting for a durable use.", parked),
+    SC("tokswitch_parked_full_total", "counter", "Requests refused: too many parked (96).",
+       parked_full),
+    SC("tokswitch_saf_depth", "gauge", "Reversals queued (not yet acked).", saf_depth),
+    SC("tokswitch_saf_sent_total", "counter", "Reversals sent.", saf_sent),
+    SC("tokswitch_saf_acked_total", "counter", "Reversals answered by the issuer.", saf_acked),
+    SC("tokswitch_saf_declined_total", "counter",
        "Reversals and advices the issuer answered with neither 00 nor a repeat code: settled, "
        "their limited use kept spent.",
        saf_declined),
-    SC("tsw_saf_dropped_total", "counter",
+    SC("tokswitch_saf_dropped_total", "counter",
        "Reversals not queued (queue full, no state) or token gone.", saf_dropped),
-    SC("tsw_saf_retried_total", "counter",
+    SC("tokswitch_saf_retried_total", "counter",
        "Reversals unanswered, link down or unsendable: due again later.", saf_retried),
-    SC("tsw_saf_inflight", "gauge", "Reversals awaiting an issuer answer.", saf_inflight),
-    SC("tsw_answers_held", "gauge",
+    SC("tokswitch_saf_inflight", "gauge", "Reversals awaiting an issuer answer.", saf_inflight),
+    SC("tokswitch_answers_held", "gauge",
        "Answers (91, 96) waiting for the commit of the reversal they leave behind.", answers_held),
-    SC("tsw_answers_held_timeouts_total", "counter",
+    SC("tokswitch_answers_held_timeouts_total", "counter",
        "Held answers sent after saf.durable_wait_ms without their reversal's commit.",
        answers_held_timeouts),
-    SC("tsw_standin_advices_queued_total", "counter",
+    SC("tokswitch_standin_advices_queued_total", "counter",
        "Stand-in approvals whose advice (0120/0220) was put in the SAF queue.",
        standin_advices_queued),
-    SC("tsw_arpc_total", "counter",
+    SC("tokswitch_arpc_total", "counter",
        "Issuer answers to a verified ARQC sent to the acquirer with tag 91 (the ARPC).", arpcs),
-    SC("tsw_arpc_failures_total", "counter",
+    SC("tokswitch_arpc_failures_total", "counter",
        "Issuer answers that owed a tag 91 and went without it (HSM error, no room in DE55).",
        arpc_failures),
-    SC("tsw_standin_exposure_full_total", "counter",
+    SC("tokswitch_standin_exposure_full_total", "counter",
        "Stand-ins refused (91): the exposure table (standin.max_tokens) had no room.",
        standin_exposure_full),
-    SC("tsw_recv_bufs_held", "gauge",
+    SC("tokswitch_recv_bufs_held", "gauge",
        "Receive buffers held for paused connections (io_uring backend).", recv_bufs_held),
-    SC("tsw_workers_ready", "gauge", "Workers whose engine is ready.", ready),
-    SC("tsw_acq_reversals_capacity", "gauge",
+    SC("tokswitch_workers_ready", "gauge", "Workers whose engine is ready.", ready),
+    SC("tokswitch_acq_reversals_capacity", "gauge",
        "Originals kept for acquirer reversals, all workers (limits.acq_reversal_memory each).",
        acq_reversals_capacity),
-    SC("tsw_acq_reversals_evicted_total", "counter",
+    SC("tokswitch_acq_reversals_evicted_total", "counter",
        "Originals pushed out by newer ones: a later reversal goes with DE90 as it came.",
        acq_reversals_evicted),
-    SC("tsw_expired_stans_capacity", "gauge",
+    SC("tokswitch_expired_stans_capacity", "gauge",
        "Timed-out STANs kept for late answers, all workers (limits.expired_stan_memory each).",
        expired_stans_capacity),
-    SC("tsw_expired_stans_evicted_total", "counter",
+    SC("tokswitch_expired_stans_evicted_total", "counter",
        "Timed-out STANs pushed out by newer ones: a late answer is then counted unmatched.",
        expired_stans_evicted),
-    SC("tsw_issuer_requests_rerouted_total", "counter",
+    SC("tokswitch_issuer_requests_rerouted_total", "counter",
        "Requests not yet sent when their issuer link went down, sent on another host of the "
        "issuer instead of a 91.",
        requests_rerouted),
@@ -261,64 +265,71 @@ static const struct scalar scalars[] = {
  * scrape time. The _capacity gauges are the configured limits ([state]);
  * the _full counters show them being hit. */
 static const struct scalar state_scalars[] = {
-    ST("tsw_state_queue_length", "gauge", "Updates waiting for the state's writer thread.",
+    ST("tokswitch_state_queue_length", "gauge", "Updates waiting for the state's writer thread.",
        queue_len),
-    ST("tsw_state_queue_capacity", "gauge", "state.queue_size: updates the writer queue holds.",
-       queue_cap),
-    ST("tsw_state_queue_full_total", "counter",
+    ST("tokswitch_state_queue_capacity", "gauge",
+       "state.queue_size: updates the writer queue holds.", queue_cap),
+    ST("tokswitch_state_queue_full_total", "counter",
        "State updates refused: writer queue full (answered 96).", queue_full),
-    ST("tsw_state_tokens", "gauge", "Tokens with a count or an ATC in the state's table.", tokens),
-    ST("tsw_state_tokens_capacity", "gauge", "Token table capacity (state.max_tokens + loaded).",
-       tokens_cap),
-    ST("tsw_state_table_full_total", "counter", "State updates refused: token table full.",
+    ST("tokswitch_state_tokens", "gauge", "Tokens with a count or an ATC in the state's table.",
+       tokens),
+    ST("tokswitch_state_tokens_capacity", "gauge",
+       "Token table capacity (state.max_tokens + loaded).", tokens_cap),
+    ST("tokswitch_state_table_full_total", "counter", "State updates refused: token table full.",
        table_full),
-    ST("tsw_state_reservations", "gauge", "Outstanding limited-use reservations.", reservations),
-    ST("tsw_state_reservations_capacity", "gauge", "state.max_reservations.", reservations_cap),
-    ST("tsw_state_tickets_full_total", "counter",
+    ST("tokswitch_state_reservations", "gauge", "Outstanding limited-use reservations.",
+       reservations),
+    ST("tokswitch_state_reservations_capacity", "gauge", "state.max_reservations.",
+       reservations_cap),
+    ST("tokswitch_state_tickets_full_total", "counter",
        "Reservations refused: ticket table full (answered 96).", tickets_full),
-    ST("tsw_state_reserve_ok_total", "counter", "Limited uses reserved.", reserve_ok),
-    ST("tsw_state_reserve_exhausted_total", "counter",
+    ST("tokswitch_state_reserve_ok_total", "counter", "Limited uses reserved.", reserve_ok),
+    ST("tokswitch_state_reserve_exhausted_total", "counter",
        "Reservations refused: uses exhausted (DOMAIN_USES).", reserve_exhausted),
-    ST("tsw_state_uses_committed_total", "counter", "Reserved uses the issuer approved.", commits),
-    ST("tsw_state_releases_total", "counter", "Reserved uses given back.", releases),
-    ST("tsw_state_uses_returned_total", "counter",
+    ST("tokswitch_state_uses_committed_total", "counter", "Reserved uses the issuer approved.",
+       commits),
+    ST("tokswitch_state_releases_total", "counter", "Reserved uses given back.", releases),
+    ST("tokswitch_state_uses_returned_total", "counter",
        "Committed uses given back: the issuer approved the acquirer's reversal.", uses_returned),
-    ST("tsw_state_release_unqueued_total", "counter",
+    ST("tokswitch_state_release_unqueued_total", "counter",
        "Uses given back in memory only: writer queue full.", release_unqueued),
-    ST("tsw_state_atc_ok_total", "counter", "ATCs accepted.", atc_ok),
-    ST("tsw_state_atc_replayed_total", "counter", "ATCs refused as replayed (CRYPTOGRAM).",
+    ST("tokswitch_state_atc_ok_total", "counter", "ATCs accepted.", atc_ok),
+    ST("tokswitch_state_atc_replayed_total", "counter", "ATCs refused as replayed (CRYPTOGRAM).",
        atc_replayed),
-    ST("tsw_state_batches_total", "counter", "Group commits (LMDB transactions).", batches),
-    ST("tsw_state_batch_ops_total", "counter", "Updates written by group commits.", batch_ops),
-    ST("tsw_state_batch_max", "gauge", "Largest group commit so far, in updates.", batch_max),
-    ST("tsw_state_commit_errors_total", "counter", "Group commits that failed (retried).",
+    ST("tokswitch_state_batches_total", "counter", "Group commits (LMDB transactions).", batches),
+    ST("tokswitch_state_batch_ops_total", "counter", "Updates written by group commits.",
+       batch_ops),
+    ST("tokswitch_state_batch_max", "gauge", "Largest group commit so far, in updates.", batch_max),
+    ST("tokswitch_state_commit_errors_total", "counter", "Group commits that failed (retried).",
        commit_errors),
-    ST("tsw_state_saf_depth", "gauge", "Reversals in the store-and-forward queue.", saf_depth),
-    ST("tsw_state_saf_capacity", "gauge", "state.saf_max_entries.", saf_cap),
-    ST("tsw_state_saf_full_total", "counter", "Reversals refused: queue full.", saf_full),
-    ST("tsw_state_saf_too_big_total", "counter", "Reversals refused: message too big.",
+    ST("tokswitch_state_saf_depth", "gauge", "Reversals in the store-and-forward queue.",
+       saf_depth),
+    ST("tokswitch_state_saf_capacity", "gauge", "state.saf_max_entries.", saf_cap),
+    ST("tokswitch_state_saf_full_total", "counter", "Reversals refused: queue full.", saf_full),
+    ST("tokswitch_state_saf_too_big_total", "counter", "Reversals refused: message too big.",
        saf_too_big),
-    ST("tsw_state_saf_puts_total", "counter", "Reversals queued.", saf_puts),
-    ST("tsw_state_saf_acks_total", "counter", "Reversals settled and removed.", saf_acks),
-    ST("tsw_state_saf_retries_total", "counter", "Reversals given back for a later retry.",
+    ST("tokswitch_state_saf_puts_total", "counter", "Reversals queued.", saf_puts),
+    ST("tokswitch_state_saf_acks_total", "counter", "Reversals settled and removed.", saf_acks),
+    ST("tokswitch_state_saf_retries_total", "counter", "Reversals given back for a later retry.",
        saf_retries),
-    ST("tsw_state_saf_claims_total", "counter", "Reversals handed out to workers.", saf_claims),
-    ST("tsw_state_saf_lease_expired_total", "counter",
+    ST("tokswitch_state_saf_claims_total", "counter", "Reversals handed out to workers.",
+       saf_claims),
+    ST("tokswitch_state_saf_lease_expired_total", "counter",
        "Reversals handed out again after state.saf_lease_ms ran out.", saf_lease_expired),
-    ST("tsw_state_saf_loaded", "gauge", "Reversals found in the queue at start.", saf_loaded),
-    ST("tsw_state_saf_uses_returned_total", "counter",
+    ST("tokswitch_state_saf_loaded", "gauge", "Reversals found in the queue at start.", saf_loaded),
+    ST("tokswitch_state_saf_uses_returned_total", "counter",
        "Limited uses given back when the reversal of an undelivered approval was acked.",
        saf_uses_returned),
-    ST("tsw_state_saf_refused_total", "counter",
+    ST("tokswitch_state_saf_refused_total", "counter",
        "Reversals refused: the state writer is degraded (full map or disk).", saf_refused),
-    ST("tsw_state_reserve_refused_total", "counter",
+    ST("tokswitch_state_reserve_refused_total", "counter",
        "Limited uses refused: the state writer is degraded (96 STATE_UNAVAILABLE).",
        reserve_refused),
-    ST("tsw_state_writer_degraded_total", "counter",
+    ST("tokswitch_state_writer_degradations_total", "counter",
        "Times the state writer became degraded (full map or disk, I/O error).", writer_degraded),
-    ST("tsw_state_writer_held", "gauge",
+    ST("tokswitch_state_writer_held", "gauge",
        "Updates the degraded state writer holds back until space returns.", writer_held),
-    ST("tsw_state_writer_freeing_commits_total", "counter",
+    ST("tokswitch_state_writer_freeing_commits_total", "counter",
        "Commits of the space-freeing updates alone (SAF deletes, counts) while degraded.",
        freeing_commits),
 };
@@ -331,27 +342,27 @@ static void put_hsm(struct text *t, const struct tsw_hsm *h)
 		const char *name, *type, *help;
 	} rows[] = {
 	    {
-		"tsw_hsm_keys",
+		"tokswitch_hsm_keys",
 		"gauge",
 		"Keys the HSM holds now (the card keys, and session keys being derived).",
 	    },
 	    {
-		"tsw_hsm_key_full_total",
+		"tokswitch_hsm_key_full_total",
 		"counter",
 		"Key imports or derivations refused: hsm.max_keys held.",
 	    },
 	    {
-		"tsw_hsm_icc_cache_hits_total",
+		"tokswitch_hsm_icc_cache_hits_total",
 		"counter",
 		"Cryptograms whose ICC master key was cached.",
 	    },
 	    {
-		"tsw_hsm_icc_cache_misses_total",
+		"tokswitch_hsm_icc_cache_misses_total",
 		"counter",
 		"Cryptograms whose ICC master key was derived (and cached, hsm.icc_cache_entries).",
 	    },
 	    {
-		"tsw_hsm_memory_locked",
+		"tokswitch_hsm_memory_locked",
 		"gauge",
 		"1 when the key memory is locked (mlock); 0: RLIMIT_MEMLOCK refused, keys may be "
 		"swapped.",
@@ -379,12 +390,13 @@ static void put_state(struct text *t, const struct tsw_state *st)
 	struct tsw_state_stats ss;
 
 	put(t,
-	    "# HELP tsw_state_open 1 when the switch runs with a state directory.\n"
-	    "# TYPE tsw_state_open gauge\ntsw_state_open %d\n",
+	    "# HELP tokswitch_state_open 1 when the switch runs with a state directory.\n"
+	    "# TYPE tokswitch_state_open gauge\ntokswitch_state_open %d\n",
 	    st != NULL);
 	put(t,
-	    "# HELP tsw_durable 1 when reversals and limited-use counts are kept on disk (--state), "
-	    "0 with --no-state.\n# TYPE tsw_durable gauge\ntsw_durable %d\n",
+	    "# HELP tokswitch_durable 1 when reversals and limited-use counts are kept on disk "
+	    "(--state), "
+	    "0 with --no-state.\n# TYPE tokswitch_durable gauge\ntokswitch_durable %d\n",
 	    st != NULL);
 	if (!st)
 		return;
@@ -397,70 +409,78 @@ static void put_state(struct text *t, const struct tsw_state *st)
 		    s->type, s->name, v);
 	}
 	put(t,
-	    "# HELP tsw_state_writer_degraded 1 while the state writer cannot commit what grows "
+	    "# HELP tokswitch_state_writer_degraded 1 while the state writer cannot commit what "
+	    "grows "
 	    "the file (/readyz says why).\n"
-	    "# TYPE tsw_state_writer_degraded gauge\ntsw_state_writer_degraded %d\n",
+	    "# TYPE tokswitch_state_writer_degraded gauge\ntokswitch_state_writer_degraded %d\n",
 	    ss.writer_health != TSW_STATE_HEALTHY);
 	put(t,
-	    "# HELP tsw_state_commit_seconds_total Time in group-commit writes and fsync.\n"
-	    "# TYPE tsw_state_commit_seconds_total counter\ntsw_state_commit_seconds_total %.6f\n",
+	    "# HELP tokswitch_state_commit_seconds_total Time in group-commit writes and fsync.\n"
+	    "# TYPE tokswitch_state_commit_seconds_total "
+	    "counter\ntokswitch_state_commit_seconds_total %.6f\n",
 	    (double)ss.commit_ns_total / 1e9);
 	tsw_state_saf_oldest(st, &oldest_rev_ms, &oldest_adv_ms);
 	put(t,
-	    "# HELP tsw_state_saf_oldest_age_seconds Age of the oldest queued reversal and of the "
+	    "# HELP tokswitch_state_saf_oldest_age_seconds Age of the oldest queued reversal and "
+	    "of the "
 	    "oldest queued stand-in advice (0: none queued).\n"
-	    "# TYPE tsw_state_saf_oldest_age_seconds gauge\n"
-	    "tsw_state_saf_oldest_age_seconds{kind=\"reversal\"} %.3f\n"
-	    "tsw_state_saf_oldest_age_seconds{kind=\"advice\"} %.3f\n",
+	    "# TYPE tokswitch_state_saf_oldest_age_seconds gauge\n"
+	    "tokswitch_state_saf_oldest_age_seconds{kind=\"reversal\"} %.3f\n"
+	    "tokswitch_state_saf_oldest_age_seconds{kind=\"advice\"} %.3f\n",
 	    (double)oldest_rev_ms / 1e3, (double)oldest_adv_ms / 1e3);
 }
 
 /* Requests answered, declined, undelivered and stood in for, by label. */
 static void put_requests(struct text *t, const struct tsw_ctl_source *src)
 {
-	put(t, "# HELP tsw_requests_total Requests answered, by MTI class and response code.\n"
-	       "# TYPE tsw_requests_total counter\n");
+	put(t,
+	    "# HELP tokswitch_requests_total Requests answered, by MTI class and response code.\n"
+	    "# TYPE tokswitch_requests_total counter\n");
 	for (unsigned m = 0; m < TSW_MTI_CLASS_MAX; m++) {
 		for (unsigned r = 0; r < TSW_METRICS_RC_MAX; r++) {
 			uint64_t v = SUM(requests[m][r]);
 
 			if (v)
-				put(t, "tsw_requests_total{mti=\"%s\",rc=\"%s\"} %" PRIu64 "\n",
+				put(t,
+				    "tokswitch_requests_total{mti=\"%s\",rc=\"%s\"} %" PRIu64 "\n",
 				    tsw_metrics_mti_name(m), tsw_metrics_rc_name(r), v);
 		}
 	}
-	put(t, "# HELP tsw_declines_total Requests declined by the switch, by reason (DE44).\n"
-	       "# TYPE tsw_declines_total counter\n");
+	put(t,
+	    "# HELP tokswitch_declines_total Requests declined by the switch, by reason (DE44).\n"
+	    "# TYPE tokswitch_declines_total counter\n");
 	for (unsigned r = 0; r < TSW_AUTHZ_REASON_MAX; r++)
 		if (tsw_authz_is_decline((enum tsw_authz_reason)r))
-			put(t, "tsw_declines_total{reason=\"%s\"} %" PRIu64 "\n",
+			put(t, "tokswitch_declines_total{reason=\"%s\"} %" PRIu64 "\n",
 			    tsw_authz_reason_name((enum tsw_authz_reason)r), SUM(declines[r]));
 
 	put(t,
-	    "# HELP tsw_answers_undelivered_total Approvals the acquirer never got, by what "
+	    "# HELP tokswitch_answers_undelivered_total Approvals the acquirer never got, by what "
 	    "the switch did: reversed (a reversal queued) or unqueued (the queue refused it).\n"
-	    "# TYPE tsw_answers_undelivered_total counter\n"
-	    "tsw_answers_undelivered_total{action=\"reversed\"} %" PRIu64 "\n"
-	    "tsw_answers_undelivered_total{action=\"unqueued\"} %" PRIu64 "\n",
+	    "# TYPE tokswitch_answers_undelivered_total counter\n"
+	    "tokswitch_answers_undelivered_total{action=\"reversed\"} %" PRIu64 "\n"
+	    "tokswitch_answers_undelivered_total{action=\"unqueued\"} %" PRIu64 "\n",
 	    SUM(answers_undelivered_reversed), SUM(answers_undelivered_unqueued));
 
-	put(t, "# HELP tsw_standin_total Stand-in candidates (issuer unavailable, stand-in "
+	put(t, "# HELP tokswitch_standin_total Stand-in candidates (issuer unavailable, stand-in "
 	       "enabled), by result: approved, or declined 91 by the rule that refused it.\n"
-	       "# TYPE tsw_standin_total counter\n");
+	       "# TYPE tokswitch_standin_total counter\n");
 	for (unsigned r = 0; r < TSW_STANDIN_RESULT_MAX; r++)
-		put(t, "tsw_standin_total{result=\"%s\"} %" PRIu64 "\n",
+		put(t, "tokswitch_standin_total{result=\"%s\"} %" PRIu64 "\n",
 		    tsw_metrics_standin_name(r), SUM(standin[r]));
-	put(t, "# HELP tsw_cryptogram_checks_total Requests whose cryptogram (DE55 ARQC or DE48 "
-	       "token cryptogram) was checked, by result.\n"
-	       "# TYPE tsw_cryptogram_checks_total counter\n");
+	put(t,
+	    "# HELP tokswitch_cryptogram_checks_total Requests whose cryptogram (DE55 ARQC or DE48 "
+	    "token cryptogram) was checked, by result.\n"
+	    "# TYPE tokswitch_cryptogram_checks_total counter\n");
 	for (unsigned r = 0; r < TSW_CARD_CHECK_RESULT_MAX; r++)
-		put(t, "tsw_cryptogram_checks_total{result=\"%s\"} %" PRIu64 "\n",
+		put(t, "tokswitch_cryptogram_checks_total{result=\"%s\"} %" PRIu64 "\n",
 		    tsw_metrics_card_check_name(r), SUM(card_checks[r]));
-	put(t, "# HELP tsw_pin_translations_total DE52 PIN blocks translated for the issuer, or "
-	       "declined 96 PIN_BLOCK, by result.\n"
-	       "# TYPE tsw_pin_translations_total counter\n");
+	put(t,
+	    "# HELP tokswitch_pin_translations_total DE52 PIN blocks translated for the issuer, or "
+	    "declined 96 PIN_BLOCK, by result.\n"
+	    "# TYPE tokswitch_pin_translations_total counter\n");
 	for (unsigned r = 0; r < TSW_PIN_RESULT_MAX; r++)
-		put(t, "tsw_pin_translations_total{result=\"%s\"} %" PRIu64 "\n",
+		put(t, "tokswitch_pin_translations_total{result=\"%s\"} %" PRIu64 "\n",
 		    tsw_metrics_pin_name(r), SUM(pin_translations[r]));
 }
 
@@ -470,9 +490,9 @@ static void put_scalars(struct text *t, const struct tsw_ctl_source *src)
 	struct tsw_hist h;
 
 	sum_hist(src, offsetof(struct tsw_metrics_shard, issuer_rtt), &h);
-	put_hist(t, "tsw_issuer_rtt_seconds", "Issuer round trip.", &h);
+	put_hist(t, "tokswitch_issuer_rtt_seconds", "Issuer round trip.", &h);
 	sum_hist(src, offsetof(struct tsw_metrics_shard, internal), &h);
-	put_hist(t, "tsw_internal_latency_seconds",
+	put_hist(t, "tokswitch_internal_latency_seconds",
 		 "Time inside the switch per request, issuer round trip excluded.", &h);
 
 	for (size_t i = 0; i < sizeof(scalars) / sizeof(scalars[0]); i++) {
@@ -490,21 +510,22 @@ static void put_scalars(struct text *t, const struct tsw_ctl_source *src)
 /* Per issuer link: the workers signed on, and its reconnects. */
 static void put_links(struct text *t, const struct tsw_ctl_source *src)
 {
-	put(t, "# HELP tsw_issuer_links_signed_on Workers whose link to the issuer host is signed "
-	       "on.\n# TYPE tsw_issuer_links_signed_on gauge\n");
+	put(t, "# HELP tokswitch_issuer_links_signed_on Workers whose link to the issuer host is "
+	       "signed "
+	       "on.\n# TYPE tokswitch_issuer_links_signed_on gauge\n");
 	for (uint32_t l = 0; l < src->n_links && l < TSW_METRICS_LINKS_MAX; l++) {
 		uint32_t up = 0;
 
 		for (uint32_t w = 0; w < src->n_shards; w++)
 			up += rd(&src->shards[w]->link_up[l]) == 3;
-		put(t, "tsw_issuer_links_signed_on{");
+		put(t, "tokswitch_issuer_links_signed_on{");
 		put_link_labels(t, src, l);
 		put(t, "} %u\n", up);
 	}
-	put(t, "# HELP tsw_issuer_link_reconnects_total Issuer link connect attempts after a "
-	       "failure.\n# TYPE tsw_issuer_link_reconnects_total counter\n");
+	put(t, "# HELP tokswitch_issuer_link_reconnects_total Issuer link connect attempts after a "
+	       "failure.\n# TYPE tokswitch_issuer_link_reconnects_total counter\n");
 	for (uint32_t l = 0; l < src->n_links && l < TSW_METRICS_LINKS_MAX; l++) {
-		put(t, "tsw_issuer_link_reconnects_total{");
+		put(t, "tokswitch_issuer_link_reconnects_total{");
 		put_link_labels(t, src, l);
 		put(t, "} %" PRIu64 "\n", SUM(link_reconnects[l]));
 	}
@@ -522,11 +543,13 @@ int tsw_ctl_render_metrics(const struct tsw_ctl_source *src, char **ret_text, si
 	put_requests(&t, src);
 	put_scalars(&t, src);
 	put_links(&t, src);
-	put(&t, "# HELP tsw_workers Worker threads.\n# TYPE tsw_workers gauge\ntsw_workers %u\n",
+	put(&t,
+	    "# HELP tokswitch_workers Worker threads.\n# TYPE tokswitch_workers "
+	    "gauge\ntokswitch_workers %u\n",
 	    src->n_shards);
 	put(&t,
-	    "# HELP tsw_ready 1 when every worker is ready (issuer links signed on).\n"
-	    "# TYPE tsw_ready gauge\ntsw_ready %d\n",
+	    "# HELP tokswitch_ready 1 when every worker is ready (issuer links signed on).\n"
+	    "# TYPE tokswitch_ready gauge\ntokswitch_ready %d\n",
 	    src->ready ? src->ready(src->ctx) : 0);
 	put_state(&t, src->state);
 	put_hsm(&t, src->hsm);

@@ -10,7 +10,7 @@
  * dup_next), so the table holds at most max_pending entries, one per
  * request in flight, and never drops one: nothing here needs a size key
  * or an eviction counter of its own (limits.max_pending and
- * tsw_pending_full_total cover it). The bucket array is the power of two
+ * tokswitch_pending_full_total cover it). The bucket array is the power of two
  * at or above max_pending. */
 #include <errno.h>
 #include <stdlib.h>

@@ -271,7 +271,7 @@ def test_no_route_for_the_pan_declined_96():
         _, f = e.ask(c, auth(TOKENS["ok"]["token"]))
         assert_eq((f[39], f.get(44)), (b"96", b"SYSTEM"), "PAN 5413... has no route")
         assert_eq(len(e.issuer.requests), 0, "nothing forwarded")
-        T.wait_for(lambda: e.sw.metric("tsw_no_route_total") >= 1, 5, "counted")
+        T.wait_for(lambda: e.sw.metric("tokswitch_no_route_total") >= 1, 5, "counted")
         assert_no_pan(c)
 
 
@@ -320,7 +320,7 @@ def test_backpressure_stops_reading_without_dropping():
         c.send(b"".join(T.encode(PROFILE, *auth(TOKENS["ok"]["token"], stan=200 + i))
                         for i in range(n)))
         e.issuer.wait_held(2)
-        T.wait_for(lambda: e.sw.metric("tsw_backpressure_pauses_total") >= 1, 5,
+        T.wait_for(lambda: e.sw.metric("tokswitch_backpressure_pauses_total") >= 1, 5,
                    "pause counted")
         assert_eq(len(e.issuer.requests), 2, "requests forwarded while paused")
         e.issuer.release()
@@ -352,9 +352,9 @@ def test_flood_while_paused_never_drops_or_closes():
         t.join(20)
         assert_eq(errs, [], "writer")
         assert_eq(got, list(range(10000, 10000 + n)), "every request answered, none dropped")
-        assert_eq(e.sw.metric("tsw_stash_overflows_total"), 0, "stash overflows")
-        assert_eq(e.sw.metric("tsw_connections_open"), 1, "connection still open")
-        T.wait_for(lambda: e.sw.metric("tsw_recv_bufs_held") == 0, 5, "held buffers recycled")
+        assert_eq(e.sw.metric("tokswitch_stash_overflows_total"), 0, "stash overflows")
+        assert_eq(e.sw.metric("tokswitch_connections_open"), 1, "connection still open")
+        T.wait_for(lambda: e.sw.metric("tokswitch_recv_bufs_held") == 0, 5, "held buffers recycled")
 
 
 def test_many_paused_connections_holding_every_receive_buffer():
@@ -383,7 +383,7 @@ def test_many_paused_connections_holding_every_receive_buffer():
         for t in threads:
             t.start()
         e.issuer.wait_held(2 * n_conns)
-        T.wait_for(lambda: e.sw.metric("tsw_backpressure_pauses_total") >= n_conns, 10,
+        T.wait_for(lambda: e.sw.metric("tokswitch_backpressure_pauses_total") >= n_conns, 10,
                    "every connection paused")
         e.issuer.release()
         for k, c in enumerate(conns):
@@ -392,9 +392,9 @@ def test_many_paused_connections_holding_every_receive_buffer():
         for t in threads:
             t.join(20)
         assert_eq(errs, [], "writers")
-        assert_eq(e.sw.metric("tsw_connections_open"), float(n_conns), "connections still open")
-        assert_eq(e.sw.metric("tsw_stash_overflows_total"), 0, "stash overflows")
-        T.wait_for(lambda: e.sw.metric("tsw_recv_bufs_held") == 0, 5, "held buffers recycled")
+        assert_eq(e.sw.metric("tokswitch_connections_open"), float(n_conns), "connections still open")
+        assert_eq(e.sw.metric("tokswitch_stash_overflows_total"), 0, "stash overflows")
+        T.wait_for(lambda: e.sw.metric("tokswitch_recv_bufs_held") == 0, 5, "held buffers recycled")
 
 
 def test_paused_connection_closed_then_slot_reused():
@@ -404,15 +404,15 @@ def test_paused_connection_closed_then_slot_reused():
         a.send(b"".join(T.encode(PROFILE, *auth(TOKENS["ok"]["token"], stan=300 + i))
                         for i in range(6)))
         e.issuer.wait_held(2)
-        T.wait_for(lambda: e.sw.metric("tsw_backpressure_pauses_total") >= 1, 5, "paused")
+        T.wait_for(lambda: e.sw.metric("tokswitch_backpressure_pauses_total") >= 1, 5, "paused")
         a.close()  # closed while paused, with requests at the issuer
         e.issuer.release()  # (a paused connection is not read: its close is seen on resume)
-        T.wait_for(lambda: e.sw.metric("tsw_connections_open") == 0, 5, "closed")
+        T.wait_for(lambda: e.sw.metric("tokswitch_connections_open") == 0, 5, "closed")
         for i in range(3):  # new connections reuse the endpoint slots
             b = e.conn()
             _, f = e.ask(b, auth(TOKENS["ok"]["token"], stan=400 + i))
             assert_eq((f[39], int(f[11])), (b"00", 400 + i), "new connection %d" % i)
-        T.wait_for(lambda: e.sw.metric("tsw_answers_conn_gone_total") >= 2, 5,
+        T.wait_for(lambda: e.sw.metric("tokswitch_answers_conn_gone_total") >= 2, 5,
                    "answers for the closed connection dropped and counted")
 
 
@@ -423,7 +423,7 @@ def test_idle_connection_closed_after_idle_timeout():
         assert_eq(f[39], b"00", "served")
         if not idle.closed_by_peer(timeout=5):
             raise AssertionError("idle connection still open")
-        T.wait_for(lambda: e.sw.metric("tsw_connections_idle_closed_total") >= 1, 5, "counted")
+        T.wait_for(lambda: e.sw.metric("tokswitch_connections_idle_closed_total") >= 1, 5, "counted")
 
 
 def test_many_connections():
@@ -435,7 +435,7 @@ def test_many_connections():
             _, f = c.answer()
             assert_eq((f[39], int(f[11])), (b"00", 1000 + i), "connection %d" % i)
             assert_no_pan(c)
-        T.wait_for(lambda: e.sw.metric("tsw_connections_accepted_total") >= 64, 5,
+        T.wait_for(lambda: e.sw.metric("tokswitch_connections_accepted_total") >= 64, 5,
                    "64 connections counted")
 
 
@@ -454,7 +454,7 @@ def test_smallest_ring_with_more_completions_than_it_holds():
             for i, c in enumerate(conns):
                 _, f = c.answer(timeout=10)
                 assert_eq((f[39], int(f[11])), (b"00", 2000 + i), "connection %d" % i)
-        assert_eq(e.sw.metric("tsw_connections_open"), 96.0, "connections open")
+        assert_eq(e.sw.metric("tokswitch_connections_open"), 96.0, "connections open")
 
 
 def test_issuer_timeout_91_then_reversal_to_the_issuer():
@@ -468,7 +468,7 @@ def test_issuer_timeout_91_then_reversal_to_the_issuer():
         assert_eq(mti, "0400", "a reversal follows the timed-out request")
         assert_eq(rf[2], TOKENS["ok"]["pan"].encode(), "reversal carries the PAN to the issuer")
         e.issuer.release()
-        T.wait_for(lambda: e.sw.metric("tsw_saf_acked_total") >= 1, 10, "reversal acked")
+        T.wait_for(lambda: e.sw.metric("tokswitch_saf_acked_total") >= 1, 10, "reversal acked")
         assert_no_pan(c)
         # the event log says what happened to the reversal, by its id
         T.wait_for(lambda: T.log_events(e.sw.log(), "saf_acked"), 5, "saf_acked line")
@@ -574,14 +574,14 @@ def test_sighup_reloads_limits_and_refuses_a_bad_file():
         assert_eq((f[39], f.get(44)), (b"91", b"ISSUER_UNAVAILABLE"), "timed out")
         if time.monotonic() - t0 > 5:
             raise AssertionError("the reloaded timeout was not applied")
-        T.wait_for(lambda: e.sw.metric("tsw_timeouts_total") >= 1, 5, "timeout counted")
+        T.wait_for(lambda: e.sw.metric("tokswitch_timeouts_total") >= 1, 5, "timeout counted")
 
 
 def test_table_sizes_from_the_config_and_restart_only_on_reload():
     with Env(workers=2, extra_conf="acq_reversal_memory = 64\nexpired_stan_memory = 32\n") as e:
         # [limits] is the last section of BASE_CONF: the keys land there
-        assert_eq(e.sw.metric("tsw_acq_reversals_capacity"), 128.0, "2 workers x 64")
-        assert_eq(e.sw.metric("tsw_expired_stans_capacity"), 64.0, "2 workers x 32")
+        assert_eq(e.sw.metric("tokswitch_acq_reversals_capacity"), 128.0, "2 workers x 64")
+        assert_eq(e.sw.metric("tokswitch_expired_stans_capacity"), 64.0, "2 workers x 32")
         good = open(e.conf).read()
         write_conf(e.conf, good.replace("acq_reversal_memory = 64", "acq_reversal_memory = 256"))
         e.sw.signal(signal.SIGHUP)
@@ -589,7 +589,7 @@ def test_table_sizes_from_the_config_and_restart_only_on_reload():
         T.wait_for(lambda: "event=reload_needs_restart" in e.sw.log(), 5, "restart warning")
         line = [l for l in e.sw.log().splitlines() if "reload_needs_restart" in l][0]
         assert "acq_reversal_memory" in line and "expired_stan_memory" not in line, line
-        assert_eq(e.sw.metric("tsw_acq_reversals_capacity"), 128.0, "kept until restart")
+        assert_eq(e.sw.metric("tokswitch_acq_reversals_capacity"), 128.0, "kept until restart")
         c = e.conn()
         _, f = e.ask(c, auth(TOKENS["ok"]["token"]))
         assert_eq(f[39], b"00", "still serving")
@@ -682,8 +682,8 @@ def test_edited_vault_record_declined_96_vault_integrity():
         finally:
             _poke(path, at, 1)
         assert_eq(len(e.issuer.requests), 0, "nothing reached the issuer")
-        assert_eq(e.sw.metric("tsw_vault_integrity_failures_total"), 1.0, "metric")
-        assert_eq(e.sw.metric('tsw_declines_total{reason="VAULT_INTEGRITY"}'), 1.0, "declines")
+        assert_eq(e.sw.metric("tokswitch_vault_integrity_failures_total"), 1.0, "metric")
+        assert_eq(e.sw.metric('tokswitch_declines_total{reason="VAULT_INTEGRITY"}'), 1.0, "declines")
         # logged by the worker after its loop iteration, maybe after the answer
         T.wait_for(lambda: "event=vault_integrity" in e.sw.log(), 5.0, "a vault_integrity line")
         line = [ln for ln in e.sw.log().splitlines() if "event=vault_integrity" in ln][0]
@@ -703,7 +703,7 @@ def test_max_connections_refused_others_unaffected():
             raise AssertionError("connection above max_conns not closed")
         _, f = e.ask(conns[0], auth(TOKENS["ok"]["token"]))
         assert_eq(f[39], b"00", "others unaffected")
-        T.wait_for(lambda: e.sw.metric("tsw_connections_refused_total") >= 1, 5,
+        T.wait_for(lambda: e.sw.metric("tokswitch_connections_refused_total") >= 1, 5,
                    "refusal counted")
         T.wait_for(lambda: T.log_events(e.sw.log(), "max_conns_reached"), 5, "refusal logged")
         ev = T.log_events(e.sw.log(), "max_conns_reached")[0]
@@ -718,7 +718,7 @@ def test_oversized_frame_closes_only_that_connection():
             raise AssertionError("frame above max_frame did not close the connection")
         _, f = e.ask(good, auth(TOKENS["ok"]["token"]))
         assert_eq(f[39], b"00", "other connection unaffected")
-        T.wait_for(lambda: e.sw.metric("tsw_frames_refused_total") >= 1, 5, "counted")
+        T.wait_for(lambda: e.sw.metric("tokswitch_frames_refused_total") >= 1, 5, "counted")
 
 
 def test_malformed_input_30_or_close():
@@ -755,14 +755,14 @@ def test_metrics_health_and_404():
         assert_eq(e.sw.http("/nope")[0], 404, "unknown path")
         code, body = e.sw.http("/metrics")
         assert_eq(code, 200, "/metrics")
-        want = ['tsw_requests_total{mti="0100",rc="00"} ',
-                'tsw_requests_total{mti="0100",rc="62"} ',
-                'tsw_declines_total{reason="TOKEN_SUSPENDED"} 1',
-                'tsw_issuer_rtt_seconds_bucket{le="+Inf"} ',
-                "tsw_issuer_rtt_seconds_count ", "tsw_internal_latency_seconds_sum ",
-                "tsw_connections_open ", "tsw_inflight ", "tsw_ready 1", "tsw_durable 1",
-                "tsw_log_events_suppressed_total ", "tsw_log_events_dropped_total 0",
-                'tsw_issuer_links_signed_on{link="0",issuer="0",host="%s"} 2' % e.issuer.addr]
+        want = ['tokswitch_requests_total{mti="0100",rc="00"} ',
+                'tokswitch_requests_total{mti="0100",rc="62"} ',
+                'tokswitch_declines_total{reason="TOKEN_SUSPENDED"} 1',
+                'tokswitch_issuer_rtt_seconds_bucket{le="+Inf"} ',
+                "tokswitch_issuer_rtt_seconds_count ", "tokswitch_internal_latency_seconds_sum ",
+                "tokswitch_connections_open ", "tokswitch_inflight ", "tokswitch_ready 1", "tokswitch_durable 1",
+                "tokswitch_log_events_suppressed_total ", "tokswitch_log_events_dropped_total 0",
+                'tokswitch_issuer_links_signed_on{link="0",issuer="0",host="%s"} 2' % e.issuer.addr]
         for w in want:
             assert w in body, "missing in /metrics: " + w
         for t in TOKENS.values():
@@ -781,7 +781,7 @@ def test_metrics_token_required_probes_open_and_a_loose_file_refused():
                   401, "wrong token")
         code, body = e.sw.http("/metrics", headers="Authorization: Bearer %s\r\n" % token)
         assert_eq(code, 200, "the token")
-        assert "\ntsw_http_unauthorized_total 2\n" in body, body[-2000:]
+        assert "\ntokswitch_http_unauthorized_total 2\n" in body, body[-2000:]
         assert token not in body
         assert_eq(e.sw.http("/healthz")[0], 200, "/healthz stays open")
         assert_eq(e.sw.http("/readyz")[0], 200, "/readyz stays open")
@@ -964,13 +964,13 @@ def test_state_directory_required_naming_both_flags():
         assert "listening" not in p.stdout, case
 
 
-def test_no_state_runs_with_a_warning_and_tsw_durable_0():
+def test_no_state_runs_with_a_warning_and_tokswitch_durable_0():
     with Env(state=False, no_state=True, timeout_ms=300) as e:
         warn = T.log_events(e.sw.log(), "no_durable_state")
         assert_eq(len(warn), 1, "one warning at start")
         assert_eq(warn[0]["level"], "warn", "level")
         assert "reversal" in warn[0]["lost"] and "limited-use" in warn[0]["lost"], warn[0]
-        assert_eq(e.sw.metric("tsw_durable"), 0.0, "tsw_durable")
+        assert_eq(e.sw.metric("tokswitch_durable"), 0.0, "tokswitch_durable")
         c = e.conn()
         _, f = e.ask(c, auth(TOKENS["ok"]["token"]))
         assert_eq(f[39], b"00", "served without a state")
@@ -988,7 +988,7 @@ def test_no_state_runs_with_a_warning_and_tsw_durable_0():
         assert_eq(ev["token"], tok[:6] + "*" * (len(tok) - 10) + tok[-4:], "masked token")
     # the file says it as well
     with Env(state=False, extra_conf="[server]\nno_state = true\n") as e:
-        assert_eq(e.sw.metric("tsw_durable"), 0.0, "tsw_durable with no_state in the file")
+        assert_eq(e.sw.metric("tokswitch_durable"), 0.0, "tokswitch_durable with no_state in the file")
         assert_eq(len(T.log_events(e.sw.log(), "no_durable_state")), 1, "warning")
 
 
@@ -1030,7 +1030,7 @@ def test_limit_events_rate_limited_with_the_suppressed_count():
         for i, c in enumerate(extra):
             if not c.closed_by_peer():
                 raise AssertionError("connection %d above max_conns not closed" % i)
-        T.wait_for(lambda: e.sw.metric("tsw_connections_refused_total") == n, 5, "counted")
+        T.wait_for(lambda: e.sw.metric("tokswitch_connections_refused_total") == n, 5, "counted")
 
         def logged():
             # a line of its own per event (it has the event's fields), the
@@ -1044,7 +1044,7 @@ def test_limit_events_rate_limited_with_the_suppressed_count():
         evs = T.log_events(e.sw.log(), "max_conns_reached")
         own = sum(1 for ev in evs if "max_conns" in ev)
         assert own < n and any(int(ev.get("suppressed", 0)) for ev in evs), evs
-        assert_eq(e.sw.metric("tsw_log_events_suppressed_total"), float(n - own),
+        assert_eq(e.sw.metric("tokswitch_log_events_suppressed_total"), float(n - own),
                   "suppressed metric")
 
 
@@ -1084,21 +1084,21 @@ def test_chip_data_loses_card_tags_and_a_bcd_pan_is_answered_96():
         # compared, never printed: the unstripped field holds the PAN
         assert f.get(55) == arqc + iad, "DE55 still has %d bytes, not 9F26 and 91 alone: %s" % (
             len(f.get(55, b"")), ", ".join(T.log_leaks(f.get(55, b""), [pan])) or "no PAN")
-        T.wait_for(lambda: e.sw.metric("tsw_answer_de55_tags_stripped_total") == 3, 5,
+        T.wait_for(lambda: e.sw.metric("tokswitch_answer_de55_tags_stripped_total") == 3, 5,
                    "stripped tags counted")
         # the PAN in BCD in a tag that stays (issuer application data),
         # starting in a low nibble: 96, and the approval is reversed
         e.issuer.answer_extra = {55: arqc + tlv(0x9f10, T.bcd(pan, "0", low_first=True))}
         _, f = e.ask(c, auth(TOKENS["ok"]["token"], stan=5501))
         assert_eq((f[39], f.get(44), f[11]), (b"96", b"SYSTEM", b"005501"), "BCD PAN")
-        T.wait_for(lambda: e.sw.metric("tsw_pan_leaks_blocked_total") == 1, 5, "counted")
+        T.wait_for(lambda: e.sw.metric("tokswitch_pan_leaks_blocked_total") == 1, 5, "counted")
         T.wait_for(lambda: any(m == "0400" for m, _ in e.issuer.requests), 10,
                    "the approval reversed at the issuer")
         # not BER-TLV: the answer goes without DE55
         e.issuer.answer_extra = {55: b"\x9f\x26\x08\x01"}
         _, f = e.ask(c, auth(TOKENS["ok"]["token"]))
         assert_eq((f[39], 55 in f), (b"00", False), "malformed DE55 removed")
-        T.wait_for(lambda: e.sw.metric("tsw_answer_de55_dropped_total") == 1, 5, "counted")
+        T.wait_for(lambda: e.sw.metric("tokswitch_answer_de55_dropped_total") == 1, 5, "counted")
         assert_no_pan(c)
 
 
@@ -1248,7 +1248,7 @@ def test_issuer_copy_too_long_for_the_ascii4_header_answered_96():
         _, f = e.ask(c, sized_request(9999, delta, stan=904))
         assert_eq((f[39], f.get(44)), (b"96", b"SYSTEM"), "too long for the issuer")
         assert_eq(f[11], b"000904", "the acquirer's DE11")
-        T.wait_for(lambda: e.sw.metric("tsw_issuer_frames_too_big_total") == 1, 5, "counted")
+        T.wait_for(lambda: e.sw.metric("tokswitch_issuer_frames_too_big_total") == 1, 5, "counted")
         T.wait_for(lambda: T.log_events(e.sw.log(), "issuer_frame_too_big"), 5, "logged")
         ev = T.log_events(e.sw.log(), "issuer_frame_too_big")[0]
         tok = TOKENS["ok"]["token"]

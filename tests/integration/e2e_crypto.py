@@ -677,15 +677,15 @@ def test_metrics_count_checks_and_translations_by_result():
         pin = pin_of(40)
         e.ask(v.tok("plain"), extra={32: ACQ, 52: E.pin_block0(acq, pin, v.tok("plain"))})
         e.ask(v.tok("plain"), extra={32: ACQ_NOKEY, 52: E.pin_block0(acq, pin, v.tok("plain"))})
-        want = {'tsw_cryptogram_checks_total{result="ok"}': 1,
-                'tsw_cryptogram_checks_total{result="atc_replay"}': 1,
-                'tsw_cryptogram_checks_total{result="missing"}': 1,
-                'tsw_cryptogram_checks_total{result="wrong"}': 1,
-                'tsw_pin_translations_total{result="ok"}': 1,
-                'tsw_pin_translations_total{result="no_acquirer_key"}': 1}
+        want = {'tokswitch_cryptogram_checks_total{result="ok"}': 1,
+                'tokswitch_cryptogram_checks_total{result="atc_replay"}': 1,
+                'tokswitch_cryptogram_checks_total{result="missing"}': 1,
+                'tokswitch_cryptogram_checks_total{result="wrong"}': 1,
+                'tokswitch_pin_translations_total{result="ok"}': 1,
+                'tokswitch_pin_translations_total{result="no_acquirer_key"}': 1}
         for name, n in want.items():
             T.wait_for(lambda: e.sw.metric(name) == n, 5, "%s == %d" % (name, n))
-        assert e.sw.metric("tsw_hsm_keys") >= 3, "tsw_hsm_keys counts the loaded keys"
+        assert e.sw.metric("tokswitch_hsm_keys") >= 3, "tokswitch_hsm_keys counts the loaded keys"
 
 
 def test_log_scan_finds_keys_and_pins():

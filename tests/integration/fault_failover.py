@@ -99,7 +99,7 @@ class Switch:
 
 
 def signed_on(sw, link, host):
-    return sw.metric('tsw_issuer_links_signed_on{link="%d",issuer="0",host="%s"}'
+    return sw.metric('tokswitch_issuer_links_signed_on{link="%d",issuer="0",host="%s"}'
                      % (link, host.addr))
 
 
@@ -201,9 +201,9 @@ def test_one_host_killed_under_load_the_other_carries_it():
             # original as the killed host saw it
             T.wait_for(lambda: len(reversals(survivor)) >= len(r91), 20,
                        "%d reversals at the surviving host" % len(r91))
-            T.wait_for(lambda: sw.metric("tsw_saf_depth") == 0 and
-                       sw.metric("tsw_saf_inflight") == 0 and sw.metric("tsw_inflight") == 0 and
-                       sw.metric("tsw_parked") == 0,
+            T.wait_for(lambda: sw.metric("tokswitch_saf_depth") == 0 and
+                       sw.metric("tokswitch_saf_inflight") == 0 and sw.metric("tokswitch_inflight") == 0 and
+                       sw.metric("tokswitch_parked") == 0,
                        20, "queue empty, nothing in flight")
             revs = reversals(survivor)
             by_rrn = {}
@@ -220,11 +220,11 @@ def test_one_host_killed_under_load_the_other_carries_it():
             # link there saw the end: never answered, it went again to the survivor
             late = {f[37].decode() for f in reversals(killed)} - r91
             assert not late, "reversals of %d other requests at the killed host" % len(late)
-            assert_eq(sw.metric("tsw_saf_acked_total"), float(len(r91)), "acked")
+            assert_eq(sw.metric("tokswitch_saf_acked_total"), float(len(r91)), "acked")
             print("# %d requests, %d to the killed host (%d answered 91), %d to the survivor, "
                   "%d moved before they were sent" % (total, len(on_killed), len(r91),
                                                        len(on_survivor),
-                                                       sw.metric("tsw_issuer_requests_rerouted_total")),
+                                                       sw.metric("tokswitch_issuer_requests_rerouted_total")),
                   flush=True)
 
             assert_eq(signed_on(sw, 0, killed), 0.0, "the killed host's links are down")

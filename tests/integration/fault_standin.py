@@ -97,14 +97,14 @@ def test_issuer_down_standin_under_the_floor_and_its_advice_delivered_exactly_on
         c.request(*auth(302, FLOOR + 1))
         _, f = c.answer()
         assert_eq((f[39], f.get(44)), (b"91", b"ISSUER_UNAVAILABLE"), "above the floor")
-        assert_eq(sw.metric('tsw_standin_total{result="approved"}'), 1.0, "approved")
-        assert_eq(sw.metric('tsw_standin_total{result="declined_amount"}'), 1.0, "declined")
-        assert_eq(sw.metric("tsw_standin_advices_queued_total"), 1.0, "advices queued")
-        assert_eq(sw.metric("tsw_state_saf_depth"), 1.0, "one advice in the queue")
+        assert_eq(sw.metric('tokswitch_standin_total{result="approved"}'), 1.0, "approved")
+        assert_eq(sw.metric('tokswitch_standin_total{result="declined_amount"}'), 1.0, "declined")
+        assert_eq(sw.metric("tokswitch_standin_advices_queued_total"), 1.0, "advices queued")
+        assert_eq(sw.metric("tokswitch_state_saf_depth"), 1.0, "one advice in the queue")
         # the operator sees how long the issuer has owed its advice
-        T.wait_for(lambda: sw.metric('tsw_state_saf_oldest_age_seconds{kind="advice"}') > 0, 5,
+        T.wait_for(lambda: sw.metric('tokswitch_state_saf_oldest_age_seconds{kind="advice"}') > 0, 5,
                    "the oldest advice's age")
-        assert_eq(sw.metric('tsw_state_saf_oldest_age_seconds{kind="reversal"}'), 0.0,
+        assert_eq(sw.metric('tokswitch_state_saf_oldest_age_seconds{kind="reversal"}'), 0.0,
                   "no reversal queued")
 
         # the issuer comes back on its port: the advice reaches it
@@ -116,7 +116,7 @@ def test_issuer_down_standin_under_the_floor_and_its_advice_delivered_exactly_on
                   "DE38, DE39, DE4")
         assert_eq(adv[90][:10], b"0100000301", "DE90 names the original")
         assert_eq(T.de48_parse(adv[48]).get(30), TOKEN, "DE48 tag 30 carries the token")
-        T.wait_for(lambda: sw.metric("tsw_saf_acked_total") >= 1, 10, "the 0130 settles it")
+        T.wait_for(lambda: sw.metric("tokswitch_saf_acked_total") >= 1, 10, "the 0130 settles it")
         # nothing more may come: the wait below must run out
         try:
             issuer.wait_requests(2, timeout=QUIET_S)
@@ -125,8 +125,8 @@ def test_issuer_down_standin_under_the_floor_and_its_advice_delivered_exactly_on
         except TimeoutError:
             pass
         assert_eq(len(advices(issuer)), 1, "exactly one advice")
-        assert_eq(sw.metric("tsw_state_saf_depth"), 0.0, "the queue is empty")
-        assert_eq(sw.metric('tsw_state_saf_oldest_age_seconds{kind="advice"}'), 0.0,
+        assert_eq(sw.metric("tokswitch_state_saf_depth"), 0.0, "the queue is empty")
+        assert_eq(sw.metric('tokswitch_state_saf_oldest_age_seconds{kind="advice"}'), 0.0,
                   "no advice owed any more")
         if T.log_leaks(c.raw, [PAN]):
             raise AssertionError("a PAN reached the acquirer side: " +

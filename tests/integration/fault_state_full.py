@@ -192,7 +192,7 @@ def test_state_disk_full_degrades_then_recovers_by_itself():
             c.request(mti, f)
         got = [c.answer(timeout=ISSUER_TIMEOUT_MS / 1000 + 5)[1] for _ in frames]
         assert_eq(sorted(f[39] for f in got), [b"91"] * 3, "timeouts")
-        T.wait_for(lambda: e.sw.metric("tsw_state_saf_depth") == 3, 10, "3 reversals queued")
+        T.wait_for(lambda: e.sw.metric("tokswitch_state_saf_depth") == 3, 10, "3 reversals queued")
         T.wait_for(lambda: len(e.issuer.reversals()) >= 3, 10, "reversals sent, unanswered")
         e.issuer.silent = {"0400"}  # authorizations are answered again
 
@@ -220,7 +220,7 @@ def test_state_disk_full_degrades_then_recovers_by_itself():
             line[0]
         code, body = e.sw.http("/readyz")
         assert_eq((code, body), (200, "degraded: state writer: disk full\n"), "/readyz")
-        assert_eq(e.sw.metric("tsw_state_writer_degraded"), 1.0, "gauge")
+        assert_eq(e.sw.metric("tokswitch_state_writer_degraded"), 1.0, "gauge")
 
         # ordinary authorizations flow
         for _ in range(5):
@@ -235,15 +235,15 @@ def test_state_disk_full_degrades_then_recovers_by_itself():
             if took >= FAST_S:
                 raise AssertionError("answered in %.2f s (issuer timeout %.1f s)"
                                      % (took, ISSUER_TIMEOUT_MS / 1000))
-        assert e.sw.metric('tsw_declines_total{reason="STATE_UNAVAILABLE"}') >= 7
-        assert e.sw.metric("tsw_state_reserve_refused_total") >= 6
+        assert e.sw.metric('tokswitch_declines_total{reason="STATE_UNAVAILABLE"}') >= 7
+        assert e.sw.metric("tokswitch_state_reserve_refused_total") >= 6
 
         # the reversals owed from before are delivered and acked: their
         # deletes commit while the disk is still full
         e.issuer.silent = set()
-        T.wait_for(lambda: e.sw.metric("tsw_state_saf_depth") == 0, 15, "reversals acked")
-        assert e.sw.metric("tsw_saf_acked_total") >= 3
-        T.wait_for(lambda: e.sw.metric("tsw_state_writer_freeing_commits_total") >= 1, 5,
+        T.wait_for(lambda: e.sw.metric("tokswitch_state_saf_depth") == 0, 15, "reversals acked")
+        assert e.sw.metric("tokswitch_saf_acked_total") >= 3
+        T.wait_for(lambda: e.sw.metric("tokswitch_state_writer_freeing_commits_total") >= 1, 5,
                    "the acks committed")
         originals = {bytes(f.get(90, b"")) for f in e.issuer.reversals()}
         assert_eq(len(originals), 3, "one reversal per timed-out request (DE90)")
@@ -256,7 +256,7 @@ def test_state_disk_full_degrades_then_recovers_by_itself():
         os.unlink(filler)
         T.wait_for(lambda: "event=state_writer_recovered" in e.sw.log(), 10, "recovered line")
         assert_eq(e.sw.http("/readyz"), (200, "ready\n"), "/readyz clean")
-        assert_eq(e.sw.metric("tsw_state_writer_degraded"), 0.0, "gauge")
+        assert_eq(e.sw.metric("tokswitch_state_writer_degraded"), 0.0, "gauge")
         for t in fresh[5:10]:
             _, f = e.ask(c, auth(t["token"]))
             assert_eq(f[39], b"00", "limited use after the recovery")

@@ -194,10 +194,10 @@ def test_sigkill_right_after_91_reversal_delivered_once_after_restart():
         silent.stop()
         answering = T.FakeIssuer(PROFILE)
         node.start(answering.addr)
-        loaded = node.metric("tsw_state_saf_loaded")
+        loaded = node.metric("tokswitch_state_saf_loaded")
         try:
-            node.wait_metric("tsw_state_saf_depth", 0)
-            node.wait_metric("tsw_saf_inflight", 0)
+            node.wait_metric("tokswitch_state_saf_depth", 0)
+            node.wait_metric("tokswitch_saf_inflight", 0)
         except AssertionError as ex:
             raise AssertionError("%s (found %d of %d at start)" % (ex, loaded, rounds))
         got = count_reversals(answering)
@@ -206,7 +206,7 @@ def test_sigkill_right_after_91_reversal_delivered_once_after_restart():
             raise AssertionError("reversal lost for round(s) %s of %d: %d found in the queue "
                                  "at the last start" % (lost, rounds, loaded))
         assert_eq(got, {k: 1 for k in originals}, "each reversal exactly once, no other")
-        assert_eq(node.metric("tsw_saf_acked_total"), rounds, "acked")
+        assert_eq(node.metric("tokswitch_saf_acked_total"), rounds, "acked")
         assert_eq(len(issuer_records(answering, "0100")), 0, "no original resent")
     finally:
         stop_all(silent, answering, node)
@@ -310,8 +310,8 @@ def test_issuer_killed_under_load_every_91_reversed_once():
         assert set(rcs) <= {b"00", b"91"}, "answers other than 00 or 91: %r" % rcs
         if total / secs < 1000:
             raise AssertionError("load ran at %.0f/s, not a few thousand" % (total / secs))
-        for name in ("tsw_inflight", "tsw_parked", "tsw_saf_depth", "tsw_saf_inflight",
-                     "tsw_state_reservations"):
+        for name in ("tokswitch_inflight", "tokswitch_parked", "tokswitch_saf_depth", "tokswitch_saf_inflight",
+                     "tokswitch_state_reservations"):
             node.wait_metric(name, 0)
 
         seen = {}  # uid -> original key, every original an issuer received
@@ -342,9 +342,9 @@ def test_issuer_killed_under_load_every_91_reversed_once():
         # the reversals of requests sent but never read by the dead issuer
         # are owed too (the switch cannot tell them apart): every one the
         # queue took was delivered and acked, none dropped
-        assert_eq(node.metric("tsw_saf_acked_total"), len(got), "acked = reversals received")
-        assert_eq(node.metric("tsw_state_saf_puts_total"), len(got), "queued = received")
-        assert_eq(node.metric("tsw_saf_dropped_total"), 0, "dropped")
+        assert_eq(node.metric("tokswitch_saf_acked_total"), len(got), "acked = reversals received")
+        assert_eq(node.metric("tokswitch_state_saf_puts_total"), len(got), "queued = received")
+        assert_eq(node.metric("tokswitch_saf_dropped_total"), 0, "dropped")
         print("# %d requests in %.1f s, %d answered 91, %d reversals owed to a received "
               "original, %d sent" % (total, secs, rcs.get(b"91", 0), len(owed), len(got)),
               flush=True)
@@ -365,20 +365,20 @@ def test_approval_to_a_closed_connection_reversed_once_and_use_given_back():
         c.request(*T.auth_msg(tok, 301, de7=de7(301)))
         iss.wait_held(1)
         c.close()
-        node.wait_metric("tsw_connections_open", 0)
+        node.wait_metric("tokswitch_connections_open", 0)
         iss.release()  # approves (00) for an acquirer that is gone
-        T.wait_for(lambda: node.metric("tsw_answers_conn_gone_total") >= 1, 5,
+        T.wait_for(lambda: node.metric("tokswitch_answers_conn_gone_total") >= 1, 5,
                    "the approval reached the switch")
         orig = original_key(issuer_records(iss, "0100")[0])
         try:
             T.wait_for(lambda: count_reversals(iss), 5, "a reversal of the undelivered approval")
         except TimeoutError:
             raise AssertionError("no reversal of an approval the acquirer never received")
-        node.wait_metric("tsw_saf_depth", 0)
-        node.wait_metric("tsw_saf_inflight", 0)
+        node.wait_metric("tokswitch_saf_depth", 0)
+        node.wait_metric("tokswitch_saf_inflight", 0)
         assert_eq(count_reversals(iss), {orig: 1}, "exactly one reversal, naming the original")
-        assert_eq(node.metric("tsw_saf_acked_total"), 1, "acked")
-        T.wait_for(lambda: node.metric("tsw_state_uses_returned_total") >= 1, 5,
+        assert_eq(node.metric("tokswitch_saf_acked_total"), 1, "acked")
+        T.wait_for(lambda: node.metric("tokswitch_state_uses_returned_total") >= 1, 5,
                    "the use given back")
         c2 = T.Conn(sw.acq, PROFILE)
         c2.request(*T.auth_msg(tok, 302, de7=de7(302)))
@@ -411,31 +411,31 @@ def test_restarts_with_the_issuer_down_every_reversal_once():
         assert_eq(answers, [b"91"] * n, "answers")
         originals = [original_key(f) for f in issuer_records(first, "0100")]
         assert_eq(len(set(originals)), n, "originals the silent issuer received")
-        node.wait_metric("tsw_state_saf_depth", n)
+        node.wait_metric("tokswitch_state_saf_depth", n)
         first.stop()  # from here on nobody listens on the issuer's port
         node.stop()
 
         sw = node.start("127.0.0.1:%d" % port, ready=False)
-        node.wait_metric("tsw_state_saf_loaded", n)
+        node.wait_metric("tokswitch_state_saf_loaded", n)
         assert_eq(sw.http("/readyz")[0], 503, "ready with the issuer down")
         node.stop()
 
         sw = node.start("127.0.0.1:%d" % port, ready=False)
-        node.wait_metric("tsw_state_saf_loaded", n)
+        node.wait_metric("tokswitch_state_saf_loaded", n)
         node.kill()
 
         node.start("127.0.0.1:%d" % port, ready=False)
-        node.wait_metric("tsw_state_saf_loaded", n)
+        node.wait_metric("tokswitch_state_saf_loaded", n)
         back = T.FakeIssuer(PROFILE, port=port)
         node.sw.wait_ready(15)
-        node.wait_metric("tsw_state_saf_depth", 0)
-        node.wait_metric("tsw_saf_inflight", 0)
+        node.wait_metric("tokswitch_state_saf_depth", 0)
+        node.wait_metric("tokswitch_saf_inflight", 0)
         assert_eq(set(count_reversals(first)) - set(originals), set(),
                   "reversals the silent issuer got that name no original")
         assert_eq(count_reversals(back), {k: 1 for k in originals},
                   "every owed reversal exactly once")
         assert_eq(len(issuer_records(back, "0100")), 0, "no original resent")
-        assert_eq(node.metric("tsw_saf_acked_total"), n, "acked")
+        assert_eq(node.metric("tokswitch_saf_acked_total"), n, "acked")
     finally:
         stop_all(first, back, node)
 

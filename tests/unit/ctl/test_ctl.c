@@ -1038,21 +1038,22 @@ static void fill_shards(void)
 Test(metrics_text, sums_every_shard_with_labels)
 {
 	static const char *const want[] = {
-	    "tsw_requests_total{mti=\"0100\",rc=\"00\"} 7\n",
-	    "tsw_requests_total{mti=\"0200\",rc=\"91\"} 2\n",
-	    "tsw_declines_total{reason=\"TOKEN_SUSPENDED\"} 5\n",
-	    "tsw_declines_total{reason=\"TOKEN_UNKNOWN\"} 0\n",
-	    "tsw_issuer_rtt_seconds_bucket{le=\"+Inf\"} 3\n",
-	    "tsw_issuer_rtt_seconds_count 3\n",
-	    "tsw_issuer_rtt_seconds_sum 5.000020\n",
-	    "# TYPE tsw_issuer_rtt_seconds histogram\n",
-	    "tsw_connections_open 3\n",
-	    "tsw_issuer_links_signed_on{link=\"0\",issuer=\"0\",host=\"10.0.0.1:9100\"} 1\n",
-	    "tsw_issuer_links_signed_on{link=\"1\",issuer=\"0\",host=\"10.0.0.2:9100\"} 0\n",
-	    "tsw_issuer_links_signed_on{link=\"2\",issuer=\"1\",host=\"[::1]:9200\"} 2\n",
-	    "tsw_issuer_link_reconnects_total{link=\"1\",issuer=\"0\",host=\"10.0.0.2:9100\"} 4\n",
-	    "tsw_workers 2\n",
-	    "tsw_ready 0\n",
+	    "tokswitch_requests_total{mti=\"0100\",rc=\"00\"} 7\n",
+	    "tokswitch_requests_total{mti=\"0200\",rc=\"91\"} 2\n",
+	    "tokswitch_declines_total{reason=\"TOKEN_SUSPENDED\"} 5\n",
+	    "tokswitch_declines_total{reason=\"TOKEN_UNKNOWN\"} 0\n",
+	    "tokswitch_issuer_rtt_seconds_bucket{le=\"+Inf\"} 3\n",
+	    "tokswitch_issuer_rtt_seconds_count 3\n",
+	    "tokswitch_issuer_rtt_seconds_sum 5.000020\n",
+	    "# TYPE tokswitch_issuer_rtt_seconds histogram\n",
+	    "tokswitch_connections_open 3\n",
+	    "tokswitch_issuer_links_signed_on{link=\"0\",issuer=\"0\",host=\"10.0.0.1:9100\"} 1\n",
+	    "tokswitch_issuer_links_signed_on{link=\"1\",issuer=\"0\",host=\"10.0.0.2:9100\"} 0\n",
+	    "tokswitch_issuer_links_signed_on{link=\"2\",issuer=\"1\",host=\"[::1]:9200\"} 2\n",
+	    "tokswitch_issuer_link_reconnects_total{link=\"1\",issuer=\"0\",host=\"10.0.0.2:9100\"}"
+	    " 4\n",
+	    "tokswitch_workers 2\n",
+	    "tokswitch_ready 0\n",
 	};
 	char *text;
 	size_t len;
@@ -1076,7 +1077,7 @@ Test(metrics_text, histogram_buckets_are_cumulative)
 	fill_shards();
 	cr_assert_eq(tsw_ctl_render_metrics(&src, &text, &len), 0);
 	p = text;
-	while ((p = strstr(p, "tsw_issuer_rtt_seconds_bucket{")) != NULL) {
+	while ((p = strstr(p, "tokswitch_issuer_rtt_seconds_bucket{")) != NULL) {
 		p = strchr(p, '}');
 		v = strtoull(p + 2, &p, 10);
 		cr_assert_geq(v, last);
@@ -1093,8 +1094,8 @@ Test(metrics_text, without_a_state_only_says_so)
 
 	fill_shards();
 	cr_assert_eq(tsw_ctl_render_metrics(&src, &text, &len), 0);
-	cr_assert_not_null(strstr(text, "\ntsw_state_open 0\n"));
-	cr_assert_null(strstr(text, "tsw_state_queue_full_total"));
+	cr_assert_not_null(strstr(text, "\ntokswitch_state_open 0\n"));
+	cr_assert_null(strstr(text, "tokswitch_state_queue_full_total"));
 	free(text);
 }
 
@@ -1120,13 +1121,13 @@ Test(metrics_text, engine_table_capacities_and_evictions_are_exported)
 		size_t off;
 		uint64_t a, b;
 	} cases[] = {
-	    {"tsw_acq_reversals_capacity", "gauge",
+	    {"tokswitch_acq_reversals_capacity", "gauge",
 	     offsetof(struct tsw_metrics_shard, acq_reversals_capacity), 8192, 8192},
-	    {"tsw_acq_reversals_evicted_total", "counter",
+	    {"tokswitch_acq_reversals_evicted_total", "counter",
 	     offsetof(struct tsw_metrics_shard, acq_reversals_evicted), 2, 3},
-	    {"tsw_expired_stans_capacity", "gauge",
+	    {"tokswitch_expired_stans_capacity", "gauge",
 	     offsetof(struct tsw_metrics_shard, expired_stans_capacity), 4096, 4096},
-	    {"tsw_expired_stans_evicted_total", "counter",
+	    {"tokswitch_expired_stans_evicted_total", "counter",
 	     offsetof(struct tsw_metrics_shard, expired_stans_evicted), 0, 7},
 	};
 	char *text, type[128];
@@ -1164,9 +1165,9 @@ Test(metrics_text, standin_results_and_advices_are_exported)
 	shards[1].standin_exposure_full = 4;
 	shards[0].declines[TSW_AUTHZ_STANDIN] = 9;
 	cr_assert_eq(tsw_ctl_render_metrics(&src, &text, &len), 0);
-	cr_expect_not_null(strstr(text, "# TYPE tsw_standin_total counter\n"));
+	cr_expect_not_null(strstr(text, "# TYPE tokswitch_standin_total counter\n"));
 	for (unsigned r = 0; r < TSW_STANDIN_RESULT_MAX; r++) {
-		snprintf(want, sizeof(want), "tsw_standin_total{result=\"%s\"} %u\n",
+		snprintf(want, sizeof(want), "tokswitch_standin_total{result=\"%s\"} %u\n",
 			 tsw_metrics_standin_name(r), 11 * r);
 		cr_expect_not_null(strstr(text, want), "missing: %s", want);
 	}
@@ -1174,8 +1175,8 @@ Test(metrics_text, standin_results_and_advices_are_exported)
 	cr_expect_str_eq(tsw_metrics_standin_name(TSW_STANDIN_DECLINED_UNQUEUED),
 			 "declined_unqueued");
 	cr_expect_null(tsw_metrics_standin_name(TSW_STANDIN_RESULT_MAX));
-	cr_expect_eq(series(text, "tsw_standin_advices_queued_total"), 5);
-	cr_expect_eq(series(text, "tsw_standin_exposure_full_total"), 4);
+	cr_expect_eq(series(text, "tokswitch_standin_advices_queued_total"), 5);
+	cr_expect_eq(series(text, "tokswitch_standin_exposure_full_total"), 4);
 	cr_expect_null(strstr(text, "reason=\"STANDIN\""), "a stand-in is not a decline");
 	cr_expect_null(strstr(text, "reason=\"FORWARD\""));
 	free(text);
@@ -1184,34 +1185,36 @@ Test(metrics_text, standin_results_and_advices_are_exported)
 Test(metrics_text, state_counters_and_limits_are_exported, .init = mk_tmp, .fini = rm_tmp)
 {
 	static const char *const gauges[] = {
-	    "tsw_state_queue_length",	 "tsw_state_tokens",	      "tsw_state_reservations",
-	    "tsw_state_saf_depth",	 "tsw_state_batch_max",	      "tsw_state_saf_loaded",
-	    "tsw_state_tokens_capacity", "tsw_state_writer_degraded", "tsw_state_writer_held",
+	    "tokswitch_state_queue_length",    "tokswitch_state_tokens",
+	    "tokswitch_state_reservations",    "tokswitch_state_saf_depth",
+	    "tokswitch_state_batch_max",       "tokswitch_state_saf_loaded",
+	    "tokswitch_state_tokens_capacity", "tokswitch_state_writer_degraded",
+	    "tokswitch_state_writer_held",
 	};
 	static const char *const counters[] = {
-	    "tsw_state_queue_full_total",
-	    "tsw_state_table_full_total",
-	    "tsw_state_reserve_ok_total",
-	    "tsw_state_reserve_exhausted_total",
-	    "tsw_state_uses_committed_total",
-	    "tsw_state_releases_total",
-	    "tsw_state_release_unqueued_total",
-	    "tsw_state_atc_ok_total",
-	    "tsw_state_atc_replayed_total",
-	    "tsw_state_batches_total",
-	    "tsw_state_batch_ops_total",
-	    "tsw_state_commit_errors_total",
-	    "tsw_state_saf_puts_total",
-	    "tsw_state_saf_acks_total",
-	    "tsw_state_saf_retries_total",
-	    "tsw_state_saf_claims_total",
-	    "tsw_state_saf_lease_expired_total",
-	    "tsw_state_saf_too_big_total",
-	    "tsw_state_uses_returned_total",
-	    "tsw_state_saf_refused_total",
-	    "tsw_state_reserve_refused_total",
-	    "tsw_state_writer_degraded_total",
-	    "tsw_state_writer_freeing_commits_total",
+	    "tokswitch_state_queue_full_total",
+	    "tokswitch_state_table_full_total",
+	    "tokswitch_state_reserve_ok_total",
+	    "tokswitch_state_reserve_exhausted_total",
+	    "tokswitch_state_uses_committed_total",
+	    "tokswitch_state_releases_total",
+	    "tokswitch_state_release_unqueued_total",
+	    "tokswitch_state_atc_ok_total",
+	    "tokswitch_state_atc_replayed_total",
+	    "tokswitch_state_batches_total",
+	    "tokswitch_state_batch_ops_total",
+	    "tokswitch_state_commit_errors_total",
+	    "tokswitch_state_saf_puts_total",
+	    "tokswitch_state_saf_acks_total",
+	    "tokswitch_state_saf_retries_total",
+	    "tokswitch_state_saf_claims_total",
+	    "tokswitch_state_saf_lease_expired_total",
+	    "tokswitch_state_saf_too_big_total",
+	    "tokswitch_state_uses_returned_total",
+	    "tokswitch_state_saf_refused_total",
+	    "tokswitch_state_reserve_refused_total",
+	    "tokswitch_state_writer_degradations_total",
+	    "tokswitch_state_writer_freeing_commits_total",
 	};
 	struct tsw_state_config sc = {
 	    .queue_size = 100, .max_reservations = 2, .saf_max_entries = 1};
@@ -1233,18 +1236,18 @@ Test(metrics_text, state_counters_and_limits_are_exported, .init = mk_tmp, .fini
 	fill_shards();
 	with_state.state = st;
 	cr_assert_eq(tsw_ctl_render_metrics(&with_state, &text, &len), 0);
-	cr_expect_eq(series(text, "tsw_state_open"), 1);
-	cr_expect_eq(series(text, "tsw_state_tickets_full_total"), 1);
-	cr_expect_eq(series(text, "tsw_state_reservations_capacity"), 2);
-	cr_expect_eq(series(text, "tsw_state_saf_full_total"), 1);
-	cr_expect_eq(series(text, "tsw_state_saf_capacity"), 1);
-	cr_expect_eq(series(text, "tsw_state_queue_capacity"), 100);
-	cr_expect_eq(series(text, "tsw_state_reserve_ok_total"), 2);
-	cr_expect_eq(series(text, "tsw_state_reservations"), 2);
-	cr_expect_eq(series(text, "tsw_state_tokens"), 1);
-	cr_expect_eq(series(text, "tsw_state_writer_degraded"), 0, "a healthy writer");
-	cr_expect_geq(series(text, "tsw_state_saf_depth"), 1);
-	cr_expect_not_null(strstr(text, "\ntsw_state_commit_seconds_total "));
+	cr_expect_eq(series(text, "tokswitch_state_open"), 1);
+	cr_expect_eq(series(text, "tokswitch_state_tickets_full_total"), 1);
+	cr_expect_eq(series(text, "tokswitch_state_reservations_capacity"), 2);
+	cr_expect_eq(series(text, "tokswitch_state_saf_full_total"), 1);
+	cr_expect_eq(series(text, "tokswitch_state_saf_capacity"), 1);
+	cr_expect_eq(series(text, "tokswitch_state_queue_capacity"), 100);
+	cr_expect_eq(series(text, "tokswitch_state_reserve_ok_total"), 2);
+	cr_expect_eq(series(text, "tokswitch_state_reservations"), 2);
+	cr_expect_eq(series(text, "tokswitch_state_tokens"), 1);
+	cr_expect_eq(series(text, "tokswitch_state_writer_degraded"), 0, "a healthy writer");
+	cr_expect_geq(series(text, "tokswitch_state_saf_depth"), 1);
+	cr_expect_not_null(strstr(text, "\ntokswitch_state_commit_seconds_total "));
 	for (size_t i = 0; i < sizeof(gauges) / sizeof(gauges[0]); i++) {
 		snprintf(type, sizeof(type), "# TYPE %s gauge\n", gauges[i]);
 		cr_expect_not_null(strstr(text, type), "missing: %s", type);
@@ -1373,8 +1376,9 @@ static const struct route_case routes[] = {
     {"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n", false, 200, "ok"},
     {"GET /readyz HTTP/1.1\r\n\r\n", false, 503, "not ready"},
     {"GET /readyz HTTP/1.1\r\n\r\n", true, 200, "ready"},
-    {"GET /metrics HTTP/1.0\r\n\r\n", true, 200, "tsw_requests_total{mti=\"0100\",rc=\"00\"} 7"},
-    {"GET /metrics?x=1 HTTP/1.1\r\n\r\n", true, 200, "tsw_ready 1"},
+    {"GET /metrics HTTP/1.0\r\n\r\n", true, 200,
+     "tokswitch_requests_total{mti=\"0100\",rc=\"00\"} 7"},
+    {"GET /metrics?x=1 HTTP/1.1\r\n\r\n", true, 200, "tokswitch_ready 1"},
     {"GET /other HTTP/1.1\r\n\r\n", true, 404, "not found"},
     {"POST /metrics HTTP/1.1\r\n\r\n", true, 405, NULL},
     {"GARBAGE\r\n\r\n", true, 400, NULL},
@@ -1413,7 +1417,7 @@ Test(http, oversized_request_refused_431)
 	cr_assert_eq(http(port, req, NULL, 0), 431);
 	cr_assert_eq(http(port, "GET /healthz HTTP/1.1\r\n\r\n", NULL, 0), 200, "still serving");
 	cr_assert_eq(http(port, "GET /metrics HTTP/1.1\r\n\r\n", body, sizeof(body)), 200);
-	cr_assert_not_null(strstr(body, "\ntsw_http_too_large_total 1\n"), "counted");
+	cr_assert_not_null(strstr(body, "\ntokswitch_http_too_large_total 1\n"), "counted");
 	stop_server(&s);
 }
 
@@ -1436,8 +1440,8 @@ Test(http, a_new_client_takes_the_slot_of_the_oldest_idle_one)
 	held[1] = dial(port);
 	send(held[1], "GET /", 5, MSG_NOSIGNAL);
 	cr_assert_eq(http(port, "GET /metrics HTTP/1.1\r\n\r\n", body, sizeof(body)), 200);
-	cr_assert_not_null(strstr(body, "\ntsw_http_evicted_total "), "counted");
-	cr_assert_null(strstr(body, "\ntsw_http_evicted_total 0\n"), "counted");
+	cr_assert_not_null(strstr(body, "\ntokswitch_http_evicted_total "), "counted");
+	cr_assert_null(strstr(body, "\ntokswitch_http_evicted_total 0\n"), "counted");
 	cr_assert_eq(recv(held[0], &c, 1, 0), 0, "the oldest idle connection was closed");
 	/* the second still holds its slot: finishing its request is answered */
 	send(held[1], "healthz HTTP/1.1\r\n\r\n", 20, MSG_NOSIGNAL);
@@ -1495,7 +1499,7 @@ Test(http, idle_connections_never_lock_out_the_scraper)
 	}
 	cr_assert_eq(http_within(port, "GET /metrics HTTP/1.1\r\n\r\n", body, sizeof(body), 2000),
 		     200, "/metrics answered within 2 s with %d idle clients", IDLE);
-	cr_assert_not_null(strstr(body, "tsw_requests_total{mti=\"0100\",rc=\"00\"} 7"));
+	cr_assert_not_null(strstr(body, "tokswitch_requests_total{mti=\"0100\",rc=\"00\"} 7"));
 	cr_assert_eq(http_within(port, "GET /readyz HTTP/1.1\r\n\r\n", NULL, 0, 2000), 503,
 		     "/readyz too");
 	for (int i = 0; i < IDLE; i++)
@@ -1563,7 +1567,7 @@ Test(http, request_split_across_many_reads)
 	close(fd);
 	cr_assert_eq(sscanf(buf, "HTTP/1.1 %d", &code), 1);
 	cr_assert_eq(code, 200);
-	cr_assert_not_null(strstr(buf, "tsw_requests_total{mti=\"0100\",rc=\"00\"} 7"));
+	cr_assert_not_null(strstr(buf, "tokswitch_requests_total{mti=\"0100\",rc=\"00\"} 7"));
 	stop_server(&s);
 }
 
@@ -1602,8 +1606,8 @@ Test(http, a_connection_without_a_request_is_closed_after_request_timeout_ms)
 	close(fd);
 	close(half);
 	cr_assert_eq(http(port, "GET /metrics HTTP/1.1\r\n\r\n", body, sizeof(body)), 200);
-	cr_assert_eq(metric_in(body, "tsw_http_request_timeouts_total"), 2);
-	cr_assert_eq(metric_in(body, "tsw_http_evicted_total"), 0);
+	cr_assert_eq(metric_in(body, "tokswitch_http_request_timeouts_total"), 2);
+	cr_assert_eq(metric_in(body, "tokswitch_http_evicted_total"), 0);
 	stop_server(&s);
 }
 
@@ -1617,8 +1621,8 @@ struct auth_case {
 
 static const struct auth_case auth_cases[] = {
     {"GET /metrics HTTP/1.1\r\n\r\n", 401, "WWW-Authenticate: Bearer realm=\"tokswitch\"\r\n"},
-    {"GET /metrics HTTP/1.1\r\nAuthorization: Bearer " TOKEN "\r\n\r\n", 200, "tsw_ready "},
-    {"GET /metrics HTTP/1.1\r\nauthorization: bearer  " TOKEN " \r\n\r\n", 200, "tsw_ready "},
+    {"GET /metrics HTTP/1.1\r\nAuthorization: Bearer " TOKEN "\r\n\r\n", 200, "tokswitch_ready "},
+    {"GET /metrics HTTP/1.1\r\nauthorization: bearer  " TOKEN " \r\n\r\n", 200, "tokswitch_ready "},
     {"GET /metrics HTTP/1.1\r\nAuthorization: Bearer " TOKEN "x\r\n\r\n", 401,
      "error=\"invalid_token\""},
     {"GET /metrics HTTP/1.1\r\nAuthorization: Bearer c2VjcmV0LXRva2Vu\r\n\r\n", 401, NULL},
@@ -1668,13 +1672,13 @@ Test(http, metrics_want_the_bearer_token_when_one_is_set)
 		if (auth_cases[i].has)
 			cr_assert_not_null(strstr(answer, auth_cases[i].has), "case %zu", i);
 		if (auth_cases[i].code == 401)
-			cr_assert_null(strstr(answer, "tsw_"), "case %zu: no metric", i);
+			cr_assert_null(strstr(answer, "tokswitch_"), "case %zu: no metric", i);
 	}
 	cr_assert_eq(http_raw(port,
 			      "GET /metrics HTTP/1.1\r\nAuthorization: Bearer " TOKEN "\r\n\r\n",
 			      answer, sizeof(answer)),
 		     200);
-	cr_assert_eq(metric_in(answer, "tsw_http_unauthorized_total"), 6);
+	cr_assert_eq(metric_in(answer, "tokswitch_http_unauthorized_total"), 6);
 	cr_assert_null(strstr(answer, TOKEN), "the token is in no answer");
 	stop_server(&s);
 }

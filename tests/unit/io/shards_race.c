@@ -155,7 +155,7 @@ static void run(enum tsw_io_backend backend, const char *dir)
 	struct tsw_ctl_source src = {.shards = ptrs, .n_shards = N_WORKERS};
 	struct tsw_state_config sc = {0};
 	struct tsw_state *state;
-	static const char want[] = "tsw_requests_total{mti=\"0100\",rc=\"14\"} ";
+	static const char want[] = "tokswitch_requests_total{mti=\"0100\",rc=\"14\"} ";
 	struct tsw_io_worker *w[N_WORKERS];
 	struct tsw_iso_profile prof;
 	struct tsw_vault *vault;

@@ -262,7 +262,7 @@ static uint64_t uses_returned(const struct tsw_state *st)
 	return ss.uses_returned;
 }
 
-/* tsw_state_uses_returned_total: one per use given back, none for a
+/* tokswitch_state_uses_returned_total: one per use given back, none for a
  * return that gives nothing back (no counts, no committed use, bad input) */
 Test(state, returned_uses_are_counted_once_each)
 {

@@ -860,6 +860,10 @@ static int start_ctl(struct server *s)
 	    .ctx = s,
 	    .state = s->state,
 	    .hsm = s->hsm,
+	    .version = TSW_VERSION,
+	    /* the first worker's, as in the started line: with auto each worker
+	     * asks the same kernel, so they all get the same */
+	    .io_backend = tsw_io_backend_name(tsw_io_worker_backend(s->workers[0])),
 	};
 	struct tsw_ctl_params cp = {
 	    .host = s->cfg.metrics.host,

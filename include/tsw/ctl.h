@@ -47,6 +47,10 @@ struct tsw_ctl_source {
 	/* the software HSM (tsw/hsm.h), or NULL: then the tokswitch_hsm_* series
 	 * are left out */
 	const struct tsw_hsm *hsm;
+	/* the labels of tokswitch_build_info: the build's version and the I/O
+	 * backend the workers run ("uring", "uv"); NULL: "unknown" */
+	const char *version;
+	const char *io_backend;
 };
 
 struct tsw_ctl_params {

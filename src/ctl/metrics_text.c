@@ -56,6 +56,21 @@ __attribute__((format(printf, 2, 3))) static void put(struct text *t, const char
 	}
 }
 
+/* A label value as the text format wants it: a backslash, a double
+ * quote and a line feed escaped, so a configured name cannot end the
+ * label (or the line) early. */
+static void put_label_value(struct text *t, const char *v)
+{
+	for (; *v; v++) {
+		if (*v == '\\' || *v == '"')
+			put(t, "\\%c", *v);
+		else if (*v == '\n')
+			put(t, "\\n");
+		else
+			put(t, "%c", *v);
+	}
+}
+
 /* The labels of issuer link l: its index, the issuer it serves and its
  * configured host (an IPv6 address in brackets): a fixed set per start. */
 static void put_link_labels(struct text *t, const struct tsw_ctl_source *src, uint32_t l)
@@ -63,8 +78,9 @@ static void put_link_labels(struct text *t, const struct tsw_ctl_source *src, ui
 	const struct tsw_config_host *h = &src->links[l];
 	bool v6 = strchr(h->addr.host, ':') != NULL;
 
-	put(t, "link=\"%u\",issuer=\"%u\",host=\"%s%s%s:%u\"", l, (unsigned)h->issuer,
-	    v6 ? "[" : "", h->addr.host, v6 ? "]" : "", (unsigned)h->addr.port);
+	put(t, "link=\"%u\",issuer=\"%u\",host=\"%s", l, (unsigned)h->issuer, v6 ? "[" : "");
+	put_label_value(t, h->addr.host);
+	put(t, "%s:%u\"", v6 ? "]" : "", (unsigned)h->addr.port);
 }
 
 /* Reads a counter a worker writes (tsw/metrics.h: one writer per shard). */
@@ -531,6 +547,19 @@ static void put_links(struct text *t, const struct tsw_ctl_source *src)
 	}
 }
 
+/* The build's facts as one series of value 1 (Prometheus' _info idiom:
+ * a dashboard joins on its labels). */
+static void put_build_info(struct text *t, const struct tsw_ctl_source *src)
+{
+	put(t, "# HELP tokswitch_build_info The version of this build and the I/O backend its "
+	       "workers run (uring, uv); always 1.\n"
+	       "# TYPE tokswitch_build_info gauge\ntokswitch_build_info{version=\"");
+	put_label_value(t, src->version ? src->version : "unknown");
+	put(t, "\",io_backend=\"");
+	put_label_value(t, src->io_backend ? src->io_backend : "unknown");
+	put(t, "\"} 1\n");
+}
+
 int tsw_ctl_render_metrics(const struct tsw_ctl_source *src, char **ret_text, size_t *ret_len)
 {
 	struct text t = {.cap = TEXT_INITIAL_BYTES};
@@ -551,6 +580,7 @@ int tsw_ctl_render_metrics(const struct tsw_ctl_source *src, char **ret_text, si
 	    "# HELP tokswitch_ready 1 when every worker is ready (issuer links signed on).\n"
 	    "# TYPE tokswitch_ready gauge\ntokswitch_ready %d\n",
 	    src->ready ? src->ready(src->ctx) : 0);
+	put_build_info(&t, src);
 	put_state(&t, src->state);
 	put_hsm(&t, src->hsm);
 

@@ -9,6 +9,7 @@ listening line and drives it with ISO 8583 messages. Prints TAP.
 """
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -760,13 +761,121 @@ def test_metrics_health_and_404():
                 'tokswitch_declines_total{reason="TOKEN_SUSPENDED"} 1',
                 'tokswitch_issuer_rtt_seconds_bucket{le="+Inf"} ',
                 "tokswitch_issuer_rtt_seconds_count ", "tokswitch_internal_latency_seconds_sum ",
-                "tokswitch_connections_open ", "tokswitch_inflight ", "tokswitch_ready 1", "tokswitch_durable 1",
+                "tokswitch_connections_open ", "tokswitch_inflight ", "tokswitch_ready 1",
+                "tokswitch_durable 1",
                 "tokswitch_log_events_suppressed_total ", "tokswitch_log_events_dropped_total 0",
-                'tokswitch_issuer_links_signed_on{link="0",issuer="0",host="%s"} 2' % e.issuer.addr]
+                'tokswitch_issuer_links_signed_on{link="0",issuer="0",host="%s"} 2' % e.issuer.addr,
+                # the version --version prints, the backend the started line names
+                'tokswitch_build_info{version="%s",io_backend="%s"} 1\n' % (version(), args.io)]
         for w in want:
             assert w in body, "missing in /metrics: " + w
         for t in TOKENS.values():
             assert t["pan"] not in body and t["token"] not in body, "PAN or token in /metrics"
+
+
+def version():
+    """The version tokswitch --version prints ("tokswitch 0.1.0 (io: ...)")."""
+    return run([TOKSWITCH, "--version"]).stdout.split()[1]
+
+
+def promtool_check(body):
+    """promtool check metrics on body (stdin): its output, empty when it
+    finds nothing (it lints names, types, units and the format)."""
+    promtool = shutil.which("promtool")
+    if not promtool:
+        raise AssertionError("promtool not found: tools/install-deps installs prometheus")
+    p = subprocess.run([promtool, "check", "metrics"], input=body, capture_output=True,
+                       text=True, timeout=30)
+    return (p.stdout + p.stderr).strip(), p.returncode
+
+
+def test_promtool_check_metrics_passes_on_a_live_scrape_under_load():
+    with Env(timeout_ms=300, workers=2, extra_conf="[saf]\npoll_ms = 20\n") as e:
+        stop = threading.Event()
+        answered = [0]
+        errors = []
+
+        def load():
+            try:
+                c = T.Conn(e.sw.acq, PROFILE)
+                while not stop.is_set():
+                    c.request(*auth(TOKENS["live"]["token"]))
+                    c.answer()
+                    answered[0] += 1
+                c.close()
+            except Exception as ex:  # reported by the test below
+                errors.append(ex)
+
+        threads = [threading.Thread(target=load) for _ in range(3)]
+        for t in threads:
+            t.start()
+        try:
+            c = e.conn()
+            # declines: the switch's own (62, 14) and the issuer's (51)
+            assert_eq(e.ask(c, auth(TOKENS["suspended"]["token"]))[1][39], b"62", "suspended")
+            assert_eq(e.ask(c, auth(T.luhn_complete("400099999999999")))[1][39], b"14",
+                      "unknown token")
+            assert_eq(e.ask(c, auth(TOKENS["ok"]["token"], amount="000000000051"))[1][39],
+                      b"51", "issuer decline")
+            # a timeout (91) and the reversal it leaves, while the load runs on
+            e.issuer.hold()
+            assert_eq(e.ask(c, auth(TOKENS["ok"]["token"]))[1][39], b"91", "timeout")
+            e.issuer.release()
+            T.wait_for(lambda: answered[0] >= 50, 20, "approvals under load")
+            for _ in range(3):  # scrapes taken while requests flow
+                code, body = e.sw.http("/metrics")
+                assert_eq(code, 200, "/metrics")
+                out, rc = promtool_check(body)
+                assert_eq((rc, out), (0, ""), "promtool check metrics")
+        finally:
+            stop.set()
+            for t in threads:
+                t.join(20)
+        assert not errors, errors
+        T.wait_for(lambda: e.sw.metric("tokswitch_saf_acked_total") >= 1, 10, "reversal acked")
+        _, body = e.sw.http("/metrics")
+        assert_eq(promtool_check(body), ("", 0), "promtool check metrics after the load")
+        # the scrape it passed holds what the load did
+        get = lambda n: T.metric_value(body, n)  # noqa: E731
+        assert get('tokswitch_requests_total{mti="0100",rc="00"}') >= 50, "approvals"
+        assert get('tokswitch_requests_total{mti="0100",rc="91"}') >= 1, "the timeout's 91"
+        assert get('tokswitch_declines_total{reason="TOKEN_SUSPENDED"}') == 1, "decline"
+        assert get('tokswitch_declines_total{reason="TOKEN_UNKNOWN"}') == 1, "decline"
+        assert get('tokswitch_requests_total{mti="0100",rc="51"}') == 1, "issuer decline"
+        assert get("tokswitch_timeouts_total") >= 1, "timeouts"
+        assert get("tokswitch_state_saf_puts_total") >= 1, "the reversal queued"
+        assert get("tokswitch_issuer_rtt_seconds_count") >= 50, "round trips"
+        assert "\ntsw_" not in body and not body.startswith("tsw_"), "an old tsw_ name"
+
+
+def documented_series():
+    """{name: type} of the metrics table of docs/operations.md."""
+    with open(os.path.join(args.source, "docs", "operations.md")) as f:
+        doc = f.read()
+    start = doc.index("\nMetrics: every series")
+    table = doc[start:doc.index("\n## ", start)]
+    series = {}
+    for line in table.splitlines():
+        if not line.startswith("| `"):
+            continue
+        cols = [c.strip() for c in re.split(r"(?<!\\)\|", line)[1:-1]]
+        for name in re.findall(r"`(\w+)[{`]", cols[0]):
+            assert name not in series, "%s twice in docs/operations.md" % name
+            series[name] = cols[1]
+    return series
+
+
+def test_operations_md_lists_every_series_with_its_type():
+    with Env() as e:
+        e.ask(e.conn(), auth(TOKENS["ok"]["token"]))
+        _, body = e.sw.http("/metrics")
+    exported = dict(line.split()[2:4] for line in body.splitlines()
+                    if line.startswith("# TYPE "))
+    documented = documented_series()
+    assert_eq(sorted(set(exported) - set(documented)), [], "exported, not in the table")
+    assert_eq(sorted(set(documented) - set(exported)), [], "in the table, not exported")
+    for name, kind in exported.items():
+        assert_eq(documented[name], kind, "the type of " + name)
 
 
 def test_metrics_token_required_probes_open_and_a_loose_file_refused():

@@ -1264,6 +1264,48 @@ Test(metrics_text, state_counters_and_limits_are_exported, .init = mk_tmp, .fini
 	tsw_state_close(st);
 }
 
+/* a host label is a configured name: a quote or a backslash in it is
+ * escaped (Prometheus text format), so it cannot end the label early */
+Test(metrics_text, link_host_label_is_escaped)
+{
+	static const struct tsw_config_host odd[1] = {
+	    {.addr = {.host = "a\"b\\c", .port = 1}, .issuer = 0},
+	};
+	struct tsw_ctl_source s = src;
+	char *text;
+	size_t len;
+
+	fill_shards();
+	s.links = odd;
+	s.n_links = 1;
+	cr_assert_eq(tsw_ctl_render_metrics(&s, &text, &len), 0);
+	cr_expect_not_null(strstr(text, "tokswitch_issuer_links_signed_on{link=\"0\",issuer=\"0\","
+					"host=\"a\\\"b\\\\c:1\"} 1\n"),
+			   "%s", strstr(text, "tokswitch_issuer_links_signed_on{"));
+	free(text);
+}
+
+Test(metrics_text, build_info_names_the_version_and_the_running_backend)
+{
+	struct tsw_ctl_source s = src;
+	char *text;
+	size_t len;
+
+	fill_shards();
+	s.version = "1.2.3";
+	s.io_backend = "uring";
+	cr_assert_eq(tsw_ctl_render_metrics(&s, &text, &len), 0);
+	cr_expect_not_null(strstr(text, "# TYPE tokswitch_build_info gauge\n"));
+	cr_expect_not_null(
+	    strstr(text, "\ntokswitch_build_info{version=\"1.2.3\",io_backend=\"uring\"} 1\n"));
+	free(text);
+	/* a source that does not say (a test's) is still one series */
+	cr_assert_eq(tsw_ctl_render_metrics(&src, &text, &len), 0);
+	cr_expect_not_null(
+	    strstr(text, "\ntokswitch_build_info{version=\"unknown\",io_backend=\"unknown\"} 1\n"));
+	free(text);
+}
+
 /* --- HTTP endpoint ------------------------------------------------------ */
 
 struct server {
@@ -1289,14 +1331,20 @@ static void *loop_main(void *arg)
 	return NULL;
 }
 
-static uint16_t start_with(struct server *s, const struct tsw_ctl_params *p)
+static uint16_t start_source(struct server *s, const struct tsw_ctl_params *p,
+			     const struct tsw_ctl_source *source)
 {
 	cr_assert_eq(uv_loop_init(&s->loop), 0);
 	cr_assert_eq(uv_async_init(&s->loop, &s->stop, on_stop), 0);
 	s->stop.data = s;
-	cr_assert_eq(tsw_ctl_start(&s->loop, p, &src, &s->ctl), 0);
+	cr_assert_eq(tsw_ctl_start(&s->loop, p, source, &s->ctl), 0);
 	cr_assert_eq(pthread_create(&s->thread, NULL, loop_main, s), 0);
 	return tsw_ctl_port(s->ctl);
+}
+
+static uint16_t start_with(struct server *s, const struct tsw_ctl_params *p)
+{
+	return start_source(s, p, &src);
 }
 
 static struct tsw_ctl_params params(uint32_t max_conns, uint32_t max_req)
@@ -1650,6 +1698,190 @@ static int http_raw(uint16_t port, const char *req, char *out, size_t cap)
 	out[n] = '\0';
 	close(fd);
 	return sscanf(out, "HTTP/1.1 %d", &code) == 1 ? code : 0;
+}
+
+/* --- the names Prometheus users expect ---------------------------------- */
+
+/* Label names: each from a fixed set of values (an enum's names, a
+ * configured link, the build). */
+static const char *const label_names[] = {
+    "mti",  "rc",     "reason", "action", "result",  "kind",
+    "link", "issuer", "host",	"le",	  "version", "io_backend",
+};
+
+static const char *const hist_suffixes[] = {"_bucket", "_count", "_sum"};
+
+struct family {
+	char name[128];
+	char type[16];
+};
+
+static bool ends_with(const char *s, const char *suffix)
+{
+	size_t n = strlen(s), k = strlen(suffix);
+
+	return n >= k && strcmp(s + n - k, suffix) == 0;
+}
+
+/* The names a family's samples may take (OpenMetrics: a counter's
+ * samples are NAME_total, a histogram's NAME_bucket, _count and _sum). */
+static bool sample_of(const struct family *f, const char *name)
+{
+	char want[160];
+
+	if (strcmp(f->type, "histogram") != 0)
+		return strcmp(name, f->name) == 0;
+	for (size_t i = 0; i < sizeof(hist_suffixes) / sizeof(hist_suffixes[0]); i++) {
+		snprintf(want, sizeof(want), "%s%s", f->name, hist_suffixes[i]);
+		if (strcmp(name, want) == 0)
+			return true;
+	}
+	return false;
+}
+
+/* A family's name without the suffix its type adds: two families whose
+ * stems (or whose samples) meet would be one name to a scraper. */
+static void stem(const struct family *f, char *out, size_t cap)
+{
+	size_t n = strlen(f->name);
+
+	if (strcmp(f->type, "counter") == 0 && ends_with(f->name, "_total"))
+		n -= strlen("_total");
+	snprintf(out, cap, "%.*s", (int)n, f->name);
+}
+
+/* Checks the label names of the sample line at p (up to the first
+ * blank) against label_names[]. */
+static void check_labels(const char *line)
+{
+	const char *p = strchr(line, '{'), *end = strchr(line, ' ');
+
+	if (!p || (end && p > end))
+		return;
+	while (*p == '{' || *p == ',') {
+		const char *eq = strchr(++p, '=');
+		bool known = false;
+
+		cr_assert_not_null(eq, "%.80s", line);
+		for (size_t i = 0; i < sizeof(label_names) / sizeof(label_names[0]); i++)
+			known |= strlen(label_names[i]) == (size_t)(eq - p) &&
+				 memcmp(label_names[i], p, (size_t)(eq - p)) == 0;
+		cr_expect(known, "label %.*s of %.80s: not one of the fixed set", (int)(eq - p), p,
+			  line);
+		for (p = eq + 2; *p && *p != '"'; p++)
+			if (*p == '\\')
+				p++;
+		cr_assert_eq(*p, '"', "%.80s", line);
+		p++;
+	}
+	cr_assert_eq(*p, '}', "%.80s", line);
+}
+
+/* Reads one "# TYPE" line into f and checks its name against the rules:
+ * the tokswitch_ prefix, _total on every counter and on nothing else. */
+static void check_type_line(const char *line, struct family *f)
+{
+	cr_assert_eq(sscanf(line, "# TYPE %127s %15s", f->name, f->type), 2, "%.80s", line);
+	cr_expect_eq(strncmp(f->name, "tokswitch_", strlen("tokswitch_")), 0, "%s: not tokswitch_",
+		     f->name);
+	cr_expect_neq(strncmp(f->name, "tsw_", strlen("tsw_")), 0, "%s", f->name);
+	if (strcmp(f->type, "counter") == 0)
+		cr_expect(ends_with(f->name, "_total"), "counter %s without _total", f->name);
+	else
+		cr_expect(!ends_with(f->name, "_total"), "%s %s with _total", f->type, f->name);
+	cr_expect(strcmp(f->type, "counter") == 0 || strcmp(f->type, "gauge") == 0 ||
+		      strcmp(f->type, "histogram") == 0,
+		  "%s: type %s", f->name, f->type);
+	if (ends_with(f->name, "_info"))
+		cr_expect_str_eq(f->type, "gauge", "%s", f->name);
+}
+
+/* Checks a whole exposition: every sample under the "# HELP" and "# TYPE"
+ * of its family, no family twice, no two stems alike. Returns the number
+ * of families. */
+static size_t check_exposition(char *text, struct family *fams, size_t cap)
+{
+	size_t n = 0;
+
+	for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
+		char name[160];
+
+		cr_expect_neq(strncmp(line, "tsw_", 4), 0, "%.80s", line);
+		if (strncmp(line, "# HELP ", 7) == 0)
+			continue;
+		if (strncmp(line, "# TYPE ", 7) == 0) {
+			cr_assert_lt(n, cap);
+			check_type_line(line, &fams[n++]);
+			continue;
+		}
+		cr_assert_gt(n, 0, "a sample before any # TYPE: %.80s", line);
+		cr_assert_eq(sscanf(line, "%159[^{ ]", name), 1, "%.80s", line);
+		cr_expect(sample_of(&fams[n - 1], name), "%s under the # TYPE of %s", name,
+			  fams[n - 1].name);
+		check_labels(line);
+	}
+	for (size_t i = 0; i < n; i++) {
+		for (size_t j = 0; j < n; j++) {
+			char a[160], b[160];
+
+			stem(&fams[i], a, sizeof(a));
+			stem(&fams[j], b, sizeof(b));
+			cr_expect(i == j || (strcmp(a, b) != 0 && !sample_of(&fams[i], b)),
+				  "%s (%s) and %s (%s) collide", fams[i].name, fams[i].type,
+				  fams[j].name, fams[j].type);
+		}
+	}
+	return n;
+}
+
+/* The whole scrape, with every part a running switch has (a state, an
+ * HSM, the endpoint's own series), follows the names Prometheus users
+ * expect; no name is the old tsw_ one. */
+Test(http, every_exported_name_follows_the_naming_rules, .init = mk_tmp, .fini = rm_tmp)
+{
+	static char answer[256 * 1024];
+	static const char *const parts[] = {
+	    "tokswitch_requests_total", "tokswitch_state_batches_total",
+	    "tokswitch_hsm_keys",	"tokswitch_http_connections_open",
+	    "tokswitch_build_info",
+	};
+	static struct family fams[512];
+	struct tsw_ctl_params p = params(8, 1024);
+	struct tsw_ctl_source full = src;
+	struct tsw_state_config sc = {.queue_size = 100};
+	struct tsw_state *st;
+	struct tsw_hsm *hsm;
+	struct server s;
+	char *body;
+	size_t n;
+
+	cr_assert_eq(tsw_state_open(tmpdir, &sc, &st), 0);
+	cr_assert_eq(tsw_hsm_soft_open(NULL, &hsm), 0);
+	fill_shards();
+	full.state = st;
+	full.hsm = hsm;
+	full.version = "0.1.0";
+	full.io_backend = "uv";
+	start_source(&s, &p, &full);
+	cr_assert_eq(
+	    http_raw(tsw_ctl_port(s.ctl), "GET /metrics HTTP/1.1\r\n\r\n", answer, sizeof(answer)),
+	    200);
+	stop_server(&s);
+	cr_assert_lt(strlen(answer), sizeof(answer) - 1, "the whole answer read");
+	body = strstr(answer, "\r\n\r\n");
+	cr_assert_not_null(body);
+	n = check_exposition(body + 4, fams, sizeof(fams) / sizeof(fams[0]));
+	/* the parts: the engine's, the state's, the HSM's, the endpoint's, the build */
+	cr_expect_gt(n, 100, "%zu families", n);
+	for (size_t i = 0; i < sizeof(parts) / sizeof(parts[0]); i++) {
+		bool found = false;
+
+		for (size_t f = 0; f < n; f++)
+			found |= strcmp(fams[f].name, parts[i]) == 0;
+		cr_expect(found, "%s in the scrape", parts[i]);
+	}
+	tsw_hsm_close(hsm);
+	tsw_state_close(st);
 }
 
 Test(http, metrics_want_the_bearer_token_when_one_is_set)

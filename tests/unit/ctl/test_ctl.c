@@ -1750,8 +1750,7 @@ static void stem(const struct family *f, char *out, size_t cap)
 	snprintf(out, cap, "%.*s", (int)n, f->name);
 }
 
-/* Checks the label names of the sample line at p (up to the first
- * blank) against label_names[]. */
+/* Checks the label names of a sample line against label_names[]. */
 static void check_labels(const char *line)
 {
 	const char *p = strchr(line, '{'), *end = strchr(line, ' ');
@@ -1801,17 +1800,23 @@ static void check_type_line(const char *line, struct family *f)
  * of families. */
 static size_t check_exposition(char *text, struct family *fams, size_t cap)
 {
+	char help[128] = "";
 	size_t n = 0;
 
 	for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
 		char name[160];
 
 		cr_expect_neq(strncmp(line, "tsw_", 4), 0, "%.80s", line);
-		if (strncmp(line, "# HELP ", 7) == 0)
+		if (strncmp(line, "# HELP ", 7) == 0) {
+			cr_assert_eq(sscanf(line, "# HELP %127s", help), 1, "%.80s", line);
 			continue;
+		}
 		if (strncmp(line, "# TYPE ", 7) == 0) {
 			cr_assert_lt(n, cap);
-			check_type_line(line, &fams[n++]);
+			check_type_line(line, &fams[n]);
+			cr_expect_str_eq(help, fams[n].name, "the # HELP before # TYPE %s",
+					 fams[n].name);
+			n++;
 			continue;
 		}
 		cr_assert_gt(n, 0, "a sample before any # TYPE: %.80s", line);

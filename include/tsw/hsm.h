@@ -332,7 +332,9 @@ int tsw_hsm_arpc(struct tsw_hsm_session *s, const struct tsw_hsm_key *imk, const
  * length, a 9F10 of another layout or CVN, an unsupported cvn). On every
  * error but -TSW_E_BAD_TLV, *ret_tag (when not NULL) names the tag
  * (0x9F10, ...); it is set to 0 for -TSW_E_BAD_TLV and left alone on
- * success. A tag present twice: the first counts. Pure: no key, no
+ * success. A tag of the ARQC present twice is -TSW_E_BAD_INPUT (naming
+ * it): the switch would verify one value and the issuer might read the
+ * other. Pure: no key, no
  * session. */
 int tsw_hsm_de55_parse(const uint8_t *de55, size_t len, unsigned cvn,
 		       struct tsw_hsm_arqc_input *ret_in, uint32_t *ret_tag);

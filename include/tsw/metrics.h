@@ -90,6 +90,7 @@ enum tsw_card_check_result {
 	TSW_CARD_CHECK_OK,	   /* verified, counter accepted */
 	TSW_CARD_CHECK_MISSING,	   /* no DE55 (ARQC) or no DE48 tag 11 (token cryptogram): 63 */
 	TSW_CARD_CHECK_MALFORMED,  /* not BER-TLV, a tag missing or of the wrong length: 63 */
+	TSW_CARD_CHECK_MISMATCH,   /* signed for another amount or currency than DE4/DE49: 63 */
 	TSW_CARD_CHECK_NO_KEY,	   /* no key for the token's range (or the HSM failed): 63 */
 	TSW_CARD_CHECK_WRONG,	   /* does not verify under any key of the range: 63 */
 	TSW_CARD_CHECK_ATC_REPLAY, /* counter at or below the last accepted: 63 */

@@ -212,6 +212,17 @@ static bool merchant_ok(const struct tsw_token *t, const struct tsw_authz_req *r
 	return false;
 }
 
+/* The presentment modes a token accepts (bits; 0: all). A token that
+ * names a CVN is a card whose cryptogram is checked chip and contactless:
+ * those two only, unless its record lists others (a mode without a
+ * cryptogram must be a choice, never the default). */
+static unsigned modes_of(const struct tsw_token *t)
+{
+	if (t->pos_modes != 0 || t->cvn == 0)
+		return t->pos_modes;
+	return 1u << TSW_POS_CHIP | 1u << TSW_POS_CONTACTLESS;
+}
+
 static enum tsw_authz_reason domain_checks(const struct tsw_token *t,
 					   const struct tsw_authz_req *req,
 					   const struct tsw_authz_ctx *ctx)
@@ -220,7 +231,7 @@ static enum tsw_authz_reason domain_checks(const struct tsw_token *t,
 	    !str_eq(req->trid, t->trid, len_of(t->trid, sizeof(t->trid))))
 		return TSW_AUTHZ_DOMAIN_REQUESTOR;
 
-	if (t->pos_modes != 0 && (!req->has_pos_mode || !(t->pos_modes & (1u << req->pos_mode))))
+	if (modes_of(t) != 0 && (!req->has_pos_mode || !(modes_of(t) & (1u << req->pos_mode))))
 		return TSW_AUTHZ_DOMAIN_POS_MODE;
 
 	if (!merchant_ok(t, req))

@@ -171,8 +171,11 @@ static bool de55_for_acquirer(struct tsw_engine *e, const struct req *r,
 
 	if (!arpc && !tsw_iso_has(m, 55))
 		return false; /* the common case */
-	/* tag 91 only where DE55 can still hold it */
+	/* tag 91 only where DE55 can still hold it, on the issuer's side
+	 * (read) and the acquirer's (written) */
 	room = cap < fs->max_len ? cap : fs->max_len;
+	if (room > e->acq_profile->fields[55].max_len)
+		room = e->acq_profile->fields[55].max_len;
 	if (fs->type != TSW_ISO_B || fs->hex) {
 		/* hex or text chip data: the ASCII scan reads its digits */
 		if (arpc)

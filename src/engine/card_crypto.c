@@ -39,6 +39,7 @@ static enum tsw_authz_reason counted(struct tsw_engine *e, const struct tsw_toke
 		return TSW_AUTHZ_STATE_UNAVAILABLE;
 	case TSW_CARD_CHECK_MISSING:
 	case TSW_CARD_CHECK_MALFORMED:
+	case TSW_CARD_CHECK_MISMATCH:
 	case TSW_CARD_CHECK_NO_KEY:
 	case TSW_CARD_CHECK_WRONG:
 	case TSW_CARD_CHECK_RESULT_MAX:
@@ -103,8 +104,55 @@ static enum tsw_card_check_result verify_arqc(struct tsw_engine *e, const struct
 	return TSW_CARD_CHECK_WRONG;
 }
 
+/* digits[0..len) right-aligned in a BCD field of n bytes equals bcd. */
+static bool bcd_equals(const uint8_t *bcd, size_t n, const char *digits, size_t len)
+{
+	for (size_t i = 0; i < 2 * n; i++) {
+		size_t pad = 2 * n - len;
+		unsigned want = i < pad ? 0 : (unsigned)(digits[i - pad] - '0');
+		unsigned got = i % 2 ? bcd[i / 2] & 0x0f : bcd[i / 2] >> 4;
+
+		if (got != want)
+			return false;
+	}
+	return true;
+}
+
+/* The card signed what the issuer is asked to approve: 9F02 is DE4 and
+ * 5F2A DE49 (when DE49 is there: else the issuer's own currency). The
+ * issuer cannot check the ARQC; the switch must. */
+static bool signed_what_is_asked(const struct tsw_hsm_arqc_input *in, const struct tsw_authz_req *q,
+				 const struct tsw_iso_msg *m)
+{
+	size_t alen = tsw_iso_has(m, 4) ? m->f[4].len : 0;
+
+	if (alen == 0 || alen > 12 ||
+	    !bcd_equals(in->amount, 6, (const char *)tsw_iso_ptr(m, 4), alen))
+		return false;
+	return q->currency.len != 3 || bcd_equals(in->currency, 2, q->currency.ptr, 3);
+}
+
+/* The parsed DE55 is an ARQC of this card for this request: 9F27 says
+ * ARQC (an AAC or TC is the card's own offline decline or approval), a
+ * 5F34 is the record's PSN (the sender does not choose the key), and
+ * amount and currency are the request's. */
+static enum tsw_card_check_result arqc_fits(const struct tsw_token *t,
+					    const struct tsw_authz_req *q,
+					    const struct tsw_iso_msg *m,
+					    const struct tsw_hsm_arqc_input *in)
+{
+	if ((in->cid & 0xc0) != 0x80)
+		return TSW_CARD_CHECK_MALFORMED;
+	if (in->has_psn && in->psn != psn_bcd(t->psn))
+		return TSW_CARD_CHECK_WRONG;
+	if (!signed_what_is_asked(in, q, m))
+		return TSW_CARD_CHECK_MISMATCH;
+	return TSW_CARD_CHECK_OK;
+}
+
 static enum tsw_card_check_result check_arqc(struct tsw_engine *e, const struct tsw_token *t,
-					     const struct tsw_authz_req *q, bool counter_done,
+					     const struct tsw_authz_req *q,
+					     const struct tsw_iso_msg *m, bool counter_done,
 					     struct card_check *out)
 {
 	struct tsw_hsm_arqc_input in;
@@ -118,6 +166,9 @@ static enum tsw_card_check_result check_arqc(struct tsw_engine *e, const struct 
 	if (tsw_hsm_de55_parse((const uint8_t *)q->chip_data.ptr, q->chip_data.len, t->cvn, &in,
 			       NULL) < 0)
 		return TSW_CARD_CHECK_MALFORMED;
+	res = arqc_fits(t, q, m, &in);
+	if (res != TSW_CARD_CHECK_OK)
+		return res;
 	res = verify_arqc(e, t, &in, &key);
 	if (res != TSW_CARD_CHECK_OK)
 		return res;
@@ -207,7 +258,7 @@ static enum tsw_card_check_result check_any(struct tsw_engine *e, const struct t
 
 	*ret_needed = true;
 	if (wants_arqc(t, q))
-		return check_arqc(e, t, q, counter_done, out);
+		return check_arqc(e, t, q, m, counter_done, out);
 	run = tavv_keys(e, t, q);
 	if (run.n)
 		return check_tavv(e, t, q, m, run, counter_done, out);
@@ -310,15 +361,16 @@ static enum tsw_pin_result pin_translate(struct tsw_engine *e, const struct tsw_
 	if (len != e->iss_profile->fields[52].max_len)
 		return TSW_PIN_FORMAT;
 	/* rotation: the acquirer may still use an older key; the issuer
-	 * gets the newest */
-	for (uint32_t i = acq.first; i < acq.first + acq.n; i++) {
-		res = translate_under(e, engine__card_key(e->card_keys, i),
-				      engine__card_key(e->card_keys, dst.first), t, pan, pan_len,
-				      tsw_iso_ptr(m, 52), len, out);
-		/* a format 0 block whose PAN-free half is well formed was
-		 * opened by the right key: no other key is tried */
-		if (res == TSW_PIN_OK || res == TSW_PIN_PAN)
-			break;
+	 * gets the newest. Every key is tried: a wrong key reads a format 0
+	 * block as bound to another account about 1.4 % of the time, so PAN
+	 * is the answer only when no key opens it */
+	for (uint32_t i = acq.first; i < acq.first + acq.n && res != TSW_PIN_OK; i++) {
+		enum tsw_pin_result r = translate_under(
+		    e, engine__card_key(e->card_keys, i), engine__card_key(e->card_keys, dst.first),
+		    t, pan, pan_len, tsw_iso_ptr(m, 52), len, out);
+
+		if (r == TSW_PIN_OK || r == TSW_PIN_PAN)
+			res = r;
 	}
 	return res;
 }

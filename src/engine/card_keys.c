@@ -22,6 +22,7 @@ struct card_key {
 	uint8_t scope_len;
 	char scope[TSW_VAULT_KEY_SCOPE_MAX];
 	uint64_t added;
+	uint32_t order; /* in the store's (kind, id) order: breaks ties of added */
 	struct tsw_hsm_key *key;
 };
 
@@ -47,8 +48,11 @@ static int cmp_key(const void *a, const void *b)
 
 	if (c)
 		return c;
-	/* newest first */
-	return x->added > y->added ? -1 : x->added < y->added;
+	/* newest first; keys added in the same second by id, the later
+	 * first, so that every load orders them alike */
+	if (x->added != y->added)
+		return x->added > y->added ? -1 : 1;
+	return x->order > y->order ? -1 : x->order < y->order;
 }
 
 static const enum tsw_hsm_kind hsm_kind[TSW_VAULT_KEY_KIND_MAX] = {
@@ -110,6 +114,7 @@ int tsw_card_keys_load(struct tsw_vault *v, struct tsw_hsm *h, struct tsw_card_k
 		r = import_one(h, &vk[i], &k->keys[k->n]);
 		if (r < 0)
 			goto out;
+		k->keys[k->n].order = k->n;
 		k->n++;
 	}
 	qsort(k->keys, k->n, sizeof(k->keys[0]), cmp_key);

@@ -110,6 +110,7 @@ const char *tsw_metrics_card_check_name(unsigned result)
 	    [TSW_CARD_CHECK_OK] = "ok",
 	    [TSW_CARD_CHECK_MISSING] = "missing",
 	    [TSW_CARD_CHECK_MALFORMED] = "malformed",
+	    [TSW_CARD_CHECK_MISMATCH] = "mismatch",
 	    [TSW_CARD_CHECK_NO_KEY] = "no_key",
 	    [TSW_CARD_CHECK_WRONG] = "wrong",
 	    [TSW_CARD_CHECK_ATC_REPLAY] = "atc_replay",

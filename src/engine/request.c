@@ -463,7 +463,11 @@ static int lookup(struct tsw_engine *e, const char *tok, size_t len, bool verifi
  * what that returned. */
 static int gate(struct tsw_engine *e, struct pipeline *pl, const struct tsw_token *t, bool *ret_go)
 {
-	struct resume rs = {.counter_done = pl->counter_done};
+	/* what it did before it waited stays done: a use reserved then is
+	 * still its own (a reload may now ask a counter of it too) */
+	struct resume rs = {.counter_done = pl->counter_done,
+			    .use_reserved = pl->has_ticket,
+			    .use_ticket = pl->ticket};
 	enum tsw_authz_reason reason;
 	bool durable = true;
 	int r;
@@ -473,9 +477,9 @@ static int gate(struct tsw_engine *e, struct pipeline *pl, const struct tsw_toke
 	if (reason != TSW_AUTHZ_FORWARD)
 		return pl_decline(e, pl, reason);
 	if (pl->card.has_ticket) {
-		rs.ticket = pl->card.ticket;
+		rs.wait_ticket = pl->card.ticket;
 		rs.counter_done = true;
-		durable = tsw_state_durable(e->state, rs.ticket);
+		durable = tsw_state_durable(e->state, pl->card.ticket);
 	}
 	if (!pl->has_ticket && tsw_authz_needs_use(t, &pl->req)) {
 		r = engine__use_reserve(e, t, &pl->ticket, &durable);
@@ -487,7 +491,7 @@ static int gate(struct tsw_engine *e, struct pipeline *pl, const struct tsw_toke
 			return pl_decline(e, pl, TSW_AUTHZ_SYSTEM);
 		pl->has_ticket = true;
 		/* a later ticket: durable, it makes the counter's durable too */
-		rs.ticket = pl->ticket;
+		rs.use_ticket = rs.wait_ticket = pl->ticket;
 		rs.use_reserved = true;
 	}
 	if (!durable) {
@@ -513,6 +517,10 @@ static int records(struct tsw_engine *e, struct pipeline *pl, struct tsw_token *
 
 	*ret_done = true;
 	r = lookup(e, pl->req.token.ptr, pl->req.token.len, false, t, found);
+	/* a card's record writes the state (its ATC, under its atc_epoch)
+	 * before the forward would authenticate it: authenticate it now */
+	if (r == 0 && *found && (t->cvn || e->card_keys))
+		r = lookup(e, pl->req.token.ptr, pl->req.token.len, true, t, found);
 	if (r == -TSW_E_INTEGRITY)
 		return integrity_decline(e, pl, pl->req.token.ptr, pl->req.token.len);
 	if (r < 0)
@@ -576,7 +584,7 @@ int engine__request(struct tsw_engine *e, uint32_t slot, const struct tsw_iso_ms
 	pl.msg = m;
 	pl.start_ns = start_ns;
 	pl.has_ticket = rs && rs->use_reserved;
-	pl.ticket = pl.has_ticket ? rs->ticket : 0;
+	pl.ticket = pl.has_ticket ? rs->use_ticket : 0;
 	pl.counter_done = rs && rs->counter_done;
 	pl.card.arpc.keys = NULL;
 	if (tsw_authz_parse(m, &pl.req) < 0) {

@@ -126,7 +126,7 @@ int engine__park(struct tsw_engine *e, uint32_t slot, const struct tsw_iso_msg *
 static void release_parked(struct tsw_engine *e, const struct parked *p)
 {
 	if (p->rs.use_reserved)
-		engine__use_release(e, p->rs.ticket);
+		engine__use_release(e, p->rs.use_ticket);
 }
 
 void engine__park_poll(struct tsw_engine *e)
@@ -141,7 +141,7 @@ void engine__park_poll(struct tsw_engine *e)
 		struct tsw_iso_msg m;
 		bool expired = false, unavailable = false;
 
-		if (!gone && !tsw_state_durable(e->state, p->rs.ticket)) {
+		if (!gone && !tsw_state_durable(e->state, p->rs.wait_ticket)) {
 			/* the state's writer never committed: after
 			 * issuer_timeout_ms the request is answered 96 SYSTEM;
 			 * at once STATE_UNAVAILABLE while the writer is degraded

@@ -26,14 +26,15 @@ void engine__use_release(struct tsw_engine *e, uint64_t ticket);
 /* What a parked request did before it waited, so that it is not done
  * twice when it runs again. */
 struct resume {
-	uint64_t ticket;   /* the ticket it waits for */
-	bool use_reserved; /* ticket is its limited-use reservation */
+	uint64_t wait_ticket; /* the ticket it waits for (the later of the two) */
+	uint64_t use_ticket;  /* its limited-use reservation, when use_reserved */
+	bool use_reserved;
 	bool counter_done; /* its cryptogram's counter was accepted (card_crypto.c) */
 };
 
 int engine__park_init(struct tsw_engine *e);
 void engine__park_free(struct tsw_engine *e);
-/* Copies the request (its decoded body) and waits for rs->ticket to be
+/* Copies the request (its decoded body) and waits for rs->wait_ticket to be
  * durable; counts as in flight on its connection. Returns 0 or
  * -TSW_E_FULL (max_parked reached). */
 int engine__park(struct tsw_engine *e, uint32_t slot, const struct tsw_iso_msg *m,

@@ -87,11 +87,15 @@ int tsw_hsm_de55_parse(const uint8_t *de55, size_t len, unsigned cvn,
 		return fail(-TSW_E_BAD_INPUT, 0, ret_tag);
 	while ((r = tsw_tlv_next(&it, &tag, &v, &n)) == 1) {
 		for (size_t i = 0; i < N_TAGS; i++) {
-			if (tags[i].tag == tag && !val[i]) {
-				val[i] = v;
-				vlen[i] = n;
-				break;
-			}
+			if (tags[i].tag != tag)
+				continue;
+			/* the switch would verify one value, the issuer might
+			 * read the other */
+			if (val[i])
+				return fail(-TSW_E_BAD_INPUT, tag, ret_tag);
+			val[i] = v;
+			vlen[i] = n;
+			break;
 		}
 	}
 	if (r < 0)

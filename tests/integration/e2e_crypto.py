@@ -328,16 +328,48 @@ def test_chip_arqc_of_each_cvn_forwarded_and_answered_with_tag_91():
         assert_eq(e.seen(), 13, "the forged 0200 never at the issuer")
 
 
-def test_chip_arqc_with_a_psn_from_5f34_other_than_the_record():
+def test_chip_arqc_with_5f34_must_name_the_records_psn():
     v, imk = chip_vault()
     with Env(v) as e:
-        # the record says 03: a device personalised with PSN 07 says so in 5F34
-        card = card_of(v, imk, "c16", psn=7)
+        # the record says 03: 5F34 03 is that device, with or without 5F34
+        card = card_of(v, imk, "c16")
         f, tags, _ = e.chip(card, 1, with_psn=True)
-        assert_approved_with_91(f, card, tags, "00", "5F34 07")
+        assert_approved_with_91(f, card, tags, "00", "5F34 03")
         f, tags, _ = e.chip(card, 2, with_psn=False)
-        assert_declined(f, b"63", b"CRYPTOGRAM", "no 5F34: the record's 03, not the card's")
-        assert_eq(e.seen(), 1, "the decline never reached the issuer")
+        assert_approved_with_91(f, card, tags, "00", "no 5F34: the record's 03")
+        # a device personalised with PSN 07 is another card: the sender
+        # does not choose the key its cryptogram is checked under
+        other = card_of(v, imk, "c16", psn=7)
+        f, tags, _ = e.chip(other, 3, with_psn=True)
+        assert_declined(f, b"63", b"CRYPTOGRAM", "5F34 07, the record's 03")
+        assert_eq(e.seen(), 2, "the decline never reached the issuer")
+
+
+def test_edited_record_of_a_card_refused_before_its_atc_is_recorded():
+    """Whoever can write data.mdb edits a card's record (its atc_epoch, say):
+    the record is authenticated before the state records anything for it,
+    so an edited epoch can never lock the card out by a replay."""
+    v = Vault({"card": dict(n=1, cvn=18, psn="01", trid="40010099992")})
+    imk = v.key_add("imk-ac", "IMK1", ("--range", "40001"), new_key())
+    path = os.path.join(v.path, "data.mdb")
+    with open(path, "rb") as fh:
+        data = fh.read()
+    at, offsets = data.find(b"40010099992"), []
+    while at >= 0:
+        offsets.append(at + 10)  # the TRID's last digit: still a record that decodes
+        at = data.find(b"40010099992", at + 1)
+    assert offsets, "the record's TRID is in data.mdb"
+    with Env(v) as e:
+        card = card_of(v, imk, "card")
+        with open(path, "r+b") as fh:
+            for o in offsets:
+                fh.seek(o)
+                fh.write(b"3")
+        f, _, _ = e.chip(card, 1)
+        assert_declined(f, b"96", b"VAULT_INTEGRITY", "an edited card record")
+        assert_eq(e.seen(), 0, "nothing reached the issuer")
+        assert_eq(e.sw.metric("tsw_state_atc_ok_total"), 0.0, "no ATC recorded for it")
+        assert_eq(e.sw.metric('tsw_cryptogram_checks_total{result="ok"}'), 0.0, "not checked")
 
 
 def test_bad_cryptograms_declined_63_never_reaching_the_issuer():
@@ -450,7 +482,7 @@ def test_repersonalize_makes_atc_1_acceptable_again():
         assert_eq(e.seen(), 3, "forwarded")
 
 
-def test_contactless_checked_like_chip_other_modes_and_advices_not():
+def test_contactless_checked_like_chip_other_modes_refused_advices_not_checked():
     v, imk = chip_vault()
     with Env(v) as e:
         card = card_of(v, imk, "c10")
@@ -467,14 +499,15 @@ def test_contactless_checked_like_chip_other_modes_and_advices_not():
             _, f = e.ask(card.token, de22=de22)
             assert_declined(f, b"63", b"CRYPTOGRAM", "DE22 %s without DE55" % de22)
         assert_eq(e.seen(), 2, "contactless declines never reach the issuer")
+        # a cvn token whose record lists no modes takes chip and contactless
+        # only: another mode would go without a cryptogram
         for de22 in (MANUAL, ECOM, COF):
             _, f = e.ask(card.token, de22=de22)
-            assert_eq(f.get(39), b"00", "DE22 %s of a cvn token: no ARQC asked" % de22)
-            assert_eq(tags91(f), [], "DE22 %s: nothing verified, no 91" % de22)
-        assert_eq(e.seen(), 5, "manual, e-commerce and card-on-file forwarded")
+            assert_declined(f, b"57", b"DOMAIN_POS_MODE", "DE22 %s of a cvn token" % de22)
+        assert_eq(e.seen(), 2, "manual, e-commerce and card-on-file never reach the issuer")
         # an advice is never checked
         _, f = e.ask(card.token, mti="0120")
-        assert_eq((f.get(39), e.seen()), (b"00", 6), "0120 chip advice without DE55 forwarded")
+        assert_eq((f.get(39), e.seen()), (b"00", 3), "0120 chip advice without DE55 forwarded")
         # a token without cvn needs no DE55 in chip mode
         _, f = e.ask(v.tok("plain"))
         assert_eq((f.get(39), tags91(f)), (b"00", []), "chip request of a token without cvn")

@@ -291,13 +291,13 @@ Test(card_crypto, no_de55_declined_63_contactless_too)
 	cr_expect_eq(H.m.card_checks[TSW_CARD_CHECK_MISSING], 1);
 }
 
-Test(card_crypto, manual_entry_not_checked)
+Test(card_crypto, manual_entry_of_a_cvn_token_declined_57_unless_its_modes_name_it)
 {
+	/* pos_modes 0 (all) does not open a token that names a CVN to modes
+	 * without a cryptogram: only modes its record lists explicitly */
 	cr_assert_eq(send_chip(H_CHIP, "000001", "011", NULL, 0), 0);
-	h_collect(&H, TSW_EP_LINK, 0, out);
-	cr_assert_eq(out->n, 1, "forwarded without a cryptogram");
-	cr_expect_eq(H.m.card_checks[TSW_CARD_CHECK_OK] + H.m.card_checks[TSW_CARD_CHECK_MISSING],
-		     0);
+	expect_local("57", "DOMAIN_POS_MODE");
+	expect_no_issuer_request();
 }
 
 Test(card_crypto, replayed_atc_63_atc_replay_and_far_ahead_atc_window)
@@ -641,4 +641,235 @@ Test(card_crypto, ecommerce_without_a_tavv_key_for_the_range_not_checked)
 	cr_assert_eq(send_ecom(H_OK, "000001", NULL), 0);
 	h_collect(&H, TSW_EP_LINK, 0, out);
 	cr_assert_eq(out->n, 1, "forwarded: no key, nothing required");
+}
+
+/* ---- found by an attacker-style review: each failed before its fix ---- */
+
+/* Waits until the issuer got a request or the acquirer an answer. */
+static void wait_either(struct h_msgs *iss, struct h_msgs *acq)
+{
+	int64_t deadline = h_real_ms() + 10000;
+
+	for (;;) {
+		h_collect(&H, TSW_EP_LINK, 0, iss);
+		h_collect_acq_clean(&H, acq);
+		if (iss->n || acq->n)
+			return;
+		h_wait_step(&H, deadline, "the issuer or the acquirer to hear of it");
+	}
+}
+
+/* The request was declined 63 by the switch and never reached the
+ * issuer (waits for either, so a forward after the ATC's commit is seen). */
+static void expect_declined_63(void)
+{
+	struct h_msgs *iss = malloc(sizeof(*iss));
+
+	wait_either(iss, out);
+	cr_expect_eq(iss->n, 0, "the issuer must not see it");
+	cr_expect_eq(out->n, 1, "answered by the switch");
+	if (out->n)
+		cr_expect_str_eq(h_field(&out->m[0], 39), "63");
+	free(iss);
+}
+
+static int send_chip_with(enum h_token t, const char *stan, const uint8_t *de55, size_t de55_len,
+			  unsigned f, const char *v)
+{
+	uint8_t body[2048];
+	struct tsw_iso_edit ed[] = {
+	    {.field = 22, .len = 3, .data = (const uint8_t *)"051"},
+	    {.field = 55, .len = (uint16_t)de55_len, .data = de55},
+	    {.field = (uint16_t)f, .len = (uint16_t)strlen(v), .data = (const uint8_t *)v},
+	};
+
+	return h_send(&H, body, h_auth_edits(&H, body, sizeof(body), t, stan, ed, 3));
+}
+
+/* A token whose record requires an ARQC (cvn 18), pos_modes left at
+ * 0 as `tokvault provision --cvn 18` leaves it: keyed (01) or swiped (02,
+ * 90) it reaches the issuer with no cryptogram at all. Whoever learned
+ * the device token's number bypasses the control by choosing DE22. */
+Test(card_crypto, review_cvn_token_keyed_or_swiped_without_cryptogram_not_forwarded)
+{
+	static const char *modes[] = {"011", "021", "901"};
+	char stan[7];
+
+	for (unsigned i = 0; i < 3; i++) {
+		snprintf(stan, sizeof(stan), "%06u", i + 1);
+		cr_assert_eq(send_chip(H_CHIP, stan, modes[i], NULL, 0), 0);
+		h_collect_acq_clean(&H, out);
+		cr_expect_eq(out->n, 1, "DE22 %s: answered by the switch", modes[i]);
+		if (out->n) {
+			cr_expect_str_eq(h_field(&out->m[0], 39), "57", "DE22 %s", modes[i]);
+			cr_expect_str_eq(h_field(&out->m[0], 44), "DOMAIN_POS_MODE", "DE22 %s",
+					 modes[i]);
+		}
+	}
+	expect_no_issuer_request();
+}
+
+/* The ARQC covers 9F02 (amount) and 5F2A (currency), but nothing
+ * compares them with DE4 / DE49, and the issuer, which cannot verify the
+ * ARQC (the switch holds the IMK), authorizes DE4. A cryptogram the card
+ * made for 5.00 approves 5,000.00. */
+Test(card_crypto, review_arqc_for_another_amount_or_currency_than_de4_de49_declined)
+{
+	uint8_t de55[256];
+	size_t len = card_de55(H_CHIP, 1, IMK1, de55, NULL); /* 9F02 000000000500, 5F2A 0840 */
+
+	cr_assert_eq(send_chip_with(H_CHIP, "000001", de55, len, 4, "000000500000"), 0);
+	expect_declined_63();
+	len = card_de55(H_CHIP, 2, IMK1, de55, NULL);
+	cr_assert_eq(send_chip_with(H_CHIP, "000002", de55, len, 49, "978"), 0);
+	expect_declined_63();
+	cr_expect_eq(H.m.card_checks[TSW_CARD_CHECK_OK], 0, "neither verified as good");
+}
+
+/* 5F34 in DE55 (sender's choice) overrides the record's PSN: a device
+ * personalized with another PSN (the replaced phone, PSN 00, where the
+ * record now says 01) still verifies. */
+Test(card_crypto, review_de55_psn_other_than_the_records_declined)
+{
+	struct tsw_hsm_arqc_input in = card_input(cvn_of(H_CHIP), 1);
+	struct tsw_hsm_key *k;
+	uint8_t de55[256];
+	int n;
+
+	in.has_psn = true;
+	in.psn = 0x00; /* the record says 01 */
+	cr_assert_eq(tsw_hsm_key_import(H.hsm, TSW_HSM_IMK_AC, TSW_HSM_TDES2, IMK1, 16, &k), 0);
+	cr_assert_eq(tsw_hsm_arqc_generate(card, k, h_tokens[H_CHIP].token, 16, 0x00, &in, in.arqc),
+		     0);
+	tsw_hsm_key_free(k);
+	n = tsw_hsm_de55_build(&in, de55, sizeof(de55));
+	cr_assert_gt(n, 0);
+	cr_assert_eq(send_chip(H_CHIP, "000001", "051", de55, (size_t)n), 0);
+	expect_declined_63();
+}
+
+/* A DE55 with a second 9F02 / 9F36 after the verified ones: the switch
+ * reads the first, the issuer gets both and may read the last. */
+Test(card_crypto, review_de55_with_repeated_arqc_tags_declined)
+{
+	static const uint8_t extra[] = {0x9f, 0x02, 0x06, 0x00, 0x00, 0x99, 0x99,
+					0x99, 0x99, 0x9f, 0x36, 0x02, 0x00, 0x63};
+	uint8_t de55[256 + sizeof(extra)];
+	size_t len = card_de55(H_CHIP, 1, IMK1, de55, NULL);
+
+	memcpy(de55 + len, extra, sizeof(extra));
+	len += sizeof(extra);
+	cr_assert_eq(send_chip(H_CHIP, "000001", "051", de55, len), 0);
+	expect_declined_63();
+}
+
+/* A limited-use e-commerce request parked for its use; a reload adds the
+ * range's tavv key meanwhile. Run again, it records the counter and parks
+ * a second time, but gate()'s resume keeps only the counter's ticket: the
+ * use reservation is forgotten (never released), and the third run
+ * reserves again: 65 DOMAIN_USES for the token's only use. */
+Test(card_crypto, review_use_reserved_before_a_reload_kept_across_a_second_park)
+{
+	struct h_msgs *iss = malloc(sizeof(*iss));
+	char de48[64];
+	uint8_t body[2048];
+
+	tavv_de48(H_LIMITED, 1, "000000000500", de48);
+	cr_assert_eq(
+	    h_send(&H, body,
+		   h_auth(&H, body, sizeof(body), H_LIMITED, "000001", 22, "810", 48, de48, 0)),
+	    0);
+	if (H.m.parked != 1) {
+		free(iss);
+		cr_skip_test("the writer committed at once: nothing parked");
+	}
+	add_tavv_key();
+	wait_either(iss, out);
+	cr_expect_eq(out->n, 0, "no local answer (got DE39 %s)",
+		     out->n ? h_field(&out->m[0], 39) : "-");
+	cr_expect_eq(iss->n, 1, "forwarded once the counter is durable");
+	free(iss);
+}
+
+/* Two acquirer keys (rotation). A format 0 block under the other key
+ * passes the PAN-free nibbles 0..3 under the first key tried with
+ * probability 1/16 * 9/16 * (10/16)^2 = 1.4 %; pin_translate() then
+ * stops with TSW_PIN_PAN and never tries the key that opens it. */
+static bool pan_error_under(struct tsw_hsm_key *other, struct tsw_hsm_key *iss, const uint8_t *blk)
+{
+	uint8_t o[16];
+
+	return tsw_hsm_pin_translate(card, other, h_tokens[H_OK].token, 16, iss, h_tokens[H_OK].pan,
+				     16, blk, o) == -TSW_E_PIN_PAN;
+}
+
+static void block_misread_under(struct tsw_hsm_key *own, struct tsw_hsm_key *other,
+				struct tsw_hsm_key *iss, uint8_t *blk, char *pin)
+{
+	for (unsigned p = 1000; p < 10000; p++) {
+		snprintf(pin, 5, "%04u", p);
+		cr_assert_eq(tsw_hsm_pin_form(card, own, h_tokens[H_OK].token, 16, pin, 4, blk), 0);
+		if (pan_error_under(other, iss, blk))
+			return;
+	}
+	cr_assert_fail("no PIN in 1000..9999 gives such a block");
+}
+
+Test(card_crypto, review_rotated_acquirer_key_block_opened_whatever_the_other_key_reads)
+{
+	static const uint8_t ZPK_ACQ2[16] = {0x13, 0x57, 0x9b, 0xdf, 0x02, 0x46, 0x8a, 0xce,
+					     0xec, 0xa8, 0x64, 0x20, 0xfd, 0xb9, 0x75, 0x31};
+	struct tsw_hsm_key *a, *b, *iss;
+	uint8_t blk_a[16], blk_b[16];
+	char pin_a[5], pin_b[5];
+
+	add_key(TSW_VAULT_KEY_ZPK_ACQUIRER, TSW_VAULT_KEY_TDES2, "zpk-acq-2", ACQ_ID, ZPK_ACQ2, 16);
+	h_card_keys(&H);
+	cr_assert_eq(tsw_engine_reconfigure(H.e, &H.cfg), 0);
+	cr_assert_eq(
+	    tsw_hsm_key_import(H.hsm, TSW_HSM_ZPK_ACQUIRER, TSW_HSM_TDES2, ZPK_ACQ, 16, &a), 0);
+	cr_assert_eq(
+	    tsw_hsm_key_import(H.hsm, TSW_HSM_ZPK_ACQUIRER, TSW_HSM_TDES2, ZPK_ACQ2, 16, &b), 0);
+	cr_assert_eq(
+	    tsw_hsm_key_import(H.hsm, TSW_HSM_ZPK_ISSUER, TSW_HSM_TDES2, ZPK_ISS, 16, &iss), 0);
+	/* whichever key the engine tries first, one of the two is misread */
+	block_misread_under(a, b, iss, blk_a, pin_a);
+	block_misread_under(b, a, iss, blk_b, pin_b);
+	tsw_hsm_key_free(a);
+	tsw_hsm_key_free(b);
+	tsw_hsm_key_free(iss);
+	cr_assert_eq(send_pin(H_OK, "000001", ACQ_ID, blk_a, 8), 0);
+	cr_assert_eq(send_pin(H_OK, "000002", ACQ_ID, blk_b, 8), 0);
+	h_collect(&H, TSW_EP_LINK, 0, out);
+	cr_expect_eq(out->n, 2, "both blocks reach the issuer (got %u)", out->n);
+	cr_expect_eq(H.m.pin_translations[TSW_PIN_PAN], 0);
+}
+
+/* 9F27 (cryptogram information data) is parsed but never read: a DE55
+ * whose cryptogram is an AAC (9F27 00: the card declined offline) or a
+ * TC (40) verifies like an ARQC and goes to the issuer for approval. */
+Test(card_crypto, review_aac_or_tc_in_an_authorization_declined)
+{
+	static const uint8_t cids[] = {0x00, 0x40};
+	uint8_t de55[256];
+	char stan[7];
+
+	for (unsigned i = 0; i < 2; i++) {
+		struct tsw_hsm_arqc_input in = card_input(cvn_of(H_CHIP), (uint16_t)(i + 1));
+		struct tsw_hsm_key *k;
+		int n;
+
+		in.cid = cids[i];
+		cr_assert_eq(tsw_hsm_key_import(H.hsm, TSW_HSM_IMK_AC, TSW_HSM_TDES2, IMK1, 16, &k),
+			     0);
+		cr_assert_eq(tsw_hsm_arqc_generate(card, k, h_tokens[H_CHIP].token, 16,
+						   psn_of(H_CHIP), &in, in.arqc),
+			     0);
+		tsw_hsm_key_free(k);
+		n = tsw_hsm_de55_build(&in, de55, sizeof(de55));
+		cr_assert_gt(n, 0);
+		snprintf(stan, sizeof(stan), "%06u", i + 1);
+		cr_assert_eq(send_chip(H_CHIP, stan, "051", de55, (size_t)n), 0);
+		expect_declined_63();
+	}
 }

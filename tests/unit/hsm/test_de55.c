@@ -252,15 +252,16 @@ Test(de55, iad_above_32_bytes_and_non_bcd_psn_are_refused)
 	cr_assert_eq(tag, 0x5F34);
 }
 
-Test(de55, a_repeated_tag_the_first_counts)
+Test(de55, a_repeated_tag_is_refused_and_named)
 {
 	uint8_t de55[300];
 	size_t n = build(visa18, N_VISA18, 0, 0, de55);
 	struct tsw_hsm_arqc_input in;
+	uint32_t tag = 0;
 
 	put(de55, &n, 0x9F36, (const uint8_t *)"\x00\x1D", 2);
-	cr_assert_eq(tsw_hsm_de55_parse(de55, n, 18, &in, NULL), 0);
-	assert_hex(in.atc, 2, "001C");
+	cr_assert_eq(tsw_hsm_de55_parse(de55, n, 18, &in, &tag), -TSW_E_BAD_INPUT);
+	cr_assert_eq(tag, 0x9F36);
 }
 
 /* tsw_hsm_de55_build (the card side of the test tools) gives back what

@@ -368,8 +368,8 @@ def test_edited_record_of_a_card_refused_before_its_atc_is_recorded():
         f, _, _ = e.chip(card, 1)
         assert_declined(f, b"96", b"VAULT_INTEGRITY", "an edited card record")
         assert_eq(e.seen(), 0, "nothing reached the issuer")
-        assert_eq(e.sw.metric("tsw_state_atc_ok_total"), 0.0, "no ATC recorded for it")
-        assert_eq(e.sw.metric('tsw_cryptogram_checks_total{result="ok"}'), 0.0, "not checked")
+        assert_eq(e.sw.metric("tokswitch_state_atc_ok_total"), 0.0, "no ATC recorded for it")
+        assert_eq(e.sw.metric('tokswitch_cryptogram_checks_total{result="ok"}'), 0.0, "not checked")
 
 
 def test_bad_cryptograms_declined_63_never_reaching_the_issuer():

@@ -120,7 +120,8 @@ static void write_rows(const struct hist *h, FILE *f, unsigned ticks_per_half, d
 		 * bucket reaches, and the last bucket only at its first */
 		while (100.0 * (double)cum / total >= level) {
 			fprintf(f, "%12.3f %2.12f %10llu %14.2f\n", (double)hist_upper(i) / scale,
-				level / 100.0, (unsigned long long)cum, 1.0 / (1.0 - level / 100.0));
+				level / 100.0, (unsigned long long)cum,
+				1.0 / (1.0 - level / 100.0));
 			level = next_level(level, ticks_per_half);
 			if (cum == h->count)
 				break;

@@ -140,7 +140,8 @@ static void hgrm_parse(const char *text, struct hgrm *g)
 		if (k == 4)
 			cr_assert_float_eq(inv, 1.0 / (1.0 - g->pct[g->n]), 0.006, "row %u", g->n);
 		else
-			cr_assert_float_eq(g->pct[g->n], 1.0, 1e-12, "only the 100 %% row has 3 columns");
+			cr_assert_float_eq(g->pct[g->n], 1.0, 1e-12,
+					   "only the 100 %% row has 3 columns");
 		p += used;
 		cr_assert_eq(*p, '\n', "row %u ends after its columns", g->n);
 		p++;
@@ -176,32 +177,31 @@ static char *hgrm_text(const struct hist *h)
  * power of two) as 1007.615. */
 Test(hgrm, known_latencies_give_hdrhistograms_rows)
 {
-	static const char want[] =
-	    "       Value     Percentile TotalCount 1/(1-Percentile)\n"
-	    "\n"
-	    "       0.001 0.000000000000          1           1.00\n"
-	    "       0.001 0.100000000000          1           1.11\n"
-	    "       0.002 0.200000000000          2           1.25\n"
-	    "       0.003 0.300000000000          3           1.43\n"
-	    "       0.004 0.400000000000          4           1.67\n"
-	    "       0.005 0.500000000000          5           2.00\n"
-	    "       0.006 0.550000000000          6           2.22\n"
-	    "       0.006 0.600000000000          6           2.50\n"
-	    "       0.007 0.650000000000          7           2.86\n"
-	    "       0.007 0.700000000000          7           3.33\n"
-	    "       0.008 0.750000000000          8           4.00\n"
-	    "       0.008 0.775000000000          8           4.44\n"
-	    "       0.008 0.800000000000          8           5.00\n"
-	    "       0.009 0.825000000000          9           5.71\n"
-	    "       0.009 0.850000000000          9           6.67\n"
-	    "       0.009 0.875000000000          9           8.00\n"
-	    "       0.009 0.887500000000          9           8.89\n"
-	    "       0.009 0.900000000000          9          10.00\n"
-	    "    1007.615 0.912500000000         10          11.43\n"
-	    "    1007.615 1.000000000000         10\n"
-	    "#[Mean    =      100.356, StdDeviation   =      301.055]\n"
-	    "#[Max     =     1007.615, Total count    =           10]\n"
-	    "#[Buckets =           58, SubBuckets     =          128]\n";
+	static const char want[] = "       Value     Percentile TotalCount 1/(1-Percentile)\n"
+				   "\n"
+				   "       0.001 0.000000000000          1           1.00\n"
+				   "       0.001 0.100000000000          1           1.11\n"
+				   "       0.002 0.200000000000          2           1.25\n"
+				   "       0.003 0.300000000000          3           1.43\n"
+				   "       0.004 0.400000000000          4           1.67\n"
+				   "       0.005 0.500000000000          5           2.00\n"
+				   "       0.006 0.550000000000          6           2.22\n"
+				   "       0.006 0.600000000000          6           2.50\n"
+				   "       0.007 0.650000000000          7           2.86\n"
+				   "       0.007 0.700000000000          7           3.33\n"
+				   "       0.008 0.750000000000          8           4.00\n"
+				   "       0.008 0.775000000000          8           4.44\n"
+				   "       0.008 0.800000000000          8           5.00\n"
+				   "       0.009 0.825000000000          9           5.71\n"
+				   "       0.009 0.850000000000          9           6.67\n"
+				   "       0.009 0.875000000000          9           8.00\n"
+				   "       0.009 0.887500000000          9           8.89\n"
+				   "       0.009 0.900000000000          9          10.00\n"
+				   "    1007.615 0.912500000000         10          11.43\n"
+				   "    1007.615 1.000000000000         10\n"
+				   "#[Mean    =      100.356, StdDeviation   =      301.055]\n"
+				   "#[Max     =     1007.615, Total count    =           10]\n"
+				   "#[Buckets =           58, SubBuckets     =          128]\n";
 	static struct hist h;
 	struct hgrm g;
 	char *text;
@@ -225,9 +225,9 @@ Test(hgrm, known_latencies_give_hdrhistograms_rows)
  * level's share; the footer agrees with the histogram. */
 Test(hgrm, rows_follow_the_levels_and_parse_back)
 {
-	static const double levels[] = {0,	10,    20,    30,    40,     50,    55,    60,
-					65,	70,    75,    77.5,  80,     82.5,  85,    87.5,
-					88.75,	90,    91.25, 92.5,  93.75,  94.375};
+	static const double levels[] = {0,     10, 20,	  30,	40,    50,    55, 60,
+					65,    70, 75,	  77.5, 80,    82.5,  85, 87.5,
+					88.75, 90, 91.25, 92.5, 93.75, 94.375};
 	static struct hist h;
 	struct hgrm g;
 	char *text;
@@ -775,9 +775,9 @@ static char *read_text(const char *path)
 Test(tokbench, hist_writes_the_runs_distribution, .init = setup, .fini = teardown, .timeout = 60)
 {
 	char csv[512], json[512], hgrm[512];
-	const char *extra[] = {"--connections", "2",      "--depth", "4",  "--duration",
-			       "0.5",	        "--warmup", "0",       "--expect", "issuer",
-			       "--hist",        hgrm,     NULL};
+	const char *extra[] = {"--connections", "2",	    "--depth", "4",	   "--duration",
+			       "0.5",		"--warmup", "0",       "--expect", "issuer",
+			       "--hist",	hgrm,	    NULL};
 	struct testproc sim;
 	struct json_fig j;
 	struct hgrm g;

@@ -4,7 +4,6 @@ is run: no tokbench, no haproxy): the SVG is well-formed XML with a bar per
 path and mode for throughput and a latency line per path and mode, each
 named; the table parses back to the same figures; --svg-only draws from a
 run's JSON or its Markdown table next to it."""
-import json
 import math
 import os
 import subprocess
@@ -116,8 +115,11 @@ def case_svg_only_from_json_and_table():
             p = subprocess.run([COMPARE, "--svg-only", src, "--out", out],
                                capture_output=True, text=True, timeout=120)
             assert p.returncode == 0, p.stderr
-            ids, _ = svg_series(out)
+            ids, texts = svg_series(out)
             assert "latency-rate1000-tokswitch-uring" in ids, src
+            # the JSON has all four percentiles, the table p50 and p99
+            assert ("p90" in texts) == src.endswith(".json"), (src, texts)
+            assert "p99" in texts, (src, texts)
             os.unlink(out)
         p = subprocess.run([COMPARE, "--svg-only", stem + ".json"], capture_output=True,
                            text=True, timeout=120)

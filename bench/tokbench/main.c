@@ -36,6 +36,8 @@ static void usage(FILE *f)
 	      "                      for amounts ending in 51), any\n"
 	      "  --profile NAME|PATH wire profile (default \"default\")\n"
 	      "  --json FILE         write the figures as JSON\n"
+	      "  --hist FILE         write the latency distribution in HdrHistogram's\n"
+	      "                      percentile-distribution format (.hgrm), in microseconds\n"
 	      "  --seed N            random seed (default 1)\n"
 	      "  --quiet             no live line on stderr\n"
 	      "  --vault DIR --key-file FILE\n"
@@ -68,6 +70,7 @@ enum {
 	OPT_EXPECT,
 	OPT_PROFILE,
 	OPT_JSON,
+	OPT_HIST,
 	OPT_SEED,
 	OPT_QUIET,
 	OPT_VAULT,
@@ -91,6 +94,7 @@ static const struct option long_opts[] = {
     {"expect", required_argument, NULL, OPT_EXPECT},
     {"profile", required_argument, NULL, OPT_PROFILE},
     {"json", required_argument, NULL, OPT_JSON},
+    {"hist", required_argument, NULL, OPT_HIST},
     {"seed", required_argument, NULL, OPT_SEED},
     {"quiet", no_argument, NULL, OPT_QUIET},
     {"vault", required_argument, NULL, OPT_VAULT},
@@ -103,7 +107,7 @@ static const struct option long_opts[] = {
 
 struct args {
 	struct bench_config cfg;
-	const char *tokens, *json, *profile;
+	const char *tokens, *json, *hist, *profile;
 	const char *vault, *key_file, *pin;
 	uint16_t atc_start;
 };
@@ -192,6 +196,9 @@ static int parse_args(int argc, char **argv, struct args *a)
 			break;
 		case OPT_JSON:
 			a->json = optarg;
+			break;
+		case OPT_HIST:
+			a->hist = optarg;
 			break;
 		case OPT_SEED:
 			r = parse_num(optarg, 0, 1.8e19, &v);
@@ -411,6 +418,23 @@ static int write_json(const char *path, const struct args *a, const struct bench
 	return 0;
 }
 
+/* Recorded latencies are nanoseconds; the file's values are microseconds,
+ * the unit HdrHistogram's plotters are given a scale for. */
+#define HGRM_SCALE_NS_PER_US 1000.0
+
+static int write_hist(const char *path, const struct bench_result *r)
+{
+	FILE *f = fopen(path, "we");
+	int ret;
+
+	if (!f)
+		return -errno;
+	ret = hist_write_hgrm(&r->lat, f, HIST_HGRM_TICKS, HGRM_SCALE_NS_PER_US);
+	if (fclose(f) != 0 && ret == 0)
+		ret = -errno;
+	return ret;
+}
+
 int main(int argc, char **argv)
 {
 	struct bench_cards cards = {0};
@@ -470,6 +494,13 @@ int main(int argc, char **argv)
 		r = write_json(a.json, &a, res);
 		if (r < 0) {
 			fprintf(stderr, "tokbench: %s: %s\n", a.json, tsw_strerror(r));
+			goto out_toks;
+		}
+	}
+	if (a.hist) {
+		r = write_hist(a.hist, res);
+		if (r < 0) {
+			fprintf(stderr, "tokbench: %s: %s\n", a.hist, tsw_strerror(r));
 			goto out_toks;
 		}
 	}

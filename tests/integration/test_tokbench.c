@@ -104,6 +104,180 @@ Test(hist, empty_reports_zero)
 	cr_assert_eq(hist_quantile(&h, 0.99), 0);
 }
 
+/* ---- the .hgrm file (HdrHistogram's percentile distribution) ---- */
+
+/* What a plotter reads back from a .hgrm file: every row, and the footer. */
+struct hgrm {
+	unsigned n;
+	double value[256], pct[256];
+	unsigned long long count[256];
+	double mean, stddev, max;
+	unsigned long long total;
+	unsigned buckets, sub_buckets;
+};
+
+/* Parses text as HdrHistogram's plotters do: the header, a blank line, rows
+ * of value, percentile, total count and 1/(1-percentile) (which must agree
+ * with the percentile), the 100 % row without it, then the three footer
+ * lines; fails the test on anything else. */
+static void hgrm_parse(const char *text, struct hgrm *g)
+{
+	static const char header[] = "       Value     Percentile TotalCount 1/(1-Percentile)\n\n";
+	const char *p = text;
+	int used;
+
+	memset(g, 0, sizeof(*g));
+	cr_assert(strncmp(p, header, strlen(header)) == 0, "header: %.80s", p);
+	p += strlen(header);
+	while (*p && *p != '#') {
+		double inv;
+		int k;
+
+		cr_assert_lt(g->n, 256u);
+		k = sscanf(p, "%lf %lf %llu%n %lf%n", &g->value[g->n], &g->pct[g->n],
+			   &g->count[g->n], &used, &inv, &used);
+		cr_assert(k == 3 || k == 4, "row %u: %.60s", g->n, p);
+		if (k == 4)
+			cr_assert_float_eq(inv, 1.0 / (1.0 - g->pct[g->n]), 0.006, "row %u", g->n);
+		else
+			cr_assert_float_eq(g->pct[g->n], 1.0, 1e-12,
+					   "only the 100 %% row has 3 columns");
+		p += used;
+		cr_assert_eq(*p, '\n', "row %u ends after its columns", g->n);
+		p++;
+		g->n++;
+	}
+	cr_assert_eq(sscanf(p,
+			    "#[Mean    = %lf, StdDeviation   = %lf]\n"
+			    "#[Max     = %lf, Total count    = %llu]\n"
+			    "#[Buckets = %u, SubBuckets     = %u]\n%n",
+			    &g->mean, &g->stddev, &g->max, &g->total, &g->buckets, &g->sub_buckets,
+			    &used),
+		     6, "footer: %s", p);
+	cr_assert_eq(p[used], '\0', "nothing after the footer");
+}
+
+/* Writes h as tokbench --hist does (microseconds) into a string. */
+static char *hgrm_text(const struct hist *h)
+{
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&buf, &len);
+
+	cr_assert_not_null(f);
+	cr_assert_eq(hist_write_hgrm(h, f, HIST_HGRM_TICKS, 1000.0), 0);
+	cr_assert_eq(fclose(f), 0);
+	return buf;
+}
+
+/* 1..9 ns and one 1 ms outlier. The rows (levels, counts, values) are those
+ * HdrHistogram 2.1.11's outputPercentileDistribution prints for the same
+ * values, except the outlier's value: HdrHistogram at 3 significant digits
+ * reports its bucket top as 1000.447 us, this histogram (64 values per
+ * power of two) as 1007.615. */
+Test(hgrm, known_latencies_give_hdrhistograms_rows)
+{
+	static const char want[] = "       Value     Percentile TotalCount 1/(1-Percentile)\n"
+				   "\n"
+				   "       0.001 0.000000000000          1           1.00\n"
+				   "       0.001 0.100000000000          1           1.11\n"
+				   "       0.002 0.200000000000          2           1.25\n"
+				   "       0.003 0.300000000000          3           1.43\n"
+				   "       0.004 0.400000000000          4           1.67\n"
+				   "       0.005 0.500000000000          5           2.00\n"
+				   "       0.006 0.550000000000          6           2.22\n"
+				   "       0.006 0.600000000000          6           2.50\n"
+				   "       0.007 0.650000000000          7           2.86\n"
+				   "       0.007 0.700000000000          7           3.33\n"
+				   "       0.008 0.750000000000          8           4.00\n"
+				   "       0.008 0.775000000000          8           4.44\n"
+				   "       0.008 0.800000000000          8           5.00\n"
+				   "       0.009 0.825000000000          9           5.71\n"
+				   "       0.009 0.850000000000          9           6.67\n"
+				   "       0.009 0.875000000000          9           8.00\n"
+				   "       0.009 0.887500000000          9           8.89\n"
+				   "       0.009 0.900000000000          9          10.00\n"
+				   "    1007.615 0.912500000000         10          11.43\n"
+				   "    1007.615 1.000000000000         10\n"
+				   "#[Mean    =      100.356, StdDeviation   =      301.055]\n"
+				   "#[Max     =     1007.615, Total count    =           10]\n"
+				   "#[Buckets =           58, SubBuckets     =          128]\n";
+	static struct hist h;
+	struct hgrm g;
+	char *text;
+
+	hist_reset(&h);
+	for (uint64_t v = 1; v <= 9; v++)
+		hist_add(&h, v);
+	hist_add(&h, 1000000);
+	text = hgrm_text(&h);
+	cr_assert_str_eq(text, want);
+	hgrm_parse(text, &g);
+	cr_assert_eq(g.n, 20);
+	cr_assert_eq(g.total, 10);
+	cr_assert_float_eq(g.value[g.n - 1], 1007.615, 1e-9);
+	free(text);
+}
+
+/* 100 000 latencies of 1 us .. 100 ms: the levels step 10 %, then 5 % past
+ * 50 %, 2.5 % past 75 %, and so on; each row's count is the number of
+ * values at or below its value (v for the bucket top v us), at least its
+ * level's share; the footer agrees with the histogram. */
+Test(hgrm, rows_follow_the_levels_and_parse_back)
+{
+	static const double levels[] = {0,     10, 20,	  30,	40,    50,    55, 60,
+					65,    70, 75,	  77.5, 80,    82.5,  85, 87.5,
+					88.75, 90, 91.25, 92.5, 93.75, 94.375};
+	static struct hist h;
+	struct hgrm g;
+	char *text;
+
+	hist_reset(&h);
+	for (uint64_t v = 1; v <= 100000; v++)
+		hist_add(&h, v * 1000);
+	text = hgrm_text(&h);
+	hgrm_parse(text, &g);
+	cr_assert_gt(g.n, 40, "%u rows", g.n);
+	for (unsigned i = 0; i < sizeof(levels) / sizeof(levels[0]); i++)
+		cr_assert_float_eq(g.pct[i] * 100.0, levels[i], 1e-9, "row %u", i);
+	for (unsigned i = 0; i < g.n; i++) {
+		unsigned long long at_or_below = (unsigned long long)g.value[i];
+
+		if (at_or_below > 100000)
+			at_or_below = 100000;
+		cr_assert_eq(g.count[i], at_or_below, "row %u", i);
+		cr_assert_geq((double)g.count[i], g.pct[i] * 100000 - 1e-6, "row %u", i);
+		if (i > 0)
+			cr_assert(g.value[i] >= g.value[i - 1] && g.count[i] >= g.count[i - 1] &&
+				      g.pct[i] > g.pct[i - 1],
+				  "row %u", i);
+	}
+	cr_assert_float_eq(g.pct[g.n - 1], 1.0, 1e-12);
+	cr_assert_eq(g.count[g.n - 1], 100000);
+	cr_assert_eq(g.total, 100000);
+	cr_assert_float_eq(g.max, g.value[g.n - 1], 1e-9);
+	cr_assert(g.max >= 100000.0 && g.max <= 100000.0 * 1.016, "max %g", g.max);
+	cr_assert(g.mean >= 50000.5 && g.mean <= 50000.5 * 1.016, "mean %g", g.mean);
+	cr_assert_eq(g.buckets, 58);
+	cr_assert_eq(g.sub_buckets, 128);
+	free(text);
+}
+
+Test(hgrm, empty_histogram_has_header_and_zero_footer)
+{
+	static struct hist h;
+	struct hgrm g;
+	char *text;
+
+	hist_reset(&h);
+	text = hgrm_text(&h);
+	hgrm_parse(text, &g);
+	cr_assert_eq(g.n, 0);
+	cr_assert_eq(g.total, 0);
+	cr_assert_float_eq(g.max, 0.0, 1e-12);
+	free(text);
+}
+
 /* ---- token CSV ---- */
 
 Test(tokens, loads_every_column_and_defaults, .init = setup, .fini = teardown)
@@ -579,6 +753,58 @@ Test(tokbench, issuer_latency_shows_in_percentiles, .init = setup, .fini = teard
 	cr_assert_eq(json_num(&j, "unmatched"), 0, "%s", j.text);
 	cr_assert_geq(json_num(&j, "p99_us"), json_num(&j, "p50_us"), "%s", j.text);
 	cr_assert_eq(json_num(&j, "wrong"), 0, "%s", j.text);
+	sim_answered(&sim);
+}
+
+static char *read_text(const char *path)
+{
+	char *buf = NULL;
+	size_t cap = 0, n;
+	FILE *f = fopen(path, "r");
+
+	cr_assert_not_null(f, "no file at %s", path);
+	n = (size_t)getdelim(&buf, &cap, '\0', f);
+	cr_assert_gt(n, 0);
+	fclose(f);
+	return buf;
+}
+
+/* --hist after a real run: the file parses as a percentile distribution of
+ * every answer counted, in microseconds (the simulator holds each answer
+ * 2 to 3 ms), and its median row is the run's p50. */
+Test(tokbench, hist_writes_the_runs_distribution, .init = setup, .fini = teardown, .timeout = 60)
+{
+	char csv[512], json[512], hgrm[512];
+	const char *extra[] = {"--connections", "2",	    "--depth", "4",	   "--duration",
+			       "0.5",		"--warmup", "0",       "--expect", "issuer",
+			       "--hist",	hgrm,	    NULL};
+	struct testproc sim;
+	struct json_fig j;
+	struct hgrm g;
+	uint16_t port = start_sim2(&sim, "--latency-dist", "uniform:2000:3000");
+	unsigned median = 0;
+	char *text;
+
+	write_file("tokens.csv", tiny_csv, csv, sizeof(csv));
+	snprintf(json, sizeof(json), "%s/out.json", tmpdir);
+	snprintf(hgrm, sizeof(hgrm), "%s/run.hgrm", tmpdir);
+	cr_assert_eq(run_bench(port, csv, json, extra), 0);
+	read_json(json, &j);
+	text = read_text(hgrm);
+	hgrm_parse(text, &g);
+	cr_assert_gt(json_num(&j, "count"), 100, "%s", j.text);
+	cr_assert_eq((double)g.total, json_num(&j, "count"), "%s", text);
+	cr_assert_eq((double)g.count[g.n - 1], json_num(&j, "count"));
+	cr_assert_geq(g.value[0], 2000.0, "first row in us: %s", text);
+	cr_assert(g.max >= json_num(&j, "max_us") - 0.05 &&
+		      g.max <= json_num(&j, "max_us") * 1.016 + 0.05,
+		  "max %g: %s", g.max, text);
+	while (median < g.n && g.pct[median] < 0.5)
+		median++;
+	cr_assert_lt(median, g.n);
+	cr_assert_float_eq(g.pct[median], 0.5, 1e-12);
+	cr_assert_float_eq(g.value[median], json_num(&j, "p50_us"), 0.05, "%s", text);
+	free(text);
 	sim_answered(&sim);
 }
 

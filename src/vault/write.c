@@ -309,9 +309,10 @@ static int commit_or_abort(MDB_txn *txn, int r)
 /* What a single-token verb changes in its record. */
 enum token_edit { EDIT_STATUS, EDIT_ATC_EPOCH };
 
-/* Reads token's record (authenticated), applies the edit, seals it again. */
+/* Reads token's record (authenticated), applies the edit (arg: the new
+ * status, or the new device's PSN), seals it again. */
 static int edit_token(struct tsw_vault *v, const char *token, size_t len, enum token_edit edit,
-		      uint8_t status, struct tsw_token *ret_old, struct tsw_token *ret_new)
+		      int arg, struct tsw_token *ret_old, struct tsw_token *ret_new)
 {
 	char pan[TSW_PAN_MAX_DIGITS];
 	struct tsw_token t;
@@ -329,10 +330,22 @@ static int edit_token(struct tsw_vault *v, const char *token, size_t len, enum t
 	if (r < 0)
 		goto out;
 	*ret_old = t;
-	if (edit == EDIT_STATUS)
-		t.status = status;
-	else
+	if (edit == EDIT_STATUS) {
+		t.status = (uint8_t)arg;
+	} else {
+		/* the old device's cryptograms must not verify once its ATC
+		 * starts over: the new one gets another PSN */
+		unsigned psn = arg == TSW_VAULT_PSN_NEXT ? (t.psn + 1u) % (TSW_TOKEN_PSN_MAX + 1u)
+							 : (unsigned)arg;
+
+		if (arg != TSW_VAULT_PSN_NEXT &&
+		    (arg < 0 || arg > TSW_TOKEN_PSN_MAX || psn == t.psn)) {
+			r = -TSW_E_BAD_INPUT;
+			goto out;
+		}
+		t.psn = (uint8_t)psn;
 		t.atc_epoch++;
+	}
 	r = rewrite_token(v, &c, txn, key, &t, pan, pan_len);
 	if (r == 0)
 		*ret_new = t;
@@ -356,13 +369,16 @@ int tsw_vault_set_status(struct tsw_vault *v, const char *token, size_t len,
 	return r;
 }
 
-int tsw_vault_repersonalize(struct tsw_vault *v, const char *token, size_t len, uint32_t *ret_epoch)
+int tsw_vault_repersonalize(struct tsw_vault *v, const char *token, size_t len, int psn,
+			    uint32_t *ret_epoch, unsigned *ret_psn)
 {
 	struct tsw_token old, now;
-	int r = edit_token(v, token, len, EDIT_ATC_EPOCH, 0, &old, &now);
+	int r = edit_token(v, token, len, EDIT_ATC_EPOCH, psn, &old, &now);
 
 	if (r == 0 && ret_epoch)
 		*ret_epoch = now.atc_epoch;
+	if (r == 0 && ret_psn)
+		*ret_psn = now.psn;
 	return r;
 }
 

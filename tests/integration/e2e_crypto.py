@@ -86,6 +86,14 @@ class Vault:
             raise RuntimeError("tokvault %s failed (%d): %s" % (verb[0], p.returncode, p.stderr))
         return p.stdout
 
+    def tokvault_fails(self, *verb):
+        """tokvault verb must fail: its stderr."""
+        p = subprocess.run([TOKVAULT, "--vault", self.path, "--key-file", self.key] + list(verb),
+                           capture_output=True, text=True, timeout=60)
+        if p.returncode == 0:
+            raise AssertionError("tokvault %s succeeded: %s" % (verb[0], p.stdout))
+        return p.stderr
+
     def key_add(self, kind, kid, scope, key, alg=None):
         """Adds key (bytes) of kind with scope ("--range", "4000") and checks
         the KCV tokvault prints against the one computed here."""
@@ -465,21 +473,33 @@ def test_limited_use_token_keeps_its_use_when_the_cryptogram_fails():
         assert_eq(e.seen(), 2, "two forwarded")
 
 
-def test_repersonalize_makes_atc_1_acceptable_again():
+def test_repersonalize_makes_atc_1_acceptable_again_on_the_new_device_only():
     v, imk = chip_vault()
     with Env(v) as e:
-        card = card_of(v, imk, "c16")
+        old = card_of(v, imk, "c16")  # PSN 03
         for atc in (1, 5):
-            f, tags, _ = e.chip(card, atc)
-            assert_approved_with_91(f, card, tags, "00", "ATC %d" % atc)
-        f = e.chip(card, 1)[0]
+            f, tags, _ = e.chip(old, atc)
+            assert_approved_with_91(f, old, tags, "00", "ATC %d" % atc)
+        f = e.chip(old, 1)[0]
         assert_declined(f, b"63", b"ATC_REPLAY", "ATC 1 before repersonalize")
-        v.tokvault("repersonalize", card.token)  # while the switch runs
-        f, tags, de55 = e.chip(card, 1)
-        assert_approved_with_91(f, card, tags, "00", "ATC 1 after repersonalize")
-        _, f = e.ask(card.token, de55=de55)
+        # made by the old device, never sent: its ATCs are below the new
+        # device's future ones once the counter starts over
+        kept = [old.de55(atc=a, with_psn=p)[0] for a, p in ((2, False), (3, True))]
+        out = v.tokvault("repersonalize", old.token)  # while the switch runs
+        assert "new PSN 04" in out, out
+        assert_eq(v.tokvault("show", old.token).count("psn=04"), 1, "the record's new PSN")
+        _, f = e.ask(old.token, de55=kept[0])
+        assert_declined(f, b"63", b"CRYPTOGRAM", "the old device's ATC 2 (old ICC key)")
+        _, f = e.ask(old.token, de55=kept[1])
+        assert_declined(f, b"63", b"CRYPTOGRAM", "the old device's ATC 3 naming PSN 03")
+        new = card_of(v, imk, "c16", psn=4)
+        f, tags, de55 = e.chip(new, 1)
+        assert_approved_with_91(f, new, tags, "00", "ATC 1 of the new device")
+        _, f = e.ask(new.token, de55=de55)
         assert_declined(f, b"63", b"ATC_REPLAY", "ATC 1 twice in the new epoch")
         assert_eq(e.seen(), 3, "forwarded")
+        out = v.tokvault_fails("repersonalize", "--psn", "04", old.token)
+        assert "already" in out, out
 
 
 def test_contactless_checked_like_chip_other_modes_refused_advices_not_checked():

@@ -596,17 +596,41 @@ static int run_unbind(struct tsw_vault *v, int argc, char **argv)
 
 static int run_repersonalize(struct tsw_vault *v, int argc, char **argv)
 {
-	const char *token;
+	const char *token = NULL;
 	char m[MASK_MAX];
 	uint32_t epoch = 0;
-	int r;
+	unsigned psn = 0;
+	int want = TSW_VAULT_PSN_NEXT, r;
 
-	if ((r = one_token(argc, argv, &token)) != 0)
-		return r;
-	r = tsw_vault_repersonalize(v, token, strlen(token), &epoch);
+	for (int i = 0; i < argc; i++) {
+		if (strcmp(argv[i], "--psn") == 0) {
+			char *end = NULL;
+			long n;
+
+			if (++i >= argc)
+				return usage_error("--psn needs two digits");
+			errno = 0;
+			n = strtol(argv[i], &end, 10);
+			if (errno || strlen(argv[i]) != 2 || *end || n < 0 || n > TSW_TOKEN_PSN_MAX)
+				return usage_error("--psn: two digits, 00..99");
+			want = (int)n;
+		} else if (argv[i][0] == '-' && argv[i][1] != '\0') {
+			return usage_error("unknown argument");
+		} else if (token) {
+			return usage_error("needs one TOKEN");
+		} else {
+			token = argv[i];
+		}
+	}
+	if (!token)
+		return usage_error("needs one TOKEN");
+	r = tsw_vault_repersonalize(v, token, strlen(token), want, &epoch, &psn);
+	if (r == -TSW_E_BAD_INPUT)
+		return fail(r, "--psn: the token's PSN already (the new device needs another)");
 	if (r < 0)
 		return fail(r, "token");
-	printf("token %s: ATC reset (atc_epoch=%u)\n", mask(token, m), epoch);
+	printf("token %s: ATC reset (atc_epoch=%u), new PSN %02u: personalize the device with it\n",
+	       mask(token, m), epoch, psn);
 	return 0;
 }
 
@@ -1151,7 +1175,9 @@ static const struct verb verbs[] = {
     {"resume-card", "--pan PAN|-", "lifts a card suspension", run_resume_card, 0, PAN_STDIN_NOTE},
     {"bind-device", "TOKEN REF", "binds a device to the token", run_bind, 0, NULL},
     {"unbind-device", "TOKEN REF", "unbinds a device", run_unbind, 0, NULL},
-    {"repersonalize", "TOKEN", "resets the token's ATC to 0 (bumps its atc_epoch)",
+    {"repersonalize", "[--psn NN] TOKEN",
+     "resets the token's ATC to 0 (bumps its atc_epoch) and gives the new device a new PSN "
+     "(the next one, or NN)",
      run_repersonalize, 0, NULL},
     {"stats", "", "counts tokens, cards, bindings, keys and ranges", run_stats, TSW_VAULT_RDONLY,
      NULL},

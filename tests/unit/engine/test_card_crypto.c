@@ -103,9 +103,13 @@ static struct tsw_hsm_arqc_input card_input(unsigned cvn, uint16_t atc)
 	return in;
 }
 
+/* The PSN H_CHIP's device was personalized with last (its record's,
+ * until a test re-personalizes it). */
+static uint8_t chip_psn = 0x01;
+
 static uint8_t psn_of(enum h_token t)
 {
-	return t == H_CHIP ? 0x01 : t == H_CHIP_LIMITED ? 0x02 : 0x00;
+	return t == H_CHIP ? chip_psn : t == H_CHIP_LIMITED ? 0x02 : 0x00;
 }
 
 static unsigned cvn_of(enum h_token t)
@@ -354,13 +358,48 @@ Test(card_crypto, bad_cryptogram_of_a_limited_token_keeps_its_use)
 	approve_with_arpc(H_CHIP_LIMITED, "000002", 1, "00");
 }
 
+static void expect_declined_63(void);
+
+/* The new device gets the next PSN, so its ICC key is not the old one's. */
+static void repersonalize_chip(void)
+{
+	uint32_t epoch = 0;
+	unsigned psn = 0;
+
+	cr_assert_eq(tsw_vault_repersonalize(H.vault, h_tokens[H_CHIP].token, 16,
+					     TSW_VAULT_PSN_NEXT, &epoch, &psn),
+		     0);
+	cr_assert_eq(epoch, 1);
+	cr_assert_eq(psn, 2, "the record's PSN 01 becomes 02");
+	chip_psn = 0x02;
+}
+
 Test(card_crypto, repersonalized_token_accepts_atc_1_again)
 {
-	uint32_t epoch;
-
+	chip_psn = 0x01;
 	approve_with_arpc(H_CHIP, "000001", 1, "00");
-	cr_assert_eq(tsw_vault_repersonalize(H.vault, h_tokens[H_CHIP].token, 16, &epoch), 0);
+	repersonalize_chip();
 	approve_with_arpc(H_CHIP, "000002", 1, "00");
+}
+
+/* A re-personalization resets the ATC: a cryptogram the old device made
+ * (captured, or from the old phone still around) must not be good again
+ * once the counter starts over. The new PSN changes the ICC key. */
+Test(card_crypto, repersonalized_token_refuses_the_old_devices_cryptograms)
+{
+	uint8_t old2[256], old3[256];
+	size_t n2, n3;
+
+	chip_psn = 0x01;
+	approve_with_arpc(H_CHIP, "000001", 1, "00");
+	n2 = card_de55(H_CHIP, 2, IMK1, old2, NULL); /* made, never sent */
+	n3 = card_de55(H_CHIP, 3, IMK1, old3, NULL);
+	repersonalize_chip();
+	cr_assert_eq(send_chip(H_CHIP, "000002", "051", old2, n2), 0);
+	expect_declined_63();
+	cr_assert_eq(send_chip(H_CHIP, "000003", "051", old3, n3), 0);
+	expect_declined_63();
+	approve_with_arpc(H_CHIP, "000004", 1, "00");
 }
 
 Test(card_crypto_own_start, no_key_for_the_range_declined_63)

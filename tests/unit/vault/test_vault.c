@@ -760,7 +760,8 @@ Test(vault, status_changes_and_unknown_token)
 		     -TSW_E_NOT_FOUND);
 	cr_assert_eq(tsw_vault_set_status(v, toks[0], 16, TSW_TOKEN_STATUS_MAX, &old),
 		     -TSW_E_BAD_INPUT);
-	cr_assert_eq(tsw_vault_repersonalize(v, other, 16, NULL), -TSW_E_NOT_FOUND);
+	cr_assert_eq(tsw_vault_repersonalize(v, other, 16, TSW_VAULT_PSN_NEXT, NULL, NULL),
+		     -TSW_E_NOT_FOUND);
 	tsw_vault_close(v);
 }
 
@@ -927,11 +928,46 @@ Test(vault, repersonalize_bumps_the_atc_epoch)
 	luhn_number(pan, "411111", 16, 1);
 	import_card(v, pan, 1, 1, toks);
 	for (uint32_t want = 1; want <= 3; want++) {
-		cr_assert_eq(tsw_vault_repersonalize(v, toks[0], 16, &epoch), 0);
+		cr_assert_eq(
+		    tsw_vault_repersonalize(v, toks[0], 16, TSW_VAULT_PSN_NEXT, &epoch, NULL), 0);
 		cr_assert_eq(epoch, want);
 		cr_assert_eq(lookup(v, toks[0], &t), 0);
 		cr_assert_eq(t.atc_epoch, want);
 	}
+	expect_pan(v, toks[0], pan);
+	tsw_vault_close(v);
+}
+
+/* The new device's PSN: the next one by default (99 wraps to 00), or the
+ * one given; the record's own or one out of range changes nothing. */
+Test(vault, repersonalize_gives_the_new_device_a_new_psn)
+{
+	struct tsw_vault *v = open_new();
+	char toks[1][20], pan[20];
+	struct tsw_token t;
+	uint32_t epoch = 0;
+	unsigned psn = 0;
+
+	luhn_number(pan, "411111", 16, 1);
+	import_card(v, pan, 1, 1, toks);
+	cr_assert_eq(lookup(v, toks[0], &t), 0);
+	cr_assert_eq(t.psn, 0);
+	cr_assert_eq(tsw_vault_repersonalize(v, toks[0], 16, TSW_VAULT_PSN_NEXT, &epoch, &psn), 0);
+	cr_assert_eq(psn, 1);
+	cr_assert_eq(tsw_vault_repersonalize(v, toks[0], 16, 99, &epoch, &psn), 0);
+	cr_assert_eq(psn, 99);
+	cr_assert_eq(tsw_vault_repersonalize(v, toks[0], 16, TSW_VAULT_PSN_NEXT, &epoch, &psn), 0);
+	cr_assert_eq(psn, 0, "99 wraps to 00");
+	cr_assert_eq(epoch, 3);
+	for (int bad = 0; bad < 4; bad++) {
+		const int psns[] = {0 /* the record's */, 100, -2, 1000};
+
+		cr_assert_eq(tsw_vault_repersonalize(v, toks[0], 16, psns[bad], &epoch, &psn),
+			     -TSW_E_BAD_INPUT, "psn %d", psns[bad]);
+	}
+	cr_assert_eq(lookup(v, toks[0], &t), 0);
+	cr_assert_eq(t.psn, 0, "refused: nothing changed");
+	cr_assert_eq(t.atc_epoch, 3, "refused: nothing changed");
 	expect_pan(v, toks[0], pan);
 	tsw_vault_close(v);
 }
@@ -988,7 +1024,8 @@ Test(vault, read_only_vault_refuses_every_write)
 	cr_assert_eq(tsw_vault_update_pan(v, pan, 16, pan, 16, "3001", &n), -EROFS);
 	cr_assert_eq(tsw_vault_bind_device(v, toks[0], 16, "d", 1), -EROFS);
 	cr_assert_eq(tsw_vault_unbind_device(v, toks[0], 16, "d", 1), -EROFS);
-	cr_assert_eq(tsw_vault_repersonalize(v, toks[0], 16, NULL), -EROFS);
+	cr_assert_eq(tsw_vault_repersonalize(v, toks[0], 16, TSW_VAULT_PSN_NEXT, NULL, NULL),
+		     -EROFS);
 	cr_assert_eq(tsw_vault_provision(v, &row, NULL, 0, 16, &t), -EROFS);
 	cr_assert_eq(tsw_vault_add_token_bin(v, "4", 1), -EROFS);
 	cr_assert_eq(tsw_vault_batch_begin(v, 0, NULL, NULL, &b), -EROFS);
@@ -2607,7 +2644,8 @@ Test(vault, tokvault_provision_takes_cvn_and_psn)
 	cr_expect_eq(t.psn, 7);
 	expect_pan(v, tok, "4111111111111111");
 	/* repersonalization keeps them and bumps the epoch */
-	cr_assert_eq(tsw_vault_repersonalize(v, tok, strlen(tok), NULL), 0);
+	cr_assert_eq(tsw_vault_repersonalize(v, tok, strlen(tok), TSW_VAULT_PSN_NEXT, NULL, NULL),
+		     0);
 	cr_assert_eq(lookup(v, tok, &t), 0);
 	cr_expect_eq(t.cvn, 20);
 	cr_expect_eq(t.psn, 7);

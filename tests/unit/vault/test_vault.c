@@ -2643,12 +2643,13 @@ Test(vault, tokvault_provision_takes_cvn_and_psn)
 	cr_expect_eq(t.cvn, 20);
 	cr_expect_eq(t.psn, 7);
 	expect_pan(v, tok, "4111111111111111");
-	/* repersonalization keeps them and bumps the epoch */
+	/* repersonalization keeps the CVN, bumps the epoch and gives the new
+	 * device the next PSN (the old device's key is then not the new one's) */
 	cr_assert_eq(tsw_vault_repersonalize(v, tok, strlen(tok), TSW_VAULT_PSN_NEXT, NULL, NULL),
 		     0);
 	cr_assert_eq(lookup(v, tok, &t), 0);
 	cr_expect_eq(t.cvn, 20);
-	cr_expect_eq(t.psn, 7);
+	cr_expect_eq(t.psn, 8);
 	cr_expect_eq(t.atc_epoch, 1);
 	tsw_vault_close(v);
 	{

@@ -225,6 +225,8 @@ struct tsw_hsm_soft_stats {
 	uint64_t key_full;    /* imports/derivations refused: max_keys */
 	uint64_t icc_cache_hits;
 	uint64_t icc_cache_misses; /* derived and stored (evicting a slot's key) */
+	uint64_t icc_cache_used;   /* entries holding a key now (freeing an IMK
+				    * wipes those derived under it) */
 	bool locked;		   /* the key memory is mlock()ed (false when
 				    * RLIMIT_MEMLOCK refused: keys still work,
 				    * may be swapped) */

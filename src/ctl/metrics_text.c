@@ -378,13 +378,18 @@ static void put_hsm(struct text *t, const struct tsw_hsm *h)
 		"Cryptograms whose ICC master key was derived (and cached, hsm.icc_cache_entries).",
 	    },
 	    {
+		"tokswitch_hsm_icc_cache_entries_used",
+		"gauge",
+		"ICC master keys in the cache now (freeing an IMK wipes those derived under it).",
+	    },
+	    {
 		"tokswitch_hsm_memory_locked",
 		"gauge",
 		"1 when the key memory is locked (mlock); 0: RLIMIT_MEMLOCK refused, keys may be "
 		"swapped.",
 	    },
 	};
-	uint64_t v[5];
+	uint64_t v[6];
 
 	if (!h || tsw_hsm_soft_stats(h, &hs) < 0)
 		return;
@@ -392,7 +397,8 @@ static void put_hsm(struct text *t, const struct tsw_hsm *h)
 	v[1] = hs.key_full;
 	v[2] = hs.icc_cache_hits;
 	v[3] = hs.icc_cache_misses;
-	v[4] = hs.locked;
+	v[4] = hs.icc_cache_used;
+	v[5] = hs.locked;
 	_Static_assert(sizeof(v) / sizeof(v[0]) == sizeof(rows) / sizeof(rows[0]),
 		       "one value a row");
 	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++)

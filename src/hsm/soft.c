@@ -48,6 +48,7 @@ struct soft_hsm {
 	pthread_mutex_t shard[CACHE_SHARDS];
 
 	uint64_t key_full, hits, misses; /* atomics */
+	uint64_t cache_used; /* entries holding a key; under their shard locks, read atomically */
 };
 
 static const struct tsw_hsm_ops soft_ops;
@@ -175,6 +176,7 @@ int tsw_hsm_soft_stats(const struct tsw_hsm *hb, struct tsw_hsm_soft_stats *ret)
 	ret->key_full = __atomic_load_n(&h->key_full, __ATOMIC_RELAXED);
 	ret->icc_cache_hits = __atomic_load_n(&h->hits, __ATOMIC_RELAXED);
 	ret->icc_cache_misses = __atomic_load_n(&h->misses, __ATOMIC_RELAXED);
+	ret->icc_cache_used = __atomic_load_n(&h->cache_used, __ATOMIC_RELAXED);
 	ret->locked = h->keys_locked && (!h->cache || h->cache_locked);
 	return 0;
 }
@@ -218,12 +220,32 @@ static int soft_key_import(struct tsw_hsm *h, enum tsw_hsm_kind kind, enum tsw_h
 	return key_new(soft(h), kind, alg, bytes, len, ret_key);
 }
 
+/* Wipes the ICC master keys derived under the IMK of serial: a key that
+ * is freed (retired, replaced at a reload) leaves nothing it produced in
+ * memory. A scan of the whole cache, shard by shard: keys are freed at
+ * reloads, not per request. */
+static void cache_forget(struct soft_hsm *h, uint32_t serial)
+{
+	for (uint32_t sh = 0; sh < CACHE_SHARDS && sh < h->cache_n; sh++) {
+		pthread_mutex_lock(&h->shard[sh]);
+		for (uint32_t i = sh; i < h->cache_n; i += CACHE_SHARDS) {
+			if (h->cache[i].serial != serial)
+				continue;
+			OPENSSL_cleanse(&h->cache[i], sizeof(h->cache[i]));
+			__atomic_fetch_sub(&h->cache_used, 1, __ATOMIC_RELAXED);
+		}
+		pthread_mutex_unlock(&h->shard[sh]);
+	}
+}
+
 static void soft_key_free(struct tsw_hsm_key *kb)
 {
 	struct soft_key *k = (struct soft_key *)kb;
 	struct soft_hsm *h = soft(kb->hsm);
 	uint32_t slot = (uint32_t)(k - h->keys);
 
+	if (h->cache && kb->info.kind == TSW_HSM_IMK_AC)
+		cache_forget(h, k->serial);
 	OPENSSL_cleanse(k, sizeof(*k));
 	pthread_mutex_lock(&h->key_lock);
 	k->next_free = h->free_head;
@@ -325,6 +347,8 @@ static void icc_mk(struct soft_session *s, const struct tsw_hsm_key *imkb, const
 	if (!e)
 		return;
 	pthread_mutex_lock(lock);
+	if (!e->serial)
+		__atomic_fetch_add(&h->cache_used, 1, __ATOMIC_RELAXED);
 	e->serial = imk->serial;
 	e->psn = psn;
 	e->pan_len = (uint8_t)pan_len;

@@ -218,6 +218,43 @@ Test(emv_flips, mastercard_cvn20)
 	check_flips(&mc20);
 }
 
+/* ICC master keys derived under an IMK are wiped from the cache when the
+ * IMK is freed (a retired key, a reload): no key material outlives the
+ * key it came from; another IMK's entries stay. */
+Test(emv_cache, freeing_an_imk_wipes_the_icc_keys_derived_under_it)
+{
+	struct tsw_hsm *h;
+	struct tsw_hsm_session *s;
+	struct tsw_hsm_key *old, *kept;
+	struct tsw_hsm_arqc_input in;
+	struct tsw_hsm_soft_stats st;
+	static const char *pans[] = {"1234567890123456", "1234567890123464", "4000123412341234"};
+
+	cr_assert_eq(tsw_hsm_soft_open(NULL, &h), 0);
+	cr_assert_eq(tsw_hsm_session_open(h, &s), 0);
+	old = import_hex(h, TSW_HSM_IMK_AC, TSW_HSM_TDES2, IMK);
+	kept = import_hex(h, TSW_HSM_IMK_AC, TSW_HSM_TDES2, "89ABCDEF01234567FEDCBA9876543210");
+	input(&visa10, &in);
+	for (size_t i = 0; i < 3; i++) {
+		cr_assert_eq(tsw_hsm_arqc_generate(s, old, pans[i], 16, 0x00, &in, in.arqc), 0);
+		cr_assert_eq(tsw_hsm_arqc_verify(s, old, pans[i], 16, 0x00, &in), 0);
+	}
+	cr_assert_eq(tsw_hsm_arqc_generate(s, kept, pans[0], 16, 0x01, &in, in.arqc), 0);
+	cr_assert_eq(tsw_hsm_soft_stats(h, &st), 0);
+	cr_assert_eq(st.icc_cache_used, 4, "3 cards under the old IMK, 1 under the kept one");
+	tsw_hsm_key_free(old);
+	cr_assert_eq(tsw_hsm_soft_stats(h, &st), 0);
+	cr_assert_eq(st.icc_cache_used, 1, "only the kept IMK's card is left");
+	cr_assert_eq(tsw_hsm_arqc_verify(s, kept, pans[0], 16, 0x01, &in), 0);
+	cr_assert_eq(tsw_hsm_soft_stats(h, &st), 0);
+	cr_assert_eq(st.icc_cache_hits, 4, "3 verifications, then the kept card's again: hits");
+	tsw_hsm_key_free(kept);
+	cr_assert_eq(tsw_hsm_soft_stats(h, &st), 0);
+	cr_assert_eq(st.icc_cache_used, 0);
+	tsw_hsm_session_close(s);
+	tsw_hsm_close(h);
+}
+
 Test(emv_args, bad_inputs_are_refused_before_any_key_is_used)
 {
 	struct tsw_hsm *h;

@@ -170,6 +170,7 @@ struct tsw_config {
 	uint32_t standin_max_tokens; /* exposure table (restart to change) */
 	/* [cryptogram] card cryptography (docs/decisions.md) */
 	uint32_t cryptogram_atc_window; /* how far ahead of the last ATC a new one may be; 0: any */
+	uint32_t cryptogram_max_keys_tried; /* newest keys of a range or acquirer tried per check */
 	/* [hsm] the software HSM's memory (restart to change) */
 	uint32_t hsm_max_keys;		/* keys held at once, imported and derived */
 	uint32_t hsm_icc_cache_entries; /* derived ICC master keys kept */

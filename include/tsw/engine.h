@@ -355,6 +355,8 @@ enum tsw_engine_event_kind {
 	TSW_EV_VAULT_KEYS_REFUSED,	 /* err: a key file reload refused, old keys kept */
 	TSW_EV_CRYPTOGRAM_DECLINED,	 /* token; why: the check's result ("wrong", ...) */
 	TSW_EV_PIN_BLOCK_REFUSED,	 /* token; why: the translation's result */
+	TSW_EV_KEYS_TRIED_LIMIT,	 /* n1: cryptogram.max_keys_tried; n2: active keys: a
+					  * check failed with older keys untried */
 	TSW_EV_EVENTS_DROPPED, /* n1: events dropped since the last report; n2: queue size */
 	TSW_EV_KIND_MAX
 };

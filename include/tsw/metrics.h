@@ -266,6 +266,7 @@ struct tsw_metrics_shard {
 	uint64_t standin_exposure_full;   /* refused: the exposure table had no room */
 	/* card cryptography (card_crypto.c) */
 	uint64_t card_checks[TSW_CARD_CHECK_RESULT_MAX]; /* by enum tsw_card_check_result */
+	uint64_t cryptogram_keys_untried; /* failed with keys past cryptogram.max_keys_tried */
 	uint64_t arpcs;					 /* answers given a tag 91 */
 	uint64_t arpc_failures; /* answers that owed one and went without (HSM error, no room) */
 	uint64_t pin_translations[TSW_PIN_RESULT_MAX]; /* by enum tsw_pin_result */

@@ -112,6 +112,7 @@ static const struct u32_key u32_keys[] = {
     /* the HSM's and the state's defaults (tsw/hsm.h TSW_HSM_*_DEFAULT,
      * TSW_STATE_ATC_WINDOW_DEFAULT; tests/unit/ctl checks they agree) */
     U32F("cryptogram", "atc_window", cryptogram_atc_window, 100, 0, 65535, KEY_RELOAD),
+    U32F("cryptogram", "max_keys_tried", cryptogram_max_keys_tried, 3, 1, 64, KEY_RELOAD),
     U32("hsm", "max_keys", hsm_max_keys, 1024, 16, 1u << 20),
     U32("hsm", "icc_cache_entries", hsm_icc_cache_entries, 65536, 1, 1u << 24),
 };

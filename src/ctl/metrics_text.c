@@ -223,6 +223,10 @@ static const struct scalar scalars[] = {
     SC("tokswitch_parked", "gauge", "Limited-use requests waiting for a durable use.", parked),
     SC("tokswitch_parked_full_total", "counter", "Requests refused: too many parked (96).",
        parked_full),
+    SC("tokswitch_cryptogram_keys_untried_total", "counter",
+       "Cryptogram or PIN checks that failed with older keys left untried "
+       "(cryptogram.max_keys_tried).",
+       cryptogram_keys_untried),
     SC("tokswitch_saf_depth", "gauge", "Reversals queued (not yet acked).", saf_depth),
     SC("tokswitch_saf_sent_total", "counter", "Reversals sent.", saf_sent),
     SC("tokswitch_saf_acked_total", "counter", "Reversals answered by the issuer.", saf_acked),

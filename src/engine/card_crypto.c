@@ -78,6 +78,26 @@ static bool wants_arqc(const struct tsw_token *t, const struct tsw_authz_req *q)
 	       (q->pos_mode == TSW_POS_CHIP || q->pos_mode == TSW_POS_CONTACTLESS);
 }
 
+/* The newest cryptogram.max_keys_tried keys of run: every key tried is a
+ * verification a forged cryptogram costs the switch. *ret_untried: older
+ * keys are left out. */
+static struct card_keys_run keys_to_try(const struct tsw_engine *e, struct card_keys_run run,
+					bool *ret_untried)
+{
+	*ret_untried = run.n > e->cfg.cryptogram_max_keys_tried;
+	if (*ret_untried)
+		run.n = e->cfg.cryptogram_max_keys_tried;
+	return run;
+}
+
+/* A check failed under the keys tried while n_keys were active. */
+static void untried_keys_hit(struct tsw_engine *e, uint32_t n_keys)
+{
+	TSW_COUNT(e->m->cryptogram_keys_untried);
+	engine_event(e, TSW_EV_KEYS_TRIED_LIMIT, .n1 = e->cfg.cryptogram_max_keys_tried,
+		     .n2 = n_keys);
+}
+
 /* The ARQC of DE55 under the keys of the token's range, newest first:
  * the index in e->card_keys of the one it verifies under, or the result
  * that declines it. */
@@ -85,8 +105,10 @@ static enum tsw_card_check_result verify_arqc(struct tsw_engine *e, const struct
 					      const struct tsw_hsm_arqc_input *in,
 					      uint32_t *ret_key)
 {
-	struct card_keys_run run =
+	struct card_keys_run all =
 	    engine__card_keys_for_token(e->card_keys, TSW_VAULT_KEY_IMK_AC, t->token, t->token_len);
+	bool untried;
+	struct card_keys_run run = keys_to_try(e, all, &untried);
 
 	if (!run.n || !e->hsm_s)
 		return TSW_CARD_CHECK_NO_KEY;
@@ -101,6 +123,8 @@ static enum tsw_card_check_result verify_arqc(struct tsw_engine *e, const struct
 		if (r != -TSW_E_CRYPTOGRAM)
 			return TSW_CARD_CHECK_NO_KEY; /* the HSM cannot: full, or failing */
 	}
+	if (untried)
+		untried_keys_hit(e, all.n);
 	return TSW_CARD_CHECK_WRONG;
 }
 
@@ -231,6 +255,8 @@ static enum tsw_card_check_result check_tavv(struct tsw_engine *e, const struct 
 	struct tsw_hsm_tavv_input in;
 	char amount[12];
 	int r = -TSW_E_CRYPTOGRAM;
+	uint32_t n_keys = run.n;
+	bool untried;
 
 	if (!q->cryptogram.ptr)
 		return TSW_CARD_CHECK_MISSING;
@@ -239,10 +265,14 @@ static enum tsw_card_check_result check_tavv(struct tsw_engine *e, const struct 
 		return TSW_CARD_CHECK_MALFORMED;
 	if (!e->hsm_s)
 		return TSW_CARD_CHECK_NO_KEY;
+	run = keys_to_try(e, run, &untried);
 	for (uint32_t i = run.first; i < run.first + run.n && r == -TSW_E_CRYPTOGRAM; i++)
 		r = tsw_hsm_tavv_verify(e->hsm_s, engine__card_key(e->card_keys, i), &in, mac);
-	if (r == -TSW_E_CRYPTOGRAM)
+	if (r == -TSW_E_CRYPTOGRAM) {
+		if (untried)
+			untried_keys_hit(e, n_keys);
 		return TSW_CARD_CHECK_WRONG;
+	}
 	if (r < 0)
 		return r == -TSW_E_BAD_INPUT ? TSW_CARD_CHECK_MALFORMED : TSW_CARD_CHECK_NO_KEY;
 	return counter_done ? TSW_CARD_CHECK_OK : record_counter(e, t, in.counter, out);
@@ -346,6 +376,8 @@ static enum tsw_pin_result pin_translate(struct tsw_engine *e, const struct tsw_
 {
 	struct card_keys_run acq, dst;
 	enum tsw_pin_result res = TSW_PIN_FORMAT;
+	uint32_t n_acq;
+	bool untried;
 	char scope[12];
 	int sl = snprintf(scope, sizeof(scope), "%u", iss);
 	size_t len = m->f[52].len;
@@ -360,8 +392,10 @@ static enum tsw_pin_result pin_translate(struct tsw_engine *e, const struct tsw_
 		return TSW_PIN_NO_ISSUER_KEY;
 	if (len != e->iss_profile->fields[52].max_len)
 		return TSW_PIN_FORMAT;
+	n_acq = acq.n;
+	acq = keys_to_try(e, acq, &untried);
 	/* rotation: the acquirer may still use an older key; the issuer
-	 * gets the newest. Every key is tried: a wrong key reads a format 0
+	 * gets the newest. Every key in the bound is tried: a wrong key reads a format 0
 	 * block as bound to another account about 1.4 % of the time, so PAN
 	 * is the answer only when no key opens it */
 	for (uint32_t i = acq.first; i < acq.first + acq.n && res != TSW_PIN_OK; i++) {
@@ -372,6 +406,8 @@ static enum tsw_pin_result pin_translate(struct tsw_engine *e, const struct tsw_
 		if (r == TSW_PIN_OK || r == TSW_PIN_PAN)
 			res = r;
 	}
+	if (res != TSW_PIN_OK && untried)
+		untried_keys_hit(e, n_acq);
 	return res;
 }
 

@@ -359,6 +359,11 @@ static void fmt_answer_held_timeout(struct text *t, const struct tsw_engine_even
 	    ev->n2);
 }
 
+static void fmt_keys_tried_limit(struct text *t, const struct tsw_engine_event *ev)
+{
+	add(t, "max_keys_tried=%" PRIu64 " active_keys=%" PRIu64, ev->n1, ev->n2);
+}
+
 static void fmt_parked_full(struct text *t, const struct tsw_engine_event *ev)
 {
 	add(t, "max_parked=%" PRIu64, ev->n1);
@@ -449,6 +454,7 @@ static const struct kind_info kinds[TSW_EV_KIND_MAX] = {
     [TSW_EV_VAULT_KEYS_REFUSED] = {"vault_keys_refused", TSW_LOG_ERROR, fmt_vault_keys_refused},
     [TSW_EV_CRYPTOGRAM_DECLINED] = {"cryptogram_declined", TSW_LOG_WARN, fmt_card_declined},
     [TSW_EV_PIN_BLOCK_REFUSED] = {"pin_block_refused", TSW_LOG_WARN, fmt_card_declined},
+    [TSW_EV_KEYS_TRIED_LIMIT] = {"keys_tried_limit", TSW_LOG_WARN, fmt_keys_tried_limit},
     [TSW_EV_EVENTS_DROPPED] = {"events_dropped", TSW_LOG_ERROR, fmt_events_dropped},
 };
 

@@ -23,6 +23,8 @@ static const uint8_t IMK1[16] = {0x01, 0x23, 0x45, 0x67, 0x89, 0xab, 0xcd, 0xef,
 				 0xfe, 0xdc, 0xba, 0x98, 0x76, 0x54, 0x32, 0x10};
 static const uint8_t IMK2[16] = {0x1f, 0x2e, 0x3d, 0x4c, 0x5b, 0x6a, 0x79, 0x88,
 				 0x97, 0xa6, 0xb5, 0xc4, 0xd3, 0xe2, 0xf1, 0x01};
+static const uint8_t IMK3[16] = {0x31, 0x32, 0x33, 0x34, 0x35, 0x36, 0x37, 0x38,
+				 0x39, 0x3a, 0x3b, 0x3c, 0x3d, 0x3e, 0x3f, 0x40};
 static const uint8_t ZPK_ACQ[16] = {0x40, 0x41, 0x42, 0x43, 0x44, 0x45, 0x46, 0x47,
 				    0x48, 0x49, 0x4a, 0x4b, 0x4c, 0x4d, 0x4e, 0x4f};
 static const uint8_t ZPK_ISS[16] = {0x70, 0x61, 0x52, 0x43, 0x34, 0x25, 0x16, 0x07,
@@ -437,6 +439,60 @@ Test(card_crypto, rotated_key_both_verify_then_the_retired_one_not)
 	len = card_de55(H_CHIP, 3, IMK1, de55, NULL);
 	cr_assert_eq(send_chip(H_CHIP, "000003", "051", de55, len), 0);
 	expect_local("63", "CRYPTOGRAM");
+}
+
+/* A chip request of t at atc under imk reaches the issuer and its
+ * approval the acquirer. */
+static void approved_under(enum h_token t, const char *stan, uint16_t atc, const uint8_t imk[16])
+{
+	uint8_t de55[256];
+	size_t len = card_de55(t, atc, imk, de55, NULL);
+
+	cr_assert_eq(send_chip(t, stan, "051", de55, len), 0);
+	wait_forwarded();
+	cr_assert_eq(h_issuer_answer(&H, 0, &out->m[0], "00", 0), 0);
+	h_collect_acq_clean(&H, out);
+	cr_assert_eq(out->n, 1);
+	cr_expect_str_eq(h_field(&out->m[0], 39), "00");
+}
+
+/* A forged cryptogram costs one verification per key tried: the range's
+ * keys past cryptogram.max_keys_tried (newest first) are not tried, and a
+ * check that fails with keys left untried is counted. */
+Test(card_crypto, keys_past_max_keys_tried_are_not_tried)
+{
+	uint8_t de55[256];
+	size_t len;
+
+	add_key(TSW_VAULT_KEY_IMK_AC, TSW_VAULT_KEY_TDES2, "imk-2", "4000", IMK2, 16);
+	add_key(TSW_VAULT_KEY_IMK_AC, TSW_VAULT_KEY_TDES2, "imk-3", "4000", IMK3, 16);
+	H.cfg.settings.cryptogram_max_keys_tried = 2;
+	h_card_keys(&H);
+	cr_assert_eq(tsw_engine_reconfigure(H.e, &H.cfg), 0);
+	approved_under(H_CHIP, "000001", 1, IMK3);
+	approved_under(H_CHIP, "000002", 2, IMK2);
+	cr_expect_eq(H.m.cryptogram_keys_untried, 0, "verified: nothing counted");
+	len = card_de55(H_CHIP, 3, IMK1, de55, NULL); /* the oldest: third */
+	cr_assert_eq(send_chip(H_CHIP, "000003", "051", de55, len), 0);
+	expect_declined_63();
+	cr_expect_eq(H.m.cryptogram_keys_untried, 1);
+	{
+		struct tsw_engine_event ev;
+		unsigned hits = 0;
+
+		while (tsw_engine_next_event(H.e, &ev)) {
+			if (ev.kind != TSW_EV_KEYS_TRIED_LIMIT)
+				continue;
+			hits++;
+			cr_expect_eq(ev.n1, 2, "the bound");
+			cr_expect_eq(ev.n2, 3, "the range's active keys");
+		}
+		cr_expect_eq(hits, 1, "one keys_tried_limit event");
+	}
+	H.cfg.settings.cryptogram_max_keys_tried = 3;
+	cr_assert_eq(tsw_engine_reconfigure(H.e, &H.cfg), 0);
+	approved_under(H_CHIP, "000004", 4, IMK1);
+	cr_expect_eq(H.m.cryptogram_keys_untried, 1);
 }
 
 Test(card_crypto, reload_while_in_flight_keeps_the_verifying_key_for_tag_91)

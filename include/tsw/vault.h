@@ -264,16 +264,18 @@ int tsw_vault_bind_device(struct tsw_vault *v, const char *token, size_t len, co
 int tsw_vault_unbind_device(struct tsw_vault *v, const char *token, size_t len, const char *ref,
 			    size_t ref_len);
 
-/* tsw_vault_repersonalize()'s psn: the record's PSN plus one (99 -> 00). */
+/* tsw_vault_repersonalize()'s psn: the record's PSN plus one. */
 #define TSW_VAULT_PSN_NEXT (-1)
 
 /* The token's device was personalized again: resets its ATC (increments
  * its atc_epoch) and gives the new device a new PSN, psn (0..99) or
  * TSW_VAULT_PSN_NEXT. The PSN is part of the ICC master key's derivation,
- * so cryptograms of the old device, whose ATCs the reset would make good
- * again, no longer verify. *ret_epoch, *ret_psn (may be NULL): the new
- * values. Returns 0, -TSW_E_BAD_INPUT (psn out of range, or the record's
- * own: nothing changed), -TSW_E_NOT_FOUND, -EROFS, -errno. */
+ * so cryptograms of the old devices, whose ATCs the reset would make good
+ * again, no longer verify; PSNs only go up (never one an earlier device
+ * had), so a token whose PSN is 99 cannot be re-personalized: provision a
+ * new one. *ret_epoch, *ret_psn (may be NULL): the new values. Returns 0,
+ * -TSW_E_BAD_INPUT (psn not above the record's, or above 99: nothing
+ * changed), -TSW_E_NOT_FOUND, -EROFS, -errno. */
 int tsw_vault_repersonalize(struct tsw_vault *v, const char *token, size_t len, int psn,
 			    uint32_t *ret_epoch, unsigned *ret_psn);
 

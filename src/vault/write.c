@@ -334,12 +334,12 @@ static int edit_token(struct tsw_vault *v, const char *token, size_t len, enum t
 		t.status = (uint8_t)arg;
 	} else {
 		/* the old device's cryptograms must not verify once its ATC
-		 * starts over: the new one gets another PSN */
-		unsigned psn = arg == TSW_VAULT_PSN_NEXT ? (t.psn + 1u) % (TSW_TOKEN_PSN_MAX + 1u)
-							 : (unsigned)arg;
+		 * starts over: the new one gets a PSN no earlier device had,
+		 * so PSNs only go up (a token at 99 needs a new token) */
+		unsigned psn = arg == TSW_VAULT_PSN_NEXT ? t.psn + 1u : (unsigned)arg;
 
-		if (arg != TSW_VAULT_PSN_NEXT &&
-		    (arg < 0 || arg > TSW_TOKEN_PSN_MAX || psn == t.psn)) {
+		if ((arg != TSW_VAULT_PSN_NEXT && arg < 0) || psn > TSW_TOKEN_PSN_MAX ||
+		    psn <= t.psn) {
 			r = -TSW_E_BAD_INPUT;
 			goto out;
 		}

@@ -604,16 +604,11 @@ static int run_repersonalize(struct tsw_vault *v, int argc, char **argv)
 
 	for (int i = 0; i < argc; i++) {
 		if (strcmp(argv[i], "--psn") == 0) {
-			char *end = NULL;
-			long n;
+			const char *d = ++i < argc ? argv[i] : "";
 
-			if (++i >= argc)
-				return usage_error("--psn needs two digits");
-			errno = 0;
-			n = strtol(argv[i], &end, 10);
-			if (errno || strlen(argv[i]) != 2 || *end || n < 0 || n > TSW_TOKEN_PSN_MAX)
+			if (strlen(d) != 2 || d[0] < '0' || d[0] > '9' || d[1] < '0' || d[1] > '9')
 				return usage_error("--psn: two digits, 00..99");
-			want = (int)n;
+			want = (d[0] - '0') * 10 + (d[1] - '0');
 		} else if (argv[i][0] == '-' && argv[i][1] != '\0') {
 			return usage_error("unknown argument");
 		} else if (token) {
@@ -625,8 +620,11 @@ static int run_repersonalize(struct tsw_vault *v, int argc, char **argv)
 	if (!token)
 		return usage_error("needs one TOKEN");
 	r = tsw_vault_repersonalize(v, token, strlen(token), want, &epoch, &psn);
+	if (r == -TSW_E_BAD_INPUT && want != TSW_VAULT_PSN_NEXT)
+		return fail(r, "--psn: not above the token's PSN (no earlier device's PSN is given "
+			       "again)");
 	if (r == -TSW_E_BAD_INPUT)
-		return fail(r, "--psn: the token's PSN already (the new device needs another)");
+		return fail(r, "the token's PSN is 99, the last: provision a new token");
 	if (r < 0)
 		return fail(r, "token");
 	printf("token %s: ATC reset (atc_epoch=%u), new PSN %02u: personalize the device with it\n",
@@ -1177,7 +1175,7 @@ static const struct verb verbs[] = {
     {"unbind-device", "TOKEN REF", "unbinds a device", run_unbind, 0, NULL},
     {"repersonalize", "[--psn NN] TOKEN",
      "resets the token's ATC to 0 (bumps its atc_epoch) and gives the new device a new PSN "
-     "(the next one, or NN)",
+     "(the next one, or NN: never one an earlier device had)",
      run_repersonalize, 0, NULL},
     {"stats", "", "counts tokens, cards, bindings, keys and ranges", run_stats, TSW_VAULT_RDONLY,
      NULL},

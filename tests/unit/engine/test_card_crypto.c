@@ -968,3 +968,26 @@ Test(card_crypto, review_aac_or_tc_in_an_authorization_declined)
 		expect_declined_63();
 	}
 }
+
+/* ---- repersonalization: what the old device made stays dead ---- */
+
+/* A PSN only ever goes up: A -> B -> A would give the device of two
+ * personalizations ago its key back with a counter started over, so its
+ * cryptograms, captured or fresh, would verify again. */
+Test(card_crypto, a_psn_given_before_is_never_given_again)
+{
+	uint8_t old2[256];
+	size_t n2;
+	unsigned psn = 0;
+
+	chip_psn = 0x01;
+	approve_with_arpc(H_CHIP, "000001", 1, "00");
+	n2 = card_de55(H_CHIP, 2, IMK1, old2, NULL); /* device 1 (PSN 01), never sent */
+	repersonalize_chip();			     /* device 2: PSN 02 */
+	approve_with_arpc(H_CHIP, "000002", 1, "00");
+	cr_assert_eq(tsw_vault_repersonalize(H.vault, h_tokens[H_CHIP].token, 16, 1, NULL, &psn),
+		     -TSW_E_BAD_INPUT, "device 1's PSN again");
+	cr_assert_eq(send_chip(H_CHIP, "000003", "051", old2, n2), 0);
+	expect_declined_63();
+	approve_with_arpc(H_CHIP, "000004", 2, "00"); /* device 2 still is the card */
+}

@@ -938,9 +938,10 @@ Test(vault, repersonalize_bumps_the_atc_epoch)
 	tsw_vault_close(v);
 }
 
-/* The new device's PSN: the next one by default (99 wraps to 00), or the
- * one given; the record's own or one out of range changes nothing. */
-Test(vault, repersonalize_gives_the_new_device_a_new_psn)
+/* The new device's PSN: the next one by default, or the one given; PSNs
+ * only go up (no earlier device's PSN again), so at 99 the token is done.
+ * A refused call changes nothing. */
+Test(vault, repersonalize_gives_the_new_device_a_higher_psn)
 {
 	struct tsw_vault *v = open_new();
 	char toks[1][20], pan[20];
@@ -954,19 +955,20 @@ Test(vault, repersonalize_gives_the_new_device_a_new_psn)
 	cr_assert_eq(t.psn, 0);
 	cr_assert_eq(tsw_vault_repersonalize(v, toks[0], 16, TSW_VAULT_PSN_NEXT, &epoch, &psn), 0);
 	cr_assert_eq(psn, 1);
-	cr_assert_eq(tsw_vault_repersonalize(v, toks[0], 16, 99, &epoch, &psn), 0);
-	cr_assert_eq(psn, 99);
+	cr_assert_eq(tsw_vault_repersonalize(v, toks[0], 16, 98, &epoch, &psn), 0);
+	cr_assert_eq(psn, 98);
 	cr_assert_eq(tsw_vault_repersonalize(v, toks[0], 16, TSW_VAULT_PSN_NEXT, &epoch, &psn), 0);
-	cr_assert_eq(psn, 0, "99 wraps to 00");
+	cr_assert_eq(psn, 99);
 	cr_assert_eq(epoch, 3);
-	for (int bad = 0; bad < 4; bad++) {
-		const int psns[] = {0 /* the record's */, 100, -2, 1000};
+	for (int bad = 0; bad < 6; bad++) {
+		const int psns[] = {
+		    TSW_VAULT_PSN_NEXT /* past 99 */, 99 /* the record's */, 1, 100, -2, 1000};
 
 		cr_assert_eq(tsw_vault_repersonalize(v, toks[0], 16, psns[bad], &epoch, &psn),
 			     -TSW_E_BAD_INPUT, "psn %d", psns[bad]);
 	}
 	cr_assert_eq(lookup(v, toks[0], &t), 0);
-	cr_assert_eq(t.psn, 0, "refused: nothing changed");
+	cr_assert_eq(t.psn, 99, "refused: nothing changed");
 	cr_assert_eq(t.atc_epoch, 3, "refused: nothing changed");
 	expect_pan(v, toks[0], pan);
 	tsw_vault_close(v);
@@ -3385,4 +3387,30 @@ Test(vault, tokvault_key_verbs_print_kcv_and_never_the_key)
 		cr_expect_not_null(strstr(out, "integrity=FAILED"), "%s", out);
 		cr_expect_not_null(strstr(out, "1 key records fail authentication"), "%s", out);
 	}
+}
+
+/* ---- repersonalize --psn ---- */
+
+/* --psn takes two digits, like provision's: strtol also reads " 7" and
+ * "+7" (a sign, a leading space) as 07 */
+Test(vault, tokvault_repersonalize_psn_is_two_digits)
+{
+	struct tsw_vault *v = open_new();
+	char toks[1][20], pan[20], out[OUT_CAP];
+	const char *bad[] = {" 7", "+7", "7", "1a", "100", "-1"};
+	struct tsw_token t;
+
+	luhn_number(pan, "411111", 16, 1);
+	import_card(v, pan, 1, 1, toks);
+	tsw_vault_close(v);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		const char *args[] = {"repersonalize", "--psn", bad[i], toks[0], NULL};
+
+		cr_expect_eq(tokvault(out, sizeof(out), args), 2, "--psn '%s': %s", bad[i], out);
+	}
+	cr_assert_eq(tsw_vault_open(fx.vault, fx.key, 0, &v), 0);
+	cr_assert_eq(lookup(v, toks[0], &t), 0);
+	cr_expect_eq(t.atc_epoch, 0, "every --psn above refused: nothing changed");
+	cr_expect_eq(t.psn, 0);
+	tsw_vault_close(v);
 }

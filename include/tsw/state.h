@@ -241,12 +241,24 @@ int tsw_state_return_use(struct tsw_state *st, const char *token, size_t len);
 int tsw_state_atc_check(struct tsw_state *st, const char *token, size_t len, uint32_t atc_epoch,
 			uint32_t atc, uint32_t window, uint64_t *ret_ticket);
 
+/* tsw_state_atc_check() for the counter of a token cryptogram (DE48 tag
+ * 11): a counter of its own, apart from the ATC, and never reset: its MAC
+ * names neither the device's PSN nor the token's atc_epoch, so a
+ * re-personalization must not make an old one good again (the new device
+ * continues the token's counter). Counted with the ATC's (atc_ok,
+ * atc_replayed, ...); the same returns. A state file written before the
+ * two counters were kept apart starts each token's floor at its last ATC
+ * (the shared counter's value then). */
+int tsw_state_tavv_check(struct tsw_state *st, const char *token, size_t len, uint32_t counter,
+			 uint32_t window, uint64_t *ret_ticket);
+
 /* One token's state, for tools and tests. */
 struct tsw_state_token {
 	uint32_t used;	   /* approved uses (and, after a restart, unresolved ones) */
 	uint32_t reserved; /* outstanding reservations */
 	uint32_t atc_epoch;
 	uint32_t last_atc;
+	uint32_t last_tavv; /* the token cryptogram's last counter */
 };
 
 /* Returns 0 and fills *ret, or -TSW_E_NOT_FOUND (token never seen),

@@ -51,15 +51,20 @@ static enum tsw_authz_reason counted(struct tsw_engine *e, const struct tsw_toke
 /* The token's counter through the state's replay check: accepted, it is
  * the token's last from now on, durable once out->ticket is. */
 static enum tsw_card_check_result record_counter(struct tsw_engine *e, const struct tsw_token *t,
-						 uint32_t counter, struct card_check *out)
+						 bool tavv, uint32_t counter,
+						 struct card_check *out)
 {
 	uint64_t ticket;
 	int r;
 
 	if (!e->state)
 		return TSW_CARD_CHECK_STATE; /* --no-state: nowhere to keep it */
-	r = tsw_state_atc_check(e->state, t->token, t->token_len, t->atc_epoch, counter,
-				e->cfg.cryptogram_atc_window, &ticket);
+	/* the token cryptogram's counter is the token's, not the device's:
+	 * a re-personalization (atc_epoch) resets only the ATC */
+	r = tavv ? tsw_state_tavv_check(e->state, t->token, t->token_len, counter,
+					e->cfg.cryptogram_atc_window, &ticket)
+		 : tsw_state_atc_check(e->state, t->token, t->token_len, t->atc_epoch, counter,
+				       e->cfg.cryptogram_atc_window, &ticket);
 	if (r == -TSW_E_EXISTS)
 		return TSW_CARD_CHECK_ATC_REPLAY;
 	if (r == -TSW_E_ATC_WINDOW)
@@ -197,7 +202,7 @@ static enum tsw_card_check_result check_arqc(struct tsw_engine *e, const struct 
 	if (res != TSW_CARD_CHECK_OK)
 		return res;
 	if (!counter_done) {
-		res = record_counter(e, t, (uint32_t)in.atc[0] << 8 | in.atc[1], out);
+		res = record_counter(e, t, false, (uint32_t)in.atc[0] << 8 | in.atc[1], out);
 		if (res != TSW_CARD_CHECK_OK)
 			return res;
 	}
@@ -275,7 +280,7 @@ static enum tsw_card_check_result check_tavv(struct tsw_engine *e, const struct 
 	}
 	if (r < 0)
 		return r == -TSW_E_BAD_INPUT ? TSW_CARD_CHECK_MALFORMED : TSW_CARD_CHECK_NO_KEY;
-	return counter_done ? TSW_CARD_CHECK_OK : record_counter(e, t, in.counter, out);
+	return counter_done ? TSW_CARD_CHECK_OK : record_counter(e, t, true, in.counter, out);
 }
 
 /* Which cryptogram the request needs (*ret_needed), and its check. */

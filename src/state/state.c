@@ -71,8 +71,11 @@ struct record {
 	uint32_t uses; /* used + reserved at the time of the write */
 	uint32_t atc_epoch;
 	uint32_t last_atc;
-	uint32_t reserved_zero;
+	/* the token cryptogram's last counter, with RECORD_TAVV_KEPT; a file
+	 * of a build that kept it in last_atc has 0 here */
+	uint32_t last_tavv;
 };
+#define RECORD_TAVV_KEPT 0x80000000u
 
 static uint64_t mono_ns(void)
 {
@@ -177,7 +180,8 @@ static uint64_t enqueue(struct tsw_state *st, struct entry *e)
 						  .e = e,
 						  .uses = e->used + e->reserved,
 						  .atc_epoch = e->atc_epoch,
-						  .last_atc = e->last_atc});
+						  .last_atc = e->last_atc,
+						  .last_tavv = e->last_tavv});
 		st->q_counts++;
 		atomic_store_explicit(&st->c.queue_len, st->q_counts, memory_order_relaxed);
 	}
@@ -270,8 +274,10 @@ static int write_ops(struct tsw_state *st, const struct op *ops, uint32_t n, boo
 	for (uint32_t i = n; i-- > 0;) {
 		const struct op *op = &ops[i];
 		struct entry *e = op->e;
-		struct record rec = {
-		    .uses = op->uses, .atc_epoch = op->atc_epoch, .last_atc = op->last_atc};
+		struct record rec = {.uses = op->uses,
+				     .atc_epoch = op->atc_epoch,
+				     .last_atc = op->last_atc,
+				     .last_tavv = op->last_tavv | RECORD_TAVV_KEPT};
 		MDB_val k, v;
 
 		if (op->kind != OP_COUNTS || (freeing_only && !op->freeing) ||
@@ -767,6 +773,10 @@ static int load_counts(struct tsw_state *st, MDB_txn *txn)
 		e->used = rec.uses;
 		e->atc_epoch = rec.atc_epoch;
 		e->last_atc = rec.last_atc;
+		/* before the two were kept apart the token cryptogram's
+		 * counters went to last_atc: its floor, so none is good twice */
+		e->last_tavv = rec.last_tavv & RECORD_TAVV_KEPT ? rec.last_tavv & ~RECORD_TAVV_KEPT
+								: rec.last_atc;
 		e->on_disk = true;
 	}
 	rc = rc == MDB_NOTFOUND ? 0 : state_map_mdb(rc);
@@ -1247,8 +1257,11 @@ int tsw_state_return_use(struct tsw_state *st, const char *token, size_t len)
 	return 0;
 }
 
-int tsw_state_atc_check(struct tsw_state *st, const char *token, size_t len, uint32_t atc_epoch,
-			uint32_t atc, uint32_t window, uint64_t *ret_ticket)
+/* The replay check of a counter: the ATC (tavv false: under atc_epoch, a
+ * newer epoch starts again from 0) or the token cryptogram's (never
+ * reset). */
+static int counter_check(struct tsw_state *st, const char *token, size_t len, bool tavv,
+			 uint32_t atc_epoch, uint32_t value, uint32_t window, uint64_t *ret_ticket)
 {
 	uint32_t last, old_epoch, old_last;
 	struct shard *sh;
@@ -1260,8 +1273,8 @@ int tsw_state_atc_check(struct tsw_state *st, const char *token, size_t len, uin
 	if (rc < 0)
 		return rc;
 	if (tsw_state_degraded(st)) {
-		/* the ATC could not be made durable: refused at once, as a
-		 * reservation is */
+		/* the counter could not be made durable: refused at once, as
+		 * a reservation is */
 		count(&st->c.atc_refused);
 		return -ENOSPC;
 	}
@@ -1272,25 +1285,32 @@ int tsw_state_atc_check(struct tsw_state *st, const char *token, size_t len, uin
 		return -ENOSPC;
 	}
 	old_epoch = e->atc_epoch;
-	old_last = e->last_atc;
-	/* a newer epoch (repersonalized card) starts again from ATC 0 */
-	last = atc_epoch > old_epoch ? 0 : old_last;
-	if (atc_epoch < old_epoch || atc <= last) {
+	old_last = tavv ? e->last_tavv : e->last_atc;
+	/* a newer epoch (repersonalized card) starts the ATC again from 0 */
+	last = !tavv && atc_epoch > old_epoch ? 0 : old_last;
+	if ((!tavv && atc_epoch < old_epoch) || value <= last) {
 		pthread_mutex_unlock(&sh->lock);
 		count(&st->c.atc_replayed);
 		return -TSW_E_EXISTS;
 	}
-	if (window && atc - last > window) {
+	if (window && value - last > window) {
 		pthread_mutex_unlock(&sh->lock);
 		count(&st->c.atc_window);
 		return -TSW_E_ATC_WINDOW;
 	}
-	e->atc_epoch = atc_epoch;
-	e->last_atc = atc;
+	if (tavv) {
+		e->last_tavv = value;
+	} else {
+		e->atc_epoch = atc_epoch;
+		e->last_atc = value;
+	}
 	seq = enqueue(st, e);
 	if (seq == 0) {
 		e->atc_epoch = old_epoch;
-		e->last_atc = old_last;
+		if (tavv)
+			e->last_tavv = old_last;
+		else
+			e->last_atc = old_last;
 		pthread_mutex_unlock(&sh->lock);
 		return -EAGAIN;
 	}
@@ -1299,6 +1319,18 @@ int tsw_state_atc_check(struct tsw_state *st, const char *token, size_t len, uin
 	if (ret_ticket)
 		*ret_ticket = seq << TICKET_SLOT_BITS; /* slot 0 of no reservation */
 	return 0;
+}
+
+int tsw_state_atc_check(struct tsw_state *st, const char *token, size_t len, uint32_t atc_epoch,
+			uint32_t atc, uint32_t window, uint64_t *ret_ticket)
+{
+	return counter_check(st, token, len, false, atc_epoch, atc, window, ret_ticket);
+}
+
+int tsw_state_tavv_check(struct tsw_state *st, const char *token, size_t len, uint32_t counter,
+			 uint32_t window, uint64_t *ret_ticket)
+{
+	return counter_check(st, token, len, true, 0, counter, window, ret_ticket);
 }
 
 int tsw_state_get(struct tsw_state *st, const char *token, size_t len, struct tsw_state_token *ret)
@@ -1316,6 +1348,7 @@ int tsw_state_get(struct tsw_state *st, const char *token, size_t len, struct ts
 		ret->reserved = e->reserved;
 		ret->atc_epoch = e->atc_epoch;
 		ret->last_atc = e->last_atc;
+		ret->last_tavv = e->last_tavv;
 	}
 	pthread_mutex_unlock(&sh->lock);
 	return e != NULL ? 0 : -TSW_E_NOT_FOUND;

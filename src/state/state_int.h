@@ -28,6 +28,7 @@ struct entry {
 	uint8_t shard;
 	bool on_disk; /* writer thread only: a count record exists in the file */
 	uint32_t used, reserved, atc_epoch, last_atc; /* under the shard lock */
+	uint32_t last_tavv;			      /* the token cryptogram's; never reset */
 	uint64_t written_batch; /* writer thread only: dedupe within a batch */
 };
 
@@ -58,7 +59,7 @@ struct op {
 	bool freeing; /* degraded writer: frees space or overwrites in place */
 	/* OP_COUNTS: the entry's values when queued (under its shard lock), so
 	 * the writer never takes a lock a worker may be waiting on */
-	uint32_t uses, atc_epoch, last_atc;
+	uint32_t uses, atc_epoch, last_atc, last_tavv;
 };
 
 enum saf_slot_state {

@@ -971,6 +971,31 @@ Test(card_crypto, review_aac_or_tc_in_an_authorization_declined)
 
 /* ---- repersonalization: what the old device made stays dead ---- */
 
+/* The token cryptogram's MAC is under the range's tavv key and names
+ * neither the PSN nor the epoch: a DE48 tag 11 made before a
+ * re-personalization (kept by a merchant, or by the old device) must not
+ * be good again after it, so its counter is not the ATC's and is never
+ * reset. */
+Test(card_crypto, repersonalized_token_refuses_its_old_token_cryptogram)
+{
+	char de48[64];
+
+	add_tavv_key();
+	tavv_de48(H_OK, 1, "000000000500", de48);
+	cr_assert_eq(send_ecom(H_OK, "000001", de48), 0);
+	wait_forwarded();
+	cr_assert_eq(out->n, 1);
+	cr_assert_eq(h_issuer_answer(&H, 0, &out->m[0], "00", 0), 0);
+	h_collect_acq_clean(&H, out);
+	cr_assert_str_eq(h_field(&out->m[0], 39), "00");
+	cr_assert_eq(tsw_vault_repersonalize(H.vault, h_tokens[H_OK].token, 16, TSW_VAULT_PSN_NEXT,
+					     NULL, NULL),
+		     0);
+	/* the same DE48 again, after the reset */
+	cr_assert_eq(send_ecom(H_OK, "000002", de48), 0);
+	expect_declined_63();
+}
+
 /* A PSN only ever goes up: A -> B -> A would give the device of two
  * personalizations ago its key back with a counter started over, so its
  * cryptograms, captured or fresh, would verify again. */

@@ -604,6 +604,79 @@ Test(state, accepted_atc_is_durable_by_its_ticket_and_survives_a_restart)
 	close_state(st, efd);
 }
 
+/* The token cryptogram's counter (DE48 tag 11) is kept apart from the
+ * ATC and a re-personalization (a newer atc_epoch) does not reset it: its
+ * MAC names neither, so an old one must stay a replay. */
+Test(state, token_cryptogram_counter_apart_from_the_atc_and_never_reset)
+{
+	struct tsw_state_token tok;
+	struct tsw_state *st;
+	uint64_t t = 0;
+	int efd;
+
+	st = open_state(NULL, &efd);
+	cr_assert_eq(tsw_state_atc_check(st, TOKEN, TOKEN_LEN, 0, 5, 0, NULL), 0);
+	cr_expect_eq(tsw_state_tavv_check(st, TOKEN, TOKEN_LEN, 1, 100, NULL), 0,
+		     "not below the ATC's 5: a counter of its own");
+	cr_expect_eq(tsw_state_tavv_check(st, TOKEN, TOKEN_LEN, 1, 100, NULL), -TSW_E_EXISTS);
+	cr_expect_eq(tsw_state_atc_check(st, TOKEN, TOKEN_LEN, 0, 2, 0, NULL), -TSW_E_EXISTS,
+		     "the ATC's own floor is still 5");
+	cr_expect_eq(tsw_state_atc_check(st, TOKEN, TOKEN_LEN, 1, 1, 0, NULL), 0,
+		     "repersonalized: ATC 1 again");
+	cr_expect_eq(tsw_state_tavv_check(st, TOKEN, TOKEN_LEN, 1, 100, NULL), -TSW_E_EXISTS,
+		     "the new epoch does not reset the token cryptogram's");
+	cr_expect_eq(tsw_state_tavv_check(st, TOKEN, TOKEN_LEN, 200, 100, NULL), -TSW_E_ATC_WINDOW);
+	cr_assert_eq(tsw_state_tavv_check(st, TOKEN, TOKEN_LEN, 2, 100, &t), 0);
+	cr_assert(wait_durable(st, efd, t), "the accepted counter never became durable");
+	close_state(st, efd);
+
+	st = open_state(NULL, &efd);
+	cr_assert_eq(tsw_state_get(st, TOKEN, TOKEN_LEN, &tok), 0);
+	cr_expect_eq(tok.last_tavv, 2);
+	cr_expect_eq(tok.last_atc, 1);
+	cr_expect_eq(tok.atc_epoch, 1);
+	cr_expect_eq(tsw_state_tavv_check(st, TOKEN, TOKEN_LEN, 2, 100, NULL), -TSW_E_EXISTS,
+		     "replayed across a restart");
+	close_state(st, efd);
+}
+
+/* A state file of a build that kept the token cryptogram's counter in the
+ * ATC's: its count record has 0 where the counter is now, and the token's
+ * floor starts at the shared counter's value, so none it accepted then is
+ * good again. */
+Test(state, a_file_from_before_starts_the_token_cryptogram_at_the_shared_counter)
+{
+	struct {
+		uint32_t uses, atc_epoch, last_atc, zero;
+	} rec = {0, 2, 7, 0};
+	struct tsw_state_token tok;
+	struct tsw_state *st;
+	MDB_env *env;
+	MDB_txn *txn;
+	MDB_dbi dbi;
+	MDB_val k = {TOKEN_LEN, (void *)TOKEN}, v = {sizeof(rec), &rec};
+	int efd;
+
+	st = open_state(NULL, &efd); /* a current file, then the record as written before */
+	close_state(st, efd);
+	cr_assert_eq(mdb_env_create(&env), 0);
+	cr_assert_eq(mdb_env_set_maxdbs(env, 4), 0);
+	cr_assert_eq(mdb_env_open(env, dir, 0, 0600), 0);
+	cr_assert_eq(mdb_txn_begin(env, NULL, 0, &txn), 0);
+	cr_assert_eq(mdb_dbi_open(txn, "counts", 0, &dbi), 0);
+	cr_assert_eq(mdb_put(txn, dbi, &k, &v, 0), 0);
+	cr_assert_eq(mdb_txn_commit(txn), 0);
+	mdb_env_close(env);
+
+	st = open_state(NULL, &efd);
+	cr_assert_eq(tsw_state_get(st, TOKEN, TOKEN_LEN, &tok), 0);
+	cr_expect_eq(tok.last_atc, 7);
+	cr_expect_eq(tok.last_tavv, 7);
+	cr_expect_eq(tsw_state_tavv_check(st, TOKEN, TOKEN_LEN, 7, 100, NULL), -TSW_E_EXISTS);
+	cr_expect_eq(tsw_state_tavv_check(st, TOKEN, TOKEN_LEN, 8, 100, NULL), 0);
+	close_state(st, efd);
+}
+
 /* ---- a full LMDB map ---- */
 
 #define FULL_MAP_MB 1u

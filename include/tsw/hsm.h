@@ -160,6 +160,8 @@ struct tsw_hsm_ops {
 	int (*key_import)(struct tsw_hsm *h, enum tsw_hsm_kind kind, enum tsw_hsm_alg alg,
 			  const uint8_t *bytes, size_t len, struct tsw_hsm_key **ret_key);
 	void (*key_free)(struct tsw_hsm_key *k);
+	/* optional: key_free of n keys of this backend at once */
+	void (*keys_free)(struct tsw_hsm_key *const *keys, size_t n);
 	int (*session_open)(struct tsw_hsm *h, struct tsw_hsm_session **ret_s);
 	void (*session_close)(struct tsw_hsm_session *s);
 	int (*derive_icc_mk)(struct tsw_hsm_session *s, const struct tsw_hsm_key *imk,
@@ -261,6 +263,11 @@ int tsw_hsm_key_import(struct tsw_hsm *h, enum tsw_hsm_kind kind, enum tsw_hsm_a
 
 /* Wipes and frees k (NULL is fine). */
 void tsw_hsm_key_free(struct tsw_hsm_key *k);
+/* tsw_hsm_key_free() of keys[0..n) (NULLs are fine), the keys of one
+ * HSM: a reload frees a whole set, and the software backend then wipes
+ * what the set's IMKs left in its ICC key cache in one pass, not one per
+ * IMK. */
+void tsw_hsm_keys_free(struct tsw_hsm_key *const *keys, size_t n);
 
 /* Kind, algorithm and check value of k; valid as long as k. */
 const struct tsw_hsm_key_info *tsw_hsm_key_info(const struct tsw_hsm_key *k);

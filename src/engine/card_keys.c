@@ -64,8 +64,17 @@ static const enum tsw_hsm_kind hsm_kind[TSW_VAULT_KEY_KIND_MAX] = {
 
 static void keys_free(struct tsw_card_keys *k)
 {
-	for (uint32_t i = 0; i < k->n; i++)
+	struct tsw_hsm_key **all = malloc((k->n ? k->n : 1) * sizeof(*all));
+
+	/* the whole set at once: the HSM wipes what its IMKs left in the ICC
+	 * key cache in one pass */
+	for (uint32_t i = 0; all && i < k->n; i++)
+		all[i] = k->keys[i].key;
+	if (all)
+		tsw_hsm_keys_free(all, k->n);
+	for (uint32_t i = 0; !all && i < k->n; i++)
 		tsw_hsm_key_free(k->keys[i].key);
+	free(all);
 	free(k);
 }
 

@@ -103,6 +103,26 @@ void tsw_hsm_key_free(struct tsw_hsm_key *k)
 		k->hsm->ops->key_free(k);
 }
 
+void tsw_hsm_keys_free(struct tsw_hsm_key *const *keys, size_t n)
+{
+	const struct tsw_hsm_ops *ops = NULL;
+
+	for (size_t i = 0; i < n; i++) {
+		if (!keys[i])
+			continue;
+		if (ops && keys[i]->hsm->ops != ops)
+			ops = NULL; /* keys of two backends: one by one */
+		else if (!ops)
+			ops = keys[i]->hsm->ops;
+	}
+	if (ops && ops->keys_free) {
+		ops->keys_free(keys, n);
+		return;
+	}
+	for (size_t i = 0; i < n; i++)
+		tsw_hsm_key_free(keys[i]);
+}
+
 const struct tsw_hsm_key_info *tsw_hsm_key_info(const struct tsw_hsm_key *k)
 {
 	return &k->info;

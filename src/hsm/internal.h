@@ -43,6 +43,7 @@ struct tdes2_ks {
 struct soft_key {
 	struct tsw_hsm_key base;
 	uint32_t serial;    /* never reused: names the key in the ICC cache */
+	bool cached;	    /* an ICC master key derived under it was cached */
 	uint32_t next_free; /* free list link (slot index + 1, 0 = end) */
 	uint8_t len;
 	uint8_t bytes[TSW_HSM_KEY_BYTES_MAX];

@@ -220,16 +220,24 @@ static int soft_key_import(struct tsw_hsm *h, enum tsw_hsm_kind kind, enum tsw_h
 	return key_new(soft(h), kind, alg, bytes, len, ret_key);
 }
 
-/* Wipes the ICC master keys derived under the IMK of serial: a key that
- * is freed (retired, replaced at a reload) leaves nothing it produced in
- * memory. A scan of the whole cache, shard by shard: keys are freed at
- * reloads, not per request. */
-static void cache_forget(struct soft_hsm *h, uint32_t serial)
+static int cmp_serial(const void *a, const void *b)
 {
-	for (uint32_t sh = 0; sh < CACHE_SHARDS && sh < h->cache_n; sh++) {
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+
+	return (x > y) - (x < y);
+}
+
+/* Wipes the ICC master keys derived under the IMKs of serials[0..n)
+ * (sorted): a key that is freed (retired, replaced at a reload) leaves
+ * nothing it produced in memory. One scan of the whole cache, shard by
+ * shard, for all of them: keys are freed a set at a time, at reloads. */
+static void cache_forget(struct soft_hsm *h, const uint32_t *serials, size_t n)
+{
+	for (uint32_t sh = 0; n && sh < CACHE_SHARDS && sh < h->cache_n; sh++) {
 		pthread_mutex_lock(&h->shard[sh]);
 		for (uint32_t i = sh; i < h->cache_n; i += CACHE_SHARDS) {
-			if (h->cache[i].serial != serial)
+			if (!h->cache[i].serial ||
+			    !bsearch(&h->cache[i].serial, serials, n, sizeof(*serials), cmp_serial))
 				continue;
 			OPENSSL_cleanse(&h->cache[i], sizeof(h->cache[i]));
 			__atomic_fetch_sub(&h->cache_used, 1, __ATOMIC_RELAXED);
@@ -238,20 +246,61 @@ static void cache_forget(struct soft_hsm *h, uint32_t serial)
 	}
 }
 
-static void soft_key_free(struct tsw_hsm_key *kb)
+/* Wipes k's slot and returns it to the free list. */
+static void slot_free(struct soft_hsm *h, struct soft_key *k)
 {
-	struct soft_key *k = (struct soft_key *)kb;
-	struct soft_hsm *h = soft(kb->hsm);
 	uint32_t slot = (uint32_t)(k - h->keys);
 
-	if (h->cache && kb->info.kind == TSW_HSM_IMK_AC)
-		cache_forget(h, k->serial);
 	OPENSSL_cleanse(k, sizeof(*k));
 	pthread_mutex_lock(&h->key_lock);
 	k->next_free = h->free_head;
 	h->free_head = slot + 1;
 	h->keys_in_use--;
 	pthread_mutex_unlock(&h->key_lock);
+}
+
+static bool has_cached(const struct soft_hsm *h, const struct tsw_hsm_key *kb)
+{
+	return h->cache && kb->info.kind == TSW_HSM_IMK_AC &&
+	       __atomic_load_n(&((const struct soft_key *)kb)->cached, __ATOMIC_RELAXED);
+}
+
+static void soft_key_free(struct tsw_hsm_key *kb)
+{
+	struct soft_key *k = (struct soft_key *)kb;
+	struct soft_hsm *h = soft(kb->hsm);
+
+	if (has_cached(h, kb))
+		cache_forget(h, &k->serial, 1);
+	slot_free(h, k);
+}
+
+static void soft_keys_free(struct tsw_hsm_key *const *keys, size_t n)
+{
+	struct soft_hsm *h = NULL;
+	uint32_t *serials;
+	size_t m = 0;
+
+	for (size_t i = 0; i < n && !h; i++)
+		h = keys[i] ? soft(keys[i]->hsm) : NULL;
+	if (!h)
+		return;
+	serials = malloc(n * sizeof(*serials));
+	for (size_t i = 0; serials && i < n; i++)
+		if (keys[i] && has_cached(h, keys[i]))
+			serials[m++] = ((struct soft_key *)keys[i])->serial;
+	if (!serials) {
+		/* no memory for the list: one scan per key, as key_free does */
+		for (size_t i = 0; i < n; i++)
+			soft_key_free(keys[i]);
+		return;
+	}
+	qsort(serials, m, sizeof(*serials), cmp_serial);
+	cache_forget(h, serials, m);
+	free(serials);
+	for (size_t i = 0; i < n; i++)
+		if (keys[i])
+			slot_free(h, (struct soft_key *)keys[i]);
 }
 
 static void soft_session_close(struct tsw_hsm_session *sb)
@@ -346,6 +395,7 @@ static void icc_mk(struct soft_session *s, const struct tsw_hsm_key *imkb, const
 	OPENSSL_cleanse(mk, sizeof(mk));
 	if (!e)
 		return;
+	__atomic_store_n(&((struct soft_key *)imk)->cached, true, __ATOMIC_RELAXED);
 	pthread_mutex_lock(lock);
 	if (!e->serial)
 		__atomic_fetch_add(&h->cache_used, 1, __ATOMIC_RELAXED);
@@ -483,6 +533,7 @@ static const struct tsw_hsm_ops soft_ops = {
     .close = soft_close,
     .key_import = soft_key_import,
     .key_free = soft_key_free,
+    .keys_free = soft_keys_free,
     .session_open = soft_session_open,
     .session_close = soft_session_close,
     .derive_icc_mk = soft_derive_icc_mk,

@@ -255,6 +255,43 @@ Test(emv_cache, freeing_an_imk_wipes_the_icc_keys_derived_under_it)
 	tsw_hsm_close(h);
 }
 
+/* A set freed at once (a reload's old card keys) wipes the cache of
+ * every IMK in it in one pass, keys never used for a cryptogram included
+ * in the set; a key outside the set keeps its cards. */
+Test(emv_cache, freeing_a_key_set_wipes_its_imks_cards_in_one_pass)
+{
+	struct tsw_hsm *h;
+	struct tsw_hsm_session *s;
+	struct tsw_hsm_key *set[4], *kept;
+	struct tsw_hsm_arqc_input in;
+	struct tsw_hsm_soft_stats st;
+	static const char *imks[] = {IMK, "89ABCDEF01234567FEDCBA9876543210",
+				     "0011223344556677FEDCBA9876543210"};
+
+	cr_assert_eq(tsw_hsm_soft_open(NULL, &h), 0);
+	cr_assert_eq(tsw_hsm_session_open(h, &s), 0);
+	for (size_t i = 0; i < 3; i++)
+		set[i] = import_hex(h, TSW_HSM_IMK_AC, TSW_HSM_TDES2, imks[i]);
+	set[3] = NULL;
+	kept = import_hex(h, TSW_HSM_IMK_AC, TSW_HSM_TDES2, "FEDCBA98765432100123456789ABCDEF");
+	input(&visa10, &in);
+	/* two of the set's IMKs and the kept one derive a card each; the
+	 * third IMK of the set never does */
+	cr_assert_eq(tsw_hsm_arqc_generate(s, set[0], PAN, 16, 0x00, &in, in.arqc), 0);
+	cr_assert_eq(tsw_hsm_arqc_generate(s, set[1], PAN, 16, 0x00, &in, in.arqc), 0);
+	cr_assert_eq(tsw_hsm_arqc_generate(s, kept, PAN, 16, 0x00, &in, in.arqc), 0);
+	cr_assert_eq(tsw_hsm_soft_stats(h, &st), 0);
+	cr_assert_eq(st.icc_cache_used, 3);
+	cr_assert_eq(st.keys_in_use, 4);
+	tsw_hsm_keys_free(set, 4);
+	cr_assert_eq(tsw_hsm_soft_stats(h, &st), 0);
+	cr_assert_eq(st.icc_cache_used, 1, "the kept IMK's card only");
+	cr_assert_eq(st.keys_in_use, 1, "the set's three slots freed");
+	tsw_hsm_key_free(kept);
+	tsw_hsm_session_close(s);
+	tsw_hsm_close(h);
+}
+
 Test(emv_args, bad_inputs_are_refused_before_any_key_is_used)
 {
 	struct tsw_hsm *h;

@@ -35,6 +35,15 @@ static int64_t wall_now(void)
 	return ts.tv_sec;
 }
 
+static uint64_t mono_now(void *arg)
+{
+	struct timespec ts;
+
+	(void)arg;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * NS_PER_S + (uint64_t)ts.tv_nsec;
+}
+
 /* ---- lifecycle, loop, timers ---- */
 
 void tsw_engine_config_init(struct tsw_engine_config *cfg)
@@ -229,6 +238,8 @@ int tsw_engine_new(const struct tsw_engine_config *cfg, struct tsw_vault *vault,
 	e->vault = vault;
 	e->state = state;
 	e->m = metrics;
+	e->clock_ns = cfg->clock_ns ? cfg->clock_ns : mono_now;
+	e->clock_arg = cfg->clock_arg;
 	e->n_links = e->cfg.n_hosts;
 	e->rng = 0x9e3779b97f4a7c15ull ^ ((uint64_t)cfg->worker_id << 32) ^ (uint64_t)wall_now();
 	e->wall_s = wall_now();

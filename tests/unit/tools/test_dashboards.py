@@ -126,6 +126,23 @@ def test_every_limit_counter_has_an_alert():
     assert not counters - alerted, "limits without an alert: %s" % sorted(counters - alerted)
 
 
+def test_operations_md_says_what_each_alert_means_and_each_limit_is_a_key():
+    with open(OPERATIONS) as f:
+        doc = f.read()
+    start = doc.index("\n## Dashboard and alerts")
+    section = doc[start:doc.index("\n## ", start + 1)]
+    for r in rules():
+        if "limit" not in r.get("labels", {}) or not r["alert"].startswith("TokswitchLimit"):
+            assert "`%s`" % r["alert"] in section, "docs: no row for " + r["alert"]
+    keys = set()
+    for cols in doc_table_rows("### Limits: key, default"):
+        keys |= set(re.findall(r"`([a-z_]+\.[a-z_]+)`", cols[0]))
+    for r in rules():
+        key = r.get("labels", {}).get("limit")
+        if key:
+            assert key in keys, "%s: limit %s is no key of the limits table" % (r["alert"], key)
+
+
 def test_alert_and_dashboard_series_are_documented():
     body = documented_scrape()
     for path, exprs in ((ALERTS, P.alert_exprs(ALERTS)), (DASHBOARD, P.dashboard_exprs(DASHBOARD))):

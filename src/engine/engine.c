@@ -5,9 +5,9 @@
  * answers back to the acquirer and the timeouts, link_input.c and
  * link_output.c the issuer links; docs/engine.md maps every file.
  *
- * One instance per worker thread. No syscalls (the wall clock is read
- * through the vDSO), no locks, no allocation after tsw_engine_new(), no
- * logging (events go to a queue the backend logs: event.c). docs/engine.md
+ * One instance per worker thread. No syscalls (the wall clock and the
+ * latency histograms' monotonic clock are read through the vDSO), no locks, no allocation after
+ * tsw_engine_new(), no logging (events go to a queue the backend logs: event.c). docs/engine.md
  * describes the pipeline.
  */
 #include <errno.h>

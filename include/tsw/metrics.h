@@ -13,7 +13,8 @@
  * the I/O backend running on it) changes it, always through TSW_COUNT()
  * and its siblings below, which do a relaxed atomic load and a relaxed
  * atomic store (no read-modify-write: with a single writer none is
- * needed, and on x86-64 both are plain moves, no lock prefix). Any other
+ * needed, and on x86-64 both are plain moves, no lock prefix; a shard's
+ * histograms, through tsw_hist_add_ns(), the same). Any other
  * thread (the control plane) reads with tsw_metric_load(), a relaxed
  * atomic load, so a scrape never sees a torn value and the access is no
  * data race (ThreadSanitizer agrees: tools/test --tsan). Counters of

@@ -56,11 +56,20 @@ def dashboard_panels(doc):
 
 
 def dashboard_exprs(path):
-    """[(panel title, expr)] of every Prometheus target of a dashboard."""
+    """[(panel title, expr)] of every Prometheus target of a dashboard, and
+    of its query variables (the selector of label_values(SELECTOR, label)
+    or the whole query)."""
     with open(path) as f:
         doc = json.load(f)
-    return [(p.get("title", ""), t["expr"])
-            for p in dashboard_panels(doc) for t in p.get("targets", []) if "expr" in t]
+    out = [(p.get("title", ""), t["expr"])
+           for p in dashboard_panels(doc) for t in p.get("targets", []) if "expr" in t]
+    for v in doc.get("templating", {}).get("list", []):
+        if v.get("type") != "query":
+            continue
+        q = v["query"]["query"] if isinstance(v["query"], dict) else v["query"]
+        m = re.fullmatch(r"\s*label_values\((.*),\s*\w+\s*\)\s*", q)
+        out.append(("variable " + v["name"], m.group(1) if m else q))
+    return out
 
 
 def scrape_families(body):

@@ -60,6 +60,10 @@ struct tsw_standin_exposure;
  * Start from tsw_engine_config_init(), which gives every setting its
  * default, then set what differs: a setting left 0 means 0, not the
  * default. */
+/* A monotonic clock in ns (the clock of the now_ns arguments: the
+ * backends' CLOCK_MONOTONIC). arg is tsw_engine_config.clock_arg. */
+typedef uint64_t (*tsw_engine_clock_fn)(void *arg);
+
 struct tsw_engine_config {
 	const struct tsw_iso_profile *acq_profile; /* acquirer side */
 	const struct tsw_iso_profile *iss_profile; /* issuer side */
@@ -98,6 +102,14 @@ struct tsw_engine_config {
 	 * link_buf_bytes two frames, in_buf_bytes one). The other settings
 	 * are the process's (tsw_config_check() is not run here). */
 	struct tsw_config settings;
+	/* The clock the latency histograms read at the instant a request's
+	 * issuer copy is in its link's output buffer and the instant an
+	 * answer is in its acquirer's (the other instants are the now_ns of
+	 * the calls: docs/operations.md, "Latency"). NULL: the engine reads
+	 * CLOCK_MONOTONIC (through the vDSO). Called on the worker's thread
+	 * only; tests give a clock of their own. */
+	tsw_engine_clock_fn clock_ns;
+	void *clock_arg;
 };
 
 /* Fills cfg for tsw_engine_new(): no profiles, worker 0, no shared

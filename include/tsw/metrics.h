@@ -13,7 +13,8 @@
  * the I/O backend running on it) changes it, always through TSW_COUNT()
  * and its siblings below, which do a relaxed atomic load and a relaxed
  * atomic store (no read-modify-write: with a single writer none is
- * needed, and on x86-64 both are plain moves, no lock prefix). Any other
+ * needed, and on x86-64 both are plain moves, no lock prefix; a shard's
+ * histograms, through tsw_hist_add_ns(), the same). Any other
  * thread (the control plane) reads with tsw_metric_load(), a relaxed
  * atomic load, so a scrape never sees a torn value and the access is no
  * data race (ThreadSanitizer agrees: tools/test --tsan). Counters of
@@ -29,6 +30,8 @@
 #define TSW_METRICS_H
 
 #include <stdint.h>
+
+#include "tsw/hist.h"
 
 enum tsw_mti_class {
 	TSW_MTI_0100,
@@ -114,22 +117,6 @@ enum tsw_pin_result {
 const char *tsw_metrics_card_check_name(unsigned result);
 const char *tsw_metrics_pin_name(unsigned result);
 
-/* Log-linear latency histogram, 1-2-5 steps from 0.5 us to 10 s: bucket
- * i holds values below tsw_hist_bound_ns[i]; the last bucket is +Inf.
- * tsw_hist_bound_us[] holds the same bounds in microseconds (a double:
- * 0.5 us) for the control plane's le labels; its last entry is +Inf.
- * Both tables are constant (src/engine/metrics.c): read them from any
- * thread. A histogram lives in a shard and follows its one-writer rule. */
-enum { TSW_HIST_BUCKETS = 24 };
-extern const uint64_t tsw_hist_bound_ns[TSW_HIST_BUCKETS];
-extern const double tsw_hist_bound_us[TSW_HIST_BUCKETS];
-
-struct tsw_hist {
-	uint64_t bucket[TSW_HIST_BUCKETS];
-	uint64_t count;
-	uint64_t sum_us;
-};
-
 /* Adds n to a shard's counter (or gauge) c, wrapping modulo 2^64 (a
  * gauge goes down by adding its two's complement). Only the shard's own
  * worker thread may call it (see the top of this file): two writers
@@ -164,26 +151,6 @@ static inline uint64_t tsw_metric_load(const uint64_t *c)
 #define TSW_GAUGE_SUB(x, n) tsw_metric_add(&(x), -(uint64_t)(n))
 #define TSW_GAUGE_SET(x, v) tsw_metric_set(&(x), (uint64_t)(v))
 
-/* Adds one value in nanoseconds to h (sum_us keeps whole microseconds,
- * truncated). Only the worker owning h's shard may call it. O(buckets),
- * never fails. */
-static inline void tsw_hist_add_ns(struct tsw_hist *h, uint64_t ns)
-{
-	unsigned i = 0;
-
-	while (i < TSW_HIST_BUCKETS - 1 && ns >= tsw_hist_bound_ns[i])
-		i++;
-	TSW_COUNT(h->bucket[i]);
-	TSW_COUNT(h->count);
-	TSW_COUNT_ADD(h->sum_us, ns / 1000);
-}
-
-/* Adds one value in microseconds; as tsw_hist_add_ns(). */
-static inline void tsw_hist_add(struct tsw_hist *h, uint64_t us)
-{
-	tsw_hist_add_ns(h, us * 1000);
-}
-
 /* Issuer links per worker with a gauge and a counter each (the config's
  * TSW_CONFIG_LINKS_MAX: src/engine/engine_int.h checks they agree). */
 enum { TSW_METRICS_LINKS_MAX = 32 };
@@ -192,7 +159,13 @@ struct tsw_metrics_shard {
 	uint64_t requests[TSW_MTI_CLASS_MAX][TSW_METRICS_RC_MAX];
 	uint64_t declines[TSW_METRICS_DECLINE_REASONS]; /* by enum tsw_authz_reason */
 	struct tsw_hist issuer_rtt;       /* issuer round trip */
-	struct tsw_hist internal;         /* frame in -> frame out, minus issuer */
+	/* switch-added latency (docs/operations.md names the instants):
+	 * request_forward per request sent to an issuer, answer_delivery
+	 * per issuer answer written for its acquirer, internal their sum
+	 * per delivered answer */
+	struct tsw_hist internal;
+	struct tsw_hist request_forward;
+	struct tsw_hist answer_delivery;
 	uint64_t inflight;                /* gauge */
 	uint64_t pending_full;            /* pending table full (answered 96) */
 	uint64_t timeouts;

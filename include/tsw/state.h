@@ -65,6 +65,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "tsw/hist.h"
+
 struct tsw_state;
 
 /* Defaults for struct tsw_state_config (config keys in tokswitch.conf,
@@ -428,6 +430,10 @@ struct tsw_state_stats {
 	uint64_t writer_degraded;   /* times the writer became degraded */
 	uint64_t writer_held;	    /* gauge: updates held back, not yet written */
 	uint64_t freeing_commits;   /* commits of the space-freeing part alone */
+	/* every group commit's write + fsync, failed ones too (the same
+	 * time commit_ns_total adds up): the writer's histogram, copied
+	 * with tsw_hist_load() */
+	struct tsw_hist commit_duration;
 };
 
 /* Snapshot of the counters (each read atomically, not all together). */

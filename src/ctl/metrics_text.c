@@ -445,6 +445,8 @@ static void put_state(struct text *t, const struct tsw_state *st)
 	    "# TYPE tokswitch_state_commit_seconds_total "
 	    "counter\ntokswitch_state_commit_seconds_total %.6f\n",
 	    (double)ss.commit_ns_total / 1e9);
+	put_hist(t, "tokswitch_state_commit_duration_seconds",
+		 "Group commits' write and fsync, failed ones too.", &ss.commit_duration);
 	tsw_state_saf_oldest(st, &oldest_rev_ms, &oldest_adv_ms);
 	put(t,
 	    "# HELP tokswitch_state_saf_oldest_age_seconds Age of the oldest queued reversal and "
@@ -519,7 +521,15 @@ static void put_scalars(struct text *t, const struct tsw_ctl_source *src)
 	put_hist(t, "tokswitch_issuer_rtt_seconds", "Issuer round trip.", &h);
 	sum_hist(src, offsetof(struct tsw_metrics_shard, internal), &h);
 	put_hist(t, "tokswitch_internal_latency_seconds",
-		 "Time inside the switch per request, issuer round trip excluded.", &h);
+		 "Time inside the switch per delivered answer, issuer round trip excluded: "
+		 "request forward plus answer delivery.",
+		 &h);
+	sum_hist(src, offsetof(struct tsw_metrics_shard, request_forward), &h);
+	put_hist(t, "tokswitch_request_forward_seconds",
+		 "From a request's frame taken in to its issuer copy in the link's output.", &h);
+	sum_hist(src, offsetof(struct tsw_metrics_shard, answer_delivery), &h);
+	put_hist(t, "tokswitch_answer_delivery_seconds",
+		 "From an issuer answer taken in to its rewrite in the acquirer's output.", &h);
 
 	for (size_t i = 0; i < sizeof(scalars) / sizeof(scalars[0]); i++) {
 		const struct scalar *s = &scalars[i];

@@ -18,11 +18,6 @@
 /* The shortest card number (the vault holds 12-19 digits). */
 #define PAN_MIN_DIGITS 12
 
-static void hist_us(struct tsw_hist *h, uint64_t from_ns, uint64_t to_ns)
-{
-	tsw_hist_add_ns(h, to_ns > from_ns ? to_ns - from_ns : 0);
-}
-
 static bool conn_alive(const struct tsw_engine *e, const struct req *r)
 {
 	const struct acq_conn *c = &e->conns[r->acq_slot];
@@ -203,6 +198,18 @@ static bool de55_for_acquirer(struct tsw_engine *e, const struct req *r,
 	return true;
 }
 
+/* r's answer is in its acquirer's output now: the delivery latency from
+ * the answer's input (now_ns), and the whole time inside the switch. */
+static void delivered(struct tsw_engine *e, const struct req *r)
+{
+	uint64_t now = e->clock_ns(e->clock_arg);
+	uint64_t fwd = r->fwd_ns > r->start_ns ? r->fwd_ns - r->start_ns : 0;
+	uint64_t dlv = now > e->now_ns ? now - e->now_ns : 0;
+
+	tsw_hist_add_ns(&e->m->answer_delivery, dlv);
+	tsw_hist_add_ns(&e->m->internal, fwd + dlv);
+}
+
 /* The issuer's answer rewritten for the acquirer: DE2 the token again
  * (absent when the issuer left it out), DE14 the token expiry, DE34/35/
  * 36/45/102/103 removed, DE11 the acquirer's, DE48 tags 30-36 removed.
@@ -271,6 +278,7 @@ static int deliver_answer(struct tsw_engine *e, struct req *r, const struct tsw_
 		return 0;
 	}
 	engine__count_answer(e, r->mti_class, rc);
+	delivered(e, r);
 	return 1;
 }
 
@@ -338,8 +346,7 @@ static bool settle_answer(struct tsw_engine *e, struct req *r, const struct tsw_
 {
 	bool approved, owes;
 
-	hist_us(&e->m->issuer_rtt, r->fwd_ns, e->now_ns);
-	hist_us(&e->m->internal, r->start_ns, r->fwd_ns);
+	hist_between(&e->m->issuer_rtt, r->fwd_ns, e->now_ns);
 	approved = engine__rc_approved(rc);
 	/* an approval the acquirer does not get is reversed: money moved */
 	owes = approved && moves_money(r);

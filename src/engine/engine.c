@@ -5,9 +5,9 @@
  * answers back to the acquirer and the timeouts, link_input.c and
  * link_output.c the issuer links; docs/engine.md maps every file.
  *
- * One instance per worker thread. No syscalls (the wall clock is read
- * through the vDSO), no locks, no allocation after tsw_engine_new(), no
- * logging (events go to a queue the backend logs: event.c). docs/engine.md
+ * One instance per worker thread. No syscalls (the wall clock and the
+ * latency histograms' monotonic clock are read through the vDSO), no locks, no allocation after
+ * tsw_engine_new(), no logging (events go to a queue the backend logs: event.c). docs/engine.md
  * describes the pipeline.
  */
 #include <errno.h>
@@ -33,6 +33,15 @@ static int64_t wall_now(void)
 
 	clock_gettime(CLOCK_REALTIME, &ts);
 	return ts.tv_sec;
+}
+
+static uint64_t mono_now(void *arg)
+{
+	struct timespec ts;
+
+	(void)arg;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * NS_PER_S + (uint64_t)ts.tv_nsec;
 }
 
 /* ---- lifecycle, loop, timers ---- */
@@ -229,6 +238,8 @@ int tsw_engine_new(const struct tsw_engine_config *cfg, struct tsw_vault *vault,
 	e->vault = vault;
 	e->state = state;
 	e->m = metrics;
+	e->clock_ns = cfg->clock_ns ? cfg->clock_ns : mono_now;
+	e->clock_arg = cfg->clock_arg;
 	e->n_links = e->cfg.n_hosts;
 	e->rng = 0x9e3779b97f4a7c15ull ^ ((uint64_t)cfg->worker_id << 32) ^ (uint64_t)wall_now();
 	e->wall_s = wall_now();

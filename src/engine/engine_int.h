@@ -38,6 +38,14 @@
 #define TSW_ENGINE_DE35_MAX 64u
 
 #define NS_PER_MS 1000000ull
+#define NS_PER_S 1000000000ull
+
+/* Adds to_ns - from_ns to h (0 when to_ns is not after from_ns: two
+ * clocks read on one thread never go back, but a test's may). */
+static inline void hist_between(struct tsw_hist *h, uint64_t from_ns, uint64_t to_ns)
+{
+	tsw_hist_add_ns(h, to_ns > from_ns ? to_ns - from_ns : 0);
+}
 
 /* metrics.h keeps its own count (it is the shard layout the control
  * plane reads, and stays free of the config) */
@@ -219,6 +227,8 @@ struct tsw_engine {
 	struct tsw_state *state;
 	struct tsw_metrics_shard *m;
 	uint64_t now_ns;
+	tsw_engine_clock_fn clock_ns; /* the latency histograms' (tsw_engine_config) */
+	void *clock_arg;
 	int64_t wall_s; /* unix seconds at the last loop_begin/tick */
 	uint64_t rng;	/* xorshift64 state */
 	bool reader_live;

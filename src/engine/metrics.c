@@ -1,28 +1,11 @@
-/* Metric helpers: histogram bounds, response-code indexes, the MTI class
- * a request counts under, the count of an answer by class and code, and
+/* Metric helpers: response-code indexes, the MTI class a request counts
+ * under, the count of an answer by class and code, and
  * of what became of a stand-in candidate.
  */
-#include <math.h>
 #include <string.h>
 
 #include "engine_int.h"
 #include "tsw/metrics.h"
-
-/* Log-linear: 1-2-5 steps from 0.5 us to 10 s, then +Inf (a worker's
- * internal latency is around a microsecond: the old 10 us floor put
- * every sample in the first bucket). */
-const uint64_t tsw_hist_bound_ns[TSW_HIST_BUCKETS] = {
-    500,	1000,	    2000,	5000,	    10000,	20000,	    50000,
-    100000,	200000,	    500000,	1000000,    2000000,	5000000,    10000000,
-    20000000,	50000000,   100000000,	200000000,  500000000,	1000000000, 2000000000,
-    5000000000, 10000000000, UINT64_MAX,
-};
-
-const double tsw_hist_bound_us[TSW_HIST_BUCKETS] = {
-    0.5,     1,	      2,       5,	 10,	   20,	     50,       100,
-    200,     500,     1000,    2000,	 5000,	   10000,    20000,    50000,
-    100000,  200000,  500000,  1000000, 2000000, 5000000, 10000000, INFINITY,
-};
 
 static const char rc_names[TSW_METRICS_RC_MAX][3] = {
     "00", "14", "30", "51", "54", "55", "57", "61", "62", "63", "65", "91", "96", "05", "12",

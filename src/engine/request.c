@@ -307,7 +307,9 @@ static void track_forwarded(struct tsw_engine *e, const struct pipeline *pl,
 	engine__link_track(e, r);
 	req_fill(e, r, pl, t, cls);
 	r->sent_to_issuer = true;
-	r->fwd_ns = e->now_ns;
+	/* the issuer copy is in the link's output: the forward latency ends */
+	r->fwd_ns = e->clock_ns(e->clock_arg);
+	hist_between(&e->m->request_forward, r->start_ns, r->fwd_ns);
 	r->deadline_ns = e->now_ns + (uint64_t)e->cfg.issuer_timeout_ms * NS_PER_MS;
 	engine__heap_push(e, r);
 	engine__dup_add(e, r);

@@ -39,7 +39,6 @@
 #include "tsw/error.h"
 #include "tsw/token.h"
 
-#define NS_PER_S 1000000000ull
 /* A full table is purged of expired windows at most this often. */
 #define PURGE_INTERVAL_NS NS_PER_S
 /* Approval codes: 'S' and five digits, split evenly between the workers

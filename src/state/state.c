@@ -241,6 +241,16 @@ static void fail_mapped(struct fail *f, int err)
 	f->detail = tsw_strerror(err);
 }
 
+/* A group commit that began at t0 ended now: its time in the total and
+ * in the histogram (writer thread only: the histogram's one writer). */
+static void commit_timed(struct tsw_state *st, uint64_t t0)
+{
+	uint64_t ns = mono_ns() - t0;
+
+	atomic_fetch_add_explicit(&st->c.commit_ns_total, ns, memory_order_relaxed);
+	tsw_hist_add_ns(&st->commit_hist, ns);
+}
+
 /* One transaction for ops[0..n) (only the freeing ones with
  * freeing_only): SAF puts and deletes in order, then the latest values of
  * every entry named (each written once: the ops are walked from the end,
@@ -299,7 +309,7 @@ static int write_ops(struct tsw_state *st, const struct op *ops, uint32_t n, boo
 	if (rc != 0)
 		goto err_mdb;
 	atomic_fetch_add_explicit(&st->c.batch_ops, written, memory_order_relaxed);
-	atomic_fetch_add_explicit(&st->c.commit_ns_total, mono_ns() - t0, memory_order_relaxed);
+	commit_timed(st, t0);
 	count(&st->c.batches);
 	return 0;
 
@@ -309,7 +319,7 @@ err_abort:
 err_mdb:
 	fail_set(f, rc);
 err_count:
-	atomic_fetch_add_explicit(&st->c.commit_ns_total, mono_ns() - t0, memory_order_relaxed);
+	commit_timed(st, t0);
 	count(&st->c.commit_errors);
 	return f->error; /* the next attempt has a new batch_id: all is written again */
 }
@@ -1399,6 +1409,7 @@ void tsw_state_stats(const struct tsw_state *st, struct tsw_state_stats *ret)
 	ret->writer_held = LOAD(writer_held);
 	ret->freeing_commits = LOAD(freeing_commits);
 #undef LOAD
+	tsw_hist_load(&st->commit_hist, &ret->commit_duration);
 	ret->writer_health = atomic_load_explicit(&st->health, memory_order_relaxed);
 	ret->tokens_cap = (uint64_t)st->per_shard_max * SHARDS;
 	ret->reservations_cap = st->res_cap;

@@ -175,6 +175,8 @@ struct tsw_state {
 	atomic_uint health;	 /* enum tsw_state_health, written by the writer */
 	atomic_int health_error; /* -errno that degraded it */
 	struct counters c;
+	/* the writer thread is its one writer (tsw/hist.h) */
+	struct tsw_hist commit_hist;
 };
 
 static inline void count(atomic_uint_fast64_t *c)

@@ -21,6 +21,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+import promql_names as P  # noqa: E402
 import tswtest as T  # noqa: E402
 
 args, TOKSWITCH, TOKVAULT, PROFILE, TMP = T.suite_setup("e2e")
@@ -789,27 +790,42 @@ def promtool_check(body):
     return (p.stdout + p.stderr).strip(), p.returncode
 
 
+class Load:
+    """Approvals on conns connections of e until the block ends (answered:
+    how many so far); an error of a load thread fails the block."""
+
+    def __init__(self, e, conns=3):
+        self.e, self.stop, self.answered, self.errors = e, threading.Event(), [0], []
+        self.threads = [threading.Thread(target=self.run) for _ in range(conns)]
+
+    def run(self):
+        try:
+            c = T.Conn(self.e.sw.acq, PROFILE)
+            while not self.stop.is_set():
+                c.request(*auth(TOKENS["live"]["token"]))
+                c.answer()
+                self.answered[0] += 1
+            c.close()
+        except Exception as ex:  # reported when the block ends
+            self.errors.append(ex)
+
+    def __enter__(self):
+        for t in self.threads:
+            t.start()
+        return self
+
+    def __exit__(self, exc_type, *exc):
+        self.stop.set()
+        for t in self.threads:
+            t.join(20)
+        if exc_type is None:
+            assert not self.errors, self.errors
+
+
 def test_promtool_check_metrics_passes_on_a_live_scrape_under_load():
     with Env(timeout_ms=300, workers=2, extra_conf="[saf]\npoll_ms = 20\n") as e:
-        stop = threading.Event()
-        answered = [0]
-        errors = []
-
-        def load():
-            try:
-                c = T.Conn(e.sw.acq, PROFILE)
-                while not stop.is_set():
-                    c.request(*auth(TOKENS["live"]["token"]))
-                    c.answer()
-                    answered[0] += 1
-                c.close()
-            except Exception as ex:  # reported by the test below
-                errors.append(ex)
-
-        threads = [threading.Thread(target=load) for _ in range(3)]
-        for t in threads:
-            t.start()
-        try:
+        with Load(e) as load:
+            answered = load.answered
             c = e.conn()
             # declines: the switch's own (62, 14) and the issuer's (51)
             assert_eq(e.ask(c, auth(TOKENS["suspended"]["token"]))[1][39], b"62", "suspended")
@@ -827,11 +843,6 @@ def test_promtool_check_metrics_passes_on_a_live_scrape_under_load():
                 assert_eq(code, 200, "/metrics")
                 out, rc = promtool_check(body)
                 assert_eq((rc, out), (0, ""), "promtool check metrics")
-        finally:
-            stop.set()
-            for t in threads:
-                t.join(20)
-        assert not errors, errors
         T.wait_for(lambda: e.sw.metric("tokswitch_saf_acked_total") >= 1, 10, "reversal acked")
         _, body = e.sw.http("/metrics")
         assert_eq(promtool_check(body), ("", 0), "promtool check metrics after the load")
@@ -846,6 +857,37 @@ def test_promtool_check_metrics_passes_on_a_live_scrape_under_load():
         assert get("tokswitch_state_saf_puts_total") >= 1, "the reversal queued"
         assert get("tokswitch_issuer_rtt_seconds_count") >= 50, "round trips"
         assert "\ntsw_" not in body and not body.startswith("tsw_"), "an old tsw_ name"
+
+
+def test_alert_and_dashboard_series_exist_in_a_live_scrape_under_load():
+    """Every series contrib/prometheus/alerts.yml and contrib/grafana/
+    tokswitch.json query is one the switch exports: a rename of either
+    side fails here (histograms count by their _bucket, _sum, _count)."""
+    files = {"alerts.yml": P.alert_exprs(os.path.join(args.source, "contrib", "prometheus",
+                                                       "alerts.yml")),
+             "tokswitch.json": P.dashboard_exprs(os.path.join(args.source, "contrib", "grafana",
+                                                              "tokswitch.json"))}
+    with Env(workers=2) as e:
+        with Load(e) as load:
+            c = e.conn()
+            assert_eq(e.ask(c, auth(TOKENS["suspended"]["token"]))[1][39], b"62", "a decline")
+            # a limited use: its reservation is a group commit of the state
+            assert_eq(e.ask(c, auth(TOKENS["uses"]["token"]))[1][39], b"00", "a limited use")
+            T.wait_for(lambda: load.answered[0] >= 50, 20, "approvals under load")
+            code, body = e.sw.http("/metrics")
+            assert_eq(code, 200, "/metrics")
+    assert T.metric_value(body, "tokswitch_request_forward_seconds_count") >= 50, "forwards"
+    assert T.metric_value(body, "tokswitch_answer_delivery_seconds_count") >= 50, "deliveries"
+    assert T.metric_value(body, "tokswitch_state_commit_duration_seconds_count") >= 1, "commits"
+    for name, exprs in files.items():
+        names = set()
+        for _, expr in exprs:
+            names |= P.expr_names(expr)
+        assert len(names) >= 20, "%s: %d names read" % (name, len(names))
+        assert_eq(P.missing_from_scrape(names, body), [], name + ": series not in the scrape")
+    # the check itself: a renamed series is reported
+    assert_eq(P.missing_from_scrape({"tokswitch_timeouts_total", "tokswitch_timeout_total"},
+                                    body), ["tokswitch_timeout_total"], "a renamed series")
 
 
 def documented_series():

@@ -202,6 +202,12 @@ def test_package_installs_and_its_programs_run_from_the_installed_paths():
         assert os.access(os.path.join(root, "usr/bin", prog), os.X_OK), prog
     for spec in ("default.spec", "ascii4.spec"):
         assert os.path.isfile(os.path.join(root, "usr/share/tokswitch", spec)), spec
+    # the dashboard and the alerts, as in the source tree
+    for installed, src in (("grafana/tokswitch.json", "contrib/grafana/tokswitch.json"),
+                           ("prometheus/alerts.yml", "contrib/prometheus/alerts.yml")):
+        with open(os.path.join(root, "usr/share/tokswitch", installed), "rb") as f, \
+                open(os.path.join(args.source, src), "rb") as g:
+            assert f.read() == g.read(), installed
     conf = open(os.path.join(root, "etc/tokswitch/tokswitch.conf")).read()
     for line in ("state = /var/lib/tokswitch/state", "vault = /var/lib/tokswitch/vault",
                  "key_file = /etc/tokswitch/keys/vault.key"):

@@ -1026,6 +1026,9 @@ static void fill_shards(void)
 	tsw_hist_add(&shards[0].issuer_rtt, 10);
 	tsw_hist_add(&shards[1].issuer_rtt, 10);
 	tsw_hist_add(&shards[1].issuer_rtt, 5000000);
+	tsw_hist_add_ns(&shards[0].request_forward, 3000);
+	tsw_hist_add_ns(&shards[1].request_forward, 4000);
+	tsw_hist_add_ns(&shards[1].answer_delivery, 700);
 	shards[0].conns_open = 1;
 	shards[1].conns_open = 2;
 	shards[0].link_up[0] = 3;
@@ -1046,6 +1049,15 @@ Test(metrics_text, sums_every_shard_with_labels)
 	    "tokswitch_issuer_rtt_seconds_count 3\n",
 	    "tokswitch_issuer_rtt_seconds_sum 5.000020\n",
 	    "# TYPE tokswitch_issuer_rtt_seconds histogram\n",
+	    "# TYPE tokswitch_request_forward_seconds histogram\n",
+	    "tokswitch_request_forward_seconds_bucket{le=\"2e-06\"} 0\n",
+	    "tokswitch_request_forward_seconds_bucket{le=\"5e-06\"} 2\n",
+	    "tokswitch_request_forward_seconds_count 2\n",
+	    "tokswitch_request_forward_seconds_sum 0.000007\n",
+	    "# TYPE tokswitch_answer_delivery_seconds histogram\n",
+	    "tokswitch_answer_delivery_seconds_bucket{le=\"5e-07\"} 0\n",
+	    "tokswitch_answer_delivery_seconds_bucket{le=\"1e-06\"} 1\n",
+	    "tokswitch_answer_delivery_seconds_count 1\n",
 	    "tokswitch_connections_open 3\n",
 	    "tokswitch_issuer_links_signed_on{link=\"0\",issuer=\"0\",host=\"10.0.0.1:9100\"} 1\n",
 	    "tokswitch_issuer_links_signed_on{link=\"1\",issuer=\"0\",host=\"10.0.0.2:9100\"} 0\n",
@@ -1248,6 +1260,11 @@ Test(metrics_text, state_counters_and_limits_are_exported, .init = mk_tmp, .fini
 	cr_expect_eq(series(text, "tokswitch_state_writer_degraded"), 0, "a healthy writer");
 	cr_expect_geq(series(text, "tokswitch_state_saf_depth"), 1);
 	cr_expect_not_null(strstr(text, "\ntokswitch_state_commit_seconds_total "));
+	cr_expect_not_null(
+	    strstr(text, "\n# TYPE tokswitch_state_commit_duration_seconds histogram\n"));
+	cr_expect_not_null(
+	    strstr(text, "\ntokswitch_state_commit_duration_seconds_bucket{le=\"+Inf\"} "));
+	cr_expect_not_null(strstr(text, "\ntokswitch_state_commit_duration_seconds_count "));
 	for (size_t i = 0; i < sizeof(gauges) / sizeof(gauges[0]); i++) {
 		snprintf(type, sizeof(type), "# TYPE %s gauge\n", gauges[i]);
 		cr_expect_not_null(strstr(text, type), "missing: %s", type);

@@ -98,6 +98,15 @@ static void make_vault(struct h *h)
 	cr_assert_eq(st.imported, H_TOKEN_MAX, "imported %lu", st.imported);
 }
 
+/* The engine's latency clock: the test's, clock_lag_ns after the now_ns
+ * of the call (the time the engine spends on a message). */
+static uint64_t h_clock_ns(void *arg)
+{
+	const struct h *h = arg;
+
+	return h->now + h->clock_lag_ns;
+}
+
 /* The state's clock follows the test's: leases and backoff in ms. */
 static uint64_t h_clock_ms(void *arg)
 {
@@ -152,6 +161,9 @@ void h_init(struct h *h)
 	tsw_engine_config_init(&h->cfg);
 	h->cfg.acq_profile = &h->prof;
 	h->cfg.iss_profile = &h->prof;
+	h->cfg.clock_ns = h_clock_ns;
+	h->cfg.clock_arg = h;
+	h->clock_lag_ns = 0;
 	h->cfg.settings.max_conns = 4;
 	h->cfg.settings.max_inflight_per_conn = 16;
 	h->cfg.settings.max_pending = 64;

@@ -59,6 +59,7 @@ struct h {
 	struct tsw_engine_config cfg;
 	struct tsw_engine *e;
 	uint64_t now;
+	uint64_t clock_lag_ns; /* the engine's latency clock reads now + this */
 	int slot; /* an open acquirer connection */
 	int state_efd; /* woken by the state's writer after each commit */
 	struct tsw_hsm *hsm;	    /* h_card_keys(): the engine's card keys */

@@ -18,7 +18,7 @@ import tempfile
 # header -> owning module
 OWNER = {
     "error.h": "common", "log.h": "common", "config.h": "common", "luhn.h": "common",
-    "harden.h": "common",
+    "harden.h": "common", "hist.h": "common",
     "iso8583.h": "iso8583",
     "token.h": "vault", "vault.h": "vault",
     "authz.h": "authz",

@@ -320,6 +320,47 @@ Test(state, waker_fires_after_commit)
 	close_state(st, efd);
 }
 
+/* ss's commit histogram holds one observation per group commit (failed
+ * ones too), adding up to the time commit_ns_total has */
+static void commit_histogram_matches(const struct tsw_state_stats *ss)
+{
+	const struct tsw_hist *h = &ss->commit_duration;
+	uint64_t in_buckets = 0;
+
+	for (unsigned i = 0; i < TSW_HIST_BUCKETS; i++)
+		in_buckets += h->bucket[i];
+	cr_assert_eq(h->count, ss->batches + ss->commit_errors, "one per group commit");
+	cr_assert_eq(in_buckets, h->count);
+	/* each observation's microseconds are truncated: at most 1 us short */
+	cr_assert_leq(h->sum_us * 1000, ss->commit_ns_total);
+	cr_assert_geq(h->sum_us + h->count, ss->commit_ns_total / 1000);
+}
+
+Test(state, commit_histogram_counts_every_group_commit)
+{
+	struct tsw_state *st;
+	struct tsw_state_stats ss;
+	uint64_t before, t;
+	int efd;
+
+	st = open_state(NULL, &efd);
+	tsw_state_stats(st, &ss);
+	before = ss.commit_duration.count;
+	cr_assert_eq(tsw_state_reserve(st, TOKEN, TOKEN_LEN, 5, &t), 0);
+	cr_assert(wait_durable(st, efd, t), "durable before the deadline");
+	tsw_state_stats(st, &ss);
+	cr_assert_geq(ss.batches, 1);
+	cr_assert_gt(ss.commit_duration.count, before, "the reservation's commit");
+	commit_histogram_matches(&ss);
+	for (unsigned i = 0; i < 3; i++) {
+		cr_assert_eq(tsw_state_reserve(st, TOKEN, TOKEN_LEN, 5, &t), 0);
+		cr_assert(wait_durable(st, efd, t), "durable before the deadline");
+	}
+	tsw_state_stats(st, &ss);
+	commit_histogram_matches(&ss);
+	close_state(st, efd);
+}
+
 Test(state, bounded_tickets_and_tokens)
 {
 	struct tsw_state_config cfg = {.max_reservations = 2, .max_tokens = 1};

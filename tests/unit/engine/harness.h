@@ -63,6 +63,8 @@ struct h {
 	int state_efd; /* woken by the state's writer after each commit */
 	struct tsw_hsm *hsm;	    /* h_card_keys(): the engine's card keys */
 	struct tsw_card_keys *keys; /* the harness's reference (h_fini drops it) */
+	int stall_pid;		    /* h_state_stall(): the state-stall child, 0: none */
+	int stall_in;		    /* ... its standard input */
 };
 
 /* Creates the vault (once per process), the state, and fills cfg with
@@ -82,6 +84,16 @@ void h_state_reopen(struct h *h);
 /* A restart: frees the engine, reopens the state, zeroes the metrics
  * and starts a new engine (h_start). */
 void h_restart(struct h *h);
+/* Stalls the state's group commits (a state-stall child holds the state
+ * environment's writer lock): nothing queued from now on becomes durable
+ * until h_state_unstall(), which lets the writer go on (h_fini does it
+ * too). Waits, with a deadline, until the lock is held. */
+void h_state_stall(struct h *h);
+void h_state_unstall(struct h *h);
+/* Runs loop iterations, waiting on the state's eventfd (10 s deadline),
+ * until the state ticket is durable. */
+void h_wait_durable(struct h *h, uint64_t ticket);
+
 /* Brings link up and answers its sign-on with rc. */
 void h_sign_on(struct h *h, uint32_t link, const char *rc);
 

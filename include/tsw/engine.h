@@ -324,38 +324,42 @@ void tsw_engine_shutdown(struct tsw_engine *e, uint64_t now_ns);
  * TSW_EV_EVENTS_DROPPED event once the queue has room. Tokens are masked
  * (first 6, last 4); no PAN is ever in an event. */
 enum tsw_engine_event_kind {
-	TSW_EV_ISSUER_SIGNON_REFUSED,	 /* link, rc; n1: ms until it is sent again */
-	TSW_EV_ISSUER_RECONNECT_BACKOFF, /* link; n1: ms until the reconnect */
-	TSW_EV_ISSUER_ECHO_TIMEOUT,	 /* link; n1: the timeout, ms */
-	TSW_EV_SAF_PUT_REFUSED,		 /* link, err, token, stan, rrn, amount; why: "advice"
-					  * (else a reversal); n1: switch STAN */
-	TSW_EV_SAF_SENT,		 /* link, id; n1: attempt (1 = first) */
-	TSW_EV_SAF_ACKED,		 /* link, id, rc */
-	TSW_EV_SAF_RETRIED,		 /* id; n1: ms until it is due again */
-	TSW_EV_SAF_DROPPED,		 /* id, why: a queued reversal that can never be sent */
-	TSW_EV_MAX_CONNS,		 /* n1: max_conns */
-	TSW_EV_STASH_OVERFLOW,		 /* slot; n1: in_buf_bytes */
-	TSW_EV_SLOW_CONSUMER,		 /* slot; n1: out_buf_bytes */
-	TSW_EV_LINK_OUT_FULL,		 /* link; n1: link_buf_bytes */
-	TSW_EV_PENDING_FULL,		 /* n1: max_pending */
-	TSW_EV_PARKED_FULL,		 /* n1: max_parked */
-	TSW_EV_FRAME_REFUSED,		 /* slot (why "acquirer") or link (why "issuer"), err;
-					  * n1: max_frame */
-	TSW_EV_STANDIN,			 /* link, token, stan, rrn, amount; why: the result
-					  * (approved, declined_amount, ...) */
-	TSW_EV_ANSWER_HELD_TIMEOUT,	 /* slot, id; n2: saf_durable_wait_ms: an answer went out
-					  * before its reversal or advice was durable */
-	TSW_EV_APPROVAL_UNDELIVERED,	 /* link, token, stan, rrn, amount; why: reversed or
-					  * unqueued (the issuer keeps the money) */
-	TSW_EV_ISSUER_FRAME_TOO_BIG,	 /* link, token, stan, rrn, amount; n1: the issuer's largest
-					  * body: the request was answered 96 */
-	TSW_EV_ANSWER_MTI_MISMATCH,	 /* link, token, stan, rrn, amount; n1: switch STAN; n2:
-					  * request MTI * 10000 + the answer's MTI (dropped) */
-	TSW_EV_VAULT_INTEGRITY,		 /* slot, token: its record fails authentication */
-	TSW_EV_VAULT_KEYS_REFUSED,	 /* err: a key file reload refused, old keys kept */
-	TSW_EV_CRYPTOGRAM_DECLINED,	 /* token; why: the check's result ("wrong", ...) */
-	TSW_EV_PIN_BLOCK_REFUSED,	 /* token; why: the translation's result */
-	TSW_EV_EVENTS_DROPPED, /* n1: events dropped since the last report; n2: queue size */
+	TSW_EV_ISSUER_SIGNON_REFUSED,	  /* link, rc; n1: ms until it is sent again */
+	TSW_EV_ISSUER_RECONNECT_BACKOFF,  /* link; n1: ms until the reconnect */
+	TSW_EV_ISSUER_ECHO_TIMEOUT,	  /* link; n1: the timeout, ms */
+	TSW_EV_SAF_PUT_REFUSED,		  /* link, err, token, stan, rrn, amount; why: "advice"
+					   * (else a reversal); n1: switch STAN */
+	TSW_EV_SAF_SENT,		  /* link, id; n1: attempt (1 = first) */
+	TSW_EV_SAF_ACKED,		  /* link, id, rc */
+	TSW_EV_SAF_RETRIED,		  /* id; n1: ms until it is due again */
+	TSW_EV_SAF_DROPPED,		  /* id, why: a queued reversal that can never be sent */
+	TSW_EV_MAX_CONNS,		  /* n1: max_conns */
+	TSW_EV_STASH_OVERFLOW,		  /* slot; n1: in_buf_bytes */
+	TSW_EV_SLOW_CONSUMER,		  /* slot; n1: out_buf_bytes */
+	TSW_EV_LINK_OUT_FULL,		  /* link; n1: link_buf_bytes */
+	TSW_EV_PENDING_FULL,		  /* n1: max_pending */
+	TSW_EV_PARKED_FULL,		  /* n1: max_parked */
+	TSW_EV_FRAME_REFUSED,		  /* slot (why "acquirer") or link (why "issuer"), err;
+					   * n1: max_frame */
+	TSW_EV_STANDIN,			  /* link, token, stan, rrn, amount; why: the result
+					   * (approved, declined_amount, ...) */
+	TSW_EV_ANSWER_HELD_TIMEOUT,	  /* slot, id; n2: saf_durable_wait_ms: an answer went out
+					   * before its reversal or advice was durable */
+	TSW_EV_APPROVAL_UNDELIVERED,	  /* link, token, stan, rrn, amount; why: reversed or
+					   * unqueued (the issuer keeps the money) */
+	TSW_EV_APPROVAL_RECORD_UNWRITTEN, /* link, token, stan, rrn, amount; why: degraded or
+					   * timeout (n2: saf_durable_wait_ms): an approval
+					   * whose limited use or ATC never became durable,
+					   * reversed and answered 96 */
+	TSW_EV_ISSUER_FRAME_TOO_BIG, /* link, token, stan, rrn, amount; n1: the issuer's largest
+				      * body: the request was answered 96 */
+	TSW_EV_ANSWER_MTI_MISMATCH,  /* link, token, stan, rrn, amount; n1: switch STAN; n2:
+				      * request MTI * 10000 + the answer's MTI (dropped) */
+	TSW_EV_VAULT_INTEGRITY,	     /* slot, token: its record fails authentication */
+	TSW_EV_VAULT_KEYS_REFUSED,   /* err: a key file reload refused, old keys kept */
+	TSW_EV_CRYPTOGRAM_DECLINED,  /* token; why: the check's result ("wrong", ...) */
+	TSW_EV_PIN_BLOCK_REFUSED,    /* token; why: the translation's result */
+	TSW_EV_EVENTS_DROPPED,	     /* n1: events dropped since the last report; n2: queue size */
 	TSW_EV_KIND_MAX
 };
 

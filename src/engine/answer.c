@@ -331,8 +331,8 @@ static struct req *answered_request(struct tsw_engine *e, uint32_t link,
 }
 
 /* What the issuer's answer rc (m) settles of acquirer request r: its
- * latencies, its limited use, its approval code, a use the issuer's
- * reversal gives back. True when r is an approval the acquirer must get
+ * limited use, its approval code, a use the issuer's reversal gives
+ * back. True when r is an approval the acquirer must get
  * (money moved): reversed if it does not. */
 static bool settle_answer(struct tsw_engine *e, struct req *r, const struct tsw_iso_msg *m,
 			  const char *rc)

@@ -170,7 +170,8 @@ struct req {
 	bool in_dup;
 	/* REQ_ACQ after its answer (delivery.c): held until hold_id is
 	 * durable, or kept until out_end of its connection's output is sent;
-	 * list_next chains either FIFO */
+	 * list_next chains either FIFO. hold_until_ns also bounds an approval
+	 * held for its state record (held_approval.c) */
 	uint64_t hold_id;
 	uint64_t hold_until_ns;
 	uint64_t out_end;

@@ -591,3 +591,22 @@ void h_wait_durable(struct h *h, uint64_t ticket)
 		h_wait_step(h, deadline, "the ticket's commit");
 	h_advance(h, 0);
 }
+
+uint64_t h_record_ticket(const struct h *h)
+{
+	for (uint32_t i = 0; i < h->e->n_reqs; i++) {
+		const struct req *r = &h->e->reqs[i];
+
+		if (r->in_use && r->appr_slot && !tsw_state_durable(h->state, r->rec_ticket))
+			return r->rec_ticket;
+	}
+	return 0;
+}
+
+void h_wait_records(struct h *h)
+{
+	uint64_t ticket;
+
+	while ((ticket = h_record_ticket(h)))
+		h_wait_durable(h, ticket);
+}

@@ -93,6 +93,13 @@ void h_state_unstall(struct h *h);
 /* Runs loop iterations, waiting on the state's eventfd (10 s deadline),
  * until the state ticket is durable. */
 void h_wait_durable(struct h *h, uint64_t ticket);
+/* The ticket of the state record (limited use, ATC) that a request in
+ * flight was forwarded before it was durable, 0: none (white-box). */
+uint64_t h_record_ticket(const struct h *h);
+/* Waits (h_wait_durable) until no request in flight waits for its state
+ * record: an approval of it then goes straight to the acquirer, as for a
+ * request whose record was durable before it was forwarded. */
+void h_wait_records(struct h *h);
 
 /* Brings link up and answers its sign-on with rc. */
 void h_sign_on(struct h *h, uint32_t link, const char *rc);

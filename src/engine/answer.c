@@ -419,6 +419,22 @@ static void answer_acquirer(struct tsw_engine *e, struct req *r, const struct ts
 	}
 }
 
+/* engine__answer_finish, inlined into the common path */
+static inline void finish_answer(struct tsw_engine *e, struct req *r, const struct tsw_iso_msg *m,
+				 const char *rc)
+{
+	bool owes = settle_answer(e, r, m, rc);
+
+	if (!conn_alive(e, r)) {
+		TSW_COUNT(e->m->answers_conn_gone);
+		if (owes)
+			engine__reverse_undelivered(e, r, r->has_ticket);
+		engine__req_free(e, r);
+		return;
+	}
+	answer_acquirer(e, r, m, rc, owes);
+}
+
 void engine__issuer_answer(struct tsw_engine *e, uint32_t link, const struct tsw_iso_msg *m)
 {
 	struct issuer_link *l = &e->links[link];
@@ -451,22 +467,13 @@ void engine__issuer_answer(struct tsw_engine *e, uint32_t link, const struct tsw
 		engine__approval_hold(e, r, m, rc);
 		return;
 	}
-	engine__answer_finish(e, r, m, rc);
+	finish_answer(e, r, m, rc);
 }
 
 void engine__answer_finish(struct tsw_engine *e, struct req *r, const struct tsw_iso_msg *m,
 			   const char *rc)
 {
-	bool owes = settle_answer(e, r, m, rc);
-
-	if (!conn_alive(e, r)) {
-		TSW_COUNT(e->m->answers_conn_gone);
-		if (owes)
-			engine__reverse_undelivered(e, r, r->has_ticket);
-		engine__req_free(e, r);
-		return;
-	}
-	answer_acquirer(e, r, m, rc, owes);
+	finish_answer(e, r, m, rc);
 }
 
 void engine__approval_poll(struct tsw_engine *e)

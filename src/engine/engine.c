@@ -315,7 +315,8 @@ void tsw_engine_loop_begin(struct tsw_engine *e, uint64_t now_ns)
 	if (engine__reader_ensure(e) < 0)
 		TSW_COUNT(e->m->vault_errors);
 	engine__park_poll(e);
-	engine__approval_poll(e);
+	if (engine__approval_pending(e))
+		engine__approval_poll(e);
 	engine__held_poll(e);
 	acq_resume_due(e);
 }
@@ -370,7 +371,8 @@ void tsw_engine_tick(struct tsw_engine *e, uint64_t now_ns)
 		engine__saf_poll(e);
 	engine__idle_scan(e, now_ns);
 	engine__park_poll(e);
-	engine__approval_poll(e);
+	if (engine__approval_pending(e))
+		engine__approval_poll(e);
 	engine__held_poll(e);
 	acq_resume_due(e);
 }

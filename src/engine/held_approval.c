@@ -99,12 +99,6 @@ void engine__approval_slot_drop(struct tsw_engine *e, struct req *r)
 	r->appr_slot = 0;
 }
 
-bool engine__approval_must_wait(const struct tsw_engine *e, const struct req *r, const char *rc)
-{
-	return r->appr_slot && engine__rc_approved(rc) &&
-	       !tsw_state_durable(e->state, r->rec_ticket);
-}
-
 void engine__approval_hold(struct tsw_engine *e, struct req *r, const struct tsw_iso_msg *m,
 			   const char *rc)
 {
@@ -118,11 +112,6 @@ void engine__approval_hold(struct tsw_engine *e, struct req *r, const struct tsw
 	r->hold_until_ns = e->now_ns + (uint64_t)e->cfg.saf_durable_wait_ms * NS_PER_MS;
 	e->appr_list[e->n_appr_list++] = req_index(e, r);
 	TSW_GAUGE_INC(e->m->answers_awaiting_record);
-}
-
-uint32_t engine__approval_pending(const struct tsw_engine *e)
-{
-	return e->n_appr_list;
 }
 
 static bool conn_alive(const struct tsw_engine *e, const struct req *r)

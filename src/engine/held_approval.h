@@ -9,10 +9,10 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "answer_guard.h"
+#include "engine_int.h"
 #include "tsw/iso8583.h"
-
-struct tsw_engine;
-struct req;
+#include "tsw/state.h"
 
 int engine__approval_init(struct tsw_engine *e);
 void engine__approval_free(struct tsw_engine *e);
@@ -24,9 +24,14 @@ void engine__approval_free(struct tsw_engine *e);
 int engine__approval_slot_take(struct tsw_engine *e, struct req *r, uint64_t ticket);
 void engine__approval_slot_drop(struct tsw_engine *e, struct req *r);
 
-/* True when the issuer's answer m (DE39 rc) to r must wait: an approval
- * while r's record is not durable. */
-bool engine__approval_must_wait(const struct tsw_engine *e, const struct req *r, const char *rc);
+/* True when the issuer's answer (DE39 rc) to r must wait: an approval
+ * while r's record is not durable (inline: every answer asks). */
+static inline bool engine__approval_must_wait(const struct tsw_engine *e, const struct req *r,
+					      const char *rc)
+{
+	return r->appr_slot && engine__rc_approved(rc) &&
+	       !tsw_state_durable(e->state, r->rec_ticket);
+}
 /* Keeps a copy of m for r (out of the pending table already) until r's
  * record is durable (then delivered as any answer), the writer degrades
  * or saf_durable_wait_ms passes (then reversed: 96 STATE_UNAVAILABLE once
@@ -47,6 +52,10 @@ struct held_answer {
  * may wait no longer, taken out of the list with its answer in *ret, or
  * NULL when none is left. answer.c settles it (engine__approval_poll). */
 struct req *engine__approval_next(struct tsw_engine *e, uint32_t *cursor, struct held_answer *ret);
-uint32_t engine__approval_pending(const struct tsw_engine *e);
+/* Approvals held now (inline: every loop iteration asks). */
+static inline uint32_t engine__approval_pending(const struct tsw_engine *e)
+{
+	return e->n_appr_list;
+}
 
 #endif

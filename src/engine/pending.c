@@ -103,7 +103,8 @@ struct req *engine__req_alloc(struct tsw_engine *e)
 
 void engine__req_free(struct tsw_engine *e, struct req *r)
 {
-	engine__approval_slot_drop(e, r);
+	if (r->appr_slot)
+		engine__approval_slot_drop(e, r);
 	engine__dup_remove(e, r);
 	engine__card_arpc_drop(&r->arpc);
 	r->in_use = false;

@@ -372,6 +372,29 @@ Test(card_crypto, forwarded_before_the_atc_is_durable_and_approved_after)
 	free(acq);
 }
 
+/* Each request forwarded before its ATC is durable holds a slot for its
+ * answer (limits.max_parked): none left, the next one is declined 96
+ * before it is forwarded, counted and logged as parked_full. */
+Test(card_crypto_own_start, no_slot_left_for_the_answer_declined_96_unforwarded)
+{
+	uint8_t de55[256];
+	size_t len = card_de55(H_CHIP, 1, IMK1, de55, NULL);
+
+	H.cfg.settings.max_parked = 1;
+	h_start(&H);
+	h_state_stall(&H);
+	cr_assert_eq(send_chip(H_CHIP, "000001", "051", de55, len), 0);
+	h_collect(&H, TSW_EP_LINK, 0, out);
+	cr_assert_eq(out->n, 1, "not forwarded before its ATC is durable");
+	len = card_de55(H_CHIP10, 1, IMK1, de55, NULL);
+	cr_assert_eq(send_chip(H_CHIP10, "000002", "051", de55, len), 0);
+	expect_local("96", "SYSTEM");
+	h_collect(&H, TSW_EP_LINK, 0, out);
+	cr_assert_eq(out->n, 0, "forwarded without a slot for its answer");
+	cr_expect_eq(H.m.parked_full, 1);
+	h_state_unstall(&H);
+}
+
 /* With state.forward_before_durable off the request waits for its ATC's
  * commit before it is forwarded. */
 Test(card_crypto, forwarded_only_once_the_atc_is_durable_when_told_to_wait)

@@ -24,6 +24,7 @@
  *             token_file
  *   [state]   queue_size max_tokens max_reservations map_size_mb
  *             saf_max_entries saf_lease_ms reserve_kb retry_max_ms
+ *             forward_before_durable
  *             (defaults: include/tsw/state.h's
  *             TSW_STATE_*_DEFAULT; tests/unit/ctl checks they agree)
  *   [saf]     inflight_max poll_ms retry_min_ms retry_max_ms (reversals)
@@ -153,6 +154,9 @@ struct tsw_config {
 	uint32_t state_saf_lease_ms;	/* a claimed reversal's lease */
 	uint32_t state_reserve_kb;	/* room kept for space-freeing commits */
 	uint32_t state_retry_max_ms;	/* the degraded writer's backoff ceiling */
+	bool state_forward_before_durable; /* a limited use or ATC not yet on disk: the
+					    * request goes on at once and its approval
+					    * waits (false: the request waits) */
 	/* [saf] store-and-forward reversals */
 	uint32_t saf_inflight_max;
 	uint32_t saf_poll_ms;

@@ -359,6 +359,10 @@ enum tsw_engine_event_kind {
 					  * before its reversal or advice was durable */
 	TSW_EV_APPROVAL_UNDELIVERED,	 /* link, token, stan, rrn, amount; why: reversed or
 					  * unqueued (the issuer keeps the money) */
+	TSW_EV_APPROVAL_RECORD_UNWRITTEN, /* link, token, stan, rrn, amount; why: degraded or
+					   * timeout (n2: saf_durable_wait_ms): an approval
+					   * whose limited use or ATC never became durable,
+					   * reversed and answered 96 */
 	TSW_EV_ISSUER_FRAME_TOO_BIG,	 /* link, token, stan, rrn, amount; n1: the issuer's largest
 					  * body: the request was answered 96 */
 	TSW_EV_ANSWER_MTI_MISMATCH,	 /* link, token, stan, rrn, amount; n1: switch STAN; n2:

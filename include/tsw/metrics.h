@@ -231,6 +231,10 @@ struct tsw_metrics_shard {
 	uint64_t answers_held_timeouts;   /* ... sent after saf_durable_wait_ms without it */
 	uint64_t answers_undelivered_reversed; /* approvals the acquirer never got: reversal queued */
 	uint64_t answers_undelivered_unqueued; /* ... and the reversal could not be queued */
+	/* approvals forwarded before their limited use or ATC was durable
+	 * (held_approval.c) */
+	uint64_t answers_awaiting_record; /* gauge: issuer approvals held for that record */
+	uint64_t answers_record_timeouts; /* ... not durable within saf_durable_wait_ms: 96 */
 	/* issuer failover */
 	uint64_t requests_rerouted;       /* unsent when its link went down: sent on another host */
 	/* stand-in approvals (standin.c) */

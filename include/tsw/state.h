@@ -16,8 +16,9 @@
  * double-spent. Flow for one authorization of a limited-use token:
  *
  *	tsw_state_reserve()   -> -TSW_E_FULL: decline DOMAIN_USES (65)
- *	park until tsw_state_durable(ticket) (wake on the eventfd)
- *	forward; issuer approves -> tsw_state_commit_use(ticket)
+ *	forward; issuer approves -> tsw_state_commit_use(ticket), and the
+ *	         approval reaches the acquirer only once
+ *	         tsw_state_durable(ticket) (wake on the eventfd)
  *	         declines / times out -> tsw_state_release(ticket)
  *	later the issuer approves its reversal -> tsw_state_return_use(token)
  *

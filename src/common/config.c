@@ -131,6 +131,7 @@ struct bool_key {
 	}
 
 static const struct bool_key bool_keys[] = {
+    BOOL("state", "forward_before_durable", state_forward_before_durable, true),
     BOOL("standin", "enabled", standin_enabled, false),
     BOOL("standin", "on_timeout", standin_on_timeout, false),
 };

@@ -244,6 +244,13 @@ static const struct scalar scalars[] = {
     SC("tokswitch_answers_held_timeouts_total", "counter",
        "Held answers sent after saf.durable_wait_ms without their reversal's commit.",
        answers_held_timeouts),
+    SC("tokswitch_answers_awaiting_record", "gauge",
+       "Issuer approvals waiting for the limited use or ATC they spent to be durable.",
+       answers_awaiting_record),
+    SC("tokswitch_answers_record_timeouts_total", "counter",
+       "Approvals whose limited use or ATC was not durable within saf.durable_wait_ms: "
+       "reversed, answered 96.",
+       answers_record_timeouts),
     SC("tokswitch_standin_advices_queued_total", "counter",
        "Stand-in approvals whose advice (0120/0220) was put in the SAF queue.",
        standin_advices_queued),

@@ -8,6 +8,7 @@
 #include "delivery.h"
 #include "card_crypto.h"
 #include "engine_int.h"
+#include "held_approval.h"
 #include "rewrite.h"
 #include "standin.h"
 #include "use.h"
@@ -338,19 +339,17 @@ static struct req *answered_request(struct tsw_engine *e, uint32_t link,
 }
 
 /* What the issuer's answer rc (m) settles of acquirer request r: its
- * latencies, its limited use, its approval code, a use the issuer's
- * reversal gives back. True when r is an approval the acquirer must get
+ * limited use, its approval code, a use the issuer's reversal gives
+ * back. True when r is an approval the acquirer must get
  * (money moved): reversed if it does not. */
 static bool settle_answer(struct tsw_engine *e, struct req *r, const struct tsw_iso_msg *m,
 			  const char *rc)
 {
 	bool approved, owes;
 
-	hist_between(&e->m->issuer_rtt, r->fwd_ns, e->now_ns);
 	approved = engine__rc_approved(rc);
 	/* an approval the acquirer does not get is reversed: money moved */
 	owes = approved && moves_money(r);
-	TSW_GAUGE_DEC(e->m->inflight);
 	/* the issuer has the money now: the use is spent until a reversal
 	 * of the approval is acknowledged */
 	if (r->has_ticket) {
@@ -373,14 +372,32 @@ static bool settle_answer(struct tsw_engine *e, struct req *r, const struct tsw_
 	return owes;
 }
 
+/* r's acquirer (its connection is alive) gets reason (96) instead of the
+ * issuer's answer; when that answer was an approval (owes) it is
+ * reversed, and the 96 waits for that reversal's commit. */
+static void answer_instead(struct tsw_engine *e, struct req *r, enum tsw_authz_reason reason,
+			   bool owes)
+{
+	uint64_t id = 0;
+	int put = -1;
+
+	if (owes) {
+		put = engine__saf_put(e, r, r->has_ticket, &id);
+		if (put == 0)
+			TSW_COUNT(e->m->answers_undelivered_reversed);
+		else
+			TSW_COUNT(e->m->answers_undelivered_unqueued);
+		engine_event_req(e, TSW_EV_APPROVAL_UNDELIVERED, r,
+				 .why = put == 0 ? "reversed" : "unqueued");
+	}
+	answer_after(e, r, reason, put, id);
+}
+
 /* The answer goes to the acquirer of r (its connection is alive); an
  * approval (owes) it does not get is reversed. */
 static void answer_acquirer(struct tsw_engine *e, struct req *r, const struct tsw_iso_msg *m,
 			    const char *rc, bool owes)
 {
-	uint64_t id = 0;
-	int put = -1;
-
 	switch (deliver_answer(e, r, m, rc)) {
 	case 1:
 		if (!owes) {
@@ -398,18 +415,7 @@ static void answer_acquirer(struct tsw_engine *e, struct req *r, const struct ts
 		engine__conn_request_done(e, r->acq_slot, r->acq_gen);
 		return;
 	case 0:
-		/* approved at the issuer but answered 96: the approval is
-		 * reversed, and the 96 waits for that reversal's commit */
-		if (owes) {
-			put = engine__saf_put(e, r, r->has_ticket, &id);
-			if (put == 0)
-				TSW_COUNT(e->m->answers_undelivered_reversed);
-			else
-				TSW_COUNT(e->m->answers_undelivered_unqueued);
-			engine_event_req(e, TSW_EV_APPROVAL_UNDELIVERED, r,
-					 .why = put == 0 ? "reversed" : "unqueued");
-		}
-		answer_after(e, r, TSW_AUTHZ_SYSTEM, put, id);
+		answer_instead(e, r, TSW_AUTHZ_SYSTEM, owes);
 		return;
 	default:
 		/* nothing could be written: the slow consumer is closed */
@@ -421,13 +427,28 @@ static void answer_acquirer(struct tsw_engine *e, struct req *r, const struct ts
 	}
 }
 
+/* engine__answer_finish, inlined into the common path */
+static inline void finish_answer(struct tsw_engine *e, struct req *r, const struct tsw_iso_msg *m,
+				 const char *rc)
+{
+	bool owes = settle_answer(e, r, m, rc);
+
+	if (!conn_alive(e, r)) {
+		TSW_COUNT(e->m->answers_conn_gone);
+		if (owes)
+			engine__reverse_undelivered(e, r, r->has_ticket);
+		engine__req_free(e, r);
+		return;
+	}
+	answer_acquirer(e, r, m, rc, owes);
+}
+
 void engine__issuer_answer(struct tsw_engine *e, uint32_t link, const struct tsw_iso_msg *m)
 {
 	struct issuer_link *l = &e->links[link];
 	const char *rc = "96";
 	char rcbuf[3];
 	struct req *r;
-	bool owes;
 
 	if (tsw_iso_has(m, 39) && m->f[39].len == 2) {
 		memcpy(rcbuf, tsw_iso_ptr(m, 39), 2);
@@ -446,13 +467,49 @@ void engine__issuer_answer(struct tsw_engine *e, uint32_t link, const struct tsw
 		engine__req_free(e, r);
 		return;
 	}
-	owes = settle_answer(e, r, m, rc);
+	/* the issuer's round trip ends here, before any wait for a record */
+	hist_between(&e->m->issuer_rtt, r->fwd_ns, e->now_ns);
+	TSW_GAUGE_DEC(e->m->inflight);
+	/* an approval waits for the use or ATC it spent to be on disk */
+	if (engine__approval_must_wait(e, r, rc) && conn_alive(e, r)) {
+		engine__approval_hold(e, r, m, rc);
+		return;
+	}
+	finish_answer(e, r, m, rc);
+}
+
+void engine__answer_finish(struct tsw_engine *e, struct req *r, const struct tsw_iso_msg *m,
+			   const char *rc)
+{
+	finish_answer(e, r, m, rc);
+}
+
+void engine__approval_poll(struct tsw_engine *e)
+{
+	struct held_answer h;
+	uint32_t cursor = 0;
+	struct req *r;
+
+	while ((r = engine__approval_next(e, &cursor, &h))) {
+		if (h.deliver)
+			engine__answer_finish(e, r, h.m, h.rc);
+		else
+			engine__answer_refused(e, r, h.m, h.rc, TSW_AUTHZ_STATE_UNAVAILABLE);
+	}
+}
+
+void engine__answer_refused(struct tsw_engine *e, struct req *r, const struct tsw_iso_msg *m,
+			    const char *rc, enum tsw_authz_reason reason)
+{
+	bool owes = settle_answer(e, r, m, rc);
+
 	if (!conn_alive(e, r)) {
 		TSW_COUNT(e->m->answers_conn_gone);
+		TSW_COUNT(e->m->declines[reason]);
 		if (owes)
 			engine__reverse_undelivered(e, r, r->has_ticket);
 		engine__req_free(e, r);
 		return;
 	}
-	answer_acquirer(e, r, m, rc, owes);
+	answer_instead(e, r, reason, owes);
 }

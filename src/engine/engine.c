@@ -21,6 +21,7 @@
 #include "dup.h"
 #include "card_crypto.h"
 #include "engine_int.h"
+#include "held_approval.h"
 #include "standin.h"
 #include "use.h"
 #include "tsw/error.h"
@@ -195,6 +196,8 @@ static int tables_init(struct tsw_engine *e)
 	if (r == 0)
 		r = engine__park_init(e);
 	if (r == 0)
+		r = engine__approval_init(e);
+	if (r == 0)
 		r = engine__standin_init(e);
 	if (r == 0)
 		r = engine__events_init(e);
@@ -294,6 +297,7 @@ void tsw_engine_free(struct tsw_engine *e)
 		engine__outbuf_free(&e->links[i].out);
 	}
 	engine__park_free(e);
+	engine__approval_free(e);
 	engine__pending_free(e);
 	engine__dup_free(e);
 	engine__acq_rev_free(e);
@@ -322,6 +326,8 @@ void tsw_engine_loop_begin(struct tsw_engine *e, uint64_t now_ns)
 	if (engine__reader_ensure(e) < 0)
 		TSW_COUNT(e->m->vault_errors);
 	engine__park_poll(e);
+	if (engine__approval_pending(e))
+		engine__approval_poll(e);
 	engine__held_poll(e);
 	acq_resume_due(e);
 }
@@ -352,7 +358,7 @@ uint64_t tsw_engine_next_deadline(const struct tsw_engine *e)
 	sd = engine__saf_next_deadline(e);
 	if (sd < d)
 		d = sd;
-	if (engine__park_pending(e) || engine__held_pending(e)) {
+	if (engine__park_pending(e) || engine__held_pending(e) || engine__approval_pending(e)) {
 		uint64_t pd = e->now_ns + TSW_ENGINE_PARK_POLL_NS;
 
 		if (pd < d)
@@ -376,6 +382,8 @@ void tsw_engine_tick(struct tsw_engine *e, uint64_t now_ns)
 		engine__saf_poll(e);
 	engine__idle_scan(e, now_ns);
 	engine__park_poll(e);
+	if (engine__approval_pending(e))
+		engine__approval_poll(e);
 	engine__held_poll(e);
 	acq_resume_due(e);
 }
@@ -392,6 +400,9 @@ void tsw_engine_shutdown(struct tsw_engine *e, uint64_t now_ns)
 	/* requests still at an issuer: their outcome is unknown */
 	while ((r = engine__heap_top(e)))
 		engine__req_fail(e, r, 0);
+	/* approvals held for their record: their connections are closed,
+	 * so they are reversed */
+	engine__approval_poll(e);
 	engine__held_drop_all(e);
 	engine__park_poll(e);
 }

@@ -178,7 +178,8 @@ struct req {
 	bool in_dup;
 	/* REQ_ACQ after its answer (delivery.c): held until hold_id is
 	 * durable, or kept until out_end of its connection's output is sent;
-	 * list_next chains either FIFO */
+	 * list_next chains either FIFO. hold_until_ns also bounds an approval
+	 * held for its state record (held_approval.c) */
 	uint64_t hold_id;
 	uint64_t hold_until_ns;
 	uint64_t out_end;
@@ -195,6 +196,11 @@ struct req {
 	bool has_pin;	     /* it carries a PIN block (DE52) */
 	bool sent_to_issuer; /* the issuer saw it under the switch STAN of key */
 	struct card_arpc arpc; /* REQ_ACQ: its verified ARQC (zeroed with the rest) */
+	/* REQ_ACQ forwarded before its state record (limited use, ATC) was
+	 * durable (held_approval.c): that record's ticket, and the slot its
+	 * approval waits in (index + 1; 0: none) */
+	uint64_t rec_ticket;
+	uint32_t appr_slot;
 	struct echo echo;
 };
 
@@ -294,6 +300,13 @@ struct tsw_engine {
 	struct tsw_hsm *hsm;
 	struct tsw_hsm_session *hsm_s;
 	struct tsw_card_keys *card_keys;
+
+	/* approvals waiting for their state record (held_approval.c):
+	 * slots, the free ones, and those holding an answer (request
+	 * indices) */
+	struct appr_slot *appr_slots;
+	uint32_t *appr_free, *appr_list;
+	uint32_t n_appr_free, n_appr_list;
 
 	/* limited-use requests waiting for a durable reservation (use.c) */
 	struct parked *parked;
@@ -490,5 +503,17 @@ int engine__reader_ensure(struct tsw_engine *e);
 /* timed_out: 1 for a timeout, 0 for a link that went down */
 void engine__req_fail(struct tsw_engine *e, struct req *r, int timed_out);
 void engine__issuer_answer(struct tsw_engine *e, uint32_t link, const struct tsw_iso_msg *m);
+/* The issuer's answer m (DE39 rc) to r, out of the pending table, goes to
+ * its acquirer (settling its use; an approval the acquirer cannot get is
+ * reversed). Frees r, or keeps it until its approval is sent. */
+void engine__answer_finish(struct tsw_engine *e, struct req *r, const struct tsw_iso_msg *m,
+			   const char *rc);
+/* Settles the approvals held for their state record (held_approval.c)
+ * that may wait no longer. Cheap when none is held. */
+void engine__approval_poll(struct tsw_engine *e);
+/* The same answer is not delivered: the acquirer gets reason (96)
+ * instead, after the reversal of an approval is durable (delivery.c). */
+void engine__answer_refused(struct tsw_engine *e, struct req *r, const struct tsw_iso_msg *m,
+			    const char *rc, enum tsw_authz_reason reason);
 
 #endif

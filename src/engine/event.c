@@ -364,6 +364,13 @@ static void fmt_keys_tried_limit(struct text *t, const struct tsw_engine_event *
 	add(t, "max_keys_tried=%" PRIu64 " active_keys=%" PRIu64, ev->n1, ev->n2);
 }
 
+static void fmt_record_unwritten(struct text *t, const struct tsw_engine_event *ev)
+{
+	add_link(t, ev);
+	add(t, " why=%s token=%s stan=\"%s\" rrn=\"%s\" amount=\"%s\" durable_wait_ms=%" PRIu64,
+	    ev->why ? ev->why : "none", token_or_none(ev), ev->stan, ev->rrn, ev->amount, ev->n2);
+}
+
 static void fmt_parked_full(struct text *t, const struct tsw_engine_event *ev)
 {
 	add(t, "max_parked=%" PRIu64, ev->n1);
@@ -446,6 +453,8 @@ static const struct kind_info kinds[TSW_EV_KIND_MAX] = {
     [TSW_EV_ANSWER_HELD_TIMEOUT] = {"answer_held_timeout", TSW_LOG_ERROR, fmt_answer_held_timeout},
     [TSW_EV_APPROVAL_UNDELIVERED] = {"approval_undelivered", TSW_LOG_WARN,
 				     fmt_standin_or_undelivered},
+    [TSW_EV_APPROVAL_RECORD_UNWRITTEN] = {"approval_record_unwritten", TSW_LOG_ERROR,
+					  fmt_record_unwritten},
     [TSW_EV_ISSUER_FRAME_TOO_BIG] = {"issuer_frame_too_big", TSW_LOG_ERROR,
 				     fmt_issuer_frame_too_big},
     [TSW_EV_ANSWER_MTI_MISMATCH] = {"issuer_answer_mti_mismatch", TSW_LOG_WARN,

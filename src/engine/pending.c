@@ -29,6 +29,7 @@
 #include "dup.h"
 #include "card_crypto.h"
 #include "engine_int.h"
+#include "held_approval.h"
 #include "tsw/error.h"
 
 #define NO_REQ UINT32_MAX
@@ -102,6 +103,8 @@ struct req *engine__req_alloc(struct tsw_engine *e)
 
 void engine__req_free(struct tsw_engine *e, struct req *r)
 {
+	if (r->appr_slot)
+		engine__approval_slot_drop(e, r);
 	engine__dup_remove(e, r);
 	engine__card_arpc_drop(&r->arpc);
 	r->in_use = false;

@@ -8,6 +8,7 @@
 #include "card_crypto.h"
 #include "dup.h"
 #include "engine_int.h"
+#include "held_approval.h"
 #include "rewrite.h"
 #include "standin.h"
 #include "use.h"
@@ -49,6 +50,8 @@ struct pipeline {
 	uint64_t ticket;
 	bool has_ticket;
 	bool counter_done;	/* its cryptogram's counter was accepted before it waited */
+	bool record_pending;	/* forwarded before rec_ticket is durable (held_approval.c) */
+	uint64_t rec_ticket;	/* the later of its use's and its counter's tickets */
 	struct card_check card; /* what its cryptogram checks left (card_crypto.c) */
 };
 
@@ -346,6 +349,12 @@ static int send_to_issuer(struct tsw_engine *e, struct pipeline *pl, const struc
 		count_pending_full(e);
 		goto err_free_req;
 	}
+	/* a place for its approval to wait for the state's commit */
+	if (pl->record_pending) {
+		ret = engine__approval_slot_take(e, r, pl->rec_ticket);
+		if (ret < 0)
+			goto err_remove;
+	}
 	fmt_stan((uint32_t)r->key, ic->stan);
 	engine__echo_from_msg(&r->echo, pl->msg);
 	if (!r->echo.len[ECHO_IDX_DE11]) {
@@ -459,10 +468,12 @@ static int lookup(struct tsw_engine *e, const char *tok, size_t len, bool verifi
 }
 
 /* After the domain rules: the cryptogram, then the limited use (a
- * request that fails any check must not consume a use); the request
- * waits, parked, until what they recorded is durable. *ret_go: it may go
- * to the issuer now; else it was answered or parked, and the return is
- * what that returned. */
+ * request that fails any check must not consume a use). What they
+ * recorded in the state may not be durable yet: the request goes on and
+ * its approval waits for the commit (held_approval.c), or, with
+ * state.forward_before_durable off, the request waits, parked. *ret_go:
+ * it may go to the issuer now; else it was answered or parked, and the
+ * return is what that returned. */
 static int gate(struct tsw_engine *e, struct pipeline *pl, const struct tsw_token *t, bool *ret_go)
 {
 	/* what it did before it waited stays done: a use reserved then is
@@ -496,7 +507,10 @@ static int gate(struct tsw_engine *e, struct pipeline *pl, const struct tsw_toke
 		rs.use_ticket = rs.wait_ticket = pl->ticket;
 		rs.use_reserved = true;
 	}
-	if (!durable) {
+	if (!durable && e->cfg.state_forward_before_durable) {
+		pl->record_pending = true;
+		pl->rec_ticket = rs.wait_ticket;
+	} else if (!durable) {
 		/* verified again when it runs again: the keys may change */
 		engine__card_arpc_drop(&pl->card.arpc);
 		r = engine__park(e, pl->slot, pl->msg, &rs, pl->start_ns);
@@ -588,6 +602,7 @@ int engine__request(struct tsw_engine *e, uint32_t slot, const struct tsw_iso_ms
 	pl.has_ticket = rs && rs->use_reserved;
 	pl.ticket = pl.has_ticket ? rs->use_ticket : 0;
 	pl.counter_done = rs && rs->counter_done;
+	pl.record_pending = false;
 	pl.card.arpc.keys = NULL;
 	if (tsw_authz_parse(m, &pl.req) < 0) {
 		TSW_COUNT(e->m->format_errors);

@@ -13,6 +13,7 @@ import os
 import select
 import shutil
 import struct
+import subprocess
 import sys
 import tempfile
 import time
@@ -26,10 +27,13 @@ KEY = os.path.join(TMP, "key")
 EXPIRY = "3012"
 
 TOKENS = {"ok": dict(n=1), "once": dict(n=2, max_uses="1")}
-# the load mixes plain tokens with limited-use ones (those park until
-# their reserved use is durable)
+# the load mixes plain tokens with limited-use ones (their approvals wait
+# until the reserved use is durable)
 for i in range(8):
     TOKENS["load%d" % i] = dict(n=10 + i, max_uses="1000000" if i % 2 else "")
+# single-use tokens whose approvals are held while the state is stalled
+for i in range(5):
+    TOKENS["held%d" % i] = dict(n=30 + i, max_uses="1")
 for name, t in TOKENS.items():
     t["token"] = T.luhn_complete("4000%011d" % t["n"])
     t["pan"] = T.luhn_complete("5413%011d" % (t["n"] * 7907))
@@ -210,6 +214,85 @@ def test_sigkill_right_after_91_reversal_delivered_once_after_restart():
         assert_eq(len(issuer_records(answering, "0100")), 0, "no original resent")
     finally:
         stop_all(silent, answering, node)
+
+
+class StateStall:
+    """tests/lib/state-stall on a state directory: holds its LMDB writer
+    lock, so the switch's group commits wait (a disk that does not
+    answer), until release()."""
+
+    def __init__(self, state_dir):
+        exe = os.path.join(args.build, "tests", "lib", "state-stall")
+        self.p = subprocess.Popen([exe, state_dir], stdin=subprocess.PIPE,
+                                  stdout=subprocess.PIPE)
+        ready, _, _ = select.select([self.p.stdout], [], [], 10)
+        line = self.p.stdout.readline() if ready else b""
+        if line != b"stalled\n":
+            self.p.kill()
+            raise AssertionError("state-stall did not take the lock: %r" % line)
+
+    def release(self):
+        if self.p.poll() is None:
+            self.p.stdin.close()
+            self.p.wait(10)
+
+
+def test_sigkill_while_approvals_wait_for_their_use_none_delivered_without_it():
+    # Single-use tokens, their requests forwarded before the use is on
+    # disk. Round A: the commit comes, the approvals are delivered, and
+    # after a restart the use is spent (65). Round B: the state is stalled,
+    # the issuer approves, the switch holds the approvals and is SIGKILLed:
+    # the acquirer got nothing, and after the restart the use is not on
+    # disk, so the next request of the token goes to the issuer again (the
+    # acquirer reverses the one it never got an answer to).
+    node = Node(timeout_ms=5000)
+    iss = T.FakeIssuer(PROFILE)
+    stall = None
+    delivered, held = ["held0", "held1"], ["held2", "held3", "held4"]
+    try:
+        sw = node.start(iss.addr)
+        c = T.Conn(sw.acq, PROFILE)
+        stall = StateStall(node.state)
+        for i, name in enumerate(delivered):
+            c.request(*T.auth_msg(TOKENS[name]["token"], 500 + i, de7=de7(500 + i)))
+        T.wait_for(lambda: len(issuer_records(iss, "0100")) == len(delivered), 5,
+                   "forwarded while the state is stalled")
+        node.wait_metric("tokswitch_answers_awaiting_record", len(delivered))
+        stall.release()
+        for name in delivered:
+            _, f = c.answer(timeout=5)
+            assert_eq(f[39], b"00", "approval once its use is durable")
+        stall = StateStall(node.state)
+        c2 = T.Conn(sw.acq, PROFILE)
+        for i, name in enumerate(held):
+            c2.request(*T.auth_msg(TOKENS[name]["token"], 510 + i, de7=de7(510 + i)))
+        T.wait_for(lambda: len(issuer_records(iss, "0100")) == len(delivered) + len(held), 5,
+                   "forwarded while the state is stalled")
+        node.wait_metric("tokswitch_answers_awaiting_record", len(held))
+        node.kill()
+        stall.release()
+        got = c2.read_frame(timeout=5)
+        assert_eq((got, c2.raw), (None, b""), "bytes the acquirer got from a killed switch")
+        c.close()
+        c2.close()
+        sw = node.start(iss.addr)
+        c = T.Conn(sw.acq, PROFILE)
+        for i, name in enumerate(delivered):
+            c.request(*T.auth_msg(TOKENS[name]["token"], 520 + i, de7=de7(520 + i)))
+            _, f = c.answer(timeout=5)
+            assert_eq((f[39], f.get(44)), (b"65", b"DOMAIN_USES"),
+                      "%s: a delivered approval's use is on disk" % name)
+        for i, name in enumerate(held):
+            c.request(*T.auth_msg(TOKENS[name]["token"], 530 + i, de7=de7(530 + i)))
+            _, f = c.answer(timeout=5)
+            assert_eq(f[39], b"00", "%s: the use of an approval never delivered" % name)
+        c.close()
+        assert_eq(len(issuer_records(iss, "0100")), 2 * len(held) + len(delivered),
+                  "originals at the issuer")
+    finally:
+        if stall:
+            stall.release()
+        stop_all(iss, node)
 
 
 class Load:

@@ -5,7 +5,9 @@
 #include <string.h>
 #include <poll.h>
 #include <sys/eventfd.h>
+#include <signal.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -226,6 +228,7 @@ void h_fini(struct h *h)
 {
 	char cmd[128];
 
+	h_state_unstall(h);
 	tsw_engine_free(h->e);
 	tsw_card_keys_put(h->keys);
 	tsw_hsm_close(h->hsm);
@@ -543,4 +546,79 @@ void h_wait_step(struct h *h, int64_t deadline_ms, const char *what)
 	if (poll(&p, 1, 10) == 1)
 		cr_assert_eq(read(h->state_efd, &v, sizeof(v)), (ssize_t)sizeof(v));
 	h_advance(h, 0);
+}
+
+void h_state_stall(struct h *h)
+{
+	int in[2], out[2];
+	char sdir[128], line[16] = "";
+	struct pollfd p;
+	FILE *f;
+	pid_t pid;
+
+	cr_assert_eq(h->stall_pid, 0, "the state is stalled already");
+	snprintf(sdir, sizeof(sdir), "%s/state", h->dir);
+	cr_assert_eq(pipe(in), 0);
+	cr_assert_eq(pipe(out), 0);
+	pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		dup2(in[0], 0);
+		dup2(out[1], 1);
+		close(in[1]);
+		close(out[0]);
+		execl(TSW_STATE_STALL, TSW_STATE_STALL, sdir, (char *)NULL);
+		_exit(127);
+	}
+	close(in[0]);
+	close(out[1]);
+	h->stall_pid = pid;
+	h->stall_in = in[1];
+	p = (struct pollfd){.fd = out[0], .events = POLLIN};
+	cr_assert_eq(poll(&p, 1, 10000), 1, "state-stall did not take the lock within 10 s");
+	f = fdopen(out[0], "r");
+	cr_assert_not_null(f);
+	cr_assert_not_null(fgets(line, sizeof(line), f), "state-stall exited");
+	fclose(f);
+	cr_assert_str_eq(line, "stalled\n");
+}
+
+void h_state_unstall(struct h *h)
+{
+	int status;
+
+	if (!h->stall_pid)
+		return;
+	close(h->stall_in);
+	cr_assert_eq(waitpid(h->stall_pid, &status, 0), h->stall_pid);
+	h->stall_pid = 0;
+	cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "state-stall failed");
+}
+
+void h_wait_durable(struct h *h, uint64_t ticket)
+{
+	int64_t deadline = h_real_ms() + 10000;
+
+	while (!tsw_state_durable(h->state, ticket))
+		h_wait_step(h, deadline, "the ticket's commit");
+	h_advance(h, 0);
+}
+
+uint64_t h_record_ticket(const struct h *h)
+{
+	for (uint32_t i = 0; i < h->e->n_reqs; i++) {
+		const struct req *r = &h->e->reqs[i];
+
+		if (r->in_use && r->appr_slot && !tsw_state_durable(h->state, r->rec_ticket))
+			return r->rec_ticket;
+	}
+	return 0;
+}
+
+void h_wait_records(struct h *h)
+{
+	uint64_t ticket;
+
+	while ((ticket = h_record_ticket(h)))
+		h_wait_durable(h, ticket);
 }

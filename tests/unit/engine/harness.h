@@ -64,6 +64,8 @@ struct h {
 	int state_efd; /* woken by the state's writer after each commit */
 	struct tsw_hsm *hsm;	    /* h_card_keys(): the engine's card keys */
 	struct tsw_card_keys *keys; /* the harness's reference (h_fini drops it) */
+	int stall_pid;		    /* h_state_stall(): the state-stall child, 0: none */
+	int stall_in;		    /* ... its standard input */
 };
 
 /* Creates the vault (once per process), the state, and fills cfg with
@@ -83,6 +85,23 @@ void h_state_reopen(struct h *h);
 /* A restart: frees the engine, reopens the state, zeroes the metrics
  * and starts a new engine (h_start). */
 void h_restart(struct h *h);
+/* Stalls the state's group commits (a state-stall child holds the state
+ * environment's writer lock): nothing queued from now on becomes durable
+ * until h_state_unstall(), which lets the writer go on (h_fini does it
+ * too). Waits, with a deadline, until the lock is held. */
+void h_state_stall(struct h *h);
+void h_state_unstall(struct h *h);
+/* Runs loop iterations, waiting on the state's eventfd (10 s deadline),
+ * until the state ticket is durable. */
+void h_wait_durable(struct h *h, uint64_t ticket);
+/* The ticket of the state record (limited use, ATC) that a request in
+ * flight was forwarded before it was durable, 0: none (white-box). */
+uint64_t h_record_ticket(const struct h *h);
+/* Waits (h_wait_durable) until no request in flight waits for its state
+ * record: an approval of it then goes straight to the acquirer, as for a
+ * request whose record was durable before it was forwarded. */
+void h_wait_records(struct h *h);
+
 /* Brings link up and answers its sign-on with rc. */
 void h_sign_on(struct h *h, uint32_t link, const char *rc);
 

@@ -57,7 +57,6 @@ static void approve_original(const char *stan, const char *de32, char sw[7])
 	int64_t deadline = h_real_ms() + 10000;
 
 	cr_assert_eq(h_send(&H, body, n), 0);
-	/* parked until the use is durable */
 	for (;;) {
 		h_collect(&H, TSW_EP_LINK, 0, iss);
 		if (iss->n)
@@ -65,6 +64,8 @@ static void approve_original(const char *stan, const char *de32, char sw[7])
 		h_wait_step(&H, deadline, "the original's forward");
 	}
 	cr_assert_eq(iss->n, 1);
+	/* forwarded before its use was durable: its approval would wait */
+	h_wait_records(&H);
 	snprintf(sw, 7, "%s", h_field(&iss->m[0], 11));
 	cr_assert_eq(h_issuer_answer(&H, 0, &iss->m[0], "00", 0), 0);
 	h_collect(&H, TSW_EP_ACQ, (uint32_t)H.slot, acq);

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "engine_int.h"
 #include "harness.h"
 #include "tsw/authz.h"
 #include "tsw/error.h"
@@ -167,9 +168,11 @@ static void wait_forwarded(void)
 	for (;;) {
 		h_collect(&H, TSW_EP_LINK, 0, out);
 		if (out->n)
-			return;
+			break;
 		h_wait_step(&H, deadline, "the request to reach the issuer");
 	}
+	/* forwarded before its ATC was durable: its approval would wait */
+	h_wait_records(&H);
 }
 
 static void expect_local(const char *rc, const char *reason)
@@ -328,20 +331,93 @@ Test(card_crypto, replayed_atc_63_atc_replay_and_far_ahead_atc_window)
 	cr_expect_eq(H.m.declines[TSW_AUTHZ_ATC_WINDOW], 1);
 }
 
-Test(card_crypto, forwarded_only_once_the_atc_is_durable)
+/* The ATC is recorded in the state's memory when the cryptogram
+ * verifies and the request goes to the issuer at once; the approval (its
+ * tag 91 with it) waits until that ATC is durable, and the same ATC
+ * meanwhile is a replay. The state's commits are stalled (h_state_stall). */
+Test(card_crypto, forwarded_before_the_atc_is_durable_and_approved_after)
+{
+	uint8_t de55[256], got[32], want[32];
+	struct tsw_hsm_arqc_input in;
+	size_t len = card_de55(H_CHIP, 1, IMK1, de55, &in), n;
+	struct h_msgs *acq = malloc(sizeof(*acq));
+	struct tsw_state_token st;
+	int64_t deadline;
+
+	cr_assert_not_null(acq);
+	h_state_stall(&H);
+	cr_assert_eq(send_chip(H_CHIP, "000001", "051", de55, len), 0);
+	h_collect(&H, TSW_EP_LINK, 0, out);
+	cr_assert_eq(out->n, 1, "not forwarded before its ATC is durable");
+	cr_assert_neq(h_record_ticket(&H), 0);
+	cr_assert_eq(tsw_state_get(H.state, h_tokens[H_CHIP].token, 16, &st), 0);
+	cr_expect_eq(st.last_atc, 1);
+	cr_assert_eq(h_issuer_answer(&H, 0, &out->m[0], "00", 0), 0);
+	h_advance(&H, 10);
+	h_collect(&H, TSW_EP_ACQ, (uint32_t)H.slot, acq);
+	cr_assert_eq(acq->n, 0, "approved before its ATC was durable");
+	cr_expect_eq(H.m.answers_awaiting_record, 1);
+	/* the same cryptogram meanwhile */
+	cr_assert_eq(send_chip(H_CHIP, "000002", "051", de55, len), 0);
+	expect_local("63", "ATC_REPLAY");
+	h_state_unstall(&H);
+	deadline = h_real_ms() + 10000;
+	for (;;) {
+		h_collect_acq_clean(&H, acq);
+		if (acq->n)
+			break;
+		h_wait_step(&H, deadline, "the approval");
+	}
+	cr_assert_eq(acq->n, 1);
+	cr_assert_str_eq(h_field(&acq->m[0], 39), "00");
+	cr_assert_str_eq(h_field(&acq->m[0], 11), "000001");
+	n = tag91(&acq->m[0], got);
+	cr_assert_eq(n, expected_arpc(H_CHIP, &in, "00", want), "tag 91 length");
+	cr_assert_eq(memcmp(got, want, n), 0, "tag 91 is the card's ARPC");
+	cr_expect_eq(H.m.answers_awaiting_record, 0);
+	free(acq);
+}
+
+/* Each request forwarded before its ATC is durable holds a slot for its
+ * answer (limits.max_parked): none left, the next one is declined 96
+ * before it is forwarded, counted and logged as parked_full. */
+Test(card_crypto_own_start, no_slot_left_for_the_answer_declined_96_unforwarded)
+{
+	uint8_t de55[256];
+	size_t len = card_de55(H_CHIP, 1, IMK1, de55, NULL);
+
+	H.cfg.settings.max_parked = 1;
+	h_start(&H);
+	h_state_stall(&H);
+	cr_assert_eq(send_chip(H_CHIP, "000001", "051", de55, len), 0);
+	h_collect(&H, TSW_EP_LINK, 0, out);
+	cr_assert_eq(out->n, 1, "not forwarded before its ATC is durable");
+	len = card_de55(H_CHIP10, 1, IMK1, de55, NULL);
+	cr_assert_eq(send_chip(H_CHIP10, "000002", "051", de55, len), 0);
+	expect_local("96", "SYSTEM");
+	h_collect(&H, TSW_EP_LINK, 0, out);
+	cr_assert_eq(out->n, 0, "forwarded without a slot for its answer");
+	cr_expect_eq(H.m.parked_full, 1);
+	h_state_unstall(&H);
+}
+
+/* With state.forward_before_durable off the request waits for its ATC's
+ * commit before it is forwarded. */
+Test(card_crypto, forwarded_only_once_the_atc_is_durable_when_told_to_wait)
 {
 	uint8_t de55[256];
 	size_t len = card_de55(H_CHIP, 1, IMK1, de55, NULL);
 	struct tsw_state_token st;
 
+	H.e->cfg.state_forward_before_durable = false;
+	h_state_stall(&H);
 	cr_assert_eq(send_chip(H_CHIP, "000001", "051", de55, len), 0);
-	/* the writer has not committed in the same instant: it waits */
 	h_collect(&H, TSW_EP_LINK, 0, out);
-	if (out->n == 0)
-		cr_expect_eq(H.m.parked, 1, "parked for the ATC's commit");
-	else
-		cr_expect_eq(H.m.parked, 0);
+	cr_assert_eq(out->n, 0, "forwarded before its ATC was durable");
+	cr_expect_eq(H.m.parked, 1, "parked for the ATC's commit");
+	h_state_unstall(&H);
 	wait_forwarded();
+	cr_expect_eq(H.m.parked, 0);
 	cr_assert_eq(tsw_state_get(H.state, h_tokens[H_CHIP].token, 16, &st), 0);
 	cr_expect_eq(st.last_atc, 1);
 }
@@ -869,6 +945,8 @@ Test(card_crypto, review_use_reserved_before_a_reload_kept_across_a_second_park)
 	char de48[64];
 	uint8_t body[2048];
 
+	/* the parked path (state.forward_before_durable off) */
+	H.e->cfg.state_forward_before_durable = false;
 	tavv_de48(H_LIMITED, 1, "000000000500", de48);
 	cr_assert_eq(
 	    h_send(&H, body,

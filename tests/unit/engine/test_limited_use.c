@@ -73,6 +73,8 @@ static unsigned send_limited(const char *stan)
 		h_advance(&H, 0);
 	}
 	close(efd);
+	/* forwarded before its use was durable: its approval would wait */
+	h_wait_records(&H);
 	return iss->n;
 }
 

@@ -46,8 +46,9 @@ static uint32_t limited_used(void)
 	return t.used;
 }
 
-/* Runs loop iterations until the issuer link has output (parked
- * requests wait for their use's commit); 10 s deadline. */
+/* Runs loop iterations until the issuer link has output, then until
+ * what it was forwarded before is durable (its approval would wait for
+ * it); 10 s deadline. */
 static void wait_link_output(void)
 {
 	int64_t deadline = h_real_ms() + 10000;
@@ -55,9 +56,10 @@ static void wait_link_output(void)
 	for (;;) {
 		h_collect(&H, TSW_EP_LINK, 0, iss);
 		if (iss->n)
-			return;
+			break;
 		h_wait_step(&H, deadline, "output to the issuer");
 	}
+	h_wait_records(&H);
 }
 
 /* A private copy of message i of iss (it survives the next collect). */

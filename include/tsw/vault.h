@@ -36,6 +36,9 @@ enum {
 #define TSW_VAULT_BIN_MIN_DIGITS 1
 #define TSW_VAULT_BIN_MAX_DIGITS 12
 #define TSW_VAULT_CHUNK_ROWS_DEFAULT 50000 /* rows per import transaction */
+/* the largest chunk: a bulk write stages two chunks (~350 bytes a row) */
+#define TSW_VAULT_CHUNK_ROWS_MAX 1000000
+#define TSW_VAULT_IMPORT_RATE_MAX 100000000ull /* rows a second; 0 is unlimited */
 /* Memory a bulk write sorts in (about 400 bytes a token without
  * merchants: the default holds ~10 M tokens; a quarter of the machine's
  * memory when that is less): an import that fits is written in one sorted
@@ -190,6 +193,8 @@ struct tsw_vault_import_stats {
 	unsigned long imported; /* rows committed */
 	unsigned long rejected; /* rows reported through the reject callback */
 	unsigned long chunks;	/* write transactions committed */
+	unsigned chunk_rows;	/* rows per transaction (records or index entries) */
+	uint64_t paced_ns;	/* time the writer waited to keep to the import rate */
 };
 
 struct tsw_vault_batch;
@@ -199,11 +204,30 @@ struct tsw_vault_batch;
  * outside [TSW_VAULT_SORT_MEM_MIN_BYTES, TSW_VAULT_SORT_MEM_MAX_BYTES]. */
 int tsw_vault_set_sort_mem(struct tsw_vault *v, size_t bytes);
 
+/* Sets how many rows a bulk write begun afterwards on v with chunk_rows
+ * 0 (tsw_vault_import_csv) commits per transaction
+ * (TSW_VAULT_CHUNK_ROWS_DEFAULT until set). Smaller chunks make each
+ * commit shorter: less held behind the writer lock, fewer dirty pages
+ * per fsync. Returns 0, or -EINVAL outside [1, TSW_VAULT_CHUNK_ROWS_MAX]. */
+int tsw_vault_set_chunk_rows(struct tsw_vault *v, unsigned rows);
+
+/* Bounds a bulk write begun afterwards on v to rows_per_s rows a second
+ * (0, the default: unlimited), so that an import into a vault the switch
+ * is reading leaves it the machine. Before each transaction the writer
+ * sleeps until what it committed so far is not ahead of that rate (a
+ * row's record and its index entry are written in separate transactions
+ * and count half a row each); the first transaction does not wait, and
+ * time spent behind the rate is not saved up. K rows take at least
+ * (K - chunk rows) / rows_per_s seconds; the sealing before the writes is
+ * not paced. Returns 0, or -EINVAL above TSW_VAULT_IMPORT_RATE_MAX. */
+int tsw_vault_set_import_rate(struct tsw_vault *v, uint64_t rows_per_s);
+
 /* Starts a bulk write: rows are validated on the caller's thread and
  * handed in blocks to a worker thread, which encrypts them into a run of
  * at most the vault's sort memory. When the run is full, and at _finish,
  * the worker sorts it by token and writes it chunk_rows per transaction
- * (0: TSW_VAULT_CHUNK_ROWS_DEFAULT), appending where the tokens come after
+ * (0: the vault's, tsw_vault_set_chunk_rows) at the vault's import rate
+ * (tsw_vault_set_import_rate), appending where the tokens come after
  * the vault's last one, then writes the index entries sorted by card the
  * same way. Sorting whole runs keeps random-order imports from rewriting
  * the tree once per chunk; an import that fits one run into an empty

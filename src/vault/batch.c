@@ -51,6 +51,7 @@ struct deferred {
 struct tsw_vault_batch {
 	struct tsw_vault *v;
 	unsigned chunk_rows;
+	struct pace pace; /* the writer's: the worker's runs, then the deferred rows */
 	tsw_vault_reject_fn on_reject;
 	void *ctx;
 	/* caller side */
@@ -91,7 +92,7 @@ static int flush_run(struct tsw_vault_batch *b)
 {
 	struct run *run = &b->run;
 	struct reject *rj;
-	int r = vault__run_write(b->v, run, b->chunk_rows);
+	int r = vault__run_write(b->v, run, b->chunk_rows, &b->pace);
 
 	pthread_mutex_lock(&b->lock);
 	if (run->n_rejects) {
@@ -339,7 +340,9 @@ int tsw_vault_batch_begin(struct tsw_vault *v, unsigned chunk_rows, tsw_vault_re
 	if (!b)
 		return -ENOMEM;
 	b->v = v;
-	b->chunk_rows = chunk_rows ? chunk_rows : TSW_VAULT_CHUNK_ROWS_DEFAULT;
+	b->chunk_rows = chunk_rows ? chunk_rows : v->chunk_rows;
+	b->pace.items_per_s = 2 * v->import_rate;
+	b->stats.chunk_rows = b->chunk_rows;
 	b->on_reject = on_reject;
 	b->ctx = ctx;
 	b->own.next = NONCE_POOL_ROWS;
@@ -441,6 +444,8 @@ static int write_deferred(struct tsw_vault_batch *b)
 		unsigned long imported = 0;
 		size_t end = i + b->chunk_rows < b->n_deferred ? i + b->chunk_rows : b->n_deferred;
 
+		/* record and index entry in one transaction: two items a row */
+		vault__pace_wait(&b->pace, 2 * (end - i));
 		r = mdb_to_errno(mdb_txn_begin(v->env, NULL, 0, &txn));
 		if (r < 0)
 			break;
@@ -524,6 +529,7 @@ int tsw_vault_batch_finish(struct tsw_vault_batch *b, struct tsw_vault_import_st
 		if (r == 0)
 			r = sr;
 	}
+	b->stats.paced_ns = b->pace.waited_ns;
 	if (ret_stats)
 		*ret_stats = b->stats;
 	batch_free(b);

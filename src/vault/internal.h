@@ -74,7 +74,9 @@ struct tsw_vault {
 	uint64_t meta_gen;    /* atomic: generation the cached metadata reflects */
 	int key_error;	      /* atomic: a refused key reload, until taken */
 	pthread_mutex_t refresh_lock;
-	size_t sort_mem; /* bytes a bulk write may sort in memory */
+	size_t sort_mem;      /* bytes a bulk write may sort in memory */
+	unsigned chunk_rows;  /* rows per bulk-write transaction when a batch asks for 0 */
+	uint64_t import_rate; /* rows a second a bulk write may commit; 0: unlimited */
 	/* the key store (keystore.c): opened, or created, at open by a
 	 * writer; a read-only handle opens it when it first needs it, once
 	 * a writer made it (under refresh_lock; has_hsm_keys atomic) */

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <time.h>
 
 #include "run.h"
 #include "tsw/error.h"
@@ -31,6 +32,7 @@
  * among 10 M cards about 3 pairs then come out of order, and are
  * inserted instead of appended. */
 #define CARD_SORT_BITS 44
+#define NS_PER_S 1000000000ull
 
 static void *big_alloc(size_t bytes)
 {
@@ -567,7 +569,37 @@ static int write_staged(struct tsw_vault *v, struct run *run, unsigned j, bool *
 	return r;
 }
 
-int vault__run_write(struct tsw_vault *v, struct run *run, unsigned chunk_rows)
+static uint64_t monotonic_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * NS_PER_S + (uint64_t)ts.tv_nsec;
+}
+
+void vault__pace_wait(struct pace *p, uint64_t items)
+{
+	uint64_t now;
+
+	if (!p->items_per_s)
+		return;
+	now = monotonic_ns();
+	if (p->due_ns > now) {
+		struct timespec due = {.tv_sec = (time_t)(p->due_ns / NS_PER_S),
+				       .tv_nsec = (long)(p->due_ns % NS_PER_S)};
+
+		while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &due, NULL) == EINTR)
+			;
+		p->waited_ns += p->due_ns - now;
+	} else {
+		/* behind the rate (or the first transaction): no credit
+		 * saved up for a burst later */
+		p->due_ns = now;
+	}
+	p->due_ns += items * NS_PER_S / p->items_per_s;
+}
+
+int vault__run_write(struct tsw_vault *v, struct run *run, unsigned chunk_rows, struct pace *pace)
 {
 	struct stager sg = {.run = run, .chunk_rows = chunk_rows};
 	bool have_prev = false, staged, indexed;
@@ -586,6 +618,7 @@ int vault__run_write(struct tsw_vault *v, struct run *run, unsigned chunk_rows)
 	run->stage_err = 0;
 	staged = pthread_create(&stager, NULL, stager_main, &sg) == 0;
 	for (unsigned j = 0; j < sg.n_chunks && r == 0; j++) {
+		vault__pace_wait(pace, chunk_len(run, chunk_rows, j));
 		if (staged) {
 			r = write_staged(v, run, j, &have_prev, &prev_key);
 			continue;
@@ -612,6 +645,7 @@ int vault__run_write(struct tsw_vault *v, struct run *run, unsigned chunk_rows)
 	if (r < 0)
 		return r;
 	for (unsigned i = 0; i < run->n; i += chunk_rows) {
+		vault__pace_wait(pace, chunk_len(run, chunk_rows, i / chunk_rows));
 		r = write_index(v, run, i, chunk_len(run, chunk_rows, i / chunk_rows));
 		if (r < 0)
 			return r;

@@ -87,14 +87,27 @@ int vault__run_init(struct run *run, size_t mem_limit);
 void vault__run_free(struct run *run);
 /* True when one more row of the largest size might not fit. */
 bool vault__run_full(const struct run *run);
+/* The import rate (tsw_vault_set_import_rate) as the writer keeps it:
+ * items a second, where a row is two items (its record, its index
+ * entry), and when the next transaction may start. */
+struct pace {
+	uint64_t items_per_s; /* 0: unlimited */
+	uint64_t due_ns;      /* CLOCK_MONOTONIC; 0: the first transaction */
+	uint64_t waited_ns;   /* slept so far */
+};
+
+/* Sleeps until the transaction about to write items items may start,
+ * then books them. */
+void vault__pace_wait(struct pace *p, uint64_t items);
+
 /* Writes the run's rows into v, sorted, chunk_rows per transaction:
  * records first (appended where they come after the vault's last token),
  * then their index entries sorted by card key. A second thread copies
  * each chunk into token order while this one writes the previous chunk;
- * a third sorts the index entries meanwhile. Fills run->imported, chunks
- * and rejects. Returns 0 or a negative error (chunks committed before it
- * stay). */
-int vault__run_write(struct tsw_vault *v, struct run *run, unsigned chunk_rows);
+ * a third sorts the index entries meanwhile. Each transaction first
+ * waits for pace. Fills run->imported, chunks and rejects. Returns 0 or
+ * a negative error (chunks committed before it stay). */
+int vault__run_write(struct tsw_vault *v, struct run *run, unsigned chunk_rows, struct pace *pace);
 /* Empties the run (wipes its records) for the next rows. */
 void vault__run_reset(struct run *run);
 

@@ -633,6 +633,7 @@ int tsw_vault_open(const char *dir, const char *key_file, unsigned flags,
 		return -ENOMEM;
 	v->flags = flags;
 	v->sort_mem = default_sort_mem();
+	v->chunk_rows = TSW_VAULT_CHUNK_ROWS_DEFAULT;
 	pthread_mutex_init(&v->refresh_lock, NULL);
 	v->key_file = strdup(key_file);
 	if (!v->key_file) {
@@ -679,6 +680,22 @@ int tsw_vault_set_sort_mem(struct tsw_vault *v, size_t bytes)
 	if (bytes < TSW_VAULT_SORT_MEM_MIN_BYTES || bytes > TSW_VAULT_SORT_MEM_MAX_BYTES)
 		return -EINVAL;
 	v->sort_mem = bytes;
+	return 0;
+}
+
+int tsw_vault_set_chunk_rows(struct tsw_vault *v, unsigned rows)
+{
+	if (rows < 1 || rows > TSW_VAULT_CHUNK_ROWS_MAX)
+		return -EINVAL;
+	v->chunk_rows = rows;
+	return 0;
+}
+
+int tsw_vault_set_import_rate(struct tsw_vault *v, uint64_t rows_per_s)
+{
+	if (rows_per_s > TSW_VAULT_IMPORT_RATE_MAX)
+		return -EINVAL;
+	v->import_rate = rows_per_s;
 	return 0;
 }
 

@@ -205,6 +205,8 @@ static int run_init(struct tsw_vault *v, int argc, char **argv)
 	return 0;
 }
 
+static int parse_u32(const char *s, uint32_t *ret);
+
 static void print_reject(void *ctx, unsigned long line, int err, const char *reason)
 {
 	(void)ctx;
@@ -212,41 +214,99 @@ static void print_reject(void *ctx, unsigned long line, int err, const char *rea
 	fprintf(stderr, "line %lu: %s\n", line, reason);
 }
 
+/* What `import` was asked for beyond the vault's defaults. */
+struct import_opts {
+	const char *file;
+	bool background;
+};
+
+_Static_assert(TSW_VAULT_CHUNK_ROWS_MAX == 1000000, "--chunk-rows' usage error names the bound");
+
+/* A rows-a-second figure: digits only (no sign, no blank), 0 allowed. */
+static int parse_rate(const char *s, uint64_t *ret)
+{
+	char *end = NULL;
+	unsigned long long n;
+
+	if (*s < '0' || *s > '9')
+		return -TSW_E_BAD_INPUT;
+	errno = 0;
+	n = strtoull(s, &end, 10);
+	if (errno || *end || n > TSW_VAULT_IMPORT_RATE_MAX)
+		return -TSW_E_BAD_INPUT;
+	*ret = n;
+	return 0;
+}
+
+/* Parses import's arguments into o and v's bulk-write settings; a usage
+ * error (exit 2) before anything is read or written. */
+static int import_args(struct tsw_vault *v, int argc, char **argv, struct import_opts *o)
+{
+	for (int i = 0; i < argc; i++) {
+		const char *a = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
+		unsigned long long mb;
+		uint64_t rate;
+		uint32_t rows;
+		char *end = NULL;
+
+		if (strcmp(a, "--background") == 0) {
+			o->background = true;
+			continue;
+		}
+		if (strcmp(a, "--sort-mem-mb") != 0 && strcmp(a, "--chunk-rows") != 0 &&
+		    strcmp(a, "--rate") != 0) {
+			if (a[0] == '-' && a[1] != '\0')
+				return usage_error("unknown argument");
+			if (o->file)
+				return usage_error("import needs one FILE.csv");
+			o->file = a;
+			continue;
+		}
+		i++;
+		if (strcmp(a, "--chunk-rows") == 0) {
+			if (!val || parse_u32(val, &rows) < 0 ||
+			    tsw_vault_set_chunk_rows(v, rows) < 0)
+				return usage_error(
+				    "--chunk-rows: not a number of rows from 1 to 1000000");
+		} else if (strcmp(a, "--rate") == 0) {
+			if (!val || parse_rate(val, &rate) < 0 ||
+			    tsw_vault_set_import_rate(v, rate) < 0)
+				return usage_error(
+				    "--rate: not a number of rows a second (0: unlimited)");
+		} else {
+			if (!val)
+				return usage_error("--sort-mem-mb needs a number");
+			errno = 0;
+			mb = strtoull(val, &end, 10);
+			if (errno || !*val || *end || mb > SIZE_MAX / MIB ||
+			    tsw_vault_set_sort_mem(v, (size_t)mb * MIB) < 0)
+				return usage_error("--sort-mem-mb: not a size in range");
+		}
+	}
+	if (!o->file)
+		return usage_error("import needs one FILE.csv");
+	return 0;
+}
+
 static int run_import(struct tsw_vault *v, int argc, char **argv)
 {
 	static char iobuf[IMPORT_BUF_BYTES];
 	struct tsw_vault_import_stats st = {0};
+	struct import_opts o = {0};
+	struct background bg = {0};
 	struct timespec t0, t1;
 	FILE *in;
-	const char *file = NULL;
 	double s;
 	int r;
 
-	for (int i = 0; i < argc; i++) {
-		if (strcmp(argv[i], "--sort-mem-mb") == 0) {
-			char *end = NULL;
-			unsigned long long mb;
-
-			if (++i >= argc)
-				return usage_error("--sort-mem-mb needs a number");
-			errno = 0;
-			mb = strtoull(argv[i], &end, 10);
-			if (errno || !*argv[i] || *end || mb > SIZE_MAX / MIB ||
-			    tsw_vault_set_sort_mem(v, (size_t)mb * MIB) < 0)
-				return usage_error("--sort-mem-mb: not a size in range");
-		} else if (argv[i][0] == '-' && argv[i][1] != '\0') {
-			return usage_error("unknown argument");
-		} else if (file) {
-			return usage_error("import needs one FILE.csv");
-		} else {
-			file = argv[i];
-		}
-	}
-	if (!file)
-		return usage_error("import needs one FILE.csv");
-	in = strcmp(file, "-") == 0 ? stdin : fopen(file, "r");
+	r = import_args(v, argc, argv, &o);
+	if (r)
+		return r;
+	if (o.background && (r = tokvault_background(&bg)) < 0)
+		return fail(r, "--background");
+	in = strcmp(o.file, "-") == 0 ? stdin : fopen(o.file, "r");
 	if (!in)
-		return fail(-errno, file);
+		return fail(-errno, o.file);
 	/* our own stdio buffer, so the PANs that pass through it are wiped */
 	setvbuf(in, iobuf, _IOFBF, sizeof(iobuf));
 	clock_gettime(CLOCK_MONOTONIC, &t0);
@@ -260,9 +320,13 @@ static int run_import(struct tsw_vault *v, int argc, char **argv)
 	if (r < 0)
 		return fail(r, "import");
 	s = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
-	printf("imported=%lu rejected=%lu rows=%lu chunks=%lu seconds=%.2f rate=%.0f/s\n",
-	       st.imported, st.rejected, st.rows, st.chunks, s,
-	       s > 0 ? (double)st.imported / s : 0);
+	printf("imported=%lu rejected=%lu rows=%lu chunks=%lu seconds=%.2f rate=%.0f/s "
+	       "chunk_rows=%u paced_seconds=%.2f",
+	       st.imported, st.rejected, st.rows, st.chunks, s, s > 0 ? (double)st.imported / s : 0,
+	       st.chunk_rows, (double)st.paced_ns / 1e9);
+	if (o.background)
+		printf(" sched=%s ioprio=%s", bg.sched, bg.io);
+	printf("\n");
 	return st.rejected ? EXIT_FAILURE : 0;
 }
 
@@ -289,8 +353,6 @@ static int parse_modes(const char *s, uint32_t *ret)
 	*ret = m;
 	return 0;
 }
-
-static int parse_u32(const char *s, uint32_t *ret);
 
 static int copy_arg(char *dst, size_t cap, const char *src)
 {
@@ -1149,11 +1211,16 @@ static const struct verb verbs[] = {
     {"init", "[--token-bin PREFIX]...",
      "creates the vault (and the key file, mode 0600, when absent); adds token BIN ranges",
      run_init, TSW_VAULT_CREATE, NULL},
-    {"import", "[--sort-mem-mb N] FILE.csv",
+    {"import", "[--sort-mem-mb N] [--chunk-rows N] [--rate N] [--background] FILE.csv",
      "imports tokens; bad rows reported as 'line N: reason', good rows land; sorts up to N MiB "
      "in memory (default 4096, at most a quarter of RAM) so a random-order file is written in one "
      "pass",
-     run_import, 0, NULL},
+     run_import, 0,
+     "beside a running switch: --chunk-rows N rows per transaction (default 50000; smaller:\n"
+     "  shorter commits), --rate N at most N rows a second (default 0: unlimited), --background\n"
+     "  runs the import in SCHED_IDLE (nice 19 where refused) and the idle I/O class, so it\n"
+     "  takes only CPU time the switch leaves. The summary says chunk_rows=, paced_seconds=\n"
+     "  (time spent waiting for --rate) and, with --background, sched= and ioprio= as they hold"},
     {"provision",
      "--pan PAN|- --pan-expiry YYMM | --from-token TOKEN  [--token-expiry YYMM] [--bin PREFIX]\n"
      "            [--length N] [--trid T] [--assurance N] [--pos-modes a|b] [--merchant-id M]\n"

@@ -23,4 +23,16 @@ struct demo_opts {
  * EXIT_FAILURE after saying why on stderr. */
 int demo_run(struct tsw_vault *v, const struct demo_opts *opts);
 
+/* What tokvault_background set: the CPU and I/O classes read back. */
+struct background {
+	const char *sched; /* "idle" (SCHED_IDLE) or "nice19" */
+	const char *io;	   /* "idle" (IOPRIO_CLASS_IDLE) or "unchanged" */
+};
+
+/* Puts the calling thread, and the threads it starts afterwards, in
+ * SCHED_IDLE (nice 19 where that is refused) and the idle I/O class
+ * (left as it was where refused). Returns 0 or -errno (neither CPU
+ * setting took). */
+int tokvault_background(struct background *ret);
+
 #endif

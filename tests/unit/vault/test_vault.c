@@ -14,6 +14,7 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "tsw/error.h"
@@ -1828,6 +1829,154 @@ Test(vault, tokvault_import_sort_mem_flag)
 		cr_assert_eq(tokvault(out, sizeof(out), args), 0, "%s", out);
 		cr_assert_not_null(strstr(out, "imported=1 rejected=0"), "%s", out);
 	}
+}
+
+/* ---- importing beside a running switch: chunk size, rate, background ---- */
+
+#define PACE_ROWS 2000
+#define PACE_CHUNK 500
+#define PACE_RATE 4000 /* rows a second: PACE_ROWS take about 0.5 s */
+
+/* A CSV of n rows (tokens 1..n of BIN, one card each) into fx.csv. */
+static void write_rows_csv(unsigned n)
+{
+	FILE *f = fopen(fx.csv, "w");
+
+	cr_assert_not_null(f);
+	fputs("token,pan,pan_expiry,token_expiry\n", f);
+	for (unsigned i = 1; i <= n; i++) {
+		char tok[20], pan[20];
+
+		luhn_number(tok, BIN, 16, i);
+		luhn_number(pan, "411111", 16, i);
+		fprintf(f, "%s,%s,2912,2811\n", tok, pan);
+	}
+	cr_assert_eq(fclose(f), 0);
+}
+
+static double seconds_since(const struct timespec *t0)
+{
+	struct timespec t1;
+
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	return (double)(t1.tv_sec - t0->tv_sec) + (double)(t1.tv_nsec - t0->tv_nsec) / 1e9;
+}
+
+static unsigned long long vault_tokens(void)
+{
+	struct tsw_vault *v = NULL;
+	struct tsw_vault_stats s;
+
+	cr_assert_eq(tsw_vault_open(fx.vault, fx.key, TSW_VAULT_RDONLY, &v), 0);
+	cr_assert_eq(tsw_vault_stats(v, &s), 0);
+	tsw_vault_close(v);
+	return (unsigned long long)s.tokens;
+}
+
+Test(vault, chunk_rows_sets_the_rows_per_transaction)
+{
+	struct tsw_vault *v = open_new();
+	struct tsw_vault_import_stats st = {0};
+	struct rejects rj = {0};
+	FILE *f;
+
+	cr_assert_eq(tsw_vault_set_chunk_rows(v, 0), -EINVAL);
+	cr_assert_eq(tsw_vault_set_chunk_rows(v, TSW_VAULT_CHUNK_ROWS_MAX + 1), -EINVAL);
+	cr_assert_eq(tsw_vault_set_chunk_rows(v, 100), 0);
+	write_rows_csv(1000);
+	f = fopen(fx.csv, "r");
+	cr_assert_not_null(f);
+	cr_assert_eq(tsw_vault_import_csv(v, f, on_reject, &rj, &st), 0);
+	fclose(f);
+	cr_assert_eq(st.imported, 1000);
+	cr_assert_eq(st.chunk_rows, 100);
+	/* 10 transactions of records, then 10 of their index entries */
+	cr_assert_eq(st.chunks, 20, "chunks=%lu", st.chunks);
+	cr_assert_eq(st.paced_ns, 0, "no rate set: nothing waited");
+	tsw_vault_close(v);
+}
+
+Test(vault, import_rate_paces_the_commits)
+{
+	struct tsw_vault *v = open_new();
+	struct tsw_vault_import_stats st = {0};
+	struct rejects rj = {0};
+	struct timespec t0;
+	double s;
+	FILE *f;
+	char tok[20], pan[20];
+
+	cr_assert_eq(tsw_vault_set_import_rate(v, TSW_VAULT_IMPORT_RATE_MAX + 1), -EINVAL);
+	cr_assert_eq(tsw_vault_set_chunk_rows(v, PACE_CHUNK), 0);
+	cr_assert_eq(tsw_vault_set_import_rate(v, PACE_RATE), 0);
+	write_rows_csv(PACE_ROWS);
+	f = fopen(fx.csv, "r");
+	cr_assert_not_null(f);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	cr_assert_eq(tsw_vault_import_csv(v, f, on_reject, &rj, &st), 0);
+	s = seconds_since(&t0);
+	fclose(f);
+	cr_assert_eq(st.imported, PACE_ROWS);
+	cr_assert_eq(st.chunks, 2 * PACE_ROWS / PACE_CHUNK, "chunks=%lu", st.chunks);
+	/* only the first transaction goes at once: a lower bound whatever
+	 * else the machine does (sleeps only get longer) */
+	cr_assert_geq(s, (double)(PACE_ROWS - PACE_CHUNK) / PACE_RATE, "took %.3f s", s);
+	cr_assert_gt(st.paced_ns, 0);
+	luhn_number(tok, BIN, 16, PACE_ROWS);
+	luhn_number(pan, "411111", 16, PACE_ROWS);
+	expect_pan(v, tok, pan);
+	tsw_vault_close(v);
+}
+
+Test(vault, tokvault_import_pace_flags)
+{
+	static const char *const bad[][2] = {
+	    {"--chunk-rows", "0"},   {"--chunk-rows", "1000001"},
+	    {"--chunk-rows", "abc"}, {"--chunk-rows", "-5"},
+	    {"--chunk-rows", ""},    {"--rate", "-1"},
+	    {"--rate", "abc"},	     {"--rate", ""},
+	    {"--rate", "12x"},	     {"--rate", " 5"},
+	    {"--rate", "100000001"}, {"--rate", "99999999999999999999"},
+	};
+	char out[OUT_CAP];
+	struct timespec t0;
+	double s;
+
+	{
+		const char *args[] = {"init", "--token-bin", BIN, NULL};
+
+		cr_assert_eq(tokvault(out, sizeof(out), args), 0, "%s", out);
+	}
+	write_rows_csv(PACE_ROWS);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		const char *args[] = {"import", bad[i][0], bad[i][1], fx.csv, NULL};
+
+		cr_assert_eq(tokvault(out, sizeof(out), args), 2, "%s '%s': %s", bad[i][0],
+			     bad[i][1], out);
+		cr_assert_not_null(strstr(out, bad[i][0]), "%s", out);
+		cr_assert_null(strstr(out, "imported="), "%s", out);
+	}
+	{
+		const char *args[] = {"import", fx.csv, "--rate", NULL};
+
+		cr_assert_eq(tokvault(out, sizeof(out), args), 2, "%s", out);
+	}
+	cr_assert_eq(vault_tokens(), 0, "a refused import wrote nothing");
+	{
+		const char *args[] = {"import", "--chunk-rows", "500",	"--rate",
+				      "4000",	"--background", fx.csv, NULL};
+
+		clock_gettime(CLOCK_MONOTONIC, &t0);
+		cr_assert_eq(tokvault(out, sizeof(out), args), 0, "%s", out);
+		s = seconds_since(&t0);
+	}
+	cr_assert_not_null(strstr(out, "imported=2000 rejected=0 rows=2000 chunks=8 "), "%s", out);
+	cr_assert_not_null(strstr(out, " chunk_rows=500 "), "%s", out);
+	/* SCHED_IDLE needs no privilege; nice 19 is the fallback */
+	cr_assert(strstr(out, " sched=idle ") || strstr(out, " sched=nice19 "), "%s", out);
+	cr_assert_not_null(strstr(out, " ioprio="), "%s", out);
+	cr_assert_geq(s, (double)(PACE_ROWS - PACE_CHUNK) / PACE_RATE, "took %.3f s", s);
+	cr_assert_eq(vault_tokens(), PACE_ROWS);
 }
 
 /* ---- record integrity: every byte of a record is authenticated ---- */

@@ -232,3 +232,33 @@ Test(record_hold, approval_held_for_a_closed_connection_is_reversed)
 	h_state_unstall(&H);
 	cr_assert_eq(tsw_engine_inflight(H.e), 0);
 }
+
+/* The acquirer that hears nothing repeats its request (same DE11 and DE7,
+ * 0100 or 0101): while the original is at the issuer, and while its
+ * approval waits for the record, the repeat is answered 94 and never
+ * forwarded as a second authorization. */
+Test(record_hold, a_repeat_while_forwarded_or_held_is_answered_94_not_forwarded_again)
+{
+	size_t n;
+
+	h_start(&H);
+	send_limited_stalled("001091");
+	n = h_auth(&H, body, sizeof(body), H_LIMITED, "001091", 0);
+	cr_assert_eq(h_send(&H, body, n), 0);
+	h_collect(&H, TSW_EP_ACQ, (uint32_t)H.slot, acq);
+	cr_assert_eq(acq->n, 1, "the repeat answered while the original is at the issuer");
+	cr_assert_str_eq(h_field(&acq->m[0], 39), "94");
+	cr_assert_eq(h_issuer_answer(&H, 0, &iss->m[0], "00", 0), 0);
+	cr_assert_eq(H.m.answers_awaiting_record, 1);
+	cr_assert_eq(h_send(&H, body, n), 0);
+	h_collect(&H, TSW_EP_ACQ, (uint32_t)H.slot, acq);
+	cr_assert_eq(acq->n, 1, "the repeat answered while the approval waits");
+	cr_assert_str_eq(h_field(&acq->m[0], 39), "94");
+	h_collect(&H, TSW_EP_LINK, 0, iss);
+	cr_assert_eq(h_keep_mti(iss, "0100"), 0, "a repeat forwarded as a second authorization");
+	cr_assert_eq(H.m.duplicates_refused, 2);
+	h_state_unstall(&H);
+	wait_answer();
+	cr_assert_eq(acq->n, 1);
+	cr_assert_str_eq(h_field(&acq->m[0], 39), "00", "the original's approval, once");
+}

@@ -3,6 +3,7 @@
 
 #include <math.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -97,11 +98,30 @@ static double value_of(const struct top_scrape *s, const char *name, const char 
 	return smp ? smp->value : NAN;
 }
 
+static bool has_family(const struct top_scrape *s, const char *name)
+{
+	for (size_t i = 0; s && i < s->n; i++) {
+		if (!strcmp(s->samples[i].name, name))
+			return true;
+	}
+	return false;
+}
+
+/* A counter in the scrape before. The switch exports a label set once
+ * it counted one: a series that scrape lacks, when it had others of the
+ * name, was 0 then. */
+static double before_of(const struct top_view *v, const char *name, const char *labels)
+{
+	double before = value_of(v->before, name, labels);
+
+	return isnan(before) && has_family(v->before, name) ? 0 : before;
+}
+
 /* The rise of a counter per second between the scrapes (after a reset,
  * a counter below its old value: what it holds now). */
 static double rate_of(const struct top_view *v, const char *name, const char *labels)
 {
-	double now = value_of(v->now, name, labels), before = value_of(v->before, name, labels);
+	double now = value_of(v->now, name, labels), before = before_of(v, name, labels);
 	double d;
 
 	if (isnan(now) || isnan(before) || v->dt_s <= 0)
@@ -145,8 +165,9 @@ static void header(const struct top_view *v, struct top_screen *s)
 		top_label_get(bi->labels, "version", ver, sizeof(ver));
 		top_label_get(bi->labels, "io_backend", io, sizeof(io));
 	}
-	add(s, "tokswitch-top  %s  every %.1f s  scrape %lu  (q quits)", v->addr, v->interval_s,
-	    v->scrape_no);
+	/* the scrape number first: it stays on a narrow terminal */
+	add(s, "tokswitch-top  scrape %lu  every %.1f s  %s  (q quits)", v->scrape_no,
+	    v->interval_s, v->addr);
 	add(s, "switch %s  io %s  workers %s/%s ready  state %s", ver, io,
 	    num(a, value_of(v->now, "tokswitch_workers_ready", ""), 0),
 	    num(b, value_of(v->now, "tokswitch_workers", ""), 0),
@@ -432,7 +453,7 @@ static void limits_hit(const struct top_view *v, struct top_screen *s)
 	for (size_t i = 0; i < sizeof(limits) / sizeof(limits[0]); i++) {
 		const struct top_limit *l = &limits[i];
 		double now = value_of(v->now, l->series, l->labels);
-		double before = value_of(v->before, l->series, l->labels);
+		double before = before_of(v, l->series, l->labels);
 
 		if (isnan(now) || isnan(before) || now == before)
 			continue;

@@ -62,6 +62,7 @@ static const char now_text[] =
     "tokswitch_requests_total{mti=\"0100\",rc=\"51\"} 10\n"
     "tokswitch_requests_total{mti=\"0200\",rc=\"00\"} 70\n"
     "tokswitch_requests_total{mti=\"0400\",rc=\"00\"} 99\n"
+    "tokswitch_requests_total{mti=\"0100\",rc=\"91\"} 6\n"
     "tokswitch_declines_total{reason=\"TOKEN_UNKNOWN\"} 10\n"
     "tokswitch_timeouts_total 7\n"
     "tokswitch_connections_refused_total 9\n"
@@ -82,7 +83,9 @@ Test(view, rates_from_differences_and_a_dash_for_what_is_missing)
 	/* 0100 and 0200 summed by rc, reversals (0400) not: (60 + 20) / 2 */
 	cr_assert_str_eq((line_of("00 approved")), "00 approved 40.0 230");
 	cr_assert_str_eq((line_of("51 ")), "51 insufficient funds 0.0 10");
-	cr_assert_str_eq((line_of("all ")), "all 40.0 240");
+	/* a label set the scrape before lacks (its family there): 0 then */
+	cr_assert_str_eq((line_of("91 ")), "91 issuer unavailable 3.0 6");
+	cr_assert_str_eq((line_of("all ")), "all 43.0 246");
 	cr_assert_str_eq((line_of("TOKEN_UNKNOWN")), "TOKEN_UNKNOWN 3.0 10");
 	cr_assert_str_eq((line_of("switch-added")), "switch-added - - -");
 	cr_assert_str_eq((line_of("0 0 h:1")), "0 0 h:1 partial 1/2 -");

@@ -442,6 +442,9 @@ def test_tokswitch_top_runs_tokswitch_top():
                             "--once"], capture_output=True, text=True, timeout=30, env=env)
         assert_eq((p.returncode, p.stderr), (0, ""), "tokswitch top --once")
         assert_eq(words(p.stdout, "0 0 " + sim_addr)[3:5], ["up", "2/2"], "tokswitch top")
+        # a name with an IPv6 address first: each address tried in turn
+        p = once("localhost:" + sw.metrics.rsplit(":", 1)[1])
+        assert_eq((p.returncode, p.stderr), (0, ""), "--metrics localhost:PORT")
         env = dict(os.environ, PATH="/nonexistent")
         p = subprocess.run([TOKSWITCH, "top", "--once"], capture_output=True, text=True,
                            timeout=30, env=env)
@@ -452,6 +455,75 @@ def test_tokswitch_top_runs_tokswitch_top():
             close_switch(sw)
         finally:
             stop(sim)
+
+
+class OneAnswer:
+    """A loopback HTTP server of one connection at a time that sends
+    answer (bytes) to whatever comes, or nothing at all (None: it holds
+    the connection open until close())."""
+
+    def __init__(self, answer):
+        import socket
+        import threading
+        self.answer = answer
+        self.ls = socket.socket()
+        self.ls.bind(("127.0.0.1", 0))
+        self.ls.listen(4)
+        self.addr = "127.0.0.1:%d" % self.ls.getsockname()[1]
+        self.held = []
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self):
+        while True:
+            try:
+                s, _ = self.ls.accept()
+            except OSError:
+                return
+            if self.answer is None:
+                self.held.append(s)
+                continue
+            try:
+                s.recv(65536)
+                s.sendall(self.answer)
+            except OSError:
+                pass
+            s.close()
+
+    def close(self):
+        import socket
+        try:
+            self.ls.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.ls.close()
+        self.thread.join(10)
+        for s in self.held:
+            s.close()
+
+
+def test_answer_too_large_silent_or_not_200_exits_1_saying_so():
+    head = b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\n"
+    most = 4 << 20  # TOP_HTTP_RESPONSE_MAX_BYTES
+    cases = [
+        (head + b"x 1\n" * ((most - len(head)) // 4), 0, None),
+        (head + b"x 1\n" * ((most - len(head)) // 4) + b"#" * 4, 1,
+         "%s: answer above 4194304 bytes"),
+        (None, 1, "%s: no whole answer within 2000 ms"),
+        (b"HTTP/1.0 503 Service Unavailable\r\n\r\nno", 1, "%s: HTTP 503"),
+        (b"SSH-2.0-OpenSSH\r\n", 1, "%s: not HOST:PORT, or the answer is not HTTP"),
+    ]
+    for answer, rc, why in cases:
+        srv = OneAnswer(answer)
+        try:
+            p = once(srv.addr)
+        finally:
+            srv.close()
+        what = "answer of %s bytes" % (len(answer) if answer else None)
+        assert_eq(p.returncode, rc, what + ": " + p.stderr)
+        if why:
+            assert_eq((p.stdout, p.stderr),
+                      ("", "tokswitch-top: cannot read /metrics: " + why % srv.addr + "\n"), what)
 
 
 TESTS = [(n[5:], f) for n, f in sorted(globals().items()) if n.startswith("test_")]

@@ -64,24 +64,15 @@ static int split_addr(const char *addr, char *host, char *port)
 	return 0;
 }
 
-/* A non-blocking connect to addr within deadline: the fd, or -errno. */
-static int connect_to(const char *addr, long long deadline)
+/* A non-blocking connect to one address within deadline: fd or -errno. */
+static int connect_one(const struct addrinfo *ai, long long deadline)
 {
-	char host[HOST_MAX_BYTES], port[8];
-	struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *ai;
 	int fd, rc, soerr = 0;
 	socklen_t len = sizeof(soerr);
 
-	if (split_addr(addr, host, port) < 0)
-		return -EINVAL;
-	hints.ai_flags = AI_NUMERICSERV;
-	if (getaddrinfo(host, port, &hints, &ai) != 0)
-		return -EINVAL;
 	fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (fd < 0) {
-		rc = -errno;
-		goto out_free;
-	}
+	if (fd < 0)
+		return -errno;
 	rc = connect(fd, ai->ai_addr, ai->ai_addrlen) < 0 ? -errno : 0;
 	if (rc == -EINPROGRESS) {
 		rc = wait_fd(fd, POLLOUT, deadline);
@@ -92,11 +83,27 @@ static int connect_to(const char *addr, long long deadline)
 	}
 	if (rc < 0) {
 		close(fd);
-		goto out_free;
+		return rc;
 	}
-	rc = fd;
-out_free:
-	freeaddrinfo(ai);
+	return fd;
+}
+
+/* A connect to addr (each address its name has, in order) within
+ * deadline: the fd, or the last -errno. */
+static int connect_to(const char *addr, long long deadline)
+{
+	char host[HOST_MAX_BYTES], port[8];
+	struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV}, *list;
+	int rc = -EINVAL;
+
+	if (split_addr(addr, host, port) < 0 || getaddrinfo(host, port, &hints, &list) != 0)
+		return -EINVAL;
+	for (const struct addrinfo *ai = list; ai; ai = ai->ai_next) {
+		rc = connect_one(ai, deadline);
+		if (rc >= 0 || rc == -ETIMEDOUT)
+			break;
+	}
+	freeaddrinfo(list);
 	return rc;
 }
 
@@ -123,9 +130,10 @@ static int send_all(int fd, const char *buf, size_t len, long long deadline)
 }
 
 /* Reads to EOF into *buf (grown as needed, NUL-terminated) within the
- * deadline and TOP_HTTP_RESPONSE_MAX_BYTES. */
+ * deadline; one byte above TOP_HTTP_RESPONSE_MAX_BYTES refuses it. */
 static int read_all(int fd, char **buf, size_t *len, long long deadline)
 {
+	const size_t most = TOP_HTTP_RESPONSE_MAX_BYTES + 2; /* one byte over, the NUL */
 	size_t cap = 0;
 
 	*buf = NULL;
@@ -134,14 +142,12 @@ static int read_all(int fd, char **buf, size_t *len, long long deadline)
 		ssize_t n;
 		int rc;
 
-		if (cap - *len < READ_CHUNK_BYTES + 1) {
+		if (cap - *len < 2) {
 			char *nb;
 
-			if (cap >= TOP_HTTP_RESPONSE_MAX_BYTES + 1)
-				return -EMSGSIZE;
-			cap = cap ? cap * 2 : READ_CHUNK_BYTES * 2;
-			if (cap > TOP_HTTP_RESPONSE_MAX_BYTES + 1)
-				cap = TOP_HTTP_RESPONSE_MAX_BYTES + 1;
+			cap = cap ? cap * 2 : READ_CHUNK_BYTES;
+			if (cap > most)
+				cap = most;
 			nb = realloc(*buf, cap);
 			if (!nb)
 				return -ENOMEM;

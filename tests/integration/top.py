@@ -442,7 +442,7 @@ def test_tokswitch_top_runs_tokswitch_top():
                             "--once"], capture_output=True, text=True, timeout=30, env=env)
         assert_eq((p.returncode, p.stderr), (0, ""), "tokswitch top --once")
         assert_eq(words(p.stdout, "0 0 " + sim_addr)[3:5], ["up", "2/2"], "tokswitch top")
-        # a name with an IPv6 address first: each address tried in turn
+        # a host name, resolved (each of its addresses tried in turn)
         p = once("localhost:" + sw.metrics.rsplit(":", 1)[1])
         assert_eq((p.returncode, p.stderr), (0, ""), "--metrics localhost:PORT")
         env = dict(os.environ, PATH="/nonexistent")

@@ -7,11 +7,12 @@ The live view runs in a detached tmux session of a fixed size (its own
 server socket in the temp dir): the test reads the screen with
 capture-pane, scrapes /metrics itself around it, and checks that the
 figures on the screen are the scrape's (exactly once the load stopped,
-within the scrapes before and after while it runs); `q` (send-keys) ends
-it with the terminal as it was. --once is checked on a held issuer (a
-queue of reversals of a known depth, then the link down), and the
-errors: no endpoint, a token the endpoint wants, tokswitch top without
-tokswitch-top. Prints TAP.
+within the scrapes before and after while it runs), a resized window
+cuts it; `q`, SIGTERM and Ctrl-C (send-keys) end it with the terminal as
+it was. --once is checked on a held issuer (a queue of reversals of a
+known depth, then the link down), and the errors: no endpoint, one that
+is silent, answers too much, not 200 or not HTTP, a token the endpoint
+wants, tokswitch top without tokswitch-top. Prints TAP.
 """
 import os
 import re
@@ -312,25 +313,34 @@ def test_live_view_under_load_then_at_rest_then_q_restores_the_terminal():
             stop(sim)
 
 
-def test_sigterm_restores_the_terminal():
+def test_sigterm_and_ctrl_c_restore_the_terminal():
     d = tempfile.mkdtemp(dir=TMP)
     sim, sim_addr = start_issuer_sim(os.path.join(d, "issuer-sim.log"))
     sw = start_switch(d, sim_addr)
     tm = None
     try:
-        stty = [os.path.join(d, "stty." + w) for w in ("before", "after")]
+        stty = [os.path.join(d, "stty." + w) for w in ("before", "term", "int")]
         pid = os.path.join(d, "top.pid")
-        # the inner shell writes its pid and becomes tokswitch-top
-        tm = Tmux(d, "stty -g > %s; sh -c 'echo $$ > %s; exec %s --metrics %s --interval %s'; "
-                     "echo \"top exited $?\"; stty -g > %s; read line"
-                  % (stty[0], pid, TOP, sw.metrics, INTERVAL, stty[1]))
+        top = "%s --metrics %s --interval %s" % (TOP, sw.metrics, INTERVAL)
+        # first the inner shell writes its pid and becomes tokswitch-top
+        # (stopped by SIGTERM), then tokswitch-top again (stopped by
+        # Ctrl-C); the pane's shell ignores SIGINT, the view catches it
+        tm = Tmux(d, "trap '' INT; stty -g > %s; sh -c 'echo $$ > %s; exec %s'; "
+                     "echo \"top exited $?\"; stty -g > %s; %s; echo \"top again exited $?\"; "
+                     "stty -g > %s; read line" % (stty[0], pid, top, stty[1], top, stty[2]))
         T.wait_for(lambda: scrape_no(tm.screen()) >= 1, 20, "the view")
         os.kill(int(open(pid).read()), signal.SIGTERM)
-        screen = T.wait_for(lambda: (lambda s: s if "top exited" in s else None)(tm.screen()),
-                            20, "tokswitch-top to exit on SIGTERM")
-        assert "top exited 0" in screen, screen
-        T.wait_for(lambda: os.path.exists(stty[1]) and open(stty[1]).read(), 10, "stty after")
+        T.wait_for(lambda: os.path.exists(stty[1]) and open(stty[1]).read(), 20,
+                   "tokswitch-top to exit on SIGTERM")
         assert_eq(open(stty[1]).read(), open(stty[0]).read(), "terminal settings after SIGTERM")
+        T.wait_for(lambda: tm.flag("alternate_on") == "1" and scrape_no(tm.screen()) >= 1, 20,
+                   "the view again")
+        tm.cmd("send-keys", "C-c")
+        screen = T.wait_for(lambda: (lambda s: s if "top again exited" in s else None)(
+            tm.screen()), 20, "tokswitch-top to exit on Ctrl-C")
+        assert "top exited 0" in screen and "top again exited 0" in screen, screen
+        T.wait_for(lambda: os.path.exists(stty[2]) and open(stty[2]).read(), 10, "stty after")
+        assert_eq(open(stty[2]).read(), open(stty[0]).read(), "terminal settings after Ctrl-C")
         assert_eq((tm.flag("alternate_on"), tm.flag("cursor_flag")), ("0", "1"),
                   "normal screen and cursor back")
     finally:

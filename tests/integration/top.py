@@ -417,6 +417,17 @@ def test_unreachable_endpoint_exits_1_saying_so():
     assert_eq(p.returncode, 2, "--interval 0")
 
 
+def test_default_endpoint_is_the_switch_default():
+    with open(os.path.join(args.source, "config", "tokswitch.conf")) as f:
+        conf = f.read()
+    server = conf[conf.index("\n[server]\n"):]
+    default = re.search(r"^metrics = (\S+)$", server[:server.index("\n[", 1)], re.M).group(1)
+    p = subprocess.run([TOP, "--help"], capture_output=True, text=True, timeout=30)
+    assert_eq(p.returncode, 0, "--help")
+    assert "--metrics HOST:PORT  the switch's metrics endpoint (default %s)" % default in \
+        p.stdout, p.stdout
+
+
 def test_token_the_endpoint_wants_sent_from_token_file():
     d = tempfile.mkdtemp(dir=TMP)
     tok = os.path.join(d, "metrics.token")

@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <signal.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -77,16 +78,16 @@ struct server {
 
 static void usage(FILE *f)
 {
-	fprintf(
-	    f,
-	    "usage: tokswitch [-c FILE] [--listen HOST:PORT] [--issuer "
-	    "HOST:PORT[,HOST:PORT...]]...\n"
-	    "                 [--vault DIR] (--state DIR | --no-state) [--key-file FILE]\n"
-	    "                 [--metrics HOST:PORT] [--workers N] [--io uring|uv|auto]\n"
-	    "                 [--profile NAME] [--log-level LEVEL] [--log-format text|json]\n"
-	    "       tokswitch --version\n"
-	    "Flags override the config file; see tokswitch(8), tokswitch.conf(5),\n"
-	    "config/tokswitch.conf and docs/operations.md.\n");
+	fprintf(f,
+		"usage: tokswitch [-c FILE] [--listen HOST:PORT] [--issuer "
+		"HOST:PORT[,HOST:PORT...]]...\n"
+		"                 [--vault DIR] (--state DIR | --no-state) [--key-file FILE]\n"
+		"                 [--metrics HOST:PORT] [--workers N] [--io uring|uv|auto]\n"
+		"                 [--profile NAME] [--log-level LEVEL] [--log-format text|json]\n"
+		"       tokswitch --version\n"
+		"       tokswitch top [--metrics HOST:PORT] [--interval S] [--once]\n"
+		"Flags override the config file; see tokswitch(8), tokswitch.conf(5),\n"
+		"config/tokswitch.conf and docs/operations.md.\n");
 }
 
 static void version(void)
@@ -979,11 +980,40 @@ static void close_data(struct server *s)
 		tsw_vault_close(s->vault);
 }
 
+/* `tokswitch top ARGS` runs tokswitch-top ARGS: the one installed beside
+ * this executable, else the first on PATH. Returns only when neither
+ * could be run. */
+static int exec_top(char **argv)
+{
+	static char name[] = "tokswitch-top";
+	char self[PATH_MAX], beside[PATH_MAX + sizeof(name) + 1];
+	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+	char *slash;
+
+	argv[1] = name; /* argv[1..] is tokswitch-top's argv */
+	if (n > 0) {
+		self[n] = '\0';
+		slash = strrchr(self, '/');
+		if (slash) {
+			*slash = '\0';
+			snprintf(beside, sizeof(beside), "%s/%s", self, name);
+			execv(beside, &argv[1]);
+		}
+	}
+	execvp(name, &argv[1]);
+	fprintf(stderr,
+		"tokswitch: top: cannot run %s (looked beside this program and on PATH): %s\n",
+		name, strerror(errno));
+	return 1;
+}
+
 int main(int argc, char **argv)
 {
 	struct server *s;
 	int rc;
 
+	if (argc >= 2 && !strcmp(argv[1], "top"))
+		return exec_top(argv);
 	signal(SIGPIPE, SIG_IGN);
 	no_core_dumps();
 	s = calloc(1, sizeof(*s));

@@ -198,7 +198,7 @@ def test_package_installs_and_its_programs_run_from_the_installed_paths():
                        capture_output=True, text=True, timeout=10)
     assert_eq(p.returncode, 0, "installed tokvault --help")
     assert "usage: tokvault" in p.stdout + p.stderr
-    for prog in ("tokbench", "issuer-sim"):
+    for prog in ("tokbench", "issuer-sim", "tokswitch-top"):
         assert os.access(os.path.join(root, "usr/bin", prog), os.X_OK), prog
     for spec in ("default.spec", "ascii4.spec"):
         assert os.path.isfile(os.path.join(root, "usr/share/tokswitch", spec)), spec
@@ -263,8 +263,8 @@ def test_man_pages_lint_clean():
         for name in sorted(os.listdir(os.path.join(root, "usr/share/man", sec))):
             pages.append(os.path.join(root, "usr/share/man", sec, name))
     names = sorted(os.path.basename(p) for p in pages)
-    assert_eq(names, ["issuer-sim.1", "tokbench.1", "tokswitch.8", "tokswitch.conf.5",
-                      "tokvault.8"], "man pages")
+    assert_eq(names, ["issuer-sim.1", "tokbench.1", "tokswitch-top.1", "tokswitch.8",
+                      "tokswitch.conf.5", "tokvault.8"], "man pages")
     for page in pages:
         p = subprocess.run(["mandoc", "-T", "lint", "-W", "warning", page],
                            capture_output=True, text=True, timeout=30)

@@ -339,7 +339,8 @@ int tsw_vault_batch_begin(struct tsw_vault *v, unsigned chunk_rows, tsw_vault_re
 	if (!b)
 		return -ENOMEM;
 	b->v = v;
-	b->chunk_rows = chunk_rows ? chunk_rows : TSW_VAULT_CHUNK_ROWS_DEFAULT;
+	b->chunk_rows =
+	    vault__chunk_rows(v, chunk_rows ? chunk_rows : TSW_VAULT_CHUNK_ROWS_DEFAULT);
 	b->on_reject = on_reject;
 	b->ctx = ctx;
 	b->own.next = NONCE_POOL_ROWS;
@@ -441,7 +442,7 @@ static int write_deferred(struct tsw_vault_batch *b)
 		unsigned long imported = 0;
 		size_t end = i + b->chunk_rows < b->n_deferred ? i + b->chunk_rows : b->n_deferred;
 
-		r = mdb_to_errno(mdb_txn_begin(v->env, NULL, 0, &txn));
+		r = vault__txn_begin(v, &txn);
 		if (r < 0)
 			break;
 		for (; i < end && r == 0; i++) {
@@ -490,7 +491,7 @@ static int write_deferred(struct tsw_vault_batch *b)
 			mdb_txn_abort(txn);
 			break;
 		}
-		r = mdb_to_errno(mdb_txn_commit(txn));
+		r = vault__txn_commit(v, txn);
 		if (r == 0) {
 			b->stats.imported += imported;
 			b->stats.chunks++;

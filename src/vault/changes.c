@@ -274,7 +274,8 @@ static int change_open(struct tsw_vault *v, const uint8_t *s, size_t len, uint8_
 	if (!p)
 		return -ENOMEM;
 	memcpy(tag, s + len - TAG_BYTES, TAG_BYTES);
-	r = change_key(v->keys, get_u32(s + 8), key);
+	/* a key id this key file lacks opens nothing either */
+	r = change_key(v->keys, get_u32(s + 8), key) == 0 ? 0 : -TSW_E_INTEGRITY;
 	if (r == 0)
 		r = gcm(false, key, s + SEALED_HEADER_BYTES, s, SEALED_HEADER_BYTES,
 			s + SEALED_HEADER_BYTES + NONCE_BYTES, n, p, tag);

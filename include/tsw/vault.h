@@ -572,6 +572,23 @@ int tsw_vault_set_change_hook(struct tsw_vault *v, tsw_vault_change_fn fn, void 
  * reads), -EROFS, -EINVAL, -errno. Nothing is written on an error. */
 int tsw_vault_change_apply(struct tsw_vault *v, const uint8_t *sealed, size_t len, uint64_t seq);
 
+/* A sealed change and its stream sequence. */
+struct tsw_vault_sealed {
+	const uint8_t *bytes;
+	size_t len;
+	uint64_t seq;
+};
+
+/* tsw_vault_change_apply() for c[0, n) (sequences ascending) in ONE
+ * write transaction, so a node catching up pays one commit for a burst:
+ * those not above the stored sequence are skipped, the others applied in
+ * order and the last one's sequence stored. *ret_applied: how many were
+ * applied. Any error writes nothing (apply them one by one to find the
+ * failing one). Returns 0, -EINVAL (a sequence 0 or out of order), or
+ * the errors of tsw_vault_change_apply(). */
+int tsw_vault_changes_apply(struct tsw_vault *v, const struct tsw_vault_sealed *c, size_t n,
+			    size_t *ret_applied);
+
 /* The last sequence applied to (or published from) v, 0 for none.
  * Returns 0 or -errno. */
 int tsw_vault_change_seq(struct tsw_vault *v, uint64_t *ret_seq);

@@ -14,6 +14,16 @@
 
 #define NEXT_MSG_WAIT_MS 200 /* the applier looks at its stop flag this often */
 #define MS_PER_S 1000
+#define APPLY_BURST_MAX 256 /* changes applied in one vault transaction */
+
+/* The delivered changes of one burst and what the stream said of each. */
+struct burst {
+	size_t n;
+	natsMsg *m[APPLY_BURST_MAX];
+	struct tsw_vault_sealed c[APPLY_BURST_MAX];
+	int64_t publish_ns[APPLY_BURST_MAX];
+	uint64_t pending[APPLY_BURST_MAX];
+};
 
 struct tsw_cluster {
 	struct tsw_cluster_config cfg;
@@ -30,6 +40,7 @@ struct tsw_cluster {
 	bool stop;
 	struct tsw_cluster_stats stats;
 	int publish_error; /* the first refused publish, until taken */
+	struct burst burst; /* the applier's, kept here: 8 KiB off its stack */
 };
 
 bool tsw_cluster_url_plaintext(const char *url)
@@ -339,32 +350,78 @@ static int subscribe(struct tsw_cluster *cl, natsSubscription **ret_sub)
 	return 0;
 }
 
-/* Applies one delivered change; a negative return drops the subscription. */
-static int apply_one(struct tsw_cluster *cl, natsMsg *m)
+/* first and whatever else the subscription holds already (no wait): a
+ * node behind applies them in one transaction. */
+static int take_burst(natsSubscription *sub, natsMsg *first, struct burst *b)
 {
-	jsMsgMetaData *meta = NULL;
-	uint64_t seq;
-	int r;
+	int queued = 0, bytes = 0;
 
-	if (natsMsg_GetMetaData(&meta, m) != NATS_OK)
-		return -EIO;
-	seq = meta->Sequence.Stream;
-	r = tsw_vault_change_apply(cl->v, (const uint8_t *)natsMsg_GetData(m),
-				   (size_t)natsMsg_GetDataLength(m), seq);
-	pthread_mutex_lock(&cl->lock);
-	if (r >= 0) {
-		if (seq > cl->stats.applied_seq)
-			cl->stats.applied_seq = seq;
-		cl->stats.applied_total += r == 0;
-		cl->stats.last_publish_ns = meta->Timestamp;
-		cl->stats.caught_up = meta->NumPending == 0;
-	} else {
-		cl->stats.apply_errors++;
+	b->n = 0;
+	b->m[b->n++] = first;
+	if (natsSubscription_GetPending(sub, &queued, &bytes) != NATS_OK)
+		queued = 0;
+	while (b->n < APPLY_BURST_MAX && queued-- > 0) {
+		natsMsg *m = NULL;
+
+		if (natsSubscription_NextMsg(&m, sub, 1) != NATS_OK)
+			break;
+		b->m[b->n++] = m;
 	}
-	pthread_mutex_unlock(&cl->lock);
-	jsMsgMetaData_Destroy(meta);
+	for (size_t i = 0; i < b->n; i++) {
+		jsMsgMetaData *meta = NULL;
+
+		if (natsMsg_GetMetaData(&meta, b->m[i]) != NATS_OK)
+			return -EIO;
+		b->c[i] = (struct tsw_vault_sealed){
+		    .bytes = (const uint8_t *)natsMsg_GetData(b->m[i]),
+		    .len = (size_t)natsMsg_GetDataLength(b->m[i]),
+		    .seq = meta->Sequence.Stream,
+		};
+		b->publish_ns[i] = meta->Timestamp;
+		b->pending[i] = meta->NumPending;
+		jsMsgMetaData_Destroy(meta);
+	}
+	return 0;
+}
+
+static void burst_free(struct burst *b)
+{
+	for (size_t i = 0; i < b->n; i++)
+		natsMsg_Destroy(b->m[i]);
+	b->n = 0;
+}
+
+/* Applies b->c[0, n) in one transaction, or one by one when that fails
+ * (the failing change is reported, the ones before it stay applied).
+ * Returns 0, or the error: the caller subscribes again from the vault. */
+static int apply_burst(struct tsw_cluster *cl, struct burst *b)
+{
+	size_t applied = 0, done = b->n;
+	int r = tsw_vault_changes_apply(cl->v, b->c, b->n, &applied);
+
+	if (r < 0) {
+		applied = 0;
+		for (done = 0; done < b->n; done++) {
+			r = tsw_vault_change_apply(cl->v, b->c[done].bytes, b->c[done].len,
+						   b->c[done].seq);
+			if (r < 0)
+				break;
+			applied += r == 0;
+		}
+	}
+	pthread_mutex_lock(&cl->lock);
+	if (done > 0) {
+		if (b->c[done - 1].seq > cl->stats.applied_seq)
+			cl->stats.applied_seq = b->c[done - 1].seq;
+		cl->stats.last_publish_ns = b->publish_ns[done - 1];
+		cl->stats.caught_up = b->pending[done - 1] == 0;
+	}
+	cl->stats.applied_total += applied;
 	if (r < 0)
-		report(cl, TSW_CLUSTER_EV_APPLY_FAILED, seq, r, NULL);
+		cl->stats.apply_errors++;
+	pthread_mutex_unlock(&cl->lock);
+	if (r < 0)
+		report(cl, TSW_CLUSTER_EV_APPLY_FAILED, b->c[done].seq, r, NULL);
 	return r < 0 ? r : 0;
 }
 
@@ -393,11 +450,15 @@ static void *applier_main(void *arg)
 			was_connected = up;
 			continue;
 		}
-		if (s == NATS_OK && apply_one(cl, m) == 0) {
-			natsMsg_Destroy(m);
-			continue;
+		if (s == NATS_OK) {
+			int r = take_burst(sub, m, &cl->burst);
+
+			if (r == 0)
+				r = apply_burst(cl, &cl->burst);
+			burst_free(&cl->burst);
+			if (r == 0)
+				continue;
 		}
-		natsMsg_Destroy(m);
 		/* start again from what the vault holds */
 		natsSubscription_Destroy(sub);
 		sub = NULL;

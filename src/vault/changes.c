@@ -489,41 +489,71 @@ static int replay(struct tsw_vault *v, MDB_txn *txn, const uint8_t *p, size_t le
 	return off == len ? 0 : -TSW_E_CORRUPT;
 }
 
-int tsw_vault_change_apply(struct tsw_vault *v, const uint8_t *sealed, size_t len, uint64_t seq)
+/* Opens and replays one change in txn. */
+static int apply_in(struct tsw_vault *v, MDB_txn *txn, const uint8_t *sealed, size_t len)
 {
 	uint8_t *plain = NULL;
 	size_t plain_len = 0;
+	int r = change_open(v, sealed, len, &plain, &plain_len);
+
+	if (r < 0)
+		return r;
+	r = replay(v, txn, plain, plain_len);
+	OPENSSL_cleanse(plain, plain_len);
+	free(plain);
+	return r;
+}
+
+int tsw_vault_changes_apply(struct tsw_vault *v, const struct tsw_vault_sealed *c, size_t n,
+			    size_t *ret_applied)
+{
 	uint64_t have = 0;
+	size_t applied = 0;
 	MDB_txn *txn;
 	int r;
 
 	if (v->flags & TSW_VAULT_RDONLY)
 		return -EROFS;
-	if (seq == 0)
-		return -EINVAL;
+	for (size_t i = 0; i < n; i++)
+		if (c[i].seq == 0 || (i > 0 && c[i].seq <= c[i - 1].seq))
+			return -EINVAL;
 	r = mdb_to_errno(mdb_txn_begin(v->env, NULL, 0, &txn));
 	if (r < 0)
 		return r;
 	r = seq_get(v, txn, &have);
-	if (r == 0 && seq <= have) {
+	for (size_t i = 0; i < n && r == 0; i++) {
+		if (c[i].seq <= have)
+			continue;
+		r = apply_in(v, txn, c[i].bytes, c[i].len);
+		if (r == 0) {
+			have = c[i].seq;
+			applied++;
+		}
+	}
+	if (r == 0 && applied == 0) {
 		mdb_txn_abort(txn);
-		return 1;
+		*ret_applied = 0;
+		return 0;
 	}
 	if (r == 0)
-		r = change_open(v, sealed, len, &plain, &plain_len);
-	if (r == 0)
-		r = replay(v, txn, plain, plain_len);
-	if (plain) {
-		OPENSSL_cleanse(plain, plain_len);
-		free(plain);
-	}
-	if (r == 0)
-		r = seq_put(v, txn, seq);
+		r = seq_put(v, txn, have);
 	if (r < 0) {
 		mdb_txn_abort(txn);
 		return r;
 	}
-	return mdb_to_errno(mdb_txn_commit(txn));
+	r = mdb_to_errno(mdb_txn_commit(txn));
+	if (r == 0)
+		*ret_applied = applied;
+	return r;
+}
+
+int tsw_vault_change_apply(struct tsw_vault *v, const uint8_t *sealed, size_t len, uint64_t seq)
+{
+	struct tsw_vault_sealed c = {.bytes = sealed, .len = len, .seq = seq};
+	size_t applied = 0;
+	int r = tsw_vault_changes_apply(v, &c, 1, &applied);
+
+	return r < 0 ? r : applied ? 0 : 1;
 }
 
 int tsw_vault_change_seq(struct tsw_vault *v, uint64_t *ret_seq)

@@ -250,3 +250,39 @@ Test(changes, refused_publish_aborts_the_local_write)
 	tsw_vault_reader_close(r);
 	tsw_vault_close(a);
 }
+
+Test(changes, a_burst_applies_in_one_transaction_or_not_at_all)
+{
+	struct tsw_vault *a = make_changes(), *b = open_copy("b");
+	uint8_t da[TSW_VAULT_DIGEST_BYTES], db[TSW_VAULT_DIGEST_BYTES];
+	struct tsw_vault_sealed c[3];
+	size_t applied = 99;
+	uint64_t seq;
+
+	for (unsigned i = 0; i < 3; i++)
+		c[i] = (struct tsw_vault_sealed){
+		    .bytes = cap.bytes[i], .len = cap.len[i], .seq = i + 1};
+	/* out of order: refused before anything is read */
+	c[1].seq = 1;
+	cr_assert_eq(tsw_vault_changes_apply(b, c, 3, &applied), -EINVAL);
+	c[1].seq = 2;
+	/* the last one tampered: none of the three lands */
+	cap.bytes[2][cap.len[2] - 1] ^= 0x80;
+	cr_assert_eq(tsw_vault_changes_apply(b, c, 3, &applied), -TSW_E_INTEGRITY);
+	cr_assert_eq(applied, 99, "untouched on failure");
+	cr_assert_eq(tsw_vault_change_seq(b, &seq), 0);
+	cr_assert_eq(seq, 0);
+	cap.bytes[2][cap.len[2] - 1] ^= 0x80;
+	/* the first one applied already: skipped, the other two applied */
+	cr_assert_eq(tsw_vault_change_apply(b, cap.bytes[0], cap.len[0], 1), 0);
+	cr_assert_eq(tsw_vault_changes_apply(b, c, 3, &applied), 0);
+	cr_assert_eq(applied, 2);
+	digest(a, da, NULL);
+	digest(b, db, &seq);
+	cr_assert_eq(seq, 3);
+	cr_assert_eq(memcmp(da, db, sizeof(da)), 0);
+	cr_assert_eq(tsw_vault_changes_apply(b, c, 3, &applied), 0);
+	cr_assert_eq(applied, 0);
+	tsw_vault_close(a);
+	tsw_vault_close(b);
+}

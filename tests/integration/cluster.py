@@ -201,6 +201,13 @@ def test_propagation_p99_of_50_changes():
         T.wait_for(lambda: n.sw.metric("tokswitch_cluster_lag_seconds") == 0, 10,
                    "node %s lag 0" % n.name)
         assert T.log_events(n.sw.log(), "cluster_plaintext"), "no plaintext warning"
+    # every tokswitch_cluster_ series is in docs/operations.md with its type
+    _, body = NODES["a"].sw.http("/metrics")
+    exported = dict(line.split()[2:4] for line in body.splitlines()
+                    if line.startswith("# TYPE tokswitch_cluster_"))
+    documented = {n: k for n, k in T.documented_series(args.source).items()
+                  if n.startswith("tokswitch_cluster_")}
+    assert exported == documented, (exported, documented)
 
 
 def test_no_server_no_change():

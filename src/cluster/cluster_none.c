@@ -16,7 +16,9 @@ int tsw_cluster_open(const struct tsw_cluster_config *c, struct tsw_cluster **re
 	(void)c;
 	(void)ret_cluster;
 	if (why && cap)
-		snprintf(why, cap, "this build has no cluster support (libnats not found)");
+		snprintf(why, cap,
+			 "this build has no cluster (built with -Dcluster=disabled, or without "
+			 "libnats)");
 	return -ENOTSUP;
 }
 

@@ -871,6 +871,10 @@ static void cluster_event(void *ctx, enum tsw_cluster_event ev, uint64_t seq, in
 			"changes wait\"",
 			q, seq, tsw_strerror(err));
 		break;
+	case TSW_CLUSTER_EV_CONSUMER_RESET:
+		tsw_log(TSW_LOG_WARN, "cluster_consumer_reset", "node=\"%s\" from_seq=%" PRIu64, q,
+			seq);
+		break;
 	case TSW_CLUSTER_EV_SUBSCRIBE_FAILED:
 	case TSW_CLUSTER_EV_MAX:
 		tsw_log(TSW_LOG_WARN, "cluster_subscribe_failed",
@@ -891,6 +895,7 @@ static void cluster_values(void *ctx, struct tsw_ctl_cluster_values *ret)
 	clock_gettime(CLOCK_REALTIME, &now);
 	ret->applied_sequence = st.applied_seq;
 	ret->apply_errors = st.apply_errors;
+	ret->consumer_resets = st.consumer_resets;
 	ret->connected = st.connected;
 	ret->plaintext = tsw_cluster_url_plaintext(s->cfg.cluster_url);
 	ret->lag_seconds = 0;
@@ -915,6 +920,7 @@ static int start_cluster(struct server *s)
 	    .ack_timeout_ms = c->cluster_ack_timeout_ms,
 	    .connect_timeout_ms = c->cluster_connect_timeout_ms,
 	    .retry_ms = c->cluster_retry_ms,
+	    .heartbeat_ms = c->cluster_heartbeat_ms,
 	};
 	char why[256] = "", q[2 * TSW_CONFIG_NODE_MAX];
 	int r;

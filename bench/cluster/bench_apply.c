@@ -51,6 +51,7 @@ static int open_cluster(const char *url, struct tsw_cluster **ret)
 	    .ack_timeout_ms = TSW_CLUSTER_ACK_TIMEOUT_MS_DEFAULT,
 	    .connect_timeout_ms = TSW_CLUSTER_CONNECT_TIMEOUT_MS_DEFAULT,
 	    .retry_ms = TSW_CLUSTER_RETRY_MS_DEFAULT,
+	    .heartbeat_ms = TSW_CLUSTER_HEARTBEAT_MS_DEFAULT,
 	};
 	char why[256] = "";
 	int r = tsw_cluster_open(&cc, ret, why, sizeof(why));

@@ -30,6 +30,7 @@
 #define TSW_CLUSTER_ACK_TIMEOUT_MS_DEFAULT 5000
 #define TSW_CLUSTER_CONNECT_TIMEOUT_MS_DEFAULT 2000
 #define TSW_CLUSTER_RETRY_MS_DEFAULT 1000
+#define TSW_CLUSTER_HEARTBEAT_MS_DEFAULT 1000
 /* NATS' default max_payload is 1 MiB; a change is refused above this */
 #define TSW_CLUSTER_MAX_CHANGE_BYTES (1000u * 1000u)
 
@@ -40,6 +41,7 @@ struct tsw_cluster_config {
 	unsigned ack_timeout_ms;     /* a publish waits this long for JetStream's ack */
 	unsigned connect_timeout_ms; /* each server's connect */
 	unsigned retry_ms;	     /* the applier's wait before it subscribes again */
+	unsigned heartbeat_ms;	     /* the applier's consumer: idle heartbeat */
 };
 
 /* What the applier reports to its owner (on the applier's thread). */
@@ -48,6 +50,7 @@ enum tsw_cluster_event {
 	TSW_CLUSTER_EV_DISCONNECTED, /* lost the server (libnats reconnects) */
 	TSW_CLUSTER_EV_APPLY_FAILED, /* the change at seq failed (err): retried */
 	TSW_CLUSTER_EV_SUBSCRIBE_FAILED,
+	TSW_CLUSTER_EV_CONSUMER_RESET, /* libnats made the consumer again, from seq */
 	TSW_CLUSTER_EV_MAX
 };
 typedef void (*tsw_cluster_event_fn)(void *ctx, enum tsw_cluster_event ev, uint64_t seq, int err,
@@ -57,6 +60,7 @@ struct tsw_cluster_stats {
 	uint64_t applied_seq;	 /* the vault's last applied sequence */
 	uint64_t applied_total;	 /* changes this process applied */
 	uint64_t apply_errors;	 /* changes that failed to apply (each retry counts) */
+	uint64_t consumer_resets; /* the consumer made again by libnats (a gap) */
 	int64_t last_publish_ns; /* publish time of the last change applied (0: none) */
 	bool caught_up;		 /* nothing was pending after the last one */
 	bool connected;		 /* the connection is up */

@@ -181,6 +181,7 @@ struct tsw_config {
 	uint32_t cluster_ack_timeout_ms;     /* JetStream API requests */
 	uint32_t cluster_connect_timeout_ms; /* each server's connect */
 	uint32_t cluster_retry_ms;	     /* reconnect / resubscribe wait */
+	uint32_t cluster_heartbeat_ms;	     /* the consumer's idle heartbeat */
 	uint32_t cluster_max_staleness_ms;   /* not enforced yet (docs/cluster.md) */
 };
 

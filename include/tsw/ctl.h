@@ -39,6 +39,7 @@ struct tsw_ctl_cluster_values {
 	uint64_t applied_sequence;
 	double lag_seconds;
 	uint64_t apply_errors;
+	uint64_t consumer_resets;
 	bool connected;
 	bool plaintext; /* the url is nats:// (no TLS) */
 };

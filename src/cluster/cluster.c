@@ -23,6 +23,7 @@ struct burst {
 	struct tsw_vault_sealed c[APPLY_BURST_MAX];
 	int64_t publish_ns[APPLY_BURST_MAX];
 	uint64_t pending[APPLY_BURST_MAX];
+	uint64_t consumer_seq[APPLY_BURST_MAX];
 };
 
 struct tsw_cluster {
@@ -40,6 +41,7 @@ struct tsw_cluster {
 	bool stop;
 	struct tsw_cluster_stats stats;
 	int publish_error; /* the first refused publish, until taken */
+	uint64_t consumer_seq; /* of the last change delivered: 1 again after a reset */
 	struct burst burst; /* the applier's, kept here: 8 KiB off its stack */
 };
 
@@ -136,7 +138,7 @@ int tsw_cluster_open(const struct tsw_cluster_config *c, struct tsw_cluster **re
 
 	if (!c->url || !*c->url || strlen(c->url) > TSW_CLUSTER_URL_MAX || c->stream_replicas < 1 ||
 	    c->stream_replicas > TSW_CLUSTER_REPLICAS_MAX || !c->ack_timeout_ms ||
-	    !c->connect_timeout_ms || !c->retry_ms)
+	    !c->connect_timeout_ms || !c->retry_ms || !c->heartbeat_ms)
 		return -EINVAL;
 	cl = calloc(1, sizeof(*cl));
 	if (!cl)
@@ -334,6 +336,10 @@ static int subscribe(struct tsw_cluster *cl, natsSubscription **ret_sub)
 	jsSubOptions_Init(&so);
 	so.Stream = TSW_CLUSTER_STREAM;
 	so.Ordered = true;
+	/* a delivery lost on the way shows at the next heartbeat at the
+	 * latest (libnats then makes the consumer again): this bounds how
+	 * long a node can stay behind without knowing (5 s by default) */
+	so.Config.Heartbeat = (int64_t)cl->cfg.heartbeat_ms * 1000000;
 	if (have > 0) {
 		so.Config.DeliverPolicy = js_DeliverByStartSequence;
 		so.Config.OptStartSeq = have + 1;
@@ -346,6 +352,7 @@ static int subscribe(struct tsw_cluster *cl, natsSubscription **ret_sub)
 		       natsStatus_GetText(s));
 		return status_errno(s);
 	}
+	cl->consumer_seq = 0;
 	report(cl, TSW_CLUSTER_EV_CONNECTED, have, 0, NULL);
 	return 0;
 }
@@ -379,6 +386,7 @@ static int take_burst(natsSubscription *sub, natsMsg *first, struct burst *b)
 		};
 		b->publish_ns[i] = meta->Timestamp;
 		b->pending[i] = meta->NumPending;
+		b->consumer_seq[i] = meta->Sequence.Consumer;
 		jsMsgMetaData_Destroy(meta);
 	}
 	return 0;
@@ -397,7 +405,19 @@ static void burst_free(struct burst *b)
 static int apply_burst(struct tsw_cluster *cl, struct burst *b)
 {
 	size_t applied = 0, done = b->n;
-	int r = tsw_vault_changes_apply(cl->v, b->c, b->n, &applied);
+	bool reset = cl->consumer_seq > 0 && b->consumer_seq[0] <= cl->consumer_seq;
+	int r;
+
+	/* libnats made the consumer again (a gap it saw, heartbeats missed):
+	 * its sequence starts over */
+	cl->consumer_seq = b->consumer_seq[b->n - 1];
+	if (reset) {
+		pthread_mutex_lock(&cl->lock);
+		cl->stats.consumer_resets++;
+		pthread_mutex_unlock(&cl->lock);
+		report(cl, TSW_CLUSTER_EV_CONSUMER_RESET, b->c[0].seq, 0, NULL);
+	}
+	r = tsw_vault_changes_apply(cl->v, b->c, b->n, &applied);
 
 	if (r < 0) {
 		applied = 0;

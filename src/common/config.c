@@ -119,6 +119,7 @@ static const struct u32_key u32_keys[] = {
     U32("cluster", "ack_timeout_ms", cluster_ack_timeout_ms, 5000, 1, TIMEOUT_MS_MAX),
     U32("cluster", "connect_timeout_ms", cluster_connect_timeout_ms, 2000, 1, TIMEOUT_MS_MAX),
     U32("cluster", "retry_ms", cluster_retry_ms, 1000, 1, TIMEOUT_MS_MAX),
+    U32("cluster", "heartbeat_ms", cluster_heartbeat_ms, 1000, 100, TIMEOUT_MS_MAX),
     U32("cluster", "max_staleness_ms", cluster_max_staleness_ms, 5000, 1, TIMEOUT_MS_MAX),
 };
 

@@ -374,6 +374,11 @@ static void put_cluster(struct text *t, const struct tsw_ctl_source *src)
 	    "tokswitch_cluster_apply_errors_total %" PRIu64 "\n",
 	    c.apply_errors);
 	put(t,
+	    "# HELP tokswitch_cluster_consumer_resets_total The node's consumer made again by "
+	    "libnats after a gap.\n# TYPE tokswitch_cluster_consumer_resets_total counter\n"
+	    "tokswitch_cluster_consumer_resets_total %" PRIu64 "\n",
+	    c.consumer_resets);
+	put(t,
 	    "# HELP tokswitch_cluster_connected 1 while the connection to NATS is up.\n"
 	    "# TYPE tokswitch_cluster_connected gauge\ntokswitch_cluster_connected %d\n",
 	    c.connected);

@@ -116,8 +116,14 @@ static void capture_op(struct tsw_vault *v, enum change_op op, MDB_dbi dbi, cons
 	int db = db_of(v, dbi);
 	uint8_t *p;
 
-	if (!v->change_fn || c->failed)
+	if (!v->change_fn || c->failed || c->too_big)
 		return;
+	/* past what may be published: the commit refuses it anyway, so the
+	 * capture stops growing (a bulk transaction could be gigabytes) */
+	if (c->len + OP_HEADER_BYTES + klen + dlen + SEALED_OVERHEAD > v->change_max_bytes) {
+		c->too_big = true;
+		return;
+	}
 	if (db < 0 || capture_reserve(c, OP_HEADER_BYTES + klen + dlen) < 0) {
 		c->failed = true; /* the commit refuses: a change must not go half */
 		return;
@@ -182,6 +188,7 @@ static void capture_reset(struct change_capture *c)
 	c->len = PLAIN_HEADER_BYTES;
 	c->n_ops = 0;
 	c->failed = false;
+	c->too_big = false;
 }
 
 int vault__txn_begin(struct tsw_vault *v, MDB_txn **ret_txn)
@@ -329,6 +336,8 @@ static int publish(struct tsw_vault *v, MDB_txn *txn)
 
 	if (c->failed)
 		return -ENOMEM;
+	if (c->too_big)
+		return -EMSGSIZE;
 	if (c->n_ops == 0)
 		return 0; /* nothing changed: nothing to replicate */
 	memcpy(c->buf, PLAIN_MAGIC, 4);

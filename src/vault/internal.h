@@ -58,7 +58,8 @@ struct change_capture {
 	uint8_t *buf;
 	size_t len, cap;
 	uint32_t n_ops;
-	bool failed; /* out of memory or an unknown database: the commit refuses */
+	bool failed;  /* out of memory or an unknown database: the commit refuses */
+	bool too_big; /* larger than the hook takes: the commit refuses (-EMSGSIZE) */
 };
 
 struct tsw_vault {

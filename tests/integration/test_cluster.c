@@ -121,6 +121,7 @@ static struct tsw_cluster *connect_cluster(void)
 	    .ack_timeout_ms = ACK_TIMEOUT_MS,
 	    .connect_timeout_ms = TSW_CLUSTER_CONNECT_TIMEOUT_MS_DEFAULT,
 	    .retry_ms = 100,
+	    .heartbeat_ms = TSW_CLUSTER_HEARTBEAT_MS_DEFAULT,
 	};
 	struct tsw_cluster *cl;
 	char why[256] = "";

@@ -1380,7 +1380,8 @@ int main(int argc, char **argv)
 	    .cluster = {.stream_replicas = 1,
 			.ack_timeout_ms = TSW_CLUSTER_ACK_TIMEOUT_MS_DEFAULT,
 			.connect_timeout_ms = TSW_CLUSTER_CONNECT_TIMEOUT_MS_DEFAULT,
-			.retry_ms = TSW_CLUSTER_RETRY_MS_DEFAULT},
+			.retry_ms = TSW_CLUSTER_RETRY_MS_DEFAULT,
+			.heartbeat_ms = TSW_CLUSTER_HEARTBEAT_MS_DEFAULT},
 	};
 	struct tsw_vault *v = NULL;
 	unsigned flags;

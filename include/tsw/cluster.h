@@ -68,7 +68,9 @@ struct tsw_cluster_stats {
 
 struct tsw_cluster;
 
-/* True when url is plain text (nats://, not tls://): the caller warns. */
+/* True when any server of url (a comma-separated list) is not tls://:
+ * the changes, though sealed, can then be dropped or replayed on the
+ * path. The caller warns. */
 bool tsw_cluster_url_plaintext(const char *url);
 
 /* Connects to the servers of c->url (comma-separated; the first that

@@ -45,11 +45,6 @@ struct tsw_cluster {
 	struct burst burst; /* the applier's, kept here: 8 KiB off its stack */
 };
 
-bool tsw_cluster_url_plaintext(const char *url)
-{
-	return strstr(url, "tls://") == NULL;
-}
-
 static void set_why(char *why, size_t cap, natsStatus s)
 {
 	const char *last = nats_GetLastError(NULL);

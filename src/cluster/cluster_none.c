@@ -5,11 +5,6 @@
 
 #include "tsw/cluster.h"
 
-bool tsw_cluster_url_plaintext(const char *url)
-{
-	return strstr(url, "tls://") == NULL;
-}
-
 int tsw_cluster_open(const struct tsw_cluster_config *c, struct tsw_cluster **ret_cluster,
 		     char *why, size_t cap)
 {

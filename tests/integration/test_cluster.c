@@ -246,3 +246,13 @@ Test(cluster, the_applier_follows_and_an_unacknowledged_change_is_not_written)
 	tsw_vault_close(a);
 	tsw_vault_close(b);
 }
+
+Test(cluster_url, one_server_without_tls_makes_the_url_plaintext)
+{
+	cr_assert(tsw_cluster_url_plaintext("nats://127.0.0.1:4222"));
+	cr_assert(tsw_cluster_url_plaintext("tls://a:4222,nats://b:4222"));
+	cr_assert(tsw_cluster_url_plaintext("tls://a:4222, b:4222"));
+	cr_assert(tsw_cluster_url_plaintext("nats://tls://a:4222"));
+	cr_assert_not(tsw_cluster_url_plaintext("tls://a:4222"));
+	cr_assert_not(tsw_cluster_url_plaintext("tls://a:4222, tls://b:4222"));
+}

@@ -19,6 +19,7 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "tsw/cluster.h"
 #include "tsw/config.h"
 #include "tsw/ctl.h"
 #include "tsw/engine.h"
@@ -52,6 +53,7 @@ struct server {
 	struct tsw_config cfg;
 	struct tsw_iso_profile acq_profile, iss_profile;
 	struct tsw_vault *vault;
+	struct tsw_cluster *cluster; /* NULL: no cluster */
 	struct tsw_state *state;
 	struct tsw_acq_reversals *acq_reversals; /* shared by the workers' engines */
 	struct tsw_standin_exposure *standin_exposure; /* likewise */
@@ -84,6 +86,7 @@ static void usage(FILE *f)
 		"                 [--vault DIR] (--state DIR | --no-state) [--key-file FILE]\n"
 		"                 [--metrics HOST:PORT] [--workers N] [--io uring|uv|auto]\n"
 		"                 [--profile NAME] [--log-level LEVEL] [--log-format text|json]\n"
+		"                 [--cluster nats://HOST:PORT[,...] --node NAME]\n"
 		"       tokswitch --version\n"
 		"       tokswitch top [--metrics HOST:PORT] [--interval S] [--once]\n"
 		"Flags override the config file; see tokswitch(8), tokswitch.conf(5),\n"
@@ -366,22 +369,15 @@ static int add_flag(struct server *s, struct flag_setting f)
 }
 
 static const struct option opts[] = {
-    {"config", required_argument, NULL, 'c'},
-    {"listen", required_argument, NULL, 'l'},
-    {"issuer", required_argument, NULL, 'i'},
-    {"vault", required_argument, NULL, 'v'},
-    {"state", required_argument, NULL, 's'},
-    {"key-file", required_argument, NULL, 'k'},
-    {"metrics", required_argument, NULL, 'm'},
-    {"workers", required_argument, NULL, 'w'},
-    {"io", required_argument, NULL, 'o'},
-    {"profile", required_argument, NULL, 'p'},
-    {"log-level", required_argument, NULL, 'L'},
-    {"log-format", required_argument, NULL, 'F'},
-    {"no-state", no_argument, NULL, 'N'},
-    {"help", no_argument, NULL, 'h'},
-    {"version", no_argument, NULL, 'V'},
-    {NULL, 0, NULL, 0},
+    {"config", required_argument, NULL, 'c'},	 {"listen", required_argument, NULL, 'l'},
+    {"issuer", required_argument, NULL, 'i'},	 {"vault", required_argument, NULL, 'v'},
+    {"state", required_argument, NULL, 's'},	 {"key-file", required_argument, NULL, 'k'},
+    {"metrics", required_argument, NULL, 'm'},	 {"workers", required_argument, NULL, 'w'},
+    {"io", required_argument, NULL, 'o'},	 {"profile", required_argument, NULL, 'p'},
+    {"log-level", required_argument, NULL, 'L'}, {"log-format", required_argument, NULL, 'F'},
+    {"no-state", no_argument, NULL, 'N'},	 {"cluster", required_argument, NULL, 'C'},
+    {"node", required_argument, NULL, 'n'},	 {"help", no_argument, NULL, 'h'},
+    {"version", no_argument, NULL, 'V'},	 {NULL, 0, NULL, 0},
 };
 
 /* The [server] key of a flag that sets just that key, or NULL. */
@@ -423,6 +419,11 @@ static int take_flag(struct server *s, int opt, struct flag_setting *f)
 	case 'i':
 		f->section = "issuer";
 		f->key = "host";
+		return 1;
+	case 'C':
+	case 'n':
+		f->section = "cluster";
+		f->key = opt == 'C' ? "url" : "node";
 		return 1;
 	case 's':
 		/* over the file's no_state; beside --no-state: refused */
@@ -530,7 +531,9 @@ static int open_data(struct server *s)
 	}
 	s->acq_profile.max_frame = c->max_frame;
 	s->iss_profile.max_frame = c->max_frame;
-	r = tsw_vault_open(c->vault_dir, c->key_file, TSW_VAULT_RDONLY, &s->vault);
+	/* a node applies the cluster's changes to its vault: it writes it */
+	r = tsw_vault_open(c->vault_dir, c->key_file, c->cluster_url[0] ? 0 : TSW_VAULT_RDONLY,
+			   &s->vault);
 	if (r < 0) {
 		char why[TSW_HARDEN_WHY_MAX];
 
@@ -849,6 +852,104 @@ static void start_signals(struct server *s)
 	uv_signal_start(&s->sig_hup, on_hup, SIGHUP);
 }
 
+static void cluster_event(void *ctx, enum tsw_cluster_event ev, uint64_t seq, int err,
+			  const char *detail)
+{
+	const struct server *s = ctx;
+	char q[2 * TSW_CONFIG_NODE_MAX];
+
+	tsw_log_quote(s->cfg.cluster_node, q, sizeof(q));
+	switch (ev) {
+	case TSW_CLUSTER_EV_CONNECTED:
+		tsw_log(TSW_LOG_INFO, "cluster_subscribed", "node=\"%s\" from_seq=%" PRIu64, q,
+			seq + 1);
+		break;
+	case TSW_CLUSTER_EV_DISCONNECTED:
+		tsw_log(TSW_LOG_WARN, "cluster_disconnected", "node=\"%s\"", q);
+		break;
+	case TSW_CLUSTER_EV_APPLY_FAILED:
+		tsw_log(TSW_LOG_ERROR, "cluster_apply_failed",
+			"node=\"%s\" seq=%" PRIu64 " error=\"%s\" effect=\"retried; later "
+			"changes wait\"",
+			q, seq, tsw_strerror(err));
+		break;
+	case TSW_CLUSTER_EV_CONSUMER_RESET:
+		tsw_log(TSW_LOG_WARN, "cluster_consumer_reset", "node=\"%s\" from_seq=%" PRIu64, q,
+			seq);
+		break;
+	case TSW_CLUSTER_EV_SUBSCRIBE_FAILED:
+	case TSW_CLUSTER_EV_MAX:
+		tsw_log(TSW_LOG_WARN, "cluster_subscribe_failed",
+			"node=\"%s\" from_seq=%" PRIu64 " error=\"%s\" detail=\"%s\"", q, seq + 1,
+			tsw_strerror(err), detail ? detail : "");
+		break;
+	}
+}
+
+/* /metrics: the applier's figures; lag as tsw/ctl.h defines it. */
+static void cluster_values(void *ctx, struct tsw_ctl_cluster_values *ret)
+{
+	const struct server *s = ctx;
+	struct tsw_cluster_stats st;
+	struct timespec now;
+
+	tsw_cluster_stats(s->cluster, &st);
+	clock_gettime(CLOCK_REALTIME, &now);
+	ret->applied_sequence = st.applied_seq;
+	ret->apply_errors = st.apply_errors;
+	ret->consumer_resets = st.consumer_resets;
+	ret->connected = st.connected;
+	ret->plaintext = tsw_cluster_url_plaintext(s->cfg.cluster_url);
+	ret->lag_seconds = 0;
+	if (!st.caught_up && st.last_publish_ns > 0) {
+		double lag = (double)now.tv_sec + (double)now.tv_nsec / 1e9 -
+			     (double)st.last_publish_ns / 1e9;
+
+		ret->lag_seconds = lag > 0 ? lag : 0;
+	}
+}
+
+/* The node's applier: the stream, from the vault's last applied
+ * sequence, into the vault (the workers see each change at their next
+ * renew). Returns 0 (also without a cluster) or an error (logged). */
+static int start_cluster(struct server *s)
+{
+	const struct tsw_config *c = &s->cfg;
+	struct tsw_cluster_config cc = {
+	    .url = c->cluster_url,
+	    .node = c->cluster_node,
+	    .stream_replicas = c->cluster_stream_replicas,
+	    .ack_timeout_ms = c->cluster_ack_timeout_ms,
+	    .connect_timeout_ms = c->cluster_connect_timeout_ms,
+	    .retry_ms = c->cluster_retry_ms,
+	    .heartbeat_ms = c->cluster_heartbeat_ms,
+	};
+	char why[256] = "", q[2 * TSW_CONFIG_NODE_MAX];
+	int r;
+
+	if (!c->cluster_url[0])
+		return 0;
+	tsw_log_quote(c->cluster_node, q, sizeof(q));
+	if (tsw_cluster_url_plaintext(c->cluster_url))
+		tsw_log(TSW_LOG_WARN, "cluster_plaintext",
+			"node=\"%s\" effect=\"no TLS, no credentials: changes are sealed but "
+			"can be dropped or replayed on the path\" fix=\"not available yet "
+			"(docs/cluster.md)\"",
+			q);
+	r = tsw_cluster_open(&cc, &s->cluster, why, sizeof(why));
+	if (r == 0)
+		r = tsw_cluster_applier_start(s->cluster, s->vault, cluster_event, s);
+	if (r < 0) {
+		char qw[2 * sizeof(why)];
+
+		tsw_log(TSW_LOG_CRIT, "start_failed",
+			"what=cluster node=\"%s\" error=\"%s\" detail=\"%s\"", q, tsw_strerror(r),
+			tsw_log_quote(why, qw, sizeof(qw)));
+		return r;
+	}
+	return 0;
+}
+
 /* The metrics and health endpoint. Returns 0 or an error (logged). */
 static int start_ctl(struct server *s)
 {
@@ -865,6 +966,7 @@ static int start_ctl(struct server *s)
 	    /* the first worker's, as in the started line: with auto each worker
 	     * asks the same kernel, so they all get the same */
 	    .io_backend = tsw_io_backend_name(tsw_io_worker_backend(s->workers[0])),
+	    .cluster = s->cluster ? cluster_values : NULL,
 	};
 	struct tsw_ctl_params cp = {
 	    .host = s->cfg.metrics.host,
@@ -949,7 +1051,8 @@ static int serve(struct server *s)
 {
 	uint16_t acq_port = 0;
 
-	if (open_data(s) < 0 || open_shared_tables(s) < 0 || open_card_keys(s) < 0)
+	if (open_data(s) < 0 || open_shared_tables(s) < 0 || open_card_keys(s) < 0 ||
+	    start_cluster(s) < 0)
 		return 1;
 	start_signals(s);
 	if (start_workers(s, &acq_port) < 0 || start_ctl(s) < 0 || start_service(s) < 0) {
@@ -964,6 +1067,8 @@ static int serve(struct server *s)
 /* Closes what serve() opened, in the order the threads need. */
 static void close_data(struct server *s)
 {
+	/* the applier writes the vault */
+	tsw_cluster_close(s->cluster);
 	if (s->loop)
 		uv_loop_close(s->loop);
 	/* the state writes to the workers' eventfds: close it before them */

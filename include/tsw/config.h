@@ -49,6 +49,7 @@
 #define TSW_CONFIG_ROUTES_MAX 64
 #define TSW_CONFIG_HOST_MAX 64
 #define TSW_CONFIG_PATH_MAX 512
+#define TSW_CONFIG_NODE_MAX 64
 #define TSW_CONFIG_BIN_MAX 11 /* digits of a route's BIN prefix */
 #define TSW_CONFIG_REASON_MAX 160
 /* Workers allowed with a state directory: each registers one eventfd with
@@ -178,6 +179,15 @@ struct tsw_config {
 	/* [hsm] the software HSM's memory (restart to change) */
 	uint32_t hsm_max_keys;		/* keys held at once, imported and derived */
 	uint32_t hsm_icc_cache_entries; /* derived ICC master keys kept */
+	/* [cluster] vault changes through NATS JetStream (restart to change) */
+	char cluster_url[TSW_CONFIG_PATH_MAX]; /* "": no cluster */
+	char cluster_node[TSW_CONFIG_NODE_MAX];
+	uint32_t cluster_stream_replicas;    /* when this node creates the stream */
+	uint32_t cluster_ack_timeout_ms;     /* JetStream API requests */
+	uint32_t cluster_connect_timeout_ms; /* each server's connect */
+	uint32_t cluster_retry_ms;	     /* reconnect / resubscribe wait */
+	uint32_t cluster_heartbeat_ms;	     /* the consumer's idle heartbeat */
+	uint32_t cluster_max_staleness_ms;   /* not enforced yet (docs/cluster.md) */
 };
 
 /* Where and why a configuration was refused. line is 1-based, 0 when the

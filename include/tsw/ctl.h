@@ -33,6 +33,17 @@ struct tsw_state;
 /* What /metrics and /readyz read. All pointers must outlive the ctl. */
 struct tsw_hsm;
 
+/* The cluster's figures at scrape time (filled by the owner: ctl does
+ * not use tsw/cluster.h). */
+struct tsw_ctl_cluster_values {
+	uint64_t applied_sequence;
+	double lag_seconds;
+	uint64_t apply_errors;
+	uint64_t consumer_resets;
+	bool connected;
+	bool plaintext; /* the url is nats:// (no TLS) */
+};
+
 struct tsw_ctl_source {
 	struct tsw_metrics_shard *const *shards; /* one per worker */
 	uint32_t n_shards;
@@ -51,6 +62,9 @@ struct tsw_ctl_source {
 	 * backend the workers run ("uring", "uv"); NULL: "unknown" */
 	const char *version;
 	const char *io_backend;
+	/* the cluster (docs/cluster.md), or NULL when the switch runs
+	 * without one: then the tokswitch_cluster_* series are left out */
+	void (*cluster)(void *ctx, struct tsw_ctl_cluster_values *ret_values);
 };
 
 struct tsw_ctl_params {

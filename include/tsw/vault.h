@@ -557,4 +557,80 @@ int tsw_vault_key_list(struct tsw_vault *v, tsw_vault_key_fn fn, void *ctx);
 int tsw_vault_key_load(struct tsw_vault *v, struct tsw_vault_key *keys, size_t cap,
 		       size_t *ret_n);
 
+/* ---- replication (src/cluster, docs/cluster.md) ----
+ *
+ * A change is the write set of one write transaction of the vault: every
+ * put, delete and drop, with its database, key and value (records as
+ * stored: PANs sealed), serialized and sealed as a whole with
+ * AES-256-GCM under a key derived from the vault's current PAN key
+ * (HMAC-SHA-256 of a fixed label), so every node holding the same key
+ * file opens it and nobody else reads a token, a card key or a record. */
+
+/* Rows per write transaction of a bulk write or a reseal while a change
+ * hook is set: a change must fit one message (about 600 bytes a row
+ * at most: ~0.6 MB). */
+#define TSW_VAULT_CHANGE_CHUNK_ROWS 1000
+#define TSW_VAULT_DIGEST_BYTES 32
+
+/* What a change hook is offered: the sealed change, the last sequence
+ * this vault applied (0: none; a publisher may make the stream refuse
+ * the change unless that is still the stream's last) and an id unique to
+ * the change (hex, for a publisher's duplicate detection). */
+struct tsw_vault_change {
+	const uint8_t *sealed;
+	size_t len;
+	uint64_t prev_seq;
+	char id[2 * 12 + 1];
+};
+
+/* Called in every write transaction, before it commits, with the change
+ * it made (never for a transaction that changed nothing). Returns 0 with
+ * *ret_seq the sequence the change got (stored in the same transaction,
+ * so the vault's own change is never applied again), or a negative error:
+ * the transaction is then aborted and the write function returns it. */
+typedef int (*tsw_vault_change_fn)(void *ctx, const struct tsw_vault_change *c, uint64_t *ret_seq);
+
+/* Sets (fn NULL: clears) the change hook of v; changes larger than
+ * max_bytes sealed fail with -EMSGSIZE (nothing written). Bulk writes and
+ * reseals begun afterwards write TSW_VAULT_CHANGE_CHUNK_ROWS rows per
+ * transaction at most. Returns 0, -EROFS, -EINVAL (max_bytes too small). */
+int tsw_vault_set_change_hook(struct tsw_vault *v, tsw_vault_change_fn fn, void *ctx,
+			      size_t max_bytes);
+
+/* Applies a sealed change with its stream sequence seq (> 0) in one
+ * write transaction that also stores seq as the vault's last applied
+ * sequence. Returns 0 applied, 1 skipped (seq is not above the stored
+ * one: a redelivery, or the vault's own change), -TSW_E_INTEGRITY (the
+ * seal does not open: tampered, truncated, or sealed under a PAN key the
+ * key file lacks), -TSW_E_CORRUPT (opens but is no change this build
+ * reads), -EROFS, -EINVAL, -errno. Nothing is written on an error. */
+int tsw_vault_change_apply(struct tsw_vault *v, const uint8_t *sealed, size_t len, uint64_t seq);
+
+/* A sealed change and its stream sequence. */
+struct tsw_vault_sealed {
+	const uint8_t *bytes;
+	size_t len;
+	uint64_t seq;
+};
+
+/* tsw_vault_change_apply() for c[0, n) (sequences ascending) in ONE
+ * write transaction, so a node catching up pays one commit for a burst:
+ * those not above the stored sequence are skipped, the others applied in
+ * order and the last one's sequence stored. *ret_applied: how many were
+ * applied. Any error writes nothing (apply them one by one to find the
+ * failing one). Returns 0, -EINVAL (a sequence 0 or out of order), or
+ * the errors of tsw_vault_change_apply(). */
+int tsw_vault_changes_apply(struct tsw_vault *v, const struct tsw_vault_sealed *c, size_t n,
+			    size_t *ret_applied);
+
+/* The last sequence applied to (or published from) v, 0 for none.
+ * Returns 0 or -errno. */
+int tsw_vault_change_seq(struct tsw_vault *v, uint64_t *ret_seq);
+
+/* SHA-256 over every key and value of every database (the last applied
+ * sequence left out: *ret_seq gets it, may be NULL): two replicas with
+ * the same digest hold the same vault. Open v writable (a read-only
+ * handle may not have opened the key store yet). Returns 0 or -errno. */
+int tsw_vault_digest(struct tsw_vault *v, uint8_t out[TSW_VAULT_DIGEST_BYTES], uint64_t *ret_seq);
+
 #endif

@@ -115,6 +115,13 @@ static const struct u32_key u32_keys[] = {
     U32F("cryptogram", "max_keys_tried", cryptogram_max_keys_tried, 3, 1, 64, KEY_RELOAD),
     U32("hsm", "max_keys", hsm_max_keys, 1024, 16, 1u << 20),
     U32("hsm", "icc_cache_entries", hsm_icc_cache_entries, 65536, 1, 1u << 24),
+    /* the cluster's defaults (tsw/cluster.h TSW_CLUSTER_*_DEFAULT) */
+    U32("cluster", "stream_replicas", cluster_stream_replicas, 1, 1, 5),
+    U32("cluster", "ack_timeout_ms", cluster_ack_timeout_ms, 5000, 1, TIMEOUT_MS_MAX),
+    U32("cluster", "connect_timeout_ms", cluster_connect_timeout_ms, 2000, 1, TIMEOUT_MS_MAX),
+    U32("cluster", "retry_ms", cluster_retry_ms, 1000, 1, TIMEOUT_MS_MAX),
+    U32("cluster", "heartbeat_ms", cluster_heartbeat_ms, 1000, 100, TIMEOUT_MS_MAX),
+    U32("cluster", "max_staleness_ms", cluster_max_staleness_ms, 5000, 1, TIMEOUT_MS_MAX),
 };
 
 /* true/false keys; every one is applied by a reload */
@@ -162,6 +169,8 @@ static const struct str_key str_keys[] = {
     STR("server", "profile", profile, "default"),
     STR("server", "issuer_profile", issuer_profile, "default"),
     STR("metrics", "token_file", metrics_token_file, ""),
+    STR("cluster", "url", cluster_url, ""),
+    STR("cluster", "node", cluster_node, ""),
 };
 
 static int parse_modes(const char *s, uint32_t *ret);

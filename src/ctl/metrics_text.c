@@ -361,6 +361,44 @@ static const struct scalar state_scalars[] = {
        freeing_commits),
 };
 
+/* The cluster's applier (the owner's callback); zeros on a node without
+ * --cluster, so dashboards and alerts see the same series everywhere. */
+static void put_cluster(struct text *t, const struct tsw_ctl_source *src)
+{
+	struct tsw_ctl_cluster_values c = {0};
+
+	if (src->cluster)
+		src->cluster(src->ctx, &c);
+	put(t,
+	    "# HELP tokswitch_cluster_applied_sequence The last stream sequence applied to the "
+	    "vault.\n# TYPE tokswitch_cluster_applied_sequence gauge\n"
+	    "tokswitch_cluster_applied_sequence %" PRIu64 "\n",
+	    c.applied_sequence);
+	put(t,
+	    "# HELP tokswitch_cluster_lag_seconds Now minus the publish time of the last change "
+	    "applied, while more were pending behind it; 0 when caught up.\n"
+	    "# TYPE tokswitch_cluster_lag_seconds gauge\ntokswitch_cluster_lag_seconds %.3f\n",
+	    c.lag_seconds);
+	put(t,
+	    "# HELP tokswitch_cluster_apply_errors_total Changes that failed to apply (each "
+	    "retry counts).\n# TYPE tokswitch_cluster_apply_errors_total counter\n"
+	    "tokswitch_cluster_apply_errors_total %" PRIu64 "\n",
+	    c.apply_errors);
+	put(t,
+	    "# HELP tokswitch_cluster_consumer_resets_total The node's consumer made again by "
+	    "libnats after a gap.\n# TYPE tokswitch_cluster_consumer_resets_total counter\n"
+	    "tokswitch_cluster_consumer_resets_total %" PRIu64 "\n",
+	    c.consumer_resets);
+	put(t,
+	    "# HELP tokswitch_cluster_connected 1 while the connection to NATS is up.\n"
+	    "# TYPE tokswitch_cluster_connected gauge\ntokswitch_cluster_connected %d\n",
+	    c.connected);
+	put(t,
+	    "# HELP tokswitch_cluster_plaintext 1 when the cluster url is plain text (no TLS).\n"
+	    "# TYPE tokswitch_cluster_plaintext gauge\ntokswitch_cluster_plaintext %d\n",
+	    c.plaintext);
+}
+
 /* tsw_hsm_soft_stats(): the key memory shared by every worker. */
 static void put_hsm(struct text *t, const struct tsw_hsm *h)
 {
@@ -610,6 +648,7 @@ int tsw_ctl_render_metrics(const struct tsw_ctl_source *src, char **ret_text, si
 	put_build_info(&t, src);
 	put_state(&t, src->state);
 	put_hsm(&t, src->hsm);
+	put_cluster(&t, src);
 
 	if (t.failed) {
 		free(t.p);

@@ -340,7 +340,7 @@ int tsw_vault_batch_begin(struct tsw_vault *v, unsigned chunk_rows, tsw_vault_re
 	if (!b)
 		return -ENOMEM;
 	b->v = v;
-	b->chunk_rows = chunk_rows ? chunk_rows : v->chunk_rows;
+	b->chunk_rows = vault__chunk_rows(v, chunk_rows ? chunk_rows : v->chunk_rows);
 	b->pace.items_per_s = 2 * v->import_rate;
 	b->stats.chunk_rows = b->chunk_rows;
 	b->on_reject = on_reject;
@@ -446,7 +446,7 @@ static int write_deferred(struct tsw_vault_batch *b)
 
 		/* record and index entry in one transaction: two items a row */
 		vault__pace_wait(&b->pace, 2 * (end - i));
-		r = mdb_to_errno(mdb_txn_begin(v->env, NULL, 0, &txn));
+		r = vault__txn_begin(v, &txn);
 		if (r < 0)
 			break;
 		for (; i < end && r == 0; i++) {
@@ -495,7 +495,7 @@ static int write_deferred(struct tsw_vault_batch *b)
 			mdb_txn_abort(txn);
 			break;
 		}
-		r = mdb_to_errno(mdb_txn_commit(txn));
+		r = vault__txn_commit(v, txn);
 		if (r == 0) {
 			b->stats.imported += imported;
 			b->stats.chunks++;

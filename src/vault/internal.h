@@ -52,6 +52,16 @@ struct bin_set {
 	struct bin_set *older; /* kept until close: readers may still use it */
 };
 
+/* The write set of the current write transaction (changes.c), kept
+ * while a change hook is set: a plain change being built. */
+struct change_capture {
+	uint8_t *buf;
+	size_t len, cap;
+	uint32_t n_ops;
+	bool failed;  /* out of memory or an unknown database: the commit refuses */
+	bool too_big; /* larger than the hook takes: the commit refuses (-EMSGSIZE) */
+};
+
 struct tsw_vault {
 	MDB_env *env;
 	MDB_dbi dbi_tokens;  /* u64 token value (MDB_INTEGERKEY) -> record */
@@ -82,6 +92,11 @@ struct tsw_vault {
 	 * a writer made it (under refresh_lock; has_hsm_keys atomic) */
 	MDB_dbi dbi_hsm_keys;
 	bool has_hsm_keys;
+	/* replication (changes.c): the hook every write commit goes through */
+	tsw_vault_change_fn change_fn;
+	void *change_ctx;
+	size_t change_max_bytes;
+	struct change_capture capture;
 };
 
 #define VAULT_DB_HSM_KEYS "hsmkeys"
@@ -91,6 +106,24 @@ static inline int mdb_to_errno(int rc)
 {
 	return tsw_lmdb_errno(rc);
 }
+
+/* ---- changes.c: every write of the vault goes through these ----
+ * They return what LMDB returns (0, MDB_* or a positive errno) and, once
+ * it succeeded, append the write to the capture while a change hook is
+ * set. vault__txn_begin starts a write transaction (-errno) with an empty
+ * capture; vault__txn_commit seals the capture and offers it to the hook
+ * before it commits, and aborts txn when the hook refuses (its -errno). */
+int vault__put(struct tsw_vault *v, MDB_txn *txn, MDB_dbi dbi, MDB_val *k, MDB_val *d,
+	       unsigned flags);
+int vault__cursor_put(struct tsw_vault *v, MDB_cursor *cur, MDB_val *k, MDB_val *d, unsigned flags);
+int vault__del(struct tsw_vault *v, MDB_txn *txn, MDB_dbi dbi, MDB_val *k, MDB_val *d);
+int vault__drop(struct tsw_vault *v, MDB_txn *txn, MDB_dbi dbi);
+int vault__txn_begin(struct tsw_vault *v, MDB_txn **ret_txn);
+int vault__txn_commit(struct tsw_vault *v, MDB_txn *txn);
+/* rows per transaction, bounded while a hook is set (a change must fit
+ * one message) */
+unsigned vault__chunk_rows(const struct tsw_vault *v, unsigned rows);
+void vault__capture_free(struct tsw_vault *v);
 
 /* ---- keys.c ---- */
 /* Loads key_file into a locked key ring; with create, writes a fresh one

@@ -333,7 +333,9 @@ static int begin(struct tsw_vault *v, bool write, MDB_txn **ret_txn)
 {
 	if (write && (v->flags & TSW_VAULT_RDONLY))
 		return -EROFS;
-	return mdb_to_errno(mdb_txn_begin(v->env, NULL, write ? 0 : MDB_RDONLY, ret_txn));
+	if (write)
+		return vault__txn_begin(v, ret_txn);
+	return mdb_to_errno(mdb_txn_begin(v->env, NULL, MDB_RDONLY, ret_txn));
 }
 
 /* The database handle, opened (without creating it) by a handle that
@@ -417,7 +419,7 @@ int tsw_vault_key_add(struct tsw_vault *v, const struct tsw_vault_key_info *in,
 		r = krec_seal(&c, &rec, &k, bytes);
 	if (r == 0) {
 		d = (MDB_val){.mv_size = sizeof(rec), .mv_data = &rec};
-		r = mdb_put(txn, dbi, &k, &d, MDB_NOOVERWRITE);
+		r = vault__put(v, txn, dbi, &k, &d, MDB_NOOVERWRITE);
 		r = r == MDB_KEYEXIST ? -TSW_E_EXISTS : mdb_to_errno(r);
 	}
 	if (r == 0)
@@ -426,7 +428,7 @@ int tsw_vault_key_add(struct tsw_vault *v, const struct tsw_vault_key_info *in,
 	if (r < 0) {
 		mdb_txn_abort(txn);
 	} else {
-		r = mdb_to_errno(mdb_txn_commit(txn));
+		r = vault__txn_commit(v, txn);
 		if (r == 0 && ret_info)
 			krec_info(&k, &rec, ret_info);
 	}
@@ -478,7 +480,7 @@ int tsw_vault_key_retire(struct tsw_vault *v, enum tsw_vault_key_kind kind, cons
 	r = krec_seal(&c, &rec, &k, bytes);
 	if (r == 0) {
 		d = (MDB_val){.mv_size = sizeof(rec), .mv_data = &rec};
-		r = mdb_to_errno(mdb_put(txn, dbi, &k, &d, 0));
+		r = mdb_to_errno(vault__put(v, txn, dbi, &k, &d, 0));
 	}
 	if (r == 0)
 		r = vault__meta_bump_gen(v, txn);
@@ -488,7 +490,7 @@ out:
 	if (r < 0) {
 		mdb_txn_abort(txn);
 	} else {
-		r = mdb_to_errno(mdb_txn_commit(txn));
+		r = vault__txn_commit(v, txn);
 		if (r == 0 && ret_info)
 			krec_info(&k, &rec, ret_info);
 	}
@@ -684,7 +686,7 @@ int vault__keystore_reseal(struct tsw_vault *v, MDB_txn *txn, struct pan_crypto 
 		OPENSSL_cleanse(bytes, sizeof(bytes));
 		if (r == 0) {
 			nd = (MDB_val){.mv_size = sizeof(rec), .mv_data = &rec};
-			r = mdb_to_errno(mdb_cursor_put(cur, &nk, &nd, MDB_CURRENT));
+			r = mdb_to_errno(vault__cursor_put(v, cur, &nk, &nd, MDB_CURRENT));
 			sealed++;
 		}
 		OPENSSL_cleanse(&rec, sizeof(rec));

@@ -350,7 +350,7 @@ static int write_row(struct tsw_vault *v, struct run *run, struct chunk_write *c
 	if (cw->had_prev && cw->prev == p->key) {
 		rc = MDB_KEYEXIST; /* twice in this import */
 	} else {
-		rc = mdb_cursor_put(cw->cur, &k, &d, MDB_NOOVERWRITE | append);
+		rc = vault__cursor_put(v, cw->cur, &k, &d, MDB_NOOVERWRITE | append);
 		/* on MDB_KEYEXIST d is the record in the vault */
 		same_card =
 		    rc == MDB_KEYEXIST && d.mv_size >= sizeof(struct rec) &&
@@ -375,7 +375,7 @@ static int write_row(struct tsw_vault *v, struct run *run, struct chunk_write *c
 		return 0;
 	d.mv_size = p->dev_len;
 	d.mv_data = rec + p->rec_len;
-	return mdb_to_errno(mdb_put(cw->txn, v->dbi_devices, &k, &d, 0));
+	return mdb_to_errno(vault__put(v, cw->txn, v->dbi_devices, &k, &d, 0));
 }
 
 /* Writes a staged chunk (rows sorted by token; *prev_key: the token
@@ -391,7 +391,7 @@ static int write_tokens(struct tsw_vault *v, struct run *run, struct stage *st, 
 	size_t n_rejects = run->n_rejects;
 	int r;
 
-	r = mdb_to_errno(mdb_txn_begin(v->env, NULL, 0, &cw.txn));
+	r = vault__txn_begin(v, &cw.txn);
 	if (r < 0)
 		return r;
 	vault__crypto_init(&cw.crypto, v->keys);
@@ -410,7 +410,7 @@ static int write_tokens(struct tsw_vault *v, struct run *run, struct stage *st, 
 	}
 	mdb_cursor_close(cw.cur);
 	cw.cur = NULL;
-	r = mdb_to_errno(mdb_txn_commit(cw.txn));
+	r = vault__txn_commit(v, cw.txn);
 	if (r < 0)
 		goto out_undo;
 	vault__crypto_free(&cw.crypto);
@@ -445,7 +445,7 @@ static int write_index(struct tsw_vault *v, struct run *run, unsigned from, unsi
 		any = is_indexed(run, run->ientries[i].idx);
 	if (!any)
 		return 0;
-	r = mdb_to_errno(mdb_txn_begin(v->env, NULL, 0, &txn));
+	r = vault__txn_begin(v, &txn);
 	if (r < 0)
 		return r;
 	r = vault__index_guard(v, txn);
@@ -479,7 +479,7 @@ static int write_index(struct tsw_vault *v, struct run *run, unsigned from, unsi
 		k.mv_data = e->card_key;
 		d.mv_size = sizeof(e->key);
 		d.mv_data = &e->key;
-		rc = mdb_cursor_put(cur, &k, &d, append ? MDB_APPEND : MDB_NODUPDATA);
+		rc = vault__cursor_put(v, cur, &k, &d, append ? MDB_APPEND : MDB_NODUPDATA);
 		if (rc && rc != MDB_KEYEXIST) {
 			r = mdb_to_errno(rc);
 			goto out_abort;
@@ -490,7 +490,7 @@ static int write_index(struct tsw_vault *v, struct run *run, unsigned from, unsi
 		}
 	}
 	mdb_cursor_close(cur);
-	r = mdb_to_errno(mdb_txn_commit(txn));
+	r = vault__txn_commit(v, txn);
 	if (r == 0)
 		run->chunks++;
 	return r;

@@ -52,7 +52,7 @@ static int meta_put(struct tsw_vault *v, MDB_txn *txn, const char *name, const v
 	MDB_val k = {.mv_size = strlen(name), .mv_data = (void *)name};
 	MDB_val d = {.mv_size = len, .mv_data = (void *)data};
 
-	return mdb_to_errno(mdb_put(txn, v->dbi_meta, &k, &d, 0));
+	return mdb_to_errno(vault__put(v, txn, v->dbi_meta, &k, &d, 0));
 }
 
 int vault__meta_get_u32(struct tsw_vault *v, MDB_txn *txn, const char *name, uint32_t *ret)
@@ -130,7 +130,7 @@ static int kcv_check_named(struct tsw_vault *v, MDB_txn *txn, const char *name,
 static int kcv_forget_named(struct tsw_vault *v, MDB_txn *txn, const char *name)
 {
 	MDB_val k = {.mv_size = strlen(name), .mv_data = (void *)name};
-	int rc = mdb_del(txn, v->dbi_meta, &k, NULL);
+	int rc = vault__del(v, txn, v->dbi_meta, &k, NULL);
 
 	return rc == MDB_NOTFOUND ? 0 : mdb_to_errno(rc);
 }
@@ -244,7 +244,7 @@ int vault__index_state_put(struct tsw_vault *v, MDB_txn *txn, const struct index
 	if (r == 0 && !st->next_id) {
 		MDB_val k = {.mv_size = strlen(META_INDEX_NEXT),
 			     .mv_data = (void *)META_INDEX_NEXT};
-		int rc = mdb_del(txn, v->dbi_meta, &k, NULL);
+		int rc = vault__del(v, txn, v->dbi_meta, &k, NULL);
 
 		r = rc == MDB_NOTFOUND ? 0 : mdb_to_errno(rc);
 	}
@@ -663,6 +663,7 @@ void tsw_vault_close(struct tsw_vault *v)
 	if (v->env)
 		mdb_env_close(v->env);
 	vault__keyring_free(v->keys);
+	vault__capture_free(v);
 	b = v->bins;
 	while (b) {
 		struct bin_set *older = b->older;
@@ -726,7 +727,7 @@ int tsw_vault_add_token_bin(struct tsw_vault *v, const char *prefix, size_t len)
 	for (size_t i = 0; i < len; i++)
 		if (prefix[i] < '0' || prefix[i] > '9')
 			return -TSW_E_BAD_INPUT;
-	r = mdb_to_errno(mdb_txn_begin(v->env, NULL, 0, &txn));
+	r = vault__txn_begin(v, &txn);
 	if (r < 0)
 		return r;
 	r = bins_load(v, txn, &b);
@@ -753,7 +754,7 @@ int tsw_vault_add_token_bin(struct tsw_vault *v, const char *prefix, size_t len)
 		goto out_abort;
 	free(b);
 	b = NULL;
-	r = mdb_to_errno(mdb_txn_commit(txn));
+	r = vault__txn_commit(v, txn);
 	txn = NULL;
 	if (r < 0)
 		return r;

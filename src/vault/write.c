@@ -189,7 +189,7 @@ int vault__put_rec(struct tsw_vault *v, struct pan_crypto *c, MDB_txn *txn, uint
 	err = vault__encode_sealed(c, t, key, pan, pan_len, NULL, rec, &d.mv_size);
 	if (err < 0)
 		return err;
-	rc = mdb_put(txn, v->dbi_tokens, &k, &d, MDB_NOOVERWRITE | put_flags);
+	rc = vault__put(v, txn, v->dbi_tokens, &k, &d, MDB_NOOVERWRITE | put_flags);
 	if (rc == MDB_KEYEXIST) {
 		*ret_reason = "token already in the vault";
 		return -TSW_E_EXISTS;
@@ -198,13 +198,13 @@ int vault__put_rec(struct tsw_vault *v, struct pan_crypto *c, MDB_txn *txn, uint
 		return mdb_to_errno(rc);
 	d.mv_size = sizeof(key);
 	d.mv_data = &key;
-	rc = mdb_put(txn, v->dbi_index, &ck, &d, 0);
+	rc = vault__put(v, txn, v->dbi_index, &ck, &d, 0);
 	if (rc)
 		return mdb_to_errno(rc);
 	if (device_ref && device_ref[0]) {
 		d.mv_size = strlen(device_ref);
 		d.mv_data = (void *)device_ref;
-		rc = mdb_put(txn, v->dbi_devices, &k, &d, 0);
+		rc = vault__put(v, txn, v->dbi_devices, &k, &d, 0);
 		if (rc)
 			return mdb_to_errno(rc);
 	}
@@ -257,7 +257,7 @@ static int rewrite_token(struct tsw_vault *v, struct pan_crypto *c, MDB_txn *txn
 	int r = vault__encode_sealed(c, t, key, pan, pan_len, NULL, buf, &d.mv_size);
 
 	if (r == 0)
-		r = mdb_to_errno(mdb_put(txn, v->dbi_tokens, &k, &d, 0));
+		r = mdb_to_errno(vault__put(v, txn, v->dbi_tokens, &k, &d, 0));
 	OPENSSL_cleanse(buf, sizeof(buf));
 	return r;
 }
@@ -294,16 +294,16 @@ static int begin_write(struct tsw_vault *v, MDB_txn **ret_txn)
 {
 	if (v->flags & TSW_VAULT_RDONLY)
 		return -EROFS;
-	return mdb_to_errno(mdb_txn_begin(v->env, NULL, 0, ret_txn));
+	return vault__txn_begin(v, ret_txn);
 }
 
-static int commit_or_abort(MDB_txn *txn, int r)
+static int commit_or_abort(struct tsw_vault *v, MDB_txn *txn, int r)
 {
 	if (r < 0) {
 		mdb_txn_abort(txn);
 		return r;
 	}
-	return mdb_to_errno(mdb_txn_commit(txn));
+	return vault__txn_commit(v, txn);
 }
 
 /* What a single-token verb changes in its record. */
@@ -352,7 +352,7 @@ static int edit_token(struct tsw_vault *v, const char *token, size_t len, enum t
 out:
 	OPENSSL_cleanse(pan, sizeof(pan));
 	vault__crypto_free(&c);
-	return commit_or_abort(txn, r);
+	return commit_or_abort(v, txn, r);
 }
 
 int tsw_vault_set_status(struct tsw_vault *v, const char *token, size_t len,
@@ -423,11 +423,11 @@ int tsw_vault_bind_device(struct tsw_vault *v, const char *token, size_t len, co
 	}
 	k.mv_data = &key;
 	k.mv_size = sizeof(key);
-	rc = mdb_put(txn, v->dbi_devices, &k, &d, MDB_NODUPDATA);
+	rc = vault__put(v, txn, v->dbi_devices, &k, &d, MDB_NODUPDATA);
 	r = rc == MDB_KEYEXIST ? -TSW_E_EXISTS : mdb_to_errno(rc);
 out:
 	mdb_cursor_close(cur);
-	return commit_or_abort(txn, r);
+	return commit_or_abort(v, txn, r);
 }
 
 int tsw_vault_unbind_device(struct tsw_vault *v, const char *token, size_t len, const char *ref,
@@ -451,8 +451,8 @@ int tsw_vault_unbind_device(struct tsw_vault *v, const char *token, size_t len, 
 	r = get_token(v, &c, txn, token, len, &key, &t, NULL, NULL);
 	vault__crypto_free(&c);
 	if (r == 0)
-		r = mdb_to_errno(mdb_del(txn, v->dbi_devices, &k, &d));
-	return commit_or_abort(txn, r);
+		r = mdb_to_errno(vault__del(v, txn, v->dbi_devices, &k, &d));
+	return commit_or_abort(v, txn, r);
 }
 
 /* The token values indexed under card_key (malloc'ed array). */
@@ -546,7 +546,7 @@ int tsw_vault_set_card_suspended(struct tsw_vault *v, const char *pan, size_t pa
 		r = card_tokens(v, txn, card_key, &keys, &n);
 	if (r < 0)
 		goto out;
-	r = mdb_to_errno(mdb_put(txn, v->dbi_cards, &k, &d, 0));
+	r = mdb_to_errno(vault__put(v, txn, v->dbi_cards, &k, &d, 0));
 	for (size_t i = 0; r == 0 && i < n; i++) {
 		char tpan[TSW_PAN_MAX_DIGITS];
 		struct tsw_token t;
@@ -561,7 +561,7 @@ int tsw_vault_set_card_suspended(struct tsw_vault *v, const char *pan, size_t pa
 	}
 out:
 	free(keys);
-	r = commit_or_abort(txn, r);
+	r = commit_or_abort(v, txn, r);
 out_crypto:
 	OPENSSL_cleanse(card_key, sizeof(card_key));
 	vault__crypto_free(&c);
@@ -614,15 +614,15 @@ int tsw_vault_update_pan(struct tsw_vault *v, const char *old_pan, size_t old_le
 	if (r == 0 && memcmp(old_key, new_key, CARD_KEY_BYTES) != 0) {
 		MDB_val k = {.mv_size = CARD_KEY_BYTES, .mv_data = old_key};
 
-		r = mdb_to_errno(mdb_del(txn, v->dbi_index, &k, NULL));
+		r = mdb_to_errno(vault__del(v, txn, v->dbi_index, &k, NULL));
 		k.mv_data = new_key;
 		for (size_t i = 0; r == 0 && i < n; i++) {
 			MDB_val d = {.mv_size = sizeof(uint64_t), .mv_data = &keys[i]};
 
-			r = mdb_to_errno(mdb_put(txn, v->dbi_index, &k, &d, 0));
+			r = mdb_to_errno(vault__put(v, txn, v->dbi_index, &k, &d, 0));
 		}
 	}
-	r = commit_or_abort(txn, r);
+	r = commit_or_abort(v, txn, r);
 	if (r == 0 && ret_tokens)
 		*ret_tokens = n;
 out_wipe:
@@ -717,7 +717,7 @@ int tsw_vault_provision(struct tsw_vault *v, const struct tsw_vault_row *row, co
 			   rec, &reason);
 	if (r < 0)
 		goto out_abort;
-	r = mdb_to_errno(mdb_txn_commit(txn));
+	r = vault__txn_commit(v, txn);
 	txn = NULL;
 	if (r == 0)
 		r = vault__rec_decode(rec, vault__rec_size((struct rec *)rec), key, ret_token);
@@ -825,7 +825,7 @@ static int new_key(struct tsw_vault *v, const struct tsw_vault_reseal_opts *o, u
 		return r;
 	r = vault__meta_get_u32(v, txn, "key:current", &current);
 	if (r < 0)
-		return commit_or_abort(txn, r);
+		return commit_or_abort(v, txn, r);
 	for (uint32_t i = 0; i < v->keys->n_pan; i++)
 		if (v->keys->pan[i].id > current &&
 		    vault__kcv_check(v, txn, v->keys->pan[i].id, v->keys->pan[i].key) == 1 &&
@@ -836,7 +836,7 @@ static int new_key(struct tsw_vault *v, const struct tsw_vault_reseal_opts *o, u
 	if (slot < 0) {
 		r = vault__keyring_add_key(v->keys, v->key_file, &id);
 		if (r < 0)
-			return commit_or_abort(txn, r);
+			return commit_or_abort(v, txn, r);
 		slot = vault__keyring_slot(v->keys, id);
 	} else {
 		__atomic_store_n(&v->keys->current, (uint32_t)slot, __ATOMIC_RELEASE);
@@ -846,7 +846,7 @@ static int new_key(struct tsw_vault *v, const struct tsw_vault_reseal_opts *o, u
 	r = vault__kcv_register(v, txn, id, v->keys->pan[slot].key);
 	if (r == 0)
 		r = vault__meta_bump_gen(v, txn);
-	r = commit_or_abort(txn, r);
+	r = commit_or_abort(v, txn, r);
 	if (r < 0)
 		return r;
 	if (o->progress)
@@ -889,7 +889,7 @@ static int reseal_one(struct tsw_vault *v, struct pan_crypto *c, MDB_cursor *cur
 		/* MDB_CURRENT; a version 2 record grows by its tail,
 		 * and LMDB then deletes and inserts the node: the key
 		 * must not point into the page it rewrites */
-		r = mdb_to_errno(mdb_cursor_put(cur, &nk, &nd, MDB_CURRENT));
+		r = mdb_to_errno(vault__cursor_put(v, cur, &nk, &nd, MDB_CURRENT));
 		(*sealed)++;
 	}
 	OPENSSL_cleanse(buf, sizeof(buf));
@@ -905,7 +905,8 @@ static int reseal_one(struct tsw_vault *v, struct pan_crypto *c, MDB_cursor *cur
 static int reseal_records(struct tsw_vault *v, const struct tsw_vault_reseal_opts *o,
 			  struct tsw_vault_reseal_result *res)
 {
-	unsigned chunk = o->chunk_rows ? o->chunk_rows : TSW_VAULT_REKEY_CHUNK_ROWS;
+	unsigned chunk =
+	    vault__chunk_rows(v, o->chunk_rows ? o->chunk_rows : TSW_VAULT_REKEY_CHUNK_ROWS);
 	struct pan_crypto c;
 	uint64_t next = 0;
 	uint32_t id = 0;
@@ -956,7 +957,7 @@ static int reseal_records(struct tsw_vault *v, const struct tsw_vault_reseal_opt
 			if (r == 0)
 				r = vault__meta_bump_gen(v, txn);
 		}
-		r = commit_or_abort(txn, r);
+		r = commit_or_abort(v, txn, r);
 		if (r < 0)
 			break;
 		if (!more && vault__format1(v))
@@ -1062,7 +1063,7 @@ int tsw_vault_retire_key(struct tsw_vault *v, uint32_t id, uint64_t *ret_records
 		r = vault__kcv_forget(v, txn, id);
 	if (r == 0)
 		r = vault__meta_bump_gen(v, txn);
-	r = commit_or_abort(txn, r);
+	r = commit_or_abort(v, txn, r);
 	if (ret_records)
 		*ret_records = users;
 	return r;
@@ -1101,10 +1102,10 @@ static int index_begin(struct tsw_vault *v, const struct tsw_vault_reseal_opts *
 	if (r == 0 && !st.next_id)
 		r = vault__keyring_add_hmac(k, v->key_file, &st.next_id);
 	if (r < 0)
-		return commit_or_abort(txn, r);
+		return commit_or_abort(v, txn, r);
 	slot = vault__keyring_hmac_slot(k, st.next_id);
 	if (slot < 0 || vault__index_kcv_check(v, txn, st.next_id, k->hmac[slot].key) < 0)
-		return commit_or_abort(txn, -TSW_E_BAD_KEY); /* the file lacks, or changed, it */
+		return commit_or_abort(v, txn, -TSW_E_BAD_KEY); /* the file lacks, or changed, it */
 	if (o->progress)
 		o->progress(o->ctx, TSW_VAULT_STEP_KEY_FILE, 0);
 	p = 1 - st.db;
@@ -1114,12 +1115,12 @@ static int index_begin(struct tsw_vault *v, const struct tsw_vault_reseal_opts *
 	if (r == 0)
 		r = vault__index_pair_open(v, txn, p);
 	if (r == 0)
-		r = mdb_to_errno(mdb_drop(txn, v->pair_index[p], 0));
+		r = mdb_to_errno(vault__drop(v, txn, v->pair_index[p]));
 	if (r == 0)
-		r = mdb_to_errno(mdb_drop(txn, v->pair_cards[p], 0));
+		r = mdb_to_errno(vault__drop(v, txn, v->pair_cards[p]));
 	if (r == 0)
 		r = vault__meta_bump_gen(v, txn);
-	r = commit_or_abort(txn, r);
+	r = commit_or_abort(v, txn, r);
 	if (r < 0)
 		return r;
 	if (o->progress)
@@ -1154,11 +1155,11 @@ static int index_one(struct tsw_vault *v, struct pan_crypto *c_old, struct pan_c
 	rc = mdb_get(txn, v->pair_cards[live], &ck, &cd);
 	ck.mv_data = new_ck;
 	if (rc == 0)
-		r = mdb_to_errno(mdb_put(txn, v->pair_cards[p], &ck, &cd, 0));
+		r = mdb_to_errno(vault__put(v, txn, v->pair_cards[p], &ck, &cd, 0));
 	else if (rc != MDB_NOTFOUND)
 		r = mdb_to_errno(rc);
 	if (r == 0)
-		r = mdb_to_errno(mdb_put(txn, v->pair_index[p], &ck, &tk, 0));
+		r = mdb_to_errno(vault__put(v, txn, v->pair_index[p], &ck, &tk, 0));
 	if (r < 0)
 		goto out_wipe;
 	t.card_id = card_id_of(new_ck);
@@ -1168,7 +1169,7 @@ static int index_one(struct tsw_vault *v, struct pan_crypto *c_old, struct pan_c
 
 		/* tk, not the cursor's key: a version 2 record grows by its
 		 * tail, and LMDB then rewrites the page that key points into */
-		r = mdb_to_errno(mdb_cursor_put(cur, &tk, &nd, MDB_CURRENT));
+		r = mdb_to_errno(vault__cursor_put(v, cur, &tk, &nd, MDB_CURRENT));
 	}
 out_wipe:
 	OPENSSL_cleanse(pan, sizeof(pan));
@@ -1197,7 +1198,7 @@ static int index_switch(struct tsw_vault *v, struct index_state st, int new_slot
 	r = vault__index_state_put(v, txn, &st);
 	if (r == 0)
 		r = vault__meta_bump_gen(v, txn);
-	r = commit_or_abort(txn, r);
+	r = commit_or_abort(v, txn, r);
 	if (r < 0)
 		return r;
 	v->index_db = st.db;
@@ -1208,20 +1209,21 @@ static int index_switch(struct tsw_vault *v, struct index_state st, int new_slot
 	r = begin_write(v, &txn);
 	if (r < 0)
 		return r;
-	r = mdb_to_errno(mdb_drop(txn, v->pair_index[old_db], 0));
+	r = mdb_to_errno(vault__drop(v, txn, v->pair_index[old_db]));
 	if (r == 0)
-		r = mdb_to_errno(mdb_drop(txn, v->pair_cards[old_db], 0));
+		r = mdb_to_errno(vault__drop(v, txn, v->pair_cards[old_db]));
 	if (r == 0)
 		r = vault__index_kcv_forget(v, txn, old_id);
 	if (r == 0)
 		r = vault__keyring_remove_hmac(v->keys, v->key_file, old_id);
-	return commit_or_abort(txn, r);
+	return commit_or_abort(v, txn, r);
 }
 
 int tsw_vault_rekey_index(struct tsw_vault *v, const struct tsw_vault_reseal_opts *o,
 			  struct tsw_vault_reseal_result *ret_result)
 {
-	unsigned chunk = o->chunk_rows ? o->chunk_rows : TSW_VAULT_REKEY_CHUNK_ROWS;
+	unsigned chunk =
+	    vault__chunk_rows(v, o->chunk_rows ? o->chunk_rows : TSW_VAULT_REKEY_CHUNK_ROWS);
 	struct tsw_vault_reseal_result res = {0};
 	struct pan_crypto c_old, c_new;
 	struct index_state st;
@@ -1269,7 +1271,7 @@ int tsw_vault_rekey_index(struct tsw_vault *v, const struct tsw_vault_reseal_opt
 		else if (r == 0 && rc != 0)
 			r = mdb_to_errno(rc);
 		mdb_cursor_close(cur);
-		r = commit_or_abort(txn, r);
+		r = commit_or_abort(v, txn, r);
 		if (r < 0)
 			break;
 		res.records += done;

@@ -4,6 +4,7 @@ what it receives and answers on command, process helpers that wait on
 conditions with deadlines (never a bare sleep), and a tiny TAP runner.
 """
 import os
+import re
 import select
 import signal
 import socket
@@ -634,6 +635,25 @@ def block_io_uring():
         raise OSError(ctypes.get_errno(), "PR_SET_NO_NEW_PRIVS")
     if libc.prctl(22, 2, ctypes.byref(fprog), 0, 0) != 0:  # PR_SET_SECCOMP, FILTER
         raise OSError(ctypes.get_errno(), "PR_SET_SECCOMP")
+
+
+def documented_series(source):
+    """{name: type} of the metrics table of docs/operations.md (the rows
+    after "Metrics: every series", up to the next section)."""
+    with open(os.path.join(source, "docs", "operations.md")) as f:
+        doc = f.read()
+    start = doc.index("\nMetrics: every series")
+    table = doc[start:doc.index("\n## ", start)]
+    series = {}
+    for line in table.splitlines():
+        if not line.startswith("| `"):
+            continue
+        cols = [c.strip() for c in re.split(r"(?<!\\)\|", line)[1:-1]]
+        for name in re.findall(r"`(\w+)[{`]", cols[0]):
+            if name in series:
+                raise AssertionError("%s twice in docs/operations.md" % name)
+            series[name] = cols[1]
+    return series
 
 
 def metric_value(body, name_with_labels):

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "tokvault.h"
+#include "tsw/cluster.h"
 #include "tsw/error.h"
 #include "tsw/harden.h"
 #include "tsw/log.h"
@@ -26,6 +27,7 @@
 /* a PAN line read from standard input: digits, newline, slack for a CR */
 #define PAN_LINE_MAX (TSW_PAN_MAX_DIGITS + 8)
 #define PAN_ARGS_MAX 2
+#define CLUSTER_MS_MAX 600000u
 
 struct verb {
 	const char *name;
@@ -725,6 +727,27 @@ static int run_stats(struct tsw_vault *v, int argc, char **argv)
 
 /* --progress: one line per durable step, flushed at once (what a
  * supervisor, or the crash test, watches). */
+/* digest: SHA-256 of every database (the last applied cluster sequence
+ * left out, printed beside it): replicas that agree print the same. */
+static int run_digest(struct tsw_vault *v, int argc, char **argv)
+{
+	uint8_t d[TSW_VAULT_DIGEST_BYTES];
+	uint64_t seq = 0;
+	int r;
+
+	(void)argv;
+	if (argc != 0)
+		return usage_error("no arguments");
+	r = tsw_vault_digest(v, d, &seq);
+	if (r < 0)
+		return fail(r, "digest");
+	printf("digest=");
+	for (size_t i = 0; i < sizeof(d); i++)
+		printf("%02x", d[i]);
+	printf(" seq=%llu\n", (unsigned long long)seq);
+	return 0;
+}
+
 static void print_step(void *ctx, enum tsw_vault_reseal_step step, uint64_t records)
 {
 	static const char *const names[TSW_VAULT_STEP_MAX] = {"key_file", "key_current", "chunk",
@@ -1246,6 +1269,9 @@ static const struct verb verbs[] = {
      run_repersonalize, 0, NULL},
     {"stats", "", "counts tokens, cards, bindings, keys and ranges", run_stats, TSW_VAULT_RDONLY,
      NULL},
+    {"digest", "",
+     "prints a SHA-256 of every record and database, and the last cluster sequence applied",
+     run_digest, 0, "opens the vault for writing (as every verb but show, stats, key-list)"},
     {"rekey", "[--finish | --index] [--chunk-rows N] [--progress]",
      "adds a PAN key to the key file and re-encrypts every record under it", run_rekey, 0,
      "crash-safe: the key is durable in the key file before any record uses it, and old keys\n"
@@ -1288,7 +1314,10 @@ static const struct verb verbs[] = {
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: tokvault --vault DIR --key-file FILE VERB [ARGS]\n\nverbs:\n");
+	fprintf(
+	    f,
+	    "usage: tokvault --vault DIR --key-file FILE [--cluster nats://HOST:PORT[,...]\n"
+	    "                [--ack-timeout-ms N] [--stream-replicas N]] VERB [ARGS]\n\nverbs:\n");
 	for (size_t i = 0; i < N_VERBS; i++)
 		fprintf(f, "  %-14s %s\n", verbs[i].name, verbs[i].help);
 	fprintf(f, "\ntokvault VERB --help shows a verb's arguments\n"
@@ -1296,14 +1325,158 @@ static void usage(FILE *f)
 		   "(recommended: arguments show in ps and shell history)\n");
 }
 
+struct args {
+	const char *vault_dir, *key_file;
+	const struct verb *verb;
+	char *rest[ARGS_MAX];
+	int n_rest;
+	bool help;
+	struct tsw_cluster_config cluster; /* url NULL: no cluster */
+};
+
+static int parse_ms(const char *name, const char *s, unsigned *ret)
+{
+	unsigned long x;
+
+	if (parse_uint(s, 1, CLUSTER_MS_MAX, &x) < 0) {
+		fprintf(stderr, "tokvault: %s: expected 1..%u\n", name, CLUSTER_MS_MAX);
+		return -EINVAL;
+	}
+	*ret = (unsigned)x;
+	return 0;
+}
+
+/* The options before and around the verb; 0, or an exit status. */
+static int parse_global(int argc, char **argv, struct args *a)
+{
+	for (int i = 1; i < argc; i++) {
+		bool has_value = i + 1 < argc;
+
+		if (strcmp(argv[i], "--vault") == 0 && has_value) {
+			a->vault_dir = argv[++i];
+		} else if (strcmp(argv[i], "--key-file") == 0 && has_value) {
+			a->key_file = argv[++i];
+		} else if (strcmp(argv[i], "--cluster") == 0 && has_value) {
+			a->cluster.url = argv[++i];
+		} else if (strcmp(argv[i], "--ack-timeout-ms") == 0 && has_value) {
+			if (parse_ms("--ack-timeout-ms", argv[++i], &a->cluster.ack_timeout_ms) < 0)
+				return EXIT_USAGE;
+		} else if (strcmp(argv[i], "--stream-replicas") == 0 && has_value) {
+			unsigned long x;
+
+			if (parse_uint(argv[++i], 1, TSW_CLUSTER_REPLICAS_MAX, &x) < 0)
+				return usage_error("--stream-replicas: expected 1..5");
+			a->cluster.stream_replicas = (unsigned)x;
+		} else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+			a->help = true;
+		} else if (!a->verb) {
+			for (size_t j = 0; j < N_VERBS; j++)
+				if (strcmp(verbs[j].name, argv[i]) == 0)
+					a->verb = &verbs[j];
+			if (!a->verb) {
+				fprintf(stderr, "tokvault: unknown verb '%s'\n", argv[i]);
+				usage(stderr);
+				return EXIT_USAGE;
+			}
+		} else if (a->n_rest < ARGS_MAX) {
+			a->rest[a->n_rest++] = argv[i];
+		} else {
+			fprintf(stderr, "tokvault: too many arguments\n");
+			return EXIT_USAGE;
+		}
+	}
+	return 0;
+}
+
+static int open_vault(const struct args *a, unsigned flags, struct tsw_vault **ret_v)
+{
+	int r = tsw_vault_open(a->vault_dir, a->key_file, flags, ret_v);
+
+	if (r < 0) {
+		char why[TSW_HARDEN_WHY_MAX];
+
+		if (tsw_vault_check_files(a->vault_dir, a->key_file, why, sizeof(why)) < 0 &&
+		    why[0])
+			fprintf(stderr, "tokvault: %s: cannot open vault %s: %s\n", a->verb->name,
+				a->vault_dir, why);
+		else
+			fprintf(stderr, "tokvault: %s: cannot open vault %s: %s\n", a->verb->name,
+				a->vault_dir, tsw_strerror(r));
+		return EXIT_FAILURE;
+	}
+	return 0;
+}
+
+/* The verb through the cluster: the local copy caught up with the
+ * stream, then every write transaction of the verb published, and
+ * committed here only once the cluster acknowledged it. */
+static int run_clustered(const struct args *a, struct tsw_vault *v)
+{
+	struct tsw_cluster *cl = NULL;
+	char why[256] = "";
+	uint64_t applied = 0;
+	int r, rc;
+
+	/* the verbs that write the key file too */
+	if (strcmp(a->verb->name, "rekey") == 0 || strcmp(a->verb->name, "keys") == 0) {
+		fprintf(stderr,
+			"tokvault: %s: not through the cluster yet: it writes the key file, "
+			"which every node must receive first (docs/cluster.md)\n",
+			a->verb->name);
+		return EXIT_FAILURE;
+	}
+	if (tsw_cluster_url_plaintext(a->cluster.url))
+		fprintf(stderr,
+			"tokvault: warning: %s is plain text (no TLS, no credentials): "
+			"the changes are sealed, but anyone on the path can drop or "
+			"replay them\n",
+			a->cluster.url);
+	r = tsw_cluster_open(&a->cluster, &cl, why, sizeof(why));
+	if (r < 0) {
+		fprintf(stderr,
+			"tokvault: %s: cannot reach the cluster (%s: %s): nothing changed\n",
+			a->verb->name, tsw_strerror(r), why);
+		return EXIT_FAILURE;
+	}
+	r = tsw_cluster_catch_up(cl, v, &applied);
+	if (r == 0)
+		r = tsw_cluster_publish_to(cl, v);
+	if (r < 0) {
+		fprintf(stderr,
+			"tokvault: %s: cannot catch up with the cluster: %s: nothing changed\n",
+			a->verb->name, tsw_strerror(r));
+		tsw_cluster_close(cl);
+		return EXIT_FAILURE;
+	}
+	if (applied)
+		fprintf(stderr, "tokvault: %s: applied %llu changes from the cluster first\n",
+			a->verb->name, (unsigned long long)applied);
+	rc = a->verb->run(v, a->n_rest, (char **)a->rest);
+	r = tsw_cluster_publish_error(cl);
+	if (r < 0) {
+		fprintf(stderr, "tokvault: %s: change not acknowledged by the cluster (%s): %s\n",
+			a->verb->name, tsw_strerror(r),
+			r == -ESTALE ? "another change came first: nothing changed, run it again"
+				     : "nothing changed");
+		rc = EXIT_FAILURE;
+	}
+	tsw_vault_set_change_hook(v, NULL, NULL, 0);
+	tsw_cluster_close(cl);
+	return rc;
+}
+
 int main(int argc, char **argv)
 {
-	const char *vault_dir = NULL, *key_file = NULL;
-	char *rest[ARGS_MAX];
-	const struct verb *verb = NULL;
+	struct args a = {
+	    .cluster = {.stream_replicas = 1,
+			.ack_timeout_ms = TSW_CLUSTER_ACK_TIMEOUT_MS_DEFAULT,
+			.connect_timeout_ms = TSW_CLUSTER_CONNECT_TIMEOUT_MS_DEFAULT,
+			.retry_ms = TSW_CLUSTER_RETRY_MS_DEFAULT,
+			.heartbeat_ms = TSW_CLUSTER_HEARTBEAT_MS_DEFAULT},
+	};
 	struct tsw_vault *v = NULL;
-	bool help = false;
-	int n_rest = 0, r;
+	unsigned flags;
+	int r;
 
 	/* PANs and keys pass through this process in clear: no core dumps,
 	 * no ptrace by other users */
@@ -1315,59 +1488,33 @@ int main(int argc, char **argv)
 			fprintf(stderr, "tokvault: warning: %s: %s (a core dump could hold keys)\n",
 				step, tsw_strerror(r));
 	}
-
-	for (int i = 1; i < argc; i++) {
-		if (strcmp(argv[i], "--vault") == 0 && i + 1 < argc) {
-			vault_dir = argv[++i];
-		} else if (strcmp(argv[i], "--key-file") == 0 && i + 1 < argc) {
-			key_file = argv[++i];
-		} else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-			help = true;
-		} else if (!verb) {
-			for (size_t j = 0; j < N_VERBS; j++)
-				if (strcmp(verbs[j].name, argv[i]) == 0)
-					verb = &verbs[j];
-			if (!verb) {
-				fprintf(stderr, "tokvault: unknown verb '%s'\n", argv[i]);
-				usage(stderr);
-				return EXIT_USAGE;
-			}
-		} else if (n_rest < ARGS_MAX) {
-			rest[n_rest++] = argv[i];
-		} else {
-			fprintf(stderr, "tokvault: too many arguments\n");
-			return EXIT_USAGE;
-		}
+	r = parse_global(argc, argv, &a);
+	if (r)
+		return r;
+	if (!a.verb) {
+		usage(a.help ? stdout : stderr);
+		return a.help ? 0 : EXIT_USAGE;
 	}
-	if (!verb) {
-		usage(help ? stdout : stderr);
-		return help ? 0 : EXIT_USAGE;
-	}
-	g_verb = verb->name;
-	if (help) {
-		printf("usage: tokvault --vault DIR --key-file FILE %s %s\n  %s\n", verb->name,
-		       verb->args, verb->help);
-		if (verb->note)
-			printf("  %s\n", verb->note);
+	g_verb = a.verb->name;
+	if (a.help) {
+		printf("usage: tokvault --vault DIR --key-file FILE [--cluster URL] %s %s\n  %s\n",
+		       a.verb->name, a.verb->args, a.verb->help);
+		if (a.verb->note)
+			printf("  %s\n", a.verb->note);
 		return 0;
 	}
-	if (!vault_dir || !key_file)
+	if (!a.vault_dir || !a.key_file)
 		return usage_error("--vault DIR and --key-file FILE are required");
 	/* a format 1 vault opens for tokvault: to upgrade it, and to run it
-	 * until then (the switch refuses one) */
-	r = tsw_vault_open(vault_dir, key_file, verb->open_flags | TSW_VAULT_FORMAT1_OK, &v);
-	if (r < 0) {
-		char why[TSW_HARDEN_WHY_MAX];
-
-		if (tsw_vault_check_files(vault_dir, key_file, why, sizeof(why)) < 0 && why[0])
-			fprintf(stderr, "tokvault: %s: cannot open vault %s: %s\n", verb->name,
-				vault_dir, why);
-		else
-			fprintf(stderr, "tokvault: %s: cannot open vault %s: %s\n", verb->name,
-				vault_dir, tsw_strerror(r));
-		return EXIT_FAILURE;
-	}
-	r = verb->run(v, n_rest, rest);
+	 * until then (the switch refuses one); through the cluster every verb
+	 * opens for writing, to catch up first */
+	flags = a.verb->open_flags | TSW_VAULT_FORMAT1_OK;
+	if (a.cluster.url)
+		flags &= ~(unsigned)TSW_VAULT_RDONLY;
+	r = open_vault(&a, flags, &v);
+	if (r)
+		return r;
+	r = a.cluster.url ? run_clustered(&a, v) : a.verb->run(v, a.n_rest, a.rest);
 	tsw_vault_close(v);
 	return r;
 }

@@ -24,6 +24,7 @@ OWNER = {
     "authz.h": "authz",
     "state.h": "state",
     "hsm.h": "hsm",
+    "cluster.h": "cluster",
     "engine.h": "engine", "metrics.h": "engine",
     "io.h": "io",
     "ctl.h": "ctl", "service.h": "ctl",
@@ -31,11 +32,12 @@ OWNER = {
 # state (limited-use counts, ATCs, the SAF queue) sits beside authz: authz
 # is pure and never uses it; the engine uses both. hsm (card cryptography)
 # sits there too: it uses common and iso8583's TLV reader, never the vault
-# (the engine hands it the keys the vault stores).
-RANK = {"common": 0, "iso8583": 1, "vault": 1, "authz": 2, "state": 2, "hsm": 2, "engine": 3,
+# (the engine hands it the keys the vault stores). cluster (NATS JetStream)
+# replicates vault changes: it uses the vault, and the vault never uses it.
+RANK = {"common": 0, "iso8583": 1, "vault": 1, "authz": 2, "state": 2, "hsm": 2, "cluster": 2, "engine": 3,
         "io": 4, "ctl": 4, "main": 5}
 # io/ moves bytes for the engine and decides nothing.
-FORBIDDEN = {"io": {"vault", "authz", "state", "hsm"}, "hsm": {"vault"}}
+FORBIDDEN = {"io": {"vault", "authz", "state", "hsm", "cluster"}, "hsm": {"vault"}}
 
 inc_re = re.compile(r'^\s*#\s*include\s+"tsw/([^"]+)"', re.M)
 

@@ -297,6 +297,25 @@ def test_restarted_node_catches_up_and_agrees():
         assert digest(VAULTS[name]) == want, name
 
 
+def test_the_stream_store_holds_no_pan_or_token():
+    """What travels through NATS is what its servers keep on disk: every
+    change of the tests above, sealed. No PAN or token is in the store's
+    files, in ASCII or packed BCD. The server stops first, so what it
+    buffered is in the files."""
+    NATS.stop()
+    stored, leaks = 0, []
+    for root, _, files in os.walk(NATS.dir):
+        for f in files:
+            if f == "nats.log":
+                continue
+            data = open(os.path.join(root, f), "rb").read()
+            stored += len(data)
+            leaks += ["%s: %s" % (f, x) for x in
+                      T.log_leaks(data, [d for pair in TOKENS for d in pair])]
+    assert stored > N_CHANGES * 100, "the store holds %d bytes: nothing was checked" % stored
+    assert not leaks, "the NATS store holds " + ", ".join(leaks)
+
+
 def cleanup():
     for n in NODES.values():
         n.sw.kill()
@@ -311,6 +330,7 @@ try:
         ("no server: tokvault fails, nothing changed", test_no_server_no_change),
         ("a copy that missed changes catches up before it publishes", test_stale_copy_catches_up),
         ("restarted node catches up and agrees", test_restarted_node_catches_up_and_agrees),
+        ("the stream store holds no PAN or token", test_the_stream_store_holds_no_pan_or_token),
     ], args.only)
 finally:
     cleanup()

@@ -19,13 +19,6 @@
 /* The shortest card number (the vault holds 12-19 digits). */
 #define PAN_MIN_DIGITS 12
 
-static bool conn_alive(const struct tsw_engine *e, const struct req *r)
-{
-	const struct acq_conn *c = &e->conns[r->acq_slot];
-
-	return c->state == ACQ_OPEN && c->gen == r->acq_gen;
-}
-
 static bool moves_money(const struct req *r)
 {
 	return r->mti_class == TSW_MTI_0100 || r->mti_class == TSW_MTI_0200;
@@ -75,7 +68,7 @@ void engine__req_fail(struct tsw_engine *e, struct req *r, int timed_out)
 	TSW_GAUGE_DEC(e->m->inflight);
 	/* stand-in at the timeout: an advice instead of the reversal, and
 	 * the approval once that advice is durable */
-	if (timed_out && engine__standin_wanted(e, r->mti_class, true) && conn_alive(e, r) &&
+	if (timed_out && engine__standin_wanted(e, r->mti_class, true) && req_conn_alive(e, r) &&
 	    engine__standin_try(e, r))
 		return;
 	if (moves_money(r) && r->sent_to_issuer) {
@@ -85,7 +78,7 @@ void engine__req_fail(struct tsw_engine *e, struct req *r, int timed_out)
 	} else if (r->has_ticket) {
 		engine__use_release(e, r->ticket);
 	}
-	if (conn_alive(e, r)) {
+	if (req_conn_alive(e, r)) {
 		answer_after(e, r, TSW_AUTHZ_ISSUER_UNAVAILABLE, put, id);
 		return;
 	}
@@ -433,7 +426,7 @@ static inline void finish_answer(struct tsw_engine *e, struct req *r, const stru
 {
 	bool owes = settle_answer(e, r, m, rc);
 
-	if (!conn_alive(e, r)) {
+	if (!req_conn_alive(e, r)) {
 		TSW_COUNT(e->m->answers_conn_gone);
 		if (owes)
 			engine__reverse_undelivered(e, r, r->has_ticket);
@@ -471,7 +464,7 @@ void engine__issuer_answer(struct tsw_engine *e, uint32_t link, const struct tsw
 	hist_between(&e->m->issuer_rtt, r->fwd_ns, e->now_ns);
 	TSW_GAUGE_DEC(e->m->inflight);
 	/* an approval waits for the use or ATC it spent to be on disk */
-	if (engine__approval_must_wait(e, r, rc) && conn_alive(e, r)) {
+	if (engine__approval_must_wait(e, r, rc) && req_conn_alive(e, r)) {
 		engine__approval_hold(e, r, m, rc);
 		return;
 	}
@@ -503,7 +496,7 @@ void engine__answer_refused(struct tsw_engine *e, struct req *r, const struct ts
 {
 	bool owes = settle_answer(e, r, m, rc);
 
-	if (!conn_alive(e, r)) {
+	if (!req_conn_alive(e, r)) {
 		TSW_COUNT(e->m->answers_conn_gone);
 		TSW_COUNT(e->m->declines[reason]);
 		if (owes)

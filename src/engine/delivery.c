@@ -44,13 +44,6 @@
 
 #define NO_REQ UINT32_MAX
 
-static bool conn_alive(const struct tsw_engine *e, const struct req *r)
-{
-	const struct acq_conn *c = &e->conns[r->acq_slot];
-
-	return c->state == ACQ_OPEN && c->gen == r->acq_gen;
-}
-
 void engine__held_answer(struct tsw_engine *e, struct req *r, enum tsw_authz_reason reason,
 			 uint64_t id)
 {
@@ -143,10 +136,10 @@ void engine__held_poll(struct tsw_engine *e)
 		held_pop(e);
 		if (reason == TSW_AUTHZ_STANDIN) {
 			engine__standin_release(e, r, tsw_state_saf_durable(e->state, r->hold_id),
-						conn_alive(e, r));
+						req_conn_alive(e, r));
 			continue;
 		}
-		if (conn_alive(e, r)) {
+		if (req_conn_alive(e, r)) {
 			engine__decline(e, r->acq_slot, &r->echo, reason);
 			engine__conn_request_done(e, r->acq_slot, r->acq_gen);
 		} else {

@@ -355,6 +355,15 @@ int engine__pending_init(struct tsw_engine *e);
 void engine__pending_free(struct tsw_engine *e);
 struct req *engine__req_alloc(struct tsw_engine *e);
 void engine__req_free(struct tsw_engine *e, struct req *r);
+/* r's acquirer connection is still the one it came on (open, same
+ * generation): what it is owed can still be written there. */
+static inline bool req_conn_alive(const struct tsw_engine *e, const struct req *r)
+{
+	const struct acq_conn *c = &e->conns[r->acq_slot];
+
+	return c->state == ACQ_OPEN && c->gen == r->acq_gen;
+}
+
 static inline uint32_t req_index(const struct tsw_engine *e, const struct req *r)
 {
 	return (uint32_t)(r - e->reqs);

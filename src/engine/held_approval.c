@@ -114,17 +114,10 @@ void engine__approval_hold(struct tsw_engine *e, struct req *r, const struct tsw
 	TSW_GAUGE_INC(e->m->answers_awaiting_record);
 }
 
-static bool conn_alive(const struct tsw_engine *e, const struct req *r)
-{
-	const struct acq_conn *c = &e->conns[r->acq_slot];
-
-	return c->state == ACQ_OPEN && c->gen == r->acq_gen;
-}
-
 /* What becomes of held r now: 1 delivered, -1 refused, 0 it waits on. */
 static int held_outcome(struct tsw_engine *e, const struct req *r)
 {
-	if (!conn_alive(e, r) || tsw_state_durable(e->state, r->rec_ticket))
+	if (!req_conn_alive(e, r) || tsw_state_durable(e->state, r->rec_ticket))
 		return 1;
 	if (tsw_state_degraded(e->state)) {
 		engine_event_req(e, TSW_EV_APPROVAL_RECORD_UNWRITTEN, r, .why = "degraded");
